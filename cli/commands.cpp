@@ -1,0 +1,291 @@
+#include "commands.hpp"
+
+#include <cmath>
+#include <cstdint>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "args.hpp"
+#include "sgdstab/sgdstab.hpp"
+
+namespace sgdstab::cli {
+
+using json = nlohmann::ordered_json;
+
+namespace {
+
+const char* kUsageText = R"(usage: sgdstab COMMAND [options]
+
+Exact mean-square linear stability of SGD at an interpolating minimum of the
+square loss (loss convention: 1/2 |f - y|^2, mean over samples).
+
+commands:
+  threshold --jacobian FILE [--outputs C] --batch B [--sampling S]
+  threshold --gram FILE --outputs C --batch B [--sampling S]
+  radius    (--jacobian FILE | --gram FILE) [--outputs C] --batch B --lr ETA [--sampling S]
+  curve     (--jacobian FILE | --gram FILE) [--outputs C] [--batches 1,2,4,...] [--sampling S]
+  demo      eta*(B) of a built-in random-feature regression problem
+
+common options:
+  --sampling without|with|bernoulli   mini-batch scheme (default without)
+  --method automatic|dense|lanczos    eigensolver (default automatic)
+  --tol X                              relative eigenvalue accuracy (default 1e-10)
+  --ncv K                              Lanczos subspace dimension (default min(m, 40))
+  --rank-tol X                         relative rank cut-off of the Gram spectrum
+  --space automatic|parameter|sample   where the reduction is computed
+  --direction FILE                     also write the top eigen-direction (r x r, reduced coordinates)
+
+Input files: CSV (comma-separated, no header) or .npy (2-D float64/float32).
+A Jacobian has n*C rows (row i*C + k = d f_k(x_i) / d theta) and p columns;
+a Gram is the (n C) x (n C) matrix J J^T in the same order.
+Output: one JSON object on stdout. Exit codes: 0 ok, 1 error (I/O, memory),
+2 bad usage or input, 3 an eigensolver did not converge (JSON still printed,
+"converged": false).
+)";
+
+const std::set<std::string> kCommon = {"jacobian", "gram", "outputs", "sampling", "method", "tol",
+                                       "ncv", "rank-tol", "space", "direction"};
+
+std::set<std::string> with_common(std::set<std::string> extra) {
+  extra.insert(kCommon.begin(), kCommon.end());
+  return extra;
+}
+
+Geometry load_geometry(const Args& args) {
+  const bool jac = args.has("jacobian"), gram = args.has("gram");
+  if (jac == gram) throw UsageError("give exactly one of --jacobian FILE or --gram FILE");
+  const long long c = args.integer_or("outputs", 1);
+  if (c < 1) throw UsageError("--outputs: C must be >= 1, got " + std::to_string(c));
+  ReductionOptions ro;
+  ro.rank_tolerance = args.number_or("rank-tol", 0.0);
+  const std::string space = args.str_or("space", "automatic");
+  if (space == "automatic") ro.space = Space::automatic;
+  else if (space == "parameter") ro.space = Space::parameter;
+  else if (space == "sample") ro.space = Space::sample;
+  else throw UsageError("--space: expected automatic|parameter|sample, got '" + space + "'");
+  if (jac) return Geometry::from_jacobian(read_matrix(args.str("jacobian")), c, ro);
+  return Geometry::from_gram(read_matrix(args.str("gram")), c, ro);
+}
+
+SolverOptions solver_options(const Args& args) {
+  SolverOptions so;
+  so.method = parse_method(args.str_or("method", "automatic"));
+  so.tolerance = args.number_or("tol", so.tolerance);
+  so.subspace_dimension = args.integer_or("ncv", 0);
+  so.want_direction = args.has("direction");
+  so.validate();
+  return so;
+}
+
+Index batch_of(const Args& args, const Geometry& g) {
+  const long long b = args.integer("batch");
+  if (b < 1 || b > g.samples())
+    throw sgdstab::invalid_argument("--batch: B must satisfy 1 <= B <= n = " + std::to_string(g.samples()) +
+                                    ", got " + std::to_string(b));
+  return static_cast<Index>(b);
+}
+
+void report_fields(json& j, const SolveReport& r) {
+  j["converged"] = r.converged;
+  j["matvecs"] = r.matvecs;
+  j["iterations"] = r.iterations;
+  j["residual"] = r.residual;
+  j["method"] = to_string(r.method);
+  j["message"] = r.message;
+}
+
+void geometry_fields(json& j, const Geometry& g) {
+  j["samples"] = g.samples();
+  j["outputs"] = g.outputs();
+  j["params"] = g.params() > 0 ? json(g.params()) : json(nullptr);
+  j["rank"] = g.rank();
+}
+
+void hessian_fields(json& j, const Geometry& g) {
+  j["eta_gd"] = 2.0 / g.lambda_max();
+  j["lambda_max"] = g.lambda_max();
+  j["hessian_frobenius"] = g.hessian_frobenius();
+  j["hessian_trace"] = g.hessian_trace();
+}
+
+int finish(const json& j, bool converged, std::ostream& out, std::ostream& err) {
+  out << j.dump(2) << "\n";
+  if (!converged) {
+    err << "sgdstab: the eigensolver did not converge; the numbers above are not to be trusted\n";
+    return kNotConverged;
+  }
+  return kOk;
+}
+
+void write_direction(const Args& args, const Eigen::MatrixXd& dir) {
+  if (args.has("direction") && dir.size() > 0) {
+    const std::string path = args.str("direction");
+    if (path.size() >= 4 && path.compare(path.size() - 4, 4, ".npy") == 0) write_npy(path, dir);
+    else write_csv(path, dir);
+  }
+}
+
+int cmd_threshold(const Args& args, std::ostream& out, std::ostream& err) {
+  args.allow_only(with_common({"batch"}));
+  const Sampling sampling = parse_sampling(args.str_or("sampling", "without"));
+  const SolverOptions so = solver_options(args);
+  const Geometry g = load_geometry(args);
+  const Index b = batch_of(args, g);
+  const ThresholdResult r = stability_threshold(g, b, sampling, so);
+  json j;
+  geometry_fields(j, g);
+  j["batch"] = b;
+  j["sampling"] = to_string(sampling);
+  j["eta_star"] = r.eta_star;
+  hessian_fields(j, g);
+  report_fields(j, r.report);
+  j["space"] = to_string(g.space());
+  j["loss_convention"] = "1/2 squared error, mean over samples";
+  write_direction(args, r.direction);
+  return finish(j, r.converged(), out, err);
+}
+
+int cmd_radius(const Args& args, std::ostream& out, std::ostream& err) {
+  args.allow_only(with_common({"batch", "lr"}));
+  const Sampling sampling = parse_sampling(args.str_or("sampling", "without"));
+  const SolverOptions so = solver_options(args);
+  const double lr = args.number("lr");
+  if (!(lr > 0)) throw sgdstab::invalid_argument("--lr: the learning rate must be > 0, got " + detail::fmt(lr));
+  const Geometry g = load_geometry(args);
+  const Index b = batch_of(args, g);
+  const RadiusResult r = spectral_radius(g, lr, b, sampling, so);
+  json j;
+  j["rho"] = r.rho;
+  j["lr"] = lr;
+  j["batch"] = b;
+  j["sampling"] = to_string(sampling);
+  report_fields(j, r.report);
+  geometry_fields(j, g);
+  j["loss_convention"] = "1/2 squared error, mean over samples";
+  write_direction(args, r.direction);
+  return finish(j, r.converged(), out, err);
+}
+
+json curve_json(const Geometry& g, const std::vector<Index>& batches, Sampling sampling,
+                const SolverOptions& so, bool* all_converged) {
+  const std::vector<ThresholdResult> curve = threshold_curve(g, batches, sampling, so);
+  json j;
+  j["sampling"] = to_string(sampling);
+  geometry_fields(j, g);
+  hessian_fields(j, g);
+  json pts = json::array();
+  *all_converged = true;
+  for (const ThresholdResult& r : curve) {
+    json p;
+    p["batch"] = r.batch;
+    p["eta_star"] = r.eta_star;
+    p["converged"] = r.converged();
+    p["matvecs"] = r.report.matvecs;
+    p["method"] = to_string(r.report.method);
+    pts.push_back(p);
+    *all_converged = *all_converged && r.converged();
+  }
+  j["points"] = pts;
+  j["loss_convention"] = "1/2 squared error, mean over samples";
+  return j;
+}
+
+int cmd_curve(const Args& args, std::ostream& out, std::ostream& err) {
+  args.allow_only(with_common({"batches"}));
+  const Sampling sampling = parse_sampling(args.str_or("sampling", "without"));
+  SolverOptions so = solver_options(args);
+  so.want_direction = false;
+  const Geometry g = load_geometry(args);
+  std::vector<Index> batches;
+  if (args.has("batches")) {
+    for (long long b : args.integer_list("batches")) {
+      if (b < 1 || b > g.samples())
+        throw sgdstab::invalid_argument("--batches: every B must satisfy 1 <= B <= n = " +
+                                        std::to_string(g.samples()) + ", got " + std::to_string(b));
+      batches.push_back(static_cast<Index>(b));
+    }
+  } else {
+    batches = default_batches(g.samples());
+  }
+  bool ok = true;
+  const json j = curve_json(g, batches, sampling, so, &ok);
+  return finish(j, ok, out, err);
+}
+
+// The built-in problem of `sgdstab demo`: random-feature regression.
+Eigen::MatrixXd demo_jacobian(Index n, Index d, Index m) {
+  std::uint64_t state = 20221128;  // fixed seed: the demo prints the same numbers everywhere
+  auto next = [&]() {
+    state += 0x9E3779B97F4A7C15ULL;
+    std::uint64_t z = state;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return static_cast<double>((z ^ (z >> 31)) >> 11) * 0x1.0p-53;
+  };
+  auto gauss = [&]() {
+    const double u = next(), v = next();
+    return std::sqrt(-2.0 * std::log(1.0 - u)) * std::cos(6.283185307179586 * v);
+  };
+  Eigen::MatrixXd x(n, d), w(d, m);
+  for (Index i = 0; i < x.size(); ++i) x.data()[i] = gauss();
+  for (Index i = 0; i < w.size(); ++i) w.data()[i] = gauss() / std::sqrt(static_cast<double>(d));
+  // phi(x) = relu(W^T x) / sqrt(m): the Jacobian of f(x) = a . phi(x) in a.
+  return (x * w).cwiseMax(0.0) / std::sqrt(static_cast<double>(m));
+}
+
+int cmd_demo(const Args& args, std::ostream& out, std::ostream& err) {
+  args.allow_only({"sampling", "method", "tol", "ncv"});
+  const Sampling sampling = parse_sampling(args.str_or("sampling", "without"));
+  const SolverOptions so = solver_options(args);
+  const Index n = 64, d = 16, m = 256;
+  const Geometry g = Geometry::from_jacobian(demo_jacobian(n, d, m), 1);
+  bool ok = true;
+  json j;
+  j["problem"] = "random-feature regression: n = 64 Gaussian inputs in R^16, 256 ReLU features "
+                 "(frozen), scalar output; the Jacobian of this linear-in-theta model is the same "
+                 "at every theta, in particular at its interpolating minima";
+  json c = curve_json(g, default_batches(n), sampling, so, &ok);
+  for (auto it = c.begin(); it != c.end(); ++it) j[it.key()] = it.value();
+  return finish(j, ok, out, err);
+}
+
+}  // namespace
+
+int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+  try {
+    if (argc >= 2 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "help" ||
+                      std::string(argv[1]) == "-h")) {
+      out << kUsageText;
+      return kOk;
+    }
+    const Args args(argc, argv, {});
+    const std::string& cmd = args.command();
+    std::ostringstream buffer;  // nothing reaches `out` unless the command succeeds
+    int code;
+    if (cmd == "threshold") code = cmd_threshold(args, buffer, err);
+    else if (cmd == "radius") code = cmd_radius(args, buffer, err);
+    else if (cmd == "curve") code = cmd_curve(args, buffer, err);
+    else if (cmd == "demo") code = cmd_demo(args, buffer, err);
+    else throw UsageError("unknown command '" + cmd + "'");
+    out << buffer.str();
+    return code;
+  } catch (const UsageError& e) {
+    err << "sgdstab: " << e.what() << "\n\n" << kUsageText;
+    return kUsage;
+  } catch (const sgdstab::invalid_argument& e) {
+    err << "sgdstab: invalid input: " << e.what() << "\n";
+    return kUsage;
+  } catch (const io_error& e) {
+    err << "sgdstab: cannot read input: " << e.what() << "\n";
+    return kFailure;
+  } catch (const resource_error& e) {
+    err << "sgdstab: too large: " << e.what() << "\n";
+    return kFailure;
+  } catch (const std::exception& e) {
+    err << "sgdstab: error: " << e.what() << "\n";
+    return kFailure;
+  }
+}
+
+}  // namespace sgdstab::cli

@@ -1,0 +1,5 @@
+#include <iostream>
+
+#include "commands.hpp"
+
+int main(int argc, char** argv) { return sgdstab::cli::run(argc, argv, std::cout, std::cerr); }

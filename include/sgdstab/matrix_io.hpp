@@ -1,0 +1,27 @@
+#pragma once
+/// \file matrix_io.hpp
+/// \brief Reading and writing dense matrices: CSV and NumPy .npy.
+///
+/// CSV: comma-separated numbers, one row per line, no header, every row the
+/// same length; blank lines at the end are ignored. NPY: format versions
+/// 1-3, 2-D, dtype float64 or float32 (either byte order), C or Fortran
+/// order. Every malformed file (empty, ragged, non-numeric, NaN/Inf,
+/// truncated, wrong magic, wrong dtype or rank, trailing bytes) throws
+/// sgdstab::io_error naming the file and the problem. Writers go through a
+/// temporary file renamed into place, so no result file is ever half-written.
+#include <Eigen/Core>
+#include <string>
+
+namespace sgdstab {
+
+/// Reads `path` as .npy when its name ends in ".npy", otherwise as CSV.
+Eigen::MatrixXd read_matrix(const std::string& path);
+Eigen::MatrixXd read_csv(const std::string& path);
+Eigen::MatrixXd read_npy(const std::string& path);
+
+/// Writes with full (17 significant digits) precision.
+void write_csv(const std::string& path, const Eigen::MatrixXd& m);
+/// Writes float64, C order, format version 1.0.
+void write_npy(const std::string& path, const Eigen::MatrixXd& m);
+
+}  // namespace sgdstab

@@ -1,0 +1,24 @@
+#pragma once
+/// \file memory.hpp
+/// \brief Memory estimates made before large allocations.
+///
+/// Every routine that allocates O(size^2) storage first estimates its peak
+/// and calls check_memory(), so that a problem that would not fit fails with
+/// sgdstab::resource_error naming the sizes instead of crashing the process.
+#include <cstddef>
+#include <string>
+
+namespace sgdstab {
+
+/// Bytes this process may still allocate: MemAvailable from /proc/meminfo,
+/// or 0 when it cannot be read (then no check is made).
+std::size_t available_memory_bytes();
+
+/// \throws sgdstab::resource_error when `bytes` exceeds `limit` (or, when
+/// limit == 0, the available memory). `what` names the computation.
+void check_memory(double bytes, const std::string& what, double limit = 0);
+
+/// Human-readable byte count ("1.5 GiB").
+std::string format_bytes(double bytes);
+
+}  // namespace sgdstab

@@ -1,0 +1,10 @@
+#pragma once
+/// \file sgdstab.hpp
+/// \brief Umbrella header: everything public in sgdstab.
+#include "sgdstab/errors.hpp"
+#include "sgdstab/geometry.hpp"
+#include "sgdstab/matrix_io.hpp"
+#include "sgdstab/memory.hpp"
+#include "sgdstab/moment_operator.hpp"
+#include "sgdstab/sampling.hpp"
+#include "sgdstab/stability.hpp"

@@ -1,0 +1,122 @@
+#pragma once
+/// \file stability.hpp
+/// \brief Exact mean-square linear stability of SGD: the threshold eta*(B),
+/// the spectral radius rho(T) and the curve B -> eta*(B).
+///
+/// Linearized SGD at an interpolating minimum is mean-square stable iff
+/// rho(T) <= 1 on range(H), which holds iff eta <= eta*(B) with
+///   eta*(B) = 1 / lambda_max(A^{-1/2} Q A^{-1/2})      (theory/threshold.md, eq. 5)
+/// (A(S) = HS + SH, Q(S) = E[H_xi S H_xi]; see moment_operator.hpp). The
+/// stable set is the interval (0, eta*]; eta* is non-decreasing in B and
+/// equals 2 / lambda_max(H) at B = n without replacement.
+///
+/// Two methods: `dense` builds the r(r+1)/2-square matrix and calls LAPACK;
+/// `lanczos` runs Spectra's implicitly restarted Lanczos on the matrix-free
+/// operator (O(n c r^2) flops per application). `automatic` picks dense for
+/// small r. A Lanczos run that does not converge is retried with a larger
+/// subspace, then densely when that fits in memory; if all fail the result
+/// says converged = false and carries a message: the number is then not to
+/// be trusted.
+///
+/// \code
+/// auto g = sgdstab::Geometry::from_jacobian(J, /*outputs=*/1);
+/// auto res = sgdstab::stability_threshold(g, /*batch=*/8);
+/// if (!res.converged) throw std::runtime_error(res.message);
+/// std::cout << "eta* = " << res.eta_star << "\n";
+/// \endcode
+#include <Eigen/Core>
+#include <string>
+#include <vector>
+
+#include "sgdstab/geometry.hpp"
+#include "sgdstab/sampling.hpp"
+
+namespace sgdstab {
+
+/// Eigensolver used for a stability quantity.
+enum class Method {
+  automatic,  ///< dense when r(r+1)/2 <= SolverOptions::dense_max_dimension
+  dense,      ///< explicit matrix + LAPACK dsyevd
+  lanczos     ///< matrix-free implicitly restarted Lanczos (Spectra)
+};
+std::string to_string(Method method);
+/// "automatic", "dense" or "lanczos". \throws sgdstab::invalid_argument otherwise.
+Method parse_method(const std::string& text);
+
+/// Options of the eigensolvers. validate() throws sgdstab::invalid_argument.
+struct SolverOptions {
+  Method method = Method::automatic;
+  /// Relative accuracy of the eigenvalue (Spectra: residual <= tol * |lambda|).
+  double tolerance = 1e-10;
+  /// Lanczos restarts allowed per attempt.
+  Index max_iterations = 1000;
+  /// Lanczos subspace dimension (ncv); 0 = min(m, 40), m = r(r+1)/2.
+  Index subspace_dimension = 0;
+  /// automatic uses the dense method when m <= this.
+  Index dense_max_dimension = 600;
+  /// The dense method is a fallback for a failed Lanczos only when m <= this.
+  Index dense_fallback_max_dimension = 8000;
+  /// Also return the top eigen-direction (an r x r PSD matrix).
+  bool want_direction = false;
+  /// Memory the solver may use, bytes; 0 = what the system has available.
+  double memory_limit_bytes = 0.0;
+  void validate() const;
+};
+
+/// What an eigensolve did. A number whose report says converged = false is
+/// not trustworthy.
+struct SolveReport {
+  bool converged = false;
+  Index iterations = 0;   ///< Lanczos restarts (1 for dense)
+  Index matvecs = 0;      ///< operator applications, residual check included
+  double residual = 0.0;  ///< |M v - lambda v| / |lambda| for the returned unit v
+  Method method = Method::automatic;  ///< the method that produced the value
+  std::string message;    ///< what happened (fallbacks, failures)
+};
+
+/// eta*(B) and its provenance.
+struct ThresholdResult {
+  double eta_star = 0.0;      ///< stable iff lr <= eta_star (loss convention 1/2, mean)
+  double pencil_max = 0.0;    ///< lambda_max(A^{-1/2} Q A^{-1/2}) = 1 / eta_star
+  Index batch = 0;
+  Sampling sampling = Sampling::without_replacement;
+  SolveReport report;
+  /// Top generalized eigen-direction S* (r x r, PSD, unit Frobenius norm,
+  /// reduced coordinates) when SolverOptions::want_direction; else empty.
+  Eigen::MatrixXd direction;
+  bool converged() const { return report.converged; }
+};
+
+/// rho(T) on range(H) and its provenance.
+struct RadiusResult {
+  double rho = 0.0;  ///< spectral radius of T = largest eigenvalue (T is positive, self-adjoint)
+  double lr = 0.0;
+  Index batch = 0;
+  Sampling sampling = Sampling::without_replacement;
+  SolveReport report;
+  Eigen::MatrixXd direction;  ///< top eigenvector of T (PSD) on request
+  bool converged() const { return report.converged; }
+};
+
+/// The exact threshold eta*(B). \throws sgdstab::invalid_argument unless
+/// 1 <= batch <= n; sgdstab::resource_error when it would not fit in memory.
+ThresholdResult stability_threshold(const Geometry& geometry, Index batch,
+                                    Sampling sampling = Sampling::without_replacement,
+                                    const SolverOptions& options = {});
+
+/// rho(T) at learning rate lr. \throws sgdstab::invalid_argument unless
+/// lr > 0 is finite and 1 <= batch <= n.
+RadiusResult spectral_radius(const Geometry& geometry, double lr, Index batch,
+                             Sampling sampling = Sampling::without_replacement,
+                             const SolverOptions& options = {});
+
+/// eta*(B) for each B (each Lanczos run warm-started from the previous one).
+std::vector<ThresholdResult> threshold_curve(const Geometry& geometry,
+                                             const std::vector<Index>& batches,
+                                             Sampling sampling = Sampling::without_replacement,
+                                             const SolverOptions& options = {});
+
+/// Powers of two below n, then n: {1, 2, 4, ..., n}.
+std::vector<Index> default_batches(Index samples);
+
+}  // namespace sgdstab

@@ -1,0 +1,59 @@
+#include "linalg.hpp"
+
+#include <algorithm>
+#include <vector>
+
+extern "C" {
+void dsyevd_(const char* jobz, const char* uplo, const int* n, double* a, const int* lda, double* w,
+             double* work, const int* lwork, int* iwork, const int* liwork, int* info);
+void dsymm_(const char* side, const char* uplo, const int* m, const int* n, const double* alpha,
+            const double* a, const int* lda, const double* b, const int* ldb, const double* beta,
+            double* c, const int* ldc);
+void dsyrk_(const char* uplo, const char* trans, const int* n, const int* k, const double* alpha,
+            const double* a, const int* lda, const double* beta, double* c, const int* ldc);
+}
+
+namespace sgdstab::detail {
+
+int symmetric_eigen(Eigen::MatrixXd& a, Eigen::VectorXd& evals) {
+  const int n = static_cast<int>(a.rows());
+  evals.resize(n);
+  if (n == 0) return 0;
+  int lwork = -1, liwork = -1, info = 0, iquery = 0;
+  double wquery = 0;
+  dsyevd_("V", "L", &n, a.data(), &n, evals.data(), &wquery, &lwork, &iquery, &liwork, &info);
+  if (info != 0) return info;
+  lwork = static_cast<int>(wquery) + 1;
+  liwork = std::max(iquery, 1);
+  std::vector<double> work(static_cast<std::size_t>(lwork));
+  std::vector<int> iwork(static_cast<std::size_t>(liwork));
+  dsyevd_("V", "L", &n, a.data(), &n, evals.data(), work.data(), &lwork, iwork.data(), &liwork,
+          &info);
+  return info;
+}
+
+void symm_right(const Eigen::MatrixXd& a, const Eigen::MatrixXd& s, Eigen::MatrixXd& c) {
+  const int m = static_cast<int>(a.rows()), n = static_cast<int>(s.rows());
+  c.resize(m, n);
+  if (m == 0 || n == 0) return;
+  const double one = 1.0, zero = 0.0;
+  const int lda = std::max(m, 1);
+  dsymm_("R", "L", &m, &n, &one, s.data(), &n, a.data(), &lda, &zero, c.data(), &lda);
+}
+
+void syrk_t_lower(double alpha, const double* a, Eigen::Index k, Eigen::Index r, Eigen::Index lda,
+                  Eigen::MatrixXd& c) {
+  if (k == 0 || r == 0) return;
+  const int ki = static_cast<int>(k), ri = static_cast<int>(r), ldai = static_cast<int>(lda);
+  const int ldc = static_cast<int>(c.rows());
+  const double one = 1.0;
+  dsyrk_("L", "T", &ri, &ki, &alpha, a, &ldai, &one, c.data(), &ldc);
+}
+
+void symmetrize_from_lower(Eigen::MatrixXd& c) {
+  const Eigen::Index r = c.rows();
+  for (Eigen::Index j = 1; j < r; ++j)
+    for (Eigen::Index i = 0; i < j; ++i) c(i, j) = c(j, i);
+}
+
+}  // namespace sgdstab::detail

@@ -1,0 +1,248 @@
+#include "sgdstab/matrix_io.hpp"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include "sgdstab/errors.hpp"
+#include "sgdstab/memory.hpp"
+
+namespace sgdstab {
+
+using Eigen::MatrixXd;
+
+namespace {
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw io_error(path + ": cannot open for reading (" + std::strerror(errno) + ")");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) throw io_error(path + ": read error");
+  return ss.str();
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+void atomic_write(const std::string& path, const std::string& bytes) {
+  const std::string tmp = path + ".tmp" + std::to_string(std::rand());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw io_error(path + ": cannot open for writing (" + std::strerror(errno) + ")");
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.flush();
+    if (!out) {
+      std::remove(tmp.c_str());
+      throw io_error(path + ": write failed");
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw io_error(path + ": cannot move the written file into place (" + std::strerror(errno) + ")");
+  }
+}
+
+}  // namespace
+
+MatrixXd read_csv(const std::string& path) {
+  const std::string text = slurp(path);
+  std::vector<double> values;
+  Eigen::Index cols = -1, rows = 0;
+  std::size_t pos = 0, line_no = 0;
+  std::vector<std::string> lines;
+  while (pos <= text.size()) {
+    std::size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(pos, end - pos);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    lines.push_back(line);
+    pos = end + 1;
+  }
+  while (!lines.empty() && lines.back().find_first_not_of(" \t") == std::string::npos) lines.pop_back();
+  if (lines.empty()) throw io_error(path + ": the CSV file is empty");
+  for (const std::string& line : lines) {
+    ++line_no;
+    Eigen::Index fields = 0;
+    std::size_t start = 0;
+    while (true) {
+      std::size_t comma = line.find(',', start);
+      std::string field = line.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      const std::size_t a = field.find_first_not_of(" \t"), b = field.find_last_not_of(" \t");
+      field = (a == std::string::npos) ? std::string() : field.substr(a, b - a + 1);
+      ++fields;
+      if (field.empty())
+        throw io_error(path + ": line " + std::to_string(line_no) + ", field " + std::to_string(fields) +
+                       " is empty");
+      char* endp = nullptr;
+      errno = 0;
+      const double v = std::strtod(field.c_str(), &endp);
+      if (endp != field.c_str() + field.size())
+        throw io_error(path + ": line " + std::to_string(line_no) + ", field " + std::to_string(fields) +
+                       " is not a number: '" + field + "'");
+      if (!std::isfinite(v))
+        throw io_error(path + ": line " + std::to_string(line_no) + ", field " + std::to_string(fields) +
+                       " is not finite: '" + field + "'");
+      values.push_back(v);
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+    if (cols < 0) cols = fields;
+    if (fields != cols)
+      throw io_error(path + ": line " + std::to_string(line_no) + " has " + std::to_string(fields) +
+                     " fields, expected " + std::to_string(cols) + " (ragged CSV)");
+    ++rows;
+  }
+  MatrixXd m(rows, cols);
+  for (Eigen::Index i = 0; i < rows; ++i)
+    for (Eigen::Index j = 0; j < cols; ++j) m(i, j) = values[static_cast<std::size_t>(i * cols + j)];
+  return m;
+}
+
+MatrixXd read_npy(const std::string& path) {
+  const std::string bytes = slurp(path);
+  auto bad = [&](const std::string& why) { return io_error(path + ": not a valid .npy file: " + why); };
+  if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0)
+    throw bad(bytes.size() < 6 ? "too short for the magic string" : "wrong magic string");
+  const auto major = static_cast<unsigned char>(bytes[6]);
+  std::size_t header_len = 0, header_start = 0;
+  if (major == 1) {
+    header_len = static_cast<unsigned char>(bytes[8]) | (static_cast<std::size_t>(static_cast<unsigned char>(bytes[9])) << 8);
+    header_start = 10;
+  } else if (major == 2 || major == 3) {
+    if (bytes.size() < 12) throw bad("truncated header length");
+    for (int k = 0; k < 4; ++k)
+      header_len |= static_cast<std::size_t>(static_cast<unsigned char>(bytes[8 + k])) << (8 * k);
+    header_start = 12;
+  } else {
+    throw bad("unsupported format version " + std::to_string(major));
+  }
+  if (bytes.size() < header_start + header_len)
+    throw bad("truncated header (" + std::to_string(bytes.size()) + " bytes, header ends at " +
+              std::to_string(header_start + header_len) + ")");
+  const std::string header = bytes.substr(header_start, header_len);
+  auto value_of = [&](const std::string& key) -> std::string {
+    const std::size_t k = header.find("'" + key + "'");
+    if (k == std::string::npos) throw bad("header has no '" + key + "'");
+    const std::size_t colon = header.find(':', k);
+    if (colon == std::string::npos) throw bad("malformed header near '" + key + "'");
+    std::size_t v = header.find_first_not_of(' ', colon + 1);
+    if (v == std::string::npos) throw bad("malformed header near '" + key + "'");
+    if (header[v] == '(') {
+      const std::size_t close = header.find(')', v);
+      if (close == std::string::npos) throw bad("unterminated shape tuple");
+      return header.substr(v, close - v + 1);
+    }
+    const std::size_t end = header.find_first_of(",}", v);
+    if (end == std::string::npos) throw bad("malformed header near '" + key + "'");
+    std::string out = header.substr(v, end - v);
+    while (!out.empty() && out.back() == ' ') out.pop_back();
+    return out;
+  };
+  std::string descr = value_of("descr");
+  if (descr.size() < 2 || (descr.front() != '\'' && descr.front() != '"')) throw bad("malformed descr " + descr);
+  descr = descr.substr(1, descr.size() - 2);
+  bool big_endian = false;
+  std::size_t item = 0;
+  if (descr == "<f8" || descr == "=f8" || descr == "f8") item = 8;
+  else if (descr == "<f4" || descr == "=f4" || descr == "f4") item = 4;
+  else if (descr == ">f8") { item = 8; big_endian = true; }
+  else if (descr == ">f4") { item = 4; big_endian = true; }
+  else throw bad("dtype '" + descr + "' is not supported (float64 or float32 only)");
+  const std::string fo = value_of("fortran_order");
+  if (fo != "False" && fo != "True") throw bad("malformed fortran_order " + fo);
+  const bool fortran = (fo == "True");
+  const std::string shape = value_of("shape");
+  std::vector<long long> dims;
+  {
+    std::string inner = shape.substr(1, shape.size() - 2);
+    std::stringstream ss(inner);
+    std::string tok;
+    while (std::getline(ss, tok, ',')) {
+      const std::size_t a = tok.find_first_not_of(' ');
+      if (a == std::string::npos) continue;
+      char* endp = nullptr;
+      const long long v = std::strtoll(tok.c_str() + a, &endp, 10);
+      if (v < 0 || (*endp != '\0' && *endp != ' ' && *endp != 'L')) throw bad("malformed shape " + shape);
+      dims.push_back(v);
+    }
+  }
+  if (dims.size() != 2) throw bad("expected a 2-D array, got shape " + shape);
+  const long long rows = dims[0], cols = dims[1];
+  if (rows == 0 || cols == 0) throw bad("the array is empty, shape " + shape);
+  const double data_bytes = static_cast<double>(rows) * static_cast<double>(cols) * static_cast<double>(item);
+  const std::size_t data_start = header_start + header_len;
+  const double have = static_cast<double>(bytes.size() - data_start);
+  if (have < data_bytes)
+    throw bad("truncated data: shape " + shape + " needs " + std::to_string(static_cast<long long>(data_bytes)) +
+              " bytes, the file holds " + std::to_string(static_cast<long long>(have)));
+  if (have > data_bytes)
+    throw bad(std::to_string(static_cast<long long>(have - data_bytes)) + " unexpected bytes after the data");
+  check_memory(8.0 * rows * cols, path + ": the matrix");
+  MatrixXd m(rows, cols);
+  const char* p = bytes.data() + data_start;
+  for (long long idx = 0; idx < rows * cols; ++idx) {
+    unsigned char buf[8];
+    std::memcpy(buf, p + idx * static_cast<long long>(item), item);
+    if (big_endian)
+      for (std::size_t k = 0; k < item / 2; ++k) std::swap(buf[k], buf[item - 1 - k]);
+    double v;
+    if (item == 8) {
+      std::memcpy(&v, buf, 8);
+    } else {
+      float f;
+      std::memcpy(&f, buf, 4);
+      v = f;
+    }
+    if (!std::isfinite(v))
+      throw io_error(path + ": element " + std::to_string(idx) + " is not finite (" + std::to_string(v) + ")");
+    const long long i = fortran ? idx % rows : idx / cols;
+    const long long j = fortran ? idx / rows : idx % cols;
+    m(i, j) = v;
+  }
+  return m;
+}
+
+MatrixXd read_matrix(const std::string& path) {
+  return ends_with(path, ".npy") ? read_npy(path) : read_csv(path);
+}
+
+void write_csv(const std::string& path, const MatrixXd& m) {
+  std::string out;
+  char buf[40];
+  for (Eigen::Index i = 0; i < m.rows(); ++i) {
+    for (Eigen::Index j = 0; j < m.cols(); ++j) {
+      std::snprintf(buf, sizeof buf, "%.17g", m(i, j));
+      if (j) out += ',';
+      out += buf;
+    }
+    out += '\n';
+  }
+  atomic_write(path, out);
+}
+
+void write_npy(const std::string& path, const MatrixXd& m) {
+  std::string header = "{'descr': '<f8', 'fortran_order': False, 'shape': (" + std::to_string(m.rows()) +
+                       ", " + std::to_string(m.cols()) + "), }";
+  const std::size_t total = 10 + header.size() + 1;
+  header.append((64 - total % 64) % 64, ' ');
+  header += '\n';
+  std::string out = std::string("\x93NUMPY", 6);
+  out += '\x01';
+  out += '\x00';
+  out += static_cast<char>(header.size() & 0xff);
+  out += static_cast<char>((header.size() >> 8) & 0xff);
+  out += header;
+  const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> rm = m;
+  out.append(reinterpret_cast<const char*>(rm.data()), static_cast<std::size_t>(rm.size()) * 8);
+  atomic_write(path, out);
+}
+
+}  // namespace sgdstab

@@ -1,0 +1,213 @@
+// The second-moment operator of linearized SGD: theory/operator.md.
+// Matrix-free application of Q in O(n c r^2): theory/operator.md, section 4.
+#include "sgdstab/moment_operator.hpp"
+
+#include <Eigen/Eigenvalues>
+#include <cmath>
+
+#include "linalg.hpp"
+#include "sgdstab/errors.hpp"
+
+namespace sgdstab {
+
+using Eigen::MatrixXd;
+using Eigen::VectorXd;
+
+namespace {
+const double kSqrt2 = std::sqrt(2.0);
+
+void pack_into(const MatrixXd& s, double* x) {
+  const Index r = s.rows();
+  Index idx = 0;
+  for (Index l = 0; l < r; ++l) {
+    x[idx++] = s(l, l);
+    for (Index k = l + 1; k < r; ++k) x[idx++] = kSqrt2 * s(k, l);
+  }
+}
+
+void unpack_into(const double* x, Index r, MatrixXd& s) {
+  s.resize(r, r);
+  Index idx = 0;
+  for (Index l = 0; l < r; ++l) {
+    s(l, l) = x[idx++];
+    for (Index k = l + 1; k < r; ++k) s(k, l) = x[idx++] / kSqrt2;
+  }
+  detail::symmetrize_from_lower(s);
+}
+}  // namespace
+
+Index packed_size(Index r) { return r * (r + 1) / 2; }
+
+VectorXd pack(const MatrixXd& s) {
+  detail::require(s.rows() == s.cols(), "pack", "the matrix must be square");
+  VectorXd x(packed_size(s.rows()));
+  pack_into(s, x.data());
+  return x;
+}
+
+MatrixXd unpack(const Eigen::Ref<const VectorXd>& x, Index r) {
+  detail::require(r >= 0 && x.size() == packed_size(r), "unpack",
+                  "x must have r (r + 1) / 2 = " + std::to_string(packed_size(r)) +
+                      " entries, got " + std::to_string(x.size()));
+  const VectorXd copy = x;
+  MatrixXd s;
+  unpack_into(copy.data(), r, s);
+  return s;
+}
+
+SecondMomentOperator::SecondMomentOperator(const Geometry& geometry, Index batch,
+                                           Sampling sampling)
+    : geometry_(&geometry),
+      batch_(batch),
+      sampling_(sampling),
+      factors_(sampling_factors(sampling, geometry.samples(), batch)) {}
+
+void SecondMomentOperator::check_shape(const MatrixXd& s, const char* where) const {
+  const Index r = dimension();
+  detail::require(s.rows() == r && s.cols() == r, where,
+                  "S must be r x r = " + std::to_string(r) + " x " + std::to_string(r) +
+                      " (reduced coordinates), got " + std::to_string(s.rows()) + " x " +
+                      std::to_string(s.cols()));
+  const double asym = (s - s.transpose()).cwiseAbs().maxCoeff();
+  detail::require(asym <= 1e-12 * s.cwiseAbs().maxCoeff(), where,
+                  "S must be symmetric (max |S - S^T| = " + detail::fmt(asym) + ")");
+}
+
+MatrixXd SecondMomentOperator::anticommutator(const MatrixXd& s) const {
+  check_shape(s, "SecondMomentOperator::anticommutator");
+  const VectorXd& d = geometry_->hessian_eigenvalues();
+  return d.asDiagonal() * s + s * d.asDiagonal();
+}
+
+MatrixXd SecondMomentOperator::quadratic(const MatrixXd& s) const {
+  check_shape(s, "SecondMomentOperator::quadratic");
+  MatrixXd out;
+  quadratic_into(s, out);
+  return out;
+}
+
+MatrixXd SecondMomentOperator::transition(const MatrixXd& s, double lr) const {
+  detail::require(std::isfinite(lr) && lr > 0, "SecondMomentOperator::transition",
+                  "learning rate must be finite and > 0, got " + detail::fmt(lr));
+  return s - lr * anticommutator(s) + lr * lr * quadratic(s);
+}
+
+std::vector<MatrixXd> SecondMomentOperator::propagate(const MatrixXd& s0, double lr,
+                                                      Index steps) const {
+  detail::require(steps >= 0, "SecondMomentOperator::propagate",
+                  "steps must be >= 0, got " + std::to_string(steps));
+  std::vector<MatrixXd> out;
+  out.reserve(static_cast<std::size_t>(steps) + 1);
+  out.push_back(s0);
+  for (Index t = 0; t < steps; ++t) out.push_back(transition(out.back(), lr));
+  return out;
+}
+
+double SecondMomentOperator::workspace_bytes() const {
+  const double nc = static_cast<double>(geometry_->factor().rows());
+  const double r = static_cast<double>(dimension());
+  return 8.0 * (2.0 * nc * r + 3.0 * r * r);
+}
+
+// out = alpha D S D + beta (1/n) sum_i Z_i^T (Z_i S Z_i^T) Z_i, S symmetric.
+// theory/operator.md, section 4: W = Z S (one GEMM), the c x c blocks
+// C_i = W_i Z_i^T are split by sign, C_i = sum_j lambda_ij u_ij u_ij^T, and
+// sum_i Z_i^T C_i Z_i = P^T P - M^T M with rows sqrt|lambda_ij| u_ij^T Z_i
+// (two SYRKs, half a GEMM together).
+void SecondMomentOperator::quadratic_into(const MatrixXd& s, MatrixXd& out) const {
+  const MatrixXd& z = geometry_->factor();
+  const VectorXd& d = geometry_->hessian_eigenvalues();
+  const Index r = dimension(), c = geometry_->outputs(), n = geometry_->samples();
+  const Index nc = z.rows();
+  out.setZero(r, r);
+  if (factors_.beta != 0.0) {
+    detail::symm_right(z, s, w_);  // W = Z S
+    // Blocks C_i and their signed square-root rows.
+    plus_.resize(nc, r);
+    struct Row {
+      Index sample;
+      VectorXd coef;  // sqrt|lambda| u, length c
+    };
+    std::vector<Row> pos, neg;
+    pos.reserve(static_cast<std::size_t>(nc));
+    neg.reserve(static_cast<std::size_t>(nc));
+    if (c == 1) {
+      const VectorXd blk = w_.cwiseProduct(z).rowwise().sum();
+      for (Index i = 0; i < n; ++i) {
+        if (blk(i) > 0) pos.push_back({i, VectorXd::Constant(1, std::sqrt(blk(i)))});
+        if (blk(i) < 0) neg.push_back({i, VectorXd::Constant(1, std::sqrt(-blk(i)))});
+      }
+    } else {
+      MatrixXd ci(c, c);
+      Eigen::SelfAdjointEigenSolver<MatrixXd> es(c);
+      for (Index i = 0; i < n; ++i) {
+        const auto wi = w_.middleRows(i * c, c);
+        const auto zi = z.middleRows(i * c, c);
+        ci.noalias() = wi * zi.transpose();
+        ci = 0.5 * (ci + ci.transpose()).eval();
+        es.compute(ci);
+        for (Index j = 0; j < c; ++j) {
+          const double lam = es.eigenvalues()(j);
+          if (lam > 0) pos.push_back({i, std::sqrt(lam) * es.eigenvectors().col(j)});
+          if (lam < 0) neg.push_back({i, std::sqrt(-lam) * es.eigenvectors().col(j)});
+        }
+      }
+    }
+    // Rows of P at the top of plus_, rows of M at the bottom (disjoint since
+    // their total count is at most n c).
+    const Index kp = static_cast<Index>(pos.size()), km = static_cast<Index>(neg.size());
+    for (Index k = 0; k < r; ++k) {
+      for (Index j = 0; j < kp; ++j) {
+        const Row& row = pos[static_cast<std::size_t>(j)];
+        plus_(j, k) = row.coef.dot(z.col(k).segment(row.sample * c, c));
+      }
+      for (Index j = 0; j < km; ++j) {
+        const Row& row = neg[static_cast<std::size_t>(j)];
+        plus_(nc - km + j, k) = row.coef.dot(z.col(k).segment(row.sample * c, c));
+      }
+    }
+    const double scale = factors_.beta / static_cast<double>(n);
+    detail::syrk_t_lower(scale, plus_.data(), kp, r, nc, out);
+    detail::syrk_t_lower(-scale, plus_.data() + (nc - km), km, r, nc, out);
+    detail::symmetrize_from_lower(out);
+  }
+  if (factors_.alpha != 0.0) out += factors_.alpha * (d.asDiagonal() * s * d.asDiagonal());
+}
+
+PencilOperator::PencilOperator(const SecondMomentOperator& op) : op_(&op) {
+  const VectorXd& d = op.geometry().hessian_eigenvalues();
+  const Index r = d.size();
+  inv_sqrt_a_.resize(r, r);
+  for (Index l = 0; l < r; ++l)
+    for (Index k = 0; k < r; ++k) inv_sqrt_a_(k, l) = 1.0 / std::sqrt(d(k) + d(l));
+}
+
+void PencilOperator::perform_op(const Scalar* x_in, Scalar* y_out) const {
+  const Index r = op_->dimension();
+  unpack_into(x_in, r, s_);
+  s_.array() *= inv_sqrt_a_.array();
+  op_->quadratic_into(s_, q_);
+  q_.array() *= inv_sqrt_a_.array();
+  pack_into(q_, y_out);
+  ++applications_;
+}
+
+TransitionOperator::TransitionOperator(const SecondMomentOperator& op, double lr)
+    : op_(&op), lr_(lr) {
+  detail::require(std::isfinite(lr) && lr > 0, "TransitionOperator",
+                  "learning rate must be finite and > 0, got " + detail::fmt(lr));
+}
+
+void TransitionOperator::perform_op(const Scalar* x_in, Scalar* y_out) const {
+  const Index r = op_->dimension();
+  const VectorXd& d = op_->geometry().hessian_eigenvalues();
+  unpack_into(x_in, r, s_);
+  op_->quadratic_into(s_, q_);
+  for (Index l = 0; l < r; ++l)
+    for (Index k = 0; k < r; ++k)
+      q_(k, l) = s_(k, l) - lr_ * (d(k) + d(l)) * s_(k, l) + lr_ * lr_ * q_(k, l);
+  pack_into(q_, y_out);
+  ++applications_;
+}
+
+}  // namespace sgdstab
