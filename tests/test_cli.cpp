@@ -1,0 +1,135 @@
+// The sgdstab program: its JSON contract, and errors on stderr with a
+// non-zero exit and nothing on stdout.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include "reference.hpp"
+#include "sgdstab/sgdstab.hpp"
+
+#ifdef SGDSTAB_CLI_PATH
+using Eigen::MatrixXd;
+using json = nlohmann::json;
+
+namespace {
+
+struct CliRun {
+  int code;
+  std::string out, err;
+};
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/sgdstab_cli_XXXXXX";
+    dir_ = mkdtemp(tmpl);
+  }
+  void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
+  std::string file(const std::string& name) const { return dir_ + "/" + name; }
+  CliRun run(const std::string& args) const {
+    const std::string cmd = std::string(SGDSTAB_CLI_PATH) + " " + args + " >" + file("out") + " 2>" + file("err");
+    const int status = std::system(cmd.c_str());
+    auto slurp = [](const std::string& p) {
+      std::ifstream in(p);
+      return std::string(std::istreambuf_iterator<char>(in), {});
+    };
+    return {WEXITSTATUS(status), slurp(file("out")), slurp(file("err"))};
+  }
+  std::string dir_;
+};
+
+TEST_F(Cli, ThresholdJsonMatchesTheLibrary) {
+  const MatrixXd J = ref::gaussian(12, 9, 71);  // n = 6, C = 2
+  sgdstab::write_csv(file("j.csv"), J);
+  sgdstab::write_npy(file("j.npy"), J);
+  sgdstab::write_npy(file("k.npy"), J * J.transpose());
+  const auto g = sgdstab::Geometry::from_jacobian(J, 2);
+  const double expect = sgdstab::stability_threshold(g, 2, sgdstab::Sampling::bernoulli).eta_star;
+  for (const std::string in : {"--jacobian " + file("j.csv"), "--jacobian " + file("j.npy"), "--gram " + file("k.npy")}) {
+    const CliRun r = run("threshold " + in + " --outputs 2 --batch 2 --sampling bernoulli");
+    ASSERT_EQ(r.code, 0) << r.err;
+    const json j = json::parse(r.out);
+    for (const char* key : {"samples", "outputs", "params", "rank", "batch", "sampling", "eta_star", "eta_gd",
+                            "lambda_max", "hessian_frobenius", "hessian_trace", "converged", "matvecs", "method"})
+      EXPECT_TRUE(j.contains(key)) << key;
+    EXPECT_EQ(j["samples"], 6);
+    EXPECT_EQ(j["outputs"], 2);
+    EXPECT_EQ(j["rank"], 9);
+    EXPECT_EQ(j["batch"], 2);
+    EXPECT_EQ(j["sampling"], "bernoulli");
+    EXPECT_EQ(j["converged"], true);
+    EXPECT_REL_NEAR(j["eta_star"].get<double>(), expect, 1e-9);
+    EXPECT_REL_NEAR(j["eta_gd"].get<double>(), 2.0 / g.lambda_max(), 1e-9);
+  }
+}
+
+TEST_F(Cli, RadiusAndCurve) {
+  const MatrixXd J = ref::gaussian(10, 14, 72);
+  sgdstab::write_csv(file("j.csv"), J);
+  const auto g = sgdstab::Geometry::from_jacobian(J, 1);
+  CliRun r = run("radius --jacobian " + file("j.csv") + " --batch 3 --lr 0.5 --sampling with");
+  ASSERT_EQ(r.code, 0) << r.err;
+  json j = json::parse(r.out);
+  for (const char* key : {"rho", "lr", "batch", "sampling", "converged", "matvecs", "method"})
+    EXPECT_TRUE(j.contains(key)) << key;
+  EXPECT_REL_NEAR(j["rho"].get<double>(), sgdstab::spectral_radius(g, 0.5, 3, sgdstab::Sampling::with_replacement).rho, 1e-9);
+  r = run("curve --jacobian " + file("j.csv"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = json::parse(r.out);
+  EXPECT_EQ(j["sampling"], "without");
+  ASSERT_EQ(j["points"].size(), 5u);  // 1, 2, 4, 8, 10
+  EXPECT_EQ(j["points"][4]["batch"], 10);
+  EXPECT_REL_NEAR(j["points"][4]["eta_star"].get<double>(), 2.0 / g.lambda_max(), 1e-9);
+  r = run("curve --jacobian " + file("j.csv") + " --batches 3,7");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["points"].size(), 2u);
+}
+
+TEST_F(Cli, ErrorsGoToStderrWithNonZeroExitAndEmptyStdout) {
+  sgdstab::write_csv(file("j.csv"), ref::gaussian(6, 4, 73));
+  std::ofstream(file("ragged.csv")) << "1,2\n3\n";
+  std::ofstream(file("trunc.npy")) << "\x93NUMPY";
+  const std::string j = " --jacobian " + file("j.csv");
+  const std::pair<std::string, std::string> cases[] = {
+      {"threshold" + j + " --batch 0", "1 <= B <= n = 6"},
+      {"threshold" + j + " --batch 7", "1 <= B <= n = 6"},
+      {"threshold" + j + " --batch two", "expected an integer"},
+      {"threshold" + j, "missing required option --batch"},
+      {"threshold" + j + " --outputs 4 --batch 1", "not divisible by outputs C = 4"},
+      {"threshold" + j + " --batch 1 --sampling sometimes", "without|with|bernoulli"},
+      {"radius" + j + " --batch 1 --lr -1", "learning rate must be > 0"},
+      {"radius" + j + " --batch 1 --lr nan", "expected a finite number"},
+      {"threshold --jacobian " + file("ragged.csv") + " --batch 1", "ragged"},
+      {"threshold --jacobian " + file("trunc.npy") + " --batch 1", "not a valid .npy"},
+      {"threshold --jacobian " + file("none.csv") + " --batch 1", "cannot open"},
+      {"threshold --gram " + file("j.csv") + " --batch 1", "must be square"},
+      {"threshold --batch 1", "exactly one of --jacobian"},
+      {"threshold" + j + " --batch 1 --bogus 3", "unknown option --bogus"},
+      {"frobnicate", "unknown command"},
+      {"", "no command"},
+  };
+  for (const auto& [args, msg] : cases) {
+    const CliRun r = run(args);
+    EXPECT_NE(r.code, 0) << args;
+    EXPECT_TRUE(r.out.empty()) << args << " printed: " << r.out;
+    EXPECT_NE(r.err.find(msg), std::string::npos) << args << " said: " << r.err;
+  }
+}
+
+TEST_F(Cli, DemoRunsAndItsCurveIsConsistent) {
+  const CliRun r = run("demo");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json j = json::parse(r.out);
+  const auto& pts = j["points"];
+  ASSERT_GE(pts.size(), 2u);
+  for (std::size_t k = 1; k < pts.size(); ++k)
+    EXPECT_GE(pts[k]["eta_star"].get<double>(), pts[k - 1]["eta_star"].get<double>() * (1 - 1e-12));
+  EXPECT_REL_NEAR(pts[pts.size() - 1]["eta_star"].get<double>(), j["eta_gd"].get<double>(), 1e-9);
+}
+
+}  // namespace
+#endif

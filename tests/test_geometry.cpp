@@ -1,0 +1,120 @@
+// The reduction to range(H) and its input validation.
+#include <gtest/gtest.h>
+
+#include "reference.hpp"
+#include "sgdstab/sgdstab.hpp"
+
+using Eigen::MatrixXd;
+using Eigen::VectorXd;
+
+namespace {
+
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const sgdstab::invalid_argument& e) {
+    return e.what();
+  }
+  return "(no exception)";
+}
+
+#define EXPECT_ERROR_MENTIONS(stmt, text) \
+  EXPECT_NE(error_of([&] { stmt; }).find(text), std::string::npos) << error_of([&] { stmt; })
+
+TEST(Geometry, ReducedCoordinatesReproduceTheHessians) {
+  const MatrixXd J = ref::gaussian(15, 8, 51);  // n = 5, c = 3
+  for (auto space : {sgdstab::Space::parameter, sgdstab::Space::sample}) {
+    sgdstab::ReductionOptions o;
+    o.space = space;
+    const auto g = sgdstab::Geometry::from_jacobian(J, 3, o);
+    EXPECT_EQ(g.samples(), 5);
+    EXPECT_EQ(g.outputs(), 3);
+    EXPECT_EQ(g.params(), 8);
+    ASSERT_EQ(g.rank(), 8);
+    const VectorXd scale = (5.0 * g.hessian_eigenvalues()).cwiseInverse();
+    const MatrixXd V = J.transpose() * g.factor() * scale.asDiagonal();
+    const MatrixXd H = J.transpose() * J / 5.0;
+    EXPECT_LE((V * g.hessian_eigenvalues().asDiagonal() * V.transpose() - H).norm(), 1e-12 * H.norm());
+    for (Eigen::Index i = 0; i < 5; ++i) {
+      const MatrixXd hi = J.middleRows(3 * i, 3).transpose() * J.middleRows(3 * i, 3);
+      EXPECT_LE((V * g.per_sample_hessian(i) * V.transpose() - hi).norm(), 1e-12 * hi.norm());
+    }
+    Eigen::SelfAdjointEigenSolver<MatrixXd> es(H);
+    EXPECT_REL_NEAR(g.lambda_max(), es.eigenvalues().maxCoeff(), 1e-12);
+    EXPECT_REL_NEAR(g.hessian_trace(), H.trace(), 1e-12);
+    EXPECT_REL_NEAR(g.hessian_frobenius(), H.norm(), 1e-12);
+    for (Eigen::Index k = 1; k < g.rank(); ++k)
+      EXPECT_GE(g.hessian_eigenvalues()(k - 1), g.hessian_eigenvalues()(k));
+  }
+}
+
+TEST(Geometry, RankToleranceIsExposedAndDocumentedDefaultDropsRoundOff) {
+  // J = U diag(sigma) V^T with singular values 1, 0.5, 1e-3, 1e-9 (Gram eigenvalues squared).
+  const MatrixXd U = ref::random_orthogonal(6, 52).leftCols(4), V = ref::random_orthogonal(5, 53).leftCols(4);
+  const VectorXd sigma = (VectorXd(4) << 1.0, 0.5, 1e-3, 1e-9).finished();
+  const MatrixXd J = U * sigma.asDiagonal() * V.transpose();
+  const auto def = sgdstab::Geometry::from_jacobian(J, 1);
+  EXPECT_EQ(def.rank(), 3);  // 1e-18 relative is below 10 * 6 * eps
+  EXPECT_NEAR(def.largest_discarded(), 0.0, 1e-16);
+  sgdstab::ReductionOptions loose;
+  loose.rank_tolerance = 1e-4;  // drops the 1e-6 relative eigenvalue too
+  const auto g2 = sgdstab::Geometry::from_jacobian(J, 1, loose);
+  EXPECT_EQ(g2.rank(), 2);
+  EXPECT_REL_NEAR(g2.largest_discarded(), 1e-6, 1e-6);
+  // the Gram path uses the same cut-off
+  EXPECT_EQ(sgdstab::Geometry::from_gram(J * J.transpose(), 1, loose).rank(), 2);
+}
+
+TEST(Geometry, BadJacobiansAreRejectedWithTheProblemNamed) {
+  const MatrixXd J = ref::gaussian(6, 4, 54);
+  EXPECT_ERROR_MENTIONS(sgdstab::Geometry::from_jacobian(J, 4), "not divisible by outputs C = 4");
+  EXPECT_ERROR_MENTIONS(sgdstab::Geometry::from_jacobian(J, 0), "outputs C must be >= 1");
+  EXPECT_ERROR_MENTIONS(sgdstab::Geometry::from_jacobian(MatrixXd(0, 3), 1), "empty");
+  EXPECT_ERROR_MENTIONS(sgdstab::Geometry::from_jacobian(MatrixXd(3, 0), 1), "0 columns");
+  MatrixXd bad = J;
+  bad(2, 3) = std::nan("");
+  EXPECT_ERROR_MENTIONS(sgdstab::Geometry::from_jacobian(bad, 1), "entry (2, 3) is not finite");
+  bad(2, 3) = std::numeric_limits<double>::infinity();
+  EXPECT_ERROR_MENTIONS(sgdstab::Geometry::from_jacobian(bad, 1), "not finite");
+  EXPECT_ERROR_MENTIONS(sgdstab::Geometry::from_jacobian(MatrixXd::Zero(6, 4), 2), "rank 0");
+  sgdstab::ReductionOptions o;
+  o.rank_tolerance = std::nan("");
+  EXPECT_ERROR_MENTIONS(sgdstab::Geometry::from_jacobian(J, 1, o), "rank_tolerance");
+}
+
+TEST(Geometry, BadGramsAreRejectedWithTheProblemNamed) {
+  const MatrixXd J = ref::gaussian(6, 8, 55);
+  const MatrixXd K = J * J.transpose();
+  EXPECT_ERROR_MENTIONS(sgdstab::Geometry::from_gram(K.leftCols(5), 1), "must be square");
+  EXPECT_ERROR_MENTIONS(sgdstab::Geometry::from_gram(K, 4), "not divisible by outputs C = 4");
+  MatrixXd asym = K;
+  asym(0, 1) += 1e-3 * K.cwiseAbs().maxCoeff();
+  EXPECT_ERROR_MENTIONS(sgdstab::Geometry::from_gram(asym, 1), "not symmetric");
+  MatrixXd indefinite = K;
+  indefinite(0, 0) -= 2.0 * K.norm();  // symmetric, with a clearly negative eigenvalue
+  EXPECT_ERROR_MENTIONS(sgdstab::Geometry::from_gram(indefinite, 1), "not positive semidefinite");
+  MatrixXd nan = K;
+  nan(1, 1) = std::nan("");
+  EXPECT_ERROR_MENTIONS(sgdstab::Geometry::from_gram(nan, 1), "not finite");
+  EXPECT_ERROR_MENTIONS(sgdstab::Geometry::from_gram(MatrixXd::Zero(4, 4), 1), "rank 0");
+  sgdstab::ReductionOptions ps;
+  ps.space = sgdstab::Space::parameter;
+  EXPECT_ERROR_MENTIONS(sgdstab::Geometry::from_gram(K, 1, ps), "needs a Jacobian");
+}
+
+TEST(Geometry, TooLargeForMemoryFailsBeforeAllocating) {
+  sgdstab::ReductionOptions o;
+  o.memory_limit_bytes = 1e4;
+  EXPECT_THROW(sgdstab::Geometry::from_jacobian(ref::gaussian(100, 50, 56), 1, o), sgdstab::resource_error);
+  try {
+    sgdstab::check_memory(3.0 * 1024 * 1024 * 1024, "test computation", 1024.0 * 1024 * 1024);
+    FAIL();
+  } catch (const sgdstab::resource_error& e) {
+    EXPECT_NE(std::string(e.what()).find("3.0 GiB"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("1.0 GiB"), std::string::npos) << e.what();
+  }
+  EXPECT_GT(sgdstab::available_memory_bytes(), 0u);
+}
+
+}  // namespace

@@ -1,0 +1,166 @@
+// CSV and .npy readers: round trips, hand-made files, and every corruption.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <unistd.h>
+
+#include "reference.hpp"
+#include "sgdstab/sgdstab.hpp"
+
+using Eigen::MatrixXd;
+
+namespace {
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/sgdstab_io_XXXXXX";
+    dir_ = mkdtemp(tmpl);
+  }
+  ~TempDir() { std::system(("rm -rf " + dir_).c_str()); }
+  std::string file(const std::string& name) const { return dir_ + "/" + name; }
+
+ private:
+  std::string dir_;
+};
+
+void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+std::string io_error_of(const std::string& path) {
+  try {
+    sgdstab::read_matrix(path);
+  } catch (const sgdstab::io_error& e) {
+    return e.what();
+  }
+  return "(no io_error)";
+}
+
+// A hand-built .npy (independent of write_npy).
+std::string npy(const std::string& descr, bool fortran, const std::string& shape, const std::string& data,
+                int version = 1) {
+  std::string header = "{'descr': '" + descr + "', 'fortran_order': " + (fortran ? "True" : "False") +
+                       ", 'shape': " + shape + ", }";
+  const std::size_t pre = version == 1 ? 10 : 12;
+  header.append((64 - (pre + header.size() + 1) % 64) % 64, ' ');
+  header += '\n';
+  std::string out("\x93NUMPY", 6);
+  out += static_cast<char>(version);
+  out += '\0';
+  const std::size_t len = header.size();
+  out += static_cast<char>(len & 0xff);
+  out += static_cast<char>((len >> 8) & 0xff);
+  if (version != 1) out += std::string(2, '\0');
+  return out + header + data;
+}
+
+template <class T>
+std::string raw(std::initializer_list<T> values, bool swap = false) {
+  std::string s;
+  for (T v : values) {
+    char b[sizeof(T)];
+    std::memcpy(b, &v, sizeof(T));
+    if (swap) std::reverse(b, b + sizeof(T));
+    s.append(b, sizeof(T));
+  }
+  return s;
+}
+
+TEST(MatrixIO, RoundTrips) {
+  TempDir d;
+  const MatrixXd m = ref::gaussian(7, 5, 61);
+  sgdstab::write_csv(d.file("m.csv"), m);
+  sgdstab::write_npy(d.file("m.npy"), m);
+  EXPECT_EQ(sgdstab::read_matrix(d.file("m.csv")), m);  // 17 digits round-trip exactly
+  EXPECT_EQ(sgdstab::read_matrix(d.file("m.npy")), m);
+}
+
+TEST(MatrixIO, HandMadeNpyVariants) {
+  TempDir d;
+  MatrixXd expect(2, 3);
+  expect << 1, 2, 3, 4, 5, 6;
+  write_bytes(d.file("c8.npy"), npy("<f8", false, "(2, 3)", raw<double>({1, 2, 3, 4, 5, 6})));
+  write_bytes(d.file("f8.npy"), npy("<f8", true, "(2, 3)", raw<double>({1, 4, 2, 5, 3, 6})));
+  write_bytes(d.file("c4.npy"), npy("<f4", false, "(2, 3)", raw<float>({1, 2, 3, 4, 5, 6})));
+  write_bytes(d.file("be.npy"), npy(">f8", false, "(2, 3)", raw<double>({1, 2, 3, 4, 5, 6}, true)));
+  write_bytes(d.file("v2.npy"), npy("<f8", false, "(2, 3)", raw<double>({1, 2, 3, 4, 5, 6}), 2));
+  for (const char* f : {"c8.npy", "f8.npy", "c4.npy", "be.npy", "v2.npy"})
+    EXPECT_EQ(sgdstab::read_matrix(d.file(f)), expect) << f;
+}
+
+TEST(MatrixIO, CsvAcceptsWhitespaceAndTrailingBlankLines) {
+  TempDir d;
+  write_bytes(d.file("a.csv"), "1, 2.5e0 ,-3\r\n4,5,6\n\n  \n");
+  MatrixXd expect(2, 3);
+  expect << 1, 2.5, -3, 4, 5, 6;
+  EXPECT_EQ(sgdstab::read_matrix(d.file("a.csv")), expect);
+}
+
+TEST(MatrixIO, CorruptCsvIsRejected) {
+  TempDir d;
+  const std::pair<const char*, const char*> cases[] = {
+      {"", "empty"},
+      {"\n\n", "empty"},
+      {"1,2,3\n4,5\n", "line 2 has 2 fields, expected 3"},
+      {"1,2\n3,abc\n", "line 2, field 2 is not a number: 'abc'"},
+      {"1,,2\n", "line 1, field 2 is empty"},
+      {"1,nan\n", "not finite"},
+      {"1,inf\n", "not finite"},
+      {"1;2\n", "not a number"},
+  };
+  for (const auto& [text, msg] : cases) {
+    write_bytes(d.file("bad.csv"), text);
+    EXPECT_NE(io_error_of(d.file("bad.csv")).find(msg), std::string::npos)
+        << "input '" << text << "': " << io_error_of(d.file("bad.csv"));
+  }
+  EXPECT_NE(io_error_of(d.file("missing.csv")).find("cannot open"), std::string::npos);
+}
+
+TEST(MatrixIO, NpyCutAtEveryByteIsRejected) {
+  TempDir d;
+  sgdstab::write_npy(d.file("full.npy"), ref::gaussian(3, 2, 62));
+  const std::string full = read_bytes(d.file("full.npy"));
+  for (std::size_t len = 0; len < full.size(); ++len) {
+    write_bytes(d.file("cut.npy"), full.substr(0, len));
+    const std::string err = io_error_of(d.file("cut.npy"));
+    EXPECT_NE(err.find("not a valid .npy file"), std::string::npos) << "cut at " << len << ": " << err;
+  }
+  write_bytes(d.file("long.npy"), full + "x");
+  EXPECT_NE(io_error_of(d.file("long.npy")).find("unexpected bytes"), std::string::npos);
+}
+
+TEST(MatrixIO, MalformedNpyHeadersAreRejected) {
+  TempDir d;
+  const std::string six = raw<double>({1, 2, 3, 4, 5, 6});
+  const std::pair<std::string, const char*> cases[] = {
+      {"NUMPY\x01\x00" + std::string(60, ' '), "wrong magic"},
+      {npy("<i8", false, "(2, 3)", six), "dtype '<i8' is not supported"},
+      {npy("<f8", false, "(6,)", six), "expected a 2-D array"},
+      {npy("<f8", false, "(1, 2, 3)", six), "expected a 2-D array"},
+      {npy("<f8", false, "(0, 3)", ""), "empty"},
+      {npy("<f8", false, "(2, 4)", six), "truncated data"},
+      {npy("<f8", false, "(2, 3)", raw<double>({1, 2, 3, 4, 5, std::nan("")})), "not finite"},
+  };
+  for (const auto& [bytes, msg] : cases) {
+    write_bytes(d.file("bad.npy"), bytes);
+    EXPECT_NE(io_error_of(d.file("bad.npy")).find(msg), std::string::npos) << io_error_of(d.file("bad.npy"));
+  }
+  std::string v9 = npy("<f8", false, "(2, 3)", six);
+  v9[6] = 9;
+  write_bytes(d.file("v9.npy"), v9);
+  EXPECT_NE(io_error_of(d.file("v9.npy")).find("unsupported format version 9"), std::string::npos);
+}
+
+TEST(MatrixIO, WritersLeaveNoPartialFile) {
+  EXPECT_THROW(sgdstab::write_csv("/nonexistent_dir/x.csv", MatrixXd::Ones(2, 2)), sgdstab::io_error);
+  EXPECT_THROW(sgdstab::write_npy("/nonexistent_dir/x.npy", MatrixXd::Ones(2, 2)), sgdstab::io_error);
+}
+
+}  // namespace
