@@ -31,7 +31,7 @@ common options:
   --sampling without|with|bernoulli   mini-batch scheme (default without)
   --method automatic|dense|lanczos    eigensolver (default automatic)
   --tol X                              relative eigenvalue accuracy (default 1e-10)
-  --ncv K                              Lanczos subspace dimension (default min(m, 40))
+  --ncv K                              Lanczos subspace dimension (default min(m, 12))
   --rank-tol X                         relative rank cut-off of the Gram spectrum
   --space automatic|parameter|sample   where the reduction is computed
   --direction FILE                     also write the top eigen-direction (r x r, reduced coordinates)

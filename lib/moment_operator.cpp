@@ -122,53 +122,71 @@ void SecondMomentOperator::quadratic_into(const MatrixXd& s, MatrixXd& out) cons
   out.setZero(r, r);
   if (factors_.beta != 0.0) {
     detail::symm_right(z, s, w_);  // W = Z S
-    // Blocks C_i and their signed square-root rows.
-    plus_.resize(nc, r);
-    struct Row {
-      Index sample;
-      VectorXd coef;  // sqrt|lambda| u, length c
-    };
-    std::vector<Row> pos, neg;
-    pos.reserve(static_cast<std::size_t>(nc));
-    neg.reserve(static_cast<std::size_t>(nc));
-    if (c == 1) {
-      const VectorXd blk = w_.cwiseProduct(z).rowwise().sum();
+    // Blocks C_i = W_i Z_i^T (c x c, row-major per sample), one pass over the columns.
+    blocks_.assign(static_cast<std::size_t>(n * c * c), 0.0);
+    for (Index k = 0; k < r; ++k) {
+      const double* wk = w_.col(k).data();
+      const double* zk = z.col(k).data();
       for (Index i = 0; i < n; ++i) {
-        if (blk(i) > 0) pos.push_back({i, VectorXd::Constant(1, std::sqrt(blk(i)))});
-        if (blk(i) < 0) neg.push_back({i, VectorXd::Constant(1, std::sqrt(-blk(i)))});
+        double* ci = blocks_.data() + i * c * c;
+        const double* wi = wk + i * c;
+        const double* zi = zk + i * c;
+        for (Index a = 0; a < c; ++a)
+          for (Index b = 0; b < c; ++b) ci[a * c + b] += wi[a] * zi[b];
+      }
+    }
+    // Signed square-root rows: C_i = sum_j lambda_ij u_ij u_ij^T; a row
+    // sqrt|lambda_ij| u_ij^T Z_i goes to P (lambda > 0) or M (lambda < 0).
+    // Row j of the stacked [P; M] is coef[j] . Z_{sample[j]}.
+    rows_sample_.clear();
+    rows_coef_.clear();
+    std::vector<Index> neg_sample;
+    std::vector<double> neg_coef;
+    if (c == 1) {
+      for (Index i = 0; i < n; ++i) {
+        const double lam = blocks_[static_cast<std::size_t>(i)];
+        if (lam > 0) { rows_sample_.push_back(i); rows_coef_.push_back(std::sqrt(lam)); }
+        if (lam < 0) { neg_sample.push_back(i); neg_coef.push_back(std::sqrt(-lam)); }
       }
     } else {
       MatrixXd ci(c, c);
       Eigen::SelfAdjointEigenSolver<MatrixXd> es(c);
       for (Index i = 0; i < n; ++i) {
-        const auto wi = w_.middleRows(i * c, c);
-        const auto zi = z.middleRows(i * c, c);
-        ci.noalias() = wi * zi.transpose();
-        ci = 0.5 * (ci + ci.transpose()).eval();
+        const double* bi = blocks_.data() + i * c * c;
+        for (Index a = 0; a < c; ++a)
+          for (Index b = 0; b < c; ++b) ci(a, b) = 0.5 * (bi[a * c + b] + bi[b * c + a]);
         es.compute(ci);
         for (Index j = 0; j < c; ++j) {
           const double lam = es.eigenvalues()(j);
-          if (lam > 0) pos.push_back({i, std::sqrt(lam) * es.eigenvectors().col(j)});
-          if (lam < 0) neg.push_back({i, std::sqrt(-lam) * es.eigenvectors().col(j)});
+          if (lam == 0) continue;
+          const double root = std::sqrt(std::abs(lam));
+          auto& samples = lam > 0 ? rows_sample_ : neg_sample;
+          auto& coefs = lam > 0 ? rows_coef_ : neg_coef;
+          samples.push_back(i);
+          for (Index a = 0; a < c; ++a) coefs.push_back(root * es.eigenvectors()(a, j));
         }
       }
     }
-    // Rows of P at the top of plus_, rows of M at the bottom (disjoint since
-    // their total count is at most n c).
-    const Index kp = static_cast<Index>(pos.size()), km = static_cast<Index>(neg.size());
+    const Index kp = static_cast<Index>(rows_sample_.size()), km = static_cast<Index>(neg_sample.size());
+    rows_sample_.insert(rows_sample_.end(), neg_sample.begin(), neg_sample.end());
+    rows_coef_.insert(rows_coef_.end(), neg_coef.begin(), neg_coef.end());
+    // P rows at the top of plus_, M rows right after them (kp + km <= n c).
+    plus_.resize(nc, r);
+    const Index rows = kp + km;
     for (Index k = 0; k < r; ++k) {
-      for (Index j = 0; j < kp; ++j) {
-        const Row& row = pos[static_cast<std::size_t>(j)];
-        plus_(j, k) = row.coef.dot(z.col(k).segment(row.sample * c, c));
-      }
-      for (Index j = 0; j < km; ++j) {
-        const Row& row = neg[static_cast<std::size_t>(j)];
-        plus_(nc - km + j, k) = row.coef.dot(z.col(k).segment(row.sample * c, c));
+      const double* zk = z.col(k).data();
+      double* pk = plus_.col(k).data();
+      for (Index j = 0; j < rows; ++j) {
+        const double* coef = rows_coef_.data() + j * c;
+        const double* zi = zk + rows_sample_[static_cast<std::size_t>(j)] * c;
+        double acc = 0;
+        for (Index a = 0; a < c; ++a) acc += coef[a] * zi[a];
+        pk[j] = acc;
       }
     }
     const double scale = factors_.beta / static_cast<double>(n);
     detail::syrk_t_lower(scale, plus_.data(), kp, r, nc, out);
-    detail::syrk_t_lower(-scale, plus_.data() + (nc - km), km, r, nc, out);
+    detail::syrk_t_lower(-scale, plus_.data() + kp, km, r, nc, out);
     detail::symmetrize_from_lower(out);
   }
   if (factors_.alpha != 0.0) out += factors_.alpha * (d.asDiagonal() * s * d.asDiagonal());

@@ -127,7 +127,7 @@ Eigenpair top_eigenpair(Op& op, const VectorXd& start, const SolverOptions& opt,
   Eigenpair out;
   std::string history;
   if (method == Method::lanczos) {
-    Index ncv = opt.subspace_dimension > 0 ? std::min(opt.subspace_dimension, m) : std::min<Index>(m, 40);
+    Index ncv = opt.subspace_dimension > 0 ? std::min(opt.subspace_dimension, m) : std::min<Index>(m, 12);
     check_memory(fixed_bytes + lanczos_bytes(m, ncv), what + " (Lanczos, ncv = " + std::to_string(ncv) + ")",
                  opt.memory_limit_bytes);
     out = lanczos_top(op, start, ncv, opt.max_iterations, opt.tolerance);

@@ -82,7 +82,9 @@ class SecondMomentOperator {
   Sampling sampling_;
   SamplingFactors factors_;
   // scratch for quadratic_into
-  mutable Eigen::MatrixXd w_, plus_, minus_;
+  mutable Eigen::MatrixXd w_, plus_;
+  mutable std::vector<double> blocks_, rows_coef_;
+  mutable std::vector<Index> rows_sample_;
 };
 
 /// Spectra operator A^{-1/2} Q A^{-1/2} on packed symmetric matrices.

@@ -50,7 +50,10 @@ struct SolverOptions {
   double tolerance = 1e-10;
   /// Lanczos restarts allowed per attempt.
   Index max_iterations = 1000;
-  /// Lanczos subspace dimension (ncv); 0 = min(m, 40), m = r(r+1)/2.
+  /// Lanczos subspace dimension (ncv); 0 = min(m, 12), m = r(r+1)/2. Spectra
+  /// checks convergence once per restart, so a small subspace with restarts
+  /// needs fewer operator applications here than one long Lanczos run
+  /// (bench/: 20 applications with ncv = 12 against 42 with ncv = 40 at nC = 2048).
   Index subspace_dimension = 0;
   /// automatic uses the dense method when m <= this.
   Index dense_max_dimension = 600;

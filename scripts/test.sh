@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, configures, builds, runs every
+# test (CTest + GoogleTest), then installs the package to a scratch prefix and
+# builds and runs the find_package example against it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install_deps.sh
+export BUILD_DIR=${BUILD_DIR:-build}
+bash scripts/build.sh
+(cd "$BUILD_DIR" && ctest --output-on-failure -j "$(nproc)")
+
+prefix="$PWD/$BUILD_DIR/_install"
+cmake --install "$BUILD_DIR" --prefix "$prefix" >/dev/null
+cmake -S examples/threshold_from_jacobian -B "$BUILD_DIR/example" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$BUILD_DIR/example" -j "$(nproc)" >/dev/null
+"$BUILD_DIR/example/threshold_from_jacobian" examples/threshold_from_jacobian/jacobian.csv 1 4
+echo "example: find_package(sgdstab) build and run OK"
