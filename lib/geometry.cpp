@@ -119,10 +119,11 @@ Geometry Geometry::from_jacobian(const Eigen::Ref<const MatrixXd>& jacobian, Ind
                options.memory_limit_bytes);
   MatrixXd gram(dim, dim);
   gram.setZero();
+  // Lower triangle only (dsyevd reads no more): BLAS SYRK.
   if (space == Space::sample)
-    gram.selfadjointView<Eigen::Lower>().rankUpdate(jacobian);           // J J^T
+    detail::syrk_n_lower(1.0, jacobian.data(), nc, p, jacobian.outerStride(), gram);  // J J^T
   else
-    gram.selfadjointView<Eigen::Lower>().rankUpdate(jacobian.transpose());  // J^T J
+    detail::syrk_t_lower(1.0, jacobian.data(), nc, p, jacobian.outerStride(), gram);  // J^T J
   VectorXd w;
   eigendecompose(gram, w, where);
   const double negative_floor = std::max(0.0, -w(0));

@@ -50,6 +50,15 @@ void syrk_t_lower(double alpha, const double* a, Eigen::Index k, Eigen::Index r,
   dsyrk_("L", "T", &ri, &ki, &alpha, a, &ldai, &one, c.data(), &ldc);
 }
 
+void syrk_n_lower(double alpha, const double* a, Eigen::Index k, Eigen::Index r, Eigen::Index lda,
+                  Eigen::MatrixXd& c) {
+  if (k == 0 || r == 0) return;
+  const int ki = static_cast<int>(k), ri = static_cast<int>(r), ldai = static_cast<int>(lda);
+  const int ldc = static_cast<int>(c.rows());
+  const double one = 1.0;
+  dsyrk_("L", "N", &ki, &ri, &alpha, a, &ldai, &one, c.data(), &ldc);
+}
+
 void symmetrize_from_lower(Eigen::MatrixXd& c) {
   const Eigen::Index r = c.rows();
   for (Eigen::Index j = 1; j < r; ++j)

@@ -19,6 +19,10 @@ void symm_right(const Eigen::MatrixXd& a, const Eigen::MatrixXd& s, Eigen::Matri
 void syrk_t_lower(double alpha, const double* a, Eigen::Index k, Eigen::Index r, Eigen::Index lda,
                   Eigen::MatrixXd& c);
 
+/// c (lower triangle) += alpha * a a^T, a is k x r with leading dimension lda, c is k x k.
+void syrk_n_lower(double alpha, const double* a, Eigen::Index k, Eigen::Index r, Eigen::Index lda,
+                  Eigen::MatrixXd& c);
+
 /// Copies the lower triangle of c onto its upper triangle.
 void symmetrize_from_lower(Eigen::MatrixXd& c);
 

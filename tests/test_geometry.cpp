@@ -118,3 +118,22 @@ TEST(Geometry, TooLargeForMemoryFailsBeforeAllocating) {
 }
 
 }  // namespace
+
+namespace {
+// A strided view (a block of a larger matrix) gives the same geometry as a copy.
+TEST(Geometry, StridedJacobianViewEqualsCopy) {
+  const MatrixXd big = ref::gaussian(20, 15, 57);
+  for (auto space : {sgdstab::Space::parameter, sgdstab::Space::sample}) {
+    sgdstab::ReductionOptions o;
+    o.space = space;
+    const auto view = sgdstab::Geometry::from_jacobian(big.block(2, 3, 12, 9), 2, o);
+    const MatrixXd copy = big.block(2, 3, 12, 9);
+    const auto ref_g = sgdstab::Geometry::from_jacobian(copy, 2, o);
+    ASSERT_EQ(view.rank(), ref_g.rank());
+    EXPECT_LE((view.hessian_eigenvalues() - ref_g.hessian_eigenvalues()).norm(),
+              1e-12 * ref_g.hessian_eigenvalues().norm());
+    const MatrixXd H = copy.transpose() * copy / 6.0;
+    EXPECT_REL_NEAR(view.hessian_frobenius(), H.norm(), 1e-12);
+  }
+}
+}  // namespace
