@@ -1,5 +1,8 @@
 #include "sgdstab/matrix_io.hpp"
 
+#include <unistd.h>
+
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
@@ -33,7 +36,8 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 }
 
 void atomic_write(const std::string& path, const std::string& bytes) {
-  const std::string tmp = path + ".tmp" + std::to_string(std::rand());
+  static std::atomic<unsigned> counter{0};
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) throw io_error(path + ": cannot open for writing (" + std::strerror(errno) + ")");

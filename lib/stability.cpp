@@ -173,10 +173,7 @@ Eigenpair top_eigenpair(Op& op, const VectorXd& start, const SolverOptions& opt,
 // A PSD start with positive overlap with the (PSD) top eigenvector:
 // theory/threshold.md, section 6.
 VectorXd identity_start(const VectorXd& diag_weights) {
-  const Index r = diag_weights.size();
-  MatrixXd s = diag_weights.asDiagonal();
-  VectorXd x = pack(s);
-  (void)r;
+  const VectorXd x = pack(MatrixXd(diag_weights.asDiagonal()));
   return x / x.norm();
 }
 
