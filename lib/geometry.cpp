@@ -121,9 +121,9 @@ Geometry Geometry::from_jacobian(const Eigen::Ref<const MatrixXd>& jacobian, Ind
   gram.setZero();
   // Lower triangle only (dsyevd reads no more): BLAS SYRK.
   if (space == Space::sample)
-    detail::syrk_n_lower(1.0, jacobian.data(), nc, p, jacobian.outerStride(), gram);  // J J^T
+    detail::syrk_lower(false, 1.0, jacobian.data(), nc, p, jacobian.outerStride(), gram);  // J J^T
   else
-    detail::syrk_t_lower(1.0, jacobian.data(), nc, p, jacobian.outerStride(), gram);  // J^T J
+    detail::syrk_lower(true, 1.0, jacobian.data(), nc, p, jacobian.outerStride(), gram);  // J^T J
   VectorXd w;
   eigendecompose(gram, w, where);
   const double negative_floor = std::max(0.0, -w(0));

@@ -41,22 +41,17 @@ void symm_right(const Eigen::MatrixXd& a, const Eigen::MatrixXd& s, Eigen::Matri
   dsymm_("R", "L", &m, &n, &one, s.data(), &n, a.data(), &lda, &zero, c.data(), &lda);
 }
 
-void syrk_t_lower(double alpha, const double* a, Eigen::Index k, Eigen::Index r, Eigen::Index lda,
-                  Eigen::MatrixXd& c) {
+void syrk_lower(bool transpose, double alpha, const double* a, Eigen::Index k, Eigen::Index r,
+                Eigen::Index lda, Eigen::MatrixXd& c) {
   if (k == 0 || r == 0) return;
   const int ki = static_cast<int>(k), ri = static_cast<int>(r), ldai = static_cast<int>(lda);
   const int ldc = static_cast<int>(c.rows());
   const double one = 1.0;
-  dsyrk_("L", "T", &ri, &ki, &alpha, a, &ldai, &one, c.data(), &ldc);
-}
-
-void syrk_n_lower(double alpha, const double* a, Eigen::Index k, Eigen::Index r, Eigen::Index lda,
-                  Eigen::MatrixXd& c) {
-  if (k == 0 || r == 0) return;
-  const int ki = static_cast<int>(k), ri = static_cast<int>(r), ldai = static_cast<int>(lda);
-  const int ldc = static_cast<int>(c.rows());
-  const double one = 1.0;
-  dsyrk_("L", "N", &ki, &ri, &alpha, a, &ldai, &one, c.data(), &ldc);
+  // BLAS: n = order of c, k = the other dimension of a.
+  if (transpose)
+    dsyrk_("L", "T", &ri, &ki, &alpha, a, &ldai, &one, c.data(), &ldc);
+  else
+    dsyrk_("L", "N", &ki, &ri, &alpha, a, &ldai, &one, c.data(), &ldc);
 }
 
 void symmetrize_from_lower(Eigen::MatrixXd& c) {

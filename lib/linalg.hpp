@@ -15,13 +15,10 @@ int symmetric_eigen(Eigen::MatrixXd& a, Eigen::VectorXd& evals);
 /// c = a * s with s symmetric (lower triangle read); c is resized.
 void symm_right(const Eigen::MatrixXd& a, const Eigen::MatrixXd& s, Eigen::MatrixXd& c);
 
-/// c (lower triangle) += alpha * a^T a, a is k x r, c is r x r.
-void syrk_t_lower(double alpha, const double* a, Eigen::Index k, Eigen::Index r, Eigen::Index lda,
-                  Eigen::MatrixXd& c);
-
-/// c (lower triangle) += alpha * a a^T, a is k x r with leading dimension lda, c is k x k.
-void syrk_n_lower(double alpha, const double* a, Eigen::Index k, Eigen::Index r, Eigen::Index lda,
-                  Eigen::MatrixXd& c);
+/// Rank-k update of the lower triangle of c, a being k x r (leading dimension lda):
+/// transpose = true:  c (r x r) += alpha a^T a;   transpose = false: c (k x k) += alpha a a^T.
+void syrk_lower(bool transpose, double alpha, const double* a, Eigen::Index k, Eigen::Index r,
+                Eigen::Index lda, Eigen::MatrixXd& c);
 
 /// Copies the lower triangle of c onto its upper triangle.
 void symmetrize_from_lower(Eigen::MatrixXd& c);

@@ -185,8 +185,8 @@ void SecondMomentOperator::quadratic_into(const MatrixXd& s, MatrixXd& out) cons
       }
     }
     const double scale = factors_.beta / static_cast<double>(n);
-    detail::syrk_t_lower(scale, plus_.data(), kp, r, nc, out);
-    detail::syrk_t_lower(-scale, plus_.data() + kp, km, r, nc, out);
+    detail::syrk_lower(true, scale, plus_.data(), kp, r, nc, out);
+    detail::syrk_lower(true, -scale, plus_.data() + kp, km, r, nc, out);
     detail::symmetrize_from_lower(out);
   }
   if (factors_.alpha != 0.0) out += factors_.alpha * (d.asDiagonal() * s * d.asDiagonal());
