@@ -4,6 +4,8 @@
 #include <vector>
 
 extern "C" {
+void dposv_(const char* uplo, const int* n, const int* nrhs, double* a, const int* lda, double* b,
+            const int* ldb, int* info);
 void dsyevd_(const char* jobz, const char* uplo, const int* n, double* a, const int* lda, double* w,
              double* work, const int* lwork, int* iwork, const int* liwork, int* info);
 void dsymm_(const char* side, const char* uplo, const int* m, const int* n, const double* alpha,
@@ -58,6 +60,13 @@ void symmetrize_from_lower(Eigen::MatrixXd& c) {
   const Eigen::Index r = c.rows();
   for (Eigen::Index j = 1; j < r; ++j)
     for (Eigen::Index i = 0; i < j; ++i) c(i, j) = c(j, i);
+}
+
+int cholesky_solve(Eigen::MatrixXd& a, Eigen::MatrixXd& b) {
+  const int n = static_cast<int>(a.rows()), nrhs = static_cast<int>(b.cols());
+  int info = 0;
+  dposv_("L", &n, &nrhs, a.data(), &n, b.data(), &n, &info);
+  return info;
 }
 
 }  // namespace sgdstab::detail

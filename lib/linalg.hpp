@@ -20,6 +20,11 @@ void symm_right(const Eigen::MatrixXd& a, const Eigen::MatrixXd& s, Eigen::Matri
 void syrk_lower(bool transpose, double alpha, const double* a, Eigen::Index k, Eigen::Index r,
                 Eigen::Index lda, Eigen::MatrixXd& c);
 
+/// Solves a x = b for symmetric positive definite a (LAPACK dposv; lower
+/// triangle read, a overwritten by its Cholesky factor, b by x). Returns
+/// LAPACK's info: 0 = success, > 0 = a is not positive definite.
+int cholesky_solve(Eigen::MatrixXd& a, Eigen::MatrixXd& b);
+
 /// Copies the lower triangle of c onto its upper triangle.
 void symmetrize_from_lower(Eigen::MatrixXd& c);
 

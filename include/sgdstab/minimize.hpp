@@ -1,0 +1,121 @@
+#pragma once
+/// \file minimize.hpp
+/// \brief Interpolating global minima of the square loss, and the check that
+/// the stability analysis is applied at one (theory/minimize.md).
+///
+/// Three ways to reach a minimum of L(theta) = (1/n) sum_i 1/2 |f(x_i) - y_i|^2:
+///  - minimum_norm_solution: for models linear in theta (linear model, random
+///    feature model) the interpolating theta of least Euclidean norm, by a
+///    complete orthogonal decomposition (numerically stable least squares);
+///  - gauss_newton: damped Gauss-Newton (Levenberg-Marquardt) on the
+///    residual, in sample space (the n c x n c Gram) when p >= n c and in
+///    parameter space otherwise;
+///  - train_sgd: plain GD / mini-batch SGD at a given lr and batch size with
+///    a given sampling scheme, for minima *selected by SGD*.
+/// Each stops when max_{i,k} |f_k(x_i) - y_ik| <= residual_tolerance * (label
+/// scale), the label scale being max |y_ik| (1 when all labels are 0), and
+/// reports what happened in a MinimizeResult; none throws on non-convergence.
+///
+/// geometry_at_minimum() is the bridge to the stability routines: it refuses
+/// (sgdstab::invalid_argument, with the residual in the message) a theta whose
+/// residual exceeds the tolerance, unless the caller overrides the check.
+///
+/// \code
+/// sgdstab::Mlp net(spec, 1);
+/// auto res = sgdstab::gauss_newton(net, X, Y);
+/// if (!res.converged) std::cerr << res.message << "\n";
+/// auto g = sgdstab::geometry_at_minimum(net, X, Y);   // throws if not interpolating
+/// auto eta = sgdstab::stability_threshold(g, 8);
+/// \endcode
+#include <Eigen/Core>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "sgdstab/geometry.hpp"
+#include "sgdstab/mlp.hpp"
+#include "sgdstab/random.hpp"
+#include "sgdstab/sampling.hpp"
+
+namespace sgdstab {
+
+/// What a minimizer did. `model` (passed by reference) holds the final theta.
+struct MinimizeResult {
+  bool converged = false;      ///< max_residual <= tolerance
+  Index iterations = 0;        ///< iterations (Gauss-Newton) or steps (GD/SGD)
+  double loss = 0.0;           ///< final L (1/2, mean over samples)
+  double max_residual = 0.0;   ///< final max |f_k(x_i) - y_ik|
+  double tolerance = 0.0;      ///< the absolute residual tolerance used
+  double gradient_norm = 0.0;  ///< final |grad L|
+  std::string method;          ///< "minimum-norm", "gauss-newton", "gd", "sgd"
+  std::string message;         ///< why it stopped
+  std::vector<double> loss_history;  ///< L after each iteration (or each check for SGD)
+};
+
+/// Options shared by the minimizers. validate() throws sgdstab::invalid_argument.
+struct MinimizeOptions {
+  /// Relative residual tolerance (see file comment).
+  double residual_tolerance = 1e-10;
+  /// Gauss-Newton iterations.
+  Index max_iterations = 100;
+  /// Memory the minimizer may use, in bytes; 0 = what is available.
+  double memory_limit_bytes = 0.0;
+  void validate() const;
+};
+
+/// The absolute tolerance residual_tolerance * max(max|Y|, or 1 if Y = 0).
+double residual_tolerance_for(const Eigen::Ref<const Eigen::MatrixXd>& y, double relative);
+
+/// Minimum-norm interpolating theta of a model linear in theta
+/// (MlpSpec::linear_in_parameters()). When the features cannot interpolate
+/// (too few parameters) this is the least-squares solution and converged = false.
+/// \throws sgdstab::invalid_argument when the model is not linear in theta.
+MinimizeResult minimum_norm_solution(Mlp& model, const Eigen::Ref<const Eigen::MatrixXd>& x,
+                                     const Eigen::Ref<const Eigen::MatrixXd>& y,
+                                     const MinimizeOptions& options = {});
+
+/// Levenberg-Marquardt from the model's current theta (theory/minimize.md, eq. 3).
+MinimizeResult gauss_newton(Mlp& model, const Eigen::Ref<const Eigen::MatrixXd>& x,
+                            const Eigen::Ref<const Eigen::MatrixXd>& y, const MinimizeOptions& options = {});
+
+/// Options of train_sgd. validate() throws sgdstab::invalid_argument.
+struct TrainOptions {
+  double lr = 0.0;       ///< eta > 0
+  Index batch = 0;       ///< B, 1 <= B <= n; B = n without replacement is full-batch GD
+  Sampling sampling = Sampling::without_replacement;
+  Index max_steps = 100000;
+  double residual_tolerance = 1e-10;  ///< relative, as above
+  Index check_every = 0;              ///< full-loss check period in steps; 0 = max(1, n / B)
+  std::uint64_t seed = 0;             ///< batch selection
+  /// Stop (diverged) when L exceeds this multiple of its initial value.
+  double divergence_factor = 1e8;
+  void validate(Index samples) const;
+};
+
+/// theta <- theta - (lr / B) sum_{i in batch} grad l_i, batches drawn by the
+/// sampling scheme (bernoulli: each i kept w.p. B/n, still divided by B).
+/// Stops at the residual tolerance, at max_steps, or on divergence.
+MinimizeResult train_sgd(Mlp& model, const Eigen::Ref<const Eigen::MatrixXd>& x,
+                         const Eigen::Ref<const Eigen::MatrixXd>& y, const TrainOptions& options);
+
+/// Draws one batch (indices into 0..n-1) by the sampling scheme; bernoulli
+/// batches may be empty. Used by train_sgd and the Monte Carlo module.
+std::vector<Index> draw_batch(Sampling scheme, Index samples, Index batch, Rng& rng);
+
+/// Controls of geometry_at_minimum.
+struct MinimumCheck {
+  double residual_tolerance = 1e-10;  ///< relative, as above
+  /// Analyze anyway when the residual is above tolerance (then H differs from
+  /// the Gauss-Newton matrix the stability theory uses: the caller's risk).
+  bool allow_nonzero_residual = false;
+};
+
+/// The reduced geometry at the model's theta: from the Gram (sample space)
+/// when p >= n c, else from the Jacobian.
+/// \throws sgdstab::invalid_argument when theta is not an interpolating minimum
+///   within tolerance (unless overridden), naming the residual and the tolerance.
+Geometry geometry_at_minimum(const Mlp& model, const Eigen::Ref<const Eigen::MatrixXd>& x,
+                             const Eigen::Ref<const Eigen::MatrixXd>& y, const MinimumCheck& check = {},
+                             const ReductionOptions& reduction = {});
+
+}  // namespace sgdstab

@@ -1,0 +1,298 @@
+// Interpolating minima: minimum-norm least squares, Levenberg-Marquardt,
+// GD/SGD, and the interpolation check (theory/minimize.md).
+#include "sgdstab/minimize.hpp"
+
+#include <Eigen/QR>
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "linalg.hpp"
+#include "sgdstab/errors.hpp"
+#include "sgdstab/memory.hpp"
+
+namespace sgdstab {
+
+using Eigen::MatrixXd;
+using Eigen::VectorXd;
+using RowMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using detail::require;
+
+void MinimizeOptions::validate() const {
+  require(std::isfinite(residual_tolerance) && residual_tolerance > 0.0, "MinimizeOptions::residual_tolerance",
+          "must be finite and > 0, got " + detail::fmt(residual_tolerance));
+  require(max_iterations >= 0, "MinimizeOptions::max_iterations",
+          "must be >= 0, got " + std::to_string(max_iterations));
+  require(memory_limit_bytes >= 0.0, "MinimizeOptions::memory_limit_bytes", "must be >= 0");
+}
+
+void TrainOptions::validate(Index samples) const {
+  require(std::isfinite(lr) && lr > 0.0, "TrainOptions::lr", "eta must be finite and > 0, got " + detail::fmt(lr));
+  require(batch >= 1 && batch <= samples, "TrainOptions::batch",
+          "B must satisfy 1 <= B <= n = " + std::to_string(samples) + ", got " + std::to_string(batch));
+  require(max_steps >= 0, "TrainOptions::max_steps", "must be >= 0, got " + std::to_string(max_steps));
+  require(std::isfinite(residual_tolerance) && residual_tolerance > 0.0, "TrainOptions::residual_tolerance",
+          "must be finite and > 0, got " + detail::fmt(residual_tolerance));
+  require(check_every >= 0, "TrainOptions::check_every", "must be >= 0, got " + std::to_string(check_every));
+  require(divergence_factor > 1.0, "TrainOptions::divergence_factor",
+          "must be > 1, got " + detail::fmt(divergence_factor));
+}
+
+double residual_tolerance_for(const Eigen::Ref<const MatrixXd>& y, double relative) {
+  const double scale = y.size() > 0 ? y.cwiseAbs().maxCoeff() : 0.0;
+  return relative * (scale > 0.0 ? scale : 1.0);
+}
+
+namespace {
+
+// Residual F - Y as a sample-major vector r (r[i*c + k]).
+VectorXd residual_vector(const Mlp& model, const Eigen::Ref<const MatrixXd>& x,
+                         const Eigen::Ref<const MatrixXd>& y) {
+  const MatrixXd r = model.residuals(x, y);
+  VectorXd out(r.size());
+  Eigen::Map<RowMatrix>(out.data(), r.rows(), r.cols()) = r;
+  return out;
+}
+
+void finish(MinimizeResult& res, const Mlp& model, const Eigen::Ref<const MatrixXd>& x,
+            const Eigen::Ref<const MatrixXd>& y) {
+  const MatrixXd r = model.residuals(x, y);
+  res.max_residual = r.cwiseAbs().maxCoeff();
+  res.loss = 0.5 * r.squaredNorm() / static_cast<double>(x.rows());
+  res.gradient_norm = model.gradient(x, y).norm();
+  res.converged = res.max_residual <= res.tolerance;
+}
+
+}  // namespace
+
+MinimizeResult minimum_norm_solution(Mlp& model, const Eigen::Ref<const MatrixXd>& x,
+                                     const Eigen::Ref<const MatrixXd>& y, const MinimizeOptions& options) {
+  options.validate();
+  require(model.spec().linear_in_parameters(), "minimum_norm_solution",
+          "the model must be linear in theta (only the output layer trainable); use gauss_newton");
+  const MatrixXd phi = model.features(x);  // validates x
+  require(y.rows() == x.rows() && y.cols() == model.outputs() && y.allFinite(), "minimum_norm_solution",
+          "Y must be a finite n x c = " + std::to_string(x.rows()) + " x " + std::to_string(model.outputs()) +
+              " matrix");
+  const Index L = model.spec().layers(), n = x.rows(), m = phi.cols();
+  const bool bias = model.spec().bias;
+  const Index cols = m + (bias ? 1 : 0);
+  check_memory(8.0 * 3.0 * static_cast<double>(n) * static_cast<double>(cols),
+               "the least-squares design matrix (" + std::to_string(n) + " x " + std::to_string(cols) + ")",
+               options.memory_limit_bytes);
+  // f_k(x_i) = s_L W_L(k,:) phi_i + b_k: one design matrix for all outputs
+  // (theory/minimize.md, eq. 1).
+  MatrixXd design(n, cols);
+  design.leftCols(m) = model.multiplier(L) * phi;
+  if (bias) design.col(m).setOnes();
+  Eigen::CompleteOrthogonalDecomposition<MatrixXd> cod(design);
+  const MatrixXd sol = cod.solve(MatrixXd(y));  // cols x c, minimum norm
+  model.set_weight(L, sol.topRows(m).transpose());
+  if (bias) model.set_bias(L, sol.row(m).transpose());
+  MinimizeResult res;
+  res.method = "minimum-norm";
+  res.iterations = 1;
+  res.tolerance = residual_tolerance_for(y, options.residual_tolerance);
+  finish(res, model, x, y);
+  res.loss_history.push_back(res.loss);
+  res.message = res.converged ? "interpolating minimum-norm solution (rank " + std::to_string(cod.rank()) + ")"
+                              : "the features cannot interpolate the data (rank " + std::to_string(cod.rank()) +
+                                    " of " + std::to_string(n) + " samples): least-squares solution";
+  return res;
+}
+
+MinimizeResult gauss_newton(Mlp& model, const Eigen::Ref<const MatrixXd>& x, const Eigen::Ref<const MatrixXd>& y,
+                            const MinimizeOptions& options) {
+  options.validate();
+  const Index n = x.rows(), c = model.outputs(), nc = n * c, p = model.num_parameters();
+  const bool sample_space = p >= nc;
+  const Index dim = sample_space ? nc : p;
+  check_memory(8.0 * 3.0 * static_cast<double>(dim) * static_cast<double>(dim) +
+                   (sample_space ? 0.0 : 8.0 * static_cast<double>(nc) * static_cast<double>(p)),
+               "Gauss-Newton (" + std::to_string(dim) + " x " + std::to_string(dim) + " system)",
+               options.memory_limit_bytes);
+  MinimizeResult res;
+  res.method = "gauss-newton";
+  res.tolerance = residual_tolerance_for(y, options.residual_tolerance);
+  VectorXd r = residual_vector(model, x, y);  // validates x, y
+  double phi = 0.5 * r.squaredNorm();         // n L
+  double lambda = -1.0, nu = 2.0;
+  res.message = "iteration limit reached";
+  for (Index it = 0;; ++it) {
+    res.loss_history.push_back(phi / static_cast<double>(n));
+    if (r.cwiseAbs().maxCoeff() <= res.tolerance) {
+      res.message = "residual below tolerance";
+      break;
+    }
+    if (it == options.max_iterations) break;
+    // Normal matrix: K = J J^T (sample space) or J^T J (parameter space), and
+    // in parameter space g = J^T r (theory/minimize.md, eqs. 3-4).
+    MatrixXd normal, jac;
+    VectorXd g;
+    if (sample_space) {
+      normal = model.gram(x);
+    } else {
+      jac = model.jacobian(x);
+      normal = MatrixXd::Zero(p, p);
+      detail::syrk_lower(true, 1.0, jac.data(), nc, p, nc, normal);
+      detail::symmetrize_from_lower(normal);
+      g = jac.transpose() * r;
+    }
+    const double top = normal.diagonal().maxCoeff();
+    if (!(top > 0.0)) {
+      res.message = "the Jacobian vanishes: Gauss-Newton cannot move";
+      break;
+    }
+    if (lambda < 0.0) lambda = 1e-3 * top;
+    const VectorXd theta = model.parameters();
+    bool accepted = false;
+    for (int attempt = 0; attempt < 60 && !accepted; ++attempt) {
+      MatrixXd a = normal;
+      a.diagonal().array() += lambda;
+      MatrixXd rhs = sample_space ? MatrixXd(r) : MatrixXd(-g);
+      if (detail::cholesky_solve(a, rhs) != 0) {  // not numerically positive definite
+        lambda *= nu;
+        nu *= 2.0;
+        continue;
+      }
+      VectorXd step, predicted_residual;
+      if (sample_space) {
+        step = -model.vjp(x, rhs.col(0));               // delta = -J^T (K + lambda I)^{-1} r
+        predicted_residual = r - normal * rhs.col(0);   // r + J delta
+      } else {
+        step = rhs.col(0);
+        predicted_residual = r + jac * step;
+      }
+      const double predicted = phi - 0.5 * predicted_residual.squaredNorm();
+      model.set_parameters(theta + step);
+      const VectorXd r_new = residual_vector(model, x, y);
+      const double phi_new = 0.5 * r_new.squaredNorm();
+      const double rho = predicted > 0.0 ? (phi - phi_new) / predicted : -1.0;
+      if (std::isfinite(phi_new) && phi_new < phi && rho > 0.0) {
+        accepted = true;
+        r = r_new;
+        phi = phi_new;
+        lambda *= std::max(1.0 / 3.0, 1.0 - std::pow(2.0 * rho - 1.0, 3));
+        lambda = std::max(lambda, 1e-15 * top);
+        nu = 2.0;
+      } else {
+        model.set_parameters(theta);
+        lambda *= nu;
+        nu *= 2.0;
+      }
+    }
+    res.iterations = it + 1;
+    if (!accepted) {
+      res.message = "no step decreases the loss (stalled at a non-interpolating point?)";
+      res.loss_history.push_back(phi / static_cast<double>(n));
+      break;
+    }
+  }
+  finish(res, model, x, y);
+  return res;
+}
+
+std::vector<Index> draw_batch(Sampling scheme, Index samples, Index batch, Rng& rng) {
+  require(samples >= 1 && batch >= 1 && batch <= samples, "draw_batch",
+          "B must satisfy 1 <= B <= n = " + std::to_string(samples) + ", got " + std::to_string(batch));
+  std::vector<Index> out;
+  const auto n = static_cast<std::uint64_t>(samples);
+  switch (scheme) {
+    case Sampling::without_replacement: {
+      // Floyd's algorithm: a uniform B-subset in O(B) draws.
+      out.reserve(static_cast<std::size_t>(batch));
+      for (std::uint64_t j = n - static_cast<std::uint64_t>(batch); j < n; ++j) {
+        const auto t = static_cast<Index>(rng.below(j + 1));
+        if (std::find(out.begin(), out.end(), t) == out.end())
+          out.push_back(t);
+        else
+          out.push_back(static_cast<Index>(j));
+      }
+      break;
+    }
+    case Sampling::with_replacement:
+      for (Index j = 0; j < batch; ++j) out.push_back(static_cast<Index>(rng.below(n)));
+      break;
+    case Sampling::bernoulli: {
+      const double q = static_cast<double>(batch) / static_cast<double>(samples);
+      for (Index i = 0; i < samples; ++i)
+        if (rng.uniform() < q) out.push_back(i);
+      break;
+    }
+  }
+  return out;
+}
+
+MinimizeResult train_sgd(Mlp& model, const Eigen::Ref<const MatrixXd>& x, const Eigen::Ref<const MatrixXd>& y,
+                         const TrainOptions& options) {
+  const Index n = x.rows();
+  options.validate(n);
+  const bool full = options.batch == n && options.sampling == Sampling::without_replacement;
+  MinimizeResult res;
+  res.method = full ? "gd" : "sgd";
+  res.tolerance = residual_tolerance_for(y, options.residual_tolerance);
+  const Index check_every = options.check_every > 0 ? options.check_every : std::max<Index>(1, n / options.batch);
+  Rng rng(options.seed);
+  MatrixXd r = model.residuals(x, y);
+  const double initial = 0.5 * r.squaredNorm() / static_cast<double>(n);
+  res.loss_history.push_back(initial);
+  res.message = "step limit reached";
+  if (r.cwiseAbs().maxCoeff() <= res.tolerance) res.message = "residual below tolerance";
+  const double b = static_cast<double>(options.batch);
+  for (Index step = 1; step <= options.max_steps && r.cwiseAbs().maxCoeff() > res.tolerance; ++step) {
+    const std::vector<Index> batch =
+        full ? std::vector<Index>() : draw_batch(options.sampling, n, options.batch, rng);
+    const VectorXd grad = full ? model.gradient(x, y) : model.batch_gradient(x, y, batch, b);
+    const VectorXd theta = model.parameters() - options.lr * grad;
+    res.iterations = step;
+    if (!theta.allFinite()) {
+      res.message = "diverged: parameters overflowed at step " + std::to_string(step);
+      break;
+    }
+    model.set_parameters(theta);
+    if (step % check_every != 0 && step != options.max_steps) continue;
+    r = model.residuals(x, y);
+    const double loss = 0.5 * r.squaredNorm() / static_cast<double>(n);
+    res.loss_history.push_back(loss);
+    if (!std::isfinite(loss) || loss > options.divergence_factor * initial) {
+      res.message = "diverged: loss " + detail::fmt(loss) + " at step " + std::to_string(step) +
+                    " (initial " + detail::fmt(initial) + ")";
+      break;
+    }
+    if (r.cwiseAbs().maxCoeff() <= res.tolerance) res.message = "residual below tolerance";
+  }
+  if (res.message.rfind("diverged", 0) == 0) {
+    const MatrixXd rr = model.residuals(x, y);
+    res.max_residual = rr.allFinite() ? rr.cwiseAbs().maxCoeff() : INFINITY;
+    res.loss = rr.allFinite() ? 0.5 * rr.squaredNorm() / static_cast<double>(n) : INFINITY;
+    res.gradient_norm = INFINITY;
+    res.converged = false;
+    return res;
+  }
+  finish(res, model, x, y);
+  return res;
+}
+
+Geometry geometry_at_minimum(const Mlp& model, const Eigen::Ref<const MatrixXd>& x,
+                             const Eigen::Ref<const MatrixXd>& y, const MinimumCheck& check,
+                             const ReductionOptions& reduction) {
+  require(std::isfinite(check.residual_tolerance) && check.residual_tolerance > 0.0,
+          "MinimumCheck::residual_tolerance", "must be finite and > 0, got " + detail::fmt(check.residual_tolerance));
+  const MatrixXd r = model.residuals(x, y);
+  const double max_residual = r.cwiseAbs().maxCoeff();
+  const double tol = residual_tolerance_for(y, check.residual_tolerance);
+  if (max_residual > tol && !check.allow_nonzero_residual)
+    throw invalid_argument(
+        "geometry_at_minimum: theta is not an interpolating minimum: max |f_k(x_i) - y_ik| = " +
+        detail::fmt(max_residual) + " > tolerance " + detail::fmt(tol) + " (relative " +
+        detail::fmt(check.residual_tolerance) +
+        " x label scale); reach a minimum first (gauss_newton, minimum_norm_solution) or set "
+        "allow_nonzero_residual to analyze the Gauss-Newton matrix anyway");
+  const Index nc = x.rows() * model.outputs();
+  const bool use_gram = reduction.space == Space::sample ||
+                        (reduction.space == Space::automatic && model.num_parameters() >= nc);
+  if (use_gram) return Geometry::from_gram(model.gram(x), model.outputs(), reduction);
+  return Geometry::from_jacobian(model.jacobian(x), model.outputs(), reduction);
+}
+
+}  // namespace sgdstab
