@@ -7,6 +7,8 @@
 #include <sstream>
 
 #include "args.hpp"
+#include "problem.hpp"
+#include <chrono>
 #include "sgdstab/sgdstab.hpp"
 
 namespace sgdstab::cli {
@@ -26,6 +28,33 @@ commands:
   radius    (--jacobian FILE | --gram FILE) [--outputs C] --batch B --lr ETA [--sampling S]
   curve     (--jacobian FILE | --gram FILE) [--outputs C] [--batches 1,2,4,...] [--sampling S]
   demo      eta*(B) of a built-in random-feature regression problem
+  minimum   MODEL DATA [TRAINER] [--save-jacobian F] [--save-gram F] [--save-params F]
+  analyze   MODEL DATA [TRAINER] [--batches 1,2,4,...] [--allow-residual]
+            (minimum, then the eta*(B) curve at it, one JSON report)
+
+model (minimum, analyze):
+  --widths D,M,...,C          layer widths, input to output (required)
+  --model mlp|linear|rfm      rfm freezes layer 0; linear is --widths D,C (default mlp)
+  --activation A[,A...]       identity|relu|tanh|erf|softplus per hidden layer (default relu)
+  --bias                      layers have biases
+  --frozen L[,L...]           0-based layers kept at their initialization
+  --parametrization P         standard|ntk|mean-field (default standard)
+  --init he|lecun             weight variance gain 2 or 1 (default he)
+  --output-scale X            extra multiplier on the output layer (default 1)
+  --seed S                    initialization, data and batches (default 0)
+data:
+  --data gaussian|teacher     Gaussian inputs, N(0,1) targets or a random teacher's outputs
+         [--samples N] [--input-spectrum isotropic|power:ALPHA] [--teacher-widths D,...,C]
+  --data fashion-mnist|cifar10 [--classes 0,1,2,3] [--per-class K] [--scaling unit|none|standardize|center]
+         [--split train|test] [--data-dir DIR]   (Fashion-MNIST: Debian package dataset-fashion-mnist;
+         CIFAR-10: the cifar-10-batches-bin directory of cifar-10-binary.tar.gz)
+  --data csv:PATH|npy:PATH    table whose last C columns are the targets
+  --data curvatures:A1,A2,... 1-D samples x_i = sqrt(A_i), y = 0 (use --widths 1,1)
+  --data 1d:sine|abs|quadratic|step [--samples N]
+trainer:
+  --trainer min-norm|gauss-newton|gd|sgd   (default min-norm when only the last layer
+            trains, gauss-newton otherwise) [--residual-tol X] (default 1e-10, relative to max|y|)
+            [--max-iter K] (gauss-newton)  [--lr ETA --batch B --sampling S --max-steps K] (gd, sgd)
 
 common options:
   --sampling without|with|bernoulli   mini-batch scheme (default without)
@@ -250,6 +279,87 @@ int cmd_demo(const Args& args, std::ostream& out, std::ostream& err) {
   return finish(j, ok, out, err);
 }
 
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::set<std::string> problem_options(std::set<std::string> extra) {
+  extra.insert(kProblemOptions.begin(), kProblemOptions.end());
+  extra.insert(kProblemFlags.begin(), kProblemFlags.end());
+  return extra;
+}
+
+int not_a_minimum(const json& j, std::ostream& out, std::ostream& err, const MinimizeResult& res) {
+  out << j.dump(2) << "\n";
+  err << "sgdstab: no interpolating minimum reached (" << res.message << "; max residual " << res.max_residual
+      << " > tolerance " << res.tolerance << ")\n";
+  return kNotConverged;
+}
+
+int cmd_minimum(const Args& args, std::ostream& out, std::ostream& err) {
+  args.allow_only(problem_options({}));
+  const auto t0 = std::chrono::steady_clock::now();
+  Problem p = build_problem(args);
+  const MinimizeResult res = reach_minimum(args, p);
+  json j;
+  minimum_fields(j, p, res);
+  j["seconds"] = seconds_since(t0);
+  save_requested(args, p, j);
+  if (!res.converged) return not_a_minimum(j, out, err, res);
+  out << j.dump(2) << "\n";
+  return kOk;
+}
+
+int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
+  args.allow_only(problem_options({"batches", "method", "tol", "ncv", "rank-tol", "space"}));
+  const Sampling sampling = parse_sampling(args.str_or("sampling", "without"));
+  SolverOptions so = solver_options(args);
+  so.want_direction = false;
+  auto t0 = std::chrono::steady_clock::now();
+  Problem p = build_problem(args);
+  const MinimizeResult res = reach_minimum(args, p);
+  json timing;
+  timing["minimum_s"] = seconds_since(t0);
+  json j, minimum;
+  minimum_fields(minimum, p, res);
+  j["minimum"] = minimum;
+  MinimumCheck check;
+  check.residual_tolerance = args.number_or("residual-tol", 1e-10);
+  check.allow_nonzero_residual = args.flag("allow-residual");
+  ReductionOptions ro;
+  ro.rank_tolerance = args.number_or("rank-tol", 0.0);
+  const std::string space = args.str_or("space", "automatic");
+  if (space == "parameter") ro.space = Space::parameter;
+  else if (space == "sample") ro.space = Space::sample;
+  else if (space != "automatic") throw UsageError("--space: expected automatic|parameter|sample, got '" + space + "'");
+  if (!res.converged && !check.allow_nonzero_residual) {
+    save_requested(args, p, j["minimum"]);
+    return not_a_minimum(j, out, err, res);
+  }
+  t0 = std::chrono::steady_clock::now();
+  const Geometry g = geometry_at_minimum(p.model, p.data.inputs, p.data.targets, check, ro);
+  timing["geometry_s"] = seconds_since(t0);
+  std::vector<Index> batches;
+  if (args.has("batches")) {
+    for (long long b : args.integer_list("batches")) {
+      if (b < 1 || b > g.samples())
+        throw sgdstab::invalid_argument("--batches: every B must satisfy 1 <= B <= n = " +
+                                        std::to_string(g.samples()) + ", got " + std::to_string(b));
+      batches.push_back(static_cast<Index>(b));
+    }
+  } else {
+    batches = default_batches(g.samples());
+  }
+  t0 = std::chrono::steady_clock::now();
+  bool ok = true;
+  j["stability"] = curve_json(g, batches, sampling, so, &ok);
+  j["stability"]["params"] = p.model.num_parameters();
+  timing["curve_s"] = seconds_since(t0);
+  j["timing"] = timing;
+  save_requested(args, p, j["minimum"]);
+  return finish(j, ok, out, err);
+}
+
 }  // namespace
 
 int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
@@ -259,7 +369,7 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
       out << kUsageText;
       return kOk;
     }
-    const Args args(argc, argv, {});
+    const Args args(argc, argv, kProblemFlags);
     const std::string& cmd = args.command();
     std::ostringstream buffer;  // nothing reaches `out` unless the command succeeds
     int code;
@@ -267,6 +377,8 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
     else if (cmd == "radius") code = cmd_radius(args, buffer, err);
     else if (cmd == "curve") code = cmd_curve(args, buffer, err);
     else if (cmd == "demo") code = cmd_demo(args, buffer, err);
+    else if (cmd == "minimum") code = cmd_minimum(args, buffer, err);
+    else if (cmd == "analyze") code = cmd_analyze(args, buffer, err);
     else throw UsageError("unknown command '" + cmd + "'");
     out << buffer.str();
     return code;

@@ -15,3 +15,8 @@ cmake -S examples/threshold_from_jacobian -B "$BUILD_DIR/example" -DCMAKE_PREFIX
 cmake --build "$BUILD_DIR/example" -j "$(nproc)" >/dev/null
 "$BUILD_DIR/example/threshold_from_jacobian" examples/threshold_from_jacobian/jacobian.csv 1 4
 echo "example: find_package(sgdstab) build and run OK"
+# The Fashion-MNIST replication is built here (it links against the installed
+# package too) but run separately: scripts/fashion_mnist.sh (minutes).
+cmake -S examples/fashion_mnist_mulayoff -B "$BUILD_DIR/example_fmnist" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$BUILD_DIR/example_fmnist" -j "$(nproc)" >/dev/null
+echo "example: fashion_mnist_mulayoff builds against the installed package"

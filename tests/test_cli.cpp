@@ -131,5 +131,95 @@ TEST_F(Cli, DemoRunsAndItsCurveIsConsistent) {
   EXPECT_REL_NEAR(pts[pts.size() - 1]["eta_star"].get<double>(), j["eta_gd"].get<double>(), 1e-9);
 }
 
+TEST_F(Cli, AnalyzeReportsTheThresholdOfItsOwnMinimum) {
+  const CliRun r = run("analyze --widths 3,16,1 --activation tanh --bias --data teacher --samples 8 --seed 5 "
+                       "--batches 1,2,8 --save-params " + file("p.npy") + " --save-jacobian " + file("j.npy") +
+                       " --save-gram " + file("k.csv"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json j = json::parse(r.out);
+  EXPECT_TRUE(j["minimum"]["converged"].get<bool>());
+  EXPECT_LE(j["minimum"]["max_residual"].get<double>(), j["minimum"]["residual_tolerance"].get<double>());
+  EXPECT_EQ(j["minimum"]["params"], 3 * 16 + 16 + 16 + 1);
+  // Independent path: the saved Jacobian through the library's own entry point.
+  const MatrixXd jac = sgdstab::read_matrix(file("j.npy"));
+  ASSERT_EQ(jac.rows(), 8);
+  ASSERT_EQ(jac.cols(), 81);
+  const MatrixXd gram = sgdstab::read_matrix(file("k.csv"));
+  EXPECT_LT((gram - jac * jac.transpose()).cwiseAbs().maxCoeff(), 1e-9 * gram.cwiseAbs().maxCoeff());
+  EXPECT_EQ(sgdstab::read_matrix(file("p.npy")).size(), 81);
+  const auto g = sgdstab::Geometry::from_jacobian(jac, 1);
+  const auto& pts = j["stability"]["points"];
+  ASSERT_EQ(pts.size(), 3u);
+  for (const auto& pt : pts) {
+    const auto b = pt["batch"].get<Eigen::Index>();
+    EXPECT_REL_NEAR(pt["eta_star"].get<double>(), sgdstab::stability_threshold(g, b).eta_star, 1e-8);
+  }
+  EXPECT_REL_NEAR(pts[2]["eta_star"].get<double>(), 2.0 / g.lambda_max(), 1e-8);
+}
+
+// 1-D curvature data: eta*(B=1) = 2a / (a^2 + gamma s^2) with a = mean a_i,
+// s^2 = mean a_i^2 - a^2, gamma = 1 (B = 1 without replacement). For a = (1, 4, 9): 2/7.
+TEST_F(Cli, CurvatureDataGivesTheOneDimensionalClosedForm) {
+  const CliRun r = run("analyze --model linear --widths 1,1 --data curvatures:1,4,9 --batches 1,3");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json j = json::parse(r.out);
+  EXPECT_REL_NEAR(j["stability"]["points"][0]["eta_star"].get<double>(), 2.0 / 7.0, 1e-10);
+  EXPECT_REL_NEAR(j["stability"]["points"][1]["eta_star"].get<double>(), 2.0 / (14.0 / 3.0), 1e-10);
+}
+
+TEST_F(Cli, MinimumOfATableIsTheMinimumNormSolution) {
+  const MatrixXd x = ref::gaussian(3, 4, 1), y = ref::gaussian(3, 1, 2);
+  MatrixXd table(3, 5);
+  table << x, y;
+  sgdstab::write_csv(file("t.csv"), table);
+  const CliRun r = run("minimum --model linear --widths 4,1 --data csv:" + file("t.csv") + " --save-params " +
+                       file("p.csv"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json j = json::parse(r.out);
+  EXPECT_EQ(j["trainer"], "minimum-norm");
+  EXPECT_EQ(j["files"]["params"], file("p.csv"));
+  const MatrixXd theta = sgdstab::read_matrix(file("p.csv"));
+  const MatrixXd expected = x.transpose() * (x * x.transpose()).ldlt().solve(y);  // full row rank
+  EXPECT_LT((theta - expected).cwiseAbs().maxCoeff(), 1e-12);
+}
+
+TEST_F(Cli, ModelAndDataErrors) {
+  const MatrixXd table = ref::gaussian(6, 3, 1);  // d = 2, c = 1, n = 6 > d: not interpolable by a linear model
+  sgdstab::write_csv(file("t.csv"), table);
+  struct Case {
+    std::string args;
+    int code;
+    std::string needle;
+  };
+  const std::vector<Case> cases = {
+      {"minimum --widths 3,1 --data csv:" + file("t.csv"), 2, "the data have d = 2"},
+      {"minimum --widths 2,1 --data nosuch", 2, "--data"},
+      {"minimum --data teacher", 2, "--widths"},
+      {"minimum --widths 2,4,1 --data teacher --trainer sgd", 2, "--lr"},
+      {"minimum --widths 2,4,1 --data teacher --trainer sgd --lr 0.1 --batch 100", 2, "B must satisfy"},
+      {"minimum --widths 2,4,1 --activation swish --data teacher", 2, "activation"},
+      {"minimum --widths 2,4,1 --frozen 2 --data teacher", 2, "--frozen"},
+      {"minimum --widths 2,4,1 --data fashion-mnist --data-dir " + file("none"), 1, "cannot"},
+      {"minimum --widths 3072,1 --data cifar10", 2, "cifar-10-binary.tar.gz"},
+      {"threshold --bias --jacobian " + file("t.csv") + " --batch 1", 2, "bias"},
+  };
+  for (const Case& c : cases) {
+    const CliRun r = run(c.args);
+    EXPECT_EQ(r.code, c.code) << c.args << "\n" << r.err;
+    EXPECT_TRUE(r.out.empty()) << c.args;
+    EXPECT_NE(r.err.find(c.needle), std::string::npos) << c.args << "\n" << r.err;
+  }
+  // Not an interpolating minimum: exit 3 with the report; analyze refuses unless overridden.
+  CliRun r = run("minimum --model linear --widths 2,1 --data csv:" + file("t.csv"));
+  EXPECT_EQ(r.code, 3) << r.err;
+  EXPECT_FALSE(json::parse(r.out)["converged"].get<bool>());
+  r = run("analyze --model linear --widths 2,1 --data csv:" + file("t.csv"));
+  EXPECT_EQ(r.code, 3) << r.err;
+  EXPECT_FALSE(r.out.find("stability") != std::string::npos);
+  r = run("analyze --model linear --widths 2,1 --data csv:" + file("t.csv") + " --allow-residual");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(json::parse(r.out).contains("stability"));
+}
+
 }  // namespace
 #endif

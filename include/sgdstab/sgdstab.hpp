@@ -1,10 +1,14 @@
 #pragma once
 /// \file sgdstab.hpp
 /// \brief Umbrella header: everything public in sgdstab.
+#include "sgdstab/data.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/geometry.hpp"
 #include "sgdstab/matrix_io.hpp"
 #include "sgdstab/memory.hpp"
+#include "sgdstab/minimize.hpp"
+#include "sgdstab/mlp.hpp"
 #include "sgdstab/moment_operator.hpp"
+#include "sgdstab/random.hpp"
 #include "sgdstab/sampling.hpp"
 #include "sgdstab/stability.hpp"

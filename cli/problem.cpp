@@ -1,0 +1,231 @@
+#include "problem.hpp"
+
+#include <sstream>
+
+#include "sgdstab/errors.hpp"
+#include "sgdstab/matrix_io.hpp"
+
+namespace sgdstab::cli {
+
+using json = nlohmann::ordered_json;
+using Eigen::MatrixXd;
+
+const std::set<std::string> kProblemOptions = {
+    "model", "widths", "activation", "frozen", "parametrization", "init", "output-scale", "data",
+    "samples", "input-spectrum", "classes", "per-class", "scaling", "data-dir", "split", "teacher-widths",
+    "trainer", "lr", "batch", "sampling", "max-steps", "max-iter", "residual-tol", "seed", "save-jacobian",
+    "save-gram", "save-params"};
+const std::set<std::string> kProblemFlags = {"bias", "allow-residual"};
+
+namespace {
+
+std::vector<Index> index_list(const Args& args, const std::string& key) {
+  std::vector<Index> out;
+  for (long long v : args.integer_list(key)) out.push_back(static_cast<Index>(v));
+  return out;
+}
+
+std::vector<Activation> activations(const Args& args) {
+  std::vector<Activation> out;
+  std::stringstream ss(args.str_or("activation", "relu"));
+  std::string item;
+  while (std::getline(ss, item, ',')) out.push_back(parse_activation(item));
+  return out;
+}
+
+MlpSpec model_spec(const Args& args) {
+  if (!args.has("widths")) throw UsageError("--widths D,M,...,C is required (layer widths, input to output)");
+  MlpSpec spec;
+  spec.widths = index_list(args, "widths");
+  if (spec.widths.size() < 2) throw UsageError("--widths needs at least D,C");
+  spec.bias = args.flag("bias");
+  spec.parametrization = parse_parametrization(args.str_or("parametrization", "standard"));
+  spec.init = parse_init(args.str_or("init", "he"));
+  spec.output_scale = args.number_or("output-scale", 1.0);
+  const std::string model = args.str_or("model", "mlp");
+  const std::size_t layers = spec.widths.size() - 1;
+  if (spec.widths.size() > 2) spec.activations = activations(args);
+  spec.trainable.assign(layers, true);
+  if (model == "linear") {
+    if (spec.widths.size() != 2) throw UsageError("--model linear takes --widths D,C");
+  } else if (model == "rfm") {
+    if (spec.widths.size() != 3) throw UsageError("--model rfm takes --widths D,M,C");
+    spec.trainable[0] = false;
+  } else if (model != "mlp") {
+    throw UsageError("--model: expected mlp, linear or rfm, got '" + model + "'");
+  }
+  if (args.has("frozen")) {
+    for (Index l : index_list(args, "frozen")) {
+      if (l < 0 || static_cast<std::size_t>(l) >= layers)
+        throw UsageError("--frozen: layer indices are 0.." + std::to_string(layers - 1) + ", got " +
+                         std::to_string(l));
+      spec.trainable[static_cast<std::size_t>(l)] = false;
+    }
+  }
+  spec.validate();
+  return spec;
+}
+
+Eigen::VectorXd input_spectrum(const Args& args, Index d) {
+  const std::string s = args.str_or("input-spectrum", "isotropic");
+  if (s == "isotropic") return Eigen::VectorXd::Ones(d);
+  if (s.rfind("power:", 0) == 0) return power_law_spectrum(d, parse_number(s.substr(6), "--input-spectrum power:ALPHA"));
+  throw UsageError("--input-spectrum: expected isotropic or power:ALPHA, got '" + s + "'");
+}
+
+Dataset image_data(const Args& args, const std::string& name) {
+  const std::string split = args.str_or("split", "train");
+  if (split != "train" && split != "test") throw UsageError("--split: expected train or test, got '" + split + "'");
+  const bool train = split == "train";
+  LabeledImages images;
+  if (name == "fashion-mnist") {
+    images = read_fashion_mnist(args.has("data-dir") ? args.str("data-dir") : find_fashion_mnist_directory(), train);
+  } else {
+    if (!args.has("data-dir"))
+      throw UsageError("--data cifar10 needs --data-dir DIR: the cifar-10-batches-bin directory extracted from "
+                       "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz");
+    images = read_cifar10(args.str("data-dir"), train);
+  }
+  Selection sel;
+  if (args.has("classes"))
+    for (long long c : args.integer_list("classes")) sel.classes.push_back(static_cast<int>(c));
+  sel.per_class = args.integer_or("per-class", 0);
+  return select_classes(images, sel, parse_pixel_scaling(args.str_or("scaling", "unit")), name + " " + split);
+}
+
+Dataset make_data(const Args& args, const MlpSpec& spec, std::uint64_t seed) {
+  if (!args.has("data")) throw UsageError("--data is required (gaussian, teacher, fashion-mnist, cifar10, csv:PATH, ...)");
+  const std::string name = args.str("data");
+  const Index d = spec.inputs(), c = spec.outputs();
+  const Index n = args.integer_or("samples", 64);
+  if (name == "fashion-mnist" || name == "cifar10") return image_data(args, name);
+  if (name.rfind("csv:", 0) == 0 || name.rfind("npy:", 0) == 0) return read_table_dataset(name.substr(4), c);
+  if (name.rfind("curvatures:", 0) == 0) {
+    std::vector<double> a;
+    std::stringstream ss(name.substr(11));
+    std::string item;
+    while (std::getline(ss, item, ',')) a.push_back(parse_number(item, "--data curvatures:A1,A2,..."));
+    return curvature_dataset(Eigen::Map<Eigen::VectorXd>(a.data(), static_cast<Index>(a.size())));
+  }
+  if (name.rfind("1d:", 0) == 0) return regression_1d(n, name.substr(3), seed + 1);
+  if (n < 1) throw UsageError("--samples: N must be >= 1, got " + std::to_string(n));
+  Dataset ds;
+  ds.inputs = gaussian_inputs(n, input_spectrum(args, d), seed + 1);
+  if (name == "gaussian") {
+    ds.targets = gaussian_inputs(n, c, seed + 2);
+    ds.description = "gaussian: n = " + std::to_string(n) + " inputs N(0, S), targets iid N(0, 1)";
+  } else if (name == "teacher") {
+    MlpSpec teacher = spec;
+    teacher.trainable.clear();
+    if (args.has("teacher-widths")) {
+      teacher.widths = index_list(args, "teacher-widths");
+      if (teacher.widths.front() != d || teacher.widths.back() != c)
+        throw UsageError("--teacher-widths must start with D = " + std::to_string(d) + " and end with C = " +
+                         std::to_string(c));
+      if (teacher.widths.size() > 2 && teacher.activations.empty()) teacher.activations = activations(args);
+      if (teacher.widths.size() == 2) teacher.activations.clear();
+    }
+    ds.targets = teacher_targets(teacher, ds.inputs, seed + 3);
+    ds.description = "teacher-student: n = " + std::to_string(n) + " inputs N(0, S), targets of a random teacher";
+  } else {
+    throw UsageError("--data: expected gaussian, teacher, fashion-mnist, cifar10, csv:PATH, npy:PATH, "
+                     "curvatures:A1,A2,... or 1d:sine|abs|quadratic|step, got '" + name + "'");
+  }
+  return ds;
+}
+
+void save_matrix(const std::string& path, const MatrixXd& m) {
+  if (path.size() >= 4 && path.compare(path.size() - 4, 4, ".npy") == 0) write_npy(path, m);
+  else write_csv(path, m);
+}
+
+}  // namespace
+
+Problem build_problem(const Args& args) {
+  const MlpSpec spec = model_spec(args);
+  const long long seed = args.integer_or("seed", 0);
+  if (seed < 0) throw UsageError("--seed: S must be >= 0, got " + std::to_string(seed));
+  Dataset data = make_data(args, spec, static_cast<std::uint64_t>(seed));
+  data.validate();
+  if (data.input_dim() != spec.inputs() || data.outputs() != spec.outputs())
+    throw sgdstab::invalid_argument("--widths: the data have d = " + std::to_string(data.input_dim()) +
+                                    " inputs and c = " + std::to_string(data.outputs()) +
+                                    " outputs, but the widths start with " + std::to_string(spec.inputs()) +
+                                    " and end with " + std::to_string(spec.outputs()));
+  return Problem{std::move(data), Mlp(spec, static_cast<std::uint64_t>(seed))};
+}
+
+MinimizeResult reach_minimum(const Args& args, Problem& p) {
+  const std::string trainer =
+      args.str_or("trainer", p.model.spec().linear_in_parameters() ? "min-norm" : "gauss-newton");
+  const double tol = args.number_or("residual-tol", 1e-10);
+  const MatrixXd& x = p.data.inputs;
+  const MatrixXd& y = p.data.targets;
+  if (trainer == "min-norm" || trainer == "gauss-newton") {
+    MinimizeOptions o;
+    o.residual_tolerance = tol;
+    o.max_iterations = args.integer_or("max-iter", o.max_iterations);
+    return trainer == "min-norm" ? minimum_norm_solution(p.model, x, y, o) : gauss_newton(p.model, x, y, o);
+  }
+  if (trainer == "gd" || trainer == "sgd") {
+    TrainOptions o;
+    o.lr = args.number("lr");
+    o.batch = trainer == "gd" ? p.data.samples() : args.integer("batch");
+    o.sampling = parse_sampling(args.str_or("sampling", "without"));
+    if (trainer == "gd" && o.sampling != Sampling::without_replacement)
+      throw UsageError("--trainer gd is full-batch: drop --sampling, or use --trainer sgd --batch N");
+    o.max_steps = args.integer_or("max-steps", o.max_steps);
+    o.residual_tolerance = tol;
+    o.seed = static_cast<std::uint64_t>(args.integer_or("seed", 0)) + 7;
+    return train_sgd(p.model, x, y, o);
+  }
+  throw UsageError("--trainer: expected min-norm, gauss-newton, gd or sgd, got '" + trainer + "'");
+}
+
+void minimum_fields(json& j, const Problem& p, const MinimizeResult& res) {
+  const MlpSpec& s = p.model.spec();
+  json model;
+  model["widths"] = s.widths;
+  json acts = json::array();
+  for (Index l = 1; l < s.layers(); ++l) acts.push_back(to_string(s.activation(l)));
+  model["activations"] = acts;
+  model["bias"] = s.bias;
+  json trainable = json::array();
+  for (Index l = 1; l <= s.layers(); ++l) trainable.push_back(s.is_trainable(l));
+  model["trainable"] = trainable;
+  model["parametrization"] = to_string(s.parametrization);
+  model["init"] = to_string(s.init);
+  j["model"] = model;
+  j["data"] = p.data.description;
+  j["samples"] = p.data.samples();
+  j["outputs"] = p.data.outputs();
+  j["params"] = p.model.num_parameters();
+  j["trainer"] = res.method;
+  j["converged"] = res.converged;
+  j["iterations"] = res.iterations;
+  j["loss"] = res.loss;
+  j["max_residual"] = res.max_residual;
+  j["residual_tolerance"] = res.tolerance;
+  j["gradient_norm"] = res.gradient_norm;
+  j["message"] = res.message;
+  j["loss_convention"] = "1/2 squared error, mean over samples";
+}
+
+void save_requested(const Args& args, const Problem& p, json& j) {
+  json files = json::object();
+  if (args.has("save-params")) {
+    save_matrix(args.str("save-params"), p.model.parameters());
+    files["params"] = args.str("save-params");
+  }
+  if (args.has("save-jacobian")) {
+    save_matrix(args.str("save-jacobian"), p.model.jacobian(p.data.inputs));
+    files["jacobian"] = args.str("save-jacobian");
+  }
+  if (args.has("save-gram")) {
+    save_matrix(args.str("save-gram"), p.model.gram(p.data.inputs));
+    files["gram"] = args.str("save-gram");
+  }
+  j["files"] = files;
+}
+
+}  // namespace sgdstab::cli

@@ -1,0 +1,40 @@
+#pragma once
+// Building a model + data set + minimum from the command line
+// (`sgdstab minimum` and `sgdstab analyze`).
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+
+#include "args.hpp"
+#include "sgdstab/data.hpp"
+#include "sgdstab/minimize.hpp"
+#include "sgdstab/mlp.hpp"
+
+namespace sgdstab::cli {
+
+/// Option names understood by build_problem / reach_minimum.
+extern const std::set<std::string> kProblemOptions;
+/// Flags (options without a value) of those commands.
+extern const std::set<std::string> kProblemFlags;
+
+struct Problem {
+  Dataset data;
+  Mlp model;
+};
+
+/// The data set named by --data and the model named by --model/--widths/...,
+/// initialized from --seed. \throws UsageError / sgdstab::invalid_argument.
+Problem build_problem(const Args& args);
+
+/// Runs the trainer named by --trainer (default: min-norm for models linear
+/// in theta, gauss-newton otherwise) from the model's initialization.
+MinimizeResult reach_minimum(const Args& args, Problem& problem);
+
+/// JSON fields describing the model, the data and the minimizer's result.
+void minimum_fields(nlohmann::ordered_json& j, const Problem& problem, const MinimizeResult& res);
+
+/// Writes --save-jacobian / --save-gram / --save-params (npy or csv by the
+/// extension, atomically) and records the paths in j["files"].
+void save_requested(const Args& args, const Problem& problem, nlohmann::ordered_json& j);
+
+}  // namespace sgdstab::cli
