@@ -54,7 +54,9 @@ data:
 trainer:
   --trainer min-norm|gauss-newton|gd|sgd   (default min-norm when only the last layer
             trains, gauss-newton otherwise) [--residual-tol X] (default 1e-10, relative to max|y|)
-            [--max-iter K] (gauss-newton)  [--lr ETA --batch B --sampling S --max-steps K] (gd, sgd)
+            [--max-iter K] (gauss-newton)  [--lr ETA --max-steps K] (gd, sgd)
+            [--batch B --train-sampling S] (sgd; in `minimum` --sampling S works too, in
+            `analyze` --sampling is the scheme of the analysis and the default of the trainer)
 
 common options:
   --sampling without|with|bernoulli   mini-batch scheme (default without)
@@ -69,8 +71,8 @@ Input files: CSV (comma-separated, no header) or .npy (2-D float64/float32).
 A Jacobian has n*C rows (row i*C + k = d f_k(x_i) / d theta) and p columns;
 a Gram is the (n C) x (n C) matrix J J^T in the same order.
 Output: one JSON object on stdout. Exit codes: 0 ok, 1 error (I/O, memory),
-2 bad usage or input, 3 an eigensolver did not converge (JSON still printed,
-"converged": false).
+2 bad usage or input, 3 an eigensolver did not converge or (minimum, analyze)
+no interpolating minimum was reached (JSON still printed, "converged": false).
 )";
 
 const std::set<std::string> kCommon = {"jacobian", "gram", "outputs", "sampling", "method", "tol",
@@ -312,11 +314,24 @@ int cmd_minimum(const Args& args, std::ostream& out, std::ostream& err) {
 
 int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
   args.allow_only(problem_options({"batches", "method", "tol", "ncv", "rank-tol", "space"}));
+  // Every option is parsed before the (expensive) minimization.
   const Sampling sampling = parse_sampling(args.str_or("sampling", "without"));
   SolverOptions so = solver_options(args);
   so.want_direction = false;
+  ReductionOptions ro;
+  ro.rank_tolerance = args.number_or("rank-tol", 0.0);
+  const std::string space = args.str_or("space", "automatic");
+  if (space == "parameter") ro.space = Space::parameter;
+  else if (space == "sample") ro.space = Space::sample;
+  else if (space != "automatic") throw UsageError("--space: expected automatic|parameter|sample, got '" + space + "'");
+  const std::vector<long long> requested =
+      args.has("batches") ? args.integer_list("batches") : std::vector<long long>();
   auto t0 = std::chrono::steady_clock::now();
   Problem p = build_problem(args);
+  for (long long b : requested)
+    if (b < 1 || b > p.data.samples())
+      throw sgdstab::invalid_argument("--batches: every B must satisfy 1 <= B <= n = " +
+                                      std::to_string(p.data.samples()) + ", got " + std::to_string(b));
   const MinimizeResult res = reach_minimum(args, p);
   json timing;
   timing["minimum_s"] = seconds_since(t0);
@@ -326,12 +341,6 @@ int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
   MinimumCheck check;
   check.residual_tolerance = args.number_or("residual-tol", 1e-10);
   check.allow_nonzero_residual = args.flag("allow-residual");
-  ReductionOptions ro;
-  ro.rank_tolerance = args.number_or("rank-tol", 0.0);
-  const std::string space = args.str_or("space", "automatic");
-  if (space == "parameter") ro.space = Space::parameter;
-  else if (space == "sample") ro.space = Space::sample;
-  else if (space != "automatic") throw UsageError("--space: expected automatic|parameter|sample, got '" + space + "'");
   if (!res.converged && !check.allow_nonzero_residual) {
     save_requested(args, p, j["minimum"]);
     return not_a_minimum(j, out, err, res);
@@ -340,16 +349,8 @@ int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
   const Geometry g = geometry_at_minimum(p.model, p.data.inputs, p.data.targets, check, ro);
   timing["geometry_s"] = seconds_since(t0);
   std::vector<Index> batches;
-  if (args.has("batches")) {
-    for (long long b : args.integer_list("batches")) {
-      if (b < 1 || b > g.samples())
-        throw sgdstab::invalid_argument("--batches: every B must satisfy 1 <= B <= n = " +
-                                        std::to_string(g.samples()) + ", got " + std::to_string(b));
-      batches.push_back(static_cast<Index>(b));
-    }
-  } else {
-    batches = default_batches(g.samples());
-  }
+  for (long long b : requested) batches.push_back(static_cast<Index>(b));
+  if (batches.empty()) batches = default_batches(g.samples());
   t0 = std::chrono::steady_clock::now();
   bool ok = true;
   j["stability"] = curve_json(g, batches, sampling, so, &ok);

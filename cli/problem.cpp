@@ -13,8 +13,8 @@ using Eigen::MatrixXd;
 const std::set<std::string> kProblemOptions = {
     "model", "widths", "activation", "frozen", "parametrization", "init", "output-scale", "data",
     "samples", "input-spectrum", "classes", "per-class", "scaling", "data-dir", "split", "teacher-widths",
-    "trainer", "lr", "batch", "sampling", "max-steps", "max-iter", "residual-tol", "seed", "save-jacobian",
-    "save-gram", "save-params"};
+    "trainer", "lr", "batch", "sampling", "train-sampling", "max-steps", "max-iter", "residual-tol", "seed",
+    "save-jacobian", "save-gram", "save-params"};
 const std::set<std::string> kProblemFlags = {"bias", "allow-residual"};
 
 namespace {
@@ -27,10 +27,42 @@ std::vector<Index> index_list(const Args& args, const std::string& key) {
 
 std::vector<Activation> activations(const Args& args) {
   std::vector<Activation> out;
-  std::stringstream ss(args.str_or("activation", "relu"));
+  const std::string text = args.str_or("activation", "relu");
+  std::stringstream ss(text);
   std::string item;
   while (std::getline(ss, item, ',')) out.push_back(parse_activation(item));
+  if (text.empty() || text.back() == ',') throw UsageError("--activation: empty entry in '" + text + "'");
   return out;
+}
+
+std::string trainer_name(const Args& args, const MlpSpec& spec) {
+  return args.str_or("trainer", spec.linear_in_parameters() ? "min-norm" : "gauss-newton");
+}
+
+// Options that mean nothing for the chosen data source, trainer or model are
+// errors, not silently ignored.
+void check_relevant(const Args& args, const MlpSpec& spec, const std::string& command) {
+  const std::string data = args.str_or("data", "");
+  const bool images = data == "fashion-mnist" || data == "cifar10";
+  const bool synthetic = data == "gaussian" || data == "teacher";
+  const std::string trainer = trainer_name(args, spec);
+  auto forbid = [&](const std::string& opt, bool bad, const std::string& why) {
+    if (bad && (args.has(opt) || args.flag(opt))) throw UsageError("--" + opt + " " + why);
+  };
+  forbid("samples", !(synthetic || data.rfind("1d:", 0) == 0), "applies to --data gaussian, teacher or 1d:F only");
+  forbid("input-spectrum", !synthetic, "applies to --data gaussian or teacher only");
+  forbid("teacher-widths", data != "teacher", "applies to --data teacher only");
+  for (const char* opt : {"classes", "per-class", "scaling", "split", "data-dir"})
+    forbid(opt, !images, "applies to --data fashion-mnist or cifar10 only");
+  forbid("activation", spec.widths.size() == 2, "needs a hidden layer (--widths with 3 or more entries)");
+  forbid("lr", trainer != "gd" && trainer != "sgd", "applies to --trainer gd or sgd only");
+  forbid("max-steps", trainer != "gd" && trainer != "sgd", "applies to --trainer gd or sgd only");
+  forbid("batch", trainer != "sgd", "applies to --trainer sgd only (gd is full-batch)");
+  forbid("train-sampling", trainer != "sgd", "applies to --trainer sgd only");
+  forbid("max-iter", trainer != "gauss-newton", "applies to --trainer gauss-newton only");
+  forbid("allow-residual", command != "analyze", "applies to analyze only");
+  forbid("sampling", command == "minimum" && trainer != "sgd",
+         "is the mini-batch scheme of --trainer sgd (or of the analysis, in analyze)");
 }
 
 MlpSpec model_spec(const Args& args) {
@@ -62,7 +94,11 @@ MlpSpec model_spec(const Args& args) {
       spec.trainable[static_cast<std::size_t>(l)] = false;
     }
   }
-  spec.validate();
+  try {
+    spec.validate();
+  } catch (const sgdstab::invalid_argument& e) {
+    throw UsageError(std::string("model options (--widths, --activation, --frozen, --output-scale): ") + e.what());
+  }
   return spec;
 }
 
@@ -122,8 +158,11 @@ Dataset make_data(const Args& args, const MlpSpec& spec, std::uint64_t seed) {
       if (teacher.widths.front() != d || teacher.widths.back() != c)
         throw UsageError("--teacher-widths must start with D = " + std::to_string(d) + " and end with C = " +
                          std::to_string(c));
-      if (teacher.widths.size() > 2 && teacher.activations.empty()) teacher.activations = activations(args);
-      if (teacher.widths.size() == 2) teacher.activations.clear();
+      teacher.activations = teacher.widths.size() > 2 ? activations(args) : std::vector<Activation>();
+      if (teacher.activations.size() > 1 && teacher.activations.size() != teacher.widths.size() - 2)
+        throw UsageError("--teacher-widths has " + std::to_string(teacher.widths.size() - 2) +
+                         " hidden layers but --activation lists " + std::to_string(teacher.activations.size()) +
+                         " activations: give one activation for all layers");
     }
     ds.targets = teacher_targets(teacher, ds.inputs, seed + 3);
     ds.description = "teacher-student: n = " + std::to_string(n) + " inputs N(0, S), targets of a random teacher";
@@ -143,6 +182,7 @@ void save_matrix(const std::string& path, const MatrixXd& m) {
 
 Problem build_problem(const Args& args) {
   const MlpSpec spec = model_spec(args);
+  check_relevant(args, spec, args.command());
   const long long seed = args.integer_or("seed", 0);
   if (seed < 0) throw UsageError("--seed: S must be >= 0, got " + std::to_string(seed));
   Dataset data = make_data(args, spec, static_cast<std::uint64_t>(seed));
@@ -152,13 +192,15 @@ Problem build_problem(const Args& args) {
                                     " inputs and c = " + std::to_string(data.outputs()) +
                                     " outputs, but the widths start with " + std::to_string(spec.inputs()) +
                                     " and end with " + std::to_string(spec.outputs()));
-  return Problem{std::move(data), Mlp(spec, static_cast<std::uint64_t>(seed))};
+  return Problem{std::move(data), Mlp(spec, static_cast<std::uint64_t>(seed)), static_cast<std::uint64_t>(seed)};
 }
 
 MinimizeResult reach_minimum(const Args& args, Problem& p) {
-  const std::string trainer =
-      args.str_or("trainer", p.model.spec().linear_in_parameters() ? "min-norm" : "gauss-newton");
+  const std::string trainer = trainer_name(args, p.model.spec());
   const double tol = args.number_or("residual-tol", 1e-10);
+  if (!(tol > 0.0)) throw UsageError("--residual-tol: X must be > 0, got " + args.str("residual-tol"));
+  if (args.integer_or("max-iter", 0) < 0) throw UsageError("--max-iter: K must be >= 0");
+  if (args.integer_or("max-steps", 0) < 0) throw UsageError("--max-steps: K must be >= 0");
   const MatrixXd& x = p.data.inputs;
   const MatrixXd& y = p.data.targets;
   if (trainer == "min-norm" || trainer == "gauss-newton") {
@@ -170,10 +212,13 @@ MinimizeResult reach_minimum(const Args& args, Problem& p) {
   if (trainer == "gd" || trainer == "sgd") {
     TrainOptions o;
     o.lr = args.number("lr");
+    if (!(o.lr > 0.0)) throw UsageError("--lr: ETA must be > 0, got " + args.str("lr"));
     o.batch = trainer == "gd" ? p.data.samples() : args.integer("batch");
-    o.sampling = parse_sampling(args.str_or("sampling", "without"));
-    if (trainer == "gd" && o.sampling != Sampling::without_replacement)
-      throw UsageError("--trainer gd is full-batch: drop --sampling, or use --trainer sgd --batch N");
+    if (o.batch < 1 || o.batch > p.data.samples())
+      throw UsageError("--batch: B must satisfy 1 <= B <= n = " + std::to_string(p.data.samples()) + ", got " +
+                       std::to_string(o.batch));
+    if (trainer == "sgd")
+      o.sampling = parse_sampling(args.str_or("train-sampling", args.str_or("sampling", "without")));
     o.max_steps = args.integer_or("max-steps", o.max_steps);
     o.residual_tolerance = tol;
     o.seed = static_cast<std::uint64_t>(args.integer_or("seed", 0)) + 7;
@@ -195,7 +240,9 @@ void minimum_fields(json& j, const Problem& p, const MinimizeResult& res) {
   model["trainable"] = trainable;
   model["parametrization"] = to_string(s.parametrization);
   model["init"] = to_string(s.init);
+  model["output_scale"] = s.output_scale;
   j["model"] = model;
+  j["seed"] = p.seed;
   j["data"] = p.data.description;
   j["samples"] = p.data.samples();
   j["outputs"] = p.data.outputs();

@@ -20,6 +20,7 @@ extern const std::set<std::string> kProblemFlags;
 struct Problem {
   Dataset data;
   Mlp model;
+  std::uint64_t seed = 0;  ///< --seed: initialization (and data, batches)
 };
 
 /// The data set named by --data and the model named by --model/--widths/...,

@@ -45,6 +45,12 @@ double residual_tolerance_for(const Eigen::Ref<const MatrixXd>& y, double relati
 
 namespace {
 
+// max |r|, or +Inf when r has a NaN or Inf entry (Eigen's maxCoeff is
+// unspecified with NaN): a non-finite residual never passes a tolerance test.
+double max_abs(const Eigen::Ref<const MatrixXd>& r) {
+  return r.allFinite() ? (r.size() > 0 ? r.cwiseAbs().maxCoeff() : 0.0) : INFINITY;
+}
+
 // Residual F - Y as a sample-major vector r (r[i*c + k]).
 VectorXd residual_vector(const Mlp& model, const Eigen::Ref<const MatrixXd>& x,
                          const Eigen::Ref<const MatrixXd>& y) {
@@ -57,9 +63,9 @@ VectorXd residual_vector(const Mlp& model, const Eigen::Ref<const MatrixXd>& x,
 void finish(MinimizeResult& res, const Mlp& model, const Eigen::Ref<const MatrixXd>& x,
             const Eigen::Ref<const MatrixXd>& y) {
   const MatrixXd r = model.residuals(x, y);
-  res.max_residual = r.cwiseAbs().maxCoeff();
-  res.loss = 0.5 * r.squaredNorm() / static_cast<double>(x.rows());
-  res.gradient_norm = model.gradient(x, y).norm();
+  res.max_residual = max_abs(r);
+  res.loss = r.allFinite() ? 0.5 * r.squaredNorm() / static_cast<double>(x.rows()) : INFINITY;
+  res.gradient_norm = r.allFinite() ? model.gradient(x, y).norm() : INFINITY;
   res.converged = res.max_residual <= res.tolerance;
 }
 
@@ -69,7 +75,8 @@ MinimizeResult minimum_norm_solution(Mlp& model, const Eigen::Ref<const MatrixXd
                                      const Eigen::Ref<const MatrixXd>& y, const MinimizeOptions& options) {
   options.validate();
   require(model.spec().linear_in_parameters(), "minimum_norm_solution",
-          "the model must be linear in theta (only the output layer trainable); use gauss_newton");
+          "the model must be linear in theta (only the output layer trainable); use Levenberg-Marquardt "
+          "(gauss_newton, CLI --trainer gauss-newton)");
   const MatrixXd phi = model.features(x);  // validates x
   require(y.rows() == x.rows() && y.cols() == model.outputs() && y.allFinite(), "minimum_norm_solution",
           "Y must be a finite n x c = " + std::to_string(x.rows()) + " x " + std::to_string(model.outputs()) +
@@ -95,9 +102,16 @@ MinimizeResult minimum_norm_solution(Mlp& model, const Eigen::Ref<const MatrixXd
   res.tolerance = residual_tolerance_for(y, options.residual_tolerance);
   finish(res, model, x, y);
   res.loss_history.push_back(res.loss);
-  res.message = res.converged ? "interpolating minimum-norm solution (rank " + std::to_string(cod.rank()) + ")"
-                              : "the features cannot interpolate the data (rank " + std::to_string(cod.rank()) +
-                                    " of " + std::to_string(n) + " samples): least-squares solution";
+  const std::string rank = std::to_string(cod.rank());
+  if (res.converged)
+    res.message = "interpolating minimum-norm solution (feature rank " + rank + ")";
+  else if (cod.rank() < n)
+    res.message = "the features cannot interpolate the data (rank " + rank + " < " + std::to_string(n) +
+                  " samples): least-squares solution";
+  else
+    res.message = "the features have full rank " + rank + " but the residual " + detail::fmt(res.max_residual) +
+                  " exceeds the tolerance: the design matrix is ill-conditioned (a looser residual tolerance "
+                  "may be appropriate)";
   return res;
 }
 
@@ -120,7 +134,7 @@ MinimizeResult gauss_newton(Mlp& model, const Eigen::Ref<const MatrixXd>& x, con
   res.message = "iteration limit reached";
   for (Index it = 0;; ++it) {
     res.loss_history.push_back(phi / static_cast<double>(n));
-    if (r.cwiseAbs().maxCoeff() <= res.tolerance) {
+    if (max_abs(r) <= res.tolerance) {
       res.message = "residual below tolerance";
       break;
     }
@@ -137,6 +151,10 @@ MinimizeResult gauss_newton(Mlp& model, const Eigen::Ref<const MatrixXd>& x, con
       detail::syrk_lower(true, 1.0, jac.data(), nc, p, nc, normal);
       detail::symmetrize_from_lower(normal);
       g = jac.transpose() * r;
+    }
+    if (!normal.allFinite() || (!sample_space && !g.allFinite())) {
+      res.message = "the Jacobian has NaN or Inf entries (overflow in the network)";
+      break;
     }
     const double top = normal.diagonal().maxCoeff();
     if (!(top > 0.0)) {
@@ -164,6 +182,11 @@ MinimizeResult gauss_newton(Mlp& model, const Eigen::Ref<const MatrixXd>& x, con
         predicted_residual = r + jac * step;
       }
       const double predicted = phi - 0.5 * predicted_residual.squaredNorm();
+      if (!step.allFinite()) {  // treated as a rejected step
+        lambda *= nu;
+        nu *= 2.0;
+        continue;
+      }
       model.set_parameters(theta + step);
       const VectorXd r_new = residual_vector(model, x, y);
       const double phi_new = 0.5 * r_new.squaredNorm();
@@ -184,7 +207,6 @@ MinimizeResult gauss_newton(Mlp& model, const Eigen::Ref<const MatrixXd>& x, con
     res.iterations = it + 1;
     if (!accepted) {
       res.message = "no step decreases the loss (stalled at a non-interpolating point?)";
-      res.loss_history.push_back(phi / static_cast<double>(n));
       break;
     }
   }
@@ -199,14 +221,19 @@ std::vector<Index> draw_batch(Sampling scheme, Index samples, Index batch, Rng& 
   const auto n = static_cast<std::uint64_t>(samples);
   switch (scheme) {
     case Sampling::without_replacement: {
-      // Floyd's algorithm: a uniform B-subset in O(B) draws.
+      // Floyd's algorithm: a uniform B-subset in B draws. Membership by a
+      // linear scan for small B, by an n-byte mark array otherwise.
       out.reserve(static_cast<std::size_t>(batch));
+      std::vector<char> marked(batch > 32 ? static_cast<std::size_t>(samples) : 0, 0);
+      auto chosen = [&](Index t) {
+        return marked.empty() ? std::find(out.begin(), out.end(), t) != out.end()
+                              : marked[static_cast<std::size_t>(t)] != 0;
+      };
       for (std::uint64_t j = n - static_cast<std::uint64_t>(batch); j < n; ++j) {
-        const auto t = static_cast<Index>(rng.below(j + 1));
-        if (std::find(out.begin(), out.end(), t) == out.end())
-          out.push_back(t);
-        else
-          out.push_back(static_cast<Index>(j));
+        auto t = static_cast<Index>(rng.below(j + 1));
+        if (chosen(t)) t = static_cast<Index>(j);
+        out.push_back(t);
+        if (!marked.empty()) marked[static_cast<std::size_t>(t)] = 1;
       }
       break;
     }
@@ -233,16 +260,16 @@ MinimizeResult train_sgd(Mlp& model, const Eigen::Ref<const MatrixXd>& x, const 
   res.tolerance = residual_tolerance_for(y, options.residual_tolerance);
   const Index check_every = options.check_every > 0 ? options.check_every : std::max<Index>(1, n / options.batch);
   Rng rng(options.seed);
-  MatrixXd r = model.residuals(x, y);
+  MatrixXd r = model.residuals(x, y);  // validates x and y once
   const double initial = 0.5 * r.squaredNorm() / static_cast<double>(n);
   res.loss_history.push_back(initial);
   res.message = "step limit reached";
-  if (r.cwiseAbs().maxCoeff() <= res.tolerance) res.message = "residual below tolerance";
+  if (max_abs(r) <= res.tolerance) res.message = "residual below tolerance";
   const double b = static_cast<double>(options.batch);
-  for (Index step = 1; step <= options.max_steps && r.cwiseAbs().maxCoeff() > res.tolerance; ++step) {
+  for (Index step = 1; step <= options.max_steps && max_abs(r) > res.tolerance; ++step) {
     const std::vector<Index> batch =
         full ? std::vector<Index>() : draw_batch(options.sampling, n, options.batch, rng);
-    const VectorXd grad = full ? model.gradient(x, y) : model.batch_gradient(x, y, batch, b);
+    const VectorXd grad = full ? model.gradient(x, y) : model.batch_gradient_unchecked(x, y, batch, b);
     const VectorXd theta = model.parameters() - options.lr * grad;
     res.iterations = step;
     if (!theta.allFinite()) {
@@ -259,11 +286,11 @@ MinimizeResult train_sgd(Mlp& model, const Eigen::Ref<const MatrixXd>& x, const 
                     " (initial " + detail::fmt(initial) + ")";
       break;
     }
-    if (r.cwiseAbs().maxCoeff() <= res.tolerance) res.message = "residual below tolerance";
+    if (max_abs(r) <= res.tolerance) res.message = "residual below tolerance";
   }
   if (res.message.rfind("diverged", 0) == 0) {
     const MatrixXd rr = model.residuals(x, y);
-    res.max_residual = rr.allFinite() ? rr.cwiseAbs().maxCoeff() : INFINITY;
+    res.max_residual = max_abs(rr);
     res.loss = rr.allFinite() ? 0.5 * rr.squaredNorm() / static_cast<double>(n) : INFINITY;
     res.gradient_norm = INFINITY;
     res.converged = false;
@@ -279,7 +306,7 @@ Geometry geometry_at_minimum(const Mlp& model, const Eigen::Ref<const MatrixXd>&
   require(std::isfinite(check.residual_tolerance) && check.residual_tolerance > 0.0,
           "MinimumCheck::residual_tolerance", "must be finite and > 0, got " + detail::fmt(check.residual_tolerance));
   const MatrixXd r = model.residuals(x, y);
-  const double max_residual = r.cwiseAbs().maxCoeff();
+  const double max_residual = max_abs(r);
   const double tol = residual_tolerance_for(y, check.residual_tolerance);
   if (max_residual > tol && !check.allow_nonzero_residual)
     throw invalid_argument(

@@ -72,8 +72,7 @@ void MlpSpec::validate() const {
     require(widths[l] >= 1, "MlpSpec::widths",
             "entry " + std::to_string(l) + " must be >= 1, got " + std::to_string(widths[l]));
   const std::size_t hidden = widths.size() - 2;
-  require(activations.size() == hidden || (activations.size() == 1 && hidden >= 1) ||
-              (activations.empty() && hidden == 0),
+  require(activations.size() == hidden || activations.size() == 1 || (activations.empty() && hidden == 0),
           "MlpSpec::activations",
           "needs one entry per hidden layer (" + std::to_string(hidden) + ") or a single entry, got " +
               std::to_string(activations.size()));
@@ -87,11 +86,29 @@ void MlpSpec::validate() const {
           "must be finite and nonzero, got " + detail::fmt(output_scale));
 }
 
+double MlpSpec::weight_count() const {
+  double count = 0.0;
+  for (std::size_t l = 1; l < widths.size(); ++l)
+    count += static_cast<double>(widths[l]) * (static_cast<double>(widths[l - 1]) + (bias ? 1.0 : 0.0));
+  return count;
+}
+
+double MlpSpec::unit_count() const {
+  double count = 0.0;
+  for (Index w : widths) count += static_cast<double>(w);
+  return count;
+}
+
 Activation MlpSpec::activation(Index hidden_layer) const {
+  require(hidden_layer >= 1 && hidden_layer < layers(), "MlpSpec::activation",
+          "hidden layer must satisfy 1 <= l <= " + std::to_string(layers() - 1) + ", got " +
+              std::to_string(hidden_layer));
   return activations.size() == 1 ? activations[0] : activations[static_cast<std::size_t>(hidden_layer - 1)];
 }
 
 bool MlpSpec::is_trainable(Index layer) const {
+  require(layer >= 1 && layer <= layers(), "MlpSpec::is_trainable",
+          "layer must satisfy 1 <= l <= " + std::to_string(layers()) + ", got " + std::to_string(layer));
   return trainable.empty() || trainable[static_cast<std::size_t>(layer - 1)];
 }
 
@@ -170,6 +187,7 @@ bool all_finite(const Eigen::Ref<const MatrixXd>& m) { return m.allFinite(); }
 
 Mlp::Mlp(MlpSpec spec, std::uint64_t seed) : spec_(std::move(spec)) {
   spec_.validate();
+  check_memory(8.0 * 2.0 * spec_.weight_count(), "the network's weights (" + detail::fmt(spec_.weight_count()) + ")");
   const Index L = spec_.layers();
   const double gain = spec_.init == Init::he ? 2.0 : 1.0;
   Rng rng(seed);
@@ -185,9 +203,10 @@ Mlp::Mlp(MlpSpec spec, std::uint64_t seed) : spec_(std::move(spec)) {
     }
     if (l == L) s *= spec_.output_scale;
     // Weights drawn row by row (theory/mlp.md, section 3): W_l(a, b) for a, then b.
-    RowMatrix w(fan_out, fan_in);
-    for (Index i = 0; i < w.size(); ++i) w.data()[i] = sd * rng.normal();
-    w_.emplace_back(w);
+    MatrixXd w(fan_out, fan_in);
+    for (Index a = 0; a < fan_out; ++a)
+      for (Index b = 0; b < fan_in; ++b) w(a, b) = sd * rng.normal();
+    w_.push_back(std::move(w));
     b_.push_back(spec_.bias ? VectorXd::Zero(fan_out) : VectorXd());
     s_.push_back(s);
     if (spec_.is_trainable(l)) num_params_ += fan_out * fan_in + (spec_.bias ? fan_out : 0);
@@ -286,6 +305,8 @@ void Mlp::check_targets(const Eigen::Ref<const MatrixXd>& x, const Eigen::Ref<co
 
 Mlp::Trace Mlp::run_forward(const Eigen::Ref<const MatrixXd>& x) const {
   const Index L = spec_.layers();
+  check_memory(8.0 * 3.0 * static_cast<double>(x.rows()) * spec_.unit_count(),
+               "the activations of " + std::to_string(x.rows()) + " samples");
   Trace t;
   t.z.resize(static_cast<std::size_t>(L + 1));
   t.h.resize(static_cast<std::size_t>(L));
@@ -360,6 +381,11 @@ VectorXd Mlp::gradient(const Eigen::Ref<const MatrixXd>& x, const Eigen::Ref<con
 VectorXd Mlp::batch_gradient(const Eigen::Ref<const MatrixXd>& x, const Eigen::Ref<const MatrixXd>& y,
                              const std::vector<Index>& batch, double divisor) const {
   check_targets(x, y, "Mlp::batch_gradient");
+  return batch_gradient_unchecked(x, y, batch, divisor);
+}
+
+VectorXd Mlp::batch_gradient_unchecked(const Eigen::Ref<const MatrixXd>& x, const Eigen::Ref<const MatrixXd>& y,
+                                       const std::vector<Index>& batch, double divisor) const {
   require(divisor > 0.0, "Mlp::batch_gradient", "divisor must be > 0, got " + detail::fmt(divisor));
   if (batch.empty()) return VectorXd::Zero(num_params_);
   const auto m = static_cast<Index>(batch.size());
@@ -385,28 +411,47 @@ VectorXd Mlp::vjp(const Eigen::Ref<const MatrixXd>& x, const Eigen::Ref<const Ve
   return gather_gradient(t, backward(t, Eigen::Map<const RowMatrix>(uc.data(), x.rows(), outputs())));
 }
 
-namespace {
-
-// A direction in theta split per layer (zero blocks for frozen layers).
-struct LayerDirection {
+// A direction in theta split per layer (empty blocks for frozen layers).
+struct Mlp::LayerDirection {
   std::vector<MatrixXd> w;
   std::vector<VectorXd> b;
 };
 
-}  // namespace
+Mlp::LayerDirection Mlp::unpack(const Eigen::Ref<const VectorXd>& v, const char* where) const {
+  require(v.size() == num_params_, where,
+          "v must have p = " + std::to_string(num_params_) + " entries, got " + std::to_string(v.size()));
+  require(v.allFinite(), where, "v has NaN or Inf entries");
+  LayerDirection dir;
+  dir.w.resize(w_.size());
+  dir.b.resize(w_.size());
+  Index off = 0;
+  for (Index l = 1; l <= spec_.layers(); ++l) {
+    if (!spec_.is_trainable(l)) continue;
+    const auto li = static_cast<std::size_t>(l - 1);
+    dir.w[li] = Eigen::Map<const RowMatrix>(v.data() + off, w_[li].rows(), w_[li].cols());
+    off += w_[li].size();
+    dir.b[li] = v.segment(off, b_[li].size());
+    off += b_[li].size();
+  }
+  return dir;
+}
 
 // Forward-mode pass: R{z_l} for direction v (theory/mlp.md, eq. 7).
-static std::vector<MatrixXd> forward_directional(const MlpSpec& spec, const std::vector<MatrixXd>& w,
-                                                 const std::vector<double>& s, const std::vector<MatrixXd>& z,
-                                                 const std::vector<MatrixXd>& h, const LayerDirection& v) {
+std::vector<MatrixXd> Mlp::forward_directional(const Trace& t, const LayerDirection& v) const {
+  const MlpSpec& spec = spec_;
+  const std::vector<MatrixXd>& w = w_;
+  const std::vector<double>& s = s_;
+  const std::vector<MatrixXd>& z = t.z;
+  const std::vector<MatrixXd>& h = t.h;
   const Index L = spec.layers();
   const Index n = h[0].rows();
   std::vector<MatrixXd> rz(static_cast<std::size_t>(L + 1));
   MatrixXd rh;  // R{h_{l-1}}; empty while it is zero (below the lowest trainable layer)
   for (Index l = 1; l <= L; ++l) {
     const auto li = static_cast<std::size_t>(l);
-    MatrixXd r = MatrixXd::Zero(n, w[li - 1].rows());
     const bool trainable = spec.is_trainable(l);
+    if (!trainable && rh.size() == 0) continue;  // R{z_l} = 0 below the lowest trainable layer
+    MatrixXd r = MatrixXd::Zero(n, w[li - 1].rows());
     if (trainable) r.noalias() += s[li - 1] * (h[li - 1] * v.w[li - 1].transpose());
     if (rh.size() > 0) r.noalias() += s[li - 1] * (rh * w[li - 1].transpose());
     if (trainable && spec.bias) r.rowwise() += v.b[li - 1].transpose();
@@ -419,13 +464,9 @@ static std::vector<MatrixXd> forward_directional(const MlpSpec& spec, const std:
 
 VectorXd Mlp::jvp(const Eigen::Ref<const MatrixXd>& x, const Eigen::Ref<const VectorXd>& v) const {
   check_inputs(x, "Mlp::jvp");
-  require(v.size() == num_params_, "Mlp::jvp",
-          "v must have p = " + std::to_string(num_params_) + " entries, got " + std::to_string(v.size()));
+  const LayerDirection dir = unpack(v, "Mlp::jvp");
   const Trace t = run_forward(x);
-  Mlp split = *this;  // unpack v with the parameter layout
-  split.set_parameters(v);
-  LayerDirection dir{split.w_, split.b_};
-  const MatrixXd rz = forward_directional(spec_, w_, s_, t.z, t.h, dir).back();
+  const MatrixXd rz = forward_directional(t, dir).back();
   VectorXd out(rz.size());
   Eigen::Map<RowMatrix>(out.data(), rz.rows(), rz.cols()) = rz;
   return out;
@@ -439,21 +480,17 @@ VectorXd Mlp::gauss_newton_vp(const Eigen::Ref<const MatrixXd>& x, const Eigen::
 VectorXd Mlp::hvp(const Eigen::Ref<const MatrixXd>& x, const Eigen::Ref<const MatrixXd>& y,
                   const Eigen::Ref<const VectorXd>& v) const {
   check_targets(x, y, "Mlp::hvp");
-  require(v.size() == num_params_, "Mlp::hvp",
-          "v must have p = " + std::to_string(num_params_) + " entries, got " + std::to_string(v.size()));
+  const LayerDirection dir = unpack(v, "Mlp::hvp");
   const Index L = spec_.layers();
   const double inv_n = 1.0 / static_cast<double>(x.rows());
   const Trace t = run_forward(x);
-  Mlp split = *this;
-  split.set_parameters(v);
-  LayerDirection dir{split.w_, split.b_};
-  const std::vector<MatrixXd> rz = forward_directional(spec_, w_, s_, t.z, t.h, dir);
-  // R{h_l} for the weight-gradient terms.
+  const std::vector<MatrixXd> rz = forward_directional(t, dir);
+  // R{h_l} for the weight-gradient terms; empty where it is zero (h_0 = X, and
+  // below the lowest trainable layer, where rz is empty too).
   std::vector<MatrixXd> rh(static_cast<std::size_t>(L));
-  rh[0] = MatrixXd::Zero(x.rows(), x.cols());
   for (Index l = 1; l < L; ++l) {
     const auto li = static_cast<std::size_t>(l);
-    rh[li] = rz[li].cwiseProduct(apply(spec_.activation(l), t.z[li], act_d1));
+    if (rz[li].size() > 0) rh[li] = rz[li].cwiseProduct(apply(spec_.activation(l), t.z[li], act_d1));
   }
   Index lowest = 1;
   while (!spec_.is_trainable(lowest)) ++lowest;
@@ -470,7 +507,8 @@ VectorXd Mlp::hvp(const Eigen::Ref<const MatrixXd>& x, const Eigen::Ref<const Ma
     const auto li = static_cast<std::size_t>(l);
     const double s = s_[li - 1];
     if (spec_.is_trainable(l)) {
-      const MatrixXd rgw = s * (rg.transpose() * t.h[li - 1] + g.transpose() * rh[li - 1]);
+      MatrixXd rgw = s * (rg.transpose() * t.h[li - 1]);
+      if (rh[li - 1].size() > 0) rgw.noalias() += s * (g.transpose() * rh[li - 1]);
       Index off = offset[li];
       Eigen::Map<RowMatrix>(out.data() + off, rgw.rows(), rgw.cols()) = rgw;
       off += rgw.size();
@@ -525,9 +563,11 @@ MatrixXd Mlp::gram(const Eigen::Ref<const MatrixXd>& x) const {
   const Index n = x.rows(), c = outputs(), nc = n * c;
   Index widest = 0;
   for (const MatrixXd& w : w_) widest = std::max(widest, std::max(w.rows(), w.cols()));
-  check_memory(8.0 * (3.0 * static_cast<double>(nc) * static_cast<double>(nc) +
+  // K and one D_l D_l^T, X X^T, one D_l, the c backward passes and the trace.
+  check_memory(8.0 * (2.0 * static_cast<double>(nc) * static_cast<double>(nc) +
                       static_cast<double>(n) * static_cast<double>(n) +
-                      2.0 * static_cast<double>(nc) * static_cast<double>(widest)),
+                      static_cast<double>(nc) * static_cast<double>(widest) +
+                      (static_cast<double>(c) + 3.0) * static_cast<double>(n) * spec_.unit_count()),
                "the NTK Gram (" + std::to_string(nc) + " x " + std::to_string(nc) + ")");
   const Trace t = run_forward(x);
   // deltas for every output k, stacked as D_l with row i*c + k.

@@ -202,6 +202,13 @@ TEST_F(Cli, ModelAndDataErrors) {
       {"minimum --widths 2,4,1 --data fashion-mnist --data-dir " + file("none"), 1, "cannot"},
       {"minimum --widths 3072,1 --data cifar10", 2, "cifar-10-binary.tar.gz"},
       {"threshold --bias --jacobian " + file("t.csv") + " --batch 1", 2, "bias"},
+      {"minimum --model linear --widths 2,1 --data csv:" + file("t.csv") + " --samples 5", 2, "--samples"},
+      {"minimum --widths 2,4,1 --data teacher --lr 0.1", 2, "--lr applies to --trainer gd or sgd"},
+      {"minimum --widths 2,4,1 --data teacher --trainer gd --lr 0.1 --batch 2", 2, "--batch"},
+      {"minimum --widths 2,4,1 --data teacher --classes 0,1", 2, "--classes"},
+      {"minimum --widths 2,1 --activation relu --data teacher", 2, "hidden layer"},
+      {"minimum --widths 2,4,1 --data teacher --allow-residual", 2, "analyze only"},
+      {"analyze --widths 2,4,1 --data teacher --samples 8 --batches 9", 2, "--batches"},
   };
   for (const Case& c : cases) {
     const CliRun r = run(c.args);

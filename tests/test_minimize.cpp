@@ -218,6 +218,11 @@ TEST(Minimize, DrawBatchFollowsTheSamplingScheme) {
   double total = 0.0;
   for (int t = 0; t < draws; ++t) total += static_cast<double>(sgdstab::draw_batch(Sampling::bernoulli, n, b, rng).size());
   EXPECT_NEAR(total / draws, 3.0, 0.03);
+  for (int t = 0; t < 100; ++t) {  // large batches use the mark array
+    const auto big = sgdstab::draw_batch(Sampling::without_replacement, 50, 40, rng);
+    ASSERT_EQ(std::set<Eigen::Index>(big.begin(), big.end()).size(), 40u);
+    for (auto i : big) ASSERT_TRUE(i >= 0 && i < 50);
+  }
   const auto with = sgdstab::draw_batch(Sampling::with_replacement, n, b, rng);
   EXPECT_EQ(static_cast<Eigen::Index>(with.size()), b);
   EXPECT_THROW(sgdstab::draw_batch(Sampling::with_replacement, n, 8, rng), sgdstab::invalid_argument);
@@ -249,4 +254,16 @@ TEST(Minimize, GeometryAtMinimumRefusesNonMinimaAndMatchesTheJacobianPath) {
   const double lmax = Eigen::SelfAdjointEigenSolver<MatrixXd>(j.transpose() * j / 8.0).eigenvalues().maxCoeff();
   EXPECT_REL_NEAR(g.lambda_max(), lmax, 1e-10);
   EXPECT_REL_NEAR(sgdstab::stability_threshold(g, 2).eta_star, sgdstab::stability_threshold(gj, 2).eta_star, 1e-9);
+}
+
+TEST(Minimize, OverflowedOutputsAreNeverAMinimum) {
+  Mlp net(linear_spec(2, 1), 1);
+  net.set_weight(1, MatrixXd::Constant(1, 2, 1e300));
+  const MatrixXd x = MatrixXd::Constant(3, 2, 1e10), y = MatrixXd::Zero(3, 1);
+  EXPECT_THROW(sgdstab::geometry_at_minimum(net, x, y), sgdstab::invalid_argument);
+  sgdstab::MinimizeOptions o;
+  o.max_iterations = 3;
+  const auto res = sgdstab::gauss_newton(net, x, y, o);  // reports, does not throw
+  EXPECT_FALSE(res.converged);
+  EXPECT_FALSE(std::isfinite(res.max_residual)) << res.message;
 }

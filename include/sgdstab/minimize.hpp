@@ -85,7 +85,7 @@ struct TrainOptions {
   Sampling sampling = Sampling::without_replacement;
   Index max_steps = 100000;
   double residual_tolerance = 1e-10;  ///< relative, as above
-  Index check_every = 0;              ///< full-loss check period in steps; 0 = max(1, n / B)
+  Index check_every = 0;              ///< full-loss check period in steps; 0 = max(1, floor(n / B))
   std::uint64_t seed = 0;             ///< batch selection
   /// Stop (diverged) when L exceeds this multiple of its initial value.
   double divergence_factor = 1e8;

@@ -14,8 +14,8 @@
 /// Layer l = 1..L computes (theory/mlp.md, eq. 1)
 ///   z_l = s_l W_l h_{l-1} + b_l,   h_l = sigma_l(z_l),   h_0 = x,   f(x) = z_L,
 /// with W_l of shape m_l x m_{l-1}, bias b_l (when MlpSpec::bias), and a fixed
-/// multiplier s_l set by the parametrization (standard: 1; ntk: 1/sqrt(m_{l-1});
-/// mean_field: like ntk but 1/m_{L-1} on the output layer), times
+/// multiplier s_l set by the parametrization (standard: 1; ntk: sqrt(gain/m_{l-1});
+/// mean_field: like ntk but 1/m_{L-1} on the output layer; gain 2 for he, 1 for lecun), times
 /// MlpSpec::output_scale on the output layer. The output layer has no activation.
 ///
 /// The parameter vector theta holds the *trainable* layers only, in layer
@@ -68,7 +68,8 @@ struct MlpSpec {
   /// d, m_1, ..., m_{L-1}, c: at least two entries, all >= 1.
   std::vector<Index> widths;
   /// One per hidden layer (widths.size() - 2 entries), or a single entry used
-  /// for every hidden layer, or empty for a network without hidden layers.
+  /// for every hidden layer (ignored without hidden layers), or empty for a
+  /// network without hidden layers.
   std::vector<Activation> activations;
   /// Layers have biases b_l (initialized to zero).
   bool bias = false;
@@ -88,6 +89,10 @@ struct MlpSpec {
   bool is_trainable(Index layer) const;             ///< layer l = 1..L
   /// Only the output layer is trainable: f is linear in theta (linear model, RFM).
   bool linear_in_parameters() const;
+  /// Number of weights and biases of all layers (trainable or not), as a double.
+  double weight_count() const;
+  /// Sum of the widths (units per sample in a forward pass), as a double.
+  double unit_count() const;
 };
 
 /// A network with its current weights. Copyable value type.
@@ -123,7 +128,8 @@ class Mlp {
   /// \throws sgdstab::resource_error when it would not fit in memory.
   Eigen::MatrixXd jacobian(const Eigen::Ref<const Eigen::MatrixXd>& x) const;
   /// NTK Gram K = J J^T, (n c) x (n c), from the layer structure without
-  /// forming J: O((n c)^2 sum_l (m_l + m_{l-1})) flops (theory/mlp.md, eq. 6).
+  /// forming J: c backward passes (O(c n p) flops) plus O((n c)^2 m_l + n^2 m_{l-1})
+  /// per trainable layer, never O((n c)^2 p) (theory/mlp.md, eq. 6).
   Eigen::MatrixXd gram(const Eigen::Ref<const Eigen::MatrixXd>& x) const;
   /// J v, as an (n c) vector (forward mode).
   Eigen::VectorXd jvp(const Eigen::Ref<const Eigen::MatrixXd>& x,
@@ -146,6 +152,11 @@ class Mlp {
   Eigen::VectorXd batch_gradient(const Eigen::Ref<const Eigen::MatrixXd>& x,
                                  const Eigen::Ref<const Eigen::MatrixXd>& y,
                                  const std::vector<Index>& batch, double divisor) const;
+  /// batch_gradient without the O(n d) validation of X and Y (the batch
+  /// indices are still checked): for trainers that validated them once.
+  Eigen::VectorXd batch_gradient_unchecked(const Eigen::Ref<const Eigen::MatrixXd>& x,
+                                           const Eigen::Ref<const Eigen::MatrixXd>& y,
+                                           const std::vector<Index>& batch, double divisor) const;
   /// Exact Hessian-vector product of L (Gauss-Newton part plus the residual
   /// term), by Pearlmutter's R-operator (theory/mlp.md, eqs. 7-8).
   Eigen::VectorXd hvp(const Eigen::Ref<const Eigen::MatrixXd>& x,
@@ -157,6 +168,9 @@ class Mlp {
 
  private:
   struct Trace;
+  struct LayerDirection;
+  LayerDirection unpack(const Eigen::Ref<const Eigen::VectorXd>& v, const char* where) const;
+  std::vector<Eigen::MatrixXd> forward_directional(const Trace& t, const LayerDirection& v) const;
   Trace run_forward(const Eigen::Ref<const Eigen::MatrixXd>& x) const;
   void check_inputs(const Eigen::Ref<const Eigen::MatrixXd>& x, const char* where) const;
   void check_targets(const Eigen::Ref<const Eigen::MatrixXd>& x,
