@@ -4,6 +4,9 @@
 #include <vector>
 
 extern "C" {
+void dgemm_(const char* ta, const char* tb, const int* m, const int* n, const int* k, const double* alpha,
+            const double* a, const int* lda, const double* b, const int* ldb, const double* beta, double* c,
+            const int* ldc);
 void dposv_(const char* uplo, const int* n, const int* nrhs, double* a, const int* lda, double* b,
             const int* ldb, int* info);
 void dsyevd_(const char* jobz, const char* uplo, const int* n, double* a, const int* lda, double* w,
@@ -67,6 +70,20 @@ int cholesky_solve(Eigen::MatrixXd& a, Eigen::MatrixXd& b) {
   int info = 0;
   dposv_("L", &n, &nrhs, a.data(), &n, b.data(), &n, &info);
   return info;
+}
+
+void gemm(bool transpose_a, bool transpose_b, double alpha, const Eigen::MatrixXd& a, const Eigen::MatrixXd& b,
+          double beta, Eigen::MatrixXd& c) {
+  const int m = static_cast<int>(transpose_a ? a.cols() : a.rows());
+  const int k = static_cast<int>(transpose_a ? a.rows() : a.cols());
+  const int n = static_cast<int>(transpose_b ? b.rows() : b.cols());
+  if (c.rows() != m || c.cols() != n) c.setZero(m, n);
+  if (m == 0 || n == 0) return;
+  const int lda = static_cast<int>(std::max<Eigen::Index>(1, a.rows()));
+  const int ldb = static_cast<int>(std::max<Eigen::Index>(1, b.rows()));
+  const int ldc = m;
+  dgemm_(transpose_a ? "T" : "N", transpose_b ? "T" : "N", &m, &n, &k, &alpha, a.data(), &lda, b.data(), &ldb,
+         &beta, c.data(), &ldc);
 }
 
 }  // namespace sgdstab::detail

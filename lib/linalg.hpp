@@ -25,6 +25,11 @@ void syrk_lower(bool transpose, double alpha, const double* a, Eigen::Index k, E
 /// LAPACK's info: 0 = success, > 0 = a is not positive definite.
 int cholesky_solve(Eigen::MatrixXd& a, Eigen::MatrixXd& b);
 
+/// c = alpha op(a) op(b) + beta c (BLAS dgemm); c is resized (and zeroed) when
+/// its shape does not match.
+void gemm(bool transpose_a, bool transpose_b, double alpha, const Eigen::MatrixXd& a, const Eigen::MatrixXd& b,
+          double beta, Eigen::MatrixXd& c);
+
 /// Copies the lower triangle of c onto its upper triangle.
 void symmetrize_from_lower(Eigen::MatrixXd& c);
 

@@ -9,6 +9,7 @@
 #include "sgdstab/minimize.hpp"
 #include "sgdstab/mlp.hpp"
 #include "sgdstab/moment_operator.hpp"
+#include "sgdstab/montecarlo.hpp"
 #include "sgdstab/random.hpp"
 #include "sgdstab/sampling.hpp"
 #include "sgdstab/stability.hpp"

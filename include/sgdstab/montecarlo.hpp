@@ -1,0 +1,175 @@
+#pragma once
+/// \file montecarlo.hpp
+/// \brief Monte Carlo cross-checks of the exact stability answers: batched
+/// simulation of linearized SGD, the exact second moments beside it, and an
+/// unbiased estimate of the transition operator T from sampled batches
+/// (theory/montecarlo.md).
+///
+/// Everything runs in the reduced coordinates of a Geometry (range(H),
+/// dimension r): delta in R^r, H = diag(d), h_i = Z_i^T Z_i. Linearized SGD is
+///   delta_{t+1} = (I - lr H_xi) delta_t,   H_xi = (1/B) sum_{i in batch} h_i
+/// (theory/montecarlo.md, eq. 1). Four batch schedules: the three of the
+/// closed-form operator (Sampling) and `reshuffle` - epochs of a random
+/// permutation cut into consecutive batches of B, the last one smaller when B
+/// does not divide n (PyTorch's DataLoader with shuffle=True, drop_last=False;
+/// that batch's gradient is divided by its own size). Reshuffling has no
+/// closed-form operator: only simulation and the sampled-operator estimate
+/// apply to it.
+///
+/// Heavy tails: above the threshold |delta_t|^2 is carried by rare
+/// trajectories, so its sample mean *underestimates* E|delta_t|^2 at long
+/// horizons (and its confidence interval is then too optimistic). Results
+/// therefore also give the median and the mean of log |delta_t|^2, and the
+/// sharp check of rho is the sampled-operator estimate, which does not
+/// compound over time.
+///
+/// Reproducibility: trajectory m draws its start and its batches from its own
+/// generator Rng(seed, m); the result does not depend on how the work is split.
+///
+/// \code
+/// auto g = sgdstab::Geometry::from_jacobian(J, 1);
+/// sgdstab::CrossCheckOptions o;
+/// o.lr = 0.9 * sgdstab::stability_threshold(g, 4).eta_star;
+/// o.batch = 4;
+/// auto report = sgdstab::cross_check(g, o);
+/// std::cout << report.verdict << ": " << report.reason << "\n";
+/// \endcode
+#include <Eigen/Core>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sgdstab/geometry.hpp"
+#include "sgdstab/random.hpp"
+#include "sgdstab/sampling.hpp"
+
+namespace sgdstab {
+
+/// A batch schedule: one of the closed-form schemes, or epoch reshuffling.
+enum class Schedule { without_replacement, with_replacement, bernoulli, reshuffle };
+std::string to_string(Schedule s);
+/// "without", "with", "bernoulli", "reshuffle". \throws sgdstab::invalid_argument otherwise.
+Schedule parse_schedule(const std::string& text);
+Schedule to_schedule(Sampling s);
+/// The closed-form scheme of a schedule; empty for reshuffle.
+std::optional<Sampling> closed_form(Schedule s);
+
+/// Draws the batches of one SGD run. Each batch is a list of sample indices
+/// (repeats possible with replacement; bernoulli batches may be empty) and a
+/// divisor (B, or the size of reshuffle's last short batch).
+class BatchSampler {
+ public:
+  /// \throws sgdstab::invalid_argument unless 1 <= batch <= samples.
+  BatchSampler(Schedule schedule, Index samples, Index batch, std::uint64_t seed);
+  /// The next batch; `divisor` receives the number its gradient sum is divided by.
+  const std::vector<Index>& next(double& divisor);
+  /// Batches per epoch for reshuffle (ceil(n / B)); 1 for the i.i.d. schemes.
+  Index steps_per_block() const;
+
+ private:
+  Schedule schedule_;
+  Index n_, b_;
+  Rng rng_;
+  std::vector<Index> batch_, permutation_;
+  Index position_ = 0;
+};
+
+/// One summary per recorded step t.
+struct MomentEstimate {
+  Index step = 0;
+  double mean = 0.0;        ///< sample mean over trajectories
+  double ci_low = 0.0;      ///< confidence interval of the mean (Student t)
+  double ci_high = 0.0;
+  double median = 0.0;
+  double mean_log = 0.0;    ///< mean of log(value); -inf if a value is 0
+};
+
+/// Options of simulate_linearized. validate() throws sgdstab::invalid_argument.
+struct SimulationOptions {
+  double lr = 0.0;                 ///< eta > 0
+  Index batch = 0;                 ///< 1 <= B <= n
+  Schedule schedule = Schedule::without_replacement;
+  Index steps = 0;                 ///< T >= 0
+  Index trajectories = 1000;       ///< M >= 2
+  std::uint64_t seed = 0;
+  double confidence = 0.95;        ///< of the intervals, in (0, 1)
+  /// Start delta_0 (length r, reduced coordinates), the same for every
+  /// trajectory; empty = delta_0 ~ N(0, I/r) independently per trajectory.
+  Eigen::VectorXd start;
+  void validate(const Geometry& g) const;
+};
+
+/// Monte Carlo of linearized SGD: |delta_t|^2 and the linearized loss
+/// 1/2 delta^T H delta for t = 0..steps.
+struct SimulationResult {
+  std::vector<MomentEstimate> squared_norm;  ///< |delta_t|^2
+  std::vector<MomentEstimate> loss;          ///< 1/2 delta_t^T H delta_t
+  Index trajectories = 0;
+  double flops = 0.0;                        ///< floating-point operations spent in the steps
+  double seconds = 0.0;
+};
+SimulationResult simulate_linearized(const Geometry& g, const SimulationOptions& options);
+
+/// Exact E|delta_t|^2 and E[1/2 delta_t^T H delta_t], t = 0..steps, from
+/// S_t = T^t(S_0) with S_0 = I/r (the default start) or delta_0 delta_0^T.
+struct ExactMoments {
+  std::vector<double> squared_norm;
+  std::vector<double> loss;
+};
+ExactMoments exact_moments(const Geometry& g, double lr, Index batch, Sampling sampling, Index steps,
+                           const Eigen::VectorXd& start = Eigen::VectorXd());
+
+/// Options of estimate_radius. validate() throws sgdstab::invalid_argument.
+struct RadiusEstimateOptions {
+  double lr = 0.0;
+  Index batch = 0;
+  Schedule schedule = Schedule::without_replacement;
+  Index blocks = 2000;       ///< sampled batches (i.i.d. schemes) or epochs (reshuffle), >= 2
+  std::uint64_t seed = 0;
+  double confidence = 0.95;
+  double tolerance = 1e-10;  ///< eigensolver accuracy on the sampled operator
+  void validate(const Geometry& g) const;
+};
+
+/// rho of the sampled operator T_hat(S) = (1/K) sum_k P_k S P_k^T, P_k = I - lr H_{b_k}
+/// (an epoch's product for reshuffle, rho then taken per step: rho_epoch^{1/steps}).
+/// The interval is the delta-method interval of the top eigenvalue
+/// (theory/montecarlo.md, eq. 5).
+struct RadiusEstimate {
+  double rho_hat = 0.0;
+  double ci_low = 0.0;
+  double ci_high = 0.0;
+  Index blocks = 0;
+  Index steps_per_block = 1;
+  bool converged = false;
+  Index matvecs = 0;
+  std::string message;
+};
+RadiusEstimate estimate_radius(const Geometry& g, const RadiusEstimateOptions& options);
+
+/// Options of cross_check.
+struct CrossCheckOptions {
+  double lr = 0.0;
+  Index batch = 0;
+  Schedule schedule = Schedule::without_replacement;
+  Index steps = 50;
+  Index trajectories = 2000;
+  Index blocks = 2000;
+  std::uint64_t seed = 0;
+  double confidence = 0.99;  ///< of the agreement test
+};
+
+/// The analytic answer, the Monte Carlo estimates and a verdict.
+struct CrossCheckReport {
+  std::optional<double> rho;          ///< exact rho(T) (empty for reshuffle)
+  std::optional<double> eta_star;     ///< exact threshold (empty for reshuffle)
+  ExactMoments exact;                 ///< empty for reshuffle
+  SimulationResult simulation;
+  RadiusEstimate radius;
+  std::string verdict;                ///< "agree", "disagree" or "inconclusive"
+  std::string reason;
+};
+CrossCheckReport cross_check(const Geometry& g, const CrossCheckOptions& options);
+
+}  // namespace sgdstab

@@ -1,0 +1,509 @@
+// Monte Carlo cross-checks (theory/montecarlo.md).
+#include "sgdstab/montecarlo.hpp"
+
+#include <Spectra/SymEigsSolver.h>
+
+#include <algorithm>
+#include <boost/math/distributions/students_t.hpp>
+#include <chrono>
+#include <cmath>
+
+#include "linalg.hpp"
+#include "sgdstab/errors.hpp"
+#include "sgdstab/memory.hpp"
+#include "sgdstab/moment_operator.hpp"
+#include "sgdstab/stability.hpp"
+
+namespace sgdstab {
+
+using Eigen::MatrixXd;
+using Eigen::VectorXd;
+using detail::require;
+
+// ---------------------------------------------------------------------------
+// Schedules
+
+std::string to_string(Schedule s) {
+  switch (s) {
+    case Schedule::without_replacement: return "without";
+    case Schedule::with_replacement: return "with";
+    case Schedule::bernoulli: return "bernoulli";
+    case Schedule::reshuffle: return "reshuffle";
+  }
+  return "?";
+}
+
+Schedule parse_schedule(const std::string& text) {
+  if (text == "reshuffle") return Schedule::reshuffle;
+  if (text == "without" || text == "with" || text == "bernoulli") return to_schedule(parse_sampling(text));
+  throw invalid_argument("sampling: expected without, with, bernoulli or reshuffle, got '" + text + "'");
+}
+
+Schedule to_schedule(Sampling s) {
+  switch (s) {
+    case Sampling::without_replacement: return Schedule::without_replacement;
+    case Sampling::with_replacement: return Schedule::with_replacement;
+    case Sampling::bernoulli: return Schedule::bernoulli;
+  }
+  return Schedule::without_replacement;
+}
+
+std::optional<Sampling> closed_form(Schedule s) {
+  switch (s) {
+    case Schedule::without_replacement: return Sampling::without_replacement;
+    case Schedule::with_replacement: return Sampling::with_replacement;
+    case Schedule::bernoulli: return Sampling::bernoulli;
+    case Schedule::reshuffle: return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+// Independent stream `m` of purpose `purpose` under `seed` (SplitMix64 finalizer of a mix).
+std::uint64_t stream_seed(std::uint64_t seed, std::uint64_t m, std::uint64_t purpose) {
+  std::uint64_t z = seed ^ (m * 0x9E3779B97F4A7C15ULL) ^ (purpose * 0xD1B54A32D192ED03ULL);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+void check_common(const Geometry& g, double lr, Index batch, double confidence, const char* where) {
+  require(std::isfinite(lr) && lr > 0.0, where, "lr must be finite and > 0, got " + detail::fmt(lr));
+  require(batch >= 1 && batch <= g.samples(), where,
+          "B must satisfy 1 <= B <= n = " + std::to_string(g.samples()) + ", got " + std::to_string(batch));
+  require(confidence > 0.0 && confidence < 1.0, where,
+          "confidence must lie in (0, 1), got " + detail::fmt(confidence));
+}
+
+// Two-sided Student-t quantile for a confidence level and `samples` values.
+double t_quantile(double confidence, Index samples) {
+  boost::math::students_t dist(static_cast<double>(samples - 1));
+  return boost::math::quantile(dist, 0.5 + 0.5 * confidence);
+}
+
+MomentEstimate summarize(Index step, std::vector<double>& values, double confidence) {
+  MomentEstimate e;
+  e.step = step;
+  const auto m = static_cast<double>(values.size());
+  double sum = 0.0, sum_log = 0.0;
+  for (double v : values) {
+    sum += v;
+    sum_log += std::log(v);
+  }
+  e.mean = sum / m;
+  e.mean_log = sum_log / m;
+  double ss = 0.0;
+  for (double v : values) ss += (v - e.mean) * (v - e.mean);
+  const double half = t_quantile(confidence, static_cast<Index>(values.size())) * std::sqrt(ss / (m - 1.0) / m);
+  e.ci_low = e.mean - half;
+  e.ci_high = e.mean + half;
+  const std::size_t mid = values.size() / 2;
+  std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(mid), values.end());
+  e.median = values[mid];
+  if (values.size() % 2 == 0) {
+    const double below = *std::max_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(mid));
+    e.median = 0.5 * (e.median + below);
+  }
+  return e;
+}
+
+}  // namespace
+
+BatchSampler::BatchSampler(Schedule schedule, Index samples, Index batch, std::uint64_t seed)
+    : schedule_(schedule), n_(samples), b_(batch), rng_(seed) {
+  require(samples >= 1 && batch >= 1 && batch <= samples, "BatchSampler",
+          "B must satisfy 1 <= B <= n = " + std::to_string(samples) + ", got " + std::to_string(batch));
+  if (schedule_ == Schedule::reshuffle) {
+    permutation_.resize(static_cast<std::size_t>(n_));
+    position_ = n_;  // the first call starts an epoch
+  }
+}
+
+Index BatchSampler::steps_per_block() const { return schedule_ == Schedule::reshuffle ? (n_ + b_ - 1) / b_ : 1; }
+
+const std::vector<Index>& BatchSampler::next(double& divisor) {
+  batch_.clear();
+  switch (schedule_) {
+    case Schedule::without_replacement: {
+      // Floyd's algorithm (theory/minimize.md, section 3).
+      for (Index j = n_ - b_; j < n_; ++j) {
+        auto t = static_cast<Index>(rng_.below(static_cast<std::uint64_t>(j + 1)));
+        if (std::find(batch_.begin(), batch_.end(), t) != batch_.end()) t = j;
+        batch_.push_back(t);
+      }
+      divisor = static_cast<double>(b_);
+      break;
+    }
+    case Schedule::with_replacement:
+      for (Index j = 0; j < b_; ++j) batch_.push_back(static_cast<Index>(rng_.below(static_cast<std::uint64_t>(n_))));
+      divisor = static_cast<double>(b_);
+      break;
+    case Schedule::bernoulli: {
+      const double q = static_cast<double>(b_) / static_cast<double>(n_);
+      for (Index i = 0; i < n_; ++i)
+        if (rng_.uniform() < q) batch_.push_back(i);
+      divisor = static_cast<double>(b_);
+      break;
+    }
+    case Schedule::reshuffle: {
+      if (position_ >= n_) {  // new epoch: Fisher-Yates shuffle
+        for (Index i = 0; i < n_; ++i) permutation_[static_cast<std::size_t>(i)] = i;
+        for (Index i = n_ - 1; i > 0; --i)
+          std::swap(permutation_[static_cast<std::size_t>(i)],
+                    permutation_[static_cast<std::size_t>(rng_.below(static_cast<std::uint64_t>(i + 1)))]);
+        position_ = 0;
+      }
+      const Index end = std::min(n_, position_ + b_);
+      for (Index i = position_; i < end; ++i) batch_.push_back(permutation_[static_cast<std::size_t>(i)]);
+      divisor = static_cast<double>(end - position_);
+      position_ = end;
+      break;
+    }
+  }
+  return batch_;
+}
+
+// ---------------------------------------------------------------------------
+// Linearized simulation (theory/montecarlo.md, eqs. 1-3)
+
+void SimulationOptions::validate(const Geometry& g) const {
+  check_common(g, lr, batch, confidence, "SimulationOptions");
+  require(steps >= 0, "SimulationOptions::steps", "must be >= 0, got " + std::to_string(steps));
+  require(trajectories >= 2, "SimulationOptions::trajectories", "must be >= 2, got " + std::to_string(trajectories));
+  require(start.size() == 0 || (start.size() == g.rank() && start.allFinite()), "SimulationOptions::start",
+          "must be empty or a finite vector of length r = " + std::to_string(g.rank()) + ", got length " +
+              std::to_string(start.size()));
+}
+
+SimulationResult simulate_linearized(const Geometry& g, const SimulationOptions& o) {
+  o.validate(g);
+  const Index r = g.rank(), c = g.outputs(), n = g.samples(), nc = n * c, m = o.trajectories;
+  check_memory(8.0 * static_cast<double>(m) * (2.0 * static_cast<double>(r) + static_cast<double>(nc) +
+                                               static_cast<double>(n)),
+               "the Monte Carlo state (" + std::to_string(m) + " trajectories)");
+  const MatrixXd& z = g.factor();  // (n c) x r
+  const VectorXd& d = g.hessian_eigenvalues();
+  MatrixXd delta(r, m);
+  std::vector<BatchSampler> samplers;
+  samplers.reserve(static_cast<std::size_t>(m));
+  for (Index j = 0; j < m; ++j) {
+    if (o.start.size() > 0) {
+      delta.col(j) = o.start;
+    } else {
+      Rng rng(stream_seed(o.seed, static_cast<std::uint64_t>(j), 1));
+      for (Index k = 0; k < r; ++k) delta(k, j) = rng.normal() / std::sqrt(static_cast<double>(r));
+    }
+    samplers.emplace_back(o.schedule, n, o.batch, stream_seed(o.seed, static_cast<std::uint64_t>(j), 2));
+  }
+  SimulationResult res;
+  res.trajectories = m;
+  std::vector<double> norms(static_cast<std::size_t>(m)), losses(static_cast<std::size_t>(m));
+  auto record = [&](Index t) {
+    for (Index j = 0; j < m; ++j) {
+      norms[static_cast<std::size_t>(j)] = delta.col(j).squaredNorm();
+      losses[static_cast<std::size_t>(j)] = 0.5 * delta.col(j).cwiseAbs2().dot(d);
+    }
+    res.squared_norm.push_back(summarize(t, norms, o.confidence));
+    res.loss.push_back(summarize(t, losses, o.confidence));
+  };
+  record(0);
+  const auto t0 = std::chrono::steady_clock::now();
+  MatrixXd y(nc, m);
+  MatrixXd weight = MatrixXd::Zero(n, m);  // weight(i, j) = count of i in batch j / divisor
+  std::vector<std::vector<Index>> touched(static_cast<std::size_t>(m));
+  for (Index t = 1; t <= o.steps; ++t) {
+    for (Index j = 0; j < m; ++j) {
+      double divisor = 1.0;
+      const std::vector<Index>& b = samplers[static_cast<std::size_t>(j)].next(divisor);
+      touched[static_cast<std::size_t>(j)] = b;
+      for (Index i : b) weight(i, j) += 1.0 / divisor;
+    }
+    detail::gemm(false, false, 1.0, z, delta, 0.0, y);  // Y = Z Delta: per-sample projections
+    for (Index j = 0; j < m; ++j)
+      for (Index i = 0; i < n; ++i) {
+        const double w = weight(i, j);
+        for (Index k = 0; k < c; ++k) y(i * c + k, j) *= w;
+      }
+    detail::gemm(true, false, -o.lr, z, y, 1.0, delta);  // Delta -= lr Z^T W Y = lr H_xi Delta
+    for (Index j = 0; j < m; ++j)
+      for (Index i : touched[static_cast<std::size_t>(j)]) weight(i, j) = 0.0;
+    record(t);
+  }
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  res.flops = 4.0 * static_cast<double>(nc) * static_cast<double>(r) * static_cast<double>(m) *
+              static_cast<double>(o.steps);
+  return res;
+}
+
+ExactMoments exact_moments(const Geometry& g, double lr, Index batch, Sampling sampling, Index steps,
+                           const VectorXd& start) {
+  check_common(g, lr, batch, 0.5, "exact_moments");
+  require(steps >= 0, "exact_moments", "steps must be >= 0, got " + std::to_string(steps));
+  const Index r = g.rank();
+  require(start.size() == 0 || start.size() == r, "exact_moments",
+          "start must be empty or of length r = " + std::to_string(r));
+  const SecondMomentOperator op(g, batch, sampling);
+  const VectorXd& d = g.hessian_eigenvalues();
+  MatrixXd s = start.size() > 0 ? MatrixXd(start * start.transpose())
+                                : MatrixXd(MatrixXd::Identity(r, r) / static_cast<double>(r));
+  ExactMoments out;
+  for (Index t = 0; t <= steps; ++t) {
+    if (t > 0) s = op.transition(s, lr);
+    out.squared_norm.push_back(s.trace());
+    out.loss.push_back(0.5 * s.diagonal().dot(d));
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// The sampled operator (theory/montecarlo.md, eqs. 4-5)
+
+void RadiusEstimateOptions::validate(const Geometry& g) const {
+  check_common(g, lr, batch, confidence, "RadiusEstimateOptions");
+  require(blocks >= 2, "RadiusEstimateOptions::blocks", "must be >= 2, got " + std::to_string(blocks));
+  require(tolerance > 0.0 && tolerance < 1.0, "RadiusEstimateOptions::tolerance",
+          "must lie in (0, 1), got " + detail::fmt(tolerance));
+}
+
+namespace {
+
+// A sampled batch as the rows Z_b (scaled by sqrt(weight)): H_b = Z_b^T Z_b.
+struct SampledBatch {
+  MatrixXd rows;
+};
+
+// The blocks (one batch, or one epoch of batches) of the sampled operator.
+class SampledOperator {
+ public:
+  SampledOperator(const Geometry& g, const RadiusEstimateOptions& o) : r_(g.rank()), lr_(o.lr) {
+    const Index c = g.outputs();
+    BatchSampler sampler(o.schedule, g.samples(), o.batch, stream_seed(o.seed, 0, 3));
+    steps_ = sampler.steps_per_block();
+    blocks_.resize(static_cast<std::size_t>(o.blocks));
+    for (auto& block : blocks_) {
+      for (Index s = 0; s < steps_; ++s) {
+        double divisor = 1.0;
+        const std::vector<Index>& b = sampler.next(divisor);
+        SampledBatch sb;
+        sb.rows.resize(static_cast<Index>(b.size()) * c, r_);
+        for (std::size_t q = 0; q < b.size(); ++q)
+          sb.rows.middleRows(static_cast<Index>(q) * c, c) = g.factor().middleRows(b[q] * c, c) / std::sqrt(divisor);
+        block.push_back(std::move(sb));
+      }
+    }
+  }
+  Index steps_per_block() const { return steps_; }
+  Index blocks() const { return static_cast<Index>(blocks_.size()); }
+  // P_k S P_k^T (transposed = false) or P_k^T S P_k, P_k = A_{b_last} ... A_{b_first},
+  // for symmetric S (S H_b is taken as (H_b S)^T).
+  MatrixXd apply_block(Index k, MatrixXd s, bool transposed) const {
+    const auto& block = blocks_[static_cast<std::size_t>(k)];
+    for (std::size_t q = 0; q < block.size(); ++q) {
+      const MatrixXd& zb = block[transposed ? block.size() - 1 - q : q].rows;
+      if (zb.rows() == 0) continue;
+      const MatrixXd m = zb * s;                 // Z_b S
+      const MatrixXd x = zb.transpose() * m;     // H_b S
+      const MatrixXd gmat = m * zb.transpose();  // Z_b S Z_b^T
+      s += -lr_ * (x + x.transpose()) + (lr_ * lr_) * (zb.transpose() * gmat * zb);
+    }
+    return s;
+  }
+  MatrixXd apply(const MatrixXd& s, bool transposed) const {
+    MatrixXd out = MatrixXd::Zero(r_, r_);
+    for (Index k = 0; k < blocks(); ++k) out += apply_block(k, s, transposed);
+    return out / static_cast<double>(blocks());
+  }
+
+ private:
+  Index r_;
+  double lr_;
+  Index steps_ = 1;
+  std::vector<std::vector<SampledBatch>> blocks_;
+};
+
+// Spectra adapter on packed symmetric coordinates (self-adjoint case).
+class PackedSampledOp {
+ public:
+  using Scalar = double;
+  PackedSampledOp(const SampledOperator& op, Index r) : op_(op), r_(r) {}
+  Index rows() const { return packed_size(r_); }
+  Index cols() const { return packed_size(r_); }
+  void perform_op(const double* x, double* y) const {
+    const MatrixXd s = unpack(Eigen::Map<const VectorXd>(x, rows()), r_);
+    Eigen::Map<VectorXd>(y, rows()) = pack(op_.apply(s, false));
+    ++count_;
+  }
+  mutable Index count_ = 0;
+
+ private:
+  const SampledOperator& op_;
+  Index r_;
+};
+
+double frob(const MatrixXd& a, const MatrixXd& b) { return (a.array() * b.array()).sum(); }
+
+// Top eigenpair of a PSD-preserving operator by power iteration from I.
+MatrixXd power_iteration(const SampledOperator& op, Index r, bool transposed, double tol, Index& matvecs,
+                         double& lambda, bool& converged) {
+  MatrixXd s = MatrixXd::Identity(r, r) / std::sqrt(static_cast<double>(r));
+  converged = false;
+  for (Index it = 0; it < 5000; ++it) {
+    MatrixXd ts = op.apply(s, transposed);
+    ++matvecs;
+    lambda = frob(s, ts);
+    const double residual = (ts - lambda * s).norm();
+    const double nrm = ts.norm();
+    if (!(nrm > 0.0)) break;
+    s = (ts + ts.transpose()) / (2.0 * nrm);  // the operator acts on symmetric matrices only
+    if (residual <= tol * std::abs(lambda)) {
+      converged = true;
+      break;
+    }
+  }
+  return s;
+}
+
+}  // namespace
+
+RadiusEstimate estimate_radius(const Geometry& g, const RadiusEstimateOptions& o) {
+  o.validate(g);
+  const Index r = g.rank();
+  check_memory(8.0 * static_cast<double>(o.blocks) * static_cast<double>(o.batch * g.outputs()) *
+                       static_cast<double>(r) * (o.schedule == Schedule::reshuffle ? 2.0 * g.samples() / o.batch : 1.0) +
+                   8.0 * 20.0 * static_cast<double>(packed_size(r)),
+               "the sampled batches of the operator estimate");
+  const SampledOperator op(g, o);
+  RadiusEstimate est;
+  est.blocks = o.blocks;
+  est.steps_per_block = op.steps_per_block();
+  double lambda = 0.0;
+  MatrixXd right, left;
+  if (o.schedule != Schedule::reshuffle) {
+    // Self-adjoint: Lanczos on packed coordinates (theory/montecarlo.md, eq. 4).
+    PackedSampledOp packed(op, r);
+    const Index m = packed_size(r);
+    if (m == 1) {
+      const double x = 1.0;
+      double y = 0.0;
+      packed.perform_op(&x, &y);
+      lambda = y;
+      right = MatrixXd::Ones(1, 1);
+      est.converged = true;
+    } else {
+      Spectra::SymEigsSolver<PackedSampledOp> eigs(packed, 1, std::min<Index>(m, 20));
+      const VectorXd start = pack(MatrixXd::Identity(r, r));
+      eigs.init(start.data());
+      eigs.compute(Spectra::SortRule::LargestAlge, 1000, o.tolerance);
+      est.converged = eigs.info() == Spectra::CompInfo::Successful;
+      if (est.converged) {
+        lambda = eigs.eigenvalues()(0);
+        right = unpack(eigs.eigenvectors().col(0), r);
+      }
+    }
+    est.matvecs = packed.count_;
+    left = right;
+  } else {
+    // Not self-adjoint: right and left eigenvectors by power iteration.
+    bool ok_right = false, ok_left = false;
+    double lambda_left = 0.0;
+    right = power_iteration(op, r, false, 1e-9, est.matvecs, lambda, ok_right);
+    left = power_iteration(op, r, true, 1e-9, est.matvecs, lambda_left, ok_left);
+    est.converged = ok_right && ok_left;
+  }
+  if (!est.converged) {
+    est.message = "the eigensolver on the sampled operator did not converge; rho_hat is not to be trusted";
+    return est;
+  }
+  // Delta method: lambda_hat = mean_k x_k with x_k = <U, P_k V P_k^T> / <U, V> to first order.
+  const double uv = frob(left, right);
+  std::vector<double> x(static_cast<std::size_t>(o.blocks));
+  for (Index k = 0; k < o.blocks; ++k) x[static_cast<std::size_t>(k)] = frob(left, op.apply_block(k, right, false)) / uv;
+  double mean = 0.0, ss = 0.0;
+  for (double v : x) mean += v;
+  mean /= static_cast<double>(o.blocks);
+  for (double v : x) ss += (v - mean) * (v - mean);
+  const double half = t_quantile(o.confidence, o.blocks) * std::sqrt(ss / static_cast<double>(o.blocks - 1) /
+                                                                      static_cast<double>(o.blocks));
+  const double inv = 1.0 / static_cast<double>(est.steps_per_block);
+  est.rho_hat = std::pow(std::max(lambda, 0.0), inv);
+  est.ci_low = std::pow(std::max(lambda - half, 0.0), inv);
+  est.ci_high = std::pow(lambda + half, inv);
+  est.message = est.steps_per_block > 1 ? "per-step rate rho_epoch^(1/" + std::to_string(est.steps_per_block) +
+                                              ") of the sampled epoch operator"
+                                        : "top eigenvalue of the sampled operator";
+  return est;
+}
+
+// ---------------------------------------------------------------------------
+// Cross-check (theory/montecarlo.md, section 6)
+
+CrossCheckReport cross_check(const Geometry& g, const CrossCheckOptions& o) {
+  CrossCheckReport rep;
+  SimulationOptions so;
+  so.lr = o.lr;
+  so.batch = o.batch;
+  so.schedule = o.schedule;
+  so.steps = o.steps;
+  so.trajectories = o.trajectories;
+  so.seed = o.seed;
+  so.confidence = o.confidence;
+  so.validate(g);
+  RadiusEstimateOptions ro;
+  ro.lr = o.lr;
+  ro.batch = o.batch;
+  ro.schedule = o.schedule;
+  ro.blocks = o.blocks;
+  ro.seed = o.seed;
+  ro.confidence = o.confidence;
+  ro.validate(g);
+  rep.simulation = simulate_linearized(g, so);
+  rep.radius = estimate_radius(g, ro);
+  const std::optional<Sampling> sampling = closed_form(o.schedule);
+  if (!sampling) {
+    rep.verdict = "inconclusive";
+    rep.reason = "reshuffling has no closed-form operator: only the Monte Carlo estimates are reported (rho_hat " +
+                 detail::fmt(rep.radius.rho_hat) + ")";
+    return rep;
+  }
+  const RadiusResult exact = spectral_radius(g, o.lr, o.batch, *sampling);
+  const ThresholdResult thr = stability_threshold(g, o.batch, *sampling);
+  rep.rho = exact.rho;
+  rep.eta_star = thr.eta_star;
+  rep.exact = exact_moments(g, o.lr, o.batch, *sampling, o.steps);
+  if (!exact.converged() || !thr.converged() || !rep.radius.converged) {
+    rep.verdict = "inconclusive";
+    rep.reason = "an eigensolver did not converge";
+    return rep;
+  }
+  const bool rho_ok = rep.radius.ci_low <= *rep.rho && *rep.rho <= rep.radius.ci_high;
+  Index outside = 0;
+  for (Index t = 0; t <= o.steps; ++t) {
+    const MomentEstimate& e = rep.simulation.squared_norm[static_cast<std::size_t>(t)];
+    const double v = rep.exact.squared_norm[static_cast<std::size_t>(t)];
+    if (v < e.ci_low || v > e.ci_high) ++outside;
+  }
+  const bool stable = *rep.rho <= 1.0;
+  const auto allowed = static_cast<Index>(std::ceil(0.05 * static_cast<double>(o.steps + 1)));
+  if (!rho_ok) {
+    rep.verdict = "disagree";
+    rep.reason = "rho = " + detail::fmt(*rep.rho) + " lies outside the sampled-operator interval [" +
+                 detail::fmt(rep.radius.ci_low) + ", " + detail::fmt(rep.radius.ci_high) + "]";
+  } else if (stable && outside > allowed) {
+    rep.verdict = "disagree";
+    rep.reason = "the exact E|delta_t|^2 lies outside the Monte Carlo interval at " + std::to_string(outside) +
+                 " of " + std::to_string(o.steps + 1) + " steps";
+  } else {
+    rep.verdict = "agree";
+    rep.reason = "rho inside the sampled-operator interval";
+    if (stable)
+      rep.reason += "; exact moments inside the Monte Carlo interval at " + std::to_string(o.steps + 1 - outside) +
+                    " of " + std::to_string(o.steps + 1) + " steps";
+    else
+      rep.reason += "; above the threshold the Monte Carlo mean of |delta_t|^2 is heavy-tailed and "
+                    "underestimates the moment, so it is not used for the verdict";
+  }
+  return rep;
+}
+
+}  // namespace sgdstab

@@ -1,0 +1,287 @@
+// Monte Carlo module against independent references: exhaustive batch
+// enumeration in parameter space (Kronecker form of T), exhaustive
+// enumeration of every epoch permutation for reshuffling, GD in closed form,
+// and the combinatorics of each batch schedule.
+#include <gtest/gtest.h>
+
+#include <Eigen/Dense>
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <numeric>
+
+#include "reference.hpp"
+#include "sgdstab/errors.hpp"
+#include "sgdstab/montecarlo.hpp"
+#include "sgdstab/stability.hpp"
+
+using Eigen::MatrixXd;
+using Eigen::VectorXd;
+using sgdstab::Sampling;
+using sgdstab::Schedule;
+
+namespace {
+
+// E|delta_t|^2 in parameter space from vec(S_{t+1}) = T vec(S_t), T = I - lr (H (+) H) + lr^2 E[H_b (x) H_b],
+// with S_0 = P / r (P the projector on range(H)).
+std::vector<double> brute_force_moments(const MatrixXd& j, Eigen::Index b, Sampling s, double lr, int steps) {
+  const auto h = ref::per_sample(j, 1);
+  const Eigen::Index p = j.cols();
+  const MatrixXd hm = j.transpose() * j / static_cast<double>(h.size());
+  const ref::Moments m = ref::enumerate(h, b, s);
+  const MatrixXd t = MatrixXd::Identity(p * p, p * p) - lr * ref::kron_identity_sum(hm) + lr * lr * m.kron2;
+  Eigen::SelfAdjointEigenSolver<MatrixXd> es(hm);
+  MatrixXd proj = MatrixXd::Zero(p, p);
+  int rank = 0;
+  for (Eigen::Index k = 0; k < p; ++k)
+    if (es.eigenvalues()(k) > 1e-10 * es.eigenvalues().maxCoeff()) {
+      proj += es.eigenvectors().col(k) * es.eigenvectors().col(k).transpose();
+      ++rank;
+    }
+  VectorXd s_vec = Eigen::Map<const VectorXd>(proj.data(), p * p) / rank;
+  std::vector<double> out;
+  for (int k = 0; k <= steps; ++k) {
+    out.push_back(Eigen::Map<const MatrixXd>(s_vec.data(), p, p).trace());
+    s_vec = t * s_vec;
+  }
+  return out;
+}
+
+const Sampling kSchemes[] = {Sampling::without_replacement, Sampling::with_replacement, Sampling::bernoulli};
+
+}  // namespace
+
+TEST(MonteCarlo, ExactMomentsMatchBruteForceEnumeration) {
+  const MatrixXd j = ref::gaussian(6, 4, 3);
+  const auto g = sgdstab::Geometry::from_jacobian(j, 1);
+  for (Sampling s : kSchemes) {
+    const double lr = 0.8 * sgdstab::stability_threshold(g, 2, s).eta_star;
+    const auto exact = sgdstab::exact_moments(g, lr, 2, s, 6);
+    const auto ref = brute_force_moments(j, 2, s, lr, 6);
+    for (int t = 0; t <= 6; ++t) EXPECT_REL_NEAR(exact.squared_norm[static_cast<std::size_t>(t)], ref[static_cast<std::size_t>(t)], 1e-11);
+  }
+}
+
+TEST(MonteCarlo, ExactMomentsInsideTheMonteCarloIntervalBelowThreshold) {
+  const MatrixXd j = ref::gaussian(8, 5, 11);
+  const auto g = sgdstab::Geometry::from_jacobian(j, 1);
+  for (Sampling s : kSchemes) {
+    sgdstab::SimulationOptions o;
+    o.batch = 3;
+    o.lr = 0.7 * sgdstab::stability_threshold(g, o.batch, s).eta_star;
+    o.schedule = sgdstab::to_schedule(s);
+    o.steps = 20;
+    o.trajectories = 20000;
+    o.confidence = 0.99;
+    o.seed = 5;
+    const auto sim = sgdstab::simulate_linearized(g, o);
+    const auto exact = sgdstab::exact_moments(g, o.lr, o.batch, s, o.steps);
+    ASSERT_EQ(sim.squared_norm.size(), 21u);
+    for (std::size_t t = 0; t < sim.squared_norm.size(); ++t) {
+      const auto& e = sim.squared_norm[t];
+      EXPECT_LE(e.ci_low, exact.squared_norm[t]) << sgdstab::to_string(s) << " t = " << t;
+      EXPECT_GE(e.ci_high, exact.squared_norm[t]) << sgdstab::to_string(s) << " t = " << t;
+      const auto& l = sim.loss[t];
+      EXPECT_LE(l.ci_low, exact.loss[t]) << sgdstab::to_string(s) << " t = " << t;
+      EXPECT_GE(l.ci_high, exact.loss[t]) << sgdstab::to_string(s) << " t = " << t;
+    }
+    // Below the threshold the moment decays.
+    EXPECT_LT(exact.squared_norm.back(), exact.squared_norm.front());
+  }
+}
+
+TEST(MonteCarlo, GradientDescentTrajectoriesAreExact) {
+  const MatrixXd j = ref::gaussian(5, 3, 2);
+  const auto g = sgdstab::Geometry::from_jacobian(j, 1);
+  sgdstab::SimulationOptions o;
+  o.batch = 5;  // B = n without replacement: every batch is the full set
+  o.lr = 1.5 / g.lambda_max();
+  o.steps = 7;
+  o.trajectories = 4;
+  o.start = VectorXd::LinSpaced(g.rank(), 1.0, 2.0);
+  const auto sim = sgdstab::simulate_linearized(g, o);
+  VectorXd delta = o.start;
+  for (int t = 0; t <= 7; ++t) {
+    EXPECT_REL_NEAR(sim.squared_norm[static_cast<std::size_t>(t)].mean, delta.squaredNorm(), 1e-12);
+    EXPECT_REL_NEAR(sim.squared_norm[static_cast<std::size_t>(t)].median, delta.squaredNorm(), 1e-12);
+    delta = delta - o.lr * g.hessian_eigenvalues().cwiseProduct(delta);
+  }
+}
+
+TEST(MonteCarlo, SampledOperatorIntervalContainsRho) {
+  const MatrixXd j = ref::gaussian(7, 4, 21);
+  const auto g = sgdstab::Geometry::from_jacobian(j, 1);
+  for (Sampling s : kSchemes)
+    for (double factor : {0.6, 1.3}) {
+      sgdstab::RadiusEstimateOptions o;
+      o.batch = 2;
+      o.lr = factor * sgdstab::stability_threshold(g, 2, s).eta_star;
+      o.schedule = sgdstab::to_schedule(s);
+      o.blocks = 20000;
+      o.confidence = 0.99;
+      o.seed = 3;
+      const auto est = sgdstab::estimate_radius(g, o);
+      ASSERT_TRUE(est.converged) << est.message;
+      const double rho = sgdstab::spectral_radius(g, o.lr, 2, s).rho;
+      EXPECT_LE(est.ci_low, rho) << sgdstab::to_string(s) << " x" << factor;
+      EXPECT_GE(est.ci_high, rho) << sgdstab::to_string(s) << " x" << factor;
+      EXPECT_LT(est.ci_high - est.ci_low, 0.1 * rho);  // informative, not vacuous
+      EXPECT_EQ(rho > 1.0, factor > 1.0);
+    }
+}
+
+// Reshuffling with n = 4, B = 2: the exact per-epoch operator is the mean of
+// P_pi (x) P_pi over all 24 permutations pi, P_pi = A_{second batch} A_{first batch}.
+TEST(MonteCarlo, ReshuffleMatchesEnumerationOfEveryEpoch) {
+  const MatrixXd j = ref::gaussian(4, 3, 8);
+  const auto g = sgdstab::Geometry::from_jacobian(j, 1);
+  const auto h = ref::per_sample(j, 1);
+  const Eigen::Index p = 3;
+  const double lr = 0.9 * sgdstab::stability_threshold(g, 2).eta_star;
+  std::vector<int> perm = {0, 1, 2, 3};
+  MatrixXd epoch = MatrixXd::Zero(p * p, p * p);
+  int count = 0;
+  do {
+    const MatrixXd a1 = MatrixXd::Identity(p, p) - lr * (h[perm[0]] + h[perm[1]]) / 2.0;
+    const MatrixXd a2 = MatrixXd::Identity(p, p) - lr * (h[perm[2]] + h[perm[3]]) / 2.0;
+    const MatrixXd pe = a2 * a1;
+    MatrixXd kron(p * p, p * p);
+    for (Eigen::Index a = 0; a < p; ++a)
+      for (Eigen::Index b = 0; b < p; ++b) kron.block(a * p, b * p, p, p) = pe(a, b) * pe;  // vec(P S P^T)
+    epoch += kron;
+    ++count;
+  } while (std::next_permutation(perm.begin(), perm.end()));
+  epoch /= count;
+  const double rho_epoch = epoch.eigenvalues().cwiseAbs().maxCoeff();
+  sgdstab::RadiusEstimateOptions o;
+  o.lr = lr;
+  o.batch = 2;
+  o.schedule = Schedule::reshuffle;
+  o.blocks = 20000;
+  o.confidence = 0.99;
+  o.seed = 9;
+  const auto est = sgdstab::estimate_radius(g, o);
+  ASSERT_TRUE(est.converged) << est.message;
+  EXPECT_EQ(est.steps_per_block, 2);
+  const double rho_step = std::sqrt(rho_epoch);
+  EXPECT_LE(est.ci_low, rho_step);
+  EXPECT_GE(est.ci_high, rho_step);
+  // Full batches: reshuffling is GD, rho = max_k (1 - lr d_k)^2 exactly.
+  o.batch = 4;
+  const auto gd = sgdstab::estimate_radius(g, o);
+  double expect = 0.0;
+  for (Eigen::Index k = 0; k < g.rank(); ++k)
+    expect = std::max(expect, std::pow(1.0 - lr * g.hessian_eigenvalues()(k), 2));
+  EXPECT_REL_NEAR(gd.rho_hat, expect, 1e-8);
+}
+
+TEST(MonteCarlo, BatchSchedulesHaveTheRightCombinatorics) {
+  const Eigen::Index n = 6, b = 3;
+  const int draws = 60000;
+  // Without replacement: inclusion B/n, pairs B(B-1)/(n(n-1)).
+  sgdstab::BatchSampler without(Schedule::without_replacement, n, b, 1);
+  MatrixXd pairs = MatrixXd::Zero(n, n);
+  for (int t = 0; t < draws; ++t) {
+    double div = 0.0;
+    const auto batch = without.next(div);
+    ASSERT_EQ(div, 3.0);
+    for (auto x : batch)
+      for (auto y : batch) pairs(x, y) += 1.0;
+  }
+  for (Eigen::Index x = 0; x < n; ++x)
+    for (Eigen::Index y = 0; y < n; ++y) {
+      const double p = x == y ? 0.5 : 3.0 * 2.0 / 30.0;
+      // binomial standard error sqrt(draws p (1-p)) <= 123: allow 5 of them
+      EXPECT_NEAR(pairs(x, y), draws * p, 5.0 * std::sqrt(draws * p * (1 - p))) << x << "," << y;
+    }
+  // Bernoulli: batch size Binomial(n, B/n): mean B, variance B (1 - B/n).
+  sgdstab::BatchSampler bern(Schedule::bernoulli, n, b, 2);
+  double sum = 0.0, sum2 = 0.0;
+  for (int t = 0; t < draws; ++t) {
+    double div = 0.0;
+    const double size = static_cast<double>(bern.next(div).size());
+    ASSERT_EQ(div, 3.0);
+    sum += size;
+    sum2 += size * size;
+  }
+  const double mean = sum / draws, var = sum2 / draws - mean * mean;
+  EXPECT_NEAR(mean, 3.0, 0.03);
+  EXPECT_NEAR(var, 1.5, 0.05);
+  // Reshuffle: every epoch covers every sample once; B = 4 on n = 6 gives batches of 4 then 2.
+  sgdstab::BatchSampler shuffle(Schedule::reshuffle, n, 4, 3);
+  EXPECT_EQ(shuffle.steps_per_block(), 2);
+  for (int epoch = 0; epoch < 100; ++epoch) {
+    std::vector<sgdstab::Index> seen;
+    double div = 0.0;
+    auto first = shuffle.next(div);
+    EXPECT_EQ(div, 4.0);
+    seen.insert(seen.end(), first.begin(), first.end());
+    auto second = shuffle.next(div);
+    EXPECT_EQ(div, 2.0);
+    seen.insert(seen.end(), second.begin(), second.end());
+    std::sort(seen.begin(), seen.end());
+    std::vector<sgdstab::Index> all(6);
+    std::iota(all.begin(), all.end(), 0);
+    EXPECT_EQ(seen, all);
+  }
+}
+
+TEST(MonteCarlo, CrossCheckAgreesAndIsReproducible) {
+  const MatrixXd j = ref::gaussian(6, 4, 31);
+  const auto g = sgdstab::Geometry::from_jacobian(j, 1);
+  sgdstab::CrossCheckOptions o;
+  o.batch = 2;
+  o.lr = 0.8 * sgdstab::stability_threshold(g, 2).eta_star;
+  o.steps = 10;
+  o.trajectories = 5000;
+  o.blocks = 5000;
+  o.seed = 4;
+  const auto rep = sgdstab::cross_check(g, o);
+  EXPECT_EQ(rep.verdict, "agree") << rep.reason;
+  ASSERT_TRUE(rep.rho.has_value());
+  EXPECT_LT(*rep.rho, 1.0);
+  const auto again = sgdstab::cross_check(g, o);
+  EXPECT_EQ(again.simulation.squared_norm.back().mean, rep.simulation.squared_norm.back().mean);
+  EXPECT_EQ(again.radius.rho_hat, rep.radius.rho_hat);
+  o.seed = 5;
+  EXPECT_NE(sgdstab::cross_check(g, o).simulation.squared_norm.back().mean, rep.simulation.squared_norm.back().mean);
+  o.lr *= 1.5;  // above the threshold: the rho test still decides
+  const auto above = sgdstab::cross_check(g, o);
+  EXPECT_EQ(above.verdict, "agree") << above.reason;
+  EXPECT_GT(*above.rho, 1.0);
+  o.schedule = Schedule::reshuffle;
+  const auto shuffled = sgdstab::cross_check(g, o);
+  EXPECT_EQ(shuffled.verdict, "inconclusive");
+  EXPECT_FALSE(shuffled.rho.has_value());
+}
+
+TEST(MonteCarlo, RejectsBadOptions) {
+  const auto g = sgdstab::Geometry::from_jacobian(ref::gaussian(5, 3, 1), 1);
+  sgdstab::SimulationOptions o;
+  o.lr = 0.1;
+  o.batch = 2;
+  o.steps = 3;
+  EXPECT_NO_THROW(sgdstab::simulate_linearized(g, o));
+  auto bad = o;
+  bad.lr = 0.0;
+  EXPECT_THROW(sgdstab::simulate_linearized(g, bad), sgdstab::invalid_argument);
+  bad = o;
+  bad.batch = 6;
+  EXPECT_THROW(sgdstab::simulate_linearized(g, bad), sgdstab::invalid_argument);
+  bad = o;
+  bad.trajectories = 1;
+  EXPECT_THROW(sgdstab::simulate_linearized(g, bad), sgdstab::invalid_argument);
+  bad = o;
+  bad.start = VectorXd::Ones(g.rank() + 1);
+  EXPECT_THROW(sgdstab::simulate_linearized(g, bad), sgdstab::invalid_argument);
+  bad = o;
+  bad.confidence = 1.0;
+  EXPECT_THROW(sgdstab::simulate_linearized(g, bad), sgdstab::invalid_argument);
+  sgdstab::RadiusEstimateOptions r;
+  r.lr = 0.1;
+  r.batch = 2;
+  r.blocks = 1;
+  EXPECT_THROW(sgdstab::estimate_radius(g, r), sgdstab::invalid_argument);
+  EXPECT_THROW(sgdstab::parse_schedule("epochs"), sgdstab::invalid_argument);
+  EXPECT_EQ(sgdstab::parse_schedule("reshuffle"), Schedule::reshuffle);
+}
