@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
@@ -226,6 +227,40 @@ TEST_F(Cli, ModelAndDataErrors) {
   r = run("analyze --model linear --widths 2,1 --data csv:" + file("t.csv") + " --allow-residual");
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(json::parse(r.out).contains("stability"));
+}
+
+TEST_F(Cli, MonteCarloReportsExactAndSimulatedMoments) {
+  const MatrixXd J = ref::gaussian(6, 4, 17);
+  sgdstab::write_csv(file("j.csv"), J);
+  const auto g = sgdstab::Geometry::from_jacobian(J, 1);
+  const double lr = 0.8 * sgdstab::stability_threshold(g, 2).eta_star;
+  std::ostringstream cmd;
+  cmd.precision(17);
+  cmd << "montecarlo --jacobian " << file("j.csv") << " --batch 2 --lr " << lr
+      << " --steps 5 --trajectories 4000 --blocks 4000 --seed 3";
+  CliRun r = run(cmd.str());
+  ASSERT_EQ(r.code, 0) << r.err;
+  json j = json::parse(r.out);
+  for (const char* key : {"lr", "batch", "sampling", "steps", "trajectories", "rho", "exact", "mc_mean", "mc_ci_low",
+                          "mc_ci_high", "mc_median", "rho_hat", "rho_hat_ci_low", "rho_hat_ci_high", "verdict"})
+    EXPECT_TRUE(j.contains(key)) << key;
+  EXPECT_EQ(j["verdict"], "agree") << j["reason"];
+  const auto exact = sgdstab::exact_moments(g, lr, 2, sgdstab::Sampling::without_replacement, 5);
+  ASSERT_EQ(j["exact"].size(), 6u);
+  for (std::size_t t = 0; t < 6; ++t) EXPECT_REL_NEAR(j["exact"][t].get<double>(), exact.squared_norm[t], 1e-12);
+  EXPECT_REL_NEAR(j["rho"].get<double>(), sgdstab::spectral_radius(g, lr, 2).rho, 1e-9);
+  r = run(cmd.str() + " --sampling reshuffle");
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = json::parse(r.out);
+  EXPECT_TRUE(j["rho"].is_null());
+  EXPECT_TRUE(j["exact"].is_null());
+  EXPECT_EQ(j["verdict"], "inconclusive");
+  r = run(cmd.str() + " --sampling epochs");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(r.out.empty());
+  r = run("montecarlo --jacobian " + file("j.csv") + " --batch 2 --lr -1");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("lr"), std::string::npos) << r.err;
 }
 
 }  // namespace
