@@ -9,6 +9,11 @@
 #include "args.hpp"
 #include "problem.hpp"
 #include <chrono>
+#include <unistd.h>
+
+#include <functional>
+#include <memory>
+#include <optional>
 #include "sgdstab/sgdstab.hpp"
 
 namespace sgdstab::cli {
@@ -30,7 +35,10 @@ commands:
   demo      eta*(B) of a built-in random-feature regression problem
   montecarlo (--jacobian FILE | --gram FILE) [--outputs C] --batch B --lr ETA
             [--sampling without|with|bernoulli|reshuffle] [--steps T] [--trajectories M]
-            [--blocks K] [--seed S]   simulate linearized SGD beside the exact answer
+            [--blocks K] [--seed S] [--quiet]   simulate linearized SGD beside the exact answer
+  escape    MODEL DATA [TRAINER] --batch B (--lr ETA | --lr-factor F) [--sampling S]
+            [--runs R] [--epsilon E] [--escape-steps K] [--quiet]
+            nonlinear SGD from the minimum + E delta: escape fraction, rate
   minimum   MODEL DATA [TRAINER] [--save-jacobian F] [--save-gram F] [--save-params F]
   analyze   MODEL DATA [TRAINER] [--batches 1,2,4,...] [--allow-residual]
             (minimum, then the eta*(B) curve at it, one JSON report)
@@ -284,9 +292,24 @@ int cmd_demo(const Args& args, std::ostream& out, std::ostream& err) {
   return finish(j, ok, out, err);
 }
 
+// Progress on stderr for runs longer than two seconds, only when stderr is a
+// terminal and --quiet was not given; redrawn at most twice a second.
+std::function<void(Index, Index)> progress_reporter(const Args& args, std::ostream& err, const std::string& what) {
+  if (args.flag("quiet") || !::isatty(STDERR_FILENO)) return {};
+  const auto start = std::chrono::steady_clock::now();
+  auto last = std::make_shared<double>(0.0);
+  return [&err, what, start, last](Index done, Index total) {
+    const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (done < total && (t < 2.0 || t - *last < 0.5)) return;
+    *last = t;
+    err << "\r" << what << " " << done << "/" << total << " (" << static_cast<int>(t) << " s)" << (done == total ? "\n" : "")
+        << std::flush;
+  };
+}
+
 int cmd_montecarlo(const Args& args, std::ostream& out, std::ostream& err) {
   args.allow_only({"jacobian", "gram", "outputs", "rank-tol", "space", "batch", "lr", "sampling", "steps",
-                   "trajectories", "blocks", "seed"});
+                   "trajectories", "blocks", "seed", "quiet"});
   CrossCheckOptions o;
   o.schedule = parse_schedule(args.str_or("sampling", "without"));
   o.lr = args.number("lr");
@@ -299,6 +322,7 @@ int cmd_montecarlo(const Args& args, std::ostream& out, std::ostream& err) {
   o.confidence = 0.95;
   const Geometry g = load_geometry(args);
   o.batch = batch_of(args, g);
+  o.progress = progress_reporter(args, err, "sgdstab montecarlo: step");
   const CrossCheckReport rep = cross_check(g, o);
   json j;
   j["lr"] = o.lr;
@@ -356,6 +380,65 @@ int not_a_minimum(const json& j, std::ostream& out, std::ostream& err, const Min
   err << "sgdstab: no interpolating minimum reached (" << res.message << "; max residual " << res.max_residual
       << " > tolerance " << res.tolerance << ")\n";
   return kNotConverged;
+}
+
+int cmd_escape(const Args& args, std::ostream& out, std::ostream& err) {
+  args.allow_only(problem_options({"lr-factor", "runs", "epsilon", "escape-steps", "quiet"}));
+  const Schedule schedule = parse_schedule(args.str_or("sampling", "without"));
+  if (args.has("lr") == args.has("lr-factor"))
+    throw UsageError("give exactly one of --lr ETA (the runs' learning rate) or --lr-factor F (F x eta*(B))");
+  EscapeOptions eo;
+  eo.schedule = schedule;
+  eo.runs = args.integer_or("runs", 100);
+  eo.epsilon = args.number_or("epsilon", 1e-3);
+  eo.max_steps = args.integer_or("escape-steps", 20000);
+  eo.seed = static_cast<std::uint64_t>(args.integer_or("seed", 0));
+  const long long batch = args.integer("batch");
+  Problem p = build_problem(args);
+  if (batch < 1 || batch > p.data.samples())
+    throw sgdstab::invalid_argument("--batch: B must satisfy 1 <= B <= n = " + std::to_string(p.data.samples()) +
+                                    ", got " + std::to_string(batch));
+  eo.batch = static_cast<Index>(batch);
+  const MinimizeResult res = reach_minimum(args, p);
+  json j, minimum;
+  minimum_fields(minimum, p, res);
+  j["minimum"] = minimum;
+  if (!res.converged) return not_a_minimum(j, out, err, res);
+  const Geometry g = geometry_at_minimum(p.model, p.data.inputs, p.data.targets);
+  const std::optional<Sampling> closed = closed_form(schedule);
+  std::optional<double> eta_star;
+  if (closed) eta_star = stability_threshold(g, eo.batch, *closed).eta_star;
+  if (args.has("lr-factor")) {
+    if (!eta_star) throw UsageError("--lr-factor needs a closed-form scheme (not reshuffle): give --lr");
+    eo.lr = args.number("lr-factor") * *eta_star;
+  } else {
+    eo.lr = args.number("lr");
+  }
+  eo.progress = progress_reporter(args, err, "sgdstab escape: run");
+  const MlpProblem problem(p.model, p.data.inputs, p.data.targets);
+  const EscapeReport rep = escape_runs(problem, p.model.parameters(), eo);
+  j["lr"] = eo.lr;
+  j["batch"] = eo.batch;
+  j["sampling"] = to_string(schedule);
+  j["eta_star"] = eta_star ? json(*eta_star) : json(nullptr);
+  j["lr_over_eta_star"] = eta_star ? json(eo.lr / *eta_star) : json(nullptr);
+  j["log_rho"] = closed ? json(std::log(spectral_radius(g, eo.lr, eo.batch, *closed).rho)) : json(nullptr);
+  j["runs"] = rep.runs;
+  j["escaped"] = rep.escaped;
+  j["converged"] = rep.converged;
+  j["undecided"] = rep.undecided;
+  j["escape_fraction"] = rep.escape_fraction;
+  j["escape_ci_low"] = rep.ci_low;
+  j["escape_ci_high"] = rep.ci_high;
+  j["median_escape_step"] = std::isnan(rep.median_escape_step) ? json(nullptr) : json(rep.median_escape_step);
+  j["growth_rate"] = std::isnan(rep.growth_rate) ? json(nullptr) : json(rep.growth_rate);
+  j["epsilon"] = eo.epsilon;
+  j["escape_steps"] = eo.max_steps;
+  j["message"] = rep.message;
+  j["note"] = "escaped: L grew past 1e4 x its start; converged: L fell below 1e-8 x its start; growth_rate is "
+              "the median of log(L_escape / L_0) / steps (the typical, almost-sure rate, at most log_rho)";
+  out << j.dump(2) << "\n";
+  return kOk;
 }
 
 int cmd_minimum(const Args& args, std::ostream& out, std::ostream& err) {
@@ -440,6 +523,7 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
     else if (cmd == "demo") code = cmd_demo(args, buffer, err);
     else if (cmd == "minimum") code = cmd_minimum(args, buffer, err);
     else if (cmd == "montecarlo") code = cmd_montecarlo(args, buffer, err);
+    else if (cmd == "escape") code = cmd_escape(args, buffer, err);
     else if (cmd == "analyze") code = cmd_analyze(args, buffer, err);
     else throw UsageError("unknown command '" + cmd + "'");
     out << buffer.str();

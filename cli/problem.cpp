@@ -15,7 +15,7 @@ const std::set<std::string> kProblemOptions = {
     "samples", "input-spectrum", "classes", "per-class", "scaling", "data-dir", "split", "teacher-widths",
     "trainer", "lr", "batch", "sampling", "train-sampling", "max-steps", "max-iter", "residual-tol", "seed",
     "save-jacobian", "save-gram", "save-params"};
-const std::set<std::string> kProblemFlags = {"bias", "allow-residual"};
+const std::set<std::string> kProblemFlags = {"bias", "allow-residual", "quiet"};
 
 namespace {
 
@@ -57,10 +57,11 @@ void check_relevant(const Args& args, const MlpSpec& spec, const std::string& co
   forbid("activation", spec.widths.size() == 2, "needs a hidden layer (--widths with 3 or more entries)");
   forbid("lr", trainer != "gd" && trainer != "sgd", "applies to --trainer gd or sgd only");
   forbid("max-steps", trainer != "gd" && trainer != "sgd", "applies to --trainer gd or sgd only");
-  forbid("batch", trainer != "sgd", "applies to --trainer sgd only (gd is full-batch)");
+  forbid("batch", trainer != "sgd" && command != "escape", "applies to --trainer sgd only (gd is full-batch)");
   forbid("train-sampling", trainer != "sgd", "applies to --trainer sgd only");
   forbid("max-iter", trainer != "gauss-newton", "applies to --trainer gauss-newton only");
   forbid("allow-residual", command != "analyze", "applies to analyze only");
+  forbid("quiet", command != "escape" && command != "montecarlo", "applies to escape and montecarlo only");
   forbid("sampling", command == "minimum" && trainer != "sgd",
          "is the mini-batch scheme of --trainer sgd (or of the analysis, in analyze)");
 }

@@ -4,6 +4,7 @@
 #include <Spectra/SymEigsSolver.h>
 
 #include <algorithm>
+#include <boost/math/distributions/beta.hpp>
 #include <boost/math/distributions/students_t.hpp>
 #include <chrono>
 #include <cmath>
@@ -229,6 +230,7 @@ SimulationResult simulate_linearized(const Geometry& g, const SimulationOptions&
     for (Index j = 0; j < m; ++j)
       for (Index i : touched[static_cast<std::size_t>(j)]) weight(i, j) = 0.0;
     record(t);
+    if (o.progress) o.progress(t, o.steps);
   }
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   res.flops = 4.0 * static_cast<double>(nc) * static_cast<double>(r) * static_cast<double>(m) *
@@ -448,6 +450,7 @@ CrossCheckReport cross_check(const Geometry& g, const CrossCheckOptions& o) {
   so.trajectories = o.trajectories;
   so.seed = o.seed;
   so.confidence = o.confidence;
+  so.progress = o.progress;
   so.validate(g);
   RadiusEstimateOptions ro;
   ro.lr = o.lr;
@@ -503,6 +506,113 @@ CrossCheckReport cross_check(const Geometry& g, const CrossCheckOptions& o) {
       rep.reason += "; above the threshold the Monte Carlo mean of |delta_t|^2 is heavy-tailed and "
                     "underestimates the moment, so it is not used for the verdict";
   }
+  return rep;
+}
+
+}  // namespace sgdstab
+
+namespace sgdstab {
+
+// ---------------------------------------------------------------------------
+// Nonlinear SGD (theory/montecarlo.md, section 7)
+
+MlpProblem::MlpProblem(Mlp model, MatrixXd x, MatrixXd y) : model_(std::move(model)), x_(std::move(x)), y_(std::move(y)) {
+  model_.residuals(x_, y_);  // validates the shapes and values once
+}
+
+double MlpProblem::loss(const VectorXd& theta) const {
+  if (!theta.allFinite()) return INFINITY;
+  model_.set_parameters(theta);
+  const MatrixXd r = model_.forward(x_) - y_;
+  return 0.5 * r.squaredNorm() / static_cast<double>(x_.rows());
+}
+
+VectorXd MlpProblem::batch_gradient(const VectorXd& theta, const std::vector<Index>& batch, double divisor) const {
+  model_.set_parameters(theta);
+  return model_.batch_gradient_unchecked(x_, y_, batch, divisor);
+}
+
+VectorXd MlpProblem::range_direction(const VectorXd& theta_star, Rng& rng) const {
+  model_.set_parameters(theta_star);
+  VectorXd w(x_.rows() * model_.outputs());
+  for (Index i = 0; i < w.size(); ++i) w(i) = rng.normal();
+  const VectorXd v = model_.vjp(x_, w);  // J^T w lies in range(J^T J) = range(H)
+  return v / v.norm();
+}
+
+void EscapeOptions::validate(Index samples) const {
+  require(std::isfinite(lr) && lr > 0.0, "EscapeOptions::lr", "must be finite and > 0, got " + detail::fmt(lr));
+  require(batch >= 1 && batch <= samples, "EscapeOptions::batch",
+          "B must satisfy 1 <= B <= n = " + std::to_string(samples) + ", got " + std::to_string(batch));
+  require(std::isfinite(epsilon) && epsilon > 0.0, "EscapeOptions::epsilon",
+          "must be finite and > 0, got " + detail::fmt(epsilon));
+  require(runs >= 1, "EscapeOptions::runs", "must be >= 1, got " + std::to_string(runs));
+  require(max_steps >= 1, "EscapeOptions::max_steps", "must be >= 1, got " + std::to_string(max_steps));
+  require(escape_factor > 1.0, "EscapeOptions::escape_factor", "must be > 1, got " + detail::fmt(escape_factor));
+  require(converge_factor > 0.0 && converge_factor < 1.0, "EscapeOptions::converge_factor",
+          "must lie in (0, 1), got " + detail::fmt(converge_factor));
+  require(confidence > 0.0 && confidence < 1.0, "EscapeOptions::confidence",
+          "must lie in (0, 1), got " + detail::fmt(confidence));
+}
+
+namespace {
+
+double median_of(std::vector<double> v) {
+  if (v.empty()) return NAN;
+  std::sort(v.begin(), v.end());
+  const std::size_t m = v.size() / 2;
+  return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
+}
+
+}  // namespace
+
+EscapeReport escape_runs(const SgdProblem& problem, const VectorXd& theta_star, const EscapeOptions& o) {
+  const Index n = problem.samples();
+  o.validate(n);
+  require(theta_star.size() == problem.params() && theta_star.allFinite(), "escape_runs",
+          "theta_star must be a finite vector of length p = " + std::to_string(problem.params()));
+  EscapeReport rep;
+  rep.runs = o.runs;
+  std::vector<double> escape_steps, rates;
+  for (Index run = 0; run < o.runs; ++run) {
+    Rng rng(stream_seed(o.seed, static_cast<std::uint64_t>(run), 4));
+    VectorXd theta = theta_star + o.epsilon * problem.range_direction(theta_star, rng);
+    BatchSampler sampler(o.schedule, n, o.batch, stream_seed(o.seed, static_cast<std::uint64_t>(run), 5));
+    const double l0 = problem.loss(theta);
+    bool decided = false;
+    if (!(l0 > 0.0)) {  // exactly at a zero-loss point along this direction: nothing to escape from
+      ++rep.converged;
+      decided = true;
+    }
+    for (Index t = 1; t <= o.max_steps && !decided; ++t) {
+      double divisor = 1.0;
+      const std::vector<Index>& b = sampler.next(divisor);
+      theta -= o.lr * problem.batch_gradient(theta, b, divisor);
+      const double l = problem.loss(theta);
+      if (!std::isfinite(l) || l > o.escape_factor * l0) {
+        ++rep.escaped;
+        escape_steps.push_back(static_cast<double>(t));
+        rates.push_back(std::isfinite(l) ? std::log(l / l0) / static_cast<double>(t) : INFINITY);
+        decided = true;
+      } else if (l < o.converge_factor * l0) {
+        ++rep.converged;
+        decided = true;
+      }
+    }
+    if (!decided) ++rep.undecided;
+    if (o.progress) o.progress(run + 1, o.runs);
+  }
+  const double k = static_cast<double>(rep.escaped), m = static_cast<double>(rep.runs);
+  rep.escape_fraction = k / m;
+  const double alpha = 1.0 - o.confidence;
+  // Clopper-Pearson interval from Beta quantiles.
+  rep.ci_low = rep.escaped == 0 ? 0.0 : boost::math::quantile(boost::math::beta_distribution<>(k, m - k + 1), alpha / 2);
+  rep.ci_high = rep.escaped == rep.runs ? 1.0
+                                        : boost::math::quantile(boost::math::beta_distribution<>(k + 1, m - k), 1 - alpha / 2);
+  rep.median_escape_step = median_of(escape_steps);
+  rep.growth_rate = median_of(rates);
+  rep.message = std::to_string(rep.escaped) + " escaped, " + std::to_string(rep.converged) + " converged, " +
+                std::to_string(rep.undecided) + " undecided within " + std::to_string(o.max_steps) + " steps";
   return rep;
 }
 

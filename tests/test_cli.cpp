@@ -263,5 +263,27 @@ TEST_F(Cli, MonteCarloReportsExactAndSimulatedMoments) {
   EXPECT_NE(r.err.find("lr"), std::string::npos) << r.err;
 }
 
+TEST_F(Cli, EscapeClassifiesNonlinearRuns) {
+  const std::string base = "escape --widths 2,8,1 --activation tanh --data teacher --samples 8 --seed 3 --batch 2 "
+                           "--runs 10 --epsilon 1e-4 --quiet";
+  CliRun r = run(base + " --lr-factor 1.3");
+  ASSERT_EQ(r.code, 0) << r.err;
+  json j = json::parse(r.out);
+  EXPECT_EQ(j["escaped"], 10) << j["message"];
+  EXPECT_REL_NEAR(j["lr"].get<double>(), 1.3 * j["eta_star"].get<double>(), 1e-12);
+  EXPECT_LE(j["growth_rate"].get<double>(), j["log_rho"].get<double>());
+  r = run(base + " --lr-factor 0.7");
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = json::parse(r.out);
+  EXPECT_EQ(j["converged"], 10) << j["message"];
+  EXPECT_TRUE(j["growth_rate"].is_null());
+  r = run(base + " --lr 0.1 --lr-factor 0.7");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(r.out.empty());
+  r = run(base + " --sampling reshuffle --lr-factor 0.7");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("reshuffle"), std::string::npos) << r.err;
+}
+
 }  // namespace
 #endif

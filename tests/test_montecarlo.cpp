@@ -12,6 +12,7 @@
 
 #include "reference.hpp"
 #include "sgdstab/errors.hpp"
+#include "sgdstab/minimize.hpp"
 #include "sgdstab/montecarlo.hpp"
 #include "sgdstab/stability.hpp"
 
@@ -284,4 +285,98 @@ TEST(MonteCarlo, RejectsBadOptions) {
   EXPECT_THROW(sgdstab::estimate_radius(g, r), sgdstab::invalid_argument);
   EXPECT_THROW(sgdstab::parse_schedule("epochs"), sgdstab::invalid_argument);
   EXPECT_EQ(sgdstab::parse_schedule("reshuffle"), Schedule::reshuffle);
+}
+
+namespace {
+
+// The classic two-minima toy: l_1 = min{x^2, 0.1 (x-1)^2}, l_2 = min{x^2, 1.9 (x-1)^2},
+// L = (l_1 + l_2) / 2. Both minima have sharpness 2; x = 1 has non-uniformity.
+class TwoMinima : public sgdstab::SgdProblem {
+ public:
+  sgdstab::Index samples() const override { return 2; }
+  sgdstab::Index params() const override { return 1; }
+  static double sample_loss(int i, double x) {
+    const double k = i == 0 ? 0.1 : 1.9;
+    return std::min(x * x, k * (x - 1) * (x - 1));
+  }
+  static double sample_grad(int i, double x) {
+    const double k = i == 0 ? 0.1 : 1.9;
+    return x * x <= k * (x - 1) * (x - 1) ? 2 * x : 2 * k * (x - 1);
+  }
+  double loss(const VectorXd& t) const override { return 0.5 * (sample_loss(0, t(0)) + sample_loss(1, t(0))); }
+  VectorXd batch_gradient(const VectorXd& t, const std::vector<sgdstab::Index>& batch, double divisor) const override {
+    double g = 0.0;
+    for (auto i : batch) g += sample_grad(static_cast<int>(i), t(0));
+    return VectorXd::Constant(1, g / divisor);
+  }
+  VectorXd range_direction(const VectorXd&, sgdstab::Rng& rng) const override {
+    return VectorXd::Constant(1, rng.uniform() < 0.5 ? -1.0 : 1.0);
+  }
+};
+
+// Per-sample curvatures h_i as a 1-D Jacobian (l_i = 1/2 h_i (x - x*)^2 = 1/2 (sqrt(h_i)(x - x*))^2).
+sgdstab::Geometry curvature_geometry(double h1, double h2) {
+  MatrixXd j(2, 1);
+  j << std::sqrt(h1), std::sqrt(h2);
+  return sgdstab::Geometry::from_jacobian(j, 1);
+}
+
+}  // namespace
+
+TEST(MonteCarlo, TwoMinimaToyEscapesTheNonUniformMinimumOnly) {
+  // x = 0: h = (2, 2); x = 1: h = (0.2, 3.8). Closed form (B = 1, n = 2, gamma = 1): 2a / (a^2 + s^2).
+  const auto g0 = curvature_geometry(2.0, 2.0), g1 = curvature_geometry(0.2, 3.8);
+  const double eta0 = sgdstab::stability_threshold(g0, 1).eta_star;
+  const double eta1 = sgdstab::stability_threshold(g1, 1).eta_star;
+  EXPECT_REL_NEAR(eta0, 1.0, 1e-10);
+  EXPECT_REL_NEAR(eta1, 4.0 / 7.24, 1e-10);
+  ASSERT_LT(eta1, 0.7);
+  ASSERT_GT(eta0, 0.7);
+  const TwoMinima toy;
+  sgdstab::EscapeOptions o;
+  o.lr = 0.7;
+  o.batch = 1;
+  o.runs = 200;
+  o.max_steps = 5000;
+  o.seed = 2;
+  const auto at1 = sgdstab::escape_runs(toy, VectorXd::Constant(1, 1.0), o);
+  EXPECT_EQ(at1.escaped, 200) << at1.message;
+  EXPECT_GT(at1.ci_low, 0.95);
+  const auto at0 = sgdstab::escape_runs(toy, VectorXd::Constant(1, 0.0), o);
+  EXPECT_EQ(at0.converged, 200) << at0.message;
+  EXPECT_LT(at0.ci_high, 0.05);
+  // The typical growth rate is the almost-sure (Lyapunov) rate E log (1 - lr h)^2 per step,
+  // below the mean-square rate log rho.
+  const double rho1 = sgdstab::spectral_radius(g1, 0.7, 1).rho;
+  EXPECT_REL_NEAR(rho1, 0.5 * (0.86 * 0.86 + 1.66 * 1.66), 1e-10);
+  const double lyapunov = 0.5 * (std::log(0.86 * 0.86) + std::log(1.66 * 1.66));
+  EXPECT_GT(at1.growth_rate, 0.5 * lyapunov);
+  EXPECT_LT(at1.growth_rate, std::log(rho1));
+}
+
+TEST(MonteCarlo, NonlinearSgdConvergesBelowAndEscapesAboveTheThreshold) {
+  sgdstab::MlpSpec s;
+  s.widths = {2, 8, 1};
+  s.activations = {sgdstab::Activation::tanh};
+  const MatrixXd x = ref::gaussian(8, 2, 4);
+  const MatrixXd y = sgdstab::teacher_targets(s, x, 40);
+  sgdstab::Mlp net(s, 41);
+  ASSERT_TRUE(sgdstab::gauss_newton(net, x, y).converged);
+  const auto g = sgdstab::geometry_at_minimum(net, x, y);
+  const double eta = sgdstab::stability_threshold(g, 2).eta_star;
+  const sgdstab::MlpProblem problem(net, x, y);
+  sgdstab::EscapeOptions o;
+  o.batch = 2;
+  o.runs = 40;
+  o.epsilon = 1e-4;
+  o.max_steps = 20000;
+  o.seed = 7;
+  o.lr = 0.7 * eta;
+  const auto below = sgdstab::escape_runs(problem, net.parameters(), o);
+  EXPECT_EQ(below.converged, 40) << below.message;
+  o.lr = 1.3 * eta;
+  const auto above = sgdstab::escape_runs(problem, net.parameters(), o);
+  EXPECT_EQ(above.escaped, 40) << above.message;
+  EXPECT_GT(above.growth_rate, 0.0);
+  EXPECT_LT(above.growth_rate, std::log(sgdstab::spectral_radius(g, o.lr, 2).rho) * 1.05);
 }

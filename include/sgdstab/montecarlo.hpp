@@ -36,11 +36,13 @@
 /// \endcode
 #include <Eigen/Core>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "sgdstab/geometry.hpp"
+#include "sgdstab/mlp.hpp"
 #include "sgdstab/random.hpp"
 #include "sgdstab/sampling.hpp"
 
@@ -97,6 +99,8 @@ struct SimulationOptions {
   /// Start delta_0 (length r, reduced coordinates), the same for every
   /// trajectory; empty = delta_0 ~ N(0, I/r) independently per trajectory.
   Eigen::VectorXd start;
+  /// Called after each step with (steps done, steps total); may be empty.
+  std::function<void(Index, Index)> progress;
   void validate(const Geometry& g) const;
 };
 
@@ -158,6 +162,7 @@ struct CrossCheckOptions {
   Index blocks = 2000;
   std::uint64_t seed = 0;
   double confidence = 0.99;  ///< of the agreement test
+  std::function<void(Index, Index)> progress;  ///< simulation steps (done, total); may be empty
 };
 
 /// The analytic answer, the Monte Carlo estimates and a verdict.
@@ -171,5 +176,70 @@ struct CrossCheckReport {
   std::string reason;
 };
 CrossCheckReport cross_check(const Geometry& g, const CrossCheckOptions& options);
+
+// ---------------------------------------------------------------------------
+// Nonlinear SGD (theory/montecarlo.md, section 7)
+
+/// What nonlinear SGD needs of a problem: n per-sample losses l_i(theta)
+/// with L = (1/n) sum_i l_i, batch gradients, and a direction in range(H)
+/// at the minimum to perturb along.
+class SgdProblem {
+ public:
+  virtual ~SgdProblem() = default;
+  virtual Index samples() const = 0;
+  virtual Index params() const = 0;
+  /// L(theta).
+  virtual double loss(const Eigen::VectorXd& theta) const = 0;
+  /// (1/divisor) sum_{i in batch} grad l_i(theta) (indices may repeat).
+  virtual Eigen::VectorXd batch_gradient(const Eigen::VectorXd& theta, const std::vector<Index>& batch,
+                                         double divisor) const = 0;
+  /// A random unit vector in range(H(theta_star)), drawn from rng.
+  virtual Eigen::VectorXd range_direction(const Eigen::VectorXd& theta_star, Rng& rng) const = 0;
+};
+
+/// An Mlp on a data set as an SgdProblem (square loss, the library's convention).
+/// range_direction returns J^T w / |J^T w| for Gaussian w (J at theta_star).
+class MlpProblem : public SgdProblem {
+ public:
+  MlpProblem(Mlp model, Eigen::MatrixXd x, Eigen::MatrixXd y);
+  Index samples() const override { return x_.rows(); }
+  Index params() const override { return model_.num_parameters(); }
+  double loss(const Eigen::VectorXd& theta) const override;
+  Eigen::VectorXd batch_gradient(const Eigen::VectorXd& theta, const std::vector<Index>& batch,
+                                 double divisor) const override;
+  Eigen::VectorXd range_direction(const Eigen::VectorXd& theta_star, Rng& rng) const override;
+
+ private:
+  mutable Mlp model_;
+  Eigen::MatrixXd x_, y_;
+};
+
+/// Options of escape_runs. validate() throws sgdstab::invalid_argument.
+struct EscapeOptions {
+  double lr = 0.0;
+  Index batch = 0;
+  Schedule schedule = Schedule::without_replacement;
+  double epsilon = 1e-3;          ///< |theta_0 - theta_star| (a unit range(H) direction times epsilon)
+  Index runs = 100;               ///< independent runs, >= 1
+  Index max_steps = 20000;
+  double escape_factor = 1e4;     ///< escaped when L_t > escape_factor * L_0 (or L_t is not finite)
+  double converge_factor = 1e-8;  ///< converged when L_t < converge_factor * L_0
+  std::uint64_t seed = 0;
+  double confidence = 0.95;       ///< of the escape-fraction interval (Clopper-Pearson)
+  std::function<void(Index, Index)> progress;  ///< (runs done, runs total); may be empty
+  void validate(Index samples) const;
+};
+
+/// Classification of the runs started at theta_star + epsilon delta.
+struct EscapeReport {
+  Index runs = 0, escaped = 0, converged = 0, undecided = 0;
+  double escape_fraction = 0.0, ci_low = 0.0, ci_high = 0.0;
+  double median_escape_step = 0.0;   ///< NaN when no run escaped
+  /// Median over escaped runs of log(L_escape / L_0) / steps: compare with
+  /// log rho(T) (L ~ |delta|^2 grows like rho^t in mean square).
+  double growth_rate = 0.0;          ///< NaN when no run escaped
+  std::string message;
+};
+EscapeReport escape_runs(const SgdProblem& problem, const Eigen::VectorXd& theta_star, const EscapeOptions& options);
 
 }  // namespace sgdstab
