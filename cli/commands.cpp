@@ -83,7 +83,8 @@ A Jacobian has n*C rows (row i*C + k = d f_k(x_i) / d theta) and p columns;
 a Gram is the (n C) x (n C) matrix J J^T in the same order.
 Output: one JSON object on stdout. Exit codes: 0 ok, 1 error (I/O, memory),
 2 bad usage or input, 3 an eigensolver did not converge or (minimum, analyze)
-no interpolating minimum was reached (JSON still printed, "converged": false).
+no interpolating minimum was reached (JSON still printed, "converged": false),
+4 (montecarlo) the Monte Carlo estimates disagree with the exact answer.
 )";
 
 const std::set<std::string> kCommon = {"jacobian", "gram", "outputs", "sampling", "method", "tol",
@@ -300,7 +301,7 @@ std::function<void(Index, Index)> progress_reporter(const Args& args, std::ostre
   auto last = std::make_shared<double>(0.0);
   return [&err, what, start, last](Index done, Index total) {
     const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (done < total && (t < 2.0 || t - *last < 0.5)) return;
+    if (t < 2.0 || (done < total && t - *last < 0.5)) return;  // short runs print nothing
     *last = t;
     err << "\r" << what << " " << done << "/" << total << " (" << static_cast<int>(t) << " s)" << (done == total ? "\n" : "")
         << std::flush;
@@ -319,7 +320,6 @@ int cmd_montecarlo(const Args& args, std::ostream& out, std::ostream& err) {
   const long long seed = args.integer_or("seed", 0);
   if (seed < 0) throw UsageError("--seed: S must be >= 0, got " + std::to_string(seed));
   o.seed = static_cast<std::uint64_t>(seed);
-  o.confidence = 0.95;
   const Geometry g = load_geometry(args);
   o.batch = batch_of(args, g);
   o.progress = progress_reporter(args, err, "sgdstab montecarlo: step");
@@ -351,6 +351,7 @@ int cmd_montecarlo(const Args& args, std::ostream& out, std::ostream& err) {
   j["rho_hat_ci_low"] = rep.radius.ci_low;
   j["rho_hat_ci_high"] = rep.radius.ci_high;
   j["rho_hat_blocks"] = rep.radius.blocks;
+  j["rho_hat_steps_per_block"] = rep.radius.steps_per_block;
   j["verdict"] = rep.verdict;
   j["reason"] = rep.reason;
   j["note"] = "quantities are |delta_t|^2 in range(H), E|delta_0|^2 = 1; above the threshold the sample mean is "
@@ -358,9 +359,17 @@ int cmd_montecarlo(const Args& args, std::ostream& out, std::ostream& err) {
               "and rho_hat, which does not compound)";
   j["seconds"] = rep.simulation.seconds;
   out << j.dump(2) << "\n";
-  if (!rep.radius.converged) {
+  if (rep.verdict == "inconclusive" && rep.rho && !rep.radius.converged) {
     err << "sgdstab: " << rep.radius.message << "\n";
     return kNotConverged;
+  }
+  if (rep.verdict == "inconclusive" && rep.rho) {
+    err << "sgdstab: " << rep.reason << "\n";
+    return kNotConverged;
+  }
+  if (rep.verdict == "disagree") {
+    err << "sgdstab: the Monte Carlo estimates disagree with the exact answer: " << rep.reason << "\n";
+    return 4;
   }
   return kOk;
 }
@@ -392,7 +401,13 @@ int cmd_escape(const Args& args, std::ostream& out, std::ostream& err) {
   eo.runs = args.integer_or("runs", 100);
   eo.epsilon = args.number_or("epsilon", 1e-3);
   eo.max_steps = args.integer_or("escape-steps", 20000);
-  eo.seed = static_cast<std::uint64_t>(args.integer_or("seed", 0));
+  const long long seed = args.integer_or("seed", 0);
+  if (seed < 0) throw UsageError("--seed: S must be >= 0, got " + std::to_string(seed));
+  eo.seed = static_cast<std::uint64_t>(seed);
+  const double lr_arg = args.has("lr") ? args.number("lr") : args.number("lr-factor");
+  if (!(lr_arg > 0.0)) throw UsageError(std::string(args.has("lr") ? "--lr" : "--lr-factor") + " must be > 0");
+  if (args.has("lr-factor") && !closed_form(schedule))
+    throw UsageError("--lr-factor needs a closed-form scheme (not reshuffle): give --lr");
   const long long batch = args.integer("batch");
   Problem p = build_problem(args);
   if (batch < 1 || batch > p.data.samples())
@@ -406,13 +421,23 @@ int cmd_escape(const Args& args, std::ostream& out, std::ostream& err) {
   if (!res.converged) return not_a_minimum(j, out, err, res);
   const Geometry g = geometry_at_minimum(p.model, p.data.inputs, p.data.targets);
   const std::optional<Sampling> closed = closed_form(schedule);
-  std::optional<double> eta_star;
-  if (closed) eta_star = stability_threshold(g, eo.batch, *closed).eta_star;
-  if (args.has("lr-factor")) {
-    if (!eta_star) throw UsageError("--lr-factor needs a closed-form scheme (not reshuffle): give --lr");
-    eo.lr = args.number("lr-factor") * *eta_star;
-  } else {
-    eo.lr = args.number("lr");
+  std::optional<double> eta_star, rho;
+  if (closed) {
+    const ThresholdResult thr = stability_threshold(g, eo.batch, *closed);
+    if (!thr.converged()) {
+      err << "sgdstab: the threshold eigensolver did not converge: " << thr.report.message << "\n";
+      return kNotConverged;
+    }
+    eta_star = thr.eta_star;
+  }
+  eo.lr = args.has("lr-factor") ? lr_arg * *eta_star : lr_arg;
+  if (closed) {
+    const RadiusResult rr = spectral_radius(g, eo.lr, eo.batch, *closed);
+    if (!rr.converged()) {
+      err << "sgdstab: the spectral-radius eigensolver did not converge: " << rr.report.message << "\n";
+      return kNotConverged;
+    }
+    rho = rr.rho;
   }
   eo.progress = progress_reporter(args, err, "sgdstab escape: run");
   const MlpProblem problem(p.model, p.data.inputs, p.data.targets);
@@ -422,7 +447,8 @@ int cmd_escape(const Args& args, std::ostream& out, std::ostream& err) {
   j["sampling"] = to_string(schedule);
   j["eta_star"] = eta_star ? json(*eta_star) : json(nullptr);
   j["lr_over_eta_star"] = eta_star ? json(eo.lr / *eta_star) : json(nullptr);
-  j["log_rho"] = closed ? json(std::log(spectral_radius(g, eo.lr, eo.batch, *closed).rho)) : json(nullptr);
+  j["rho"] = rho ? json(*rho) : json(nullptr);
+  j["log_rho"] = rho && *rho > 0.0 ? json(std::log(*rho)) : json(nullptr);
   j["runs"] = rep.runs;
   j["escaped"] = rep.escaped;
   j["converged"] = rep.converged;

@@ -73,7 +73,7 @@ TEST(MonteCarlo, ExactMomentsInsideTheMonteCarloIntervalBelowThreshold) {
     o.schedule = sgdstab::to_schedule(s);
     o.steps = 20;
     o.trajectories = 20000;
-    o.confidence = 0.99;
+    o.confidence = 1.0 - 1e-4;  // 126 intervals: a false failure has probability ~1 %
     o.seed = 5;
     const auto sim = sgdstab::simulate_linearized(g, o);
     const auto exact = sgdstab::exact_moments(g, o.lr, o.batch, s, o.steps);
@@ -119,7 +119,7 @@ TEST(MonteCarlo, SampledOperatorIntervalContainsRho) {
       o.lr = factor * sgdstab::stability_threshold(g, 2, s).eta_star;
       o.schedule = sgdstab::to_schedule(s);
       o.blocks = 20000;
-      o.confidence = 0.99;
+      o.confidence = 0.999;
       o.seed = 3;
       const auto est = sgdstab::estimate_radius(g, o);
       ASSERT_TRUE(est.converged) << est.message;
@@ -379,4 +379,64 @@ TEST(MonteCarlo, NonlinearSgdConvergesBelowAndEscapesAboveTheThreshold) {
   EXPECT_EQ(above.escaped, 40) << above.message;
   EXPECT_GT(above.growth_rate, 0.0);
   EXPECT_LT(above.growth_rate, std::log(sgdstab::spectral_radius(g, o.lr, 2).rho) * 1.05);
+}
+
+// Reshuffling with n = 3, B = 2: batches of 2 then 1, so the epoch operator is
+// not self-adjoint (left and right eigenvectors differ); enumerate all 6 orders.
+TEST(MonteCarlo, ReshuffleWithAShortLastBatchMatchesEnumeration) {
+  const MatrixXd j = ref::gaussian(3, 2, 12);
+  const auto g = sgdstab::Geometry::from_jacobian(j, 1);
+  const auto h = ref::per_sample(j, 1);
+  const Eigen::Index p = 2;
+  const double lr = 0.8 * sgdstab::stability_threshold(g, 2).eta_star;
+  std::vector<int> perm = {0, 1, 2};
+  MatrixXd epoch = MatrixXd::Zero(p * p, p * p);
+  int count = 0;
+  do {
+    const MatrixXd a1 = MatrixXd::Identity(p, p) - lr * (h[perm[0]] + h[perm[1]]) / 2.0;
+    const MatrixXd a2 = MatrixXd::Identity(p, p) - lr * h[perm[2]];  // last batch: divided by its size 1
+    const MatrixXd pe = a2 * a1;
+    for (Eigen::Index a = 0; a < p; ++a)
+      for (Eigen::Index b = 0; b < p; ++b) epoch.block(a * p, b * p, p, p) += pe(a, b) * pe;
+    ++count;
+  } while (std::next_permutation(perm.begin(), perm.end()));
+  epoch /= count;
+  EXPECT_GT((epoch - epoch.transpose()).norm(), 1e-6 * epoch.norm());  // really not self-adjoint
+  const double rho_step = std::sqrt(epoch.eigenvalues().cwiseAbs().maxCoeff());
+  sgdstab::RadiusEstimateOptions o;
+  o.lr = lr;
+  o.batch = 2;
+  o.schedule = Schedule::reshuffle;
+  o.blocks = 20000;
+  o.confidence = 0.999;
+  o.seed = 13;
+  const auto est = sgdstab::estimate_radius(g, o);
+  ASSERT_TRUE(est.converged) << est.message;
+  EXPECT_EQ(est.steps_per_block, 2);
+  EXPECT_LE(est.ci_low, rho_step);
+  EXPECT_GE(est.ci_high, rho_step);
+  EXPECT_LT(est.ci_high - est.ci_low, 0.05 * rho_step);
+}
+
+TEST(MonteCarlo, FullBatchCrossCheckAgreesDespiteAZeroWidthInterval) {
+  const auto g = sgdstab::Geometry::from_jacobian(ref::gaussian(5, 3, 6), 1);
+  sgdstab::CrossCheckOptions o;
+  o.batch = 5;  // B = n without replacement: every sampled block is the same
+  o.lr = 0.9 * sgdstab::stability_threshold(g, 5).eta_star;
+  o.steps = 5;
+  o.trajectories = 200;
+  o.blocks = 50;
+  const auto rep = sgdstab::cross_check(g, o);
+  EXPECT_EQ(rep.verdict, "agree") << rep.reason;
+}
+
+TEST(MonteCarlo, ClopperPearsonMatchesTabulatedValues) {
+  // k = 3 of m = 10 at 95 %: [0.0667, 0.6525] (standard tables).
+  const auto [low, high] = sgdstab::clopper_pearson(3, 10, 0.95);
+  EXPECT_NEAR(low, 0.06674, 5e-5);
+  EXPECT_NEAR(high, 0.65245, 5e-5);
+  EXPECT_EQ(sgdstab::clopper_pearson(0, 10, 0.95).first, 0.0);
+  EXPECT_EQ(sgdstab::clopper_pearson(10, 10, 0.95).second, 1.0);
+  EXPECT_NEAR(sgdstab::clopper_pearson(0, 10, 0.95).second, 1.0 - std::pow(0.025, 0.1), 1e-12);
+  EXPECT_THROW(sgdstab::clopper_pearson(11, 10, 0.95), sgdstab::invalid_argument);
 }

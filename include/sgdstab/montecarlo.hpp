@@ -24,7 +24,10 @@
 /// compound over time.
 ///
 /// Reproducibility: trajectory m draws its start and its batches from its own
-/// generator Rng(seed, m); the result does not depend on how the work is split.
+/// generator (seeded by a hash of (seed, m)), so the random numbers do not
+/// depend on how the work is split; the arithmetic is one BLAS GEMM per
+/// half-step, bitwise reproducible for a given BLAS build (OpenBLAS splits
+/// dgemm over rows and columns, not over the summation).
 ///
 /// \code
 /// auto g = sgdstab::Geometry::from_jacobian(J, 1);
@@ -85,6 +88,11 @@ struct MomentEstimate {
   double ci_high = 0.0;
   double median = 0.0;
   double mean_log = 0.0;    ///< mean of log(value); -inf if a value is 0
+  /// Largest single value / sum of values: near 1/M for light tails; a large
+  /// share means the mean is carried by few trajectories (heavy tail).
+  double max_share = 0.0;
+  /// Trajectories whose value overflowed (Inf/NaN); then mean and interval are +Inf.
+  Index nonfinite = 0;
 };
 
 /// Options of simulate_linearized. validate() throws sgdstab::invalid_argument.
@@ -161,7 +169,10 @@ struct CrossCheckOptions {
   Index trajectories = 2000;
   Index blocks = 2000;
   std::uint64_t seed = 0;
-  double confidence = 0.99;  ///< of the agreement test
+  double confidence = 0.95;    ///< of the reported intervals
+  /// Total probability of a false "disagree" when the exact answer is right,
+  /// split (Bonferroni) between the rho test and the per-step moment tests.
+  double significance = 0.01;
   std::function<void(Index, Index)> progress;  ///< simulation steps (done, total); may be empty
 };
 
@@ -230,13 +241,18 @@ struct EscapeOptions {
   void validate(Index samples) const;
 };
 
+/// Clopper-Pearson interval for k successes in m trials at the given confidence.
+std::pair<double, double> clopper_pearson(Index successes, Index trials, double confidence);
+
 /// Classification of the runs started at theta_star + epsilon delta.
 struct EscapeReport {
   Index runs = 0, escaped = 0, converged = 0, undecided = 0;
   double escape_fraction = 0.0, ci_low = 0.0, ci_high = 0.0;
   double median_escape_step = 0.0;   ///< NaN when no run escaped
-  /// Median over escaped runs of log(L_escape / L_0) / steps: compare with
-  /// log rho(T) (L ~ |delta|^2 grows like rho^t in mean square).
+  /// Median over escaped runs of log(L_last / L_0) / steps (L_last the last
+  /// finite loss): the typical growth rate, to compare with log rho(T) (the
+  /// mean-square rate; the typical rate is at most that in the limit, up to
+  /// first-passage and overshoot effects of a finite run).
   double growth_rate = 0.0;          ///< NaN when no run escaped
   std::string message;
 };
