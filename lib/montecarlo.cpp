@@ -13,6 +13,7 @@
 #include "linalg.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
+#include "sgdstab/minimize.hpp"
 #include "sgdstab/moment_operator.hpp"
 #include "sgdstab/stability.hpp"
 
@@ -135,27 +136,12 @@ Index BatchSampler::steps_per_block() const { return schedule_ == Schedule::resh
 const std::vector<Index>& BatchSampler::next(double& divisor) {
   batch_.clear();
   switch (schedule_) {
-    case Schedule::without_replacement: {
-      // Floyd's algorithm (theory/minimize.md, section 3).
-      for (Index j = n_ - b_; j < n_; ++j) {
-        auto t = static_cast<Index>(rng_.below(static_cast<std::uint64_t>(j + 1)));
-        if (std::find(batch_.begin(), batch_.end(), t) != batch_.end()) t = j;
-        batch_.push_back(t);
-      }
-      divisor = static_cast<double>(b_);
-      break;
-    }
+    case Schedule::without_replacement:
     case Schedule::with_replacement:
-      for (Index j = 0; j < b_; ++j) batch_.push_back(static_cast<Index>(rng_.below(static_cast<std::uint64_t>(n_))));
+    case Schedule::bernoulli:
+      batch_ = draw_batch(*closed_form(schedule_), n_, b_, rng_);  // minimize.hpp: one sampler for both
       divisor = static_cast<double>(b_);
       break;
-    case Schedule::bernoulli: {
-      const double q = static_cast<double>(b_) / static_cast<double>(n_);
-      for (Index i = 0; i < n_; ++i)
-        if (rng_.uniform() < q) batch_.push_back(i);
-      divisor = static_cast<double>(b_);
-      break;
-    }
     case Schedule::reshuffle: {
       if (position_ >= n_) {  // new epoch: Fisher-Yates shuffle
         for (Index i = 0; i < n_; ++i) permutation_[static_cast<std::size_t>(i)] = i;
