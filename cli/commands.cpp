@@ -33,6 +33,11 @@ commands:
   radius    (--jacobian FILE | --gram FILE) [--outputs C] --batch B --lr ETA [--sampling S]
   curve     (--jacobian FILE | --gram FILE) [--outputs C] [--batches 1,2,4,...] [--sampling S]
   demo      eta*(B) of a built-in random-feature regression problem
+  bounds    (--jacobian FILE | --gram FILE) [--outputs C] --batch B [--sampling S]
+            eta*(B) beside every known bound (GD, Wu-Ma-E, Mulayoff-Michaeli, alignment)
+  alignment (--jacobian FILE | --gram FILE) [--outputs C] (--residual FILE | --direction FILE)
+            the alignment mu of SGD noise (residuals f_i - y_i, n*C values) or the
+            linearized mu_lin(delta) (delta in R^p; needs --jacobian), and mu_*
   montecarlo (--jacobian FILE | --gram FILE) [--outputs C] --batch B --lr ETA
             [--sampling without|with|bernoulli|reshuffle] [--steps T] [--trajectories M]
             [--blocks K] [--seed S] [--quiet]   simulate linearized SGD beside the exact answer
@@ -208,6 +213,81 @@ int cmd_radius(const Args& args, std::ostream& out, std::ostream& err) {
   j["loss_convention"] = "1/2 squared error, mean over samples";
   write_direction(args, r.direction);
   return finish(j, r.converged(), out, err);
+}
+
+json bounds_json(const StabilityBounds& b) {
+  json j;
+  j["batch"] = b.batch;
+  j["sampling"] = to_string(b.sampling);
+  j["gamma"] = b.gamma;
+  j["eta_star"] = b.eta_star;
+  j["converged"] = b.converged;
+  j["eta_gd"] = b.eta_gd;
+  j["eta_sufficient"] = b.eta_sufficient;
+  j["eta_necessary_rank1"] = b.eta_necessary_rank1;
+  j["eta_necessary_trace"] = b.eta_necessary_trace;
+  j["eta_alignment"] = b.eta_alignment ? json(*b.eta_alignment) : json(nullptr);
+  j["eta_trace_b1"] = b.eta_trace_b1 ? json(*b.eta_trace_b1) : json(nullptr);
+  j["mu_star"] = b.mu_star;
+  j["escape_factor_at_eta_star"] = b.escape_factor(b.eta_star);
+  j["sharpness"] = b.sharpness;
+  j["non_uniformity"] = b.non_uniformity;
+  j["hessian_frobenius"] = b.hessian_frobenius;
+  j["hessian_trace"] = b.hessian_trace;
+  return j;
+}
+
+int cmd_bounds(const Args& args, std::ostream& out, std::ostream& err) {
+  args.allow_only(with_common({"batch"}));
+  const Sampling sampling = parse_sampling(args.str_or("sampling", "without"));
+  SolverOptions so = solver_options(args);
+  so.want_direction = false;
+  const Geometry g = load_geometry(args);
+  const StabilityBounds b = stability_bounds(g, batch_of(args, g), sampling, so);
+  json j = bounds_json(b);
+  geometry_fields(j, g);
+  j["loss_convention"] = "1/2 squared error, mean over samples";
+  return finish(j, b.converged, out, err);
+}
+
+int cmd_alignment(const Args& args, std::ostream& out, std::ostream&) {
+  args.allow_only({"jacobian", "gram", "outputs", "rank-tol", "space", "residual", "direction"});
+  if (args.has("residual") == args.has("direction"))
+    throw UsageError("give exactly one of --residual FILE (f_i - y_i) or --direction FILE (delta in R^p)");
+  const long long c = args.integer_or("outputs", 1);
+  if (c < 1) throw UsageError("--outputs: C must be >= 1, got " + std::to_string(c));
+  json j;
+  Eigen::VectorXd r;
+  Eigen::MatrixXd gram;
+  if (args.has("direction")) {
+    if (!args.has("jacobian")) throw UsageError("--direction needs --jacobian (delta lives in parameter space)");
+    const Eigen::MatrixXd jac = read_matrix(args.str("jacobian"));
+    const Eigen::MatrixXd delta = read_matrix(args.str("direction"));
+    if (delta.size() != jac.cols())
+      throw sgdstab::invalid_argument("--direction: delta must have p = " + std::to_string(jac.cols()) +
+                                      " entries, got " + std::to_string(delta.size()));
+    r = jac * Eigen::Map<const Eigen::VectorXd>(delta.data(), delta.size());
+    gram = jac * jac.transpose();
+  } else {
+    if (args.has("jacobian") == args.has("gram")) throw UsageError("give exactly one of --jacobian FILE or --gram FILE");
+    gram = args.has("gram") ? read_matrix(args.str("gram")) : [&] {
+      const Eigen::MatrixXd jac = read_matrix(args.str("jacobian"));
+      return Eigen::MatrixXd(jac * jac.transpose());
+    }();
+    const Eigen::MatrixXd res = read_matrix(args.str("residual"));
+    r = Eigen::Map<const Eigen::VectorXd>(res.data(), res.size());
+  }
+  const double mu = alignment(gram, c, r);
+  j[args.has("direction") ? "mu_lin" : "mu"] = mu;
+  ReductionOptions ro;
+  ro.rank_tolerance = args.number_or("rank-tol", 0.0);
+  const Geometry g = Geometry::from_gram(gram, c, ro);
+  j["mu_star"] = worst_case_alignment(g).mu_star;
+  geometry_fields(j, g);
+  j["definition"] = "mu = Tr(Sigma_1 G) / (2 L |G|_F^2) with Sigma_1 the single-sample SGD noise covariance, "
+                    "G = J^T J / n; mu_lin(delta) uses the residuals J delta; mu_* is the minimum of mu_lin over range(H)";
+  out << j.dump(2) << "\n";
+  return kOk;
 }
 
 json curve_json(const Geometry& g, const std::vector<Index>& batches, Sampling sampling,
@@ -525,6 +605,19 @@ int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
   j["stability"] = curve_json(g, batches, sampling, so, &ok);
   j["stability"]["params"] = p.model.num_parameters();
   timing["curve_s"] = seconds_since(t0);
+  t0 = std::chrono::steady_clock::now();
+  const double mu_star = worst_case_alignment(g).mu_star;
+  json table = json::array();
+  for (const json& pt : j["stability"]["points"]) {
+    ThresholdResult known;
+    known.batch = pt["batch"].get<Index>();
+    known.sampling = sampling;
+    known.eta_star = pt["eta_star"].get<double>();
+    known.report.converged = pt["converged"].get<bool>();
+    table.push_back(bounds_json(stability_bounds(g, known.batch, sampling, so, &known, mu_star)));
+  }
+  j["bounds"] = table;
+  timing["bounds_s"] = seconds_since(t0);
   j["timing"] = timing;
   save_requested(args, p, j["minimum"]);
   return finish(j, ok, out, err);
@@ -549,6 +642,8 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
     else if (cmd == "demo") code = cmd_demo(args, buffer, err);
     else if (cmd == "minimum") code = cmd_minimum(args, buffer, err);
     else if (cmd == "montecarlo") code = cmd_montecarlo(args, buffer, err);
+    else if (cmd == "bounds") code = cmd_bounds(args, buffer, err);
+    else if (cmd == "alignment") code = cmd_alignment(args, buffer, err);
     else if (cmd == "escape") code = cmd_escape(args, buffer, err);
     else if (cmd == "analyze") code = cmd_analyze(args, buffer, err);
     else throw UsageError("unknown command '" + cmd + "'");

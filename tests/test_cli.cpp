@@ -285,5 +285,45 @@ TEST_F(Cli, EscapeClassifiesNonlinearRuns) {
   EXPECT_NE(r.err.find("reshuffle"), std::string::npos) << r.err;
 }
 
+TEST_F(Cli, BoundsAndAlignmentMatchTheLibrary) {
+  const MatrixXd J = ref::gaussian(12, 5, 23);  // n = 6, C = 2
+  sgdstab::write_csv(file("j.csv"), J);
+  sgdstab::write_npy(file("k.npy"), J * J.transpose());
+  const Eigen::VectorXd r = ref::gaussian(12, 1, 24).col(0), d = ref::gaussian(5, 1, 25).col(0);
+  sgdstab::write_csv(file("r.csv"), r);
+  sgdstab::write_csv(file("d.csv"), d);
+  const auto g = sgdstab::Geometry::from_jacobian(J, 2);
+  const auto b = sgdstab::stability_bounds(g, 3, sgdstab::Sampling::with_replacement);
+  CliRun run1 = run("bounds --gram " + file("k.npy") + " --outputs 2 --batch 3 --sampling with");
+  ASSERT_EQ(run1.code, 0) << run1.err;
+  json j = json::parse(run1.out);
+  for (const char* key : {"eta_star", "eta_gd", "eta_sufficient", "eta_necessary_rank1", "eta_necessary_trace",
+                          "eta_alignment", "mu_star", "sharpness", "non_uniformity", "hessian_frobenius", "batch",
+                          "sampling"})
+    EXPECT_TRUE(j.contains(key)) << key;
+  EXPECT_REL_NEAR(j["eta_star"].get<double>(), b.eta_star, 1e-9);
+  EXPECT_REL_NEAR(j["eta_sufficient"].get<double>(), b.eta_sufficient, 1e-9);
+  EXPECT_REL_NEAR(j["mu_star"].get<double>(), b.mu_star, 1e-9);
+  EXPECT_LE(j["eta_sufficient"].get<double>(), j["eta_star"].get<double>());
+  CliRun run2 = run("alignment --jacobian " + file("j.csv") + " --outputs 2 --residual " + file("r.csv"));
+  ASSERT_EQ(run2.code, 0) << run2.err;
+  EXPECT_REL_NEAR(json::parse(run2.out)["mu"].get<double>(), sgdstab::alignment_from_jacobian(J, 2, r), 1e-10);
+  CliRun run3 = run("alignment --jacobian " + file("j.csv") + " --outputs 2 --direction " + file("d.csv"));
+  ASSERT_EQ(run3.code, 0) << run3.err;
+  EXPECT_REL_NEAR(json::parse(run3.out)["mu_lin"].get<double>(), sgdstab::alignment_from_jacobian(J, 2, J * d), 1e-10);
+  EXPECT_EQ(run("alignment --gram " + file("k.npy") + " --outputs 2 --direction " + file("d.csv")).code, 2);
+  EXPECT_EQ(run("alignment --jacobian " + file("j.csv") + " --outputs 2").code, 2);
+  // analyze carries the bounds table, one row per batch size.
+  CliRun run4 = run("analyze --widths 3,12,1 --activation tanh --data teacher --samples 6 --seed 2 --batches 1,3,6");
+  ASSERT_EQ(run4.code, 0) << run4.err;
+  j = json::parse(run4.out);
+  ASSERT_EQ(j["bounds"].size(), 3u);
+  for (std::size_t k = 0; k < 3; ++k) {
+    EXPECT_EQ(j["bounds"][k]["eta_star"], j["stability"]["points"][k]["eta_star"]);
+    EXPECT_LE(j["bounds"][k]["eta_sufficient"].get<double>(), j["bounds"][k]["eta_star"].get<double>() * (1 + 1e-9));
+  }
+  EXPECT_FALSE(j["bounds"][0]["eta_trace_b1"].is_null());
+}
+
 }  // namespace
 #endif

@@ -1,6 +1,7 @@
 #pragma once
 /// \file sgdstab.hpp
 /// \brief Umbrella header: everything public in sgdstab.
+#include "sgdstab/bounds.hpp"
 #include "sgdstab/data.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/geometry.hpp"

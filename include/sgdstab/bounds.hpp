@@ -1,0 +1,85 @@
+#pragma once
+/// \file bounds.hpp
+/// \brief The seed paper's alignment of SGD noise and every known bound on
+/// the threshold, beside the exact eta*(B) (theory/bounds.md).
+///
+/// Alignment (Wu, Wang & Su, NeurIPS 2022). At parameters theta with
+/// residuals r_i = f(x_i) - y_i, per-sample gradients g_i = J_i^T r_i,
+///   Sigma_1 = (1/n) sum_i g_i g_i^T - gbar gbar^T,   G = J^T J / n,
+///   mu = Tr(Sigma_1 G) / (2 L |G|_F^2),               (theory/bounds.md, eq. 1)
+/// computed from the Gram K = J J^T in sample space (eq. 2). At theta* + eps delta
+/// the residual is J delta to first order, so the linearized alignment is
+/// mu_lin(delta) = mu(residuals = J delta), and its worst case over delta in
+/// range(G) is mu_* = n lambda_min(B_r) / |G|_F^2 (eq. 4).
+///
+/// Bounds (gamma below is the factor beta of sampling.hpp, the coefficient of
+/// the single-sample noise in the batch noise):
+///   eta_gd               = 2 / lambda_max(H)                       necessary
+///   eta_sufficient       = 2 / lambda_max(H^-1/2 E[H_xi^2] H^-1/2) sufficient (Wu, Ma & E 2018)
+///   eta_necessary_rank1  = 2 lambda / E[(v^T H_xi v)^2]            necessary (Mulayoff & Michaeli)
+///   eta_necessary_trace  = 2 Tr H / E[|H_xi|_F^2]                  necessary (Mulayoff & Michaeli)
+///   eta_alignment        = 1 / (|H|_F sqrt(gamma mu_*))            necessary (seed paper)
+///   eta_trace_b1         = 2 / Tr H  (B = 1, scalar output)        necessary
+/// so eta_sufficient <= eta* <= min(all necessary ones) (tested on random instances).
+///
+/// \code
+/// auto g = sgdstab::Geometry::from_jacobian(J, 1);
+/// auto b = sgdstab::stability_bounds(g, /*batch=*/4);
+/// std::cout << b.eta_sufficient << " <= " << b.eta_star << " <= " << b.eta_gd << "\n";
+/// \endcode
+#include <Eigen/Core>
+#include <optional>
+
+#include "sgdstab/geometry.hpp"
+#include "sgdstab/sampling.hpp"
+#include "sgdstab/stability.hpp"
+
+namespace sgdstab {
+
+/// mu from the Gram K ((n c) x (n c)) and residuals r (n c, sample-major).
+/// \throws sgdstab::invalid_argument on shape mismatch, non-finite input or r = 0.
+double alignment(const Eigen::Ref<const Eigen::MatrixXd>& gram, Index outputs,
+                 const Eigen::Ref<const Eigen::VectorXd>& residuals);
+/// The same computed in parameter space from the Jacobian ((n c) x p):
+/// Sigma_1 and G formed explicitly (for small p; the two must agree).
+double alignment_from_jacobian(const Eigen::Ref<const Eigen::MatrixXd>& jacobian, Index outputs,
+                               const Eigen::Ref<const Eigen::VectorXd>& residuals);
+
+/// Worst-case linearized alignment on range(H) and its minimizing direction.
+struct WorstAlignment {
+  double mu_star = 0.0;
+  /// The minimizing residual direction u = J delta (n c, unit norm): any
+  /// delta with J delta = u attains mu_star.
+  Eigen::VectorXd residual_direction;
+};
+WorstAlignment worst_case_alignment(const Geometry& g);
+
+/// The bounds table for one batch size and scheme.
+struct StabilityBounds {
+  Index batch = 0;
+  Sampling sampling = Sampling::without_replacement;
+  double gamma = 0.0;                 ///< beta of sampling_factors
+  double eta_star = 0.0;              ///< exact threshold
+  bool converged = false;             ///< of the exact threshold
+  double eta_gd = 0.0;
+  double eta_sufficient = 0.0;
+  double eta_necessary_rank1 = 0.0;
+  double eta_necessary_trace = 0.0;
+  std::optional<double> eta_alignment;  ///< empty when gamma mu_* = 0 (no constraint)
+  std::optional<double> eta_trace_b1;   ///< B = 1 and c = 1 only
+  double mu_star = 0.0;
+  double sharpness = 0.0;             ///< lambda_max(H)
+  double non_uniformity = 0.0;        ///< s = sqrt(lambda_max((1/n) sum h_i^2 - H^2))
+  double hessian_frobenius = 0.0;
+  double hessian_trace = 0.0;
+  /// Lower bound on the per-step growth factor of E L at lr (escape when > 1):
+  /// lr^2 gamma mu_* |H|_F^2.
+  double escape_factor(double lr) const { return lr * lr * gamma * mu_star * hessian_frobenius * hessian_frobenius; }
+};
+/// \param threshold  an already computed eta*(B) for this batch and scheme (skips the solve)
+/// \param mu_star    an already computed worst_case_alignment(g).mu_star (it does not depend on B)
+StabilityBounds stability_bounds(const Geometry& g, Index batch, Sampling sampling = Sampling::without_replacement,
+                                 const SolverOptions& options = {}, const ThresholdResult* threshold = nullptr,
+                                 std::optional<double> mu_star = std::nullopt);
+
+}  // namespace sgdstab

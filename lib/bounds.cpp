@@ -1,0 +1,160 @@
+// Alignment of SGD noise and the bounds table (theory/bounds.md).
+#include "sgdstab/bounds.hpp"
+
+#include <cmath>
+
+#include "linalg.hpp"
+#include "sgdstab/errors.hpp"
+#include "sgdstab/memory.hpp"
+#include "sgdstab/moment_operator.hpp"
+
+namespace sgdstab {
+
+using Eigen::MatrixXd;
+using Eigen::VectorXd;
+using detail::require;
+
+namespace {
+
+void check_residuals(Index rows, Index outputs, const Eigen::Ref<const VectorXd>& r, const char* where) {
+  require(outputs >= 1 && rows % outputs == 0, where,
+          "the row count " + std::to_string(rows) + " must be a multiple of outputs = " + std::to_string(outputs));
+  require(r.size() == rows, where,
+          "residuals must have n c = " + std::to_string(rows) + " entries, got " + std::to_string(r.size()));
+  require(r.allFinite(), where, "residuals have NaN or Inf entries");
+  require(r.squaredNorm() > 0.0, where, "residuals are all zero: the alignment is 0/0 at an interpolating point");
+}
+
+double largest_eigenvalue(MatrixXd m) {
+  VectorXd ev;
+  const int info = detail::symmetric_eigen(m, ev);
+  require(info == 0, "bounds", "LAPACK dsyevd failed (info " + std::to_string(info) + ")");
+  return ev(ev.size() - 1);
+}
+
+}  // namespace
+
+// theory/bounds.md, eq. 2: everything through K = J J^T.
+double alignment(const Eigen::Ref<const MatrixXd>& gram, Index outputs, const Eigen::Ref<const VectorXd>& residuals) {
+  require(gram.rows() == gram.cols() && gram.rows() > 0, "alignment", "the Gram must be square and non-empty");
+  require(gram.allFinite(), "alignment", "the Gram has NaN or Inf entries");
+  check_residuals(gram.rows(), outputs, residuals, "alignment");
+  const Index nc = gram.rows(), c = outputs, n = nc / c;
+  check_memory(8.0 * 2.0 * static_cast<double>(nc) * static_cast<double>(nc), "K^2 for the alignment");
+  const MatrixXd k(gram);
+  MatrixXd k2;
+  detail::gemm(false, false, 1.0, k, k, 0.0, k2);
+  const double dn = static_cast<double>(n);
+  double per_sample = 0.0;  // sum_i r_i^T (K^2)_ii r_i
+  for (Index i = 0; i < n; ++i) {
+    const auto ri = residuals.segment(i * c, c);
+    per_sample += ri.dot(k2.block(i * c, i * c, c, c) * ri);
+  }
+  const double mean_part = residuals.dot(k2 * residuals);
+  const double trace_sigma_g = per_sample / (dn * dn) - mean_part / (dn * dn * dn);
+  const double g_frob2 = k.squaredNorm() / (dn * dn);
+  const double two_loss = residuals.squaredNorm() / dn;
+  require(g_frob2 > 0.0, "alignment", "the Gram is zero (G = 0)");
+  return trace_sigma_g / (two_loss * g_frob2);
+}
+
+// theory/bounds.md, eq. 1, in parameter space.
+double alignment_from_jacobian(const Eigen::Ref<const MatrixXd>& jacobian, Index outputs,
+                               const Eigen::Ref<const VectorXd>& residuals) {
+  require(jacobian.rows() > 0 && jacobian.cols() > 0 && jacobian.allFinite(), "alignment_from_jacobian",
+          "the Jacobian must be non-empty and finite");
+  check_residuals(jacobian.rows(), outputs, residuals, "alignment_from_jacobian");
+  const Index c = outputs, n = jacobian.rows() / c, p = jacobian.cols();
+  check_memory(8.0 * 3.0 * static_cast<double>(p) * static_cast<double>(p), "Sigma_1 and G (p x p)");
+  const double dn = static_cast<double>(n);
+  MatrixXd sigma = MatrixXd::Zero(p, p);
+  VectorXd mean = VectorXd::Zero(p);
+  for (Index i = 0; i < n; ++i) {
+    const VectorXd gi = jacobian.middleRows(i * c, c).transpose() * residuals.segment(i * c, c);
+    sigma += gi * gi.transpose();
+    mean += gi;
+  }
+  sigma /= dn;
+  mean /= dn;
+  sigma -= mean * mean.transpose();
+  const MatrixXd gmat = jacobian.transpose() * jacobian / dn;
+  const double two_loss = residuals.squaredNorm() / dn;
+  require(gmat.squaredNorm() > 0.0, "alignment_from_jacobian", "the Jacobian is zero (G = 0)");
+  return (sigma.cwiseProduct(gmat)).sum() / (two_loss * gmat.squaredNorm());
+}
+
+// theory/bounds.md, eqs. 3-4: mu_lin(u) is a Rayleigh quotient over u = J delta in range(K).
+WorstAlignment worst_case_alignment(const Geometry& g) {
+  const Index r = g.rank(), c = g.outputs(), n = g.samples();
+  const MatrixXd& z = g.factor();
+  const VectorXd& d = g.hessian_eigenvalues();
+  const double dn = static_cast<double>(n);
+  const VectorXd inv_sqrt_lambda = (dn * d).cwiseSqrt().cwiseInverse();
+  const MatrixXd u = z * inv_sqrt_lambda.asDiagonal();  // orthonormal basis of range(K)
+  MatrixXd v(u.rows(), r);                              // rows i: (Z_i D Z_i^T) U_i
+  for (Index i = 0; i < n; ++i) {
+    const MatrixXd zi = z.middleRows(i * c, c);
+    v.middleRows(i * c, c) = (zi * d.asDiagonal() * zi.transpose()) * u.middleRows(i * c, c);
+  }
+  MatrixXd b = u.transpose() * v / dn;
+  b.diagonal() -= d.cwiseAbs2() / dn;
+  b = 0.5 * (b + b.transpose());
+  VectorXd ev;
+  MatrixXd vec = b;
+  const int info = detail::symmetric_eigen(vec, ev);
+  require(info == 0, "worst_case_alignment", "LAPACK dsyevd failed (info " + std::to_string(info) + ")");
+  WorstAlignment out;
+  out.mu_star = std::max(0.0, dn * ev(0) / d.squaredNorm());  // Tr(Sigma_1 G) >= 0: clip round-off
+  out.residual_direction = u * vec.col(0);
+  return out;
+}
+
+StabilityBounds stability_bounds(const Geometry& g, Index batch, Sampling sampling, const SolverOptions& options,
+                                 const ThresholdResult* threshold, std::optional<double> mu_star) {
+  const SamplingFactors f = sampling_factors(sampling, g.samples(), batch);  // validates batch
+  StabilityBounds b;
+  b.batch = batch;
+  b.sampling = sampling;
+  b.gamma = f.beta;
+  if (threshold != nullptr) {
+    require(threshold->batch == batch && threshold->sampling == sampling, "stability_bounds",
+            "the given threshold is for another batch size or scheme");
+    b.eta_star = threshold->eta_star;
+    b.converged = threshold->converged();
+  } else {
+    const ThresholdResult thr = stability_threshold(g, batch, sampling, options);
+    b.eta_star = thr.eta_star;
+    b.converged = thr.converged();
+  }
+  const Index r = g.rank(), c = g.outputs(), n = g.samples();
+  const VectorXd& d = g.hessian_eigenvalues();
+  const MatrixXd& z = g.factor();
+  b.sharpness = d(0);
+  b.hessian_frobenius = d.norm();
+  b.hessian_trace = d.sum();
+  b.eta_gd = 2.0 / d(0);
+  const SecondMomentOperator op(g, batch, sampling);
+  // E[H_xi^2] = Q(I) (theory/bounds.md, eq. 5).
+  const MatrixXd qi = op.quadratic(MatrixXd::Identity(r, r));
+  const VectorXd inv_sqrt_d = d.cwiseSqrt().cwiseInverse();
+  b.eta_sufficient = 2.0 / largest_eigenvalue(inv_sqrt_d.asDiagonal() * qi * inv_sqrt_d.asDiagonal());
+  MatrixXd e1 = MatrixXd::Zero(r, r);
+  e1(0, 0) = 1.0;  // v v^T, v the top eigenvector of H (coordinates sorted descending)
+  b.eta_necessary_rank1 = 2.0 * d(0) / op.quadratic(e1)(0, 0);
+  b.eta_necessary_trace = 2.0 * d.sum() / qi.trace();
+  // Non-uniformity: lambda_max((1/n) sum_i h_i^2 - H^2).
+  MatrixXd h2 = MatrixXd::Zero(r, r);
+  for (Index i = 0; i < n; ++i) {
+    const MatrixXd zi = z.middleRows(i * c, c);
+    h2 += zi.transpose() * (zi * zi.transpose()) * zi;
+  }
+  h2 /= static_cast<double>(n);
+  h2.diagonal() -= d.cwiseAbs2();
+  b.non_uniformity = std::sqrt(std::max(0.0, largest_eigenvalue(0.5 * (h2 + h2.transpose()))));
+  b.mu_star = mu_star ? *mu_star : worst_case_alignment(g).mu_star;
+  if (b.gamma * b.mu_star > 0.0) b.eta_alignment = 1.0 / (b.hessian_frobenius * std::sqrt(b.gamma * b.mu_star));
+  if (batch == 1 && c == 1) b.eta_trace_b1 = 2.0 / b.hessian_trace;
+  return b;
+}
+
+}  // namespace sgdstab

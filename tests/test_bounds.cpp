@@ -1,0 +1,211 @@
+// Alignment and bounds against independent references: the 1-D closed forms,
+// parameter-space Sigma_1 and G, exhaustive batch enumeration (E[H_xi (x) H_xi])
+// for every bound, the population Gaussian oracle, and the one-step identity.
+#include <gtest/gtest.h>
+
+#include <Eigen/Dense>
+#include <cmath>
+
+#include "reference.hpp"
+#include "sgdstab/bounds.hpp"
+#include "sgdstab/errors.hpp"
+
+using Eigen::MatrixXd;
+using Eigen::VectorXd;
+using sgdstab::Sampling;
+
+namespace {
+
+const Sampling kSchemes[] = {Sampling::without_replacement, Sampling::with_replacement, Sampling::bernoulli};
+
+double gamma_of(Sampling s, double n, double b) {
+  switch (s) {
+    case Sampling::without_replacement: return (n - b) / (b * (n - 1));
+    case Sampling::with_replacement: return 1.0 / b;
+    case Sampling::bernoulli: return (n - b) / (n * b);
+  }
+  return 0.0;
+}
+
+// vec(E[H_xi S H_xi]) = kron2 vec(S) (column-major vec).
+MatrixXd second_moment(const MatrixXd& kron2, const MatrixXd& s) {
+  const Eigen::Index p = s.rows();
+  const VectorXd v = kron2 * Eigen::Map<const VectorXd>(s.data(), p * p);
+  return Eigen::Map<const MatrixXd>(v.data(), p, p);
+}
+
+struct ReferenceBounds {
+  double eta_sufficient, eta_rank1, eta_trace;
+};
+
+// Every bound from enumerated moments in parameter space, restricted to range(H).
+ReferenceBounds reference_bounds(const MatrixXd& j, Eigen::Index c, Eigen::Index b, Sampling s) {
+  const auto h = ref::per_sample(j, c);
+  const ref::Moments m = ref::enumerate(h, b, s);
+  const MatrixXd& hm = m.mean;
+  Eigen::SelfAdjointEigenSolver<MatrixXd> es(hm);
+  const double top = es.eigenvalues().maxCoeff();
+  std::vector<Eigen::Index> keep;
+  for (Eigen::Index k = 0; k < hm.rows(); ++k)
+    if (es.eigenvalues()(k) > 1e-10 * top) keep.push_back(k);
+  MatrixXd v(hm.rows(), static_cast<Eigen::Index>(keep.size()));
+  VectorXd lam(v.cols());
+  for (std::size_t q = 0; q < keep.size(); ++q) {
+    v.col(static_cast<Eigen::Index>(q)) = es.eigenvectors().col(keep[q]);
+    lam(static_cast<Eigen::Index>(q)) = es.eigenvalues()(keep[q]);
+  }
+  const MatrixXd eh2 = second_moment(m.kron2, MatrixXd::Identity(hm.rows(), hm.rows()));  // E[H_xi^2]
+  const VectorXd is = lam.cwiseSqrt().cwiseInverse();
+  const MatrixXd pencil = is.asDiagonal() * (v.transpose() * eh2 * v) * is.asDiagonal();
+  ReferenceBounds r;
+  r.eta_sufficient = 2.0 / Eigen::SelfAdjointEigenSolver<MatrixXd>(pencil).eigenvalues().maxCoeff();
+  const VectorXd top_vec = es.eigenvectors().col(hm.rows() - 1);
+  const MatrixXd vv = top_vec * top_vec.transpose();
+  r.eta_rank1 = 2.0 * top / (vv.cwiseProduct(second_moment(m.kron2, vv))).sum();
+  r.eta_trace = 2.0 * hm.trace() / eh2.trace();
+  return r;
+}
+
+}  // namespace
+
+TEST(Bounds, OneDimensionCollapsesToTheClosedForm) {
+  // Per-sample curvatures (1, 4, 9): a = 14/3, s^2 = 98/9, mu = s^2 / a^2 = 1/2.
+  MatrixXd j(3, 1);
+  j << 1.0, 2.0, 3.0;
+  const auto g = sgdstab::Geometry::from_jacobian(j, 1);
+  EXPECT_REL_NEAR(sgdstab::worst_case_alignment(g).mu_star, 0.5, 1e-12);
+  EXPECT_REL_NEAR(sgdstab::alignment(j * j.transpose(), 1, 0.7 * j.col(0)), 0.5, 1e-12);  // r = J delta
+  for (Sampling s : kSchemes)
+    for (Eigen::Index b : {1, 2, 3}) {
+      const auto bd = sgdstab::stability_bounds(g, b, s);
+      const double gam = gamma_of(s, 3, static_cast<double>(b));
+      const double a = 14.0 / 3.0, s2 = 98.0 / 9.0;
+      const double alpha = s == Sampling::bernoulli ? 1.0 : 1.0 - gam;
+      const double q = alpha * a * a + gam * (a * a + s2);  // E[H_xi^2]
+      EXPECT_REL_NEAR(bd.eta_star, 2.0 * a / q, 1e-10);
+      // In 1-D the sufficient and both Mulayoff conditions are exact.
+      EXPECT_REL_NEAR(bd.eta_sufficient, bd.eta_star, 1e-10);
+      EXPECT_REL_NEAR(bd.eta_necessary_rank1, bd.eta_star, 1e-10);
+      EXPECT_REL_NEAR(bd.eta_necessary_trace, bd.eta_star, 1e-10);
+      EXPECT_REL_NEAR(bd.non_uniformity, std::sqrt(s2), 1e-12);
+      EXPECT_REL_NEAR(bd.sharpness, a, 1e-12);
+      if (gam > 0) {
+        ASSERT_TRUE(bd.eta_alignment.has_value());
+        EXPECT_REL_NEAR(*bd.eta_alignment, 1.0 / (std::sqrt(gam) * std::sqrt(s2)), 1e-10);
+        EXPECT_GE(*bd.eta_alignment, bd.eta_star * (1 - 1e-12));
+      } else {
+        EXPECT_FALSE(bd.eta_alignment.has_value());  // B = n without replacement: no noise
+      }
+    }
+}
+
+TEST(Bounds, SampleAndParameterSpaceAlignmentAgree) {
+  for (Eigen::Index c : {1, 2, 3})
+    for (std::uint64_t seed : {1, 2, 3}) {
+      const MatrixXd j = ref::gaussian(5 * c, 7, seed + 10 * static_cast<std::uint64_t>(c));
+      const VectorXd r = ref::gaussian(5 * c, 1, seed + 100).col(0);
+      const double mu = sgdstab::alignment(j * j.transpose(), c, r);
+      EXPECT_REL_NEAR(mu, sgdstab::alignment_from_jacobian(j, c, r), 1e-12);
+      EXPECT_GE(mu, 0.0);
+    }
+}
+
+TEST(Bounds, WorstCaseAlignmentIsTheMinimumOverDirections) {
+  for (Eigen::Index c : {1, 2}) {
+    const MatrixXd j = ref::gaussian(6 * c, 4, 7 + static_cast<std::uint64_t>(c));
+    const auto g = sgdstab::Geometry::from_jacobian(j, c);
+    const auto w = sgdstab::worst_case_alignment(g);
+    // Attained: delta = J^+ u reproduces the residual direction u.
+    const VectorXd delta = j.completeOrthogonalDecomposition().solve(w.residual_direction);
+    EXPECT_LT((j * delta - w.residual_direction).norm(), 1e-10);
+    EXPECT_REL_NEAR(sgdstab::alignment_from_jacobian(j, c, j * delta), w.mu_star, 1e-10);
+    // A minimum: no random direction does better.
+    for (std::uint64_t s = 0; s < 200; ++s) {
+      const VectorXd d = ref::gaussian(4, 1, 1000 + s).col(0);
+      EXPECT_GE(sgdstab::alignment_from_jacobian(j, c, j * d), w.mu_star * (1 - 1e-10));
+    }
+  }
+}
+
+TEST(Bounds, EveryBoundMatchesEnumerationAndSitsOnTheRightSide) {
+  int checked = 0;
+  for (Eigen::Index c : {1, 2})
+    for (std::uint64_t seed = 0; seed < 6; ++seed) {
+      const Eigen::Index n = 5;
+      const MatrixXd j = ref::gaussian(n * c, seed % 2 ? 3 : 8, 50 + seed + 7 * static_cast<std::uint64_t>(c));
+      const auto g = sgdstab::Geometry::from_jacobian(j, c);
+      for (Sampling s : kSchemes)
+        for (Eigen::Index b : {1, 2, 4, 5}) {
+          const auto bd = sgdstab::stability_bounds(g, b, s);
+          ASSERT_TRUE(bd.converged);
+          const ReferenceBounds ref = reference_bounds(j, c, b, s);
+          EXPECT_REL_NEAR(bd.eta_sufficient, ref.eta_sufficient, 1e-9);
+          EXPECT_REL_NEAR(bd.eta_necessary_rank1, ref.eta_rank1, 1e-9);
+          EXPECT_REL_NEAR(bd.eta_necessary_trace, ref.eta_trace, 1e-9);
+          const double tol = 1e-9 * bd.eta_star;
+          EXPECT_LE(bd.eta_sufficient, bd.eta_star + tol);
+          EXPECT_GE(bd.eta_gd, bd.eta_star - tol);
+          EXPECT_GE(bd.eta_necessary_rank1, bd.eta_star - tol);
+          EXPECT_GE(bd.eta_necessary_trace, bd.eta_star - tol);
+          if (bd.eta_alignment) EXPECT_GE(*bd.eta_alignment, bd.eta_star - tol);
+          if (bd.eta_trace_b1) EXPECT_GE(*bd.eta_trace_b1, bd.eta_star - tol);
+          EXPECT_EQ(bd.eta_trace_b1.has_value(), b == 1 && c == 1);
+          // Above eta_alignment the loss grows at least by escape_factor > 1 per step.
+          if (bd.eta_alignment) EXPECT_GT(bd.escape_factor(1.01 * *bd.eta_alignment), 1.0);
+          ++checked;
+        }
+    }
+  EXPECT_EQ(checked, 144);
+}
+
+// E L~(delta_{t+1}) = L~((I - lr G) delta) + (lr^2 / 2) gamma Tr(G Sigma_1(delta)), L~ = 1/2 d^T G d,
+// by enumeration of every batch (with and without replacement, where Cov = gamma Sigma_1 exactly).
+TEST(Bounds, OneStepIdentityHoldsByEnumeration) {
+  const MatrixXd j = ref::gaussian(5, 3, 4);
+  const auto h = ref::per_sample(j, 1);
+  const MatrixXd gm = j.transpose() * j / 5.0;
+  const VectorXd delta = ref::gaussian(3, 1, 5).col(0);
+  const double lr = 0.3;
+  for (Sampling s : {Sampling::without_replacement, Sampling::with_replacement})
+    for (Eigen::Index b : {1, 2, 3}) {
+      const ref::Moments m = ref::enumerate(h, b, s);
+      const MatrixXd dd = delta * delta.transpose();
+      const double lhs = 0.5 * (delta.dot(gm * delta) - 2 * lr * delta.dot(gm * gm * delta) +
+                                lr * lr * gm.cwiseProduct(second_moment(m.kron2, dd)).sum());
+      const VectorXd moved = delta - lr * gm * delta;
+      MatrixXd sigma = -gm * dd * gm;
+      for (const auto& hi : h) sigma += hi * dd * hi / 5.0;
+      const double rhs =
+          0.5 * moved.dot(gm * moved) + 0.5 * lr * lr * gamma_of(s, 5, static_cast<double>(b)) * gm.cwiseProduct(sigma).sum();
+      EXPECT_REL_NEAR(lhs, rhs, 1e-12);
+    }
+}
+
+// Population Gaussian regression x ~ N(0, I_p): mu(delta) = 1 + delta^T S^3 delta / (delta^T S delta |S|_F^2)
+// = (p + 1) / p; the finite-n estimate approaches it.
+TEST(Bounds, GaussianPopulationOracle) {
+  const Eigen::Index p = 3;
+  const VectorXd delta = VectorXd::Constant(p, 1.0);
+  double previous_error = INFINITY;
+  for (Eigen::Index n : {2000, 50000}) {
+    const MatrixXd x = ref::gaussian(n, p, 77);
+    const double mu = sgdstab::alignment_from_jacobian(x, 1, x * delta);
+    const double error = std::abs(mu - (p + 1.0) / p);
+    EXPECT_LT(error, n == 50000 ? 0.03 : 0.15) << "n = " << n;
+    EXPECT_LT(error, previous_error * 1.5);
+    previous_error = error;
+  }
+}
+
+TEST(Bounds, RejectsBadInput) {
+  const MatrixXd j = ref::gaussian(4, 3, 1);
+  EXPECT_THROW(sgdstab::alignment(j * j.transpose(), 1, VectorXd::Zero(4)), sgdstab::invalid_argument);
+  EXPECT_THROW(sgdstab::alignment(j * j.transpose(), 1, VectorXd::Ones(5)), sgdstab::invalid_argument);
+  EXPECT_THROW(sgdstab::alignment(j * j.transpose(), 3, VectorXd::Ones(4)), sgdstab::invalid_argument);
+  VectorXd r = VectorXd::Ones(4);
+  r(2) = NAN;
+  EXPECT_THROW(sgdstab::alignment_from_jacobian(j, 1, r), sgdstab::invalid_argument);
+  const auto g = sgdstab::Geometry::from_jacobian(j, 1);
+  EXPECT_THROW(sgdstab::stability_bounds(g, 5), sgdstab::invalid_argument);
+  EXPECT_THROW(sgdstab::stability_bounds(g, 0), sgdstab::invalid_argument);
+}
