@@ -2,6 +2,7 @@
 
 #include <sstream>
 
+#include "sgdstab/bounds.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/matrix_io.hpp"
 
@@ -14,7 +15,7 @@ const std::set<std::string> kProblemOptions = {
     "model", "widths", "activation", "frozen", "parametrization", "init", "output-scale", "data",
     "samples", "input-spectrum", "classes", "per-class", "scaling", "data-dir", "split", "teacher-widths",
     "trainer", "lr", "batch", "sampling", "train-sampling", "max-steps", "max-iter", "residual-tol", "seed",
-    "save-jacobian", "save-gram", "save-params"};
+    "save-jacobian", "save-gram", "save-params", "alignment-log", "log-every"};
 const std::set<std::string> kProblemFlags = {"bias", "allow-residual", "quiet"};
 
 namespace {
@@ -60,6 +61,8 @@ void check_relevant(const Args& args, const MlpSpec& spec, const std::string& co
   forbid("batch", trainer != "sgd" && command != "escape", "applies to --trainer sgd only (gd is full-batch)");
   forbid("train-sampling", trainer != "sgd", "applies to --trainer sgd only");
   forbid("max-iter", trainer != "gauss-newton", "applies to --trainer gauss-newton only");
+  forbid("alignment-log", trainer != "gd" && trainer != "sgd", "applies to --trainer gd or sgd only");
+  forbid("log-every", !args.has("alignment-log"), "needs --alignment-log FILE");
   forbid("allow-residual", command != "analyze", "applies to analyze only");
   forbid("quiet", command != "escape" && command != "montecarlo", "applies to escape and montecarlo only");
   forbid("sampling", command == "minimum" && trainer != "sgd",
@@ -223,7 +226,21 @@ MinimizeResult reach_minimum(const Args& args, Problem& p) {
     o.max_steps = args.integer_or("max-steps", o.max_steps);
     o.residual_tolerance = tol;
     o.seed = static_cast<std::uint64_t>(args.integer_or("seed", 0)) + 7;
-    return train_sgd(p.model, x, y, o);
+    std::vector<AlignmentSample> log;
+    if (args.has("alignment-log")) {
+      o.check_every = args.integer_or("log-every", 0);
+      if (o.check_every < 0) throw UsageError("--log-every: K must be >= 1");
+      o.observer = [&](Index step, const Mlp& model) { log.push_back(alignment_at(model, x, y, step)); };
+    }
+    const MinimizeResult res = train_sgd(p.model, x, y, o);
+    if (args.has("alignment-log")) {
+      Eigen::MatrixXd table(static_cast<Index>(log.size()), 4);
+      for (std::size_t k = 0; k < log.size(); ++k)
+        table.row(static_cast<Index>(k)) << static_cast<double>(log[k].step), log[k].loss, log[k].mu, log[k].g_frobenius;
+      save_matrix(args.str("alignment-log"), table);
+      p.alignment_log = args.str("alignment-log");
+    }
+    return res;
   }
   throw UsageError("--trainer: expected min-norm, gauss-newton, gd or sgd, got '" + trainer + "'");
 }
@@ -272,6 +289,10 @@ void save_requested(const Args& args, const Problem& p, json& j) {
   if (args.has("save-gram")) {
     save_matrix(args.str("save-gram"), p.model.gram(p.data.inputs));
     files["gram"] = args.str("save-gram");
+  }
+  if (!p.alignment_log.empty()) {
+    files["alignment_log"] = p.alignment_log;
+    files["alignment_log_columns"] = {"step", "loss", "mu", "g_frobenius"};
   }
   j["files"] = files;
 }

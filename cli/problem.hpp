@@ -21,6 +21,7 @@ struct Problem {
   Dataset data;
   Mlp model;
   std::uint64_t seed = 0;  ///< --seed: initialization (and data, batches)
+  std::string alignment_log;  ///< path written by --alignment-log, if any
 };
 
 /// The data set named by --data and the model named by --model/--widths/...,

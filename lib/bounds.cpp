@@ -83,6 +83,20 @@ double alignment_from_jacobian(const Eigen::Ref<const MatrixXd>& jacobian, Index
   return (sigma.cwiseProduct(gmat)).sum() / (two_loss * gmat.squaredNorm());
 }
 
+AlignmentSample alignment_at(const Mlp& model, const Eigen::Ref<const MatrixXd>& x,
+                             const Eigen::Ref<const MatrixXd>& y, Index step) {
+  const MatrixXd res = model.residuals(x, y);
+  VectorXd r(res.size());
+  for (Index i = 0; i < res.rows(); ++i) r.segment(i * res.cols(), res.cols()) = res.row(i).transpose();
+  const MatrixXd k = model.gram(x);
+  AlignmentSample a;
+  a.step = step;
+  a.loss = 0.5 * r.squaredNorm() / static_cast<double>(x.rows());
+  a.g_frobenius = k.norm() / static_cast<double>(x.rows());
+  a.mu = r.squaredNorm() > 0.0 ? alignment(k, model.outputs(), r) : NAN;
+  return a;
+}
+
 // theory/bounds.md, eqs. 3-4: mu_lin(u) is a Rayleigh quotient over u = J delta in range(K).
 WorstAlignment worst_case_alignment(const Geometry& g) {
   const Index r = g.rank(), c = g.outputs(), n = g.samples();

@@ -263,6 +263,7 @@ MinimizeResult train_sgd(Mlp& model, const Eigen::Ref<const MatrixXd>& x, const 
   MatrixXd r = model.residuals(x, y);  // validates x and y once
   const double initial = 0.5 * r.squaredNorm() / static_cast<double>(n);
   res.loss_history.push_back(initial);
+  if (options.observer) options.observer(0, model);
   res.message = "step limit reached";
   if (max_abs(r) <= res.tolerance) res.message = "residual below tolerance";
   const double b = static_cast<double>(options.batch);
@@ -281,6 +282,7 @@ MinimizeResult train_sgd(Mlp& model, const Eigen::Ref<const MatrixXd>& x, const 
     r = model.residuals(x, y);
     const double loss = 0.5 * r.squaredNorm() / static_cast<double>(n);
     res.loss_history.push_back(loss);
+    if (options.observer && std::isfinite(loss)) options.observer(step, model);
     if (!std::isfinite(loss) || loss > options.divergence_factor * initial) {
       res.message = "diverged: loss " + detail::fmt(loss) + " at step " + std::to_string(step) +
                     " (initial " + detail::fmt(initial) + ")";

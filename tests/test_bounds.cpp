@@ -9,6 +9,8 @@
 #include "reference.hpp"
 #include "sgdstab/bounds.hpp"
 #include "sgdstab/errors.hpp"
+#include "sgdstab/minimize.hpp"
+#include "sgdstab/montecarlo.hpp"
 
 using Eigen::MatrixXd;
 using Eigen::VectorXd;
@@ -208,4 +210,62 @@ TEST(Bounds, RejectsBadInput) {
   const auto g = sgdstab::Geometry::from_jacobian(j, 1);
   EXPECT_THROW(sgdstab::stability_bounds(g, 5), sgdstab::invalid_argument);
   EXPECT_THROW(sgdstab::stability_bounds(g, 0), sgdstab::invalid_argument);
+}
+
+// Above eta_alignment the exact E L~ grows at least by escape_factor(lr) every
+// step (theory/bounds.md, section 5), for every scheme.
+TEST(Bounds, LossGrowsAtLeastByTheAlignmentFactorAboveItsThreshold) {
+  const MatrixXd j = ref::gaussian(6, 4, 91);
+  const auto g = sgdstab::Geometry::from_jacobian(j, 1);
+  for (Sampling s : kSchemes) {
+    const auto b = sgdstab::stability_bounds(g, 2, s);
+    ASSERT_TRUE(b.eta_alignment.has_value());
+    const double lr = 1.2 * *b.eta_alignment;
+    ASSERT_GT(b.escape_factor(lr), 1.0);
+    const auto m = sgdstab::exact_moments(g, lr, 2, s, 8);
+    for (std::size_t t = 0; t + 1 < m.loss.size(); ++t)
+      EXPECT_GE(m.loss[t + 1], b.escape_factor(lr) * m.loss[t] * (1 - 1e-12)) << sgdstab::to_string(s) << " t " << t;
+    // ... and the Monte Carlo estimate of the growth agrees with that lower bound.
+    sgdstab::SimulationOptions o;
+    o.lr = lr;
+    o.batch = 2;
+    o.schedule = sgdstab::to_schedule(s);
+    o.steps = 3;
+    o.trajectories = 20000;
+    o.seed = 1;
+    const auto sim = sgdstab::simulate_linearized(g, o);
+    EXPECT_GT(sim.loss[3].ci_high, std::pow(b.escape_factor(lr), 3) * m.loss[0]);
+  }
+}
+
+// Along a GD run on a linear model the residual is X (theta_t - theta*), so the
+// logged mu(theta_t) is a linearized alignment: never below mu_*.
+TEST(Bounds, AlignmentAlongATrainingRun) {
+  const MatrixXd x = ref::gaussian(6, 9, 3), y = ref::gaussian(6, 1, 4);
+  sgdstab::MlpSpec spec;
+  spec.widths = {9, 1};
+  sgdstab::Mlp net(spec, 5);
+  sgdstab::TrainOptions o;
+  o.lr = 0.2;
+  o.batch = 2;
+  o.max_steps = 3000;
+  o.check_every = 100;
+  o.residual_tolerance = 1e-12;
+  std::vector<sgdstab::AlignmentSample> log;
+  o.observer = [&](sgdstab::Index step, const sgdstab::Mlp& m) { log.push_back(sgdstab::alignment_at(m, x, y, step)); };
+  ASSERT_TRUE(sgdstab::train_sgd(net, x, y, o).converged);
+  ASSERT_GE(log.size(), 3u);
+  EXPECT_EQ(log[0].step, 0);
+  const auto g = sgdstab::Geometry::from_jacobian(x, 1);
+  const double mu_star = sgdstab::worst_case_alignment(g).mu_star;
+  for (const auto& a : log) {
+    if (std::isnan(a.mu)) continue;
+    EXPECT_GE(a.mu, mu_star * (1 - 1e-9)) << "step " << a.step;
+    EXPECT_REL_NEAR(a.g_frobenius, (x.transpose() * x / 6.0).norm(), 1e-12);
+  }
+  // The first entry against the parameter-space formula at the initial residuals.
+  sgdstab::Mlp start(spec, 5);
+  const MatrixXd r0 = start.residuals(x, y);
+  EXPECT_REL_NEAR(log[0].mu, sgdstab::alignment_from_jacobian(x, 1, r0.col(0)), 1e-10);
+  EXPECT_REL_NEAR(log[0].loss, start.loss(x, y), 1e-12);
 }

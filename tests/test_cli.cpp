@@ -323,6 +323,19 @@ TEST_F(Cli, BoundsAndAlignmentMatchTheLibrary) {
     EXPECT_LE(j["bounds"][k]["eta_sufficient"].get<double>(), j["bounds"][k]["eta_star"].get<double>() * (1 + 1e-9));
   }
   EXPECT_FALSE(j["bounds"][0]["eta_trace_b1"].is_null());
+  // The alignment log of an SGD run: step, loss, mu, |G|_F per row.
+  CliRun run5 = run("minimum --widths 3,12,1 --activation tanh --data teacher --samples 6 --seed 2 --trainer sgd "
+                    "--lr 0.05 --batch 2 --max-steps 400 --residual-tol 1e-3 --alignment-log " + file("a.csv") +
+                    " --log-every 50");
+  ASSERT_TRUE(run5.code == 0 || run5.code == 3) << run5.err;
+  j = json::parse(run5.out);
+  EXPECT_EQ(j["files"]["alignment_log"], file("a.csv"));
+  const MatrixXd log = sgdstab::read_matrix(file("a.csv"));
+  ASSERT_EQ(log.cols(), 4);
+  EXPECT_EQ(log(0, 0), 0.0);
+  EXPECT_EQ(log(1, 0), 50.0);
+  EXPECT_GT(log(0, 2), 0.0);
+  EXPECT_EQ(run("minimum --widths 3,12,1 --data teacher --alignment-log " + file("b.csv")).code, 2);
 }
 
 }  // namespace

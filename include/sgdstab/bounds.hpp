@@ -31,6 +31,7 @@
 #include <optional>
 
 #include "sgdstab/geometry.hpp"
+#include "sgdstab/mlp.hpp"
 #include "sgdstab/sampling.hpp"
 #include "sgdstab/stability.hpp"
 
@@ -44,6 +45,18 @@ double alignment(const Eigen::Ref<const Eigen::MatrixXd>& gram, Index outputs,
 /// Sigma_1 and G formed explicitly (for small p; the two must agree).
 double alignment_from_jacobian(const Eigen::Ref<const Eigen::MatrixXd>& jacobian, Index outputs,
                                const Eigen::Ref<const Eigen::VectorXd>& residuals);
+
+/// mu, L and |G|_F of a model at its current parameters (one Gram of the
+/// data); mu is NaN at an exactly interpolating point (0/0). For logging
+/// the alignment along a training run (TrainOptions::observer).
+struct AlignmentSample {
+  Index step = 0;
+  double loss = 0.0;
+  double mu = 0.0;
+  double g_frobenius = 0.0;
+};
+AlignmentSample alignment_at(const Mlp& model, const Eigen::Ref<const Eigen::MatrixXd>& x,
+                             const Eigen::Ref<const Eigen::MatrixXd>& y, Index step = 0);
 
 /// Worst-case linearized alignment on range(H) and its minimizing direction.
 struct WorstAlignment {

@@ -29,6 +29,7 @@
 /// \endcode
 #include <Eigen/Core>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -89,6 +90,8 @@ struct TrainOptions {
   std::uint64_t seed = 0;             ///< batch selection
   /// Stop (diverged) when L exceeds this multiple of its initial value.
   double divergence_factor = 1e8;
+  /// Called with (step, model) at step 0 and at every loss check; may be empty.
+  std::function<void(Index, const Mlp&)> observer;
   void validate(Index samples) const;
 };
 
