@@ -20,3 +20,6 @@ echo "example: find_package(sgdstab) build and run OK"
 cmake -S examples/fashion_mnist_mulayoff -B "$BUILD_DIR/example_fmnist" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build "$BUILD_DIR/example_fmnist" -j "$(nproc)" >/dev/null
 echo "example: fashion_mnist_mulayoff builds against the installed package"
+cmake -S examples/alignment_flatness -B "$BUILD_DIR/example_alignment" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$BUILD_DIR/example_alignment" -j "$(nproc)" >/dev/null
+echo "example: alignment_flatness builds against the installed package"
