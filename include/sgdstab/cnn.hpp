@@ -1,0 +1,73 @@
+#pragma once
+/// \file cnn.hpp
+/// \brief Optional LibTorch module (target sgdstab::cnn, built only when
+/// LibTorch is found): devices, Eigen <-> tensor conversion, and the library's
+/// MLP rebuilt in LibTorch with per-sample Jacobians and the NTK Gram, for
+/// cross-checking the analytic Eigen implementation (theory/cnn.md).
+///
+/// Status: first step of issue #6. The CNN (VGG-style) models, training,
+/// Hutchinson estimates and the `sgdstab cnn` commands are not here yet.
+///
+/// Convention: everything in double precision (kFloat64), rows are samples,
+/// Jacobian rows i*c + k as in Geometry; the loss is the library's
+/// 1/2 |f - y|^2 mean over samples (torch::nn::MSELoss with reduction mean
+/// equals (2/c) times it).
+///
+/// \code
+/// sgdstab::Mlp net(spec, 1);                                   // Eigen model
+/// auto dev = sgdstab::cnn::resolve_device(sgdstab::cnn::Device::automatic);
+/// sgdstab::cnn::TorchMlp tnet(net, dev);                       // same weights in LibTorch
+/// Eigen::MatrixXd K = tnet.gram(X);                            // equals net.gram(X)
+/// \endcode
+#include <torch/torch.h>
+
+#include <Eigen/Core>
+#include <string>
+#include <vector>
+
+#include "sgdstab/mlp.hpp"
+
+namespace sgdstab::cnn {
+
+/// Where tensors live: cpu, cuda, or automatic (cuda when LibTorch reports a device).
+enum class Device { cpu, cuda, automatic };
+Device parse_device(const std::string& text);  ///< "cpu", "cuda", "auto"
+std::string to_string(Device d);
+/// \throws sgdstab::invalid_argument when cuda is requested but unavailable.
+torch::Device resolve_device(Device d);
+
+/// n x m Eigen matrix -> n x m float64 tensor on `device` (row-major copy).
+torch::Tensor to_tensor(const Eigen::Ref<const Eigen::MatrixXd>& m, const torch::Device& device);
+/// 2-D (or 1-D, as a column) tensor -> Eigen matrix (copied to the CPU, float64).
+Eigen::MatrixXd to_eigen(const torch::Tensor& t);
+
+/// The Mlp of mlp.hpp in LibTorch: same layers, activations, multipliers and
+/// weights (copied at construction), trainable flags as requires_grad.
+class TorchMlp {
+ public:
+  TorchMlp(const Mlp& model, const torch::Device& device);
+  /// Outputs, n x c.
+  torch::Tensor forward(const torch::Tensor& x) const;
+  Eigen::MatrixXd forward(const Eigen::Ref<const Eigen::MatrixXd>& x) const;
+  /// Per-sample Jacobian ((n c) x p, rows i*c + k, trainable parameters in the
+  /// order of Mlp::parameters()) by reverse mode, `chunk` samples at a time.
+  Eigen::MatrixXd jacobian(const Eigen::Ref<const Eigen::MatrixXd>& x, Index chunk = 64) const;
+  /// NTK Gram J J^T, accumulated over parameter blocks so that J is never
+  /// held for all samples and all parameters at once.
+  Eigen::MatrixXd gram(const Eigen::Ref<const Eigen::MatrixXd>& x) const;
+  Index num_parameters() const { return num_params_; }
+  const torch::Device& device() const { return device_; }
+
+ private:
+  // Per-sample gradients of output k for the samples of x: for each trainable
+  // tensor, a (rows of x) x (numel) matrix.
+  std::vector<torch::Tensor> per_sample_gradients(const torch::Tensor& x, Index k) const;
+  MlpSpec spec_;
+  std::vector<double> s_;
+  std::vector<torch::Tensor> w_, b_;  // W_l (m_l x m_{l-1}) and b_l, float64
+  std::vector<torch::Tensor> trainable_;  // in the order of Mlp::parameters()
+  torch::Device device_;
+  Index num_params_ = 0;
+};
+
+}  // namespace sgdstab::cnn

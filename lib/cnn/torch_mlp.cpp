@@ -1,0 +1,153 @@
+// The library's MLP in LibTorch (theory/cnn.md).
+#include <cmath>
+
+#include "sgdstab/cnn.hpp"
+#include "sgdstab/errors.hpp"
+#include "sgdstab/memory.hpp"
+
+namespace sgdstab::cnn {
+
+using detail::require;
+
+using Eigen::MatrixXd;
+using RowMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+Device parse_device(const std::string& text) {
+  if (text == "cpu") return Device::cpu;
+  if (text == "cuda") return Device::cuda;
+  if (text == "auto") return Device::automatic;
+  throw invalid_argument("device: expected cpu, cuda or auto, got '" + text + "'");
+}
+
+std::string to_string(Device d) { return d == Device::cpu ? "cpu" : d == Device::cuda ? "cuda" : "auto"; }
+
+torch::Device resolve_device(Device d) {
+  const bool has_cuda = torch::cuda::is_available();
+  if (d == Device::cuda && !has_cuda)
+    throw invalid_argument("device: cuda requested but LibTorch reports no CUDA device (a CPU-only LibTorch such as "
+                           "Debian's libtorch-dev, or no GPU): use cpu or auto");
+  if (d == Device::cpu || !has_cuda) return torch::Device(torch::kCPU);
+  return torch::Device(torch::kCUDA);
+}
+
+torch::Tensor to_tensor(const Eigen::Ref<const MatrixXd>& m, const torch::Device& device) {
+  const RowMatrix rm = m;
+  return torch::from_blob(const_cast<double*>(rm.data()), {m.rows(), m.cols()}, torch::kFloat64).clone().to(device);
+}
+
+MatrixXd to_eigen(const torch::Tensor& t) {
+  torch::Tensor c = t.detach().to(torch::kCPU, torch::kFloat64).contiguous();
+  if (c.dim() == 1) c = c.unsqueeze(1);
+  if (c.dim() != 2) throw invalid_argument("to_eigen: expected a 1-D or 2-D tensor, got " + std::to_string(c.dim()) + "-D");
+  return Eigen::Map<const RowMatrix>(c.data_ptr<double>(), c.size(0), c.size(1));
+}
+
+namespace {
+
+torch::Tensor activate(Activation a, const torch::Tensor& z) {
+  switch (a) {
+    case Activation::identity: return z;
+    case Activation::relu: return torch::relu(z);
+    case Activation::tanh: return torch::tanh(z);
+    case Activation::erf: return torch::erf(z);
+    case Activation::softplus: return torch::nn::functional::softplus(z);
+  }
+  return z;
+}
+
+}  // namespace
+
+TorchMlp::TorchMlp(const Mlp& model, const torch::Device& device) : spec_(model.spec()), device_(device) {
+  for (Index l = 1; l <= spec_.layers(); ++l) {
+    s_.push_back(model.multiplier(l));
+    w_.push_back(to_tensor(model.weight(l), device).requires_grad_(true));
+    const Eigen::VectorXd& b = model.bias(l);
+    b_.push_back(b.size() > 0 ? to_tensor(b.transpose(), device).reshape({b.size()}).requires_grad_(true)
+                              : torch::Tensor());
+    if (spec_.is_trainable(l)) num_params_ += model.weight(l).size() + b.size();
+  }
+}
+
+torch::Tensor TorchMlp::forward(const torch::Tensor& x) const {
+  torch::Tensor h = x;
+  for (Index l = 1; l <= spec_.layers(); ++l) {
+    const auto li = static_cast<std::size_t>(l - 1);
+    torch::Tensor z = s_[li] * h.matmul(w_[li].t());
+    if (b_[li].defined()) z = z + b_[li];
+    h = l < spec_.layers() ? activate(spec_.activation(l), z) : z;
+  }
+  return h;
+}
+
+MatrixXd TorchMlp::forward(const Eigen::Ref<const MatrixXd>& x) const {
+  require(x.cols() == spec_.inputs() && x.rows() >= 1 && x.allFinite(), "TorchMlp::forward",
+          "X must be finite with d = " + std::to_string(spec_.inputs()) + " columns");
+  torch::NoGradGuard no_grad;
+  return to_eigen(forward(to_tensor(x, device_)));
+}
+
+// Per-sample gradients of f_k: one reverse pass to the pre-activations z_l
+// (row i of dz_l depends on sample i only), then the outer products
+// s_l dz_l[i] (x) h_{l-1}[i] (theory/cnn.md, eq. 1).
+std::vector<torch::Tensor> TorchMlp::per_sample_gradients(const torch::Tensor& x, Index k) const {
+  std::vector<torch::Tensor> z, h;
+  torch::Tensor a = x;
+  for (Index l = 1; l <= spec_.layers(); ++l) {
+    const auto li = static_cast<std::size_t>(l - 1);
+    h.push_back(a);
+    torch::Tensor zl = s_[li] * a.matmul(w_[li].t());
+    if (b_[li].defined()) zl = zl + b_[li];
+    z.push_back(zl);
+    a = l < spec_.layers() ? activate(spec_.activation(l), zl) : zl;
+  }
+  const torch::Tensor out = a.select(1, k).sum();
+  const std::vector<torch::Tensor> dz = torch::autograd::grad({out}, z, {}, /*retain_graph=*/false);
+  std::vector<torch::Tensor> blocks;
+  const int64_t n = x.size(0);
+  for (Index l = 1; l <= spec_.layers(); ++l) {
+    if (!spec_.is_trainable(l)) continue;
+    const auto li = static_cast<std::size_t>(l - 1);
+    blocks.push_back((s_[li] * dz[li].unsqueeze(2) * h[li].detach().unsqueeze(1)).reshape({n, -1}));
+    if (b_[li].defined()) blocks.push_back(dz[li]);
+  }
+  return blocks;
+}
+
+MatrixXd TorchMlp::jacobian(const Eigen::Ref<const MatrixXd>& x, Index chunk) const {
+  require(x.cols() == spec_.inputs() && x.rows() >= 1 && x.allFinite(), "TorchMlp::jacobian",
+          "X must be finite with d = " + std::to_string(spec_.inputs()) + " columns");
+  require(chunk >= 1, "TorchMlp::jacobian", "chunk must be >= 1");
+  const Index n = x.rows(), c = spec_.outputs();
+  check_memory(8.0 * 2.0 * static_cast<double>(n * c) * static_cast<double>(num_params_),
+               "the Jacobian (" + std::to_string(n * c) + " x " + std::to_string(num_params_) + ")");
+  MatrixXd jac(n * c, num_params_);
+  for (Index start = 0; start < n; start += chunk) {
+    const Index rows = std::min(chunk, n - start);
+    const torch::Tensor xb = to_tensor(x.middleRows(start, rows), device_);
+    for (Index k = 0; k < c; ++k) {
+      const MatrixXd g = to_eigen(torch::cat(per_sample_gradients(xb, k), 1));  // rows x p
+      for (Index i = 0; i < rows; ++i) jac.row((start + i) * c + k) = g.row(i);
+    }
+  }
+  return jac;
+}
+
+MatrixXd TorchMlp::gram(const Eigen::Ref<const MatrixXd>& x) const {
+  require(x.cols() == spec_.inputs() && x.rows() >= 1 && x.allFinite(), "TorchMlp::gram",
+          "X must be finite with d = " + std::to_string(spec_.inputs()) + " columns");
+  const Index n = x.rows(), c = spec_.outputs();
+  const torch::Tensor xt = to_tensor(x, device_);
+  // One parameter block (layer weight or bias) at a time: K = sum over blocks of J_b J_b^T.
+  std::vector<std::vector<torch::Tensor>> per_k;
+  for (Index k = 0; k < c; ++k) per_k.push_back(per_sample_gradients(xt, k));
+  torch::Tensor gram = torch::zeros({n * c, n * c}, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
+  for (std::size_t b = 0; b < per_k[0].size(); ++b) {
+    std::vector<torch::Tensor> rows;
+    for (Index k = 0; k < c; ++k) rows.push_back(per_k[static_cast<std::size_t>(k)][b].unsqueeze(1));  // n x 1 x q
+    const torch::Tensor jb = torch::cat(rows, 1).reshape({n * c, -1});  // rows i*c + k
+    gram += jb.matmul(jb.t());
+  }
+  return to_eigen(gram);
+}
+
+}  // namespace sgdstab::cnn
