@@ -94,3 +94,46 @@ TEST(Cnn, RejectsBadInput) {
   EXPECT_THROW(tnet.jacobian(ref::gaussian(2, 3, 1), 0), sgdstab::invalid_argument);
   EXPECT_THROW(sgdstab::cnn::to_eigen(torch::zeros({2, 2, 2})), sgdstab::invalid_argument);
 }
+
+// A tiny CNN (1 x 6 x 6 images, one conv block of 2 channels, classifier 4 -> 2):
+// its Jacobian against central differences of its own forward pass, the Gram
+// against J J^T, and eta* from the Gram against the core solver on J.
+TEST(Cnn, VggJacobianMatchesFiniteDifferencesAndFeedsTheSolver) {
+  sgdstab::cnn::CnnSpec spec;
+  spec.in_channels = 1;
+  spec.height = spec.width = 6;
+  spec.channels = {2};
+  spec.hidden = {4};
+  spec.outputs = 2;
+  sgdstab::cnn::Cnn net(spec, 5, torch::Device(torch::kCPU));
+  // Nonzero biases so no ReLU sits exactly at a kink; random images.
+  Eigen::VectorXd theta = net.parameters();
+  theta += 0.05 * ref::gaussian(theta.size(), 1, 2).col(0);
+  net.set_parameters(theta);
+  const MatrixXd x = ref::gaussian(3, 36, 6);
+  const MatrixXd j = net.jacobian(x);
+  ASSERT_EQ(j.rows(), 6);
+  ASSERT_EQ(j.cols(), net.num_parameters());
+  MatrixXd fd(j.rows(), j.cols());
+  const double h = 1e-6;
+  for (sgdstab::Index q = 0; q < theta.size(); ++q) {
+    Eigen::VectorXd tp = theta, tm = theta;
+    tp(q) += h;
+    tm(q) -= h;
+    net.set_parameters(tp);
+    const MatrixXd fp = net.forward(x);
+    net.set_parameters(tm);
+    const MatrixXd fm = net.forward(x);
+    for (sgdstab::Index i = 0; i < 3; ++i)
+      for (sgdstab::Index k = 0; k < 2; ++k) fd(i * 2 + k, q) = (fp(i, k) - fm(i, k)) / (2 * h);
+  }
+  net.set_parameters(theta);
+  EXPECT_LT(rel_err(j, fd), 1e-6);
+  const MatrixXd k = net.gram(x);
+  EXPECT_LT(rel_err(k, j * j.transpose()), 1e-13);
+  const auto g = sgdstab::Geometry::from_gram(k, 2);
+  EXPECT_REL_NEAR(sgdstab::stability_threshold(g, 2).eta_star,
+                  sgdstab::stability_threshold(sgdstab::Geometry::from_jacobian(j, 2), 2).eta_star, 1e-9);
+  spec.channels = {2, 2, 2};  // three poolings of a 6 x 6 image: invalid
+  EXPECT_THROW(sgdstab::cnn::Cnn(spec, 1, torch::Device(torch::kCPU)), sgdstab::invalid_argument);
+}

@@ -70,4 +70,46 @@ class TorchMlp {
   Index num_params_ = 0;
 };
 
+/// A VGG-style CNN: blocks of (3x3 convolution, padding 1, bias, ReLU, 2x2
+/// max-pool) with the given channel counts, then a ReLU classifier with the
+/// given hidden widths and `outputs` linear outputs. No batch-norm: it couples
+/// the samples of a batch and breaks the per-sample loss structure the
+/// theory needs (theory/cnn.md, section 5).
+struct CnnSpec {
+  int64_t in_channels = 3, height = 32, width = 32;
+  std::vector<int64_t> channels = {8, 16, 32};  ///< one conv block each
+  std::vector<int64_t> hidden = {64};           ///< classifier hidden widths
+  int64_t outputs = 10;
+  void validate() const;
+};
+
+/// A CNN with its parameters (float64), initialized from a seed with
+/// LibTorch's generator (He-normal weights, zero biases; reproducible for a
+/// given LibTorch build).
+class Cnn {
+ public:
+  Cnn(CnnSpec spec, std::uint64_t seed, const torch::Device& device);
+  const CnnSpec& spec() const { return spec_; }
+  Index num_parameters() const { return num_params_; }
+  /// Images n x (C H W) (planar channels, rows = samples, as the data layer
+  /// produces them) -> outputs n x c.
+  Eigen::MatrixXd forward(const Eigen::Ref<const Eigen::MatrixXd>& images) const;
+  torch::Tensor forward(const torch::Tensor& images) const;  ///< n x C x H x W -> n x c
+  Eigen::VectorXd parameters() const;
+  void set_parameters(const Eigen::Ref<const Eigen::VectorXd>& theta);
+  /// Per-sample Jacobian ((n c) x p, rows i*c + k), one reverse pass per
+  /// (sample, output) pair.
+  Eigen::MatrixXd jacobian(const Eigen::Ref<const Eigen::MatrixXd>& images) const;
+  /// J J^T. \throws sgdstab::resource_error when J would not fit in memory.
+  Eigen::MatrixXd gram(const Eigen::Ref<const Eigen::MatrixXd>& images) const;
+
+ private:
+  torch::Tensor to_images(const Eigen::Ref<const Eigen::MatrixXd>& images) const;
+  CnnSpec spec_;
+  torch::Device device_;
+  std::vector<torch::Tensor> conv_w_, conv_b_, fc_w_, fc_b_;
+  std::vector<torch::Tensor> params_;  // all of the above, in parameter order
+  Index num_params_ = 0;
+};
+
 }  // namespace sgdstab::cnn

@@ -1,0 +1,135 @@
+// VGG-style CNNs in LibTorch (theory/cnn.md, section 5).
+#include <cmath>
+
+#include "sgdstab/cnn.hpp"
+#include "sgdstab/errors.hpp"
+#include "sgdstab/memory.hpp"
+
+namespace sgdstab::cnn {
+
+using detail::require;
+using Eigen::MatrixXd;
+using Eigen::VectorXd;
+
+void CnnSpec::validate() const {
+  require(in_channels >= 1 && height >= 1 && width >= 1, "CnnSpec", "image shape must be positive");
+  require(outputs >= 1, "CnnSpec::outputs", "must be >= 1, got " + std::to_string(outputs));
+  int64_t h = height, w = width;
+  for (int64_t ch : channels) {
+    require(ch >= 1, "CnnSpec::channels", "every entry must be >= 1, got " + std::to_string(ch));
+    h /= 2;
+    w /= 2;
+    require(h >= 1 && w >= 1, "CnnSpec::channels",
+            "too many pooling blocks (" + std::to_string(channels.size()) + ") for " + std::to_string(height) + " x " +
+                std::to_string(width) + " images");
+  }
+  for (int64_t m : hidden) require(m >= 1, "CnnSpec::hidden", "every entry must be >= 1, got " + std::to_string(m));
+}
+
+Cnn::Cnn(CnnSpec spec, std::uint64_t seed, const torch::Device& device) : spec_(std::move(spec)), device_(device) {
+  spec_.validate();
+  torch::manual_seed(seed);
+  const auto opts = torch::TensorOptions().dtype(torch::kFloat64);
+  int64_t in = spec_.in_channels, h = spec_.height, w = spec_.width;
+  for (int64_t ch : spec_.channels) {
+    conv_w_.push_back((torch::randn({ch, in, 3, 3}, opts) * std::sqrt(2.0 / (9.0 * static_cast<double>(in)))).to(device));
+    conv_b_.push_back(torch::zeros({ch}, opts).to(device));
+    in = ch;
+    h /= 2;
+    w /= 2;
+  }
+  int64_t features = in * h * w;
+  std::vector<int64_t> widths = spec_.hidden;
+  widths.push_back(spec_.outputs);
+  for (int64_t m : widths) {
+    fc_w_.push_back((torch::randn({m, features}, opts) * std::sqrt(2.0 / static_cast<double>(features))).to(device));
+    fc_b_.push_back(torch::zeros({m}, opts).to(device));
+    features = m;
+  }
+  for (std::size_t l = 0; l < conv_w_.size(); ++l) {
+    params_.push_back(conv_w_[l]);
+    params_.push_back(conv_b_[l]);
+  }
+  for (std::size_t l = 0; l < fc_w_.size(); ++l) {
+    params_.push_back(fc_w_[l]);
+    params_.push_back(fc_b_[l]);
+  }
+  for (auto& p : params_) {
+    p.requires_grad_(true);
+    num_params_ += p.numel();
+  }
+}
+
+torch::Tensor Cnn::forward(const torch::Tensor& images) const {
+  torch::Tensor a = images;
+  for (std::size_t l = 0; l < conv_w_.size(); ++l)
+    a = torch::max_pool2d(torch::relu(torch::conv2d(a, conv_w_[l], conv_b_[l], 1, 1)), 2);
+  a = a.flatten(1);
+  for (std::size_t l = 0; l < fc_w_.size(); ++l) {
+    a = torch::addmm(fc_b_[l], a, fc_w_[l].t());
+    if (l + 1 < fc_w_.size()) a = torch::relu(a);
+  }
+  return a;
+}
+
+torch::Tensor Cnn::to_images(const Eigen::Ref<const MatrixXd>& images) const {
+  const int64_t d = spec_.in_channels * spec_.height * spec_.width;
+  require(images.cols() == d && images.rows() >= 1 && images.allFinite(), "Cnn",
+          "images must be a finite n x (C H W) = n x " + std::to_string(d) + " matrix, got " +
+              std::to_string(images.rows()) + " x " + std::to_string(images.cols()));
+  return to_tensor(images, device_).reshape({images.rows(), spec_.in_channels, spec_.height, spec_.width});
+}
+
+MatrixXd Cnn::forward(const Eigen::Ref<const MatrixXd>& images) const {
+  torch::NoGradGuard no_grad;
+  return to_eigen(forward(to_images(images)));
+}
+
+VectorXd Cnn::parameters() const {
+  VectorXd theta(num_params_);
+  Index off = 0;
+  for (const auto& p : params_) {
+    const MatrixXd flat = to_eigen(p.detach().reshape({-1}));
+    theta.segment(off, flat.rows()) = flat.col(0);
+    off += flat.rows();
+  }
+  return theta;
+}
+
+void Cnn::set_parameters(const Eigen::Ref<const VectorXd>& theta) {
+  require(theta.size() == num_params_ && theta.allFinite(), "Cnn::set_parameters",
+          "theta must be finite with p = " + std::to_string(num_params_) + " entries, got " +
+              std::to_string(theta.size()));
+  torch::NoGradGuard no_grad;
+  Index off = 0;
+  for (auto& p : params_) {
+    const Index k = p.numel();
+    p.copy_(to_tensor(theta.segment(off, k), device_).reshape(p.sizes()));
+    off += k;
+  }
+}
+
+MatrixXd Cnn::jacobian(const Eigen::Ref<const MatrixXd>& images) const {
+  const torch::Tensor x = to_images(images);
+  const Index n = images.rows(), c = spec_.outputs;
+  check_memory(8.0 * 2.0 * static_cast<double>(n * c) * static_cast<double>(num_params_),
+               "the CNN Jacobian (" + std::to_string(n * c) + " x " + std::to_string(num_params_) + ")");
+  MatrixXd jac(n * c, num_params_);
+  for (Index i = 0; i < n; ++i) {
+    const torch::Tensor f = forward(x.narrow(0, i, 1));
+    for (Index k = 0; k < c; ++k) {
+      const auto grads = torch::autograd::grad({f.select(1, k).sum()}, params_, {}, /*retain_graph=*/k + 1 < c);
+      std::vector<torch::Tensor> flat;
+      for (const auto& g : grads) flat.push_back(g.reshape({-1}));
+      jac.row(i * c + k) = to_eigen(torch::cat(flat)).col(0).transpose();
+    }
+  }
+  return jac;
+}
+
+MatrixXd Cnn::gram(const Eigen::Ref<const MatrixXd>& images) const {
+  const MatrixXd j = jacobian(images);
+  return j * j.transpose();
+}
+
+}  // namespace sgdstab::cnn
