@@ -137,3 +137,35 @@ TEST(Cnn, VggJacobianMatchesFiniteDifferencesAndFeedsTheSolver) {
   spec.channels = {2, 2, 2};  // three poolings of a 6 x 6 image: invalid
   EXPECT_THROW(sgdstab::cnn::Cnn(spec, 1, torch::Device(torch::kCPU)), sgdstab::invalid_argument);
 }
+
+TEST(Cnn, TrainingReachesInterpolationOnATinyProblem) {
+  sgdstab::cnn::CnnSpec spec;
+  spec.in_channels = 1;
+  spec.height = spec.width = 6;
+  spec.channels = {4};
+  spec.hidden = {32};
+  spec.outputs = 2;
+  sgdstab::cnn::Cnn net(spec, 3, torch::Device(torch::kCPU));
+  const MatrixXd x = ref::gaussian(6, 36, 8);
+  MatrixXd y = MatrixXd::Zero(6, 2);
+  for (int i = 0; i < 6; ++i) y(i, i % 2) = 1.0;  // one-hot targets
+  sgdstab::cnn::CnnTrainOptions o;
+  o.batch = 2;
+  o.schedule = sgdstab::Schedule::reshuffle;
+  o.max_steps = 20000;
+  o.residual_tolerance = 1e-6;
+  // A safe rate: half the GD limit of the Gauss-Newton matrix at initialization.
+  const auto g0 = sgdstab::Geometry::from_gram(net.gram(x), 2);
+  o.lr = 1.0 / g0.lambda_max();
+  const auto res = sgdstab::cnn::train_cnn(net, x, y, o);
+  ASSERT_TRUE(res.converged) << res.message << " max residual " << res.max_residual;
+  // Independently recomputed from the forward pass.
+  EXPECT_LE((net.forward(x) - y).cwiseAbs().maxCoeff(), 1e-6);
+  o.lr = 1e3;
+  sgdstab::cnn::Cnn other(spec, 3, torch::Device(torch::kCPU));
+  const auto bad = sgdstab::cnn::train_cnn(other, x, y, o);
+  EXPECT_FALSE(bad.converged);
+  EXPECT_EQ(bad.message.rfind("diverged", 0), 0u) << bad.message;
+  o.batch = 7;
+  EXPECT_THROW(sgdstab::cnn::train_cnn(other, x, y, o), sgdstab::invalid_argument);
+}

@@ -25,7 +25,9 @@
 #include <string>
 #include <vector>
 
+#include "sgdstab/minimize.hpp"
 #include "sgdstab/mlp.hpp"
+#include "sgdstab/montecarlo.hpp"
 
 namespace sgdstab::cnn {
 
@@ -102,6 +104,11 @@ class Cnn {
   Eigen::MatrixXd jacobian(const Eigen::Ref<const Eigen::MatrixXd>& images) const;
   /// J J^T. \throws sgdstab::resource_error when J would not fit in memory.
   Eigen::MatrixXd gram(const Eigen::Ref<const Eigen::MatrixXd>& images) const;
+  /// One SGD step on the rows `batch` of (images, targets), gradient divided by `divisor`.
+  void sgd_step(const torch::Tensor& images, const torch::Tensor& targets, const std::vector<Index>& batch,
+                double divisor, double lr);
+  torch::Tensor images_tensor(const Eigen::Ref<const Eigen::MatrixXd>& images) const { return to_images(images); }
+  const torch::Device& device() const { return device_; }
 
  private:
   torch::Tensor to_images(const Eigen::Ref<const Eigen::MatrixXd>& images) const;
@@ -111,5 +118,24 @@ class Cnn {
   std::vector<torch::Tensor> params_;  // all of the above, in parameter order
   Index num_params_ = 0;
 };
+
+/// Options of train_cnn. validate() throws sgdstab::invalid_argument.
+struct CnnTrainOptions {
+  double lr = 0.0;
+  Index batch = 0;
+  Schedule schedule = Schedule::without_replacement;  ///< the library's schemes, incl. reshuffle
+  Index max_steps = 100000;
+  double residual_tolerance = 1e-6;  ///< max |f - y| <= tolerance * max|y|
+  Index check_every = 0;             ///< full-loss check period; 0 = one epoch's worth, ceil(n / B)
+  std::uint64_t seed = 0;
+  std::function<void(Index, Index)> progress;  ///< (steps done, max steps); may be empty
+  void validate(Index samples) const;
+};
+
+/// Mini-batch SGD on L = (1/n) sum_i 1/2 |f(x_i) - y_i|^2 (theta <- theta -
+/// lr/D sum_batch grad l_i) until the residual tolerance or the step budget;
+/// divergence (non-finite or 1e8-fold loss) is reported, never thrown.
+MinimizeResult train_cnn(Cnn& net, const Eigen::Ref<const Eigen::MatrixXd>& images,
+                         const Eigen::Ref<const Eigen::MatrixXd>& targets, const CnnTrainOptions& options);
 
 }  // namespace sgdstab::cnn
