@@ -33,6 +33,10 @@ commands:
   radius    (--jacobian FILE | --gram FILE) [--outputs C] --batch B --lr ETA [--sampling S]
   curve     (--jacobian FILE | --gram FILE) [--outputs C] [--batches 1,2,4,...] [--sampling S]
   demo      eta*(B) of a built-in random-feature regression problem
+  cnn train|analyze --data synthetic|fashion-mnist|cifar10:DIR [--classes 0,1] [--per-class N]
+            [--arch vgg:8,16] [--hidden 64] --lr ETA --batch B [--sampling S] [--device auto|cpu|cuda]
+            [--seed S] [--max-steps K] [--residual-tol X] [--batches ...] [--save-jacobian F]
+            [--save-gram F] [--save-params F]   (builds with LibTorch only)
   bounds    (--jacobian FILE | --gram FILE) [--outputs C] --batch B [--sampling S]
             eta*(B) beside every known bound (GD, Wu-Ma-E, Mulayoff-Michaeli, alignment)
   alignment (--jacobian FILE | --gram FILE) [--outputs C] (--residual FILE | --direction FILE)
@@ -631,6 +635,18 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
                       std::string(argv[1]) == "-h")) {
       out << kUsageText;
       return kOk;
+    }
+    if (argc >= 2 && std::string(argv[1]) == "cnn") {  // `sgdstab cnn SUB ...`: SUB is the command
+#ifdef SGDSTAB_HAVE_CNN
+      const Args sub(argc - 1, argv + 1, kProblemFlags);
+      std::ostringstream buffer;
+      const int code = cmd_cnn(sub, buffer, err);
+      out << buffer.str();
+      return code;
+#else
+      throw UsageError("cnn: this build has no LibTorch module (install libtorch-dev, or point Torch_DIR at a "
+                       "LibTorch, and rebuild)");
+#endif
     }
     const Args args(argc, argv, kProblemFlags);
     const std::string& cmd = args.command();

@@ -338,5 +338,30 @@ TEST_F(Cli, BoundsAndAlignmentMatchTheLibrary) {
   EXPECT_EQ(run("minimum --widths 3,12,1 --data teacher --alignment-log " + file("b.csv")).code, 2);
 }
 
+TEST_F(Cli, CnnCommands) {
+#ifdef SGDSTAB_CLI_HAS_CNN
+  const std::string base = "cnn analyze --data synthetic --per-class 4 --arch vgg:4 --hidden 32 --lr 0.05 --batch 2 "
+                           "--seed 1 --device cpu --batches 1,8 --save-jacobian " + file("j.npy");
+  CliRun r = run(base);
+  ASSERT_EQ(r.code, 0) << r.err;
+  json j = json::parse(r.out);
+  EXPECT_TRUE(j["converged"].get<bool>());
+  EXPECT_LE(j["max_residual"].get<double>(), j["residual_tolerance"].get<double>());
+  // The curve equals the core solver on the exported Jacobian.
+  const auto g = sgdstab::Geometry::from_jacobian(sgdstab::read_matrix(file("j.npy")), 2);
+  EXPECT_REL_NEAR(j["points"][0]["eta_star"].get<double>(), sgdstab::stability_threshold(g, 1).eta_star, 1e-8);
+  EXPECT_REL_NEAR(j["points"][1]["eta_star"].get<double>(), 2.0 / g.lambda_max(), 1e-8);
+  r = run("cnn train --data synthetic --arch vgg:4,4,4,4 --lr 0.05 --batch 2");  // 4 poolings of 8 x 8
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_TRUE(r.out.empty());
+  EXPECT_EQ(run("cnn fit --data synthetic").code, 2);
+#else
+  const CliRun r = run("cnn train --data synthetic --lr 0.1 --batch 2");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("LibTorch"), std::string::npos) << r.err;
+  GTEST_SKIP() << "this build has no LibTorch module; checked that `sgdstab cnn` says so";
+#endif
+}
+
 }  // namespace
 #endif
