@@ -169,3 +169,38 @@ TEST(Cnn, TrainingReachesInterpolationOnATinyProblem) {
   o.batch = 7;
   EXPECT_THROW(sgdstab::cnn::train_cnn(other, x, y, o), sgdstab::invalid_argument);
 }
+
+TEST(Cnn, HessianVectorProductsAndHutchinson) {
+  sgdstab::cnn::CnnSpec spec;
+  spec.in_channels = 1;
+  spec.height = spec.width = 6;
+  spec.channels = {3};
+  spec.hidden = {16};
+  spec.outputs = 2;
+  sgdstab::cnn::Cnn net(spec, 4, torch::Device(torch::kCPU));
+  const MatrixXd x = ref::gaussian(4, 36, 9);
+  MatrixXd y = MatrixXd::Zero(4, 2);
+  for (int i = 0; i < 4; ++i) y(i, i % 2) = 1.0;
+  // HVP against central differences of the gradient, away from a minimum.
+  const Eigen::VectorXd theta = net.parameters(), v = ref::gaussian(theta.size(), 1, 3).col(0);
+  const double h = 1e-5;
+  net.set_parameters(theta + h * v);
+  const Eigen::VectorXd gp = net.gradient(x, y);
+  net.set_parameters(theta - h * v);
+  const Eigen::VectorXd gm = net.gradient(x, y);
+  net.set_parameters(theta);
+  EXPECT_LT(rel_err(net.hvp(x, y, v), (gp - gm) / (2 * h)), 1e-6);
+  // At an interpolating point H = J^T J / n, so |H|_F = |K|_F / n exactly; Hutchinson's
+  // interval must contain it.
+  sgdstab::cnn::CnnTrainOptions o;
+  o.batch = 4;
+  o.max_steps = 200000;
+  o.residual_tolerance = 1e-9;
+  o.lr = 1.0 / sgdstab::Geometry::from_gram(net.gram(x), 2).lambda_max();
+  ASSERT_TRUE(sgdstab::cnn::train_cnn(net, x, y, o).converged);
+  const double exact = std::pow(net.gram(x).norm() / 4.0, 2);
+  const auto est = sgdstab::cnn::hutchinson_frobenius(net, x, y, 400, 11, 0.999);
+  EXPECT_LE(est.ci_low, exact);
+  EXPECT_GE(est.ci_high, exact);
+  EXPECT_LT(est.ci_high - est.ci_low, exact);  // informative
+}

@@ -104,6 +104,12 @@ class Cnn {
   Eigen::MatrixXd jacobian(const Eigen::Ref<const Eigen::MatrixXd>& images) const;
   /// J J^T. \throws sgdstab::resource_error when J would not fit in memory.
   Eigen::MatrixXd gram(const Eigen::Ref<const Eigen::MatrixXd>& images) const;
+  /// grad L and the exact Hessian-vector product of L = (1/n) sum 1/2 |f - y|^2
+  /// (double backward; includes the residual term away from a minimum).
+  Eigen::VectorXd gradient(const Eigen::Ref<const Eigen::MatrixXd>& images,
+                           const Eigen::Ref<const Eigen::MatrixXd>& targets) const;
+  Eigen::VectorXd hvp(const Eigen::Ref<const Eigen::MatrixXd>& images, const Eigen::Ref<const Eigen::MatrixXd>& targets,
+                      const Eigen::Ref<const Eigen::VectorXd>& v) const;
   /// One SGD step on the rows `batch` of (images, targets), gradient divided by `divisor`.
   void sgd_step(const torch::Tensor& images, const torch::Tensor& targets, const std::vector<Index>& batch,
                 double divisor, double lr);
@@ -118,6 +124,16 @@ class Cnn {
   std::vector<torch::Tensor> params_;  // all of the above, in parameter order
   Index num_params_ = 0;
 };
+
+/// Hutchinson estimate of |H|_F^2 = E |H v|^2 (v Rademacher) from `probes`
+/// Hessian-vector products, with a Student-t interval (theory/cnn.md, eq. 2).
+struct HutchinsonEstimate {
+  double frobenius_squared = 0.0, ci_low = 0.0, ci_high = 0.0;
+  Index probes = 0;
+};
+HutchinsonEstimate hutchinson_frobenius(const Cnn& net, const Eigen::Ref<const Eigen::MatrixXd>& images,
+                                        const Eigen::Ref<const Eigen::MatrixXd>& targets, Index probes,
+                                        std::uint64_t seed, double confidence = 0.95);
 
 /// Options of train_cnn. validate() throws sgdstab::invalid_argument.
 struct CnnTrainOptions {

@@ -206,3 +206,70 @@ MinimizeResult train_cnn(Cnn& net, const Eigen::Ref<const MatrixXd>& images, con
 }
 
 }  // namespace sgdstab::cnn
+
+#include <boost/math/distributions/students_t.hpp>
+
+#include "sgdstab/random.hpp"
+
+namespace sgdstab::cnn {
+
+namespace {
+
+torch::Tensor loss_of(const Cnn& net, const torch::Tensor& x, const torch::Tensor& y) {
+  return 0.5 * (net.forward(x) - y).pow(2).sum() / static_cast<double>(x.size(0));
+}
+
+VectorXd flatten(const std::vector<torch::Tensor>& parts) {
+  std::vector<torch::Tensor> flat;
+  for (const auto& g : parts) flat.push_back(g.reshape({-1}));
+  return to_eigen(torch::cat(flat)).col(0);
+}
+
+}  // namespace
+
+VectorXd Cnn::gradient(const Eigen::Ref<const MatrixXd>& images, const Eigen::Ref<const MatrixXd>& targets) const {
+  require(targets.rows() == images.rows() && targets.cols() == spec_.outputs, "Cnn::gradient", "targets must be n x c");
+  const torch::Tensor loss = loss_of(*this, to_images(images), to_tensor(targets, device_));
+  return flatten(torch::autograd::grad({loss}, params_));
+}
+
+VectorXd Cnn::hvp(const Eigen::Ref<const MatrixXd>& images, const Eigen::Ref<const MatrixXd>& targets,
+                  const Eigen::Ref<const VectorXd>& v) const {
+  require(targets.rows() == images.rows() && targets.cols() == spec_.outputs, "Cnn::hvp", "targets must be n x c");
+  require(v.size() == num_params_ && v.allFinite(), "Cnn::hvp",
+          "v must be finite with p = " + std::to_string(num_params_) + " entries");
+  const torch::Tensor loss = loss_of(*this, to_images(images), to_tensor(targets, device_));
+  const auto grads = torch::autograd::grad({loss}, params_, {}, /*retain_graph=*/true, /*create_graph=*/true);
+  torch::Tensor dot = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
+  Index off = 0;
+  for (std::size_t q = 0; q < params_.size(); ++q) {
+    const Index k = params_[q].numel();
+    dot = dot + (grads[q].reshape({-1}) * to_tensor(v.segment(off, k), device_).reshape({-1})).sum();
+    off += k;
+  }
+  return flatten(torch::autograd::grad({dot}, params_));
+}
+
+HutchinsonEstimate hutchinson_frobenius(const Cnn& net, const Eigen::Ref<const MatrixXd>& images,
+                                        const Eigen::Ref<const MatrixXd>& targets, Index probes, std::uint64_t seed,
+                                        double confidence) {
+  require(probes >= 2, "hutchinson_frobenius", "probes must be >= 2, got " + std::to_string(probes));
+  require(confidence > 0.0 && confidence < 1.0, "hutchinson_frobenius", "confidence must lie in (0, 1)");
+  Rng rng(seed);
+  std::vector<double> values;
+  for (Index m = 0; m < probes; ++m) {
+    VectorXd v(net.num_parameters());
+    for (Index i = 0; i < v.size(); ++i) v(i) = rng.uniform() < 0.5 ? -1.0 : 1.0;
+    values.push_back(net.hvp(images, targets, v).squaredNorm());
+  }
+  double mean = 0.0, ss = 0.0;
+  for (double x : values) mean += x;
+  mean /= static_cast<double>(probes);
+  for (double x : values) ss += (x - mean) * (x - mean);
+  const boost::math::students_t dist(static_cast<double>(probes - 1));
+  const double half = boost::math::quantile(dist, 0.5 + 0.5 * confidence) *
+                      std::sqrt(ss / static_cast<double>(probes - 1) / static_cast<double>(probes));
+  return {mean, mean - half, mean + half, probes};
+}
+
+}  // namespace sgdstab::cnn
