@@ -57,6 +57,8 @@ TEST(Cnn, TorchMlpMatchesTheEigenMlp) {
     EXPECT_LT(rel_err(tnet.forward(x), net.forward(x)), 1e-12);
     EXPECT_LT(rel_err(tnet.jacobian(x, 2), net.jacobian(x)), 1e-10);
     EXPECT_LT(rel_err(tnet.gram(x), net.gram(x)), 1e-10);
+    const MatrixXd jt = tnet.jacobian(x, 3);
+    EXPECT_LT(rel_err(tnet.gram(x), jt * jt.transpose()), 1e-12);  // the layer-structure Gram is J J^T
   }
 }
 

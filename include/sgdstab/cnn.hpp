@@ -54,8 +54,8 @@ class TorchMlp {
   /// Per-sample Jacobian ((n c) x p, rows i*c + k, trainable parameters in the
   /// order of Mlp::parameters()) by reverse mode, `chunk` samples at a time.
   Eigen::MatrixXd jacobian(const Eigen::Ref<const Eigen::MatrixXd>& x, Index chunk = 64) const;
-  /// NTK Gram J J^T, accumulated over parameter blocks so that J is never
-  /// held for all samples and all parameters at once.
+  /// NTK Gram J J^T from the layer structure (theory/cnn.md, eq. 3): J is
+  /// never formed; O((n c)^2 m_l) per layer instead of O((n c)^2 p).
   Eigen::MatrixXd gram(const Eigen::Ref<const Eigen::MatrixXd>& x) const;
   Index num_parameters() const { return num_params_; }
   const torch::Device& device() const { return device_; }
@@ -64,6 +64,12 @@ class TorchMlp {
   // Per-sample gradients of output k for the samples of x: for each trainable
   // tensor, a (rows of x) x (numel) matrix.
   std::vector<torch::Tensor> per_sample_gradients(const torch::Tensor& x, Index k) const;
+  // Gradients of sum_i f_k(x_i) with respect to every pre-activation z_l
+  // (row i = sample i) and the layer inputs h_{l-1}.
+  struct Backward {
+    std::vector<torch::Tensor> dz, h;
+  };
+  Backward pre_activation_grads(const torch::Tensor& x, Index k) const;
   MlpSpec spec_;
   std::vector<double> s_;
   std::vector<torch::Tensor> w_, b_;  // W_l (m_l x m_{l-1}) and b_l, float64

@@ -1,0 +1,82 @@
+// Per-sample Jacobian throughput of the LibTorch module (figures in README.md).
+//
+//   build/bench/sgdstab_bench_cnn
+//
+// MLP 784 -> 256 (relu) -> 10 on Gaussian inputs (p = 203,530): the batched
+// method of TorchMlp (one reverse pass per output, theory/cnn.md eq. 1) for the
+// full Jacobian (which materializes J: 640 x 203,530 doubles = 1 GB) and for
+// the Gram (per parameter block, J never whole), against the naive loop (one
+// reverse pass per sample and output, gradients computed but not assembled);
+// and the VGG-style CNN (1 x 28 x 28 images, channels 8,16, classifier
+// 64 -> 10), whose Jacobian is the naive loop for now.
+#include <benchmark/benchmark.h>
+
+#include "sgdstab/cnn.hpp"
+#include "sgdstab/sgdstab.hpp"
+
+namespace {
+
+sgdstab::Mlp bench_mlp() {
+  sgdstab::MlpSpec spec;
+  spec.widths = {784, 256, 10};
+  spec.activations = {sgdstab::Activation::relu};
+  spec.bias = true;
+  return sgdstab::Mlp(spec, 1);
+}
+
+void BM_TorchMlpJacobianBatched(benchmark::State& state) {
+  const sgdstab::cnn::TorchMlp net(bench_mlp(), torch::Device(torch::kCPU));
+  const Eigen::MatrixXd x = sgdstab::gaussian_inputs(state.range(0), 784, 2);
+  for (auto _ : state) benchmark::DoNotOptimize(net.jacobian(x, 64).data());
+  state.counters["samples/s"] = benchmark::Counter(static_cast<double>(state.range(0)),
+                                                   benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_TorchMlpJacobianBatched)->Arg(64)->Unit(benchmark::kMillisecond);
+
+void BM_TorchMlpGramBatched(benchmark::State& state) {
+  const sgdstab::cnn::TorchMlp net(bench_mlp(), torch::Device(torch::kCPU));
+  const Eigen::MatrixXd x = sgdstab::gaussian_inputs(state.range(0), 784, 2);
+  for (auto _ : state) benchmark::DoNotOptimize(net.gram(x).data());
+  state.counters["samples/s"] = benchmark::Counter(static_cast<double>(state.range(0)),
+                                                   benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_TorchMlpGramBatched)->Arg(64)->Unit(benchmark::kMillisecond);
+
+// The naive loop: one reverse pass per (sample, output) through LibTorch's autograd.
+void BM_TorchMlpJacobianNaive(benchmark::State& state) {
+  const sgdstab::Mlp m = bench_mlp();
+  const torch::Tensor w1 = sgdstab::cnn::to_tensor(m.weight(1), torch::kCPU).requires_grad_(true);
+  const torch::Tensor w2 = sgdstab::cnn::to_tensor(m.weight(2), torch::kCPU).requires_grad_(true);
+  const torch::Tensor b1 = torch::zeros({256}, torch::kFloat64).requires_grad_(true);
+  const torch::Tensor b2 = torch::zeros({10}, torch::kFloat64).requires_grad_(true);
+  const torch::Tensor x = sgdstab::cnn::to_tensor(sgdstab::gaussian_inputs(state.range(0), 784, 2), torch::kCPU);
+  for (auto _ : state) {
+    for (int64_t i = 0; i < x.size(0); ++i) {
+      const torch::Tensor f = torch::relu(x.narrow(0, i, 1).matmul(w1.t()) + b1).matmul(w2.t()) + b2;
+      for (int64_t k = 0; k < 10; ++k)
+        benchmark::DoNotOptimize(torch::autograd::grad({f.select(1, k).sum()}, {w1, b1, w2, b2}, {}, k < 9));
+    }
+  }
+  state.counters["samples/s"] = benchmark::Counter(static_cast<double>(state.range(0)),
+                                                   benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_TorchMlpJacobianNaive)->Arg(64)->Unit(benchmark::kMillisecond);
+
+void BM_CnnJacobianNaive(benchmark::State& state) {
+  sgdstab::cnn::CnnSpec spec;
+  spec.in_channels = 1;
+  spec.height = spec.width = 28;
+  spec.channels = {8, 16};
+  spec.hidden = {64};
+  spec.outputs = 10;
+  const sgdstab::cnn::Cnn net(spec, 1, torch::Device(torch::kCPU));
+  const Eigen::MatrixXd x = sgdstab::gaussian_inputs(state.range(0), 784, 3);
+  for (auto _ : state) benchmark::DoNotOptimize(net.jacobian(x).data());
+  state.counters["samples/s"] = benchmark::Counter(static_cast<double>(state.range(0)),
+                                                   benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_CnnJacobianNaive)->Arg(32)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();
