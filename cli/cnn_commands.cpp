@@ -5,6 +5,7 @@
 
 #include "args.hpp"
 #include "commands.hpp"
+#include "problem.hpp"
 #include "sgdstab/cnn.hpp"
 #include "sgdstab/sgdstab.hpp"
 
@@ -77,11 +78,6 @@ CnnProblem cnn_problem(const Args& args) {
   return p;
 }
 
-void save(const std::string& path, const MatrixXd& m) {
-  if (path.size() >= 4 && path.compare(path.size() - 4, 4, ".npy") == 0) write_npy(path, m);
-  else write_csv(path, m);
-}
-
 }  // namespace
 
 int cmd_cnn(const Args& args, std::ostream& out, std::ostream& err) {
@@ -122,7 +118,7 @@ int cmd_cnn(const Args& args, std::ostream& out, std::ostream& err) {
   j["loss_convention"] = "1/2 squared error, mean over samples (torch MSELoss(mean) = (2/c) x this)";
   json files = json::object();
   if (args.has("save-params")) {
-    save(args.str("save-params"), net.parameters());
+    write_matrix(args.str("save-params"), net.parameters());
     files["params"] = args.str("save-params");
   }
   MatrixXd gram;
@@ -130,12 +126,12 @@ int cmd_cnn(const Args& args, std::ostream& out, std::ostream& err) {
   if (want_gram) {
     const MatrixXd jac = net.jacobian(p.data.inputs);
     if (args.has("save-jacobian")) {
-      save(args.str("save-jacobian"), jac);
+      write_matrix(args.str("save-jacobian"), jac);
       files["jacobian"] = args.str("save-jacobian");
     }
     gram = jac * jac.transpose();
     if (args.has("save-gram")) {
-      save(args.str("save-gram"), gram);
+      write_matrix(args.str("save-gram"), gram);
       files["gram"] = args.str("save-gram");
     }
   }
@@ -149,14 +145,7 @@ int cmd_cnn(const Args& args, std::ostream& out, std::ostream& err) {
     }
     const Geometry g = Geometry::from_gram(gram, p.data.outputs());
     const Sampling s = closed_form(o.schedule).value_or(Sampling::without_replacement);
-    std::vector<Index> batches;
-    if (args.has("batches"))
-      for (long long b : args.integer_list("batches")) {
-        if (b < 1 || b > g.samples())
-          throw sgdstab::invalid_argument("--batches: every B must satisfy 1 <= B <= n = " + std::to_string(g.samples()));
-        batches.push_back(static_cast<Index>(b));
-      }
-    if (batches.empty()) batches = default_batches(g.samples());
+    const std::vector<Index> batches = batches_option(args, g.samples());
     const double mu_star = worst_case_alignment(g).mu_star;
     json table = json::array();
     bool ok = true;

@@ -173,8 +173,7 @@ int finish(const json& j, bool converged, std::ostream& out, std::ostream& err) 
 void write_direction(const Args& args, const Eigen::MatrixXd& dir) {
   if (args.has("direction") && dir.size() > 0) {
     const std::string path = args.str("direction");
-    if (path.size() >= 4 && path.compare(path.size() - 4, 4, ".npy") == 0) write_npy(path, dir);
-    else write_csv(path, dir);
+    write_matrix(path, dir);
   }
 }
 
@@ -324,19 +323,8 @@ int cmd_curve(const Args& args, std::ostream& out, std::ostream& err) {
   SolverOptions so = solver_options(args);
   so.want_direction = false;
   const Geometry g = load_geometry(args);
-  std::vector<Index> batches;
-  if (args.has("batches")) {
-    for (long long b : args.integer_list("batches")) {
-      if (b < 1 || b > g.samples())
-        throw sgdstab::invalid_argument("--batches: every B must satisfy 1 <= B <= n = " +
-                                        std::to_string(g.samples()) + ", got " + std::to_string(b));
-      batches.push_back(static_cast<Index>(b));
-    }
-  } else {
-    batches = default_batches(g.samples());
-  }
   bool ok = true;
-  const json j = curve_json(g, batches, sampling, so, &ok);
+  const json j = curve_json(g, batches_option(args, g.samples()), sampling, so, &ok);
   return finish(j, ok, out, err);
 }
 
@@ -577,14 +565,9 @@ int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
   if (space == "parameter") ro.space = Space::parameter;
   else if (space == "sample") ro.space = Space::sample;
   else if (space != "automatic") throw UsageError("--space: expected automatic|parameter|sample, got '" + space + "'");
-  const std::vector<long long> requested =
-      args.has("batches") ? args.integer_list("batches") : std::vector<long long>();
   auto t0 = std::chrono::steady_clock::now();
   Problem p = build_problem(args);
-  for (long long b : requested)
-    if (b < 1 || b > p.data.samples())
-      throw sgdstab::invalid_argument("--batches: every B must satisfy 1 <= B <= n = " +
-                                      std::to_string(p.data.samples()) + ", got " + std::to_string(b));
+  const std::vector<Index> batches = batches_option(args, p.data.samples());  // before the minimization
   const MinimizeResult res = reach_minimum(args, p);
   json timing;
   timing["minimum_s"] = seconds_since(t0);
@@ -601,9 +584,6 @@ int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
   t0 = std::chrono::steady_clock::now();
   const Geometry g = geometry_at_minimum(p.model, p.data.inputs, p.data.targets, check, ro);
   timing["geometry_s"] = seconds_since(t0);
-  std::vector<Index> batches;
-  for (long long b : requested) batches.push_back(static_cast<Index>(b));
-  if (batches.empty()) batches = default_batches(g.samples());
   t0 = std::chrono::steady_clock::now();
   bool ok = true;
   j["stability"] = curve_json(g, batches, sampling, so, &ok);

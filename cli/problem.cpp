@@ -5,6 +5,7 @@
 #include "sgdstab/bounds.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/matrix_io.hpp"
+#include "sgdstab/stability.hpp"
 
 namespace sgdstab::cli {
 
@@ -177,11 +178,6 @@ Dataset make_data(const Args& args, const MlpSpec& spec, std::uint64_t seed) {
   return ds;
 }
 
-void save_matrix(const std::string& path, const MatrixXd& m) {
-  if (path.size() >= 4 && path.compare(path.size() - 4, 4, ".npy") == 0) write_npy(path, m);
-  else write_csv(path, m);
-}
-
 }  // namespace
 
 Problem build_problem(const Args& args) {
@@ -197,6 +193,18 @@ Problem build_problem(const Args& args) {
                                     " outputs, but the widths start with " + std::to_string(spec.inputs()) +
                                     " and end with " + std::to_string(spec.outputs()));
   return Problem{std::move(data), Mlp(spec, static_cast<std::uint64_t>(seed)), static_cast<std::uint64_t>(seed)};
+}
+
+std::vector<Index> batches_option(const Args& args, Index samples) {
+  if (!args.has("batches")) return default_batches(samples);
+  std::vector<Index> batches;
+  for (long long b : args.integer_list("batches")) {
+    if (b < 1 || b > samples)
+      throw sgdstab::invalid_argument("--batches: every B must satisfy 1 <= B <= n = " + std::to_string(samples) +
+                                      ", got " + std::to_string(b));
+    batches.push_back(static_cast<Index>(b));
+  }
+  return batches;
 }
 
 MinimizeResult reach_minimum(const Args& args, Problem& p) {
@@ -237,7 +245,7 @@ MinimizeResult reach_minimum(const Args& args, Problem& p) {
       Eigen::MatrixXd table(static_cast<Index>(log.size()), 4);
       for (std::size_t k = 0; k < log.size(); ++k)
         table.row(static_cast<Index>(k)) << static_cast<double>(log[k].step), log[k].loss, log[k].mu, log[k].g_frobenius;
-      save_matrix(args.str("alignment-log"), table);
+      write_matrix(args.str("alignment-log"), table);
       p.alignment_log = args.str("alignment-log");
     }
     return res;
@@ -279,15 +287,15 @@ void minimum_fields(json& j, const Problem& p, const MinimizeResult& res) {
 void save_requested(const Args& args, const Problem& p, json& j) {
   json files = json::object();
   if (args.has("save-params")) {
-    save_matrix(args.str("save-params"), p.model.parameters());
+    write_matrix(args.str("save-params"), p.model.parameters());
     files["params"] = args.str("save-params");
   }
   if (args.has("save-jacobian")) {
-    save_matrix(args.str("save-jacobian"), p.model.jacobian(p.data.inputs));
+    write_matrix(args.str("save-jacobian"), p.model.jacobian(p.data.inputs));
     files["jacobian"] = args.str("save-jacobian");
   }
   if (args.has("save-gram")) {
-    save_matrix(args.str("save-gram"), p.model.gram(p.data.inputs));
+    write_matrix(args.str("save-gram"), p.model.gram(p.data.inputs));
     files["gram"] = args.str("save-gram");
   }
   if (!p.alignment_log.empty()) {

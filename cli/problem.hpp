@@ -35,6 +35,10 @@ MinimizeResult reach_minimum(const Args& args, Problem& problem);
 /// JSON fields describing the model, the data and the minimizer's result.
 void minimum_fields(nlohmann::ordered_json& j, const Problem& problem, const MinimizeResult& res);
 
+/// --batches B1,B2,... checked against 1 <= B <= samples; the default curve
+/// (powers of two below n, and n) when absent.
+std::vector<Index> batches_option(const Args& args, Index samples);
+
 /// Writes --save-jacobian / --save-gram / --save-params (npy or csv by the
 /// extension, atomically) and records the paths in j["files"].
 void save_requested(const Args& args, const Problem& problem, nlohmann::ordered_json& j);

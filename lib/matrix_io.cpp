@@ -218,6 +218,11 @@ MatrixXd read_matrix(const std::string& path) {
   return ends_with(path, ".npy") ? read_npy(path) : read_csv(path);
 }
 
+void write_matrix(const std::string& path, const MatrixXd& m) {
+  if (ends_with(path, ".npy")) write_npy(path, m);
+  else write_csv(path, m);
+}
+
 void write_csv(const std::string& path, const MatrixXd& m) {
   std::string out;
   char buf[40];

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "temp_files.hpp"
 #include "sgdstab/data.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/random.hpp"
@@ -25,28 +26,14 @@ using sgdstab::Index;
 
 namespace {
 
-class TempDir {
+using testing_files::read_bytes;
+using testing_files::write_bytes;
+
+// Scratch directory named after this suite.
+class TempDir : public testing_files::TempDir {
  public:
-  TempDir() {
-    char tmpl[] = "/tmp/sgdstab_data_XXXXXX";
-    dir_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::system(("rm -rf " + dir_).c_str()); }
-  std::string file(const std::string& name) const { return dir_ + "/" + name; }
-  const std::string& path() const { return dir_; }
-
- private:
-  std::string dir_;
+  TempDir() : testing_files::TempDir("sgdstab_data") {}
 };
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 void write_gz(const std::string& path, const std::string& bytes) {
   gzFile f = gzopen(path.c_str(), "wb9");

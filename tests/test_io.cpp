@@ -5,6 +5,7 @@
 #include <fstream>
 #include <unistd.h>
 
+#include "temp_files.hpp"
 #include "reference.hpp"
 #include "sgdstab/sgdstab.hpp"
 
@@ -12,27 +13,14 @@ using Eigen::MatrixXd;
 
 namespace {
 
-class TempDir {
+using testing_files::read_bytes;
+using testing_files::write_bytes;
+
+// Scratch directory named after this suite.
+class TempDir : public testing_files::TempDir {
  public:
-  TempDir() {
-    char tmpl[] = "/tmp/sgdstab_io_XXXXXX";
-    dir_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::system(("rm -rf " + dir_).c_str()); }
-  std::string file(const std::string& name) const { return dir_ + "/" + name; }
-
- private:
-  std::string dir_;
+  TempDir() : testing_files::TempDir("sgdstab_io") {}
 };
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 std::string io_error_of(const std::string& path) {
   try {
@@ -164,3 +152,16 @@ TEST(MatrixIO, WritersLeaveNoPartialFile) {
 }
 
 }  // namespace
+
+// write_matrix picks the format by extension, like read_matrix: the bytes on
+// disk are .npy (magic number) or CSV text, and both read back exactly.
+TEST(MatrixIO, WriteMatrixChoosesTheFormatByExtension) {
+  TempDir d;
+  const MatrixXd m = ref::gaussian(3, 4, 9);
+  sgdstab::write_matrix(d.file("m.npy"), m);
+  sgdstab::write_matrix(d.file("m.csv"), m);
+  EXPECT_EQ(read_bytes(d.file("m.npy")).substr(0, 6), std::string("\x93NUMPY"));
+  EXPECT_NE(read_bytes(d.file("m.csv")).find(','), std::string::npos);
+  EXPECT_EQ(sgdstab::read_npy(d.file("m.npy")), m);
+  EXPECT_EQ(sgdstab::read_csv(d.file("m.csv")), m);
+}

@@ -50,6 +50,30 @@ std::vector<double> brute_force_moments(const MatrixXd& j, Eigen::Index b, Sampl
 
 const Sampling kSchemes[] = {Sampling::without_replacement, Sampling::with_replacement, Sampling::bernoulli};
 
+// The exact per-epoch operator of reshuffling: the mean over all n! orders of
+// P (x) P (vec(P S P^T)), P = A_last ... A_first, the order cut into batches of
+// B (the last one short, divided by its own size), A_b = I - lr H_b.
+MatrixXd reshuffle_epoch_operator(const std::vector<MatrixXd>& h, Eigen::Index b, double lr) {
+  const Eigen::Index n = static_cast<Eigen::Index>(h.size()), p = h[0].rows();
+  std::vector<int> perm(static_cast<std::size_t>(n));
+  std::iota(perm.begin(), perm.end(), 0);
+  MatrixXd epoch = MatrixXd::Zero(p * p, p * p);
+  int count = 0;
+  do {
+    MatrixXd pe = MatrixXd::Identity(p, p);
+    for (Eigen::Index start = 0; start < n; start += b) {
+      const Eigen::Index end = std::min(n, start + b);
+      MatrixXd hb = MatrixXd::Zero(p, p);
+      for (Eigen::Index i = start; i < end; ++i) hb += h[static_cast<std::size_t>(perm[static_cast<std::size_t>(i)])];
+      pe = (MatrixXd::Identity(p, p) - lr * hb / static_cast<double>(end - start)) * pe;
+    }
+    for (Eigen::Index a = 0; a < p; ++a)
+      for (Eigen::Index c = 0; c < p; ++c) epoch.block(a * p, c * p, p, p) += pe(a, c) * pe;
+    ++count;
+  } while (std::next_permutation(perm.begin(), perm.end()));
+  return epoch / count;
+}
+
 }  // namespace
 
 TEST(MonteCarlo, ExactMomentsMatchBruteForceEnumeration) {
@@ -137,22 +161,8 @@ TEST(MonteCarlo, ReshuffleMatchesEnumerationOfEveryEpoch) {
   const MatrixXd j = ref::gaussian(4, 3, 8);
   const auto g = sgdstab::Geometry::from_jacobian(j, 1);
   const auto h = ref::per_sample(j, 1);
-  const Eigen::Index p = 3;
   const double lr = 0.9 * sgdstab::stability_threshold(g, 2).eta_star;
-  std::vector<int> perm = {0, 1, 2, 3};
-  MatrixXd epoch = MatrixXd::Zero(p * p, p * p);
-  int count = 0;
-  do {
-    const MatrixXd a1 = MatrixXd::Identity(p, p) - lr * (h[perm[0]] + h[perm[1]]) / 2.0;
-    const MatrixXd a2 = MatrixXd::Identity(p, p) - lr * (h[perm[2]] + h[perm[3]]) / 2.0;
-    const MatrixXd pe = a2 * a1;
-    MatrixXd kron(p * p, p * p);
-    for (Eigen::Index a = 0; a < p; ++a)
-      for (Eigen::Index b = 0; b < p; ++b) kron.block(a * p, b * p, p, p) = pe(a, b) * pe;  // vec(P S P^T)
-    epoch += kron;
-    ++count;
-  } while (std::next_permutation(perm.begin(), perm.end()));
-  epoch /= count;
+  const MatrixXd epoch = reshuffle_epoch_operator(h, 2, lr);
   const double rho_epoch = epoch.eigenvalues().cwiseAbs().maxCoeff();
   sgdstab::RadiusEstimateOptions o;
   o.lr = lr;
@@ -387,20 +397,8 @@ TEST(MonteCarlo, ReshuffleWithAShortLastBatchMatchesEnumeration) {
   const MatrixXd j = ref::gaussian(3, 2, 12);
   const auto g = sgdstab::Geometry::from_jacobian(j, 1);
   const auto h = ref::per_sample(j, 1);
-  const Eigen::Index p = 2;
   const double lr = 0.8 * sgdstab::stability_threshold(g, 2).eta_star;
-  std::vector<int> perm = {0, 1, 2};
-  MatrixXd epoch = MatrixXd::Zero(p * p, p * p);
-  int count = 0;
-  do {
-    const MatrixXd a1 = MatrixXd::Identity(p, p) - lr * (h[perm[0]] + h[perm[1]]) / 2.0;
-    const MatrixXd a2 = MatrixXd::Identity(p, p) - lr * h[perm[2]];  // last batch: divided by its size 1
-    const MatrixXd pe = a2 * a1;
-    for (Eigen::Index a = 0; a < p; ++a)
-      for (Eigen::Index b = 0; b < p; ++b) epoch.block(a * p, b * p, p, p) += pe(a, b) * pe;
-    ++count;
-  } while (std::next_permutation(perm.begin(), perm.end()));
-  epoch /= count;
+  const MatrixXd epoch = reshuffle_epoch_operator(h, 2, lr);  // batches of 2, then 1
   EXPECT_GT((epoch - epoch.transpose()).norm(), 1e-6 * epoch.norm());  // really not self-adjoint
   const double rho_step = std::sqrt(epoch.eigenvalues().cwiseAbs().maxCoeff());
   sgdstab::RadiusEstimateOptions o;

@@ -19,6 +19,8 @@ Eigen::MatrixXd read_matrix(const std::string& path);
 Eigen::MatrixXd read_csv(const std::string& path);
 Eigen::MatrixXd read_npy(const std::string& path);
 
+/// Writes .npy when `path` ends in ".npy", otherwise CSV (the mirror of read_matrix).
+void write_matrix(const std::string& path, const Eigen::MatrixXd& m);
 /// Writes with full (17 significant digits) precision.
 void write_csv(const std::string& path, const Eigen::MatrixXd& m);
 /// Writes float64, C order, format version 1.0.
