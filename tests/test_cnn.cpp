@@ -206,3 +206,146 @@ TEST(Cnn, HessianVectorProductsAndHutchinson) {
   EXPECT_GE(est.ci_high, exact);
   EXPECT_LT(est.ci_high - est.ci_low, exact);  // informative
 }
+
+namespace {
+
+// Two conv blocks on 2 x 8 x 8 images, classifier 8 -> 5 -> 3, random biases.
+sgdstab::cnn::Cnn small_cnn(std::uint64_t seed) {
+  sgdstab::cnn::CnnSpec spec;
+  spec.in_channels = 2;
+  spec.height = spec.width = 8;
+  spec.channels = {3, 2};
+  spec.hidden = {5};
+  spec.outputs = 3;
+  sgdstab::cnn::Cnn net(spec, seed, torch::Device(torch::kCPU));
+  Eigen::VectorXd theta = net.parameters();
+  theta += 0.05 * ref::gaussian(theta.size(), 1, seed + 1).col(0);
+  net.set_parameters(theta);
+  return net;
+}
+
+}  // namespace
+
+// The batched per-sample Jacobian (unfold + batched GEMM, c reverse passes per
+// chunk) against one reverse pass per (sample, output), for every chunk size.
+TEST(Cnn, BatchedJacobianEqualsTheNaiveLoop) {
+  const sgdstab::cnn::Cnn net = small_cnn(21);
+  const MatrixXd x = ref::gaussian(7, 128, 22);
+  const MatrixXd naive = net.jacobian_naive(x);
+  ASSERT_EQ(naive.rows(), 21);
+  for (sgdstab::Index chunk : {0, 1, 3, 7, 50}) {
+    SCOPED_TRACE(chunk);
+    EXPECT_LT(rel_err(net.jacobian(x, chunk), naive), 1e-13);
+  }
+  EXPECT_THROW(net.jacobian(x, -1), sgdstab::invalid_argument);
+}
+
+// The Gram with J held and streamed panel by panel under a memory limit,
+// against J J^T of the naive Jacobian; the number of chunk passes is the
+// panel schedule's.
+TEST(Cnn, GramStreamsTheJacobianWhenItDoesNotFit) {
+  const sgdstab::cnn::Cnn net = small_cnn(23);
+  const MatrixXd x = ref::gaussian(7, 128, 24);
+  const MatrixXd j = net.jacobian_naive(x);
+  const MatrixXd want = j * j.transpose();
+  const double chunk_bytes = 2.0 * 8.0 * 3.0 * static_cast<double>(net.num_parameters());  // 2 samples
+  sgdstab::cnn::GramInfo info;
+  sgdstab::cnn::GramOptions o;
+  o.chunk = 2;  // 4 chunks: 2, 2, 2, 1 samples
+  EXPECT_LT(rel_err(net.gram(x, o, &info), want), 1e-13);
+  EXPECT_FALSE(info.streamed);
+  EXPECT_EQ(info.chunks, 4);
+  EXPECT_EQ(info.passes, 4);
+  o.memory_limit_bytes = 3.5 * chunk_bytes;  // hold 3: panels of 2 chunks {0,1} + 2, 3; {2,3}
+  EXPECT_LT(rel_err(net.gram(x, o, &info), want), 1e-13);
+  EXPECT_TRUE(info.streamed);
+  EXPECT_EQ(info.passes, 2 + 2 + 2);
+  o.memory_limit_bytes = 2.0 * chunk_bytes;  // hold 2: panels of one chunk, 4 + 3 + 2 + 1 passes
+  EXPECT_LT(rel_err(net.gram(x, o, &info), want), 1e-13);
+  EXPECT_EQ(info.passes, 10);
+  o.memory_limit_bytes = 1.5 * chunk_bytes;
+  EXPECT_THROW(net.gram(x, o), sgdstab::resource_error);
+  o.memory_limit_bytes = -1.0;
+  EXPECT_THROW(net.gram(x, o), sgdstab::invalid_argument);
+}
+
+// Lanczos lambda_max from HVPs against the dense Hessian assembled from p
+// HVPs (away from a minimum: indefinite H) and against lambda_max(K)/n at an
+// interpolating minimum (H = J^T J / n there).
+TEST(Cnn, LanczosLambdaMaxMatchesTheDenseHessian) {
+  sgdstab::cnn::CnnSpec spec;
+  spec.in_channels = 1;
+  spec.height = spec.width = 4;
+  spec.channels = {2};
+  spec.hidden = {6};
+  spec.outputs = 2;
+  sgdstab::cnn::Cnn net(spec, 9, torch::Device(torch::kCPU));
+  net.set_parameters(net.parameters() + 0.1 * ref::gaussian(net.num_parameters(), 1, 11).col(0));
+  const sgdstab::Index p = net.num_parameters();
+  const MatrixXd x = ref::gaussian(5, 16, 12);
+  const MatrixXd y = ref::gaussian(5, 2, 13);
+  MatrixXd h(p, p);
+  for (sgdstab::Index q = 0; q < p; ++q) h.col(q) = net.hvp(x, y, Eigen::VectorXd::Unit(p, q));
+  const Eigen::SelfAdjointEigenSolver<MatrixXd> es(0.5 * (h + h.transpose()));
+  ASSERT_LT(es.eigenvalues()(0), -1e-3 * es.eigenvalues()(p - 1)) << es.eigenvalues().transpose();  // indefinite: a real test of "largest algebraic"
+  const double exact = es.eigenvalues()(p - 1);
+  sgdstab::cnn::LanczosOptions lo;
+  lo.max_iterations = p;
+  lo.tolerance = 1e-10;
+  const auto est = sgdstab::cnn::lanczos_lambda_max(net, x, y, lo);
+  ASSERT_TRUE(est.converged) << est.message;
+  EXPECT_REL_NEAR(est.lambda_max, exact, 1e-8);
+  EXPECT_LE(est.lower, exact * (1 + 1e-12));
+  EXPECT_GE(est.upper, exact * (1 - 1e-12));
+  lo.max_iterations = 2;  // too few: reported, and still a lower bound
+  const auto short_run = sgdstab::cnn::lanczos_lambda_max(net, x, y, lo);
+  EXPECT_FALSE(short_run.converged);
+  EXPECT_LE(short_run.lower, exact * (1 + 1e-12));
+  lo.max_iterations = 0;
+  EXPECT_THROW(sgdstab::cnn::lanczos_lambda_max(net, x, y, lo), sgdstab::invalid_argument);
+
+  sgdstab::cnn::Cnn big = small_cnn(31);
+  const MatrixXd xb = ref::gaussian(6, 128, 32);
+  MatrixXd yb = MatrixXd::Zero(6, 3);
+  for (int i = 0; i < 6; ++i) yb(i, i % 3) = 1.0;
+  sgdstab::cnn::CnnTrainOptions o;
+  o.batch = 6;
+  o.max_steps = 100000;
+  o.residual_tolerance = 1e-8;
+  o.lr = 1.0 / sgdstab::Geometry::from_gram(big.gram(xb), 3).lambda_max();
+  ASSERT_TRUE(sgdstab::cnn::train_cnn(big, xb, yb, o).converged);
+  const double gn = sgdstab::Geometry::from_gram(big.gram(xb), 3).lambda_max();
+  lo.max_iterations = 80;
+  lo.tolerance = 1e-8;
+  const auto at_min = sgdstab::cnn::lanczos_lambda_max(big, xb, yb, lo);
+  ASSERT_TRUE(at_min.converged) << at_min.message;
+  EXPECT_REL_NEAR(at_min.lambda_max, gn, 1e-6);
+}
+
+// mu(theta) of the CNN against the core's parameter-space formula on the naive
+// Jacobian; the training observer sees step 0 and every observe_every steps.
+TEST(Cnn, AlignmentAlongTraining) {
+  sgdstab::cnn::Cnn net = small_cnn(41);
+  const MatrixXd x = ref::gaussian(6, 128, 42);
+  MatrixXd y = MatrixXd::Zero(6, 3);
+  for (int i = 0; i < 6; ++i) y(i, i % 3) = 1.0;
+  const MatrixXd res = net.forward(x) - y;
+  Eigen::VectorXd r(18);
+  for (int i = 0; i < 6; ++i) r.segment(3 * i, 3) = res.row(i).transpose();
+  const auto a = sgdstab::cnn::alignment_at(net, x, y, 5);
+  EXPECT_EQ(a.step, 5);
+  EXPECT_REL_NEAR(a.mu, sgdstab::alignment_from_jacobian(net.jacobian_naive(x), 3, r), 1e-10);
+  EXPECT_REL_NEAR(a.loss, 0.5 * r.squaredNorm() / 6.0, 1e-12);
+  sgdstab::cnn::CnnTrainOptions o;
+  o.batch = 2;
+  o.max_steps = 12;
+  o.lr = 1e-3;
+  o.observe_every = 5;
+  std::vector<sgdstab::Index> seen;
+  o.observer = [&](sgdstab::Index step, const sgdstab::cnn::Cnn& at) {
+    seen.push_back(step);
+    EXPECT_GT(sgdstab::cnn::alignment_at(at, x, y, step).mu, 0.0);
+  };
+  sgdstab::cnn::train_cnn(net, x, y, o);
+  EXPECT_EQ(seen, (std::vector<sgdstab::Index>{0, 5, 10}));
+}

@@ -5,8 +5,10 @@
 /// MLP rebuilt in LibTorch with per-sample Jacobians and the NTK Gram, for
 /// cross-checking the analytic Eigen implementation (theory/cnn.md).
 ///
-/// Status: first step of issue #6. The CNN (VGG-style) models, training,
-/// Hutchinson estimates and the `sgdstab cnn` commands are not here yet.
+/// Also: VGG-style CNNs (Cnn) with batched per-sample Jacobians and a Gram
+/// that streams J in chunks when it would not fit, exact Hessian-vector
+/// products, Hutchinson |H|_F^2 and Lanczos lambda_max with intervals, the
+/// alignment mu along training, and SGD training with the library's schedules.
 ///
 /// Convention: everything in double precision (kFloat64), rows are samples,
 /// Jacobian rows i*c + k as in Geometry; the loss is the library's
@@ -25,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "sgdstab/bounds.hpp"
 #include "sgdstab/minimize.hpp"
 #include "sgdstab/mlp.hpp"
 #include "sgdstab/montecarlo.hpp"
@@ -91,6 +94,19 @@ struct CnnSpec {
   void validate() const;
 };
 
+/// How Cnn::gram holds the Jacobian.
+struct GramOptions {
+  Index chunk = 0;                  ///< samples per batched pass; 0 = automatic (J chunks of about 64 MiB)
+  double memory_limit_bytes = 0.0;  ///< bytes for J and its chunks; 0 = half the available memory
+};
+/// How a Gram was assembled (for reports and tests).
+struct GramInfo {
+  Index chunk = 0;        ///< samples per pass
+  Index chunks = 0;       ///< ceil(n / chunk)
+  Index passes = 0;       ///< chunk Jacobians computed (chunks when J was held, more when streamed)
+  bool streamed = false;  ///< true when J did not fit and was recomputed panel by panel
+};
+
 /// A CNN with its parameters (float64), initialized from a seed with
 /// LibTorch's generator (He-normal weights, zero biases; reproducible for a
 /// given LibTorch build).
@@ -105,11 +121,20 @@ class Cnn {
   torch::Tensor forward(const torch::Tensor& images) const;  ///< n x C x H x W -> n x c
   Eigen::VectorXd parameters() const;
   void set_parameters(const Eigen::Ref<const Eigen::VectorXd>& theta);
-  /// Per-sample Jacobian ((n c) x p, rows i*c + k), one reverse pass per
-  /// (sample, output) pair.
-  Eigen::MatrixXd jacobian(const Eigen::Ref<const Eigen::MatrixXd>& images) const;
-  /// J J^T. \throws sgdstab::resource_error when J would not fit in memory.
-  Eigen::MatrixXd gram(const Eigen::Ref<const Eigen::MatrixXd>& images) const;
+  /// Per-sample Jacobian ((n c) x p, rows i*c + k), batched: per chunk of
+  /// samples, c reverse passes to the pre-activations, then per-sample weight
+  /// gradients from them (unfold + batched GEMM for convolutions, outer
+  /// products for linear layers; theory/cnn.md, section 3). `chunk` = 0 picks it.
+  Eigen::MatrixXd jacobian(const Eigen::Ref<const Eigen::MatrixXd>& images, Index chunk = 0) const;
+  /// The same by one reverse pass per (sample, output) pair: the reference
+  /// (and the baseline of the benchmark).
+  Eigen::MatrixXd jacobian_naive(const Eigen::Ref<const Eigen::MatrixXd>& images) const;
+  /// J J^T ((n c) x (n c)) on the model's device. When J does not fit in
+  /// `options.memory_limit_bytes`, it is never held whole: panels of chunks
+  /// are kept and the other chunks recomputed against them.
+  /// \throws sgdstab::resource_error when not even the Gram and two chunks fit.
+  Eigen::MatrixXd gram(const Eigen::Ref<const Eigen::MatrixXd>& images, const GramOptions& options = {},
+                       GramInfo* info = nullptr) const;
   /// grad L and the exact Hessian-vector product of L = (1/n) sum 1/2 |f - y|^2
   /// (double backward; includes the residual term away from a minimum).
   Eigen::VectorXd gradient(const Eigen::Ref<const Eigen::MatrixXd>& images,
@@ -124,6 +149,8 @@ class Cnn {
 
  private:
   torch::Tensor to_images(const Eigen::Ref<const Eigen::MatrixXd>& images) const;
+  torch::Tensor jacobian_chunk(const torch::Tensor& x) const;  // (m c) x p on the device
+  Index auto_chunk(double bytes_per_sample) const;
   CnnSpec spec_;
   torch::Device device_;
   std::vector<torch::Tensor> conv_w_, conv_b_, fc_w_, fc_b_;
@@ -141,6 +168,32 @@ HutchinsonEstimate hutchinson_frobenius(const Cnn& net, const Eigen::Ref<const E
                                         const Eigen::Ref<const Eigen::MatrixXd>& targets, Index probes,
                                         std::uint64_t seed, double confidence = 0.95);
 
+/// Largest Hessian eigenvalue by Lanczos on exact Hessian-vector products
+/// (full reorthogonalization; theory/cnn.md, section 4). The top Ritz value
+/// is a lower bound of lambda_max for every start; lambda_max <= upper holds
+/// once the Ritz value approximates the top eigenvalue (residual bound).
+struct LanczosOptions {
+  Index max_iterations = 60;
+  double tolerance = 1e-8;  ///< stop when the residual bound <= tolerance * |theta|
+  std::uint64_t seed = 0;
+};
+struct LanczosEstimate {
+  double lambda_max = 0.0, lower = 0.0, upper = 0.0;
+  double residual = 0.0;  ///< |H s - theta s| of the Ritz vector (from the recurrence)
+  Index iterations = 0;   ///< Hessian-vector products
+  bool converged = false;
+  std::string message;
+};
+LanczosEstimate lanczos_lambda_max(const Cnn& net, const Eigen::Ref<const Eigen::MatrixXd>& images,
+                                   const Eigen::Ref<const Eigen::MatrixXd>& targets, const LanczosOptions& options = {});
+
+/// The seed paper's alignment mu(theta), L and |G|_F at the CNN's current
+/// parameters, from its per-sample gradients (one Gram; NaN mu at an exact
+/// interpolant), as alignment_at does for the Eigen MLP.
+AlignmentSample alignment_at(const Cnn& net, const Eigen::Ref<const Eigen::MatrixXd>& images,
+                             const Eigen::Ref<const Eigen::MatrixXd>& targets, Index step = 0,
+                             const GramOptions& gram_options = {});
+
 /// Options of train_cnn. validate() throws sgdstab::invalid_argument.
 struct CnnTrainOptions {
   double lr = 0.0;
@@ -151,6 +204,9 @@ struct CnnTrainOptions {
   Index check_every = 0;             ///< full-loss check period; 0 = one epoch's worth, ceil(n / B)
   std::uint64_t seed = 0;
   std::function<void(Index, Index)> progress;  ///< (steps done, max steps); may be empty
+  /// Called at step 0 and every `observe_every` steps (e.g. alignment_at, checkpoints); may be empty.
+  std::function<void(Index, const Cnn&)> observer;
+  Index observe_every = 0;  ///< 0 = at every full-loss check
   void validate(Index samples) const;
 };
 

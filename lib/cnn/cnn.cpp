@@ -109,29 +109,6 @@ void Cnn::set_parameters(const Eigen::Ref<const VectorXd>& theta) {
   }
 }
 
-MatrixXd Cnn::jacobian(const Eigen::Ref<const MatrixXd>& images) const {
-  const torch::Tensor x = to_images(images);
-  const Index n = images.rows(), c = spec_.outputs;
-  check_memory(8.0 * 2.0 * static_cast<double>(n * c) * static_cast<double>(num_params_),
-               "the CNN Jacobian (" + std::to_string(n * c) + " x " + std::to_string(num_params_) + ")");
-  MatrixXd jac(n * c, num_params_);
-  for (Index i = 0; i < n; ++i) {
-    const torch::Tensor f = forward(x.narrow(0, i, 1));
-    for (Index k = 0; k < c; ++k) {
-      const auto grads = torch::autograd::grad({f.select(1, k).sum()}, params_, {}, /*retain_graph=*/k + 1 < c);
-      std::vector<torch::Tensor> flat;
-      for (const auto& g : grads) flat.push_back(g.reshape({-1}));
-      jac.row(i * c + k) = to_eigen(torch::cat(flat)).col(0).transpose();
-    }
-  }
-  return jac;
-}
-
-MatrixXd Cnn::gram(const Eigen::Ref<const MatrixXd>& images) const {
-  const MatrixXd j = jacobian(images);
-  return j * j.transpose();
-}
-
 }  // namespace sgdstab::cnn
 
 namespace sgdstab::cnn {
@@ -155,6 +132,7 @@ void CnnTrainOptions::validate(Index samples) const {
   require(max_steps >= 0, "CnnTrainOptions::max_steps", "must be >= 0");
   require(residual_tolerance > 0.0, "CnnTrainOptions::residual_tolerance", "must be > 0");
   require(check_every >= 0, "CnnTrainOptions::check_every", "must be >= 0");
+  require(observe_every >= 0, "CnnTrainOptions::observe_every", "must be >= 0");
 }
 
 MinimizeResult train_cnn(Cnn& net, const Eigen::Ref<const MatrixXd>& images, const Eigen::Ref<const MatrixXd>& targets,
@@ -182,6 +160,8 @@ MinimizeResult train_cnn(Cnn& net, const Eigen::Ref<const MatrixXd>& images, con
   measure(loss, max_res);
   const double initial = loss;
   res.loss_history.push_back(loss);
+  const Index observe_every = o.observe_every > 0 ? o.observe_every : check_every;
+  if (o.observer) o.observer(0, net);
   res.message = "step limit reached";
   for (Index step = 1; step <= o.max_steps && max_res > res.tolerance; ++step) {
     double divisor = 1.0;
@@ -189,6 +169,7 @@ MinimizeResult train_cnn(Cnn& net, const Eigen::Ref<const MatrixXd>& images, con
     net.sgd_step(x, y, b, divisor, o.lr);
     res.iterations = step;
     if (o.progress) o.progress(step, o.max_steps);
+    if (o.observer && step % observe_every == 0) o.observer(step, net);
     if (step % check_every != 0 && step != o.max_steps) continue;
     measure(loss, max_res);
     res.loss_history.push_back(loss);
