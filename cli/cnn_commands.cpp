@@ -1,10 +1,15 @@
-// `sgdstab cnn train|analyze`: the optional LibTorch module from the command line.
+// `sgdstab cnn train|analyze|sweep`: the optional LibTorch module from the
+// command line (theory/cnn.md).
 #include <chrono>
+#include <cstdlib>
+#include <cmath>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "args.hpp"
 #include "commands.hpp"
+#include "plot.hpp"
 #include "problem.hpp"
 #include "sgdstab/cnn.hpp"
 #include "sgdstab/sgdstab.hpp"
@@ -13,8 +18,16 @@ namespace sgdstab::cli {
 
 using json = nlohmann::ordered_json;
 using Eigen::MatrixXd;
+using Eigen::VectorXd;
 
 namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+const std::set<std::string> kCommonOptions = {
+    "data", "data-dir", "classes", "per-class", "scaling", "arch", "hidden", "sampling", "device", "seed",
+    "max-steps", "residual-tol", "gram-chunk", "gram-memory", "quiet"};
 
 struct CnnProblem {
   Dataset data;
@@ -26,6 +39,18 @@ std::vector<int64_t> int_list(const std::string& text, const std::string& what) 
   std::stringstream ss(text);
   std::string item;
   while (std::getline(ss, item, ',')) out.push_back(parse_integer(item, what));
+  if (out.empty()) throw UsageError(what + ": empty list");
+  return out;
+}
+
+std::vector<double> number_list(const std::string& text, const std::string& what) {
+  std::vector<double> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    out.push_back(parse_number(item, what));
+    if (!(out.back() > 0.0)) throw UsageError(what + ": every value must be > 0, got " + item);
+  }
   if (out.empty()) throw UsageError(what + ": empty list");
   return out;
 }
@@ -78,26 +103,28 @@ CnnProblem cnn_problem(const Args& args) {
   return p;
 }
 
-}  // namespace
+cnn::GramOptions gram_options(const Args& args) {
+  cnn::GramOptions g;
+  g.chunk = args.integer_or("gram-chunk", 0);
+  if (g.chunk < 0) throw UsageError("--gram-chunk: N must be >= 0 (0 = automatic)");
+  const double mib = args.number_or("gram-memory", 0.0);
+  if (mib < 0.0) throw UsageError("--gram-memory: MiB must be >= 0 (0 = half the available memory)");
+  g.memory_limit_bytes = mib * 1024.0 * 1024.0;
+  return g;
+}
 
-int cmd_cnn(const Args& args, std::ostream& out, std::ostream& err) {
-  const std::string& sub = args.command();
-  if (sub != "train" && sub != "analyze") throw UsageError("cnn: expected `cnn train` or `cnn analyze`, got '" + sub + "'");
-  args.allow_only({"data", "data-dir", "classes", "per-class", "scaling", "arch", "hidden", "lr", "batch", "sampling",
-                   "device", "seed", "max-steps", "residual-tol", "save-jacobian", "save-gram", "save-params",
-                   "batches", "allow-residual", "quiet"});
-  const auto t0 = std::chrono::steady_clock::now();
-  CnnProblem p = cnn_problem(args);
-  const torch::Device device = cnn::resolve_device(cnn::parse_device(args.str_or("device", "auto")));
-  cnn::Cnn net(p.spec, static_cast<std::uint64_t>(args.integer_or("seed", 0)), device);
+cnn::CnnTrainOptions train_options(const Args& args, double lr, Index batch) {
   cnn::CnnTrainOptions o;
-  o.lr = args.number("lr");
-  o.batch = args.integer("batch");
+  o.lr = lr;
+  o.batch = batch;
   o.schedule = parse_schedule(args.str_or("sampling", "without"));
   o.max_steps = args.integer_or("max-steps", 100000);
   o.residual_tolerance = args.number_or("residual-tol", 1e-6);
   o.seed = static_cast<std::uint64_t>(args.integer_or("seed", 0)) + 7;
-  const MinimizeResult res = cnn::train_cnn(net, p.data.inputs, p.data.targets, o);
+  return o;
+}
+
+json problem_fields(const CnnProblem& p, const cnn::Cnn& net, const torch::Device& device) {
   json j;
   j["data"] = p.data.description;
   j["samples"] = p.data.samples();
@@ -106,9 +133,10 @@ int cmd_cnn(const Args& args, std::ostream& out, std::ostream& err) {
   j["arch"] = {{"channels", p.spec.channels}, {"hidden", p.spec.hidden},
                {"image", {p.spec.in_channels, p.spec.height, p.spec.width}}};
   j["device"] = device.str();
-  j["lr"] = o.lr;
-  j["batch"] = o.batch;
-  j["sampling"] = to_string(o.schedule);
+  return j;
+}
+
+void result_fields(json& j, const MinimizeResult& res) {
   j["converged"] = res.converged;
   j["steps"] = res.iterations;
   j["loss"] = res.loss;
@@ -116,65 +144,374 @@ int cmd_cnn(const Args& args, std::ostream& out, std::ostream& err) {
   j["residual_tolerance"] = res.tolerance;
   j["message"] = res.message;
   j["loss_convention"] = "1/2 squared error, mean over samples (torch MSELoss(mean) = (2/c) x this)";
-  json files = json::object();
+}
+
+// The residual vector (f - y, rows i*c + k) at the network's parameters.
+VectorXd residual_vector(const cnn::Cnn& net, const Dataset& d) {
+  const MatrixXd res = net.forward(d.inputs) - d.targets;
+  VectorXd r(res.size());
+  for (Index i = 0; i < res.rows(); ++i) r.segment(i * res.cols(), res.cols()) = res.row(i).transpose();
+  return r;
+}
+
+// Training with the options' extras: --init-params, progress on stderr,
+// --checkpoint FILE every --checkpoint-every steps, --alignment-log FILE every
+// --log-every steps. The paths written go to `files`.
+MinimizeResult train(const Args& args, const CnnProblem& p, cnn::Cnn& net, cnn::CnnTrainOptions o, json& files,
+                     std::ostream& err) {
+  if (args.has("init-params")) {
+    const MatrixXd theta = read_matrix(args.str("init-params"));
+    if (theta.size() != net.num_parameters() || (theta.cols() != 1 && theta.rows() != 1))
+      throw sgdstab::invalid_argument("--init-params: expected a vector of p = " + std::to_string(net.num_parameters()) +
+                                      " values, got " + std::to_string(theta.rows()) + " x " +
+                                      std::to_string(theta.cols()));
+    net.set_parameters(Eigen::Map<const VectorXd>(theta.data(), theta.size()));
+  }
+  o.progress = progress_reporter(args, err, "sgdstab cnn: step");
+  if (args.has("checkpoint-every") && !args.has("checkpoint")) throw UsageError("--checkpoint-every: needs --checkpoint FILE");
+  if (args.has("log-every") && !args.has("alignment-log")) throw UsageError("--log-every: needs --alignment-log FILE");
+  const Index log_every = args.integer_or("log-every", 10);
+  const Index ckpt_every = args.integer_or("checkpoint-every", 1000);
+  if (log_every < 1) throw UsageError("--log-every: K must be >= 1");
+  if (ckpt_every < 1) throw UsageError("--checkpoint-every: K must be >= 1");
+  const std::string log_path = args.str_or("alignment-log", ""), ckpt_path = args.str_or("checkpoint", "");
+  std::ostringstream log;
+  log << "step,loss,mu,g_frobenius\n";
+  const cnn::GramOptions go = gram_options(args);
+  if (!log_path.empty() || !ckpt_path.empty()) {
+    o.observe_every = 1;
+    o.observer = [&](Index step, const cnn::Cnn& at) {
+      if (!ckpt_path.empty() && step > 0 && step % ckpt_every == 0) write_matrix(ckpt_path, at.parameters());
+      if (!log_path.empty() && step % log_every == 0) {
+        const VectorXd r = residual_vector(at, p.data);
+        if (!r.allFinite()) return;  // diverging: train_cnn reports it
+        const AlignmentSample a = cnn::alignment_at(at, p.data.inputs, p.data.targets, step, go);
+        char buf[128];
+        std::snprintf(buf, sizeof buf, "%lld,%.17g,%.17g,%.17g\n", static_cast<long long>(step), a.loss, a.mu,
+                      a.g_frobenius);
+        log << buf;
+      }
+    };
+  }
+  const MinimizeResult res = cnn::train_cnn(net, p.data.inputs, p.data.targets, o);
+  if (!ckpt_path.empty()) {
+    write_matrix(ckpt_path, net.parameters());  // the final state, whatever the cadence
+    files["checkpoint"] = ckpt_path;
+  }
+  if (!log_path.empty()) {
+    write_text(log_path, log.str());
+    files["alignment_log"] = log_path;
+  }
+  return res;
+}
+
+// Parameters from --params (no training): the result describes them.
+MinimizeResult load_params(const Args& args, const CnnProblem& p, cnn::Cnn& net) {
+  const MatrixXd theta = read_matrix(args.str("params"));
+  if (theta.size() != net.num_parameters() || (theta.cols() != 1 && theta.rows() != 1))
+    throw sgdstab::invalid_argument("--params: expected a vector of p = " + std::to_string(net.num_parameters()) +
+                                    " values for this architecture, got " + std::to_string(theta.rows()) + " x " +
+                                    std::to_string(theta.cols()));
+  net.set_parameters(Eigen::Map<const VectorXd>(theta.data(), theta.size()));
+  const VectorXd r = residual_vector(net, p.data);
+  MinimizeResult res;
+  res.method = "loaded";
+  res.tolerance = residual_tolerance_for(p.data.targets, args.number_or("residual-tol", 1e-6));
+  res.loss = 0.5 * r.squaredNorm() / static_cast<double>(p.data.samples());
+  res.max_residual = r.cwiseAbs().maxCoeff();
+  res.converged = res.max_residual <= res.tolerance;
+  res.message = res.converged ? "loaded parameters interpolate" : "loaded parameters do not interpolate";
+  return res;
+}
+
+void save_outputs(const Args& args, const cnn::Cnn& net, const Dataset& d, const MatrixXd* gram, json& files) {
   if (args.has("save-params")) {
     write_matrix(args.str("save-params"), net.parameters());
     files["params"] = args.str("save-params");
   }
-  MatrixXd gram;
-  const bool want_gram = args.has("save-gram") || args.has("save-jacobian") || sub == "analyze";
-  if (want_gram) {
-    const MatrixXd jac = net.jacobian(p.data.inputs);
-    if (args.has("save-jacobian")) {
-      write_matrix(args.str("save-jacobian"), jac);
-      files["jacobian"] = args.str("save-jacobian");
-    }
-    gram = jac * jac.transpose();
-    if (args.has("save-gram")) {
-      write_matrix(args.str("save-gram"), gram);
-      files["gram"] = args.str("save-gram");
-    }
+  if (args.has("save-jacobian")) {
+    write_matrix(args.str("save-jacobian"), net.jacobian(d.inputs));
+    files["jacobian"] = args.str("save-jacobian");
   }
+  if (args.has("save-gram")) {
+    write_matrix(args.str("save-gram"), gram ? *gram : net.gram(d.inputs, gram_options(args)));
+    files["gram"] = args.str("save-gram");
+  }
+}
+
+json gram_json(const cnn::GramInfo& gi, double seconds, Index samples) {
+  return {{"chunk", gi.chunk}, {"chunks", gi.chunks}, {"passes", gi.passes}, {"streamed", gi.streamed},
+          {"seconds", seconds}, {"samples_per_second", static_cast<double>(samples) / std::max(seconds, 1e-9)}};
+}
+
+int cmd_train(const Args& args, std::ostream& out, std::ostream& err) {
+  const auto t0 = Clock::now();
+  const CnnProblem p = cnn_problem(args);
+  const torch::Device device = cnn::resolve_device(cnn::parse_device(args.str_or("device", "auto")));
+  cnn::Cnn net(p.spec, static_cast<std::uint64_t>(args.integer_or("seed", 0)), device);
+  const cnn::CnnTrainOptions o = train_options(args, args.number("lr"), args.integer("batch"));
+  json j = problem_fields(p, net, device);
+  j["lr"] = o.lr;
+  j["batch"] = o.batch;
+  j["sampling"] = to_string(o.schedule);
+  json files = json::object();
+  const MinimizeResult res = train(args, p, net, o, files, err);
+  result_fields(j, res);
+  save_outputs(args, net, p.data, nullptr, files);
   j["files"] = files;
-  if (sub == "analyze") {
-    if (!res.converged && !args.flag("allow-residual")) {
-      j["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      out << j.dump(2) << "\n";
-      err << "sgdstab: no interpolating minimum reached (" << res.message << "); --allow-residual analyzes anyway\n";
-      return 3;
-    }
-    const Geometry g = Geometry::from_gram(gram, p.data.outputs());
-    const Sampling s = closed_form(o.schedule).value_or(Sampling::without_replacement);
-    const std::vector<Index> batches = batches_option(args, g.samples());
-    const double mu_star = worst_case_alignment(g).mu_star;
-    json table = json::array();
-    bool ok = true;
-    for (const ThresholdResult& r : threshold_curve(g, batches, s)) {
-      const StabilityBounds b = stability_bounds(g, r.batch, s, {}, &r, mu_star);
-      json row = {{"batch", r.batch}, {"eta_star", r.eta_star}, {"converged", r.converged()},
-                  {"eta_gd", b.eta_gd}, {"eta_sufficient", b.eta_sufficient},
-                  {"eta_necessary_rank1", b.eta_necessary_rank1}, {"eta_necessary_trace", b.eta_necessary_trace},
-                  {"eta_alignment", b.eta_alignment ? json(*b.eta_alignment) : json(nullptr)}};
-      ok = ok && r.converged();
-      table.push_back(row);
-    }
-    j["analysis_sampling"] = to_string(s);
-    j["rank"] = g.rank();
-    j["lambda_max"] = g.lambda_max();
-    j["hessian_frobenius"] = g.hessian_frobenius();
-    j["mu_star"] = mu_star;
-    j["points"] = table;
-    j["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    out << j.dump(2) << "\n";
-    if (!ok) {
-      err << "sgdstab: an eigensolver did not converge\n";
-      return 3;
-    }
-    return 0;
-  }
-  j["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  j["seconds"] = since(t0);
   out << j.dump(2) << "\n";
   return res.converged ? 0 : 3;
+}
+
+int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
+  const auto t0 = Clock::now();
+  const CnnProblem p = cnn_problem(args);
+  const torch::Device device = cnn::resolve_device(cnn::parse_device(args.str_or("device", "auto")));
+  cnn::Cnn net(p.spec, static_cast<std::uint64_t>(args.integer_or("seed", 0)), device);
+  const bool loaded = args.has("params");
+  if (loaded)
+    for (const char* opt : {"init-params", "checkpoint", "alignment-log", "max-steps"})
+      if (args.has(opt)) throw UsageError(std::string("--") + opt + " does not apply with --params (no training)");
+  const double lr = args.has("lr") || !loaded ? args.number("lr") : 0.0;
+  const Index batch = args.has("batch") || !loaded ? args.integer("batch") : 0;
+  const Schedule schedule = parse_schedule(args.str_or("sampling", "without"));
+  json j = problem_fields(p, net, device);
+  if (lr > 0.0) j["lr"] = lr;
+  if (batch > 0) j["batch"] = batch;
+  j["sampling"] = to_string(schedule);
+  json files = json::object(), timing = json::object();
+  auto t = Clock::now();
+  const MinimizeResult res = loaded ? load_params(args, p, net)
+                                    : train(args, p, net, train_options(args, lr, batch), files, err);
+  timing["train"] = since(t);
+  result_fields(j, res);
+  if (loaded) j["params_file"] = args.str("params");
+  const auto finish = [&](int code) {
+    j["files"] = files;
+    j["timing"] = timing;
+    j["seconds"] = since(t0);
+    out << j.dump(2) << "\n";
+    return code;
+  };
+  if (!res.converged && !args.flag("allow-residual")) {
+    save_outputs(args, net, p.data, nullptr, files);
+    err << "sgdstab: no interpolating minimum reached (" << res.message << "); --allow-residual analyzes anyway\n";
+    return finish(3);
+  }
+  t = Clock::now();
+  cnn::GramInfo gi;
+  const MatrixXd gram = net.gram(p.data.inputs, gram_options(args), &gi);
+  j["gram"] = gram_json(gi, since(t), p.data.samples());
+  timing["gram"] = since(t);
+  save_outputs(args, net, p.data, &gram, files);
+
+  t = Clock::now();
+  const Geometry g = Geometry::from_gram(gram, p.data.outputs());
+  const Sampling s = closed_form(schedule).value_or(Sampling::without_replacement);
+  const std::vector<Index> batches = batches_option(args, g.samples());
+  const double mu_star = worst_case_alignment(g).mu_star;
+  json table = json::array();
+  bool ok = true;
+  for (const ThresholdResult& r : threshold_curve(g, batches, s)) {
+    const StabilityBounds b = stability_bounds(g, r.batch, s, {}, &r, mu_star);
+    table.push_back({{"batch", r.batch}, {"eta_star", r.eta_star}, {"converged", r.converged()},
+                     {"eta_gd", b.eta_gd}, {"eta_sufficient", b.eta_sufficient},
+                     {"eta_necessary_rank1", b.eta_necessary_rank1}, {"eta_necessary_trace", b.eta_necessary_trace},
+                     {"eta_alignment", b.eta_alignment ? json(*b.eta_alignment) : json(nullptr)}});
+    ok = ok && r.converged();
+  }
+  j["analysis_sampling"] = to_string(s);
+  j["rank"] = g.rank();
+  j["lambda_max"] = g.lambda_max();
+  j["hessian_frobenius"] = g.hessian_frobenius();
+  j["mu_star"] = mu_star;
+  const VectorXd r = residual_vector(net, p.data);
+  j["mu"] = r.squaredNorm() > 0.0 ? json(alignment(gram, p.data.outputs(), r)) : json(nullptr);
+  if (lr > 0.0 && batch >= 1 && batch <= g.samples()) {
+    const RadiusResult rr = spectral_radius(g, lr, batch, s);
+    ok = ok && rr.converged();
+    j["at_lr"] = {{"lr", lr}, {"batch", batch}, {"rho", rr.rho}, {"stable", rr.rho <= 1.0},
+                  {"converged", rr.converged()}};
+  }
+  j["points"] = table;
+  timing["curve"] = since(t);
+
+  // Cross-checks from Hessian-vector products (the route for large n).
+  const Index probes = args.integer_or("probes", 20);
+  if (probes != 0) {
+    if (probes < 2) throw UsageError("--probes: K must be 0 (skip) or >= 2");
+    t = Clock::now();
+    const cnn::HutchinsonEstimate h = cnn::hutchinson_frobenius(net, p.data.inputs, p.data.targets, probes,
+                                                                static_cast<std::uint64_t>(args.integer_or("seed", 0)) + 11);
+    j["hutchinson"] = {{"hessian_frobenius", std::sqrt(std::max(h.frobenius_squared, 0.0))},
+                       {"ci_low", std::sqrt(std::max(h.ci_low, 0.0))}, {"ci_high", std::sqrt(std::max(h.ci_high, 0.0))},
+                       {"confidence", 0.95}, {"probes", h.probes},
+                       {"contains_exact", std::sqrt(std::max(h.ci_low, 0.0)) <= g.hessian_frobenius() &&
+                                              g.hessian_frobenius() <= std::sqrt(std::max(h.ci_high, 0.0))}};
+    timing["hutchinson"] = since(t);
+  }
+  const Index iters = args.integer_or("lanczos-iters", 50);
+  if (iters != 0) {
+    if (iters < 1) throw UsageError("--lanczos-iters: K must be 0 (skip) or >= 1");
+    t = Clock::now();
+    cnn::LanczosOptions lo;
+    lo.max_iterations = iters;
+    lo.seed = static_cast<std::uint64_t>(args.integer_or("seed", 0)) + 13;
+    const cnn::LanczosEstimate l = cnn::lanczos_lambda_max(net, p.data.inputs, p.data.targets, lo);
+    j["lanczos"] = {{"lambda_max", l.lambda_max}, {"lower", l.lower}, {"upper", l.upper}, {"iterations", l.iterations},
+                    {"converged", l.converged}, {"message", l.message}};
+    timing["lanczos"] = since(t);
+  }
+  if (!ok) err << "sgdstab: an eigensolver did not converge\n";
+  return finish(ok ? 0 : 3);
+}
+
+std::string csv_field(const json& v) {
+  if (v.is_null()) return "nan";
+  if (v.is_boolean()) return v.get<bool>() ? "1" : "0";
+  if (v.is_string()) {
+    std::string s = "\"";
+    for (char ch : v.get<std::string>()) s += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+    return s + "\"";
+  }
+  if (v.is_number_float()) {  // the shortest text that reads back to the same double
+    char buf[32];
+    for (int digits = 15; digits <= 17; ++digits) {
+      std::snprintf(buf, sizeof buf, "%.*g", digits, v.get<double>());
+      if (std::strtod(buf, nullptr) == v.get<double>()) break;
+    }
+    return buf;
+  }
+  return v.dump();
+}
+
+const std::vector<std::string> kSweepColumns = {
+    "lr", "batch", "sampling", "converged", "steps", "loss", "max_residual", "hessian_frobenius", "lambda_max",
+    "eta_star", "lr_over_eta_star", "mu", "mu_star", "gamma", "eta_alignment", "sqrt_batch_over_lr", "seconds",
+    "params_file", "message"};
+
+std::string sweep_csv(const json& rows) {
+  std::string s;
+  for (std::size_t c = 0; c < kSweepColumns.size(); ++c) s += (c ? "," : "") + kSweepColumns[c];
+  s += "\n";
+  for (const auto& row : rows) {
+    for (std::size_t c = 0; c < kSweepColumns.size(); ++c)
+      s += (c ? "," : "") + csv_field(row.contains(kSweepColumns[c]) ? row[kSweepColumns[c]] : json(nullptr));
+    s += "\n";
+  }
+  return s;
+}
+
+// The seed paper's experiment: one training run per (lr, B) from the same
+// initialization; at each reached minimum |H|_F, lambda_max, eta*(B), mu and
+// mu_*; CSV rewritten after every run, SVG of |H|_F against sqrt(B)/lr.
+int cmd_sweep(const Args& args, std::ostream& out, std::ostream& err) {
+  const auto t0 = Clock::now();
+  const std::vector<double> lrs = number_list(args.str("lrs"), "--lrs");
+  const CnnProblem p = cnn_problem(args);
+  std::vector<Index> batches;
+  for (long long b : args.integer_list("batches")) {
+    if (b < 1 || b > p.data.samples())
+      throw UsageError("--batches: every B must satisfy 1 <= B <= n = " + std::to_string(p.data.samples()) +
+                       ", got " + std::to_string(b));
+    batches.push_back(static_cast<Index>(b));
+  }
+  const std::filesystem::path dir = args.str("out");
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec || !std::filesystem::is_directory(dir))
+    throw io_error(dir.string() + ": cannot create the output directory (" + ec.message() + ")");
+  const torch::Device device = cnn::resolve_device(cnn::parse_device(args.str_or("device", "auto")));
+  const auto seed = static_cast<std::uint64_t>(args.integer_or("seed", 0));
+  const cnn::GramOptions go = gram_options(args);
+  const std::string csv_path = (dir / "sweep.csv").string(), svg_path = (dir / "hessian_frobenius_vs_sqrtB_over_lr.svg").string();
+  json rows = json::array();
+  json j;
+  bool ok = true;
+  const std::size_t total = lrs.size() * batches.size();
+  for (Index b : batches)
+    for (double lr : lrs) {
+      const auto t = Clock::now();
+      cnn::Cnn net(p.spec, seed, device);  // the same initialization for every run
+      if (j.empty()) j = problem_fields(p, net, device);
+      cnn::CnnTrainOptions o = train_options(args, lr, b);
+      if (!args.flag("quiet"))
+        err << "sgdstab cnn sweep: run " << rows.size() + 1 << "/" << total << ": lr " << lr << ", B " << b << "\n";
+      const MinimizeResult res = cnn::train_cnn(net, p.data.inputs, p.data.targets, o);
+      char name[96];
+      std::snprintf(name, sizeof name, "params_lr%.6g_B%lld.npy", lr, static_cast<long long>(b));
+      write_matrix((dir / name).string(), net.parameters());
+      json row = {{"lr", lr}, {"batch", b}, {"sampling", to_string(o.schedule)}, {"converged", res.converged},
+                  {"steps", res.iterations}, {"loss", res.loss}, {"max_residual", res.max_residual},
+                  {"sqrt_batch_over_lr", std::sqrt(static_cast<double>(b)) / lr}, {"params_file", name},
+                  {"message", res.message}};
+      if (res.converged) {
+        const MatrixXd gram = net.gram(p.data.inputs, go);
+        const Geometry g = Geometry::from_gram(gram, p.data.outputs());
+        const Sampling s = closed_form(o.schedule).value_or(Sampling::without_replacement);
+        const ThresholdResult thr = stability_threshold(g, b, s);
+        const double mu_star = worst_case_alignment(g).mu_star;
+        const StabilityBounds bd = stability_bounds(g, b, s, {}, &thr, mu_star);
+        const VectorXd r = residual_vector(net, p.data);
+        ok = ok && thr.converged();
+        row["hessian_frobenius"] = g.hessian_frobenius();
+        row["lambda_max"] = g.lambda_max();
+        row["eta_star"] = thr.eta_star;
+        row["lr_over_eta_star"] = lr / thr.eta_star;
+        row["mu"] = r.squaredNorm() > 0.0 ? json(alignment(gram, p.data.outputs(), r)) : json(nullptr);
+        row["mu_star"] = mu_star;
+        row["gamma"] = bd.gamma;
+        row["eta_alignment"] = bd.eta_alignment ? json(*bd.eta_alignment) : json(nullptr);
+      }
+      row["seconds"] = since(t);
+      rows.push_back(row);
+      write_text(csv_path, sweep_csv(rows));  // rewritten whole after every run
+    }
+  std::vector<ScatterPoint> pts;
+  for (const auto& row : rows)
+    if (row["converged"].get<bool>())
+      pts.push_back({row["sqrt_batch_over_lr"].get<double>(), row["hessian_frobenius"].get<double>(),
+                     "B = " + std::to_string(row["batch"].get<Index>())});
+  write_text(svg_path, scatter_svg(pts, "|H|_F at the minima SGD reached: " + args.str_or("data", "synthetic") +
+                                            ", n = " + std::to_string(p.data.samples()),
+                                   "sqrt(B) / lr", "|H|_F"));
+  j["lrs"] = lrs;
+  j["batches"] = batches;
+  j["runs"] = rows;
+  j["files"] = {{"csv", csv_path}, {"svg", svg_path}, {"directory", dir.string()}};
+  j["seconds"] = since(t0);
+  out << j.dump(2) << "\n";
+  if (!ok) err << "sgdstab: an eigensolver did not converge\n";
+  return ok ? 0 : 3;
+}
+
+std::set<std::string> with_common(std::set<std::string> extra) {
+  extra.insert(kCommonOptions.begin(), kCommonOptions.end());
+  return extra;
+}
+
+}  // namespace
+
+int cmd_cnn(const Args& args, std::ostream& out, std::ostream& err) {
+  const std::string& sub = args.command();
+  const std::set<std::string> train_opts = {"lr", "batch", "init-params", "checkpoint", "checkpoint-every",
+                                            "alignment-log", "log-every", "save-jacobian", "save-gram", "save-params"};
+  if (sub == "train") {
+    args.allow_only(with_common(train_opts));
+    return cmd_train(args, out, err);
+  }
+  if (sub == "analyze") {
+    std::set<std::string> o = with_common(train_opts);
+    o.insert({"params", "batches", "probes", "lanczos-iters", "allow-residual"});
+    args.allow_only(o);
+    return cmd_analyze(args, out, err);
+  }
+  if (sub == "sweep") {
+    args.allow_only(with_common({"lrs", "batches", "out"}));
+    return cmd_sweep(args, out, err);
+  }
+  throw UsageError("cnn: expected `cnn train`, `cnn analyze` or `cnn sweep`, got '" + sub + "'");
 }
 
 }  // namespace sgdstab::cli

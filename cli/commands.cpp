@@ -33,10 +33,16 @@ commands:
   radius    (--jacobian FILE | --gram FILE) [--outputs C] --batch B --lr ETA [--sampling S]
   curve     (--jacobian FILE | --gram FILE) [--outputs C] [--batches 1,2,4,...] [--sampling S]
   demo      eta*(B) of a built-in random-feature regression problem
-  cnn train|analyze --data synthetic|fashion-mnist|cifar10:DIR [--classes 0,1] [--per-class N]
-            [--arch vgg:8,16] [--hidden 64] --lr ETA --batch B [--sampling S] [--device auto|cpu|cuda]
-            [--seed S] [--max-steps K] [--residual-tol X] [--batches ...] [--save-jacobian F]
-            [--save-gram F] [--save-params F]   (builds with LibTorch only)
+  cnn train|analyze|sweep   (builds with LibTorch only) VGG-style CNNs, trained by SGD:
+            --data synthetic|fashion-mnist|cifar10:DIR [--classes 0,1] [--per-class N] [--scaling S]
+            [--arch vgg:8,16] [--hidden 64] [--sampling S] [--device auto|cpu|cuda] [--seed S]
+            [--max-steps K] [--residual-tol X] [--gram-chunk N] [--gram-memory MIB] [--quiet]
+    train   --lr ETA --batch B [--init-params F] [--checkpoint F [--checkpoint-every K]]
+            [--alignment-log F [--log-every K]] [--save-jacobian F] [--save-gram F] [--save-params F]
+    analyze (the train options, or --params F) [--batches ...] [--probes K] [--lanczos-iters K]
+            [--allow-residual]   minimum, eta*(B) curve, bounds, |H|_F exact and Hutchinson, Lanczos
+    sweep   --lrs ETA1,ETA2,... --batches B1,B2,... --out DIR   one run per (lr, B): sweep.csv
+            and the |H|_F vs sqrt(B)/lr plot (SVG)
   bounds    (--jacobian FILE | --gram FILE) [--outputs C] --batch B [--sampling S]
             eta*(B) beside every known bound (GD, Wu-Ma-E, Mulayoff-Michaeli, alignment)
   alignment (--jacobian FILE | --gram FILE) [--outputs C] (--residual FILE | --direction FILE)
@@ -363,21 +369,6 @@ int cmd_demo(const Args& args, std::ostream& out, std::ostream& err) {
   json c = curve_json(g, default_batches(n), sampling, so, &ok);
   for (auto it = c.begin(); it != c.end(); ++it) j[it.key()] = it.value();
   return finish(j, ok, out, err);
-}
-
-// Progress on stderr for runs longer than two seconds, only when stderr is a
-// terminal and --quiet was not given; redrawn at most twice a second.
-std::function<void(Index, Index)> progress_reporter(const Args& args, std::ostream& err, const std::string& what) {
-  if (args.flag("quiet") || !::isatty(STDERR_FILENO)) return {};
-  const auto start = std::chrono::steady_clock::now();
-  auto last = std::make_shared<double>(0.0);
-  return [&err, what, start, last](Index done, Index total) {
-    const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (t < 2.0 || (done < total && t - *last < 0.5)) return;  // short runs print nothing
-    *last = t;
-    err << "\r" << what << " " << done << "/" << total << " (" << static_cast<int>(t) << " s)" << (done == total ? "\n" : "")
-        << std::flush;
-  };
 }
 
 int cmd_montecarlo(const Args& args, std::ostream& out, std::ostream& err) {

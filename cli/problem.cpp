@@ -1,5 +1,10 @@
 #include "problem.hpp"
 
+#include <unistd.h>
+
+#include <chrono>
+#include <memory>
+#include <ostream>
 #include <sstream>
 
 #include "sgdstab/bounds.hpp"
@@ -303,6 +308,21 @@ void save_requested(const Args& args, const Problem& p, json& j) {
     files["alignment_log_columns"] = {"step", "loss", "mu", "g_frobenius"};
   }
   j["files"] = files;
+}
+
+// Progress on stderr for runs longer than two seconds, only when stderr is a
+// terminal and --quiet was not given; redrawn at most twice a second.
+std::function<void(Index, Index)> progress_reporter(const Args& args, std::ostream& err, const std::string& what) {
+  if (args.flag("quiet") || !::isatty(STDERR_FILENO)) return {};
+  const auto start = std::chrono::steady_clock::now();
+  auto last = std::make_shared<double>(0.0);
+  return [&err, what, start, last](Index done, Index total) {
+    const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (t < 2.0 || (done < total && t - *last < 0.5)) return;  // short runs print nothing
+    *last = t;
+    err << "\r" << what << " " << done << "/" << total << " (" << static_cast<int>(t) << " s)" << (done == total ? "\n" : "")
+        << std::flush;
+  };
 }
 
 }  // namespace sgdstab::cli

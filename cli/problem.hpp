@@ -2,6 +2,8 @@
 // Building a model + data set + minimum from the command line
 // (`sgdstab minimum` and `sgdstab analyze`).
 #include <nlohmann/json.hpp>
+#include <functional>
+#include <iosfwd>
 #include <set>
 #include <string>
 
@@ -42,5 +44,10 @@ std::vector<Index> batches_option(const Args& args, Index samples);
 /// Writes --save-jacobian / --save-gram / --save-params (npy or csv by the
 /// extension, atomically) and records the paths in j["files"].
 void save_requested(const Args& args, const Problem& problem, nlohmann::ordered_json& j);
+
+/// Progress on stderr ("what done/total (t s)") for runs longer than two
+/// seconds, only when stderr is a terminal and --quiet was not given; an
+/// empty function otherwise.
+std::function<void(Index, Index)> progress_reporter(const Args& args, std::ostream& err, const std::string& what);
 
 }  // namespace sgdstab::cli

@@ -237,6 +237,8 @@ void write_csv(const std::string& path, const MatrixXd& m) {
   atomic_write(path, out);
 }
 
+void write_text(const std::string& path, const std::string& text) { atomic_write(path, text); }
+
 void write_npy(const std::string& path, const MatrixXd& m) {
   std::string header = "{'descr': '<f8', 'fortran_order': False, 'shape': (" + std::to_string(m.rows()) +
                        ", " + std::to_string(m.cols()) + "), }";

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -10,6 +12,7 @@
 #include <unistd.h>
 
 #include "reference.hpp"
+#include "temp_files.hpp"
 #include "sgdstab/sgdstab.hpp"
 
 #ifdef SGDSTAB_CLI_PATH
@@ -31,13 +34,10 @@ class Cli : public ::testing::Test {
   }
   void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
   std::string file(const std::string& name) const { return dir_ + "/" + name; }
+  static std::string slurp(const std::string& path) { return testing_files::read_bytes(path); }
   CliRun run(const std::string& args) const {
     const std::string cmd = std::string(SGDSTAB_CLI_PATH) + " " + args + " >" + file("out") + " 2>" + file("err");
     const int status = std::system(cmd.c_str());
-    auto slurp = [](const std::string& p) {
-      std::ifstream in(p);
-      return std::string(std::istreambuf_iterator<char>(in), {});
-    };
     return {WEXITSTATUS(status), slurp(file("out")), slurp(file("err"))};
   }
   std::string dir_;
@@ -355,11 +355,86 @@ TEST_F(Cli, CnnCommands) {
   EXPECT_EQ(r.code, 2) << r.err;
   EXPECT_TRUE(r.out.empty());
   EXPECT_EQ(run("cnn fit --data synthetic").code, 2);
+  // Exact and Hessian-vector-product answers side by side.
+  j = json::parse(run(base).out);
+  EXPECT_REL_NEAR(j["lanczos"]["lambda_max"].get<double>(), g.lambda_max(), 1e-5);
+  EXPECT_REL_NEAR(j["hessian_frobenius"].get<double>(), g.hessian_frobenius(), 1e-8);
+  EXPECT_GT(j["hutchinson"]["ci_high"].get<double>(), j["hutchinson"]["ci_low"].get<double>());
+  EXPECT_REL_NEAR(j["at_lr"]["rho"].get<double>(), sgdstab::spectral_radius(g, 0.05, 2).rho, 1e-8);
 #else
   const CliRun r = run("cnn train --data synthetic --lr 0.1 --batch 2");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("LibTorch"), std::string::npos) << r.err;
   GTEST_SKIP() << "this build has no LibTorch module; checked that `sgdstab cnn` says so";
+#endif
+}
+
+
+// `cnn sweep`: one CSV row per (lr, B); every converged row's |H|_F and eta*(B)
+// equal the core solver on the Jacobian exported at the saved parameters, the
+// SVG has one point per converged run. Checkpoints resume; logs have their rows.
+TEST_F(Cli, CnnSweepCheckpointsAndParams) {
+#ifdef SGDSTAB_CLI_HAS_CNN
+  const std::string common = "--data synthetic --per-class 4 --arch vgg:4 --hidden 32 --seed 1 --device cpu";
+  CliRun r = run("cnn sweep " + common + " --lrs 0.02,0.04 --batches 1,4 --quiet --out " + file("sweep"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json j = json::parse(r.out);
+  ASSERT_EQ(j["runs"].size(), 4u);
+  const std::string csv = slurp(file("sweep/sweep.csv"));
+  EXPECT_EQ(csv.substr(0, csv.find('\n')),
+            "lr,batch,sampling,converged,steps,loss,max_residual,hessian_frobenius,lambda_max,eta_star,"
+            "lr_over_eta_star,mu,mu_star,gamma,eta_alignment,sqrt_batch_over_lr,seconds,params_file,message");
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 5);
+  EXPECT_NE(csv.find("\n0.04,4,\"without\",1,"), std::string::npos) << csv;
+  int converged = 0;
+  for (const auto& row : j["runs"]) {
+    if (!row["converged"].get<bool>()) continue;
+    ++converged;
+    const auto b = row["batch"].get<sgdstab::Index>();
+    const CliRun a = run("cnn analyze " + common + " --probes 0 --lanczos-iters 0 --batches " + std::to_string(b) +
+                         " --params " + file("sweep/" + row["params_file"].get<std::string>()) + " --save-jacobian " +
+                         file("jp.npy"));
+    ASSERT_EQ(a.code, 0) << a.err;
+    const auto g = sgdstab::Geometry::from_jacobian(sgdstab::read_matrix(file("jp.npy")), 2);
+    EXPECT_REL_NEAR(row["hessian_frobenius"].get<double>(), g.hessian_frobenius(), 1e-8);
+    EXPECT_REL_NEAR(row["eta_star"].get<double>(), sgdstab::stability_threshold(g, b).eta_star, 1e-8);
+    EXPECT_REL_NEAR(row["mu"].get<double>(), json::parse(a.out)["mu"].get<double>(), 1e-10);
+    EXPECT_DOUBLE_EQ(row["sqrt_batch_over_lr"].get<double>(), std::sqrt(double(b)) / row["lr"].get<double>());
+  }
+  EXPECT_GE(converged, 3);
+  const std::string svg = slurp(file("sweep/hessian_frobenius_vs_sqrtB_over_lr.svg"));
+  EXPECT_EQ(svg.rfind("<svg", 0), 0u);
+  EXPECT_EQ(svg.substr(svg.size() - 7), "</svg>\n");
+  std::size_t points = 0;
+  for (std::size_t at = svg.find("<title>"); at != std::string::npos; at = svg.find("<title>", at + 1)) ++points;
+  EXPECT_EQ(points, static_cast<std::size_t>(converged));
+
+  // Checkpoints and the alignment log of an unfinished run; resuming from the checkpoint.
+  const std::string train = "cnn train " + common + " --lr 0.02 --batch 2 --max-steps 30 ";
+  r = run(train + "--checkpoint " + file("ck.npy") + " --checkpoint-every 10 --alignment-log " + file("al.csv") +
+          " --log-every 10");
+  ASSERT_EQ(r.code, 3) << r.err;  // step budget before interpolation
+  const double loss = json::parse(r.out)["loss"].get<double>();
+  EXPECT_EQ(sgdstab::read_matrix(file("ck.npy")).size(), json::parse(r.out)["params"].get<sgdstab::Index>());
+  const std::string log = slurp(file("al.csv"));
+  EXPECT_EQ(log.substr(0, log.find('\n')), "step,loss,mu,g_frobenius");
+  EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 5);  // steps 0, 10, 20, 30
+  r = run("cnn train " + common + " --lr 0.02 --batch 2 --max-steps 0 --init-params " + file("ck.npy"));
+  EXPECT_REL_NEAR(json::parse(r.out)["loss"].get<double>(), loss, 1e-12);
+  // Inapplicable or inconsistent options are usage errors, nothing on stdout.
+  for (const std::string bad : {train + "--checkpoint-every 5", train + "--log-every 5",
+                                "cnn analyze " + common + " --params " + file("al.csv"),
+                                "cnn analyze " + common + " --params " + file("ck.npy") + " --checkpoint " + file("x.npy"),
+                                "cnn sweep " + common + " --lrs 0.1 --batches 9 --out " + file("s2"),
+                                "cnn sweep " + common + " --lrs 0.1,-1 --batches 2 --out " + file("s2"),
+                                "cnn sweep " + common + " --lrs 0.1 --batches 2 --out /proc/no/such"}) {
+    const CliRun b = run(bad);
+    EXPECT_NE(b.code, 0) << bad;
+    EXPECT_TRUE(b.out.empty()) << bad << "\n" << b.out;
+    EXPECT_FALSE(b.err.empty()) << bad;
+  }
+#else
+  GTEST_SKIP() << "this build has no LibTorch module";
 #endif
 }
 

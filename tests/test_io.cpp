@@ -165,3 +165,18 @@ TEST(MatrixIO, WriteMatrixChoosesTheFormatByExtension) {
   EXPECT_EQ(sgdstab::read_npy(d.file("m.npy")), m);
   EXPECT_EQ(sgdstab::read_csv(d.file("m.csv")), m);
 }
+
+// write_text: the exact bytes, replacing an older file whole; an unwritable
+// path is an io_error naming it and leaves nothing behind.
+TEST(MatrixIO, WriteTextIsExactAndAtomic) {
+  TempDir d;
+  sgdstab::write_text(d.file("t.csv"), "a,b\n1,2\n");
+  sgdstab::write_text(d.file("t.csv"), "x\n");
+  EXPECT_EQ(read_bytes(d.file("t.csv")), "x\n");
+  try {
+    sgdstab::write_text("/nonexistent_dir/t.svg", "<svg/>");
+    FAIL() << "expected an io_error";
+  } catch (const sgdstab::io_error& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent_dir/t.svg"), std::string::npos) << e.what();
+  }
+}

@@ -25,5 +25,8 @@ void write_matrix(const std::string& path, const Eigen::MatrixXd& m);
 void write_csv(const std::string& path, const Eigen::MatrixXd& m);
 /// Writes float64, C order, format version 1.0.
 void write_npy(const std::string& path, const Eigen::MatrixXd& m);
+/// Writes `text` as it is (CSV with a header, SVG, JSON), through the same
+/// temporary file + rename. \throws sgdstab::io_error naming the path.
+void write_text(const std::string& path, const std::string& text);
 
 }  // namespace sgdstab
