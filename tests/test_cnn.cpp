@@ -240,19 +240,24 @@ TEST(Cnn, BatchedJacobianEqualsTheNaiveLoop) {
   EXPECT_THROW(net.jacobian(x, -1), sgdstab::invalid_argument);
 }
 
-// The Gram with J held and streamed panel by panel under a memory limit,
-// against J J^T of the naive Jacobian; the number of chunk passes is the
-// panel schedule's.
+// The Gram from the gradient factors (explicit for convolutions, layer
+// structure for linear layers), held and streamed panel by panel under a
+// memory limit, against J J^T of the naive Jacobian; the number of chunk
+// passes is the panel schedule's.
 TEST(Cnn, GramStreamsTheJacobianWhenItDoesNotFit) {
   const sgdstab::cnn::Cnn net = small_cnn(23);
   const MatrixXd x = ref::gaussian(7, 128, 24);
   const MatrixXd j = net.jacobian_naive(x);
   const MatrixXd want = j * j.transpose();
-  const double chunk_bytes = 2.0 * 8.0 * 3.0 * static_cast<double>(net.num_parameters());  // 2 samples
+  // Factors per sample, c = 3: conv gradients (3*2*9+3 + 2*3*9+2 = 113 per output), dz of
+  // the linear layers (5 + 3 per output) and their inputs (8 + 5).
+  const double per_sample = 8.0 * (3 * 113 + 3 * (5 + 3) + (8 + 5));
+  const double chunk_bytes = 2.0 * per_sample;  // 2 samples
   sgdstab::cnn::GramInfo info;
   sgdstab::cnn::GramOptions o;
   o.chunk = 2;  // 4 chunks: 2, 2, 2, 1 samples
   EXPECT_LT(rel_err(net.gram(x, o, &info), want), 1e-13);
+  EXPECT_EQ(info.bytes_per_sample, per_sample);
   EXPECT_FALSE(info.streamed);
   EXPECT_EQ(info.chunks, 4);
   EXPECT_EQ(info.passes, 4);

@@ -96,15 +96,16 @@ struct CnnSpec {
 
 /// How Cnn::gram holds the Jacobian.
 struct GramOptions {
-  Index chunk = 0;                  ///< samples per batched pass; 0 = automatic (J chunks of about 64 MiB)
-  double memory_limit_bytes = 0.0;  ///< bytes for J and its chunks; 0 = half the available memory
+  Index chunk = 0;                  ///< samples per batched pass; 0 = automatic (chunks of about 64 MiB)
+  double memory_limit_bytes = 0.0;  ///< bytes for the held factors; 0 = half the available memory
 };
 /// How a Gram was assembled (for reports and tests).
 struct GramInfo {
   Index chunk = 0;        ///< samples per pass
   Index chunks = 0;       ///< ceil(n / chunk)
   Index passes = 0;       ///< chunk Jacobians computed (chunks when J was held, more when streamed)
-  bool streamed = false;  ///< true when J did not fit and was recomputed panel by panel
+  bool streamed = false;  ///< true when the factors did not fit and were recomputed panel by panel
+  double bytes_per_sample = 0.0;  ///< of the factors held per sample
 };
 
 /// A CNN with its parameters (float64), initialized from a seed with
@@ -129,9 +130,11 @@ class Cnn {
   /// The same by one reverse pass per (sample, output) pair: the reference
   /// (and the baseline of the benchmark).
   Eigen::MatrixXd jacobian_naive(const Eigen::Ref<const Eigen::MatrixXd>& images) const;
-  /// J J^T ((n c) x (n c)) on the model's device. When J does not fit in
-  /// `options.memory_limit_bytes`, it is never held whole: panels of chunks
-  /// are kept and the other chunks recomputed against them.
+  /// J J^T ((n c) x (n c)) on the model's device, J never formed: explicit
+  /// per-sample gradients for the convolutions, the layer structure
+  /// (dZ dZ^T) o (A A^T + 1) for the linear layers (theory/cnn.md, section 3).
+  /// When these factors do not fit in `options.memory_limit_bytes`, panels of
+  /// chunks are kept and the other chunks recomputed against them.
   /// \throws sgdstab::resource_error when not even the Gram and two chunks fit.
   Eigen::MatrixXd gram(const Eigen::Ref<const Eigen::MatrixXd>& images, const GramOptions& options = {},
                        GramInfo* info = nullptr) const;
@@ -149,7 +152,15 @@ class Cnn {
 
  private:
   torch::Tensor to_images(const Eigen::Ref<const Eigen::MatrixXd>& images) const;
+  // Per-sample gradient factors of a chunk of m samples (theory/cnn.md, section 3).
+  struct Factors {
+    torch::Tensor conv;                // (m c) x p_conv: explicit per-sample gradients of the conv parameters
+    std::vector<torch::Tensor> dz, a;  // linear layers: d f_k / d z_l ((m c) x out_l) and inputs (m x in_l)
+  };
+  Factors factors(const torch::Tensor& x) const;
   torch::Tensor jacobian_chunk(const torch::Tensor& x) const;  // (m c) x p on the device
+  torch::Tensor gram_block(const Factors& a, const Factors& b) const;  // J_a J_b^T
+  double factor_bytes_per_sample() const;
   Index auto_chunk(double bytes_per_sample) const;
   CnnSpec spec_;
   torch::Device device_;

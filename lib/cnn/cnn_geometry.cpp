@@ -23,31 +23,39 @@ namespace F = torch::nn::functional;
 // input a_{l-1} and pre-activation z_l; for each output k one reverse pass of
 // sum_i f_k(x_i) gives dz_l for all samples at once (samples do not interact:
 // no batch-norm). Per sample i:
-//   convolution: dW = dz_i (C_out x P) . unfold(a_i)^T (P x C_in 9), db = sum_P dz_i
-//   linear:      dW = dz_i a_i^T,                                   db = dz_i
-torch::Tensor Cnn::jacobian_chunk(const torch::Tensor& x) const {
+//   convolution: dW = dz_i (C_out x P) . unfold(a_i)^T (P x C_in 9), db = sum_P dz_i   (formed)
+//   linear:      dW = dz_i a_i^T,                                   db = dz_i         (kept as factors)
+Cnn::Factors Cnn::factors(const torch::Tensor& x) const {
   const int64_t m = x.size(0), c = spec_.outputs;
   std::vector<torch::Tensor> inputs, pre;
-  torch::Tensor a = x;
+  torch::Tensor out = x;
   for (std::size_t l = 0; l < conv_w_.size(); ++l) {
-    inputs.push_back(a.detach());
-    pre.push_back(torch::conv2d(a, conv_w_[l], conv_b_[l], 1, 1));
-    a = torch::max_pool2d(torch::relu(pre.back()), 2);
+    inputs.push_back(out.detach());
+    pre.push_back(torch::conv2d(out, conv_w_[l], conv_b_[l], 1, 1));
+    out = torch::max_pool2d(torch::relu(pre.back()), 2);
   }
-  a = a.flatten(1);
+  out = out.flatten(1);
   for (std::size_t l = 0; l < fc_w_.size(); ++l) {
-    inputs.push_back(a.detach());
-    pre.push_back(torch::addmm(fc_b_[l], a, fc_w_[l].t()));
-    a = l + 1 < fc_w_.size() ? torch::relu(pre.back()) : pre.back();
+    inputs.push_back(out.detach());
+    pre.push_back(torch::addmm(fc_b_[l], out, fc_w_[l].t()));
+    out = l + 1 < fc_w_.size() ? torch::relu(pre.back()) : pre.back();
   }
-  const std::size_t nconv = conv_w_.size();
+  const std::size_t nconv = conv_w_.size(), nfc = fc_w_.size();
   std::vector<torch::Tensor> unfolded;  // m x (C_in 9) x P, the same for every output
   for (std::size_t l = 0; l < nconv; ++l)
     unfolded.push_back(F::unfold(inputs[l], F::UnfoldFuncOptions({3, 3}).padding(1)));
-  torch::Tensor jac = torch::empty({m, c, num_params_}, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
+  int64_t p_conv = 0;
+  for (std::size_t l = 0; l < nconv; ++l) p_conv += conv_w_[l].numel() + conv_b_[l].numel();
+  const auto opts = torch::TensorOptions().dtype(torch::kFloat64).device(device_);
+  Factors f;
+  f.conv = torch::empty({m, c, p_conv}, opts);
+  for (std::size_t l = 0; l < nfc; ++l) {
+    f.dz.push_back(torch::empty({m, c, fc_w_[l].size(0)}, opts));
+    f.a.push_back(inputs[nconv + l]);
+  }
   for (int64_t k = 0; k < c; ++k) {
-    const auto dz = torch::autograd::grad({a.select(1, k).sum()}, pre, {}, /*retain_graph=*/k + 1 < c);
-    torch::Tensor row = jac.select(1, k);
+    const auto dz = torch::autograd::grad({out.select(1, k).sum()}, pre, {}, /*retain_graph=*/k + 1 < c);
+    torch::Tensor row = f.conv.select(1, k);
     int64_t off = 0;
     auto put = [&](const torch::Tensor& part) {
       const torch::Tensor flat = part.reshape({m, -1});
@@ -59,13 +67,49 @@ torch::Tensor Cnn::jacobian_chunk(const torch::Tensor& x) const {
       put(torch::bmm(g, unfolded[l].transpose(1, 2)));
       put(g.sum(2));
     }
-    for (std::size_t l = 0; l < fc_w_.size(); ++l) {
-      const torch::Tensor& g = dz[nconv + l];  // m x out
-      put(g.unsqueeze(2) * inputs[nconv + l].unsqueeze(1));
-      put(g);
-    }
+    for (std::size_t l = 0; l < nfc; ++l) f.dz[l].select(1, k).copy_(dz[nconv + l]);
+  }
+  f.conv = f.conv.reshape({m * c, p_conv});
+  for (auto& d : f.dz) d = d.reshape({m * c, -1});
+  return f;
+}
+
+double Cnn::factor_bytes_per_sample() const {
+  const double c = static_cast<double>(spec_.outputs);
+  double per = 0.0;
+  for (std::size_t l = 0; l < conv_w_.size(); ++l)
+    per += c * static_cast<double>(conv_w_[l].numel() + conv_b_[l].numel());
+  for (std::size_t l = 0; l < fc_w_.size(); ++l)
+    per += c * static_cast<double>(fc_w_[l].size(0)) + static_cast<double>(fc_w_[l].size(1));
+  return 8.0 * per;
+}
+
+torch::Tensor Cnn::jacobian_chunk(const torch::Tensor& x) const {
+  const Factors f = factors(x);
+  const int64_t m = x.size(0), c = spec_.outputs;
+  torch::Tensor jac = torch::empty({m, c, num_params_}, f.conv.options());
+  int64_t off = f.conv.size(1);
+  jac.narrow(2, 0, off).copy_(f.conv.reshape({m, c, -1}));
+  for (std::size_t l = 0; l < f.dz.size(); ++l) {
+    const torch::Tensor dz = f.dz[l].reshape({m, c, -1});
+    const int64_t out = dz.size(2), in = f.a[l].size(1);
+    jac.narrow(2, off, out * in).view({m, c, out, in}).copy_(dz.unsqueeze(3) * f.a[l].unsqueeze(1).unsqueeze(2));
+    off += out * in;
+    jac.narrow(2, off, out).copy_(dz);
+    off += out;
   }
   return jac.reshape({m * c, num_params_});
+}
+
+// K_ab = Jconv_a Jconv_b^T + sum_l (dZ_a dZ_b^T) o ((A_a A_b^T + 1) expanded to c x c blocks).
+torch::Tensor Cnn::gram_block(const Factors& a, const Factors& b) const {
+  const int64_t c = spec_.outputs;
+  torch::Tensor k = torch::mm(a.conv, b.conv.t());
+  for (std::size_t l = 0; l < a.dz.size(); ++l) {
+    const torch::Tensor inner = (torch::mm(a.a[l], b.a[l].t()) + 1.0).repeat_interleave(c, 0).repeat_interleave(c, 1);
+    k.add_(torch::mm(a.dz[l], b.dz[l].t()) * inner);
+  }
+  return k;
 }
 
 Index Cnn::auto_chunk(double bytes_per_sample) const {
@@ -107,16 +151,16 @@ MatrixXd Cnn::jacobian_naive(const Eigen::Ref<const MatrixXd>& images) const {
   return jac;
 }
 
-// theory/cnn.md, section 3: K = J J^T by blocks. With J held: one pass per
-// chunk. Otherwise panels of `hold - 1` chunks are kept and every later chunk
-// is recomputed once per panel and multiplied against it.
+// theory/cnn.md, section 3: K = J J^T by blocks of chunks, from the factors.
+// When all factors fit: one pass per chunk. Otherwise panels of `hold - 1`
+// chunks are kept and every later chunk is recomputed once per panel.
 MatrixXd Cnn::gram(const Eigen::Ref<const MatrixXd>& images, const GramOptions& o, GramInfo* info) const {
   require(o.chunk >= 0, "Cnn::gram", "GramOptions::chunk must be >= 0 (0 = automatic)");
   require(o.memory_limit_bytes >= 0.0 && std::isfinite(o.memory_limit_bytes), "Cnn::gram",
           "GramOptions::memory_limit_bytes must be finite and >= 0 (0 = half the available memory)");
   const torch::Tensor x = to_images(images);
   const Index n = images.rows(), c = spec_.outputs, nc = n * c;
-  const double row_bytes = 8.0 * static_cast<double>(c) * static_cast<double>(num_params_);  // one sample's rows
+  const double per_sample = factor_bytes_per_sample();
   check_memory(2.0 * 8.0 * static_cast<double>(nc) * static_cast<double>(nc),
                "the CNN Gram (" + std::to_string(nc) + " x " + std::to_string(nc) + ")");
   double limit = o.memory_limit_bytes;
@@ -124,49 +168,42 @@ MatrixXd Cnn::gram(const Eigen::Ref<const MatrixXd>& images, const GramOptions& 
     const double avail = static_cast<double>(available_memory_bytes());
     limit = avail > 0.0 ? 0.5 * avail : std::numeric_limits<double>::infinity();
   }
-  const Index chunk = std::min(n, o.chunk > 0 ? o.chunk : auto_chunk(3.0 * row_bytes));
+  const Index chunk = std::min(n, o.chunk > 0 ? o.chunk : auto_chunk(3.0 * per_sample));
   const Index chunks = (n + chunk - 1) / chunk;
-  const double chunk_bytes = row_bytes * static_cast<double>(chunk);
+  const double chunk_bytes = per_sample * static_cast<double>(chunk);
   const double hold_d = std::floor(limit / chunk_bytes);
   const Index hold = hold_d >= static_cast<double>(chunks) ? chunks : static_cast<Index>(hold_d);
   if (hold < std::min<Index>(2, chunks))
     throw resource_error("the CNN Gram: a memory limit of " + format_bytes(limit) + " holds fewer than two chunks of " +
-                         std::to_string(chunk) + " samples' Jacobian rows (" + format_bytes(chunk_bytes) +
+                         std::to_string(chunk) + " samples' gradient factors (" + format_bytes(chunk_bytes) +
                          " each); lower GramOptions::chunk or raise the limit");
-  auto rows_of = [&](Index a) { return std::make_pair(a * chunk, std::min(chunk, n - a * chunk)); };
+  auto first_row = [&](Index a) { return a * chunk * c; };
   auto compute = [&](Index a) {
-    const auto [i0, m] = rows_of(a);
-    return jacobian_chunk(x.narrow(0, i0, m));
+    const Index i0 = a * chunk, m = std::min(chunk, n - i0);
+    torch::AutoGradMode enable(true);
+    return factors(x.narrow(0, i0, m));
   };
-  torch::NoGradGuard no_grad_for_products;  // the chunk passes enable their own graphs below
+  torch::NoGradGuard no_grad;  // the block products need no graph
   torch::Tensor k = torch::empty({nc, nc}, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
   GramInfo gi;
   gi.chunk = chunk;
   gi.chunks = chunks;
   gi.streamed = hold < chunks;
+  gi.bytes_per_sample = per_sample;
   const Index panel = gi.streamed ? hold - 1 : chunks;
   for (Index a0 = 0; a0 < chunks; a0 += panel) {
     const Index a1 = std::min(chunks, a0 + panel);
-    std::vector<torch::Tensor> parts;
-    for (Index a = a0; a < a1; ++a) {
-      torch::AutoGradMode enable(true);
-      parts.push_back(compute(a));
-      ++gi.passes;
-    }
-    const torch::Tensor jp = torch::cat(parts);
-    const Index r0 = rows_of(a0).first * c, rn = jp.size(0);
-    k.narrow(0, r0, rn).narrow(1, r0, rn).copy_(torch::mm(jp, jp.t()));
-    for (Index b = a1; b < chunks; ++b) {
-      torch::Tensor jb;
-      {
-        torch::AutoGradMode enable(true);
-        jb = compute(b);
-        ++gi.passes;
-      }
-      const Index s0 = rows_of(b).first * c, sn = jb.size(0);
-      const torch::Tensor block = torch::mm(jp, jb.t());
-      k.narrow(0, r0, rn).narrow(1, s0, sn).copy_(block);
-      k.narrow(0, s0, sn).narrow(1, r0, rn).copy_(block.t());
+    std::vector<Factors> held;
+    for (Index a = a0; a < a1; ++a, ++gi.passes) held.push_back(compute(a));
+    auto put = [&](Index r0, Index s0, const torch::Tensor& block) {
+      k.narrow(0, r0, block.size(0)).narrow(1, s0, block.size(1)).copy_(block);
+      if (r0 != s0) k.narrow(0, s0, block.size(1)).narrow(1, r0, block.size(0)).copy_(block.t());
+    };
+    for (Index a = a0; a < a1; ++a)
+      for (Index b = a; b < a1; ++b) put(first_row(a), first_row(b), gram_block(held[a - a0], held[b - a0]));
+    for (Index b = a1; b < chunks; ++b, ++gi.passes) {
+      const Factors fb = compute(b);
+      for (Index a = a0; a < a1; ++a) put(first_row(a), first_row(b), gram_block(held[a - a0], fb));
     }
   }
   if (info) *info = gi;
