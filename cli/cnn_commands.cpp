@@ -91,12 +91,36 @@ CnnProblem cnn_problem(const Args& args) {
     throw UsageError("--data: expected synthetic, fashion-mnist or cifar10:DIR, got '" + data + "'");
   }
   const std::string arch = args.str_or("arch", "vgg:8,16");
-  if (arch.rfind("vgg:", 0) != 0) throw UsageError("--arch: expected vgg:C1,C2,..., got '" + arch + "'");
-  p.spec.channels = int_list(arch.substr(4), "--arch");
   p.spec.hidden = int_list(args.str_or("hidden", "64"), "--hidden");
   p.spec.outputs = p.data.outputs();
   try {
-    p.spec.validate();
+    if (arch.rfind("vgg11", 0) == 0) {  // vgg11 or vgg11/DIVISOR: VGG-11's layout, widths / DIVISOR (default 8)
+      if (arch.size() > 5 && arch[5] != '/') throw UsageError("--arch: expected vgg11 or vgg11/DIVISOR, got '" + arch + "'");
+      const long long divisor = arch.size() > 5 ? parse_integer(arch.substr(6), "--arch vgg11/DIVISOR") : 8;
+      p.spec = cnn::CnnSpec::vgg11(divisor, p.spec.in_channels, p.spec.height, p.spec.width, p.spec.hidden,
+                                   p.spec.outputs);
+    } else if (arch.rfind("vgg:", 0) == 0) {  // vgg:C1,C2,... (pool after each) or with M marking the pools
+      std::stringstream ss(arch.substr(4));
+      std::string item;
+      bool marked = false;
+      std::vector<bool> pool;
+      p.spec.channels.clear();
+      while (std::getline(ss, item, ',')) {
+        if (item == "M") {
+          if (pool.empty() || pool.back()) throw UsageError("--arch: M must follow a convolution width, in '" + arch + "'");
+          pool.back() = marked = true;
+          continue;
+        }
+        p.spec.channels.push_back(parse_integer(item, "--arch"));
+        pool.push_back(false);
+      }
+      if (pool.empty()) throw UsageError("--arch: no convolution in '" + arch + "'");
+      if (marked) p.spec.pool = pool;
+      p.spec.validate();
+    } else {
+      throw UsageError("--arch: expected vgg:C1,C2,... (with optional M for the pools) or vgg11[/DIVISOR], got '" +
+                       arch + "'");
+    }
   } catch (const sgdstab::invalid_argument& e) {
     throw UsageError(std::string("--arch/--hidden: ") + e.what());
   }
@@ -130,7 +154,9 @@ json problem_fields(const CnnProblem& p, const cnn::Cnn& net, const torch::Devic
   j["samples"] = p.data.samples();
   j["outputs"] = p.data.outputs();
   j["params"] = net.num_parameters();
-  j["arch"] = {{"channels", p.spec.channels}, {"hidden", p.spec.hidden},
+  std::vector<bool> pools;
+  for (std::size_t l = 0; l < p.spec.channels.size(); ++l) pools.push_back(p.spec.pools_after(l));
+  j["arch"] = {{"channels", p.spec.channels}, {"pool_after", pools}, {"hidden", p.spec.hidden},
                {"image", {p.spec.in_channels, p.spec.height, p.spec.width}}};
   j["device"] = device.str();
   return j;
@@ -478,6 +504,8 @@ int cmd_sweep(const Args& args, std::ostream& out, std::ostream& err) {
                                    "sqrt(B) / lr", "|H|_F"));
   j["lrs"] = lrs;
   j["batches"] = batches;
+  j["residual_tolerance"] = args.number_or("residual-tol", 1e-6);
+  j["max_steps"] = args.integer_or("max-steps", 100000);
   j["runs"] = rows;
   j["files"] = {{"csv", csv_path}, {"svg", svg_path}, {"directory", dir.string()}};
   j["seconds"] = since(t0);

@@ -23,3 +23,12 @@ echo "example: fashion_mnist_mulayoff builds against the installed package"
 cmake -S examples/alignment_flatness -B "$BUILD_DIR/example_alignment" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build "$BUILD_DIR/example_alignment" -j "$(nproc)" >/dev/null
 echo "example: alignment_flatness builds against the installed package"
+# The LibTorch module from C++ against the installed package (when it was built).
+if [ -f "$prefix/lib/cmake/sgdstab/sgdstabCnnTargets.cmake" ] || ls "$prefix"/lib*/cmake/sgdstab/sgdstabCnnTargets.cmake >/dev/null 2>&1; then
+  cmake -S examples/cnn_from_cpp -B "$BUILD_DIR/example_cnn" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+  cmake --build "$BUILD_DIR/example_cnn" -j "$(nproc)" >/dev/null
+  "$BUILD_DIR/example_cnn/cnn_from_cpp"
+  echo "example: find_package(sgdstab COMPONENTS cnn) build and run OK"
+else
+  echo "example: cnn_from_cpp skipped (this build has no LibTorch module)"
+fi

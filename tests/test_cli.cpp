@@ -355,6 +355,13 @@ TEST_F(Cli, CnnCommands) {
   EXPECT_EQ(r.code, 2) << r.err;
   EXPECT_TRUE(r.out.empty());
   EXPECT_EQ(run("cnn fit --data synthetic").code, 2);
+  r = run("cnn train --data synthetic --arch vgg:4,M,4 --hidden 8 --lr 0.01 --batch 2 --max-steps 1 --device cpu");
+  EXPECT_EQ(json::parse(r.out)["params"].get<int>(), (4 * 9 + 4) + (4 * 4 * 9 + 4) + (8 * 64 + 8) + (2 * 8 + 2)) << r.err;
+  for (const std::string bad : {"vgg:M,4", "vgg:4,M,M", "vgg11/32", "vgg11x", "resnet"}) {
+    r = run("cnn train --data synthetic --lr 0.01 --batch 2 --arch " + bad);
+    EXPECT_EQ(r.code, 2) << bad;
+    EXPECT_NE(r.err.find("--arch"), std::string::npos) << bad << ": " << r.err;
+  }
   // Exact and Hessian-vector-product answers side by side.
   j = json::parse(run(base).out);
   EXPECT_REL_NEAR(j["lanczos"]["lambda_max"].get<double>(), g.lambda_max(), 1e-5);

@@ -81,17 +81,25 @@ class TorchMlp {
   Index num_params_ = 0;
 };
 
-/// A VGG-style CNN: blocks of (3x3 convolution, padding 1, bias, ReLU, 2x2
-/// max-pool) with the given channel counts, then a ReLU classifier with the
-/// given hidden widths and `outputs` linear outputs. No batch-norm: it couples
-/// the samples of a batch and breaks the per-sample loss structure the
-/// theory needs (theory/cnn.md, section 5).
+/// A VGG-style CNN: 3x3 convolutions (padding 1, bias) + ReLU with the given
+/// channel counts, each followed by a 2x2 max-pool when `pool` says so (all
+/// of them when `pool` is empty), then a ReLU classifier with the given
+/// hidden widths and `outputs` linear outputs. No batch-norm: it couples the
+/// samples of a batch and breaks the per-sample loss structure the theory
+/// needs (theory/cnn.md, section 5).
 struct CnnSpec {
   int64_t in_channels = 3, height = 32, width = 32;
-  std::vector<int64_t> channels = {8, 16, 32};  ///< one conv block each
+  std::vector<int64_t> channels = {8, 16, 32};  ///< one convolution each
+  std::vector<bool> pool;                       ///< pool after convolution l; empty = after every one
   std::vector<int64_t> hidden = {64};           ///< classifier hidden widths
   int64_t outputs = 10;
+  bool pools_after(std::size_t l) const { return pool.empty() || pool[l]; }
   void validate() const;
+  /// VGG-11's feature layers (64, M, 128, M, 256, 256, M, 512, 512, M, 512,
+  /// 512, M) with every width divided by `divisor` (the "reduced VGG-11" of
+  /// the experiments: divisor 8 gives 8, M, 16, M, 32, 32, M, 64, 64, M, 64, 64, M).
+  static CnnSpec vgg11(int64_t divisor, int64_t in_channels, int64_t height, int64_t width,
+                       std::vector<int64_t> hidden, int64_t outputs);
 };
 
 /// How Cnn::gram holds the Jacobian.
@@ -125,14 +133,14 @@ class Cnn {
   /// Per-sample Jacobian ((n c) x p, rows i*c + k), batched: per chunk of
   /// samples, c reverse passes to the pre-activations, then per-sample weight
   /// gradients from them (unfold + batched GEMM for convolutions, outer
-  /// products for linear layers; theory/cnn.md, section 3). `chunk` = 0 picks it.
+  /// products for linear layers; theory/cnn.md, section 5.1). `chunk` = 0 picks it.
   Eigen::MatrixXd jacobian(const Eigen::Ref<const Eigen::MatrixXd>& images, Index chunk = 0) const;
   /// The same by one reverse pass per (sample, output) pair: the reference
   /// (and the baseline of the benchmark).
   Eigen::MatrixXd jacobian_naive(const Eigen::Ref<const Eigen::MatrixXd>& images) const;
   /// J J^T ((n c) x (n c)) on the model's device, J never formed: explicit
   /// per-sample gradients for the convolutions, the layer structure
-  /// (dZ dZ^T) o (A A^T + 1) for the linear layers (theory/cnn.md, section 3).
+  /// (dZ dZ^T) o (A A^T + 1) for the linear layers (theory/cnn.md, section 5.1, eq. 5).
   /// When these factors do not fit in `options.memory_limit_bytes`, panels of
   /// chunks are kept and the other chunks recomputed against them.
   /// \throws sgdstab::resource_error when not even the Gram and two chunks fit.
@@ -152,7 +160,7 @@ class Cnn {
 
  private:
   torch::Tensor to_images(const Eigen::Ref<const Eigen::MatrixXd>& images) const;
-  // Per-sample gradient factors of a chunk of m samples (theory/cnn.md, section 3).
+  // Per-sample gradient factors of a chunk of m samples (theory/cnn.md, section 5.1).
   struct Factors {
     torch::Tensor conv;                // (m c) x p_conv: explicit per-sample gradients of the conv parameters
     std::vector<torch::Tensor> dz, a;  // linear layers: d f_k / d z_l ((m c) x out_l) and inputs (m x in_l)
@@ -180,7 +188,7 @@ HutchinsonEstimate hutchinson_frobenius(const Cnn& net, const Eigen::Ref<const E
                                         std::uint64_t seed, double confidence = 0.95);
 
 /// Largest Hessian eigenvalue by Lanczos on exact Hessian-vector products
-/// (full reorthogonalization; theory/cnn.md, section 4). The top Ritz value
+/// (full reorthogonalization; theory/cnn.md, section 7). The top Ritz value
 /// is a lower bound of lambda_max for every start; lambda_max <= upper holds
 /// once the Ritz value approximates the top eigenvalue (residual bound).
 struct LanczosOptions {
@@ -200,7 +208,7 @@ LanczosEstimate lanczos_lambda_max(const Cnn& net, const Eigen::Ref<const Eigen:
 
 /// The seed paper's alignment mu(theta), L and |G|_F at the CNN's current
 /// parameters, from its per-sample gradients (one Gram; NaN mu at an exact
-/// interpolant), as alignment_at does for the Eigen MLP.
+/// interpolant), as alignment_at does for the Eigen MLP (theory/cnn.md, section 8).
 AlignmentSample alignment_at(const Cnn& net, const Eigen::Ref<const Eigen::MatrixXd>& images,
                              const Eigen::Ref<const Eigen::MatrixXd>& targets, Index step = 0,
                              const GramOptions& gram_options = {});
@@ -223,7 +231,8 @@ struct CnnTrainOptions {
 
 /// Mini-batch SGD on L = (1/n) sum_i 1/2 |f(x_i) - y_i|^2 (theta <- theta -
 /// lr/D sum_batch grad l_i) until the residual tolerance or the step budget;
-/// divergence (non-finite or 1e8-fold loss) is reported, never thrown.
+/// divergence (non-finite or 1e8-fold loss) is reported, never thrown
+/// (theory/cnn.md, section 5.2).
 MinimizeResult train_cnn(Cnn& net, const Eigen::Ref<const Eigen::MatrixXd>& images,
                          const Eigen::Ref<const Eigen::MatrixXd>& targets, const CnnTrainOptions& options);
 

@@ -1,4 +1,4 @@
-// VGG-style CNNs in LibTorch (theory/cnn.md, section 5).
+// VGG-style CNNs in LibTorch (theory/cnn.md, section 5), training (5.2), HVPs and Hutchinson (6).
 #include <cmath>
 
 #include "sgdstab/cnn.hpp"
@@ -14,16 +14,37 @@ using Eigen::VectorXd;
 void CnnSpec::validate() const {
   require(in_channels >= 1 && height >= 1 && width >= 1, "CnnSpec", "image shape must be positive");
   require(outputs >= 1, "CnnSpec::outputs", "must be >= 1, got " + std::to_string(outputs));
-  int64_t h = height, w = width;
-  for (int64_t ch : channels) {
-    require(ch >= 1, "CnnSpec::channels", "every entry must be >= 1, got " + std::to_string(ch));
+  require(pool.empty() || pool.size() == channels.size(), "CnnSpec::pool",
+          "must be empty or have one entry per convolution (" + std::to_string(channels.size()) + "), got " +
+              std::to_string(pool.size()));
+  int64_t h = height, w = width, pools = 0;
+  for (std::size_t l = 0; l < channels.size(); ++l) {
+    require(channels[l] >= 1, "CnnSpec::channels", "every entry must be >= 1, got " + std::to_string(channels[l]));
+    if (!pools_after(l)) continue;
     h /= 2;
     w /= 2;
+    ++pools;
     require(h >= 1 && w >= 1, "CnnSpec::channels",
-            "too many pooling blocks (" + std::to_string(channels.size()) + ") for " + std::to_string(height) + " x " +
+            "too many pooling layers (" + std::to_string(pools) + " so far) for " + std::to_string(height) + " x " +
                 std::to_string(width) + " images");
   }
   for (int64_t m : hidden) require(m >= 1, "CnnSpec::hidden", "every entry must be >= 1, got " + std::to_string(m));
+}
+
+CnnSpec CnnSpec::vgg11(int64_t divisor, int64_t in_channels, int64_t height, int64_t width,
+                       std::vector<int64_t> hidden, int64_t outputs) {
+  require(divisor >= 1 && divisor <= 64, "CnnSpec::vgg11", "divisor must lie in 1..64, got " + std::to_string(divisor));
+  CnnSpec s;
+  s.in_channels = in_channels;
+  s.height = height;
+  s.width = width;
+  s.channels.clear();
+  for (int64_t c : {64, 128, 256, 256, 512, 512, 512, 512}) s.channels.push_back(std::max<int64_t>(1, c / divisor));
+  s.pool = {true, true, false, true, false, true, false, true};
+  s.hidden = std::move(hidden);
+  s.outputs = outputs;
+  s.validate();
+  return s;
 }
 
 Cnn::Cnn(CnnSpec spec, std::uint64_t seed, const torch::Device& device) : spec_(std::move(spec)), device_(device) {
@@ -31,10 +52,12 @@ Cnn::Cnn(CnnSpec spec, std::uint64_t seed, const torch::Device& device) : spec_(
   torch::manual_seed(seed);
   const auto opts = torch::TensorOptions().dtype(torch::kFloat64);
   int64_t in = spec_.in_channels, h = spec_.height, w = spec_.width;
-  for (int64_t ch : spec_.channels) {
+  for (std::size_t l = 0; l < spec_.channels.size(); ++l) {
+    const int64_t ch = spec_.channels[l];
     conv_w_.push_back((torch::randn({ch, in, 3, 3}, opts) * std::sqrt(2.0 / (9.0 * static_cast<double>(in)))).to(device));
     conv_b_.push_back(torch::zeros({ch}, opts).to(device));
     in = ch;
+    if (!spec_.pools_after(l)) continue;
     h /= 2;
     w /= 2;
   }
@@ -62,8 +85,10 @@ Cnn::Cnn(CnnSpec spec, std::uint64_t seed, const torch::Device& device) : spec_(
 
 torch::Tensor Cnn::forward(const torch::Tensor& images) const {
   torch::Tensor a = images;
-  for (std::size_t l = 0; l < conv_w_.size(); ++l)
-    a = torch::max_pool2d(torch::relu(torch::conv2d(a, conv_w_[l], conv_b_[l], 1, 1)), 2);
+  for (std::size_t l = 0; l < conv_w_.size(); ++l) {
+    a = torch::relu(torch::conv2d(a, conv_w_[l], conv_b_[l], 1, 1));
+    if (spec_.pools_after(l)) a = torch::max_pool2d(a, 2);
+  }
   a = a.flatten(1);
   for (std::size_t l = 0; l < fc_w_.size(); ++l) {
     a = torch::addmm(fc_b_[l], a, fc_w_[l].t());

@@ -1,6 +1,6 @@
 // Geometry of a CNN at its current parameters: batched per-sample Jacobians,
 // the Gram streamed in chunks, Lanczos lambda_max from Hessian-vector
-// products, and the alignment mu (theory/cnn.md, sections 3-4).
+// products, and the alignment mu (theory/cnn.md, sections 5.1, 7, 8).
 #include <Eigen/Eigenvalues>
 #include <algorithm>
 #include <cmath>
@@ -19,7 +19,7 @@ using Eigen::VectorXd;
 
 namespace F = torch::nn::functional;
 
-// theory/cnn.md, section 3. One forward pass of the chunk keeps every layer's
+// theory/cnn.md, section 5.1. One forward pass of the chunk keeps every layer's
 // input a_{l-1} and pre-activation z_l; for each output k one reverse pass of
 // sum_i f_k(x_i) gives dz_l for all samples at once (samples do not interact:
 // no batch-norm). Per sample i:
@@ -32,7 +32,8 @@ Cnn::Factors Cnn::factors(const torch::Tensor& x) const {
   for (std::size_t l = 0; l < conv_w_.size(); ++l) {
     inputs.push_back(out.detach());
     pre.push_back(torch::conv2d(out, conv_w_[l], conv_b_[l], 1, 1));
-    out = torch::max_pool2d(torch::relu(pre.back()), 2);
+    out = torch::relu(pre.back());
+    if (spec_.pools_after(l)) out = torch::max_pool2d(out, 2);
   }
   out = out.flatten(1);
   for (std::size_t l = 0; l < fc_w_.size(); ++l) {
@@ -151,7 +152,7 @@ MatrixXd Cnn::jacobian_naive(const Eigen::Ref<const MatrixXd>& images) const {
   return jac;
 }
 
-// theory/cnn.md, section 3: K = J J^T by blocks of chunks, from the factors.
+// theory/cnn.md, section 5.1, eq. 5: K = J J^T by blocks of chunks, from the factors.
 // When all factors fit: one pass per chunk. Otherwise panels of `hold - 1`
 // chunks are kept and every later chunk is recomputed once per panel.
 MatrixXd Cnn::gram(const Eigen::Ref<const MatrixXd>& images, const GramOptions& o, GramInfo* info) const {
@@ -211,7 +212,7 @@ MatrixXd Cnn::gram(const Eigen::Ref<const MatrixXd>& images, const GramOptions& 
   return 0.5 * (out + out.transpose());
 }
 
-// theory/cnn.md, section 4: Lanczos with full reorthogonalization.
+// theory/cnn.md, section 7: Lanczos with full reorthogonalization.
 LanczosEstimate lanczos_lambda_max(const Cnn& net, const Eigen::Ref<const MatrixXd>& images,
                                    const Eigen::Ref<const MatrixXd>& targets, const LanczosOptions& o) {
   require(o.max_iterations >= 1, "lanczos_lambda_max", "max_iterations must be >= 1");
