@@ -7,7 +7,7 @@
 #   examples/cnn_flatness/run.sh [OUT_DIR]
 #
 # Data: CIFAR-10 when SGDSTAB_CIFAR10_DIR names a cifar-10-batches-bin
-# directory (3 x 32 x 32, a reduced VGG), else Fashion-MNIST from the Debian
+# directory (3 x 32 x 32, the reduced VGG-11: VGG-11 widths / 8), else Fashion-MNIST from the Debian
 # package dataset-fashion-mnist (1 x 28 x 28). Extra sweep options can be
 # passed in SGDSTAB_SWEEP_OPTIONS (e.g. "--device cuda" on a GPU build).
 set -euo pipefail
@@ -19,7 +19,7 @@ if [ ! -x "$BUILD_DIR/sgdstab" ]; then
   BUILD_DIR=$BUILD_DIR bash scripts/build.sh >&2
 fi
 if [ -n "${SGDSTAB_CIFAR10_DIR:-}" ]; then
-  data=(--data "cifar10:$SGDSTAB_CIFAR10_DIR" --arch vgg:16,32,64 --hidden 64)
+  data=(--data "cifar10:$SGDSTAB_CIFAR10_DIR" --arch vgg11/8 --hidden 64)
 else
   if ! dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then
     SUDO=""; if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

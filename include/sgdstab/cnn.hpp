@@ -166,7 +166,7 @@ class Cnn {
     std::vector<torch::Tensor> dz, a;  // linear layers: d f_k / d z_l ((m c) x out_l) and inputs (m x in_l)
   };
   Factors factors(const torch::Tensor& x) const;
-  torch::Tensor jacobian_chunk(const torch::Tensor& x) const;  // (m c) x p on the device
+  torch::Tensor jacobian_chunk_t(const torch::Tensor& x) const;  // p x (m c) on the device
   torch::Tensor gram_block(const Factors& a, const Factors& b) const;  // J_a J_b^T
   double factor_bytes_per_sample() const;
   Index auto_chunk(double bytes_per_sample) const;

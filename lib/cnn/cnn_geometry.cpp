@@ -85,21 +85,25 @@ double Cnn::factor_bytes_per_sample() const {
   return 8.0 * per;
 }
 
-torch::Tensor Cnn::jacobian_chunk(const torch::Tensor& x) const {
+// The chunk's Jacobian transposed, p x (m c): row-major, that is Eigen's
+// column-major layout of the (m c) x p block, written in one pass.
+torch::Tensor Cnn::jacobian_chunk_t(const torch::Tensor& x) const {
   const Factors f = factors(x);
-  const int64_t m = x.size(0), c = spec_.outputs;
-  torch::Tensor jac = torch::empty({m, c, num_params_}, f.conv.options());
+  const int64_t mc = f.conv.size(0), c = spec_.outputs;
+  torch::Tensor jt = torch::empty({num_params_, mc}, f.conv.options());
   int64_t off = f.conv.size(1);
-  jac.narrow(2, 0, off).copy_(f.conv.reshape({m, c, -1}));
+  jt.narrow(0, 0, off).copy_(f.conv.t());
   for (std::size_t l = 0; l < f.dz.size(); ++l) {
-    const torch::Tensor dz = f.dz[l].reshape({m, c, -1});
-    const int64_t out = dz.size(2), in = f.a[l].size(1);
-    jac.narrow(2, off, out * in).view({m, c, out, in}).copy_(dz.unsqueeze(3) * f.a[l].unsqueeze(1).unsqueeze(2));
+    const torch::Tensor dzt = f.dz[l].t();                          // out x (m c)
+    const torch::Tensor at = f.a[l].repeat_interleave(c, 0).t();    // in x (m c)
+    const int64_t out = dzt.size(0), in = at.size(0);
+    torch::Tensor block = jt.narrow(0, off, out * in).view({out, in, mc});
+    at::mul_out(block, dzt.unsqueeze(1), at.unsqueeze(0));
     off += out * in;
-    jac.narrow(2, off, out).copy_(dz);
+    jt.narrow(0, off, out).copy_(dzt);
     off += out;
   }
-  return jac.reshape({m * c, num_params_});
+  return jt;
 }
 
 // K_ab = Jconv_a Jconv_b^T + sum_l (dZ_a dZ_b^T) o ((A_a A_b^T + 1) expanded to c x c blocks).
@@ -129,7 +133,8 @@ MatrixXd Cnn::jacobian(const Eigen::Ref<const MatrixXd>& images, Index chunk) co
   MatrixXd jac(n * c, num_params_);
   for (Index i0 = 0; i0 < n; i0 += step) {
     const Index m = std::min(step, n - i0);
-    jac.middleRows(i0 * c, m * c) = to_eigen(jacobian_chunk(x.narrow(0, i0, m)));
+    const torch::Tensor jt = jacobian_chunk_t(x.narrow(0, i0, m)).to(torch::kCPU).contiguous();
+    jac.middleRows(i0 * c, m * c) = Eigen::Map<const MatrixXd>(jt.data_ptr<double>(), m * c, num_params_);
   }
   return jac;
 }
