@@ -180,19 +180,23 @@ VectorXd residual_vector(const cnn::Cnn& net, const Dataset& d) {
   return r;
 }
 
+// The network's parameters from the vector file named by --KEY (p values, a
+// row or a column, as --save-params / --checkpoint write them).
+void set_parameters_from(const Args& args, const std::string& key, cnn::Cnn& net) {
+  const MatrixXd theta = read_matrix(args.str(key));
+  if (theta.size() != net.num_parameters() || (theta.cols() != 1 && theta.rows() != 1))
+    throw sgdstab::invalid_argument("--" + key + ": expected a vector of p = " + std::to_string(net.num_parameters()) +
+                                    " values for this architecture, got " + std::to_string(theta.rows()) + " x " +
+                                    std::to_string(theta.cols()));
+  net.set_parameters(Eigen::Map<const VectorXd>(theta.data(), theta.size()));
+}
+
 // Training with the options' extras: --init-params, progress on stderr,
 // --checkpoint FILE every --checkpoint-every steps, --alignment-log FILE every
 // --log-every steps. The paths written go to `files`.
 MinimizeResult train(const Args& args, const CnnProblem& p, cnn::Cnn& net, cnn::CnnTrainOptions o, json& files,
                      std::ostream& err) {
-  if (args.has("init-params")) {
-    const MatrixXd theta = read_matrix(args.str("init-params"));
-    if (theta.size() != net.num_parameters() || (theta.cols() != 1 && theta.rows() != 1))
-      throw sgdstab::invalid_argument("--init-params: expected a vector of p = " + std::to_string(net.num_parameters()) +
-                                      " values, got " + std::to_string(theta.rows()) + " x " +
-                                      std::to_string(theta.cols()));
-    net.set_parameters(Eigen::Map<const VectorXd>(theta.data(), theta.size()));
-  }
+  if (args.has("init-params")) set_parameters_from(args, "init-params", net);
   o.progress = progress_reporter(args, err, "sgdstab cnn: step");
   if (args.has("checkpoint-every") && !args.has("checkpoint")) throw UsageError("--checkpoint-every: needs --checkpoint FILE");
   if (args.has("log-every") && !args.has("alignment-log")) throw UsageError("--log-every: needs --alignment-log FILE");
@@ -233,12 +237,7 @@ MinimizeResult train(const Args& args, const CnnProblem& p, cnn::Cnn& net, cnn::
 
 // Parameters from --params (no training): the result describes them.
 MinimizeResult load_params(const Args& args, const CnnProblem& p, cnn::Cnn& net) {
-  const MatrixXd theta = read_matrix(args.str("params"));
-  if (theta.size() != net.num_parameters() || (theta.cols() != 1 && theta.rows() != 1))
-    throw sgdstab::invalid_argument("--params: expected a vector of p = " + std::to_string(net.num_parameters()) +
-                                    " values for this architecture, got " + std::to_string(theta.rows()) + " x " +
-                                    std::to_string(theta.cols()));
-  net.set_parameters(Eigen::Map<const VectorXd>(theta.data(), theta.size()));
+  set_parameters_from(args, "params", net);
   const VectorXd r = residual_vector(net, p.data);
   MinimizeResult res;
   res.method = "loaded";

@@ -1,6 +1,7 @@
 // The sgdstab program: its JSON contract, and errors on stderr with a
 // non-zero exit and nothing on stdout.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -428,6 +429,30 @@ TEST_F(Cli, CnnSweepCheckpointsAndParams) {
   EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 5);  // steps 0, 10, 20, 30
   r = run("cnn train " + common + " --lr 0.02 --batch 2 --max-steps 0 --init-params " + file("ck.npy"));
   EXPECT_REL_NEAR(json::parse(r.out)["loss"].get<double>(), loss, 1e-12);
+  // CIFAR-10 through the data layer: five small batch files (labels 0, 1, pixels
+  // k); a truncated batch is an error naming the file and nothing is printed.
+  ASSERT_EQ(::mkdir(file("cifar").c_str(), 0700), 0);
+  for (int b = 1; b <= 5; ++b) {
+    std::string bytes;
+    for (int rec = 0; rec < 2; ++rec) {
+      bytes += static_cast<char>(rec);
+      bytes += std::string(3072, static_cast<char>(10 * b + rec));
+    }
+    testing_files::write_bytes(file("cifar/data_batch_" + std::to_string(b) + ".bin"), bytes);
+  }
+  r = run("cnn train --data cifar10:" + file("cifar") + " --classes 0,1 --per-class 3 --arch vgg:2 --hidden 4 "
+          "--lr 0.01 --batch 2 --max-steps 3 --device cpu");
+  ASSERT_NE(r.out, "") << r.err;
+  EXPECT_EQ(json::parse(r.out)["samples"].get<int>(), 6);
+  EXPECT_EQ(json::parse(r.out)["arch"]["image"], json::parse("[3, 32, 32]"));
+  testing_files::write_bytes(file("cifar/data_batch_3.bin"), std::string(3073 * 2 - 7, '\1'));
+  r = run("cnn train --data cifar10:" + file("cifar") + " --lr 0.01 --batch 2 --device cpu");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_TRUE(r.out.empty());
+  EXPECT_NE(r.err.find("data_batch_3.bin"), std::string::npos) << r.err;
+  r = run("cnn train --data cifar10:" + file("no_such_dir") + " --lr 0.01 --batch 2 --device cpu");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("no such directory"), std::string::npos) << r.err;
   // Inapplicable or inconsistent options are usage errors, nothing on stdout.
   for (const std::string bad : {train + "--checkpoint-every 5", train + "--log-every 5",
                                 "cnn analyze " + common + " --params " + file("al.csv"),

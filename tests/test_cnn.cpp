@@ -20,6 +20,39 @@ double rel_err(const MatrixXd& a, const MatrixXd& b) {
   return (a - b).cwiseAbs().maxCoeff() / scale;
 }
 
+// Central differences of the forward pass ((n c) x p, rows i*c + k); leaves
+// the parameters as they were.
+MatrixXd fd_jacobian(sgdstab::cnn::Cnn& net, const MatrixXd& x, double h = 1e-6) {
+  const Eigen::VectorXd theta = net.parameters();
+  const sgdstab::Index c = net.spec().outputs;
+  MatrixXd fd(x.rows() * c, theta.size());
+  for (sgdstab::Index q = 0; q < theta.size(); ++q) {
+    Eigen::VectorXd tp = theta, tm = theta;
+    tp(q) += h;
+    tm(q) -= h;
+    net.set_parameters(tp);
+    const MatrixXd fp = net.forward(x);
+    net.set_parameters(tm);
+    const MatrixXd fm = net.forward(x);
+    for (sgdstab::Index i = 0; i < x.rows(); ++i)
+      for (sgdstab::Index k = 0; k < c; ++k) fd(i * c + k, q) = (fp(i, k) - fm(i, k)) / (2 * h);
+  }
+  net.set_parameters(theta);
+  return fd;
+}
+
+// A CnnSpec for small test networks.
+sgdstab::cnn::CnnSpec tiny_spec(int64_t in_channels, int64_t side, std::vector<int64_t> channels,
+                                std::vector<int64_t> hidden, int64_t outputs) {
+  sgdstab::cnn::CnnSpec spec;
+  spec.in_channels = in_channels;
+  spec.height = spec.width = side;
+  spec.channels = std::move(channels);
+  spec.hidden = std::move(hidden);
+  spec.outputs = outputs;
+  return spec;
+}
+
 struct Case {
   std::vector<sgdstab::Index> widths;
   Activation act;
@@ -101,12 +134,7 @@ TEST(Cnn, RejectsBadInput) {
 // its Jacobian against central differences of its own forward pass, the Gram
 // against J J^T, and eta* from the Gram against the core solver on J.
 TEST(Cnn, VggJacobianMatchesFiniteDifferencesAndFeedsTheSolver) {
-  sgdstab::cnn::CnnSpec spec;
-  spec.in_channels = 1;
-  spec.height = spec.width = 6;
-  spec.channels = {2};
-  spec.hidden = {4};
-  spec.outputs = 2;
+  sgdstab::cnn::CnnSpec spec = tiny_spec(1, 6, {2}, {4}, 2);
   sgdstab::cnn::Cnn net(spec, 5, torch::Device(torch::kCPU));
   // Nonzero biases so no ReLU sits exactly at a kink; random images.
   Eigen::VectorXd theta = net.parameters();
@@ -116,21 +144,7 @@ TEST(Cnn, VggJacobianMatchesFiniteDifferencesAndFeedsTheSolver) {
   const MatrixXd j = net.jacobian(x);
   ASSERT_EQ(j.rows(), 6);
   ASSERT_EQ(j.cols(), net.num_parameters());
-  MatrixXd fd(j.rows(), j.cols());
-  const double h = 1e-6;
-  for (sgdstab::Index q = 0; q < theta.size(); ++q) {
-    Eigen::VectorXd tp = theta, tm = theta;
-    tp(q) += h;
-    tm(q) -= h;
-    net.set_parameters(tp);
-    const MatrixXd fp = net.forward(x);
-    net.set_parameters(tm);
-    const MatrixXd fm = net.forward(x);
-    for (sgdstab::Index i = 0; i < 3; ++i)
-      for (sgdstab::Index k = 0; k < 2; ++k) fd(i * 2 + k, q) = (fp(i, k) - fm(i, k)) / (2 * h);
-  }
-  net.set_parameters(theta);
-  EXPECT_LT(rel_err(j, fd), 1e-6);
+  EXPECT_LT(rel_err(j, fd_jacobian(net, x)), 1e-6);
   const MatrixXd k = net.gram(x);
   EXPECT_LT(rel_err(k, j * j.transpose()), 1e-13);
   const auto g = sgdstab::Geometry::from_gram(k, 2);
@@ -141,12 +155,7 @@ TEST(Cnn, VggJacobianMatchesFiniteDifferencesAndFeedsTheSolver) {
 }
 
 TEST(Cnn, TrainingReachesInterpolationOnATinyProblem) {
-  sgdstab::cnn::CnnSpec spec;
-  spec.in_channels = 1;
-  spec.height = spec.width = 6;
-  spec.channels = {4};
-  spec.hidden = {32};
-  spec.outputs = 2;
+  sgdstab::cnn::CnnSpec spec = tiny_spec(1, 6, {4}, {32}, 2);
   sgdstab::cnn::Cnn net(spec, 3, torch::Device(torch::kCPU));
   const MatrixXd x = ref::gaussian(6, 36, 8);
   MatrixXd y = MatrixXd::Zero(6, 2);
@@ -173,12 +182,7 @@ TEST(Cnn, TrainingReachesInterpolationOnATinyProblem) {
 }
 
 TEST(Cnn, HessianVectorProductsAndHutchinson) {
-  sgdstab::cnn::CnnSpec spec;
-  spec.in_channels = 1;
-  spec.height = spec.width = 6;
-  spec.channels = {3};
-  spec.hidden = {16};
-  spec.outputs = 2;
+  sgdstab::cnn::CnnSpec spec = tiny_spec(1, 6, {3}, {16}, 2);
   sgdstab::cnn::Cnn net(spec, 4, torch::Device(torch::kCPU));
   const MatrixXd x = ref::gaussian(4, 36, 9);
   MatrixXd y = MatrixXd::Zero(4, 2);
@@ -211,12 +215,7 @@ namespace {
 
 // Two conv blocks on 2 x 8 x 8 images, classifier 8 -> 5 -> 3, random biases.
 sgdstab::cnn::Cnn small_cnn(std::uint64_t seed) {
-  sgdstab::cnn::CnnSpec spec;
-  spec.in_channels = 2;
-  spec.height = spec.width = 8;
-  spec.channels = {3, 2};
-  spec.hidden = {5};
-  spec.outputs = 3;
+  sgdstab::cnn::CnnSpec spec = tiny_spec(2, 8, {3, 2}, {5}, 3);
   sgdstab::cnn::Cnn net(spec, seed, torch::Device(torch::kCPU));
   Eigen::VectorXd theta = net.parameters();
   theta += 0.05 * ref::gaussian(theta.size(), 1, seed + 1).col(0);
@@ -278,12 +277,7 @@ TEST(Cnn, GramStreamsTheJacobianWhenItDoesNotFit) {
 // HVPs (away from a minimum: indefinite H) and against lambda_max(K)/n at an
 // interpolating minimum (H = J^T J / n there).
 TEST(Cnn, LanczosLambdaMaxMatchesTheDenseHessian) {
-  sgdstab::cnn::CnnSpec spec;
-  spec.in_channels = 1;
-  spec.height = spec.width = 4;
-  spec.channels = {2};
-  spec.hidden = {6};
-  spec.outputs = 2;
+  sgdstab::cnn::CnnSpec spec = tiny_spec(1, 4, {2}, {6}, 2);
   sgdstab::cnn::Cnn net(spec, 9, torch::Device(torch::kCPU));
   net.set_parameters(net.parameters() + 0.1 * ref::gaussian(net.num_parameters(), 1, 11).col(0));
   const sgdstab::Index p = net.num_parameters();
@@ -360,12 +354,7 @@ TEST(Cnn, AlignmentAlongTraining) {
 TEST(Cnn, CudaMatchesCpu) {
   if (!torch::cuda::is_available())
     GTEST_SKIP() << "no CUDA device visible to LibTorch (CPU-only build or no GPU): CUDA-vs-CPU check skipped";
-  sgdstab::cnn::CnnSpec spec;
-  spec.in_channels = 2;
-  spec.height = spec.width = 8;
-  spec.channels = {3, 4};
-  spec.hidden = {6};
-  spec.outputs = 3;
+  sgdstab::cnn::CnnSpec spec = tiny_spec(2, 8, {3, 4}, {6}, 3);
   sgdstab::cnn::Cnn cpu(spec, 51, torch::Device(torch::kCPU));
   sgdstab::cnn::Cnn gpu(spec, 51, sgdstab::cnn::resolve_device(sgdstab::cnn::Device::cuda));
   ASSERT_TRUE(gpu.device().is_cuda());
@@ -392,13 +381,8 @@ TEST(Cnn, CudaMatchesCpu) {
 // against the naive loop and central differences; the reduced VGG-11 preset
 // has VGG-11's layout with the widths divided (parameter count by hand).
 TEST(Cnn, PoolingLayoutAndTheReducedVgg11) {
-  sgdstab::cnn::CnnSpec spec;
-  spec.in_channels = 1;
-  spec.height = spec.width = 8;
-  spec.channels = {2, 3, 2};
+  sgdstab::cnn::CnnSpec spec = tiny_spec(1, 8, {2, 3, 2}, {4}, 2);
   spec.pool = {true, false, true};  // 8 -> 4 -> 4 -> 2
-  spec.hidden = {4};
-  spec.outputs = 2;
   sgdstab::cnn::Cnn net(spec, 61, torch::Device(torch::kCPU));
   EXPECT_EQ(net.num_parameters(), (2 * 9 + 2) + (3 * 2 * 9 + 3) + (2 * 3 * 9 + 2) + (4 * 8 + 4) + (2 * 4 + 2));
   Eigen::VectorXd theta = net.parameters() + 0.05 * ref::gaussian(net.num_parameters(), 1, 62).col(0);
@@ -406,20 +390,7 @@ TEST(Cnn, PoolingLayoutAndTheReducedVgg11) {
   const MatrixXd x = ref::gaussian(3, 64, 63);
   const MatrixXd j = net.jacobian(x, 2);
   EXPECT_LT(rel_err(j, net.jacobian_naive(x)), 1e-13);
-  const double h = 1e-6;
-  MatrixXd fd(j.rows(), j.cols());
-  for (sgdstab::Index q = 0; q < theta.size(); ++q) {
-    Eigen::VectorXd tp = theta, tm = theta;
-    tp(q) += h;
-    tm(q) -= h;
-    net.set_parameters(tp);
-    const MatrixXd fp = net.forward(x);
-    net.set_parameters(tm);
-    const MatrixXd fm = net.forward(x);
-    for (sgdstab::Index i = 0; i < 3; ++i)
-      for (sgdstab::Index k = 0; k < 2; ++k) fd(i * 2 + k, q) = (fp(i, k) - fm(i, k)) / (2 * h);
-  }
-  EXPECT_LT(rel_err(j, fd), 1e-6);
+  EXPECT_LT(rel_err(j, fd_jacobian(net, x)), 1e-6);
   spec.pool = {true, false};
   EXPECT_THROW(spec.validate(), sgdstab::invalid_argument);
 
