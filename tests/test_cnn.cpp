@@ -41,6 +41,17 @@ MatrixXd fd_jacobian(sgdstab::cnn::Cnn& net, const MatrixXd& x, double h = 1e-6)
   return fd;
 }
 
+// Full-batch GD at half the GD limit of the Gauss-Newton matrix at the start,
+// to max|f - y| <= tol max|y| (a minimum for the tests that need one).
+bool train_to_interpolation(sgdstab::cnn::Cnn& net, const MatrixXd& x, const MatrixXd& y, double tol) {
+  sgdstab::cnn::CnnTrainOptions o;
+  o.batch = x.rows();
+  o.max_steps = 200000;
+  o.residual_tolerance = tol;
+  o.lr = 1.0 / sgdstab::Geometry::from_gram(net.gram(x), net.spec().outputs).lambda_max();
+  return sgdstab::cnn::train_cnn(net, x, y, o).converged;
+}
+
 // A CnnSpec for small test networks.
 sgdstab::cnn::CnnSpec tiny_spec(int64_t in_channels, int64_t side, std::vector<int64_t> channels,
                                 std::vector<int64_t> hidden, int64_t outputs) {
@@ -198,12 +209,7 @@ TEST(Cnn, HessianVectorProductsAndHutchinson) {
   EXPECT_LT(rel_err(net.hvp(x, y, v), (gp - gm) / (2 * h)), 1e-6);
   // At an interpolating point H = J^T J / n, so |H|_F = |K|_F / n exactly; Hutchinson's
   // interval must contain it.
-  sgdstab::cnn::CnnTrainOptions o;
-  o.batch = 4;
-  o.max_steps = 200000;
-  o.residual_tolerance = 1e-9;
-  o.lr = 1.0 / sgdstab::Geometry::from_gram(net.gram(x), 2).lambda_max();
-  ASSERT_TRUE(sgdstab::cnn::train_cnn(net, x, y, o).converged);
+  ASSERT_TRUE(train_to_interpolation(net, x, y, 1e-9));
   const double exact = std::pow(net.gram(x).norm() / 4.0, 2);
   const auto est = sgdstab::cnn::hutchinson_frobenius(net, x, y, 400, 11, 0.999);
   EXPECT_LE(est.ci_low, exact);
@@ -307,12 +313,7 @@ TEST(Cnn, LanczosLambdaMaxMatchesTheDenseHessian) {
   const MatrixXd xb = ref::gaussian(6, 128, 32);
   MatrixXd yb = MatrixXd::Zero(6, 3);
   for (int i = 0; i < 6; ++i) yb(i, i % 3) = 1.0;
-  sgdstab::cnn::CnnTrainOptions o;
-  o.batch = 6;
-  o.max_steps = 100000;
-  o.residual_tolerance = 1e-8;
-  o.lr = 1.0 / sgdstab::Geometry::from_gram(big.gram(xb), 3).lambda_max();
-  ASSERT_TRUE(sgdstab::cnn::train_cnn(big, xb, yb, o).converged);
+  ASSERT_TRUE(train_to_interpolation(big, xb, yb, 1e-8));
   const double gn = sgdstab::Geometry::from_gram(big.gram(xb), 3).lambda_max();
   lo.max_iterations = 80;
   lo.tolerance = 1e-8;
