@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cmath>
 #include <filesystem>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -298,6 +299,12 @@ int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
   if (loaded)
     for (const char* opt : {"init-params", "checkpoint", "alignment-log", "max-steps"})
       if (args.has(opt)) throw UsageError(std::string("--") + opt + " does not apply with --params (no training)");
+  if (args.str_or("geometry", "exact") == "hvp") {
+    for (const char* opt : {"batches", "save-gram"})
+      if (args.has(opt)) throw UsageError(std::string("--") + opt + " needs the Gram: not with --geometry hvp");
+    if (args.integer_or("probes", 20) == 0 && args.integer_or("lanczos-iters", 50) == 0)
+      throw UsageError("--geometry hvp with --probes 0 and --lanczos-iters 0 computes nothing");
+  }
   const double lr = args.has("lr") || !loaded ? args.number("lr") : 0.0;
   const Index batch = args.has("batch") || !loaded ? args.integer("batch") : 0;
   const Schedule schedule = parse_schedule(args.str_or("sampling", "without"));
@@ -324,43 +331,54 @@ int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
     err << "sgdstab: no interpolating minimum reached (" << res.message << "); --allow-residual analyzes anyway\n";
     return finish(3);
   }
-  t = Clock::now();
-  cnn::GramInfo gi;
-  const MatrixXd gram = net.gram(p.data.inputs, gram_options(args), &gi);
-  j["gram"] = gram_json(gi, since(t), p.data.samples());
-  timing["gram"] = since(t);
-  save_outputs(args, net, p.data, &gram, files);
-
-  t = Clock::now();
-  const Geometry g = Geometry::from_gram(gram, p.data.outputs());
-  const Sampling s = closed_form(schedule).value_or(Sampling::without_replacement);
-  const std::vector<Index> batches = batches_option(args, g.samples());
-  const double mu_star = worst_case_alignment(g).mu_star;
-  json table = json::array();
+  // --geometry exact (default): the Gram, the exact curve and bounds; hvp: only
+  // the Hessian-vector-product estimates (for n whose Gram would not fit).
+  const std::string geometry = args.str_or("geometry", "exact");
+  if (geometry != "exact" && geometry != "hvp") throw UsageError("--geometry: expected exact or hvp, got '" + geometry + "'");
+  const bool exact = geometry == "exact";
+  std::optional<Geometry> g;
   bool ok = true;
-  for (const ThresholdResult& r : threshold_curve(g, batches, s)) {
-    const StabilityBounds b = stability_bounds(g, r.batch, s, {}, &r, mu_star);
-    table.push_back({{"batch", r.batch}, {"eta_star", r.eta_star}, {"converged", r.converged()},
-                     {"eta_gd", b.eta_gd}, {"eta_sufficient", b.eta_sufficient},
-                     {"eta_necessary_rank1", b.eta_necessary_rank1}, {"eta_necessary_trace", b.eta_necessary_trace},
-                     {"eta_alignment", b.eta_alignment ? json(*b.eta_alignment) : json(nullptr)}});
-    ok = ok && r.converged();
+  if (exact) {
+    t = Clock::now();
+    cnn::GramInfo gi;
+    const MatrixXd gram = net.gram(p.data.inputs, gram_options(args), &gi);
+    j["gram"] = gram_json(gi, since(t), p.data.samples());
+    timing["gram"] = since(t);
+    save_outputs(args, net, p.data, &gram, files);
+
+    t = Clock::now();
+    g.emplace(Geometry::from_gram(gram, p.data.outputs()));
+    const Sampling s = closed_form(schedule).value_or(Sampling::without_replacement);
+    const std::vector<Index> batches = batches_option(args, g->samples());
+    const double mu_star = worst_case_alignment(*g).mu_star;
+    json table = json::array();
+    for (const ThresholdResult& r : threshold_curve(*g, batches, s)) {
+      const StabilityBounds b = stability_bounds(*g, r.batch, s, {}, &r, mu_star);
+      table.push_back({{"batch", r.batch}, {"eta_star", r.eta_star}, {"converged", r.converged()},
+                       {"eta_gd", b.eta_gd}, {"eta_sufficient", b.eta_sufficient},
+                       {"eta_necessary_rank1", b.eta_necessary_rank1}, {"eta_necessary_trace", b.eta_necessary_trace},
+                       {"eta_alignment", b.eta_alignment ? json(*b.eta_alignment) : json(nullptr)}});
+      ok = ok && r.converged();
+    }
+    j["analysis_sampling"] = to_string(s);
+    j["rank"] = g->rank();
+    j["lambda_max"] = g->lambda_max();
+    j["hessian_frobenius"] = g->hessian_frobenius();
+    j["mu_star"] = mu_star;
+    const VectorXd r = residual_vector(net, p.data);
+    j["mu"] = r.squaredNorm() > 0.0 ? json(alignment(gram, p.data.outputs(), r)) : json(nullptr);
+    if (lr > 0.0 && batch >= 1 && batch <= g->samples()) {
+      const RadiusResult rr = spectral_radius(*g, lr, batch, s);
+      ok = ok && rr.converged();
+      j["at_lr"] = {{"lr", lr}, {"batch", batch}, {"rho", rr.rho}, {"stable", rr.rho <= 1.0},
+                    {"converged", rr.converged()}};
+    }
+    j["points"] = table;
+    timing["curve"] = since(t);
+  } else {
+    save_outputs(args, net, p.data, nullptr, files);
   }
-  j["analysis_sampling"] = to_string(s);
-  j["rank"] = g.rank();
-  j["lambda_max"] = g.lambda_max();
-  j["hessian_frobenius"] = g.hessian_frobenius();
-  j["mu_star"] = mu_star;
-  const VectorXd r = residual_vector(net, p.data);
-  j["mu"] = r.squaredNorm() > 0.0 ? json(alignment(gram, p.data.outputs(), r)) : json(nullptr);
-  if (lr > 0.0 && batch >= 1 && batch <= g.samples()) {
-    const RadiusResult rr = spectral_radius(g, lr, batch, s);
-    ok = ok && rr.converged();
-    j["at_lr"] = {{"lr", lr}, {"batch", batch}, {"rho", rr.rho}, {"stable", rr.rho <= 1.0},
-                  {"converged", rr.converged()}};
-  }
-  j["points"] = table;
-  timing["curve"] = since(t);
+  j["geometry"] = geometry;
 
   // Cross-checks from Hessian-vector products (the route for large n).
   const Index probes = args.integer_or("probes", 20);
@@ -372,8 +390,9 @@ int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
     j["hutchinson"] = {{"hessian_frobenius", std::sqrt(std::max(h.frobenius_squared, 0.0))},
                        {"ci_low", std::sqrt(std::max(h.ci_low, 0.0))}, {"ci_high", std::sqrt(std::max(h.ci_high, 0.0))},
                        {"confidence", 0.95}, {"probes", h.probes},
-                       {"contains_exact", std::sqrt(std::max(h.ci_low, 0.0)) <= g.hessian_frobenius() &&
-                                              g.hessian_frobenius() <= std::sqrt(std::max(h.ci_high, 0.0))}};
+                       {"contains_exact", g ? json(std::sqrt(std::max(h.ci_low, 0.0)) <= g->hessian_frobenius() &&
+                                                   g->hessian_frobenius() <= std::sqrt(std::max(h.ci_high, 0.0)))
+                                            : json(nullptr)}};
     timing["hutchinson"] = since(t);
   }
   const Index iters = args.integer_or("lanczos-iters", 50);
@@ -385,7 +404,9 @@ int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
     lo.seed = static_cast<std::uint64_t>(args.integer_or("seed", 0)) + 13;
     const cnn::LanczosEstimate l = cnn::lanczos_lambda_max(net, p.data.inputs, p.data.targets, lo);
     j["lanczos"] = {{"lambda_max", l.lambda_max}, {"lower", l.lower}, {"upper", l.upper}, {"iterations", l.iterations},
-                    {"converged", l.converged}, {"message", l.message}};
+                    {"converged", l.converged}, {"message", l.message},
+                    {"eta_gd_low", l.upper > 0.0 ? json(2.0 / l.upper) : json(nullptr)},
+                    {"eta_gd_high", l.lower > 0.0 ? json(2.0 / l.lower) : json(nullptr)}};
     timing["lanczos"] = since(t);
   }
   if (!ok) err << "sgdstab: an eigensolver did not converge\n";
@@ -530,7 +551,7 @@ int cmd_cnn(const Args& args, std::ostream& out, std::ostream& err) {
   }
   if (sub == "analyze") {
     std::set<std::string> o = with_common(train_opts);
-    o.insert({"params", "batches", "probes", "lanczos-iters", "allow-residual"});
+    o.insert({"params", "batches", "probes", "lanczos-iters", "allow-residual", "geometry"});
     args.allow_only(o);
     return cmd_analyze(args, out, err);
   }

@@ -40,7 +40,8 @@ commands:
     train   --lr ETA --batch B [--init-params F] [--checkpoint F [--checkpoint-every K]]
             [--alignment-log F [--log-every K]] [--save-jacobian F] [--save-gram F] [--save-params F]
     analyze (the train options, or --params F) [--batches ...] [--probes K] [--lanczos-iters K]
-            [--allow-residual]   minimum, eta*(B) curve, bounds, |H|_F exact and Hutchinson, Lanczos
+            [--geometry exact|hvp] [--allow-residual]   minimum, eta*(B) curve, bounds, |H|_F exact
+            and Hutchinson, Lanczos lambda_max (hvp: only the HVP estimates, no Gram)
     sweep   --lrs ETA1,ETA2,... --batches B1,B2,... --out DIR   one run per (lr, B): sweep.csv
             and the |H|_F vs sqrt(B)/lr plot (SVG)
   bounds    (--jacobian FILE | --gram FILE) [--outputs C] --batch B [--sampling S]

@@ -369,6 +369,21 @@ TEST_F(Cli, CnnCommands) {
   EXPECT_REL_NEAR(j["hessian_frobenius"].get<double>(), g.hessian_frobenius(), 1e-8);
   EXPECT_GT(j["hutchinson"]["ci_high"].get<double>(), j["hutchinson"]["ci_low"].get<double>());
   EXPECT_REL_NEAR(j["at_lr"]["rho"].get<double>(), sgdstab::spectral_radius(g, 0.05, 2).rho, 1e-8);
+  // Hessian-vector products only (no Gram): the same lambda_max, and 2/lambda_max inside its interval.
+  const std::string hvp = "cnn analyze --data synthetic --per-class 4 --arch vgg:4 --hidden 32 --lr 0.05 --batch 2 "
+                          "--seed 1 --device cpu --geometry hvp";
+  r = run(hvp);
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = json::parse(r.out);
+  EXPECT_FALSE(j.contains("points"));
+  EXPECT_FALSE(j.contains("gram"));
+  EXPECT_TRUE(j["hutchinson"]["contains_exact"].is_null());
+  EXPECT_REL_NEAR(j["lanczos"]["lambda_max"].get<double>(), g.lambda_max(), 1e-5);
+  EXPECT_LE(j["lanczos"]["eta_gd_low"].get<double>(), 2.0 / g.lambda_max() * (1 + 1e-6));
+  EXPECT_GE(j["lanczos"]["eta_gd_high"].get<double>(), 2.0 / g.lambda_max() * (1 - 1e-6));
+  EXPECT_EQ(run(hvp + " --batches 1,2").code, 2);
+  EXPECT_EQ(run(hvp + " --probes 0 --lanczos-iters 0").code, 2);
+  EXPECT_EQ(run(hvp.substr(0, hvp.size() - 3) + "dense").code, 2);  // --geometry dense
 #else
   const CliRun r = run("cnn train --data synthetic --lr 0.1 --batch 2");
   EXPECT_EQ(r.code, 2);
