@@ -487,11 +487,13 @@ int cmd_sweep(const Args& args, std::ostream& out, std::ostream& err) {
       const MinimizeResult res = cnn::train_cnn(net, p.data.inputs, p.data.targets, o);
       char name[96];
       std::snprintf(name, sizeof name, "params_lr%.6g_B%lld.npy", lr, static_cast<long long>(b));
-      write_matrix((dir / name).string(), net.parameters());
+      const VectorXd theta = net.parameters();
+      const bool finite = theta.allFinite();  // a diverged run may have overflowed: nothing to save
+      if (finite) write_matrix((dir / name).string(), theta);
       json row = {{"lr", lr}, {"batch", b}, {"sampling", to_string(o.schedule)}, {"converged", res.converged},
                   {"steps", res.iterations}, {"loss", res.loss}, {"max_residual", res.max_residual},
-                  {"sqrt_batch_over_lr", std::sqrt(static_cast<double>(b)) / lr}, {"params_file", name},
-                  {"message", res.message}};
+                  {"sqrt_batch_over_lr", std::sqrt(static_cast<double>(b)) / lr},
+                  {"params_file", finite ? json(name) : json(nullptr)}, {"message", res.message}};
       if (res.converged) {
         const MatrixXd gram = net.gram(p.data.inputs, go);
         const Geometry g = Geometry::from_gram(gram, p.data.outputs());
