@@ -5,10 +5,12 @@
 /// MLP rebuilt in LibTorch with per-sample Jacobians and the NTK Gram, for
 /// cross-checking the analytic Eigen implementation (theory/cnn.md).
 ///
-/// Also: VGG-style CNNs (Cnn) with batched per-sample Jacobians and a Gram
-/// that streams J in chunks when it would not fit, exact Hessian-vector
+/// Also: VGG-style CNNs (Cnn, the reduced VGG-11 preset) with batched
+/// per-sample Jacobians and a Gram from gradient factors (J never formed;
+/// streamed in chunks when the factors would not fit), exact Hessian-vector
 /// products, Hutchinson |H|_F^2 and Lanczos lambda_max with intervals, the
 /// alignment mu along training, and SGD training with the library's schedules.
+/// Link sgdstab::cnn (find_package(sgdstab COMPONENTS cnn)).
 ///
 /// Convention: everything in double precision (kFloat64), rows are samples,
 /// Jacobian rows i*c + k as in Geometry; the loss is the library's
@@ -20,6 +22,13 @@
 /// auto dev = sgdstab::cnn::resolve_device(sgdstab::cnn::Device::automatic);
 /// sgdstab::cnn::TorchMlp tnet(net, dev);                       // same weights in LibTorch
 /// Eigen::MatrixXd K = tnet.gram(X);                            // equals net.gram(X)
+///
+/// sgdstab::cnn::Cnn cnn(sgdstab::cnn::CnnSpec::vgg11(8, 3, 32, 32, {64}, 10), 0, dev);
+/// sgdstab::cnn::CnnTrainOptions o;
+/// o.lr = 0.01;
+/// o.batch = 8;
+/// sgdstab::cnn::train_cnn(cnn, images, targets, o);             // SGD to interpolation
+/// auto g = sgdstab::Geometry::from_gram(cnn.gram(images), 10);  // -> stability_threshold(g, 8)
 /// \endcode
 #include <torch/torch.h>
 
