@@ -2,6 +2,7 @@
 //
 //   build/bench/sgdstab_bench --benchmark_filter=Apply      # operator vs GEMM throughput
 //   build/bench/sgdstab_bench --benchmark_filter=Threshold  # eta* at nC = 4096
+//   build/bench/sgdstab_bench --benchmark_filter=Bounds     # the bounds table for one B
 //
 // Problems are synthetic and seeded: a full-rank Gram K = G D G^T with G
 // Gaussian (nC x 3nC/2) and D_kk = 1 / (1 + k / 64) (a decaying spectrum,
@@ -87,6 +88,21 @@ void BM_Threshold(benchmark::State& state) {
 }
 BENCHMARK(BM_Threshold)->Args({1024, 0})->Args({2048, 0})->Args({2048, 8})->Args({2048, 20})->Args({2048, 40})->Args({4096, 0})
     ->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
+
+// The bounds table for one batch size (eta_sufficient, the Mulayoff-Michaeli
+// bounds, the non-uniformity) given eta* and mu_*: two largest eigenvalues of
+// r x r matrices (Lanczos from r = 400 on) and two operator applications.
+void BM_StabilityBounds(benchmark::State& state) {
+  const Eigen::Index nc = state.range(0);
+  const auto geometry = sgdstab::Geometry::from_gram(synthetic_gram(nc), 4);
+  sgdstab::ThresholdResult known;  // the bounds alone are timed
+  known.batch = 8;
+  known.eta_star = 1.0;
+  for (auto _ : state)
+    benchmark::DoNotOptimize(sgdstab::stability_bounds(geometry, 8, sgdstab::Sampling::without_replacement, {}, &known,
+                                                       0.1));
+}
+BENCHMARK(BM_StabilityBounds)->Arg(1024)->Arg(4096)->Unit(benchmark::kSecond)->Iterations(1);
 
 }  // namespace
 

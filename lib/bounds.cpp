@@ -1,6 +1,9 @@
 // Alignment of SGD noise and the bounds table (theory/bounds.md).
 #include "sgdstab/bounds.hpp"
 
+#include <Spectra/SymEigsSolver.h>
+
+#include <algorithm>
 #include <cmath>
 
 #include "linalg.hpp"
@@ -25,11 +28,48 @@ void check_residuals(Index rows, Index outputs, const Eigen::Ref<const VectorXd>
   require(r.squaredNorm() > 0.0, where, "residuals are all zero: the alignment is 0/0 at an interpolating point");
 }
 
-double largest_eigenvalue(MatrixXd m) {
+double dense_largest_eigenvalue(MatrixXd m) {
   VectorXd ev;
   const int info = detail::symmetric_eigen(m, ev);
   require(info == 0, "bounds", "LAPACK dsyevd failed (info " + std::to_string(info) + ")");
   return ev(ev.size() - 1);
+}
+
+// Largest eigenvalue of the symmetric r x r operator `apply` (y = M x):
+// Spectra's Lanczos (one eigenvalue, relative accuracy 1e-12) above
+// kDenseBelow, LAPACK on the matrix `dense()` below it or when Lanczos does
+// not converge (theory/bounds.md, section 6).
+constexpr Index kDenseBelow = 400;
+
+template <class Apply>
+struct ApplyOp {  // Spectra's operator concept around y = M x
+  using Scalar = double;
+  Index n;
+  const Apply* f;
+  Index rows() const { return n; }
+  Index cols() const { return n; }
+  void perform_op(const double* x, double* y) const { (*f)(x, y); }
+};
+
+template <class Apply, class Dense>
+double largest_eigenvalue(Index r, const Apply& apply, const Dense& dense) {
+  if (r < kDenseBelow) return dense_largest_eigenvalue(dense());
+  ApplyOp<Apply> op{r, &apply};
+  Spectra::SymEigsSolver<ApplyOp<Apply>> eigs(op, 1, std::min<Index>(r, 24));
+  eigs.init();
+  eigs.compute(Spectra::SortRule::LargestAlge, 1000, 1e-12);
+  if (eigs.info() == Spectra::CompInfo::Successful) return eigs.eigenvalues()(0);
+  return dense_largest_eigenvalue(dense());
+}
+
+// lambda_max of a symmetric matrix held densely.
+double largest_eigenvalue(const MatrixXd& m) {
+  return largest_eigenvalue(
+      m.rows(),
+      [&m](const double* x, double* y) {
+        VectorXd::Map(y, m.rows()).noalias() = m.selfadjointView<Eigen::Lower>() * VectorXd::Map(x, m.rows());
+      },
+      [&m] { return m; });
 }
 
 }  // namespace
@@ -151,20 +191,35 @@ StabilityBounds stability_bounds(const Geometry& g, Index batch, Sampling sampli
   // E[H_xi^2] = Q(I) (theory/bounds.md, eq. 5).
   const MatrixXd qi = op.quadratic(MatrixXd::Identity(r, r));
   const VectorXd inv_sqrt_d = d.cwiseSqrt().cwiseInverse();
-  b.eta_sufficient = 2.0 / largest_eigenvalue(inv_sqrt_d.asDiagonal() * qi * inv_sqrt_d.asDiagonal());
+  MatrixXd scaled = inv_sqrt_d.asDiagonal() * qi * inv_sqrt_d.asDiagonal();
+  scaled = 0.5 * (scaled + scaled.transpose());
+  b.eta_sufficient = 2.0 / largest_eigenvalue(scaled);
   MatrixXd e1 = MatrixXd::Zero(r, r);
   e1(0, 0) = 1.0;  // v v^T, v the top eigenvector of H (coordinates sorted descending)
   b.eta_necessary_rank1 = 2.0 * d(0) / op.quadratic(e1)(0, 0);
   b.eta_necessary_trace = 2.0 * d.sum() / qi.trace();
-  // Non-uniformity: lambda_max((1/n) sum_i h_i^2 - H^2).
-  MatrixXd h2 = MatrixXd::Zero(r, r);
-  for (Index i = 0; i < n; ++i) {
-    const MatrixXd zi = z.middleRows(i * c, c);
-    h2 += zi.transpose() * (zi * zi.transpose()) * zi;
-  }
-  h2 /= static_cast<double>(n);
-  h2.diagonal() -= d.cwiseAbs2();
-  b.non_uniformity = std::sqrt(std::max(0.0, largest_eigenvalue(0.5 * (h2 + h2.transpose()))));
+  // Non-uniformity: lambda_max((1/n) sum_i h_i^2 - H^2) with h_i = Z_i^T Z_i,
+  // applied without forming it: (1/n) Z^T blockdiag(Z_i Z_i^T) Z x - D^2 x.
+  MatrixXd zzt(c, n * c);  // the c x c blocks Z_i Z_i^T side by side
+  for (Index i = 0; i < n; ++i) zzt.middleCols(i * c, c).noalias() = z.middleRows(i * c, c) * z.middleRows(i * c, c).transpose();
+  const VectorXd d2 = d.cwiseAbs2();
+  const double inv_n = 1.0 / static_cast<double>(n);
+  auto apply_nu = [&](const double* x, double* y) {
+    VectorXd u = z * VectorXd::Map(x, r);  // (n c)
+    for (Index i = 0; i < n; ++i) u.segment(i * c, c) = zzt.middleCols(i * c, c) * u.segment(i * c, c).eval();
+    VectorXd::Map(y, r).noalias() = inv_n * (z.transpose() * u) - d2.cwiseProduct(VectorXd::Map(x, r));
+  };
+  auto dense_nu = [&] {
+    MatrixXd h2 = MatrixXd::Zero(r, r);
+    for (Index i = 0; i < n; ++i) {
+      const MatrixXd zi = z.middleRows(i * c, c);
+      h2 += zi.transpose() * zzt.middleCols(i * c, c) * zi;
+    }
+    h2 *= inv_n;
+    h2.diagonal() -= d2;
+    return MatrixXd(0.5 * (h2 + h2.transpose()));
+  };
+  b.non_uniformity = std::sqrt(std::max(0.0, largest_eigenvalue(r, apply_nu, dense_nu)));
   b.mu_star = mu_star ? *mu_star : worst_case_alignment(g).mu_star;
   if (b.gamma * b.mu_star > 0.0) b.eta_alignment = 1.0 / (b.hessian_frobenius * std::sqrt(b.gamma * b.mu_star));
   if (batch == 1 && c == 1) b.eta_trace_b1 = 2.0 / b.hessian_trace;

@@ -269,3 +269,34 @@ TEST(Bounds, AlignmentAlongATrainingRun) {
   EXPECT_REL_NEAR(log[0].mu, sgdstab::alignment_from_jacobian(x, 1, r0.col(0)), 1e-10);
   EXPECT_REL_NEAR(log[0].loss, start.loss(x, y), 1e-12);
 }
+
+// Above the dense cut-off (rank >= 400) the bounds take their eigenvalues
+// by Lanczos (the non-uniformity matrix-free). Reference: the closed form of
+// E[H_xi^2] for B-subsets without replacement and (1/n) sum h_i^2 - H^2,
+// formed in parameter space and eigendecomposed densely.
+TEST(Bounds, LargeRankBoundsMatchTheDenseParameterSpaceFormulas) {
+  const sgdstab::Index n = 420, p = 440, batch = 7;
+  const MatrixXd j = ref::gaussian(n, p, 71) / std::sqrt(static_cast<double>(p));
+  const auto g = sgdstab::Geometry::from_jacobian(j, 1);
+  ASSERT_EQ(g.rank(), n);
+  const auto b = sgdstab::stability_bounds(g, batch, Sampling::without_replacement);
+  const double dn = static_cast<double>(n), db = static_cast<double>(batch);
+  const MatrixXd h = j.transpose() * j / dn;
+  const VectorXd sq = j.rowwise().squaredNorm();                        // h_i^2 = |J_i|^2 h_i for c = 1
+  const MatrixXd m = j.transpose() * sq.asDiagonal() * j / dn;           // (1/n) sum h_i^2
+  // E[H_xi^2] = (1/B^2) [ (B/n) sum h_i^2 + B(B-1)/(n(n-1)) ((sum h_i)^2 - sum h_i^2) ]
+  const double p1 = db / dn, p2 = db * (db - 1) / (dn * (dn - 1));
+  const MatrixXd e = (p1 * dn * m + p2 * (dn * dn * h * h - dn * m)) / (db * db);
+  const Eigen::SelfAdjointEigenSolver<MatrixXd> eh(h);
+  const MatrixXd v = eh.eigenvectors().rightCols(n);
+  const VectorXd inv_sqrt = eh.eigenvalues().tail(n).cwiseSqrt().cwiseInverse();
+  const MatrixXd a = inv_sqrt.asDiagonal() * (v.transpose() * e * v) * inv_sqrt.asDiagonal();
+  const double sufficient = 2.0 / Eigen::SelfAdjointEigenSolver<MatrixXd>(0.5 * (a + a.transpose())).eigenvalues()(n - 1);
+  const MatrixXd nu = m - h * h;
+  const double non_uniformity =
+      std::sqrt(Eigen::SelfAdjointEigenSolver<MatrixXd>(0.5 * (nu + nu.transpose())).eigenvalues()(p - 1));
+  EXPECT_REL_NEAR(b.eta_sufficient, sufficient, 1e-9);
+  EXPECT_REL_NEAR(b.non_uniformity, non_uniformity, 1e-9);
+  EXPECT_REL_NEAR(b.eta_necessary_trace, 2.0 * h.trace() / e.trace(), 1e-9);
+  EXPECT_LE(b.eta_sufficient, b.eta_star * (1 + 1e-9));
+}
