@@ -192,6 +192,32 @@ void set_parameters_from(const Args& args, const std::string& key, cnn::Cnn& net
   net.set_parameters(Eigen::Map<const VectorXd>(theta.data(), theta.size()));
 }
 
+// The alignment log of one training run: step, loss, mu, |G|_F every
+// `every` steps (theory/cnn.md, section 8), and the smallest mu seen.
+struct AlignmentLog {
+  const CnnProblem& p;
+  cnn::GramOptions gram;
+  Index every = 0;
+  std::string text = "step,loss,mu,g_frobenius\n";
+  double mu_min = NAN;
+  void record(Index step, const cnn::Cnn& at) {
+    if (every < 1 || step % every != 0) return;
+    if (!residual_vector(at, p.data).allFinite()) return;  // diverging: train_cnn reports it
+    const AlignmentSample a = cnn::alignment_at(at, p.data.inputs, p.data.targets, step, gram);
+    char buf[128];
+    std::snprintf(buf, sizeof buf, "%lld,%.17g,%.17g,%.17g\n", static_cast<long long>(step), a.loss, a.mu,
+                  a.g_frobenius);
+    text += buf;
+    if (std::isfinite(a.mu) && !(a.mu >= mu_min)) mu_min = a.mu;
+  }
+};
+
+Index log_every_option(const Args& args) {
+  const Index k = args.integer_or("log-every", 10);
+  if (k < 1) throw UsageError("--log-every: K must be >= 1");
+  return k;
+}
+
 // Training with the options' extras: --init-params, progress on stderr,
 // --checkpoint FILE every --checkpoint-every steps, --alignment-log FILE every
 // --log-every steps. The paths written go to `files`.
@@ -201,27 +227,15 @@ MinimizeResult train(const Args& args, const CnnProblem& p, cnn::Cnn& net, cnn::
   o.progress = progress_reporter(args, err, "sgdstab cnn: step");
   if (args.has("checkpoint-every") && !args.has("checkpoint")) throw UsageError("--checkpoint-every: needs --checkpoint FILE");
   if (args.has("log-every") && !args.has("alignment-log")) throw UsageError("--log-every: needs --alignment-log FILE");
-  const Index log_every = args.integer_or("log-every", 10);
   const Index ckpt_every = args.integer_or("checkpoint-every", 1000);
-  if (log_every < 1) throw UsageError("--log-every: K must be >= 1");
   if (ckpt_every < 1) throw UsageError("--checkpoint-every: K must be >= 1");
   const std::string log_path = args.str_or("alignment-log", ""), ckpt_path = args.str_or("checkpoint", "");
-  std::ostringstream log;
-  log << "step,loss,mu,g_frobenius\n";
-  const cnn::GramOptions go = gram_options(args);
+  AlignmentLog log{p, gram_options(args), log_path.empty() ? 0 : log_every_option(args)};
   if (!log_path.empty() || !ckpt_path.empty()) {
     o.observe_every = 1;
     o.observer = [&](Index step, const cnn::Cnn& at) {
       if (!ckpt_path.empty() && step > 0 && step % ckpt_every == 0) write_matrix(ckpt_path, at.parameters());
-      if (!log_path.empty() && step % log_every == 0) {
-        const VectorXd r = residual_vector(at, p.data);
-        if (!r.allFinite()) return;  // diverging: train_cnn reports it
-        const AlignmentSample a = cnn::alignment_at(at, p.data.inputs, p.data.targets, step, go);
-        char buf[128];
-        std::snprintf(buf, sizeof buf, "%lld,%.17g,%.17g,%.17g\n", static_cast<long long>(step), a.loss, a.mu,
-                      a.g_frobenius);
-        log << buf;
-      }
+      log.record(step, at);
     };
   }
   const MinimizeResult res = cnn::train_cnn(net, p.data.inputs, p.data.targets, o);
@@ -230,7 +244,7 @@ MinimizeResult train(const Args& args, const CnnProblem& p, cnn::Cnn& net, cnn::
     files["checkpoint"] = ckpt_path;
   }
   if (!log_path.empty()) {
-    write_text(log_path, log.str());
+    write_text(log_path, log.text);
     files["alignment_log"] = log_path;
   }
   return res;
@@ -435,7 +449,7 @@ std::string csv_field(const json& v) {
 const std::vector<std::string> kSweepColumns = {
     "lr", "batch", "sampling", "converged", "steps", "loss", "max_residual", "hessian_frobenius", "lambda_max",
     "eta_star", "lr_over_eta_star", "mu", "mu_star", "gamma", "eta_alignment", "sqrt_batch_over_lr", "seconds",
-    "params_file", "message"};
+    "params_file", "message", "mu_min_training", "alignment_log"};
 
 std::string sweep_csv(const json& rows) {
   std::string s;
@@ -471,6 +485,7 @@ int cmd_sweep(const Args& args, std::ostream& out, std::ostream& err) {
   const torch::Device device = cnn::resolve_device(cnn::parse_device(args.str_or("device", "auto")));
   const auto seed = static_cast<std::uint64_t>(args.integer_or("seed", 0));
   const cnn::GramOptions go = gram_options(args);
+  const Index log_every = args.has("log-every") ? log_every_option(args) : 0;  // mu along each run
   const std::string csv_path = (dir / "sweep.csv").string(), svg_path = (dir / "hessian_frobenius_vs_sqrtB_over_lr.svg").string();
   json rows = json::array();
   json j;
@@ -484,9 +499,16 @@ int cmd_sweep(const Args& args, std::ostream& out, std::ostream& err) {
       cnn::CnnTrainOptions o = train_options(args, lr, b);
       if (!args.flag("quiet"))
         err << "sgdstab cnn sweep: run " << rows.size() + 1 << "/" << total << ": lr " << lr << ", B " << b << "\n";
+      AlignmentLog log{p, go, log_every};
+      if (log_every > 0) {
+        o.observe_every = log_every;
+        o.observer = [&log](Index step, const cnn::Cnn& at) { log.record(step, at); };
+      }
       const MinimizeResult res = cnn::train_cnn(net, p.data.inputs, p.data.targets, o);
-      char name[96];
+      char name[96], log_name[96];
       std::snprintf(name, sizeof name, "params_lr%.6g_B%lld.npy", lr, static_cast<long long>(b));
+      std::snprintf(log_name, sizeof log_name, "alignment_lr%.6g_B%lld.csv", lr, static_cast<long long>(b));
+      if (log_every > 0) write_text((dir / log_name).string(), log.text);
       const VectorXd theta = net.parameters();
       const bool finite = theta.allFinite();  // a diverged run may have overflowed: nothing to save
       if (finite) write_matrix((dir / name).string(), theta);
@@ -494,6 +516,10 @@ int cmd_sweep(const Args& args, std::ostream& out, std::ostream& err) {
                   {"steps", res.iterations}, {"loss", res.loss}, {"max_residual", res.max_residual},
                   {"sqrt_batch_over_lr", std::sqrt(static_cast<double>(b)) / lr},
                   {"params_file", finite ? json(name) : json(nullptr)}, {"message", res.message}};
+      if (log_every > 0) {
+        row["mu_min_training"] = std::isfinite(log.mu_min) ? json(log.mu_min) : json(nullptr);
+        row["alignment_log"] = log_name;
+      }
       if (res.converged) {
         const MatrixXd gram = net.gram(p.data.inputs, go);
         const Geometry g = Geometry::from_gram(gram, p.data.outputs());
@@ -558,7 +584,7 @@ int cmd_cnn(const Args& args, std::ostream& out, std::ostream& err) {
     return cmd_analyze(args, out, err);
   }
   if (sub == "sweep") {
-    args.allow_only(with_common({"lrs", "batches", "out"}));
+    args.allow_only(with_common({"lrs", "batches", "out", "log-every"}));
     return cmd_sweep(args, out, err);
   }
   throw UsageError("cnn: expected `cnn train`, `cnn analyze` or `cnn sweep`, got '" + sub + "'");

@@ -42,8 +42,9 @@ commands:
     analyze (the train options, or --params F) [--batches ...] [--probes K] [--lanczos-iters K]
             [--geometry exact|hvp] [--allow-residual]   minimum, eta*(B) curve, bounds, |H|_F exact
             and Hutchinson, Lanczos lambda_max (hvp: only the HVP estimates, no Gram)
-    sweep   --lrs ETA1,ETA2,... --batches B1,B2,... --out DIR   one run per (lr, B): sweep.csv
-            and the |H|_F vs sqrt(B)/lr plot (SVG)
+    sweep   --lrs ETA1,ETA2,... --batches B1,B2,... --out DIR [--log-every K]   one run per
+            (lr, B): sweep.csv and the |H|_F vs sqrt(B)/lr plot (SVG); with --log-every, mu along
+            each run (alignment_lr*_B*.csv)
   bounds    (--jacobian FILE | --gram FILE) [--outputs C] --batch B [--sampling S]
             eta*(B) beside every known bound (GD, Wu-Ma-E, Mulayoff-Michaeli, alignment)
   alignment (--jacobian FILE | --gram FILE) [--outputs C] (--residual FILE | --direction FILE)

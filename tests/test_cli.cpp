@@ -399,16 +399,40 @@ TEST_F(Cli, CnnCommands) {
 TEST_F(Cli, CnnSweepCheckpointsAndParams) {
 #ifdef SGDSTAB_CLI_HAS_CNN
   const std::string common = "--data synthetic --per-class 4 --arch vgg:4 --hidden 32 --seed 1 --device cpu";
-  CliRun r = run("cnn sweep " + common + " --lrs 0.02,0.04 --batches 1,4 --quiet --out " + file("sweep"));
+  CliRun r = run("cnn sweep " + common + " --lrs 0.02,0.04 --batches 1,4 --quiet --log-every 50 --out " + file("sweep"));
   ASSERT_EQ(r.code, 0) << r.err;
   const json j = json::parse(r.out);
   ASSERT_EQ(j["runs"].size(), 4u);
   const std::string csv = slurp(file("sweep/sweep.csv"));
   EXPECT_EQ(csv.substr(0, csv.find('\n')),
             "lr,batch,sampling,converged,steps,loss,max_residual,hessian_frobenius,lambda_max,eta_star,"
-            "lr_over_eta_star,mu,mu_star,gamma,eta_alignment,sqrt_batch_over_lr,seconds,params_file,message");
+            "lr_over_eta_star,mu,mu_star,gamma,eta_alignment,sqrt_batch_over_lr,seconds,params_file,message,"
+            "mu_min_training,alignment_log");
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 5);
   EXPECT_NE(csv.find("\n0.04,4,\"without\",1,"), std::string::npos) << csv;
+  // Alignment logs: every run starts from the same network, so step 0 agrees;
+  // mu_min_training is the smallest mu of the run's log.
+  std::string first_row;
+  for (const auto& row : j["runs"]) {
+    const std::string log = slurp(file("sweep/" + row["alignment_log"].get<std::string>()));
+    std::istringstream lines(log);
+    std::string line;
+    std::getline(lines, line);
+    EXPECT_EQ(line, "step,loss,mu,g_frobenius");
+    double mu_min = INFINITY;
+    int rows = 0;
+    while (std::getline(lines, line)) {
+      if (rows++ == 0) {
+        EXPECT_EQ(line.rfind("0,", 0), 0u) << line;
+        if (first_row.empty()) first_row = line;
+        EXPECT_EQ(line, first_row);
+      }
+      const auto c1 = line.find(','), c2 = line.find(',', c1 + 1), c3 = line.find(',', c2 + 1);
+      mu_min = std::min(mu_min, std::stod(line.substr(c2 + 1, c3 - c2 - 1)));
+    }
+    EXPECT_GE(rows, 2);
+    EXPECT_DOUBLE_EQ(row["mu_min_training"].get<double>(), mu_min);
+  }
   int converged = 0;
   for (const auto& row : j["runs"]) {
     if (!row["converged"].get<bool>()) continue;

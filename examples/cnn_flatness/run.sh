@@ -30,5 +30,6 @@ else
 fi
 # shellcheck disable=SC2086
 "$BUILD_DIR/sgdstab" cnn sweep "${data[@]}" --classes 0,1 --per-class 16 --scaling center --seed 0 \
-  --lrs 0.004,0.008,0.016,0.032 --batches 1,4,16,32 --residual-tol 1e-3 --max-steps 30000 --out "$out" \
+  --lrs 0.004,0.008,0.016,0.032 --batches 1,4,16,32 --residual-tol 1e-3 --max-steps 30000 --log-every 200 \
+  --out "$out" \
   ${SGDSTAB_SWEEP_OPTIONS:-}
