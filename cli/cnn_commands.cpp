@@ -1,5 +1,6 @@
 // `sgdstab cnn train|analyze|sweep`: the optional LibTorch module from the
 // command line (theory/cnn.md).
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cmath>
@@ -67,6 +68,7 @@ CnnProblem cnn_problem(const Args& args) {
   const long long seed = args.integer_or("seed", 0);
   if (seed < 0) throw UsageError("--seed: S must be >= 0");
   if (data == "synthetic") {
+    if (args.has("scaling")) throw UsageError("--scaling applies to image data (fashion-mnist, cifar10), not synthetic");
     if (sel.classes.empty()) sel.classes = {0, 1};
     const Index n = static_cast<Index>(sel.classes.size()) * sel.per_class;
     if (n < 1) throw UsageError("--per-class: N must be >= 1");
@@ -208,9 +210,28 @@ struct AlignmentLog {
     std::snprintf(buf, sizeof buf, "%lld,%.17g,%.17g,%.17g\n", static_cast<long long>(step), a.loss, a.mu,
                   a.g_frobenius);
     text += buf;
+    last = step;
     if (std::isfinite(a.mu) && !(a.mu >= mu_min)) mu_min = a.mu;
   }
+  // The last step of the run too (the point reached), when not on the cadence.
+  void record_final(Index step, const cnn::Cnn& at) {
+    if (every >= 1 && step != last) {
+      const Index keep = every;
+      every = 1;
+      record(step, at);
+      every = keep;
+    }
+  }
+  Index last = -1;
 };
+
+// Writes the parameters atomically unless they are non-finite (then keeps the old file).
+bool checkpoint(const std::string& path, const cnn::Cnn& net) {
+  const VectorXd theta = net.parameters();
+  if (!theta.allFinite()) return false;
+  write_matrix(path, theta);
+  return true;
+}
 
 Index log_every_option(const Args& args) {
   const Index k = args.integer_or("log-every", 10);
@@ -234,14 +255,16 @@ MinimizeResult train(const Args& args, const CnnProblem& p, cnn::Cnn& net, cnn::
   if (!log_path.empty() || !ckpt_path.empty()) {
     o.observe_every = 1;
     o.observer = [&](Index step, const cnn::Cnn& at) {
-      if (!ckpt_path.empty() && step > 0 && step % ckpt_every == 0) write_matrix(ckpt_path, at.parameters());
+      if (!ckpt_path.empty() && step > 0 && step % ckpt_every == 0) checkpoint(ckpt_path, at);
       log.record(step, at);
     };
   }
   const MinimizeResult res = cnn::train_cnn(net, p.data.inputs, p.data.targets, o);
+  log.record_final(res.iterations, net);
   if (!ckpt_path.empty()) {
-    write_matrix(ckpt_path, net.parameters());  // the final state, whatever the cadence
-    files["checkpoint"] = ckpt_path;
+    // The final state, whatever the cadence; a diverged state never replaces the last good one.
+    if (checkpoint(ckpt_path, net)) files["checkpoint"] = ckpt_path;
+    else files["checkpoint_not_updated"] = "non-finite parameters at the end (the run diverged)";
   }
   if (!log_path.empty()) {
     write_text(log_path, log.text);
@@ -266,8 +289,13 @@ MinimizeResult load_params(const Args& args, const CnnProblem& p, cnn::Cnn& net)
 
 void save_outputs(const Args& args, const cnn::Cnn& net, const Dataset& d, const MatrixXd* gram, json& files) {
   if (args.has("save-params")) {
-    write_matrix(args.str("save-params"), net.parameters());
-    files["params"] = args.str("save-params");
+    const VectorXd theta = net.parameters();
+    if (theta.allFinite()) {
+      write_matrix(args.str("save-params"), theta);
+      files["params"] = args.str("save-params");
+    } else {
+      files["params_not_written"] = "non-finite parameters (the run diverged)";
+    }
   }
   if (args.has("save-jacobian")) {
     write_matrix(args.str("save-jacobian"), net.jacobian(d.inputs));
@@ -309,18 +337,30 @@ int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
   const CnnProblem p = cnn_problem(args);
   const torch::Device device = cnn::resolve_device(cnn::parse_device(args.str_or("device", "auto")));
   cnn::Cnn net(p.spec, static_cast<std::uint64_t>(args.integer_or("seed", 0)), device);
+  // Every option is checked before any training or file is written.
   const bool loaded = args.has("params");
-  if (loaded)
-    for (const char* opt : {"init-params", "checkpoint", "alignment-log", "max-steps"})
+  if (loaded) {
+    for (const char* opt : {"init-params", "checkpoint", "checkpoint-every", "alignment-log", "log-every", "max-steps"})
       if (args.has(opt)) throw UsageError(std::string("--") + opt + " does not apply with --params (no training)");
-  if (args.str_or("geometry", "exact") == "hvp") {
+    if (args.has("lr") != args.has("batch")) throw UsageError("--lr and --batch go together (rho at that lr and B)");
+  }
+  const std::string geometry = args.str_or("geometry", "exact");
+  if (geometry != "exact" && geometry != "hvp") throw UsageError("--geometry: expected exact or hvp, got '" + geometry + "'");
+  const bool exact = geometry == "exact";
+  const Index probes = args.integer_or("probes", 20), iters = args.integer_or("lanczos-iters", 50);
+  if (probes != 0 && probes < 2) throw UsageError("--probes: K must be 0 (skip) or >= 2");
+  if (iters < 0) throw UsageError("--lanczos-iters: K must be 0 (skip) or >= 1");
+  if (!exact) {
     for (const char* opt : {"batches", "save-gram"})
       if (args.has(opt)) throw UsageError(std::string("--") + opt + " needs the Gram: not with --geometry hvp");
-    if (args.integer_or("probes", 20) == 0 && args.integer_or("lanczos-iters", 50) == 0)
-      throw UsageError("--geometry hvp with --probes 0 and --lanczos-iters 0 computes nothing");
+    if (probes == 0 && iters == 0) throw UsageError("--geometry hvp with --probes 0 and --lanczos-iters 0 computes nothing");
   }
+  const std::vector<Index> batches = exact ? batches_option(args, p.data.samples()) : std::vector<Index>{};
   const double lr = args.has("lr") || !loaded ? args.number("lr") : 0.0;
   const Index batch = args.has("batch") || !loaded ? args.integer("batch") : 0;
+  if (args.has("batch") && (batch < 1 || batch > p.data.samples()))
+    throw UsageError("--batch: B must satisfy 1 <= B <= n = " + std::to_string(p.data.samples()) + ", got " +
+                     std::to_string(batch));
   const Schedule schedule = parse_schedule(args.str_or("sampling", "without"));
   json j = problem_fields(p, net, device);
   if (lr > 0.0) j["lr"] = lr;
@@ -347,9 +387,6 @@ int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
   }
   // --geometry exact (default): the Gram, the exact curve and bounds; hvp: only
   // the Hessian-vector-product estimates (for n whose Gram would not fit).
-  const std::string geometry = args.str_or("geometry", "exact");
-  if (geometry != "exact" && geometry != "hvp") throw UsageError("--geometry: expected exact or hvp, got '" + geometry + "'");
-  const bool exact = geometry == "exact";
   std::optional<Geometry> g;
   bool ok = true;
   if (exact) {
@@ -363,7 +400,6 @@ int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
     t = Clock::now();
     g.emplace(Geometry::from_gram(gram, p.data.outputs()));
     const Sampling s = closed_form(schedule).value_or(Sampling::without_replacement);
-    const std::vector<Index> batches = batches_option(args, g->samples());
     const double mu_star = worst_case_alignment(*g).mu_star;
     json table = json::array();
     for (const ThresholdResult& r : threshold_curve(*g, batches, s)) {
@@ -395,9 +431,7 @@ int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
   j["geometry"] = geometry;
 
   // Cross-checks from Hessian-vector products (the route for large n).
-  const Index probes = args.integer_or("probes", 20);
   if (probes != 0) {
-    if (probes < 2) throw UsageError("--probes: K must be 0 (skip) or >= 2");
     t = Clock::now();
     const cnn::HutchinsonEstimate h = cnn::hutchinson_frobenius(net, p.data.inputs, p.data.targets, probes,
                                                                 static_cast<std::uint64_t>(args.integer_or("seed", 0)) + 11);
@@ -409,9 +443,7 @@ int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
                                             : json(nullptr)}};
     timing["hutchinson"] = since(t);
   }
-  const Index iters = args.integer_or("lanczos-iters", 50);
   if (iters != 0) {
-    if (iters < 1) throw UsageError("--lanczos-iters: K must be 0 (skip) or >= 1");
     t = Clock::now();
     cnn::LanczosOptions lo;
     lo.max_iterations = iters;
@@ -419,29 +451,33 @@ int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
     const cnn::LanczosEstimate l = cnn::lanczos_lambda_max(net, p.data.inputs, p.data.targets, lo);
     j["lanczos"] = {{"lambda_max", l.lambda_max}, {"lower", l.lower}, {"upper", l.upper}, {"iterations", l.iterations},
                     {"converged", l.converged}, {"message", l.message},
-                    {"eta_gd_low", l.upper > 0.0 ? json(2.0 / l.upper) : json(nullptr)},
+                    {"eta_gd_low", l.converged && l.upper > 0.0 ? json(2.0 / l.upper) : json(nullptr)},
                     {"eta_gd_high", l.lower > 0.0 ? json(2.0 / l.lower) : json(nullptr)}};
+    if (!exact) ok = ok && l.converged;  // then it is the answer, not a cross-check
     timing["lanczos"] = since(t);
   }
   if (!ok) err << "sgdstab: an eigensolver did not converge\n";
   return finish(ok ? 0 : 3);
 }
 
+// The shortest text that reads back to the same double.
+std::string shortest(double x) {
+  char buf[32];
+  for (int digits = 1; digits <= 17; ++digits) {
+    std::snprintf(buf, sizeof buf, "%.*g", digits, x);
+    if (std::strtod(buf, nullptr) == x) break;
+  }
+  return buf;
+}
+
 std::string csv_field(const json& v) {
+  if (v.is_number_float()) return shortest(v.get<double>());
   if (v.is_null()) return "nan";
   if (v.is_boolean()) return v.get<bool>() ? "1" : "0";
   if (v.is_string()) {
     std::string s = "\"";
     for (char ch : v.get<std::string>()) s += ch == '"' ? std::string("\"\"") : std::string(1, ch);
     return s + "\"";
-  }
-  if (v.is_number_float()) {  // the shortest text that reads back to the same double
-    char buf[32];
-    for (int digits = 15; digits <= 17; ++digits) {
-      std::snprintf(buf, sizeof buf, "%.*g", digits, v.get<double>());
-      if (std::strtod(buf, nullptr) == v.get<double>()) break;
-    }
-    return buf;
   }
   return v.dump();
 }
@@ -469,12 +505,17 @@ std::string sweep_csv(const json& rows) {
 int cmd_sweep(const Args& args, std::ostream& out, std::ostream& err) {
   const auto t0 = Clock::now();
   const std::vector<double> lrs = number_list(args.str("lrs"), "--lrs");
+  for (std::size_t a = 0; a < lrs.size(); ++a)
+    for (std::size_t b = a + 1; b < lrs.size(); ++b)
+      if (lrs[a] == lrs[b]) throw UsageError("--lrs: " + shortest(lrs[a]) + " is given twice");
   const CnnProblem p = cnn_problem(args);
   std::vector<Index> batches;
   for (long long b : args.integer_list("batches")) {
     if (b < 1 || b > p.data.samples())
       throw UsageError("--batches: every B must satisfy 1 <= B <= n = " + std::to_string(p.data.samples()) +
                        ", got " + std::to_string(b));
+    if (std::find(batches.begin(), batches.end(), static_cast<Index>(b)) != batches.end())
+      throw UsageError("--batches: " + std::to_string(b) + " is given twice");
     batches.push_back(static_cast<Index>(b));
   }
   const std::filesystem::path dir = args.str("out");
@@ -505,9 +546,9 @@ int cmd_sweep(const Args& args, std::ostream& out, std::ostream& err) {
         o.observer = [&log](Index step, const cnn::Cnn& at) { log.record(step, at); };
       }
       const MinimizeResult res = cnn::train_cnn(net, p.data.inputs, p.data.targets, o);
-      char name[96], log_name[96];
-      std::snprintf(name, sizeof name, "params_lr%.6g_B%lld.npy", lr, static_cast<long long>(b));
-      std::snprintf(log_name, sizeof log_name, "alignment_lr%.6g_B%lld.csv", lr, static_cast<long long>(b));
+      log.record_final(res.iterations, net);
+      const std::string tag = "lr" + shortest(lr) + "_B" + std::to_string(b);
+      const std::string name = "params_" + tag + ".npy", log_name = "alignment_" + tag + ".csv";
       if (log_every > 0) write_text((dir / log_name).string(), log.text);
       const VectorXd theta = net.parameters();
       const bool finite = theta.allFinite();  // a diverged run may have overflowed: nothing to save
@@ -520,7 +561,7 @@ int cmd_sweep(const Args& args, std::ostream& out, std::ostream& err) {
         row["mu_min_training"] = std::isfinite(log.mu_min) ? json(log.mu_min) : json(nullptr);
         row["alignment_log"] = log_name;
       }
-      if (res.converged) {
+      if (res.converged) try {
         const MatrixXd gram = net.gram(p.data.inputs, go);
         const Geometry g = Geometry::from_gram(gram, p.data.outputs());
         const Sampling s = closed_form(o.schedule).value_or(Sampling::without_replacement);
@@ -537,6 +578,8 @@ int cmd_sweep(const Args& args, std::ostream& out, std::ostream& err) {
         row["mu_star"] = mu_star;
         row["gamma"] = bd.gamma;
         row["eta_alignment"] = bd.eta_alignment ? json(*bd.eta_alignment) : json(nullptr);
+      } catch (const sgdstab::resource_error& e) {  // this run's geometry does not fit: say so, go on
+        row["message"] = res.message + "; geometry not computed: " + e.what();
       }
       row["seconds"] = since(t);
       rows.push_back(row);

@@ -492,13 +492,32 @@ TEST_F(Cli, CnnSweepCheckpointsAndParams) {
   r = run("cnn train --data cifar10:" + file("no_such_dir") + " --lr 0.01 --batch 2 --device cpu");
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("no such directory"), std::string::npos) << r.err;
+  // A diverged run never replaces the last good checkpoint (nor writes --save-params).
+  const std::string good = slurp(file("ck.npy"));
+  r = run("cnn train " + common + " --lr 1e200 --batch 2 --max-steps 5 --checkpoint " + file("ck.npy") +
+          " --save-params " + file("nan.npy"));
+  EXPECT_EQ(r.code, 3) << r.err;
+  EXPECT_EQ(slurp(file("ck.npy")), good);
+  EXPECT_TRUE(json::parse(r.out)["files"].contains("checkpoint_not_updated")) << r.out;
+  EXPECT_TRUE(slurp(file("nan.npy")).empty());
+  // Options are checked before training: nothing is written, exit 2.
+  r = run("cnn analyze " + common + " --lr 0.02 --batch 2 --max-steps 1 --geometry dense --save-params " +
+          file("early.npy"));
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_TRUE(slurp(file("early.npy")).empty());
   // Inapplicable or inconsistent options are usage errors, nothing on stdout.
   for (const std::string bad : {train + "--checkpoint-every 5", train + "--log-every 5",
                                 "cnn analyze " + common + " --params " + file("al.csv"),
                                 "cnn analyze " + common + " --params " + file("ck.npy") + " --checkpoint " + file("x.npy"),
                                 "cnn sweep " + common + " --lrs 0.1 --batches 9 --out " + file("s2"),
                                 "cnn sweep " + common + " --lrs 0.1,-1 --batches 2 --out " + file("s2"),
-                                "cnn sweep " + common + " --lrs 0.1 --batches 2 --out /proc/no/such"}) {
+                                "cnn sweep " + common + " --lrs 0.1 --batches 2 --out /proc/no/such",
+                                "cnn sweep " + common + " --lrs 0.1,0.10 --batches 2 --out " + file("s3"),
+                                "cnn sweep " + common + " --lrs 0.1 --batches 2,2 --out " + file("s3"),
+                                "cnn analyze " + common + " --params " + file("ck.npy") + " --lr 0.1",
+                                "cnn analyze " + common + " --params " + file("ck.npy") + " --log-every 3",
+                                "cnn train " + common + " --lr 0.1 --batch 2 --scaling unit",
+                                "cnn analyze " + common + " --lr 0.1 --batch 99"}) {
     const CliRun b = run(bad);
     EXPECT_NE(b.code, 0) << bad;
     EXPECT_TRUE(b.out.empty()) << bad << "\n" << b.out;

@@ -295,7 +295,7 @@ TEST(Cnn, LanczosLambdaMaxMatchesTheDenseHessian) {
   ASSERT_LT(es.eigenvalues()(0), -1e-3 * es.eigenvalues()(p - 1)) << es.eigenvalues().transpose();  // indefinite: a real test of "largest algebraic"
   const double exact = es.eigenvalues()(p - 1);
   sgdstab::cnn::LanczosOptions lo;
-  lo.max_iterations = p;
+  lo.max_iterations = 40;  // < p: convergence by the residual bound, not by exhausting the space
   lo.tolerance = 1e-10;
   const auto est = sgdstab::cnn::lanczos_lambda_max(net, x, y, lo);
   ASSERT_TRUE(est.converged) << est.message;

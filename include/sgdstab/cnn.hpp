@@ -114,7 +114,9 @@ struct CnnSpec {
 /// How Cnn::gram holds the Jacobian.
 struct GramOptions {
   Index chunk = 0;                  ///< samples per batched pass; 0 = automatic (chunks of about 64 MiB)
-  double memory_limit_bytes = 0.0;  ///< bytes for the held factors; 0 = half the available memory
+  /// Bytes for the held factors; 0 = half the available host memory (on CUDA
+  /// the factors live on the device: give the device's budget here).
+  double memory_limit_bytes = 0.0;
 };
 /// How a Gram was assembled (for reports and tests).
 struct GramInfo {

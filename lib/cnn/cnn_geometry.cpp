@@ -167,6 +167,7 @@ MatrixXd Cnn::gram(const Eigen::Ref<const MatrixXd>& images, const GramOptions& 
   const torch::Tensor x = to_images(images);
   const Index n = images.rows(), c = spec_.outputs, nc = n * c;
   const double per_sample = factor_bytes_per_sample();
+  // The Gram twice (the tensor and its Eigen copy; on CUDA the tensor is on the device).
   check_memory(2.0 * 8.0 * static_cast<double>(nc) * static_cast<double>(nc),
                "the CNN Gram (" + std::to_string(nc) + " x " + std::to_string(nc) + ")");
   double limit = o.memory_limit_bytes;
@@ -174,7 +175,9 @@ MatrixXd Cnn::gram(const Eigen::Ref<const MatrixXd>& images, const GramOptions& 
     const double avail = static_cast<double>(available_memory_bytes());
     limit = avail > 0.0 ? 0.5 * avail : std::numeric_limits<double>::infinity();
   }
-  const Index chunk = std::min(n, o.chunk > 0 ? o.chunk : auto_chunk(3.0 * per_sample));
+  Index chunk = std::min(n, o.chunk > 0 ? o.chunk : auto_chunk(3.0 * per_sample));
+  if (o.chunk == 0 && std::isfinite(limit))  // an automatic chunk adapts to a small limit: at least two held
+    chunk = std::max<Index>(1, std::min(chunk, static_cast<Index>(limit / (2.0 * per_sample))));
   const Index chunks = (n + chunk - 1) / chunk;
   const double chunk_bytes = per_sample * static_cast<double>(chunk);
   const double hold_d = std::floor(limit / chunk_bytes);
@@ -214,7 +217,10 @@ MatrixXd Cnn::gram(const Eigen::Ref<const MatrixXd>& images, const GramOptions& 
   }
   if (info) *info = gi;
   MatrixXd out = to_eigen(k);
-  return 0.5 * (out + out.transpose());
+  k = torch::Tensor();  // release before symmetrizing in place
+  for (Index jc = 0; jc < nc; ++jc)
+    for (Index ir = jc + 1; ir < nc; ++ir) out(ir, jc) = out(jc, ir) = 0.5 * (out(ir, jc) + out(jc, ir));
+  return out;
 }
 
 // theory/cnn.md, section 7: Lanczos with full reorthogonalization.
