@@ -403,11 +403,7 @@ int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
     const double mu_star = worst_case_alignment(*g).mu_star;
     json table = json::array();
     for (const ThresholdResult& r : threshold_curve(*g, batches, s)) {
-      const StabilityBounds b = stability_bounds(*g, r.batch, s, {}, &r, mu_star);
-      table.push_back({{"batch", r.batch}, {"eta_star", r.eta_star}, {"converged", r.converged()},
-                       {"eta_gd", b.eta_gd}, {"eta_sufficient", b.eta_sufficient},
-                       {"eta_necessary_rank1", b.eta_necessary_rank1}, {"eta_necessary_trace", b.eta_necessary_trace},
-                       {"eta_alignment", b.eta_alignment ? json(*b.eta_alignment) : json(nullptr)}});
+      table.push_back(bounds_json(stability_bounds(*g, r.batch, s, {}, &r, mu_star)));
       ok = ok && r.converged();
     }
     j["analysis_sampling"] = to_string(s);

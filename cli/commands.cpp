@@ -226,28 +226,6 @@ int cmd_radius(const Args& args, std::ostream& out, std::ostream& err) {
   return finish(j, r.converged(), out, err);
 }
 
-json bounds_json(const StabilityBounds& b) {
-  json j;
-  j["batch"] = b.batch;
-  j["sampling"] = to_string(b.sampling);
-  j["gamma"] = b.gamma;
-  j["eta_star"] = b.eta_star;
-  j["converged"] = b.converged;
-  j["eta_gd"] = b.eta_gd;
-  j["eta_sufficient"] = b.eta_sufficient;
-  j["eta_necessary_rank1"] = b.eta_necessary_rank1;
-  j["eta_necessary_trace"] = b.eta_necessary_trace;
-  j["eta_alignment"] = b.eta_alignment ? json(*b.eta_alignment) : json(nullptr);
-  j["eta_trace_b1"] = b.eta_trace_b1 ? json(*b.eta_trace_b1) : json(nullptr);
-  j["mu_star"] = b.mu_star;
-  j["escape_factor_at_eta_star"] = b.escape_factor(b.eta_star);
-  j["sharpness"] = b.sharpness;
-  j["non_uniformity"] = b.non_uniformity;
-  j["hessian_frobenius"] = b.hessian_frobenius;
-  j["hessian_trace"] = b.hessian_trace;
-  return j;
-}
-
 int cmd_bounds(const Args& args, std::ostream& out, std::ostream& err) {
   args.allow_only(with_common({"batch"}));
   const Sampling sampling = parse_sampling(args.str_or("sampling", "without"));

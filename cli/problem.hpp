@@ -8,6 +8,7 @@
 #include <string>
 
 #include "args.hpp"
+#include "sgdstab/bounds.hpp"
 #include "sgdstab/data.hpp"
 #include "sgdstab/minimize.hpp"
 #include "sgdstab/mlp.hpp"
@@ -44,6 +45,10 @@ std::vector<Index> batches_option(const Args& args, Index samples);
 /// Writes --save-jacobian / --save-gram / --save-params (npy or csv by the
 /// extension, atomically) and records the paths in j["files"].
 void save_requested(const Args& args, const Problem& problem, nlohmann::ordered_json& j);
+
+/// The JSON row of one bounds table entry (`sgdstab bounds`, the tables of
+/// `analyze` and `cnn analyze`).
+nlohmann::ordered_json bounds_json(const StabilityBounds& b);
 
 /// Progress on stderr ("what done/total (t s)") for runs longer than two
 /// seconds, only when stderr is a terminal and --quiet was not given; an
