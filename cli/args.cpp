@@ -16,17 +16,23 @@ Args::Args(int argc, const char* const* argv, const std::set<std::string>& flags
       throw UsageError("unexpected argument '" + key + "' (options look like --name value)");
     key = key.substr(2);
     const std::size_t eq = key.find('=');
-    if (eq != std::string::npos) {
-      values_[key.substr(0, eq)] = key.substr(eq + 1);
-      continue;
+    std::string value;
+    if (eq != std::string::npos) {  // --key=value: the same rules as --key value
+      value = key.substr(eq + 1);
+      key = key.substr(0, eq);
+      if (key.empty()) throw UsageError("unexpected argument '" + std::string(argv[i]) + "' (no option name)");
     }
+    if (values_.count(key) || flags_.count(key)) throw UsageError("option --" + key + " given twice");
     if (flags.count(key)) {
+      if (eq != std::string::npos) throw UsageError("option --" + key + " is a flag and takes no value");
       flags_.insert(key);
       continue;
     }
-    if (i + 1 >= argc) throw UsageError("option --" + key + " needs a value");
-    if (values_.count(key)) throw UsageError("option --" + key + " given twice");
-    values_[key] = argv[++i];
+    if (eq == std::string::npos) {
+      if (i + 1 >= argc) throw UsageError("option --" + key + " needs a value");
+      value = argv[++i];
+    }
+    values_[key] = value;
   }
 }
 

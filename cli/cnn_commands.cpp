@@ -166,7 +166,7 @@ json problem_fields(const CnnProblem& p, const cnn::Cnn& net, const torch::Devic
 }
 
 void result_fields(json& j, const MinimizeResult& res) {
-  j["converged"] = res.converged;
+  j["converged"] = res.converged();
   j["steps"] = res.iterations;
   j["loss"] = res.loss;
   j["max_residual"] = res.max_residual;
@@ -282,8 +282,8 @@ MinimizeResult load_params(const Args& args, const CnnProblem& p, cnn::Cnn& net)
   res.tolerance = residual_tolerance_for(p.data.targets, args.number_or("residual-tol", 1e-6));
   res.loss = 0.5 * r.squaredNorm() / static_cast<double>(p.data.samples());
   res.max_residual = r.cwiseAbs().maxCoeff();
-  res.converged = res.max_residual <= res.tolerance;
-  res.message = res.converged ? "loaded parameters interpolate" : "loaded parameters do not interpolate";
+  res.status = res.max_residual <= res.tolerance ? Status::converged : Status::not_converged;
+  res.message = res.converged() ? "loaded parameters interpolate" : "loaded parameters do not interpolate";
   return res;
 }
 
@@ -329,7 +329,7 @@ int cmd_train(const Args& args, std::ostream& out, std::ostream& err) {
   j["files"] = files;
   j["seconds"] = since(t0);
   out << j.dump(2) << "\n";
-  return res.converged ? 0 : 3;
+  return exit_code(res.status);
 }
 
 int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
@@ -358,9 +358,7 @@ int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
   const std::vector<Index> batches = exact ? batches_option(args, p.data.samples()) : std::vector<Index>{};
   const double lr = args.has("lr") || !loaded ? args.number("lr") : 0.0;
   const Index batch = args.has("batch") || !loaded ? args.integer("batch") : 0;
-  if (args.has("batch") && (batch < 1 || batch > p.data.samples()))
-    throw UsageError("--batch: B must satisfy 1 <= B <= n = " + std::to_string(p.data.samples()) + ", got " +
-                     std::to_string(batch));
+  if (args.has("batch")) check_batch(batch, p.data.samples(), "--batch");
   const Schedule schedule = parse_schedule(args.str_or("sampling", "without"));
   json j = problem_fields(p, net, device);
   if (lr > 0.0) j["lr"] = lr;
@@ -380,7 +378,7 @@ int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
     out << j.dump(2) << "\n";
     return code;
   };
-  if (!res.converged && !args.flag("allow-residual")) {
+  if (!res.converged() && !args.flag("allow-residual")) {
     save_outputs(args, net, p.data, nullptr, files);
     err << "sgdstab: no interpolating minimum reached (" << res.message << "); --allow-residual analyzes anyway\n";
     return finish(3);
@@ -388,7 +386,7 @@ int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
   // --geometry exact (default): the Gram, the exact curve and bounds; hvp: only
   // the Hessian-vector-product estimates (for n whose Gram would not fit).
   std::optional<Geometry> g;
-  bool ok = true;
+  Status status = Status::converged;
   if (exact) {
     t = Clock::now();
     cnn::GramInfo gi;
@@ -404,7 +402,7 @@ int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
     json table = json::array();
     for (const ThresholdResult& r : threshold_curve(*g, batches, s)) {
       table.push_back(bounds_json(stability_bounds(*g, r.batch, s, {}, &r, mu_star)));
-      ok = ok && r.converged();
+      status = combine(status, r.status());
     }
     j["analysis_sampling"] = to_string(s);
     j["rank"] = g->rank();
@@ -415,7 +413,7 @@ int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
     j["mu"] = r.squaredNorm() > 0.0 ? json(alignment(gram, p.data.outputs(), r)) : json(nullptr);
     if (lr > 0.0 && batch >= 1 && batch <= g->samples()) {
       const RadiusResult rr = spectral_radius(*g, lr, batch, s);
-      ok = ok && rr.converged();
+      status = combine(status, rr.status());
       j["at_lr"] = {{"lr", lr}, {"batch", batch}, {"rho", rr.rho}, {"stable", rr.rho <= 1.0},
                     {"converged", rr.converged()}};
     }
@@ -433,7 +431,7 @@ int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
                                                                 static_cast<std::uint64_t>(args.integer_or("seed", 0)) + 11);
     j["hutchinson"] = {{"hessian_frobenius", std::sqrt(std::max(h.frobenius_squared, 0.0))},
                        {"ci_low", std::sqrt(std::max(h.ci_low, 0.0))}, {"ci_high", std::sqrt(std::max(h.ci_high, 0.0))},
-                       {"confidence", 0.95}, {"probes", h.probes},
+                       {"confidence", h.confidence}, {"probes", h.probes},
                        {"contains_exact", g ? json(std::sqrt(std::max(h.ci_low, 0.0)) <= g->hessian_frobenius() &&
                                                    g->hessian_frobenius() <= std::sqrt(std::max(h.ci_high, 0.0)))
                                             : json(nullptr)}};
@@ -446,14 +444,14 @@ int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
     lo.seed = static_cast<std::uint64_t>(args.integer_or("seed", 0)) + 13;
     const cnn::LanczosEstimate l = cnn::lanczos_lambda_max(net, p.data.inputs, p.data.targets, lo);
     j["lanczos"] = {{"lambda_max", l.lambda_max}, {"lower", l.lower}, {"upper", l.upper}, {"iterations", l.iterations},
-                    {"converged", l.converged}, {"message", l.message},
-                    {"eta_gd_low", l.converged && l.upper > 0.0 ? json(2.0 / l.upper) : json(nullptr)},
+                    {"converged", l.converged()}, {"message", l.message},
+                    {"eta_gd_low", l.converged() && l.upper > 0.0 ? json(2.0 / l.upper) : json(nullptr)},
                     {"eta_gd_high", l.lower > 0.0 ? json(2.0 / l.lower) : json(nullptr)}};
-    if (!exact) ok = ok && l.converged;  // then it is the answer, not a cross-check
+    if (!exact) status = combine(status, l.status);  // then it is the answer, not a cross-check
     timing["lanczos"] = since(t);
   }
-  if (!ok) err << "sgdstab: an eigensolver did not converge\n";
-  return finish(ok ? 0 : 3);
+  if (status != Status::converged) err << "sgdstab: an eigensolver did not converge (" << to_string(status) << ")\n";
+  return finish(exit_code(status));
 }
 
 // The shortest text that reads back to the same double.
@@ -507,9 +505,7 @@ int cmd_sweep(const Args& args, std::ostream& out, std::ostream& err) {
   const CnnProblem p = cnn_problem(args);
   std::vector<Index> batches;
   for (long long b : args.integer_list("batches")) {
-    if (b < 1 || b > p.data.samples())
-      throw UsageError("--batches: every B must satisfy 1 <= B <= n = " + std::to_string(p.data.samples()) +
-                       ", got " + std::to_string(b));
+    check_batch(static_cast<Index>(b), p.data.samples(), "--batches");
     if (std::find(batches.begin(), batches.end(), static_cast<Index>(b)) != batches.end())
       throw UsageError("--batches: " + std::to_string(b) + " is given twice");
     batches.push_back(static_cast<Index>(b));
@@ -526,7 +522,7 @@ int cmd_sweep(const Args& args, std::ostream& out, std::ostream& err) {
   const std::string csv_path = (dir / "sweep.csv").string(), svg_path = (dir / "hessian_frobenius_vs_sqrtB_over_lr.svg").string();
   json rows = json::array();
   json j;
-  bool ok = true;
+  Status status = Status::converged;
   const std::size_t total = lrs.size() * batches.size();
   for (Index b : batches)
     for (double lr : lrs) {
@@ -549,7 +545,7 @@ int cmd_sweep(const Args& args, std::ostream& out, std::ostream& err) {
       const VectorXd theta = net.parameters();
       const bool finite = theta.allFinite();  // a diverged run may have overflowed: nothing to save
       if (finite) write_matrix((dir / name).string(), theta);
-      json row = {{"lr", lr}, {"batch", b}, {"sampling", to_string(o.schedule)}, {"converged", res.converged},
+      json row = {{"lr", lr}, {"batch", b}, {"sampling", to_string(o.schedule)}, {"converged", res.converged()},
                   {"steps", res.iterations}, {"loss", res.loss}, {"max_residual", res.max_residual},
                   {"sqrt_batch_over_lr", std::sqrt(static_cast<double>(b)) / lr},
                   {"params_file", finite ? json(name) : json(nullptr)}, {"message", res.message}};
@@ -557,7 +553,7 @@ int cmd_sweep(const Args& args, std::ostream& out, std::ostream& err) {
         row["mu_min_training"] = std::isfinite(log.mu_min) ? json(log.mu_min) : json(nullptr);
         row["alignment_log"] = log_name;
       }
-      if (res.converged) try {
+      if (res.converged()) try {
         const MatrixXd gram = net.gram(p.data.inputs, go);
         const Geometry g = Geometry::from_gram(gram, p.data.outputs());
         const Sampling s = closed_form(o.schedule).value_or(Sampling::without_replacement);
@@ -565,7 +561,7 @@ int cmd_sweep(const Args& args, std::ostream& out, std::ostream& err) {
         const double mu_star = worst_case_alignment(g).mu_star;
         const StabilityBounds bd = stability_bounds(g, b, s, {}, &thr, mu_star);
         const VectorXd r = residual_vector(net, p.data);
-        ok = ok && thr.converged();
+        status = combine(status, thr.status());
         row["hessian_frobenius"] = g.hessian_frobenius();
         row["lambda_max"] = g.lambda_max();
         row["eta_star"] = thr.eta_star;
@@ -597,8 +593,8 @@ int cmd_sweep(const Args& args, std::ostream& out, std::ostream& err) {
   j["files"] = {{"csv", csv_path}, {"svg", svg_path}, {"directory", dir.string()}};
   j["seconds"] = since(t0);
   out << j.dump(2) << "\n";
-  if (!ok) err << "sgdstab: an eigensolver did not converge\n";
-  return ok ? 0 : 3;
+  if (status != Status::converged) err << "sgdstab: an eigensolver did not converge (" << to_string(status) << ")\n";
+  return exit_code(status);
 }
 
 std::set<std::string> with_common(std::set<std::string> extra) {

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "check.hpp"
 #include "args.hpp"
 #include "problem.hpp"
 #include <chrono>
@@ -98,10 +99,8 @@ common options:
 Input files: CSV (comma-separated, no header) or .npy (2-D float64/float32).
 A Jacobian has n*C rows (row i*C + k = d f_k(x_i) / d theta) and p columns;
 a Gram is the (n C) x (n C) matrix J J^T in the same order.
-Output: one JSON object on stdout. Exit codes: 0 ok, 1 error (I/O, memory),
-2 bad usage or input, 3 an eigensolver did not converge or (minimum, analyze)
-no interpolating minimum was reached (JSON still printed, "converged": false),
-4 (montecarlo) the Monte Carlo estimates disagree with the exact answer.
+Output: one JSON object on stdout ("converged": false and "status" say when a
+number is not to be trusted).
 )";
 
 const std::set<std::string> kCommon = {"jacobian", "gram", "outputs", "sampling", "method", "tol",
@@ -139,15 +138,14 @@ SolverOptions solver_options(const Args& args) {
 }
 
 Index batch_of(const Args& args, const Geometry& g) {
-  const long long b = args.integer("batch");
-  if (b < 1 || b > g.samples())
-    throw sgdstab::invalid_argument("--batch: B must satisfy 1 <= B <= n = " + std::to_string(g.samples()) +
-                                    ", got " + std::to_string(b));
-  return static_cast<Index>(b);
+  const Index b = static_cast<Index>(args.integer("batch"));
+  check_batch(b, g.samples(), "--batch");
+  return b;
 }
 
 void report_fields(json& j, const SolveReport& r) {
-  j["converged"] = r.converged;
+  j["converged"] = r.converged();
+  j["status"] = to_string(r.status);
   j["matvecs"] = r.matvecs;
   j["iterations"] = r.iterations;
   j["residual"] = r.residual;
@@ -169,13 +167,12 @@ void hessian_fields(json& j, const Geometry& g) {
   j["hessian_trace"] = g.hessian_trace();
 }
 
-int finish(const json& j, bool converged, std::ostream& out, std::ostream& err) {
+int finish(const json& j, Status status, std::ostream& out, std::ostream& err) {
   out << j.dump(2) << "\n";
-  if (!converged) {
-    err << "sgdstab: the eigensolver did not converge; the numbers above are not to be trusted\n";
-    return kNotConverged;
-  }
-  return kOk;
+  if (status != Status::converged)
+    err << "sgdstab: the eigensolver did not converge (status " << to_string(status)
+        << "); the numbers above are not to be trusted\n";
+  return exit_code(status);
 }
 
 void write_direction(const Args& args, const Eigen::MatrixXd& dir) {
@@ -202,7 +199,7 @@ int cmd_threshold(const Args& args, std::ostream& out, std::ostream& err) {
   j["space"] = to_string(g.space());
   j["loss_convention"] = "1/2 squared error, mean over samples";
   write_direction(args, r.direction);
-  return finish(j, r.converged(), out, err);
+  return finish(j, r.status(), out, err);
 }
 
 int cmd_radius(const Args& args, std::ostream& out, std::ostream& err) {
@@ -223,7 +220,7 @@ int cmd_radius(const Args& args, std::ostream& out, std::ostream& err) {
   geometry_fields(j, g);
   j["loss_convention"] = "1/2 squared error, mean over samples";
   write_direction(args, r.direction);
-  return finish(j, r.converged(), out, err);
+  return finish(j, r.status(), out, err);
 }
 
 int cmd_bounds(const Args& args, std::ostream& out, std::ostream& err) {
@@ -236,7 +233,7 @@ int cmd_bounds(const Args& args, std::ostream& out, std::ostream& err) {
   json j = bounds_json(b);
   geometry_fields(j, g);
   j["loss_convention"] = "1/2 squared error, mean over samples";
-  return finish(j, b.converged, out, err);
+  return finish(j, b.status, out, err);
 }
 
 int cmd_alignment(const Args& args, std::ostream& out, std::ostream&) {
@@ -276,31 +273,35 @@ int cmd_alignment(const Args& args, std::ostream& out, std::ostream&) {
   j["definition"] = "mu = Tr(Sigma_1 G) / (2 L |G|_F^2) with Sigma_1 the single-sample SGD noise covariance, "
                     "G = J^T J / n; mu_lin(delta) uses the residuals J delta; mu_* is the minimum of mu_lin over range(H)";
   out << j.dump(2) << "\n";
-  return kOk;
+  return exit_code(Exit::ok);
 }
 
-json curve_json(const Geometry& g, const std::vector<Index>& batches, Sampling sampling,
-                const SolverOptions& so, bool* all_converged) {
-  const std::vector<ThresholdResult> curve = threshold_curve(g, batches, sampling, so);
+json curve_json(const Geometry& g, const std::vector<ThresholdResult>& curve) {
   json j;
-  j["sampling"] = to_string(sampling);
+  j["sampling"] = to_string(curve.front().sampling);
   geometry_fields(j, g);
   hessian_fields(j, g);
   json pts = json::array();
-  *all_converged = true;
   for (const ThresholdResult& r : curve) {
     json p;
     p["batch"] = r.batch;
     p["eta_star"] = r.eta_star;
     p["converged"] = r.converged();
+    p["status"] = to_string(r.status());
     p["matvecs"] = r.report.matvecs;
     p["method"] = to_string(r.report.method);
     pts.push_back(p);
-    *all_converged = *all_converged && r.converged();
   }
   j["points"] = pts;
   j["loss_convention"] = "1/2 squared error, mean over samples";
   return j;
+}
+
+// The first status of the curve that is not converged (converged if none).
+Status curve_status(const std::vector<ThresholdResult>& curve) {
+  Status status = Status::converged;
+  for (const ThresholdResult& r : curve) status = combine(status, r.status());
+  return status;
 }
 
 int cmd_curve(const Args& args, std::ostream& out, std::ostream& err) {
@@ -309,23 +310,15 @@ int cmd_curve(const Args& args, std::ostream& out, std::ostream& err) {
   SolverOptions so = solver_options(args);
   so.want_direction = false;
   const Geometry g = load_geometry(args);
-  bool ok = true;
-  const json j = curve_json(g, batches_option(args, g.samples()), sampling, so, &ok);
-  return finish(j, ok, out, err);
+  const std::vector<ThresholdResult> curve = threshold_curve(g, batches_option(args, g.samples()), sampling, so);
+  return finish(curve_json(g, curve), curve_status(curve), out, err);
 }
 
 // The built-in problem of `sgdstab demo`: random-feature regression.
 Eigen::MatrixXd demo_jacobian(Index n, Index d, Index m) {
-  std::uint64_t state = 20221128;  // fixed seed: the demo prints the same numbers everywhere
-  auto next = [&]() {
-    state += 0x9E3779B97F4A7C15ULL;
-    std::uint64_t z = state;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return static_cast<double>((z ^ (z >> 31)) >> 11) * 0x1.0p-53;
-  };
-  auto gauss = [&]() {
-    const double u = next(), v = next();
+  Rng rng(20221128);  // fixed seed: the demo prints the same numbers everywhere
+  auto gauss = [&]() {  // Box-Muller without the cached second value (the demo's numbers predate Rng::normal)
+    const double u = rng.uniform(), v = rng.uniform();
     return std::sqrt(-2.0 * std::log(1.0 - u)) * std::cos(6.283185307179586 * v);
   };
   Eigen::MatrixXd x(n, d), w(d, m);
@@ -341,14 +334,13 @@ int cmd_demo(const Args& args, std::ostream& out, std::ostream& err) {
   const SolverOptions so = solver_options(args);
   const Index n = 64, d = 16, m = 256;
   const Geometry g = Geometry::from_jacobian(demo_jacobian(n, d, m), 1);
-  bool ok = true;
   json j;
   j["problem"] = "random-feature regression: n = 64 Gaussian inputs in R^16, 256 ReLU features "
                  "(frozen), scalar output; the Jacobian of this linear-in-theta model is the same "
                  "at every theta, in particular at its interpolating minima";
-  json c = curve_json(g, default_batches(n), sampling, so, &ok);
-  for (auto it = c.begin(); it != c.end(); ++it) j[it.key()] = it.value();
-  return finish(j, ok, out, err);
+  const std::vector<ThresholdResult> curve = threshold_curve(g, default_batches(n), sampling, so);
+  j.update(curve_json(g, curve));
+  return finish(j, curve_status(curve), out, err);
 }
 
 int cmd_montecarlo(const Args& args, std::ostream& out, std::ostream& err) {
@@ -390,31 +382,27 @@ int cmd_montecarlo(const Args& args, std::ostream& out, std::ostream& err) {
   j["mc_median"] = median;
   j["mc_mean_log"] = logm;
   j["confidence"] = o.confidence;
+  j["status"] = to_string(rep.status);
   j["rho_hat"] = rep.radius.rho_hat;
   j["rho_hat_ci_low"] = rep.radius.ci_low;
   j["rho_hat_ci_high"] = rep.radius.ci_high;
   j["rho_hat_blocks"] = rep.radius.blocks;
   j["rho_hat_steps_per_block"] = rep.radius.steps_per_block;
-  j["verdict"] = rep.verdict;
+  j["verdict"] = to_string(rep.verdict);
   j["reason"] = rep.reason;
   j["note"] = "quantities are |delta_t|^2 in range(H), E|delta_0|^2 = 1; above the threshold the sample mean is "
               "heavy-tailed and underestimates the true moment at long horizons (see mc_median, mc_mean_log, "
               "and rho_hat, which does not compound)";
   j["seconds"] = rep.simulation.seconds;
   out << j.dump(2) << "\n";
-  if (rep.verdict == "inconclusive" && rep.rho && !rep.radius.converged) {
-    err << "sgdstab: " << rep.radius.message << "\n";
-    return kNotConverged;
-  }
-  if (rep.verdict == "inconclusive" && rep.rho) {
-    err << "sgdstab: " << rep.reason << "\n";
-    return kNotConverged;
-  }
-  if (rep.verdict == "disagree") {
+  // Reshuffling has no exact answer: its verdict is inconclusive by
+  // construction, and only the status of its estimate decides the exit code.
+  const int code = rep.rho && rep.status == Status::converged ? exit_code(rep.verdict) : exit_code(rep.status);
+  if (code == exit_code(Exit::disagree))
     err << "sgdstab: the Monte Carlo estimates disagree with the exact answer: " << rep.reason << "\n";
-    return 4;
-  }
-  return kOk;
+  else if (code != exit_code(Exit::ok))
+    err << "sgdstab: " << (rep.radius.converged() ? rep.reason : rep.radius.message) << "\n";
+  return code;
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -431,7 +419,7 @@ int not_a_minimum(const json& j, std::ostream& out, std::ostream& err, const Min
   out << j.dump(2) << "\n";
   err << "sgdstab: no interpolating minimum reached (" << res.message << "; max residual " << res.max_residual
       << " > tolerance " << res.tolerance << ")\n";
-  return kNotConverged;
+  return exit_code(res.status);
 }
 
 int cmd_escape(const Args& args, std::ostream& out, std::ostream& err) {
@@ -453,15 +441,13 @@ int cmd_escape(const Args& args, std::ostream& out, std::ostream& err) {
     throw UsageError("--lr-factor needs a closed-form scheme (not reshuffle): give --lr");
   const long long batch = args.integer("batch");
   Problem p = build_problem(args);
-  if (batch < 1 || batch > p.data.samples())
-    throw sgdstab::invalid_argument("--batch: B must satisfy 1 <= B <= n = " + std::to_string(p.data.samples()) +
-                                    ", got " + std::to_string(batch));
   eo.batch = static_cast<Index>(batch);
+  check_batch(eo.batch, p.data.samples(), "--batch");
   const MinimizeResult res = reach_minimum(args, p);
   json j, minimum;
   minimum_fields(minimum, p, res);
   j["minimum"] = minimum;
-  if (!res.converged) return not_a_minimum(j, out, err, res);
+  if (!res.converged()) return not_a_minimum(j, out, err, res);
   const Geometry g = geometry_at_minimum(p.model, p.data.inputs, p.data.targets);
   const std::optional<Sampling> closed = closed_form(schedule);
   std::optional<double> eta_star, rho;
@@ -469,7 +455,7 @@ int cmd_escape(const Args& args, std::ostream& out, std::ostream& err) {
     const ThresholdResult thr = stability_threshold(g, eo.batch, *closed);
     if (!thr.converged()) {
       err << "sgdstab: the threshold eigensolver did not converge: " << thr.report.message << "\n";
-      return kNotConverged;
+      return exit_code(thr.status());
     }
     eta_star = thr.eta_star;
   }
@@ -478,7 +464,7 @@ int cmd_escape(const Args& args, std::ostream& out, std::ostream& err) {
     const RadiusResult rr = spectral_radius(g, eo.lr, eo.batch, *closed);
     if (!rr.converged()) {
       err << "sgdstab: the spectral-radius eigensolver did not converge: " << rr.report.message << "\n";
-      return kNotConverged;
+      return exit_code(rr.status());
     }
     rho = rr.rho;
   }
@@ -504,10 +490,11 @@ int cmd_escape(const Args& args, std::ostream& out, std::ostream& err) {
   j["epsilon"] = eo.epsilon;
   j["escape_steps"] = eo.max_steps;
   j["message"] = rep.message;
-  j["note"] = "escaped: L grew past 1e4 x its start; converged: L fell below 1e-8 x its start; growth_rate is "
-              "the median of log(L_escape / L_0) / steps (the typical, almost-sure rate, at most log_rho)";
+  j["note"] = "escaped: L grew past " + detail::fmt(eo.escape_factor) + " x its start; converged: L fell below " +
+              detail::fmt(eo.converge_factor) + " x its start; growth_rate is the median of log(L_escape / L_0) / "
+              "steps (the typical, almost-sure rate, at most log_rho)";
   out << j.dump(2) << "\n";
-  return kOk;
+  return exit_code(Exit::ok);
 }
 
 int cmd_minimum(const Args& args, std::ostream& out, std::ostream& err) {
@@ -519,9 +506,9 @@ int cmd_minimum(const Args& args, std::ostream& out, std::ostream& err) {
   minimum_fields(j, p, res);
   j["seconds"] = seconds_since(t0);
   save_requested(args, p, j);
-  if (!res.converged) return not_a_minimum(j, out, err, res);
+  if (!res.converged()) return not_a_minimum(j, out, err, res);
   out << j.dump(2) << "\n";
-  return kOk;
+  return exit_code(Exit::ok);
 }
 
 int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
@@ -548,7 +535,7 @@ int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
   MinimumCheck check;
   check.residual_tolerance = args.number_or("residual-tol", 1e-10);
   check.allow_nonzero_residual = args.flag("allow-residual");
-  if (!res.converged && !check.allow_nonzero_residual) {
+  if (!res.converged() && !check.allow_nonzero_residual) {
     save_requested(args, p, j["minimum"]);
     return not_a_minimum(j, out, err, res);
   }
@@ -556,26 +543,20 @@ int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
   const Geometry g = geometry_at_minimum(p.model, p.data.inputs, p.data.targets, check, ro);
   timing["geometry_s"] = seconds_since(t0);
   t0 = std::chrono::steady_clock::now();
-  bool ok = true;
-  j["stability"] = curve_json(g, batches, sampling, so, &ok);
+  const std::vector<ThresholdResult> curve = threshold_curve(g, batches, sampling, so);
+  j["stability"] = curve_json(g, curve);
   j["stability"]["params"] = p.model.num_parameters();
   timing["curve_s"] = seconds_since(t0);
   t0 = std::chrono::steady_clock::now();
   const double mu_star = worst_case_alignment(g).mu_star;
   json table = json::array();
-  for (const json& pt : j["stability"]["points"]) {
-    ThresholdResult known;
-    known.batch = pt["batch"].get<Index>();
-    known.sampling = sampling;
-    known.eta_star = pt["eta_star"].get<double>();
-    known.report.converged = pt["converged"].get<bool>();
+  for (const ThresholdResult& known : curve)
     table.push_back(bounds_json(stability_bounds(g, known.batch, sampling, so, &known, mu_star)));
-  }
   j["bounds"] = table;
   timing["bounds_s"] = seconds_since(t0);
   j["timing"] = timing;
   save_requested(args, p, j["minimum"]);
-  return finish(j, ok, out, err);
+  return finish(j, curve_status(curve), out, err);
 }
 
 }  // namespace
@@ -584,8 +565,8 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
   try {
     if (argc >= 2 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "help" ||
                       std::string(argv[1]) == "-h")) {
-      out << kUsageText;
-      return kOk;
+      out << kUsageText << "\n" << exit_code_help();
+      return exit_code(Exit::ok);
     }
     if (argc >= 2 && std::string(argv[1]) == "cnn") {  // `sgdstab cnn SUB ...`: SUB is the command
 #ifdef SGDSTAB_HAVE_CNN
@@ -618,19 +599,22 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
     return code;
   } catch (const UsageError& e) {
     err << "sgdstab: " << e.what() << "\n\n" << kUsageText;
-    return kUsage;
+    return exit_code(Exit::usage);
   } catch (const sgdstab::invalid_argument& e) {
     err << "sgdstab: invalid input: " << e.what() << "\n";
-    return kUsage;
-  } catch (const io_error& e) {
-    err << "sgdstab: cannot read input: " << e.what() << "\n";
-    return kFailure;
+    return exit_code(Exit::usage);
+  } catch (const io_error& e) {  // the message names the file and the operation (read, write, mkdir)
+    err << "sgdstab: I/O error: " << e.what() << "\n";
+    return exit_code(Exit::failure);
   } catch (const resource_error& e) {
     err << "sgdstab: too large: " << e.what() << "\n";
-    return kFailure;
+    return exit_code(Exit::failure);
+  } catch (const numerical_error& e) {
+    err << "sgdstab: numerical failure: " << e.what() << "\n";
+    return exit_code(e.status());
   } catch (const std::exception& e) {
     err << "sgdstab: error: " << e.what() << "\n";
-    return kFailure;
+    return exit_code(Exit::failure);
   }
 }
 

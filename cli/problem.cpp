@@ -204,9 +204,7 @@ std::vector<Index> batches_option(const Args& args, Index samples) {
   if (!args.has("batches")) return default_batches(samples);
   std::vector<Index> batches;
   for (long long b : args.integer_list("batches")) {
-    if (b < 1 || b > samples)
-      throw sgdstab::invalid_argument("--batches: every B must satisfy 1 <= B <= n = " + std::to_string(samples) +
-                                      ", got " + std::to_string(b));
+    check_batch(static_cast<Index>(b), samples, "--batches");
     batches.push_back(static_cast<Index>(b));
   }
   return batches;
@@ -231,9 +229,7 @@ MinimizeResult reach_minimum(const Args& args, Problem& p) {
     o.lr = args.number("lr");
     if (!(o.lr > 0.0)) throw UsageError("--lr: ETA must be > 0, got " + args.str("lr"));
     o.batch = trainer == "gd" ? p.data.samples() : args.integer("batch");
-    if (o.batch < 1 || o.batch > p.data.samples())
-      throw UsageError("--batch: B must satisfy 1 <= B <= n = " + std::to_string(p.data.samples()) + ", got " +
-                       std::to_string(o.batch));
+    check_batch(o.batch, p.data.samples(), "--batch");
     if (trainer == "sgd")
       o.sampling = parse_sampling(args.str_or("train-sampling", args.str_or("sampling", "without")));
     o.max_steps = args.integer_or("max-steps", o.max_steps);
@@ -241,8 +237,9 @@ MinimizeResult reach_minimum(const Args& args, Problem& p) {
     o.seed = static_cast<std::uint64_t>(args.integer_or("seed", 0)) + 7;
     std::vector<AlignmentSample> log;
     if (args.has("alignment-log")) {
-      o.check_every = args.integer_or("log-every", 0);
-      if (o.check_every < 0) throw UsageError("--log-every: K must be >= 1");
+      o.check_every = args.integer_or("log-every", 0);  // 0: the trainer's default, one epoch
+      if (args.has("log-every") && o.check_every < 1)
+        throw UsageError("--log-every: K must be >= 1, got " + std::to_string(o.check_every));
       o.observer = [&](Index step, const Mlp& model) { log.push_back(alignment_at(model, x, y, step)); };
     }
     const MinimizeResult res = train_sgd(p.model, x, y, o);
@@ -279,7 +276,8 @@ void minimum_fields(json& j, const Problem& p, const MinimizeResult& res) {
   j["outputs"] = p.data.outputs();
   j["params"] = p.model.num_parameters();
   j["trainer"] = res.method;
-  j["converged"] = res.converged;
+  j["converged"] = res.converged();
+  j["status"] = to_string(res.status);
   j["iterations"] = res.iterations;
   j["loss"] = res.loss;
   j["max_residual"] = res.max_residual;
@@ -331,7 +329,9 @@ json bounds_json(const StabilityBounds& b) {
   j["sampling"] = to_string(b.sampling);
   j["gamma"] = b.gamma;
   j["eta_star"] = b.eta_star;
-  j["converged"] = b.converged;
+  j["converged"] = b.converged();
+  j["status"] = to_string(b.status);
+  if (!b.converged()) j["message"] = b.message;
   j["eta_gd"] = b.eta_gd;
   j["eta_sufficient"] = b.eta_sufficient;
   j["eta_necessary_rank1"] = b.eta_necessary_rank1;

@@ -1,11 +1,11 @@
 // Alignment of SGD noise and the bounds table (theory/bounds.md).
 #include "sgdstab/bounds.hpp"
 
-#include <Spectra/SymEigsSolver.h>
-
 #include <algorithm>
 #include <cmath>
 
+#include "check.hpp"
+#include "eigensolve.hpp"
 #include "linalg.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
@@ -28,48 +28,29 @@ void check_residuals(Index rows, Index outputs, const Eigen::Ref<const VectorXd>
   require(r.squaredNorm() > 0.0, where, "residuals are all zero: the alignment is 0/0 at an interpolating point");
 }
 
-double dense_largest_eigenvalue(MatrixXd m) {
-  VectorXd ev;
-  const int info = detail::symmetric_eigen(m, ev);
-  require(info == 0, "bounds", "LAPACK dsyevd failed (info " + std::to_string(info) + ")");
-  return ev(ev.size() - 1);
+// The eigensolver settings of the bounds (theory/bounds.md, section 6): LAPACK
+// below r = 400, Lanczos (ncv 24) to relative accuracy 1e-12 above, with the
+// fallbacks of detail::top_eigenpair.
+SolverOptions bounds_solver_options() {
+  SolverOptions o;
+  o.tolerance = 1e-12;
+  o.subspace_dimension = 24;
+  o.dense_max_dimension = 399;
+  return o;
 }
 
-// Largest eigenvalue of the symmetric r x r operator `apply` (y = M x):
-// Spectra's Lanczos (one eigenvalue, relative accuracy 1e-12) above
-// kDenseBelow, LAPACK on the matrix `dense()` below it or when Lanczos does
-// not converge (theory/bounds.md, section 6).
-constexpr Index kDenseBelow = 400;
-
-template <class Apply>
-struct ApplyOp {  // Spectra's operator concept around y = M x
-  using Scalar = double;
-  Index n;
-  const Apply* f;
-  Index rows() const { return n; }
-  Index cols() const { return n; }
-  void perform_op(const double* x, double* y) const { (*f)(x, y); }
-};
-
-template <class Apply, class Dense>
-double largest_eigenvalue(Index r, const Apply& apply, const Dense& dense) {
-  if (r < kDenseBelow) return dense_largest_eigenvalue(dense());
-  ApplyOp<Apply> op{r, &apply};
-  Spectra::SymEigsSolver<ApplyOp<Apply>> eigs(op, 1, std::min<Index>(r, 24));
-  eigs.init();
-  eigs.compute(Spectra::SortRule::LargestAlge, 1000, 1e-12);
-  if (eigs.info() == Spectra::CompInfo::Successful) return eigs.eigenvalues()(0);
-  return dense_largest_eigenvalue(dense());
+// Records a failed eigensolve of the bounds table in b (the first failure wins).
+void note_failure(StabilityBounds& b, const SolveReport& report, const std::string& what) {
+  if (report.converged() || !b.converged()) return;
+  b.status = report.status;
+  b.message = what + ": " + report.message;
 }
 
 // lambda_max of a symmetric matrix held densely.
-double largest_eigenvalue(const MatrixXd& m) {
-  return largest_eigenvalue(
-      m.rows(),
-      [&m](const double* x, double* y) {
-        VectorXd::Map(y, m.rows()).noalias() = m.selfadjointView<Eigen::Lower>() * VectorXd::Map(x, m.rows());
-      },
-      [&m] { return m; });
+double largest_eigenvalue(const MatrixXd& m, StabilityBounds& b, const std::string& what) {
+  const detail::Eigenpair e = detail::largest_eigenpair(m, bounds_solver_options(), what);
+  note_failure(b, e.report, what);
+  return e.value;
 }
 
 }  // namespace
@@ -155,9 +136,15 @@ WorstAlignment worst_case_alignment(const Geometry& g) {
   b = 0.5 * (b + b.transpose());
   VectorXd ev;
   MatrixXd vec = b;
-  const int info = detail::symmetric_eigen(vec, ev);
-  require(info == 0, "worst_case_alignment", "LAPACK dsyevd failed (info " + std::to_string(info) + ")");
   WorstAlignment out;
+  try {
+    detail::symmetric_eigen_or_throw(vec, ev, "worst_case_alignment");
+  } catch (const numerical_error& e) {
+    out.status = e.status();
+    out.message = e.what();
+    return out;
+  }
+  out.status = Status::converged;
   out.mu_star = std::max(0.0, dn * ev(0) / d.squaredNorm());  // Tr(Sigma_1 G) >= 0: clip round-off
   out.residual_direction = u * vec.col(0);
   return out;
@@ -174,12 +161,15 @@ StabilityBounds stability_bounds(const Geometry& g, Index batch, Sampling sampli
     require(threshold->batch == batch && threshold->sampling == sampling, "stability_bounds",
             "the given threshold is for another batch size or scheme");
     b.eta_star = threshold->eta_star;
-    b.converged = threshold->converged();
+    b.status = threshold->status();
+    b.message = threshold->report.message;
   } else {
     const ThresholdResult thr = stability_threshold(g, batch, sampling, options);
     b.eta_star = thr.eta_star;
-    b.converged = thr.converged();
+    b.status = thr.status();
+    b.message = thr.report.message;
   }
+  if (!b.converged()) b.message = "eta*: " + b.message;
   const Index r = g.rank(), c = g.outputs(), n = g.samples();
   const VectorXd& d = g.hessian_eigenvalues();
   const MatrixXd& z = g.factor();
@@ -193,7 +183,7 @@ StabilityBounds stability_bounds(const Geometry& g, Index batch, Sampling sampli
   const VectorXd inv_sqrt_d = d.cwiseSqrt().cwiseInverse();
   MatrixXd scaled = inv_sqrt_d.asDiagonal() * qi * inv_sqrt_d.asDiagonal();
   scaled = 0.5 * (scaled + scaled.transpose());
-  b.eta_sufficient = 2.0 / largest_eigenvalue(scaled);
+  b.eta_sufficient = 2.0 / largest_eigenvalue(scaled, b, "eta_sufficient");
   MatrixXd e1 = MatrixXd::Zero(r, r);
   e1(0, 0) = 1.0;  // v v^T, v the top eigenvector of H (coordinates sorted descending)
   b.eta_necessary_rank1 = 2.0 * d(0) / op.quadratic(e1)(0, 0);
@@ -209,7 +199,9 @@ StabilityBounds stability_bounds(const Geometry& g, Index batch, Sampling sampli
     for (Index i = 0; i < n; ++i) u.segment(i * c, c) = zzt.middleCols(i * c, c) * u.segment(i * c, c).eval();
     VectorXd::Map(y, r).noalias() = inv_n * (z.transpose() * u) - d2.cwiseProduct(VectorXd::Map(x, r));
   };
-  auto dense_nu = [&] {
+  double nu_max = 0.0;
+  const SolverOptions nu_options = bounds_solver_options();
+  if (detail::resolve_method(nu_options, r) == Method::dense) {
     MatrixXd h2 = MatrixXd::Zero(r, r);
     for (Index i = 0; i < n; ++i) {
       const MatrixXd zi = z.middleRows(i * c, c);
@@ -217,10 +209,24 @@ StabilityBounds stability_bounds(const Geometry& g, Index batch, Sampling sampli
     }
     h2 *= inv_n;
     h2.diagonal() -= d2;
-    return MatrixXd(0.5 * (h2 + h2.transpose()));
-  };
-  b.non_uniformity = std::sqrt(std::max(0.0, largest_eigenvalue(r, apply_nu, dense_nu)));
-  b.mu_star = mu_star ? *mu_star : worst_case_alignment(g).mu_star;
+    nu_max = largest_eigenvalue(MatrixXd(0.5 * (h2 + h2.transpose())), b, "non_uniformity");
+  } else {
+    detail::FunctionOperator nu(r, apply_nu);
+    const detail::Eigenpair e = detail::top_eigenpair(nu, VectorXd(), nu_options, 0.0, "non_uniformity");
+    note_failure(b, e.report, "non_uniformity");
+    nu_max = e.value;
+  }
+  b.non_uniformity = std::sqrt(std::max(0.0, nu_max));
+  if (mu_star) {
+    b.mu_star = *mu_star;
+  } else {
+    const WorstAlignment w = worst_case_alignment(g);
+    b.mu_star = w.mu_star;
+    if (!w.converged() && b.converged()) {
+      b.status = w.status;
+      b.message = "mu_star: " + w.message;
+    }
+  }
   if (b.gamma * b.mu_star > 0.0) b.eta_alignment = 1.0 / (b.hessian_frobenius * std::sqrt(b.gamma * b.mu_star));
   if (batch == 1 && c == 1) b.eta_trace_b1 = 2.0 / b.hessian_trace;
   return b;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "sgdstab/data.hpp"
+#include "check.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/matrix_io.hpp"
 #include "sgdstab/memory.hpp"
@@ -157,24 +158,6 @@ Dataset read_table_dataset(const std::string& path, Index outputs) {
                        path + " (" + std::to_string(table.rows()) + " samples, " +
                            std::to_string(table.cols() - outputs) + " inputs, " + std::to_string(outputs) +
                            " outputs)");
-}
-
-PixelScaling parse_pixel_scaling(const std::string& text) {
-  if (text == "none") return PixelScaling::none;
-  if (text == "unit") return PixelScaling::unit;
-  if (text == "standardize") return PixelScaling::standardize;
-  if (text == "center") return PixelScaling::center;
-  throw invalid_argument("pixel scaling: '" + text + "' is not one of none, unit, standardize, center");
-}
-
-std::string to_string(PixelScaling scaling) {
-  switch (scaling) {
-    case PixelScaling::none: return "none";
-    case PixelScaling::unit: return "unit";
-    case PixelScaling::standardize: return "standardize";
-    case PixelScaling::center: return "center";
-  }
-  return "?";
 }
 
 // theory/data.md §6.2.

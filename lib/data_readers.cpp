@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "sgdstab/data.hpp"
+#include "check.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
 

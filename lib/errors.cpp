@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "check.hpp"
+
 namespace sgdstab::detail {
 
 void require(bool cond, const std::string& where, const std::string& what) {

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <limits>
 
+#include "check.hpp"
+#include "eigensolve.hpp"
 #include "linalg.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
@@ -13,15 +15,6 @@ namespace sgdstab {
 
 using Eigen::MatrixXd;
 using Eigen::VectorXd;
-
-std::string to_string(Space space) {
-  switch (space) {
-    case Space::automatic: return "automatic";
-    case Space::parameter: return "parameter";
-    case Space::sample: return "sample";
-  }
-  return "unknown";
-}
 
 void ReductionOptions::validate() const {
   detail::require(std::isfinite(rank_tolerance) && rank_tolerance < 1.0, "ReductionOptions",
@@ -53,13 +46,12 @@ void check_finite(const Eigen::Ref<const MatrixXd>& m, const std::string& where)
 }
 
 // dsyevd needs about 2 dim^2 doubles of workspace besides the matrix itself.
-double eigen_bytes(Index dim) { return 8.0 * 3.2 * static_cast<double>(dim) * dim; }
+double eigen_bytes(Index dim) { return detail::dense_bytes(dim); }
 
+// No result struct exists yet to carry a status: a LAPACK failure throws
+// sgdstab::numerical_error (errors.hpp).
 void eigendecompose(MatrixXd& a, VectorXd& w, const std::string& where) {
-  const int info = detail::symmetric_eigen(a, w);
-  if (info != 0)
-    throw std::runtime_error(where + ": LAPACK dsyevd failed (info = " + std::to_string(info) +
-                             ")");
+  detail::symmetric_eigen_or_throw(a, w, where);
 }
 
 }  // namespace
@@ -86,7 +78,6 @@ Geometry Geometry::from_eigen(const MatrixXd& vectors, const VectorXd& values, I
   g.outputs_ = c;
   g.params_ = p;
   g.space_ = space;
-  g.rank_cutoff_ = cutoff;
   g.largest_discarded_ = (r < m) ? std::max(values(m - 1 - r), 0.0) : 0.0;
   g.hessian_eigenvalues_.resize(r);
   for (Index k = 0; k < r; ++k) g.hessian_eigenvalues_(k) = values(m - 1 - k) / static_cast<double>(n);

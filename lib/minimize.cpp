@@ -7,6 +7,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "check.hpp"
 #include "linalg.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
@@ -28,8 +29,7 @@ void MinimizeOptions::validate() const {
 
 void TrainOptions::validate(Index samples) const {
   require(std::isfinite(lr) && lr > 0.0, "TrainOptions::lr", "eta must be finite and > 0, got " + detail::fmt(lr));
-  require(batch >= 1 && batch <= samples, "TrainOptions::batch",
-          "B must satisfy 1 <= B <= n = " + std::to_string(samples) + ", got " + std::to_string(batch));
+  check_batch(batch, samples, "TrainOptions::batch");
   require(max_steps >= 0, "TrainOptions::max_steps", "must be >= 0, got " + std::to_string(max_steps));
   require(std::isfinite(residual_tolerance) && residual_tolerance > 0.0, "TrainOptions::residual_tolerance",
           "must be finite and > 0, got " + detail::fmt(residual_tolerance));
@@ -66,7 +66,8 @@ void finish(MinimizeResult& res, const Mlp& model, const Eigen::Ref<const Matrix
   res.max_residual = max_abs(r);
   res.loss = r.allFinite() ? 0.5 * r.squaredNorm() / static_cast<double>(x.rows()) : INFINITY;
   res.gradient_norm = r.allFinite() ? model.gradient(x, y).norm() : INFINITY;
-  res.converged = res.max_residual <= res.tolerance;
+  if (res.max_residual <= res.tolerance) res.status = Status::converged;
+  else if (res.status == Status::converged) res.status = Status::not_converged;
 }
 
 }  // namespace
@@ -103,7 +104,7 @@ MinimizeResult minimum_norm_solution(Mlp& model, const Eigen::Ref<const MatrixXd
   finish(res, model, x, y);
   res.loss_history.push_back(res.loss);
   const std::string rank = std::to_string(cod.rank());
-  if (res.converged)
+  if (res.converged())
     res.message = "interpolating minimum-norm solution (feature rank " + rank + ")";
   else if (cod.rank() < n)
     res.message = "the features cannot interpolate the data (rank " + rank + " < " + std::to_string(n) +
@@ -154,6 +155,7 @@ MinimizeResult gauss_newton(Mlp& model, const Eigen::Ref<const MatrixXd>& x, con
     }
     if (!normal.allFinite() || (!sample_space && !g.allFinite())) {
       res.message = "the Jacobian has NaN or Inf entries (overflow in the network)";
+      res.status = Status::numerical_failure;
       break;
     }
     const double top = normal.diagonal().maxCoeff();
@@ -215,8 +217,7 @@ MinimizeResult gauss_newton(Mlp& model, const Eigen::Ref<const MatrixXd>& x, con
 }
 
 std::vector<Index> draw_batch(Sampling scheme, Index samples, Index batch, Rng& rng) {
-  require(samples >= 1 && batch >= 1 && batch <= samples, "draw_batch",
-          "B must satisfy 1 <= B <= n = " + std::to_string(samples) + ", got " + std::to_string(batch));
+  check_batch(batch, samples, "draw_batch");
   std::vector<Index> out;
   const auto n = static_cast<std::uint64_t>(samples);
   switch (scheme) {
@@ -275,6 +276,7 @@ MinimizeResult train_sgd(Mlp& model, const Eigen::Ref<const MatrixXd>& x, const 
     res.iterations = step;
     if (!theta.allFinite()) {
       res.message = "diverged: parameters overflowed at step " + std::to_string(step);
+      res.status = Status::diverged;
       break;
     }
     model.set_parameters(theta);
@@ -286,16 +288,16 @@ MinimizeResult train_sgd(Mlp& model, const Eigen::Ref<const MatrixXd>& x, const 
     if (!std::isfinite(loss) || loss > options.divergence_factor * initial) {
       res.message = "diverged: loss " + detail::fmt(loss) + " at step " + std::to_string(step) +
                     " (initial " + detail::fmt(initial) + ")";
+      res.status = Status::diverged;
       break;
     }
     if (max_abs(r) <= res.tolerance) res.message = "residual below tolerance";
   }
-  if (res.message.rfind("diverged", 0) == 0) {
+  if (res.status == Status::diverged) {
     const MatrixXd rr = model.residuals(x, y);
     res.max_residual = max_abs(rr);
     res.loss = rr.allFinite() ? 0.5 * rr.squaredNorm() / static_cast<double>(n) : INFINITY;
     res.gradient_norm = INFINITY;
-    res.converged = false;
     return res;
   }
   finish(res, model, x, y);

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "check.hpp"
 #include "linalg.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
@@ -17,50 +18,6 @@ using detail::require;
 
 // ---------------------------------------------------------------------------
 // Names
-
-std::string to_string(Activation a) {
-  switch (a) {
-    case Activation::identity: return "identity";
-    case Activation::relu: return "relu";
-    case Activation::tanh: return "tanh";
-    case Activation::erf: return "erf";
-    case Activation::softplus: return "softplus";
-  }
-  return "?";
-}
-
-Activation parse_activation(const std::string& text) {
-  if (text == "identity" || text == "linear") return Activation::identity;
-  if (text == "relu") return Activation::relu;
-  if (text == "tanh") return Activation::tanh;
-  if (text == "erf") return Activation::erf;
-  if (text == "softplus") return Activation::softplus;
-  throw invalid_argument("activation: expected identity, relu, tanh, erf or softplus, got '" + text + "'");
-}
-
-std::string to_string(Parametrization p) {
-  switch (p) {
-    case Parametrization::standard: return "standard";
-    case Parametrization::ntk: return "ntk";
-    case Parametrization::mean_field: return "mean-field";
-  }
-  return "?";
-}
-
-Parametrization parse_parametrization(const std::string& text) {
-  if (text == "standard") return Parametrization::standard;
-  if (text == "ntk") return Parametrization::ntk;
-  if (text == "mean-field" || text == "mean_field") return Parametrization::mean_field;
-  throw invalid_argument("parametrization: expected standard, ntk or mean-field, got '" + text + "'");
-}
-
-std::string to_string(Init i) { return i == Init::he ? "he" : "lecun"; }
-
-Init parse_init(const std::string& text) {
-  if (text == "he") return Init::he;
-  if (text == "lecun") return Init::lecun;
-  throw invalid_argument("init: expected he or lecun, got '" + text + "'");
-}
 
 // ---------------------------------------------------------------------------
 // Spec

@@ -5,6 +5,7 @@
 #include <Eigen/Eigenvalues>
 #include <cmath>
 
+#include "check.hpp"
 #include "linalg.hpp"
 #include "sgdstab/errors.hpp"
 

@@ -1,7 +1,6 @@
 // Monte Carlo cross-checks (theory/montecarlo.md).
 #include "sgdstab/montecarlo.hpp"
 
-#include <Spectra/SymEigsSolver.h>
 
 #include <algorithm>
 #include <boost/math/distributions/beta.hpp>
@@ -10,6 +9,8 @@
 #include <cmath>
 #include <tuple>
 
+#include "check.hpp"
+#include "eigensolve.hpp"
 #include "linalg.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
@@ -25,22 +26,6 @@ using detail::require;
 
 // ---------------------------------------------------------------------------
 // Schedules
-
-std::string to_string(Schedule s) {
-  switch (s) {
-    case Schedule::without_replacement: return "without";
-    case Schedule::with_replacement: return "with";
-    case Schedule::bernoulli: return "bernoulli";
-    case Schedule::reshuffle: return "reshuffle";
-  }
-  return "?";
-}
-
-Schedule parse_schedule(const std::string& text) {
-  if (text == "reshuffle") return Schedule::reshuffle;
-  if (text == "without" || text == "with" || text == "bernoulli") return to_schedule(parse_sampling(text));
-  throw invalid_argument("sampling: expected without, with, bernoulli or reshuffle, got '" + text + "'");
-}
 
 Schedule to_schedule(Sampling s) {
   switch (s) {
@@ -63,18 +48,9 @@ std::optional<Sampling> closed_form(Schedule s) {
 
 namespace {
 
-// Independent stream `m` of purpose `purpose` under `seed` (SplitMix64 finalizer of a mix).
-std::uint64_t stream_seed(std::uint64_t seed, std::uint64_t m, std::uint64_t purpose) {
-  std::uint64_t z = seed ^ (m * 0x9E3779B97F4A7C15ULL) ^ (purpose * 0xD1B54A32D192ED03ULL);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-
 void check_common(const Geometry& g, double lr, Index batch, double confidence, const char* where) {
   require(std::isfinite(lr) && lr > 0.0, where, "lr must be finite and > 0, got " + detail::fmt(lr));
-  require(batch >= 1 && batch <= g.samples(), where,
-          "B must satisfy 1 <= B <= n = " + std::to_string(g.samples()) + ", got " + std::to_string(batch));
+  check_batch(batch, g.samples(), where);
   require(confidence > 0.0 && confidence < 1.0, where,
           "confidence must lie in (0, 1), got " + detail::fmt(confidence));
 }
@@ -123,8 +99,7 @@ MomentEstimate summarize(Index step, std::vector<double>& values, double confide
 
 BatchSampler::BatchSampler(Schedule schedule, Index samples, Index batch, std::uint64_t seed)
     : schedule_(schedule), n_(samples), b_(batch), rng_(seed) {
-  require(samples >= 1 && batch >= 1 && batch <= samples, "BatchSampler",
-          "B must satisfy 1 <= B <= n = " + std::to_string(samples) + ", got " + std::to_string(batch));
+  check_batch(batch, samples, "BatchSampler");
   if (schedule_ == Schedule::reshuffle) {
     permutation_.resize(static_cast<std::size_t>(n_));
     position_ = n_;  // the first call starts an epoch
@@ -188,10 +163,10 @@ SimulationResult simulate_linearized(const Geometry& g, const SimulationOptions&
     if (o.start.size() > 0) {
       delta.col(j) = o.start;
     } else {
-      Rng rng(stream_seed(o.seed, static_cast<std::uint64_t>(j), 1));
+      Rng rng(Rng::stream_seed(o.seed, static_cast<std::uint64_t>(j), 1));
       for (Index k = 0; k < r; ++k) delta(k, j) = rng.normal() / std::sqrt(static_cast<double>(r));
     }
-    samplers.emplace_back(o.schedule, n, o.batch, stream_seed(o.seed, static_cast<std::uint64_t>(j), 2));
+    samplers.emplace_back(o.schedule, n, o.batch, Rng::stream_seed(o.seed, static_cast<std::uint64_t>(j), 2));
   }
   SimulationResult res;
   res.trajectories = m;
@@ -276,7 +251,7 @@ class SampledOperator {
  public:
   SampledOperator(const Geometry& g, const RadiusEstimateOptions& o) : r_(g.rank()), lr_(o.lr) {
     const Index c = g.outputs();
-    BatchSampler sampler(o.schedule, g.samples(), o.batch, stream_seed(o.seed, 0, 3));
+    BatchSampler sampler(o.schedule, g.samples(), o.batch, Rng::stream_seed(o.seed, 0, 3));
     steps_ = sampler.steps_per_block();
     blocks_.resize(static_cast<std::size_t>(o.blocks));
     for (auto& block : blocks_) {
@@ -320,46 +295,24 @@ class SampledOperator {
   std::vector<std::vector<SampledBatch>> blocks_;
 };
 
-// Spectra adapter on packed symmetric coordinates (self-adjoint case).
-class PackedSampledOp {
- public:
-  using Scalar = double;
-  PackedSampledOp(const SampledOperator& op, Index r) : op_(op), r_(r) {}
-  Index rows() const { return packed_size(r_); }
-  Index cols() const { return packed_size(r_); }
-  void perform_op(const double* x, double* y) const {
-    const MatrixXd s = unpack(Eigen::Map<const VectorXd>(x, rows()), r_);
-    Eigen::Map<VectorXd>(y, rows()) = pack(op_.apply(s, false));
-    ++count_;
-  }
-  mutable Index count_ = 0;
-
- private:
-  const SampledOperator& op_;
-  Index r_;
-};
+// The sampled operator on packed symmetric coordinates (self-adjoint case),
+// as an operator of the eigensolver module.
+detail::FunctionOperator packed_operator(const SampledOperator& op, Index r) {
+  return detail::FunctionOperator(packed_size(r), [&op, r](const double* x, double* y) {
+    const MatrixXd s = unpack(Eigen::Map<const VectorXd>(x, packed_size(r)), r);
+    Eigen::Map<VectorXd>(y, packed_size(r)) = pack(op.apply(s, false));
+  });
+}
 
 double frob(const MatrixXd& a, const MatrixXd& b) { return (a.array() * b.array()).sum(); }
 
-// Top eigenpair of a PSD-preserving operator by power iteration from I.
-MatrixXd power_iteration(const SampledOperator& op, Index r, bool transposed, double tol, Index& matvecs,
-                         double& lambda, bool& converged) {
-  MatrixXd s = MatrixXd::Identity(r, r) / std::sqrt(static_cast<double>(r));
-  converged = false;
-  for (Index it = 0; it < 5000; ++it) {
-    MatrixXd ts = op.apply(s, transposed);
-    ++matvecs;
-    lambda = frob(s, ts);
-    const double residual = (ts - lambda * s).norm();
-    const double nrm = ts.norm();
-    if (!(nrm > 0.0)) break;
-    s = (ts + ts.transpose()) / (2.0 * nrm);  // the operator acts on symmetric matrices only
-    if (residual <= tol * std::abs(lambda)) {
-      converged = true;
-      break;
-    }
-  }
-  return s;
+// The eigensolver settings of the sampled operator (theory/montecarlo.md, eq. 4).
+SolverOptions sampled_solver_options(double tolerance) {
+  SolverOptions o;
+  o.method = Method::lanczos;  // each application costs `blocks` batch products: never dense by choice
+  o.tolerance = tolerance;
+  o.subspace_dimension = 20;
+  return o;
 }
 
 }  // namespace
@@ -386,38 +339,29 @@ RadiusEstimate estimate_radius(const Geometry& g, const RadiusEstimateOptions& o
   MatrixXd right, left;
   if (o.schedule != Schedule::reshuffle) {
     // Self-adjoint: Lanczos on packed coordinates (theory/montecarlo.md, eq. 4).
-    PackedSampledOp packed(op, r);
-    const Index m = packed_size(r);
-    if (m == 1) {
-      const double x = 1.0;
-      double y = 0.0;
-      packed.perform_op(&x, &y);
-      lambda = y;
-      right = MatrixXd::Ones(1, 1);
-      est.converged = true;
-    } else {
-      Spectra::SymEigsSolver<PackedSampledOp> eigs(packed, 1, std::min<Index>(m, 20));
-      const VectorXd start = pack(MatrixXd::Identity(r, r));
-      eigs.init(start.data());
-      eigs.compute(Spectra::SortRule::LargestAlge, 1000, o.tolerance);
-      est.converged = eigs.info() == Spectra::CompInfo::Successful;
-      if (est.converged) {
-        lambda = eigs.eigenvalues()(0);
-        right = unpack(eigs.eigenvectors().col(0), r);
-      }
-    }
-    est.matvecs = packed.count_;
+    detail::FunctionOperator packed = packed_operator(op, r);
+    const VectorXd start = pack(MatrixXd::Identity(r, r));
+    const detail::Eigenpair e = detail::top_eigenpair(packed, start / start.norm(),
+                                                      sampled_solver_options(o.tolerance), 0.0, "rho_hat");
+    est.status = e.report.status;
+    est.matvecs = e.report.matvecs;
+    lambda = e.value;
+    if (est.converged()) right = unpack(e.vector, r);
     left = right;
   } else {
     // Not self-adjoint: right and left eigenvectors by power iteration.
-    bool ok_right = false, ok_left = false;
-    double lambda_left = 0.0;
-    right = power_iteration(op, r, false, o.tolerance, est.matvecs, lambda, ok_right);
-    left = power_iteration(op, r, true, o.tolerance, est.matvecs, lambda_left, ok_left);
-    est.converged = ok_right && ok_left;
+    const auto apply = [&op](const MatrixXd& s, bool transposed) { return op.apply(s, transposed); };
+    const detail::Eigenpair pr = detail::power_top(apply, r, false, o.tolerance, 5000);
+    const detail::Eigenpair pl = detail::power_top(apply, r, true, o.tolerance, 5000);
+    est.status = !pr.report.converged() ? pr.report.status : pl.report.status;
+    est.matvecs = pr.report.matvecs + pl.report.matvecs;
+    lambda = pr.value;
+    right = MatrixXd::Map(pr.vector.data(), r, r);
+    left = MatrixXd::Map(pl.vector.data(), r, r);
   }
-  if (!est.converged) {
-    est.message = "the eigensolver on the sampled operator did not converge; rho_hat is not to be trusted";
+  if (!est.converged()) {
+    est.message = "the eigensolver on the sampled operator did not converge (" + to_string(est.status) +
+                  "); rho_hat is not to be trusted";
     return est;
   }
   // Delta method: lambda_hat = mean_k x_k with x_k = <U, P_k V P_k^T> / <U, V> to first order.
@@ -471,8 +415,9 @@ CrossCheckReport cross_check(const Geometry& g, const CrossCheckOptions& o) {
   rep.simulation = simulate_linearized(g, so);
   rep.radius = estimate_radius(g, ro);
   const std::optional<Sampling> sampling = closed_form(o.schedule);
+  rep.status = rep.radius.status;
   if (!sampling) {
-    rep.verdict = "inconclusive";
+    rep.verdict = Verdict::inconclusive;
     rep.reason = "reshuffling has no closed-form operator: only the Monte Carlo estimates are reported (rho_hat " +
                  detail::fmt(rep.radius.rho_hat) + ")";
     return rep;
@@ -482,9 +427,11 @@ CrossCheckReport cross_check(const Geometry& g, const CrossCheckOptions& o) {
   rep.rho = exact.rho;
   rep.eta_star = thr.eta_star;
   rep.exact = exact_moments(g, o.lr, o.batch, *sampling, o.steps);
-  if (!exact.converged() || !thr.converged() || !rep.radius.converged) {
-    rep.verdict = "inconclusive";
-    rep.reason = "an eigensolver did not converge";
+  for (const SolveReport* r : {&exact.report, &thr.report})
+    if (rep.status == Status::converged) rep.status = r->status;
+  if (rep.status != Status::converged) {
+    rep.verdict = Verdict::inconclusive;
+    rep.reason = "an eigensolver did not converge (" + to_string(rep.status) + ")";
     return rep;
   }
   // Bonferroni: half of the significance for the rho test, the other half
@@ -509,16 +456,16 @@ CrossCheckReport cross_check(const Geometry& g, const CrossCheckOptions& o) {
   }
   const bool stable = *rep.rho <= 1.0;
   if (!rho_ok) {
-    rep.verdict = "disagree";
+    rep.verdict = Verdict::disagree;
     rep.reason = "rho = " + detail::fmt(*rep.rho) + " lies outside the sampled-operator interval at level " +
                  detail::fmt(1.0 - 0.5 * o.significance) + " (rho_hat " + detail::fmt(rep.radius.rho_hat) + ")";
   } else if (stable && outside > 0) {
-    rep.verdict = "disagree";
+    rep.verdict = Verdict::disagree;
     rep.reason = "the exact E|delta_t|^2 lies outside the Monte Carlo interval (Bonferroni level " +
                  detail::fmt(step_level) + " per step) at " + std::to_string(outside) + " of " +
                  std::to_string(o.steps + 1 - heavy) + " steps";
   } else {
-    rep.verdict = "agree";
+    rep.verdict = Verdict::agree;
     rep.reason = "rho inside the sampled-operator interval";
     if (stable)
       rep.reason += "; exact moments inside the Monte Carlo intervals at all " + std::to_string(o.steps + 1 - heavy) +
@@ -567,8 +514,7 @@ VectorXd MlpProblem::range_direction(const VectorXd& theta_star, Rng& rng) const
 
 void EscapeOptions::validate(Index samples) const {
   require(std::isfinite(lr) && lr > 0.0, "EscapeOptions::lr", "must be finite and > 0, got " + detail::fmt(lr));
-  require(batch >= 1 && batch <= samples, "EscapeOptions::batch",
-          "B must satisfy 1 <= B <= n = " + std::to_string(samples) + ", got " + std::to_string(batch));
+  check_batch(batch, samples, "EscapeOptions::batch");
   require(std::isfinite(epsilon) && epsilon > 0.0, "EscapeOptions::epsilon",
           "must be finite and > 0, got " + detail::fmt(epsilon));
   require(runs >= 1, "EscapeOptions::runs", "must be >= 1, got " + std::to_string(runs));
@@ -612,9 +558,9 @@ EscapeReport escape_runs(const SgdProblem& problem, const VectorXd& theta_star, 
   rep.runs = o.runs;
   std::vector<double> escape_steps, rates;
   for (Index run = 0; run < o.runs; ++run) {
-    Rng rng(stream_seed(o.seed, static_cast<std::uint64_t>(run), 4));
+    Rng rng(Rng::stream_seed(o.seed, static_cast<std::uint64_t>(run), 4));
     VectorXd theta = theta_star + o.epsilon * problem.range_direction(theta_star, rng);
-    BatchSampler sampler(o.schedule, n, o.batch, stream_seed(o.seed, static_cast<std::uint64_t>(run), 5));
+    BatchSampler sampler(o.schedule, n, o.batch, Rng::stream_seed(o.seed, static_cast<std::uint64_t>(run), 5));
     const double l0 = problem.loss(theta);
     require(std::isfinite(l0), "escape_runs", "the loss at theta_star + epsilon delta is not finite");
     double last_finite = l0;

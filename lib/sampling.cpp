@@ -1,15 +1,20 @@
 // Sampling factors: theory/sampling.md (eq. 3 and the table in section 2).
 #include "sgdstab/sampling.hpp"
 
+#include "check.hpp"
 #include "sgdstab/errors.hpp"
 
 namespace sgdstab {
 
+void check_batch(Index batch, Index samples, const std::string& where) {
+  detail::require(samples >= 1, where, "samples must be >= 1, got " + std::to_string(samples));
+  detail::require(batch >= 1 && batch <= samples, where,
+                  "batch size B must satisfy 1 <= B <= n = " + std::to_string(samples) + ", got B = " +
+                      std::to_string(batch));
+}
+
 SamplingFactors sampling_factors(Sampling scheme, Index n, Index B) {
-  detail::require(n >= 1, "sampling_factors", "samples must be >= 1, got " + std::to_string(n));
-  detail::require(B >= 1 && B <= n, "sampling_factors",
-                  "batch size B must satisfy 1 <= B <= n = " + std::to_string(n) + ", got B = " +
-                      std::to_string(B));
+  check_batch(B, n, "sampling_factors");
   const double nd = static_cast<double>(n), Bd = static_cast<double>(B);
   switch (scheme) {
     case Sampling::without_replacement:
@@ -21,23 +26,6 @@ SamplingFactors sampling_factors(Sampling scheme, Index n, Index B) {
       return {1.0, (nd - Bd) / (nd * Bd)};
   }
   throw sgdstab::invalid_argument("sampling_factors: unknown sampling scheme");
-}
-
-std::string to_string(Sampling scheme) {
-  switch (scheme) {
-    case Sampling::without_replacement: return "without";
-    case Sampling::with_replacement: return "with";
-    case Sampling::bernoulli: return "bernoulli";
-  }
-  return "unknown";
-}
-
-Sampling parse_sampling(std::string_view text) {
-  if (text == "without") return Sampling::without_replacement;
-  if (text == "with") return Sampling::with_replacement;
-  if (text == "bernoulli") return Sampling::bernoulli;
-  throw sgdstab::invalid_argument("sampling: expected one of without|with|bernoulli, got '" +
-                                  std::string(text) + "'");
 }
 
 }  // namespace sgdstab

@@ -4,4 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release "$@"
+# SGDSTAB_CONFIGURE_ONLY=1: stop after configuring (tests/scripts_test.sh uses it).
+[ -z "${SGDSTAB_CONFIGURE_ONLY:-}" ] || exit 0
 cmake --build "$BUILD_DIR" -j "$(nproc)"

@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install_deps.sh >&2  # stdout carries only the JSON result
 BUILD_DIR=${BUILD_DIR:-build} bash scripts/build.sh -DSGDSTAB_BUILD_TESTS=OFF -DSGDSTAB_BUILD_BENCH=OFF >&2
+[ -z "${SGDSTAB_CONFIGURE_ONLY:-}" ] || exit 0
 "${BUILD_DIR:-build}/sgdstab" demo "$@"

@@ -139,7 +139,7 @@ TEST(Bounds, EveryBoundMatchesEnumerationAndSitsOnTheRightSide) {
       for (Sampling s : kSchemes)
         for (Eigen::Index b : {1, 2, 4, 5}) {
           const auto bd = sgdstab::stability_bounds(g, b, s);
-          ASSERT_TRUE(bd.converged);
+          ASSERT_TRUE(bd.converged());
           const ReferenceBounds ref = reference_bounds(j, c, b, s);
           EXPECT_REL_NEAR(bd.eta_sufficient, ref.eta_sufficient, 1e-9);
           EXPECT_REL_NEAR(bd.eta_necessary_rank1, ref.eta_rank1, 1e-9);
@@ -253,7 +253,7 @@ TEST(Bounds, AlignmentAlongATrainingRun) {
   o.residual_tolerance = 1e-12;
   std::vector<sgdstab::AlignmentSample> log;
   o.observer = [&](sgdstab::Index step, const sgdstab::Mlp& m) { log.push_back(sgdstab::alignment_at(m, x, y, step)); };
-  ASSERT_TRUE(sgdstab::train_sgd(net, x, y, o).converged);
+  ASSERT_TRUE(sgdstab::train_sgd(net, x, y, o).converged());
   ASSERT_GE(log.size(), 3u);
   EXPECT_EQ(log[0].step, 0);
   const auto g = sgdstab::Geometry::from_jacobian(x, 1);

@@ -122,6 +122,58 @@ TEST_F(Cli, ErrorsGoToStderrWithNonZeroExitAndEmptyStdout) {
   }
 }
 
+// Defects found when the program was tried as a new user would (issue #11):
+// --k=v obeys the same rules as --k v, "K >= 1" rejects 0, a failed write is
+// not "cannot read input", and every result says its status.
+TEST_F(Cli, OptionSpellingsAndStatusReporting) {
+  sgdstab::write_csv(file("j.csv"), ref::gaussian(6, 4, 74));
+  const std::string j = " --jacobian " + file("j.csv");
+  struct Case {
+    std::string args, needle;
+    int code;
+  };
+  const Case cases[] = {
+      {"threshold" + j + " --batch=2 --batch 3", "--batch given twice", 2},
+      {"threshold" + j + " --batch 2 --batch=3", "--batch given twice", 2},
+      {"threshold" + j + " --batch=2 --batch=2", "--batch given twice", 2},
+      {"threshold" + j + " --=2 --batch 1", "no option name", 2},
+      {"minimum --widths 1,1 --data curvatures:1,4 --bias=yes", "--bias is a flag and takes no value", 2},
+      {"minimum --widths 1,1 --data curvatures:1,4 --bias --bias", "--bias given twice", 2},
+      {"minimum --widths 1,1 --data curvatures:1,4 --trainer gd --lr 0.1 --alignment-log " + file("a.csv") +
+           " --log-every 0",
+       "--log-every: K must be >= 1, got 0", 2},
+      {"threshold" + j + " --batch 2 --direction /nonexistent_dir/d.csv", "cannot open for writing", 1},
+  };
+  for (const Case& c : cases) {
+    const CliRun r = run(c.args);
+    EXPECT_EQ(r.code, c.code) << c.args << "\n" << r.err;
+    EXPECT_TRUE(r.out.empty()) << c.args;
+    EXPECT_NE(r.err.find(c.needle), std::string::npos) << c.args << "\n" << r.err;
+    EXPECT_EQ(r.err.find("cannot read input"), std::string::npos) << c.args << "\n" << r.err;
+  }
+  // --k=v is accepted where --k v is, with the same result.
+  CliRun a = run("threshold" + j + " --batch=2 --sampling=with");
+  CliRun b = run("threshold" + j + " --batch 2 --sampling with");
+  ASSERT_EQ(a.code, 0) << a.err;
+  ASSERT_EQ(b.code, 0) << b.err;
+  EXPECT_EQ(json::parse(a.out)["eta_star"], json::parse(b.out)["eta_star"]);
+  EXPECT_EQ(json::parse(a.out)["status"], "converged");
+  // The points of a curve carry their status.
+  const CliRun c = run("curve" + j + " --batches 1,6");
+  ASSERT_EQ(c.code, 0) << c.err;
+  for (const auto& pt : json::parse(c.out)["points"]) EXPECT_EQ(pt["status"], "converged");
+  // A trainer that diverges: exit 3 (the status table), status "diverged".
+  const CliRun d = run("minimum --widths 1,1 --data curvatures:1,4,9 --trainer gd --lr 10 --max-steps 1000");
+  EXPECT_EQ(d.code, 3) << d.err;
+  const json dj = json::parse(d.out);
+  EXPECT_EQ(dj["status"], "diverged") << d.out;
+  EXPECT_FALSE(dj["converged"].get<bool>());
+  // A step budget that ends first: not_converged, also exit 3.
+  const CliRun e = run("minimum --widths 1,1 --data curvatures:1,4,9 --trainer gd --lr 0.01 --max-steps 3");
+  EXPECT_EQ(e.code, 3) << e.err;
+  EXPECT_EQ(json::parse(e.out)["status"], "not_converged") << e.out;
+}
+
 TEST_F(Cli, DemoRunsAndItsCurveIsConsistent) {
   const CliRun r = run("demo");
   ASSERT_EQ(r.code, 0) << r.err;
@@ -201,7 +253,7 @@ TEST_F(Cli, ModelAndDataErrors) {
       {"minimum --widths 2,4,1 --data teacher --trainer sgd --lr 0.1 --batch 100", 2, "B must satisfy"},
       {"minimum --widths 2,4,1 --activation swish --data teacher", 2, "activation"},
       {"minimum --widths 2,4,1 --frozen 2 --data teacher", 2, "--frozen"},
-      {"minimum --widths 2,4,1 --data fashion-mnist --data-dir " + file("none"), 1, "cannot"},
+      {"minimum --widths 2,4,1 --data fashion-mnist --data-dir " + file("none"), 1, "I/O error: " + file("none")},
       {"minimum --widths 3072,1 --data cifar10", 2, "cifar-10-binary.tar.gz"},
       {"threshold --bias --jacobian " + file("t.csv") + " --batch 1", 2, "bias"},
       {"minimum --model linear --widths 2,1 --data csv:" + file("t.csv") + " --samples 5", 2, "--samples"},

@@ -49,7 +49,7 @@ bool train_to_interpolation(sgdstab::cnn::Cnn& net, const MatrixXd& x, const Mat
   o.max_steps = 200000;
   o.residual_tolerance = tol;
   o.lr = 1.0 / sgdstab::Geometry::from_gram(net.gram(x), net.spec().outputs).lambda_max();
-  return sgdstab::cnn::train_cnn(net, x, y, o).converged;
+  return sgdstab::cnn::train_cnn(net, x, y, o).converged();
 }
 
 // A CnnSpec for small test networks.
@@ -180,13 +180,14 @@ TEST(Cnn, TrainingReachesInterpolationOnATinyProblem) {
   const auto g0 = sgdstab::Geometry::from_gram(net.gram(x), 2);
   o.lr = 1.0 / g0.lambda_max();
   const auto res = sgdstab::cnn::train_cnn(net, x, y, o);
-  ASSERT_TRUE(res.converged) << res.message << " max residual " << res.max_residual;
+  ASSERT_TRUE(res.converged()) << res.message << " max residual " << res.max_residual;
   // Independently recomputed from the forward pass.
   EXPECT_LE((net.forward(x) - y).cwiseAbs().maxCoeff(), 1e-6);
   o.lr = 1e3;
   sgdstab::cnn::Cnn other(spec, 3, torch::Device(torch::kCPU));
   const auto bad = sgdstab::cnn::train_cnn(other, x, y, o);
-  EXPECT_FALSE(bad.converged);
+  EXPECT_FALSE(bad.converged());
+  EXPECT_EQ(bad.status, sgdstab::Status::diverged) << bad.message;
   EXPECT_EQ(bad.message.rfind("diverged", 0), 0u) << bad.message;
   o.batch = 7;
   EXPECT_THROW(sgdstab::cnn::train_cnn(other, x, y, o), sgdstab::invalid_argument);
@@ -298,13 +299,13 @@ TEST(Cnn, LanczosLambdaMaxMatchesTheDenseHessian) {
   lo.max_iterations = 40;  // < p: convergence by the residual bound, not by exhausting the space
   lo.tolerance = 1e-10;
   const auto est = sgdstab::cnn::lanczos_lambda_max(net, x, y, lo);
-  ASSERT_TRUE(est.converged) << est.message;
+  ASSERT_TRUE(est.converged()) << est.message;
   EXPECT_REL_NEAR(est.lambda_max, exact, 1e-8);
   EXPECT_LE(est.lower, exact * (1 + 1e-12));
   EXPECT_GE(est.upper, exact * (1 - 1e-12));
   lo.max_iterations = 2;  // too few: reported, and still a lower bound
   const auto short_run = sgdstab::cnn::lanczos_lambda_max(net, x, y, lo);
-  EXPECT_FALSE(short_run.converged);
+  EXPECT_FALSE(short_run.converged());
   EXPECT_LE(short_run.lower, exact * (1 + 1e-12));
   lo.max_iterations = 0;
   EXPECT_THROW(sgdstab::cnn::lanczos_lambda_max(net, x, y, lo), sgdstab::invalid_argument);
@@ -318,7 +319,7 @@ TEST(Cnn, LanczosLambdaMaxMatchesTheDenseHessian) {
   lo.max_iterations = 80;
   lo.tolerance = 1e-8;
   const auto at_min = sgdstab::cnn::lanczos_lambda_max(big, xb, yb, lo);
-  ASSERT_TRUE(at_min.converged) << at_min.message;
+  ASSERT_TRUE(at_min.converged()) << at_min.message;
   EXPECT_REL_NEAR(at_min.lambda_max, gn, 1e-6);
 }
 

@@ -587,7 +587,7 @@ TEST(DataSelect, ScalingModesMatchHandComputation) {
                  sgdstab::PixelScaling::center})
     EXPECT_EQ(sgdstab::parse_pixel_scaling(sgdstab::to_string(s)), s);
   EXPECT_TRUE(contains(invalid_argument_of([] { sgdstab::parse_pixel_scaling("scale"); }),
-                       "'scale' is not one of none, unit, standardize, center"));
+                       "pixel scaling: expected one of none|unit|standardize|center, got 'scale'"));
 }
 
 TEST(DataSelect, InvalidSelectionsAreRejected) {

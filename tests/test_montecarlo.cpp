@@ -146,7 +146,7 @@ TEST(MonteCarlo, SampledOperatorIntervalContainsRho) {
       o.confidence = 0.999;
       o.seed = 3;
       const auto est = sgdstab::estimate_radius(g, o);
-      ASSERT_TRUE(est.converged) << est.message;
+      ASSERT_TRUE(est.converged()) << est.message;
       const double rho = sgdstab::spectral_radius(g, o.lr, 2, s).rho;
       EXPECT_LE(est.ci_low, rho) << sgdstab::to_string(s) << " x" << factor;
       EXPECT_GE(est.ci_high, rho) << sgdstab::to_string(s) << " x" << factor;
@@ -172,7 +172,7 @@ TEST(MonteCarlo, ReshuffleMatchesEnumerationOfEveryEpoch) {
   o.confidence = 0.99;
   o.seed = 9;
   const auto est = sgdstab::estimate_radius(g, o);
-  ASSERT_TRUE(est.converged) << est.message;
+  ASSERT_TRUE(est.converged()) << est.message;
   EXPECT_EQ(est.steps_per_block, 2);
   const double rho_step = std::sqrt(rho_epoch);
   EXPECT_LE(est.ci_low, rho_step);
@@ -248,7 +248,7 @@ TEST(MonteCarlo, CrossCheckAgreesAndIsReproducible) {
   o.blocks = 5000;
   o.seed = 4;
   const auto rep = sgdstab::cross_check(g, o);
-  EXPECT_EQ(rep.verdict, "agree") << rep.reason;
+  EXPECT_EQ(rep.verdict, sgdstab::Verdict::agree) << rep.reason;
   ASSERT_TRUE(rep.rho.has_value());
   EXPECT_LT(*rep.rho, 1.0);
   const auto again = sgdstab::cross_check(g, o);
@@ -258,11 +258,11 @@ TEST(MonteCarlo, CrossCheckAgreesAndIsReproducible) {
   EXPECT_NE(sgdstab::cross_check(g, o).simulation.squared_norm.back().mean, rep.simulation.squared_norm.back().mean);
   o.lr *= 1.5;  // above the threshold: the rho test still decides
   const auto above = sgdstab::cross_check(g, o);
-  EXPECT_EQ(above.verdict, "agree") << above.reason;
+  EXPECT_EQ(above.verdict, sgdstab::Verdict::agree) << above.reason;
   EXPECT_GT(*above.rho, 1.0);
   o.schedule = Schedule::reshuffle;
   const auto shuffled = sgdstab::cross_check(g, o);
-  EXPECT_EQ(shuffled.verdict, "inconclusive");
+  EXPECT_EQ(shuffled.verdict, sgdstab::Verdict::inconclusive);
   EXPECT_FALSE(shuffled.rho.has_value());
 }
 
@@ -371,7 +371,7 @@ TEST(MonteCarlo, NonlinearSgdConvergesBelowAndEscapesAboveTheThreshold) {
   const MatrixXd x = ref::gaussian(8, 2, 4);
   const MatrixXd y = sgdstab::teacher_targets(s, x, 40);
   sgdstab::Mlp net(s, 41);
-  ASSERT_TRUE(sgdstab::gauss_newton(net, x, y).converged);
+  ASSERT_TRUE(sgdstab::gauss_newton(net, x, y).converged());
   const auto g = sgdstab::geometry_at_minimum(net, x, y);
   const double eta = sgdstab::stability_threshold(g, 2).eta_star;
   const sgdstab::MlpProblem problem(net, x, y);
@@ -409,7 +409,7 @@ TEST(MonteCarlo, ReshuffleWithAShortLastBatchMatchesEnumeration) {
   o.confidence = 0.999;
   o.seed = 13;
   const auto est = sgdstab::estimate_radius(g, o);
-  ASSERT_TRUE(est.converged) << est.message;
+  ASSERT_TRUE(est.converged()) << est.message;
   EXPECT_EQ(est.steps_per_block, 2);
   EXPECT_LE(est.ci_low, rho_step);
   EXPECT_GE(est.ci_high, rho_step);
@@ -425,7 +425,7 @@ TEST(MonteCarlo, FullBatchCrossCheckAgreesDespiteAZeroWidthInterval) {
   o.trajectories = 200;
   o.blocks = 50;
   const auto rep = sgdstab::cross_check(g, o);
-  EXPECT_EQ(rep.verdict, "agree") << rep.reason;
+  EXPECT_EQ(rep.verdict, sgdstab::Verdict::agree) << rep.reason;
 }
 
 TEST(MonteCarlo, ClopperPearsonMatchesTabulatedValues) {

@@ -77,8 +77,8 @@ int main(int argc, char** argv) try {
         o.residual_tolerance = 1e-3;  // then polished by Gauss-Newton below
         o.seed = 1;
         const auto run = sgdstab::train_sgd(net, p.x, p.y, o);
-        std::string outcome = run.converged ? "minimum" : (run.message.rfind("diverged", 0) == 0 ? "diverged" : "budget");
-        if (!run.converged) {
+        std::string outcome = run.converged() ? "minimum" : (run.status == sgdstab::Status::diverged ? "diverged" : "budget");
+        if (!run.converged()) {
           std::printf("%-20s %7.4f %4ld %-9s %7ld\n", p.name.c_str(), o.lr, static_cast<long>(b), outcome.c_str(),
                       static_cast<long>(run.iterations));
           csv << p.name << "," << o.lr << "," << b << "," << outcome << "," << run.iterations << ",,,,,,,,,,\n";
@@ -87,8 +87,8 @@ int main(int argc, char** argv) try {
         // Polish the SGD point to an interpolating minimum (Gauss-Newton moves it by about
         // the remaining residual, 1e-3 of the label scale).
         const auto polish = sgdstab::gauss_newton(net, p.x, p.y);
-        if (!polish.converged) outcome = "no-polish";
-        const auto g = sgdstab::geometry_at_minimum(net, p.x, p.y, {1e-10, !polish.converged});
+        if (!polish.converged()) outcome = "no-polish";
+        const auto g = sgdstab::geometry_at_minimum(net, p.x, p.y, {1e-10, !polish.converged()});
         const auto bd = sgdstab::stability_bounds(g, b);
         const double frob_bound = bd.gamma * bd.mu_star > 0 ? 1.0 / (o.lr * std::sqrt(bd.gamma * bd.mu_star)) : INFINITY;
         const double ratio = o.lr / bd.eta_star;

@@ -34,7 +34,7 @@ int main(int argc, char** argv) try {
   std::printf("device %s, p = %lld, %s after %lld steps (max residual %.2e)\n", device.str().c_str(),
               static_cast<long long>(net.num_parameters()), res.message.c_str(), static_cast<long long>(res.iterations),
               res.max_residual);
-  if (!res.converged) return 1;
+  if (!res.converged()) return 1;
   const sgdstab::Geometry g = sgdstab::Geometry::from_gram(net.gram(images), 2);
   const sgdstab::ThresholdResult t = sgdstab::stability_threshold(g, batch);
   const sgdstab::RadiusResult r = sgdstab::spectral_radius(g, lr, batch);

@@ -64,6 +64,9 @@ struct WorstAlignment {
   /// The minimizing residual direction u = J delta (n c, unit norm): any
   /// delta with J delta = u attains mu_star.
   Eigen::VectorXd residual_direction;
+  Status status = Status::not_converged;  ///< numerical_failure when LAPACK failed
+  std::string message;
+  bool converged() const { return status == Status::converged; }
 };
 WorstAlignment worst_case_alignment(const Geometry& g);
 
@@ -73,7 +76,11 @@ struct StabilityBounds {
   Sampling sampling = Sampling::without_replacement;
   double gamma = 0.0;                 ///< beta of sampling_factors
   double eta_star = 0.0;              ///< exact threshold
-  bool converged = false;             ///< of the exact threshold
+  /// converged when the exact threshold and every eigensolve of the table
+  /// converged; otherwise the first failure's status, named in `message`.
+  Status status = Status::not_converged;
+  std::string message;
+  bool converged() const { return status == Status::converged; }
   double eta_gd = 0.0;
   double eta_sufficient = 0.0;
   double eta_necessary_rank1 = 0.0;

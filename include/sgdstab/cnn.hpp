@@ -43,10 +43,10 @@
 
 namespace sgdstab::cnn {
 
-/// Where tensors live: cpu, cuda, or automatic (cuda when LibTorch reports a device).
-enum class Device { cpu, cuda, automatic };
-Device parse_device(const std::string& text);  ///< "cpu", "cuda", "auto"
-std::string to_string(Device d);
+/// Where tensors live: cpu, cuda, or automatic (cuda when LibTorch reports a
+/// device); the enumeration and its spellings are in types.hpp.
+using sgdstab::Device;
+using sgdstab::parse_device;
 /// \throws sgdstab::invalid_argument when cuda is requested but unavailable.
 torch::Device resolve_device(Device d);
 
@@ -192,6 +192,7 @@ class Cnn {
 /// Hessian-vector products, with a Student-t interval (theory/cnn.md, eq. 2).
 struct HutchinsonEstimate {
   double frobenius_squared = 0.0, ci_low = 0.0, ci_high = 0.0;
+  double confidence = 0.0;  ///< of [ci_low, ci_high]
   Index probes = 0;
 };
 HutchinsonEstimate hutchinson_frobenius(const Cnn& net, const Eigen::Ref<const Eigen::MatrixXd>& images,
@@ -211,7 +212,8 @@ struct LanczosEstimate {
   double lambda_max = 0.0, lower = 0.0, upper = 0.0;
   double residual = 0.0;  ///< |H s - theta s| of the Ritz vector (from the recurrence)
   Index iterations = 0;   ///< Hessian-vector products
-  bool converged = false;
+  Status status = Status::not_converged;  ///< converged: residual bound <= tolerance * |theta|
+  bool converged() const { return status == Status::converged; }
   std::string message;
 };
 LanczosEstimate lanczos_lambda_max(const Cnn& net, const Eigen::Ref<const Eigen::MatrixXd>& images,
@@ -237,12 +239,15 @@ struct CnnTrainOptions {
   /// Called at step 0 and every `observe_every` steps (e.g. alignment_at, checkpoints); may be empty.
   std::function<void(Index, const Cnn&)> observer;
   Index observe_every = 0;  ///< 0 = at every full-loss check
+  /// Stop (Status::diverged) when L exceeds this multiple of its initial value.
+  double divergence_factor = 1e8;
   void validate(Index samples) const;
 };
 
 /// Mini-batch SGD on L = (1/n) sum_i 1/2 |f(x_i) - y_i|^2 (theta <- theta -
 /// lr/D sum_batch grad l_i) until the residual tolerance or the step budget;
-/// divergence (non-finite or 1e8-fold loss) is reported, never thrown
+/// divergence (non-finite loss, or divergence_factor times the initial loss)
+/// is reported as Status::diverged, never thrown
 /// (theory/cnn.md, section 5.2).
 MinimizeResult train_cnn(Cnn& net, const Eigen::Ref<const Eigen::MatrixXd>& images,
                          const Eigen::Ref<const Eigen::MatrixXd>& targets, const CnnTrainOptions& options);

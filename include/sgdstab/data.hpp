@@ -43,7 +43,7 @@
 #include <string>
 #include <vector>
 
-#include "sgdstab/sampling.hpp"  // sgdstab::Index
+#include "sgdstab/types.hpp"
 
 namespace sgdstab {
 
@@ -165,17 +165,9 @@ std::string find_fashion_mnist_directory();
 // ---------------------------------------------------------------------------
 // Selection and preprocessing (theory/data.md §6).
 
-/// How pixel bytes p in 0..255 become inputs. Means and standard deviations
-/// are per feature (pixel position) over the *selected* samples.
-enum class PixelScaling {
-  none,         ///< x = p
-  unit,         ///< x = p / 255
-  standardize,  ///< x = (p - mean) / std (population std); features with std 0 are 0
-  center        ///< x = p / 255 - mean(p / 255)
-};
-/// "none", "unit", "standardize" or "center". \throws sgdstab::invalid_argument otherwise.
-PixelScaling parse_pixel_scaling(const std::string& text);
-std::string to_string(PixelScaling scaling);
+// PixelScaling (types.hpp): how pixel bytes p in 0..255 become inputs. Means
+// and standard deviations are per feature (pixel position) over the *selected*
+// samples.
 
 /// Which samples select_classes takes.
 struct Selection {

@@ -8,9 +8,14 @@
 /// Unreadable or corrupt files throw sgdstab::io_error. A problem too large
 /// for the memory of this machine throws sgdstab::resource_error *before*
 /// anything large is allocated. Numerical outcomes (an eigensolver that did
-/// not converge) are never exceptions: they are reported in result structs.
+/// not converge, a LAPACK failure) are reported as a Status in the result
+/// struct (types.hpp); only where no result struct exists to carry it -- the
+/// construction of a Geometry -- does a LAPACK failure throw
+/// sgdstab::numerical_error, whose status() is Status::numerical_failure.
 #include <stdexcept>
 #include <string>
+
+#include "sgdstab/types.hpp"
 
 namespace sgdstab {
 
@@ -32,11 +37,12 @@ class resource_error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-namespace detail {
-/// Throws sgdstab::invalid_argument("<where>: <what>") when cond is false.
-void require(bool cond, const std::string& where, const std::string& what);
-/// Formats a double with full precision for error messages.
-std::string fmt(double x);
-}  // namespace detail
+/// A factorization or eigensolver failed where no result struct can carry
+/// the status (see the file comment).
+class numerical_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+  Status status() const { return Status::numerical_failure; }
+};
 
 }  // namespace sgdstab

@@ -29,14 +29,6 @@
 
 namespace sgdstab {
 
-/// Where the reduction is computed.
-enum class Space {
-  automatic,  ///< sample space when n*c <= p, parameter space otherwise
-  parameter,  ///< eigendecomposition of J^T J (p x p); needs a Jacobian
-  sample      ///< eigendecomposition of K = J J^T ((n c) x (n c))
-};
-std::string to_string(Space space);
-
 /// Options of the reduction. validate() throws sgdstab::invalid_argument.
 struct ReductionOptions {
   /// Eigenvalues of the Gram (equivalently of J^T J) at most
@@ -93,8 +85,6 @@ class Geometry {
   double hessian_trace() const { return hessian_eigenvalues_.sum(); }  ///< Tr H
   double hessian_frobenius() const { return hessian_eigenvalues_.norm(); }  ///< |H|_F
 
-  /// Absolute cut-off applied to the Gram eigenvalues (n * d scale).
-  double rank_cutoff() const { return rank_cutoff_; }
   /// Largest discarded Gram eigenvalue (0 when none was discarded).
   double largest_discarded() const { return largest_discarded_; }
 
@@ -108,7 +98,7 @@ class Geometry {
   Space space_ = Space::sample;
   Eigen::VectorXd hessian_eigenvalues_;
   Eigen::MatrixXd factor_;
-  double rank_cutoff_ = 0, largest_discarded_ = 0;
+  double largest_discarded_ = 0;
 };
 
 }  // namespace sgdstab

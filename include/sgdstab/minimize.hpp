@@ -23,7 +23,7 @@
 /// \code
 /// sgdstab::Mlp net(spec, 1);
 /// auto res = sgdstab::gauss_newton(net, X, Y);
-/// if (!res.converged) std::cerr << res.message << "\n";
+/// if (!res.converged()) std::cerr << res.message << "\n";
 /// auto g = sgdstab::geometry_at_minimum(net, X, Y);   // throws if not interpolating
 /// auto eta = sgdstab::stability_threshold(g, 8);
 /// \endcode
@@ -42,7 +42,10 @@ namespace sgdstab {
 
 /// What a minimizer did. `model` (passed by reference) holds the final theta.
 struct MinimizeResult {
-  bool converged = false;      ///< max_residual <= tolerance
+  /// converged iff max_residual <= tolerance; diverged (GD/SGD blew up),
+  /// numerical_failure (NaN/Inf in the Jacobian) or not_converged otherwise.
+  Status status = Status::not_converged;
+  bool converged() const { return status == Status::converged; }
   Index iterations = 0;        ///< iterations (Gauss-Newton) or steps (GD/SGD)
   double loss = 0.0;           ///< final L (1/2, mean over samples)
   double max_residual = 0.0;   ///< final max |f_k(x_i) - y_ik|

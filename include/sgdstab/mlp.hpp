@@ -38,30 +38,11 @@
 #include <string>
 #include <vector>
 
-#include "sgdstab/sampling.hpp"
+#include "sgdstab/types.hpp"
 
 namespace sgdstab {
 
-/// Elementwise activation of a hidden layer.
-enum class Activation { identity, relu, tanh, erf, softplus };
-std::string to_string(Activation a);
-/// "identity" (or "linear"), "relu", "tanh", "erf", "softplus".
-/// \throws sgdstab::invalid_argument otherwise.
-Activation parse_activation(const std::string& text);
-
-/// Fixed per-layer multipliers s_l (theory/mlp.md, section 2).
-enum class Parametrization {
-  standard,   ///< s_l = 1, W ~ N(0, gain / m_{l-1})
-  ntk,        ///< s_l = sqrt(gain / m_{l-1}), W ~ N(0, 1)
-  mean_field  ///< as ntk, but the output layer has s_L = 1 / m_{L-1}
-};
-std::string to_string(Parametrization p);
-Parametrization parse_parametrization(const std::string& text);
-
-/// Initialization gain: he = 2 (suits relu), lecun = 1.
-enum class Init { he, lecun };
-std::string to_string(Init i);
-Init parse_init(const std::string& text);
+// Activation, Parametrization and Init (with their spellings) are in types.hpp.
 
 /// The architecture. validate() throws sgdstab::invalid_argument.
 struct MlpSpec {

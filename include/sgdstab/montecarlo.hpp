@@ -51,11 +51,7 @@
 
 namespace sgdstab {
 
-/// A batch schedule: one of the closed-form schemes, or epoch reshuffling.
-enum class Schedule { without_replacement, with_replacement, bernoulli, reshuffle };
-std::string to_string(Schedule s);
-/// "without", "with", "bernoulli", "reshuffle". \throws sgdstab::invalid_argument otherwise.
-Schedule parse_schedule(const std::string& text);
+/// The schedule that draws batches as `s` does (Schedule: types.hpp).
 Schedule to_schedule(Sampling s);
 /// The closed-form scheme of a schedule; empty for reshuffle.
 std::optional<Sampling> closed_form(Schedule s);
@@ -154,7 +150,8 @@ struct RadiusEstimate {
   double ci_high = 0.0;
   Index blocks = 0;
   Index steps_per_block = 1;
-  bool converged = false;
+  Status status = Status::not_converged;  ///< of the eigensolver on the sampled operator
+  bool converged() const { return status == Status::converged; }
   Index matvecs = 0;
   std::string message;
 };
@@ -183,7 +180,10 @@ struct CrossCheckReport {
   ExactMoments exact;                 ///< empty for reshuffle
   SimulationResult simulation;
   RadiusEstimate radius;
-  std::string verdict;                ///< "agree", "disagree" or "inconclusive"
+  /// converged when the exact solves and the sampled-operator estimate all
+  /// converged; otherwise the first failure (the verdict is then inconclusive).
+  Status status = Status::not_converged;
+  Verdict verdict = Verdict::inconclusive;
   std::string reason;
 };
 CrossCheckReport cross_check(const Geometry& g, const CrossCheckOptions& options);

@@ -25,11 +25,19 @@ class Rng {
 
   /// The next 64 random bits (SplitMix64).
   std::uint64_t bits() {
-    state_ += 0x9E3779B97F4A7C15ULL;
-    std::uint64_t z = state_;
+    state_ += kGolden;
+    return mix(state_);
+  }
+  /// SplitMix64's finalizer: a bijective scramble of 64 bits.
+  static std::uint64_t mix(std::uint64_t z) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
     return z ^ (z >> 31);
+  }
+  /// The seed of independent stream `index` for `purpose` under `seed`
+  /// (e.g. one stream per Monte Carlo trajectory).
+  static std::uint64_t stream_seed(std::uint64_t seed, std::uint64_t index, std::uint64_t purpose) {
+    return mix(seed ^ (index * kGolden) ^ (purpose * 0xD1B54A32D192ED03ULL));
   }
   /// Uniform on [0, 1), 53 random bits.
   double uniform() { return static_cast<double>(bits() >> 11) * 0x1.0p-53; }
@@ -37,10 +45,9 @@ class Rng {
   double normal();
   /// Uniform integer in {0, ..., n-1}; n >= 1 (unbiased: rejection, then modulo).
   std::uint64_t below(std::uint64_t n);
-  /// An independent generator derived from this one (for sub-streams).
-  Rng split() { return Rng(bits()); }
 
  private:
+  static constexpr std::uint64_t kGolden = 0x9E3779B97F4A7C15ULL;
   std::uint64_t state_;
   bool has_spare_ = false;
   double spare_ = 0.0;

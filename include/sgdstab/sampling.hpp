@@ -27,16 +27,9 @@
 #include <string>
 #include <string_view>
 
+#include "sgdstab/types.hpp"
+
 namespace sgdstab {
-
-using Index = Eigen::Index;
-
-/// How SGD draws its mini-batch at every step.
-enum class Sampling {
-  without_replacement,  ///< uniform B-subset, independent across steps ("without")
-  with_replacement,     ///< B i.i.d. uniform indices ("with")
-  bernoulli             ///< each sample kept w.p. B/n, sum divided by B ("bernoulli")
-};
 
 /// Coefficients of E[H_xi S H_xi] = alpha HSH + beta (1/n) sum_i h_i S h_i.
 struct SamplingFactors {
@@ -44,14 +37,13 @@ struct SamplingFactors {
   double beta;
 };
 
+/// The one batch-size check of the library: \throws sgdstab::invalid_argument
+/// "<where>: batch size B must satisfy 1 <= B <= n = <n>, got B = <batch>"
+/// unless samples >= 1 and 1 <= batch <= samples.
+void check_batch(Index batch, Index samples, const std::string& where);
+
 /// The factors of `scheme` for n samples and batch size B.
 /// \throws sgdstab::invalid_argument unless n >= 1 and 1 <= B <= n.
 SamplingFactors sampling_factors(Sampling scheme, Index samples, Index batch);
-
-/// "without", "with" or "bernoulli" (the command-line spelling).
-std::string to_string(Sampling scheme);
-
-/// Inverse of to_string. \throws sgdstab::invalid_argument on other text.
-Sampling parse_sampling(std::string_view text);
 
 }  // namespace sgdstab

@@ -14,3 +14,4 @@
 #include "sgdstab/random.hpp"
 #include "sgdstab/sampling.hpp"
 #include "sgdstab/stability.hpp"
+#include "sgdstab/types.hpp"

@@ -21,7 +21,7 @@
 /// \code
 /// auto g = sgdstab::Geometry::from_jacobian(J, /*outputs=*/1);
 /// auto res = sgdstab::stability_threshold(g, /*batch=*/8);
-/// if (!res.converged) throw std::runtime_error(res.message);
+/// if (!res.converged()) throw std::runtime_error(res.message);
 /// std::cout << "eta* = " << res.eta_star << "\n";
 /// \endcode
 #include <Eigen/Core>
@@ -30,18 +30,11 @@
 
 #include "sgdstab/geometry.hpp"
 #include "sgdstab/sampling.hpp"
+#include "sgdstab/types.hpp"
 
 namespace sgdstab {
 
-/// Eigensolver used for a stability quantity.
-enum class Method {
-  automatic,  ///< dense when r(r+1)/2 <= SolverOptions::dense_max_dimension
-  dense,      ///< explicit matrix + LAPACK dsyevd
-  lanczos     ///< matrix-free implicitly restarted Lanczos (Spectra)
-};
-std::string to_string(Method method);
-/// "automatic", "dense" or "lanczos". \throws sgdstab::invalid_argument otherwise.
-Method parse_method(const std::string& text);
+// Method (automatic | dense | lanczos) and Status are in types.hpp.
 
 /// Options of the eigensolvers. validate() throws sgdstab::invalid_argument.
 struct SolverOptions {
@@ -66,10 +59,11 @@ struct SolverOptions {
   void validate() const;
 };
 
-/// What an eigensolve did. A number whose report says converged = false is
-/// not trustworthy.
+/// What an eigensolve did. A number whose status is not Status::converged
+/// is not trustworthy.
 struct SolveReport {
-  bool converged = false;
+  Status status = Status::not_converged;
+  bool converged() const { return status == Status::converged; }
   Index iterations = 0;   ///< Lanczos restarts (1 for dense)
   Index matvecs = 0;      ///< operator applications, residual check included
   double residual = 0.0;  ///< |M v - lambda v| / |lambda| for the returned unit v
@@ -87,7 +81,8 @@ struct ThresholdResult {
   /// Top generalized eigen-direction S* (r x r, PSD, unit Frobenius norm,
   /// reduced coordinates) when SolverOptions::want_direction; else empty.
   Eigen::MatrixXd direction;
-  bool converged() const { return report.converged; }
+  bool converged() const { return report.converged(); }
+  Status status() const { return report.status; }
 };
 
 /// rho(T) on range(H) and its provenance.
@@ -98,7 +93,8 @@ struct RadiusResult {
   Sampling sampling = Sampling::without_replacement;
   SolveReport report;
   Eigen::MatrixXd direction;  ///< top eigenvector of T (PSD) on request
-  bool converged() const { return report.converged; }
+  bool converged() const { return report.converged(); }
+  Status status() const { return report.status; }
 };
 
 /// The exact threshold eta*(B). \throws sgdstab::invalid_argument unless

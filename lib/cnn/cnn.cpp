@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "sgdstab/cnn.hpp"
+#include "check.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
 
@@ -152,12 +153,13 @@ void Cnn::sgd_step(const torch::Tensor& images, const torch::Tensor& targets, co
 
 void CnnTrainOptions::validate(Index samples) const {
   require(std::isfinite(lr) && lr > 0.0, "CnnTrainOptions::lr", "must be finite and > 0, got " + detail::fmt(lr));
-  require(batch >= 1 && batch <= samples, "CnnTrainOptions::batch",
-          "B must satisfy 1 <= B <= n = " + std::to_string(samples) + ", got " + std::to_string(batch));
+  check_batch(batch, samples, "CnnTrainOptions::batch");
   require(max_steps >= 0, "CnnTrainOptions::max_steps", "must be >= 0");
   require(residual_tolerance > 0.0, "CnnTrainOptions::residual_tolerance", "must be > 0");
   require(check_every >= 0, "CnnTrainOptions::check_every", "must be >= 0");
   require(observe_every >= 0, "CnnTrainOptions::observe_every", "must be >= 0");
+  require(divergence_factor > 1.0, "CnnTrainOptions::divergence_factor",
+          "must be > 1, got " + detail::fmt(divergence_factor));
 }
 
 MinimizeResult train_cnn(Cnn& net, const Eigen::Ref<const MatrixXd>& images, const Eigen::Ref<const MatrixXd>& targets,
@@ -198,16 +200,19 @@ MinimizeResult train_cnn(Cnn& net, const Eigen::Ref<const MatrixXd>& images, con
     if (step % check_every != 0 && step != o.max_steps) continue;
     measure(loss, max_res);
     res.loss_history.push_back(loss);
-    if (!std::isfinite(loss) || loss > 1e8 * initial) {
+    if (!std::isfinite(loss) || loss > o.divergence_factor * initial) {
       res.message = "diverged: loss " + detail::fmt(loss) + " at step " + std::to_string(step);
+      res.status = Status::diverged;
       break;
     }
   }
   measure(loss, max_res);
   res.loss = loss;
   res.max_residual = max_res;
-  res.converged = max_res <= res.tolerance;
-  if (res.converged) res.message = "residual below tolerance";
+  if (max_res <= res.tolerance) {
+    res.status = Status::converged;
+    res.message = "residual below tolerance";
+  }
   return res;
 }
 
@@ -275,7 +280,7 @@ HutchinsonEstimate hutchinson_frobenius(const Cnn& net, const Eigen::Ref<const M
   const boost::math::students_t dist(static_cast<double>(probes - 1));
   const double half = boost::math::quantile(dist, 0.5 + 0.5 * confidence) *
                       std::sqrt(ss / static_cast<double>(probes - 1) / static_cast<double>(probes));
-  return {mean, mean - half, mean + half, probes};
+  return {mean, mean - half, mean + half, confidence, probes};
 }
 
 }  // namespace sgdstab::cnn

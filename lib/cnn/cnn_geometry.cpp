@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "sgdstab/cnn.hpp"
+#include "check.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
 #include "sgdstab/random.hpp"
@@ -257,15 +258,16 @@ LanczosEstimate lanczos_lambda_max(const Cnn& net, const Eigen::Ref<const Matrix
     const double scale = std::max(std::abs(est.lambda_max), std::numeric_limits<double>::min());
     if (!std::isfinite(est.lambda_max)) {
       est.message = "non-finite Hessian-vector product";
+      est.status = Status::numerical_failure;
       break;
     }
     if (est.residual <= o.tolerance * scale) {
-      est.converged = true;
+      est.status = Status::converged;
       est.message = "residual bound below tolerance";
       break;
     }
     if (beta.back() <= 1e-14 * scale || j + 1 == p) {  // invariant subspace: the Ritz values are exact
-      est.converged = true;
+      est.status = Status::converged;
       est.message = "invariant subspace found";
       break;
     }

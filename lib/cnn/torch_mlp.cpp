@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "sgdstab/cnn.hpp"
+#include "check.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
 
@@ -11,15 +12,6 @@ using detail::require;
 
 using Eigen::MatrixXd;
 using RowMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-
-Device parse_device(const std::string& text) {
-  if (text == "cpu") return Device::cpu;
-  if (text == "cuda") return Device::cuda;
-  if (text == "auto") return Device::automatic;
-  throw invalid_argument("device: expected cpu, cuda or auto, got '" + text + "'");
-}
-
-std::string to_string(Device d) { return d == Device::cpu ? "cpu" : d == Device::cuda ? "cuda" : "auto"; }
 
 torch::Device resolve_device(Device d) {
   const bool has_cuda = torch::cuda::is_available();
