@@ -1,5 +1,6 @@
 #include "args.hpp"
 
+#include <CLI/CLI.hpp>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -7,41 +8,22 @@
 
 namespace sgdstab::cli {
 
-Args::Args(int argc, const char* const* argv, const std::set<std::string>& flags) {
-  if (argc < 2) throw UsageError("no command given");
-  command_ = argv[1];
-  for (int i = 2; i < argc; ++i) {
-    std::string key = argv[i];
-    if (key.rfind("--", 0) != 0 || key.size() < 3)
-      throw UsageError("unexpected argument '" + key + "' (options look like --name value)");
-    key = key.substr(2);
-    const std::size_t eq = key.find('=');
-    std::string value;
-    if (eq != std::string::npos) {  // --key=value: the same rules as --key value
-      value = key.substr(eq + 1);
-      key = key.substr(0, eq);
-      if (key.empty()) throw UsageError("unexpected argument '" + std::string(argv[i]) + "' (no option name)");
-    }
-    if (values_.count(key) || flags_.count(key)) throw UsageError("option --" + key + " given twice");
-    if (flags.count(key)) {
-      if (eq != std::string::npos) throw UsageError("option --" + key + " is a flag and takes no value");
-      flags_.insert(key);
-      continue;
-    }
-    if (eq == std::string::npos) {
-      if (i + 1 >= argc) throw UsageError("option --" + key + " needs a value");
-      value = argv[++i];
-    }
-    values_[key] = value;
-  }
+namespace {
+const CLI::Option* find(const CLI::App& app, const std::string& key) {
+  return app.get_option_no_throw("--" + key);
+}
+}  // namespace
+
+bool Args::has(const std::string& key) const {
+  const CLI::Option* opt = find(*app_, key);
+  return opt != nullptr && opt->count() > 0;
 }
 
-bool Args::has(const std::string& key) const { return values_.count(key) != 0; }
-
 std::string Args::str(const std::string& key) const {
-  auto it = values_.find(key);
-  if (it == values_.end()) throw UsageError("missing required option --" + key);
-  return it->second;
+  const CLI::Option* opt = find(*app_, key);
+  if (opt == nullptr || opt->count() == 0 || opt->results().empty())
+    throw UsageError("missing required option --" + key);
+  return opt->results().front();
 }
 
 std::string Args::str_or(const std::string& key, const std::string& fallback) const {
@@ -82,13 +64,6 @@ std::vector<long long> Args::integer_list(const std::string& key) const {
   while (std::getline(ss, tok, ',')) out.push_back(parse_integer(tok, "--" + key));
   if (out.empty()) throw UsageError("--" + key + ": empty list");
   return out;
-}
-
-void Args::allow_only(const std::set<std::string>& known) const {
-  for (const auto& kv : values_)
-    if (!known.count(kv.first)) throw UsageError("unknown option --" + kv.first + " for '" + command_ + "'");
-  for (const auto& f : flags_)
-    if (!known.count(f)) throw UsageError("unknown option --" + f + " for '" + command_ + "'");
 }
 
 }  // namespace sgdstab::cli

@@ -1,13 +1,19 @@
 #pragma once
-// Minimal strict command-line parsing: `sgdstab COMMAND --key value ... --flag`.
-#include <map>
-#include <set>
+// The options of one command as CLI11 parsed them (cli/app.cpp declares every
+// command's options, their help and their relations), read through strict
+// accessors: integers and numbers are parsed here, so every command reports
+// a bad value the same way ("--batch: expected an integer, got 'two'").
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+namespace CLI {
+class App;
+}
+
 namespace sgdstab::cli {
 
+/// Bad usage: the program prints the message and the command's help, exit 2.
 class UsageError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -15,10 +21,12 @@ class UsageError : public std::runtime_error {
 
 class Args {
  public:
-  /// argv[1] is the command; the rest are `--key value` pairs or flags named in `flags`.
-  Args(int argc, const char* const* argv, const std::set<std::string>& flags);
+  /// The parsed subcommand `app` named `command` ("threshold", "cnn train", ...).
+  Args(const CLI::App& app, std::string command) : app_(&app), command_(std::move(command)) {}
   const std::string& command() const { return command_; }
+  /// Whether option --key was given (a value option or a flag).
   bool has(const std::string& key) const;
+  bool flag(const std::string& key) const { return has(key); }
   std::string str(const std::string& key) const;  ///< required
   std::string str_or(const std::string& key, const std::string& fallback) const;
   long long integer(const std::string& key) const;  ///< required, strict
@@ -26,14 +34,10 @@ class Args {
   double number(const std::string& key) const;  ///< required, strict, finite
   double number_or(const std::string& key, double fallback) const;
   std::vector<long long> integer_list(const std::string& key) const;  ///< "1,2,4"
-  bool flag(const std::string& key) const { return flags_.count(key) != 0; }
-  /// Throws UsageError when an option outside `known` was given.
-  void allow_only(const std::set<std::string>& known) const;
 
  private:
+  const CLI::App* app_;
   std::string command_;
-  std::map<std::string, std::string> values_;
-  std::set<std::string> flags_;
 };
 
 long long parse_integer(const std::string& text, const std::string& what);

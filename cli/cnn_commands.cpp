@@ -13,6 +13,7 @@
 #include "commands.hpp"
 #include "plot.hpp"
 #include "problem.hpp"
+#include "report.hpp"
 #include "sgdstab/cnn.hpp"
 #include "sgdstab/sgdstab.hpp"
 
@@ -26,10 +27,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-const std::set<std::string> kCommonOptions = {
-    "data", "data-dir", "classes", "per-class", "scaling", "arch", "hidden", "sampling", "device", "seed",
-    "max-steps", "residual-tol", "gram-chunk", "gram-memory", "quiet"};
 
 struct CnnProblem {
   Dataset data;
@@ -312,7 +309,7 @@ json gram_json(const cnn::GramInfo& gi, double seconds, Index samples) {
           {"seconds", seconds}, {"samples_per_second", static_cast<double>(samples) / std::max(seconds, 1e-9)}};
 }
 
-int cmd_train(const Args& args, std::ostream& out, std::ostream& err) {
+int run_train(const Args& args, std::ostream& out, std::ostream& err) {
   const auto t0 = Clock::now();
   const CnnProblem p = cnn_problem(args);
   const torch::Device device = cnn::resolve_device(cnn::parse_device(args.str_or("device", "auto")));
@@ -332,7 +329,7 @@ int cmd_train(const Args& args, std::ostream& out, std::ostream& err) {
   return exit_code(res.status);
 }
 
-int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
+int run_analyze(const Args& args, std::ostream& out, std::ostream& err) {
   const auto t0 = Clock::now();
   const CnnProblem p = cnn_problem(args);
   const torch::Device device = cnn::resolve_device(cnn::parse_device(args.str_or("device", "auto")));
@@ -496,7 +493,7 @@ std::string sweep_csv(const json& rows) {
 // The seed paper's experiment: one training run per (lr, B) from the same
 // initialization; at each reached minimum |H|_F, lambda_max, eta*(B), mu and
 // mu_*; CSV rewritten after every run, SVG of |H|_F against sqrt(B)/lr.
-int cmd_sweep(const Args& args, std::ostream& out, std::ostream& err) {
+int run_sweep(const Args& args, std::ostream& out, std::ostream& err) {
   const auto t0 = Clock::now();
   const std::vector<double> lrs = number_list(args.str("lrs"), "--lrs");
   for (std::size_t a = 0; a < lrs.size(); ++a)
@@ -597,32 +594,10 @@ int cmd_sweep(const Args& args, std::ostream& out, std::ostream& err) {
   return exit_code(status);
 }
 
-std::set<std::string> with_common(std::set<std::string> extra) {
-  extra.insert(kCommonOptions.begin(), kCommonOptions.end());
-  return extra;
-}
-
 }  // namespace
 
-int cmd_cnn(const Args& args, std::ostream& out, std::ostream& err) {
-  const std::string& sub = args.command();
-  const std::set<std::string> train_opts = {"lr", "batch", "init-params", "checkpoint", "checkpoint-every",
-                                            "alignment-log", "log-every", "save-jacobian", "save-gram", "save-params"};
-  if (sub == "train") {
-    args.allow_only(with_common(train_opts));
-    return cmd_train(args, out, err);
-  }
-  if (sub == "analyze") {
-    std::set<std::string> o = with_common(train_opts);
-    o.insert({"params", "batches", "probes", "lanczos-iters", "allow-residual", "geometry"});
-    args.allow_only(o);
-    return cmd_analyze(args, out, err);
-  }
-  if (sub == "sweep") {
-    args.allow_only(with_common({"lrs", "batches", "out", "log-every"}));
-    return cmd_sweep(args, out, err);
-  }
-  throw UsageError("cnn: expected `cnn train`, `cnn analyze` or `cnn sweep`, got '" + sub + "'");
-}
+int cmd_cnn_train(const Args& args, std::ostream& out, std::ostream& err) { return run_train(args, out, err); }
+int cmd_cnn_analyze(const Args& args, std::ostream& out, std::ostream& err) { return run_analyze(args, out, err); }
+int cmd_cnn_sweep(const Args& args, std::ostream& out, std::ostream& err) { return run_sweep(args, out, err); }
 
 }  // namespace sgdstab::cli

@@ -1,12 +1,27 @@
 #pragma once
+// One function per command (cli/cmd_*.cpp): reads its parsed options, prints
+// one JSON object on `out` (buffered by the caller: nothing reaches stdout
+// unless the command returns), diagnostics on `err`; returns the exit code.
 #include <iosfwd>
 
+#include "args.hpp"
 #include "exit_codes.hpp"
 
 namespace sgdstab::cli {
-/// Runs `sgdstab argv[1] ...`; JSON goes to `out`, diagnostics to `err`.
-int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err);
-class Args;
-/// `sgdstab cnn SUB ...` (cli/cnn_commands.cpp; only in builds with LibTorch).
-int cmd_cnn(const Args& args, std::ostream& out, std::ostream& err);
+
+int cmd_threshold(const Args& args, std::ostream& out, std::ostream& err);
+int cmd_radius(const Args& args, std::ostream& out, std::ostream& err);
+int cmd_curve(const Args& args, std::ostream& out, std::ostream& err);
+int cmd_demo(const Args& args, std::ostream& out, std::ostream& err);
+int cmd_bounds(const Args& args, std::ostream& out, std::ostream& err);
+int cmd_alignment(const Args& args, std::ostream& out, std::ostream& err);
+int cmd_montecarlo(const Args& args, std::ostream& out, std::ostream& err);
+int cmd_minimum(const Args& args, std::ostream& out, std::ostream& err);
+int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err);
+int cmd_escape(const Args& args, std::ostream& out, std::ostream& err);
+// The LibTorch module (cli/cnn_commands.cpp; only in builds with LibTorch).
+int cmd_cnn_train(const Args& args, std::ostream& out, std::ostream& err);
+int cmd_cnn_analyze(const Args& args, std::ostream& out, std::ostream& err);
+int cmd_cnn_sweep(const Args& args, std::ostream& out, std::ostream& err);
+
 }  // namespace sgdstab::cli

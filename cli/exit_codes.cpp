@@ -1,49 +1,48 @@
 #include "exit_codes.hpp"
 
+#include <cstddef>
+
 namespace sgdstab::cli {
 
 namespace {
 
-struct StatusRow {
-  Status status;
+template <class Key>
+struct Row {
+  Key key;
   Exit code;
 };
-constexpr StatusRow kStatusExit[] = {
+
+constexpr Row<Status> kStatusExit[] = {
     {Status::converged, Exit::ok},
     {Status::not_converged, Exit::not_trusted},
     {Status::diverged, Exit::not_trusted},
     {Status::numerical_failure, Exit::not_trusted},
 };
 
-struct VerdictRow {
-  Verdict verdict;
-  Exit code;
-};
-constexpr VerdictRow kVerdictExit[] = {
+constexpr Row<Verdict> kVerdictExit[] = {
     {Verdict::agree, Exit::ok},
     {Verdict::inconclusive, Exit::not_trusted},
     {Verdict::disagree, Exit::disagree},
 };
 
+template <class Key, std::size_t N>
+int lookup(const Row<Key> (&table)[N], Key key) {
+  for (const Row<Key>& row : table)
+    if (row.key == key) return static_cast<int>(row.code);
+  return static_cast<int>(Exit::failure);
+}
+
 }  // namespace
 
-int exit_code(Status status) {
-  for (const StatusRow& row : kStatusExit)
-    if (row.status == status) return static_cast<int>(row.code);
-  return static_cast<int>(Exit::failure);
-}
+int exit_code(Status status) { return lookup(kStatusExit, status); }
 
-int exit_code(Verdict verdict) {
-  for (const VerdictRow& row : kVerdictExit)
-    if (row.verdict == verdict) return static_cast<int>(row.code);
-  return static_cast<int>(Exit::failure);
-}
+int exit_code(Verdict verdict) { return lookup(kVerdictExit, verdict); }
 
 std::string exit_code_help() {
   auto statuses = [](Exit code) {
     std::string out;
-    for (const StatusRow& row : kStatusExit)
-      if (row.code == code) out += (out.empty() ? "" : ", ") + to_string(row.status);
+    for (const Row<Status>& row : kStatusExit)
+      if (row.code == code) out += (out.empty() ? "" : ", ") + to_string(row.key);
     return out;
   };
   return "exit codes:\n"

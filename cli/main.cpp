@@ -1,5 +1,5 @@
 #include <iostream>
 
-#include "commands.hpp"
+#include "app.hpp"
 
 int main(int argc, char** argv) { return sgdstab::cli::run(argc, argv, std::cout, std::cerr); }

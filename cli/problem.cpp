@@ -17,13 +17,6 @@ namespace sgdstab::cli {
 using json = nlohmann::ordered_json;
 using Eigen::MatrixXd;
 
-const std::set<std::string> kProblemOptions = {
-    "model", "widths", "activation", "frozen", "parametrization", "init", "output-scale", "data",
-    "samples", "input-spectrum", "classes", "per-class", "scaling", "data-dir", "split", "teacher-widths",
-    "trainer", "lr", "batch", "sampling", "train-sampling", "max-steps", "max-iter", "residual-tol", "seed",
-    "save-jacobian", "save-gram", "save-params", "alignment-log", "log-every"};
-const std::set<std::string> kProblemFlags = {"bias", "allow-residual", "quiet"};
-
 namespace {
 
 std::vector<Index> index_list(const Args& args, const std::string& key) {
@@ -255,38 +248,6 @@ MinimizeResult reach_minimum(const Args& args, Problem& p) {
   throw UsageError("--trainer: expected min-norm, gauss-newton, gd or sgd, got '" + trainer + "'");
 }
 
-void minimum_fields(json& j, const Problem& p, const MinimizeResult& res) {
-  const MlpSpec& s = p.model.spec();
-  json model;
-  model["widths"] = s.widths;
-  json acts = json::array();
-  for (Index l = 1; l < s.layers(); ++l) acts.push_back(to_string(s.activation(l)));
-  model["activations"] = acts;
-  model["bias"] = s.bias;
-  json trainable = json::array();
-  for (Index l = 1; l <= s.layers(); ++l) trainable.push_back(s.is_trainable(l));
-  model["trainable"] = trainable;
-  model["parametrization"] = to_string(s.parametrization);
-  model["init"] = to_string(s.init);
-  model["output_scale"] = s.output_scale;
-  j["model"] = model;
-  j["seed"] = p.seed;
-  j["data"] = p.data.description;
-  j["samples"] = p.data.samples();
-  j["outputs"] = p.data.outputs();
-  j["params"] = p.model.num_parameters();
-  j["trainer"] = res.method;
-  j["converged"] = res.converged();
-  j["status"] = to_string(res.status);
-  j["iterations"] = res.iterations;
-  j["loss"] = res.loss;
-  j["max_residual"] = res.max_residual;
-  j["residual_tolerance"] = res.tolerance;
-  j["gradient_norm"] = res.gradient_norm;
-  j["message"] = res.message;
-  j["loss_convention"] = "1/2 squared error, mean over samples";
-}
-
 void save_requested(const Args& args, const Problem& p, json& j) {
   json files = json::object();
   if (args.has("save-params")) {
@@ -321,30 +282,6 @@ std::function<void(Index, Index)> progress_reporter(const Args& args, std::ostre
     err << "\r" << what << " " << done << "/" << total << " (" << static_cast<int>(t) << " s)" << (done == total ? "\n" : "")
         << std::flush;
   };
-}
-
-json bounds_json(const StabilityBounds& b) {
-  json j;
-  j["batch"] = b.batch;
-  j["sampling"] = to_string(b.sampling);
-  j["gamma"] = b.gamma;
-  j["eta_star"] = b.eta_star;
-  j["converged"] = b.converged();
-  j["status"] = to_string(b.status);
-  if (!b.converged()) j["message"] = b.message;
-  j["eta_gd"] = b.eta_gd;
-  j["eta_sufficient"] = b.eta_sufficient;
-  j["eta_necessary_rank1"] = b.eta_necessary_rank1;
-  j["eta_necessary_trace"] = b.eta_necessary_trace;
-  j["eta_alignment"] = b.eta_alignment ? json(*b.eta_alignment) : json(nullptr);
-  j["eta_trace_b1"] = b.eta_trace_b1 ? json(*b.eta_trace_b1) : json(nullptr);
-  j["mu_star"] = b.mu_star;
-  j["escape_factor_at_eta_star"] = b.escape_factor(b.eta_star);
-  j["sharpness"] = b.sharpness;
-  j["non_uniformity"] = b.non_uniformity;
-  j["hessian_frobenius"] = b.hessian_frobenius;
-  j["hessian_trace"] = b.hessian_trace;
-  return j;
 }
 
 }  // namespace sgdstab::cli

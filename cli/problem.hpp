@@ -15,11 +15,6 @@
 
 namespace sgdstab::cli {
 
-/// Option names understood by build_problem / reach_minimum.
-extern const std::set<std::string> kProblemOptions;
-/// Flags (options without a value) of those commands.
-extern const std::set<std::string> kProblemFlags;
-
 struct Problem {
   Dataset data;
   Mlp model;
@@ -35,9 +30,6 @@ Problem build_problem(const Args& args);
 /// in theta, gauss-newton otherwise) from the model's initialization.
 MinimizeResult reach_minimum(const Args& args, Problem& problem);
 
-/// JSON fields describing the model, the data and the minimizer's result.
-void minimum_fields(nlohmann::ordered_json& j, const Problem& problem, const MinimizeResult& res);
-
 /// --batches B1,B2,... checked against 1 <= B <= samples; the default curve
 /// (powers of two below n, and n) when absent.
 std::vector<Index> batches_option(const Args& args, Index samples);
@@ -45,10 +37,6 @@ std::vector<Index> batches_option(const Args& args, Index samples);
 /// Writes --save-jacobian / --save-gram / --save-params (npy or csv by the
 /// extension, atomically) and records the paths in j["files"].
 void save_requested(const Args& args, const Problem& problem, nlohmann::ordered_json& j);
-
-/// The JSON row of one bounds table entry (`sgdstab bounds`, the tables of
-/// `analyze` and `cnn analyze`).
-nlohmann::ordered_json bounds_json(const StabilityBounds& b);
 
 /// Progress on stderr ("what done/total (t s)") for runs longer than two
 /// seconds, only when stderr is a terminal and --quiet was not given; an

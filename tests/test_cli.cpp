@@ -143,6 +143,12 @@ TEST_F(Cli, OptionSpellingsAndStatusReporting) {
            " --log-every 0",
        "--log-every: K must be >= 1, got 0", 2},
       {"threshold" + j + " --batch 2 --direction /nonexistent_dir/d.csv", "cannot open for writing", 1},
+      // Relations declared on the options (CLI11), not checked by hand.
+      {"threshold" + j + " --gram " + file("j.csv") + " --batch 1", "excludes", 2},
+      {"alignment" + j + " --residual " + file("j.csv") + " --direction " + file("j.csv"), "excludes", 2},
+      {"escape --widths 1,1 --data curvatures:1,4 --batch 1 --lr 1 --lr-factor 0.5", "excludes", 2},
+      {"threshold" + j + " --batch 1 --runs 3", "unknown option --runs for 'threshold'", 2},
+      {"threshold" + j + " --batch 1 stray", "unexpected argument 'stray'", 2},
   };
   for (const Case& c : cases) {
     const CliRun r = run(c.args);
@@ -151,6 +157,20 @@ TEST_F(Cli, OptionSpellingsAndStatusReporting) {
     EXPECT_NE(r.err.find(c.needle), std::string::npos) << c.args << "\n" << r.err;
     EXPECT_EQ(r.err.find("cannot read input"), std::string::npos) << c.args << "\n" << r.err;
   }
+  // Help is generated from the declared options, on stdout, exit 0.
+  for (const std::string cmd : {"--help", "threshold --help", "montecarlo --help"}) {
+    const CliRun h = run(cmd);
+    EXPECT_EQ(h.code, 0) << cmd << "\n" << h.err;
+    EXPECT_NE(h.out.find("Usage: sgdstab"), std::string::npos) << h.out;
+    EXPECT_NE(h.out.find("exit codes:"), std::string::npos) << h.out;
+  }
+  EXPECT_NE(run("threshold --help").out.find("--batch"), std::string::npos);
+  EXPECT_NE(run("--help").out.find("montecarlo"), std::string::npos);
+#ifdef SGDSTAB_CLI_HAS_CNN
+  const CliRun needs = run("cnn train --lr 0.1 --batch 2 --checkpoint-every 5");
+  EXPECT_EQ(needs.code, 2);
+  EXPECT_NE(needs.err.find("--checkpoint"), std::string::npos) << needs.err;
+#endif
   // --k=v is accepted where --k v is, with the same result.
   CliRun a = run("threshold" + j + " --batch=2 --sampling=with");
   CliRun b = run("threshold" + j + " --batch 2 --sampling with");

@@ -1,0 +1,385 @@
+// The sgdstab program: commands and options declared once, on CLI11.
+#include "app.hpp"
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <ostream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "commands.hpp"
+#include "sgdstab/errors.hpp"
+
+namespace sgdstab::cli {
+
+namespace {
+
+using Handler = std::function<int(const Args&, std::ostream&, std::ostream&)>;
+
+struct Opt {
+  const char* name;
+  const char* help;
+};
+
+// Every command: its name (with its parent for `cnn train`), CLI11 app and handler.
+struct Command {
+  std::string name;
+  CLI::App* app;
+  Handler run;
+};
+
+class Program {
+ public:
+  Program();
+  CLI::App& root() { return root_; }
+  const Command* find(const std::string& name) const {
+    for (const Command& c : commands_)
+      if (c.name == name) return &c;
+    return nullptr;
+  }
+  bool is_flag(const std::string& name) const { return flags_.count(name) != 0; }
+
+ private:
+  CLI::App* command(CLI::App& parent, const std::string& name, const std::string& help, Handler run,
+                    const std::string& prefix = "");
+  void options(CLI::App* app, std::initializer_list<Opt> list);
+  void flags(CLI::App* app, std::initializer_list<Opt> list);
+  void geometry_options(CLI::App* app);
+  void solver_options(CLI::App* app);
+  void problem_options(CLI::App* app);
+  void cnn_options(CLI::App* app);
+  void cnn_train_options(CLI::App* app);
+
+  CLI::App root_;
+  std::vector<Command> commands_;
+  std::set<std::string> flags_;
+};
+
+const char* kDescription =
+    "Exact mean-square linear stability of SGD at an interpolating minimum of the square loss\n"
+    "(loss convention: 1/2 |f - y|^2, mean over samples). One JSON object on stdout.";
+
+const char* kInputs =
+    "Input files: CSV (comma-separated, no header) or .npy (2-D float64/float32).\n"
+    "A Jacobian has n*C rows (row i*C + k = d f_k(x_i) / d theta) and p columns;\n"
+    "a Gram is the (n C) x (n C) matrix J J^T in the same order.\n"
+    "`sgdstab COMMAND --help` lists a command's options.\n";
+
+void Program::options(CLI::App* app, std::initializer_list<Opt> list) {
+  for (const Opt& o : list) app->add_option(std::string("--") + o.name, o.help);
+}
+
+void Program::flags(CLI::App* app, std::initializer_list<Opt> list) {
+  for (const Opt& o : list) {
+    app->add_flag(std::string("--") + o.name, o.help)->disable_flag_override();
+    flags_.insert(o.name);
+  }
+}
+
+CLI::App* Program::command(CLI::App& parent, const std::string& name, const std::string& help, Handler run,
+                           const std::string& prefix) {
+  CLI::App* app = parent.add_subcommand(name, help);
+  app->allow_extras();  // reported by name after parsing ("unknown option --x for 'threshold'")
+  commands_.push_back({prefix + name, app, std::move(run)});
+  return app;
+}
+
+void Program::geometry_options(CLI::App* app) {
+  options(app, {{"jacobian", "FILE: the (n C) x p per-sample Jacobian (CSV or .npy)"},
+                {"gram", "FILE: the (n C) x (n C) Gram J J^T (CSV or .npy); needs --outputs C when C > 1"},
+                {"outputs", "C: outputs per sample (default 1)"},
+                {"rank-tol", "X: relative rank cut-off of the Gram spectrum (default 10 max(nC, p) eps)"},
+                {"space", "automatic|parameter|sample: where the reduction is computed"}});
+  app->get_option("--gram")->excludes("--jacobian");
+}
+
+void Program::solver_options(CLI::App* app) {
+  options(app, {{"sampling", "without|with|bernoulli: the mini-batch scheme (default without)"},
+                {"method", "automatic|dense|lanczos: the eigensolver (default automatic)"},
+                {"tol", "X: relative eigenvalue accuracy (default 1e-10)"},
+                {"ncv", "K: Lanczos subspace dimension (default min(m, 12))"},
+                {"direction", "FILE: also write the top eigen-direction (r x r, reduced coordinates)"}});
+}
+
+void Program::problem_options(CLI::App* app) {
+  options(app,
+          {{"widths", "D,M,...,C: layer widths, input to output (required)"},
+           {"model", "mlp|linear|rfm: rfm freezes layer 0; linear is --widths D,C (default mlp)"},
+           {"activation", "A[,A...]: identity|relu|tanh|erf|softplus per hidden layer (default relu)"},
+           {"frozen", "L[,L...]: 0-based layers kept at their initialization"},
+           {"parametrization", "standard|ntk|mean-field (default standard)"},
+           {"init", "he|lecun: weight variance gain 2 or 1 (default he)"},
+           {"output-scale", "X: extra multiplier on the output layer (default 1)"},
+           {"seed", "S: initialization, data and batches (default 0)"},
+           {"data", "gaussian|teacher|fashion-mnist|cifar10|csv:PATH|npy:PATH|curvatures:A1,A2,...|"
+                    "1d:sine|abs|quadratic|step"},
+           {"samples", "N: samples of --data gaussian, teacher or 1d:F"},
+           {"input-spectrum", "isotropic|power:ALPHA: covariance of --data gaussian or teacher"},
+           {"teacher-widths", "D,...,C: the teacher network of --data teacher"},
+           {"classes", "0,1,2,3: classes of --data fashion-mnist or cifar10"},
+           {"per-class", "K: samples per class"},
+           {"scaling", "unit|none|standardize|center: pixel scaling"},
+           {"split", "train|test"},
+           {"data-dir", "DIR: Fashion-MNIST files (default: the Debian package dataset-fashion-mnist) or "
+                        "CIFAR-10's cifar-10-batches-bin"},
+           {"trainer", "min-norm|gauss-newton|gd|sgd (default min-norm when only the last layer trains, "
+                       "gauss-newton otherwise)"},
+           {"residual-tol", "X: max|f - y| <= X max|y| at a minimum (default 1e-10)"},
+           {"max-iter", "K: Gauss-Newton iterations"},
+           {"lr", "ETA: learning rate (gd, sgd; escape: the runs' rate)"},
+           {"max-steps", "K: step budget (gd, sgd)"},
+           {"batch", "B: batch size (sgd; escape: the runs' batch size)"},
+           {"sampling", "without|with|bernoulli: the analysis's scheme and the sgd trainer's default"},
+           {"train-sampling", "S: the sgd trainer's scheme"},
+           {"save-jacobian", "FILE: write the Jacobian at the minimum (.npy or CSV by extension)"},
+           {"save-gram", "FILE: write the Gram at the minimum"},
+           {"save-params", "FILE: write theta at the minimum"},
+           {"alignment-log", "FILE: log step, loss, mu, |G|_F along gd/sgd training (CSV)"},
+           {"log-every", "K: steps between --alignment-log rows (>= 1)"}});
+  flags(app, {{"bias", "layers have biases"},
+              {"allow-residual", "analyze: go on at a point that does not interpolate"},
+              {"quiet", "no progress on stderr"}});
+}
+
+void Program::cnn_options(CLI::App* app) {
+  options(app, {{"data", "synthetic|fashion-mnist|cifar10:DIR (default synthetic)"},
+                {"data-dir", "DIR: Fashion-MNIST files"},
+                {"classes", "0,1: classes (default 0,1)"},
+                {"per-class", "N: samples per class (default 16)"},
+                {"scaling", "unit|none|standardize|center: pixel scaling (image data only)"},
+                {"arch", "vgg:8,16 | vgg:8,M,16,16,M | vgg11[/DIV]: convolution widths and pools"},
+                {"hidden", "64[,...]: widths of the fully connected layers"},
+                {"sampling", "without|with|bernoulli|reshuffle: the training schedule"},
+                {"device", "auto|cpu|cuda (default auto)"},
+                {"seed", "S: initialization, data and batches (default 0)"},
+                {"max-steps", "K: step budget (default 100000)"},
+                {"residual-tol", "X: max|f - y| <= X max|y| at a minimum (default 1e-6)"},
+                {"gram-chunk", "N: samples per Gram panel"},
+                {"gram-memory", "MIB: memory for the Gram's factors"}});
+  flags(app, {{"quiet", "no progress on stderr"}});
+}
+
+void Program::cnn_train_options(CLI::App* app) {
+  options(app, {{"lr", "ETA: learning rate"},
+                {"batch", "B: batch size"},
+                {"init-params", "F: start from these parameters (resume)"},
+                {"checkpoint", "F: write the parameters periodically (atomic)"},
+                {"checkpoint-every", "K: steps between checkpoints"},
+                {"alignment-log", "F: log step, loss, mu, |G|_F along training (CSV)"},
+                {"log-every", "K: steps between --alignment-log rows"},
+                {"save-jacobian", "F: write the Jacobian at the end"},
+                {"save-gram", "F: write the Gram at the end"},
+                {"save-params", "F: write the parameters at the end"}});
+  app->get_option("--checkpoint-every")->needs("--checkpoint");
+}
+
+Program::Program() : root_(kDescription, "sgdstab") {
+  root_.footer(std::string(kInputs) + "\n" + exit_code_help());
+  root_.set_help_flag("-h,--help", "print this help and exit");
+  // Every value is kept, so that reject_repeats names an option given twice.
+  root_.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+
+  CLI::App* c = command(root_, "threshold", "eta*(B): stable iff lr <= eta*", cmd_threshold);
+  geometry_options(c);
+  solver_options(c);
+  options(c, {{"batch", "B: batch size, 1 <= B <= n"}});
+
+  c = command(root_, "radius", "rho(T) at (lr, B): stable iff rho <= 1", cmd_radius);
+  geometry_options(c);
+  solver_options(c);
+  options(c, {{"batch", "B: batch size"}, {"lr", "ETA: learning rate"}});
+
+  c = command(root_, "curve", "eta*(B) for several B", cmd_curve);
+  geometry_options(c);
+  solver_options(c);
+  options(c, {{"batches", "1,2,4,...: batch sizes (default powers of two below n, and n)"}});
+
+  c = command(root_, "demo", "eta*(B) of a built-in random-feature regression problem", cmd_demo);
+  options(c, {{"sampling", "without|with|bernoulli"},
+              {"method", "automatic|dense|lanczos"},
+              {"tol", "X: relative eigenvalue accuracy"},
+              {"ncv", "K: Lanczos subspace dimension"}});
+
+  c = command(root_, "bounds", "eta*(B) beside every known bound (GD, Wu-Ma-E, Mulayoff-Michaeli, alignment)",
+              cmd_bounds);
+  geometry_options(c);
+  solver_options(c);
+  options(c, {{"batch", "B: batch size"}});
+
+  c = command(root_, "alignment",
+              "the alignment mu of SGD noise at residuals, or mu_lin(delta), and mu_*", cmd_alignment);
+  geometry_options(c);
+  options(c, {{"residual", "FILE: residuals f_i - y_i (n C values)"},
+              {"direction", "FILE: delta in R^p (needs --jacobian)"}});
+  c->get_option("--direction")->excludes("--residual");
+
+  c = command(root_, "montecarlo", "simulate linearized SGD beside the exact answer", cmd_montecarlo);
+  geometry_options(c);
+  options(c, {{"batch", "B: batch size"},
+              {"lr", "ETA: learning rate"},
+              {"sampling", "without|with|bernoulli|reshuffle"},
+              {"steps", "T: steps per trajectory (default 50)"},
+              {"trajectories", "M: trajectories (default 2000)"},
+              {"blocks", "K: sampled batches or epochs of the operator estimate (default 2000)"},
+              {"seed", "S: random seed (default 0)"}});
+  flags(c, {{"quiet", "no progress on stderr"}});
+
+  c = command(root_, "minimum", "build a model and a data set and reach an interpolating minimum", cmd_minimum);
+  problem_options(c);
+
+  c = command(root_, "analyze", "minimum, then the eta*(B) curve and the bounds at it", cmd_analyze);
+  problem_options(c);
+  options(c, {{"batches", "1,2,4,...: batch sizes of the curve"},
+              {"method", "automatic|dense|lanczos"},
+              {"tol", "X: relative eigenvalue accuracy"},
+              {"ncv", "K: Lanczos subspace dimension"},
+              {"rank-tol", "X: relative rank cut-off"},
+              {"space", "automatic|parameter|sample"}});
+
+  c = command(root_, "escape", "nonlinear SGD from the minimum + epsilon delta: escape fraction, rate",
+              cmd_escape);
+  problem_options(c);
+  options(c, {{"lr-factor", "F: the runs' learning rate is F eta*(B)"},
+              {"runs", "R: runs (default 100)"},
+              {"epsilon", "E: distance of the start from the minimum (default 1e-3)"},
+              {"escape-steps", "K: steps per run (default 20000)"}});
+  c->get_option("--lr-factor")->excludes("--lr");
+
+  CLI::App* cnn = root_.add_subcommand("cnn", "VGG-style CNNs trained by SGD (builds with LibTorch only)");
+  cnn->require_subcommand(1);
+  c = command(*cnn, "train", "train a CNN by SGD", cmd_cnn_train, "cnn ");
+  cnn_options(c);
+  cnn_train_options(c);
+  c = command(*cnn, "analyze", "train (or --params F), then eta*(B), bounds, |H|_F and lambda_max cross-checks",
+              cmd_cnn_analyze, "cnn ");
+  cnn_options(c);
+  cnn_train_options(c);
+  options(c, {{"params", "F: analyze these parameters (no training)"},
+              {"batches", "1,2,4,...: batch sizes of the curve"},
+              {"probes", "K: Hutchinson probes for |H|_F"},
+              {"lanczos-iters", "K: Lanczos iterations for lambda_max (0 skips)"},
+              {"geometry", "exact|hvp: the Gram (exact) or only the HVP estimates (large n)"}});
+  flags(c, {{"allow-residual", "go on at a point that does not interpolate"}});
+  c = command(*cnn, "sweep", "one run per (lr, B): sweep.csv and the |H|_F vs sqrt(B)/lr plot (SVG)",
+              cmd_cnn_sweep, "cnn ");
+  cnn_options(c);
+  options(c, {{"lrs", "ETA1,ETA2,...: learning rates"},
+              {"batches", "B1,B2,...: batch sizes"},
+              {"out", "DIR: output directory"},
+              {"log-every", "K: log mu along each run every K steps"}});
+}
+
+// Options CLI11 left over: unknown names and stray values, named.
+void reject_extras(const CLI::App& app, const std::string& command) {
+  for (const std::string& token : app.remaining()) {
+    if (token.rfind("--", 0) == 0) {
+      const std::string name = token.substr(2, token.find('=') == std::string::npos ? std::string::npos
+                                                                                     : token.find('=') - 2);
+      if (name.empty()) throw UsageError("unexpected argument '" + token + "' (no option name)");
+      throw UsageError("unknown option --" + name + " for '" + command + "'");
+    }
+    throw UsageError("unexpected argument '" + token + "' (options look like --name value)");
+  }
+}
+
+// Each option at most once (a flag too).
+void reject_repeats(const CLI::App& app) {
+  for (const CLI::Option* opt : app.get_options())
+    if (opt->count() > 1) throw UsageError("option " + opt->get_name() + " given twice");
+}
+
+// `--flag=value` is an error, whatever the value.
+void reject_flag_values(const Program& program, int argc, const char* const* argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string token = argv[i];
+    const std::size_t eq = token.find('=');
+    if (token.rfind("--", 0) == 0 && eq != std::string::npos && program.is_flag(token.substr(2, eq - 2)))
+      throw UsageError("option " + token.substr(0, eq) + " is a flag and takes no value");
+  }
+}
+
+// The command named by argv: "threshold", "cnn train", ... (checked before parsing,
+// so that an unknown command is named as such).
+const Command& select(const Program& program, int argc, const char* const* argv) {
+  if (argc < 2) throw UsageError("no command given");
+  std::string name = argv[1];
+  if (name == "cnn") {
+#ifndef SGDSTAB_HAVE_CNN
+    throw UsageError("cnn: this build has no LibTorch module (install libtorch-dev, or point Torch_DIR at a "
+                     "LibTorch, and rebuild)");
+#endif
+    const std::string sub = argc > 2 ? argv[2] : "";
+    if (sub != "--help" && sub != "-h") {
+      if (program.find("cnn " + sub) == nullptr)
+        throw UsageError("cnn: expected `cnn train`, `cnn analyze` or `cnn sweep`, got '" + sub + "'");
+      name += " " + sub;
+    }
+  }
+  const Command* command = program.find(name);
+  if (command == nullptr && name != "cnn") throw UsageError("unknown command '" + name + "'");
+  static const Command cnn_group{"cnn", nullptr, nullptr};
+  return command != nullptr ? *command : cnn_group;
+}
+
+// The help of a command, its usage line naming the whole command ("sgdstab cnn train").
+std::string help_text(const CLI::App& app) {
+  std::string prefix;
+  for (const CLI::App* parent = app.get_parent(); parent != nullptr; parent = parent->get_parent())
+    prefix = prefix.empty() ? parent->get_name() : parent->get_name() + " " + prefix;
+  return prefix.empty() ? app.help() : app.help(prefix);
+}
+
+}  // namespace
+
+int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+  Program program;
+  const CLI::App* help_of = &program.root();
+  try {
+    if (argc >= 2 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" ||
+                      std::string(argv[1]) == "help")) {
+      out << help_text(program.root());
+      return exit_code(Exit::ok);
+    }
+    const Command& command = select(program, argc, argv);
+    if (command.app != nullptr) help_of = command.app;
+    reject_flag_values(program, argc, argv);
+    try {
+      program.root().parse(argc, argv);
+    } catch (const CLI::CallForHelp&) {
+      out << help_text(command.app != nullptr ? *command.app : *program.root().get_subcommand("cnn"));
+      return exit_code(Exit::ok);
+    } catch (const CLI::ParseError& e) {
+      throw UsageError(e.what());
+    }
+    reject_extras(*command.app, command.name);
+    reject_repeats(*command.app);
+    std::ostringstream buffer;  // nothing reaches `out` unless the command returns
+    const int code = command.run(Args(*command.app, command.name), buffer, err);
+    out << buffer.str();
+    return code;
+  } catch (const UsageError& e) {
+    err << "sgdstab: " << e.what() << "\n\n" << help_text(*help_of);
+    return exit_code(Exit::usage);
+  } catch (const sgdstab::invalid_argument& e) {
+    err << "sgdstab: invalid input: " << e.what() << "\n";
+    return exit_code(Exit::usage);
+  } catch (const io_error& e) {  // the message names the file and the operation (read, write, mkdir)
+    err << "sgdstab: I/O error: " << e.what() << "\n";
+    return exit_code(Exit::failure);
+  } catch (const resource_error& e) {
+    err << "sgdstab: too large: " << e.what() << "\n";
+    return exit_code(Exit::failure);
+  } catch (const numerical_error& e) {
+    err << "sgdstab: numerical failure: " << e.what() << "\n";
+    return exit_code(e.status());
+  } catch (const std::exception& e) {
+    err << "sgdstab: error: " << e.what() << "\n";
+    return exit_code(Exit::failure);
+  }
+}
+
+}  // namespace sgdstab::cli

@@ -1,0 +1,13 @@
+#pragma once
+// The sgdstab program on CLI11: every command, its options with their help,
+// and their relations (excludes, needs); parsing errors become exit 2 with a
+// message naming the option, nothing on stdout (cli/app.cpp).
+#include <iosfwd>
+
+namespace sgdstab::cli {
+
+/// Runs `sgdstab argv[1] ...`; JSON goes to `out`, diagnostics to `err`.
+/// Returns the exit code (exit_codes.hpp).
+int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err);
+
+}  // namespace sgdstab::cli

@@ -1,0 +1,23 @@
+// `sgdstab bounds`.
+#include <ostream>
+
+#include "commands.hpp"
+#include "inputs.hpp"
+#include "report.hpp"
+#include "sgdstab/sgdstab.hpp"
+
+namespace sgdstab::cli {
+
+int cmd_bounds(const Args& args, std::ostream& out, std::ostream& err) {
+  const Sampling sampling = parse_sampling(args.str_or("sampling", "without"));
+  SolverOptions so = solver_options(args);
+  so.want_direction = false;
+  const Geometry g = load_geometry(args);
+  const StabilityBounds b = stability_bounds(g, batch_of(args, g), sampling, so);
+  json j = bounds_json(b);
+  geometry_fields(j, g);
+  j["loss_convention"] = kLossConvention;
+  return finish(j, b.status, out, err);
+}
+
+}  // namespace sgdstab::cli

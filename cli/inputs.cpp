@@ -1,0 +1,56 @@
+#include "inputs.hpp"
+
+#include "sgdstab/matrix_io.hpp"
+#include "sgdstab/sampling.hpp"
+
+namespace sgdstab::cli {
+
+ReductionOptions reduction_options(const Args& args) {
+  ReductionOptions ro;
+  ro.rank_tolerance = args.number_or("rank-tol", 0.0);
+  ro.space = parse<Space>(args.str_or("space", "automatic"));
+  return ro;
+}
+
+Index outputs_option(const Args& args) {
+  const long long c = args.integer_or("outputs", 1);
+  if (c < 1) throw UsageError("--outputs: C must be >= 1, got " + std::to_string(c));
+  return static_cast<Index>(c);
+}
+
+Geometry load_geometry(const Args& args) {
+  if (args.has("jacobian") == args.has("gram")) throw UsageError("give exactly one of --jacobian FILE or --gram FILE");
+  const Index c = outputs_option(args);
+  const ReductionOptions ro = reduction_options(args);
+  if (args.has("jacobian")) return Geometry::from_jacobian(read_matrix(args.str("jacobian")), c, ro);
+  return Geometry::from_gram(read_matrix(args.str("gram")), c, ro);
+}
+
+SolverOptions solver_options(const Args& args) {
+  SolverOptions so;
+  so.method = parse_method(args.str_or("method", "automatic"));
+  so.tolerance = args.number_or("tol", so.tolerance);
+  so.subspace_dimension = args.integer_or("ncv", 0);
+  so.want_direction = args.has("direction");
+  so.validate();
+  return so;
+}
+
+Index batch_of(const Args& args, const Geometry& g) {
+  const Index b = static_cast<Index>(args.integer("batch"));
+  check_batch(b, g.samples(), "--batch");
+  return b;
+}
+
+void write_direction(const Args& args, const Eigen::MatrixXd& dir) {
+  if (args.has("direction") && dir.size() > 0) {
+    const std::string path = args.str("direction");
+    write_matrix(path, dir);
+  }
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace sgdstab::cli

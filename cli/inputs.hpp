@@ -1,0 +1,28 @@
+#pragma once
+// Inputs shared by the commands that read a Jacobian or a Gram: the geometry,
+// the reduction and solver options, the batch size, the direction file.
+#include <Eigen/Core>
+#include <chrono>
+
+#include "args.hpp"
+#include "sgdstab/geometry.hpp"
+#include "sgdstab/stability.hpp"
+
+namespace sgdstab::cli {
+
+/// --rank-tol and --space.
+ReductionOptions reduction_options(const Args& args);
+/// --outputs C (>= 1, default 1).
+Index outputs_option(const Args& args);
+/// The geometry of --jacobian FILE or --gram FILE (exactly one) with --outputs.
+Geometry load_geometry(const Args& args);
+/// --method, --tol, --ncv, --direction, validated.
+SolverOptions solver_options(const Args& args);
+/// --batch B, 1 <= B <= n.
+Index batch_of(const Args& args, const Geometry& g);
+/// Writes --direction FILE when given and a direction was computed.
+void write_direction(const Args& args, const Eigen::MatrixXd& dir);
+/// Seconds since t0.
+double seconds_since(std::chrono::steady_clock::time_point t0);
+
+}  // namespace sgdstab::cli

@@ -1,0 +1,133 @@
+#include "report.hpp"
+
+#include <ostream>
+
+#include "exit_codes.hpp"
+
+namespace sgdstab::cli {
+
+void report_fields(json& j, const SolveReport& r) {
+  j["converged"] = r.converged();
+  j["status"] = to_string(r.status);
+  j["matvecs"] = r.matvecs;
+  j["iterations"] = r.iterations;
+  j["residual"] = r.residual;
+  j["method"] = to_string(r.method);
+  j["message"] = r.message;
+}
+
+void geometry_fields(json& j, const Geometry& g) {
+  j["samples"] = g.samples();
+  j["outputs"] = g.outputs();
+  j["params"] = g.params() > 0 ? json(g.params()) : json(nullptr);
+  j["rank"] = g.rank();
+}
+
+void hessian_fields(json& j, const Geometry& g) {
+  j["eta_gd"] = 2.0 / g.lambda_max();
+  j["lambda_max"] = g.lambda_max();
+  j["hessian_frobenius"] = g.hessian_frobenius();
+  j["hessian_trace"] = g.hessian_trace();
+}
+
+json curve_json(const Geometry& g, const std::vector<ThresholdResult>& curve) {
+  json j;
+  j["sampling"] = to_string(curve.front().sampling);
+  geometry_fields(j, g);
+  hessian_fields(j, g);
+  json pts = json::array();
+  for (const ThresholdResult& r : curve) {
+    json p;
+    p["batch"] = r.batch;
+    p["eta_star"] = r.eta_star;
+    p["converged"] = r.converged();
+    p["status"] = to_string(r.status());
+    p["matvecs"] = r.report.matvecs;
+    p["method"] = to_string(r.report.method);
+    pts.push_back(p);
+  }
+  j["points"] = pts;
+  j["loss_convention"] = kLossConvention;
+  return j;
+}
+
+Status curve_status(const std::vector<ThresholdResult>& curve) {
+  Status status = Status::converged;
+  for (const ThresholdResult& r : curve) status = combine(status, r.status());
+  return status;
+}
+
+json bounds_json(const StabilityBounds& b) {
+  json j;
+  j["batch"] = b.batch;
+  j["sampling"] = to_string(b.sampling);
+  j["gamma"] = b.gamma;
+  j["eta_star"] = b.eta_star;
+  j["converged"] = b.converged();
+  j["status"] = to_string(b.status);
+  if (!b.converged()) j["message"] = b.message;
+  j["eta_gd"] = b.eta_gd;
+  j["eta_sufficient"] = b.eta_sufficient;
+  j["eta_necessary_rank1"] = b.eta_necessary_rank1;
+  j["eta_necessary_trace"] = b.eta_necessary_trace;
+  j["eta_alignment"] = b.eta_alignment ? json(*b.eta_alignment) : json(nullptr);
+  j["eta_trace_b1"] = b.eta_trace_b1 ? json(*b.eta_trace_b1) : json(nullptr);
+  j["mu_star"] = b.mu_star;
+  j["escape_factor_at_eta_star"] = b.escape_factor(b.eta_star);
+  j["sharpness"] = b.sharpness;
+  j["non_uniformity"] = b.non_uniformity;
+  j["hessian_frobenius"] = b.hessian_frobenius;
+  j["hessian_trace"] = b.hessian_trace;
+  return j;
+}
+
+
+void minimum_fields(json& j, const Problem& p, const MinimizeResult& res) {
+  const MlpSpec& s = p.model.spec();
+  json model;
+  model["widths"] = s.widths;
+  json acts = json::array();
+  for (Index l = 1; l < s.layers(); ++l) acts.push_back(to_string(s.activation(l)));
+  model["activations"] = acts;
+  model["bias"] = s.bias;
+  json trainable = json::array();
+  for (Index l = 1; l <= s.layers(); ++l) trainable.push_back(s.is_trainable(l));
+  model["trainable"] = trainable;
+  model["parametrization"] = to_string(s.parametrization);
+  model["init"] = to_string(s.init);
+  model["output_scale"] = s.output_scale;
+  j["model"] = model;
+  j["seed"] = p.seed;
+  j["data"] = p.data.description;
+  j["samples"] = p.data.samples();
+  j["outputs"] = p.data.outputs();
+  j["params"] = p.model.num_parameters();
+  j["trainer"] = res.method;
+  j["converged"] = res.converged();
+  j["status"] = to_string(res.status);
+  j["iterations"] = res.iterations;
+  j["loss"] = res.loss;
+  j["max_residual"] = res.max_residual;
+  j["residual_tolerance"] = res.tolerance;
+  j["gradient_norm"] = res.gradient_norm;
+  j["message"] = res.message;
+  j["loss_convention"] = kLossConvention;
+}
+
+
+int finish(const json& j, Status status, std::ostream& out, std::ostream& err) {
+  out << j.dump(2) << "\n";
+  if (status != Status::converged)
+    err << "sgdstab: the eigensolver did not converge (status " << to_string(status)
+        << "); the numbers above are not to be trusted\n";
+  return exit_code(status);
+}
+
+int not_a_minimum(const json& j, std::ostream& out, std::ostream& err, const MinimizeResult& res) {
+  out << j.dump(2) << "\n";
+  err << "sgdstab: no interpolating minimum reached (" << res.message << "; max residual " << res.max_residual
+      << " > tolerance " << res.tolerance << ")\n";
+  return exit_code(res.status);
+}
+
+}  // namespace sgdstab::cli

@@ -1,0 +1,42 @@
+#pragma once
+// Results -> JSON: the one place where the library's result structs become
+// the JSON fields of the command line (the README lists them per command).
+#include <nlohmann/json.hpp>
+#include <iosfwd>
+#include <vector>
+
+#include "problem.hpp"
+#include "sgdstab/bounds.hpp"
+#include "sgdstab/geometry.hpp"
+#include "sgdstab/minimize.hpp"
+#include "sgdstab/stability.hpp"
+
+namespace sgdstab::cli {
+
+using json = nlohmann::ordered_json;
+
+/// The loss convention every result states.
+inline constexpr const char* kLossConvention = "1/2 squared error, mean over samples";
+
+/// converged, status, matvecs, iterations, residual, method, message.
+void report_fields(json& j, const SolveReport& r);
+/// samples, outputs, params (null for a Gram input), rank.
+void geometry_fields(json& j, const Geometry& g);
+/// eta_gd, lambda_max, hessian_frobenius, hessian_trace.
+void hessian_fields(json& j, const Geometry& g);
+/// sampling, the geometry and Hessian fields, points [{batch, eta_star, converged, status, matvecs, method}].
+json curve_json(const Geometry& g, const std::vector<ThresholdResult>& curve);
+/// The first status of the curve that is not converged (converged if none).
+Status curve_status(const std::vector<ThresholdResult>& curve);
+/// The JSON row of one bounds table entry (`sgdstab bounds`, the tables of
+/// `analyze` and `cnn analyze`).
+json bounds_json(const StabilityBounds& b);
+/// JSON fields describing the model, the data and the minimizer's result.
+void minimum_fields(json& j, const Problem& problem, const MinimizeResult& res);
+
+/// Prints j; a status other than converged is said on err and sets the exit code.
+int finish(const json& j, Status status, std::ostream& out, std::ostream& err);
+/// Prints j (the minimizer's report) and says why the point is not a minimum.
+int not_a_minimum(const json& j, std::ostream& out, std::ostream& err, const MinimizeResult& res);
+
+}  // namespace sgdstab::cli
