@@ -216,41 +216,6 @@ MinimizeResult gauss_newton(Mlp& model, const Eigen::Ref<const MatrixXd>& x, con
   return res;
 }
 
-std::vector<Index> draw_batch(Sampling scheme, Index samples, Index batch, Rng& rng) {
-  check_batch(batch, samples, "draw_batch");
-  std::vector<Index> out;
-  const auto n = static_cast<std::uint64_t>(samples);
-  switch (scheme) {
-    case Sampling::without_replacement: {
-      // Floyd's algorithm: a uniform B-subset in B draws. Membership by a
-      // linear scan for small B, by an n-byte mark array otherwise.
-      out.reserve(static_cast<std::size_t>(batch));
-      std::vector<char> marked(batch > 32 ? static_cast<std::size_t>(samples) : 0, 0);
-      auto chosen = [&](Index t) {
-        return marked.empty() ? std::find(out.begin(), out.end(), t) != out.end()
-                              : marked[static_cast<std::size_t>(t)] != 0;
-      };
-      for (std::uint64_t j = n - static_cast<std::uint64_t>(batch); j < n; ++j) {
-        auto t = static_cast<Index>(rng.below(j + 1));
-        if (chosen(t)) t = static_cast<Index>(j);
-        out.push_back(t);
-        if (!marked.empty()) marked[static_cast<std::size_t>(t)] = 1;
-      }
-      break;
-    }
-    case Sampling::with_replacement:
-      for (Index j = 0; j < batch; ++j) out.push_back(static_cast<Index>(rng.below(n)));
-      break;
-    case Sampling::bernoulli: {
-      const double q = static_cast<double>(batch) / static_cast<double>(samples);
-      for (Index i = 0; i < samples; ++i)
-        if (rng.uniform() < q) out.push_back(i);
-      break;
-    }
-  }
-  return out;
-}
-
 MinimizeResult train_sgd(Mlp& model, const Eigen::Ref<const MatrixXd>& x, const Eigen::Ref<const MatrixXd>& y,
                          const TrainOptions& options) {
   const Index n = x.rows();

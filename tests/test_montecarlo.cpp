@@ -13,6 +13,7 @@
 #include "reference.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/minimize.hpp"
+#include "sgdstab/escape.hpp"
 #include "sgdstab/montecarlo.hpp"
 #include "sgdstab/stability.hpp"
 

@@ -37,6 +37,7 @@
 #include "sgdstab/mlp.hpp"
 #include "sgdstab/random.hpp"
 #include "sgdstab/sampling.hpp"
+#include "sgdstab/schedule.hpp"
 
 namespace sgdstab {
 
@@ -103,10 +104,6 @@ struct TrainOptions {
 /// Stops at the residual tolerance, at max_steps, or on divergence.
 MinimizeResult train_sgd(Mlp& model, const Eigen::Ref<const Eigen::MatrixXd>& x,
                          const Eigen::Ref<const Eigen::MatrixXd>& y, const TrainOptions& options);
-
-/// Draws one batch (indices into 0..n-1) by the sampling scheme; bernoulli
-/// batches may be empty. Used by train_sgd and the Monte Carlo module.
-std::vector<Index> draw_batch(Sampling scheme, Index samples, Index batch, Rng& rng);
 
 /// Controls of geometry_at_minimum.
 struct MinimumCheck {

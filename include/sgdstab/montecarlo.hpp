@@ -45,36 +45,10 @@
 #include <vector>
 
 #include "sgdstab/geometry.hpp"
-#include "sgdstab/mlp.hpp"
-#include "sgdstab/random.hpp"
 #include "sgdstab/sampling.hpp"
+#include "sgdstab/schedule.hpp"
 
 namespace sgdstab {
-
-/// The schedule that draws batches as `s` does (Schedule: types.hpp).
-Schedule to_schedule(Sampling s);
-/// The closed-form scheme of a schedule; empty for reshuffle.
-std::optional<Sampling> closed_form(Schedule s);
-
-/// Draws the batches of one SGD run. Each batch is a list of sample indices
-/// (repeats possible with replacement; bernoulli batches may be empty) and a
-/// divisor (B, or the size of reshuffle's last short batch).
-class BatchSampler {
- public:
-  /// \throws sgdstab::invalid_argument unless 1 <= batch <= samples.
-  BatchSampler(Schedule schedule, Index samples, Index batch, std::uint64_t seed);
-  /// The next batch; `divisor` receives the number its gradient sum is divided by.
-  const std::vector<Index>& next(double& divisor);
-  /// Batches per epoch for reshuffle (ceil(n / B)); 1 for the i.i.d. schemes.
-  Index steps_per_block() const;
-
- private:
-  Schedule schedule_;
-  Index n_, b_;
-  Rng rng_;
-  std::vector<Index> batch_, permutation_;
-  Index position_ = 0;
-};
 
 /// One summary per recorded step t.
 struct MomentEstimate {
@@ -187,75 +161,5 @@ struct CrossCheckReport {
   std::string reason;
 };
 CrossCheckReport cross_check(const Geometry& g, const CrossCheckOptions& options);
-
-// ---------------------------------------------------------------------------
-// Nonlinear SGD (theory/montecarlo.md, section 7)
-
-/// What nonlinear SGD needs of a problem: n per-sample losses l_i(theta)
-/// with L = (1/n) sum_i l_i, batch gradients, and a direction in range(H)
-/// at the minimum to perturb along.
-class SgdProblem {
- public:
-  virtual ~SgdProblem() = default;
-  virtual Index samples() const = 0;
-  virtual Index params() const = 0;
-  /// L(theta).
-  virtual double loss(const Eigen::VectorXd& theta) const = 0;
-  /// (1/divisor) sum_{i in batch} grad l_i(theta) (indices may repeat).
-  virtual Eigen::VectorXd batch_gradient(const Eigen::VectorXd& theta, const std::vector<Index>& batch,
-                                         double divisor) const = 0;
-  /// A random unit vector in range(H(theta_star)), drawn from rng.
-  virtual Eigen::VectorXd range_direction(const Eigen::VectorXd& theta_star, Rng& rng) const = 0;
-};
-
-/// An Mlp on a data set as an SgdProblem (square loss, the library's convention).
-/// range_direction returns J^T w / |J^T w| for Gaussian w (J at theta_star).
-class MlpProblem : public SgdProblem {
- public:
-  MlpProblem(Mlp model, Eigen::MatrixXd x, Eigen::MatrixXd y);
-  Index samples() const override { return x_.rows(); }
-  Index params() const override { return model_.num_parameters(); }
-  double loss(const Eigen::VectorXd& theta) const override;
-  Eigen::VectorXd batch_gradient(const Eigen::VectorXd& theta, const std::vector<Index>& batch,
-                                 double divisor) const override;
-  Eigen::VectorXd range_direction(const Eigen::VectorXd& theta_star, Rng& rng) const override;
-
- private:
-  mutable Mlp model_;
-  Eigen::MatrixXd x_, y_;
-};
-
-/// Options of escape_runs. validate() throws sgdstab::invalid_argument.
-struct EscapeOptions {
-  double lr = 0.0;
-  Index batch = 0;
-  Schedule schedule = Schedule::without_replacement;
-  double epsilon = 1e-3;          ///< |theta_0 - theta_star| (a unit range(H) direction times epsilon)
-  Index runs = 100;               ///< independent runs, >= 1
-  Index max_steps = 20000;
-  double escape_factor = 1e4;     ///< escaped when L_t > escape_factor * L_0 (or L_t is not finite)
-  double converge_factor = 1e-8;  ///< converged when L_t < converge_factor * L_0
-  std::uint64_t seed = 0;
-  double confidence = 0.95;       ///< of the escape-fraction interval (Clopper-Pearson)
-  std::function<void(Index, Index)> progress;  ///< (runs done, runs total); may be empty
-  void validate(Index samples) const;
-};
-
-/// Clopper-Pearson interval for k successes in m trials at the given confidence.
-std::pair<double, double> clopper_pearson(Index successes, Index trials, double confidence);
-
-/// Classification of the runs started at theta_star + epsilon delta.
-struct EscapeReport {
-  Index runs = 0, escaped = 0, converged = 0, undecided = 0;
-  double escape_fraction = 0.0, ci_low = 0.0, ci_high = 0.0;
-  double median_escape_step = 0.0;   ///< NaN when no run escaped
-  /// Median over escaped runs of log(L_last / L_0) / steps (L_last the last
-  /// finite loss): the typical growth rate, to compare with log rho(T) (the
-  /// mean-square rate; the typical rate is at most that in the limit, up to
-  /// first-passage and overshoot effects of a finite run).
-  double growth_rate = 0.0;          ///< NaN when no run escaped
-  std::string message;
-};
-EscapeReport escape_runs(const SgdProblem& problem, const Eigen::VectorXd& theta_star, const EscapeOptions& options);
 
 }  // namespace sgdstab
