@@ -143,6 +143,7 @@ void Program::problem_options(CLI::App* app) {
   flags(app, {{"bias", "layers have biases"},
               {"allow-residual", "analyze: go on at a point that does not interpolate"},
               {"quiet", "no progress on stderr"}});
+  app->get_option("--log-every")->needs("--alignment-log");
 }
 
 void Program::cnn_options(CLI::App* app) {
@@ -175,6 +176,7 @@ void Program::cnn_train_options(CLI::App* app) {
                 {"save-gram", "F: write the Gram at the end"},
                 {"save-params", "F: write the parameters at the end"}});
   app->get_option("--checkpoint-every")->needs("--checkpoint");
+  app->get_option("--log-every")->needs("--alignment-log");
 }
 
 Program::Program() : root_(kDescription, "sgdstab") {

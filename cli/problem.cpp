@@ -61,7 +61,6 @@ void check_relevant(const Args& args, const MlpSpec& spec, const std::string& co
   forbid("train-sampling", trainer != "sgd", "applies to --trainer sgd only");
   forbid("max-iter", trainer != "gauss-newton", "applies to --trainer gauss-newton only");
   forbid("alignment-log", trainer != "gd" && trainer != "sgd", "applies to --trainer gd or sgd only");
-  forbid("log-every", !args.has("alignment-log"), "needs --alignment-log FILE");
   forbid("allow-residual", command != "analyze", "applies to analyze only");
   forbid("quiet", command != "escape" && command != "montecarlo", "applies to escape and montecarlo only");
   forbid("sampling", command == "minimum" && trainer != "sgd",
