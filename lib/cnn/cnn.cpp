@@ -1,8 +1,9 @@
-// VGG-style CNNs in LibTorch (theory/cnn.md, section 5), training (5.2), HVPs and Hutchinson (6).
+// VGG-style CNNs in LibTorch: the specification, the network, its parameters
+// (theory/cnn.md, section 5).
 #include <cmath>
 
-#include "sgdstab/cnn.hpp"
 #include "check.hpp"
+#include "sgdstab/cnn.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
 
@@ -133,154 +134,6 @@ void Cnn::set_parameters(const Eigen::Ref<const VectorXd>& theta) {
     p.copy_(to_tensor(theta.segment(off, k), device_).reshape(p.sizes()));
     off += k;
   }
-}
-
-}  // namespace sgdstab::cnn
-
-namespace sgdstab::cnn {
-
-void Cnn::sgd_step(const torch::Tensor& images, const torch::Tensor& targets, const std::vector<Index>& batch,
-                   double divisor, double lr) {
-  if (batch.empty()) return;  // an empty Bernoulli batch: no update
-  std::vector<int64_t> idx(batch.begin(), batch.end());
-  const torch::Tensor sel = torch::tensor(idx, torch::kLong).to(device_);
-  const torch::Tensor r = forward(images.index_select(0, sel)) - targets.index_select(0, sel);
-  const torch::Tensor loss = 0.5 * r.pow(2).sum() / divisor;
-  const auto grads = torch::autograd::grad({loss}, params_);
-  torch::NoGradGuard no_grad;
-  for (std::size_t q = 0; q < params_.size(); ++q) params_[q].sub_(lr * grads[q]);
-}
-
-void CnnTrainOptions::validate(Index samples) const {
-  require(std::isfinite(lr) && lr > 0.0, "CnnTrainOptions::lr", "must be finite and > 0, got " + detail::fmt(lr));
-  check_batch(batch, samples, "CnnTrainOptions::batch");
-  require(max_steps >= 0, "CnnTrainOptions::max_steps", "must be >= 0");
-  require(residual_tolerance > 0.0, "CnnTrainOptions::residual_tolerance", "must be > 0");
-  require(check_every >= 0, "CnnTrainOptions::check_every", "must be >= 0");
-  require(observe_every >= 0, "CnnTrainOptions::observe_every", "must be >= 0");
-  require(divergence_factor > 1.0, "CnnTrainOptions::divergence_factor",
-          "must be > 1, got " + detail::fmt(divergence_factor));
-}
-
-MinimizeResult train_cnn(Cnn& net, const Eigen::Ref<const MatrixXd>& images, const Eigen::Ref<const MatrixXd>& targets,
-                         const CnnTrainOptions& o) {
-  const Index n = images.rows();
-  o.validate(n);
-  require(targets.rows() == n && targets.cols() == net.spec().outputs && targets.allFinite(), "train_cnn",
-          "targets must be a finite n x c = " + std::to_string(n) + " x " + std::to_string(net.spec().outputs) +
-              " matrix");
-  const torch::Tensor x = net.images_tensor(images);
-  const torch::Tensor y = to_tensor(targets, net.device());
-  MinimizeResult res;
-  res.method = "sgd";
-  res.tolerance = residual_tolerance_for(targets, o.residual_tolerance);
-  BatchSampler sampler(o.schedule, n, o.batch, o.seed);
-  const Index check_every = o.check_every > 0 ? o.check_every : (n + o.batch - 1) / o.batch;
-  auto measure = [&](double& loss, double& max_res) {
-    torch::NoGradGuard no_grad;
-    const torch::Tensor r = net.forward(x) - y;
-    loss = 0.5 * r.pow(2).sum().item<double>() / static_cast<double>(n);
-    max_res = r.abs().max().item<double>();
-    if (!std::isfinite(loss) || !std::isfinite(max_res)) max_res = loss = INFINITY;
-  };
-  double loss = 0.0, max_res = 0.0;
-  measure(loss, max_res);
-  const double initial = loss;
-  res.loss_history.push_back(loss);
-  const Index observe_every = o.observe_every > 0 ? o.observe_every : check_every;
-  if (o.observer) o.observer(0, net);
-  res.message = "step limit reached";
-  for (Index step = 1; step <= o.max_steps && max_res > res.tolerance; ++step) {
-    double divisor = 1.0;
-    const std::vector<Index>& b = sampler.next(divisor);
-    net.sgd_step(x, y, b, divisor, o.lr);
-    res.iterations = step;
-    if (o.progress) o.progress(step, o.max_steps);
-    if (o.observer && step % observe_every == 0) o.observer(step, net);
-    if (step % check_every != 0 && step != o.max_steps) continue;
-    measure(loss, max_res);
-    res.loss_history.push_back(loss);
-    if (!std::isfinite(loss) || loss > o.divergence_factor * initial) {
-      res.message = "diverged: loss " + detail::fmt(loss) + " at step " + std::to_string(step);
-      res.status = Status::diverged;
-      break;
-    }
-  }
-  measure(loss, max_res);
-  res.loss = loss;
-  res.max_residual = max_res;
-  if (max_res <= res.tolerance) {
-    res.status = Status::converged;
-    res.message = "residual below tolerance";
-  }
-  return res;
-}
-
-}  // namespace sgdstab::cnn
-
-#include <boost/math/distributions/students_t.hpp>
-
-#include "sgdstab/random.hpp"
-
-namespace sgdstab::cnn {
-
-namespace {
-
-torch::Tensor loss_of(const Cnn& net, const torch::Tensor& x, const torch::Tensor& y) {
-  return 0.5 * (net.forward(x) - y).pow(2).sum() / static_cast<double>(x.size(0));
-}
-
-VectorXd flatten(const std::vector<torch::Tensor>& parts) {
-  std::vector<torch::Tensor> flat;
-  for (const auto& g : parts) flat.push_back(g.reshape({-1}));
-  return to_eigen(torch::cat(flat)).col(0);
-}
-
-}  // namespace
-
-VectorXd Cnn::gradient(const Eigen::Ref<const MatrixXd>& images, const Eigen::Ref<const MatrixXd>& targets) const {
-  require(targets.rows() == images.rows() && targets.cols() == spec_.outputs, "Cnn::gradient", "targets must be n x c");
-  const torch::Tensor loss = loss_of(*this, to_images(images), to_tensor(targets, device_));
-  return flatten(torch::autograd::grad({loss}, params_));
-}
-
-VectorXd Cnn::hvp(const Eigen::Ref<const MatrixXd>& images, const Eigen::Ref<const MatrixXd>& targets,
-                  const Eigen::Ref<const VectorXd>& v) const {
-  require(targets.rows() == images.rows() && targets.cols() == spec_.outputs, "Cnn::hvp", "targets must be n x c");
-  require(v.size() == num_params_ && v.allFinite(), "Cnn::hvp",
-          "v must be finite with p = " + std::to_string(num_params_) + " entries");
-  const torch::Tensor loss = loss_of(*this, to_images(images), to_tensor(targets, device_));
-  const auto grads = torch::autograd::grad({loss}, params_, {}, /*retain_graph=*/true, /*create_graph=*/true);
-  torch::Tensor dot = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
-  Index off = 0;
-  for (std::size_t q = 0; q < params_.size(); ++q) {
-    const Index k = params_[q].numel();
-    dot = dot + (grads[q].reshape({-1}) * to_tensor(v.segment(off, k), device_).reshape({-1})).sum();
-    off += k;
-  }
-  return flatten(torch::autograd::grad({dot}, params_));
-}
-
-HutchinsonEstimate hutchinson_frobenius(const Cnn& net, const Eigen::Ref<const MatrixXd>& images,
-                                        const Eigen::Ref<const MatrixXd>& targets, Index probes, std::uint64_t seed,
-                                        double confidence) {
-  require(probes >= 2, "hutchinson_frobenius", "probes must be >= 2, got " + std::to_string(probes));
-  require(confidence > 0.0 && confidence < 1.0, "hutchinson_frobenius", "confidence must lie in (0, 1)");
-  Rng rng(seed);
-  std::vector<double> values;
-  for (Index m = 0; m < probes; ++m) {
-    VectorXd v(net.num_parameters());
-    for (Index i = 0; i < v.size(); ++i) v(i) = rng.uniform() < 0.5 ? -1.0 : 1.0;
-    values.push_back(net.hvp(images, targets, v).squaredNorm());
-  }
-  double mean = 0.0, ss = 0.0;
-  for (double x : values) mean += x;
-  mean /= static_cast<double>(probes);
-  for (double x : values) ss += (x - mean) * (x - mean);
-  const boost::math::students_t dist(static_cast<double>(probes - 1));
-  const double half = boost::math::quantile(dist, 0.5 + 0.5 * confidence) *
-                      std::sqrt(ss / static_cast<double>(probes - 1) / static_cast<double>(probes));
-  return {mean, mean - half, mean + half, confidence, probes};
 }
 
 }  // namespace sgdstab::cnn

@@ -1,6 +1,6 @@
 // Geometry of a CNN at its current parameters: batched per-sample Jacobians,
-// the Gram streamed in chunks, Lanczos lambda_max from Hessian-vector
-// products, and the alignment mu (theory/cnn.md, sections 5.1, 7, 8).
+// the Gram streamed in chunks, and the alignment mu (theory/cnn.md,
+// sections 5.1 and 8). Hessian-vector products: cnn_hessian.cpp.
 #include <Eigen/Eigenvalues>
 #include <algorithm>
 #include <cmath>
@@ -222,60 +222,6 @@ MatrixXd Cnn::gram(const Eigen::Ref<const MatrixXd>& images, const GramOptions& 
   for (Index jc = 0; jc < nc; ++jc)
     for (Index ir = jc + 1; ir < nc; ++ir) out(ir, jc) = out(jc, ir) = 0.5 * (out(ir, jc) + out(jc, ir));
   return out;
-}
-
-// theory/cnn.md, section 7: Lanczos with full reorthogonalization.
-LanczosEstimate lanczos_lambda_max(const Cnn& net, const Eigen::Ref<const MatrixXd>& images,
-                                   const Eigen::Ref<const MatrixXd>& targets, const LanczosOptions& o) {
-  require(o.max_iterations >= 1, "lanczos_lambda_max", "max_iterations must be >= 1");
-  require(o.tolerance > 0.0 && std::isfinite(o.tolerance), "lanczos_lambda_max", "tolerance must be finite and > 0");
-  const Index p = net.num_parameters();
-  const Index m = std::min(o.max_iterations, p);
-  check_memory(8.0 * static_cast<double>(p) * static_cast<double>(m + 1), "the Lanczos basis (" + std::to_string(p) +
-                                                                            " x " + std::to_string(m + 1) + ")");
-  MatrixXd q(p, m + 1);
-  Rng rng(o.seed);
-  for (Index i = 0; i < p; ++i) q(i, 0) = rng.normal();
-  q.col(0).normalize();
-  std::vector<double> alpha, beta;
-  LanczosEstimate est;
-  est.message = "iteration limit reached";
-  for (Index j = 0; j < m; ++j) {
-    VectorXd w = net.hvp(images, targets, q.col(j));
-    est.iterations = j + 1;
-    alpha.push_back(q.col(j).dot(w));
-    for (int pass = 0; pass < 2; ++pass) w -= q.leftCols(j + 1) * (q.leftCols(j + 1).transpose() * w);
-    beta.push_back(w.norm());
-    const Index t = j + 1;
-    MatrixXd tri = MatrixXd::Zero(t, t);
-    for (Index i = 0; i < t; ++i) {
-      tri(i, i) = alpha[static_cast<std::size_t>(i)];
-      if (i + 1 < t) tri(i, i + 1) = tri(i + 1, i) = beta[static_cast<std::size_t>(i)];
-    }
-    const Eigen::SelfAdjointEigenSolver<MatrixXd> es(tri);
-    est.lambda_max = es.eigenvalues()(t - 1);
-    est.residual = beta.back() * std::abs(es.eigenvectors()(t - 1, t - 1));
-    const double scale = std::max(std::abs(est.lambda_max), std::numeric_limits<double>::min());
-    if (!std::isfinite(est.lambda_max)) {
-      est.message = "non-finite Hessian-vector product";
-      est.status = Status::numerical_failure;
-      break;
-    }
-    if (est.residual <= o.tolerance * scale) {
-      est.status = Status::converged;
-      est.message = "residual bound below tolerance";
-      break;
-    }
-    if (beta.back() <= 1e-14 * scale || j + 1 == p) {  // invariant subspace: the Ritz values are exact
-      est.status = Status::converged;
-      est.message = "invariant subspace found";
-      break;
-    }
-    q.col(j + 1) = w / beta.back();
-  }
-  est.lower = est.lambda_max;
-  est.upper = est.lambda_max + est.residual;
-  return est;
 }
 
 AlignmentSample alignment_at(const Cnn& net, const Eigen::Ref<const MatrixXd>& images,
