@@ -257,70 +257,94 @@ SolverOptions sampled_solver_options(double tolerance) {
 
 }  // namespace
 
+namespace {
+
+// Memory of the sampled batches (an epoch holds n c rows) with per-batch
+// overhead, and of the Lanczos basis.
+double sampled_operator_bytes(const Geometry& g, const RadiusEstimateOptions& o) {
+  const bool epochs = o.schedule == Schedule::reshuffle;
+  const double rows_per_block = static_cast<double>(g.outputs()) *
+                                (epochs ? static_cast<double>(g.samples()) : static_cast<double>(o.batch) * 1.5 + 3.0);
+  const double batches_per_block = epochs ? static_cast<double>((g.samples() + o.batch - 1) / o.batch) : 1.0;
+  const double r = static_cast<double>(g.rank());
+  return static_cast<double>(o.blocks) * (8.0 * rows_per_block * r + 96.0 * batches_per_block) +
+         8.0 * 22.0 * static_cast<double>(packed_size(g.rank())) + 8.0 * 4.0 * r * r;
+}
+
+// The top eigenvalue of the sampled operator with its right and left
+// eigenvectors (equal in the self-adjoint case).
+struct TopPair {
+  double lambda = 0.0;
+  MatrixXd right, left;
+  Status status = Status::not_converged;
+  Index matvecs = 0;
+};
+
+TopPair sampled_top_pair(const SampledOperator& op, Index r, const RadiusEstimateOptions& o) {
+  TopPair out;
+  if (o.schedule != Schedule::reshuffle) {  // self-adjoint: Lanczos on packed coordinates (eq. 4)
+    detail::FunctionOperator packed = packed_operator(op, r);
+    const VectorXd start = pack(MatrixXd::Identity(r, r));
+    const detail::Eigenpair e =
+        detail::top_eigenpair(packed, start / start.norm(), sampled_solver_options(o.tolerance), 0.0, "rho_hat");
+    out.status = e.report.status;
+    out.matvecs = e.report.matvecs;
+    out.lambda = e.value;
+    if (e.report.converged()) out.right = out.left = unpack(e.vector, r);
+    return out;
+  }
+  // Not self-adjoint: right and left eigenvectors by power iteration.
+  const auto apply = [&op](const MatrixXd& s, bool transposed) { return op.apply(s, transposed); };
+  const detail::Eigenpair pr = detail::power_top(apply, r, false, o.tolerance, 5000);
+  const detail::Eigenpair pl = detail::power_top(apply, r, true, o.tolerance, 5000);
+  out.status = combine(pr.report.status, pl.report.status);
+  out.matvecs = pr.report.matvecs + pl.report.matvecs;
+  out.lambda = pr.value;
+  out.right = MatrixXd::Map(pr.vector.data(), r, r);
+  out.left = MatrixXd::Map(pl.vector.data(), r, r);
+  return out;
+}
+
+// Half-width of the delta-method interval of lambda (theory/montecarlo.md,
+// eq. 5): lambda_hat = mean_k x_k, x_k = <U, P_k V P_k^T> / <U, V> to first
+// order. The eigensolver's accuracy bounds it from below (a deterministic
+// schedule, e.g. B = n, gives sd = 0).
+double delta_half_width(const SampledOperator& op, const TopPair& top, const RadiusEstimateOptions& o) {
+  const double uv = frob(top.left, top.right);
+  std::vector<double> x(static_cast<std::size_t>(o.blocks));
+  for (Index k = 0; k < o.blocks; ++k)
+    x[static_cast<std::size_t>(k)] = frob(top.left, op.apply_block(k, top.right, false)) / uv;
+  double mean = 0.0, ss = 0.0;
+  for (double v : x) mean += v;
+  mean /= static_cast<double>(o.blocks);
+  for (double v : x) ss += (v - mean) * (v - mean);
+  const double k = static_cast<double>(o.blocks);
+  return std::max(t_quantile(o.confidence, o.blocks) * std::sqrt(ss / (k - 1.0) / k),
+                  10.0 * std::max(o.tolerance, 1e-13) * std::abs(top.lambda));
+}
+
+}  // namespace
+
 RadiusEstimate estimate_radius(const Geometry& g, const RadiusEstimateOptions& o) {
   o.validate(g);
-  const Index r = g.rank();
-  // Rows of every sampled batch (an epoch holds n c rows) plus per-batch overhead,
-  // and the Lanczos basis.
-  const double rows_per_block = static_cast<double>(g.outputs()) *
-                                (o.schedule == Schedule::reshuffle ? static_cast<double>(g.samples())
-                                                                   : static_cast<double>(o.batch) * 1.5 + 3.0);
-  const double batches_per_block = o.schedule == Schedule::reshuffle
-                                       ? static_cast<double>((g.samples() + o.batch - 1) / o.batch)
-                                       : 1.0;
-  check_memory(static_cast<double>(o.blocks) * (8.0 * rows_per_block * static_cast<double>(r) + 96.0 * batches_per_block) +
-                   8.0 * 22.0 * static_cast<double>(packed_size(r)) + 8.0 * 4.0 * static_cast<double>(r * r),
-               "the sampled batches of the operator estimate");
+  check_memory(sampled_operator_bytes(g, o), "the sampled batches of the operator estimate");
   const SampledOperator op(g, o);
   RadiusEstimate est;
   est.blocks = o.blocks;
   est.steps_per_block = op.steps_per_block();
-  double lambda = 0.0;
-  MatrixXd right, left;
-  if (o.schedule != Schedule::reshuffle) {
-    // Self-adjoint: Lanczos on packed coordinates (theory/montecarlo.md, eq. 4).
-    detail::FunctionOperator packed = packed_operator(op, r);
-    const VectorXd start = pack(MatrixXd::Identity(r, r));
-    const detail::Eigenpair e = detail::top_eigenpair(packed, start / start.norm(),
-                                                      sampled_solver_options(o.tolerance), 0.0, "rho_hat");
-    est.status = e.report.status;
-    est.matvecs = e.report.matvecs;
-    lambda = e.value;
-    if (est.converged()) right = unpack(e.vector, r);
-    left = right;
-  } else {
-    // Not self-adjoint: right and left eigenvectors by power iteration.
-    const auto apply = [&op](const MatrixXd& s, bool transposed) { return op.apply(s, transposed); };
-    const detail::Eigenpair pr = detail::power_top(apply, r, false, o.tolerance, 5000);
-    const detail::Eigenpair pl = detail::power_top(apply, r, true, o.tolerance, 5000);
-    est.status = !pr.report.converged() ? pr.report.status : pl.report.status;
-    est.matvecs = pr.report.matvecs + pl.report.matvecs;
-    lambda = pr.value;
-    right = MatrixXd::Map(pr.vector.data(), r, r);
-    left = MatrixXd::Map(pl.vector.data(), r, r);
-  }
+  const TopPair top = sampled_top_pair(op, g.rank(), o);
+  est.status = top.status;
+  est.matvecs = top.matvecs;
   if (!est.converged()) {
     est.message = "the eigensolver on the sampled operator did not converge (" + to_string(est.status) +
                   "); rho_hat is not to be trusted";
     return est;
   }
-  // Delta method: lambda_hat = mean_k x_k with x_k = <U, P_k V P_k^T> / <U, V> to first order.
-  const double uv = frob(left, right);
-  std::vector<double> x(static_cast<std::size_t>(o.blocks));
-  for (Index k = 0; k < o.blocks; ++k) x[static_cast<std::size_t>(k)] = frob(left, op.apply_block(k, right, false)) / uv;
-  double mean = 0.0, ss = 0.0;
-  for (double v : x) mean += v;
-  mean /= static_cast<double>(o.blocks);
-  for (double v : x) ss += (v - mean) * (v - mean);
-  // The eigensolver's own accuracy bounds the interval from below (a
-  // deterministic schedule, e.g. B = n, gives sd = 0).
-  const double half = std::max(t_quantile(o.confidence, o.blocks) *
-                                   std::sqrt(ss / static_cast<double>(o.blocks - 1) / static_cast<double>(o.blocks)),
-                               10.0 * std::max(o.tolerance, 1e-13) * std::abs(lambda));
-  const double inv = 1.0 / static_cast<double>(est.steps_per_block);
-  est.rho_hat = std::pow(std::max(lambda, 0.0), inv);
-  est.ci_low = std::pow(std::max(lambda - half, 0.0), inv);
-  est.ci_high = std::pow(lambda + half, inv);
+  const double half = delta_half_width(op, top, o);
+  const double inv = 1.0 / static_cast<double>(est.steps_per_block);  // per step: rho_epoch^(1/steps)
+  est.rho_hat = std::pow(std::max(top.lambda, 0.0), inv);
+  est.ci_low = std::pow(std::max(top.lambda - half, 0.0), inv);
+  est.ci_high = std::pow(top.lambda + half, inv);
   est.message = est.steps_per_block > 1 ? "per-step rate rho_epoch^(1/" + std::to_string(est.steps_per_block) +
                                               ") of the sampled epoch operator"
                                         : "top eigenvalue of the sampled operator";
@@ -330,32 +354,89 @@ RadiusEstimate estimate_radius(const Geometry& g, const RadiusEstimateOptions& o
 // ---------------------------------------------------------------------------
 // Cross-check (theory/montecarlo.md, section 6)
 
+namespace {
+
+// The rho test: is the exact rho inside the sampled-operator interval widened
+// to level 1 - significance/2 (the first half of the Bonferroni split)?
+bool rho_inside(const CrossCheckReport& rep, const CrossCheckOptions& o) {
+  const double z_scale = t_quantile(1.0 - 0.5 * o.significance, o.blocks) / t_quantile(o.confidence, o.blocks);
+  const double rho_half = 0.5 * (rep.radius.ci_high - rep.radius.ci_low) * z_scale;
+  const double rho_mid = 0.5 * (rep.radius.ci_high + rep.radius.ci_low);
+  return std::abs(*rep.rho - rho_mid) <= rho_half + 1e-9 * *rep.rho;
+}
+
+// The moment tests: at how many light-tailed steps the exact E|delta_t|^2
+// lies outside the Monte Carlo interval at level step_level (the other half
+// of the split, shared by the T+1 steps), and how many steps were skipped as
+// heavy-tailed (a trajectory carrying more than 5 % of the sum, or overflow).
+struct MomentTests {
+  double step_level = 0.0;
+  Index outside = 0, heavy = 0;
+};
+MomentTests moments_outside(const CrossCheckReport& rep, const CrossCheckOptions& o) {
+  MomentTests m;
+  m.step_level = 1.0 - 0.5 * o.significance / static_cast<double>(o.steps + 1);
+  const double scale = t_quantile(m.step_level, o.trajectories) / t_quantile(o.confidence, o.trajectories);
+  for (Index t = 0; t <= o.steps; ++t) {
+    const MomentEstimate& e = rep.simulation.squared_norm[static_cast<std::size_t>(t)];
+    if (e.nonfinite > 0 || e.max_share > 0.05) {
+      ++m.heavy;
+      continue;
+    }
+    const double v = rep.exact.squared_norm[static_cast<std::size_t>(t)];
+    if (std::abs(v - e.mean) > 0.5 * (e.ci_high - e.ci_low) * scale) ++m.outside;
+  }
+  return m;
+}
+
+// The verdict from the two tests (theory/montecarlo.md, section 6); above the
+// threshold only the rho test counts (the Monte Carlo mean is heavy-tailed).
+void decide(CrossCheckReport& rep, const CrossCheckOptions& o) {
+  const bool rho_ok = rho_inside(rep, o);
+  const MomentTests m = moments_outside(rep, o);
+  const bool stable = *rep.rho <= 1.0;
+  const std::string light = std::to_string(o.steps + 1 - m.heavy);
+  if (!rho_ok) {
+    rep.verdict = Verdict::disagree;
+    rep.reason = "rho = " + detail::fmt(*rep.rho) + " lies outside the sampled-operator interval at level " +
+                 detail::fmt(1.0 - 0.5 * o.significance) + " (rho_hat " + detail::fmt(rep.radius.rho_hat) + ")";
+    return;
+  }
+  if (stable && m.outside > 0) {
+    rep.verdict = Verdict::disagree;
+    rep.reason = "the exact E|delta_t|^2 lies outside the Monte Carlo interval (Bonferroni level " +
+                 detail::fmt(m.step_level) + " per step) at " + std::to_string(m.outside) + " of " + light + " steps";
+    return;
+  }
+  rep.verdict = Verdict::agree;
+  rep.reason = "rho inside the sampled-operator interval";
+  rep.reason += stable ? "; exact moments inside the Monte Carlo intervals at all " + light + " light-tailed steps"
+                       : std::string("; above the threshold the Monte Carlo mean is not used (heavy tails)");
+  if (m.heavy > 0)
+    rep.reason += "; " + std::to_string(m.heavy) +
+                  " steps skipped: one trajectory carried > 5 % of the mean (heavy tail) or overflowed";
+}
+
+}  // namespace
+
 CrossCheckReport cross_check(const Geometry& g, const CrossCheckOptions& o) {
   require(o.significance > 0.0 && o.significance < 1.0, "CrossCheckOptions::significance",
           "must lie in (0, 1), got " + detail::fmt(o.significance));
-  CrossCheckReport rep;
   SimulationOptions so;
-  so.lr = o.lr;
-  so.batch = o.batch;
-  so.schedule = o.schedule;
+  static_cast<MonteCarloRun&>(so) = o;
   so.steps = o.steps;
   so.trajectories = o.trajectories;
-  so.seed = o.seed;
-  so.confidence = o.confidence;
   so.progress = o.progress;
   so.validate(g);
   RadiusEstimateOptions ro;
-  ro.lr = o.lr;
-  ro.batch = o.batch;
-  ro.schedule = o.schedule;
+  static_cast<MonteCarloRun&>(ro) = o;
   ro.blocks = o.blocks;
-  ro.seed = o.seed;
-  ro.confidence = o.confidence;
   ro.validate(g);
+  CrossCheckReport rep;
   rep.simulation = simulate_linearized(g, so);
   rep.radius = estimate_radius(g, ro);
-  const std::optional<Sampling> sampling = closed_form(o.schedule);
   rep.status = rep.radius.status;
+  const std::optional<Sampling> sampling = closed_form(o.schedule);
   if (!sampling) {
     rep.verdict = Verdict::inconclusive;
     rep.reason = "reshuffling has no closed-form operator: only the Monte Carlo estimates are reported (rho_hat " +
@@ -367,55 +448,13 @@ CrossCheckReport cross_check(const Geometry& g, const CrossCheckOptions& o) {
   rep.rho = exact.rho;
   rep.eta_star = thr.eta_star;
   rep.exact = exact_moments(g, o.lr, o.batch, *sampling, o.steps);
-  for (const SolveReport* r : {&exact.report, &thr.report})
-    if (rep.status == Status::converged) rep.status = r->status;
+  rep.status = combine(combine(rep.status, exact.status()), thr.status());
   if (rep.status != Status::converged) {
     rep.verdict = Verdict::inconclusive;
     rep.reason = "an eigensolver did not converge (" + to_string(rep.status) + ")";
     return rep;
   }
-  // Bonferroni: half of the significance for the rho test, the other half
-  // shared by the T+1 moment tests (theory/montecarlo.md, section 6).
-  const double z_scale = t_quantile(1.0 - 0.5 * o.significance, o.blocks) / t_quantile(o.confidence, o.blocks);
-  const double rho_half = 0.5 * (rep.radius.ci_high - rep.radius.ci_low) * z_scale;
-  const double rho_mid = 0.5 * (rep.radius.ci_high + rep.radius.ci_low);
-  const bool rho_ok = std::abs(*rep.rho - rho_mid) <= rho_half + 1e-9 * *rep.rho;
-  const double step_level = 1.0 - 0.5 * o.significance / static_cast<double>(o.steps + 1);
-  const double m_scale = t_quantile(step_level, o.trajectories) / t_quantile(o.confidence, o.trajectories);
-  Index outside = 0, heavy = 0;
-  for (Index t = 0; t <= o.steps; ++t) {
-    const MomentEstimate& e = rep.simulation.squared_norm[static_cast<std::size_t>(t)];
-    // A trajectory carrying more than 5 % of the sum: the interval is not trustworthy.
-    if (e.nonfinite > 0 || e.max_share > 0.05) {
-      ++heavy;
-      continue;
-    }
-    const double v = rep.exact.squared_norm[static_cast<std::size_t>(t)];
-    const double half = 0.5 * (e.ci_high - e.ci_low) * m_scale;
-    if (std::abs(v - e.mean) > half) ++outside;
-  }
-  const bool stable = *rep.rho <= 1.0;
-  if (!rho_ok) {
-    rep.verdict = Verdict::disagree;
-    rep.reason = "rho = " + detail::fmt(*rep.rho) + " lies outside the sampled-operator interval at level " +
-                 detail::fmt(1.0 - 0.5 * o.significance) + " (rho_hat " + detail::fmt(rep.radius.rho_hat) + ")";
-  } else if (stable && outside > 0) {
-    rep.verdict = Verdict::disagree;
-    rep.reason = "the exact E|delta_t|^2 lies outside the Monte Carlo interval (Bonferroni level " +
-                 detail::fmt(step_level) + " per step) at " + std::to_string(outside) + " of " +
-                 std::to_string(o.steps + 1 - heavy) + " steps";
-  } else {
-    rep.verdict = Verdict::agree;
-    rep.reason = "rho inside the sampled-operator interval";
-    if (stable)
-      rep.reason += "; exact moments inside the Monte Carlo intervals at all " + std::to_string(o.steps + 1 - heavy) +
-                    " light-tailed steps";
-    else
-      rep.reason += "; above the threshold the Monte Carlo mean is not used (heavy tails)";
-    if (heavy > 0)
-      rep.reason += "; " + std::to_string(heavy) +
-                    " steps skipped: one trajectory carried > 5 % of the mean (heavy tail) or overflowed";
-  }
+  decide(rep, o);
   return rep;
 }
 

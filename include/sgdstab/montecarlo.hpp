@@ -65,15 +65,20 @@ struct MomentEstimate {
   Index nonfinite = 0;
 };
 
-/// Options of simulate_linearized. validate() throws sgdstab::invalid_argument.
-struct SimulationOptions {
+/// What every Monte Carlo routine simulates: SGD at (lr, B) under a schedule,
+/// its random numbers and the level of its intervals.
+struct MonteCarloRun {
   double lr = 0.0;                 ///< eta > 0
   Index batch = 0;                 ///< 1 <= B <= n
   Schedule schedule = Schedule::without_replacement;
-  Index steps = 0;                 ///< T >= 0
-  Index trajectories = 1000;       ///< M >= 2
   std::uint64_t seed = 0;
   double confidence = 0.95;        ///< of the intervals, in (0, 1)
+};
+
+/// Options of simulate_linearized. validate() throws sgdstab::invalid_argument.
+struct SimulationOptions : MonteCarloRun {
+  Index steps = 0;                 ///< T >= 0
+  Index trajectories = 1000;       ///< M >= 2
   /// Start delta_0 (length r, reduced coordinates), the same for every
   /// trajectory; empty = delta_0 ~ N(0, I/r) independently per trajectory.
   Eigen::VectorXd start;
@@ -103,13 +108,8 @@ ExactMoments exact_moments(const Geometry& g, double lr, Index batch, Sampling s
                            const Eigen::VectorXd& start = Eigen::VectorXd());
 
 /// Options of estimate_radius. validate() throws sgdstab::invalid_argument.
-struct RadiusEstimateOptions {
-  double lr = 0.0;
-  Index batch = 0;
-  Schedule schedule = Schedule::without_replacement;
+struct RadiusEstimateOptions : MonteCarloRun {
   Index blocks = 2000;       ///< sampled batches (i.i.d. schemes) or epochs (reshuffle), >= 2
-  std::uint64_t seed = 0;
-  double confidence = 0.95;
   double tolerance = 1e-10;  ///< eigensolver accuracy on the sampled operator
   void validate(const Geometry& g) const;
 };
@@ -132,15 +132,10 @@ struct RadiusEstimate {
 RadiusEstimate estimate_radius(const Geometry& g, const RadiusEstimateOptions& options);
 
 /// Options of cross_check.
-struct CrossCheckOptions {
-  double lr = 0.0;
-  Index batch = 0;
-  Schedule schedule = Schedule::without_replacement;
+struct CrossCheckOptions : MonteCarloRun {
   Index steps = 50;
   Index trajectories = 2000;
   Index blocks = 2000;
-  std::uint64_t seed = 0;
-  double confidence = 0.95;    ///< of the reported intervals
   /// Total probability of a false "disagree" when the exact answer is right,
   /// split (Bonferroni) between the rho test and the per-step moment tests.
   double significance = 0.01;
