@@ -116,10 +116,102 @@ MinimizeResult minimum_norm_solution(Mlp& model, const Eigen::Ref<const MatrixXd
   return res;
 }
 
+namespace {
+
+// The Gauss-Newton normal matrix at the current theta: K = J J^T in sample
+// space, or J^T J with g = J^T r in parameter space (theory/minimize.md, eqs. 3-4).
+struct NormalSystem {
+  bool sample_space = true;
+  MatrixXd normal, jac;
+  VectorXd g;
+  bool finite() const { return normal.allFinite() && (sample_space || g.allFinite()); }
+};
+
+NormalSystem normal_system(const Mlp& model, const Eigen::Ref<const MatrixXd>& x, const VectorXd& r,
+                           bool sample_space) {
+  NormalSystem sys;
+  sys.sample_space = sample_space;
+  if (sample_space) {
+    sys.normal = model.gram(x);
+    return sys;
+  }
+  const Index nc = x.rows() * model.outputs(), p = model.num_parameters();
+  sys.jac = model.jacobian(x);
+  sys.normal = MatrixXd::Zero(p, p);
+  detail::syrk_lower(true, 1.0, sys.jac.data(), nc, p, nc, sys.normal);
+  detail::symmetrize_from_lower(sys.normal);
+  sys.g = sys.jac.transpose() * r;
+  return sys;
+}
+
+// Levenberg-Marquardt damping (Nielsen's update): lambda grows by nu on a
+// rejected step, shrinks with the gain ratio on an accepted one.
+struct Damping {
+  double lambda = -1.0, nu = 2.0;
+  void reject() {
+    lambda *= nu;
+    nu *= 2.0;
+  }
+  void accept(double gain, double top) {
+    lambda *= std::max(1.0 / 3.0, 1.0 - std::pow(2.0 * gain - 1.0, 3));
+    lambda = std::max(lambda, 1e-15 * top);
+    nu = 2.0;
+  }
+};
+
+// The step of the damped system (K + lambda I) or (J^T J + lambda I), and the
+// residual the linear model predicts for it; false when the system is not
+// numerically positive definite or the step is not finite.
+bool damped_step(const Mlp& model, const Eigen::Ref<const MatrixXd>& x, const NormalSystem& sys, const VectorXd& r,
+                 double lambda, VectorXd& step, VectorXd& predicted_residual) {
+  MatrixXd a = sys.normal;
+  a.diagonal().array() += lambda;
+  MatrixXd rhs = sys.sample_space ? MatrixXd(r) : MatrixXd(-sys.g);
+  if (detail::cholesky_solve(a, rhs) != 0) return false;
+  if (sys.sample_space) {
+    step = -model.vjp(x, rhs.col(0));                 // delta = -J^T (K + lambda I)^{-1} r
+    predicted_residual = r - sys.normal * rhs.col(0);  // r + J delta
+  } else {
+    step = rhs.col(0);
+    predicted_residual = r + sys.jac * step;
+  }
+  return step.allFinite();
+}
+
+// Up to 60 damped steps until one decreases phi = |r|^2 / 2 with a positive
+// gain ratio; r and phi follow the accepted step. False: none did.
+bool accept_a_step(Mlp& model, const Eigen::Ref<const MatrixXd>& x, const Eigen::Ref<const MatrixXd>& y,
+                   const NormalSystem& sys, double top, Damping& damping, VectorXd& r, double& phi) {
+  const VectorXd theta = model.parameters();
+  for (int attempt = 0; attempt < 60; ++attempt) {
+    VectorXd step, predicted_residual;
+    if (!damped_step(model, x, sys, r, damping.lambda, step, predicted_residual)) {
+      damping.reject();
+      continue;
+    }
+    const double predicted = phi - 0.5 * predicted_residual.squaredNorm();
+    model.set_parameters(theta + step);
+    const VectorXd r_new = residual_vector(model, x, y);
+    const double phi_new = 0.5 * r_new.squaredNorm();
+    const double gain = predicted > 0.0 ? (phi - phi_new) / predicted : -1.0;
+    if (std::isfinite(phi_new) && phi_new < phi && gain > 0.0) {
+      r = r_new;
+      phi = phi_new;
+      damping.accept(gain, top);
+      return true;
+    }
+    model.set_parameters(theta);
+    damping.reject();
+  }
+  return false;
+}
+
+}  // namespace
+
 MinimizeResult gauss_newton(Mlp& model, const Eigen::Ref<const MatrixXd>& x, const Eigen::Ref<const MatrixXd>& y,
                             const MinimizeOptions& options) {
   options.validate();
-  const Index n = x.rows(), c = model.outputs(), nc = n * c, p = model.num_parameters();
+  const Index n = x.rows(), nc = n * model.outputs(), p = model.num_parameters();
   const bool sample_space = p >= nc;
   const Index dim = sample_space ? nc : p;
   check_memory(8.0 * 3.0 * static_cast<double>(dim) * static_cast<double>(dim) +
@@ -131,7 +223,7 @@ MinimizeResult gauss_newton(Mlp& model, const Eigen::Ref<const MatrixXd>& x, con
   res.tolerance = residual_tolerance_for(y, options.residual_tolerance);
   VectorXd r = residual_vector(model, x, y);  // validates x, y
   double phi = 0.5 * r.squaredNorm();         // n L
-  double lambda = -1.0, nu = 2.0;
+  Damping damping;
   res.message = "iteration limit reached";
   for (Index it = 0;; ++it) {
     res.loss_history.push_back(phi / static_cast<double>(n));
@@ -140,72 +232,19 @@ MinimizeResult gauss_newton(Mlp& model, const Eigen::Ref<const MatrixXd>& x, con
       break;
     }
     if (it == options.max_iterations) break;
-    // Normal matrix: K = J J^T (sample space) or J^T J (parameter space), and
-    // in parameter space g = J^T r (theory/minimize.md, eqs. 3-4).
-    MatrixXd normal, jac;
-    VectorXd g;
-    if (sample_space) {
-      normal = model.gram(x);
-    } else {
-      jac = model.jacobian(x);
-      normal = MatrixXd::Zero(p, p);
-      detail::syrk_lower(true, 1.0, jac.data(), nc, p, nc, normal);
-      detail::symmetrize_from_lower(normal);
-      g = jac.transpose() * r;
-    }
-    if (!normal.allFinite() || (!sample_space && !g.allFinite())) {
+    const NormalSystem sys = normal_system(model, x, r, sample_space);
+    if (!sys.finite()) {
       res.message = "the Jacobian has NaN or Inf entries (overflow in the network)";
       res.status = Status::numerical_failure;
       break;
     }
-    const double top = normal.diagonal().maxCoeff();
+    const double top = sys.normal.diagonal().maxCoeff();
     if (!(top > 0.0)) {
       res.message = "the Jacobian vanishes: Gauss-Newton cannot move";
       break;
     }
-    if (lambda < 0.0) lambda = 1e-3 * top;
-    const VectorXd theta = model.parameters();
-    bool accepted = false;
-    for (int attempt = 0; attempt < 60 && !accepted; ++attempt) {
-      MatrixXd a = normal;
-      a.diagonal().array() += lambda;
-      MatrixXd rhs = sample_space ? MatrixXd(r) : MatrixXd(-g);
-      if (detail::cholesky_solve(a, rhs) != 0) {  // not numerically positive definite
-        lambda *= nu;
-        nu *= 2.0;
-        continue;
-      }
-      VectorXd step, predicted_residual;
-      if (sample_space) {
-        step = -model.vjp(x, rhs.col(0));               // delta = -J^T (K + lambda I)^{-1} r
-        predicted_residual = r - normal * rhs.col(0);   // r + J delta
-      } else {
-        step = rhs.col(0);
-        predicted_residual = r + jac * step;
-      }
-      const double predicted = phi - 0.5 * predicted_residual.squaredNorm();
-      if (!step.allFinite()) {  // treated as a rejected step
-        lambda *= nu;
-        nu *= 2.0;
-        continue;
-      }
-      model.set_parameters(theta + step);
-      const VectorXd r_new = residual_vector(model, x, y);
-      const double phi_new = 0.5 * r_new.squaredNorm();
-      const double rho = predicted > 0.0 ? (phi - phi_new) / predicted : -1.0;
-      if (std::isfinite(phi_new) && phi_new < phi && rho > 0.0) {
-        accepted = true;
-        r = r_new;
-        phi = phi_new;
-        lambda *= std::max(1.0 / 3.0, 1.0 - std::pow(2.0 * rho - 1.0, 3));
-        lambda = std::max(lambda, 1e-15 * top);
-        nu = 2.0;
-      } else {
-        model.set_parameters(theta);
-        lambda *= nu;
-        nu *= 2.0;
-      }
-    }
+    if (damping.lambda < 0.0) damping.lambda = 1e-3 * top;
+    const bool accepted = accept_a_step(model, x, y, sys, top, damping, r, phi);
     res.iterations = it + 1;
     if (!accepted) {
       res.message = "no step decreases the loss (stalled at a non-interpolating point?)";
