@@ -110,105 +110,150 @@ MatrixXd read_csv(const std::string& path) {
   return m;
 }
 
-MatrixXd read_npy(const std::string& path) {
-  const std::string bytes = slurp(path);
-  auto bad = [&](const std::string& why) { return io_error(path + ": not a valid .npy file: " + why); };
-  if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0)
-    throw bad(bytes.size() < 6 ? "too short for the magic string" : "wrong magic string");
-  const auto major = static_cast<unsigned char>(bytes[6]);
+namespace {
+
+// The parts of a .npy header the reader needs (format 1.0 to 3.0).
+struct NpyLayout {
+  std::size_t data_start = 0, item = 0;  // item: 8 (float64) or 4 (float32)
+  bool big_endian = false, fortran = false;
+  long long rows = 0, cols = 0;
+  std::string shape;  // as written, for messages
+};
+
+class NpyParser {
+ public:
+  NpyParser(const std::string& path, const std::string& bytes) : path_(path), bytes_(bytes) {}
+  io_error bad(const std::string& why) const { return io_error(path_ + ": not a valid .npy file: " + why); }
+  NpyLayout layout() const;
+
+ private:
+  std::string header(std::size_t& data_start) const;
+  std::string value_of(const std::string& header, const std::string& key) const;
+  void dtype(const std::string& descr, NpyLayout& out) const;
+  void shape(const std::string& text, NpyLayout& out) const;
+  const std::string& path_;
+  const std::string& bytes_;
+};
+
+// The header dictionary text after the magic string, version and length.
+std::string NpyParser::header(std::size_t& data_start) const {
+  if (bytes_.size() < 10 || bytes_.compare(0, 6, "\x93NUMPY") != 0)
+    throw bad(bytes_.size() < 6 ? "too short for the magic string" : "wrong magic string");
+  const auto major = static_cast<unsigned char>(bytes_[6]);
   std::size_t header_len = 0, header_start = 0;
+  auto byte = [&](std::size_t k) { return static_cast<std::size_t>(static_cast<unsigned char>(bytes_[k])); };
   if (major == 1) {
-    header_len = static_cast<unsigned char>(bytes[8]) | (static_cast<std::size_t>(static_cast<unsigned char>(bytes[9])) << 8);
+    header_len = byte(8) | (byte(9) << 8);
     header_start = 10;
   } else if (major == 2 || major == 3) {
-    if (bytes.size() < 12) throw bad("truncated header length");
-    for (int k = 0; k < 4; ++k)
-      header_len |= static_cast<std::size_t>(static_cast<unsigned char>(bytes[8 + k])) << (8 * k);
+    if (bytes_.size() < 12) throw bad("truncated header length");
+    for (int k = 0; k < 4; ++k) header_len |= byte(8 + static_cast<std::size_t>(k)) << (8 * k);
     header_start = 12;
   } else {
     throw bad("unsupported format version " + std::to_string(major));
   }
-  if (bytes.size() < header_start + header_len)
-    throw bad("truncated header (" + std::to_string(bytes.size()) + " bytes, header ends at " +
+  if (bytes_.size() < header_start + header_len)
+    throw bad("truncated header (" + std::to_string(bytes_.size()) + " bytes, header ends at " +
               std::to_string(header_start + header_len) + ")");
-  const std::string header = bytes.substr(header_start, header_len);
-  auto value_of = [&](const std::string& key) -> std::string {
-    const std::size_t k = header.find("'" + key + "'");
-    if (k == std::string::npos) throw bad("header has no '" + key + "'");
-    const std::size_t colon = header.find(':', k);
-    if (colon == std::string::npos) throw bad("malformed header near '" + key + "'");
-    std::size_t v = header.find_first_not_of(' ', colon + 1);
-    if (v == std::string::npos) throw bad("malformed header near '" + key + "'");
-    if (header[v] == '(') {
-      const std::size_t close = header.find(')', v);
-      if (close == std::string::npos) throw bad("unterminated shape tuple");
-      return header.substr(v, close - v + 1);
-    }
-    const std::size_t end = header.find_first_of(",}", v);
-    if (end == std::string::npos) throw bad("malformed header near '" + key + "'");
-    std::string out = header.substr(v, end - v);
-    while (!out.empty() && out.back() == ' ') out.pop_back();
-    return out;
-  };
-  std::string descr = value_of("descr");
-  if (descr.size() < 2 || (descr.front() != '\'' && descr.front() != '"')) throw bad("malformed descr " + descr);
-  descr = descr.substr(1, descr.size() - 2);
-  bool big_endian = false;
-  std::size_t item = 0;
-  if (descr == "<f8" || descr == "=f8" || descr == "f8") item = 8;
-  else if (descr == "<f4" || descr == "=f4" || descr == "f4") item = 4;
-  else if (descr == ">f8") { item = 8; big_endian = true; }
-  else if (descr == ">f4") { item = 4; big_endian = true; }
-  else throw bad("dtype '" + descr + "' is not supported (float64 or float32 only)");
-  const std::string fo = value_of("fortran_order");
-  if (fo != "False" && fo != "True") throw bad("malformed fortran_order " + fo);
-  const bool fortran = (fo == "True");
-  const std::string shape = value_of("shape");
-  std::vector<long long> dims;
-  {
-    std::string inner = shape.substr(1, shape.size() - 2);
-    std::stringstream ss(inner);
-    std::string tok;
-    while (std::getline(ss, tok, ',')) {
-      const std::size_t a = tok.find_first_not_of(' ');
-      if (a == std::string::npos) continue;
-      char* endp = nullptr;
-      const long long v = std::strtoll(tok.c_str() + a, &endp, 10);
-      if (v < 0 || (*endp != '\0' && *endp != ' ' && *endp != 'L')) throw bad("malformed shape " + shape);
-      dims.push_back(v);
-    }
+  data_start = header_start + header_len;
+  return bytes_.substr(header_start, header_len);
+}
+
+// The text of one value of the header dictionary (a tuple keeps its parentheses).
+std::string NpyParser::value_of(const std::string& header, const std::string& key) const {
+  const std::size_t k = header.find("'" + key + "'");
+  if (k == std::string::npos) throw bad("header has no '" + key + "'");
+  const std::size_t colon = header.find(':', k);
+  const std::size_t v = colon == std::string::npos ? colon : header.find_first_not_of(' ', colon + 1);
+  if (v == std::string::npos) throw bad("malformed header near '" + key + "'");
+  if (header[v] == '(') {
+    const std::size_t close = header.find(')', v);
+    if (close == std::string::npos) throw bad("unterminated shape tuple");
+    return header.substr(v, close - v + 1);
   }
-  if (dims.size() != 2) throw bad("expected a 2-D array, got shape " + shape);
-  const long long rows = dims[0], cols = dims[1];
-  if (rows == 0 || cols == 0) throw bad("the array is empty, shape " + shape);
-  const double data_bytes = static_cast<double>(rows) * static_cast<double>(cols) * static_cast<double>(item);
-  const std::size_t data_start = header_start + header_len;
-  const double have = static_cast<double>(bytes.size() - data_start);
+  const std::size_t end = header.find_first_of(",}", v);
+  if (end == std::string::npos) throw bad("malformed header near '" + key + "'");
+  std::string out = header.substr(v, end - v);
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  return out;
+}
+
+void NpyParser::dtype(const std::string& quoted, NpyLayout& out) const {
+  if (quoted.size() < 2 || (quoted.front() != '\'' && quoted.front() != '"')) throw bad("malformed descr " + quoted);
+  const std::string descr = quoted.substr(1, quoted.size() - 2);
+  if (descr == "<f8" || descr == "=f8" || descr == "f8" || descr == ">f8") out.item = 8;
+  else if (descr == "<f4" || descr == "=f4" || descr == "f4" || descr == ">f4") out.item = 4;
+  else throw bad("dtype '" + descr + "' is not supported (float64 or float32 only)");
+  out.big_endian = descr.front() == '>';
+}
+
+void NpyParser::shape(const std::string& text, NpyLayout& out) const {
+  std::vector<long long> dims;
+  std::stringstream ss(text.substr(1, text.size() - 2));
+  std::string tok;
+  while (std::getline(ss, tok, ',')) {
+    const std::size_t a = tok.find_first_not_of(' ');
+    if (a == std::string::npos) continue;
+    char* endp = nullptr;
+    const long long v = std::strtoll(tok.c_str() + a, &endp, 10);
+    if (v < 0 || (*endp != '\0' && *endp != ' ' && *endp != 'L')) throw bad("malformed shape " + text);
+    dims.push_back(v);
+  }
+  if (dims.size() != 2) throw bad("expected a 2-D array, got shape " + text);
+  if (dims[0] == 0 || dims[1] == 0) throw bad("the array is empty, shape " + text);
+  out.rows = dims[0];
+  out.cols = dims[1];
+  out.shape = text;
+}
+
+NpyLayout NpyParser::layout() const {
+  NpyLayout out;
+  const std::string head = header(out.data_start);
+  dtype(value_of(head, "descr"), out);
+  const std::string fo = value_of(head, "fortran_order");
+  if (fo != "False" && fo != "True") throw bad("malformed fortran_order " + fo);
+  out.fortran = fo == "True";
+  shape(value_of(head, "shape"), out);
+  const double data_bytes = static_cast<double>(out.rows) * static_cast<double>(out.cols) * static_cast<double>(out.item);
+  const double have = static_cast<double>(bytes_.size() - out.data_start);
   if (have < data_bytes)
-    throw bad("truncated data: shape " + shape + " needs " + std::to_string(static_cast<long long>(data_bytes)) +
+    throw bad("truncated data: shape " + out.shape + " needs " + std::to_string(static_cast<long long>(data_bytes)) +
               " bytes, the file holds " + std::to_string(static_cast<long long>(have)));
   if (have > data_bytes)
     throw bad(std::to_string(static_cast<long long>(have - data_bytes)) + " unexpected bytes after the data");
-  check_memory(8.0 * rows * cols, path + ": the matrix");
-  MatrixXd m(rows, cols);
-  const char* p = bytes.data() + data_start;
-  for (long long idx = 0; idx < rows * cols; ++idx) {
-    unsigned char buf[8];
-    std::memcpy(buf, p + idx * static_cast<long long>(item), item);
-    if (big_endian)
-      for (std::size_t k = 0; k < item / 2; ++k) std::swap(buf[k], buf[item - 1 - k]);
+  return out;
+}
+
+// Element idx of the data (float64 or float32, either byte order) as a double.
+double npy_element(const char* data, long long idx, const NpyLayout& l) {
+  unsigned char buf[8];
+  std::memcpy(buf, data + idx * static_cast<long long>(l.item), l.item);
+  if (l.big_endian)
+    for (std::size_t k = 0; k < l.item / 2; ++k) std::swap(buf[k], buf[l.item - 1 - k]);
+  if (l.item == 8) {
     double v;
-    if (item == 8) {
-      std::memcpy(&v, buf, 8);
-    } else {
-      float f;
-      std::memcpy(&f, buf, 4);
-      v = f;
-    }
+    std::memcpy(&v, buf, 8);
+    return v;
+  }
+  float f;
+  std::memcpy(&f, buf, 4);
+  return f;
+}
+
+}  // namespace
+
+MatrixXd read_npy(const std::string& path) {
+  const std::string bytes = slurp(path);
+  const NpyLayout l = NpyParser(path, bytes).layout();
+  check_memory(8.0 * static_cast<double>(l.rows) * static_cast<double>(l.cols), path + ": the matrix");
+  MatrixXd m(l.rows, l.cols);
+  const char* data = bytes.data() + l.data_start;
+  for (long long idx = 0; idx < l.rows * l.cols; ++idx) {
+    const double v = npy_element(data, idx, l);
     if (!std::isfinite(v))
       throw io_error(path + ": element " + std::to_string(idx) + " is not finite (" + std::to_string(v) + ")");
-    const long long i = fortran ? idx % rows : idx / cols;
-    const long long j = fortran ? idx / rows : idx % cols;
+    const long long i = l.fortran ? idx % l.rows : idx / l.cols;
+    const long long j = l.fortran ? idx / l.rows : idx % l.cols;
     m(i, j) = v;
   }
   return m;
