@@ -183,17 +183,14 @@ MatrixXd one_hot(const std::vector<int>& labels, const std::vector<int>& classes
 }
 
 // theory/data.md §6.1 (selection) and §6.3 (scaling).
-Dataset select_classes(const LabeledImages& images, const Selection& selection, PixelScaling scaling,
-                       const std::string& description, int num_classes) {
-  const std::string where = "select_classes(" + (description.empty() ? std::string("images") : description) + ")";
-  require(num_classes >= 1, where, "num_classes = " + std::to_string(num_classes) + " must be >= 1");
-  require(selection.per_class >= 0, where,
-          "per_class = " + std::to_string(selection.per_class) + " must be >= 0 (0 = all)");
+namespace {
+
+// Sample indices of every class, in file order; every label checked.
+std::vector<std::vector<Index>> class_members(const LabeledImages& images, int num_classes, const std::string& where) {
   const Index total = images.pixels.rows();
   require(static_cast<Index>(images.labels.size()) == total, where,
           "there are " + std::to_string(images.labels.size()) + " labels for " + std::to_string(total) + " images");
   require(images.pixels.cols() >= 1, where, "the images have no pixels");
-  // Sample indices of every class, in file order.
   std::vector<std::vector<Index>> members(static_cast<std::size_t>(num_classes));
   for (Index i = 0; i < total; ++i) {
     const int l = images.labels[static_cast<std::size_t>(i)];
@@ -202,11 +199,12 @@ Dataset select_classes(const LabeledImages& images, const Selection& selection, 
                 std::to_string(num_classes) + ")");
     members[static_cast<std::size_t>(l)].push_back(i);
   }
-  std::vector<int> classes = selection.classes;
-  if (classes.empty())
-    for (int k = 0; k < num_classes; ++k)
-      if (!members[static_cast<std::size_t>(k)].empty()) classes.push_back(k);
-  require(!classes.empty(), where, "no samples to select");
+  return members;
+}
+
+// The first per_class samples (all when 0) of each class, in class order.
+std::vector<Index> chosen_samples(const std::vector<std::vector<Index>>& members, const std::vector<int>& classes,
+                                  Index per_class, int num_classes, const std::string& where) {
   std::vector<Index> chosen;
   for (std::size_t j = 0; j < classes.size(); ++j) {
     const int k = classes[j];
@@ -217,14 +215,53 @@ Dataset select_classes(const LabeledImages& images, const Selection& selection, 
     const auto& mem = members[static_cast<std::size_t>(k)];
     const Index have = static_cast<Index>(mem.size());
     require(have >= 1, where, "class " + std::to_string(k) + " has no samples");
-    require(have >= selection.per_class, where,
-            "class " + std::to_string(k) + " has " + std::to_string(have) + " samples, " +
-                std::to_string(selection.per_class) + " requested");
-    const Index take = selection.per_class > 0 ? selection.per_class : have;
-    chosen.insert(chosen.end(), mem.begin(), mem.begin() + take);
+    require(have >= per_class, where,
+            "class " + std::to_string(k) + " has " + std::to_string(have) + " samples, " + std::to_string(per_class) +
+                " requested");
+    chosen.insert(chosen.end(), mem.begin(), mem.begin() + (per_class > 0 ? per_class : have));
   }
-  const Index n = static_cast<Index>(chosen.size());
-  const Index d = images.pixels.cols();
+  return chosen;
+}
+
+// theory/data.md §6.2: pixel bytes -> inputs, statistics per feature over the selected samples.
+void scale_pixels(Eigen::MatrixXd& x, PixelScaling scaling) {
+  switch (scaling) {
+    case PixelScaling::none:
+      return;
+    case PixelScaling::unit:
+      x /= 255.0;
+      return;
+    case PixelScaling::center:
+      x /= 255.0;
+      x.rowwise() -= Eigen::RowVectorXd(x.colwise().mean());
+      return;
+    case PixelScaling::standardize:
+      x.rowwise() -= Eigen::RowVectorXd(x.colwise().mean());
+      for (Index j = 0; j < x.cols(); ++j) {
+        const double sd = std::sqrt(x.col(j).squaredNorm() / static_cast<double>(x.rows()));
+        if (sd > 0) x.col(j) /= sd;
+        else x.col(j).setZero();
+      }
+      return;
+  }
+}
+
+}  // namespace
+
+Dataset select_classes(const LabeledImages& images, const Selection& selection, PixelScaling scaling,
+                       const std::string& description, int num_classes) {
+  const std::string where = "select_classes(" + (description.empty() ? std::string("images") : description) + ")";
+  require(num_classes >= 1, where, "num_classes = " + std::to_string(num_classes) + " must be >= 1");
+  require(selection.per_class >= 0, where,
+          "per_class = " + std::to_string(selection.per_class) + " must be >= 0 (0 = all)");
+  const auto members = class_members(images, num_classes, where);
+  std::vector<int> classes = selection.classes;
+  if (classes.empty())
+    for (int k = 0; k < num_classes; ++k)
+      if (!members[static_cast<std::size_t>(k)].empty()) classes.push_back(k);
+  require(!classes.empty(), where, "no samples to select");
+  const std::vector<Index> chosen = chosen_samples(members, classes, selection.per_class, num_classes, where);
+  const Index n = static_cast<Index>(chosen.size()), d = images.pixels.cols();
   check_memory(8.0 * static_cast<double>(n) * static_cast<double>(d + static_cast<Index>(classes.size())),
                where + ": " + std::to_string(n) + " x " + std::to_string(d) + " inputs");
   Dataset ds;
@@ -235,29 +272,7 @@ Dataset select_classes(const LabeledImages& images, const Selection& selection, 
     ds.inputs.row(i) = images.pixels.row(src).cast<double>();
     ds.labels[static_cast<std::size_t>(i)] = images.labels[static_cast<std::size_t>(src)];
   }
-  switch (scaling) {
-    case PixelScaling::none:
-      break;
-    case PixelScaling::unit:
-      ds.inputs /= 255.0;
-      break;
-    case PixelScaling::center: {
-      ds.inputs /= 255.0;
-      const Eigen::RowVectorXd mean = ds.inputs.colwise().mean();
-      ds.inputs.rowwise() -= mean;
-      break;
-    }
-    case PixelScaling::standardize: {
-      const Eigen::RowVectorXd mean = ds.inputs.colwise().mean();
-      ds.inputs.rowwise() -= mean;
-      for (Index j = 0; j < d; ++j) {
-        const double sd = std::sqrt(ds.inputs.col(j).squaredNorm() / static_cast<double>(n));
-        if (sd > 0) ds.inputs.col(j) /= sd;
-        else ds.inputs.col(j).setZero();
-      }
-      break;
-    }
-  }
+  scale_pixels(ds.inputs, scaling);
   ds.targets = one_hot(ds.labels, classes);
   ds.description = description + (description.empty() ? "" : ": ") + "classes " + join(classes) + " x " +
                    (selection.per_class > 0 ? std::to_string(selection.per_class) : std::string("all")) +
