@@ -115,77 +115,94 @@ double SecondMomentOperator::workspace_bytes() const {
 // C_i = W_i Z_i^T are split by sign, C_i = sum_j lambda_ij u_ij u_ij^T, and
 // sum_i Z_i^T C_i Z_i = P^T P - M^T M with rows sqrt|lambda_ij| u_ij^T Z_i
 // (two SYRKs, half a GEMM together).
-void SecondMomentOperator::quadratic_into(const MatrixXd& s, MatrixXd& out) const {
+// Blocks C_i = W_i Z_i^T (c x c, row-major per sample) of W = Z S, in one pass over the columns.
+void SecondMomentOperator::sample_blocks(const MatrixXd& s) const {
   const MatrixXd& z = geometry_->factor();
-  const VectorXd& d = geometry_->hessian_eigenvalues();
   const Index r = dimension(), c = geometry_->outputs(), n = geometry_->samples();
-  const Index nc = z.rows();
+  detail::symm_right(z, s, w_);  // W = Z S
+  blocks_.assign(static_cast<std::size_t>(n * c * c), 0.0);
+  for (Index k = 0; k < r; ++k) {
+    const double* wk = w_.col(k).data();
+    const double* zk = z.col(k).data();
+    for (Index i = 0; i < n; ++i) {
+      double* ci = blocks_.data() + i * c * c;
+      const double* wi = wk + i * c;
+      const double* zi = zk + i * c;
+      for (Index a = 0; a < c; ++a)
+        for (Index b = 0; b < c; ++b) ci[a * c + b] += wi[a] * zi[b];
+    }
+  }
+}
+
+// Signed square-root rows: C_i = sum_j lambda_ij u_ij u_ij^T; a row
+// sqrt|lambda_ij| u_ij^T Z_i goes to P (lambda > 0) or M (lambda < 0). Row j
+// of the stacked [P; M] is rows_coef_[j] . Z_{rows_sample_[j]}. Returns the
+// number of P rows.
+Index SecondMomentOperator::signed_root_rows() const {
+  const Index c = geometry_->outputs(), n = geometry_->samples();
+  rows_sample_.clear();
+  rows_coef_.clear();
+  std::vector<Index> neg_sample;
+  std::vector<double> neg_coef;
+  if (c == 1) {
+    for (Index i = 0; i < n; ++i) {
+      const double lam = blocks_[static_cast<std::size_t>(i)];
+      if (lam > 0) { rows_sample_.push_back(i); rows_coef_.push_back(std::sqrt(lam)); }
+      if (lam < 0) { neg_sample.push_back(i); neg_coef.push_back(std::sqrt(-lam)); }
+    }
+  } else {
+    MatrixXd ci(c, c);
+    Eigen::SelfAdjointEigenSolver<MatrixXd> es(c);
+    for (Index i = 0; i < n; ++i) {
+      const double* bi = blocks_.data() + i * c * c;
+      for (Index a = 0; a < c; ++a)
+        for (Index b = 0; b < c; ++b) ci(a, b) = 0.5 * (bi[a * c + b] + bi[b * c + a]);
+      es.compute(ci);
+      for (Index j = 0; j < c; ++j) {
+        const double lam = es.eigenvalues()(j);
+        if (lam == 0) continue;
+        const double root = std::sqrt(std::abs(lam));
+        (lam > 0 ? rows_sample_ : neg_sample).push_back(i);
+        auto& coefs = lam > 0 ? rows_coef_ : neg_coef;
+        for (Index a = 0; a < c; ++a) coefs.push_back(root * es.eigenvectors()(a, j));
+      }
+    }
+  }
+  const Index kp = static_cast<Index>(rows_sample_.size());
+  rows_sample_.insert(rows_sample_.end(), neg_sample.begin(), neg_sample.end());
+  rows_coef_.insert(rows_coef_.end(), neg_coef.begin(), neg_coef.end());
+  return kp;
+}
+
+// The stacked rows [P; M] at the top of plus_ (rows <= n c).
+void SecondMomentOperator::stack_rows(Index rows) const {
+  const MatrixXd& z = geometry_->factor();
+  const Index r = dimension(), c = geometry_->outputs();
+  plus_.resize(z.rows(), r);
+  for (Index k = 0; k < r; ++k) {
+    const double* zk = z.col(k).data();
+    double* pk = plus_.col(k).data();
+    for (Index j = 0; j < rows; ++j) {
+      const double* coef = rows_coef_.data() + j * c;
+      const double* zi = zk + rows_sample_[static_cast<std::size_t>(j)] * c;
+      double acc = 0;
+      for (Index a = 0; a < c; ++a) acc += coef[a] * zi[a];
+      pk[j] = acc;
+    }
+  }
+}
+
+// Q(S) = alpha D S D + (beta / n) sum_i h_i S h_i = alpha D S D + (beta / n) (P^T P - M^T M).
+void SecondMomentOperator::quadratic_into(const MatrixXd& s, MatrixXd& out) const {
+  const VectorXd& d = geometry_->hessian_eigenvalues();
+  const Index r = dimension(), nc = geometry_->factor().rows();
   out.setZero(r, r);
   if (factors_.beta != 0.0) {
-    detail::symm_right(z, s, w_);  // W = Z S
-    // Blocks C_i = W_i Z_i^T (c x c, row-major per sample), one pass over the columns.
-    blocks_.assign(static_cast<std::size_t>(n * c * c), 0.0);
-    for (Index k = 0; k < r; ++k) {
-      const double* wk = w_.col(k).data();
-      const double* zk = z.col(k).data();
-      for (Index i = 0; i < n; ++i) {
-        double* ci = blocks_.data() + i * c * c;
-        const double* wi = wk + i * c;
-        const double* zi = zk + i * c;
-        for (Index a = 0; a < c; ++a)
-          for (Index b = 0; b < c; ++b) ci[a * c + b] += wi[a] * zi[b];
-      }
-    }
-    // Signed square-root rows: C_i = sum_j lambda_ij u_ij u_ij^T; a row
-    // sqrt|lambda_ij| u_ij^T Z_i goes to P (lambda > 0) or M (lambda < 0).
-    // Row j of the stacked [P; M] is coef[j] . Z_{sample[j]}.
-    rows_sample_.clear();
-    rows_coef_.clear();
-    std::vector<Index> neg_sample;
-    std::vector<double> neg_coef;
-    if (c == 1) {
-      for (Index i = 0; i < n; ++i) {
-        const double lam = blocks_[static_cast<std::size_t>(i)];
-        if (lam > 0) { rows_sample_.push_back(i); rows_coef_.push_back(std::sqrt(lam)); }
-        if (lam < 0) { neg_sample.push_back(i); neg_coef.push_back(std::sqrt(-lam)); }
-      }
-    } else {
-      MatrixXd ci(c, c);
-      Eigen::SelfAdjointEigenSolver<MatrixXd> es(c);
-      for (Index i = 0; i < n; ++i) {
-        const double* bi = blocks_.data() + i * c * c;
-        for (Index a = 0; a < c; ++a)
-          for (Index b = 0; b < c; ++b) ci(a, b) = 0.5 * (bi[a * c + b] + bi[b * c + a]);
-        es.compute(ci);
-        for (Index j = 0; j < c; ++j) {
-          const double lam = es.eigenvalues()(j);
-          if (lam == 0) continue;
-          const double root = std::sqrt(std::abs(lam));
-          auto& samples = lam > 0 ? rows_sample_ : neg_sample;
-          auto& coefs = lam > 0 ? rows_coef_ : neg_coef;
-          samples.push_back(i);
-          for (Index a = 0; a < c; ++a) coefs.push_back(root * es.eigenvectors()(a, j));
-        }
-      }
-    }
-    const Index kp = static_cast<Index>(rows_sample_.size()), km = static_cast<Index>(neg_sample.size());
-    rows_sample_.insert(rows_sample_.end(), neg_sample.begin(), neg_sample.end());
-    rows_coef_.insert(rows_coef_.end(), neg_coef.begin(), neg_coef.end());
-    // P rows at the top of plus_, M rows right after them (kp + km <= n c).
-    plus_.resize(nc, r);
-    const Index rows = kp + km;
-    for (Index k = 0; k < r; ++k) {
-      const double* zk = z.col(k).data();
-      double* pk = plus_.col(k).data();
-      for (Index j = 0; j < rows; ++j) {
-        const double* coef = rows_coef_.data() + j * c;
-        const double* zi = zk + rows_sample_[static_cast<std::size_t>(j)] * c;
-        double acc = 0;
-        for (Index a = 0; a < c; ++a) acc += coef[a] * zi[a];
-        pk[j] = acc;
-      }
-    }
-    const double scale = factors_.beta / static_cast<double>(n);
+    sample_blocks(s);
+    const Index kp = signed_root_rows();
+    const Index km = static_cast<Index>(rows_sample_.size()) - kp;
+    stack_rows(kp + km);
+    const double scale = factors_.beta / static_cast<double>(geometry_->samples());
     detail::syrk_lower(true, scale, plus_.data(), kp, r, nc, out);
     detail::syrk_lower(true, -scale, plus_.data() + kp, km, r, nc, out);
     detail::symmetrize_from_lower(out);
