@@ -171,13 +171,7 @@ json problem_fields(const CnnProblem& p, const cnn::Cnn& net, const torch::Devic
 }
 
 void result_fields(json& j, const MinimizeResult& res) {
-  j["converged"] = res.converged();
-  j["status"] = to_string(res.status);
-  j["steps"] = res.iterations;
-  j["loss"] = res.loss;
-  j["max_residual"] = res.max_residual;
-  j["residual_tolerance"] = res.tolerance;
-  j["message"] = res.message;
+  minimizer_fields(j, res, "steps");
   j["loss_convention"] = std::string(kLossConvention) + " (torch MSELoss(mean) = (2/c) x this)";
 }
 

@@ -103,15 +103,19 @@ void minimum_fields(json& j, const Problem& p, const MinimizeResult& res) {
   j["outputs"] = p.data.outputs();
   j["params"] = p.model.num_parameters();
   j["trainer"] = res.method;
+  minimizer_fields(j, res, "iterations");
+  j["gradient_norm"] = res.gradient_norm;
+  j["loss_convention"] = kLossConvention;
+}
+
+void minimizer_fields(json& j, const MinimizeResult& res, const char* iterations_key) {
   j["converged"] = res.converged();
   j["status"] = to_string(res.status);
-  j["iterations"] = res.iterations;
+  j[iterations_key] = res.iterations;
   j["loss"] = res.loss;
   j["max_residual"] = res.max_residual;
   j["residual_tolerance"] = res.tolerance;
-  j["gradient_norm"] = res.gradient_norm;
   j["message"] = res.message;
-  j["loss_convention"] = kLossConvention;
 }
 
 

@@ -31,6 +31,8 @@ Status curve_status(const std::vector<ThresholdResult>& curve);
 /// The JSON row of one bounds table entry (`sgdstab bounds`, the tables of
 /// `analyze` and `cnn analyze`).
 json bounds_json(const StabilityBounds& b);
+/// converged, status, <iterations_key>, loss, max_residual, residual_tolerance, message.
+void minimizer_fields(json& j, const MinimizeResult& res, const char* iterations_key);
 /// JSON fields describing the model, the data and the minimizer's result.
 void minimum_fields(json& j, const Problem& problem, const MinimizeResult& res);
 

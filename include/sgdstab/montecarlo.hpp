@@ -35,7 +35,7 @@
 /// o.lr = 0.9 * sgdstab::stability_threshold(g, 4).eta_star;
 /// o.batch = 4;
 /// auto report = sgdstab::cross_check(g, o);
-/// std::cout << report.verdict << ": " << report.reason << "\n";
+/// std::cout << sgdstab::to_string(report.verdict) << ": " << report.reason << "\n";
 /// \endcode
 #include <Eigen/Core>
 #include <cstdint>
