@@ -22,41 +22,7 @@ int cmd_montecarlo(const Args& args, std::ostream& out, std::ostream& err) {
   o.batch = batch_of(args, g);
   o.progress = progress_reporter(args, err, "sgdstab montecarlo: step");
   const CrossCheckReport rep = cross_check(g, o);
-  json j;
-  j["lr"] = o.lr;
-  j["batch"] = o.batch;
-  j["sampling"] = to_string(o.schedule);
-  j["steps"] = o.steps;
-  j["trajectories"] = o.trajectories;
-  j["rho"] = rep.rho ? json(*rep.rho) : json(nullptr);
-  j["eta_star"] = rep.eta_star ? json(*rep.eta_star) : json(nullptr);
-  j["exact"] = rep.rho ? json(rep.exact.squared_norm) : json(nullptr);
-  json mean = json::array(), low = json::array(), high = json::array(), median = json::array(), logm = json::array();
-  for (const MomentEstimate& e : rep.simulation.squared_norm) {
-    mean.push_back(e.mean);
-    low.push_back(e.ci_low);
-    high.push_back(e.ci_high);
-    median.push_back(e.median);
-    logm.push_back(e.mean_log);
-  }
-  j["mc_mean"] = mean;
-  j["mc_ci_low"] = low;
-  j["mc_ci_high"] = high;
-  j["mc_median"] = median;
-  j["mc_mean_log"] = logm;
-  j["confidence"] = o.confidence;
-  j["status"] = to_string(rep.status);
-  j["rho_hat"] = rep.radius.rho_hat;
-  j["rho_hat_ci_low"] = rep.radius.ci_low;
-  j["rho_hat_ci_high"] = rep.radius.ci_high;
-  j["rho_hat_blocks"] = rep.radius.blocks;
-  j["rho_hat_steps_per_block"] = rep.radius.steps_per_block;
-  j["verdict"] = to_string(rep.verdict);
-  j["reason"] = rep.reason;
-  j["note"] = "quantities are |delta_t|^2 in range(H), E|delta_0|^2 = 1; above the threshold the sample mean is "
-              "heavy-tailed and underestimates the true moment at long horizons (see mc_median, mc_mean_log, "
-              "and rho_hat, which does not compound)";
-  j["seconds"] = rep.simulation.seconds;
+  const json j = cross_check_json(o, rep);
   out << j.dump(2) << "\n";
   // Reshuffling has no exact answer: its verdict is inconclusive by
   // construction, and only the status of its estimate decides the exit code.

@@ -9,6 +9,7 @@
 #include "sgdstab/bounds.hpp"
 #include "sgdstab/geometry.hpp"
 #include "sgdstab/minimize.hpp"
+#include "sgdstab/montecarlo.hpp"
 #include "sgdstab/stability.hpp"
 
 namespace sgdstab::cli {
@@ -35,6 +36,9 @@ json bounds_json(const StabilityBounds& b);
 void minimizer_fields(json& j, const MinimizeResult& res, const char* iterations_key);
 /// JSON fields describing the model, the data and the minimizer's result.
 void minimum_fields(json& j, const Problem& problem, const MinimizeResult& res);
+
+/// The `sgdstab montecarlo` result: exact and simulated moments, rho_hat, verdict.
+json cross_check_json(const CrossCheckOptions& o, const CrossCheckReport& rep);
 
 /// Prints j; a status other than converged is said on err and sets the exit code.
 int finish(const json& j, Status status, std::ostream& out, std::ostream& err);

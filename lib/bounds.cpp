@@ -150,46 +150,15 @@ WorstAlignment worst_case_alignment(const Geometry& g) {
   return out;
 }
 
-StabilityBounds stability_bounds(const Geometry& g, Index batch, Sampling sampling, const SolverOptions& options,
-                                 const ThresholdResult* threshold, std::optional<double> mu_star) {
-  const SamplingFactors f = sampling_factors(sampling, g.samples(), batch);  // validates batch
-  StabilityBounds b;
-  b.batch = batch;
-  b.sampling = sampling;
-  b.gamma = f.beta;
-  if (threshold != nullptr) {
-    require(threshold->batch == batch && threshold->sampling == sampling, "stability_bounds",
-            "the given threshold is for another batch size or scheme");
-    b.eta_star = threshold->eta_star;
-    b.status = threshold->status();
-    b.message = threshold->report.message;
-  } else {
-    const ThresholdResult thr = stability_threshold(g, batch, sampling, options);
-    b.eta_star = thr.eta_star;
-    b.status = thr.status();
-    b.message = thr.report.message;
-  }
-  if (!b.converged()) b.message = "eta*: " + b.message;
+namespace {
+
+// Non-uniformity s = sqrt(lambda_max((1/n) sum_i h_i^2 - H^2)) with h_i = Z_i^T Z_i
+// (theory/bounds.md, section 6), applied without forming it above rank 400:
+// (1/n) Z^T blockdiag(Z_i Z_i^T) Z x - D^2 x. A failed eigensolve is noted in b.
+double non_uniformity(const Geometry& g, StabilityBounds& b) {
   const Index r = g.rank(), c = g.outputs(), n = g.samples();
   const VectorXd& d = g.hessian_eigenvalues();
   const MatrixXd& z = g.factor();
-  b.sharpness = d(0);
-  b.hessian_frobenius = d.norm();
-  b.hessian_trace = d.sum();
-  b.eta_gd = 2.0 / d(0);
-  const SecondMomentOperator op(g, batch, sampling);
-  // E[H_xi^2] = Q(I) (theory/bounds.md, eq. 5).
-  const MatrixXd qi = op.quadratic(MatrixXd::Identity(r, r));
-  const VectorXd inv_sqrt_d = d.cwiseSqrt().cwiseInverse();
-  MatrixXd scaled = inv_sqrt_d.asDiagonal() * qi * inv_sqrt_d.asDiagonal();
-  scaled = 0.5 * (scaled + scaled.transpose());
-  b.eta_sufficient = 2.0 / largest_eigenvalue(scaled, b, "eta_sufficient");
-  MatrixXd e1 = MatrixXd::Zero(r, r);
-  e1(0, 0) = 1.0;  // v v^T, v the top eigenvector of H (coordinates sorted descending)
-  b.eta_necessary_rank1 = 2.0 * d(0) / op.quadratic(e1)(0, 0);
-  b.eta_necessary_trace = 2.0 * d.sum() / qi.trace();
-  // Non-uniformity: lambda_max((1/n) sum_i h_i^2 - H^2) with h_i = Z_i^T Z_i,
-  // applied without forming it: (1/n) Z^T blockdiag(Z_i Z_i^T) Z x - D^2 x.
   MatrixXd zzt(c, n * c);  // the c x c blocks Z_i Z_i^T side by side
   for (Index i = 0; i < n; ++i) zzt.middleCols(i * c, c).noalias() = z.middleRows(i * c, c) * z.middleRows(i * c, c).transpose();
   const VectorXd d2 = d.cwiseAbs2();
@@ -216,7 +185,49 @@ StabilityBounds stability_bounds(const Geometry& g, Index batch, Sampling sampli
     note_failure(b, e.report, "non_uniformity");
     nu_max = e.value;
   }
-  b.non_uniformity = std::sqrt(std::max(0.0, nu_max));
+  return std::sqrt(std::max(0.0, nu_max));
+}
+
+}  // namespace
+
+StabilityBounds stability_bounds(const Geometry& g, Index batch, Sampling sampling, const SolverOptions& options,
+                                 const ThresholdResult* threshold, std::optional<double> mu_star) {
+  const SamplingFactors f = sampling_factors(sampling, g.samples(), batch);  // validates batch
+  StabilityBounds b;
+  b.batch = batch;
+  b.sampling = sampling;
+  b.gamma = f.beta;
+  if (threshold != nullptr) {
+    require(threshold->batch == batch && threshold->sampling == sampling, "stability_bounds",
+            "the given threshold is for another batch size or scheme");
+    b.eta_star = threshold->eta_star;
+    b.status = threshold->status();
+    b.message = threshold->report.message;
+  } else {
+    const ThresholdResult thr = stability_threshold(g, batch, sampling, options);
+    b.eta_star = thr.eta_star;
+    b.status = thr.status();
+    b.message = thr.report.message;
+  }
+  if (!b.converged()) b.message = "eta*: " + b.message;
+  const Index r = g.rank(), c = g.outputs();
+  const VectorXd& d = g.hessian_eigenvalues();
+  b.sharpness = d(0);
+  b.hessian_frobenius = d.norm();
+  b.hessian_trace = d.sum();
+  b.eta_gd = 2.0 / d(0);
+  const SecondMomentOperator op(g, batch, sampling);
+  // E[H_xi^2] = Q(I) (theory/bounds.md, eq. 5).
+  const MatrixXd qi = op.quadratic(MatrixXd::Identity(r, r));
+  const VectorXd inv_sqrt_d = d.cwiseSqrt().cwiseInverse();
+  MatrixXd scaled = inv_sqrt_d.asDiagonal() * qi * inv_sqrt_d.asDiagonal();
+  scaled = 0.5 * (scaled + scaled.transpose());
+  b.eta_sufficient = 2.0 / largest_eigenvalue(scaled, b, "eta_sufficient");
+  MatrixXd e1 = MatrixXd::Zero(r, r);
+  e1(0, 0) = 1.0;  // v v^T, v the top eigenvector of H (coordinates sorted descending)
+  b.eta_necessary_rank1 = 2.0 * d(0) / op.quadratic(e1)(0, 0);
+  b.eta_necessary_trace = 2.0 * d.sum() / qi.trace();
+  b.non_uniformity = non_uniformity(g, b);
   if (mu_star) {
     b.mu_star = *mu_star;
   } else {
