@@ -19,7 +19,7 @@ int cmd_montecarlo(const Args& args, std::ostream& out, std::ostream& err);
 int cmd_minimum(const Args& args, std::ostream& out, std::ostream& err);
 int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err);
 int cmd_escape(const Args& args, std::ostream& out, std::ostream& err);
-// The LibTorch module (cli/cnn_commands.cpp; only in builds with LibTorch).
+// The LibTorch module (cli/cmd_cnn_*.cpp; only in builds with LibTorch).
 int cmd_cnn_train(const Args& args, std::ostream& out, std::ostream& err);
 int cmd_cnn_analyze(const Args& args, std::ostream& out, std::ostream& err);
 int cmd_cnn_sweep(const Args& args, std::ostream& out, std::ostream& err);
