@@ -13,6 +13,7 @@
 #include "sgdstab/moment_operator.hpp"
 #include "sgdstab/montecarlo.hpp"
 #include "sgdstab/random.hpp"
+#include "sgdstab/region.hpp"
 #include "sgdstab/sampling.hpp"
 #include "sgdstab/schedule.hpp"
 #include "sgdstab/stability.hpp"

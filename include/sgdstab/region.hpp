@@ -1,0 +1,116 @@
+#pragma once
+/// \file region.hpp
+/// \brief The stability region: eta*(B) for many batch sizes and every
+/// sampling scheme at once, each with a certified interval, and a
+/// guaranteed band for every real B in [1, n] (theory/region.md).
+///
+/// In reduced coordinates the pencil of stability.hpp is
+///   A^{-1/2} Q A^{-1/2} = alpha P + beta R,
+/// P diagonal (P_kl = d_k d_l / (d_k + d_l)), R = A^{-1/2} D A^{-1/2} with
+/// D(S) = (1/n) sum_i h_i S h_i, and (alpha, beta) the factors of the
+/// scheme (sampling.hpp). So with s = beta / (alpha + beta),
+///   1 / eta*(B) = (alpha + beta) g(s),   g(s) = lambda_max((1 - s) P + s R),
+/// one convex function of s in [0, 1] for all batch sizes and schemes.
+/// stability_region computes g at every requested s from one shared
+/// subspace that keeps R's images (theory/region.md, section 5), so the
+/// cost of a region is close to the cost of its hardest point.
+///
+/// Each point carries [eta_low, eta_high] with eta_low <= eta* <= eta_high:
+/// eta_high from a Rayleigh quotient (a rigorous lower bound on g), eta_low
+/// from an a posteriori error bound (section 4). Between points the band
+/// uses convexity: tangents below, chords above (section 6).
+///
+/// \code
+/// auto g = sgdstab::Geometry::from_gram(K, /*outputs=*/4);
+/// auto region = sgdstab::stability_region(g, {sgdstab::Sampling::without_replacement},
+///                                         sgdstab::default_batches(g.samples()));
+/// if (!region.converged()) std::cerr << region.message << "\n";
+/// for (const auto& p : region.curves[0].points)
+///   std::cout << p.batch << " " << p.eta_star << "\n";
+/// auto band = region.band(sgdstab::Sampling::without_replacement, 3.5);  // between grid points
+/// \endcode
+#include <string>
+#include <vector>
+
+#include "sgdstab/geometry.hpp"
+#include "sgdstab/sampling.hpp"
+#include "sgdstab/stability.hpp"
+#include "sgdstab/types.hpp"
+
+namespace sgdstab {
+
+/// An interval that contains eta*.
+struct EtaInterval {
+  double low = 0.0;
+  double high = 0.0;
+};
+
+/// eta*(B) for one scheme and batch size.
+struct RegionPoint {
+  Index batch = 0;
+  double eta_star = 0.0;   ///< 1 / ((alpha + beta) g(s)) at the Ritz value
+  double eta_low = 0.0;    ///< certified: eta_low <= eta*
+  double eta_high = 0.0;   ///< certified: eta* <= eta_high
+  double s = 0.0;          ///< beta / (alpha + beta), the point's place on g
+  Status status = Status::not_converged;
+  Method method = Method::lanczos;
+  std::string message;
+  bool converged() const { return status == Status::converged; }
+};
+
+struct RegionCurve {
+  Sampling sampling = Sampling::without_replacement;
+  std::vector<RegionPoint> points;  ///< in the order of the requested batches
+};
+
+/// A line (1 - s) p + s r below g (a Rayleigh quotient of a computed vector).
+struct RegionTangent {
+  double p = 0.0, r = 0.0;
+};
+/// A point (s, upper) with g(s) <= upper.
+struct RegionKnot {
+  double s = 0.0, upper = 0.0;
+};
+
+struct StabilityRegion {
+  Index samples = 0, outputs = 0, rank = 0;
+  double lambda_max = 0.0;  ///< lambda_max(H)
+  double eta_gd = 0.0;      ///< 2 / lambda_max(H)
+  std::vector<RegionCurve> curves;  ///< one per requested scheme, in order
+  Index matvecs = 0;        ///< applications of R (each one Q-application's cost)
+  Index restarts = 0;
+  Index subspace_dimension = 0;
+  Method method = Method::lanczos;
+  double seconds = 0.0;     ///< wall time of the solve
+  /// converged when every point is; else the first failure's status, named in message.
+  Status status = Status::not_converged;
+  std::string message;
+  bool converged() const { return status == Status::converged; }
+
+  /// A guaranteed interval for eta*(B) at any real B in [1, n] from the
+  /// tangents and chords of g (theory/region.md, section 6); low = 0 where
+  /// no chord covers s(B). \throws sgdstab::invalid_argument unless 1 <= B <= n.
+  EtaInterval band(Sampling sampling, double batch) const;
+  /// The same bounds on g itself at s in [0, 1].
+  EtaInterval g_bounds(double s) const;
+
+  std::vector<RegionTangent> tangents;
+  std::vector<RegionKnot> knots;  ///< ascending in s; s = 0 always present
+};
+
+/// (alpha + beta, s) of a scheme at a real batch size B in [1, n]: the
+/// formulas of sampling.hpp evaluated at non-integer B.
+/// \throws sgdstab::invalid_argument unless 1 <= B <= n.
+std::pair<double, double> region_coordinates(Sampling sampling, Index samples, double batch);
+
+/// eta*(B) for every scheme in `schemes` and every B in `batches`.
+/// SolverOptions: tolerance is the relative width of each certified
+/// interval; method dense builds R (m = r(r+1)/2 applications) and is exact;
+/// lanczos (automatic above dense_max_dimension) shares one subspace of
+/// subspace_dimension vectors (0: up to 40, as memory allows).
+/// \throws sgdstab::invalid_argument on an empty or repeated scheme or batch
+/// list, or a batch outside 1..n; sgdstab::resource_error when it would not fit.
+StabilityRegion stability_region(const Geometry& geometry, const std::vector<Sampling>& schemes,
+                                 const std::vector<Index>& batches, const SolverOptions& options = {});
+
+}  // namespace sgdstab

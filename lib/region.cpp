@@ -1,0 +1,193 @@
+// The stability region: theory/region.md.
+#include "sgdstab/region.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include "check.hpp"
+#include "family.hpp"
+#include "sgdstab/errors.hpp"
+#include "sgdstab/moment_operator.hpp"
+
+namespace sgdstab {
+
+using Eigen::MatrixXd;
+using Eigen::VectorXd;
+
+std::pair<double, double> region_coordinates(Sampling sampling, Index samples, double batch) {
+  const double nd = static_cast<double>(samples), Bd = batch;
+  detail::require(samples >= 1 && std::isfinite(batch) && batch >= 1.0 && batch <= nd, "region_coordinates",
+                  "batch size B must satisfy 1 <= B <= n = " + std::to_string(samples) + ", got B = " +
+                      detail::fmt(batch));
+  double alpha = 1.0, beta = 0.0;
+  switch (sampling) {  // sampling.hpp's table at real B (theory/region.md, section 2)
+    case Sampling::without_replacement:
+      if (Bd == nd) break;
+      alpha = nd * (Bd - 1.0) / (Bd * (nd - 1.0));
+      beta = (nd - Bd) / (Bd * (nd - 1.0));
+      break;
+    case Sampling::with_replacement:
+      alpha = (Bd - 1.0) / Bd;
+      beta = 1.0 / Bd;
+      break;
+    case Sampling::bernoulli:
+      beta = (nd - Bd) / (nd * Bd);
+      break;
+  }
+  const double c = alpha + beta;
+  return {c, beta / c};
+}
+
+EtaInterval StabilityRegion::g_bounds(double s) const {
+  detail::require(s >= 0.0 && s <= 1.0, "StabilityRegion::g_bounds", "s must lie in [0, 1], got " + detail::fmt(s));
+  EtaInterval out{0.0, std::numeric_limits<double>::infinity()};
+  for (const RegionTangent& t : tangents) out.low = std::max(out.low, (1.0 - s) * t.p + s * t.r);
+  for (std::size_t j = 0; j < knots.size(); ++j) {
+    if (knots[j].s == s) out.high = std::min(out.high, knots[j].upper);
+    if (j + 1 < knots.size() && knots[j].s < s && s < knots[j + 1].s) {
+      const double w = (s - knots[j].s) / (knots[j + 1].s - knots[j].s);
+      out.high = std::min(out.high, (1.0 - w) * knots[j].upper + w * knots[j + 1].upper);
+    }
+  }
+  out.high = std::max(out.high, out.low);
+  return out;
+}
+
+EtaInterval StabilityRegion::band(Sampling sampling, double batch) const {
+  const auto [c, s] = region_coordinates(sampling, samples, batch);
+  const EtaInterval gb = g_bounds(s);
+  EtaInterval out;
+  out.low = std::isfinite(gb.high) ? 1.0 / (c * gb.high) : 0.0;
+  out.high = gb.low > 0 ? 1.0 / (c * gb.low) : std::numeric_limits<double>::infinity();
+  return out;
+}
+
+namespace {
+
+// Diagonal of P in packed order: d_k d_l / (d_k + d_l).
+VectorXd packed_p(const VectorXd& d) {
+  const Index r = d.size();
+  VectorXd p(packed_size(r));
+  Index idx = 0;
+  for (Index l = 0; l < r; ++l)
+    for (Index k = l; k < r; ++k) p(idx++) = d(k) * d(l) / (d(k) + d(l));
+  return p;
+}
+
+// g(0) = d_0 / 2 at e_00, and its tangent e_00' R e_00 = (1/n) sum_i (h_i)_00^2 / (2 d_0)
+// with (h_i)_00 = |Z_i e_0|^2 (theory/region.md, section 6).
+detail::FamilyMember exact_at_zero(const Geometry& g) {
+  const VectorXd& d = g.hessian_eigenvalues();
+  const MatrixXd& z = g.factor();
+  const Index n = g.samples(), c = g.outputs();
+  double acc = 0.0;
+  for (Index i = 0; i < n; ++i) {
+    const double h = z.col(0).segment(i * c, c).squaredNorm();
+    acc += h * h;
+  }
+  detail::FamilyMember m;
+  m.s = 0.0;
+  m.value = 0.5 * d(0);
+  m.tangent_p = 0.5 * d(0);
+  m.tangent_r = acc / static_cast<double>(n) / (2.0 * d(0));
+  m.status = Status::converged;
+  m.method = Method::dense;
+  m.message = "exact: g(0) = lambda_max(H) / 2";
+  return m;
+}
+
+void check_lists(const std::vector<Sampling>& schemes, const std::vector<Index>& batches, Index n) {
+  const std::string where = "stability_region";
+  detail::require(!schemes.empty(), where, "the list of sampling schemes is empty");
+  detail::require(!batches.empty(), where, "the list of batch sizes is empty");
+  for (std::size_t i = 0; i < schemes.size(); ++i)
+    for (std::size_t j = 0; j < i; ++j)
+      detail::require(schemes[i] != schemes[j], where, "sampling scheme '" + to_string(schemes[i]) + "' is repeated");
+  for (std::size_t i = 0; i < batches.size(); ++i) {
+    check_batch(batches[i], n, where);
+    for (std::size_t j = 0; j < i; ++j)
+      detail::require(batches[i] != batches[j], where, "batch size " + std::to_string(batches[i]) + " is repeated");
+  }
+}
+
+}  // namespace
+
+StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>& schemes,
+                                 const std::vector<Index>& batches, const SolverOptions& opt) {
+  const auto t0 = std::chrono::steady_clock::now();
+  opt.validate();
+  check_lists(schemes, batches, g.samples());
+  StabilityRegion out;
+  out.samples = g.samples();
+  out.outputs = g.outputs();
+  out.rank = g.rank();
+  const VectorXd& d = g.hessian_eigenvalues();
+  out.lambda_max = d(0);
+  out.eta_gd = 2.0 / d(0);
+
+  // The distinct s > 0 of all points (theory/region.md, section 2).
+  std::vector<double> svals;
+  for (Sampling sc : schemes)
+    for (Index b : batches) {
+      const double s = region_coordinates(sc, g.samples(), static_cast<double>(b)).second;
+      if (s > 0 && std::find(svals.begin(), svals.end(), s) == svals.end()) svals.push_back(s);
+    }
+  detail::FamilyResult fam;
+  if (!svals.empty()) {
+    const SecondMomentOperator single(g, 1, Sampling::with_replacement);  // alpha = 0, beta = 1: Q = D
+    const PencilOperator r_op(single);                                     // R = A^{-1/2} D A^{-1/2}
+    const detail::ApplyFn apply = [&r_op](const double* x, double* y) { r_op.perform_op(x, y); };
+    VectorXd start = pack(MatrixXd((2.0 * d).cwiseSqrt().asDiagonal()));  // A^{1/2}(I): threshold.md §6
+    start /= start.norm();
+    fam = detail::family_top(packed_p(d), apply, svals, start, opt, single.workspace_bytes(),
+                             "stability region (m = " + std::to_string(packed_size(g.rank())) + ")");
+  }
+  fam.members.push_back(exact_at_zero(g));
+  out.matvecs = fam.matvecs;
+  out.restarts = fam.restarts;
+  out.subspace_dimension = fam.subspace_dimension;
+  out.method = svals.empty() ? Method::dense : fam.method;
+
+  for (const detail::FamilyMember& m : fam.members) {
+    out.tangents.push_back({m.tangent_p, m.tangent_r});
+    if (m.status != Status::numerical_failure && m.value > 0) out.knots.push_back({m.s, m.value + m.error});
+  }
+  std::sort(out.knots.begin(), out.knots.end(), [](const RegionKnot& a, const RegionKnot& b) { return a.s < b.s; });
+
+  out.status = Status::converged;
+  for (Sampling sc : schemes) {
+    RegionCurve curve;
+    curve.sampling = sc;
+    for (Index b : batches) {
+      const auto [c, s] = region_coordinates(sc, g.samples(), static_cast<double>(b));
+      const auto it = std::find_if(fam.members.begin(), fam.members.end(),
+                                   [s = s](const detail::FamilyMember& m) { return m.s == s; });
+      RegionPoint p;
+      p.batch = b;
+      p.s = s;
+      p.status = it->status;
+      p.method = it->method;
+      p.message = it->message;
+      if (it->value > 0 && std::isfinite(it->value)) {
+        p.eta_star = p.eta_high = 1.0 / (c * it->value);
+        p.eta_low = 1.0 / (c * (it->value + it->error));
+      } else if (p.converged()) {
+        p.status = Status::numerical_failure;
+        p.message = "the pencil's largest eigenvalue is not positive";
+      }
+      if (!p.converged() && out.converged()) {
+        out.status = p.status;
+        out.message = to_string(sc) + ", B = " + std::to_string(b) + ": " + p.message;
+      }
+      curve.points.push_back(p);
+    }
+    out.curves.push_back(std::move(curve));
+  }
+  if (out.converged()) out.message = "converged";
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return out;
+}
+
+}  // namespace sgdstab

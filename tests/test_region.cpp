@@ -1,0 +1,255 @@
+// The stability region (theory/region.md): every point against the
+// brute-force enumeration of batches and against the single-point threshold,
+// the shared-subspace solver against the dense one (with restarts), the
+// closed forms at the ends, and the convex band against exact values off the grid.
+#include <gtest/gtest.h>
+
+#include "family.hpp"
+#include "reference.hpp"
+#include "sgdstab/sgdstab.hpp"
+
+using Eigen::MatrixXd;
+using Eigen::VectorXd;
+using sgdstab::Index;
+using sgdstab::Method;
+using sgdstab::Sampling;
+
+namespace {
+
+const std::vector<Sampling> kSchemes = {Sampling::without_replacement, Sampling::with_replacement,
+                                        Sampling::bernoulli};
+
+sgdstab::SolverOptions with_method(Method m, Index subspace = 0) {
+  sgdstab::SolverOptions o;
+  o.method = m;
+  o.subspace_dimension = subspace;
+  return o;
+}
+
+std::vector<Index> all_batches(Index n) {
+  std::vector<Index> b;
+  for (Index k = 1; k <= n; ++k) b.push_back(k);
+  return b;
+}
+
+// g(s) = lambda_max of the pencil ((1 - s) H (x) H + s (1/n) sum_i h_i (x) h_i, H (+) H)
+// on symmetric matrices over range(H), in parameter space.
+double reference_g(const MatrixXd& J, Index c, double s) {
+  const auto h = ref::per_sample(J, c);
+  const auto single = ref::enumerate(h, 1, Sampling::with_replacement);  // (1/n) sum h_i (x) h_i
+  const MatrixXd H = J.transpose() * J / static_cast<double>(h.size());
+  const Index p = H.rows();
+  MatrixXd hh(p * p, p * p);
+  for (Index a = 0; a < p; ++a)
+    for (Index b = 0; b < p; ++b) hh.block(a * p, b * p, p, p) = H(a, b) * H;
+  const MatrixXd basis = ref::sym_range_basis(H);
+  const MatrixXd q = basis.transpose() * ((1.0 - s) * hh + s * single.kron2) * basis;
+  const MatrixXd a = basis.transpose() * ref::kron_identity_sum(H) * basis;
+  Eigen::GeneralizedSelfAdjointEigenSolver<MatrixXd> es(0.5 * (q + q.transpose()), 0.5 * (a + a.transpose()));
+  return es.eigenvalues().maxCoeff();
+}
+
+TEST(Region, EveryPointMatchesEnumerationAndTheSinglePointThreshold) {
+  for (Index c : {1, 2, 3}) {
+    const Index n = 5;
+    const MatrixXd J = ref::gaussian(n * c, 3 + 2 * c, 40 + static_cast<std::uint64_t>(c));
+    const auto g = sgdstab::Geometry::from_jacobian(J, c);
+    for (Method m : {Method::dense, Method::lanczos}) {
+      const auto region = sgdstab::stability_region(g, kSchemes, all_batches(n), with_method(m));
+      ASSERT_TRUE(region.converged()) << region.message;
+      ASSERT_EQ(region.curves.size(), 3u);
+      for (const auto& curve : region.curves)
+        for (const auto& p : curve.points) {
+          SCOPED_TRACE("c = " + std::to_string(c) + " " + sgdstab::to_string(curve.sampling) +
+                       " B = " + std::to_string(p.batch) + " " + sgdstab::to_string(m));
+          ASSERT_TRUE(p.converged()) << p.message;
+          const double exact = ref::make_reference(J, c, p.batch, curve.sampling).eta_star();
+          EXPECT_REL_NEAR(p.eta_star, exact, 1e-9);
+          const auto single = sgdstab::stability_threshold(g, p.batch, curve.sampling, with_method(Method::dense));
+          EXPECT_REL_NEAR(p.eta_star, single.eta_star, 1e-9);
+          EXPECT_LE(p.eta_low, exact * (1 + 1e-12));
+          EXPECT_GE(p.eta_high, exact * (1 - 1e-12));
+          EXPECT_LE(p.eta_high - p.eta_low, 2e-10 * p.eta_star);
+        }
+    }
+  }
+}
+
+TEST(Region, ClosedFormsAtTheEnds) {
+  const Index n = 9, c = 2;
+  const MatrixXd J = ref::gaussian(n * c, 12, 51);
+  const auto g = sgdstab::Geometry::from_jacobian(J, c);
+  const auto region = sgdstab::stability_region(g, kSchemes, {1, 2, 3, 5, 8, 9});
+  ASSERT_TRUE(region.converged()) << region.message;
+  Eigen::SelfAdjointEigenSolver<MatrixXd> es(J.transpose() * J / static_cast<double>(n));
+  const double eta_gd = 2.0 / es.eigenvalues().maxCoeff();
+  EXPECT_REL_NEAR(region.eta_gd, eta_gd, 1e-12);
+  const auto& without = region.curves[0].points;
+  const auto& with = region.curves[1].points;
+  const auto& bernoulli = region.curves[2].points;
+  EXPECT_REL_NEAR(without.back().eta_star, eta_gd, 1e-12);    // B = n without replacement: GD
+  EXPECT_REL_NEAR(bernoulli.back().eta_star, eta_gd, 1e-12);  // B = n Bernoulli keeps every sample
+  EXPECT_REL_NEAR(with.front().eta_star, without.front().eta_star, 1e-14);  // B = 1: the same scheme
+  for (const auto& curve : region.curves)
+    for (std::size_t k = 1; k < curve.points.size(); ++k)
+      EXPECT_GE(curve.points[k].eta_star, curve.points[k - 1].eta_star * (1 - 1e-12)) << sgdstab::to_string(curve.sampling);
+  EXPECT_LT(with.back().eta_star, eta_gd);  // with replacement keeps noise at B = n
+}
+
+// m = 465 packed coordinates with an 8-vector subspace: many thick restarts,
+// and the subspace shared across 3 schemes x 6 batch sizes.
+TEST(Region, SharedSubspaceWithRestartsMatchesDense) {
+  const Index n = 20, c = 3;
+  MatrixXd J = ref::gaussian(n * c, 30, 52);
+  for (Index i = 0; i < n; ++i) J.middleRows(i * c, c) *= 1.0 + 0.2 * static_cast<double>(i % 4);  // uneven samples
+  const auto g = sgdstab::Geometry::from_jacobian(J, c);
+  ASSERT_EQ(g.rank(), 30);
+  const std::vector<Index> batches = {1, 2, 4, 8, 16, 20};
+  const auto dense = sgdstab::stability_region(g, kSchemes, batches, with_method(Method::dense));
+  const auto lanczos = sgdstab::stability_region(g, kSchemes, batches, with_method(Method::lanczos, 8));
+  ASSERT_TRUE(dense.converged()) << dense.message;
+  ASSERT_TRUE(lanczos.converged()) << lanczos.message;
+  EXPECT_EQ(dense.matvecs, 465);
+  EXPECT_GT(lanczos.restarts, 0);
+  EXPECT_EQ(lanczos.subspace_dimension, 8);
+  for (std::size_t k = 0; k < kSchemes.size(); ++k)
+    for (std::size_t b = 0; b < batches.size(); ++b) {
+      const auto& pl = lanczos.curves[k].points[b];
+      const auto& pd = dense.curves[k].points[b];
+      SCOPED_TRACE(sgdstab::to_string(kSchemes[k]) + " B = " + std::to_string(batches[b]));
+      EXPECT_EQ(pl.method, batches[b] == n && kSchemes[k] != Sampling::with_replacement ? Method::dense : Method::lanczos);
+      EXPECT_REL_NEAR(pl.eta_star, pd.eta_star, 1e-9);
+      EXPECT_LE(pl.eta_low, pd.eta_star * (1 + 1e-12));
+      EXPECT_GE(pl.eta_high, pd.eta_star * (1 - 1e-12));
+      const auto single = sgdstab::stability_threshold(g, batches[b], kSchemes[k]);
+      EXPECT_REL_NEAR(pl.eta_star, single.eta_star, 1e-9);
+    }
+}
+
+TEST(Region, BandContainsExactValuesOffTheGrid) {
+  const Index n = 6, c = 2;
+  const MatrixXd J = ref::gaussian(n * c, 7, 53);
+  const auto g = sgdstab::Geometry::from_jacobian(J, c);
+  const auto region = sgdstab::stability_region(g, kSchemes, {1, 3, 6});
+  ASSERT_TRUE(region.converged()) << region.message;
+  for (double s : {0.0, 0.05, 0.2, 0.37, 0.5, 0.81, 0.99, 1.0}) {
+    const double exact = reference_g(J, c, s);
+    const auto gb = region.g_bounds(s);
+    EXPECT_LE(gb.low, exact * (1 + 1e-10)) << "s = " << s;
+    EXPECT_GE(gb.high, exact * (1 - 1e-10)) << "s = " << s;
+    EXPECT_TRUE(std::isfinite(gb.high)) << "s = " << s;  // s = 0 and s = 1 are knots
+  }
+  for (Sampling sc : kSchemes)
+    for (double B : {1.0, 1.5, 2.0, 2.5, 4.0, 5.5, 6.0}) {
+      const auto [cc, s] = sgdstab::region_coordinates(sc, n, B);
+      const double eta = 1.0 / (cc * reference_g(J, c, s));
+      const auto band = region.band(sc, B);
+      SCOPED_TRACE(sgdstab::to_string(sc) + " B = " + std::to_string(B));
+      EXPECT_LE(band.low, eta * (1 + 1e-10));
+      EXPECT_GE(band.high, eta * (1 - 1e-10));
+      EXPECT_GT(band.low, 0.0);
+      EXPECT_LE(band.high / band.low, 3.0);  // informative, not just [0, inf]
+    }
+  // At the computed points the band is the certified interval.
+  for (const auto& curve : region.curves)
+    for (const auto& p : curve.points) {
+      const auto band = region.band(curve.sampling, static_cast<double>(p.batch));
+      EXPECT_LE(band.low, p.eta_star);
+      EXPECT_GE(band.high, p.eta_star * (1 - 1e-15));
+      EXPECT_LE(band.high / band.low - 1.0, 1e-9);
+    }
+}
+
+TEST(Region, RealBatchCoordinatesMatchTheSamplingFactors) {
+  for (Sampling sc : kSchemes)
+    for (Index B : {1, 2, 7, 10}) {
+      const auto f = sgdstab::sampling_factors(sc, 10, B);
+      const auto [c, s] = sgdstab::region_coordinates(sc, 10, static_cast<double>(B));
+      EXPECT_REL_NEAR(c, f.alpha + f.beta, 1e-15);
+      EXPECT_NEAR(s * c, f.beta, 1e-15);
+    }
+  EXPECT_THROW(sgdstab::region_coordinates(Sampling::with_replacement, 10, 0.5), sgdstab::invalid_argument);
+  EXPECT_THROW(sgdstab::region_coordinates(Sampling::with_replacement, 10, 10.5), sgdstab::invalid_argument);
+  EXPECT_THROW(sgdstab::region_coordinates(Sampling::with_replacement, 10, std::nan("")), sgdstab::invalid_argument);
+}
+
+TEST(Region, BadInputIsRefusedWithANamedReason) {
+  const auto g = sgdstab::Geometry::from_jacobian(ref::gaussian(8, 5, 54), 2);
+  auto message = [&](const std::vector<Sampling>& s, const std::vector<Index>& b) -> std::string {
+    try {
+      sgdstab::stability_region(g, s, b);
+    } catch (const sgdstab::invalid_argument& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  EXPECT_NE(message({}, {1}).find("schemes is empty"), std::string::npos);
+  EXPECT_NE(message(kSchemes, {}).find("batch sizes is empty"), std::string::npos);
+  EXPECT_NE(message(kSchemes, {1, 5}).find("1 <= B <= n = 4"), std::string::npos);
+  EXPECT_NE(message(kSchemes, {0}).find("got B = 0"), std::string::npos);
+  EXPECT_NE(message(kSchemes, {2, 2}).find("batch size 2 is repeated"), std::string::npos);
+  EXPECT_NE(message({Sampling::bernoulli, Sampling::bernoulli}, {1}).find("'bernoulli' is repeated"),
+            std::string::npos);
+  sgdstab::SolverOptions bad;
+  bad.tolerance = -1;
+  EXPECT_THROW(sgdstab::stability_region(g, kSchemes, {1}, bad), sgdstab::invalid_argument);
+}
+
+// A cap of one restart on a 4-vector subspace cannot certify a clustered
+// member: the point says so, and the dense fallback (or its refusal) is recorded.
+TEST(Region, UncertifiedPointsSayWhyAndFallBack) {
+  const Index n = 12, c = 2;
+  const auto g = sgdstab::Geometry::from_jacobian(ref::gaussian(n * c, 14, 55), c);
+  sgdstab::SolverOptions o = with_method(Method::lanczos, 4);
+  o.max_iterations = 1;
+  o.dense_fallback_max_dimension = 0;
+  const auto stuck = sgdstab::stability_region(g, {Sampling::with_replacement}, {1, 2}, o);
+  EXPECT_FALSE(stuck.converged());
+  EXPECT_EQ(stuck.status, sgdstab::Status::not_converged);
+  EXPECT_NE(stuck.message.find("not certified"), std::string::npos) << stuck.message;
+  EXPECT_NE(stuck.message.find("dense fallback is too large"), std::string::npos) << stuck.message;
+  const auto& p = stuck.curves[0].points[0];
+  EXPECT_LT(p.eta_low, p.eta_high);  // the interval is still valid and says how uncertain
+  const double exact = sgdstab::stability_threshold(g, 1, Sampling::with_replacement, with_method(Method::dense)).eta_star;
+  EXPECT_LE(p.eta_low, exact * (1 + 1e-12));
+  EXPECT_GE(p.eta_high, exact * (1 - 1e-12));
+  o.dense_fallback_max_dimension = 8000;
+  const auto rescued = sgdstab::stability_region(g, {Sampling::with_replacement}, {1, 2}, o);
+  ASSERT_TRUE(rescued.converged()) << rescued.message;
+  EXPECT_EQ(rescued.curves[0].points[0].method, Method::dense);
+  EXPECT_NE(rescued.curves[0].points[0].message.find("fell back to the dense method"), std::string::npos);
+  EXPECT_REL_NEAR(rescued.curves[0].points[0].eta_star, exact, 1e-10);
+}
+
+// The family solver alone: lambda_max((1 - s) diag(p) + s R) for an explicit R
+// against LAPACK, with a subspace far smaller than the dimension.
+TEST(Region, FamilySolverMatchesLapackOnAnExplicitFamily) {
+  const Index m = 300;
+  const MatrixXd x = ref::gaussian(m, m / 2, 56);
+  const MatrixXd r = x * x.transpose() / static_cast<double>(m);
+  VectorXd p = ref::gaussian(m, 1, 57).cwiseAbs();
+  const sgdstab::detail::ApplyFn apply = [&](const double* in, double* out) {
+    VectorXd::Map(out, m) = r * VectorXd::Map(in, m);
+  };
+  const std::vector<double> s = {1.0, 0.5, 0.9, 0.1, 0.01};
+  const auto res = sgdstab::detail::family_top(p, apply, s, VectorXd::Ones(m), with_method(Method::lanczos, 12),
+                                               0.0, "test family");
+  ASSERT_EQ(res.members.size(), s.size());
+  for (std::size_t j = 0; j < s.size(); ++j) {
+    MatrixXd a = s[j] * r;
+    a.diagonal() += (1.0 - s[j]) * p;
+    Eigen::SelfAdjointEigenSolver<MatrixXd> es(a);
+    const double exact = es.eigenvalues().maxCoeff();
+    const auto& mem = res.members[j];
+    SCOPED_TRACE("s = " + std::to_string(s[j]));
+    ASSERT_TRUE(mem.converged()) << mem.message;
+    EXPECT_REL_NEAR(mem.value, exact, 1e-10);
+    EXPECT_LE(mem.value, exact * (1 + 1e-13));
+    EXPECT_GE(mem.value + mem.error, exact * (1 - 1e-13));
+    // the tangent is a Rayleigh quotient: below g everywhere, equal at s
+    EXPECT_REL_NEAR((1 - s[j]) * mem.tangent_p + s[j] * mem.tangent_r, mem.value, 1e-10);
+  }
+  EXPECT_LT(res.matvecs, 5 * 60);  // sharing: fewer than one full solve per member would need
+}
+
+}  // namespace
