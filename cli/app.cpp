@@ -2,6 +2,8 @@
 #include "app.hpp"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <iterator>
 #include <functional>
 #include <initializer_list>
 #include <memory>
@@ -200,6 +202,17 @@ Program::Program() : root_(kDescription, "sgdstab") {
   solver_options(c);
   options(c, {{"batches", "1,2,4,...: batch sizes (default powers of two below n, and n)"}});
 
+  c = command(root_, "region", "eta*(B) for every scheme and batch size at once, certified, with a picture",
+              cmd_region);
+  geometry_options(c);
+  options(c, {{"sampling", "S[,S...]: schemes among without|with|bernoulli (default all three)"},
+              {"batches", "1,2,4,...: batch sizes (default powers of two below n, and n)"},
+              {"method", "automatic|dense|lanczos: dense builds R (m applications); lanczos shares one subspace"},
+              {"tol", "X: relative width of each certified interval (default 1e-10)"},
+              {"ncv", "K: vectors in the shared subspace (default up to 64, as memory allows)"},
+              {"plot", "FILE.svg: write the picture (eta against B, bands, bounds, marks)"},
+              {"mark", "LR,B: a (learning rate, batch size) to judge and draw; repeatable"}});
+
   c = command(root_, "demo", "eta*(B) of a built-in random-feature regression problem", cmd_demo);
   options(c, {{"sampling", "without|with|bernoulli"},
               {"method", "automatic|dense|lanczos"},
@@ -288,10 +301,15 @@ void reject_extras(const CLI::App& app, const std::string& command) {
   }
 }
 
-// Each option at most once (a flag too).
+// Options that may be given several times (Args::all reads them).
+const char* const kRepeatable[] = {"--mark"};
+
+// Each option at most once (a flag too), except kRepeatable.
 void reject_repeats(const CLI::App& app) {
-  for (const CLI::Option* opt : app.get_options())
-    if (opt->count() > 1) throw UsageError("option " + opt->get_name() + " given twice");
+  for (const CLI::Option* opt : app.get_options()) {
+    const bool repeatable = std::find(std::begin(kRepeatable), std::end(kRepeatable), opt->get_name()) != std::end(kRepeatable);
+    if (opt->count() > 1 && !repeatable) throw UsageError("option " + opt->get_name() + " given twice");
+  }
 }
 
 // `--flag=value` is an error, whatever the value.

@@ -57,6 +57,12 @@ double Args::number_or(const std::string& key, double fallback) const {
   return has(key) ? number(key) : fallback;
 }
 
+std::vector<std::string> Args::all(const std::string& key) const {
+  const CLI::Option* opt = find(*app_, key);
+  if (opt == nullptr) return {};
+  return opt->results();
+}
+
 std::vector<long long> Args::integer_list(const std::string& key) const {
   std::vector<long long> out;
   std::stringstream ss(str(key));

@@ -34,6 +34,8 @@ class Args {
   double number(const std::string& key) const;  ///< required, strict, finite
   double number_or(const std::string& key, double fallback) const;
   std::vector<long long> integer_list(const std::string& key) const;  ///< "1,2,4"
+  /// Every value of a repeatable option (app.cpp's kRepeatable), in order.
+  std::vector<std::string> all(const std::string& key) const;
 
  private:
   const CLI::App* app_;

@@ -12,6 +12,7 @@ namespace sgdstab::cli {
 int cmd_threshold(const Args& args, std::ostream& out, std::ostream& err);
 int cmd_radius(const Args& args, std::ostream& out, std::ostream& err);
 int cmd_curve(const Args& args, std::ostream& out, std::ostream& err);
+int cmd_region(const Args& args, std::ostream& out, std::ostream& err);
 int cmd_demo(const Args& args, std::ostream& out, std::ostream& err);
 int cmd_bounds(const Args& args, std::ostream& out, std::ostream& err);
 int cmd_alignment(const Args& args, std::ostream& out, std::ostream& err);

@@ -55,6 +55,61 @@ struct Axis {
   }
 };
 
+// Plot area and scales of a log-log picture.
+struct Canvas {
+  double w = 640, h = 480, left = 80, right = 150, top = 50, bottom = 60;
+  Axis ax, ay;
+  double pw() const { return w - left - right; }
+  double ph() const { return h - top - bottom; }
+  double sx(double x) const { return left + pw() * (std::log10(x) - ax.lo) / (ax.hi - ax.lo); }
+  double sy(double y) const { return top + ph() * (1.0 - (std::log10(y) - ay.lo) / (ay.hi - ay.lo)); }
+  double y_floor() const { return std::pow(10.0, ay.lo); }  // the bottom edge, in data units
+};
+
+const char* kColours[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
+const char* colour_at(std::size_t i) { return kColours[i % (sizeof kColours / sizeof *kColours)]; }
+
+// The <svg> header, title, subtitle, frame, ticks and axis labels.
+void frame(std::ostringstream& s, const Canvas& c, const std::string& title, const std::string& subtitle,
+           const std::string& x_label, const std::string& y_label, bool ticks) {
+  s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << c.w << "\" height=\"" << c.h << "\" viewBox=\"0 0 "
+    << c.w << " " << c.h << "\" font-family=\"sans-serif\" font-size=\"12\">\n";
+  s << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
+  s << "<text x=\"" << c.left + c.pw() / 2 << "\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">" << escape(title)
+    << "</text>\n";
+  s << "<text x=\"" << c.left + c.pw() / 2 << "\" y=\"38\" text-anchor=\"middle\" fill=\"#555\">" << escape(subtitle)
+    << "</text>\n";
+  s << "<rect x=\"" << c.left << "\" y=\"" << c.top << "\" width=\"" << c.pw() << "\" height=\"" << c.ph()
+    << "\" fill=\"none\" stroke=\"black\"/>\n";
+  if (ticks) {
+    for (double t : c.ax.ticks())
+      s << "<line x1=\"" << c.sx(t) << "\" y1=\"" << c.top + c.ph() << "\" x2=\"" << c.sx(t) << "\" y2=\""
+        << c.top + c.ph() + 5 << "\" stroke=\"black\"/><text x=\"" << c.sx(t) << "\" y=\"" << c.top + c.ph() + 18
+        << "\" text-anchor=\"middle\">" << num(t) << "</text>\n";
+    for (double t : c.ay.ticks())
+      s << "<line x1=\"" << c.left - 5 << "\" y1=\"" << c.sy(t) << "\" x2=\"" << c.left << "\" y2=\"" << c.sy(t)
+        << "\" stroke=\"black\"/><text x=\"" << c.left - 8 << "\" y=\"" << c.sy(t) + 4 << "\" text-anchor=\"end\">"
+        << num(t) << "</text>\n";
+  }
+  s << "<text x=\"" << c.left + c.pw() / 2 << "\" y=\"" << c.h - 15 << "\" text-anchor=\"middle\">" << escape(x_label)
+    << "</text>\n";
+  s << "<text transform=\"translate(20," << c.top + c.ph() / 2 << ") rotate(-90)\" text-anchor=\"middle\">"
+    << escape(y_label) << "</text>\n";
+}
+
+void legend_entry(std::ostringstream& s, const Canvas& c, std::size_t row, const std::string& colour,
+                  const std::string& label) {
+  const double y = c.top + 10 + 18 * static_cast<double>(row);
+  s << "<rect x=\"" << c.left + c.pw() + 14 << "\" y=\"" << y - 5 << "\" width=\"12\" height=\"10\" fill=\"" << colour
+    << "\"/><text x=\"" << c.left + c.pw() + 30 << "\" y=\"" << y + 4 << "\">" << escape(label) << "</text>\n";
+}
+
+std::string points_attr(const std::vector<std::pair<double, double>>& xy) {
+  std::ostringstream s;
+  for (const auto& [x, y] : xy) s << x << "," << y << " ";
+  return s.str();
+}
+
 }  // namespace
 
 std::string scatter_svg(const std::vector<ScatterPoint>& points, const std::string& title, const std::string& x_label,
@@ -62,57 +117,130 @@ std::string scatter_svg(const std::vector<ScatterPoint>& points, const std::stri
   std::vector<ScatterPoint> pts;
   for (const auto& p : points)
     if (std::isfinite(p.x) && std::isfinite(p.y) && p.x > 0.0 && p.y > 0.0) pts.push_back(p);
-  const double w = 640, h = 480, left = 80, right = 150, top = 50, bottom = 60;
-  const double pw = w - left - right, ph = h - top - bottom;
-  Axis ax, ay;
+  Canvas c;
   if (!pts.empty()) {
     auto [xmn, xmx] = std::minmax_element(pts.begin(), pts.end(), [](auto& a, auto& b) { return a.x < b.x; });
     auto [ymn, ymx] = std::minmax_element(pts.begin(), pts.end(), [](auto& a, auto& b) { return a.y < b.y; });
-    ax.fit(xmn->x, xmx->x);
-    ay.fit(ymn->y, ymx->y);
+    c.ax.fit(xmn->x, xmx->x);
+    c.ay.fit(ymn->y, ymx->y);
   }
-  auto sx = [&](double x) { return left + pw * (std::log10(x) - ax.lo) / (ax.hi - ax.lo); };
-  auto sy = [&](double y) { return top + ph * (1.0 - (std::log10(y) - ay.lo) / (ay.hi - ay.lo)); };
-  static const char* colours[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
   std::vector<std::string> groups;
   for (const auto& p : pts)
     if (std::find(groups.begin(), groups.end(), p.group) == groups.end()) groups.push_back(p.group);
   auto colour = [&](const std::string& g) {
-    const auto i = static_cast<std::size_t>(std::find(groups.begin(), groups.end(), g) - groups.begin());
-    return colours[i % (sizeof colours / sizeof *colours)];
+    return colour_at(static_cast<std::size_t>(std::find(groups.begin(), groups.end(), g) - groups.begin()));
   };
   std::ostringstream s;
-  s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << w << "\" height=\"" << h << "\" viewBox=\"0 0 " << w
-    << " " << h << "\" font-family=\"sans-serif\" font-size=\"12\">\n";
-  s << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
-  s << "<text x=\"" << left + pw / 2 << "\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">" << escape(title)
-    << "</text>\n";
-  s << "<text x=\"" << left + pw / 2 << "\" y=\"38\" text-anchor=\"middle\" fill=\"#555\">" << pts.size() << " of "
-    << points.size() << " points plotted (log-log)</text>\n";
-  s << "<rect x=\"" << left << "\" y=\"" << top << "\" width=\"" << pw << "\" height=\"" << ph
-    << "\" fill=\"none\" stroke=\"black\"/>\n";
-  if (!pts.empty()) {
-    for (double t : ax.ticks())
-      s << "<line x1=\"" << sx(t) << "\" y1=\"" << top + ph << "\" x2=\"" << sx(t) << "\" y2=\"" << top + ph + 5
-        << "\" stroke=\"black\"/><text x=\"" << sx(t) << "\" y=\"" << top + ph + 18 << "\" text-anchor=\"middle\">"
-        << num(t) << "</text>\n";
-    for (double t : ay.ticks())
-      s << "<line x1=\"" << left - 5 << "\" y1=\"" << sy(t) << "\" x2=\"" << left << "\" y2=\"" << sy(t)
-        << "\" stroke=\"black\"/><text x=\"" << left - 8 << "\" y=\"" << sy(t) + 4 << "\" text-anchor=\"end\">"
-        << num(t) << "</text>\n";
-  }
-  s << "<text x=\"" << left + pw / 2 << "\" y=\"" << h - 15 << "\" text-anchor=\"middle\">" << escape(x_label)
-    << "</text>\n";
-  s << "<text transform=\"translate(20," << top + ph / 2 << ") rotate(-90)\" text-anchor=\"middle\">"
-    << escape(y_label) << "</text>\n";
+  frame(s, c, title, std::to_string(pts.size()) + " of " + std::to_string(points.size()) + " points plotted (log-log)",
+        x_label, y_label, !pts.empty());
   for (const auto& p : pts)
-    s << "<circle cx=\"" << sx(p.x) << "\" cy=\"" << sy(p.y) << "\" r=\"4\" fill=\"" << colour(p.group)
+    s << "<circle cx=\"" << c.sx(p.x) << "\" cy=\"" << c.sy(p.y) << "\" r=\"4\" fill=\"" << colour(p.group)
       << "\"><title>" << escape(p.group) << ": (" << num(p.x) << ", " << num(p.y) << ")</title></circle>\n";
-  for (std::size_t g = 0; g < groups.size(); ++g) {
-    const double y = top + 10 + 18 * static_cast<double>(g);
-    s << "<circle cx=\"" << left + pw + 20 << "\" cy=\"" << y << "\" r=\"4\" fill=\"" << colour(groups[g])
-      << "\"/><text x=\"" << left + pw + 30 << "\" y=\"" << y + 4 << "\">" << escape(groups[g]) << "</text>\n";
+  for (std::size_t g = 0; g < groups.size(); ++g) legend_entry(s, c, g, colour(groups[g]), groups[g]);
+  s << "</svg>\n";
+  return s.str();
+}
+
+namespace {
+
+// The y range of the region picture: every point, band edge, bound and mark.
+void fit_region(Canvas& c, const StabilityRegion& region, const std::vector<std::vector<RegionBound>>& bounds,
+                const std::vector<RegionMark>& marks) {
+  double lo = region.eta_gd, hi = region.eta_gd;
+  auto take = [&](double v) {
+    if (std::isfinite(v) && v > 0) { lo = std::min(lo, v); hi = std::max(hi, v); }
+  };
+  for (const RegionCurve& curve : region.curves)
+    for (const RegionPoint& p : curve.points) { take(p.eta_low); take(p.eta_high); }
+  for (const auto& row : bounds)
+    for (const RegionBound& b : row) { take(b.sufficient); take(b.necessary); }
+  for (const RegionMark& m : marks) take(m.lr);
+  c.ax.fit(1.0, static_cast<double>(std::max<Index>(region.samples, 2)));
+  c.ay.fit(lo, hi);
+}
+
+// One scheme: band polygon, shaded stable set, the curve (the one <path>), its points.
+void region_curve(std::ostringstream& s, const Canvas& c, const StabilityRegion& region, const RegionCurve& curve,
+                  const char* colour) {
+  const double n = static_cast<double>(region.samples), floor = c.y_floor();
+  std::vector<std::pair<double, double>> upper, lower;
+  const int steps = 96;
+  for (int k = 0; k <= steps; ++k) {
+    const double b = std::min(n, std::pow(n, static_cast<double>(k) / steps));
+    const EtaInterval e = region.band(curve.sampling, b);
+    upper.push_back({c.sx(b), c.sy(std::isfinite(e.high) ? std::max(e.high, floor) : floor)});
+    lower.push_back({c.sx(b), c.sy(std::max(e.low, floor))});
   }
+  std::vector<std::pair<double, double>> band = upper;
+  band.insert(band.end(), lower.rbegin(), lower.rend());
+  s << "<polygon class=\"band\" points=\"" << points_attr(band) << "\" fill=\"" << colour
+    << "\" fill-opacity=\"0.35\" stroke=\"none\"/>\n";
+  std::vector<std::pair<double, double>> line, stable = {{c.sx(1.0), c.sy(floor)}};
+  for (const RegionPoint& p : curve.points)
+    if (p.eta_star > 0) line.push_back({c.sx(static_cast<double>(p.batch)), c.sy(std::max(p.eta_star, floor))});
+  std::sort(line.begin(), line.end());
+  if (line.empty()) return;
+  stable.insert(stable.end(), line.begin(), line.end());
+  stable.push_back({line.back().first, c.sy(floor)});
+  s << "<polygon class=\"stable\" points=\"" << points_attr(stable) << "\" fill=\"" << colour
+    << "\" fill-opacity=\"0.08\" stroke=\"none\"/>\n";
+  s << "<path class=\"curve\" d=\"";
+  for (std::size_t k = 0; k < line.size(); ++k) s << (k ? " L " : "M ") << line[k].first << " " << line[k].second;
+  s << "\" fill=\"none\" stroke=\"" << colour << "\" stroke-width=\"2\"/>\n";
+  for (const RegionPoint& p : curve.points)
+    if (p.eta_star > 0)
+      s << "<circle cx=\"" << c.sx(static_cast<double>(p.batch)) << "\" cy=\"" << c.sy(std::max(p.eta_star, floor))
+        << "\" r=\"3\" fill=\"" << colour << "\"><title>" << to_string(curve.sampling) << " B = " << p.batch
+        << ": eta* = " << num(p.eta_star) << (p.converged() ? "" : " (" + to_string(p.status) + ")")
+        << "</title></circle>\n";
+}
+
+void region_bounds(std::ostringstream& s, const Canvas& c, const std::vector<RegionBound>& row, const char* colour) {
+  std::vector<std::pair<double, double>> suff, nec;
+  for (const RegionBound& b : row) {
+    if (b.sufficient > 0 && std::isfinite(b.sufficient)) suff.push_back({c.sx(b.batch), c.sy(b.sufficient)});
+    if (b.necessary > 0 && std::isfinite(b.necessary)) nec.push_back({c.sx(b.batch), c.sy(b.necessary)});
+  }
+  std::sort(suff.begin(), suff.end());
+  std::sort(nec.begin(), nec.end());
+  if (!suff.empty())
+    s << "<polyline class=\"bound-sufficient\" points=\"" << points_attr(suff) << "\" fill=\"none\" stroke=\""
+      << colour << "\" stroke-dasharray=\"6,3\"/>\n";
+  if (!nec.empty())
+    s << "<polyline class=\"bound-necessary\" points=\"" << points_attr(nec) << "\" fill=\"none\" stroke=\""
+      << colour << "\" stroke-dasharray=\"1,3\"/>\n";
+}
+
+}  // namespace
+
+std::string region_svg(const StabilityRegion& region, const std::vector<std::vector<RegionBound>>& bounds,
+                       const std::vector<RegionMark>& marks, const std::string& title) {
+  Canvas c;
+  c.right = 190;
+  fit_region(c, region, bounds, marks);
+  std::ostringstream s;
+  frame(s, c, title, "stable below each curve; band: certified eta*(B) between the points (log-log)",
+        "batch size B", "learning rate eta", true);
+  for (std::size_t k = 0; k < region.curves.size(); ++k) {
+    region_curve(s, c, region, region.curves[k], colour_at(k));
+    if (k < bounds.size()) region_bounds(s, c, bounds[k], colour_at(k));
+    legend_entry(s, c, k, colour_at(k), to_string(region.curves[k].sampling));
+  }
+  const double gd = c.sy(region.eta_gd);
+  s << "<line class=\"eta-gd\" x1=\"" << c.left << "\" y1=\"" << gd << "\" x2=\"" << c.left + c.pw() << "\" y2=\"" << gd
+    << "\" stroke=\"black\" stroke-dasharray=\"4,4\"/><text x=\"" << c.left + c.pw() - 4 << "\" y=\"" << gd - 4
+    << "\" text-anchor=\"end\">2/lambda_max</text>\n";
+  std::size_t row = region.curves.size();
+  if (!bounds.empty()) {
+    legend_entry(s, c, row++, "#888", "dashed: sufficient bound");
+    legend_entry(s, c, row++, "#888", "dotted: necessary bound");
+  }
+  for (const RegionMark& m : marks)
+    s << "<circle class=\"mark\" cx=\"" << c.sx(m.batch) << "\" cy=\"" << c.sy(m.lr) << "\" r=\"6\" fill=\""
+      << (m.stable ? colour_at(m.curve) : "white") << "\" stroke=\"" << colour_at(m.curve)
+      << "\" stroke-width=\"2\"><title>lr = " << num(m.lr) << ", B = " << num(m.batch) << " ("
+      << to_string(region.curves.at(m.curve).sampling) << ")" << (m.stable ? ": stable" : ": unstable") << "</title></circle>\n";
+  if (!marks.empty()) legend_entry(s, c, row, "#888", "marks: filled stable, hollow not");
   s << "</svg>\n";
   return s.str();
 }

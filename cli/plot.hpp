@@ -1,8 +1,10 @@
 #pragma once
-// A dependency-free SVG scatter plot on log-log axes (the sweep's
-// |H|_F against sqrt(B)/eta figure).
+// Dependency-free SVG pictures on log-log axes: the sweep's |H|_F against
+// sqrt(B)/eta scatter plot, and the stability region (eta against B).
 #include <string>
 #include <vector>
+
+#include "sgdstab/region.hpp"
 
 namespace sgdstab::cli {
 
@@ -15,5 +17,28 @@ struct ScatterPoint {
 /// non-finite coordinate are left out (the count is printed under the title).
 std::string scatter_svg(const std::vector<ScatterPoint>& points, const std::string& title, const std::string& x_label,
                         const std::string& y_label);
+
+/// A user's (lr, B) on the region picture, and whether it is stable.
+struct RegionMark {
+  double lr = 0.0;
+  double batch = 0.0;
+  bool stable = false;
+  std::size_t curve = 0;  ///< index of the scheme (its colour) the verdict is for
+};
+
+/// The bounds of `sgdstab bounds` at one point of one scheme's curve.
+struct RegionBound {
+  double batch = 0.0;
+  double sufficient = 0.0;  ///< eta_sufficient (below eta*)
+  double necessary = 0.0;   ///< the smallest necessary bound (above eta*)
+};
+
+/// SVG of the stability region: eta against B (log-log); per scheme its
+/// certified band (a polygon), the stable set below the curve shaded, the
+/// curve through the points (exactly one <path> per scheme) and, when given,
+/// its bounds (dashed: sufficient, dotted: necessary); 2/lambda_max as a
+/// line; marks in their scheme's colour (filled: stable, hollow: unstable).
+std::string region_svg(const StabilityRegion& region, const std::vector<std::vector<RegionBound>>& bounds,
+                       const std::vector<RegionMark>& marks, const std::string& title);
 
 }  // namespace sgdstab::cli

@@ -51,6 +51,43 @@ json curve_json(const Geometry& g, const std::vector<ThresholdResult>& curve) {
   return j;
 }
 
+json region_json(const StabilityRegion& region) {
+  json j;
+  j["samples"] = region.samples;
+  j["outputs"] = region.outputs;
+  j["rank"] = region.rank;
+  j["lambda_max"] = region.lambda_max;
+  j["eta_gd"] = region.eta_gd;
+  j["matvecs"] = region.matvecs;
+  j["seconds"] = region.seconds;
+  json curves = json::array();
+  for (const RegionCurve& curve : region.curves) {
+    json pts = json::array();
+    for (const RegionPoint& p : curve.points) {
+      json q;
+      q["batch"] = p.batch;
+      q["eta_star"] = p.eta_star;
+      q["eta_low"] = p.eta_low;
+      q["eta_high"] = p.eta_high;
+      q["converged"] = p.converged();
+      q["status"] = to_string(p.status);
+      q["method"] = to_string(p.method);
+      q["matvecs"] = p.matvecs;
+      pts.push_back(q);
+    }
+    curves.push_back({{"sampling", to_string(curve.sampling)}, {"points", pts}});
+  }
+  j["curves"] = curves;
+  j["converged"] = region.converged();
+  j["status"] = to_string(region.status);
+  j["method"] = to_string(region.method);
+  j["subspace_dimension"] = region.subspace_dimension;
+  j["restarts"] = region.restarts;
+  j["message"] = region.message;
+  j["loss_convention"] = kLossConvention;
+  return j;
+}
+
 Status curve_status(const std::vector<ThresholdResult>& curve) {
   Status status = Status::converged;
   for (const ThresholdResult& r : curve) status = combine(status, r.status());

@@ -10,6 +10,7 @@
 #include "sgdstab/geometry.hpp"
 #include "sgdstab/minimize.hpp"
 #include "sgdstab/montecarlo.hpp"
+#include "sgdstab/region.hpp"
 #include "sgdstab/stability.hpp"
 
 namespace sgdstab::cli {
@@ -29,6 +30,10 @@ void hessian_fields(json& j, const Geometry& g);
 json curve_json(const Geometry& g, const std::vector<ThresholdResult>& curve);
 /// The first status of the curve that is not converged (converged if none).
 Status curve_status(const std::vector<ThresholdResult>& curve);
+/// The `sgdstab region` result: samples, outputs, rank, lambda_max, eta_gd,
+/// matvecs, seconds, curves [{sampling, points [{batch, eta_star, eta_low,
+/// eta_high, converged, status, method, matvecs}]}], and the solver's status.
+json region_json(const StabilityRegion& region);
 /// The JSON row of one bounds table entry (`sgdstab bounds`, the tables of
 /// `analyze` and `cnn analyze`).
 json bounds_json(const StabilityBounds& b);

@@ -10,6 +10,7 @@
 
 #include "check.hpp"
 #include "eigensolve.hpp"
+#include "linalg.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
 
@@ -24,7 +25,7 @@ double family_bytes(Index m, Index k) {
 }
 
 Index family_subspace(Index m, const SolverOptions& opt, double fixed_bytes, const std::string& what) {
-  Index k = opt.subspace_dimension > 0 ? std::min(opt.subspace_dimension, m) : std::min<Index>(m, 40);
+  Index k = opt.subspace_dimension > 0 ? std::min(opt.subspace_dimension, m) : std::min<Index>(m, 64);
   const Index floor_k = std::min<Index>(m, 4);
   const double limit = opt.memory_limit_bytes > 0 ? opt.memory_limit_bytes
                                                   : static_cast<double>(available_memory_bytes());
@@ -75,9 +76,10 @@ class Subspace {
     const double original = x.norm();
     if (!(original > 0) || !std::isfinite(original)) return false;
     double before = original;
+    VectorXd c(kmax_);
     for (int pass = 0; pass < 3 && k_ > 0; ++pass) {
-      const VectorXd c = v_.leftCols(k_).transpose() * x;
-      x.noalias() -= v_.leftCols(k_) * c;
+      tmul(v_, x.data(), c.data());                                    // c = V' x
+      gemv(false, m_, k_, -1.0, v_.data(), m_, c.data(), 1.0, x.data());  // x -= V c
       const double after = x.norm();
       if (after > 0.7 * before) break;
       before = after;
@@ -87,9 +89,15 @@ class Subspace {
     v_.col(k_) = x / nrm;
     apply_(v_.col(k_).data(), w_.col(k_).data());
     ++applications_;
+    // Column k of V'PV and V'RV in one pass over V: V' [p o v_k, w_k].
     const Index k1 = k_ + 1;
-    gp_.col(k_).head(k1).noalias() = v_.leftCols(k1).transpose() * p_.cwiseProduct(v_.col(k_));
-    gr_.col(k_).head(k1).noalias() = v_.leftCols(k1).transpose() * w_.col(k_);
+    pair_.resize(m_, 2);
+    pair_.col(0) = p_.cwiseProduct(v_.col(k_));
+    pair_.col(1) = w_.col(k_);
+    MatrixXd cols(k1, 2);
+    gemm_t(k1, cols);
+    gp_.col(k_).head(k1) = cols.col(0);
+    gr_.col(k_).head(k1) = cols.col(1);
     gp_.row(k_).head(k_) = gp_.col(k_).head(k_).transpose();
     gr_.row(k_).head(k_) = gr_.col(k_).head(k_).transpose();
     k_ = k1;
@@ -109,8 +117,9 @@ class Subspace {
 
   // r = M(s) V y - theta V y.
   VectorXd residual(double s, const Ritz& z) const {
-    const VectorXd v = v_.leftCols(k_) * z.y;
-    VectorXd r = s * (w_.leftCols(k_) * z.y);
+    VectorXd v(m_), r(m_);
+    gemv(false, m_, k_, 1.0, v_.data(), m_, z.y.data(), 0.0, v.data());
+    gemv(false, m_, k_, s, w_.data(), m_, z.y.data(), 0.0, r.data());
     r += ((1.0 - s) * p_.array() - z.theta).matrix().cwiseProduct(v);
     return r;
   }
@@ -139,10 +148,21 @@ class Subspace {
   }
 
  private:
+  // out = V(:, 0:k)' x (BLAS dgemv: this and the products below dominate the
+  // solver's own cost, theory/region.md section 5).
+  void tmul(const MatrixXd& a, const double* x, double* out) const {
+    gemv(true, m_, k_, 1.0, a.data(), m_, x, 0.0, out);
+  }
+  void gemm_t(Index k1, MatrixXd& out) const {
+    // out (k1 x 2) = V(:, 0:k1)' pair_
+    gemm(true, false, k1, 2, m_, 1.0, v_.data(), m_, pair_.data(), m_, 0.0, out.data(), k1);
+  }
+
   const VectorXd& p_;
   const ApplyFn& apply_;
   Index m_, kmax_, k_ = 0;
   MatrixXd v_, w_, gp_, gr_;
+  MatrixXd pair_;
   Index applications_ = 0;
 };
 
@@ -281,7 +301,7 @@ FamilyResult family_top(const VectorXd& p, const ApplyFn& apply_r, const std::ve
       for (std::size_t j : pending) {
         const std::string history = res.members[j].message;
         dense_member(p, r, res.members[j]);
-        res.members[j].matvecs += applications - before;
+        if (j == pending.front()) res.members[j].matvecs += applications - before;  // the shared build
         if (fallback) res.members[j].message = history + "; fell back to the dense method";
       }
     } else {

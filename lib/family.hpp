@@ -54,7 +54,7 @@ struct FamilyResult {
 /// Bytes the shared subspace of k vectors needs on an m-dimensional family.
 double family_bytes(Index m, Index k);
 
-/// The subspace dimension options.subspace_dimension asks for (0: min(m, 40)),
+/// The subspace dimension options.subspace_dimension asks for (0: min(m, 64)),
 /// reduced to what fits beside fixed_bytes, and at least min(m, 4).
 /// \throws sgdstab::resource_error when even that does not fit.
 Index family_subspace(Index m, const SolverOptions& options, double fixed_bytes, const std::string& what);

@@ -14,6 +14,8 @@ void dsyevd_(const char* jobz, const char* uplo, const int* n, double* a, const 
 void dsymm_(const char* side, const char* uplo, const int* m, const int* n, const double* alpha,
             const double* a, const int* lda, const double* b, const int* ldb, const double* beta,
             double* c, const int* ldc);
+void dgemv_(const char* trans, const int* m, const int* n, const double* alpha, const double* a, const int* lda,
+            const double* x, const int* incx, const double* beta, double* y, const int* incy);
 void dsyrk_(const char* uplo, const char* trans, const int* n, const int* k, const double* alpha,
             const double* a, const int* lda, const double* beta, double* c, const int* ldc);
 }
@@ -84,6 +86,25 @@ void gemm(bool transpose_a, bool transpose_b, double alpha, const Eigen::MatrixX
   const int ldc = m;
   dgemm_(transpose_a ? "T" : "N", transpose_b ? "T" : "N", &m, &n, &k, &alpha, a.data(), &lda, b.data(), &ldb,
          &beta, c.data(), &ldc);
+}
+
+void gemv(bool transpose, Eigen::Index rows, Eigen::Index cols, double alpha, const double* a, Eigen::Index lda,
+          const double* x, double beta, double* y) {
+  const int m = static_cast<int>(rows), n = static_cast<int>(cols), ld = static_cast<int>(lda), one = 1;
+  if (rows == 0 || cols == 0) {
+    const Eigen::Index len = transpose ? cols : rows;
+    for (Eigen::Index i = 0; i < len; ++i) y[i] = beta == 0.0 ? 0.0 : beta * y[i];
+    return;
+  }
+  dgemv_(transpose ? "T" : "N", &m, &n, &alpha, a, &ld, x, &one, &beta, y, &one);
+}
+
+void gemm(bool transpose_a, bool transpose_b, Eigen::Index m, Eigen::Index n, Eigen::Index k, double alpha,
+          const double* a, Eigen::Index lda, const double* b, Eigen::Index ldb, double beta, double* c,
+          Eigen::Index ldc) {
+  const int mi = static_cast<int>(m), ni = static_cast<int>(n), ki = static_cast<int>(k);
+  const int la = static_cast<int>(lda), lb = static_cast<int>(ldb), lc = static_cast<int>(ldc);
+  dgemm_(transpose_a ? "T" : "N", transpose_b ? "T" : "N", &mi, &ni, &ki, &alpha, a, &la, b, &lb, &beta, c, &lc);
 }
 
 }  // namespace sgdstab::detail

@@ -30,6 +30,16 @@ int cholesky_solve(Eigen::MatrixXd& a, Eigen::MatrixXd& b);
 void gemm(bool transpose_a, bool transpose_b, double alpha, const Eigen::MatrixXd& a, const Eigen::MatrixXd& b,
           double beta, Eigen::MatrixXd& c);
 
+/// c (m x n) = alpha op(a) op(b) + beta c on raw column-major storage (BLAS dgemm).
+void gemm(bool transpose_a, bool transpose_b, Eigen::Index m, Eigen::Index n, Eigen::Index k, double alpha,
+          const double* a, Eigen::Index lda, const double* b, Eigen::Index ldb, double beta, double* c,
+          Eigen::Index ldc);
+
+/// y = alpha op(a) x + beta y (BLAS dgemv) for a column-major rows x cols
+/// matrix with leading dimension lda; op(a) = a^T when transpose.
+void gemv(bool transpose, Eigen::Index rows, Eigen::Index cols, double alpha, const double* a, Eigen::Index lda,
+          const double* x, double beta, double* y);
+
 /// Copies the lower triangle of c onto its upper triangle.
 void symmetrize_from_lower(Eigen::MatrixXd& c);
 

@@ -169,6 +169,7 @@ StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>&
       p.s = s;
       p.status = it->status;
       p.method = it->method;
+      p.matvecs = it->matvecs;
       p.message = it->message;
       if (it->value > 0 && std::isfinite(it->value)) {
         p.eta_star = p.eta_high = 1.0 / (c * it->value);

@@ -35,4 +35,6 @@ inline std::string read_bytes(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
+inline bool exists(const std::string& path) { return std::ifstream(path).good(); }
+
 }  // namespace testing_files

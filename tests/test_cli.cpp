@@ -600,5 +600,141 @@ TEST_F(Cli, CnnSweepCheckpointsAndParams) {
 #endif
 }
 
+// Well-formed XML, checked by hand: every element closed in order, quoted
+// attributes, no raw '<' or stray '&' in text. Returns the error or "".
+std::string xml_error(const std::string& x) {
+  std::vector<std::string> open;
+  std::size_t i = 0;
+  while (i < x.size()) {
+    if (x[i] != '<') {
+      if (x[i] == '&') {
+        const std::size_t semi = x.find(';', i);
+        if (semi == std::string::npos || semi - i > 6) return "stray & at " + std::to_string(i);
+      }
+      ++i;
+      continue;
+    }
+    const std::size_t close = x.find('>', i);
+    if (close == std::string::npos) return "unterminated tag at " + std::to_string(i);
+    std::string tag = x.substr(i + 1, close - i - 1);
+    i = close + 1;
+    if (tag.empty()) return "empty tag";
+    if (tag[0] == '?' || tag[0] == '!') continue;
+    if (std::count(tag.begin(), tag.end(), '"') % 2 != 0) return "unbalanced quotes in <" + tag + ">";
+    if (tag.find('<') != std::string::npos) return "'<' inside <" + tag + ">";
+    if (tag[0] == '/') {
+      if (open.empty() || open.back() != tag.substr(1)) return "unexpected </" + tag.substr(1) + ">";
+      open.pop_back();
+      continue;
+    }
+    const bool self_closing = tag.back() == '/';
+    const std::string name = tag.substr(0, tag.find_first_of(" /\n"));
+    if (!self_closing) open.push_back(name);
+  }
+  return open.empty() ? "" : "unclosed <" + open.back() + ">";
+}
+
+std::size_t count_of(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+TEST_F(Cli, RegionJsonContractMatchesTheLibrary) {
+  const MatrixXd J = ref::gaussian(16, 9, 75);  // n = 8, C = 2
+  sgdstab::write_npy(file("j.npy"), J);
+  const auto g = sgdstab::Geometry::from_jacobian(J, 2);
+  const CliRun r = run("region --jacobian " + file("j.npy") + " --outputs 2 --mark 0.05,2 --mark 0.5,8");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json j = json::parse(r.out);
+  for (const char* key : {"samples", "outputs", "rank", "lambda_max", "eta_gd", "matvecs", "seconds", "curves", "marks",
+                          "converged", "status"})
+    EXPECT_TRUE(j.contains(key)) << key;
+  EXPECT_EQ(j["samples"], 8);
+  EXPECT_EQ(j["outputs"], 2);
+  EXPECT_EQ(j["rank"], 9);
+  EXPECT_REL_NEAR(j["eta_gd"].get<double>(), 2.0 / g.lambda_max(), 1e-12);
+  ASSERT_EQ(j["curves"].size(), 3u);
+  const char* names[] = {"without", "with", "bernoulli"};
+  for (std::size_t k = 0; k < 3; ++k) {
+    const json& curve = j["curves"][k];
+    EXPECT_EQ(curve["sampling"], names[k]);
+    ASSERT_EQ(curve["points"].size(), 4u);  // 1, 2, 4, 8
+    for (const json& p : curve["points"]) {
+      for (const char* key : {"batch", "eta_star", "eta_low", "eta_high", "converged"}) EXPECT_TRUE(p.contains(key)) << key;
+      const auto b = p["batch"].get<sgdstab::Index>();
+      const double single =
+          sgdstab::stability_threshold(g, b, sgdstab::parse<sgdstab::Sampling>(names[k]), {}).eta_star;
+      EXPECT_REL_NEAR(p["eta_star"].get<double>(), single, 1e-9) << names[k] << " B = " << b;
+      EXPECT_LE(p["eta_low"].get<double>(), p["eta_star"].get<double>());
+      EXPECT_GE(p["eta_high"].get<double>(), p["eta_star"].get<double>());
+      EXPECT_EQ(p["converged"], true);
+    }
+  }
+  ASSERT_EQ(j["marks"].size(), 6u);  // two marks x three schemes
+  for (const json& m : j["marks"]) {
+    for (const char* key : {"lr", "batch", "sampling", "stable", "rho"}) EXPECT_TRUE(m.contains(key)) << key;
+    const auto s = sgdstab::parse<sgdstab::Sampling>(m["sampling"].get<std::string>());
+    const double rho = sgdstab::spectral_radius(g, m["lr"].get<double>(), m["batch"].get<sgdstab::Index>(), s).rho;
+    EXPECT_REL_NEAR(m["rho"].get<double>(), rho, 1e-9);
+    EXPECT_EQ(m["stable"].get<bool>(), rho <= 1.0);
+    const double eta = sgdstab::stability_threshold(g, m["batch"].get<sgdstab::Index>(), s).eta_star;
+    EXPECT_EQ(m["stable"].get<bool>(), m["lr"].get<double>() <= eta);  // rho <= 1 iff lr <= eta*
+  }
+  EXPECT_EQ(j["marks"][0]["stable"], true);
+  EXPECT_EQ(j["marks"][3]["stable"], false);
+}
+
+TEST_F(Cli, RegionPictureIsWellFormedWithOnePathPerScheme) {
+  sgdstab::write_csv(file("j.csv"), ref::gaussian(12, 7, 76));
+  for (const std::string schemes : {"without", "with,bernoulli", "without,with,bernoulli"}) {
+    const std::string svg = file("region.svg");
+    const CliRun r = run("region --jacobian " + file("j.csv") + " --sampling " + schemes + " --batches 1,3,12 --plot " +
+                         svg + " --mark 0.01,3");
+    ASSERT_EQ(r.code, 0) << r.err;
+    const json j = json::parse(r.out);
+    EXPECT_EQ(j["plot"], svg);
+    const std::string text = slurp(svg);
+    EXPECT_EQ(xml_error(text), "") << schemes;
+    EXPECT_EQ(count_of(text, "<path "), j["curves"].size()) << schemes;
+    EXPECT_EQ(count_of(text, "class=\"band\""), j["curves"].size());
+    EXPECT_EQ(count_of(text, "class=\"mark\""), j["curves"].size());
+    EXPECT_EQ(count_of(text, "class=\"eta-gd\""), 1u);
+    EXPECT_EQ(count_of(text, "class=\"bound-sufficient\""), j["curves"].size());
+  }
+  EXPECT_NE(xml_error("<svg><g></svg>"), "");  // the checker itself can fail
+  EXPECT_NE(xml_error("<svg a=\"1></svg>"), "");
+}
+
+TEST_F(Cli, RegionErrorsWriteNothing) {
+  sgdstab::write_csv(file("j.csv"), ref::gaussian(6, 4, 77));
+  const std::string j = "region --jacobian " + file("j.csv");
+  const std::string svg = file("never.svg");
+  const std::pair<std::string, std::string> cases[] = {
+      {j + " --mark 0.1", "expected LR,B"},
+      {j + " --mark 0.1,2,3", "expected LR,B"},
+      {j + " --mark -0.1,2", "must be > 0"},
+      {j + " --mark 0.1,9", "1 <= B <= n = 6"},
+      {j + " --mark x,2", "expected a finite number"},
+      {j + " --sampling without,sometimes", "without|with|bernoulli"},
+      {j + " --sampling with,with", "'with' is repeated"},
+      {j + " --batches 1,2,2", "batch size 2 is repeated"},
+      {j + " --batches 0,2", "1 <= B <= n = 6"},
+      {j + " --batches 1 --batches 2", "given twice"},
+      {j + " --tol 2", "tolerance"},
+  };
+  for (const auto& [args, msg] : cases) {
+    const CliRun r = run(args + " --plot " + svg);
+    EXPECT_EQ(r.code, 2) << args;
+    EXPECT_TRUE(r.out.empty()) << args << " printed: " << r.out;
+    EXPECT_NE(r.err.find(msg), std::string::npos) << args << " said: " << r.err;
+    EXPECT_FALSE(testing_files::exists(svg)) << args;
+  }
+  const CliRun bad_dir = run(j + " --plot /proc/no/such/region.svg");
+  EXPECT_EQ(bad_dir.code, 1);
+  EXPECT_TRUE(bad_dir.out.empty());
+  EXPECT_NE(bad_dir.err.find("/proc/no/such/region.svg"), std::string::npos) << bad_dir.err;
+}
+
 }  // namespace
 #endif

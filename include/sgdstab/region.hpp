@@ -54,6 +54,9 @@ struct RegionPoint {
   double s = 0.0;          ///< beta / (alpha + beta), the point's place on g
   Status status = Status::not_converged;
   Method method = Method::lanczos;
+  /// Applications of R spent while this point's s was the solver's target
+  /// (0 when it was already certified by the subspace of earlier points).
+  Index matvecs = 0;
   std::string message;
   bool converged() const { return status == Status::converged; }
 };
@@ -107,7 +110,7 @@ std::pair<double, double> region_coordinates(Sampling sampling, Index samples, d
 /// SolverOptions: tolerance is the relative width of each certified
 /// interval; method dense builds R (m = r(r+1)/2 applications) and is exact;
 /// lanczos (automatic above dense_max_dimension) shares one subspace of
-/// subspace_dimension vectors (0: up to 40, as memory allows).
+/// subspace_dimension vectors (0: up to 64, as memory allows).
 /// \throws sgdstab::invalid_argument on an empty or repeated scheme or batch
 /// list, or a batch outside 1..n; sgdstab::resource_error when it would not fit.
 StabilityRegion stability_region(const Geometry& geometry, const std::vector<Sampling>& schemes,

@@ -1,0 +1,136 @@
+// Benchmarks of the stability region (theory/region.md) on the hard,
+// clustered class of Grams (figures recorded in README.md):
+//
+//   build/bench/sgdstab_bench_region --benchmark_filter=Clustered/1024
+//   build/bench/sgdstab_bench_region --benchmark_filter=Apply
+//
+// Clustered class: K = J J^T with J Gaussian (nC x 3nC/2) and each sample's
+// C = 4 rows scaled by its own factor 2^u, u uniform in [-1, 1] (seeded).
+// Its spectrum has no decay at the top: many near-equal eigenvalues, the
+// case where Krylov methods need the most applications. The easy class of
+// bench_threshold.cpp (D_kk = 1/(1 + k/64)) is measured beside it.
+#include <benchmark/benchmark.h>
+
+#include <Eigen/Dense>
+#include <chrono>
+#include <random>
+
+#include "linalg.hpp"
+#include "sgdstab/sgdstab.hpp"
+
+namespace {
+
+using Eigen::Index;
+using Eigen::MatrixXd;
+
+MatrixXd gaussian(Index rows, Index cols, std::uint64_t seed) {
+  std::mt19937_64 gen(seed);
+  std::normal_distribution<double> nd;
+  MatrixXd m(rows, cols);
+  for (Index i = 0; i < m.size(); ++i) m.data()[i] = nd(gen);
+  return m;
+}
+
+MatrixXd gram_of(const MatrixXd& j) {
+  MatrixXd k = MatrixXd::Zero(j.rows(), j.rows());
+  k.selfadjointView<Eigen::Lower>().rankUpdate(j);
+  return k.selfadjointView<Eigen::Lower>();
+}
+
+MatrixXd clustered_gram(Index nc) {
+  MatrixXd j = gaussian(nc, 3 * nc / 2, 11);
+  std::mt19937_64 gen(12);
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  for (Index i = 0; i < nc / 4; ++i) j.middleRows(4 * i, 4) *= std::exp2(u(gen));
+  return gram_of(j);
+}
+
+MatrixXd easy_gram(Index nc) {
+  MatrixXd j = gaussian(nc, 3 * nc / 2, 7);
+  for (Index k = 0; k < j.cols(); ++k) j.col(k) /= std::sqrt(1.0 + static_cast<double>(k) / 64.0);
+  return gram_of(j);
+}
+
+MatrixXd gram(Index nc, Index kind) { return kind == 0 ? clustered_gram(nc) : easy_gram(nc); }
+
+const std::vector<sgdstab::Sampling> kAll = {sgdstab::Sampling::without_replacement,
+                                             sgdstab::Sampling::with_replacement, sgdstab::Sampling::bernoulli};
+
+void report(benchmark::State& state, const sgdstab::StabilityRegion& r) {
+  state.counters["matvecs"] = static_cast<double>(r.matvecs);
+  state.counters["restarts"] = static_cast<double>(r.restarts);
+  state.counters["converged"] = r.converged() ? 1 : 0;
+  state.counters["subspace"] = static_cast<double>(r.subspace_dimension);
+  state.counters["eta_B1"] = r.curves[0].points.front().eta_star;
+}
+
+// Args: nC, kind (0 clustered, 1 easy). One threshold (B = 8, without
+// replacement) the old way: Spectra's restarted Lanczos, ncv = 12.
+void BM_ThresholdSpectra(benchmark::State& state) {
+  const auto g = sgdstab::Geometry::from_gram(gram(state.range(0), state.range(1)), 4);
+  for (auto _ : state) {
+    const auto t = sgdstab::stability_threshold(g, 8);
+    state.counters["matvecs"] = static_cast<double>(t.report.matvecs);
+    state.counters["converged"] = t.converged() ? 1 : 0;
+    state.counters["eta_star"] = t.eta_star;
+  }
+}
+
+// The same threshold as a one-point region (the shared-subspace solver).
+void BM_ThresholdRegion(benchmark::State& state) {
+  const auto g = sgdstab::Geometry::from_gram(gram(state.range(0), state.range(1)), 4);
+  for (auto _ : state) {
+    const auto r = sgdstab::stability_region(g, {sgdstab::Sampling::without_replacement}, {8});
+    report(state, r);
+    state.counters["eta_star"] = r.curves[0].points[0].eta_star;
+  }
+}
+
+// The full region: 3 schemes x (1, 2, 4, ..., n) batch sizes.
+void BM_Region(benchmark::State& state) {
+  const auto g = sgdstab::Geometry::from_gram(gram(state.range(0), state.range(1)), 4);
+  const auto batches = sgdstab::default_batches(g.samples());
+  for (auto _ : state) report(state, sgdstab::stability_region(g, kAll, batches));
+  state.counters["points"] = static_cast<double>(3 * batches.size());
+}
+
+BENCHMARK(BM_ThresholdSpectra)->Args({1024, 0})->Args({2048, 0})->Args({4096, 0})->Args({1024, 1})
+    ->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
+BENCHMARK(BM_ThresholdRegion)->Args({1024, 0})->Args({2048, 0})->Args({4096, 0})->Args({1024, 1})
+    ->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
+BENCHMARK(BM_Region)->Args({1024, 0})->Args({2048, 0})->Args({4096, 0})->Args({1024, 1})
+    ->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
+
+// One application of R (the region's operator) against OpenBLAS DGEMM on the
+// same flop count, 3 nC r^2 (an nC x r by r x r product is 2 nC r^2 of it),
+// in the same run.
+void BM_ApplyR(benchmark::State& state) {
+  const Index nc = state.range(0);
+  const auto g = sgdstab::Geometry::from_gram(clustered_gram(nc), 4);
+  const sgdstab::SecondMomentOperator d(g, 1, sgdstab::Sampling::with_replacement);
+  const sgdstab::PencilOperator op(d);
+  const Eigen::VectorXd x = gaussian(op.rows(), 1, 3);
+  Eigen::VectorXd y(op.rows());
+  for (auto _ : state) {
+    op.perform_op(x.data(), y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  const double r = static_cast<double>(g.rank());
+  state.counters["flop_rate"] = benchmark::Counter(3.0 * nc * r * r, benchmark::Counter::kIsIterationInvariantRate);
+}
+void BM_ApplyDgemm(benchmark::State& state) {
+  const Index n = state.range(0);
+  const MatrixXd a = gaussian(n, n, 1), b = gaussian(n, n, 2);
+  MatrixXd c(n, n);
+  for (auto _ : state) {
+    sgdstab::detail::gemm(false, false, 1.0, a, b, 0.0, c);
+    benchmark::DoNotOptimize(c.data());
+  }
+  state.counters["flop_rate"] = benchmark::Counter(2.0 * n * n * n, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_ApplyR)->Arg(2048)->Arg(4096)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
+BENCHMARK(BM_ApplyDgemm)->Arg(2048)->Arg(4096)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
+
+}  // namespace
+
+BENCHMARK_MAIN();
