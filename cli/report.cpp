@@ -1,5 +1,7 @@
 #include "report.hpp"
 
+#include <cmath>
+
 #include <ostream>
 
 #include "exit_codes.hpp"
@@ -12,6 +14,7 @@ void report_fields(json& j, const SolveReport& r) {
   j["matvecs"] = r.matvecs;
   j["iterations"] = r.iterations;
   j["residual"] = r.residual;
+  j["error_bound"] = std::isnan(r.error_bound) ? json(nullptr) : json(r.error_bound);
   j["method"] = to_string(r.method);
   j["message"] = r.message;
 }

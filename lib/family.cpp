@@ -124,6 +124,11 @@ class Subspace {
     return r;
   }
 
+  VectorXd expand(const VectorXd& y) const {
+    VectorXd v(m_);
+    gemv(false, m_, k_, 1.0, v_.data(), m_, y.data(), 0.0, v.data());
+    return v / v.norm();
+  }
   double project_p(const VectorXd& y) const { return y.dot(gp_.topLeftCorner(k_, k_) * y); }
   double project_r(const VectorXd& y) const { return y.dot(gr_.topLeftCorner(k_, k_) * y); }
 
@@ -166,16 +171,18 @@ class Subspace {
   Index applications_ = 0;
 };
 
-void record(FamilyMember& out, const Subspace& sub, const Ritz& z, double rho, double tol) {
+void record(FamilyMember& out, const Subspace& sub, const Ritz& z, double rho, double tol, bool want_vector) {
   out.value = z.theta;
   out.residual = rho;
   out.error = error_bound(rho, z, tol);
   out.tangent_p = sub.project_p(z.y);
   out.tangent_r = sub.project_r(z.y);
+  if (want_vector) out.vector = sub.expand(z.y);
 }
 
 // One member in the shared subspace; `cap` bounds the applications it may spend.
-void solve_member(Subspace& sub, FamilyMember& out, const VectorXd& start, double tol, Index cap, Index& restarts) {
+void solve_member(Subspace& sub, FamilyMember& out, const VectorXd& start, double tol, Index cap, Index& restarts,
+                  bool want_vector) {
   out.method = Method::lanczos;
   const Index before = sub.applications();
   if (sub.size() == 0 && !sub.add(start)) {
@@ -188,8 +195,10 @@ void solve_member(Subspace& sub, FamilyMember& out, const VectorXd& start, doubl
     const Ritz z = sub.ritz(out.s);
     const VectorXd r = sub.residual(out.s, z);
     const double rho = r.norm();
-    record(out, sub, z, rho, tol);
     out.matvecs = sub.applications() - before;
+    const bool done = sub.size() == m || out.matvecs >= cap;
+    record(out, sub, z, rho, tol, false);
+    if (want_vector && (done || out.error <= tol * std::abs(out.value))) out.vector = sub.expand(z.y);
     if (!std::isfinite(out.value) || !std::isfinite(rho)) {
       out.status = Status::numerical_failure;
       out.message = "the Ritz value or residual is not finite";
@@ -201,15 +210,17 @@ void solve_member(Subspace& sub, FamilyMember& out, const VectorXd& start, doubl
     }
     if (out.matvecs >= cap) {
       out.status = Status::not_converged;
-      out.message = "not certified after " + std::to_string(out.matvecs) + " applications (error bound " +
+      out.message = "did not converge: not certified after " + std::to_string(out.matvecs) + " applications (error bound " +
                     fmt(out.error / std::abs(out.value)) + " relative)";
       return;
     }
+    const VectorXd ritz_vector = want_vector ? sub.expand(z.y) : VectorXd();
     if (sub.size() == sub.capacity()) {
       sub.restart(z.basis, std::max<Index>(1, sub.capacity() / 2));
       ++restarts;
     }
     if (!sub.add(r)) {  // the residual lies in the subspace: invariant to rounding
+      out.vector = ritz_vector;
       out.status = out.error <= 1e3 * tol * std::abs(out.value) ? Status::converged : Status::not_converged;
       out.message = "the subspace became invariant (residual " + fmt(rho) + ")";
       return;
@@ -230,7 +241,7 @@ MatrixXd dense_r(const ApplyFn& apply, Index m) {
 }
 
 // lambda_max((1 - s) diag(p) + s R) by LAPACK; error = the residual norm.
-void dense_member(const VectorXd& p, const MatrixXd& r, FamilyMember& out) {
+void dense_member(const VectorXd& p, const MatrixXd& r, FamilyMember& out, bool want_vector) {
   out.method = Method::dense;
   MatrixXd a = out.s * r;
   a.diagonal() += (1.0 - out.s) * p;
@@ -250,6 +261,7 @@ void dense_member(const VectorXd& p, const MatrixXd& r, FamilyMember& out) {
   out.error = out.residual;
   out.tangent_p = v.dot(p.cwiseProduct(v));
   out.tangent_r = v.dot(r * v);
+  if (want_vector) out.vector = v;
   out.status = Status::converged;
   out.message = "converged";
 }
@@ -257,7 +269,8 @@ void dense_member(const VectorXd& p, const MatrixXd& r, FamilyMember& out) {
 }  // namespace
 
 FamilyResult family_top(const VectorXd& p, const ApplyFn& apply_r, const std::vector<double>& s,
-                        const VectorXd& start, const SolverOptions& opt, double fixed_bytes, const std::string& what) {
+                        const VectorXd& start, const SolverOptions& opt, double fixed_bytes, const std::string& what,
+                        bool want_vectors) {
   opt.validate();
   const Index m = p.size();
   require(start.size() == m, "family_top", "the start vector has the wrong length");
@@ -283,7 +296,7 @@ FamilyResult family_top(const VectorXd& p, const ApplyFn& apply_r, const std::ve
     std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return s[a] > s[b]; });
     const Index cap = opt.max_iterations * std::max<Index>(1, kmax - kmax / 2);
     for (std::size_t j : order) {
-      solve_member(sub, res.members[j], start, opt.tolerance, cap, res.restarts);
+      solve_member(sub, res.members[j], start, opt.tolerance, cap, res.restarts, want_vectors);
       if (!res.members[j].converged()) pending.push_back(j);
       else res.members[j].message = "converged";
     }
@@ -300,7 +313,7 @@ FamilyResult family_top(const VectorXd& p, const ApplyFn& apply_r, const std::ve
       const MatrixXd r = dense_r(counted, m);
       for (std::size_t j : pending) {
         const std::string history = res.members[j].message;
-        dense_member(p, r, res.members[j]);
+        dense_member(p, r, res.members[j], want_vectors);
         if (j == pending.front()) res.members[j].matvecs += applications - before;  // the shared build
         if (fallback) res.members[j].message = history + "; fell back to the dense method";
       }

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "sgdstab/geometry.hpp"
 #include "sgdstab/stability.hpp"
 #include "sgdstab/types.hpp"
 
@@ -39,6 +40,7 @@ struct FamilyMember {
   Status status = Status::not_converged;
   Method method = Method::lanczos;
   Index matvecs = 0;  ///< applications of R spent while this member was the target
+  Eigen::VectorXd vector;  ///< the unit Ritz vector, when asked for
   std::string message;
   bool converged() const { return status == Status::converged; }
 };
@@ -67,6 +69,14 @@ Index family_subspace(Index m, const SolverOptions& options, double fixed_bytes,
 /// \throws sgdstab::resource_error before allocating what would not fit.
 FamilyResult family_top(const Eigen::VectorXd& p, const ApplyFn& apply_r, const std::vector<double>& s,
                         const Eigen::VectorXd& start, const SolverOptions& options, double fixed_bytes,
-                        const std::string& what);
+                        const std::string& what, bool want_vectors = false);
+
+/// The family of a geometry's pencil (region.hpp): P and R of its reduced
+/// coordinates, solved at every s in (0, 1] by family_top from the start
+/// A^{1/2}(I) (implemented in lib/region.cpp).
+FamilyResult geometry_family(const Geometry& g, const std::vector<double>& s, const SolverOptions& options,
+                             bool want_vectors = false);
+/// g(0) = lambda_max(H) / 2, exactly, with its tangent and vector e_00.
+FamilyMember geometry_family_at_zero(const Geometry& g);
 
 }  // namespace sgdstab::detail

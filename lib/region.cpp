@@ -78,7 +78,11 @@ VectorXd packed_p(const VectorXd& d) {
 
 // g(0) = d_0 / 2 at e_00, and its tangent e_00' R e_00 = (1/n) sum_i (h_i)_00^2 / (2 d_0)
 // with (h_i)_00 = |Z_i e_0|^2 (theory/region.md, section 6).
-detail::FamilyMember exact_at_zero(const Geometry& g) {
+}  // namespace
+
+namespace detail {
+
+FamilyMember geometry_family_at_zero(const Geometry& g) {
   const VectorXd& d = g.hessian_eigenvalues();
   const MatrixXd& z = g.factor();
   const Index n = g.samples(), c = g.outputs();
@@ -95,8 +99,26 @@ detail::FamilyMember exact_at_zero(const Geometry& g) {
   m.status = Status::converged;
   m.method = Method::dense;
   m.message = "exact: g(0) = lambda_max(H) / 2";
+  m.vector = VectorXd::Zero(packed_size(g.rank()));
+  m.vector(0) = 1.0;  // E_00 (packed order starts with the (0, 0) entry)
   return m;
 }
+
+FamilyResult geometry_family(const Geometry& g, const std::vector<double>& s, const SolverOptions& opt,
+                             bool want_vectors) {
+  const VectorXd& d = g.hessian_eigenvalues();
+  const SecondMomentOperator single(g, 1, Sampling::with_replacement);  // alpha = 0, beta = 1: Q = D
+  const PencilOperator r_op(single);                                     // R = A^{-1/2} D A^{-1/2}
+  const ApplyFn apply = [&r_op](const double* x, double* y) { r_op.perform_op(x, y); };
+  VectorXd start = pack(MatrixXd((2.0 * d).cwiseSqrt().asDiagonal()));  // A^{1/2}(I): threshold.md §6
+  start /= start.norm();
+  return family_top(packed_p(d), apply, s, start, opt, single.workspace_bytes(),
+                    "eta* (m = " + std::to_string(packed_size(g.rank())) + ")", want_vectors);
+}
+
+}  // namespace detail
+
+namespace {
 
 void check_lists(const std::vector<Sampling>& schemes, const std::vector<Index>& batches, Index n) {
   const std::string where = "stability_region";
@@ -135,16 +157,8 @@ StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>&
       if (s > 0 && std::find(svals.begin(), svals.end(), s) == svals.end()) svals.push_back(s);
     }
   detail::FamilyResult fam;
-  if (!svals.empty()) {
-    const SecondMomentOperator single(g, 1, Sampling::with_replacement);  // alpha = 0, beta = 1: Q = D
-    const PencilOperator r_op(single);                                     // R = A^{-1/2} D A^{-1/2}
-    const detail::ApplyFn apply = [&r_op](const double* x, double* y) { r_op.perform_op(x, y); };
-    VectorXd start = pack(MatrixXd((2.0 * d).cwiseSqrt().asDiagonal()));  // A^{1/2}(I): threshold.md §6
-    start /= start.norm();
-    fam = detail::family_top(packed_p(d), apply, svals, start, opt, single.workspace_bytes(),
-                             "stability region (m = " + std::to_string(packed_size(g.rank())) + ")");
-  }
-  fam.members.push_back(exact_at_zero(g));
+  if (!svals.empty()) fam = detail::geometry_family(g, svals, opt);
+  fam.members.push_back(detail::geometry_family_at_zero(g));
   out.matvecs = fam.matvecs;
   out.restarts = fam.restarts;
   out.subspace_dimension = fam.subspace_dimension;
@@ -170,6 +184,7 @@ StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>&
       p.status = it->status;
       p.method = it->method;
       p.matvecs = it->matvecs;
+      p.residual = it->value > 0 ? it->residual / it->value : it->residual;
       p.message = it->message;
       if (it->value > 0 && std::isfinite(it->value)) {
         p.eta_star = p.eta_high = 1.0 / (c * it->value);

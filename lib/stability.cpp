@@ -3,12 +3,15 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "check.hpp"
 #include "eigensolve.hpp"
+#include "family.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
 #include "sgdstab/moment_operator.hpp"
+#include "sgdstab/region.hpp"
 
 namespace sgdstab {
 
@@ -47,17 +50,11 @@ MatrixXd unit_psd(MatrixXd s) {
   return s / s.norm();
 }
 
-ThresholdResult threshold_with_start(const Geometry& g, Index batch, Sampling sampling,
-                                     const SolverOptions& opt, const VectorXd* warm, VectorXd* vec_out) {
-  opt.validate();
+// The dense method: LAPACK on the explicit pencil (theory/threshold.md, section 5).
+ThresholdResult dense_threshold(const Geometry& g, Index batch, Sampling sampling, const SolverOptions& opt) {
   SecondMomentOperator t(g, batch, sampling);
   PencilOperator op(t);
-  const VectorXd& d = g.hessian_eigenvalues();
-  VectorXd start = identity_start((2.0 * d).cwiseSqrt());  // A^{1/2}(I)
-  if (warm != nullptr && warm->size() == start.size()) {
-    start = *warm / warm->norm() + 0.1 * start;
-    start /= start.norm();
-  }
+  const VectorXd start = identity_start((2.0 * g.hessian_eigenvalues()).cwiseSqrt());  // A^{1/2}(I)
   Eigenpair e = top_eigenpair(op, start, opt, t.workspace_bytes(), "eta*(B = " + std::to_string(batch) + ")");
   ThresholdResult res;
   res.batch = batch;
@@ -65,16 +62,53 @@ ThresholdResult threshold_with_start(const Geometry& g, Index batch, Sampling sa
   res.pencil_max = e.value;
   res.eta_star = e.value > 0 ? 1.0 / e.value : 0.0;
   res.report = e.report;
-  if (e.value <= 0 && res.report.converged()) {
-    res.report.status = Status::numerical_failure;
-    res.report.message = "the pencil's largest eigenvalue is not positive";
-  }
+  if (res.report.converged()) res.report.error_bound = res.report.residual;
   if (opt.want_direction && e.vector.size() > 0) {
     MatrixXd s = unpack(e.vector, g.rank());
     s.array() *= op.weights().array();  // S* = A^{-1/2} y
     res.direction = unit_psd(s);
   }
-  if (vec_out != nullptr) *vec_out = e.vector;
+  return res;
+}
+
+// The matrix-free method: the family g(s) of theory/region.md at one s.
+ThresholdResult family_threshold(const Geometry& g, Index batch, Sampling sampling, const SolverOptions& opt) {
+  const auto [c, s] = region_coordinates(sampling, g.samples(), static_cast<double>(batch));
+  const detail::FamilyResult fam =
+      s > 0 ? detail::geometry_family(g, {s}, opt, opt.want_direction) : detail::FamilyResult{};
+  const detail::FamilyMember m = s > 0 ? fam.members.front() : detail::geometry_family_at_zero(g);
+  ThresholdResult res;
+  res.batch = batch;
+  res.sampling = sampling;
+  res.pencil_max = c * m.value;
+  res.eta_star = m.value > 0 ? 1.0 / res.pencil_max : 0.0;
+  res.report.status = m.status;
+  res.report.method = m.method;
+  res.report.matvecs = m.matvecs;
+  res.report.iterations = fam.restarts + 1;
+  res.report.residual = m.value > 0 ? m.residual / m.value : m.residual;
+  res.report.error_bound = m.value > 0 ? m.error / m.value : m.error;
+  res.report.message = m.message;
+  if (opt.want_direction && m.vector.size() > 0) {
+    MatrixXd dir = unpack(m.vector, g.rank());
+    const VectorXd& d = g.hessian_eigenvalues();
+    for (Index l = 0; l < g.rank(); ++l)
+      for (Index k = 0; k < g.rank(); ++k) dir(k, l) /= std::sqrt(d(k) + d(l));  // S* = A^{-1/2} y
+    res.direction = unit_psd(dir);
+  }
+  return res;
+}
+
+ThresholdResult threshold_of(const Geometry& g, Index batch, Sampling sampling, const SolverOptions& opt) {
+  opt.validate();
+  check_batch(batch, g.samples(), "stability_threshold");
+  ThresholdResult res = detail::resolve_method(opt, packed_size(g.rank())) == Method::dense
+                            ? dense_threshold(g, batch, sampling, opt)
+                            : family_threshold(g, batch, sampling, opt);
+  if (res.pencil_max <= 0 && res.report.converged()) {
+    res.report.status = Status::numerical_failure;
+    res.report.message = "the pencil's largest eigenvalue is not positive";
+  }
   return res;
 }
 
@@ -82,7 +116,7 @@ ThresholdResult threshold_with_start(const Geometry& g, Index batch, Sampling sa
 
 ThresholdResult stability_threshold(const Geometry& g, Index batch, Sampling sampling,
                                     const SolverOptions& opt) {
-  return threshold_with_start(g, batch, sampling, opt, nullptr, nullptr);
+  return threshold_of(g, batch, sampling, opt);
 }
 
 RadiusResult spectral_radius(const Geometry& g, double lr, Index batch, Sampling sampling,
@@ -106,12 +140,28 @@ std::vector<ThresholdResult> threshold_curve(const Geometry& g, const std::vecto
                                              Sampling sampling, const SolverOptions& opt) {
   detail::require(!batches.empty(), "threshold_curve", "the list of batch sizes is empty");
   for (Index b : batches) check_batch(b, g.samples(), "threshold_curve");
+  opt.validate();
   std::vector<ThresholdResult> out;
-  VectorXd previous;
-  for (Index b : batches) {
-    VectorXd vec;
-    out.push_back(threshold_with_start(g, b, sampling, opt, previous.size() ? &previous : nullptr, &vec));
-    if (out.back().converged()) previous = vec;
+  if (opt.want_direction || detail::resolve_method(opt, packed_size(g.rank())) == Method::dense) {
+    for (Index b : batches) out.push_back(threshold_of(g, b, sampling, opt));
+    return out;
+  }
+  // One shared subspace for every B (theory/region.md, section 5).
+  const StabilityRegion region = stability_region(g, {sampling}, batches, opt);
+  for (const RegionPoint& p : region.curves.front().points) {
+    ThresholdResult r;
+    r.batch = p.batch;
+    r.sampling = sampling;
+    r.eta_star = p.eta_star;
+    r.pencil_max = p.eta_star > 0 ? 1.0 / p.eta_star : 0.0;
+    r.report.status = p.status;
+    r.report.method = p.method;
+    r.report.matvecs = p.matvecs;
+    r.report.iterations = region.restarts + 1;
+    r.report.error_bound = p.eta_low > 0 ? p.eta_high / p.eta_low - 1.0 : std::numeric_limits<double>::infinity();
+    r.report.residual = p.residual;
+    r.report.message = p.message;
+    out.push_back(r);
   }
   return out;
 }

@@ -52,6 +52,7 @@ struct RegionPoint {
   double eta_low = 0.0;    ///< certified: eta_low <= eta*
   double eta_high = 0.0;   ///< certified: eta* <= eta_high
   double s = 0.0;          ///< beta / (alpha + beta), the point's place on g
+  double residual = 0.0;   ///< |M v - theta v| / theta of the Ritz pair behind the point
   Status status = Status::not_converged;
   Method method = Method::lanczos;
   /// Applications of R spent while this point's s was the solver's target

@@ -11,12 +11,14 @@
 /// equals 2 / lambda_max(H) at B = n without replacement.
 ///
 /// Two methods: `dense` builds the r(r+1)/2-square matrix and calls LAPACK;
-/// `lanczos` runs Spectra's implicitly restarted Lanczos on the matrix-free
-/// operator (O(n c r^2) flops per application). `automatic` picks dense for
-/// small r. A Lanczos run that does not converge is retried with a larger
-/// subspace, then densely when that fits in memory; if all fail the result
-/// says converged = false and carries a message: the number is then not to
-/// be trusted.
+/// `lanczos` is matrix-free (O(n c r^2) flops per application): for eta* the
+/// thick-restart Lanczos of region.hpp, which checks convergence after every
+/// application and stops on an error bound (theory/region.md, section 4);
+/// for rho(T) Spectra's implicitly restarted Lanczos. `automatic` picks dense
+/// for small r. A Lanczos run that does not converge falls back to the dense
+/// method when that fits in memory; if all fail the result says
+/// converged = false and carries a message: the number is then not to be
+/// trusted. threshold_curve shares one subspace across all B (region.hpp).
 ///
 /// \code
 /// auto g = sgdstab::Geometry::from_jacobian(J, /*outputs=*/1);
@@ -25,6 +27,7 @@
 /// std::cout << "eta* = " << res.eta_star << "\n";
 /// \endcode
 #include <Eigen/Core>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -43,10 +46,10 @@ struct SolverOptions {
   double tolerance = 1e-10;
   /// Lanczos restarts allowed per attempt.
   Index max_iterations = 1000;
-  /// Lanczos subspace dimension (ncv); 0 = min(m, 12), m = r(r+1)/2. Spectra
-  /// checks convergence once per restart, so a small subspace with restarts
-  /// needs fewer operator applications here than one long Lanczos run
-  /// (bench/: 20 applications with ncv = 12 against 42 with ncv = 40 at nC = 2048).
+  /// Lanczos subspace dimension; 0 = automatic, m = r(r+1)/2: for eta* (and
+  /// regions) up to min(m, 64) vectors as memory allows (theory/region.md,
+  /// section 5); for rho(T) and the bounds (Spectra, which checks convergence
+  /// once per restart) min(m, 12).
   Index subspace_dimension = 0;
   /// automatic uses the dense method when m <= this.
   Index dense_max_dimension = 600;
@@ -67,6 +70,10 @@ struct SolveReport {
   Index iterations = 0;   ///< Lanczos restarts (1 for dense)
   Index matvecs = 0;      ///< operator applications, residual check included
   double residual = 0.0;  ///< |M v - lambda v| / |lambda| for the returned unit v
+  /// Relative a posteriori bound on the eigenvalue's error, (lambda_max - lambda) / lambda
+  /// (the threshold: eta* lies in [eta_star / (1 + error_bound), eta_star]); NaN where
+  /// the solver gives none (the spectral radius).
+  double error_bound = std::numeric_limits<double>::quiet_NaN();
   Method method = Method::automatic;  ///< the method that produced the value
   std::string message;    ///< what happened (fallbacks, failures)
 };
