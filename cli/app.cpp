@@ -217,7 +217,8 @@ Program::Program() : root_(kDescription, "sgdstab") {
   options(c, {{"sampling", "without|with|bernoulli"},
               {"method", "automatic|dense|lanczos"},
               {"tol", "X: relative eigenvalue accuracy"},
-              {"ncv", "K: Lanczos subspace dimension"}});
+              {"ncv", "K: Lanczos subspace dimension"},
+              {"plot", "FILE.svg: also write the stability region of all three schemes"}});
 
   c = command(root_, "bounds", "eta*(B) beside every known bound (GD, Wu-Ma-E, Mulayoff-Michaeli, alignment)",
               cmd_bounds);

@@ -3,6 +3,7 @@
 
 #include "commands.hpp"
 #include "inputs.hpp"
+#include "plot.hpp"
 #include "report.hpp"
 #include "sgdstab/sgdstab.hpp"
 
@@ -37,7 +38,15 @@ int cmd_demo(const Args& args, std::ostream& out, std::ostream& err) {
                  "at every theta, in particular at its interpolating minima";
   const std::vector<ThresholdResult> curve = threshold_curve(g, default_batches(n), sampling, so);
   j.update(curve_json(g, curve));
-  return finish(j, curve_status(curve), out, err);
+  Status status = curve_status(curve);
+  if (args.has("plot")) {  // the region of all three schemes, as `sgdstab region --plot`
+    const StabilityRegion region = stability_region(
+        g, {Sampling::without_replacement, Sampling::with_replacement, Sampling::bernoulli}, default_batches(n), so);
+    write_region_plot(args.str("plot"), g, region, {}, so);
+    status = combine(status, region.status);
+    j["plot"] = args.str("plot");
+  }
+  return finish(j, status, out, err);
 }
 
 }  // namespace sgdstab::cli

@@ -92,6 +92,13 @@ std::vector<std::vector<RegionBound>> bound_rows(const Geometry& g, const Stabil
 
 }  // namespace
 
+void write_region_plot(const std::string& path, const Geometry& g, const StabilityRegion& region,
+                       const std::vector<RegionMark>& marks, const SolverOptions& so) {
+  write_text(path, region_svg(region, bound_rows(g, region, so), marks,
+                              "Stability region: n = " + std::to_string(g.samples()) + ", C = " +
+                                  std::to_string(g.outputs()) + ", rank " + std::to_string(g.rank())));
+}
+
 int cmd_region(const Args& args, std::ostream& out, std::ostream& err) {
   const auto t0 = std::chrono::steady_clock::now();
   const std::vector<Sampling> schemes = schemes_option(args);
@@ -106,12 +113,8 @@ int cmd_region(const Args& args, std::ostream& out, std::ostream& err) {
   std::vector<RegionMark> drawn;
   if (!marks.empty()) j["marks"] = mark_rows(g, region, marks, so, drawn, status);
   if (args.has("plot")) {
-    const std::string path = args.str("plot");
-    const auto bounds = bound_rows(g, region, so);
-    write_text(path, region_svg(region, bounds, drawn,
-                                "Stability region: n = " + std::to_string(g.samples()) +
-                                    ", C = " + std::to_string(g.outputs()) + ", rank " + std::to_string(g.rank())));
-    j["plot"] = path;
+    write_region_plot(args.str("plot"), g, region, drawn, so);
+    j["plot"] = args.str("plot");
   }
   j["seconds"] = seconds_since(t0);
   return finish(j, status, out, err);

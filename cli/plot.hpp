@@ -4,7 +4,9 @@
 #include <string>
 #include <vector>
 
+#include "sgdstab/geometry.hpp"
 #include "sgdstab/region.hpp"
+#include "sgdstab/stability.hpp"
 
 namespace sgdstab::cli {
 
@@ -40,5 +42,10 @@ struct RegionBound {
 /// line; marks in their scheme's colour (filled: stable, hollow: unstable).
 std::string region_svg(const StabilityRegion& region, const std::vector<std::vector<RegionBound>>& bounds,
                        const std::vector<RegionMark>& marks, const std::string& title);
+
+/// Computes the bounds of `sgdstab bounds` at every point of the region and
+/// writes its picture to `path` atomically (cli/cmd_region.cpp).
+void write_region_plot(const std::string& path, const Geometry& g, const StabilityRegion& region,
+                       const std::vector<RegionMark>& marks, const SolverOptions& options);
 
 }  // namespace sgdstab::cli

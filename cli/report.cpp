@@ -47,6 +47,7 @@ json curve_json(const Geometry& g, const std::vector<ThresholdResult>& curve) {
     p["status"] = to_string(r.status());
     p["matvecs"] = r.report.matvecs;
     p["method"] = to_string(r.report.method);
+    p["error_bound"] = std::isnan(r.report.error_bound) ? json(nullptr) : json(r.report.error_bound);
     pts.push_back(p);
   }
   j["points"] = pts;

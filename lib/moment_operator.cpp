@@ -26,14 +26,34 @@ void pack_into(const MatrixXd& s, double* x) {
   }
 }
 
-void unpack_into(const double* x, Index r, MatrixXd& s) {
+// The lower triangle of s from packed x, times w entrywise (w = null: times 1).
+void unpack_lower_into(const double* x, Index r, MatrixXd& s, const MatrixXd* w) {
   s.resize(r, r);
   Index idx = 0;
+  const double inv = 1.0 / kSqrt2;
   for (Index l = 0; l < r; ++l) {
-    s(l, l) = x[idx++];
-    for (Index k = l + 1; k < r; ++k) s(k, l) = x[idx++] / kSqrt2;
+    double* col = s.col(l).data();
+    const double* wl = w != nullptr ? w->col(l).data() : nullptr;
+    col[l] = x[idx++] * (wl != nullptr ? wl[l] : 1.0);
+    for (Index k = l + 1; k < r; ++k) col[k] = x[idx++] * inv * (wl != nullptr ? wl[k] : 1.0);
   }
+}
+
+void unpack_into(const double* x, Index r, MatrixXd& s) {
+  unpack_lower_into(x, r, s, nullptr);
   detail::symmetrize_from_lower(s);
+}
+
+// pack_into of (w o s), reading the lower triangle only.
+void pack_weighted_into(const MatrixXd& s, const MatrixXd& w, double* x) {
+  const Index r = s.rows();
+  Index idx = 0;
+  for (Index l = 0; l < r; ++l) {
+    const double* col = s.col(l).data();
+    const double* wl = w.col(l).data();
+    x[idx++] = col[l] * wl[l];
+    for (Index k = l + 1; k < r; ++k) x[idx++] = kSqrt2 * col[k] * wl[k];
+  }
 }
 }  // namespace
 
@@ -192,8 +212,9 @@ void SecondMomentOperator::stack_rows(Index rows) const {
   }
 }
 
-// Q(S) = alpha D S D + (beta / n) sum_i h_i S h_i = alpha D S D + (beta / n) (P^T P - M^T M).
-void SecondMomentOperator::quadratic_into(const MatrixXd& s, MatrixXd& out) const {
+// Q(S) = alpha D S D + (beta / n) sum_i h_i S h_i = alpha D S D + (beta / n) (P^T P - M^T M),
+// lower triangle only (DSYMM and DSYRK read and write lower triangles).
+void SecondMomentOperator::quadratic_lower_into(const MatrixXd& s, MatrixXd& out) const {
   const VectorXd& d = geometry_->hessian_eigenvalues();
   const Index r = dimension(), nc = geometry_->factor().rows();
   out.setZero(r, r);
@@ -205,9 +226,15 @@ void SecondMomentOperator::quadratic_into(const MatrixXd& s, MatrixXd& out) cons
     const double scale = factors_.beta / static_cast<double>(geometry_->samples());
     detail::syrk_lower(true, scale, plus_.data(), kp, r, nc, out);
     detail::syrk_lower(true, -scale, plus_.data() + kp, km, r, nc, out);
-    detail::symmetrize_from_lower(out);
   }
-  if (factors_.alpha != 0.0) out += factors_.alpha * (d.asDiagonal() * s * d.asDiagonal());
+  if (factors_.alpha != 0.0)
+    for (Index l = 0; l < r; ++l)
+      for (Index k = l; k < r; ++k) out(k, l) += factors_.alpha * d(k) * d(l) * s(k, l);
+}
+
+void SecondMomentOperator::quadratic_into(const MatrixXd& s, MatrixXd& out) const {
+  quadratic_lower_into(s, out);
+  detail::symmetrize_from_lower(out);
 }
 
 PencilOperator::PencilOperator(const SecondMomentOperator& op) : op_(&op) {
@@ -218,13 +245,12 @@ PencilOperator::PencilOperator(const SecondMomentOperator& op) : op_(&op) {
     for (Index k = 0; k < r; ++k) inv_sqrt_a_(k, l) = 1.0 / std::sqrt(d(k) + d(l));
 }
 
+// Lower triangles throughout: the weights and Q act entrywise or read lower triangles.
 void PencilOperator::perform_op(const Scalar* x_in, Scalar* y_out) const {
   const Index r = op_->dimension();
-  unpack_into(x_in, r, s_);
-  s_.array() *= inv_sqrt_a_.array();
-  op_->quadratic_into(s_, q_);
-  q_.array() *= inv_sqrt_a_.array();
-  pack_into(q_, y_out);
+  unpack_lower_into(x_in, r, s_, &inv_sqrt_a_);
+  op_->quadratic_lower_into(s_, q_);
+  pack_weighted_into(q_, inv_sqrt_a_, y_out);
   ++applications_;
 }
 

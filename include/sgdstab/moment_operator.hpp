@@ -72,6 +72,10 @@ class SecondMomentOperator {
 
   /// Scratch-free core used by the Spectra operators: out = Q(s); s symmetric.
   void quadratic_into(const Eigen::MatrixXd& s, Eigen::MatrixXd& out) const;
+  /// The same on lower triangles: reads the lower triangle of s, writes the
+  /// lower triangle of Q(s) (the strict upper triangle of out is unspecified).
+  /// Saves the two transposed copies a full symmetric matrix costs.
+  void quadratic_lower_into(const Eigen::MatrixXd& s, Eigen::MatrixXd& out) const;
   /// Bytes of scratch space one application needs (for memory estimates).
   double workspace_bytes() const;
 
