@@ -68,6 +68,8 @@ class Subspace {
   Index size() const { return k_; }
   Index capacity() const { return kmax_; }
   Index applications() const { return applications_; }
+  const VectorXd& diagonal() const { return p_; }
+
 
   // Orthonormalizes x against V (classical Gram-Schmidt, repeated while
   // the norm drops by more than 30 %), appends it and its image R x.
@@ -180,6 +182,20 @@ void record(FamilyMember& out, const Subspace& sub, const Ritz& z, double rho, d
   if (want_vector) out.vector = sub.expand(z.y);
 }
 
+// The expansion vector: Davidson's correction with the free part of the
+// diagonal, t = r / (theta - (1 - s) p), denominators kept >= 1e-3 theta in
+// magnitude (theory/region.md, section 5). At s = 1 it is r / theta: Lanczos.
+VectorXd davidson(const VectorXd& p, double s, double theta, const VectorXd& r) {
+  const double floor = 1e-3 * std::abs(theta);
+  VectorXd t(r.size());
+  for (Index j = 0; j < r.size(); ++j) {
+    double den = theta - (1.0 - s) * p(j);
+    if (std::abs(den) < floor) den = den < 0 ? -floor : floor;
+    t(j) = r(j) / den;
+  }
+  return t;
+}
+
 // One member in the shared subspace; `cap` bounds the applications it may spend.
 void solve_member(Subspace& sub, FamilyMember& out, const VectorXd& start, double tol, Index cap, Index& restarts,
                   bool want_vector) {
@@ -219,7 +235,7 @@ void solve_member(Subspace& sub, FamilyMember& out, const VectorXd& start, doubl
       sub.restart(z.basis, std::max<Index>(1, sub.capacity() / 2));
       ++restarts;
     }
-    if (!sub.add(r)) {  // the residual lies in the subspace: invariant to rounding
+    if (!sub.add(davidson(sub.diagonal(), out.s, z.theta, r))) {  // the residual lies in the subspace: invariant to rounding
       out.vector = ritz_vector;
       out.status = out.error <= 1e3 * tol * std::abs(out.value) ? Status::converged : Status::not_converged;
       out.message = "the subspace became invariant (residual " + fmt(rho) + ")";
@@ -268,6 +284,41 @@ void dense_member(const VectorXd& p, const MatrixXd& r, FamilyMember& out, bool 
 
 }  // namespace
 
+namespace {
+
+// The shared subspace over all members, largest s first (the members with
+// most of R in them are the hard ones). Returns the members it could not certify.
+std::vector<std::size_t> subspace_members(const VectorXd& p, const ApplyFn& counted, const VectorXd& start,
+                                          const SolverOptions& opt, Index kmax, bool want_vectors, FamilyResult& res) {
+  Subspace sub(p, counted, kmax);
+  std::vector<std::size_t> order(res.members.size()), pending;
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return res.members[a].s > res.members[b].s; });
+  const Index cap = opt.max_iterations * std::max<Index>(1, kmax - kmax / 2);
+  for (std::size_t j : order) {
+    solve_member(sub, res.members[j], start, opt.tolerance, cap, res.restarts, want_vectors);
+    if (!res.members[j].converged()) pending.push_back(j);
+    else res.members[j].message = "converged";
+  }
+  return pending;
+}
+
+// The dense method for the members in `pending` (R built once, m applications).
+void dense_members(const VectorXd& p, const ApplyFn& counted, const Index& applications,
+                   const std::vector<std::size_t>& pending, bool fallback, bool want_vectors, FamilyResult& res) {
+  const Index before = applications;
+  const MatrixXd r = dense_r(counted, p.size());
+  for (std::size_t j : pending) {
+    const std::string history = res.members[j].message;
+    dense_member(p, r, res.members[j], want_vectors);
+    if (j == pending.front()) res.members[j].matvecs += applications - before;  // the shared build
+    if (fallback) res.members[j].message = history + "; fell back to the dense method";
+  }
+}
+
+}  // namespace
+
 FamilyResult family_top(const VectorXd& p, const ApplyFn& apply_r, const std::vector<double>& s,
                         const VectorXd& start, const SolverOptions& opt, double fixed_bytes, const std::string& what,
                         bool want_vectors) {
@@ -285,42 +336,22 @@ FamilyResult family_top(const VectorXd& p, const ApplyFn& apply_r, const std::ve
     apply_r(x, y);
     ++applications;
   };
-  std::vector<std::size_t> pending;
-  if (resolve_method(opt, m) == Method::lanczos) {
-    const Index kmax = family_subspace(m, opt, fixed_bytes, what);
-    res.subspace_dimension = kmax;
-    Subspace sub(p, counted, kmax);
-    // Largest s first: the members with most of R in them are the hard ones.
-    std::vector<std::size_t> order(s.size());
-    std::iota(order.begin(), order.end(), std::size_t{0});
-    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return s[a] > s[b]; });
-    const Index cap = opt.max_iterations * std::max<Index>(1, kmax - kmax / 2);
-    for (std::size_t j : order) {
-      solve_member(sub, res.members[j], start, opt.tolerance, cap, res.restarts, want_vectors);
-      if (!res.members[j].converged()) pending.push_back(j);
-      else res.members[j].message = "converged";
-    }
+  std::vector<std::size_t> pending(s.size());
+  std::iota(pending.begin(), pending.end(), std::size_t{0});
+  const bool lanczos = resolve_method(opt, m) == Method::lanczos;
+  if (lanczos) {
+    res.subspace_dimension = family_subspace(m, opt, fixed_bytes, what);
+    pending = subspace_members(p, counted, start, opt, res.subspace_dimension, want_vectors, res);
   } else {
     res.method = Method::dense;
-    for (std::size_t j = 0; j < s.size(); ++j) pending.push_back(j);
   }
-  if (!pending.empty()) {
-    const bool fallback = res.method == Method::lanczos;
-    if (!fallback || (m <= opt.dense_fallback_max_dimension && dense_fits(m, opt, fixed_bytes))) {
-      check_memory(fixed_bytes + dense_bytes(m), what + " (dense " + std::to_string(m) + " x " + std::to_string(m) + ")",
-                   opt.memory_limit_bytes);
-      const Index before = applications;
-      const MatrixXd r = dense_r(counted, m);
-      for (std::size_t j : pending) {
-        const std::string history = res.members[j].message;
-        dense_member(p, r, res.members[j], want_vectors);
-        if (j == pending.front()) res.members[j].matvecs += applications - before;  // the shared build
-        if (fallback) res.members[j].message = history + "; fell back to the dense method";
-      }
-    } else {
-      for (std::size_t j : pending)
-        res.members[j].message += "; the dense fallback is too large (m = " + std::to_string(m) + ")";
-    }
+  if (!pending.empty() && (!lanczos || (m <= opt.dense_fallback_max_dimension && dense_fits(m, opt, fixed_bytes)))) {
+    check_memory(fixed_bytes + dense_bytes(m), what + " (dense " + std::to_string(m) + " x " + std::to_string(m) + ")",
+                 opt.memory_limit_bytes);
+    dense_members(p, counted, applications, pending, lanczos, want_vectors, res);
+  } else {
+    for (std::size_t j : pending)
+      res.members[j].message += "; the dense fallback is too large (m = " + std::to_string(m) + ")";
   }
   res.matvecs = applications;
   return res;

@@ -7,11 +7,12 @@
 // free. The subspace V keeps its images W = R V, so the Rayleigh-Ritz value
 // and the exact residual of every member cost no further application of R.
 //
-// Per member the solver is thick-restart Lanczos with full
+// Per member the solver is a thick-restart Lanczos/Davidson method with full
 // reorthogonalization and a convergence test after every application (the
-// expansion vector is the member's Ritz residual, which spans the next Krylov
-// direction); members are solved one after the other in the same subspace,
-// each starting from what the others left in it.
+// expansion vector is the member's Ritz residual divided by theta minus the
+// free diagonal (1 - s) p: plain Lanczos at s = 1, a diagonally preconditioned
+// Davidson step as s -> 0); members are solved one after the other in the
+// same subspace, each starting from what the others left in it.
 #include <Eigen/Core>
 #include <functional>
 #include <string>

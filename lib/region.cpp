@@ -136,6 +136,41 @@ void check_lists(const std::vector<Sampling>& schemes, const std::vector<Index>&
 
 }  // namespace
 
+namespace {
+
+// The distinct s > 0 of all points (theory/region.md, section 2).
+std::vector<double> distinct_s(const std::vector<Sampling>& schemes, const std::vector<Index>& batches, Index n) {
+  std::vector<double> out;
+  for (Sampling sc : schemes)
+    for (Index b : batches) {
+      const double s = region_coordinates(sc, n, static_cast<double>(b)).second;
+      if (s > 0 && std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
+    }
+  return out;
+}
+
+// eta*(B) = 1 / (c g(s)) with its certified interval (theory/region.md, section 4).
+RegionPoint region_point(const detail::FamilyMember& m, double c, double s, Index batch) {
+  RegionPoint p;
+  p.batch = batch;
+  p.s = s;
+  p.status = m.status;
+  p.method = m.method;
+  p.matvecs = m.matvecs;
+  p.residual = m.value > 0 ? m.residual / m.value : m.residual;
+  p.message = m.message;
+  if (m.value > 0 && std::isfinite(m.value)) {
+    p.eta_star = p.eta_high = 1.0 / (c * m.value);
+    p.eta_low = 1.0 / (c * (m.value + m.error));
+  } else if (p.converged()) {
+    p.status = Status::numerical_failure;
+    p.message = "the pencil's largest eigenvalue is not positive";
+  }
+  return p;
+}
+
+}  // namespace
+
 StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>& schemes,
                                  const std::vector<Index>& batches, const SolverOptions& opt) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -145,17 +180,10 @@ StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>&
   out.samples = g.samples();
   out.outputs = g.outputs();
   out.rank = g.rank();
-  const VectorXd& d = g.hessian_eigenvalues();
-  out.lambda_max = d(0);
-  out.eta_gd = 2.0 / d(0);
+  out.lambda_max = g.hessian_eigenvalues()(0);
+  out.eta_gd = 2.0 / out.lambda_max;
 
-  // The distinct s > 0 of all points (theory/region.md, section 2).
-  std::vector<double> svals;
-  for (Sampling sc : schemes)
-    for (Index b : batches) {
-      const double s = region_coordinates(sc, g.samples(), static_cast<double>(b)).second;
-      if (s > 0 && std::find(svals.begin(), svals.end(), s) == svals.end()) svals.push_back(s);
-    }
+  const std::vector<double> svals = distinct_s(schemes, batches, g.samples());
   detail::FamilyResult fam;
   if (!svals.empty()) fam = detail::geometry_family(g, svals, opt);
   fam.members.push_back(detail::geometry_family_at_zero(g));
@@ -163,8 +191,7 @@ StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>&
   out.restarts = fam.restarts;
   out.subspace_dimension = fam.subspace_dimension;
   out.method = svals.empty() ? Method::dense : fam.method;
-
-  for (const detail::FamilyMember& m : fam.members) {
+  for (const detail::FamilyMember& m : fam.members) {  // theory/region.md, section 6
     out.tangents.push_back({m.tangent_p, m.tangent_r});
     if (m.status != Status::numerical_failure && m.value > 0) out.knots.push_back({m.s, m.value + m.error});
   }
@@ -172,32 +199,17 @@ StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>&
 
   out.status = Status::converged;
   for (Sampling sc : schemes) {
-    RegionCurve curve;
-    curve.sampling = sc;
+    RegionCurve curve{sc, {}};
     for (Index b : batches) {
       const auto [c, s] = region_coordinates(sc, g.samples(), static_cast<double>(b));
       const auto it = std::find_if(fam.members.begin(), fam.members.end(),
                                    [s = s](const detail::FamilyMember& m) { return m.s == s; });
-      RegionPoint p;
-      p.batch = b;
-      p.s = s;
-      p.status = it->status;
-      p.method = it->method;
-      p.matvecs = it->matvecs;
-      p.residual = it->value > 0 ? it->residual / it->value : it->residual;
-      p.message = it->message;
-      if (it->value > 0 && std::isfinite(it->value)) {
-        p.eta_star = p.eta_high = 1.0 / (c * it->value);
-        p.eta_low = 1.0 / (c * (it->value + it->error));
-      } else if (p.converged()) {
-        p.status = Status::numerical_failure;
-        p.message = "the pencil's largest eigenvalue is not positive";
-      }
+      curve.points.push_back(region_point(*it, c, s, b));
+      const RegionPoint& p = curve.points.back();
       if (!p.converged() && out.converged()) {
         out.status = p.status;
         out.message = to_string(sc) + ", B = " + std::to_string(b) + ": " + p.message;
       }
-      curve.points.push_back(p);
     }
     out.curves.push_back(std::move(curve));
   }
