@@ -87,6 +87,7 @@ json region_json(const StabilityRegion& region) {
   j["method"] = to_string(region.method);
   j["subspace_dimension"] = region.subspace_dimension;
   j["restarts"] = region.restarts;
+  j["apply_seconds"] = region.apply_seconds;
   j["message"] = region.message;
   j["loss_convention"] = kLossConvention;
   return j;

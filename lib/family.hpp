@@ -49,6 +49,7 @@ struct FamilyMember {
 struct FamilyResult {
   std::vector<FamilyMember> members;  ///< in the order of the requested s
   Index matvecs = 0;                  ///< applications of R in all
+  double apply_seconds = 0.0;         ///< wall time inside those applications
   Index restarts = 0;
   Index subspace_dimension = 0;  ///< the most vectors kept at once (0 for dense)
   Method method = Method::lanczos;

@@ -188,6 +188,7 @@ StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>&
   if (!svals.empty()) fam = detail::geometry_family(g, svals, opt);
   fam.members.push_back(detail::geometry_family_at_zero(g));
   out.matvecs = fam.matvecs;
+  out.apply_seconds = fam.apply_seconds;
   out.restarts = fam.restarts;
   out.subspace_dimension = fam.subspace_dimension;
   out.method = svals.empty() ? Method::dense : fam.method;

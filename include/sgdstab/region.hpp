@@ -86,6 +86,7 @@ struct StabilityRegion {
   Index subspace_dimension = 0;
   Method method = Method::lanczos;
   double seconds = 0.0;     ///< wall time of the solve
+  double apply_seconds = 0.0;  ///< the part of it spent applying R (the rest: the subspace's own work)
   /// converged when every point is; else the first failure's status, named in message.
   Status status = Status::not_converged;
   std::string message;
