@@ -188,7 +188,7 @@ void record(FamilyMember& out, const Subspace& sub, const Ritz& z, double rho, d
 // diagonal, t = r / (theta - (1 - s) p), denominators kept >= 1e-3 theta in
 // magnitude (theory/region.md, section 5). At s = 1 it is r / theta: Lanczos.
 VectorXd davidson(const VectorXd& p, double s, double theta, const VectorXd& r) {
-  const double floor = 1e-3 * std::abs(theta);
+  const double floor = std::max(1e-3 * std::abs(theta), std::numeric_limits<double>::min());
   VectorXd t(r.size());
   for (Index j = 0; j < r.size(); ++j) {
     double den = theta - (1.0 - s) * p(j);
@@ -237,7 +237,9 @@ void solve_member(Subspace& sub, FamilyMember& out, const VectorXd& start, doubl
       sub.restart(z.basis, std::max<Index>(1, sub.capacity() / 2));
       ++restarts;
     }
-    if (!sub.add(davidson(sub.diagonal(), out.s, z.theta, r))) {  // the residual lies in the subspace: invariant to rounding
+    // The Davidson direction, else the plain residual; when neither adds a
+    // direction the subspace is invariant to rounding.
+    if (!sub.add(davidson(sub.diagonal(), out.s, z.theta, r)) && !sub.add(r)) {
       out.vector = ritz_vector;
       out.status = out.error <= 1e3 * tol * std::abs(out.value) ? Status::converged : Status::not_converged;
       out.message = "the subspace became invariant (residual " + fmt(rho) + ")";
