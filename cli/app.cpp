@@ -14,7 +14,9 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "exit_codes.hpp"
 #include "sgdstab/errors.hpp"
+#include "sgdstab/interrupt.hpp"
 
 namespace sgdstab::cli {
 
@@ -356,7 +358,27 @@ std::string help_text(const CLI::App& app) {
 
 }  // namespace
 
-int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+// Reads every given option through every accessor of Args, as the commands
+// do (check_arguments: the parsing half of a run, for the fuzz target).
+void read_every_option(const Args& args, const CLI::App& app) {
+  for (const CLI::Option* opt : app.get_options()) {
+    if (opt->count() == 0 || opt->get_name().rfind("--", 0) != 0) continue;
+    const std::string key = opt->get_name().substr(2);
+    const std::function<void()> readers[] = {[&] { (void)args.str(key); },
+                                             [&] { (void)args.integer(key); },
+                                             [&] { (void)args.number(key); },
+                                             [&] { (void)args.integer_list(key); },
+                                             [&] { (void)args.all(key); }};
+    for (const auto& read : readers) {
+      try {
+        read();
+      } catch (const UsageError&) {
+      }
+    }
+  }
+}
+
+int run_or_check(int argc, const char* const* argv, std::ostream& out, std::ostream& err, bool check_only) {
   Program program;
   const CLI::App* help_of = &program.root();
   try {
@@ -378,10 +400,17 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
     }
     reject_extras(*command.app, command.name);
     reject_repeats(*command.app);
+    if (check_only) {
+      read_every_option(Args(*command.app, command.name), *command.app);
+      return exit_code(Exit::ok);
+    }
     std::ostringstream buffer;  // nothing reaches `out` unless the command returns
     const int code = command.run(Args(*command.app, command.name), buffer, err);
     out << buffer.str();
     return code;
+  } catch (const sgdstab::interrupted& e) {
+    err << "sgdstab: " << e.what() << "; no result written\n";
+    return interrupted_exit_code(e.signal());
   } catch (const UsageError& e) {
     err << "sgdstab: " << e.what() << "\n\n" << help_text(*help_of);
     return exit_code(Exit::usage);
@@ -401,6 +430,14 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
     err << "sgdstab: error: " << e.what() << "\n";
     return exit_code(Exit::failure);
   }
+}
+
+int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+  return run_or_check(argc, argv, out, err, false);
+}
+
+int check_arguments(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+  return run_or_check(argc, argv, out, err, true);
 }
 
 }  // namespace sgdstab::cli

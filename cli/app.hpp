@@ -10,4 +10,10 @@ namespace sgdstab::cli {
 /// Returns the exit code (exit_codes.hpp).
 int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err);
 
+/// The parsing half of run(): selects the command, parses and checks the
+/// options and reads each given one as every kind of value, but runs
+/// nothing (no file is opened). Returns 0 or the usage exit code; help
+/// requests print the help to `out`. For the CLI fuzz target.
+int check_arguments(int argc, const char* const* argv, std::ostream& out, std::ostream& err);
+
 }  // namespace sgdstab::cli

@@ -51,7 +51,9 @@ std::string exit_code_help() {
          "  2  bad usage or bad input (the message names it); nothing on stdout\n"
          "  3  a numerical result is not to be trusted (status " + statuses(Exit::not_trusted) +
          "; montecarlo: verdict inconclusive); the JSON is still printed when a result exists\n"
-         "  4  montecarlo: the Monte Carlo estimates disagree with the exact answer\n";
+         "  4  montecarlo: the Monte Carlo estimates disagree with the exact answer\n"
+         "  130, 143  interrupted by SIGINT or SIGTERM (128 + the signal): nothing on stdout, no output file\n"
+         "            written or half-written; checkpoints written before the signal are kept\n";
 }
 
 }  // namespace sgdstab::cli

@@ -22,6 +22,9 @@ int exit_code(Status status);
 int exit_code(Verdict verdict);
 inline int exit_code(Exit e) { return static_cast<int>(e); }
 
+/// The exit code of a run stopped by signal `signal_number` (SIGINT, SIGTERM): 128 + it.
+inline int interrupted_exit_code(int signal_number) { return 128 + (signal_number > 0 ? signal_number : 2); }
+
 /// The table as help text, one line per code.
 std::string exit_code_help();
 

@@ -7,6 +7,7 @@
 #include "check.hpp"
 #include "eigensolve.hpp"
 #include "linalg.hpp"
+#include "scaling.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
 #include "sgdstab/moment_operator.hpp"
@@ -16,6 +17,13 @@ namespace sgdstab {
 using Eigen::MatrixXd;
 using Eigen::VectorXd;
 using detail::require;
+
+namespace {
+
+// 2^-e with x in [2^e, 2^(e+1)): multiplying by it is exact and brings x to [1, 2).
+double power_of_two_near_inverse(double x) { return x > 0 && std::isfinite(x) ? std::ldexp(1.0, -std::ilogb(x)) : 1.0; }
+
+}  // namespace
 
 namespace {
 
@@ -62,19 +70,22 @@ double alignment(const Eigen::Ref<const MatrixXd>& gram, Index outputs, const Ei
   check_residuals(gram.rows(), outputs, residuals, "alignment");
   const Index nc = gram.rows(), c = outputs, n = nc / c;
   check_memory(8.0 * 2.0 * static_cast<double>(nc) * static_cast<double>(nc), "K^2 for the alignment");
-  const MatrixXd k(gram);
+  // mu does not depend on the scale of K or of r: both are brought near 1 by
+  // exact powers of two, so K^2 r r neither overflows nor underflows (theory/scaling.md).
+  const MatrixXd k = gram * power_of_two_near_inverse(gram.cwiseAbs().maxCoeff());
+  const VectorXd res = residuals * power_of_two_near_inverse(residuals.cwiseAbs().maxCoeff());
   MatrixXd k2;
   detail::gemm(false, false, 1.0, k, k, 0.0, k2);
   const double dn = static_cast<double>(n);
   double per_sample = 0.0;  // sum_i r_i^T (K^2)_ii r_i
   for (Index i = 0; i < n; ++i) {
-    const auto ri = residuals.segment(i * c, c);
+    const auto ri = res.segment(i * c, c);
     per_sample += ri.dot(k2.block(i * c, i * c, c, c) * ri);
   }
-  const double mean_part = residuals.dot(k2 * residuals);
+  const double mean_part = res.dot(k2 * res);
   const double trace_sigma_g = per_sample / (dn * dn) - mean_part / (dn * dn * dn);
   const double g_frob2 = k.squaredNorm() / (dn * dn);
-  const double two_loss = residuals.squaredNorm() / dn;
+  const double two_loss = res.squaredNorm() / dn;
   require(g_frob2 > 0.0, "alignment", "the Gram is zero (G = 0)");
   return trace_sigma_g / (two_loss * g_frob2);
 }
@@ -86,20 +97,25 @@ double alignment_from_jacobian(const Eigen::Ref<const MatrixXd>& jacobian, Index
           "the Jacobian must be non-empty and finite");
   check_residuals(jacobian.rows(), outputs, residuals, "alignment_from_jacobian");
   const Index c = outputs, n = jacobian.rows() / c, p = jacobian.cols();
-  check_memory(8.0 * 3.0 * static_cast<double>(p) * static_cast<double>(p), "Sigma_1 and G (p x p)");
+  check_memory(8.0 * 3.0 * static_cast<double>(p) * static_cast<double>(p) +
+                   8.0 * static_cast<double>(jacobian.rows()) * static_cast<double>(p),
+               "Sigma_1 and G (p x p)");
   const double dn = static_cast<double>(n);
+  // Scale-free (theory/scaling.md): J and r brought near 1 by powers of two.
+  const MatrixXd jac = jacobian * power_of_two_near_inverse(jacobian.cwiseAbs().maxCoeff());
+  const VectorXd res = residuals * power_of_two_near_inverse(residuals.cwiseAbs().maxCoeff());
   MatrixXd sigma = MatrixXd::Zero(p, p);
   VectorXd mean = VectorXd::Zero(p);
   for (Index i = 0; i < n; ++i) {
-    const VectorXd gi = jacobian.middleRows(i * c, c).transpose() * residuals.segment(i * c, c);
+    const VectorXd gi = jac.middleRows(i * c, c).transpose() * res.segment(i * c, c);
     sigma += gi * gi.transpose();
     mean += gi;
   }
   sigma /= dn;
   mean /= dn;
   sigma -= mean * mean.transpose();
-  const MatrixXd gmat = jacobian.transpose() * jacobian / dn;
-  const double two_loss = residuals.squaredNorm() / dn;
+  const MatrixXd gmat = jac.transpose() * jac / dn;
+  const double two_loss = res.squaredNorm() / dn;
   require(gmat.squaredNorm() > 0.0, "alignment_from_jacobian", "the Jacobian is zero (G = 0)");
   return (sigma.cwiseProduct(gmat)).sum() / (two_loss * gmat.squaredNorm());
 }
@@ -120,6 +136,8 @@ AlignmentSample alignment_at(const Mlp& model, const Eigen::Ref<const MatrixXd>&
 
 // theory/bounds.md, eqs. 3-4: mu_lin(u) is a Rayleigh quotient over u = J delta in range(K).
 WorstAlignment worst_case_alignment(const Geometry& g) {
+  const detail::UnitGeometry units(g);  // mu_* is scale-free: computed where H is near 1
+  if (units.rescaled()) return worst_case_alignment(units.get());
   const Index r = g.rank(), c = g.outputs(), n = g.samples();
   const MatrixXd& z = g.factor();
   const VectorXd& d = g.hessian_eigenvalues();
@@ -193,6 +211,26 @@ double non_uniformity(const Geometry& g, StabilityBounds& b) {
 StabilityBounds stability_bounds(const Geometry& g, Index batch, Sampling sampling, const SolverOptions& options,
                                  const ThresholdResult* threshold, std::optional<double> mu_star) {
   const SamplingFactors f = sampling_factors(sampling, g.samples(), batch);  // validates batch
+  const detail::UnitGeometry u(g);
+  if (u.rescaled()) {  // computed where H is near 1, reported in the user's units (theory/scaling.md)
+    const double unit = u.unit();
+    std::optional<ThresholdResult> thr;
+    if (threshold != nullptr) {
+      thr = *threshold;
+      thr->eta_star *= unit;
+      thr->pencil_max /= unit;
+    }
+    StabilityBounds b = stability_bounds(u.get(), batch, sampling, options, thr ? &*thr : nullptr, mu_star);
+    for (double* eta : {&b.eta_star, &b.eta_gd, &b.eta_sufficient, &b.eta_necessary_rank1, &b.eta_necessary_trace})
+      *eta /= unit;
+    if (b.eta_alignment) *b.eta_alignment /= unit;
+    if (b.eta_trace_b1) *b.eta_trace_b1 /= unit;
+    b.sharpness *= unit;
+    b.non_uniformity *= unit;
+    b.hessian_frobenius *= unit;
+    b.hessian_trace *= unit;
+    return b;
+  }
   StabilityBounds b;
   b.batch = batch;
   b.sampling = sampling;

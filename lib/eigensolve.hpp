@@ -16,6 +16,7 @@
 #include <functional>
 #include <string>
 
+#include "interrupt_detail.hpp"
 #include "sgdstab/memory.hpp"
 #include "sgdstab/stability.hpp"
 
@@ -45,6 +46,7 @@ class FunctionOperator {
   Index rows() const { return n_; }
   Index cols() const { return n_; }
   void perform_op(const double* x, double* y) const {
+    throw_if_interrupted("eigensolver");
     f_(x, y);
     ++applications_;
   }

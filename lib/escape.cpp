@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "check.hpp"
+#include "interrupt_detail.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/schedule.hpp"
 
@@ -99,6 +100,7 @@ EscapeReport escape_runs(const SgdProblem& problem, const VectorXd& theta_star, 
       decided = true;
     }
     for (Index t = 1; t <= o.max_steps && !decided; ++t) {
+      detail::throw_if_interrupted("escape");
       double divisor = 1.0;
       const std::vector<Index>& b = sampler.next(divisor);
       theta -= o.lr * problem.batch_gradient(theta, b, divisor);

@@ -11,6 +11,7 @@
 
 #include "check.hpp"
 #include "eigensolve.hpp"
+#include "interrupt_detail.hpp"
 #include "linalg.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
@@ -337,6 +338,7 @@ FamilyResult family_top(const VectorXd& p, const ApplyFn& apply_r, const std::ve
   }
   Index applications = 0;
   const ApplyFn counted = [&](const double* x, double* y) {
+    throw_if_interrupted("eigensolver");
     const auto t0 = std::chrono::steady_clock::now();
     apply_r(x, y);
     res.apply_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -54,7 +54,26 @@ void eigendecompose(MatrixXd& a, VectorXd& w, const std::string& where) {
   detail::symmetric_eigen_or_throw(a, w, where);
 }
 
+// Far from 1, the input is scaled by an exact power of two before the
+// reduction and the result scaled back (theory/scaling.md): J J^T must
+// neither overflow nor lose digits to subnormal products. Returns the
+// exponent e of 2 to divide by, 0 when the input's units are safe.
+int reduction_exponent(double amax, int window) {
+  if (!(amax > 0)) return 0;
+  const int e = std::ilogb(amax);
+  return (e > window || e < -window) ? e : 0;
+}
+
 }  // namespace
+
+void Geometry::scale_units(int exponent, const std::string& where) {
+  factor_ *= std::ldexp(1.0, exponent);
+  hessian_eigenvalues_ *= std::ldexp(1.0, 2 * exponent);
+  largest_discarded_ *= std::ldexp(1.0, 2 * exponent);
+  if (!std::isfinite(hessian_eigenvalues_(0)) || !(hessian_eigenvalues_(hessian_eigenvalues_.size() - 1) > 0))
+    throw sgdstab::invalid_argument(where + ": the Hessian's eigenvalues do not fit in double precision (lambda_max(H) "
+                                    "beyond 1e308 or its smallest nonzero one below 1e-308): rescale the input");
+}
 
 Geometry Geometry::from_eigen(const MatrixXd& vectors, const VectorXd& values, Index n, Index c,
                               Index p, Index dim, const ReductionOptions& options,
@@ -101,6 +120,14 @@ Geometry Geometry::from_jacobian(const Eigen::Ref<const MatrixXd>& jacobian, Ind
   detail::require(jacobian.cols() > 0, where, "the Jacobian has 0 columns (parameters)");
   check_finite(jacobian, where);
   const Index nc = jacobian.rows(), p = jacobian.cols(), n = nc / outputs;
+  if (const int e = reduction_exponent(jacobian.cwiseAbs().maxCoeff(), 256)) {
+    check_memory(8.0 * static_cast<double>(nc) * static_cast<double>(p),
+                 "a rescaled copy of the Jacobian (its entries are near 2^" + std::to_string(e) + ")",
+                 options.memory_limit_bytes);
+    Geometry g = from_jacobian(jacobian * std::ldexp(1.0, -e), outputs, options);
+    g.scale_units(e, where);
+    return g;
+  }
   Space space = options.space;
   if (space == Space::automatic) space = (nc <= p) ? Space::sample : Space::parameter;
   const Index dim = (space == Space::sample) ? nc : p;
@@ -134,6 +161,14 @@ Geometry Geometry::from_gram(const Eigen::Ref<const MatrixXd>& gram, Index outpu
   check_outputs(gram.rows(), outputs, where);
   check_finite(gram, where);
   const Index nc = gram.rows(), n = nc / outputs;
+  if (const int e = reduction_exponent(gram.cwiseAbs().maxCoeff(), 512) / 2) {
+    check_memory(8.0 * static_cast<double>(nc) * static_cast<double>(nc),
+                 "a rescaled copy of the Gram matrix (its entries are near 4^" + std::to_string(e) + ")",
+                 options.memory_limit_bytes);
+    Geometry g = from_gram(gram * std::ldexp(1.0, -2 * e), outputs, options);
+    g.scale_units(e, where);
+    return g;
+  }
   const double scale = gram.cwiseAbs().maxCoeff();
   const double asym = (gram - gram.transpose()).cwiseAbs().maxCoeff();
   if (asym > options.gram_tolerance * scale)

@@ -13,6 +13,7 @@
 #include <sstream>
 #include <vector>
 
+#include "interrupt_detail.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
 
@@ -38,6 +39,7 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 void atomic_write(const std::string& path, const std::string& bytes) {
   static std::atomic<unsigned> counter{0};
   const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+  const detail::TempFileGuard guard(tmp);  // removed by remove_partial_files() on a hard interrupt
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) throw io_error(path + ": cannot open for writing (" + std::strerror(errno) + ")");

@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "check.hpp"
+#include "interrupt_detail.hpp"
 #include "linalg.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
@@ -226,6 +227,7 @@ MinimizeResult gauss_newton(Mlp& model, const Eigen::Ref<const MatrixXd>& x, con
   Damping damping;
   res.message = "iteration limit reached";
   for (Index it = 0;; ++it) {
+    detail::throw_if_interrupted("gauss_newton");
     res.loss_history.push_back(phi / static_cast<double>(n));
     if (max_abs(r) <= res.tolerance) {
       res.message = "residual below tolerance";
@@ -273,6 +275,7 @@ MinimizeResult train_sgd(Mlp& model, const Eigen::Ref<const MatrixXd>& x, const 
   if (max_abs(r) <= res.tolerance) res.message = "residual below tolerance";
   const double b = static_cast<double>(options.batch);
   for (Index step = 1; step <= options.max_steps && max_abs(r) > res.tolerance; ++step) {
+    detail::throw_if_interrupted("train_sgd");
     const std::vector<Index> batch =
         full ? std::vector<Index>() : draw_batch(options.sampling, n, options.batch, rng);
     const VectorXd grad = full ? model.gradient(x, y) : model.batch_gradient_unchecked(x, y, batch, b);

@@ -11,6 +11,7 @@
 
 #include "check.hpp"
 #include "eigensolve.hpp"
+#include "interrupt_detail.hpp"
 #include "linalg.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
@@ -125,6 +126,7 @@ SimulationResult simulate_linearized(const Geometry& g, const SimulationOptions&
   MatrixXd weight = MatrixXd::Zero(n, m);  // weight(i, j) = count of i in batch j / divisor
   std::vector<std::vector<Index>> touched(static_cast<std::size_t>(m));
   for (Index t = 1; t <= o.steps; ++t) {
+    detail::throw_if_interrupted("simulate_linearized");
     for (Index j = 0; j < m; ++j) {
       double divisor = 1.0;
       const std::vector<Index>& b = samplers[static_cast<std::size_t>(j)].next(divisor);
@@ -162,6 +164,7 @@ ExactMoments exact_moments(const Geometry& g, double lr, Index batch, Sampling s
                                 : MatrixXd(MatrixXd::Identity(r, r) / static_cast<double>(r));
   ExactMoments out;
   for (Index t = 0; t <= steps; ++t) {
+    detail::throw_if_interrupted("exact_moments");
     if (t > 0) s = op.transition(s, lr);
     out.squared_norm.push_back(s.trace());
     out.loss.push_back(0.5 * s.diagonal().dot(d));

@@ -8,6 +8,7 @@
 
 #include "check.hpp"
 #include "family.hpp"
+#include "scaling.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/moment_operator.hpp"
 
@@ -176,6 +177,25 @@ StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>&
   const auto t0 = std::chrono::steady_clock::now();
   opt.validate();
   check_lists(schemes, batches, g.samples());
+  const detail::UnitGeometry u(g);
+  if (u.rescaled()) {  // computed in rescaled units, reported in the user's (theory/scaling.md)
+    StabilityRegion out = stability_region(u.get(), schemes, batches, opt);
+    const double unit = u.unit();
+    out.lambda_max = g.lambda_max();
+    out.eta_gd = 2.0 / g.lambda_max();
+    for (RegionCurve& c : out.curves)
+      for (RegionPoint& p : c.points) {
+        p.eta_star /= unit;
+        p.eta_low /= unit;
+        p.eta_high /= unit;
+      }
+    for (RegionTangent& t : out.tangents) {
+      t.p *= unit;
+      t.r *= unit;
+    }
+    for (RegionKnot& k : out.knots) k.upper *= unit;
+    return out;
+  }
   StabilityRegion out;
   out.samples = g.samples();
   out.outputs = g.outputs();

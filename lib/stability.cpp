@@ -8,6 +8,7 @@
 #include "check.hpp"
 #include "eigensolve.hpp"
 #include "family.hpp"
+#include "scaling.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
 #include "sgdstab/moment_operator.hpp"
@@ -114,14 +115,32 @@ ThresholdResult threshold_of(const Geometry& g, Index batch, Sampling sampling, 
 
 }  // namespace
 
+namespace {
+// Results computed in rescaled units (lib/scaling.hpp), back in the user's.
+ThresholdResult in_user_units(ThresholdResult r, double unit) {
+  r.eta_star /= unit;
+  r.pencil_max *= unit;
+  return r;
+}
+}  // namespace
+
 ThresholdResult stability_threshold(const Geometry& g, Index batch, Sampling sampling,
                                     const SolverOptions& opt) {
+  const detail::UnitGeometry u(g);
+  if (u.rescaled()) return in_user_units(threshold_of(u.get(), batch, sampling, opt), u.unit());
   return threshold_of(g, batch, sampling, opt);
 }
 
 RadiusResult spectral_radius(const Geometry& g, double lr, Index batch, Sampling sampling,
                              const SolverOptions& opt) {
   opt.validate();
+  detail::require(std::isfinite(lr) && lr > 0, "spectral_radius", "learning rate must be finite and > 0, got " + detail::fmt(lr));
+  const detail::UnitGeometry u(g);
+  if (u.rescaled()) {  // rho(eta; J) = rho(eta unit; J / sqrt(unit)) (theory/scaling.md)
+    RadiusResult r = spectral_radius(u.get(), lr * u.unit(), batch, sampling, opt);
+    r.lr = lr;
+    return r;
+  }
   SecondMomentOperator t(g, batch, sampling);
   TransitionOperator op(t, lr);
   const VectorXd start = identity_start(VectorXd::Ones(g.rank()));
@@ -141,6 +160,12 @@ std::vector<ThresholdResult> threshold_curve(const Geometry& g, const std::vecto
   detail::require(!batches.empty(), "threshold_curve", "the list of batch sizes is empty");
   for (Index b : batches) check_batch(b, g.samples(), "threshold_curve");
   opt.validate();
+  const detail::UnitGeometry u(g);
+  if (u.rescaled()) {
+    std::vector<ThresholdResult> out = threshold_curve(u.get(), batches, sampling, opt);
+    for (ThresholdResult& r : out) r = in_user_units(std::move(r), u.unit());
+    return out;
+  }
   std::vector<ThresholdResult> out;
   if (opt.want_direction || detail::resolve_method(opt, packed_size(g.rank())) == Method::dense) {
     for (Index b : batches) out.push_back(threshold_of(g, b, sampling, opt));

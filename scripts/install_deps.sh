@@ -2,7 +2,8 @@
 # Installs the Debian packages sgdstab needs to build and test, when missing.
 set -euo pipefail
 pkgs=(g++ cmake make libeigen3-dev libspectra-dev libboost-math-dev nlohmann-json3-dev
-      libopenblas-dev zlib1g-dev libgtest-dev libbenchmark-dev libtorch-dev libcli11-dev)
+      libopenblas-dev zlib1g-dev libgtest-dev libbenchmark-dev libtorch-dev libcli11-dev
+      clang libfuzzer-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

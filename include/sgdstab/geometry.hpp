@@ -15,7 +15,10 @@
 /// (theory/reduction.md, eqs. 2-4). It is built from the stacked Jacobian
 /// J ((n c) x p, row i*c + k = d f_k(x_i) / d theta) or from the NTK Gram
 /// K = J J^T; it uses the eigendecomposition of K (sample space) or of J^T J
-/// (parameter space), whichever is smaller.
+/// (parameter space), whichever is smaller. Inputs far from unit scale are
+/// reduced in rescaled units and scaled back (theory/scaling.md); every
+/// routine taking a Geometry gives the same answer, in the user's units,
+/// for J and for 2^k J (|J| entries between about 1e-150 and 1e150).
 ///
 /// \code
 /// Eigen::MatrixXd J = ...;                       // (n*c) x p, sample-major
@@ -94,6 +97,7 @@ class Geometry {
                              Index n, Index c, Index p, Index dim, const ReductionOptions& options,
                              double negative_floor, Space space,
                              const Eigen::Ref<const Eigen::MatrixXd>* jacobian);
+  void scale_units(int exponent, const std::string& where);
   Index samples_ = 0, outputs_ = 1, params_ = 0;
   Space space_ = Space::sample;
   Eigen::VectorXd hessian_eigenvalues_;

@@ -6,6 +6,7 @@
 #include "sgdstab/errors.hpp"
 #include "sgdstab/escape.hpp"
 #include "sgdstab/geometry.hpp"
+#include "sgdstab/interrupt.hpp"
 #include "sgdstab/matrix_io.hpp"
 #include "sgdstab/memory.hpp"
 #include "sgdstab/minimize.hpp"

@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "check.hpp"
+#include "interrupt_detail.hpp"
 #include "sgdstab/cnn.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/schedule.hpp"
@@ -64,6 +65,7 @@ MinimizeResult train_cnn(Cnn& net, const Eigen::Ref<const MatrixXd>& images, con
   if (o.observer) o.observer(0, net);
   res.message = "step limit reached";
   for (Index step = 1; step <= o.max_steps && max_res > res.tolerance; ++step) {
+    sgdstab::detail::throw_if_interrupted("cnn train");
     double divisor = 1.0;
     const std::vector<Index>& b = sampler.next(divisor);
     net.sgd_step(x, y, b, divisor, o.lr);
