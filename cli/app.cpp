@@ -267,6 +267,14 @@ Program::Program() : root_(kDescription, "sgdstab") {
               {"escape-steps", "K: steps per run (default 20000)"}});
   c->get_option("--lr-factor")->excludes("--lr");
 
+#ifndef SGDSTAB_HAVE_CNN
+  // Without LibTorch the cnn commands are declared (their help, the fuzz
+  // target's parsing) but select() refuses them before any would run.
+  const Handler cmd_cnn_train = [](const Args&, std::ostream&, std::ostream&) -> int {
+    throw UsageError("cnn: this build has no LibTorch module");
+  };
+  const Handler cmd_cnn_analyze = cmd_cnn_train, cmd_cnn_sweep = cmd_cnn_train;
+#endif
   CLI::App* cnn = root_.add_subcommand("cnn", "VGG-style CNNs trained by SGD (builds with LibTorch only)");
   cnn->require_subcommand(1);
   c = command(*cnn, "train", "train a CNN by SGD", cmd_cnn_train, "cnn ");

@@ -181,7 +181,8 @@ TEST_F(Cli, OptionSpellingsAndStatusReporting) {
   // The points of a curve carry their status.
   const CliRun c = run("curve" + j + " --batches 1,6");
   ASSERT_EQ(c.code, 0) << c.err;
-  for (const auto& pt : json::parse(c.out)["points"]) EXPECT_EQ(pt["status"], "converged");
+  const json curve = json::parse(c.out);  // a named object: the loop must not outlive a temporary
+  for (const auto& pt : curve["points"]) EXPECT_EQ(pt["status"], "converged");
   // A trainer that diverges: exit 3 (the status table), status "diverged".
   const CliRun d = run("minimum --widths 1,1 --data curvatures:1,4,9 --trainer gd --lr 10 --max-steps 1000");
   EXPECT_EQ(d.code, 3) << d.err;

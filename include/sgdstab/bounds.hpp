@@ -93,8 +93,11 @@ struct StabilityBounds {
   double hessian_frobenius = 0.0;
   double hessian_trace = 0.0;
   /// Lower bound on the per-step growth factor of E L at lr (escape when > 1):
-  /// lr^2 gamma mu_* |H|_F^2.
-  double escape_factor(double lr) const { return lr * lr * gamma * mu_star * hessian_frobenius * hessian_frobenius; }
+  /// lr^2 gamma mu_* |H|_F^2 (as (lr |H|_F)^2: lr^2 alone underflows for J ~ 1e150).
+  double escape_factor(double lr) const {
+    const double x = lr * hessian_frobenius;
+    return x * x * gamma * mu_star;
+  }
 };
 /// \param threshold  an already computed eta*(B) for this batch and scheme (skips the solve)
 /// \param mu_star    an already computed worst_case_alignment(g).mu_star (it does not depend on B)

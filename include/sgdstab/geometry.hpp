@@ -86,7 +86,11 @@ class Geometry {
 
   double lambda_max() const { return hessian_eigenvalues_(0); }  ///< sharpness lambda_max(H)
   double hessian_trace() const { return hessian_eigenvalues_.sum(); }  ///< Tr H
-  double hessian_frobenius() const { return hessian_eigenvalues_.norm(); }  ///< |H|_F
+  /// |H|_F (without overflow or underflow in the squares: J scaled by 1e-150 has |H|_F ~ 1e-300).
+  double hessian_frobenius() const {
+    const double top = hessian_eigenvalues_(0);  // the largest: d is positive and descending
+    return top * (hessian_eigenvalues_ / top).norm();
+  }
 
   /// Largest discarded Gram eigenvalue (0 when none was discarded).
   double largest_discarded() const { return largest_discarded_; }
