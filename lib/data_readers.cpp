@@ -175,9 +175,29 @@ class IdxReader {
   const std::string& path() const { return file_.path(); }
 
   // Reads the data (data_bytes() bytes) into dst, then checks the file ends.
-  void read_data(unsigned char* dst) {
+  void read_data(unsigned char* dst) { finish_data(file_.read(dst, static_cast<std::size_t>(data_bytes()))); }
+
+  // The same into a vector that grows only as the data arrives (64 MiB at a
+  // time): a gzip file whose header claims gigabytes but which holds a few
+  // bytes fails as truncated without allocating what it claims (found by fuzzing).
+  void read_data(std::vector<unsigned char>& dst) {
     const std::uint64_t want = data_bytes();
-    const std::size_t got = file_.read(dst, static_cast<std::size_t>(want));
+    constexpr std::uint64_t kChunk = std::uint64_t{1} << 26;
+    dst.clear();
+    std::uint64_t got = 0;
+    while (got < want) {
+      const std::uint64_t n = std::min(kChunk, want - got);
+      dst.resize(static_cast<std::size_t>(got + n));
+      const std::size_t r = file_.read(dst.data() + got, static_cast<std::size_t>(n));
+      got += r;
+      if (r < n) break;
+    }
+    finish_data(got);
+  }
+
+ private:
+  void finish_data(std::uint64_t got) {
+    const std::uint64_t want = data_bytes();
     if (got < want)
       throw io_error(path() + ": not a valid IDX file: truncated data: expected " + std::to_string(want) +
                      " bytes of data (" + dims_text(dims_) + " elements of " + type_->name + "), found " + std::to_string(got));
@@ -187,7 +207,6 @@ class IdxReader {
                      " unexpected trailing bytes after the " + std::to_string(want) + " bytes of data");
   }
 
- private:
   GzFile file_;
   const IdxType* type_ = nullptr;
   std::vector<std::int64_t> dims_;
@@ -313,8 +332,8 @@ IdxArray read_idx(const std::string& path) {
   IdxReader r(path);
   const double bytes = static_cast<double>(r.data_bytes());
   require_memory(r, bytes + 8.0 * static_cast<double>(r.count()));
-  std::vector<unsigned char> raw(static_cast<std::size_t>(r.data_bytes()));
-  r.read_data(raw.data());
+  std::vector<unsigned char> raw;
+  r.read_data(raw);
   IdxArray out;
   out.dims = r.dims();
   out.values.resize(static_cast<std::size_t>(r.count()));

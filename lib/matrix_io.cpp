@@ -190,6 +190,8 @@ void NpyParser::dtype(const std::string& quoted, NpyLayout& out) const {
 }
 
 void NpyParser::shape(const std::string& text, NpyLayout& out) const {
+  // (found by fuzzing: an empty shape value threw std::out_of_range here)
+  if (text.size() < 2 || text.front() != '(' || text.back() != ')') throw bad("malformed shape '" + text + "'");
   std::vector<long long> dims;
   std::stringstream ss(text.substr(1, text.size() - 2));
   std::string tok;

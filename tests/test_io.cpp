@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <fstream>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "temp_files.hpp"
 #include "reference.hpp"
@@ -178,5 +179,38 @@ TEST(MatrixIO, WriteTextIsExactAndAtomic) {
     FAIL() << "expected an io_error";
   } catch (const sgdstab::io_error& e) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent_dir/t.svg"), std::string::npos) << e.what();
+  }
+}
+
+// Regressions found by fuzzing (fuzz/corpus/*/regression_*, README "Reliability").
+TEST(FuzzRegressions, NpyWithAnEmptyShapeIsAnIoError) {
+  testing_files::TempDir dir;
+  const std::string path = SGDSTAB_SOURCE_DIR "/fuzz/corpus/npy/regression_empty_shape";
+  // Before: std::out_of_range from substr escaped read_npy.
+  EXPECT_THROW(sgdstab::read_npy(path), sgdstab::io_error);
+  const std::string header = "{'descr': '<f8', 'fortran_order': False, 'shape':, }";
+  std::string bytes = std::string("\x93NUMPY\x01\x00", 8);
+  std::string h = header + std::string(64 - (10 + header.size() + 1) % 64, ' ') + "\n";
+  bytes += static_cast<char>(h.size() & 0xff);
+  bytes += static_cast<char>(h.size() >> 8);
+  bytes += h + std::string(16, '\0');
+  testing_files::write_bytes(dir.file("e.npy"), bytes);
+  EXPECT_THROW(sgdstab::read_npy(dir.file("e.npy")), sgdstab::io_error);
+}
+
+TEST(FuzzRegressions, GzipIdxClaimingGigabytesIsTruncatedNotAllocated) {
+  testing_files::TempDir dir;
+  // float64, 8 x 2^24 elements (1 GiB) claimed, 16 bytes present, gzip-compressed.
+  const unsigned char idx[] = {0, 0, 0x0e, 2, 0, 0, 0, 8, 1, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  const std::string path = dir.file("x.idx.gz");
+  gzFile f = gzopen(path.c_str(), "wb");
+  ASSERT_NE(f, nullptr);
+  gzwrite(f, idx, sizeof idx);
+  gzclose(f);
+  try {
+    (void)sgdstab::read_idx(path);
+    ADD_FAILURE() << "read_idx accepted a truncated file";
+  } catch (const sgdstab::io_error& e) {
+    EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
   }
 }
