@@ -210,6 +210,14 @@ void NpyParser::shape(const std::string& text, NpyLayout& out) const {
   out.shape = text;
 }
 
+// A byte count held in a double, as text (a shape of 2^62 x 2^62 does not
+// fit a long long: casting it was undefined behaviour, found by fuzzing).
+std::string count_text(double x) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.0f", x);
+  return buf;
+}
+
 NpyLayout NpyParser::layout() const {
   NpyLayout out;
   const std::string head = header(out.data_start);
@@ -221,10 +229,9 @@ NpyLayout NpyParser::layout() const {
   const double data_bytes = static_cast<double>(out.rows) * static_cast<double>(out.cols) * static_cast<double>(out.item);
   const double have = static_cast<double>(bytes_.size() - out.data_start);
   if (have < data_bytes)
-    throw bad("truncated data: shape " + out.shape + " needs " + std::to_string(static_cast<long long>(data_bytes)) +
-              " bytes, the file holds " + std::to_string(static_cast<long long>(have)));
-  if (have > data_bytes)
-    throw bad(std::to_string(static_cast<long long>(have - data_bytes)) + " unexpected bytes after the data");
+    throw bad("truncated data: shape " + out.shape + " needs " + count_text(data_bytes) + " bytes, the file holds " +
+              count_text(have));
+  if (have > data_bytes) throw bad(count_text(have - data_bytes) + " unexpected bytes after the data");
   return out;
 }
 

@@ -214,3 +214,9 @@ TEST(FuzzRegressions, GzipIdxClaimingGigabytesIsTruncatedNotAllocated) {
     EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
   }
 }
+
+TEST(FuzzRegressions, NpyShapeBeyondLongLongIsAnIoError) {
+  // Before: the byte count (a double) was cast to long long for the message: undefined behaviour.
+  EXPECT_THROW(sgdstab::read_npy(SGDSTAB_SOURCE_DIR "/fuzz/corpus/npy/regression_shape_beyond_long_long"),
+               sgdstab::io_error);
+}
