@@ -4,6 +4,7 @@
 #include "commands.hpp"
 #include "inputs.hpp"
 #include "report.hpp"
+#include "results.hpp"
 #include "sgdstab/sgdstab.hpp"
 
 namespace sgdstab::cli {
@@ -14,9 +15,7 @@ int cmd_bounds(const Args& args, std::ostream& out, std::ostream& err) {
   so.want_direction = false;
   const Geometry g = load_geometry(args);
   const StabilityBounds b = stability_bounds(g, batch_of(args, g), sampling, so);
-  json j = bounds_json(b);
-  geometry_fields(j, g);
-  j["loss_convention"] = kLossConvention;
+  const json j = bounds_report_json(g, b);
   return finish(j, b.status, out, err);
 }
 

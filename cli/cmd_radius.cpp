@@ -5,6 +5,7 @@
 #include "commands.hpp"
 #include "inputs.hpp"
 #include "report.hpp"
+#include "results.hpp"
 #include "sgdstab/sgdstab.hpp"
 
 namespace sgdstab::cli {
@@ -17,14 +18,7 @@ int cmd_radius(const Args& args, std::ostream& out, std::ostream& err) {
   const Geometry g = load_geometry(args);
   const Index b = batch_of(args, g);
   const RadiusResult r = spectral_radius(g, lr, b, sampling, so);
-  json j;
-  j["rho"] = r.rho;
-  j["lr"] = lr;
-  j["batch"] = b;
-  j["sampling"] = to_string(sampling);
-  report_fields(j, r.report);
-  geometry_fields(j, g);
-  j["loss_convention"] = kLossConvention;
+  const json j = radius_json(g, r);
   write_direction(args, r.direction);
   return finish(j, r.status(), out, err);
 }

@@ -4,6 +4,7 @@
 #include "commands.hpp"
 #include "inputs.hpp"
 #include "report.hpp"
+#include "results.hpp"
 #include "sgdstab/sgdstab.hpp"
 
 namespace sgdstab::cli {
@@ -14,15 +15,7 @@ int cmd_threshold(const Args& args, std::ostream& out, std::ostream& err) {
   const Geometry g = load_geometry(args);
   const Index b = batch_of(args, g);
   const ThresholdResult r = stability_threshold(g, b, sampling, so);
-  json j;
-  geometry_fields(j, g);
-  j["batch"] = b;
-  j["sampling"] = to_string(sampling);
-  j["eta_star"] = r.eta_star;
-  hessian_fields(j, g);
-  report_fields(j, r.report);
-  j["space"] = to_string(g.space());
-  j["loss_convention"] = kLossConvention;
+  const json j = threshold_json(g, r);
   write_direction(args, r.direction);
   return finish(j, r.status(), out, err);
 }

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 
 #include "check.hpp"
@@ -36,7 +37,8 @@ void check_outputs(Index rows, Index outputs, const std::string& where) {
                       std::to_string(outputs) + " (rows must be n*C, sample-major)");
 }
 
-void check_finite(const Eigen::Ref<const MatrixXd>& m, const std::string& where) {
+template <class M>
+void check_finite(const M& m, const std::string& where) {
   for (Index j = 0; j < m.cols(); ++j)
     for (Index i = 0; i < m.rows(); ++i)
       if (!std::isfinite(m(i, j)))
@@ -78,7 +80,7 @@ void Geometry::scale_units(int exponent, const std::string& where) {
 Geometry Geometry::from_eigen(const MatrixXd& vectors, const VectorXd& values, Index n, Index c,
                               Index p, Index dim, const ReductionOptions& options,
                               double negative_floor, Space space,
-                              const Eigen::Ref<const MatrixXd>* jacobian) {
+                              const std::function<MatrixXd(const MatrixXd&)>& times_jacobian) {
   const Index m = values.size();
   const double top = values(m - 1);
   const double rel = options.rank_tolerance > 0
@@ -107,13 +109,31 @@ Geometry Geometry::from_eigen(const MatrixXd& vectors, const VectorXd& values, I
     g.factor_ = kept * values.tail(r).reverse().cwiseSqrt().asDiagonal();
   } else {
     // Z = J V_r  (theory/reduction.md, eq. 4)
-    g.factor_.noalias() = (*jacobian) * kept;
+    g.factor_ = times_jacobian(kept);
   }
   return g;
 }
 
-Geometry Geometry::from_jacobian(const Eigen::Ref<const MatrixXd>& jacobian, Index outputs,
-                                 const ReductionOptions& options) {
+namespace {
+
+// BLAS view of a dense Jacobian in either storage order: `data` holds J
+// (column-major, leading dimension ld) or J^T (row-major J).
+template <class Matrix>
+struct JacobianLayout;
+template <>
+struct JacobianLayout<MatrixXd> {
+  static constexpr bool row_major = false;
+};
+template <>
+struct JacobianLayout<RowMatrixXd> {
+  static constexpr bool row_major = true;
+};
+
+}  // namespace
+
+template <class Matrix>
+Geometry Geometry::jacobian_reduction(const Eigen::Ref<const Matrix>& jacobian, Index outputs,
+                                      const ReductionOptions& options) {
   options.validate();
   const std::string where = "Geometry::from_jacobian";
   check_outputs(jacobian.rows(), outputs, where);
@@ -124,7 +144,8 @@ Geometry Geometry::from_jacobian(const Eigen::Ref<const MatrixXd>& jacobian, Ind
     check_memory(8.0 * static_cast<double>(nc) * static_cast<double>(p),
                  "a rescaled copy of the Jacobian (its entries are near 2^" + std::to_string(e) + ")",
                  options.memory_limit_bytes);
-    Geometry g = from_jacobian(jacobian * std::ldexp(1.0, -e), outputs, options);
+    const Matrix scaled = jacobian * std::ldexp(1.0, -e);
+    Geometry g = jacobian_reduction<Matrix>(scaled, outputs, options);
     g.scale_units(e, where);
     return g;
   }
@@ -137,16 +158,28 @@ Geometry Geometry::from_jacobian(const Eigen::Ref<const MatrixXd>& jacobian, Ind
                options.memory_limit_bytes);
   MatrixXd gram(dim, dim);
   gram.setZero();
-  // Lower triangle only (dsyevd reads no more): BLAS SYRK.
-  if (space == Space::sample)
-    detail::syrk_lower(false, 1.0, jacobian.data(), nc, p, jacobian.outerStride(), gram);  // J J^T
+  // Lower triangle only (dsyevd reads no more): BLAS SYRK. A row-major J is
+  // the column-major p x nc matrix J^T, read in place (no copy).
+  const bool sample = space == Space::sample;
+  if (JacobianLayout<Matrix>::row_major)
+    detail::syrk_lower(sample, 1.0, jacobian.data(), p, nc, jacobian.outerStride(), gram);
   else
-    detail::syrk_lower(true, 1.0, jacobian.data(), nc, p, jacobian.outerStride(), gram);  // J^T J
+    detail::syrk_lower(!sample, 1.0, jacobian.data(), nc, p, jacobian.outerStride(), gram);
   VectorXd w;
   eigendecompose(gram, w, where);
   const double negative_floor = std::max(0.0, -w(0));
-  return from_eigen(gram, w, n, outputs, p, std::max(nc, p), options, negative_floor, space,
-                    &jacobian);
+  const auto times_jacobian = [&jacobian](const MatrixXd& v) -> MatrixXd { return jacobian * v; };
+  return from_eigen(gram, w, n, outputs, p, std::max(nc, p), options, negative_floor, space, times_jacobian);
+}
+
+Geometry Geometry::from_jacobian(const Eigen::Ref<const MatrixXd>& jacobian, Index outputs,
+                                 const ReductionOptions& options) {
+  return jacobian_reduction<MatrixXd>(jacobian, outputs, options);
+}
+
+Geometry Geometry::from_row_major_jacobian(const Eigen::Ref<const RowMatrixXd>& jacobian, Index outputs,
+                                           const ReductionOptions& options) {
+  return jacobian_reduction<RowMatrixXd>(jacobian, outputs, options);
 }
 
 Geometry Geometry::from_gram(const Eigen::Ref<const MatrixXd>& gram, Index outputs,
@@ -189,7 +222,7 @@ Geometry Geometry::from_gram(const Eigen::Ref<const MatrixXd>& gram, Index outpu
         detail::fmt(w(0)) + " < -gram_tolerance * lambda_max = " +
         detail::fmt(-options.gram_tolerance * top) + ")");
   const double negative_floor = std::max(0.0, -w(0));
-  return from_eigen(a, w, n, outputs, 0, nc, options, negative_floor, Space::sample, nullptr);
+  return from_eigen(a, w, n, outputs, 0, nc, options, negative_floor, Space::sample, {});
 }
 
 Geometry Geometry::from_factor(MatrixXd factor, VectorXd d, Index outputs, Index params) {

@@ -49,6 +49,36 @@ TEST(Geometry, ReducedCoordinatesReproduceTheHessians) {
   }
 }
 
+TEST(Geometry, RowMajorJacobianIsReadInPlaceAndReproducesTheHessians) {
+  // Both spaces (n c = 15 < p = 20: sample; n c = 15 > p = 6: parameter),
+  // checked against dense H and K built here, not against from_jacobian.
+  for (const Eigen::Index p : {20, 6}) {
+    const MatrixXd J = ref::gaussian(15, p, 57);  // n = 5, c = 3
+    const sgdstab::RowMatrixXd Jr = J;
+    const Eigen::Map<const sgdstab::RowMatrixXd> view(Jr.data(), Jr.rows(), Jr.cols());
+    const auto g = sgdstab::Geometry::from_row_major_jacobian(view, 3);
+    EXPECT_EQ(g.space(), p > 15 ? sgdstab::Space::sample : sgdstab::Space::parameter);
+    EXPECT_EQ(g.params(), p);
+    const MatrixXd H = J.transpose() * J / 5.0, K = J * J.transpose();
+    Eigen::SelfAdjointEigenSolver<MatrixXd> es(H);
+    ASSERT_EQ(g.rank(), std::min<Eigen::Index>(15, p));
+    const VectorXd top = es.eigenvalues().reverse().head(g.rank());
+    EXPECT_LE((g.hessian_eigenvalues() - top).norm(), 1e-12 * top.norm());
+    // Z Z^T = K and Z^T Z = n diag(d) (theory/reduction.md, eq. 2).
+    EXPECT_LE((g.factor() * g.factor().transpose() - K).norm(), 1e-12 * K.norm());
+    const MatrixXd ztz = g.factor().transpose() * g.factor();
+    EXPECT_LE((ztz - MatrixXd(5.0 * g.hessian_eigenvalues().asDiagonal())).norm(), 1e-12 * ztz.norm());
+  }
+  // Far from unit scale it is rescaled like the column-major path.
+  const MatrixXd unit = ref::gaussian(6, 9, 58);
+  const sgdstab::RowMatrixXd tiny = unit * 1e-150;
+  const auto gt = sgdstab::Geometry::from_row_major_jacobian(tiny, 2);
+  Eigen::SelfAdjointEigenSolver<MatrixXd> est(unit.transpose() * unit / 3.0);
+  EXPECT_REL_NEAR(gt.lambda_max() / 1e-300, est.eigenvalues().maxCoeff(), 1e-12);
+  EXPECT_ERROR_MENTIONS(sgdstab::Geometry::from_row_major_jacobian(sgdstab::RowMatrixXd(ref::gaussian(5, 3, 1)), 2),
+                        "not divisible by outputs C = 2");
+}
+
 TEST(Geometry, RankToleranceIsExposedAndDocumentedDefaultDropsRoundOff) {
   // J = U diag(sigma) V^T with singular values 1, 0.5, 1e-3, 1e-9 (Gram eigenvalues squared).
   const MatrixXd U = ref::random_orthogonal(6, 52).leftCols(4), V = ref::random_orthogonal(5, 53).leftCols(4);

@@ -26,6 +26,7 @@
 /// double sharpness = g.lambda_max();             // lambda_max(H)
 /// \endcode
 #include <Eigen/Core>
+#include <functional>
 #include <string>
 
 #include "sgdstab/sampling.hpp"
@@ -59,6 +60,12 @@ class Geometry {
   /// \throws sgdstab::resource_error when the reduction would not fit in memory.
   static Geometry from_jacobian(const Eigen::Ref<const Eigen::MatrixXd>& jacobian, Index outputs,
                                 const ReductionOptions& options = {});
+
+  /// The same from a row-major (C-order) Jacobian, read in place without a
+  /// copy (NumPy's default layout; the Python package passes such arrays here).
+  /// Same result as from_jacobian up to rounding (a different BLAS kernel).
+  static Geometry from_row_major_jacobian(const Eigen::Ref<const RowMatrixXd>& jacobian, Index outputs,
+                                          const ReductionOptions& options = {});
 
   /// From the NTK Gram K = J J^T ((n c) x (n c), same ordering).
   /// \throws sgdstab::invalid_argument on a non-square, asymmetric, non-PSD,
@@ -100,7 +107,10 @@ class Geometry {
   static Geometry from_eigen(const Eigen::MatrixXd& vectors, const Eigen::VectorXd& values,
                              Index n, Index c, Index p, Index dim, const ReductionOptions& options,
                              double negative_floor, Space space,
-                             const Eigen::Ref<const Eigen::MatrixXd>* jacobian);
+                             const std::function<Eigen::MatrixXd(const Eigen::MatrixXd&)>& times_jacobian);
+  template <class Matrix>
+  static Geometry jacobian_reduction(const Eigen::Ref<const Matrix>& jacobian, Index outputs,
+                                     const ReductionOptions& options);
   void scale_units(int exponent, const std::string& where);
   Index samples_ = 0, outputs_ = 1, params_ = 0;
   Space space_ = Space::sample;

@@ -28,6 +28,9 @@ namespace sgdstab {
 /// Sizes and indices: Eigen's signed index type.
 using Index = Eigen::Index;
 
+/// A dense row-major (C-order) matrix, e.g. a NumPy array viewed in place.
+using RowMatrixXd = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
 /// How a numerical routine ended. Only `converged` marks a usable number.
 enum class Status {
   converged,          ///< the requested accuracy was reached

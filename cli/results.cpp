@@ -1,0 +1,125 @@
+// The JSON of each stability command (results.hpp).
+#include "results.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "plot.hpp"
+#include "sgdstab/errors.hpp"
+#include "sgdstab/matrix_io.hpp"
+
+namespace sgdstab::cli {
+
+json threshold_json(const Geometry& g, const ThresholdResult& r) {
+  json j;
+  geometry_fields(j, g);
+  j["batch"] = r.batch;
+  j["sampling"] = to_string(r.sampling);
+  j["eta_star"] = r.eta_star;
+  hessian_fields(j, g);
+  report_fields(j, r.report);
+  j["space"] = to_string(g.space());
+  j["loss_convention"] = kLossConvention;
+  return j;
+}
+
+json radius_json(const Geometry& g, const RadiusResult& r) {
+  json j;
+  j["rho"] = r.rho;
+  j["lr"] = r.lr;
+  j["batch"] = r.batch;
+  j["sampling"] = to_string(r.sampling);
+  report_fields(j, r.report);
+  geometry_fields(j, g);
+  j["loss_convention"] = kLossConvention;
+  return j;
+}
+
+json bounds_report_json(const Geometry& g, const StabilityBounds& b) {
+  json j = bounds_json(b);
+  geometry_fields(j, g);
+  j["loss_convention"] = kLossConvention;
+  return j;
+}
+
+namespace {
+
+// rho(T) at each mark for each scheme: {lr, batch, sampling, stable, rho, status}.
+json mark_rows(const Geometry& g, const StabilityRegion& region, const std::vector<Mark>& marks,
+               const SolverOptions& so, std::vector<RegionMark>& drawn, Status& status) {
+  json rows = json::array();
+  for (const Mark& m : marks)
+    for (std::size_t k = 0; k < region.curves.size(); ++k) {
+      const RadiusResult r = spectral_radius(g, m.lr, m.batch, region.curves[k].sampling, so);
+      status = combine(status, r.status());
+      json row;
+      row["lr"] = m.lr;
+      row["batch"] = m.batch;
+      row["sampling"] = to_string(region.curves[k].sampling);
+      row["stable"] = r.rho <= 1.0;
+      row["rho"] = r.rho;
+      row["status"] = to_string(r.status());
+      rows.push_back(row);
+      drawn.push_back({m.lr, static_cast<double>(m.batch), r.rho <= 1.0, k});
+    }
+  return rows;
+}
+
+// The bounds of `sgdstab bounds` at every point (given eta* and mu_*), for the picture.
+std::vector<std::vector<RegionBound>> bound_rows(const Geometry& g, const StabilityRegion& region,
+                                                 const SolverOptions& so) {
+  const double mu_star = worst_case_alignment(g).mu_star;
+  std::vector<std::vector<RegionBound>> out;
+  for (const RegionCurve& curve : region.curves) {
+    std::vector<RegionBound> row;
+    for (const RegionPoint& p : curve.points) {
+      ThresholdResult known;
+      known.batch = p.batch;
+      known.sampling = curve.sampling;
+      known.eta_star = p.eta_star;
+      known.report.status = p.status;
+      const StabilityBounds b = stability_bounds(g, p.batch, curve.sampling, so, &known, mu_star);
+      double necessary = std::min({b.eta_gd, b.eta_necessary_rank1, b.eta_necessary_trace});
+      if (b.eta_alignment) necessary = std::min(necessary, *b.eta_alignment);
+      if (b.eta_trace_b1) necessary = std::min(necessary, *b.eta_trace_b1);
+      row.push_back({static_cast<double>(p.batch), b.eta_sufficient, necessary});
+    }
+    out.push_back(std::move(row));
+  }
+  return out;
+}
+
+}  // namespace
+
+void write_region_plot(const std::string& path, const Geometry& g, const StabilityRegion& region,
+                       const std::vector<RegionMark>& marks, const SolverOptions& so) {
+  write_text(path, region_svg(region, bound_rows(g, region, so), marks,
+                              "Stability region: n = " + std::to_string(g.samples()) + ", C = " +
+                                  std::to_string(g.outputs()) + ", rank " + std::to_string(g.rank())));
+}
+
+RegionReport region_report(const Geometry& g, const std::vector<Sampling>& schemes,
+                           const std::vector<Index>& batches, const std::vector<Mark>& marks,
+                           const std::string& plot, const SolverOptions& so) {
+  for (const Mark& m : marks) {
+    if (!(m.lr > 0) || !std::isfinite(m.lr))
+      throw sgdstab::invalid_argument("mark: the learning rate must be finite and > 0, got " + std::to_string(m.lr));
+    if (m.batch < 1 || m.batch > g.samples())
+      throw sgdstab::invalid_argument("mark: the batch size must satisfy 1 <= B <= n = " + std::to_string(g.samples()) +
+                                      ", got " + std::to_string(m.batch));
+  }
+  RegionReport out;
+  out.region = stability_region(g, schemes, batches, so);
+  out.j = region_json(out.region);
+  out.status = out.region.status;
+  std::vector<RegionMark> drawn;
+  if (!marks.empty()) out.j["marks"] = mark_rows(g, out.region, marks, so, drawn, out.status);
+  if (!plot.empty()) {
+    write_region_plot(plot, g, out.region, drawn, so);
+    out.j["plot"] = plot;
+  }
+  return out;
+}
+
+}  // namespace sgdstab::cli

@@ -1,0 +1,38 @@
+#pragma once
+// The JSON of each stability command, built from the library's results: one
+// builder per command, shared by the program (cli/cmd_*.cpp) and the Python
+// package (python/module.cpp), so that `to_dict()` in Python and the CLI's
+// JSON are the same keys and the same numbers.
+#include <string>
+#include <vector>
+
+#include "report.hpp"
+
+namespace sgdstab::cli {
+
+/// `sgdstab threshold`.
+json threshold_json(const Geometry& g, const ThresholdResult& r);
+/// `sgdstab radius`.
+json radius_json(const Geometry& g, const RadiusResult& r);
+/// `sgdstab bounds`.
+json bounds_report_json(const Geometry& g, const StabilityBounds& b);
+
+/// A user's (lr, B) placed on a region (`--mark LR,B`).
+struct Mark {
+  double lr = 0.0;
+  Index batch = 0;
+};
+
+/// `sgdstab region`: the region, its JSON (marks and plot included) and the
+/// status that decides the exit code. Writes the SVG picture to `plot` when
+/// not empty. \throws sgdstab::invalid_argument on a mark outside 1..n.
+struct RegionReport {
+  StabilityRegion region;
+  json j;
+  Status status = Status::not_converged;
+};
+RegionReport region_report(const Geometry& g, const std::vector<Sampling>& schemes,
+                           const std::vector<Index>& batches, const std::vector<Mark>& marks,
+                           const std::string& plot, const SolverOptions& so);
+
+}  // namespace sgdstab::cli

@@ -1,0 +1,660 @@
+// The Python extension sgdstab._core (issue #14): the library's routines on
+// NumPy arrays. The package sgdstab (python/sgdstab/__init__.py) re-exports
+// it with the documentation; sgdstab.torch adds the PyTorch front end.
+//
+// Conventions kept here, stated once:
+// - Matrices: float64 arrays in C or Fortran order are read in place (no
+//   copy); float32 and non-contiguous float64 arrays are converted to a
+//   float64 copy; any other dtype is a TypeError.
+// - Errors: sgdstab::invalid_argument -> ValueError, io_error -> OSError,
+//   resource_error -> MemoryError, numerical_error -> ArithmeticError,
+//   interrupted -> KeyboardInterrupt, with the library's messages.
+// - The GIL is released while the library computes; Ctrl-C during a call
+//   made from the main thread interrupts it (sgdstab/interrupt.hpp).
+// - to_dict() of every result is the JSON of the matching CLI command, built
+//   by the same code (cli/results.hpp).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <chrono>
+#include <csignal>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "report.hpp"
+#include "results.hpp"
+#include "sgdstab/sgdstab.hpp"
+
+namespace py = pybind11;
+using namespace sgdstab;
+using Eigen::MatrixXd;
+using Eigen::VectorXd;
+
+namespace {
+
+// ---------------------------------------------------------------- arrays
+
+// A 2-D float64 matrix as the library sees it: a view of the caller's array
+// (column- or row-major) or of a converted copy that `keep` owns.
+struct MatrixArg {
+  py::array keep;
+  const double* data = nullptr;
+  Index rows = 0, cols = 0, outer_stride = 0;
+  bool row_major = false;
+  bool copied = false;
+
+  Eigen::Map<const MatrixXd, 0, Eigen::OuterStride<>> col() const {
+    return {data, rows, cols, Eigen::OuterStride<>(outer_stride)};
+  }
+  Eigen::Map<const RowMatrixXd, 0, Eigen::OuterStride<>> row() const {
+    return {data, rows, cols, Eigen::OuterStride<>(outer_stride)};
+  }
+  // Column-major (a copy only when the input is row-major).
+  MatrixXd dense() const { return row_major ? MatrixXd(row()) : MatrixXd(col()); }
+};
+
+std::string dtype_name(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+py::array as_array(py::handle obj, const std::string& name) {
+  if (py::isinstance<py::array>(obj)) return py::reinterpret_borrow<py::array>(obj);
+  // Anything with the array protocol (a list, a CPU tensor) becomes an array;
+  // its dtype is checked like an array's.
+  py::object np = py::module_::import("numpy");
+  try {
+    return np.attr("asarray")(obj);
+  } catch (py::error_already_set&) {
+    throw py::type_error(name + ": expected a NumPy array of float64 or float32, got " +
+                         py::str(py::type::handle_of(obj)).cast<std::string>());
+  }
+}
+
+void check_dtype(const py::array& a, const std::string& name) {
+  const char kind = a.dtype().kind();
+  const auto size = a.dtype().itemsize();
+  if (!(kind == 'f' && (size == 8 || size == 4)))
+    throw py::type_error(name + ": expected a float64 or float32 array, got dtype " + dtype_name(a));
+}
+
+MatrixArg as_matrix(py::handle obj, const std::string& name) {
+  py::array a = as_array(obj, name);
+  check_dtype(a, name);
+  if (a.ndim() != 2)
+    throw py::value_error(name + ": expected a 2-D array, got " + std::to_string(a.ndim()) + " dimension(s)");
+  MatrixArg m;
+  m.rows = a.shape(0);
+  m.cols = a.shape(1);
+  const bool f64 = a.dtype().itemsize() == 8;
+  const auto flags = a.flags();
+  if (f64 && (flags & py::array::f_style)) {
+    m.keep = a;
+    m.outer_stride = m.rows > 0 ? std::max<Index>(1, a.strides(1) / 8) : 1;
+  } else if (f64 && (flags & py::array::c_style)) {
+    m.keep = a;
+    m.row_major = true;
+    m.outer_stride = m.cols > 0 ? std::max<Index>(1, a.strides(0) / 8) : 1;
+  } else {
+    // float32, or a strided float64 view: one float64 copy in Fortran order.
+    m.keep = py::array_t<double, py::array::f_style | py::array::forcecast>::ensure(a);
+    if (!m.keep) throw py::type_error(name + ": could not convert dtype " + dtype_name(a) + " to float64");
+    m.copied = true;
+    m.outer_stride = std::max<Index>(1, m.rows);
+  }
+  m.data = static_cast<const double*>(m.keep.data());
+  if (m.rows == 0 || m.cols == 0) m.outer_stride = std::max<Index>(1, m.row_major ? m.cols : m.rows);
+  return m;
+}
+
+// A vector (any shape; its entries in C order): residuals, start points.
+VectorXd as_vector(py::handle obj, const std::string& name) {
+  py::array a = as_array(obj, name);
+  check_dtype(a, name);
+  auto c = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(a);
+  return Eigen::Map<const VectorXd>(c.data(), static_cast<Index>(c.size()));
+}
+
+py::array to_numpy(const MatrixXd& m) {
+  py::array_t<double, py::array::f_style> out({m.rows(), m.cols()});
+  if (m.size() > 0) std::copy(m.data(), m.data() + m.size(), out.mutable_data());
+  return std::move(out);
+}
+
+py::array to_numpy(const VectorXd& v) {
+  py::array_t<double> out(v.size());
+  if (v.size() > 0) std::copy(v.data(), v.data() + v.size(), out.mutable_data());
+  return std::move(out);
+}
+
+// A read-only NumPy view of memory owned by `owner` (kept alive as the base).
+py::array view_of(const MatrixXd& m, py::handle owner) {
+  py::array a(py::dtype::of<double>(), {m.rows(), m.cols()},
+              {static_cast<py::ssize_t>(sizeof(double)), static_cast<py::ssize_t>(sizeof(double) * m.rows())},
+              m.data(), owner);
+  py::detail::array_proxy(a.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+  return a;
+}
+
+py::array view_of(const VectorXd& v, py::handle owner) {
+  py::array a(py::dtype::of<double>(), {v.size()}, {static_cast<py::ssize_t>(sizeof(double))}, v.data(), owner);
+  py::detail::array_proxy(a.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+  return a;
+}
+
+py::object json_to_python(const cli::json& j) {
+  return py::module_::import("json").attr("loads")(j.dump());
+}
+
+// ---------------------------------------------------------------- calls
+
+// Releases the GIL around the library's work and, on the main thread, turns
+// Ctrl-C into the library's cooperative interrupt for the call's duration.
+class Compute {
+ public:
+  Compute() {
+    const py::module_ threading = py::module_::import("threading");
+    main_ = threading.attr("current_thread")().is(threading.attr("main_thread")());
+    if (main_) {
+      clear_interrupt();
+      previous_ = std::signal(SIGINT, &Compute::on_signal);
+    }
+    release_.emplace();
+  }
+  ~Compute() {
+    release_.reset();
+    if (main_) std::signal(SIGINT, previous_);
+  }
+  Compute(const Compute&) = delete;
+  Compute& operator=(const Compute&) = delete;
+
+ private:
+  static void on_signal(int sig) { request_interrupt(sig); }
+  bool main_ = false;
+  void (*previous_)(int) = SIG_DFL;
+  std::optional<py::gil_scoped_release> release_;
+};
+
+const std::set<std::string>& solver_keys() {
+  static const std::set<std::string> keys = {"method", "tolerance", "max_iterations", "subspace_dimension",
+                                             "dense_max_dimension", "dense_fallback_max_dimension",
+                                             "want_direction", "memory_limit_bytes"};
+  return keys;
+}
+
+std::string joined_solver_keys() {
+  std::string out;
+  for (const std::string& k : solver_keys()) out += (out.empty() ? "" : ", ") + k;
+  return out;
+}
+
+SolverOptions solver_options(const py::kwargs& kw, const char* function) {
+  SolverOptions so;
+  for (const auto& item : kw) {
+    const std::string key = py::str(item.first).cast<std::string>();
+    if (!solver_keys().count(key))
+      throw py::type_error(std::string(function) + "() got an unexpected keyword argument '" + key +
+                           "' (solver options: " + joined_solver_keys() + ")");
+    const py::handle v = item.second;
+    if (key == "method") so.method = parse<Method>(v.cast<std::string>());
+    else if (key == "tolerance") so.tolerance = v.cast<double>();
+    else if (key == "max_iterations") so.max_iterations = v.cast<Index>();
+    else if (key == "subspace_dimension") so.subspace_dimension = v.cast<Index>();
+    else if (key == "dense_max_dimension") so.dense_max_dimension = v.cast<Index>();
+    else if (key == "dense_fallback_max_dimension") so.dense_fallback_max_dimension = v.cast<Index>();
+    else if (key == "want_direction") so.want_direction = v.cast<bool>();
+    else if (key == "memory_limit_bytes") so.memory_limit_bytes = v.cast<double>();
+  }
+  so.validate();
+  return so;
+}
+
+std::vector<Sampling> schemes_of(const py::object& sampling) {
+  if (sampling.is_none()) return {Sampling::without_replacement, Sampling::with_replacement, Sampling::bernoulli};
+  if (py::isinstance<py::str>(sampling)) return {parse<Sampling>(sampling.cast<std::string>())};
+  std::vector<Sampling> out;
+  for (const py::handle s : sampling) out.push_back(parse<Sampling>(s.cast<std::string>()));
+  return out;
+}
+
+// ---------------------------------------------------------------- results
+
+struct PyThreshold {
+  ThresholdResult r;
+  cli::json j;
+};
+struct PyRadius {
+  RadiusResult r;
+  cli::json j;
+};
+struct PyCurve {
+  std::vector<PyThreshold> points;
+  cli::json j;
+};
+struct PyRegion {
+  StabilityRegion region;
+  cli::json j;
+  Status status = Status::not_converged;
+};
+struct PyBounds {
+  StabilityBounds b;
+  cli::json j;
+};
+struct PyCrossCheck {
+  CrossCheckReport rep;
+  cli::json j;
+};
+
+py::object optional_matrix(const MatrixXd& m) {
+  if (m.size() == 0) return py::none();
+  return to_numpy(m);
+}
+
+template <class T>
+py::object optional_value(const std::optional<T>& v) {
+  return v ? py::cast(*v) : py::none();
+}
+
+Geometry geometry_from_jacobian(py::handle j, Index outputs, double rank_tolerance, const std::string& space,
+                                double memory_limit_bytes) {
+  ReductionOptions o;
+  o.rank_tolerance = rank_tolerance;
+  o.space = parse<Space>(space);
+  o.memory_limit_bytes = memory_limit_bytes;
+  const MatrixArg a = as_matrix(j, "jacobian");
+  Compute c;
+  return a.row_major ? Geometry::from_row_major_jacobian(a.row(), outputs, o) : Geometry::from_jacobian(a.col(), outputs, o);
+}
+
+Geometry geometry_from_gram(py::handle k, Index outputs, double rank_tolerance, double gram_tolerance,
+                            double memory_limit_bytes) {
+  ReductionOptions o;
+  o.rank_tolerance = rank_tolerance;
+  o.gram_tolerance = gram_tolerance;
+  o.memory_limit_bytes = memory_limit_bytes;
+  const MatrixArg a = as_matrix(k, "gram");
+  Compute c;
+  // A row-major K is the column-major K^T: the same symmetric matrix (the
+  // reduction symmetrizes (K + K^T) / 2, identical either way).
+  if (a.row_major) return Geometry::from_gram(Eigen::Map<const MatrixXd, 0, Eigen::OuterStride<>>(
+                                                  a.data, a.cols, a.rows, Eigen::OuterStride<>(a.outer_stride)),
+                                              outputs, o);
+  return Geometry::from_gram(a.col(), outputs, o);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "sgdstab's compiled core (use the package sgdstab)";
+
+  // Exceptions: the library's classes to Python's built-in ones.
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const sgdstab::invalid_argument& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    } catch (const sgdstab::io_error& e) {
+      PyErr_SetString(PyExc_OSError, e.what());
+    } catch (const sgdstab::resource_error& e) {
+      PyErr_SetString(PyExc_MemoryError, e.what());
+    } catch (const sgdstab::numerical_error& e) {
+      PyErr_SetString(PyExc_ArithmeticError, e.what());
+    } catch (const sgdstab::interrupted& e) {
+      clear_interrupt();
+      PyErr_SetString(PyExc_KeyboardInterrupt, e.what());
+    }
+  });
+
+  m.attr("__version__") = "0.1.0";
+  m.attr("loss_convention") = cli::kLossConvention;
+
+  // ------------------------------------------------------------ Geometry
+  py::class_<Geometry>(m, "Geometry")
+      .def_static("from_jacobian", &geometry_from_jacobian, py::arg("jacobian"), py::arg("outputs") = 1,
+                  py::kw_only(), py::arg("rank_tolerance") = 0.0, py::arg("space") = "automatic",
+                  py::arg("memory_limit_bytes") = 0.0)
+      .def_static("from_gram", &geometry_from_gram, py::arg("gram"), py::arg("outputs"), py::kw_only(),
+                  py::arg("rank_tolerance") = 0.0, py::arg("gram_tolerance") = 1e-6,
+                  py::arg("memory_limit_bytes") = 0.0)
+      .def_property_readonly("lambda_max", &Geometry::lambda_max)
+      .def_property_readonly("hessian_frobenius", &Geometry::hessian_frobenius)
+      .def_property_readonly("hessian_trace", &Geometry::hessian_trace)
+      .def_property_readonly("eta_gd", [](const Geometry& g) { return 2.0 / g.lambda_max(); })
+      .def_property_readonly("rank", &Geometry::rank)
+      .def_property_readonly("samples", &Geometry::samples)
+      .def_property_readonly("outputs", &Geometry::outputs)
+      .def_property_readonly("params",
+                             [](const Geometry& g) { return g.params() > 0 ? py::cast(g.params()) : py::none(); })
+      .def_property_readonly("space", [](const Geometry& g) { return to_string(g.space()); })
+      .def_property_readonly("largest_discarded", &Geometry::largest_discarded)
+      .def_property_readonly("hessian_eigenvalues",
+                             [](py::object self) {
+                               return view_of(self.cast<const Geometry&>().hessian_eigenvalues(), self);
+                             })
+      .def_property_readonly("factor",
+                             [](py::object self) { return view_of(self.cast<const Geometry&>().factor(), self); })
+      .def("per_sample_hessian", [](const Geometry& g, Index i) { return to_numpy(g.per_sample_hessian(i)); },
+           py::arg("i"))
+      .def("__repr__", [](const Geometry& g) {
+        return "<sgdstab.Geometry n=" + std::to_string(g.samples()) + " C=" + std::to_string(g.outputs()) +
+               " rank=" + std::to_string(g.rank()) + " lambda_max=" + py::repr(py::float_(g.lambda_max())).cast<std::string>() + ">";
+      });
+
+  // ------------------------------------------------------------ results
+  py::class_<PyThreshold>(m, "ThresholdResult")
+      .def_property_readonly("eta_star", [](const PyThreshold& t) { return t.r.eta_star; })
+      .def_property_readonly("pencil_max", [](const PyThreshold& t) { return t.r.pencil_max; })
+      .def_property_readonly("batch", [](const PyThreshold& t) { return t.r.batch; })
+      .def_property_readonly("sampling", [](const PyThreshold& t) { return to_string(t.r.sampling); })
+      .def_property_readonly("converged", [](const PyThreshold& t) { return t.r.converged(); })
+      .def_property_readonly("status", [](const PyThreshold& t) { return to_string(t.r.status()); })
+      .def_property_readonly("matvecs", [](const PyThreshold& t) { return t.r.report.matvecs; })
+      .def_property_readonly("iterations", [](const PyThreshold& t) { return t.r.report.iterations; })
+      .def_property_readonly("method", [](const PyThreshold& t) { return to_string(t.r.report.method); })
+      .def_property_readonly("residual", [](const PyThreshold& t) { return t.r.report.residual; })
+      .def_property_readonly("error_bound", [](const PyThreshold& t) { return t.r.report.error_bound; })
+      .def_property_readonly("message", [](const PyThreshold& t) { return t.r.report.message; })
+      .def_property_readonly("direction", [](const PyThreshold& t) { return optional_matrix(t.r.direction); })
+      .def("to_dict", [](const PyThreshold& t) { return json_to_python(t.j); })
+      .def("__repr__", [](const PyThreshold& t) {
+        return "<sgdstab.ThresholdResult eta_star=" + py::repr(py::float_(t.r.eta_star)).cast<std::string>() +
+               " batch=" + std::to_string(t.r.batch) + " sampling=" + to_string(t.r.sampling) +
+               " status=" + to_string(t.r.status()) + ">";
+      });
+
+  py::class_<PyRadius>(m, "RadiusResult")
+      .def_property_readonly("rho", [](const PyRadius& t) { return t.r.rho; })
+      .def_property_readonly("lr", [](const PyRadius& t) { return t.r.lr; })
+      .def_property_readonly("batch", [](const PyRadius& t) { return t.r.batch; })
+      .def_property_readonly("sampling", [](const PyRadius& t) { return to_string(t.r.sampling); })
+      .def_property_readonly("stable", [](const PyRadius& t) { return t.r.rho <= 1.0; })
+      .def_property_readonly("converged", [](const PyRadius& t) { return t.r.converged(); })
+      .def_property_readonly("status", [](const PyRadius& t) { return to_string(t.r.status()); })
+      .def_property_readonly("matvecs", [](const PyRadius& t) { return t.r.report.matvecs; })
+      .def_property_readonly("iterations", [](const PyRadius& t) { return t.r.report.iterations; })
+      .def_property_readonly("method", [](const PyRadius& t) { return to_string(t.r.report.method); })
+      .def_property_readonly("residual", [](const PyRadius& t) { return t.r.report.residual; })
+      .def_property_readonly("message", [](const PyRadius& t) { return t.r.report.message; })
+      .def_property_readonly("direction", [](const PyRadius& t) { return optional_matrix(t.r.direction); })
+      .def("to_dict", [](const PyRadius& t) { return json_to_python(t.j); })
+      .def("__repr__", [](const PyRadius& t) {
+        return "<sgdstab.RadiusResult rho=" + py::repr(py::float_(t.r.rho)).cast<std::string>() +
+               " status=" + to_string(t.r.status()) + ">";
+      });
+
+  py::class_<PyCurve>(m, "CurveResult")
+      .def_property_readonly("points", [](const PyCurve& c) { return c.points; })
+      .def_property_readonly("batches",
+                             [](const PyCurve& c) {
+                               std::vector<Index> out;
+                               for (const auto& p : c.points) out.push_back(p.r.batch);
+                               return out;
+                             })
+      .def_property_readonly("eta_star",
+                             [](const PyCurve& c) {
+                               std::vector<double> out;
+                               for (const auto& p : c.points) out.push_back(p.r.eta_star);
+                               return out;
+                             })
+      .def_property_readonly("converged",
+                             [](const PyCurve& c) {
+                               for (const auto& p : c.points)
+                                 if (!p.r.converged()) return false;
+                               return true;
+                             })
+      .def("to_dict", [](const PyCurve& c) { return json_to_python(c.j); });
+
+  py::class_<RegionPoint>(m, "RegionPoint")
+      .def_readonly("batch", &RegionPoint::batch)
+      .def_readonly("eta_star", &RegionPoint::eta_star)
+      .def_readonly("eta_low", &RegionPoint::eta_low)
+      .def_readonly("eta_high", &RegionPoint::eta_high)
+      .def_readonly("residual", &RegionPoint::residual)
+      .def_readonly("matvecs", &RegionPoint::matvecs)
+      .def_readonly("message", &RegionPoint::message)
+      .def_property_readonly("converged", &RegionPoint::converged)
+      .def_property_readonly("status", [](const RegionPoint& p) { return to_string(p.status); })
+      .def_property_readonly("method", [](const RegionPoint& p) { return to_string(p.method); })
+      .def("__repr__", [](const RegionPoint& p) {
+        return "<sgdstab.RegionPoint batch=" + std::to_string(p.batch) +
+               " eta_star=" + py::repr(py::float_(p.eta_star)).cast<std::string>() + ">";
+      });
+  py::class_<RegionCurve>(m, "RegionCurve")
+      .def_property_readonly("sampling", [](const RegionCurve& c) { return to_string(c.sampling); })
+      .def_readonly("points", &RegionCurve::points);
+
+  py::class_<PyRegion>(m, "RegionResult")
+      .def_property_readonly("curves", [](const PyRegion& r) { return r.region.curves; })
+      .def_property_readonly("matvecs", [](const PyRegion& r) { return r.region.matvecs; })
+      .def_property_readonly("seconds", [](const PyRegion& r) { return r.region.seconds; })
+      .def_property_readonly("lambda_max", [](const PyRegion& r) { return r.region.lambda_max; })
+      .def_property_readonly("eta_gd", [](const PyRegion& r) { return r.region.eta_gd; })
+      .def_property_readonly("converged", [](const PyRegion& r) { return r.status == Status::converged; })
+      .def_property_readonly("status", [](const PyRegion& r) { return to_string(r.status); })
+      .def_property_readonly("message", [](const PyRegion& r) { return r.region.message; })
+      .def(
+          "band",
+          [](const PyRegion& r, const std::string& sampling, double batch) {
+            const EtaInterval e = r.region.band(parse<Sampling>(sampling), batch);
+            return std::make_pair(e.low, e.high);
+          },
+          py::arg("sampling"), py::arg("batch"),
+          "Guaranteed (low, high) interval for eta*(B) at any real B in [1, n] (theory/region.md, section 6).")
+      .def("to_dict", [](const PyRegion& r) { return json_to_python(r.j); });
+
+  py::class_<PyBounds>(m, "BoundsResult")
+      .def_property_readonly("batch", [](const PyBounds& t) { return t.b.batch; })
+      .def_property_readonly("sampling", [](const PyBounds& t) { return to_string(t.b.sampling); })
+      .def_property_readonly("gamma", [](const PyBounds& t) { return t.b.gamma; })
+      .def_property_readonly("eta_star", [](const PyBounds& t) { return t.b.eta_star; })
+      .def_property_readonly("eta_gd", [](const PyBounds& t) { return t.b.eta_gd; })
+      .def_property_readonly("eta_sufficient", [](const PyBounds& t) { return t.b.eta_sufficient; })
+      .def_property_readonly("eta_necessary_rank1", [](const PyBounds& t) { return t.b.eta_necessary_rank1; })
+      .def_property_readonly("eta_necessary_trace", [](const PyBounds& t) { return t.b.eta_necessary_trace; })
+      .def_property_readonly("eta_alignment", [](const PyBounds& t) { return optional_value(t.b.eta_alignment); })
+      .def_property_readonly("eta_trace_b1", [](const PyBounds& t) { return optional_value(t.b.eta_trace_b1); })
+      .def_property_readonly("mu_star", [](const PyBounds& t) { return t.b.mu_star; })
+      .def_property_readonly("sharpness", [](const PyBounds& t) { return t.b.sharpness; })
+      .def_property_readonly("non_uniformity", [](const PyBounds& t) { return t.b.non_uniformity; })
+      .def_property_readonly("hessian_frobenius", [](const PyBounds& t) { return t.b.hessian_frobenius; })
+      .def_property_readonly("hessian_trace", [](const PyBounds& t) { return t.b.hessian_trace; })
+      .def_property_readonly("converged", [](const PyBounds& t) { return t.b.converged(); })
+      .def_property_readonly("status", [](const PyBounds& t) { return to_string(t.b.status); })
+      .def_property_readonly("message", [](const PyBounds& t) { return t.b.message; })
+      .def("escape_factor", [](const PyBounds& t, double lr) { return t.b.escape_factor(lr); }, py::arg("lr"))
+      .def("to_dict", [](const PyBounds& t) { return json_to_python(t.j); });
+
+  py::class_<WorstAlignment>(m, "WorstAlignment")
+      .def_readonly("mu_star", &WorstAlignment::mu_star)
+      .def_readonly("message", &WorstAlignment::message)
+      .def_property_readonly("residual_direction", [](const WorstAlignment& w) { return to_numpy(w.residual_direction); })
+      .def_property_readonly("converged", [](const WorstAlignment& w) { return w.status == Status::converged; })
+      .def_property_readonly("status", [](const WorstAlignment& w) { return to_string(w.status); });
+
+  py::class_<PyCrossCheck>(m, "MonteCarloResult")
+      .def_property_readonly("rho", [](const PyCrossCheck& c) { return optional_value(c.rep.rho); })
+      .def_property_readonly("eta_star", [](const PyCrossCheck& c) { return optional_value(c.rep.eta_star); })
+      .def_property_readonly("rho_hat", [](const PyCrossCheck& c) { return c.rep.radius.rho_hat; })
+      .def_property_readonly("rho_hat_interval",
+                             [](const PyCrossCheck& c) { return std::make_pair(c.rep.radius.ci_low, c.rep.radius.ci_high); })
+      .def_property_readonly("verdict", [](const PyCrossCheck& c) { return to_string(c.rep.verdict); })
+      .def_property_readonly("status", [](const PyCrossCheck& c) { return to_string(c.rep.status); })
+      .def_property_readonly("reason", [](const PyCrossCheck& c) { return c.rep.reason; })
+      .def("to_dict", [](const PyCrossCheck& c) { return json_to_python(c.j); });
+
+  // ------------------------------------------------------------ functions
+  m.def(
+      "threshold",
+      [](const Geometry& g, Index batch, const std::string& sampling, py::kwargs kw) {
+        const Sampling s = parse<Sampling>(sampling);
+        const SolverOptions so = solver_options(kw, "threshold");
+        PyThreshold out;
+        {
+          Compute c;
+          out.r = stability_threshold(g, batch, s, so);
+        }
+        out.j = cli::threshold_json(g, out.r);
+        return out;
+      },
+      py::arg("geometry"), py::arg("batch"), py::arg("sampling") = "without");
+
+  m.def(
+      "radius",
+      [](const Geometry& g, double lr, Index batch, const std::string& sampling, py::kwargs kw) {
+        const Sampling s = parse<Sampling>(sampling);
+        const SolverOptions so = solver_options(kw, "radius");
+        PyRadius out;
+        {
+          Compute c;
+          out.r = spectral_radius(g, lr, batch, s, so);
+        }
+        out.j = cli::radius_json(g, out.r);
+        return out;
+      },
+      py::arg("geometry"), py::arg("lr"), py::arg("batch"), py::arg("sampling") = "without");
+
+  m.def(
+      "curve",
+      [](const Geometry& g, std::optional<std::vector<Index>> batches, const std::string& sampling, py::kwargs kw) {
+        const Sampling s = parse<Sampling>(sampling);
+        SolverOptions so = solver_options(kw, "curve");
+        so.want_direction = false;
+        const std::vector<Index> b = batches ? *batches : default_batches(g.samples());
+        std::vector<ThresholdResult> curve;
+        {
+          Compute c;
+          curve = threshold_curve(g, b, s, so);
+        }
+        PyCurve out;
+        out.j = cli::curve_json(g, curve);
+        for (const ThresholdResult& r : curve) out.points.push_back({r, cli::threshold_json(g, r)});
+        return out;
+      },
+      py::arg("geometry"), py::arg("batches") = py::none(), py::arg("sampling") = "without");
+
+  m.def(
+      "region",
+      [](const Geometry& g, const py::object& sampling, std::optional<std::vector<Index>> batches,
+         std::optional<std::vector<std::pair<double, Index>>> marks, std::optional<std::string> plot, py::kwargs kw) {
+        const std::vector<Sampling> schemes = schemes_of(sampling);
+        const SolverOptions so = solver_options(kw, "region");
+        const std::vector<Index> b = batches ? *batches : default_batches(g.samples());
+        std::vector<cli::Mark> mk;
+        if (marks)
+          for (const auto& [lr, batch] : *marks) mk.push_back({lr, batch});
+        const auto t0 = std::chrono::steady_clock::now();
+        PyRegion out;
+        cli::RegionReport rep;
+        {
+          Compute c;
+          rep = cli::region_report(g, schemes, b, mk, plot ? *plot : std::string(), so);
+        }
+        rep.j["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        out.region = std::move(rep.region);
+        out.j = std::move(rep.j);
+        out.status = rep.status;
+        return out;
+      },
+      py::arg("geometry"), py::arg("sampling") = py::none(), py::arg("batches") = py::none(),
+      py::arg("marks") = py::none(), py::arg("plot") = py::none());
+
+  m.def(
+      "bounds",
+      [](const Geometry& g, Index batch, const std::string& sampling, py::kwargs kw) {
+        const Sampling s = parse<Sampling>(sampling);
+        SolverOptions so = solver_options(kw, "bounds");
+        so.want_direction = false;
+        PyBounds out;
+        {
+          Compute c;
+          out.b = stability_bounds(g, batch, s, so);
+        }
+        out.j = cli::bounds_report_json(g, out.b);
+        return out;
+      },
+      py::arg("geometry"), py::arg("batch"), py::arg("sampling") = "without");
+
+  m.def(
+      "alignment",
+      [](py::handle gram, Index outputs, py::handle residuals) {
+        const MatrixArg k = as_matrix(gram, "gram");
+        const VectorXd r = as_vector(residuals, "residuals");
+        Compute c;
+        if (k.row_major)
+          return alignment(Eigen::Map<const MatrixXd, 0, Eigen::OuterStride<>>(k.data, k.cols, k.rows,
+                                                                               Eigen::OuterStride<>(k.outer_stride)),
+                           outputs, r);
+        return alignment(k.col(), outputs, r);
+      },
+      py::arg("gram"), py::arg("outputs"), py::arg("residuals"));
+
+  m.def(
+      "alignment_from_jacobian",
+      [](py::handle jacobian, Index outputs, py::handle residuals) {
+        const MatrixArg a = as_matrix(jacobian, "jacobian");
+        const VectorXd r = as_vector(residuals, "residuals");
+        if (a.row_major) {
+          const MatrixXd j = a.dense();
+          Compute c;
+          return alignment_from_jacobian(j, outputs, r);
+        }
+        Compute c;
+        return alignment_from_jacobian(a.col(), outputs, r);
+      },
+      py::arg("jacobian"), py::arg("outputs"), py::arg("residuals"));
+
+  m.def(
+      "worst_case_alignment",
+      [](const Geometry& g) {
+        Compute c;
+        return worst_case_alignment(g);
+      },
+      py::arg("geometry"));
+
+  m.def(
+      "montecarlo",
+      [](const Geometry& g, double lr, Index batch, const std::string& sampling, Index steps, Index trajectories,
+         Index blocks, std::uint64_t seed, double confidence, double significance) {
+        CrossCheckOptions o;
+        o.schedule = parse<Schedule>(sampling);
+        o.lr = lr;
+        o.batch = batch;
+        o.steps = steps;
+        o.trajectories = trajectories;
+        o.blocks = blocks;
+        o.seed = seed;
+        o.confidence = confidence;
+        o.significance = significance;
+        PyCrossCheck out;
+        {
+          Compute c;
+          out.rep = cross_check(g, o);
+        }
+        out.j = cli::cross_check_json(o, out.rep);
+        return out;
+      },
+      py::arg("geometry"), py::arg("lr"), py::arg("batch"), py::arg("sampling") = "without", py::kw_only(),
+      py::arg("steps") = 50, py::arg("trajectories") = 2000, py::arg("blocks") = 2000, py::arg("seed") = 0,
+      py::arg("confidence") = 0.95, py::arg("significance") = 0.01);
+
+  m.def(
+      "read_matrix",
+      [](const std::string& path) {
+        MatrixXd a;
+        {
+          Compute c;
+          a = read_matrix(path);
+        }
+        return to_numpy(a);
+      },
+      py::arg("path"));
+
+  m.def("default_batches", &default_batches, py::arg("samples"));
+
+  // For the tests: where the library reads a matrix argument from, and
+  // whether it had to be copied (float32, strided input).
+  m.def("_matrix_view", [](py::handle a) {
+    const MatrixArg m = as_matrix(a, "array");
+    return py::make_tuple(reinterpret_cast<std::uintptr_t>(m.data), m.row_major ? "row" : "column", m.copied);
+  });
+}

@@ -1,0 +1,228 @@
+"""sgdstab: exact linear stability of SGD at interpolating minima of the square loss.
+
+Will SGD with learning rate ``lr`` and batch size ``B`` stay at this minimum or
+escape it? This package answers from NumPy (and PyTorch, :mod:`sgdstab.torch`)
+with the C++ library's routines; every result's ``to_dict()`` holds the same
+keys and numbers as the JSON of the matching ``sgdstab`` command.
+
+Conventions (the library's only ones; see the README):
+
+* Loss: per-sample loss ``1/2 |f(x_i) - y_i|^2``, training loss the mean over
+  the n samples. PyTorch's ``MSELoss(reduction="mean")`` also averages over
+  the C outputs and drops the 1/2: its learning rates are ``C/2`` times ours
+  (``sgdstab.torch.analyze`` converts; :func:`torch_lr` / :func:`from_torch_lr`).
+* Jacobian: ``(n*C) x p``, sample-major rows (row ``i*C + k`` is
+  ``d f_k(x_i) / d theta``); the Gram is ``K = J J^T``.
+* Sampling schemes: ``"without"`` (uniform B-subset), ``"with"`` (B i.i.d.
+  indices), ``"bernoulli"`` (each sample w.p. B/n); Monte Carlo also accepts
+  ``"reshuffle"``.
+* Arrays: float64 arrays in C or Fortran order are read in place (no copy);
+  float32 and strided arrays are converted; any other dtype is a TypeError.
+* Errors: bad input raises ValueError, unreadable or corrupt files OSError, a
+  problem that would not fit in memory MemoryError, each with the library's
+  message. A number is to be trusted only when its result says
+  ``converged`` (``status == "converged"``).
+* Threads: the GIL is released while the library computes; Ctrl-C interrupts
+  a call made from the main thread (KeyboardInterrupt).
+
+Example::
+
+    import numpy as np, sgdstab
+    J = np.random.default_rng(0).standard_normal((40, 100))   # n = 40, C = 1
+    g = sgdstab.Geometry.from_jacobian(J, outputs=1)
+    r = sgdstab.threshold(g, batch=8)
+    print(r.eta_star, r.converged, g.eta_gd)                  # eta*(8) <= 2/lambda_max
+"""
+
+from . import _core
+from ._core import (  # noqa: F401  (the result classes, for isinstance and help())
+    BoundsResult,
+    CurveResult,
+    Geometry,
+    MonteCarloResult,
+    RadiusResult,
+    RegionCurve,
+    RegionPoint,
+    RegionResult,
+    ThresholdResult,
+    WorstAlignment,
+    __version__,
+    loss_convention,
+)
+
+__all__ = [
+    "Geometry",
+    "threshold",
+    "radius",
+    "curve",
+    "region",
+    "bounds",
+    "alignment",
+    "alignment_from_jacobian",
+    "worst_case_alignment",
+    "montecarlo",
+    "read_matrix",
+    "default_batches",
+    "torch_lr",
+    "from_torch_lr",
+    "loss_convention",
+    "__version__",
+]
+
+_SOLVER_OPTIONS = """
+
+    Solver options (keyword arguments, as SolverOptions in C++): method
+    ("automatic", "dense", "lanczos"), tolerance (relative accuracy, 1e-10),
+    max_iterations, subspace_dimension, dense_max_dimension,
+    dense_fallback_max_dimension, want_direction (return the top
+    eigen-direction), memory_limit_bytes (0: what the system has). An unknown
+    keyword is a TypeError.
+    """
+
+
+def _doc(text):
+    def wrap(f):
+        f.__doc__ = text
+        return f
+
+    return wrap
+
+
+try:
+    Geometry.__doc__ = """The local geometry of an interpolating minimum, reduced to range(H).
+
+    Build it with ``Geometry.from_jacobian(J, outputs=1)`` from the stacked
+    per-sample Jacobian ((n*C) x p, sample-major rows) or with
+    ``Geometry.from_gram(K, outputs)`` from the NTK Gram K = J J^T. Keyword
+    options: rank_tolerance (eigenvalues below it times the largest are zero;
+    0 = the default 10 max(nC, p) eps), space ("automatic", "sample",
+    "parameter"; Jacobian only), gram_tolerance (Gram only), memory_limit_bytes.
+
+    Properties: lambda_max (sharpness of H = (1/n) J^T J), hessian_frobenius,
+    hessian_trace, eta_gd (2 / lambda_max), rank, samples, outputs, params
+    (None for a Gram), space, hessian_eigenvalues and factor (read-only views:
+    Z with h_i = Z_i^T Z_i in the eigenbasis of H).
+    """
+except (AttributeError, TypeError):  # a read-only type doc: keep pybind11's
+    pass
+
+
+@_doc("""The exact mean-square stability threshold eta*(B).
+
+    SGD with learning rate lr <= eta_star returns to the minimum in mean
+    square; above it, it escapes. Returns a ThresholdResult: eta_star,
+    converged, status, matvecs, method, residual, error_bound (eta* lies in
+    [eta_star / (1 + error_bound), eta_star]), message, direction (with
+    want_direction=True), to_dict() (the JSON of `sgdstab threshold`).""" + _SOLVER_OPTIONS)
+def threshold(geometry, batch, sampling="without", **solver_options):
+    return _core.threshold(geometry, batch, sampling, **solver_options)
+
+
+@_doc("""The spectral radius rho(T) of SGD's second-moment map at learning rate lr.
+
+    Stable iff rho <= 1. Returns a RadiusResult: rho, stable, converged,
+    status, matvecs, method, residual, message, direction, to_dict() (the
+    JSON of `sgdstab radius`).""" + _SOLVER_OPTIONS)
+def radius(geometry, lr, batch, sampling="without", **solver_options):
+    return _core.radius(geometry, lr, batch, sampling, **solver_options)
+
+
+@_doc("""eta*(B) for each B in batches (default 1, 2, 4, ..., n).
+
+    Returns a CurveResult: points (a ThresholdResult each), batches, eta_star
+    (a list), converged, to_dict() (the JSON of `sgdstab curve`).""" + _SOLVER_OPTIONS)
+def curve(geometry, batches=None, sampling="without", **solver_options):
+    return _core.curve(geometry, batches, sampling, **solver_options)
+
+
+@_doc("""The stability region: eta*(B) for every scheme and batch size from one shared subspace.
+
+    sampling: a scheme or a list of them (default all three); batches
+    (default 1, 2, 4, ..., n); marks: a list of (lr, B) pairs to judge (rho at
+    each, for each scheme); plot: a path for the SVG picture. Returns a
+    RegionResult: curves (RegionCurve: sampling, points of RegionPoint with
+    eta_star and the certified eta_low <= eta* <= eta_high), band(sampling, B)
+    (a guaranteed interval at any real B in [1, n]), matvecs, seconds,
+    converged, status, to_dict() (the JSON of `sgdstab region`).""" + _SOLVER_OPTIONS)
+def region(geometry, sampling=None, batches=None, marks=None, plot=None, **solver_options):
+    if plot is not None:
+        plot = str(plot)
+    return _core.region(geometry, sampling, batches, marks, plot, **solver_options)
+
+
+@_doc("""The exact threshold beside the analytic bounds of Wu, Wang & Su (2022).
+
+    eta_sufficient <= eta* <= min(eta_gd, eta_necessary_rank1,
+    eta_necessary_trace, eta_alignment, eta_trace_b1); eta_alignment and
+    eta_trace_b1 are None where they give no constraint. Returns a
+    BoundsResult; to_dict() is the JSON of `sgdstab bounds`.""" + _SOLVER_OPTIONS)
+def bounds(geometry, batch, sampling="without", **solver_options):
+    return _core.bounds(geometry, batch, sampling, **solver_options)
+
+
+@_doc("""The alignment factor mu of SGD noise, from the Gram and the residuals.
+
+    mu = Tr(Sigma_1 G) / (2 L |G|_F^2), Sigma_1 the single-sample SGD noise
+    covariance, G = J^T J / n, L the loss; gram is K = J J^T ((n*C) x (n*C)),
+    residuals the n*C values f(x_i) - y_i, sample-major.""")
+def alignment(gram, outputs, residuals):
+    return _core.alignment(gram, outputs, residuals)
+
+
+@_doc("""mu computed in parameter space from the Jacobian ((n*C) x p): Sigma_1 and G formed explicitly.""")
+def alignment_from_jacobian(jacobian, outputs, residuals):
+    return _core.alignment_from_jacobian(jacobian, outputs, residuals)
+
+
+@_doc("""mu_*: the minimum of mu over residual directions in range(H) (WorstAlignment: mu_star, status).""")
+def worst_case_alignment(geometry):
+    return _core.worst_case_alignment(geometry)
+
+
+@_doc("""Monte Carlo cross-check of the exact answer at (lr, batch).
+
+    Simulates linearized SGD (steps, trajectories) and estimates rho from
+    sampled batches (blocks); compares both with the exact rho(T) and second
+    moments. sampling also accepts "reshuffle" (no exact answer: verdict
+    inconclusive). Returns a MonteCarloResult: rho, eta_star, rho_hat,
+    rho_hat_interval, verdict ("agree", "disagree", "inconclusive"), status,
+    reason, to_dict() (the JSON of `sgdstab montecarlo`).""")
+def montecarlo(geometry, lr, batch, sampling="without", *, steps=50, trajectories=2000, blocks=2000, seed=0,
+               confidence=0.95, significance=0.01):
+    return _core.montecarlo(geometry, lr, batch, sampling, steps=steps, trajectories=trajectories, blocks=blocks,
+                            seed=seed, confidence=confidence, significance=significance)
+
+
+@_doc("""A matrix from .npy (float64 or float32, C or Fortran order) or CSV, as the command line reads it.
+
+    Raises OSError on a missing, truncated or corrupt file.""")
+def read_matrix(path):
+    return _core.read_matrix(str(path))
+
+
+@_doc("""The default batch sizes 1, 2, 4, ... below n, then n.""")
+def default_batches(samples):
+    return _core.default_batches(samples)
+
+
+def torch_lr(eta, outputs):
+    """The learning rate of PyTorch's MSELoss(reduction="mean") equivalent to ours.
+
+    Ours: L = (1/n) sum_i 1/2 |f_i - y_i|^2. PyTorch's: L_t = (1/(n C)) sum |f_i - y_i|^2
+    = (2/C) L, so gradient steps agree when lr_torch = (C/2) lr.
+    """
+    return 0.5 * outputs * eta
+
+
+def from_torch_lr(lr_torch, outputs):
+    """Our learning rate equivalent to PyTorch's MSELoss(reduction="mean") lr_torch."""
+    return 2.0 * lr_torch / outputs
+
+
+def __getattr__(name):
+    # sgdstab.torch is optional (it needs PyTorch): imported on first use.
+    if name == "torch":
+        import importlib
+
+        return importlib.import_module(".torch", __name__)
+    raise AttributeError(f"module 'sgdstab' has no attribute {name!r}")

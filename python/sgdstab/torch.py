@@ -1,0 +1,270 @@
+"""sgdstab.torch: the stability of SGD at a PyTorch model's minimum.
+
+``jacobian(model, inputs)`` and ``gram(model, inputs)`` give the per-sample
+Jacobian and the NTK Gram of an ``nn.Module`` in the library's layout;
+``analyze(model, inputs, targets, ...)`` checks that the parameters are an
+interpolating minimum and returns eta*(B) in the learning-rate units of the
+loss you train with.
+
+Conventions:
+
+* Outputs: ``model(inputs)`` of shape (n, C) (or (n,) for C = 1); rows of J
+  are sample-major (row ``i*C + k`` is ``d f_k(x_i) / d theta``) and columns
+  follow ``model.parameters()`` (those with ``requires_grad``), each
+  flattened in PyTorch's (row-major) order.
+* Precision: computed in float64 on a copy of the model (``dtype``), so a
+  float32 model gives a float64 Jacobian of the same function.
+* The model is evaluated as it is: call ``model.eval()`` first if it has
+  dropout or batch norm.
+* Loss: the library's is L = (1/n) sum_i 1/2 |f(x_i) - y_i|^2. PyTorch's
+  ``MSELoss(reduction="mean")`` is L_t = (2/C) L, so its learning rates are
+  (C/2) times ours: ``analyze(..., loss="mse_mean")`` (the default) reports
+  eta* in PyTorch's units, ``loss="sgdstab"`` in ours.
+"""
+
+import copy
+import math
+import warnings
+
+import numpy as _np
+import torch as _torch
+
+from . import _core
+
+__all__ = ["jacobian", "gram", "analyze", "LOSSES"]
+
+#: Supported loss conventions and the factor eta_user = factor(C) * eta_sgdstab.
+LOSSES = {
+    "mse_mean": lambda c: 0.5 * c,  # torch.nn.MSELoss(reduction="mean"): (1/(nC)) sum |f - y|^2
+    "sgdstab": lambda c: 1.0,  # (1/n) sum 1/2 |f - y|^2
+}
+
+
+def _functional():
+    try:  # PyTorch >= 2.0
+        from torch.func import functional_call, jacrev, vmap
+    except ImportError:  # PyTorch 1.13 (functorch)
+        from functorch import jacrev, vmap
+        from torch.nn.utils.stateless import functional_call
+    return functional_call, jacrev, vmap
+
+
+def _prepare(model, inputs, dtype):
+    if not isinstance(model, _torch.nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(inputs, _torch.Tensor):
+        inputs = _torch.as_tensor(_np.asarray(inputs))
+    if inputs.dim() < 1 or inputs.shape[0] < 1:
+        raise ValueError(f"inputs: expected a batch of n >= 1 samples (first dimension), got shape {tuple(inputs.shape)}")
+    work = copy.deepcopy(model).to(dtype=dtype)
+    x = inputs.detach().to(dtype=dtype) if inputs.is_floating_point() else inputs.detach()
+    x = x.to(next(work.parameters()).device) if any(True for _ in work.parameters()) else x
+    names = [name for name, p in work.named_parameters() if p.requires_grad]
+    if not names:
+        raise ValueError("model: no parameter requires grad (nothing to differentiate)")
+    return work, x, names
+
+
+def _outputs_count(work, x):
+    with _torch.no_grad():
+        out = work(x[:1])
+    if out.dim() == 1:
+        return 1
+    if out.dim() != 2:
+        raise ValueError(f"model(inputs) must have shape (n, C) or (n,), got {tuple(out.shape)} for one sample")
+    return out.shape[1]
+
+
+def _per_sample(work, x, names, only=None, chunk=None):
+    """Per-sample Jacobian blocks {name: (m, C, *shape)} over sample chunks (a generator)."""
+    functional_call, jacrev, vmap = _functional()
+    params = {n: p.detach() for n, p in work.named_parameters()}
+    wrt = list(only) if only is not None else names
+
+    def f(sub, xi):
+        full = dict(params)
+        full.update(sub)
+        out = functional_call(work, full, (xi.unsqueeze(0),)).squeeze(0)
+        return out.reshape(-1)
+
+    sub = {n: params[n] for n in wrt}
+    n = x.shape[0]
+    step = chunk or n
+    for start in range(0, n, step):
+        xs = x[start:start + step]
+        try:
+            block = vmap(jacrev(f), in_dims=(None, 0))(sub, xs)
+        except Exception as e:  # an op vmap does not support: the plain loop
+            warnings.warn(f"sgdstab.torch: vectorized Jacobian failed ({e}); using a per-sample loop")
+            block = _loop_jacobian(work, xs, wrt)
+        yield start, block
+
+
+def _loop_jacobian(work, xs, wrt):
+    params = dict(work.named_parameters())
+    rows = {n: [] for n in wrt}
+    for i in range(xs.shape[0]):
+        out = work(xs[i:i + 1]).reshape(-1)
+        per_out = {n: [] for n in wrt}
+        for k in range(out.shape[0]):
+            grads = _torch.autograd.grad(out[k], [params[n] for n in wrt], retain_graph=True, allow_unused=True)
+            for n, g in zip(wrt, grads):
+                per_out[n].append(_torch.zeros_like(params[n]) if g is None else g)
+        for n in wrt:
+            rows[n].append(_torch.stack(per_out[n]))
+    return {n: _torch.stack(rows[n]) for n in wrt}
+
+
+def jacobian(model, inputs, *, dtype=_torch.float64, chunk=None):
+    """The (n*C) x p per-sample Jacobian of ``model`` at ``inputs``, as a float64 NumPy array.
+
+    Row ``i*C + k`` is the gradient of output k on sample i with respect to
+    every parameter that requires grad, in ``model.parameters()`` order, each
+    flattened (row-major). ``chunk``: samples per vectorized pass (default all).
+    """
+    work, x, names = _prepare(model, inputs, dtype)
+    c = _outputs_count(work, x)
+    n = x.shape[0]
+    sizes = [dict(work.named_parameters())[nm].numel() for nm in names]
+    p = sum(sizes)
+    _check_bytes(8.0 * n * c * p, f"the {n * c} x {p} Jacobian")
+    out = _np.empty((n * c, p))
+    for start, block in _per_sample(work, x, names, chunk=chunk):
+        m = next(iter(block.values())).shape[0]
+        cols = [block[nm].reshape(m * c, -1) for nm in names]
+        out[start * c:(start + m) * c] = _torch.cat(cols, dim=1).detach().cpu().double().numpy()
+    return out
+
+
+def gram(model, inputs, *, dtype=_torch.float64, max_block_bytes=1 << 28):
+    """The NTK Gram K = J J^T ((n*C) x (n*C), float64 NumPy) without forming J.
+
+    K is accumulated over the parameter tensors: K = sum_t J_t J_t^T with J_t
+    the Jacobian with respect to tensor t alone, so memory is n*C times the
+    largest tensor, not n*C*p. A tensor whose block exceeds max_block_bytes is
+    done in sample chunks (recomputing its Jacobian per pair of chunks).
+    """
+    work, x, names = _prepare(model, inputs, dtype)
+    c = _outputs_count(work, x)
+    n = x.shape[0]
+    _check_bytes(8.0 * (n * c) ** 2, f"the {n * c} x {n * c} Gram")
+    params = dict(work.named_parameters())
+    k = _torch.zeros((n * c, n * c), dtype=_torch.float64)
+    for nm in names:
+        size = params[nm].numel()
+        per_sample = 8.0 * c * size
+        if per_sample * n <= max_block_bytes:
+            (_, block), = _per_sample(work, x, names, only=[nm])
+            jt = block[nm].reshape(n * c, size).double().cpu()
+            k += jt @ jt.T
+        else:
+            m = max(1, int(max_block_bytes // (2 * per_sample)))
+            for sa, ba in _per_sample(work, x, names, only=[nm], chunk=m):
+                ja = ba[nm].reshape(-1, size).double().cpu()
+                for sb, bb in _per_sample(work, x, names, only=[nm], chunk=m):
+                    if sb < sa:
+                        continue
+                    jb = bb[nm].reshape(-1, size).double().cpu()
+                    blk = ja @ jb.T
+                    k[sa * c:sa * c + ja.shape[0], sb * c:sb * c + jb.shape[0]] += blk
+                    if sb != sa:
+                        k[sb * c:sb * c + jb.shape[0], sa * c:sa * c + ja.shape[0]] += blk.T
+    return k.numpy()
+
+
+def _check_bytes(nbytes, what):
+    try:
+        import os
+
+        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    if nbytes > avail:
+        raise MemoryError(f"sgdstab.torch: {what} needs {nbytes / 2**30:.1f} GiB, more than the "
+                          f"{avail / 2**30:.1f} GiB available")
+
+
+class Report:
+    """What ``analyze`` found: eta*(B) in the units of ``loss``, and the verdict at (lr, batch)."""
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+    def to_dict(self):
+        return {k: v for k, v in self.__dict__.items() if k != "geometry"}
+
+    def __repr__(self):
+        pts = ", ".join(f"B={p['batch']}: {p['eta_star']:.6g}" for p in self.points)
+        return f"<sgdstab.torch.Report loss={self.loss} eta_star {{{pts}}}>"
+
+
+def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse_mean", *,
+            sampling="without", residual_tolerance=1e-6, allow_non_minimum=False, use_gram=None,
+            dtype=_torch.float64, **solver_options):
+    """The stability report of SGD at ``model``'s current parameters.
+
+    inputs: the n training inputs; targets: (n, C) or (n,) targets. Checks
+    that the model interpolates them (max |f(x_i) - y_i| <= residual_tolerance
+    * max(1, max |y|); otherwise ValueError, unless allow_non_minimum=True, in
+    which case the report says so and the numbers describe the Gauss-Newton
+    part only), builds the geometry (from the Jacobian, or from the Gram when
+    J would be large or use_gram=True) and computes eta*(B) for ``batches``
+    (default 1, 2, 4, ..., n) with ``sampling``.
+
+    Learning rates are in the units of ``loss``: "mse_mean" (default) is
+    torch.nn.MSELoss(reduction="mean"), whose eta* is (C/2) times the
+    library's; "sgdstab" is the library's (1/n) sum 1/2 |f - y|^2. With lr and
+    batch, the report adds the verdict at that point (rho and stable).
+
+    Returns a Report: samples, outputs, params, rank, loss, lr_factor (eta in
+    loss units per library unit), lambda_max and eta_gd (in loss units),
+    max_residual, is_minimum, points [{batch, eta_star, eta_star_sgdstab,
+    converged, status, matvecs}], verdict (or None), geometry (the
+    sgdstab.Geometry), to_dict().
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"loss: expected one of {', '.join(LOSSES)}, got {loss!r}")
+    if (lr is None) != (batch is None):
+        raise ValueError("give both lr and batch for a verdict, or neither")
+    work, x, names = _prepare(model, inputs, dtype)
+    with _torch.no_grad():
+        out = work(x)
+    c = 1 if out.dim() == 1 else out.shape[1]
+    n = x.shape[0]
+    y = targets if isinstance(targets, _torch.Tensor) else _torch.as_tensor(_np.asarray(targets))
+    y = y.detach().to(dtype=_torch.float64).reshape(n, c) if y.numel() == n * c else None
+    if y is None:
+        raise ValueError(f"targets: expected {n} x {c} values (one per sample and output), got shape "
+                         f"{tuple(_torch.as_tensor(_np.asarray(targets)).shape)}")
+    res = (out.double().cpu().reshape(n, c) - y.cpu())
+    max_res = float(res.abs().max())
+    scale = max(1.0, float(y.abs().max()))
+    is_min = max_res <= residual_tolerance * scale
+    if not is_min and not allow_non_minimum:
+        raise ValueError(f"not an interpolating minimum: max |f(x_i) - y_i| = {max_res:.3g} > residual_tolerance "
+                         f"* max(1, max|y|) = {residual_tolerance * scale:.3g}; train further (sgdstab's theory holds "
+                         f"at interpolating minima) or pass allow_non_minimum=True to analyze the Gauss-Newton part")
+    factor = LOSSES[loss](c)
+    p = sum(dict(work.named_parameters())[nm].numel() for nm in names)
+    if use_gram is None:
+        use_gram = 8.0 * n * c * p > (1 << 30) or p > 4 * n * c
+    if use_gram:
+        geometry = _core.Geometry.from_gram(gram(work, x, dtype=dtype), c)
+    else:
+        geometry = _core.Geometry.from_jacobian(jacobian(work, x, dtype=dtype), c)
+    bs = list(batches) if batches is not None else _core.default_batches(n)
+    cur = _core.curve(geometry, bs, sampling, **solver_options)
+    points = [{"batch": pt.batch, "eta_star": factor * pt.eta_star, "eta_star_sgdstab": pt.eta_star,
+               "converged": pt.converged, "status": pt.status, "matvecs": pt.matvecs} for pt in cur.points]
+    verdict = None
+    if lr is not None:
+        if not (lr > 0 and math.isfinite(lr)):
+            raise ValueError(f"lr: the learning rate must be finite and > 0, got {lr}")
+        rad = _core.radius(geometry, lr / factor, batch, sampling, **solver_options)
+        thr = _core.threshold(geometry, batch, sampling, **solver_options)
+        verdict = {"lr": lr, "batch": batch, "sampling": sampling, "rho": rad.rho, "stable": rad.rho <= 1.0,
+                   "eta_star": factor * thr.eta_star, "converged": rad.converged and thr.converged}
+    return Report(samples=n, outputs=c, params=p, rank=geometry.rank, loss=loss, lr_factor=factor,
+                  sampling=sampling, lambda_max=geometry.lambda_max / factor, eta_gd=factor * geometry.eta_gd,
+                  max_residual=max_res, is_minimum=is_min, converged=cur.converged, points=points,
+                  verdict=verdict, loss_convention_sgdstab=_core.loss_convention, geometry=geometry)

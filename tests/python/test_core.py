@@ -1,0 +1,191 @@
+# The Python package against independent references: dense NumPy
+# computations and closed forms, and the command line on the same inputs
+# (the same JSON, numbers to 1e-12).
+import math
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+import sgdstab
+from conftest import assert_same, jacobian
+
+SCHEMES = ["without", "with", "bernoulli"]
+
+
+@pytest.fixture(scope="module")
+def problems(tmp_path_factory):
+    """(J, C, path of J.npy, path of K.npy) for C = 1, 2, 3."""
+    d = tmp_path_factory.mktemp("problems")
+    out = {}
+    for c, (n, p) in {1: (9, 14), 2: (6, 20), 3: (5, 12)}.items():
+        j = jacobian(n, c, p, seed=10 + c)
+        np.save(d / f"J{c}.npy", j)
+        np.save(d / f"K{c}.npy", j @ j.T)
+        out[c] = (j, c, d / f"J{c}.npy", d / f"K{c}.npy")
+    return out
+
+
+def test_geometry_matches_a_dense_hessian(problems):
+    for j, c, _, _ in problems.values():
+        n = j.shape[0] // c
+        h = j.T @ j / n
+        w = np.linalg.eigvalsh(h)[::-1]
+        for g in (sgdstab.Geometry.from_jacobian(j, c), sgdstab.Geometry.from_gram(j @ j.T, c)):
+            r = min(j.shape)
+            assert g.rank == r and g.samples == n and g.outputs == c
+            assert np.allclose(g.hessian_eigenvalues, w[:r], rtol=1e-12, atol=0)
+            assert math.isclose(g.lambda_max, w[0], rel_tol=1e-12)
+            assert math.isclose(g.hessian_trace, np.trace(h), rel_tol=1e-12)
+            assert math.isclose(g.hessian_frobenius, np.linalg.norm(h), rel_tol=1e-12)
+            assert math.isclose(g.eta_gd, 2 / w[0], rel_tol=1e-12)
+            z = g.factor
+            assert np.allclose(z @ z.T, j @ j.T, rtol=0, atol=1e-12 * np.abs(j @ j.T).max())
+            for i in range(n):  # h_i = Z_i^T Z_i in the eigenbasis of H
+                zi = z[i * c:(i + 1) * c]
+                assert np.allclose(g.per_sample_hessian(i), zi.T @ zi, rtol=0, atol=1e-12 * w[0])
+        assert sgdstab.Geometry.from_jacobian(j, c).params == j.shape[1]
+        assert sgdstab.Geometry.from_gram(j @ j.T, c).params is None
+
+
+def test_c_and_fortran_order_and_float32_give_the_same_geometry(problems):
+    j, c, _, _ = problems[2]
+    ref = sgdstab.Geometry.from_jacobian(np.asfortranarray(j), c)
+    for a in (np.ascontiguousarray(j), j[:, ::1].copy(order="C")):
+        g = sgdstab.Geometry.from_jacobian(a, c)
+        assert np.allclose(g.hessian_eigenvalues, ref.hessian_eigenvalues, rtol=1e-12, atol=0)
+    g32 = sgdstab.Geometry.from_jacobian(j.astype(np.float32), c)
+    j32 = j.astype(np.float32).astype(np.float64)
+    w32 = np.linalg.eigvalsh(j32.T @ j32 / (j.shape[0] // c))[::-1]
+    assert np.allclose(g32.hessian_eigenvalues, w32[:g32.rank], rtol=1e-10, atol=0)
+    # Parameter space (n c > p) from a C-order array: the same as from F order.
+    tall = jacobian(10, 2, 7, seed=3)
+    a = sgdstab.Geometry.from_jacobian(np.ascontiguousarray(tall), 2)
+    b = sgdstab.Geometry.from_jacobian(np.asfortranarray(tall), 2)
+    assert a.space == b.space == "parameter"
+    assert np.allclose(a.hessian_eigenvalues, b.hessian_eigenvalues, rtol=1e-12, atol=0)
+
+
+def test_float64_arrays_are_read_in_place():
+    j = jacobian(4, 2, 9, seed=1)
+    for a, layout in ((np.ascontiguousarray(j), "row"), (np.asfortranarray(j), "column")):
+        addr, seen, copied = sgdstab._core._matrix_view(a)
+        assert addr == a.ctypes.data and seen == layout and not copied
+    for a in (j.astype(np.float32), j[:, ::2]):  # float32 and strided: converted
+        addr, seen, copied = sgdstab._core._matrix_view(a)
+        assert copied and addr != a.ctypes.data
+    g = sgdstab.Geometry.from_jacobian(j, 2)
+    z = g.factor  # a read-only view of the geometry's own memory
+    assert not z.flags.writeable and z.base is not None
+    assert sgdstab._core._matrix_view(np.asfortranarray(z))[0] == z.ctypes.data
+
+
+@pytest.mark.parametrize("c", [1, 2, 3])
+@pytest.mark.parametrize("sampling", SCHEMES)
+def test_threshold_and_radius_equal_the_program(problems, cli, c, sampling):
+    j, c, jpath, kpath = problems[c]
+    n = j.shape[0] // c
+    g = sgdstab.Geometry.from_jacobian(j, c)
+    for method in ("dense", "lanczos"):
+        for b in (1, 2, n):
+            r = sgdstab.threshold(g, b, sampling, method=method)
+            assert r.converged
+            assert_same(r.to_dict(), cli("threshold", "--jacobian", jpath, "--outputs", c, "--batch", b,
+                                         "--sampling", sampling, "--method", method), where="threshold")
+            lr = 0.9 * r.eta_star
+            rad = sgdstab.radius(g, lr, b, sampling, method=method)
+            assert rad.converged and rad.stable and rad.rho < 1
+            assert_same(rad.to_dict(), cli("radius", "--jacobian", jpath, "--outputs", c, "--batch", b,
+                                           "--sampling", sampling, "--method", method, "--lr", repr(lr)),
+                        where="radius")
+    # From the Gram, as the program reads it.
+    gk = sgdstab.Geometry.from_gram(np.load(kpath), c)
+    r = sgdstab.threshold(gk, 2, sampling)
+    assert_same(r.to_dict(), cli("threshold", "--gram", kpath, "--outputs", c, "--batch", 2, "--sampling", sampling))
+
+
+def test_closed_forms(problems):
+    # B = n without replacement and Bernoulli: full-batch GD, eta* = 2 / lambda_max;
+    # B = 1: with and without replacement coincide.
+    for j, c, _, _ in problems.values():
+        n = j.shape[0] // c
+        g = sgdstab.Geometry.from_jacobian(j, c)
+        for s in ("without", "bernoulli"):
+            assert math.isclose(sgdstab.threshold(g, n, s).eta_star, 2 / g.lambda_max, rel_tol=1e-10)
+        assert math.isclose(sgdstab.threshold(g, 1, "with").eta_star, sgdstab.threshold(g, 1, "without").eta_star,
+                            rel_tol=1e-10)
+        r = sgdstab.threshold(g, 2, want_direction=True)
+        d = r.direction  # the top generalized eigen-direction: PSD, unit norm
+        assert d.shape == (g.rank, g.rank)
+        assert math.isclose(np.linalg.norm(d), 1.0, rel_tol=1e-9)
+        assert np.linalg.eigvalsh(d).min() > -1e-9
+
+
+def test_curve_region_bounds_equal_the_program(problems, cli, tmp_path):
+    j, c, jpath, _ = problems[2]
+    n = j.shape[0] // c
+    g = sgdstab.Geometry.from_jacobian(j, c)
+    cur = sgdstab.curve(g, [1, 2, 3, n], "with")
+    assert cur.batches == [1, 2, 3, n] and cur.converged
+    assert all(a <= b * (1 + 1e-12) for a, b in zip(cur.eta_star, cur.eta_star[1:]))  # monotone in B
+    assert_same(cur.to_dict(), cli("curve", "--jacobian", jpath, "--outputs", c, "--batches", f"1,2,3,{n}",
+                                   "--sampling", "with"))
+    assert sgdstab.curve(g).batches == sgdstab.default_batches(n) == [1, 2, 4, n]
+
+    plot = tmp_path / "region.svg"
+    reg = sgdstab.region(g, marks=[(0.05, 2)], plot=plot)
+    assert reg.converged and [cv.sampling for cv in reg.curves] == SCHEMES
+    ref = cli("region", "--jacobian", jpath, "--outputs", c, "--mark", "0.05,2", "--plot", tmp_path / "cli.svg")
+    ref["plot"] = str(plot)
+    assert_same(reg.to_dict(), ref)
+    root = ET.parse(plot).getroot()  # the SVG parses and is an SVG
+    assert root.tag.endswith("svg")
+    for cv in reg.curves:
+        for pt in cv.points:
+            single = sgdstab.threshold(g, pt.batch, cv.sampling).eta_star
+            assert pt.eta_low <= single * (1 + 1e-9) and single <= pt.eta_high * (1 + 1e-9)
+            low, high = reg.band(cv.sampling, pt.batch)
+            assert low <= single * (1 + 1e-9) and single <= high * (1 + 1e-9)
+    one = sgdstab.region(g, "bernoulli", [1, n])
+    assert [cv.sampling for cv in one.curves] == ["bernoulli"]
+
+    for s in SCHEMES:
+        b = sgdstab.bounds(g, 2, s)
+        assert b.converged
+        assert b.eta_sufficient <= b.eta_star * (1 + 1e-12) <= b.eta_gd * (1 + 1e-12)
+        assert_same(b.to_dict(), cli("bounds", "--jacobian", jpath, "--outputs", c, "--batch", 2, "--sampling", s))
+
+
+def test_alignment_equals_the_program_and_the_parameter_space_formula(problems, cli, tmp_path):
+    j, c, _, kpath = problems[2]
+    rng = np.random.default_rng(4)
+    res = rng.standard_normal(j.shape[0])
+    np.save(tmp_path / "r.npy", res.reshape(-1, 1))  # the program reads 2-D arrays
+    mu = sgdstab.alignment(j @ j.T, c, res)
+    assert math.isclose(mu, sgdstab.alignment_from_jacobian(j, c, res), rel_tol=1e-10)
+    ref = cli("alignment", "--gram", kpath, "--outputs", c, "--residual", tmp_path / "r.npy")
+    assert math.isclose(mu, ref["mu"], rel_tol=1e-12)
+    worst = sgdstab.worst_case_alignment(sgdstab.Geometry.from_gram(j @ j.T, c))
+    assert worst.converged and math.isclose(worst.mu_star, ref["mu_star"], rel_tol=1e-12)
+    assert worst.mu_star <= mu * (1 + 1e-12)
+
+
+def test_montecarlo_equals_the_program(problems, cli):
+    j, c, jpath, _ = problems[1]
+    g = sgdstab.Geometry.from_jacobian(j, c)
+    eta = sgdstab.threshold(g, 3).eta_star
+    mc = sgdstab.montecarlo(g, 0.8 * eta, 3, steps=10, trajectories=300, blocks=300, seed=5)
+    assert mc.verdict == "agree" and mc.rho < 1
+    ref = cli("montecarlo", "--jacobian", jpath, "--lr", repr(0.8 * eta), "--batch", 3, "--steps", 10,
+              "--trajectories", 300, "--blocks", 300, "--seed", 5)
+    assert_same(mc.to_dict(), ref)
+
+
+def test_read_matrix_reads_what_numpy_wrote(tmp_path):
+    a = np.random.default_rng(2).standard_normal((4, 3))
+    for name, arr in (("c.npy", np.ascontiguousarray(a)), ("f.npy", np.asfortranarray(a)),
+                      ("s.npy", a.astype(np.float32))):
+        np.save(tmp_path / name, arr)
+        assert np.array_equal(sgdstab.read_matrix(tmp_path / name), arr.astype(np.float64))
+    np.savetxt(tmp_path / "a.csv", a, delimiter=",", fmt="%.17g")
+    assert np.array_equal(sgdstab.read_matrix(str(tmp_path / "a.csv")), a)
