@@ -19,6 +19,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <exception>
 #include <optional>
 #include <set>
 #include <string>
@@ -163,7 +164,15 @@ class Compute {
   }
   ~Compute() {
     release_.reset();
-    if (main_) std::signal(SIGINT, previous_);
+    if (!main_) return;
+    std::signal(SIGINT, previous_);
+    // A Ctrl-C that the library did not act on (a LAPACK call does not poll)
+    // is handed to Python, which raises KeyboardInterrupt after the call; an
+    // `interrupted` exception in flight becomes KeyboardInterrupt itself.
+    if (std::uncaught_exceptions() == 0 && interrupt_requested()) {
+      clear_interrupt();
+      PyErr_SetInterrupt();
+    }
   }
   Compute(const Compute&) = delete;
   Compute& operator=(const Compute&) = delete;

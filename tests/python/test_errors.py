@@ -1,0 +1,142 @@
+# Each class of bad input gets the Python exception the package documents,
+# with the library's message naming the problem.
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import sgdstab
+from conftest import jacobian
+
+
+@pytest.fixture(scope="module")
+def g():
+    return sgdstab.Geometry.from_jacobian(jacobian(6, 2, 15, seed=1), 2)
+
+
+def test_shapes_and_values_are_value_errors():
+    j = jacobian(5, 1, 8, seed=2)
+    with pytest.raises(ValueError, match="not divisible by outputs C = 2"):
+        sgdstab.Geometry.from_jacobian(j, 2)
+    with pytest.raises(ValueError, match="2-D"):
+        sgdstab.Geometry.from_jacobian(j[0], 1)
+    bad = j.copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match=r"entry \(1, 2\) is not finite"):
+        sgdstab.Geometry.from_jacobian(bad, 1)
+    bad[1, 2] = np.inf
+    with pytest.raises(ValueError, match="not finite"):
+        sgdstab.Geometry.from_gram(bad @ bad.T if False else np.full((5, 5), np.inf), 1)
+    with pytest.raises(ValueError, match="rank 0"):
+        sgdstab.Geometry.from_jacobian(np.zeros((4, 3)), 1)
+    k = j @ j.T
+    asym = k.copy()
+    asym[0, 1] += 1.0
+    with pytest.raises(ValueError, match="not symmetric"):
+        sgdstab.Geometry.from_gram(asym, 1)
+    with pytest.raises(ValueError, match="not positive semidefinite"):
+        sgdstab.Geometry.from_gram(-k, 1)
+    with pytest.raises(ValueError, match="square"):
+        sgdstab.Geometry.from_gram(j, 1)
+    with pytest.raises(ValueError, match="space"):
+        sgdstab.Geometry.from_jacobian(j, 1, space="nowhere")
+
+
+def test_dtypes_other_than_float_are_type_errors():
+    j = jacobian(3, 1, 4, seed=3)
+    for bad in (j.astype(np.int64), j.astype(np.complex128), j > 0, np.array([["a", "b"]])):
+        with pytest.raises(TypeError, match="float64 or float32"):
+            sgdstab.Geometry.from_jacobian(bad, 1)
+    with pytest.raises(TypeError):
+        sgdstab.Geometry.from_jacobian(object(), 1)
+    with pytest.raises(TypeError):
+        sgdstab.alignment(j @ j.T, 1, np.arange(3))  # integer residuals
+
+
+def test_batch_lr_sampling_and_options(g):
+    n = g.samples
+    for b in (0, n + 1, -1):
+        with pytest.raises(ValueError, match="batch"):
+            sgdstab.threshold(g, b)
+    for lr in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="lr|learning rate"):
+            sgdstab.radius(g, lr, 2)
+    with pytest.raises(ValueError, match="without\\|with\\|bernoulli"):
+        sgdstab.threshold(g, 2, "sometimes")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'tol'.*tolerance"):
+        sgdstab.threshold(g, 2, tol=1e-8)
+    with pytest.raises(ValueError, match="tolerance"):
+        sgdstab.threshold(g, 2, tolerance=-1.0)
+    with pytest.raises(ValueError, match="method"):
+        sgdstab.threshold(g, 2, method="magic")
+    with pytest.raises(ValueError, match="repeated|duplicate"):
+        sgdstab.region(g, batches=[2, 2])
+    with pytest.raises(ValueError, match="mark"):
+        sgdstab.region(g, marks=[(0.1, n + 1)])
+    with pytest.raises(TypeError):
+        sgdstab.threshold(g, 2.5)
+
+
+def test_files_are_os_errors(tmp_path):
+    with pytest.raises(OSError, match="nope.npy"):
+        sgdstab.read_matrix(tmp_path / "nope.npy")
+    np.save(tmp_path / "a.npy", np.ones((40, 40)))
+    data = (tmp_path / "a.npy").read_bytes()
+    (tmp_path / "t.npy").write_bytes(data[:len(data) // 2])
+    with pytest.raises(OSError, match="t.npy"):
+        sgdstab.read_matrix(tmp_path / "t.npy")
+    (tmp_path / "c.csv").write_text("1,2\n3,x\n")
+    with pytest.raises(OSError, match="c.csv"):
+        sgdstab.read_matrix(tmp_path / "c.csv")
+    with pytest.raises(OSError):
+        sgdstab.region(sgdstab.Geometry.from_jacobian(jacobian(4, 1, 6, seed=4), 1),
+                       plot=tmp_path / "no" / "such" / "dir.svg")
+
+
+def test_sizes_that_do_not_fit_are_memory_errors(g):
+    j = jacobian(40, 1, 60, seed=5)
+    with pytest.raises(MemoryError, match="reduction .* needs about .* available"):
+        sgdstab.Geometry.from_jacobian(j, 1, memory_limit_bytes=1000)
+    with pytest.raises(MemoryError, match="needs about"):
+        sgdstab.threshold(g, 2, method="dense", memory_limit_bytes=1000)
+
+
+def _interrupt_after(seconds):
+    timer = threading.Timer(seconds, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    return timer
+
+
+def test_ctrl_c_interrupts_a_long_call():
+    # SIGINT to this process while the main thread is in a long call: a call
+    # that polls (Monte Carlo steps, Lanczos applications) stops with
+    # KeyboardInterrupt; the next call works normally.
+    g = sgdstab.Geometry.from_jacobian(jacobian(60, 1, 90, seed=6), 1)
+    eta = sgdstab.threshold(g, 3).eta_star
+    t0 = time.monotonic()
+    timer = _interrupt_after(0.5)
+    try:
+        with pytest.raises(KeyboardInterrupt, match="interrupted"):
+            sgdstab.montecarlo(g, 0.5 * eta, 3, steps=10**7, trajectories=100, blocks=100)
+    finally:
+        timer.cancel()
+    assert time.monotonic() - t0 < 20
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's handler is back
+    assert sgdstab.threshold(g, 2).converged
+
+
+def test_ctrl_c_during_a_call_that_cannot_stop_is_raised_after_it():
+    # A dense LAPACK solve does not poll: the Ctrl-C is not lost, Python
+    # raises KeyboardInterrupt as soon as the call returns.
+    g = sgdstab.Geometry.from_jacobian(jacobian(90, 1, 130, seed=9), 1)
+    timer = _interrupt_after(0.3)
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        sgdstab.threshold(g, 3, method="dense", dense_max_dimension=10**6)
+        assert time.monotonic() - t0 > 0.3, "the solve ended before the signal: make it larger"
+        for _ in range(1000):  # the pending interrupt is raised at the next bytecode boundary
+            time.sleep(0.001)
+    timer.cancel()

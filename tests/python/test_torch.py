@@ -1,0 +1,133 @@
+# sgdstab.torch against independent references: a per-sample autograd loop
+# for the Jacobian and the Gram, and torch.optim.SGD itself for the learning
+# rate conversion of MSELoss(reduction="mean").
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="PyTorch (python3-torch) is not installed")
+import sgdstab  # noqa: E402
+import sgdstab.torch as st  # noqa: E402
+
+
+def mlp(d, c, seed, dtype=torch.float32):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(d, 7), torch.nn.Tanh(), torch.nn.Linear(7, 5), torch.nn.Tanh(),
+                               torch.nn.Linear(5, c)).to(dtype)
+
+
+def naive_jacobian(model, x):
+    """Row i*C + k: d f_k(x_i) / d theta by one backward pass per (sample, output), in float64."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    rows = []
+    for i in range(x.shape[0]):
+        out = model(x[i:i + 1]).reshape(-1)
+        for k in range(out.shape[0]):
+            grads = torch.autograd.grad(out[k], params, retain_graph=True)
+            rows.append(torch.cat([gr.reshape(-1) for gr in grads]).double())
+    return torch.stack(rows).numpy()
+
+
+def test_jacobian_and_gram_equal_a_per_sample_autograd_loop():
+    x = torch.randn(6, 4, generator=torch.Generator().manual_seed(1))
+    for c in (1, 3):
+        model = mlp(4, c, seed=c)
+        ref = naive_jacobian(model.double(), x.double())
+        model = model.float()
+        j = st.jacobian(model, x)  # float32 model: computed on a float64 copy
+        assert j.shape == (6 * c, sum(p.numel() for p in model.parameters())) and j.dtype == np.float64
+        assert np.allclose(j, ref, rtol=0, atol=1e-12 * np.abs(ref).max())
+        assert np.allclose(st.jacobian(model, x, chunk=4), ref, rtol=0, atol=1e-12 * np.abs(ref).max())
+        kref = ref @ ref.T
+        for budget in (1 << 28, 600):  # whole tensors, and sample chunks
+            k = st.gram(model, x, max_block_bytes=budget)
+            assert np.allclose(k, kref, rtol=0, atol=1e-12 * np.abs(kref).max())
+    # Parameters that do not require grad are left out.
+    model = mlp(4, 2, seed=5)
+    model[0].weight.requires_grad_(False)
+    ref = naive_jacobian(model.double(), x.double())
+    assert np.allclose(st.jacobian(model, x), ref, rtol=0, atol=1e-12 * np.abs(ref).max())
+
+
+def linear_minimum(n=8, d=12, c=4):
+    """A linear model at an interpolating minimum (least squares, n <= d)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, d, generator=g, dtype=torch.float64)
+    y = torch.randn(n, c, generator=g, dtype=torch.float64)
+    model = torch.nn.Linear(d, c, bias=False).double()
+    with torch.no_grad():
+        model.weight.copy_(torch.linalg.lstsq(x, y).solution.T)
+    return model, x, y
+
+
+def test_analyze_reports_the_library_numbers_in_pytorch_units():
+    model, x, y = linear_minimum()
+    c = y.shape[1]
+    rep = st.analyze(model, x, y, batches=[1, 2, 8])
+    g = sgdstab.Geometry.from_jacobian(st.jacobian(model, x), c)
+    for pt in rep.points:
+        ours = sgdstab.threshold(g, pt["batch"]).eta_star
+        assert math.isclose(pt["eta_star_sgdstab"], ours, rel_tol=1e-12)
+        assert math.isclose(pt["eta_star"], c / 2 * ours, rel_tol=1e-12)
+    assert math.isclose(rep.eta_gd, c / 2 * g.eta_gd, rel_tol=1e-12)
+    assert rep.is_minimum and rep.loss == "mse_mean" and rep.lr_factor == c / 2
+    same = st.analyze(model, x, y, batches=[2], loss="sgdstab", use_gram=True)
+    assert math.isclose(same.points[0]["eta_star"], sgdstab.threshold(g, 2).eta_star, rel_tol=1e-10)
+    v = st.analyze(model, x, y, batches=[2], lr=0.5 * rep.points[1]["eta_star"], batch=2).verdict
+    assert v["stable"] and v["rho"] < 1 and v["converged"]
+    assert rep.to_dict()["points"] == rep.points and "geometry" not in rep.to_dict()
+
+
+def test_analyze_refuses_a_point_that_is_not_a_minimum():
+    model, x, y = linear_minimum()
+    with torch.no_grad():
+        model.weight.add_(0.1)
+    with pytest.raises(ValueError, match="not an interpolating minimum"):
+        st.analyze(model, x, y, batches=[2])
+    rep = st.analyze(model, x, y, batches=[2], allow_non_minimum=True)
+    assert not rep.is_minimum and rep.max_residual > 1e-3
+    with pytest.raises(ValueError, match="loss"):
+        st.analyze(model, x, y, loss="mse_sum")
+    with pytest.raises(ValueError, match="targets"):
+        st.analyze(model, x, y[:, :2])
+    with pytest.raises(TypeError, match="nn.Module"):
+        st.jacobian(lambda t: t, x)
+
+
+def run_sgd(model, x, y, w_star, lr, batch, seed, steps=2000):
+    """torch.optim.SGD with MSELoss(mean), batches drawn without replacement; returns |w_T - w*| / |w_0 - w*|."""
+    n, c = y.shape
+    gen = torch.Generator().manual_seed(seed)
+    delta = torch.randn(c, n, generator=gen, dtype=torch.float64) @ x  # in range(H): rows in span(x_i)
+    delta *= 1e-3 / delta.norm()
+    m = torch.nn.Linear(x.shape[1], c, bias=False).double()
+    with torch.no_grad():
+        m.weight.copy_(w_star + delta)
+    opt = torch.optim.SGD(m.parameters(), lr=lr)
+    loss = torch.nn.MSELoss(reduction="mean")
+    ratio = 1.0
+    for _ in range(steps):
+        idx = torch.randperm(n, generator=gen)[:batch]
+        opt.zero_grad()
+        loss(m(x[idx]), y[idx]).backward()
+        opt.step()
+        ratio = ((m.weight - w_star).norm() / 1e-3).item()
+        if not math.isfinite(ratio) or ratio > 1e6:
+            break
+    return ratio
+
+
+def test_mse_conversion_against_torch_optim_sgd():
+    # C = 4: the conversion factor C/2 = 2 is not 1, so a missing or doubled
+    # factor moves 0.9 eta* to 1.8 eta* or 0.45 eta* and flips an outcome.
+    # Every one of 5 seeded runs must return (|delta| shrinks by 1e3) below and
+    # escape (grows by 1e6) above: measured margins are ~1e-9 and >1e6.
+    model, x, y = linear_minimum()
+    w_star = model.weight.detach().clone()
+    for batch in (1, 2):
+        eta = st.analyze(model, x, y, batches=[batch]).points[0]["eta_star"]
+        below = [run_sgd(model, x, y, w_star, 0.9 * eta, batch, seed) for seed in range(5)]
+        above = [run_sgd(model, x, y, w_star, 1.3 * eta, batch, seed) for seed in range(5)]
+        assert max(below) < 1e-3, below
+        assert all(not (r <= 1e6) for r in above), above  # NaN or inf count as escaped
