@@ -19,6 +19,14 @@ cmake -S examples/threshold_from_jacobian -B "$BUILD_DIR/example" -DCMAKE_PREFIX
 cmake --build "$BUILD_DIR/example" -j "$(nproc)" >/dev/null
 "$BUILD_DIR/example/threshold_from_jacobian" examples/threshold_from_jacobian/jacobian.csv 1 4
 echo "example: find_package(sgdstab) build and run OK"
+# The Python package as installed (cmake --install puts it under the prefix
+# where Debian's python3 looks: lib/python3.X/dist-packages).
+pydir=$(ls -d "$prefix"/lib/python3*/*-packages 2>/dev/null | head -1 || true)
+if [ -n "$pydir" ] && [ -f "$pydir/sgdstab/__init__.py" ]; then
+  (cd / && PYTHONPATH="$pydir" /usr/bin/python3 -c "import numpy as np, sgdstab; g = sgdstab.Geometry.from_jacobian(np.eye(3), 1); assert abs(sgdstab.threshold(g, 3).eta_star - 6.0) < 1e-12; print('example: installed Python package imports and runs from', sgdstab.__file__)")
+else
+  echo "example: Python package not installed (this build has none)"
+fi
 # The Fashion-MNIST replication is built here (it links against the installed
 # package too) but run separately: scripts/fashion_mnist.sh (minutes).
 cmake -S examples/fashion_mnist_mulayoff -B "$BUILD_DIR/example_fmnist" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
