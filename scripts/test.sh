@@ -27,6 +27,17 @@ if [ -n "$pydir" ] && [ -f "$pydir/sgdstab/__init__.py" ]; then
 else
   echo "example: Python package not installed (this build has none)"
 fi
+# `pip install .` from the source tree, offline (setup.py drives CMake; only
+# the extension's target is built), into a scratch folder.
+if /usr/bin/python3 -c "import pip, setuptools" >/dev/null 2>&1; then
+  pipdir="$(cd "$BUILD_DIR" && pwd)/_pip"
+  rm -rf "$pipdir"
+  /usr/bin/python3 -m pip install -q --no-build-isolation --no-deps --no-cache-dir --target "$pipdir" . \
+    >"$BUILD_DIR/pip-install.log" 2>&1 || { cat "$BUILD_DIR/pip-install.log"; exit 1; }
+  (cd / && PYTHONPATH="$pipdir" /usr/bin/python3 -c "import numpy as np, sgdstab; g = sgdstab.Geometry.from_jacobian(np.eye(3), 1); assert abs(sgdstab.threshold(g, 3).eta_star - 6.0) < 1e-12; print('example: pip install --no-build-isolation . builds a package that imports and runs')")
+else
+  echo "example: pip install check skipped (python3-pip or python3-setuptools missing)"
+fi
 # The Fashion-MNIST replication is built here (it links against the installed
 # package too) but run separately: scripts/fashion_mnist.sh (minutes).
 cmake -S examples/fashion_mnist_mulayoff -B "$BUILD_DIR/example_fmnist" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
