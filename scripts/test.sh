@@ -29,7 +29,7 @@ else
 fi
 # `pip install .` from the source tree, offline (setup.py drives CMake; only
 # the extension's target is built), into a scratch folder.
-if /usr/bin/python3 -c "import pip, setuptools" >/dev/null 2>&1; then
+if /usr/bin/python3 -c "import setuptools" >/dev/null 2>&1 && /usr/bin/python3 -m pip --version >/dev/null 2>&1; then
   pipdir="$(cd "$BUILD_DIR" && pwd)/_pip"
   rm -rf "$pipdir"
   /usr/bin/python3 -m pip install -q --no-build-isolation --no-deps --no-cache-dir --target "$pipdir" . \

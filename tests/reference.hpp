@@ -49,9 +49,10 @@ struct Moments {
   MatrixXd kron2;
 };
 
-inline Moments enumerate(const std::vector<MatrixXd>& h, Eigen::Index B, sgdstab::Sampling s) {
+// Every batch's Hessian H_xi = (1/B) sum_{i in batch} h_i with its probability.
+inline std::vector<std::pair<MatrixXd, double>> batch_hessians(const std::vector<MatrixXd>& h, Eigen::Index B,
+                                                               sgdstab::Sampling s) {
   const Eigen::Index n = static_cast<Eigen::Index>(h.size()), p = h[0].rows();
-  Moments m{MatrixXd::Zero(p, p), MatrixXd::Zero(p * p, p * p)};
   std::vector<std::pair<std::vector<int>, double>> batches;
   if (s == sgdstab::Sampling::without_replacement) {
     std::vector<std::vector<int>> subsets;
@@ -81,10 +82,20 @@ inline Moments enumerate(const std::vector<MatrixXd>& h, Eigen::Index B, sgdstab
       batches.push_back({sub, prob});
     }
   }
+  std::vector<std::pair<MatrixXd, double>> out;
   for (auto& [members, prob] : batches) {
     MatrixXd hb = MatrixXd::Zero(p, p);
     for (int i : members) hb += h[static_cast<std::size_t>(i)];
     hb /= static_cast<double>(B);
+    out.push_back({hb, prob});
+  }
+  return out;
+}
+
+inline Moments enumerate(const std::vector<MatrixXd>& h, Eigen::Index B, sgdstab::Sampling s) {
+  const Eigen::Index p = h[0].rows();
+  Moments m{MatrixXd::Zero(p, p), MatrixXd::Zero(p * p, p * p)};
+  for (const auto& [hb, prob] : batch_hessians(h, B, s)) {
     m.mean += prob * hb;
     // kron(hb, hb): vec(hb S hb) = kron(hb^T, hb) vec(S), hb symmetric.
     for (Eigen::Index a = 0; a < p; ++a)

@@ -12,6 +12,7 @@
 #include "sgdstab/minimize.hpp"
 #include "sgdstab/mlp.hpp"
 #include "sgdstab/moment_operator.hpp"
+#include "sgdstab/momentum.hpp"
 #include "sgdstab/montecarlo.hpp"
 #include "sgdstab/random.hpp"
 #include "sgdstab/region.hpp"

@@ -1,0 +1,120 @@
+#pragma once
+/// \file momentum.hpp
+/// \brief SGD with momentum (heavy-ball and Nesterov, PyTorch's convention):
+/// the second-moment map of the linearized dynamics and its spectral radius
+/// (theory/momentum.md). First step of issue #16: the threshold, curves,
+/// regions, Monte Carlo and the command line follow.
+///
+/// Linearized at an interpolating minimum, with u = lr * v, the state
+/// z = (delta, u) evolves by z <- M_xi z (theory/momentum.md, eq. 1), and
+/// its second moment Z = E[z z^T] (2r x 2r, reduced coordinates) by
+///   T(Z) = M0 Z M0^T + lr (C + C^T) + lr^2 (e e^T) (x) Q(X)     (eq. 3),
+/// X the top-left r x r block, Q plain SGD's E[H_xi X H_xi]: one application
+/// costs about one application of SecondMomentOperator::quadratic.
+/// Mean-square stable on range(H) iff rho(T) < 1. T is not self-adjoint;
+/// it preserves the PSD cone, so rho(T) is an eigenvalue with a PSD
+/// eigenvector.
+///
+/// \code
+/// sgdstab::Momentum m{0.9, /*nesterov=*/false};
+/// auto r = sgdstab::momentum_spectral_radius(geometry, /*lr=*/0.05, /*batch=*/8,
+///                                            sgdstab::Sampling::without_replacement, m);
+/// bool stable = r.converged() && r.rho < 1.0;
+/// \endcode
+#include <Eigen/Core>
+#include <utility>
+#include <vector>
+
+#include "sgdstab/moment_operator.hpp"
+#include "sgdstab/stability.hpp"
+
+namespace sgdstab {
+
+/// PyTorch's torch.optim.SGD(momentum=beta, nesterov=..., dampening=0).
+struct Momentum {
+  double beta = 0.0;      ///< in [0, 1)
+  bool nesterov = false;  ///< Nesterov's variant (PyTorch's nesterov=True)
+  /// \throws sgdstab::invalid_argument unless 0 <= beta < 1.
+  void validate() const;
+};
+
+/// The second-moment map T of momentum SGD at a learning rate.
+class MomentumOperator {
+ public:
+  /// \throws sgdstab::invalid_argument unless lr > 0 is finite and the
+  /// momentum is valid (and, through `op`, 1 <= batch <= n).
+  MomentumOperator(const SecondMomentOperator& op, double lr, Momentum momentum);
+  Index dimension() const { return 2 * op_->dimension(); }  ///< 2r
+  double lr() const { return lr_; }
+  const Momentum& momentum() const { return momentum_; }
+  /// T(Z) for a symmetric 2r x 2r Z (eq. 3).
+  Eigen::MatrixXd apply(const Eigen::MatrixXd& z) const;
+  /// Z_t = T^t(Z_0), t = 0..steps.
+  std::vector<Eigen::MatrixXd> propagate(const Eigen::MatrixXd& z0, Index steps) const;
+
+  // Spectra's operator concept on packed symmetric 2r x 2r matrices (pack()).
+  using Scalar = double;
+  Index rows() const { return packed_size(dimension()); }
+  Index cols() const { return rows(); }
+  void perform_op(const Scalar* x_in, Scalar* y_out) const;
+  Index applications() const { return applications_; }
+
+ private:
+  const SecondMomentOperator* op_;
+  double lr_;
+  Momentum momentum_;
+  double m01_, e0_;  // M0 = [[I, m01 I], [0, beta I]], e = (e0, 1)
+  mutable Index applications_ = 0;
+};
+
+/// rho(T) of momentum SGD on range(H). method dense builds the
+/// r(2r+1)-square matrix and takes the largest eigenvalue modulus (LAPACK
+/// via Eigen's real Schur form); lanczos (the matrix-free choice; automatic
+/// above dense_max_dimension) runs Spectra's Arnoldi (GenEigsSolver,
+/// largest magnitude) and falls back to dense when it does not converge
+/// and the dense matrix fits. With beta = 0 this is spectral_radius.
+/// \throws sgdstab::invalid_argument on bad lr, batch or momentum;
+/// sgdstab::resource_error when the chosen method would not fit in memory.
+RadiusResult momentum_spectral_radius(const Geometry& geometry, double lr, Index batch, Sampling sampling,
+                                      Momentum momentum, const SolverOptions& options = {});
+
+/// The stable set of momentum SGD in the learning rate at one batch size.
+struct MomentumThresholdResult {
+  /// First boundary of the stable set: mean-square stable for 0 < lr < eta_star.
+  double eta_star = 0.0;
+  /// The limit of the mean dynamics (full-batch momentum GD): 2(1 + beta) /
+  /// lambda_max (heavy-ball), 2(1 + beta) / ((1 + 2 beta) lambda_max)
+  /// (Nesterov); eta_star <= eta_mean always.
+  double eta_mean = 0.0;
+  /// Certified bracket of eta_star when converged: kappa(eta_low) < 1 <
+  /// kappa(eta_high) (theory/momentum.md, eq. 9), eta_low <= eta_star <= eta_high.
+  double eta_low = 0.0, eta_high = 0.0;
+  Index batch = 0;
+  Sampling sampling = Sampling::without_replacement;
+  Momentum momentum;
+  /// Learning rates at which kappa was evaluated (the scan, then the secant
+  /// steps), with kappa there: the search is reproducible and auditable.
+  std::vector<std::pair<double, double>> evaluations;
+  /// The stable set on the scanned grid as intervals (lo, hi): (0, eta_star)
+  /// first; more only when the scan (scan_points > 0) found kappa falling
+  /// below 1 again above eta_star.
+  std::vector<std::pair<double, double>> stable_intervals;
+  SolveReport report;  ///< matvecs: all applications of C; iterations: kappa evaluations
+  bool converged() const { return report.converged(); }
+  Status status() const { return report.status; }
+};
+
+/// eta* of momentum SGD (theory/momentum.md, section 5): stable iff
+/// lr < eta_mean and kappa(lr) = lambda_max(W o C o W) < 1, with C(X) =
+/// E[(H_xi - H) X (H_xi - H)] and W the entrywise square root of the
+/// kernel G_lr of the mean dynamics (eq. 8-9). kappa is a symmetric top
+/// eigenvalue (Lanczos, warm-started from one lr to the next; dense for
+/// small r), found by an upward geometric scan and a safeguarded secant in
+/// log-log coordinates until |kappa - 1| <= tolerance. scan_points > 0
+/// also evaluates kappa on that many points of (eta_star, eta_mean) to
+/// report further stable intervals if any (none has been seen).
+/// With beta = 0 this is stability_threshold's eta*.
+MomentumThresholdResult momentum_threshold(const Geometry& geometry, Index batch, Sampling sampling, Momentum momentum,
+                                           const SolverOptions& options = {}, Index scan_points = 0);
+
+}  // namespace sgdstab

@@ -1,0 +1,275 @@
+// Momentum SGD's second-moment map and spectral radius (theory/momentum.md)
+// against explicit M_xi over every batch (exhaustive enumeration in
+// parameter space), plain SGD at beta = 0, and the full-batch closed forms.
+#include <gtest/gtest.h>
+
+#include <Eigen/Eigenvalues>
+#include <complex>
+
+#include "reference.hpp"
+#include "sgdstab/momentum.hpp"
+#include "sgdstab/sgdstab.hpp"
+
+using Eigen::MatrixXd;
+using Eigen::VectorXd;
+using sgdstab::Momentum;
+using sgdstab::Sampling;
+
+namespace {
+
+const Sampling kSchemes[] = {Sampling::without_replacement, Sampling::with_replacement, Sampling::bernoulli};
+
+// M_xi of eq. 1 in parameter space (2p x 2p).
+MatrixXd explicit_m(const MatrixXd& hb, double eta, Momentum mo) {
+  const Eigen::Index p = hb.rows();
+  const MatrixXd I = MatrixXd::Identity(p, p);
+  const double b = mo.beta;
+  MatrixXd m(2 * p, 2 * p);
+  if (mo.nesterov)
+    m << I - eta * (1 + b) * hb, -b * b * I, eta * hb, b * I;
+  else
+    m << I - eta * hb, -b * I, eta * hb, b * I;
+  return m;
+}
+
+// E[kron(M_xi, M_xi)] over every batch: vec(E[M Z M^T]) = K vec(Z).
+MatrixXd explicit_t(const std::vector<std::pair<MatrixXd, double>>& batches, double eta, Momentum mo) {
+  const Eigen::Index q = 2 * batches.front().first.rows();
+  MatrixXd k = MatrixXd::Zero(q * q, q * q);
+  for (const auto& [hb, prob] : batches) {
+    const MatrixXd m = explicit_m(hb, eta, mo);
+    for (Eigen::Index a = 0; a < q; ++a)
+      for (Eigen::Index c = 0; c < q; ++c) k.block(c * q, a * q, q, q) += prob * m(c, a) * m;
+  }
+  return k;
+}
+
+// rho of K on symmetric 2p x 2p matrices (the reference's own basis and eigensolver).
+double explicit_rho(const MatrixXd& k, Eigen::Index q) {
+  const MatrixXd basis = ref::sym_range_basis(MatrixXd::Identity(q, q));
+  Eigen::EigenSolver<MatrixXd> es(basis.transpose() * k * basis, false);
+  return es.eigenvalues().cwiseAbs().maxCoeff();
+}
+
+struct Case {
+  Eigen::Index n, c, p;
+};
+// n c >= p: H has full rank, so range(H) is all of R^p and the parameter
+// space reference needs no projection.
+const Case kCases[] = {{4, 1, 3}, {3, 2, 4}};
+
+}  // namespace
+
+TEST(Momentum, OperatorEqualsExplicitMatricesOverEveryBatch) {
+  for (const Case& cs : kCases)
+    for (Sampling s : kSchemes)
+      for (bool nesterov : {false, true}) {
+        const MatrixXd J = ref::gaussian(cs.n * cs.c, cs.p, 71 + cs.c);
+        const auto g = sgdstab::Geometry::from_jacobian(J, cs.c);
+        ASSERT_EQ(g.rank(), cs.p);
+        // The reduced basis V (p x r): J^T Z diag(1 / (n d)).
+        const VectorXd scale = (static_cast<double>(cs.n) * g.hessian_eigenvalues()).cwiseInverse();
+        const MatrixXd V = J.transpose() * g.factor() * scale.asDiagonal();
+        MatrixXd V2 = MatrixXd::Zero(2 * cs.p, 2 * cs.p);
+        V2.topLeftCorner(cs.p, cs.p) = V;
+        V2.bottomRightCorner(cs.p, cs.p) = V;
+        const Eigen::Index B = 2;
+        const Momentum mo{0.7, nesterov};
+        const double eta = 0.6 / g.lambda_max();
+        const sgdstab::SecondMomentOperator q(g, B, s);
+        const sgdstab::MomentumOperator op(q, eta, mo);
+        const MatrixXd a = ref::gaussian(2 * cs.p, 2 * cs.p, 5);
+        const MatrixXd z = a * a.transpose();
+        const MatrixXd k = explicit_t(ref::batch_hessians(ref::per_sample(J, cs.c), B, s), eta, mo);
+        const MatrixXd zp = V2 * z * V2.transpose();
+        const VectorXd tz = k * Eigen::Map<const VectorXd>(zp.data(), zp.size());
+        const MatrixXd expected = V2.transpose() * Eigen::Map<const MatrixXd>(tz.data(), 2 * cs.p, 2 * cs.p) * V2;
+        const MatrixXd got = op.apply(z);
+        EXPECT_LE((got - expected).norm(), 1e-12 * expected.norm())
+            << "scheme " << sgdstab::to_string(s) << " nesterov " << nesterov << " c " << cs.c;
+        // propagate: T^2 Z
+        const auto traj = op.propagate(z, 2);
+        EXPECT_LE((traj[2] - op.apply(got)).norm(), 1e-14 * traj[2].norm());
+      }
+}
+
+TEST(Momentum, SpectralRadiusEqualsDenseEnumeration) {
+  for (const Case& cs : kCases)
+    for (Sampling s : kSchemes)
+      for (bool nesterov : {false, true})
+        for (double beta : {0.3, 0.9}) {
+          const MatrixXd J = ref::gaussian(cs.n * cs.c, cs.p, 81 + cs.c);
+          const auto g = sgdstab::Geometry::from_jacobian(J, cs.c);
+          const Momentum mo{beta, nesterov};
+          const auto batches = ref::batch_hessians(ref::per_sample(J, cs.c), 2, s);
+          for (double f : {0.3, 1.0, 2.5}) {
+            const double eta = f / g.lambda_max();
+            const double expected = explicit_rho(explicit_t(batches, eta, mo), 2 * cs.p);
+            for (auto method : {sgdstab::Method::dense, sgdstab::Method::lanczos}) {
+              sgdstab::SolverOptions so;
+              so.method = method;
+              const auto r = sgdstab::momentum_spectral_radius(g, eta, 2, s, mo, so);
+              ASSERT_TRUE(r.converged()) << r.report.message;
+              EXPECT_REL_NEAR(r.rho, expected, 1e-9)
+                  << sgdstab::to_string(s) << " nesterov " << nesterov << " beta " << beta << " f " << f
+                  << " method " << sgdstab::to_string(method);
+            }
+          }
+        }
+}
+
+TEST(Momentum, BetaZeroIsPlainSgd) {
+  const MatrixXd J = ref::gaussian(12, 20, 91);  // n = 6, c = 2, r = 12
+  const auto g = sgdstab::Geometry::from_jacobian(J, 2);
+  for (Sampling s : kSchemes)
+    for (double f : {0.5, 1.5}) {
+      const double eta = f / g.lambda_max();
+      sgdstab::SolverOptions so;
+      so.method = sgdstab::Method::dense;
+      const double plain = sgdstab::spectral_radius(g, eta, 3, s, so).rho;
+      for (bool nesterov : {false, true}) {
+        const auto dense = sgdstab::momentum_spectral_radius(g, eta, 3, s, Momentum{0.0, nesterov}, so);
+        EXPECT_REL_NEAR(dense.rho, plain, 1e-10);
+        so.method = sgdstab::Method::lanczos;
+        const auto arnoldi = sgdstab::momentum_spectral_radius(g, eta, 3, s, Momentum{0.0, nesterov}, so);
+        ASSERT_TRUE(arnoldi.converged()) << arnoldi.report.message;
+        EXPECT_REL_NEAR(arnoldi.rho, plain, 1e-9);
+        so.method = sgdstab::Method::dense;
+      }
+    }
+}
+
+TEST(Momentum, FullBatchMatchesTheTwoByTwoClosedForms) {
+  const MatrixXd J = ref::gaussian(10, 14, 93);  // n = 5, c = 2
+  const auto g = sgdstab::Geometry::from_jacobian(J, 2);
+  const VectorXd& d = g.hessian_eigenvalues();
+  for (bool nesterov : {false, true})
+    for (double beta : {0.0, 0.5, 0.9}) {
+      const Momentum mo{beta, nesterov};
+      // rho(T) = max_lambda rho(m(lambda))^2 with m(lambda) the 2 x 2 matrix of eq. 1.
+      auto closed = [&](double eta) {
+        double top = 0;
+        for (Eigen::Index k = 0; k < d.size(); ++k) {
+          const double l = d(k);
+          const double t = nesterov ? 1 + beta - eta * (1 + beta) * l : 1 + beta - eta * l;
+          const double det = nesterov ? beta * (1 - eta * l) : beta;
+          const std::complex<double> disc = std::sqrt(std::complex<double>(t * t - 4 * det));
+          top = std::max({top, std::abs((t + disc) / 2.0), std::abs((t - disc) / 2.0)});
+        }
+        return top * top;
+      };
+      const double limit = (nesterov ? 2 * (1 + beta) / (1 + 2 * beta) : 2 * (1 + beta)) / g.lambda_max();
+      for (Sampling s : {Sampling::without_replacement, Sampling::bernoulli})
+        for (double f : {0.3, 0.999, 1.001, 1.4}) {
+          const auto r = sgdstab::momentum_spectral_radius(g, f * limit, 5, s, mo);
+          ASSERT_TRUE(r.converged()) << r.report.message;
+          EXPECT_REL_NEAR(r.rho, closed(f * limit), 1e-9) << "beta " << beta << " nesterov " << nesterov;
+          EXPECT_EQ(r.rho < 1.0, f < 1.0) << "f " << f << " rho " << r.rho;
+        }
+    }
+}
+
+TEST(Momentum, BadArgumentsAreRejected) {
+  const auto g = sgdstab::Geometry::from_jacobian(ref::gaussian(6, 4, 95), 1);
+  for (double beta : {-0.1, 1.0, 1.5, std::nan("")})
+    EXPECT_THROW(sgdstab::momentum_spectral_radius(g, 0.1, 2, Sampling::without_replacement, Momentum{beta, false}),
+                 sgdstab::invalid_argument);
+  for (double lr : {0.0, -1.0, std::nan(""), HUGE_VAL})
+    EXPECT_THROW(sgdstab::momentum_spectral_radius(g, lr, 2, Sampling::without_replacement, Momentum{0.5, false}),
+                 sgdstab::invalid_argument);
+  EXPECT_THROW(sgdstab::momentum_spectral_radius(g, 0.1, 7, Sampling::without_replacement, Momentum{0.5, false}),
+               sgdstab::invalid_argument);
+}
+
+namespace {
+
+// The first crossing of rho = 1 by the explicit enumeration: a fine grid on
+// (0, eta_mean), then bisection on the first bracket.
+double explicit_threshold(const std::vector<std::pair<MatrixXd, double>>& batches, Momentum mo, double eta_mean,
+                          Eigen::Index q) {
+  auto rho = [&](double eta) { return explicit_rho(explicit_t(batches, eta, mo), q); };
+  double lo = 0.0, hi = eta_mean;
+  const int grid = 100;
+  for (int k = 1; k < grid; ++k) {
+    const double eta = eta_mean * k / grid;
+    if (rho(eta) >= 1.0) {
+      hi = eta;
+      break;
+    }
+    lo = eta;
+  }
+  for (int it = 0; it < 60 && hi - lo > 1e-14 * hi; ++it) {
+    const double mid = 0.5 * (lo + hi);
+    (rho(mid) < 1.0 ? lo : hi) = mid;
+  }
+  return 0.5 * (lo + hi);
+}
+
+}  // namespace
+
+TEST(Momentum, ThresholdEqualsBisectionOnTheExplicitRadius) {
+  for (const Case& cs : kCases)
+    for (Sampling s : kSchemes)
+      for (bool nesterov : {false, true})
+        for (double beta : {0.5, 0.9}) {
+          const MatrixXd J = ref::gaussian(cs.n * cs.c, cs.p, 101 + cs.c);
+          const auto g = sgdstab::Geometry::from_jacobian(J, cs.c);
+          const Momentum mo{beta, nesterov};
+          const auto batches = ref::batch_hessians(ref::per_sample(J, cs.c), 2, s);
+          const auto res = sgdstab::momentum_threshold(g, 2, s, mo);
+          ASSERT_TRUE(res.converged()) << res.report.message;
+          const double expected = explicit_threshold(batches, mo, res.eta_mean, 2 * cs.p);
+          EXPECT_REL_NEAR(res.eta_star, expected, 1e-9)
+              << sgdstab::to_string(s) << " nesterov " << nesterov << " beta " << beta;
+          EXPECT_LE(res.eta_low, res.eta_star);
+          EXPECT_GE(res.eta_high, res.eta_star);
+          // rho = 1 at the threshold: < 1 just inside, > 1 just outside (the library's own radius).
+          sgdstab::SolverOptions so;
+          so.method = sgdstab::Method::dense;
+          EXPECT_LT(sgdstab::momentum_spectral_radius(g, res.eta_star * (1 - 1e-6), 2, s, mo, so).rho, 1.0);
+          EXPECT_GT(sgdstab::momentum_spectral_radius(g, res.eta_star * (1 + 1e-6), 2, s, mo, so).rho, 1.0);
+        }
+}
+
+TEST(Momentum, ThresholdAtBetaZeroIsPlainSgdAndFullBatchIsTheMeanLimit) {
+  const MatrixXd J = ref::gaussian(12, 20, 111);  // n = 6, c = 2, r = 12
+  const auto g = sgdstab::Geometry::from_jacobian(J, 2);
+  for (Sampling s : kSchemes)
+    for (Eigen::Index b : {1, 3, 5}) {
+      const double plain = sgdstab::stability_threshold(g, b, s).eta_star;
+      for (bool nesterov : {false, true}) {
+        const auto res = sgdstab::momentum_threshold(g, b, s, Momentum{0.0, nesterov});
+        ASSERT_TRUE(res.converged()) << res.report.message;
+        EXPECT_REL_NEAR(res.eta_star, plain, 1e-9) << sgdstab::to_string(s) << " B " << b;
+      }
+    }
+  for (bool nesterov : {false, true})
+    for (double beta : {0.0, 0.5, 0.9})
+      for (Sampling s : {Sampling::without_replacement, Sampling::bernoulli}) {
+        const auto res = sgdstab::momentum_threshold(g, 6, s, Momentum{beta, nesterov});
+        const double limit = (nesterov ? 2 * (1 + beta) / (1 + 2 * beta) : 2 * (1 + beta)) / g.lambda_max();
+        ASSERT_TRUE(res.converged());
+        EXPECT_REL_NEAR(res.eta_star, limit, 1e-14);
+      }
+}
+
+TEST(Momentum, MatrixFreeThresholdAndScanAgreeWithDense) {
+  const MatrixXd J = ref::gaussian(40, 60, 113);  // n = 20, c = 2, r = 40: m = 820
+  const auto g = sgdstab::Geometry::from_jacobian(J, 2);
+  for (bool nesterov : {false, true}) {
+    const Momentum mo{0.9, nesterov};
+    sgdstab::SolverOptions dense, lanczos;
+    dense.method = sgdstab::Method::dense;
+    lanczos.method = sgdstab::Method::lanczos;
+    const auto a = sgdstab::momentum_threshold(g, 4, Sampling::with_replacement, mo, dense);
+    const auto b = sgdstab::momentum_threshold(g, 4, Sampling::with_replacement, mo, lanczos, 12);
+    ASSERT_TRUE(a.converged() && b.converged()) << a.report.message << " / " << b.report.message;
+    EXPECT_EQ(b.report.method, sgdstab::Method::lanczos);
+    EXPECT_REL_NEAR(b.eta_star, a.eta_star, 1e-9);
+    ASSERT_EQ(b.stable_intervals.size(), 1u);  // the scan above eta* found no second stable stretch
+    EXPECT_GE(b.evaluations.size(), 12u);
+    // Stable below, unstable above (the momentum radius, matrix-free).
+    EXPECT_LT(sgdstab::momentum_spectral_radius(g, b.eta_star * (1 - 1e-5), 4, Sampling::with_replacement, mo, lanczos).rho, 1.0);
+    EXPECT_GT(sgdstab::momentum_spectral_radius(g, b.eta_star * (1 + 1e-5), 4, Sampling::with_replacement, mo, lanczos).rho, 1.0);
+  }
+}
