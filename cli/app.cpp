@@ -54,6 +54,7 @@ class Program {
   void flags(CLI::App* app, std::initializer_list<Opt> list);
   void geometry_options(CLI::App* app);
   void solver_options(CLI::App* app);
+  void momentum_options(CLI::App* app);
   void problem_options(CLI::App* app);
   void cnn_options(CLI::App* app);
   void cnn_train_options(CLI::App* app);
@@ -99,6 +100,12 @@ void Program::geometry_options(CLI::App* app) {
                 {"rank-tol", "X: relative rank cut-off of the Gram spectrum (default 10 max(nC, p) eps)"},
                 {"space", "automatic|parameter|sample: where the reduction is computed"}});
   app->get_option("--gram")->excludes("--jacobian");
+}
+
+void Program::momentum_options(CLI::App* app) {
+  options(app, {{"momentum", "BETA: SGD with momentum (PyTorch's SGD(momentum=BETA), 0 <= BETA < 1; "
+                             "theory/momentum.md)"}});
+  flags(app, {{"nesterov", "Nesterov momentum (PyTorch's nesterov=True; needs --momentum)"}});
 }
 
 void Program::solver_options(CLI::App* app) {
@@ -193,11 +200,15 @@ Program::Program() : root_(kDescription, "sgdstab") {
   geometry_options(c);
   solver_options(c);
   options(c, {{"batch", "B: batch size, 1 <= B <= n"}});
+  momentum_options(c);
+  options(c, {{"scan", "K: with --momentum, also evaluate kappa at K points of (0, eta_mean) to find "
+                       "further stable intervals (default 0)"}});
 
   c = command(root_, "radius", "rho(T) at (lr, B): stable iff rho <= 1", cmd_radius);
   geometry_options(c);
   solver_options(c);
   options(c, {{"batch", "B: batch size"}, {"lr", "ETA: learning rate"}});
+  momentum_options(c);
 
   c = command(root_, "curve", "eta*(B) for several B", cmd_curve);
   geometry_options(c);

@@ -17,6 +17,11 @@ int cmd_radius(const Args& args, std::ostream& out, std::ostream& err) {
   if (!(lr > 0)) throw sgdstab::invalid_argument("--lr: the learning rate must be > 0, got " + detail::fmt(lr));
   const Geometry g = load_geometry(args);
   const Index b = batch_of(args, g);
+  if (const std::optional<Momentum> m = momentum_option(args)) {
+    if (args.has("direction")) throw UsageError("--direction is not available with --momentum");
+    const RadiusResult r = momentum_spectral_radius(g, lr, b, sampling, *m, so);
+    return finish(momentum_radius_json(g, r, *m), r.status(), out, err);
+  }
   const RadiusResult r = spectral_radius(g, lr, b, sampling, so);
   const json j = radius_json(g, r);
   write_direction(args, r.direction);

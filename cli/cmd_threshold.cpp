@@ -14,6 +14,14 @@ int cmd_threshold(const Args& args, std::ostream& out, std::ostream& err) {
   const SolverOptions so = solver_options(args);
   const Geometry g = load_geometry(args);
   const Index b = batch_of(args, g);
+  if (const std::optional<Momentum> m = momentum_option(args)) {
+    if (args.has("direction")) throw UsageError("--direction is not available with --momentum");
+    const long long scan = args.integer_or("scan", 0);
+    if (scan < 0) throw UsageError("--scan: K must be >= 0, got " + std::to_string(scan));
+    const MomentumThresholdResult r = momentum_threshold(g, b, sampling, *m, so, static_cast<Index>(scan));
+    return finish(momentum_threshold_json(g, r), r.status(), out, err);
+  }
+  if (args.has("scan")) throw UsageError("--scan needs --momentum");
   const ThresholdResult r = stability_threshold(g, b, sampling, so);
   const json j = threshold_json(g, r);
   write_direction(args, r.direction);

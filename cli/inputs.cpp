@@ -36,6 +36,19 @@ SolverOptions solver_options(const Args& args) {
   return so;
 }
 
+std::optional<Momentum> momentum_option(const Args& args) {
+  if (!args.has("momentum")) {
+    if (args.flag("nesterov")) throw UsageError("--nesterov needs --momentum BETA");
+    return std::nullopt;
+  }
+  Momentum m;
+  m.beta = args.number("momentum");
+  m.nesterov = args.flag("nesterov");
+  if (!(m.beta >= 0.0 && m.beta < 1.0))
+    throw UsageError("--momentum: BETA must satisfy 0 <= BETA < 1, got " + args.str("momentum"));
+  return m;
+}
+
 Index batch_of(const Args& args, const Geometry& g) {
   const Index b = static_cast<Index>(args.integer("batch"));
   check_batch(b, g.samples(), "--batch");

@@ -1,4 +1,7 @@
 #pragma once
+#include <optional>
+
+#include "sgdstab/momentum.hpp"
 // Inputs shared by the commands that read a Jacobian or a Gram: the geometry,
 // the reduction and solver options, the batch size, the direction file.
 #include <Eigen/Core>
@@ -18,6 +21,9 @@ Index outputs_option(const Args& args);
 Geometry load_geometry(const Args& args);
 /// --method, --tol, --ncv, --direction, validated.
 SolverOptions solver_options(const Args& args);
+/// --momentum BETA [--nesterov] (BETA in [0, 1), else UsageError); empty
+/// without --momentum (--nesterov alone is a UsageError).
+std::optional<Momentum> momentum_option(const Args& args);
 /// --batch B, 1 <= B <= n.
 Index batch_of(const Args& args, const Geometry& g);
 /// Writes --direction FILE when given and a direction was computed.

@@ -17,6 +17,8 @@ json threshold_json(const Geometry& g, const ThresholdResult& r) {
   j["batch"] = r.batch;
   j["sampling"] = to_string(r.sampling);
   j["eta_star"] = r.eta_star;
+  j["momentum"] = 0.0;
+  j["nesterov"] = false;
   hessian_fields(j, g);
   report_fields(j, r.report);
   j["space"] = to_string(g.space());
@@ -30,9 +32,42 @@ json radius_json(const Geometry& g, const RadiusResult& r) {
   j["lr"] = r.lr;
   j["batch"] = r.batch;
   j["sampling"] = to_string(r.sampling);
+  j["momentum"] = 0.0;
+  j["nesterov"] = false;
   report_fields(j, r.report);
   geometry_fields(j, g);
   j["loss_convention"] = kLossConvention;
+  return j;
+}
+
+json momentum_threshold_json(const Geometry& g, const MomentumThresholdResult& r) {
+  json j;
+  geometry_fields(j, g);
+  j["batch"] = r.batch;
+  j["sampling"] = to_string(r.sampling);
+  j["momentum"] = r.momentum.beta;
+  j["nesterov"] = r.momentum.nesterov;
+  j["eta_star"] = r.eta_star;
+  j["eta_low"] = r.eta_low;
+  j["eta_high"] = r.eta_high;
+  j["eta_mean"] = r.eta_mean;
+  json intervals = json::array();
+  for (const auto& [lo, hi] : r.stable_intervals) intervals.push_back(json::array({lo, hi}));
+  j["stable_intervals"] = intervals;
+  json evals = json::array();
+  for (const auto& [eta, kappa] : r.evaluations) evals.push_back({{"lr", eta}, {"kappa", kappa}});
+  j["kappa_evaluations"] = evals;
+  hessian_fields(j, g);
+  report_fields(j, r.report);
+  j["space"] = to_string(g.space());
+  j["loss_convention"] = kLossConvention;
+  return j;
+}
+
+json momentum_radius_json(const Geometry& g, const RadiusResult& r, const Momentum& m) {
+  json j = radius_json(g, r);
+  j["momentum"] = m.beta;
+  j["nesterov"] = m.nesterov;
   return j;
 }
 

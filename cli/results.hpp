@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "report.hpp"
+#include "sgdstab/momentum.hpp"
 
 namespace sgdstab::cli {
 
@@ -14,6 +15,10 @@ namespace sgdstab::cli {
 json threshold_json(const Geometry& g, const ThresholdResult& r);
 /// `sgdstab radius`.
 json radius_json(const Geometry& g, const RadiusResult& r);
+/// `sgdstab threshold --momentum BETA [--nesterov]`.
+json momentum_threshold_json(const Geometry& g, const MomentumThresholdResult& r);
+/// `sgdstab radius --momentum BETA [--nesterov]`.
+json momentum_radius_json(const Geometry& g, const RadiusResult& r, const Momentum& m);
 /// `sgdstab bounds`.
 json bounds_report_json(const Geometry& g, const StabilityBounds& b);
 

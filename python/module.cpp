@@ -218,6 +218,22 @@ SolverOptions solver_options(const py::kwargs& kw, const char* function) {
   return so;
 }
 
+// momentum=BETA and nesterov=BOOL, taken out of the keyword arguments.
+std::optional<Momentum> momentum_of(py::kwargs& kw) {
+  std::optional<Momentum> m;
+  const bool has_beta = kw.contains("momentum") && !kw["momentum"].is_none();
+  const bool nesterov = kw.contains("nesterov") && kw["nesterov"].cast<bool>();
+  if (has_beta) {
+    m = Momentum{kw["momentum"].cast<double>(), nesterov};
+    m->validate();
+  } else if (nesterov) {
+    throw sgdstab::invalid_argument("nesterov=True needs momentum=BETA");
+  }
+  if (kw.contains("momentum")) PyDict_DelItemString(kw.ptr(), "momentum");
+  if (kw.contains("nesterov")) PyDict_DelItemString(kw.ptr(), "nesterov");
+  return m;
+}
+
 std::vector<Sampling> schemes_of(const py::object& sampling) {
   if (sampling.is_none()) return {Sampling::without_replacement, Sampling::with_replacement, Sampling::bernoulli};
   if (py::isinstance<py::str>(sampling)) return {parse<Sampling>(sampling.cast<std::string>())};
@@ -244,6 +260,10 @@ struct PyRegion {
   StabilityRegion region;
   cli::json j;
   Status status = Status::not_converged;
+};
+struct PyMomentumThreshold {
+  MomentumThresholdResult r;
+  cli::json j;
 };
 struct PyBounds {
   StabilityBounds b;
@@ -371,6 +391,31 @@ PYBIND11_MODULE(_core, m) {
                " status=" + to_string(t.r.status()) + ">";
       });
 
+  py::class_<PyMomentumThreshold>(m, "MomentumThresholdResult")
+      .def_property_readonly("eta_star", [](const PyMomentumThreshold& t) { return t.r.eta_star; })
+      .def_property_readonly("eta_low", [](const PyMomentumThreshold& t) { return t.r.eta_low; })
+      .def_property_readonly("eta_high", [](const PyMomentumThreshold& t) { return t.r.eta_high; })
+      .def_property_readonly("eta_mean", [](const PyMomentumThreshold& t) { return t.r.eta_mean; })
+      .def_property_readonly("batch", [](const PyMomentumThreshold& t) { return t.r.batch; })
+      .def_property_readonly("sampling", [](const PyMomentumThreshold& t) { return to_string(t.r.sampling); })
+      .def_property_readonly("momentum", [](const PyMomentumThreshold& t) { return t.r.momentum.beta; })
+      .def_property_readonly("nesterov", [](const PyMomentumThreshold& t) { return t.r.momentum.nesterov; })
+      .def_property_readonly("stable_intervals", [](const PyMomentumThreshold& t) { return t.r.stable_intervals; })
+      .def_property_readonly("evaluations", [](const PyMomentumThreshold& t) { return t.r.evaluations; })
+      .def_property_readonly("converged", [](const PyMomentumThreshold& t) { return t.r.converged(); })
+      .def_property_readonly("status", [](const PyMomentumThreshold& t) { return to_string(t.r.status()); })
+      .def_property_readonly("matvecs", [](const PyMomentumThreshold& t) { return t.r.report.matvecs; })
+      .def_property_readonly("method", [](const PyMomentumThreshold& t) { return to_string(t.r.report.method); })
+      .def_property_readonly("residual", [](const PyMomentumThreshold& t) { return t.r.report.residual; })
+      .def_property_readonly("error_bound", [](const PyMomentumThreshold& t) { return t.r.report.error_bound; })
+      .def_property_readonly("message", [](const PyMomentumThreshold& t) { return t.r.report.message; })
+      .def("to_dict", [](const PyMomentumThreshold& t) { return json_to_python(t.j); })
+      .def("__repr__", [](const PyMomentumThreshold& t) {
+        return "<sgdstab.MomentumThresholdResult eta_star=" + py::repr(py::float_(t.r.eta_star)).cast<std::string>() +
+               " momentum=" + py::repr(py::float_(t.r.momentum.beta)).cast<std::string>() +
+               (t.r.momentum.nesterov ? " nesterov" : "") + " status=" + to_string(t.r.status()) + ">";
+      });
+
   py::class_<PyRadius>(m, "RadiusResult")
       .def_property_readonly("rho", [](const PyRadius& t) { return t.r.rho; })
       .def_property_readonly("lr", [](const PyRadius& t) { return t.r.lr; })
@@ -493,6 +538,23 @@ PYBIND11_MODULE(_core, m) {
 
   // ------------------------------------------------------------ functions
   m.def(
+      "momentum_threshold",
+      [](const Geometry& g, Index batch, const std::string& sampling, double beta, bool nesterov, Index scan_points,
+         py::kwargs kw) {
+        const Sampling s = parse<Sampling>(sampling);
+        const SolverOptions so = solver_options(kw, "threshold");
+        PyMomentumThreshold out;
+        {
+          Compute c;
+          out.r = momentum_threshold(g, batch, s, Momentum{beta, nesterov}, so, scan_points);
+        }
+        out.j = cli::momentum_threshold_json(g, out.r);
+        return out;
+      },
+      py::arg("geometry"), py::arg("batch"), py::arg("sampling"), py::arg("momentum"), py::arg("nesterov"),
+      py::arg("scan_points"));
+
+  m.def(
       "threshold",
       [](const Geometry& g, Index batch, const std::string& sampling, py::kwargs kw) {
         const Sampling s = parse<Sampling>(sampling);
@@ -511,13 +573,14 @@ PYBIND11_MODULE(_core, m) {
       "radius",
       [](const Geometry& g, double lr, Index batch, const std::string& sampling, py::kwargs kw) {
         const Sampling s = parse<Sampling>(sampling);
+        const std::optional<Momentum> mo = momentum_of(kw);
         const SolverOptions so = solver_options(kw, "radius");
         PyRadius out;
         {
           Compute c;
-          out.r = spectral_radius(g, lr, batch, s, so);
+          out.r = mo ? momentum_spectral_radius(g, lr, batch, s, *mo, so) : spectral_radius(g, lr, batch, s, so);
         }
-        out.j = cli::radius_json(g, out.r);
+        out.j = mo ? cli::momentum_radius_json(g, out.r, *mo) : cli::radius_json(g, out.r);
         return out;
       },
       py::arg("geometry"), py::arg("lr"), py::arg("batch"), py::arg("sampling") = "without");

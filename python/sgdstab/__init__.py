@@ -39,6 +39,7 @@ from ._core import (  # noqa: F401  (the result classes, for isinstance and help
     BoundsResult,
     CurveResult,
     Geometry,
+    MomentumThresholdResult,
     MonteCarloResult,
     RadiusResult,
     RegionCurve,
@@ -113,18 +114,32 @@ except (AttributeError, TypeError):  # a read-only type doc: keep pybind11's
     square; above it, it escapes. Returns a ThresholdResult: eta_star,
     converged, status, matvecs, method, residual, error_bound (eta* lies in
     [eta_star / (1 + error_bound), eta_star]), message, direction (with
-    want_direction=True), to_dict() (the JSON of `sgdstab threshold`).""" + _SOLVER_OPTIONS)
-def threshold(geometry, batch, sampling="without", **solver_options):
-    return _core.threshold(geometry, batch, sampling, **solver_options)
+    want_direction=True), to_dict() (the JSON of `sgdstab threshold`).
+
+    With momentum=BETA (PyTorch's SGD(momentum=BETA), nesterov=True for
+    Nesterov; theory/momentum.md) it returns a MomentumThresholdResult:
+    eta_star (stable for lr < eta_star), the certified bracket eta_low,
+    eta_high, eta_mean (the full-batch limit 2(1+BETA)/lambda_max, or
+    2(1+BETA)/((1+2 BETA) lambda_max) for Nesterov), stable_intervals,
+    evaluations (lr, kappa), to_dict() (`sgdstab threshold --momentum`).
+    scan_points > 0 also scans (0, eta_mean) for further stable intervals.""" + _SOLVER_OPTIONS)
+def threshold(geometry, batch, sampling="without", *, momentum=None, nesterov=False, scan_points=0,
+              **solver_options):
+    if momentum is None:
+        if nesterov or scan_points:
+            raise ValueError("nesterov and scan_points need momentum=BETA")
+        return _core.threshold(geometry, batch, sampling, **solver_options)
+    return _core.momentum_threshold(geometry, batch, sampling, momentum, nesterov, scan_points, **solver_options)
 
 
 @_doc("""The spectral radius rho(T) of SGD's second-moment map at learning rate lr.
 
     Stable iff rho <= 1. Returns a RadiusResult: rho, stable, converged,
     status, matvecs, method, residual, message, direction, to_dict() (the
-    JSON of `sgdstab radius`).""" + _SOLVER_OPTIONS)
-def radius(geometry, lr, batch, sampling="without", **solver_options):
-    return _core.radius(geometry, lr, batch, sampling, **solver_options)
+    JSON of `sgdstab radius`). momentum=BETA, nesterov=...: the radius of
+    momentum SGD's second-moment map (theory/momentum.md).""" + _SOLVER_OPTIONS)
+def radius(geometry, lr, batch, sampling="without", *, momentum=None, nesterov=False, **solver_options):
+    return _core.radius(geometry, lr, batch, sampling, momentum=momentum, nesterov=nesterov, **solver_options)
 
 
 @_doc("""eta*(B) for each B in batches (default 1, 2, 4, ..., n).

@@ -199,8 +199,8 @@ class Report:
 
 
 def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse_mean", *,
-            sampling="without", residual_tolerance=1e-6, allow_non_minimum=False, use_gram=None,
-            dtype=_torch.float64, **solver_options):
+            sampling="without", momentum=None, nesterov=False, residual_tolerance=1e-6, allow_non_minimum=False,
+            use_gram=None, dtype=_torch.float64, **solver_options):
     """The stability report of SGD at ``model``'s current parameters.
 
     inputs: the n training inputs; targets: (n, C) or (n,) targets. Checks
@@ -215,6 +215,8 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
     torch.nn.MSELoss(reduction="mean"), whose eta* is (C/2) times the
     library's; "sgdstab" is the library's (1/n) sum 1/2 |f - y|^2. With lr and
     batch, the report adds the verdict at that point (rho and stable).
+    momentum=BETA, nesterov=...: torch.optim.SGD(momentum=BETA, nesterov=...)
+    (dampening 0; theory/momentum.md); the conversion of lr is the same.
 
     Returns a Report: samples, outputs, params, rank, loss, lr_factor (eta in
     loss units per library unit), lambda_max and eta_gd (in loss units),
@@ -253,18 +255,26 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
     else:
         geometry = _core.Geometry.from_jacobian(jacobian(work, x, dtype=dtype), c)
     bs = list(batches) if batches is not None else _core.default_batches(n)
-    cur = _core.curve(geometry, bs, sampling, **solver_options)
+    if momentum is None:
+        if nesterov:
+            raise ValueError("nesterov=True needs momentum=BETA")
+        pts = _core.curve(geometry, bs, sampling, **solver_options).points
+    else:
+        pts = [_core.momentum_threshold(geometry, b, sampling, momentum, nesterov, 0, **solver_options) for b in bs]
     points = [{"batch": pt.batch, "eta_star": factor * pt.eta_star, "eta_star_sgdstab": pt.eta_star,
-               "converged": pt.converged, "status": pt.status, "matvecs": pt.matvecs} for pt in cur.points]
+               "converged": pt.converged, "status": pt.status, "matvecs": pt.matvecs} for pt in pts]
+    mo = {} if momentum is None else {"momentum": momentum, "nesterov": nesterov}
     verdict = None
     if lr is not None:
         if not (lr > 0 and math.isfinite(lr)):
             raise ValueError(f"lr: the learning rate must be finite and > 0, got {lr}")
-        rad = _core.radius(geometry, lr / factor, batch, sampling, **solver_options)
-        thr = _core.threshold(geometry, batch, sampling, **solver_options)
+        rad = _core.radius(geometry, lr / factor, batch, sampling, **mo, **solver_options)
+        thr = (_core.threshold(geometry, batch, sampling, **solver_options) if momentum is None else
+               _core.momentum_threshold(geometry, batch, sampling, momentum, nesterov, 0, **solver_options))
         verdict = {"lr": lr, "batch": batch, "sampling": sampling, "rho": rad.rho, "stable": rad.rho <= 1.0,
                    "eta_star": factor * thr.eta_star, "converged": rad.converged and thr.converged}
     return Report(samples=n, outputs=c, params=p, rank=geometry.rank, loss=loss, lr_factor=factor,
                   sampling=sampling, lambda_max=geometry.lambda_max / factor, eta_gd=factor * geometry.eta_gd,
-                  max_residual=max_res, is_minimum=is_min, converged=cur.converged, points=points,
+                  momentum=0.0 if momentum is None else momentum, nesterov=bool(nesterov),
+                  max_residual=max_res, is_minimum=is_min, converged=all(p["converged"] for p in points), points=points,
                   verdict=verdict, loss_convention_sgdstab=_core.loss_convention, geometry=geometry)

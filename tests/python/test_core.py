@@ -189,3 +189,22 @@ def test_read_matrix_reads_what_numpy_wrote(tmp_path):
         assert np.array_equal(sgdstab.read_matrix(tmp_path / name), arr.astype(np.float64))
     np.savetxt(tmp_path / "a.csv", a, delimiter=",", fmt="%.17g")
     assert np.array_equal(sgdstab.read_matrix(str(tmp_path / "a.csv")), a)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_momentum_threshold_and_radius_equal_the_program(problems, cli, nesterov):
+    j, c, jpath, _ = problems[2]
+    g = sgdstab.Geometry.from_jacobian(j, c)
+    flag = ["--nesterov"] if nesterov else []
+    for s in SCHEMES:
+        r = sgdstab.threshold(g, 2, s, momentum=0.8, nesterov=nesterov, scan_points=4)
+        assert r.converged and r.eta_low <= r.eta_star <= r.eta_high <= r.eta_mean
+        assert_same(r.to_dict(), cli("threshold", "--jacobian", jpath, "--outputs", c, "--batch", 2, "--sampling", s,
+                                     "--momentum", 0.8, "--scan", 4, *flag))
+        rad = sgdstab.radius(g, 0.9 * r.eta_star, 2, s, momentum=0.8, nesterov=nesterov)
+        assert rad.converged and rad.rho < 1
+        assert_same(rad.to_dict(), cli("radius", "--jacobian", jpath, "--outputs", c, "--batch", 2, "--sampling", s,
+                                       "--momentum", 0.8, "--lr", repr(0.9 * r.eta_star), *flag))
+    # beta = 0 is plain SGD's threshold (a different code path).
+    assert math.isclose(sgdstab.threshold(g, 2, momentum=0.0).eta_star, sgdstab.threshold(g, 2).eta_star,
+                        rel_tol=1e-9)

@@ -78,6 +78,15 @@ def test_batch_lr_sampling_and_options(g):
         sgdstab.region(g, marks=[(0.1, n + 1)])
     with pytest.raises(TypeError):
         sgdstab.threshold(g, 2.5)
+    for beta in (1.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="beta"):
+            sgdstab.threshold(g, 2, momentum=beta)
+        with pytest.raises(ValueError, match="beta"):
+            sgdstab.radius(g, 0.1, 2, momentum=beta)
+    with pytest.raises(ValueError, match="momentum"):
+        sgdstab.threshold(g, 2, nesterov=True)
+    with pytest.raises(ValueError, match="momentum"):
+        sgdstab.radius(g, 0.1, 2, nesterov=True)
 
 
 def test_files_are_os_errors(tmp_path):
