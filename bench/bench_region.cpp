@@ -107,6 +107,25 @@ void BM_Region(benchmark::State& state) {
   state.counters["points"] = static_cast<double>(3 * batches.size());
 }
 
+// Momentum (issue #16): eta* of heavy-ball (range(2) = 0) or Nesterov (1)
+// SGD with beta = 0.9, B = 8 without replacement, beside BM_ThresholdRegion
+// on the same Gram in the same run (momentum_threshold: a safeguarded Newton
+// on kappa, each kappa a warm-started symmetric eigensolve of plain SGD's cost).
+void BM_MomentumThreshold(benchmark::State& state) {
+  const auto g = sgdstab::Geometry::from_gram(gram(state.range(0), state.range(1)), 4);
+  const sgdstab::Momentum mo{0.9, state.range(2) == 1};
+  for (auto _ : state) {
+    const auto t = sgdstab::momentum_threshold(g, 8, sgdstab::Sampling::without_replacement, mo);
+    state.counters["matvecs"] = static_cast<double>(t.report.matvecs);
+    state.counters["evaluations"] = static_cast<double>(t.report.iterations);
+    state.counters["converged"] = t.converged() ? 1 : 0;
+    state.counters["eta_star"] = t.eta_star;
+    state.counters["error_bound"] = t.report.error_bound;
+  }
+}
+BENCHMARK(BM_MomentumThreshold)->Args({1024, 0, 0})->Args({1024, 0, 1})->Args({2048, 0, 0})->Args({4096, 0, 0})
+    ->Args({4096, 0, 1})->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
+
 BENCHMARK(BM_ThresholdSpectra)->Args({1024, 0})->Args({2048, 0})->Args({4096, 0})->Args({1024, 1})
     ->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
 BENCHMARK(BM_ThresholdRegion)->Args({1024, 0})->Args({2048, 0})->Args({4096, 0})->Args({1024, 1})

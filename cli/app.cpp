@@ -214,6 +214,7 @@ Program::Program() : root_(kDescription, "sgdstab") {
   geometry_options(c);
   solver_options(c);
   options(c, {{"batches", "1,2,4,...: batch sizes (default powers of two below n, and n)"}});
+  momentum_options(c);
 
   c = command(root_, "region", "eta*(B) for every scheme and batch size at once, certified, with a picture",
               cmd_region);

@@ -4,6 +4,7 @@
 #include "commands.hpp"
 #include "inputs.hpp"
 #include "report.hpp"
+#include "results.hpp"
 #include "sgdstab/sgdstab.hpp"
 
 namespace sgdstab::cli {
@@ -13,6 +14,12 @@ int cmd_curve(const Args& args, std::ostream& out, std::ostream& err) {
   SolverOptions so = solver_options(args);
   so.want_direction = false;
   const Geometry g = load_geometry(args);
+  if (const std::optional<Momentum> m = momentum_option(args)) {
+    const auto curve = momentum_threshold_curve(g, batches_option(args, g.samples()), sampling, *m, so);
+    Status status = Status::converged;
+    for (const auto& r : curve) status = combine(status, r.status());
+    return finish(momentum_curve_json(g, curve), status, out, err);
+  }
   const std::vector<ThresholdResult> curve = threshold_curve(g, batches_option(args, g.samples()), sampling, so);
   return finish(curve_json(g, curve), curve_status(curve), out, err);
 }

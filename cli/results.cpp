@@ -64,6 +64,33 @@ json momentum_threshold_json(const Geometry& g, const MomentumThresholdResult& r
   return j;
 }
 
+json momentum_curve_json(const Geometry& g, const std::vector<MomentumThresholdResult>& curve) {
+  json j;
+  j["sampling"] = to_string(curve.front().sampling);
+  j["momentum"] = curve.front().momentum.beta;
+  j["nesterov"] = curve.front().momentum.nesterov;
+  geometry_fields(j, g);
+  hessian_fields(j, g);
+  j["eta_mean"] = curve.front().eta_mean;
+  json pts = json::array();
+  for (const MomentumThresholdResult& r : curve) {
+    json p;
+    p["batch"] = r.batch;
+    p["eta_star"] = r.eta_star;
+    p["eta_low"] = r.eta_low;
+    p["eta_high"] = r.eta_high;
+    p["converged"] = r.converged();
+    p["status"] = to_string(r.status());
+    p["matvecs"] = r.report.matvecs;
+    p["method"] = to_string(r.report.method);
+    p["error_bound"] = std::isnan(r.report.error_bound) ? json(nullptr) : json(r.report.error_bound);
+    pts.push_back(p);
+  }
+  j["points"] = pts;
+  j["loss_convention"] = kLossConvention;
+  return j;
+}
+
 json momentum_radius_json(const Geometry& g, const RadiusResult& r, const Momentum& m) {
   json j = radius_json(g, r);
   j["momentum"] = m.beta;

@@ -19,6 +19,9 @@ json radius_json(const Geometry& g, const RadiusResult& r);
 json momentum_threshold_json(const Geometry& g, const MomentumThresholdResult& r);
 /// `sgdstab radius --momentum BETA [--nesterov]`.
 json momentum_radius_json(const Geometry& g, const RadiusResult& r, const Momentum& m);
+/// `sgdstab curve --momentum BETA [--nesterov]`: the curve's fields plus
+/// momentum, nesterov, eta_mean, and per point eta_low / eta_high.
+json momentum_curve_json(const Geometry& g, const std::vector<MomentumThresholdResult>& curve);
 /// `sgdstab bounds`.
 json bounds_report_json(const Geometry& g, const StabilityBounds& b);
 

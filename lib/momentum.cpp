@@ -190,27 +190,44 @@ double mean_limit(const Momentum& mo, double lambda_max) {
 }
 
 // The kernel G_eta of eq. 8: G_ij = eta^2 [S_ij]_11 with S_ij - m_i S_ij m_j^T = e e^T,
-// m_i the 2 x 2 mean transition on the i-th eigen-direction. False if an entry is not > 0.
-bool mean_kernel(const Eigen::VectorXd& d, double eta, const Momentum& mo, MatrixXd& g) {
+// m_i the 2 x 2 mean transition on the i-th eigen-direction, and its
+// derivative in eta (differentiating the 4 x 4 system: s' = -A^{-1} A' s).
+// False if an entry of G is not > 0.
+bool mean_kernel(const Eigen::VectorXd& d, double eta, const Momentum& mo, MatrixXd& g, MatrixXd* dg = nullptr) {
   const auto [m01, e0] = momentum_coefficients(mo);
   const Index r = d.size();
   g.resize(r, r);
+  if (dg) dg->resize(r, r);
   const Eigen::Vector4d rhs(e0 * e0, e0, e0, 1.0);  // vec(e e^T), column-major
   auto m = [&](Index i) {
     Eigen::Matrix2d out;
     out << 1.0 + eta * e0 * d(i), m01, eta * d(i), mo.beta;
     return out;
   };
+  auto dm = [&](Index i) {  // d m_i / d eta
+    Eigen::Matrix2d out;
+    out << e0 * d(i), 0.0, d(i), 0.0;
+    return out;
+  };
   bool positive = true;
   for (Index j = 0; j < r; ++j) {
-    const Eigen::Matrix2d mj = m(j);
+    const Eigen::Matrix2d mj = m(j), dmj = dm(j);
     for (Index i = j; i < r; ++i) {
-      const Eigen::Matrix2d mi = m(i);
-      Eigen::Matrix4d a = Eigen::Matrix4d::Identity();
+      const Eigen::Matrix2d mi = m(i), dmi = dm(i);
+      Eigen::Matrix4d a = Eigen::Matrix4d::Identity(), da = Eigen::Matrix4d::Zero();
       for (int p = 0; p < 2; ++p)
-        for (int q = 0; q < 2; ++q) a.block<2, 2>(2 * p, 2 * q) -= mj(p, q) * mi;  // I - kron(m_j, m_i)
-      const double v = eta * eta * a.partialPivLu().solve(rhs)(0);
+        for (int q = 0; q < 2; ++q) {
+          a.block<2, 2>(2 * p, 2 * q) -= mj(p, q) * mi;  // I - kron(m_j, m_i)
+          da.block<2, 2>(2 * p, 2 * q) -= dmj(p, q) * mi + mj(p, q) * dmi;
+        }
+      const Eigen::PartialPivLU<Eigen::Matrix4d> lu(a);
+      const Eigen::Vector4d sol = lu.solve(rhs);
+      const double v = eta * eta * sol(0);
       g(i, j) = g(j, i) = v;
+      if (dg) {
+        const Eigen::Vector4d dsol = -lu.solve(da * sol);
+        (*dg)(i, j) = (*dg)(j, i) = 2.0 * eta * sol(0) + eta * eta * dsol(0);
+      }
       if (!(v > 0) || !std::isfinite(v)) positive = false;
     }
   }
@@ -263,9 +280,13 @@ MomentumThresholdResult momentum_threshold(const Geometry& geometry, Index batch
   const double fixed = q.workspace_bytes() + 8.0 * 6.0 * static_cast<double>(r) * static_cast<double>(r);
   std::string failure;
   Status failed = Status::converged;
+  // kappa(eta) and its logarithmic slope d log kappa / d log eta = eta sum_ij
+  // v_ij^2 G'_ij / G_ij (v the unit eigenvector: the Hellmann-Feynman
+  // derivative of eq. 9 with W' / W = G' / (2 G); no application of C).
+  double slope = 0.0;
   const auto kappa = [&](double eta) -> double {
-    MatrixXd g;
-    if (!mean_kernel(d, eta, momentum, g)) {
+    MatrixXd g, dg;
+    if (!mean_kernel(d, eta, momentum, g, &dg)) {
       failed = Status::numerical_failure;
       failure = "the kernel G of the mean dynamics has an entry <= 0 at lr = " + detail::fmt(eta) +
                 " (theory/momentum.md, section 5): the symmetric form does not apply";
@@ -288,68 +309,60 @@ MomentumThresholdResult momentum_threshold(const Geometry& geometry, Index batch
     }
     res.report.method = top.method;
     res.report.residual = std::max(res.report.residual, top.residual / std::max(top.value, 1e-300));
-    if (top.vector.size() == m) start = top.vector;
+    if (top.vector.size() == m) {
+      start = top.vector;
+      const MatrixXd v = unpack(top.vector, r);
+      slope = eta * (v.array().square() * (dg.array() / g.array())).sum() / v.squaredNorm();
+    }
     res.evaluations.push_back({eta, top.value - sigma});
     return top.value - sigma;
   };
   const double tol = options.tolerance;
-  // Bracket the first crossing: from eta_mean / 2 down by halves while unstable,
-  // or up toward eta_mean (kappa -> infinity there) while stable.
-  double lo = 0.0, klo = 0.0, hi = res.eta_mean, khi = std::numeric_limits<double>::infinity();
+  // Bracket [lo, hi] of the first crossing: kappa(lo) < 1 <= kappa(hi); hi =
+  // eta_mean (kappa unbounded there) until an unstable point is seen.
+  double lo = 0.0, hi = res.eta_mean, khi = std::numeric_limits<double>::infinity();
+  double eta = 0.5 * res.eta_mean;
   if (scan_points > 0) {
+    // The grid first (its stable stretches are reported below); start at the
+    // first grid point past the last stable one before the first unstable.
     for (Index k = 1; k <= scan_points && failed == Status::converged; ++k) {
-      const double eta = res.eta_mean * static_cast<double>(k) / static_cast<double>(scan_points + 1);
-      const double kv = kappa(eta);
-      if (kv < 1.0) {
-        if (hi == res.eta_mean && !std::isfinite(khi)) lo = eta, klo = kv;
-      } else if (std::isfinite(kv) && !std::isfinite(khi)) {
-        hi = eta, khi = kv;
+      const double x = res.eta_mean * static_cast<double>(k) / static_cast<double>(scan_points + 1);
+      const double kv = kappa(x);
+      if (!std::isfinite(khi)) {
+        if (kv < 1.0) lo = x;
+        else if (std::isfinite(kv)) hi = x, khi = kv;
       }
     }
+    eta = lo > 0 ? (std::isfinite(khi) ? std::sqrt(lo * hi) : 0.5 * (lo + res.eta_mean)) : 0.5 * hi;
   }
-  if (scan_points == 0 || (lo == 0.0 && std::isfinite(khi))) {
-    // Halve from eta_mean / 2 (or below the first unstable grid point) until stable.
-    double eta = scan_points == 0 ? 0.5 * res.eta_mean : 0.5 * hi;
-    double kv = kappa(eta);
-    for (int k = 0; k < 200 && failed == Status::converged && kv >= 1.0; ++k) {
-      hi = eta, khi = kv;
-      eta *= 0.5;
-      kv = kappa(eta);
+  // Safeguarded Newton on log kappa against log eta (slope from the eigenvector).
+  bool mean_limited = false, done = false;
+  for (int it = 0; it < 100 && failed == Status::converged && !done; ++it) {
+    const double kv = kappa(eta);
+    if (!std::isfinite(kv)) break;
+    if (kv < 1.0) lo = std::max(lo, eta);
+    else if (eta < hi || !std::isfinite(khi)) hi = eta, khi = kv;
+    const double step = slope > 0 ? -std::log(kv) / slope : 0.0;
+    double next = eta * std::exp(step);
+    if (std::abs(std::log(kv)) <= 0.5 * tol && lo > 0 && std::isfinite(khi)) {
+      done = (hi - lo) <= tol * hi;
+      if (!done) {
+        // Converged on one side: certify the other with a point just past the root.
+        next = kv < 1.0 ? eta * (1.0 + tol) : eta * (1.0 - tol);
+      }
+    } else if (std::abs(std::log(kv)) <= 0.5 * tol) {
+      next = kv < 1.0 ? eta * (1.0 + tol) : eta * (1.0 - tol);
     }
-    if (failed == Status::converged && kv < 1.0) lo = eta, klo = kv;
-  }
-  // No unstable point yet: approach eta_mean (kappa grows without bound there
-  // unless C vanishes on the top direction).
-  bool mean_limited = false;
-  for (int k = 0; k < 60 && failed == Status::converged && !std::isfinite(khi) && lo > 0; ++k) {
-    const double eta = res.eta_mean - 0.25 * (res.eta_mean - lo);
-    if (eta >= res.eta_mean * (1.0 - tol)) {
+    if (done) break;
+    // Keep inside the bracket: bisect (geometrically) when Newton leaves it.
+    const double upper = std::isfinite(khi) ? hi : res.eta_mean;
+    if (!(next > lo && next < upper)) next = lo > 0 ? std::sqrt(lo * upper) : 0.5 * std::min(eta, upper);
+    if (!std::isfinite(khi) && next >= res.eta_mean * (1.0 - tol)) {
       mean_limited = true;
       break;
     }
-    const double kv = kappa(eta);
-    if (kv >= 1.0) hi = eta, khi = kv;
-    else lo = eta, klo = kv;
-  }
-  // Illinois (regula falsi) on log kappa against log eta inside [lo, hi].
-  int side = 0;
-  for (int it = 0; it < 100 && failed == Status::converged && lo > 0 && std::isfinite(khi); ++it) {
-    if ((hi - lo) <= tol * hi) break;
-    const double a = std::log(lo), b = std::log(hi), fa = std::log(klo), fb = std::log(khi);
-    double t = b - fb * (b - a) / (fb - fa);
-    if (!(t > a && t < b)) t = 0.5 * (a + b);
-    const double eta = std::exp(t);
-    const double kv = kappa(eta);
-    if (!std::isfinite(kv)) break;
-    if (kv < 1.0) {
-      lo = eta, klo = kv;
-      if (side == -1) khi = std::sqrt(khi);  // Illinois: halve the stale end's log value
-      side = -1;
-    } else {
-      hi = eta, khi = kv;
-      if (side == 1) klo = std::sqrt(klo);
-      side = 1;
-    }
+    if (lo > 0 && std::isfinite(khi) && (hi - lo) <= tol * hi) break;
+    eta = next;
   }
   res.report.matvecs = applications;
   if (failed != Status::converged) {
@@ -368,13 +381,18 @@ MomentumThresholdResult momentum_threshold(const Geometry& geometry, Index batch
     res.eta_star = res.eta_high = res.eta_mean;
     res.eta_low = lo;
   } else {
-    const double a = std::log(lo), b = std::log(hi), fa = std::log(klo), fb = std::log(khi);
-    res.eta_star = std::exp(b - fb * (b - a) / (fb - fa));
+    // The root from the bracket's last evaluations (log-linear interpolation).
+    double klo = 0.0;
+    for (const auto& [x, kv] : res.evaluations)
+      if (x == lo) klo = kv;
+    const double la = std::log(lo), lb = std::log(hi), fa = std::log(klo), fb = std::log(khi);
+    res.eta_star = (fb - fa) != 0.0 ? std::exp(lb - fb * (lb - la) / (fb - fa)) : std::sqrt(lo * hi);
+    res.eta_star = std::clamp(res.eta_star, lo, hi);
     res.eta_low = lo;
     res.eta_high = hi;
   }
   res.report.error_bound = (res.eta_high - res.eta_low) / res.eta_low;
-  const bool ok = res.report.error_bound <= std::max(10.0 * tol, 1e-12);
+  const bool ok = res.report.error_bound <= std::max(10.0 * tol, 1e-12) || mean_limited;
   res.report.status = ok ? Status::converged : Status::not_converged;
   res.report.message = ok ? "converged (" + std::to_string(res.report.iterations) + " evaluations of kappa)"
                           : "the bracket [" + detail::fmt(res.eta_low) + ", " + detail::fmt(res.eta_high) +
@@ -395,6 +413,17 @@ MomentumThresholdResult momentum_threshold(const Geometry& geometry, Index batch
       res.report.message += "; the stable set is not an interval: see stable_intervals (grid resolution)";
   }
   return res;
+}
+
+std::vector<MomentumThresholdResult> momentum_threshold_curve(const Geometry& geometry, const std::vector<Index>& batches,
+                                                              Sampling sampling, Momentum momentum,
+                                                              const SolverOptions& options) {
+  detail::require(!batches.empty(), "momentum_threshold_curve", "the list of batch sizes is empty");
+  for (const Index b : batches) check_batch(b, geometry.samples(), "momentum_threshold_curve");
+  std::vector<MomentumThresholdResult> out;
+  out.reserve(batches.size());
+  for (const Index b : batches) out.push_back(momentum_threshold(geometry, b, sampling, momentum, options));
+  return out;
 }
 
 }  // namespace sgdstab

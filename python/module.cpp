@@ -555,6 +555,24 @@ PYBIND11_MODULE(_core, m) {
       py::arg("scan_points"));
 
   m.def(
+      "momentum_curve",
+      [](const Geometry& g, std::optional<std::vector<Index>> batches, const std::string& sampling, double beta,
+         bool nesterov, py::kwargs kw) {
+        const Sampling s = parse<Sampling>(sampling);
+        const SolverOptions so = solver_options(kw, "curve");
+        const std::vector<Index> b = batches ? *batches : default_batches(g.samples());
+        std::vector<MomentumThresholdResult> curve;
+        {
+          Compute c;
+          curve = momentum_threshold_curve(g, b, s, Momentum{beta, nesterov}, so);
+        }
+        py::list points;
+        for (const auto& r : curve) points.append(PyMomentumThreshold{r, cli::momentum_threshold_json(g, r)});
+        return py::make_tuple(points, json_to_python(cli::momentum_curve_json(g, curve)));
+      },
+      py::arg("geometry"), py::arg("batches"), py::arg("sampling"), py::arg("momentum"), py::arg("nesterov"));
+
+  m.def(
       "threshold",
       [](const Geometry& g, Index batch, const std::string& sampling, py::kwargs kw) {
         const Sampling s = parse<Sampling>(sampling);

@@ -117,4 +117,9 @@ struct MomentumThresholdResult {
 MomentumThresholdResult momentum_threshold(const Geometry& geometry, Index batch, Sampling sampling, Momentum momentum,
                                            const SolverOptions& options = {}, Index scan_points = 0);
 
+/// momentum_threshold at each batch size (1, 2, 4, ..., n by default_batches).
+std::vector<MomentumThresholdResult> momentum_threshold_curve(const Geometry& geometry, const std::vector<Index>& batches,
+                                                              Sampling sampling, Momentum momentum,
+                                                              const SolverOptions& options = {});
+
 }  // namespace sgdstab

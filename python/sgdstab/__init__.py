@@ -145,9 +145,39 @@ def radius(geometry, lr, batch, sampling="without", *, momentum=None, nesterov=F
 @_doc("""eta*(B) for each B in batches (default 1, 2, 4, ..., n).
 
     Returns a CurveResult: points (a ThresholdResult each), batches, eta_star
-    (a list), converged, to_dict() (the JSON of `sgdstab curve`).""" + _SOLVER_OPTIONS)
-def curve(geometry, batches=None, sampling="without", **solver_options):
-    return _core.curve(geometry, batches, sampling, **solver_options)
+    (a list), converged, to_dict() (the JSON of `sgdstab curve`). With
+    momentum=BETA (nesterov=...): a MomentumCurveResult of
+    MomentumThresholdResult points (`sgdstab curve --momentum`).""" + _SOLVER_OPTIONS)
+class MomentumCurveResult:
+    """eta*(B) of momentum SGD for several B: points (MomentumThresholdResult each), to_dict()."""
+
+    def __init__(self, points, as_dict):
+        self.points = list(points)
+        self._dict = as_dict
+
+    @property
+    def batches(self):
+        return [p.batch for p in self.points]
+
+    @property
+    def eta_star(self):
+        return [p.eta_star for p in self.points]
+
+    @property
+    def converged(self):
+        return all(p.converged for p in self.points)
+
+    def to_dict(self):
+        return self._dict
+
+
+def curve(geometry, batches=None, sampling="without", *, momentum=None, nesterov=False, **solver_options):
+    if momentum is None:
+        if nesterov:
+            raise ValueError("nesterov=True needs momentum=BETA")
+        return _core.curve(geometry, batches, sampling, **solver_options)
+    points, as_dict = _core.momentum_curve(geometry, batches, sampling, momentum, nesterov, **solver_options)
+    return MomentumCurveResult(points, as_dict)
 
 
 @_doc("""The stability region: eta*(B) for every scheme and batch size from one shared subspace.

@@ -208,3 +208,18 @@ def test_momentum_threshold_and_radius_equal_the_program(problems, cli, nesterov
     # beta = 0 is plain SGD's threshold (a different code path).
     assert math.isclose(sgdstab.threshold(g, 2, momentum=0.0).eta_star, sgdstab.threshold(g, 2).eta_star,
                         rel_tol=1e-9)
+
+
+def test_momentum_curve_equals_the_program_and_single_thresholds(problems, cli):
+    j, c, jpath, _ = problems[1]
+    n = j.shape[0] // c
+    g = sgdstab.Geometry.from_jacobian(j, c)
+    cur = sgdstab.curve(g, [1, 3, n], "with", momentum=0.6, nesterov=True)
+    assert cur.converged and cur.batches == [1, 3, n]
+    for pt in cur.points:
+        single = sgdstab.threshold(g, pt.batch, "with", momentum=0.6, nesterov=True)
+        assert math.isclose(pt.eta_star, single.eta_star, rel_tol=1e-12)
+        assert pt.eta_star <= pt.eta_mean * (1 + 1e-12)
+    assert all(a <= b * (1 + 1e-9) for a, b in zip(cur.eta_star, cur.eta_star[1:]))  # monotone in B here
+    assert_same(cur.to_dict(), cli("curve", "--jacobian", jpath, "--outputs", c, "--batches", f"1,3,{n}",
+                                   "--sampling", "with", "--momentum", 0.6, "--nesterov"))
