@@ -86,6 +86,7 @@ void SimulationOptions::validate(const Geometry& g) const {
   require(start.size() == 0 || (start.size() == g.rank() && start.allFinite()), "SimulationOptions::start",
           "must be empty or a finite vector of length r = " + std::to_string(g.rank()) + ", got length " +
               std::to_string(start.size()));
+  momentum.validate();
 }
 
 SimulationResult simulate_linearized(const Geometry& g, const SimulationOptions& o) {
@@ -124,6 +125,13 @@ SimulationResult simulate_linearized(const Geometry& g, const SimulationOptions&
   const auto t0 = std::chrono::steady_clock::now();
   MatrixXd y(nc, m);
   MatrixXd weight = MatrixXd::Zero(n, m);  // weight(i, j) = count of i in batch j / divisor
+  // Momentum (theory/momentum.md, eq. 1): u = lr v per trajectory, and the step lr H_xi delta.
+  const bool heavy = o.momentum.beta > 0.0;
+  MatrixXd u, step;
+  if (heavy) {
+    u = MatrixXd::Zero(r, m);
+    step.resize(r, m);
+  }
   std::vector<std::vector<Index>> touched(static_cast<std::size_t>(m));
   for (Index t = 1; t <= o.steps; ++t) {
     detail::throw_if_interrupted("simulate_linearized");
@@ -139,7 +147,15 @@ SimulationResult simulate_linearized(const Geometry& g, const SimulationOptions&
         const double w = weight(i, j);
         for (Index k = 0; k < c; ++k) y(i * c + k, j) *= w;
       }
-    detail::gemm(true, false, -o.lr, z, y, 1.0, delta);  // Delta -= lr Z^T W Y = lr H_xi Delta
+    if (!heavy) {
+      detail::gemm(true, false, -o.lr, z, y, 1.0, delta);  // Delta -= lr Z^T W Y = lr H_xi Delta
+    } else {
+      detail::gemm(true, false, o.lr, z, y, 0.0, step);  // lr H_xi Delta
+      const double b = o.momentum.beta;
+      u = b * u + step;                                   // u' = beta u + lr H_xi delta
+      if (o.momentum.nesterov) delta -= step + b * u;     // delta' = delta - lr H_xi delta - beta u'
+      else delta -= u;                                    // delta' = delta - u'
+    }
     for (Index j = 0; j < m; ++j)
       for (Index i : touched[static_cast<std::size_t>(j)]) weight(i, j) = 0.0;
     record(t);
@@ -152,17 +168,30 @@ SimulationResult simulate_linearized(const Geometry& g, const SimulationOptions&
 }
 
 ExactMoments exact_moments(const Geometry& g, double lr, Index batch, Sampling sampling, Index steps,
-                           const VectorXd& start) {
+                           const VectorXd& start, const Momentum& momentum) {
   check_common(g, lr, batch, 0.5, "exact_moments");
   require(steps >= 0, "exact_moments", "steps must be >= 0, got " + std::to_string(steps));
   const Index r = g.rank();
   require(start.size() == 0 || start.size() == r, "exact_moments",
           "start must be empty or of length r = " + std::to_string(r));
+  momentum.validate();
   const SecondMomentOperator op(g, batch, sampling);
   const VectorXd& d = g.hessian_eigenvalues();
   MatrixXd s = start.size() > 0 ? MatrixXd(start * start.transpose())
                                 : MatrixXd(MatrixXd::Identity(r, r) / static_cast<double>(r));
   ExactMoments out;
+  if (momentum.beta > 0.0) {
+    const MomentumOperator mop(op, lr, momentum);
+    MatrixXd zz = MatrixXd::Zero(2 * r, 2 * r);
+    zz.topLeftCorner(r, r) = s;
+    for (Index t = 0; t <= steps; ++t) {
+      detail::throw_if_interrupted("exact_moments");
+      if (t > 0) zz = mop.apply(zz);
+      out.squared_norm.push_back(zz.topLeftCorner(r, r).trace());
+      out.loss.push_back(0.5 * zz.topLeftCorner(r, r).diagonal().dot(d));
+    }
+    return out;
+  }
   for (Index t = 0; t <= steps; ++t) {
     detail::throw_if_interrupted("exact_moments");
     if (t > 0) s = op.transition(s, lr);

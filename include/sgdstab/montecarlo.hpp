@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "sgdstab/geometry.hpp"
+#include "sgdstab/momentum.hpp"
 #include "sgdstab/sampling.hpp"
 #include "sgdstab/schedule.hpp"
 
@@ -84,6 +85,9 @@ struct SimulationOptions : MonteCarloRun {
   Eigen::VectorXd start;
   /// Called after each step with (steps done, steps total); may be empty.
   std::function<void(Index, Index)> progress;
+  /// SGD with momentum (theory/momentum.md, eq. 1; PyTorch's convention):
+  /// each trajectory carries u = lr v, starting at 0. beta = 0: plain SGD.
+  Momentum momentum;
   void validate(const Geometry& g) const;
 };
 
@@ -104,8 +108,10 @@ struct ExactMoments {
   std::vector<double> squared_norm;
   std::vector<double> loss;
 };
+/// With momentum (beta > 0): Z_t = T^t(Z_0) of momentum SGD (momentum.hpp),
+/// Z_0 = [[S_0, 0], [0, 0]] (u_0 = 0), and the moments of its delta block.
 ExactMoments exact_moments(const Geometry& g, double lr, Index batch, Sampling sampling, Index steps,
-                           const Eigen::VectorXd& start = Eigen::VectorXd());
+                           const Eigen::VectorXd& start = Eigen::VectorXd(), const Momentum& momentum = {});
 
 /// Options of estimate_radius. validate() throws sgdstab::invalid_argument.
 struct RadiusEstimateOptions : MonteCarloRun {
