@@ -260,6 +260,7 @@ Program::Program() : root_(kDescription, "sgdstab") {
 
   c = command(root_, "minimum", "build a model and a data set and reach an interpolating minimum", cmd_minimum);
   problem_options(c);
+  momentum_options(c);  // the gd and sgd trainers
 
   c = command(root_, "analyze", "minimum, then the eta*(B) curve and the bounds at it", cmd_analyze);
   problem_options(c);
@@ -273,6 +274,7 @@ Program::Program() : root_(kDescription, "sgdstab") {
   c = command(root_, "escape", "nonlinear SGD from the minimum + epsilon delta: escape fraction, rate",
               cmd_escape);
   problem_options(c);
+  momentum_options(c);  // the runs, and the exact eta* and rho beside them
   options(c, {{"lr-factor", "F: the runs' learning rate is F eta*(B)"},
               {"runs", "R: runs (default 100)"},
               {"epsilon", "E: distance of the start from the minimum (default 1e-3)"},

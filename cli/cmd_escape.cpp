@@ -28,6 +28,7 @@ EscapeOptions escape_options(const Args& args) {
   eo.seed = static_cast<std::uint64_t>(seed);
   if (args.has("lr-factor") && !closed_form(eo.schedule))
     throw UsageError("--lr-factor needs a closed-form scheme (not reshuffle): give --lr");
+  if (const std::optional<Momentum> m = momentum_option(args)) eo.momentum = *m;
   return eo;
 }
 
@@ -36,17 +37,28 @@ EscapeOptions escape_options(const Args& args) {
 Status exact_answers(const Args& args, const Geometry& g, double lr_arg, EscapeOptions& eo,
                      std::optional<double>& eta_star, std::optional<double>& rho, std::ostream& err) {
   const std::optional<Sampling> closed = closed_form(eo.schedule);
+  const bool mom = eo.momentum.beta > 0.0;
   if (closed) {
-    const ThresholdResult thr = stability_threshold(g, eo.batch, *closed);
-    if (!thr.converged()) {
-      err << "sgdstab: the threshold eigensolver did not converge: " << thr.report.message << "\n";
-      return thr.status();
+    if (mom) {
+      const MomentumThresholdResult thr = momentum_threshold(g, eo.batch, *closed, eo.momentum);
+      if (!thr.converged()) {
+        err << "sgdstab: the momentum threshold did not converge: " << thr.report.message << "\n";
+        return thr.status();
+      }
+      eta_star = thr.eta_star;
+    } else {
+      const ThresholdResult thr = stability_threshold(g, eo.batch, *closed);
+      if (!thr.converged()) {
+        err << "sgdstab: the threshold eigensolver did not converge: " << thr.report.message << "\n";
+        return thr.status();
+      }
+      eta_star = thr.eta_star;
     }
-    eta_star = thr.eta_star;
   }
   eo.lr = args.has("lr-factor") ? lr_arg * *eta_star : lr_arg;
   if (closed) {
-    const RadiusResult rr = spectral_radius(g, eo.lr, eo.batch, *closed);
+    const RadiusResult rr = mom ? momentum_spectral_radius(g, eo.lr, eo.batch, *closed, eo.momentum)
+                                : spectral_radius(g, eo.lr, eo.batch, *closed);
     if (!rr.converged()) {
       err << "sgdstab: the spectral-radius eigensolver did not converge: " << rr.report.message << "\n";
       return rr.status();
@@ -63,6 +75,8 @@ void escape_fields(json& j, const EscapeOptions& eo, const EscapeReport& rep, st
   j["lr"] = eo.lr;
   j["batch"] = eo.batch;
   j["sampling"] = to_string(eo.schedule);
+  j["momentum"] = eo.momentum.beta;
+  j["nesterov"] = eo.momentum.nesterov;
   j["eta_star"] = eta_star ? json(*eta_star) : json(nullptr);
   j["lr_over_eta_star"] = eta_star ? json(eo.lr / *eta_star) : json(nullptr);
   j["rho"] = rho ? json(*rho) : json(nullptr);

@@ -1,5 +1,7 @@
 #include "problem.hpp"
 
+#include "inputs.hpp"
+
 #include <unistd.h>
 
 #include <chrono>
@@ -35,9 +37,13 @@ std::vector<Activation> activations(const Args& args) {
   return out;
 }
 
+}  // namespace
+
 std::string trainer_name(const Args& args, const MlpSpec& spec) {
   return args.str_or("trainer", spec.linear_in_parameters() ? "min-norm" : "gauss-newton");
 }
+
+namespace {
 
 // Options that mean nothing for the chosen data source, trainer or model are
 // errors, not silently ignored.
@@ -210,6 +216,10 @@ MinimizeResult reach_minimum(const Args& args, Problem& p) {
   if (args.integer_or("max-steps", 0) < 0) throw UsageError("--max-steps: K must be >= 0");
   const MatrixXd& x = p.data.inputs;
   const MatrixXd& y = p.data.targets;
+  // --momentum trains with momentum (gd, sgd); `minimum` refuses it for the
+  // other trainers, `escape` uses it for its runs whatever the trainer.
+  const std::optional<Momentum> momentum = args.has("momentum") || args.has("nesterov") ? momentum_option(args)
+                                                                                       : std::nullopt;
   if (trainer == "min-norm" || trainer == "gauss-newton") {
     MinimizeOptions o;
     o.residual_tolerance = tol;
@@ -226,6 +236,7 @@ MinimizeResult reach_minimum(const Args& args, Problem& p) {
       o.sampling = parse_sampling(args.str_or("train-sampling", args.str_or("sampling", "without")));
     o.max_steps = args.integer_or("max-steps", o.max_steps);
     o.residual_tolerance = tol;
+    if (momentum) o.momentum = *momentum;
     o.seed = static_cast<std::uint64_t>(args.integer_or("seed", 0)) + 7;
     std::vector<AlignmentSample> log;
     if (args.has("alignment-log")) {

@@ -29,6 +29,9 @@ Problem build_problem(const Args& args);
 /// Runs the trainer named by --trainer (default: min-norm for models linear
 /// in theta, gauss-newton otherwise) from the model's initialization.
 MinimizeResult reach_minimum(const Args& args, Problem& problem);
+/// The trainer --trainer names, or the default for the model (min-norm when
+/// only the last layer trains, gauss-newton otherwise).
+std::string trainer_name(const Args& args, const MlpSpec& spec);
 
 /// --batches B1,B2,... checked against 1 <= B <= samples; the default curve
 /// (powers of two below n, and n) when absent.

@@ -54,6 +54,7 @@ void EscapeOptions::validate(Index samples) const {
           "must lie in (0, 1), got " + detail::fmt(converge_factor));
   require(confidence > 0.0 && confidence < 1.0, "EscapeOptions::confidence",
           "must lie in (0, 1), got " + detail::fmt(confidence));
+  momentum.validate();
 }
 
 namespace {
@@ -99,11 +100,19 @@ EscapeReport escape_runs(const SgdProblem& problem, const VectorXd& theta_star, 
       ++rep.converged;
       decided = true;
     }
+    VectorXd velocity = VectorXd::Zero(theta.size());
+    const double beta = o.momentum.beta;
     for (Index t = 1; t <= o.max_steps && !decided; ++t) {
       detail::throw_if_interrupted("escape");
       double divisor = 1.0;
       const std::vector<Index>& b = sampler.next(divisor);
-      theta -= o.lr * problem.batch_gradient(theta, b, divisor);
+      const VectorXd grad = problem.batch_gradient(theta, b, divisor);
+      if (beta > 0.0) {  // theory/momentum.md, section 1
+        velocity = beta * velocity + grad;
+        theta -= o.lr * (o.momentum.nesterov ? VectorXd(grad + beta * velocity) : velocity);
+      } else {
+        theta -= o.lr * grad;
+      }
       const double l = problem.loss(theta);
       if (std::isfinite(l)) last_finite = l;
       if (!std::isfinite(l) || l > o.escape_factor * l0) {

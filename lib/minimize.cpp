@@ -37,6 +37,7 @@ void TrainOptions::validate(Index samples) const {
   require(check_every >= 0, "TrainOptions::check_every", "must be >= 0, got " + std::to_string(check_every));
   require(divergence_factor > 1.0, "TrainOptions::divergence_factor",
           "must be > 1, got " + detail::fmt(divergence_factor));
+  momentum.validate();
 }
 
 double residual_tolerance_for(const Eigen::Ref<const MatrixXd>& y, double relative) {
@@ -274,12 +275,21 @@ MinimizeResult train_sgd(Mlp& model, const Eigen::Ref<const MatrixXd>& x, const 
   res.message = "step limit reached";
   if (max_abs(r) <= res.tolerance) res.message = "residual below tolerance";
   const double b = static_cast<double>(options.batch);
+  const double beta = options.momentum.beta;
+  VectorXd velocity = VectorXd::Zero(beta > 0.0 ? model.num_parameters() : 0);
+  if (beta > 0.0) res.method += options.momentum.nesterov ? "+nesterov" : "+momentum";
   for (Index step = 1; step <= options.max_steps && max_abs(r) > res.tolerance; ++step) {
     detail::throw_if_interrupted("train_sgd");
     const std::vector<Index> batch =
         full ? std::vector<Index>() : draw_batch(options.sampling, n, options.batch, rng);
     const VectorXd grad = full ? model.gradient(x, y) : model.batch_gradient_unchecked(x, y, batch, b);
-    const VectorXd theta = model.parameters() - options.lr * grad;
+    VectorXd theta;
+    if (beta > 0.0) {  // theory/momentum.md, section 1
+      velocity = beta * velocity + grad;
+      theta = model.parameters() - options.lr * (options.momentum.nesterov ? VectorXd(grad + beta * velocity) : velocity);
+    } else {
+      theta = model.parameters() - options.lr * grad;
+    }
     res.iterations = step;
     if (!theta.allFinite()) {
       res.message = "diverged: parameters overflowed at step " + std::to_string(step);

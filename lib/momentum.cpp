@@ -194,7 +194,9 @@ double mean_limit(const Momentum& mo, double lambda_max) {
 // derivative in eta (differentiating the 4 x 4 system: s' = -A^{-1} A' s).
 // False if an entry of G is not > 0.
 bool mean_kernel(const Eigen::VectorXd& d, double eta, const Momentum& mo, MatrixXd& g, MatrixXd* dg = nullptr) {
-  const auto [m01, e0] = momentum_coefficients(mo);
+  // Plain variables, not a structured binding: C++17 lambdas cannot capture those.
+  const std::pair<double, double> coefficients = momentum_coefficients(mo);
+  const double m01 = coefficients.first, e0 = coefficients.second;
   const Index r = d.size();
   g.resize(r, r);
   if (dg) dg->resize(r, r);

@@ -359,6 +359,47 @@ TEST_F(Cli, EscapeClassifiesNonlinearRuns) {
   EXPECT_NE(r.err.find("reshuffle"), std::string::npos) << r.err;
 }
 
+TEST_F(Cli, MomentumOnEscapeAndTheTrainer) {
+  // escape --momentum: eta* and rho are momentum SGD's (the library's
+  // momentum_threshold and momentum_spectral_radius on the same minimum), and
+  // the runs use momentum; beta = 0.5, B = 1: all return below, escape above.
+  const std::string base = "escape --widths 2,8,1 --activation tanh --data teacher --samples 8 --seed 3 --batch 1 "
+                           "--runs 10 --epsilon 1e-4 --quiet --momentum 0.5";
+  for (const std::string variant : {"", " --nesterov"}) {
+    CliRun r = run(base + variant + " --lr-factor 1.3");
+    ASSERT_EQ(r.code, 0) << r.err;
+    json j = json::parse(r.out);
+    EXPECT_EQ(j["momentum"], 0.5);
+    EXPECT_EQ(j["nesterov"], !variant.empty());
+    EXPECT_EQ(j["escaped"], 10) << j["message"];
+    EXPECT_GT(j["rho"].get<double>(), 1.0);
+    r = run(base + variant + " --lr-factor 0.7");
+    ASSERT_EQ(r.code, 0) << r.err;
+    j = json::parse(r.out);
+    EXPECT_EQ(j["converged"], 10) << j["message"];
+    EXPECT_LT(j["rho"].get<double>(), 1.0);
+  }
+  // The plain threshold of the same run differs: momentum is not ignored.
+  const json plain = json::parse(run("escape --widths 2,8,1 --activation tanh --data teacher --samples 8 --seed 3 "
+                                     "--batch 1 --runs 1 --epsilon 1e-4 --quiet --lr-factor 0.7").out);
+  const json mom = json::parse(run("escape --widths 2,8,1 --activation tanh --data teacher --samples 8 --seed 3 "
+                                   "--batch 1 --runs 1 --epsilon 1e-4 --quiet --lr-factor 0.7 --momentum 0.5").out);
+  EXPECT_GT(std::abs(plain["eta_star"].get<double>() / mom["eta_star"].get<double>() - 1.0), 0.05);
+  // The trainer: sgd with momentum reaches a minimum; momentum on gauss-newton is exit 2.
+  CliRun r = run("minimum --widths 2,8,1 --activation tanh --data teacher --samples 8 --seed 3 --trainer sgd "
+                 "--batch 2 --lr 0.05 --momentum 0.9 --residual-tol 1e-8 --max-steps 200000");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("sgd+momentum"), std::string::npos) << r.out;
+  r = run("minimum --widths 2,8,1 --activation tanh --data teacher --samples 8 --seed 3 --trainer gauss-newton "
+          "--momentum 0.9");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("gd and sgd trainers"), std::string::npos) << r.err;
+  r = run("escape --widths 2,8,1 --activation tanh --data teacher --samples 8 --seed 3 --batch 1 --runs 1 --quiet "
+          "--momentum 1.2 --lr-factor 0.7");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("BETA must satisfy"), std::string::npos) << r.err;
+}
+
 TEST_F(Cli, BoundsAndAlignmentMatchTheLibrary) {
   const MatrixXd J = ref::gaussian(12, 5, 23);  // n = 6, C = 2
   sgdstab::write_csv(file("j.csv"), J);

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "sgdstab/mlp.hpp"
+#include "sgdstab/momentum.hpp"
 #include "sgdstab/random.hpp"
 #include "sgdstab/schedule.hpp"
 
@@ -72,6 +73,8 @@ struct EscapeOptions {
   std::uint64_t seed = 0;
   double confidence = 0.95;       ///< of the escape-fraction interval (Clopper-Pearson)
   std::function<void(Index, Index)> progress;  ///< (runs done, runs total); may be empty
+  /// SGD with momentum (PyTorch's convention, theory/momentum.md); v_0 = 0.
+  Momentum momentum;
   void validate(Index samples) const;
 };
 

@@ -35,6 +35,7 @@
 
 #include "sgdstab/geometry.hpp"
 #include "sgdstab/mlp.hpp"
+#include "sgdstab/momentum.hpp"
 #include "sgdstab/random.hpp"
 #include "sgdstab/sampling.hpp"
 #include "sgdstab/schedule.hpp"
@@ -96,6 +97,9 @@ struct TrainOptions {
   double divergence_factor = 1e8;
   /// Called with (step, model) at step 0 and at every loss check; may be empty.
   std::function<void(Index, const Mlp&)> observer;
+  /// PyTorch's SGD(momentum=beta, nesterov=...), dampening 0: v <- beta v + g,
+  /// theta <- theta - lr v (or - lr (g + beta v), Nesterov); v_0 = 0.
+  Momentum momentum;
   void validate(Index samples) const;
 };
 
