@@ -294,6 +294,7 @@ Program::Program() : root_(kDescription, "sgdstab") {
   c = command(*cnn, "train", "train a CNN by SGD", cmd_cnn_train, "cnn ");
   cnn_options(c);
   cnn_train_options(c);
+  momentum_options(c);
   c = command(*cnn, "analyze", "train (or --params F), then eta*(B), bounds, |H|_F and lambda_max cross-checks",
               cmd_cnn_analyze, "cnn ");
   cnn_options(c);

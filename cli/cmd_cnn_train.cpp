@@ -14,6 +14,8 @@ int cmd_cnn_train(const Args& args, std::ostream& out, std::ostream& err) {
   j["lr"] = o.lr;
   j["batch"] = o.batch;
   j["sampling"] = to_string(o.schedule);
+  j["momentum"] = o.momentum.beta;
+  j["nesterov"] = o.momentum.nesterov;
   json files = json::object();
   const MinimizeResult res = train(args, p, net, o, files, err);
   result_fields(j, res);

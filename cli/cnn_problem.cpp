@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "inputs.hpp"
 #include "problem.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/matrix_io.hpp"
@@ -153,6 +154,7 @@ cnn::CnnTrainOptions train_options(const Args& args, double lr, Index batch) {
   o.max_steps = args.integer_or("max-steps", 100000);
   o.residual_tolerance = args.number_or("residual-tol", 1e-6);
   o.seed = static_cast<std::uint64_t>(args.integer_or("seed", 0)) + 7;
+  if (const std::optional<Momentum> m = momentum_option(args)) o.momentum = *m;
   return o;
 }
 

@@ -193,6 +193,42 @@ TEST(Cnn, TrainingReachesInterpolationOnATinyProblem) {
   EXPECT_THROW(sgdstab::cnn::train_cnn(other, x, y, o), sgdstab::invalid_argument);
 }
 
+TEST(Cnn, TrainingWithMomentumIsPyTorchsUpdate) {
+  // train_cnn with momentum (full batch: deterministic) against the update
+  // written out here from Cnn::gradient: v <- beta v + g, theta <- theta - lr v
+  // (Nesterov: - lr (g + beta v)).
+  sgdstab::cnn::CnnSpec spec = tiny_spec(1, 6, {4}, {32}, 2);
+  const MatrixXd x = ref::gaussian(6, 36, 8);
+  MatrixXd y = MatrixXd::Zero(6, 2);
+  for (int i = 0; i < 6; ++i) y(i, i % 2) = 1.0;
+  for (bool nesterov : {false, true}) {
+    sgdstab::cnn::Cnn a(spec, 3, torch::Device(torch::kCPU)), b(spec, 3, torch::Device(torch::kCPU));
+    const double lr = 0.5 / sgdstab::Geometry::from_gram(a.gram(x), 2).lambda_max();
+    sgdstab::cnn::CnnTrainOptions o;
+    o.batch = 6;
+    o.max_steps = 5;
+    o.check_every = 1;
+    o.residual_tolerance = 1e-12;
+    o.lr = lr;
+    o.momentum = {0.7, nesterov};
+    const auto res = sgdstab::cnn::train_cnn(a, x, y, o);
+    EXPECT_EQ(res.method, nesterov ? "sgd+nesterov" : "sgd+momentum");
+    Eigen::VectorXd v = Eigen::VectorXd::Zero(b.num_parameters());
+    for (int t = 0; t < 5; ++t) {
+      const Eigen::VectorXd g = b.gradient(x, y);
+      v = 0.7 * v + g;
+      b.set_parameters(b.parameters() - lr * (nesterov ? Eigen::VectorXd(g + 0.7 * v) : v));
+    }
+    EXPECT_LE((a.parameters() - b.parameters()).norm(), 1e-10 * b.parameters().norm()) << "nesterov " << nesterov;
+  }
+  sgdstab::cnn::Cnn c(spec, 3, torch::Device(torch::kCPU));
+  sgdstab::cnn::CnnTrainOptions bad;
+  bad.batch = 2;
+  bad.lr = 0.1;
+  bad.momentum = {1.0, false};
+  EXPECT_THROW(sgdstab::cnn::train_cnn(c, x, y, bad), sgdstab::invalid_argument);
+}
+
 TEST(Cnn, HessianVectorProductsAndHutchinson) {
   sgdstab::cnn::CnnSpec spec = tiny_spec(1, 6, {3}, {16}, 2);
   sgdstab::cnn::Cnn net(spec, 4, torch::Device(torch::kCPU));

@@ -36,7 +36,10 @@ def svg(curves, eta_gd, path, title):
         e = 10.0 ** k
         if y0 <= math.log(e) <= y1:
             out.append(f'<text x="{m - 6}" y="{py(e) + 4:.1f}" text-anchor="end">1e{k}</text>')
-    legend_y = m + 10
+    # The legend in the lower right, where the curves leave room (small lr, large B).
+    legend_x, legend_y = w - m - 175, h - m - 18 * len(curves) - 10
+    out.append(f'<rect x="{legend_x - 8}" y="{legend_y - 12}" width="180" height="{18 * len(curves) + 6}" '
+               f'fill="white" stroke="#cccccc"/>')
     for c in curves:
         col = colors.get(c["momentum"], "#888888")
         dash = ' stroke-dasharray="6,4"' if c["nesterov"] else ""
@@ -45,9 +48,9 @@ def svg(curves, eta_gd, path, title):
         out.append(f'<line x1="{px(bs[0]):.1f}" y1="{py(c["eta_mean"]):.1f}" x2="{px(bs[-1]):.1f}" '
                    f'y2="{py(c["eta_mean"]):.1f}" stroke="{col}" stroke-width="0.8" stroke-dasharray="2,3"/>')
         name = "plain SGD" if c["momentum"] == 0 else f'beta {c["momentum"]} {"Nesterov" if c["nesterov"] else "heavy-ball"}'
-        out.append(f'<line x1="{w - m - 150}" y1="{legend_y}" x2="{w - m - 125}" y2="{legend_y}" stroke="{col}" '
-                   f'stroke-width="2"{dash}/><text x="{w - m - 120}" y="{legend_y + 4}">{name}</text>')
-        legend_y += 16
+        out.append(f'<line x1="{legend_x}" y1="{legend_y}" x2="{legend_x + 25}" y2="{legend_y}" stroke="{col}" '
+                   f'stroke-width="2"{dash}/><text x="{legend_x + 30}" y="{legend_y + 4}">{name}</text>')
+        legend_y += 18
     out.append(f'<text x="{m + 6}" y="{h - m - 8}">stable below each curve; dotted: its full-batch limit</text>')
     out.append("</svg>")
     with open(path, "w") as f:

@@ -39,6 +39,7 @@
 #include "sgdstab/bounds.hpp"
 #include "sgdstab/minimize.hpp"
 #include "sgdstab/mlp.hpp"
+#include "sgdstab/momentum.hpp"
 #include "sgdstab/montecarlo.hpp"
 
 namespace sgdstab::cnn {
@@ -166,6 +167,12 @@ class Cnn {
   /// One SGD step on the rows `batch` of (images, targets), gradient divided by `divisor`.
   void sgd_step(const torch::Tensor& images, const torch::Tensor& targets, const std::vector<Index>& batch,
                 double divisor, double lr);
+  /// The same with momentum (PyTorch's SGD, dampening 0; theory/momentum.md):
+  /// v <- beta v + g, theta <- theta - lr v (Nesterov: - lr (g + beta v)).
+  /// `velocity` holds one buffer per trainable tensor (empty: zeros). An empty
+  /// batch has g = 0 and still moves theta by the momentum.
+  void sgd_step(const torch::Tensor& images, const torch::Tensor& targets, const std::vector<Index>& batch,
+                double divisor, double lr, const Momentum& momentum, std::vector<torch::Tensor>& velocity);
   torch::Tensor images_tensor(const Eigen::Ref<const Eigen::MatrixXd>& images) const { return to_images(images); }
   const torch::Device& device() const { return device_; }
 
@@ -241,6 +248,8 @@ struct CnnTrainOptions {
   Index observe_every = 0;  ///< 0 = at every full-loss check
   /// Stop (Status::diverged) when L exceeds this multiple of its initial value.
   double divergence_factor = 1e8;
+  /// SGD with momentum (PyTorch's convention, theory/momentum.md); beta = 0: plain.
+  Momentum momentum;
   void validate(Index samples) const;
 };
 

@@ -25,6 +25,29 @@ void Cnn::sgd_step(const torch::Tensor& images, const torch::Tensor& targets, co
   for (std::size_t q = 0; q < params_.size(); ++q) params_[q].sub_(lr * grads[q]);
 }
 
+void Cnn::sgd_step(const torch::Tensor& images, const torch::Tensor& targets, const std::vector<Index>& batch,
+                   double divisor, double lr, const Momentum& momentum, std::vector<torch::Tensor>& velocity) {
+  if (velocity.empty())
+    for (const torch::Tensor& p : params_) velocity.push_back(torch::zeros_like(p));
+  std::vector<torch::Tensor> grads;
+  if (batch.empty()) {
+    for (const torch::Tensor& p : params_) grads.push_back(torch::zeros_like(p));
+  } else {
+    std::vector<int64_t> idx(batch.begin(), batch.end());
+    const torch::Tensor sel = torch::tensor(idx, torch::kLong).to(device_);
+    const torch::Tensor r = forward(images.index_select(0, sel)) - targets.index_select(0, sel);
+    const torch::Tensor loss = 0.5 * r.pow(2).sum() / divisor;
+    grads = torch::autograd::grad({loss}, params_);
+  }
+  torch::NoGradGuard no_grad;
+  const double b = momentum.beta;
+  for (std::size_t q = 0; q < params_.size(); ++q) {
+    velocity[q].mul_(b).add_(grads[q]);
+    if (momentum.nesterov) params_[q].sub_(lr * (grads[q] + b * velocity[q]));
+    else params_[q].sub_(lr * velocity[q]);
+  }
+}
+
 void CnnTrainOptions::validate(Index samples) const {
   require(std::isfinite(lr) && lr > 0.0, "CnnTrainOptions::lr", "must be finite and > 0, got " + detail::fmt(lr));
   check_batch(batch, samples, "CnnTrainOptions::batch");
@@ -34,6 +57,7 @@ void CnnTrainOptions::validate(Index samples) const {
   require(observe_every >= 0, "CnnTrainOptions::observe_every", "must be >= 0");
   require(divergence_factor > 1.0, "CnnTrainOptions::divergence_factor",
           "must be > 1, got " + detail::fmt(divergence_factor));
+  momentum.validate();
 }
 
 MinimizeResult train_cnn(Cnn& net, const Eigen::Ref<const MatrixXd>& images, const Eigen::Ref<const MatrixXd>& targets,
@@ -46,7 +70,8 @@ MinimizeResult train_cnn(Cnn& net, const Eigen::Ref<const MatrixXd>& images, con
   const torch::Tensor x = net.images_tensor(images);
   const torch::Tensor y = to_tensor(targets, net.device());
   MinimizeResult res;
-  res.method = "sgd";
+  res.method = o.momentum.beta > 0.0 ? (o.momentum.nesterov ? "sgd+nesterov" : "sgd+momentum") : "sgd";
+  std::vector<torch::Tensor> velocity;
   res.tolerance = residual_tolerance_for(targets, o.residual_tolerance);
   BatchSampler sampler(o.schedule, n, o.batch, o.seed);
   const Index check_every = o.check_every > 0 ? o.check_every : (n + o.batch - 1) / o.batch;
@@ -68,7 +93,8 @@ MinimizeResult train_cnn(Cnn& net, const Eigen::Ref<const MatrixXd>& images, con
     sgdstab::detail::throw_if_interrupted("cnn train");
     double divisor = 1.0;
     const std::vector<Index>& b = sampler.next(divisor);
-    net.sgd_step(x, y, b, divisor, o.lr);
+    if (o.momentum.beta > 0.0) net.sgd_step(x, y, b, divisor, o.lr, o.momentum, velocity);
+    else net.sgd_step(x, y, b, divisor, o.lr);
     res.iterations = step;
     if (o.progress) o.progress(step, o.max_steps);
     if (o.observer && step % observe_every == 0) o.observer(step, net);
