@@ -33,23 +33,29 @@ void hessian_fields(json& j, const Geometry& g) {
   j["hessian_trace"] = g.hessian_trace();
 }
 
+json curve_point(Index batch, double eta_star, const SolveReport& report, const std::pair<double, double>* bracket) {
+  json p;
+  p["batch"] = batch;
+  p["eta_star"] = eta_star;
+  if (bracket) {
+    p["eta_low"] = bracket->first;
+    p["eta_high"] = bracket->second;
+  }
+  p["converged"] = report.converged();
+  p["status"] = to_string(report.status);
+  p["matvecs"] = report.matvecs;
+  p["method"] = to_string(report.method);
+  p["error_bound"] = std::isnan(report.error_bound) ? json(nullptr) : json(report.error_bound);
+  return p;
+}
+
 json curve_json(const Geometry& g, const std::vector<ThresholdResult>& curve) {
   json j;
   j["sampling"] = to_string(curve.front().sampling);
   geometry_fields(j, g);
   hessian_fields(j, g);
   json pts = json::array();
-  for (const ThresholdResult& r : curve) {
-    json p;
-    p["batch"] = r.batch;
-    p["eta_star"] = r.eta_star;
-    p["converged"] = r.converged();
-    p["status"] = to_string(r.status());
-    p["matvecs"] = r.report.matvecs;
-    p["method"] = to_string(r.report.method);
-    p["error_bound"] = std::isnan(r.report.error_bound) ? json(nullptr) : json(r.report.error_bound);
-    pts.push_back(p);
-  }
+  for (const ThresholdResult& r : curve) pts.push_back(curve_point(r.batch, r.eta_star, r.report));
   j["points"] = pts;
   j["loss_convention"] = kLossConvention;
   return j;

@@ -3,6 +3,7 @@
 // the JSON fields of the command line (the README lists them per command).
 #include <nlohmann/json.hpp>
 #include <iosfwd>
+#include <utility>
 #include <vector>
 
 #include "problem.hpp"
@@ -26,6 +27,10 @@ void report_fields(json& j, const SolveReport& r);
 void geometry_fields(json& j, const Geometry& g);
 /// eta_gd, lambda_max, hessian_frobenius, hessian_trace.
 void hessian_fields(json& j, const Geometry& g);
+/// One point of a curve: {batch, eta_star, [eta_low, eta_high,] converged, status, matvecs, method,
+/// error_bound}; the bracket when `bracket` is given (momentum curves).
+json curve_point(Index batch, double eta_star, const SolveReport& report,
+                 const std::pair<double, double>* bracket = nullptr);
 /// sampling, the geometry and Hessian fields, points [{batch, eta_star, converged, status, matvecs, method}].
 json curve_json(const Geometry& g, const std::vector<ThresholdResult>& curve);
 /// The first status of the curve that is not converged (converged if none).

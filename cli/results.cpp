@@ -74,17 +74,8 @@ json momentum_curve_json(const Geometry& g, const std::vector<MomentumThresholdR
   j["eta_mean"] = curve.front().eta_mean;
   json pts = json::array();
   for (const MomentumThresholdResult& r : curve) {
-    json p;
-    p["batch"] = r.batch;
-    p["eta_star"] = r.eta_star;
-    p["eta_low"] = r.eta_low;
-    p["eta_high"] = r.eta_high;
-    p["converged"] = r.converged();
-    p["status"] = to_string(r.status());
-    p["matvecs"] = r.report.matvecs;
-    p["method"] = to_string(r.report.method);
-    p["error_bound"] = std::isnan(r.report.error_bound) ? json(nullptr) : json(r.report.error_bound);
-    pts.push_back(p);
+    const std::pair<double, double> bracket{r.eta_low, r.eta_high};
+    pts.push_back(curve_point(r.batch, r.eta_star, r.report, &bracket));
   }
   j["points"] = pts;
   j["loss_convention"] = kLossConvention;

@@ -95,8 +95,9 @@ def test_analyze_refuses_a_point_that_is_not_a_minimum():
         st.jacobian(lambda t: t, x)
 
 
-def run_sgd(model, x, y, w_star, lr, batch, seed, steps=2000):
-    """torch.optim.SGD with MSELoss(mean), batches drawn without replacement; returns |w_T - w*| / |w_0 - w*|."""
+def run_sgd(x, y, w_star, lr, batch, seed, beta=0.0, nesterov=False, steps=2000):
+    """torch.optim.SGD (momentum beta, nesterov) with MSELoss(mean), batches drawn without replacement, from
+    w* plus a 1e-3 perturbation in range(H); returns |w_T - w*| / |w_0 - w*|."""
     n, c = y.shape
     gen = torch.Generator().manual_seed(seed)
     delta = torch.randn(c, n, generator=gen, dtype=torch.float64) @ x  # in range(H): rows in span(x_i)
@@ -104,7 +105,7 @@ def run_sgd(model, x, y, w_star, lr, batch, seed, steps=2000):
     m = torch.nn.Linear(x.shape[1], c, bias=False).double()
     with torch.no_grad():
         m.weight.copy_(w_star + delta)
-    opt = torch.optim.SGD(m.parameters(), lr=lr)
+    opt = torch.optim.SGD(m.parameters(), lr=lr, momentum=beta, nesterov=nesterov)
     loss = torch.nn.MSELoss(reduction="mean")
     ratio = 1.0
     for _ in range(steps):
@@ -127,8 +128,8 @@ def test_mse_conversion_against_torch_optim_sgd():
     w_star = model.weight.detach().clone()
     for batch in (1, 2):
         eta = st.analyze(model, x, y, batches=[batch]).points[0]["eta_star"]
-        below = [run_sgd(model, x, y, w_star, 0.9 * eta, batch, seed) for seed in range(5)]
-        above = [run_sgd(model, x, y, w_star, 1.3 * eta, batch, seed) for seed in range(5)]
+        below = [run_sgd(x, y, w_star, 0.9 * eta, batch, seed) for seed in range(5)]
+        above = [run_sgd(x, y, w_star, 1.3 * eta, batch, seed) for seed in range(5)]
         assert max(below) < 1e-3, below
         assert all(not (r <= 1e6) for r in above), above  # NaN or inf count as escaped
 
@@ -170,28 +171,6 @@ def test_one_momentum_step_of_torch_optim_sgd_is_the_linear_map_of_theory(nester
         assert torch.allclose(got_u, u_new, rtol=0, atol=1e-15), (got_u - u_new).abs().max()
 
 
-def run_momentum_sgd(x, y, w_star, lr, batch, seed, beta, nesterov, steps=3000):
-    n, c = y.shape
-    gen = torch.Generator().manual_seed(seed)
-    delta = torch.randn(c, n, generator=gen, dtype=torch.float64) @ x
-    delta *= 1e-3 / delta.norm()
-    m = torch.nn.Linear(x.shape[1], c, bias=False).double()
-    with torch.no_grad():
-        m.weight.copy_(w_star + delta)
-    opt = torch.optim.SGD(m.parameters(), lr=lr, momentum=beta, nesterov=nesterov)
-    loss = torch.nn.MSELoss(reduction="mean")
-    ratio = 1.0
-    for _ in range(steps):
-        idx = torch.randperm(n, generator=gen)[:batch]
-        opt.zero_grad()
-        loss(m(x[idx]), y[idx]).backward()
-        opt.step()
-        ratio = ((m.weight - w_star).norm() / 1e-3).item()
-        if not math.isfinite(ratio) or ratio > 1e6:
-            break
-    return ratio
-
-
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_momentum_threshold_against_torch_optim_sgd(nesterov):
     # beta = 0.5, B = 1: every seeded run returns at 0.9 eta* and escapes at
@@ -203,7 +182,7 @@ def test_momentum_threshold_against_torch_optim_sgd(nesterov):
     rep = st.analyze(model, x, y, batches=[1], momentum=0.5, nesterov=nesterov)
     eta = rep.points[0]["eta_star"]
     assert rep.momentum == 0.5 and rep.nesterov == nesterov and rep.converged
-    below = [run_momentum_sgd(x, y, w_star, 0.9 * eta, 1, s, 0.5, nesterov) for s in range(5)]
-    above = [run_momentum_sgd(x, y, w_star, 1.3 * eta, 1, s, 0.5, nesterov) for s in range(5)]
+    below = [run_sgd(x, y, w_star, 0.9 * eta, 1, s, 0.5, nesterov, steps=3000) for s in range(5)]
+    above = [run_sgd(x, y, w_star, 1.3 * eta, 1, s, 0.5, nesterov, steps=3000) for s in range(5)]
     assert max(below) < 1e-3, below
     assert all(not (r <= 1e6) for r in above), above
