@@ -226,6 +226,7 @@ Program::Program() : root_(kDescription, "sgdstab") {
               {"ncv", "K: vectors in the shared subspace (default up to 64, as memory allows)"},
               {"plot", "FILE.svg: write the picture (eta against B, bands, bounds, marks)"},
               {"mark", "LR,B: a (learning rate, batch size) to judge and draw; repeatable"}});
+  momentum_options(c);
 
   c = command(root_, "demo", "eta*(B) of a built-in random-feature regression problem", cmd_demo);
   options(c, {{"sampling", "without|with|bernoulli"},
@@ -257,6 +258,7 @@ Program::Program() : root_(kDescription, "sgdstab") {
               {"blocks", "K: sampled batches or epochs of the operator estimate (default 2000)"},
               {"seed", "S: random seed (default 0)"}});
   flags(c, {{"quiet", "no progress on stderr"}});
+  momentum_options(c);
 
   c = command(root_, "minimum", "build a model and a data set and reach an interpolating minimum", cmd_minimum);
   problem_options(c);

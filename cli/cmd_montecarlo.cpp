@@ -18,6 +18,7 @@ int cmd_montecarlo(const Args& args, std::ostream& out, std::ostream& err) {
   const long long seed = args.integer_or("seed", 0);
   if (seed < 0) throw UsageError("--seed: S must be >= 0, got " + std::to_string(seed));
   o.seed = static_cast<std::uint64_t>(seed);
+  o.momentum = momentum_option(args).value_or(Momentum{});
   const Geometry g = load_geometry(args);
   o.batch = batch_of(args, g);
   o.progress = progress_reporter(args, err, "sgdstab montecarlo: step");

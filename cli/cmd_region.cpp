@@ -48,10 +48,11 @@ int cmd_region(const Args& args, std::ostream& out, std::ostream& err) {
   const std::vector<Sampling> schemes = schemes_option(args);
   const std::vector<Mark> marks = marks_option(args);
   const SolverOptions so = solver_options(args);
+  const Momentum momentum = momentum_option(args).value_or(Momentum{});
   const Geometry g = load_geometry(args);
   const std::vector<Index> batches = batches_option(args, g.samples());
   for (const Mark& m : marks) check_batch(m.batch, g.samples(), "--mark");
-  RegionReport rep = region_report(g, schemes, batches, marks, args.str_or("plot", ""), so);
+  RegionReport rep = region_report(g, schemes, batches, marks, args.str_or("plot", ""), so, momentum);
   rep.j["seconds"] = seconds_since(t0);
   return finish(rep.j, rep.status, out, err);
 }

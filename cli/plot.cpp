@@ -146,7 +146,7 @@ namespace {
 // The y range of the region picture: every point, band edge, bound and mark.
 void fit_region(Canvas& c, const StabilityRegion& region, const std::vector<std::vector<RegionBound>>& bounds,
                 const std::vector<RegionMark>& marks) {
-  double lo = region.eta_gd, hi = region.eta_gd;
+  double lo = region.eta_gd, hi = std::max(region.eta_gd, region.eta_mean);
   auto take = [&](double v) {
     if (std::isfinite(v) && v > 0) { lo = std::min(lo, v); hi = std::max(hi, v); }
   };
@@ -226,10 +226,14 @@ std::string region_svg(const StabilityRegion& region, const std::vector<std::vec
     if (k < bounds.size()) region_bounds(s, c, bounds[k], colour_at(k));
     legend_entry(s, c, k, colour_at(k), to_string(region.curves[k].sampling));
   }
-  const double gd = c.sy(region.eta_gd);
+  const bool momentum = region.momentum.beta > 0.0;
+  const double gd = c.sy(momentum ? region.eta_mean : region.eta_gd);
+  const std::string gd_label = !momentum ? "2/lambda_max"
+                               : region.momentum.nesterov ? "2(1+beta)/((1+2 beta) lambda_max)"
+                                                          : "2(1+beta)/lambda_max";
   s << "<line class=\"eta-gd\" x1=\"" << c.left << "\" y1=\"" << gd << "\" x2=\"" << c.left + c.pw() << "\" y2=\"" << gd
     << "\" stroke=\"black\" stroke-dasharray=\"4,4\"/><text x=\"" << c.left + c.pw() - 4 << "\" y=\"" << gd - 4
-    << "\" text-anchor=\"end\">2/lambda_max</text>\n";
+    << "\" text-anchor=\"end\">" << gd_label << "</text>\n";
   std::size_t row = region.curves.size();
   if (!bounds.empty()) {
     legend_entry(s, c, row++, "#888", "dashed: sufficient bound");

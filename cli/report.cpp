@@ -68,6 +68,9 @@ json region_json(const StabilityRegion& region) {
   j["rank"] = region.rank;
   j["lambda_max"] = region.lambda_max;
   j["eta_gd"] = region.eta_gd;
+  j["momentum"] = region.momentum.beta;
+  j["nesterov"] = region.momentum.nesterov;
+  if (region.momentum.beta > 0.0) j["eta_mean"] = region.eta_mean;
   j["matvecs"] = region.matvecs;
   j["seconds"] = region.seconds;
   json curves = json::array();
@@ -187,6 +190,8 @@ json cross_check_json(const CrossCheckOptions& o, const CrossCheckReport& rep) {
   j["lr"] = o.lr;
   j["batch"] = o.batch;
   j["sampling"] = to_string(o.schedule);
+  j["momentum"] = o.momentum.beta;
+  j["nesterov"] = o.momentum.nesterov;
   j["steps"] = o.steps;
   j["trajectories"] = o.trajectories;
   j["rho"] = rep.rho ? json(*rep.rho) : json(nullptr);

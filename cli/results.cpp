@@ -104,7 +104,10 @@ json mark_rows(const Geometry& g, const StabilityRegion& region, const std::vect
   json rows = json::array();
   for (const Mark& m : marks)
     for (std::size_t k = 0; k < region.curves.size(); ++k) {
-      const RadiusResult r = spectral_radius(g, m.lr, m.batch, region.curves[k].sampling, so);
+      const RadiusResult r =
+          region.momentum.beta > 0.0
+              ? momentum_spectral_radius(g, m.lr, m.batch, region.curves[k].sampling, region.momentum, so)
+              : spectral_radius(g, m.lr, m.batch, region.curves[k].sampling, so);
       status = combine(status, r.status());
       json row;
       row["lr"] = m.lr;
@@ -119,9 +122,11 @@ json mark_rows(const Geometry& g, const StabilityRegion& region, const std::vect
   return rows;
 }
 
-// The bounds of `sgdstab bounds` at every point (given eta* and mu_*), for the picture.
+// The bounds of `sgdstab bounds` at every point (given eta* and mu_*), for the
+// picture; none with momentum (they bound plain SGD's eta*).
 std::vector<std::vector<RegionBound>> bound_rows(const Geometry& g, const StabilityRegion& region,
                                                  const SolverOptions& so) {
+  if (region.momentum.beta > 0.0) return {};
   const double mu_star = worst_case_alignment(g).mu_star;
   std::vector<std::vector<RegionBound>> out;
   for (const RegionCurve& curve : region.curves) {
@@ -149,12 +154,16 @@ void write_region_plot(const std::string& path, const Geometry& g, const Stabili
                        const std::vector<RegionMark>& marks, const SolverOptions& so) {
   write_text(path, region_svg(region, bound_rows(g, region, so), marks,
                               "Stability region: n = " + std::to_string(g.samples()) + ", C = " +
-                                  std::to_string(g.outputs()) + ", rank " + std::to_string(g.rank())));
+                                  std::to_string(g.outputs()) + ", rank " + std::to_string(g.rank()) +
+                                  (region.momentum.beta > 0.0
+                                       ? std::string(region.momentum.nesterov ? ", Nesterov" : ", heavy-ball") +
+                                             " momentum " + json(region.momentum.beta).dump()
+                                       : std::string())));
 }
 
 RegionReport region_report(const Geometry& g, const std::vector<Sampling>& schemes,
                            const std::vector<Index>& batches, const std::vector<Mark>& marks,
-                           const std::string& plot, const SolverOptions& so) {
+                           const std::string& plot, const SolverOptions& so, const Momentum& momentum) {
   for (const Mark& m : marks) {
     if (!(m.lr > 0) || !std::isfinite(m.lr))
       throw sgdstab::invalid_argument("mark: the learning rate must be finite and > 0, got " + std::to_string(m.lr));
@@ -163,7 +172,7 @@ RegionReport region_report(const Geometry& g, const std::vector<Sampling>& schem
                                       ", got " + std::to_string(m.batch));
   }
   RegionReport out;
-  out.region = stability_region(g, schemes, batches, so);
+  out.region = stability_region(g, schemes, batches, momentum, so);
   out.j = region_json(out.region);
   out.status = out.region.status;
   std::vector<RegionMark> drawn;

@@ -33,7 +33,9 @@ struct Mark {
 
 /// `sgdstab region`: the region, its JSON (marks and plot included) and the
 /// status that decides the exit code. Writes the SVG picture to `plot` when
-/// not empty. \throws sgdstab::invalid_argument on a mark outside 1..n.
+/// not empty. With momentum (beta > 0) the points, marks and picture are
+/// momentum SGD's (the plain-SGD bounds are left off the picture).
+/// \throws sgdstab::invalid_argument on a mark outside 1..n.
 struct RegionReport {
   StabilityRegion region;
   json j;
@@ -41,6 +43,6 @@ struct RegionReport {
 };
 RegionReport region_report(const Geometry& g, const std::vector<Sampling>& schemes,
                            const std::vector<Index>& batches, const std::vector<Mark>& marks,
-                           const std::string& plot, const SolverOptions& so);
+                           const std::string& plot, const SolverOptions& so, const Momentum& momentum = {});
 
 }  // namespace sgdstab::cli

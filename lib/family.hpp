@@ -81,4 +81,8 @@ FamilyResult geometry_family(const Geometry& g, const std::vector<double>& s, co
 /// g(0) = lambda_max(H) / 2, exactly, with its tangent and vector e_00.
 FamilyMember geometry_family_at_zero(const Geometry& g);
 
+/// The lists of a region: non-empty, no repeats, every batch in 1..n.
+/// \throws sgdstab::invalid_argument naming the problem.
+void check_region_lists(const std::vector<Sampling>& schemes, const std::vector<Index>& batches, Index n);
+
 }  // namespace sgdstab::detail

@@ -6,8 +6,11 @@
 #include <Eigen/Dense>
 #include <Eigen/Eigenvalues>
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <complex>
+#include <limits>
+#include <optional>
 #include <string>
 
 #include "check.hpp"
@@ -16,6 +19,7 @@
 #include "interrupt_detail.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
+#include "sgdstab/region.hpp"
 
 namespace sgdstab {
 
@@ -238,124 +242,180 @@ bool mean_kernel(const Eigen::VectorXd& d, double eta, const Momentum& mo, Matri
 
 }  // namespace
 
-MomentumThresholdResult momentum_threshold(const Geometry& geometry, Index batch, Sampling sampling, Momentum momentum,
-                                           const SolverOptions& options, Index scan_points) {
-  options.validate();
-  momentum.validate();
-  detail::require(scan_points >= 0, "momentum_threshold", "scan_points must be >= 0, got " + std::to_string(scan_points));
-  const SecondMomentOperator q(geometry, batch, sampling);
-  const VectorXd& d = geometry.hessian_eigenvalues();
-  const Index r = d.size(), m = packed_size(r);
-  MomentumThresholdResult res;
-  res.batch = batch;
-  res.sampling = sampling;
-  res.momentum = momentum;
-  res.eta_mean = mean_limit(momentum, geometry.lambda_max());
-  res.report.method = detail::resolve_method(options, m);
-  const SamplingFactors f = q.factors();
-  // C = (a - 1) H X H + b D(X) vanishes at full batch: the mean's limit is the answer.
-  if (f.alpha == 1.0 && f.beta == 0.0) {
+namespace {
+
+// kappa_0(eta) of one noise class (theory/momentum.md, section 5): every
+// closed-form scheme has C = b(B) C_0 with C_0(X) = D(X) - H X H (without
+// and with replacement, where a = 1 - b) or C_0 = D (Bernoulli, a = 1), so
+// kappa(eta; B) = b(B) kappa_0(eta): one function serves every batch size of
+// a class. Evaluations are kept (eta, kappa_0, slope) and reused by every
+// level 1 / b searched on it.
+class KappaFunction {
+ public:
+  KappaFunction(const Geometry& g, bool bernoulli, const Momentum& mo, const SolverOptions& options)
+      : d_(g.hessian_eigenvalues()),
+        d_op_(g, 1, Sampling::with_replacement),  // with replacement at B = 1: Q(X) = D(X) exactly
+        bernoulli_(bernoulli),
+        mo_(mo),
+        options_(options),
+        r_(d_.size()),
+        m_(packed_size(r_)) {
+    start_ = pack(MatrixXd::Identity(r_, r_)) / std::sqrt(static_cast<double>(r_));
+    fixed_ = d_op_.workspace_bytes() + 8.0 * 6.0 * static_cast<double>(r_) * static_cast<double>(r_);
+  }
+
+  struct Evaluation {
+    double eta = 0.0, kappa0 = 0.0, slope = 0.0;  // slope: d log kappa_0 / d log eta
+  };
+
+  // kappa_0(eta), or NaN after a failure (status() and failure() say which).
+  double operator()(double eta) {
+    for (const Evaluation& e : cache_)
+      if (e.eta == eta) return e.kappa0;
+    MatrixXd g, dg;
+    if (!mean_kernel(d_, eta, mo_, g, &dg)) {
+      failed_ = Status::numerical_failure;
+      failure_ = "the kernel G of the mean dynamics has an entry <= 0 at lr = " + detail::fmt(eta) +
+                 " (theory/momentum.md, section 5): the symmetric form does not apply";
+      return std::numeric_limits<double>::quiet_NaN();
+    }
+    w_ = g.cwiseSqrt();
+    // R_eta = W o C_0(W o .) is indefinite for C_0 = D - H . H: it is >= -W o (H X H) o W,
+    // so sigma = max_ij G_ij d_i d_j makes R_eta + sigma I positive semidefinite,
+    // and the eigensolver's relative accuracy is taken on kappa_0 + sigma.
+    sigma_ = bernoulli_ ? 0.0 : (g.array() * (d_ * d_.transpose()).array()).maxCoeff();
+    const auto apply = [this](const double* x, double* out) {
+      unpack_into_full(x, r_, s_);
+      y_ = s_.cwiseProduct(w_);
+      d_op_.quadratic_into(y_, cy_);
+      if (!bernoulli_) cy_ -= d_.asDiagonal() * y_ * d_.asDiagonal();
+      Eigen::Map<VectorXd>(out, m_) = pack(cy_.cwiseProduct(w_)) + sigma_ * Eigen::Map<const VectorXd>(x, m_);
+    };
+    // The shared-subspace solver (family.hpp) on the single member s = 1:
+    // thick-restart Lanczos with full reorthogonalization and an a
+    // posteriori error bound, or dense for small m; warm-started from the
+    // previous evaluation's vector.
+    const detail::FamilyResult fr =
+        detail::family_top(VectorXd::Zero(m_), apply, {1.0}, start_, options_, fixed_, "momentum threshold", true);
+    const detail::FamilyMember& top = fr.members.front();
+    applications_ += fr.matvecs;
+    ++evaluations_;
+    if (!top.converged()) {
+      failed_ = top.status;
+      failure_ = "kappa at lr = " + detail::fmt(eta) + ": " + top.message;
+      return std::numeric_limits<double>::quiet_NaN();
+    }
+    method_ = top.method;
+    residual_ = std::max(residual_, top.residual / std::max(top.value, 1e-300));
+    Evaluation e{eta, top.value - sigma_, 0.0};
+    if (top.vector.size() == m_) {
+      start_ = top.vector;
+      // Hellmann-Feynman: d log kappa / d log eta = eta sum_ij v_ij^2 G'_ij / G_ij / kappa_0
+      // (eq. 9 with W' / W = G' / (2 G); no application of C).
+      const MatrixXd v = unpack(top.vector, r_);
+      e.slope = eta * (v.array().square() * (dg.array() / g.array())).sum() / v.squaredNorm();
+    }
+    cache_.push_back(e);
+    return e.kappa0;
+  }
+
+  const std::vector<Evaluation>& cache() const { return cache_; }
+  Status status() const { return failed_; }
+  const std::string& failure() const { return failure_; }
+  Index applications() const { return applications_; }
+  Index evaluations() const { return evaluations_; }
+  Method method() const { return method_; }
+  double residual() const { return residual_; }
+  const Momentum& momentum() const { return mo_; }
+
+ private:
+  const VectorXd& d_;
+  SecondMomentOperator d_op_;
+  bool bernoulli_;
+  Momentum mo_;
+  SolverOptions options_;
+  Index r_, m_;
+  VectorXd start_;
+  double fixed_ = 0.0, sigma_ = 0.0;
+  MatrixXd w_, s_, y_, cy_;
+  std::vector<Evaluation> cache_;
+  Status failed_ = Status::converged;
+  std::string failure_;
+  Index applications_ = 0, evaluations_ = 0;
+  Method method_ = Method::lanczos;
+  double residual_ = 0.0;
+};
+
+// The level b(B) of a scheme's batch size on its class's kappa_0 (b = 0: full batch).
+double noise_level(Sampling sampling, Index n, Index batch) { return sampling_factors(sampling, n, batch).beta; }
+
+// The first crossing of b kappa_0(eta) = 1 in (0, eta_mean) (theory/momentum.md,
+// section 5): the bracket from the evaluations kept so far, then a
+// safeguarded Newton iteration on log kappa against log eta. Fills res.
+void solve_level(KappaFunction* kappa_fn, double b, const SolverOptions& options, Index scan_points,
+                 MomentumThresholdResult& res) {
+  const double tol = options.tolerance;
+  if (b == 0.0) {  // C = 0 at full batch: the mean's limit is the answer
     res.eta_star = res.eta_low = res.eta_high = res.eta_mean;
     res.stable_intervals = {{0.0, res.eta_mean}};
     res.report.status = Status::converged;
     res.report.error_bound = 0.0;
     res.report.method = Method::dense;
     res.report.message = "converged (full batch: the limit of the mean dynamics, theory/momentum.md eq. 5-6)";
-    return res;
+    return;
   }
-  // kappa(eta) = lambda_max(W o C(W o X)), W = sqrt(G_eta) entrywise (eq. 9).
-  // R_eta is indefinite (C is a covariance map, not a PSD operator):
-  // R_eta >= -(1 - a) W o (H X H) o W, so the shift sigma = (1 - a) max_ij
-  // G_ij d_i d_j makes R_eta + sigma I positive semidefinite, and the
-  // eigensolver's relative accuracy is taken on kappa + sigma.
-  MatrixXd w, s, y, cy;
-  double sigma = 0.0;
-  const auto apply = [&](const double* x, double* out) {
-    unpack_into_full(x, r, s);
-    y = s.cwiseProduct(w);
-    q.quadratic_into(y, cy);
-    cy -= d.asDiagonal() * y * d.asDiagonal();
-    Eigen::Map<VectorXd>(out, m) = pack(cy.cwiseProduct(w)) + sigma * Eigen::Map<const VectorXd>(x, m);
-  };
-  Index applications = 0;
-  VectorXd start = pack(MatrixXd::Identity(r, r)) / std::sqrt(static_cast<double>(r));
-  const double fixed = q.workspace_bytes() + 8.0 * 6.0 * static_cast<double>(r) * static_cast<double>(r);
-  std::string failure;
-  Status failed = Status::converged;
-  // kappa(eta) and its logarithmic slope d log kappa / d log eta = eta sum_ij
-  // v_ij^2 G'_ij / G_ij (v the unit eigenvector: the Hellmann-Feynman
-  // derivative of eq. 9 with W' / W = G' / (2 G); no application of C).
+  KappaFunction& kappa0 = *kappa_fn;
+  const Index applications0 = kappa0.applications(), evaluations0 = kappa0.evaluations();
   double slope = 0.0;
-  const auto kappa = [&](double eta) -> double {
-    MatrixXd g, dg;
-    if (!mean_kernel(d, eta, momentum, g, &dg)) {
-      failed = Status::numerical_failure;
-      failure = "the kernel G of the mean dynamics has an entry <= 0 at lr = " + detail::fmt(eta) +
-                " (theory/momentum.md, section 5): the symmetric form does not apply";
-      return std::numeric_limits<double>::quiet_NaN();
-    }
-    w = g.cwiseSqrt();
-    sigma = (1.0 - f.alpha) * (g.array() * (d * d.transpose()).array()).maxCoeff();
-    // The shared-subspace solver (family.hpp) on the single member s = 1:
-    // thick-restart Lanczos with full reorthogonalization and an a
-    // posteriori error bound, or dense for small m.
-    const detail::FamilyResult fr =
-        detail::family_top(VectorXd::Zero(m), apply, {1.0}, start, options, fixed, "momentum threshold", true);
-    const detail::FamilyMember& top = fr.members.front();
-    applications += fr.matvecs;
-    res.report.iterations += 1;
-    if (!top.converged()) {
-      failed = top.status;
-      failure = "kappa at lr = " + detail::fmt(eta) + ": " + top.message;
-      return std::numeric_limits<double>::quiet_NaN();
-    }
-    res.report.method = top.method;
-    res.report.residual = std::max(res.report.residual, top.residual / std::max(top.value, 1e-300));
-    if (top.vector.size() == m) {
-      start = top.vector;
-      const MatrixXd v = unpack(top.vector, r);
-      slope = eta * (v.array().square() * (dg.array() / g.array())).sum() / v.squaredNorm();
-    }
-    res.evaluations.push_back({eta, top.value - sigma});
-    return top.value - sigma;
+  const auto kappa = [&](double eta) {
+    const double k0 = kappa0(eta);
+    for (const KappaFunction::Evaluation& e : kappa0.cache())
+      if (e.eta == eta) slope = e.slope;
+    return b * k0;
   };
-  const double tol = options.tolerance;
-  // Bracket [lo, hi] of the first crossing: kappa(lo) < 1 <= kappa(hi); hi =
-  // eta_mean (kappa unbounded there) until an unstable point is seen.
+  if (scan_points > 0)  // the grid first; its stable stretches are reported below
+    for (Index k = 1; k <= scan_points && kappa0.status() == Status::converged; ++k)
+      kappa(res.eta_mean * static_cast<double>(k) / static_cast<double>(scan_points + 1));
+  // Bracket [lo, hi] of the first crossing from what is known: kappa(lo) < 1 <=
+  // kappa(hi); hi = eta_mean (kappa unbounded there) until an unstable point is seen.
   double lo = 0.0, hi = res.eta_mean, khi = std::numeric_limits<double>::infinity();
   double eta = 0.5 * res.eta_mean;
-  if (scan_points > 0) {
-    // The grid first (its stable stretches are reported below); start at the
-    // first grid point past the last stable one before the first unstable.
-    for (Index k = 1; k <= scan_points && failed == Status::converged; ++k) {
-      const double x = res.eta_mean * static_cast<double>(k) / static_cast<double>(scan_points + 1);
-      const double kv = kappa(x);
-      if (!std::isfinite(khi)) {
-        if (kv < 1.0) lo = x;
-        else if (std::isfinite(kv)) hi = x, khi = kv;
+  {
+    std::vector<KappaFunction::Evaluation> known = kappa0.cache();
+    std::sort(known.begin(), known.end(), [](const auto& x, const auto& y) { return x.eta < y.eta; });
+    const KappaFunction::Evaluation* nearest = nullptr;
+    for (const KappaFunction::Evaluation& e : known) {
+      if (b * e.kappa0 < 1.0) {
+        lo = e.eta;
+      } else {
+        hi = e.eta;
+        khi = b * e.kappa0;
+        break;
       }
     }
-    eta = lo > 0 ? (std::isfinite(khi) ? std::sqrt(lo * hi) : 0.5 * (lo + res.eta_mean)) : 0.5 * hi;
+    for (const KappaFunction::Evaluation& e : known)  // Newton from the evaluation closest to the level
+      if ((e.eta == lo || (e.eta == hi && std::isfinite(khi))) &&
+          (!nearest || std::abs(std::log(b * e.kappa0)) < std::abs(std::log(b * nearest->kappa0))))
+        nearest = &e;
+    if (nearest && nearest->slope > 0) eta = nearest->eta * std::exp(-std::log(b * nearest->kappa0) / nearest->slope);
+    else if (lo > 0) eta = std::isfinite(khi) ? std::sqrt(lo * hi) : 0.5 * (lo + res.eta_mean);
+    else if (std::isfinite(khi)) eta = 0.5 * hi;
+    const double upper = std::isfinite(khi) ? hi : res.eta_mean;
+    if (!(eta > lo && eta < upper)) eta = lo > 0 ? std::sqrt(lo * upper) : 0.5 * upper;
   }
-  // Safeguarded Newton on log kappa against log eta (slope from the eigenvector).
-  bool mean_limited = false, done = false;
-  for (int it = 0; it < 100 && failed == Status::converged && !done; ++it) {
+  bool mean_limited = false;
+  if (lo > 0 && std::isfinite(khi) && (hi - lo) <= tol * hi) eta = -1.0;  // already bracketed
+  for (int it = 0; it < 100 && eta > 0 && kappa0.status() == Status::converged; ++it) {
     const double kv = kappa(eta);
     if (!std::isfinite(kv)) break;
     if (kv < 1.0) lo = std::max(lo, eta);
     else if (eta < hi || !std::isfinite(khi)) hi = eta, khi = kv;
-    const double step = slope > 0 ? -std::log(kv) / slope : 0.0;
-    double next = eta * std::exp(step);
-    if (std::abs(std::log(kv)) <= 0.5 * tol && lo > 0 && std::isfinite(khi)) {
-      done = (hi - lo) <= tol * hi;
-      if (!done) {
-        // Converged on one side: certify the other with a point just past the root.
-        next = kv < 1.0 ? eta * (1.0 + tol) : eta * (1.0 - tol);
-      }
-    } else if (std::abs(std::log(kv)) <= 0.5 * tol) {
+    double next = eta * std::exp(slope > 0 ? -std::log(kv) / slope : 0.0);
+    if (std::abs(std::log(kv)) <= 0.5 * tol) {
+      if (lo > 0 && std::isfinite(khi) && (hi - lo) <= tol * hi) break;
+      // Converged on one side: certify the other with a point just past the root.
       next = kv < 1.0 ? eta * (1.0 + tol) : eta * (1.0 - tol);
     }
-    if (done) break;
     // Keep inside the bracket: bisect (geometrically) when Newton leaves it.
     const double upper = std::isfinite(khi) ? hi : res.eta_mean;
     if (!(next > lo && next < upper)) next = lo > 0 ? std::sqrt(lo * upper) : 0.5 * std::min(eta, upper);
@@ -366,27 +426,32 @@ MomentumThresholdResult momentum_threshold(const Geometry& geometry, Index batch
     if (lo > 0 && std::isfinite(khi) && (hi - lo) <= tol * hi) break;
     eta = next;
   }
-  res.report.matvecs = applications;
-  if (failed != Status::converged) {
-    res.report.status = failed;
-    res.report.message = failure;
+  for (const KappaFunction::Evaluation& e : kappa0.cache()) res.evaluations.push_back({e.eta, b * e.kappa0});
+  std::sort(res.evaluations.begin(), res.evaluations.end());
+  res.report.matvecs = kappa0.applications() - applications0;
+  res.report.iterations = kappa0.evaluations() - evaluations0;
+  res.report.method = kappa0.method();
+  res.report.residual = kappa0.residual();
+  if (kappa0.status() != Status::converged) {
+    res.report.status = kappa0.status();
+    res.report.message = kappa0.failure();
     res.eta_star = lo;
-    return res;
+    return;
   }
   if (!(lo > 0)) {
     res.report.status = Status::not_converged;
     res.report.message = "no learning rate with kappa < 1 was found below eta_mean = " + detail::fmt(res.eta_mean);
-    return res;
+    return;
   }
   if (mean_limited || !std::isfinite(khi)) {
     // kappa < 1 up to within the tolerance of eta_mean: the mean dynamics limit the step.
     res.eta_star = res.eta_high = res.eta_mean;
     res.eta_low = lo;
   } else {
-    // The root from the bracket's last evaluations (log-linear interpolation).
+    // The root from the bracket's ends (log-linear interpolation).
     double klo = 0.0;
-    for (const auto& [x, kv] : res.evaluations)
-      if (x == lo) klo = kv;
+    for (const auto& e : res.evaluations)
+      if (e.first == lo) klo = e.second;
     const double la = std::log(lo), lb = std::log(hi), fa = std::log(klo), fb = std::log(khi);
     res.eta_star = (fb - fa) != 0.0 ? std::exp(lb - fb * (lb - la) / (fb - fa)) : std::sqrt(lo * hi);
     res.eta_star = std::clamp(res.eta_star, lo, hi);
@@ -396,35 +461,148 @@ MomentumThresholdResult momentum_threshold(const Geometry& geometry, Index batch
   res.report.error_bound = (res.eta_high - res.eta_low) / res.eta_low;
   const bool ok = res.report.error_bound <= std::max(10.0 * tol, 1e-12) || mean_limited;
   res.report.status = ok ? Status::converged : Status::not_converged;
-  res.report.message = ok ? "converged (" + std::to_string(res.report.iterations) + " evaluations of kappa)"
+  res.report.message = ok ? "converged (" + std::to_string(res.report.iterations) + " new evaluations of kappa)"
                           : "the bracket [" + detail::fmt(res.eta_low) + ", " + detail::fmt(res.eta_high) +
                                 "] did not shrink to the tolerance";
   // The stable set: (0, eta*), then, from the scan, any stretch above eta* where kappa < 1 again.
   res.stable_intervals = {{0.0, res.eta_star}};
   if (scan_points > 0) {
-    std::vector<std::pair<double, double>> pts = res.evaluations;
-    std::sort(pts.begin(), pts.end());
     double open = -1.0;
-    for (const auto& [eta, kv] : pts) {
-      if (eta <= res.eta_high) continue;
-      if (kv < 1.0 && open < 0) open = eta;
-      if (kv >= 1.0 && open > 0) res.stable_intervals.push_back({open, eta}), open = -1.0;
+    for (const auto& e : res.evaluations) {
+      if (e.first <= res.eta_high) continue;
+      if (e.second < 1.0 && open < 0) open = e.first;
+      if (e.second >= 1.0 && open > 0) res.stable_intervals.push_back({open, e.first}), open = -1.0;
     }
     if (open > 0) res.stable_intervals.push_back({open, res.eta_mean});
     if (res.stable_intervals.size() > 1)
       res.report.message += "; the stable set is not an interval: see stable_intervals (grid resolution)";
   }
+}
+
+MomentumThresholdResult threshold_result(const Geometry& g, Index batch, Sampling sampling, const Momentum& mo) {
+  MomentumThresholdResult res;
+  res.batch = batch;
+  res.sampling = sampling;
+  res.momentum = mo;
+  res.eta_mean = mean_limit(mo, g.lambda_max());
   return res;
 }
+
+bool bernoulli_class(Sampling s) { return s == Sampling::bernoulli; }
+
+}  // namespace
+
+MomentumThresholdResult momentum_threshold(const Geometry& geometry, Index batch, Sampling sampling, Momentum momentum,
+                                           const SolverOptions& options, Index scan_points) {
+  options.validate();
+  momentum.validate();
+  detail::require(scan_points >= 0, "momentum_threshold", "scan_points must be >= 0, got " + std::to_string(scan_points));
+  check_batch(batch, geometry.samples(), "momentum_threshold");
+  MomentumThresholdResult res = threshold_result(geometry, batch, sampling, momentum);
+  const double b = noise_level(sampling, geometry.samples(), batch);
+  if (b == 0.0) {
+    solve_level(nullptr, 0.0, options, 0, res);
+    return res;
+  }
+  KappaFunction kappa0(geometry, bernoulli_class(sampling), momentum, options);
+  solve_level(&kappa0, b, options, scan_points, res);
+  return res;
+}
+
+namespace {
+
+// Every (scheme, batch) of a region: one kappa_0 per noise class, its levels
+// solved in decreasing b (increasing eta*), each from the evaluations of the
+// ones before (theory/momentum.md, section 7).
+std::vector<std::vector<MomentumThresholdResult>> momentum_levels(const Geometry& g,
+                                                                  const std::vector<Sampling>& schemes,
+                                                                  const std::vector<Index>& batches,
+                                                                  const Momentum& mo, const SolverOptions& options) {
+  std::vector<std::vector<MomentumThresholdResult>> out(schemes.size());
+  struct Level {
+    double b;
+    std::size_t scheme, point;
+  };
+  std::vector<Level> levels[2];  // [0]: C_0 = D - H . H, [1]: C_0 = D (Bernoulli)
+  for (std::size_t k = 0; k < schemes.size(); ++k)
+    for (std::size_t j = 0; j < batches.size(); ++j) {
+      out[k].push_back(threshold_result(g, batches[j], schemes[k], mo));
+      levels[bernoulli_class(schemes[k]) ? 1 : 0].push_back({noise_level(schemes[k], g.samples(), batches[j]), k, j});
+    }
+  for (int cls = 0; cls < 2; ++cls) {
+    if (levels[cls].empty()) continue;
+    std::sort(levels[cls].begin(), levels[cls].end(), [](const Level& x, const Level& y) { return x.b > y.b; });
+    std::optional<KappaFunction> kappa0;
+    for (const Level& l : levels[cls]) {
+      MomentumThresholdResult& res = out[l.scheme][l.point];
+      if (l.b > 0.0 && !kappa0) kappa0.emplace(g, cls == 1, mo, options);
+      solve_level(l.b > 0.0 ? &*kappa0 : nullptr, l.b, options, 0, res);
+    }
+  }
+  return out;
+}
+
+}  // namespace
 
 std::vector<MomentumThresholdResult> momentum_threshold_curve(const Geometry& geometry, const std::vector<Index>& batches,
                                                               Sampling sampling, Momentum momentum,
                                                               const SolverOptions& options) {
+  options.validate();
+  momentum.validate();
   detail::require(!batches.empty(), "momentum_threshold_curve", "the list of batch sizes is empty");
   for (const Index b : batches) check_batch(b, geometry.samples(), "momentum_threshold_curve");
-  std::vector<MomentumThresholdResult> out;
-  out.reserve(batches.size());
-  for (const Index b : batches) out.push_back(momentum_threshold(geometry, b, sampling, momentum, options));
+  return momentum_levels(geometry, {sampling}, batches, momentum, options).front();
+}
+
+StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>& schemes,
+                                 const std::vector<Index>& batches, Momentum momentum, const SolverOptions& options) {
+  if (momentum.beta == 0.0) {  // plain SGD: the shared-subspace region (region.cpp)
+    StabilityRegion out = stability_region(g, schemes, batches, options);
+    out.momentum = momentum;
+    out.eta_mean = out.eta_gd;
+    return out;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  options.validate();
+  momentum.validate();
+  detail::check_region_lists(schemes, batches, g.samples());
+  const std::vector<std::vector<MomentumThresholdResult>> levels = momentum_levels(g, schemes, batches, momentum, options);
+  StabilityRegion out;
+  out.samples = g.samples();
+  out.outputs = g.outputs();
+  out.rank = g.rank();
+  out.lambda_max = g.lambda_max();
+  out.eta_gd = 2.0 / out.lambda_max;
+  out.momentum = momentum;
+  out.eta_mean = mean_limit(momentum, out.lambda_max);
+  out.status = Status::converged;
+  out.method = Method::dense;
+  for (std::size_t k = 0; k < schemes.size(); ++k) {
+    RegionCurve curve{schemes[k], {}};
+    for (const MomentumThresholdResult& r : levels[k]) {
+      RegionPoint p;
+      p.batch = r.batch;
+      p.eta_star = r.eta_star;
+      p.eta_low = r.eta_low;
+      p.eta_high = r.eta_high;
+      p.s = noise_level(r.sampling, g.samples(), r.batch);
+      p.residual = r.report.residual;
+      p.status = r.status();
+      p.method = r.report.method;
+      p.matvecs = r.report.matvecs;
+      p.message = r.report.message;
+      out.matvecs += p.matvecs;
+      if (p.method == Method::lanczos) out.method = Method::lanczos;
+      if (!p.converged() && out.converged()) {
+        out.status = p.status;
+        out.message = to_string(schemes[k]) + ", B = " + std::to_string(r.batch) + ": " + p.message;
+      }
+      curve.points.push_back(std::move(p));
+    }
+    out.curves.push_back(std::move(curve));
+  }
+  if (out.converged()) out.message = "converged";
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;
 }
 

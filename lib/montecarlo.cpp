@@ -7,12 +7,15 @@
 #include <boost/math/distributions/students_t.hpp>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <tuple>
 
 #include "check.hpp"
 #include "eigensolve.hpp"
 #include "interrupt_detail.hpp"
 #include "linalg.hpp"
+#include <Spectra/GenEigsSolver.h>
+#include <complex>
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
 #include "sgdstab/minimize.hpp"
@@ -27,7 +30,9 @@ using detail::require;
 
 namespace {
 
-void check_common(const Geometry& g, double lr, Index batch, double confidence, const char* where) {
+void check_common(const Geometry& g, double lr, Index batch, double confidence, const char* where,
+                  const Momentum& momentum = {}) {
+  momentum.validate();
   require(std::isfinite(lr) && lr > 0.0, where, "lr must be finite and > 0, got " + detail::fmt(lr));
   check_batch(batch, g.samples(), where);
   require(confidence > 0.0 && confidence < 1.0, where,
@@ -80,13 +85,12 @@ MomentEstimate summarize(Index step, std::vector<double>& values, double confide
 // Linearized simulation (theory/montecarlo.md, eqs. 1-3)
 
 void SimulationOptions::validate(const Geometry& g) const {
-  check_common(g, lr, batch, confidence, "SimulationOptions");
+  check_common(g, lr, batch, confidence, "SimulationOptions", momentum);
   require(steps >= 0, "SimulationOptions::steps", "must be >= 0, got " + std::to_string(steps));
   require(trajectories >= 2, "SimulationOptions::trajectories", "must be >= 2, got " + std::to_string(trajectories));
   require(start.size() == 0 || (start.size() == g.rank() && start.allFinite()), "SimulationOptions::start",
           "must be empty or a finite vector of length r = " + std::to_string(g.rank()) + ", got length " +
               std::to_string(start.size()));
-  momentum.validate();
 }
 
 SimulationResult simulate_linearized(const Geometry& g, const SimulationOptions& o) {
@@ -205,7 +209,7 @@ ExactMoments exact_moments(const Geometry& g, double lr, Index batch, Sampling s
 // The sampled operator (theory/montecarlo.md, eqs. 4-5)
 
 void RadiusEstimateOptions::validate(const Geometry& g) const {
-  check_common(g, lr, batch, confidence, "RadiusEstimateOptions");
+  check_common(g, lr, batch, confidence, "RadiusEstimateOptions", momentum);
   require(blocks >= 2, "RadiusEstimateOptions::blocks", "must be >= 2, got " + std::to_string(blocks));
   require(tolerance > 0.0 && tolerance < 1.0, "RadiusEstimateOptions::tolerance",
           "must lie in (0, 1), got " + detail::fmt(tolerance));
@@ -221,15 +225,19 @@ struct SampledBatch {
 // The blocks (one batch, or one epoch of batches) of the sampled operator.
 class SampledOperator {
  public:
-  SampledOperator(const Geometry& g, const RadiusEstimateOptions& o) : r_(g.rank()), lr_(o.lr) {
+  SampledOperator(const Geometry& g, const RadiusEstimateOptions& o) : r_(g.rank()), lr_(o.lr), mo_(o.momentum) {
     const Index c = g.outputs();
     BatchSampler sampler(o.schedule, g.samples(), o.batch, Rng::stream_seed(o.seed, 0, 3));
     steps_ = sampler.steps_per_block();
     blocks_.resize(static_cast<std::size_t>(o.blocks));
-    for (auto& block : blocks_) {
+    std::vector<std::vector<Index>> first;  // the first block's batches
+    for (std::size_t k = 0; k < blocks_.size(); ++k) {
+      auto& block = blocks_[k];
       for (Index s = 0; s < steps_; ++s) {
         double divisor = 1.0;
         const std::vector<Index>& b = sampler.next(divisor);
+        if (k == 0) first.push_back(b);
+        else if (deterministic_) deterministic_ = b == first[static_cast<std::size_t>(s)];
         SampledBatch sb;
         sb.rows.resize(static_cast<Index>(b.size()) * c, r_);
         for (std::size_t q = 0; q < b.size(); ++q)
@@ -240,9 +248,14 @@ class SampledOperator {
   }
   Index steps_per_block() const { return steps_; }
   Index blocks() const { return static_cast<Index>(blocks_.size()); }
+  bool momentum() const { return mo_.beta > 0.0; }
+  /// Every block drew the same batches (e.g. B = n without replacement): T_hat = T exactly.
+  bool deterministic() const { return deterministic_; }
+  Index dimension() const { return momentum() ? 2 * r_ : r_; }  ///< of the second moment
   // P_k S P_k^T (transposed = false) or P_k^T S P_k, P_k = A_{b_last} ... A_{b_first},
   // for symmetric S (S H_b is taken as (H_b S)^T).
   MatrixXd apply_block(Index k, MatrixXd s, bool transposed) const {
+    if (momentum()) return apply_momentum_block(k, std::move(s), transposed);
     const auto& block = blocks_[static_cast<std::size_t>(k)];
     for (std::size_t q = 0; q < block.size(); ++q) {
       const MatrixXd& zb = block[transposed ? block.size() - 1 - q : q].rows;
@@ -255,24 +268,57 @@ class SampledOperator {
     return s;
   }
   MatrixXd apply(const MatrixXd& s, bool transposed) const {
-    MatrixXd out = MatrixXd::Zero(r_, r_);
+    MatrixXd out = MatrixXd::Zero(s.rows(), s.cols());
     for (Index k = 0; k < blocks(); ++k) out += apply_block(k, s, transposed);
     return out / static_cast<double>(blocks());
   }
 
  private:
+  // M_b A (transposed = false) or M_b^T A for a 2r-row A (theory/momentum.md, eq. 1-2):
+  // M_b = [[I + lr e0 H_b, m01 I], [lr H_b, beta I]], H_b A_1 = Z_b^T (Z_b A_1).
+  MatrixXd momentum_rows(const MatrixXd& zb, const MatrixXd& a, bool transposed) const {
+    const double b = mo_.beta, m01 = mo_.nesterov ? -b * b : -b, e0 = mo_.nesterov ? -(1.0 + b) : -1.0;
+    const auto a1 = a.topRows(r_);
+    const auto a2 = a.bottomRows(r_);
+    MatrixXd out(a.rows(), a.cols());
+    if (!transposed) {
+      const MatrixXd hb = zb.rows() > 0 ? MatrixXd(zb.transpose() * (zb * a1)) : MatrixXd::Zero(r_, a.cols());
+      out.topRows(r_) = a1 + m01 * a2 + (lr_ * e0) * hb;
+      out.bottomRows(r_) = b * a2 + lr_ * hb;
+    } else {
+      const MatrixXd mix = e0 * a1 + a2;
+      const MatrixXd hb = zb.rows() > 0 ? MatrixXd(zb.transpose() * (zb * mix)) : MatrixXd::Zero(r_, a.cols());
+      out.topRows(r_) = a1 + lr_ * hb;
+      out.bottomRows(r_) = m01 * a1 + b * a2;
+    }
+    return out;
+  }
+  // M Z M^T (or M^T Z M) per batch of the block, in the order the steps run.
+  MatrixXd apply_momentum_block(Index k, MatrixXd s, bool transposed) const {
+    const auto& block = blocks_[static_cast<std::size_t>(k)];
+    for (std::size_t q = 0; q < block.size(); ++q) {
+      const MatrixXd& zb = block[transposed ? block.size() - 1 - q : q].rows;
+      const MatrixXd left = momentum_rows(zb, s, transposed);  // M Z
+      s = momentum_rows(zb, left.transpose(), transposed).transpose();  // M (M Z)^T = (M Z M^T)^T
+      s = 0.5 * (s + s.transpose()).eval();
+    }
+    return s;
+  }
+
   Index r_;
   double lr_;
+  Momentum mo_;
+  bool deterministic_ = true;
   Index steps_ = 1;
   std::vector<std::vector<SampledBatch>> blocks_;
 };
 
 // The sampled operator on packed symmetric coordinates (self-adjoint case),
 // as an operator of the eigensolver module.
-detail::FunctionOperator packed_operator(const SampledOperator& op, Index r) {
-  return detail::FunctionOperator(packed_size(r), [&op, r](const double* x, double* y) {
+detail::FunctionOperator packed_operator(const SampledOperator& op, Index r, bool transposed = false) {
+  return detail::FunctionOperator(packed_size(r), [&op, r, transposed](const double* x, double* y) {
     const MatrixXd s = unpack(Eigen::Map<const VectorXd>(x, packed_size(r)), r);
-    Eigen::Map<VectorXd>(y, packed_size(r)) = pack(op.apply(s, false));
+    Eigen::Map<VectorXd>(y, packed_size(r)) = pack(op.apply(s, transposed));
   });
 }
 
@@ -299,8 +345,9 @@ double sampled_operator_bytes(const Geometry& g, const RadiusEstimateOptions& o)
                                 (epochs ? static_cast<double>(g.samples()) : static_cast<double>(o.batch) * 1.5 + 3.0);
   const double batches_per_block = epochs ? static_cast<double>((g.samples() + o.batch - 1) / o.batch) : 1.0;
   const double r = static_cast<double>(g.rank());
+  const Index dim = o.momentum.beta > 0.0 ? 2 * g.rank() : g.rank();  // of the second moment
   return static_cast<double>(o.blocks) * (8.0 * rows_per_block * r + 96.0 * batches_per_block) +
-         8.0 * 22.0 * static_cast<double>(packed_size(g.rank())) + 8.0 * 4.0 * r * r;
+         8.0 * 44.0 * static_cast<double>(packed_size(dim)) + 8.0 * 8.0 * static_cast<double>(dim * dim);
 }
 
 // The top eigenvalue of the sampled operator with its right and left
@@ -312,8 +359,53 @@ struct TopPair {
   Index matvecs = 0;
 };
 
+// The Perron eigenvalue of a positive map on symmetric dim x dim matrices
+// (or of its adjoint) and its eigenvector, by Spectra's Arnoldi
+// (GenEigsSolver, largest real part) on packed coordinates from the identity.
+detail::Eigenpair arnoldi_top(const SampledOperator& op, Index dim, bool transposed, double tolerance) {
+  detail::FunctionOperator packed = packed_operator(op, dim, transposed);
+  detail::Eigenpair out;
+  out.report.method = Method::lanczos;
+  const Index m = packed.rows();
+  Spectra::GenEigsSolver<detail::FunctionOperator> eigs(packed, 1, std::min<Index>(m, 24));
+  const VectorXd start = pack(MatrixXd::Identity(dim, dim));
+  eigs.init(start.data());
+  // Largest real part: the Perron root is real and >= every modulus, while
+  // complex eigenvalues can tie with it in modulus (e.g. mu_i mu_j of the
+  // mean dynamics' complex pairs), which would stall "largest magnitude".
+  const Index nconv = eigs.compute(Spectra::SortRule::LargestReal, 1000, tolerance);
+  out.report.matvecs = packed.applications();
+  out.report.iterations = eigs.num_iterations();
+  if (eigs.info() != Spectra::CompInfo::Successful || nconv < 1) {
+    out.report.status = Status::not_converged;
+    return out;
+  }
+  const std::complex<double> lambda = eigs.eigenvalues()(0);
+  if (std::abs(lambda.imag()) > 1e-8 * std::abs(lambda)) {  // not the Perron root: a positive map's is real
+    out.report.status = Status::numerical_failure;
+    return out;
+  }
+  out.value = lambda.real();
+  out.vector = eigs.eigenvectors().col(0).real();
+  out.report.status = Status::converged;
+  return out;
+}
+
 TopPair sampled_top_pair(const SampledOperator& op, Index r, const RadiusEstimateOptions& o) {
   TopPair out;
+  if (op.momentum()) {  // not self-adjoint: right and left Perron vectors by Arnoldi
+    const Index dim = op.dimension();
+    const detail::Eigenpair pr = arnoldi_top(op, dim, false, o.tolerance);
+    const detail::Eigenpair pl = arnoldi_top(op, dim, true, o.tolerance);
+    out.status = combine(pr.report.status, pl.report.status);
+    out.matvecs = pr.report.matvecs + pl.report.matvecs;
+    out.lambda = pr.value;
+    if (out.status == Status::converged) {
+      out.right = unpack(pr.vector, dim);
+      out.left = unpack(pl.vector, dim);
+    }
+    return out;
+  }
   if (o.schedule != Schedule::reshuffle) {  // self-adjoint: Lanczos on packed coordinates (eq. 4)
     detail::FunctionOperator packed = packed_operator(op, r);
     const VectorXd start = pack(MatrixXd::Identity(r, r));
@@ -342,7 +434,11 @@ TopPair sampled_top_pair(const SampledOperator& op, Index r, const RadiusEstimat
 // order. The eigensolver's accuracy bounds it from below (a deterministic
 // schedule, e.g. B = n, gives sd = 0).
 double delta_half_width(const SampledOperator& op, const TopPair& top, const RadiusEstimateOptions& o) {
+  const double floor = 10.0 * std::max(o.tolerance, 1e-13) * std::abs(top.lambda);
+  if (op.deterministic()) return floor;  // no randomness: only the solver's accuracy
   const double uv = frob(top.left, top.right);
+  // <U, V> = 0 only for a degenerate top eigenvalue: then no first-order expansion.
+  if (!(std::abs(uv) > 1e-10 * top.left.norm() * top.right.norm())) return std::numeric_limits<double>::quiet_NaN();
   std::vector<double> x(static_cast<std::size_t>(o.blocks));
   for (Index k = 0; k < o.blocks; ++k)
     x[static_cast<std::size_t>(k)] = frob(top.left, op.apply_block(k, top.right, false)) / uv;
@@ -351,8 +447,7 @@ double delta_half_width(const SampledOperator& op, const TopPair& top, const Rad
   mean /= static_cast<double>(o.blocks);
   for (double v : x) ss += (v - mean) * (v - mean);
   const double k = static_cast<double>(o.blocks);
-  return std::max(t_quantile(o.confidence, o.blocks) * std::sqrt(ss / (k - 1.0) / k),
-                  10.0 * std::max(o.tolerance, 1e-13) * std::abs(top.lambda));
+  return std::max(t_quantile(o.confidence, o.blocks) * std::sqrt(ss / (k - 1.0) / k), floor);
 }
 
 }  // namespace
@@ -373,6 +468,12 @@ RadiusEstimate estimate_radius(const Geometry& g, const RadiusEstimateOptions& o
     return est;
   }
   const double half = delta_half_width(op, top, o);
+  if (!std::isfinite(half)) {
+    est.status = Status::numerical_failure;
+    est.message = "the top eigenvalue of the sampled operator is degenerate (left and right eigenvectors "
+                  "orthogonal): the delta-method interval does not exist; rho_hat is not to be trusted";
+    return est;
+  }
   const double inv = 1.0 / static_cast<double>(est.steps_per_block);  // per step: rho_epoch^(1/steps)
   est.rho_hat = std::pow(std::max(top.lambda, 0.0), inv);
   est.ci_low = std::pow(std::max(top.lambda - half, 0.0), inv);
@@ -475,12 +576,22 @@ CrossCheckReport cross_check(const Geometry& g, const CrossCheckOptions& o) {
                  detail::fmt(rep.radius.rho_hat) + ")";
     return rep;
   }
-  const RadiusResult exact = spectral_radius(g, o.lr, o.batch, *sampling);
-  const ThresholdResult thr = stability_threshold(g, o.batch, *sampling);
+  const bool heavy = o.momentum.beta > 0.0;
+  const RadiusResult exact = heavy ? momentum_spectral_radius(g, o.lr, o.batch, *sampling, o.momentum)
+                                   : spectral_radius(g, o.lr, o.batch, *sampling);
+  Status thr_status;
+  if (heavy) {
+    const MomentumThresholdResult thr = momentum_threshold(g, o.batch, *sampling, o.momentum);
+    rep.eta_star = thr.eta_star;
+    thr_status = thr.status();
+  } else {
+    const ThresholdResult thr = stability_threshold(g, o.batch, *sampling);
+    rep.eta_star = thr.eta_star;
+    thr_status = thr.status();
+  }
   rep.rho = exact.rho;
-  rep.eta_star = thr.eta_star;
-  rep.exact = exact_moments(g, o.lr, o.batch, *sampling, o.steps);
-  rep.status = combine(combine(rep.status, exact.status()), thr.status());
+  rep.exact = exact_moments(g, o.lr, o.batch, *sampling, o.steps, VectorXd(), o.momentum);
+  rep.status = combine(combine(rep.status, exact.status()), thr_status);
   if (rep.status != Status::converged) {
     rep.verdict = Verdict::inconclusive;
     rep.reason = "an eigensolver did not converge (" + to_string(rep.status) + ")";

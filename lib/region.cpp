@@ -42,6 +42,8 @@ std::pair<double, double> region_coordinates(Sampling sampling, Index samples, d
 }
 
 EtaInterval StabilityRegion::g_bounds(double s) const {
+  detail::require(momentum.beta == 0.0, "StabilityRegion::g_bounds",
+                  "a momentum region has no pencil g(s) (theory/momentum.md, section 7); use band()");
   detail::require(s >= 0.0 && s <= 1.0, "StabilityRegion::g_bounds", "s must lie in [0, 1], got " + detail::fmt(s));
   EtaInterval out{0.0, std::numeric_limits<double>::infinity()};
   for (const RegionTangent& t : tangents) out.low = std::max(out.low, (1.0 - s) * t.p + s * t.r);
@@ -57,6 +59,22 @@ EtaInterval StabilityRegion::g_bounds(double s) const {
 }
 
 EtaInterval StabilityRegion::band(Sampling sampling, double batch) const {
+  if (momentum.beta > 0.0) {
+    // theory/momentum.md, section 7: eta*(B) is non-decreasing in B for each
+    // scheme (kappa = b(B) kappa_0, b decreasing), so the nearest computed
+    // points on either side bound it; eta_mean bounds it from above.
+    detail::require(batch >= 1.0 && batch <= static_cast<double>(samples), "StabilityRegion::band",
+                    "batch must satisfy 1 <= B <= n = " + std::to_string(samples) + ", got " + detail::fmt(batch));
+    const auto curve = std::find_if(curves.begin(), curves.end(), [&](const RegionCurve& c) { return c.sampling == sampling; });
+    detail::require(curve != curves.end(), "StabilityRegion::band", "no curve for scheme '" + to_string(sampling) + "'");
+    EtaInterval out{0.0, eta_mean};
+    for (const RegionPoint& p : curve->points) {
+      if (!p.converged()) continue;
+      if (static_cast<double>(p.batch) <= batch) out.low = std::max(out.low, p.eta_low);
+      if (static_cast<double>(p.batch) >= batch) out.high = std::min(out.high, p.eta_high);
+    }
+    return out;
+  }
   const auto [c, s] = region_coordinates(sampling, samples, batch);
   const EtaInterval gb = g_bounds(s);
   EtaInterval out;
@@ -119,9 +137,7 @@ FamilyResult geometry_family(const Geometry& g, const std::vector<double>& s, co
 
 }  // namespace detail
 
-namespace {
-
-void check_lists(const std::vector<Sampling>& schemes, const std::vector<Index>& batches, Index n) {
+void detail::check_region_lists(const std::vector<Sampling>& schemes, const std::vector<Index>& batches, Index n) {
   const std::string where = "stability_region";
   detail::require(!schemes.empty(), where, "the list of sampling schemes is empty");
   detail::require(!batches.empty(), where, "the list of batch sizes is empty");
@@ -134,8 +150,6 @@ void check_lists(const std::vector<Sampling>& schemes, const std::vector<Index>&
       detail::require(batches[i] != batches[j], where, "batch size " + std::to_string(batches[i]) + " is repeated");
   }
 }
-
-}  // namespace
 
 namespace {
 
@@ -176,13 +190,14 @@ StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>&
                                  const std::vector<Index>& batches, const SolverOptions& opt) {
   const auto t0 = std::chrono::steady_clock::now();
   opt.validate();
-  check_lists(schemes, batches, g.samples());
+  detail::check_region_lists(schemes, batches, g.samples());
   const detail::UnitGeometry u(g);
   if (u.rescaled()) {  // computed in rescaled units, reported in the user's (theory/scaling.md)
     StabilityRegion out = stability_region(u.get(), schemes, batches, opt);
     const double unit = u.unit();
     out.lambda_max = g.lambda_max();
     out.eta_gd = 2.0 / g.lambda_max();
+    out.eta_mean = out.eta_gd;
     for (RegionCurve& c : out.curves)
       for (RegionPoint& p : c.points) {
         p.eta_star /= unit;
@@ -202,6 +217,7 @@ StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>&
   out.rank = g.rank();
   out.lambda_max = g.hessian_eigenvalues()(0);
   out.eta_gd = 2.0 / out.lambda_max;
+  out.eta_mean = out.eta_gd;
 
   const std::vector<double> svals = distinct_s(schemes, batches, g.samples());
   detail::FamilyResult fam;

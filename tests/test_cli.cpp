@@ -780,3 +780,69 @@ TEST_F(Cli, RegionErrorsWriteNothing) {
 
 }  // namespace
 #endif
+
+TEST_F(Cli, MomentumOnRegionAndMonteCarlo) {
+  // region --momentum: every point is the library's momentum_threshold, the
+  // marks are judged by momentum SGD's radius, the picture has no plain-SGD
+  // bounds; montecarlo --momentum: the exact rho, eta* and moments are
+  // momentum SGD's and the verdict agrees.
+  const MatrixXd J = ref::gaussian(12, 7, 79);  // n = 6, C = 2
+  sgdstab::write_npy(file("j.npy"), J);
+  const auto g = sgdstab::Geometry::from_jacobian(J, 2);
+  const sgdstab::Momentum mo{0.9, true};
+  const std::string svg = file("momentum.svg");
+  CliRun r = run("region --jacobian " + file("j.npy") + " --outputs 2 --batches 1,2,6 --momentum 0.9 --nesterov "
+                 "--mark 0.05,2 --plot " + svg);
+  ASSERT_EQ(r.code, 0) << r.err;
+  json j = json::parse(r.out);
+  EXPECT_EQ(j["momentum"], 0.9);
+  EXPECT_EQ(j["nesterov"], true);
+  EXPECT_REL_NEAR(j["eta_mean"].get<double>(), 2 * 1.9 / 2.8 / g.lambda_max(), 1e-12);
+  const char* names[] = {"without", "with", "bernoulli"};
+  for (std::size_t k = 0; k < 3; ++k)
+    for (const json& p : j["curves"][k]["points"]) {
+      const auto b = p["batch"].get<sgdstab::Index>();
+      const auto s = sgdstab::parse<sgdstab::Sampling>(names[k]);
+      EXPECT_REL_NEAR(p["eta_star"].get<double>(), sgdstab::momentum_threshold(g, b, s, mo).eta_star, 1e-9)
+          << names[k] << " B = " << b;
+    }
+  ASSERT_EQ(j["marks"].size(), 3u);
+  for (std::size_t k = 0; k < 3; ++k) {
+    const double rho = sgdstab::momentum_spectral_radius(g, 0.05, 2, sgdstab::parse<sgdstab::Sampling>(names[k]), mo).rho;
+    EXPECT_REL_NEAR(j["marks"][k]["rho"].get<double>(), rho, 1e-9);
+    EXPECT_EQ(j["marks"][k]["stable"], rho <= 1.0);
+  }
+  const std::string text = slurp(svg);
+  EXPECT_EQ(xml_error(text), "");
+  EXPECT_EQ(count_of(text, "<path "), 3u);
+  EXPECT_EQ(count_of(text, "class=\"bound-sufficient\""), 0u);
+  EXPECT_NE(text.find("Nesterov momentum 0.9"), std::string::npos);
+  // The plain region of the same file differs: momentum is not ignored.
+  const json plain = json::parse(run("region --jacobian " + file("j.npy") + " --outputs 2 --batches 1,2,6").out);
+  EXPECT_EQ(plain["momentum"], 0.0);
+  EXPECT_GT(std::abs(plain["curves"][0]["points"][1]["eta_star"].get<double>() /
+                         j["curves"][0]["points"][1]["eta_star"].get<double>() - 1.0), 0.05);
+
+  // 20000 trajectories: with 500, |delta_t|^2 here is heavy-tailed enough
+  // that its sample mean runs 25 % below the exact one (montecarlo.hpp).
+  const double eta_star = sgdstab::momentum_threshold(g, 2, sgdstab::Sampling::with_replacement, mo).eta_star;
+  for (double factor : {0.8, 1.2}) {
+    r = run("montecarlo --jacobian " + file("j.npy") + " --outputs 2 --batch 2 --sampling with --momentum 0.9 "
+            "--nesterov --steps 20 --trajectories 20000 --blocks 500 --quiet --lr " + std::to_string(factor * eta_star));
+    ASSERT_EQ(r.code, 0) << r.err;
+    j = json::parse(r.out);
+    EXPECT_EQ(j["momentum"], 0.9);
+    EXPECT_EQ(j["nesterov"], true);
+    EXPECT_EQ(j["verdict"], "agree") << j["reason"];
+    EXPECT_REL_NEAR(j["eta_star"].get<double>(), eta_star, 1e-9);
+    const double rho = sgdstab::momentum_spectral_radius(g, j["lr"].get<double>(), 2,
+                                                         sgdstab::Sampling::with_replacement, mo).rho;
+    EXPECT_REL_NEAR(j["rho"].get<double>(), rho, 1e-9);
+  }
+  r = run("montecarlo --jacobian " + file("j.npy") + " --outputs 2 --batch 2 --lr 0.01 --momentum -0.1");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("BETA must satisfy"), std::string::npos) << r.err;
+  r = run("region --jacobian " + file("j.npy") + " --outputs 2 --nesterov");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--nesterov needs --momentum"), std::string::npos) << r.err;
+}

@@ -187,10 +187,9 @@ namespace {
 // The first crossing of rho = 1 by the explicit enumeration: a fine grid on
 // (0, eta_mean), then bisection on the first bracket.
 double explicit_threshold(const std::vector<std::pair<MatrixXd, double>>& batches, Momentum mo, double eta_mean,
-                          Eigen::Index q) {
+                          Eigen::Index q, int grid = 100) {
   auto rho = [&](double eta) { return explicit_rho(explicit_t(batches, eta, mo), q); };
   double lo = 0.0, hi = eta_mean;
-  const int grid = 100;
   for (int k = 1; k < grid; ++k) {
     const double eta = eta_mean * k / grid;
     if (rho(eta) >= 1.0) {
@@ -413,4 +412,147 @@ TEST(Momentum, TrainerWithMomentumMatchesAHandWrittenLoop) {
     const auto res = sgdstab::train_sgd(c, s.x, s.y, o);
     EXPECT_EQ(res.method, nesterov ? "sgd+nesterov" : "sgd+momentum");
   }
+}
+
+TEST(Momentum, RegionEqualsBisectionOnTheExplicitRadiusAndItsBandHoldsBetweenPoints) {
+  // n = 6, c = 1, p = 4: the points B = 1, 3, 6 against explicit enumeration,
+  // and the band at B = 2, 4, 5 (not computed) against enumeration too.
+  const MatrixXd J = ref::gaussian(6, 4, 141);
+  const auto g = sgdstab::Geometry::from_jacobian(J, 1);
+  const auto per_sample = ref::per_sample(J, 1);
+  const std::vector<Sampling> schemes(std::begin(kSchemes), std::end(kSchemes));
+  for (const Momentum mo : {Momentum{0.9, false}, Momentum{0.5, true}}) {
+    const sgdstab::StabilityRegion region = sgdstab::stability_region(g, schemes, {1, 3, 6}, mo);
+    ASSERT_TRUE(region.converged()) << region.message;
+    EXPECT_EQ(region.momentum.beta, mo.beta);
+    const double eta_mean = (mo.nesterov ? 2 * (1 + mo.beta) / (1 + 2 * mo.beta) : 2 * (1 + mo.beta)) / g.lambda_max();
+    EXPECT_REL_NEAR(region.eta_mean, eta_mean, 1e-14);
+    EXPECT_TRUE(region.tangents.empty());
+    ASSERT_EQ(region.curves.size(), 3u);
+    for (const sgdstab::RegionCurve& curve : region.curves) {
+      ASSERT_EQ(curve.points.size(), 3u);
+      for (const sgdstab::RegionPoint& p : curve.points) {
+        const double expected = explicit_threshold(ref::batch_hessians(per_sample, p.batch, curve.sampling), mo,
+                                                   eta_mean, 8, 25);
+        EXPECT_REL_NEAR(p.eta_star, expected, 1e-9) << sgdstab::to_string(curve.sampling) << " B " << p.batch;
+        EXPECT_LE(p.eta_low, p.eta_star);
+        EXPECT_GE(p.eta_high, p.eta_star);
+      }
+      for (Eigen::Index b : {2, 4, 5}) {
+        const double expected =
+            explicit_threshold(ref::batch_hessians(per_sample, b, curve.sampling), mo, eta_mean, 8, 25);
+        const sgdstab::EtaInterval band = region.band(curve.sampling, static_cast<double>(b));
+        EXPECT_LE(band.low, expected * (1 + 1e-9)) << sgdstab::to_string(curve.sampling) << " B " << b;
+        EXPECT_GE(band.high, expected * (1 - 1e-9)) << sgdstab::to_string(curve.sampling) << " B " << b;
+        EXPECT_GT(band.low, 0.0);
+        EXPECT_LT(band.high, eta_mean * (1 + 1e-12));
+      }
+    }
+    EXPECT_THROW(region.g_bounds(0.5), sgdstab::invalid_argument);
+    EXPECT_THROW(region.band(Sampling::bernoulli, 7.0), sgdstab::invalid_argument);
+  }
+  // beta = 0 is the plain region, and a bad momentum is refused.
+  const auto plain = sgdstab::stability_region(g, schemes, {1, 3, 6});
+  const auto zero = sgdstab::stability_region(g, schemes, {1, 3, 6}, Momentum{0.0, true});
+  for (std::size_t k = 0; k < 3; ++k)
+    for (std::size_t j = 0; j < 3; ++j)
+      EXPECT_EQ(zero.curves[k].points[j].eta_star, plain.curves[k].points[j].eta_star);
+  EXPECT_EQ(zero.eta_mean, plain.eta_gd);
+  EXPECT_THROW(sgdstab::stability_region(g, schemes, {1, 3}, Momentum{1.0, false}), sgdstab::invalid_argument);
+  EXPECT_THROW(sgdstab::stability_region(g, schemes, {1, 1}, Momentum{0.5, false}), sgdstab::invalid_argument);
+}
+
+TEST(Momentum, CurveSharesEvaluationsAndEqualsSingleThresholds) {
+  // The curve solves every batch size on one kappa_0 (kappa = b(B) kappa_0):
+  // each point equals the single-threshold call, at fewer applications in all.
+  const MatrixXd J = ref::gaussian(40, 60, 143);  // n = 20, c = 2, r = 40: m = 820
+  const auto g = sgdstab::Geometry::from_jacobian(J, 2);
+  sgdstab::SolverOptions lanczos;
+  lanczos.method = sgdstab::Method::lanczos;
+  const Momentum mo{0.9, true};
+  const std::vector<Eigen::Index> batches = {1, 2, 4, 8, 16, 20};
+  const auto curve = sgdstab::momentum_threshold_curve(g, batches, Sampling::without_replacement, mo, lanczos);
+  Eigen::Index curve_matvecs = 0, single_matvecs = 0;
+  for (std::size_t k = 0; k < batches.size(); ++k) {
+    const auto one = sgdstab::momentum_threshold(g, batches[k], Sampling::without_replacement, mo, lanczos);
+    ASSERT_TRUE(curve[k].converged() && one.converged()) << curve[k].report.message << " / " << one.report.message;
+    EXPECT_REL_NEAR(curve[k].eta_star, one.eta_star, 1e-9) << "B " << batches[k];
+    EXPECT_EQ(curve[k].batch, batches[k]);
+    curve_matvecs += curve[k].report.matvecs;
+    single_matvecs += one.report.matvecs;
+    if (k > 0) EXPECT_GE(curve[k].eta_star, curve[k - 1].eta_star);  // non-decreasing in B
+  }
+  EXPECT_LT(curve_matvecs, single_matvecs);
+}
+
+TEST(Momentum, SampledOperatorAtFullBatchIsTheExactOperator) {
+  // B = n: every sampled batch (or epoch) is the full batch, so T_hat = T.
+  const MatrixXd J = ref::gaussian(10, 6, 145);  // n = 5, c = 2
+  const auto g = sgdstab::Geometry::from_jacobian(J, 2);
+  sgdstab::SolverOptions dense;
+  dense.method = sgdstab::Method::dense;
+  for (const Momentum mo : {Momentum{0.9, false}, Momentum{0.5, true}})
+    for (sgdstab::Schedule sc : {sgdstab::Schedule::without_replacement, sgdstab::Schedule::reshuffle}) {
+      const double eta = 0.7 * sgdstab::momentum_threshold(g, 5, Sampling::without_replacement, mo).eta_star;
+      sgdstab::RadiusEstimateOptions o;
+      o.lr = eta;
+      o.batch = 5;
+      o.schedule = sc;
+      o.blocks = 20;
+      o.momentum = mo;
+      const sgdstab::RadiusEstimate est = sgdstab::estimate_radius(g, o);
+      ASSERT_TRUE(est.converged()) << est.message;
+      const double exact = sgdstab::momentum_spectral_radius(g, eta, 5, Sampling::without_replacement, mo, dense).rho;
+      EXPECT_REL_NEAR(est.rho_hat, exact, 1e-8);
+      EXPECT_LE(est.ci_high - est.ci_low, 1e-6 * exact);  // no randomness: the interval is the solver's accuracy
+    }
+}
+
+TEST(Momentum, SampledOperatorIntervalCoversTheExactRadiusAndCrossCheckAgrees) {
+  // n = 6, B = 2: the sampled operator's delta-method interval (left and
+  // right Perron vectors of a non-self-adjoint map) around the exact rho, and
+  // cross_check's verdict below and above the threshold. The margins are
+  // 4 half-widths (about 8 standard deviations): chance cannot fail them.
+  const MatrixXd J = ref::gaussian(12, 7, 147);  // n = 6, c = 2
+  const auto g = sgdstab::Geometry::from_jacobian(J, 2);
+  sgdstab::SolverOptions dense;
+  dense.method = sgdstab::Method::dense;
+  for (const Momentum mo : {Momentum{0.9, false}, Momentum{0.5, true}})
+    for (Sampling s : kSchemes) {
+      if (mo.nesterov && s != Sampling::with_replacement) continue;  // Nesterov: one scheme is enough
+      const auto thr = sgdstab::momentum_threshold(g, 2, s, mo);
+      ASSERT_TRUE(thr.converged());
+      for (double factor : {0.8, 1.2}) {
+        sgdstab::RadiusEstimateOptions o;
+        o.lr = factor * thr.eta_star;
+        o.batch = 2;
+        o.schedule = sgdstab::to_schedule(s);
+        o.blocks = 4000;
+        o.seed = 5;
+        o.momentum = mo;
+        const sgdstab::RadiusEstimate est = sgdstab::estimate_radius(g, o);
+        ASSERT_TRUE(est.converged()) << est.message;
+        const double exact = sgdstab::momentum_spectral_radius(g, o.lr, 2, s, mo, dense).rho;
+        const double half = 0.5 * (est.ci_high - est.ci_low);
+        EXPECT_LE(std::abs(est.rho_hat - exact), 4.0 * half)
+            << sgdstab::to_string(s) << " factor " << factor << " nesterov " << mo.nesterov;
+        EXPECT_GT(half, 0.0);
+        EXPECT_LT(half, 0.05 * exact);  // the interval says something
+      }
+      sgdstab::CrossCheckOptions c;
+      c.batch = 2;
+      c.schedule = sgdstab::to_schedule(s);
+      c.steps = 30;
+      c.trajectories = 1000;
+      c.blocks = 1000;
+      c.momentum = mo;
+      for (double factor : {0.8, 1.2}) {
+        c.lr = factor * thr.eta_star;
+        const sgdstab::CrossCheckReport rep = sgdstab::cross_check(g, c);
+        ASSERT_EQ(rep.status, sgdstab::Status::converged) << rep.reason;
+        EXPECT_EQ(rep.verdict, sgdstab::Verdict::agree) << rep.reason;
+        EXPECT_REL_NEAR(*rep.eta_star, thr.eta_star, 1e-9);
+        EXPECT_EQ(*rep.rho < 1.0, factor < 1.0);
+      }
+    }
 }

@@ -74,6 +74,10 @@ struct MonteCarloRun {
   Schedule schedule = Schedule::without_replacement;
   std::uint64_t seed = 0;
   double confidence = 0.95;        ///< of the intervals, in (0, 1)
+  /// SGD with momentum (theory/momentum.md, eq. 1; PyTorch's convention):
+  /// each trajectory carries u = lr v, starting at 0, and the operators act
+  /// on the 2r x 2r second moment of z = (delta, u). beta = 0: plain SGD.
+  Momentum momentum;
 };
 
 /// Options of simulate_linearized. validate() throws sgdstab::invalid_argument.
@@ -85,9 +89,6 @@ struct SimulationOptions : MonteCarloRun {
   Eigen::VectorXd start;
   /// Called after each step with (steps done, steps total); may be empty.
   std::function<void(Index, Index)> progress;
-  /// SGD with momentum (theory/momentum.md, eq. 1; PyTorch's convention):
-  /// each trajectory carries u = lr v, starting at 0. beta = 0: plain SGD.
-  Momentum momentum;
   void validate(const Geometry& g) const;
 };
 
@@ -123,7 +124,10 @@ struct RadiusEstimateOptions : MonteCarloRun {
 /// rho of the sampled operator T_hat(S) = (1/K) sum_k P_k S P_k^T, P_k = I - lr H_{b_k}
 /// (an epoch's product for reshuffle, rho then taken per step: rho_epoch^{1/steps}).
 /// The interval is the delta-method interval of the top eigenvalue
-/// (theory/montecarlo.md, eq. 5).
+/// (theory/montecarlo.md, eq. 5). With momentum, P_k = M_{b_k} of
+/// theory/momentum.md (eq. 1) on 2r x 2r second moments; that operator is
+/// not self-adjoint, so its right and left Perron vectors come from Arnoldi
+/// (theory/momentum.md, section 6).
 struct RadiusEstimate {
   double rho_hat = 0.0;
   double ci_low = 0.0;
@@ -137,7 +141,8 @@ struct RadiusEstimate {
 };
 RadiusEstimate estimate_radius(const Geometry& g, const RadiusEstimateOptions& options);
 
-/// Options of cross_check.
+/// Options of cross_check. With momentum, every part (exact rho and eta*,
+/// exact moments, simulation, sampled operator) is momentum SGD's.
 struct CrossCheckOptions : MonteCarloRun {
   Index steps = 50;
   Index trajectories = 2000;

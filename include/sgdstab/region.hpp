@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "sgdstab/geometry.hpp"
+#include "sgdstab/momentum.hpp"
 #include "sgdstab/sampling.hpp"
 #include "sgdstab/stability.hpp"
 #include "sgdstab/types.hpp"
@@ -87,6 +88,14 @@ struct StabilityRegion {
   Method method = Method::lanczos;
   double seconds = 0.0;     ///< wall time of the solve
   double apply_seconds = 0.0;  ///< the part of it spent applying R (the rest: the subspace's own work)
+  /// SGD with momentum (beta = 0: plain SGD). With beta > 0 the points come
+  /// from momentum_threshold (theory/momentum.md, section 7), `s` of a point
+  /// is its noise level b(B), tangents and knots are empty, and band() uses
+  /// the monotonicity of eta*(B) in B instead of the convexity of g.
+  Momentum momentum;
+  /// The full-batch limit: 2 / lambda_max (plain SGD), else
+  /// momentum_threshold's eta_mean.
+  double eta_mean = 0.0;
   /// converged when every point is; else the first failure's status, named in message.
   Status status = Status::not_converged;
   std::string message;
@@ -94,9 +103,11 @@ struct StabilityRegion {
 
   /// A guaranteed interval for eta*(B) at any real B in [1, n] from the
   /// tangents and chords of g (theory/region.md, section 6); low = 0 where
-  /// no chord covers s(B). \throws sgdstab::invalid_argument unless 1 <= B <= n.
+  /// no chord covers s(B). With momentum: [eta_low of the nearest converged
+  /// point at or below B, eta_high of the nearest at or above B] (eta_mean
+  /// above the last). \throws sgdstab::invalid_argument unless 1 <= B <= n.
   EtaInterval band(Sampling sampling, double batch) const;
-  /// The same bounds on g itself at s in [0, 1].
+  /// The same bounds on g itself at s in [0, 1] (plain SGD only).
   EtaInterval g_bounds(double s) const;
 
   std::vector<RegionTangent> tangents;
@@ -117,5 +128,15 @@ std::pair<double, double> region_coordinates(Sampling sampling, Index samples, d
 /// list, or a batch outside 1..n; sgdstab::resource_error when it would not fit.
 StabilityRegion stability_region(const Geometry& geometry, const std::vector<Sampling>& schemes,
                                  const std::vector<Index>& batches, const SolverOptions& options = {});
+
+/// The region of SGD with momentum (theory/momentum.md, section 7): every
+/// point is momentum_threshold's eta* with its certified bracket. Per noise
+/// class (without and with replacement share one; Bernoulli has its own)
+/// one function kappa_0(eta) serves every batch size, kappa = b(B) kappa_0,
+/// so the points reuse each other's evaluations. beta = 0 is the plain
+/// region above. Same errors as above, plus an invalid momentum.
+StabilityRegion stability_region(const Geometry& geometry, const std::vector<Sampling>& schemes,
+                                 const std::vector<Index>& batches, Momentum momentum,
+                                 const SolverOptions& options = {});
 
 }  // namespace sgdstab
