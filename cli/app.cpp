@@ -272,6 +272,7 @@ Program::Program() : root_(kDescription, "sgdstab") {
               {"ncv", "K: Lanczos subspace dimension"},
               {"rank-tol", "X: relative rank cut-off"},
               {"space", "automatic|parameter|sample"}});
+  momentum_options(c);  // the curve is momentum SGD's; the gd and sgd trainers train with it
 
   c = command(root_, "escape", "nonlinear SGD from the minimum + epsilon delta: escape fraction, rate",
               cmd_escape);

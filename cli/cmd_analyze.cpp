@@ -4,6 +4,7 @@
 #include "commands.hpp"
 #include "inputs.hpp"
 #include "report.hpp"
+#include "results.hpp"
 #include "sgdstab/sgdstab.hpp"
 
 namespace sgdstab::cli {
@@ -14,6 +15,7 @@ int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
   SolverOptions so = solver_options(args);
   so.want_direction = false;
   const ReductionOptions ro = reduction_options(args);
+  const std::optional<Momentum> momentum = momentum_option(args);
   auto t0 = std::chrono::steady_clock::now();
   Problem p = build_problem(args);
   const std::vector<Index> batches = batches_option(args, p.data.samples());  // before the minimization
@@ -34,6 +36,19 @@ int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
   const Geometry g = geometry_at_minimum(p.model, p.data.inputs, p.data.targets, check, ro);
   timing["geometry_s"] = seconds_since(t0);
   t0 = std::chrono::steady_clock::now();
+  if (momentum) {
+    // Momentum SGD's curve (theory/momentum.md); the bounds of Wu, Wang & Su
+    // are plain SGD's and are left out.
+    const std::vector<MomentumThresholdResult> curve = momentum_threshold_curve(g, batches, sampling, *momentum, so);
+    j["stability"] = momentum_curve_json(g, curve);
+    j["stability"]["params"] = p.model.num_parameters();
+    timing["curve_s"] = seconds_since(t0);
+    j["timing"] = timing;
+    save_requested(args, p, j["minimum"]);
+    Status status = Status::converged;
+    for (const MomentumThresholdResult& r : curve) status = combine(status, r.status());
+    return finish(j, status, out, err);
+  }
   const std::vector<ThresholdResult> curve = threshold_curve(g, batches, sampling, so);
   j["stability"] = curve_json(g, curve);
   j["stability"]["params"] = p.model.num_parameters();

@@ -217,7 +217,8 @@ MinimizeResult reach_minimum(const Args& args, Problem& p) {
   const MatrixXd& x = p.data.inputs;
   const MatrixXd& y = p.data.targets;
   // --momentum trains with momentum (gd, sgd); `minimum` refuses it for the
-  // other trainers, `escape` uses it for its runs whatever the trainer.
+  // other trainers, `escape` uses it for its runs and `analyze` for its
+  // curve whatever the trainer.
   const std::optional<Momentum> momentum = args.has("momentum") || args.has("nesterov") ? momentum_option(args)
                                                                                        : std::nullopt;
   if (trainer == "min-norm" || trainer == "gauss-newton") {

@@ -627,6 +627,7 @@ PYBIND11_MODULE(_core, m) {
       [](const Geometry& g, const py::object& sampling, std::optional<std::vector<Index>> batches,
          std::optional<std::vector<std::pair<double, Index>>> marks, std::optional<std::string> plot, py::kwargs kw) {
         const std::vector<Sampling> schemes = schemes_of(sampling);
+        const Momentum mo = momentum_of(kw).value_or(Momentum{});
         const SolverOptions so = solver_options(kw, "region");
         const std::vector<Index> b = batches ? *batches : default_batches(g.samples());
         std::vector<cli::Mark> mk;
@@ -637,7 +638,7 @@ PYBIND11_MODULE(_core, m) {
         cli::RegionReport rep;
         {
           Compute c;
-          rep = cli::region_report(g, schemes, b, mk, plot ? *plot : std::string(), so);
+          rep = cli::region_report(g, schemes, b, mk, plot ? *plot : std::string(), so, mo);
         }
         rep.j["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         out.region = std::move(rep.region);
@@ -704,8 +705,11 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "montecarlo",
       [](const Geometry& g, double lr, Index batch, const std::string& sampling, Index steps, Index trajectories,
-         Index blocks, std::uint64_t seed, double confidence, double significance) {
+         Index blocks, std::uint64_t seed, double confidence, double significance, std::optional<double> momentum,
+         bool nesterov) {
         CrossCheckOptions o;
+        if (!momentum && nesterov) throw sgdstab::invalid_argument("nesterov=True needs momentum=BETA");
+        if (momentum) o.momentum = Momentum{*momentum, nesterov};
         o.schedule = parse<Schedule>(sampling);
         o.lr = lr;
         o.batch = batch;
@@ -725,7 +729,8 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("geometry"), py::arg("lr"), py::arg("batch"), py::arg("sampling") = "without", py::kw_only(),
       py::arg("steps") = 50, py::arg("trajectories") = 2000, py::arg("blocks") = 2000, py::arg("seed") = 0,
-      py::arg("confidence") = 0.95, py::arg("significance") = 0.01);
+      py::arg("confidence") = 0.95, py::arg("significance") = 0.01, py::arg("momentum") = py::none(),
+      py::arg("nesterov") = false);
 
   m.def(
       "read_matrix",

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <Eigen/Eigenvalues>
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -845,4 +846,38 @@ TEST_F(Cli, MomentumOnRegionAndMonteCarlo) {
   r = run("region --jacobian " + file("j.npy") + " --outputs 2 --nesterov");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("--nesterov needs --momentum"), std::string::npos) << r.err;
+}
+
+// analyze --momentum on the one-dimensional problem of curvatures 1, 4, 9:
+// B = 1 against the first crossing of rho(E[M_i (x) M_i]) = 1 over the three
+// samples (4 x 4, bisection), B = n against 2(1 + beta) / lambda.
+TEST_F(Cli, AnalyzeWithMomentumGivesTheOneDimensionalReference) {
+  const CliRun r = run("analyze --model linear --widths 1,1 --data curvatures:1,4,9 --batches 1,3 --momentum 0.5");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json j = json::parse(r.out);
+  EXPECT_EQ(j["stability"]["momentum"], 0.5);
+  EXPECT_FALSE(j.contains("bounds"));
+  const double a[] = {1.0, 4.0, 9.0}, beta = 0.5;
+  auto rho = [&](double eta) {
+    Eigen::Matrix4d k = Eigen::Matrix4d::Zero();
+    for (double ai : a) {
+      Eigen::Matrix2d m;
+      m << 1 - eta * ai, -beta, eta * ai, beta;
+      for (int p = 0; p < 2; ++p)
+        for (int q = 0; q < 2; ++q) k.block<2, 2>(2 * p, 2 * q) += m(p, q) * m / 3.0;
+    }
+    return Eigen::EigenSolver<Eigen::Matrix4d>(k, false).eigenvalues().cwiseAbs().maxCoeff();
+  };
+  const double eta_mean = 2 * (1 + beta) / (14.0 / 3.0);
+  double lo = 0, hi = eta_mean;
+  for (int k = 1; k < 400; ++k)
+    if (rho(eta_mean * k / 400) >= 1) {
+      hi = eta_mean * k / 400;
+      lo = eta_mean * (k - 1) / 400;
+      break;
+    }
+  for (int it = 0; it < 60; ++it) (rho(0.5 * (lo + hi)) < 1 ? lo : hi) = 0.5 * (lo + hi);
+  EXPECT_REL_NEAR(j["stability"]["points"][0]["eta_star"].get<double>(), lo, 1e-9);
+  EXPECT_REL_NEAR(j["stability"]["points"][1]["eta_star"].get<double>(), eta_mean, 1e-12);
+  EXPECT_LT(lo, 0.99 * eta_mean);  // the noise matters at B = 1
 }

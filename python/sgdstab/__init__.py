@@ -188,11 +188,18 @@ def curve(geometry, batches=None, sampling="without", *, momentum=None, nesterov
     RegionResult: curves (RegionCurve: sampling, points of RegionPoint with
     eta_star and the certified eta_low <= eta* <= eta_high), band(sampling, B)
     (a guaranteed interval at any real B in [1, n]), matvecs, seconds,
-    converged, status, to_dict() (the JSON of `sgdstab region`).""" + _SOLVER_OPTIONS)
-def region(geometry, sampling=None, batches=None, marks=None, plot=None, **solver_options):
+    converged, status, to_dict() (the JSON of `sgdstab region`).
+
+    momentum=BETA (nesterov=...): the region of momentum SGD
+    (`sgdstab region --momentum`, theory/momentum.md section 7): each point is
+    the momentum threshold with its bracket, band() uses the monotonicity of
+    eta*(B) in B, marks are judged by momentum SGD's radius.""" + _SOLVER_OPTIONS)
+def region(geometry, sampling=None, batches=None, marks=None, plot=None, *, momentum=None, nesterov=False,
+           **solver_options):
     if plot is not None:
         plot = str(plot)
-    return _core.region(geometry, sampling, batches, marks, plot, **solver_options)
+    return _core.region(geometry, sampling, batches, marks, plot, momentum=momentum, nesterov=nesterov,
+                        **solver_options)
 
 
 @_doc("""The exact threshold beside the analytic bounds of Wu, Wang & Su (2022).
@@ -231,11 +238,13 @@ def worst_case_alignment(geometry):
     moments. sampling also accepts "reshuffle" (no exact answer: verdict
     inconclusive). Returns a MonteCarloResult: rho, eta_star, rho_hat,
     rho_hat_interval, verdict ("agree", "disagree", "inconclusive"), status,
-    reason, to_dict() (the JSON of `sgdstab montecarlo`).""")
+    reason, to_dict() (the JSON of `sgdstab montecarlo`). momentum=BETA
+    (nesterov=...): every part is momentum SGD's (`sgdstab montecarlo --momentum`).""")
 def montecarlo(geometry, lr, batch, sampling="without", *, steps=50, trajectories=2000, blocks=2000, seed=0,
-               confidence=0.95, significance=0.01):
+               confidence=0.95, significance=0.01, momentum=None, nesterov=False):
     return _core.montecarlo(geometry, lr, batch, sampling, steps=steps, trajectories=trajectories, blocks=blocks,
-                            seed=seed, confidence=confidence, significance=significance)
+                            seed=seed, confidence=confidence, significance=significance, momentum=momentum,
+                            nesterov=nesterov)
 
 
 @_doc("""A matrix from .npy (float64 or float32, C or Fortran order) or CSV, as the command line reads it.

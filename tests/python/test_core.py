@@ -223,3 +223,36 @@ def test_momentum_curve_equals_the_program_and_single_thresholds(problems, cli):
     assert all(a <= b * (1 + 1e-9) for a, b in zip(cur.eta_star, cur.eta_star[1:]))  # monotone in B here
     assert_same(cur.to_dict(), cli("curve", "--jacobian", jpath, "--outputs", c, "--batches", f"1,3,{n}",
                                    "--sampling", "with", "--momentum", 0.6, "--nesterov"))
+
+
+def test_momentum_region_and_montecarlo_equal_the_program(problems, cli):
+    j, c, jpath, _ = problems[3]
+    n = j.shape[0] // c
+    g = sgdstab.Geometry.from_jacobian(j, c)
+    reg = sgdstab.region(g, ["with", "bernoulli"], [1, 2, n], marks=[(0.05, 2)], momentum=0.9)
+    assert reg.converged
+    d = reg.to_dict()
+    assert d["momentum"] == 0.9 and d["nesterov"] is False
+    assert math.isclose(d["eta_mean"], 2 * 1.9 / g.lambda_max, rel_tol=1e-12)
+    for curve in reg.curves:
+        for pt in curve.points:  # each point is the momentum threshold of the library
+            single = sgdstab.threshold(g, pt.batch, curve.sampling, momentum=0.9)
+            assert math.isclose(pt.eta_star, single.eta_star, rel_tol=1e-9)
+        low, high = reg.band(curve.sampling, 1.5)  # between B = 1 and 2: eta* is monotone in B
+        assert 0 < low <= sgdstab.threshold(g, 1, curve.sampling, momentum=0.9).eta_star * (1 + 1e-9)
+        assert high >= sgdstab.threshold(g, 2, curve.sampling, momentum=0.9).eta_star * (1 - 1e-9)
+    ref = cli("region", "--jacobian", jpath, "--outputs", c, "--sampling", "with,bernoulli", "--batches", f"1,2,{n}",
+              "--mark", "0.05,2", "--momentum", 0.9)
+    assert_same(d, ref)
+    eta = sgdstab.threshold(g, 2, "with", momentum=0.9, nesterov=True).eta_star
+    mc = sgdstab.montecarlo(g, 0.7 * eta, 2, "with", steps=10, trajectories=2000, blocks=300, seed=5, momentum=0.9,
+                            nesterov=True)
+    assert mc.verdict == "agree" and mc.rho < 1 and math.isclose(mc.eta_star, eta, rel_tol=1e-9)
+    ref = cli("montecarlo", "--jacobian", jpath, "--outputs", c, "--sampling", "with", "--lr", repr(0.7 * eta),
+              "--batch", 2, "--steps", 10, "--trajectories", 2000, "--blocks", 300, "--seed", 5, "--momentum", 0.9,
+              "--nesterov")
+    assert_same(mc.to_dict(), ref)
+    with pytest.raises(ValueError, match="needs momentum"):
+        sgdstab.montecarlo(g, 0.01, 2, nesterov=True)
+    with pytest.raises(ValueError, match="beta"):
+        sgdstab.region(g, momentum=1.5)
