@@ -265,13 +265,22 @@ class KappaFunction {
   }
 
   struct Evaluation {
-    double eta = 0.0, kappa0 = 0.0, slope = 0.0;  // slope: d log kappa_0 / d log eta
+    double eta = 0.0, kappa0 = 0.0;
+    double error = 0.0;  // kappa_0 <= true kappa_0 <= kappa_0 + error (a Ritz value and its bound)
+    double slope = 0.0;  // d log kappa_0 / d log eta
+    bool loose = false;  // computed at a looser tolerance than the options'
   };
 
-  // kappa_0(eta), or NaN after a failure (status() and failure() say which).
-  double operator()(double eta) {
-    for (const Evaluation& e : cache_)
-      if (e.eta == eta) return e.kappa0;
+  // kappa_0(eta) to relative accuracy `tolerance` (>= the options'), or NaN
+  // after a failure (status() and failure() say which).
+  double operator()(double eta, double tolerance) {
+    const bool loose = tolerance > options_.tolerance;
+    for (std::size_t k = 0; k < cache_.size(); ++k)
+      if (cache_[k].eta == eta) {
+        if (loose || !cache_[k].loose) return cache_[k].kappa0;
+        cache_.erase(cache_.begin() + static_cast<std::ptrdiff_t>(k));  // refined below
+        break;
+      }
     MatrixXd g, dg;
     if (!mean_kernel(d_, eta, mo_, g, &dg)) {
       failed_ = Status::numerical_failure;
@@ -295,8 +304,10 @@ class KappaFunction {
     // thick-restart Lanczos with full reorthogonalization and an a
     // posteriori error bound, or dense for small m; warm-started from the
     // previous evaluation's vector.
+    SolverOptions o = options_;
+    o.tolerance = tolerance;
     const detail::FamilyResult fr =
-        detail::family_top(VectorXd::Zero(m_), apply, {1.0}, start_, options_, fixed_, "momentum threshold", true);
+        detail::family_top(VectorXd::Zero(m_), apply, {1.0}, start_, o, fixed_, "momentum threshold", true);
     const detail::FamilyMember& top = fr.members.front();
     applications_ += fr.matvecs;
     ++evaluations_;
@@ -307,7 +318,7 @@ class KappaFunction {
     }
     method_ = top.method;
     residual_ = std::max(residual_, top.residual / std::max(top.value, 1e-300));
-    Evaluation e{eta, top.value - sigma_, 0.0};
+    Evaluation e{eta, top.value - sigma_, top.error, 0.0, loose};
     if (top.vector.size() == m_) {
       start_ = top.vector;
       // Hellmann-Feynman: d log kappa / d log eta = eta sum_ij v_ij^2 G'_ij / G_ij / kappa_0
@@ -366,16 +377,27 @@ void solve_level(KappaFunction* kappa_fn, double b, const SolverOptions& options
   }
   KappaFunction& kappa0 = *kappa_fn;
   const Index applications0 = kappa0.applications(), evaluations0 = kappa0.evaluations();
-  double slope = 0.0;
-  const auto kappa = [&](double eta) {
-    const double k0 = kappa0(eta);
+  // Far from the root (|log kappa| > 0.02) kappa is evaluated to 1e-4 only:
+  // Newton's step needs no more, and the warm start carries the vector on.
+  // Such a loose value classifies a point only when its error bound does
+  // (section 5: the Ritz value is a lower bound, value + error an upper one).
+  const double loose_tol = std::max(tol, 1e-4);
+  double slope = 0.0, error = 0.0, gap = std::numeric_limits<double>::infinity();
+  bool was_loose = false;
+  const auto kappa = [&](double eta, double t) {
+    const double k0 = kappa0(eta, t);
     for (const KappaFunction::Evaluation& e : kappa0.cache())
-      if (e.eta == eta) slope = e.slope;
+      if (e.eta == eta) slope = e.slope, error = b * e.error, was_loose = e.loose;
     return b * k0;
+  };
+  // +1: unstable, -1: stable, 0: a loose value too close to 1 to say.
+  const auto side = [&](double kv, double err, bool loose) {
+    if (kv >= 1.0) return 1;
+    return !loose || kv + err < 1.0 ? -1 : 0;
   };
   if (scan_points > 0)  // the grid first; its stable stretches are reported below
     for (Index k = 1; k <= scan_points && kappa0.status() == Status::converged; ++k)
-      kappa(res.eta_mean * static_cast<double>(k) / static_cast<double>(scan_points + 1));
+      kappa(res.eta_mean * static_cast<double>(k) / static_cast<double>(scan_points + 1), tol);
   // Bracket [lo, hi] of the first crossing from what is known: kappa(lo) < 1 <=
   // kappa(hi); hi = eta_mean (kappa unbounded there) until an unstable point is seen.
   double lo = 0.0, hi = res.eta_mean, khi = std::numeric_limits<double>::infinity();
@@ -385,11 +407,11 @@ void solve_level(KappaFunction* kappa_fn, double b, const SolverOptions& options
     std::sort(known.begin(), known.end(), [](const auto& x, const auto& y) { return x.eta < y.eta; });
     const KappaFunction::Evaluation* nearest = nullptr;
     for (const KappaFunction::Evaluation& e : known) {
-      if (b * e.kappa0 < 1.0) {
+      const int sd = side(b * e.kappa0, b * e.error, e.loose);
+      if (sd < 0) {
         lo = e.eta;
       } else {
-        hi = e.eta;
-        khi = b * e.kappa0;
+        if (sd > 0) hi = e.eta, khi = b * e.kappa0;
         break;
       }
     }
@@ -397,6 +419,7 @@ void solve_level(KappaFunction* kappa_fn, double b, const SolverOptions& options
       if ((e.eta == lo || (e.eta == hi && std::isfinite(khi))) &&
           (!nearest || std::abs(std::log(b * e.kappa0)) < std::abs(std::log(b * nearest->kappa0))))
         nearest = &e;
+    if (nearest) gap = std::abs(std::log(b * nearest->kappa0));
     if (nearest && nearest->slope > 0) eta = nearest->eta * std::exp(-std::log(b * nearest->kappa0) / nearest->slope);
     else if (lo > 0) eta = std::isfinite(khi) ? std::sqrt(lo * hi) : 0.5 * (lo + res.eta_mean);
     else if (std::isfinite(khi)) eta = 0.5 * hi;
@@ -406,12 +429,14 @@ void solve_level(KappaFunction* kappa_fn, double b, const SolverOptions& options
   bool mean_limited = false;
   if (lo > 0 && std::isfinite(khi) && (hi - lo) <= tol * hi) eta = -1.0;  // already bracketed
   for (int it = 0; it < 100 && eta > 0 && kappa0.status() == Status::converged; ++it) {
-    const double kv = kappa(eta);
+    const double kv = kappa(eta, gap > 0.02 ? loose_tol : tol);
     if (!std::isfinite(kv)) break;
-    if (kv < 1.0) lo = std::max(lo, eta);
-    else if (eta < hi || !std::isfinite(khi)) hi = eta, khi = kv;
+    gap = std::abs(std::log(kv));
+    const int sd = side(kv, error, was_loose);
+    if (sd < 0) lo = std::max(lo, eta);
+    else if (sd > 0 && (eta < hi || !std::isfinite(khi))) hi = eta, khi = kv;
     double next = eta * std::exp(slope > 0 ? -std::log(kv) / slope : 0.0);
-    if (std::abs(std::log(kv)) <= 0.5 * tol) {
+    if (!was_loose && std::abs(std::log(kv)) <= 0.5 * tol) {
       if (lo > 0 && std::isfinite(khi) && (hi - lo) <= tol * hi) break;
       // Converged on one side: certify the other with a point just past the root.
       next = kv < 1.0 ? eta * (1.0 + tol) : eta * (1.0 - tol);

@@ -266,6 +266,12 @@ TEST(Momentum, MatrixFreeThresholdAndScanAgreeWithDense) {
     ASSERT_TRUE(a.converged() && b.converged()) << a.report.message << " / " << b.report.message;
     EXPECT_EQ(b.report.method, sgdstab::Method::lanczos);
     EXPECT_REL_NEAR(b.eta_star, a.eta_star, 1e-9);
+    // Without the scan the search starts far from the root, at loose accuracy (1e-4) until near it.
+    const auto c = sgdstab::momentum_threshold(g, 4, Sampling::with_replacement, mo, lanczos);
+    ASSERT_TRUE(c.converged()) << c.report.message;
+    EXPECT_REL_NEAR(c.eta_star, a.eta_star, 1e-9);
+    EXPECT_LE(c.eta_low, a.eta_star * (1 + 1e-12));
+    EXPECT_GE(c.eta_high, a.eta_star * (1 - 1e-12));
     ASSERT_EQ(b.stable_intervals.size(), 1u);  // the scan above eta* found no second stable stretch
     EXPECT_GE(b.evaluations.size(), 12u);
     // Stable below, unstable above (the momentum radius, matrix-free).
