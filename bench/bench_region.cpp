@@ -123,7 +123,7 @@ void BM_MomentumThreshold(benchmark::State& state) {
     state.counters["error_bound"] = t.report.error_bound;
   }
 }
-BENCHMARK(BM_MomentumThreshold)->Args({1024, 0, 0})->Args({1024, 0, 1})->Args({2048, 0, 0})->Args({4096, 0, 0})
+BENCHMARK(BM_MomentumThreshold)->Args({1024, 0, 0})->Args({1024, 0, 1})->Args({2048, 0, 0})->Args({2048, 0, 1})->Args({4096, 0, 0})
     ->Args({4096, 0, 1})->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
 
 BENCHMARK(BM_ThresholdSpectra)->Args({1024, 0})->Args({2048, 0})->Args({4096, 0})->Args({1024, 1})

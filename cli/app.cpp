@@ -308,6 +308,7 @@ Program::Program() : root_(kDescription, "sgdstab") {
               {"lanczos-iters", "K: Lanczos iterations for lambda_max (0 skips)"},
               {"geometry", "exact|hvp: the Gram (exact) or only the HVP estimates (large n)"}});
   flags(c, {{"allow-residual", "go on at a point that does not interpolate"}});
+  momentum_options(c);  // trains with it, and the curve and at_lr verdict are momentum SGD's
   c = command(*cnn, "sweep", "one run per (lr, B): sweep.csv and the |H|_F vs sqrt(B)/lr plot (SVG)",
               cmd_cnn_sweep, "cnn ");
   cnn_options(c);
@@ -404,7 +405,8 @@ void read_every_option(const Args& args, const CLI::App& app) {
   }
 }
 
-int run_or_check(int argc, const char* const* argv, std::ostream& out, std::ostream& err, bool check_only) {
+int run_or_check(int argc, const char* const* argv, std::ostream& out, std::ostream& err, bool check_only,
+                 const std::vector<std::pair<std::string, Handler>>* subset = nullptr) {
   Program program;
   const CLI::App* help_of = &program.root();
   try {
@@ -414,6 +416,16 @@ int run_or_check(int argc, const char* const* argv, std::ostream& out, std::ostr
       return exit_code(Exit::ok);
     }
     const Command& command = select(program, argc, argv);
+    Handler handler = command.run;
+    if (subset != nullptr) {  // sgdstab-mpi: a few commands, with their own handlers
+      std::string names;
+      for (const auto& [name, fn] : *subset) {
+        names += (names.empty() ? "" : ", ") + name;
+        if (name == command.name) handler = fn;
+      }
+      if (std::none_of(subset->begin(), subset->end(), [&](const auto& e) { return e.first == command.name; }))
+        throw UsageError("this program runs only " + names + "; got '" + command.name + "'");
+    }
     if (command.app != nullptr) help_of = command.app;
     reject_flag_values(program, argc, argv);
     try {
@@ -431,7 +443,7 @@ int run_or_check(int argc, const char* const* argv, std::ostream& out, std::ostr
       return exit_code(Exit::ok);
     }
     std::ostringstream buffer;  // nothing reaches `out` unless the command returns
-    const int code = command.run(Args(*command.app, command.name), buffer, err);
+    const int code = handler(Args(*command.app, command.name), buffer, err);
     out << buffer.str();
     return code;
   } catch (const sgdstab::interrupted& e) {
@@ -464,6 +476,12 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
 
 int check_arguments(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
   return run_or_check(argc, argv, out, err, true);
+}
+
+int run_subset(int argc, const char* const* argv, std::ostream& out, std::ostream& err,
+               const std::vector<std::pair<std::string, CommandHandler>>& commands) {
+  std::vector<std::pair<std::string, Handler>> subset(commands.begin(), commands.end());
+  return run_or_check(argc, argv, out, err, false, &subset);
 }
 
 }  // namespace sgdstab::cli

@@ -7,6 +7,8 @@
 #include "cnn_problem.hpp"
 #include "commands.hpp"
 #include "problem.hpp"
+#include "inputs.hpp"
+#include "results.hpp"
 #include "sgdstab/sgdstab.hpp"
 
 namespace sgdstab::cli {
@@ -69,10 +71,24 @@ Status exact_geometry(const Args& args, const CnnProblem& p, const cnn::Cnn& net
   g.emplace(Geometry::from_gram(gram, p.data.outputs()));
   const Sampling s = closed_form(plan.schedule).value_or(Sampling::without_replacement);
   const double mu_star = worst_case_alignment(*g).mu_star;
-  const std::vector<ThresholdResult> curve = threshold_curve(*g, plan.batches, s);
-  Status status = curve_status(curve);
+  const std::optional<Momentum> momentum = momentum_option(args);
+  Status status = Status::converged;
   json table = json::array();
-  for (const ThresholdResult& r : curve) table.push_back(bounds_json(stability_bounds(*g, r.batch, s, {}, &r, mu_star)));
+  if (momentum) {
+    // Momentum SGD's curve (theory/momentum.md); the bounds are plain SGD's and are left out.
+    const std::vector<MomentumThresholdResult> curve = momentum_threshold_curve(*g, plan.batches, s, *momentum);
+    const json mc = momentum_curve_json(*g, curve);
+    for (const MomentumThresholdResult& r : curve) status = combine(status, r.status());
+    table = mc["points"];
+    j["momentum"] = momentum->beta;
+    j["nesterov"] = momentum->nesterov;
+    j["eta_mean"] = mc["eta_mean"];
+  } else {
+    const std::vector<ThresholdResult> curve = threshold_curve(*g, plan.batches, s);
+    status = curve_status(curve);
+    for (const ThresholdResult& r : curve)
+      table.push_back(bounds_json(stability_bounds(*g, r.batch, s, {}, &r, mu_star)));
+  }
   j["analysis_sampling"] = to_string(s);
   j["rank"] = g->rank();
   j["lambda_max"] = g->lambda_max();
@@ -81,7 +97,8 @@ Status exact_geometry(const Args& args, const CnnProblem& p, const cnn::Cnn& net
   const VectorXd r = residual_vector(net, p.data);
   j["mu"] = r.squaredNorm() > 0.0 ? json(alignment(gram, p.data.outputs(), r)) : json(nullptr);
   if (plan.lr > 0.0 && plan.batch >= 1 && plan.batch <= g->samples()) {
-    const RadiusResult rr = spectral_radius(*g, plan.lr, plan.batch, s);
+    const RadiusResult rr = momentum ? momentum_spectral_radius(*g, plan.lr, plan.batch, s, *momentum)
+                                     : spectral_radius(*g, plan.lr, plan.batch, s);
     status = combine(status, rr.status());
     j["at_lr"] = {{"lr", plan.lr}, {"batch", plan.batch}, {"rho", rr.rho}, {"stable", rr.rho <= 1.0},
                   {"converged", rr.converged()}};

@@ -12,10 +12,8 @@
 
 namespace sgdstab::cli {
 
-namespace {
-
 // --sampling S[,S...] (default all three schemes).
-std::vector<Sampling> schemes_option(const Args& args) {
+std::vector<Sampling> region_schemes_option(const Args& args) {
   if (!args.has("sampling")) return {Sampling::without_replacement, Sampling::with_replacement, Sampling::bernoulli};
   std::vector<Sampling> out;
   std::stringstream ss(args.str("sampling"));
@@ -26,7 +24,7 @@ std::vector<Sampling> schemes_option(const Args& args) {
 }
 
 // Every --mark LR,B (repeatable).
-std::vector<Mark> marks_option(const Args& args) {
+std::vector<Mark> region_marks_option(const Args& args) {
   std::vector<Mark> out;
   for (const std::string& text : args.all("mark")) {
     const std::size_t comma = text.find(',');
@@ -41,12 +39,10 @@ std::vector<Mark> marks_option(const Args& args) {
   return out;
 }
 
-}  // namespace
-
 int cmd_region(const Args& args, std::ostream& out, std::ostream& err) {
   const auto t0 = std::chrono::steady_clock::now();
-  const std::vector<Sampling> schemes = schemes_option(args);
-  const std::vector<Mark> marks = marks_option(args);
+  const std::vector<Sampling> schemes = region_schemes_option(args);
+  const std::vector<Mark> marks = region_marks_option(args);
   const SolverOptions so = solver_options(args);
   const Momentum momentum = momentum_option(args).value_or(Momentum{});
   const Geometry g = load_geometry(args);

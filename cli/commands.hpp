@@ -3,9 +3,11 @@
 // one JSON object on `out` (buffered by the caller: nothing reaches stdout
 // unless the command returns), diagnostics on `err`; returns the exit code.
 #include <iosfwd>
+#include <vector>
 
 #include "args.hpp"
 #include "exit_codes.hpp"
+#include "results.hpp"
 
 namespace sgdstab::cli {
 
@@ -13,6 +15,10 @@ int cmd_threshold(const Args& args, std::ostream& out, std::ostream& err);
 int cmd_radius(const Args& args, std::ostream& out, std::ostream& err);
 int cmd_curve(const Args& args, std::ostream& out, std::ostream& err);
 int cmd_region(const Args& args, std::ostream& out, std::ostream& err);
+/// `region`'s --sampling S[,S...] (default all three) and every --mark LR,B
+/// (cli/cmd_region.cpp; also sgdstab-mpi's).
+std::vector<Sampling> region_schemes_option(const Args& args);
+std::vector<Mark> region_marks_option(const Args& args);
 int cmd_demo(const Args& args, std::ostream& out, std::ostream& err);
 int cmd_bounds(const Args& args, std::ostream& out, std::ostream& err);
 int cmd_alignment(const Args& args, std::ostream& out, std::ostream& err);

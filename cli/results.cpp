@@ -99,15 +99,12 @@ json bounds_report_json(const Geometry& g, const StabilityBounds& b) {
 namespace {
 
 // rho(T) at each mark for each scheme: {lr, batch, sampling, stable, rho, status}.
-json mark_rows(const Geometry& g, const StabilityRegion& region, const std::vector<Mark>& marks,
-               const SolverOptions& so, std::vector<RegionMark>& drawn, Status& status) {
+json mark_rows(const StabilityRegion& region, const std::vector<Mark>& marks, const MarkRadius& radius,
+               std::vector<RegionMark>& drawn, Status& status) {
   json rows = json::array();
   for (const Mark& m : marks)
     for (std::size_t k = 0; k < region.curves.size(); ++k) {
-      const RadiusResult r =
-          region.momentum.beta > 0.0
-              ? momentum_spectral_radius(g, m.lr, m.batch, region.curves[k].sampling, region.momentum, so)
-              : spectral_radius(g, m.lr, m.batch, region.curves[k].sampling, so);
+      const RadiusResult r = radius(m.lr, m.batch, region.curves[k].sampling);
       status = combine(status, r.status());
       json row;
       row["lr"] = m.lr;
@@ -161,9 +158,9 @@ void write_region_plot(const std::string& path, const Geometry& g, const Stabili
                                        : std::string())));
 }
 
-RegionReport region_report(const Geometry& g, const std::vector<Sampling>& schemes,
-                           const std::vector<Index>& batches, const std::vector<Mark>& marks,
-                           const std::string& plot, const SolverOptions& so, const Momentum& momentum) {
+namespace {
+
+void check_marks(const Geometry& g, const std::vector<Mark>& marks) {
   for (const Mark& m : marks) {
     if (!(m.lr > 0) || !std::isfinite(m.lr))
       throw sgdstab::invalid_argument("mark: the learning rate must be finite and > 0, got " + std::to_string(m.lr));
@@ -171,17 +168,34 @@ RegionReport region_report(const Geometry& g, const std::vector<Sampling>& schem
       throw sgdstab::invalid_argument("mark: the batch size must satisfy 1 <= B <= n = " + std::to_string(g.samples()) +
                                       ", got " + std::to_string(m.batch));
   }
+}
+
+}  // namespace
+
+RegionReport region_report_of(StabilityRegion region, const Geometry& g, const std::vector<Mark>& marks,
+                              const std::string& plot, const SolverOptions& so, const MarkRadius& radius) {
+  check_marks(g, marks);
   RegionReport out;
-  out.region = stability_region(g, schemes, batches, momentum, so);
+  out.region = std::move(region);
   out.j = region_json(out.region);
   out.status = out.region.status;
   std::vector<RegionMark> drawn;
-  if (!marks.empty()) out.j["marks"] = mark_rows(g, out.region, marks, so, drawn, out.status);
+  if (!marks.empty()) out.j["marks"] = mark_rows(out.region, marks, radius, drawn, out.status);
   if (!plot.empty()) {
     write_region_plot(plot, g, out.region, drawn, so);
     out.j["plot"] = plot;
   }
   return out;
+}
+
+RegionReport region_report(const Geometry& g, const std::vector<Sampling>& schemes,
+                           const std::vector<Index>& batches, const std::vector<Mark>& marks,
+                           const std::string& plot, const SolverOptions& so, const Momentum& momentum) {
+  check_marks(g, marks);
+  const MarkRadius radius = [&](double lr, Index b, Sampling s) {
+    return momentum.beta > 0.0 ? momentum_spectral_radius(g, lr, b, s, momentum, so) : spectral_radius(g, lr, b, s, so);
+  };
+  return region_report_of(stability_region(g, schemes, batches, momentum, so), g, marks, plot, so, radius);
 }
 
 }  // namespace sgdstab::cli

@@ -3,6 +3,7 @@
 // builder per command, shared by the program (cli/cmd_*.cpp) and the Python
 // package (python/module.cpp), so that `to_dict()` in Python and the CLI's
 // JSON are the same keys and the same numbers.
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -44,5 +45,12 @@ struct RegionReport {
 RegionReport region_report(const Geometry& g, const std::vector<Sampling>& schemes,
                            const std::vector<Index>& batches, const std::vector<Mark>& marks,
                            const std::string& plot, const SolverOptions& so, const Momentum& momentum = {});
+
+/// rho at a mark (lr, B, scheme): how a region report judges its marks.
+using MarkRadius = std::function<RadiusResult(double lr, Index batch, Sampling sampling)>;
+/// The same report for a region computed elsewhere (sgdstab-mpi), its marks
+/// judged by `radius`. \throws sgdstab::invalid_argument on a bad mark.
+RegionReport region_report_of(StabilityRegion region, const Geometry& g, const std::vector<Mark>& marks,
+                              const std::string& plot, const SolverOptions& so, const MarkRadius& radius);
 
 }  // namespace sgdstab::cli

@@ -379,8 +379,7 @@ void solve_level(KappaFunction* kappa_fn, double b, const SolverOptions& options
   const Index applications0 = kappa0.applications(), evaluations0 = kappa0.evaluations();
   // Far from the root (|log kappa| > 0.02) kappa is evaluated to 1e-4 only:
   // Newton's step needs no more, and the warm start carries the vector on.
-  // Such a loose value classifies a point only when its error bound does
-  // (section 5: the Ritz value is a lower bound, value + error an upper one).
+  // Such a loose value classifies a point only where that is safe (side()).
   const double loose_tol = std::max(tol, 1e-4);
   double slope = 0.0, error = 0.0, gap = std::numeric_limits<double>::infinity();
   bool was_loose = false;
@@ -390,10 +389,14 @@ void solve_level(KappaFunction* kappa_fn, double b, const SolverOptions& options
       if (e.eta == eta) slope = e.slope, error = b * e.error, was_loose = e.loose;
     return b * k0;
   };
-  // +1: unstable, -1: stable, 0: a loose value too close to 1 to say.
+  // +1: unstable, -1: stable, 0: a loose value too close to 1 to say. A
+  // Ritz value is a lower bound on kappa, so kv >= 1 is always unstable; the
+  // error bound of an unconverged (loose) solve can be optimistic, so a
+  // loose value below 1 counts as stable only 1 % away from it (100 times
+  // the loose tolerance) and inside its bound.
   const auto side = [&](double kv, double err, bool loose) {
     if (kv >= 1.0) return 1;
-    return !loose || kv + err < 1.0 ? -1 : 0;
+    return !loose || (kv < 0.99 && kv + err < 1.0) ? -1 : 0;
   };
   if (scan_points > 0)  // the grid first; its stable stretches are reported below
     for (Index k = 1; k <= scan_points && kappa0.status() == Status::converged; ++k)
@@ -401,6 +404,7 @@ void solve_level(KappaFunction* kappa_fn, double b, const SolverOptions& options
   // Bracket [lo, hi] of the first crossing from what is known: kappa(lo) < 1 <=
   // kappa(hi); hi = eta_mean (kappa unbounded there) until an unstable point is seen.
   double lo = 0.0, hi = res.eta_mean, khi = std::numeric_limits<double>::infinity();
+  bool lo_loose = false;  // lo classified by a loose value (its bounds), not a full one
   double eta = 0.5 * res.eta_mean;
   {
     std::vector<KappaFunction::Evaluation> known = kappa0.cache();
@@ -410,6 +414,7 @@ void solve_level(KappaFunction* kappa_fn, double b, const SolverOptions& options
       const int sd = side(b * e.kappa0, b * e.error, e.loose);
       if (sd < 0) {
         lo = e.eta;
+        lo_loose = e.loose;
       } else {
         if (sd > 0) hi = e.eta, khi = b * e.kappa0;
         break;
@@ -433,7 +438,7 @@ void solve_level(KappaFunction* kappa_fn, double b, const SolverOptions& options
     if (!std::isfinite(kv)) break;
     gap = std::abs(std::log(kv));
     const int sd = side(kv, error, was_loose);
-    if (sd < 0) lo = std::max(lo, eta);
+    if (sd < 0 && eta >= lo) lo = eta, lo_loose = was_loose;
     else if (sd > 0 && (eta < hi || !std::isfinite(khi))) hi = eta, khi = kv;
     double next = eta * std::exp(slope > 0 ? -std::log(kv) / slope : 0.0);
     if (!was_loose && std::abs(std::log(kv)) <= 0.5 * tol) {
@@ -441,9 +446,12 @@ void solve_level(KappaFunction* kappa_fn, double b, const SolverOptions& options
       // Converged on one side: certify the other with a point just past the root.
       next = kv < 1.0 ? eta * (1.0 + tol) : eta * (1.0 - tol);
     }
-    // Keep inside the bracket: bisect (geometrically) when Newton leaves it.
+    // Keep inside the bracket: bisect (geometrically) when Newton leaves it;
+    // if it leaves below a loosely known lo, lo itself is the root's
+    // neighbour: evaluate it at full accuracy instead.
     const double upper = std::isfinite(khi) ? hi : res.eta_mean;
-    if (!(next > lo && next < upper)) next = lo > 0 ? std::sqrt(lo * upper) : 0.5 * std::min(eta, upper);
+    if (next <= lo && lo_loose && eta != lo) next = lo;
+    else if (!(next > lo && next < upper)) next = lo > 0 ? std::sqrt(lo * upper) : 0.5 * std::min(eta, upper);
     if (!std::isfinite(khi) && next >= res.eta_mean * (1.0 - tol)) {
       mean_limited = true;
       break;

@@ -457,7 +457,8 @@ TEST_F(Cli, BoundsAndAlignmentMatchTheLibrary) {
 TEST_F(Cli, CnnCommands) {
 #ifdef SGDSTAB_CLI_HAS_CNN
   const std::string base = "cnn analyze --data synthetic --per-class 4 --arch vgg:4 --hidden 32 --lr 0.05 --batch 2 "
-                           "--seed 1 --device cpu --batches 1,8 --save-jacobian " + file("j.npy");
+                           "--seed 1 --device cpu --batches 1,8 --save-jacobian " + file("j.npy") + " --save-params " +
+                           file("p.npy");
   CliRun r = run(base);
   ASSERT_EQ(r.code, 0) << r.err;
   json j = json::parse(r.out);
@@ -484,6 +485,20 @@ TEST_F(Cli, CnnCommands) {
   EXPECT_REL_NEAR(j["hessian_frobenius"].get<double>(), g.hessian_frobenius(), 1e-8);
   EXPECT_GT(j["hutchinson"]["ci_high"].get<double>(), j["hutchinson"]["ci_low"].get<double>());
   EXPECT_REL_NEAR(j["at_lr"]["rho"].get<double>(), sgdstab::spectral_radius(g, 0.05, 2).rho, 1e-8);
+  // --momentum at the same parameters: momentum SGD's curve and verdict, no plain-SGD bounds.
+  r = run("cnn analyze --data synthetic --per-class 4 --arch vgg:4 --hidden 32 --lr 0.01 --batch 2 --seed 1 --device cpu "
+          "--batches 1,8 --probes 0 --lanczos-iters 0 --momentum 0.9 --nesterov --params " + file("p.npy"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = json::parse(r.out);
+  const sgdstab::Momentum mo{0.9, true};
+  EXPECT_EQ(j["momentum"], 0.9);
+  EXPECT_EQ(j["nesterov"], true);
+  EXPECT_REL_NEAR(j["points"][0]["eta_star"].get<double>(),
+                  sgdstab::momentum_threshold(g, 1, sgdstab::Sampling::without_replacement, mo).eta_star, 1e-8);
+  EXPECT_REL_NEAR(j["points"][1]["eta_star"].get<double>(), 2 * 1.9 / 2.8 / g.lambda_max(), 1e-8);
+  EXPECT_FALSE(j["points"][0].contains("eta_sufficient"));
+  EXPECT_REL_NEAR(j["at_lr"]["rho"].get<double>(),
+                  sgdstab::momentum_spectral_radius(g, 0.01, 2, sgdstab::Sampling::without_replacement, mo).rho, 1e-8);
   // Hessian-vector products only (no Gram): the same lambda_max, and 2/lambda_max inside its interval.
   const std::string hvp = "cnn analyze --data synthetic --per-class 4 --arch vgg:4 --hidden 32 --lr 0.05 --batch 2 "
                           "--seed 1 --device cpu --geometry hvp";

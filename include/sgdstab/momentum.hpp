@@ -2,8 +2,9 @@
 /// \file momentum.hpp
 /// \brief SGD with momentum (heavy-ball and Nesterov, PyTorch's convention):
 /// the second-moment map of the linearized dynamics and its spectral radius
-/// (theory/momentum.md). First step of issue #16: the threshold, curves,
-/// regions, Monte Carlo and the command line follow.
+/// (theory/momentum.md): the radius, the threshold and curves (the region
+/// is stability_region's momentum overload, region.hpp; the Monte Carlo is
+/// MonteCarloRun::momentum, montecarlo.hpp).
 ///
 /// Linearized at an interpolating minimum, with u = lr * v, the state
 /// z = (delta, u) evolves by z <- M_xi z (theory/momentum.md, eq. 1), and
@@ -92,8 +93,10 @@ struct MomentumThresholdResult {
   Index batch = 0;
   Sampling sampling = Sampling::without_replacement;
   Momentum momentum;
-  /// Learning rates at which kappa was evaluated (the scan, then the secant
-  /// steps), with kappa there: the search is reproducible and auditable.
+  /// Learning rates at which kappa was evaluated, ascending, with kappa at
+  /// this batch size there (in a curve or region also the evaluations made
+  /// for the other batch sizes of the same noise class, eq. 10): the search
+  /// is reproducible and auditable. Values far from 1 may be loose (1e-4).
   std::vector<std::pair<double, double>> evaluations;
   /// The stable set on the scanned grid as intervals (lo, hi): (0, eta_star)
   /// first; more only when the scan (scan_points > 0) found kappa falling
@@ -108,16 +111,20 @@ struct MomentumThresholdResult {
 /// lr < eta_mean and kappa(lr) = lambda_max(W o C o W) < 1, with C(X) =
 /// E[(H_xi - H) X (H_xi - H)] and W the entrywise square root of the
 /// kernel G_lr of the mean dynamics (eq. 8-9). kappa is a symmetric top
-/// eigenvalue (Lanczos, warm-started from one lr to the next; dense for
-/// small r), found by an upward geometric scan and a safeguarded secant in
-/// log-log coordinates until |kappa - 1| <= tolerance. scan_points > 0
-/// also evaluates kappa on that many points of (eta_star, eta_mean) to
-/// report further stable intervals if any (none has been seen).
+/// eigenvalue (Lanczos with an error bound, warm-started from one lr to the
+/// next; dense for small r), found by a safeguarded Newton iteration on
+/// log kappa against log lr (the slope is free: Hellmann-Feynman), at 1e-4
+/// accuracy far from the root and the options' tolerance near it, until
+/// the bracket [eta_low, eta_high] is tolerance-narrow. scan_points > 0
+/// also evaluates kappa on that many points of (0, eta_mean) to report
+/// further stable intervals if any (none has been seen).
 /// With beta = 0 this is stability_threshold's eta*.
 MomentumThresholdResult momentum_threshold(const Geometry& geometry, Index batch, Sampling sampling, Momentum momentum,
                                            const SolverOptions& options = {}, Index scan_points = 0);
 
-/// momentum_threshold at each batch size (1, 2, 4, ..., n by default_batches).
+/// momentum_threshold at each batch size (1, 2, 4, ..., n by default_batches),
+/// solved on one function kappa_0 (kappa = b(B) kappa_0, theory/momentum.md
+/// eq. 10), each point starting from the evaluations of the ones before.
 std::vector<MomentumThresholdResult> momentum_threshold_curve(const Geometry& geometry, const std::vector<Index>& batches,
                                                               Sampling sampling, Momentum momentum,
                                                               const SolverOptions& options = {});

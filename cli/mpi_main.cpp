@@ -1,0 +1,122 @@
+// sgdstab-mpi: `threshold`, `radius` and `region` on SLEPc/PETSc over MPI (issue #17,
+// theory/distributed.md), with sgdstab's options, checks and JSON:
+//   mpirun -np P sgdstab-mpi threshold --gram FILE --outputs C --batch B
+// Every rank parses the same arguments and reads the same file (the same
+// errors everywhere, so no rank waits on one that stopped); only rank 0
+// writes stdout and stderr. An error inside the distributed solve ends every
+// rank (MPI_Abort) rather than leave the others waiting.
+#include <mpi.h>
+#include <slepcsys.h>
+
+#include <chrono>
+#include <iostream>
+#include <optional>
+#include <sstream>
+#include <vector>
+
+#include "app.hpp"
+#include "commands.hpp"
+#include "problem.hpp"
+#include "inputs.hpp"
+#include "report.hpp"
+#include "results.hpp"
+#include "check.hpp"
+#include "sgdstab/distributed.hpp"
+#include "sgdstab/errors.hpp"
+#include "signals.hpp"
+
+namespace sgdstab::cli {
+namespace {
+
+int ranks() {
+  int p = 1;
+  MPI_Comm_size(PETSC_COMM_WORLD, &p);
+  return p;
+}
+
+void plain_sgd_only(const Args& args) {
+  for (const char* name : {"momentum", "nesterov", "scan"})
+    if (args.has(name)) throw UsageError(std::string("--") + name + ": sgdstab-mpi computes plain SGD only (for now)");
+  if (args.has("direction")) throw UsageError("--direction: not available in sgdstab-mpi");
+}
+
+int cmd_threshold_mpi(const Args& args, std::ostream& out, std::ostream& err) {
+  plain_sgd_only(args);
+  const Sampling sampling = parse_sampling(args.str_or("sampling", "without"));
+  SolverOptions so = solver_options(args);
+  so.want_direction = false;
+  const Geometry g = load_geometry(args);
+  const Index b = batch_of(args, g);
+  const ThresholdResult r = sgdstab::mpi::threshold(PETSC_COMM_WORLD, g, b, sampling, so);
+  json j = threshold_json(g, r);
+  j["ranks"] = ranks();
+  return finish(j, r.status(), out, err);
+}
+
+int cmd_radius_mpi(const Args& args, std::ostream& out, std::ostream& err) {
+  plain_sgd_only(args);
+  const Sampling sampling = parse_sampling(args.str_or("sampling", "without"));
+  SolverOptions so = solver_options(args);
+  so.want_direction = false;
+  const double lr = args.number("lr");
+  if (!(lr > 0)) throw sgdstab::invalid_argument("--lr: the learning rate must be > 0, got " + detail::fmt(lr));
+  const Geometry g = load_geometry(args);
+  const Index b = batch_of(args, g);
+  const RadiusResult r = sgdstab::mpi::radius(PETSC_COMM_WORLD, g, lr, b, sampling, so);
+  json j = radius_json(g, r);
+  j["ranks"] = ranks();
+  return finish(j, r.status(), out, err);
+}
+
+int cmd_region_mpi(const Args& args, std::ostream& out, std::ostream& err) {
+  plain_sgd_only(args);
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::vector<Sampling> schemes = region_schemes_option(args);
+  const std::vector<Mark> marks = region_marks_option(args);
+  const SolverOptions so = solver_options(args);
+  const Geometry g = load_geometry(args);
+  const std::vector<Index> batches = batches_option(args, g.samples());
+  for (const Mark& m : marks) check_batch(m.batch, g.samples(), "--mark");
+  int rank = 0;
+  MPI_Comm_rank(PETSC_COMM_WORLD, &rank);
+  const MarkRadius radius = [&](double lr, Index b, Sampling s) {
+    return sgdstab::mpi::radius(PETSC_COMM_WORLD, g, lr, b, s, so);
+  };
+  // The picture (serial work: the bounds at each point) by rank 0 alone.
+  const std::string plot = rank == 0 ? args.str_or("plot", "") : std::string();
+  RegionReport rep = region_report_of(sgdstab::mpi::region(PETSC_COMM_WORLD, g, schemes, batches, so), g, marks, plot,
+                                      so, radius);
+  rep.j["seconds"] = seconds_since(t0);
+  rep.j["ranks"] = ranks();
+  return finish(rep.j, rep.status, out, err);
+}
+
+}  // namespace
+}  // namespace sgdstab::cli
+
+int main(int argc, char** argv) {
+  // PETSc must not read our options: initialize it with the program name only.
+  int petsc_argc = 1;
+  char** petsc_argv = argv;
+  if (SlepcInitialize(&petsc_argc, &petsc_argv, nullptr, nullptr) != 0) {
+    std::cerr << "sgdstab-mpi: SLEPc/PETSc/MPI initialization failed\n";
+    return 1;
+  }
+  int rank = 0;
+  MPI_Comm_rank(PETSC_COMM_WORLD, &rank);
+  sgdstab::cli::install_signal_handlers();
+  std::ostringstream out, err;
+  const int code = sgdstab::cli::run_subset(argc, argv, out, err,
+                                            {{"threshold", sgdstab::cli::cmd_threshold_mpi},
+                                             {"radius", sgdstab::cli::cmd_radius_mpi},
+                                             {"region", sgdstab::cli::cmd_region_mpi}});
+  // Every rank computed the same answer (or failed the same way): rank 0 speaks.
+  int worst = code;
+  MPI_Allreduce(&code, &worst, 1, MPI_INT, MPI_MAX, PETSC_COMM_WORLD);
+  if (rank == 0) {
+    std::cout << out.str();
+    std::cerr << err.str();
+  }
+  SlepcFinalize();
+  return rank == 0 ? code : worst;
+}
