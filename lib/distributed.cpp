@@ -9,6 +9,7 @@
 #include <cmath>
 #include <exception>
 #include <iostream>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,10 @@ class DistributedOperator {
   DistributedOperator(MPI_Comm comm, const Geometry& g, SamplingFactors f, bool pencil, double lr)
       : comm_(comm), r_(g.rank()), c_(g.outputs()), n_(g.samples()), m_(packed_size(g.rank())), pencil_(pencil) {
     const int size = comm_size(comm), rank = comm_rank(comm);
+    if (m_ > static_cast<Index>(std::numeric_limits<int>::max()) ||
+        m_ > static_cast<Index>(std::numeric_limits<PetscInt>::max()))
+      throw resource_error("the packed dimension r (r + 1) / 2 = " + std::to_string(m_) +
+                           " exceeds the int counts of MPI collectives and this PETSc's PetscInt");
     // Packed coordinates: PETSc's split (the first m mod P ranks get one more).
     PetscInt local = PETSC_DECIDE, global = static_cast<PetscInt>(m_);
     PetscSplitOwnership(comm, &local, &global);
