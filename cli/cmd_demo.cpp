@@ -42,7 +42,7 @@ int cmd_demo(const Args& args, std::ostream& out, std::ostream& err) {
   if (args.has("plot")) {  // the region of all three schemes, as `sgdstab region --plot`
     const StabilityRegion region = stability_region(
         g, {Sampling::without_replacement, Sampling::with_replacement, Sampling::bernoulli}, default_batches(n), so);
-    write_region_plot(args.str("plot"), g, region, {}, so);
+    write_region_plot(args.str("plot"), &g, region, {}, so);
     status = combine(status, region.status);
     j["plot"] = args.str("plot");
   }

@@ -1,9 +1,9 @@
 // sgdstab-mpi: `threshold`, `radius` and `region` on SLEPc/PETSc over MPI (issue #17,
 // theory/distributed.md), with sgdstab's options, checks and JSON:
 //   mpirun -np P sgdstab-mpi threshold --gram FILE --outputs C --batch B
-// Every rank parses the same arguments and reads the same file (the same
-// errors everywhere, so no rank waits on one that stopped); only rank 0
-// writes stdout and stderr. An error inside the distributed solve ends every
+// Every rank parses the same arguments and reads its rows of the input;
+// errors found on one rank are shared (the same error everywhere, so no rank
+// waits on one that stopped); only rank 0 writes stdout and stderr. An error inside the distributed solve ends every
 // rank (MPI_Abort) rather than leave the others waiting.
 #include <mpi.h>
 #include <slepcsys.h>
@@ -40,16 +40,63 @@ void plain_sgd_only(const Args& args) {
   if (args.has("direction")) throw UsageError("--direction: not available in sgdstab-mpi");
 }
 
+// The input read once over the ranks (each its rows) and reduced by
+// ScaLAPACK (sgdstab::mpi::reduce_gram); a Jacobian becomes its Gram rows first.
+mpi::DistributedGeometry load_distributed(const Args& args) {
+  if (args.has("jacobian") == args.has("gram")) throw UsageError("give exactly one of --jacobian FILE or --gram FILE");
+  const Index c = outputs_option(args);
+  ReductionOptions ro = reduction_options(args);
+  if (ro.space == Space::parameter)
+    throw UsageError("--space parameter: sgdstab-mpi reduces in sample space (the Gram) only");
+  ro.space = Space::automatic;
+  const MPI_Comm comm = PETSC_COMM_WORLD;
+  if (args.has("gram")) return mpi::reduce_gram(comm, mpi::read_rows(comm, args.str("gram"), c), c, ro);
+  const Eigen::MatrixXd jrows = mpi::read_rows(comm, args.str("jacobian"), c);
+  long long p = jrows.cols();
+  MPI_Allreduce(MPI_IN_PLACE, &p, 1, MPI_LONG_LONG, MPI_MAX, comm);
+  mpi::DistributedGeometry g = mpi::reduce_gram(comm, mpi::gram_rows_of_jacobian(comm, jrows, c), c, ro);
+  g.params = static_cast<Index>(p);
+  return g;
+}
+
+GeometrySummary summary(const mpi::DistributedGeometry& g) {
+  GeometrySummary s;
+  s.samples = g.samples;
+  s.outputs = g.outputs;
+  s.params = g.params;
+  s.rank = g.rank();
+  s.lambda_max = g.lambda_max();
+  s.hessian_frobenius = g.hessian_frobenius();
+  s.hessian_trace = g.hessian_trace();
+  s.space = Space::sample;
+  return s;
+}
+
+// ranks, the reduction's time and where the applications' time went (rank 0's view).
+void distributed_fields(json& j, const mpi::DistributedGeometry& g) {
+  j["ranks"] = ranks();
+  const mpi::ApplicationTimes t = mpi::last_application_times();
+  j["reduction_seconds"] = g.reduction_seconds;
+  j["application_seconds"] = t.communication_seconds + t.compute_seconds;
+  j["communication_seconds"] = t.communication_seconds;
+}
+
+Index batch_in(const Args& args, const mpi::DistributedGeometry& g) {
+  const Index b = static_cast<Index>(args.integer("batch"));
+  check_batch(b, g.samples, "--batch");
+  return b;
+}
+
 int cmd_threshold_mpi(const Args& args, std::ostream& out, std::ostream& err) {
   plain_sgd_only(args);
   const Sampling sampling = parse_sampling(args.str_or("sampling", "without"));
   SolverOptions so = solver_options(args);
   so.want_direction = false;
-  const Geometry g = load_geometry(args);
-  const Index b = batch_of(args, g);
-  const ThresholdResult r = sgdstab::mpi::threshold(PETSC_COMM_WORLD, g, b, sampling, so);
-  json j = threshold_json(g, r);
-  j["ranks"] = ranks();
+  const mpi::DistributedGeometry g = load_distributed(args);
+  const Index b = batch_in(args, g);
+  const ThresholdResult r = mpi::threshold(PETSC_COMM_WORLD, g, b, sampling, so);
+  json j = threshold_json(summary(g), r);
+  distributed_fields(j, g);
   return finish(j, r.status(), out, err);
 }
 
@@ -60,11 +107,11 @@ int cmd_radius_mpi(const Args& args, std::ostream& out, std::ostream& err) {
   so.want_direction = false;
   const double lr = args.number("lr");
   if (!(lr > 0)) throw sgdstab::invalid_argument("--lr: the learning rate must be > 0, got " + detail::fmt(lr));
-  const Geometry g = load_geometry(args);
-  const Index b = batch_of(args, g);
-  const RadiusResult r = sgdstab::mpi::radius(PETSC_COMM_WORLD, g, lr, b, sampling, so);
-  json j = radius_json(g, r);
-  j["ranks"] = ranks();
+  const mpi::DistributedGeometry g = load_distributed(args);
+  const Index b = batch_in(args, g);
+  const RadiusResult r = mpi::radius(PETSC_COMM_WORLD, g, lr, b, sampling, so);
+  json j = radius_json(summary(g), r);
+  distributed_fields(j, g);
   return finish(j, r.status(), out, err);
 }
 
@@ -74,20 +121,24 @@ int cmd_region_mpi(const Args& args, std::ostream& out, std::ostream& err) {
   const std::vector<Sampling> schemes = region_schemes_option(args);
   const std::vector<Mark> marks = region_marks_option(args);
   const SolverOptions so = solver_options(args);
-  const Geometry g = load_geometry(args);
-  const std::vector<Index> batches = batches_option(args, g.samples());
-  for (const Mark& m : marks) check_batch(m.batch, g.samples(), "--mark");
+  const mpi::DistributedGeometry g = load_distributed(args);
+  const std::vector<Index> batches = batches_option(args, g.samples);
+  for (const Mark& m : marks) check_batch(m.batch, g.samples, "--mark");
   int rank = 0;
   MPI_Comm_rank(PETSC_COMM_WORLD, &rank);
   const MarkRadius radius = [&](double lr, Index b, Sampling s) {
-    return sgdstab::mpi::radius(PETSC_COMM_WORLD, g, lr, b, s, so);
+    return mpi::radius(PETSC_COMM_WORLD, g, lr, b, s, so);
   };
-  // The picture (serial work: the bounds at each point) by rank 0 alone.
+  StabilityRegion region = mpi::region(PETSC_COMM_WORLD, g, schemes, batches, so);
+  const mpi::ApplicationTimes times = mpi::last_application_times();
+  // The picture by rank 0 alone, without the bounds (they need the whole geometry).
   const std::string plot = rank == 0 ? args.str_or("plot", "") : std::string();
-  RegionReport rep = region_report_of(sgdstab::mpi::region(PETSC_COMM_WORLD, g, schemes, batches, so), g, marks, plot,
-                                      so, radius);
+  RegionReport rep = region_report_of(std::move(region), nullptr, marks, plot, so, radius);
   rep.j["seconds"] = seconds_since(t0);
   rep.j["ranks"] = ranks();
+  rep.j["reduction_seconds"] = g.reduction_seconds;
+  rep.j["application_seconds"] = times.communication_seconds + times.compute_seconds;
+  rep.j["communication_seconds"] = times.communication_seconds;
   return finish(rep.j, rep.status, out, err);
 }
 

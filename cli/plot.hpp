@@ -43,9 +43,10 @@ struct RegionBound {
 std::string region_svg(const StabilityRegion& region, const std::vector<std::vector<RegionBound>>& bounds,
                        const std::vector<RegionMark>& marks, const std::string& title);
 
-/// Computes the bounds of `sgdstab bounds` at every point of the region and
-/// writes its picture to `path` atomically (cli/cmd_region.cpp).
-void write_region_plot(const std::string& path, const Geometry& g, const StabilityRegion& region,
+/// Computes the bounds of `sgdstab bounds` at every point of the region (when
+/// g is given: they need the whole geometry) and writes its picture to
+/// `path` atomically (cli/cmd_region.cpp).
+void write_region_plot(const std::string& path, const Geometry* g, const StabilityRegion& region,
                        const std::vector<RegionMark>& marks, const SolverOptions& options);
 
 }  // namespace sgdstab::cli

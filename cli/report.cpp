@@ -19,18 +19,18 @@ void report_fields(json& j, const SolveReport& r) {
   j["message"] = r.message;
 }
 
-void geometry_fields(json& j, const Geometry& g) {
-  j["samples"] = g.samples();
-  j["outputs"] = g.outputs();
-  j["params"] = g.params() > 0 ? json(g.params()) : json(nullptr);
-  j["rank"] = g.rank();
+void geometry_fields(json& j, const GeometrySummary& g) {
+  j["samples"] = g.samples;
+  j["outputs"] = g.outputs;
+  j["params"] = g.params > 0 ? json(g.params) : json(nullptr);
+  j["rank"] = g.rank;
 }
 
-void hessian_fields(json& j, const Geometry& g) {
-  j["eta_gd"] = 2.0 / g.lambda_max();
-  j["lambda_max"] = g.lambda_max();
-  j["hessian_frobenius"] = g.hessian_frobenius();
-  j["hessian_trace"] = g.hessian_trace();
+void hessian_fields(json& j, const GeometrySummary& g) {
+  j["eta_gd"] = 2.0 / g.lambda_max;
+  j["lambda_max"] = g.lambda_max;
+  j["hessian_frobenius"] = g.hessian_frobenius;
+  j["hessian_trace"] = g.hessian_trace;
 }
 
 json curve_point(Index batch, double eta_star, const SolveReport& report, const std::pair<double, double>* bracket) {

@@ -23,10 +23,22 @@ inline constexpr const char* kLossConvention = "1/2 squared error, mean over sam
 
 /// converged, status, matvecs, iterations, residual, method, message.
 void report_fields(json& j, const SolveReport& r);
+/// What the JSON says of a geometry: from a Geometry, or from the
+/// distributed one of sgdstab-mpi (which holds only its rows of Z).
+struct GeometrySummary {
+  Index samples = 0, outputs = 1, params = 0, rank = 0;
+  double lambda_max = 0.0, hessian_frobenius = 0.0, hessian_trace = 0.0;
+  Space space = Space::sample;
+  GeometrySummary() = default;
+  GeometrySummary(const Geometry& g)  // NOLINT(google-explicit-constructor): every Geometry is one
+      : samples(g.samples()), outputs(g.outputs()), params(g.params()), rank(g.rank()), lambda_max(g.lambda_max()),
+        hessian_frobenius(g.hessian_frobenius()), hessian_trace(g.hessian_trace()), space(g.space()) {}
+};
+
 /// samples, outputs, params (null for a Gram input), rank.
-void geometry_fields(json& j, const Geometry& g);
+void geometry_fields(json& j, const GeometrySummary& g);
 /// eta_gd, lambda_max, hessian_frobenius, hessian_trace.
-void hessian_fields(json& j, const Geometry& g);
+void hessian_fields(json& j, const GeometrySummary& g);
 /// One point of a curve: {batch, eta_star, [eta_low, eta_high,] converged, status, matvecs, method,
 /// error_bound}; the bracket when `bracket` is given (momentum curves).
 json curve_point(Index batch, double eta_star, const SolveReport& report,

@@ -11,7 +11,7 @@
 
 namespace sgdstab::cli {
 
-json threshold_json(const Geometry& g, const ThresholdResult& r) {
+json threshold_json(const GeometrySummary& g, const ThresholdResult& r) {
   json j;
   geometry_fields(j, g);
   j["batch"] = r.batch;
@@ -21,12 +21,12 @@ json threshold_json(const Geometry& g, const ThresholdResult& r) {
   j["nesterov"] = false;
   hessian_fields(j, g);
   report_fields(j, r.report);
-  j["space"] = to_string(g.space());
+  j["space"] = to_string(g.space);
   j["loss_convention"] = kLossConvention;
   return j;
 }
 
-json radius_json(const Geometry& g, const RadiusResult& r) {
+json radius_json(const GeometrySummary& g, const RadiusResult& r) {
   json j;
   j["rho"] = r.rho;
   j["lr"] = r.lr;
@@ -147,11 +147,11 @@ std::vector<std::vector<RegionBound>> bound_rows(const Geometry& g, const Stabil
 
 }  // namespace
 
-void write_region_plot(const std::string& path, const Geometry& g, const StabilityRegion& region,
+void write_region_plot(const std::string& path, const Geometry* g, const StabilityRegion& region,
                        const std::vector<RegionMark>& marks, const SolverOptions& so) {
-  write_text(path, region_svg(region, bound_rows(g, region, so), marks,
-                              "Stability region: n = " + std::to_string(g.samples()) + ", C = " +
-                                  std::to_string(g.outputs()) + ", rank " + std::to_string(g.rank()) +
+  write_text(path, region_svg(region, g ? bound_rows(*g, region, so) : std::vector<std::vector<RegionBound>>{}, marks,
+                              "Stability region: n = " + std::to_string(region.samples) + ", C = " +
+                                  std::to_string(region.outputs) + ", rank " + std::to_string(region.rank) +
                                   (region.momentum.beta > 0.0
                                        ? std::string(region.momentum.nesterov ? ", Nesterov" : ", heavy-ball") +
                                              " momentum " + json(region.momentum.beta).dump()
@@ -160,21 +160,21 @@ void write_region_plot(const std::string& path, const Geometry& g, const Stabili
 
 namespace {
 
-void check_marks(const Geometry& g, const std::vector<Mark>& marks) {
+void check_marks(Index samples, const std::vector<Mark>& marks) {
   for (const Mark& m : marks) {
     if (!(m.lr > 0) || !std::isfinite(m.lr))
       throw sgdstab::invalid_argument("mark: the learning rate must be finite and > 0, got " + std::to_string(m.lr));
-    if (m.batch < 1 || m.batch > g.samples())
-      throw sgdstab::invalid_argument("mark: the batch size must satisfy 1 <= B <= n = " + std::to_string(g.samples()) +
+    if (m.batch < 1 || m.batch > samples)
+      throw sgdstab::invalid_argument("mark: the batch size must satisfy 1 <= B <= n = " + std::to_string(samples) +
                                       ", got " + std::to_string(m.batch));
   }
 }
 
 }  // namespace
 
-RegionReport region_report_of(StabilityRegion region, const Geometry& g, const std::vector<Mark>& marks,
+RegionReport region_report_of(StabilityRegion region, const Geometry* bounds, const std::vector<Mark>& marks,
                               const std::string& plot, const SolverOptions& so, const MarkRadius& radius) {
-  check_marks(g, marks);
+  check_marks(region.samples, marks);
   RegionReport out;
   out.region = std::move(region);
   out.j = region_json(out.region);
@@ -182,7 +182,7 @@ RegionReport region_report_of(StabilityRegion region, const Geometry& g, const s
   std::vector<RegionMark> drawn;
   if (!marks.empty()) out.j["marks"] = mark_rows(out.region, marks, radius, drawn, out.status);
   if (!plot.empty()) {
-    write_region_plot(plot, g, out.region, drawn, so);
+    write_region_plot(plot, bounds, out.region, drawn, so);
     out.j["plot"] = plot;
   }
   return out;
@@ -191,11 +191,11 @@ RegionReport region_report_of(StabilityRegion region, const Geometry& g, const s
 RegionReport region_report(const Geometry& g, const std::vector<Sampling>& schemes,
                            const std::vector<Index>& batches, const std::vector<Mark>& marks,
                            const std::string& plot, const SolverOptions& so, const Momentum& momentum) {
-  check_marks(g, marks);
+  check_marks(g.samples(), marks);
   const MarkRadius radius = [&](double lr, Index b, Sampling s) {
     return momentum.beta > 0.0 ? momentum_spectral_radius(g, lr, b, s, momentum, so) : spectral_radius(g, lr, b, s, so);
   };
-  return region_report_of(stability_region(g, schemes, batches, momentum, so), g, marks, plot, so, radius);
+  return region_report_of(stability_region(g, schemes, batches, momentum, so), &g, marks, plot, so, radius);
 }
 
 }  // namespace sgdstab::cli

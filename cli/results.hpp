@@ -13,9 +13,9 @@
 namespace sgdstab::cli {
 
 /// `sgdstab threshold`.
-json threshold_json(const Geometry& g, const ThresholdResult& r);
+json threshold_json(const GeometrySummary& g, const ThresholdResult& r);
 /// `sgdstab radius`.
-json radius_json(const Geometry& g, const RadiusResult& r);
+json radius_json(const GeometrySummary& g, const RadiusResult& r);
 /// `sgdstab threshold --momentum BETA [--nesterov]`.
 json momentum_threshold_json(const Geometry& g, const MomentumThresholdResult& r);
 /// `sgdstab radius --momentum BETA [--nesterov]`.
@@ -49,8 +49,10 @@ RegionReport region_report(const Geometry& g, const std::vector<Sampling>& schem
 /// rho at a mark (lr, B, scheme): how a region report judges its marks.
 using MarkRadius = std::function<RadiusResult(double lr, Index batch, Sampling sampling)>;
 /// The same report for a region computed elsewhere (sgdstab-mpi), its marks
-/// judged by `radius`. \throws sgdstab::invalid_argument on a bad mark.
-RegionReport region_report_of(StabilityRegion region, const Geometry& g, const std::vector<Mark>& marks,
+/// judged by `radius`; the picture shows the bounds of `sgdstab bounds` when
+/// `bounds` is given (they need the whole geometry), none otherwise.
+/// \throws sgdstab::invalid_argument on a bad mark.
+RegionReport region_report_of(StabilityRegion region, const Geometry* bounds, const std::vector<Mark>& marks,
                               const std::string& plot, const SolverOptions& so, const MarkRadius& radius);
 
 }  // namespace sgdstab::cli

@@ -10,6 +10,8 @@
 #include <exception>
 #include <iostream>
 #include <limits>
+#include <stdexcept>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -18,6 +20,7 @@
 #include "interrupt_detail.hpp"
 #include "linalg.hpp"
 #include "sgdstab/errors.hpp"
+#include "sgdstab/matrix_io.hpp"
 #include "sgdstab/memory.hpp"
 #include "sgdstab/moment_operator.hpp"
 
@@ -41,6 +44,63 @@ int comm_rank(MPI_Comm comm) {
   return k;
 }
 
+// Times of the applications of the last solve on this rank.
+ApplicationTimes g_times;
+
+double wall() { return MPI_Wtime(); }
+
+int int_count(double count, const char* what) {
+  if (count > static_cast<double>(std::numeric_limits<int>::max()))
+    throw resource_error(std::string(what) + ": " + detail::fmt(count) +
+                         " elements exceed the int count of one MPI message");
+  return static_cast<int>(count);
+}
+
+// The kinds of error a rank can raise, so every rank throws the same one.
+enum class ErrorKind : int { none = 0, invalid_argument, io_error, resource_error, numerical_error, other };
+
+[[noreturn]] void throw_kind(ErrorKind kind, const std::string& what) {
+  switch (kind) {
+    case ErrorKind::invalid_argument: throw sgdstab::invalid_argument(what);
+    case ErrorKind::io_error: throw io_error(what);
+    case ErrorKind::resource_error: throw resource_error(what);
+    case ErrorKind::numerical_error: throw numerical_error(what);
+    default: throw std::runtime_error(what);
+  }
+}
+
+// Runs f on every rank; when it throws on any rank, every rank throws the
+// error of the lowest such rank (its kind and message), so no rank goes on
+// into a collective the others never reach (theory/distributed.md, section 4).
+template <class F>
+void agree(MPI_Comm comm, F&& f) {
+  ErrorKind kind = ErrorKind::none;
+  std::string message;
+  try {
+    f();
+  } catch (const sgdstab::invalid_argument& e) {
+    kind = ErrorKind::invalid_argument, message = e.what();
+  } catch (const io_error& e) {
+    kind = ErrorKind::io_error, message = e.what();
+  } catch (const resource_error& e) {
+    kind = ErrorKind::resource_error, message = e.what();
+  } catch (const numerical_error& e) {
+    kind = ErrorKind::numerical_error, message = e.what();
+  } catch (const std::exception& e) {
+    kind = ErrorKind::other, message = e.what();
+  }
+  const int size = comm_size(comm);
+  const int mine = kind == ErrorKind::none ? size : comm_rank(comm);
+  int first = size;
+  MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm);
+  if (first == size) return;
+  int head[2] = {static_cast<int>(kind), static_cast<int>(message.size())};
+  MPI_Bcast(head, 2, MPI_INT, first, comm);
+  message.resize(static_cast<std::size_t>(head[1]));
+  MPI_Bcast(message.data(), head[1], MPI_CHAR, first, comm);
+  throw_kind(static_cast<ErrorKind>(head[0]), message);
+}
+
 // The operator on this rank (theory/distributed.md, section 2): its slice
 // [lo, hi) of the m packed coordinates, its samples [s0, s1), and the
 // coefficients of y = diag_part .* x + weight .* packed(reduced D-part).
@@ -50,8 +110,9 @@ int comm_rank(MPI_Comm comm) {
 class DistributedOperator {
  public:
   // (alpha, beta): the coefficients of Q (sampling.hpp), or (1 - s, s) for g(s) of theory/region.md.
-  DistributedOperator(MPI_Comm comm, const Geometry& g, SamplingFactors f, bool pencil, double lr)
-      : comm_(comm), r_(g.rank()), c_(g.outputs()), n_(g.samples()), m_(packed_size(g.rank())), pencil_(pencil) {
+  DistributedOperator(MPI_Comm comm, const DistributedGeometry& g, SamplingFactors f, bool pencil, double lr)
+      : comm_(comm), r_(g.rank()), c_(g.outputs), n_(g.samples), m_(packed_size(g.rank())), pencil_(pencil),
+        zp_(g.factor_rows) {
     const int size = comm_size(comm), rank = comm_rank(comm);
     if (m_ > static_cast<Index>(std::numeric_limits<int>::max()) ||
         m_ > static_cast<Index>(std::numeric_limits<PetscInt>::max()))
@@ -67,13 +128,8 @@ class DistributedOperator {
     displs_.assign(static_cast<std::size_t>(size), 0);
     for (int k = 1; k < size; ++k) displs_[k] = displs_[k - 1] + counts_[k - 1];
     lo_ = displs_[static_cast<std::size_t>(rank)];
-    // Samples: an even split, the first n mod P ranks one more.
-    const Index base = n_ / size, extra = n_ % size;
-    s0_ = rank * base + std::min<Index>(rank, extra);
-    const Index s1 = s0_ + base + (rank < extra ? 1 : 0);
-    zp_ = g.factor().middleRows(s0_ * c_, (s1 - s0_) * c_);
     // The diagonal coefficients of this rank's slice.
-    const VectorXd& d = g.hessian_eigenvalues();
+    const VectorXd& d = g.hessian_eigenvalues;
     diag_.resize(local_);
     p_.resize(local_);
     weight_.resize(local_);
@@ -117,8 +173,10 @@ class DistributedOperator {
   // y (this rank's slice) = M x (this rank's slice): collective.
   void apply(const double* x, double* y) {
     detail::throw_if_interrupted("sgdstab::mpi eigensolver");
+    const double t0 = wall();
     MPI_Allgatherv(x, static_cast<int>(local_), MPI_DOUBLE, full_.data(), counts_.data(), displs_.data(), MPI_DOUBLE,
                    comm_);
+    const double t1 = wall();
     s_ = unpack(full_, r_);
     if (pencil_) s_ = s_.cwiseProduct(w_);
     // This rank's part of sum_i h_i S h_i = Z_p^T (blockdiag_i G_i) Z_p, G_i = Z_i S Z_i^T.
@@ -138,18 +196,24 @@ class DistributedOperator {
       packed_(idx++) = part_(l, l);
       for (Index k = l + 1; k < r_; ++k) packed_(idx++) = kSqrt2 * 0.5 * (part_(k, l) + part_(l, k));
     }
+    const double t2 = wall();
     MPI_Reduce_scatter(packed_.data(), reduced_.data(), counts_.data(), MPI_DOUBLE, MPI_SUM, comm_);
+    const double t3 = wall();
     for (Index q = 0; q < local_; ++q) y[q] = diag_(q) * x[q] + weight_(q) * reduced_(q);
     ++applications_;
+    ++g_times.applications;
+    g_times.communication_seconds += (t1 - t0) + (t3 - t2);
+    g_times.compute_seconds += (t2 - t1) + (wall() - t3);
   }
 
  private:
   MPI_Comm comm_;
   Index r_, c_, n_, m_;
   bool pencil_;
-  Index local_ = 0, lo_ = 0, s0_ = 0;
+  const MatrixXd& zp_;  // this rank's rows of Z (its samples)
+  Index local_ = 0, lo_ = 0;
   std::vector<int> counts_, displs_;
-  MatrixXd zp_, w_, s_, zs_, u_, part_;
+  MatrixXd w_, s_, zs_, u_, part_;
   VectorXd diag_, weight_, p_, full_, packed_, reduced_;
   std::vector<Index> kk_, ll_;
   Index applications_ = 0;
@@ -248,29 +312,362 @@ TopValue slepc_top(MPI_Comm comm, DistributedOperator& op, const SolverOptions& 
   return out;
 }
 
-void check_memory_per_rank(MPI_Comm comm, const Geometry& g, const SolverOptions& o) {
-  check_memory(bytes_per_rank(g, comm_size(comm), o),
-               "the distributed operator on each of " + std::to_string(comm_size(comm)) + " ranks",
-               o.memory_limit_bytes);
+void check_memory_per_rank(MPI_Comm comm, const DistributedGeometry& g, const SolverOptions& o) {
+  agree(comm, [&] {
+    check_memory(bytes_per_rank(g, comm_size(comm), o),
+                 "the distributed operator on each of " + std::to_string(comm_size(comm)) + " ranks",
+                 o.memory_limit_bytes);
+  });
 }
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// ScaLAPACK and BLACS (the C interfaces of libscalapack).
+extern "C" {
+int Csys2blacs_handle(MPI_Comm comm);
+void Cfree_blacs_system_handle(int handle);
+void Cblacs_gridinit(int* context, const char* order, int nprow, int npcol);
+void Cblacs_gridinfo(int context, int* nprow, int* npcol, int* myrow, int* mycol);
+void Cblacs_gridexit(int context);
+void Cpdgemr2d(int m, int n, const double* a, int ia, int ja, const int* desca, double* b, int ib, int jb,
+               const int* descb, int context);
+int numroc_(const int* n, const int* nb, const int* iproc, const int* isrcproc, const int* nprocs);
+void descinit_(int* desc, const int* m, const int* n, const int* mb, const int* nb, const int* irsrc,
+               const int* icsrc, const int* ictxt, const int* lld, int* info);
+void pdsyevd_(const char* jobz, const char* uplo, const int* n, double* a, const int* ia, const int* ja,
+              const int* desca, double* w, double* z, const int* iz, const int* jz, const int* descz, double* work,
+              const int* lwork, int* iwork, const int* liwork, int* info);
+}
+
+// A BLACS process grid on a communicator, released on scope exit.
+class BlacsGrid {
+ public:
+  BlacsGrid(MPI_Comm comm, int rows, int cols) : handle_(Csys2blacs_handle(comm)), context_(handle_) {
+    Cblacs_gridinit(&context_, "Row", rows, cols);
+    Cblacs_gridinfo(context_, &rows_, &cols_, &row_, &col_);
+  }
+  ~BlacsGrid() {
+    if (row_ >= 0) Cblacs_gridexit(context_);
+    Cfree_blacs_system_handle(handle_);
+  }
+  BlacsGrid(const BlacsGrid&) = delete;
+  BlacsGrid& operator=(const BlacsGrid&) = delete;
+  int context() const { return context_; }
+  int rows() const { return rows_; }
+  int cols() const { return cols_; }
+  int row() const { return row_; }
+  int col() const { return col_; }
+
+ private:
+  int handle_, context_, rows_ = 0, cols_ = 0, row_ = -1, col_ = -1;
+};
+
+// Local rows (or columns) of an n-long dimension in blocks of nb over p processes.
+int local_extent(int n, int nb, int proc, int procs) {
+  const int zero = 0;
+  return numroc_(&n, &nb, &proc, &zero, &procs);
+}
+
+struct Descriptor {
+  int d[9] = {};
+  Descriptor(int m, int n, int mb, int nb, int context, int lld) {
+    const int zero = 0;
+    int info = 0;
+    descinit_(d, &m, &n, &mb, &nb, &zero, &zero, &context, &lld, &info);
+    if (info != 0) throw numerical_error("ScaLAPACK descinit failed (info " + std::to_string(info) + ")");
+  }
+};
+
+// The near-square process grid rows x cols = P with rows <= cols.
+std::pair<int, int> grid_shape(int p) {
+  int rows = static_cast<int>(std::sqrt(static_cast<double>(p)));
+  while (rows > 1 && p % rows != 0) --rows;
+  return {rows, p / rows};
+}
+
+constexpr int kBlock = 64;  // ScaLAPACK's block size for the eigendecomposition
 
 }  // namespace
 
-double bytes_per_rank(const Geometry& g, int ranks, const SolverOptions& o) {
-  const double r = static_cast<double>(g.rank()), m = static_cast<double>(packed_size(g.rank()));
-  const double nc = static_cast<double>(g.samples() * g.outputs());
-  const double p = static_cast<double>(std::max(ranks, 1));
-  const double ncv = o.subspace_dimension > 0 ? static_cast<double>(o.subspace_dimension) : 16.0;
-  // The replicated factor and eigenvalues, four r x r work matrices, two full
-  // packed vectors, the samples' slice (Z_p, Z_p S, U) and the Krylov basis slice.
-  return 8.0 * (nc * r + r + 4.0 * r * r + 2.0 * m + 3.0 * nc * r / p + (ncv + 4.0) * m / p);
+SampleSlice sample_slice(Index samples, int ranks, int rank) {
+  const Index p = std::max(ranks, 1), q = (samples + p - 1) / p;
+  SampleSlice out;
+  out.first = std::min<Index>(static_cast<Index>(rank) * q, samples);
+  out.count = std::max<Index>(0, std::min<Index>(q, samples - out.first));
+  return out;
 }
 
-ThresholdResult threshold(MPI_Comm comm, const Geometry& g, Index batch, Sampling sampling, const SolverOptions& o) {
-  o.validate();
-  check_batch(batch, g.samples(), "sgdstab::mpi::threshold");
+ApplicationTimes last_application_times() { return g_times; }
+
+DistributedGeometry distribute(MPI_Comm comm, const Geometry& g) {
+  DistributedGeometry out;
+  out.samples = g.samples();
+  out.outputs = g.outputs();
+  out.params = g.params();
+  out.hessian_eigenvalues = g.hessian_eigenvalues();
+  out.largest_discarded = g.largest_discarded();
+  out.slice = sample_slice(g.samples(), comm_size(comm), comm_rank(comm));
+  out.factor_rows = g.factor().middleRows(out.slice.first * g.outputs(), out.slice.count * g.outputs());
+  return out;
+}
+
+MatrixXd read_rows(MPI_Comm comm, const std::string& path, Index outputs) {
+  MatrixXd out;
+  agree(comm, [&] {
+    detail::require(outputs >= 1, "sgdstab::mpi::read_rows", "outputs must be >= 1, got " + std::to_string(outputs));
+    const bool npy = ends_with(path, ".npy");
+    MatrixXd whole;
+    Index rows = 0;
+    if (npy) {
+      rows = static_cast<Index>(npy_shape(path).first);
+    } else {
+      whole = read_matrix(path);
+      rows = whole.rows();
+    }
+    if (rows % outputs != 0)
+      throw sgdstab::invalid_argument(path + ": " + std::to_string(rows) + " rows are not a multiple of outputs = " +
+                                      std::to_string(outputs));
+    const SampleSlice sl = sample_slice(rows / outputs, comm_size(comm), comm_rank(comm));
+    out = npy ? read_npy_rows(path, static_cast<long long>(sl.first * outputs), static_cast<long long>(sl.count * outputs))
+              : MatrixXd(whole.middleRows(sl.first * outputs, sl.count * outputs));
+  });
+  return out;
+}
+
+MatrixXd gram_rows_of_jacobian(MPI_Comm comm, const MatrixXd& jrows, Index outputs) {
+  const std::string where = "sgdstab::mpi::gram_rows_of_jacobian";
+  const int size = comm_size(comm);
+  long long local[2] = {static_cast<long long>(jrows.rows()), static_cast<long long>(jrows.cols())}, cols[2] = {0, 0};
+  long long total = 0;
+  MPI_Allreduce(&local[0], &total, 1, MPI_LONG_LONG, MPI_SUM, comm);
+  const long long mine_neg[2] = {local[1], -local[1]};
+  MPI_Allreduce(mine_neg, cols, 2, MPI_LONG_LONG, MPI_MAX, comm);
+  double amax = 0.0;
+  agree(comm, [&] {
+    detail::require(cols[0] == -cols[1], where,
+                    "the ranks hold Jacobian rows of different lengths (" + std::to_string(-cols[1]) + " to " +
+                        std::to_string(cols[0]) + " columns)");
+    detail::require(outputs >= 1 && total % outputs == 0, where,
+                    std::to_string(total) + " rows are not a multiple of outputs = " + std::to_string(outputs));
+    const SampleSlice sl = sample_slice(total / outputs, size, comm_rank(comm));
+    detail::require(jrows.rows() == sl.count * outputs, where,
+                    "this rank holds " + std::to_string(jrows.rows()) + " rows, sample_slice says " +
+                        std::to_string(sl.count * outputs));
+    if (!jrows.allFinite()) throw sgdstab::invalid_argument(where + ": the Jacobian has NaN or Inf entries");
+    amax = jrows.size() > 0 ? jrows.cwiseAbs().maxCoeff() : 0.0;
+  });
+  double global_max = 0.0;
+  MPI_Allreduce(&amax, &global_max, 1, MPI_DOUBLE, MPI_MAX, comm);
+  agree(comm, [&] {
+    const int e = global_max > 0 ? std::ilogb(global_max) : 0;
+    if (e > 256 || e < -256)
+      throw sgdstab::invalid_argument(where + ": the Jacobian's entries are near 2^" + std::to_string(e) +
+                                      ": sgdstab-mpi needs max|J| between 2^-256 and 2^256 (rescale the input; the "
+                                      "serial reduction rescales by itself)");
+    check_memory(8.0 * static_cast<double>(jrows.rows()) * static_cast<double>(total) +
+                     8.0 * static_cast<double>(sample_slice(total / outputs, size, 0).count * outputs) *
+                         static_cast<double>(cols[0]),
+                 "this rank's rows of the Gram J J^T and one block of J");
+  });
+  const Index nc = static_cast<Index>(total), p = static_cast<Index>(cols[0]);
+  MatrixXd out(jrows.rows(), nc), block;
+  for (int k = 0; k < size; ++k) {  // rank k's rows of J, to every rank
+    const SampleSlice sl = sample_slice(nc / outputs, size, k);
+    const Index rows = sl.count * outputs;
+    block = k == comm_rank(comm) ? jrows : MatrixXd(rows, p);
+    MPI_Bcast(block.data(), int_count(static_cast<double>(rows) * static_cast<double>(p), "a block of the Jacobian"),
+              MPI_DOUBLE, k, comm);
+    if (rows > 0 && jrows.rows() > 0)
+      detail::gemm(false, true, jrows.rows(), rows, p, 1.0, jrows.data(), jrows.rows(), block.data(), rows, 0.0,
+                   out.data() + sl.first * outputs * out.rows(), out.rows());
+  }
+  return out;
+}
+
+double reduction_bytes_per_rank(Index gram_size, int ranks) {
+  const double n = static_cast<double>(gram_size), p = static_cast<double>(std::max(ranks, 1));
+  const auto [rows, cols] = grid_shape(std::max(ranks, 1));
+  const double nr = n / rows + kBlock, nq = n / cols + kBlock;
+  // The block-cyclic copy of K, its eigenvectors, pdsyevd's work (about
+  // 2 NP NQ + 7 n), the rows of the kept eigenvectors, and one exchanged
+  // block of the symmetry check (the caller's rows of K are not counted).
+  return 8.0 * (2.0 * nr * nq + (2.0 * nr * nq + 7.0 * n) + n * n / p + (n / p + 1) * (n / p + 1)) + 4.0 * (8.0 * n);
+}
+
+DistributedGeometry reduce_gram(MPI_Comm comm, const MatrixXd& krows, Index outputs, const ReductionOptions& o) {
+  const double t0 = wall();
+  const std::string where = "sgdstab::mpi::reduce_gram";
+  const int size = comm_size(comm), me = comm_rank(comm);
+  long long local_rows = static_cast<long long>(krows.rows()), total = 0;
+  MPI_Allreduce(&local_rows, &total, 1, MPI_LONG_LONG, MPI_SUM, comm);
+  const Index nc = static_cast<Index>(total);
+  double amax = 0.0;
+  agree(comm, [&] {
+    o.validate();
+    detail::require(o.space != Space::parameter, where,
+                    "the parameter-space reduction needs a Jacobian, not a Gram matrix");
+    detail::require(krows.cols() == nc, where,
+                    "the Gram matrix must be square, got " + std::to_string(nc) + " rows and " +
+                        std::to_string(krows.cols()) + " columns");
+    detail::require(outputs >= 1 && nc % outputs == 0, where,
+                    "the Gram's size " + std::to_string(nc) + " is not a multiple of outputs = " + std::to_string(outputs));
+    const SampleSlice sl = sample_slice(nc / outputs, size, me);
+    detail::require(krows.rows() == sl.count * outputs, where,
+                    "this rank holds " + std::to_string(krows.rows()) + " rows, sample_slice says " +
+                        std::to_string(sl.count * outputs));
+    if (!krows.allFinite()) throw sgdstab::invalid_argument(where + ": the Gram matrix has NaN or Inf entries");
+    amax = krows.size() > 0 ? krows.cwiseAbs().maxCoeff() : 0.0;
+    if (nc > static_cast<Index>(std::numeric_limits<int>::max()))
+      throw resource_error(where + ": a Gram of size " + std::to_string(nc) + " exceeds ScaLAPACK's int indices");
+    check_memory(reduction_bytes_per_rank(nc, size),
+                 "the distributed eigendecomposition of a " + std::to_string(nc) + " x " + std::to_string(nc) +
+                     " Gram on each of " + std::to_string(size) + " ranks",
+                 o.memory_limit_bytes);
+  });
+  double scale = 0.0;
+  MPI_Allreduce(&amax, &scale, 1, MPI_DOUBLE, MPI_MAX, comm);
+  agree(comm, [&] {
+    const int e = scale > 0 ? std::ilogb(scale) : 0;
+    if (e > 512 || e < -512)
+      throw sgdstab::invalid_argument(where + ": the Gram's entries are near 2^" + std::to_string(e) +
+                                      ": sgdstab-mpi needs max|K| between 2^-512 and 2^512 (rescale the input; the "
+                                      "serial reduction rescales by itself)");
+  });
+  const Index n = nc / outputs;
+  const SampleSlice mine = sample_slice(n, size, me);
+  const Index first = mine.first * outputs;
+  // Symmetry (max |K - K^T|) and the symmetric part: at step t this rank
+  // sends its rows x the columns of rank me + t and receives rank me - t's
+  // rows x its own columns.
+  MatrixXd a = krows;
+  double asym = 0.0;
+  for (int t = 0; t < size; ++t) {
+    const int to = (me + t) % size, from = (me - t + size) % size;
+    const SampleSlice st = sample_slice(n, size, to), sf = sample_slice(n, size, from);
+    const MatrixXd send = krows.middleCols(st.first * outputs, st.count * outputs);
+    MatrixXd recv(sf.count * outputs, krows.rows());
+    MPI_Sendrecv(send.data(), int_count(static_cast<double>(send.size()), "a block of the Gram"), MPI_DOUBLE, to, 17,
+                 recv.data(), int_count(static_cast<double>(recv.size()), "a block of the Gram"), MPI_DOUBLE, from, 17,
+                 comm, MPI_STATUS_IGNORE);
+    if (recv.size() > 0) {
+      const auto mineblock = krows.middleCols(sf.first * outputs, sf.count * outputs);
+      asym = std::max(asym, (mineblock - recv.transpose()).cwiseAbs().maxCoeff());
+      a.middleCols(sf.first * outputs, sf.count * outputs) = 0.5 * (mineblock + recv.transpose());
+    }
+  }
+  double global_asym = 0.0;
+  MPI_Allreduce(&asym, &global_asym, 1, MPI_DOUBLE, MPI_MAX, comm);
+  if (global_asym > o.gram_tolerance * scale)
+    throw sgdstab::invalid_argument(where + ": the Gram matrix is not symmetric (max |K - K^T| = " +
+                                    detail::fmt(global_asym) + " > gram_tolerance * max|K| = " +
+                                    detail::fmt(o.gram_tolerance * scale) + ")");
+  // ScaLAPACK: the rows (a P x 1 grid, blocks of ceil(n / P) samples) to a
+  // near-square grid of 64 x 64 blocks, pdsyevd there, the kept eigenvectors
+  // back to the rows (theory/distributed.md, section 5).
+  const int N = static_cast<int>(nc);
+  const int row_block = std::max(1, static_cast<int>(sample_slice(n, size, 0).count * outputs));
+  const BlacsGrid column(comm, size, 1);
+  const auto [pr, pc] = grid_shape(size);
+  const BlacsGrid grid(comm, pr, pc);
+  const int nb = std::min(kBlock, std::max(1, N / std::max(pr, pc)));
+  const int lr = local_extent(N, nb, grid.row(), grid.rows()), lc = local_extent(N, nb, grid.col(), grid.cols());
+  const Descriptor drows(N, N, row_block, N, column.context(), std::max<int>(1, static_cast<int>(a.rows())));
+  const Descriptor dgrid(N, N, nb, nb, grid.context(), std::max(1, lr));
+  std::vector<double> ag(static_cast<std::size_t>(std::max(1, lr)) * static_cast<std::size_t>(std::max(1, lc))),
+      zg(ag.size());
+  Cpdgemr2d(N, N, a.data(), 1, 1, drows.d, ag.data(), 1, 1, dgrid.d, column.context());
+  a.resize(0, 0);
+  VectorXd w(N);
+  int info = 0, lwork = -1, liwork = -1, iwork_query = 0;
+  const int one = 1;
+  double work_query = 0.0;
+  pdsyevd_("V", "L", &N, ag.data(), &one, &one, dgrid.d, w.data(), zg.data(), &one, &one, dgrid.d, &work_query, &lwork,
+           &iwork_query, &liwork, &info);
+  // The documented minima (the query of reference ScaLAPACK 2.2 falls short
+  // of what PDORMTR checks inside pdsyevd on one process, seen at N = 9): LWORK >= max(1 + 6N + 2 NP NQ, TRILWMIN) + 2N with
+  // TRILWMIN = 3N + max(NB (NP + 1), 3 NB); LIWORK >= 7N + 8 NPCOL + 2.
+  {
+    const double np = lr, nq = lc, big_n = N, b = nb;
+    const double trilwmin = 3.0 * big_n + std::max(b * (np + 1.0), 3.0 * b);
+    // plus what PDORMTR asks for its own (max(NB (NB - 1) / 2, (NQ + NP) NB) + NB^2).
+    const double ormtr = std::max(b * (b - 1.0) / 2.0, (nq + np + 2.0 * b) * b) + b * b;
+    const double need = std::max(1.0 + 6.0 * big_n + 2.0 * np * nq, trilwmin) + 2.0 * big_n + ormtr;
+    const double want = std::max(need, work_query) + 1.0;
+    if (want > static_cast<double>(std::numeric_limits<int>::max()))
+      throw resource_error(where + ": ScaLAPACK's workspace exceeds its int size");
+    lwork = static_cast<int>(want);
+    liwork = std::max(iwork_query, 7 * N + 8 * grid.cols() + 2);
+  }
+  std::vector<double> work(static_cast<std::size_t>(lwork));
+  std::vector<int> iwork(static_cast<std::size_t>(liwork));
+  pdsyevd_("V", "L", &N, ag.data(), &one, &one, dgrid.d, w.data(), zg.data(), &one, &one, dgrid.d, work.data(), &lwork,
+           iwork.data(), &liwork, &info);
+  int worst = info == 0 ? 0 : 1;
+  MPI_Allreduce(MPI_IN_PLACE, &worst, 1, MPI_INT, MPI_MAX, comm);
+  if (worst != 0)
+    throw numerical_error(where + ": ScaLAPACK pdsyevd failed (info " + std::to_string(info) + " on rank " +
+                          std::to_string(me) + ")");
+  work.clear();
+  work.shrink_to_fit();
+  ag.clear();
+  ag.shrink_to_fit();
+  // The checks and the rank cut-off of Geometry::from_gram / from_eigen (theory/reduction.md).
+  const double top = w(N - 1);
+  if (w(0) < -o.gram_tolerance * std::max(top, 0.0) || (top <= 0 && w(0) < 0))
+    throw sgdstab::invalid_argument(where + ": the Gram matrix is not positive semidefinite (smallest eigenvalue " +
+                                    detail::fmt(w(0)) + " < -gram_tolerance * lambda_max = " +
+                                    detail::fmt(-o.gram_tolerance * top) + ")");
+  const double negative_floor = std::max(0.0, -w(0));
+  const double rel = o.rank_tolerance > 0 ? o.rank_tolerance
+                                          : 10.0 * static_cast<double>(nc) * std::numeric_limits<double>::epsilon();
+  const double cutoff = std::max(rel * std::max(top, 0.0), 2.0 * negative_floor);
+  Index r = 0;
+  while (r < nc && w(N - 1 - r) > cutoff && top > 0) ++r;
+  if (r == 0)
+    throw sgdstab::invalid_argument("Geometry: the Jacobian has rank 0 (largest Gram eigenvalue " + detail::fmt(top) +
+                                    " <= cut-off " + detail::fmt(cutoff) +
+                                    "): H = 0 and every learning rate is trivially stable; nothing to compute");
+  const int R = static_cast<int>(r);
+  MatrixXd kept(std::max<Index>(krows.rows(), 0), r);
+  const Descriptor dkept(N, R, row_block, std::max(R, 1), column.context(), std::max<int>(1, static_cast<int>(krows.rows())));
+  Cpdgemr2d(N, R, zg.data(), 1, N - R + 1, dgrid.d, kept.data(), 1, 1, dkept.d, column.context());
+  DistributedGeometry out;
+  out.samples = n;
+  out.outputs = outputs;
+  out.slice = mine;
+  out.largest_discarded = r < nc ? std::max(w(N - 1 - R), 0.0) : 0.0;
+  out.hessian_eigenvalues.resize(r);
+  out.factor_rows.resize(kept.rows(), r);
+  for (Index k = 0; k < r; ++k) {  // Z = U_r Lambda_r^{1/2}, descending (theory/reduction.md, eq. 3)
+    out.hessian_eigenvalues(k) = w(N - 1 - k) / static_cast<double>(n);
+    out.factor_rows.col(k) = kept.col(r - 1 - k) * std::sqrt(w(N - 1 - k));
+  }
+  (void)first;
+  out.reduction_seconds = wall() - t0;
+  return out;
+}
+
+double bytes_per_rank(const DistributedGeometry& g, int ranks, const SolverOptions& o) {
+  const double r = static_cast<double>(g.rank()), m = static_cast<double>(packed_size(g.rank()));
+  const double rows = static_cast<double>(sample_slice(g.samples, ranks, 0).count * g.outputs);
+  const double p = static_cast<double>(std::max(ranks, 1));
+  const double ncv = o.subspace_dimension > 0 ? static_cast<double>(o.subspace_dimension) : 16.0;
+  // Four r x r work matrices, two full packed vectors, the rank's rows of Z
+  // with two work copies (Z_p S, U), and the Krylov basis slice.
+  return 8.0 * (r + 4.0 * r * r + 2.0 * m + 3.0 * rows * r + (ncv + 4.0) * m / p);
+}
+
+ThresholdResult threshold(MPI_Comm comm, const DistributedGeometry& g, Index batch, Sampling sampling,
+                          const SolverOptions& o) {
+  agree(comm, [&] {
+    o.validate();
+    check_batch(batch, g.samples, "sgdstab::mpi::threshold");
+  });
   check_memory_per_rank(comm, g, o);
-  DistributedOperator op(comm, g, sampling_factors(sampling, g.samples(), batch), /*pencil=*/true, 0.0);
+  g_times = {};
+  DistributedOperator op(comm, g, sampling_factors(sampling, g.samples, batch), /*pencil=*/true, 0.0);
   const TopValue top = slepc_top(comm, op, o);
   ThresholdResult res;
   res.batch = batch;
@@ -288,14 +685,21 @@ ThresholdResult threshold(MPI_Comm comm, const Geometry& g, Index batch, Samplin
   return res;
 }
 
-RadiusResult radius(MPI_Comm comm, const Geometry& g, double lr, Index batch, Sampling sampling,
+ThresholdResult threshold(MPI_Comm comm, const Geometry& g, Index batch, Sampling sampling, const SolverOptions& o) {
+  return threshold(comm, distribute(comm, g), batch, sampling, o);
+}
+
+RadiusResult radius(MPI_Comm comm, const DistributedGeometry& g, double lr, Index batch, Sampling sampling,
                     const SolverOptions& o) {
-  o.validate();
-  detail::require(std::isfinite(lr) && lr > 0.0, "sgdstab::mpi::radius",
-                  "learning rate must be finite and > 0, got " + detail::fmt(lr));
-  check_batch(batch, g.samples(), "sgdstab::mpi::radius");
+  agree(comm, [&] {
+    o.validate();
+    detail::require(std::isfinite(lr) && lr > 0.0, "sgdstab::mpi::radius",
+                    "learning rate must be finite and > 0, got " + detail::fmt(lr));
+    check_batch(batch, g.samples, "sgdstab::mpi::radius");
+  });
   check_memory_per_rank(comm, g, o);
-  DistributedOperator op(comm, g, sampling_factors(sampling, g.samples(), batch), /*pencil=*/false, lr);
+  g_times = {};
+  DistributedOperator op(comm, g, sampling_factors(sampling, g.samples, batch), /*pencil=*/false, lr);
   const TopValue top = slepc_top(comm, op, o);
   RadiusResult res;
   res.lr = lr;
@@ -307,80 +711,66 @@ RadiusResult radius(MPI_Comm comm, const Geometry& g, double lr, Index batch, Sa
   return res;
 }
 
-StabilityRegion region(MPI_Comm comm, const Geometry& g, const std::vector<Sampling>& schemes,
+RadiusResult radius(MPI_Comm comm, const Geometry& g, double lr, Index batch, Sampling sampling,
+                    const SolverOptions& o) {
+  return radius(comm, distribute(comm, g), lr, batch, sampling, o);
+}
+
+StabilityRegion region(MPI_Comm comm, const DistributedGeometry& g, const std::vector<Sampling>& schemes,
                        const std::vector<Index>& batches, const SolverOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
-  o.validate();
-  detail::check_region_lists(schemes, batches, g.samples());
+  agree(comm, [&] {
+    o.validate();
+    detail::check_region_lists(schemes, batches, g.samples);
+  });
   check_memory_per_rank(comm, g, o);
+  g_times = {};
   StabilityRegion out;
-  out.samples = g.samples();
-  out.outputs = g.outputs();
+  out.samples = g.samples;
+  out.outputs = g.outputs;
   out.rank = g.rank();
   out.lambda_max = g.lambda_max();
   out.eta_gd = out.eta_mean = 2.0 / g.lambda_max();
   out.method = Method::lanczos;
-  // g(s) once per distinct s (theory/region.md, section 2), s = 0 exactly.
-  struct Member {
-    double s = 0.0, value = 0.0, error = 0.0;
-    SolveReport report;
-  };
-  std::vector<Member> members;
-  const detail::FamilyMember zero = detail::geometry_family_at_zero(g);
-  out.tangents.push_back({zero.tangent_p, zero.tangent_r});
-  out.knots.push_back({0.0, zero.value});
-  members.push_back({0.0, zero.value, 0.0, SolveReport{}});
-  members.back().report.status = Status::converged;
-  members.back().report.method = Method::dense;
-  members.back().report.message = zero.message;
-  for (Sampling sc : schemes)
-    for (Index b : batches) {
-      const double s = region_coordinates(sc, g.samples(), static_cast<double>(b)).second;
-      if (std::any_of(members.begin(), members.end(), [s](const Member& m) { return m.s == s; })) continue;
-      DistributedOperator op(comm, g, SamplingFactors{1.0 - s, s}, /*pencil=*/true, 0.0);
-      const TopValue top = slepc_top(comm, op, o);
-      out.matvecs += top.report.matvecs;
-      out.restarts += top.report.iterations;
-      Member m{s, top.value, top.value * top.report.residual, top.report};
-      if (m.report.converged() && top.value > 0.0) {
-        // The Rayleigh quotient's line (1 - t) v'Pv + t v'Rv lies below g (section 6).
-        out.tangents.push_back({top.vpv, (top.value - (1.0 - s) * top.vpv) / s});
-        out.knots.push_back({s, m.value + m.error});
-      }
-      members.push_back(m);
+  // g(s) once per distinct s (theory/region.md, section 2), g(0) exactly.
+  std::vector<detail::FamilyMember> members;
+  for (const double s : detail::region_s_values(schemes, batches, g.samples)) {
+    DistributedOperator op(comm, g, SamplingFactors{1.0 - s, s}, /*pencil=*/true, 0.0);
+    const TopValue top = slepc_top(comm, op, o);
+    out.matvecs += top.report.matvecs;
+    out.restarts += top.report.iterations;
+    detail::FamilyMember m;
+    m.s = s;
+    m.value = top.value;
+    m.error = top.value * top.report.residual;  // a symmetric operator: the residual bounds the distance
+    m.residual = top.value * top.report.residual;
+    if (top.report.converged() && top.value > 0.0) {
+      // The Rayleigh quotient's line (1 - t) v'Pv + t v'Rv lies below g (theory/region.md, section 6).
+      m.tangent_p = top.vpv;
+      m.tangent_r = (top.value - (1.0 - s) * top.vpv) / s;
     }
-  std::sort(out.knots.begin(), out.knots.end(), [](const RegionKnot& a, const RegionKnot& b) { return a.s < b.s; });
-  out.status = Status::converged;
-  for (Sampling sc : schemes) {
-    RegionCurve curve{sc, {}};
-    for (Index b : batches) {
-      const auto [c, s] = region_coordinates(sc, g.samples(), static_cast<double>(b));
-      const Member& m = *std::find_if(members.begin(), members.end(), [s = s](const Member& x) { return x.s == s; });
-      RegionPoint p;
-      p.batch = b;
-      p.s = s;
-      p.status = m.report.status;
-      p.method = m.report.method;
-      p.residual = m.report.residual;
-      p.message = m.report.message;
-      if (p.converged() && m.value > 0.0) {
-        p.eta_star = p.eta_high = 1.0 / (c * m.value);
-        p.eta_low = 1.0 / (c * (m.value + m.error));
-      } else if (p.converged()) {
-        p.status = Status::numerical_failure;
-        p.message = "the pencil's largest eigenvalue is not positive";
-      }
-      if (!p.converged() && out.converged()) {
-        out.status = p.status;
-        out.message = to_string(sc) + ", B = " + std::to_string(b) + ": " + p.message;
-      }
-      curve.points.push_back(p);
-    }
-    out.curves.push_back(std::move(curve));
+    m.status = top.report.status;
+    m.method = Method::lanczos;
+    m.matvecs = top.report.matvecs;
+    m.message = top.report.message;
+    members.push_back(std::move(m));
   }
+  double h00 = 0.0;  // sum over this rank's samples of |Z_i e_0|^4
+  for (Index i = 0; i < g.slice.count; ++i) {
+    const double h = g.factor_rows.col(0).segment(i * g.outputs, g.outputs).squaredNorm();
+    h00 += h * h;
+  }
+  MPI_Allreduce(MPI_IN_PLACE, &h00, 1, MPI_DOUBLE, MPI_SUM, comm);
+  members.push_back(detail::family_at_zero(g.hessian_eigenvalues, h00, g.samples));
+  detail::assemble_region(out, members, schemes, batches);
   if (out.converged()) out.message = "converged (SLEPc Krylov-Schur on " + std::to_string(comm_size(comm)) + " ranks)";
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;
+}
+
+StabilityRegion region(MPI_Comm comm, const Geometry& g, const std::vector<Sampling>& schemes,
+                       const std::vector<Index>& batches, const SolverOptions& o) {
+  return region(comm, distribute(comm, g), schemes, batches, o);
 }
 
 }  // namespace sgdstab::mpi

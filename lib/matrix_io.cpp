@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cmath>
@@ -124,7 +125,11 @@ struct NpyLayout {
 
 class NpyParser {
  public:
-  NpyParser(const std::string& path, const std::string& bytes) : path_(path), bytes_(bytes) {}
+  // bytes: the file, or (row slices) a prefix of it holding the header;
+  // total: the file's size in bytes.
+  NpyParser(const std::string& path, const std::string& bytes, std::size_t total)
+      : path_(path), bytes_(bytes), total_(total) {}
+  NpyParser(const std::string& path, const std::string& bytes) : NpyParser(path, bytes, bytes.size()) {}
   io_error bad(const std::string& why) const { return io_error(path_ + ": not a valid .npy file: " + why); }
   NpyLayout layout() const;
 
@@ -135,6 +140,7 @@ class NpyParser {
   void shape(const std::string& text, NpyLayout& out) const;
   const std::string& path_;
   const std::string& bytes_;
+  std::size_t total_;
 };
 
 // The header dictionary text after the magic string, version and length.
@@ -154,9 +160,10 @@ std::string NpyParser::header(std::size_t& data_start) const {
   } else {
     throw bad("unsupported format version " + std::to_string(major));
   }
-  if (bytes_.size() < header_start + header_len)
-    throw bad("truncated header (" + std::to_string(bytes_.size()) + " bytes, header ends at " +
+  if (total_ < header_start + header_len)
+    throw bad("truncated header (" + std::to_string(total_) + " bytes, header ends at " +
               std::to_string(header_start + header_len) + ")");
+  if (bytes_.size() < header_start + header_len) throw bad("header longer than " + std::to_string(bytes_.size()) + " bytes");
   data_start = header_start + header_len;
   return bytes_.substr(header_start, header_len);
 }
@@ -227,7 +234,7 @@ NpyLayout NpyParser::layout() const {
   out.fortran = fo == "True";
   shape(value_of(head, "shape"), out);
   const double data_bytes = static_cast<double>(out.rows) * static_cast<double>(out.cols) * static_cast<double>(out.item);
-  const double have = static_cast<double>(bytes_.size() - out.data_start);
+  const double have = static_cast<double>(total_ - out.data_start);
   if (have < data_bytes)
     throw bad("truncated data: shape " + out.shape + " needs " + count_text(data_bytes) + " bytes, the file holds " +
               count_text(have));
@@ -266,6 +273,60 @@ MatrixXd read_npy(const std::string& path) {
     const long long i = l.fortran ? idx % l.rows : idx / l.cols;
     const long long j = l.fortran ? idx / l.rows : idx % l.cols;
     m(i, j) = v;
+  }
+  return m;
+}
+
+namespace {
+
+// The header of a .npy file read without its data: the layout, checked
+// against the file's size (truncation, trailing bytes) as read_npy checks it.
+NpyLayout npy_layout(const std::string& path, std::ifstream& in) {
+  if (!in) throw io_error(path + ": cannot open for reading (" + std::strerror(errno) + ")");
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  if (size < 0) throw io_error(path + ": cannot determine the file size");
+  const std::size_t total = static_cast<std::size_t>(size);
+  std::string prefix(std::min<std::size_t>(total, std::size_t{1} << 16), '\0');
+  in.seekg(0);
+  in.read(prefix.data(), static_cast<std::streamsize>(prefix.size()));
+  if (!in) throw io_error(path + ": read error");
+  return NpyParser(path, prefix, total).layout();
+}
+
+}  // namespace
+
+std::pair<long long, long long> npy_shape(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  const NpyLayout l = npy_layout(path, in);
+  return {l.rows, l.cols};
+}
+
+MatrixXd read_npy_rows(const std::string& path, long long first, long long count) {
+  std::ifstream in(path, std::ios::binary);
+  const NpyLayout l = npy_layout(path, in);
+  if (first < 0 || count < 0 || first + count > l.rows)
+    throw io_error(path + ": rows [" + std::to_string(first) + ", " + std::to_string(first + count) +
+                   ") are outside the matrix's " + std::to_string(l.rows) + " rows");
+  check_memory(8.0 * static_cast<double>(count) * static_cast<double>(l.cols), path + ": the rows read");
+  MatrixXd m(count, l.cols);
+  if (count == 0) return m;
+  // C order: one contiguous range; Fortran order: one range per column.
+  const long long runs = l.fortran ? l.cols : 1, run = l.fortran ? count : count * l.cols;
+  std::string buf(static_cast<std::size_t>(run) * l.item, '\0');
+  for (long long q = 0; q < runs; ++q) {
+    const long long start = l.fortran ? q * l.rows + first : first * l.cols;
+    in.seekg(static_cast<std::streamoff>(l.data_start + static_cast<std::size_t>(start) * l.item));
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    if (!in) throw io_error(path + ": read error");
+    for (long long k = 0; k < run; ++k) {
+      const double v = npy_element(buf.data(), k, l);
+      const long long idx = start + k;
+      if (!std::isfinite(v))
+        throw io_error(path + ": element " + std::to_string(idx) + " is not finite (" + std::to_string(v) + ")");
+      if (l.fortran) m(k, q) = v;
+      else m(k / l.cols, k % l.cols) = v;
+    }
   }
   return m;
 }

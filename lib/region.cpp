@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <stdexcept>
 
 #include "check.hpp"
 #include "family.hpp"
@@ -101,8 +102,21 @@ VectorXd packed_p(const VectorXd& d) {
 
 namespace detail {
 
+FamilyMember family_at_zero(const VectorXd& d, double sum_h00_squared, Index n) {
+  FamilyMember m;
+  m.s = 0.0;
+  m.value = 0.5 * d(0);
+  m.tangent_p = 0.5 * d(0);
+  m.tangent_r = sum_h00_squared / static_cast<double>(n) / (2.0 * d(0));
+  m.status = Status::converged;
+  m.method = Method::dense;
+  m.message = "exact: g(0) = lambda_max(H) / 2";
+  m.vector = VectorXd::Zero(packed_size(d.size()));
+  m.vector(0) = 1.0;  // E_00 (packed order starts with the (0, 0) entry)
+  return m;
+}
+
 FamilyMember geometry_family_at_zero(const Geometry& g) {
-  const VectorXd& d = g.hessian_eigenvalues();
   const MatrixXd& z = g.factor();
   const Index n = g.samples(), c = g.outputs();
   double acc = 0.0;
@@ -110,17 +124,7 @@ FamilyMember geometry_family_at_zero(const Geometry& g) {
     const double h = z.col(0).segment(i * c, c).squaredNorm();
     acc += h * h;
   }
-  detail::FamilyMember m;
-  m.s = 0.0;
-  m.value = 0.5 * d(0);
-  m.tangent_p = 0.5 * d(0);
-  m.tangent_r = acc / static_cast<double>(n) / (2.0 * d(0));
-  m.status = Status::converged;
-  m.method = Method::dense;
-  m.message = "exact: g(0) = lambda_max(H) / 2";
-  m.vector = VectorXd::Zero(packed_size(g.rank()));
-  m.vector(0) = 1.0;  // E_00 (packed order starts with the (0, 0) entry)
-  return m;
+  return family_at_zero(g.hessian_eigenvalues(), acc, n);
 }
 
 FamilyResult geometry_family(const Geometry& g, const std::vector<double>& s, const SolverOptions& opt,
@@ -151,10 +155,10 @@ void detail::check_region_lists(const std::vector<Sampling>& schemes, const std:
   }
 }
 
-namespace {
+namespace detail {
 
 // The distinct s > 0 of all points (theory/region.md, section 2).
-std::vector<double> distinct_s(const std::vector<Sampling>& schemes, const std::vector<Index>& batches, Index n) {
+std::vector<double> region_s_values(const std::vector<Sampling>& schemes, const std::vector<Index>& batches, Index n) {
   std::vector<double> out;
   for (Sampling sc : schemes)
     for (Index b : batches) {
@@ -164,8 +168,10 @@ std::vector<double> distinct_s(const std::vector<Sampling>& schemes, const std::
   return out;
 }
 
+namespace {
+
 // eta*(B) = 1 / (c g(s)) with its certified interval (theory/region.md, section 4).
-RegionPoint region_point(const detail::FamilyMember& m, double c, double s, Index batch) {
+RegionPoint region_point(const FamilyMember& m, double c, double s, Index batch) {
   RegionPoint p;
   p.batch = batch;
   p.s = s;
@@ -185,6 +191,34 @@ RegionPoint region_point(const detail::FamilyMember& m, double c, double s, Inde
 }
 
 }  // namespace
+
+void assemble_region(StabilityRegion& out, const std::vector<FamilyMember>& members,
+                     const std::vector<Sampling>& schemes, const std::vector<Index>& batches) {
+  for (const FamilyMember& m : members) {  // theory/region.md, section 6
+    out.tangents.push_back({m.tangent_p, m.tangent_r});
+    if (m.status != Status::numerical_failure && m.value > 0) out.knots.push_back({m.s, m.value + m.error});
+  }
+  std::sort(out.knots.begin(), out.knots.end(), [](const RegionKnot& a, const RegionKnot& b) { return a.s < b.s; });
+  out.status = Status::converged;
+  for (Sampling sc : schemes) {
+    RegionCurve curve{sc, {}};
+    for (Index b : batches) {
+      const auto [c, s] = region_coordinates(sc, out.samples, static_cast<double>(b));
+      const auto it =
+          std::find_if(members.begin(), members.end(), [s = s](const FamilyMember& m) { return m.s == s; });
+      if (it == members.end()) throw std::logic_error("assemble_region: no member for s = " + detail::fmt(s));
+      curve.points.push_back(region_point(*it, c, s, b));
+      const RegionPoint& p = curve.points.back();
+      if (!p.converged() && out.converged()) {
+        out.status = p.status;
+        out.message = to_string(sc) + ", B = " + std::to_string(b) + ": " + p.message;
+      }
+    }
+    out.curves.push_back(std::move(curve));
+  }
+}
+
+}  // namespace detail
 
 StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>& schemes,
                                  const std::vector<Index>& batches, const SolverOptions& opt) {
@@ -219,7 +253,7 @@ StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>&
   out.eta_gd = 2.0 / out.lambda_max;
   out.eta_mean = out.eta_gd;
 
-  const std::vector<double> svals = distinct_s(schemes, batches, g.samples());
+  const std::vector<double> svals = detail::region_s_values(schemes, batches, g.samples());
   detail::FamilyResult fam;
   if (!svals.empty()) fam = detail::geometry_family(g, svals, opt);
   fam.members.push_back(detail::geometry_family_at_zero(g));
@@ -228,28 +262,7 @@ StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>&
   out.restarts = fam.restarts;
   out.subspace_dimension = fam.subspace_dimension;
   out.method = svals.empty() ? Method::dense : fam.method;
-  for (const detail::FamilyMember& m : fam.members) {  // theory/region.md, section 6
-    out.tangents.push_back({m.tangent_p, m.tangent_r});
-    if (m.status != Status::numerical_failure && m.value > 0) out.knots.push_back({m.s, m.value + m.error});
-  }
-  std::sort(out.knots.begin(), out.knots.end(), [](const RegionKnot& a, const RegionKnot& b) { return a.s < b.s; });
-
-  out.status = Status::converged;
-  for (Sampling sc : schemes) {
-    RegionCurve curve{sc, {}};
-    for (Index b : batches) {
-      const auto [c, s] = region_coordinates(sc, g.samples(), static_cast<double>(b));
-      const auto it = std::find_if(fam.members.begin(), fam.members.end(),
-                                   [s = s](const detail::FamilyMember& m) { return m.s == s; });
-      curve.points.push_back(region_point(*it, c, s, b));
-      const RegionPoint& p = curve.points.back();
-      if (!p.converged() && out.converged()) {
-        out.status = p.status;
-        out.message = to_string(sc) + ", B = " + std::to_string(b) + ": " + p.message;
-      }
-    }
-    out.curves.push_back(std::move(curve));
-  }
+  detail::assemble_region(out, fam.members, schemes, batches);
   if (out.converged()) out.message = "converged";
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;

@@ -5,7 +5,7 @@ pkgs=(g++ cmake make libeigen3-dev libspectra-dev libboost-math-dev nlohmann-jso
       libopenblas-dev zlib1g-dev libgtest-dev libbenchmark-dev libtorch-dev libcli11-dev
       clang libfuzzer-14-dev
       python3-dev pybind11-dev python3-numpy python3-pytest python3-torch python3-pip python3-setuptools
-      slepc-dev petsc-dev openmpi-bin libopenmpi-dev)
+      slepc-dev petsc-dev libscalapack-openmpi-dev openmpi-bin libopenmpi-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

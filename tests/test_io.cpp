@@ -1,7 +1,10 @@
 // CSV and .npy readers: round trips, hand-made files, and every corruption.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <limits>
+#include <utility>
 #include <fstream>
 #include <unistd.h>
 #include <zlib.h>
@@ -82,6 +85,43 @@ TEST(MatrixIO, HandMadeNpyVariants) {
   write_bytes(d.file("v2.npy"), npy("<f8", false, "(2, 3)", raw<double>({1, 2, 3, 4, 5, 6}), 2));
   for (const char* f : {"c8.npy", "f8.npy", "c4.npy", "be.npy", "v2.npy"})
     EXPECT_EQ(sgdstab::read_matrix(d.file(f)), expect) << f;
+}
+
+TEST(MatrixIO, NpyRowSlicesEqualTheWholeMatrixInEveryLayout) {
+  TempDir d;
+  MatrixXd whole(3, 2);
+  whole << 1, 2, 3, 4, 5, 6;
+  write_bytes(d.file("c8.npy"), npy("<f8", false, "(3, 2)", raw<double>({1, 2, 3, 4, 5, 6})));
+  write_bytes(d.file("f8.npy"), npy("<f8", true, "(3, 2)", raw<double>({1, 3, 5, 2, 4, 6})));
+  write_bytes(d.file("c4.npy"), npy("<f4", false, "(3, 2)", raw<float>({1, 2, 3, 4, 5, 6})));
+  write_bytes(d.file("be.npy"), npy(">f8", true, "(3, 2)", raw<double>({1, 3, 5, 2, 4, 6}, true)));
+  for (const char* f : {"c8.npy", "f8.npy", "c4.npy", "be.npy"}) {
+    EXPECT_EQ(sgdstab::npy_shape(d.file(f)), (std::pair<long long, long long>{3, 2})) << f;
+    for (long long first = 0; first <= 3; ++first)
+      for (long long count = 0; first + count <= 3; ++count)
+        EXPECT_EQ(sgdstab::read_npy_rows(d.file(f), first, count), whole.middleRows(first, count))
+            << f << " rows " << first << " + " << count;
+  }
+  // Rows outside the matrix, a NaN in the rows read (and not one outside them),
+  // and a truncated file (checked from the header and the size alone).
+  auto error_of = [&](const std::string& path, long long first, long long count) {
+    try {
+      sgdstab::read_npy_rows(path, first, count);
+    } catch (const sgdstab::io_error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no io_error)");
+  };
+  EXPECT_NE(error_of(d.file("c8.npy"), 2, 2).find("outside the matrix's 3 rows"), std::string::npos);
+  EXPECT_NE(error_of(d.file("c8.npy"), -1, 1).find("outside"), std::string::npos);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  write_bytes(d.file("nan.npy"), npy("<f8", false, "(3, 2)", raw<double>({1, 2, 3, 4, nan, 6})));
+  EXPECT_NE(error_of(d.file("nan.npy"), 1, 2).find("element 4 is not finite"), std::string::npos);
+  EXPECT_EQ(sgdstab::read_npy_rows(d.file("nan.npy"), 0, 2), whole.topRows(2));
+  const std::string full = read_bytes(d.file("c8.npy"));
+  write_bytes(d.file("cut.npy"), full.substr(0, full.size() - 1));
+  EXPECT_NE(error_of(d.file("cut.npy"), 0, 1).find("truncated data"), std::string::npos);
+  EXPECT_NE(error_of(d.file("missing.npy"), 0, 1).find("cannot open"), std::string::npos);
 }
 
 TEST(MatrixIO, CsvAcceptsWhitespaceAndTrailingBlankLines) {

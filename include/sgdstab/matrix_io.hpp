@@ -11,6 +11,7 @@
 /// temporary file renamed into place, so no result file is ever half-written.
 #include <Eigen/Core>
 #include <string>
+#include <utility>
 
 namespace sgdstab {
 
@@ -18,6 +19,15 @@ namespace sgdstab {
 Eigen::MatrixXd read_matrix(const std::string& path);
 Eigen::MatrixXd read_csv(const std::string& path);
 Eigen::MatrixXd read_npy(const std::string& path);
+/// The shape (rows, cols) of a .npy matrix, from its header alone (the
+/// header and the file's size are checked as read_npy checks them).
+std::pair<long long, long long> npy_shape(const std::string& path);
+/// Rows [first, first + count) of a .npy matrix, reading only their bytes
+/// (what each rank of sgdstab-mpi reads of its input): the same checks as
+/// read_npy on the header, the file size and the elements read.
+/// \throws sgdstab::io_error naming the file and the problem, also when the
+///   rows are outside the matrix.
+Eigen::MatrixXd read_npy_rows(const std::string& path, long long first, long long count);
 
 /// Writes .npy when `path` ends in ".npy", otherwise CSV (the mirror of read_matrix).
 void write_matrix(const std::string& path, const Eigen::MatrixXd& m);

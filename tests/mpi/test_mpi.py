@@ -126,3 +126,59 @@ def test_bad_input_fails_like_the_serial_program_with_one_message(files, tmp_pat
     assert code == 2 and "runs only threshold, radius" in err
     code, out, err = run(["threshold", "--jacobian", jpath, "--batch", 1, "--momentum", 0.9], 2)
     assert code == 2 and "plain SGD only" in err
+
+
+def test_inputs_read_in_slices_equal_the_serial_program(tmp_path):
+    """Fortran-order and float32 .npy, CSV, and more ranks than samples (a rank
+    with no rows): the distributed reduction gives the serial answer."""
+    j = jacobian(5, 2, 7, 7)
+    k = j @ j.T
+    np.save(tmp_path / "kf.npy", np.asfortranarray(k))
+    np.save(tmp_path / "jf.npy", np.asfortranarray(j))
+    np.save(tmp_path / "j32.npy", j.astype(np.float32))
+    np.savetxt(tmp_path / "k.csv", k, delimiter=",", fmt="%.17g")
+    np.save(tmp_path / "k1.npy", k[:2, :2])  # n = 1, C = 2: rank 1 of 2 holds no sample
+    cases = [["--gram", tmp_path / "kf.npy", "--outputs", 2, "--batch", 3],
+             ["--jacobian", tmp_path / "jf.npy", "--outputs", 2, "--batch", 2],
+             ["--jacobian", tmp_path / "j32.npy", "--outputs", 1, "--batch", 4],
+             ["--gram", tmp_path / "k.csv", "--outputs", 1, "--batch", 7],
+             ["--gram", tmp_path / "k1.npy", "--outputs", 2, "--batch", 1]]
+    for args in cases:
+        code, out, err = run(["threshold", *args, "--sampling", "with"])
+        assert code == 0, err
+        t = json.loads(out)
+        code, out, err = run(["threshold", *args, "--sampling", "with"], 2)
+        assert code == 0, (args, err)
+        d = json.loads(out)
+        assert abs(d["eta_star"] / t["eta_star"] - 1) <= 1e-9, (args, d["eta_star"], t["eta_star"])
+        assert d["rank"] == t["rank"] and abs(d["hessian_frobenius"] / t["hessian_frobenius"] - 1) <= 1e-12
+        assert d["reduction_seconds"] > 0 and 0 <= d["communication_seconds"] <= d["application_seconds"]
+
+
+def test_errors_found_on_one_rank_end_every_rank_like_the_serial_program(tmp_path):
+    """A NaN in the last sample's row (read by rank 1 only), an asymmetric or
+    indefinite Gram, a Gram that does not split into outputs: the serial exit
+    code and message, printed once, on every split."""
+    j = jacobian(6, 1, 8, 8)
+    k = j @ j.T
+    bad = {}
+    nan = k.copy()
+    nan[5, 3] = np.nan
+    bad["nan"] = nan
+    asym = k.copy()
+    asym[5, 0] += 1e-3 * np.abs(k).max()
+    bad["asym"] = asym
+    bad["indefinite"] = k - 0.5 * np.abs(np.linalg.eigvalsh(k)).max() * np.eye(6)
+    for name, m in bad.items():
+        np.save(tmp_path / f"{name}.npy", m)
+    cases = [["threshold", "--gram", tmp_path / f"{name}.npy", "--batch", 2] for name in bad]
+    cases.append(["threshold", "--gram", tmp_path / "asym.npy", "--outputs", 4, "--batch", 1])
+    cases.append(["threshold", "--jacobian", tmp_path / "nan.npy", "--batch", 1])
+    for args in cases:
+        serial, _, serr = run(args)
+        for ranks in (1, 2):
+            code, out, err = run(args, ranks)
+            assert serial != 0 and code == serial, (args, ranks, code, serial, err)
+            assert out == "" and err.count("sgdstab: ") == 1, err
+    code, _, err = run(["threshold", "--jacobian", tmp_path / "nan.npy", "--batch", 1, "--space", "parameter"], 2)
+    assert code == 2 and "sample space" in err
