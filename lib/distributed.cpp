@@ -10,6 +10,7 @@
 #include <exception>
 #include <iostream>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 #include <utility>
 #include <string>
@@ -133,8 +134,6 @@ class DistributedOperator {
     diag_.resize(local_);
     p_.resize(local_);
     weight_.resize(local_);
-    kk_.resize(static_cast<std::size_t>(local_));
-    ll_.resize(static_cast<std::size_t>(local_));
     Index idx = 0, out = 0;
     for (Index l = 0; l < r_ && out < local_; ++l)
       for (Index k = l; k < r_; ++k, ++idx) {
@@ -150,17 +149,25 @@ class DistributedOperator {
           diag_(out) = 1.0 - lr * (dk + dl) + lr * lr * f.alpha * dk * dl;
           weight_(out) = lr * lr * f.beta / static_cast<double>(n_);
         }
-        kk_[static_cast<std::size_t>(out)] = k;
-        ll_[static_cast<std::size_t>(out)] = l;
         ++out;
       }
-    if (pencil) {
-      w_.resize(r_, r_);
+    if (pencil) {  // W = (d_k + d_l)^{-1/2} in packed order, applied before unpacking
+      wp_.resize(m_);
+      Index q = 0;
       for (Index l = 0; l < r_; ++l)
-        for (Index k = 0; k < r_; ++k) w_(k, l) = 1.0 / std::sqrt(d(k) + d(l));
+        for (Index k = l; k < r_; ++k) wp_(q++) = 1.0 / std::sqrt(d(k) + d(l));
     }
+    // Sum_i h_i S h_i over the rank's samples is n_p D_p(S), D_p the per-sample
+    // term of the serial operator on the rank's rows (signed square roots of
+    // the c x c blocks and one SYRK: 3 n_p C r^2 flops, theory/operator.md, section 4).
+    if (zp_.rows() > 0) {
+      local_geometry_.emplace(Geometry::from_factor(zp_, g.hessian_eigenvalues, c_));
+      local_d_.emplace(*local_geometry_, 1, Sampling::with_replacement);  // alpha = 0, beta = 1: Q = D_p
+      local_samples_ = local_geometry_->samples();
+    }
+    s_.resize(r_, r_);
+    part_.resize(r_, r_);
     full_.resize(m_);
-    packed_.resize(m_);
     reduced_.resize(local_);
   }
 
@@ -177,33 +184,37 @@ class DistributedOperator {
     MPI_Allgatherv(x, static_cast<int>(local_), MPI_DOUBLE, full_.data(), counts_.data(), displs_.data(), MPI_DOUBLE,
                    comm_);
     const double t1 = wall();
-    s_ = unpack(full_, r_);
-    if (pencil_) s_ = s_.cwiseProduct(w_);
-    // This rank's part of sum_i h_i S h_i = Z_p^T (blockdiag_i G_i) Z_p, G_i = Z_i S Z_i^T.
-    part_.setZero(r_, r_);
-    if (zp_.rows() > 0) {
-      detail::gemm(false, false, 1.0, zp_, s_, 0.0, zs_);  // Z_p S
-      u_.resize(zp_.rows(), r_);
-      for (Index i = 0; i < zp_.rows() / c_; ++i) {
-        const MatrixXd gi = zs_.middleRows(i * c_, c_) * zp_.middleRows(i * c_, c_).transpose();  // c x c
-        u_.middleRows(i * c_, c_).noalias() = gi * zp_.middleRows(i * c_, c_);
-      }
-      detail::gemm(true, false, 1.0, zp_, u_, 0.0, part_);
-    }
-    // Packed (off-diagonals times sqrt 2, as pack()), then summed onto the owners.
+    // The lower triangle of S (W o S for the pencil): the inverse of pack() (off-diagonals / sqrt 2).
     Index idx = 0;
     for (Index l = 0; l < r_; ++l) {
-      packed_(idx++) = part_(l, l);
-      for (Index k = l + 1; k < r_; ++k) packed_(idx++) = kSqrt2 * 0.5 * (part_(k, l) + part_(l, k));
+      s_(l, l) = pencil_ ? full_(idx) * wp_(idx) : full_(idx);
+      ++idx;
+      for (Index k = l + 1; k < r_; ++k, ++idx) s_(k, l) = (pencil_ ? full_(idx) * wp_(idx) : full_(idx)) / kSqrt2;
+    }
+    // This rank's part of sum_i h_i S h_i (lower triangle).
+    const double t_products = wall();
+    if (local_d_) {
+      local_d_->quadratic_lower_into(s_, part_);
+    } else {
+      part_.setZero();
+    }
+    const double t_packed = wall();
+    // Packed (off-diagonals times sqrt 2, as pack()) over the gathered vector, then summed onto the owners.
+    const double np = static_cast<double>(local_samples_), np2 = kSqrt2 * np;
+    idx = 0;
+    for (Index l = 0; l < r_; ++l) {
+      full_(idx++) = np * part_(l, l);
+      for (Index k = l + 1; k < r_; ++k) full_(idx++) = np2 * part_(k, l);
     }
     const double t2 = wall();
-    MPI_Reduce_scatter(packed_.data(), reduced_.data(), counts_.data(), MPI_DOUBLE, MPI_SUM, comm_);
+    MPI_Reduce_scatter(full_.data(), reduced_.data(), counts_.data(), MPI_DOUBLE, MPI_SUM, comm_);
     const double t3 = wall();
     for (Index q = 0; q < local_; ++q) y[q] = diag_(q) * x[q] + weight_(q) * reduced_(q);
     ++applications_;
     ++g_times.applications;
     g_times.communication_seconds += (t1 - t0) + (t3 - t2);
-    g_times.compute_seconds += (t2 - t1) + (wall() - t3);
+    g_times.product_seconds += t_packed - t_products;
+    g_times.elementwise_seconds += (t_products - t1) + (t2 - t_packed) + (wall() - t3);
   }
 
  private:
@@ -213,9 +224,11 @@ class DistributedOperator {
   const MatrixXd& zp_;  // this rank's rows of Z (its samples)
   Index local_ = 0, lo_ = 0;
   std::vector<int> counts_, displs_;
-  MatrixXd w_, s_, zs_, u_, part_;
-  VectorXd diag_, weight_, p_, full_, packed_, reduced_;
-  std::vector<Index> kk_, ll_;
+  std::optional<Geometry> local_geometry_;             // the rank's rows of Z as a Geometry
+  std::optional<SecondMomentOperator> local_d_;        // D on those rows
+  Index local_samples_ = 0;
+  MatrixXd s_, part_;
+  VectorXd diag_, weight_, p_, wp_, full_, reduced_;
   Index applications_ = 0;
 };
 
@@ -654,9 +667,12 @@ double bytes_per_rank(const DistributedGeometry& g, int ranks, const SolverOptio
   const double rows = static_cast<double>(sample_slice(g.samples, ranks, 0).count * g.outputs);
   const double p = static_cast<double>(std::max(ranks, 1));
   const double ncv = o.subspace_dimension > 0 ? static_cast<double>(o.subspace_dimension) : 16.0;
-  // Four r x r work matrices, two full packed vectors, the rank's rows of Z
-  // with two work copies (Z_p S, U), and the Krylov basis slice.
-  return 8.0 * (r + 4.0 * r * r + 2.0 * m + 3.0 * rows * r + (ncv + 4.0) * m / p);
+  // Two r x r work matrices (S and the rank's part of R, lower triangles),
+  // two full packed vectors (the gathered vector, reused for the partial
+  // sums, and W), the rank's rows of Z (the geometry's, a copy as the local
+  // operator's geometry, its Z_p S and its stacked signed-root rows), the
+  // Krylov basis slice and the local coefficients (theory/distributed.md, section 3).
+  return 8.0 * (r + 2.0 * r * r + 2.0 * m + 4.0 * rows * r + (ncv + 8.0) * m / p);
 }
 
 ThresholdResult threshold(MPI_Comm comm, const DistributedGeometry& g, Index batch, Sampling sampling,

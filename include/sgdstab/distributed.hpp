@@ -137,17 +137,21 @@ StabilityRegion region(MPI_Comm comm, const Geometry& geometry, const std::vecto
                        const std::vector<Index>& batches, const SolverOptions& options = {});
 
 /// Bytes one rank holds for an operator of this geometry on `ranks` ranks
-/// (four r x r work matrices, two packed vectors, its rows of Z with two
+/// (two r x r work matrices, two packed vectors, its rows of Z with three
 /// work copies, and its slice of the Krylov basis): what the functions above check against
 /// options.memory_limit_bytes before allocating.
 double bytes_per_rank(const DistributedGeometry& geometry, int ranks, const SolverOptions& options = {});
 
-/// Where the applications' time went on this rank, summed over a solve: the collectives
-/// (MPI_Allgatherv + MPI_Reduce_scatter, including the wait for the slowest
-/// rank) and the local work.
+/// Where the applications' time went on this rank, summed over a solve
+/// (theory/distributed.md, section 6): the collectives (MPI_Allgatherv +
+/// MPI_Reduce_scatter, including the wait for the slowest rank), the
+/// products with the rank's rows of Z (4 n_p C r^2 flops: they shrink with
+/// P), and the elementwise work on the r x r matrix (unpack, pack: O(r^2) on
+/// every rank, whatever P).
 struct ApplicationTimes {
   Index applications = 0;
-  double communication_seconds = 0.0, compute_seconds = 0.0;
+  double communication_seconds = 0.0, product_seconds = 0.0, elementwise_seconds = 0.0;
+  double total_seconds() const { return communication_seconds + product_seconds + elementwise_seconds; }
 };
 /// The times of the last solve on this rank (reset by each call of threshold, radius or region).
 ApplicationTimes last_application_times();
