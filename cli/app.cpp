@@ -113,6 +113,8 @@ void Program::solver_options(CLI::App* app) {
                 {"method", "automatic|dense|lanczos: the eigensolver (default automatic)"},
                 {"tol", "X: relative eigenvalue accuracy (default 1e-10)"},
                 {"ncv", "K: Lanczos subspace dimension (default min(m, 12))"},
+                {"max-restarts", "K: Lanczos restarts allowed (default 1000); past them the result says not_converged"},
+                {"memory-limit", "MIB: memory the reduction and the solver may use (default: what the system has)"},
                 {"direction", "FILE: also write the top eigen-direction (r x r, reduced coordinates)"}});
 }
 
@@ -224,6 +226,8 @@ Program::Program() : root_(kDescription, "sgdstab") {
               {"method", "automatic|dense|lanczos: dense builds R (m applications); lanczos shares one subspace"},
               {"tol", "X: relative width of each certified interval (default 1e-10)"},
               {"ncv", "K: vectors in the shared subspace (default up to 64, as memory allows)"},
+              {"max-restarts", "K: restarts allowed (default 1000); past them the result says not_converged"},
+              {"memory-limit", "MIB: memory the reduction and the solver may use (default: what the system has)"},
               {"plot", "FILE.svg: write the picture (eta against B, bands, bounds, marks)"},
               {"mark", "LR,B: a (learning rate, batch size) to judge and draw; repeatable"}});
   momentum_options(c);

@@ -1,14 +1,26 @@
 #include "inputs.hpp"
 
+#include <cmath>
+#include <string>
+
 #include "sgdstab/matrix_io.hpp"
 #include "sgdstab/sampling.hpp"
 
 namespace sgdstab::cli {
 
+double memory_limit_option(const Args& args) {
+  const double mib = args.number_or("memory-limit", 0.0);
+  if (!(mib >= 0.0) || !std::isfinite(mib))
+    throw UsageError("--memory-limit: MIB must be finite and >= 0 (0: what the system has), got " +
+                     args.str("memory-limit"));
+  return mib * 1024.0 * 1024.0;
+}
+
 ReductionOptions reduction_options(const Args& args) {
   ReductionOptions ro;
   ro.rank_tolerance = args.number_or("rank-tol", 0.0);
   ro.space = parse<Space>(args.str_or("space", "automatic"));
+  ro.memory_limit_bytes = memory_limit_option(args);
   return ro;
 }
 
@@ -32,6 +44,10 @@ SolverOptions solver_options(const Args& args) {
   so.tolerance = args.number_or("tol", so.tolerance);
   so.subspace_dimension = args.integer_or("ncv", 0);
   so.want_direction = args.has("direction");
+  const long long restarts = args.integer_or("max-restarts", so.max_iterations);
+  if (restarts < 1) throw UsageError("--max-restarts: K must be >= 1, got " + std::to_string(restarts));
+  so.max_iterations = static_cast<Index>(restarts);
+  so.memory_limit_bytes = memory_limit_option(args);
   so.validate();
   return so;
 }

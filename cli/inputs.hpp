@@ -14,6 +14,8 @@
 namespace sgdstab::cli {
 
 /// --rank-tol and --space.
+/// --memory-limit MIB in bytes (0: what the system has).
+double memory_limit_option(const Args& args);
 ReductionOptions reduction_options(const Args& args);
 /// --outputs C (>= 1, default 1).
 Index outputs_option(const Args& args);

@@ -184,3 +184,26 @@ def test_errors_found_on_one_rank_end_every_rank_like_the_serial_program(tmp_pat
             assert out == "" and err.count("sgdstab: ") == 1, err
     code, _, err = run(["threshold", "--jacobian", tmp_path / "nan.npy", "--batch", 1, "--space", "parameter"], 2)
     assert code == 2 and "sample space" in err
+
+
+def test_non_convergence_and_memory_refusal_like_the_serial_program(files):
+    """Too few restarts: not_converged, exit 3 (not to be trusted; the serial
+    program's code for an unconverged result), the JSON once (the serial
+    program falls back to its dense method at this size instead); a memory
+    limit below what the reduction and the operator need: exit 1 with one
+    message, as the serial program, checked before allocating."""
+    jpath, kpath, n, c = files[1]
+    args = ["threshold", "--gram", kpath, "--outputs", c, "--batch", 2, "--tol", "1e-15", "--max-restarts", 1]
+    for ranks in (1, 2):
+        code, out, err = run([*args, "--ncv", 4], ranks)
+        assert code == 3, (ranks, code, err)
+        dist = json.loads(out)  # printed once: one JSON document
+        assert not dist["converged"] and dist["status"] == "not_converged" and "did not converge" in dist["message"]
+    limit = ["--memory-limit", "0.001"]
+    for cmd in (["threshold", "--batch", 2], ["region"]):
+        serial, _, serr = run([cmd[0], "--gram", kpath, "--outputs", c, *cmd[1:], *limit])
+        code, out, err = run([cmd[0], "--gram", kpath, "--outputs", c, *cmd[1:], *limit], 2)
+        assert serial == 1 and code == 1 and out == "", (cmd, code, err)
+        assert err.count("sgdstab: ") == 1 and "too large" in err and "too large" in serr, err
+    code, out, err = run(["threshold", "--gram", kpath, "--outputs", c, "--batch", 2, "--max-restarts", 0], 2)
+    assert code == 2 and "--max-restarts" in err
