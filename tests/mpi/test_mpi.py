@@ -1,8 +1,10 @@
 # sgdstab-mpi (issue #17) against the serial program on the same files:
-# eta* and rho at P = 1 and P = 2 ranks to 1e-9 for every scheme, C = 1, 2, 3,
-# rank-deficient Grams included; bad input gives the serial exit codes with
-# one message (rank 0 only) and no hang. Run by ctest as MPI.program with
-# SGDSTAB_CLI and SGDSTAB_MPI set.
+# eta*, rho and region points at P = 1 and 2 ranks (threshold also at 3 and
+# 4: other ScaLAPACK grids) to 1e-9 for every scheme, C = 1, 2, 3,
+# rank-deficient Grams, every input layout read in slices, more ranks than
+# samples; bad input, errors seen by one rank only, non-convergence and
+# memory refusal give the serial exit codes with one message (rank 0 only)
+# and no hang. Run by ctest as MPI.program with SGDSTAB_CLI and SGDSTAB_MPI set.
 import json
 import os
 import subprocess
@@ -207,3 +209,19 @@ def test_non_convergence_and_memory_refusal_like_the_serial_program(files):
         assert err.count("sgdstab: ") == 1 and "too large" in err and "too large" in serr, err
     code, out, err = run(["threshold", "--gram", kpath, "--outputs", c, "--batch", 2, "--max-restarts", 0], 2)
     assert code == 2 and "--max-restarts" in err
+
+
+@pytest.mark.parametrize("ranks", [3, 4])
+def test_process_grids_beyond_two_ranks(files, ranks):
+    """P = 3 (a 1 x 3 ScaLAPACK grid, uneven blocks) and P = 4 (2 x 2, where
+    pdgemr2d really redistributes): the serial eta* for every scheme."""
+    _, kpath, n, c = files[2]
+    for s in SCHEMES:
+        args = ["threshold", "--gram", kpath, "--outputs", c, "--batch", 2, "--sampling", s]
+        code, out, err = run(args)
+        assert code == 0, err
+        t = json.loads(out)
+        code, out, err = run(args, ranks)
+        assert code == 0, err
+        d = json.loads(out)
+        assert d["ranks"] == ranks and abs(d["eta_star"] / t["eta_star"] - 1) <= 1e-9, (s, d["eta_star"], t["eta_star"])
