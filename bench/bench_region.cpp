@@ -15,6 +15,7 @@
 #include <chrono>
 #include <random>
 
+#include "cuda_backend.hpp"
 #include "eigensolve.hpp"
 #include "linalg.hpp"
 #include "sgdstab/sgdstab.hpp"
@@ -57,6 +58,13 @@ MatrixXd gram(Index nc, Index kind) { return kind == 0 ? clustered_gram(nc) : ea
 const std::vector<sgdstab::Sampling> kAll = {sgdstab::Sampling::without_replacement,
                                              sgdstab::Sampling::with_replacement, sgdstab::Sampling::bernoulli};
 
+// The CPU figures of the README are the CPU's, also on a machine with a GPU.
+sgdstab::SolverOptions on_cpu() {
+  sgdstab::SolverOptions o;
+  o.device = sgdstab::Device::cpu;
+  return o;
+}
+
 void report(benchmark::State& state, const sgdstab::StabilityRegion& r) {
   state.counters["matvecs"] = static_cast<double>(r.matvecs);
   state.counters["restarts"] = static_cast<double>(r.restarts);
@@ -91,7 +99,7 @@ void BM_ThresholdSpectra(benchmark::State& state) {
 void BM_ThresholdRegion(benchmark::State& state) {
   const auto g = sgdstab::Geometry::from_gram(gram(state.range(0), state.range(1)), 4);
   for (auto _ : state) {
-    const auto t = sgdstab::stability_threshold(g, 8);
+    const auto t = sgdstab::stability_threshold(g, 8, sgdstab::Sampling::without_replacement, on_cpu());
     state.counters["matvecs"] = static_cast<double>(t.report.matvecs);
     state.counters["converged"] = t.converged() ? 1 : 0;
     state.counters["eta_star"] = t.eta_star;
@@ -103,7 +111,7 @@ void BM_ThresholdRegion(benchmark::State& state) {
 void BM_Region(benchmark::State& state) {
   const auto g = sgdstab::Geometry::from_gram(gram(state.range(0), state.range(1)), 4);
   const auto batches = sgdstab::default_batches(g.samples());
-  for (auto _ : state) report(state, sgdstab::stability_region(g, kAll, batches));
+  for (auto _ : state) report(state, sgdstab::stability_region(g, kAll, batches, on_cpu()));
   state.counters["points"] = static_cast<double>(3 * batches.size());
 }
 
@@ -161,6 +169,46 @@ void BM_ApplyDgemm(benchmark::State& state) {
   state.counters["flop_rate"] = benchmark::Counter(2.0 * n * n * n, benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_ApplyR)->Arg(2048)->Arg(4096)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
+
+// The GPU backend (issue #13, theory/gpu.md; run by scripts/gpu_check.sh):
+// one application of R on the GPU (uploads, cuBLAS, downloads, host packing),
+// and one threshold with --device cuda; skipped without a usable GPU.
+void BM_ApplyRGpu(benchmark::State& state) {
+  const sgdstab::GpuStatus s = sgdstab::gpu_status();
+  if (!s.usable) {
+    state.SkipWithError(("no usable GPU: " + s.reason).c_str());
+    return;
+  }
+  const Index nc = state.range(0);
+  const auto g = sgdstab::Geometry::from_gram(clustered_gram(nc), 4);
+  const sgdstab::detail::ApplyFn apply = sgdstab::detail::gpu_pencil_r(g);
+  const Eigen::VectorXd x = gaussian(sgdstab::packed_size(g.rank()), 1, 3);
+  Eigen::VectorXd y(x.size());
+  for (auto _ : state) {
+    apply(x.data(), y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  const double r = static_cast<double>(g.rank());
+  state.counters["flop_rate"] = benchmark::Counter(4.0 * nc * r * r, benchmark::Counter::kIsIterationInvariantRate);
+}
+void BM_ThresholdGpu(benchmark::State& state) {
+  const sgdstab::GpuStatus s = sgdstab::gpu_status();
+  if (!s.usable) {
+    state.SkipWithError(("no usable GPU: " + s.reason).c_str());
+    return;
+  }
+  const auto g = sgdstab::Geometry::from_gram(clustered_gram(state.range(0)), 4);
+  sgdstab::SolverOptions o;
+  o.device = sgdstab::Device::cuda;
+  for (auto _ : state) {
+    const auto t = sgdstab::stability_threshold(g, 8, sgdstab::Sampling::without_replacement, o);
+    state.counters["matvecs"] = static_cast<double>(t.report.matvecs);
+    state.counters["converged"] = t.converged() ? 1 : 0;
+    state.counters["eta_star"] = t.eta_star;
+  }
+}
+BENCHMARK(BM_ApplyRGpu)->Arg(4096)->Arg(16384)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
+BENCHMARK(BM_ThresholdGpu)->Arg(4096)->Arg(16384)->Unit(benchmark::kSecond)->UseRealTime()->Iterations(1);
 BENCHMARK(BM_ApplyDgemm)->Arg(2048)->Arg(4096)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 
 }  // namespace

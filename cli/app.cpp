@@ -115,6 +115,7 @@ void Program::solver_options(CLI::App* app) {
                 {"ncv", "K: Lanczos subspace dimension (default min(m, 12))"},
                 {"max-restarts", "K: Lanczos restarts allowed (default 1000); past them the result says not_converged"},
                 {"memory-limit", "MIB: memory the reduction and the solver may use (default: what the system has)"},
+                {"device", "cpu|cuda|auto: where eta*'s operator applications run (default auto: the GPU when usable)"},
                 {"direction", "FILE: also write the top eigen-direction (r x r, reduced coordinates)"}});
 }
 
@@ -228,6 +229,7 @@ Program::Program() : root_(kDescription, "sgdstab") {
               {"ncv", "K: vectors in the shared subspace (default up to 64, as memory allows)"},
               {"max-restarts", "K: restarts allowed (default 1000); past them the result says not_converged"},
               {"memory-limit", "MIB: memory the reduction and the solver may use (default: what the system has)"},
+              {"device", "cpu|cuda|auto: where the operator applications run (default auto: the GPU when usable)"},
               {"plot", "FILE.svg: write the picture (eta against B, bands, bounds, marks)"},
               {"mark", "LR,B: a (learning rate, batch size) to judge and draw; repeatable"}});
   momentum_options(c);
@@ -275,7 +277,8 @@ Program::Program() : root_(kDescription, "sgdstab") {
               {"tol", "X: relative eigenvalue accuracy"},
               {"ncv", "K: Lanczos subspace dimension"},
               {"rank-tol", "X: relative rank cut-off"},
-              {"space", "automatic|parameter|sample"}});
+              {"space", "automatic|parameter|sample"},
+              {"device", "cpu|cuda|auto: where the curve's operator applications run (default auto)"}});
   momentum_options(c);  // the curve is momentum SGD's; the gd and sgd trainers train with it
 
   c = command(root_, "escape", "nonlinear SGD from the minimum + epsilon delta: escape fraction, rate",

@@ -48,6 +48,7 @@ SolverOptions solver_options(const Args& args) {
   if (restarts < 1) throw UsageError("--max-restarts: K must be >= 1, got " + std::to_string(restarts));
   so.max_iterations = static_cast<Index>(restarts);
   so.memory_limit_bytes = memory_limit_option(args);
+  so.device = parse<Device>(args.str_or("device", "auto"));
   so.validate();
   return so;
 }

@@ -38,6 +38,8 @@ void plain_sgd_only(const Args& args) {
   for (const char* name : {"momentum", "nesterov", "scan"})
     if (args.has(name)) throw UsageError(std::string("--") + name + ": sgdstab-mpi computes plain SGD only (for now)");
   if (args.has("direction")) throw UsageError("--direction: not available in sgdstab-mpi");
+  if (args.has("device") && args.str("device") != "cpu" && args.str("device") != "auto")
+    throw UsageError("--device " + args.str("device") + ": sgdstab-mpi runs on the CPUs of its ranks");
 }
 
 // The input read once over the ranks (each its rows) and reduced by

@@ -16,6 +16,7 @@ void report_fields(json& j, const SolveReport& r) {
   j["residual"] = r.residual;
   j["error_bound"] = std::isnan(r.error_bound) ? json(nullptr) : json(r.error_bound);
   j["method"] = to_string(r.method);
+  j["device"] = to_string(r.device);
   j["message"] = r.message;
 }
 
@@ -45,6 +46,7 @@ json curve_point(Index batch, double eta_star, const SolveReport& report, const 
   p["status"] = to_string(report.status);
   p["matvecs"] = report.matvecs;
   p["method"] = to_string(report.method);
+  p["device"] = to_string(report.device);
   p["error_bound"] = std::isnan(report.error_bound) ? json(nullptr) : json(report.error_bound);
   return p;
 }
@@ -55,7 +57,14 @@ json curve_json(const Geometry& g, const std::vector<ThresholdResult>& curve) {
   geometry_fields(j, g);
   hessian_fields(j, g);
   json pts = json::array();
-  for (const ThresholdResult& r : curve) pts.push_back(curve_point(r.batch, r.eta_star, r.report));
+  // Where the applications ran: one device for all points, or "cpu+cuda"
+  // when some were small enough for the dense CPU method.
+  std::string device = to_string(curve.front().report.device);
+  for (const ThresholdResult& r : curve) {
+    pts.push_back(curve_point(r.batch, r.eta_star, r.report));
+    if (to_string(r.report.device) != device) device = "cpu+cuda";
+  }
+  j["device"] = device;
   j["points"] = pts;
   j["loss_convention"] = kLossConvention;
   return j;
@@ -94,6 +103,7 @@ json region_json(const StabilityRegion& region) {
   j["converged"] = region.converged();
   j["status"] = to_string(region.status);
   j["method"] = to_string(region.method);
+  j["device"] = to_string(region.device);
   j["subspace_dimension"] = region.subspace_dimension;
   j["restarts"] = region.restarts;
   j["apply_seconds"] = region.apply_seconds;

@@ -54,6 +54,8 @@ struct FamilyResult {
   Index restarts = 0;
   Index subspace_dimension = 0;  ///< the most vectors kept at once (0 for dense)
   Method method = Method::lanczos;
+  Device device = Device::cpu;  ///< where the applications of R ran (device.hpp)
+  std::string device_note;      ///< why the CPU when the GPU was allowed but not used
 };
 
 /// Bytes the shared subspace of k vectors needs on an m-dimensional family.

@@ -8,7 +8,9 @@
 #include <stdexcept>
 
 #include "check.hpp"
+#include "cuda_backend.hpp"
 #include "family.hpp"
+#include "sgdstab/device.hpp"
 #include "scaling.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/moment_operator.hpp"
@@ -132,11 +134,18 @@ FamilyResult geometry_family(const Geometry& g, const std::vector<double>& s, co
   const VectorXd& d = g.hessian_eigenvalues();
   const SecondMomentOperator single(g, 1, Sampling::with_replacement);  // alpha = 0, beta = 1: Q = D
   const PencilOperator r_op(single);                                     // R = A^{-1/2} D A^{-1/2}
-  const ApplyFn apply = [&r_op](const double* x, double* y) { r_op.perform_op(x, y); };
+  std::string note;
+  const Device device = resolve_device(opt.device, gpu_pencil_bytes(g), &note);  // theory/gpu.md
+  const ApplyFn apply = device == Device::cuda
+                            ? gpu_pencil_r(g)
+                            : ApplyFn([&r_op](const double* x, double* y) { r_op.perform_op(x, y); });
   VectorXd start = pack(MatrixXd((2.0 * d).cwiseSqrt().asDiagonal()));  // A^{1/2}(I): threshold.md §6
   start /= start.norm();
-  return family_top(packed_p(d), apply, s, start, opt, single.workspace_bytes(),
-                    "eta* (m = " + std::to_string(packed_size(g.rank())) + ")", want_vectors);
+  FamilyResult out = family_top(packed_p(d), apply, s, start, opt, single.workspace_bytes(),
+                                "eta* (m = " + std::to_string(packed_size(g.rank())) + ")", want_vectors);
+  out.device = device;
+  out.device_note = note;
+  return out;
 }
 
 }  // namespace detail
@@ -225,6 +234,7 @@ StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>&
   const auto t0 = std::chrono::steady_clock::now();
   opt.validate();
   detail::check_region_lists(schemes, batches, g.samples());
+  detail::require_device(opt);
   const detail::UnitGeometry u(g);
   if (u.rescaled()) {  // computed in rescaled units, reported in the user's (theory/scaling.md)
     StabilityRegion out = stability_region(u.get(), schemes, batches, opt);
@@ -262,6 +272,7 @@ StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>&
   out.restarts = fam.restarts;
   out.subspace_dimension = fam.subspace_dimension;
   out.method = svals.empty() ? Method::dense : fam.method;
+  out.device = fam.device;
   detail::assemble_region(out, fam.members, schemes, batches);
   if (out.converged()) out.message = "converged";
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "check.hpp"
+#include "cuda_backend.hpp"
 #include "eigensolve.hpp"
 #include "family.hpp"
 #include "scaling.hpp"
@@ -90,6 +91,7 @@ ThresholdResult family_threshold(const Geometry& g, Index batch, Sampling sampli
   res.report.residual = m.value > 0 ? m.residual / m.value : m.residual;
   res.report.error_bound = m.value > 0 ? m.error / m.value : m.error;
   res.report.message = m.message;
+  res.report.device = fam.device;
   if (opt.want_direction && m.vector.size() > 0) {
     MatrixXd dir = unpack(m.vector, g.rank());
     const VectorXd& d = g.hessian_eigenvalues();
@@ -103,6 +105,7 @@ ThresholdResult family_threshold(const Geometry& g, Index batch, Sampling sampli
 ThresholdResult threshold_of(const Geometry& g, Index batch, Sampling sampling, const SolverOptions& opt) {
   opt.validate();
   check_batch(batch, g.samples(), "stability_threshold");
+  detail::require_device(opt);
   ThresholdResult res = detail::resolve_method(opt, packed_size(g.rank())) == Method::dense
                             ? dense_threshold(g, batch, sampling, opt)
                             : family_threshold(g, batch, sampling, opt);
@@ -135,6 +138,7 @@ RadiusResult spectral_radius(const Geometry& g, double lr, Index batch, Sampling
                              const SolverOptions& opt) {
   opt.validate();
   detail::require(std::isfinite(lr) && lr > 0, "spectral_radius", "learning rate must be finite and > 0, got " + detail::fmt(lr));
+  detail::require_device(opt);  // rho runs on the CPU (theory/gpu.md, section 3), but cuda without a GPU is refused
   const detail::UnitGeometry u(g);
   if (u.rescaled()) {  // rho(eta; J) = rho(eta unit; J / sqrt(unit)) (theory/scaling.md)
     RadiusResult r = spectral_radius(u.get(), lr * u.unit(), batch, sampling, opt);
@@ -160,6 +164,7 @@ std::vector<ThresholdResult> threshold_curve(const Geometry& g, const std::vecto
   detail::require(!batches.empty(), "threshold_curve", "the list of batch sizes is empty");
   for (Index b : batches) check_batch(b, g.samples(), "threshold_curve");
   opt.validate();
+  detail::require_device(opt);
   const detail::UnitGeometry u(g);
   if (u.rescaled()) {
     std::vector<ThresholdResult> out = threshold_curve(u.get(), batches, sampling, opt);
@@ -186,6 +191,7 @@ std::vector<ThresholdResult> threshold_curve(const Geometry& g, const std::vecto
     r.report.error_bound = p.eta_low > 0 ? p.eta_high / p.eta_low - 1.0 : std::numeric_limits<double>::infinity();
     r.report.residual = p.residual;
     r.report.message = p.message;
+    r.report.device = region.device;
     out.push_back(r);
   }
   return out;

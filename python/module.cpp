@@ -187,7 +187,7 @@ class Compute {
 const std::set<std::string>& solver_keys() {
   static const std::set<std::string> keys = {"method", "tolerance", "max_iterations", "subspace_dimension",
                                              "dense_max_dimension", "dense_fallback_max_dimension",
-                                             "want_direction", "memory_limit_bytes"};
+                                             "want_direction", "memory_limit_bytes", "device"};
   return keys;
 }
 
@@ -213,6 +213,7 @@ SolverOptions solver_options(const py::kwargs& kw, const char* function) {
     else if (key == "dense_fallback_max_dimension") so.dense_fallback_max_dimension = v.cast<Index>();
     else if (key == "want_direction") so.want_direction = v.cast<bool>();
     else if (key == "memory_limit_bytes") so.memory_limit_bytes = v.cast<double>();
+    else if (key == "device") so.device = parse<Device>(v.cast<std::string>());
   }
   so.validate();
   return so;

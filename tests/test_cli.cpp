@@ -70,6 +70,30 @@ TEST_F(Cli, ThresholdJsonMatchesTheLibrary) {
   }
 }
 
+TEST_F(Cli, DeviceIsReportedAndCudaWithoutAGpuIsAUsageError) {
+  const MatrixXd J = ref::gaussian(60, 40, 73);  // r = 40: the matrix-free path
+  sgdstab::write_npy(file("j.npy"), J);
+  const sgdstab::GpuStatus gpu = sgdstab::gpu_status();
+  const std::string ran = gpu.usable ? "cuda" : "cpu";
+  for (const std::string cmd : {"threshold --batch 4", "curve --batches 1,4", "region --batches 1,4 --sampling with"}) {
+    const CliRun cpu = run(cmd + " --jacobian " + file("j.npy") + " --device cpu");
+    ASSERT_EQ(cpu.code, 0) << cpu.err;
+    EXPECT_EQ(json::parse(cpu.out)["device"], "cpu") << cmd;
+    const CliRun aut = run(cmd + " --jacobian " + file("j.npy"));  // --device auto
+    ASSERT_EQ(aut.code, 0) << aut.err;
+    EXPECT_EQ(json::parse(aut.out)["device"], ran) << cmd;
+    const CliRun cuda = run(cmd + " --jacobian " + file("j.npy") + " --device cuda");
+    if (gpu.usable) {
+      EXPECT_EQ(cuda.code, 0) << cuda.err;
+    } else {
+      EXPECT_EQ(cuda.code, 2) << cmd;
+      EXPECT_TRUE(cuda.out.empty());
+      EXPECT_NE(cuda.err.find("device cuda: " + gpu.reason), std::string::npos) << cuda.err;
+    }
+  }
+  EXPECT_EQ(run("threshold --batch 4 --jacobian " + file("j.npy") + " --device tpu").code, 2);
+}
+
 TEST_F(Cli, RadiusAndCurve) {
   const MatrixXd J = ref::gaussian(10, 14, 72);
   sgdstab::write_csv(file("j.csv"), J);

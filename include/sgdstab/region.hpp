@@ -86,6 +86,7 @@ struct StabilityRegion {
   Index restarts = 0;
   Index subspace_dimension = 0;
   Method method = Method::lanczos;
+  Device device = Device::cpu;  ///< where the applications of R ran (device.hpp)
   double seconds = 0.0;     ///< wall time of the solve
   double apply_seconds = 0.0;  ///< the part of it spent applying R (the rest: the subspace's own work)
   /// SGD with momentum (beta = 0: plain SGD). With beta > 0 the points come

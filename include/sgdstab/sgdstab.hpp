@@ -3,6 +3,7 @@
 /// \brief Umbrella header: everything public in sgdstab.
 #include "sgdstab/bounds.hpp"
 #include "sgdstab/data.hpp"
+#include "sgdstab/device.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/escape.hpp"
 #include "sgdstab/geometry.hpp"

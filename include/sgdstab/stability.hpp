@@ -59,6 +59,10 @@ struct SolverOptions {
   bool want_direction = false;
   /// Memory the solver may use, bytes; 0 = what the system has available.
   double memory_limit_bytes = 0.0;
+  /// Where the operator applications of eta* (threshold, curve, region) run
+  /// (device.hpp): cpu, cuda (an error without a usable GPU) or automatic
+  /// (the GPU when usable and the problem fits, else the CPU).
+  Device device = Device::automatic;
   void validate() const;
 };
 
@@ -75,6 +79,7 @@ struct SolveReport {
   /// the solver gives none (the spectral radius).
   double error_bound = std::numeric_limits<double>::quiet_NaN();
   Method method = Method::automatic;  ///< the method that produced the value
+  Device device = Device::cpu;        ///< where the operator applications ran (device.hpp)
   std::string message;    ///< what happened (fallbacks, failures)
 };
 

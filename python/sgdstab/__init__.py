@@ -76,8 +76,10 @@ _SOLVER_OPTIONS = """
     ("automatic", "dense", "lanczos"), tolerance (relative accuracy, 1e-10),
     max_iterations, subspace_dimension, dense_max_dimension,
     dense_fallback_max_dimension, want_direction (return the top
-    eigen-direction), memory_limit_bytes (0: what the system has). An unknown
-    keyword is a TypeError.
+    eigen-direction), memory_limit_bytes (0: what the system has), device
+    ("auto", "cpu", "cuda": where eta*'s operator applications run; "cuda"
+    without a usable GPU is a ValueError naming why). An unknown keyword is a
+    TypeError.
     """
 
 

@@ -72,6 +72,11 @@ def test_batch_lr_sampling_and_options(g):
         sgdstab.threshold(g, 2, tolerance=-1.0)
     with pytest.raises(ValueError, match="method"):
         sgdstab.threshold(g, 2, method="magic")
+    with pytest.raises(ValueError, match="device"):
+        sgdstab.threshold(g, 2, device="tpu")
+    cpu = sgdstab.threshold(g, 2, device="cpu")
+    assert cpu.to_dict()["device"] == "cpu"
+    assert sgdstab.threshold(g, 2, device="auto").eta_star == pytest.approx(cpu.eta_star, rel=1e-10)
     with pytest.raises(ValueError, match="repeated|duplicate"):
         sgdstab.region(g, batches=[2, 2])
     with pytest.raises(ValueError, match="mark"):
