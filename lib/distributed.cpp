@@ -400,6 +400,20 @@ std::pair<int, int> grid_shape(int p) {
   return {rows, p / rows};
 }
 
+// max |entry| over all ranks (the same on every rank, so every rank throws
+// alike): entries beyond 2^{+-window} are refused, since the serial reduction
+// rescales those (theory/scaling.md) and the distributed one does not.
+double global_scale(MPI_Comm comm, double local_max, int window, const std::string& what, const char* symbol) {
+  double out = 0.0;
+  MPI_Allreduce(&local_max, &out, 1, MPI_DOUBLE, MPI_MAX, comm);
+  const int e = out > 0 ? std::ilogb(out) : 0;
+  if (e > window || e < -window)
+    throw sgdstab::invalid_argument(what + " are near 2^" + std::to_string(e) + ": sgdstab-mpi needs max|" + symbol +
+                                    "| between 2^-" + std::to_string(window) + " and 2^" + std::to_string(window) +
+                                    " (rescale the input; the serial reduction rescales by itself)");
+  return out;
+}
+
 constexpr int kBlock = 64;  // ScaLAPACK's block size for the eigendecomposition
 
 }  // namespace
@@ -471,14 +485,8 @@ MatrixXd gram_rows_of_jacobian(MPI_Comm comm, const MatrixXd& jrows, Index outpu
     if (!jrows.allFinite()) throw sgdstab::invalid_argument(where + ": the Jacobian has NaN or Inf entries");
     amax = jrows.size() > 0 ? jrows.cwiseAbs().maxCoeff() : 0.0;
   });
-  double global_max = 0.0;
-  MPI_Allreduce(&amax, &global_max, 1, MPI_DOUBLE, MPI_MAX, comm);
+  global_scale(comm, amax, 256, where + ": the Jacobian's entries", "J");
   agree(comm, [&] {
-    const int e = global_max > 0 ? std::ilogb(global_max) : 0;
-    if (e > 256 || e < -256)
-      throw sgdstab::invalid_argument(where + ": the Jacobian's entries are near 2^" + std::to_string(e) +
-                                      ": sgdstab-mpi needs max|J| between 2^-256 and 2^256 (rescale the input; the "
-                                      "serial reduction rescales by itself)");
     check_memory(8.0 * static_cast<double>(jrows.rows()) * static_cast<double>(total) +
                      8.0 * static_cast<double>(sample_slice(total / outputs, size, 0).count * outputs) *
                          static_cast<double>(cols[0]),
@@ -539,18 +547,9 @@ DistributedGeometry reduce_gram(MPI_Comm comm, const MatrixXd& krows, Index outp
                      " Gram on each of " + std::to_string(size) + " ranks",
                  o.memory_limit_bytes);
   });
-  double scale = 0.0;
-  MPI_Allreduce(&amax, &scale, 1, MPI_DOUBLE, MPI_MAX, comm);
-  agree(comm, [&] {
-    const int e = scale > 0 ? std::ilogb(scale) : 0;
-    if (e > 512 || e < -512)
-      throw sgdstab::invalid_argument(where + ": the Gram's entries are near 2^" + std::to_string(e) +
-                                      ": sgdstab-mpi needs max|K| between 2^-512 and 2^512 (rescale the input; the "
-                                      "serial reduction rescales by itself)");
-  });
+  const double scale = global_scale(comm, amax, 512, where + ": the Gram's entries", "K");
   const Index n = nc / outputs;
   const SampleSlice mine = sample_slice(n, size, me);
-  const Index first = mine.first * outputs;
   // Symmetry (max |K - K^T|) and the symmetric part: at step t this rank
   // sends its rows x the columns of rank me + t and receives rank me - t's
   // rows x its own columns.
@@ -657,7 +656,6 @@ DistributedGeometry reduce_gram(MPI_Comm comm, const MatrixXd& krows, Index outp
     out.hessian_eigenvalues(k) = w(N - 1 - k) / static_cast<double>(n);
     out.factor_rows.col(k) = kept.col(r - 1 - k) * std::sqrt(w(N - 1 - k));
   }
-  (void)first;
   out.reduction_seconds = wall() - t0;
   return out;
 }
