@@ -18,6 +18,7 @@
 #include "cuda_backend.hpp"
 #include "eigensolve.hpp"
 #include "linalg.hpp"
+#include "low_precision.hpp"
 #include "sgdstab/sgdstab.hpp"
 
 namespace {
@@ -59,14 +60,17 @@ const std::vector<sgdstab::Sampling> kAll = {sgdstab::Sampling::without_replacem
                                              sgdstab::Sampling::with_replacement, sgdstab::Sampling::bernoulli};
 
 // The CPU figures of the README are the CPU's, also on a machine with a GPU.
-sgdstab::SolverOptions on_cpu() {
+// mixed: the default mixed-precision start (theory/region.md, section 7), else double throughout.
+sgdstab::SolverOptions on_cpu(bool mixed = true) {
   sgdstab::SolverOptions o;
   o.device = sgdstab::Device::cpu;
+  o.mixed_precision = mixed;
   return o;
 }
 
 void report(benchmark::State& state, const sgdstab::StabilityRegion& r) {
   state.counters["matvecs"] = static_cast<double>(r.matvecs);
+  state.counters["single"] = static_cast<double>(r.single_precision_matvecs);
   state.counters["restarts"] = static_cast<double>(r.restarts);
   state.counters["converged"] = r.converged() ? 1 : 0;
   state.counters["subspace"] = static_cast<double>(r.subspace_dimension);
@@ -95,23 +99,26 @@ void BM_ThresholdSpectra(benchmark::State& state) {
 }
 
 // The same threshold as the library computes it now (stability_threshold:
-// the shared-subspace solver on one member, error-bound stopping rule).
+// the shared-subspace solver on one member, error-bound stopping rule);
+// range(2): 1 with the mixed-precision start (the default), 0 double throughout.
 void BM_ThresholdRegion(benchmark::State& state) {
   const auto g = sgdstab::Geometry::from_gram(gram(state.range(0), state.range(1)), 4);
   for (auto _ : state) {
-    const auto t = sgdstab::stability_threshold(g, 8, sgdstab::Sampling::without_replacement, on_cpu());
+    const auto t =
+        sgdstab::stability_threshold(g, 8, sgdstab::Sampling::without_replacement, on_cpu(state.range(2) == 1));
     state.counters["matvecs"] = static_cast<double>(t.report.matvecs);
+    state.counters["single"] = static_cast<double>(t.report.single_precision_matvecs);
     state.counters["converged"] = t.converged() ? 1 : 0;
     state.counters["eta_star"] = t.eta_star;
     state.counters["error_bound"] = t.report.error_bound;
   }
 }
 
-// The full region: 3 schemes x (1, 2, 4, ..., n) batch sizes.
+// The full region: 3 schemes x (1, 2, 4, ..., n) batch sizes; range(2) as above.
 void BM_Region(benchmark::State& state) {
   const auto g = sgdstab::Geometry::from_gram(gram(state.range(0), state.range(1)), 4);
   const auto batches = sgdstab::default_batches(g.samples());
-  for (auto _ : state) report(state, sgdstab::stability_region(g, kAll, batches, on_cpu()));
+  for (auto _ : state) report(state, sgdstab::stability_region(g, kAll, batches, on_cpu(state.range(2) == 1)));
   state.counters["points"] = static_cast<double>(3 * batches.size());
 }
 
@@ -136,14 +143,17 @@ BENCHMARK(BM_MomentumThreshold)->Args({1024, 0, 0})->Args({1024, 0, 1})->Args({2
 
 BENCHMARK(BM_ThresholdSpectra)->Args({1024, 0})->Args({2048, 0})->Args({4096, 0})->Args({1024, 1})
     ->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
-BENCHMARK(BM_ThresholdRegion)->Args({1024, 0})->Args({2048, 0})->Args({4096, 0})->Args({1024, 1})
+BENCHMARK(BM_ThresholdRegion)->Args({1024, 0, 1})->Args({2048, 0, 1})->Args({4096, 0, 1})->Args({1024, 1, 1})
+    ->Args({1024, 0, 0})->Args({2048, 0, 0})->Args({4096, 0, 0})->Args({1024, 1, 0})
     ->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
-BENCHMARK(BM_Region)->Args({1024, 0})->Args({2048, 0})->Args({4096, 0})->Args({1024, 1})
+BENCHMARK(BM_Region)->Args({1024, 0, 1})->Args({2048, 0, 1})->Args({4096, 0, 1})->Args({1024, 1, 1})
+    ->Args({1024, 0, 0})->Args({2048, 0, 0})->Args({4096, 0, 0})->Args({1024, 1, 0})
     ->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
 
 // One application of R (the region's operator) against OpenBLAS DGEMM on the
-// same flop count, 3 nC r^2 (an nC x r by r x r product is 2 nC r^2 of it),
-// in the same run.
+// same flop count, 2 nC r^2 (operator.md section 4: one dtrmm and two dsyrk,
+// the flops of one nC x r by r x r product), in the same run; and the
+// single-precision application (theory/region.md, section 7) counted the same way.
 void BM_ApplyR(benchmark::State& state) {
   const Index nc = state.range(0);
   const auto g = sgdstab::Geometry::from_gram(clustered_gram(nc), 4);
@@ -156,8 +166,23 @@ void BM_ApplyR(benchmark::State& state) {
     benchmark::DoNotOptimize(y.data());
   }
   const double r = static_cast<double>(g.rank());
-  state.counters["flop_rate"] = benchmark::Counter(3.0 * nc * r * r, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["flop_rate"] = benchmark::Counter(2.0 * nc * r * r, benchmark::Counter::kIsIterationInvariantRate);
 }
+void BM_ApplyRSingle(benchmark::State& state) {
+  const Index nc = state.range(0);
+  const auto g = sgdstab::Geometry::from_gram(clustered_gram(nc), 4);
+  const auto apply = sgdstab::detail::low_precision_pencil_r(g);
+  const Eigen::Index m = sgdstab::packed_size(g.rank());
+  const Eigen::VectorXd x = gaussian(m, 1, 3);
+  Eigen::VectorXd y(m);
+  for (auto _ : state) {
+    apply(x.data(), y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  const double r = static_cast<double>(g.rank());
+  state.counters["flop_rate"] = benchmark::Counter(2.0 * nc * r * r, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_ApplyRSingle)->Arg(2048)->Arg(4096)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 void BM_ApplyDgemm(benchmark::State& state) {
   const Index n = state.range(0);
   const MatrixXd a = gaussian(n, n, 1), b = gaussian(n, n, 2);

@@ -112,10 +112,12 @@ void Program::solver_options(CLI::App* app) {
   options(app, {{"sampling", "without|with|bernoulli: the mini-batch scheme (default without)"},
                 {"method", "automatic|dense|lanczos: the eigensolver (default automatic)"},
                 {"tol", "X: relative eigenvalue accuracy (default 1e-10)"},
-                {"ncv", "K: Lanczos subspace dimension (default min(m, 12))"},
+                {"ncv", "K: Lanczos subspace dimension (default: min(m, 16) for eta*, min(m, 12) for rho)"},
                 {"max-restarts", "K: Lanczos restarts allowed (default 1000); past them the result says not_converged"},
                 {"memory-limit", "MIB: memory the reduction and the solver may use (default: what the system has)"},
                 {"device", "cpu|cuda|auto: where eta*'s operator applications run (default auto: the GPU when usable)"},
+                {"precision", "mixed|double: eta*'s first applications in single precision, certified in double (default mixed; "
+                              "r >= 512, CPU)"},
                 {"direction", "FILE: also write the top eigen-direction (r x r, reduced coordinates)"}});
 }
 
@@ -230,6 +232,8 @@ Program::Program() : root_(kDescription, "sgdstab") {
               {"max-restarts", "K: restarts allowed (default 1000); past them the result says not_converged"},
               {"memory-limit", "MIB: memory the reduction and the solver may use (default: what the system has)"},
               {"device", "cpu|cuda|auto: where the operator applications run (default auto: the GPU when usable)"},
+              {"precision", "mixed|double: eta*'s first applications in single precision, certified in double (default mixed; "
+                            "r >= 512, CPU)"},
               {"plot", "FILE.svg: write the picture (eta against B, bands, bounds, marks)"},
               {"mark", "LR,B: a (learning rate, batch size) to judge and draw; repeatable"}});
   momentum_options(c);
@@ -278,7 +282,8 @@ Program::Program() : root_(kDescription, "sgdstab") {
               {"ncv", "K: Lanczos subspace dimension"},
               {"rank-tol", "X: relative rank cut-off"},
               {"space", "automatic|parameter|sample"},
-              {"device", "cpu|cuda|auto: where the curve's operator applications run (default auto)"}});
+              {"device", "cpu|cuda|auto: where the curve's operator applications run (default auto)"},
+              {"precision", "mixed|double: the curve's first applications in single precision (default mixed)"}});
   momentum_options(c);  // the curve is momentum SGD's; the gd and sgd trainers train with it
 
   c = command(root_, "escape", "nonlinear SGD from the minimum + epsilon delta: escape fraction, rate",

@@ -49,6 +49,10 @@ SolverOptions solver_options(const Args& args) {
   so.max_iterations = static_cast<Index>(restarts);
   so.memory_limit_bytes = memory_limit_option(args);
   so.device = parse<Device>(args.str_or("device", "auto"));
+  const std::string precision = args.str_or("precision", "mixed");
+  if (precision != "mixed" && precision != "double")
+    throw UsageError("--precision: expected mixed or double, got '" + precision + "'");
+  so.mixed_precision = precision == "mixed";
   so.validate();
   return so;
 }

@@ -12,6 +12,7 @@ void report_fields(json& j, const SolveReport& r) {
   j["converged"] = r.converged();
   j["status"] = to_string(r.status);
   j["matvecs"] = r.matvecs;
+  j["matvecs_single_precision"] = r.single_precision_matvecs;
   j["iterations"] = r.iterations;
   j["residual"] = r.residual;
   j["error_bound"] = std::isnan(r.error_bound) ? json(nullptr) : json(r.error_bound);
@@ -81,6 +82,7 @@ json region_json(const StabilityRegion& region) {
   j["nesterov"] = region.momentum.nesterov;
   if (region.momentum.beta > 0.0) j["eta_mean"] = region.eta_mean;
   j["matvecs"] = region.matvecs;
+  j["matvecs_single_precision"] = region.single_precision_matvecs;
   j["seconds"] = region.seconds;
   json curves = json::array();
   for (const RegionCurve& curve : region.curves) {

@@ -6,8 +6,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <numeric>
+
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 #include "check.hpp"
 #include "eigensolve.hpp"
@@ -22,12 +27,18 @@ using Eigen::MatrixXd;
 using Eigen::VectorXd;
 
 double family_bytes(Index m, Index k) {
-  // V and W (m x k each), three work vectors of length m.
-  return 8.0 * (2.0 * static_cast<double>(k) + 3.0) * static_cast<double>(m);
+  // V and W (m x k each); the work vectors V y, r, t, the pair [p o v, R v]
+  // and one expanded Ritz vector: six of length m.
+  return 8.0 * (2.0 * static_cast<double>(k) + 6.0) * static_cast<double>(m);
 }
 
-Index family_subspace(Index m, const SolverOptions& opt, double fixed_bytes, const std::string& what) {
-  Index k = opt.subspace_dimension > 0 ? std::min(opt.subspace_dimension, m) : std::min<Index>(m, 64);
+Index family_subspace(Index m, const SolverOptions& opt, double fixed_bytes, const std::string& what, Index members) {
+  // One member: 16 (each step reads the whole subspace twice or more, and at
+  // nC = 4096 16 vectors cost one application more than 64 and save a third
+  // of the solver's own time); several: 64, so later members find more of
+  // what they need in it (theory/region.md, section 5).
+  const Index automatic = members > 1 ? 64 : 16;
+  Index k = opt.subspace_dimension > 0 ? std::min(opt.subspace_dimension, m) : std::min<Index>(m, automatic);
   const Index floor_k = std::min<Index>(m, 4);
   const double limit = opt.memory_limit_bytes > 0 ? opt.memory_limit_bytes
                                                   : static_cast<double>(available_memory_bytes());
@@ -62,41 +73,87 @@ double error_bound(double rho, const Ritz& z, double tol) {
   return rho;
 }
 
+// Large buffers: ask for transparent huge pages before the first touch
+// (fewer page faults while V and W fill; a hint, ignored where unsupported).
+void advise_huge_pages(double* data, Index count) {
+#ifdef __linux__
+  const std::uintptr_t huge = std::uintptr_t{1} << 21;
+  const auto begin = reinterpret_cast<std::uintptr_t>(data);
+  const std::uintptr_t end = begin + static_cast<std::uintptr_t>(count) * sizeof(double);
+  const std::uintptr_t lo = (begin + huge - 1) & ~(huge - 1), hi = end & ~(huge - 1);
+  if (hi > lo) (void)madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);
+#else
+  (void)data;
+  (void)count;
+#endif
+}
+
 class Subspace {
  public:
-  Subspace(const VectorXd& p, const ApplyFn& apply, Index kmax)
-      : p_(p), apply_(apply), m_(p.size()), kmax_(kmax), v_(m_, kmax), w_(m_, kmax), gp_(kmax, kmax), gr_(kmax, kmax) {}
+  Subspace(const VectorXd& p, const ApplyFn& apply, const ApplyFn& low, Index kmax)
+      : p_(p), apply_(apply), low_(low), low_active_(static_cast<bool>(low)), m_(p.size()), kmax_(kmax), v_(m_, kmax), w_(m_, kmax), gp_(kmax, kmax), gr_(kmax, kmax),
+        vy_(m_), r_(m_), t_(m_), pair_(m_, 2) {
+    advise_huge_pages(v_.data(), v_.size());
+    advise_huge_pages(w_.data(), w_.size());
+  }
 
   Index size() const { return k_; }
   Index capacity() const { return kmax_; }
   Index applications() const { return applications_; }
+  Index low_applications() const { return low_applications_; }
   const VectorXd& diagonal() const { return p_; }
+  // Whether new images come from the single-precision R (theory/region.md, section 7).
+  bool low_active() const { return low_active_; }
 
+  // Forgets everything (single-precision images included); double from here on.
+  void discard_low() {
+    k_ = 0;
+    low_active_ = false;
+  }
+
+  // The end of the single-precision phase: keep the span of the first `keep`
+  // columns of the Ritz basis and recompute their images in double, so that
+  // every Ritz value and residual from here on is a double-precision one.
+  void promote(const MatrixXd& basis, Index keep) {
+    restart(basis, keep);
+    low_active_ = false;
+    for (Index j = 0; j < k_; ++j) {
+      apply_(v_.col(j).data(), w_.col(j).data());
+      ++applications_;
+    }
+    MatrixXd g(k_, k_);
+    gemm(true, false, k_, k_, m_, 1.0, v_.data(), m_, w_.data(), m_, 0.0, g.data(), k_);
+    gr_.topLeftCorner(k_, k_) = 0.5 * (g + g.transpose());
+  }
+
+  // The work vectors, allocated once (each is m long: at m = 8.4 M a fresh
+  // allocation per step cost more in page faults than the arithmetic).
+  const VectorXd& last_residual() const { return r_; }
+  VectorXd& expansion() { return t_; }
 
   // Orthonormalizes x against V (classical Gram-Schmidt, repeated while a
   // pass cancels more than 99 % of the norm: one pass leaves an orthogonality
   // error of about eps times the cancellation factor), appends it and its image R x.
-  // Returns false when x lies in span(V) to rounding.
-  bool add(VectorXd x) {
+  // Returns false when x lies in span(V) to rounding. x is overwritten.
+  bool add(VectorXd& x) {
     const double original = x.norm();
     if (!(original > 0) || !std::isfinite(original)) return false;
-    double before = original;
+    double before = original, nrm = original;
     VectorXd c(kmax_);
     for (int pass = 0; pass < 3 && k_ > 0; ++pass) {
       tmul(v_, x.data(), c.data());                                    // c = V' x
       gemv(false, m_, k_, -1.0, v_.data(), m_, c.data(), 1.0, x.data());  // x -= V c
-      const double after = x.norm();
-      if (after > 0.01 * before) break;
-      before = after;
+      nrm = x.norm();
+      if (nrm > 0.01 * before) break;
+      before = nrm;
     }
-    const double nrm = x.norm();
     if (!(nrm > 1e-13 * original)) return false;
     v_.col(k_) = x / nrm;
-    apply_(v_.col(k_).data(), w_.col(k_).data());
+    (low_active_ ? low_ : apply_)(v_.col(k_).data(), w_.col(k_).data());
     ++applications_;
+    if (low_active_) ++low_applications_;
     // Column k of V'PV and V'RV in one pass over V: V' [p o v_k, w_k].
     const Index k1 = k_ + 1;
-    pair_.resize(m_, 2);
     pair_.col(0) = p_.cwiseProduct(v_.col(k_));
     pair_.col(1) = w_.col(k_);
     MatrixXd cols(k1, 2);
@@ -107,6 +164,12 @@ class Subspace {
     gr_.row(k_).head(k_) = gr_.col(k_).head(k_).transpose();
     k_ = k1;
     return true;
+  }
+  bool add_expansion() { return add(t_); }
+  // The residual as the next candidate (when the expansion adds nothing).
+  bool add_residual() {
+    t_ = r_;
+    return add(t_);
   }
 
   Ritz ritz(double s) const {
@@ -120,13 +183,30 @@ class Subspace {
     return z;
   }
 
-  // r = M(s) V y - theta V y.
-  VectorXd residual(double s, const Ritz& z) const {
-    VectorXd v(m_), r(m_);
-    gemv(false, m_, k_, 1.0, v_.data(), m_, z.y.data(), 0.0, v.data());
-    gemv(false, m_, k_, s, w_.data(), m_, z.y.data(), 0.0, r.data());
-    r += ((1.0 - s) * p_.array() - z.theta).matrix().cwiseProduct(v);
-    return r;
+  // r = M(s) V y - theta V y into last_residual(), and in the same pass the
+  // Davidson expansion vector into expansion(): t = r / (theta - (1 - s) p),
+  // denominators kept >= 1e-3 theta in magnitude (theory/region.md, section 5;
+  // at s = 1 it is r / theta: Lanczos). Returns |r|.
+  double residual_and_expansion(double s, const Ritz& z) {
+    gemv(false, m_, k_, 1.0, v_.data(), m_, z.y.data(), 0.0, vy_.data());
+    gemv(false, m_, k_, s, w_.data(), m_, z.y.data(), 0.0, r_.data());
+    const double theta = z.theta, free = 1.0 - s;
+    const double floor = std::max(1e-3 * std::abs(theta), std::numeric_limits<double>::min());
+    const double* p = p_.data();
+    const double* vy = vy_.data();
+    double* r = r_.data();
+    double* t = t_.data();
+    double sum = 0.0;
+    for (Index j = 0; j < m_; ++j) {
+      const double fp = free * p[j];
+      const double rj = r[j] + (fp - theta) * vy[j];
+      r[j] = rj;
+      sum += rj * rj;
+      double den = theta - fp;
+      if (std::abs(den) < floor) den = den < 0 ? -floor : floor;
+      t[j] = rj / den;
+    }
+    return std::sqrt(sum);
   }
 
   VectorXd expand(const VectorXd& y) const {
@@ -170,10 +250,13 @@ class Subspace {
 
   const VectorXd& p_;
   const ApplyFn& apply_;
+  const ApplyFn& low_;
+  bool low_active_;
   Index m_, kmax_, k_ = 0;
   MatrixXd v_, w_, gp_, gr_;
+  VectorXd vy_, r_, t_;
   MatrixXd pair_;
-  Index applications_ = 0;
+  Index applications_ = 0, low_applications_ = 0;
 };
 
 void record(FamilyMember& out, const Subspace& sub, const Ritz& z, double rho, double tol, bool want_vector) {
@@ -185,43 +268,67 @@ void record(FamilyMember& out, const Subspace& sub, const Ritz& z, double rho, d
   if (want_vector) out.vector = sub.expand(z.y);
 }
 
-// The expansion vector: Davidson's correction with the free part of the
-// diagonal, t = r / (theta - (1 - s) p), denominators kept >= 1e-3 theta in
-// magnitude (theory/region.md, section 5). At s = 1 it is r / theta: Lanczos.
-VectorXd davidson(const VectorXd& p, double s, double theta, const VectorXd& r) {
-  const double floor = std::max(1e-3 * std::abs(theta), std::numeric_limits<double>::min());
-  VectorXd t(r.size());
-  for (Index j = 0; j < r.size(); ++j) {
-    double den = theta - (1.0 - s) * p(j);
-    if (std::abs(den) < floor) den = den < 0 ? -floor : floor;
-    t(j) = r(j) / den;
-  }
-  return t;
-}
+// The single-precision phase ends at this relative residual (single
+// precision resolves about 7e-7 on the clustered class of bench/), or after
+// kLowStall steps without a 10 % gain once below 100 times it (4 kLowStall
+// above: Krylov residuals plateau early on, which is no reason to stop);
+// kLowKeep Ritz vectors are kept (theory/region.md, section 7).
+constexpr double kLowTarget = 1e-6;
+constexpr int kLowStall = 4;
+constexpr Index kLowKeep = 4;
 
 // One member in the shared subspace; `cap` bounds the applications it may spend.
 void solve_member(Subspace& sub, FamilyMember& out, const VectorXd& start, double tol, Index cap, Index& restarts,
                   bool want_vector) {
   out.method = Method::lanczos;
   const Index before = sub.applications();
-  if (sub.size() == 0 && !sub.add(start)) {
+  if (sub.size() == 0 && !sub.add(sub.expansion() = start)) {
     out.status = Status::numerical_failure;
     out.message = "the start vector is zero or not finite";
     return;
   }
   const Index m = start.size();
+  double best_low = std::numeric_limits<double>::infinity();
+  int since_best = 0;
   while (true) {
     const Ritz z = sub.ritz(out.s);
-    const VectorXd r = sub.residual(out.s, z);
-    const double rho = r.norm();
+    const double rho = sub.residual_and_expansion(out.s, z);
     out.matvecs = sub.applications() - before;
     const bool done = sub.size() == m || out.matvecs >= cap;
     record(out, sub, z, rho, tol, false);
     if (want_vector && (done || out.error <= tol * std::abs(out.value))) out.vector = sub.expand(z.y);
+    if (sub.low_active() && (!std::isfinite(out.value) || !std::isfinite(rho))) {
+      // Out of single precision's range: start over in double.
+      sub.discard_low();
+      if (!sub.add(sub.expansion() = start)) {
+        out.status = Status::numerical_failure;
+        out.message = "the start vector is zero or not finite";
+        return;
+      }
+      continue;
+    }
     if (!std::isfinite(out.value) || !std::isfinite(rho)) {
       out.status = Status::numerical_failure;
       out.message = "the Ritz value or residual is not finite";
       return;
+    }
+    // Single-precision phase (theory/region.md, section 7): nothing is
+    // certified from its images. It ends once the residual is near what
+    // single precision resolves, stops improving, looks certified, or has
+    // used half the budget; then the kept vectors are re-applied in double.
+    if (sub.low_active()) {
+      if (rho < 0.9 * best_low) {
+        best_low = rho;
+        since_best = 0;
+      } else {
+        ++since_best;
+      }
+      const int stall = rho <= 100 * kLowTarget * std::abs(out.value) ? kLowStall : 4 * kLowStall;
+      if (rho <= kLowTarget * std::abs(out.value) || since_best >= stall || out.error <= tol * std::abs(out.value) ||
+          sub.size() == m || out.matvecs >= cap / 2) {
+        sub.promote(z.basis, std::min(sub.size(), kLowKeep));
+        continue;
+      }
     }
     if (out.error <= tol * std::abs(out.value) || sub.size() == m) {
       out.status = Status::converged;
@@ -240,7 +347,7 @@ void solve_member(Subspace& sub, FamilyMember& out, const VectorXd& start, doubl
     }
     // The Davidson direction, else the plain residual; when neither adds a
     // direction the subspace is invariant to rounding.
-    if (!sub.add(davidson(sub.diagonal(), out.s, z.theta, r)) && !sub.add(r)) {
+    if (!sub.add_expansion() && !sub.add_residual()) {
       out.vector = ritz_vector;
       out.status = out.error <= 1e3 * tol * std::abs(out.value) ? Status::converged : Status::not_converged;
       out.message = "the subspace became invariant (residual " + fmt(rho) + ")";
@@ -293,9 +400,10 @@ namespace {
 
 // The shared subspace over all members, largest s first (the members with
 // most of R in them are the hard ones). Returns the members it could not certify.
-std::vector<std::size_t> subspace_members(const VectorXd& p, const ApplyFn& counted, const VectorXd& start,
-                                          const SolverOptions& opt, Index kmax, bool want_vectors, FamilyResult& res) {
-  Subspace sub(p, counted, kmax);
+std::vector<std::size_t> subspace_members(const VectorXd& p, const ApplyFn& counted, const ApplyFn& low,
+                                          const VectorXd& start, const SolverOptions& opt, Index kmax,
+                                          bool want_vectors, FamilyResult& res) {
+  Subspace sub(p, counted, low, kmax);
   std::vector<std::size_t> order(res.members.size()), pending;
   std::iota(order.begin(), order.end(), std::size_t{0});
   std::stable_sort(order.begin(), order.end(),
@@ -306,6 +414,7 @@ std::vector<std::size_t> subspace_members(const VectorXd& p, const ApplyFn& coun
     if (!res.members[j].converged()) pending.push_back(j);
     else res.members[j].message = "converged";
   }
+  res.low_precision_matvecs = sub.low_applications();
   return pending;
 }
 
@@ -326,7 +435,7 @@ void dense_members(const VectorXd& p, const ApplyFn& counted, const Index& appli
 
 FamilyResult family_top(const VectorXd& p, const ApplyFn& apply_r, const std::vector<double>& s,
                         const VectorXd& start, const SolverOptions& opt, double fixed_bytes, const std::string& what,
-                        bool want_vectors) {
+                        bool want_vectors, const ApplyFn& low_precision) {
   opt.validate();
   const Index m = p.size();
   require(start.size() == m, "family_top", "the start vector has the wrong length");
@@ -348,8 +457,15 @@ FamilyResult family_top(const VectorXd& p, const ApplyFn& apply_r, const std::ve
   std::iota(pending.begin(), pending.end(), std::size_t{0});
   const bool lanczos = resolve_method(opt, m) == Method::lanczos;
   if (lanczos) {
-    res.subspace_dimension = family_subspace(m, opt, fixed_bytes, what);
-    pending = subspace_members(p, counted, start, opt, res.subspace_dimension, want_vectors, res);
+    res.subspace_dimension = family_subspace(m, opt, fixed_bytes, what, static_cast<Index>(s.size()));
+    const ApplyFn counted_low = !low_precision ? ApplyFn() : ApplyFn([&](const double* x, double* y) {
+      throw_if_interrupted("eigensolver");
+      const auto t0 = std::chrono::steady_clock::now();
+      low_precision(x, y);
+      res.apply_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      ++applications;
+    });
+    pending = subspace_members(p, counted, counted_low, start, opt, res.subspace_dimension, want_vectors, res);
   } else {
     res.method = Method::dense;
   }

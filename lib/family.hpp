@@ -50,6 +50,7 @@ struct FamilyMember {
 struct FamilyResult {
   std::vector<FamilyMember> members;  ///< in the order of the requested s
   Index matvecs = 0;                  ///< applications of R in all
+  Index low_precision_matvecs = 0;    ///< of which in single precision (theory/region.md, section 7)
   double apply_seconds = 0.0;         ///< wall time inside those applications
   Index restarts = 0;
   Index subspace_dimension = 0;  ///< the most vectors kept at once (0 for dense)
@@ -61,10 +62,12 @@ struct FamilyResult {
 /// Bytes the shared subspace of k vectors needs on an m-dimensional family.
 double family_bytes(Index m, Index k);
 
-/// The subspace dimension options.subspace_dimension asks for (0: min(m, 64)),
+/// The subspace dimension options.subspace_dimension asks for (0: min(m, 16)
+/// for one member, min(m, 64) for several),
 /// reduced to what fits beside fixed_bytes, and at least min(m, 4).
 /// \throws sgdstab::resource_error when even that does not fit.
-Index family_subspace(Index m, const SolverOptions& options, double fixed_bytes, const std::string& what);
+Index family_subspace(Index m, const SolverOptions& options, double fixed_bytes, const std::string& what,
+                      Index members);
 
 /// lambda_max(M(s)) for each s (each in (0, 1]). Method::dense builds R
 /// explicitly (m applications) and calls LAPACK per member; Lanczos uses the
@@ -74,7 +77,8 @@ Index family_subspace(Index m, const SolverOptions& options, double fixed_bytes,
 /// \throws sgdstab::resource_error before allocating what would not fit.
 FamilyResult family_top(const Eigen::VectorXd& p, const ApplyFn& apply_r, const std::vector<double>& s,
                         const Eigen::VectorXd& start, const SolverOptions& options, double fixed_bytes,
-                        const std::string& what, bool want_vectors = false);
+                        const std::string& what, bool want_vectors = false,
+                        const ApplyFn& low_precision = ApplyFn());
 
 /// The family of a geometry's pencil (region.hpp): P and R of its reduced
 /// coordinates, solved at every s in (0, 1] by family_top from the start

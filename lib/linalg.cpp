@@ -11,9 +11,12 @@ void dposv_(const char* uplo, const int* n, const int* nrhs, double* a, const in
             const int* ldb, int* info);
 void dsyevd_(const char* jobz, const char* uplo, const int* n, double* a, const int* lda, double* w,
              double* work, const int* lwork, int* iwork, const int* liwork, int* info);
-void dsymm_(const char* side, const char* uplo, const int* m, const int* n, const double* alpha,
-            const double* a, const int* lda, const double* b, const int* ldb, const double* beta,
-            double* c, const int* ldc);
+void dtrmm_(const char* side, const char* uplo, const char* transa, const char* diag, const int* m, const int* n,
+            const double* alpha, const double* a, const int* lda, double* b, const int* ldb);
+void strmm_(const char* side, const char* uplo, const char* transa, const char* diag, const int* m, const int* n,
+            const float* alpha, const float* a, const int* lda, float* b, const int* ldb);
+void ssyrk_(const char* uplo, const char* trans, const int* n, const int* k, const float* alpha, const float* a,
+            const int* lda, const float* beta, float* c, const int* ldc);
 void dgemv_(const char* trans, const int* m, const int* n, const double* alpha, const double* a, const int* lda,
             const double* x, const int* incx, const double* beta, double* y, const int* incy);
 void dsyrk_(const char* uplo, const char* trans, const int* n, const int* k, const double* alpha,
@@ -39,13 +42,36 @@ int symmetric_eigen(Eigen::MatrixXd& a, Eigen::VectorXd& evals) {
   return info;
 }
 
-void symm_right(const Eigen::MatrixXd& a, const Eigen::MatrixXd& s, Eigen::MatrixXd& c) {
-  const int m = static_cast<int>(a.rows()), n = static_cast<int>(s.rows());
+void trmm_lower_right(const Eigen::MatrixXd& a, const Eigen::MatrixXd& l, Eigen::MatrixXd& c) {
+  const int m = static_cast<int>(a.rows()), n = static_cast<int>(l.rows());
   c.resize(m, n);
   if (m == 0 || n == 0) return;
-  const double one = 1.0, zero = 0.0;
-  const int lda = std::max(m, 1);
-  dsymm_("R", "L", &m, &n, &one, s.data(), &n, a.data(), &lda, &zero, c.data(), &lda);
+  std::copy(a.data(), a.data() + a.size(), c.data());
+  const double one = 1.0;
+  const int ldc = std::max(m, 1);
+  dtrmm_("R", "L", "N", "N", &m, &n, &one, l.data(), &n, c.data(), &ldc);
+}
+
+void trmm_lower_right(const Eigen::MatrixXf& a, const Eigen::MatrixXf& l, Eigen::MatrixXf& c) {
+  const int m = static_cast<int>(a.rows()), n = static_cast<int>(l.rows());
+  c.resize(m, n);
+  if (m == 0 || n == 0) return;
+  std::copy(a.data(), a.data() + a.size(), c.data());
+  const float one = 1.0f;
+  const int ldc = std::max(m, 1);
+  strmm_("R", "L", "N", "N", &m, &n, &one, l.data(), &n, c.data(), &ldc);
+}
+
+void syrk_lower(bool transpose, double alpha, const float* a, Eigen::Index k, Eigen::Index r, Eigen::Index lda,
+                Eigen::MatrixXf& c) {
+  if (k == 0 || r == 0) return;
+  const int ki = static_cast<int>(k), ri = static_cast<int>(r), ldai = static_cast<int>(lda);
+  const int ldc = static_cast<int>(c.rows());
+  const float one = 1.0f, af = static_cast<float>(alpha);
+  if (transpose)
+    ssyrk_("L", "T", &ri, &ki, &af, a, &ldai, &one, c.data(), &ldc);
+  else
+    ssyrk_("L", "N", &ki, &ri, &af, a, &ldai, &one, c.data(), &ldc);
 }
 
 void syrk_lower(bool transpose, double alpha, const double* a, Eigen::Index k, Eigen::Index r,

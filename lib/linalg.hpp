@@ -12,13 +12,19 @@ namespace sgdstab::detail {
 /// Only the lower triangle of `a` is read. Returns LAPACK's info (0 = success).
 int symmetric_eigen(Eigen::MatrixXd& a, Eigen::VectorXd& evals);
 
-/// c = a * s with s symmetric (lower triangle read); c is resized.
-void symm_right(const Eigen::MatrixXd& a, const Eigen::MatrixXd& s, Eigen::MatrixXd& c);
+/// c = a * L with L the lower triangle of l, diagonal included (upper part not
+/// read): BLAS dtrmm on a copy of a, half the flops of a general product.
+void trmm_lower_right(const Eigen::MatrixXd& a, const Eigen::MatrixXd& l, Eigen::MatrixXd& c);
+/// The same in single precision (BLAS strmm).
+void trmm_lower_right(const Eigen::MatrixXf& a, const Eigen::MatrixXf& l, Eigen::MatrixXf& c);
 
 /// Rank-k update of the lower triangle of c, a being k x r (leading dimension lda):
 /// transpose = true:  c (r x r) += alpha a^T a;   transpose = false: c (k x k) += alpha a a^T.
 void syrk_lower(bool transpose, double alpha, const double* a, Eigen::Index k, Eigen::Index r,
                 Eigen::Index lda, Eigen::MatrixXd& c);
+/// The same in single precision (BLAS ssyrk; alpha rounded to float).
+void syrk_lower(bool transpose, double alpha, const float* a, Eigen::Index k, Eigen::Index r, Eigen::Index lda,
+                Eigen::MatrixXf& c);
 
 /// Solves a x = b for symmetric positive definite a (LAPACK dposv; lower
 /// triangle read, a overwritten by its Cholesky factor, b by x). Returns

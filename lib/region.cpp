@@ -10,6 +10,7 @@
 #include "check.hpp"
 #include "cuda_backend.hpp"
 #include "family.hpp"
+#include "low_precision.hpp"
 #include "sgdstab/device.hpp"
 #include "scaling.hpp"
 #include "sgdstab/errors.hpp"
@@ -141,8 +142,12 @@ FamilyResult geometry_family(const Geometry& g, const std::vector<double>& s, co
                             : ApplyFn([&r_op](const double* x, double* y) { r_op.perform_op(x, y); });
   VectorXd start = pack(MatrixXd((2.0 * d).cwiseSqrt().asDiagonal()));  // A^{1/2}(I): threshold.md §6
   start /= start.norm();
-  FamilyResult out = family_top(packed_p(d), apply, s, start, opt, single.workspace_bytes(),
-                                "eta* (m = " + std::to_string(packed_size(g.rank())) + ")", want_vectors);
+  // theory/region.md, section 7: single precision first, where it pays.
+  const bool mixed = device == Device::cpu && opt.mixed_precision && g.rank() >= opt.mixed_precision_min_rank;
+  const ApplyFn low = mixed ? low_precision_pencil_r(g) : ApplyFn();
+  const double fixed = single.workspace_bytes() + (mixed ? low_precision_pencil_bytes(g) : 0.0);
+  FamilyResult out = family_top(packed_p(d), apply, s, start, opt, fixed,
+                                "eta* (m = " + std::to_string(packed_size(g.rank())) + ")", want_vectors, low);
   out.device = device;
   out.device_note = note;
   return out;
@@ -268,6 +273,7 @@ StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>&
   if (!svals.empty()) fam = detail::geometry_family(g, svals, opt);
   fam.members.push_back(detail::geometry_family_at_zero(g));
   out.matvecs = fam.matvecs;
+  out.single_precision_matvecs = fam.low_precision_matvecs;
   out.apply_seconds = fam.apply_seconds;
   out.restarts = fam.restarts;
   out.subspace_dimension = fam.subspace_dimension;

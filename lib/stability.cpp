@@ -31,6 +31,8 @@ void SolverOptions::validate() const {
                       std::to_string(subspace_dimension));
   detail::require(dense_max_dimension >= 0 && dense_fallback_max_dimension >= 0, where,
                   "dense dimensions must be >= 0");
+  detail::require(mixed_precision_min_rank >= 0, where,
+                  "mixed_precision_min_rank must be >= 0, got " + std::to_string(mixed_precision_min_rank));
   detail::require(std::isfinite(memory_limit_bytes) && memory_limit_bytes >= 0, where,
                   "memory_limit_bytes must be >= 0, got " + detail::fmt(memory_limit_bytes));
 }
@@ -87,6 +89,7 @@ ThresholdResult family_threshold(const Geometry& g, Index batch, Sampling sampli
   res.report.status = m.status;
   res.report.method = m.method;
   res.report.matvecs = m.matvecs;
+  res.report.single_precision_matvecs = fam.low_precision_matvecs;
   res.report.iterations = fam.restarts + 1;
   res.report.residual = m.value > 0 ? m.residual / m.value : m.residual;
   res.report.error_bound = m.value > 0 ? m.error / m.value : m.error;

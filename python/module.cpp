@@ -187,7 +187,8 @@ class Compute {
 const std::set<std::string>& solver_keys() {
   static const std::set<std::string> keys = {"method", "tolerance", "max_iterations", "subspace_dimension",
                                              "dense_max_dimension", "dense_fallback_max_dimension",
-                                             "want_direction", "memory_limit_bytes", "device"};
+                                             "want_direction", "memory_limit_bytes", "device", "mixed_precision",
+                                             "mixed_precision_min_rank"};
   return keys;
 }
 
@@ -214,6 +215,8 @@ SolverOptions solver_options(const py::kwargs& kw, const char* function) {
     else if (key == "want_direction") so.want_direction = v.cast<bool>();
     else if (key == "memory_limit_bytes") so.memory_limit_bytes = v.cast<double>();
     else if (key == "device") so.device = parse<Device>(v.cast<std::string>());
+    else if (key == "mixed_precision") so.mixed_precision = v.cast<bool>();
+    else if (key == "mixed_precision_min_rank") so.mixed_precision_min_rank = v.cast<Index>();
   }
   so.validate();
   return so;
@@ -379,6 +382,8 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("converged", [](const PyThreshold& t) { return t.r.converged(); })
       .def_property_readonly("status", [](const PyThreshold& t) { return to_string(t.r.status()); })
       .def_property_readonly("matvecs", [](const PyThreshold& t) { return t.r.report.matvecs; })
+      .def_property_readonly("matvecs_single_precision",
+                             [](const PyThreshold& t) { return t.r.report.single_precision_matvecs; })
       .def_property_readonly("iterations", [](const PyThreshold& t) { return t.r.report.iterations; })
       .def_property_readonly("method", [](const PyThreshold& t) { return to_string(t.r.report.method); })
       .def_property_readonly("residual", [](const PyThreshold& t) { return t.r.report.residual; })
@@ -481,6 +486,8 @@ PYBIND11_MODULE(_core, m) {
   py::class_<PyRegion>(m, "RegionResult")
       .def_property_readonly("curves", [](const PyRegion& r) { return r.region.curves; })
       .def_property_readonly("matvecs", [](const PyRegion& r) { return r.region.matvecs; })
+      .def_property_readonly("matvecs_single_precision",
+                             [](const PyRegion& r) { return r.region.single_precision_matvecs; })
       .def_property_readonly("seconds", [](const PyRegion& r) { return r.region.seconds; })
       .def_property_readonly("lambda_max", [](const PyRegion& r) { return r.region.lambda_max; })
       .def_property_readonly("eta_gd", [](const PyRegion& r) { return r.region.eta_gd; })

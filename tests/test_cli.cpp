@@ -94,6 +94,27 @@ TEST_F(Cli, DeviceIsReportedAndCudaWithoutAGpuIsAUsageError) {
   EXPECT_EQ(run("threshold --batch 4 --jacobian " + file("j.npy") + " --device tpu").code, 2);
 }
 
+TEST_F(Cli, PrecisionIsAnOptionAndReported) {
+  const MatrixXd J = ref::gaussian(60, 40, 74);  // r = 40 < 512: double unless asked otherwise
+  sgdstab::write_npy(file("j.npy"), J);
+  const auto g = sgdstab::Geometry::from_jacobian(J, 1);
+  const double expect = sgdstab::stability_threshold(g, 4, sgdstab::Sampling::without_replacement).eta_star;
+  for (const std::string precision : {"mixed", "double"}) {
+    const CliRun t = run("threshold --batch 4 --device cpu --jacobian " + file("j.npy") + " --precision " + precision);
+    ASSERT_EQ(t.code, 0) << t.err;
+    const json j = json::parse(t.out);
+    EXPECT_EQ(j["matvecs_single_precision"], 0) << precision;
+    EXPECT_REL_NEAR(j["eta_star"].get<double>(), expect, 1e-9);
+    const CliRun r = run("region --batches 1,4 --device cpu --jacobian " + file("j.npy") + " --precision " + precision);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(json::parse(r.out)["matvecs_single_precision"], 0) << precision;
+  }
+  const CliRun bad = run("threshold --batch 4 --jacobian " + file("j.npy") + " --precision half");
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_TRUE(bad.out.empty());
+  EXPECT_NE(bad.err.find("--precision"), std::string::npos) << bad.err;
+}
+
 TEST_F(Cli, RadiusAndCurve) {
   const MatrixXd J = ref::gaussian(10, 14, 72);
   sgdstab::write_csv(file("j.csv"), J);

@@ -3,6 +3,7 @@
 // space (tests/reference.hpp), for all three schemes and c = 1, 2, 3.
 #include <gtest/gtest.h>
 
+#include "low_precision.hpp"
 #include "reference.hpp"
 #include "sgdstab/sgdstab.hpp"
 
@@ -161,3 +162,45 @@ TEST(OperatorProperties, RejectsBadArguments) {
 }
 
 }  // namespace
+
+// At r >= 512 the packing and the per-sample loops run on several threads
+// (lib/parallel.hpp): R x against plain per-sample sums in Eigen (no BLAS
+// shortcuts, no packing helpers), in double and in single precision.
+TEST(OperatorProperties, LargePencilMatchesPlainPerSampleSums) {
+  const Index n = 150, c = 4;
+  const MatrixXd J = ref::gaussian(n * c, 700, 91);
+  const auto g = sgdstab::Geometry::from_jacobian(J, c);
+  const Index r = g.rank();
+  ASSERT_GE(r, 512);
+  const MatrixXd& z = g.factor();
+  const VectorXd& d = g.hessian_eigenvalues();
+  const VectorXd x = ref::gaussian(r * (r + 1) / 2, 1, 92);
+  // S = A^{-1/2} o unpack(x), unpacked by hand.
+  MatrixXd s(r, r);
+  Index idx = 0;
+  for (Index l = 0; l < r; ++l)
+    for (Index k = l; k < r; ++k) {
+      const double v = k == l ? x(idx) : x(idx) / std::sqrt(2.0);
+      ++idx;
+      s(k, l) = s(l, k) = v / std::sqrt(d(k) + d(l));
+    }
+  MatrixXd q = MatrixXd::Zero(r, r);
+  for (Index i = 0; i < n; ++i) {
+    const MatrixXd zi = z.middleRows(i * c, c);
+    const MatrixXd mi = zi * s * zi.transpose();
+    q += zi.transpose() * mi * zi;
+  }
+  q /= static_cast<double>(n);
+  VectorXd expect(x.size());
+  idx = 0;
+  for (Index l = 0; l < r; ++l)
+    for (Index k = l; k < r; ++k) expect(idx++) = (k == l ? 1.0 : std::sqrt(2.0)) * q(k, l) / std::sqrt(d(k) + d(l));
+  const sgdstab::SecondMomentOperator single(g, 1, Sampling::with_replacement);
+  const sgdstab::PencilOperator op(single);
+  VectorXd y(x.size());
+  op.perform_op(x.data(), y.data());
+  EXPECT_LE((y - expect).norm(), 1e-12 * expect.norm());
+  const auto low = sgdstab::detail::low_precision_pencil_r(g);
+  low(x.data(), y.data());
+  EXPECT_LE((y - expect).norm(), 1e-5 * expect.norm());
+}

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "family.hpp"
+#include "low_precision.hpp"
 #include "reference.hpp"
 #include "sgdstab/sgdstab.hpp"
 
@@ -253,3 +254,102 @@ TEST(Region, FamilySolverMatchesLapackOnAnExplicitFamily) {
 }
 
 }  // namespace
+
+// Mixed precision (theory/region.md, section 7): single-precision images
+// first, every certificate from double ones. The cheap operator here is R
+// rounded to float, and a far worse one (R with 1e-3 relative noise): the
+// certified values must match LAPACK to 1e-10 either way.
+namespace {
+void expect_family_matches_lapack(const sgdstab::detail::FamilyResult& res, const MatrixXd& r, const VectorXd& p,
+                                  const std::vector<double>& s) {
+  ASSERT_EQ(res.members.size(), s.size());
+  for (std::size_t j = 0; j < s.size(); ++j) {
+    MatrixXd a = s[j] * r;
+    a.diagonal() += (1.0 - s[j]) * p;
+    Eigen::SelfAdjointEigenSolver<MatrixXd> es(a);
+    const double exact = es.eigenvalues().maxCoeff();
+    const auto& mem = res.members[j];
+    SCOPED_TRACE("s = " + std::to_string(s[j]));
+    ASSERT_TRUE(mem.converged()) << mem.message;
+    EXPECT_REL_NEAR(mem.value, exact, 1e-10);
+    EXPECT_LE(mem.value, exact * (1 + 1e-13));
+    EXPECT_GE(mem.value + mem.error, exact * (1 - 1e-13));
+  }
+}
+}  // namespace
+
+TEST(Region, MixedPrecisionFamilyIsCertifiedInDouble) {
+  const Index m = 300;
+  const MatrixXd x = ref::gaussian(m, m / 2, 58);
+  const MatrixXd r = x * x.transpose() / static_cast<double>(m);
+  const VectorXd p = ref::gaussian(m, 1, 59).cwiseAbs();
+  const Eigen::MatrixXf rf = r.cast<float>();
+  const sgdstab::detail::ApplyFn apply = [&](const double* in, double* out) {
+    VectorXd::Map(out, m) = r * VectorXd::Map(in, m);
+  };
+  const sgdstab::detail::ApplyFn single = [&](const double* in, double* out) {
+    VectorXd::Map(out, m) = (rf * VectorXd::Map(in, m).cast<float>()).cast<double>();
+  };
+  const VectorXd noise = VectorXd::Ones(m) + 1e-3 * ref::gaussian(m, 1, 60);
+  const sgdstab::detail::ApplyFn noisy = [&](const double* in, double* out) {
+    VectorXd::Map(out, m) = (r * VectorXd::Map(in, m)).cwiseProduct(noise);
+  };
+  for (const std::vector<double>& s : std::vector<std::vector<double>>{{1.0}, {0.3}, {1.0, 0.5, 0.9, 0.1}}) {
+    for (const auto* low : {&single, &noisy}) {
+      SCOPED_TRACE(std::string(low == &single ? "float R" : "noisy R") + ", " + std::to_string(s.size()) + " members");
+      const auto res = sgdstab::detail::family_top(p, apply, s, VectorXd::Ones(m), with_method(Method::lanczos, 12),
+                                                   0.0, "test family", false, *low);
+      expect_family_matches_lapack(res, r, p, s);
+      EXPECT_GT(res.low_precision_matvecs, 0);
+      EXPECT_LT(res.low_precision_matvecs, res.matvecs);  // the double ones certify
+    }
+  }
+}
+
+// The single-precision R of a geometry against the double one.
+TEST(Region, SinglePrecisionOperatorMatchesTheDoubleOne) {
+  for (Index c : {1, 2, 3}) {
+    const MatrixXd J = ref::gaussian(12 * c, 10 + 4 * c, 61 + static_cast<std::uint64_t>(c));
+    const auto g = sgdstab::Geometry::from_jacobian(J, c);
+    const sgdstab::SecondMomentOperator d(g, 1, Sampling::with_replacement);
+    const sgdstab::PencilOperator op(d);
+    const auto low = sgdstab::detail::low_precision_pencil_r(g);
+    const VectorXd x = ref::gaussian(op.rows(), 1, 64);
+    VectorXd y(op.rows()), yl(op.rows());
+    op.perform_op(x.data(), y.data());
+    low(x.data(), yl.data());
+    low(x.data(), yl.data());  // scratch reused
+    SCOPED_TRACE("c = " + std::to_string(c));
+    EXPECT_LE((yl - y).norm(), 1e-5 * y.norm());
+  }
+}
+
+// Through the public API at a size where it is forced on (it starts at
+// r >= 512 by default): every point of the region and a single threshold
+// against the dense method, with and without the mixed start.
+TEST(Region, MixedPrecisionRegionMatchesTheDenseMethod) {
+  const Index n = 12, c = 2;
+  const MatrixXd J = ref::gaussian(n * c, 18, 65);
+  const auto g = sgdstab::Geometry::from_jacobian(J, c);
+  const std::vector<Index> batches = {1, 2, 3, 5, 12};
+  const auto dense = sgdstab::stability_region(g, kSchemes, batches, with_method(Method::dense));
+  ASSERT_TRUE(dense.converged()) << dense.message;
+  for (bool mixed : {true, false}) {
+    sgdstab::SolverOptions o = with_method(Method::lanczos);
+    o.mixed_precision = mixed;
+    o.mixed_precision_min_rank = 1;
+    o.device = sgdstab::Device::cpu;
+    const auto region = sgdstab::stability_region(g, kSchemes, batches, o);
+    ASSERT_TRUE(region.converged()) << region.message;
+    if (mixed) EXPECT_GT(region.single_precision_matvecs, 0);
+    else EXPECT_EQ(region.single_precision_matvecs, 0);
+    for (std::size_t k = 0; k < kSchemes.size(); ++k)
+      for (std::size_t b = 0; b < batches.size(); ++b)
+        EXPECT_REL_NEAR(region.curves[k].points[b].eta_star, dense.curves[k].points[b].eta_star, 1e-9)
+            << "mixed " << mixed << " scheme " << k << " B = " << batches[b];
+    const auto one = sgdstab::stability_threshold(g, 3, Sampling::bernoulli, o);
+    ASSERT_TRUE(one.report.converged()) << one.report.message;
+    EXPECT_EQ(one.report.single_precision_matvecs > 0, mixed);
+    EXPECT_REL_NEAR(one.eta_star, dense.curves[2].points[2].eta_star, 1e-9);
+  }
+}

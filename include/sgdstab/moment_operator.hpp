@@ -81,10 +81,6 @@ class SecondMomentOperator {
 
  private:
   void check_shape(const Eigen::MatrixXd& s, const char* where) const;
-  // The steps of quadratic_into's per-sample term (theory/operator.md, section 4).
-  void sample_blocks(const Eigen::MatrixXd& s) const;
-  Index signed_root_rows() const;
-  void stack_rows(Index rows) const;
   const Geometry* geometry_;
   Index batch_;
   Sampling sampling_;

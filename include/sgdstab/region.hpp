@@ -83,6 +83,7 @@ struct StabilityRegion {
   double eta_gd = 0.0;      ///< 2 / lambda_max(H)
   std::vector<RegionCurve> curves;  ///< one per requested scheme, in order
   Index matvecs = 0;        ///< applications of R (each one Q-application's cost)
+  Index single_precision_matvecs = 0;  ///< of which in single precision (theory/region.md, section 7)
   Index restarts = 0;
   Index subspace_dimension = 0;
   Method method = Method::lanczos;

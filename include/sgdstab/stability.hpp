@@ -46,8 +46,8 @@ struct SolverOptions {
   double tolerance = 1e-10;
   /// Lanczos restarts allowed per attempt.
   Index max_iterations = 1000;
-  /// Lanczos subspace dimension; 0 = automatic, m = r(r+1)/2: for eta* (and
-  /// regions) up to min(m, 64) vectors as memory allows (theory/region.md,
+  /// Lanczos subspace dimension; 0 = automatic, m = r(r+1)/2: for eta*
+  /// min(m, 16), for curves and regions up to min(m, 64) vectors as memory allows (theory/region.md,
   /// section 5); for rho(T) and the bounds (Spectra, which checks convergence
   /// once per restart) min(m, 12).
   Index subspace_dimension = 0;
@@ -63,6 +63,13 @@ struct SolverOptions {
   /// (device.hpp): cpu, cuda (an error without a usable GPU) or automatic
   /// (the GPU when usable and the problem fits, else the CPU).
   Device device = Device::automatic;
+  /// eta* (threshold, curve, region) on the CPU when r >= mixed_precision_min_rank:
+  /// the first applications of R in single precision (twice as fast), until
+  /// the residual is near what single precision resolves; then the kept
+  /// vectors are re-applied in double and the result is certified in double
+  /// precision as always (theory/region.md, section 7). false: double throughout.
+  bool mixed_precision = true;
+  Index mixed_precision_min_rank = 512;
   void validate() const;
 };
 
@@ -73,6 +80,9 @@ struct SolveReport {
   bool converged() const { return status == Status::converged; }
   Index iterations = 0;   ///< Lanczos restarts (1 for dense)
   Index matvecs = 0;      ///< operator applications, residual check included
+  /// Of which in single precision (eta*'s mixed-precision start,
+  /// theory/region.md section 7); none of them certifies anything.
+  Index single_precision_matvecs = 0;
   double residual = 0.0;  ///< |M v - lambda v| / |lambda| for the returned unit v
   /// Relative a posteriori bound on the eigenvalue's error, (lambda_max - lambda) / lambda
   /// (the threshold: eta* lies in [eta_star / (1 + error_bound), eta_star]); NaN where

@@ -78,7 +78,10 @@ _SOLVER_OPTIONS = """
     dense_fallback_max_dimension, want_direction (return the top
     eigen-direction), memory_limit_bytes (0: what the system has), device
     ("auto", "cpu", "cuda": where eta*'s operator applications run; "cuda"
-    without a usable GPU is a ValueError naming why). An unknown keyword is a
+    without a usable GPU is a ValueError naming why), mixed_precision (True:
+    eta*'s first applications in single precision when r >=
+    mixed_precision_min_rank, default 512, certified in double either way;
+    results count them in matvecs_single_precision). An unknown keyword is a
     TypeError.
     """
 

@@ -77,6 +77,17 @@ def test_batch_lr_sampling_and_options(g):
     cpu = sgdstab.threshold(g, 2, device="cpu")
     assert cpu.to_dict()["device"] == "cpu"
     assert sgdstab.threshold(g, 2, device="auto").eta_star == pytest.approx(cpu.eta_star, rel=1e-10)
+    # the mixed-precision start forced on at this size: certified in double all the same
+    dense = sgdstab.threshold(g, 2, method="dense")
+    mixed = sgdstab.threshold(g, 2, method="lanczos", device="cpu", mixed_precision=True,
+                              mixed_precision_min_rank=1)
+    assert mixed.matvecs_single_precision > 0
+    assert mixed.eta_star == pytest.approx(dense.eta_star, rel=1e-9)
+    plain = sgdstab.threshold(g, 2, method="lanczos", device="cpu", mixed_precision=False)
+    assert plain.matvecs_single_precision == 0
+    assert sgdstab.region(g, batches=[1, 2], device="cpu").matvecs_single_precision == 0
+    with pytest.raises(ValueError, match="mixed_precision_min_rank"):
+        sgdstab.threshold(g, 2, mixed_precision_min_rank=-1)
     with pytest.raises(ValueError, match="repeated|duplicate"):
         sgdstab.region(g, batches=[2, 2])
     with pytest.raises(ValueError, match="mark"):

@@ -1,0 +1,69 @@
+#pragma once
+// Internal: the O(n c r + r^2) loops around an application of R (packing,
+// the c x c blocks, the stacked rows) on the machine's cores. BLAS runs the
+// products on all cores already; left single-threaded, these loops were
+// about a sixth of an application at nC = 4096 (theory/operator.md, section 4).
+#include <Eigen/Core>
+#include <algorithm>
+#include <thread>
+#include <vector>
+
+namespace sgdstab::detail {
+
+/// Calls f(lo, hi) on disjoint ranges covering [0, count), on up to
+/// hardware_concurrency() threads (at most 8), each range at least
+/// min_chunk long; one range, on the calling thread, when count is small.
+/// f must not throw and must write only what its range owns.
+template <class F>
+void parallel_ranges(Eigen::Index count, Eigen::Index min_chunk, F&& f) {
+  const Eigen::Index hw = std::max<Eigen::Index>(1, static_cast<Eigen::Index>(std::thread::hardware_concurrency()));
+  const Eigen::Index parts = std::min<Eigen::Index>({hw, 8, count / std::max<Eigen::Index>(min_chunk, 1)});
+  if (parts <= 1) {
+    f(Eigen::Index{0}, count);
+    return;
+  }
+  std::vector<std::thread> workers;
+  workers.reserve(static_cast<std::size_t>(parts - 1));
+  for (Eigen::Index t = 1; t < parts; ++t)
+    workers.emplace_back([&f, t, parts, count] { f(count * t / parts, count * (t + 1) / parts); });
+  f(Eigen::Index{0}, count / parts);
+  for (std::thread& w : workers) w.join();
+}
+
+/// The first column of each part when the lower triangle of an r x r matrix
+/// (column l holds r - l entries) is split into `parts` parts of nearly equal
+/// size; bounds.front() = 0, bounds.back() = r.
+inline std::vector<Eigen::Index> triangle_bounds(Eigen::Index r, Eigen::Index parts) {
+  std::vector<Eigen::Index> bounds{0};
+  const double total = 0.5 * static_cast<double>(r) * static_cast<double>(r + 1);
+  double acc = 0.0;
+  Eigen::Index part = 1;
+  for (Eigen::Index l = 0; l < r && part < parts; ++l) {
+    acc += static_cast<double>(r - l);
+    if (acc >= total * static_cast<double>(part) / static_cast<double>(parts)) {
+      bounds.push_back(l + 1);
+      ++part;
+    }
+  }
+  bounds.push_back(r);
+  return bounds;
+}
+
+/// f(l0, l1) on column ranges of an r x r lower triangle of nearly equal
+/// area, in parallel when the triangle is large (r >= 512); packed
+/// coordinates of column l start at packed_offset(l, r).
+template <class F>
+void parallel_lower_columns(Eigen::Index r, F&& f) {
+  const Eigen::Index hw = std::max<Eigen::Index>(1, static_cast<Eigen::Index>(std::thread::hardware_concurrency()));
+  const Eigen::Index parts = r >= 512 ? std::min<Eigen::Index>(hw, 8) : 1;
+  const std::vector<Eigen::Index> bounds = triangle_bounds(r, parts);
+  const Eigen::Index count = static_cast<Eigen::Index>(bounds.size()) - 1;
+  parallel_ranges(count, 1, [&](Eigen::Index lo, Eigen::Index hi) {
+    for (Eigen::Index part = lo; part < hi; ++part) f(bounds[part], bounds[part + 1]);
+  });
+}
+
+/// Offset of column l's first entry (the diagonal) in the packed lower triangle of an r x r matrix.
+inline Eigen::Index packed_offset(Eigen::Index l, Eigen::Index r) { return l * r - l * (l - 1) / 2; }
+
+}  // namespace sgdstab::detail
