@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <mutex>
 #include <numeric>
 
 #ifdef __linux__
@@ -18,6 +19,7 @@
 #include "eigensolve.hpp"
 #include "interrupt_detail.hpp"
 #include "linalg.hpp"
+#include "parallel.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
 
@@ -136,26 +138,44 @@ class Subspace {
   // error of about eps times the cancellation factor), appends it and its image R x.
   // Returns false when x lies in span(V) to rounding. x is overwritten.
   bool add(VectorXd& x) {
-    const double original = x.norm();
+    const double original = norm(x);
     if (!(original > 0) || !std::isfinite(original)) return false;
     double before = original, nrm = original;
     VectorXd c(kmax_);
     for (int pass = 0; pass < 3 && k_ > 0; ++pass) {
       tmul(v_, x.data(), c.data());                                    // c = V' x
       gemv(false, m_, k_, -1.0, v_.data(), m_, c.data(), 1.0, x.data());  // x -= V c
-      nrm = x.norm();
+      nrm = norm(x);
       if (nrm > 0.01 * before) break;
       before = nrm;
     }
     if (!(nrm > 1e-13 * original)) return false;
-    v_.col(k_) = x / nrm;
+    {
+      const double inv = 1.0 / nrm;
+      double* v = v_.col(k_).data();
+      const double* xs = x.data();
+      parallel_ranges(m_, kChunk, [&](Index lo, Index hi) {
+        for (Index j = lo; j < hi; ++j) v[j] = xs[j] * inv;
+      });
+    }
     (low_active_ ? low_ : apply_)(v_.col(k_).data(), w_.col(k_).data());
     ++applications_;
     if (low_active_) ++low_applications_;
     // Column k of V'PV and V'RV in one pass over V: V' [p o v_k, w_k].
     const Index k1 = k_ + 1;
-    pair_.col(0) = p_.cwiseProduct(v_.col(k_));
-    pair_.col(1) = w_.col(k_);
+    {
+      const double* v = v_.col(k_).data();
+      const double* w = w_.col(k_).data();
+      const double* p = p_.data();
+      double* pv = pair_.col(0).data();
+      double* pw = pair_.col(1).data();
+      parallel_ranges(m_, kChunk, [&](Index lo, Index hi) {
+        for (Index j = lo; j < hi; ++j) {
+          pv[j] = p[j] * v[j];
+          pw[j] = w[j];
+        }
+      });
+    }
     MatrixXd cols(k1, 2);
     gemm_t(k1, cols);
     gp_.col(k_).head(k1) = cols.col(0);
@@ -196,17 +216,19 @@ class Subspace {
     const double* vy = vy_.data();
     double* r = r_.data();
     double* t = t_.data();
-    double sum = 0.0;
-    for (Index j = 0; j < m_; ++j) {
-      const double fp = free * p[j];
-      const double rj = r[j] + (fp - theta) * vy[j];
-      r[j] = rj;
-      sum += rj * rj;
-      double den = theta - fp;
-      if (std::abs(den) < floor) den = den < 0 ? -floor : floor;
-      t[j] = rj / den;
-    }
-    return std::sqrt(sum);
+    return std::sqrt(parallel_sum(m_, [&](Index lo, Index hi) {
+      double sum = 0.0;
+      for (Index j = lo; j < hi; ++j) {
+        const double fp = free * p[j];
+        const double rj = r[j] + (fp - theta) * vy[j];
+        r[j] = rj;
+        sum += rj * rj;
+        double den = theta - fp;
+        if (std::abs(den) < floor) den = den < 0 ? -floor : floor;
+        t[j] = rj / den;
+      }
+      return sum;
+    }));
   }
 
   VectorXd expand(const VectorXd& y) const {
@@ -221,14 +243,15 @@ class Subspace {
   // orthonormal k x k basis Y (V <- V Y, W <- W Y, in row blocks).
   void restart(const MatrixXd& basis, Index keep) {
     const MatrixXd y = basis.leftCols(keep);
-    const Index block = 2048;
-    MatrixXd tmp;
+    // Row blocks through BLAS dgemm (threaded): V and W are read once.
+    const Index block = std::min<Index>(m_, Index{1} << 15);
+    MatrixXd tmp(block, keep);
     for (Index row = 0; row < m_; row += block) {
       const Index nb = std::min(block, m_ - row);
-      tmp.noalias() = v_.block(row, 0, nb, k_) * y;
-      v_.block(row, 0, nb, keep) = tmp;
-      tmp.noalias() = w_.block(row, 0, nb, k_) * y;
-      w_.block(row, 0, nb, keep) = tmp;
+      for (MatrixXd* a : {&v_, &w_}) {
+        gemm(false, false, nb, keep, k_, 1.0, a->data() + row, m_, y.data(), k_, 0.0, tmp.data(), block);
+        a->block(row, 0, nb, keep) = tmp.topRows(nb);
+      }
     }
     const MatrixXd gp = y.transpose() * gp_.topLeftCorner(k_, k_) * y;
     const MatrixXd gr = y.transpose() * gr_.topLeftCorner(k_, k_) * y;
@@ -238,6 +261,34 @@ class Subspace {
   }
 
  private:
+  // Level-1 work on m-vectors in parallel (memory-bound: two cores read
+  // about twice as fast as one; lib/parallel.hpp), in chunks of kChunk.
+  static constexpr Index kChunk = Index{1} << 16;
+  template <class F>
+  double parallel_sum(Index count, F&& part) const {
+    // The ranges are fixed for a given machine and their sums are added in
+    // order of their first index: the result is deterministic.
+    std::mutex lock;
+    std::vector<std::pair<Index, double>> parts;
+    parallel_ranges(count, kChunk, [&](Index lo, Index hi) {
+      const double s = part(lo, hi);
+      std::lock_guard<std::mutex> guard(lock);
+      parts.emplace_back(lo, s);
+    });
+    std::sort(parts.begin(), parts.end());
+    double total = 0.0;
+    for (const auto& ps : parts) total += ps.second;
+    return total;
+  }
+  double norm(const VectorXd& x) const {
+    const double* xs = x.data();
+    return std::sqrt(parallel_sum(x.size(), [xs](Index lo, Index hi) {
+      double s = 0.0;
+      for (Index j = lo; j < hi; ++j) s += xs[j] * xs[j];
+      return s;
+    }));
+  }
+
   // out = V(:, 0:k)' x (BLAS dgemv: this and the products below dominate the
   // solver's own cost, theory/region.md section 5).
   void tmul(const MatrixXd& a, const double* x, double* out) const {
