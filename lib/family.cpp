@@ -93,8 +93,20 @@ void advise_huge_pages(double* data, Index count) {
 class Subspace {
  public:
   Subspace(const VectorXd& p, const ApplyFn& apply, const ApplyFn& low, Index kmax)
-      : p_(p), apply_(apply), low_(low), low_active_(static_cast<bool>(low)), m_(p.size()), kmax_(kmax), v_(m_, kmax), w_(m_, kmax), gp_(kmax, kmax), gr_(kmax, kmax),
-        vy_(m_), r_(m_), t_(m_), pair_(m_, 2) {
+      : p_(p),
+        apply_(apply),
+        low_(low),
+        low_active_(static_cast<bool>(low)),
+        m_(p.size()),
+        kmax_(kmax),
+        v_(m_, kmax),
+        w_(m_, kmax),
+        gp_(kmax, kmax),
+        gr_(kmax, kmax),
+        vy_(m_),
+        r_(m_),
+        t_(m_),
+        pair_(m_, 2) {
     advise_huge_pages(v_.data(), v_.size());
     advise_huge_pages(w_.data(), w_.size());
   }
@@ -118,6 +130,10 @@ class Subspace {
   // every Ritz value and residual from here on is a double-precision one.
   void promote(const MatrixXd& basis, Index keep) {
     restart(basis, keep);
+    reapply_in_double();
+  }
+  // The same for the whole current subspace.
+  void reapply_in_double() {
     low_active_ = false;
     for (Index j = 0; j < k_; ++j) {
       apply_(v_.col(j).data(), w_.col(j).data());
@@ -128,9 +144,8 @@ class Subspace {
     gr_.topLeftCorner(k_, k_) = 0.5 * (g + g.transpose());
   }
 
-  // The work vectors, allocated once (each is m long: at m = 8.4 M a fresh
-  // allocation per step cost more in page faults than the arithmetic).
-  const VectorXd& last_residual() const { return r_; }
+  // The work vector t, allocated once like r and V y (each is m long: at
+  // m = 8.4 M a fresh allocation per step cost more in page faults than the arithmetic).
   VectorXd& expansion() { return t_; }
 
   // Orthonormalizes x against V (classical Gram-Schmidt, repeated while a
@@ -203,7 +218,7 @@ class Subspace {
     return z;
   }
 
-  // r = M(s) V y - theta V y into last_residual(), and in the same pass the
+  // r = M(s) V y - theta V y into r_, and in the same pass the
   // Davidson expansion vector into expansion(): t = r / (theta - (1 - s) p),
   // denominators kept >= 1e-3 theta in magnitude (theory/region.md, section 5;
   // at s = 1 it is r / theta: Lanczos). Returns |r|.
@@ -399,6 +414,10 @@ void solve_member(Subspace& sub, FamilyMember& out, const VectorXd& start, doubl
     // The Davidson direction, else the plain residual; when neither adds a
     // direction the subspace is invariant to rounding.
     if (!sub.add_expansion() && !sub.add_residual()) {
+      if (sub.low_active()) {  // nothing is certified from single-precision images
+        sub.reapply_in_double();
+        continue;
+      }
       out.vector = ritz_vector;
       out.status = out.error <= 1e3 * tol * std::abs(out.value) ? Status::converged : Status::not_converged;
       out.message = "the subspace became invariant (residual " + fmt(rho) + ")";

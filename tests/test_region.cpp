@@ -299,6 +299,28 @@ TEST(Region, MixedPrecisionFamilyIsCertifiedInDouble) {
   }
 }
 
+// A Krylov space that becomes invariant after a few steps (R of rank 3, no
+// diagonal) with the single-precision phase on: certified from double images.
+TEST(Region, MixedPrecisionInvariantSubspaceIsCertifiedInDouble) {
+  const Index m = 50;
+  const MatrixXd x = ref::gaussian(m, 3, 66);
+  const MatrixXd r = x * x.transpose();
+  const VectorXd p = VectorXd::Zero(m);
+  const Eigen::MatrixXf rf = r.cast<float>();
+  const sgdstab::detail::ApplyFn apply = [&](const double* in, double* out) {
+    VectorXd::Map(out, m) = r * VectorXd::Map(in, m);
+  };
+  const sgdstab::detail::ApplyFn single = [&](const double* in, double* out) {
+    VectorXd::Map(out, m) = (rf * VectorXd::Map(in, m).cast<float>()).cast<double>();
+  };
+  const std::vector<double> s = {1.0};
+  const auto res = sgdstab::detail::family_top(p, apply, s, VectorXd::Ones(m), with_method(Method::lanczos, 12), 0.0,
+                                               "test family", false, single);
+  expect_family_matches_lapack(res, r, p, s);
+  EXPECT_GT(res.low_precision_matvecs, 0);
+  EXPECT_LT(res.low_precision_matvecs, res.matvecs);
+}
+
 // The single-precision R of a geometry against the double one.
 TEST(Region, SinglePrecisionOperatorMatchesTheDoubleOne) {
   for (Index c : {1, 2, 3}) {
