@@ -8,7 +8,6 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <mutex>
 #include <numeric>
 
 #ifdef __linux__
@@ -231,7 +230,7 @@ class Subspace {
     const double* vy = vy_.data();
     double* r = r_.data();
     double* t = t_.data();
-    return std::sqrt(parallel_sum(m_, [&](Index lo, Index hi) {
+    return std::sqrt(parallel_sum(m_, kChunk, [&](Index lo, Index hi) {
       double sum = 0.0;
       for (Index j = lo; j < hi; ++j) {
         const double fp = free * p[j];
@@ -279,25 +278,9 @@ class Subspace {
   // Level-1 work on m-vectors in parallel (memory-bound: two cores read
   // about twice as fast as one; lib/parallel.hpp), in chunks of kChunk.
   static constexpr Index kChunk = Index{1} << 16;
-  template <class F>
-  double parallel_sum(Index count, F&& part) const {
-    // The ranges are fixed for a given machine and their sums are added in
-    // order of their first index: the result is deterministic.
-    std::mutex lock;
-    std::vector<std::pair<Index, double>> parts;
-    parallel_ranges(count, kChunk, [&](Index lo, Index hi) {
-      const double s = part(lo, hi);
-      std::lock_guard<std::mutex> guard(lock);
-      parts.emplace_back(lo, s);
-    });
-    std::sort(parts.begin(), parts.end());
-    double total = 0.0;
-    for (const auto& ps : parts) total += ps.second;
-    return total;
-  }
   double norm(const VectorXd& x) const {
     const double* xs = x.data();
-    return std::sqrt(parallel_sum(x.size(), [xs](Index lo, Index hi) {
+    return std::sqrt(parallel_sum(x.size(), kChunk, [xs](Index lo, Index hi) {
       double s = 0.0;
       for (Index j = lo; j < hi; ++j) s += xs[j] * xs[j];
       return s;

@@ -10,24 +10,49 @@
 
 namespace sgdstab::detail {
 
+/// How many ranges parallel_ranges uses for count items in chunks of at least min_chunk.
+inline Eigen::Index range_parts(Eigen::Index count, Eigen::Index min_chunk) {
+  const Eigen::Index hw = std::max<Eigen::Index>(1, static_cast<Eigen::Index>(std::thread::hardware_concurrency()));
+  return std::max<Eigen::Index>(1, std::min<Eigen::Index>({hw, 8, count / std::max<Eigen::Index>(min_chunk, 1)}));
+}
+
+/// Calls f(t, lo, hi) for t = 0 .. parts - 1 on the ranges
+/// [count t / parts, count (t + 1) / parts), part 0 on the calling thread.
+template <class F>
+void run_parts(Eigen::Index count, Eigen::Index parts, F&& f) {
+  if (parts <= 1) {
+    f(Eigen::Index{0}, Eigen::Index{0}, count);
+    return;
+  }
+  std::vector<std::thread> workers;
+  workers.reserve(static_cast<std::size_t>(parts - 1));
+  for (Eigen::Index t = 1; t < parts; ++t)
+    workers.emplace_back([&f, t, parts, count] { f(t, count * t / parts, count * (t + 1) / parts); });
+  f(Eigen::Index{0}, Eigen::Index{0}, count / parts);
+  for (std::thread& w : workers) w.join();
+}
+
 /// Calls f(lo, hi) on disjoint ranges covering [0, count), on up to
 /// hardware_concurrency() threads (at most 8), each range at least
 /// min_chunk long; one range, on the calling thread, when count is small.
 /// f must not throw and must write only what its range owns.
 template <class F>
 void parallel_ranges(Eigen::Index count, Eigen::Index min_chunk, F&& f) {
-  const Eigen::Index hw = std::max<Eigen::Index>(1, static_cast<Eigen::Index>(std::thread::hardware_concurrency()));
-  const Eigen::Index parts = std::min<Eigen::Index>({hw, 8, count / std::max<Eigen::Index>(min_chunk, 1)});
-  if (parts <= 1) {
-    f(Eigen::Index{0}, count);
-    return;
-  }
-  std::vector<std::thread> workers;
-  workers.reserve(static_cast<std::size_t>(parts - 1));
-  for (Eigen::Index t = 1; t < parts; ++t)
-    workers.emplace_back([&f, t, parts, count] { f(count * t / parts, count * (t + 1) / parts); });
-  f(Eigen::Index{0}, count / parts);
-  for (std::thread& w : workers) w.join();
+  run_parts(count, range_parts(count, min_chunk), [&f](Eigen::Index, Eigen::Index lo, Eigen::Index hi) { f(lo, hi); });
+}
+
+/// The sum of part(lo, hi) over the ranges of parallel_ranges, added in the
+/// order of the ranges: deterministic for a given core count.
+template <class F>
+double parallel_sum(Eigen::Index count, Eigen::Index min_chunk, F&& part) {
+  const Eigen::Index parts = range_parts(count, min_chunk);
+  std::vector<double> sums(static_cast<std::size_t>(parts), 0.0);
+  run_parts(count, parts, [&](Eigen::Index t, Eigen::Index lo, Eigen::Index hi) {
+    sums[static_cast<std::size_t>(t)] = part(lo, hi);
+  });
+  double total = 0.0;
+  for (double s : sums) total += s;
+  return total;
 }
 
 /// The first column of each part when the lower triangle of an r x r matrix
