@@ -173,8 +173,8 @@ void BM_ApplyRSingle(benchmark::State& state) {
   const auto g = sgdstab::Geometry::from_gram(clustered_gram(nc), 4);
   const auto apply = sgdstab::detail::low_precision_pencil_r(g);
   const Eigen::Index m = sgdstab::packed_size(g.rank());
-  const Eigen::VectorXd x = gaussian(m, 1, 3);
-  Eigen::VectorXd y(m);
+  const Eigen::VectorXf x = gaussian(m, 1, 3).cast<float>();
+  Eigen::VectorXf y(m);
   for (auto _ : state) {
     apply(x.data(), y.data());
     benchmark::DoNotOptimize(y.data());

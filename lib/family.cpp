@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <limits>
 #include <numeric>
+#include <type_traits>
 
 #ifdef __linux__
 #include <sys/mman.h>
@@ -52,7 +53,6 @@ Index family_subspace(Index m, const SolverOptions& opt, double fixed_bytes, con
 }
 
 namespace {
-
 // The Rayleigh-Ritz data of one member in the current subspace.
 struct Ritz {
   double theta = 0.0, second = -std::numeric_limits<double>::infinity();
@@ -76,245 +76,431 @@ double error_bound(double rho, const Ritz& z, double tol) {
 
 // Large buffers: ask for transparent huge pages before the first touch
 // (fewer page faults while V and W fill; a hint, ignored where unsupported).
-void advise_huge_pages(double* data, Index count) {
+void advise_huge_pages(void* data, std::size_t bytes) {
 #ifdef __linux__
   const std::uintptr_t huge = std::uintptr_t{1} << 21;
   const auto begin = reinterpret_cast<std::uintptr_t>(data);
-  const std::uintptr_t end = begin + static_cast<std::uintptr_t>(count) * sizeof(double);
+  const std::uintptr_t end = begin + bytes;
   const std::uintptr_t lo = (begin + huge - 1) & ~(huge - 1), hi = end & ~(huge - 1);
   if (hi > lo) (void)madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);
 #else
   (void)data;
-  (void)count;
+  (void)bytes;
 #endif
 }
 
+using RowsView = Eigen::Map<const MatrixXd, 0, Eigen::OuterStride<>>;
+
+// Rows [row, row + nb) of the first `cols` columns of a, as doubles: a view
+// of double storage, a converted copy (in buf) of float storage.
+template <class S>
+RowsView rows_as_double(const Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic>& a, Index row, Index nb, Index cols,
+                        MatrixXd& buf) {
+  if constexpr (std::is_same_v<S, double>) {
+    return RowsView(a.data() + row, nb, cols, Eigen::OuterStride<>(a.rows()));
+  } else {
+    for (Index i = 0; i < cols; ++i) {  // a plain loop: vectorized conversion (Eigen's cast was not)
+      const float* from = a.data() + i * a.rows() + row;
+      double* to = buf.data() + i * buf.rows();
+      for (Index j = 0; j < nb; ++j) to[j] = static_cast<double>(from[j]);
+    }
+    return RowsView(buf.data(), nb, cols, Eigen::OuterStride<>(buf.rows()));
+  }
+}
+
+// The shared subspace: V and W = R V, stored in S, with G_P = V'PV and
+// G_R = V'W in double. Every pass over the stored vectors runs in row blocks
+// that stay in cache while several products use them, on all cores,
+// accumulating in double (theory/region.md, section 5).
+//
+// Double storage: V orthonormal. Per step one pass over V and W (the
+// residual, the candidate t and V't), one over V (Gram-Schmidt and the
+// column of G_P), one over V (the column of G_R).
+//
+// Float storage (the single-precision phase, theory/region.md section 7):
+// the candidate is stored as it comes, not orthogonalized, and the Gram
+// matrix G = V'V is kept instead; Rayleigh-Ritz is the pencil (H, G). The
+// pass that computes the candidate also gives its columns of G, G_P and G_R
+// (V't, V'(p o t), W't: R symmetric), so a step reads V and W once. A
+// candidate that cancels more than 99 % against span(V) is orthogonalized
+// explicitly; a thick restart to G-orthonormal Ritz vectors makes V
+// orthonormal again.
+template <class S>
 class Subspace {
  public:
-  Subspace(const VectorXd& p, const ApplyFn& apply, const ApplyFn& low, Index kmax)
-      : p_(p),
-        apply_(apply),
-        low_(low),
-        low_active_(static_cast<bool>(low)),
-        m_(p.size()),
-        kmax_(kmax),
-        v_(m_, kmax),
-        w_(m_, kmax),
-        gp_(kmax, kmax),
-        gr_(kmax, kmax),
-        vy_(m_),
-        r_(m_),
-        t_(m_),
-        pair_(m_, 2) {
-    advise_huge_pages(v_.data(), v_.size());
-    advise_huge_pages(w_.data(), w_.size());
+  using Store = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic>;
+  using Vec = Eigen::Matrix<S, Eigen::Dynamic, 1>;
+  using Apply = std::function<void(const S* x, S* y)>;
+  static constexpr bool kGram = std::is_same_v<S, float>;
+
+  Subspace(const VectorXd& p, const Apply& apply, Index kmax)
+      : p_(p), apply_(apply), m_(p.size()), kmax_(kmax), v_(m_, kGram ? kmax + 1 : kmax), w_(m_, kmax),
+        gp_(kmax, kmax), gr_(kmax, kmax), g_(MatrixXd::Identity(kmax, kmax)), t_(kGram ? 0 : m_), c_(kmax),
+        q_(kmax), u_(kmax) {
+    advise_huge_pages(v_.data(), sizeof(S) * static_cast<std::size_t>(v_.size()));
+    advise_huge_pages(w_.data(), sizeof(S) * static_cast<std::size_t>(w_.size()));
   }
 
+  Index dimension() const { return m_; }
   Index size() const { return k_; }
   Index capacity() const { return kmax_; }
   Index applications() const { return applications_; }
-  Index low_applications() const { return low_applications_; }
-  const VectorXd& diagonal() const { return p_; }
-  // Whether new images come from the single-precision R (theory/region.md, section 7).
-  bool low_active() const { return low_active_; }
 
-  // Forgets everything (single-precision images included); double from here on.
-  void discard_low() {
-    k_ = 0;
-    low_active_ = false;
+  // Appends the part of x outside span(V) and its image R x. Returns false
+  // when x lies in span(V) to rounding, or is zero or not finite.
+  bool add(const VectorXd& x) {
+    cand_ = kGram ? k_ : 0;
+    S* t = candidate();
+    const double* xs = x.data();
+    parallel_ranges(m_, kChunk, [&](Index lo, Index hi) {
+      for (Index j = lo; j < hi; ++j) t[j] = static_cast<S>(xs[j]);
+    });
+    project();
+    return add_candidate();
   }
 
-  // The end of the single-precision phase: keep the span of the first `keep`
-  // columns of the Ritz basis and recompute their images in double, so that
-  // every Ritz value and residual from here on is a double-precision one.
-  void promote(const MatrixXd& basis, Index keep) {
-    restart(basis, keep);
-    reapply_in_double();
-  }
-  // The same for the whole current subspace.
-  void reapply_in_double() {
-    low_active_ = false;
-    for (Index j = 0; j < k_; ++j) {
-      apply_(v_.col(j).data(), w_.col(j).data());
-      ++applications_;
-    }
-    MatrixXd g(k_, k_);
-    gemm(true, false, k_, k_, m_, 1.0, v_.data(), m_, w_.data(), m_, 0.0, g.data(), k_);
-    gr_.topLeftCorner(k_, k_) = 0.5 * (g + g.transpose());
-  }
-
-  // The work vector t, allocated once like r and V y (each is m long: at
-  // m = 8.4 M a fresh allocation per step cost more in page faults than the arithmetic).
-  VectorXd& expansion() { return t_; }
-
-  // Orthonormalizes x against V (classical Gram-Schmidt, repeated while a
-  // pass cancels more than 99 % of the norm: one pass leaves an orthogonality
-  // error of about eps times the cancellation factor), appends it and its image R x.
-  // Returns false when x lies in span(V) to rounding. x is overwritten.
-  bool add(VectorXd& x) {
-    const double original = norm(x);
-    if (!(original > 0) || !std::isfinite(original)) return false;
-    double before = original, nrm = original;
-    VectorXd c(kmax_);
-    for (int pass = 0; pass < 3 && k_ > 0; ++pass) {
-      tmul(v_, x.data(), c.data());                                    // c = V' x
-      gemv(false, m_, k_, -1.0, v_.data(), m_, c.data(), 1.0, x.data());  // x -= V c
-      nrm = norm(x);
-      if (nrm > 0.01 * before) break;
-      before = nrm;
-    }
-    if (!(nrm > 1e-13 * original)) return false;
-    {
-      const double inv = 1.0 / nrm;
-      double* v = v_.col(k_).data();
-      const double* xs = x.data();
-      parallel_ranges(m_, kChunk, [&](Index lo, Index hi) {
-        for (Index j = lo; j < hi; ++j) v[j] = xs[j] * inv;
-      });
-    }
-    (low_active_ ? low_ : apply_)(v_.col(k_).data(), w_.col(k_).data());
-    ++applications_;
-    if (low_active_) ++low_applications_;
-    // Column k of V'PV and V'RV in one pass over V: V' [p o v_k, w_k].
-    const Index k1 = k_ + 1;
-    {
-      const double* v = v_.col(k_).data();
-      const double* w = w_.col(k_).data();
-      const double* p = p_.data();
-      double* pv = pair_.col(0).data();
-      double* pw = pair_.col(1).data();
-      parallel_ranges(m_, kChunk, [&](Index lo, Index hi) {
-        for (Index j = lo; j < hi; ++j) {
-          pv[j] = p[j] * v[j];
-          pw[j] = w[j];
+  // r = M(s) V y - theta V y for the Ritz pair z, and in the same pass the
+  // next candidate t (davidson: r / (theta - (1 - s) p), denominators kept
+  // >= 1e-3 theta in magnitude, theory/region.md section 5, at s = 1 it is
+  // r / theta: Lanczos; else r itself) with its projections. Returns |r|.
+  double residual(double s, const Ritz& z, bool davidson) {
+    const Index k = k_;
+    cand_ = kGram ? k : 0;
+    const double theta = z.theta, free = 1.0 - s;
+    const double floor = std::max(1e-3 * std::abs(theta), std::numeric_limits<double>::min());
+    const VectorXd& y = z.y;
+    S* const cand = candidate();
+    const Index width = kGram ? 3 * k + 3 : k + 2;
+    const std::vector<double> acc = parallel_sums(m_, kChunk, width, [&](Index lo, Index hi, double* a) {
+      MatrixXd vbuf(kBlock, k), wbuf(kBlock, k);
+      VectorXd vy(kBlock), wy(kBlock), tb(kBlock), pt(kBlock);
+      double rr = 0.0, tt = 0.0, tpt = 0.0;
+      for (Index b0 = lo; b0 < hi; b0 += kBlock) {
+        const Index nb = std::min(kBlock, hi - b0);
+        const RowsView vb = rows_as_double(v_, b0, nb, k, vbuf), wb = rows_as_double(w_, b0, nb, k, wbuf);
+        vy.head(nb).noalias() = vb * y;
+        wy.head(nb).noalias() = wb * y;
+        const double* p = p_.data() + b0;
+        S* t = cand + b0;
+        for (Index j = 0; j < nb; ++j) {
+          const double fp = free * p[j];
+          const double rj = s * wy(j) + (fp - theta) * vy(j);
+          rr += rj * rj;
+          double tj = rj;
+          if (davidson) {
+            double den = theta - fp;
+            if (std::abs(den) < floor) den = den < 0 ? -floor : floor;
+            tj = rj / den;
+          }
+          t[j] = static_cast<S>(tj);
+          tb(j) = static_cast<double>(t[j]);
+          pt(j) = p[j] * tb(j);
         }
-      });
-    }
-    MatrixXd cols(k1, 2);
-    gemm_t(k1, cols);
-    gp_.col(k_).head(k1) = cols.col(0);
-    gr_.col(k_).head(k1) = cols.col(1);
-    gp_.row(k_).head(k_) = gp_.col(k_).head(k_).transpose();
-    gr_.row(k_).head(k_) = gr_.col(k_).head(k_).transpose();
-    k_ = k1;
-    return true;
+        tt += tb.head(nb).squaredNorm();
+        Eigen::Map<VectorXd>(a, k).noalias() += vb.transpose() * tb.head(nb);
+        if constexpr (kGram) {
+          tpt += pt.head(nb).dot(tb.head(nb));
+          Eigen::Map<VectorXd>(a + k, k).noalias() += vb.transpose() * pt.head(nb);
+          Eigen::Map<VectorXd>(a + 2 * k, k).noalias() += wb.transpose() * tb.head(nb);
+        }
+      }
+      if constexpr (kGram) a[width - 3] += tpt;
+      a[width - 2] += rr;
+      a[width - 1] += tt;
+    });
+    take_projections(acc, k);
+    return std::sqrt(acc[static_cast<std::size_t>(width) - 2]);
   }
-  bool add_expansion() { return add(t_); }
-  // The residual as the next candidate (when the expansion adds nothing).
-  bool add_residual() {
-    t_ = r_;
-    return add(t_);
+
+  // Appends the candidate left by residual() or add(). Double storage:
+  // classical Gram-Schmidt, repeated while a pass cancels more than 99 % of
+  // the norm (one pass leaves an orthogonality error of about eps times the
+  // cancellation factor). Float storage: stored as it is unless more than
+  // 99 % of it lies in span(V) (then that part is subtracted first). Returns
+  // false when the candidate lies in span(V) to rounding.
+  bool add_candidate() {
+    const double original = std::sqrt(tt_);
+    if (!(original > 0) || !std::isfinite(original)) return false;
+    for (int pass = 0;; ++pass) {
+      // The candidate's part in span(V): V coef, with |t - V coef|^2 = |t|^2 - c'coef.
+      VectorXd coef = c_.head(k_);
+      if constexpr (kGram) {
+        if (k_ > 0) coef = g_.topLeftCorner(k_, k_).ldlt().solve(coef);
+      }
+      const double left = tt_ - c_.head(k_).dot(coef);
+      if (left > 1e-4 * tt_ || pass == 2) {
+        const double nrm = std::sqrt(std::max(left, 0.0));
+        if (!(nrm > 1e-13 * original) || !std::isfinite(nrm)) return false;
+        append(nrm);
+        return true;
+      }
+      subtract(coef);
+      project();
+      if (!(std::sqrt(tt_) > 1e-13 * original)) return false;
+    }
   }
 
   Ritz ritz(double s) const {
     const MatrixXd h = (1.0 - s) * gp_.topLeftCorner(k_, k_) + s * gr_.topLeftCorner(k_, k_);
-    Eigen::SelfAdjointEigenSolver<MatrixXd> es(h);
     Ritz z;
-    z.theta = es.eigenvalues()(k_ - 1);
-    if (k_ > 1) z.second = es.eigenvalues()(k_ - 2);
-    z.basis = es.eigenvectors().rowwise().reverse();
+    if constexpr (kGram) {
+      // The pencil (H, G), columns scaled to unit norm first; eigenvectors G-orthonormal.
+      const VectorXd d = g_.diagonal().head(k_).cwiseSqrt().cwiseInverse();
+      const MatrixXd hs = d.asDiagonal() * h * d.asDiagonal(), gs = d.asDiagonal() * g_.topLeftCorner(k_, k_) * d.asDiagonal();
+      Eigen::GeneralizedSelfAdjointEigenSolver<MatrixXd> es(hs, gs);
+      if (es.info() != Eigen::Success) {  // G not positive definite: the caller starts over in double
+        z.theta = std::numeric_limits<double>::quiet_NaN();
+        z.basis = MatrixXd::Identity(k_, k_);
+        z.y = z.basis.col(0);
+        return z;
+      }
+      z.theta = es.eigenvalues()(k_ - 1);
+      if (k_ > 1) z.second = es.eigenvalues()(k_ - 2);
+      z.basis = d.asDiagonal() * es.eigenvectors().rowwise().reverse();
+    } else {
+      Eigen::SelfAdjointEigenSolver<MatrixXd> es(h);
+      z.theta = es.eigenvalues()(k_ - 1);
+      if (k_ > 1) z.second = es.eigenvalues()(k_ - 2);
+      z.basis = es.eigenvectors().rowwise().reverse();
+    }
     z.y = z.basis.col(0);
     return z;
   }
 
-  // r = M(s) V y - theta V y into r_, and in the same pass the
-  // Davidson expansion vector into expansion(): t = r / (theta - (1 - s) p),
-  // denominators kept >= 1e-3 theta in magnitude (theory/region.md, section 5;
-  // at s = 1 it is r / theta: Lanczos). Returns |r|.
-  double residual_and_expansion(double s, const Ritz& z) {
-    gemv(false, m_, k_, 1.0, v_.data(), m_, z.y.data(), 0.0, vy_.data());
-    gemv(false, m_, k_, s, w_.data(), m_, z.y.data(), 0.0, r_.data());
-    const double theta = z.theta, free = 1.0 - s;
-    const double floor = std::max(1e-3 * std::abs(theta), std::numeric_limits<double>::min());
-    const double* p = p_.data();
-    const double* vy = vy_.data();
-    double* r = r_.data();
-    double* t = t_.data();
-    return std::sqrt(parallel_sum(m_, kChunk, [&](Index lo, Index hi) {
-      double sum = 0.0;
-      for (Index j = lo; j < hi; ++j) {
-        const double fp = free * p[j];
-        const double rj = r[j] + (fp - theta) * vy[j];
-        r[j] = rj;
-        sum += rj * rj;
-        double den = theta - fp;
-        if (std::abs(den) < floor) den = den < 0 ? -floor : floor;
-        t[j] = rj / den;
+  // V y (m x y.cols()) in double.
+  MatrixXd combine(const MatrixXd& y) const {
+    MatrixXd out(m_, y.cols());
+    const Index k = y.rows();
+    parallel_ranges(m_, kChunk, [&](Index lo, Index hi) {
+      MatrixXd buf(kBlock, k);
+      for (Index b0 = lo; b0 < hi; b0 += kBlock) {
+        const Index nb = std::min(kBlock, hi - b0);
+        out.middleRows(b0, nb).noalias() = rows_as_double(v_, b0, nb, k, buf) * y;
       }
-      return sum;
-    }));
+    });
+    return out;
   }
-
+  // The unit vector V y.
   VectorXd expand(const VectorXd& y) const {
-    VectorXd v(m_);
-    gemv(false, m_, k_, 1.0, v_.data(), m_, y.data(), 0.0, v.data());
+    VectorXd v = combine(y);
     return v / v.norm();
   }
   double project_p(const VectorXd& y) const { return y.dot(gp_.topLeftCorner(k_, k_) * y); }
   double project_r(const VectorXd& y) const { return y.dot(gr_.topLeftCorner(k_, k_) * y); }
 
-  // Thick restart: keep the span of the first `keep` columns of the
-  // orthonormal k x k basis Y (V <- V Y, W <- W Y, in row blocks).
+  // Thick restart: keep the span of the first `keep` columns of the k x k
+  // basis Y (orthonormal, or G-orthonormal): V <- V Y, W <- W Y, in row
+  // blocks; the pending candidate's projections follow.
   void restart(const MatrixXd& basis, Index keep) {
-    const MatrixXd y = basis.leftCols(keep);
-    // Row blocks through BLAS dgemm (threaded): V and W are read once.
+    const Store y = basis.leftCols(keep).template cast<S>();
+    // Row blocks through BLAS gemm (threaded): V and W are read once.
     const Index block = std::min<Index>(m_, Index{1} << 15);
-    MatrixXd tmp(block, keep);
+    Store tmp(block, keep);
     for (Index row = 0; row < m_; row += block) {
       const Index nb = std::min(block, m_ - row);
-      for (MatrixXd* a : {&v_, &w_}) {
-        gemm(false, false, nb, keep, k_, 1.0, a->data() + row, m_, y.data(), k_, 0.0, tmp.data(), block);
+      for (Store* a : {&v_, &w_}) {
+        gemm(false, false, nb, keep, k_, S{1}, a->data() + row, m_, y.data(), k_, S{0}, tmp.data(), block);
         a->block(row, 0, nb, keep) = tmp.topRows(nb);
       }
     }
-    const MatrixXd gp = y.transpose() * gp_.topLeftCorner(k_, k_) * y;
-    const MatrixXd gr = y.transpose() * gr_.topLeftCorner(k_, k_) * y;
-    gp_.topLeftCorner(keep, keep) = 0.5 * (gp + gp.transpose());
-    gr_.topLeftCorner(keep, keep) = 0.5 * (gr + gr.transpose());
+    const MatrixXd yd = basis.leftCols(keep);
+    const auto congruence = [&](MatrixXd& g) {
+      const MatrixXd t = yd.transpose() * g.topLeftCorner(k_, k_) * yd;
+      g.topLeftCorner(keep, keep) = 0.5 * (t + t.transpose());
+    };
+    congruence(gp_);
+    congruence(gr_);
+    c_.head(keep) = yd.transpose() * c_.head(k_);
+    if constexpr (kGram) {
+      congruence(g_);
+      q_.head(keep) = yd.transpose() * q_.head(k_);
+      u_.head(keep) = yd.transpose() * u_.head(k_);
+      if (cand_ != keep) {  // the pending candidate moves next to the kept columns
+        v_.col(keep) = v_.col(cand_);
+        cand_ = keep;
+      }
+    }
     k_ = keep;
   }
 
  private:
-  // Level-1 work on m-vectors in parallel (memory-bound: two cores read
-  // about twice as fast as one; lib/parallel.hpp), in chunks of kChunk.
+  // Parallel ranges of at least kChunk rows, worked through in blocks of
+  // kBlock rows (a block of V and W, k <= 64 columns, stays in L2 cache).
   static constexpr Index kChunk = Index{1} << 16;
-  double norm(const VectorXd& x) const {
-    const double* xs = x.data();
-    return std::sqrt(parallel_sum(x.size(), kChunk, [xs](Index lo, Index hi) {
-      double s = 0.0;
-      for (Index j = lo; j < hi; ++j) s += xs[j] * xs[j];
-      return s;
-    }));
+  static constexpr Index kBlock = 512;
+
+  S* candidate() { return kGram ? v_.col(cand_).data() : t_.data(); }
+  const S* candidate() const { return kGram ? v_.col(cand_).data() : t_.data(); }
+
+  // The accumulators of residual()/project(): [V't, (V'(p o t), W't, t'(p o t))], ..., |t|^2 last.
+  void take_projections(const std::vector<double>& acc, Index k) {
+    c_.head(k) = VectorXd::Map(acc.data(), k);
+    if constexpr (kGram) {
+      q_.head(k) = VectorXd::Map(acc.data() + k, k);
+      u_.head(k) = VectorXd::Map(acc.data() + 2 * k, k);
+      tpt_ = acc[static_cast<std::size_t>(3 * k)];
+    }
+    tt_ = acc.back();
   }
 
-  // out = V(:, 0:k)' x (BLAS dgemv: this and the products below dominate the
-  // solver's own cost, theory/region.md section 5).
-  void tmul(const MatrixXd& a, const double* x, double* out) const {
-    gemv(true, m_, k_, 1.0, a.data(), m_, x, 0.0, out);
+  // The candidate's projections (as residual() leaves them) and |t|^2.
+  void project() {
+    const Index k = k_;
+    const Index width = kGram ? 3 * k + 3 : k + 2;
+    const S* const cand = candidate();
+    const std::vector<double> acc = parallel_sums(m_, kChunk, width, [&](Index lo, Index hi, double* a) {
+      MatrixXd vbuf(kBlock, k), wbuf(kBlock, k);
+      VectorXd tb(kBlock), pt(kBlock);
+      for (Index b0 = lo; b0 < hi; b0 += kBlock) {
+        const Index nb = std::min(kBlock, hi - b0);
+        for (Index j = 0; j < nb; ++j) tb(j) = static_cast<double>(cand[b0 + j]);
+        a[width - 1] += tb.head(nb).squaredNorm();
+        const RowsView vb = rows_as_double(v_, b0, nb, k, vbuf);
+        Eigen::Map<VectorXd>(a, k).noalias() += vb.transpose() * tb.head(nb);
+        if constexpr (kGram) {
+          pt.head(nb) = p_.segment(b0, nb).cwiseProduct(tb.head(nb));
+          a[width - 3] += pt.head(nb).dot(tb.head(nb));
+          Eigen::Map<VectorXd>(a + k, k).noalias() += vb.transpose() * pt.head(nb);
+          Eigen::Map<VectorXd>(a + 2 * k, k).noalias() +=
+              rows_as_double(w_, b0, nb, k, wbuf).transpose() * tb.head(nb);
+        }
+      }
+    });
+    take_projections(acc, k);
   }
-  void gemm_t(Index k1, MatrixXd& out) const {
-    // out (k1 x 2) = V(:, 0:k1)' pair_
-    gemm(true, false, k1, 2, m_, 1.0, v_.data(), m_, pair_.data(), m_, 0.0, out.data(), k1);
+
+  // t -= V coef.
+  void subtract(const VectorXd& coef) {
+    const Index k = k_;
+    S* const cand = candidate();
+    parallel_ranges(m_, kChunk, [&](Index lo, Index hi) {
+      MatrixXd vbuf(kBlock, k);
+      VectorXd tb(kBlock);
+      for (Index b0 = lo; b0 < hi; b0 += kBlock) {
+        const Index nb = std::min(kBlock, hi - b0);
+        for (Index j = 0; j < nb; ++j) tb(j) = static_cast<double>(cand[b0 + j]);
+        tb.head(nb).noalias() -= rows_as_double(v_, b0, nb, k, vbuf) * coef;
+        for (Index j = 0; j < nb; ++j) cand[b0 + j] = static_cast<S>(tb(j));
+      }
+    });
+  }
+
+  // Appends the candidate as column k with its image; nrm = the norm of its part outside span(V).
+  void append(double nrm) {
+    if constexpr (kGram) {
+      append_as_is();
+    } else {
+      append_orthonormal(nrm);
+    }
+  }
+
+  // Float storage: column k is the candidate already; its columns of G, G_P
+  // and G_R came with it, but for t'Rt.
+  void append_as_is() {
+    const Index k = k_;
+    apply_(v_.col(k).data(), w_.col(k).data());
+    ++applications_;
+    const S* x = v_.col(k).data();
+    const S* w = w_.col(k).data();
+    const double xrx = parallel_sum(m_, kChunk, [&](Index lo, Index hi) {
+      double sum = 0.0;
+      for (Index j = lo; j < hi; ++j) sum += static_cast<double>(x[j]) * static_cast<double>(w[j]);
+      return sum;
+    });
+    set_columns(k, c_.head(k), tt_, q_.head(k), tpt_, u_.head(k), xrx);
+  }
+
+  // Double storage: column k = (t - V c) / nrm, with in the same pass
+  // V'(p o v_k), v_k'(p o v_k) and |v_k|^2 (the stored, rounded v_k); then
+  // its image and V'w_k.
+  void append_orthonormal(double nrm) {
+    const Index k = k_;
+    const double inv = 1.0 / nrm;
+    const std::vector<double> acc = parallel_sums(m_, kChunk, k + 2, [&](Index lo, Index hi, double* a) {
+      MatrixXd vbuf(kBlock, k);
+      VectorXd xb(kBlock), px(kBlock);
+      S* x = v_.col(k).data();
+      double xx = 0.0, xpx = 0.0;
+      for (Index b0 = lo; b0 < hi; b0 += kBlock) {
+        const Index nb = std::min(kBlock, hi - b0);
+        const RowsView vb = rows_as_double(v_, b0, nb, k, vbuf);
+        for (Index j = 0; j < nb; ++j) xb(j) = static_cast<double>(t_[b0 + j]);
+        xb.head(nb).noalias() -= vb * c_.head(k);
+        const double* p = p_.data() + b0;
+        for (Index j = 0; j < nb; ++j) {
+          x[b0 + j] = static_cast<S>(xb(j) * inv);
+          const double xj = static_cast<double>(x[b0 + j]);
+          xx += xj * xj;
+          px(j) = p[j] * xj;
+          xpx += px(j) * xj;
+        }
+        Eigen::Map<VectorXd>(a, k).noalias() += vb.transpose() * px.head(nb);
+      }
+      a[k] += xx;
+      a[k + 1] += xpx;
+    });
+    VectorXd q = VectorXd::Map(acc.data(), k);
+    const double xx = acc[static_cast<std::size_t>(k)];
+    double xpx = acc[static_cast<std::size_t>(k) + 1];
+    // The norm came from |t|^2 - |c|^2; where cancellation made it inexact, rescale.
+    if (std::abs(xx - 1.0) > 1e-13) {
+      const double f = 1.0 / std::sqrt(xx);
+      S* x = v_.col(k).data();
+      parallel_ranges(m_, kChunk, [&](Index lo, Index hi) {
+        for (Index j = lo; j < hi; ++j) x[j] = static_cast<S>(f * static_cast<double>(x[j]));
+      });
+      q *= f;
+      xpx *= f * f;
+    }
+    apply_(v_.col(k).data(), w_.col(k).data());
+    ++applications_;
+    const Index k1 = k + 1;
+    const std::vector<double> gr = parallel_sums(m_, kChunk, k1, [&](Index lo, Index hi, double* a) {
+      MatrixXd vbuf(kBlock, k1);
+      VectorXd wb(kBlock);
+      for (Index b0 = lo; b0 < hi; b0 += kBlock) {
+        const Index nb = std::min(kBlock, hi - b0);
+        for (Index j = 0; j < nb; ++j) wb(j) = static_cast<double>(w_(b0 + j, k));
+        Eigen::Map<VectorXd>(a, k1).noalias() += rows_as_double(v_, b0, nb, k1, vbuf).transpose() * wb.head(nb);
+      }
+    });
+    set_columns(k, VectorXd::Zero(k), 1.0, q, xpx, VectorXd::Map(gr.data(), k), gr[static_cast<std::size_t>(k)]);
+  }
+
+  // Column k of G, G_P and G_R (and the mirrored rows); k grows by one.
+  void set_columns(Index k, const VectorXd& g, double gkk, const VectorXd& gp, double gpkk, const VectorXd& gr,
+                   double grkk) {
+    const auto put = [k](MatrixXd& a, const VectorXd& col, double diag) {
+      a.col(k).head(k) = col;
+      a.row(k).head(k) = col.transpose();
+      a(k, k) = diag;
+    };
+    put(g_, g, gkk);
+    put(gp_, gp, gpkk);
+    put(gr_, gr, grkk);
+    k_ = k + 1;
   }
 
   const VectorXd& p_;
-  const ApplyFn& apply_;
-  const ApplyFn& low_;
-  bool low_active_;
+  const Apply& apply_;
   Index m_, kmax_, k_ = 0;
-  MatrixXd v_, w_, gp_, gr_;
-  VectorXd vy_, r_, t_;
-  MatrixXd pair_;
-  Index applications_ = 0, low_applications_ = 0;
+  Store v_, w_;           // float storage: V has one more column, for the candidate
+  MatrixXd gp_, gr_, g_;  // g_ = V'V (the identity for double storage)
+  Vec t_;                 // the candidate of double storage (m long, allocated once:
+                          // at m = 8.4 M a fresh vector per step cost more in page faults than the arithmetic)
+  Index cand_ = 0;        // float storage: the column of V holding the candidate
+  VectorXd c_, q_, u_;    // the candidate's V't, and (float) V'(p o t), W't
+  double tt_ = 0.0, tpt_ = 0.0;  // |t|^2, t'(p o t)
+  Index applications_ = 0;
 };
 
-void record(FamilyMember& out, const Subspace& sub, const Ritz& z, double rho, double tol, bool want_vector) {
+template <class S>
+void record(FamilyMember& out, const Subspace<S>& sub, const Ritz& z, double rho, double tol) {
   out.value = z.theta;
   out.residual = rho;
   out.error = error_bound(rho, z, tol);
   out.tangent_p = sub.project_p(z.y);
   out.tangent_r = sub.project_r(z.y);
-  if (want_vector) out.vector = sub.expand(z.y);
 }
 
 // The single-precision phase ends at this relative residual (single
@@ -324,48 +510,41 @@ void record(FamilyMember& out, const Subspace& sub, const Ritz& z, double rho, d
 // kLowKeep Ritz vectors are kept (theory/region.md, section 7).
 constexpr double kLowTarget = 1e-6;
 constexpr int kLowStall = 4;
-constexpr Index kLowKeep = 4;
+constexpr Index kLowKeep = 2;
 
-// One member in the shared subspace; `cap` bounds the applications it may spend.
-void solve_member(Subspace& sub, FamilyMember& out, const VectorXd& start, double tol, Index cap, Index& restarts,
-                  bool want_vector) {
-  out.method = Method::lanczos;
-  const Index before = sub.applications();
-  if (sub.size() == 0 && !sub.add(sub.expansion() = start)) {
-    out.status = Status::numerical_failure;
-    out.message = "the start vector is zero or not finite";
-    return;
-  }
-  const Index m = start.size();
+// How a run of iterate() ended.
+enum class PhaseEnd {
+  finished,  // the member's status is final
+  promote,   // single-precision phase over: continue in double from the seed
+  redo,      // single-precision phase failed (non-finite): start over in double
+};
+
+// Iterates one member in the subspace. `spent`: applications already spent
+// on it elsewhere (the single-precision phase). With `seed` set this is the
+// single-precision phase (theory/region.md, section 7): nothing is certified
+// from its images; it ends once the residual is near what single precision
+// resolves, stops improving, looks certified, or has used half the budget,
+// leaving in *seed the Ritz vectors to carry over (all of V when it became invariant).
+template <class S>
+PhaseEnd iterate(Subspace<S>& sub, FamilyMember& out, Index spent, double tol, Index cap, Index& restarts,
+                 bool want_vector, MatrixXd* seed) {
+  const bool low = seed != nullptr;
+  const Index before = sub.applications(), m = sub.dimension();
   double best_low = std::numeric_limits<double>::infinity();
   int since_best = 0;
   while (true) {
     const Ritz z = sub.ritz(out.s);
-    const double rho = sub.residual_and_expansion(out.s, z);
-    out.matvecs = sub.applications() - before;
-    const bool done = sub.size() == m || out.matvecs >= cap;
-    record(out, sub, z, rho, tol, false);
-    if (want_vector && (done || out.error <= tol * std::abs(out.value))) out.vector = sub.expand(z.y);
-    if (sub.low_active() && (!std::isfinite(out.value) || !std::isfinite(rho))) {
-      // Out of single precision's range: start over in double.
-      sub.discard_low();
-      if (!sub.add(sub.expansion() = start)) {
-        out.status = Status::numerical_failure;
-        out.message = "the start vector is zero or not finite";
-        return;
-      }
-      continue;
-    }
+    const double rho = sub.residual(out.s, z, true);
+    out.matvecs = spent + sub.applications() - before;
+    record(out, sub, z, rho, tol);
     if (!std::isfinite(out.value) || !std::isfinite(rho)) {
+      if (low) return PhaseEnd::redo;  // out of single precision's range
       out.status = Status::numerical_failure;
       out.message = "the Ritz value or residual is not finite";
-      return;
+      return PhaseEnd::finished;
     }
-    // Single-precision phase (theory/region.md, section 7): nothing is
-    // certified from its images. It ends once the residual is near what
-    // single precision resolves, stops improving, looks certified, or has
-    // used half the budget; then the kept vectors are re-applied in double.
-    if (sub.low_active()) {
+    const bool certified = out.error <= tol * std::abs(out.value);
+    if (low) {
       if (rho < 0.9 * best_low) {
         best_low = rho;
         since_best = 0;
@@ -373,40 +552,62 @@ void solve_member(Subspace& sub, FamilyMember& out, const VectorXd& start, doubl
         ++since_best;
       }
       const int stall = rho <= 100 * kLowTarget * std::abs(out.value) ? kLowStall : 4 * kLowStall;
-      if (rho <= kLowTarget * std::abs(out.value) || since_best >= stall || out.error <= tol * std::abs(out.value) ||
-          sub.size() == m || out.matvecs >= cap / 2) {
-        sub.promote(z.basis, std::min(sub.size(), kLowKeep));
-        continue;
+      if (rho <= kLowTarget * std::abs(out.value) || since_best >= stall || certified || sub.size() == m ||
+          out.matvecs >= cap / 2) {
+        *seed = sub.combine(z.basis.leftCols(std::min(sub.size(), kLowKeep)));
+        return PhaseEnd::promote;
+      }
+    } else {
+      if (certified || sub.size() == m) {
+        if (want_vector) out.vector = sub.expand(z.y);
+        out.status = Status::converged;
+        return PhaseEnd::finished;
+      }
+      if (out.matvecs >= cap) {
+        if (want_vector) out.vector = sub.expand(z.y);
+        out.status = Status::not_converged;
+        out.message = "did not converge: not certified after " + std::to_string(out.matvecs) +
+                      " applications (error bound " + fmt(out.error / std::abs(out.value)) + " relative)";
+        return PhaseEnd::finished;
       }
     }
-    if (out.error <= tol * std::abs(out.value) || sub.size() == m) {
-      out.status = Status::converged;
-      return;
-    }
-    if (out.matvecs >= cap) {
-      out.status = Status::not_converged;
-      out.message = "did not converge: not certified after " + std::to_string(out.matvecs) + " applications (error bound " +
-                    fmt(out.error / std::abs(out.value)) + " relative)";
-      return;
-    }
-    const VectorXd ritz_vector = want_vector ? sub.expand(z.y) : VectorXd();
     if (sub.size() == sub.capacity()) {
       sub.restart(z.basis, std::max<Index>(1, sub.capacity() / 2));
       ++restarts;
     }
     // The Davidson direction, else the plain residual; when neither adds a
     // direction the subspace is invariant to rounding.
-    if (!sub.add_expansion() && !sub.add_residual()) {
-      if (sub.low_active()) {  // nothing is certified from single-precision images
-        sub.reapply_in_double();
-        continue;
-      }
-      out.vector = ritz_vector;
-      out.status = out.error <= 1e3 * tol * std::abs(out.value) ? Status::converged : Status::not_converged;
-      out.message = "the subspace became invariant (residual " + fmt(rho) + ")";
+    if (sub.add_candidate()) continue;
+    const Ritz now = sub.ritz(out.s);  // after a restart, z in the new basis
+    sub.residual(out.s, now, false);
+    if (sub.add_candidate()) continue;
+    if (low) {  // nothing is certified from single-precision images: all of V goes over
+      *seed = sub.combine(MatrixXd::Identity(sub.size(), sub.size()));
+      return PhaseEnd::promote;
+    }
+    if (want_vector) out.vector = sub.expand(now.y);
+    out.status = out.error <= 1e3 * tol * std::abs(out.value) ? Status::converged : Status::not_converged;
+    out.message = "the subspace became invariant (residual " + fmt(rho) + ")";
+    return PhaseEnd::finished;
+  }
+}
+
+// One member in the shared double subspace; an empty subspace is seeded with
+// the columns of `seed` first. `cap` bounds the applications it may spend.
+void solve_member(Subspace<double>& sub, FamilyMember& out, const MatrixXd& seed, Index spent, double tol, Index cap,
+                  Index& restarts, bool want_vector) {
+  out.method = Method::lanczos;
+  const Index before = sub.applications();
+  if (sub.size() == 0) {
+    for (Index j = 0; j < seed.cols(); ++j) (void)sub.add(seed.col(j));
+    if (sub.size() == 0) {
+      out.matvecs = spent;
+      out.status = Status::numerical_failure;
+      out.message = "the start vector is zero or not finite";
       return;
     }
   }
+  iterate(sub, out, spent + sub.applications() - before, tol, cap, restarts, want_vector, nullptr);
 }
 
 // R as an explicit m x m matrix (m applications).
@@ -453,21 +654,35 @@ namespace {
 
 // The shared subspace over all members, largest s first (the members with
 // most of R in them are the hard ones). Returns the members it could not certify.
-std::vector<std::size_t> subspace_members(const VectorXd& p, const ApplyFn& counted, const ApplyFn& low,
+std::vector<std::size_t> subspace_members(const VectorXd& p, const ApplyFn& counted, const LowApplyFn& low,
                                           const VectorXd& start, const SolverOptions& opt, Index kmax,
                                           bool want_vectors, FamilyResult& res) {
-  Subspace sub(p, counted, low, kmax);
   std::vector<std::size_t> order(res.members.size()), pending;
   std::iota(order.begin(), order.end(), std::size_t{0});
   std::stable_sort(order.begin(), order.end(),
                    [&](std::size_t a, std::size_t b) { return res.members[a].s > res.members[b].s; });
   const Index cap = opt.max_iterations * std::max<Index>(1, kmax - kmax / 2);
+  MatrixXd seed = start;
+  Index spent = 0;
+  if (low) {
+    // The first member's single-precision phase in a float subspace, freed
+    // before the double one is allocated (theory/region.md, section 7).
+    Subspace<float> single(p, low, kmax);
+    MatrixXd kept;
+    if (single.add(start) &&
+        iterate(single, res.members[order.front()], 0, opt.tolerance, cap, res.restarts, false, &kept) ==
+            PhaseEnd::promote)
+      seed = std::move(kept);
+    spent = single.applications();
+    res.low_precision_matvecs = spent;
+  }
+  Subspace<double> sub(p, counted, kmax);
   for (std::size_t j : order) {
-    solve_member(sub, res.members[j], start, opt.tolerance, cap, res.restarts, want_vectors);
+    solve_member(sub, res.members[j], seed, j == order.front() ? spent : 0, opt.tolerance, cap, res.restarts,
+                 want_vectors);
     if (!res.members[j].converged()) pending.push_back(j);
     else res.members[j].message = "converged";
   }
-  res.low_precision_matvecs = sub.low_applications();
   return pending;
 }
 
@@ -488,7 +703,7 @@ void dense_members(const VectorXd& p, const ApplyFn& counted, const Index& appli
 
 FamilyResult family_top(const VectorXd& p, const ApplyFn& apply_r, const std::vector<double>& s,
                         const VectorXd& start, const SolverOptions& opt, double fixed_bytes, const std::string& what,
-                        bool want_vectors, const ApplyFn& low_precision) {
+                        bool want_vectors, const LowApplyFn& low_precision) {
   opt.validate();
   const Index m = p.size();
   require(start.size() == m, "family_top", "the start vector has the wrong length");
@@ -511,7 +726,7 @@ FamilyResult family_top(const VectorXd& p, const ApplyFn& apply_r, const std::ve
   const bool lanczos = resolve_method(opt, m) == Method::lanczos;
   if (lanczos) {
     res.subspace_dimension = family_subspace(m, opt, fixed_bytes, what, static_cast<Index>(s.size()));
-    const ApplyFn counted_low = !low_precision ? ApplyFn() : ApplyFn([&](const double* x, double* y) {
+    const LowApplyFn counted_low = !low_precision ? LowApplyFn() : LowApplyFn([&](const float* x, float* y) {
       throw_if_interrupted("eigensolver");
       const auto t0 = std::chrono::steady_clock::now();
       low_precision(x, y);

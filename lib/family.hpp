@@ -27,6 +27,8 @@ namespace sgdstab::detail {
 
 /// y = R x for x, y of the family's dimension m.
 using ApplyFn = std::function<void(const double* x, double* y)>;
+/// The same in single precision (theory/region.md, section 7).
+using LowApplyFn = std::function<void(const float* x, float* y)>;
 
 /// What the solver learned about one member M(s).
 struct FamilyMember {
@@ -73,12 +75,15 @@ Index family_subspace(Index m, const SolverOptions& options, double fixed_bytes,
 /// explicitly (m applications) and calls LAPACK per member; Lanczos uses the
 /// shared subspace, falling back to the dense method for members it cannot
 /// certify (when m <= options.dense_fallback_max_dimension and it fits). A
-/// member is converged when error <= options.tolerance * value.
+/// member is converged when error <= options.tolerance * value. With
+/// low_precision set, the first member (largest s) starts with a
+/// single-precision phase (float subspace and images) whose top Ritz vectors
+/// seed the double solve; nothing is certified from single-precision images.
 /// \throws sgdstab::resource_error before allocating what would not fit.
 FamilyResult family_top(const Eigen::VectorXd& p, const ApplyFn& apply_r, const std::vector<double>& s,
                         const Eigen::VectorXd& start, const SolverOptions& options, double fixed_bytes,
                         const std::string& what, bool want_vectors = false,
-                        const ApplyFn& low_precision = ApplyFn());
+                        const LowApplyFn& low_precision = LowApplyFn());
 
 /// The family of a geometry's pencil (region.hpp): P and R of its reduced
 /// coordinates, solved at every s in (0, 1] by family_top from the start

@@ -7,6 +7,9 @@ extern "C" {
 void dgemm_(const char* ta, const char* tb, const int* m, const int* n, const int* k, const double* alpha,
             const double* a, const int* lda, const double* b, const int* ldb, const double* beta, double* c,
             const int* ldc);
+void sgemm_(const char* ta, const char* tb, const int* m, const int* n, const int* k, const float* alpha,
+            const float* a, const int* lda, const float* b, const int* ldb, const float* beta, float* c,
+            const int* ldc);
 void dposv_(const char* uplo, const int* n, const int* nrhs, double* a, const int* lda, double* b,
             const int* ldb, int* info);
 void dsyevd_(const char* jobz, const char* uplo, const int* n, double* a, const int* lda, double* w,
@@ -125,12 +128,27 @@ void gemv(bool transpose, Eigen::Index rows, Eigen::Index cols, double alpha, co
   dgemv_(transpose ? "T" : "N", &m, &n, &alpha, a, &ld, x, &one, &beta, y, &one);
 }
 
+namespace {
+// dgemm_ or sgemm_ on raw column-major storage.
+template <class T, class Blas>
+void gemm_raw(Blas blas, bool transpose_a, bool transpose_b, Eigen::Index m, Eigen::Index n, Eigen::Index k, T alpha,
+              const T* a, Eigen::Index lda, const T* b, Eigen::Index ldb, T beta, T* c, Eigen::Index ldc) {
+  const int mi = static_cast<int>(m), ni = static_cast<int>(n), ki = static_cast<int>(k);
+  const int la = static_cast<int>(lda), lb = static_cast<int>(ldb), lc = static_cast<int>(ldc);
+  blas(transpose_a ? "T" : "N", transpose_b ? "T" : "N", &mi, &ni, &ki, &alpha, a, &la, b, &lb, &beta, c, &lc);
+}
+}  // namespace
+
 void gemm(bool transpose_a, bool transpose_b, Eigen::Index m, Eigen::Index n, Eigen::Index k, double alpha,
           const double* a, Eigen::Index lda, const double* b, Eigen::Index ldb, double beta, double* c,
           Eigen::Index ldc) {
-  const int mi = static_cast<int>(m), ni = static_cast<int>(n), ki = static_cast<int>(k);
-  const int la = static_cast<int>(lda), lb = static_cast<int>(ldb), lc = static_cast<int>(ldc);
-  dgemm_(transpose_a ? "T" : "N", transpose_b ? "T" : "N", &mi, &ni, &ki, &alpha, a, &la, b, &lb, &beta, c, &lc);
+  gemm_raw(dgemm_, transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void gemm(bool transpose_a, bool transpose_b, Eigen::Index m, Eigen::Index n, Eigen::Index k, float alpha,
+          const float* a, Eigen::Index lda, const float* b, Eigen::Index ldb, float beta, float* c,
+          Eigen::Index ldc) {
+  gemm_raw(sgemm_, transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 }  // namespace sgdstab::detail

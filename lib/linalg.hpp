@@ -40,6 +40,9 @@ void gemm(bool transpose_a, bool transpose_b, double alpha, const Eigen::MatrixX
 void gemm(bool transpose_a, bool transpose_b, Eigen::Index m, Eigen::Index n, Eigen::Index k, double alpha,
           const double* a, Eigen::Index lda, const double* b, Eigen::Index ldb, double beta, double* c,
           Eigen::Index ldc);
+/// The same in single precision (BLAS sgemm).
+void gemm(bool transpose_a, bool transpose_b, Eigen::Index m, Eigen::Index n, Eigen::Index k, float alpha,
+          const float* a, Eigen::Index lda, const float* b, Eigen::Index ldb, float beta, float* c, Eigen::Index ldc);
 
 /// y = alpha op(a) x + beta y (BLAS dgemv) for a column-major rows x cols
 /// matrix with leading dimension lda; op(a) = a^T when transpose.

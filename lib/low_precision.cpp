@@ -28,29 +28,29 @@ struct LowPrecisionPencil {
   }
 
   // Lower triangles, packed coordinates as in PencilOperator::perform_op.
-  void apply(const double* x, double* y) {
+  void apply(const float* x, float* y) {
     prepare();
-    const double inv = 1.0 / std::sqrt(2.0);
+    const float inv = static_cast<float>(1.0 / std::sqrt(2.0));
     s.resize(r, r);
     parallel_lower_columns(r, [&](Index l0, Index l1) {
       Index idx = packed_offset(l0, r);
       for (Index l = l0; l < l1; ++l) {
         float* col = s.col(l).data();
         const float* wl = weights.col(l).data();
-        col[l] = static_cast<float>(x[idx++]) * wl[l];
-        for (Index k = l + 1; k < r; ++k) col[k] = static_cast<float>(x[idx++] * inv) * wl[k];
+        col[l] = x[idx++] * wl[l];
+        for (Index k = l + 1; k < r; ++k) col[k] = x[idx++] * inv * wl[k];
       }
     });
     q.setZero(r, r);
     sample_sum_lower(z, s, c, 1.0 / static_cast<double>(n), work, q);
-    const double root2 = std::sqrt(2.0);
+    const float root2 = static_cast<float>(std::sqrt(2.0));
     parallel_lower_columns(r, [&](Index l0, Index l1) {
       Index idx = packed_offset(l0, r);
       for (Index l = l0; l < l1; ++l) {
         const float* col = q.col(l).data();
         const float* wl = weights.col(l).data();
-        y[idx++] = static_cast<double>(col[l] * wl[l]);
-        for (Index k = l + 1; k < r; ++k) y[idx++] = root2 * static_cast<double>(col[k] * wl[k]);
+        y[idx++] = col[l] * wl[l];
+        for (Index k = l + 1; k < r; ++k) y[idx++] = root2 * col[k] * wl[k];
       }
     });
   }
@@ -63,9 +63,9 @@ struct LowPrecisionPencil {
 
 }  // namespace
 
-ApplyFn low_precision_pencil_r(const Geometry& g) {
+LowApplyFn low_precision_pencil_r(const Geometry& g) {
   auto state = std::make_shared<LowPrecisionPencil>(g);
-  return [state](const double* x, double* y) { state->apply(x, y); };
+  return [state](const float* x, float* y) { state->apply(x, y); };
 }
 
 double low_precision_pencil_bytes(const Geometry& g) {

@@ -2,8 +2,9 @@
 // Internal: R = A^{-1/2} D A^{-1/2} of a geometry applied in single
 // precision (strmm/ssyrk at twice the double rate), for the early
 // applications of the mixed-precision eigensolver (theory/region.md,
-// section 7). Input and output are double; the result carries a relative
-// error of about 1e-6 and is never used to certify an eigenvalue.
+// section 7). Input and output are float (the solver's single-precision
+// subspace); the result carries a relative error of about 1e-6 and is never
+// used to certify an eigenvalue.
 #include "family.hpp"
 #include "sgdstab/geometry.hpp"
 
@@ -11,7 +12,7 @@ namespace sgdstab::detail {
 
 /// y = R x in single precision; the returned function owns its scratch and
 /// holds a reference to g (which must outlive it).
-ApplyFn low_precision_pencil_r(const Geometry& g);
+LowApplyFn low_precision_pencil_r(const Geometry& g);
 
 /// Bytes low_precision_pencil_r allocates (the factor, two n c x r and three r x r float matrices).
 double low_precision_pencil_bytes(const Geometry& g);

@@ -41,18 +41,30 @@ void parallel_ranges(Eigen::Index count, Eigen::Index min_chunk, F&& f) {
   run_parts(count, range_parts(count, min_chunk), [&f](Eigen::Index, Eigen::Index lo, Eigen::Index hi) { f(lo, hi); });
 }
 
+/// Vector-valued sums: part(lo, hi, acc) adds its range's contributions into
+/// acc (width doubles, zeroed); the parts' vectors are added in the order of
+/// the ranges: deterministic for a given core count.
+template <class F>
+std::vector<double> parallel_sums(Eigen::Index count, Eigen::Index min_chunk, Eigen::Index width, F&& part) {
+  const Eigen::Index parts = range_parts(count, min_chunk);
+  const std::size_t w = static_cast<std::size_t>(width);
+  std::vector<double> acc(static_cast<std::size_t>(parts) * w, 0.0);
+  run_parts(count, parts, [&](Eigen::Index t, Eigen::Index lo, Eigen::Index hi) {
+    part(lo, hi, acc.data() + static_cast<std::size_t>(t) * w);
+  });
+  for (Eigen::Index t = 1; t < parts; ++t)
+    for (std::size_t i = 0; i < w; ++i) acc[i] += acc[static_cast<std::size_t>(t) * w + i];
+  acc.resize(w);
+  return acc;
+}
+
 /// The sum of part(lo, hi) over the ranges of parallel_ranges, added in the
 /// order of the ranges: deterministic for a given core count.
 template <class F>
 double parallel_sum(Eigen::Index count, Eigen::Index min_chunk, F&& part) {
-  const Eigen::Index parts = range_parts(count, min_chunk);
-  std::vector<double> sums(static_cast<std::size_t>(parts), 0.0);
-  run_parts(count, parts, [&](Eigen::Index t, Eigen::Index lo, Eigen::Index hi) {
-    sums[static_cast<std::size_t>(t)] = part(lo, hi);
-  });
-  double total = 0.0;
-  for (double s : sums) total += s;
-  return total;
+  return parallel_sums(count, min_chunk, 1, [&part](Eigen::Index lo, Eigen::Index hi, double* acc) {
+    *acc = part(lo, hi);
+  })[0];
 }
 
 /// The first column of each part when the lower triangle of an r x r matrix

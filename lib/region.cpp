@@ -144,7 +144,7 @@ FamilyResult geometry_family(const Geometry& g, const std::vector<double>& s, co
   start /= start.norm();
   // theory/region.md, section 7: single precision first, where it pays.
   const bool mixed = device == Device::cpu && opt.mixed_precision && g.rank() >= opt.mixed_precision_min_rank;
-  const ApplyFn low = mixed ? low_precision_pencil_r(g) : ApplyFn();
+  const LowApplyFn low = mixed ? low_precision_pencil_r(g) : LowApplyFn();
   const double fixed = single.workspace_bytes() + (mixed ? low_precision_pencil_bytes(g) : 0.0);
   FamilyResult out = family_top(packed_p(d), apply, s, start, opt, fixed,
                                 "eta* (m = " + std::to_string(packed_size(g.rank())) + ")", want_vectors, low);

@@ -280,12 +280,12 @@ TEST(Region, MixedPrecisionFamilyIsCertifiedInDouble) {
   const sgdstab::detail::ApplyFn apply = [&](const double* in, double* out) {
     VectorXd::Map(out, m) = r * VectorXd::Map(in, m);
   };
-  const sgdstab::detail::ApplyFn single = [&](const double* in, double* out) {
-    VectorXd::Map(out, m) = (rf * VectorXd::Map(in, m).cast<float>()).cast<double>();
+  const sgdstab::detail::LowApplyFn single = [&](const float* in, float* out) {
+    Eigen::VectorXf::Map(out, m) = rf * Eigen::VectorXf::Map(in, m);
   };
   const VectorXd noise = VectorXd::Ones(m) + 1e-3 * ref::gaussian(m, 1, 60);
-  const sgdstab::detail::ApplyFn noisy = [&](const double* in, double* out) {
-    VectorXd::Map(out, m) = (r * VectorXd::Map(in, m)).cwiseProduct(noise);
+  const sgdstab::detail::LowApplyFn noisy = [&](const float* in, float* out) {
+    Eigen::VectorXf::Map(out, m) = (r * Eigen::VectorXf::Map(in, m).cast<double>()).cwiseProduct(noise).cast<float>();
   };
   for (const std::vector<double>& s : std::vector<std::vector<double>>{{1.0}, {0.3}, {1.0, 0.5, 0.9, 0.1}}) {
     for (const auto* low : {&single, &noisy}) {
@@ -310,8 +310,8 @@ TEST(Region, MixedPrecisionInvariantSubspaceIsCertifiedInDouble) {
   const sgdstab::detail::ApplyFn apply = [&](const double* in, double* out) {
     VectorXd::Map(out, m) = r * VectorXd::Map(in, m);
   };
-  const sgdstab::detail::ApplyFn single = [&](const double* in, double* out) {
-    VectorXd::Map(out, m) = (rf * VectorXd::Map(in, m).cast<float>()).cast<double>();
+  const sgdstab::detail::LowApplyFn single = [&](const float* in, float* out) {
+    Eigen::VectorXf::Map(out, m) = rf * Eigen::VectorXf::Map(in, m);
   };
   const std::vector<double> s = {1.0};
   const auto res = sgdstab::detail::family_top(p, apply, s, VectorXd::Ones(m), with_method(Method::lanczos, 12), 0.0,
@@ -330,12 +330,14 @@ TEST(Region, SinglePrecisionOperatorMatchesTheDoubleOne) {
     const sgdstab::PencilOperator op(d);
     const auto low = sgdstab::detail::low_precision_pencil_r(g);
     const VectorXd x = ref::gaussian(op.rows(), 1, 64);
-    VectorXd y(op.rows()), yl(op.rows());
+    VectorXd y(op.rows());
+    Eigen::VectorXf yl(op.rows());
+    const Eigen::VectorXf xf = x.cast<float>();
     op.perform_op(x.data(), y.data());
-    low(x.data(), yl.data());
-    low(x.data(), yl.data());  // scratch reused
+    low(xf.data(), yl.data());
+    low(xf.data(), yl.data());  // scratch reused
     SCOPED_TRACE("c = " + std::to_string(c));
-    EXPECT_LE((yl - y).norm(), 1e-5 * y.norm());
+    EXPECT_LE((yl.cast<double>() - y).norm(), 1e-5 * y.norm());
   }
 }
 
