@@ -91,6 +91,12 @@ void advise_huge_pages(void* data, std::size_t bytes) {
 
 using RowsView = Eigen::Map<const MatrixXd, 0, Eigen::OuterStride<>>;
 
+// y = alpha op(a) x + beta y on a block (BLAS dgemv: its AVX kernels, where
+// Eigen's product would run on SSE2 in a portable build; measured 3x slower at k = 64).
+void block_gemv(bool transpose, const RowsView& a, double alpha, const double* x, double beta, double* y) {
+  gemv(transpose, a.rows(), a.cols(), alpha, a.data(), a.outerStride(), x, beta, y);
+}
+
 // Rows [row, row + nb) of the first `cols` columns of a, as doubles: a view
 // of double storage, a converted copy (in buf) of float storage.
 template <class S>
@@ -171,15 +177,16 @@ class Subspace {
     const VectorXd& y = z.y;
     S* const cand = candidate();
     const Index width = kGram ? 3 * k + 3 : k + 2;
+    const Index nbmax = block_rows(k);
     const std::vector<double> acc = parallel_sums(m_, kChunk, width, [&](Index lo, Index hi, double* a) {
-      MatrixXd vbuf(kBlock, k), wbuf(kBlock, k);
-      VectorXd vy(kBlock), wy(kBlock), tb(kBlock), pt(kBlock);
+      MatrixXd vbuf(nbmax, k), wbuf(nbmax, k);
+      VectorXd vy(nbmax), wy(nbmax), tb(nbmax), pt(nbmax);
       double rr = 0.0, tt = 0.0, tpt = 0.0;
-      for (Index b0 = lo; b0 < hi; b0 += kBlock) {
-        const Index nb = std::min(kBlock, hi - b0);
+      for (Index b0 = lo; b0 < hi; b0 += nbmax) {
+        const Index nb = std::min(nbmax, hi - b0);
         const RowsView vb = rows_as_double(v_, b0, nb, k, vbuf), wb = rows_as_double(w_, b0, nb, k, wbuf);
-        vy.head(nb).noalias() = vb * y;
-        wy.head(nb).noalias() = wb * y;
+        block_gemv(false, vb, 1.0, y.data(), 0.0, vy.data());
+        block_gemv(false, wb, 1.0, y.data(), 0.0, wy.data());
         const double* p = p_.data() + b0;
         S* t = cand + b0;
         for (Index j = 0; j < nb; ++j) {
@@ -197,11 +204,11 @@ class Subspace {
           pt(j) = p[j] * tb(j);
         }
         tt += tb.head(nb).squaredNorm();
-        Eigen::Map<VectorXd>(a, k).noalias() += vb.transpose() * tb.head(nb);
+        block_gemv(true, vb, 1.0, tb.data(), 1.0, a);
         if constexpr (kGram) {
           tpt += pt.head(nb).dot(tb.head(nb));
-          Eigen::Map<VectorXd>(a + k, k).noalias() += vb.transpose() * pt.head(nb);
-          Eigen::Map<VectorXd>(a + 2 * k, k).noalias() += wb.transpose() * tb.head(nb);
+          block_gemv(true, vb, 1.0, pt.data(), 1.0, a + k);
+          block_gemv(true, wb, 1.0, tb.data(), 1.0, a + 2 * k);
         }
       }
       if constexpr (kGram) a[width - 3] += tpt;
@@ -271,10 +278,11 @@ class Subspace {
   MatrixXd combine(const MatrixXd& y) const {
     MatrixXd out(m_, y.cols());
     const Index k = y.rows();
+    const Index nbmax = block_rows(k);
     parallel_ranges(m_, kChunk, [&](Index lo, Index hi) {
-      MatrixXd buf(kBlock, k);
-      for (Index b0 = lo; b0 < hi; b0 += kBlock) {
-        const Index nb = std::min(kBlock, hi - b0);
+      MatrixXd buf(nbmax, k);
+      for (Index b0 = lo; b0 < hi; b0 += nbmax) {
+        const Index nb = std::min(nbmax, hi - b0);
         out.middleRows(b0, nb).noalias() = rows_as_double(v_, b0, nb, k, buf) * y;
       }
     });
@@ -325,9 +333,11 @@ class Subspace {
 
  private:
   // Parallel ranges of at least kChunk rows, worked through in blocks of
-  // kBlock rows (a block of V and W, k <= 64 columns, stays in L2 cache).
+  // block_rows(k) rows: a block of V and W stays in cache while several
+  // products use it, and is small enough (rows x k < 9216) for OpenBLAS to
+  // run its dgemv on the calling thread (these run on our threads already).
   static constexpr Index kChunk = Index{1} << 16;
-  static constexpr Index kBlock = 512;
+  static Index block_rows(Index cols) { return std::clamp<Index>(9000 / std::max<Index>(cols, 1) / 8 * 8, 64, 2048); }
 
   S* candidate() { return kGram ? v_.col(cand_).data() : t_.data(); }
   const S* candidate() const { return kGram ? v_.col(cand_).data() : t_.data(); }
@@ -348,21 +358,21 @@ class Subspace {
     const Index k = k_;
     const Index width = kGram ? 3 * k + 3 : k + 2;
     const S* const cand = candidate();
+    const Index nbmax = block_rows(k);
     const std::vector<double> acc = parallel_sums(m_, kChunk, width, [&](Index lo, Index hi, double* a) {
-      MatrixXd vbuf(kBlock, k), wbuf(kBlock, k);
-      VectorXd tb(kBlock), pt(kBlock);
-      for (Index b0 = lo; b0 < hi; b0 += kBlock) {
-        const Index nb = std::min(kBlock, hi - b0);
+      MatrixXd vbuf(nbmax, k), wbuf(nbmax, k);
+      VectorXd tb(nbmax), pt(nbmax);
+      for (Index b0 = lo; b0 < hi; b0 += nbmax) {
+        const Index nb = std::min(nbmax, hi - b0);
         for (Index j = 0; j < nb; ++j) tb(j) = static_cast<double>(cand[b0 + j]);
         a[width - 1] += tb.head(nb).squaredNorm();
         const RowsView vb = rows_as_double(v_, b0, nb, k, vbuf);
-        Eigen::Map<VectorXd>(a, k).noalias() += vb.transpose() * tb.head(nb);
+        block_gemv(true, vb, 1.0, tb.data(), 1.0, a);
         if constexpr (kGram) {
           pt.head(nb) = p_.segment(b0, nb).cwiseProduct(tb.head(nb));
           a[width - 3] += pt.head(nb).dot(tb.head(nb));
-          Eigen::Map<VectorXd>(a + k, k).noalias() += vb.transpose() * pt.head(nb);
-          Eigen::Map<VectorXd>(a + 2 * k, k).noalias() +=
-              rows_as_double(w_, b0, nb, k, wbuf).transpose() * tb.head(nb);
+          block_gemv(true, vb, 1.0, pt.data(), 1.0, a + k);
+          block_gemv(true, rows_as_double(w_, b0, nb, k, wbuf), 1.0, tb.data(), 1.0, a + 2 * k);
         }
       }
     });
@@ -373,13 +383,14 @@ class Subspace {
   void subtract(const VectorXd& coef) {
     const Index k = k_;
     S* const cand = candidate();
+    const Index nbmax = block_rows(k);
     parallel_ranges(m_, kChunk, [&](Index lo, Index hi) {
-      MatrixXd vbuf(kBlock, k);
-      VectorXd tb(kBlock);
-      for (Index b0 = lo; b0 < hi; b0 += kBlock) {
-        const Index nb = std::min(kBlock, hi - b0);
+      MatrixXd vbuf(nbmax, k);
+      VectorXd tb(nbmax);
+      for (Index b0 = lo; b0 < hi; b0 += nbmax) {
+        const Index nb = std::min(nbmax, hi - b0);
         for (Index j = 0; j < nb; ++j) tb(j) = static_cast<double>(cand[b0 + j]);
-        tb.head(nb).noalias() -= rows_as_double(v_, b0, nb, k, vbuf) * coef;
+        block_gemv(false, rows_as_double(v_, b0, nb, k, vbuf), -1.0, coef.data(), 1.0, tb.data());
         for (Index j = 0; j < nb; ++j) cand[b0 + j] = static_cast<S>(tb(j));
       }
     });
@@ -416,16 +427,17 @@ class Subspace {
   void append_orthonormal(double nrm) {
     const Index k = k_;
     const double inv = 1.0 / nrm;
+    const Index nbmax = block_rows(k + 1);
     const std::vector<double> acc = parallel_sums(m_, kChunk, k + 2, [&](Index lo, Index hi, double* a) {
-      MatrixXd vbuf(kBlock, k);
-      VectorXd xb(kBlock), px(kBlock);
+      MatrixXd vbuf(nbmax, k);
+      VectorXd xb(nbmax), px(nbmax);
       S* x = v_.col(k).data();
       double xx = 0.0, xpx = 0.0;
-      for (Index b0 = lo; b0 < hi; b0 += kBlock) {
-        const Index nb = std::min(kBlock, hi - b0);
+      for (Index b0 = lo; b0 < hi; b0 += nbmax) {
+        const Index nb = std::min(nbmax, hi - b0);
         const RowsView vb = rows_as_double(v_, b0, nb, k, vbuf);
         for (Index j = 0; j < nb; ++j) xb(j) = static_cast<double>(t_[b0 + j]);
-        xb.head(nb).noalias() -= vb * c_.head(k);
+        block_gemv(false, vb, -1.0, c_.data(), 1.0, xb.data());
         const double* p = p_.data() + b0;
         for (Index j = 0; j < nb; ++j) {
           x[b0 + j] = static_cast<S>(xb(j) * inv);
@@ -434,7 +446,7 @@ class Subspace {
           px(j) = p[j] * xj;
           xpx += px(j) * xj;
         }
-        Eigen::Map<VectorXd>(a, k).noalias() += vb.transpose() * px.head(nb);
+        block_gemv(true, vb, 1.0, px.data(), 1.0, a);
       }
       a[k] += xx;
       a[k + 1] += xpx;
@@ -456,12 +468,12 @@ class Subspace {
     ++applications_;
     const Index k1 = k + 1;
     const std::vector<double> gr = parallel_sums(m_, kChunk, k1, [&](Index lo, Index hi, double* a) {
-      MatrixXd vbuf(kBlock, k1);
-      VectorXd wb(kBlock);
-      for (Index b0 = lo; b0 < hi; b0 += kBlock) {
-        const Index nb = std::min(kBlock, hi - b0);
+      MatrixXd vbuf(nbmax, k1);
+      VectorXd wb(nbmax);
+      for (Index b0 = lo; b0 < hi; b0 += nbmax) {
+        const Index nb = std::min(nbmax, hi - b0);
         for (Index j = 0; j < nb; ++j) wb(j) = static_cast<double>(w_(b0 + j, k));
-        Eigen::Map<VectorXd>(a, k1).noalias() += rows_as_double(v_, b0, nb, k1, vbuf).transpose() * wb.head(nb);
+        block_gemv(true, rows_as_double(v_, b0, nb, k1, vbuf), 1.0, wb.data(), 1.0, a);
       }
     });
     set_columns(k, VectorXd::Zero(k), 1.0, q, xpx, VectorXd::Map(gr.data(), k), gr[static_cast<std::size_t>(k)]);
