@@ -29,8 +29,10 @@ using Eigen::MatrixXd;
 using Eigen::VectorXd;
 
 double family_bytes(Index m, Index k) {
-  // V and W (m x k each); the work vectors V y, r, t, the pair [p o v, R v]
-  // and one expanded Ritz vector: six of length m.
+  // V and W (m x k each) and the candidate; the kLowKeep vectors carried out
+  // of the single-precision phase (whose float subspace, half this size, is
+  // freed before the double one is allocated); one expanded Ritz vector:
+  // an upper bound with six vectors of length m beside V and W.
   return 8.0 * (2.0 * static_cast<double>(k) + 6.0) * static_cast<double>(m);
 }
 
@@ -523,6 +525,8 @@ void record(FamilyMember& out, const Subspace<S>& sub, const Ritz& z, double rho
 constexpr double kLowTarget = 1e-6;
 constexpr int kLowStall = 4;
 constexpr Index kLowKeep = 2;
+// With several members the later ones start from what the first leaves: 4.
+constexpr Index kLowKeepShared = 4;
 
 // How a run of iterate() ended.
 enum class PhaseEnd {
@@ -536,10 +540,10 @@ enum class PhaseEnd {
 // single-precision phase (theory/region.md, section 7): nothing is certified
 // from its images; it ends once the residual is near what single precision
 // resolves, stops improving, looks certified, or has used half the budget,
-// leaving in *seed the Ritz vectors to carry over (all of V when it became invariant).
+// leaving in *seed its top `carry` Ritz vectors (in double) to carry over.
 template <class S>
 PhaseEnd iterate(Subspace<S>& sub, FamilyMember& out, Index spent, double tol, Index cap, Index& restarts,
-                 bool want_vector, MatrixXd* seed) {
+                 bool want_vector, MatrixXd* seed, Index carry = 0) {
   const bool low = seed != nullptr;
   const Index before = sub.applications(), m = sub.dimension();
   double best_low = std::numeric_limits<double>::infinity();
@@ -566,7 +570,7 @@ PhaseEnd iterate(Subspace<S>& sub, FamilyMember& out, Index spent, double tol, I
       const int stall = rho <= 100 * kLowTarget * std::abs(out.value) ? kLowStall : 4 * kLowStall;
       if (rho <= kLowTarget * std::abs(out.value) || since_best >= stall || certified || sub.size() == m ||
           out.matvecs >= cap / 2) {
-        *seed = sub.combine(z.basis.leftCols(std::min(sub.size(), kLowKeep)));
+        *seed = sub.combine(z.basis.leftCols(std::min(sub.size(), carry)));
         return PhaseEnd::promote;
       }
     } else {
@@ -593,8 +597,8 @@ PhaseEnd iterate(Subspace<S>& sub, FamilyMember& out, Index spent, double tol, I
     const Ritz now = sub.ritz(out.s);  // after a restart, z in the new basis
     sub.residual(out.s, now, false);
     if (sub.add_candidate()) continue;
-    if (low) {  // nothing is certified from single-precision images: all of V goes over
-      *seed = sub.combine(MatrixXd::Identity(sub.size(), sub.size()));
+    if (low) {  // nothing is certified from single-precision images: the double phase finds it again
+      *seed = sub.combine(now.basis.leftCols(std::min(sub.size(), carry)));
       return PhaseEnd::promote;
     }
     if (want_vector) out.vector = sub.expand(now.y);
@@ -682,7 +686,8 @@ std::vector<std::size_t> subspace_members(const VectorXd& p, const ApplyFn& coun
     Subspace<float> single(p, low, kmax);
     MatrixXd kept;
     if (single.add(start) &&
-        iterate(single, res.members[order.front()], 0, opt.tolerance, cap, res.restarts, false, &kept) ==
+        iterate(single, res.members[order.front()], 0, opt.tolerance, cap, res.restarts, false, &kept,
+                order.size() > 1 ? kLowKeepShared : kLowKeep) ==
             PhaseEnd::promote)
       seed = std::move(kept);
     spent = single.applications();

@@ -12,7 +12,10 @@
 // expansion vector is the member's Ritz residual divided by theta minus the
 // free diagonal (1 - s) p: plain Lanczos at s = 1, a diagonally preconditioned
 // Davidson step as s -> 0); members are solved one after the other in the
-// same subspace, each starting from what the others left in it.
+// same subspace, each starting from what the others left in it. The optional
+// single-precision phase (theory/region.md, section 7) runs in a float
+// subspace that is not reorthogonalized (its Gram matrix is kept instead);
+// everything certified comes from the double subspace.
 #include <Eigen/Core>
 #include <functional>
 #include <string>
