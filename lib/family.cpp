@@ -255,7 +255,8 @@ class Subspace {
     if constexpr (kGram) {
       // The pencil (H, G), columns scaled to unit norm first; eigenvectors G-orthonormal.
       const VectorXd d = g_.diagonal().head(k_).cwiseSqrt().cwiseInverse();
-      const MatrixXd hs = d.asDiagonal() * h * d.asDiagonal(), gs = d.asDiagonal() * g_.topLeftCorner(k_, k_) * d.asDiagonal();
+      const MatrixXd hs = d.asDiagonal() * h * d.asDiagonal();
+      const MatrixXd gs = d.asDiagonal() * g_.topLeftCorner(k_, k_) * d.asDiagonal();
       Eigen::GeneralizedSelfAdjointEigenSolver<MatrixXd> es(hs, gs);
       if (es.info() != Eigen::Success) {  // G not positive definite: the caller starts over in double
         z.theta = std::numeric_limits<double>::quiet_NaN();
