@@ -99,6 +99,13 @@ void block_gemv(bool transpose, const RowsView& a, double alpha, const double* x
   gemv(transpose, a.rows(), a.cols(), alpha, a.data(), a.outerStride(), x, beta, y);
 }
 
+// to[0..n) = from[0..n) as doubles (a plain loop: GCC vectorizes the
+// conversion, where Eigen's cast was not vectorized).
+template <class S>
+void to_double(const S* from, Index n, double* to) {
+  for (Index j = 0; j < n; ++j) to[j] = static_cast<double>(from[j]);
+}
+
 // Rows [row, row + nb) of the first `cols` columns of a, as doubles: a view
 // of double storage, a converted copy (in buf) of float storage.
 template <class S>
@@ -107,11 +114,7 @@ RowsView rows_as_double(const Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic>& 
   if constexpr (std::is_same_v<S, double>) {
     return RowsView(a.data() + row, nb, cols, Eigen::OuterStride<>(a.rows()));
   } else {
-    for (Index i = 0; i < cols; ++i) {  // a plain loop: vectorized conversion (Eigen's cast was not)
-      const float* from = a.data() + i * a.rows() + row;
-      double* to = buf.data() + i * buf.rows();
-      for (Index j = 0; j < nb; ++j) to[j] = static_cast<double>(from[j]);
-    }
+    for (Index i = 0; i < cols; ++i) to_double(a.data() + i * a.rows() + row, nb, buf.data() + i * buf.rows());
     return RowsView(buf.data(), nb, cols, Eigen::OuterStride<>(buf.rows()));
   }
 }
@@ -367,7 +370,7 @@ class Subspace {
       VectorXd tb(nbmax), pt(nbmax);
       for (Index b0 = lo; b0 < hi; b0 += nbmax) {
         const Index nb = std::min(nbmax, hi - b0);
-        for (Index j = 0; j < nb; ++j) tb(j) = static_cast<double>(cand[b0 + j]);
+        to_double(cand + b0, nb, tb.data());
         a[width - 1] += tb.head(nb).squaredNorm();
         const RowsView vb = rows_as_double(v_, b0, nb, k, vbuf);
         block_gemv(true, vb, 1.0, tb.data(), 1.0, a);
@@ -392,7 +395,7 @@ class Subspace {
       VectorXd tb(nbmax);
       for (Index b0 = lo; b0 < hi; b0 += nbmax) {
         const Index nb = std::min(nbmax, hi - b0);
-        for (Index j = 0; j < nb; ++j) tb(j) = static_cast<double>(cand[b0 + j]);
+        to_double(cand + b0, nb, tb.data());
         block_gemv(false, rows_as_double(v_, b0, nb, k, vbuf), -1.0, coef.data(), 1.0, tb.data());
         for (Index j = 0; j < nb; ++j) cand[b0 + j] = static_cast<S>(tb(j));
       }
@@ -439,7 +442,7 @@ class Subspace {
       for (Index b0 = lo; b0 < hi; b0 += nbmax) {
         const Index nb = std::min(nbmax, hi - b0);
         const RowsView vb = rows_as_double(v_, b0, nb, k, vbuf);
-        for (Index j = 0; j < nb; ++j) xb(j) = static_cast<double>(t_[b0 + j]);
+        to_double(t_.data() + b0, nb, xb.data());
         block_gemv(false, vb, -1.0, c_.data(), 1.0, xb.data());
         const double* p = p_.data() + b0;
         for (Index j = 0; j < nb; ++j) {
@@ -475,7 +478,7 @@ class Subspace {
       VectorXd wb(nbmax);
       for (Index b0 = lo; b0 < hi; b0 += nbmax) {
         const Index nb = std::min(nbmax, hi - b0);
-        for (Index j = 0; j < nb; ++j) wb(j) = static_cast<double>(w_(b0 + j, k));
+        to_double(w_.col(k).data() + b0, nb, wb.data());
         block_gemv(true, rows_as_double(v_, b0, nb, k1, vbuf), 1.0, wb.data(), 1.0, a);
       }
     });
