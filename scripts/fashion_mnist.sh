@@ -4,12 +4,7 @@
 # library and the example against the installed package, runs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install_deps.sh
-if ! dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then
-  SUDO=""; if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends dataset-fashion-mnist
-fi
+bash scripts/install_deps.sh all data
 export BUILD_DIR=${BUILD_DIR:-build}
 bash scripts/build.sh >&2
 prefix="$PWD/$BUILD_DIR/_install"

@@ -9,11 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
-if ! dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends dataset-fashion-mnist
-fi
+bash scripts/install_deps.sh core data
 mkdir -p results
 "$BUILD_DIR/sgdstab" minimum --widths 784,1024,4 --bias --activation relu --data fashion-mnist \
   --classes 0,1,2,3 --per-class 64 --seed 1 --save-gram results/fmnist_gram.npy >results/fmnist_minimum.json

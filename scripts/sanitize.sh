@@ -12,7 +12,7 @@
 # fuzzes the targets of the same build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install_deps.sh
+bash scripts/install_deps.sh core tests fuzz
 BUILD_DIR=${SANITIZE_BUILD_DIR:-build-sanitize}
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O2" \
   -DCMAKE_CXX_COMPILER=clang++ -DSGDSTAB_SANITIZE=address,undefined -DSGDSTAB_BUILD_FUZZ=ON \

@@ -4,7 +4,7 @@
 # builds and runs the find_package example against it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install_deps.sh
+bash scripts/install_deps.sh all
 export BUILD_DIR=${BUILD_DIR:-build}
 # Tests and benchmarks are switched on explicitly: the build folder may have
 # been configured without them (scripts/run.sh does that), and CMake keeps

@@ -21,11 +21,7 @@ fi
 if [ -n "${SGDSTAB_CIFAR10_DIR:-}" ]; then
   data=(--data "cifar10:$SGDSTAB_CIFAR10_DIR" --arch vgg11/8 --hidden 64)
 else
-  if ! dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then
-    SUDO=""; if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends dataset-fashion-mnist
-  fi
+  bash scripts/install_deps.sh core data
   data=(--data fashion-mnist --arch vgg:8,16 --hidden 32)
 fi
 # shellcheck disable=SC2086
