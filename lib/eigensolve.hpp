@@ -8,11 +8,10 @@
 //
 // Operators follow Spectra's concept: `using Scalar = double`, rows(),
 // cols(), perform_op(const double* x, double* y) const, symmetric.
-#include <Spectra/SymEigsSolver.h>
-
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
+#include <complex>
 #include <functional>
 #include <string>
 
@@ -58,67 +57,17 @@ class FunctionOperator {
   mutable Index applications_ = 0;
 };
 
-/// |op v - lambda v| / |lambda| for a unit v.
-template <class Op>
-double relative_residual(const Op& op, const Eigen::VectorXd& v, double lambda) {
-  Eigen::VectorXd y(v.size());
-  op.perform_op(v.data(), y.data());
-  return (y - lambda * v).norm() / std::max(std::abs(lambda), 1e-300);
-}
+/// |op v - lambda v| / |lambda| for a unit v (one application).
+double relative_residual(const FunctionOperator& op, const Eigen::VectorXd& v, double lambda);
 
 /// Largest eigenpair of the explicit matrix of op (m applications, LAPACK).
 /// A LAPACK failure is Status::numerical_failure in the report.
-template <class Op>
-Eigenpair dense_top(const Op& op) {
-  const Index m = op.rows();
-  Eigen::MatrixXd mat(m, m);
-  Eigen::VectorXd e = Eigen::VectorXd::Zero(m);
-  for (Index j = 0; j < m; ++j) {
-    e(j) = 1.0;
-    op.perform_op(e.data(), mat.col(j).data());
-    e(j) = 0.0;
-  }
-  mat = 0.5 * (mat + mat.transpose()).eval();
-  Eigenpair out;
-  out.report.method = Method::dense;
-  out.report.iterations = 1;
-  Eigen::VectorXd w;
-  try {
-    symmetric_eigen_or_throw(mat, w, "dense eigensolver");
-  } catch (const std::exception& e) {
-    out.report.status = Status::numerical_failure;
-    out.report.message = e.what();
-    return out;
-  }
-  out.value = w(m - 1);
-  out.vector = mat.col(m - 1);
-  out.report.status = Status::converged;
-  return out;
-}
+Eigenpair dense_top(const FunctionOperator& op);
 
 /// Spectra's implicitly restarted Lanczos for the largest algebraic
 /// eigenvalue, from `start` (empty: Spectra's default start).
-template <class Op>
-Eigenpair lanczos_top(Op& op, const Eigen::VectorXd& start, Index ncv, Index max_restarts, double tolerance) {
-  Eigenpair out;
-  out.report.method = Method::lanczos;
-  Spectra::SymEigsSolver<Op> eigs(op, 1, ncv);
-  if (start.size() == op.rows()) eigs.init(start.data());
-  else eigs.init();
-  eigs.compute(Spectra::SortRule::LargestAlge, max_restarts, tolerance);
-  out.report.iterations = eigs.num_iterations();
-  if (eigs.info() == Spectra::CompInfo::Successful) {
-    out.value = eigs.eigenvalues()(0);
-    out.vector = eigs.eigenvectors().col(0);
-    out.report.status = Status::converged;
-  } else {
-    out.report.status = eigs.info() == Spectra::CompInfo::NotConverging ? Status::not_converged
-                                                                        : Status::numerical_failure;
-    out.report.message = "Lanczos (ncv = " + std::to_string(ncv) + ") did not converge in " +
-                         std::to_string(max_restarts) + " restarts";
-  }
-  return out;
-}
+Eigenpair lanczos_top(FunctionOperator& op, const Eigen::VectorXd& start, Index ncv, Index max_restarts,
+                      double tolerance);
 
 /// The method `options` selects for dimension m (Lanczos needs m >= 3).
 Method resolve_method(const SolverOptions& options, Index m);
@@ -134,52 +83,38 @@ void check_residual(Eigenpair& pair, double residual, double tolerance, std::str
 /// subspace and restarts -> dense (when m <= dense_fallback_max_dimension and
 /// it fits in memory), then a residual check of the returned pair.
 /// `fixed_bytes` is memory the caller already holds; `what` names the
-/// quantity in messages. Op must also provide applications().
+/// quantity in messages. report.matvecs counts the applications made here.
+/// Spectra is instantiated once, in eigensolve.cpp, on FunctionOperator.
 /// \throws sgdstab::resource_error before allocating what would not fit.
+Eigenpair top_eigenpair(FunctionOperator& op, const Eigen::VectorXd& start, const SolverOptions& opt,
+                        double fixed_bytes, const std::string& what);
+
+/// The same for any operator of the Spectra concept (`perform_op`, `rows`).
 template <class Op>
 Eigenpair top_eigenpair(Op& op, const Eigen::VectorXd& start, const SolverOptions& opt, double fixed_bytes,
                         const std::string& what) {
-  const Index m = op.rows();
-  const Index before = op.applications();
-  Eigenpair out;
-  std::string history;
-  if (resolve_method(opt, m) == Method::lanczos) {
-    const Index ncv = opt.subspace_dimension > 0 ? std::min(opt.subspace_dimension, m) : std::min<Index>(m, 12);
-    check_memory(fixed_bytes + lanczos_bytes(m, ncv), what + " (Lanczos, ncv = " + std::to_string(ncv) + ")",
-                 opt.memory_limit_bytes);
-    out = lanczos_top(op, start, ncv, opt.max_iterations, opt.tolerance);
-    if (!out.report.converged() && ncv < m) {
-      history = out.report.message + "; ";
-      const Index ncv2 = std::min(m, 2 * ncv);
-      check_memory(fixed_bytes + lanczos_bytes(m, ncv2), what + " (Lanczos, ncv = " + std::to_string(ncv2) + ")",
-                   opt.memory_limit_bytes);
-      out = lanczos_top(op, start, ncv2, 2 * opt.max_iterations, opt.tolerance);
-    }
-    if (!out.report.converged()) {
-      history += out.report.message;
-      if (m <= opt.dense_fallback_max_dimension && dense_fits(m, opt, fixed_bytes)) {
-        out = dense_top(op);
-        history += "; fell back to the dense method";
-      } else {
-        history += "; the dense fallback is too large (m = " + std::to_string(m) + ")";
-      }
-    }
-  } else {
-    check_memory(fixed_bytes + dense_bytes(m), what + " (dense " + std::to_string(m) + " x " + std::to_string(m) + " matrix)",
-                 opt.memory_limit_bytes);
-    out = dense_top(op);
-  }
-  if (out.report.converged()) check_residual(out, relative_residual(op, out.vector, out.value), opt.tolerance, history);
-  out.report.matvecs = op.applications() - before;
-  if (!history.empty()) {
-    if (!out.report.converged() && out.report.message.size() && history.find(out.report.message) == std::string::npos)
-      history += "; " + out.report.message;
-    out.report.message = history;
-  } else if (out.report.converged()) {
-    out.report.message = "converged";
-  }
-  return out;
+  FunctionOperator f(op.rows(), [&op](const double* x, double* y) { op.perform_op(x, y); });
+  return top_eigenpair(f, start, opt, fixed_bytes, what);
 }
+
+/// The eigenvalue of a (not necessarily symmetric) operator that comes first
+/// by `largest_real` (largest real part) or else largest modulus, by
+/// Spectra's implicitly restarted Arnoldi (GenEigsSolver, nev = 1) from
+/// `start`: the value, the real part of its eigenvector, and the report
+/// (status converged or not_converged; iterations;
+/// matvecs counted here). `value` is whatever Arnoldi holds when it did not
+/// converge (0 when it holds nothing).
+struct ComplexEigenpair {
+  std::complex<double> value{0.0, 0.0};
+  Eigen::VectorXd vector;
+  SolveReport report;
+};
+ComplexEigenpair arnoldi_top(FunctionOperator& op, const Eigen::VectorXd& start, Index ncv, bool largest_real,
+                             Index max_restarts, double tolerance);
+
+/// Eigenvalues of a general real square matrix (Eigen's EigenSolver, no
+/// eigenvectors); false when it fails.
+bool general_eigenvalues(const Eigen::MatrixXd& a, Eigen::VectorXcd& values);
 
 /// Largest eigenvalue of a symmetric matrix held densely (lower triangle
 /// read): LAPACK below `options.dense_max_dimension` rows, else Lanczos with

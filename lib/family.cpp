@@ -2,7 +2,7 @@
 // theory/region.md, sections 3-5.
 #include "family.hpp"
 
-#include <Eigen/Eigenvalues>
+#include <Eigen/Cholesky>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -260,21 +260,24 @@ class Subspace {
       const VectorXd d = g_.diagonal().head(k_).cwiseSqrt().cwiseInverse();
       const MatrixXd hs = d.asDiagonal() * h * d.asDiagonal();
       const MatrixXd gs = d.asDiagonal() * g_.topLeftCorner(k_, k_) * d.asDiagonal();
-      Eigen::GeneralizedSelfAdjointEigenSolver<MatrixXd> es(hs, gs);
-      if (es.info() != Eigen::Success) {  // G not positive definite: the caller starts over in double
+      VectorXd w;
+      MatrixXd v;
+      if (!small_generalized_symmetric_eigen(hs, gs, w, v)) {  // G not positive definite: the caller starts over in double
         z.theta = std::numeric_limits<double>::quiet_NaN();
         z.basis = MatrixXd::Identity(k_, k_);
         z.y = z.basis.col(0);
         return z;
       }
-      z.theta = es.eigenvalues()(k_ - 1);
-      if (k_ > 1) z.second = es.eigenvalues()(k_ - 2);
-      z.basis = d.asDiagonal() * es.eigenvectors().rowwise().reverse();
+      z.theta = w(k_ - 1);
+      if (k_ > 1) z.second = w(k_ - 2);
+      z.basis = d.asDiagonal() * v.rowwise().reverse();
     } else {
-      Eigen::SelfAdjointEigenSolver<MatrixXd> es(h);
-      z.theta = es.eigenvalues()(k_ - 1);
-      if (k_ > 1) z.second = es.eigenvalues()(k_ - 2);
-      z.basis = es.eigenvectors().rowwise().reverse();
+      VectorXd w;
+      MatrixXd v;
+      small_symmetric_eigen(h, w, v);
+      z.theta = w(k_ - 1);
+      if (k_ > 1) z.second = w(k_ - 2);
+      z.basis = v.rowwise().reverse();
     }
     z.y = z.basis.col(0);
     return z;

@@ -1,5 +1,6 @@
 #include "linalg.hpp"
 
+#include <Eigen/Eigenvalues>
 #include <algorithm>
 #include <vector>
 
@@ -149,6 +150,21 @@ void gemm(bool transpose_a, bool transpose_b, Eigen::Index m, Eigen::Index n, Ei
           const float* a, Eigen::Index lda, const float* b, Eigen::Index ldb, float beta, float* c,
           Eigen::Index ldc) {
   gemm_raw(sgemm_, transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void small_symmetric_eigen(const Eigen::MatrixXd& a, Eigen::VectorXd& w, Eigen::MatrixXd& v) {
+  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(a);
+  w = es.eigenvalues();
+  v = es.eigenvectors();
+}
+
+bool small_generalized_symmetric_eigen(const Eigen::MatrixXd& a, const Eigen::MatrixXd& b, Eigen::VectorXd& w,
+                                       Eigen::MatrixXd& v) {
+  Eigen::GeneralizedSelfAdjointEigenSolver<Eigen::MatrixXd> es(a, b);
+  if (es.info() != Eigen::Success) return false;
+  w = es.eigenvalues();
+  v = es.eigenvectors();
+  return true;
 }
 
 }  // namespace sgdstab::detail

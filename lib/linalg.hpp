@@ -12,6 +12,15 @@ namespace sgdstab::detail {
 /// Only the lower triangle of `a` is read. Returns LAPACK's info (0 = success).
 int symmetric_eigen(Eigen::MatrixXd& a, Eigen::VectorXd& evals);
 
+/// Eigen's own solvers for small dense problems (Rayleigh-Ritz matrices, the
+/// c x c per-sample blocks), compiled once here rather than in every caller.
+/// Ascending eigenvalues `w`, eigenvectors as the columns of `v`.
+void small_symmetric_eigen(const Eigen::MatrixXd& a, Eigen::VectorXd& w, Eigen::MatrixXd& v);
+/// The pencil a x = w b x (b positive definite; eigenvectors b-orthonormal).
+/// Returns false when b is not positive definite (nothing written).
+bool small_generalized_symmetric_eigen(const Eigen::MatrixXd& a, const Eigen::MatrixXd& b, Eigen::VectorXd& w,
+                                       Eigen::MatrixXd& v);
+
 /// c = a * L with L the lower triangle of l, diagonal included (upper part not
 /// read): BLAS dtrmm on a copy of a, half the flops of a general product.
 void trmm_lower_right(const Eigen::MatrixXd& a, const Eigen::MatrixXd& l, Eigen::MatrixXd& c);

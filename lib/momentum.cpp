@@ -1,10 +1,7 @@
 // Momentum SGD's second-moment map and its spectral radius: theory/momentum.md.
 #include "sgdstab/momentum.hpp"
 
-#include <Spectra/GenEigsSolver.h>
-
 #include <Eigen/Dense>
-#include <Eigen/Eigenvalues>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -97,13 +94,13 @@ bool dense_rho(const MomentumOperator& op, double& rho, double& imag, Index& mat
     unit(k) = 0.0;
   }
   matvecs += m;
-  Eigen::EigenSolver<MatrixXd> es(t, /*computeEigenvectors=*/false);
-  if (es.info() != Eigen::Success) return false;
+  Eigen::VectorXcd values;
+  if (!detail::general_eigenvalues(t, values)) return false;
   Index best = 0;
   for (Index k = 1; k < m; ++k)
-    if (std::abs(es.eigenvalues()(k)) > std::abs(es.eigenvalues()(best))) best = k;
-  rho = std::abs(es.eigenvalues()(best));
-  imag = es.eigenvalues()(best).imag();
+    if (std::abs(values(k)) > std::abs(values(best))) best = k;
+  rho = std::abs(values(best));
+  imag = values(best).imag();
   return true;
 }
 
@@ -129,20 +126,21 @@ RadiusResult momentum_spectral_radius(const Geometry& geometry, double lr, Index
     const Index ncv = std::min<Index>(m, options.subspace_dimension > 0 ? options.subspace_dimension : 20);
     check_memory(fixed + 8.0 * static_cast<double>(m) * static_cast<double>(ncv + 4),
                  "momentum spectral radius (Arnoldi, ncv = " + std::to_string(ncv) + ")", options.memory_limit_bytes);
-    Spectra::GenEigsSolver<MomentumOperator> eigs(op, 1, std::max<Index>(ncv, 3));
     // Start from the identity (PSD): the Perron eigenvector of a positive map is PSD.
     const VectorXd start = pack(MatrixXd::Identity(op.dimension(), op.dimension()));
-    eigs.init(start.data());
-    const Index nconv = eigs.compute(Spectra::SortRule::LargestMagn, options.max_iterations, options.tolerance);
-    res.report.iterations = eigs.num_iterations();
+    detail::FunctionOperator f(m, [&op](const double* x, double* y) { op.perform_op(x, y); });
+    const detail::ComplexEigenpair a =
+        detail::arnoldi_top(f, start, std::max<Index>(ncv, 3), /*largest_real=*/false, options.max_iterations,
+                            options.tolerance);
+    res.report.iterations = a.report.iterations;
     res.report.matvecs = op.applications();
-    if (eigs.info() == Spectra::CompInfo::Successful && nconv >= 1) {
-      const std::complex<double> lambda = eigs.eigenvalues()(0);
+    if (a.report.converged()) {
+      const std::complex<double> lambda = a.value;
       res.rho = std::abs(lambda);
       res.report.method = Method::lanczos;
       res.report.status = Status::converged;
       if (std::abs(lambda.imag()) <= 1e-8 * res.rho) {
-        const VectorXd v = eigs.eigenvectors().col(0).real().normalized();
+        const VectorXd v = a.vector.normalized();
         VectorXd tv(m);
         op.perform_op(v.data(), tv.data());
         res.report.matvecs = op.applications();
@@ -160,7 +158,7 @@ RadiusResult momentum_spectral_radius(const Geometry& geometry, double lr, Index
       res.report.method = Method::lanczos;
       res.report.message = history + "the dense fallback (" + std::to_string(m) + " x " + std::to_string(m) +
                            ") is over dense_fallback_max_dimension or the memory limit: rho is not to be trusted";
-      res.rho = std::abs(eigs.eigenvalues().size() > 0 ? eigs.eigenvalues()(0) : 0.0);
+      res.rho = std::abs(a.value);
       return res;
     }
     method = Method::dense;

@@ -14,7 +14,6 @@
 #include "eigensolve.hpp"
 #include "interrupt_detail.hpp"
 #include "linalg.hpp"
-#include <Spectra/GenEigsSolver.h>
 #include <complex>
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
@@ -364,30 +363,22 @@ struct TopPair {
 // (GenEigsSolver, largest real part) on packed coordinates from the identity.
 detail::Eigenpair arnoldi_top(const SampledOperator& op, Index dim, bool transposed, double tolerance) {
   detail::FunctionOperator packed = packed_operator(op, dim, transposed);
-  detail::Eigenpair out;
-  out.report.method = Method::lanczos;
   const Index m = packed.rows();
-  Spectra::GenEigsSolver<detail::FunctionOperator> eigs(packed, 1, std::min<Index>(m, 24));
-  const VectorXd start = pack(MatrixXd::Identity(dim, dim));
-  eigs.init(start.data());
   // Largest real part: the Perron root is real and >= every modulus, while
   // complex eigenvalues can tie with it in modulus (e.g. mu_i mu_j of the
   // mean dynamics' complex pairs), which would stall "largest magnitude".
-  const Index nconv = eigs.compute(Spectra::SortRule::LargestReal, 1000, tolerance);
-  out.report.matvecs = packed.applications();
-  out.report.iterations = eigs.num_iterations();
-  if (eigs.info() != Spectra::CompInfo::Successful || nconv < 1) {
-    out.report.status = Status::not_converged;
-    return out;
-  }
-  const std::complex<double> lambda = eigs.eigenvalues()(0);
+  const detail::ComplexEigenpair a = detail::arnoldi_top(packed, pack(MatrixXd::Identity(dim, dim)),
+                                                         std::min<Index>(m, 24), /*largest_real=*/true, 1000, tolerance);
+  detail::Eigenpair out;
+  out.report = a.report;
+  if (!a.report.converged()) return out;
+  const std::complex<double> lambda = a.value;
   if (std::abs(lambda.imag()) > 1e-8 * std::abs(lambda)) {  // not the Perron root: a positive map's is real
     out.report.status = Status::numerical_failure;
     return out;
   }
   out.value = lambda.real();
-  out.vector = eigs.eigenvectors().col(0).real();
-  out.report.status = Status::converged;
+  out.vector = a.vector;
   return out;
 }
 

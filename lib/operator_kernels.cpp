@@ -1,7 +1,7 @@
 // sum_i Z_i^T (Z_i S Z_i^T) Z_i in 2 n c r^2 flops: theory/operator.md, section 4.
 #include "operator_kernels.hpp"
 
-#include <Eigen/Eigenvalues>
+#include <Eigen/Core>
 #include <cmath>
 
 #include "linalg.hpp"
@@ -64,19 +64,20 @@ Index signed_root_rows(const std::vector<double>& blocks, Index n, Index c, std:
     }
   } else {
     Eigen::MatrixXd ci(c, c);
-    Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(c);
+    Eigen::VectorXd w;
+    Eigen::MatrixXd v;
     for (Index i = 0; i < n; ++i) {
       const double* bi = blocks.data() + i * c * c;
       for (Index a = 0; a < c; ++a)
         for (Index b = 0; b < c; ++b) ci(a, b) = bi[a * c + b];
-      es.compute(ci);
+      small_symmetric_eigen(ci, w, v);
       for (Index j = 0; j < c; ++j) {
-        const double lam = es.eigenvalues()(j);
+        const double lam = w(j);
         if (lam == 0) continue;
         const double root = std::sqrt(std::abs(lam));
         (lam > 0 ? sample_out : neg_sample).push_back(i);
         auto& coefs = lam > 0 ? coef_out : neg_coef;
-        for (Index a = 0; a < c; ++a) coefs.push_back(root * es.eigenvectors()(a, j));
+        for (Index a = 0; a < c; ++a) coefs.push_back(root * v(a, j));
       }
     }
   }
