@@ -154,6 +154,7 @@ int cmd_region_mpi(const Args& args, std::ostream& out, std::ostream& err) {
 }  // namespace sgdstab::cli
 
 int main(int argc, char** argv) {
+  sgdstab::cli::install_signal_handlers();  // records which signals were inherited as ignored
   // PETSc must not read our options: initialize it with the program name only.
   int petsc_argc = 1;
   char** petsc_argv = argv;
@@ -163,7 +164,7 @@ int main(int argc, char** argv) {
   }
   int rank = 0;
   MPI_Comm_rank(PETSC_COMM_WORLD, &rank);
-  sgdstab::cli::install_signal_handlers();
+  sgdstab::cli::install_signal_handlers();  // again: PETSc installs handlers of its own
   std::ostringstream out, err;
   const int code = sgdstab::cli::run_subset(argc, argv, out, err,
                                             {{"threshold", sgdstab::cli::cmd_threshold_mpi},

@@ -52,8 +52,12 @@ double eigen_bytes(Index dim) { return detail::dense_bytes(dim); }
 
 // No result struct exists yet to carry a status: a LAPACK failure throws
 // sgdstab::numerical_error (errors.hpp).
+// LAPACK cannot be interrupted: a pending request is honoured just before
+// and just after it (docs/reliability.md states the bound).
 void eigendecompose(MatrixXd& a, VectorXd& w, const std::string& where) {
+  detail::throw_if_interrupted("the reduction (before the eigendecomposition)");
   detail::symmetric_eigen_or_throw(a, w, where);
+  detail::throw_if_interrupted("the reduction (after the eigendecomposition)");
 }
 
 // Far from 1, the input is scaled by an exact power of two before the

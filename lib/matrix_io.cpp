@@ -77,6 +77,7 @@ MatrixXd read_csv(const std::string& path) {
   if (lines.empty()) throw io_error(path + ": the CSV file is empty");
   for (const std::string& line : lines) {
     ++line_no;
+    if ((line_no & 63) == 0) detail::throw_if_interrupted("reading a CSV file");
     Eigen::Index fields = 0;
     std::size_t start = 0;
     while (true) {
@@ -267,6 +268,7 @@ MatrixXd read_npy(const std::string& path) {
   MatrixXd m(l.rows, l.cols);
   const char* data = bytes.data() + l.data_start;
   for (long long idx = 0; idx < l.rows * l.cols; ++idx) {
+    if ((idx & ((1 << 20) - 1)) == 0) detail::throw_if_interrupted("reading a .npy file");
     const double v = npy_element(data, idx, l);
     if (!std::isfinite(v))
       throw io_error(path + ": element " + std::to_string(idx) + " is not finite (" + std::to_string(v) + ")");

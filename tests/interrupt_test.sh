@@ -1,44 +1,119 @@
 #!/usr/bin/env bash
-# SIGINT / SIGTERM during long commands (issue #15, README "Reliability"):
-# the program exits 128 + the signal (130, 143), prints nothing on stdout,
-# says "interrupted" on stderr, leaves no temporary or half-written file and
-# keeps the last checkpoint whole. Each command below would run for minutes;
-# the signal is sent after it has started (and, for `cnn train`, after its
-# first checkpoint exists).
+# SIGINT / SIGTERM during long commands (docs/reliability.md, "Signals"): the
+# program exits 128 + the signal (130, 143), prints nothing on stdout, leaves
+# no temporary or half-written file and keeps the last checkpoint whole.
+#
+# No step waits a fixed time and assumes the program got somewhere: a signal
+# is sent either at once (within a few milliseconds of the start, before or
+# during set-up: the result must not depend on how far the program got), or
+# after an event: the handlers are installed (Linux /proc/PID/status SigCgt
+# shows the signal caught) or a checkpoint file exists. Each command would
+# run for minutes or hours if the signal were lost; the wait for its exit is
+# generous (120 s) and ends as soon as it exits.
+#
+# Background jobs of a non-interactive shell start with SIGINT ignored, and
+# the program keeps an inherited SIG_IGN for the whole run; commands are
+# therefore started through `env --default-signal` (the ordinary case of a
+# foreground job) unless a test is about the ignored case.
 # usage: interrupt_test.sh SGDSTAB_BINARY HAS_CNN(0|1)
 set -uo pipefail
 bin=$1
 has_cnn=${2:-0}
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+pids=()
+# (Only in this shell: a forked child that has not yet exec'd the program inherits the trap.)
+trap '[ "$BASHPID" = "$$" ] && { for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done; rm -rf "$work"; }' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
+binpath=$(readlink -f "$bin")
+# caught PID SIGNUM: whether the process is the program (exec done) and has a
+# handler installed for SIGNUM.
+caught() {
+  local mask
+  [ "$(readlink "/proc/$1/exe" 2>/dev/null)" = "$binpath" ] || return 1
+  mask=$(awk '/^SigCgt:/ {print $2}' "/proc/$1/status" 2>/dev/null) || return 1
+  [ -n "$mask" ] && (( (16#$mask >> ($2 - 1)) & 1 ))
+}
+# wait_until_caught PID SIGNUM: the event "the program's handler is installed"
+# (or the program has ended); generous limit.
+wait_until_caught() {
+  local i
+  for i in $(seq 1 1200); do
+    caught "$1" "$2" && return 0
+    kill -0 "$1" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+# wait_exit PID: waits for the exit (at most 120 s); sets $code to the exit
+# status (128 + N when a signal N ended it) or "timeout".
+wait_exit() {
+  local i
+  for i in $(seq 1 1200); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$1" 2>/dev/null; then kill -KILL "$1"; code=timeout; return; fi
+  wait "$1"; code=$?
+}
+no_temp_files() {
+  if find "$work" -name '*.tmp.*' | grep -q .; then fail "$1: temporary files left: $(find "$work" -name '*.tmp.*')"; fi
+}
 # A small Gram (n = 6, C = 1): J J^T of a fixed J.
 printf '%s\n' "1,0.2,0,0.1" "0.3,1,0.1,0" "0,0.4,1,0.2" "0.1,0,0.5,1" "0.2,0.1,0,0.7" "0,0.3,0.2,0.9" > "$work/j.csv"
 
 # run_and_signal NAME SIGNAL EXPECTED_CODE WAIT_FOR_FILE -- COMMAND...
+# Sends SIGNAL once the program's handler for it is installed (and, when
+# WAIT_FOR_FILE is not "-", once that file exists): the program must say
+# "interrupted" on stderr.
 run_and_signal() {
   local name=$1 sig=$2 expected=$3 wait_file=$4
   shift 5
-  local out="$work/$name.out" err="$work/$name.err"
-  "$@" > "$out" 2> "$err" &
+  local out="$work/$name.out" err="$work/$name.err" signum
+  signum=$(kill -l "$sig")
+  env --default-signal=INT,TERM "$@" > "$out" 2> "$err" &
   local pid=$!
+  pids+=("$pid")
+  wait_until_caught "$pid" "$signum" || { cat "$err"; fail "$name: the program ended or never installed its SIG$sig handler"; }
   if [ "$wait_file" != "-" ]; then
-    for _ in $(seq 1 600); do [ -s "$wait_file" ] && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 1200); do [ -s "$wait_file" ] && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     [ -s "$wait_file" ] || { kill -KILL "$pid" 2>/dev/null; cat "$err"; fail "$name: $wait_file never appeared"; }
   fi
-  sleep 1
-  kill -0 "$pid" 2>/dev/null || { cat "$err"; fail "$name: finished before the signal (make it longer)"; }
   kill "-$sig" "$pid"
-  local code=0
-  for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; fail "$name: still running 30 s after SIG$sig"; fi
-  wait "$pid"; code=$?
+  wait_exit "$pid"
+  [ "$code" != timeout ] || fail "$name: still running 120 s after SIG$sig"
   [ "$code" = "$expected" ] || { cat "$err"; fail "$name: exit code $code after SIG$sig, expected $expected"; }
   [ ! -s "$out" ] || fail "$name: something was printed on stdout after SIG$sig: $(head -c 200 "$out")"
   grep -q "interrupted" "$err" || { cat "$err"; fail "$name: stderr does not say 'interrupted'"; }
-  if ls "$work" | grep -q '\.tmp\.'; then fail "$name: temporary files left: $(ls "$work" | grep '\.tmp\.')"; fi
+  no_temp_files "$name"
   echo "ok: $name: SIG$sig -> exit $code, nothing printed, no temporary file"
+}
+
+# signal_at_once NAME SIGNAL EXPECTED_CODE -- COMMAND...
+# Sends SIGNAL as soon as the process is the program (exec done: the dynamic
+# loader may still be mapping its libraries, or the program is parsing,
+# reading or reducing): the same exit status, nothing
+# on stdout, no temporary file; on stderr either nothing (the default action,
+# before main) or "interrupted". A lost signal shows as exit 0 and a result.
+signal_at_once() {
+  local name=$1 sig=$2 expected=$3
+  shift 4
+  local out="$work/$name.out" err="$work/$name.err" t0 t1
+  t0=$(date +%s%N)
+  env --default-signal=INT,TERM "$@" > "$out" 2> "$err" &
+  local pid=$!
+  pids+=("$pid")
+  local i
+  for ((i = 0; i < 100000; ++i)); do
+    [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$binpath" ] && break
+    kill -0 "$pid" 2>/dev/null || break
+  done
+  kill "-$sig" "$pid"
+  t1=$(date +%s%N)
+  wait_exit "$pid"
+  [ "$code" != timeout ] || fail "$name: still running 120 s after an early SIG$sig"
+  [ "$code" = "$expected" ] || { cat "$err"; fail "$name: exit code $code after an early SIG$sig, expected $expected"; }
+  [ ! -s "$out" ] || fail "$name: something was printed on stdout after an early SIG$sig: $(head -c 200 "$out")"
+  if [ -s "$err" ] && ! grep -q "interrupted" "$err"; then cat "$err"; fail "$name: stderr says something other than 'interrupted'"; fi
+  no_temp_files "$name"
+  echo "ok: $name: SIG$sig $(( (t1 - t0) / 1000000 )) ms after start -> exit $code ($([ -s "$err" ] && echo handled || echo default action))"
 }
 
 run_and_signal montecarlo INT 130 - -- "$bin" montecarlo --jacobian "$work/j.csv" --batch 1 --lr 0.1 \
@@ -75,13 +150,57 @@ else
 fi
 
 # A second signal while the first is being honoured: leave at once, still clean.
-"$bin" montecarlo --jacobian "$work/j.csv" --batch 1 --lr 0.1 --steps 1000000 --trajectories 100000 \
-  --blocks 1000000 --quiet > "$work/twice.out" 2> "$work/twice.err" &
+env --default-signal=INT,TERM "$bin" montecarlo --jacobian "$work/j.csv" --batch 1 --lr 0.1 --steps 1000000 \
+  --trajectories 100000 --blocks 1000000 --quiet > "$work/twice.out" 2> "$work/twice.err" &
 pid=$!
-sleep 1
+pids+=("$pid")
+wait_until_caught "$pid" 2 || fail "two SIGINTs: the program never installed its handler"
 kill -INT "$pid"; kill -INT "$pid"
-wait "$pid"; code=$?
+wait_exit "$pid"
 [ "$code" = 130 ] || fail "two SIGINTs: exit code $code, expected 130"
 [ ! -s "$work/twice.out" ] || fail "two SIGINTs: output on stdout"
 echo "ok: a second SIGINT exits at once (130)"
+
+# Signals within milliseconds of the start, for each long command: the same
+# exit status whether the program is still being loaded, parsing, reading its
+# input, reducing it or already computing. A larger Jacobian (n = 400, p = 500,
+# read from CSV and reduced before the first operator application) makes the
+# set-up long enough for a signal to land in it on any machine.
+awk 'BEGIN { srand(7); for (i = 0; i < 400; ++i) { line = ""; for (j = 0; j < 500; ++j)
+       line = line (j ? "," : "") sprintf("%.6f", rand() - 0.5); print line } }' > "$work/big.csv"
+mc=("$bin" montecarlo --jacobian "$work/j.csv" --batch 1 --lr 0.1 --steps 1000000 --trajectories 100000 --blocks 1000000 --quiet)
+esc=("$bin" escape --widths 2,8,1 --activation tanh --data teacher --samples 8 --seed 3 --batch 2 --runs 1000000
+     --escape-steps 100000000 --epsilon 1e-4 --lr-factor 0.7 --quiet)
+thr=("$bin" threshold --jacobian "$work/big.csv" --batch 2)
+reg=("$bin" region --jacobian "$work/big.csv" --batches 1,2,4,8,16,32,64,128)
+mcbig=("$bin" montecarlo --jacobian "$work/big.csv" --batch 1 --lr 0.001 --steps 1000000 --trajectories 100 --blocks 1000000 --quiet)
+for sig in INT TERM; do
+  expected=$((128 + $(kill -l $sig)))
+  signal_at_once "early_montecarlo_$sig" $sig $expected -- "${mc[@]}"
+  signal_at_once "early_montecarlo_big_$sig" $sig $expected -- "${mcbig[@]}"
+  signal_at_once "early_escape_$sig" $sig $expected -- "${esc[@]}"
+  signal_at_once "early_threshold_$sig" $sig $expected -- "${thr[@]}"
+  signal_at_once "early_region_$sig" $sig $expected -- "${reg[@]}"
+done
+# As soon as the handler is installed (the program is then reading the CSV,
+# reducing it, or already simulating): honoured at the first poll, with the message.
+run_and_signal setup_montecarlo INT 130 - -- "${mcbig[@]}"
+run_and_signal setup_montecarlo_term TERM 143 - -- "${mcbig[@]}"
+
+# SIGINT inherited as ignored (a background job of a non-interactive shell,
+# nohup-like launchers) stays ignored for the whole run; SIGTERM still stops
+# the program. The SIGTERM is then the first signal the program handles, so
+# its message names signal 15 (a handled SIGINT would have named 2).
+env --ignore-signal=INT --default-signal=TERM "${mc[@]}" > "$work/ign.out" 2> "$work/ign.err" &
+pid=$!
+pids+=("$pid")
+wait_until_caught "$pid" 15 || fail "ignored SIGINT: the program never installed its SIGTERM handler"
+caught "$pid" 2 && fail "ignored SIGINT: the program installed a SIGINT handler over an inherited SIG_IGN"
+kill -INT "$pid"; kill -TERM "$pid"
+wait_exit "$pid"
+[ "$code" = 143 ] || { cat "$work/ign.err"; fail "ignored SIGINT then SIGTERM: exit code $code, expected 143"; }
+grep -q "signal 15" "$work/ign.err" || { cat "$work/ign.err"; fail "ignored SIGINT then SIGTERM: the message does not name SIGTERM"; }
+[ ! -s "$work/ign.out" ] || fail "ignored SIGINT: output on stdout"
+echo "ok: an inherited SIG_IGN for SIGINT is kept; SIGTERM -> 143"
+
 echo "interrupts: all checks passed"
