@@ -1,4 +1,4 @@
-// Per-sample Jacobian throughput of the LibTorch module (figures in README.md).
+// Per-sample Jacobian throughput of the LibTorch module (figures in docs/cnn.md).
 //
 //   build/bench/sgdstab_bench_cnn
 //

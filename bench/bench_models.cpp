@@ -1,4 +1,4 @@
-// Benchmarks of the model layer (figures recorded in README.md).
+// Benchmarks of the model layer (figures recorded in docs/performance.md).
 //
 //   build/bench/sgdstab_bench_models
 //

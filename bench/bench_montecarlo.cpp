@@ -1,4 +1,4 @@
-// Benchmarks of the Monte Carlo module (figures recorded in README.md).
+// Benchmarks of the Monte Carlo module (figures recorded in docs/performance.md).
 //
 //   build/bench/sgdstab_bench_montecarlo
 //

@@ -1,5 +1,5 @@
 // Benchmarks of the stability region (theory/region.md) on the hard,
-// clustered class of Grams (figures recorded in README.md):
+// clustered class of Grams (figures recorded in docs/performance.md):
 //
 //   build/bench/sgdstab_bench_region --benchmark_filter=Clustered/1024
 //   build/bench/sgdstab_bench_region --benchmark_filter=Apply
@@ -59,7 +59,7 @@ MatrixXd gram(Index nc, Index kind) { return kind == 0 ? clustered_gram(nc) : ea
 const std::vector<sgdstab::Sampling> kAll = {sgdstab::Sampling::without_replacement,
                                              sgdstab::Sampling::with_replacement, sgdstab::Sampling::bernoulli};
 
-// The CPU figures of the README are the CPU's, also on a machine with a GPU.
+// The CPU figures of docs/performance.md are the CPU's, also on a machine with a GPU.
 // mixed: the default mixed-precision start (theory/region.md, section 7), else double throughout.
 sgdstab::SolverOptions on_cpu(bool mixed = true) {
   sgdstab::SolverOptions o;

@@ -1,4 +1,4 @@
-// Benchmarks of the core solver (figures recorded in README.md).
+// Benchmarks of the core solver (figures recorded in docs/performance.md).
 //
 //   build/bench/sgdstab_bench --benchmark_filter=Apply      # operator vs GEMM throughput
 //   build/bench/sgdstab_bench --benchmark_filter=Threshold  # eta* at nC = 4096

@@ -1,6 +1,6 @@
 #pragma once
 // Results -> JSON: the one place where the library's result structs become
-// the JSON fields of the command line (the README lists them per command).
+// the JSON fields of the command line (docs/cli.md lists them per command).
 #include <nlohmann/json.hpp>
 #include <iosfwd>
 #include <utility>

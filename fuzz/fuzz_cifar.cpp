@@ -1,5 +1,5 @@
 // libFuzzer target: the CIFAR-10 binary batch reader on arbitrary bytes
-// (README, "Reliability").
+// (docs/reliability.md).
 #include "fuzz_file.hpp"
 #include "sgdstab/data.hpp"
 

@@ -1,5 +1,5 @@
-// libFuzzer target: the sgdstab program's argument parsing (README,
-// "Reliability"). The input is split at NUL bytes into argv[1..]; the
+// libFuzzer target: the sgdstab program's argument parsing (docs/reliability.md).
+// The input is split at NUL bytes into argv[1..]; the
 // parsing half of a run (cli::check_arguments) selects the command, parses
 // and checks the options and reads every given option as every kind of
 // value, without running anything. Any exception escaping is a finding: bad

@@ -1,4 +1,4 @@
-// libFuzzer target: read_csv on arbitrary bytes (README, "Reliability").
+// libFuzzer target: read_csv on arbitrary bytes (docs/reliability.md).
 #include "fuzz_file.hpp"
 #include "sgdstab/matrix_io.hpp"
 

@@ -1,5 +1,5 @@
 // libFuzzer target: the IDX reader on arbitrary bytes, plain and gzip
-// (README, "Reliability"). The first byte picks the mode: even, the rest is
+// (docs/reliability.md). The first byte picks the mode: even, the rest is
 // the file as is (plain IDX, or gzip data when it starts with the gzip
 // magic); odd, the rest is an IDX payload that is gzip-compressed first, so
 // that the parser behind the decompressor sees structured input.

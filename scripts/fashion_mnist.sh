@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The Mulayoff & Michaeli (COLT 2024) setup on Fashion-MNIST (README,
-# "Replication"): installs the Debian data set when missing, builds the
+# The Mulayoff & Michaeli (COLT 2024) setup on Fashion-MNIST (docs/experiments.md):
+# installs the Debian data set when missing, builds the
 # library and the example against the installed package, runs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -6,7 +6,7 @@
 #   2. the GPU tests: Gpu.* (parity with the CPU path for every scheme,
 #      C = 1, 2, 3, thresholds and regions) and Cli.Device*;
 #   3. eta* on the GPU against the CPU on the clustered Gram class of the
-#      README's timings at nC = 4096, and on the GPU at nC = 16384 (the CLI,
+#      docs/performance.md's timings at nC = 4096, and on the GPU at nC = 16384 (the CLI,
 #      reduction included), and the GPU benchmarks (BM_ApplyRGpu,
 #      BM_ThresholdGpu);
 #   4. (GPU_CHECK_CNN=1, when Python's torch has CUDA) the CNN module against

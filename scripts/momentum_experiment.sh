@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's momentum experiment (issue #16): an interpolating minimum of a
+# The momentum experiment of docs/momentum.md (issue #16): an interpolating minimum of a
 # one-hidden-layer ReLU network (width 1024, biases) on Fashion-MNIST classes
 # 0-3 x 64 images (n = 256, C = 4, nC = 1024), then eta*(B) without
 # replacement for plain SGD and beta = 0.5, 0.9, 0.99 (heavy-ball and

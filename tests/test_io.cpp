@@ -222,7 +222,7 @@ TEST(MatrixIO, WriteTextIsExactAndAtomic) {
   }
 }
 
-// Regressions found by fuzzing (fuzz/corpus/*/regression_*, README "Reliability").
+// Regressions found by fuzzing (fuzz/corpus/*/regression_*, docs/reliability.md).
 TEST(FuzzRegressions, NpyWithAnEmptyShapeIsAnIoError) {
   testing_files::TempDir dir;
   const std::string path = SGDSTAB_SOURCE_DIR "/fuzz/corpus/npy/regression_empty_shape";

@@ -1,4 +1,4 @@
-// Reliability (issue #15, README "Reliability"): the library's public
+// Reliability (issue #15, docs/reliability.md): the library's public
 // functions called from several threads at once give the serial answers
 // bit for bit; the program gives the same numbers with 1 and 2 BLAS threads;
 // numerically hard inputs (ill-conditioned, rank-deficient, n = 1, p = 1,
@@ -208,7 +208,7 @@ TEST_F(Reliability, SameNumbersWithOneAndTwoBlasThreads) {
 
 // Strict JSON (the parser rejects NaN / Infinity tokens) and no null where
 // a number was due: every number of the output is finite. The keys that are
-// null by contract (README): params of a Gram input, the bounds that do not
+// null by contract (docs/cli.md): params of a Gram input, the bounds that do not
 // apply (eta_alignment when gamma mu_* = 0, eta_trace_b1 unless B = 1 and
 // C = 1), error_bound where the solver gives none (the spectral radius).
 void expect_strict_finite_json(const std::string& text, const std::string& what) {

@@ -2,7 +2,7 @@
 # The seed paper's CNN experiment (Wu, Wang & Su 2022, section 5) as one
 # command: SGD over a grid of (lr, B) from one initialization; at each
 # minimum reached, |H|_F, lambda_max, eta*(B), mu and mu_* go to sweep.csv and
-# |H|_F against sqrt(B)/lr to an SVG (README, "CNN experiment").
+# |H|_F against sqrt(B)/lr to an SVG (docs/experiments.md).
 #
 #   examples/cnn_flatness/run.sh [OUT_DIR]
 #

@@ -4,7 +4,7 @@ Nesterov, beside the full-batch limits; a table on stdout and an SVG picture.
 
     PYTHONPATH=build/python python3 examples/python/momentum_region.py GRAM.npy OUTPUTS [--svg FILE]
 
-Used by scripts/momentum_experiment.sh (the README's momentum experiment).
+Used by scripts/momentum_experiment.sh (docs/momentum.md, "Experiment").
 """
 import argparse
 import math

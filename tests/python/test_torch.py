@@ -176,7 +176,7 @@ def test_momentum_threshold_against_torch_optim_sgd(nesterov):
     # beta = 0.5, B = 1: every seeded run returns at 0.9 eta* and escapes at
     # 1.3 eta* (measured margins ~1e-12 and 1e6). At beta = 0.9 typical runs
     # return even above eta*: mean-square instability (a growing second
-    # moment, heavy tails) is not almost-sure divergence; the README says so.
+    # moment, heavy tails) is not almost-sure divergence; docs/momentum.md says so.
     model, x, y = linear_minimum()
     w_star = model.weight.detach().clone()
     rep = st.analyze(model, x, y, batches=[1], momentum=0.5, nesterov=nesterov)
