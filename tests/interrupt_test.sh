@@ -15,10 +15,11 @@
 # the program keeps an inherited SIG_IGN for the whole run; commands are
 # therefore started through `env --default-signal` (the ordinary case of a
 # foreground job) unless a test is about the ignored case.
-# usage: interrupt_test.sh SGDSTAB_BINARY HAS_CNN(0|1)
+# usage: interrupt_test.sh SGDSTAB_BINARY HAS_CNN(0|1) [SGDSTAB_MPI_BINARY]
 set -uo pipefail
 bin=$1
 has_cnn=${2:-0}
+mpi_bin=${3:-}
 work=$(mktemp -d)
 pids=()
 # (Only in this shell: a forked child that has not yet exec'd the program inherits the trap.)
@@ -26,8 +27,8 @@ trap '[ "$BASHPID" = "$$" ] && { for p in "${pids[@]}"; do kill -KILL "$p" 2>/de
 fail() { echo "FAIL: $*"; exit 1; }
 
 binpath=$(readlink -f "$bin")
-# caught PID SIGNUM: whether the process is the program (exec done) and has a
-# handler installed for SIGNUM.
+# caught PID SIGNUM: whether the process is the program (exec done: its
+# executable is $binpath) and has a handler installed for SIGNUM.
 caught() {
   local mask
   [ "$(readlink "/proc/$1/exe" 2>/dev/null)" = "$binpath" ] || return 1
@@ -95,14 +96,15 @@ run_and_signal() {
 signal_at_once() {
   local name=$1 sig=$2 expected=$3
   shift 4
-  local out="$work/$name.out" err="$work/$name.err" t0 t1
+  local out="$work/$name.out" err="$work/$name.err" t0 t1 exe
+  exe=$(readlink -f "$1")
   t0=$(date +%s%N)
   env --default-signal=INT,TERM "$@" > "$out" 2> "$err" &
   local pid=$!
   pids+=("$pid")
   local i
   for ((i = 0; i < 100000; ++i)); do
-    [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$binpath" ] && break
+    [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$exe" ] && break
     kill -0 "$pid" 2>/dev/null || break
   done
   kill "-$sig" "$pid"
@@ -174,6 +176,13 @@ esc=("$bin" escape --widths 2,8,1 --activation tanh --data teacher --samples 8 -
 thr=("$bin" threshold --jacobian "$work/big.csv" --batch 2)
 reg=("$bin" region --jacobian "$work/big.csv" --batches 1,2,4,8,16,32,64,128)
 mcbig=("$bin" montecarlo --jacobian "$work/big.csv" --batch 1 --lr 0.001 --steps 1000000 --trajectories 100 --blocks 1000000 --quiet)
+crv=("$bin" curve --jacobian "$work/big.csv" --batches 1,2,4)
+bnd=("$bin" bounds --jacobian "$work/big.csv" --batch 2)
+rad=("$bin" radius --jacobian "$work/big.csv" --batch 2 --lr 0.001)
+mnm=("$bin" minimum --model rfm --widths 4,64,1 --data gaussian --samples 32)
+ana=("$bin" analyze --model rfm --widths 4,64,1 --data gaussian --samples 32)
+cnt=("$bin" cnn train --data synthetic --per-class 4 --arch vgg:2 --hidden 4 --device cpu --lr 1e-7 --batch 2
+     --max-steps 1000000000 --quiet)
 for sig in INT TERM; do
   expected=$((128 + $(kill -l $sig)))
   signal_at_once "early_montecarlo_$sig" $sig $expected -- "${mc[@]}"
@@ -181,6 +190,18 @@ for sig in INT TERM; do
   signal_at_once "early_escape_$sig" $sig $expected -- "${esc[@]}"
   signal_at_once "early_threshold_$sig" $sig $expected -- "${thr[@]}"
   signal_at_once "early_region_$sig" $sig $expected -- "${reg[@]}"
+  signal_at_once "early_curve_$sig" $sig $expected -- "${crv[@]}"
+  signal_at_once "early_bounds_$sig" $sig $expected -- "${bnd[@]}"
+  signal_at_once "early_radius_$sig" $sig $expected -- "${rad[@]}"
+  signal_at_once "early_minimum_$sig" $sig $expected -- "${mnm[@]}"
+  signal_at_once "early_analyze_$sig" $sig $expected -- "${ana[@]}"
+  if [ "$has_cnn" = 1 ]; then
+    signal_at_once "early_cnn_train_$sig" $sig $expected -- "${cnt[@]}"
+  fi
+  if [ -n "$mpi_bin" ]; then  # a singleton MPI process (no mpirun): the signal reaches the program itself
+    signal_at_once "early_mpi_threshold_$sig" $sig $expected -- "$mpi_bin" threshold --jacobian "$work/big.csv" --batch 2
+    signal_at_once "early_mpi_region_$sig" $sig $expected -- "$mpi_bin" region --jacobian "$work/big.csv"
+  fi
 done
 # As soon as the handler is installed (the program is then reading the CSV,
 # reducing it, or already simulating): honoured at the first poll, with the message.
