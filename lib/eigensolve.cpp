@@ -53,7 +53,7 @@ double relative_residual(const FunctionOperator& op, const VectorXd& v, double l
   return (y - lambda * v).norm() / std::max(std::abs(lambda), 1e-300);
 }
 
-Eigenpair dense_top(const FunctionOperator& op) {
+MatrixXd explicit_matrix(const FunctionOperator& op) {
   const Index m = op.rows();
   MatrixXd mat(m, m);
   VectorXd e = VectorXd::Zero(m);
@@ -62,6 +62,12 @@ Eigenpair dense_top(const FunctionOperator& op) {
     op.perform_op(e.data(), mat.col(j).data());
     e(j) = 0.0;
   }
+  return mat;
+}
+
+Eigenpair dense_top(const FunctionOperator& op) {
+  const Index m = op.rows();
+  MatrixXd mat = explicit_matrix(op);
   mat = 0.5 * (mat + mat.transpose()).eval();
   Eigenpair out;
   out.report.method = Method::dense;

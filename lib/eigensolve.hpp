@@ -60,6 +60,9 @@ class FunctionOperator {
 /// |op v - lambda v| / |lambda| for a unit v (one application).
 double relative_residual(const FunctionOperator& op, const Eigen::VectorXd& v, double lambda);
 
+/// The explicit m x m matrix of op, column by column (m applications).
+Eigen::MatrixXd explicit_matrix(const FunctionOperator& op);
+
 /// Largest eigenpair of the explicit matrix of op (m applications, LAPACK).
 /// A LAPACK failure is Status::numerical_failure in the report.
 Eigenpair dense_top(const FunctionOperator& op);

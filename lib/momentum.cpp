@@ -86,13 +86,8 @@ void unpack_into_full(const double* x, Index r, MatrixXd& s) {
 // The dense matrix of T on packed coordinates and its eigenvalue of largest modulus.
 bool dense_rho(const MomentumOperator& op, double& rho, double& imag, Index& matvecs) {
   const Index m = op.rows();
-  MatrixXd t(m, m);
-  VectorXd unit = VectorXd::Zero(m);
-  for (Index k = 0; k < m; ++k) {
-    unit(k) = 1.0;
-    op.perform_op(unit.data(), t.col(k).data());
-    unit(k) = 0.0;
-  }
+  const MatrixXd t =
+      detail::explicit_matrix(detail::FunctionOperator(m, [&op](const double* x, double* y) { op.perform_op(x, y); }));
   matvecs += m;
   Eigen::VectorXcd values;
   if (!detail::general_eigenvalues(t, values)) return false;
