@@ -11,7 +11,7 @@
 #include "sgdstab/moment_operator.hpp"
 
 #ifdef SGDSTAB_HAVE_CUDA
-#include <cuda_runtime_api.h>
+#include "cuda/cuda_api.hpp"
 #endif
 
 namespace sgdstab {
@@ -20,11 +20,17 @@ GpuStatus gpu_status() {
   GpuStatus s;
 #ifdef SGDSTAB_HAVE_CUDA
   s.built = true;
+  std::string why;
+  const detail::cuda::Runtime* rt = detail::cuda::runtime(&why);  // opened here, at the first query
+  if (rt == nullptr) {
+    s.reason = "no usable GPU: " + why;
+    return s;
+  }
   int count = 0;
-  const cudaError_t e = cudaGetDeviceCount(&count);
+  const cudaError_t e = rt->GetDeviceCount(&count);
   if (e != cudaSuccess) {
-    s.reason = std::string("no usable GPU: the CUDA runtime says '") + cudaGetErrorString(e) + "'";
-    cudaGetLastError();  // clear the sticky error state
+    s.reason = std::string("no usable GPU: the CUDA runtime says '") + rt->GetErrorString(e) + "'";
+    rt->GetLastError();  // clear the sticky error state
     return s;
   }
   if (count == 0) {
@@ -32,11 +38,12 @@ GpuStatus gpu_status() {
     return s;
   }
   int dev = 0;
-  cudaGetDevice(&dev);
+  rt->GetDevice(&dev);
   cudaDeviceProp prop{};
   std::size_t free_b = 0, total_b = 0;
-  if (cudaGetDeviceProperties(&prop, dev) != cudaSuccess || cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) {
-    s.reason = std::string("GPU ") + std::to_string(dev) + " cannot be queried: " + cudaGetErrorString(cudaGetLastError());
+  if (rt->GetDeviceProperties(&prop, dev) != cudaSuccess || rt->MemGetInfo(&free_b, &total_b) != cudaSuccess) {
+    s.reason = std::string("GPU ") + std::to_string(dev) + " cannot be queried: " +
+               rt->GetErrorString(rt->GetLastError());
     return s;
   }
   s.usable = true;

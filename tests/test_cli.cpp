@@ -37,8 +37,10 @@ class Cli : public ::testing::Test {
   void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
   std::string file(const std::string& name) const { return dir_ + "/" + name; }
   static std::string slurp(const std::string& path) { return testing_files::read_bytes(path); }
-  CliRun run(const std::string& args) const {
-    const std::string cmd = std::string(SGDSTAB_CLI_PATH) + " " + args + " >" + file("out") + " 2>" + file("err");
+  CliRun run(const std::string& args) const { return run_with("", args); }
+  // The program with environment assignments before it ("NAME=value ...").
+  CliRun run_with(const std::string& env, const std::string& args) const {
+    const std::string cmd = env + " " + SGDSTAB_CLI_PATH + " " + args + " >" + file("out") + " 2>" + file("err");
     const int status = std::system(cmd.c_str());
     return {WEXITSTATUS(status), slurp(file("out")), slurp(file("err"))};
   }
@@ -92,6 +94,43 @@ TEST_F(Cli, DeviceIsReportedAndCudaWithoutAGpuIsAUsageError) {
     }
   }
   EXPECT_EQ(run("threshold --batch 4 --jacobian " + file("j.npy") + " --device tpu").code, 2);
+}
+
+// The CUDA runtime and cuBLAS are opened at the first GPU use, never linked
+// (issue #32, theory/gpu.md section 4): the dynamic loader's own log
+// (LD_DEBUG=files) names every library a run maps, linked or dlopen'ed.
+TEST_F(Cli, CudaLibrariesAreOpenedOnlyWhenAGpuIsAskedFor) {
+  const MatrixXd J = ref::gaussian(60, 40, 75);  // r = 40: the matrix-free path, where auto asks for a GPU
+  sgdstab::write_npy(file("j.npy"), J);
+  const std::string in = "threshold --batch 4 --jacobian " + file("j.npy");
+  const sgdstab::GpuStatus gpu = sgdstab::gpu_status();
+  // --device cpu maps nothing of CUDA, in any build.
+  const CliRun plain = run_with("LD_DEBUG=files", in + " --device cpu");
+  ASSERT_EQ(plain.code, 0);
+  EXPECT_EQ(plain.err.find("libcudart"), std::string::npos) << plain.err.substr(0, 2000);
+  EXPECT_EQ(plain.err.find("libcublas"), std::string::npos);
+  EXPECT_NE(plain.err.find("file="), std::string::npos) << "LD_DEBUG=files printed nothing: the check is void";
+  if (!gpu.built) GTEST_SKIP() << "this build has no CUDA backend";
+  // --device cuda opens the runtime; cuBLAS only where a GPU is usable.
+  const CliRun cuda = run_with("LD_DEBUG=files", in + " --device cuda");
+  EXPECT_NE(cuda.err.find("libcudart"), std::string::npos);
+  EXPECT_EQ(cuda.err.find("libcublas") != std::string::npos, gpu.usable);
+  // Without the libraries: cuda is a usage error naming the runtime, auto runs on the CPU.
+  const std::string none = file("no_cuda");
+  ASSERT_EQ(std::system(("mkdir -p " + none).c_str()), 0);
+  const std::string env = "SGDSTAB_CUDA_LIB_DIR=" + none;
+  const CliRun refused = run_with(env, in + " --device cuda");
+  EXPECT_EQ(refused.code, 2);
+  EXPECT_TRUE(refused.out.empty());
+  EXPECT_NE(refused.err.find("device cuda: no usable GPU: the CUDA runtime (libcudart"), std::string::npos)
+      << refused.err;
+  EXPECT_NE(refused.err.find("cannot be loaded"), std::string::npos) << refused.err;
+  const CliRun aut = run_with(env, in + " --device auto");
+  ASSERT_EQ(aut.code, 0) << aut.err;
+  EXPECT_EQ(json::parse(aut.out)["device"], "cpu");
+  const auto g = sgdstab::Geometry::from_jacobian(J, 1);
+  EXPECT_REL_NEAR(json::parse(aut.out)["eta_star"].get<double>(),
+                  sgdstab::stability_threshold(g, 4, sgdstab::Sampling::without_replacement).eta_star, 1e-9);
 }
 
 TEST_F(Cli, PrecisionIsAnOptionAndReported) {

@@ -1,13 +1,11 @@
 // The pencil's R on a CUDA GPU through cuBLAS (theory/gpu.md); compiled only
 // with SGDSTAB_HAVE_CUDA.
-#include <cublas_v2.h>
-#include <cuda_runtime_api.h>
-
 #include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "cuda_api.hpp"
 #include "cuda_backend.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
@@ -16,10 +14,26 @@
 namespace sgdstab::detail {
 namespace {
 
+// The runtime and cuBLAS, opened at the first GPU use (lib/cuda/cuda_api.cpp);
+// require_device and resolve_device have checked that the runtime opens.
+const cuda::Runtime& rt() {
+  std::string why;
+  const cuda::Runtime* r = cuda::runtime(&why);
+  if (r == nullptr) throw sgdstab::invalid_argument("device cuda: " + why);
+  return *r;
+}
+
+const cuda::Blas& blas() {
+  std::string why;
+  const cuda::Blas* b = cuda::blas(&why);
+  if (b == nullptr) throw sgdstab::invalid_argument("device cuda: " + why);
+  return *b;
+}
+
 void check_cuda(cudaError_t e, const char* what) {
   if (e == cudaSuccess) return;
-  const std::string msg = std::string("CUDA: ") + what + ": " + cudaGetErrorString(e);
-  cudaGetLastError();
+  const std::string msg = std::string("CUDA: ") + what + ": " + rt().GetErrorString(e);
+  rt().GetLastError();
   if (e == cudaErrorMemoryAllocation) throw resource_error(msg);
   throw numerical_error(msg);
 }
@@ -35,10 +49,10 @@ void check_cublas(cublasStatus_t s, const char* what) {
 class DeviceArray {
  public:
   explicit DeviceArray(std::size_t count) {
-    check_cuda(cudaMalloc(reinterpret_cast<void**>(&p_), count * sizeof(double)),
+    check_cuda(rt().Malloc(reinterpret_cast<void**>(&p_), count * sizeof(double)),
                ("allocating " + format_bytes(8.0 * static_cast<double>(count))).c_str());
   }
-  ~DeviceArray() { cudaFree(p_); }
+  ~DeviceArray() { rt().Free(p_); }
   DeviceArray(const DeviceArray&) = delete;
   DeviceArray& operator=(const DeviceArray&) = delete;
   double* get() const { return p_; }
@@ -54,14 +68,14 @@ class GpuPencil {
         n_(static_cast<int>(g.samples())), z_(static_cast<std::size_t>(nc_) * r_), zs_(z_count()), u_(z_count()),
         s_(static_cast<std::size_t>(r_) * r_), out_(static_cast<std::size_t>(r_) * r_),
         blocks_(static_cast<std::size_t>(n_) * c_ * c_), w_(r_, r_), hs_(r_, r_) {
-    check_cublas(cublasCreate(&handle_), "cublasCreate");
-    check_cuda(cudaMemcpy(z_.get(), g.factor().data(), z_count() * sizeof(double), cudaMemcpyHostToDevice),
+    check_cublas(blas().Create(&handle_), "cublasCreate");
+    check_cuda(rt().Memcpy(z_.get(), g.factor().data(), z_count() * sizeof(double), cudaMemcpyHostToDevice),
                "copying Z to the device");
     const Eigen::VectorXd& d = g.hessian_eigenvalues();
     for (int l = 0; l < r_; ++l)
       for (int k = 0; k < r_; ++k) w_(k, l) = 1.0 / std::sqrt(d(k) + d(l));
   }
-  ~GpuPencil() { cublasDestroy(handle_); }
+  ~GpuPencil() { blas().Destroy(handle_); }
   GpuPencil(const GpuPencil&) = delete;
   GpuPencil& operator=(const GpuPencil&) = delete;
 
@@ -69,25 +83,25 @@ class GpuPencil {
   void apply(const double* x, double* y) {
     const Index r = r_;
     hs_ = unpack(Eigen::Map<const Eigen::VectorXd>(x, packed_size(r)), r).cwiseProduct(w_);
-    check_cuda(cudaMemcpy(s_.get(), hs_.data(), hs_.size() * sizeof(double), cudaMemcpyHostToDevice), "uploading S");
+    check_cuda(rt().Memcpy(s_.get(), hs_.data(), hs_.size() * sizeof(double), cudaMemcpyHostToDevice), "uploading S");
     const double one = 1.0, zero = 0.0;
-    check_cublas(cublasDgemm(handle_, CUBLAS_OP_N, CUBLAS_OP_N, nc_, r_, r_, &one, z_.get(), nc_, s_.get(), r_, &zero,
+    check_cublas(blas().Dgemm(handle_, CUBLAS_OP_N, CUBLAS_OP_N, nc_, r_, r_, &one, z_.get(), nc_, s_.get(), r_, &zero,
                              zs_.get(), nc_),
                  "Z S");
     // G_i = (Z S)_i Z_i^T (c x c), then U_i = G_i Z_i (c x r): rows i c .. of the n c x r arrays.
-    check_cublas(cublasDgemmStridedBatched(handle_, CUBLAS_OP_N, CUBLAS_OP_T, c_, c_, r_, &one, zs_.get(), nc_, c_,
+    check_cublas(blas().DgemmStridedBatched(handle_, CUBLAS_OP_N, CUBLAS_OP_T, c_, c_, r_, &one, zs_.get(), nc_, c_,
                                            z_.get(), nc_, c_, &zero, blocks_.get(), c_,
                                            static_cast<long long>(c_) * c_, n_),
                  "the c x c blocks");
-    check_cublas(cublasDgemmStridedBatched(handle_, CUBLAS_OP_N, CUBLAS_OP_N, c_, r_, c_, &one, blocks_.get(), c_,
+    check_cublas(blas().DgemmStridedBatched(handle_, CUBLAS_OP_N, CUBLAS_OP_N, c_, r_, c_, &one, blocks_.get(), c_,
                                            static_cast<long long>(c_) * c_, z_.get(), nc_, c_, &zero, u_.get(), nc_,
                                            c_, n_),
                  "the blocks times Z_i");
     const double inv_n = 1.0 / static_cast<double>(n_);
-    check_cublas(cublasDgemm(handle_, CUBLAS_OP_T, CUBLAS_OP_N, r_, r_, nc_, &inv_n, z_.get(), nc_, u_.get(), nc_,
+    check_cublas(blas().Dgemm(handle_, CUBLAS_OP_T, CUBLAS_OP_N, r_, r_, nc_, &inv_n, z_.get(), nc_, u_.get(), nc_,
                              &zero, out_.get(), r_),
                  "Z^T U");
-    check_cuda(cudaMemcpy(hs_.data(), out_.get(), hs_.size() * sizeof(double), cudaMemcpyDeviceToHost),
+    check_cuda(rt().Memcpy(hs_.data(), out_.get(), hs_.size() * sizeof(double), cudaMemcpyDeviceToHost),
                "downloading the result");
     const Eigen::MatrixXd sym = 0.5 * (hs_ + hs_.transpose());
     Eigen::Map<Eigen::VectorXd>(y, packed_size(r)) = pack(sym.cwiseProduct(w_));
