@@ -296,14 +296,16 @@ Program::Program() : root_(kDescription, "sgdstab") {
               {"escape-steps", "K: steps per run (default 20000)"}});
   c->get_option("--lr-factor")->excludes("--lr");
 
-#ifndef SGDSTAB_HAVE_CNN
-  // Without LibTorch the cnn commands are declared (their help, the fuzz
-  // target's parsing) but select() refuses them before any would run.
+  // The cnn commands are declared here (their help, the fuzz target's
+  // parsing) but run only in sgdstab-cnn, the program linked with LibTorch
+  // (cli/cnn_main.cpp), which passes their handlers to run_subset; `sgdstab
+  // cnn train|analyze|sweep` starts it (cli/main.cpp), so that the other
+  // commands do not load LibTorch (about 0.65 s per process).
   const Handler cmd_cnn_train = [](const Args&, std::ostream&, std::ostream&) -> int {
-    throw UsageError("cnn: this build has no LibTorch module");
+    throw UsageError("cnn: this build has no LibTorch module (install libtorch-dev, or point Torch_DIR at a "
+                     "LibTorch, and rebuild)");
   };
   const Handler cmd_cnn_analyze = cmd_cnn_train, cmd_cnn_sweep = cmd_cnn_train;
-#endif
   CLI::App* cnn = root_.add_subcommand("cnn", "VGG-style CNNs trained by SGD (builds with LibTorch only)");
   cnn->require_subcommand(1);
   c = command(*cnn, "train", "train a CNN by SGD", cmd_cnn_train, "cnn ");
@@ -370,10 +372,6 @@ const Command& select(const Program& program, int argc, const char* const* argv)
   if (argc < 2) throw UsageError("no command given");
   std::string name = argv[1];
   if (name == "cnn") {
-#ifndef SGDSTAB_HAVE_CNN
-    throw UsageError("cnn: this build has no LibTorch module (install libtorch-dev, or point Torch_DIR at a "
-                     "LibTorch, and rebuild)");
-#endif
     const std::string sub = argc > 2 ? argv[2] : "";
     if (sub != "--help" && sub != "-h") {
       if (program.find("cnn " + sub) == nullptr)
@@ -456,6 +454,11 @@ int run_or_check(int argc, const char* const* argv, std::ostream& out, std::ostr
     }
     std::ostringstream buffer;  // nothing reaches `out` unless the command returns
     const int code = handler(Args(*command.app, command.name), buffer, err);
+    // A signal handled after the command's last poll (a short command, or one
+    // that arrived while it was printing into the buffer): interrupted all
+    // the same, so that a handled signal never ends in a printed result.
+    if (sgdstab::interrupt_requested())
+      throw sgdstab::interrupted(command.name, sgdstab::interrupt_signal());
     out << buffer.str();
     return code;
   } catch (const sgdstab::interrupted& e) {

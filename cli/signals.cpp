@@ -43,6 +43,12 @@ void install_signal_handlers() {
   ignore.sa_handler = SIG_IGN;
   sigemptyset(&ignore.sa_mask);
   for (int k = 0; k < 2; ++k) sigaction(kSignals[k], g_inherited_ignore[k] ? &ignore : &action, nullptr);
+  // Delivered from now on: `sgdstab cnn ...` blocks both across its exec of
+  // sgdstab-cnn (cli/main.cpp), so one sent meanwhile is pending here.
+  sigset_t handled;
+  sigemptyset(&handled);
+  for (int k = 0; k < 2; ++k) sigaddset(&handled, kSignals[k]);
+  sigprocmask(SIG_UNBLOCK, &handled, nullptr);
 }
 
 bool signal_ignored_at_start(int signal_number) {

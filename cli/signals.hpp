@@ -17,9 +17,11 @@
 namespace sgdstab::cli {
 
 /// Installs the handlers for the signals that were not ignored when the
-/// program started; the first call records which were (call it first thing
-/// in main). Later calls re-install the same dispositions (after a library
-/// such as PETSc has installed its own).
+/// program started, then unblocks both (a signal that arrived while they were
+/// blocked, across `sgdstab cnn`'s exec of sgdstab-cnn, is delivered then);
+/// the first call records which were ignored (call it first thing in main).
+/// Later calls re-install the same dispositions (after a library such as
+/// PETSc has installed its own).
 void install_signal_handlers();
 
 /// Whether `signal_number` (SIGINT or SIGTERM) was ignored at the first call

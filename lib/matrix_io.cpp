@@ -16,6 +16,7 @@
 
 #include "interrupt_detail.hpp"
 #include "sgdstab/errors.hpp"
+#include "sgdstab/interrupt.hpp"
 #include "sgdstab/memory.hpp"
 
 namespace sgdstab {
@@ -50,6 +51,10 @@ void atomic_write(const std::string& path, const std::string& bytes) {
       std::remove(tmp.c_str());
       throw io_error(path + ": write failed");
     }
+  }
+  if (interrupt_requested()) {  // a signal during the write: the file is not put in place
+    std::remove(tmp.c_str());
+    throw interrupted(path, interrupt_signal());
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     std::remove(tmp.c_str());

@@ -27,11 +27,14 @@ trap '[ "$BASHPID" = "$$" ] && { for p in "${pids[@]}"; do kill -KILL "$p" 2>/de
 fail() { echo "FAIL: $*"; exit 1; }
 
 binpath=$(readlink -f "$bin")
+cnnpath=$(dirname "$binpath")/sgdstab-cnn  # `sgdstab cnn ...` runs it (exec)
 # caught PID SIGNUM: whether the process is the program (exec done: its
-# executable is $binpath) and has a handler installed for SIGNUM.
+# executable is $binpath, or sgdstab-cnn for the cnn commands) and has a
+# handler installed for SIGNUM.
 caught() {
-  local mask
-  [ "$(readlink "/proc/$1/exe" 2>/dev/null)" = "$binpath" ] || return 1
+  local mask exe
+  exe=$(readlink "/proc/$1/exe" 2>/dev/null)
+  [ "$exe" = "$binpath" ] || [ "$exe" = "$cnnpath" ] || return 1
   mask=$(awk '/^SigCgt:/ {print $2}' "/proc/$1/status" 2>/dev/null) || return 1
   [ -n "$mask" ] && (( (16#$mask >> ($2 - 1)) & 1 ))
 }
@@ -97,7 +100,7 @@ signal_at_once() {
   local name=$1 sig=$2 expected=$3
   shift 4
   local out="$work/$name.out" err="$work/$name.err" t0 t1 exe
-  exe=$(readlink -f "$1")
+  exe=${AT_EXE:-$(readlink -f "$1")}  # AT_EXE: wait for that program instead (sgdstab-cnn, after the exec)
   t0=$(date +%s%N)
   env --default-signal=INT,TERM "$@" > "$out" 2> "$err" &
   local pid=$!
@@ -114,6 +117,10 @@ signal_at_once() {
   [ "$code" = "$expected" ] || { cat "$err"; fail "$name: exit code $code after an early SIG$sig, expected $expected"; }
   [ ! -s "$out" ] || fail "$name: something was printed on stdout after an early SIG$sig: $(head -c 200 "$out")"
   if [ -s "$err" ] && ! grep -q "interrupted" "$err"; then cat "$err"; fail "$name: stderr says something other than 'interrupted'"; fi
+  # After sgdstab's exec of sgdstab-cnn the signals are blocked: never the default action.
+  if [ -n "${AT_EXE:-}" ] && ! grep -q "interrupted" "$err"; then
+    cat "$err"; fail "$name: a signal sent after the exec was not handled (was it blocked across the exec?)"
+  fi
   no_temp_files "$name"
   echo "ok: $name: SIG$sig $(( (t1 - t0) / 1000000 )) ms after start -> exit $code ($([ -s "$err" ] && echo handled || echo default action))"
 }
@@ -197,6 +204,9 @@ for sig in INT TERM; do
   signal_at_once "early_analyze_$sig" $sig $expected -- "${ana[@]}"
   if [ "$has_cnn" = 1 ]; then
     signal_at_once "early_cnn_train_$sig" $sig $expected -- "${cnt[@]}"
+    # As soon as sgdstab has become sgdstab-cnn (it is loading LibTorch, with
+    # the signals blocked since before the exec): pending, then handled.
+    AT_EXE=$cnnpath signal_at_once "early_cnn_train_exec_$sig" $sig $expected -- "${cnt[@]}"
   fi
   if [ -n "$mpi_bin" ]; then  # a singleton MPI process (no mpirun): the signal reaches the program itself
     signal_at_once "early_mpi_threshold_$sig" $sig $expected -- "$mpi_bin" threshold --jacobian "$work/big.csv" --batch 2
