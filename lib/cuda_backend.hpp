@@ -4,7 +4,8 @@
 // functions below say so (lib/device.cpp).
 #include <memory>
 
-#include "family.hpp"
+#include "family.hpp"  // ApplyFn
+#include "sgdstab/solver.hpp"
 #include "sgdstab/geometry.hpp"
 
 namespace sgdstab::detail {

@@ -18,6 +18,7 @@
 
 #include "check.hpp"
 #include "family.hpp"
+#include "region_family.hpp"
 #include "interrupt_detail.hpp"
 #include "linalg.hpp"
 #include "sgdstab/errors.hpp"

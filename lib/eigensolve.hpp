@@ -17,7 +17,7 @@
 
 #include "interrupt_detail.hpp"
 #include "sgdstab/memory.hpp"
-#include "sgdstab/stability.hpp"
+#include "sgdstab/solver.hpp"
 
 namespace sgdstab::detail {
 

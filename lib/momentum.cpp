@@ -13,6 +13,7 @@
 #include "check.hpp"
 #include "eigensolve.hpp"
 #include "family.hpp"
+#include "region_family.hpp"
 #include "interrupt_detail.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
@@ -22,11 +23,6 @@ namespace sgdstab {
 
 using Eigen::MatrixXd;
 using Eigen::VectorXd;
-
-void Momentum::validate() const {
-  detail::require(std::isfinite(beta) && beta >= 0.0 && beta < 1.0, "Momentum",
-                  "beta must satisfy 0 <= beta < 1, got " + detail::fmt(beta));
-}
 
 MomentumOperator::MomentumOperator(const SecondMomentOperator& op, double lr, Momentum momentum)
     : op_(&op), lr_(lr), momentum_(momentum) {

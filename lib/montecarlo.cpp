@@ -19,6 +19,7 @@
 #include "sgdstab/memory.hpp"
 #include "sgdstab/minimize.hpp"
 #include "sgdstab/moment_operator.hpp"
+#include "sgdstab/momentum.hpp"
 #include "sgdstab/stability.hpp"
 
 namespace sgdstab {

@@ -20,8 +20,9 @@ cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE=
   -DSGDSTAB_PYTHON=OFF -DSGDSTAB_WITH_MPI=OFF -DSGDSTAB_WITH_CUDA=OFF  # the CUDA runtime is not ASan-clean
 [ -z "${SGDSTAB_CONFIGURE_ONLY:-}" ] || exit 0
 cmake --build "$BUILD_DIR" -j "$(nproc)"
+echo "sanitize: packages, configure and build ($SECONDS s)"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:detect_stack_use_after_return=1:strict_string_checks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 # Scripts.* configure other build folders with the default compiler: not this build's business.
 (cd "$BUILD_DIR" && ctest --output-on-failure --no-tests=error -j "$(nproc)" -E '^Scripts\.')
-echo "sanitize: $(cd "$BUILD_DIR" && ctest -N -E '^Scripts\.' | tail -1 | sed 's/Total Tests: //') tests passed under ASan + UBSan"
+echo "sanitize: $(cd "$BUILD_DIR" && ctest -N -E '^Scripts\.' | tail -1 | sed 's/Total Tests: //') tests passed under ASan + UBSan ($SECONDS s)"

@@ -4,14 +4,20 @@
 # builds and runs the find_package example against it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Each stage's end is logged with the seconds since the start (the CI
+# breakdown of docs/building.md).
+stage() { echo "test.sh: $1 ($SECONDS s)"; }
 bash scripts/install_deps.sh all
+stage "packages"
 export BUILD_DIR=${BUILD_DIR:-build}
 # Tests and benchmarks are switched on explicitly: the build folder may have
 # been configured without them (scripts/run.sh does that), and CMake keeps
 # cached options. ctest fails when it finds no test.
 bash scripts/build.sh -DSGDSTAB_BUILD_TESTS=ON -DSGDSTAB_BUILD_BENCH=ON
 [ -z "${SGDSTAB_CONFIGURE_ONLY:-}" ] || exit 0
+stage "configure and build"
 (cd "$BUILD_DIR" && ctest --output-on-failure --no-tests=error -j "$(nproc)")
+stage "ctest"
 
 prefix="$PWD/$BUILD_DIR/_install"
 cmake --install "$BUILD_DIR" --prefix "$prefix" >/dev/null
@@ -19,6 +25,7 @@ cmake -S examples/threshold_from_jacobian -B "$BUILD_DIR/example" -DCMAKE_PREFIX
 cmake --build "$BUILD_DIR/example" -j "$(nproc)" >/dev/null
 "$BUILD_DIR/example/threshold_from_jacobian" examples/threshold_from_jacobian/jacobian.csv 1 4
 echo "example: find_package(sgdstab) build and run OK"
+stage "install and find_package example"
 # The Python package as installed (cmake --install puts it under the prefix
 # where Debian's python3 looks: lib/python3.X/dist-packages).
 pydir=$(ls -d "$prefix"/lib/python3*/*-packages 2>/dev/null | head -1 || true)
@@ -27,6 +34,7 @@ if [ -n "$pydir" ] && [ -f "$pydir/sgdstab/__init__.py" ]; then
 else
   echo "example: Python package not installed (this build has none)"
 fi
+stage "installed Python package"
 # `pip install .` from the source tree, offline (setup.py drives CMake; only
 # the extension's target is built), into a scratch folder.
 if /usr/bin/python3 -c "import setuptools" >/dev/null 2>&1 && /usr/bin/python3 -m pip --version >/dev/null 2>&1; then
@@ -38,6 +46,7 @@ if /usr/bin/python3 -c "import setuptools" >/dev/null 2>&1 && /usr/bin/python3 -
 else
   echo "example: pip install check skipped (python3-pip or python3-setuptools missing)"
 fi
+stage "pip install ."
 # The Fashion-MNIST replication is built here (it links against the installed
 # package too) but run separately: scripts/fashion_mnist.sh (minutes).
 cmake -S examples/fashion_mnist_mulayoff -B "$BUILD_DIR/example_fmnist" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
@@ -55,3 +64,4 @@ if [ -f "$prefix/lib/cmake/sgdstab/sgdstabCnnTargets.cmake" ] || ls "$prefix"/li
 else
   echo "example: cnn_from_cpp skipped (this build has no LibTorch module)"
 fi
+stage "examples built; done"

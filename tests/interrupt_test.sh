@@ -106,8 +106,14 @@ signal_at_once() {
   local pid=$!
   pids+=("$pid")
   local i
+  # Until the process is the program: `sgdstab cnn ...` is sgdstab for about
+  # a millisecond before it becomes sgdstab-cnn, so that counts as well
+  # (unless AT_EXE asks for sgdstab-cnn itself).
+  local now
   for ((i = 0; i < 100000; ++i)); do
-    [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$exe" ] && break
+    now=$(readlink "/proc/$pid/exe" 2>/dev/null)
+    [ "$now" = "$exe" ] && break
+    [ -z "${AT_EXE:-}" ] && [ "$now" = "$cnnpath" ] && break
     kill -0 "$pid" 2>/dev/null || break
   done
   kill "-$sig" "$pid"

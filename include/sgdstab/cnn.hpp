@@ -39,8 +39,7 @@
 #include "sgdstab/bounds.hpp"
 #include "sgdstab/minimize.hpp"
 #include "sgdstab/mlp.hpp"
-#include "sgdstab/momentum.hpp"
-#include "sgdstab/montecarlo.hpp"
+#include "sgdstab/solver.hpp"
 
 namespace sgdstab::cnn {
 

@@ -20,9 +20,9 @@
 #include <vector>
 
 #include "sgdstab/mlp.hpp"
-#include "sgdstab/momentum.hpp"
 #include "sgdstab/random.hpp"
 #include "sgdstab/schedule.hpp"
+#include "sgdstab/solver.hpp"
 
 namespace sgdstab {
 

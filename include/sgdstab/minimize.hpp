@@ -35,10 +35,10 @@
 
 #include "sgdstab/geometry.hpp"
 #include "sgdstab/mlp.hpp"
-#include "sgdstab/momentum.hpp"
 #include "sgdstab/random.hpp"
 #include "sgdstab/sampling.hpp"
 #include "sgdstab/schedule.hpp"
+#include "sgdstab/solver.hpp"
 
 namespace sgdstab {
 

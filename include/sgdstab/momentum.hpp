@@ -27,17 +27,10 @@
 #include <vector>
 
 #include "sgdstab/moment_operator.hpp"
+#include "sgdstab/solver.hpp"
 #include "sgdstab/stability.hpp"
 
 namespace sgdstab {
-
-/// PyTorch's torch.optim.SGD(momentum=beta, nesterov=..., dampening=0).
-struct Momentum {
-  double beta = 0.0;      ///< in [0, 1)
-  bool nesterov = false;  ///< Nesterov's variant (PyTorch's nesterov=True)
-  /// \throws sgdstab::invalid_argument unless 0 <= beta < 1.
-  void validate() const;
-};
 
 /// The second-moment map T of momentum SGD at a learning rate.
 class MomentumOperator {

@@ -45,9 +45,9 @@
 #include <vector>
 
 #include "sgdstab/geometry.hpp"
-#include "sgdstab/momentum.hpp"
 #include "sgdstab/sampling.hpp"
 #include "sgdstab/schedule.hpp"
+#include "sgdstab/solver.hpp"
 
 namespace sgdstab {
 

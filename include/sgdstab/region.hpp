@@ -33,8 +33,8 @@
 #include <vector>
 
 #include "sgdstab/geometry.hpp"
-#include "sgdstab/momentum.hpp"
 #include "sgdstab/sampling.hpp"
+#include "sgdstab/solver.hpp"
 #include "sgdstab/stability.hpp"
 #include "sgdstab/types.hpp"
 

@@ -19,5 +19,6 @@
 #include "sgdstab/region.hpp"
 #include "sgdstab/sampling.hpp"
 #include "sgdstab/schedule.hpp"
+#include "sgdstab/solver.hpp"
 #include "sgdstab/stability.hpp"
 #include "sgdstab/types.hpp"

@@ -33,65 +33,13 @@
 
 #include "sgdstab/geometry.hpp"
 #include "sgdstab/sampling.hpp"
+#include "sgdstab/solver.hpp"
 #include "sgdstab/types.hpp"
 
 namespace sgdstab {
 
-// Method (automatic | dense | lanczos) and Status are in types.hpp.
-
-/// Options of the eigensolvers. validate() throws sgdstab::invalid_argument.
-struct SolverOptions {
-  Method method = Method::automatic;
-  /// Relative accuracy of the eigenvalue (Spectra: residual <= tol * |lambda|).
-  double tolerance = 1e-10;
-  /// Lanczos restarts allowed per attempt.
-  Index max_iterations = 1000;
-  /// Lanczos subspace dimension; 0 = automatic, m = r(r+1)/2: for eta*
-  /// min(m, 16), for curves and regions up to min(m, 64) vectors as memory allows (theory/region.md,
-  /// section 5); for rho(T) and the bounds (Spectra, which checks convergence
-  /// once per restart) min(m, 12).
-  Index subspace_dimension = 0;
-  /// automatic uses the dense method when m <= this.
-  Index dense_max_dimension = 600;
-  /// The dense method is a fallback for a failed Lanczos only when m <= this.
-  Index dense_fallback_max_dimension = 8000;
-  /// Also return the top eigen-direction (an r x r PSD matrix).
-  bool want_direction = false;
-  /// Memory the solver may use, bytes; 0 = what the system has available.
-  double memory_limit_bytes = 0.0;
-  /// Where the operator applications of eta* (threshold, curve, region) run
-  /// (device.hpp): cpu, cuda (an error without a usable GPU) or automatic
-  /// (the GPU when usable and the problem fits, else the CPU).
-  Device device = Device::automatic;
-  /// eta* (threshold, curve, region) on the CPU when r >= mixed_precision_min_rank:
-  /// the first applications of R in single precision (twice as fast), until
-  /// the residual is near what single precision resolves; then the kept
-  /// vectors are re-applied in double and the result is certified in double
-  /// precision as always (theory/region.md, section 7). false: double throughout.
-  bool mixed_precision = true;
-  Index mixed_precision_min_rank = 512;
-  void validate() const;
-};
-
-/// What an eigensolve did. A number whose status is not Status::converged
-/// is not trustworthy.
-struct SolveReport {
-  Status status = Status::not_converged;
-  bool converged() const { return status == Status::converged; }
-  Index iterations = 0;   ///< Lanczos restarts (1 for dense)
-  Index matvecs = 0;      ///< operator applications, residual check included
-  /// Of which in single precision (eta*'s mixed-precision start,
-  /// theory/region.md section 7); none of them certifies anything.
-  Index single_precision_matvecs = 0;
-  double residual = 0.0;  ///< |M v - lambda v| / |lambda| for the returned unit v
-  /// Relative a posteriori bound on the eigenvalue's error, (lambda_max - lambda) / lambda
-  /// (the threshold: eta* lies in [eta_star / (1 + error_bound), eta_star]); NaN where
-  /// the solver gives none (the spectral radius).
-  double error_bound = std::numeric_limits<double>::quiet_NaN();
-  Method method = Method::automatic;  ///< the method that produced the value
-  Device device = Device::cpu;        ///< where the operator applications ran (device.hpp)
-  std::string message;    ///< what happened (fallbacks, failures)
-};
+// Method (automatic | dense | lanczos) and Status are in types.hpp,
+// SolverOptions and SolveReport in solver.hpp.
 
 /// eta*(B) and its provenance.
 struct ThresholdResult {
