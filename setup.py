@@ -18,12 +18,23 @@ class CMakeExtension(Extension):
 class CMakeBuild(build_ext):
     def build_extension(self, ext):
         src = Path(__file__).resolve().parent
-        build = Path(self.build_temp).resolve() / "cmake"
-        build.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["cmake", "-S", str(src), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
-                        "-DSGDSTAB_PYTHON=ON", "-DSGDSTAB_BUILD_TESTS=OFF", "-DSGDSTAB_BUILD_BENCH=OFF",
-                        "-DSGDSTAB_WITH_TORCH=OFF", "-DSGDSTAB_INSTALL=OFF",
-                        f"-DPython3_EXECUTABLE={sys.executable}"], check=True)
+        # SGDSTAB_CMAKE_BUILD_DIR: a build folder of this tree already
+        # configured with SGDSTAB_PYTHON=ON for this Python; its
+        # sgdstab_python target is brought up to date and packaged, instead of
+        # configuring and compiling everything a second time (the test
+        # command's check of `pip install .`, scripts/test.sh).
+        reuse = os.environ.get("SGDSTAB_CMAKE_BUILD_DIR")
+        if reuse:
+            build = Path(reuse).resolve()
+            if not (build / "CMakeCache.txt").is_file():
+                raise RuntimeError(f"SGDSTAB_CMAKE_BUILD_DIR={reuse}: not a configured CMake build folder")
+        else:
+            build = Path(self.build_temp).resolve() / "cmake"
+            build.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["cmake", "-S", str(src), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
+                            "-DSGDSTAB_PYTHON=ON", "-DSGDSTAB_BUILD_TESTS=OFF", "-DSGDSTAB_BUILD_BENCH=OFF",
+                            "-DSGDSTAB_WITH_TORCH=OFF", "-DSGDSTAB_INSTALL=OFF",
+                            f"-DPython3_EXECUTABLE={sys.executable}"], check=True)
         jobs = str(os.cpu_count() or 1)
         subprocess.run(["cmake", "--build", str(build), "--target", "sgdstab_python", "-j", jobs], check=True)
         built = next((build / "python" / "sgdstab").glob("_core*.so"))

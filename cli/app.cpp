@@ -15,6 +15,7 @@
 
 #include "commands.hpp"
 #include "exit_codes.hpp"
+#include "option_table.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/interrupt.hpp"
 
@@ -53,7 +54,8 @@ class Program {
   void options(CLI::App* app, std::initializer_list<Opt> list);
   void flags(CLI::App* app, std::initializer_list<Opt> list);
   void geometry_options(CLI::App* app);
-  void solver_options(CLI::App* app);
+  void solver_options(CLI::App* app, std::initializer_list<const char*> only = {},
+                      std::initializer_list<Opt> help = {});
   void momentum_options(CLI::App* app);
   void problem_options(CLI::App* app);
   void cnn_options(CLI::App* app);
@@ -108,17 +110,21 @@ void Program::momentum_options(CLI::App* app) {
   flags(app, {{"nesterov", "Nesterov momentum (PyTorch's nesterov=True; needs --momentum)"}});
 }
 
-void Program::solver_options(CLI::App* app) {
-  options(app, {{"sampling", "without|with|bernoulli: the mini-batch scheme (default without)"},
-                {"method", "automatic|dense|lanczos: the eigensolver (default automatic)"},
-                {"tol", "X: relative eigenvalue accuracy (default 1e-10)"},
-                {"ncv", "K: Lanczos subspace dimension (default: min(m, 16) for eta*, min(m, 12) for rho)"},
-                {"max-restarts", "K: Lanczos restarts allowed (default 1000); past them the result says not_converged"},
-                {"memory-limit", "MIB: memory the reduction and the solver may use (default: what the system has)"},
-                {"device", "cpu|cuda|auto: where eta*'s operator applications run (default auto: the GPU when usable)"},
-                {"precision", "mixed|double: eta*'s first applications in single precision, certified in double (default mixed; "
-                              "r >= 512, CPU)"},
-                {"direction", "FILE: also write the top eigen-direction (r x r, reduced coordinates)"}});
+// The solver's options from SolverOptions' table (lib/options.cpp), their
+// defaults with them; `only` picks some (all when empty), `help` narrows the
+// words of some for this command.
+void Program::solver_options(CLI::App* app, std::initializer_list<const char*> only,
+                             std::initializer_list<Opt> help) {
+  for (const OptionField<SolverOptions>& f : option_table<SolverOptions>()) {
+    if (f.cli.empty()) continue;
+    if (only.size() != 0 &&
+        std::none_of(only.begin(), only.end(), [&](const char* name) { return f.cli == name; }))
+      continue;
+    std::string words;
+    for (const Opt& o : help)
+      if (f.cli == o.name) words = o.help;
+    app->add_option("--" + f.cli)->description(cli_help(f, words));
+  }
 }
 
 void Program::problem_options(CLI::App* app) {
@@ -203,7 +209,9 @@ Program::Program() : root_(kDescription, "sgdstab") {
 
   CLI::App* c = command(root_, "threshold", "eta*(B): stable iff lr <= eta*", cmd_threshold);
   geometry_options(c);
+  options(c, {{"sampling", "without|with|bernoulli: the mini-batch scheme (default without)"}});
   solver_options(c);
+  options(c, {{"direction", "FILE: also write the top eigen-direction (r x r, reduced coordinates)"}});
   options(c, {{"batch", "B: batch size, 1 <= B <= n"}});
   momentum_options(c);
   options(c, {{"scan", "K: with --momentum, also evaluate kappa at K points of (0, eta_mean) to find "
@@ -211,13 +219,17 @@ Program::Program() : root_(kDescription, "sgdstab") {
 
   c = command(root_, "radius", "rho(T) at (lr, B): stable iff rho <= 1", cmd_radius);
   geometry_options(c);
+  options(c, {{"sampling", "without|with|bernoulli: the mini-batch scheme (default without)"}});
   solver_options(c);
+  options(c, {{"direction", "FILE: also write the top eigen-direction (r x r, reduced coordinates)"}});
   options(c, {{"batch", "B: batch size"}, {"lr", "ETA: learning rate"}});
   momentum_options(c);
 
   c = command(root_, "curve", "eta*(B) for several B", cmd_curve);
   geometry_options(c);
+  options(c, {{"sampling", "without|with|bernoulli: the mini-batch scheme (default without)"}});
   solver_options(c);
+  options(c, {{"direction", "FILE: also write the top eigen-direction (r x r, reduced coordinates)"}});
   options(c, {{"batches", "1,2,4,...: batch sizes (default powers of two below n, and n)"}});
   momentum_options(c);
 
@@ -225,30 +237,27 @@ Program::Program() : root_(kDescription, "sgdstab") {
               cmd_region);
   geometry_options(c);
   options(c, {{"sampling", "S[,S...]: schemes among without|with|bernoulli (default all three)"},
-              {"batches", "1,2,4,...: batch sizes (default powers of two below n, and n)"},
-              {"method", "automatic|dense|lanczos: dense builds R (m applications); lanczos shares one subspace"},
-              {"tol", "X: relative width of each certified interval (default 1e-10)"},
-              {"ncv", "K: vectors in the shared subspace (default up to 64, as memory allows)"},
-              {"max-restarts", "K: restarts allowed (default 1000); past them the result says not_converged"},
-              {"memory-limit", "MIB: memory the reduction and the solver may use (default: what the system has)"},
-              {"device", "cpu|cuda|auto: where the operator applications run (default auto: the GPU when usable)"},
-              {"precision", "mixed|double: eta*'s first applications in single precision, certified in double (default mixed; "
-                            "r >= 512, CPU)"},
-              {"plot", "FILE.svg: write the picture (eta against B, bands, bounds, marks)"},
+              {"batches", "1,2,4,...: batch sizes (default powers of two below n, and n)"}});
+  solver_options(c, {},
+                 {{"method", "dense builds R (m applications); lanczos shares one subspace"},
+                  {"tol", "relative width of each certified interval"},
+                  {"ncv", "vectors in the shared subspace (default 0: up to 64, as memory allows)"},
+                  {"device", "where the operator applications run"}});
+  options(c, {{"plot", "FILE.svg: write the picture (eta against B, bands, bounds, marks)"},
               {"mark", "LR,B: a (learning rate, batch size) to judge and draw; repeatable"}});
   momentum_options(c);
 
   c = command(root_, "demo", "eta*(B) of a built-in random-feature regression problem", cmd_demo);
-  options(c, {{"sampling", "without|with|bernoulli"},
-              {"method", "automatic|dense|lanczos"},
-              {"tol", "X: relative eigenvalue accuracy"},
-              {"ncv", "K: Lanczos subspace dimension"},
-              {"plot", "FILE.svg: also write the stability region of all three schemes"}});
+  options(c, {{"sampling", "without|with|bernoulli"}});
+  solver_options(c, {"method", "tol", "ncv"});
+  options(c, {{"plot", "FILE.svg: also write the stability region of all three schemes"}});
 
   c = command(root_, "bounds", "eta*(B) beside every known bound (GD, Wu-Ma-E, Mulayoff-Michaeli, alignment)",
               cmd_bounds);
   geometry_options(c);
+  options(c, {{"sampling", "without|with|bernoulli: the mini-batch scheme (default without)"}});
   solver_options(c);
+  options(c, {{"direction", "FILE: also write the top eigen-direction (r x r, reduced coordinates)"}});
   options(c, {{"batch", "B: batch size"}});
 
   c = command(root_, "alignment",
@@ -277,13 +286,11 @@ Program::Program() : root_(kDescription, "sgdstab") {
   c = command(root_, "analyze", "minimum, then the eta*(B) curve and the bounds at it", cmd_analyze);
   problem_options(c);
   options(c, {{"batches", "1,2,4,...: batch sizes of the curve"},
-              {"method", "automatic|dense|lanczos"},
-              {"tol", "X: relative eigenvalue accuracy"},
-              {"ncv", "K: Lanczos subspace dimension"},
               {"rank-tol", "X: relative rank cut-off"},
-              {"space", "automatic|parameter|sample"},
-              {"device", "cpu|cuda|auto: where the curve's operator applications run (default auto)"},
-              {"precision", "mixed|double: the curve's first applications in single precision (default mixed)"}});
+              {"space", "automatic|parameter|sample"}});
+  solver_options(c, {"method", "tol", "ncv", "device", "precision"},
+                 {{"device", "where the curve's operator applications run"},
+                  {"precision", "the curve's first applications in single precision, certified in double"}});
   momentum_options(c);  // the curve is momentum SGD's; the gd and sgd trainers train with it
 
   c = command(root_, "escape", "nonlinear SGD from the minimum + epsilon delta: escape fraction, rate",

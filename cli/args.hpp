@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "sgdstab/types.hpp"
+
 namespace CLI {
 class App;
 }
@@ -34,6 +36,11 @@ class Args {
   double number(const std::string& key) const;  ///< required, strict, finite
   double number_or(const std::string& key, double fallback) const;
   std::vector<long long> integer_list(const std::string& key) const;  ///< "1,2,4"
+  /// The enumerator spelled by --key (parse<E>: an error names the choices), or `fallback`.
+  template <class E>
+  E choice(const std::string& key, E fallback) const {
+    return has(key) ? parse<E>(str(key)) : fallback;
+  }
   /// Every value of a repeatable option (app.cpp's kRepeatable), in order.
   std::vector<std::string> all(const std::string& key) const;
 

@@ -11,7 +11,7 @@ namespace sgdstab::cli {
 
 int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err) {
   // Every option is parsed before the (expensive) minimization.
-  const Sampling sampling = parse_sampling(args.str_or("sampling", "without"));
+  const Sampling sampling = args.choice("sampling", Sampling::without_replacement);
   SolverOptions so = solver_options(args);
   so.want_direction = false;
   const ReductionOptions ro = reduction_options(args);

@@ -54,7 +54,7 @@ Plan plan_of(const Args& args, const CnnProblem& p) {
   plan.lr = args.has("lr") || !plan.loaded ? args.number("lr") : 0.0;
   plan.batch = args.has("batch") || !plan.loaded ? args.integer("batch") : 0;
   if (args.has("batch")) check_batch(plan.batch, p.data.samples(), "--batch");
-  plan.schedule = parse_schedule(args.str_or("sampling", "without"));
+  plan.schedule = args.choice("sampling", Schedule::without_replacement);
   return plan;
 }
 

@@ -10,7 +10,7 @@
 namespace sgdstab::cli {
 
 int cmd_curve(const Args& args, std::ostream& out, std::ostream& err) {
-  const Sampling sampling = parse_sampling(args.str_or("sampling", "without"));
+  const Sampling sampling = args.choice("sampling", Sampling::without_replacement);
   SolverOptions so = solver_options(args);
   so.want_direction = false;
   const Geometry g = load_geometry(args);

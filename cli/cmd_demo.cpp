@@ -28,7 +28,7 @@ Eigen::MatrixXd demo_jacobian(Index n, Index d, Index m) {
 }  // namespace
 
 int cmd_demo(const Args& args, std::ostream& out, std::ostream& err) {
-  const Sampling sampling = parse_sampling(args.str_or("sampling", "without"));
+  const Sampling sampling = args.choice("sampling", Sampling::without_replacement);
   const SolverOptions so = solver_options(args);
   const Index n = 64, d = 16, m = 256;
   const Geometry g = Geometry::from_jacobian(demo_jacobian(n, d, m), 1);

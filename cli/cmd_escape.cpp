@@ -19,7 +19,7 @@ EscapeOptions escape_options(const Args& args) {
   if (args.has("lr") == args.has("lr-factor"))
     throw UsageError("give exactly one of --lr ETA (the runs' learning rate) or --lr-factor F (F x eta*(B))");
   EscapeOptions eo;
-  eo.schedule = parse_schedule(args.str_or("sampling", "without"));
+  eo.schedule = args.choice("sampling", Schedule::without_replacement);
   eo.runs = args.integer_or("runs", 100);
   eo.epsilon = args.number_or("epsilon", 1e-3);
   eo.max_steps = args.integer_or("escape-steps", 20000);

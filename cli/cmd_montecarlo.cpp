@@ -10,7 +10,7 @@ namespace sgdstab::cli {
 
 int cmd_montecarlo(const Args& args, std::ostream& out, std::ostream& err) {
   CrossCheckOptions o;
-  o.schedule = parse_schedule(args.str_or("sampling", "without"));
+  o.schedule = args.choice("sampling", Schedule::without_replacement);
   o.lr = args.number("lr");
   o.steps = args.integer_or("steps", 50);
   o.trajectories = args.integer_or("trajectories", 2000);

@@ -11,7 +11,7 @@
 namespace sgdstab::cli {
 
 int cmd_radius(const Args& args, std::ostream& out, std::ostream& err) {
-  const Sampling sampling = parse_sampling(args.str_or("sampling", "without"));
+  const Sampling sampling = args.choice("sampling", Sampling::without_replacement);
   const SolverOptions so = solver_options(args);
   const double lr = args.number("lr");
   if (!(lr > 0)) throw sgdstab::invalid_argument("--lr: the learning rate must be > 0, got " + detail::fmt(lr));

@@ -10,7 +10,7 @@
 namespace sgdstab::cli {
 
 int cmd_threshold(const Args& args, std::ostream& out, std::ostream& err) {
-  const Sampling sampling = parse_sampling(args.str_or("sampling", "without"));
+  const Sampling sampling = args.choice("sampling", Sampling::without_replacement);
   const SolverOptions so = solver_options(args);
   const Geometry g = load_geometry(args);
   const Index b = batch_of(args, g);

@@ -66,7 +66,7 @@ Dataset cnn_data(const Args& args, cnn::CnnSpec& spec) {
   if (args.has("classes"))
     for (long long c : args.integer_list("classes")) sel.classes.push_back(static_cast<int>(c));
   sel.per_class = args.integer_or("per-class", 16);
-  const PixelScaling scaling = parse_pixel_scaling(args.str_or("scaling", "unit"));
+  const PixelScaling scaling = args.choice("scaling", PixelScaling::unit);
   const long long seed = args.integer_or("seed", 0);
   if (seed < 0) throw UsageError("--seed: S must be >= 0");
   if (data == "synthetic") {
@@ -150,7 +150,7 @@ cnn::CnnTrainOptions train_options(const Args& args, double lr, Index batch) {
   cnn::CnnTrainOptions o;
   o.lr = lr;
   o.batch = batch;
-  o.schedule = parse_schedule(args.str_or("sampling", "without"));
+  o.schedule = args.choice("sampling", Schedule::without_replacement);
   o.max_steps = args.integer_or("max-steps", 100000);
   o.residual_tolerance = args.number_or("residual-tol", 1e-6);
   o.seed = static_cast<std::uint64_t>(args.integer_or("seed", 0)) + 7;
@@ -302,7 +302,7 @@ void save_outputs(const Args& args, const cnn::Cnn& net, const Dataset& d, const
 }
 
 torch::Device device_option(const Args& args) {
-  return cnn::resolve_device(cnn::parse_device(args.str_or("device", "auto")));
+  return cnn::torch_device(args.choice("device", Device::automatic));
 }
 
 json gram_json(const cnn::GramInfo& gi, double seconds, Index samples) {

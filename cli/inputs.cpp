@@ -3,6 +3,7 @@
 #include <cmath>
 #include <string>
 
+#include "option_table.hpp"
 #include "sgdstab/matrix_io.hpp"
 #include "sgdstab/sampling.hpp"
 
@@ -19,7 +20,7 @@ double memory_limit_option(const Args& args) {
 ReductionOptions reduction_options(const Args& args) {
   ReductionOptions ro;
   ro.rank_tolerance = args.number_or("rank-tol", 0.0);
-  ro.space = parse<Space>(args.str_or("space", "automatic"));
+  ro.space = args.choice("space", Space::automatic);
   ro.memory_limit_bytes = memory_limit_option(args);
   return ro;
 }
@@ -40,19 +41,8 @@ Geometry load_geometry(const Args& args) {
 
 SolverOptions solver_options(const Args& args) {
   SolverOptions so;
-  so.method = parse_method(args.str_or("method", "automatic"));
-  so.tolerance = args.number_or("tol", so.tolerance);
-  so.subspace_dimension = args.integer_or("ncv", 0);
+  apply_cli(args, so);  // the table's options (lib/options.cpp): --method, --tol, --ncv, --max-restarts, ...
   so.want_direction = args.has("direction");
-  const long long restarts = args.integer_or("max-restarts", so.max_iterations);
-  if (restarts < 1) throw UsageError("--max-restarts: K must be >= 1, got " + std::to_string(restarts));
-  so.max_iterations = static_cast<Index>(restarts);
-  so.memory_limit_bytes = memory_limit_option(args);
-  so.device = parse<Device>(args.str_or("device", "auto"));
-  const std::string precision = args.str_or("precision", "mixed");
-  if (precision != "mixed" && precision != "double")
-    throw UsageError("--precision: expected mixed or double, got '" + precision + "'");
-  so.mixed_precision = precision == "mixed";
   so.validate();
   return so;
 }

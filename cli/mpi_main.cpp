@@ -98,7 +98,7 @@ Index batch_in(const Args& args, const mpi::DistributedGeometry& g) {
 
 int cmd_threshold_mpi(const Args& args, std::ostream& out, std::ostream& err) {
   plain_sgd_only(args);
-  const Sampling sampling = parse_sampling(args.str_or("sampling", "without"));
+  const Sampling sampling = args.choice("sampling", Sampling::without_replacement);
   SolverOptions so = solver_options(args);
   so.want_direction = false;
   const mpi::DistributedGeometry g = load_distributed(args);
@@ -111,7 +111,7 @@ int cmd_threshold_mpi(const Args& args, std::ostream& out, std::ostream& err) {
 
 int cmd_radius_mpi(const Args& args, std::ostream& out, std::ostream& err) {
   plain_sgd_only(args);
-  const Sampling sampling = parse_sampling(args.str_or("sampling", "without"));
+  const Sampling sampling = args.choice("sampling", Sampling::without_replacement);
   SolverOptions so = solver_options(args);
   so.want_direction = false;
   const double lr = args.number("lr");

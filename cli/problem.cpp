@@ -32,7 +32,7 @@ std::vector<Activation> activations(const Args& args) {
   const std::string text = args.str_or("activation", "relu");
   std::stringstream ss(text);
   std::string item;
-  while (std::getline(ss, item, ',')) out.push_back(parse_activation(item));
+  while (std::getline(ss, item, ',')) out.push_back(parse<Activation>(item));
   if (text.empty() || text.back() == ',') throw UsageError("--activation: empty entry in '" + text + "'");
   return out;
 }
@@ -79,8 +79,8 @@ MlpSpec model_spec(const Args& args) {
   spec.widths = index_list(args, "widths");
   if (spec.widths.size() < 2) throw UsageError("--widths needs at least D,C");
   spec.bias = args.flag("bias");
-  spec.parametrization = parse_parametrization(args.str_or("parametrization", "standard"));
-  spec.init = parse_init(args.str_or("init", "he"));
+  spec.parametrization = args.choice("parametrization", Parametrization::standard);
+  spec.init = args.choice("init", Init::he);
   spec.output_scale = args.number_or("output-scale", 1.0);
   const std::string model = args.str_or("model", "mlp");
   const std::size_t layers = spec.widths.size() - 1;
@@ -134,7 +134,7 @@ Dataset image_data(const Args& args, const std::string& name) {
   if (args.has("classes"))
     for (long long c : args.integer_list("classes")) sel.classes.push_back(static_cast<int>(c));
   sel.per_class = args.integer_or("per-class", 0);
-  return select_classes(images, sel, parse_pixel_scaling(args.str_or("scaling", "unit")), name + " " + split);
+  return select_classes(images, sel, args.choice("scaling", PixelScaling::unit), name + " " + split);
 }
 
 Dataset make_data(const Args& args, const MlpSpec& spec, std::uint64_t seed) {
@@ -234,7 +234,7 @@ MinimizeResult reach_minimum(const Args& args, Problem& p) {
     o.batch = trainer == "gd" ? p.data.samples() : args.integer("batch");
     check_batch(o.batch, p.data.samples(), "--batch");
     if (trainer == "sgd")
-      o.sampling = parse_sampling(args.str_or("train-sampling", args.str_or("sampling", "without")));
+      o.sampling = args.choice("train-sampling", args.choice("sampling", Sampling::without_replacement));
     o.max_steps = args.integer_or("max-steps", o.max_steps);
     o.residual_tolerance = tol;
     if (momentum) o.momentum = *momentum;

@@ -7,25 +7,12 @@
 #include <string>
 
 #include "check.hpp"
+#include "sgdstab/options.hpp"
 
 namespace sgdstab {
 
-void SolverOptions::validate() const {
-  const std::string where = "SolverOptions";
-  detail::require(std::isfinite(tolerance) && tolerance > 0 && tolerance < 0.1, where,
-                  "tolerance must satisfy 0 < tolerance < 0.1, got " + detail::fmt(tolerance));
-  detail::require(max_iterations >= 1, where,
-                  "max_iterations must be >= 1, got " + std::to_string(max_iterations));
-  detail::require(subspace_dimension == 0 || subspace_dimension >= 3, where,
-                  "subspace_dimension must be 0 (automatic) or >= 3, got " +
-                      std::to_string(subspace_dimension));
-  detail::require(dense_max_dimension >= 0 && dense_fallback_max_dimension >= 0, where,
-                  "dense dimensions must be >= 0");
-  detail::require(mixed_precision_min_rank >= 0, where,
-                  "mixed_precision_min_rank must be >= 0, got " + std::to_string(mixed_precision_min_rank));
-  detail::require(std::isfinite(memory_limit_bytes) && memory_limit_bytes >= 0, where,
-                  "memory_limit_bytes must be >= 0, got " + detail::fmt(memory_limit_bytes));
-}
+// Each field's rule is in its table (lib/options.cpp), with its default and help.
+void SolverOptions::validate() const { check_fields(*this, "SolverOptions"); }
 
 void Momentum::validate() const {
   detail::require(std::isfinite(beta) && beta >= 0.0 && beta < 1.0, "Momentum",

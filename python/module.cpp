@@ -17,11 +17,13 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <exception>
 #include <optional>
 #include <set>
+#include <variant>
 #include <string>
 #include <vector>
 
@@ -184,39 +186,24 @@ class Compute {
   std::optional<py::gil_scoped_release> release_;
 };
 
-const std::set<std::string>& solver_keys() {
-  static const std::set<std::string> keys = {"method", "tolerance", "max_iterations", "subspace_dimension",
-                                             "dense_max_dimension", "dense_fallback_max_dimension",
-                                             "want_direction", "memory_limit_bytes", "device", "mixed_precision",
-                                             "mixed_precision_min_rank"};
-  return keys;
-}
-
-std::string joined_solver_keys() {
-  std::string out;
-  for (const std::string& k : solver_keys()) out += (out.empty() ? "" : ", ") + k;
-  return out;
-}
-
+// The solver's keywords are the fields of SolverOptions' table
+// (lib/options.cpp): the same names, kinds, rules and defaults as in C++.
 SolverOptions solver_options(const py::kwargs& kw, const char* function) {
   SolverOptions so;
   for (const auto& item : kw) {
     const std::string key = py::str(item.first).cast<std::string>();
-    if (!solver_keys().count(key))
+    const auto& table = option_table<SolverOptions>();
+    const auto f = std::find_if(table.begin(), table.end(), [&](const auto& field) { return field.key == key; });
+    if (f == table.end())
       throw py::type_error(std::string(function) + "() got an unexpected keyword argument '" + key +
-                           "' (solver options: " + joined_solver_keys() + ")");
+                           "' (solver options: " + option_keys<SolverOptions>() + ")");
     const py::handle v = item.second;
-    if (key == "method") so.method = parse<Method>(v.cast<std::string>());
-    else if (key == "tolerance") so.tolerance = v.cast<double>();
-    else if (key == "max_iterations") so.max_iterations = v.cast<Index>();
-    else if (key == "subspace_dimension") so.subspace_dimension = v.cast<Index>();
-    else if (key == "dense_max_dimension") so.dense_max_dimension = v.cast<Index>();
-    else if (key == "dense_fallback_max_dimension") so.dense_fallback_max_dimension = v.cast<Index>();
-    else if (key == "want_direction") so.want_direction = v.cast<bool>();
-    else if (key == "memory_limit_bytes") so.memory_limit_bytes = v.cast<double>();
-    else if (key == "device") so.device = parse<Device>(v.cast<std::string>());
-    else if (key == "mixed_precision") so.mixed_precision = v.cast<bool>();
-    else if (key == "mixed_precision_min_rank") so.mixed_precision_min_rank = v.cast<Index>();
+    switch (f->kind) {
+      case OptionKind::flag: f->set(so, v.cast<bool>()); break;
+      case OptionKind::integer: f->set(so, v.cast<long long>()); break;
+      case OptionKind::real: f->set(so, v.cast<double>()); break;
+      case OptionKind::choice: f->set(so, v.cast<std::string>()); break;
+    }
   }
   so.validate();
   return so;
@@ -753,6 +740,21 @@ PYBIND11_MODULE(_core, m) {
       py::arg("path"));
 
   m.def("default_batches", &default_batches, py::arg("samples"));
+
+  // SolverOptions' table (lib/options.cpp) for the docstrings and
+  // sgdstab.solver_options(): (keyword, default, help, rule, default in words,
+  // choices) per field.
+  m.def("_solver_option_table", [] {
+    py::list out;
+    const SolverOptions defaults;
+    for (const OptionField<SolverOptions>& f : option_table<SolverOptions>()) {
+      const OptionValue v = f.get(defaults);
+      py::object value = std::visit([](const auto& x) -> py::object { return py::cast(x); }, v);
+      const std::string choices = f.kind == OptionKind::choice ? f.metavar : "";
+      out.append(py::make_tuple(f.key, value, f.help, f.rule, f.default_words, choices));
+    }
+    return out;
+  });
 
   // For the tests: where the library reads a matrix argument from, and
   // whether it had to be copied (float32, strided input).

@@ -154,6 +154,60 @@ TEST_F(Cli, PrecisionIsAnOptionAndReported) {
   EXPECT_NE(bad.err.find("--precision"), std::string::npos) << bad.err;
 }
 
+TEST_F(Cli, SolverOptionsComeFromTheTable) {
+  // The help of every command with solver options shows each default, as
+  // written here from SolverOptions (solver.hpp); a command's narrower words
+  // keep the default; the values given reach the solver in its units.
+  const CliRun help = run("threshold --help");
+  ASSERT_EQ(help.code, 0) << help.err;
+  for (const std::string expected :
+       {"automatic|dense|lanczos: the eigensolver (default automatic)", "X: relative eigenvalue accuracy (default 1e-10)",
+        "K: Lanczos subspace dimension (default 0: min(m, 16) for eta*, min(m, 12) for rho)",
+        "past them the result says not_converged (default 1000)", "(default 0: what the system has)",
+        "(default auto: the GPU when usable)", "mixed|double: eta*'s first applications in single precision"}) {
+    EXPECT_NE(help.out.find(expected), std::string::npos) << "threshold --help lacks '" << expected << "':\n" << help.out;
+  }
+  EXPECT_NE(help.out.find("(r >= 512, CPU) (default mixed)"), std::string::npos) << help.out;
+  const CliRun region = run("region --help");
+  EXPECT_NE(region.out.find("X: relative width of each certified interval (default 1e-10)"), std::string::npos)
+      << region.out;
+  EXPECT_NE(region.out.find("K: vectors in the shared subspace (default 0: up to 64, as memory allows)"),
+            std::string::npos)
+      << region.out;
+  const CliRun demo = run("demo --help");
+  EXPECT_NE(demo.out.find("--tol"), std::string::npos) << demo.out;
+  EXPECT_EQ(demo.out.find("--max-restarts"), std::string::npos) << demo.out;
+
+  const MatrixXd J = ref::gaussian(60, 40, 74);
+  sgdstab::write_npy(file("j.npy"), J);
+  const std::string t = "threshold --batch 4 --device cpu --jacobian " + file("j.npy");
+  const std::pair<std::string, std::string> bad[] = {
+      {" --max-restarts 0", "--max-restarts: must be >= 1, got '0'"},
+      {" --ncv 2", "--ncv: must be 0 (automatic) or >= 3, got '2'"},
+      {" --tol 0.5", "--tol: must satisfy 0 < tolerance < 0.1, got '0.5'"},
+      {" --tol abc", "--tol: expected a finite number, got 'abc'"},
+      {" --memory-limit -1", "--memory-limit: must be finite and >= 0 (0: what the system has), got '-1'"},
+      {" --method magic", "automatic|dense|lanczos"},
+      {" --device tpu", "cpu|cuda|auto"},
+  };
+  for (const auto& [extra, message] : bad) {
+    const CliRun r = run(t + extra);
+    EXPECT_EQ(r.code, 2) << extra;
+    EXPECT_TRUE(r.out.empty()) << extra;
+    EXPECT_NE(r.err.find(message), std::string::npos) << extra << " said: " << r.err;
+  }
+  for (const std::string method : {"dense", "lanczos"}) {
+    const CliRun r = run(t + " --method " + method);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(json::parse(r.out)["method"], method);
+  }
+  // --memory-limit counts MiB: 1000 MiB is plenty here, 0.001 MiB (1 KiB) is not.
+  EXPECT_EQ(run(t + " --memory-limit 1000").code, 0);
+  const CliRun tight = run(t + " --memory-limit 0.001");
+  EXPECT_EQ(tight.code, 1) << tight.err;
+  EXPECT_TRUE(tight.out.empty());
+}
+
 TEST_F(Cli, RadiusAndCurve) {
   const MatrixXd J = ref::gaussian(10, 14, 72);
   sgdstab::write_csv(file("j.csv"), J);

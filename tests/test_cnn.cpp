@@ -75,7 +75,7 @@ struct Case {
 }  // namespace
 
 TEST(Cnn, TorchMlpMatchesTheEigenMlp) {
-  const torch::Device cpu = sgdstab::cnn::resolve_device(sgdstab::cnn::Device::cpu);
+  const torch::Device cpu = sgdstab::cnn::torch_device(sgdstab::cnn::Device::cpu);
   const std::vector<Case> cases = {
       {{3, 2}, Activation::identity, false, {}, sgdstab::Parametrization::standard},
       {{3, 6, 2}, Activation::relu, true, {}, sgdstab::Parametrization::standard},
@@ -112,7 +112,7 @@ TEST(Cnn, ThresholdFromTheTorchGramEqualsTheCoreSolver) {
   spec.activations = {Activation::tanh};
   sgdstab::Mlp net(spec, 7);
   const MatrixXd x = ref::gaussian(6, 3, 5);
-  const sgdstab::cnn::TorchMlp tnet(net, sgdstab::cnn::resolve_device(sgdstab::cnn::Device::automatic));
+  const sgdstab::cnn::TorchMlp tnet(net, sgdstab::cnn::torch_device(sgdstab::cnn::Device::automatic));
   const auto from_torch = sgdstab::Geometry::from_gram(tnet.gram(x), 2);
   const auto from_eigen = sgdstab::Geometry::from_jacobian(net.jacobian(x), 2);
   EXPECT_REL_NEAR(sgdstab::stability_threshold(from_torch, 2).eta_star,
@@ -120,15 +120,15 @@ TEST(Cnn, ThresholdFromTheTorchGramEqualsTheCoreSolver) {
 }
 
 TEST(Cnn, DevicesAreExplicit) {
-  EXPECT_EQ(sgdstab::cnn::parse_device("auto"), sgdstab::cnn::Device::automatic);
-  EXPECT_THROW(sgdstab::cnn::parse_device("gpu"), sgdstab::invalid_argument);
-  EXPECT_TRUE(sgdstab::cnn::resolve_device(sgdstab::cnn::Device::cpu).is_cpu());
+  EXPECT_EQ(sgdstab::parse<sgdstab::Device>("auto"), sgdstab::cnn::Device::automatic);
+  EXPECT_THROW(sgdstab::parse<sgdstab::Device>("gpu"), sgdstab::invalid_argument);
+  EXPECT_TRUE(sgdstab::cnn::torch_device(sgdstab::cnn::Device::cpu).is_cpu());
   if (!torch::cuda::is_available()) {
-    EXPECT_THROW(sgdstab::cnn::resolve_device(sgdstab::cnn::Device::cuda), sgdstab::invalid_argument);
-    EXPECT_TRUE(sgdstab::cnn::resolve_device(sgdstab::cnn::Device::automatic).is_cpu());
+    EXPECT_THROW(sgdstab::cnn::torch_device(sgdstab::cnn::Device::cuda), sgdstab::invalid_argument);
+    EXPECT_TRUE(sgdstab::cnn::torch_device(sgdstab::cnn::Device::automatic).is_cpu());
     GTEST_SKIP() << "no CUDA device visible to LibTorch (CPU-only build or no GPU): GPU checks skipped";
   }
-  EXPECT_TRUE(sgdstab::cnn::resolve_device(sgdstab::cnn::Device::automatic).is_cuda());
+  EXPECT_TRUE(sgdstab::cnn::torch_device(sgdstab::cnn::Device::automatic).is_cuda());
 }
 
 TEST(Cnn, RejectsBadInput) {
@@ -394,7 +394,7 @@ TEST(Cnn, CudaMatchesCpu) {
     GTEST_SKIP() << "no CUDA device visible to LibTorch (CPU-only build or no GPU): CUDA-vs-CPU check skipped";
   sgdstab::cnn::CnnSpec spec = tiny_spec(2, 8, {3, 4}, {6}, 3);
   sgdstab::cnn::Cnn cpu(spec, 51, torch::Device(torch::kCPU));
-  sgdstab::cnn::Cnn gpu(spec, 51, sgdstab::cnn::resolve_device(sgdstab::cnn::Device::cuda));
+  sgdstab::cnn::Cnn gpu(spec, 51, sgdstab::cnn::torch_device(sgdstab::cnn::Device::cuda));
   ASSERT_TRUE(gpu.device().is_cuda());
   ASSERT_EQ(cpu.parameters(), gpu.parameters());
   const MatrixXd x = ref::gaussian(6, 128, 52);

@@ -585,8 +585,8 @@ TEST(DataSelect, ScalingModesMatchHandComputation) {
 
   for (auto s : {sgdstab::PixelScaling::none, sgdstab::PixelScaling::unit, sgdstab::PixelScaling::standardize,
                  sgdstab::PixelScaling::center})
-    EXPECT_EQ(sgdstab::parse_pixel_scaling(sgdstab::to_string(s)), s);
-  EXPECT_TRUE(contains(invalid_argument_of([] { sgdstab::parse_pixel_scaling("scale"); }),
+    EXPECT_EQ(sgdstab::parse<sgdstab::PixelScaling>(sgdstab::to_string(s)), s);
+  EXPECT_TRUE(contains(invalid_argument_of([] { sgdstab::parse<sgdstab::PixelScaling>("scale"); }),
                        "pixel scaling: expected one of none|unit|standardize|center, got 'scale'"));
 }
 

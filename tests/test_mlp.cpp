@@ -314,8 +314,8 @@ TEST(Mlp, RejectsBadInput) {
   t = s;
   t.trainable = {true};
   EXPECT_THROW(Mlp(t, 1), invalid_argument);
-  EXPECT_THROW(sgdstab::parse_activation("sigmoid"), invalid_argument);
-  EXPECT_EQ(sgdstab::parse_activation("linear"), Activation::identity);
+  EXPECT_THROW(sgdstab::parse<sgdstab::Activation>("sigmoid"), invalid_argument);
+  EXPECT_EQ(sgdstab::parse<sgdstab::Activation>("linear"), Activation::identity);
 }
 
 TEST(Mlp, BatchGradientIsMeanOfPerSampleGradients) {

@@ -184,11 +184,53 @@ TEST(Momentum, BadArgumentsAreRejected) {
 
 namespace {
 
+// k.block(c q, a q) += w (a(c, a) b + b(c, a) a): the symmetrized kron(a, b) + kron(b, a), weighted.
+void add_kron_pair(MatrixXd& k, double w, const MatrixXd& a, const MatrixXd& b) {
+  const Eigen::Index q = a.rows();
+  for (Eigen::Index j = 0; j < q; ++j)
+    for (Eigen::Index c = 0; c < q; ++c) k.block(c * q, j * q, q, q) += w * (a(c, j) * b + b(c, j) * a);
+}
+
+// M_xi is affine in eta (M = M0 + eta M1), so E[kron(M, M)] = K0 + eta K1 +
+// eta^2 K2 with K0 = E[kron(M0, M0)], K1 = E[kron(M0, M1) + kron(M1, M0)],
+// K2 = E[kron(M1, M1)]: each an explicit sum over every batch, formed once
+// and reduced to the symmetric matrices, so that a bisection's steps cost a
+// small eigenproblem each (the enumeration at every step took minutes under
+// the sanitizers).
+struct ExplicitQuadratic {
+  MatrixXd k0, k1, k2;  // basis^T K_i basis
+  double rho(double eta) const {
+    Eigen::EigenSolver<MatrixXd> es(k0 + eta * k1 + eta * eta * k2, false);
+    return es.eigenvalues().cwiseAbs().maxCoeff();
+  }
+};
+
+ExplicitQuadratic explicit_quadratic(const std::vector<std::pair<MatrixXd, double>>& batches, Momentum mo) {
+  const Eigen::Index p = batches.front().first.rows(), q = 2 * p;
+  MatrixXd k0 = MatrixXd::Zero(q * q, q * q), k1 = k0, k2 = k0;
+  for (const auto& [hb, prob] : batches) {
+    const MatrixXd m0 = explicit_m(hb, 0.0, mo);
+    MatrixXd m1 = MatrixXd::Zero(q, q);  // d M / d eta, read off explicit_m
+    m1.topLeftCorner(p, p) = -(mo.nesterov ? 1 + mo.beta : 1.0) * hb;
+    m1.bottomLeftCorner(p, p) = hb;
+    add_kron_pair(k0, 0.5 * prob, m0, m0);
+    add_kron_pair(k1, prob, m0, m1);
+    add_kron_pair(k2, 0.5 * prob, m1, m1);
+  }
+  const MatrixXd basis = ref::sym_range_basis(MatrixXd::Identity(q, q));
+  return {basis.transpose() * k0 * basis, basis.transpose() * k1 * basis, basis.transpose() * k2 * basis};
+}
+
 // The first crossing of rho = 1 by the explicit enumeration: a fine grid on
 // (0, eta_mean), then bisection on the first bracket.
 double explicit_threshold(const std::vector<std::pair<MatrixXd, double>>& batches, Momentum mo, double eta_mean,
                           Eigen::Index q, int grid = 100) {
-  auto rho = [&](double eta) { return explicit_rho(explicit_t(batches, eta, mo), q); };
+  const ExplicitQuadratic k = explicit_quadratic(batches, mo);
+  EXPECT_EQ(q, 2 * batches.front().first.rows());
+  // The quadratic is the enumeration itself: checked at eta_mean / 2 against explicit_t.
+  const double direct = explicit_rho(explicit_t(batches, 0.5 * eta_mean, mo), q);
+  EXPECT_NEAR(k.rho(0.5 * eta_mean), direct, 1e-12 * direct);
+  auto rho = [&](double eta) { return k.rho(eta); };
   double lo = 0.0, hi = eta_mean;
   for (int k = 1; k < grid; ++k) {
     const double eta = eta_mean * k / grid;

@@ -294,8 +294,8 @@ TEST(MonteCarlo, RejectsBadOptions) {
   r.batch = 2;
   r.blocks = 1;
   EXPECT_THROW(sgdstab::estimate_radius(g, r), sgdstab::invalid_argument);
-  EXPECT_THROW(sgdstab::parse_schedule("epochs"), sgdstab::invalid_argument);
-  EXPECT_EQ(sgdstab::parse_schedule("reshuffle"), Schedule::reshuffle);
+  EXPECT_THROW(sgdstab::parse<sgdstab::Schedule>("epochs"), sgdstab::invalid_argument);
+  EXPECT_EQ(sgdstab::parse<sgdstab::Schedule>("reshuffle"), Schedule::reshuffle);
 }
 
 namespace {

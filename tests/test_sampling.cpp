@@ -44,8 +44,8 @@ TEST(Sampling, FullBatchWithoutReplacementIsDeterministic) {
 
 TEST(Sampling, NamesRoundTripAndBadInputIsRejected) {
   for (Sampling s : {Sampling::without_replacement, Sampling::with_replacement, Sampling::bernoulli})
-    EXPECT_EQ(sgdstab::parse_sampling(sgdstab::to_string(s)), s);
-  EXPECT_THROW(sgdstab::parse_sampling("reshuffle"), sgdstab::invalid_argument);
+    EXPECT_EQ(sgdstab::parse<sgdstab::Sampling>(sgdstab::to_string(s)), s);
+  EXPECT_THROW(sgdstab::parse<sgdstab::Sampling>("reshuffle"), sgdstab::invalid_argument);
   EXPECT_THROW(sgdstab::sampling_factors(Sampling::with_replacement, 5, 0), sgdstab::invalid_argument);
   EXPECT_THROW(sgdstab::sampling_factors(Sampling::with_replacement, 5, 6), sgdstab::invalid_argument);
   EXPECT_THROW(sgdstab::sampling_factors(Sampling::bernoulli, 0, 1), sgdstab::invalid_argument);

@@ -24,7 +24,7 @@ int main(int argc, char** argv) try {
   spec.channels = {4};
   spec.hidden = {32};
   spec.outputs = 2;
-  const auto device = sgdstab::cnn::resolve_device(sgdstab::cnn::Device::automatic);
+  const auto device = sgdstab::cnn::torch_device(sgdstab::cnn::Device::automatic);
   sgdstab::cnn::Cnn net(spec, 1, device);
   sgdstab::cnn::CnnTrainOptions o;
   o.lr = lr;

@@ -19,7 +19,7 @@
 ///
 /// \code
 /// sgdstab::Mlp net(spec, 1);                                   // Eigen model
-/// auto dev = sgdstab::cnn::resolve_device(sgdstab::cnn::Device::automatic);
+/// auto dev = sgdstab::cnn::torch_device(sgdstab::cnn::Device::automatic);
 /// sgdstab::cnn::TorchMlp tnet(net, dev);                       // same weights in LibTorch
 /// Eigen::MatrixXd K = tnet.gram(X);                            // equals net.gram(X)
 ///
@@ -46,9 +46,8 @@ namespace sgdstab::cnn {
 /// Where tensors live: cpu, cuda, or automatic (cuda when LibTorch reports a
 /// device); the enumeration and its spellings are in types.hpp.
 using sgdstab::Device;
-using sgdstab::parse_device;
 /// \throws sgdstab::invalid_argument when cuda is requested but unavailable.
-torch::Device resolve_device(Device d);
+torch::Device torch_device(Device d);
 
 /// n x m Eigen matrix -> n x m float64 tensor on `device` (row-major copy).
 torch::Tensor to_tensor(const Eigen::Ref<const Eigen::MatrixXd>& m, const torch::Device& device);

@@ -15,6 +15,7 @@
 #include "sgdstab/moment_operator.hpp"
 #include "sgdstab/momentum.hpp"
 #include "sgdstab/montecarlo.hpp"
+#include "sgdstab/options.hpp"
 #include "sgdstab/random.hpp"
 #include "sgdstab/region.hpp"
 #include "sgdstab/sampling.hpp"

@@ -124,14 +124,5 @@ std::string choices();
 template <class E>
 std::string kind_name();
 
-// The named parsers of earlier versions, kept for callers.
-inline Method parse_method(std::string_view text) { return parse<Method>(text); }
-inline Sampling parse_sampling(std::string_view text) { return parse<Sampling>(text); }
-inline Schedule parse_schedule(std::string_view text) { return parse<Schedule>(text); }
-inline Activation parse_activation(std::string_view text) { return parse<Activation>(text); }
-inline Parametrization parse_parametrization(std::string_view text) { return parse<Parametrization>(text); }
-inline Init parse_init(std::string_view text) { return parse<Init>(text); }
-inline PixelScaling parse_pixel_scaling(std::string_view text) { return parse<PixelScaling>(text); }
-inline Device parse_device(std::string_view text) { return parse<Device>(text); }
 
 }  // namespace sgdstab

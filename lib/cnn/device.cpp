@@ -7,7 +7,7 @@ namespace sgdstab::cnn {
 using Eigen::MatrixXd;
 using RowMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-torch::Device resolve_device(Device d) {
+torch::Device torch_device(Device d) {
   const bool has_cuda = torch::cuda::is_available();
   if (d == Device::cuda && !has_cuda)
     throw invalid_argument("device: cuda requested but LibTorch reports no CUDA device (a CPU-only LibTorch such as "

@@ -64,26 +64,31 @@ __all__ = [
     "montecarlo",
     "read_matrix",
     "default_batches",
+    "solver_options",
     "torch_lr",
     "from_torch_lr",
     "loss_convention",
     "__version__",
 ]
 
-_SOLVER_OPTIONS = """
 
-    Solver options (keyword arguments, as SolverOptions in C++): method
-    ("automatic", "dense", "lanczos"), tolerance (relative accuracy, 1e-10),
-    max_iterations, subspace_dimension, dense_max_dimension,
-    dense_fallback_max_dimension, want_direction (return the top
-    eigen-direction), memory_limit_bytes (0: what the system has), device
-    ("auto", "cpu", "cuda": where eta*'s operator applications run; "cuda"
-    without a usable GPU is a ValueError naming why), mixed_precision (True:
-    eta*'s first applications in single precision when r >=
-    mixed_precision_min_rank, default 512, certified in double either way;
-    results count them in matvecs_single_precision). An unknown keyword is a
-    TypeError.
-    """
+def _solver_options_doc():
+    # Generated from SolverOptions' table (lib/options.cpp), as the command line's help is.
+    lines = ["", "", "    Solver options (keyword arguments, the fields of SolverOptions in C++; an unknown",
+             "    keyword is a TypeError, a value outside its rule a ValueError):"]
+    for key, default, text, rule, words, choices in _core._solver_option_table():
+        shown = words or repr(default)
+        valid = f"; one of {choices}" if choices else (f"; {rule}" if rule else "")
+        lines.append(f"      {key} (default {shown}): {text}{valid}")
+    return "\n".join(lines) + "\n"
+
+
+_SOLVER_OPTIONS = _solver_options_doc()
+
+
+def solver_options():
+    """The solver's keyword arguments and their defaults, as a dict (the fields of SolverOptions)."""
+    return {row[0]: row[1] for row in _core._solver_option_table()}
 
 
 def _doc(text):

@@ -105,6 +105,25 @@ def test_batch_lr_sampling_and_options(g):
         sgdstab.radius(g, 0.1, 2, nesterov=True)
 
 
+def test_solver_keywords_are_the_fields_of_solver_options(g):
+    # The members of SolverOptions (include/sgdstab/solver.hpp), written out here.
+    expected = {"method": "automatic", "tolerance": 1e-10, "subspace_dimension": 0, "max_iterations": 1000,
+                "dense_max_dimension": 600, "dense_fallback_max_dimension": 8000, "want_direction": False,
+                "memory_limit_bytes": 0.0, "device": "auto", "mixed_precision": True,
+                "mixed_precision_min_rank": 512}
+    assert sgdstab.solver_options() == expected
+    # Every default given explicitly: the same answer as none given.
+    plain = sgdstab.threshold(g, 2)
+    explicit = sgdstab.threshold(g, 2, **expected)
+    assert explicit.eta_star == plain.eta_star
+    for key in expected:
+        assert key in sgdstab.threshold.__doc__, key
+    with pytest.raises(ValueError, match="max_iterations must be >= 1"):
+        sgdstab.threshold(g, 2, max_iterations=0)
+    with pytest.raises(ValueError, match="subspace_dimension must be 0 \\(automatic\\) or >= 3"):
+        sgdstab.curve(g, [1, 2], subspace_dimension=2)
+
+
 def test_files_are_os_errors(tmp_path):
     with pytest.raises(OSError, match="nope.npy"):
         sgdstab.read_matrix(tmp_path / "nope.npy")

@@ -1,0 +1,170 @@
+// Options as data (include/sgdstab/options.hpp): SolverOptions' table against
+// the struct itself (every member there, read and written through the table
+// as directly), each rule against hand-written bad and edge values, and the
+// text of values. The command line's help and parsing of the same table are
+// tested in test_cli.cpp (Cli.SolverOptionsComeFromTheTable), the Python
+// keywords in tests/python/test_errors.py.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "sgdstab/errors.hpp"
+#include "sgdstab/options.hpp"
+
+namespace {
+
+using sgdstab::OptionKind;
+using sgdstab::OptionValue;
+using sgdstab::SolverOptions;
+
+const sgdstab::OptionField<SolverOptions>& field(const std::string& key) {
+  return sgdstab::option_field<SolverOptions>(key);
+}
+
+std::string invalid_argument_of(const SolverOptions& so) {
+  try {
+    so.validate();
+  } catch (const sgdstab::invalid_argument& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Options, SolverTableListsEveryMemberWithItsKindAndDefault) {
+  // The members of SolverOptions, written out from solver.hpp, in order.
+  const std::vector<std::pair<std::string, OptionKind>> members = {
+      {"method", OptionKind::choice},
+      {"tolerance", OptionKind::real},
+      {"subspace_dimension", OptionKind::integer},
+      {"max_iterations", OptionKind::integer},
+      {"dense_max_dimension", OptionKind::integer},
+      {"dense_fallback_max_dimension", OptionKind::integer},
+      {"want_direction", OptionKind::flag},
+      {"memory_limit_bytes", OptionKind::real},
+      {"device", OptionKind::choice},
+      {"mixed_precision", OptionKind::flag},
+      {"mixed_precision_min_rank", OptionKind::integer}};
+  const auto& table = sgdstab::option_table<SolverOptions>();
+  ASSERT_EQ(table.size(), members.size());
+  for (std::size_t i = 0; i < members.size(); ++i) {
+    EXPECT_EQ(table[i].key, members[i].first);
+    EXPECT_EQ(table[i].kind, members[i].second) << members[i].first;
+    EXPECT_FALSE(table[i].help.empty()) << members[i].first;
+  }
+  // The defaults read through the table are the struct's own.
+  const SolverOptions d;
+  EXPECT_EQ(field("method").get(d), OptionValue(std::string("automatic")));
+  EXPECT_EQ(field("tolerance").get(d), OptionValue(d.tolerance));
+  EXPECT_EQ(field("subspace_dimension").get(d), OptionValue(static_cast<long long>(d.subspace_dimension)));
+  EXPECT_EQ(field("max_iterations").get(d), OptionValue(static_cast<long long>(d.max_iterations)));
+  EXPECT_EQ(field("dense_max_dimension").get(d), OptionValue(static_cast<long long>(d.dense_max_dimension)));
+  EXPECT_EQ(field("dense_fallback_max_dimension").get(d),
+            OptionValue(static_cast<long long>(d.dense_fallback_max_dimension)));
+  EXPECT_EQ(field("want_direction").get(d), OptionValue(d.want_direction));
+  EXPECT_EQ(field("memory_limit_bytes").get(d), OptionValue(d.memory_limit_bytes));
+  EXPECT_EQ(field("device").get(d), OptionValue(std::string("auto")));
+  EXPECT_EQ(field("mixed_precision").get(d), OptionValue(d.mixed_precision));
+  EXPECT_EQ(field("mixed_precision_min_rank").get(d), OptionValue(static_cast<long long>(d.mixed_precision_min_rank)));
+  // The defaults as the help shows them.
+  EXPECT_EQ(sgdstab::default_text(field("tolerance")), "1e-10");
+  EXPECT_EQ(sgdstab::default_text(field("max_iterations")), "1000");
+  EXPECT_EQ(sgdstab::default_text(field("method")), "automatic");
+  EXPECT_EQ(sgdstab::default_text(field("mixed_precision")), "true");
+  EXPECT_EQ(sgdstab::default_text(field("mixed_precision"), true), "mixed");  // the command line's word
+  EXPECT_EQ(sgdstab::default_text(field("memory_limit_bytes")), "0: what the system has");
+}
+
+TEST(Options, SettingThroughTheTableSetsTheMember) {
+  SolverOptions so;
+  field("method").set(so, std::string("lanczos"));
+  field("tolerance").set(so, 1e-7);
+  field("subspace_dimension").set(so, 24LL);
+  field("max_iterations").set(so, 5LL);
+  field("dense_max_dimension").set(so, 10LL);
+  field("dense_fallback_max_dimension").set(so, 20LL);
+  field("want_direction").set(so, true);
+  field("memory_limit_bytes").set(so, 1048576LL);  // an integer is a number too
+  field("device").set(so, std::string("cpu"));
+  field("mixed_precision").set(so, false);
+  field("mixed_precision_min_rank").set(so, 7LL);
+  EXPECT_EQ(so.method, sgdstab::Method::lanczos);
+  EXPECT_EQ(so.tolerance, 1e-7);
+  EXPECT_EQ(so.subspace_dimension, 24);
+  EXPECT_EQ(so.max_iterations, 5);
+  EXPECT_EQ(so.dense_max_dimension, 10);
+  EXPECT_EQ(so.dense_fallback_max_dimension, 20);
+  EXPECT_TRUE(so.want_direction);
+  EXPECT_EQ(so.memory_limit_bytes, 1048576.0);
+  EXPECT_EQ(so.device, sgdstab::Device::cpu);
+  EXPECT_FALSE(so.mixed_precision);
+  EXPECT_EQ(so.mixed_precision_min_rank, 7);
+  EXPECT_NO_THROW(so.validate());
+  // A value of the wrong kind, a spelling that is not a choice, a key that is not there.
+  EXPECT_THROW(field("max_iterations").set(so, 2.5), sgdstab::invalid_argument);
+  EXPECT_THROW(field("want_direction").set(so, 1LL), sgdstab::invalid_argument);
+  try {
+    field("method").set(so, std::string("magic"));
+    ADD_FAILURE() << "no error for method 'magic'";
+  } catch (const sgdstab::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("automatic|dense|lanczos"), std::string::npos) << e.what();
+  }
+  try {
+    field("tol");
+    ADD_FAILURE() << "no error for the key 'tol'";
+  } catch (const sgdstab::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("tolerance"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Options, ValidateChecksEveryRule) {
+  struct Bad {
+    void (*change)(SolverOptions&);
+    std::string message;
+  };
+  const std::vector<Bad> bad = {
+      {[](SolverOptions& s) { s.tolerance = 0.0; }, "SolverOptions: tolerance must satisfy 0 < tolerance < 0.1, got 0"},
+      {[](SolverOptions& s) { s.tolerance = 0.1; }, "tolerance must satisfy 0 < tolerance < 0.1, got 0.1"},
+      {[](SolverOptions& s) { s.tolerance = std::numeric_limits<double>::quiet_NaN(); }, "got nan"},
+      {[](SolverOptions& s) { s.max_iterations = 0; }, "SolverOptions: max_iterations must be >= 1, got 0"},
+      {[](SolverOptions& s) { s.subspace_dimension = 2; },
+       "SolverOptions: subspace_dimension must be 0 (automatic) or >= 3, got 2"},
+      {[](SolverOptions& s) { s.subspace_dimension = -1; }, "subspace_dimension must be 0 (automatic) or >= 3"},
+      {[](SolverOptions& s) { s.dense_max_dimension = -1; }, "dense_max_dimension must be >= 0, got -1"},
+      {[](SolverOptions& s) { s.dense_fallback_max_dimension = -1; }, "dense_fallback_max_dimension must be >= 0"},
+      {[](SolverOptions& s) { s.memory_limit_bytes = -1.0; }, "memory_limit_bytes must be finite and >= 0"},
+      {[](SolverOptions& s) { s.memory_limit_bytes = HUGE_VAL; }, "memory_limit_bytes must be finite and >= 0"},
+      {[](SolverOptions& s) { s.mixed_precision_min_rank = -3; }, "mixed_precision_min_rank must be >= 0, got -3"}};
+  for (const Bad& b : bad) {
+    SolverOptions so;
+    b.change(so);
+    const std::string what = invalid_argument_of(so);
+    EXPECT_NE(what.find(b.message), std::string::npos) << "expected '" << b.message << "', got '" << what << "'";
+  }
+  // The edges that are valid.
+  SolverOptions edge;
+  edge.tolerance = 0.099;
+  edge.max_iterations = 1;
+  edge.subspace_dimension = 3;
+  edge.dense_max_dimension = 0;
+  edge.memory_limit_bytes = 0.0;
+  edge.mixed_precision_min_rank = 0;
+  EXPECT_EQ(invalid_argument_of(edge), "");
+  edge.subspace_dimension = 0;
+  EXPECT_EQ(invalid_argument_of(edge), "");
+}
+
+TEST(Options, ValueTextIsTheShortestThatReadsBack) {
+  EXPECT_EQ(sgdstab::option_value_text(1e-10), "1e-10");
+  EXPECT_EQ(sgdstab::option_value_text(0.1), "0.1");
+  EXPECT_EQ(sgdstab::option_value_text(1048576.0), "1048576");
+  const double third = 1.0 / 3.0;
+  EXPECT_EQ(std::stod(sgdstab::option_value_text(third)), third);
+  EXPECT_EQ(sgdstab::option_value_text(OptionValue(true)), "true");
+  EXPECT_EQ(sgdstab::option_value_text(OptionValue(-4LL)), "-4");
+  EXPECT_EQ(sgdstab::option_value_text(OptionValue(std::string("lanczos"))), "lanczos");
+}
+
+}  // namespace
