@@ -56,6 +56,7 @@ class Program {
   void geometry_options(CLI::App* app);
   void solver_options(CLI::App* app, std::initializer_list<const char*> only = {},
                       std::initializer_list<Opt> help = {});
+  void eigen_options(CLI::App* app);
   void momentum_options(CLI::App* app);
   void problem_options(CLI::App* app);
   void cnn_options(CLI::App* app);
@@ -125,6 +126,13 @@ void Program::solver_options(CLI::App* app, std::initializer_list<const char*> o
       if (f.cli == o.name) words = o.help;
     app->add_option("--" + f.cli)->description(cli_help(f, words));
   }
+}
+
+// threshold, radius, curve, bounds: the scheme, every solver option, the direction file.
+void Program::eigen_options(CLI::App* app) {
+  options(app, {{"sampling", "without|with|bernoulli: the mini-batch scheme (default without)"}});
+  solver_options(app);
+  options(app, {{"direction", "FILE: also write the top eigen-direction (r x r, reduced coordinates)"}});
 }
 
 void Program::problem_options(CLI::App* app) {
@@ -209,9 +217,7 @@ Program::Program() : root_(kDescription, "sgdstab") {
 
   CLI::App* c = command(root_, "threshold", "eta*(B): stable iff lr <= eta*", cmd_threshold);
   geometry_options(c);
-  options(c, {{"sampling", "without|with|bernoulli: the mini-batch scheme (default without)"}});
-  solver_options(c);
-  options(c, {{"direction", "FILE: also write the top eigen-direction (r x r, reduced coordinates)"}});
+  eigen_options(c);
   options(c, {{"batch", "B: batch size, 1 <= B <= n"}});
   momentum_options(c);
   options(c, {{"scan", "K: with --momentum, also evaluate kappa at K points of (0, eta_mean) to find "
@@ -219,17 +225,13 @@ Program::Program() : root_(kDescription, "sgdstab") {
 
   c = command(root_, "radius", "rho(T) at (lr, B): stable iff rho <= 1", cmd_radius);
   geometry_options(c);
-  options(c, {{"sampling", "without|with|bernoulli: the mini-batch scheme (default without)"}});
-  solver_options(c);
-  options(c, {{"direction", "FILE: also write the top eigen-direction (r x r, reduced coordinates)"}});
+  eigen_options(c);
   options(c, {{"batch", "B: batch size"}, {"lr", "ETA: learning rate"}});
   momentum_options(c);
 
   c = command(root_, "curve", "eta*(B) for several B", cmd_curve);
   geometry_options(c);
-  options(c, {{"sampling", "without|with|bernoulli: the mini-batch scheme (default without)"}});
-  solver_options(c);
-  options(c, {{"direction", "FILE: also write the top eigen-direction (r x r, reduced coordinates)"}});
+  eigen_options(c);
   options(c, {{"batches", "1,2,4,...: batch sizes (default powers of two below n, and n)"}});
   momentum_options(c);
 
@@ -255,9 +257,7 @@ Program::Program() : root_(kDescription, "sgdstab") {
   c = command(root_, "bounds", "eta*(B) beside every known bound (GD, Wu-Ma-E, Mulayoff-Michaeli, alignment)",
               cmd_bounds);
   geometry_options(c);
-  options(c, {{"sampling", "without|with|bernoulli: the mini-batch scheme (default without)"}});
-  solver_options(c);
-  options(c, {{"direction", "FILE: also write the top eigen-direction (r x r, reduced coordinates)"}});
+  eigen_options(c);
   options(c, {{"batch", "B: batch size"}});
 
   c = command(root_, "alignment",

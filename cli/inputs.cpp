@@ -1,6 +1,5 @@
 #include "inputs.hpp"
 
-#include <cmath>
 #include <string>
 
 #include "option_table.hpp"
@@ -10,11 +9,10 @@
 namespace sgdstab::cli {
 
 double memory_limit_option(const Args& args) {
-  const double mib = args.number_or("memory-limit", 0.0);
-  if (!(mib >= 0.0) || !std::isfinite(mib))
-    throw UsageError("--memory-limit: MIB must be finite and >= 0 (0: what the system has), got " +
-                     args.str("memory-limit"));
-  return mib * 1024.0 * 1024.0;
+  // The solver's field (lib/options.cpp): MiB on the command line, its rule and message.
+  SolverOptions so;
+  apply_cli_field(args, option_field<SolverOptions>("memory_limit_bytes"), so);
+  return so.memory_limit_bytes;
 }
 
 ReductionOptions reduction_options(const Args& args) {

@@ -20,32 +20,36 @@ std::string cli_help(const OptionField<S>& f, const std::string& help = "") {
   return f.metavar + ": " + (help.empty() ? f.help : help) + " (default " + default_text(f, true) + ")";
 }
 
-/// Sets every field of s whose option was given. \throws UsageError naming
+/// Sets field f of s when its option was given. \throws UsageError naming
 /// the option ("--max-restarts: must be >= 1, got '0'").
 template <class S>
-void apply_cli(const Args& args, S& s) {
-  for (const OptionField<S>& f : option_table<S>()) {
-    if (f.cli.empty() || !args.has(f.cli)) continue;
-    const std::string option = "--" + f.cli, text = args.str(f.cli);
-    OptionValue v;
-    if (f.from_cli) {
-      try {
-        v = f.from_cli(text);
-      } catch (const std::exception& e) {
-        throw UsageError(e.what());
-      }
-    } else if (f.kind == OptionKind::integer) {
-      v = parse_integer(text, option);
-    } else if (f.kind == OptionKind::real) {
-      v = parse_number(text, option) * f.cli_unit;
-    } else if (f.kind == OptionKind::flag) {
-      v = true;
-    } else {
-      v = text;
+void apply_cli_field(const Args& args, const OptionField<S>& f, S& s) {
+  if (f.cli.empty() || !args.has(f.cli)) return;
+  const std::string option = "--" + f.cli, text = args.str(f.cli);
+  OptionValue v;
+  if (f.from_cli) {
+    try {
+      v = f.from_cli(text);
+    } catch (const std::exception& e) {
+      throw UsageError(e.what());
     }
-    if (f.valid && !f.valid(v)) throw UsageError(option + ": " + f.rule + ", got '" + text + "'");
-    f.set(s, v);  // a choice's spelling is parsed here: sgdstab::invalid_argument names the choices
+  } else if (f.kind == OptionKind::integer) {
+    v = parse_integer(text, option);
+  } else if (f.kind == OptionKind::real) {
+    v = parse_number(text, option) * f.cli_unit;
+  } else if (f.kind == OptionKind::flag) {
+    v = true;
+  } else {
+    v = text;
   }
+  if (f.valid && !f.valid(v)) throw UsageError(option + ": " + f.rule + ", got '" + text + "'");
+  f.set(s, v);  // a choice's spelling is parsed here: sgdstab::invalid_argument names the choices
+}
+
+/// Sets every field of s whose option was given.
+template <class S>
+void apply_cli(const Args& args, S& s) {
+  for (const OptionField<S>& f : option_table<S>()) apply_cli_field(args, f, s);
 }
 
 }  // namespace sgdstab::cli

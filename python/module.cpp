@@ -22,7 +22,6 @@
 #include <csignal>
 #include <exception>
 #include <optional>
-#include <set>
 #include <variant>
 #include <string>
 #include <vector>
