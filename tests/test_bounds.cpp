@@ -45,7 +45,7 @@ ReferenceBounds reference_bounds(const MatrixXd& j, Eigen::Index c, Eigen::Index
   const auto h = ref::per_sample(j, c);
   const ref::Moments m = ref::enumerate(h, b, s);
   const MatrixXd& hm = m.mean;
-  Eigen::SelfAdjointEigenSolver<MatrixXd> es(hm);
+  ref::SymEigenSolver es(hm);
   const double top = es.eigenvalues().maxCoeff();
   std::vector<Eigen::Index> keep;
   for (Eigen::Index k = 0; k < hm.rows(); ++k)
@@ -60,7 +60,7 @@ ReferenceBounds reference_bounds(const MatrixXd& j, Eigen::Index c, Eigen::Index
   const VectorXd is = lam.cwiseSqrt().cwiseInverse();
   const MatrixXd pencil = is.asDiagonal() * (v.transpose() * eh2 * v) * is.asDiagonal();
   ReferenceBounds r;
-  r.eta_sufficient = 2.0 / Eigen::SelfAdjointEigenSolver<MatrixXd>(pencil).eigenvalues().maxCoeff();
+  r.eta_sufficient = 2.0 / ref::SymEigenSolver(pencil).eigenvalues().maxCoeff();
   const VectorXd top_vec = es.eigenvectors().col(hm.rows() - 1);
   const MatrixXd vv = top_vec * top_vec.transpose();
   r.eta_rank1 = 2.0 * top / (vv.cwiseProduct(second_moment(m.kron2, vv))).sum();
@@ -287,14 +287,14 @@ TEST(Bounds, LargeRankBoundsMatchTheDenseParameterSpaceFormulas) {
   // E[H_xi^2] = (1/B^2) [ (B/n) sum h_i^2 + B(B-1)/(n(n-1)) ((sum h_i)^2 - sum h_i^2) ]
   const double p1 = db / dn, p2 = db * (db - 1) / (dn * (dn - 1));
   const MatrixXd e = (p1 * dn * m + p2 * (dn * dn * h * h - dn * m)) / (db * db);
-  const Eigen::SelfAdjointEigenSolver<MatrixXd> eh(h);
+  const ref::SymEigenSolver eh(h);
   const MatrixXd v = eh.eigenvectors().rightCols(n);
   const VectorXd inv_sqrt = eh.eigenvalues().tail(n).cwiseSqrt().cwiseInverse();
   const MatrixXd a = inv_sqrt.asDiagonal() * (v.transpose() * e * v) * inv_sqrt.asDiagonal();
-  const double sufficient = 2.0 / Eigen::SelfAdjointEigenSolver<MatrixXd>(0.5 * (a + a.transpose())).eigenvalues()(n - 1);
+  const double sufficient = 2.0 / ref::SymEigenSolver(0.5 * (a + a.transpose())).eigenvalues()(n - 1);
   const MatrixXd nu = m - h * h;
   const double non_uniformity =
-      std::sqrt(Eigen::SelfAdjointEigenSolver<MatrixXd>(0.5 * (nu + nu.transpose())).eigenvalues()(p - 1));
+      std::sqrt(ref::SymEigenSolver(0.5 * (nu + nu.transpose())).eigenvalues()(p - 1));
   EXPECT_REL_NEAR(b.eta_sufficient, sufficient, 1e-9);
   EXPECT_REL_NEAR(b.non_uniformity, non_uniformity, 1e-9);
   EXPECT_REL_NEAR(b.eta_necessary_trace, 2.0 * h.trace() / e.trace(), 1e-9);

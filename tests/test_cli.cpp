@@ -1019,7 +1019,7 @@ TEST_F(Cli, AnalyzeWithMomentumGivesTheOneDimensionalReference) {
       for (int p = 0; p < 2; ++p)
         for (int q = 0; q < 2; ++q) k.block<2, 2>(2 * p, 2 * q) += m(p, q) * m / 3.0;
     }
-    return Eigen::EigenSolver<Eigen::Matrix4d>(k, false).eigenvalues().cwiseAbs().maxCoeff();
+    return ref::EigenSolver(k).eigenvalues().cwiseAbs().maxCoeff();
   };
   const double eta_mean = 2 * (1 + beta) / (14.0 / 3.0);
   double lo = 0, hi = eta_mean;

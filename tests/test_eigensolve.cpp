@@ -26,7 +26,7 @@ TEST(Eigensolve, LargestEigenpairMatchesEigenDenseAndLanczos) {
   VectorXd values(n);
   for (Eigen::Index i = 0; i < n; ++i) values(i) = 1.0 / (1.0 + static_cast<double>(i)) - 0.3;
   const MatrixXd m = with_spectrum(values, 5);
-  const double expect = Eigen::SelfAdjointEigenSolver<MatrixXd>(m).eigenvalues().maxCoeff();
+  const double expect = ref::SymEigenSolver(m).eigenvalues().maxCoeff();
   sgdstab::SolverOptions dense;  // n <= dense_max_dimension: LAPACK
   sgdstab::SolverOptions lanczos;
   lanczos.dense_max_dimension = 0;
@@ -85,7 +85,7 @@ TEST(Eigensolve, PowerIterationFindsTheTopOfANonSelfAdjointPositiveMap) {
   // has eigenvalues a_i a_j; the top one is max|a_i|^2 for real eigenvalues a_i of A.
   MatrixXd a(3, 3);
   a << 0.9, 0.3, 0.0, 0.0, 0.5, 0.2, 0.1, 0.0, 0.3;
-  const Eigen::EigenSolver<MatrixXd> es(a);
+  const ref::EigenSolver es(a);
   double top = 0.0;
   for (Eigen::Index i = 0; i < 3; ++i) top = std::max(top, std::norm(es.eigenvalues()(i)));
   const auto apply = [&a](const MatrixXd& s, bool transposed) {

@@ -156,7 +156,7 @@ TEST(Minimize, GradientDescentFromZeroFindsTheMinimumNormSolution) {
   const MatrixXd x = ref::gaussian(6, 10, 1), y = ref::gaussian(6, 1, 2);
   Mlp net(linear_spec(10, 1), 3);
   net.set_parameters(VectorXd::Zero(10));
-  const double lmax = Eigen::SelfAdjointEigenSolver<MatrixXd>(x.transpose() * x / 6.0).eigenvalues().maxCoeff();
+  const double lmax = ref::SymEigenSolver(x.transpose() * x / 6.0).eigenvalues().maxCoeff();
   sgdstab::TrainOptions o;
   o.lr = 1.0 / lmax;
   o.batch = 6;
@@ -252,7 +252,7 @@ TEST(Minimize, GeometryAtMinimumRefusesNonMinimaAndMatchesTheJacobianPath) {
   const auto g = sgdstab::geometry_at_minimum(net, p.x, p.y);  // p = 48 >= n c = 8: Gram path
   const MatrixXd j = net.jacobian(p.x);
   const auto gj = sgdstab::Geometry::from_jacobian(j, 1);
-  const double lmax = Eigen::SelfAdjointEigenSolver<MatrixXd>(j.transpose() * j / 8.0).eigenvalues().maxCoeff();
+  const double lmax = ref::SymEigenSolver(j.transpose() * j / 8.0).eigenvalues().maxCoeff();
   EXPECT_REL_NEAR(g.lambda_max(), lmax, 1e-10);
   EXPECT_REL_NEAR(sgdstab::stability_threshold(g, 2).eta_star, sgdstab::stability_threshold(gj, 2).eta_star, 1e-9);
 }

@@ -48,7 +48,7 @@ MatrixXd explicit_t(const std::vector<std::pair<MatrixXd, double>>& batches, dou
 // rho of K on symmetric 2p x 2p matrices (the reference's own basis and eigensolver).
 double explicit_rho(const MatrixXd& k, Eigen::Index q) {
   const MatrixXd basis = ref::sym_range_basis(MatrixXd::Identity(q, q));
-  Eigen::EigenSolver<MatrixXd> es(basis.transpose() * k * basis, false);
+  const ref::EigenSolver es(basis.transpose() * k * basis);
   return es.eigenvalues().cwiseAbs().maxCoeff();
 }
 
@@ -200,7 +200,7 @@ void add_kron_pair(MatrixXd& k, double w, const MatrixXd& a, const MatrixXd& b) 
 struct ExplicitQuadratic {
   MatrixXd k0, k1, k2;  // basis^T K_i basis
   double rho(double eta) const {
-    Eigen::EigenSolver<MatrixXd> es(k0 + eta * k1 + eta * eta * k2, false);
+    const ref::EigenSolver es(k0 + eta * k1 + eta * eta * k2);
     return es.eigenvalues().cwiseAbs().maxCoeff();
   }
 };

@@ -32,7 +32,7 @@ std::vector<double> brute_force_moments(const MatrixXd& j, Eigen::Index b, Sampl
   const MatrixXd hm = j.transpose() * j / static_cast<double>(h.size());
   const ref::Moments m = ref::enumerate(h, b, s);
   const MatrixXd t = MatrixXd::Identity(p * p, p * p) - lr * ref::kron_identity_sum(hm) + lr * lr * m.kron2;
-  Eigen::SelfAdjointEigenSolver<MatrixXd> es(hm);
+  ref::SymEigenSolver es(hm);
   MatrixXd proj = MatrixXd::Zero(p, p);
   int rank = 0;
   for (Eigen::Index k = 0; k < p; ++k)

@@ -46,7 +46,7 @@ double reference_g(const MatrixXd& J, Index c, double s) {
   const MatrixXd basis = ref::sym_range_basis(H);
   const MatrixXd q = basis.transpose() * ((1.0 - s) * hh + s * single.kron2) * basis;
   const MatrixXd a = basis.transpose() * ref::kron_identity_sum(H) * basis;
-  Eigen::GeneralizedSelfAdjointEigenSolver<MatrixXd> es(0.5 * (q + q.transpose()), 0.5 * (a + a.transpose()));
+  ref::GenSymEigenSolver es(0.5 * (q + q.transpose()), 0.5 * (a + a.transpose()));
   return es.eigenvalues().maxCoeff();
 }
 
@@ -82,7 +82,7 @@ TEST(Region, ClosedFormsAtTheEnds) {
   const auto g = sgdstab::Geometry::from_jacobian(J, c);
   const auto region = sgdstab::stability_region(g, kSchemes, {1, 2, 3, 5, 8, 9});
   ASSERT_TRUE(region.converged()) << region.message;
-  Eigen::SelfAdjointEigenSolver<MatrixXd> es(J.transpose() * J / static_cast<double>(n));
+  ref::SymEigenSolver es(J.transpose() * J / static_cast<double>(n));
   const double eta_gd = 2.0 / es.eigenvalues().maxCoeff();
   EXPECT_REL_NEAR(region.eta_gd, eta_gd, 1e-12);
   const auto& without = region.curves[0].points;
@@ -230,7 +230,7 @@ void expect_family_matches_lapack(const sgdstab::detail::FamilyResult& res, cons
   for (std::size_t j = 0; j < s.size(); ++j) {
     MatrixXd a = s[j] * r;
     a.diagonal() += (1.0 - s[j]) * p;
-    Eigen::SelfAdjointEigenSolver<MatrixXd> es(a);
+    ref::SymEigenSolver es(a);
     const double exact = es.eigenvalues().maxCoeff();
     const auto& mem = res.members[j];
     SCOPED_TRACE("s = " + std::to_string(s[j]));
