@@ -207,35 +207,4 @@ Eigenpair largest_eigenpair(const MatrixXd& m, const SolverOptions& options, con
   return top_eigenpair(op, VectorXd(), options, 8.0 * static_cast<double>(m.size()), what);
 }
 
-Eigenpair power_top(const std::function<MatrixXd(const MatrixXd&, bool)>& apply, Index r, bool transposed,
-                    double tolerance, Index max_iterations) {
-  MatrixXd s = MatrixXd::Identity(r, r) / std::sqrt(static_cast<double>(r));
-  Eigenpair out;
-  out.report.method = Method::automatic;  // power iteration: no Method value of its own
-  out.report.status = Status::not_converged;
-  for (Index it = 0; it < max_iterations; ++it) {
-    MatrixXd ts = apply(s, transposed);
-    ++out.report.matvecs;
-    out.report.iterations = it + 1;
-    const double lambda = (s.array() * ts.array()).sum();
-    const double norm = ts.norm();
-    out.value = lambda;
-    out.report.residual = (ts - lambda * s).norm() / std::max(std::abs(lambda), 1e-300);
-    if (!(norm > 0.0) || !std::isfinite(norm)) {
-      out.report.status = Status::numerical_failure;
-      out.report.message = "power iteration: the iterate vanished or overflowed";
-      break;
-    }
-    s = (ts + ts.transpose()) / (2.0 * norm);  // the operator acts on symmetric matrices only
-    if (out.report.residual <= tolerance) {
-      out.report.status = Status::converged;
-      break;
-    }
-  }
-  if (out.report.status == Status::not_converged)
-    out.report.message = "power iteration did not converge in " + std::to_string(max_iterations) + " steps";
-  out.vector = VectorXd::Map(s.data(), s.size());
-  return out;
-}
-
 }  // namespace sgdstab::detail

@@ -124,12 +124,5 @@ bool general_eigenvalues(const Eigen::MatrixXd& a, Eigen::VectorXcd& values);
 /// the fallbacks of top_eigenpair.
 Eigenpair largest_eigenpair(const Eigen::MatrixXd& m, const SolverOptions& options, const std::string& what);
 
-/// Top eigenpair of a positive (PSD-cone preserving) operator on symmetric
-/// r x r matrices that need not be self-adjoint (`apply(S, transposed)` gives
-/// T(S) or its adjoint), by power iteration from I/sqrt(r). The returned
-/// vector is the packed-free r*r column-major matrix.
-Eigenpair power_top(const std::function<Eigen::MatrixXd(const Eigen::MatrixXd&, bool)>& apply, Index r,
-                    bool transposed, double tolerance, Index max_iterations);
-
 }  // namespace sgdstab::detail
 

@@ -33,7 +33,10 @@ std::string format_bytes(double bytes) {
 }
 
 void check_memory(double bytes, const std::string& what, double limit) {
-  if (limit <= 0) limit = static_cast<double>(available_memory_bytes());
+  if (limit <= 0) {
+    if (bytes <= kMemoryCheckFloor) return;
+    limit = static_cast<double>(available_memory_bytes());
+  }
   if (limit <= 0) return;  // unknown: no check possible
   if (bytes > limit)
     throw resource_error(what + " needs about " + format_bytes(bytes) + " but only " +

@@ -252,57 +252,77 @@ class SampledOperator {
   /// Every block drew the same batches (e.g. B = n without replacement): T_hat = T exactly.
   bool deterministic() const { return deterministic_; }
   Index dimension() const { return momentum() ? 2 * r_ : r_; }  ///< of the second moment
+  // Work matrices of one caller, reused from batch to batch and block to
+  // block: the products below allocate nothing once the shapes are set
+  // (small r: allocation, not flops, was the cost).
+  struct Work {
+    MatrixXd m, x, g, t, a, left, right, cur;
+  };
   // P_k S P_k^T (transposed = false) or P_k^T S P_k, P_k = A_{b_last} ... A_{b_first},
-  // for symmetric S (S H_b is taken as (H_b S)^T).
-  MatrixXd apply_block(Index k, MatrixXd s, bool transposed) const {
-    if (momentum()) return apply_momentum_block(k, std::move(s), transposed);
+  // for symmetric S (S H_b is taken as (H_b S)^T), in place.
+  void apply_block(Index k, MatrixXd& s, bool transposed, Work& w) const {
+    if (momentum()) return apply_momentum_block(k, s, transposed, w);
     const auto& block = blocks_[static_cast<std::size_t>(k)];
     for (std::size_t q = 0; q < block.size(); ++q) {
       const MatrixXd& zb = block[transposed ? block.size() - 1 - q : q].rows;
       if (zb.rows() == 0) continue;
-      const MatrixXd m = zb * s;                 // Z_b S
-      const MatrixXd x = zb.transpose() * m;     // H_b S
-      const MatrixXd gmat = m * zb.transpose();  // Z_b S Z_b^T
-      s += -lr_ * (x + x.transpose()) + (lr_ * lr_) * (zb.transpose() * gmat * zb);
+      w.m.noalias() = zb * s;                 // Z_b S
+      w.x.noalias() = zb.transpose() * w.m;   // H_b S
+      w.g.noalias() = w.m * zb.transpose();   // Z_b S Z_b^T
+      w.t.noalias() = w.g * zb;
+      s -= lr_ * (w.x + w.x.transpose());
+      s.noalias() += (lr_ * lr_) * (zb.transpose() * w.t);
     }
-    return s;
   }
   MatrixXd apply(const MatrixXd& s, bool transposed) const {
     MatrixXd out = MatrixXd::Zero(s.rows(), s.cols());
-    for (Index k = 0; k < blocks(); ++k) out += apply_block(k, s, transposed);
+    Work w;
+    for (Index k = 0; k < blocks(); ++k) {
+      w.cur = s;
+      apply_block(k, w.cur, transposed, w);
+      out += w.cur;
+    }
     return out / static_cast<double>(blocks());
   }
 
  private:
-  // M_b A (transposed = false) or M_b^T A for a 2r-row A (theory/momentum.md, eq. 1-2):
+  // out = M_b A (transposed = false) or M_b^T A for a 2r-row A (theory/momentum.md, eq. 1-2):
   // M_b = [[I + lr e0 H_b, m01 I], [lr H_b, beta I]], H_b A_1 = Z_b^T (Z_b A_1).
-  MatrixXd momentum_rows(const MatrixXd& zb, const MatrixXd& a, bool transposed) const {
+  void momentum_rows(const MatrixXd& zb, const MatrixXd& a, bool transposed, MatrixXd& out, Work& w) const {
     const double b = mo_.beta, m01 = mo_.nesterov ? -b * b : -b, e0 = mo_.nesterov ? -(1.0 + b) : -1.0;
     const auto a1 = a.topRows(r_);
     const auto a2 = a.bottomRows(r_);
-    MatrixXd out(a.rows(), a.cols());
+    out.resize(a.rows(), a.cols());
+    // w.x = H_b A_1 (H_b (e0 A_1 + A_2) for the transpose)
     if (!transposed) {
-      const MatrixXd hb = zb.rows() > 0 ? MatrixXd(zb.transpose() * (zb * a1)) : MatrixXd::Zero(r_, a.cols());
-      out.topRows(r_) = a1 + m01 * a2 + (lr_ * e0) * hb;
-      out.bottomRows(r_) = b * a2 + lr_ * hb;
+      w.t = a1;
     } else {
-      const MatrixXd mix = e0 * a1 + a2;
-      const MatrixXd hb = zb.rows() > 0 ? MatrixXd(zb.transpose() * (zb * mix)) : MatrixXd::Zero(r_, a.cols());
-      out.topRows(r_) = a1 + lr_ * hb;
+      w.t = e0 * a1 + a2;
+    }
+    if (zb.rows() > 0) {
+      w.m.noalias() = zb * w.t;
+      w.x.noalias() = zb.transpose() * w.m;
+    } else {
+      w.x.setZero(r_, a.cols());
+    }
+    if (!transposed) {
+      out.topRows(r_) = a1 + m01 * a2 + (lr_ * e0) * w.x;
+      out.bottomRows(r_) = b * a2 + lr_ * w.x;
+    } else {
+      out.topRows(r_) = a1 + lr_ * w.x;
       out.bottomRows(r_) = m01 * a1 + b * a2;
     }
-    return out;
   }
   // M Z M^T (or M^T Z M) per batch of the block, in the order the steps run.
-  MatrixXd apply_momentum_block(Index k, MatrixXd s, bool transposed) const {
+  void apply_momentum_block(Index k, MatrixXd& s, bool transposed, Work& w) const {
     const auto& block = blocks_[static_cast<std::size_t>(k)];
     for (std::size_t q = 0; q < block.size(); ++q) {
       const MatrixXd& zb = block[transposed ? block.size() - 1 - q : q].rows;
-      const MatrixXd left = momentum_rows(zb, s, transposed);  // M Z
-      s = momentum_rows(zb, left.transpose(), transposed).transpose();  // M (M Z)^T = (M Z M^T)^T
-      s = 0.5 * (s + s.transpose()).eval();
+      momentum_rows(zb, s, transposed, w.left, w);  // M Z
+      w.a = w.left.transpose();
+      momentum_rows(zb, w.a, transposed, w.right, w);  // M (M Z)^T = (M Z M^T)^T
+      s = 0.5 * (w.right + w.right.transpose());
     }
-    return s;
   }
 
   Index r_;
@@ -385,7 +405,9 @@ detail::Eigenpair arnoldi_top(const SampledOperator& op, Index dim, bool transpo
 
 TopPair sampled_top_pair(const SampledOperator& op, Index r, const RadiusEstimateOptions& o) {
   TopPair out;
-  if (op.momentum()) {  // not self-adjoint: right and left Perron vectors by Arnoldi
+  // Not self-adjoint (momentum; reshuffle, whose epoch map is a product):
+  // right and left Perron vectors by Arnoldi.
+  if (op.momentum() || o.schedule == Schedule::reshuffle) {
     const Index dim = op.dimension();
     const detail::Eigenpair pr = arnoldi_top(op, dim, false, o.tolerance);
     const detail::Eigenpair pl = arnoldi_top(op, dim, true, o.tolerance);
@@ -398,26 +420,15 @@ TopPair sampled_top_pair(const SampledOperator& op, Index r, const RadiusEstimat
     }
     return out;
   }
-  if (o.schedule != Schedule::reshuffle) {  // self-adjoint: Lanczos on packed coordinates (eq. 4)
-    detail::FunctionOperator packed = packed_operator(op, r);
-    const VectorXd start = pack(MatrixXd::Identity(r, r));
-    const detail::Eigenpair e =
-        detail::top_eigenpair(packed, start / start.norm(), sampled_solver_options(o.tolerance), 0.0, "rho_hat");
-    out.status = e.report.status;
-    out.matvecs = e.report.matvecs;
-    out.lambda = e.value;
-    if (e.report.converged()) out.right = out.left = unpack(e.vector, r);
-    return out;
-  }
-  // Not self-adjoint: right and left eigenvectors by power iteration.
-  const auto apply = [&op](const MatrixXd& s, bool transposed) { return op.apply(s, transposed); };
-  const detail::Eigenpair pr = detail::power_top(apply, r, false, o.tolerance, 5000);
-  const detail::Eigenpair pl = detail::power_top(apply, r, true, o.tolerance, 5000);
-  out.status = combine(pr.report.status, pl.report.status);
-  out.matvecs = pr.report.matvecs + pl.report.matvecs;
-  out.lambda = pr.value;
-  out.right = MatrixXd::Map(pr.vector.data(), r, r);
-  out.left = MatrixXd::Map(pl.vector.data(), r, r);
+  // Self-adjoint: Lanczos on packed coordinates (eq. 4).
+  detail::FunctionOperator packed = packed_operator(op, r);
+  const VectorXd start = pack(MatrixXd::Identity(r, r));
+  const detail::Eigenpair e =
+      detail::top_eigenpair(packed, start / start.norm(), sampled_solver_options(o.tolerance), 0.0, "rho_hat");
+  out.status = e.report.status;
+  out.matvecs = e.report.matvecs;
+  out.lambda = e.value;
+  if (e.report.converged()) out.right = out.left = unpack(e.vector, r);
   return out;
 }
 
@@ -432,8 +443,12 @@ double delta_half_width(const SampledOperator& op, const TopPair& top, const Rad
   // <U, V> = 0 only for a degenerate top eigenvalue: then no first-order expansion.
   if (!(std::abs(uv) > 1e-10 * top.left.norm() * top.right.norm())) return std::numeric_limits<double>::quiet_NaN();
   std::vector<double> x(static_cast<std::size_t>(o.blocks));
-  for (Index k = 0; k < o.blocks; ++k)
-    x[static_cast<std::size_t>(k)] = frob(top.left, op.apply_block(k, top.right, false)) / uv;
+  SampledOperator::Work w;
+  for (Index k = 0; k < o.blocks; ++k) {
+    w.cur = top.right;
+    op.apply_block(k, w.cur, false, w);
+    x[static_cast<std::size_t>(k)] = frob(top.left, w.cur) / uv;
+  }
   double mean = 0.0, ss = 0.0;
   for (double v : x) mean += v;
   mean /= static_cast<double>(o.blocks);

@@ -80,29 +80,4 @@ TEST(Eigensolve, NonConvergenceIsAStatusWithAMessage) {
   EXPECT_NEAR(f.value, values.maxCoeff(), 1e-12);
 }
 
-TEST(Eigensolve, PowerIterationFindsTheTopOfANonSelfAdjointPositiveMap) {
-  // S -> A S A^T on symmetric matrices (not self-adjoint for non-symmetric A)
-  // has eigenvalues a_i a_j; the top one is max|a_i|^2 for real eigenvalues a_i of A.
-  MatrixXd a(3, 3);
-  a << 0.9, 0.3, 0.0, 0.0, 0.5, 0.2, 0.1, 0.0, 0.3;
-  const ref::EigenSolver es(a);
-  double top = 0.0;
-  for (Eigen::Index i = 0; i < 3; ++i) top = std::max(top, std::norm(es.eigenvalues()(i)));
-  const auto apply = [&a](const MatrixXd& s, bool transposed) {
-    return transposed ? MatrixXd(a.transpose() * s * a) : MatrixXd(a * s * a.transpose());
-  };
-  for (bool transposed : {false, true}) {
-    const detail::Eigenpair e = detail::power_top(apply, 3, transposed, 1e-12, 5000);
-    ASSERT_TRUE(e.report.converged()) << e.report.message;
-    EXPECT_NEAR(e.value, top, 1e-10);
-  }
-  // A map that annihilates everything: a numerical failure, never a number.
-  const auto zero = [](const MatrixXd& s, bool) { return MatrixXd(MatrixXd::Zero(s.rows(), s.cols())); };
-  EXPECT_EQ(detail::power_top(zero, 3, false, 1e-12, 100).report.status, Status::numerical_failure);
-  // Too few steps: not converged, said so.
-  const detail::Eigenpair few = detail::power_top(apply, 3, false, 1e-14, 2);
-  EXPECT_EQ(few.report.status, Status::not_converged);
-  EXPECT_NE(few.report.message.find("did not converge"), std::string::npos);
-}
-
 }  // namespace

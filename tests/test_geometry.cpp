@@ -145,6 +145,12 @@ TEST(Geometry, TooLargeForMemoryFailsBeforeAllocating) {
     EXPECT_NE(std::string(e.what()).find("1.0 GiB"), std::string::npos) << e.what();
   }
   EXPECT_GT(sgdstab::available_memory_bytes(), 0u);
+  // Against the machine's memory (limit 0): more than it has fails, below
+  // the floor passes unread; an explicit limit applies at every size.
+  const double more = 2.0 * static_cast<double>(sgdstab::available_memory_bytes()) + 1e12;
+  EXPECT_THROW(sgdstab::check_memory(more, "test computation"), sgdstab::resource_error);
+  EXPECT_NO_THROW(sgdstab::check_memory(sgdstab::kMemoryCheckFloor, "test computation"));
+  EXPECT_THROW(sgdstab::check_memory(1000.0, "test computation", 999.0), sgdstab::resource_error);
 }
 
 }  // namespace

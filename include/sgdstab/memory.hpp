@@ -16,7 +16,14 @@ std::size_t available_memory_bytes();
 
 /// \throws sgdstab::resource_error when `bytes` exceeds `limit` (or, when
 /// limit == 0, the available memory). `what` names the computation.
+/// With limit == 0, a request of at most kMemoryCheckFloor (below) bytes passes
+/// without reading /proc/meminfo: routines called in training loops (an
+/// MLP's forward pass) check every call, and reading the file each time
+/// cost more than the pass.
 void check_memory(double bytes, const std::string& what, double limit = 0);
+
+/// Requests this small (64 MiB) are not compared with the available memory.
+inline constexpr double kMemoryCheckFloor = 64.0 * 1024.0 * 1024.0;
 
 /// Human-readable byte count ("1.5 GiB").
 std::string format_bytes(double bytes);
