@@ -4,8 +4,6 @@
 #include <Spectra/GenEigsSolver.h>
 #include <Spectra/SymEigsSolver.h>
 
-#include <Eigen/Eigenvalues>
-
 #include "check.hpp"
 #include "linalg.hpp"
 #include "sgdstab/errors.hpp"
@@ -170,13 +168,6 @@ ComplexEigenpair arnoldi_top(FunctionOperator& op, const VectorXd& start, Index 
     out.report.status = Status::not_converged;
   }
   return out;
-}
-
-bool general_eigenvalues(const MatrixXd& a, Eigen::VectorXcd& values) {
-  Eigen::EigenSolver<MatrixXd> es(a, /*computeEigenvectors=*/false);
-  if (es.info() != Eigen::Success) return false;
-  values = es.eigenvalues();
-  return true;
 }
 
 Eigenpair largest_eigenpair(const MatrixXd& m, const SolverOptions& options, const std::string& what) {

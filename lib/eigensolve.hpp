@@ -115,9 +115,6 @@ struct ComplexEigenpair {
 ComplexEigenpair arnoldi_top(FunctionOperator& op, const Eigen::VectorXd& start, Index ncv, bool largest_real,
                              Index max_restarts, double tolerance);
 
-/// Eigenvalues of a general real square matrix (Eigen's EigenSolver, no
-/// eigenvectors); false when it fails.
-bool general_eigenvalues(const Eigen::MatrixXd& a, Eigen::VectorXcd& values);
 
 /// Largest eigenvalue of a symmetric matrix held densely (lower triangle
 /// read): LAPACK below `options.dense_max_dimension` rows, else Lanczos with

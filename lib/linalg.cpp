@@ -1,7 +1,9 @@
 #include "linalg.hpp"
 
-#include <Eigen/Eigenvalues>
+#include "sgdstab/errors.hpp"
+
 #include <algorithm>
+#include <string>
 #include <vector>
 
 extern "C" {
@@ -15,6 +17,11 @@ void dposv_(const char* uplo, const int* n, const int* nrhs, double* a, const in
             const int* ldb, int* info);
 void dsyevd_(const char* jobz, const char* uplo, const int* n, double* a, const int* lda, double* w,
              double* work, const int* lwork, int* iwork, const int* liwork, int* info);
+void dsygvd_(const int* itype, const char* jobz, const char* uplo, const int* n, double* a, const int* lda,
+             double* b, const int* ldb, double* w, double* work, const int* lwork, int* iwork, const int* liwork,
+             int* info);
+void dgeev_(const char* jobvl, const char* jobvr, const int* n, double* a, const int* lda, double* wr, double* wi,
+            double* vl, const int* ldvl, double* vr, const int* ldvr, double* work, const int* lwork, int* info);
 void dtrmm_(const char* side, const char* uplo, const char* transa, const char* diag, const int* m, const int* n,
             const double* alpha, const double* a, const int* lda, double* b, const int* ldb);
 void strmm_(const char* side, const char* uplo, const char* transa, const char* diag, const int* m, const int* n,
@@ -153,17 +160,52 @@ void gemm(bool transpose_a, bool transpose_b, Eigen::Index m, Eigen::Index n, Ei
 }
 
 void small_symmetric_eigen(const Eigen::MatrixXd& a, Eigen::VectorXd& w, Eigen::MatrixXd& v) {
-  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(a);
-  w = es.eigenvalues();
-  v = es.eigenvectors();
+  v = a;
+  if (symmetric_eigen(v, w) != 0)  // dsyevd fails only on NaN input or not converging (never seen)
+    throw numerical_error("LAPACK dsyevd failed on a " + std::to_string(a.rows()) + " x " +
+                          std::to_string(a.rows()) + " symmetric matrix");
 }
 
 bool small_generalized_symmetric_eigen(const Eigen::MatrixXd& a, const Eigen::MatrixXd& b, Eigen::VectorXd& w,
                                        Eigen::MatrixXd& v) {
-  Eigen::GeneralizedSelfAdjointEigenSolver<Eigen::MatrixXd> es(a, b);
-  if (es.info() != Eigen::Success) return false;
-  w = es.eigenvalues();
-  v = es.eigenvectors();
+  const int n = static_cast<int>(a.rows());
+  Eigen::MatrixXd vv = a, bb = b;
+  Eigen::VectorXd ww(n);
+  if (n > 0) {
+    const int itype = 1;  // a x = w b x
+    int lwork = -1, liwork = -1, info = 0, iquery = 0;
+    double wquery = 0;
+    dsygvd_(&itype, "V", "L", &n, vv.data(), &n, bb.data(), &n, ww.data(), &wquery, &lwork, &iquery, &liwork,
+            &info);
+    if (info != 0) return false;
+    lwork = static_cast<int>(wquery) + 1;
+    liwork = std::max(iquery, 1);
+    std::vector<double> work(static_cast<std::size_t>(lwork));
+    std::vector<int> iwork(static_cast<std::size_t>(liwork));
+    dsygvd_(&itype, "V", "L", &n, vv.data(), &n, bb.data(), &n, ww.data(), work.data(), &lwork, iwork.data(),
+            &liwork, &info);
+    if (info != 0) return false;  // info > n: b not positive definite
+  }
+  w = std::move(ww);
+  v = std::move(vv);
+  return true;
+}
+
+bool general_eigenvalues(const Eigen::MatrixXd& a, Eigen::VectorXcd& values) {
+  const int n = static_cast<int>(a.rows());
+  values.resize(n);
+  if (n == 0) return true;
+  Eigen::MatrixXd m = a;
+  std::vector<double> wr(static_cast<std::size_t>(n)), wi(static_cast<std::size_t>(n));
+  int lwork = -1, info = 0, one = 1;
+  double wquery = 0, dummy = 0;
+  dgeev_("N", "N", &n, m.data(), &n, wr.data(), wi.data(), &dummy, &one, &dummy, &one, &wquery, &lwork, &info);
+  if (info != 0) return false;
+  lwork = std::max(static_cast<int>(wquery) + 1, 3 * n);
+  std::vector<double> work(static_cast<std::size_t>(lwork));
+  dgeev_("N", "N", &n, m.data(), &n, wr.data(), wi.data(), &dummy, &one, &dummy, &one, work.data(), &lwork, &info);
+  if (info != 0) return false;  // the QR algorithm did not converge
+  for (int i = 0; i < n; ++i) values(i) = {wr[static_cast<std::size_t>(i)], wi[static_cast<std::size_t>(i)]};
   return true;
 }
 

@@ -12,14 +12,19 @@ namespace sgdstab::detail {
 /// Only the lower triangle of `a` is read. Returns LAPACK's info (0 = success).
 int symmetric_eigen(Eigen::MatrixXd& a, Eigen::VectorXd& evals);
 
-/// Eigen's own solvers for small dense problems (Rayleigh-Ritz matrices, the
-/// c x c per-sample blocks), compiled once here rather than in every caller.
-/// Ascending eigenvalues `w`, eigenvectors as the columns of `v`.
+/// Small dense problems (Rayleigh-Ritz matrices, the c x c per-sample
+/// blocks) by LAPACK (dsyevd, dsygvd): Eigen's own solvers cost 6-10 s of
+/// compile time in every unit that instantiates one, and are slower.
+/// Ascending eigenvalues `w`, eigenvectors as the columns of `v`; the lower
+/// triangles are read. \throws sgdstab::numerical_error when dsyevd fails.
 void small_symmetric_eigen(const Eigen::MatrixXd& a, Eigen::VectorXd& w, Eigen::MatrixXd& v);
 /// The pencil a x = w b x (b positive definite; eigenvectors b-orthonormal).
 /// Returns false when b is not positive definite (nothing written).
 bool small_generalized_symmetric_eigen(const Eigen::MatrixXd& a, const Eigen::MatrixXd& b, Eigen::VectorXd& w,
                                        Eigen::MatrixXd& v);
+/// Eigenvalues of a general real square matrix (LAPACK dgeev, no vectors),
+/// in no particular order. Returns false when the QR algorithm fails.
+bool general_eigenvalues(const Eigen::MatrixXd& a, Eigen::VectorXcd& values);
 
 /// c = a * L with L the lower triangle of l, diagonal included (upper part not
 /// read): BLAS dtrmm on a copy of a, half the flops of a general product.

@@ -15,6 +15,7 @@
 #include "family.hpp"
 #include "region_family.hpp"
 #include "interrupt_detail.hpp"
+#include "linalg.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
 #include "sgdstab/region.hpp"
