@@ -115,7 +115,6 @@ struct ComplexEigenpair {
 ComplexEigenpair arnoldi_top(FunctionOperator& op, const Eigen::VectorXd& start, Index ncv, bool largest_real,
                              Index max_restarts, double tolerance);
 
-
 /// Largest eigenvalue of a symmetric matrix held densely (lower triangle
 /// read): LAPACK below `options.dense_max_dimension` rows, else Lanczos with
 /// the fallbacks of top_eigenpair.

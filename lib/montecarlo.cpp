@@ -293,17 +293,17 @@ class SampledOperator {
     const auto a1 = a.topRows(r_);
     const auto a2 = a.bottomRows(r_);
     out.resize(a.rows(), a.cols());
-    // w.x = H_b A_1 (H_b (e0 A_1 + A_2) for the transpose)
-    if (!transposed) {
-      w.t = a1;
-    } else {
-      w.t = e0 * a1 + a2;
-    }
-    if (zb.rows() > 0) {
-      w.m.noalias() = zb * w.t;
-      w.x.noalias() = zb.transpose() * w.m;
-    } else {
+    // w.x = H_b A_1, or H_b (e0 A_1 + A_2) for the adjoint.
+    if (zb.rows() == 0) {
       w.x.setZero(r_, a.cols());
+    } else {
+      if (transposed) {
+        w.t = e0 * a1 + a2;
+        w.m.noalias() = zb * w.t;
+      } else {
+        w.m.noalias() = zb * a1;
+      }
+      w.x.noalias() = zb.transpose() * w.m;
     }
     if (!transposed) {
       out.topRows(r_) = a1 + m01 * a2 + (lr_ * e0) * w.x;
