@@ -69,9 +69,9 @@ sgdstab::SolverOptions on_cpu(bool mixed = true) {
 }
 
 void report(benchmark::State& state, const sgdstab::StabilityRegion& r) {
-  state.counters["matvecs"] = static_cast<double>(r.matvecs);
-  state.counters["single"] = static_cast<double>(r.single_precision_matvecs);
-  state.counters["restarts"] = static_cast<double>(r.restarts);
+  state.counters["matvecs"] = static_cast<double>(r.report.matvecs);
+  state.counters["single"] = static_cast<double>(r.report.single_precision_matvecs);
+  state.counters["restarts"] = static_cast<double>(r.report.iterations);
   state.counters["converged"] = r.converged() ? 1 : 0;
   state.counters["subspace"] = static_cast<double>(r.subspace_dimension);
   state.counters["eta_B1"] = r.curves[0].points.front().eta_star;

@@ -41,11 +41,11 @@ int cmd_alignment(const Args& args, std::ostream& out, std::ostream& err) {
   const Geometry g = Geometry::from_gram(gram, c, ro);
   const WorstAlignment worst = worst_case_alignment(g);
   j["mu_star"] = worst.mu_star;
-  j["status"] = to_string(worst.status);
+  j["status"] = to_string(worst.status());
   geometry_fields(j, g);
   j["definition"] = "mu = Tr(Sigma_1 G) / (2 L |G|_F^2) with Sigma_1 the single-sample SGD noise covariance, "
                     "G = J^T J / n; mu_lin(delta) uses the residuals J delta; mu_* is the minimum of mu_lin over range(H)";
-  return finish(j, worst.status, out, err);
+  return finish(j, worst.status(), out, err);
 }
 
 }  // namespace sgdstab::cli

@@ -16,7 +16,7 @@ int cmd_bounds(const Args& args, std::ostream& out, std::ostream& err) {
   const Geometry g = load_geometry(args);
   const StabilityBounds b = stability_bounds(g, batch_of(args, g), sampling, so);
   const json j = bounds_report_json(g, b);
-  return finish(j, b.status, out, err);
+  return finish(j, b.status(), out, err);
 }
 
 }  // namespace sgdstab::cli

@@ -126,8 +126,8 @@ cnn::LanczosEstimate lanczos_estimate(const Args& args, const CnnProblem& p, con
   lo.max_iterations = iterations;
   lo.seed = static_cast<std::uint64_t>(args.integer_or("seed", 0)) + 13;
   const cnn::LanczosEstimate l = cnn::lanczos_lambda_max(net, p.data.inputs, p.data.targets, lo);
-  j["lanczos"] = {{"lambda_max", l.lambda_max}, {"lower", l.lower}, {"upper", l.upper}, {"iterations", l.iterations},
-                  {"converged", l.converged()}, {"status", to_string(l.status)}, {"message", l.message},
+  j["lanczos"] = {{"lambda_max", l.lambda_max}, {"lower", l.lower}, {"upper", l.upper}, {"iterations", l.report.iterations},
+                  {"converged", l.converged()}, {"status", to_string(l.status())}, {"message", l.report.message},
                   {"eta_gd_low", l.converged() && l.upper > 0.0 ? json(2.0 / l.upper) : json(nullptr)},
                   {"eta_gd_high", l.lower > 0.0 ? json(2.0 / l.lower) : json(nullptr)}};
   return l;
@@ -161,8 +161,8 @@ int cmd_cnn_analyze(const Args& args, std::ostream& out, std::ostream& err) {
   };
   if (!res.converged() && !args.flag("allow-residual")) {
     save_outputs(args, net, p.data, nullptr, files);
-    err << "sgdstab: no interpolating minimum reached (" << res.message << "); --allow-residual analyzes anyway\n";
-    return finish(exit_code(res.status));
+    err << "sgdstab: no interpolating minimum reached (" << res.report.message << "); --allow-residual analyzes anyway\n";
+    return finish(exit_code(res.status()));
   }
   std::optional<Geometry> g;
   Status status = Status::converged;
@@ -177,7 +177,7 @@ int cmd_cnn_analyze(const Args& args, std::ostream& out, std::ostream& err) {
   if (plan.iterations != 0) {
     t = Clock::now();
     const cnn::LanczosEstimate l = lanczos_estimate(args, p, net, plan.iterations, j);
-    if (!plan.exact) status = combine(status, l.status);  // then it is the answer, not a cross-check
+    if (!plan.exact) status = combine(status, l.status());  // then it is the answer, not a cross-check
     timing["lanczos"] = since(t);
   }
   if (status != Status::converged) err << "sgdstab: an eigensolver did not converge (" << to_string(status) << ")\n";

@@ -126,16 +126,16 @@ struct Sweep {
       o.observer = [&log](Index step, const cnn::Cnn& at) { log.record(step, at); };
     }
     const MinimizeResult res = cnn::train_cnn(net, p.data.inputs, p.data.targets, o);
-    log.record_final(res.iterations, net);
+    log.record_final(res.report.iterations, net);
     const std::string tag = "lr" + shortest(lr) + "_B" + std::to_string(b);
     const std::string name = "params_" + tag + ".npy", log_name = "alignment_" + tag + ".csv";
     if (log_every > 0) write_text((dir / log_name).string(), log.text);
     const bool finite = net.parameters().allFinite();  // a diverged run may have overflowed: nothing to save
     if (finite) write_matrix((dir / name).string(), net.parameters());
     json row = {{"lr", lr}, {"batch", b}, {"sampling", to_string(o.schedule)}, {"converged", res.converged()},
-                {"steps", res.iterations}, {"loss", res.loss}, {"max_residual", res.max_residual},
+                {"steps", res.report.iterations}, {"loss", res.loss}, {"max_residual", res.max_residual},
                 {"sqrt_batch_over_lr", std::sqrt(static_cast<double>(b)) / lr},
-                {"params_file", finite ? json(name) : json(nullptr)}, {"message", res.message}};
+                {"params_file", finite ? json(name) : json(nullptr)}, {"message", res.report.message}};
     if (log_every > 0) {
       row["mu_min_training"] = std::isfinite(log.mu_min) ? json(log.mu_min) : json(nullptr);
       row["alignment_log"] = log_name;
@@ -145,7 +145,7 @@ struct Sweep {
         status = combine(status, minimum_geometry(p, net, gram, o.schedule, lr, b, row, frobenius));
         points.push_back({std::sqrt(static_cast<double>(b)) / lr, frobenius, "B = " + std::to_string(b)});
       } catch (const sgdstab::resource_error& e) {  // this run's geometry does not fit: say so, go on
-        row["message"] = res.message + "; geometry not computed: " + e.what();
+        row["message"] = res.report.message + "; geometry not computed: " + e.what();
       }
     row["seconds"] = since(t);
     return row;

@@ -23,7 +23,7 @@ int cmd_cnn_train(const Args& args, std::ostream& out, std::ostream& err) {
   j["files"] = files;
   j["seconds"] = since(t0);
   out << j.dump(2) << "\n";
-  return exit_code(res.status);
+  return exit_code(res.status());
 }
 
 }  // namespace sgdstab::cli

@@ -43,7 +43,7 @@ int cmd_demo(const Args& args, std::ostream& out, std::ostream& err) {
     const StabilityRegion region = stability_region(
         g, {Sampling::without_replacement, Sampling::with_replacement, Sampling::bernoulli}, default_batches(n), so);
     write_region_plot(args.str("plot"), &g, region, {}, so);
-    status = combine(status, region.status);
+    status = combine(status, region.status());
     j["plot"] = args.str("plot");
   }
   return finish(j, status, out, err);

@@ -83,7 +83,7 @@ void escape_fields(json& j, const EscapeOptions& eo, const EscapeReport& rep, st
   j["log_rho"] = rho && *rho > 0.0 ? json(std::log(*rho)) : json(nullptr);
   j["runs"] = rep.runs;
   j["escaped"] = rep.escaped;
-  j["converged"] = rep.converged;
+  j["converged"] = rep.returned;
   j["undecided"] = rep.undecided;
   j["escape_fraction"] = rep.escape_fraction;
   j["escape_ci_low"] = rep.ci_low;
@@ -92,7 +92,7 @@ void escape_fields(json& j, const EscapeOptions& eo, const EscapeReport& rep, st
   j["growth_rate"] = nullable(rep.growth_rate);
   j["epsilon"] = eo.epsilon;
   j["escape_steps"] = eo.max_steps;
-  j["message"] = rep.message;
+  j["message"] = rep.report.message;
   j["note"] = "escaped: L grew past " + detail::fmt(eo.escape_factor) + " x its start; converged: L fell below " +
               detail::fmt(eo.converge_factor) + " x its start; growth_rate is the median of log(L_escape / L_0) / "
               "steps (the typical, almost-sure rate, at most log_rho)";

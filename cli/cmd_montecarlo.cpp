@@ -27,11 +27,11 @@ int cmd_montecarlo(const Args& args, std::ostream& out, std::ostream& err) {
   out << j.dump(2) << "\n";
   // Reshuffling has no exact answer: its verdict is inconclusive by
   // construction, and only the status of its estimate decides the exit code.
-  const int code = rep.rho && rep.status == Status::converged ? exit_code(rep.verdict) : exit_code(rep.status);
+  const int code = rep.rho && rep.converged() ? exit_code(rep.verdict) : exit_code(rep.status());
   if (code == exit_code(Exit::disagree))
     err << "sgdstab: the Monte Carlo estimates disagree with the exact answer: " << rep.reason << "\n";
   else if (code != exit_code(Exit::ok))
-    err << "sgdstab: " << (rep.radius.converged() ? rep.reason : rep.radius.message) << "\n";
+    err << "sgdstab: " << (rep.radius.converged() ? rep.reason : rep.radius.report.message) << "\n";
   return code;
 }
 

@@ -254,7 +254,7 @@ MinimizeResult train(const Args& args, const CnnProblem& p, cnn::Cnn& net, cnn::
     };
   }
   const MinimizeResult res = cnn::train_cnn(net, p.data.inputs, p.data.targets, o);
-  log.record_final(res.iterations, net);
+  log.record_final(res.report.iterations, net);
   if (!ckpt_path.empty()) {
     // The final state, whatever the cadence; a diverged state never replaces the last good one.
     if (checkpoint(ckpt_path, net)) files["checkpoint"] = ckpt_path;
@@ -276,8 +276,8 @@ MinimizeResult load_params(const Args& args, const CnnProblem& p, cnn::Cnn& net)
   res.tolerance = residual_tolerance_for(p.data.targets, args.number_or("residual-tol", 1e-6));
   res.loss = 0.5 * r.squaredNorm() / static_cast<double>(p.data.samples());
   res.max_residual = r.cwiseAbs().maxCoeff();
-  res.status = res.max_residual <= res.tolerance ? Status::converged : Status::not_converged;
-  res.message = res.converged() ? "loaded parameters interpolate" : "loaded parameters do not interpolate";
+  res.report.status = res.max_residual <= res.tolerance ? Status::converged : Status::not_converged;
+  res.report.message = res.converged() ? "loaded parameters interpolate" : "loaded parameters do not interpolate";
   return res;
 }
 

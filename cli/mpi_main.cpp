@@ -83,9 +83,8 @@ void times_fields(json& j, const mpi::ApplicationTimes& t) {
 }
 
 // ranks, the reduction's time and where the applications' time went (rank 0's view).
-void distributed_fields(json& j, const mpi::DistributedGeometry& g) {
+void distributed_fields(json& j, const mpi::DistributedGeometry& g, const mpi::ApplicationTimes& t) {
   j["ranks"] = ranks();
-  const mpi::ApplicationTimes t = mpi::last_application_times();
   j["reduction_seconds"] = g.reduction_seconds;
   times_fields(j, t);
 }
@@ -103,9 +102,9 @@ int cmd_threshold_mpi(const Args& args, std::ostream& out, std::ostream& err) {
   so.want_direction = false;
   const mpi::DistributedGeometry g = load_distributed(args);
   const Index b = batch_in(args, g);
-  const ThresholdResult r = mpi::threshold(PETSC_COMM_WORLD, g, b, sampling, so);
+  const mpi::Timed<ThresholdResult> r = mpi::threshold(PETSC_COMM_WORLD, g, b, sampling, so);
   json j = threshold_json(summary(g), r);
-  distributed_fields(j, g);
+  distributed_fields(j, g, r.times);
   return finish(j, r.status(), out, err);
 }
 
@@ -118,9 +117,9 @@ int cmd_radius_mpi(const Args& args, std::ostream& out, std::ostream& err) {
   if (!(lr > 0)) throw sgdstab::invalid_argument("--lr: the learning rate must be > 0, got " + detail::fmt(lr));
   const mpi::DistributedGeometry g = load_distributed(args);
   const Index b = batch_in(args, g);
-  const RadiusResult r = mpi::radius(PETSC_COMM_WORLD, g, lr, b, sampling, so);
+  const mpi::Timed<RadiusResult> r = mpi::radius(PETSC_COMM_WORLD, g, lr, b, sampling, so);
   json j = radius_json(summary(g), r);
-  distributed_fields(j, g);
+  distributed_fields(j, g, r.times);
   return finish(j, r.status(), out, err);
 }
 
@@ -138,11 +137,11 @@ int cmd_region_mpi(const Args& args, std::ostream& out, std::ostream& err) {
   const MarkRadius radius = [&](double lr, Index b, Sampling s) {
     return mpi::radius(PETSC_COMM_WORLD, g, lr, b, s, so);
   };
-  StabilityRegion region = mpi::region(PETSC_COMM_WORLD, g, schemes, batches, so);
-  const mpi::ApplicationTimes times = mpi::last_application_times();
+  mpi::Timed<StabilityRegion> region = mpi::region(PETSC_COMM_WORLD, g, schemes, batches, so);
+  const mpi::ApplicationTimes times = region.times;
   // The picture by rank 0 alone, without the bounds (they need the whole geometry).
   const std::string plot = rank == 0 ? args.str_or("plot", "") : std::string();
-  RegionReport rep = region_report_of(std::move(region), nullptr, marks, plot, so, radius);
+  RegionReport rep = region_report_of(std::move(static_cast<StabilityRegion&>(region)), nullptr, marks, plot, so, radius);
   rep.j["seconds"] = seconds_since(t0);
   rep.j["ranks"] = ranks();
   rep.j["reduction_seconds"] = g.reduction_seconds;

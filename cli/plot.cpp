@@ -191,7 +191,7 @@ void region_curve(std::ostringstream& s, const Canvas& c, const StabilityRegion&
     if (p.eta_star > 0)
       s << "<circle cx=\"" << c.sx(static_cast<double>(p.batch)) << "\" cy=\"" << c.sy(std::max(p.eta_star, floor))
         << "\" r=\"3\" fill=\"" << colour << "\"><title>" << to_string(curve.sampling) << " B = " << p.batch
-        << ": eta* = " << num(p.eta_star) << (p.converged() ? "" : " (" + to_string(p.status) + ")")
+        << ": eta* = " << num(p.eta_star) << (p.converged() ? "" : " (" + to_string(p.status()) + ")")
         << "</title></circle>\n";
 }
 

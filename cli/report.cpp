@@ -81,9 +81,9 @@ json region_json(const StabilityRegion& region) {
   j["momentum"] = region.momentum.beta;
   j["nesterov"] = region.momentum.nesterov;
   if (region.momentum.beta > 0.0) j["eta_mean"] = region.eta_mean;
-  j["matvecs"] = region.matvecs;
-  j["matvecs_single_precision"] = region.single_precision_matvecs;
-  j["seconds"] = region.seconds;
+  j["matvecs"] = region.report.matvecs;
+  j["matvecs_single_precision"] = region.report.single_precision_matvecs;
+  j["seconds"] = region.report.seconds;
   json curves = json::array();
   for (const RegionCurve& curve : region.curves) {
     json pts = json::array();
@@ -94,22 +94,22 @@ json region_json(const StabilityRegion& region) {
       q["eta_low"] = p.eta_low;
       q["eta_high"] = p.eta_high;
       q["converged"] = p.converged();
-      q["status"] = to_string(p.status);
-      q["method"] = to_string(p.method);
-      q["matvecs"] = p.matvecs;
+      q["status"] = to_string(p.status());
+      q["method"] = to_string(p.report.method);
+      q["matvecs"] = p.report.matvecs;
       pts.push_back(q);
     }
     curves.push_back({{"sampling", to_string(curve.sampling)}, {"points", pts}});
   }
   j["curves"] = curves;
   j["converged"] = region.converged();
-  j["status"] = to_string(region.status);
-  j["method"] = to_string(region.method);
-  j["device"] = to_string(region.device);
+  j["status"] = to_string(region.status());
+  j["method"] = to_string(region.report.method);
+  j["device"] = to_string(region.report.device);
   j["subspace_dimension"] = region.subspace_dimension;
-  j["restarts"] = region.restarts;
-  j["apply_seconds"] = region.apply_seconds;
-  j["message"] = region.message;
+  j["restarts"] = region.report.iterations;
+  j["apply_seconds"] = region.report.apply_seconds;
+  j["message"] = region.report.message;
   j["loss_convention"] = kLossConvention;
   return j;
 }
@@ -127,8 +127,8 @@ json bounds_json(const StabilityBounds& b) {
   j["gamma"] = b.gamma;
   j["eta_star"] = b.eta_star;
   j["converged"] = b.converged();
-  j["status"] = to_string(b.status);
-  if (!b.converged()) j["message"] = b.message;
+  j["status"] = to_string(b.status());
+  if (!b.converged()) j["message"] = b.report.message;
   j["eta_gd"] = b.eta_gd;
   j["eta_sufficient"] = b.eta_sufficient;
   j["eta_necessary_rank1"] = b.eta_necessary_rank1;
@@ -173,12 +173,12 @@ void minimum_fields(json& j, const Problem& p, const MinimizeResult& res) {
 
 void minimizer_fields(json& j, const MinimizeResult& res, const char* iterations_key) {
   j["converged"] = res.converged();
-  j["status"] = to_string(res.status);
-  j[iterations_key] = res.iterations;
+  j["status"] = to_string(res.status());
+  j[iterations_key] = res.report.iterations;
   j["loss"] = res.loss;
   j["max_residual"] = res.max_residual;
   j["residual_tolerance"] = res.tolerance;
-  j["message"] = res.message;
+  j["message"] = res.report.message;
 }
 
 
@@ -192,9 +192,9 @@ int finish(const json& j, Status status, std::ostream& out, std::ostream& err) {
 
 int not_a_minimum(const json& j, std::ostream& out, std::ostream& err, const MinimizeResult& res) {
   out << j.dump(2) << "\n";
-  err << "sgdstab: no interpolating minimum reached (" << res.message << "; max residual " << res.max_residual
+  err << "sgdstab: no interpolating minimum reached (" << res.report.message << "; max residual " << res.max_residual
       << " > tolerance " << res.tolerance << ")\n";
-  return exit_code(res.status);
+  return exit_code(res.status());
 }
 
 json cross_check_json(const CrossCheckOptions& o, const CrossCheckReport& rep) {
@@ -223,7 +223,7 @@ json cross_check_json(const CrossCheckOptions& o, const CrossCheckReport& rep) {
   j["mc_median"] = median;
   j["mc_mean_log"] = logm;
   j["confidence"] = o.confidence;
-  j["status"] = to_string(rep.status);
+  j["status"] = to_string(rep.status());
   j["rho_hat"] = rep.radius.rho_hat;
   j["rho_hat_ci_low"] = rep.radius.ci_low;
   j["rho_hat_ci_high"] = rep.radius.ci_high;
@@ -234,7 +234,7 @@ json cross_check_json(const CrossCheckOptions& o, const CrossCheckReport& rep) {
   j["note"] = "quantities are |delta_t|^2 in range(H), E|delta_0|^2 = 1; above the threshold the sample mean is "
               "heavy-tailed and underestimates the true moment at long horizons (see mc_median, mc_mean_log, "
               "and rho_hat, which does not compound)";
-  j["seconds"] = rep.simulation.seconds;
+  j["seconds"] = rep.simulation.report.seconds;
   return j;
 }
 

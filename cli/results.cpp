@@ -133,7 +133,7 @@ std::vector<std::vector<RegionBound>> bound_rows(const Geometry& g, const Stabil
       known.batch = p.batch;
       known.sampling = curve.sampling;
       known.eta_star = p.eta_star;
-      known.report.status = p.status;
+      known.report.status = p.status();
       const StabilityBounds b = stability_bounds(g, p.batch, curve.sampling, so, &known, mu_star);
       double necessary = std::min({b.eta_gd, b.eta_necessary_rank1, b.eta_necessary_trace});
       if (b.eta_alignment) necessary = std::min(necessary, *b.eta_alignment);
@@ -178,7 +178,7 @@ RegionReport region_report_of(StabilityRegion region, const Geometry* bounds, co
   RegionReport out;
   out.region = std::move(region);
   out.j = region_json(out.region);
-  out.status = out.region.status;
+  out.status = out.region.status();
   std::vector<RegionMark> drawn;
   if (!marks.empty()) out.j["marks"] = mark_rows(out.region, marks, radius, drawn, out.status);
   if (!plot.empty()) {

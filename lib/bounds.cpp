@@ -8,6 +8,7 @@
 #include "eigensolve.hpp"
 #include "linalg.hpp"
 #include "scaling.hpp"
+#include "stopwatch.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
 #include "sgdstab/moment_operator.hpp"
@@ -50,8 +51,8 @@ SolverOptions bounds_solver_options() {
 // Records a failed eigensolve of the bounds table in b (the first failure wins).
 void note_failure(StabilityBounds& b, const SolveReport& report, const std::string& what) {
   if (report.converged() || !b.converged()) return;
-  b.status = report.status;
-  b.message = what + ": " + report.message;
+  b.report.status = report.status;
+  b.report.message = what + ": " + report.message;
 }
 
 // lambda_max of a symmetric matrix held densely.
@@ -135,7 +136,9 @@ AlignmentSample alignment_at(const Mlp& model, const Eigen::Ref<const MatrixXd>&
 }
 
 // theory/bounds.md, eqs. 3-4: mu_lin(u) is a Rayleigh quotient over u = J delta in range(K).
-WorstAlignment worst_case_alignment(const Geometry& g) {
+namespace {
+
+WorstAlignment worst_alignment_untimed(const Geometry& g) {
   const detail::UnitGeometry units(g);  // mu_* is scale-free: computed where H is near 1
   if (units.rescaled()) return worst_case_alignment(units.get());
   const Index r = g.rank(), c = g.outputs(), n = g.samples();
@@ -158,14 +161,21 @@ WorstAlignment worst_case_alignment(const Geometry& g) {
   try {
     detail::symmetric_eigen_or_throw(vec, ev, "worst_case_alignment");
   } catch (const numerical_error& e) {
-    out.status = e.status();
-    out.message = e.what();
+    out.report.status = e.status();
+    out.report.message = e.what();
     return out;
   }
-  out.status = Status::converged;
+  out.report.status = Status::converged;
+  out.report.message = "converged (dense eigendecomposition, LAPACK dsyevd)";
   out.mu_star = std::max(0.0, dn * ev(0) / d.squaredNorm());  // Tr(Sigma_1 G) >= 0: clip round-off
   out.residual_direction = u * vec.col(0);
   return out;
+}
+
+}  // namespace
+
+WorstAlignment worst_case_alignment(const Geometry& g) {
+  return detail::timed([&] { return worst_alignment_untimed(g); });
 }
 
 namespace {
@@ -208,7 +218,9 @@ double non_uniformity(const Geometry& g, StabilityBounds& b) {
 
 }  // namespace
 
-StabilityBounds stability_bounds(const Geometry& g, Index batch, Sampling sampling, const SolverOptions& options,
+namespace {
+
+StabilityBounds bounds_untimed(const Geometry& g, Index batch, Sampling sampling, const SolverOptions& options,
                                  const ThresholdResult* threshold, std::optional<double> mu_star) {
   const SamplingFactors f = sampling_factors(sampling, g.samples(), batch);  // validates batch
   const detail::UnitGeometry u(g);
@@ -239,15 +251,15 @@ StabilityBounds stability_bounds(const Geometry& g, Index batch, Sampling sampli
     require(threshold->batch == batch && threshold->sampling == sampling, "stability_bounds",
             "the given threshold is for another batch size or scheme");
     b.eta_star = threshold->eta_star;
-    b.status = threshold->status();
-    b.message = threshold->report.message;
+    b.report.status = threshold->status();
+    b.report.message = threshold->report.message;
   } else {
     const ThresholdResult thr = stability_threshold(g, batch, sampling, options);
     b.eta_star = thr.eta_star;
-    b.status = thr.status();
-    b.message = thr.report.message;
+    b.report.status = thr.status();
+    b.report.message = thr.report.message;
   }
-  if (!b.converged()) b.message = "eta*: " + b.message;
+  if (!b.converged()) b.report.message = "eta*: " + b.report.message;
   const Index r = g.rank(), c = g.outputs();
   const VectorXd& d = g.hessian_eigenvalues();
   b.sharpness = d(0);
@@ -272,13 +284,20 @@ StabilityBounds stability_bounds(const Geometry& g, Index batch, Sampling sampli
     const WorstAlignment w = worst_case_alignment(g);
     b.mu_star = w.mu_star;
     if (!w.converged() && b.converged()) {
-      b.status = w.status;
-      b.message = "mu_star: " + w.message;
+      b.report.status = w.report.status;
+      b.report.message = "mu_star: " + w.report.message;
     }
   }
   if (b.gamma * b.mu_star > 0.0) b.eta_alignment = 1.0 / (b.hessian_frobenius * std::sqrt(b.gamma * b.mu_star));
   if (batch == 1 && c == 1) b.eta_trace_b1 = 2.0 / b.hessian_trace;
   return b;
+}
+
+}  // namespace
+
+StabilityBounds stability_bounds(const Geometry& g, Index batch, Sampling sampling, const SolverOptions& options,
+                                 const ThresholdResult* threshold, std::optional<double> mu_star) {
+  return detail::timed([&] { return bounds_untimed(g, batch, sampling, options, threshold, mu_star); });
 }
 
 }  // namespace sgdstab

@@ -7,6 +7,7 @@
 
 #include "check.hpp"
 #include "interrupt_detail.hpp"
+#include "stopwatch.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/schedule.hpp"
 
@@ -85,6 +86,7 @@ EscapeReport escape_runs(const SgdProblem& problem, const VectorXd& theta_star, 
   o.validate(n);
   require(theta_star.size() == problem.params() && theta_star.allFinite(), "escape_runs",
           "theta_star must be a finite vector of length p = " + std::to_string(problem.params()));
+  const detail::Stopwatch watch;
   EscapeReport rep;
   rep.runs = o.runs;
   std::vector<double> escape_steps, rates;
@@ -97,7 +99,7 @@ EscapeReport escape_runs(const SgdProblem& problem, const VectorXd& theta_star, 
     double last_finite = l0;
     bool decided = false;
     if (!(l0 > 0.0)) {  // exactly at a zero-loss point along this direction: nothing to escape from
-      ++rep.converged;
+      ++rep.returned;
       decided = true;
     }
     VectorXd velocity = VectorXd::Zero(theta.size());
@@ -121,7 +123,7 @@ EscapeReport escape_runs(const SgdProblem& problem, const VectorXd& theta_star, 
         rates.push_back(std::log(last_finite / l0) / static_cast<double>(t));
         decided = true;
       } else if (l < o.converge_factor * l0) {
-        ++rep.converged;
+        ++rep.returned;
         decided = true;
       }
     }
@@ -132,8 +134,11 @@ EscapeReport escape_runs(const SgdProblem& problem, const VectorXd& theta_star, 
   std::tie(rep.ci_low, rep.ci_high) = clopper_pearson(rep.escaped, rep.runs, o.confidence);
   rep.median_escape_step = median_of(escape_steps);
   rep.growth_rate = median_of(rates);
-  rep.message = std::to_string(rep.escaped) + " escaped, " + std::to_string(rep.converged) + " converged, " +
-                std::to_string(rep.undecided) + " undecided within " + std::to_string(o.max_steps) + " steps";
+  rep.report.status = Status::converged;
+  rep.report.iterations = o.runs;
+  rep.report.message = std::to_string(rep.escaped) + " escaped, " + std::to_string(rep.returned) + " converged, " +
+                       std::to_string(rep.undecided) + " undecided within " + std::to_string(o.max_steps) + " steps";
+  rep.report.seconds = watch.seconds();
   return rep;
 }
 

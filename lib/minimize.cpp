@@ -10,6 +10,7 @@
 #include "check.hpp"
 #include "interrupt_detail.hpp"
 #include "linalg.hpp"
+#include "stopwatch.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
 
@@ -63,19 +64,21 @@ VectorXd residual_vector(const Mlp& model, const Eigen::Ref<const MatrixXd>& x,
 }
 
 void finish(MinimizeResult& res, const Mlp& model, const Eigen::Ref<const MatrixXd>& x,
-            const Eigen::Ref<const MatrixXd>& y) {
+            const Eigen::Ref<const MatrixXd>& y, const detail::Stopwatch& watch) {
   const MatrixXd r = model.residuals(x, y);
   res.max_residual = max_abs(r);
   res.loss = r.allFinite() ? 0.5 * r.squaredNorm() / static_cast<double>(x.rows()) : INFINITY;
   res.gradient_norm = r.allFinite() ? model.gradient(x, y).norm() : INFINITY;
-  if (res.max_residual <= res.tolerance) res.status = Status::converged;
-  else if (res.status == Status::converged) res.status = Status::not_converged;
+  if (res.max_residual <= res.tolerance) res.report.status = Status::converged;
+  else if (res.report.status == Status::converged) res.report.status = Status::not_converged;
+  res.report.seconds = watch.seconds();
 }
 
 }  // namespace
 
 MinimizeResult minimum_norm_solution(Mlp& model, const Eigen::Ref<const MatrixXd>& x,
                                      const Eigen::Ref<const MatrixXd>& y, const MinimizeOptions& options) {
+  const detail::Stopwatch watch;
   options.validate();
   require(model.spec().linear_in_parameters(), "minimum_norm_solution",
           "the model must be linear in theta (only the output layer trainable); use Levenberg-Marquardt "
@@ -101,18 +104,18 @@ MinimizeResult minimum_norm_solution(Mlp& model, const Eigen::Ref<const MatrixXd
   if (bias) model.set_bias(L, sol.row(m).transpose());
   MinimizeResult res;
   res.method = "minimum-norm";
-  res.iterations = 1;
+  res.report.iterations = 1;
   res.tolerance = residual_tolerance_for(y, options.residual_tolerance);
-  finish(res, model, x, y);
+  finish(res, model, x, y, watch);
   res.loss_history.push_back(res.loss);
   const std::string rank = std::to_string(cod.rank());
   if (res.converged())
-    res.message = "interpolating minimum-norm solution (feature rank " + rank + ")";
+    res.report.message = "interpolating minimum-norm solution (feature rank " + rank + ")";
   else if (cod.rank() < n)
-    res.message = "the features cannot interpolate the data (rank " + rank + " < " + std::to_string(n) +
+    res.report.message = "the features cannot interpolate the data (rank " + rank + " < " + std::to_string(n) +
                   " samples): least-squares solution";
   else
-    res.message = "the features have full rank " + rank + " but the residual " + detail::fmt(res.max_residual) +
+    res.report.message = "the features have full rank " + rank + " but the residual " + detail::fmt(res.max_residual) +
                   " exceeds the tolerance: the design matrix is ill-conditioned (a looser residual tolerance "
                   "may be appropriate)";
   return res;
@@ -212,6 +215,7 @@ bool accept_a_step(Mlp& model, const Eigen::Ref<const MatrixXd>& x, const Eigen:
 
 MinimizeResult gauss_newton(Mlp& model, const Eigen::Ref<const MatrixXd>& x, const Eigen::Ref<const MatrixXd>& y,
                             const MinimizeOptions& options) {
+  const detail::Stopwatch watch;
   options.validate();
   const Index n = x.rows(), nc = n * model.outputs(), p = model.num_parameters();
   const bool sample_space = p >= nc;
@@ -226,40 +230,41 @@ MinimizeResult gauss_newton(Mlp& model, const Eigen::Ref<const MatrixXd>& x, con
   VectorXd r = residual_vector(model, x, y);  // validates x, y
   double phi = 0.5 * r.squaredNorm();         // n L
   Damping damping;
-  res.message = "iteration limit reached";
+  res.report.message = "iteration limit reached";
   for (Index it = 0;; ++it) {
     detail::throw_if_interrupted("gauss_newton");
     res.loss_history.push_back(phi / static_cast<double>(n));
     if (max_abs(r) <= res.tolerance) {
-      res.message = "residual below tolerance";
+      res.report.message = "residual below tolerance";
       break;
     }
     if (it == options.max_iterations) break;
     const NormalSystem sys = normal_system(model, x, r, sample_space);
     if (!sys.finite()) {
-      res.message = "the Jacobian has NaN or Inf entries (overflow in the network)";
-      res.status = Status::numerical_failure;
+      res.report.message = "the Jacobian has NaN or Inf entries (overflow in the network)";
+      res.report.status = Status::numerical_failure;
       break;
     }
     const double top = sys.normal.diagonal().maxCoeff();
     if (!(top > 0.0)) {
-      res.message = "the Jacobian vanishes: Gauss-Newton cannot move";
+      res.report.message = "the Jacobian vanishes: Gauss-Newton cannot move";
       break;
     }
     if (damping.lambda < 0.0) damping.lambda = 1e-3 * top;
     const bool accepted = accept_a_step(model, x, y, sys, top, damping, r, phi);
-    res.iterations = it + 1;
+    res.report.iterations = it + 1;
     if (!accepted) {
-      res.message = "no step decreases the loss (stalled at a non-interpolating point?)";
+      res.report.message = "no step decreases the loss (stalled at a non-interpolating point?)";
       break;
     }
   }
-  finish(res, model, x, y);
+  finish(res, model, x, y, watch);
   return res;
 }
 
 MinimizeResult train_sgd(Mlp& model, const Eigen::Ref<const MatrixXd>& x, const Eigen::Ref<const MatrixXd>& y,
                          const TrainOptions& options) {
+  const detail::Stopwatch watch;
   const Index n = x.rows();
   options.validate(n);
   const bool full = options.batch == n && options.sampling == Sampling::without_replacement;
@@ -272,8 +277,8 @@ MinimizeResult train_sgd(Mlp& model, const Eigen::Ref<const MatrixXd>& x, const 
   const double initial = 0.5 * r.squaredNorm() / static_cast<double>(n);
   res.loss_history.push_back(initial);
   if (options.observer) options.observer(0, model);
-  res.message = "step limit reached";
-  if (max_abs(r) <= res.tolerance) res.message = "residual below tolerance";
+  res.report.message = "step limit reached";
+  if (max_abs(r) <= res.tolerance) res.report.message = "residual below tolerance";
   const double b = static_cast<double>(options.batch);
   const double beta = options.momentum.beta;
   VectorXd velocity = VectorXd::Zero(beta > 0.0 ? model.num_parameters() : 0);
@@ -290,10 +295,10 @@ MinimizeResult train_sgd(Mlp& model, const Eigen::Ref<const MatrixXd>& x, const 
     } else {
       theta = model.parameters() - options.lr * grad;
     }
-    res.iterations = step;
+    res.report.iterations = step;
     if (!theta.allFinite()) {
-      res.message = "diverged: parameters overflowed at step " + std::to_string(step);
-      res.status = Status::diverged;
+      res.report.message = "diverged: parameters overflowed at step " + std::to_string(step);
+      res.report.status = Status::diverged;
       break;
     }
     model.set_parameters(theta);
@@ -303,21 +308,22 @@ MinimizeResult train_sgd(Mlp& model, const Eigen::Ref<const MatrixXd>& x, const 
     res.loss_history.push_back(loss);
     if (options.observer && std::isfinite(loss)) options.observer(step, model);
     if (!std::isfinite(loss) || loss > options.divergence_factor * initial) {
-      res.message = "diverged: loss " + detail::fmt(loss) + " at step " + std::to_string(step) +
-                    " (initial " + detail::fmt(initial) + ")";
-      res.status = Status::diverged;
+      res.report.message = "diverged: loss " + detail::fmt(loss) + " at step " + std::to_string(step) +
+                           " (initial " + detail::fmt(initial) + ")";
+      res.report.status = Status::diverged;
       break;
     }
-    if (max_abs(r) <= res.tolerance) res.message = "residual below tolerance";
+    if (max_abs(r) <= res.tolerance) res.report.message = "residual below tolerance";
   }
-  if (res.status == Status::diverged) {
+  if (res.report.status == Status::diverged) {
     const MatrixXd rr = model.residuals(x, y);
     res.max_residual = max_abs(rr);
     res.loss = rr.allFinite() ? 0.5 * rr.squaredNorm() / static_cast<double>(n) : INFINITY;
     res.gradient_norm = INFINITY;
+    res.report.seconds = watch.seconds();
     return res;
   }
-  finish(res, model, x, y);
+  finish(res, model, x, y, watch);
   return res;
 }
 

@@ -14,6 +14,7 @@
 #include "eigensolve.hpp"
 #include "interrupt_detail.hpp"
 #include "linalg.hpp"
+#include "stopwatch.hpp"
 #include <complex>
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
@@ -165,7 +166,9 @@ SimulationResult simulate_linearized(const Geometry& g, const SimulationOptions&
     record(t);
     if (o.progress) o.progress(t, o.steps);
   }
-  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  res.report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  res.report.status = Status::converged;
+  res.report.message = "every step ran";
   res.flops = 4.0 * static_cast<double>(nc) * static_cast<double>(r) * static_cast<double>(m) *
               static_cast<double>(o.steps);
   return res;
@@ -460,6 +463,7 @@ double delta_half_width(const SampledOperator& op, const TopPair& top, const Rad
 }  // namespace
 
 RadiusEstimate estimate_radius(const Geometry& g, const RadiusEstimateOptions& o) {
+  const detail::Stopwatch watch;
   o.validate(g);
   check_memory(sampled_operator_bytes(g, o), "the sampled batches of the operator estimate");
   const SampledOperator op(g, o);
@@ -467,27 +471,30 @@ RadiusEstimate estimate_radius(const Geometry& g, const RadiusEstimateOptions& o
   est.blocks = o.blocks;
   est.steps_per_block = op.steps_per_block();
   const TopPair top = sampled_top_pair(op, g.rank(), o);
-  est.status = top.status;
-  est.matvecs = top.matvecs;
+  est.report.status = top.status;
+  est.report.matvecs = top.matvecs;
   if (!est.converged()) {
-    est.message = "the eigensolver on the sampled operator did not converge (" + to_string(est.status) +
+    est.report.message = "the eigensolver on the sampled operator did not converge (" + to_string(est.status()) +
                   "); rho_hat is not to be trusted";
+    est.report.seconds = watch.seconds();
     return est;
   }
   const double half = delta_half_width(op, top, o);
   if (!std::isfinite(half)) {
-    est.status = Status::numerical_failure;
-    est.message = "the top eigenvalue of the sampled operator is degenerate (left and right eigenvectors "
+    est.report.status = Status::numerical_failure;
+    est.report.message = "the top eigenvalue of the sampled operator is degenerate (left and right eigenvectors "
                   "orthogonal): the delta-method interval does not exist; rho_hat is not to be trusted";
+    est.report.seconds = watch.seconds();
     return est;
   }
   const double inv = 1.0 / static_cast<double>(est.steps_per_block);  // per step: rho_epoch^(1/steps)
   est.rho_hat = std::pow(std::max(top.lambda, 0.0), inv);
   est.ci_low = std::pow(std::max(top.lambda - half, 0.0), inv);
   est.ci_high = std::pow(top.lambda + half, inv);
-  est.message = est.steps_per_block > 1 ? "per-step rate rho_epoch^(1/" + std::to_string(est.steps_per_block) +
+  est.report.message = est.steps_per_block > 1 ? "per-step rate rho_epoch^(1/" + std::to_string(est.steps_per_block) +
                                               ") of the sampled epoch operator"
                                         : "top eigenvalue of the sampled operator";
+  est.report.seconds = watch.seconds();
   return est;
 }
 
@@ -560,6 +567,7 @@ void decide(CrossCheckReport& rep, const CrossCheckOptions& o) {
 }  // namespace
 
 CrossCheckReport cross_check(const Geometry& g, const CrossCheckOptions& o) {
+  const detail::Stopwatch watch;
   require(o.significance > 0.0 && o.significance < 1.0, "CrossCheckOptions::significance",
           "must lie in (0, 1), got " + detail::fmt(o.significance));
   SimulationOptions so;
@@ -575,12 +583,14 @@ CrossCheckReport cross_check(const Geometry& g, const CrossCheckOptions& o) {
   CrossCheckReport rep;
   rep.simulation = simulate_linearized(g, so);
   rep.radius = estimate_radius(g, ro);
-  rep.status = rep.radius.status;
+  rep.report.status = rep.radius.status();
   const std::optional<Sampling> sampling = closed_form(o.schedule);
   if (!sampling) {
     rep.verdict = Verdict::inconclusive;
     rep.reason = "reshuffling has no closed-form operator: only the Monte Carlo estimates are reported (rho_hat " +
                  detail::fmt(rep.radius.rho_hat) + ")";
+    rep.report.message = rep.radius.report.message;
+    rep.report.seconds = watch.seconds();
     return rep;
   }
   const bool heavy = o.momentum.beta > 0.0;
@@ -598,13 +608,17 @@ CrossCheckReport cross_check(const Geometry& g, const CrossCheckOptions& o) {
   }
   rep.rho = exact.rho;
   rep.exact = exact_moments(g, o.lr, o.batch, *sampling, o.steps, VectorXd(), o.momentum);
-  rep.status = combine(combine(rep.status, exact.status()), thr_status);
-  if (rep.status != Status::converged) {
+  rep.report.status = combine(combine(rep.report.status, exact.status()), thr_status);
+  if (rep.report.status != Status::converged) {
     rep.verdict = Verdict::inconclusive;
-    rep.reason = "an eigensolver did not converge (" + to_string(rep.status) + ")";
+    rep.reason = "an eigensolver did not converge (" + to_string(rep.status()) + ")";
+    rep.report.message = rep.reason;
+    rep.report.seconds = watch.seconds();
     return rep;
   }
   decide(rep, o);
+  rep.report.message = rep.reason;
+  rep.report.seconds = watch.seconds();
   return rep;
 }
 

@@ -12,10 +12,12 @@
 #include "family.hpp"
 #include "region_family.hpp"
 #include "low_precision.hpp"
+#include "momentum_levels.hpp"
 #include "sgdstab/device.hpp"
 #include "scaling.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/moment_operator.hpp"
+#include "sgdstab/momentum.hpp"
 
 namespace sgdstab {
 
@@ -126,16 +128,65 @@ StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>&
   detail::FamilyResult fam;
   if (!svals.empty()) fam = detail::geometry_family(g, svals, opt);
   fam.members.push_back(detail::geometry_family_at_zero(g));
-  out.matvecs = fam.matvecs;
-  out.single_precision_matvecs = fam.low_precision_matvecs;
-  out.apply_seconds = fam.apply_seconds;
-  out.restarts = fam.restarts;
+  out.report.matvecs = fam.matvecs;
+  out.report.single_precision_matvecs = fam.low_precision_matvecs;
+  out.report.apply_seconds = fam.apply_seconds;
+  out.report.iterations = fam.restarts;
   out.subspace_dimension = fam.subspace_dimension;
-  out.method = svals.empty() ? Method::dense : fam.method;
-  out.device = fam.device;
+  out.report.method = svals.empty() ? Method::dense : fam.method;
+  out.report.device = fam.device;
   detail::assemble_region(out, fam.members, schemes, batches);
-  if (out.converged()) out.message = "converged";
-  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (out.converged()) out.report.message = "converged";
+  out.report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return out;
+}
+
+// With momentum: eta*(B) of every point by momentum_threshold's search (theory/momentum.md, section 7).
+StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>& schemes,
+                                 const std::vector<Index>& batches, Momentum momentum, const SolverOptions& options) {
+  if (momentum.beta == 0.0) {  // plain SGD: the shared-subspace region (above)
+    StabilityRegion out = stability_region(g, schemes, batches, options);
+    out.momentum = momentum;
+    out.eta_mean = out.eta_gd;
+    return out;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  options.validate();
+  momentum.validate();
+  detail::check_region_lists(schemes, batches, g.samples());
+  const std::vector<std::vector<MomentumThresholdResult>> levels = detail::momentum_levels(g, schemes, batches, momentum, options);
+  StabilityRegion out;
+  out.samples = g.samples();
+  out.outputs = g.outputs();
+  out.rank = g.rank();
+  out.lambda_max = g.lambda_max();
+  out.eta_gd = 2.0 / out.lambda_max;
+  out.momentum = momentum;
+  out.eta_mean = detail::mean_limit(momentum, out.lambda_max);
+  out.report.status = Status::converged;
+  out.report.method = Method::dense;
+  for (std::size_t k = 0; k < schemes.size(); ++k) {
+    RegionCurve curve{schemes[k], {}};
+    for (const MomentumThresholdResult& r : levels[k]) {
+      RegionPoint p;
+      p.batch = r.batch;
+      p.eta_star = r.eta_star;
+      p.eta_low = r.eta_low;
+      p.eta_high = r.eta_high;
+      p.s = detail::noise_level(r.sampling, g.samples(), r.batch);
+      p.report = r.report;
+      out.report.matvecs += p.report.matvecs;
+      if (p.report.method == Method::lanczos) out.report.method = Method::lanczos;
+      if (!p.converged() && out.converged()) {
+        out.report.status = p.report.status;
+        out.report.message = to_string(schemes[k]) + ", B = " + std::to_string(r.batch) + ": " + p.report.message;
+      }
+      curve.points.push_back(std::move(p));
+    }
+    out.curves.push_back(std::move(curve));
+  }
+  if (out.converged()) out.report.message = "converged";
+  out.report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;
 }
 

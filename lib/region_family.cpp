@@ -122,17 +122,17 @@ RegionPoint region_point(const FamilyMember& m, double c, double s, Index batch)
   RegionPoint p;
   p.batch = batch;
   p.s = s;
-  p.status = m.status;
-  p.method = m.method;
-  p.matvecs = m.matvecs;
-  p.residual = m.value > 0 ? m.residual / m.value : m.residual;
-  p.message = m.message;
+  p.report.status = m.status;
+  p.report.method = m.method;
+  p.report.matvecs = m.matvecs;
+  p.report.residual = m.value > 0 ? m.residual / m.value : m.residual;
+  p.report.message = m.message;
   if (m.value > 0 && std::isfinite(m.value)) {
     p.eta_star = p.eta_high = 1.0 / (c * m.value);
     p.eta_low = 1.0 / (c * (m.value + m.error));
   } else if (p.converged()) {
-    p.status = Status::numerical_failure;
-    p.message = "the pencil's largest eigenvalue is not positive";
+    p.report.status = Status::numerical_failure;
+    p.report.message = "the pencil's largest eigenvalue is not positive";
   }
   return p;
 }
@@ -146,7 +146,7 @@ void assemble_region(StabilityRegion& out, const std::vector<FamilyMember>& memb
     if (m.status != Status::numerical_failure && m.value > 0) out.knots.push_back({m.s, m.value + m.error});
   }
   std::sort(out.knots.begin(), out.knots.end(), [](const RegionKnot& a, const RegionKnot& b) { return a.s < b.s; });
-  out.status = Status::converged;
+  out.report.status = Status::converged;
   for (Sampling sc : schemes) {
     RegionCurve curve{sc, {}};
     for (Index b : batches) {
@@ -157,8 +157,8 @@ void assemble_region(StabilityRegion& out, const std::vector<FamilyMember>& memb
       curve.points.push_back(region_point(*it, c, s, b));
       const RegionPoint& p = curve.points.back();
       if (!p.converged() && out.converged()) {
-        out.status = p.status;
-        out.message = to_string(sc) + ", B = " + std::to_string(b) + ": " + p.message;
+        out.report.status = p.status();
+        out.report.message = to_string(sc) + ", B = " + std::to_string(b) + ": " + p.report.message;
       }
     }
     out.curves.push_back(std::move(curve));

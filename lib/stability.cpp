@@ -11,6 +11,7 @@
 #include "family.hpp"
 #include "region_family.hpp"
 #include "scaling.hpp"
+#include "stopwatch.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
 #include "sgdstab/moment_operator.hpp"
@@ -116,13 +117,17 @@ ThresholdResult in_user_units(ThresholdResult r, double unit) {
 
 ThresholdResult stability_threshold(const Geometry& g, Index batch, Sampling sampling,
                                     const SolverOptions& opt) {
+  const detail::Stopwatch watch;
   const detail::UnitGeometry u(g);
-  if (u.rescaled()) return in_user_units(threshold_of(u.get(), batch, sampling, opt), u.unit());
-  return threshold_of(g, batch, sampling, opt);
+  ThresholdResult r = u.rescaled() ? in_user_units(threshold_of(u.get(), batch, sampling, opt), u.unit())
+                                   : threshold_of(g, batch, sampling, opt);
+  r.report.seconds = watch.seconds();
+  return r;
 }
 
 RadiusResult spectral_radius(const Geometry& g, double lr, Index batch, Sampling sampling,
                              const SolverOptions& opt) {
+  const detail::Stopwatch watch;
   opt.validate();
   detail::require(std::isfinite(lr) && lr > 0, "spectral_radius", "learning rate must be finite and > 0, got " + detail::fmt(lr));
   detail::require_device(opt);  // rho runs on the CPU (theory/gpu.md, section 3), but cuda without a GPU is refused
@@ -130,6 +135,7 @@ RadiusResult spectral_radius(const Geometry& g, double lr, Index batch, Sampling
   if (u.rescaled()) {  // rho(eta; J) = rho(eta unit; J / sqrt(unit)) (theory/scaling.md)
     RadiusResult r = spectral_radius(u.get(), lr * u.unit(), batch, sampling, opt);
     r.lr = lr;
+    r.report.seconds = watch.seconds();
     return r;
   }
   SecondMomentOperator t(g, batch, sampling);
@@ -143,11 +149,13 @@ RadiusResult spectral_radius(const Geometry& g, double lr, Index batch, Sampling
   res.sampling = sampling;
   res.report = e.report;
   if (opt.want_direction && e.vector.size() > 0) res.direction = unit_psd(unpack(e.vector, g.rank()));
+  res.report.seconds = watch.seconds();
   return res;
 }
 
 std::vector<ThresholdResult> threshold_curve(const Geometry& g, const std::vector<Index>& batches,
                                              Sampling sampling, const SolverOptions& opt) {
+  const detail::Stopwatch watch;
   detail::require(!batches.empty(), "threshold_curve", "the list of batch sizes is empty");
   for (Index b : batches) check_batch(b, g.samples(), "threshold_curve");
   opt.validate();
@@ -156,11 +164,13 @@ std::vector<ThresholdResult> threshold_curve(const Geometry& g, const std::vecto
   if (u.rescaled()) {
     std::vector<ThresholdResult> out = threshold_curve(u.get(), batches, sampling, opt);
     for (ThresholdResult& r : out) r = in_user_units(std::move(r), u.unit());
+    for (ThresholdResult& r : out) r.report.seconds = watch.seconds();
     return out;
   }
   std::vector<ThresholdResult> out;
   if (opt.want_direction || detail::resolve_method(opt, packed_size(g.rank())) == Method::dense) {
     for (Index b : batches) out.push_back(threshold_of(g, b, sampling, opt));
+    for (ThresholdResult& r : out) r.report.seconds = watch.seconds();
     return out;
   }
   // One shared subspace for every B (theory/region.md, section 5).
@@ -171,14 +181,11 @@ std::vector<ThresholdResult> threshold_curve(const Geometry& g, const std::vecto
     r.sampling = sampling;
     r.eta_star = p.eta_star;
     r.pencil_max = p.eta_star > 0 ? 1.0 / p.eta_star : 0.0;
-    r.report.status = p.status;
-    r.report.method = p.method;
-    r.report.matvecs = p.matvecs;
-    r.report.iterations = region.restarts + 1;
+    r.report = p.report;
+    r.report.iterations = region.report.iterations + 1;
     r.report.error_bound = p.eta_low > 0 ? p.eta_high / p.eta_low - 1.0 : std::numeric_limits<double>::infinity();
-    r.report.residual = p.residual;
-    r.report.message = p.message;
-    r.report.device = region.device;
+    r.report.device = region.report.device;
+    r.report.seconds = watch.seconds();
     out.push_back(r);
   }
   return out;

@@ -455,12 +455,12 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("eta_star", &RegionPoint::eta_star)
       .def_readonly("eta_low", &RegionPoint::eta_low)
       .def_readonly("eta_high", &RegionPoint::eta_high)
-      .def_readonly("residual", &RegionPoint::residual)
-      .def_readonly("matvecs", &RegionPoint::matvecs)
-      .def_readonly("message", &RegionPoint::message)
+      .def_property_readonly("residual", [](const RegionPoint& p) { return p.report.residual; })
+      .def_property_readonly("matvecs", [](const RegionPoint& p) { return p.report.matvecs; })
+      .def_property_readonly("message", [](const RegionPoint& p) { return p.report.message; })
       .def_property_readonly("converged", &RegionPoint::converged)
-      .def_property_readonly("status", [](const RegionPoint& p) { return to_string(p.status); })
-      .def_property_readonly("method", [](const RegionPoint& p) { return to_string(p.method); })
+      .def_property_readonly("status", [](const RegionPoint& p) { return to_string(p.status()); })
+      .def_property_readonly("method", [](const RegionPoint& p) { return to_string(p.report.method); })
       .def("__repr__", [](const RegionPoint& p) {
         return "<sgdstab.RegionPoint batch=" + std::to_string(p.batch) +
                " eta_star=" + py::repr(py::float_(p.eta_star)).cast<std::string>() + ">";
@@ -471,15 +471,15 @@ PYBIND11_MODULE(_core, m) {
 
   py::class_<PyRegion>(m, "RegionResult")
       .def_property_readonly("curves", [](const PyRegion& r) { return r.region.curves; })
-      .def_property_readonly("matvecs", [](const PyRegion& r) { return r.region.matvecs; })
+      .def_property_readonly("matvecs", [](const PyRegion& r) { return r.region.report.matvecs; })
       .def_property_readonly("matvecs_single_precision",
-                             [](const PyRegion& r) { return r.region.single_precision_matvecs; })
-      .def_property_readonly("seconds", [](const PyRegion& r) { return r.region.seconds; })
+                             [](const PyRegion& r) { return r.region.report.single_precision_matvecs; })
+      .def_property_readonly("seconds", [](const PyRegion& r) { return r.region.report.seconds; })
       .def_property_readonly("lambda_max", [](const PyRegion& r) { return r.region.lambda_max; })
       .def_property_readonly("eta_gd", [](const PyRegion& r) { return r.region.eta_gd; })
       .def_property_readonly("converged", [](const PyRegion& r) { return r.status == Status::converged; })
       .def_property_readonly("status", [](const PyRegion& r) { return to_string(r.status); })
-      .def_property_readonly("message", [](const PyRegion& r) { return r.region.message; })
+      .def_property_readonly("message", [](const PyRegion& r) { return r.region.report.message; })
       .def(
           "band",
           [](const PyRegion& r, const std::string& sampling, double batch) {
@@ -507,17 +507,17 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("hessian_frobenius", [](const PyBounds& t) { return t.b.hessian_frobenius; })
       .def_property_readonly("hessian_trace", [](const PyBounds& t) { return t.b.hessian_trace; })
       .def_property_readonly("converged", [](const PyBounds& t) { return t.b.converged(); })
-      .def_property_readonly("status", [](const PyBounds& t) { return to_string(t.b.status); })
-      .def_property_readonly("message", [](const PyBounds& t) { return t.b.message; })
+      .def_property_readonly("status", [](const PyBounds& t) { return to_string(t.b.status()); })
+      .def_property_readonly("message", [](const PyBounds& t) { return t.b.report.message; })
       .def("escape_factor", [](const PyBounds& t, double lr) { return t.b.escape_factor(lr); }, py::arg("lr"))
       .def("to_dict", [](const PyBounds& t) { return json_to_python(t.j); });
 
   py::class_<WorstAlignment>(m, "WorstAlignment")
       .def_readonly("mu_star", &WorstAlignment::mu_star)
-      .def_readonly("message", &WorstAlignment::message)
+      .def_property_readonly("message", [](const WorstAlignment& w) { return w.report.message; })
       .def_property_readonly("residual_direction", [](const WorstAlignment& w) { return to_numpy(w.residual_direction); })
-      .def_property_readonly("converged", [](const WorstAlignment& w) { return w.status == Status::converged; })
-      .def_property_readonly("status", [](const WorstAlignment& w) { return to_string(w.status); });
+      .def_property_readonly("converged", [](const WorstAlignment& w) { return w.converged(); })
+      .def_property_readonly("status", [](const WorstAlignment& w) { return to_string(w.status()); });
 
   py::class_<PyCrossCheck>(m, "MonteCarloResult")
       .def_property_readonly("rho", [](const PyCrossCheck& c) { return optional_value(c.rep.rho); })
@@ -526,7 +526,7 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("rho_hat_interval",
                              [](const PyCrossCheck& c) { return std::make_pair(c.rep.radius.ci_low, c.rep.radius.ci_high); })
       .def_property_readonly("verdict", [](const PyCrossCheck& c) { return to_string(c.rep.verdict); })
-      .def_property_readonly("status", [](const PyCrossCheck& c) { return to_string(c.rep.status); })
+      .def_property_readonly("status", [](const PyCrossCheck& c) { return to_string(c.rep.status()); })
       .def_property_readonly("reason", [](const PyCrossCheck& c) { return c.rep.reason; })
       .def("to_dict", [](const PyCrossCheck& c) { return json_to_python(c.j); });
 

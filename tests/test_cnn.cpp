@@ -180,15 +180,15 @@ TEST(Cnn, TrainingReachesInterpolationOnATinyProblem) {
   const auto g0 = sgdstab::Geometry::from_gram(net.gram(x), 2);
   o.lr = 1.0 / g0.lambda_max();
   const auto res = sgdstab::cnn::train_cnn(net, x, y, o);
-  ASSERT_TRUE(res.converged()) << res.message << " max residual " << res.max_residual;
+  ASSERT_TRUE(res.converged()) << res.report.message << " max residual " << res.max_residual;
   // Independently recomputed from the forward pass.
   EXPECT_LE((net.forward(x) - y).cwiseAbs().maxCoeff(), 1e-6);
   o.lr = 1e3;
   sgdstab::cnn::Cnn other(spec, 3, torch::Device(torch::kCPU));
   const auto bad = sgdstab::cnn::train_cnn(other, x, y, o);
   EXPECT_FALSE(bad.converged());
-  EXPECT_EQ(bad.status, sgdstab::Status::diverged) << bad.message;
-  EXPECT_EQ(bad.message.rfind("diverged", 0), 0u) << bad.message;
+  EXPECT_EQ(bad.status(), sgdstab::Status::diverged) << bad.report.message;
+  EXPECT_EQ(bad.report.message.rfind("diverged", 0), 0u) << bad.report.message;
   o.batch = 7;
   EXPECT_THROW(sgdstab::cnn::train_cnn(other, x, y, o), sgdstab::invalid_argument);
 }
@@ -335,7 +335,7 @@ TEST(Cnn, LanczosLambdaMaxMatchesTheDenseHessian) {
   lo.max_iterations = 40;  // < p: convergence by the residual bound, not by exhausting the space
   lo.tolerance = 1e-10;
   const auto est = sgdstab::cnn::lanczos_lambda_max(net, x, y, lo);
-  ASSERT_TRUE(est.converged()) << est.message;
+  ASSERT_TRUE(est.converged()) << est.report.message;
   EXPECT_REL_NEAR(est.lambda_max, exact, 1e-8);
   EXPECT_LE(est.lower, exact * (1 + 1e-12));
   EXPECT_GE(est.upper, exact * (1 - 1e-12));
@@ -355,7 +355,7 @@ TEST(Cnn, LanczosLambdaMaxMatchesTheDenseHessian) {
   lo.max_iterations = 80;
   lo.tolerance = 1e-8;
   const auto at_min = sgdstab::cnn::lanczos_lambda_max(big, xb, yb, lo);
-  ASSERT_TRUE(at_min.converged()) << at_min.message;
+  ASSERT_TRUE(at_min.converged()) << at_min.report.message;
   EXPECT_REL_NEAR(at_min.lambda_max, gn, 1e-6);
 }
 

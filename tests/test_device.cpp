@@ -98,7 +98,7 @@ TEST(Gpu, CudaMatchesTheCpuPath) {
     const auto rg = sgdstab::stability_region(g, {Sampling::without_replacement, Sampling::bernoulli}, batches,
                                               on(Device::cuda));
     ASSERT_TRUE(rc.converged() && rg.converged());
-    EXPECT_EQ(rg.device, Device::cuda);
+    EXPECT_EQ(rg.report.device, Device::cuda);
     for (std::size_t k = 0; k < rc.curves.size(); ++k)
       for (std::size_t q = 0; q < batches.size(); ++q)
         EXPECT_REL_NEAR(rg.curves[k].points[q].eta_star, rc.curves[k].points[q].eta_star, 1e-10);

@@ -46,7 +46,7 @@ TEST(Minimize, MinimumNormSolutionOfLinearModelIsThePseudoInverse) {
   const MatrixXd x = ref::gaussian(5, 8, 1), y = ref::gaussian(5, 2, 2);
   Mlp net(linear_spec(8, 2), 3);
   const auto res = sgdstab::minimum_norm_solution(net, x, y);
-  EXPECT_TRUE(res.converged()) << res.message;
+  EXPECT_TRUE(res.converged()) << res.report.message;
   EXPECT_LE(res.max_residual, 1e-10 * max_abs(y));
   const MatrixXd w = pinv_solution(x, y).transpose();  // c x d
   EXPECT_LT(max_abs(net.weight(1) - w), 1e-12);
@@ -68,7 +68,7 @@ TEST(Minimize, MinimumNormRandomFeatureModelWithBias) {
   Mlp net(s, 4);
   const MatrixXd x = ref::gaussian(12, 3, 5), y = ref::gaussian(12, 2, 6);
   const auto res = sgdstab::minimum_norm_solution(net, x, y);
-  ASSERT_TRUE(res.converged()) << res.message;
+  ASSERT_TRUE(res.converged()) << res.report.message;
   EXPECT_LT(net.loss(x, y), 1e-20);
   MatrixXd design(12, 41);
   design << net.multiplier(2) * net.features(x), VectorXd::Ones(12);
@@ -82,7 +82,7 @@ TEST(Minimize, MinimumNormReportsWhenInterpolationIsImpossible) {
   Mlp net(linear_spec(3, 1), 1);
   const auto res = sgdstab::minimum_norm_solution(net, x, y);
   EXPECT_FALSE(res.converged());
-  EXPECT_NE(res.message.find("cannot interpolate"), std::string::npos) << res.message;
+  EXPECT_NE(res.report.message.find("cannot interpolate"), std::string::npos) << res.report.message;
   // It is the least-squares solution: the normal equations hold.
   const VectorXd w = (x.transpose() * x).ldlt().solve(x.transpose() * y);
   EXPECT_LT((net.weight(1).transpose() - w).norm(), 1e-12);
@@ -107,7 +107,7 @@ TeacherProblem teacher_problem(const MlpSpec& teacher, Eigen::Index n, std::uint
 }
 
 void expect_minimum(const Mlp& net, const MatrixXd& x, const MatrixXd& y, const sgdstab::MinimizeResult& res) {
-  EXPECT_TRUE(res.converged()) << res.message;
+  EXPECT_TRUE(res.converged()) << res.report.message;
   EXPECT_LE(res.max_residual, 1e-10 * max_abs(y));
   EXPECT_LE(max_abs(net.residuals(x, y)), 1e-10 * max_abs(y));  // recomputed independently of res
   EXPECT_LT(net.gradient(x, y).norm(), 1e-9);
@@ -126,8 +126,8 @@ TEST(Minimize, GaussNewtonReachesInterpolationScalarOutput) {
   const auto res = sgdstab::gauss_newton(net, p.x, p.y);
   expect_minimum(net, p.x, p.y, res);
   EXPECT_EQ(res.method, "gauss-newton");
-  EXPECT_GT(res.iterations, 0);
-  EXPECT_EQ(static_cast<Eigen::Index>(res.loss_history.size()), res.iterations + 1);
+  EXPECT_GT(res.report.iterations, 0);
+  EXPECT_EQ(static_cast<Eigen::Index>(res.loss_history.size()), res.report.iterations + 1);
 }
 
 TEST(Minimize, GaussNewtonReachesInterpolationMultiOutputRelu) {
@@ -194,8 +194,8 @@ TEST(Minimize, TrainingReportsDivergence) {
   o.max_steps = 10000;
   const auto res = sgdstab::train_sgd(net, x, y, o);
   EXPECT_FALSE(res.converged());
-  EXPECT_EQ(res.status, sgdstab::Status::diverged) << res.message;
-  EXPECT_EQ(res.message.rfind("diverged", 0), 0u) << res.message;
+  EXPECT_EQ(res.status(), sgdstab::Status::diverged) << res.report.message;
+  EXPECT_EQ(res.report.message.rfind("diverged", 0), 0u) << res.report.message;
   o.lr = -1.0;
   EXPECT_THROW(sgdstab::train_sgd(net, x, y, o), sgdstab::invalid_argument);
   o.lr = 0.1;
@@ -266,5 +266,5 @@ TEST(Minimize, OverflowedOutputsAreNeverAMinimum) {
   o.max_iterations = 3;
   const auto res = sgdstab::gauss_newton(net, x, y, o);  // reports, does not throw
   EXPECT_FALSE(res.converged());
-  EXPECT_FALSE(std::isfinite(res.max_residual)) << res.message;
+  EXPECT_FALSE(std::isfinite(res.max_residual)) << res.report.message;
 }

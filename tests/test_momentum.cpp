@@ -417,10 +417,10 @@ TEST(Momentum, NonlinearMomentumSgdReturnsBelowAndEscapesAboveTheThreshold) {
     o.momentum = mo;
     o.lr = 0.7 * thr.eta_star;
     const auto below = sgdstab::escape_runs(problem, s.net->parameters(), o);
-    EXPECT_EQ(below.converged, 40) << below.message << " nesterov " << nesterov;
+    EXPECT_EQ(below.returned, 40) << below.report.message << " nesterov " << nesterov;
     o.lr = 1.3 * thr.eta_star;
     const auto above = sgdstab::escape_runs(problem, s.net->parameters(), o);
-    EXPECT_EQ(above.escaped, 40) << above.message << " nesterov " << nesterov;
+    EXPECT_EQ(above.escaped, 40) << above.report.message << " nesterov " << nesterov;
   }
 }
 
@@ -475,7 +475,7 @@ TEST(Momentum, RegionEqualsBisectionOnTheExplicitRadiusAndItsBandHoldsBetweenPoi
   // enumeration is slow under the sanitizers).
   for (const Momentum mo : {Momentum{0.9, false}}) {
     const sgdstab::StabilityRegion region = sgdstab::stability_region(g, schemes, {1, 3, 6}, mo);
-    ASSERT_TRUE(region.converged()) << region.message;
+    ASSERT_TRUE(region.converged()) << region.report.message;
     EXPECT_EQ(region.momentum.beta, mo.beta);
     const double eta_mean = (mo.nesterov ? 2 * (1 + mo.beta) / (1 + 2 * mo.beta) : 2 * (1 + mo.beta)) / g.lambda_max();
     EXPECT_REL_NEAR(region.eta_mean, eta_mean, 1e-14);
@@ -553,7 +553,7 @@ TEST(Momentum, SampledOperatorAtFullBatchIsTheExactOperator) {
       o.blocks = 20;
       o.momentum = mo;
       const sgdstab::RadiusEstimate est = sgdstab::estimate_radius(g, o);
-      ASSERT_TRUE(est.converged()) << est.message;
+      ASSERT_TRUE(est.converged()) << est.report.message;
       const double exact = sgdstab::momentum_spectral_radius(g, eta, 5, Sampling::without_replacement, mo, dense).rho;
       EXPECT_REL_NEAR(est.rho_hat, exact, 1e-8);
       EXPECT_LE(est.ci_high - est.ci_low, 1e-6 * exact);  // no randomness: the interval is the solver's accuracy
@@ -585,7 +585,7 @@ TEST(Momentum, SampledOperatorIntervalCoversTheExactRadiusAndCrossCheckAgrees) {
         o.seed = 5;
         o.momentum = mo;
         const sgdstab::RadiusEstimate est = sgdstab::estimate_radius(g, o);
-        ASSERT_TRUE(est.converged()) << est.message;
+        ASSERT_TRUE(est.converged()) << est.report.message;
         const double exact = sgdstab::momentum_spectral_radius(g, o.lr, 2, s, mo, dense).rho;
         const double half = 0.5 * (est.ci_high - est.ci_low);
         EXPECT_LE(std::abs(est.rho_hat - exact), 4.0 * half)
@@ -603,7 +603,7 @@ TEST(Momentum, SampledOperatorIntervalCoversTheExactRadiusAndCrossCheckAgrees) {
       for (double factor : {0.8, 1.2}) {
         c.lr = factor * thr.eta_star;
         const sgdstab::CrossCheckReport rep = sgdstab::cross_check(g, c);
-        ASSERT_EQ(rep.status, sgdstab::Status::converged) << rep.reason;
+        ASSERT_EQ(rep.status(), sgdstab::Status::converged) << rep.reason;
         EXPECT_EQ(rep.verdict, sgdstab::Verdict::agree) << rep.reason;
         EXPECT_REL_NEAR(*rep.eta_star, thr.eta_star, 1e-9);
         EXPECT_EQ(*rep.rho < 1.0, factor < 1.0);

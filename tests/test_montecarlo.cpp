@@ -9,12 +9,17 @@
 #include <cmath>
 #include <map>
 #include <numeric>
+#include <string>
+#include <type_traits>
 
 #include "reference.hpp"
+#include "sgdstab/bounds.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/minimize.hpp"
 #include "sgdstab/escape.hpp"
+#include "sgdstab/momentum.hpp"
 #include "sgdstab/montecarlo.hpp"
+#include "sgdstab/region.hpp"
 #include "sgdstab/stability.hpp"
 
 using Eigen::MatrixXd;
@@ -147,7 +152,7 @@ TEST(MonteCarlo, SampledOperatorIntervalContainsRho) {
       o.confidence = 0.999;
       o.seed = 3;
       const auto est = sgdstab::estimate_radius(g, o);
-      ASSERT_TRUE(est.converged()) << est.message;
+      ASSERT_TRUE(est.converged()) << est.report.message;
       const double rho = sgdstab::spectral_radius(g, o.lr, 2, s).rho;
       EXPECT_LE(est.ci_low, rho) << sgdstab::to_string(s) << " x" << factor;
       EXPECT_GE(est.ci_high, rho) << sgdstab::to_string(s) << " x" << factor;
@@ -173,7 +178,7 @@ TEST(MonteCarlo, ReshuffleMatchesEnumerationOfEveryEpoch) {
   o.confidence = 0.99;
   o.seed = 9;
   const auto est = sgdstab::estimate_radius(g, o);
-  ASSERT_TRUE(est.converged()) << est.message;
+  ASSERT_TRUE(est.converged()) << est.report.message;
   EXPECT_EQ(est.steps_per_block, 2);
   const double rho_step = std::sqrt(rho_epoch);
   EXPECT_LE(est.ci_low, rho_step);
@@ -351,10 +356,10 @@ TEST(MonteCarlo, TwoMinimaToyEscapesTheNonUniformMinimumOnly) {
   o.max_steps = 5000;
   o.seed = 2;
   const auto at1 = sgdstab::escape_runs(toy, VectorXd::Constant(1, 1.0), o);
-  EXPECT_EQ(at1.escaped, 200) << at1.message;
+  EXPECT_EQ(at1.escaped, 200) << at1.report.message;
   EXPECT_GT(at1.ci_low, 0.95);
   const auto at0 = sgdstab::escape_runs(toy, VectorXd::Constant(1, 0.0), o);
-  EXPECT_EQ(at0.converged, 200) << at0.message;
+  EXPECT_EQ(at0.returned, 200) << at0.report.message;
   EXPECT_LT(at0.ci_high, 0.05);
   // The typical growth rate is the almost-sure (Lyapunov) rate E log (1 - lr h)^2 per step,
   // below the mean-square rate log rho.
@@ -384,10 +389,10 @@ TEST(MonteCarlo, NonlinearSgdConvergesBelowAndEscapesAboveTheThreshold) {
   o.seed = 7;
   o.lr = 0.7 * eta;
   const auto below = sgdstab::escape_runs(problem, net.parameters(), o);
-  EXPECT_EQ(below.converged, 40) << below.message;
+  EXPECT_EQ(below.returned, 40) << below.report.message;
   o.lr = 1.3 * eta;
   const auto above = sgdstab::escape_runs(problem, net.parameters(), o);
-  EXPECT_EQ(above.escaped, 40) << above.message;
+  EXPECT_EQ(above.escaped, 40) << above.report.message;
   EXPECT_GT(above.growth_rate, 0.0);
   EXPECT_LT(above.growth_rate, std::log(sgdstab::spectral_radius(g, o.lr, 2).rho) * 1.05);
 }
@@ -410,7 +415,7 @@ TEST(MonteCarlo, ReshuffleWithAShortLastBatchMatchesEnumeration) {
   o.confidence = 0.999;
   o.seed = 13;
   const auto est = sgdstab::estimate_radius(g, o);
-  ASSERT_TRUE(est.converged()) << est.message;
+  ASSERT_TRUE(est.converged()) << est.report.message;
   EXPECT_EQ(est.steps_per_block, 2);
   EXPECT_LE(est.ci_low, rho_step);
   EXPECT_GE(est.ci_high, rho_step);
@@ -438,4 +443,93 @@ TEST(MonteCarlo, ClopperPearsonMatchesTabulatedValues) {
   EXPECT_EQ(sgdstab::clopper_pearson(10, 10, 0.95).second, 1.0);
   EXPECT_NEAR(sgdstab::clopper_pearson(0, 10, 0.95).second, 1.0 - std::pow(0.025, 0.1), 1e-12);
   EXPECT_THROW(sgdstab::clopper_pearson(11, 10, 0.95), sgdstab::invalid_argument);
+}
+
+// Every result reads the same way (solver.hpp): a Result whose status() and
+// converged() come from its report, which says what happened and how long
+// the call took.
+static_assert(std::is_base_of_v<sgdstab::Result, sgdstab::ThresholdResult> &&
+              std::is_base_of_v<sgdstab::Result, sgdstab::RadiusResult> &&
+              std::is_base_of_v<sgdstab::Result, sgdstab::MomentumThresholdResult> &&
+              std::is_base_of_v<sgdstab::Result, sgdstab::RegionPoint> &&
+              std::is_base_of_v<sgdstab::Result, sgdstab::StabilityRegion> &&
+              std::is_base_of_v<sgdstab::Result, sgdstab::StabilityBounds> &&
+              std::is_base_of_v<sgdstab::Result, sgdstab::WorstAlignment> &&
+              std::is_base_of_v<sgdstab::Result, sgdstab::MinimizeResult> &&
+              std::is_base_of_v<sgdstab::Result, sgdstab::SimulationResult> &&
+              std::is_base_of_v<sgdstab::Result, sgdstab::RadiusEstimate> &&
+              std::is_base_of_v<sgdstab::Result, sgdstab::CrossCheckReport> &&
+              std::is_base_of_v<sgdstab::Result, sgdstab::EscapeReport>);
+
+namespace {
+
+template <class R>
+void expect_reported(const R& r, const std::string& what) {
+  SCOPED_TRACE(what);
+  EXPECT_EQ(r.status(), sgdstab::Status::converged) << r.report.message;
+  EXPECT_EQ(r.converged(), r.report.status == sgdstab::Status::converged);
+  EXPECT_FALSE(r.report.message.empty());
+  EXPECT_GT(r.report.seconds, 0.0);
+}
+
+}  // namespace
+
+TEST(Reports, EveryResultCarriesOneReport) {
+  sgdstab::MlpSpec s;
+  s.widths = {2, 6, 1};
+  s.activations = {sgdstab::Activation::tanh};
+  const MatrixXd x = ref::gaussian(6, 2, 4);
+  const MatrixXd y = sgdstab::teacher_targets(s, x, 40);
+  sgdstab::Mlp net(s, 41);
+  const auto min = sgdstab::gauss_newton(net, x, y);
+  expect_reported(min, "gauss_newton");
+  EXPECT_GT(min.report.iterations, 0);
+  const auto g = sgdstab::geometry_at_minimum(net, x, y);
+  const auto t = sgdstab::stability_threshold(g, 2);
+  expect_reported(t, "stability_threshold");
+  expect_reported(sgdstab::spectral_radius(g, 0.5 * t.eta_star, 2), "spectral_radius");
+  for (const auto& r : sgdstab::threshold_curve(g, {1, 3})) expect_reported(r, "threshold_curve");
+  const auto region = sgdstab::stability_region(g, {Sampling::with_replacement}, {1, 3});
+  expect_reported(region, "stability_region");
+  EXPECT_GT(region.report.matvecs, 0);
+  for (const auto& p : region.curves.front().points) EXPECT_TRUE(p.converged()) << p.report.message;
+  expect_reported(sgdstab::stability_bounds(g, 2), "stability_bounds");
+  expect_reported(sgdstab::worst_case_alignment(g), "worst_case_alignment");
+  const sgdstab::Momentum mo{0.5, false};
+  expect_reported(sgdstab::momentum_threshold(g, 2, Sampling::with_replacement, mo), "momentum_threshold");
+  expect_reported(sgdstab::momentum_spectral_radius(g, 0.1 * t.eta_star, 2, Sampling::with_replacement, mo),
+                  "momentum_spectral_radius");
+  for (const auto& r : sgdstab::momentum_threshold_curve(g, {1, 3}, Sampling::with_replacement, mo))
+    expect_reported(r, "momentum_threshold_curve");
+  expect_reported(sgdstab::stability_region(g, {Sampling::with_replacement}, {1, 3}, mo), "momentum region");
+  sgdstab::SimulationOptions so;
+  so.lr = 0.5 * t.eta_star;
+  so.batch = 2;
+  so.steps = 5;
+  so.trajectories = 20;
+  expect_reported(sgdstab::simulate_linearized(g, so), "simulate_linearized");
+  sgdstab::RadiusEstimateOptions ro;
+  ro.lr = so.lr;
+  ro.batch = 2;
+  ro.blocks = 50;
+  const auto est = sgdstab::estimate_radius(g, ro);
+  expect_reported(est, "estimate_radius");
+  EXPECT_GT(est.report.matvecs, 0);
+  sgdstab::CrossCheckOptions co;
+  co.lr = so.lr;
+  co.batch = 2;
+  co.steps = 5;
+  co.trajectories = 50;
+  co.blocks = 50;
+  expect_reported(sgdstab::cross_check(g, co), "cross_check");
+  const sgdstab::MlpProblem problem(net, x, y);
+  sgdstab::EscapeOptions eo;
+  eo.batch = 2;
+  eo.runs = 3;
+  eo.epsilon = 1e-4;
+  eo.max_steps = 100;
+  eo.lr = so.lr;
+  const auto esc = sgdstab::escape_runs(problem, net.parameters(), eo);
+  expect_reported(esc, "escape_runs");
+  EXPECT_EQ(esc.escaped + esc.returned + esc.undecided, esc.runs);
 }

@@ -57,13 +57,13 @@ TEST(Region, EveryPointMatchesEnumerationAndTheSinglePointThreshold) {
     const auto g = sgdstab::Geometry::from_jacobian(J, c);
     for (Method m : {Method::dense, Method::lanczos}) {
       const auto region = sgdstab::stability_region(g, kSchemes, all_batches(n), with_method(m));
-      ASSERT_TRUE(region.converged()) << region.message;
+      ASSERT_TRUE(region.converged()) << region.report.message;
       ASSERT_EQ(region.curves.size(), 3u);
       for (const auto& curve : region.curves)
         for (const auto& p : curve.points) {
           SCOPED_TRACE("c = " + std::to_string(c) + " " + sgdstab::to_string(curve.sampling) +
                        " B = " + std::to_string(p.batch) + " " + sgdstab::to_string(m));
-          ASSERT_TRUE(p.converged()) << p.message;
+          ASSERT_TRUE(p.converged()) << p.report.message;
           const double exact = ref::make_reference(J, c, p.batch, curve.sampling).eta_star();
           EXPECT_REL_NEAR(p.eta_star, exact, 1e-9);
           const auto single = sgdstab::stability_threshold(g, p.batch, curve.sampling, with_method(Method::dense));
@@ -81,7 +81,7 @@ TEST(Region, ClosedFormsAtTheEnds) {
   const MatrixXd J = ref::gaussian(n * c, 12, 51);
   const auto g = sgdstab::Geometry::from_jacobian(J, c);
   const auto region = sgdstab::stability_region(g, kSchemes, {1, 2, 3, 5, 8, 9});
-  ASSERT_TRUE(region.converged()) << region.message;
+  ASSERT_TRUE(region.converged()) << region.report.message;
   ref::SymEigenSolver es(J.transpose() * J / static_cast<double>(n));
   const double eta_gd = 2.0 / es.eigenvalues().maxCoeff();
   EXPECT_REL_NEAR(region.eta_gd, eta_gd, 1e-12);
@@ -108,17 +108,17 @@ TEST(Region, SharedSubspaceWithRestartsMatchesDense) {
   const std::vector<Index> batches = {1, 2, 4, 8, 16, 20};
   const auto dense = sgdstab::stability_region(g, kSchemes, batches, with_method(Method::dense));
   const auto lanczos = sgdstab::stability_region(g, kSchemes, batches, with_method(Method::lanczos, 8));
-  ASSERT_TRUE(dense.converged()) << dense.message;
-  ASSERT_TRUE(lanczos.converged()) << lanczos.message;
-  EXPECT_EQ(dense.matvecs, 465);
-  EXPECT_GT(lanczos.restarts, 0);
+  ASSERT_TRUE(dense.converged()) << dense.report.message;
+  ASSERT_TRUE(lanczos.converged()) << lanczos.report.message;
+  EXPECT_EQ(dense.report.matvecs, 465);
+  EXPECT_GT(lanczos.report.iterations, 0);
   EXPECT_EQ(lanczos.subspace_dimension, 8);
   for (std::size_t k = 0; k < kSchemes.size(); ++k)
     for (std::size_t b = 0; b < batches.size(); ++b) {
       const auto& pl = lanczos.curves[k].points[b];
       const auto& pd = dense.curves[k].points[b];
       SCOPED_TRACE(sgdstab::to_string(kSchemes[k]) + " B = " + std::to_string(batches[b]));
-      EXPECT_EQ(pl.method, batches[b] == n && kSchemes[k] != Sampling::with_replacement ? Method::dense : Method::lanczos);
+      EXPECT_EQ(pl.report.method, batches[b] == n && kSchemes[k] != Sampling::with_replacement ? Method::dense : Method::lanczos);
       EXPECT_REL_NEAR(pl.eta_star, pd.eta_star, 1e-9);
       EXPECT_LE(pl.eta_low, pd.eta_star * (1 + 1e-12));
       EXPECT_GE(pl.eta_high, pd.eta_star * (1 - 1e-12));
@@ -132,7 +132,7 @@ TEST(Region, BandContainsExactValuesOffTheGrid) {
   const MatrixXd J = ref::gaussian(n * c, 7, 53);
   const auto g = sgdstab::Geometry::from_jacobian(J, c);
   const auto region = sgdstab::stability_region(g, kSchemes, {1, 3, 6});
-  ASSERT_TRUE(region.converged()) << region.message;
+  ASSERT_TRUE(region.converged()) << region.report.message;
   for (double s : {0.0, 0.05, 0.2, 0.37, 0.5, 0.81, 0.99, 1.0}) {
     const double exact = reference_g(J, c, s);
     const auto gb = region.g_bounds(s);
@@ -206,9 +206,9 @@ TEST(Region, UncertifiedPointsSayWhyAndFallBack) {
   o.dense_fallback_max_dimension = 0;
   const auto stuck = sgdstab::stability_region(g, {Sampling::with_replacement}, {1, 2}, o);
   EXPECT_FALSE(stuck.converged());
-  EXPECT_EQ(stuck.status, sgdstab::Status::not_converged);
-  EXPECT_NE(stuck.message.find("not certified"), std::string::npos) << stuck.message;
-  EXPECT_NE(stuck.message.find("dense fallback is too large"), std::string::npos) << stuck.message;
+  EXPECT_EQ(stuck.status(), sgdstab::Status::not_converged);
+  EXPECT_NE(stuck.report.message.find("not certified"), std::string::npos) << stuck.report.message;
+  EXPECT_NE(stuck.report.message.find("dense fallback is too large"), std::string::npos) << stuck.report.message;
   const auto& p = stuck.curves[0].points[0];
   EXPECT_LT(p.eta_low, p.eta_high);  // the interval is still valid and says how uncertain
   const double exact = sgdstab::stability_threshold(g, 1, Sampling::with_replacement, with_method(Method::dense)).eta_star;
@@ -216,9 +216,9 @@ TEST(Region, UncertifiedPointsSayWhyAndFallBack) {
   EXPECT_GE(p.eta_high, exact * (1 - 1e-12));
   o.dense_fallback_max_dimension = 8000;
   const auto rescued = sgdstab::stability_region(g, {Sampling::with_replacement}, {1, 2}, o);
-  ASSERT_TRUE(rescued.converged()) << rescued.message;
-  EXPECT_EQ(rescued.curves[0].points[0].method, Method::dense);
-  EXPECT_NE(rescued.curves[0].points[0].message.find("fell back to the dense method"), std::string::npos);
+  ASSERT_TRUE(rescued.converged()) << rescued.report.message;
+  EXPECT_EQ(rescued.curves[0].points[0].report.method, Method::dense);
+  EXPECT_NE(rescued.curves[0].points[0].report.message.find("fell back to the dense method"), std::string::npos);
   EXPECT_REL_NEAR(rescued.curves[0].points[0].eta_star, exact, 1e-10);
 }
 
@@ -359,16 +359,16 @@ TEST(Region, MixedPrecisionRegionMatchesTheDenseMethod) {
   const auto g = sgdstab::Geometry::from_jacobian(J, c);
   const std::vector<Index> batches = {1, 2, 3, 5, 12};
   const auto dense = sgdstab::stability_region(g, kSchemes, batches, with_method(Method::dense));
-  ASSERT_TRUE(dense.converged()) << dense.message;
+  ASSERT_TRUE(dense.converged()) << dense.report.message;
   for (bool mixed : {true, false}) {
     sgdstab::SolverOptions o = with_method(Method::lanczos);
     o.mixed_precision = mixed;
     o.mixed_precision_min_rank = 1;
     o.device = sgdstab::Device::cpu;
     const auto region = sgdstab::stability_region(g, kSchemes, batches, o);
-    ASSERT_TRUE(region.converged()) << region.message;
-    if (mixed) EXPECT_GT(region.single_precision_matvecs, 0);
-    else EXPECT_EQ(region.single_precision_matvecs, 0);
+    ASSERT_TRUE(region.converged()) << region.report.message;
+    if (mixed) EXPECT_GT(region.report.single_precision_matvecs, 0);
+    else EXPECT_EQ(region.report.single_precision_matvecs, 0);
     for (std::size_t k = 0; k < kSchemes.size(); ++k)
       for (std::size_t b = 0; b < batches.size(); ++b)
         EXPECT_REL_NEAR(region.curves[k].points[b].eta_star, dense.curves[k].points[b].eta_star, 1e-9)

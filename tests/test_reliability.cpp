@@ -52,7 +52,7 @@ std::vector<Task> library_tasks(const MatrixXd& j, const Geometry& g) {
   t.push_back([&g, lanczos] {
     const auto r = sgdstab::stability_region(
         g, {Sampling::without_replacement, Sampling::with_replacement, Sampling::bernoulli}, {1, 4, 20}, lanczos);
-    std::vector<double> out{static_cast<double>(r.matvecs)};
+    std::vector<double> out{static_cast<double>(r.report.matvecs)};
     for (const auto& c : r.curves)
       for (const auto& p : c.points) out.insert(out.end(), {p.eta_star, p.eta_low, p.eta_high});
     return out;

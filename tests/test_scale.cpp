@@ -101,7 +101,7 @@ TEST(Scale, BoundsAndAlignmentScale) {
     const double s2 = tenpow(k) * tenpow(k);  // may overflow for the Gram's entries: checked below
     const Geometry g = Geometry::from_jacobian(pr.j * tenpow(k), pr.c);
     const auto b = sgdstab::stability_bounds(g, 1, Sampling::with_replacement);
-    ASSERT_TRUE(b.converged()) << b.message;
+    ASSERT_TRUE(b.converged()) << b.report.message;
     EXPECT_REL_NEAR(b.mu_star, b0.mu_star, 1e-9);
     EXPECT_REL_NEAR(b.eta_star * tenpow(k) * tenpow(k), b0.eta_star, 1e-9);
     EXPECT_REL_NEAR(b.eta_sufficient * tenpow(k) * tenpow(k), b0.eta_sufficient, 1e-9);
@@ -142,7 +142,7 @@ TEST(Scale, RegionPointsAndBandScale) {
   for (int k : {-150, 150}) {
     SCOPED_TRACE("10^" + std::to_string(k));
     const auto r = sgdstab::stability_region(Geometry::from_jacobian(pr.j * tenpow(k), pr.c), schemes, batches);
-    ASSERT_TRUE(r.converged()) << r.message;
+    ASSERT_TRUE(r.converged()) << r.report.message;
     const double back = tenpow(k) * tenpow(k);
     EXPECT_REL_NEAR(r.lambda_max / back, r0.lambda_max, 1e-12);
     EXPECT_REL_NEAR(r.eta_gd * back, r0.eta_gd, 1e-12);

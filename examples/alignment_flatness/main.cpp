@@ -77,10 +77,10 @@ int main(int argc, char** argv) try {
         o.residual_tolerance = 1e-3;  // then polished by Gauss-Newton below
         o.seed = 1;
         const auto run = sgdstab::train_sgd(net, p.x, p.y, o);
-        std::string outcome = run.converged() ? "minimum" : (run.status == sgdstab::Status::diverged ? "diverged" : "budget");
+        std::string outcome = run.converged() ? "minimum" : (run.status() == sgdstab::Status::diverged ? "diverged" : "budget");
         if (!run.converged()) {
           std::printf("%-20s %7.4f %4ld %-9s %7ld\n", p.name.c_str(), o.lr, static_cast<long>(b), outcome.c_str(),
-                      static_cast<long>(run.iterations));
+                      static_cast<long>(run.report.iterations));
           csv << p.name << "," << o.lr << "," << b << "," << outcome << "," << run.iterations << ",,,,,,,,,,\n";
           continue;
         }
@@ -94,7 +94,7 @@ int main(int argc, char** argv) try {
         const double ratio = o.lr / bd.eta_star;
         if (ratio > 1.0 + 1e-6 || bd.hessian_frobenius > frob_bound) ++violations;
         std::printf("%-20s %7.4f %4ld %-9s %7ld %9.4g %7.4f %9.4f %9.4f %9.3f\n", p.name.c_str(), o.lr,
-                    static_cast<long>(b), outcome.c_str(), static_cast<long>(run.iterations), bd.hessian_frobenius,
+                    static_cast<long>(b), outcome.c_str(), static_cast<long>(run.report.iterations), bd.hessian_frobenius,
                     bd.mu_star, ratio, bd.hessian_frobenius / frob_bound,
                     bd.eta_alignment ? *bd.eta_alignment / bd.eta_star : INFINITY);
         csv.precision(10);

@@ -32,7 +32,7 @@ int main(int argc, char** argv) try {
   o.seed = 7;
   const sgdstab::MinimizeResult res = sgdstab::cnn::train_cnn(net, images, targets, o);
   std::printf("device %s, p = %lld, %s after %lld steps (max residual %.2e)\n", device.str().c_str(),
-              static_cast<long long>(net.num_parameters()), res.message.c_str(), static_cast<long long>(res.iterations),
+              static_cast<long long>(net.num_parameters()), res.report.message.c_str(), static_cast<long long>(res.report.iterations),
               res.max_residual);
   if (!res.converged()) return 1;
   const sgdstab::Geometry g = sgdstab::Geometry::from_gram(net.gram(images), 2);

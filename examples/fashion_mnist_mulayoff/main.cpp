@@ -40,10 +40,10 @@ int main(int argc, char** argv) try {
   const sgdstab::MinimizeResult min = sgdstab::gauss_newton(net, data.inputs, data.targets);
   std::printf("minimum: %s after %ld Levenberg-Marquardt iterations, loss %.3g, max residual %.3g "
               "(tolerance %.3g), p = %ld, %.1f s\n",
-              min.converged() ? "reached" : "NOT reached", static_cast<long>(min.iterations), min.loss,
+              min.converged() ? "reached" : "NOT reached", static_cast<long>(min.report.iterations), min.loss,
               min.max_residual, min.tolerance, static_cast<long>(net.num_parameters()), since(t0));
   if (!min.converged()) {
-    std::fprintf(stderr, "%s\n", min.message.c_str());
+    std::fprintf(stderr, "%s\n", min.report.message.c_str());
     return 3;
   }
 

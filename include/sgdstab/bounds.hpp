@@ -59,28 +59,24 @@ AlignmentSample alignment_at(const Mlp& model, const Eigen::Ref<const Eigen::Mat
                              const Eigen::Ref<const Eigen::MatrixXd>& y, Index step = 0);
 
 /// Worst-case linearized alignment on range(H) and its minimizing direction.
-struct WorstAlignment {
+struct WorstAlignment : Result {
   double mu_star = 0.0;
   /// The minimizing residual direction u = J delta (n c, unit norm): any
   /// delta with J delta = u attains mu_star.
   Eigen::VectorXd residual_direction;
-  Status status = Status::not_converged;  ///< numerical_failure when LAPACK failed
-  std::string message;
-  bool converged() const { return status == Status::converged; }
+  // report: status numerical_failure when LAPACK failed, with the message.
 };
 WorstAlignment worst_case_alignment(const Geometry& g);
 
 /// The bounds table for one batch size and scheme.
-struct StabilityBounds {
+struct StabilityBounds : Result {
   Index batch = 0;
   Sampling sampling = Sampling::without_replacement;
   double gamma = 0.0;                 ///< beta of sampling_factors
   double eta_star = 0.0;              ///< exact threshold
-  /// converged when the exact threshold and every eigensolve of the table
-  /// converged; otherwise the first failure's status, named in `message`.
-  Status status = Status::not_converged;
-  std::string message;
-  bool converged() const { return status == Status::converged; }
+  // report: converged when the exact threshold and every eigensolve of the
+  // table converged; otherwise the first failure's status, named in the
+  // message; matvecs and seconds of the whole table.
   double eta_gd = 0.0;
   double eta_sufficient = 0.0;
   double eta_necessary_rank1 = 0.0;

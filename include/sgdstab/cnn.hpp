@@ -213,13 +213,11 @@ struct LanczosOptions {
   double tolerance = 1e-8;  ///< stop when the residual bound <= tolerance * |theta|
   std::uint64_t seed = 0;
 };
-struct LanczosEstimate {
+struct LanczosEstimate : Result {
   double lambda_max = 0.0, lower = 0.0, upper = 0.0;
   double residual = 0.0;  ///< |H s - theta s| of the Ritz vector (from the recurrence)
-  Index iterations = 0;   ///< Hessian-vector products
-  Status status = Status::not_converged;  ///< converged: residual bound <= tolerance * |theta|
-  bool converged() const { return status == Status::converged; }
-  std::string message;
+  // report: status converged when the residual bound <= tolerance * |theta|;
+  // iterations and matvecs the Hessian-vector products; message; seconds.
 };
 LanczosEstimate lanczos_lambda_max(const Cnn& net, const Eigen::Ref<const Eigen::MatrixXd>& images,
                                    const Eigen::Ref<const Eigen::MatrixXd>& targets, const LanczosOptions& options = {});

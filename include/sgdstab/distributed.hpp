@@ -102,24 +102,50 @@ DistributedGeometry reduce_gram(MPI_Comm comm, const Eigen::MatrixXd& gram_rows,
 /// Bytes one rank needs for reduce_gram of an N x N Gram on `ranks` ranks.
 double reduction_bytes_per_rank(Index gram_size, int ranks);
 
+/// Where the applications' time went on this rank, summed over a solve
+/// (theory/distributed.md, section 6): the collectives (MPI_Allgatherv +
+/// MPI_Reduce_scatter, including the wait for the slowest rank), the
+/// products with the rank's rows of Z (4 n_p C r^2 flops: they shrink with
+/// P), and the elementwise work on the r x r matrix (unpack, pack: O(r^2) on
+/// every rank, whatever P).
+struct ApplicationTimes {
+  Index applications = 0;
+  double communication_seconds = 0.0, product_seconds = 0.0, elementwise_seconds = 0.0;
+  double total_seconds() const { return communication_seconds + product_seconds + elementwise_seconds; }
+  ApplicationTimes& operator+=(const ApplicationTimes& o) {
+    applications += o.applications;
+    communication_seconds += o.communication_seconds;
+    product_seconds += o.product_seconds;
+    elementwise_seconds += o.elementwise_seconds;
+    return *this;
+  }
+};
+
+/// A serial result (ThresholdResult, RadiusResult, StabilityRegion) with
+/// where this rank's application time went in the call that made it.
+template <class R>
+struct Timed : R {
+  ApplicationTimes times;
+};
+
 /// eta*(B) by SLEPc's Krylov-Schur on the distributed pencil. SolverOptions:
 /// tolerance (SLEPc's relative residual tolerance), max_iterations (its
 /// restarts), subspace_dimension (its ncv; 0: SLEPc's default). The result's
 /// report says whether SLEPc converged (status), how many applications it
 /// made (matvecs) and its relative error estimate (residual).
 /// \throws sgdstab::invalid_argument on a bad batch or options (on every rank).
-ThresholdResult threshold(MPI_Comm comm, const DistributedGeometry& geometry, Index batch, Sampling sampling,
-                          const SolverOptions& options = {});
+Timed<ThresholdResult> threshold(MPI_Comm comm, const DistributedGeometry& geometry, Index batch,
+                                 Sampling sampling, const SolverOptions& options = {});
 /// The same on a replicated Geometry (its slice on each rank).
-ThresholdResult threshold(MPI_Comm comm, const Geometry& geometry, Index batch, Sampling sampling,
-                          const SolverOptions& options = {});
+Timed<ThresholdResult> threshold(MPI_Comm comm, const Geometry& geometry, Index batch, Sampling sampling,
+                                 const SolverOptions& options = {});
 
 /// rho(T) at (lr, B): the largest eigenvalue modulus of the distributed
 /// transition map (SLEPc, largest magnitude).
-RadiusResult radius(MPI_Comm comm, const DistributedGeometry& geometry, double lr, Index batch, Sampling sampling,
-                    const SolverOptions& options = {});
-RadiusResult radius(MPI_Comm comm, const Geometry& geometry, double lr, Index batch, Sampling sampling,
-                    const SolverOptions& options = {});
+Timed<RadiusResult> radius(MPI_Comm comm, const DistributedGeometry& geometry, double lr, Index batch,
+                           Sampling sampling, const SolverOptions& options = {});
+Timed<RadiusResult> radius(MPI_Comm comm, const Geometry& geometry, double lr, Index batch, Sampling sampling,
+                           const SolverOptions& options = {});
 
 /// eta*(B) for every scheme and batch size (the serial stability_region's
 /// lists and checks), each point by `threshold` on the distributed pencil,
@@ -131,29 +157,16 @@ RadiusResult radius(MPI_Comm comm, const Geometry& geometry, double lr, Index ba
 /// Each solved s also gives a tangent (the Rayleigh quotient's line through
 /// the Ritz vector) and a knot, so band() bounds eta* at batch sizes not
 /// computed as for the serial region. matvecs: all applications.
-StabilityRegion region(MPI_Comm comm, const DistributedGeometry& geometry, const std::vector<Sampling>& schemes,
-                       const std::vector<Index>& batches, const SolverOptions& options = {});
-StabilityRegion region(MPI_Comm comm, const Geometry& geometry, const std::vector<Sampling>& schemes,
-                       const std::vector<Index>& batches, const SolverOptions& options = {});
+Timed<StabilityRegion> region(MPI_Comm comm, const DistributedGeometry& geometry,
+                              const std::vector<Sampling>& schemes, const std::vector<Index>& batches,
+                              const SolverOptions& options = {});
+Timed<StabilityRegion> region(MPI_Comm comm, const Geometry& geometry, const std::vector<Sampling>& schemes,
+                              const std::vector<Index>& batches, const SolverOptions& options = {});
 
 /// Bytes one rank holds for an operator of this geometry on `ranks` ranks
 /// (two r x r work matrices, two packed vectors, its rows of Z with three
 /// work copies, and its slice of the Krylov basis): what the functions above check against
 /// options.memory_limit_bytes before allocating.
 double bytes_per_rank(const DistributedGeometry& geometry, int ranks, const SolverOptions& options = {});
-
-/// Where the applications' time went on this rank, summed over a solve
-/// (theory/distributed.md, section 6): the collectives (MPI_Allgatherv +
-/// MPI_Reduce_scatter, including the wait for the slowest rank), the
-/// products with the rank's rows of Z (4 n_p C r^2 flops: they shrink with
-/// P), and the elementwise work on the r x r matrix (unpack, pack: O(r^2) on
-/// every rank, whatever P).
-struct ApplicationTimes {
-  Index applications = 0;
-  double communication_seconds = 0.0, product_seconds = 0.0, elementwise_seconds = 0.0;
-  double total_seconds() const { return communication_seconds + product_seconds + elementwise_seconds; }
-};
-/// The times of the last solve on this rank (reset by each call of threshold, radius or region).
-ApplicationTimes last_application_times();
 
 }  // namespace sgdstab::mpi

@@ -82,8 +82,10 @@ struct EscapeOptions {
 std::pair<double, double> clopper_pearson(Index successes, Index trials, double confidence);
 
 /// Classification of the runs started at theta_star + epsilon delta.
-struct EscapeReport {
-  Index runs = 0, escaped = 0, converged = 0, undecided = 0;
+struct EscapeReport : Result {
+  /// The runs, those that escaped, those that returned to the minimum
+  /// (L_t < converge_factor * L_0) and those still undecided at the end.
+  Index runs = 0, escaped = 0, returned = 0, undecided = 0;
   double escape_fraction = 0.0, ci_low = 0.0, ci_high = 0.0;
   double median_escape_step = 0.0;   ///< NaN when no run escaped
   /// Median over escaped runs of log(L_last / L_0) / steps (L_last the last
@@ -91,7 +93,7 @@ struct EscapeReport {
   /// mean-square rate; the typical rate is at most that in the limit, up to
   /// first-passage and overshoot effects of a finite run).
   double growth_rate = 0.0;          ///< NaN when no run escaped
-  std::string message;
+  // report: converged once every run ran; message the counts in words; seconds.
 };
 EscapeReport escape_runs(const SgdProblem& problem, const Eigen::VectorXd& theta_star, const EscapeOptions& options);
 

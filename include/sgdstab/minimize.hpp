@@ -43,18 +43,16 @@
 namespace sgdstab {
 
 /// What a minimizer did. `model` (passed by reference) holds the final theta.
-struct MinimizeResult {
-  /// converged iff max_residual <= tolerance; diverged (GD/SGD blew up),
-  /// numerical_failure (NaN/Inf in the Jacobian) or not_converged otherwise.
-  Status status = Status::not_converged;
-  bool converged() const { return status == Status::converged; }
-  Index iterations = 0;        ///< iterations (Gauss-Newton) or steps (GD/SGD)
+struct MinimizeResult : Result {
+  // report: status converged iff max_residual <= tolerance; diverged
+  // (GD/SGD blew up), numerical_failure (NaN/Inf in the Jacobian) or
+  // not_converged otherwise; message why it stopped; iterations the
+  // Gauss-Newton iterations or GD/SGD steps; seconds.
   double loss = 0.0;           ///< final L (1/2, mean over samples)
   double max_residual = 0.0;   ///< final max |f_k(x_i) - y_ik|
   double tolerance = 0.0;      ///< the absolute residual tolerance used
   double gradient_norm = 0.0;  ///< final |grad L|
   std::string method;          ///< "minimum-norm", "gauss-newton", "gd", "sgd"
-  std::string message;         ///< why it stopped
   std::vector<double> loss_history;  ///< L after each iteration (or each check for SGD)
 };
 

@@ -73,7 +73,7 @@ RadiusResult momentum_spectral_radius(const Geometry& geometry, double lr, Index
                                       Momentum momentum, const SolverOptions& options = {});
 
 /// The stable set of momentum SGD in the learning rate at one batch size.
-struct MomentumThresholdResult {
+struct MomentumThresholdResult : Result {
   /// First boundary of the stable set: mean-square stable for 0 < lr < eta_star.
   double eta_star = 0.0;
   /// The limit of the mean dynamics (full-batch momentum GD): 2(1 + beta) /
@@ -95,9 +95,7 @@ struct MomentumThresholdResult {
   /// first; more only when the scan (scan_points > 0) found kappa falling
   /// below 1 again above eta_star.
   std::vector<std::pair<double, double>> stable_intervals;
-  SolveReport report;  ///< matvecs: all applications of C; iterations: kappa evaluations
-  bool converged() const { return report.converged(); }
-  Status status() const { return report.status; }
+  // report: matvecs all applications of C; iterations the kappa evaluations.
 };
 
 /// eta* of momentum SGD (theory/momentum.md, section 5): stable iff

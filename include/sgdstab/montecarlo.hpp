@@ -94,12 +94,12 @@ struct SimulationOptions : MonteCarloRun {
 
 /// Monte Carlo of linearized SGD: |delta_t|^2 and the linearized loss
 /// 1/2 delta^T H delta for t = 0..steps.
-struct SimulationResult {
+struct SimulationResult : Result {
   std::vector<MomentEstimate> squared_norm;  ///< |delta_t|^2
   std::vector<MomentEstimate> loss;          ///< 1/2 delta_t^T H delta_t
   Index trajectories = 0;
   double flops = 0.0;                        ///< floating-point operations spent in the steps
-  double seconds = 0.0;
+  // report: converged once every step ran; seconds.
 };
 SimulationResult simulate_linearized(const Geometry& g, const SimulationOptions& options);
 
@@ -128,16 +128,14 @@ struct RadiusEstimateOptions : MonteCarloRun {
 /// theory/momentum.md (eq. 1) on 2r x 2r second moments; that operator is
 /// not self-adjoint, so its right and left Perron vectors come from Arnoldi
 /// (theory/momentum.md, section 6).
-struct RadiusEstimate {
+struct RadiusEstimate : Result {
   double rho_hat = 0.0;
   double ci_low = 0.0;
   double ci_high = 0.0;
   Index blocks = 0;
   Index steps_per_block = 1;
-  Status status = Status::not_converged;  ///< of the eigensolver on the sampled operator
-  bool converged() const { return status == Status::converged; }
-  Index matvecs = 0;
-  std::string message;
+  // report: status, matvecs and message of the eigensolver on the sampled
+  // operator; seconds of the whole estimate.
 };
 RadiusEstimate estimate_radius(const Geometry& g, const RadiusEstimateOptions& options);
 
@@ -154,15 +152,15 @@ struct CrossCheckOptions : MonteCarloRun {
 };
 
 /// The analytic answer, the Monte Carlo estimates and a verdict.
-struct CrossCheckReport {
+struct CrossCheckReport : Result {
   std::optional<double> rho;          ///< exact rho(T) (empty for reshuffle)
   std::optional<double> eta_star;     ///< exact threshold (empty for reshuffle)
   ExactMoments exact;                 ///< empty for reshuffle
   SimulationResult simulation;
   RadiusEstimate radius;
-  /// converged when the exact solves and the sampled-operator estimate all
-  /// converged; otherwise the first failure (the verdict is then inconclusive).
-  Status status = Status::not_converged;
+  // report: converged when the exact solves and the sampled-operator
+  // estimate all converged; otherwise the first failure (the verdict is then
+  // inconclusive), named in the message; seconds.
   Verdict verdict = Verdict::inconclusive;
   std::string reason;
 };

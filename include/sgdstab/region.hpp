@@ -47,20 +47,16 @@ struct EtaInterval {
 };
 
 /// eta*(B) for one scheme and batch size.
-struct RegionPoint {
+struct RegionPoint : Result {
   Index batch = 0;
   double eta_star = 0.0;   ///< 1 / ((alpha + beta) g(s)) at the Ritz value
   double eta_low = 0.0;    ///< certified: eta_low <= eta*
   double eta_high = 0.0;   ///< certified: eta* <= eta_high
   double s = 0.0;          ///< beta / (alpha + beta), the point's place on g
-  double residual = 0.0;   ///< |M v - theta v| / theta of the Ritz pair behind the point
-  Status status = Status::not_converged;
-  Method method = Method::lanczos;
-  /// Applications of R spent while this point's s was the solver's target
-  /// (0 when it was already certified by the subspace of earlier points).
-  Index matvecs = 0;
-  std::string message;
-  bool converged() const { return status == Status::converged; }
+  // report: residual |M v - theta v| / theta of the Ritz pair behind the
+  // point; matvecs the applications of R spent while this point's s was the
+  // solver's target (0 when the subspace of earlier points already
+  // certified it); method; status and message.
 };
 
 struct RegionCurve {
@@ -77,19 +73,18 @@ struct RegionKnot {
   double s = 0.0, upper = 0.0;
 };
 
-struct StabilityRegion {
+struct StabilityRegion : Result {
   Index samples = 0, outputs = 0, rank = 0;
   double lambda_max = 0.0;  ///< lambda_max(H)
   double eta_gd = 0.0;      ///< 2 / lambda_max(H)
   std::vector<RegionCurve> curves;  ///< one per requested scheme, in order
-  Index matvecs = 0;        ///< applications of R (each one Q-application's cost)
-  Index single_precision_matvecs = 0;  ///< of which in single precision (theory/region.md, section 7)
-  Index restarts = 0;
+  // report: matvecs the applications of R (each one Q-application's
+  // cost), single_precision_matvecs (theory/region.md, section 7),
+  // iterations the restarts, method, device (where the applications ran),
+  // seconds (the solve) and apply_seconds (the part spent applying R; the
+  // rest is the subspace's own work); status converged when every point is,
+  // else the first failure's status, named in the message.
   Index subspace_dimension = 0;
-  Method method = Method::lanczos;
-  Device device = Device::cpu;  ///< where the applications of R ran (device.hpp)
-  double seconds = 0.0;     ///< wall time of the solve
-  double apply_seconds = 0.0;  ///< the part of it spent applying R (the rest: the subspace's own work)
   /// SGD with momentum (beta = 0: plain SGD). With beta > 0 the points come
   /// from momentum_threshold (theory/momentum.md, section 7), `s` of a point
   /// is its noise level b(B), tangents and knots are empty, and band() uses
@@ -98,10 +93,6 @@ struct StabilityRegion {
   /// The full-batch limit: 2 / lambda_max (plain SGD), else
   /// momentum_threshold's eta_mean.
   double eta_mean = 0.0;
-  /// converged when every point is; else the first failure's status, named in message.
-  Status status = Status::not_converged;
-  std::string message;
-  bool converged() const { return status == Status::converged; }
 
   /// A guaranteed interval for eta*(B) at any real B in [1, n] from the
   /// tangents and chords of g (theory/region.md, section 6); low = 0 where

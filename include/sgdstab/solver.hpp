@@ -45,12 +45,21 @@ struct SolverOptions {
   void validate() const;
 };
 
-/// What an eigensolve did. A number whose status is not Status::converged
-/// is not trustworthy.
+/// What a computation did. Every result of the library that can fail to
+/// converge carries one as `report`, read the same way (in the spirit of
+/// Ceres' Summary): `result.status()` / `result.converged()` and
+/// `result.report.message` say whether the number is to be trusted and why;
+/// the counters say what it cost. A number whose status is not
+/// Status::converged is not trustworthy. Fields a routine has no use for
+/// keep their defaults (its header says which it fills).
 struct SolveReport {
   Status status = Status::not_converged;
   bool converged() const { return status == Status::converged; }
-  Index iterations = 0;   ///< Lanczos restarts (1 for dense)
+  std::string message;    ///< what happened (fallbacks, failures)
+  /// The routine's outer iterations: Lanczos restarts (1 for dense), kappa
+  /// evaluations (momentum eta*), Gauss-Newton iterations or GD/SGD steps,
+  /// Lanczos steps (Hessian-vector products) of the CNN module.
+  Index iterations = 0;
   Index matvecs = 0;      ///< operator applications, residual check included
   /// Of which in single precision (eta*'s mixed-precision start,
   /// theory/region.md section 7); none of them certifies anything.
@@ -62,7 +71,18 @@ struct SolveReport {
   double error_bound = std::numeric_limits<double>::quiet_NaN();
   Method method = Method::automatic;  ///< the method that produced the value
   Device device = Device::cpu;        ///< where the operator applications ran (device.hpp)
-  std::string message;    ///< what happened (fallbacks, failures)
+  /// Wall-clock seconds of the call that produced the result (for results
+  /// made together, such as a curve's points or a region's, the whole call's).
+  double seconds = 0.0;
+  /// Of which spent applying the operator (0 where not measured).
+  double apply_seconds = 0.0;
+};
+
+/// The part every result shares: its report, read the same way everywhere.
+struct Result {
+  SolveReport report;
+  bool converged() const { return report.converged(); }
+  Status status() const { return report.status; }
 };
 
 /// PyTorch's torch.optim.SGD(momentum=beta, nesterov=..., dampening=0).

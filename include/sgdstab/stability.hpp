@@ -42,29 +42,23 @@ namespace sgdstab {
 // SolverOptions and SolveReport in solver.hpp.
 
 /// eta*(B) and its provenance.
-struct ThresholdResult {
+struct ThresholdResult : Result {
   double eta_star = 0.0;      ///< stable iff lr <= eta_star (loss convention 1/2, mean)
   double pencil_max = 0.0;    ///< lambda_max(A^{-1/2} Q A^{-1/2}) = 1 / eta_star
   Index batch = 0;
   Sampling sampling = Sampling::without_replacement;
-  SolveReport report;
   /// Top generalized eigen-direction S* (r x r, PSD, unit Frobenius norm,
   /// reduced coordinates) when SolverOptions::want_direction; else empty.
   Eigen::MatrixXd direction;
-  bool converged() const { return report.converged(); }
-  Status status() const { return report.status; }
 };
 
 /// rho(T) on range(H) and its provenance.
-struct RadiusResult {
+struct RadiusResult : Result {
   double rho = 0.0;  ///< spectral radius of T = largest eigenvalue (T is positive, self-adjoint)
   double lr = 0.0;
   Index batch = 0;
   Sampling sampling = Sampling::without_replacement;
-  SolveReport report;
   Eigen::MatrixXd direction;  ///< top eigenvector of T (PSD) on request
-  bool converged() const { return report.converged(); }
-  Status status() const { return report.status; }
 };
 
 /// The exact threshold eta*(B). \throws sgdstab::invalid_argument unless

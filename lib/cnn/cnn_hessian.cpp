@@ -93,10 +93,10 @@ LanczosEstimate lanczos_lambda_max(const Cnn& net, const Eigen::Ref<const Matrix
   q.col(0).normalize();
   std::vector<double> alpha, beta;
   LanczosEstimate est;
-  est.message = "iteration limit reached";
+  est.report.message = "iteration limit reached";
   for (Index j = 0; j < m; ++j) {
     VectorXd w = net.hvp(images, targets, q.col(j));
-    est.iterations = j + 1;
+    est.report.iterations = est.report.matvecs = j + 1;
     alpha.push_back(q.col(j).dot(w));
     for (int pass = 0; pass < 2; ++pass) w -= q.leftCols(j + 1) * (q.leftCols(j + 1).transpose() * w);
     beta.push_back(w.norm());
@@ -111,18 +111,18 @@ LanczosEstimate lanczos_lambda_max(const Cnn& net, const Eigen::Ref<const Matrix
     est.residual = beta.back() * std::abs(es.eigenvectors()(t - 1, t - 1));
     const double scale = std::max(std::abs(est.lambda_max), std::numeric_limits<double>::min());
     if (!std::isfinite(est.lambda_max)) {
-      est.message = "non-finite Hessian-vector product";
-      est.status = Status::numerical_failure;
+      est.report.message = "non-finite Hessian-vector product";
+      est.report.status = Status::numerical_failure;
       break;
     }
     if (est.residual <= o.tolerance * scale) {
-      est.status = Status::converged;
-      est.message = "residual bound below tolerance";
+      est.report.status = Status::converged;
+      est.report.message = "residual bound below tolerance";
       break;
     }
     if (beta.back() <= 1e-14 * scale || j + 1 == p) {  // invariant subspace: the Ritz values are exact
-      est.status = Status::converged;
-      est.message = "invariant subspace found";
+      est.report.status = Status::converged;
+      est.report.message = "invariant subspace found";
       break;
     }
     q.col(j + 1) = w / beta.back();

@@ -88,22 +88,22 @@ MinimizeResult train_cnn(Cnn& net, const Eigen::Ref<const MatrixXd>& images, con
   res.loss_history.push_back(loss);
   const Index observe_every = o.observe_every > 0 ? o.observe_every : check_every;
   if (o.observer) o.observer(0, net);
-  res.message = "step limit reached";
+  res.report.message = "step limit reached";
   for (Index step = 1; step <= o.max_steps && max_res > res.tolerance; ++step) {
     sgdstab::detail::throw_if_interrupted("cnn train");
     double divisor = 1.0;
     const std::vector<Index>& b = sampler.next(divisor);
     if (o.momentum.beta > 0.0) net.sgd_step(x, y, b, divisor, o.lr, o.momentum, velocity);
     else net.sgd_step(x, y, b, divisor, o.lr);
-    res.iterations = step;
+    res.report.iterations = step;
     if (o.progress) o.progress(step, o.max_steps);
     if (o.observer && step % observe_every == 0) o.observer(step, net);
     if (step % check_every != 0 && step != o.max_steps) continue;
     measure(loss, max_res);
     res.loss_history.push_back(loss);
     if (!std::isfinite(loss) || loss > o.divergence_factor * initial) {
-      res.message = "diverged: loss " + detail::fmt(loss) + " at step " + std::to_string(step);
-      res.status = Status::diverged;
+      res.report.message = "diverged: loss " + detail::fmt(loss) + " at step " + std::to_string(step);
+      res.report.status = Status::diverged;
       break;
     }
   }
@@ -111,8 +111,8 @@ MinimizeResult train_cnn(Cnn& net, const Eigen::Ref<const MatrixXd>& images, con
   res.loss = loss;
   res.max_residual = max_res;
   if (max_res <= res.tolerance) {
-    res.status = Status::converged;
-    res.message = "residual below tolerance";
+    res.report.status = Status::converged;
+    res.report.message = "residual below tolerance";
   }
   return res;
 }
