@@ -301,9 +301,8 @@ Geometry geometry_from_gram(py::handle k, Index outputs, double rank_tolerance, 
   return Geometry::from_gram(a.col(), outputs, o);
 }
 
-}  // namespace
-
-PYBIND11_MODULE(_core, m) {
+// The library's exceptions as Python's built-in ones; the version and the loss convention.
+void bind_errors(py::module_& m) {
   m.doc() = "sgdstab's compiled core (use the package sgdstab)";
 
   // Exceptions: the library's classes to Python's built-in ones.
@@ -326,7 +325,10 @@ PYBIND11_MODULE(_core, m) {
 
   m.attr("__version__") = "0.1.0";
   m.attr("loss_convention") = cli::kLossConvention;
+}
 
+// Geometry: from a Jacobian or a Gram, its spectrum and scale.
+void bind_geometry(py::module_& m) {
   // ------------------------------------------------------------ Geometry
   py::class_<Geometry>(m, "Geometry")
       .def_static("from_jacobian", &geometry_from_jacobian, py::arg("jacobian"), py::arg("outputs") = 1,
@@ -358,7 +360,10 @@ PYBIND11_MODULE(_core, m) {
         return "<sgdstab.Geometry n=" + std::to_string(g.samples()) + " C=" + std::to_string(g.outputs()) +
                " rank=" + std::to_string(g.rank()) + " lambda_max=" + py::repr(py::float_(g.lambda_max())).cast<std::string>() + ">";
       });
+}
 
+// eta*, momentum eta* and rho: the results.
+void bind_threshold_results(py::module_& m) {
   // ------------------------------------------------------------ results
   py::class_<PyThreshold>(m, "ThresholdResult")
       .def_property_readonly("eta_star", [](const PyThreshold& t) { return t.r.eta_star; })
@@ -427,7 +432,10 @@ PYBIND11_MODULE(_core, m) {
         return "<sgdstab.RadiusResult rho=" + py::repr(py::float_(t.r.rho)).cast<std::string>() +
                " status=" + to_string(t.r.status()) + ">";
       });
+}
 
+// Curves and regions: the results.
+void bind_region_results(py::module_& m) {
   py::class_<PyCurve>(m, "CurveResult")
       .def_property_readonly("points", [](const PyCurve& c) { return c.points; })
       .def_property_readonly("batches",
@@ -489,7 +497,10 @@ PYBIND11_MODULE(_core, m) {
           py::arg("sampling"), py::arg("batch"),
           "Guaranteed (low, high) interval for eta*(B) at any real B in [1, n] (theory/region.md, section 6).")
       .def("to_dict", [](const PyRegion& r) { return json_to_python(r.j); });
+}
 
+// Bounds, worst-case alignment and the Monte Carlo cross-check: the results.
+void bind_analysis_results(py::module_& m) {
   py::class_<PyBounds>(m, "BoundsResult")
       .def_property_readonly("batch", [](const PyBounds& t) { return t.b.batch; })
       .def_property_readonly("sampling", [](const PyBounds& t) { return to_string(t.b.sampling); })
@@ -529,7 +540,10 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("status", [](const PyCrossCheck& c) { return to_string(c.rep.status()); })
       .def_property_readonly("reason", [](const PyCrossCheck& c) { return c.rep.reason; })
       .def("to_dict", [](const PyCrossCheck& c) { return json_to_python(c.j); });
+}
 
+// momentum_threshold, momentum_curve.
+void bind_momentum(py::module_& m) {
   // ------------------------------------------------------------ functions
   m.def(
       "momentum_threshold",
@@ -565,7 +579,10 @@ PYBIND11_MODULE(_core, m) {
         return py::make_tuple(points, json_to_python(cli::momentum_curve_json(g, curve)));
       },
       py::arg("geometry"), py::arg("batches"), py::arg("sampling"), py::arg("momentum"), py::arg("nesterov"));
+}
 
+// threshold, radius, curve.
+void bind_solvers(py::module_& m) {
   m.def(
       "threshold",
       [](const Geometry& g, Index batch, const std::string& sampling, py::kwargs kw) {
@@ -615,7 +632,10 @@ PYBIND11_MODULE(_core, m) {
         return out;
       },
       py::arg("geometry"), py::arg("batches") = py::none(), py::arg("sampling") = "without");
+}
 
+// region.
+void bind_region(py::module_& m) {
   m.def(
       "region",
       [](const Geometry& g, const py::object& sampling, std::optional<std::vector<Index>> batches,
@@ -642,7 +662,10 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("geometry"), py::arg("sampling") = py::none(), py::arg("batches") = py::none(),
       py::arg("marks") = py::none(), py::arg("plot") = py::none());
+}
 
+// bounds and the alignments.
+void bind_analysis(py::module_& m) {
   m.def(
       "bounds",
       [](const Geometry& g, Index batch, const std::string& sampling, py::kwargs kw) {
@@ -696,6 +719,10 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("geometry"));
 
+}
+
+// montecarlo: the cross-check of the exact answers against Monte Carlo SGD.
+void bind_montecarlo(py::module_& m) {
   m.def(
       "montecarlo",
       [](const Geometry& g, double lr, Index batch, const std::string& sampling, Index steps, Index trajectories,
@@ -725,7 +752,10 @@ PYBIND11_MODULE(_core, m) {
       py::arg("steps") = 50, py::arg("trajectories") = 2000, py::arg("blocks") = 2000, py::arg("seed") = 0,
       py::arg("confidence") = 0.95, py::arg("significance") = 0.01, py::arg("momentum") = py::none(),
       py::arg("nesterov") = false);
+}
 
+// read_matrix, default_batches, the options table and test hooks.
+void bind_io_and_options(py::module_& m) {
   m.def(
       "read_matrix",
       [](const std::string& path) {
@@ -761,4 +791,20 @@ PYBIND11_MODULE(_core, m) {
     const MatrixArg m = as_matrix(a, "array");
     return py::make_tuple(reinterpret_cast<std::uintptr_t>(m.data), m.row_major ? "row" : "column", m.copied);
   });
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  bind_errors(m);
+  bind_geometry(m);
+  bind_threshold_results(m);
+  bind_region_results(m);
+  bind_analysis_results(m);
+  bind_momentum(m);
+  bind_solvers(m);
+  bind_region(m);
+  bind_analysis(m);
+  bind_montecarlo(m);
+  bind_io_and_options(m);
 }
