@@ -15,11 +15,11 @@
 #include <chrono>
 #include <random>
 
-#include "cuda_backend.hpp"
-#include "eigensolve.hpp"
-#include "linalg.hpp"
-#include "low_precision.hpp"
+#include "foundations/linalg.hpp"
+#include "operators/cuda_backend.hpp"
+#include "operators/low_precision.hpp"
 #include "sgdstab/sgdstab.hpp"
+#include "solvers/eigensolve.hpp"
 
 namespace {
 

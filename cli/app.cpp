@@ -111,7 +111,7 @@ void Program::momentum_options(CLI::App* app) {
   flags(app, {{"nesterov", "Nesterov momentum (PyTorch's nesterov=True; needs --momentum)"}});
 }
 
-// The solver's options from SolverOptions' table (lib/options.cpp), their
+// The solver's options from SolverOptions' table (lib/foundations/options.cpp), their
 // defaults with them; `only` picks some (all when empty), `help` narrows the
 // words of some for this command.
 void Program::solver_options(CLI::App* app, std::initializer_list<const char*> only,

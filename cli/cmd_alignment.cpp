@@ -4,8 +4,8 @@
 #include "commands.hpp"
 #include "inputs.hpp"
 #include "report.hpp"
-#include "sgdstab/sgdstab.hpp"
 #include "sgdstab/matrix_io.hpp"
+#include "sgdstab/sgdstab.hpp"
 
 namespace sgdstab::cli {
 

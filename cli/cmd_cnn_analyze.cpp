@@ -6,8 +6,8 @@
 
 #include "cnn_problem.hpp"
 #include "commands.hpp"
-#include "problem.hpp"
 #include "inputs.hpp"
+#include "problem.hpp"
 #include "results.hpp"
 #include "sgdstab/sgdstab.hpp"
 

@@ -4,8 +4,8 @@
 #include <optional>
 #include <ostream>
 
-#include "check.hpp"
 #include "commands.hpp"
+#include "foundations/check.hpp"
 #include "inputs.hpp"
 #include "report.hpp"
 #include "sgdstab/sgdstab.hpp"

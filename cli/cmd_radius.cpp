@@ -1,8 +1,8 @@
 // `sgdstab radius`.
 #include <ostream>
 
-#include "check.hpp"
 #include "commands.hpp"
+#include "foundations/check.hpp"
 #include "inputs.hpp"
 #include "report.hpp"
 #include "results.hpp"

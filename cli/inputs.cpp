@@ -9,7 +9,7 @@
 namespace sgdstab::cli {
 
 double memory_limit_option(const Args& args) {
-  // The solver's field (lib/options.cpp): MiB on the command line, its rule and message.
+  // The solver's field (lib/foundations/options.cpp): MiB on the command line, its rule and message.
   SolverOptions so;
   apply_cli_field(args, option_field<SolverOptions>("memory_limit_bytes"), so);
   return so.memory_limit_bytes;
@@ -39,7 +39,7 @@ Geometry load_geometry(const Args& args) {
 
 SolverOptions solver_options(const Args& args) {
   SolverOptions so;
-  apply_cli(args, so);  // the table's options (lib/options.cpp): --method, --tol, --ncv, --max-restarts, ...
+  apply_cli(args, so);  // the table's options (lib/foundations/options.cpp): --method, --tol, --ncv, --max-restarts, ...
   so.want_direction = args.has("direction");
   so.validate();
   return so;

@@ -16,11 +16,11 @@
 
 #include "app.hpp"
 #include "commands.hpp"
-#include "problem.hpp"
+#include "foundations/check.hpp"
 #include "inputs.hpp"
+#include "problem.hpp"
 #include "report.hpp"
 #include "results.hpp"
-#include "check.hpp"
 #include "sgdstab/distributed.hpp"
 #include "sgdstab/errors.hpp"
 #include "signals.hpp"

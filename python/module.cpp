@@ -186,7 +186,7 @@ class Compute {
 };
 
 // The solver's keywords are the fields of SolverOptions' table
-// (lib/options.cpp): the same names, kinds, rules and defaults as in C++.
+// (lib/foundations/options.cpp): the same names, kinds, rules and defaults as in C++.
 SolverOptions solver_options(const py::kwargs& kw, const char* function) {
   SolverOptions so;
   for (const auto& item : kw) {
@@ -770,7 +770,7 @@ void bind_io_and_options(py::module_& m) {
 
   m.def("default_batches", &default_batches, py::arg("samples"));
 
-  // SolverOptions' table (lib/options.cpp) for the docstrings and
+  // SolverOptions' table (lib/foundations/options.cpp) for the docstrings and
   // sgdstab.solver_options(): (keyword, default, help, rule, default in words,
   // choices) per field.
   m.def("_solver_option_table", [] {

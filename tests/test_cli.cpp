@@ -14,8 +14,8 @@
 #include <unistd.h>
 
 #include "reference.hpp"
-#include "temp_files.hpp"
 #include "sgdstab/sgdstab.hpp"
+#include "temp_files.hpp"
 
 #ifdef SGDSTAB_CLI_PATH
 using Eigen::MatrixXd;

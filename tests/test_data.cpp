@@ -15,10 +15,10 @@
 #include <string>
 #include <vector>
 
-#include "temp_files.hpp"
 #include "sgdstab/data.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/random.hpp"
+#include "temp_files.hpp"
 
 using Eigen::MatrixXd;
 using Eigen::VectorXd;

@@ -1,12 +1,12 @@
-// The library's one eigensolver path (lib/eigensolve.hpp) against Eigen's
+// The library's one eigensolver path (lib/solvers/eigensolve.hpp) against Eigen's
 // dense solvers: values, statuses, counts, fallbacks.
 #include <gtest/gtest.h>
 
 #include <Eigen/Eigenvalues>
 #include <cmath>
 
-#include "eigensolve.hpp"
 #include "reference.hpp"
+#include "solvers/eigensolve.hpp"
 
 namespace {
 

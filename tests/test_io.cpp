@@ -9,9 +9,9 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "temp_files.hpp"
 #include "reference.hpp"
 #include "sgdstab/sgdstab.hpp"
+#include "temp_files.hpp"
 
 using Eigen::MatrixXd;
 

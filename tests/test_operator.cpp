@@ -3,7 +3,7 @@
 // space (tests/reference.hpp), for all three schemes and c = 1, 2, 3.
 #include <gtest/gtest.h>
 
-#include "low_precision.hpp"
+#include "operators/low_precision.hpp"
 #include "reference.hpp"
 #include "sgdstab/sgdstab.hpp"
 
@@ -164,7 +164,7 @@ TEST(OperatorProperties, RejectsBadArguments) {
 }  // namespace
 
 // At r >= 512 the packing and the per-sample loops run on several threads
-// (lib/parallel.hpp): R x against plain per-sample sums in Eigen (no BLAS
+// (lib/foundations/parallel.hpp): R x against plain per-sample sums in Eigen (no BLAS
 // shortcuts, no packing helpers), in double and in single precision.
 TEST(OperatorProperties, LargePencilMatchesPlainPerSampleSums) {
   const Index n = 150, c = 4;

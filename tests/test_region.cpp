@@ -4,10 +4,10 @@
 // closed forms at the ends, and the convex band against exact values off the grid.
 #include <gtest/gtest.h>
 
-#include "family.hpp"
-#include "low_precision.hpp"
+#include "operators/low_precision.hpp"
 #include "reference.hpp"
 #include "sgdstab/sgdstab.hpp"
+#include "solvers/family.hpp"
 
 using Eigen::MatrixXd;
 using Eigen::VectorXd;

@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "reference.hpp"
-#include "temp_files.hpp"
 #include "sgdstab/sgdstab.hpp"
+#include "temp_files.hpp"
 
 using Eigen::MatrixXd;
 using Eigen::VectorXd;

@@ -4,8 +4,8 @@
 #include <gtest/gtest.h>
 
 #include "reference.hpp"
-#include "sgdstab/sampling.hpp"
 #include "sgdstab/errors.hpp"
+#include "sgdstab/sampling.hpp"
 
 using Eigen::MatrixXd;
 using sgdstab::Sampling;

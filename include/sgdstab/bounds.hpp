@@ -31,7 +31,6 @@
 #include <optional>
 
 #include "sgdstab/geometry.hpp"
-#include "sgdstab/mlp.hpp"
 #include "sgdstab/sampling.hpp"
 #include "sgdstab/stability.hpp"
 
@@ -46,17 +45,14 @@ double alignment(const Eigen::Ref<const Eigen::MatrixXd>& gram, Index outputs,
 double alignment_from_jacobian(const Eigen::Ref<const Eigen::MatrixXd>& jacobian, Index outputs,
                                const Eigen::Ref<const Eigen::VectorXd>& residuals);
 
-/// mu, L and |G|_F of a model at its current parameters (one Gram of the
-/// data); mu is NaN at an exactly interpolating point (0/0). For logging
-/// the alignment along a training run (TrainOptions::observer).
+/// mu, L and |G|_F of a model at its current parameters (alignment_at in
+/// minimize.hpp and cnn.hpp); mu is NaN at an exactly interpolating point (0/0).
 struct AlignmentSample {
   Index step = 0;
   double loss = 0.0;
   double mu = 0.0;
   double g_frobenius = 0.0;
 };
-AlignmentSample alignment_at(const Mlp& model, const Eigen::Ref<const Eigen::MatrixXd>& x,
-                             const Eigen::Ref<const Eigen::MatrixXd>& y, Index step = 0);
 
 /// Worst-case linearized alignment on range(H) and its minimizing direction.
 struct WorstAlignment : Result {

@@ -33,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "sgdstab/bounds.hpp"
 #include "sgdstab/geometry.hpp"
 #include "sgdstab/mlp.hpp"
 #include "sgdstab/random.hpp"
@@ -81,6 +82,12 @@ MinimizeResult minimum_norm_solution(Mlp& model, const Eigen::Ref<const Eigen::M
 /// Levenberg-Marquardt from the model's current theta (theory/minimize.md, eq. 3).
 MinimizeResult gauss_newton(Mlp& model, const Eigen::Ref<const Eigen::MatrixXd>& x,
                             const Eigen::Ref<const Eigen::MatrixXd>& y, const MinimizeOptions& options = {});
+
+/// mu, L and |G|_F of a model at its current parameters (one Gram of the
+/// data, theory/bounds.md): for logging the alignment along a training run
+/// (TrainOptions::observer).
+AlignmentSample alignment_at(const Mlp& model, const Eigen::Ref<const Eigen::MatrixXd>& x,
+                             const Eigen::Ref<const Eigen::MatrixXd>& y, Index step = 0);
 
 /// Options of train_sgd. validate() throws sgdstab::invalid_argument.
 struct TrainOptions {

@@ -71,7 +71,7 @@ struct OptionField {
   std::function<std::string(const OptionValue&)> to_cli;
 };
 
-/// The table of S (lib/options.cpp).
+/// The table of S (lib/foundations/options.cpp).
 template <class S>
 const std::vector<OptionField<S>>& option_table();
 template <>

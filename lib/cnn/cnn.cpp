@@ -2,7 +2,7 @@
 // (theory/cnn.md, section 5).
 #include <cmath>
 
-#include "check.hpp"
+#include "foundations/check.hpp"
 #include "sgdstab/cnn.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"

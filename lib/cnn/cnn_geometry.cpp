@@ -6,8 +6,8 @@
 #include <cmath>
 #include <limits>
 
+#include "foundations/check.hpp"
 #include "sgdstab/cnn.hpp"
-#include "check.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
 #include "sgdstab/random.hpp"

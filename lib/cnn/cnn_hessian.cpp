@@ -7,7 +7,7 @@
 #include <cmath>
 #include <limits>
 
-#include "check.hpp"
+#include "foundations/check.hpp"
 #include "sgdstab/cnn.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"

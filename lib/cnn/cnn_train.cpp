@@ -1,8 +1,8 @@
 // Mini-batch SGD on a CNN with the library's schedules (theory/cnn.md, section 5.2).
 #include <cmath>
 
-#include "check.hpp"
-#include "interrupt_detail.hpp"
+#include "foundations/check.hpp"
+#include "foundations/interrupt_detail.hpp"
 #include "sgdstab/cnn.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/schedule.hpp"

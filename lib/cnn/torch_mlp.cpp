@@ -1,8 +1,8 @@
 // The library's MLP in LibTorch (theory/cnn.md).
 #include <cmath>
 
+#include "foundations/check.hpp"
 #include "sgdstab/cnn.hpp"
-#include "check.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
 

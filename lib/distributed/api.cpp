@@ -12,12 +12,12 @@
 #include <utility>
 #include <vector>
 
-#include "check.hpp"
 #include "distributed/comm.hpp"
 #include "distributed/operator.hpp"
-#include "family.hpp"
-#include "region_family.hpp"
+#include "foundations/check.hpp"
 #include "sgdstab/errors.hpp"
+#include "solvers/family.hpp"
+#include "solvers/region_family.hpp"
 
 namespace sgdstab::mpi {
 

@@ -9,7 +9,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "check.hpp"
+#include "foundations/check.hpp"
 #include "sgdstab/distributed.hpp"
 #include "sgdstab/matrix_io.hpp"
 

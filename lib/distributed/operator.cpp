@@ -12,7 +12,7 @@
 #include <string>
 
 #include "distributed/comm.hpp"
-#include "interrupt_detail.hpp"
+#include "foundations/interrupt_detail.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
 

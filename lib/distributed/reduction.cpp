@@ -11,9 +11,9 @@
 #include <utility>
 #include <vector>
 
-#include "check.hpp"
 #include "distributed/comm.hpp"
-#include "linalg.hpp"
+#include "foundations/check.hpp"
+#include "foundations/linalg.hpp"
 #include "sgdstab/distributed.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"

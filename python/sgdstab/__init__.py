@@ -73,7 +73,7 @@ __all__ = [
 
 
 def _solver_options_doc():
-    # Generated from SolverOptions' table (lib/options.cpp), as the command line's help is.
+    # Generated from SolverOptions' table (lib/foundations/options.cpp), as the command line's help is.
     lines = ["", "", "    Solver options (keyword arguments, the fields of SolverOptions in C++; an unknown",
              "    keyword is a TypeError, a value outside its rule a ValueError):"]
     for key, default, text, rule, words, choices in _core._solver_option_table():

@@ -1,0 +1,625 @@
+// Monte Carlo cross-checks (theory/montecarlo.md).
+#include "sgdstab/montecarlo.hpp"
+
+
+#include <algorithm>
+#include <boost/math/distributions/beta.hpp>
+#include <boost/math/distributions/students_t.hpp>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <tuple>
+
+#include "foundations/check.hpp"
+#include "foundations/interrupt_detail.hpp"
+#include "foundations/linalg.hpp"
+#include "foundations/stopwatch.hpp"
+#include "solvers/eigensolve.hpp"
+#include <complex>
+#include "sgdstab/errors.hpp"
+#include "sgdstab/memory.hpp"
+#include "sgdstab/minimize.hpp"
+#include "sgdstab/moment_operator.hpp"
+#include "sgdstab/momentum.hpp"
+#include "sgdstab/stability.hpp"
+
+namespace sgdstab {
+
+using Eigen::MatrixXd;
+using Eigen::VectorXd;
+using detail::require;
+
+namespace {
+
+void check_common(const Geometry& g, double lr, Index batch, double confidence, const char* where,
+                  const Momentum& momentum = {}) {
+  momentum.validate();
+  require(std::isfinite(lr) && lr > 0.0, where, "lr must be finite and > 0, got " + detail::fmt(lr));
+  check_batch(batch, g.samples(), where);
+  require(confidence > 0.0 && confidence < 1.0, where,
+          "confidence must lie in (0, 1), got " + detail::fmt(confidence));
+}
+
+// Two-sided Student-t quantile for a confidence level and `samples` values.
+double t_quantile(double confidence, Index samples) {
+  boost::math::students_t dist(static_cast<double>(samples - 1));
+  return boost::math::quantile(dist, 0.5 + 0.5 * confidence);
+}
+
+MomentEstimate summarize(Index step, std::vector<double>& values, double confidence) {
+  MomentEstimate e;
+  e.step = step;
+  for (double v : values)
+    if (!std::isfinite(v)) ++e.nonfinite;
+  if (e.nonfinite > 0) {  // overflowed trajectories: the moment is not estimable
+    e.mean = e.ci_low = e.ci_high = e.median = e.mean_log = INFINITY;
+    e.max_share = 1.0;
+    return e;
+  }
+  const auto m = static_cast<double>(values.size());
+  double sum = 0.0, sum_log = 0.0;
+  for (double v : values) {
+    sum += v;
+    sum_log += std::log(v);
+  }
+  e.mean = sum / m;
+  e.mean_log = sum_log / m;
+  e.max_share = sum > 0.0 ? *std::max_element(values.begin(), values.end()) / sum : 0.0;
+  double ss = 0.0;
+  for (double v : values) ss += (v - e.mean) * (v - e.mean);
+  const double half = t_quantile(confidence, static_cast<Index>(values.size())) * std::sqrt(ss / (m - 1.0) / m);
+  e.ci_low = e.mean - half;
+  e.ci_high = e.mean + half;
+  const std::size_t mid = values.size() / 2;
+  std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(mid), values.end());
+  e.median = values[mid];
+  if (values.size() % 2 == 0) {
+    const double below = *std::max_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(mid));
+    e.median = 0.5 * (e.median + below);
+  }
+  return e;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Linearized simulation (theory/montecarlo.md, eqs. 1-3)
+
+void SimulationOptions::validate(const Geometry& g) const {
+  check_common(g, lr, batch, confidence, "SimulationOptions", momentum);
+  require(steps >= 0, "SimulationOptions::steps", "must be >= 0, got " + std::to_string(steps));
+  require(trajectories >= 2, "SimulationOptions::trajectories", "must be >= 2, got " + std::to_string(trajectories));
+  require(start.size() == 0 || (start.size() == g.rank() && start.allFinite()), "SimulationOptions::start",
+          "must be empty or a finite vector of length r = " + std::to_string(g.rank()) + ", got length " +
+              std::to_string(start.size()));
+}
+
+SimulationResult simulate_linearized(const Geometry& g, const SimulationOptions& o) {
+  o.validate(g);
+  const Index r = g.rank(), c = g.outputs(), n = g.samples(), nc = n * c, m = o.trajectories;
+  check_memory(8.0 * static_cast<double>(m) *
+                   (2.0 * static_cast<double>(r) + static_cast<double>(nc) + 2.0 * static_cast<double>(n) +
+                    4.0 * static_cast<double>(o.batch) + 16.0),
+               "the Monte Carlo state (" + std::to_string(m) + " trajectories)");
+  const MatrixXd& z = g.factor();  // (n c) x r
+  const VectorXd& d = g.hessian_eigenvalues();
+  MatrixXd delta(r, m);
+  std::vector<BatchSampler> samplers;
+  samplers.reserve(static_cast<std::size_t>(m));
+  for (Index j = 0; j < m; ++j) {
+    if (o.start.size() > 0) {
+      delta.col(j) = o.start;
+    } else {
+      Rng rng(Rng::stream_seed(o.seed, static_cast<std::uint64_t>(j), 1));
+      for (Index k = 0; k < r; ++k) delta(k, j) = rng.normal() / std::sqrt(static_cast<double>(r));
+    }
+    samplers.emplace_back(o.schedule, n, o.batch, Rng::stream_seed(o.seed, static_cast<std::uint64_t>(j), 2));
+  }
+  SimulationResult res;
+  res.trajectories = m;
+  std::vector<double> norms(static_cast<std::size_t>(m)), losses(static_cast<std::size_t>(m));
+  auto record = [&](Index t) {
+    for (Index j = 0; j < m; ++j) {
+      norms[static_cast<std::size_t>(j)] = delta.col(j).squaredNorm();
+      losses[static_cast<std::size_t>(j)] = 0.5 * delta.col(j).cwiseAbs2().dot(d);
+    }
+    res.squared_norm.push_back(summarize(t, norms, o.confidence));
+    res.loss.push_back(summarize(t, losses, o.confidence));
+  };
+  record(0);
+  const auto t0 = std::chrono::steady_clock::now();
+  MatrixXd y(nc, m);
+  MatrixXd weight = MatrixXd::Zero(n, m);  // weight(i, j) = count of i in batch j / divisor
+  // Momentum (theory/momentum.md, eq. 1): u = lr v per trajectory, and the step lr H_xi delta.
+  const bool heavy = o.momentum.beta > 0.0;
+  MatrixXd u, step;
+  if (heavy) {
+    u = MatrixXd::Zero(r, m);
+    step.resize(r, m);
+  }
+  std::vector<std::vector<Index>> touched(static_cast<std::size_t>(m));
+  for (Index t = 1; t <= o.steps; ++t) {
+    detail::throw_if_interrupted("simulate_linearized");
+    for (Index j = 0; j < m; ++j) {
+      double divisor = 1.0;
+      const std::vector<Index>& b = samplers[static_cast<std::size_t>(j)].next(divisor);
+      touched[static_cast<std::size_t>(j)] = b;
+      for (Index i : b) weight(i, j) += 1.0 / divisor;
+    }
+    detail::gemm(false, false, 1.0, z, delta, 0.0, y);  // Y = Z Delta: per-sample projections
+    for (Index j = 0; j < m; ++j)
+      for (Index i = 0; i < n; ++i) {
+        const double w = weight(i, j);
+        for (Index k = 0; k < c; ++k) y(i * c + k, j) *= w;
+      }
+    if (!heavy) {
+      detail::gemm(true, false, -o.lr, z, y, 1.0, delta);  // Delta -= lr Z^T W Y = lr H_xi Delta
+    } else {
+      detail::gemm(true, false, o.lr, z, y, 0.0, step);  // lr H_xi Delta
+      const double b = o.momentum.beta;
+      u = b * u + step;                                   // u' = beta u + lr H_xi delta
+      if (o.momentum.nesterov) delta -= step + b * u;     // delta' = delta - lr H_xi delta - beta u'
+      else delta -= u;                                    // delta' = delta - u'
+    }
+    for (Index j = 0; j < m; ++j)
+      for (Index i : touched[static_cast<std::size_t>(j)]) weight(i, j) = 0.0;
+    record(t);
+    if (o.progress) o.progress(t, o.steps);
+  }
+  res.report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  res.report.status = Status::converged;
+  res.report.message = "every step ran";
+  res.flops = 4.0 * static_cast<double>(nc) * static_cast<double>(r) * static_cast<double>(m) *
+              static_cast<double>(o.steps);
+  return res;
+}
+
+ExactMoments exact_moments(const Geometry& g, double lr, Index batch, Sampling sampling, Index steps,
+                           const VectorXd& start, const Momentum& momentum) {
+  check_common(g, lr, batch, 0.5, "exact_moments");
+  require(steps >= 0, "exact_moments", "steps must be >= 0, got " + std::to_string(steps));
+  const Index r = g.rank();
+  require(start.size() == 0 || start.size() == r, "exact_moments",
+          "start must be empty or of length r = " + std::to_string(r));
+  momentum.validate();
+  const SecondMomentOperator op(g, batch, sampling);
+  const VectorXd& d = g.hessian_eigenvalues();
+  MatrixXd s = start.size() > 0 ? MatrixXd(start * start.transpose())
+                                : MatrixXd(MatrixXd::Identity(r, r) / static_cast<double>(r));
+  ExactMoments out;
+  if (momentum.beta > 0.0) {
+    const MomentumOperator mop(op, lr, momentum);
+    MatrixXd zz = MatrixXd::Zero(2 * r, 2 * r);
+    zz.topLeftCorner(r, r) = s;
+    for (Index t = 0; t <= steps; ++t) {
+      detail::throw_if_interrupted("exact_moments");
+      if (t > 0) zz = mop.apply(zz);
+      out.squared_norm.push_back(zz.topLeftCorner(r, r).trace());
+      out.loss.push_back(0.5 * zz.topLeftCorner(r, r).diagonal().dot(d));
+    }
+    return out;
+  }
+  for (Index t = 0; t <= steps; ++t) {
+    detail::throw_if_interrupted("exact_moments");
+    if (t > 0) s = op.transition(s, lr);
+    out.squared_norm.push_back(s.trace());
+    out.loss.push_back(0.5 * s.diagonal().dot(d));
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// The sampled operator (theory/montecarlo.md, eqs. 4-5)
+
+void RadiusEstimateOptions::validate(const Geometry& g) const {
+  check_common(g, lr, batch, confidence, "RadiusEstimateOptions", momentum);
+  require(blocks >= 2, "RadiusEstimateOptions::blocks", "must be >= 2, got " + std::to_string(blocks));
+  require(tolerance > 0.0 && tolerance < 1.0, "RadiusEstimateOptions::tolerance",
+          "must lie in (0, 1), got " + detail::fmt(tolerance));
+}
+
+namespace {
+
+// A sampled batch as the rows Z_b (scaled by sqrt(weight)): H_b = Z_b^T Z_b.
+struct SampledBatch {
+  MatrixXd rows;
+};
+
+// The blocks (one batch, or one epoch of batches) of the sampled operator.
+class SampledOperator {
+ public:
+  SampledOperator(const Geometry& g, const RadiusEstimateOptions& o) : r_(g.rank()), lr_(o.lr), mo_(o.momentum) {
+    const Index c = g.outputs();
+    BatchSampler sampler(o.schedule, g.samples(), o.batch, Rng::stream_seed(o.seed, 0, 3));
+    steps_ = sampler.steps_per_block();
+    blocks_.resize(static_cast<std::size_t>(o.blocks));
+    std::vector<std::vector<Index>> first;  // the first block's batches
+    for (std::size_t k = 0; k < blocks_.size(); ++k) {
+      auto& block = blocks_[k];
+      for (Index s = 0; s < steps_; ++s) {
+        double divisor = 1.0;
+        const std::vector<Index>& b = sampler.next(divisor);
+        if (k == 0) first.push_back(b);
+        else if (deterministic_) deterministic_ = b == first[static_cast<std::size_t>(s)];
+        SampledBatch sb;
+        sb.rows.resize(static_cast<Index>(b.size()) * c, r_);
+        for (std::size_t q = 0; q < b.size(); ++q)
+          sb.rows.middleRows(static_cast<Index>(q) * c, c) = g.factor().middleRows(b[q] * c, c) / std::sqrt(divisor);
+        block.push_back(std::move(sb));
+      }
+    }
+  }
+  Index steps_per_block() const { return steps_; }
+  Index blocks() const { return static_cast<Index>(blocks_.size()); }
+  bool momentum() const { return mo_.beta > 0.0; }
+  /// Every block drew the same batches (e.g. B = n without replacement): T_hat = T exactly.
+  bool deterministic() const { return deterministic_; }
+  Index dimension() const { return momentum() ? 2 * r_ : r_; }  ///< of the second moment
+  // Work matrices of one caller, reused from batch to batch and block to
+  // block: the products below allocate nothing once the shapes are set
+  // (small r: allocation, not flops, was the cost).
+  struct Work {
+    MatrixXd m, x, g, t, a, left, right, cur;
+  };
+  // P_k S P_k^T (transposed = false) or P_k^T S P_k, P_k = A_{b_last} ... A_{b_first},
+  // for symmetric S (S H_b is taken as (H_b S)^T), in place.
+  void apply_block(Index k, MatrixXd& s, bool transposed, Work& w) const {
+    if (momentum()) return apply_momentum_block(k, s, transposed, w);
+    const auto& block = blocks_[static_cast<std::size_t>(k)];
+    for (std::size_t q = 0; q < block.size(); ++q) {
+      const MatrixXd& zb = block[transposed ? block.size() - 1 - q : q].rows;
+      if (zb.rows() == 0) continue;
+      w.m.noalias() = zb * s;                 // Z_b S
+      w.x.noalias() = zb.transpose() * w.m;   // H_b S
+      w.g.noalias() = w.m * zb.transpose();   // Z_b S Z_b^T
+      w.t.noalias() = w.g * zb;
+      s -= lr_ * (w.x + w.x.transpose());
+      s.noalias() += (lr_ * lr_) * (zb.transpose() * w.t);
+    }
+  }
+  MatrixXd apply(const MatrixXd& s, bool transposed) const {
+    MatrixXd out = MatrixXd::Zero(s.rows(), s.cols());
+    Work w;
+    for (Index k = 0; k < blocks(); ++k) {
+      w.cur = s;
+      apply_block(k, w.cur, transposed, w);
+      out += w.cur;
+    }
+    return out / static_cast<double>(blocks());
+  }
+
+ private:
+  // out = M_b A (transposed = false) or M_b^T A for a 2r-row A (theory/momentum.md, eq. 1-2):
+  // M_b = [[I + lr e0 H_b, m01 I], [lr H_b, beta I]], H_b A_1 = Z_b^T (Z_b A_1).
+  void momentum_rows(const MatrixXd& zb, const MatrixXd& a, bool transposed, MatrixXd& out, Work& w) const {
+    const double b = mo_.beta, m01 = mo_.nesterov ? -b * b : -b, e0 = mo_.nesterov ? -(1.0 + b) : -1.0;
+    const auto a1 = a.topRows(r_);
+    const auto a2 = a.bottomRows(r_);
+    out.resize(a.rows(), a.cols());
+    // w.x = H_b A_1, or H_b (e0 A_1 + A_2) for the adjoint.
+    if (zb.rows() == 0) {
+      w.x.setZero(r_, a.cols());
+    } else {
+      if (transposed) {
+        w.t = e0 * a1 + a2;
+        w.m.noalias() = zb * w.t;
+      } else {
+        w.m.noalias() = zb * a1;
+      }
+      w.x.noalias() = zb.transpose() * w.m;
+    }
+    if (!transposed) {
+      out.topRows(r_) = a1 + m01 * a2 + (lr_ * e0) * w.x;
+      out.bottomRows(r_) = b * a2 + lr_ * w.x;
+    } else {
+      out.topRows(r_) = a1 + lr_ * w.x;
+      out.bottomRows(r_) = m01 * a1 + b * a2;
+    }
+  }
+  // M Z M^T (or M^T Z M) per batch of the block, in the order the steps run.
+  void apply_momentum_block(Index k, MatrixXd& s, bool transposed, Work& w) const {
+    const auto& block = blocks_[static_cast<std::size_t>(k)];
+    for (std::size_t q = 0; q < block.size(); ++q) {
+      const MatrixXd& zb = block[transposed ? block.size() - 1 - q : q].rows;
+      momentum_rows(zb, s, transposed, w.left, w);  // M Z
+      w.a = w.left.transpose();
+      momentum_rows(zb, w.a, transposed, w.right, w);  // M (M Z)^T = (M Z M^T)^T
+      s = 0.5 * (w.right + w.right.transpose());
+    }
+  }
+
+  Index r_;
+  double lr_;
+  Momentum mo_;
+  bool deterministic_ = true;
+  Index steps_ = 1;
+  std::vector<std::vector<SampledBatch>> blocks_;
+};
+
+// The sampled operator on packed symmetric coordinates (self-adjoint case),
+// as an operator of the eigensolver module.
+detail::FunctionOperator packed_operator(const SampledOperator& op, Index r, bool transposed = false) {
+  return detail::FunctionOperator(packed_size(r), [&op, r, transposed](const double* x, double* y) {
+    const MatrixXd s = unpack(Eigen::Map<const VectorXd>(x, packed_size(r)), r);
+    Eigen::Map<VectorXd>(y, packed_size(r)) = pack(op.apply(s, transposed));
+  });
+}
+
+double frob(const MatrixXd& a, const MatrixXd& b) { return (a.array() * b.array()).sum(); }
+
+// The eigensolver settings of the sampled operator (theory/montecarlo.md, eq. 4).
+SolverOptions sampled_solver_options(double tolerance) {
+  SolverOptions o;
+  o.method = Method::lanczos;  // each application costs `blocks` batch products: never dense by choice
+  o.tolerance = tolerance;
+  o.subspace_dimension = 20;
+  return o;
+}
+
+}  // namespace
+
+namespace {
+
+// Memory of the sampled batches (an epoch holds n c rows) with per-batch
+// overhead, and of the Lanczos basis.
+double sampled_operator_bytes(const Geometry& g, const RadiusEstimateOptions& o) {
+  const bool epochs = o.schedule == Schedule::reshuffle;
+  const double rows_per_block = static_cast<double>(g.outputs()) *
+                                (epochs ? static_cast<double>(g.samples()) : static_cast<double>(o.batch) * 1.5 + 3.0);
+  const double batches_per_block = epochs ? static_cast<double>((g.samples() + o.batch - 1) / o.batch) : 1.0;
+  const double r = static_cast<double>(g.rank());
+  const Index dim = o.momentum.beta > 0.0 ? 2 * g.rank() : g.rank();  // of the second moment
+  return static_cast<double>(o.blocks) * (8.0 * rows_per_block * r + 96.0 * batches_per_block) +
+         8.0 * 44.0 * static_cast<double>(packed_size(dim)) + 8.0 * 8.0 * static_cast<double>(dim * dim);
+}
+
+// The top eigenvalue of the sampled operator with its right and left
+// eigenvectors (equal in the self-adjoint case).
+struct TopPair {
+  double lambda = 0.0;
+  MatrixXd right, left;
+  Status status = Status::not_converged;
+  Index matvecs = 0;
+};
+
+// The Perron eigenvalue of a positive map on symmetric dim x dim matrices
+// (or of its adjoint) and its eigenvector, by Spectra's Arnoldi
+// (GenEigsSolver, largest real part) on packed coordinates from the identity.
+detail::Eigenpair arnoldi_top(const SampledOperator& op, Index dim, bool transposed, double tolerance) {
+  detail::FunctionOperator packed = packed_operator(op, dim, transposed);
+  const Index m = packed.rows();
+  // Largest real part: the Perron root is real and >= every modulus, while
+  // complex eigenvalues can tie with it in modulus (e.g. mu_i mu_j of the
+  // mean dynamics' complex pairs), which would stall "largest magnitude".
+  const detail::ComplexEigenpair a = detail::arnoldi_top(packed, pack(MatrixXd::Identity(dim, dim)),
+                                                         std::min<Index>(m, 24), /*largest_real=*/true, 1000, tolerance);
+  detail::Eigenpair out;
+  out.report = a.report;
+  if (!a.report.converged()) return out;
+  const std::complex<double> lambda = a.value;
+  if (std::abs(lambda.imag()) > 1e-8 * std::abs(lambda)) {  // not the Perron root: a positive map's is real
+    out.report.status = Status::numerical_failure;
+    return out;
+  }
+  out.value = lambda.real();
+  out.vector = a.vector;
+  return out;
+}
+
+TopPair sampled_top_pair(const SampledOperator& op, Index r, const RadiusEstimateOptions& o) {
+  TopPair out;
+  // Not self-adjoint (momentum; reshuffle, whose epoch map is a product):
+  // right and left Perron vectors by Arnoldi.
+  if (op.momentum() || o.schedule == Schedule::reshuffle) {
+    const Index dim = op.dimension();
+    const detail::Eigenpair pr = arnoldi_top(op, dim, false, o.tolerance);
+    const detail::Eigenpair pl = arnoldi_top(op, dim, true, o.tolerance);
+    out.status = combine(pr.report.status, pl.report.status);
+    out.matvecs = pr.report.matvecs + pl.report.matvecs;
+    out.lambda = pr.value;
+    if (out.status == Status::converged) {
+      out.right = unpack(pr.vector, dim);
+      out.left = unpack(pl.vector, dim);
+    }
+    return out;
+  }
+  // Self-adjoint: Lanczos on packed coordinates (eq. 4).
+  detail::FunctionOperator packed = packed_operator(op, r);
+  const VectorXd start = pack(MatrixXd::Identity(r, r));
+  const detail::Eigenpair e =
+      detail::top_eigenpair(packed, start / start.norm(), sampled_solver_options(o.tolerance), 0.0, "rho_hat");
+  out.status = e.report.status;
+  out.matvecs = e.report.matvecs;
+  out.lambda = e.value;
+  if (e.report.converged()) out.right = out.left = unpack(e.vector, r);
+  return out;
+}
+
+// Half-width of the delta-method interval of lambda (theory/montecarlo.md,
+// eq. 5): lambda_hat = mean_k x_k, x_k = <U, P_k V P_k^T> / <U, V> to first
+// order. The eigensolver's accuracy bounds it from below (a deterministic
+// schedule, e.g. B = n, gives sd = 0).
+double delta_half_width(const SampledOperator& op, const TopPair& top, const RadiusEstimateOptions& o) {
+  const double floor = 10.0 * std::max(o.tolerance, 1e-13) * std::abs(top.lambda);
+  if (op.deterministic()) return floor;  // no randomness: only the solver's accuracy
+  const double uv = frob(top.left, top.right);
+  // <U, V> = 0 only for a degenerate top eigenvalue: then no first-order expansion.
+  if (!(std::abs(uv) > 1e-10 * top.left.norm() * top.right.norm())) return std::numeric_limits<double>::quiet_NaN();
+  std::vector<double> x(static_cast<std::size_t>(o.blocks));
+  SampledOperator::Work w;
+  for (Index k = 0; k < o.blocks; ++k) {
+    w.cur = top.right;
+    op.apply_block(k, w.cur, false, w);
+    x[static_cast<std::size_t>(k)] = frob(top.left, w.cur) / uv;
+  }
+  double mean = 0.0, ss = 0.0;
+  for (double v : x) mean += v;
+  mean /= static_cast<double>(o.blocks);
+  for (double v : x) ss += (v - mean) * (v - mean);
+  const double k = static_cast<double>(o.blocks);
+  return std::max(t_quantile(o.confidence, o.blocks) * std::sqrt(ss / (k - 1.0) / k), floor);
+}
+
+}  // namespace
+
+RadiusEstimate estimate_radius(const Geometry& g, const RadiusEstimateOptions& o) {
+  const detail::Stopwatch watch;
+  o.validate(g);
+  check_memory(sampled_operator_bytes(g, o), "the sampled batches of the operator estimate");
+  const SampledOperator op(g, o);
+  RadiusEstimate est;
+  est.blocks = o.blocks;
+  est.steps_per_block = op.steps_per_block();
+  const TopPair top = sampled_top_pair(op, g.rank(), o);
+  est.report.status = top.status;
+  est.report.matvecs = top.matvecs;
+  if (!est.converged()) {
+    est.report.message = "the eigensolver on the sampled operator did not converge (" + to_string(est.status()) +
+                  "); rho_hat is not to be trusted";
+    est.report.seconds = watch.seconds();
+    return est;
+  }
+  const double half = delta_half_width(op, top, o);
+  if (!std::isfinite(half)) {
+    est.report.status = Status::numerical_failure;
+    est.report.message = "the top eigenvalue of the sampled operator is degenerate (left and right eigenvectors "
+                  "orthogonal): the delta-method interval does not exist; rho_hat is not to be trusted";
+    est.report.seconds = watch.seconds();
+    return est;
+  }
+  const double inv = 1.0 / static_cast<double>(est.steps_per_block);  // per step: rho_epoch^(1/steps)
+  est.rho_hat = std::pow(std::max(top.lambda, 0.0), inv);
+  est.ci_low = std::pow(std::max(top.lambda - half, 0.0), inv);
+  est.ci_high = std::pow(top.lambda + half, inv);
+  est.report.message = est.steps_per_block > 1 ? "per-step rate rho_epoch^(1/" + std::to_string(est.steps_per_block) +
+                                              ") of the sampled epoch operator"
+                                        : "top eigenvalue of the sampled operator";
+  est.report.seconds = watch.seconds();
+  return est;
+}
+
+// ---------------------------------------------------------------------------
+// Cross-check (theory/montecarlo.md, section 6)
+
+namespace {
+
+// The rho test: is the exact rho inside the sampled-operator interval widened
+// to level 1 - significance/2 (the first half of the Bonferroni split)?
+bool rho_inside(const CrossCheckReport& rep, const CrossCheckOptions& o) {
+  const double z_scale = t_quantile(1.0 - 0.5 * o.significance, o.blocks) / t_quantile(o.confidence, o.blocks);
+  const double rho_half = 0.5 * (rep.radius.ci_high - rep.radius.ci_low) * z_scale;
+  const double rho_mid = 0.5 * (rep.radius.ci_high + rep.radius.ci_low);
+  return std::abs(*rep.rho - rho_mid) <= rho_half + 1e-9 * *rep.rho;
+}
+
+// The moment tests: at how many light-tailed steps the exact E|delta_t|^2
+// lies outside the Monte Carlo interval at level step_level (the other half
+// of the split, shared by the T+1 steps), and how many steps were skipped as
+// heavy-tailed (a trajectory carrying more than 5 % of the sum, or overflow).
+struct MomentTests {
+  double step_level = 0.0;
+  Index outside = 0, heavy = 0;
+};
+MomentTests moments_outside(const CrossCheckReport& rep, const CrossCheckOptions& o) {
+  MomentTests m;
+  m.step_level = 1.0 - 0.5 * o.significance / static_cast<double>(o.steps + 1);
+  const double scale = t_quantile(m.step_level, o.trajectories) / t_quantile(o.confidence, o.trajectories);
+  for (Index t = 0; t <= o.steps; ++t) {
+    const MomentEstimate& e = rep.simulation.squared_norm[static_cast<std::size_t>(t)];
+    if (e.nonfinite > 0 || e.max_share > 0.05) {
+      ++m.heavy;
+      continue;
+    }
+    const double v = rep.exact.squared_norm[static_cast<std::size_t>(t)];
+    if (std::abs(v - e.mean) > 0.5 * (e.ci_high - e.ci_low) * scale) ++m.outside;
+  }
+  return m;
+}
+
+// The verdict from the two tests (theory/montecarlo.md, section 6); above the
+// threshold only the rho test counts (the Monte Carlo mean is heavy-tailed).
+void decide(CrossCheckReport& rep, const CrossCheckOptions& o) {
+  const bool rho_ok = rho_inside(rep, o);
+  const MomentTests m = moments_outside(rep, o);
+  const bool stable = *rep.rho <= 1.0;
+  const std::string light = std::to_string(o.steps + 1 - m.heavy);
+  if (!rho_ok) {
+    rep.verdict = Verdict::disagree;
+    rep.reason = "rho = " + detail::fmt(*rep.rho) + " lies outside the sampled-operator interval at level " +
+                 detail::fmt(1.0 - 0.5 * o.significance) + " (rho_hat " + detail::fmt(rep.radius.rho_hat) + ")";
+    return;
+  }
+  if (stable && m.outside > 0) {
+    rep.verdict = Verdict::disagree;
+    rep.reason = "the exact E|delta_t|^2 lies outside the Monte Carlo interval (Bonferroni level " +
+                 detail::fmt(m.step_level) + " per step) at " + std::to_string(m.outside) + " of " + light + " steps";
+    return;
+  }
+  rep.verdict = Verdict::agree;
+  rep.reason = "rho inside the sampled-operator interval";
+  rep.reason += stable ? "; exact moments inside the Monte Carlo intervals at all " + light + " light-tailed steps"
+                       : std::string("; above the threshold the Monte Carlo mean is not used (heavy tails)");
+  if (m.heavy > 0)
+    rep.reason += "; " + std::to_string(m.heavy) +
+                  " steps skipped: one trajectory carried > 5 % of the mean (heavy tail) or overflowed";
+}
+
+}  // namespace
+
+CrossCheckReport cross_check(const Geometry& g, const CrossCheckOptions& o) {
+  const detail::Stopwatch watch;
+  require(o.significance > 0.0 && o.significance < 1.0, "CrossCheckOptions::significance",
+          "must lie in (0, 1), got " + detail::fmt(o.significance));
+  SimulationOptions so;
+  static_cast<MonteCarloRun&>(so) = o;
+  so.steps = o.steps;
+  so.trajectories = o.trajectories;
+  so.progress = o.progress;
+  so.validate(g);
+  RadiusEstimateOptions ro;
+  static_cast<MonteCarloRun&>(ro) = o;
+  ro.blocks = o.blocks;
+  ro.validate(g);
+  CrossCheckReport rep;
+  rep.simulation = simulate_linearized(g, so);
+  rep.radius = estimate_radius(g, ro);
+  rep.report.status = rep.radius.status();
+  const std::optional<Sampling> sampling = closed_form(o.schedule);
+  if (!sampling) {
+    rep.verdict = Verdict::inconclusive;
+    rep.reason = "reshuffling has no closed-form operator: only the Monte Carlo estimates are reported (rho_hat " +
+                 detail::fmt(rep.radius.rho_hat) + ")";
+    rep.report.message = rep.radius.report.message;
+    rep.report.seconds = watch.seconds();
+    return rep;
+  }
+  const bool heavy = o.momentum.beta > 0.0;
+  const RadiusResult exact = heavy ? momentum_spectral_radius(g, o.lr, o.batch, *sampling, o.momentum)
+                                   : spectral_radius(g, o.lr, o.batch, *sampling);
+  Status thr_status;
+  if (heavy) {
+    const MomentumThresholdResult thr = momentum_threshold(g, o.batch, *sampling, o.momentum);
+    rep.eta_star = thr.eta_star;
+    thr_status = thr.status();
+  } else {
+    const ThresholdResult thr = stability_threshold(g, o.batch, *sampling);
+    rep.eta_star = thr.eta_star;
+    thr_status = thr.status();
+  }
+  rep.rho = exact.rho;
+  rep.exact = exact_moments(g, o.lr, o.batch, *sampling, o.steps, VectorXd(), o.momentum);
+  rep.report.status = combine(combine(rep.report.status, exact.status()), thr_status);
+  if (rep.report.status != Status::converged) {
+    rep.verdict = Verdict::inconclusive;
+    rep.reason = "an eigensolver did not converge (" + to_string(rep.status()) + ")";
+    rep.report.message = rep.reason;
+    rep.report.seconds = watch.seconds();
+    return rep;
+  }
+  decide(rep, o);
+  rep.report.message = rep.reason;
+  rep.report.seconds = watch.seconds();
+  return rep;
+}
+
+}  // namespace sgdstab

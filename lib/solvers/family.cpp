@@ -1,0 +1,776 @@
+// One shared subspace for lambda_max((1 - s) diag(p) + s R), many s:
+// theory/region.md, sections 3-5.
+#include "solvers/family.hpp"
+
+#include <Eigen/Cholesky>
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <numeric>
+#include <type_traits>
+
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
+
+#include "foundations/check.hpp"
+#include "foundations/interrupt_detail.hpp"
+#include "foundations/linalg.hpp"
+#include "foundations/parallel.hpp"
+#include "sgdstab/errors.hpp"
+#include "sgdstab/memory.hpp"
+#include "solvers/eigensolve.hpp"
+
+namespace sgdstab::detail {
+
+using Eigen::MatrixXd;
+using Eigen::VectorXd;
+
+double family_bytes(Index m, Index k) {
+  // V and W (m x k each) and the candidate; the kLowKeep vectors carried out
+  // of the single-precision phase (whose float subspace, half this size, is
+  // freed before the double one is allocated); one expanded Ritz vector:
+  // an upper bound with six vectors of length m beside V and W.
+  return 8.0 * (2.0 * static_cast<double>(k) + 6.0) * static_cast<double>(m);
+}
+
+Index family_subspace(Index m, const SolverOptions& opt, double fixed_bytes, const std::string& what, Index members) {
+  // One member: 16 (each step reads the whole subspace twice or more, and at
+  // nC = 4096 16 vectors cost one application more than 64 and save a third
+  // of the solver's own time); several: 64, so later members find more of
+  // what they need in it (theory/region.md, section 5).
+  const Index automatic = members > 1 ? 64 : 16;
+  Index k = opt.subspace_dimension > 0 ? std::min(opt.subspace_dimension, m) : std::min<Index>(m, automatic);
+  const Index floor_k = std::min<Index>(m, 4);
+  const double limit = opt.memory_limit_bytes > 0 ? opt.memory_limit_bytes
+                                                  : static_cast<double>(available_memory_bytes());
+  if (opt.subspace_dimension == 0 && limit > 0)
+    while (k > floor_k && fixed_bytes + family_bytes(m, k) > 0.8 * limit) --k;
+  check_memory(fixed_bytes + family_bytes(m, k),
+               what + " (shared subspace of " + std::to_string(k) + " vectors of length " + std::to_string(m) + ")",
+               opt.memory_limit_bytes);
+  return k;
+}
+
+namespace {
+// The Rayleigh-Ritz data of one member in the current subspace.
+struct Ritz {
+  double theta = 0.0, second = -std::numeric_limits<double>::infinity();
+  VectorXd y;       // top eigenvector of the projected matrix
+  MatrixXd basis;   // all its eigenvectors, descending
+};
+
+// lambda_max - theta <= rho^2 / (theta - theta_2 - rho) when that gap is
+// wider than rho (Kato-Temple with the second Ritz value standing in for the
+// rest of the spectrum), else rho (theory/region.md, section 4). The gap
+// estimate is only trusted once it certifies the tolerance: before that the
+// Ritz gap can be far wider than the true one, and the bound is rho.
+double error_bound(double rho, const Ritz& z, double tol) {
+  const double gap = z.theta - z.second - rho;
+  if (std::isfinite(gap) && gap > rho) {
+    const double refined = rho * rho / gap;
+    if (refined <= tol * std::abs(z.theta)) return std::min(rho, refined);
+  }
+  return rho;
+}
+
+// Large buffers: ask for transparent huge pages before the first touch
+// (fewer page faults while V and W fill; a hint, ignored where unsupported).
+void advise_huge_pages(void* data, std::size_t bytes) {
+#ifdef __linux__
+  const std::uintptr_t huge = std::uintptr_t{1} << 21;
+  const auto begin = reinterpret_cast<std::uintptr_t>(data);
+  const std::uintptr_t end = begin + bytes;
+  const std::uintptr_t lo = (begin + huge - 1) & ~(huge - 1), hi = end & ~(huge - 1);
+  if (hi > lo) (void)madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);
+#else
+  (void)data;
+  (void)bytes;
+#endif
+}
+
+using RowsView = Eigen::Map<const MatrixXd, 0, Eigen::OuterStride<>>;
+
+// y = alpha op(a) x + beta y on a block (BLAS dgemv: its AVX kernels, where
+// Eigen's product would run on SSE2 in a portable build; measured 3x slower at k = 64).
+void block_gemv(bool transpose, const RowsView& a, double alpha, const double* x, double beta, double* y) {
+  gemv(transpose, a.rows(), a.cols(), alpha, a.data(), a.outerStride(), x, beta, y);
+}
+
+// to[0..n) = from[0..n) as doubles (a plain loop: GCC vectorizes the
+// conversion, where Eigen's cast was not vectorized).
+template <class S>
+void to_double(const S* from, Index n, double* to) {
+  for (Index j = 0; j < n; ++j) to[j] = static_cast<double>(from[j]);
+}
+
+// Rows [row, row + nb) of the first `cols` columns of a, as doubles: a view
+// of double storage, a converted copy (in buf) of float storage.
+template <class S>
+RowsView rows_as_double(const Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic>& a, Index row, Index nb, Index cols,
+                        MatrixXd& buf) {
+  if constexpr (std::is_same_v<S, double>) {
+    return RowsView(a.data() + row, nb, cols, Eigen::OuterStride<>(a.rows()));
+  } else {
+    for (Index i = 0; i < cols; ++i) to_double(a.data() + i * a.rows() + row, nb, buf.data() + i * buf.rows());
+    return RowsView(buf.data(), nb, cols, Eigen::OuterStride<>(buf.rows()));
+  }
+}
+
+// The shared subspace: V and W = R V, stored in S, with G_P = V'PV and
+// G_R = V'W in double. Every pass over the stored vectors runs in row blocks
+// that stay in cache while several products use them, on all cores,
+// accumulating in double (theory/region.md, section 5).
+//
+// Double storage: V orthonormal. Per step one pass over V and W (the
+// residual, the candidate t and V't), one over V (Gram-Schmidt and the
+// column of G_P), one over V (the column of G_R).
+//
+// Float storage (the single-precision phase, theory/region.md section 7):
+// the candidate is stored as it comes, not orthogonalized, and the Gram
+// matrix G = V'V is kept instead; Rayleigh-Ritz is the pencil (H, G). The
+// pass that computes the candidate also gives its columns of G, G_P and G_R
+// (V't, V'(p o t), W't: R symmetric), so a step reads V and W once. A
+// candidate that cancels more than 99 % against span(V) is orthogonalized
+// explicitly; a thick restart to G-orthonormal Ritz vectors makes V
+// orthonormal again.
+template <class S>
+class Subspace {
+ public:
+  using Store = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic>;
+  using Vec = Eigen::Matrix<S, Eigen::Dynamic, 1>;
+  using Apply = std::function<void(const S* x, S* y)>;
+  static constexpr bool kGram = std::is_same_v<S, float>;
+
+  Subspace(const VectorXd& p, const Apply& apply, Index kmax)
+      : p_(p), apply_(apply), m_(p.size()), kmax_(kmax), v_(m_, kGram ? kmax + 1 : kmax), w_(m_, kmax),
+        gp_(kmax, kmax), gr_(kmax, kmax), g_(MatrixXd::Identity(kmax, kmax)), t_(kGram ? 0 : m_), c_(kmax),
+        q_(kmax), u_(kmax) {
+    advise_huge_pages(v_.data(), sizeof(S) * static_cast<std::size_t>(v_.size()));
+    advise_huge_pages(w_.data(), sizeof(S) * static_cast<std::size_t>(w_.size()));
+  }
+
+  Index dimension() const { return m_; }
+  Index size() const { return k_; }
+  Index capacity() const { return kmax_; }
+  Index applications() const { return applications_; }
+
+  // Appends the part of x outside span(V) and its image R x. Returns false
+  // when x lies in span(V) to rounding, or is zero or not finite.
+  bool add(const VectorXd& x) {
+    cand_ = kGram ? k_ : 0;
+    S* t = candidate();
+    const double* xs = x.data();
+    parallel_ranges(m_, kChunk, [&](Index lo, Index hi) {
+      for (Index j = lo; j < hi; ++j) t[j] = static_cast<S>(xs[j]);
+    });
+    project();
+    return add_candidate();
+  }
+
+  // r = M(s) V y - theta V y for the Ritz pair z, and in the same pass the
+  // next candidate t (davidson: r / (theta - (1 - s) p), denominators kept
+  // >= 1e-3 theta in magnitude, theory/region.md section 5, at s = 1 it is
+  // r / theta: Lanczos; else r itself) with its projections. Returns |r|.
+  double residual(double s, const Ritz& z, bool davidson) {
+    const Index k = k_;
+    cand_ = kGram ? k : 0;
+    const double theta = z.theta, free = 1.0 - s;
+    const double floor = std::max(1e-3 * std::abs(theta), std::numeric_limits<double>::min());
+    const VectorXd& y = z.y;
+    S* const cand = candidate();
+    const Index width = kGram ? 3 * k + 3 : k + 2;
+    const Index nbmax = block_rows(k);
+    const std::vector<double> acc = parallel_sums(m_, kChunk, width, [&](Index lo, Index hi, double* a) {
+      MatrixXd vbuf(nbmax, k), wbuf(nbmax, k);
+      VectorXd vy(nbmax), wy(nbmax), tb(nbmax), pt(nbmax);
+      double rr = 0.0, tt = 0.0, tpt = 0.0;
+      for (Index b0 = lo; b0 < hi; b0 += nbmax) {
+        const Index nb = std::min(nbmax, hi - b0);
+        const RowsView vb = rows_as_double(v_, b0, nb, k, vbuf), wb = rows_as_double(w_, b0, nb, k, wbuf);
+        block_gemv(false, vb, 1.0, y.data(), 0.0, vy.data());
+        block_gemv(false, wb, 1.0, y.data(), 0.0, wy.data());
+        const double* p = p_.data() + b0;
+        S* t = cand + b0;
+        for (Index j = 0; j < nb; ++j) {
+          const double fp = free * p[j];
+          const double rj = s * wy(j) + (fp - theta) * vy(j);
+          rr += rj * rj;
+          double tj = rj;
+          if (davidson) {
+            double den = theta - fp;
+            if (std::abs(den) < floor) den = den < 0 ? -floor : floor;
+            tj = rj / den;
+          }
+          t[j] = static_cast<S>(tj);
+          tb(j) = static_cast<double>(t[j]);
+          pt(j) = p[j] * tb(j);
+        }
+        tt += tb.head(nb).squaredNorm();
+        block_gemv(true, vb, 1.0, tb.data(), 1.0, a);
+        if constexpr (kGram) {
+          tpt += pt.head(nb).dot(tb.head(nb));
+          block_gemv(true, vb, 1.0, pt.data(), 1.0, a + k);
+          block_gemv(true, wb, 1.0, tb.data(), 1.0, a + 2 * k);
+        }
+      }
+      if constexpr (kGram) a[width - 3] += tpt;
+      a[width - 2] += rr;
+      a[width - 1] += tt;
+    });
+    take_projections(acc, k);
+    return std::sqrt(acc[static_cast<std::size_t>(width) - 2]);
+  }
+
+  // Appends the candidate left by residual() or add(). Double storage:
+  // classical Gram-Schmidt, repeated while a pass cancels more than 99 % of
+  // the norm (one pass leaves an orthogonality error of about eps times the
+  // cancellation factor). Float storage: stored as it is unless more than
+  // 99 % of it lies in span(V) (then that part is subtracted first). Returns
+  // false when the candidate lies in span(V) to rounding.
+  bool add_candidate() {
+    const double original = std::sqrt(tt_);
+    if (!(original > 0) || !std::isfinite(original)) return false;
+    for (int pass = 0;; ++pass) {
+      // The candidate's part in span(V): V coef, with |t - V coef|^2 = |t|^2 - c'coef.
+      VectorXd coef = c_.head(k_);
+      if constexpr (kGram) {
+        if (k_ > 0) coef = g_.topLeftCorner(k_, k_).ldlt().solve(coef);
+      }
+      const double left = tt_ - c_.head(k_).dot(coef);
+      if (left > 1e-4 * tt_ || pass == 2) {
+        const double nrm = std::sqrt(std::max(left, 0.0));
+        if (!(nrm > 1e-13 * original) || !std::isfinite(nrm)) return false;
+        append(nrm);
+        return true;
+      }
+      subtract(coef);
+      project();
+      if (!(std::sqrt(tt_) > 1e-13 * original)) return false;
+    }
+  }
+
+  Ritz ritz(double s) const {
+    const MatrixXd h = (1.0 - s) * gp_.topLeftCorner(k_, k_) + s * gr_.topLeftCorner(k_, k_);
+    Ritz z;
+    if constexpr (kGram) {
+      // The pencil (H, G), columns scaled to unit norm first; eigenvectors G-orthonormal.
+      const VectorXd d = g_.diagonal().head(k_).cwiseSqrt().cwiseInverse();
+      const MatrixXd hs = d.asDiagonal() * h * d.asDiagonal();
+      const MatrixXd gs = d.asDiagonal() * g_.topLeftCorner(k_, k_) * d.asDiagonal();
+      VectorXd w;
+      MatrixXd v;
+      if (!small_generalized_symmetric_eigen(hs, gs, w, v)) {  // G not positive definite: the caller starts over in double
+        z.theta = std::numeric_limits<double>::quiet_NaN();
+        z.basis = MatrixXd::Identity(k_, k_);
+        z.y = z.basis.col(0);
+        return z;
+      }
+      z.theta = w(k_ - 1);
+      if (k_ > 1) z.second = w(k_ - 2);
+      z.basis = d.asDiagonal() * v.rowwise().reverse();
+    } else {
+      VectorXd w;
+      MatrixXd v;
+      small_symmetric_eigen(h, w, v);
+      z.theta = w(k_ - 1);
+      if (k_ > 1) z.second = w(k_ - 2);
+      z.basis = v.rowwise().reverse();
+    }
+    z.y = z.basis.col(0);
+    return z;
+  }
+
+  // V y (m x y.cols()) in double.
+  MatrixXd combine(const MatrixXd& y) const {
+    MatrixXd out(m_, y.cols());
+    const Index k = y.rows();
+    const Index nbmax = block_rows(k);
+    parallel_ranges(m_, kChunk, [&](Index lo, Index hi) {
+      MatrixXd buf(nbmax, k);
+      for (Index b0 = lo; b0 < hi; b0 += nbmax) {
+        const Index nb = std::min(nbmax, hi - b0);
+        out.middleRows(b0, nb).noalias() = rows_as_double(v_, b0, nb, k, buf) * y;
+      }
+    });
+    return out;
+  }
+  // The unit vector V y.
+  VectorXd expand(const VectorXd& y) const {
+    VectorXd v = combine(y);
+    return v / v.norm();
+  }
+  double project_p(const VectorXd& y) const { return y.dot(gp_.topLeftCorner(k_, k_) * y); }
+  double project_r(const VectorXd& y) const { return y.dot(gr_.topLeftCorner(k_, k_) * y); }
+
+  // Thick restart: keep the span of the first `keep` columns of the k x k
+  // basis Y (orthonormal, or G-orthonormal): V <- V Y, W <- W Y, in row
+  // blocks; the pending candidate's projections follow.
+  void restart(const MatrixXd& basis, Index keep) {
+    const Store y = basis.leftCols(keep).template cast<S>();
+    // Row blocks through BLAS gemm (threaded): V and W are read once.
+    const Index block = std::min<Index>(m_, Index{1} << 15);
+    Store tmp(block, keep);
+    for (Index row = 0; row < m_; row += block) {
+      const Index nb = std::min(block, m_ - row);
+      for (Store* a : {&v_, &w_}) {
+        gemm(false, false, nb, keep, k_, S{1}, a->data() + row, m_, y.data(), k_, S{0}, tmp.data(), block);
+        a->block(row, 0, nb, keep) = tmp.topRows(nb);
+      }
+    }
+    const MatrixXd yd = basis.leftCols(keep);
+    const auto congruence = [&](MatrixXd& g) {
+      const MatrixXd t = yd.transpose() * g.topLeftCorner(k_, k_) * yd;
+      g.topLeftCorner(keep, keep) = 0.5 * (t + t.transpose());
+    };
+    congruence(gp_);
+    congruence(gr_);
+    c_.head(keep) = yd.transpose() * c_.head(k_);
+    if constexpr (kGram) {
+      congruence(g_);
+      q_.head(keep) = yd.transpose() * q_.head(k_);
+      u_.head(keep) = yd.transpose() * u_.head(k_);
+      if (cand_ != keep) {  // the pending candidate moves next to the kept columns
+        v_.col(keep) = v_.col(cand_);
+        cand_ = keep;
+      }
+    }
+    k_ = keep;
+  }
+
+ private:
+  // Parallel ranges of at least kChunk rows, worked through in blocks of
+  // block_rows(k) rows: a block of V and W stays in cache while several
+  // products use it, and is small enough (rows x k < 9216) for OpenBLAS to
+  // run its dgemv on the calling thread (these run on our threads already).
+  static constexpr Index kChunk = Index{1} << 16;
+  static Index block_rows(Index cols) { return std::clamp<Index>(9000 / std::max<Index>(cols, 1) / 8 * 8, 64, 2048); }
+
+  S* candidate() { return kGram ? v_.col(cand_).data() : t_.data(); }
+  const S* candidate() const { return kGram ? v_.col(cand_).data() : t_.data(); }
+
+  // The accumulators of residual()/project(): [V't, (V'(p o t), W't, t'(p o t))], ..., |t|^2 last.
+  void take_projections(const std::vector<double>& acc, Index k) {
+    c_.head(k) = VectorXd::Map(acc.data(), k);
+    if constexpr (kGram) {
+      q_.head(k) = VectorXd::Map(acc.data() + k, k);
+      u_.head(k) = VectorXd::Map(acc.data() + 2 * k, k);
+      tpt_ = acc[static_cast<std::size_t>(3 * k)];
+    }
+    tt_ = acc.back();
+  }
+
+  // The candidate's projections (as residual() leaves them) and |t|^2.
+  void project() {
+    const Index k = k_;
+    const Index width = kGram ? 3 * k + 3 : k + 2;
+    const S* const cand = candidate();
+    const Index nbmax = block_rows(k);
+    const std::vector<double> acc = parallel_sums(m_, kChunk, width, [&](Index lo, Index hi, double* a) {
+      MatrixXd vbuf(nbmax, k), wbuf(nbmax, k);
+      VectorXd tb(nbmax), pt(nbmax);
+      for (Index b0 = lo; b0 < hi; b0 += nbmax) {
+        const Index nb = std::min(nbmax, hi - b0);
+        to_double(cand + b0, nb, tb.data());
+        a[width - 1] += tb.head(nb).squaredNorm();
+        const RowsView vb = rows_as_double(v_, b0, nb, k, vbuf);
+        block_gemv(true, vb, 1.0, tb.data(), 1.0, a);
+        if constexpr (kGram) {
+          pt.head(nb) = p_.segment(b0, nb).cwiseProduct(tb.head(nb));
+          a[width - 3] += pt.head(nb).dot(tb.head(nb));
+          block_gemv(true, vb, 1.0, pt.data(), 1.0, a + k);
+          block_gemv(true, rows_as_double(w_, b0, nb, k, wbuf), 1.0, tb.data(), 1.0, a + 2 * k);
+        }
+      }
+    });
+    take_projections(acc, k);
+  }
+
+  // t -= V coef.
+  void subtract(const VectorXd& coef) {
+    const Index k = k_;
+    S* const cand = candidate();
+    const Index nbmax = block_rows(k);
+    parallel_ranges(m_, kChunk, [&](Index lo, Index hi) {
+      MatrixXd vbuf(nbmax, k);
+      VectorXd tb(nbmax);
+      for (Index b0 = lo; b0 < hi; b0 += nbmax) {
+        const Index nb = std::min(nbmax, hi - b0);
+        to_double(cand + b0, nb, tb.data());
+        block_gemv(false, rows_as_double(v_, b0, nb, k, vbuf), -1.0, coef.data(), 1.0, tb.data());
+        for (Index j = 0; j < nb; ++j) cand[b0 + j] = static_cast<S>(tb(j));
+      }
+    });
+  }
+
+  // Appends the candidate as column k with its image; nrm = the norm of its part outside span(V).
+  void append(double nrm) {
+    if constexpr (kGram) {
+      append_as_is();
+    } else {
+      append_orthonormal(nrm);
+    }
+  }
+
+  // Float storage: column k is the candidate already; its columns of G, G_P
+  // and G_R came with it, but for t'Rt.
+  void append_as_is() {
+    const Index k = k_;
+    apply_(v_.col(k).data(), w_.col(k).data());
+    ++applications_;
+    const S* x = v_.col(k).data();
+    const S* w = w_.col(k).data();
+    const double xrx = parallel_sum(m_, kChunk, [&](Index lo, Index hi) {
+      double sum = 0.0;
+      for (Index j = lo; j < hi; ++j) sum += static_cast<double>(x[j]) * static_cast<double>(w[j]);
+      return sum;
+    });
+    set_columns(k, c_.head(k), tt_, q_.head(k), tpt_, u_.head(k), xrx);
+  }
+
+  // Double storage: column k = (t - V c) / nrm, with in the same pass
+  // V'(p o v_k), v_k'(p o v_k) and |v_k|^2 (the stored, rounded v_k); then
+  // its image and V'w_k.
+  void append_orthonormal(double nrm) {
+    const Index k = k_;
+    const double inv = 1.0 / nrm;
+    const Index nbmax = block_rows(k + 1);
+    const std::vector<double> acc = parallel_sums(m_, kChunk, k + 2, [&](Index lo, Index hi, double* a) {
+      MatrixXd vbuf(nbmax, k);
+      VectorXd xb(nbmax), px(nbmax);
+      S* x = v_.col(k).data();
+      double xx = 0.0, xpx = 0.0;
+      for (Index b0 = lo; b0 < hi; b0 += nbmax) {
+        const Index nb = std::min(nbmax, hi - b0);
+        const RowsView vb = rows_as_double(v_, b0, nb, k, vbuf);
+        to_double(t_.data() + b0, nb, xb.data());
+        block_gemv(false, vb, -1.0, c_.data(), 1.0, xb.data());
+        const double* p = p_.data() + b0;
+        for (Index j = 0; j < nb; ++j) {
+          x[b0 + j] = static_cast<S>(xb(j) * inv);
+          const double xj = static_cast<double>(x[b0 + j]);
+          xx += xj * xj;
+          px(j) = p[j] * xj;
+          xpx += px(j) * xj;
+        }
+        block_gemv(true, vb, 1.0, px.data(), 1.0, a);
+      }
+      a[k] += xx;
+      a[k + 1] += xpx;
+    });
+    VectorXd q = VectorXd::Map(acc.data(), k);
+    const double xx = acc[static_cast<std::size_t>(k)];
+    double xpx = acc[static_cast<std::size_t>(k) + 1];
+    // The norm came from |t|^2 - |c|^2; where cancellation made it inexact, rescale.
+    if (std::abs(xx - 1.0) > 1e-13) {
+      const double f = 1.0 / std::sqrt(xx);
+      S* x = v_.col(k).data();
+      parallel_ranges(m_, kChunk, [&](Index lo, Index hi) {
+        for (Index j = lo; j < hi; ++j) x[j] = static_cast<S>(f * static_cast<double>(x[j]));
+      });
+      q *= f;
+      xpx *= f * f;
+    }
+    apply_(v_.col(k).data(), w_.col(k).data());
+    ++applications_;
+    const Index k1 = k + 1;
+    const std::vector<double> gr = parallel_sums(m_, kChunk, k1, [&](Index lo, Index hi, double* a) {
+      MatrixXd vbuf(nbmax, k1);
+      VectorXd wb(nbmax);
+      for (Index b0 = lo; b0 < hi; b0 += nbmax) {
+        const Index nb = std::min(nbmax, hi - b0);
+        to_double(w_.col(k).data() + b0, nb, wb.data());
+        block_gemv(true, rows_as_double(v_, b0, nb, k1, vbuf), 1.0, wb.data(), 1.0, a);
+      }
+    });
+    set_columns(k, VectorXd::Zero(k), 1.0, q, xpx, VectorXd::Map(gr.data(), k), gr[static_cast<std::size_t>(k)]);
+  }
+
+  // Column k of G, G_P and G_R (and the mirrored rows); k grows by one.
+  void set_columns(Index k, const VectorXd& g, double gkk, const VectorXd& gp, double gpkk, const VectorXd& gr,
+                   double grkk) {
+    const auto put = [k](MatrixXd& a, const VectorXd& col, double diag) {
+      a.col(k).head(k) = col;
+      a.row(k).head(k) = col.transpose();
+      a(k, k) = diag;
+    };
+    put(g_, g, gkk);
+    put(gp_, gp, gpkk);
+    put(gr_, gr, grkk);
+    k_ = k + 1;
+  }
+
+  const VectorXd& p_;
+  const Apply& apply_;
+  Index m_, kmax_, k_ = 0;
+  Store v_, w_;           // float storage: V has one more column, for the candidate
+  MatrixXd gp_, gr_, g_;  // g_ = V'V (the identity for double storage)
+  Vec t_;                 // the candidate of double storage (m long, allocated once:
+                          // at m = 8.4 M a fresh vector per step cost more in page faults than the arithmetic)
+  Index cand_ = 0;        // float storage: the column of V holding the candidate
+  VectorXd c_, q_, u_;    // the candidate's V't, and (float) V'(p o t), W't
+  double tt_ = 0.0, tpt_ = 0.0;  // |t|^2, t'(p o t)
+  Index applications_ = 0;
+};
+
+template <class S>
+void record(FamilyMember& out, const Subspace<S>& sub, const Ritz& z, double rho, double tol) {
+  out.value = z.theta;
+  out.residual = rho;
+  out.error = error_bound(rho, z, tol);
+  out.tangent_p = sub.project_p(z.y);
+  out.tangent_r = sub.project_r(z.y);
+}
+
+// The single-precision phase ends at this relative residual (single
+// precision resolves about 7e-7 on the clustered class of bench/), or after
+// kLowStall steps without a 10 % gain once below 100 times it (4 kLowStall
+// above: Krylov residuals plateau early on, which is no reason to stop);
+// kLowKeep Ritz vectors are kept (theory/region.md, section 7).
+constexpr double kLowTarget = 1e-6;
+constexpr int kLowStall = 4;
+constexpr Index kLowKeep = 2;
+// With several members the later ones start from what the first leaves: 4.
+constexpr Index kLowKeepShared = 4;
+
+// How a run of iterate() ended.
+enum class PhaseEnd {
+  finished,  // the member's status is final
+  promote,   // single-precision phase over: continue in double from the seed
+  redo,      // single-precision phase failed (non-finite): start over in double
+};
+
+// Iterates one member in the subspace. `spent`: applications already spent
+// on it elsewhere (the single-precision phase). With `seed` set this is the
+// single-precision phase (theory/region.md, section 7): nothing is certified
+// from its images; it ends once the residual is near what single precision
+// resolves, stops improving, looks certified, or has used half the budget,
+// leaving in *seed its top `carry` Ritz vectors (in double) to carry over.
+template <class S>
+PhaseEnd iterate(Subspace<S>& sub, FamilyMember& out, Index spent, double tol, Index cap, Index& restarts,
+                 bool want_vector, MatrixXd* seed, Index carry = 0) {
+  const bool low = seed != nullptr;
+  const Index before = sub.applications(), m = sub.dimension();
+  double best_low = std::numeric_limits<double>::infinity();
+  int since_best = 0;
+  while (true) {
+    const Ritz z = sub.ritz(out.s);
+    const double rho = sub.residual(out.s, z, true);
+    out.matvecs = spent + sub.applications() - before;
+    record(out, sub, z, rho, tol);
+    if (!std::isfinite(out.value) || !std::isfinite(rho)) {
+      if (low) return PhaseEnd::redo;  // out of single precision's range
+      out.status = Status::numerical_failure;
+      out.message = "the Ritz value or residual is not finite";
+      return PhaseEnd::finished;
+    }
+    const bool certified = out.error <= tol * std::abs(out.value);
+    if (low) {
+      if (rho < 0.9 * best_low) {
+        best_low = rho;
+        since_best = 0;
+      } else {
+        ++since_best;
+      }
+      const int stall = rho <= 100 * kLowTarget * std::abs(out.value) ? kLowStall : 4 * kLowStall;
+      if (rho <= kLowTarget * std::abs(out.value) || since_best >= stall || certified || sub.size() == m ||
+          out.matvecs >= cap / 2) {
+        *seed = sub.combine(z.basis.leftCols(std::min(sub.size(), carry)));
+        return PhaseEnd::promote;
+      }
+    } else {
+      if (certified || sub.size() == m) {
+        if (want_vector) out.vector = sub.expand(z.y);
+        out.status = Status::converged;
+        return PhaseEnd::finished;
+      }
+      if (out.matvecs >= cap) {
+        if (want_vector) out.vector = sub.expand(z.y);
+        out.status = Status::not_converged;
+        out.message = "did not converge: not certified after " + std::to_string(out.matvecs) +
+                      " applications (error bound " + fmt(out.error / std::abs(out.value)) + " relative)";
+        return PhaseEnd::finished;
+      }
+    }
+    if (sub.size() == sub.capacity()) {
+      sub.restart(z.basis, std::max<Index>(1, sub.capacity() / 2));
+      ++restarts;
+    }
+    // The Davidson direction, else the plain residual; when neither adds a
+    // direction the subspace is invariant to rounding.
+    if (sub.add_candidate()) continue;
+    const Ritz now = sub.ritz(out.s);  // after a restart, z in the new basis
+    sub.residual(out.s, now, false);
+    if (sub.add_candidate()) continue;
+    if (low) {  // nothing is certified from single-precision images: the double phase finds it again
+      *seed = sub.combine(now.basis.leftCols(std::min(sub.size(), carry)));
+      return PhaseEnd::promote;
+    }
+    if (want_vector) out.vector = sub.expand(now.y);
+    out.status = out.error <= 1e3 * tol * std::abs(out.value) ? Status::converged : Status::not_converged;
+    out.message = "the subspace became invariant (residual " + fmt(rho) + ")";
+    return PhaseEnd::finished;
+  }
+}
+
+// One member in the shared double subspace; an empty subspace is seeded with
+// the columns of `seed` first. `cap` bounds the applications it may spend.
+void solve_member(Subspace<double>& sub, FamilyMember& out, const MatrixXd& seed, Index spent, double tol, Index cap,
+                  Index& restarts, bool want_vector) {
+  out.method = Method::lanczos;
+  const Index before = sub.applications();
+  if (sub.size() == 0) {
+    for (Index j = 0; j < seed.cols(); ++j) (void)sub.add(seed.col(j));
+    if (sub.size() == 0) {
+      out.matvecs = spent;
+      out.status = Status::numerical_failure;
+      out.message = "the start vector is zero or not finite";
+      return;
+    }
+  }
+  iterate(sub, out, spent + sub.applications() - before, tol, cap, restarts, want_vector, nullptr);
+}
+
+// R as an explicit m x m matrix (m applications).
+MatrixXd dense_r(const ApplyFn& apply, Index m) {
+  MatrixXd r(m, m);
+  VectorXd e = VectorXd::Zero(m);
+  for (Index j = 0; j < m; ++j) {
+    e(j) = 1.0;
+    apply(e.data(), r.col(j).data());
+    e(j) = 0.0;
+  }
+  return 0.5 * (r + r.transpose());
+}
+
+// lambda_max((1 - s) diag(p) + s R) by LAPACK; error = the residual norm.
+void dense_member(const VectorXd& p, const MatrixXd& r, FamilyMember& out, bool want_vector) {
+  out.method = Method::dense;
+  MatrixXd a = out.s * r;
+  a.diagonal() += (1.0 - out.s) * p;
+  const MatrixXd m = a;
+  VectorXd w;
+  try {
+    symmetric_eigen_or_throw(a, w, "dense eigensolver");
+  } catch (const numerical_error& e) {
+    out.status = Status::numerical_failure;
+    out.message = e.what();
+    return;
+  }
+  const Index n = p.size();
+  const VectorXd v = a.col(n - 1);
+  out.value = w(n - 1);
+  out.residual = (m * v - out.value * v).norm();
+  out.error = out.residual;
+  out.tangent_p = v.dot(p.cwiseProduct(v));
+  out.tangent_r = v.dot(r * v);
+  if (want_vector) out.vector = v;
+  out.status = Status::converged;
+  out.message = "converged";
+}
+
+}  // namespace
+
+namespace {
+
+// The shared subspace over all members, largest s first (the members with
+// most of R in them are the hard ones). Returns the members it could not certify.
+std::vector<std::size_t> subspace_members(const VectorXd& p, const ApplyFn& counted, const LowApplyFn& low,
+                                          const VectorXd& start, const SolverOptions& opt, Index kmax,
+                                          bool want_vectors, FamilyResult& res) {
+  std::vector<std::size_t> order(res.members.size()), pending;
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return res.members[a].s > res.members[b].s; });
+  const Index cap = opt.max_iterations * std::max<Index>(1, kmax - kmax / 2);
+  MatrixXd seed = start;
+  Index spent = 0;
+  if (low) {
+    // The first member's single-precision phase in a float subspace, freed
+    // before the double one is allocated (theory/region.md, section 7).
+    Subspace<float> single(p, low, kmax);
+    MatrixXd kept;
+    if (single.add(start) &&
+        iterate(single, res.members[order.front()], 0, opt.tolerance, cap, res.restarts, false, &kept,
+                order.size() > 1 ? kLowKeepShared : kLowKeep) ==
+            PhaseEnd::promote)
+      seed = std::move(kept);
+    spent = single.applications();
+    res.low_precision_matvecs = spent;
+  }
+  Subspace<double> sub(p, counted, kmax);
+  for (std::size_t j : order) {
+    solve_member(sub, res.members[j], seed, j == order.front() ? spent : 0, opt.tolerance, cap, res.restarts,
+                 want_vectors);
+    if (!res.members[j].converged()) pending.push_back(j);
+    else res.members[j].message = "converged";
+  }
+  return pending;
+}
+
+// The dense method for the members in `pending` (R built once, m applications).
+void dense_members(const VectorXd& p, const ApplyFn& counted, const Index& applications,
+                   const std::vector<std::size_t>& pending, bool fallback, bool want_vectors, FamilyResult& res) {
+  const Index before = applications;
+  const MatrixXd r = dense_r(counted, p.size());
+  for (std::size_t j : pending) {
+    const std::string history = res.members[j].message;
+    dense_member(p, r, res.members[j], want_vectors);
+    if (j == pending.front()) res.members[j].matvecs += applications - before;  // the shared build
+    if (fallback) res.members[j].message = history + "; fell back to the dense method";
+  }
+}
+
+}  // namespace
+
+FamilyResult family_top(const VectorXd& p, const ApplyFn& apply_r, const std::vector<double>& s,
+                        const VectorXd& start, const SolverOptions& opt, double fixed_bytes, const std::string& what,
+                        bool want_vectors, const LowApplyFn& low_precision) {
+  opt.validate();
+  const Index m = p.size();
+  require(start.size() == m, "family_top", "the start vector has the wrong length");
+  FamilyResult res;
+  res.members.resize(s.size());
+  for (std::size_t j = 0; j < s.size(); ++j) {
+    require(s[j] > 0.0 && s[j] <= 1.0, "family_top", "s must lie in (0, 1], got " + fmt(s[j]));
+    res.members[j].s = s[j];
+  }
+  Index applications = 0;
+  const ApplyFn counted = [&](const double* x, double* y) {
+    throw_if_interrupted("eigensolver");
+    const auto t0 = std::chrono::steady_clock::now();
+    apply_r(x, y);
+    res.apply_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ++applications;
+  };
+  std::vector<std::size_t> pending(s.size());
+  std::iota(pending.begin(), pending.end(), std::size_t{0});
+  const bool lanczos = resolve_method(opt, m) == Method::lanczos;
+  if (lanczos) {
+    res.subspace_dimension = family_subspace(m, opt, fixed_bytes, what, static_cast<Index>(s.size()));
+    const LowApplyFn counted_low = !low_precision ? LowApplyFn() : LowApplyFn([&](const float* x, float* y) {
+      throw_if_interrupted("eigensolver");
+      const auto t0 = std::chrono::steady_clock::now();
+      low_precision(x, y);
+      res.apply_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      ++applications;
+    });
+    pending = subspace_members(p, counted, counted_low, start, opt, res.subspace_dimension, want_vectors, res);
+  } else {
+    res.method = Method::dense;
+  }
+  if (!pending.empty() && (!lanczos || (m <= opt.dense_fallback_max_dimension && dense_fits(m, opt, fixed_bytes)))) {
+    check_memory(fixed_bytes + dense_bytes(m), what + " (dense " + std::to_string(m) + " x " + std::to_string(m) + ")",
+                 opt.memory_limit_bytes);
+    dense_members(p, counted, applications, pending, lanczos, want_vectors, res);
+  } else {
+    for (std::size_t j : pending)
+      res.members[j].message += "; the dense fallback is too large (m = " + std::to_string(m) + ")";
+  }
+  res.matvecs = applications;
+  return res;
+}
+
+}  // namespace sgdstab::detail

@@ -1,0 +1,180 @@
+// Momentum SGD's second-moment map and its spectral radius: theory/momentum.md,
+// sections 1-4. The threshold is in momentum_threshold.cpp, the region in region.cpp.
+#include "sgdstab/momentum.hpp"
+
+#include <Eigen/Dense>
+#include <algorithm>
+#include <cmath>
+#include <complex>
+#include <limits>
+#include <string>
+
+#include "foundations/check.hpp"
+#include "foundations/interrupt_detail.hpp"
+#include "foundations/linalg.hpp"
+#include "foundations/stopwatch.hpp"
+#include "sgdstab/errors.hpp"
+#include "sgdstab/memory.hpp"
+#include "solvers/eigensolve.hpp"
+
+namespace sgdstab {
+
+using Eigen::MatrixXd;
+using Eigen::VectorXd;
+
+MomentumOperator::MomentumOperator(const SecondMomentOperator& op, double lr, Momentum momentum)
+    : op_(&op), lr_(lr), momentum_(momentum) {
+  momentum.validate();
+  detail::require(std::isfinite(lr) && lr > 0, "MomentumOperator",
+                  "learning rate must be finite and > 0, got " + detail::fmt(lr));
+  const double b = momentum.beta;
+  // theory/momentum.md, eq. 2: M0 = [[I, m01 I], [0, beta I]], e = (e0, 1).
+  m01_ = momentum.nesterov ? -b * b : -b;
+  e0_ = momentum.nesterov ? -(1.0 + b) : -1.0;
+}
+
+MatrixXd MomentumOperator::apply(const MatrixXd& z) const {
+  const Index r = op_->dimension();
+  detail::require(z.rows() == 2 * r && z.cols() == 2 * r, "MomentumOperator::apply",
+                  "Z must be 2r x 2r = " + std::to_string(2 * r) + " x " + std::to_string(2 * r) + ", got " +
+                      std::to_string(z.rows()) + " x " + std::to_string(z.cols()));
+  const double b = momentum_.beta, m = m01_, e = e0_, lr = lr_;
+  const auto x = z.topLeftCorner(r, r);
+  const auto y = z.topRightCorner(r, r);
+  const auto w = z.bottomRightCorner(r, r);
+  const VectorXd& d = op_->geometry().hessian_eigenvalues();
+  // theory/momentum.md, eq. 3: L = M0 [X; Y^T] H, Q = Q(X).
+  const MatrixXd ltop = (x + m * y.transpose()) * d.asDiagonal();
+  const MatrixXd lbot = b * (y.transpose() * d.asDiagonal());
+  const MatrixXd q = op_->quadratic(MatrixXd(x));
+  MatrixXd out(2 * r, 2 * r);
+  out.topLeftCorner(r, r) = x + m * (y + y.transpose()) + (m * m) * w + (lr * e) * (ltop + ltop.transpose()) +
+                            (lr * lr * e * e) * q;
+  out.topRightCorner(r, r) = b * (y + m * w) + lr * (ltop + e * lbot.transpose()) + (lr * lr * e) * q;
+  out.bottomLeftCorner(r, r) = out.topRightCorner(r, r).transpose();
+  out.bottomRightCorner(r, r) = (b * b) * w + lr * (lbot + lbot.transpose()) + (lr * lr) * q;
+  return out;
+}
+
+std::vector<MatrixXd> MomentumOperator::propagate(const MatrixXd& z0, Index steps) const {
+  detail::require(steps >= 0, "MomentumOperator::propagate", "steps must be >= 0, got " + std::to_string(steps));
+  std::vector<MatrixXd> out{z0};
+  for (Index t = 0; t < steps; ++t) out.push_back(apply(out.back()));
+  return out;
+}
+
+void MomentumOperator::perform_op(const Scalar* x_in, Scalar* y_out) const {
+  detail::throw_if_interrupted("momentum spectral radius");
+  const Index n2 = dimension();
+  const MatrixXd z = unpack(Eigen::Map<const VectorXd>(x_in, rows()), n2);
+  Eigen::Map<VectorXd>(y_out, rows()) = pack(apply(z));
+  ++applications_;
+}
+
+namespace {
+
+void unpack_into_full(const double* x, Index r, MatrixXd& s) {
+  s = unpack(Eigen::Map<const VectorXd>(x, packed_size(r)), r);
+}
+
+// The dense matrix of T on packed coordinates and its eigenvalue of largest modulus.
+bool dense_rho(const MomentumOperator& op, double& rho, double& imag, Index& matvecs) {
+  const Index m = op.rows();
+  const MatrixXd t =
+      detail::explicit_matrix(detail::FunctionOperator(m, [&op](const double* x, double* y) { op.perform_op(x, y); }));
+  matvecs += m;
+  Eigen::VectorXcd values;
+  if (!detail::general_eigenvalues(t, values)) return false;
+  Index best = 0;
+  for (Index k = 1; k < m; ++k)
+    if (std::abs(values(k)) > std::abs(values(best))) best = k;
+  rho = std::abs(values(best));
+  imag = values(best).imag();
+  return true;
+}
+
+}  // namespace
+
+namespace {
+
+RadiusResult momentum_radius_untimed(const Geometry& geometry, double lr, Index batch, Sampling sampling,
+                                      Momentum momentum, const SolverOptions& options) {
+  options.validate();
+  momentum.validate();
+  detail::require(std::isfinite(lr) && lr > 0, "momentum_spectral_radius",
+                  "learning rate must be finite and > 0, got " + detail::fmt(lr));
+  const SecondMomentOperator q(geometry, batch, sampling);
+  MomentumOperator op(q, lr, momentum);
+  const Index m = op.rows();
+  RadiusResult res;
+  res.lr = lr;
+  res.batch = batch;
+  res.sampling = sampling;
+  const double fixed = q.workspace_bytes() + 8.0 * 8.0 * static_cast<double>(m);
+  Method method = detail::resolve_method(options, m);
+  std::string history;
+  if (method == Method::lanczos) {
+    const Index ncv = std::min<Index>(m, options.subspace_dimension > 0 ? options.subspace_dimension : 20);
+    check_memory(fixed + 8.0 * static_cast<double>(m) * static_cast<double>(ncv + 4),
+                 "momentum spectral radius (Arnoldi, ncv = " + std::to_string(ncv) + ")", options.memory_limit_bytes);
+    // Start from the identity (PSD): the Perron eigenvector of a positive map is PSD.
+    const VectorXd start = pack(MatrixXd::Identity(op.dimension(), op.dimension()));
+    detail::FunctionOperator f(m, [&op](const double* x, double* y) { op.perform_op(x, y); });
+    const detail::ComplexEigenpair a =
+        detail::arnoldi_top(f, start, std::max<Index>(ncv, 3), /*largest_real=*/false, options.max_iterations,
+                            options.tolerance);
+    res.report.iterations = a.report.iterations;
+    res.report.matvecs = op.applications();
+    if (a.report.converged()) {
+      const std::complex<double> lambda = a.value;
+      res.rho = std::abs(lambda);
+      res.report.method = Method::lanczos;
+      res.report.status = Status::converged;
+      if (std::abs(lambda.imag()) <= 1e-8 * res.rho) {
+        const VectorXd v = a.vector.normalized();
+        VectorXd tv(m);
+        op.perform_op(v.data(), tv.data());
+        res.report.matvecs = op.applications();
+        res.report.residual = (tv - lambda.real() * v).norm() / std::max(res.rho, 1e-300);
+      } else {
+        res.report.residual = std::numeric_limits<double>::quiet_NaN();
+      }
+      res.report.message = "converged (Arnoldi, " + std::to_string(res.report.iterations) + " restarts)";
+      return res;
+    }
+    history = "Arnoldi did not converge in " + std::to_string(options.max_iterations) + " restarts (ncv = " +
+              std::to_string(ncv) + "); ";
+    if (m > options.dense_fallback_max_dimension || !detail::dense_fits(m, options, fixed)) {
+      res.report.status = Status::not_converged;
+      res.report.method = Method::lanczos;
+      res.report.message = history + "the dense fallback (" + std::to_string(m) + " x " + std::to_string(m) +
+                           ") is over dense_fallback_max_dimension or the memory limit: rho is not to be trusted";
+      res.rho = std::abs(a.value);
+      return res;
+    }
+    method = Method::dense;
+  }
+  check_memory(fixed + detail::dense_bytes(m) + 8.0 * static_cast<double>(m) * static_cast<double>(m),
+               "momentum spectral radius (dense, " + std::to_string(m) + " x " + std::to_string(m) + ")",
+               options.memory_limit_bytes);
+  double imag = 0.0;
+  Index matvecs = res.report.matvecs;
+  const bool ok = dense_rho(op, res.rho, imag, matvecs);
+  res.report.matvecs = matvecs;
+  res.report.iterations += 1;
+  res.report.method = Method::dense;
+  res.report.residual = 0.0;
+  res.report.status = ok ? Status::converged : Status::numerical_failure;
+  res.report.message = history + (ok ? std::string("converged (dense)")
+                                     : std::string("the dense eigensolver (real Schur form) failed"));
+  return res;
+}
+
+}  // namespace
+
+RadiusResult momentum_spectral_radius(const Geometry& geometry, double lr, Index batch, Sampling sampling,
+                                      Momentum momentum, const SolverOptions& options) {
+  return detail::timed([&] { return momentum_radius_untimed(geometry, lr, batch, sampling, momentum, options); });
+}
+
+}  // namespace sgdstab

@@ -1,0 +1,442 @@
+// eta* of momentum SGD: the mean dynamics' kernel, kappa_0 of each noise
+// class and the search for kappa = 1 (theory/momentum.md, sections 5-7).
+#include <Eigen/Dense>
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <string>
+
+#include "foundations/check.hpp"
+#include "foundations/interrupt_detail.hpp"
+#include "foundations/linalg.hpp"
+#include "foundations/stopwatch.hpp"
+#include "sgdstab/errors.hpp"
+#include "sgdstab/memory.hpp"
+#include "sgdstab/momentum.hpp"
+#include "solvers/eigensolve.hpp"
+#include "solvers/family.hpp"
+#include "solvers/momentum_levels.hpp"
+
+namespace sgdstab {
+
+using Eigen::MatrixXd;
+using Eigen::VectorXd;
+using detail::mean_limit;
+using detail::noise_level;
+
+namespace detail {
+
+double mean_limit(const Momentum& mo, double lambda_max) {
+  return (mo.nesterov ? 2.0 * (1.0 + mo.beta) / (1.0 + 2.0 * mo.beta) : 2.0 * (1.0 + mo.beta)) / lambda_max;
+}
+
+double noise_level(Sampling sampling, Index n, Index batch) { return sampling_factors(sampling, n, batch).beta; }
+
+}  // namespace detail
+
+namespace {
+
+// (m01, e0) of theory/momentum.md, eq. 2.
+std::pair<double, double> momentum_coefficients(const Momentum& mo) {
+  return {mo.nesterov ? -mo.beta * mo.beta : -mo.beta, mo.nesterov ? -(1.0 + mo.beta) : -1.0};
+}
+
+// The kernel G_eta of eq. 8: G_ij = eta^2 [S_ij]_11 with S_ij - m_i S_ij m_j^T = e e^T,
+// m_i the 2 x 2 mean transition on the i-th eigen-direction, and its
+// derivative in eta (differentiating the 4 x 4 system: s' = -A^{-1} A' s).
+// False if an entry of G is not > 0.
+bool mean_kernel(const Eigen::VectorXd& d, double eta, const Momentum& mo, MatrixXd& g, MatrixXd* dg = nullptr) {
+  // Plain variables, not a structured binding: C++17 lambdas cannot capture those.
+  const std::pair<double, double> coefficients = momentum_coefficients(mo);
+  const double m01 = coefficients.first, e0 = coefficients.second;
+  const Index r = d.size();
+  g.resize(r, r);
+  if (dg) dg->resize(r, r);
+  const Eigen::Vector4d rhs(e0 * e0, e0, e0, 1.0);  // vec(e e^T), column-major
+  auto m = [&](Index i) {
+    Eigen::Matrix2d out;
+    out << 1.0 + eta * e0 * d(i), m01, eta * d(i), mo.beta;
+    return out;
+  };
+  auto dm = [&](Index i) {  // d m_i / d eta
+    Eigen::Matrix2d out;
+    out << e0 * d(i), 0.0, d(i), 0.0;
+    return out;
+  };
+  bool positive = true;
+  for (Index j = 0; j < r; ++j) {
+    const Eigen::Matrix2d mj = m(j), dmj = dm(j);
+    for (Index i = j; i < r; ++i) {
+      const Eigen::Matrix2d mi = m(i), dmi = dm(i);
+      Eigen::Matrix4d a = Eigen::Matrix4d::Identity(), da = Eigen::Matrix4d::Zero();
+      for (int p = 0; p < 2; ++p)
+        for (int q = 0; q < 2; ++q) {
+          a.block<2, 2>(2 * p, 2 * q) -= mj(p, q) * mi;  // I - kron(m_j, m_i)
+          da.block<2, 2>(2 * p, 2 * q) -= dmj(p, q) * mi + mj(p, q) * dmi;
+        }
+      const Eigen::PartialPivLU<Eigen::Matrix4d> lu(a);
+      const Eigen::Vector4d sol = lu.solve(rhs);
+      const double v = eta * eta * sol(0);
+      g(i, j) = g(j, i) = v;
+      if (dg) {
+        const Eigen::Vector4d dsol = -lu.solve(da * sol);
+        (*dg)(i, j) = (*dg)(j, i) = 2.0 * eta * sol(0) + eta * eta * dsol(0);
+      }
+      if (!(v > 0) || !std::isfinite(v)) positive = false;
+    }
+  }
+  return positive;
+}
+
+}  // namespace
+
+namespace {
+
+// kappa_0(eta) of one noise class (theory/momentum.md, section 5): every
+// closed-form scheme has C = b(B) C_0 with C_0(X) = D(X) - H X H (without
+// and with replacement, where a = 1 - b) or C_0 = D (Bernoulli, a = 1), so
+// kappa(eta; B) = b(B) kappa_0(eta): one function serves every batch size of
+// a class. Evaluations are kept (eta, kappa_0, slope) and reused by every
+// level 1 / b searched on it.
+class KappaFunction {
+ public:
+  KappaFunction(const Geometry& g, bool bernoulli, const Momentum& mo, const SolverOptions& options)
+      : d_(g.hessian_eigenvalues()),
+        d_op_(g, 1, Sampling::with_replacement),  // with replacement at B = 1: Q(X) = D(X) exactly
+        bernoulli_(bernoulli),
+        mo_(mo),
+        options_(options),
+        r_(d_.size()),
+        m_(packed_size(r_)) {
+    start_ = pack(MatrixXd::Identity(r_, r_)) / std::sqrt(static_cast<double>(r_));
+    fixed_ = d_op_.workspace_bytes() + 8.0 * 6.0 * static_cast<double>(r_) * static_cast<double>(r_);
+  }
+
+  struct Evaluation {
+    double eta = 0.0, kappa0 = 0.0;
+    double error = 0.0;  // kappa_0 <= true kappa_0 <= kappa_0 + error (a Ritz value and its bound)
+    double slope = 0.0;  // d log kappa_0 / d log eta
+    bool loose = false;  // computed at a looser tolerance than the options'
+  };
+
+  // kappa_0(eta) to relative accuracy `tolerance` (>= the options'), or NaN
+  // after a failure (status() and failure() say which).
+  double operator()(double eta, double tolerance) {
+    const bool loose = tolerance > options_.tolerance;
+    for (std::size_t k = 0; k < cache_.size(); ++k)
+      if (cache_[k].eta == eta) {
+        if (loose || !cache_[k].loose) return cache_[k].kappa0;
+        cache_.erase(cache_.begin() + static_cast<std::ptrdiff_t>(k));  // refined below
+        break;
+      }
+    MatrixXd g, dg;
+    if (!mean_kernel(d_, eta, mo_, g, &dg)) {
+      failed_ = Status::numerical_failure;
+      failure_ = "the kernel G of the mean dynamics has an entry <= 0 at lr = " + detail::fmt(eta) +
+                 " (theory/momentum.md, section 5): the symmetric form does not apply";
+      return std::numeric_limits<double>::quiet_NaN();
+    }
+    w_ = g.cwiseSqrt();
+    // R_eta = W o C_0(W o .) is indefinite for C_0 = D - H . H: it is >= -W o (H X H) o W,
+    // so sigma = max_ij G_ij d_i d_j makes R_eta + sigma I positive semidefinite,
+    // and the eigensolver's relative accuracy is taken on kappa_0 + sigma.
+    sigma_ = bernoulli_ ? 0.0 : (g.array() * (d_ * d_.transpose()).array()).maxCoeff();
+    const auto apply = [this](const double* x, double* out) {
+      unpack_into_full(x, r_, s_);
+      y_ = s_.cwiseProduct(w_);
+      d_op_.quadratic_into(y_, cy_);
+      if (!bernoulli_) cy_ -= d_.asDiagonal() * y_ * d_.asDiagonal();
+      Eigen::Map<VectorXd>(out, m_) = pack(cy_.cwiseProduct(w_)) + sigma_ * Eigen::Map<const VectorXd>(x, m_);
+    };
+    // The shared-subspace solver (family.hpp) on the single member s = 1:
+    // thick-restart Lanczos with full reorthogonalization and an a
+    // posteriori error bound, or dense for small m; warm-started from the
+    // previous evaluation's vector.
+    SolverOptions o = options_;
+    o.tolerance = tolerance;
+    const detail::FamilyResult fr =
+        detail::family_top(VectorXd::Zero(m_), apply, {1.0}, start_, o, fixed_, "momentum threshold", true);
+    const detail::FamilyMember& top = fr.members.front();
+    applications_ += fr.matvecs;
+    ++evaluations_;
+    if (!top.converged()) {
+      failed_ = top.status;
+      failure_ = "kappa at lr = " + detail::fmt(eta) + ": " + top.message;
+      return std::numeric_limits<double>::quiet_NaN();
+    }
+    method_ = top.method;
+    residual_ = std::max(residual_, top.residual / std::max(top.value, 1e-300));
+    Evaluation e{eta, top.value - sigma_, top.error, 0.0, loose};
+    if (top.vector.size() == m_) {
+      start_ = top.vector;
+      // Hellmann-Feynman: d log kappa / d log eta = eta sum_ij v_ij^2 G'_ij / G_ij / kappa_0
+      // (eq. 9 with W' / W = G' / (2 G); no application of C).
+      const MatrixXd v = unpack(top.vector, r_);
+      e.slope = eta * (v.array().square() * (dg.array() / g.array())).sum() / v.squaredNorm();
+    }
+    cache_.push_back(e);
+    return e.kappa0;
+  }
+
+  const std::vector<Evaluation>& cache() const { return cache_; }
+  Status status() const { return failed_; }
+  const std::string& failure() const { return failure_; }
+  Index applications() const { return applications_; }
+  Index evaluations() const { return evaluations_; }
+  Method method() const { return method_; }
+  double residual() const { return residual_; }
+  const Momentum& momentum() const { return mo_; }
+
+ private:
+  const VectorXd& d_;
+  SecondMomentOperator d_op_;
+  bool bernoulli_;
+  Momentum mo_;
+  SolverOptions options_;
+  Index r_, m_;
+  VectorXd start_;
+  double fixed_ = 0.0, sigma_ = 0.0;
+  MatrixXd w_, s_, y_, cy_;
+  std::vector<Evaluation> cache_;
+  Status failed_ = Status::converged;
+  std::string failure_;
+  Index applications_ = 0, evaluations_ = 0;
+  Method method_ = Method::lanczos;
+  double residual_ = 0.0;
+};
+
+// The first crossing of b kappa_0(eta) = 1 in (0, eta_mean) (theory/momentum.md,
+// section 5): the bracket from the evaluations kept so far, then a
+// safeguarded Newton iteration on log kappa against log eta. Fills res.
+void solve_level(KappaFunction* kappa_fn, double b, const SolverOptions& options, Index scan_points,
+                 MomentumThresholdResult& res) {
+  const double tol = options.tolerance;
+  if (b == 0.0) {  // C = 0 at full batch: the mean's limit is the answer
+    res.eta_star = res.eta_low = res.eta_high = res.eta_mean;
+    res.stable_intervals = {{0.0, res.eta_mean}};
+    res.report.status = Status::converged;
+    res.report.error_bound = 0.0;
+    res.report.method = Method::dense;
+    res.report.message = "converged (full batch: the limit of the mean dynamics, theory/momentum.md eq. 5-6)";
+    return;
+  }
+  KappaFunction& kappa0 = *kappa_fn;
+  const Index applications0 = kappa0.applications(), evaluations0 = kappa0.evaluations();
+  // Far from the root (|log kappa| > 0.02) kappa is evaluated to 1e-4 only:
+  // Newton's step needs no more, and the warm start carries the vector on.
+  // Such a loose value classifies a point only where that is safe (side()).
+  const double loose_tol = std::max(tol, 1e-4);
+  double slope = 0.0, error = 0.0, gap = std::numeric_limits<double>::infinity();
+  bool was_loose = false;
+  const auto kappa = [&](double eta, double t) {
+    const double k0 = kappa0(eta, t);
+    for (const KappaFunction::Evaluation& e : kappa0.cache())
+      if (e.eta == eta) slope = e.slope, error = b * e.error, was_loose = e.loose;
+    return b * k0;
+  };
+  // +1: unstable, -1: stable, 0: a loose value too close to 1 to say. A
+  // Ritz value is a lower bound on kappa, so kv >= 1 is always unstable; the
+  // error bound of an unconverged (loose) solve can be optimistic, so a
+  // loose value below 1 counts as stable only 1 % away from it (100 times
+  // the loose tolerance) and inside its bound.
+  const auto side = [&](double kv, double err, bool loose) {
+    if (kv >= 1.0) return 1;
+    return !loose || (kv < 0.99 && kv + err < 1.0) ? -1 : 0;
+  };
+  if (scan_points > 0)  // the grid first; its stable stretches are reported below
+    for (Index k = 1; k <= scan_points && kappa0.status() == Status::converged; ++k)
+      kappa(res.eta_mean * static_cast<double>(k) / static_cast<double>(scan_points + 1), tol);
+  // Bracket [lo, hi] of the first crossing from what is known: kappa(lo) < 1 <=
+  // kappa(hi); hi = eta_mean (kappa unbounded there) until an unstable point is seen.
+  double lo = 0.0, hi = res.eta_mean, khi = std::numeric_limits<double>::infinity();
+  bool lo_loose = false;  // lo classified by a loose value (its bounds), not a full one
+  double eta = 0.5 * res.eta_mean;
+  {
+    std::vector<KappaFunction::Evaluation> known = kappa0.cache();
+    std::sort(known.begin(), known.end(), [](const auto& x, const auto& y) { return x.eta < y.eta; });
+    const KappaFunction::Evaluation* nearest = nullptr;
+    for (const KappaFunction::Evaluation& e : known) {
+      const int sd = side(b * e.kappa0, b * e.error, e.loose);
+      if (sd < 0) {
+        lo = e.eta;
+        lo_loose = e.loose;
+      } else {
+        if (sd > 0) hi = e.eta, khi = b * e.kappa0;
+        break;
+      }
+    }
+    for (const KappaFunction::Evaluation& e : known)  // Newton from the evaluation closest to the level
+      if ((e.eta == lo || (e.eta == hi && std::isfinite(khi))) &&
+          (!nearest || std::abs(std::log(b * e.kappa0)) < std::abs(std::log(b * nearest->kappa0))))
+        nearest = &e;
+    if (nearest) gap = std::abs(std::log(b * nearest->kappa0));
+    if (nearest && nearest->slope > 0) eta = nearest->eta * std::exp(-std::log(b * nearest->kappa0) / nearest->slope);
+    else if (lo > 0) eta = std::isfinite(khi) ? std::sqrt(lo * hi) : 0.5 * (lo + res.eta_mean);
+    else if (std::isfinite(khi)) eta = 0.5 * hi;
+    const double upper = std::isfinite(khi) ? hi : res.eta_mean;
+    if (!(eta > lo && eta < upper)) eta = lo > 0 ? std::sqrt(lo * upper) : 0.5 * upper;
+  }
+  bool mean_limited = false;
+  if (lo > 0 && std::isfinite(khi) && (hi - lo) <= tol * hi) eta = -1.0;  // already bracketed
+  for (int it = 0; it < 100 && eta > 0 && kappa0.status() == Status::converged; ++it) {
+    const double kv = kappa(eta, gap > 0.02 ? loose_tol : tol);
+    if (!std::isfinite(kv)) break;
+    gap = std::abs(std::log(kv));
+    const int sd = side(kv, error, was_loose);
+    if (sd < 0 && eta >= lo) lo = eta, lo_loose = was_loose;
+    else if (sd > 0 && (eta < hi || !std::isfinite(khi))) hi = eta, khi = kv;
+    double next = eta * std::exp(slope > 0 ? -std::log(kv) / slope : 0.0);
+    if (!was_loose && std::abs(std::log(kv)) <= 0.5 * tol) {
+      if (lo > 0 && std::isfinite(khi) && (hi - lo) <= tol * hi) break;
+      // Converged on one side: certify the other with a point just past the root.
+      next = kv < 1.0 ? eta * (1.0 + tol) : eta * (1.0 - tol);
+    }
+    // Keep inside the bracket: bisect (geometrically) when Newton leaves it;
+    // if it leaves below a loosely known lo, lo itself is the root's
+    // neighbour: evaluate it at full accuracy instead.
+    const double upper = std::isfinite(khi) ? hi : res.eta_mean;
+    if (next <= lo && lo_loose && eta != lo) next = lo;
+    else if (!(next > lo && next < upper)) next = lo > 0 ? std::sqrt(lo * upper) : 0.5 * std::min(eta, upper);
+    if (!std::isfinite(khi) && next >= res.eta_mean * (1.0 - tol)) {
+      mean_limited = true;
+      break;
+    }
+    if (lo > 0 && std::isfinite(khi) && (hi - lo) <= tol * hi) break;
+    eta = next;
+  }
+  for (const KappaFunction::Evaluation& e : kappa0.cache()) res.evaluations.push_back({e.eta, b * e.kappa0});
+  std::sort(res.evaluations.begin(), res.evaluations.end());
+  res.report.matvecs = kappa0.applications() - applications0;
+  res.report.iterations = kappa0.evaluations() - evaluations0;
+  res.report.method = kappa0.method();
+  res.report.residual = kappa0.residual();
+  if (kappa0.status() != Status::converged) {
+    res.report.status = kappa0.status();
+    res.report.message = kappa0.failure();
+    res.eta_star = lo;
+    return;
+  }
+  if (!(lo > 0)) {
+    res.report.status = Status::not_converged;
+    res.report.message = "no learning rate with kappa < 1 was found below eta_mean = " + detail::fmt(res.eta_mean);
+    return;
+  }
+  if (mean_limited || !std::isfinite(khi)) {
+    // kappa < 1 up to within the tolerance of eta_mean: the mean dynamics limit the step.
+    res.eta_star = res.eta_high = res.eta_mean;
+    res.eta_low = lo;
+  } else {
+    // The root from the bracket's ends (log-linear interpolation).
+    double klo = 0.0;
+    for (const auto& e : res.evaluations)
+      if (e.first == lo) klo = e.second;
+    const double la = std::log(lo), lb = std::log(hi), fa = std::log(klo), fb = std::log(khi);
+    res.eta_star = (fb - fa) != 0.0 ? std::exp(lb - fb * (lb - la) / (fb - fa)) : std::sqrt(lo * hi);
+    res.eta_star = std::clamp(res.eta_star, lo, hi);
+    res.eta_low = lo;
+    res.eta_high = hi;
+  }
+  res.report.error_bound = (res.eta_high - res.eta_low) / res.eta_low;
+  const bool ok = res.report.error_bound <= std::max(10.0 * tol, 1e-12) || mean_limited;
+  res.report.status = ok ? Status::converged : Status::not_converged;
+  res.report.message = ok ? "converged (" + std::to_string(res.report.iterations) + " new evaluations of kappa)"
+                          : "the bracket [" + detail::fmt(res.eta_low) + ", " + detail::fmt(res.eta_high) +
+                                "] did not shrink to the tolerance";
+  // The stable set: (0, eta*), then, from the scan, any stretch above eta* where kappa < 1 again.
+  res.stable_intervals = {{0.0, res.eta_star}};
+  if (scan_points > 0) {
+    double open = -1.0;
+    for (const auto& e : res.evaluations) {
+      if (e.first <= res.eta_high) continue;
+      if (e.second < 1.0 && open < 0) open = e.first;
+      if (e.second >= 1.0 && open > 0) res.stable_intervals.push_back({open, e.first}), open = -1.0;
+    }
+    if (open > 0) res.stable_intervals.push_back({open, res.eta_mean});
+    if (res.stable_intervals.size() > 1)
+      res.report.message += "; the stable set is not an interval: see stable_intervals (grid resolution)";
+  }
+}
+
+MomentumThresholdResult threshold_result(const Geometry& g, Index batch, Sampling sampling, const Momentum& mo) {
+  MomentumThresholdResult res;
+  res.batch = batch;
+  res.sampling = sampling;
+  res.momentum = mo;
+  res.eta_mean = mean_limit(mo, g.lambda_max());
+  return res;
+}
+
+bool bernoulli_class(Sampling s) { return s == Sampling::bernoulli; }
+
+}  // namespace
+
+namespace {
+
+MomentumThresholdResult momentum_threshold_untimed(const Geometry& geometry, Index batch, Sampling sampling, Momentum momentum,
+                                           const SolverOptions& options, Index scan_points) {
+  options.validate();
+  momentum.validate();
+  detail::require(scan_points >= 0, "momentum_threshold", "scan_points must be >= 0, got " + std::to_string(scan_points));
+  check_batch(batch, geometry.samples(), "momentum_threshold");
+  MomentumThresholdResult res = threshold_result(geometry, batch, sampling, momentum);
+  const double b = noise_level(sampling, geometry.samples(), batch);
+  if (b == 0.0) {
+    solve_level(nullptr, 0.0, options, 0, res);
+    return res;
+  }
+  KappaFunction kappa0(geometry, bernoulli_class(sampling), momentum, options);
+  solve_level(&kappa0, b, options, scan_points, res);
+  return res;
+}
+
+}  // namespace
+
+MomentumThresholdResult momentum_threshold(const Geometry& geometry, Index batch, Sampling sampling, Momentum momentum,
+                                           const SolverOptions& options, Index scan_points) {
+  return detail::timed([&] { return momentum_threshold_untimed(geometry, batch, sampling, momentum, options, scan_points); });
+}
+
+std::vector<std::vector<MomentumThresholdResult>> detail::momentum_levels(const Geometry& g,
+                                                                          const std::vector<Sampling>& schemes,
+                                                                          const std::vector<Index>& batches,
+                                                                          const Momentum& mo,
+                                                                          const SolverOptions& options) {
+  std::vector<std::vector<MomentumThresholdResult>> out(schemes.size());
+  struct Level {
+    double b;
+    std::size_t scheme, point;
+  };
+  std::vector<Level> levels[2];  // [0]: C_0 = D - H . H, [1]: C_0 = D (Bernoulli)
+  for (std::size_t k = 0; k < schemes.size(); ++k)
+    for (std::size_t j = 0; j < batches.size(); ++j) {
+      out[k].push_back(threshold_result(g, batches[j], schemes[k], mo));
+      levels[bernoulli_class(schemes[k]) ? 1 : 0].push_back({noise_level(schemes[k], g.samples(), batches[j]), k, j});
+    }
+  for (int cls = 0; cls < 2; ++cls) {
+    if (levels[cls].empty()) continue;
+    std::sort(levels[cls].begin(), levels[cls].end(), [](const Level& x, const Level& y) { return x.b > y.b; });
+    std::optional<KappaFunction> kappa0;
+    for (const Level& l : levels[cls]) {
+      MomentumThresholdResult& res = out[l.scheme][l.point];
+      if (l.b > 0.0 && !kappa0) kappa0.emplace(g, cls == 1, mo, options);
+      solve_level(l.b > 0.0 ? &*kappa0 : nullptr, l.b, options, 0, res);
+    }
+  }
+  return out;
+}
+
+std::vector<MomentumThresholdResult> momentum_threshold_curve(const Geometry& geometry, const std::vector<Index>& batches,
+                                                              Sampling sampling, Momentum momentum,
+                                                              const SolverOptions& options) {
+  options.validate();
+  momentum.validate();
+  detail::require(!batches.empty(), "momentum_threshold_curve", "the list of batch sizes is empty");
+  for (const Index b : batches) check_batch(b, geometry.samples(), "momentum_threshold_curve");
+  const detail::Stopwatch watch;
+  std::vector<MomentumThresholdResult> out = detail::momentum_levels(geometry, {sampling}, batches, momentum, options).front();
+  for (MomentumThresholdResult& r : out) r.report.seconds = watch.seconds();
+  return out;
+}
+
+}  // namespace sgdstab

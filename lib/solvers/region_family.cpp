@@ -1,0 +1,170 @@
+// The region's use of the shared-subspace solver (theory/region.md): the
+// family M(s) of a Geometry (R applied on the CPU or the GPU, theory/gpu.md),
+// its exact member at s = 0, the region's lists, and the assembly of a
+// region from solved members (also sgdstab::mpi::region's).
+#include "solvers/region_family.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "foundations/check.hpp"
+#include "operators/cuda_backend.hpp"
+#include "operators/low_precision.hpp"
+#include "sgdstab/device.hpp"
+#include "sgdstab/moment_operator.hpp"
+
+namespace sgdstab {
+
+using Eigen::MatrixXd;
+using Eigen::VectorXd;
+
+namespace {
+
+// Diagonal of P in packed order: d_k d_l / (d_k + d_l).
+VectorXd packed_p(const VectorXd& d) {
+  const Index r = d.size();
+  VectorXd p(packed_size(r));
+  Index idx = 0;
+  for (Index l = 0; l < r; ++l)
+    for (Index k = l; k < r; ++k) p(idx++) = d(k) * d(l) / (d(k) + d(l));
+  return p;
+}
+
+// g(0) = d_0 / 2 at e_00, and its tangent e_00' R e_00 = (1/n) sum_i (h_i)_00^2 / (2 d_0)
+// with (h_i)_00 = |Z_i e_0|^2 (theory/region.md, section 6).
+}  // namespace
+
+namespace detail {
+
+FamilyMember family_at_zero(const VectorXd& d, double sum_h00_squared, Index n) {
+  FamilyMember m;
+  m.s = 0.0;
+  m.value = 0.5 * d(0);
+  m.tangent_p = 0.5 * d(0);
+  m.tangent_r = sum_h00_squared / static_cast<double>(n) / (2.0 * d(0));
+  m.status = Status::converged;
+  m.method = Method::dense;
+  m.message = "exact: g(0) = lambda_max(H) / 2";
+  m.vector = VectorXd::Zero(packed_size(d.size()));
+  m.vector(0) = 1.0;  // E_00 (packed order starts with the (0, 0) entry)
+  return m;
+}
+
+FamilyMember geometry_family_at_zero(const Geometry& g) {
+  const MatrixXd& z = g.factor();
+  const Index n = g.samples(), c = g.outputs();
+  double acc = 0.0;
+  for (Index i = 0; i < n; ++i) {
+    const double h = z.col(0).segment(i * c, c).squaredNorm();
+    acc += h * h;
+  }
+  return family_at_zero(g.hessian_eigenvalues(), acc, n);
+}
+
+FamilyResult geometry_family(const Geometry& g, const std::vector<double>& s, const SolverOptions& opt,
+                             bool want_vectors) {
+  const VectorXd& d = g.hessian_eigenvalues();
+  const SecondMomentOperator single(g, 1, Sampling::with_replacement);  // alpha = 0, beta = 1: Q = D
+  const PencilOperator r_op(single);                                     // R = A^{-1/2} D A^{-1/2}
+  std::string note;
+  const Device device = resolve_device(opt.device, gpu_pencil_bytes(g), &note);  // theory/gpu.md
+  const ApplyFn apply = device == Device::cuda
+                            ? gpu_pencil_r(g)
+                            : ApplyFn([&r_op](const double* x, double* y) { r_op.perform_op(x, y); });
+  VectorXd start = pack(MatrixXd((2.0 * d).cwiseSqrt().asDiagonal()));  // A^{1/2}(I): threshold.md §6
+  start /= start.norm();
+  // theory/region.md, section 7: single precision first, where it pays.
+  const bool mixed = device == Device::cpu && opt.mixed_precision && g.rank() >= opt.mixed_precision_min_rank;
+  const LowApplyFn low = mixed ? low_precision_pencil_r(g) : LowApplyFn();
+  const double fixed = single.workspace_bytes() + (mixed ? low_precision_pencil_bytes(g) : 0.0);
+  FamilyResult out = family_top(packed_p(d), apply, s, start, opt, fixed,
+                                "eta* (m = " + std::to_string(packed_size(g.rank())) + ")", want_vectors, low);
+  out.device = device;
+  out.device_note = note;
+  return out;
+}
+
+}  // namespace detail
+
+void detail::check_region_lists(const std::vector<Sampling>& schemes, const std::vector<Index>& batches, Index n) {
+  const std::string where = "stability_region";
+  detail::require(!schemes.empty(), where, "the list of sampling schemes is empty");
+  detail::require(!batches.empty(), where, "the list of batch sizes is empty");
+  for (std::size_t i = 0; i < schemes.size(); ++i)
+    for (std::size_t j = 0; j < i; ++j)
+      detail::require(schemes[i] != schemes[j], where, "sampling scheme '" + to_string(schemes[i]) + "' is repeated");
+  for (std::size_t i = 0; i < batches.size(); ++i) {
+    check_batch(batches[i], n, where);
+    for (std::size_t j = 0; j < i; ++j)
+      detail::require(batches[i] != batches[j], where, "batch size " + std::to_string(batches[i]) + " is repeated");
+  }
+}
+
+namespace detail {
+
+// The distinct s > 0 of all points (theory/region.md, section 2).
+std::vector<double> region_s_values(const std::vector<Sampling>& schemes, const std::vector<Index>& batches, Index n) {
+  std::vector<double> out;
+  for (Sampling sc : schemes)
+    for (Index b : batches) {
+      const double s = region_coordinates(sc, n, static_cast<double>(b)).second;
+      if (s > 0 && std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
+    }
+  return out;
+}
+
+namespace {
+
+// eta*(B) = 1 / (c g(s)) with its certified interval (theory/region.md, section 4).
+RegionPoint region_point(const FamilyMember& m, double c, double s, Index batch) {
+  RegionPoint p;
+  p.batch = batch;
+  p.s = s;
+  p.report.status = m.status;
+  p.report.method = m.method;
+  p.report.matvecs = m.matvecs;
+  p.report.residual = m.value > 0 ? m.residual / m.value : m.residual;
+  p.report.message = m.message;
+  if (m.value > 0 && std::isfinite(m.value)) {
+    p.eta_star = p.eta_high = 1.0 / (c * m.value);
+    p.eta_low = 1.0 / (c * (m.value + m.error));
+  } else if (p.converged()) {
+    p.report.status = Status::numerical_failure;
+    p.report.message = "the pencil's largest eigenvalue is not positive";
+  }
+  return p;
+}
+
+}  // namespace
+
+void assemble_region(StabilityRegion& out, const std::vector<FamilyMember>& members,
+                     const std::vector<Sampling>& schemes, const std::vector<Index>& batches) {
+  for (const FamilyMember& m : members) {  // theory/region.md, section 6
+    out.tangents.push_back({m.tangent_p, m.tangent_r});
+    if (m.status != Status::numerical_failure && m.value > 0) out.knots.push_back({m.s, m.value + m.error});
+  }
+  std::sort(out.knots.begin(), out.knots.end(), [](const RegionKnot& a, const RegionKnot& b) { return a.s < b.s; });
+  out.report.status = Status::converged;
+  for (Sampling sc : schemes) {
+    RegionCurve curve{sc, {}};
+    for (Index b : batches) {
+      const auto [c, s] = region_coordinates(sc, out.samples, static_cast<double>(b));
+      const auto it =
+          std::find_if(members.begin(), members.end(), [s = s](const FamilyMember& m) { return m.s == s; });
+      if (it == members.end()) throw std::logic_error("assemble_region: no member for s = " + detail::fmt(s));
+      curve.points.push_back(region_point(*it, c, s, b));
+      const RegionPoint& p = curve.points.back();
+      if (!p.converged() && out.converged()) {
+        out.report.status = p.status();
+        out.report.message = to_string(sc) + ", B = " + std::to_string(b) + ": " + p.report.message;
+      }
+    }
+    out.curves.push_back(std::move(curve));
+  }
+}
+
+}  // namespace detail
+
+}  // namespace sgdstab

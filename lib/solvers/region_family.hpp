@@ -1,0 +1,45 @@
+#pragma once
+// Internal: the region's use of the shared-subspace solver of family.hpp
+// (theory/region.md): the family M(s) of a Geometry, its exact member at
+// s = 0, the checks of a region's lists and the assembly of a region from
+// solved members. Used by stability_region, the threshold's matrix-free path
+// and sgdstab::mpi::region; defined in lib/solvers/region_family.cpp.
+#include <Eigen/Core>
+#include <vector>
+
+#include "sgdstab/geometry.hpp"
+#include "sgdstab/region.hpp"
+#include "sgdstab/sampling.hpp"
+#include "sgdstab/solver.hpp"
+#include "sgdstab/types.hpp"
+#include "solvers/family.hpp"
+
+namespace sgdstab::detail {
+
+/// The family of a geometry's pencil (region.hpp): P and R of its reduced
+/// coordinates, solved at every s in (0, 1] by family_top from the start
+/// A^{1/2}(I) (implemented in lib/solvers/region_family.cpp).
+FamilyResult geometry_family(const Geometry& g, const std::vector<double>& s, const SolverOptions& options,
+                             bool want_vectors = false);
+/// g(0) = lambda_max(H) / 2, exactly, with its tangent and vector e_00.
+FamilyMember geometry_family_at_zero(const Geometry& g);
+/// The same from d and sum_i (h_i)_00^2 = sum_i |Z_i e_0|^4 (a distributed geometry sums its part).
+FamilyMember family_at_zero(const Eigen::VectorXd& d, double sum_h00_squared, Index n);
+
+/// The lists of a region: non-empty, no repeats, every batch in 1..n.
+/// \throws sgdstab::invalid_argument naming the problem.
+void check_region_lists(const std::vector<Sampling>& schemes, const std::vector<Index>& batches, Index n);
+
+/// The distinct s > 0 of a region's points (theory/region.md, section 2).
+std::vector<double> region_s_values(const std::vector<Sampling>& schemes, const std::vector<Index>& batches, Index n);
+
+/// A region's tangents, knots, curves, status and message from its solved
+/// members (one per s of region_s_values, and s = 0), as theory/region.md
+/// section 6 says: eta*(B) = 1 / (c g(s)) with the interval from the
+/// member's error bound; the first point that did not converge sets the
+/// region's status. out.samples must be set. Used by stability_region and
+/// sgdstab::mpi::region.
+void assemble_region(StabilityRegion& out, const std::vector<FamilyMember>& members,
+                     const std::vector<Sampling>& schemes, const std::vector<Index>& batches);
+
+}  // namespace sgdstab::detail
