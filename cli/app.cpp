@@ -54,8 +54,13 @@ class Program {
   void options(CLI::App* app, std::initializer_list<Opt> list);
   void flags(CLI::App* app, std::initializer_list<Opt> list);
   void geometry_options(CLI::App* app);
+  template <class S>
+  void table_options(CLI::App* app, std::initializer_list<const char*> only = {},
+                     std::initializer_list<Opt> help = {});
   void solver_options(CLI::App* app, std::initializer_list<const char*> only = {},
-                      std::initializer_list<Opt> help = {});
+                      std::initializer_list<Opt> help = {}) {
+    table_options<SolverOptions>(app, only, help);
+  }
   void eigen_options(CLI::App* app);
   void momentum_options(CLI::App* app);
   void problem_options(CLI::App* app);
@@ -99,24 +104,19 @@ CLI::App* Program::command(CLI::App& parent, const std::string& name, const std:
 void Program::geometry_options(CLI::App* app) {
   options(app, {{"jacobian", "FILE: the (n C) x p per-sample Jacobian (CSV or .npy)"},
                 {"gram", "FILE: the (n C) x (n C) Gram J J^T (CSV or .npy); needs --outputs C when C > 1"},
-                {"outputs", "C: outputs per sample (default 1)"},
-                {"rank-tol", "X: relative rank cut-off of the Gram spectrum (default 10 max(nC, p) eps)"},
-                {"space", "automatic|parameter|sample: where the reduction is computed"}});
+                {"outputs", "C: outputs per sample (default 1)"}});
+  table_options<ReductionOptions>(app);  // --rank-tol, --space
   app->get_option("--gram")->excludes("--jacobian");
 }
 
-void Program::momentum_options(CLI::App* app) {
-  options(app, {{"momentum", "BETA: SGD with momentum (PyTorch's SGD(momentum=BETA), 0 <= BETA < 1; "
-                             "theory/momentum.md)"}});
-  flags(app, {{"nesterov", "Nesterov momentum (PyTorch's nesterov=True; needs --momentum)"}});
-}
+void Program::momentum_options(CLI::App* app) { table_options<Momentum>(app); }  // --momentum, --nesterov
 
-// The solver's options from SolverOptions' table (lib/foundations/options.cpp), their
-// defaults with them; `only` picks some (all when empty), `help` narrows the
-// words of some for this command.
-void Program::solver_options(CLI::App* app, std::initializer_list<const char*> only,
-                             std::initializer_list<Opt> help) {
-  for (const OptionField<SolverOptions>& f : option_table<SolverOptions>()) {
+// The options of S's table (include/sgdstab/options.hpp) that are on the
+// command line, with their defaults; `only` picks some (all when empty),
+// `help` narrows the words of some for this command.
+template <class S>
+void Program::table_options(CLI::App* app, std::initializer_list<const char*> only, std::initializer_list<Opt> help) {
+  for (const OptionField<S>& f : option_table<S>()) {
     if (f.cli.empty()) continue;
     if (only.size() != 0 &&
         std::none_of(only.begin(), only.end(), [&](const char* name) { return f.cli == name; }))
@@ -124,7 +124,12 @@ void Program::solver_options(CLI::App* app, std::initializer_list<const char*> o
     std::string words;
     for (const Opt& o : help)
       if (f.cli == o.name) words = o.help;
-    app->add_option("--" + f.cli)->description(cli_help(f, words));
+    if (is_cli_flag(f)) {
+      app->add_flag("--" + f.cli)->description(cli_help(f, words))->disable_flag_override();
+      flags_.insert(f.cli);
+    } else {
+      app->add_option("--" + f.cli)->description(cli_help(f, words));
+    }
   }
 }
 
@@ -285,9 +290,8 @@ Program::Program() : root_(kDescription, "sgdstab") {
 
   c = command(root_, "analyze", "minimum, then the eta*(B) curve and the bounds at it", cmd_analyze);
   problem_options(c);
-  options(c, {{"batches", "1,2,4,...: batch sizes of the curve"},
-              {"rank-tol", "X: relative rank cut-off"},
-              {"space", "automatic|parameter|sample"}});
+  options(c, {{"batches", "1,2,4,...: batch sizes of the curve"}});
+  table_options<ReductionOptions>(c);  // --rank-tol, --space
   solver_options(c, {"method", "tol", "ncv", "device", "precision"},
                  {{"device", "where the curve's operator applications run"},
                   {"precision", "the curve's first applications in single precision, certified in double"}});

@@ -36,8 +36,7 @@ int cmd_alignment(const Args& args, std::ostream& out, std::ostream& err) {
   }
   const double mu = alignment(gram, c, r);
   j[args.has("direction") ? "mu_lin" : "mu"] = mu;
-  ReductionOptions ro;
-  ro.rank_tolerance = args.number_or("rank-tol", 0.0);
+  const ReductionOptions ro = reduction_options(args);
   const Geometry g = Geometry::from_gram(gram, c, ro);
   const WorstAlignment worst = worst_case_alignment(g);
   j["mu_star"] = worst.mu_star;

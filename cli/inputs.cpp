@@ -17,8 +17,7 @@ double memory_limit_option(const Args& args) {
 
 ReductionOptions reduction_options(const Args& args) {
   ReductionOptions ro;
-  ro.rank_tolerance = args.number_or("rank-tol", 0.0);
-  ro.space = args.choice("space", Space::automatic);
+  apply_cli(args, ro);  // the table's options (lib/geometry/reduction_options.cpp): --rank-tol, --space
   ro.memory_limit_bytes = memory_limit_option(args);
   return ro;
 }
@@ -51,10 +50,7 @@ std::optional<Momentum> momentum_option(const Args& args) {
     return std::nullopt;
   }
   Momentum m;
-  m.beta = args.number("momentum");
-  m.nesterov = args.flag("nesterov");
-  if (!(m.beta >= 0.0 && m.beta < 1.0))
-    throw UsageError("--momentum: BETA must satisfy 0 <= BETA < 1, got " + args.str("momentum"));
+  apply_cli(args, m);  // the table's options (lib/foundations/options.cpp): --momentum, --nesterov
   return m;
 }
 

@@ -10,12 +10,19 @@
 
 namespace sgdstab::cli {
 
+/// Whether --<f.cli> is a flag (a bool field the command line does not say in words).
+template <class S>
+bool is_cli_flag(const OptionField<S>& f) {
+  return f.kind == OptionKind::flag && !f.from_cli;
+}
+
 /// "METAVAR: help (default D)" for the command line's --<f.cli>; `help`
 /// replaces the table's words where a command gives the option a narrower
 /// meaning (the region's --tol is the width of each certified interval),
 /// and its default's words too when it says "(default ...)" itself.
 template <class S>
 std::string cli_help(const OptionField<S>& f, const std::string& help = "") {
+  if (is_cli_flag(f)) return help.empty() ? f.help : help;  // a flag: off unless given
   if (help.find("(default") != std::string::npos) return f.metavar + ": " + help;
   return f.metavar + ": " + (help.empty() ? f.help : help) + " (default " + default_text(f, true) + ")";
 }
@@ -25,7 +32,7 @@ std::string cli_help(const OptionField<S>& f, const std::string& help = "") {
 template <class S>
 void apply_cli_field(const Args& args, const OptionField<S>& f, S& s) {
   if (f.cli.empty() || !args.has(f.cli)) return;
-  const std::string option = "--" + f.cli, text = args.str(f.cli);
+  const std::string option = "--" + f.cli, text = is_cli_flag(f) ? std::string() : args.str(f.cli);
   OptionValue v;
   if (f.from_cli) {
     try {

@@ -185,27 +185,50 @@ class Compute {
   std::optional<py::gil_scoped_release> release_;
 };
 
-// The solver's keywords are the fields of SolverOptions' table
-// (lib/foundations/options.cpp): the same names, kinds, rules and defaults as in C++.
-SolverOptions solver_options(const py::kwargs& kw, const char* function) {
-  SolverOptions so;
+// Keywords that are the fields of S's table (include/sgdstab/options.hpp):
+// the same names, kinds, rules and defaults as in C++; `what` names the
+// table in the TypeError for an unknown keyword.
+template <class S>
+S options_from_keywords(const py::kwargs& kw, const char* function, const char* what) {
+  S s;
   for (const auto& item : kw) {
     const std::string key = py::str(item.first).cast<std::string>();
-    const auto& table = option_table<SolverOptions>();
+    const auto& table = option_table<S>();
     const auto f = std::find_if(table.begin(), table.end(), [&](const auto& field) { return field.key == key; });
     if (f == table.end())
-      throw py::type_error(std::string(function) + "() got an unexpected keyword argument '" + key +
-                           "' (solver options: " + option_keys<SolverOptions>() + ")");
+      throw py::type_error(std::string(function) + "() got an unexpected keyword argument '" + key + "' (" + what +
+                           ": " + option_keys<S>() + ")");
     const py::handle v = item.second;
     switch (f->kind) {
-      case OptionKind::flag: f->set(so, v.cast<bool>()); break;
-      case OptionKind::integer: f->set(so, v.cast<long long>()); break;
-      case OptionKind::real: f->set(so, v.cast<double>()); break;
-      case OptionKind::choice: f->set(so, v.cast<std::string>()); break;
+      case OptionKind::flag: f->set(s, v.cast<bool>()); break;
+      case OptionKind::integer: f->set(s, v.cast<long long>()); break;
+      case OptionKind::real: f->set(s, v.cast<double>()); break;
+      case OptionKind::choice: f->set(s, v.cast<std::string>()); break;
     }
   }
-  so.validate();
-  return so;
+  s.validate();
+  return s;
+}
+
+// S's table for the docstrings and sgdstab.solver_options() /
+// reduction_options(): (keyword, default, help, rule, default in words,
+// choices) per field.
+template <class S>
+py::list option_rows() {
+  py::list out;
+  const S defaults;
+  for (const OptionField<S>& f : option_table<S>()) {
+    const OptionValue v = f.get(defaults);
+    py::object value = std::visit([](const auto& x) -> py::object { return py::cast(x); }, v);
+    const std::string choices = f.kind == OptionKind::choice ? f.metavar : "";
+    out.append(py::make_tuple(f.key, value, f.help, f.rule, f.default_words, choices));
+  }
+  return out;
+}
+
+// The solver's keywords: SolverOptions' table (lib/foundations/options.cpp).
+SolverOptions solver_options(const py::kwargs& kw, const char* function) {
+  return options_from_keywords<SolverOptions>(kw, function, "solver options");
 }
 
 // momentum=BETA and nesterov=BOOL, taken out of the keyword arguments.
@@ -274,23 +297,16 @@ py::object optional_value(const std::optional<T>& v) {
   return v ? py::cast(*v) : py::none();
 }
 
-Geometry geometry_from_jacobian(py::handle j, Index outputs, double rank_tolerance, const std::string& space,
-                                double memory_limit_bytes) {
-  ReductionOptions o;
-  o.rank_tolerance = rank_tolerance;
-  o.space = parse<Space>(space);
-  o.memory_limit_bytes = memory_limit_bytes;
+// The reduction's keywords: ReductionOptions' table (lib/geometry/reduction_options.cpp).
+Geometry geometry_from_jacobian(py::handle j, Index outputs, const py::kwargs& kw) {
+  const ReductionOptions o = options_from_keywords<ReductionOptions>(kw, "from_jacobian", "reduction options");
   const MatrixArg a = as_matrix(j, "jacobian");
   Compute c;
   return a.row_major ? Geometry::from_row_major_jacobian(a.row(), outputs, o) : Geometry::from_jacobian(a.col(), outputs, o);
 }
 
-Geometry geometry_from_gram(py::handle k, Index outputs, double rank_tolerance, double gram_tolerance,
-                            double memory_limit_bytes) {
-  ReductionOptions o;
-  o.rank_tolerance = rank_tolerance;
-  o.gram_tolerance = gram_tolerance;
-  o.memory_limit_bytes = memory_limit_bytes;
+Geometry geometry_from_gram(py::handle k, Index outputs, const py::kwargs& kw) {
+  const ReductionOptions o = options_from_keywords<ReductionOptions>(kw, "from_gram", "reduction options");
   const MatrixArg a = as_matrix(k, "gram");
   Compute c;
   // A row-major K is the column-major K^T: the same symmetric matrix (the
@@ -331,12 +347,8 @@ void bind_errors(py::module_& m) {
 void bind_geometry(py::module_& m) {
   // ------------------------------------------------------------ Geometry
   py::class_<Geometry>(m, "Geometry")
-      .def_static("from_jacobian", &geometry_from_jacobian, py::arg("jacobian"), py::arg("outputs") = 1,
-                  py::kw_only(), py::arg("rank_tolerance") = 0.0, py::arg("space") = "automatic",
-                  py::arg("memory_limit_bytes") = 0.0)
-      .def_static("from_gram", &geometry_from_gram, py::arg("gram"), py::arg("outputs"), py::kw_only(),
-                  py::arg("rank_tolerance") = 0.0, py::arg("gram_tolerance") = 1e-6,
-                  py::arg("memory_limit_bytes") = 0.0)
+      .def_static("from_jacobian", &geometry_from_jacobian, py::arg("jacobian"), py::arg("outputs") = 1)
+      .def_static("from_gram", &geometry_from_gram, py::arg("gram"), py::arg("outputs"))
       .def_property_readonly("lambda_max", &Geometry::lambda_max)
       .def_property_readonly("hessian_frobenius", &Geometry::hessian_frobenius)
       .def_property_readonly("hessian_trace", &Geometry::hessian_trace)
@@ -770,20 +782,11 @@ void bind_io_and_options(py::module_& m) {
 
   m.def("default_batches", &default_batches, py::arg("samples"));
 
-  // SolverOptions' table (lib/foundations/options.cpp) for the docstrings and
-  // sgdstab.solver_options(): (keyword, default, help, rule, default in words,
-  // choices) per field.
-  m.def("_solver_option_table", [] {
-    py::list out;
-    const SolverOptions defaults;
-    for (const OptionField<SolverOptions>& f : option_table<SolverOptions>()) {
-      const OptionValue v = f.get(defaults);
-      py::object value = std::visit([](const auto& x) -> py::object { return py::cast(x); }, v);
-      const std::string choices = f.kind == OptionKind::choice ? f.metavar : "";
-      out.append(py::make_tuple(f.key, value, f.help, f.rule, f.default_words, choices));
-    }
-    return out;
-  });
+  // The tables of SolverOptions (lib/foundations/options.cpp) and
+  // ReductionOptions (lib/geometry/reduction_options.cpp), for the docstrings
+  // and sgdstab.solver_options() / reduction_options().
+  m.def("_solver_option_table", [] { return option_rows<SolverOptions>(); });
+  m.def("_reduction_option_table", [] { return option_rows<ReductionOptions>(); });
 
   // For the tests: where the library reads a matrix argument from, and
   // whether it had to be copied (float32, strided input).

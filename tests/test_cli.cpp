@@ -164,7 +164,12 @@ TEST_F(Cli, SolverOptionsComeFromTheTable) {
        {"automatic|dense|lanczos: the eigensolver (default automatic)", "X: relative eigenvalue accuracy (default 1e-10)",
         "K: Lanczos subspace dimension (default 0: min(m, 16) for eta*, min(m, 12) for rho)",
         "past them the result says not_converged (default 1000)", "(default 0: what the system has)",
-        "(default auto: the GPU when usable)", "mixed|double: eta*'s first applications in single precision"}) {
+        "(default auto: the GPU when usable)", "mixed|double: eta*'s first applications in single precision",
+        // ReductionOptions' and Momentum's tables
+        "X: relative rank cut-off of the Gram spectrum (default 0: 10 max(nC, p) eps)",
+        "automatic|parameter|sample: where the reduction is computed (default automatic)",
+        "BETA: SGD with momentum: PyTorch's SGD(momentum=BETA), 0 <= BETA < 1 (theory/momentum.md) (default 0)",
+        "Nesterov momentum (PyTorch's nesterov=True; needs --momentum / momentum=BETA)"}) {
     EXPECT_NE(help.out.find(expected), std::string::npos) << "threshold --help lacks '" << expected << "':\n" << help.out;
   }
   EXPECT_NE(help.out.find("(r >= 512, CPU) (default mixed)"), std::string::npos) << help.out;
@@ -189,6 +194,9 @@ TEST_F(Cli, SolverOptionsComeFromTheTable) {
       {" --memory-limit -1", "--memory-limit: must be finite and >= 0 (0: what the system has), got '-1'"},
       {" --method magic", "automatic|dense|lanczos"},
       {" --device tpu", "cpu|cuda|auto"},
+      {" --rank-tol 1", "--rank-tol: must be finite and < 1, got '1'"},
+      {" --space diagonal", "automatic|parameter|sample"},
+      {" --momentum 1", "--momentum: must satisfy 0 <= beta < 1, got '1'"},
   };
   for (const auto& [extra, message] : bad) {
     const CliRun r = run(t + extra);
@@ -536,7 +544,7 @@ TEST_F(Cli, MomentumOnEscapeAndTheTrainer) {
   r = run("escape --widths 2,8,1 --activation tanh --data teacher --samples 8 --seed 3 --batch 1 --runs 1 --quiet "
           "--momentum 1.2 --lr-factor 0.7");
   EXPECT_EQ(r.code, 2);
-  EXPECT_NE(r.err.find("BETA must satisfy"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--momentum: must satisfy 0 <= beta < 1, got '1.2'"), std::string::npos) << r.err;
 }
 
 TEST_F(Cli, BoundsAndAlignmentMatchTheLibrary) {
@@ -995,7 +1003,7 @@ TEST_F(Cli, MomentumOnRegionAndMonteCarlo) {
   }
   r = run("montecarlo --jacobian " + file("j.npy") + " --outputs 2 --batch 2 --lr 0.01 --momentum -0.1");
   EXPECT_EQ(r.code, 2);
-  EXPECT_NE(r.err.find("BETA must satisfy"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--momentum: must satisfy 0 <= beta < 1, got '-0.1'"), std::string::npos) << r.err;
   r = run("region --jacobian " + file("j.npy") + " --outputs 2 --nesterov");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("--nesterov needs --momentum"), std::string::npos) << r.err;

@@ -9,9 +9,11 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "sgdstab/errors.hpp"
+#include "sgdstab/geometry.hpp"
 #include "sgdstab/options.hpp"
 
 namespace {
@@ -168,3 +170,82 @@ TEST(Options, ValueTextIsTheShortestThatReadsBack) {
 }
 
 }  // namespace
+
+// ReductionOptions' and Momentum's tables (lib/geometry/reduction_options.cpp,
+// lib/foundations/options.cpp): every member, written out from geometry.hpp
+// and solver.hpp, with its kind, its default read through the table, its
+// command-line name, and validate() checking each rule.
+TEST(Options, ReductionAndMomentumTablesListEveryMemberAndCheckEachRule) {
+  using sgdstab::Momentum;
+  using sgdstab::ReductionOptions;
+  const auto& rt = sgdstab::option_table<ReductionOptions>();
+  const std::vector<std::tuple<std::string, OptionKind, std::string>> reduction = {
+      {"rank_tolerance", OptionKind::real, "rank-tol"},
+      {"gram_tolerance", OptionKind::real, ""},
+      {"space", OptionKind::choice, "space"},
+      {"memory_limit_bytes", OptionKind::real, ""}};
+  ASSERT_EQ(rt.size(), reduction.size());
+  for (std::size_t i = 0; i < reduction.size(); ++i) {
+    EXPECT_EQ(rt[i].key, std::get<0>(reduction[i]));
+    EXPECT_EQ(rt[i].kind, std::get<1>(reduction[i])) << rt[i].key;
+    EXPECT_EQ(rt[i].cli, std::get<2>(reduction[i])) << rt[i].key;
+    EXPECT_FALSE(rt[i].help.empty()) << rt[i].key;
+  }
+  const ReductionOptions rd;
+  EXPECT_EQ(rt[0].get(rd), OptionValue(0.0));
+  EXPECT_EQ(rt[1].get(rd), OptionValue(1e-6));
+  EXPECT_EQ(rt[2].get(rd), OptionValue(std::string("automatic")));
+  EXPECT_EQ(sgdstab::default_text(rt[0]), "0: 10 max(nC, p) eps");
+  EXPECT_EQ(sgdstab::default_text(rt[1]), "1e-06");
+  ReductionOptions ro;
+  sgdstab::option_field<ReductionOptions>("space").set(ro, std::string("sample"));
+  EXPECT_EQ(ro.space, sgdstab::Space::sample);
+  EXPECT_THROW(sgdstab::option_field<ReductionOptions>("space").set(ro, std::string("diagonal")),
+               sgdstab::invalid_argument);
+  const auto message = [](ReductionOptions o) -> std::string {
+    try {
+      o.validate();
+    } catch (const sgdstab::invalid_argument& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_EQ(message(rd), "");
+  ro = rd;
+  ro.rank_tolerance = -1.0;  // <= 0: the default cut-off
+  EXPECT_EQ(message(ro), "");
+  ro.rank_tolerance = 1.0;
+  EXPECT_EQ(message(ro), "ReductionOptions: rank_tolerance must be finite and < 1, got 1");
+  ro = rd;
+  ro.gram_tolerance = -1e-3;
+  EXPECT_EQ(message(ro), "ReductionOptions: gram_tolerance must be finite and >= 0, got -0.001");
+  ro = rd;
+  ro.memory_limit_bytes = std::numeric_limits<double>::infinity();
+  EXPECT_NE(message(ro).find("memory_limit_bytes must be finite and >= 0"), std::string::npos) << message(ro);
+
+  const auto& mt = sgdstab::option_table<Momentum>();
+  ASSERT_EQ(mt.size(), 2u);
+  EXPECT_EQ(mt[0].key, "beta");
+  EXPECT_EQ(mt[0].kind, OptionKind::real);
+  EXPECT_EQ(mt[0].cli, "momentum");
+  EXPECT_EQ(mt[1].key, "nesterov");
+  EXPECT_EQ(mt[1].kind, OptionKind::flag);
+  EXPECT_EQ(mt[1].cli, "nesterov");
+  EXPECT_EQ(mt[0].get(Momentum{}), OptionValue(0.0));
+  EXPECT_EQ(mt[1].get(Momentum{}), OptionValue(false));
+  Momentum mo;
+  mt[0].set(mo, 0.9);
+  mt[1].set(mo, true);
+  EXPECT_EQ(mo.beta, 0.9);
+  EXPECT_TRUE(mo.nesterov);
+  EXPECT_NO_THROW(mo.validate());
+  for (double beta : {0.0, 0.999}) EXPECT_NO_THROW((Momentum{beta, false}.validate())) << beta;
+  for (double beta : {-0.1, 1.0, std::numeric_limits<double>::quiet_NaN()}) {
+    try {
+      Momentum{beta, false}.validate();
+      ADD_FAILURE() << "beta = " << beta << " accepted";
+    } catch (const sgdstab::invalid_argument& e) {
+      EXPECT_EQ(std::string(e.what()).rfind("Momentum: beta must satisfy 0 <= beta < 1, got ", 0), 0u) << e.what();
+    }
+  }
+}

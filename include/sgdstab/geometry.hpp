@@ -28,7 +28,9 @@
 #include <Eigen/Core>
 #include <functional>
 #include <string>
+#include <vector>
 
+#include "sgdstab/options.hpp"
 #include "sgdstab/sampling.hpp"
 
 namespace sgdstab {
@@ -50,6 +52,10 @@ struct ReductionOptions {
   double memory_limit_bytes = 0.0;
   void validate() const;
 };
+
+/// ReductionOptions' table (options.hpp): name, kind, default, help and rule of each field.
+template <>
+const std::vector<OptionField<ReductionOptions>>& option_table<ReductionOptions>();
 
 /// Reduced geometry at an interpolating minimum. Immutable after construction.
 class Geometry {

@@ -76,6 +76,9 @@ template <class S>
 const std::vector<OptionField<S>>& option_table();
 template <>
 const std::vector<OptionField<SolverOptions>>& option_table<SolverOptions>();
+template <>
+const std::vector<OptionField<Momentum>>& option_table<Momentum>();
+// ReductionOptions' table: geometry.hpp.
 
 /// The field `key` of S's table. \throws sgdstab::invalid_argument naming
 /// the keys when there is none.

@@ -1,8 +1,8 @@
-// Options as data (include/sgdstab/options.hpp): the generic parts and the
-// table of SolverOptions, from which SolverOptions::validate(), the command
-// line's solver options (cli/app.cpp, cli/inputs.cpp) and the Python keywords
-// (python/module.cpp) are made. What each option controls: theory/threshold.md
-// and theory/region.md.
+// Options as data (include/sgdstab/options.hpp): the value text and the
+// tables of SolverOptions and Momentum, from which their validate(), the
+// command line's solver and momentum options (cli/app.cpp, cli/inputs.cpp)
+// and the Python keywords (python/module.cpp) are made. What each option
+// controls: theory/threshold.md, theory/region.md, theory/momentum.md.
 #include "sgdstab/options.hpp"
 
 #include <cmath>
@@ -11,6 +11,7 @@
 #include <sstream>
 #include <type_traits>
 
+#include "foundations/option_fields.hpp"
 #include "sgdstab/errors.hpp"
 
 namespace sgdstab {
@@ -34,88 +35,10 @@ std::string option_value_text(const OptionValue& v) {
 
 namespace {
 
-[[noreturn]] void wrong_kind(const std::string& key, const char* expected) {
-  throw invalid_argument(key + ": expected " + std::string(expected));
-}
-
-double as_real(const OptionValue& v, const std::string& key) {
-  if (const double* x = std::get_if<double>(&v)) return *x;
-  if (const long long* i = std::get_if<long long>(&v)) return static_cast<double>(*i);
-  wrong_kind(key, "a number");
-}
-
-long long as_integer(const OptionValue& v, const std::string& key) {
-  if (const long long* i = std::get_if<long long>(&v)) return *i;
-  wrong_kind(key, "an integer");
-}
-
-bool as_flag(const OptionValue& v, const std::string& key) {
-  if (const bool* b = std::get_if<bool>(&v)) return *b;
-  wrong_kind(key, "true or false");
-}
-
-// A field for member `m` of S; its kind follows the member's type.
-template <class S, class T>
-OptionField<S> field(std::string key, T S::*m, std::string help) {
-  OptionField<S> f;
-  f.key = key;
-  f.help = std::move(help);
-  if constexpr (std::is_same_v<T, bool>) {
-    f.kind = OptionKind::flag;
-    f.get = [m](const S& s) { return OptionValue(s.*m); };
-    f.set = [m, key](S& s, const OptionValue& v) { s.*m = as_flag(v, key); };
-  } else if constexpr (std::is_enum_v<T>) {
-    f.kind = OptionKind::choice;
-    f.metavar = choices<T>();
-    f.get = [m](const S& s) { return OptionValue(to_string(s.*m)); };
-    f.set = [m, key](S& s, const OptionValue& v) {
-      const std::string* text = std::get_if<std::string>(&v);
-      if (!text) wrong_kind(key, choices<T>().c_str());
-      s.*m = parse<T>(*text);
-    };
-  } else if constexpr (std::is_integral_v<T>) {
-    f.kind = OptionKind::integer;
-    f.get = [m](const S& s) { return OptionValue(static_cast<long long>(s.*m)); };
-    f.set = [m, key](S& s, const OptionValue& v) { s.*m = static_cast<T>(as_integer(v, key)); };
-  } else {
-    static_assert(std::is_same_v<T, double>, "an option is a bool, an integer, a double or an enumeration");
-    f.kind = OptionKind::real;
-    f.get = [m](const S& s) { return OptionValue(s.*m); };
-    f.set = [m, key](S& s, const OptionValue& v) { s.*m = as_real(v, key); };
-  }
-  return f;
-}
-
-template <class S, class P>
-OptionField<S> with_rule(OptionField<S> f, std::string rule, P pred) {
-  f.rule = std::move(rule);
-  f.valid = std::move(pred);
-  return f;
-}
-
-template <class S>
-OptionField<S> on_cli(OptionField<S> f, std::string name, std::string metavar = "") {
-  f.cli = std::move(name);
-  if (!metavar.empty()) f.metavar = std::move(metavar);
-  return f;
-}
-
-template <class S>
-OptionField<S> default_words(OptionField<S> f, std::string words) {
-  f.default_words = std::move(words);
-  return f;
-}
-
-bool real_in(const OptionValue& v, double lo_open, double hi_open) {
-  const double x = std::get<double>(v);
-  return std::isfinite(x) && x > lo_open && x < hi_open;
-}
+using namespace options_detail;
 
 std::vector<OptionField<SolverOptions>> solver_table() {
   using S = SolverOptions;
-  const auto at_least = [](long long lo) {
-    return [lo](const OptionValue& v) { return std::get<long long>(v) >= lo; };
-  };
   std::vector<OptionField<S>> t;
   t.push_back(on_cli(field("method", &S::method, "the eigensolver"), "method"));
   t.push_back(on_cli(with_rule(field("tolerance", &S::tolerance, "relative eigenvalue accuracy"),
@@ -172,6 +95,21 @@ std::vector<OptionField<SolverOptions>> solver_table() {
   return t;
 }
 
+std::vector<OptionField<Momentum>> momentum_table() {
+  using S = Momentum;
+  std::vector<OptionField<S>> t;
+  t.push_back(on_cli(with_rule(field("beta", &S::beta, "SGD with momentum: PyTorch's SGD(momentum=BETA), 0 <= BETA < 1 (theory/momentum.md)"),
+                               "must satisfy 0 <= beta < 1",
+                               [](const OptionValue& v) {
+                                 const double b = std::get<double>(v);
+                                 return std::isfinite(b) && b >= 0.0 && b < 1.0;
+                               }),
+                     "momentum", "BETA"));
+  t.push_back(on_cli(field("nesterov", &S::nesterov, "Nesterov momentum (PyTorch's nesterov=True; needs --momentum / momentum=BETA)"),
+                     "nesterov"));
+  return t;
+}
+
 }  // namespace
 
 template <>
@@ -180,39 +118,13 @@ const std::vector<OptionField<SolverOptions>>& option_table<SolverOptions>() {
   return table;
 }
 
-template <class S>
-std::string option_keys() {
-  std::string out;
-  for (const OptionField<S>& f : option_table<S>()) out += (out.empty() ? "" : ", ") + f.key;
-  return out;
+template <>
+const std::vector<OptionField<Momentum>>& option_table<Momentum>() {
+  static const std::vector<OptionField<Momentum>> table = momentum_table();
+  return table;
 }
-
-template <class S>
-const OptionField<S>& option_field(const std::string& key) {
-  for (const OptionField<S>& f : option_table<S>())
-    if (f.key == key) return f;
-  throw invalid_argument("no option '" + key + "' (options: " + option_keys<S>() + ")");
-}
-
-template <class S>
-std::string default_text(const OptionField<S>& f, bool for_cli) {
-  if (!f.default_words.empty()) return f.default_words;
-  const OptionValue v = f.get(S{});
-  return for_cli && f.to_cli ? f.to_cli(v) : option_value_text(v);
-}
-
-template <class S>
-void check_fields(const S& s, const std::string& where) {
-  for (const OptionField<S>& f : option_table<S>()) {
-    if (!f.valid) continue;
-    const OptionValue v = f.get(s);
-    if (!f.valid(v)) throw invalid_argument(where + ": " + f.key + " " + f.rule + ", got " + option_value_text(v));
-  }
-}
-
-template std::string option_keys<SolverOptions>();
-template const OptionField<SolverOptions>& option_field<SolverOptions>(const std::string&);
-template std::string default_text<SolverOptions>(const OptionField<SolverOptions>&, bool);
-template void check_fields<SolverOptions>(const SolverOptions&, const std::string&);
 
 }  // namespace sgdstab
+
+SGDSTAB_INSTANTIATE_OPTION_TABLE(sgdstab::SolverOptions);
+SGDSTAB_INSTANTIATE_OPTION_TABLE(sgdstab::Momentum);

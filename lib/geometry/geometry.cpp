@@ -16,15 +16,8 @@ namespace sgdstab {
 using Eigen::MatrixXd;
 using Eigen::VectorXd;
 
-void ReductionOptions::validate() const {
-  detail::require(std::isfinite(rank_tolerance) && rank_tolerance < 1.0, "ReductionOptions",
-                  "rank_tolerance must be finite and < 1, got " + detail::fmt(rank_tolerance));
-  detail::require(std::isfinite(gram_tolerance) && gram_tolerance >= 0.0, "ReductionOptions",
-                  "gram_tolerance must be finite and >= 0, got " + detail::fmt(gram_tolerance));
-  detail::require(std::isfinite(memory_limit_bytes) && memory_limit_bytes >= 0.0,
-                  "ReductionOptions",
-                  "memory_limit_bytes must be >= 0, got " + detail::fmt(memory_limit_bytes));
-}
+// Each field's rule is in its table (reduction_options.cpp), with its default and help.
+void ReductionOptions::validate() const { check_fields(*this, "ReductionOptions"); }
 
 namespace {
 

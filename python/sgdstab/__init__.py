@@ -65,6 +65,7 @@ __all__ = [
     "read_matrix",
     "default_batches",
     "solver_options",
+    "reduction_options",
     "torch_lr",
     "from_torch_lr",
     "loss_convention",
@@ -72,23 +73,31 @@ __all__ = [
 ]
 
 
-def _solver_options_doc():
-    # Generated from SolverOptions' table (lib/foundations/options.cpp), as the command line's help is.
-    lines = ["", "", "    Solver options (keyword arguments, the fields of SolverOptions in C++; an unknown",
+def _options_doc(title, rows):
+    # Generated from the options table (lib/foundations/options.cpp,
+    # lib/geometry/reduction_options.cpp), as the command line's help is.
+    lines = ["", "", f"    {title} (keyword arguments, the fields of the C++ struct; an unknown",
              "    keyword is a TypeError, a value outside its rule a ValueError):"]
-    for key, default, text, rule, words, choices in _core._solver_option_table():
+    for key, default, text, rule, words, choices in rows:
         shown = words or repr(default)
         valid = f"; one of {choices}" if choices else (f"; {rule}" if rule else "")
         lines.append(f"      {key} (default {shown}): {text}{valid}")
     return "\n".join(lines) + "\n"
 
 
-_SOLVER_OPTIONS = _solver_options_doc()
+_SOLVER_OPTIONS = _options_doc("Solver options (SolverOptions)", _core._solver_option_table())
+_REDUCTION_OPTIONS = _options_doc("Reduction options (ReductionOptions)", _core._reduction_option_table())
 
 
 def solver_options():
     """The solver's keyword arguments and their defaults, as a dict (the fields of SolverOptions)."""
     return {row[0]: row[1] for row in _core._solver_option_table()}
+
+
+def reduction_options():
+    """Geometry.from_jacobian / from_gram's keyword arguments and their defaults, as a dict
+    (the fields of ReductionOptions)."""
+    return {row[0]: row[1] for row in _core._reduction_option_table()}
 
 
 def _doc(text):
@@ -104,16 +113,15 @@ try:
 
     Build it with ``Geometry.from_jacobian(J, outputs=1)`` from the stacked
     per-sample Jacobian ((n*C) x p, sample-major rows) or with
-    ``Geometry.from_gram(K, outputs)`` from the NTK Gram K = J J^T. Keyword
-    options: rank_tolerance (eigenvalues below it times the largest are zero;
-    0 = the default 10 max(nC, p) eps), space ("automatic", "sample",
-    "parameter"; Jacobian only), gram_tolerance (Gram only), memory_limit_bytes.
+    ``Geometry.from_gram(K, outputs)`` from the NTK Gram K = J J^T, with the
+    reduction options below as keywords (space applies to a Jacobian,
+    gram_tolerance to a Gram).
 
     Properties: lambda_max (sharpness of H = (1/n) J^T J), hessian_frobenius,
     hessian_trace, eta_gd (2 / lambda_max), rank, samples, outputs, params
     (None for a Gram), space, hessian_eigenvalues and factor (read-only views:
     Z with h_i = Z_i^T Z_i in the eigenbasis of H).
-    """
+    """ + _REDUCTION_OPTIONS
 except (AttributeError, TypeError):  # a read-only type doc: keep pybind11's
     pass
 

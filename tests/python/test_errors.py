@@ -124,6 +124,26 @@ def test_solver_keywords_are_the_fields_of_solver_options(g):
         sgdstab.curve(g, [1, 2], subspace_dimension=2)
 
 
+def test_reduction_keywords_are_the_fields_of_reduction_options():
+    # The members of ReductionOptions (include/sgdstab/geometry.hpp), written out here.
+    expected = {"rank_tolerance": 0.0, "gram_tolerance": 1e-6, "space": "automatic", "memory_limit_bytes": 0.0}
+    assert sgdstab.reduction_options() == expected
+    for key in expected:
+        assert key in sgdstab.Geometry.__doc__, key
+    j = np.random.default_rng(3).standard_normal((6, 4))
+    plain = sgdstab.Geometry.from_jacobian(j, 1)
+    given = sgdstab.Geometry.from_jacobian(j, 1, **expected)
+    assert given.lambda_max == plain.lambda_max and given.rank == plain.rank
+    gram = sgdstab.Geometry.from_gram(j @ j.T, 1, rank_tolerance=1e-8, gram_tolerance=1e-9)
+    assert gram.rank == plain.rank
+    with pytest.raises(TypeError, match="reduction options: rank_tolerance, gram_tolerance, space, memory_limit_bytes"):
+        sgdstab.Geometry.from_jacobian(j, 1, rank_tol=1e-8)
+    with pytest.raises(ValueError, match="rank_tolerance must be finite and < 1"):
+        sgdstab.Geometry.from_gram(j @ j.T, 1, rank_tolerance=1.0)
+    with pytest.raises(ValueError, match="automatic"):
+        sgdstab.Geometry.from_jacobian(j, 1, space="diagonal")
+
+
 def test_files_are_os_errors(tmp_path):
     with pytest.raises(OSError, match="nope.npy"):
         sgdstab.read_matrix(tmp_path / "nope.npy")
