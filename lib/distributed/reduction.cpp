@@ -8,6 +8,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -152,13 +153,13 @@ double reduction_bytes_per_rank(Index gram_size, int ranks) {
   return 8.0 * (2.0 * nr * nq + (2.0 * nr * nq + 7.0 * n) + n * n / p + (n / p + 1) * (n / p + 1)) + 4.0 * (8.0 * n);
 }
 
-DistributedGeometry reduce_gram(MPI_Comm comm, const MatrixXd& krows, Index outputs, const ReductionOptions& o) {
-  const double t0 = wall();
-  const std::string where = "sgdstab::mpi::reduce_gram";
+namespace {
+
+// The checks of Geometry::from_gram on this rank's rows, agreed by every
+// rank, and max|K| over all ranks (theory/distributed.md, section 5).
+double check_gram_rows(MPI_Comm comm, const MatrixXd& krows, Index nc, Index outputs, const ReductionOptions& o,
+                       const std::string& where) {
   const int size = comm_size(comm), me = comm_rank(comm);
-  long long local_rows = static_cast<long long>(krows.rows()), total = 0;
-  MPI_Allreduce(&local_rows, &total, 1, MPI_LONG_LONG, MPI_SUM, comm);
-  const Index nc = static_cast<Index>(total);
   double amax = 0.0;
   agree(comm, [&] {
     o.validate();
@@ -182,12 +183,15 @@ DistributedGeometry reduce_gram(MPI_Comm comm, const MatrixXd& krows, Index outp
                      " Gram on each of " + std::to_string(size) + " ranks",
                  o.memory_limit_bytes);
   });
-  const double scale = global_scale(comm, amax, 512, where + ": the Gram's entries", "K");
-  const Index n = nc / outputs;
-  const SampleSlice mine = sample_slice(n, size, me);
-  // Symmetry (max |K - K^T|) and the symmetric part: at step t this rank
-  // sends its rows x the columns of rank me + t and receives rank me - t's
-  // rows x its own columns.
+  return global_scale(comm, amax, 512, where + ": the Gram's entries", "K");
+}
+
+// This rank's rows of (K + K^T) / 2, after checking max |K - K^T| <=
+// tolerance: at step t this rank sends its rows x the columns of rank me + t
+// and receives rank me - t's rows x its own columns.
+MatrixXd symmetric_rows(MPI_Comm comm, const MatrixXd& krows, Index n, Index outputs, double tolerance,
+                        const std::string& where) {
+  const int size = comm_size(comm), me = comm_rank(comm);
   MatrixXd a = krows;
   double asym = 0.0;
   for (int t = 0; t < size; ++t) {
@@ -206,61 +210,103 @@ DistributedGeometry reduce_gram(MPI_Comm comm, const MatrixXd& krows, Index outp
   }
   double global_asym = 0.0;
   MPI_Allreduce(&asym, &global_asym, 1, MPI_DOUBLE, MPI_MAX, comm);
-  if (global_asym > o.gram_tolerance * scale)
+  if (global_asym > tolerance)
     throw sgdstab::invalid_argument(where + ": the Gram matrix is not symmetric (max |K - K^T| = " +
                                     detail::fmt(global_asym) + " > gram_tolerance * max|K| = " +
-                                    detail::fmt(o.gram_tolerance * scale) + ")");
-  // ScaLAPACK: the rows (a P x 1 grid, blocks of ceil(n / P) samples) to a
-  // near-square grid of 64 x 64 blocks, pdsyevd there, the kept eigenvectors
-  // back to the rows (theory/distributed.md, section 5).
-  const int N = static_cast<int>(nc);
-  const int row_block = std::max(1, static_cast<int>(sample_slice(n, size, 0).count * outputs));
-  const BlacsGrid column(comm, size, 1);
-  const auto [pr, pc] = grid_shape(size);
-  const BlacsGrid grid(comm, pr, pc);
-  const int nb = std::min(kBlock, std::max(1, N / std::max(pr, pc)));
-  const int lr = local_extent(N, nb, grid.row(), grid.rows()), lc = local_extent(N, nb, grid.col(), grid.cols());
-  const Descriptor drows(N, N, row_block, N, column.context(), std::max<int>(1, static_cast<int>(a.rows())));
-  const Descriptor dgrid(N, N, nb, nb, grid.context(), std::max(1, lr));
-  std::vector<double> ag(static_cast<std::size_t>(std::max(1, lr)) * static_cast<std::size_t>(std::max(1, lc))),
-      zg(ag.size());
-  Cpdgemr2d(N, N, a.data(), 1, 1, drows.d, ag.data(), 1, 1, dgrid.d, column.context());
-  a.resize(0, 0);
-  VectorXd w(N);
-  int info = 0, lwork = -1, liwork = -1, iwork_query = 0;
-  const int one = 1;
-  double work_query = 0.0;
-  pdsyevd_("V", "L", &N, ag.data(), &one, &one, dgrid.d, w.data(), zg.data(), &one, &one, dgrid.d, &work_query, &lwork,
-           &iwork_query, &liwork, &info);
-  // The documented minima (the query of reference ScaLAPACK 2.2 falls short
-  // of what PDORMTR checks inside pdsyevd on one process, seen at N = 9): LWORK >= max(1 + 6N + 2 NP NQ, TRILWMIN) + 2N with
-  // TRILWMIN = 3N + max(NB (NP + 1), 3 NB); LIWORK >= 7N + 8 NPCOL + 2.
-  {
-    const double np = lr, nq = lc, big_n = N, b = nb;
-    const double trilwmin = 3.0 * big_n + std::max(b * (np + 1.0), 3.0 * b);
-    // plus what PDORMTR asks for its own (max(NB (NB - 1) / 2, (NQ + NP) NB) + NB^2).
-    const double ormtr = std::max(b * (b - 1.0) / 2.0, (nq + np + 2.0 * b) * b) + b * b;
-    const double need = std::max(1.0 + 6.0 * big_n + 2.0 * np * nq, trilwmin) + 2.0 * big_n + ormtr;
-    const double want = std::max(need, work_query) + 1.0;
-    if (want > static_cast<double>(std::numeric_limits<int>::max()))
-      throw resource_error(where + ": ScaLAPACK's workspace exceeds its int size");
-    lwork = static_cast<int>(want);
-    liwork = std::max(iwork_query, 7 * N + 8 * grid.cols() + 2);
+                                    detail::fmt(tolerance) + ")");
+  return a;
+}
+
+// pdsyevd's workspace (LWORK, LIWORK) on an N x N matrix with local extent
+// np x nq in blocks of nb on a grid of `cols` columns. The documented minima
+// (the query of reference ScaLAPACK 2.2 falls short of what PDORMTR checks
+// inside pdsyevd on one process, seen at N = 9): LWORK >= max(1 + 6N + 2 NP
+// NQ, TRILWMIN) + 2N with TRILWMIN = 3N + max(NB (NP + 1), 3 NB), plus what
+// PDORMTR asks for its own (max(NB (NB - 1) / 2, (NQ + NP) NB) + NB^2);
+// LIWORK >= 7N + 8 NPCOL + 2.
+std::pair<int, int> pdsyevd_workspace(int n, int np, int nq, int nb, int cols, double work_query, int iwork_query,
+                                      const std::string& where) {
+  const double big_n = n, b = nb, dnp = np, dnq = nq;
+  const double trilwmin = 3.0 * big_n + std::max(b * (dnp + 1.0), 3.0 * b);
+  const double ormtr = std::max(b * (b - 1.0) / 2.0, (dnq + dnp + 2.0 * b) * b) + b * b;
+  const double need = std::max(1.0 + 6.0 * big_n + 2.0 * dnp * dnq, trilwmin) + 2.0 * big_n + ormtr;
+  const double want = std::max(need, work_query) + 1.0;
+  if (want > static_cast<double>(std::numeric_limits<int>::max()))
+    throw resource_error(where + ": ScaLAPACK's workspace exceeds its int size");
+  return {static_cast<int>(want), std::max(iwork_query, 7 * n + 8 * cols + 2)};
+}
+
+// The eigendecomposition of the symmetric N x N matrix whose rows (blocks of
+// ceil(n / P) samples) the ranks hold: the rows (a P x 1 grid) to a
+// near-square grid of 64 x 64 blocks, pdsyevd there (theory/distributed.md,
+// section 5); the kept eigenvectors go back to the rows on request.
+class GridEigen {
+ public:
+  GridEigen(MPI_Comm comm, MatrixXd a, Index n, Index outputs, const std::string& where)
+      : comm_(comm), n_(static_cast<int>(a.cols())),
+        row_block_(std::max(1, static_cast<int>(sample_slice(n, comm_size(comm), 0).count * outputs))),
+        column_(comm, comm_size(comm), 1), grid_(comm, grid_shape(comm_size(comm)).first,
+                                                  grid_shape(comm_size(comm)).second),
+        nb_(std::min(kBlock, std::max(1, n_ / std::max(grid_.rows(), grid_.cols())))),
+        lr_(local_extent(n_, nb_, grid_.row(), grid_.rows())), lc_(local_extent(n_, nb_, grid_.col(), grid_.cols())),
+        dgrid_(n_, n_, nb_, nb_, grid_.context(), std::max(1, lr_)),
+        zg_(static_cast<std::size_t>(std::max(1, lr_)) * static_cast<std::size_t>(std::max(1, lc_))),
+        w_(n_) {
+    const Descriptor drows(n_, n_, row_block_, n_, column_.context(), std::max<int>(1, static_cast<int>(a.rows())));
+    std::vector<double> ag(zg_.size());
+    Cpdgemr2d(n_, n_, a.data(), 1, 1, drows.d, ag.data(), 1, 1, dgrid_.d, column_.context());
+    a.resize(0, 0);
+    int info = 0, lwork = -1, liwork = -1, iwork_query = 0;
+    const int one = 1;
+    double work_query = 0.0;
+    pdsyevd_("V", "L", &n_, ag.data(), &one, &one, dgrid_.d, w_.data(), zg_.data(), &one, &one, dgrid_.d,
+             &work_query, &lwork, &iwork_query, &liwork, &info);
+    std::tie(lwork, liwork) = pdsyevd_workspace(n_, lr_, lc_, nb_, grid_.cols(), work_query, iwork_query, where);
+    std::vector<double> work(static_cast<std::size_t>(lwork));
+    std::vector<int> iwork(static_cast<std::size_t>(liwork));
+    pdsyevd_("V", "L", &n_, ag.data(), &one, &one, dgrid_.d, w_.data(), zg_.data(), &one, &one, dgrid_.d, work.data(),
+             &lwork, iwork.data(), &liwork, &info);
+    int worst = info == 0 ? 0 : 1;
+    MPI_Allreduce(MPI_IN_PLACE, &worst, 1, MPI_INT, MPI_MAX, comm_);
+    if (worst != 0)
+      throw numerical_error(where + ": ScaLAPACK pdsyevd failed (info " + std::to_string(info) + " on rank " +
+                            std::to_string(comm_rank(comm_)) + ")");
   }
-  std::vector<double> work(static_cast<std::size_t>(lwork));
-  std::vector<int> iwork(static_cast<std::size_t>(liwork));
-  pdsyevd_("V", "L", &N, ag.data(), &one, &one, dgrid.d, w.data(), zg.data(), &one, &one, dgrid.d, work.data(), &lwork,
-           iwork.data(), &liwork, &info);
-  int worst = info == 0 ? 0 : 1;
-  MPI_Allreduce(MPI_IN_PLACE, &worst, 1, MPI_INT, MPI_MAX, comm);
-  if (worst != 0)
-    throw numerical_error(where + ": ScaLAPACK pdsyevd failed (info " + std::to_string(info) + " on rank " +
-                          std::to_string(me) + ")");
-  work.clear();
-  work.shrink_to_fit();
-  ag.clear();
-  ag.shrink_to_fit();
+  /// The eigenvalues, ascending (the same on every rank).
+  const VectorXd& values() const { return w_; }
+  /// This rank's `rows` rows of the eigenvectors of the r largest eigenvalues (ascending).
+  MatrixXd top_vectors(int r, Index rows) const {
+    MatrixXd kept(std::max<Index>(rows, 0), r);
+    const Descriptor dkept(n_, r, row_block_, std::max(r, 1), column_.context(), std::max<int>(1, static_cast<int>(rows)));
+    Cpdgemr2d(n_, r, zg_.data(), 1, n_ - r + 1, dgrid_.d, kept.data(), 1, 1, dkept.d, column_.context());
+    return kept;
+  }
+
+ private:
+  MPI_Comm comm_;
+  int n_, row_block_;
+  BlacsGrid column_, grid_;
+  int nb_, lr_, lc_;
+  Descriptor dgrid_;
+  std::vector<double> zg_;
+  VectorXd w_;
+};
+
+}  // namespace
+
+DistributedGeometry reduce_gram(MPI_Comm comm, const MatrixXd& krows, Index outputs, const ReductionOptions& o) {
+  const double t0 = wall();
+  const std::string where = "sgdstab::mpi::reduce_gram";
+  long long local_rows = static_cast<long long>(krows.rows()), total = 0;
+  MPI_Allreduce(&local_rows, &total, 1, MPI_LONG_LONG, MPI_SUM, comm);
+  const Index nc = static_cast<Index>(total);
+  const double scale = check_gram_rows(comm, krows, nc, outputs, o, where);
+  const Index n = nc / outputs;
+  const GridEigen eig(comm, symmetric_rows(comm, krows, n, outputs, o.gram_tolerance * scale, where), n, outputs,
+                      where);
   // The checks and the rank cut-off of Geometry::from_gram / from_eigen (theory/reduction.md).
+  const VectorXd& w = eig.values();
+  const int N = static_cast<int>(nc);
   const double top = w(N - 1);
   if (w(0) < -o.gram_tolerance * std::max(top, 0.0) || (top <= 0 && w(0) < 0))
     throw sgdstab::invalid_argument(where + ": the Gram matrix is not positive semidefinite (smallest eigenvalue " +
@@ -276,15 +322,12 @@ DistributedGeometry reduce_gram(MPI_Comm comm, const MatrixXd& krows, Index outp
     throw sgdstab::invalid_argument("Geometry: the Jacobian has rank 0 (largest Gram eigenvalue " + detail::fmt(top) +
                                     " <= cut-off " + detail::fmt(cutoff) +
                                     "): H = 0 and every learning rate is trivially stable; nothing to compute");
-  const int R = static_cast<int>(r);
-  MatrixXd kept(std::max<Index>(krows.rows(), 0), r);
-  const Descriptor dkept(N, R, row_block, std::max(R, 1), column.context(), std::max<int>(1, static_cast<int>(krows.rows())));
-  Cpdgemr2d(N, R, zg.data(), 1, N - R + 1, dgrid.d, kept.data(), 1, 1, dkept.d, column.context());
+  const MatrixXd kept = eig.top_vectors(static_cast<int>(r), krows.rows());
   DistributedGeometry out;
   out.samples = n;
   out.outputs = outputs;
-  out.slice = mine;
-  out.largest_discarded = r < nc ? std::max(w(N - 1 - R), 0.0) : 0.0;
+  out.slice = sample_slice(n, comm_size(comm), comm_rank(comm));
+  out.largest_discarded = r < nc ? std::max(w(N - 1 - static_cast<int>(r)), 0.0) : 0.0;
   out.hessian_eigenvalues.resize(r);
   out.factor_rows.resize(kept.rows(), r);
   for (Index k = 0; k < r; ++k) {  // Z = U_r Lambda_r^{1/2}, descending (theory/reduction.md, eq. 3)

@@ -208,10 +208,182 @@ class KappaFunction {
 
 // The first crossing of b kappa_0(eta) = 1 in (0, eta_mean) (theory/momentum.md,
 // section 5): the bracket from the evaluations kept so far, then a
-// safeguarded Newton iteration on log kappa against log eta. Fills res.
+// safeguarded Newton iteration on log kappa against log eta.
+class LevelSearch {
+ public:
+  LevelSearch(KappaFunction& kappa0, double b, const SolverOptions& options, double eta_mean)
+      : kappa0_(kappa0), b_(b), tol_(options.tolerance), loose_tol_(std::max(options.tolerance, 1e-4)),
+        eta_mean_(eta_mean), hi_(eta_mean) {}
+
+  // Fills res: eta* with its certified bracket, the evaluations, the report
+  // and, with scan_points > 0, the stable intervals found by the scan.
+  void run(Index scan_points, MomentumThresholdResult& res) {
+    const Index applications0 = kappa0_.applications(), evaluations0 = kappa0_.evaluations();
+    if (scan_points > 0)  // the grid first; its stable stretches are reported below
+      for (Index k = 1; k <= scan_points && kappa0_.status() == Status::converged; ++k)
+        kappa(eta_mean_ * static_cast<double>(k) / static_cast<double>(scan_points + 1), tol_);
+    double eta = bracket_from_known();
+    if (bracketed()) eta = -1.0;  // already bracketed
+    newton(eta);
+    for (const KappaFunction::Evaluation& e : kappa0_.cache()) res.evaluations.push_back({e.eta, b_ * e.kappa0});
+    std::sort(res.evaluations.begin(), res.evaluations.end());
+    res.report.matvecs = kappa0_.applications() - applications0;
+    res.report.iterations = kappa0_.evaluations() - evaluations0;
+    res.report.method = kappa0_.method();
+    res.report.residual = kappa0_.residual();
+    if (finish(res)) stable_intervals(scan_points, res);
+  }
+
+ private:
+  // b kappa_0(eta) at accuracy t; records the evaluation's slope, error and looseness.
+  double kappa(double eta, double t) {
+    const double k0 = kappa0_(eta, t);
+    for (const KappaFunction::Evaluation& e : kappa0_.cache())
+      if (e.eta == eta) slope_ = e.slope, error_ = b_ * e.error, was_loose_ = e.loose;
+    return b_ * k0;
+  }
+
+  // +1: unstable, -1: stable, 0: a loose value too close to 1 to say. A
+  // Ritz value is a lower bound on kappa, so kv >= 1 is always unstable; the
+  // error bound of an unconverged (loose) solve can be optimistic, so a
+  // loose value below 1 counts as stable only 1 % away from it (100 times
+  // the loose tolerance) and inside its bound.
+  static int side(double kv, double err, bool loose) {
+    if (kv >= 1.0) return 1;
+    return !loose || (kv < 0.99 && kv + err < 1.0) ? -1 : 0;
+  }
+
+  bool bracketed() const { return lo_ > 0 && std::isfinite(khi_) && (hi_ - lo_) <= tol_ * hi_; }
+
+  // The bracket [lo, hi] of the first crossing from what is known: kappa(lo)
+  // < 1 <= kappa(hi); hi = eta_mean (kappa unbounded there) until an unstable
+  // point is seen. Returns the first point to evaluate: Newton's step from
+  // the known evaluation closest to the level, else the bracket's middle.
+  double bracket_from_known() {
+    std::vector<KappaFunction::Evaluation> known = kappa0_.cache();
+    std::sort(known.begin(), known.end(), [](const auto& x, const auto& y) { return x.eta < y.eta; });
+    for (const KappaFunction::Evaluation& e : known) {
+      const int sd = side(b_ * e.kappa0, b_ * e.error, e.loose);
+      if (sd < 0) {
+        lo_ = e.eta;
+        lo_loose_ = e.loose;
+      } else {
+        if (sd > 0) hi_ = e.eta, khi_ = b_ * e.kappa0;
+        break;
+      }
+    }
+    const KappaFunction::Evaluation* nearest = nullptr;
+    for (const KappaFunction::Evaluation& e : known)
+      if ((e.eta == lo_ || (e.eta == hi_ && std::isfinite(khi_))) &&
+          (!nearest || std::abs(std::log(b_ * e.kappa0)) < std::abs(std::log(b_ * nearest->kappa0))))
+        nearest = &e;
+    double eta = 0.5 * eta_mean_;
+    if (nearest) gap_ = std::abs(std::log(b_ * nearest->kappa0));
+    if (nearest && nearest->slope > 0) eta = nearest->eta * std::exp(-std::log(b_ * nearest->kappa0) / nearest->slope);
+    else if (lo_ > 0) eta = std::isfinite(khi_) ? std::sqrt(lo_ * hi_) : 0.5 * (lo_ + eta_mean_);
+    else if (std::isfinite(khi_)) eta = 0.5 * hi_;
+    const double upper = std::isfinite(khi_) ? hi_ : eta_mean_;
+    if (!(eta > lo_ && eta < upper)) eta = lo_ > 0 ? std::sqrt(lo_ * upper) : 0.5 * upper;
+    return eta;
+  }
+
+  // The safeguarded Newton iteration from eta (none when eta <= 0). Far from
+  // the root (|log kappa| > 0.02) kappa is evaluated to 1e-4 only: Newton's
+  // step needs no more, and the warm start carries the vector on. Such a
+  // loose value classifies a point only where that is safe (side()).
+  void newton(double eta) {
+    for (int it = 0; it < 100 && eta > 0 && kappa0_.status() == Status::converged; ++it) {
+      const double kv = kappa(eta, gap_ > 0.02 ? loose_tol_ : tol_);
+      if (!std::isfinite(kv)) break;
+      gap_ = std::abs(std::log(kv));
+      const int sd = side(kv, error_, was_loose_);
+      if (sd < 0 && eta >= lo_) lo_ = eta, lo_loose_ = was_loose_;
+      else if (sd > 0 && (eta < hi_ || !std::isfinite(khi_))) hi_ = eta, khi_ = kv;
+      double next = eta * std::exp(slope_ > 0 ? -std::log(kv) / slope_ : 0.0);
+      if (!was_loose_ && std::abs(std::log(kv)) <= 0.5 * tol_) {
+        if (bracketed()) break;
+        // Converged on one side: certify the other with a point just past the root.
+        next = kv < 1.0 ? eta * (1.0 + tol_) : eta * (1.0 - tol_);
+      }
+      // Keep inside the bracket: bisect (geometrically) when Newton leaves it;
+      // if it leaves below a loosely known lo, lo itself is the root's
+      // neighbour: evaluate it at full accuracy instead.
+      const double upper = std::isfinite(khi_) ? hi_ : eta_mean_;
+      if (next <= lo_ && lo_loose_ && eta != lo_) next = lo_;
+      else if (!(next > lo_ && next < upper)) next = lo_ > 0 ? std::sqrt(lo_ * upper) : 0.5 * std::min(eta, upper);
+      if (!std::isfinite(khi_) && next >= eta_mean_ * (1.0 - tol_)) {
+        mean_limited_ = true;
+        break;
+      }
+      if (bracketed()) break;
+      eta = next;
+    }
+  }
+
+  // eta* and its bracket into res, with the status; false when there is no eta*.
+  bool finish(MomentumThresholdResult& res) const {
+    if (kappa0_.status() != Status::converged) {
+      res.report.status = kappa0_.status();
+      res.report.message = kappa0_.failure();
+      res.eta_star = lo_;
+      return false;
+    }
+    if (!(lo_ > 0)) {
+      res.report.status = Status::not_converged;
+      res.report.message = "no learning rate with kappa < 1 was found below eta_mean = " + detail::fmt(eta_mean_);
+      return false;
+    }
+    if (mean_limited_ || !std::isfinite(khi_)) {
+      // kappa < 1 up to within the tolerance of eta_mean: the mean dynamics limit the step.
+      res.eta_star = res.eta_high = eta_mean_;
+      res.eta_low = lo_;
+    } else {
+      // The root from the bracket's ends (log-linear interpolation).
+      double klo = 0.0;
+      for (const auto& e : res.evaluations)
+        if (e.first == lo_) klo = e.second;
+      const double la = std::log(lo_), lb = std::log(hi_), fa = std::log(klo), fb = std::log(khi_);
+      res.eta_star = (fb - fa) != 0.0 ? std::exp(lb - fb * (lb - la) / (fb - fa)) : std::sqrt(lo_ * hi_);
+      res.eta_star = std::clamp(res.eta_star, lo_, hi_);
+      res.eta_low = lo_;
+      res.eta_high = hi_;
+    }
+    res.report.error_bound = (res.eta_high - res.eta_low) / res.eta_low;
+    const bool ok = res.report.error_bound <= std::max(10.0 * tol_, 1e-12) || mean_limited_;
+    res.report.status = ok ? Status::converged : Status::not_converged;
+    res.report.message = ok ? "converged (" + std::to_string(res.report.iterations) + " new evaluations of kappa)"
+                            : "the bracket [" + detail::fmt(res.eta_low) + ", " + detail::fmt(res.eta_high) +
+                                  "] did not shrink to the tolerance";
+    return true;
+  }
+
+  // The stable set: (0, eta*), then, from the scan, any stretch above eta* where kappa < 1 again.
+  void stable_intervals(Index scan_points, MomentumThresholdResult& res) const {
+    res.stable_intervals = {{0.0, res.eta_star}};
+    if (scan_points == 0) return;
+    double open = -1.0;
+    for (const auto& e : res.evaluations) {
+      if (e.first <= res.eta_high) continue;
+      if (e.second < 1.0 && open < 0) open = e.first;
+      if (e.second >= 1.0 && open > 0) res.stable_intervals.push_back({open, e.first}), open = -1.0;
+    }
+    if (open > 0) res.stable_intervals.push_back({open, eta_mean_});
+    if (res.stable_intervals.size() > 1)
+      res.report.message += "; the stable set is not an interval: see stable_intervals (grid resolution)";
+  }
+
+  KappaFunction& kappa0_;
+  const double b_, tol_, loose_tol_, eta_mean_;
+  double slope_ = 0.0, error_ = 0.0, gap_ = std::numeric_limits<double>::infinity();
+  bool was_loose_ = false;
+  double lo_ = 0.0, hi_, khi_ = std::numeric_limits<double>::infinity();
+  bool lo_loose_ = false;  // lo classified by a loose value (its bounds), not a full one
+  bool mean_limited_ = false;
+};
+
+// eta* at level b into res (b = 0: full batch, no kappa needed).
 void solve_level(KappaFunction* kappa_fn, double b, const SolverOptions& options, Index scan_points,
                  MomentumThresholdResult& res) {
-  const double tol = options.tolerance;
   if (b == 0.0) {  // C = 0 at full batch: the mean's limit is the answer
     res.eta_star = res.eta_low = res.eta_high = res.eta_mean;
     res.stable_intervals = {{0.0, res.eta_mean}};
@@ -221,141 +393,7 @@ void solve_level(KappaFunction* kappa_fn, double b, const SolverOptions& options
     res.report.message = "converged (full batch: the limit of the mean dynamics, theory/momentum.md eq. 5-6)";
     return;
   }
-  KappaFunction& kappa0 = *kappa_fn;
-  const Index applications0 = kappa0.applications(), evaluations0 = kappa0.evaluations();
-  // Far from the root (|log kappa| > 0.02) kappa is evaluated to 1e-4 only:
-  // Newton's step needs no more, and the warm start carries the vector on.
-  // Such a loose value classifies a point only where that is safe (side()).
-  const double loose_tol = std::max(tol, 1e-4);
-  double slope = 0.0, error = 0.0, gap = std::numeric_limits<double>::infinity();
-  bool was_loose = false;
-  const auto kappa = [&](double eta, double t) {
-    const double k0 = kappa0(eta, t);
-    for (const KappaFunction::Evaluation& e : kappa0.cache())
-      if (e.eta == eta) slope = e.slope, error = b * e.error, was_loose = e.loose;
-    return b * k0;
-  };
-  // +1: unstable, -1: stable, 0: a loose value too close to 1 to say. A
-  // Ritz value is a lower bound on kappa, so kv >= 1 is always unstable; the
-  // error bound of an unconverged (loose) solve can be optimistic, so a
-  // loose value below 1 counts as stable only 1 % away from it (100 times
-  // the loose tolerance) and inside its bound.
-  const auto side = [&](double kv, double err, bool loose) {
-    if (kv >= 1.0) return 1;
-    return !loose || (kv < 0.99 && kv + err < 1.0) ? -1 : 0;
-  };
-  if (scan_points > 0)  // the grid first; its stable stretches are reported below
-    for (Index k = 1; k <= scan_points && kappa0.status() == Status::converged; ++k)
-      kappa(res.eta_mean * static_cast<double>(k) / static_cast<double>(scan_points + 1), tol);
-  // Bracket [lo, hi] of the first crossing from what is known: kappa(lo) < 1 <=
-  // kappa(hi); hi = eta_mean (kappa unbounded there) until an unstable point is seen.
-  double lo = 0.0, hi = res.eta_mean, khi = std::numeric_limits<double>::infinity();
-  bool lo_loose = false;  // lo classified by a loose value (its bounds), not a full one
-  double eta = 0.5 * res.eta_mean;
-  {
-    std::vector<KappaFunction::Evaluation> known = kappa0.cache();
-    std::sort(known.begin(), known.end(), [](const auto& x, const auto& y) { return x.eta < y.eta; });
-    const KappaFunction::Evaluation* nearest = nullptr;
-    for (const KappaFunction::Evaluation& e : known) {
-      const int sd = side(b * e.kappa0, b * e.error, e.loose);
-      if (sd < 0) {
-        lo = e.eta;
-        lo_loose = e.loose;
-      } else {
-        if (sd > 0) hi = e.eta, khi = b * e.kappa0;
-        break;
-      }
-    }
-    for (const KappaFunction::Evaluation& e : known)  // Newton from the evaluation closest to the level
-      if ((e.eta == lo || (e.eta == hi && std::isfinite(khi))) &&
-          (!nearest || std::abs(std::log(b * e.kappa0)) < std::abs(std::log(b * nearest->kappa0))))
-        nearest = &e;
-    if (nearest) gap = std::abs(std::log(b * nearest->kappa0));
-    if (nearest && nearest->slope > 0) eta = nearest->eta * std::exp(-std::log(b * nearest->kappa0) / nearest->slope);
-    else if (lo > 0) eta = std::isfinite(khi) ? std::sqrt(lo * hi) : 0.5 * (lo + res.eta_mean);
-    else if (std::isfinite(khi)) eta = 0.5 * hi;
-    const double upper = std::isfinite(khi) ? hi : res.eta_mean;
-    if (!(eta > lo && eta < upper)) eta = lo > 0 ? std::sqrt(lo * upper) : 0.5 * upper;
-  }
-  bool mean_limited = false;
-  if (lo > 0 && std::isfinite(khi) && (hi - lo) <= tol * hi) eta = -1.0;  // already bracketed
-  for (int it = 0; it < 100 && eta > 0 && kappa0.status() == Status::converged; ++it) {
-    const double kv = kappa(eta, gap > 0.02 ? loose_tol : tol);
-    if (!std::isfinite(kv)) break;
-    gap = std::abs(std::log(kv));
-    const int sd = side(kv, error, was_loose);
-    if (sd < 0 && eta >= lo) lo = eta, lo_loose = was_loose;
-    else if (sd > 0 && (eta < hi || !std::isfinite(khi))) hi = eta, khi = kv;
-    double next = eta * std::exp(slope > 0 ? -std::log(kv) / slope : 0.0);
-    if (!was_loose && std::abs(std::log(kv)) <= 0.5 * tol) {
-      if (lo > 0 && std::isfinite(khi) && (hi - lo) <= tol * hi) break;
-      // Converged on one side: certify the other with a point just past the root.
-      next = kv < 1.0 ? eta * (1.0 + tol) : eta * (1.0 - tol);
-    }
-    // Keep inside the bracket: bisect (geometrically) when Newton leaves it;
-    // if it leaves below a loosely known lo, lo itself is the root's
-    // neighbour: evaluate it at full accuracy instead.
-    const double upper = std::isfinite(khi) ? hi : res.eta_mean;
-    if (next <= lo && lo_loose && eta != lo) next = lo;
-    else if (!(next > lo && next < upper)) next = lo > 0 ? std::sqrt(lo * upper) : 0.5 * std::min(eta, upper);
-    if (!std::isfinite(khi) && next >= res.eta_mean * (1.0 - tol)) {
-      mean_limited = true;
-      break;
-    }
-    if (lo > 0 && std::isfinite(khi) && (hi - lo) <= tol * hi) break;
-    eta = next;
-  }
-  for (const KappaFunction::Evaluation& e : kappa0.cache()) res.evaluations.push_back({e.eta, b * e.kappa0});
-  std::sort(res.evaluations.begin(), res.evaluations.end());
-  res.report.matvecs = kappa0.applications() - applications0;
-  res.report.iterations = kappa0.evaluations() - evaluations0;
-  res.report.method = kappa0.method();
-  res.report.residual = kappa0.residual();
-  if (kappa0.status() != Status::converged) {
-    res.report.status = kappa0.status();
-    res.report.message = kappa0.failure();
-    res.eta_star = lo;
-    return;
-  }
-  if (!(lo > 0)) {
-    res.report.status = Status::not_converged;
-    res.report.message = "no learning rate with kappa < 1 was found below eta_mean = " + detail::fmt(res.eta_mean);
-    return;
-  }
-  if (mean_limited || !std::isfinite(khi)) {
-    // kappa < 1 up to within the tolerance of eta_mean: the mean dynamics limit the step.
-    res.eta_star = res.eta_high = res.eta_mean;
-    res.eta_low = lo;
-  } else {
-    // The root from the bracket's ends (log-linear interpolation).
-    double klo = 0.0;
-    for (const auto& e : res.evaluations)
-      if (e.first == lo) klo = e.second;
-    const double la = std::log(lo), lb = std::log(hi), fa = std::log(klo), fb = std::log(khi);
-    res.eta_star = (fb - fa) != 0.0 ? std::exp(lb - fb * (lb - la) / (fb - fa)) : std::sqrt(lo * hi);
-    res.eta_star = std::clamp(res.eta_star, lo, hi);
-    res.eta_low = lo;
-    res.eta_high = hi;
-  }
-  res.report.error_bound = (res.eta_high - res.eta_low) / res.eta_low;
-  const bool ok = res.report.error_bound <= std::max(10.0 * tol, 1e-12) || mean_limited;
-  res.report.status = ok ? Status::converged : Status::not_converged;
-  res.report.message = ok ? "converged (" + std::to_string(res.report.iterations) + " new evaluations of kappa)"
-                          : "the bracket [" + detail::fmt(res.eta_low) + ", " + detail::fmt(res.eta_high) +
-                                "] did not shrink to the tolerance";
-  // The stable set: (0, eta*), then, from the scan, any stretch above eta* where kappa < 1 again.
-  res.stable_intervals = {{0.0, res.eta_star}};
-  if (scan_points > 0) {
-    double open = -1.0;
-    for (const auto& e : res.evaluations) {
-      if (e.first <= res.eta_high) continue;
-      if (e.second < 1.0 && open < 0) open = e.first;
-      if (e.second >= 1.0 && open > 0) res.stable_intervals.push_back({open, e.first}), open = -1.0;
-    }
-    if (open > 0) res.stable_intervals.push_back({open, res.eta_mean});
-    if (res.stable_intervals.size() > 1)
-      res.report.message += "; the stable set is not an interval: see stable_intervals (grid resolution)";
-  }
+  LevelSearch(*kappa_fn, b, options, res.eta_mean).run(scan_points, res);
 }
 
 MomentumThresholdResult threshold_result(const Geometry& g, Index batch, Sampling sampling, const Momentum& mo) {
