@@ -276,11 +276,8 @@ Program::Program() : root_(kDescription, "sgdstab") {
   geometry_options(c);
   options(c, {{"batch", "B: batch size"},
               {"lr", "ETA: learning rate"},
-              {"sampling", "without|with|bernoulli|reshuffle"},
-              {"steps", "T: steps per trajectory (default 50)"},
-              {"trajectories", "M: trajectories (default 2000)"},
-              {"blocks", "K: sampled batches or epochs of the operator estimate (default 2000)"},
-              {"seed", "S: random seed (default 0)"}});
+              {"sampling", "without|with|bernoulli|reshuffle"}});
+  table_options<CrossCheckOptions>(c);  // --steps, --trajectories, --blocks, --seed
   flags(c, {{"quiet", "no progress on stderr"}});
   momentum_options(c);
 

@@ -3,6 +3,7 @@
 
 #include "commands.hpp"
 #include "inputs.hpp"
+#include "option_table.hpp"
 #include "report.hpp"
 #include "sgdstab/sgdstab.hpp"
 
@@ -12,12 +13,7 @@ int cmd_montecarlo(const Args& args, std::ostream& out, std::ostream& err) {
   CrossCheckOptions o;
   o.schedule = args.choice("sampling", Schedule::without_replacement);
   o.lr = args.number("lr");
-  o.steps = args.integer_or("steps", 50);
-  o.trajectories = args.integer_or("trajectories", 2000);
-  o.blocks = args.integer_or("blocks", 2000);
-  const long long seed = args.integer_or("seed", 0);
-  if (seed < 0) throw UsageError("--seed: S must be >= 0, got " + std::to_string(seed));
-  o.seed = static_cast<std::uint64_t>(seed);
+  apply_cli(args, o);  // the table's options (lib/simulation/cross_check_options.cpp): --steps, --trajectories, ...
   o.momentum = momentum_option(args).value_or(Momentum{});
   const Geometry g = load_geometry(args);
   o.batch = batch_of(args, g);

@@ -206,7 +206,7 @@ S options_from_keywords(const py::kwargs& kw, const char* function, const char* 
       case OptionKind::choice: f->set(s, v.cast<std::string>()); break;
     }
   }
-  s.validate();
+  check_fields(s, what);
   return s;
 }
 
@@ -737,21 +737,15 @@ void bind_analysis(py::module_& m) {
 void bind_montecarlo(py::module_& m) {
   m.def(
       "montecarlo",
-      [](const Geometry& g, double lr, Index batch, const std::string& sampling, Index steps, Index trajectories,
-         Index blocks, std::uint64_t seed, double confidence, double significance, std::optional<double> momentum,
-         bool nesterov) {
-        CrossCheckOptions o;
+      [](const Geometry& g, double lr, Index batch, const std::string& sampling, std::optional<double> momentum,
+         bool nesterov, const py::kwargs& kw) {
+        // The run's sizes, seed and levels: CrossCheckOptions' table (lib/simulation/cross_check_options.cpp).
+        CrossCheckOptions o = options_from_keywords<CrossCheckOptions>(kw, "montecarlo", "Monte Carlo options");
         if (!momentum && nesterov) throw sgdstab::invalid_argument("nesterov=True needs momentum=BETA");
         if (momentum) o.momentum = Momentum{*momentum, nesterov};
         o.schedule = parse<Schedule>(sampling);
         o.lr = lr;
         o.batch = batch;
-        o.steps = steps;
-        o.trajectories = trajectories;
-        o.blocks = blocks;
-        o.seed = seed;
-        o.confidence = confidence;
-        o.significance = significance;
         PyCrossCheck out;
         {
           Compute c;
@@ -761,9 +755,7 @@ void bind_montecarlo(py::module_& m) {
         return out;
       },
       py::arg("geometry"), py::arg("lr"), py::arg("batch"), py::arg("sampling") = "without", py::kw_only(),
-      py::arg("steps") = 50, py::arg("trajectories") = 2000, py::arg("blocks") = 2000, py::arg("seed") = 0,
-      py::arg("confidence") = 0.95, py::arg("significance") = 0.01, py::arg("momentum") = py::none(),
-      py::arg("nesterov") = false);
+      py::arg("momentum") = py::none(), py::arg("nesterov") = false);
 }
 
 // read_matrix, default_batches, the options table and test hooks.
@@ -787,6 +779,7 @@ void bind_io_and_options(py::module_& m) {
   // and sgdstab.solver_options() / reduction_options().
   m.def("_solver_option_table", [] { return option_rows<SolverOptions>(); });
   m.def("_reduction_option_table", [] { return option_rows<ReductionOptions>(); });
+  m.def("_montecarlo_option_table", [] { return option_rows<CrossCheckOptions>(); });
 
   // For the tests: where the library reads a matrix argument from, and
   // whether it had to be copied (float32, strided input).

@@ -14,6 +14,7 @@
 
 #include "sgdstab/errors.hpp"
 #include "sgdstab/geometry.hpp"
+#include "sgdstab/montecarlo.hpp"
 #include "sgdstab/options.hpp"
 
 namespace {
@@ -248,4 +249,45 @@ TEST(Options, ReductionAndMomentumTablesListEveryMemberAndCheckEachRule) {
       EXPECT_EQ(std::string(e.what()).rfind("Momentum: beta must satisfy 0 <= beta < 1, got ", 0), 0u) << e.what();
     }
   }
+}
+
+// CrossCheckOptions' table (lib/simulation/cross_check_options.cpp): the
+// run's sizes, seed and levels, written out from montecarlo.hpp, with the
+// struct's defaults; cross_check checks its rules.
+TEST(Options, CrossCheckTableListsItsFieldsAndCrossCheckChecksThem) {
+  using sgdstab::CrossCheckOptions;
+  const auto& t = sgdstab::option_table<CrossCheckOptions>();
+  const CrossCheckOptions d;
+  const std::vector<std::tuple<std::string, std::string, OptionValue>> expected = {
+      {"steps", "steps", OptionValue(50LL)},
+      {"trajectories", "trajectories", OptionValue(2000LL)},
+      {"blocks", "blocks", OptionValue(2000LL)},
+      {"seed", "seed", OptionValue(0LL)},
+      {"confidence", "", OptionValue(0.95)},
+      {"significance", "", OptionValue(0.01)}};
+  ASSERT_EQ(t.size(), expected.size());
+  for (std::size_t i = 0; i < t.size(); ++i) {
+    EXPECT_EQ(t[i].key, std::get<0>(expected[i]));
+    EXPECT_EQ(t[i].cli, std::get<1>(expected[i])) << t[i].key;
+    EXPECT_EQ(t[i].get(d), std::get<2>(expected[i])) << t[i].key;
+  }
+  CrossCheckOptions o;
+  sgdstab::option_field<CrossCheckOptions>("blocks").set(o, 7LL);
+  sgdstab::option_field<CrossCheckOptions>("confidence").set(o, 0.9);
+  EXPECT_EQ(o.blocks, 7);
+  EXPECT_EQ(o.confidence, 0.9);  // a member of the base MonteCarloRun, set through the table
+  const auto g = sgdstab::Geometry::from_jacobian(Eigen::MatrixXd::Identity(4, 3), 1);
+  o = CrossCheckOptions{};
+  o.lr = 0.1;
+  o.batch = 2;
+  o.significance = 1.5;
+  try {
+    sgdstab::cross_check(g, o);
+    ADD_FAILURE() << "significance 1.5 accepted";
+  } catch (const sgdstab::invalid_argument& e) {
+    EXPECT_EQ(std::string(e.what()), "CrossCheckOptions: significance must lie in (0, 1), got 1.5");
+  }
+  o.significance = 0.01;
+  o.trajectories = 1;
+  EXPECT_THROW(sgdstab::cross_check(g, o), sgdstab::invalid_argument);
 }

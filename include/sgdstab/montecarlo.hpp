@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "sgdstab/geometry.hpp"
+#include "sgdstab/options.hpp"
 #include "sgdstab/sampling.hpp"
 #include "sgdstab/schedule.hpp"
 #include "sgdstab/solver.hpp"
@@ -150,6 +151,12 @@ struct CrossCheckOptions : MonteCarloRun {
   double significance = 0.01;
   std::function<void(Index, Index)> progress;  ///< simulation steps (done, total); may be empty
 };
+
+/// CrossCheckOptions' table (options.hpp): steps, trajectories, blocks,
+/// seed, confidence and significance with their defaults, help and rules
+/// (cross_check checks them); lr, batch, schedule and momentum are the run's.
+template <>
+const std::vector<OptionField<CrossCheckOptions>>& option_table<CrossCheckOptions>();
 
 /// The analytic answer, the Monte Carlo estimates and a verdict.
 struct CrossCheckReport : Result {

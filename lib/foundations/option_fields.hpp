@@ -37,9 +37,14 @@ inline bool as_flag(const OptionValue& v, const std::string& key) {
   wrong_kind(key, "true or false");
 }
 
-// A field for member `m` of S; its kind follows the member's type.
-template <class S, class T>
-OptionField<S> field(std::string key, T S::*m, std::string help) {
+// A field for member `m` of its class, or with field<S>(...) for a member
+// of a base of S; its kind follows the member's type.
+template <class Owner = void, class T, class B>
+OptionField<std::conditional_t<std::is_void_v<Owner>, B, Owner>> field(std::string key, T B::*member,
+                                                                      std::string help) {
+  using S = std::conditional_t<std::is_void_v<Owner>, B, Owner>;
+  static_assert(std::is_base_of_v<B, S>, "the member belongs to S or to a base of S");
+  T S::*m = member;
   OptionField<S> f;
   f.key = key;
   f.help = std::move(help);

@@ -568,8 +568,7 @@ void decide(CrossCheckReport& rep, const CrossCheckOptions& o) {
 
 CrossCheckReport cross_check(const Geometry& g, const CrossCheckOptions& o) {
   const detail::Stopwatch watch;
-  require(o.significance > 0.0 && o.significance < 1.0, "CrossCheckOptions::significance",
-          "must lie in (0, 1), got " + detail::fmt(o.significance));
+  check_fields(o, "CrossCheckOptions");  // the table's rules (cross_check_options.cpp)
   SimulationOptions so;
   static_cast<MonteCarloRun&>(so) = o;
   so.steps = o.steps;

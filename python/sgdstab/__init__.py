@@ -66,6 +66,7 @@ __all__ = [
     "default_batches",
     "solver_options",
     "reduction_options",
+    "montecarlo_options",
     "torch_lr",
     "from_torch_lr",
     "loss_convention",
@@ -74,8 +75,9 @@ __all__ = [
 
 
 def _options_doc(title, rows):
-    # Generated from the options table (lib/foundations/options.cpp,
-    # lib/geometry/reduction_options.cpp), as the command line's help is.
+    # Generated from the options tables (lib/foundations/options.cpp,
+    # lib/geometry/reduction_options.cpp, lib/simulation/cross_check_options.cpp),
+    # as the command line's help is.
     lines = ["", "", f"    {title} (keyword arguments, the fields of the C++ struct; an unknown",
              "    keyword is a TypeError, a value outside its rule a ValueError):"]
     for key, default, text, rule, words, choices in rows:
@@ -87,11 +89,17 @@ def _options_doc(title, rows):
 
 _SOLVER_OPTIONS = _options_doc("Solver options (SolverOptions)", _core._solver_option_table())
 _REDUCTION_OPTIONS = _options_doc("Reduction options (ReductionOptions)", _core._reduction_option_table())
+_MONTECARLO_OPTIONS = _options_doc("Monte Carlo options (CrossCheckOptions)", _core._montecarlo_option_table())
 
 
 def solver_options():
     """The solver's keyword arguments and their defaults, as a dict (the fields of SolverOptions)."""
     return {row[0]: row[1] for row in _core._solver_option_table()}
+
+
+def montecarlo_options():
+    """montecarlo's keyword arguments and their defaults, as a dict (the fields of CrossCheckOptions' table)."""
+    return {row[0]: row[1] for row in _core._montecarlo_option_table()}
 
 
 def reduction_options():
@@ -257,12 +265,9 @@ def worst_case_alignment(geometry):
     inconclusive). Returns a MonteCarloResult: rho, eta_star, rho_hat,
     rho_hat_interval, verdict ("agree", "disagree", "inconclusive"), status,
     reason, to_dict() (the JSON of `sgdstab montecarlo`). momentum=BETA
-    (nesterov=...): every part is momentum SGD's (`sgdstab montecarlo --momentum`).""")
-def montecarlo(geometry, lr, batch, sampling="without", *, steps=50, trajectories=2000, blocks=2000, seed=0,
-               confidence=0.95, significance=0.01, momentum=None, nesterov=False):
-    return _core.montecarlo(geometry, lr, batch, sampling, steps=steps, trajectories=trajectories, blocks=blocks,
-                            seed=seed, confidence=confidence, significance=significance, momentum=momentum,
-                            nesterov=nesterov)
+    (nesterov=...): every part is momentum SGD's (`sgdstab montecarlo --momentum`).""" + _MONTECARLO_OPTIONS)
+def montecarlo(geometry, lr, batch, sampling="without", *, momentum=None, nesterov=False, **options):
+    return _core.montecarlo(geometry, lr, batch, sampling, momentum=momentum, nesterov=nesterov, **options)
 
 
 @_doc("""A matrix from .npy (float64 or float32, C or Fortran order) or CSV, as the command line reads it.

@@ -144,6 +144,25 @@ def test_reduction_keywords_are_the_fields_of_reduction_options():
         sgdstab.Geometry.from_jacobian(j, 1, space="diagonal")
 
 
+def test_montecarlo_keywords_are_the_fields_of_its_table(g):
+    # CrossCheckOptions' members (include/sgdstab/montecarlo.hpp) beyond the run itself, written out here.
+    expected = {"steps": 50, "trajectories": 2000, "blocks": 2000, "seed": 0, "confidence": 0.95,
+                "significance": 0.01}
+    assert sgdstab.montecarlo_options() == expected
+    for key in expected:
+        assert key in sgdstab.montecarlo.__doc__, key
+    small = dict(steps=3, trajectories=20, blocks=20, seed=4)
+    a = sgdstab.montecarlo(g, 0.1, 2, **small)
+    b = sgdstab.montecarlo(g, 0.1, 2, **small, confidence=0.95, significance=0.01)
+    assert a.rho_hat == b.rho_hat
+    with pytest.raises(TypeError, match="Monte Carlo options: steps, trajectories, blocks, seed"):
+        sgdstab.montecarlo(g, 0.1, 2, runs=3)
+    with pytest.raises(ValueError, match="trajectories must be >= 2, got 1"):
+        sgdstab.montecarlo(g, 0.1, 2, trajectories=1)
+    with pytest.raises(ValueError, match="significance must lie in \\(0, 1\\)"):
+        sgdstab.montecarlo(g, 0.1, 2, **small, significance=1.5)
+
+
 def test_files_are_os_errors(tmp_path):
     with pytest.raises(OSError, match="nope.npy"):
         sgdstab.read_matrix(tmp_path / "nope.npy")
