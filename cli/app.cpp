@@ -17,6 +17,7 @@
 #include "exit_codes.hpp"
 #include "option_table.hpp"
 #include "sgdstab/errors.hpp"
+#include "sgdstab/escape.hpp"
 #include "sgdstab/interrupt.hpp"
 
 namespace sgdstab::cli {
@@ -298,10 +299,8 @@ Program::Program() : root_(kDescription, "sgdstab") {
               cmd_escape);
   problem_options(c);
   momentum_options(c);  // the runs, and the exact eta* and rho beside them
-  options(c, {{"lr-factor", "F: the runs' learning rate is F eta*(B)"},
-              {"runs", "R: runs (default 100)"},
-              {"epsilon", "E: distance of the start from the minimum (default 1e-3)"},
-              {"escape-steps", "K: steps per run (default 20000)"}});
+  options(c, {{"lr-factor", "F: the runs' learning rate is F eta*(B)"}});
+  table_options<EscapeOptions>(c);  // --epsilon, --runs, --escape-steps
   c->get_option("--lr-factor")->excludes("--lr");
 
   // The cnn commands are declared here (their help, the fuzz target's

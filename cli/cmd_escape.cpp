@@ -7,6 +7,7 @@
 #include "commands.hpp"
 #include "foundations/check.hpp"
 #include "inputs.hpp"
+#include "option_table.hpp"
 #include "report.hpp"
 #include "sgdstab/sgdstab.hpp"
 
@@ -14,15 +15,14 @@ namespace sgdstab::cli {
 
 namespace {
 
-// --sampling, --runs, --epsilon, --escape-steps, --seed; lr and batch come later.
+// --sampling, --runs, --epsilon, --escape-steps, --seed (the problem's, seeding the runs too); lr and
+// batch come later.
 EscapeOptions escape_options(const Args& args) {
   if (args.has("lr") == args.has("lr-factor"))
     throw UsageError("give exactly one of --lr ETA (the runs' learning rate) or --lr-factor F (F x eta*(B))");
   EscapeOptions eo;
   eo.schedule = args.choice("sampling", Schedule::without_replacement);
-  eo.runs = args.integer_or("runs", 100);
-  eo.epsilon = args.number_or("epsilon", 1e-3);
-  eo.max_steps = args.integer_or("escape-steps", 20000);
+  apply_cli(args, eo);  // the table's options (lib/models/escape_options.cpp): --epsilon, --runs, --escape-steps
   const long long seed = args.integer_or("seed", 0);
   if (seed < 0) throw UsageError("--seed: S must be >= 0, got " + std::to_string(seed));
   eo.seed = static_cast<std::uint64_t>(seed);

@@ -216,6 +216,35 @@ TEST_F(Cli, SolverOptionsComeFromTheTable) {
   EXPECT_TRUE(tight.out.empty());
 }
 
+TEST_F(Cli, EscapeAndMonteCarloOptionsComeFromTheirTables) {
+  // The help shows each default as written here from escape.hpp and
+  // montecarlo.hpp; a value outside a field's rule is a usage error naming
+  // the option.
+  const CliRun escape = run("escape --help");
+  ASSERT_EQ(escape.code, 0) << escape.err;
+  for (const std::string expected : {"E: distance of the start from the minimum (default 0.001)",
+                                     "R: runs (default 100)", "K: steps per run (default 20000)"})
+    EXPECT_NE(escape.out.find(expected), std::string::npos) << "escape --help lacks '" << expected << "'";
+  const CliRun mc = run("montecarlo --help");
+  ASSERT_EQ(mc.code, 0) << mc.err;
+  for (const std::string expected :
+       {"T: steps per trajectory (default 50)", "M: trajectories (default 2000)",
+        "K: sampled batches or epochs of the operator estimate (default 2000)", "S: random seed (default 0)"})
+    EXPECT_NE(mc.out.find(expected), std::string::npos) << "montecarlo --help lacks '" << expected << "'";
+  const std::string base = "escape --widths 2,8,1 --activation tanh --data teacher --samples 8 --seed 3 --batch 1 "
+                           "--quiet --lr-factor 0.7";
+  CliRun r = run(base + " --runs 0");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--runs: must be >= 1, got '0'"), std::string::npos) << r.err;
+  r = run(base + " --epsilon -1");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--epsilon: must be finite and > 0, got '-1'"), std::string::npos) << r.err;
+  sgdstab::write_npy(file("j.npy"), ref::gaussian(8, 5, 3));
+  r = run("montecarlo --jacobian " + file("j.npy") + " --batch 2 --lr 0.01 --trajectories 1");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--trajectories: must be >= 2, got '1'"), std::string::npos) << r.err;
+}
+
 TEST_F(Cli, RadiusAndCurve) {
   const MatrixXd J = ref::gaussian(10, 14, 72);
   sgdstab::write_csv(file("j.csv"), J);

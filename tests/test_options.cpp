@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "sgdstab/errors.hpp"
+#include "sgdstab/escape.hpp"
 #include "sgdstab/geometry.hpp"
 #include "sgdstab/montecarlo.hpp"
 #include "sgdstab/options.hpp"
@@ -290,4 +291,52 @@ TEST(Options, CrossCheckTableListsItsFieldsAndCrossCheckChecksThem) {
   o.significance = 0.01;
   o.trajectories = 1;
   EXPECT_THROW(sgdstab::cross_check(g, o), sgdstab::invalid_argument);
+}
+
+// EscapeOptions' table (lib/models/escape_options.cpp), written out from
+// escape.hpp, and validate() checking its rules beside the run's own checks.
+TEST(Options, EscapeTableListsItsFieldsAndValidateChecksThem) {
+  using sgdstab::EscapeOptions;
+  const auto& t = sgdstab::option_table<EscapeOptions>();
+  const EscapeOptions d;
+  const std::vector<std::tuple<std::string, std::string, OptionValue>> expected = {
+      {"epsilon", "epsilon", OptionValue(1e-3)},
+      {"runs", "runs", OptionValue(100LL)},
+      {"max_steps", "escape-steps", OptionValue(20000LL)},
+      {"escape_factor", "", OptionValue(1e4)},
+      {"converge_factor", "", OptionValue(1e-8)},
+      {"seed", "", OptionValue(0LL)},
+      {"confidence", "", OptionValue(0.95)}};
+  ASSERT_EQ(t.size(), expected.size());
+  for (std::size_t i = 0; i < t.size(); ++i) {
+    EXPECT_EQ(t[i].key, std::get<0>(expected[i]));
+    EXPECT_EQ(t[i].cli, std::get<1>(expected[i])) << t[i].key;
+    EXPECT_EQ(t[i].get(d), std::get<2>(expected[i])) << t[i].key;
+  }
+  const auto message = [](const EscapeOptions& o) -> std::string {
+    try {
+      o.validate(10);
+    } catch (const sgdstab::invalid_argument& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EscapeOptions o;
+  o.lr = 0.1;
+  o.batch = 2;
+  EXPECT_EQ(message(o), "");
+  o.runs = 0;
+  EXPECT_EQ(message(o), "EscapeOptions: runs must be >= 1, got 0");
+  o.runs = 1;
+  o.escape_factor = 1.0;
+  EXPECT_EQ(message(o), "EscapeOptions: escape_factor must be finite and > 1, got 1");
+  o.escape_factor = 1e4;
+  o.converge_factor = 0.0;
+  EXPECT_EQ(message(o), "EscapeOptions: converge_factor must lie in (0, 1), got 0");
+  o.converge_factor = 1e-8;
+  o.epsilon = -1e-3;
+  EXPECT_EQ(message(o), "EscapeOptions: epsilon must be finite and > 0, got -0.001");
+  o.epsilon = 1e-3;
+  o.batch = 11;  // the run's own check, beside the table's
+  EXPECT_NE(message(o).find("batch"), std::string::npos) << message(o);
 }

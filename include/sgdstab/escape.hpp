@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "sgdstab/mlp.hpp"
+#include "sgdstab/options.hpp"
 #include "sgdstab/random.hpp"
 #include "sgdstab/schedule.hpp"
 #include "sgdstab/solver.hpp"
@@ -77,6 +78,12 @@ struct EscapeOptions {
   Momentum momentum;
   void validate(Index samples) const;
 };
+
+/// EscapeOptions' table (options.hpp): epsilon, runs, max_steps, the two
+/// classification factors, seed and confidence with their defaults, help
+/// and rules; lr, batch, schedule and momentum are the run's.
+template <>
+const std::vector<OptionField<EscapeOptions>>& option_table<EscapeOptions>();
 
 /// Clopper-Pearson interval for k successes in m trials at the given confidence.
 std::pair<double, double> clopper_pearson(Index successes, Index trials, double confidence);

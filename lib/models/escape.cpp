@@ -46,15 +46,7 @@ VectorXd MlpProblem::range_direction(const VectorXd& theta_star, Rng& rng) const
 void EscapeOptions::validate(Index samples) const {
   require(std::isfinite(lr) && lr > 0.0, "EscapeOptions::lr", "must be finite and > 0, got " + detail::fmt(lr));
   check_batch(batch, samples, "EscapeOptions::batch");
-  require(std::isfinite(epsilon) && epsilon > 0.0, "EscapeOptions::epsilon",
-          "must be finite and > 0, got " + detail::fmt(epsilon));
-  require(runs >= 1, "EscapeOptions::runs", "must be >= 1, got " + std::to_string(runs));
-  require(max_steps >= 1, "EscapeOptions::max_steps", "must be >= 1, got " + std::to_string(max_steps));
-  require(escape_factor > 1.0, "EscapeOptions::escape_factor", "must be > 1, got " + detail::fmt(escape_factor));
-  require(converge_factor > 0.0 && converge_factor < 1.0, "EscapeOptions::converge_factor",
-          "must lie in (0, 1), got " + detail::fmt(converge_factor));
-  require(confidence > 0.0 && confidence < 1.0, "EscapeOptions::confidence",
-          "must lie in (0, 1), got " + detail::fmt(confidence));
+  check_fields(*this, "EscapeOptions");  // the table's rules (escape_options.cpp)
   momentum.validate();
 }
 
