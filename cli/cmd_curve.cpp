@@ -18,10 +18,10 @@ int cmd_curve(const Args& args, std::ostream& out, std::ostream& err) {
     const auto curve = momentum_threshold_curve(g, batches_option(args, g.samples()), sampling, *m, so);
     Status status = Status::converged;
     for (const auto& r : curve) status = combine(status, r.status());
-    return finish(momentum_curve_json(g, curve), status, out, err);
+    return finish(with_options(momentum_curve_json(g, curve), so), status, out, err);
   }
   const std::vector<ThresholdResult> curve = threshold_curve(g, batches_option(args, g.samples()), sampling, so);
-  return finish(curve_json(g, curve), curve_status(curve), out, err);
+  return finish(with_options(curve_json(g, curve), so), curve_status(curve), out, err);
 }
 
 }  // namespace sgdstab::cli

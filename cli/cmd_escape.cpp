@@ -92,6 +92,7 @@ void escape_fields(json& j, const EscapeOptions& eo, const EscapeReport& rep, st
   j["growth_rate"] = nullable(rep.growth_rate);
   j["epsilon"] = eo.epsilon;
   j["escape_steps"] = eo.max_steps;
+  j["options"] = options_json(eo);
   j["message"] = rep.report.message;
   j["note"] = "escaped: L grew past " + detail::fmt(eo.escape_factor) + " x its start; converged: L fell below " +
               detail::fmt(eo.converge_factor) + " x its start; growth_rate is the median of log(L_escape / L_0) / "

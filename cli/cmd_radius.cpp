@@ -20,10 +20,10 @@ int cmd_radius(const Args& args, std::ostream& out, std::ostream& err) {
   if (const std::optional<Momentum> m = momentum_option(args)) {
     if (args.has("direction")) throw UsageError("--direction is not available with --momentum");
     const RadiusResult r = momentum_spectral_radius(g, lr, b, sampling, *m, so);
-    return finish(momentum_radius_json(g, r, *m), r.status(), out, err);
+    return finish(with_options(momentum_radius_json(g, r, *m), so), r.status(), out, err);
   }
   const RadiusResult r = spectral_radius(g, lr, b, sampling, so);
-  const json j = radius_json(g, r);
+  const json j = with_options(radius_json(g, r), so);
   write_direction(args, r.direction);
   return finish(j, r.status(), out, err);
 }

@@ -19,11 +19,11 @@ int cmd_threshold(const Args& args, std::ostream& out, std::ostream& err) {
     const long long scan = args.integer_or("scan", 0);
     if (scan < 0) throw UsageError("--scan: K must be >= 0, got " + std::to_string(scan));
     const MomentumThresholdResult r = momentum_threshold(g, b, sampling, *m, so, static_cast<Index>(scan));
-    return finish(momentum_threshold_json(g, r), r.status(), out, err);
+    return finish(with_options(momentum_threshold_json(g, r), so), r.status(), out, err);
   }
   if (args.has("scan")) throw UsageError("--scan needs --momentum");
   const ThresholdResult r = stability_threshold(g, b, sampling, so);
-  const json j = threshold_json(g, r);
+  const json j = with_options(threshold_json(g, r), so);
   write_direction(args, r.direction);
   return finish(j, r.status(), out, err);
 }

@@ -103,7 +103,7 @@ int cmd_threshold_mpi(const Args& args, std::ostream& out, std::ostream& err) {
   const mpi::DistributedGeometry g = load_distributed(args);
   const Index b = batch_in(args, g);
   const mpi::Timed<ThresholdResult> r = mpi::threshold(PETSC_COMM_WORLD, g, b, sampling, so);
-  json j = threshold_json(summary(g), r);
+  json j = with_options(threshold_json(summary(g), r), so);
   distributed_fields(j, g, r.times);
   return finish(j, r.status(), out, err);
 }
@@ -118,7 +118,7 @@ int cmd_radius_mpi(const Args& args, std::ostream& out, std::ostream& err) {
   const mpi::DistributedGeometry g = load_distributed(args);
   const Index b = batch_in(args, g);
   const mpi::Timed<RadiusResult> r = mpi::radius(PETSC_COMM_WORLD, g, lr, b, sampling, so);
-  json j = radius_json(summary(g), r);
+  json j = with_options(radius_json(summary(g), r), so);
   distributed_fields(j, g, r.times);
   return finish(j, r.status(), out, err);
 }

@@ -235,6 +235,7 @@ json cross_check_json(const CrossCheckOptions& o, const CrossCheckReport& rep) {
               "heavy-tailed and underestimates the true moment at long horizons (see mc_median, mc_mean_log, "
               "and rho_hat, which does not compound)";
   j["seconds"] = rep.simulation.report.seconds;
+  j["options"] = options_json(o);
   return j;
 }
 

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <iosfwd>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "problem.hpp"
@@ -11,6 +12,7 @@
 #include "sgdstab/geometry.hpp"
 #include "sgdstab/minimize.hpp"
 #include "sgdstab/montecarlo.hpp"
+#include "sgdstab/options.hpp"
 #include "sgdstab/region.hpp"
 #include "sgdstab/stability.hpp"
 
@@ -23,6 +25,23 @@ inline constexpr const char* kLossConvention = "1/2 squared error, mean over sam
 
 /// converged, status, matvecs, iterations, residual, method, message.
 void report_fields(json& j, const SolveReport& r);
+
+/// The options in effect, echoed from S's table (include/sgdstab/options.hpp):
+/// {key: value} for every field, in the table's order and units.
+template <class S>
+json options_json(const S& s) {
+  json out = json::object();
+  for (const OptionField<S>& f : option_table<S>())
+    std::visit([&](const auto& v) { out[f.key] = v; }, f.get(s));
+  return out;
+}
+
+/// j with the options in effect under "options".
+template <class S>
+json with_options(json j, const S& s) {
+  j["options"] = options_json(s);
+  return j;
+}
 /// What the JSON says of a geometry: from a Geometry, or from the
 /// distributed one of sgdstab-mpi (which holds only its rows of Z).
 struct GeometrySummary {

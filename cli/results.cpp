@@ -177,7 +177,7 @@ RegionReport region_report_of(StabilityRegion region, const Geometry* bounds, co
   check_marks(region.samples, marks);
   RegionReport out;
   out.region = std::move(region);
-  out.j = region_json(out.region);
+  out.j = with_options(region_json(out.region), so);
   out.status = out.region.status();
   std::vector<RegionMark> drawn;
   if (!marks.empty()) out.j["marks"] = mark_rows(out.region, marks, radius, drawn, out.status);

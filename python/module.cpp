@@ -568,7 +568,7 @@ void bind_momentum(py::module_& m) {
           Compute c;
           out.r = momentum_threshold(g, batch, s, Momentum{beta, nesterov}, so, scan_points);
         }
-        out.j = cli::momentum_threshold_json(g, out.r);
+        out.j = cli::with_options(cli::momentum_threshold_json(g, out.r), so);
         return out;
       },
       py::arg("geometry"), py::arg("batch"), py::arg("sampling"), py::arg("momentum"), py::arg("nesterov"),
@@ -588,7 +588,7 @@ void bind_momentum(py::module_& m) {
         }
         py::list points;
         for (const auto& r : curve) points.append(PyMomentumThreshold{r, cli::momentum_threshold_json(g, r)});
-        return py::make_tuple(points, json_to_python(cli::momentum_curve_json(g, curve)));
+        return py::make_tuple(points, json_to_python(cli::with_options(cli::momentum_curve_json(g, curve), so)));
       },
       py::arg("geometry"), py::arg("batches"), py::arg("sampling"), py::arg("momentum"), py::arg("nesterov"));
 }
@@ -605,7 +605,7 @@ void bind_solvers(py::module_& m) {
           Compute c;
           out.r = stability_threshold(g, batch, s, so);
         }
-        out.j = cli::threshold_json(g, out.r);
+        out.j = cli::with_options(cli::threshold_json(g, out.r), so);
         return out;
       },
       py::arg("geometry"), py::arg("batch"), py::arg("sampling") = "without");
@@ -621,7 +621,7 @@ void bind_solvers(py::module_& m) {
           Compute c;
           out.r = mo ? momentum_spectral_radius(g, lr, batch, s, *mo, so) : spectral_radius(g, lr, batch, s, so);
         }
-        out.j = mo ? cli::momentum_radius_json(g, out.r, *mo) : cli::radius_json(g, out.r);
+        out.j = cli::with_options(mo ? cli::momentum_radius_json(g, out.r, *mo) : cli::radius_json(g, out.r), so);
         return out;
       },
       py::arg("geometry"), py::arg("lr"), py::arg("batch"), py::arg("sampling") = "without");
@@ -639,7 +639,7 @@ void bind_solvers(py::module_& m) {
           curve = threshold_curve(g, b, s, so);
         }
         PyCurve out;
-        out.j = cli::curve_json(g, curve);
+        out.j = cli::with_options(cli::curve_json(g, curve), so);
         for (const ThresholdResult& r : curve) out.points.push_back({r, cli::threshold_json(g, r)});
         return out;
       },
@@ -689,7 +689,7 @@ void bind_analysis(py::module_& m) {
           Compute c;
           out.b = stability_bounds(g, batch, s, so);
         }
-        out.j = cli::bounds_report_json(g, out.b);
+        out.j = cli::with_options(cli::bounds_report_json(g, out.b), so);
         return out;
       },
       py::arg("geometry"), py::arg("batch"), py::arg("sampling") = "without");

@@ -209,6 +209,22 @@ TEST_F(Cli, SolverOptionsComeFromTheTable) {
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_EQ(json::parse(r.out)["method"], method);
   }
+  // The JSON echoes the options in effect, every field of the table, the
+  // given ones as given (in the struct's units: --memory-limit 1000 MiB in bytes).
+  {
+    const CliRun r = run(t + " --tol 1e-8 --max-restarts 7 --memory-limit 1000");
+    ASSERT_EQ(r.code, 0) << r.err;
+    const json o = json::parse(r.out)["options"];
+    ASSERT_EQ(o.size(), 11u) << o.dump();
+    EXPECT_EQ(o["tolerance"], 1e-8);
+    EXPECT_EQ(o["max_iterations"], 7);
+    EXPECT_EQ(o["memory_limit_bytes"], 1000.0 * 1024 * 1024);
+    EXPECT_EQ(o["method"], "automatic");
+    EXPECT_EQ(o["device"], "cpu");
+    EXPECT_EQ(o["subspace_dimension"], 0);
+    EXPECT_EQ(o["mixed_precision"], true);
+    EXPECT_EQ(o["want_direction"], false);
+  }
   // --memory-limit counts MiB: 1000 MiB is plenty here, 0.001 MiB (1 KiB) is not.
   EXPECT_EQ(run(t + " --memory-limit 1000").code, 0);
   const CliRun tight = run(t + " --memory-limit 0.001");
@@ -243,6 +259,13 @@ TEST_F(Cli, EscapeAndMonteCarloOptionsComeFromTheirTables) {
   r = run("montecarlo --jacobian " + file("j.npy") + " --batch 2 --lr 0.01 --trajectories 1");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("--trajectories: must be >= 2, got '1'"), std::string::npos) << r.err;
+  // The JSON echoes the options in effect: the given ones, the rest at their defaults.
+  r = run("montecarlo --jacobian " + file("j.npy") + " --batch 2 --lr 0.01 --steps 3 --trajectories 30 --blocks 20 "
+          "--seed 9 --quiet");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json o = json::parse(r.out)["options"];
+  EXPECT_EQ(o, json::parse(R"({"steps": 3, "trajectories": 30, "blocks": 20, "seed": 9, "confidence": 0.95,
+                               "significance": 0.01})"));
 }
 
 TEST_F(Cli, RadiusAndCurve) {
