@@ -67,6 +67,10 @@ class Program {
   void problem_options(CLI::App* app);
   void cnn_options(CLI::App* app);
   void cnn_train_options(CLI::App* app);
+  void exact_commands();
+  void analysis_commands();
+  void problem_commands();
+  void cnn_commands();
 
   CLI::App root_;
   std::vector<Command> commands_;
@@ -221,6 +225,14 @@ Program::Program() : root_(kDescription, "sgdstab") {
   // Every value is kept, so that reject_repeats names an option given twice.
   root_.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
 
+  exact_commands();
+  analysis_commands();
+  problem_commands();
+  cnn_commands();
+}
+
+// threshold, radius, curve, region, demo: the exact eta* and rho.
+void Program::exact_commands() {
   CLI::App* c = command(root_, "threshold", "eta*(B): stable iff lr <= eta*", cmd_threshold);
   geometry_options(c);
   eigen_options(c);
@@ -259,8 +271,11 @@ Program::Program() : root_(kDescription, "sgdstab") {
   options(c, {{"sampling", "without|with|bernoulli"}});
   solver_options(c, {"method", "tol", "ncv"});
   options(c, {{"plot", "FILE.svg: also write the stability region of all three schemes"}});
+}
 
-  c = command(root_, "bounds", "eta*(B) beside every known bound (GD, Wu-Ma-E, Mulayoff-Michaeli, alignment)",
+// bounds, alignment, montecarlo: the bounds, the alignment and the Monte Carlo cross-check.
+void Program::analysis_commands() {
+  CLI::App* c = command(root_, "bounds", "eta*(B) beside every known bound (GD, Wu-Ma-E, Mulayoff-Michaeli, alignment)",
               cmd_bounds);
   geometry_options(c);
   eigen_options(c);
@@ -281,8 +296,11 @@ Program::Program() : root_(kDescription, "sgdstab") {
   table_options<CrossCheckOptions>(c);  // --steps, --trajectories, --blocks, --seed
   flags(c, {{"quiet", "no progress on stderr"}});
   momentum_options(c);
+}
 
-  c = command(root_, "minimum", "build a model and a data set and reach an interpolating minimum", cmd_minimum);
+// minimum, analyze, escape: a model and a data set, trained to a minimum.
+void Program::problem_commands() {
+  CLI::App* c = command(root_, "minimum", "build a model and a data set and reach an interpolating minimum", cmd_minimum);
   problem_options(c);
   momentum_options(c);  // the gd and sgd trainers
 
@@ -302,7 +320,10 @@ Program::Program() : root_(kDescription, "sgdstab") {
   options(c, {{"lr-factor", "F: the runs' learning rate is F eta*(B)"}});
   table_options<EscapeOptions>(c);  // --epsilon, --runs, --escape-steps
   c->get_option("--lr-factor")->excludes("--lr");
+}
 
+// cnn train, analyze, sweep.
+void Program::cnn_commands() {
   // The cnn commands are declared here (their help, the fuzz target's
   // parsing) but run only in sgdstab-cnn, the program linked with LibTorch
   // (cli/cnn_main.cpp), which passes their handlers to run_subset; `sgdstab
@@ -315,7 +336,7 @@ Program::Program() : root_(kDescription, "sgdstab") {
   const Handler cmd_cnn_analyze = cmd_cnn_train, cmd_cnn_sweep = cmd_cnn_train;
   CLI::App* cnn = root_.add_subcommand("cnn", "VGG-style CNNs trained by SGD (builds with LibTorch only)");
   cnn->require_subcommand(1);
-  c = command(*cnn, "train", "train a CNN by SGD", cmd_cnn_train, "cnn ");
+  CLI::App* c = command(*cnn, "train", "train a CNN by SGD", cmd_cnn_train, "cnn ");
   cnn_options(c);
   cnn_train_options(c);
   momentum_options(c);

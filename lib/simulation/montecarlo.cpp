@@ -94,6 +94,72 @@ void SimulationOptions::validate(const Geometry& g) const {
               std::to_string(start.size()));
 }
 
+namespace {
+
+// Every trajectory's state (theory/montecarlo.md, section 2): delta (r x M),
+// with momentum u = lr v (theory/momentum.md, eq. 1), and its batch sampler;
+// work matrices for one step.
+struct Trajectories {
+  MatrixXd delta, u, step, y, weight;  // weight(i, j) = count of i in batch j / divisor
+  std::vector<BatchSampler> samplers;
+  std::vector<std::vector<Index>> touched;
+};
+
+Trajectories start_trajectories(const Geometry& g, const SimulationOptions& o) {
+  const Index r = g.rank(), n = g.samples(), m = o.trajectories;
+  Trajectories s;
+  s.delta.resize(r, m);
+  s.samplers.reserve(static_cast<std::size_t>(m));
+  for (Index j = 0; j < m; ++j) {
+    if (o.start.size() > 0) {
+      s.delta.col(j) = o.start;
+    } else {
+      Rng rng(Rng::stream_seed(o.seed, static_cast<std::uint64_t>(j), 1));
+      for (Index k = 0; k < r; ++k) s.delta(k, j) = rng.normal() / std::sqrt(static_cast<double>(r));
+    }
+    s.samplers.emplace_back(o.schedule, n, o.batch, Rng::stream_seed(o.seed, static_cast<std::uint64_t>(j), 2));
+  }
+  s.y.resize(n * g.outputs(), m);
+  s.weight = MatrixXd::Zero(n, m);
+  if (o.momentum.beta > 0.0) {
+    s.u = MatrixXd::Zero(r, m);
+    s.step.resize(r, m);
+  }
+  s.touched.resize(static_cast<std::size_t>(m));
+  return s;
+}
+
+// One SGD step of every trajectory, each on its own batch: Delta -= lr Z^T W Z Delta.
+void advance(Trajectories& s, const Geometry& g, const SimulationOptions& o) {
+  const MatrixXd& z = g.factor();  // (n c) x r
+  const Index n = g.samples(), c = g.outputs(), m = o.trajectories;
+  for (Index j = 0; j < m; ++j) {
+    double divisor = 1.0;
+    const std::vector<Index>& b = s.samplers[static_cast<std::size_t>(j)].next(divisor);
+    s.touched[static_cast<std::size_t>(j)] = b;
+    for (Index i : b) s.weight(i, j) += 1.0 / divisor;
+  }
+  detail::gemm(false, false, 1.0, z, s.delta, 0.0, s.y);  // Y = Z Delta: per-sample projections
+  for (Index j = 0; j < m; ++j)
+    for (Index i = 0; i < n; ++i) {
+      const double w = s.weight(i, j);
+      for (Index k = 0; k < c; ++k) s.y(i * c + k, j) *= w;
+    }
+  if (o.momentum.beta == 0.0) {
+    detail::gemm(true, false, -o.lr, z, s.y, 1.0, s.delta);  // Delta -= lr Z^T W Y = lr H_xi Delta
+  } else {
+    detail::gemm(true, false, o.lr, z, s.y, 0.0, s.step);  // lr H_xi Delta
+    const double b = o.momentum.beta;
+    s.u = b * s.u + s.step;                                    // u' = beta u + lr H_xi delta
+    if (o.momentum.nesterov) s.delta -= s.step + b * s.u;      // delta' = delta - lr H_xi delta - beta u'
+    else s.delta -= s.u;                                       // delta' = delta - u'
+  }
+  for (Index j = 0; j < m; ++j)
+    for (Index i : s.touched[static_cast<std::size_t>(j)]) s.weight(i, j) = 0.0;
+}
+
+}  // namespace
+
 SimulationResult simulate_linearized(const Geometry& g, const SimulationOptions& o) {
   o.validate(g);
   const Index r = g.rank(), c = g.outputs(), n = g.samples(), nc = n * c, m = o.trajectories;
@@ -101,68 +167,24 @@ SimulationResult simulate_linearized(const Geometry& g, const SimulationOptions&
                    (2.0 * static_cast<double>(r) + static_cast<double>(nc) + 2.0 * static_cast<double>(n) +
                     4.0 * static_cast<double>(o.batch) + 16.0),
                "the Monte Carlo state (" + std::to_string(m) + " trajectories)");
-  const MatrixXd& z = g.factor();  // (n c) x r
   const VectorXd& d = g.hessian_eigenvalues();
-  MatrixXd delta(r, m);
-  std::vector<BatchSampler> samplers;
-  samplers.reserve(static_cast<std::size_t>(m));
-  for (Index j = 0; j < m; ++j) {
-    if (o.start.size() > 0) {
-      delta.col(j) = o.start;
-    } else {
-      Rng rng(Rng::stream_seed(o.seed, static_cast<std::uint64_t>(j), 1));
-      for (Index k = 0; k < r; ++k) delta(k, j) = rng.normal() / std::sqrt(static_cast<double>(r));
-    }
-    samplers.emplace_back(o.schedule, n, o.batch, Rng::stream_seed(o.seed, static_cast<std::uint64_t>(j), 2));
-  }
+  Trajectories state = start_trajectories(g, o);
   SimulationResult res;
   res.trajectories = m;
   std::vector<double> norms(static_cast<std::size_t>(m)), losses(static_cast<std::size_t>(m));
   auto record = [&](Index t) {
     for (Index j = 0; j < m; ++j) {
-      norms[static_cast<std::size_t>(j)] = delta.col(j).squaredNorm();
-      losses[static_cast<std::size_t>(j)] = 0.5 * delta.col(j).cwiseAbs2().dot(d);
+      norms[static_cast<std::size_t>(j)] = state.delta.col(j).squaredNorm();
+      losses[static_cast<std::size_t>(j)] = 0.5 * state.delta.col(j).cwiseAbs2().dot(d);
     }
     res.squared_norm.push_back(summarize(t, norms, o.confidence));
     res.loss.push_back(summarize(t, losses, o.confidence));
   };
   record(0);
   const auto t0 = std::chrono::steady_clock::now();
-  MatrixXd y(nc, m);
-  MatrixXd weight = MatrixXd::Zero(n, m);  // weight(i, j) = count of i in batch j / divisor
-  // Momentum (theory/momentum.md, eq. 1): u = lr v per trajectory, and the step lr H_xi delta.
-  const bool heavy = o.momentum.beta > 0.0;
-  MatrixXd u, step;
-  if (heavy) {
-    u = MatrixXd::Zero(r, m);
-    step.resize(r, m);
-  }
-  std::vector<std::vector<Index>> touched(static_cast<std::size_t>(m));
   for (Index t = 1; t <= o.steps; ++t) {
     detail::throw_if_interrupted("simulate_linearized");
-    for (Index j = 0; j < m; ++j) {
-      double divisor = 1.0;
-      const std::vector<Index>& b = samplers[static_cast<std::size_t>(j)].next(divisor);
-      touched[static_cast<std::size_t>(j)] = b;
-      for (Index i : b) weight(i, j) += 1.0 / divisor;
-    }
-    detail::gemm(false, false, 1.0, z, delta, 0.0, y);  // Y = Z Delta: per-sample projections
-    for (Index j = 0; j < m; ++j)
-      for (Index i = 0; i < n; ++i) {
-        const double w = weight(i, j);
-        for (Index k = 0; k < c; ++k) y(i * c + k, j) *= w;
-      }
-    if (!heavy) {
-      detail::gemm(true, false, -o.lr, z, y, 1.0, delta);  // Delta -= lr Z^T W Y = lr H_xi Delta
-    } else {
-      detail::gemm(true, false, o.lr, z, y, 0.0, step);  // lr H_xi Delta
-      const double b = o.momentum.beta;
-      u = b * u + step;                                   // u' = beta u + lr H_xi delta
-      if (o.momentum.nesterov) delta -= step + b * u;     // delta' = delta - lr H_xi delta - beta u'
-      else delta -= u;                                    // delta' = delta - u'
-    }
-    for (Index j = 0; j < m; ++j)
-      for (Index i : touched[static_cast<std::size_t>(j)]) weight(i, j) = 0.0;
+    advance(state, g, o);
     record(t);
     if (o.progress) o.progress(t, o.steps);
   }
