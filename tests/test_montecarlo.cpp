@@ -492,7 +492,10 @@ TEST(Reports, EveryResultCarriesOneReport) {
   const auto region = sgdstab::stability_region(g, {Sampling::with_replacement}, {1, 3});
   expect_reported(region, "stability_region");
   EXPECT_GT(region.report.matvecs, 0);
-  for (const auto& p : region.curves.front().points) EXPECT_TRUE(p.converged()) << p.report.message;
+  for (const auto& p : region.curves.front().points) {
+    EXPECT_TRUE(p.converged()) << p.report.message;
+    EXPECT_EQ(p.report.seconds, region.report.seconds);  // made together: the whole call's
+  }
   expect_reported(sgdstab::stability_bounds(g, 2), "stability_bounds");
   expect_reported(sgdstab::worst_case_alignment(g), "worst_case_alignment");
   const sgdstab::Momentum mo{0.5, false};

@@ -2,8 +2,6 @@
 // eigenvalue turned into the serial results (theory/distributed.md).
 #include "sgdstab/distributed.hpp"
 
-#include <slepceps.h>
-
 #include <Eigen/Core>
 #include <chrono>
 #include <cmath>
@@ -142,7 +140,7 @@ Timed<StabilityRegion> region(MPI_Comm comm, const DistributedGeometry& g, const
   if (out.converged())
     out.report.message = "converged (SLEPc Krylov-Schur on " + std::to_string(comm_size(comm)) + " ranks)";
   out.report.apply_seconds = out.times.total_seconds();
-  out.report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  detail::set_region_seconds(out, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   return out;
 }
 

@@ -137,7 +137,7 @@ StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>&
   out.report.device = fam.device;
   detail::assemble_region(out, fam.members, schemes, batches);
   if (out.converged()) out.report.message = "converged";
-  out.report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  detail::set_region_seconds(out, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   return out;
 }
 
@@ -186,7 +186,7 @@ StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>&
     out.curves.push_back(std::move(curve));
   }
   if (out.converged()) out.report.message = "converged";
-  out.report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  detail::set_region_seconds(out, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   return out;
 }
 

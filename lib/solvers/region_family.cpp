@@ -139,6 +139,12 @@ RegionPoint region_point(const FamilyMember& m, double c, double s, Index batch)
 
 }  // namespace
 
+void set_region_seconds(StabilityRegion& out, double seconds) {
+  out.report.seconds = seconds;
+  for (RegionCurve& c : out.curves)
+    for (RegionPoint& p : c.points) p.report.seconds = seconds;
+}
+
 void assemble_region(StabilityRegion& out, const std::vector<FamilyMember>& members,
                      const std::vector<Sampling>& schemes, const std::vector<Index>& batches) {
   for (const FamilyMember& m : members) {  // theory/region.md, section 6

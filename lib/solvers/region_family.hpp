@@ -39,6 +39,10 @@ std::vector<double> region_s_values(const std::vector<Sampling>& schemes, const 
 /// member's error bound; the first point that did not converge sets the
 /// region's status. out.samples must be set. Used by stability_region and
 /// sgdstab::mpi::region.
+/// The region's wall time, also on each of its points (made together: the
+/// whole call's, solver.hpp).
+void set_region_seconds(StabilityRegion& out, double seconds);
+
 void assemble_region(StabilityRegion& out, const std::vector<FamilyMember>& members,
                      const std::vector<Sampling>& schemes, const std::vector<Index>& batches);
 
