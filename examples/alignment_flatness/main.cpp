@@ -81,7 +81,7 @@ int main(int argc, char** argv) try {
         if (!run.converged()) {
           std::printf("%-20s %7.4f %4ld %-9s %7ld\n", p.name.c_str(), o.lr, static_cast<long>(b), outcome.c_str(),
                       static_cast<long>(run.report.iterations));
-          csv << p.name << "," << o.lr << "," << b << "," << outcome << "," << run.iterations << ",,,,,,,,,,\n";
+          csv << p.name << "," << o.lr << "," << b << "," << outcome << "," << run.report.iterations << ",,,,,,,,,,\n";
           continue;
         }
         // Polish the SGD point to an interpolating minimum (Gauss-Newton moves it by about
@@ -98,7 +98,7 @@ int main(int argc, char** argv) try {
                     bd.mu_star, ratio, bd.hessian_frobenius / frob_bound,
                     bd.eta_alignment ? *bd.eta_alignment / bd.eta_star : INFINITY);
         csv.precision(10);
-        csv << p.name << "," << o.lr << "," << b << "," << outcome << "," << run.iterations << ","
+        csv << p.name << "," << o.lr << "," << b << "," << outcome << "," << run.report.iterations << ","
             << bd.hessian_frobenius << "," << bd.sharpness << "," << bd.mu_star << "," << bd.gamma << ","
             << bd.eta_star << "," << ratio << "," << frob_bound << "," << bd.hessian_frobenius / frob_bound << ","
             << (bd.eta_alignment ? *bd.eta_alignment : INFINITY) << "," << bd.eta_sufficient << "\n";

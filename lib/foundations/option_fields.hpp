@@ -1,9 +1,8 @@
 #pragma once
 // Building an options table (include/sgdstab/options.hpp), internal: the
 // field builders every layer's table uses, and the generic functions over a
-// table, instantiated by the unit that defines it:
-//   template <> const std::vector<OptionField<S>>& option_table<S>() { ... }
-//   SGDSTAB_INSTANTIATE_OPTION_TABLE(S)
+// table, defined with it by the unit that builds it (at global scope):
+//   SGDSTAB_DEFINE_OPTION_TABLE(S, make_table)  // make_table() returns the fields
 #include <cmath>
 #include <string>
 #include <type_traits>
@@ -143,3 +142,13 @@ void check_fields(const S& s, const std::string& where) {
   template const sgdstab::OptionField<S>& sgdstab::option_field<S>(const std::string&);       \
   template std::string sgdstab::default_text<S>(const sgdstab::OptionField<S>&, bool);       \
   template void sgdstab::check_fields<S>(const S&, const std::string&)
+
+/// option_table<S>() as the fields make() returns (built once), and the
+/// generic functions over it for S.
+#define SGDSTAB_DEFINE_OPTION_TABLE(S, make)                               \
+  template <>                                                           \
+  const std::vector<sgdstab::OptionField<S>>& sgdstab::option_table<S>() { \
+    static const std::vector<sgdstab::OptionField<S>> table = make();    \
+    return table;                                                       \
+  }                                                                     \
+  SGDSTAB_INSTANTIATE_OPTION_TABLE(S)

@@ -98,33 +98,24 @@ std::vector<OptionField<SolverOptions>> solver_table() {
 std::vector<OptionField<Momentum>> momentum_table() {
   using S = Momentum;
   std::vector<OptionField<S>> t;
-  t.push_back(on_cli(with_rule(field("beta", &S::beta, "SGD with momentum: PyTorch's SGD(momentum=BETA), 0 <= BETA < 1 (theory/momentum.md)"),
+  t.push_back(on_cli(with_rule(field("beta", &S::beta,
+                                     "SGD with momentum: PyTorch's SGD(momentum=BETA), 0 <= BETA < 1 "
+                                     "(theory/momentum.md)"),
                                "must satisfy 0 <= beta < 1",
                                [](const OptionValue& v) {
                                  const double b = std::get<double>(v);
                                  return std::isfinite(b) && b >= 0.0 && b < 1.0;
                                }),
                      "momentum", "BETA"));
-  t.push_back(on_cli(field("nesterov", &S::nesterov, "Nesterov momentum (PyTorch's nesterov=True; needs --momentum / momentum=BETA)"),
+  t.push_back(on_cli(field("nesterov", &S::nesterov,
+                           "Nesterov momentum (PyTorch's nesterov=True; needs --momentum / momentum=BETA)"),
                      "nesterov"));
   return t;
 }
 
 }  // namespace
 
-template <>
-const std::vector<OptionField<SolverOptions>>& option_table<SolverOptions>() {
-  static const std::vector<OptionField<SolverOptions>> table = solver_table();
-  return table;
-}
-
-template <>
-const std::vector<OptionField<Momentum>>& option_table<Momentum>() {
-  static const std::vector<OptionField<Momentum>> table = momentum_table();
-  return table;
-}
-
 }  // namespace sgdstab
 
-SGDSTAB_INSTANTIATE_OPTION_TABLE(sgdstab::SolverOptions);
-SGDSTAB_INSTANTIATE_OPTION_TABLE(sgdstab::Momentum);
+SGDSTAB_DEFINE_OPTION_TABLE(sgdstab::SolverOptions, sgdstab::solver_table);
+SGDSTAB_DEFINE_OPTION_TABLE(sgdstab::Momentum, sgdstab::momentum_table);

@@ -48,12 +48,6 @@ std::vector<OptionField<ReductionOptions>> reduction_table() {
 
 }  // namespace
 
-template <>
-const std::vector<OptionField<ReductionOptions>>& option_table<ReductionOptions>() {
-  static const std::vector<OptionField<ReductionOptions>> table = reduction_table();
-  return table;
-}
-
 }  // namespace sgdstab
 
-SGDSTAB_INSTANTIATE_OPTION_TABLE(sgdstab::ReductionOptions);
+SGDSTAB_DEFINE_OPTION_TABLE(sgdstab::ReductionOptions, sgdstab::reduction_table);

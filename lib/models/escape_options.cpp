@@ -40,12 +40,6 @@ std::vector<OptionField<EscapeOptions>> escape_table() {
 
 }  // namespace
 
-template <>
-const std::vector<OptionField<EscapeOptions>>& option_table<EscapeOptions>() {
-  static const std::vector<OptionField<EscapeOptions>> table = escape_table();
-  return table;
-}
-
 }  // namespace sgdstab
 
-SGDSTAB_INSTANTIATE_OPTION_TABLE(sgdstab::EscapeOptions);
+SGDSTAB_DEFINE_OPTION_TABLE(sgdstab::EscapeOptions, sgdstab::escape_table);

@@ -40,12 +40,6 @@ std::vector<OptionField<CrossCheckOptions>> cross_check_table() {
 
 }  // namespace
 
-template <>
-const std::vector<OptionField<CrossCheckOptions>>& option_table<CrossCheckOptions>() {
-  static const std::vector<OptionField<CrossCheckOptions>> table = cross_check_table();
-  return table;
-}
-
 }  // namespace sgdstab
 
-SGDSTAB_INSTANTIATE_OPTION_TABLE(sgdstab::CrossCheckOptions);
+SGDSTAB_DEFINE_OPTION_TABLE(sgdstab::CrossCheckOptions, sgdstab::cross_check_table);
