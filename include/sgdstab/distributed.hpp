@@ -28,7 +28,8 @@
 /// auto rows = sgdstab::mpi::read_rows(PETSC_COMM_WORLD, "gram.npy", 2);   // this rank's rows of K
 /// auto g = sgdstab::mpi::reduce_gram(PETSC_COMM_WORLD, rows, 2);
 /// auto t = sgdstab::mpi::threshold(PETSC_COMM_WORLD, g, 8, sgdstab::Sampling::with_replacement);
-/// if (rank == 0) std::cout << t.eta_star << "\n";    // the same on every rank
+/// if (rank == 0) std::cout << t.eta_star << " " << t.times.communication_seconds << "\n";
+///                                    // eta*: the same on every rank; times: this rank's
 /// SlepcFinalize();
 /// \endcode
 #include <mpi.h>

@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "foundations/check.hpp"
+#include "foundations/interrupt_detail.hpp"
 #include "foundations/linalg.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"

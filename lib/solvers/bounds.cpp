@@ -206,29 +206,34 @@ double non_uniformity(const Geometry& g, StabilityBounds& b) {
 
 namespace {
 
+// The table computed where H is near 1, reported in the user's units (theory/scaling.md).
+StabilityBounds bounds_rescaled(const detail::UnitGeometry& u, Index batch, Sampling sampling,
+                                const SolverOptions& options, const ThresholdResult* threshold,
+                                std::optional<double> mu_star) {
+  const double unit = u.unit();
+  std::optional<ThresholdResult> thr;
+  if (threshold != nullptr) {
+    thr = *threshold;
+    thr->eta_star *= unit;
+    thr->pencil_max /= unit;
+  }
+  StabilityBounds b = stability_bounds(u.get(), batch, sampling, options, thr ? &*thr : nullptr, mu_star);
+  for (double* eta : {&b.eta_star, &b.eta_gd, &b.eta_sufficient, &b.eta_necessary_rank1, &b.eta_necessary_trace})
+    *eta /= unit;
+  if (b.eta_alignment) *b.eta_alignment /= unit;
+  if (b.eta_trace_b1) *b.eta_trace_b1 /= unit;
+  b.sharpness *= unit;
+  b.non_uniformity *= unit;
+  b.hessian_frobenius *= unit;
+  b.hessian_trace *= unit;
+  return b;
+}
+
 StabilityBounds bounds_untimed(const Geometry& g, Index batch, Sampling sampling, const SolverOptions& options,
-                                 const ThresholdResult* threshold, std::optional<double> mu_star) {
+                               const ThresholdResult* threshold, std::optional<double> mu_star) {
   const SamplingFactors f = sampling_factors(sampling, g.samples(), batch);  // validates batch
   const detail::UnitGeometry u(g);
-  if (u.rescaled()) {  // computed where H is near 1, reported in the user's units (theory/scaling.md)
-    const double unit = u.unit();
-    std::optional<ThresholdResult> thr;
-    if (threshold != nullptr) {
-      thr = *threshold;
-      thr->eta_star *= unit;
-      thr->pencil_max /= unit;
-    }
-    StabilityBounds b = stability_bounds(u.get(), batch, sampling, options, thr ? &*thr : nullptr, mu_star);
-    for (double* eta : {&b.eta_star, &b.eta_gd, &b.eta_sufficient, &b.eta_necessary_rank1, &b.eta_necessary_trace})
-      *eta /= unit;
-    if (b.eta_alignment) *b.eta_alignment /= unit;
-    if (b.eta_trace_b1) *b.eta_trace_b1 /= unit;
-    b.sharpness *= unit;
-    b.non_uniformity *= unit;
-    b.hessian_frobenius *= unit;
-    b.hessian_trace *= unit;
-    return b;
-  }
+  if (u.rescaled()) return bounds_rescaled(u, batch, sampling, options, threshold, mu_star);
   StabilityBounds b;
   b.batch = batch;
   b.sampling = sampling;

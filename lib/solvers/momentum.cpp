@@ -73,10 +73,6 @@ void MomentumOperator::perform_op(const Scalar* x_in, Scalar* y_out) const {
 
 namespace {
 
-void unpack_into_full(const double* x, Index r, MatrixXd& s) {
-  s = unpack(Eigen::Map<const VectorXd>(x, packed_size(r)), r);
-}
-
 // The dense matrix of T on packed coordinates and its eigenvalue of largest modulus.
 bool dense_rho(const MomentumOperator& op, double& rho, double& imag, Index& matvecs) {
   const Index m = op.rows();
@@ -96,6 +92,36 @@ bool dense_rho(const MomentumOperator& op, double& rho, double& imag, Index& mat
 }  // namespace
 
 namespace {
+
+// rho by Arnoldi on the packed coordinates (theory/momentum.md, section 4):
+// true with res filled when it converged; else res.rho is not to be trusted
+// and res.report holds the restarts and applications spent.
+bool arnoldi_radius(const MomentumOperator& op, const SolverOptions& options, Index ncv, RadiusResult& res) {
+  const Index m = op.rows();
+  // Start from the identity (PSD): the Perron eigenvector of a positive map is PSD.
+  const VectorXd start = pack(MatrixXd::Identity(op.dimension(), op.dimension()));
+  detail::FunctionOperator f(m, [&op](const double* x, double* y) { op.perform_op(x, y); });
+  const detail::ComplexEigenpair a = detail::arnoldi_top(f, start, std::max<Index>(ncv, 3), /*largest_real=*/false,
+                                                         options.max_iterations, options.tolerance);
+  res.report.iterations = a.report.iterations;
+  res.report.matvecs = op.applications();
+  res.rho = std::abs(a.value);
+  if (!a.report.converged()) return false;
+  const std::complex<double> lambda = a.value;
+  res.report.method = Method::lanczos;
+  res.report.status = Status::converged;
+  if (std::abs(lambda.imag()) <= 1e-8 * res.rho) {
+    const VectorXd v = a.vector.normalized();
+    VectorXd tv(m);
+    op.perform_op(v.data(), tv.data());
+    res.report.matvecs = op.applications();
+    res.report.residual = (tv - lambda.real() * v).norm() / std::max(res.rho, 1e-300);
+  } else {
+    res.report.residual = std::numeric_limits<double>::quiet_NaN();
+  }
+  res.report.message = "converged (Arnoldi, " + std::to_string(res.report.iterations) + " restarts)";
+  return true;
+}
 
 RadiusResult momentum_radius_untimed(const Geometry& geometry, double lr, Index batch, Sampling sampling,
                                       Momentum momentum, const SolverOptions& options) {
@@ -117,31 +143,7 @@ RadiusResult momentum_radius_untimed(const Geometry& geometry, double lr, Index 
     const Index ncv = std::min<Index>(m, options.subspace_dimension > 0 ? options.subspace_dimension : 20);
     check_memory(fixed + 8.0 * static_cast<double>(m) * static_cast<double>(ncv + 4),
                  "momentum spectral radius (Arnoldi, ncv = " + std::to_string(ncv) + ")", options.memory_limit_bytes);
-    // Start from the identity (PSD): the Perron eigenvector of a positive map is PSD.
-    const VectorXd start = pack(MatrixXd::Identity(op.dimension(), op.dimension()));
-    detail::FunctionOperator f(m, [&op](const double* x, double* y) { op.perform_op(x, y); });
-    const detail::ComplexEigenpair a =
-        detail::arnoldi_top(f, start, std::max<Index>(ncv, 3), /*largest_real=*/false, options.max_iterations,
-                            options.tolerance);
-    res.report.iterations = a.report.iterations;
-    res.report.matvecs = op.applications();
-    if (a.report.converged()) {
-      const std::complex<double> lambda = a.value;
-      res.rho = std::abs(lambda);
-      res.report.method = Method::lanczos;
-      res.report.status = Status::converged;
-      if (std::abs(lambda.imag()) <= 1e-8 * res.rho) {
-        const VectorXd v = a.vector.normalized();
-        VectorXd tv(m);
-        op.perform_op(v.data(), tv.data());
-        res.report.matvecs = op.applications();
-        res.report.residual = (tv - lambda.real() * v).norm() / std::max(res.rho, 1e-300);
-      } else {
-        res.report.residual = std::numeric_limits<double>::quiet_NaN();
-      }
-      res.report.message = "converged (Arnoldi, " + std::to_string(res.report.iterations) + " restarts)";
-      return res;
-    }
+    if (arnoldi_radius(op, options, ncv, res)) return res;
     history = "Arnoldi did not converge in " + std::to_string(options.max_iterations) + " restarts (ncv = " +
               std::to_string(ncv) + "); ";
     if (m > options.dense_fallback_max_dimension || !detail::dense_fits(m, options, fixed)) {
@@ -149,7 +151,6 @@ RadiusResult momentum_radius_untimed(const Geometry& geometry, double lr, Index 
       res.report.method = Method::lanczos;
       res.report.message = history + "the dense fallback (" + std::to_string(m) + " x " + std::to_string(m) +
                            ") is over dense_fallback_max_dimension or the memory limit: rho is not to be trusted";
-      res.rho = std::abs(a.value);
       return res;
     }
     method = Method::dense;

@@ -37,6 +37,11 @@ double noise_level(Sampling sampling, Index n, Index batch) { return sampling_fa
 
 namespace {
 
+void unpack_into_full(const double* x, Index r, MatrixXd& s) {
+  s = unpack(Eigen::Map<const VectorXd>(x, packed_size(r)), r);
+}
+
+
 // (m01, e0) of theory/momentum.md, eq. 2.
 std::pair<double, double> momentum_coefficients(const Momentum& mo) {
   return {mo.nesterov ? -mo.beta * mo.beta : -mo.beta, mo.nesterov ? -(1.0 + mo.beta) : -1.0};
