@@ -19,6 +19,7 @@
 #include "sgdstab/errors.hpp"
 #include "sgdstab/escape.hpp"
 #include "sgdstab/interrupt.hpp"
+#include "sgdstab/minimize.hpp"
 
 namespace sgdstab::cli {
 
@@ -122,7 +123,8 @@ void Program::momentum_options(CLI::App* app) { table_options<Momentum>(app); } 
 template <class S>
 void Program::table_options(CLI::App* app, std::initializer_list<const char*> only, std::initializer_list<Opt> help) {
   for (const OptionField<S>& f : option_table<S>()) {
-    if (f.cli.empty()) continue;
+    // Another table's field may have registered it (--residual-tol: the minimizers' and the trainer's).
+    if (f.cli.empty() || app->get_option_no_throw("--" + f.cli) != nullptr) continue;
     if (only.size() != 0 &&
         std::none_of(only.begin(), only.end(), [&](const char* name) { return f.cli == name; }))
       continue;
@@ -168,18 +170,17 @@ void Program::problem_options(CLI::App* app) {
                         "CIFAR-10's cifar-10-batches-bin"},
            {"trainer", "min-norm|gauss-newton|gd|sgd (default min-norm when only the last layer trains, "
                        "gauss-newton otherwise)"},
-           {"residual-tol", "X: max|f - y| <= X max|y| at a minimum (default 1e-10)"},
-           {"max-iter", "K: Gauss-Newton iterations"},
-           {"lr", "ETA: learning rate (gd, sgd; escape: the runs' rate)"},
-           {"max-steps", "K: step budget (gd, sgd)"},
-           {"batch", "B: batch size (sgd; escape: the runs' batch size)"},
-           {"sampling", "without|with|bernoulli: the analysis's scheme and the sgd trainer's default"},
-           {"train-sampling", "S: the sgd trainer's scheme"},
-           {"save-jacobian", "FILE: write the Jacobian at the minimum (.npy or CSV by extension)"},
-           {"save-gram", "FILE: write the Gram at the minimum"},
-           {"save-params", "FILE: write theta at the minimum"},
-           {"alignment-log", "FILE: log step, loss, mu, |G|_F along gd/sgd training (CSV)"},
-           {"log-every", "K: steps between --alignment-log rows (>= 1)"}});
+           {"sampling", "without|with|bernoulli: the analysis's scheme and the sgd trainer's default"}});
+  table_options<MinimizeOptions>(app);  // --residual-tol, --max-iter
+  table_options<TrainOptions>(app, {},  // --lr, --batch, --train-sampling, --max-steps, --log-every
+                              {{"lr", "learning rate of the gd and sgd trainers; escape: the runs' rate (default none)"},
+                               {"batch", "batch size of the sgd trainer; escape: the runs' batch size (default none)"},
+                               {"train-sampling", "the sgd trainer's scheme (default --sampling's)"},
+                               {"log-every", "steps between --alignment-log rows, >= 1 (default one epoch)"}});
+  options(app, {{"save-jacobian", "FILE: write the Jacobian at the minimum (.npy or CSV by extension)"},
+                {"save-gram", "FILE: write the Gram at the minimum"},
+                {"save-params", "FILE: write theta at the minimum"},
+                {"alignment-log", "FILE: log step, loss, mu, |G|_F along gd/sgd training (CSV)"}});
   flags(app, {{"bias", "layers have biases"},
               {"allow-residual", "analyze: go on at a point that does not interpolate"},
               {"quiet", "no progress on stderr"}});

@@ -1,6 +1,8 @@
 #include "problem.hpp"
 
 #include "inputs.hpp"
+#include "option_table.hpp"
+#include "report.hpp"
 
 #include <unistd.h>
 
@@ -61,7 +63,8 @@ void check_relevant(const Args& args, const MlpSpec& spec, const std::string& co
   for (const char* opt : {"classes", "per-class", "scaling", "split", "data-dir"})
     forbid(opt, !images, "applies to --data fashion-mnist or cifar10 only");
   forbid("activation", spec.widths.size() == 2, "needs a hidden layer (--widths with 3 or more entries)");
-  forbid("lr", trainer != "gd" && trainer != "sgd", "applies to --trainer gd or sgd only");
+  forbid("lr", trainer != "gd" && trainer != "sgd" && command != "escape",
+         "applies to --trainer gd or sgd only (and to escape's runs)");
   forbid("max-steps", trainer != "gd" && trainer != "sgd", "applies to --trainer gd or sgd only");
   forbid("batch", trainer != "sgd" && command != "escape", "applies to --trainer sgd only (gd is full-batch)");
   forbid("train-sampling", trainer != "sgd", "applies to --trainer sgd only");
@@ -208,54 +211,64 @@ std::vector<Index> batches_option(const Args& args, Index samples) {
   return batches;
 }
 
-MinimizeResult reach_minimum(const Args& args, Problem& p) {
-  const std::string trainer = trainer_name(args, p.model.spec());
-  const double tol = args.number_or("residual-tol", 1e-10);
-  if (!(tol > 0.0)) throw UsageError("--residual-tol: X must be > 0, got " + args.str("residual-tol"));
-  if (args.integer_or("max-iter", 0) < 0) throw UsageError("--max-iter: K must be >= 0");
-  if (args.integer_or("max-steps", 0) < 0) throw UsageError("--max-steps: K must be >= 0");
+namespace {
+
+// The gd and sgd trainers' options: TrainOptions' table from the command
+// line, gd full-batch, the scheme --train-sampling or else --sampling, the
+// batches seeded by --seed + 7.
+TrainOptions sgd_trainer_options(const Args& args, const std::string& trainer, Index samples) {
+  TrainOptions o;
+  o.sampling = args.choice("sampling", Sampling::without_replacement);
+  if (!args.has("lr")) throw UsageError("missing required option --lr (--trainer " + trainer + ")");
+  if (trainer == "sgd" && !args.has("batch")) throw UsageError("missing required option --batch (--trainer sgd)");
+  if (args.has("log-every") && args.integer("log-every") < 1)  // the table's 0 is its default, one epoch
+    throw UsageError("--log-every: K must be >= 1, got " + args.str("log-every"));
+  apply_cli(args, o);
+  if (trainer == "gd") {
+    o.batch = samples;  // --batch is escape's runs' batch, not gd's
+    o.sampling = Sampling::without_replacement;
+  }
+  check_batch(o.batch, samples, "--batch");
+  o.seed = static_cast<std::uint64_t>(args.integer_or("seed", 0)) + 7;
+  return o;
+}
+
+// Trains with gd or sgd, logging mu, L and |G|_F to --alignment-log when given.
+MinimizeResult train_to_minimum(const Args& args, Problem& p, const std::string& trainer, json& options) {
   const MatrixXd& x = p.data.inputs;
   const MatrixXd& y = p.data.targets;
+  TrainOptions o = sgd_trainer_options(args, trainer, p.data.samples());
   // --momentum trains with momentum (gd, sgd); `minimum` refuses it for the
   // other trainers, `escape` uses it for its runs and `analyze` for its
   // curve whatever the trainer.
-  const std::optional<Momentum> momentum = args.has("momentum") || args.has("nesterov") ? momentum_option(args)
-                                                                                       : std::nullopt;
+  if (args.has("momentum") || args.has("nesterov")) o.momentum = *momentum_option(args);
+  options = options_json(o);
+  std::vector<AlignmentSample> log;
+  if (args.has("alignment-log"))
+    o.observer = [&](Index step, const Mlp& model) { log.push_back(alignment_at(model, x, y, step)); };
+  const MinimizeResult res = train_sgd(p.model, x, y, o);
+  if (args.has("alignment-log")) {
+    Eigen::MatrixXd table(static_cast<Index>(log.size()), 4);
+    for (std::size_t k = 0; k < log.size(); ++k)
+      table.row(static_cast<Index>(k)) << static_cast<double>(log[k].step), log[k].loss, log[k].mu, log[k].g_frobenius;
+    write_matrix(args.str("alignment-log"), table);
+    p.alignment_log = args.str("alignment-log");
+  }
+  return res;
+}
+
+}  // namespace
+
+MinimizeResult reach_minimum(const Args& args, Problem& p) {
+  const std::string trainer = trainer_name(args, p.model.spec());
   if (trainer == "min-norm" || trainer == "gauss-newton") {
     MinimizeOptions o;
-    o.residual_tolerance = tol;
-    o.max_iterations = args.integer_or("max-iter", o.max_iterations);
-    return trainer == "min-norm" ? minimum_norm_solution(p.model, x, y, o) : gauss_newton(p.model, x, y, o);
+    apply_cli(args, o);  // --residual-tol, --max-iter
+    p.trainer_options = options_json(o);
+    return trainer == "min-norm" ? minimum_norm_solution(p.model, p.data.inputs, p.data.targets, o)
+                                 : gauss_newton(p.model, p.data.inputs, p.data.targets, o);
   }
-  if (trainer == "gd" || trainer == "sgd") {
-    TrainOptions o;
-    o.lr = args.number("lr");
-    if (!(o.lr > 0.0)) throw UsageError("--lr: ETA must be > 0, got " + args.str("lr"));
-    o.batch = trainer == "gd" ? p.data.samples() : args.integer("batch");
-    check_batch(o.batch, p.data.samples(), "--batch");
-    if (trainer == "sgd")
-      o.sampling = args.choice("train-sampling", args.choice("sampling", Sampling::without_replacement));
-    o.max_steps = args.integer_or("max-steps", o.max_steps);
-    o.residual_tolerance = tol;
-    if (momentum) o.momentum = *momentum;
-    o.seed = static_cast<std::uint64_t>(args.integer_or("seed", 0)) + 7;
-    std::vector<AlignmentSample> log;
-    if (args.has("alignment-log")) {
-      o.check_every = args.integer_or("log-every", 0);  // 0: the trainer's default, one epoch
-      if (args.has("log-every") && o.check_every < 1)
-        throw UsageError("--log-every: K must be >= 1, got " + std::to_string(o.check_every));
-      o.observer = [&](Index step, const Mlp& model) { log.push_back(alignment_at(model, x, y, step)); };
-    }
-    const MinimizeResult res = train_sgd(p.model, x, y, o);
-    if (args.has("alignment-log")) {
-      Eigen::MatrixXd table(static_cast<Index>(log.size()), 4);
-      for (std::size_t k = 0; k < log.size(); ++k)
-        table.row(static_cast<Index>(k)) << static_cast<double>(log[k].step), log[k].loss, log[k].mu, log[k].g_frobenius;
-      write_matrix(args.str("alignment-log"), table);
-      p.alignment_log = args.str("alignment-log");
-    }
-    return res;
-  }
+  if (trainer == "gd" || trainer == "sgd") return train_to_minimum(args, p, trainer, p.trainer_options);
   throw UsageError("--trainer: expected min-norm, gauss-newton, gd or sgd, got '" + trainer + "'");
 }
 

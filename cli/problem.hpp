@@ -20,6 +20,8 @@ struct Problem {
   Mlp model;
   std::uint64_t seed = 0;  ///< --seed: initialization (and data, batches)
   std::string alignment_log;  ///< path written by --alignment-log, if any
+  /// The trainer's options in effect (MinimizeOptions' or TrainOptions' table), set by reach_minimum.
+  nlohmann::ordered_json trainer_options;
 };
 
 /// The data set named by --data and the model named by --model/--widths/...,

@@ -167,6 +167,7 @@ void minimum_fields(json& j, const Problem& p, const MinimizeResult& res) {
   j["params"] = p.model.num_parameters();
   j["trainer"] = res.method;
   minimizer_fields(j, res, "iterations");
+  if (!p.trainer_options.is_null()) j["options"] = p.trainer_options;
   j["gradient_norm"] = res.gradient_norm;
   j["loss_convention"] = kLossConvention;
 }

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <iomanip>
 #include <sstream>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
@@ -556,6 +557,46 @@ TEST_F(Cli, EscapeClassifiesNonlinearRuns) {
   r = run(base + " --sampling reshuffle --lr-factor 0.7");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("reshuffle"), std::string::npos) << r.err;
+  // --lr is the runs' rate whatever the trainer (the default here, gauss-newton,
+  // takes no rate): the run at 0.7 eta* by --lr-factor, again by --lr.
+  r = run(base + " --lr-factor 0.7");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const double lr = json::parse(r.out)["lr"].get<double>();
+  std::ostringstream by_lr;
+  by_lr << base << " --lr " << std::setprecision(17) << lr;
+  r = run(by_lr.str());
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = json::parse(r.out);
+  EXPECT_EQ(j["lr"].get<double>(), lr);
+  EXPECT_EQ(j["converged"], 10) << j["message"];
+}
+
+// The trainer's options in effect, echoed from MinimizeOptions' and
+// TrainOptions' tables; their rules name the option.
+TEST_F(Cli, MinimumEchoesTheTrainersOptions) {
+  CliRun r = run("minimum --widths 2,8,1 --activation tanh --data teacher --samples 8 --seed 3 --max-iter 50");
+  ASSERT_EQ(r.code, 0) << r.err;
+  json j = json::parse(r.out);
+  EXPECT_EQ(j["options"]["max_iterations"], 50);
+  EXPECT_EQ(j["options"]["residual_tolerance"], 1e-10);
+  r = run("minimum --widths 1,1 --data curvatures:1,4,9 --trainer sgd --lr 0.1 --batch 2 --seed 4 "
+          "--train-sampling with --residual-tol 1e-6 --max-steps 100000");
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = json::parse(r.out);
+  EXPECT_EQ(j["options"]["lr"], 0.1);
+  EXPECT_EQ(j["options"]["batch"], 2);
+  EXPECT_EQ(j["options"]["sampling"], "with");
+  EXPECT_EQ(j["options"]["residual_tolerance"], 1e-6);
+  EXPECT_EQ(j["options"]["seed"], 11);  // --seed + 7
+  r = run("minimum --widths 1,1 --data curvatures:1,4,9 --trainer gd --lr 0.1 --max-steps -1");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--max-steps: must be >= 0, got '-1'"), std::string::npos) << r.err;
+  r = run("minimum --widths 1,1 --data curvatures:1,4,9 --trainer gd --residual-tol 0");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--lr"), std::string::npos) << r.err;
+  r = run("minimum --widths 1,1 --data curvatures:1,4,9 --trainer gd --lr 0.1 --residual-tol 0");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--residual-tol: must be finite and > 0, got '0'"), std::string::npos) << r.err;
 }
 
 TEST_F(Cli, MomentumOnEscapeAndTheTrainer) {

@@ -15,6 +15,7 @@
 #include "sgdstab/errors.hpp"
 #include "sgdstab/escape.hpp"
 #include "sgdstab/geometry.hpp"
+#include "sgdstab/minimize.hpp"
 #include "sgdstab/montecarlo.hpp"
 #include "sgdstab/options.hpp"
 
@@ -339,4 +340,72 @@ TEST(Options, EscapeTableListsItsFieldsAndValidateChecksThem) {
   o.epsilon = 1e-3;
   o.batch = 11;  // the run's own check, beside the table's
   EXPECT_NE(message(o).find("batch"), std::string::npos) << message(o);
+}
+
+// MinimizeOptions' and TrainOptions' tables (lib/models/trainer_options.cpp),
+// written out from minimize.hpp, and validate() checking their rules.
+TEST(Options, TrainerTablesListTheirFieldsAndValidateChecksThem) {
+  using sgdstab::MinimizeOptions;
+  using sgdstab::TrainOptions;
+  const std::vector<std::tuple<std::string, std::string, OptionValue>> minimize = {
+      {"residual_tolerance", "residual-tol", OptionValue(1e-10)},
+      {"max_iterations", "max-iter", OptionValue(100LL)},
+      {"memory_limit_bytes", "", OptionValue(0.0)}};
+  const auto& mt = sgdstab::option_table<MinimizeOptions>();
+  ASSERT_EQ(mt.size(), minimize.size());
+  for (std::size_t i = 0; i < mt.size(); ++i) {
+    EXPECT_EQ(mt[i].key, std::get<0>(minimize[i]));
+    EXPECT_EQ(mt[i].cli, std::get<1>(minimize[i])) << mt[i].key;
+    EXPECT_EQ(mt[i].get(MinimizeOptions{}), std::get<2>(minimize[i])) << mt[i].key;
+  }
+  const std::vector<std::tuple<std::string, std::string, OptionValue>> train = {
+      {"lr", "lr", OptionValue(0.0)},
+      {"batch", "batch", OptionValue(0LL)},
+      {"sampling", "train-sampling", OptionValue(std::string("without"))},
+      {"max_steps", "max-steps", OptionValue(100000LL)},
+      {"residual_tolerance", "residual-tol", OptionValue(1e-10)},
+      {"check_every", "log-every", OptionValue(0LL)},
+      {"seed", "", OptionValue(0LL)},
+      {"divergence_factor", "", OptionValue(1e8)}};
+  const auto& tt = sgdstab::option_table<TrainOptions>();
+  ASSERT_EQ(tt.size(), train.size());
+  for (std::size_t i = 0; i < tt.size(); ++i) {
+    EXPECT_EQ(tt[i].key, std::get<0>(train[i]));
+    EXPECT_EQ(tt[i].cli, std::get<1>(train[i])) << tt[i].key;
+    EXPECT_EQ(tt[i].get(TrainOptions{}), std::get<2>(train[i])) << tt[i].key;
+  }
+  const auto message = [](const auto& validate) -> std::string {
+    try {
+      validate();
+    } catch (const sgdstab::invalid_argument& e) {
+      return e.what();
+    }
+    return "";
+  };
+  MinimizeOptions m;
+  EXPECT_EQ(message([&] { m.validate(); }), "");
+  m.residual_tolerance = 0.0;
+  EXPECT_EQ(message([&] { m.validate(); }), "MinimizeOptions: residual_tolerance must be finite and > 0, got 0");
+  m.residual_tolerance = 1e-10;
+  m.max_iterations = -1;
+  EXPECT_EQ(message([&] { m.validate(); }), "MinimizeOptions: max_iterations must be >= 0, got -1");
+  m.max_iterations = 0;
+  m.memory_limit_bytes = NAN;
+  EXPECT_EQ(message([&] { m.validate(); }), "MinimizeOptions: memory_limit_bytes must be finite and >= 0, got nan");
+  TrainOptions o;
+  EXPECT_EQ(message([&] { o.validate(10); }), "TrainOptions: lr must be finite and > 0, got 0");
+  o.lr = 0.1;
+  EXPECT_EQ(message([&] { o.validate(10); }), "TrainOptions: batch must be >= 1, got 0");
+  o.batch = 11;  // the samples' check, beside the table's
+  EXPECT_NE(message([&] { o.validate(10); }).find("batch"), std::string::npos);
+  o.batch = 10;
+  EXPECT_EQ(message([&] { o.validate(10); }), "");
+  o.divergence_factor = 1.0;
+  EXPECT_EQ(message([&] { o.validate(10); }), "TrainOptions: divergence_factor must be finite and > 1, got 1");
+  o.divergence_factor = 1e8;
+  o.check_every = -2;
+  EXPECT_EQ(message([&] { o.validate(10); }), "TrainOptions: check_every must be >= 0, got -2");
+  o.check_every = 0;
+  o.momentum.beta = 1.0;  // Momentum's own table
+  EXPECT_NE(message([&] { o.validate(10); }).find("beta"), std::string::npos);
 }

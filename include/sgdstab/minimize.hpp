@@ -36,6 +36,7 @@
 #include "sgdstab/bounds.hpp"
 #include "sgdstab/geometry.hpp"
 #include "sgdstab/mlp.hpp"
+#include "sgdstab/options.hpp"
 #include "sgdstab/random.hpp"
 #include "sgdstab/sampling.hpp"
 #include "sgdstab/schedule.hpp"
@@ -67,6 +68,11 @@ struct MinimizeOptions {
   double memory_limit_bytes = 0.0;
   void validate() const;
 };
+
+/// MinimizeOptions' table (options.hpp): residual_tolerance, max_iterations
+/// and memory_limit_bytes with their defaults, help and rules.
+template <>
+const std::vector<OptionField<MinimizeOptions>>& option_table<MinimizeOptions>();
 
 /// The absolute tolerance residual_tolerance * max(max|Y|, or 1 if Y = 0).
 double residual_tolerance_for(const Eigen::Ref<const Eigen::MatrixXd>& y, double relative);
@@ -107,6 +113,12 @@ struct TrainOptions {
   Momentum momentum;
   void validate(Index samples) const;
 };
+
+/// TrainOptions' table (options.hpp): lr, batch, sampling, max_steps,
+/// residual_tolerance, check_every, seed and divergence_factor; momentum is
+/// Momentum's table, the observer is code.
+template <>
+const std::vector<OptionField<TrainOptions>>& option_table<TrainOptions>();
 
 /// theta <- theta - (lr / B) sum_{i in batch} grad l_i, batches drawn by the
 /// sampling scheme (bernoulli: each i kept w.p. B/n, still divided by B).

@@ -22,22 +22,12 @@ using RowMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::R
 using detail::require;
 
 void MinimizeOptions::validate() const {
-  require(std::isfinite(residual_tolerance) && residual_tolerance > 0.0, "MinimizeOptions::residual_tolerance",
-          "must be finite and > 0, got " + detail::fmt(residual_tolerance));
-  require(max_iterations >= 0, "MinimizeOptions::max_iterations",
-          "must be >= 0, got " + std::to_string(max_iterations));
-  require(memory_limit_bytes >= 0.0, "MinimizeOptions::memory_limit_bytes", "must be >= 0");
+  check_fields(*this, "MinimizeOptions");  // the table's rules (trainer_options.cpp)
 }
 
 void TrainOptions::validate(Index samples) const {
-  require(std::isfinite(lr) && lr > 0.0, "TrainOptions::lr", "eta must be finite and > 0, got " + detail::fmt(lr));
+  check_fields(*this, "TrainOptions");  // the table's rules (trainer_options.cpp)
   check_batch(batch, samples, "TrainOptions::batch");
-  require(max_steps >= 0, "TrainOptions::max_steps", "must be >= 0, got " + std::to_string(max_steps));
-  require(std::isfinite(residual_tolerance) && residual_tolerance > 0.0, "TrainOptions::residual_tolerance",
-          "must be finite and > 0, got " + detail::fmt(residual_tolerance));
-  require(check_every >= 0, "TrainOptions::check_every", "must be >= 0, got " + std::to_string(check_every));
-  require(divergence_factor > 1.0, "TrainOptions::divergence_factor",
-          "must be > 1, got " + detail::fmt(divergence_factor));
   momentum.validate();
 }
 
