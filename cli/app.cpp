@@ -16,6 +16,7 @@
 #include "commands.hpp"
 #include "exit_codes.hpp"
 #include "option_table.hpp"
+#include "sgdstab/cnn_options.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/escape.hpp"
 #include "sgdstab/interrupt.hpp"
@@ -195,20 +196,16 @@ void Program::cnn_options(CLI::App* app) {
                 {"scaling", "unit|none|standardize|center: pixel scaling (image data only)"},
                 {"arch", "vgg:8,16 | vgg:8,M,16,16,M | vgg11[/DIV]: convolution widths and pools"},
                 {"hidden", "64[,...]: widths of the fully connected layers"},
-                {"sampling", "without|with|bernoulli|reshuffle: the training schedule"},
                 {"device", "auto|cpu|cuda (default auto)"},
-                {"seed", "S: initialization, data and batches (default 0)"},
-                {"max-steps", "K: step budget (default 100000)"},
-                {"residual-tol", "X: max|f - y| <= X max|y| at a minimum (default 1e-6)"},
-                {"gram-chunk", "N: samples per Gram panel"},
-                {"gram-memory", "MIB: memory for the Gram's factors"}});
+                {"seed", "S: initialization, data and batches (default 0)"}});
+  table_options<cnn::CnnTrainOptions>(app, {"sampling", "max-steps", "residual-tol"});
+  table_options<cnn::GramOptions>(app);  // --gram-chunk, --gram-memory
   flags(app, {{"quiet", "no progress on stderr"}});
 }
 
 void Program::cnn_train_options(CLI::App* app) {
-  options(app, {{"lr", "ETA: learning rate"},
-                {"batch", "B: batch size"},
-                {"init-params", "F: start from these parameters (resume)"},
+  table_options<cnn::CnnTrainOptions>(app, {"lr", "batch"});
+  options(app, {{"init-params", "F: start from these parameters (resume)"},
                 {"checkpoint", "F: write the parameters periodically (atomic)"},
                 {"checkpoint-every", "K: steps between checkpoints"},
                 {"alignment-log", "F: log step, loss, mu, |G|_F along training (CSV)"},

@@ -178,8 +178,9 @@ int cmd_cnn_sweep(const Args& args, std::ostream& out, std::ostream& err) {
                                    "sqrt(B) / lr", "|H|_F"));
   j["lrs"] = lrs;
   j["batches"] = batches;
-  j["residual_tolerance"] = args.number_or("residual-tol", 1e-6);
-  j["max_steps"] = args.integer_or("max-steps", 100000);
+  const cnn::CnnTrainOptions every_run = train_options(args, lrs.front(), batches.front());
+  j["residual_tolerance"] = every_run.residual_tolerance;
+  j["max_steps"] = every_run.max_steps;
   j["runs"] = rows;
   j["files"] = {{"csv", csv_path}, {"svg", svg_path}, {"directory", sweep.dir.string()}};
   j["seconds"] = since(t0);

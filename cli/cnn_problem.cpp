@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "inputs.hpp"
+#include "option_table.hpp"
 #include "problem.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/matrix_io.hpp"
@@ -138,21 +139,18 @@ CnnProblem cnn_problem(const Args& args) {
 
 cnn::GramOptions gram_options(const Args& args) {
   cnn::GramOptions g;
-  g.chunk = args.integer_or("gram-chunk", 0);
-  if (g.chunk < 0) throw UsageError("--gram-chunk: N must be >= 0 (0 = automatic)");
-  const double mib = args.number_or("gram-memory", 0.0);
-  if (mib < 0.0) throw UsageError("--gram-memory: MiB must be >= 0 (0 = half the available memory)");
-  g.memory_limit_bytes = mib * 1024.0 * 1024.0;
+  apply_cli(args, g);  // --gram-chunk, --gram-memory (MiB)
   return g;
 }
 
+// CnnTrainOptions' table from the command line but its lr and batch, which
+// the caller gives (cnn sweep trains at several); the batches seeded by --seed + 7.
 cnn::CnnTrainOptions train_options(const Args& args, double lr, Index batch) {
   cnn::CnnTrainOptions o;
+  for (const OptionField<cnn::CnnTrainOptions>& f : option_table<cnn::CnnTrainOptions>())
+    if (f.cli != "lr" && f.cli != "batch") apply_cli_field(args, f, o);
   o.lr = lr;
   o.batch = batch;
-  o.schedule = args.choice("sampling", Schedule::without_replacement);
-  o.max_steps = args.integer_or("max-steps", 100000);
-  o.residual_tolerance = args.number_or("residual-tol", 1e-6);
   o.seed = static_cast<std::uint64_t>(args.integer_or("seed", 0)) + 7;
   if (const std::optional<Momentum> m = momentum_option(args)) o.momentum = *m;
   return o;

@@ -22,7 +22,7 @@ PUBLIC = {
     "mlp": "models", "minimize": "models", "escape": "models",
     "montecarlo": "simulation",
     "distributed": "distributed",
-    "cnn": "cnn",
+    "cnn": "cnn", "cnn_options": "cnn",
     "sgdstab": "cnn",  # the umbrella header includes every layer but cnn and distributed
 }
 

@@ -12,6 +12,7 @@
 #include <tuple>
 #include <vector>
 
+#include "sgdstab/cnn_options.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/escape.hpp"
 #include "sgdstab/geometry.hpp"
@@ -408,4 +409,60 @@ TEST(Options, TrainerTablesListTheirFieldsAndValidateChecksThem) {
   o.check_every = 0;
   o.momentum.beta = 1.0;  // Momentum's own table
   EXPECT_NE(message([&] { o.validate(10); }).find("beta"), std::string::npos);
+}
+
+// The cnn module's tables (lib/cnn/cnn_options.cpp, built without LibTorch),
+// written out from cnn_options.hpp, and validate() checking their rules.
+TEST(Options, CnnTablesListTheirFieldsAndValidateChecksThem) {
+  using sgdstab::cnn::CnnTrainOptions;
+  using sgdstab::cnn::GramOptions;
+  const auto& gt = sgdstab::option_table<GramOptions>();
+  ASSERT_EQ(gt.size(), 2u);
+  EXPECT_EQ(gt[0].key, "chunk");
+  EXPECT_EQ(gt[0].cli, "gram-chunk");
+  EXPECT_EQ(gt[1].key, "memory_limit_bytes");
+  EXPECT_EQ(gt[1].cli, "gram-memory");
+  EXPECT_EQ(gt[1].cli_unit, 1048576.0);  // MiB on the command line
+  const std::vector<std::tuple<std::string, std::string, OptionValue>> train = {
+      {"lr", "lr", OptionValue(0.0)},
+      {"batch", "batch", OptionValue(0LL)},
+      {"schedule", "sampling", OptionValue(std::string("without"))},
+      {"max_steps", "max-steps", OptionValue(100000LL)},
+      {"residual_tolerance", "residual-tol", OptionValue(1e-6)},
+      {"check_every", "", OptionValue(0LL)},
+      {"seed", "", OptionValue(0LL)},
+      {"observe_every", "", OptionValue(0LL)},
+      {"divergence_factor", "", OptionValue(1e8)}};
+  const auto& tt = sgdstab::option_table<CnnTrainOptions>();
+  ASSERT_EQ(tt.size(), train.size());
+  for (std::size_t i = 0; i < tt.size(); ++i) {
+    EXPECT_EQ(tt[i].key, std::get<0>(train[i]));
+    EXPECT_EQ(tt[i].cli, std::get<1>(train[i])) << tt[i].key;
+    EXPECT_EQ(tt[i].get(CnnTrainOptions{}), std::get<2>(train[i])) << tt[i].key;
+  }
+  const auto message = [](const auto& validate) -> std::string {
+    try {
+      validate();
+    } catch (const sgdstab::invalid_argument& e) {
+      return e.what();
+    }
+    return "";
+  };
+  GramOptions g;
+  EXPECT_EQ(message([&] { g.validate(); }), "");
+  g.chunk = -1;
+  EXPECT_EQ(message([&] { g.validate(); }), "GramOptions: chunk must be >= 0, got -1");
+  g.chunk = 0;
+  g.memory_limit_bytes = INFINITY;
+  EXPECT_EQ(message([&] { g.validate(); }), "GramOptions: memory_limit_bytes must be finite and >= 0, got inf");
+  CnnTrainOptions o;
+  o.batch = 2;
+  EXPECT_EQ(message([&] { o.validate(4); }), "CnnTrainOptions: lr must be finite and > 0, got 0");
+  o.lr = 0.1;
+  EXPECT_EQ(message([&] { o.validate(4); }), "");
+  o.observe_every = -1;
+  EXPECT_EQ(message([&] { o.validate(4); }), "CnnTrainOptions: observe_every must be >= 0, got -1");
+  o.observe_every = 0;
+  o.batch = 5;  // the samples' check, beside the table's
+  EXPECT_NE(message([&] { o.validate(4); }).find("batch"), std::string::npos);
 }

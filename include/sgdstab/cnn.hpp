@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "sgdstab/bounds.hpp"
+#include "sgdstab/cnn_options.hpp"
 #include "sgdstab/minimize.hpp"
 #include "sgdstab/mlp.hpp"
 #include "sgdstab/solver.hpp"
@@ -110,13 +111,7 @@ struct CnnSpec {
                        std::vector<int64_t> hidden, int64_t outputs);
 };
 
-/// How Cnn::gram holds the Jacobian.
-struct GramOptions {
-  Index chunk = 0;                  ///< samples per batched pass; 0 = automatic (chunks of about 64 MiB)
-  /// Bytes for the held factors; 0 = half the available host memory (on CUDA
-  /// the factors live on the device: give the device's budget here).
-  double memory_limit_bytes = 0.0;
-};
+// GramOptions: cnn_options.hpp.
 /// How a Gram was assembled (for reports and tests).
 struct GramInfo {
   Index chunk = 0;        ///< samples per pass
@@ -229,25 +224,8 @@ AlignmentSample alignment_at(const Cnn& net, const Eigen::Ref<const Eigen::Matri
                              const Eigen::Ref<const Eigen::MatrixXd>& targets, Index step = 0,
                              const GramOptions& gram_options = {});
 
-/// Options of train_cnn. validate() throws sgdstab::invalid_argument.
-struct CnnTrainOptions {
-  double lr = 0.0;
-  Index batch = 0;
-  Schedule schedule = Schedule::without_replacement;  ///< the library's schemes, incl. reshuffle
-  Index max_steps = 100000;
-  double residual_tolerance = 1e-6;  ///< max |f - y| <= tolerance * max|y|
-  Index check_every = 0;             ///< full-loss check period; 0 = one epoch's worth, ceil(n / B)
-  std::uint64_t seed = 0;
-  std::function<void(Index, Index)> progress;  ///< (steps done, max steps); may be empty
-  /// Called at step 0 and every `observe_every` steps (e.g. alignment_at, checkpoints); may be empty.
-  std::function<void(Index, const Cnn&)> observer;
-  Index observe_every = 0;  ///< 0 = at every full-loss check
-  /// Stop (Status::diverged) when L exceeds this multiple of its initial value.
-  double divergence_factor = 1e8;
-  /// SGD with momentum (PyTorch's convention, theory/momentum.md); beta = 0: plain.
-  Momentum momentum;
-  void validate(Index samples) const;
-};
+// CnnTrainOptions: cnn_options.hpp.
+
 
 /// Mini-batch SGD on L = (1/n) sum_i 1/2 |f(x_i) - y_i|^2 (theta <- theta -
 /// lr/D sum_batch grad l_i) until the residual tolerance or the step budget;

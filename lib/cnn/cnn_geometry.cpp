@@ -162,9 +162,7 @@ MatrixXd Cnn::jacobian_naive(const Eigen::Ref<const MatrixXd>& images) const {
 // When all factors fit: one pass per chunk. Otherwise panels of `hold - 1`
 // chunks are kept and every later chunk is recomputed once per panel.
 MatrixXd Cnn::gram(const Eigen::Ref<const MatrixXd>& images, const GramOptions& o, GramInfo* info) const {
-  require(o.chunk >= 0, "Cnn::gram", "GramOptions::chunk must be >= 0 (0 = automatic)");
-  require(o.memory_limit_bytes >= 0.0 && std::isfinite(o.memory_limit_bytes), "Cnn::gram",
-          "GramOptions::memory_limit_bytes must be finite and >= 0 (0 = half the available memory)");
+  o.validate();
   const torch::Tensor x = to_images(images);
   const Index n = images.rows(), c = spec_.outputs, nc = n * c;
   const double per_sample = factor_bytes_per_sample();

@@ -48,18 +48,6 @@ void Cnn::sgd_step(const torch::Tensor& images, const torch::Tensor& targets, co
   }
 }
 
-void CnnTrainOptions::validate(Index samples) const {
-  require(std::isfinite(lr) && lr > 0.0, "CnnTrainOptions::lr", "must be finite and > 0, got " + detail::fmt(lr));
-  check_batch(batch, samples, "CnnTrainOptions::batch");
-  require(max_steps >= 0, "CnnTrainOptions::max_steps", "must be >= 0");
-  require(residual_tolerance > 0.0, "CnnTrainOptions::residual_tolerance", "must be > 0");
-  require(check_every >= 0, "CnnTrainOptions::check_every", "must be >= 0");
-  require(observe_every >= 0, "CnnTrainOptions::observe_every", "must be >= 0");
-  require(divergence_factor > 1.0, "CnnTrainOptions::divergence_factor",
-          "must be > 1, got " + detail::fmt(divergence_factor));
-  momentum.validate();
-}
-
 MinimizeResult train_cnn(Cnn& net, const Eigen::Ref<const MatrixXd>& images, const Eigen::Ref<const MatrixXd>& targets,
                          const CnnTrainOptions& o) {
   const Index n = images.rows();

@@ -98,6 +98,15 @@ inline bool real_in(const OptionValue& v, double lo_open, double hi_open) {
   return std::isfinite(x) && x > lo_open && x < hi_open;
 }
 
+/// (0, inf) for a real field.
+inline bool positive_finite(const OptionValue& v) { return real_in(v, 0.0, INFINITY); }
+
+/// [0, inf) for a real field.
+inline bool nonnegative_finite(const OptionValue& v) {
+  const double x = std::get<double>(v);
+  return std::isfinite(x) && x >= 0.0;
+}
+
 /// [lo, inf) for an integer field.
 inline auto at_least(long long lo) {
   return [lo](const OptionValue& v) { return std::get<long long>(v) >= lo; };

@@ -18,14 +18,12 @@ namespace {
 
 using namespace options_detail;
 
-bool positive_real(const OptionValue& v) { return real_in(v, 0.0, INFINITY); }
-
 std::vector<OptionField<MinimizeOptions>> minimize_table() {
   using S = MinimizeOptions;
   std::vector<OptionField<S>> t;
   t.push_back(on_cli(with_rule(field("residual_tolerance", &S::residual_tolerance,
                                      "a minimum when max|f - y| <= X max|y|"),
-                               "must be finite and > 0", positive_real),
+                               "must be finite and > 0", positive_finite),
                      "residual-tol", "X"));
   t.push_back(on_cli(with_rule(field("max_iterations", &S::max_iterations, "Gauss-Newton iterations"),
                                "must be >= 0", at_least(0)),
@@ -33,10 +31,7 @@ std::vector<OptionField<MinimizeOptions>> minimize_table() {
   t.push_back(default_words(with_rule(field("memory_limit_bytes", &S::memory_limit_bytes,
                                             "memory the minimizer may use, in bytes"),
                                       "must be finite and >= 0",
-                                      [](const OptionValue& v) {
-                                        const double x = std::get<double>(v);
-                                        return std::isfinite(x) && x >= 0.0;
-                                      }),
+                                      nonnegative_finite),
                             "0: what is available"));
   return t;
 }
@@ -45,7 +40,7 @@ std::vector<OptionField<TrainOptions>> train_table() {
   using S = TrainOptions;
   std::vector<OptionField<S>> t;
   t.push_back(default_words(on_cli(with_rule(field("lr", &S::lr, "learning rate of the gd and sgd trainers"),
-                                             "must be finite and > 0", positive_real),
+                                             "must be finite and > 0", positive_finite),
                                    "lr", "ETA"),
                             "none: required"));
   // 1 <= B <= n: the samples are validate()'s argument (check_batch).
@@ -59,7 +54,7 @@ std::vector<OptionField<TrainOptions>> train_table() {
                      "max-steps", "K"));
   t.push_back(on_cli(with_rule(field("residual_tolerance", &S::residual_tolerance,
                                      "a minimum when max|f - y| <= X max|y|"),
-                               "must be finite and > 0", positive_real),
+                               "must be finite and > 0", positive_finite),
                      "residual-tol", "X"));
   t.push_back(default_words(on_cli(with_rule(field("check_every", &S::check_every,
                                                    "steps between full-loss checks (and --alignment-log rows)"),
