@@ -441,6 +441,19 @@ void read_every_option(const Args& args, const CLI::App& app) {
   }
 }
 
+// The command's handler, or in a program that runs a subset of the commands
+// (sgdstab-mpi, sgdstab-cnn) the subset's handler for it.
+// \throws UsageError when the subset lacks the command.
+Handler handler_of(const Command& command, const std::vector<std::pair<std::string, Handler>>* subset) {
+  if (subset == nullptr) return command.run;
+  std::string names;
+  for (const auto& [name, fn] : *subset) {
+    if (name == command.name) return fn;
+    names += (names.empty() ? "" : ", ") + name;
+  }
+  throw UsageError("this program runs only " + names + "; got '" + command.name + "'");
+}
+
 int run_or_check(int argc, const char* const* argv, std::ostream& out, std::ostream& err, bool check_only,
                  const std::vector<std::pair<std::string, Handler>>* subset = nullptr) {
   Program program;
@@ -452,16 +465,7 @@ int run_or_check(int argc, const char* const* argv, std::ostream& out, std::ostr
       return exit_code(Exit::ok);
     }
     const Command& command = select(program, argc, argv);
-    Handler handler = command.run;
-    if (subset != nullptr) {  // sgdstab-mpi: a few commands, with their own handlers
-      std::string names;
-      for (const auto& [name, fn] : *subset) {
-        names += (names.empty() ? "" : ", ") + name;
-        if (name == command.name) handler = fn;
-      }
-      if (std::none_of(subset->begin(), subset->end(), [&](const auto& e) { return e.first == command.name; }))
-        throw UsageError("this program runs only " + names + "; got '" + command.name + "'");
-    }
+    const Handler handler = handler_of(command, subset);
     if (command.app != nullptr) help_of = command.app;
     reject_flag_values(program, argc, argv);
     try {

@@ -158,6 +158,39 @@ MatrixXd Cnn::jacobian_naive(const Eigen::Ref<const MatrixXd>& images) const {
   return jac;
 }
 
+namespace {
+
+// How the Gram's factors are held: `chunk` samples per pass, `chunks`
+// passes, `hold` chunks' factors at once (all of them when they fit).
+struct GramPlan {
+  Index chunk = 0, chunks = 0, hold = 0;
+};
+
+// The plan for n samples of `per_sample` bytes of factors within the
+// options' memory limit (`automatic_chunk`: Cnn::auto_chunk's, for chunk 0). \throws resource_error when fewer than two chunks fit.
+GramPlan plan_gram(Index n, double per_sample, Index automatic_chunk, const GramOptions& o) {
+  double limit = o.memory_limit_bytes;
+  if (limit == 0.0) {
+    const double avail = static_cast<double>(available_memory_bytes());
+    limit = avail > 0.0 ? 0.5 * avail : std::numeric_limits<double>::infinity();
+  }
+  GramPlan p;
+  p.chunk = std::min(n, o.chunk > 0 ? o.chunk : automatic_chunk);
+  if (o.chunk == 0 && std::isfinite(limit))  // an automatic chunk adapts to a small limit: at least two held
+    p.chunk = std::max<Index>(1, std::min(p.chunk, static_cast<Index>(limit / (2.0 * per_sample))));
+  p.chunks = (n + p.chunk - 1) / p.chunk;
+  const double chunk_bytes = per_sample * static_cast<double>(p.chunk);
+  const double hold = std::floor(limit / chunk_bytes);
+  p.hold = hold >= static_cast<double>(p.chunks) ? p.chunks : static_cast<Index>(hold);
+  if (p.hold < std::min<Index>(2, p.chunks))
+    throw resource_error("the CNN Gram: a memory limit of " + format_bytes(limit) + " holds fewer than two chunks of " +
+                         std::to_string(p.chunk) + " samples' gradient factors (" + format_bytes(chunk_bytes) +
+                         " each); lower GramOptions::chunk or raise the limit");
+  return p;
+}
+
+}  // namespace
+
 // theory/cnn.md, section 5.1, eq. 5: K = J J^T by blocks of chunks, from the factors.
 // When all factors fit: one pass per chunk. Otherwise panels of `hold - 1`
 // chunks are kept and every later chunk is recomputed once per panel.
@@ -169,22 +202,8 @@ MatrixXd Cnn::gram(const Eigen::Ref<const MatrixXd>& images, const GramOptions& 
   // The Gram twice (the tensor and its Eigen copy; on CUDA the tensor is on the device).
   check_memory(2.0 * 8.0 * static_cast<double>(nc) * static_cast<double>(nc),
                "the CNN Gram (" + std::to_string(nc) + " x " + std::to_string(nc) + ")");
-  double limit = o.memory_limit_bytes;
-  if (limit == 0.0) {
-    const double avail = static_cast<double>(available_memory_bytes());
-    limit = avail > 0.0 ? 0.5 * avail : std::numeric_limits<double>::infinity();
-  }
-  Index chunk = std::min(n, o.chunk > 0 ? o.chunk : auto_chunk(3.0 * per_sample));
-  if (o.chunk == 0 && std::isfinite(limit))  // an automatic chunk adapts to a small limit: at least two held
-    chunk = std::max<Index>(1, std::min(chunk, static_cast<Index>(limit / (2.0 * per_sample))));
-  const Index chunks = (n + chunk - 1) / chunk;
-  const double chunk_bytes = per_sample * static_cast<double>(chunk);
-  const double hold_d = std::floor(limit / chunk_bytes);
-  const Index hold = hold_d >= static_cast<double>(chunks) ? chunks : static_cast<Index>(hold_d);
-  if (hold < std::min<Index>(2, chunks))
-    throw resource_error("the CNN Gram: a memory limit of " + format_bytes(limit) + " holds fewer than two chunks of " +
-                         std::to_string(chunk) + " samples' gradient factors (" + format_bytes(chunk_bytes) +
-                         " each); lower GramOptions::chunk or raise the limit");
+  const GramPlan plan = plan_gram(n, per_sample, auto_chunk(3.0 * per_sample), o);
+  const Index chunk = plan.chunk, chunks = plan.chunks, hold = plan.hold;
   auto first_row = [&](Index a) { return a * chunk * c; };
   auto compute = [&](Index a) {
     const Index i0 = a * chunk, m = std::min(chunk, n - i0);

@@ -252,6 +252,29 @@ MinimizeResult gauss_newton(Mlp& model, const Eigen::Ref<const MatrixXd>& x, con
   return res;
 }
 
+namespace {
+
+// theta - lr g, or with momentum (theory/momentum.md, section 1) v <- beta v + g,
+// theta - lr v (Nesterov: theta - lr (g + beta v)).
+VectorXd sgd_step(const VectorXd& theta, const VectorXd& grad, VectorXd& velocity, const TrainOptions& o) {
+  const double beta = o.momentum.beta;
+  if (beta == 0.0) return theta - o.lr * grad;
+  velocity = beta * velocity + grad;
+  return theta - o.lr * (o.momentum.nesterov ? VectorXd(grad + beta * velocity) : velocity);
+}
+
+// The loss and residual where a run diverged (the loss +Inf once non-finite).
+void finish_diverged(MinimizeResult& res, const Mlp& model, const Eigen::Ref<const MatrixXd>& x,
+                     const Eigen::Ref<const MatrixXd>& y, const detail::Stopwatch& watch) {
+  const MatrixXd rr = model.residuals(x, y);
+  res.max_residual = max_abs(rr);
+  res.loss = rr.allFinite() ? 0.5 * rr.squaredNorm() / static_cast<double>(x.rows()) : INFINITY;
+  res.gradient_norm = INFINITY;
+  res.report.seconds = watch.seconds();
+}
+
+}  // namespace
+
 MinimizeResult train_sgd(Mlp& model, const Eigen::Ref<const MatrixXd>& x, const Eigen::Ref<const MatrixXd>& y,
                          const TrainOptions& options) {
   const detail::Stopwatch watch;
@@ -278,13 +301,7 @@ MinimizeResult train_sgd(Mlp& model, const Eigen::Ref<const MatrixXd>& x, const 
     const std::vector<Index> batch =
         full ? std::vector<Index>() : draw_batch(options.sampling, n, options.batch, rng);
     const VectorXd grad = full ? model.gradient(x, y) : model.batch_gradient_unchecked(x, y, batch, b);
-    VectorXd theta;
-    if (beta > 0.0) {  // theory/momentum.md, section 1
-      velocity = beta * velocity + grad;
-      theta = model.parameters() - options.lr * (options.momentum.nesterov ? VectorXd(grad + beta * velocity) : velocity);
-    } else {
-      theta = model.parameters() - options.lr * grad;
-    }
+    const VectorXd theta = sgd_step(model.parameters(), grad, velocity, options);
     res.report.iterations = step;
     if (!theta.allFinite()) {
       res.report.message = "diverged: parameters overflowed at step " + std::to_string(step);
@@ -305,15 +322,10 @@ MinimizeResult train_sgd(Mlp& model, const Eigen::Ref<const MatrixXd>& x, const 
     }
     if (max_abs(r) <= res.tolerance) res.report.message = "residual below tolerance";
   }
-  if (res.report.status == Status::diverged) {
-    const MatrixXd rr = model.residuals(x, y);
-    res.max_residual = max_abs(rr);
-    res.loss = rr.allFinite() ? 0.5 * rr.squaredNorm() / static_cast<double>(n) : INFINITY;
-    res.gradient_norm = INFINITY;
-    res.report.seconds = watch.seconds();
-    return res;
-  }
-  finish(res, model, x, y, watch);
+  if (res.report.status == Status::diverged)
+    finish_diverged(res, model, x, y, watch);
+  else
+    finish(res, model, x, y, watch);
   return res;
 }
 

@@ -542,6 +542,28 @@ enum class PhaseEnd {
   redo,      // single-precision phase failed (non-finite): start over in double
 };
 
+// When the single-precision phase has done what it can: the residual near
+// what single precision resolves, no longer improving (kLowStall checks
+// without a 10 % gain; four times that while still far from it), certified,
+// the subspace full, or half the budget spent.
+class LowPhaseStop {
+ public:
+  bool operator()(double rho, double value, bool certified, bool full, Index matvecs, Index cap) {
+    if (rho < 0.9 * best_) {
+      best_ = rho;
+      since_best_ = 0;
+    } else {
+      ++since_best_;
+    }
+    const int stall = rho <= 100 * kLowTarget * std::abs(value) ? kLowStall : 4 * kLowStall;
+    return rho <= kLowTarget * std::abs(value) || since_best_ >= stall || certified || full || matvecs >= cap / 2;
+  }
+
+ private:
+  double best_ = std::numeric_limits<double>::infinity();
+  int since_best_ = 0;
+};
+
 // Iterates one member in the subspace. `spent`: applications already spent
 // on it elsewhere (the single-precision phase). With `seed` set this is the
 // single-precision phase (theory/region.md, section 7): nothing is certified
@@ -553,8 +575,7 @@ PhaseEnd iterate(Subspace<S>& sub, FamilyMember& out, Index spent, double tol, I
                  bool want_vector, MatrixXd* seed, Index carry = 0) {
   const bool low = seed != nullptr;
   const Index before = sub.applications(), m = sub.dimension();
-  double best_low = std::numeric_limits<double>::infinity();
-  int since_best = 0;
+  LowPhaseStop low_phase_over;
   while (true) {
     const Ritz z = sub.ritz(out.s);
     const double rho = sub.residual(out.s, z, true);
@@ -568,15 +589,7 @@ PhaseEnd iterate(Subspace<S>& sub, FamilyMember& out, Index spent, double tol, I
     }
     const bool certified = out.error <= tol * std::abs(out.value);
     if (low) {
-      if (rho < 0.9 * best_low) {
-        best_low = rho;
-        since_best = 0;
-      } else {
-        ++since_best;
-      }
-      const int stall = rho <= 100 * kLowTarget * std::abs(out.value) ? kLowStall : 4 * kLowStall;
-      if (rho <= kLowTarget * std::abs(out.value) || since_best >= stall || certified || sub.size() == m ||
-          out.matvecs >= cap / 2) {
+      if (low_phase_over(rho, out.value, certified, sub.size() == m, out.matvecs, cap)) {
         *seed = sub.combine(z.basis.leftCols(std::min(sub.size(), carry)));
         return PhaseEnd::promote;
       }
