@@ -26,6 +26,34 @@ using sgdstab::OptionKind;
 using sgdstab::OptionValue;
 using sgdstab::SolverOptions;
 
+namespace {
+
+// S's table, field by field: (key, command-line name, default value).
+using Expected = std::vector<std::tuple<std::string, std::string, OptionValue>>;
+template <class S>
+void expect_table(const Expected& expected) {
+  const auto& t = sgdstab::option_table<S>();
+  ASSERT_EQ(t.size(), expected.size());
+  for (std::size_t i = 0; i < t.size(); ++i) {
+    EXPECT_EQ(t[i].key, std::get<0>(expected[i]));
+    EXPECT_EQ(t[i].cli, std::get<1>(expected[i])) << t[i].key;
+    EXPECT_EQ(t[i].get(S{}), std::get<2>(expected[i])) << t[i].key;
+  }
+}
+
+// What f throws as sgdstab::invalid_argument; empty when it returns.
+template <class F>
+std::string thrown_by(const F& f) {
+  try {
+    f();
+  } catch (const sgdstab::invalid_argument& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
 const sgdstab::OptionField<SolverOptions>& field(const std::string& key) {
   return sgdstab::option_field<SolverOptions>(key);
 }
@@ -348,67 +376,45 @@ TEST(Options, EscapeTableListsItsFieldsAndValidateChecksThem) {
 TEST(Options, TrainerTablesListTheirFieldsAndValidateChecksThem) {
   using sgdstab::MinimizeOptions;
   using sgdstab::TrainOptions;
-  const std::vector<std::tuple<std::string, std::string, OptionValue>> minimize = {
-      {"residual_tolerance", "residual-tol", OptionValue(1e-10)},
-      {"max_iterations", "max-iter", OptionValue(100LL)},
-      {"memory_limit_bytes", "", OptionValue(0.0)}};
-  const auto& mt = sgdstab::option_table<MinimizeOptions>();
-  ASSERT_EQ(mt.size(), minimize.size());
-  for (std::size_t i = 0; i < mt.size(); ++i) {
-    EXPECT_EQ(mt[i].key, std::get<0>(minimize[i]));
-    EXPECT_EQ(mt[i].cli, std::get<1>(minimize[i])) << mt[i].key;
-    EXPECT_EQ(mt[i].get(MinimizeOptions{}), std::get<2>(minimize[i])) << mt[i].key;
-  }
-  const std::vector<std::tuple<std::string, std::string, OptionValue>> train = {
-      {"lr", "lr", OptionValue(0.0)},
-      {"batch", "batch", OptionValue(0LL)},
-      {"sampling", "train-sampling", OptionValue(std::string("without"))},
-      {"max_steps", "max-steps", OptionValue(100000LL)},
-      {"residual_tolerance", "residual-tol", OptionValue(1e-10)},
-      {"check_every", "log-every", OptionValue(0LL)},
-      {"seed", "", OptionValue(0LL)},
-      {"divergence_factor", "", OptionValue(1e8)}};
-  const auto& tt = sgdstab::option_table<TrainOptions>();
-  ASSERT_EQ(tt.size(), train.size());
-  for (std::size_t i = 0; i < tt.size(); ++i) {
-    EXPECT_EQ(tt[i].key, std::get<0>(train[i]));
-    EXPECT_EQ(tt[i].cli, std::get<1>(train[i])) << tt[i].key;
-    EXPECT_EQ(tt[i].get(TrainOptions{}), std::get<2>(train[i])) << tt[i].key;
-  }
-  const auto message = [](const auto& validate) -> std::string {
-    try {
-      validate();
-    } catch (const sgdstab::invalid_argument& e) {
-      return e.what();
-    }
-    return "";
-  };
+  expect_table<MinimizeOptions>({{"residual_tolerance", "residual-tol", OptionValue(1e-10)},
+                                 {"max_iterations", "max-iter", OptionValue(100LL)},
+                                 {"memory_limit_bytes", "", OptionValue(0.0)}});
+  expect_table<TrainOptions>({{"lr", "lr", OptionValue(0.0)},
+                              {"batch", "batch", OptionValue(0LL)},
+                              {"sampling", "train-sampling", OptionValue(std::string("without"))},
+                              {"max_steps", "max-steps", OptionValue(100000LL)},
+                              {"residual_tolerance", "residual-tol", OptionValue(1e-10)},
+                              {"check_every", "log-every", OptionValue(0LL)},
+                              {"seed", "", OptionValue(0LL)},
+                              {"divergence_factor", "", OptionValue(1e8)}});
   MinimizeOptions m;
-  EXPECT_EQ(message([&] { m.validate(); }), "");
+  const auto check_m = [&] { m.validate(); };
+  EXPECT_EQ(thrown_by(check_m), "");
   m.residual_tolerance = 0.0;
-  EXPECT_EQ(message([&] { m.validate(); }), "MinimizeOptions: residual_tolerance must be finite and > 0, got 0");
+  EXPECT_EQ(thrown_by(check_m), "MinimizeOptions: residual_tolerance must be finite and > 0, got 0");
   m.residual_tolerance = 1e-10;
   m.max_iterations = -1;
-  EXPECT_EQ(message([&] { m.validate(); }), "MinimizeOptions: max_iterations must be >= 0, got -1");
+  EXPECT_EQ(thrown_by(check_m), "MinimizeOptions: max_iterations must be >= 0, got -1");
   m.max_iterations = 0;
   m.memory_limit_bytes = NAN;
-  EXPECT_EQ(message([&] { m.validate(); }), "MinimizeOptions: memory_limit_bytes must be finite and >= 0, got nan");
+  EXPECT_EQ(thrown_by(check_m), "MinimizeOptions: memory_limit_bytes must be finite and >= 0, got nan");
   TrainOptions o;
-  EXPECT_EQ(message([&] { o.validate(10); }), "TrainOptions: lr must be finite and > 0, got 0");
+  const auto check_o = [&] { o.validate(10); };
+  EXPECT_EQ(thrown_by(check_o), "TrainOptions: lr must be finite and > 0, got 0");
   o.lr = 0.1;
-  EXPECT_EQ(message([&] { o.validate(10); }), "TrainOptions: batch must be >= 1, got 0");
+  EXPECT_EQ(thrown_by(check_o), "TrainOptions: batch must be >= 1, got 0");
   o.batch = 11;  // the samples' check, beside the table's
-  EXPECT_NE(message([&] { o.validate(10); }).find("batch"), std::string::npos);
+  EXPECT_NE(thrown_by(check_o).find("batch"), std::string::npos);
   o.batch = 10;
-  EXPECT_EQ(message([&] { o.validate(10); }), "");
+  EXPECT_EQ(thrown_by(check_o), "");
   o.divergence_factor = 1.0;
-  EXPECT_EQ(message([&] { o.validate(10); }), "TrainOptions: divergence_factor must be finite and > 1, got 1");
+  EXPECT_EQ(thrown_by(check_o), "TrainOptions: divergence_factor must be finite and > 1, got 1");
   o.divergence_factor = 1e8;
   o.check_every = -2;
-  EXPECT_EQ(message([&] { o.validate(10); }), "TrainOptions: check_every must be >= 0, got -2");
+  EXPECT_EQ(thrown_by(check_o), "TrainOptions: check_every must be >= 0, got -2");
   o.check_every = 0;
   o.momentum.beta = 1.0;  // Momentum's own table
-  EXPECT_NE(message([&] { o.validate(10); }).find("beta"), std::string::npos);
+  EXPECT_NE(thrown_by(check_o).find("beta"), std::string::npos);
 }
 
 // The cnn module's tables (lib/cnn/cnn_options.cpp, built without LibTorch),
@@ -416,53 +422,35 @@ TEST(Options, TrainerTablesListTheirFieldsAndValidateChecksThem) {
 TEST(Options, CnnTablesListTheirFieldsAndValidateChecksThem) {
   using sgdstab::cnn::CnnTrainOptions;
   using sgdstab::cnn::GramOptions;
-  const auto& gt = sgdstab::option_table<GramOptions>();
-  ASSERT_EQ(gt.size(), 2u);
-  EXPECT_EQ(gt[0].key, "chunk");
-  EXPECT_EQ(gt[0].cli, "gram-chunk");
-  EXPECT_EQ(gt[1].key, "memory_limit_bytes");
-  EXPECT_EQ(gt[1].cli, "gram-memory");
-  EXPECT_EQ(gt[1].cli_unit, 1048576.0);  // MiB on the command line
-  const std::vector<std::tuple<std::string, std::string, OptionValue>> train = {
-      {"lr", "lr", OptionValue(0.0)},
-      {"batch", "batch", OptionValue(0LL)},
-      {"schedule", "sampling", OptionValue(std::string("without"))},
-      {"max_steps", "max-steps", OptionValue(100000LL)},
-      {"residual_tolerance", "residual-tol", OptionValue(1e-6)},
-      {"check_every", "", OptionValue(0LL)},
-      {"seed", "", OptionValue(0LL)},
-      {"observe_every", "", OptionValue(0LL)},
-      {"divergence_factor", "", OptionValue(1e8)}};
-  const auto& tt = sgdstab::option_table<CnnTrainOptions>();
-  ASSERT_EQ(tt.size(), train.size());
-  for (std::size_t i = 0; i < tt.size(); ++i) {
-    EXPECT_EQ(tt[i].key, std::get<0>(train[i]));
-    EXPECT_EQ(tt[i].cli, std::get<1>(train[i])) << tt[i].key;
-    EXPECT_EQ(tt[i].get(CnnTrainOptions{}), std::get<2>(train[i])) << tt[i].key;
-  }
-  const auto message = [](const auto& validate) -> std::string {
-    try {
-      validate();
-    } catch (const sgdstab::invalid_argument& e) {
-      return e.what();
-    }
-    return "";
-  };
+  expect_table<GramOptions>({{"chunk", "gram-chunk", OptionValue(0LL)},
+                             {"memory_limit_bytes", "gram-memory", OptionValue(0.0)}});
+  EXPECT_EQ(sgdstab::option_table<GramOptions>()[1].cli_unit, 1048576.0);  // MiB on the command line
+  expect_table<CnnTrainOptions>({{"lr", "lr", OptionValue(0.0)},
+                                 {"batch", "batch", OptionValue(0LL)},
+                                 {"schedule", "sampling", OptionValue(std::string("without"))},
+                                 {"max_steps", "max-steps", OptionValue(100000LL)},
+                                 {"residual_tolerance", "residual-tol", OptionValue(1e-6)},
+                                 {"check_every", "", OptionValue(0LL)},
+                                 {"seed", "", OptionValue(0LL)},
+                                 {"observe_every", "", OptionValue(0LL)},
+                                 {"divergence_factor", "", OptionValue(1e8)}});
   GramOptions g;
-  EXPECT_EQ(message([&] { g.validate(); }), "");
+  const auto check_g = [&] { g.validate(); };
+  EXPECT_EQ(thrown_by(check_g), "");
   g.chunk = -1;
-  EXPECT_EQ(message([&] { g.validate(); }), "GramOptions: chunk must be >= 0, got -1");
+  EXPECT_EQ(thrown_by(check_g), "GramOptions: chunk must be >= 0, got -1");
   g.chunk = 0;
   g.memory_limit_bytes = INFINITY;
-  EXPECT_EQ(message([&] { g.validate(); }), "GramOptions: memory_limit_bytes must be finite and >= 0, got inf");
+  EXPECT_EQ(thrown_by(check_g), "GramOptions: memory_limit_bytes must be finite and >= 0, got inf");
   CnnTrainOptions o;
   o.batch = 2;
-  EXPECT_EQ(message([&] { o.validate(4); }), "CnnTrainOptions: lr must be finite and > 0, got 0");
+  const auto check_o = [&] { o.validate(4); };
+  EXPECT_EQ(thrown_by(check_o), "CnnTrainOptions: lr must be finite and > 0, got 0");
   o.lr = 0.1;
-  EXPECT_EQ(message([&] { o.validate(4); }), "");
+  EXPECT_EQ(thrown_by(check_o), "");
   o.observe_every = -1;
-  EXPECT_EQ(message([&] { o.validate(4); }), "CnnTrainOptions: observe_every must be >= 0, got -1");
+  EXPECT_EQ(thrown_by(check_o), "CnnTrainOptions: observe_every must be >= 0, got -1");
   o.observe_every = 0;
   o.batch = 5;  // the samples' check, beside the table's
-  EXPECT_NE(message([&] { o.validate(4); }).find("batch"), std::string::npos);
+  EXPECT_NE(thrown_by(check_o).find("batch"), std::string::npos);
 }

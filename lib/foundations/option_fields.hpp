@@ -107,9 +107,39 @@ inline bool nonnegative_finite(const OptionValue& v) {
   return std::isfinite(x) && x >= 0.0;
 }
 
+/// The minimizers' and trainers' relative tolerance, --residual-tol X: a
+/// minimum when max|f - y| <= X max|y| (theory/minimize.md).
+template <class S>
+OptionField<S> residual_tolerance_field(double S::*member);
+
+/// The trainers' divergence level: diverged when the loss exceeds this
+/// multiple of its start (> 1).
+template <class S>
+OptionField<S> divergence_factor_field(double S::*member);
+
 /// [lo, inf) for an integer field.
 inline auto at_least(long long lo) {
   return [lo](const OptionValue& v) { return std::get<long long>(v) >= lo; };
+}
+
+template <class S>
+OptionField<S> residual_tolerance_field(double S::*member) {
+  return on_cli(with_rule(field("residual_tolerance", member, "a minimum when max|f - y| <= X max|y|"),
+                          "must be finite and > 0", positive_finite),
+                "residual-tol", "X");
+}
+
+template <class S>
+OptionField<S> divergence_factor_field(double S::*member) {
+  return with_rule(field("divergence_factor", member, "diverged when the loss exceeds this multiple of its start"),
+                   "must be finite and > 1", [](const OptionValue& v) { return real_in(v, 1.0, INFINITY); });
+}
+
+/// f with the command line counting in `unit`s of the member's (MiB for bytes).
+template <class S>
+OptionField<S> cli_in_units(OptionField<S> f, double unit) {
+  f.cli_unit = unit;
+  return f;
 }
 
 }  // namespace options_detail

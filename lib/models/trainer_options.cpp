@@ -12,66 +12,51 @@
 #include "foundations/option_fields.hpp"
 #include "sgdstab/minimize.hpp"
 
-namespace sgdstab {
-
-namespace {
-
-using namespace options_detail;
+namespace sgdstab::options_detail {
 
 std::vector<OptionField<MinimizeOptions>> minimize_table() {
   using S = MinimizeOptions;
-  std::vector<OptionField<S>> t;
-  t.push_back(on_cli(with_rule(field("residual_tolerance", &S::residual_tolerance,
-                                     "a minimum when max|f - y| <= X max|y|"),
-                               "must be finite and > 0", positive_finite),
-                     "residual-tol", "X"));
-  t.push_back(on_cli(with_rule(field("max_iterations", &S::max_iterations, "Gauss-Newton iterations"),
-                               "must be >= 0", at_least(0)),
-                     "max-iter", "K"));
-  t.push_back(default_words(with_rule(field("memory_limit_bytes", &S::memory_limit_bytes,
-                                            "memory the minimizer may use, in bytes"),
-                                      "must be finite and >= 0",
-                                      nonnegative_finite),
-                            "0: what is available"));
-  return t;
+  return {
+      residual_tolerance_field(&S::residual_tolerance),
+      on_cli(with_rule(field("max_iterations", &S::max_iterations, "Gauss-Newton iterations"), "must be >= 0",
+                       at_least(0)),
+             "max-iter", "K"),
+      default_words(with_rule(field("memory_limit_bytes", &S::memory_limit_bytes,
+                                    "memory the minimizer may use, in bytes"),
+                              "must be finite and >= 0", nonnegative_finite),
+                    "0: what is available"),
+  };
 }
 
 std::vector<OptionField<TrainOptions>> train_table() {
   using S = TrainOptions;
-  std::vector<OptionField<S>> t;
-  t.push_back(default_words(on_cli(with_rule(field("lr", &S::lr, "learning rate of the gd and sgd trainers"),
-                                             "must be finite and > 0", positive_finite),
-                                   "lr", "ETA"),
-                            "none: required"));
-  // 1 <= B <= n: the samples are validate()'s argument (check_batch).
-  t.push_back(default_words(on_cli(with_rule(field("batch", &S::batch, "batch size of the sgd trainer (gd: n)"),
-                                             "must be >= 1", at_least(1)),
-                                   "batch", "B"),
-                            "none: required"));
-  t.push_back(on_cli(field("sampling", &S::sampling, "the sgd trainer's mini-batch scheme"), "train-sampling", "S"));
-  t.push_back(on_cli(with_rule(field("max_steps", &S::max_steps, "step budget of the gd and sgd trainers"),
-                               "must be >= 0", at_least(0)),
-                     "max-steps", "K"));
-  t.push_back(on_cli(with_rule(field("residual_tolerance", &S::residual_tolerance,
-                                     "a minimum when max|f - y| <= X max|y|"),
-                               "must be finite and > 0", positive_finite),
-                     "residual-tol", "X"));
-  t.push_back(default_words(on_cli(with_rule(field("check_every", &S::check_every,
-                                                   "steps between full-loss checks (and --alignment-log rows)"),
-                                             "must be >= 0", at_least(0)),
-                                   "log-every", "K"),
-                            "0: one epoch, max(1, floor(n / B))"));
-  // On the command line the trainer's batches are seeded by --seed + 7.
-  t.push_back(with_rule(field("seed", &S::seed, "random seed of the batches"), "must be >= 0", at_least(0)));
-  t.push_back(with_rule(field("divergence_factor", &S::divergence_factor,
-                              "diverged when the loss exceeds this multiple of its start"),
-                        "must be finite and > 1", [](const OptionValue& v) { return real_in(v, 1.0, INFINITY); }));
-  return t;
+  return {
+      default_words(on_cli(with_rule(field("lr", &S::lr, "learning rate of the gd and sgd trainers"),
+                                     "must be finite and > 0", positive_finite),
+                           "lr", "ETA"),
+                    "none: required"),
+      // 1 <= B <= n: the samples are validate()'s argument (check_batch).
+      default_words(on_cli(with_rule(field("batch", &S::batch, "batch size of the sgd trainer (gd: n)"),
+                                     "must be >= 1", at_least(1)),
+                           "batch", "B"),
+                    "none: required"),
+      on_cli(field("sampling", &S::sampling, "the sgd trainer's mini-batch scheme"), "train-sampling", "S"),
+      on_cli(with_rule(field("max_steps", &S::max_steps, "step budget of the gd and sgd trainers"), "must be >= 0",
+                       at_least(0)),
+             "max-steps", "K"),
+      residual_tolerance_field(&S::residual_tolerance),
+      default_words(on_cli(with_rule(field("check_every", &S::check_every,
+                                           "steps between full-loss checks (and --alignment-log rows)"),
+                                     "must be >= 0", at_least(0)),
+                           "log-every", "K"),
+                    "0: one epoch, max(1, floor(n / B))"),
+      // On the command line the trainer's batches are seeded by --seed + 7.
+      with_rule(field("seed", &S::seed, "random seed of the batches"), "must be >= 0", at_least(0)),
+      divergence_factor_field(&S::divergence_factor),
+  };
 }
 
-}  // namespace
+}  // namespace sgdstab::options_detail
 
-}  // namespace sgdstab
-
-SGDSTAB_DEFINE_OPTION_TABLE(sgdstab::MinimizeOptions, sgdstab::minimize_table);
-SGDSTAB_DEFINE_OPTION_TABLE(sgdstab::TrainOptions, sgdstab::train_table);
+SGDSTAB_DEFINE_OPTION_TABLE(sgdstab::MinimizeOptions, sgdstab::options_detail::minimize_table);
+SGDSTAB_DEFINE_OPTION_TABLE(sgdstab::TrainOptions, sgdstab::options_detail::train_table);
