@@ -374,24 +374,33 @@ void bind_geometry(py::module_& m) {
       });
 }
 
+// The report of a result (sgdstab::Result, solver.hpp), read the same way on
+// every result class: converged, status, message and the counters.
+// `result` maps the Python object to its sgdstab::Result.
+template <class C, class F>
+void def_report(py::class_<C>& cls, F result) {
+  cls.def_property_readonly("converged", [result](const C& c) { return result(c).converged(); })
+      .def_property_readonly("status", [result](const C& c) { return to_string(result(c).status()); })
+      .def_property_readonly("message", [result](const C& c) { return result(c).report.message; })
+      .def_property_readonly("matvecs", [result](const C& c) { return result(c).report.matvecs; })
+      .def_property_readonly("matvecs_single_precision",
+                             [result](const C& c) { return result(c).report.single_precision_matvecs; })
+      .def_property_readonly("iterations", [result](const C& c) { return result(c).report.iterations; })
+      .def_property_readonly("method", [result](const C& c) { return to_string(result(c).report.method); })
+      .def_property_readonly("residual", [result](const C& c) { return result(c).report.residual; })
+      .def_property_readonly("error_bound", [result](const C& c) { return result(c).report.error_bound; })
+      .def_property_readonly("seconds", [result](const C& c) { return result(c).report.seconds; });
+}
+
 // eta*, momentum eta* and rho: the results.
 void bind_threshold_results(py::module_& m) {
-  // ------------------------------------------------------------ results
-  py::class_<PyThreshold>(m, "ThresholdResult")
+  py::class_<PyThreshold> threshold(m, "ThresholdResult");
+  def_report(threshold, [](const PyThreshold& t) -> const Result& { return t.r; });
+  threshold
       .def_property_readonly("eta_star", [](const PyThreshold& t) { return t.r.eta_star; })
       .def_property_readonly("pencil_max", [](const PyThreshold& t) { return t.r.pencil_max; })
       .def_property_readonly("batch", [](const PyThreshold& t) { return t.r.batch; })
       .def_property_readonly("sampling", [](const PyThreshold& t) { return to_string(t.r.sampling); })
-      .def_property_readonly("converged", [](const PyThreshold& t) { return t.r.converged(); })
-      .def_property_readonly("status", [](const PyThreshold& t) { return to_string(t.r.status()); })
-      .def_property_readonly("matvecs", [](const PyThreshold& t) { return t.r.report.matvecs; })
-      .def_property_readonly("matvecs_single_precision",
-                             [](const PyThreshold& t) { return t.r.report.single_precision_matvecs; })
-      .def_property_readonly("iterations", [](const PyThreshold& t) { return t.r.report.iterations; })
-      .def_property_readonly("method", [](const PyThreshold& t) { return to_string(t.r.report.method); })
-      .def_property_readonly("residual", [](const PyThreshold& t) { return t.r.report.residual; })
-      .def_property_readonly("error_bound", [](const PyThreshold& t) { return t.r.report.error_bound; })
-      .def_property_readonly("message", [](const PyThreshold& t) { return t.r.report.message; })
       .def_property_readonly("direction", [](const PyThreshold& t) { return optional_matrix(t.r.direction); })
       .def("to_dict", [](const PyThreshold& t) { return json_to_python(t.j); })
       .def("__repr__", [](const PyThreshold& t) {
@@ -400,7 +409,9 @@ void bind_threshold_results(py::module_& m) {
                " status=" + to_string(t.r.status()) + ">";
       });
 
-  py::class_<PyMomentumThreshold>(m, "MomentumThresholdResult")
+  py::class_<PyMomentumThreshold> momentum(m, "MomentumThresholdResult");
+  def_report(momentum, [](const PyMomentumThreshold& t) -> const Result& { return t.r; });
+  momentum
       .def_property_readonly("eta_star", [](const PyMomentumThreshold& t) { return t.r.eta_star; })
       .def_property_readonly("eta_low", [](const PyMomentumThreshold& t) { return t.r.eta_low; })
       .def_property_readonly("eta_high", [](const PyMomentumThreshold& t) { return t.r.eta_high; })
@@ -411,13 +422,6 @@ void bind_threshold_results(py::module_& m) {
       .def_property_readonly("nesterov", [](const PyMomentumThreshold& t) { return t.r.momentum.nesterov; })
       .def_property_readonly("stable_intervals", [](const PyMomentumThreshold& t) { return t.r.stable_intervals; })
       .def_property_readonly("evaluations", [](const PyMomentumThreshold& t) { return t.r.evaluations; })
-      .def_property_readonly("converged", [](const PyMomentumThreshold& t) { return t.r.converged(); })
-      .def_property_readonly("status", [](const PyMomentumThreshold& t) { return to_string(t.r.status()); })
-      .def_property_readonly("matvecs", [](const PyMomentumThreshold& t) { return t.r.report.matvecs; })
-      .def_property_readonly("method", [](const PyMomentumThreshold& t) { return to_string(t.r.report.method); })
-      .def_property_readonly("residual", [](const PyMomentumThreshold& t) { return t.r.report.residual; })
-      .def_property_readonly("error_bound", [](const PyMomentumThreshold& t) { return t.r.report.error_bound; })
-      .def_property_readonly("message", [](const PyMomentumThreshold& t) { return t.r.report.message; })
       .def("to_dict", [](const PyMomentumThreshold& t) { return json_to_python(t.j); })
       .def("__repr__", [](const PyMomentumThreshold& t) {
         return "<sgdstab.MomentumThresholdResult eta_star=" + py::repr(py::float_(t.r.eta_star)).cast<std::string>() +
@@ -425,19 +429,14 @@ void bind_threshold_results(py::module_& m) {
                (t.r.momentum.nesterov ? " nesterov" : "") + " status=" + to_string(t.r.status()) + ">";
       });
 
-  py::class_<PyRadius>(m, "RadiusResult")
+  py::class_<PyRadius> radius(m, "RadiusResult");
+  def_report(radius, [](const PyRadius& t) -> const Result& { return t.r; });
+  radius
       .def_property_readonly("rho", [](const PyRadius& t) { return t.r.rho; })
       .def_property_readonly("lr", [](const PyRadius& t) { return t.r.lr; })
       .def_property_readonly("batch", [](const PyRadius& t) { return t.r.batch; })
       .def_property_readonly("sampling", [](const PyRadius& t) { return to_string(t.r.sampling); })
       .def_property_readonly("stable", [](const PyRadius& t) { return t.r.rho <= 1.0; })
-      .def_property_readonly("converged", [](const PyRadius& t) { return t.r.converged(); })
-      .def_property_readonly("status", [](const PyRadius& t) { return to_string(t.r.status()); })
-      .def_property_readonly("matvecs", [](const PyRadius& t) { return t.r.report.matvecs; })
-      .def_property_readonly("iterations", [](const PyRadius& t) { return t.r.report.iterations; })
-      .def_property_readonly("method", [](const PyRadius& t) { return to_string(t.r.report.method); })
-      .def_property_readonly("residual", [](const PyRadius& t) { return t.r.report.residual; })
-      .def_property_readonly("message", [](const PyRadius& t) { return t.r.report.message; })
       .def_property_readonly("direction", [](const PyRadius& t) { return optional_matrix(t.r.direction); })
       .def("to_dict", [](const PyRadius& t) { return json_to_python(t.j); })
       .def("__repr__", [](const PyRadius& t) {
@@ -470,17 +469,12 @@ void bind_region_results(py::module_& m) {
                              })
       .def("to_dict", [](const PyCurve& c) { return json_to_python(c.j); });
 
-  py::class_<RegionPoint>(m, "RegionPoint")
-      .def_readonly("batch", &RegionPoint::batch)
+  py::class_<RegionPoint> point(m, "RegionPoint");
+  def_report(point, [](const RegionPoint& p) -> const Result& { return p; });
+  point.def_readonly("batch", &RegionPoint::batch)
       .def_readonly("eta_star", &RegionPoint::eta_star)
       .def_readonly("eta_low", &RegionPoint::eta_low)
       .def_readonly("eta_high", &RegionPoint::eta_high)
-      .def_property_readonly("residual", [](const RegionPoint& p) { return p.report.residual; })
-      .def_property_readonly("matvecs", [](const RegionPoint& p) { return p.report.matvecs; })
-      .def_property_readonly("message", [](const RegionPoint& p) { return p.report.message; })
-      .def_property_readonly("converged", &RegionPoint::converged)
-      .def_property_readonly("status", [](const RegionPoint& p) { return to_string(p.status()); })
-      .def_property_readonly("method", [](const RegionPoint& p) { return to_string(p.report.method); })
       .def("__repr__", [](const RegionPoint& p) {
         return "<sgdstab.RegionPoint batch=" + std::to_string(p.batch) +
                " eta_star=" + py::repr(py::float_(p.eta_star)).cast<std::string>() + ">";
@@ -513,8 +507,9 @@ void bind_region_results(py::module_& m) {
 
 // Bounds, worst-case alignment and the Monte Carlo cross-check: the results.
 void bind_analysis_results(py::module_& m) {
-  py::class_<PyBounds>(m, "BoundsResult")
-      .def_property_readonly("batch", [](const PyBounds& t) { return t.b.batch; })
+  py::class_<PyBounds> bounds(m, "BoundsResult");
+  def_report(bounds, [](const PyBounds& t) -> const Result& { return t.b; });
+  bounds.def_property_readonly("batch", [](const PyBounds& t) { return t.b.batch; })
       .def_property_readonly("sampling", [](const PyBounds& t) { return to_string(t.b.sampling); })
       .def_property_readonly("gamma", [](const PyBounds& t) { return t.b.gamma; })
       .def_property_readonly("eta_star", [](const PyBounds& t) { return t.b.eta_star; })
@@ -529,18 +524,13 @@ void bind_analysis_results(py::module_& m) {
       .def_property_readonly("non_uniformity", [](const PyBounds& t) { return t.b.non_uniformity; })
       .def_property_readonly("hessian_frobenius", [](const PyBounds& t) { return t.b.hessian_frobenius; })
       .def_property_readonly("hessian_trace", [](const PyBounds& t) { return t.b.hessian_trace; })
-      .def_property_readonly("converged", [](const PyBounds& t) { return t.b.converged(); })
-      .def_property_readonly("status", [](const PyBounds& t) { return to_string(t.b.status()); })
-      .def_property_readonly("message", [](const PyBounds& t) { return t.b.report.message; })
       .def("escape_factor", [](const PyBounds& t, double lr) { return t.b.escape_factor(lr); }, py::arg("lr"))
       .def("to_dict", [](const PyBounds& t) { return json_to_python(t.j); });
 
-  py::class_<WorstAlignment>(m, "WorstAlignment")
-      .def_readonly("mu_star", &WorstAlignment::mu_star)
-      .def_property_readonly("message", [](const WorstAlignment& w) { return w.report.message; })
-      .def_property_readonly("residual_direction", [](const WorstAlignment& w) { return to_numpy(w.residual_direction); })
-      .def_property_readonly("converged", [](const WorstAlignment& w) { return w.converged(); })
-      .def_property_readonly("status", [](const WorstAlignment& w) { return to_string(w.status()); });
+  py::class_<WorstAlignment> worst(m, "WorstAlignment");
+  def_report(worst, [](const WorstAlignment& w) -> const Result& { return w; });
+  worst.def_readonly("mu_star", &WorstAlignment::mu_star)
+      .def_property_readonly("residual_direction", [](const WorstAlignment& w) { return to_numpy(w.residual_direction); });
 
   py::class_<PyCrossCheck>(m, "MonteCarloResult")
       .def_property_readonly("rho", [](const PyCrossCheck& c) { return optional_value(c.rep.rho); })

@@ -121,6 +121,28 @@ def test_closed_forms(problems):
         assert np.linalg.eigvalsh(d).min() > -1e-9
 
 
+REPORT = ["converged", "status", "message", "matvecs", "matvecs_single_precision", "iterations", "method",
+          "residual", "error_bound", "seconds"]
+
+
+def test_every_result_reads_its_report_the_same_way(problems):
+    # One result shape (sgdstab::Result): the same report attributes on every
+    # result, equal to what the result's to_dict() (the program's JSON) says.
+    j, c, _, _ = problems[2]
+    g = sgdstab.Geometry.from_jacobian(j, c)
+    results = [sgdstab.threshold(g, 2), sgdstab.radius(g, 0.1, 2), sgdstab.threshold(g, 2, momentum=0.5),
+               sgdstab.bounds(g, 2), sgdstab.worst_case_alignment(g), sgdstab.region(g).curves[0].points[0]]
+    for r in results:
+        for name in REPORT:
+            assert hasattr(r, name), (type(r).__name__, name)
+        assert r.converged and r.status == "converged", (type(r).__name__, r.message)
+        assert r.message, type(r).__name__
+        assert r.seconds > 0, type(r).__name__
+    t = results[0]
+    d = t.to_dict()
+    assert (t.matvecs, t.method, t.status) == (d["matvecs"], d["method"], d["status"])
+
+
 def test_curve_region_bounds_equal_the_program(problems, cli, tmp_path):
     j, c, jpath, _ = problems[2]
     n = j.shape[0] // c
