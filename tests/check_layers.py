@@ -18,7 +18,7 @@ PUBLIC = {
     "matrix_io": "input", "data": "input",
     "geometry": "geometry", "sampling": "geometry", "schedule": "geometry",
     "moment_operator": "operators", "device": "operators",
-    "stability": "solvers", "region": "solvers", "momentum": "solvers", "bounds": "solvers",
+    "stability": "solvers", "region": "solvers", "momentum": "solvers", "bounds": "solvers", "band": "solvers",
     "mlp": "models", "minimize": "models", "escape": "models",
     "montecarlo": "simulation",
     "distributed": "distributed",

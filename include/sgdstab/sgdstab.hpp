@@ -23,6 +23,7 @@
 #include "sgdstab/device.hpp"
 #include "sgdstab/moment_operator.hpp"
 // solvers
+#include "sgdstab/band.hpp"
 #include "sgdstab/bounds.hpp"
 #include "sgdstab/momentum.hpp"
 #include "sgdstab/region.hpp"
