@@ -16,6 +16,7 @@
 #include "commands.hpp"
 #include "exit_codes.hpp"
 #include "option_table.hpp"
+#include "sgdstab/band.hpp"
 #include "sgdstab/cnn_options.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/escape.hpp"
@@ -278,6 +279,13 @@ void Program::analysis_commands() {
   geometry_options(c);
   eigen_options(c);
   options(c, {{"batch", "B: batch size"}});
+
+  c = command(root_, "band", "a certified band eta_low <= eta*(B) <= eta_high from a few applications (theory/band.md)",
+              cmd_band);
+  geometry_options(c);
+  options(c, {{"sampling", "without|with|bernoulli: the mini-batch scheme (default without)"},
+              {"batch", "B: batch size, 1 <= B <= n"}});
+  table_options<BandOptions>(c);  // --band-tol, --top-vectors, --band-steps
 
   c = command(root_, "alignment",
               "the alignment mu of SGD noise at residuals, or mu_lin(delta), and mu_*", cmd_alignment);

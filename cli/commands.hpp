@@ -21,6 +21,7 @@ std::vector<Sampling> region_schemes_option(const Args& args);
 std::vector<Mark> region_marks_option(const Args& args);
 int cmd_demo(const Args& args, std::ostream& out, std::ostream& err);
 int cmd_bounds(const Args& args, std::ostream& out, std::ostream& err);
+int cmd_band(const Args& args, std::ostream& out, std::ostream& err);
 int cmd_alignment(const Args& args, std::ostream& out, std::ostream& err);
 int cmd_montecarlo(const Args& args, std::ostream& out, std::ostream& err);
 int cmd_minimum(const Args& args, std::ostream& out, std::ostream& err);

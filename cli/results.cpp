@@ -11,17 +11,41 @@
 
 namespace sgdstab::cli {
 
-json threshold_json(const GeometrySummary& g, const ThresholdResult& r) {
+namespace {
+
+// The geometry's fields, then the batch size and the scheme: how a result at one B begins.
+json at_batch(const GeometrySummary& g, Index batch, Sampling sampling) {
   json j;
   geometry_fields(j, g);
-  j["batch"] = r.batch;
-  j["sampling"] = to_string(r.sampling);
+  j["batch"] = batch;
+  j["sampling"] = to_string(sampling);
+  return j;
+}
+
+}  // namespace
+
+json threshold_json(const GeometrySummary& g, const ThresholdResult& r) {
+  json j = at_batch(g, r.batch, r.sampling);
   j["eta_star"] = r.eta_star;
   j["momentum"] = 0.0;
   j["nesterov"] = false;
   hessian_fields(j, g);
   report_fields(j, r.report);
   j["space"] = to_string(g.space);
+  j["loss_convention"] = kLossConvention;
+  return j;
+}
+
+json band_json(const Geometry& g, const BandResult& r) {
+  json j = at_batch(g, r.batch, r.sampling);
+  j["eta_low"] = r.eta_low;
+  j["eta_high"] = r.eta_high;
+  j["relative_width"] = r.relative_width;
+  j["trial_dimension"] = r.trial_dimension;
+  j["low_witness"] = r.low_witness;
+  hessian_fields(j, g);
+  report_fields(j, r.report);
+  j["seconds"] = r.report.seconds;
   j["loss_convention"] = kLossConvention;
   return j;
 }

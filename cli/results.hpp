@@ -8,12 +8,15 @@
 #include <vector>
 
 #include "report.hpp"
+#include "sgdstab/band.hpp"
 #include "sgdstab/momentum.hpp"
 
 namespace sgdstab::cli {
 
 /// `sgdstab threshold`.
 json threshold_json(const GeometrySummary& g, const ThresholdResult& r);
+/// sgdstab band: the certified band eta_low <= eta* <= eta_high (theory/band.md).
+json band_json(const Geometry& g, const BandResult& r);
 /// `sgdstab radius`.
 json radius_json(const GeometrySummary& g, const RadiusResult& r);
 /// `sgdstab threshold --momentum BETA [--nesterov]`.

@@ -640,6 +640,37 @@ TEST_F(Cli, MomentumOnEscapeAndTheTrainer) {
   EXPECT_NE(r.err.find("--momentum: must satisfy 0 <= beta < 1, got '1.2'"), std::string::npos) << r.err;
 }
 
+// sgdstab band: the library's band, around the program's own eta* of the
+// same Gram; its options from BandOptions' table, echoed, with their rules.
+TEST_F(Cli, BandContainsTheThresholdOfTheSameGram) {
+  const MatrixXd J = ref::gaussian(16, 7, 31);  // n = 8, C = 2
+  sgdstab::write_npy(file("k.npy"), J * J.transpose());
+  const std::string input = " --gram " + file("k.npy") + " --outputs 2 --batch 3 --sampling bernoulli";
+  CliRun r = run("band" + input + " --band-tol 1e-4 --top-vectors 3");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json band = json::parse(r.out);
+  r = run("threshold" + input + " --tol 1e-10");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const double eta = json::parse(r.out)["eta_star"].get<double>();
+  EXPECT_LE(band["eta_low"].get<double>(), eta * (1 + 1e-8));
+  EXPECT_GE(band["eta_high"].get<double>(), eta * (1 - 1e-8));
+  EXPECT_EQ(band["options"]["tolerance"], 1e-4);
+  EXPECT_EQ(band["options"]["top_vectors"], 3);
+  EXPECT_EQ(band["sampling"], "bernoulli");
+  EXPECT_EQ(band["status"], "converged");
+  const auto g = sgdstab::Geometry::from_jacobian(J, 2);
+  sgdstab::BandOptions o;
+  o.tolerance = 1e-4;
+  o.top_vectors = 3;
+  const sgdstab::BandResult lib = sgdstab::stability_band(g, 3, sgdstab::Sampling::bernoulli, o);
+  EXPECT_REL_NEAR(band["eta_low"].get<double>(), lib.eta_low, 1e-8);
+  EXPECT_REL_NEAR(band["eta_high"].get<double>(), lib.eta_high, 1e-8);
+  r = run("band" + input + " --band-tol 2");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--band-tol: must lie in (0, 1), got '2'"), std::string::npos) << r.err;
+  EXPECT_TRUE(r.out.empty());
+}
+
 TEST_F(Cli, BoundsAndAlignmentMatchTheLibrary) {
   const MatrixXd J = ref::gaussian(12, 5, 23);  // n = 6, C = 2
   sgdstab::write_csv(file("j.csv"), J);

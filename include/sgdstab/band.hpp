@@ -27,9 +27,11 @@
 /// sgdstab::BandResult b = sgdstab::stability_band(g, /*batch=*/4);
 /// std::cout << b.eta_low << " <= eta* <= " << b.eta_high << " (" << b.trial_dimension << " trial matrices)\n";
 /// \endcode
+#include <string>
 #include <vector>
 
 #include "sgdstab/geometry.hpp"
+#include "sgdstab/options.hpp"
 #include "sgdstab/sampling.hpp"
 #include "sgdstab/solver.hpp"
 
@@ -50,6 +52,11 @@ struct BandOptions {
   /// \throws sgdstab::invalid_argument naming the field that is out of range.
   void validate() const;
 };
+
+/// BandOptions' table (options.hpp): tolerance (--band-tol), top_vectors
+/// (--top-vectors) and max_steps (--band-steps); the exponents are code only.
+template <>
+const std::vector<OptionField<BandOptions>>& option_table<BandOptions>();
 
 /// The band and how it was reached. status() is converged when both sides
 /// are computed (each certified); the band may still be wider than the

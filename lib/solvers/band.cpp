@@ -11,6 +11,7 @@
 
 #include "foundations/check.hpp"
 #include "foundations/interrupt_detail.hpp"
+#include "foundations/option_fields.hpp"
 #include "foundations/stopwatch.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/moment_operator.hpp"
@@ -22,13 +23,29 @@ using Eigen::VectorXd;
 using detail::require;
 
 void BandOptions::validate() const {
-  require(std::isfinite(tolerance) && tolerance > 0.0 && tolerance < 1.0, "BandOptions::tolerance",
-          "must lie in (0, 1), got " + detail::fmt(tolerance));
-  require(top_vectors >= 0, "BandOptions::top_vectors", "must be >= 0, got " + std::to_string(top_vectors));
-  require(max_steps >= 0, "BandOptions::max_steps", "must be >= 0, got " + std::to_string(max_steps));
+  check_fields(*this, "BandOptions");  // the table's rules (below)
   for (double a : exponents)
     require(std::isfinite(a), "BandOptions::exponents", "must be finite, got " + detail::fmt(a));
 }
+
+namespace options_detail {
+
+std::vector<OptionField<BandOptions>> band_table() {
+  using S = BandOptions;
+  return {
+      on_cli(with_rule(field("tolerance", &S::tolerance, "stop once the band's relative width is at most this"),
+                       "must lie in (0, 1)", [](const OptionValue& v) { return real_in(v, 0.0, 1.0); }),
+             "band-tol", "X"),
+      on_cli(with_rule(field("top_vectors", &S::top_vectors, "H's top eigenvectors whose pairs start the trial space"),
+                       "must be >= 0", at_least(0)),
+             "top-vectors", "K"),
+      on_cli(with_rule(field("max_steps", &S::max_steps, "growth steps of the trial space"), "must be >= 0",
+                       at_least(0)),
+             "band-steps", "K"),
+  };
+}
+
+}  // namespace options_detail
 
 namespace {
 
@@ -190,3 +207,5 @@ BandResult stability_band(const Geometry& g, Index batch, Sampling sampling, con
 }
 
 }  // namespace sgdstab
+
+SGDSTAB_DEFINE_OPTION_TABLE(sgdstab::BandOptions, sgdstab::options_detail::band_table);
