@@ -234,7 +234,7 @@ TrainOptions sgd_trainer_options(const Args& args, const std::string& trainer, I
 }
 
 // Trains with gd or sgd, logging mu, L and |G|_F to --alignment-log when given.
-MinimizeResult train_to_minimum(const Args& args, Problem& p, const std::string& trainer, json& options) {
+MinimizeResult train_to_minimum(const Args& args, Problem& p, const std::string& trainer) {
   const MatrixXd& x = p.data.inputs;
   const MatrixXd& y = p.data.targets;
   TrainOptions o = sgd_trainer_options(args, trainer, p.data.samples());
@@ -242,7 +242,7 @@ MinimizeResult train_to_minimum(const Args& args, Problem& p, const std::string&
   // other trainers, `escape` uses it for its runs and `analyze` for its
   // curve whatever the trainer.
   if (args.has("momentum") || args.has("nesterov")) o.momentum = *momentum_option(args);
-  options = options_json(o);
+  p.trainer_options = options_json(o);
   std::vector<AlignmentSample> log;
   if (args.has("alignment-log"))
     o.observer = [&](Index step, const Mlp& model) { log.push_back(alignment_at(model, x, y, step)); };
@@ -268,7 +268,7 @@ MinimizeResult reach_minimum(const Args& args, Problem& p) {
     return trainer == "min-norm" ? minimum_norm_solution(p.model, p.data.inputs, p.data.targets, o)
                                  : gauss_newton(p.model, p.data.inputs, p.data.targets, o);
   }
-  if (trainer == "gd" || trainer == "sgd") return train_to_minimum(args, p, trainer, p.trainer_options);
+  if (trainer == "gd" || trainer == "sgd") return train_to_minimum(args, p, trainer);
   throw UsageError("--trainer: expected min-norm, gauss-newton, gd or sgd, got '" + trainer + "'");
 }
 

@@ -193,7 +193,7 @@ BandResult stability_band(const Geometry& g, Index batch, Sampling sampling, con
     if (res.relative_width <= o.tolerance || step == o.max_steps) break;
     const Index before = v.size();
     v.add(v.solve_anticommutator(qx));  // A^{-1} Q X: the next Krylov direction of the pencil
-    if (v.size() == before) break;      // V is invariant: the Ritz value is exact
+    if (v.size() == before) break;      // A^{-1} Q X in V: X is an eigenmatrix of the pencil, V cannot grow from it
     ++products;
   }
   res.trial_dimension = v.size();
