@@ -284,8 +284,11 @@ void Program::analysis_commands() {
               cmd_band);
   geometry_options(c);
   options(c, {{"sampling", "without|with|bernoulli: the mini-batch scheme (default without)"},
-              {"batch", "B: batch size, 1 <= B <= n"}});
-  table_options<BandOptions>(c);  // --band-tol, --top-vectors, --band-steps
+              {"batch", "B: batch size, 1 <= B <= n"},
+              {"seed", "S: the random start vectors of --matrix-free (default 0)"}});
+  flags(c, {{"matrix-free", "from Jacobian products only: eta_high from a parameter subspace, eta_low from "
+                            "Wu-Ma-E's X = Pi bound with Lanczos (certified or probabilistic; theory/band.md, section 5)"}});
+  table_options<BandOptions>(c);  // --band-tol, --top-vectors, --band-steps, --band-subspace, --band-lanczos, --band-delta
 
   c = command(root_, "alignment",
               "the alignment mu of SGD noise at residuals, or mu_lin(delta), and mu_*", cmd_alignment);

@@ -1,4 +1,5 @@
 // `sgdstab band`.
+#include <cstdint>
 #include <ostream>
 
 #include "commands.hpp"
@@ -13,7 +14,19 @@ namespace sgdstab::cli {
 int cmd_band(const Args& args, std::ostream& out, std::ostream& err) {
   const Sampling sampling = args.choice("sampling", Sampling::without_replacement);
   BandOptions o;
-  apply_cli(args, o);  // --band-tol, --top-vectors, --band-steps
+  apply_cli(args, o);  // --band-tol, --top-vectors, --band-steps, --band-subspace, --band-lanczos, --band-delta
+  o.seed = static_cast<std::uint64_t>(args.integer_or("seed", 0));
+  if (args.flag("matrix-free")) {
+    // A Jacobian file is used as it is (products J V, J^T U); a Gram through
+    // its reduced factor (a Jacobian in r coordinates).
+    const JacobianModel model = args.has("jacobian") && !args.has("gram")
+                                    ? JacobianModel(read_matrix(args.str("jacobian")), outputs_option(args))
+                                    : JacobianModel::from_geometry(load_geometry(args));
+    const Index batch = static_cast<Index>(args.integer("batch"));
+    check_batch(batch, model.samples(), "--batch");
+    const BandResult b = stability_band(model, batch, sampling, o);
+    return finish(with_options(band_json(model, b), o), b.status(), out, err);
+  }
   const Geometry g = load_geometry(args);
   const BandResult b = stability_band(g, batch_of(args, g), sampling, o);
   return finish(with_options(band_json(g, b), o), b.status(), out, err);

@@ -36,17 +36,44 @@ json threshold_json(const GeometrySummary& g, const ThresholdResult& r) {
   return j;
 }
 
-json band_json(const Geometry& g, const BandResult& r) {
-  json j = at_batch(g, r.batch, r.sampling);
+namespace {
+
+// The band's own fields, whichever input it came from.
+void band_fields(json& j, const BandResult& r) {
+  j["batch"] = r.batch;
+  j["sampling"] = to_string(r.sampling);
   j["eta_low"] = r.eta_low;
   j["eta_high"] = r.eta_high;
   j["relative_width"] = r.relative_width;
+  j["eta_low_kind"] = r.eta_low_kind;
+  j["delta"] = r.delta;
+  j["eta_low_certified"] = r.eta_low_certified;
   j["trial_dimension"] = r.trial_dimension;
   j["low_witness"] = r.low_witness;
-  hessian_fields(j, g);
   report_fields(j, r.report);
   j["seconds"] = r.report.seconds;
   j["loss_convention"] = kLossConvention;
+}
+
+}  // namespace
+
+json band_json(const Geometry& g, const BandResult& r) {
+  json j = at_batch(g, r.batch, r.sampling);
+  hessian_fields(j, g);
+  band_fields(j, r);
+  j["matrix_free"] = false;
+  return j;
+}
+
+json band_json(const LinearizedModel& m, const BandResult& r) {
+  json j;
+  j["samples"] = m.samples();
+  j["outputs"] = m.outputs();
+  j["params"] = m.params();
+  band_fields(j, r);
+  j["matrix_free"] = true;
+  j["subspace_dimension"] = r.subspace_dimension;
+  j["products"] = r.products;
   return j;
 }
 

@@ -17,6 +17,8 @@ namespace sgdstab::cli {
 json threshold_json(const GeometrySummary& g, const ThresholdResult& r);
 /// sgdstab band: the certified band eta_low <= eta* <= eta_high (theory/band.md).
 json band_json(const Geometry& g, const BandResult& r);
+/// The band from a model's products (`sgdstab band --matrix-free`).
+json band_json(const LinearizedModel& m, const BandResult& r);
 /// `sgdstab radius`.
 json radius_json(const GeometrySummary& g, const RadiusResult& r);
 /// `sgdstab threshold --momentum BETA [--nesterov]`.

@@ -16,7 +16,7 @@ PUBLIC = {
     "types": "foundations", "errors": "foundations", "solver": "foundations", "options": "foundations",
     "interrupt": "foundations", "memory": "foundations", "random": "foundations",
     "matrix_io": "input", "data": "input",
-    "geometry": "geometry", "sampling": "geometry", "schedule": "geometry",
+    "geometry": "geometry", "sampling": "geometry", "schedule": "geometry", "linearized_model": "geometry",
     "moment_operator": "operators", "device": "operators",
     "stability": "solvers", "region": "solvers", "momentum": "solvers", "bounds": "solvers", "band": "solvers",
     "mlp": "models", "minimize": "models", "escape": "models",

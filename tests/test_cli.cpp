@@ -671,6 +671,49 @@ TEST_F(Cli, BandContainsTheThresholdOfTheSameGram) {
   EXPECT_TRUE(r.out.empty());
 }
 
+// --matrix-free: the band from the Jacobian's products, around the exact
+// threshold of the same Jacobian; the options and the kind of the lower side
+// in the JSON; bad options refused before any output.
+TEST_F(Cli, MatrixFreeBandContainsTheThresholdOfTheSameJacobian) {
+  const MatrixXd J = ref::gaussian(20, 30, 37);  // n = 10, C = 2, p = 30
+  sgdstab::write_npy(file("j.npy"), J);
+  const std::string input = " --jacobian " + file("j.npy") + " --outputs 2 --batch 4 --sampling with";
+  CliRun r = run("band --matrix-free" + input + " --band-subspace 6 --band-lanczos 10 --band-delta 0.01 --seed 3");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json band = json::parse(r.out);
+  r = run("threshold" + input + " --tol 1e-10");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const double eta = json::parse(r.out)["eta_star"].get<double>();
+  EXPECT_LE(band["eta_low_certified"].get<double>(), eta * (1 + 1e-8));
+  EXPECT_GE(band["eta_high"].get<double>(), eta * (1 - 1e-8));
+  EXPECT_EQ(band["matrix_free"], true);
+  EXPECT_EQ(band["subspace_dimension"], 6);
+  EXPECT_EQ(band["params"], 30);
+  EXPECT_EQ(band["options"]["subspace"], 6);
+  EXPECT_EQ(band["options"]["lanczos_steps"], 10);
+  EXPECT_EQ(band["options"]["delta"], 0.01);
+  EXPECT_EQ(band["options"]["seed"], 3);
+  const std::string kind = band["eta_low_kind"].get<std::string>();
+  EXPECT_TRUE(kind == "certified" || kind == "probabilistic") << kind;
+  EXPECT_GT(band["products"].get<long long>(), 0);
+  sgdstab::BandOptions o;
+  o.subspace = 6;
+  o.lanczos_steps = 10;
+  o.delta = 0.01;
+  o.seed = 3;
+  const sgdstab::BandResult lib =
+      sgdstab::stability_band(sgdstab::JacobianModel(J, 2), 4, sgdstab::Sampling::with_replacement, o);
+  EXPECT_REL_NEAR(band["eta_high"].get<double>(), lib.eta_high, 1e-8);
+  EXPECT_REL_NEAR(band["eta_low"].get<double>(), lib.eta_low, 1e-8);
+  r = run("band --matrix-free" + input + " --band-delta 1");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--band-delta: must lie in [0, 1), got '1'"), std::string::npos) << r.err;
+  EXPECT_TRUE(r.out.empty());
+  r = run("band --matrix-free --jacobian " + file("j.npy") + " --outputs 2 --batch 11");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("1 <= B <= n = 10"), std::string::npos) << r.err;
+}
+
 TEST_F(Cli, BoundsAndAlignmentMatchTheLibrary) {
   const MatrixXd J = ref::gaussian(12, 5, 23);  // n = 6, C = 2
   sgdstab::write_csv(file("j.csv"), J);

@@ -19,18 +19,30 @@
 ///    matrix of V, shifted to be positive definite.
 /// At B = n without replacement (GD) both sides equal 2 / lambda_max(H).
 ///
-/// This first version works on a Geometry (the reduced r x r coordinates);
-/// the matrix-free operator the scale issue asks for is next.
+/// Two inputs: a Geometry (the reduced r x r coordinates, trial matrices as
+/// above), and a LinearizedModel (linearized_model.hpp: Jacobian products
+/// only, never an r x r matrix; theory/band.md, section 5):
+///  - eta_high is the exact eta* of the model restricted to an m-dimensional
+///    parameter subspace (the Krylov space of H from J^T u, u random), which
+///    is the Rayleigh-Ritz bound over every symmetric matrix on that subspace;
+///  - eta_low is the Collatz-Wielandt bound at X = Pi (Wu, Ma & E), as
+///    2 / lambda_max(M) with M = (alpha / n) K + beta blockdiag(J_i J_i^T)
+///    on R^{n C}, and lambda_max(M) bounded from above by Lanczos either
+///    with certainty (the residual and the trace of the rest) or with
+///    probability at least 1 - delta over the random start (Kuczynski &
+///    Wozniakowski 1992); eta_low_kind says which.
 ///
 /// \code
 /// auto g = sgdstab::Geometry::from_jacobian(J, 1);
 /// sgdstab::BandResult b = sgdstab::stability_band(g, /*batch=*/4);
 /// std::cout << b.eta_low << " <= eta* <= " << b.eta_high << " (" << b.trial_dimension << " trial matrices)\n";
 /// \endcode
+#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "sgdstab/geometry.hpp"
+#include "sgdstab/linearized_model.hpp"
 #include "sgdstab/options.hpp"
 #include "sgdstab/sampling.hpp"
 #include "sgdstab/solver.hpp"
@@ -49,12 +61,25 @@ struct BandOptions {
   Index max_steps = 40;
   /// Exponents a of the Collatz-Wielandt trials X = H^a.
   std::vector<double> exponents = {-1.0, -0.5, 0.0, 0.5, 1.0};
+  /// LinearizedModel input: dimension m of the parameter subspace of the
+  /// upper side (Lanczos vectors of H; min(m, p, n C) used).
+  Index subspace = 64;
+  /// LinearizedModel input: Lanczos vectors for lambda_max(M) of the lower
+  /// side, per batch size (min(k, n C) used).
+  Index lanczos_steps = 80;
+  /// LinearizedModel input: failure probability allowed for the
+  /// probabilistic lower side; 0 = certified only.
+  double delta = 1e-3;
+  /// LinearizedModel input: seed of the random start vectors.
+  std::uint64_t seed = 1;
   /// \throws sgdstab::invalid_argument naming the field that is out of range.
   void validate() const;
 };
 
 /// BandOptions' table (options.hpp): tolerance (--band-tol), top_vectors
-/// (--top-vectors) and max_steps (--band-steps); the exponents are code only.
+/// (--top-vectors), max_steps (--band-steps), subspace (--band-subspace),
+/// lanczos_steps (--band-lanczos), delta (--band-delta) and seed (no flag:
+/// the command line's --seed); the exponents are code only.
 template <>
 const std::vector<OptionField<BandOptions>>& option_table<BandOptions>();
 
@@ -68,13 +93,37 @@ struct BandResult : Result {
   Index batch = 0;
   Sampling sampling = Sampling::without_replacement;
   Index trial_dimension = 0;  ///< matrices in the final Rayleigh-Ritz space
-  /// What proved eta_low: "H^a" with the exponent, or "ritz" (the best trial matrix).
+  /// What proved eta_low: "H^a" with the exponent, or "ritz" (the best trial
+  /// matrix); "Pi" for a LinearizedModel.
   std::string low_witness;
+  /// "certified", or "probabilistic": eta_low <= eta* with probability at
+  /// least 1 - delta over the random start (LinearizedModel input only).
+  std::string eta_low_kind = "certified";
+  double delta = 0.0;              ///< the failure probability of eta_low (0 when certified)
+  double eta_low_certified = 0.0;  ///< the certified lower side (= eta_low when eta_low_kind is certified)
+  /// LinearizedModel input: dimension m of the parameter subspace of eta_high (0 for a Geometry).
+  Index subspace_dimension = 0;
+  /// LinearizedModel input: columns of J V and J^T U the band asked the model for.
+  Index products = 0;
 };
 
 /// eta_low <= eta*(B) <= eta_high for the scheme (theory/band.md).
 /// \throws sgdstab::invalid_argument unless 1 <= batch <= n and the options are valid.
 BandResult stability_band(const Geometry& geometry, Index batch, Sampling sampling = Sampling::without_replacement,
                           const BandOptions& options = {});
+
+/// The same from Jacobian products only (theory/band.md, section 5).
+/// report.matvecs = products; report.iterations = Lanczos vectors in all.
+/// \throws sgdstab::invalid_argument unless 1 <= batch <= n, the options are
+///   valid and the model's products have the right shapes and finite entries;
+///   sgdstab::resource_error when the Lanczos vectors would not fit in memory.
+BandResult stability_band(const LinearizedModel& model, Index batch,
+                          Sampling sampling = Sampling::without_replacement, const BandOptions& options = {});
+
+/// Bands for several batch sizes, sharing the products that do not depend
+/// on B (the subspace of the upper side and the per-sample Grams).
+std::vector<BandResult> stability_bands(const LinearizedModel& model, const std::vector<Index>& batches,
+                                        Sampling sampling = Sampling::without_replacement,
+                                        const BandOptions& options = {});
 
 }  // namespace sgdstab

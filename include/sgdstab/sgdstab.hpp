@@ -17,6 +17,7 @@
 #include "sgdstab/matrix_io.hpp"
 // geometry
 #include "sgdstab/geometry.hpp"
+#include "sgdstab/linearized_model.hpp"
 #include "sgdstab/sampling.hpp"
 #include "sgdstab/schedule.hpp"
 // operators

@@ -42,6 +42,21 @@ std::vector<OptionField<BandOptions>> band_table() {
       on_cli(with_rule(field("max_steps", &S::max_steps, "growth steps of the trial space"), "must be >= 0",
                        at_least(0)),
              "band-steps", "K"),
+      on_cli(with_rule(field("subspace", &S::subspace, "matrix-free: dimension of the parameter subspace of the upper side"),
+                       "must be >= 1", at_least(1)),
+             "band-subspace", "M"),
+      on_cli(with_rule(field("lanczos_steps", &S::lanczos_steps, "matrix-free: Lanczos vectors for the lower side, per batch size"),
+                       "must be >= 2", at_least(2)),
+             "band-lanczos", "K"),
+      on_cli(with_rule(field("delta", &S::delta,
+                             "matrix-free: failure probability allowed for the probabilistic lower side (0: certified only)"),
+                       "must lie in [0, 1)",
+                       [](const OptionValue& v) {
+                         const double x = std::get<double>(v);
+                         return std::isfinite(x) && x >= 0.0 && x < 1.0;
+                       }),
+             "band-delta", "X"),
+      with_rule(field("seed", &S::seed, "matrix-free: seed of the random start vectors"), "must be >= 0", at_least(0)),
   };
 }
 
@@ -197,6 +212,7 @@ BandResult stability_band(const Geometry& g, Index batch, Sampling sampling, con
     ++products;
   }
   res.trial_dimension = v.size();
+  res.eta_low_certified = res.eta_low;  // every side here is certified
   res.report.matvecs = products;
   res.report.status = Status::converged;  // both sides certified, whatever the width
   res.report.message = "band of relative width " + detail::fmt(res.relative_width) +

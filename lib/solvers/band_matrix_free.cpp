@@ -1,0 +1,282 @@
+// The certified band from Jacobian products only (include/sgdstab/band.hpp,
+// theory/band.md, section 5): the upper side is the exact eta* of the model
+// restricted to a parameter subspace, the lower side Wu, Ma & E's X = Pi
+// bound with lambda_max(M) bounded from above by Lanczos.
+#include <Eigen/Eigenvalues>
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "foundations/check.hpp"
+#include "foundations/interrupt_detail.hpp"
+#include "foundations/stopwatch.hpp"
+#include "sgdstab/band.hpp"
+#include "sgdstab/errors.hpp"
+#include "sgdstab/memory.hpp"
+#include "sgdstab/random.hpp"
+#include "sgdstab/stability.hpp"
+
+namespace sgdstab {
+
+using Eigen::MatrixXd;
+using Eigen::VectorXd;
+
+namespace band_matrix_free_detail {
+
+// The model's products, counted and checked (a user's model may return
+// anything).
+class CheckedModel {
+ public:
+  explicit CheckedModel(const LinearizedModel& m) : m_(m), n_(m.samples()), c_(m.outputs()), p_(m.params()) {
+    detail::require(n_ >= 1 && c_ >= 1 && p_ >= 1, "stability_band",
+                    "the model's sizes must be >= 1, got n = " + std::to_string(n_) + ", C = " + std::to_string(c_) +
+                        ", p = " + std::to_string(p_));
+  }
+  Index n() const { return n_; }
+  Index c() const { return c_; }
+  Index p() const { return p_; }
+  Index nc() const { return n_ * c_; }
+  Index products() const { return products_; }
+
+  MatrixXd times(const MatrixXd& v) {  // J V
+    MatrixXd out = m_.jacobian_times(v);
+    check(out, nc(), v.cols(), "jacobian_times");
+    products_ += v.cols();
+    return out;
+  }
+  MatrixXd transpose_times(const MatrixXd& u) {  // J^T U
+    MatrixXd out = m_.jacobian_transpose_times(u);
+    check(out, p_, u.cols(), "jacobian_transpose_times");
+    products_ += u.cols();
+    return out;
+  }
+  MatrixXd grams() {  // J_i J_i^T stacked
+    MatrixXd out = m_.sample_grams();
+    check(out, nc(), c_, "sample_grams");
+    for (Index i = 0; i < n_; ++i) {
+      const auto block = out.middleRows(i * c_, c_);
+      detail::require((block - block.transpose()).cwiseAbs().maxCoeff() <= 1e-8 * (1.0 + block.cwiseAbs().maxCoeff()),
+                      "stability_band", "sample_grams(): block " + std::to_string(i) + " is not symmetric");
+    }
+    return out;
+  }
+
+ private:
+  void check(const MatrixXd& out, Index rows, Index cols, const char* what) const {
+    detail::require(out.rows() == rows && out.cols() == cols, "stability_band",
+                    std::string("the model's ") + what + "() returned " + std::to_string(out.rows()) + " x " +
+                        std::to_string(out.cols()) + ", expected " + std::to_string(rows) + " x " + std::to_string(cols));
+    detail::require(out.allFinite(), "stability_band", std::string("the model's ") + what + "() returned NaN or Inf");
+  }
+  const LinearizedModel& m_;
+  Index n_, c_, p_;
+  Index products_ = 0;
+};
+
+// Lanczos with full reorthogonalization on a symmetric PSD operator: the
+// orthonormal basis Q (N x m), the images A Q, and the compression T = Q^T A Q.
+struct LanczosBasis {
+  MatrixXd q, aq, t;
+  bool invariant = false;  // the Krylov space closed before m vectors
+};
+
+LanczosBasis lanczos_basis(const std::function<VectorXd(const VectorXd&)>& apply, VectorXd start, Index m,
+                           const char* where) {
+  const Index dim = start.size();
+  m = std::min(m, dim);
+  LanczosBasis b;
+  b.q.resize(dim, m);
+  b.aq.resize(dim, m);
+  double scale = 0.0;
+  Index used = 0;
+  start /= start.norm();
+  for (Index j = 0; j < m; ++j) {
+    detail::throw_if_interrupted(where);
+    b.q.col(j) = start;
+    b.aq.col(j) = apply(start);
+    ++used;
+    scale = std::max(scale, b.aq.col(j).norm());
+    if (j + 1 == m) break;
+    VectorXd w = b.aq.col(j);
+    for (int pass = 0; pass < 2; ++pass) w -= b.q.leftCols(j + 1) * (b.q.leftCols(j + 1).transpose() * w);
+    const double beta = w.norm();
+    if (!(beta > 1e-12 * scale)) {  // invariant subspace: the Krylov space is exhausted
+      b.invariant = true;
+      break;
+    }
+    start = w / beta;
+  }
+  b.q.conservativeResize(dim, used);
+  b.aq.conservativeResize(dim, used);
+  b.t = b.q.transpose() * b.aq;
+  b.t = 0.5 * (b.t + b.t.transpose()).eval();
+  return b;
+}
+
+double top_eigenvalue(const MatrixXd& s) {
+  Eigen::SelfAdjointEigenSolver<MatrixXd> es(s, Eigen::EigenvaluesOnly);
+  return es.eigenvalues()(s.rows() - 1);
+}
+
+// Upper bounds on lambda_max(A) from a Lanczos basis of a PSD A with trace
+// tau (theory/band.md, eqs. 7 and 8).
+struct TopBounds {
+  double ritz = 0.0;           // theta = lambda_max(T): a lower estimate
+  double certified = 0.0;      // >= lambda_max(A), always
+  double probabilistic = 0.0;  // >= lambda_max(A) with probability >= 1 - delta; inf when none
+};
+
+TopBounds top_bounds(const LanczosBasis& b, double trace, double delta) {
+  TopBounds out;
+  const Index m = b.t.rows(), dim = b.q.rows();
+  out.ritz = top_eigenvalue(b.t);
+  // Certified (eq. 7): A = [[T, R^T], [R, C]] in (Q, Q-perp); lambda_max(C) <= tr C = tau - tr T.
+  const MatrixXd r = b.aq - b.q * b.t;
+  const double rnorm = std::sqrt(std::max(0.0, top_eigenvalue(r.transpose() * r)));
+  const double rest = m == dim ? 0.0 : std::max(0.0, trace - b.t.trace());
+  out.certified = 0.5 * (out.ritz + rest + std::hypot(out.ritz - rest, 2.0 * rnorm));
+  // Probabilistic (eq. 8, Kuczynski & Wozniakowski 1992, Lanczos from a
+  // uniform start): k = m - 1 products beyond the start.
+  out.probabilistic = INFINITY;
+  const double k = static_cast<double>(m - 1);
+  if (delta > 0.0 && k >= 1.0) {
+    const double root = std::log(1.648 * std::sqrt(static_cast<double>(dim)) / delta) / (2.0 * k - 1.0);
+    const double eps = root * root;
+    if (eps < 1.0) out.probabilistic = out.ritz / (1.0 - eps);
+  }
+  return out;
+}
+
+VectorXd random_unit(Index dim, Rng& rng) {
+  VectorXd v(dim);
+  for (Index i = 0; i < dim; ++i) v(i) = rng.normal();
+  return v / v.norm();
+}
+
+// What every batch size shares: the parameter subspace of the upper side
+// (as its compressed Jacobian J L) and the per-sample Grams.
+struct SharedProducts {
+  MatrixXd compressed;  // J L, (n C) x m
+  MatrixXd grams;       // J_i J_i^T stacked, (n C) x C
+  double gram_trace = 0.0;    // tr K = sum_i tr(J_i J_i^T)
+  double block_top = 0.0;     // max_i lambda_max(J_i J_i^T)
+  Index subspace_vectors = 0;
+};
+
+SharedProducts share_products(CheckedModel& model, const BandOptions& o, Rng& rng) {
+  const Index n = model.n(), c = model.c(), nc = model.nc(), p = model.p();
+  const Index m = std::min({o.subspace, p, nc});
+  check_memory(8.0 * (static_cast<double>(p) + 2.0 * static_cast<double>(nc)) * static_cast<double>(m) +
+                   8.0 * 2.0 * static_cast<double>(nc) * static_cast<double>(std::min(o.lanczos_steps, nc)),
+               "stability_band (Lanczos vectors)");
+  SharedProducts s;
+  s.compressed.resize(nc, m);
+  Index kept = 0;
+  // Lanczos on H = (1/n) J^T J from J^T u (in range(H)); J v of each vector kept.
+  auto apply_h = [&](const VectorXd& v) -> VectorXd {
+    const MatrixXd jv = model.times(v);
+    s.compressed.col(kept++) = jv.col(0);
+    return model.transpose_times(jv).col(0) / static_cast<double>(n);
+  };
+  const VectorXd start = model.transpose_times(random_unit(nc, rng)).col(0);
+  detail::require(start.norm() > 0.0, "stability_band", "J^T u = 0 for a random u: the Jacobian is zero");
+  const LanczosBasis h = lanczos_basis(apply_h, start, m, "stability_band");
+  s.subspace_vectors = h.q.cols();
+  // The kept J v are J L up to the basis: J Q exactly (column j was J q_j).
+  s.compressed.conservativeResize(nc, s.subspace_vectors);
+  s.grams = model.grams();
+  for (Index i = 0; i < n; ++i) {
+    const MatrixXd block = s.grams.middleRows(i * c, c);
+    s.gram_trace += block.trace();
+    s.block_top = std::max(s.block_top, top_eigenvalue(0.5 * (block + block.transpose())));
+  }
+  return s;
+}
+
+// The lower side at one batch size (theory/band.md, eqs. 5-8):
+// eta_low = 2 / lambda_max(M), M = (alpha / n) K + beta blockdiag(K_ii).
+void lower_side(CheckedModel& model, const SharedProducts& s, SamplingFactors f, const BandOptions& o, Rng& rng,
+                BandResult& res, Index& lanczos_vectors) {
+  const Index n = model.n(), c = model.c();
+  const double a = f.alpha / static_cast<double>(n), b = f.beta;
+  auto apply_m = [&](const VectorXd& v) -> VectorXd {
+    VectorXd out = VectorXd::Zero(v.size());
+    if (b != 0.0)
+      for (Index i = 0; i < n; ++i)
+        out.segment(i * c, c).noalias() = b * s.grams.middleRows(i * c, c) * v.segment(i * c, c);
+    if (a != 0.0) out += a * model.times(model.transpose_times(v)).col(0);
+    return out;
+  };
+  double certified = INFINITY, probabilistic = INFINITY;
+  if (a == 0.0) {  // M is block diagonal: its lambda_max exactly
+    certified = b * s.block_top;
+  } else {
+    const LanczosBasis l = lanczos_basis(apply_m, random_unit(model.nc(), rng), o.lanczos_steps, "stability_band");
+    lanczos_vectors += l.q.cols();
+    const TopBounds t = top_bounds(l, (a + b) * s.gram_trace, o.delta);
+    certified = t.certified;
+    probabilistic = t.probabilistic;
+  }
+  res.eta_low_certified = certified > 0.0 ? 2.0 / certified : INFINITY;
+  res.eta_low = res.eta_low_certified;
+  res.low_witness = "Pi";
+  if (probabilistic < certified) {
+    res.eta_low = 2.0 / probabilistic;
+    res.eta_low_kind = "probabilistic";
+    res.delta = o.delta;
+  }
+}
+
+}  // namespace band_matrix_free_detail
+
+std::vector<BandResult> stability_bands(const LinearizedModel& model, const std::vector<Index>& batches,
+                                        Sampling sampling, const BandOptions& o) {
+  using namespace band_matrix_free_detail;
+  const detail::Stopwatch watch;
+  o.validate();
+  CheckedModel checked(model);
+  detail::require(!batches.empty(), "stability_bands", "no batch sizes given");
+  for (Index b : batches) check_batch(b, checked.n(), "stability_band");
+  Rng rng(o.seed);
+  const SharedProducts s = share_products(checked, o, rng);
+  // Upper side: the exact eta* of the model restricted to span(L).
+  const Geometry restricted = Geometry::from_jacobian(s.compressed, checked.c());
+  const std::vector<ThresholdResult> high = threshold_curve(restricted, batches, sampling);
+  Index lanczos_vectors = s.subspace_vectors;
+  std::vector<BandResult> out;
+  for (std::size_t k = 0; k < batches.size(); ++k) {
+    BandResult res;
+    res.batch = batches[k];
+    res.sampling = sampling;
+    res.eta_high = high[k].eta_star;
+    res.subspace_dimension = s.subspace_vectors;
+    res.trial_dimension = s.subspace_vectors * (s.subspace_vectors + 1) / 2;
+    lower_side(checked, s, sampling_factors(sampling, checked.n(), batches[k]), o, rng, res, lanczos_vectors);
+    res.relative_width = (res.eta_high - res.eta_low) / res.eta_high;
+    res.report.status = high[k].status();
+    res.report.message =
+        (high[k].converged() ? std::string() : "the restricted threshold did not converge: " + high[k].report.message + "; ") +
+        "band of relative width " + detail::fmt(res.relative_width) +
+        (res.relative_width <= o.tolerance ? " (within the tolerance)"
+                                           : " (wider than the tolerance " + detail::fmt(o.tolerance) + ")") +
+        ", lower side " + res.eta_low_kind +
+        (res.eta_low_kind == "probabilistic" ? " (failure probability " + detail::fmt(res.delta) + ")" : "") +
+        ", upper side from a parameter subspace of dimension " + std::to_string(s.subspace_vectors);
+    out.push_back(std::move(res));
+  }
+  for (BandResult& r : out) {  // the shared work, reported on every result
+    r.products = checked.products();
+    r.report.matvecs = checked.products();
+    r.report.iterations = lanczos_vectors;
+    r.report.seconds = watch.seconds();
+  }
+  return out;
+}
+
+BandResult stability_band(const LinearizedModel& model, Index batch, Sampling sampling, const BandOptions& o) {
+  return stability_bands(model, {batch}, sampling, o).front();
+}
+
+}  // namespace sgdstab

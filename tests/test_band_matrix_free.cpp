@@ -1,0 +1,317 @@
+// The band from Jacobian products only (stability_band on a LinearizedModel,
+// include/sgdstab/band.hpp, theory/band.md section 5) against eta* by batch
+// enumeration (tests/reference.hpp), the exact solver, Wu, Ma & E's X = Pi
+// bound computed densely in parameter space from the enumerated E[H_xi^2],
+// and the closed form of full-batch GD; and the products of the models.
+#include <gtest/gtest.h>
+
+#include <Eigen/Dense>
+#include <cmath>
+#include <string>
+
+#include "reference.hpp"
+#include "sgdstab/band.hpp"
+#include "sgdstab/errors.hpp"
+#include "sgdstab/linearized_model.hpp"
+#include "sgdstab/stability.hpp"
+
+using Eigen::MatrixXd;
+using Eigen::VectorXd;
+using sgdstab::Sampling;
+
+namespace {
+
+constexpr Sampling kAllSchemes[] = {Sampling::without_replacement, Sampling::with_replacement, Sampling::bernoulli};
+constexpr double kRoundoff = 1e-9;
+
+// A model that gives products only (the default, probing sample_grams).
+class ProductsOnly : public sgdstab::LinearizedModel {
+ public:
+  ProductsOnly(MatrixXd j, Eigen::Index c) : j_(std::move(j)), c_(c) {}
+  Eigen::Index samples() const override { return j_.rows() / c_; }
+  Eigen::Index outputs() const override { return c_; }
+  Eigen::Index params() const override { return j_.cols(); }
+  MatrixXd jacobian_times(const MatrixXd& v) const override { return j_ * v; }
+  MatrixXd jacobian_transpose_times(const MatrixXd& u) const override { return j_.transpose() * u; }
+
+ private:
+  MatrixXd j_;
+  Eigen::Index c_;
+};
+
+// A model whose products are broken in a chosen way.
+class BrokenModel : public ProductsOnly {
+ public:
+  BrokenModel(MatrixXd j, Eigen::Index c, int how) : ProductsOnly(std::move(j), c), how_(how) {}
+  MatrixXd jacobian_times(const MatrixXd& v) const override {
+    MatrixXd out = ProductsOnly::jacobian_times(v);
+    if (how_ == 0) return out.topRows(out.rows() - 1);  // one row short
+    out(0, 0) = NAN;
+    return out;
+  }
+
+ private:
+  int how_;
+};
+
+// Wu, Ma & E's X = Pi bound, densely in parameter space: 2 / lambda_max of
+// H^{+1/2} E[H_xi^2] H^{+1/2} on range(H), E[H_xi^2] by enumerating batches.
+// At larger n (too many batches to enumerate) with replacement only, where
+// B i.i.d. draws give E[H_xi^2] = (1 - 1/B) H^2 + (1/B) (1/n) sum_i h_i^2.
+double pi_bound(const MatrixXd& j, Eigen::Index c, Eigen::Index b, Sampling s) {
+  const std::vector<MatrixXd> h = ref::per_sample(j, c);
+  MatrixXd second = MatrixXd::Zero(j.cols(), j.cols()), mean = second;
+  if (h.size() <= 8) {
+    for (const auto& [hb, prob] : ref::batch_hessians(h, b, s)) {
+      second += prob * hb * hb;
+      mean += prob * hb;
+    }
+  } else {
+    EXPECT_EQ(s, Sampling::with_replacement);
+    const double inv_b = 1.0 / static_cast<double>(b), inv_n = 1.0 / static_cast<double>(h.size());
+    for (const MatrixXd& hi : h) {
+      mean += inv_n * hi;
+      second += inv_b * inv_n * hi * hi;
+    }
+    second += (1.0 - inv_b) * mean * mean;
+  }
+  Eigen::SelfAdjointEigenSolver<MatrixXd> es(mean);
+  const double top = es.eigenvalues().maxCoeff();
+  MatrixXd half_inverse = MatrixXd::Zero(j.cols(), j.cols());
+  for (Eigen::Index k = 0; k < j.cols(); ++k)
+    if (es.eigenvalues()(k) > 1e-10 * top)
+      half_inverse += es.eigenvectors().col(k) * es.eigenvectors().col(k).transpose() / std::sqrt(es.eigenvalues()(k));
+  const MatrixXd m = half_inverse * second * half_inverse;
+  return 2.0 / Eigen::SelfAdjointEigenSolver<MatrixXd>(0.5 * (m + m.transpose())).eigenvalues().maxCoeff();
+}
+
+std::string where(Eigen::Index n, Eigen::Index c, Eigen::Index p, Eigen::Index b, Sampling s) {
+  return "n " + std::to_string(n) + " c " + std::to_string(c) + " p " + std::to_string(p) + " B " +
+         std::to_string(b) + " " + sgdstab::to_string(s);
+}
+
+}  // namespace
+
+TEST(LinearizedModel, ProductsAndSampleGramsMatchTheDenseJacobian) {
+  const Eigen::Index n = 7, c = 3, p = 5;
+  const MatrixXd j = ref::gaussian(n * c, p, 41);
+  const sgdstab::JacobianModel dense(j, c);
+  ProductsOnly probing(j, c);
+  probing.probe_chunk = 3;  // 7 samples: chunks of 3, 3 and 1
+  const MatrixXd v = ref::gaussian(p, 2, 42), u = ref::gaussian(n * c, 2, 43);
+  EXPECT_LE((dense.jacobian_times(v) - j * v).norm(), 1e-13 * (j * v).norm());
+  EXPECT_LE((dense.jacobian_transpose_times(u) - j.transpose() * u).norm(), 1e-13 * (j.transpose() * u).norm());
+  const MatrixXd hv = j.transpose() * j * v / static_cast<double>(n);
+  EXPECT_LE((probing.hessian_times(v) - hv).norm(), 1e-13 * hv.norm());
+  const MatrixXd gram = j * j.transpose();
+  for (Eigen::Index i = 0; i < n; ++i) {
+    const MatrixXd block = gram.block(i * c, i * c, c, c);
+    EXPECT_LE((dense.sample_grams().middleRows(i * c, c) - block).norm(), 1e-13 * block.norm()) << "sample " << i;
+    EXPECT_LE((probing.sample_grams().middleRows(i * c, c) - block).norm(), 1e-13 * block.norm()) << "sample " << i;
+  }
+  // A Geometry's factor as the Jacobian: the same H up to rotation (its eigenvalues).
+  const sgdstab::Geometry g = sgdstab::Geometry::from_jacobian(j, c);
+  const sgdstab::JacobianModel reduced = sgdstab::JacobianModel::from_geometry(g);
+  EXPECT_EQ(reduced.params(), g.rank());
+  const MatrixXd hr = reduced.hessian_times(MatrixXd::Identity(g.rank(), g.rank()));
+  const VectorXd d = Eigen::SelfAdjointEigenSolver<MatrixXd>(hr).eigenvalues().reverse();
+  EXPECT_LE((d - g.hessian_eigenvalues()).norm(), 1e-12 * d.norm());
+}
+
+TEST(LinearizedModel, RejectsBadJacobians) {
+  EXPECT_THROW(sgdstab::JacobianModel(MatrixXd(0, 3), 1), sgdstab::invalid_argument);
+  EXPECT_THROW(sgdstab::JacobianModel(MatrixXd::Ones(5, 3), 2), sgdstab::invalid_argument);
+  EXPECT_THROW(sgdstab::JacobianModel(MatrixXd::Ones(4, 3), 0), sgdstab::invalid_argument);
+  MatrixXd j = MatrixXd::Ones(4, 3);
+  j(2, 1) = INFINITY;
+  try {
+    sgdstab::JacobianModel model(j, 2);
+    ADD_FAILURE() << "no error for an infinite entry";
+  } catch (const sgdstab::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("entry (2, 1)"), std::string::npos) << e.what();
+  }
+  const sgdstab::JacobianModel model(MatrixXd::Ones(4, 3), 2);
+  EXPECT_THROW(model.jacobian_times(MatrixXd::Ones(2, 1)), sgdstab::invalid_argument);
+  EXPECT_THROW(model.jacobian_transpose_times(MatrixXd::Ones(3, 1)), sgdstab::invalid_argument);
+}
+
+// Every scheme, C = 1..3, B = 1..n, full-rank and rank-deficient Jacobians,
+// a full subspace (upper side exact) and a small one (upper side a bound):
+// eta* from the enumeration inside the band, rho(T) on the right side of 1
+// at each side, and the lower side equal to the dense X = Pi bound (when
+// the Gram is nonsingular and Lanczos spans R^{nC}) or below it.
+TEST(BandMatrixFree, ContainsTheEnumeratedThresholdForEverySchemeAndBatch) {
+  struct Case {
+    Eigen::Index n, c, p;
+  };
+  for (const Case k : {Case{5, 1, 8}, Case{4, 2, 9}, Case{4, 3, 7}, Case{5, 1, 3}}) {  // the last two: n C > p
+    const MatrixXd j = ref::gaussian(k.n * k.c, k.p, 200 + static_cast<std::uint64_t>(k.n * 10 + k.c));
+    const sgdstab::JacobianModel model(j, k.c);
+    const bool gram_nonsingular = k.n * k.c <= k.p;
+    for (Sampling s : kAllSchemes)
+      for (Eigen::Index b = 1; b <= k.n; ++b) {
+        const ref::Reference r = ref::make_reference(j, k.c, b, s);
+        const double eta = r.eta_star(), pi = pi_bound(j, k.c, b, s);
+        SCOPED_TRACE(where(k.n, k.c, k.p, b, s));
+        for (Eigen::Index subspace : {Eigen::Index(64), Eigen::Index(2)}) {
+          sgdstab::BandOptions o;
+          o.subspace = subspace;
+          const sgdstab::BandResult band = sgdstab::stability_band(model, b, s, o);
+          SCOPED_TRACE("subspace " + std::to_string(subspace));
+          ASSERT_TRUE(band.converged()) << band.report.message;
+          EXPECT_EQ(band.eta_low_kind, "certified");  // Lanczos spans R^{nC}: the certified side is exact
+          EXPECT_EQ(band.eta_low, band.eta_low_certified);
+          EXPECT_LE(band.eta_low, eta * (1 + kRoundoff));
+          EXPECT_GE(band.eta_high, eta * (1 - kRoundoff));
+          EXPECT_LE(r.rho(band.eta_low), 1 + kRoundoff);
+          EXPECT_GE(r.rho(band.eta_high), 1 - kRoundoff);
+          if (gram_nonsingular)
+            EXPECT_REL_NEAR(band.eta_low, pi, 1e-9);
+          else
+            EXPECT_LE(band.eta_low, pi * (1 + kRoundoff));
+          if (subspace >= k.p) EXPECT_REL_NEAR(band.eta_high, eta, 1e-8);  // span(L) = range(H): exact
+          EXPECT_EQ(band.subspace_dimension, std::min({subspace, k.p, k.n * k.c}));
+          EXPECT_GT(band.products, 0);
+          EXPECT_EQ(band.report.matvecs, band.products);
+        }
+      }
+  }
+}
+
+// Larger problems against the exact solver, with subspaces smaller than the
+// rank: each band contains eta*, the upper side decreases as the subspace
+// grows (the Krylov spaces of one start are nested), and the Geometry's
+// reduced factor gives a band around the same eta*.
+TEST(BandMatrixFree, ContainsTheExactThresholdAndTightensWithTheSubspace) {
+  const Eigen::Index n = 24, c = 2, p = 60;
+  for (int decaying = 0; decaying <= 1; ++decaying) {
+    MatrixXd j = ref::gaussian(n * c, p, 9 + decaying);
+    if (decaying)
+      for (Eigen::Index k = 0; k < p; ++k) j.col(k) *= std::pow(0.9, static_cast<double>(k));
+    const sgdstab::Geometry g = sgdstab::Geometry::from_jacobian(j, c);
+    const sgdstab::JacobianModel model(j, c), reduced = sgdstab::JacobianModel::from_geometry(g);
+    sgdstab::SolverOptions so;
+    so.tolerance = 1e-11;
+    for (Sampling s : kAllSchemes)
+      for (Eigen::Index b : {Eigen::Index(1), Eigen::Index(4), Eigen::Index(12), n}) {
+        const sgdstab::ThresholdResult exact = sgdstab::stability_threshold(g, b, s, so);
+        ASSERT_TRUE(exact.converged()) << exact.report.message;
+        SCOPED_TRACE("decaying " + std::to_string(decaying) + " " + where(n, c, p, b, s));
+        double previous = INFINITY;
+        for (Eigen::Index m : {Eigen::Index(4), Eigen::Index(12), Eigen::Index(30), Eigen::Index(48)}) {
+          sgdstab::BandOptions o;
+          o.subspace = m;
+          o.lanczos_steps = 12;  // fewer than n C = 48: the lower side is a bound, not the X = Pi value
+          const sgdstab::BandResult band = sgdstab::stability_band(model, b, s, o);
+          ASSERT_TRUE(band.converged()) << band.report.message;
+          EXPECT_LE(band.eta_low_certified, exact.eta_star * (1 + 1e-8)) << "m " << m;
+          EXPECT_GE(band.eta_high, exact.eta_star * (1 - 1e-8)) << "m " << m;
+          EXPECT_LE(band.eta_high, previous * (1 + 1e-10)) << "m " << m;
+          previous = band.eta_high;
+          const sgdstab::BandResult other = sgdstab::stability_band(reduced, b, s, o);
+          EXPECT_LE(other.eta_low_certified, exact.eta_star * (1 + 1e-8)) << "m " << m;
+          EXPECT_GE(other.eta_high, exact.eta_star * (1 - 1e-8)) << "m " << m;
+        }
+        EXPECT_REL_NEAR(previous, exact.eta_star, 1e-7);  // m = 48 = rank: the whole range(H)
+      }
+  }
+}
+
+// B = n without replacement is GD: eta* = 2 / lambda_max(H), and with the
+// whole range and full Lanczos both sides meet there.
+TEST(BandMatrixFree, FullBatchGradientDescentIsExact) {
+  const Eigen::Index n = 6, c = 2, p = 15;
+  const MatrixXd j = ref::gaussian(n * c, p, 77);
+  const double top = Eigen::SelfAdjointEigenSolver<MatrixXd>(j.transpose() * j / static_cast<double>(n))
+                         .eigenvalues()
+                         .maxCoeff();
+  const sgdstab::BandResult band = sgdstab::stability_band(sgdstab::JacobianModel(j, c), n);
+  EXPECT_REL_NEAR(band.eta_high, 2.0 / top, 1e-10);
+  EXPECT_REL_NEAR(band.eta_low, 2.0 / top, 1e-10);
+}
+
+// Several batch sizes at once: each band contains eta*, and the shared
+// products (the subspace and the per-sample Grams) are paid once.
+TEST(BandMatrixFree, SeveralBatchSizesShareTheirProducts) {
+  const Eigen::Index n = 20, c = 1, p = 40;
+  const MatrixXd j = ref::gaussian(n * c, p, 5);
+  const sgdstab::Geometry g = sgdstab::Geometry::from_jacobian(j, c);
+  const sgdstab::JacobianModel model(j, c);
+  sgdstab::BandOptions o;
+  o.subspace = 10;
+  const std::vector<Eigen::Index> batches = {1, 5, 20};
+  const std::vector<sgdstab::BandResult> bands = sgdstab::stability_bands(model, batches, Sampling::with_replacement, o);
+  ASSERT_EQ(bands.size(), batches.size());
+  Eigen::Index separately = 0;
+  for (std::size_t k = 0; k < batches.size(); ++k) {
+    const double eta = sgdstab::stability_threshold(g, batches[k], Sampling::with_replacement).eta_star;
+    EXPECT_EQ(bands[k].batch, batches[k]);
+    EXPECT_LE(bands[k].eta_low, eta * (1 + 1e-8));
+    EXPECT_GE(bands[k].eta_high, eta * (1 - 1e-8));
+    separately += sgdstab::stability_band(model, batches[k], Sampling::with_replacement, o).products;
+  }
+  EXPECT_LT(bands[0].products, separately);
+}
+
+// The probabilistic lower side: with few Lanczos vectors and a failure
+// probability delta it may exceed the X = Pi value it bounds (a failure);
+// over many seeds the failures must stay below delta, and the certified
+// side must never exceed eta*.
+TEST(BandMatrixFree, ProbabilisticSideFailsLessOftenThanDelta) {
+  const Eigen::Index n = 60, c = 1, p = 90;  // n C <= p: 2 / lambda_max(M) is the X = Pi bound exactly
+  const MatrixXd j = ref::gaussian(n * c, p, 3);
+  const sgdstab::Geometry g = sgdstab::Geometry::from_jacobian(j, c);
+  const sgdstab::JacobianModel model(j, c);
+  const Eigen::Index b = 6;
+  const double pi = pi_bound(j, c, b, Sampling::with_replacement);
+  const double eta = sgdstab::stability_threshold(g, b, Sampling::with_replacement).eta_star;
+  sgdstab::BandOptions o;
+  o.subspace = 4;
+  o.lanczos_steps = 8;
+  o.delta = 0.5;
+  int failures = 0, probabilistic = 0;
+  const int seeds = 200;
+  for (int seed = 1; seed <= seeds; ++seed) {
+    o.seed = static_cast<std::uint64_t>(seed);
+    const sgdstab::BandResult band = sgdstab::stability_band(model, b, Sampling::with_replacement, o);
+    EXPECT_LE(band.eta_low_certified, pi * (1 + kRoundoff)) << "seed " << seed;
+    EXPECT_LE(band.eta_low_certified, eta * (1 + kRoundoff)) << "seed " << seed;
+    if (band.eta_low_kind == "probabilistic") {
+      ++probabilistic;
+      EXPECT_EQ(band.delta, o.delta);
+      EXPECT_GE(band.eta_low, band.eta_low_certified);
+      if (band.eta_low > pi * (1 + kRoundoff)) ++failures;
+    }
+  }
+  EXPECT_GT(probabilistic, 0);  // the probabilistic side was tighter at least once
+  EXPECT_LE(failures, static_cast<int>(o.delta * seeds)) << failures << " failures in " << seeds << " seeds";
+  RecordProperty("failures", failures);
+  RecordProperty("probabilistic", probabilistic);
+}
+
+TEST(BandMatrixFree, RejectsBadArgumentsAndBrokenModels) {
+  const MatrixXd j = ref::gaussian(8, 5, 1);
+  const sgdstab::JacobianModel model(j, 2);
+  EXPECT_THROW(sgdstab::stability_band(model, 0), sgdstab::invalid_argument);
+  EXPECT_THROW(sgdstab::stability_band(model, 5), sgdstab::invalid_argument);
+  EXPECT_THROW(sgdstab::stability_bands(model, {}), sgdstab::invalid_argument);
+  sgdstab::BandOptions o;
+  o.subspace = 0;
+  EXPECT_THROW(sgdstab::stability_band(model, 2, Sampling::with_replacement, o), sgdstab::invalid_argument);
+  o = {};
+  o.delta = 1.0;
+  EXPECT_THROW(sgdstab::stability_band(model, 2, Sampling::with_replacement, o), sgdstab::invalid_argument);
+  o = {};
+  o.lanczos_steps = 1;
+  EXPECT_THROW(sgdstab::stability_band(model, 2, Sampling::with_replacement, o), sgdstab::invalid_argument);
+  for (int how = 0; how <= 1; ++how) {
+    const BrokenModel broken(j, 2, how);
+    try {
+      sgdstab::stability_band(broken, 2);
+      ADD_FAILURE() << "no error for a broken model (" << how << ")";
+    } catch (const sgdstab::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("jacobian_times()"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_THROW(sgdstab::stability_band(sgdstab::JacobianModel(MatrixXd::Zero(4, 3), 1), 2), sgdstab::invalid_argument);
+}
