@@ -282,6 +282,10 @@ struct PyBounds {
   StabilityBounds b;
   cli::json j;
 };
+struct PyBand {
+  BandResult r;
+  cli::json j;
+};
 struct PyCrossCheck {
   CrossCheckReport rep;
   cli::json j;
@@ -770,6 +774,7 @@ void bind_io_and_options(py::module_& m) {
   m.def("_solver_option_table", [] { return option_rows<SolverOptions>(); });
   m.def("_reduction_option_table", [] { return option_rows<ReductionOptions>(); });
   m.def("_montecarlo_option_table", [] { return option_rows<CrossCheckOptions>(); });
+  m.def("_band_option_table", [] { return option_rows<BandOptions>(); });
 
   // For the tests: where the library reads a matrix argument from, and
   // whether it had to be copied (float32, strided input).
@@ -777,6 +782,133 @@ void bind_io_and_options(py::module_& m) {
     const MatrixArg m = as_matrix(a, "array");
     return py::make_tuple(reinterpret_cast<std::uintptr_t>(m.data), m.row_major ? "row" : "column", m.copied);
   });
+}
+
+// ---------------------------------------------------------------- matrix-free models
+
+// A LinearizedModel implemented in Python (sgdstab.torch.TorchModel, or any
+// subclass): each product calls the Python method with the GIL held; its
+// result is read like any matrix argument (float64/float32, 2-D).
+class PyLinearizedModel : public LinearizedModel {
+ public:
+  Index samples() const override { return size_of("samples"); }
+  Index outputs() const override { return size_of("outputs"); }
+  Index params() const override { return size_of("params"); }
+  MatrixXd jacobian_times(const MatrixXd& v) const override { return call("jacobian_times", &v); }
+  MatrixXd jacobian_transpose_times(const MatrixXd& u) const override { return call("jacobian_transpose_times", &u); }
+  MatrixXd sample_grams() const override {
+    {
+      py::gil_scoped_acquire gil;
+      if (!py::get_override(static_cast<const LinearizedModel*>(this), "sample_grams"))
+        return LinearizedModel::sample_grams();  // not overridden: probing
+    }
+    return call("sample_grams", nullptr);
+  }
+
+ private:
+  py::function method(const char* name) const {
+    py::function f = py::get_override(static_cast<const LinearizedModel*>(this), name);
+    if (!f) throw py::type_error(std::string("LinearizedModel subclass: method ") + name + "() is not implemented");
+    return f;
+  }
+  Index size_of(const char* name) const {
+    py::gil_scoped_acquire gil;
+    return method(name)().cast<Index>();
+  }
+  MatrixXd call(const char* name, const MatrixXd* arg) const {
+    py::gil_scoped_acquire gil;
+    py::function f = method(name);
+    const py::object out = arg ? f(to_numpy(*arg)) : f();
+    return as_matrix(out, std::string(name) + "() result").dense();
+  }
+};
+
+void bind_models(py::module_& m) {
+  py::class_<LinearizedModel, PyLinearizedModel>(m, "LinearizedModel")
+      .def(py::init<>())
+      .def("samples", &LinearizedModel::samples)
+      .def("outputs", &LinearizedModel::outputs)
+      .def("params", &LinearizedModel::params)
+      .def("jacobian_times", [](const LinearizedModel& lm, py::handle v) { return to_numpy(MatrixXd(lm.jacobian_times(as_matrix(v, "v").dense()))); })
+      .def("jacobian_transpose_times",
+           [](const LinearizedModel& lm, py::handle u) { return to_numpy(MatrixXd(lm.jacobian_transpose_times(as_matrix(u, "u").dense()))); })
+      .def("sample_grams", [](const LinearizedModel& lm) { return to_numpy(MatrixXd(lm.sample_grams())); })
+      .def("hessian_times", [](const LinearizedModel& lm, py::handle v) { return to_numpy(MatrixXd(lm.hessian_times(as_matrix(v, "v").dense()))); })
+      .def_readwrite("probe_chunk", &LinearizedModel::probe_chunk);
+  py::class_<JacobianModel, LinearizedModel>(m, "JacobianModel")
+      .def(py::init([](py::handle j, Index outputs) { return JacobianModel(as_matrix(j, "jacobian").dense(), outputs); }),
+           py::arg("jacobian"), py::arg("outputs") = 1)
+      .def_static("from_geometry", &JacobianModel::from_geometry, py::arg("geometry"));
+}
+
+// band and bands, on a Geometry or a LinearizedModel, and their result.
+void bind_band_result(py::module_& m) {
+  py::class_<PyBand> band(m, "BandResult");
+  def_report(band, [](const PyBand& b) -> const Result& { return b.r; });
+  band.def_property_readonly("eta_low", [](const PyBand& b) { return b.r.eta_low; })
+      .def_property_readonly("eta_high", [](const PyBand& b) { return b.r.eta_high; })
+      .def_property_readonly("relative_width", [](const PyBand& b) { return b.r.relative_width; })
+      .def_property_readonly("eta_low_kind", [](const PyBand& b) { return b.r.eta_low_kind; })
+      .def_property_readonly("delta", [](const PyBand& b) { return b.r.delta; })
+      .def_property_readonly("eta_low_certified", [](const PyBand& b) { return b.r.eta_low_certified; })
+      .def_property_readonly("batch", [](const PyBand& b) { return b.r.batch; })
+      .def_property_readonly("sampling", [](const PyBand& b) { return to_string(b.r.sampling); })
+      .def_property_readonly("trial_dimension", [](const PyBand& b) { return b.r.trial_dimension; })
+      .def_property_readonly("subspace_dimension", [](const PyBand& b) { return b.r.subspace_dimension; })
+      .def_property_readonly("products", [](const PyBand& b) { return b.r.products; })
+      .def_property_readonly("low_witness", [](const PyBand& b) { return b.r.low_witness; })
+      .def("to_dict", [](const PyBand& b) { return json_to_python(b.j); })
+      .def("__repr__", [](const PyBand& b) {
+        return "<sgdstab.BandResult " + py::repr(py::float_(b.r.eta_low)).cast<std::string>() + " <= eta* <= " +
+               py::repr(py::float_(b.r.eta_high)).cast<std::string>() + " batch=" + std::to_string(b.r.batch) +
+               " sampling=" + to_string(b.r.sampling) + " eta_low_kind=" + b.r.eta_low_kind + ">";
+      });
+}
+
+void bind_band(py::module_& m) {
+  bind_band_result(m);
+
+  m.def(
+      "band",
+      [](py::object input, Index batch, const std::string& sampling, py::kwargs kw) {
+        const Sampling s = parse<Sampling>(sampling);
+        const BandOptions o = options_from_keywords<BandOptions>(kw, "band", "band options");
+        PyBand out;
+        if (py::isinstance<Geometry>(input)) {
+          const Geometry& g = input.cast<const Geometry&>();
+          {
+            Compute c;
+            out.r = stability_band(g, batch, s, o);
+          }
+          out.j = cli::with_options(cli::band_json(g, out.r), o);
+        } else {
+          const LinearizedModel& lm = input.cast<const LinearizedModel&>();
+          {
+            Compute c;
+            out.r = stability_band(lm, batch, s, o);
+          }
+          out.j = cli::with_options(cli::band_json(lm, out.r), o);
+        }
+        return out;
+      },
+      py::arg("input"), py::arg("batch"), py::arg("sampling") = "without");
+
+  m.def(
+      "bands",
+      [](const LinearizedModel& lm, std::optional<std::vector<Index>> batches, const std::string& sampling, py::kwargs kw) {
+        const Sampling s = parse<Sampling>(sampling);
+        const BandOptions o = options_from_keywords<BandOptions>(kw, "bands", "band options");
+        const std::vector<Index> b = batches ? *batches : default_batches(lm.samples());
+        std::vector<BandResult> rs;
+        {
+          Compute c;
+          rs = stability_bands(lm, b, s, o);
+        }
+        std::vector<PyBand> out;
+        for (BandResult& r : rs) out.push_back({r, cli::with_options(cli::band_json(lm, r), o)});
+        return out;
+      },
+      py::arg("model"), py::arg("batches") = py::none(), py::arg("sampling") = "without");
 }
 
 }  // namespace
@@ -791,6 +923,8 @@ PYBIND11_MODULE(_core, m) {
   bind_solvers(m);
   bind_region(m);
   bind_analysis(m);
+  bind_models(m);
+  bind_band(m);
   bind_montecarlo(m);
   bind_io_and_options(m);
 }

@@ -36,9 +36,12 @@ Example::
 
 from . import _core
 from ._core import (  # noqa: F401  (the result classes, for isinstance and help())
+    BandResult,
     BoundsResult,
     CurveResult,
     Geometry,
+    JacobianModel,
+    LinearizedModel,
     MomentumThresholdResult,
     MonteCarloResult,
     RadiusResult,
@@ -53,6 +56,11 @@ from ._core import (  # noqa: F401  (the result classes, for isinstance and help
 
 __all__ = [
     "Geometry",
+    "LinearizedModel",
+    "JacobianModel",
+    "band",
+    "bands",
+    "band_options",
     "threshold",
     "radius",
     "curve",
@@ -90,6 +98,7 @@ def _options_doc(title, rows):
 _SOLVER_OPTIONS = _options_doc("Solver options (SolverOptions)", _core._solver_option_table())
 _REDUCTION_OPTIONS = _options_doc("Reduction options (ReductionOptions)", _core._reduction_option_table())
 _MONTECARLO_OPTIONS = _options_doc("Monte Carlo options (CrossCheckOptions)", _core._montecarlo_option_table())
+_BAND_OPTIONS = _options_doc("Band options (BandOptions)", _core._band_option_table())
 
 
 def solver_options():
@@ -100,6 +109,11 @@ def solver_options():
 def montecarlo_options():
     """montecarlo's keyword arguments and their defaults, as a dict (the fields of CrossCheckOptions' table)."""
     return {row[0]: row[1] for row in _core._montecarlo_option_table()}
+
+
+def band_options():
+    """band / bands' keyword arguments and their defaults, as a dict (the fields of BandOptions' table)."""
+    return {row[0]: row[1] for row in _core._band_option_table()}
 
 
 def reduction_options():
@@ -236,6 +250,29 @@ def region(geometry, sampling=None, batches=None, marks=None, plot=None, *, mome
     BoundsResult; to_dict() is the JSON of `sgdstab bounds`.""" + _SOLVER_OPTIONS)
 def bounds(geometry, batch, sampling="without", **solver_options):
     return _core.bounds(geometry, batch, sampling, **solver_options)
+
+
+@_doc("""A certified band eta_low <= eta*(B) <= eta_high (theory/band.md): a BandResult.
+
+    input: a Geometry (trial matrices in its r x r coordinates), or a
+    LinearizedModel (Jacobian products only: JacobianModel, a subclass of
+    your own implementing samples(), outputs(), params(), jacobian_times(V)
+    and jacobian_transpose_times(U) [and sample_grams()], or
+    sgdstab.torch.TorchModel). With a model, eta_high is the exact eta* of
+    the model restricted to a parameter subspace and eta_low Wu-Ma-E's
+    X = Pi bound; eta_low_kind is "certified" or "probabilistic" (holds with
+    probability >= 1 - delta over the seeded random start).
+    Learning rates in the library's convention (1/2, mean over samples).
+    """ + _BAND_OPTIONS)
+def band(input, batch, sampling="without", **band_options):
+    return _core.band(input, batch, sampling, **band_options)
+
+
+@_doc("""Bands for several batch sizes of one LinearizedModel, sharing the products that do not
+    depend on B: a list of BandResult (batches default 1, 2, 4, ..., n).
+    """ + _BAND_OPTIONS)
+def bands(model, batches=None, sampling="without", **band_options):
+    return _core.bands(model, batches, sampling, **band_options)
 
 
 @_doc("""The alignment factor mu of SGD noise, from the Gram and the residuals.

@@ -4,7 +4,9 @@
 Jacobian and the NTK Gram of an ``nn.Module`` in the library's layout;
 ``analyze(model, inputs, targets, ...)`` checks that the parameters are an
 interpolating minimum and returns eta*(B) in the learning-rate units of the
-loss you train with.
+loss you train with. Where J or K would not fit, ``TorchModel`` gives their
+products (Jacobian-vector and vector-Jacobian products, never J) and
+``band(model, inputs, targets, ...)`` a certified band for eta*(B) from them.
 
 Conventions:
 
@@ -31,7 +33,7 @@ import torch as _torch
 
 from . import _core
 
-__all__ = ["jacobian", "gram", "analyze", "LOSSES"]
+__all__ = ["jacobian", "gram", "analyze", "band", "TorchModel", "LOSSES"]
 
 #: Supported loss conventions and the factor eta_user = factor(C) * eta_sgdstab.
 LOSSES = {
@@ -47,6 +49,14 @@ def _functional():
         from functorch import jacrev, vmap
         from torch.nn.utils.stateless import functional_call
     return functional_call, jacrev, vmap
+
+
+def _products():
+    try:  # PyTorch >= 2.0
+        from torch.func import jvp, vjp
+    except ImportError:  # PyTorch 1.13 (functorch)
+        from functorch import jvp, vjp
+    return jvp, vjp
 
 
 def _prepare(model, inputs, dtype):
@@ -229,23 +239,7 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
     if (lr is None) != (batch is None):
         raise ValueError("give both lr and batch for a verdict, or neither")
     work, x, names = _prepare(model, inputs, dtype)
-    with _torch.no_grad():
-        out = work(x)
-    c = 1 if out.dim() == 1 else out.shape[1]
-    n = x.shape[0]
-    y = targets if isinstance(targets, _torch.Tensor) else _torch.as_tensor(_np.asarray(targets))
-    y = y.detach().to(dtype=_torch.float64).reshape(n, c) if y.numel() == n * c else None
-    if y is None:
-        raise ValueError(f"targets: expected {n} x {c} values (one per sample and output), got shape "
-                         f"{tuple(_torch.as_tensor(_np.asarray(targets)).shape)}")
-    res = (out.double().cpu().reshape(n, c) - y.cpu())
-    max_res = float(res.abs().max())
-    scale = max(1.0, float(y.abs().max()))
-    is_min = max_res <= residual_tolerance * scale
-    if not is_min and not allow_non_minimum:
-        raise ValueError(f"not an interpolating minimum: max |f(x_i) - y_i| = {max_res:.3g} > residual_tolerance "
-                         f"* max(1, max|y|) = {residual_tolerance * scale:.3g}; train further (sgdstab's theory holds "
-                         f"at interpolating minima) or pass allow_non_minimum=True to analyze the Gauss-Newton part")
+    n, c, max_res, is_min = _check_minimum(work, x, targets, residual_tolerance, allow_non_minimum)
     factor = LOSSES[loss](c)
     p = sum(dict(work.named_parameters())[nm].numel() for nm in names)
     if use_gram is None:
@@ -278,3 +272,160 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
                   momentum=0.0 if momentum is None else momentum, nesterov=bool(nesterov),
                   max_residual=max_res, is_minimum=is_min, converged=all(p["converged"] for p in points), points=points,
                   verdict=verdict, loss_convention_sgdstab=_core.loss_convention, geometry=geometry)
+
+
+class TorchModel(_core.LinearizedModel):
+    """The linearized model of an ``nn.Module`` at its current parameters, by products only.
+
+    A ``sgdstab.LinearizedModel``: ``jacobian_times(V)`` is J V by one
+    forward-mode pass (jvp) per column, ``jacobian_transpose_times(U)`` is
+    J^T U by one reverse-mode pass (vjp) per column after a shared forward
+    pass, ``sample_grams()`` the blocks J_i J_i^T from per-sample Jacobians
+    in sample chunks of at most ``max_block_bytes``. J itself is never held:
+    memory is O(n C + p) per column. Rows, columns and precision follow
+    ``jacobian()`` (float64 on a copy of the model by default; ``dtype=
+    torch.float32`` halves the memory and time, with float32 rounding in
+    every product). The loss convention is the library's (products of the
+    outputs, not of a loss).
+    """
+
+    def __init__(self, model, inputs, *, dtype=_torch.float64, max_block_bytes=1 << 28):
+        super().__init__()
+        self._work, self._x, self._names = _prepare(model, inputs, dtype)
+        self._c = _outputs_count(self._work, self._x)
+        self._n = self._x.shape[0]
+        params = dict(self._work.named_parameters())
+        self._params = {nm: params[nm].detach() for nm in self._names}
+        self._others = {nm: p.detach() for nm, p in params.items() if nm not in self._params}
+        self._shapes = [(nm, self._params[nm].shape, self._params[nm].numel()) for nm in self._names]
+        self._p = sum(size for _, _, size in self._shapes)
+        self._dtype = dtype
+        self._device = self._params[self._names[0]].device
+        self._max_block_bytes = max_block_bytes
+
+    def samples(self):
+        return self._n
+
+    def outputs(self):
+        return self._c
+
+    def params(self):
+        return self._p
+
+    def _f(self, sub):
+        functional_call, _, _ = _functional()
+        full = dict(self._others)
+        full.update(sub)
+        return functional_call(self._work, full, (self._x,)).reshape(-1)  # sample-major: row i*C + k
+
+    def _unflatten(self, v):
+        out, at = {}, 0
+        for nm, shape, size in self._shapes:
+            out[nm] = v[at:at + size].reshape(shape)
+            at += size
+        return out
+
+    def _column(self, a, j):
+        return _torch.as_tensor(_np.ascontiguousarray(a[:, j]), dtype=self._dtype, device=self._device)
+
+    def jacobian_times(self, v):
+        v = _np.asarray(v, dtype=_np.float64)
+        if v.ndim != 2 or v.shape[0] != self._p:
+            raise ValueError(f"jacobian_times: expected a {self._p} x k array, got shape {v.shape}")
+        jvp, _ = _products()
+        out = _np.empty((self._n * self._c, v.shape[1]))
+        for j in range(v.shape[1]):
+            _, t = jvp(self._f, (self._params,), (self._unflatten(self._column(v, j)),))
+            out[:, j] = t.detach().double().cpu().numpy()
+        return out
+
+    def jacobian_transpose_times(self, u):
+        u = _np.asarray(u, dtype=_np.float64)
+        if u.ndim != 2 or u.shape[0] != self._n * self._c:
+            raise ValueError(f"jacobian_transpose_times: expected a {self._n * self._c} x k array, got shape {u.shape}")
+        _, vjp = _products()
+        _, pullback = vjp(self._f, self._params)
+        out = _np.empty((self._p, u.shape[1]))
+        for j in range(u.shape[1]):
+            (grads,) = pullback(self._column(u, j))
+            out[:, j] = _torch.cat([grads[nm].reshape(-1) for nm in self._names]).detach().double().cpu().numpy()
+        return out
+
+    def sample_grams(self):
+        c = self._c
+        chunk = max(1, int(self._max_block_bytes // (8.0 * c * self._p)))
+        out = _np.empty((self._n * c, c))
+        for start, block in _per_sample(self._work, self._x, self._names, chunk=chunk):
+            m = next(iter(block.values())).shape[0]
+            j = _torch.cat([block[nm].reshape(m, c, -1) for nm in self._names], dim=2).double()
+            out[start * c:(start + m) * c] = _torch.einsum("ikp,ilp->ikl", j, j).reshape(m * c, c).cpu().numpy()
+        return out
+
+
+def _check_minimum(work, x, targets, residual_tolerance, allow_non_minimum):
+    """(n, C, max |f - y|, is_minimum); ValueError when not a minimum unless allowed."""
+    with _torch.no_grad():
+        out = work(x)
+    c = 1 if out.dim() == 1 else out.shape[1]
+    n = x.shape[0]
+    y = targets if isinstance(targets, _torch.Tensor) else _torch.as_tensor(_np.asarray(targets))
+    y = y.detach().to(dtype=_torch.float64).reshape(n, c) if y.numel() == n * c else None
+    if y is None:
+        raise ValueError(f"targets: expected {n} x {c} values (one per sample and output), got shape "
+                         f"{tuple(_torch.as_tensor(_np.asarray(targets)).shape)}")
+    res = (out.double().cpu().reshape(n, c) - y.cpu())
+    max_res = float(res.abs().max())
+    scale = max(1.0, float(y.abs().max()))
+    is_min = max_res <= residual_tolerance * scale
+    if not is_min and not allow_non_minimum:
+        raise ValueError(f"not an interpolating minimum: max |f(x_i) - y_i| = {max_res:.3g} > residual_tolerance "
+                         f"* max(1, max|y|) = {residual_tolerance * scale:.3g}; train further (sgdstab's theory holds "
+                         f"at interpolating minima) or pass allow_non_minimum=True to analyze the Gauss-Newton part")
+    return n, c, max_res, is_min
+
+
+def band(model, inputs, targets, batches=None, loss="mse_mean", *, sampling="without", residual_tolerance=1e-6,
+         allow_non_minimum=False, dtype=_torch.float64, max_block_bytes=1 << 28, **band_options):
+    """A certified band eta_low <= eta*(B) <= eta_high at ``model``'s parameters, from products only.
+
+    The matrix-free counterpart of ``analyze`` (theory/band.md, section 5):
+    the same minimum check and learning-rate units (``loss``), no Jacobian
+    or Gram held, so it reaches networks and datasets where ``analyze``
+    cannot. ``band_options`` are sgdstab.band's (subspace, lanczos_steps,
+    delta, seed, ...: ``sgdstab.band_options()``).
+
+    Returns a Report: samples, outputs, params, loss, lr_factor, sampling,
+    max_residual, is_minimum, points [{batch, eta_low, eta_high (loss
+    units), eta_low_sgdstab, eta_high_sgdstab, relative_width, eta_low_kind,
+    delta, eta_low_certified (loss units), subspace_dimension, products,
+    converged, status, message}], products (in all), seconds, results (the
+    sgdstab.BandResult of each B), to_dict().
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"loss: expected one of {', '.join(LOSSES)}, got {loss!r}")
+    tm = TorchModel(model, inputs, dtype=dtype, max_block_bytes=max_block_bytes)
+    n, c, max_res, is_min = _check_minimum(tm._work, tm._x, targets, residual_tolerance, allow_non_minimum)
+    factor = LOSSES[loss](c)
+    bs = list(batches) if batches is not None else _core.default_batches(n)
+    results = _core.bands(tm, bs, sampling, **band_options)
+    points = [{"batch": r.batch, "eta_low": factor * r.eta_low, "eta_high": factor * r.eta_high,
+               "eta_low_sgdstab": r.eta_low, "eta_high_sgdstab": r.eta_high, "relative_width": r.relative_width,
+               "eta_low_kind": r.eta_low_kind, "delta": r.delta, "eta_low_certified": factor * r.eta_low_certified,
+               "subspace_dimension": r.subspace_dimension, "products": r.products, "converged": r.converged,
+               "status": r.status, "message": r.message} for r in results]
+    return BandReport(samples=n, outputs=c, params=tm.params(), loss=loss, lr_factor=factor, sampling=sampling,
+                      max_residual=max_res, is_minimum=is_min, converged=all(p["converged"] for p in points),
+                      points=points, products=results[0].products if results else 0,
+                      seconds=results[0].seconds if results else 0.0,
+                      loss_convention_sgdstab=_core.loss_convention, results=results)
+
+
+class BandReport(Report):
+    """What ``band`` found: eta_low <= eta*(B) <= eta_high in the units of ``loss``."""
+
+    def to_dict(self):
+        return {k: v for k, v in self.__dict__.items() if k != "results"}
+
+    def __repr__(self):
+        pts = ", ".join(f"B={p['batch']}: [{p['eta_low']:.6g}, {p['eta_high']:.6g}]" for p in self.points)
+        return f"<sgdstab.torch.BandReport loss={self.loss} {{{pts}}}>"

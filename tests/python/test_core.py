@@ -278,3 +278,76 @@ def test_momentum_region_and_montecarlo_equal_the_program(problems, cli):
         sgdstab.montecarlo(g, 0.01, 2, nesterov=True)
     with pytest.raises(ValueError, match="beta"):
         sgdstab.region(g, momentum=1.5)
+
+
+class NumpyModel(sgdstab.LinearizedModel):
+    """A LinearizedModel written in Python: products of a NumPy Jacobian (the default, probing sample_grams)."""
+
+    def __init__(self, j, c, broken=None):
+        super().__init__()
+        self.j, self.c, self.broken, self.calls = j, c, broken, 0
+
+    def samples(self):
+        return self.j.shape[0] // self.c
+
+    def outputs(self):
+        return self.c
+
+    def params(self):
+        return self.j.shape[1]
+
+    def jacobian_times(self, v):
+        self.calls += 1
+        if self.broken == "raise":
+            raise RuntimeError("the model broke")
+        return (self.j @ v)[:-1] if self.broken == "shape" else self.j @ v
+
+    def jacobian_transpose_times(self, u):
+        return self.j.T @ u
+
+
+def test_band_of_a_python_model_equals_the_band_of_its_jacobian(problems):
+    # The band from products given by Python code is the C++ JacobianModel's
+    # band (same seed, same arithmetic up to rounding), contains eta* of the
+    # same Jacobian, and its to_dict() is the CLI's JSON layout.
+    for j, c, _, _ in problems.values():
+        n = j.shape[0] // c
+        g = sgdstab.Geometry.from_jacobian(j, c)
+        py_model = NumpyModel(j, c)
+        for b in (1, 2, n):
+            eta = sgdstab.threshold(g, b, "with", tolerance=1e-11).eta_star
+            ours = sgdstab.band(py_model, b, "with", subspace=4, lanczos_steps=6)
+            cpp = sgdstab.band(sgdstab.JacobianModel(j, c), b, "with", subspace=4, lanczos_steps=6)
+            assert math.isclose(ours.eta_high, cpp.eta_high, rel_tol=1e-10)
+            assert math.isclose(ours.eta_low, cpp.eta_low, rel_tol=1e-10)
+            assert ours.eta_low_certified <= eta * (1 + 1e-9) and ours.eta_high >= eta * (1 - 1e-9)
+            assert ours.converged and ours.products == cpp.products > 0
+            d = ours.to_dict()
+            assert d["matrix_free"] and d["options"]["subspace"] == 4 and d["batch"] == b
+        assert py_model.calls > 0
+        # The Geometry input: the r x r band around the same eta*.
+        gb = sgdstab.band(g, 2, "with")
+        eta = sgdstab.threshold(g, 2, "with", tolerance=1e-11).eta_star
+        assert gb.eta_low <= eta * (1 + 1e-9) <= gb.eta_high * (1 + 2e-9) and not gb.to_dict()["matrix_free"]
+    many = sgdstab.bands(sgdstab.JacobianModel(j, c), [1, 2], "without")
+    assert [r.batch for r in many] == [1, 2]
+    assert set(sgdstab.band_options()) >= {"tolerance", "subspace", "lanczos_steps", "delta", "seed"}
+
+
+def test_a_broken_python_model_raises_a_clear_error(problems):
+    j, c, _, _ = problems[2]
+    with pytest.raises(RuntimeError, match="the model broke"):
+        sgdstab.band(NumpyModel(j, c, broken="raise"), 2)
+    with pytest.raises(ValueError, match=r"jacobian_times\(\) returned"):
+        sgdstab.band(NumpyModel(j, c, broken="shape"), 2)
+    with pytest.raises(ValueError, match="batch size"):
+        sgdstab.band(NumpyModel(j, c), 0)
+    with pytest.raises(TypeError, match="band options"):
+        sgdstab.band(NumpyModel(j, c), 2, subspaces=3)
+
+    class Incomplete(sgdstab.LinearizedModel):
+        def samples(self):
+            return 3
+
+    with pytest.raises(TypeError, match="not implemented"):
+        sgdstab.band(Incomplete(), 1)

@@ -186,3 +186,56 @@ def test_momentum_threshold_against_torch_optim_sgd(nesterov):
     above = [run_sgd(x, y, w_star, 1.3 * eta, 1, s, 0.5, nesterov, steps=3000) for s in range(5)]
     assert max(below) < 1e-3, below
     assert all(not (r <= 1e6) for r in above), above
+
+
+def test_torch_model_products_equal_the_jacobian():
+    # J V, J^T U and the blocks J_i J_i^T of TorchModel (jvp, vjp, per-sample
+    # Jacobians in chunks) against the per-sample autograd loop.
+    x = torch.randn(5, 4, generator=torch.Generator().manual_seed(2))
+    for c in (1, 3):
+        model = mlp(4, c, seed=10 + c)
+        ref = naive_jacobian(model.double(), x.double())
+        tm = st.TorchModel(model, x, max_block_bytes=1000)  # chunks of a few samples
+        assert (tm.samples(), tm.outputs(), tm.params()) == (5, c, ref.shape[1])
+        rng = np.random.default_rng(c)
+        v, u = rng.standard_normal((ref.shape[1], 3)), rng.standard_normal((5 * c, 2))
+        scale = np.abs(ref).max()
+        assert np.allclose(tm.jacobian_times(v), ref @ v, rtol=0, atol=1e-12 * scale * np.abs(v).sum(0).max())
+        assert np.allclose(tm.jacobian_transpose_times(u), ref.T @ u, rtol=0, atol=1e-12 * scale * np.abs(u).sum(0).max())
+        grams = tm.sample_grams()
+        for i in range(5):
+            block = ref[i * c:(i + 1) * c] @ ref[i * c:(i + 1) * c].T
+            assert np.allclose(grams[i * c:(i + 1) * c], block, rtol=0, atol=1e-12 * scale ** 2)
+        with pytest.raises(ValueError, match="jacobian_times"):
+            tm.jacobian_times(np.ones((3, 1)))
+
+
+def test_band_contains_the_exact_threshold_of_a_network_at_a_minimum():
+    # A linear minimum (exact interpolation) and a small tanh network whose
+    # last layer is fitted exactly (a minimum in those parameters): each band
+    # contains analyze()'s eta*, in the same units.
+    model, x, y = linear_minimum()
+    rep = st.analyze(model, x, y, batches=[1, 3, 8])
+    band = st.band(model, x, y, batches=[1, 3, 8], subspace=6, lanczos_steps=10, delta=1e-3)
+    assert band.is_minimum and band.loss == "mse_mean" and band.lr_factor == y.shape[1] / 2
+    for exact, pt in zip(rep.points, band.points):
+        assert pt["batch"] == exact["batch"] and pt["converged"]
+        assert pt["eta_low_certified"] <= exact["eta_star"] * (1 + 1e-9)
+        assert pt["eta_high"] >= exact["eta_star"] * (1 - 1e-9)
+        assert pt["eta_low_kind"] in ("certified", "probabilistic")
+        assert math.isclose(pt["eta_high"], band.lr_factor * pt["eta_high_sgdstab"], rel_tol=1e-15)
+    assert "results" not in band.to_dict() and band.products > 0
+    with pytest.raises(ValueError, match="not an interpolating minimum"):
+        st.band(model, x, y + 1.0, batches=[2])
+
+    torch.manual_seed(3)
+    n, d, c = 6, 3, 2
+    xs = torch.randn(n, d, dtype=torch.float64)
+    net = torch.nn.Sequential(torch.nn.Linear(d, 8), torch.nn.Tanh(), torch.nn.Linear(8, c, bias=False)).double()
+    ys = torch.randn(n, c, dtype=torch.float64)
+    with torch.no_grad():  # fit the last layer exactly (8 features >= 6 samples)
+        feats = net[1](net[0](xs))
+        net[2].weight.copy_(torch.linalg.lstsq(feats, ys).solution.T)
+    exact = st.analyze(net, xs, ys, batches=[2], loss="sgdstab").points[0]["eta_star"]
+    pt = st.band(net, xs, ys, batches=[2], loss="sgdstab", subspace=10).points[0]
+    assert pt["eta_low_certified"] <= exact * (1 + 1e-9) and pt["eta_high"] >= exact * (1 - 1e-9)
