@@ -22,9 +22,10 @@
 /// Two inputs: a Geometry (the reduced r x r coordinates, trial matrices as
 /// above), and a LinearizedModel (linearized_model.hpp: Jacobian products
 /// only, never an r x r matrix; theory/band.md, section 5):
-///  - eta_high is the exact eta* of the model restricted to an m-dimensional
-///    parameter subspace (the Krylov space of H from J^T u, u random), which
-///    is the Rayleigh-Ritz bound over every symmetric matrix on that subspace;
+///  - eta_high is the exact eta* of the model restricted to a parameter
+///    subspace (the Krylov space of H from J^T u, u random, plus J^T of the
+///    lower side's top noise directions at this B), which is the
+///    Rayleigh-Ritz bound over every symmetric matrix on that subspace;
 ///  - eta_low is the Collatz-Wielandt bound at X = Pi (Wu, Ma & E), as
 ///    2 / lambda_max(M) with M = (alpha / n) K + beta blockdiag(J_i J_i^T)
 ///    on R^{n C}, and lambda_max(M) bounded from above by Lanczos either
@@ -67,6 +68,10 @@ struct BandOptions {
   /// LinearizedModel input: Lanczos vectors for lambda_max(M) of the lower
   /// side, per batch size (min(k, n C) used).
   Index lanczos_steps = 80;
+  /// LinearizedModel input: M's top Ritz vectors u (the directions of the
+  /// largest gradient noise at this B) whose J^T u join the subspace of the
+  /// upper side, per batch size.
+  Index noise_vectors = 8;
   /// LinearizedModel input: failure probability allowed for the
   /// probabilistic lower side; 0 = certified only.
   double delta = 1e-3;
@@ -78,7 +83,8 @@ struct BandOptions {
 
 /// BandOptions' table (options.hpp): tolerance (--band-tol), top_vectors
 /// (--top-vectors), max_steps (--band-steps), subspace (--band-subspace),
-/// lanczos_steps (--band-lanczos), delta (--band-delta) and seed (no flag:
+/// lanczos_steps (--band-lanczos), noise_vectors (--band-noise-vectors),
+/// delta (--band-delta) and seed (no flag:
 /// the command line's --seed); the exponents are code only.
 template <>
 const std::vector<OptionField<BandOptions>>& option_table<BandOptions>();
@@ -121,7 +127,7 @@ BandResult stability_band(const LinearizedModel& model, Index batch,
                           Sampling sampling = Sampling::without_replacement, const BandOptions& options = {});
 
 /// Bands for several batch sizes, sharing the products that do not depend
-/// on B (the subspace of the upper side and the per-sample Grams).
+/// on B (the Krylov subspace of H and the per-sample Grams).
 std::vector<BandResult> stability_bands(const LinearizedModel& model, const std::vector<Index>& batches,
                                         Sampling sampling = Sampling::without_replacement,
                                         const BandOptions& options = {});

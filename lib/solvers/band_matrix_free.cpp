@@ -158,6 +158,7 @@ VectorXd random_unit(Index dim, Rng& rng) {
 // What every batch size shares: the parameter subspace of the upper side
 // (as its compressed Jacobian J L) and the per-sample Grams.
 struct SharedProducts {
+  MatrixXd basis;       // L, p x m (orthonormal)
   MatrixXd compressed;  // J L, (n C) x m
   MatrixXd grams;       // J_i J_i^T stacked, (n C) x C
   double gram_trace = 0.0;    // tr K = sum_i tr(J_i J_i^T)
@@ -168,7 +169,7 @@ struct SharedProducts {
 SharedProducts share_products(CheckedModel& model, const BandOptions& o, Rng& rng) {
   const Index n = model.n(), c = model.c(), nc = model.nc(), p = model.p();
   const Index m = std::min({o.subspace, p, nc});
-  check_memory(8.0 * (static_cast<double>(p) + 2.0 * static_cast<double>(nc)) * static_cast<double>(m) +
+  check_memory(8.0 * (2.0 * static_cast<double>(p) + 2.0 * static_cast<double>(nc)) * static_cast<double>(m + o.noise_vectors) +
                    8.0 * 2.0 * static_cast<double>(nc) * static_cast<double>(std::min(o.lanczos_steps, nc)),
                "stability_band (Lanczos vectors)");
   SharedProducts s;
@@ -184,6 +185,7 @@ SharedProducts share_products(CheckedModel& model, const BandOptions& o, Rng& rn
   detail::require(start.norm() > 0.0, "stability_band", "J^T u = 0 for a random u: the Jacobian is zero");
   const LanczosBasis h = lanczos_basis(apply_h, start, m, "stability_band");
   s.subspace_vectors = h.q.cols();
+  s.basis = h.q;
   // The kept J v are J L up to the basis: J Q exactly (column j was J q_j).
   s.compressed.conservativeResize(nc, s.subspace_vectors);
   s.grams = model.grams();
@@ -195,10 +197,11 @@ SharedProducts share_products(CheckedModel& model, const BandOptions& o, Rng& rn
   return s;
 }
 
-// The lower side at one batch size (theory/band.md, eqs. 5-8):
+// The lower side at one batch size (theory/band.md, eqs. 6-9):
 // eta_low = 2 / lambda_max(M), M = (alpha / n) K + beta blockdiag(K_ii).
-void lower_side(CheckedModel& model, const SharedProducts& s, SamplingFactors f, const BandOptions& o, Rng& rng,
-                BandResult& res, Index& lanczos_vectors) {
+// Returns M's top Ritz vectors (up to o.noise_vectors of them, in R^{nC}).
+MatrixXd lower_side(CheckedModel& model, const SharedProducts& s, SamplingFactors f, const BandOptions& o, Rng& rng,
+                    BandResult& res, Index& lanczos_vectors) {
   const Index n = model.n(), c = model.c();
   const double a = f.alpha / static_cast<double>(n), b = f.beta;
   auto apply_m = [&](const VectorXd& v) -> VectorXd {
@@ -206,19 +209,15 @@ void lower_side(CheckedModel& model, const SharedProducts& s, SamplingFactors f,
     if (b != 0.0)
       for (Index i = 0; i < n; ++i)
         out.segment(i * c, c).noalias() = b * s.grams.middleRows(i * c, c) * v.segment(i * c, c);
-    if (a != 0.0) out += a * model.times(model.transpose_times(v)).col(0);
+    if (a != 0.0) out += a * model.times(model.transpose_times(v)).col(0);  // no products when alpha = 0
     return out;
   };
-  double certified = INFINITY, probabilistic = INFINITY;
-  if (a == 0.0) {  // M is block diagonal: its lambda_max exactly
-    certified = b * s.block_top;
-  } else {
-    const LanczosBasis l = lanczos_basis(apply_m, random_unit(model.nc(), rng), o.lanczos_steps, "stability_band");
-    lanczos_vectors += l.q.cols();
-    const TopBounds t = top_bounds(l, (a + b) * s.gram_trace, o.delta);
-    certified = t.certified;
-    probabilistic = t.probabilistic;
-  }
+  const LanczosBasis l = lanczos_basis(apply_m, random_unit(model.nc(), rng), o.lanczos_steps, "stability_band");
+  lanczos_vectors += l.q.cols();
+  const TopBounds t = top_bounds(l, (a + b) * s.gram_trace, o.delta);
+  // alpha = 0: M is block diagonal and its lambda_max is known exactly.
+  const double certified = a == 0.0 ? b * s.block_top : t.certified;
+  const double probabilistic = a == 0.0 ? INFINITY : t.probabilistic;
   res.eta_low_certified = certified > 0.0 ? 2.0 / certified : INFINITY;
   res.eta_low = res.eta_low_certified;
   res.low_witness = "Pi";
@@ -227,6 +226,39 @@ void lower_side(CheckedModel& model, const SharedProducts& s, SamplingFactors f,
     res.eta_low_kind = "probabilistic";
     res.delta = o.delta;
   }
+  Eigen::SelfAdjointEigenSolver<MatrixXd> es(l.t);
+  const Index k = std::min<Index>(o.noise_vectors, l.t.rows());
+  return l.q * es.eigenvectors().rightCols(k);
+}
+
+// The subspace for one batch size: L plus J^T U for M's top Ritz vectors U
+// (the directions of the largest gradient noise; theory/band.md, section
+// 5.1), orthonormalized against L; returns J of the whole basis.
+MatrixXd enriched_jacobian(CheckedModel& model, const SharedProducts& s, const MatrixXd& noise, Index& dimension) {
+  dimension = s.subspace_vectors;
+  if (noise.cols() == 0) return s.compressed;
+  const MatrixXd z = model.transpose_times(noise);
+  // Gram-Schmidt (twice) against L and the columns kept so far; a column
+  // that loses all but 1e-6 of its norm is in the span already and is
+  // dropped, so the basis stays orthonormal to ~1e-10 (eq. 5 needs it).
+  MatrixXd e(z.rows(), z.cols());
+  Index extra = 0;
+  for (Index j = 0; j < z.cols(); ++j) {
+    VectorXd w = z.col(j);
+    const double before = w.norm();
+    for (int pass = 0; pass < 2; ++pass) {
+      w -= s.basis * (s.basis.transpose() * w);
+      w -= e.leftCols(extra) * (e.leftCols(extra).transpose() * w);
+    }
+    if (!(w.norm() > 1e-6 * before)) continue;
+    e.col(extra++) = w / w.norm();
+  }
+  if (extra == 0) return s.compressed;
+  e.conservativeResize(Eigen::NoChange, extra);
+  MatrixXd out(s.compressed.rows(), s.compressed.cols() + extra);
+  out << s.compressed, model.times(e);
+  dimension += extra;
+  return out;
 }
 
 }  // namespace band_matrix_free_detail
@@ -241,29 +273,31 @@ std::vector<BandResult> stability_bands(const LinearizedModel& model, const std:
   for (Index b : batches) check_batch(b, checked.n(), "stability_band");
   Rng rng(o.seed);
   const SharedProducts s = share_products(checked, o, rng);
-  // Upper side: the exact eta* of the model restricted to span(L).
-  const Geometry restricted = Geometry::from_jacobian(s.compressed, checked.c());
-  const std::vector<ThresholdResult> high = threshold_curve(restricted, batches, sampling);
   Index lanczos_vectors = s.subspace_vectors;
   std::vector<BandResult> out;
-  for (std::size_t k = 0; k < batches.size(); ++k) {
+  for (const Index batch : batches) {
     BandResult res;
-    res.batch = batches[k];
+    res.batch = batch;
     res.sampling = sampling;
-    res.eta_high = high[k].eta_star;
-    res.subspace_dimension = s.subspace_vectors;
-    res.trial_dimension = s.subspace_vectors * (s.subspace_vectors + 1) / 2;
-    lower_side(checked, s, sampling_factors(sampling, checked.n(), batches[k]), o, rng, res, lanczos_vectors);
+    const MatrixXd noise =
+        lower_side(checked, s, sampling_factors(sampling, checked.n(), batch), o, rng, res, lanczos_vectors);
+    // Upper side: the exact eta* of the model restricted to the subspace.
+    Index m = 0;
+    const Geometry restricted = Geometry::from_jacobian(enriched_jacobian(checked, s, noise, m), checked.c());
+    const ThresholdResult high = stability_threshold(restricted, batch, sampling);
+    res.eta_high = high.eta_star;
+    res.subspace_dimension = m;
+    res.trial_dimension = m * (m + 1) / 2;
     res.relative_width = (res.eta_high - res.eta_low) / res.eta_high;
-    res.report.status = high[k].status();
+    res.report.status = high.status();
     res.report.message =
-        (high[k].converged() ? std::string() : "the restricted threshold did not converge: " + high[k].report.message + "; ") +
+        (high.converged() ? std::string() : "the restricted threshold did not converge: " + high.report.message + "; ") +
         "band of relative width " + detail::fmt(res.relative_width) +
         (res.relative_width <= o.tolerance ? " (within the tolerance)"
                                            : " (wider than the tolerance " + detail::fmt(o.tolerance) + ")") +
         ", lower side " + res.eta_low_kind +
         (res.eta_low_kind == "probabilistic" ? " (failure probability " + detail::fmt(res.delta) + ")" : "") +
-        ", upper side from a parameter subspace of dimension " + std::to_string(s.subspace_vectors);
+        ", upper side from a parameter subspace of dimension " + std::to_string(m);
     out.push_back(std::move(res));
   }
   for (BandResult& r : out) {  // the shared work, reported on every result
