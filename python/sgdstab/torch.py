@@ -280,8 +280,8 @@ class TorchModel(_core.LinearizedModel):
     A ``sgdstab.LinearizedModel``: ``jacobian_times(V)`` is J V by one
     forward-mode pass (jvp) per column, ``jacobian_transpose_times(U)`` is
     J^T U by one reverse-mode pass (vjp) per column after a shared forward
-    pass, ``sample_grams()`` the blocks J_i J_i^T from per-sample Jacobians
-    in sample chunks of at most ``max_block_bytes``. J itself is never held:
+    pass, ``sample_grams()`` the blocks J_i J_i^T from C backward passes per
+    sample (C x p memory at a time). J itself is never held:
     memory is O(n C + p) per column. Rows, columns and precision follow
     ``jacobian()`` (float64 on a copy of the model by default; ``dtype=
     torch.float32`` halves the memory and time, with float32 rounding in
@@ -289,7 +289,7 @@ class TorchModel(_core.LinearizedModel):
     outputs, not of a loss).
     """
 
-    def __init__(self, model, inputs, *, dtype=_torch.float64, max_block_bytes=1 << 28):
+    def __init__(self, model, inputs, *, dtype=_torch.float64):
         super().__init__()
         self._work, self._x, self._names = _prepare(model, inputs, dtype)
         self._c = _outputs_count(self._work, self._x)
@@ -301,7 +301,6 @@ class TorchModel(_core.LinearizedModel):
         self._p = sum(size for _, _, size in self._shapes)
         self._dtype = dtype
         self._device = self._params[self._names[0]].device
-        self._max_block_bytes = max_block_bytes
 
     def samples(self):
         return self._n
@@ -352,13 +351,22 @@ class TorchModel(_core.LinearizedModel):
         return out
 
     def sample_grams(self):
+        # One backward pass per (sample, output), J_i J_i^T from the C
+        # gradients: on PyTorch 1.13's CPU this loop was 8x faster than
+        # vmap(jacrev) in chunks (19.4 s against 2.5 s for n = 100, p = 318k).
         c = self._c
-        chunk = max(1, int(self._max_block_bytes // (8.0 * c * self._p)))
+        params = dict(self._work.named_parameters())
+        wrt = [params[nm] for nm in self._names]
         out = _np.empty((self._n * c, c))
-        for start, block in _per_sample(self._work, self._x, self._names, chunk=chunk):
-            m = next(iter(block.values())).shape[0]
-            j = _torch.cat([block[nm].reshape(m, c, -1) for nm in self._names], dim=2).double()
-            out[start * c:(start + m) * c] = _torch.einsum("ikp,ilp->ikl", j, j).reshape(m * c, c).cpu().numpy()
+        for i in range(self._n):
+            o = self._work(self._x[i:i + 1]).reshape(-1)
+            rows = []
+            for k in range(c):
+                grads = _torch.autograd.grad(o[k], wrt, retain_graph=k + 1 < c, allow_unused=True)
+                rows.append(_torch.cat([(_torch.zeros_like(w) if g is None else g).reshape(-1)
+                                        for w, g in zip(wrt, grads)]))
+            j = _torch.stack(rows).double()
+            out[i * c:(i + 1) * c] = (j @ j.T).detach().cpu().numpy()
         return out
 
 
@@ -385,7 +393,7 @@ def _check_minimum(work, x, targets, residual_tolerance, allow_non_minimum):
 
 
 def band(model, inputs, targets, batches=None, loss="mse_mean", *, sampling="without", residual_tolerance=1e-6,
-         allow_non_minimum=False, dtype=_torch.float64, max_block_bytes=1 << 28, **band_options):
+         allow_non_minimum=False, dtype=_torch.float64, **band_options):
     """A certified band eta_low <= eta*(B) <= eta_high at ``model``'s parameters, from products only.
 
     The matrix-free counterpart of ``analyze`` (theory/band.md, section 5):
@@ -403,7 +411,7 @@ def band(model, inputs, targets, batches=None, loss="mse_mean", *, sampling="wit
     """
     if loss not in LOSSES:
         raise ValueError(f"loss: expected one of {', '.join(LOSSES)}, got {loss!r}")
-    tm = TorchModel(model, inputs, dtype=dtype, max_block_bytes=max_block_bytes)
+    tm = TorchModel(model, inputs, dtype=dtype)
     n, c, max_res, is_min = _check_minimum(tm._work, tm._x, targets, residual_tolerance, allow_non_minimum)
     factor = LOSSES[loss](c)
     bs = list(batches) if batches is not None else _core.default_batches(n)

@@ -189,13 +189,13 @@ def test_momentum_threshold_against_torch_optim_sgd(nesterov):
 
 
 def test_torch_model_products_equal_the_jacobian():
-    # J V, J^T U and the blocks J_i J_i^T of TorchModel (jvp, vjp, per-sample
-    # Jacobians in chunks) against the per-sample autograd loop.
+    # J V, J^T U and the blocks J_i J_i^T of TorchModel (jvp, vjp, C backward
+    # passes per sample) against the per-sample autograd loop of the test.
     x = torch.randn(5, 4, generator=torch.Generator().manual_seed(2))
     for c in (1, 3):
         model = mlp(4, c, seed=10 + c)
         ref = naive_jacobian(model.double(), x.double())
-        tm = st.TorchModel(model, x, max_block_bytes=1000)  # chunks of a few samples
+        tm = st.TorchModel(model, x)
         assert (tm.samples(), tm.outputs(), tm.params()) == (5, c, ref.shape[1])
         rng = np.random.default_rng(c)
         v, u = rng.standard_normal((ref.shape[1], 3)), rng.standard_normal((5 * c, 2))
