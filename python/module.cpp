@@ -874,21 +874,17 @@ void bind_band(py::module_& m) {
         const Sampling s = parse<Sampling>(sampling);
         const BandOptions o = options_from_keywords<BandOptions>(kw, "band", "band options");
         PyBand out;
-        if (py::isinstance<Geometry>(input)) {
-          const Geometry& g = input.cast<const Geometry&>();
+        auto run = [&](const auto& from) {  // a Geometry or a LinearizedModel
           {
             Compute c;
-            out.r = stability_band(g, batch, s, o);
+            out.r = stability_band(from, batch, s, o);
           }
-          out.j = cli::with_options(cli::band_json(g, out.r), o);
-        } else {
-          const LinearizedModel& lm = input.cast<const LinearizedModel&>();
-          {
-            Compute c;
-            out.r = stability_band(lm, batch, s, o);
-          }
-          out.j = cli::with_options(cli::band_json(lm, out.r), o);
-        }
+          out.j = cli::with_options(cli::band_json(from, out.r), o);
+        };
+        if (py::isinstance<Geometry>(input))
+          run(input.cast<const Geometry&>());
+        else
+          run(input.cast<const LinearizedModel&>());
         return out;
       },
       py::arg("input"), py::arg("batch"), py::arg("sampling") = "without");

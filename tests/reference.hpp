@@ -15,6 +15,10 @@
 
 namespace ref {
 
+// The three closed-form sampling schemes, for the tests that loop over them.
+inline constexpr sgdstab::Sampling kSchemes[] = {sgdstab::Sampling::without_replacement,
+                                                 sgdstab::Sampling::with_replacement, sgdstab::Sampling::bernoulli};
+
 using Eigen::MatrixXd;
 using Eigen::VectorXd;
 

@@ -18,7 +18,7 @@ using sgdstab::Sampling;
 
 namespace {
 
-constexpr Sampling kSchemes[] = {Sampling::without_replacement, Sampling::with_replacement, Sampling::bernoulli};
+using ref::kSchemes;
 
 // Rounding in the sides' small eigenproblems: a relative 1e-9 either way.
 constexpr double kRounding = 1e-9;

@@ -21,7 +21,7 @@ using sgdstab::Sampling;
 
 namespace {
 
-constexpr Sampling kAllSchemes[] = {Sampling::without_replacement, Sampling::with_replacement, Sampling::bernoulli};
+using ref::kSchemes;
 constexpr double kRoundoff = 1e-9;
 
 // A model that gives products only (the default, probing sample_grams).
@@ -148,7 +148,7 @@ TEST(BandMatrixFree, ContainsTheEnumeratedThresholdForEverySchemeAndBatch) {
     const MatrixXd j = ref::gaussian(k.n * k.c, k.p, 200 + static_cast<std::uint64_t>(k.n * 10 + k.c));
     const sgdstab::JacobianModel model(j, k.c);
     const bool gram_nonsingular = k.n * k.c <= k.p;
-    for (Sampling s : kAllSchemes)
+    for (Sampling s : kSchemes)
       for (Eigen::Index b = 1; b <= k.n; ++b) {
         const ref::Reference r = ref::make_reference(j, k.c, b, s);
         const double eta = r.eta_star(), pi = pi_bound(j, k.c, b, s);
@@ -193,7 +193,7 @@ TEST(BandMatrixFree, ContainsTheExactThresholdAndTightensWithTheSubspace) {
     const sgdstab::JacobianModel model(j, c), reduced = sgdstab::JacobianModel::from_geometry(g);
     sgdstab::SolverOptions so;
     so.tolerance = 1e-11;
-    for (Sampling s : kAllSchemes)
+    for (Sampling s : kSchemes)
       for (Eigen::Index b : {Eigen::Index(1), Eigen::Index(4), Eigen::Index(12), n}) {
         const sgdstab::ThresholdResult exact = sgdstab::stability_threshold(g, b, s, so);
         ASSERT_TRUE(exact.converged()) << exact.report.message;

@@ -18,7 +18,7 @@ using sgdstab::Sampling;
 
 namespace {
 
-const Sampling kSchemes[] = {Sampling::without_replacement, Sampling::with_replacement, Sampling::bernoulli};
+using ref::kSchemes;
 
 double gamma_of(Sampling s, double n, double b) {
   switch (s) {

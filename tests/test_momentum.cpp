@@ -18,7 +18,7 @@ using sgdstab::Sampling;
 
 namespace {
 
-const Sampling kSchemes[] = {Sampling::without_replacement, Sampling::with_replacement, Sampling::bernoulli};
+using ref::kSchemes;
 
 // M_xi of eq. 1 in parameter space (2p x 2p).
 MatrixXd explicit_m(const MatrixXd& hb, double eta, Momentum mo) {
