@@ -114,6 +114,27 @@ void BM_ThresholdRegion(benchmark::State& state) {
   }
 }
 
+// The matrix-free band (issue #29; theory/band.md section 5) at the same
+// point as BM_ThresholdRegion (B = 8 without replacement), from the products
+// of the Gram's reduced factor (JacobianModel::from_geometry: a Jacobian in r
+// coordinates); range(2) = subspace dimension. Counters: the band and its
+// relative width; compare eta_low/eta_high with BM_ThresholdRegion's eta_star
+// of the same run.
+void BM_BandMatrixFree(benchmark::State& state) {
+  const auto g = sgdstab::Geometry::from_gram(gram(state.range(0), state.range(1)), 4);
+  const sgdstab::JacobianModel model = sgdstab::JacobianModel::from_geometry(g);
+  sgdstab::BandOptions o;
+  o.subspace = state.range(2);
+  for (auto _ : state) {
+    const auto b = sgdstab::stability_band(model, 8, sgdstab::Sampling::without_replacement, o);
+    state.counters["eta_low"] = b.eta_low;
+    state.counters["eta_high"] = b.eta_high;
+    state.counters["width"] = b.relative_width;
+    state.counters["products"] = static_cast<double>(b.products);
+    state.counters["probabilistic"] = b.eta_low_kind == "probabilistic" ? 1 : 0;
+  }
+}
+
 // The full region: 3 schemes x (1, 2, 4, ..., n) batch sizes; range(2) as above.
 void BM_Region(benchmark::State& state) {
   const auto g = sgdstab::Geometry::from_gram(gram(state.range(0), state.range(1)), 4);
@@ -146,6 +167,8 @@ BENCHMARK(BM_ThresholdSpectra)->Args({1024, 0})->Args({2048, 0})->Args({4096, 0}
 BENCHMARK(BM_ThresholdRegion)->Args({1024, 0, 1})->Args({2048, 0, 1})->Args({4096, 0, 1})->Args({1024, 1, 1})
     ->Args({1024, 0, 0})->Args({2048, 0, 0})->Args({4096, 0, 0})->Args({1024, 1, 0})
     ->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
+BENCHMARK(BM_BandMatrixFree)->Args({1024, 0, 64})->Args({4096, 0, 64})->Args({1024, 1, 64})
+    ->Unit(benchmark::kSecond)->UseRealTime()->Iterations(1);
 BENCHMARK(BM_Region)->Args({1024, 0, 1})->Args({2048, 0, 1})->Args({4096, 0, 1})->Args({1024, 1, 1})
     ->Args({1024, 0, 0})->Args({2048, 0, 0})->Args({4096, 0, 0})->Args({1024, 1, 0})
     ->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
