@@ -182,13 +182,19 @@ TEST(BandMatrixFree, ContainsTheEnumeratedThresholdForEverySchemeAndBatch) {
 // Larger problems against the exact solver, with subspaces smaller than the
 // rank: each band contains eta*, the upper side decreases as the subspace
 // grows (the Krylov spaces of one start are nested), and the Geometry's
-// reduced factor gives a band around the same eta*.
+// reduced factor gives a band around the same eta*. Three spectra: Gaussian
+// (bunched), decaying columns (0.9^k), and clustered (each sample's rows
+// scaled by 2^u, u in (-1, 1), like the region benchmark's hard class).
 TEST(BandMatrixFree, ContainsTheExactThresholdAndTightensWithTheSubspace) {
   const Eigen::Index n = 24, c = 2, p = 60;
-  for (int decaying = 0; decaying <= 1; ++decaying) {
-    MatrixXd j = ref::gaussian(n * c, p, 9 + decaying);
-    if (decaying)
+  for (int kind = 0; kind <= 2; ++kind) {
+    MatrixXd j = ref::gaussian(n * c, p, 9 + static_cast<std::uint64_t>(kind));
+    if (kind == 1)
       for (Eigen::Index k = 0; k < p; ++k) j.col(k) *= std::pow(0.9, static_cast<double>(k));
+    if (kind == 2) {
+      const MatrixXd u = ref::gaussian(n, 1, 99);  // N(0, 1) mapped into (-1, 1) by tanh
+      for (Eigen::Index i = 0; i < n; ++i) j.middleRows(i * c, c) *= std::pow(2.0, std::tanh(u(i, 0)));
+    }
     const sgdstab::Geometry g = sgdstab::Geometry::from_jacobian(j, c);
     const sgdstab::JacobianModel model(j, c), reduced = sgdstab::JacobianModel::from_geometry(g);
     sgdstab::SolverOptions so;
@@ -197,7 +203,7 @@ TEST(BandMatrixFree, ContainsTheExactThresholdAndTightensWithTheSubspace) {
       for (Eigen::Index b : {Eigen::Index(1), Eigen::Index(4), Eigen::Index(12), n}) {
         const sgdstab::ThresholdResult exact = sgdstab::stability_threshold(g, b, s, so);
         ASSERT_TRUE(exact.converged()) << exact.report.message;
-        SCOPED_TRACE("decaying " + std::to_string(decaying) + " " + where(n, c, p, b, s));
+        SCOPED_TRACE("spectrum " + std::to_string(kind) + " " + where(n, c, p, b, s));
         double previous = INFINITY;
         for (Eigen::Index m : {Eigen::Index(4), Eigen::Index(12), Eigen::Index(30), Eigen::Index(48)}) {
           sgdstab::BandOptions o;
