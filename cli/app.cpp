@@ -285,7 +285,7 @@ void Program::analysis_commands() {
   geometry_options(c);
   options(c, {{"sampling", "without|with|bernoulli: the mini-batch scheme (default without)"},
               {"batch", "B: batch size, 1 <= B <= n"},
-              {"seed", "S: the random start vectors of --matrix-free (default 0)"}});
+              {"seed", "S: the random start vectors of --matrix-free (default 1)"}});
   flags(c, {{"matrix-free", "from Jacobian products only: eta_high from a parameter subspace, eta_low from "
                             "Wu-Ma-E's X = Pi bound with Lanczos (certified or probabilistic; theory/band.md, section 5)"}});
   table_options<BandOptions>(c);  // --band-tol, --top-vectors, --band-steps, --band-subspace, --band-lanczos, --band-delta

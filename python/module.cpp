@@ -883,8 +883,11 @@ void bind_band(py::module_& m) {
         };
         if (py::isinstance<Geometry>(input))
           run(input.cast<const Geometry&>());
-        else
+        else if (py::isinstance<LinearizedModel>(input))
           run(input.cast<const LinearizedModel&>());
+        else
+          throw py::type_error("band: input must be a sgdstab.Geometry or a sgdstab.LinearizedModel, got " +
+                               py::str(py::type::handle_of(input)).cast<std::string>());
         return out;
       },
       py::arg("input"), py::arg("batch"), py::arg("sampling") = "without");

@@ -39,13 +39,15 @@ class ProductsOnly : public sgdstab::LinearizedModel {
   Eigen::Index c_;
 };
 
-// A model whose products are broken in a chosen way.
+// A model whose products are broken in a chosen way: 0 one row short, 1 a
+// NaN, 2 only the first column of a block.
 class BrokenModel : public ProductsOnly {
  public:
   BrokenModel(MatrixXd j, Eigen::Index c, int how) : ProductsOnly(std::move(j), c), how_(how) {}
   MatrixXd jacobian_times(const MatrixXd& v) const override {
     MatrixXd out = ProductsOnly::jacobian_times(v);
     if (how_ == 0) return out.topRows(out.rows() - 1);  // one row short
+    if (how_ == 2) return v.cols() > 1 ? out.leftCols(1) : out;  // right for one column only
     out(0, 0) = NAN;
     return out;
   }
@@ -321,4 +323,48 @@ TEST(BandMatrixFree, RejectsBadArgumentsAndBrokenModels) {
     }
   }
   EXPECT_THROW(sgdstab::stability_band(sgdstab::JacobianModel(MatrixXd::Zero(4, 3), 1), 2), sgdstab::invalid_argument);
+  // Right for single columns, wrong for blocks: the default probing of
+  // sample_grams() meets the block and names it.
+  try {
+    sgdstab::stability_band(BrokenModel(j, 2, 2), 2);
+    ADD_FAILURE() << "no error for block products of the wrong shape";
+  } catch (const sgdstab::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("sample_grams (probing)"), std::string::npos) << e.what();
+  }
+}
+
+// Per-sample Grams that disagree with the products (half the true blocks):
+// Lanczos over all of R^{nC} finds tr T > tr M and the band refuses.
+TEST(BandMatrixFree, RefusesSampleGramsThatDisagreeWithTheProducts) {
+  class HalfGrams : public ProductsOnly {
+   public:
+    using ProductsOnly::ProductsOnly;
+    MatrixXd sample_grams() const override { return 0.5 * ProductsOnly::sample_grams(); }
+  };
+  const MatrixXd j = ref::gaussian(12, 20, 8);
+  sgdstab::BandOptions o;
+  o.lanczos_steps = 12;
+  try {
+    sgdstab::stability_band(HalfGrams(j, 2), 6, Sampling::without_replacement, o);  // GD: M = K / n
+    ADD_FAILURE() << "no error for inconsistent sample_grams()";
+  } catch (const sgdstab::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("disagree with its products"), std::string::npos) << e.what();
+  }
+}
+
+// K proportional to I (orthogonal samples of equal norm): Lanczos closes
+// after one vector (an invariant subspace); the band still contains eta*.
+TEST(BandMatrixFree, OrthogonalSamplesOfEqualNormCloseLanczosAtOnce) {
+  const Eigen::Index n = 4, p = 6;
+  MatrixXd j = MatrixXd::Zero(n, p);
+  for (Eigen::Index i = 0; i < n; ++i) j(i, i) = std::sqrt(2.0);
+  for (Sampling s : kSchemes)
+    for (Eigen::Index b = 1; b <= n; ++b) {
+      const double eta = ref::make_reference(j, 1, b, s).eta_star();
+      const sgdstab::BandResult band = sgdstab::stability_band(sgdstab::JacobianModel(j, 1), b, s);
+      SCOPED_TRACE(where(n, 1, p, b, s));
+      EXPECT_LE(band.eta_low, eta * (1 + kRoundoff));
+      EXPECT_GE(band.eta_high, eta * (1 - kRoundoff));
+      EXPECT_GT(band.eta_low, 0.0);
+    }
 }

@@ -6,7 +6,8 @@
 ///
 /// With A(S) = H S + S H and Q(S) = E[H_xi S H_xi] (moment_operator.hpp),
 /// eta* = 1 / lambda_max of the pencil (Q, A) on symmetric matrices on
-/// range(H). Two sides, each certified (up to rounding):
+/// range(H). Two sides, each certified (up to rounding; from a
+/// LinearizedModel the lower side may instead be probabilistic, see below):
 ///  - eta_high (Rayleigh-Ritz, theory/band.md, eq. 2): for any subspace V of
 ///    symmetric matrices, max_{X in V} <X, Q X> / <X, A X> <= lambda_max, so
 ///    1 / that maximum >= eta*. V starts from polynomials of H (Pi, H, H^2,
@@ -31,7 +32,12 @@
 ///    on R^{n C}, and lambda_max(M) bounded from above by Lanczos either
 ///    with certainty (the residual and the trace of the rest) or with
 ///    probability at least 1 - delta over the random start (Kuczynski &
-///    Wozniakowski 1992); eta_low_kind says which.
+///    Wozniakowski 1992); eta_low_kind says which. With the default
+///    delta = 1e-3 the probabilistic side is used wherever it is tighter;
+///    delta = 0 keeps every lower side certified. Over K batch sizes the
+///    probabilistic sides hold together with probability >= 1 - K delta
+///    (each B has its own random start). Products in float32 (a float32
+///    TorchModel) hold only up to their rounding (~1e-7 relative).
 ///
 /// \code
 /// auto g = sgdstab::Geometry::from_jacobian(J, 1);
@@ -75,7 +81,7 @@ struct BandOptions {
   /// LinearizedModel input: failure probability allowed for the
   /// probabilistic lower side; 0 = certified only.
   double delta = 1e-3;
-  /// LinearizedModel input: seed of the random start vectors.
+  /// LinearizedModel input: seed of the random start vectors (the CLI's --seed).
   std::uint64_t seed = 1;
   /// \throws sgdstab::invalid_argument naming the field that is out of range.
   void validate() const;
@@ -90,10 +96,11 @@ template <>
 const std::vector<OptionField<BandOptions>>& option_table<BandOptions>();
 
 /// The band and how it was reached. status() is converged when both sides
-/// are computed (each certified); the band may still be wider than the
+/// are computed (each certified, or the lower side probabilistic as
+/// eta_low_kind says); the band may still be wider than the
 /// tolerance: see relative_width and report.message.
 struct BandResult : Result {
-  double eta_low = 0.0;   ///< certified: eta_low <= eta*(B)
+  double eta_low = 0.0;   ///< eta_low <= eta*(B): certified, or with probability >= 1 - delta (eta_low_kind)
   double eta_high = 0.0;  ///< certified: eta*(B) <= eta_high
   double relative_width = 0.0;  ///< (eta_high - eta_low) / eta_high
   Index batch = 0;
@@ -109,7 +116,8 @@ struct BandResult : Result {
   double eta_low_certified = 0.0;  ///< the certified lower side (= eta_low when eta_low_kind is certified)
   /// LinearizedModel input: dimension m of the parameter subspace of eta_high (0 for a Geometry).
   Index subspace_dimension = 0;
-  /// LinearizedModel input: columns of J V and J^T U the band asked the model for.
+  /// LinearizedModel input: columns of J V and J^T U the band asked the model
+  /// for (not those inside the model's own sample_grams()).
   Index products = 0;
 };
 

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "foundations/check.hpp"
+#include "sgdstab/memory.hpp"
 #include "sgdstab/errors.hpp"
 
 namespace sgdstab {
@@ -21,12 +22,25 @@ MatrixXd LinearizedModel::sample_grams() const {
   const Index n = samples(), c = outputs();
   detail::require(probe_chunk >= 1, "LinearizedModel::sample_grams",
                   "probe_chunk must be >= 1, got " + std::to_string(probe_chunk));
+  const Index chunk = std::min(probe_chunk, n);
+  check_memory(8.0 * static_cast<double>(params() + 2 * n * c) * static_cast<double>(chunk * c),
+               "LinearizedModel::sample_grams (probing " + std::to_string(chunk) + " samples at a time)");
+  const std::string where = "LinearizedModel::sample_grams (probing)";
   MatrixXd grams(n * c, c);
-  for (Index first = 0; first < n; first += probe_chunk) {
-    const Index count = std::min(probe_chunk, n - first);
+  for (Index first = 0; first < n; first += chunk) {
+    const Index count = std::min(chunk, n - first);
     MatrixXd unit = MatrixXd::Zero(n * c, count * c);  // e_(i, k) for the chunk's samples i
     for (Index col = 0; col < count * c; ++col) unit(first * c + col, col) = 1.0;
-    const MatrixXd columns = jacobian_times(jacobian_transpose_times(unit));  // K's columns of the chunk
+    const MatrixXd back = jacobian_transpose_times(unit);
+    detail::require(back.rows() == params() && back.cols() == count * c, where,
+                    "jacobian_transpose_times() returned " + std::to_string(back.rows()) + " x " +
+                        std::to_string(back.cols()) + ", expected " + std::to_string(params()) + " x " +
+                        std::to_string(count * c));
+    const MatrixXd columns = jacobian_times(back);  // K's columns of the chunk
+    detail::require(columns.rows() == n * c && columns.cols() == count * c, where,
+                    "jacobian_times() returned " + std::to_string(columns.rows()) + " x " +
+                        std::to_string(columns.cols()) + ", expected " + std::to_string(n * c) + " x " +
+                        std::to_string(count * c));
     for (Index s = 0; s < count; ++s)
       grams.middleRows((first + s) * c, c) = columns.block((first + s) * c, s * c, c, c);
   }
@@ -42,11 +56,12 @@ JacobianModel::JacobianModel(MatrixXd jacobian, Index outputs) : jacobian_(std::
   detail::require(jacobian_.rows() % outputs_ == 0, where,
                   "the row count " + std::to_string(jacobian_.rows()) + " is not divisible by outputs C = " +
                       std::to_string(outputs_) + " (rows must be n*C, sample-major)");
-  for (Index j = 0; j < jacobian_.cols(); ++j)
+  if (jacobian_.allFinite()) return;
+  for (Index j = 0; j < jacobian_.cols(); ++j)  // name the first bad entry
     for (Index i = 0; i < jacobian_.rows(); ++i)
-      detail::require(std::isfinite(jacobian_(i, j)), where,
-                      "entry (" + std::to_string(i) + ", " + std::to_string(j) + ") is not finite (" +
-                          detail::fmt(jacobian_(i, j)) + ")");
+      if (!std::isfinite(jacobian_(i, j)))
+        throw invalid_argument(where + ": entry (" + std::to_string(i) + ", " + std::to_string(j) +
+                               ") is not finite (" + detail::fmt(jacobian_(i, j)) + ")");
 }
 
 JacobianModel JacobianModel::from_geometry(const Geometry& geometry) {

@@ -42,23 +42,27 @@ class CheckedModel {
 
   MatrixXd times(const MatrixXd& v) {  // J V
     MatrixXd out = m_.jacobian_times(v);
+    detail::throw_if_interrupted("stability_band");  // a model's product may take long (Python, PyTorch)
     check(out, nc(), v.cols(), "jacobian_times");
     products_ += v.cols();
     return out;
   }
   MatrixXd transpose_times(const MatrixXd& u) {  // J^T U
     MatrixXd out = m_.jacobian_transpose_times(u);
+    detail::throw_if_interrupted("stability_band");
     check(out, p_, u.cols(), "jacobian_transpose_times");
     products_ += u.cols();
     return out;
   }
   MatrixXd grams() {  // J_i J_i^T stacked
     MatrixXd out = m_.sample_grams();
+    detail::throw_if_interrupted("stability_band");
     check(out, nc(), c_, "sample_grams");
     for (Index i = 0; i < n_; ++i) {
       const auto block = out.middleRows(i * c_, c_);
-      detail::require((block - block.transpose()).cwiseAbs().maxCoeff() <= 1e-8 * (1.0 + block.cwiseAbs().maxCoeff()),
-                      "stability_band", "sample_grams(): block " + std::to_string(i) + " is not symmetric");
+      if (!((block - block.transpose()).cwiseAbs().maxCoeff() <= 1e-8 * block.cwiseAbs().maxCoeff()))
+        throw invalid_argument("stability_band: the model's sample_grams() block " + std::to_string(i) +
+                               " is not symmetric");
     }
     return out;
   }
@@ -128,19 +132,27 @@ struct TopBounds {
   double probabilistic = 0.0;  // >= lambda_max(A) with probability >= 1 - delta; inf when none
 };
 
-TopBounds top_bounds(const LanczosBasis& b, double trace, double delta) {
+// `requested`: the Lanczos vectors asked for. After an exact invariant exit
+// every larger Krylov space is the same, so the Ritz value is that of
+// min(requested, N) vectors and eq. 9 may use it.
+TopBounds top_bounds(const LanczosBasis& b, double trace, double delta, Index requested) {
   TopBounds out;
   const Index m = b.t.rows(), dim = b.q.rows();
   out.ritz = top_eigenvalue(b.t);
   // Certified (eq. 7): A = [[T, R^T], [R, C]] in (Q, Q-perp); lambda_max(C) <= tr C = tau - tr T.
   const MatrixXd r = b.aq - b.q * b.t;
   const double rnorm = std::sqrt(std::max(0.0, top_eigenvalue(r.transpose() * r)));
+  // tr T > tr A proves that the traces (from sample_grams) and the products disagree.
+  if (b.t.trace() > (1.0 + 1e-8) * trace)
+    throw invalid_argument("stability_band: the model's sample_grams() disagree with its products (tr T = " +
+                           detail::fmt(b.t.trace()) + " exceeds tr M = " + detail::fmt(trace) +
+                           " computed from the blocks J_i J_i^T)");
   const double rest = m == dim ? 0.0 : std::max(0.0, trace - b.t.trace());
   out.certified = 0.5 * (out.ritz + rest + std::hypot(out.ritz - rest, 2.0 * rnorm));
   // Probabilistic (eq. 8, Kuczynski & Wozniakowski 1992, Lanczos from a
   // uniform start): k = m - 1 products beyond the start.
   out.probabilistic = INFINITY;
-  const double k = static_cast<double>(m - 1);
+  const double k = static_cast<double>((b.invariant ? std::min(requested, dim) : m) - 1);
   if (delta > 0.0 && k >= 1.0) {
     const double root = std::log(1.648 * std::sqrt(static_cast<double>(dim)) / delta) / (2.0 * k - 1.0);
     const double eps = root * root;
@@ -214,7 +226,7 @@ MatrixXd lower_side(CheckedModel& model, const SharedProducts& s, SamplingFactor
   };
   const LanczosBasis l = lanczos_basis(apply_m, random_unit(model.nc(), rng), o.lanczos_steps, "stability_band");
   lanczos_vectors += l.q.cols();
-  const TopBounds t = top_bounds(l, (a + b) * s.gram_trace, o.delta);
+  const TopBounds t = top_bounds(l, (a + b) * s.gram_trace, o.delta, o.lanczos_steps);
   // alpha = 0: M is block diagonal and its lambda_max is known exactly.
   const double certified = a == 0.0 ? b * s.block_top : t.certified;
   const double probabilistic = a == 0.0 ? INFINITY : t.probabilistic;

@@ -6,7 +6,8 @@ Jacobian and the NTK Gram of an ``nn.Module`` in the library's layout;
 interpolating minimum and returns eta*(B) in the learning-rate units of the
 loss you train with. Where J or K would not fit, ``TorchModel`` gives their
 products (Jacobian-vector and vector-Jacobian products, never J) and
-``band(model, inputs, targets, ...)`` a certified band for eta*(B) from them.
+``band(model, inputs, targets, ...)`` a band for eta*(B) from them (upper side
+certified, lower side certified or probabilistic, as each point says).
 
 Conventions:
 
@@ -281,11 +282,14 @@ class TorchModel(_core.LinearizedModel):
     forward-mode pass (jvp) per column, ``jacobian_transpose_times(U)`` is
     J^T U by one reverse-mode pass (vjp) per column after a shared forward
     pass, ``sample_grams()`` the blocks J_i J_i^T from C backward passes per
-    sample (C x p memory at a time). J itself is never held:
-    memory is O(n C + p) per column. Rows, columns and precision follow
+    sample (C x p memory at a time). J itself is never held: memory is one
+    pass's activations over the n inputs plus O(n C + p) per column. Rows,
+    columns and precision follow
     ``jacobian()`` (float64 on a copy of the model by default; ``dtype=
     torch.float32`` halves the memory and time, with float32 rounding in
-    every product). The loss convention is the library's (products of the
+    every product, so the band's sides hold only up to ~1e-7). The model is
+    run as it is (call ``model.eval()`` first: the Grams run one sample at a
+    time, the products the whole batch). The loss convention is the library's (products of the
     outputs, not of a loss).
     """
 
@@ -394,7 +398,11 @@ def _check_minimum(work, x, targets, residual_tolerance, allow_non_minimum):
 
 def band(model, inputs, targets, batches=None, loss="mse_mean", *, sampling="without", residual_tolerance=1e-6,
          allow_non_minimum=False, dtype=_torch.float64, **band_options):
-    """A certified band eta_low <= eta*(B) <= eta_high at ``model``'s parameters, from products only.
+    """A band eta_low <= eta*(B) <= eta_high at ``model``'s parameters, from products only.
+
+    eta_high is certified; eta_low is certified or, where tighter, holds with
+    probability >= 1 - delta over the seeded random start (``eta_low_kind``;
+    ``delta=0`` keeps it certified; over K batch sizes jointly 1 - K delta).
 
     The matrix-free counterpart of ``analyze`` (theory/band.md, section 5):
     the same minimum check and learning-rate units (``loss``), no Jacobian

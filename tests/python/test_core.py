@@ -344,6 +344,8 @@ def test_a_broken_python_model_raises_a_clear_error(problems):
         sgdstab.band(NumpyModel(j, c), 0)
     with pytest.raises(TypeError, match="band options"):
         sgdstab.band(NumpyModel(j, c), 2, subspaces=3)
+    with pytest.raises(TypeError, match="Geometry or a sgdstab.LinearizedModel"):
+        sgdstab.band(j, 2)
 
     class Incomplete(sgdstab.LinearizedModel):
         def samples(self):
