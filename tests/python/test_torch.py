@@ -210,6 +210,50 @@ def test_torch_model_products_equal_the_jacobian():
             tm.jacobian_times(np.ones((3, 1)))
 
 
+def test_layer_wise_sample_grams_equal_the_per_sample_jacobian():
+    # The nn.Linear fast path of TorchModel.sample_grams (C backward passes
+    # per chunk, <d_ik, d_il>(|a_i|^2 + 1) per layer) against J_i J_i^T of the
+    # per-sample autograd loop: in-place ReLU after a layer, a bias-free
+    # layer, a frozen layer, chunks that do not divide n; and models it must
+    # refuse (a parameter outside nn.Linear, a layer run twice), which take
+    # the loop and still agree.
+    torch.manual_seed(5)
+    x = torch.randn(7, 4, dtype=torch.float64)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(inplace=True), torch.nn.Linear(6, 5, bias=False),
+                              torch.nn.Tanh(), torch.nn.Linear(5, 3)).double()
+    frozen = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 2)).double()
+    frozen[0].bias.requires_grad_(False)
+
+    class Twice(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(4, 4), torch.nn.Linear(4, 2)
+
+        def forward(self, z):
+            return self.b(torch.tanh(self.a(torch.tanh(self.a(z)))))
+
+    class Scaled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.s = torch.nn.Linear(4, 2), torch.nn.Parameter(torch.tensor(1.5))
+
+        def forward(self, z):
+            return self.s * torch.tanh(self.lin(z))
+
+    for model, fast in ((net, True), (frozen, True), (Twice().double(), False), (Scaled().double(), False)):
+        tm = st.TorchModel(model, x)
+        names = tm._names
+        assert (st._linear_layers(tm._work, names) is not None) == (not isinstance(model, Scaled))
+        ref = naive_jacobian(tm._work, x)
+        c = tm.outputs()
+        got = st._linear_sample_grams(tm._work, x, names, c, chunk=3)
+        assert (got is not None) == fast
+        for grams in [tm.sample_grams()] + ([got] if fast else []):
+            for i in range(7):
+                block = ref[i * c:(i + 1) * c] @ ref[i * c:(i + 1) * c].T
+                assert np.allclose(grams[i * c:(i + 1) * c], block, rtol=0, atol=1e-12 * max(1.0, np.abs(block).max()))
+
+
 def test_band_contains_the_exact_threshold_of_a_network_at_a_minimum():
     # A linear minimum (exact interpolation) and a small tanh network whose
     # last layer is fitted exactly (a minimum in those parameters): each band
