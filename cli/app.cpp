@@ -263,7 +263,13 @@ void Program::exact_commands() {
                   {"ncv", "vectors in the shared subspace (default 0: up to 64, as memory allows)"},
                   {"device", "where the operator applications run"}});
   options(c, {{"plot", "FILE.svg: write the picture (eta against B, bands, bounds, marks)"},
-              {"mark", "LR,B: a (learning rate, batch size) to judge and draw; repeatable"}});
+              {"mark", "LR,B: a (learning rate, batch size) to judge and draw; repeatable"},
+              {"engine", "auto|exact|band: exact eta*(B), or certified bands eta_low <= eta*(B) <= eta_high from "
+                         "products (theory/band.md, section 7); auto: exact when the rank is at most "
+                         "--exact-max-rank and its memory fits, the band otherwise (default auto)"},
+              {"exact-max-rank", "R: the largest rank auto gives the exact engine (default 4096)"},
+              {"seed", "S: the random start vectors of the band engine (default 1)"}});
+  table_options<BandOptions>(c);  // the band engine's --band-subspace, --band-lanczos, --band-delta, ...
   momentum_options(c);
 
   c = command(root_, "demo", "eta*(B) of a built-in random-feature regression problem", cmd_demo);

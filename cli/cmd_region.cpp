@@ -1,13 +1,18 @@
 // `sgdstab region`: eta*(B) for every scheme and batch size from one shared
 // subspace (theory/region.md), the marks' verdicts, and the picture.
+#include <algorithm>
+#include <cstdint>
 #include <ostream>
 #include <sstream>
+#include <utility>
 
 #include "commands.hpp"
 #include "inputs.hpp"
+#include "option_table.hpp"
 #include "plot.hpp"
 #include "report.hpp"
 #include "results.hpp"
+#include "sgdstab/memory.hpp"
 #include "sgdstab/sgdstab.hpp"
 
 namespace sgdstab::cli {
@@ -39,16 +44,131 @@ std::vector<Mark> region_marks_option(const Args& args) {
   return out;
 }
 
+namespace {
+
+// --engine auto|exact|band and the reason (theory/band.md, section 7). The
+// budget is a rank, not a time: the choice must not depend on the machine.
+// auto takes the band when the rank exceeds --exact-max-rank (default 4096:
+// one clustered threshold at nC = 4096 took 75-85 s on the 2-core CI
+// machine, and the cost grows like r^3) or when the exact region's smallest
+// footprint (14 vectors of length r(r+1)/2) exceeds the memory available;
+// with momentum always the exact engine (the band is plain SGD's).
+struct Engine {
+  bool band = false;
+  std::string reason;
+};
+
+Engine engine_choice(const Args& args, const Geometry& g, bool momentum) {
+  const std::string engine = args.str_or("engine", "auto");
+  if (engine != "auto" && engine != "exact" && engine != "band")
+    throw UsageError("--engine: expected auto, exact or band, got '" + engine + "'");
+  const long long max_rank = args.integer_or("exact-max-rank", 4096);
+  if (max_rank < 1) throw UsageError("--exact-max-rank: expected an integer >= 1, got " + std::to_string(max_rank));
+  if (engine == "exact") return {false, "--engine exact"};
+  if (momentum) {
+    if (engine == "band")
+      throw UsageError("--engine band: the band is plain SGD's (theory/band.md, section 7); drop --momentum or use "
+                       "--engine exact");
+    return {false, "momentum: the band is plain SGD's, so the exact engine runs"};
+  }
+  if (engine == "band") return {true, "--engine band"};
+  const double r = static_cast<double>(g.rank());
+  const double exact_bytes = 8.0 * 14.0 * r * (r + 1.0) / 2.0;
+  const double limit = memory_limit_option(args) > 0 ? memory_limit_option(args)
+                                                     : static_cast<double>(available_memory_bytes());
+  if (g.rank() > max_rank)
+    return {true, "rank " + std::to_string(g.rank()) + " > --exact-max-rank " + std::to_string(max_rank)};
+  if (limit > 0 && exact_bytes > limit)
+    return {true, "the exact region needs at least " + format_bytes(exact_bytes) + ", more than the " +
+                      format_bytes(limit) + " available"};
+  return {false, "rank " + std::to_string(g.rank()) + " <= --exact-max-rank " + std::to_string(max_rank)};
+}
+
+// The verdict of (lr, B) against a band: stable below eta_low, unstable
+// above eta_high, undecided between.
+json band_mark(const Mark& m, const BandResult& b) {
+  json q;
+  q["lr"] = m.lr;
+  q["batch"] = m.batch;
+  q["sampling"] = to_string(b.sampling);
+  q["eta_low"] = b.eta_low;
+  q["eta_high"] = b.eta_high;
+  q["eta_low_kind"] = b.eta_low_kind;
+  q["verdict"] = m.lr < b.eta_low ? "stable" : (m.lr > b.eta_high ? "unstable" : "undecided");
+  return q;
+}
+
+// The region by bands from products of the Gram's reduced factor: per
+// scheme stability_bands (shared Krylov subspace and per-sample Grams).
+std::pair<json, Status> band_region(const Args& args, const Geometry& g, const std::vector<Sampling>& schemes,
+                                    const std::vector<Index>& batches, const std::vector<Mark>& marks,
+                                    const std::string& reason) {
+  if (args.has("plot"))
+    throw UsageError("--plot: the picture is drawn for the exact region only; use --engine exact (or leave --plot off)");
+  BandOptions o;
+  apply_cli(args, o);  // --band-tol, --top-vectors, --band-steps, --band-subspace, --band-lanczos, --band-delta
+  if (args.has("seed")) o.seed = static_cast<std::uint64_t>(args.integer("seed"));
+  const JacobianModel model = JacobianModel::from_geometry(g);
+  json j;
+  j["samples"] = g.samples();
+  j["outputs"] = g.outputs();
+  j["rank"] = g.rank();
+  j["lambda_max"] = g.lambda_max();
+  j["eta_gd"] = 2.0 / g.lambda_max();
+  j["engine"] = "band";
+  j["engine_reason"] = reason;
+  j["matrix_free"] = true;
+  Status status = Status::converged;
+  Index products = 0;
+  json curves = json::array();
+  json mark_rows = json::array();
+  for (const Sampling s : schemes) {
+    const std::vector<BandResult> bands = stability_bands(model, batches, s, o);
+    json pts = json::array();
+    for (const BandResult& b : bands) {
+      json q = band_json(model, b);
+      q.erase("samples");
+      q.erase("outputs");
+      q.erase("params");
+      q.erase("sampling");
+      pts.push_back(q);
+      if (b.status() != Status::converged && status == Status::converged) status = b.status();
+    }
+    if (!bands.empty()) products += bands.front().products;
+    curves.push_back({{"sampling", to_string(s)}, {"points", pts}});
+    for (const Mark& m : marks) {
+      const auto at = std::find_if(bands.begin(), bands.end(), [&](const BandResult& b) { return b.batch == m.batch; });
+      const BandResult b = at != bands.end() ? *at : stability_band(model, m.batch, s, o);
+      mark_rows.push_back(band_mark(m, b));
+    }
+  }
+  j["curves"] = curves;
+  if (!marks.empty()) j["marks"] = mark_rows;
+  j["products"] = products;
+  j["loss_convention"] = kLossConvention;
+  return {with_options(j, o), status};
+}
+
+}  // namespace
+
 int cmd_region(const Args& args, std::ostream& out, std::ostream& err) {
   const auto t0 = std::chrono::steady_clock::now();
   const std::vector<Sampling> schemes = region_schemes_option(args);
   const std::vector<Mark> marks = region_marks_option(args);
   const SolverOptions so = solver_options(args);
-  const Momentum momentum = momentum_option(args).value_or(Momentum{});
+  const std::optional<Momentum> momentum = momentum_option(args);
   const Geometry g = load_geometry(args);
   const std::vector<Index> batches = batches_option(args, g.samples());
   for (const Mark& m : marks) check_batch(m.batch, g.samples(), "--mark");
-  RegionReport rep = region_report(g, schemes, batches, marks, args.str_or("plot", ""), so, momentum);
+  const Engine engine = engine_choice(args, g, momentum.has_value() && momentum->beta > 0.0);
+  if (engine.band) {
+    auto [j, status] = band_region(args, g, schemes, batches, marks, engine.reason);
+    j["seconds"] = seconds_since(t0);
+    return finish(j, status, out, err);
+  }
+  RegionReport rep = region_report(g, schemes, batches, marks, args.str_or("plot", ""), so, momentum.value_or(Momentum{}));
+  rep.j["engine"] = "exact";
+  rep.j["engine_reason"] = engine.reason;
   rep.j["seconds"] = seconds_since(t0);
   return finish(rep.j, rep.status, out, err);
 }

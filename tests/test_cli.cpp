@@ -11,6 +11,7 @@
 #include <fstream>
 #include <iomanip>
 #include <sstream>
+#include <vector>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
@@ -713,6 +714,69 @@ TEST_F(Cli, MatrixFreeBandContainsTheThresholdOfTheSameJacobian) {
   r = run("band --matrix-free --jacobian " + file("j.npy") + " --outputs 2 --batch 11");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.err.find("1 <= B <= n = 10"), std::string::npos) << r.err;
+}
+
+// region --engine: auto runs the exact region up to --exact-max-rank and the
+// band beyond it (saying which and why); each band contains the exact
+// eta*(B) of the same Gram at every scheme and batch size; marks are judged
+// against the band; momentum and --plot are refused with the band.
+TEST_F(Cli, RegionEngineChoosesAndTheBandContainsTheExactRegion) {
+  const MatrixXd J = ref::gaussian(24, 14, 41);  // n = 12, C = 2, r = 14
+  sgdstab::write_npy(file("j.npy"), J);
+  const std::string input = " --jacobian " + file("j.npy") + " --outputs 2 --batches 1,3,12 --sampling without,bernoulli";
+  CliRun r = run("region" + input + " --tol 1e-10");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json exact = json::parse(r.out);
+  EXPECT_EQ(exact["engine"], "exact");
+  EXPECT_NE(exact["engine_reason"].get<std::string>().find("rank 14 <= --exact-max-rank 4096"), std::string::npos);
+  r = run("region" + input + " --exact-max-rank 10 --band-subspace 6 --band-lanczos 10 --seed 2 --mark 1e-9,3"
+          " --mark 1e9,12");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json band = json::parse(r.out);
+  EXPECT_EQ(band["engine"], "band");
+  EXPECT_EQ(band["engine_reason"], "rank 14 > --exact-max-rank 10");
+  EXPECT_EQ(band["options"]["subspace"], 6);
+  EXPECT_EQ(band["options"]["seed"], 2);
+  ASSERT_EQ(band["curves"].size(), 2u);
+  const auto g = sgdstab::Geometry::from_jacobian(J, 2);
+  for (std::size_t s = 0; s < 2; ++s) {
+    const json& cb = band["curves"][s];
+    EXPECT_EQ(cb["sampling"], exact["curves"][s]["sampling"]);
+    ASSERT_EQ(cb["points"].size(), 3u);
+    const sgdstab::Sampling scheme = s == 0 ? sgdstab::Sampling::without_replacement : sgdstab::Sampling::bernoulli;
+    for (std::size_t i = 0; i < 3; ++i) {
+      const json& p = cb["points"][i];
+      const double eta = exact["curves"][s]["points"][i]["eta_star"].get<double>();
+      EXPECT_EQ(p["batch"], exact["curves"][s]["points"][i]["batch"]);
+      const auto b = p["batch"].get<sgdstab::Index>();
+      EXPECT_REL_NEAR(eta, sgdstab::stability_threshold(g, b, scheme).eta_star, 1e-7);
+      EXPECT_LE(p["eta_low_certified"].get<double>(), eta * (1 + 1e-8)) << s << " " << b;
+      EXPECT_GE(p["eta_high"].get<double>(), eta * (1 - 1e-8)) << s << " " << b;
+      EXPECT_LE(p["eta_low"].get<double>(), p["eta_high"].get<double>() * (1 + 1e-12));
+    }
+  }
+  ASSERT_EQ(band["marks"].size(), 4u);  // two marks per scheme
+  EXPECT_EQ(band["marks"][0]["verdict"], "stable");
+  EXPECT_EQ(band["marks"][1]["verdict"], "unstable");
+  EXPECT_EQ(band["marks"][0]["batch"], 3);
+  r = run("region" + input + " --engine band --mark 1e-9,5");  // a mark at a batch size outside --batches
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["engine_reason"], "--engine band");
+  EXPECT_EQ(json::parse(r.out)["marks"][0]["verdict"], "stable");
+  r = run("region" + input + " --exact-max-rank 10 --engine exact");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["engine"], "exact");
+  r = run("region" + input + " --exact-max-rank 10 --momentum 0.5");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["engine"], "exact");
+  const std::vector<std::string> refused = {" --engine band --momentum 0.5", " --engine band --plot " + file("x.svg"),
+                                           " --engine fast", " --exact-max-rank 0"};
+  for (const std::string& bad : refused) {
+    r = run("region" + input + bad);
+    EXPECT_EQ(r.code, 2) << bad;
+    EXPECT_TRUE(r.out.empty()) << bad;
+  }
+  EXPECT_FALSE(std::ifstream(file("x.svg")).good());
 }
 
 TEST_F(Cli, BoundsAndAlignmentMatchTheLibrary) {
