@@ -19,6 +19,7 @@ that the library's theory is about; the maximal residual is printed.
 
 usage: fashion_mnist_band.py [--samples N] [--batches 10,100,1000]
          [--subset M] [--lr LR] [--train-batch B] [--epochs E] [--json FILE]
+         [--checkpoint FILE]
 (PYTHONPATH=build/python /usr/bin/python3 examples/band_from_torch/fashion_mnist_band.py)
 """
 import argparse
@@ -90,6 +91,10 @@ def main():
     ap.add_argument("--subspace", type=int, default=64)
     ap.add_argument("--lanczos", type=int, default=40)
     ap.add_argument("--json", default="", help="write every figure to this file")
+    ap.add_argument("--checkpoint", default="",
+                    help="the trained network's state: loaded when the file exists (no training), else written "
+                         "after training")
+    ap.add_argument("--train-only", action="store_true", help="stop after training (and --checkpoint)")
     a = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     x, labels = load(a.samples)
@@ -98,9 +103,22 @@ def main():
     print(f"Fashion-MNIST: n = {a.samples}, 784-500-500-500-10 ReLU, "
           f"p = {sum(t.numel() for t in net.parameters())}; CPU: {cpu()}, {torch.get_num_threads()} threads")
     t = time.time()
-    epochs, mse = train(net, x, y, a.lr, a.train_batch, a.epochs, a.target_mse)
-    train_s = time.time() - t
+    if a.checkpoint and os.path.exists(a.checkpoint):
+        saved = torch.load(a.checkpoint)
+        net.load_state_dict(saved["state"])
+        epochs, train_s = saved["epochs"], saved["seconds"]
+        with torch.no_grad():
+            mse = float(torch.nn.MSELoss()(net(x), y))
+        print(f"loaded {a.checkpoint} (trained for {epochs} epochs in {train_s:.0f} s)")
+    else:
+        epochs, mse = train(net, x, y, a.lr, a.train_batch, a.epochs, a.target_mse)
+        train_s = time.time() - t
+        if a.checkpoint:
+            torch.save({"state": net.state_dict(), "epochs": epochs, "seconds": train_s}, a.checkpoint + ".part")
+            os.replace(a.checkpoint + ".part", a.checkpoint)
     print(f"trained: torch.optim.SGD lr {a.lr}, batch {a.train_batch}, {epochs} epochs, MSE {mse:.3g} ({train_s:.0f} s)")
+    if a.train_only:
+        return
     net.eval()
     batches = sorted({int(b) for b in a.batches.split(",")} | {a.samples})
     t = time.time()

@@ -150,7 +150,13 @@ def jacobian(model, inputs, *, dtype=_torch.float64, chunk=None):
 def gram(model, inputs, *, dtype=_torch.float64, max_block_bytes=1 << 28):
     """The NTK Gram K = J J^T ((n*C) x (n*C), float64 NumPy) without forming J.
 
-    K is accumulated over the parameter tensors: K = sum_t J_t J_t^T with J_t
+    A network whose trainable parameters are all nn.Linear weights and biases
+    (each layer run once per forward, one row per sample, samples not
+    interacting) takes the layer-wise path: K = sum over layers of
+    (D D^T) * kron(A A^T + 1, ones(C, C)), from C backward passes per chunk
+    of samples (``_linear_gram``; checked against the Jacobian rows of the
+    first and last samples). Any other model: K is accumulated over the
+    parameter tensors, K = sum_t J_t J_t^T with J_t
     the Jacobian with respect to tensor t alone, so memory is n*C times the
     largest tensor, not n*C*p. A tensor whose block exceeds max_block_bytes is
     done in sample chunks (recomputing its Jacobian per pair of chunks).
@@ -159,6 +165,9 @@ def gram(model, inputs, *, dtype=_torch.float64, max_block_bytes=1 << 28):
     c = _outputs_count(work, x)
     n = x.shape[0]
     _check_bytes(8.0 * (n * c) ** 2, f"the {n * c} x {n * c} Gram")
+    fast = _linear_gram(work, x, names, c)
+    if fast is not None:
+        return fast
     params = dict(work.named_parameters())
     k = _torch.zeros((n * c, n * c), dtype=_torch.float64)
     for nm in names:
@@ -406,19 +415,20 @@ def _linear_layers(work, names):
     return layers
 
 
-def _linear_sample_grams(work, x, names, c, chunk=1024):
-    """J_i J_i^T of a network whose trainable parameters are nn.Linear weights
-    and biases, each layer run once per forward on (m, in) rows, one row per
-    sample: with a_i the layer's input and d_ik = d f_k(x_i) / d(its output)
-    on sample i, the layer adds <d_ik, d_il> (|a_i|^2 [weight] + [bias]) to
-    (J_i J_i^T)_kl (the per-sample gradient of a Linear weight is d_ik a_i^T).
-    The d_ik of a chunk of m samples come from C backward passes of the sums
-    over the chunk (samples do not interact: eval mode). None when the model
-    is not of that form (the caller loops over samples); the first sample is
-    checked against the loop, and a mismatch falls back too."""
+def _linear_backprops(work, x, names, c, consume, chunk=1024):
+    """Runs a network whose trainable parameters are nn.Linear weights and
+    biases, each layer run once per forward on (m, in) rows (one row per
+    sample), in chunks of m samples, and calls consume(start, m, rec) with
+    rec = [(a, d, weight trains, bias trains)] per layer: a (m x in) the
+    layer's input and d (m x C x out) the derivatives d f_k(x_i) / d(its
+    output), from C backward passes of the sums over the chunk (samples do
+    not interact: eval mode). The per-sample gradient of the layer's weight
+    for output k is d_ik a_i^T, of its bias d_ik. Returns False (having
+    consumed nothing or a partial run the caller discards) when the model is
+    not of that form."""
     layers = _linear_layers(work, names)
     if layers is None:
-        return None
+        return False
     n = x.shape[0]
     records = {}
 
@@ -428,7 +438,6 @@ def _linear_sample_grams(work, x, names, c, chunk=1024):
 
     handles = [mod.register_forward_hook(hook) for mod, _, _ in layers]
     try:
-        grams = _np.empty((n * c, c))
         for start in range(0, n, chunk):
             xs = x[start:start + chunk]
             m = xs.shape[0]
@@ -437,37 +446,108 @@ def _linear_sample_grams(work, x, names, c, chunk=1024):
                 o = work(xs)
                 o = o.reshape(m, -1)
                 if o.shape[1] != c:
-                    return None
+                    return False
                 rec = []
                 for mod, tw, tb in layers:
                     calls = records.get(mod, [])
                     if len(calls) != 1:
-                        return None
+                        return False
                     a, z = calls[0]
                     if a.dim() != 2 or z.dim() != 2 or a.shape[0] != m or z.shape[0] != m:
-                        return None
+                        return False
                     rec.append((a, z, tw, tb))
                 outs = [z for _, z, _, _ in rec]
                 deltas = []
                 for k in range(c):
                     g = _torch.autograd.grad(o[:, k].sum(), outs, retain_graph=k + 1 < c, allow_unused=True)
                     deltas.append([_torch.zeros_like(z) if d is None else d for d, z in zip(g, outs)])
-            block = _torch.zeros((m, c, c), dtype=_torch.float64)
-            for j, (a, z, tw, tb) in enumerate(rec):
-                d = _torch.stack([deltas[k][j] for k in range(c)], dim=1).double()  # m x C x out
-                scale = (a.detach().double().pow(2).sum(1) if tw else _torch.zeros(m, dtype=_torch.float64)) + \
-                    (1.0 if tb else 0.0)
-                block += (d @ d.transpose(1, 2)) * scale[:, None, None]
-            grams[start * c:(start + m) * c] = block.reshape(m * c, c).cpu().numpy()
+            consume(start, m, [(a.detach().double(), _torch.stack([deltas[k][j] for k in range(c)], dim=1).double(),
+                                tw, tb) for j, (a, z, tw, tb) in enumerate(rec)])
     finally:
         for h in handles:
             h.remove()
+    return True
+
+
+def _linear_sample_grams(work, x, names, c, chunk=1024):
+    """J_i J_i^T of a network whose trainable parameters are nn.Linear weights
+    and biases (``_linear_backprops``): each layer adds <d_ik, d_il>
+    (|a_i|^2 [weight] + [bias]) to (J_i J_i^T)_kl. None when the model is not
+    of that form (the caller loops over samples); the first sample is
+    checked against the loop, and a mismatch falls back too."""
+    n = x.shape[0]
+    grams = _np.empty((n * c, c))
+
+    def consume(start, m, rec):
+        block = _torch.zeros((m, c, c), dtype=_torch.float64)
+        for a, d, tw, tb in rec:
+            scale = (a.pow(2).sum(1) if tw else _torch.zeros(m, dtype=_torch.float64)) + (1.0 if tb else 0.0)
+            block += (d @ d.transpose(1, 2)) * scale[:, None, None]
+        grams[start * c:(start + m) * c] = block.reshape(m * c, c).cpu().numpy()
+
+    if not _linear_backprops(work, x, names, c, consume, chunk):
+        return None
     ref = _loop_sample_grams(work, x, names, c, 0, 1)
     if not _np.allclose(grams[:c], ref, rtol=1e-6, atol=1e-12 * max(1.0, float(_np.abs(ref).max()))):
         warnings.warn("sgdstab.torch: the layer-wise per-sample Grams disagree with the per-sample loop on the "
                       "first sample (samples interact?); using the loop")
         return None
     return grams
+
+
+def _linear_gram(work, x, names, c, chunk=1024):
+    """The whole NTK Gram of a network of nn.Linear layers
+    (``_linear_backprops``): K[(i,k),(j,l)] = sum over layers of <d_ik, d_jl>
+    (<a_i, a_j> [weight] + [bias]), i.e. per layer (D D^T) * kron(A A^T + 1,
+    ones(C, C)) with D the (n C) x out derivatives and A the n x in inputs:
+    O((nC)^2 (out + in)) flops, no (nC) x p Jacobian. None when the model is
+    not of that form; the blocks of the first and last samples are checked
+    against their Jacobian rows (one backward pass per output), and a
+    mismatch falls back too."""
+    n = x.shape[0]
+    parts = []
+
+    def consume(start, m, rec):
+        parts.append(rec)
+
+    if not _linear_backprops(work, x, names, c, consume, chunk):
+        return None
+    k = _torch.zeros((n * c, n * c), dtype=_torch.float64)
+    for j in range(len(parts[0])):
+        a = _torch.cat([rec[j][0] for rec in parts])  # n x in
+        d = _torch.cat([rec[j][1] for rec in parts]).reshape(n * c, -1)  # nC x out
+        tw, tb = parts[0][j][2], parts[0][j][3]
+        s = (a @ a.T if tw else _torch.zeros((n, n), dtype=_torch.float64)) + (1.0 if tb else 0.0)
+        g = d @ d.T
+        g.view(n, c, n, c).mul_(s[:, None, :, None])
+        k += g
+        del g, a, d
+    parts.clear()
+    ref = _sample_jacobian(work, x, names, c, [0, n - 1])
+    want = (ref @ ref.T).numpy()
+    idx = _np.r_[0:c, (n - 1) * c:n * c]
+    got = k.numpy()[_np.ix_(idx, idx)]
+    if not _np.allclose(got, want, rtol=1e-6, atol=1e-12 * max(1.0, float(_np.abs(want).max()))):
+        warnings.warn("sgdstab.torch: the layer-wise Gram disagrees with the Jacobian rows of the first and last "
+                      "samples (samples interact?); using the per-tensor Jacobians")
+        return None
+    return k.numpy()
+
+
+def _sample_jacobian(work, x, names, c, samples):
+    """The Jacobian rows (len(samples) * C) x p of the given samples, one
+    backward pass per (sample, output), as a float64 torch tensor."""
+    params = dict(work.named_parameters())
+    wrt = [params[nm] for nm in names]
+    rows = []
+    for i in samples:
+        with _torch.enable_grad():
+            o = work(x[i:i + 1]).reshape(-1)
+            for k in range(c):
+                grads = _torch.autograd.grad(o[k], wrt, retain_graph=k + 1 < c, allow_unused=True)
+                rows.append(_torch.cat([(_torch.zeros_like(w) if g is None else g).reshape(-1)
+                                        for w, g in zip(wrt, grads)]).detach().double().cpu())
+    return _torch.stack(rows)
 
 
 def _check_minimum(work, x, targets, residual_tolerance, allow_non_minimum):

@@ -254,6 +254,40 @@ def test_layer_wise_sample_grams_equal_the_per_sample_jacobian():
                 assert np.allclose(grams[i * c:(i + 1) * c], block, rtol=0, atol=1e-12 * max(1.0, np.abs(block).max()))
 
 
+def test_layer_wise_gram_equals_the_jacobian_product():
+    # The nn.Linear fast path of gram() (per layer (D D^T) * kron(A A^T + 1,
+    # ones(C, C))) against J J^T of the per-sample autograd Jacobian, off the
+    # diagonal blocks too: in-place ReLU, a bias-free layer, a frozen bias,
+    # chunks that do not divide n; a model it must refuse (a parameter
+    # outside nn.Linear) takes the per-tensor path and still agrees.
+    torch.manual_seed(6)
+    x = torch.randn(7, 4, dtype=torch.float64)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(inplace=True), torch.nn.Linear(6, 5, bias=False),
+                              torch.nn.Tanh(), torch.nn.Linear(5, 3)).double()
+    frozen = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 2)).double()
+    frozen[0].bias.requires_grad_(False)
+
+    class Scaled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.s = torch.nn.Linear(4, 2), torch.nn.Parameter(torch.tensor(1.5))
+
+        def forward(self, z):
+            return self.s * torch.tanh(self.lin(z))
+
+    for model, fast in ((net, True), (frozen, True), (Scaled().double(), False)):
+        work, xs, names = st._prepare(model, x, torch.float64)
+        j = naive_jacobian(work, x)
+        want = j @ j.T
+        tol = 1e-12 * max(1.0, np.abs(want).max())
+        c = want.shape[0] // 7
+        got = st._linear_gram(work, xs, names, c, chunk=3)
+        assert (got is not None) == fast
+        if fast:
+            assert np.allclose(got, want, rtol=0, atol=tol)
+        assert np.allclose(st.gram(model, x), want, rtol=0, atol=tol)
+
+
 def test_band_contains_the_exact_threshold_of_a_network_at_a_minimum():
     # A linear minimum (exact interpolation) and a small tanh network whose
     # last layer is fitted exactly (a minimum in those parameters): each band
