@@ -7,7 +7,9 @@ interpolating minimum and returns eta*(B) in the learning-rate units of the
 loss you train with. Where J or K would not fit, ``TorchModel`` gives their
 products (Jacobian-vector and vector-Jacobian products, never J) and
 ``band(model, inputs, targets, ...)`` a band for eta*(B) from them (upper side
-certified, lower side certified or probabilistic, as each point says).
+certified, lower side certified or probabilistic, as each point says);
+``stability(model, inputs, targets, ...)`` runs the exact engine where it
+fits (rank and memory budget) and the band otherwise, and says which.
 
 Conventions:
 
@@ -34,7 +36,7 @@ import torch as _torch
 
 from . import _core
 
-__all__ = ["jacobian", "gram", "analyze", "band", "TorchModel", "LOSSES"]
+__all__ = ["jacobian", "gram", "analyze", "band", "stability", "TorchModel", "LOSSES"]
 
 #: Supported loss conventions and the factor eta_user = factor(C) * eta_sgdstab.
 LOSSES = {
@@ -610,6 +612,73 @@ def band(model, inputs, targets, batches=None, loss="mse_mean", *, sampling="wit
                       points=points, products=results[0].products if results else 0,
                       seconds=results[0].seconds if results else 0.0,
                       loss_convention_sgdstab=_core.loss_convention, results=results)
+
+
+def stability(model, inputs, targets, batches=None, loss="mse_mean", *, engine="auto", exact_max_rank=4096,
+              memory_limit=None, sampling="without", residual_tolerance=1e-6, allow_non_minimum=False,
+              dtype=_torch.float64, solver_options=None, band_options=None):
+    """eta*(B) exactly where the exact solver fits, a certified band where it does not.
+
+    engine: "exact" (``analyze``, through the Gram), "band" (``band``, from
+    products) or "auto" (default): exact when the rank bound r = min(n C, p)
+    is at most ``exact_max_rank`` (default 4096, the CLI's
+    ``--exact-max-rank``) and the Gram and the exact solver's work
+    (8 (n C)^2 + 8 * 14 * r (r + 1) / 2 bytes, theory/band.md section 7) fit
+    in ``memory_limit`` bytes (default: what the system has available); the
+    band otherwise. ``solver_options`` go to the exact solver
+    (``sgdstab.solver_options()``), ``band_options`` to the band
+    (``sgdstab.band_options()``); the other arguments are ``analyze``'s and
+    ``band``'s.
+
+    Returns the Report of the engine that ran (``analyze``'s or ``band``'s),
+    with ``engine`` ("exact" or "band") and ``engine_reason`` added, and
+    every point carrying ``eta_low`` and ``eta_high`` in the units of
+    ``loss``: for the exact engine both equal ``eta_star`` and
+    ``eta_low_kind`` is "exact".
+    """
+    if engine not in ("auto", "exact", "band"):
+        raise ValueError(f"engine: expected 'auto', 'exact' or 'band', got {engine!r}")
+    if not (isinstance(exact_max_rank, int) and exact_max_rank >= 1):
+        raise ValueError(f"exact_max_rank: expected an integer >= 1, got {exact_max_rank!r}")
+    if memory_limit is not None and not (memory_limit > 0 and math.isfinite(memory_limit)):
+        raise ValueError(f"memory_limit: expected a finite number of bytes > 0, got {memory_limit!r}")
+    solver_options = dict(solver_options or {})
+    band_options = dict(band_options or {})
+    if engine == "auto":
+        work, x, names = _prepare(model, inputs, dtype)
+        n, c = x.shape[0], _outputs_count(work, x)
+        p = sum(dict(work.named_parameters())[nm].numel() for nm in names)
+        r = min(n * c, p)
+        need = 8.0 * (n * c) ** 2 + 8.0 * 14.0 * r * (r + 1) / 2.0
+        limit = memory_limit
+        if limit is None:
+            try:
+                import os
+
+                limit = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+            except (ValueError, OSError, AttributeError):
+                limit = None
+        if r > exact_max_rank:
+            engine, reason = "band", f"rank bound min(nC, p) = {r} > exact_max_rank {exact_max_rank}"
+        elif limit is not None and need > limit:
+            engine, reason = "band", (f"the exact engine needs about {need / 2**30:.2f} GiB, more than the "
+                                      f"{limit / 2**30:.2f} GiB available")
+        else:
+            engine, reason = "exact", f"rank bound min(nC, p) = {r} <= exact_max_rank {exact_max_rank}"
+    else:
+        reason = f"engine={engine!r}"
+    if engine == "exact":
+        rep = analyze(model, inputs, targets, batches=batches, loss=loss, sampling=sampling,
+                      residual_tolerance=residual_tolerance, allow_non_minimum=allow_non_minimum, use_gram=True,
+                      dtype=dtype, **solver_options)
+        for pt in rep.points:
+            pt.update(eta_low=pt["eta_star"], eta_high=pt["eta_star"], eta_low_kind="exact")
+    else:
+        rep = band(model, inputs, targets, batches=batches, loss=loss, sampling=sampling,
+                   residual_tolerance=residual_tolerance, allow_non_minimum=allow_non_minimum, dtype=dtype,
+                   **band_options)
+    rep.engine, rep.engine_reason = engine, reason
+    return rep
 
 
 class BandReport(Report):

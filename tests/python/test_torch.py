@@ -288,6 +288,34 @@ def test_layer_wise_gram_equals_the_jacobian_product():
         assert np.allclose(st.gram(model, x), want, rtol=0, atol=tol)
 
 
+def test_stability_chooses_the_engine_and_says_which():
+    # auto: exact up to exact_max_rank (points carry eta_low = eta_high =
+    # eta*), the band beyond it or beyond the memory limit; forced engines;
+    # the band contains the exact eta*; bad arguments are refused.
+    model, x, y = linear_minimum()
+    n, c = y.shape
+    p = sum(t.numel() for t in model.parameters())
+    r = min(n * c, p)
+    exact = st.stability(model, x, y, batches=[1, 3, 8])
+    assert exact.engine == "exact" and f"= {r} <= exact_max_rank 4096" in exact.engine_reason
+    ref = st.analyze(model, x, y, batches=[1, 3, 8])
+    for pt, want in zip(exact.points, ref.points):
+        assert pt["eta_low"] == pt["eta_high"] == pt["eta_star"] and pt["eta_low_kind"] == "exact"
+        assert math.isclose(pt["eta_star"], want["eta_star"], rel_tol=1e-9)
+    opts = {"subspace": 6, "lanczos_steps": 10}
+    band = st.stability(model, x, y, batches=[1, 3, 8], exact_max_rank=r - 1, band_options=opts)
+    assert band.engine == "band" and band.engine_reason == f"rank bound min(nC, p) = {r} > exact_max_rank {r - 1}"
+    for pt, want in zip(band.points, ref.points):
+        assert pt["eta_low_certified"] <= want["eta_star"] * (1 + 1e-9) <= pt["eta_high"] * (1 + 2e-9)
+    small = st.stability(model, x, y, batches=[2], memory_limit=1000.0, band_options=opts)
+    assert small.engine == "band" and "more than the" in small.engine_reason
+    assert st.stability(model, x, y, batches=[2], engine="band", band_options=opts).engine_reason == "engine='band'"
+    assert st.stability(model, x, y, batches=[2], engine="exact", exact_max_rank=1).engine == "exact"
+    for bad in ({"engine": "fast"}, {"exact_max_rank": 0}, {"memory_limit": -1.0}):
+        with pytest.raises(ValueError):
+            st.stability(model, x, y, batches=[2], **bad)
+
+
 def test_band_contains_the_exact_threshold_of_a_network_at_a_minimum():
     # A linear minimum (exact interpolation) and a small tanh network whose
     # last layer is fitted exactly (a minimum in those parameters): each band
