@@ -15,7 +15,7 @@ int cmd_band(const Args& args, std::ostream& out, std::ostream& err) {
   const Sampling sampling = args.choice("sampling", Sampling::without_replacement);
   BandOptions o;
   apply_cli(args, o);  // --band-tol, --top-vectors, --band-steps, --band-subspace, --band-lanczos, --band-delta
-  if (args.has("seed")) o.seed = static_cast<std::uint64_t>(args.integer("seed"));  // else BandOptions' default, as in C++ and Python
+  o.seed = seed_option(args, o.seed);  // else BandOptions' default, as in C++ and Python
   if (args.flag("matrix-free")) {
     // A Jacobian file is used as it is (products J V, J^T U); a Gram through
     // its reduced factor (a Jacobian in r coordinates).

@@ -84,8 +84,10 @@ Engine engine_choice(const Args& args, const Geometry& g, bool momentum) {
   return {false, "rank " + std::to_string(g.rank()) + " <= --exact-max-rank " + std::to_string(max_rank)};
 }
 
-// The verdict of (lr, B) against a band: stable below eta_low, unstable
-// above eta_high, undecided between.
+// The verdict of (lr, B) against a band: stable below eta_low (as sure as
+// the lower side's kind), unstable above eta_high, undecided between;
+// "stable" is true, false or null (undecided), as the exact region's mark
+// rows have it.
 json band_mark(const Mark& m, const BandResult& b) {
   json q;
   q["lr"] = m.lr;
@@ -94,12 +96,18 @@ json band_mark(const Mark& m, const BandResult& b) {
   q["eta_low"] = b.eta_low;
   q["eta_high"] = b.eta_high;
   q["eta_low_kind"] = b.eta_low_kind;
-  q["verdict"] = m.lr < b.eta_low ? "stable" : (m.lr > b.eta_high ? "unstable" : "undecided");
+  const bool below = m.lr < b.eta_low, above = m.lr > b.eta_high;
+  q["verdict"] = below ? "stable" : (above ? "unstable" : "undecided");
+  q["stable"] = below ? json(true) : (above ? json(false) : json(nullptr));
+  q["status"] = to_string(b.status());
   return q;
 }
 
 // The region by bands from products of the Gram's reduced factor: per
-// scheme stability_bands (shared Krylov subspace and per-sample Grams).
+// scheme one stability_bands call over the requested batch sizes and the
+// marks' (shared Krylov subspace and per-sample Grams); curves list the
+// requested ones, marks come mark by mark, then scheme by scheme, as in the
+// exact region.
 std::pair<json, Status> band_region(const Args& args, const Geometry& g, const std::vector<Sampling>& schemes,
                                     const std::vector<Index>& batches, const std::vector<Mark>& marks,
                                     const std::string& reason) {
@@ -107,7 +115,15 @@ std::pair<json, Status> band_region(const Args& args, const Geometry& g, const s
     throw UsageError("--plot: the picture is drawn for the exact region only; use --engine exact (or leave --plot off)");
   BandOptions o;
   apply_cli(args, o);  // --band-tol, --top-vectors, --band-steps, --band-subspace, --band-lanczos, --band-delta
-  if (args.has("seed")) o.seed = static_cast<std::uint64_t>(args.integer("seed"));
+  o.seed = seed_option(args, o.seed);
+  for (const Mark& m : marks)
+    if (m.batch < 1 || m.batch > g.samples())
+      throw UsageError("--mark: the batch size must satisfy 1 <= B <= n = " + std::to_string(g.samples()) + ", got " +
+                       std::to_string(m.batch));
+  std::vector<Index> all = batches;
+  for (const Mark& m : marks) all.push_back(m.batch);
+  std::sort(all.begin(), all.end());
+  all.erase(std::unique(all.begin(), all.end()), all.end());
   const JacobianModel model = JacobianModel::from_geometry(g);
   json j;
   j["samples"] = g.samples();
@@ -115,36 +131,47 @@ std::pair<json, Status> band_region(const Args& args, const Geometry& g, const s
   j["rank"] = g.rank();
   j["lambda_max"] = g.lambda_max();
   j["eta_gd"] = 2.0 / g.lambda_max();
+  j["momentum"] = 0.0;
+  j["nesterov"] = false;
   j["engine"] = "band";
   j["engine_reason"] = reason;
   j["matrix_free"] = true;
   Status status = Status::converged;
   Index products = 0;
   json curves = json::array();
-  json mark_rows = json::array();
+  std::vector<std::vector<BandResult>> per_scheme;
   for (const Sampling s : schemes) {
-    const std::vector<BandResult> bands = stability_bands(model, batches, s, o);
+    per_scheme.push_back(stability_bands(model, all, s, o));
+    const std::vector<BandResult>& bands = per_scheme.back();
+    const auto at = [&](Index b) {
+      return *std::find_if(bands.begin(), bands.end(), [&](const BandResult& r) { return r.batch == b; });
+    };
     json pts = json::array();
-    for (const BandResult& b : bands) {
-      json q = band_json(model, b);
+    for (const Index b : batches) {
+      json q = band_json(model, at(b));
       q.erase("samples");
       q.erase("outputs");
       q.erase("params");
       q.erase("sampling");
       pts.push_back(q);
-      if (b.status() != Status::converged && status == Status::converged) status = b.status();
     }
+    for (const BandResult& b : bands) status = combine(status, b.status());
     if (!bands.empty()) products += bands.front().products;
     curves.push_back({{"sampling", to_string(s)}, {"points", pts}});
-    for (const Mark& m : marks) {
-      const auto at = std::find_if(bands.begin(), bands.end(), [&](const BandResult& b) { return b.batch == m.batch; });
-      const BandResult b = at != bands.end() ? *at : stability_band(model, m.batch, s, o);
-      mark_rows.push_back(band_mark(m, b));
-    }
   }
   j["curves"] = curves;
-  if (!marks.empty()) j["marks"] = mark_rows;
+  if (!marks.empty()) {
+    json rows = json::array();
+    for (const Mark& m : marks)
+      for (const std::vector<BandResult>& bands : per_scheme)
+        rows.push_back(band_mark(m, *std::find_if(bands.begin(), bands.end(),
+                                                  [&](const BandResult& r) { return r.batch == m.batch; })));
+    j["marks"] = rows;
+  }
   j["products"] = products;
+  j["converged"] = status == Status::converged;
+  j["status"] = to_string(status);
+  j["message"] = status == Status::converged ? "converged" : "a band did not converge (see its point's message)";
   j["loss_convention"] = kLossConvention;
   return {with_options(j, o), status};
 }

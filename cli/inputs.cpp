@@ -67,6 +67,13 @@ void write_direction(const Args& args, const Eigen::MatrixXd& dir) {
   }
 }
 
+std::uint64_t seed_option(const Args& args, std::uint64_t fallback) {
+  if (!args.has("seed")) return fallback;
+  const long long seed = args.integer("seed");
+  if (seed < 0) throw UsageError("--seed: expected an integer >= 0, got " + std::to_string(seed));
+  return static_cast<std::uint64_t>(seed);
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }

@@ -6,6 +6,7 @@
 // the reduction and solver options, the batch size, the direction file.
 #include <Eigen/Core>
 #include <chrono>
+#include <cstdint>
 
 #include "args.hpp"
 #include "sgdstab/geometry.hpp"
@@ -30,6 +31,8 @@ std::optional<Momentum> momentum_option(const Args& args);
 Index batch_of(const Args& args, const Geometry& g);
 /// Writes --direction FILE when given and a direction was computed.
 void write_direction(const Args& args, const Eigen::MatrixXd& dir);
+/// --seed S (an integer >= 0, else UsageError), or fallback when absent.
+std::uint64_t seed_option(const Args& args, std::uint64_t fallback);
 /// Seconds since t0.
 double seconds_since(std::chrono::steady_clock::time_point t0);
 

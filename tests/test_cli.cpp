@@ -755,14 +755,34 @@ TEST_F(Cli, RegionEngineChoosesAndTheBandContainsTheExactRegion) {
       EXPECT_LE(p["eta_low"].get<double>(), p["eta_high"].get<double>() * (1 + 1e-12));
     }
   }
-  ASSERT_EQ(band["marks"].size(), 4u);  // two marks per scheme
-  EXPECT_EQ(band["marks"][0]["verdict"], "stable");
-  EXPECT_EQ(band["marks"][1]["verdict"], "unstable");
-  EXPECT_EQ(band["marks"][0]["batch"], 3);
+  EXPECT_EQ(band["converged"], true);
+  EXPECT_EQ(band["status"], "converged");
+  EXPECT_EQ(band["momentum"], 0.0);
+  ASSERT_EQ(band["marks"].size(), 4u);  // mark by mark, then scheme by scheme, as in the exact region
+  for (std::size_t k = 0; k < 4; ++k) {
+    const json& m = band["marks"][k];
+    EXPECT_EQ(m["batch"], k < 2 ? 3 : 12);
+    EXPECT_EQ(m["sampling"], k % 2 == 0 ? "without" : "bernoulli");
+    EXPECT_EQ(m["verdict"], k < 2 ? "stable" : "unstable");
+    EXPECT_EQ(m["stable"], k < 2);
+    EXPECT_EQ(m["status"], "converged");
+  }
   r = run("region" + input + " --engine band --mark 1e-9,5");  // a mark at a batch size outside --batches
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_EQ(json::parse(r.out)["engine_reason"], "--engine band");
-  EXPECT_EQ(json::parse(r.out)["marks"][0]["verdict"], "stable");
+  const json off = json::parse(r.out);
+  EXPECT_EQ(off["engine_reason"], "--engine band");
+  EXPECT_EQ(off["marks"][0]["verdict"], "stable");
+  EXPECT_EQ(off["marks"][0]["batch"], 5);
+  EXPECT_EQ(off["curves"][0]["points"].size(), 3u);  // the curves keep --batches
+  const double mid = 0.5 * (off["marks"][0]["eta_low"].get<double>() + off["marks"][0]["eta_high"].get<double>());
+  std::ostringstream mid_text;
+  mid_text << std::setprecision(17) << mid;
+  r = run("region" + input + " --engine band --mark " + mid_text.str() + ",5");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json und = json::parse(r.out)["marks"][0];
+  ASSERT_LT(und["eta_low"].get<double>(), und["eta_high"].get<double>());  // the same band, so mid lies inside
+  EXPECT_EQ(und["verdict"], "undecided");
+  EXPECT_TRUE(und["stable"].is_null());
   r = run("region" + input + " --exact-max-rank 10 --engine exact");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(json::parse(r.out)["engine"], "exact");
@@ -770,7 +790,8 @@ TEST_F(Cli, RegionEngineChoosesAndTheBandContainsTheExactRegion) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(json::parse(r.out)["engine"], "exact");
   const std::vector<std::string> refused = {" --engine band --momentum 0.5", " --engine band --plot " + file("x.svg"),
-                                           " --engine fast", " --exact-max-rank 0"};
+                                           " --engine fast", " --exact-max-rank 0", " --engine band --seed -1",
+                                           " --engine band --mark 1e-3,13"};
   for (const std::string& bad : refused) {
     r = run("region" + input + bad);
     EXPECT_EQ(r.code, 2) << bad;

@@ -19,7 +19,7 @@ that the library's theory is about; the maximal residual is printed.
 
 usage: fashion_mnist_band.py [--samples N] [--batches 10,100,1000]
          [--subset M] [--lr LR] [--train-batch B] [--epochs E] [--json FILE]
-         [--checkpoint FILE]
+         [--checkpoint FILE] [--train-only]
 (PYTHONPATH=build/python /usr/bin/python3 examples/band_from_torch/fashion_mnist_band.py)
 """
 import argparse
@@ -105,6 +105,9 @@ def main():
     t = time.time()
     if a.checkpoint and os.path.exists(a.checkpoint):
         saved = torch.load(a.checkpoint)
+        if saved.get("samples") != a.samples or saved.get("lr") != a.lr or saved.get("train_batch") != a.train_batch:
+            raise SystemExit(f"{a.checkpoint}: trained with --samples {saved.get('samples')} --lr {saved.get('lr')} "
+                             f"--train-batch {saved.get('train_batch')}, not with this run's; remove it or match them")
         net.load_state_dict(saved["state"])
         epochs, train_s = saved["epochs"], saved["seconds"]
         with torch.no_grad():
@@ -114,7 +117,8 @@ def main():
         epochs, mse = train(net, x, y, a.lr, a.train_batch, a.epochs, a.target_mse)
         train_s = time.time() - t
         if a.checkpoint:
-            torch.save({"state": net.state_dict(), "epochs": epochs, "seconds": train_s}, a.checkpoint + ".part")
+            torch.save({"state": net.state_dict(), "epochs": epochs, "seconds": train_s, "samples": a.samples,
+                        "lr": a.lr, "train_batch": a.train_batch}, a.checkpoint + ".part")
             os.replace(a.checkpoint + ".part", a.checkpoint)
     print(f"trained: torch.optim.SGD lr {a.lr}, batch {a.train_batch}, {epochs} epochs, MSE {mse:.3g} ({train_s:.0f} s)")
     if a.train_only:

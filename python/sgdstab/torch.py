@@ -194,12 +194,27 @@ def gram(model, inputs, *, dtype=_torch.float64, max_block_bytes=1 << 28):
     return k.numpy()
 
 
-def _check_bytes(nbytes, what):
+def _available_bytes():
+    """The memory available to a new allocation (MemAvailable, as the C++
+    library reads it; free pages where /proc/meminfo is missing), or None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import os
 
-        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_bytes(nbytes, what):
+    avail = _available_bytes()
+    if avail is None:
         return
     if nbytes > avail:
         raise MemoryError(f"sgdstab.torch: {what} needs {nbytes / 2**30:.1f} GiB, more than the "
@@ -268,7 +283,8 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
     else:
         pts = [_core.momentum_threshold(geometry, b, sampling, momentum, nesterov, 0, **solver_options) for b in bs]
     points = [{"batch": pt.batch, "eta_star": factor * pt.eta_star, "eta_star_sgdstab": pt.eta_star,
-               "converged": pt.converged, "status": pt.status, "matvecs": pt.matvecs} for pt in pts]
+               "converged": pt.converged, "status": pt.status, "matvecs": pt.matvecs,
+               "error_bound": getattr(pt, "error_bound", None)} for pt in pts]
     mo = {} if momentum is None else {"momentum": momentum, "nesterov": nesterov}
     verdict = None
     if lr is not None:
@@ -421,8 +437,8 @@ def _linear_backprops(work, x, names, c, consume, chunk=1024):
     """Runs a network whose trainable parameters are nn.Linear weights and
     biases, each layer run once per forward on (m, in) rows (one row per
     sample), in chunks of m samples, and calls consume(start, m, rec) with
-    rec = [(a, d, weight trains, bias trains)] per layer: a (m x in) the
-    layer's input and d (m x C x out) the derivatives d f_k(x_i) / d(its
+    rec = [(a, d, weight trains, bias trains)] per layer (float64, on the
+    CPU): a (m x in) the layer's input and d (m x C x out) the derivatives d f_k(x_i) / d(its
     output), from C backward passes of the sums over the chunk (samples do
     not interact: eval mode). The per-sample gradient of the layer's weight
     for output k is d_ik a_i^T, of its bias d_ik. Returns False (having
@@ -463,8 +479,9 @@ def _linear_backprops(work, x, names, c, consume, chunk=1024):
                 for k in range(c):
                     g = _torch.autograd.grad(o[:, k].sum(), outs, retain_graph=k + 1 < c, allow_unused=True)
                     deltas.append([_torch.zeros_like(z) if d is None else d for d, z in zip(g, outs)])
-            consume(start, m, [(a.detach().double(), _torch.stack([deltas[k][j] for k in range(c)], dim=1).double(),
-                                tw, tb) for j, (a, z, tw, tb) in enumerate(rec)])
+            consume(start, m, [(a.detach().double().cpu(),
+                                _torch.stack([deltas[k][j] for k in range(c)], dim=1).double().cpu(), tw, tb)
+                               for j, (a, z, tw, tb) in enumerate(rec)])
     finally:
         for h in handles:
             h.remove()
@@ -490,7 +507,8 @@ def _linear_sample_grams(work, x, names, c, chunk=1024):
     if not _linear_backprops(work, x, names, c, consume, chunk):
         return None
     ref = _loop_sample_grams(work, x, names, c, 0, 1)
-    if not _np.allclose(grams[:c], ref, rtol=1e-6, atol=1e-12 * max(1.0, float(_np.abs(ref).max()))):
+    rtol, atol = _check_tolerances(work)
+    if not _np.allclose(grams[:c], ref, rtol=rtol, atol=atol * max(1.0, float(_np.abs(ref).max()))):
         warnings.warn("sgdstab.torch: the layer-wise per-sample Grams disagree with the per-sample loop on the "
                       "first sample (samples interact?); using the loop")
         return None
@@ -515,25 +533,36 @@ def _linear_gram(work, x, names, c, chunk=1024):
     if not _linear_backprops(work, x, names, c, consume, chunk):
         return None
     k = _torch.zeros((n * c, n * c), dtype=_torch.float64)
+    rows = max(1, min(n, (1 << 27) // max(1, 8 * n * c * c)))  # samples per block: a temporary of <= 128 MiB
     for j in range(len(parts[0])):
         a = _torch.cat([rec[j][0] for rec in parts])  # n x in
         d = _torch.cat([rec[j][1] for rec in parts]).reshape(n * c, -1)  # nC x out
         tw, tb = parts[0][j][2], parts[0][j][3]
-        s = (a @ a.T if tw else _torch.zeros((n, n), dtype=_torch.float64)) + (1.0 if tb else 0.0)
-        g = d @ d.T
-        g.view(n, c, n, c).mul_(s[:, None, :, None])
-        k += g
-        del g, a, d
+        for i0 in range(0, n, rows):
+            i1 = min(n, i0 + rows)
+            s = (a[i0:i1] @ a.T if tw else _torch.zeros((i1 - i0, n), dtype=_torch.float64)) + (1.0 if tb else 0.0)
+            g = d[i0 * c:i1 * c] @ d.T
+            g.view(i1 - i0, c, n, c).mul_(s[:, None, :, None])
+            k[i0 * c:i1 * c] += g
+        del a, d
     parts.clear()
     ref = _sample_jacobian(work, x, names, c, [0, n - 1])
     want = (ref @ ref.T).numpy()
     idx = _np.r_[0:c, (n - 1) * c:n * c]
     got = k.numpy()[_np.ix_(idx, idx)]
-    if not _np.allclose(got, want, rtol=1e-6, atol=1e-12 * max(1.0, float(_np.abs(want).max()))):
+    rtol, atol = _check_tolerances(work)
+    if not _np.allclose(got, want, rtol=rtol, atol=atol * max(1.0, float(_np.abs(want).max()))):
         warnings.warn("sgdstab.torch: the layer-wise Gram disagrees with the Jacobian rows of the first and last "
                       "samples (samples interact?); using the per-tensor Jacobians")
         return None
     return k.numpy()
+
+
+def _check_tolerances(work):
+    """(rtol, atol relative to the largest entry) for comparing two ways of
+    computing the same Gram entries in the model's precision."""
+    eps = max((_torch.finfo(t.dtype).eps for t in work.parameters() if t.is_floating_point()), default=0.0)
+    return max(1e-6, 1000.0 * eps), max(1e-12, 100.0 * eps)
 
 
 def _sample_jacobian(work, x, names, c, samples):
@@ -617,47 +646,55 @@ def band(model, inputs, targets, batches=None, loss="mse_mean", *, sampling="wit
 def stability(model, inputs, targets, batches=None, loss="mse_mean", *, engine="auto", exact_max_rank=4096,
               memory_limit=None, sampling="without", residual_tolerance=1e-6, allow_non_minimum=False,
               dtype=_torch.float64, solver_options=None, band_options=None):
-    """eta*(B) exactly where the exact solver fits, a certified band where it does not.
+    """eta*(B) exactly where the exact solver fits, a band where it does not.
 
-    engine: "exact" (``analyze``, through the Gram), "band" (``band``, from
-    products) or "auto" (default): exact when the rank bound r = min(n C, p)
-    is at most ``exact_max_rank`` (default 4096, the CLI's
-    ``--exact-max-rank``) and the Gram and the exact solver's work
-    (8 (n C)^2 + 8 * 14 * r (r + 1) / 2 bytes, theory/band.md section 7) fit
-    in ``memory_limit`` bytes (default: what the system has available); the
-    band otherwise. ``solver_options`` go to the exact solver
-    (``sgdstab.solver_options()``), ``band_options`` to the band
-    (``sgdstab.band_options()``); the other arguments are ``analyze``'s and
-    ``band``'s.
+    engine: "exact" (``analyze``), "band" (``band``, from products) or
+    "auto" (default): exact when the rank bound r = min(n C, p) is at most
+    ``exact_max_rank`` (default 4096, the CLI's ``--exact-max-rank``) and
+    the exact path's memory fits in ``memory_limit`` bytes (default: the
+    memory available, MemAvailable); the band otherwise. The exact path is
+    ``analyze``'s own choice (the Gram when 8 n C p > 1 GiB or p > 4 n C,
+    else the Jacobian); its memory is counted as three copies of that
+    matrix (PyTorch's, the library's, the eigensolver's work) plus the exact
+    solver's 8 * 14 * r (r + 1) / 2 bytes (theory/band.md section 7).
+    ``solver_options`` go to the exact solver (``sgdstab.solver_options()``),
+    ``band_options`` to the band (``sgdstab.band_options()``); the other
+    arguments are ``analyze``'s and ``band``'s.
 
     Returns the Report of the engine that ran (``analyze``'s or ``band``'s),
     with ``engine`` ("exact" or "band") and ``engine_reason`` added, and
     every point carrying ``eta_low`` and ``eta_high`` in the units of
-    ``loss``: for the exact engine both equal ``eta_star`` and
-    ``eta_low_kind`` is "exact".
+    ``loss``. For the exact engine they are its certified bracket,
+    eta_star / (1 + error_bound) <= eta* <= eta_star (theory/threshold.md;
+    ``eta_low_kind`` "certified"; 0 where the solver gave no finite bound,
+    and a point that did not converge says so in ``converged``/``status``);
+    for the band they are the band's sides.
     """
+    import numbers
+
     if engine not in ("auto", "exact", "band"):
         raise ValueError(f"engine: expected 'auto', 'exact' or 'band', got {engine!r}")
-    if not (isinstance(exact_max_rank, int) and exact_max_rank >= 1):
+    if not (isinstance(exact_max_rank, numbers.Integral) and not isinstance(exact_max_rank, bool)
+            and exact_max_rank >= 1):
         raise ValueError(f"exact_max_rank: expected an integer >= 1, got {exact_max_rank!r}")
-    if memory_limit is not None and not (memory_limit > 0 and math.isfinite(memory_limit)):
+    if memory_limit is not None and not (isinstance(memory_limit, numbers.Real) and memory_limit > 0
+                                         and math.isfinite(memory_limit)):
         raise ValueError(f"memory_limit: expected a finite number of bytes > 0, got {memory_limit!r}")
     solver_options = dict(solver_options or {})
     band_options = dict(band_options or {})
     if engine == "auto":
-        work, x, names = _prepare(model, inputs, dtype)
-        n, c = x.shape[0], _outputs_count(work, x)
-        p = sum(dict(work.named_parameters())[nm].numel() for nm in names)
+        # Sizes without copying the model: n from the inputs, C from the
+        # targets (analyze/band check them against the model's outputs), p
+        # from the trainable parameters.
+        n = int(inputs.shape[0]) if hasattr(inputs, "shape") else len(inputs)
+        y = targets if isinstance(targets, _torch.Tensor) else _np.asarray(targets)
+        c = max(1, int(y.numel() if isinstance(y, _torch.Tensor) else y.size) // max(1, n))
+        p = sum(t.numel() for t in model.parameters() if t.requires_grad)
         r = min(n * c, p)
-        need = 8.0 * (n * c) ** 2 + 8.0 * 14.0 * r * (r + 1) / 2.0
-        limit = memory_limit
-        if limit is None:
-            try:
-                import os
-
-                limit = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-            except (ValueError, OSError, AttributeError):
-                limit = None
+        use_gram = 8.0 * n * c * p > (1 << 30) or p > 4 * n * c
+        matrix = 8.0 * (n * c) ** 2 if use_gram else 8.0 * n * c * p
+        need = 3.0 * matrix + 8.0 * 14.0 * r * (r + 1) / 2.0
+        limit = memory_limit if memory_limit is not None else _available_bytes()
         if r > exact_max_rank:
             engine, reason = "band", f"rank bound min(nC, p) = {r} > exact_max_rank {exact_max_rank}"
         elif limit is not None and need > limit:
@@ -669,10 +706,12 @@ def stability(model, inputs, targets, batches=None, loss="mse_mean", *, engine="
         reason = f"engine={engine!r}"
     if engine == "exact":
         rep = analyze(model, inputs, targets, batches=batches, loss=loss, sampling=sampling,
-                      residual_tolerance=residual_tolerance, allow_non_minimum=allow_non_minimum, use_gram=True,
-                      dtype=dtype, **solver_options)
+                      residual_tolerance=residual_tolerance, allow_non_minimum=allow_non_minimum, dtype=dtype,
+                      **solver_options)
         for pt in rep.points:
-            pt.update(eta_low=pt["eta_star"], eta_high=pt["eta_star"], eta_low_kind="exact")
+            bound = pt["error_bound"]
+            low = pt["eta_star"] / (1.0 + bound) if bound is not None and math.isfinite(bound) and bound >= 0 else 0.0
+            pt.update(eta_low=low, eta_high=pt["eta_star"], eta_low_kind="certified")
     else:
         rep = band(model, inputs, targets, batches=batches, loss=loss, sampling=sampling,
                    residual_tolerance=residual_tolerance, allow_non_minimum=allow_non_minimum, dtype=dtype,

@@ -287,6 +287,20 @@ def test_layer_wise_gram_equals_the_jacobian_product():
             assert np.allclose(got, want, rtol=0, atol=tol)
         assert np.allclose(st.gram(model, x), want, rtol=0, atol=tol)
 
+    class Centered(torch.nn.Module):  # samples interact (as batch norm in training mode does)
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(4, 5), torch.nn.Linear(5, 2)
+
+        def forward(self, z):
+            h = self.a(z)
+            return self.b(torch.tanh(h - h.mean(0)))
+
+    model = Centered().double()
+    work, xs, names = st._prepare(model, x, torch.float64)
+    with pytest.warns(UserWarning, match="disagrees with the Jacobian rows"):
+        assert st._linear_gram(work, xs, names, 2) is None
+
 
 def test_stability_chooses_the_engine_and_says_which():
     # auto: exact up to exact_max_rank (points carry eta_low = eta_high =
@@ -298,20 +312,27 @@ def test_stability_chooses_the_engine_and_says_which():
     r = min(n * c, p)
     exact = st.stability(model, x, y, batches=[1, 3, 8])
     assert exact.engine == "exact" and f"= {r} <= exact_max_rank 4096" in exact.engine_reason
-    ref = st.analyze(model, x, y, batches=[1, 3, 8])
-    for pt, want in zip(exact.points, ref.points):
-        assert pt["eta_low"] == pt["eta_high"] == pt["eta_star"] and pt["eta_low_kind"] == "exact"
-        assert math.isclose(pt["eta_star"], want["eta_star"], rel_tol=1e-9)
+    # The reference: the library's threshold on the Jacobian of a per-sample
+    # autograd loop, in MSELoss units (C/2 times the library's).
+    g = sgdstab.Geometry.from_jacobian(naive_jacobian(model, x), c)
+    want = [c / 2 * sgdstab.threshold(g, b, "without").eta_star for b in (1, 3, 8)]
+    assert len(exact.points) == 3
+    for pt, eta in zip(exact.points, want):
+        assert pt["eta_low_kind"] == "certified" and pt["eta_high"] == pt["eta_star"]
+        assert pt["eta_low"] <= eta * (1 + 1e-9) and math.isclose(pt["eta_high"], eta, rel_tol=1e-8)
+        assert pt["eta_low"] >= eta * (1 - 1e-6)  # the solver's bracket is tight
     opts = {"subspace": 6, "lanczos_steps": 10}
     band = st.stability(model, x, y, batches=[1, 3, 8], exact_max_rank=r - 1, band_options=opts)
     assert band.engine == "band" and band.engine_reason == f"rank bound min(nC, p) = {r} > exact_max_rank {r - 1}"
-    for pt, want in zip(band.points, ref.points):
-        assert pt["eta_low_certified"] <= want["eta_star"] * (1 + 1e-9) <= pt["eta_high"] * (1 + 2e-9)
+    assert len(band.points) == 3
+    for pt, eta in zip(band.points, want):
+        assert pt["eta_low_certified"] <= eta * (1 + 1e-9) <= pt["eta_high"] * (1 + 2e-9)
     small = st.stability(model, x, y, batches=[2], memory_limit=1000.0, band_options=opts)
     assert small.engine == "band" and "more than the" in small.engine_reason
     assert st.stability(model, x, y, batches=[2], engine="band", band_options=opts).engine_reason == "engine='band'"
     assert st.stability(model, x, y, batches=[2], engine="exact", exact_max_rank=1).engine == "exact"
-    for bad in ({"engine": "fast"}, {"exact_max_rank": 0}, {"memory_limit": -1.0}):
+    assert st.stability(model, x, y, batches=[2], exact_max_rank=np.int64(r)).engine == "exact"
+    for bad in ({"engine": "fast"}, {"exact_max_rank": 0}, {"exact_max_rank": True}, {"memory_limit": -1.0}):
         with pytest.raises(ValueError):
             st.stability(model, x, y, batches=[2], **bad)
 
