@@ -19,7 +19,7 @@ that the library's theory is about; the maximal residual is printed.
 
 usage: fashion_mnist_band.py [--samples N] [--batches 10,100,1000]
          [--subset M] [--lr LR] [--train-batch B] [--epochs E] [--json FILE]
-         [--checkpoint FILE] [--train-only]
+         [--checkpoint FILE] [--train-only] [--subset-only]
 (PYTHONPATH=build/python /usr/bin/python3 examples/band_from_torch/fashion_mnist_band.py)
 """
 import argparse
@@ -95,6 +95,8 @@ def main():
                     help="the trained network's state: loaded when the file exists (no training), else written "
                          "after training")
     ap.add_argument("--train-only", action="store_true", help="stop after training (and --checkpoint)")
+    ap.add_argument("--subset-only", action="store_true",
+                    help="skip the band on all --samples; only the --subset comparison (band and exact)")
     a = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     x, labels = load(a.samples)
@@ -125,21 +127,23 @@ def main():
         return
     net.eval()
     batches = sorted({int(b) for b in a.batches.split(",")} | {a.samples})
-    t = time.time()
-    rep = st.band(net, x, y, batches=batches, loss="mse_mean", allow_non_minimum=True, subspace=a.subspace,
-                  lanczos_steps=a.lanczos)
-    band_s = time.time() - t
-    print(f"band at n = {a.samples} (nC = {10 * a.samples}), max residual {rep.max_residual:.2g}, "
-          f"{rep.products} products, {band_s:.0f} s, peak memory {peak_gb():.2f} GB")
-    for p in rep.points:
-        note = " (full batch: 2/lambda_max(H))" if p["batch"] == a.samples else ""
-        train_mark = "   <- trained here" if p["batch"] == a.train_batch else ""
-        print(f"  B = {p['batch']:6d}: {p['eta_low']:.4g} ({p['eta_low_kind']}) <= eta* <= {p['eta_high']:.4g}, "
-              f"width {p['relative_width']:.3f}{note}{train_mark}")
-    out = {"cpu": cpu(), "threads": torch.get_num_threads(), "samples": a.samples, "params": rep.params,
-           "train": {"lr": a.lr, "batch": a.train_batch, "epochs": epochs, "mse": mse, "seconds": train_s},
-           "band": {"points": rep.points, "products": rep.products, "seconds": band_s,
-                    "max_residual": rep.max_residual, "peak_memory_gb": peak_gb()}}
+    out = {"cpu": cpu(), "threads": torch.get_num_threads(), "samples": a.samples,
+           "params": sum(t.numel() for t in net.parameters()),
+           "train": {"lr": a.lr, "batch": a.train_batch, "epochs": epochs, "mse": mse, "seconds": train_s}}
+    if not a.subset_only:
+        t = time.time()
+        rep = st.band(net, x, y, batches=batches, loss="mse_mean", allow_non_minimum=True, subspace=a.subspace,
+                      lanczos_steps=a.lanczos)
+        band_s = time.time() - t
+        print(f"band at n = {a.samples} (nC = {10 * a.samples}), max residual {rep.max_residual:.2g}, "
+              f"{rep.products} products, {band_s:.0f} s, peak memory {peak_gb():.2f} GB")
+        for p in rep.points:
+            note = " (full batch: 2/lambda_max(H))" if p["batch"] == a.samples else ""
+            train_mark = "   <- trained here" if p["batch"] == a.train_batch else ""
+            print(f"  B = {p['batch']:6d}: {p['eta_low']:.4g} ({p['eta_low_kind']}) <= eta* <= {p['eta_high']:.4g}, "
+                  f"width {p['relative_width']:.3f}{note}{train_mark}")
+        out["band"] = {"points": rep.points, "products": rep.products, "seconds": band_s,
+                       "max_residual": rep.max_residual, "peak_memory_gb": peak_gb()}
     if a.subset:
         xs, ys = x[:a.subset], y[:a.subset]
         sb = sorted({b for b in batches if b <= a.subset} | {a.subset})
@@ -150,7 +154,8 @@ def main():
         t = time.time()
         ex = st.analyze(net, xs, ys, batches=sb, loss="mse_mean", allow_non_minimum=True, use_gram=True)
         ex_s = time.time() - t
-        print(f"subset n = {a.subset} (nC = {10 * a.subset}): band {sub_s:.0f} s, exact {ex_s:.0f} s")
+        print(f"subset n = {a.subset} (nC = {10 * a.subset}): band {sub_s:.0f} s, exact {ex_s:.0f} s, "
+              f"peak memory {peak_gb():.2f} GB")
         exact = {p["batch"]: p["eta_star"] for p in ex.points}
         for p in sub.points:
             e = exact[p["batch"]]
@@ -158,7 +163,7 @@ def main():
             print(f"  B = {p['batch']:6d}: {p['eta_low']:.4g} <= {e:.4g} (exact) <= {p['eta_high']:.4g}: "
                   f"{'inside' if inside else 'OUTSIDE THE BAND'}")
         out["subset"] = {"samples": a.subset, "band": sub.points, "band_seconds": sub_s, "exact": exact,
-                         "exact_seconds": ex_s}
+                         "exact_seconds": ex_s, "peak_memory_gb": peak_gb()}
     if a.json:
         tmp = a.json + ".part"
         with open(tmp, "w") as f:

@@ -210,6 +210,27 @@ def test_torch_model_products_equal_the_jacobian():
             tm.jacobian_times(np.ones((3, 1)))
 
 
+def linear_nets():
+    """Two networks of nn.Linear layers for the layer-wise paths: in-place
+    ReLU after a layer and a bias-free layer (C = 3); a frozen bias (C = 2)."""
+    net = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(inplace=True), torch.nn.Linear(6, 5, bias=False),
+                              torch.nn.Tanh(), torch.nn.Linear(5, 3)).double()
+    frozen = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 2)).double()
+    frozen[0].bias.requires_grad_(False)
+    return net, frozen
+
+
+class ScaledTanh(torch.nn.Module):
+    """A parameter outside nn.Linear: the layer-wise paths must refuse it."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin, self.s = torch.nn.Linear(4, 2), torch.nn.Parameter(torch.tensor(1.5))
+
+    def forward(self, z):
+        return self.s * torch.tanh(self.lin(z))
+
+
 def test_layer_wise_sample_grams_equal_the_per_sample_jacobian():
     # The nn.Linear fast path of TorchModel.sample_grams (C backward passes
     # per chunk, <d_ik, d_il>(|a_i|^2 + 1) per layer) against J_i J_i^T of the
@@ -219,10 +240,7 @@ def test_layer_wise_sample_grams_equal_the_per_sample_jacobian():
     # the loop and still agree.
     torch.manual_seed(5)
     x = torch.randn(7, 4, dtype=torch.float64)
-    net = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(inplace=True), torch.nn.Linear(6, 5, bias=False),
-                              torch.nn.Tanh(), torch.nn.Linear(5, 3)).double()
-    frozen = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 2)).double()
-    frozen[0].bias.requires_grad_(False)
+    net, frozen = linear_nets()
 
     class Twice(torch.nn.Module):
         def __init__(self):
@@ -232,18 +250,10 @@ def test_layer_wise_sample_grams_equal_the_per_sample_jacobian():
         def forward(self, z):
             return self.b(torch.tanh(self.a(torch.tanh(self.a(z)))))
 
-    class Scaled(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.lin, self.s = torch.nn.Linear(4, 2), torch.nn.Parameter(torch.tensor(1.5))
-
-        def forward(self, z):
-            return self.s * torch.tanh(self.lin(z))
-
-    for model, fast in ((net, True), (frozen, True), (Twice().double(), False), (Scaled().double(), False)):
+    for model, fast in ((net, True), (frozen, True), (Twice().double(), False), (ScaledTanh().double(), False)):
         tm = st.TorchModel(model, x)
         names = tm._names
-        assert (st._linear_layers(tm._work, names) is not None) == (not isinstance(model, Scaled))
+        assert (st._linear_layers(tm._work, names) is not None) == (not isinstance(model, ScaledTanh))
         ref = naive_jacobian(tm._work, x)
         c = tm.outputs()
         got = st._linear_sample_grams(tm._work, x, names, c, chunk=3)
@@ -262,20 +272,9 @@ def test_layer_wise_gram_equals_the_jacobian_product():
     # outside nn.Linear) takes the per-tensor path and still agrees.
     torch.manual_seed(6)
     x = torch.randn(7, 4, dtype=torch.float64)
-    net = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(inplace=True), torch.nn.Linear(6, 5, bias=False),
-                              torch.nn.Tanh(), torch.nn.Linear(5, 3)).double()
-    frozen = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 2)).double()
-    frozen[0].bias.requires_grad_(False)
+    net, frozen = linear_nets()
 
-    class Scaled(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.lin, self.s = torch.nn.Linear(4, 2), torch.nn.Parameter(torch.tensor(1.5))
-
-        def forward(self, z):
-            return self.s * torch.tanh(self.lin(z))
-
-    for model, fast in ((net, True), (frozen, True), (Scaled().double(), False)):
+    for model, fast in ((net, True), (frozen, True), (ScaledTanh().double(), False)):
         work, xs, names = st._prepare(model, x, torch.float64)
         j = naive_jacobian(work, x)
         want = j @ j.T
