@@ -88,6 +88,11 @@ Engine engine_choice(const Args& args, const Geometry& g, bool momentum) {
 // the lower side's kind), unstable above eta_high, undecided between;
 // "stable" is true, false or null (undecided), as the exact region's mark
 // rows have it.
+BandMark::Verdict band_verdict(double lr, const BandResult& b) {
+  return lr < b.eta_low ? BandMark::Verdict::stable
+                        : (lr > b.eta_high ? BandMark::Verdict::unstable : BandMark::Verdict::undecided);
+}
+
 json band_mark(const Mark& m, const BandResult& b) {
   json q;
   q["lr"] = m.lr;
@@ -96,7 +101,8 @@ json band_mark(const Mark& m, const BandResult& b) {
   q["eta_low"] = b.eta_low;
   q["eta_high"] = b.eta_high;
   q["eta_low_kind"] = b.eta_low_kind;
-  const bool below = m.lr < b.eta_low, above = m.lr > b.eta_high;
+  const BandMark::Verdict v = band_verdict(m.lr, b);
+  const bool below = v == BandMark::Verdict::stable, above = v == BandMark::Verdict::unstable;
   q["verdict"] = below ? "stable" : (above ? "unstable" : "undecided");
   q["stable"] = below ? json(true) : (above ? json(false) : json(nullptr));
   q["status"] = to_string(b.status());
@@ -111,8 +117,6 @@ json band_mark(const Mark& m, const BandResult& b) {
 std::pair<json, Status> band_region(const Args& args, const Geometry& g, const std::vector<Sampling>& schemes,
                                     const std::vector<Index>& batches, const std::vector<Mark>& marks,
                                     const std::string& reason) {
-  if (args.has("plot"))
-    throw UsageError("--plot: the picture is drawn for the exact region only; use --engine exact (or leave --plot off)");
   BandOptions o;
   apply_cli(args, o);  // --band-tol, --top-vectors, --band-steps, --band-subspace, --band-lanczos, --band-delta
   o.seed = seed_option(args, o.seed);
@@ -140,6 +144,7 @@ std::pair<json, Status> band_region(const Args& args, const Geometry& g, const s
   Index products = 0;
   json curves = json::array();
   std::vector<std::vector<BandResult>> per_scheme;
+  std::vector<BandCurve> drawn;
   for (const Sampling s : schemes) {
     per_scheme.push_back(stability_bands(model, all, s, o));
     const std::vector<BandResult>& bands = per_scheme.back();
@@ -147,7 +152,9 @@ std::pair<json, Status> band_region(const Args& args, const Geometry& g, const s
       return *std::find_if(bands.begin(), bands.end(), [&](const BandResult& r) { return r.batch == b; });
     };
     json pts = json::array();
+    drawn.push_back({s, {}});
     for (const Index b : batches) {
+      drawn.back().points.push_back(at(b));
       json q = band_json(model, at(b));
       q.erase("samples");
       q.erase("outputs");
@@ -160,13 +167,25 @@ std::pair<json, Status> band_region(const Args& args, const Geometry& g, const s
     curves.push_back({{"sampling", to_string(s)}, {"points", pts}});
   }
   j["curves"] = curves;
+  std::vector<BandMark> drawn_marks;
   if (!marks.empty()) {
     json rows = json::array();
     for (const Mark& m : marks)
-      for (const std::vector<BandResult>& bands : per_scheme)
-        rows.push_back(band_mark(m, *std::find_if(bands.begin(), bands.end(),
-                                                  [&](const BandResult& r) { return r.batch == m.batch; })));
+      for (std::size_t k = 0; k < per_scheme.size(); ++k) {
+        const std::vector<BandResult>& bands = per_scheme[k];
+        const BandResult& b =
+            *std::find_if(bands.begin(), bands.end(), [&](const BandResult& r) { return r.batch == m.batch; });
+        rows.push_back(band_mark(m, b));
+        drawn_marks.push_back({m.lr, static_cast<double>(m.batch), band_verdict(m.lr, b), k});
+      }
     j["marks"] = rows;
+  }
+  if (args.has("plot")) {
+    const std::string plot = args.str("plot");
+    write_text(plot, band_region_svg(g.samples(), 2.0 / g.lambda_max(), drawn, drawn_marks,
+                                     "Stability region (bands): n = " + std::to_string(g.samples()) + ", C = " +
+                                         std::to_string(g.outputs()) + ", rank " + std::to_string(g.rank())));
+    j["plot"] = plot;
   }
   j["products"] = products;
   j["converged"] = status == Status::converged;

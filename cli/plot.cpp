@@ -249,4 +249,66 @@ std::string region_svg(const StabilityRegion& region, const std::vector<std::vec
   return s.str();
 }
 
+std::string band_region_svg(Index samples, double eta_gd, const std::vector<BandCurve>& curves,
+                            const std::vector<BandMark>& marks, const std::string& title) {
+  Canvas c;
+  c.right = 190;
+  double lo = eta_gd, hi = eta_gd;
+  auto take = [&](double v) {
+    if (std::isfinite(v) && v > 0) { lo = std::min(lo, v); hi = std::max(hi, v); }
+  };
+  for (const BandCurve& curve : curves)
+    for (const BandResult& b : curve.points) { take(b.eta_low); take(b.eta_high); }
+  for (const BandMark& m : marks) take(m.lr);
+  c.ax.fit(1.0, static_cast<double>(std::max<Index>(samples, 2)));
+  c.ay.fit(lo, hi);
+  const double floor = c.y_floor();
+  std::ostringstream s;
+  frame(s, c, title, "eta*(B) between the ends of each bar (upper end certified); log-log", "batch size B",
+        "learning rate eta", true);
+  for (std::size_t k = 0; k < curves.size(); ++k) {
+    const char* colour = colour_at(k);
+    std::vector<std::pair<double, double>> upper, lower;
+    for (const BandResult& b : curves[k].points) {
+      const double x = c.sx(static_cast<double>(b.batch));
+      const double yh = c.sy(std::max(b.eta_high, floor)), yl = c.sy(std::max(b.eta_low, floor));
+      upper.push_back({x, yh});
+      lower.push_back({x, yl});
+      s << "<line class=\"interval\" x1=\"" << x << "\" y1=\"" << yl << "\" x2=\"" << x << "\" y2=\"" << yh
+        << "\" stroke=\"" << colour << "\" stroke-width=\"6\" stroke-opacity=\"0.45\"><title>"
+        << to_string(curves[k].sampling) << " B = " << b.batch << ": " << num(b.eta_low) << " (" << b.eta_low_kind
+        << ") <= eta* <= " << num(b.eta_high) << (b.converged() ? "" : " (" + to_string(b.status()) + ")")
+        << "</title></line>\n";
+    }
+    std::sort(upper.begin(), upper.end());
+    std::sort(lower.begin(), lower.end());
+    if (!upper.empty()) {
+      s << "<path class=\"curve\" d=\"";
+      for (std::size_t q = 0; q < upper.size(); ++q) s << (q ? " L " : "M ") << upper[q].first << " " << upper[q].second;
+      s << "\" fill=\"none\" stroke=\"" << colour << "\" stroke-width=\"2\"/>\n";
+      s << "<polyline class=\"lower\" points=\"" << points_attr(lower) << "\" fill=\"none\" stroke=\"" << colour
+        << "\" stroke-dasharray=\"6,3\"/>\n";
+    }
+    legend_entry(s, c, k, colour_at(k), to_string(curves[k].sampling));
+  }
+  const double gd = c.sy(eta_gd);
+  s << "<line class=\"eta-gd\" x1=\"" << c.left << "\" y1=\"" << gd << "\" x2=\"" << c.left + c.pw() << "\" y2=\"" << gd
+    << "\" stroke=\"black\" stroke-dasharray=\"4,4\"/><text x=\"" << c.left + c.pw() - 4 << "\" y=\"" << gd - 4
+    << "\" text-anchor=\"end\">2/lambda_max</text>\n";
+  std::size_t row = curves.size();
+  legend_entry(s, c, row++, "#888", "solid: eta_high, dashed: eta_low");
+  for (const BandMark& m : marks) {
+    const char* colour = colour_at(m.curve);
+    const bool stable = m.verdict == BandMark::Verdict::stable, undecided = m.verdict == BandMark::Verdict::undecided;
+    s << "<circle class=\"mark\" cx=\"" << c.sx(m.batch) << "\" cy=\"" << c.sy(m.lr) << "\" r=\"6\" fill=\""
+      << (stable ? colour : undecided ? "#bbb" : "white") << "\" stroke=\"" << colour
+      << "\" stroke-width=\"2\"><title>lr = " << num(m.lr) << ", B = " << num(m.batch) << " ("
+      << to_string(curves.at(m.curve).sampling) << ")"
+      << (stable ? ": stable" : undecided ? ": undecided (inside the band)" : ": unstable") << "</title></circle>\n";
+  }
+  if (!marks.empty()) legend_entry(s, c, row, "#888", "marks: filled stable, hollow not, grey undecided");
+  s << "</svg>\n";
+  return s.str();
+}
+
 }  // namespace sgdstab::cli

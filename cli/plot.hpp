@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "sgdstab/band.hpp"
 #include "sgdstab/geometry.hpp"
 #include "sgdstab/region.hpp"
 #include "sgdstab/stability.hpp"
@@ -48,5 +49,30 @@ std::string region_svg(const StabilityRegion& region, const std::vector<std::vec
 /// `path` atomically (cli/cmd_region.cpp).
 void write_region_plot(const std::string& path, const Geometry* g, const StabilityRegion& region,
                        const std::vector<RegionMark>& marks, const SolverOptions& options);
+
+/// One scheme's bands at the computed batch sizes (the band engine of
+/// `sgdstab region`, theory/band.md section 7).
+struct BandCurve {
+  Sampling sampling = Sampling::without_replacement;
+  std::vector<BandResult> points;  ///< in the order of the requested batches
+};
+
+/// A user's (lr, B) judged against a band: stable below eta_low, unstable
+/// above eta_high, undecided between.
+struct BandMark {
+  double lr = 0.0;
+  double batch = 0.0;
+  enum class Verdict { stable, unstable, undecided } verdict = Verdict::undecided;
+  std::size_t curve = 0;  ///< index of the scheme (its colour)
+};
+
+/// SVG of a band region: eta against B (log-log); per scheme a vertical bar
+/// from eta_low to eta_high at every computed B (nothing is claimed between
+/// the computed batch sizes), the upper sides joined by a solid line (the one
+/// <path> per scheme) and the lower sides by a dashed one; 2/lambda_max as a
+/// line; marks in their scheme's colour (filled: stable, hollow: unstable,
+/// grey: undecided).
+std::string band_region_svg(Index samples, double eta_gd, const std::vector<BandCurve>& curves,
+                            const std::vector<BandMark>& marks, const std::string& title);
 
 }  // namespace sgdstab::cli

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iomanip>
+#include <iterator>
 #include <sstream>
 #include <vector>
 #include <nlohmann/json.hpp>
@@ -789,7 +790,25 @@ TEST_F(Cli, RegionEngineChoosesAndTheBandContainsTheExactRegion) {
   r = run("region" + input + " --exact-max-rank 10 --momentum 0.5");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(json::parse(r.out)["engine"], "exact");
-  const std::vector<std::string> refused = {" --engine band --momentum 0.5", " --engine band --plot " + file("x.svg"),
+  // The band region's picture: a bar per scheme and batch size, one curve per scheme, the marks.
+  r = run("region" + input + " --engine band --mark 1e-9,3 --mark 1e9,12 --plot " + file("band.svg"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["plot"], file("band.svg"));
+  std::ifstream svg_in(file("band.svg"));
+  const std::string svg((std::istreambuf_iterator<char>(svg_in)), std::istreambuf_iterator<char>());
+  const auto count = [&](const std::string& what) {
+    std::size_t k = 0;
+    for (std::size_t at = svg.find(what); at != std::string::npos; at = svg.find(what, at + 1)) ++k;
+    return k;
+  };
+  EXPECT_EQ(svg.rfind("<svg", 0), 0u);
+  EXPECT_NE(svg.find("</svg>"), std::string::npos);
+  EXPECT_EQ(count("class=\"interval\""), 6u);  // 2 schemes x 3 batch sizes
+  EXPECT_EQ(count("<path class=\"curve\""), 2u);
+  EXPECT_EQ(count("class=\"mark\""), 4u);
+  EXPECT_EQ(count(": stable</title>"), 2u);
+  EXPECT_EQ(count(": unstable</title>"), 2u);
+  const std::vector<std::string> refused = {" --engine band --momentum 0.5 --plot " + file("x.svg"),
                                            " --engine fast", " --exact-max-rank 0", " --engine band --seed -1",
                                            " --engine band --mark 1e-3,13"};
   for (const std::string& bad : refused) {

@@ -159,6 +159,7 @@ def test_curve_region_bounds_equal_the_program(problems, cli, tmp_path):
     assert reg.converged and [cv.sampling for cv in reg.curves] == SCHEMES
     ref = cli("region", "--jacobian", jpath, "--outputs", c, "--mark", "0.05,2", "--plot", tmp_path / "cli.svg")
     ref["plot"] = str(plot)
+    assert ref.pop("engine") == "exact" and ref.pop("engine_reason").startswith("rank ")  # the CLI's choice
     assert_same(reg.to_dict(), ref)
     root = ET.parse(plot).getroot()  # the SVG parses and is an SVG
     assert root.tag.endswith("svg")
@@ -265,6 +266,7 @@ def test_momentum_region_and_montecarlo_equal_the_program(problems, cli):
         assert high >= sgdstab.threshold(g, 2, curve.sampling, momentum=0.9).eta_star * (1 - 1e-9)
     ref = cli("region", "--jacobian", jpath, "--outputs", c, "--sampling", "with,bernoulli", "--batches", f"1,2,{n}",
               "--mark", "0.05,2", "--momentum", 0.9)
+    assert ref.pop("engine") == "exact" and ref.pop("engine_reason").startswith("momentum")
     assert_same(d, ref)
     eta = sgdstab.threshold(g, 2, "with", momentum=0.9, nesterov=True).eta_star
     mc = sgdstab.montecarlo(g, 0.7 * eta, 2, "with", steps=10, trajectories=2000, blocks=300, seed=5, momentum=0.9,
