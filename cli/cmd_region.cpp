@@ -2,6 +2,7 @@
 // subspace (theory/region.md), the marks' verdicts, and the picture.
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <ostream>
 #include <sstream>
 #include <utility>
@@ -212,7 +213,22 @@ int cmd_region(const Args& args, std::ostream& out, std::ostream& err) {
     j["seconds"] = seconds_since(t0);
     return finish(j, status, out, err);
   }
-  RegionReport rep = region_report(g, schemes, batches, marks, args.str_or("plot", ""), so, momentum.value_or(Momentum{}));
+  const bool may_fall_back = args.str_or("engine", "auto") == "auto" && !(momentum.has_value() && momentum->beta > 0.0);
+  std::optional<RegionReport> exact;
+  try {
+    exact = region_report(g, schemes, batches, marks, args.str_or("plot", ""), so, momentum.value_or(Momentum{}));
+  } catch (const resource_error& e) {
+    // The budget of engine_choice is a lower bound on the exact region's
+    // memory (its fixed workspace is not counted): past it, auto falls back
+    // to the band and says why.
+    if (!may_fall_back) throw;
+    err << "sgdstab region: the exact region does not fit (" << e.what() << "); running the band instead\n";
+    auto [j, status] = band_region(args, g, schemes, batches, marks,
+                                   std::string("the exact region ran out of memory: ") + e.what());
+    j["seconds"] = seconds_since(t0);
+    return finish(j, status, out, err);
+  }
+  RegionReport& rep = *exact;
   rep.j["engine"] = "exact";
   rep.j["engine_reason"] = engine.reason;
   rep.j["seconds"] = seconds_since(t0);
