@@ -14,6 +14,8 @@
 // 3 x 32 x 32 images (the CIFAR-10 shape).
 #include <benchmark/benchmark.h>
 
+#include "bench_main.hpp"
+
 #include "sgdstab/cnn.hpp"
 #include "sgdstab/sgdstab.hpp"
 
@@ -128,4 +130,4 @@ BENCHMARK(BM_CnnVgg11ReducedGram)->Arg(16)->Arg(64)->Unit(benchmark::kMillisecon
 
 }  // namespace
 
-BENCHMARK_MAIN();
+SGDSTAB_BENCHMARK_MAIN();

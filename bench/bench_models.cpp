@@ -6,6 +6,8 @@
 // on n Gaussian inputs (the cost does not depend on the pixel values).
 #include <benchmark/benchmark.h>
 
+#include "bench_main.hpp"
+
 #include "sgdstab/sgdstab.hpp"
 
 namespace {
@@ -43,4 +45,4 @@ BENCHMARK(BM_Vjp)->Arg(1024)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 
-BENCHMARK_MAIN();
+SGDSTAB_BENCHMARK_MAIN();

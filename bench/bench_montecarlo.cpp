@@ -9,6 +9,8 @@
 // shape (Eigen, -march=native -fopenmp) as the yardstick.
 #include <benchmark/benchmark.h>
 
+#include "bench_main.hpp"
+
 #include <Eigen/Dense>
 #include <random>
 
@@ -59,4 +61,4 @@ BENCHMARK(BM_GemmReference)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 
-BENCHMARK_MAIN();
+SGDSTAB_BENCHMARK_MAIN();

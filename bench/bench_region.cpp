@@ -11,6 +11,8 @@
 // bench_threshold.cpp (D_kk = 1/(1 + k/64)) is measured beside it.
 #include <benchmark/benchmark.h>
 
+#include "bench_main.hpp"
+
 #include <Eigen/Dense>
 #include <chrono>
 #include <random>
@@ -261,4 +263,4 @@ BENCHMARK(BM_ApplyDgemm)->Arg(2048)->Arg(4096)->Unit(benchmark::kMillisecond)->U
 
 }  // namespace
 
-BENCHMARK_MAIN();
+SGDSTAB_BENCHMARK_MAIN();

@@ -9,6 +9,8 @@
 // like an NTK), split into n samples of C = 4 outputs.
 #include <benchmark/benchmark.h>
 
+#include "bench_main.hpp"
+
 #include <Eigen/Dense>
 #include <chrono>
 #include <random>
@@ -107,4 +109,4 @@ BENCHMARK(BM_StabilityBounds)->Arg(1024)->Arg(4096)->Unit(benchmark::kSecond)->I
 
 }  // namespace
 
-BENCHMARK_MAIN();
+SGDSTAB_BENCHMARK_MAIN();

@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "cnn_problem.hpp"
+#include "report.hpp"
 #include "commands.hpp"
 #include "inputs.hpp"
 #include "problem.hpp"
@@ -156,7 +157,7 @@ int cmd_cnn_analyze(const Args& args, std::ostream& out, std::ostream& err) {
     j["files"] = files;
     j["timing"] = timing;
     j["seconds"] = since(t0);
-    out << j.dump(2) << "\n";
+    print_result(j, out);
     return code;
   };
   if (!res.converged() && !args.flag("allow-residual")) {

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "cnn_problem.hpp"
+#include "report.hpp"
 #include "commands.hpp"
 #include "plot.hpp"
 #include "sgdstab/sgdstab.hpp"
@@ -184,7 +185,7 @@ int cmd_cnn_sweep(const Args& args, std::ostream& out, std::ostream& err) {
   j["runs"] = rows;
   j["files"] = {{"csv", csv_path}, {"svg", svg_path}, {"directory", sweep.dir.string()}};
   j["seconds"] = since(t0);
-  out << j.dump(2) << "\n";
+  print_result(j, out);
   if (sweep.status != Status::converged)
     err << "sgdstab: an eigensolver did not converge (" << to_string(sweep.status) << ")\n";
   return exit_code(sweep.status);

@@ -1,5 +1,6 @@
 // `sgdstab cnn train`: SGD on a VGG-style CNN (theory/cnn.md, section 5).
 #include "cnn_problem.hpp"
+#include "report.hpp"
 #include "commands.hpp"
 
 namespace sgdstab::cli {
@@ -22,7 +23,7 @@ int cmd_cnn_train(const Args& args, std::ostream& out, std::ostream& err) {
   save_outputs(args, net, p.data, nullptr, files);
   j["files"] = files;
   j["seconds"] = since(t0);
-  out << j.dump(2) << "\n";
+  print_result(j, out);
   return exit_code(res.status());
 }
 

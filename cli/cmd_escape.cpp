@@ -121,7 +121,7 @@ int cmd_escape(const Args& args, std::ostream& out, std::ostream& err) {
   eo.progress = progress_reporter(args, err, "sgdstab escape: run");
   const MlpProblem problem(p.model, p.data.inputs, p.data.targets);
   escape_fields(j, eo, escape_runs(problem, p.model.parameters(), eo), eta_star, rho);
-  out << j.dump(2) << "\n";
+  print_result(j, out);
   return exit_code(Exit::ok);
 }
 

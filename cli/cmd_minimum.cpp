@@ -22,7 +22,7 @@ int cmd_minimum(const Args& args, std::ostream& out, std::ostream& err) {
   j["seconds"] = seconds_since(t0);
   save_requested(args, p, j);
   if (!res.converged()) return not_a_minimum(j, out, err, res);
-  out << j.dump(2) << "\n";
+  print_result(j, out);
   return exit_code(Exit::ok);
 }
 

@@ -20,7 +20,7 @@ int cmd_montecarlo(const Args& args, std::ostream& out, std::ostream& err) {
   o.progress = progress_reporter(args, err, "sgdstab montecarlo: step");
   const CrossCheckReport rep = cross_check(g, o);
   const json j = cross_check_json(o, rep);
-  out << j.dump(2) << "\n";
+  print_result(j, out);
   // Reshuffling has no exact answer: its verdict is inconclusive by
   // construction, and only the status of its estimate decides the exit code.
   const int code = rep.rho && rep.converged() ? exit_code(rep.verdict) : exit_code(rep.status());

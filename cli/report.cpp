@@ -5,6 +5,7 @@
 #include <ostream>
 
 #include "exit_codes.hpp"
+#include "sgdstab/machine.hpp"
 
 namespace sgdstab::cli {
 
@@ -183,8 +184,27 @@ void minimizer_fields(json& j, const MinimizeResult& res, const char* iterations
 }
 
 
+json performance_json() {
+  const MachineInfo m = machine_info();
+  json p;
+  p["cpu"] = m.cpu;
+  p["logical_cpus"] = m.logical_cpus;
+  p["library_threads"] = m.library_threads;
+  p["blas"] = m.blas;
+  p["blas_core"] = m.blas_core;
+  p["blas_threads"] = m.blas_threads;
+  p["openblas_coretype"] = m.openblas_coretype.empty() ? json(nullptr) : json(m.openblas_coretype);
+  return p;
+}
+
+void print_result(const json& j, std::ostream& out) {
+  json o = j;
+  o["performance"] = performance_json();
+  out << o.dump(2) << "\n";
+}
+
 int finish(const json& j, Status status, std::ostream& out, std::ostream& err) {
-  out << j.dump(2) << "\n";
+  print_result(j, out);
   if (status != Status::converged)
     err << "sgdstab: the eigensolver did not converge (status " << to_string(status)
         << "); the numbers above are not to be trusted\n";
@@ -192,7 +212,7 @@ int finish(const json& j, Status status, std::ostream& out, std::ostream& err) {
 }
 
 int not_a_minimum(const json& j, std::ostream& out, std::ostream& err, const MinimizeResult& res) {
-  out << j.dump(2) << "\n";
+  print_result(j, out);
   err << "sgdstab: no interpolating minimum reached (" << res.report.message << "; max residual " << res.max_residual
       << " > tolerance " << res.tolerance << ")\n";
   return exit_code(res.status());

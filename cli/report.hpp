@@ -81,7 +81,14 @@ void minimum_fields(json& j, const Problem& problem, const MinimizeResult& res);
 /// The `sgdstab montecarlo` result: exact and simulated moments, rho_hat, verdict.
 json cross_check_json(const CrossCheckOptions& o, const CrossCheckReport& rep);
 
-/// Prints j; a status other than converged is said on err and sets the exit code.
+/// The machine a result was computed on (sgdstab/machine.hpp): cpu,
+/// logical_cpus, library_threads, blas, blas_core, blas_threads,
+/// openblas_coretype (null when unset).
+json performance_json();
+/// Prints j (indented) with its "performance" block added.
+void print_result(const json& j, std::ostream& out);
+/// Prints j with its "performance" block; a status other than converged is
+/// said on err and sets the exit code.
 int finish(const json& j, Status status, std::ostream& out, std::ostream& err);
 /// Prints j (the minimizer's report) and says why the point is not a minimum.
 int not_a_minimum(const json& j, std::ostream& out, std::ostream& err, const MinimizeResult& res);

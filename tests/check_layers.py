@@ -14,7 +14,7 @@ ORDER = ["foundations", "input", "geometry", "operators", "solvers", "models", "
 # The layer of each public header (include/sgdstab/NAME.hpp).
 PUBLIC = {
     "types": "foundations", "errors": "foundations", "solver": "foundations", "options": "foundations",
-    "interrupt": "foundations", "memory": "foundations", "random": "foundations",
+    "interrupt": "foundations", "memory": "foundations", "random": "foundations", "machine": "foundations",
     "matrix_io": "input", "data": "input",
     "geometry": "geometry", "sampling": "geometry", "schedule": "geometry", "linearized_model": "geometry",
     "moment_operator": "operators", "device": "operators",

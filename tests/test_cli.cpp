@@ -830,6 +830,23 @@ TEST_F(Cli, RegionEngineChoosesAndTheBandContainsTheExactRegion) {
   EXPECT_FALSE(std::ifstream(file("x.svg")).good());
 }
 
+// Every JSON result names the machine it was computed on (issue #33).
+TEST_F(Cli, ResultsCarryThePerformanceBlock) {
+  const MatrixXd J = ref::gaussian(12, 5, 23);  // n = 6, C = 2
+  sgdstab::write_npy(file("j.npy"), J);
+  const sgdstab::MachineInfo m = sgdstab::machine_info();
+  for (const std::string cmd : {"threshold --batch 2", "region --batches 1,6", "band --batch 2"}) {
+    const CliRun r = run(cmd + " --jacobian " + file("j.npy") + " --outputs 2");
+    ASSERT_EQ(r.code, 0) << cmd << ": " << r.err;
+    const json p = json::parse(r.out)["performance"];
+    EXPECT_EQ(p["cpu"], m.cpu) << cmd;
+    EXPECT_EQ(p["blas"], m.blas) << cmd;
+    EXPECT_EQ(p["blas_core"], m.blas_core) << cmd;
+    EXPECT_EQ(p["logical_cpus"], m.logical_cpus) << cmd;
+    EXPECT_EQ(p["openblas_coretype"].is_null(), m.openblas_coretype.empty()) << cmd;
+  }
+}
+
 TEST_F(Cli, BoundsAndAlignmentMatchTheLibrary) {
   const MatrixXd J = ref::gaussian(12, 5, 23);  // n = 6, C = 2
   sgdstab::write_csv(file("j.csv"), J);

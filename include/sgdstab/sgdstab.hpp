@@ -7,6 +7,7 @@
 // foundations
 #include "sgdstab/errors.hpp"
 #include "sgdstab/interrupt.hpp"
+#include "sgdstab/machine.hpp"
 #include "sgdstab/memory.hpp"
 #include "sgdstab/options.hpp"
 #include "sgdstab/random.hpp"
