@@ -110,6 +110,11 @@ json band_mark(const Mark& m, const BandResult& b) {
   return q;
 }
 
+// The band at batch size b among those stability_bands computed (b is one of them).
+const BandResult& band_at(const std::vector<BandResult>& bands, Index b) {
+  return *std::find_if(bands.begin(), bands.end(), [&](const BandResult& r) { return r.batch == b; });
+}
+
 // The region by bands from products of the Gram's reduced factor: per
 // scheme one stability_bands call over the requested batch sizes and the
 // marks' (shared Krylov subspace and per-sample Grams); curves list the
@@ -121,10 +126,6 @@ std::pair<json, Status> band_region(const Args& args, const Geometry& g, const s
   BandOptions o;
   apply_cli(args, o);  // --band-tol, --top-vectors, --band-steps, --band-subspace, --band-lanczos, --band-delta
   o.seed = seed_option(args, o.seed);
-  for (const Mark& m : marks)
-    if (m.batch < 1 || m.batch > g.samples())
-      throw UsageError("--mark: the batch size must satisfy 1 <= B <= n = " + std::to_string(g.samples()) + ", got " +
-                       std::to_string(m.batch));
   std::vector<Index> all = batches;
   for (const Mark& m : marks) all.push_back(m.batch);
   std::sort(all.begin(), all.end());
@@ -149,14 +150,11 @@ std::pair<json, Status> band_region(const Args& args, const Geometry& g, const s
   for (const Sampling s : schemes) {
     per_scheme.push_back(stability_bands(model, all, s, o));
     const std::vector<BandResult>& bands = per_scheme.back();
-    const auto at = [&](Index b) {
-      return *std::find_if(bands.begin(), bands.end(), [&](const BandResult& r) { return r.batch == b; });
-    };
     json pts = json::array();
     drawn.push_back({s, {}});
     for (const Index b : batches) {
-      drawn.back().points.push_back(at(b));
-      json q = band_json(model, at(b));
+      drawn.back().points.push_back(band_at(bands, b));
+      json q = band_json(model, band_at(bands, b));
       q.erase("samples");
       q.erase("outputs");
       q.erase("params");
@@ -173,9 +171,7 @@ std::pair<json, Status> band_region(const Args& args, const Geometry& g, const s
     json rows = json::array();
     for (const Mark& m : marks)
       for (std::size_t k = 0; k < per_scheme.size(); ++k) {
-        const std::vector<BandResult>& bands = per_scheme[k];
-        const BandResult& b =
-            *std::find_if(bands.begin(), bands.end(), [&](const BandResult& r) { return r.batch == m.batch; });
+        const BandResult& b = band_at(per_scheme[k], m.batch);
         rows.push_back(band_mark(m, b));
         drawn_marks.push_back({m.lr, static_cast<double>(m.batch), band_verdict(m.lr, b), k});
       }

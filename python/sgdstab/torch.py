@@ -399,18 +399,10 @@ class TorchModel(_core.LinearizedModel):
 def _loop_sample_grams(work, x, names, c, start, stop):
     """J_i J_i^T for samples start..stop-1 by one backward pass per (sample,
     output): on PyTorch 1.13's CPU 8x faster than vmap(jacrev) in chunks."""
-    params = dict(work.named_parameters())
-    wrt = [params[nm] for nm in names]
     out = _np.empty(((stop - start) * c, c))
     for i in range(start, stop):
-        o = work(x[i:i + 1]).reshape(-1)
-        rows = []
-        for k in range(c):
-            grads = _torch.autograd.grad(o[k], wrt, retain_graph=k + 1 < c, allow_unused=True)
-            rows.append(_torch.cat([(_torch.zeros_like(w) if g is None else g).reshape(-1)
-                                    for w, g in zip(wrt, grads)]))
-        j = _torch.stack(rows).double()
-        out[(i - start) * c:(i - start + 1) * c] = (j @ j.T).detach().cpu().numpy()
+        j = _sample_jacobian(work, x, names, c, [i])
+        out[(i - start) * c:(i - start + 1) * c] = (j @ j.T).numpy()
     return out
 
 
