@@ -19,6 +19,7 @@ PUBLIC = {
     "geometry": "geometry", "sampling": "geometry", "schedule": "geometry", "linearized_model": "geometry",
     "moment_operator": "operators", "device": "operators",
     "stability": "solvers", "region": "solvers", "momentum": "solvers", "bounds": "solvers", "band": "solvers",
+    "weight_decay": "solvers",
     "mlp": "models", "minimize": "models", "escape": "models",
     "montecarlo": "simulation",
     "distributed": "distributed",

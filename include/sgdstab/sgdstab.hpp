@@ -30,6 +30,7 @@
 #include "sgdstab/momentum.hpp"
 #include "sgdstab/region.hpp"
 #include "sgdstab/stability.hpp"
+#include "sgdstab/weight_decay.hpp"
 // models and training
 #include "sgdstab/escape.hpp"
 #include "sgdstab/minimize.hpp"

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
@@ -52,7 +53,7 @@ FamilyMember family_at_zero(const VectorXd& d, double sum_h00_squared, Index n) 
   return m;
 }
 
-FamilyMember geometry_family_at_zero(const Geometry& g) {
+FamilyMember geometry_family_at_zero(const Geometry& g, const FamilyShift& shift) {
   const MatrixXd& z = g.factor();
   const Index n = g.samples(), c = g.outputs();
   double acc = 0.0;
@@ -60,26 +61,70 @@ FamilyMember geometry_family_at_zero(const Geometry& g) {
     const double h = z.col(0).segment(i * c, c).squaredNorm();
     acc += h * h;
   }
-  return family_at_zero(g.hessian_eigenvalues(), acc, n);
+  FamilyMember m = family_at_zero(g.hessian_eigenvalues(), acc, n);
+  const double lam = shift.weight_decay;
+  if (lam > 0.0) {  // s = 0 has c = 1: P' is largest at (0, 0), P'_00 = (d_0 + lambda) / 2
+    const double d0 = g.hessian_eigenvalues()(0);
+    const double sigma2 = 2.0 * d0 / (2.0 * d0 + 2.0 * lam), tau = (2.0 * lam * d0 + lam * lam) / (2.0 * d0 + 2.0 * lam);
+    m.value = 0.5 * (d0 + lam);
+    m.tangent_p = m.value;
+    m.tangent_r = sigma2 * m.tangent_r + tau / shift.c;
+    m.message = "exact: g(0) = (lambda_max(H) + weight decay) / 2";
+  }
+  return m;
 }
 
 FamilyResult geometry_family(const Geometry& g, const std::vector<double>& s, const SolverOptions& opt,
-                             bool want_vectors) {
+                             bool want_vectors, const FamilyShift& shift) {
   const VectorXd& d = g.hessian_eigenvalues();
   const SecondMomentOperator single(g, 1, Sampling::with_replacement);  // alpha = 0, beta = 1: Q = D
   const PencilOperator r_op(single);                                     // R = A^{-1/2} D A^{-1/2}
   std::string note;
   const Device device = resolve_device(opt.device, gpu_pencil_bytes(g), &note);  // theory/gpu.md
-  const ApplyFn apply = device == Device::cuda
-                            ? gpu_pencil_r(g)
-                            : ApplyFn([&r_op](const double* x, double* y) { r_op.perform_op(x, y); });
-  VectorXd start = pack(MatrixXd((2.0 * d).cwiseSqrt().asDiagonal()));  // A^{1/2}(I): threshold.md §6
+  ApplyFn apply = device == Device::cuda ? gpu_pencil_r(g)
+                                         : ApplyFn([&r_op](const double* x, double* y) { r_op.perform_op(x, y); });
+  const double lam = shift.weight_decay;
+  VectorXd start = pack(MatrixXd((2.0 * (d.array() + lam)).sqrt().matrix().asDiagonal()));  // A^{1/2}(I): threshold.md §6
   start /= start.norm();
   // theory/region.md, section 7: single precision first, where it pays.
   const bool mixed = device == Device::cpu && opt.mixed_precision && g.rank() >= opt.mixed_precision_min_rank;
-  const LowApplyFn low = mixed ? low_precision_pencil_r(g) : LowApplyFn();
+  LowApplyFn low = mixed ? low_precision_pencil_r(g) : LowApplyFn();
   const double fixed = single.workspace_bytes() + (mixed ? low_precision_pencil_bytes(g) : 0.0);
-  FamilyResult out = family_top(packed_p(d), apply, s, start, opt, fixed,
+  VectorXd p = packed_p(d);
+  if (lam > 0.0) {  // weight decay (theory/weight_decay.md, section 3): R' = sigma R sigma + tau / c, P' likewise
+    const Index r = d.size(), m = packed_size(r);
+    auto sigma = std::make_shared<VectorXd>(m);
+    auto shifted = std::make_shared<VectorXd>(m);  // tau / c
+    Index idx = 0;
+    for (Index l = 0; l < r; ++l)
+      for (Index k = l; k < r; ++k, ++idx) {
+        const double sum = d(k) + d(l), denom = sum + 2.0 * lam;
+        (*sigma)(idx) = std::sqrt(sum / denom);
+        (*shifted)(idx) = (lam * sum + lam * lam) / denom / shift.c;
+      }
+    p = sigma->cwiseAbs2().cwiseProduct(p) + *shifted;
+    auto scratch = std::make_shared<VectorXd>(m);
+    apply = [inner = std::move(apply), sigma, shifted, scratch](const double* x, double* y) {
+      const Eigen::Map<const VectorXd> xv(x, sigma->size());
+      *scratch = sigma->cwiseProduct(xv);
+      inner(scratch->data(), y);
+      Eigen::Map<VectorXd> yv(y, sigma->size());
+      yv = sigma->cwiseProduct(yv) + shifted->cwiseProduct(xv);
+    };
+    if (low) {
+      auto sigma_f = std::make_shared<Eigen::VectorXf>(sigma->cast<float>());
+      auto shifted_f = std::make_shared<Eigen::VectorXf>(shifted->cast<float>());
+      auto scratch_f = std::make_shared<Eigen::VectorXf>(m);
+      low = [inner = std::move(low), sigma_f, shifted_f, scratch_f](const float* x, float* y) {
+        const Eigen::Map<const Eigen::VectorXf> xv(x, sigma_f->size());
+        *scratch_f = sigma_f->cwiseProduct(xv);
+        inner(scratch_f->data(), y);
+        Eigen::Map<Eigen::VectorXf> yv(y, sigma_f->size());
+        yv = sigma_f->cwiseProduct(yv) + shifted_f->cwiseProduct(xv);
+      };
+    }
+  }
+  FamilyResult out = family_top(p, apply, s, start, opt, fixed,
                                 "eta* (m = " + std::to_string(packed_size(g.rank())) + ")", want_vectors, low);
   out.device = device;
   out.device_note = note;

@@ -16,13 +16,26 @@
 
 namespace sgdstab::detail {
 
+/// L2 weight decay lambda in the family (theory/weight_decay.md, section 3):
+/// the pencil (Q + lambda A + lambda^2 I, A + 2 lambda I) is, with
+/// c = alpha + beta, c ((1 - s) P' + s R') where P' = sigma^2 P + tau / c and
+/// R' = sigma R sigma + tau / c entrywise, sigma_kl^2 = (d_k + d_l) /
+/// (d_k + d_l + 2 lambda), tau_kl = (lambda (d_k + d_l) + lambda^2) /
+/// (d_k + d_l + 2 lambda). lambda = 0 is the plain family.
+struct FamilyShift {
+  double weight_decay = 0.0;  ///< lambda >= 0, in the geometry's units
+  double c = 1.0;             ///< alpha + beta of the points solved (1 without and with replacement)
+};
+
 /// The family of a geometry's pencil (region.hpp): P and R of its reduced
-/// coordinates, solved at every s in (0, 1] by family_top from the start
-/// A^{1/2}(I) (implemented in lib/solvers/region_family.cpp).
+/// coordinates (shifted for weight decay), solved at every s in (0, 1] by
+/// family_top from the start A^{1/2}(I) (implemented in
+/// lib/solvers/region_family.cpp).
 FamilyResult geometry_family(const Geometry& g, const std::vector<double>& s, const SolverOptions& options,
-                             bool want_vectors = false);
-/// g(0) = lambda_max(H) / 2, exactly, with its tangent and vector e_00.
-FamilyMember geometry_family_at_zero(const Geometry& g);
+                             bool want_vectors = false, const FamilyShift& shift = {});
+/// g(0) = lambda_max(H) / 2, exactly, with its tangent and vector e_00
+/// ((lambda_max(H) + lambda) / 2 with weight decay at c = 1).
+FamilyMember geometry_family_at_zero(const Geometry& g, const FamilyShift& shift = {});
 /// The same from d and sum_i (h_i)_00^2 = sum_i |Z_i e_0|^4 (a distributed geometry sums its part).
 FamilyMember family_at_zero(const Eigen::VectorXd& d, double sum_h00_squared, Index n);
 
