@@ -11,6 +11,7 @@
 #include "reference.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/moment_operator.hpp"
+#include "sgdstab/montecarlo.hpp"
 #include "sgdstab/stability.hpp"
 #include "sgdstab/weight_decay.hpp"
 
@@ -231,4 +232,69 @@ TEST(WeightDecay, SinglePrecisionPhaseAndDirection) {
     // (plain SGD's direction has the same ~2e-6 relative residual here).
     EXPECT_LE((lhs - rhs).norm(), 1e-4 * rhs.norm()) << sgdstab::to_string(s);
   }
+}
+
+TEST(WeightDecay, MonteCarloOfTheLinearizedStepsMatchesTheEnumeratedMap) {
+  // delta_0 ~ N(0, I/r) and full rank (range(H) = R^p), so
+  // E|delta_t|^2 = tr(T^t(I/r)) in any orthonormal coordinates, T from the
+  // enumeration. Below eta* only, as in test_montecarlo.cpp, and for few
+  // steps: above eta* (and after many steps below it, the more so the larger
+  // lambda) the moment is carried by rare batch sequences that 40 000
+  // trajectories miss (max_share near 1), and the intervals mean nothing.
+  const WdCase cs{4, 2, 3};
+  const MatrixXd J = ref::gaussian(cs.n * cs.c, cs.p, 87);
+  const auto g = sgdstab::Geometry::from_jacobian(J, cs.c);
+  ASSERT_EQ(g.rank(), cs.p);
+  const auto h = ref::per_sample(J, cs.c);
+  const double lambda = 0.2 * g.lambda_max();
+  const Eigen::Index steps = 4;
+  auto exact_norms = [&](const std::vector<std::pair<MatrixXd, double>>& batches, double eta, double lam) {
+    const MatrixXd k = wd_explicit_t(batches, eta, lam);
+    Eigen::VectorXd v = Eigen::VectorXd::Zero(cs.p * cs.p);  // vec(I / r)
+    for (Eigen::Index i = 0; i < cs.p; ++i) v(i * cs.p + i) = 1.0 / static_cast<double>(cs.p);
+    std::vector<double> out;
+    for (Eigen::Index t = 0; t <= steps; ++t) {
+      out.push_back(Eigen::Map<const MatrixXd>(v.data(), cs.p, cs.p).trace());
+      v = k * v;
+    }
+    return out;
+  };
+  for (Sampling s : kSchemes) {
+    const auto batches = ref::batch_hessians(h, 2, s);
+    const double eta_star = sgdstab::weight_decay_threshold(g, 2, s, lambda).eta_star;
+    sgdstab::SimulationOptions o;
+    o.batch = 2;
+    o.lr = 0.7 * eta_star;
+    o.weight_decay = lambda;
+    o.schedule = sgdstab::to_schedule(s);
+    o.steps = steps;
+    o.trajectories = 40000;
+    o.confidence = 1.0 - 1e-4;
+    o.seed = 9;
+    const auto sim = sgdstab::simulate_linearized(g, o);
+    const std::vector<double> expected = exact_norms(batches, o.lr, lambda);
+    const std::vector<double> plain = exact_norms(batches, o.lr, 0.0);
+    ASSERT_EQ(sim.squared_norm.size(), expected.size());
+    for (std::size_t t = 0; t < expected.size(); ++t) {
+      const auto& e = sim.squared_norm[t];
+      EXPECT_LE(e.ci_low, expected[t]) << sgdstab::to_string(s) << " t " << t;
+      EXPECT_GE(e.ci_high, expected[t]) << sgdstab::to_string(s) << " t " << t;
+    }
+    // The check has power: without the decay the moment would lie elsewhere.
+    const auto& last = sim.squared_norm.back();
+    EXPECT_LT(last.max_share, 0.02) << "heavy tail: the interval is not to be trusted";
+    EXPECT_TRUE(plain.back() < last.ci_low || plain.back() > last.ci_high)
+        << sgdstab::to_string(s) << " plain " << plain.back() << " CI [" << last.ci_low << ", " << last.ci_high << "]";
+    // Below eta* the exact moment decays, above it grows.
+    EXPECT_LT(expected.back(), expected.front());
+    EXPECT_GT(exact_norms(batches, 1.15 * eta_star, lambda).back(), expected.front());
+  }
+  sgdstab::SimulationOptions bad;
+  bad.lr = 0.1;
+  bad.batch = 2;
+  bad.weight_decay = -1.0;
+  EXPECT_THROW(sgdstab::simulate_linearized(g, bad), sgdstab::invalid_argument);
+  bad.weight_decay = 0.1;
+  bad.momentum.beta = 0.5;
+  EXPECT_THROW(sgdstab::simulate_linearized(g, bad), sgdstab::invalid_argument);
 }

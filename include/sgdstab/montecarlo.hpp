@@ -79,6 +79,12 @@ struct MonteCarloRun {
   /// each trajectory carries u = lr v, starting at 0, and the operators act
   /// on the 2r x 2r second moment of z = (delta, u). beta = 0: plain SGD.
   Momentum momentum;
+  /// L2 weight decay lambda >= 0 (theory/weight_decay.md, eq. 2): each step
+  /// delta <- (1 - lr lambda) delta - lr H_xi delta (the drift -lr lambda
+  /// theta* is left out: the simulation is of the homogeneous map). Plain SGD
+  /// in simulate_linearized only for now: estimate_radius and cross_check
+  /// refuse lambda > 0, and so does momentum.
+  double weight_decay = 0.0;
 };
 
 /// Options of simulate_linearized. validate() throws sgdstab::invalid_argument.

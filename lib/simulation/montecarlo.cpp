@@ -87,6 +87,10 @@ MomentEstimate summarize(Index step, std::vector<double>& values, double confide
 
 void SimulationOptions::validate(const Geometry& g) const {
   check_common(g, lr, batch, confidence, "SimulationOptions", momentum);
+  require(std::isfinite(weight_decay) && weight_decay >= 0.0, "SimulationOptions::weight_decay",
+          "weight decay must be finite and >= 0, got " + detail::fmt(weight_decay));
+  require(weight_decay == 0.0 || momentum.beta == 0.0, "SimulationOptions::weight_decay",
+          "weight decay with momentum is not available yet (plain SGD only)");
   require(steps >= 0, "SimulationOptions::steps", "must be >= 0, got " + std::to_string(steps));
   require(trajectories >= 2, "SimulationOptions::trajectories", "must be >= 2, got " + std::to_string(trajectories));
   require(start.size() == 0 || (start.size() == g.rank() && start.allFinite()), "SimulationOptions::start",
@@ -146,7 +150,8 @@ void advance(Trajectories& s, const Geometry& g, const SimulationOptions& o) {
       for (Index k = 0; k < c; ++k) s.y(i * c + k, j) *= w;
     }
   if (o.momentum.beta == 0.0) {
-    detail::gemm(true, false, -o.lr, z, s.y, 1.0, s.delta);  // Delta -= lr Z^T W Y = lr H_xi Delta
+    // Delta <- (1 - lr lambda) Delta - lr Z^T W Y (theory/weight_decay.md, eq. 2; Y from the old Delta)
+    detail::gemm(true, false, -o.lr, z, s.y, 1.0 - o.lr * o.weight_decay, s.delta);
   } else {
     detail::gemm(true, false, o.lr, z, s.y, 0.0, s.step);  // lr H_xi Delta
     const double b = o.momentum.beta;
@@ -235,6 +240,8 @@ ExactMoments exact_moments(const Geometry& g, double lr, Index batch, Sampling s
 
 void RadiusEstimateOptions::validate(const Geometry& g) const {
   check_common(g, lr, batch, confidence, "RadiusEstimateOptions", momentum);
+  require(weight_decay == 0.0, "RadiusEstimateOptions::weight_decay",
+          "weight decay is not available in the sampled radius yet (simulate_linearized only)");
   require(blocks >= 2, "RadiusEstimateOptions::blocks", "must be >= 2, got " + std::to_string(blocks));
   require(tolerance > 0.0 && tolerance < 1.0, "RadiusEstimateOptions::tolerance",
           "must lie in (0, 1), got " + detail::fmt(tolerance));
@@ -591,6 +598,8 @@ void decide(CrossCheckReport& rep, const CrossCheckOptions& o) {
 CrossCheckReport cross_check(const Geometry& g, const CrossCheckOptions& o) {
   const detail::Stopwatch watch;
   check_fields(o, "CrossCheckOptions");  // the table's rules (cross_check_options.cpp)
+  require(o.weight_decay == 0.0, "CrossCheckOptions::weight_decay",
+          "weight decay is not available in cross_check yet (simulate_linearized only)");
   SimulationOptions so;
   static_cast<MonteCarloRun&>(so) = o;
   so.steps = o.steps;
