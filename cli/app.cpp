@@ -235,7 +235,9 @@ void Program::exact_commands() {
   CLI::App* c = command(root_, "threshold", "eta*(B): stable iff lr <= eta*", cmd_threshold);
   geometry_options(c);
   eigen_options(c);
-  options(c, {{"batch", "B: batch size, 1 <= B <= n"}});
+  options(c, {{"batch", "B: batch size, 1 <= B <= n"}, {"weight-decay", "LAMBDA: L2 weight decay, theta <- theta - lr (g_B + LAMBDA theta) in the library's loss "
+                               "convention (PyTorch SGD(weight_decay=wd) on MSELoss: LAMBDA = wd C / 2); plain SGD only "
+                               "(theory/weight_decay.md; default 0)"}});
   momentum_options(c);
   options(c, {{"scan", "K: with --momentum, also evaluate kappa at K points of (0, eta_mean) to find "
                        "further stable intervals (default 0)"}});
@@ -243,13 +245,17 @@ void Program::exact_commands() {
   c = command(root_, "radius", "rho(T) at (lr, B): stable iff rho <= 1", cmd_radius);
   geometry_options(c);
   eigen_options(c);
-  options(c, {{"batch", "B: batch size"}, {"lr", "ETA: learning rate"}});
+  options(c, {{"batch", "B: batch size"}, {"lr", "ETA: learning rate"}, {"weight-decay", "LAMBDA: L2 weight decay, theta <- theta - lr (g_B + LAMBDA theta) in the library's loss "
+                               "convention (PyTorch SGD(weight_decay=wd) on MSELoss: LAMBDA = wd C / 2); plain SGD only "
+                               "(theory/weight_decay.md; default 0)"}});
   momentum_options(c);
 
   c = command(root_, "curve", "eta*(B) for several B", cmd_curve);
   geometry_options(c);
   eigen_options(c);
-  options(c, {{"batches", "1,2,4,...: batch sizes (default powers of two below n, and n)"}});
+  options(c, {{"batches", "1,2,4,...: batch sizes (default powers of two below n, and n)"}, {"weight-decay", "LAMBDA: L2 weight decay, theta <- theta - lr (g_B + LAMBDA theta) in the library's loss "
+                               "convention (PyTorch SGD(weight_decay=wd) on MSELoss: LAMBDA = wd C / 2); plain SGD only "
+                               "(theory/weight_decay.md; default 0)"}});
   momentum_options(c);
 
   c = command(root_, "region", "eta*(B) for every scheme and batch size at once, certified, with a picture",

@@ -14,6 +14,7 @@ int cmd_threshold(const Args& args, std::ostream& out, std::ostream& err) {
   const SolverOptions so = solver_options(args);
   const Geometry g = load_geometry(args);
   const Index b = batch_of(args, g);
+  weight_decay_option(args);  // --weight-decay with --momentum: a usage error before any work
   if (const std::optional<Momentum> m = momentum_option(args)) {
     if (args.has("direction")) throw UsageError("--direction is not available with --momentum");
     const long long scan = args.integer_or("scan", 0);
@@ -22,8 +23,11 @@ int cmd_threshold(const Args& args, std::ostream& out, std::ostream& err) {
     return finish(with_options(momentum_threshold_json(g, r), so), r.status(), out, err);
   }
   if (args.has("scan")) throw UsageError("--scan needs --momentum");
-  const ThresholdResult r = stability_threshold(g, b, sampling, so);
-  const json j = with_options(threshold_json(g, r), so);
+  const double wd = weight_decay_option(args);
+  const ThresholdResult r = args.has("weight-decay") ? weight_decay_threshold(g, b, sampling, wd, so)
+                                                     : stability_threshold(g, b, sampling, so);
+  json j = with_options(threshold_json(g, r), so);
+  j["weight_decay"] = wd;
   write_direction(args, r.direction);
   return finish(j, r.status(), out, err);
 }

@@ -1,7 +1,9 @@
 #include "inputs.hpp"
 
+#include <cmath>
 #include <string>
 
+#include "foundations/check.hpp"
 #include "option_table.hpp"
 #include "sgdstab/matrix_io.hpp"
 #include "sgdstab/sampling.hpp"
@@ -52,6 +54,16 @@ std::optional<Momentum> momentum_option(const Args& args) {
   Momentum m;
   apply_cli(args, m);  // the table's options (lib/foundations/options.cpp): --momentum, --nesterov
   return m;
+}
+
+double weight_decay_option(const Args& args) {
+  if (!args.has("weight-decay")) return 0.0;
+  if (args.has("momentum"))
+    throw UsageError("--weight-decay with --momentum is not available yet (plain SGD only, theory/weight_decay.md)");
+  const double lambda = args.number("weight-decay");
+  if (!(std::isfinite(lambda) && lambda >= 0.0))
+    throw UsageError("--weight-decay: LAMBDA must be finite and >= 0, got " + detail::fmt(lambda));
+  return lambda;
 }
 
 Index batch_of(const Args& args, const Geometry& g) {

@@ -27,6 +27,9 @@ SolverOptions solver_options(const Args& args);
 /// --momentum BETA [--nesterov] (BETA in [0, 1), else UsageError); empty
 /// without --momentum (--nesterov alone is a UsageError).
 std::optional<Momentum> momentum_option(const Args& args);
+/// --weight-decay LAMBDA (finite, >= 0, else UsageError); 0 without it.
+/// With --momentum it is a UsageError (plain SGD only for now).
+double weight_decay_option(const Args& args);
 /// --batch B, 1 <= B <= n.
 Index batch_of(const Args& args, const Geometry& g);
 /// Writes --direction FILE when given and a direction was computed.

@@ -53,9 +53,10 @@ json curve_point(Index batch, double eta_star, const SolveReport& report, const 
   return p;
 }
 
-json curve_json(const Geometry& g, const std::vector<ThresholdResult>& curve) {
+json curve_json(const Geometry& g, const std::vector<ThresholdResult>& curve, double weight_decay) {
   json j;
   j["sampling"] = to_string(curve.front().sampling);
+  j["weight_decay"] = weight_decay;
   geometry_fields(j, g);
   hessian_fields(j, g);
   json pts = json::array();

@@ -63,7 +63,7 @@ void hessian_fields(json& j, const GeometrySummary& g);
 json curve_point(Index batch, double eta_star, const SolveReport& report,
                  const std::pair<double, double>* bracket = nullptr);
 /// sampling, the geometry and Hessian fields, points [{batch, eta_star, converged, status, matvecs, method}].
-json curve_json(const Geometry& g, const std::vector<ThresholdResult>& curve);
+json curve_json(const Geometry& g, const std::vector<ThresholdResult>& curve, double weight_decay = 0.0);
 /// The first status of the curve that is not converged (converged if none).
 Status curve_status(const std::vector<ThresholdResult>& curve);
 /// The `sgdstab region` result: samples, outputs, rank, lambda_max, eta_gd,

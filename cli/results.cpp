@@ -29,6 +29,7 @@ json threshold_json(const GeometrySummary& g, const ThresholdResult& r) {
   j["eta_star"] = r.eta_star;
   j["momentum"] = 0.0;
   j["nesterov"] = false;
+  j["weight_decay"] = 0.0;
   hessian_fields(j, g);
   report_fields(j, r.report);
   j["space"] = to_string(g.space);
@@ -85,6 +86,7 @@ json radius_json(const GeometrySummary& g, const RadiusResult& r) {
   j["sampling"] = to_string(r.sampling);
   j["momentum"] = 0.0;
   j["nesterov"] = false;
+  j["weight_decay"] = 0.0;
   report_fields(j, r.report);
   geometry_fields(j, g);
   j["loss_convention"] = kLossConvention;

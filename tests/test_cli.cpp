@@ -293,6 +293,51 @@ TEST_F(Cli, RadiusAndCurve) {
   EXPECT_EQ(json::parse(r.out)["points"].size(), 2u);
 }
 
+TEST_F(Cli, WeightDecayOnThresholdRadiusAndCurve) {
+  const MatrixXd J = ref::gaussian(12, 9, 73);  // n = 6, C = 2
+  sgdstab::write_npy(file("j.npy"), J);
+  const auto g = sgdstab::Geometry::from_jacobian(J, 2);
+  const std::string in = "--jacobian " + file("j.npy") + " --outputs 2 --sampling bernoulli ";
+  const double lambda = 0.25 * g.lambda_max();
+  auto num = [](double x) {
+    std::ostringstream o;
+    o << std::setprecision(17) << x;
+    return o.str();
+  };
+  const std::string wd = " --weight-decay " + num(lambda);
+  CliRun r = run("threshold " + in + "--batch 2" + wd);
+  ASSERT_EQ(r.code, 0) << r.err;
+  json j = json::parse(r.out);
+  const double eta = sgdstab::weight_decay_threshold(g, 2, sgdstab::Sampling::bernoulli, lambda).eta_star;
+  EXPECT_REL_NEAR(j["eta_star"].get<double>(), eta, 1e-9);
+  EXPECT_REL_NEAR(j["weight_decay"].get<double>(), lambda, 1e-15);
+  // Without the option: plain SGD, and the JSON says weight_decay 0.
+  j = json::parse(run("threshold " + in + "--batch 2").out);
+  EXPECT_EQ(j["weight_decay"].get<double>(), 0.0);
+  EXPECT_REL_NEAR(j["eta_star"].get<double>(), sgdstab::stability_threshold(g, 2, sgdstab::Sampling::bernoulli).eta_star, 1e-9);
+  r = run("radius " + in + "--batch 2 --lr " + num(0.9 * eta) + wd);
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = json::parse(r.out);
+  EXPECT_LT(j["rho"].get<double>(), 1.0);
+  EXPECT_REL_NEAR(j["rho"].get<double>(),
+                  sgdstab::weight_decay_spectral_radius(g, 0.9 * eta, 2, sgdstab::Sampling::bernoulli, lambda).rho, 1e-9);
+  EXPECT_REL_NEAR(j["weight_decay"].get<double>(), lambda, 1e-15);
+  r = run("curve " + in + "--batches 1,2,6" + wd);
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = json::parse(r.out);
+  EXPECT_REL_NEAR(j["weight_decay"].get<double>(), lambda, 1e-15);
+  ASSERT_EQ(j["points"].size(), 3u);
+  EXPECT_REL_NEAR(j["points"][1]["eta_star"].get<double>(), eta, 1e-9);
+  EXPECT_REL_NEAR(j["points"][2]["eta_star"].get<double>(), 2.0 / (g.lambda_max() + lambda), 1e-9);  // B = n: GD
+  for (const std::string& bad : std::vector<std::string>{" --weight-decay -0.1", " --weight-decay nan", " --weight-decay x",
+                                wd + " --momentum 0.5"}) {
+    r = run("threshold " + in + "--batch 2" + bad);
+    EXPECT_EQ(r.code, 2) << bad;
+    EXPECT_TRUE(r.out.empty()) << bad;
+    EXPECT_NE(r.err.find("--weight-decay"), std::string::npos) << bad << ": " << r.err;
+  }
+}
+
 TEST_F(Cli, ErrorsGoToStderrWithNonZeroExitAndEmptyStdout) {
   sgdstab::write_csv(file("j.csv"), ref::gaussian(6, 4, 73));
   std::ofstream(file("ragged.csv")) << "1,2\n3\n";
