@@ -247,6 +247,16 @@ std::optional<Momentum> momentum_of(py::kwargs& kw) {
   return m;
 }
 
+// weight_decay=LAMBDA, taken out of the keyword arguments (None or absent: none).
+std::optional<double> weight_decay_of(py::kwargs& kw) {
+  std::optional<double> wd;
+  if (kw.contains("weight_decay")) {
+    if (!kw["weight_decay"].is_none()) wd = kw["weight_decay"].cast<double>();
+    PyDict_DelItemString(kw.ptr(), "weight_decay");
+  }
+  return wd;
+}
+
 std::vector<Sampling> schemes_of(const py::object& sampling) {
   if (sampling.is_none()) return {Sampling::without_replacement, Sampling::with_replacement, Sampling::bernoulli};
   if (py::isinstance<py::str>(sampling)) return {parse<Sampling>(sampling.cast<std::string>())};
@@ -593,13 +603,15 @@ void bind_solvers(py::module_& m) {
       "threshold",
       [](const Geometry& g, Index batch, const std::string& sampling, py::kwargs kw) {
         const Sampling s = parse<Sampling>(sampling);
+        const std::optional<double> wd = weight_decay_of(kw);
         const SolverOptions so = solver_options(kw, "threshold");
         PyThreshold out;
         {
           Compute c;
-          out.r = stability_threshold(g, batch, s, so);
+          out.r = wd ? weight_decay_threshold(g, batch, s, *wd, so) : stability_threshold(g, batch, s, so);
         }
         out.j = cli::with_options(cli::threshold_json(g, out.r), so);
+        out.j["weight_decay"] = wd.value_or(0.0);
         return out;
       },
       py::arg("geometry"), py::arg("batch"), py::arg("sampling") = "without");
@@ -609,13 +621,18 @@ void bind_solvers(py::module_& m) {
       [](const Geometry& g, double lr, Index batch, const std::string& sampling, py::kwargs kw) {
         const Sampling s = parse<Sampling>(sampling);
         const std::optional<Momentum> mo = momentum_of(kw);
+        const std::optional<double> wd = weight_decay_of(kw);
+        if (mo && wd) throw sgdstab::invalid_argument("weight_decay with momentum is not available yet (plain SGD only)");
         const SolverOptions so = solver_options(kw, "radius");
         PyRadius out;
         {
           Compute c;
-          out.r = mo ? momentum_spectral_radius(g, lr, batch, s, *mo, so) : spectral_radius(g, lr, batch, s, so);
+          out.r = mo   ? momentum_spectral_radius(g, lr, batch, s, *mo, so)
+                  : wd ? weight_decay_spectral_radius(g, lr, batch, s, *wd, so)
+                       : spectral_radius(g, lr, batch, s, so);
         }
         out.j = cli::with_options(mo ? cli::momentum_radius_json(g, out.r, *mo) : cli::radius_json(g, out.r), so);
+        if (!mo) out.j["weight_decay"] = wd.value_or(0.0);
         return out;
       },
       py::arg("geometry"), py::arg("lr"), py::arg("batch"), py::arg("sampling") = "without");
@@ -624,17 +641,21 @@ void bind_solvers(py::module_& m) {
       "curve",
       [](const Geometry& g, std::optional<std::vector<Index>> batches, const std::string& sampling, py::kwargs kw) {
         const Sampling s = parse<Sampling>(sampling);
+        const std::optional<double> wd = weight_decay_of(kw);
         SolverOptions so = solver_options(kw, "curve");
         so.want_direction = false;
         const std::vector<Index> b = batches ? *batches : default_batches(g.samples());
         std::vector<ThresholdResult> curve;
         {
           Compute c;
-          curve = threshold_curve(g, b, s, so);
+          curve = wd ? weight_decay_threshold_curve(g, b, s, *wd, so) : threshold_curve(g, b, s, so);
         }
         PyCurve out;
-        out.j = cli::with_options(cli::curve_json(g, curve), so);
-        for (const ThresholdResult& r : curve) out.points.push_back({r, cli::threshold_json(g, r)});
+        out.j = cli::with_options(cli::curve_json(g, curve, wd.value_or(0.0)), so);
+        for (const ThresholdResult& r : curve) {
+          out.points.push_back({r, cli::threshold_json(g, r)});
+          out.points.back().j["weight_decay"] = wd.value_or(0.0);
+        }
         return out;
       },
       py::arg("geometry"), py::arg("batches") = py::none(), py::arg("sampling") = "without");

@@ -155,6 +155,10 @@ except (AttributeError, TypeError):  # a read-only type doc: keep pybind11's
     converged, status, matvecs, method, residual, error_bound (eta* lies in
     [eta_star / (1 + error_bound), eta_star]), message, direction (with
     want_direction=True), to_dict() (the JSON of `sgdstab threshold`).
+    weight_decay=LAMBDA: SGD with L2 weight decay, theta <- theta - lr (g_B +
+    LAMBDA theta) in the library's loss convention (PyTorch's
+    SGD(weight_decay=wd) on MSELoss: LAMBDA = wd * C / 2; plain SGD only,
+    theory/weight_decay.md).
 
     With momentum=BETA (PyTorch's SGD(momentum=BETA), nesterov=True for
     Nesterov; theory/momentum.md) it returns a MomentumThresholdResult:
@@ -164,11 +168,13 @@ except (AttributeError, TypeError):  # a read-only type doc: keep pybind11's
     evaluations (lr, kappa), to_dict() (`sgdstab threshold --momentum`).
     scan_points > 0 also scans (0, eta_mean) for further stable intervals.""" + _SOLVER_OPTIONS)
 def threshold(geometry, batch, sampling="without", *, momentum=None, nesterov=False, scan_points=0,
-              **solver_options):
+              weight_decay=None, **solver_options):
     if momentum is None:
         if nesterov or scan_points:
             raise ValueError("nesterov and scan_points need momentum=BETA")
-        return _core.threshold(geometry, batch, sampling, **solver_options)
+        return _core.threshold(geometry, batch, sampling, weight_decay=weight_decay, **solver_options)
+    if weight_decay is not None:
+        raise ValueError("weight_decay with momentum is not available yet (plain SGD only)")
     return _core.momentum_threshold(geometry, batch, sampling, momentum, nesterov, scan_points, **solver_options)
 
 
@@ -177,9 +183,12 @@ def threshold(geometry, batch, sampling="without", *, momentum=None, nesterov=Fa
     Stable iff rho <= 1. Returns a RadiusResult: rho, stable, converged,
     status, matvecs, method, residual, message, direction, to_dict() (the
     JSON of `sgdstab radius`). momentum=BETA, nesterov=...: the radius of
-    momentum SGD's second-moment map (theory/momentum.md).""" + _SOLVER_OPTIONS)
-def radius(geometry, lr, batch, sampling="without", *, momentum=None, nesterov=False, **solver_options):
-    return _core.radius(geometry, lr, batch, sampling, momentum=momentum, nesterov=nesterov, **solver_options)
+    momentum SGD's second-moment map (theory/momentum.md). weight_decay=LAMBDA:
+    plain SGD with L2 weight decay (as in threshold).""" + _SOLVER_OPTIONS)
+def radius(geometry, lr, batch, sampling="without", *, momentum=None, nesterov=False, weight_decay=None,
+           **solver_options):
+    return _core.radius(geometry, lr, batch, sampling, momentum=momentum, nesterov=nesterov,
+                        weight_decay=weight_decay, **solver_options)
 
 
 @_doc("""eta*(B) for each B in batches (default 1, 2, 4, ..., n).
@@ -187,7 +196,8 @@ def radius(geometry, lr, batch, sampling="without", *, momentum=None, nesterov=F
     Returns a CurveResult: points (a ThresholdResult each), batches, eta_star
     (a list), converged, to_dict() (the JSON of `sgdstab curve`). With
     momentum=BETA (nesterov=...): a MomentumCurveResult of
-    MomentumThresholdResult points (`sgdstab curve --momentum`).""" + _SOLVER_OPTIONS)
+    MomentumThresholdResult points (`sgdstab curve --momentum`).
+    weight_decay=LAMBDA: plain SGD with L2 weight decay (as in threshold).""" + _SOLVER_OPTIONS)
 class MomentumCurveResult:
     """eta*(B) of momentum SGD for several B: points (MomentumThresholdResult each), to_dict()."""
 
@@ -211,11 +221,14 @@ class MomentumCurveResult:
         return self._dict
 
 
-def curve(geometry, batches=None, sampling="without", *, momentum=None, nesterov=False, **solver_options):
+def curve(geometry, batches=None, sampling="without", *, momentum=None, nesterov=False, weight_decay=None,
+          **solver_options):
     if momentum is None:
         if nesterov:
             raise ValueError("nesterov=True needs momentum=BETA")
-        return _core.curve(geometry, batches, sampling, **solver_options)
+        return _core.curve(geometry, batches, sampling, weight_decay=weight_decay, **solver_options)
+    if weight_decay is not None:
+        raise ValueError("weight_decay with momentum is not available yet (plain SGD only)")
     points, as_dict = _core.momentum_curve(geometry, batches, sampling, momentum, nesterov, **solver_options)
     return MomentumCurveResult(points, as_dict)
 

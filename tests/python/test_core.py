@@ -233,6 +233,35 @@ def test_momentum_threshold_and_radius_equal_the_program(problems, cli, nesterov
                         rel_tol=1e-9)
 
 
+def test_weight_decay_equals_the_program_and_the_gd_closed_form(problems, cli):
+    j, c, jpath, _ = problems[2]
+    n = j.shape[0] // c
+    g = sgdstab.Geometry.from_jacobian(j, c)
+    lam = 0.3 * g.lambda_max
+    for s in SCHEMES:
+        r = sgdstab.threshold(g, 2, s, weight_decay=lam)
+        assert r.converged and r.to_dict()["weight_decay"] == lam
+        assert_same(r.to_dict(), cli("threshold", "--jacobian", jpath, "--outputs", c, "--batch", 2, "--sampling", s,
+                                     "--weight-decay", repr(lam)))
+        rad = sgdstab.radius(g, 0.9 * r.eta_star, 2, s, weight_decay=lam)
+        assert rad.converged and rad.rho < 1
+        assert_same(rad.to_dict(), cli("radius", "--jacobian", jpath, "--outputs", c, "--batch", 2, "--sampling", s,
+                                       "--weight-decay", repr(lam), "--lr", repr(0.9 * r.eta_star)))
+        cur = sgdstab.curve(g, [1, 2, n], s, weight_decay=lam)
+        assert math.isclose(cur.points[1].eta_star, r.eta_star, rel_tol=1e-9)
+        assert_same(cur.to_dict(), cli("curve", "--jacobian", jpath, "--outputs", c, "--batches", f"1,2,{n}",
+                                       "--sampling", s, "--weight-decay", repr(lam)))
+    # GD (B = n without replacement): 2 / (lambda_max + lambda).
+    assert math.isclose(sgdstab.threshold(g, n, weight_decay=lam).eta_star, 2 / (g.lambda_max + lam), rel_tol=1e-12)
+    assert sgdstab.threshold(g, 2).to_dict()["weight_decay"] == 0
+    with pytest.raises(ValueError, match="weight decay"):
+        sgdstab.threshold(g, 2, weight_decay=-1.0)
+    with pytest.raises(ValueError, match="weight_decay with momentum"):
+        sgdstab.threshold(g, 2, momentum=0.5, weight_decay=0.1)
+    with pytest.raises(ValueError, match="weight_decay with momentum"):
+        sgdstab.radius(g, 0.1, 2, momentum=0.5, weight_decay=0.1)
+
+
 def test_momentum_curve_equals_the_program_and_single_thresholds(problems, cli):
     j, c, jpath, _ = problems[1]
     n = j.shape[0] // c
