@@ -276,6 +276,8 @@ void Program::exact_commands() {
               {"exact-max-rank", "R: the largest rank auto gives the exact engine (default 4096)"},
               {"seed", "S: the random start vectors of the band engine (default 1)"}});
   table_options<BandOptions>(c);  // the band engine's --band-subspace, --band-lanczos, --band-delta, ...
+  options(c, {{"weight-decay", "LAMBDA: L2 weight decay (as in threshold); without and with replacement only, exact "
+                               "engine (default 0)"}});
   momentum_options(c);
 
   c = command(root_, "demo", "eta*(B) of a built-in random-feature regression problem", cmd_demo);

@@ -59,18 +59,20 @@ struct Engine {
   std::string reason;
 };
 
-Engine engine_choice(const Args& args, const Geometry& g, bool momentum) {
+// exact_only: what rules the band out ("momentum", "weight decay"), or empty.
+Engine engine_choice(const Args& args, const Geometry& g, const std::string& exact_only) {
   const std::string engine = args.str_or("engine", "auto");
   if (engine != "auto" && engine != "exact" && engine != "band")
     throw UsageError("--engine: expected auto, exact or band, got '" + engine + "'");
   const long long max_rank = args.integer_or("exact-max-rank", 4096);
   if (max_rank < 1) throw UsageError("--exact-max-rank: expected an integer >= 1, got " + std::to_string(max_rank));
   if (engine == "exact") return {false, "--engine exact"};
-  if (momentum) {
+  if (!exact_only.empty()) {
+    const std::string option = exact_only == "momentum" ? "--momentum" : "--weight-decay";
     if (engine == "band")
-      throw UsageError("--engine band: the band is plain SGD's (theory/band.md, section 7); drop --momentum or use "
-                       "--engine exact");
-    return {false, "momentum: the band is plain SGD's, so the exact engine runs"};
+      throw UsageError("--engine band: the band is plain SGD's (theory/band.md, section 7); drop " + option +
+                       " or use --engine exact");
+    return {false, exact_only + ": the band is plain SGD's, so the exact engine runs"};
   }
   if (engine == "band") return {true, "--engine band"};
   const double r = static_cast<double>(g.rank());
@@ -139,6 +141,7 @@ std::pair<json, Status> band_region(const Args& args, const Geometry& g, const s
   j["eta_gd"] = 2.0 / g.lambda_max();
   j["momentum"] = 0.0;
   j["nesterov"] = false;
+  j["weight_decay"] = 0.0;
   j["engine"] = "band";
   j["engine_reason"] = reason;
   j["matrix_free"] = true;
@@ -200,19 +203,27 @@ int cmd_region(const Args& args, std::ostream& out, std::ostream& err) {
   const std::vector<Mark> marks = region_marks_option(args);
   const SolverOptions so = solver_options(args);
   const std::optional<Momentum> momentum = momentum_option(args);
+  const double weight_decay = weight_decay_option(args);
+  if (weight_decay > 0.0)
+    for (Sampling s : schemes)
+      if (s == Sampling::bernoulli)
+        throw UsageError("--weight-decay: the region covers without and with replacement (one shared family); for "
+                         "Bernoulli sampling use `curve --sampling bernoulli --weight-decay` (theory/weight_decay.md)");
   const Geometry g = load_geometry(args);
   const std::vector<Index> batches = batches_option(args, g.samples());
   for (const Mark& m : marks) check_batch(m.batch, g.samples(), "--mark");
-  const Engine engine = engine_choice(args, g, momentum.has_value() && momentum->beta > 0.0);
+  const bool heavy = momentum.has_value() && momentum->beta > 0.0;
+  const Engine engine = engine_choice(args, g, heavy ? "momentum" : weight_decay > 0.0 ? "weight decay" : "");
   if (engine.band) {
     auto [j, status] = band_region(args, g, schemes, batches, marks, engine.reason);
     j["seconds"] = seconds_since(t0);
     return finish(j, status, out, err);
   }
-  const bool may_fall_back = args.str_or("engine", "auto") == "auto" && !(momentum.has_value() && momentum->beta > 0.0);
+  const bool may_fall_back = args.str_or("engine", "auto") == "auto" && !heavy && weight_decay == 0.0;
   std::optional<RegionReport> exact;
   try {
-    exact = region_report(g, schemes, batches, marks, args.str_or("plot", ""), so, momentum.value_or(Momentum{}));
+    exact = region_report(g, schemes, batches, marks, args.str_or("plot", ""), so, momentum.value_or(Momentum{}),
+                          weight_decay);
   } catch (const resource_error& e) {
     // The budget of engine_choice is a lower bound on the exact region's
     // memory (its fixed workspace is not counted): past it, auto falls back

@@ -81,6 +81,7 @@ json region_json(const StabilityRegion& region) {
   j["lambda_max"] = region.lambda_max;
   j["eta_gd"] = region.eta_gd;
   j["momentum"] = region.momentum.beta;
+  j["weight_decay"] = region.weight_decay;
   j["nesterov"] = region.momentum.nesterov;
   if (region.momentum.beta > 0.0) j["eta_mean"] = region.eta_mean;
   j["matvecs"] = region.report.matvecs;

@@ -7,6 +7,7 @@
 
 #include "plot.hpp"
 #include "sgdstab/errors.hpp"
+#include "sgdstab/weight_decay.hpp"
 #include "sgdstab/matrix_io.hpp"
 
 namespace sgdstab::cli {
@@ -173,10 +174,10 @@ json mark_rows(const StabilityRegion& region, const std::vector<Mark>& marks, co
 }
 
 // The bounds of `sgdstab bounds` at every point (given eta* and mu_*), for the
-// picture; none with momentum (they bound plain SGD's eta*).
+// picture; none with momentum or weight decay (they bound plain SGD's eta*).
 std::vector<std::vector<RegionBound>> bound_rows(const Geometry& g, const StabilityRegion& region,
                                                  const SolverOptions& so) {
-  if (region.momentum.beta > 0.0) return {};
+  if (region.momentum.beta > 0.0 || region.weight_decay > 0.0) return {};
   const double mu_star = worst_case_alignment(g).mu_star;
   std::vector<std::vector<RegionBound>> out;
   for (const RegionCurve& curve : region.curves) {
@@ -208,7 +209,9 @@ void write_region_plot(const std::string& path, const Geometry* g, const Stabili
                                   (region.momentum.beta > 0.0
                                        ? std::string(region.momentum.nesterov ? ", Nesterov" : ", heavy-ball") +
                                              " momentum " + json(region.momentum.beta).dump()
-                                       : std::string())));
+                                       : std::string()) +
+                                  (region.weight_decay > 0.0 ? ", weight decay " + json(region.weight_decay).dump()
+                                                             : std::string())));
 }
 
 namespace {
@@ -243,12 +246,19 @@ RegionReport region_report_of(StabilityRegion region, const Geometry* bounds, co
 
 RegionReport region_report(const Geometry& g, const std::vector<Sampling>& schemes,
                            const std::vector<Index>& batches, const std::vector<Mark>& marks,
-                           const std::string& plot, const SolverOptions& so, const Momentum& momentum) {
+                           const std::string& plot, const SolverOptions& so, const Momentum& momentum,
+                           double weight_decay) {
   check_marks(g.samples(), marks);
+  if (momentum.beta > 0.0 && weight_decay > 0.0)
+    throw sgdstab::invalid_argument("weight decay with momentum is not available yet (plain SGD only)");
   const MarkRadius radius = [&](double lr, Index b, Sampling s) {
-    return momentum.beta > 0.0 ? momentum_spectral_radius(g, lr, b, s, momentum, so) : spectral_radius(g, lr, b, s, so);
+    if (momentum.beta > 0.0) return momentum_spectral_radius(g, lr, b, s, momentum, so);
+    return weight_decay > 0.0 ? weight_decay_spectral_radius(g, lr, b, s, weight_decay, so)
+                              : spectral_radius(g, lr, b, s, so);
   };
-  return region_report_of(stability_region(g, schemes, batches, momentum, so), &g, marks, plot, so, radius);
+  StabilityRegion region = weight_decay > 0.0 ? weight_decay_region(g, schemes, batches, weight_decay, so)
+                                              : stability_region(g, schemes, batches, momentum, so);
+  return region_report_of(std::move(region), &g, marks, plot, so, radius);
 }
 
 }  // namespace sgdstab::cli

@@ -40,7 +40,8 @@ struct Mark {
 /// `sgdstab region`: the region, its JSON (marks and plot included) and the
 /// status that decides the exit code. Writes the SVG picture to `plot` when
 /// not empty. With momentum (beta > 0) the points, marks and picture are
-/// momentum SGD's (the plain-SGD bounds are left off the picture).
+/// momentum SGD's (the plain-SGD bounds are left off the picture); with
+/// weight decay (> 0; not with momentum) SGD with weight decay's, likewise.
 /// \throws sgdstab::invalid_argument on a mark outside 1..n.
 struct RegionReport {
   StabilityRegion region;
@@ -49,7 +50,8 @@ struct RegionReport {
 };
 RegionReport region_report(const Geometry& g, const std::vector<Sampling>& schemes,
                            const std::vector<Index>& batches, const std::vector<Mark>& marks,
-                           const std::string& plot, const SolverOptions& so, const Momentum& momentum = {});
+                           const std::string& plot, const SolverOptions& so, const Momentum& momentum = {},
+                           double weight_decay = 0.0);
 
 /// rho at a mark (lr, B, scheme): how a region report judges its marks.
 using MarkRadius = std::function<RadiusResult(double lr, Index batch, Sampling sampling)>;

@@ -669,6 +669,7 @@ void bind_region(py::module_& m) {
          std::optional<std::vector<std::pair<double, Index>>> marks, std::optional<std::string> plot, py::kwargs kw) {
         const std::vector<Sampling> schemes = schemes_of(sampling);
         const Momentum mo = momentum_of(kw).value_or(Momentum{});
+        const double wd = weight_decay_of(kw).value_or(0.0);
         const SolverOptions so = solver_options(kw, "region");
         const std::vector<Index> b = batches ? *batches : default_batches(g.samples());
         std::vector<cli::Mark> mk;
@@ -679,7 +680,7 @@ void bind_region(py::module_& m) {
         cli::RegionReport rep;
         {
           Compute c;
-          rep = cli::region_report(g, schemes, b, mk, plot ? *plot : std::string(), so, mo);
+          rep = cli::region_report(g, schemes, b, mk, plot ? *plot : std::string(), so, mo, wd);
         }
         rep.j["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         out.region = std::move(rep.region);

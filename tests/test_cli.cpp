@@ -329,6 +329,24 @@ TEST_F(Cli, WeightDecayOnThresholdRadiusAndCurve) {
   ASSERT_EQ(j["points"].size(), 3u);
   EXPECT_REL_NEAR(j["points"][1]["eta_star"].get<double>(), eta, 1e-9);
   EXPECT_REL_NEAR(j["points"][2]["eta_star"].get<double>(), 2.0 / (g.lambda_max() + lambda), 1e-9);  // B = n: GD
+  // The region: without and with replacement, exact engine, marks judged with weight decay.
+  r = run("region --jacobian " + file("j.npy") + " --outputs 2 --sampling without,with --batches 1,2,6 --mark " +
+          num(0.9 * eta) + ",2" + wd);
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = json::parse(r.out);
+  EXPECT_EQ(j["engine"], "exact");
+  EXPECT_REL_NEAR(j["weight_decay"].get<double>(), lambda, 1e-15);
+  EXPECT_REL_NEAR(j["eta_gd"].get<double>(), 2.0 / (g.lambda_max() + lambda), 1e-12);
+  EXPECT_REL_NEAR(j["curves"][1]["points"][1]["eta_star"].get<double>(),
+                  sgdstab::weight_decay_threshold(g, 2, sgdstab::Sampling::with_replacement, lambda).eta_star, 1e-9);
+  EXPECT_REL_NEAR(j["marks"][1]["rho"].get<double>(),
+                  sgdstab::weight_decay_spectral_radius(g, 0.9 * eta, 2, sgdstab::Sampling::with_replacement, lambda).rho,
+                  1e-9);
+  for (const std::string& bad : {std::string(" --sampling bernoulli"), std::string(" --engine band")}) {
+    r = run("region --jacobian " + file("j.npy") + " --outputs 2" + wd + bad);
+    EXPECT_EQ(r.code, 2) << bad;
+    EXPECT_TRUE(r.out.empty()) << bad;
+  }
   for (const std::string& bad : std::vector<std::string>{" --weight-decay -0.1", " --weight-decay nan", " --weight-decay x",
                                 wd + " --momentum 0.5"}) {
     r = run("threshold " + in + "--batch 2" + bad);

@@ -298,3 +298,50 @@ TEST(WeightDecay, MonteCarloOfTheLinearizedStepsMatchesTheEnumeratedMap) {
   bad.momentum.beta = 0.5;
   EXPECT_THROW(sgdstab::simulate_linearized(g, bad), sgdstab::invalid_argument);
 }
+
+TEST(WeightDecay, RegionPointsBandsAndErrors) {
+  const MatrixXd J = ref::gaussian(24, 10, 88);
+  const auto g = sgdstab::Geometry::from_jacobian(J, 2);  // n = 12
+  const double lambda = 0.15 * g.lambda_max();
+  const std::vector<Sampling> schemes = {Sampling::without_replacement, Sampling::with_replacement};
+  const std::vector<Eigen::Index> batches = {1, 2, 5, 12};
+  for (sgdstab::Method m : {sgdstab::Method::dense, sgdstab::Method::lanczos}) {
+    sgdstab::SolverOptions o;
+    o.method = m;
+    const auto region = sgdstab::weight_decay_region(g, schemes, batches, lambda, o);
+    ASSERT_TRUE(region.converged()) << region.report.message;
+    EXPECT_EQ(region.weight_decay, lambda);
+    EXPECT_REL_NEAR(region.eta_gd, 2.0 / (g.lambda_max() + lambda), 1e-13);
+    sgdstab::SolverOptions dense;
+    dense.method = sgdstab::Method::dense;
+    for (const auto& curve : region.curves) {
+      ASSERT_EQ(curve.points.size(), batches.size());
+      for (const auto& p : curve.points) {
+        const double exact = sgdstab::weight_decay_threshold(g, p.batch, curve.sampling, lambda, dense).eta_star;
+        EXPECT_LE(p.eta_low, exact * (1 + 1e-12));
+        EXPECT_GE(p.eta_high, exact * (1 - 1e-12));
+        EXPECT_REL_NEAR(p.eta_star, exact, 1e-8);
+      }
+      // band() between computed batch sizes contains the threshold there.
+      for (Eigen::Index b : {3, 7, 10}) {
+        const double exact = sgdstab::weight_decay_threshold(g, b, curve.sampling, lambda, dense).eta_star;
+        const auto iv = region.band(curve.sampling, static_cast<double>(b));
+        EXPECT_LE(iv.low, exact * (1 + 1e-12)) << " B " << b;
+        EXPECT_GE(iv.high, exact * (1 - 1e-12)) << " B " << b;
+      }
+    }
+  }
+  // lambda = 0 is the plain region; Bernoulli with lambda > 0 is refused by name.
+  const auto plain = sgdstab::stability_region(g, schemes, batches);
+  const auto zero = sgdstab::weight_decay_region(g, schemes, batches, 0.0);
+  for (std::size_t k = 0; k < schemes.size(); ++k)
+    for (std::size_t i = 0; i < batches.size(); ++i)
+      EXPECT_REL_NEAR(zero.curves[k].points[i].eta_star, plain.curves[k].points[i].eta_star, 1e-9);
+  try {
+    sgdstab::weight_decay_region(g, {Sampling::bernoulli}, batches, lambda);
+    ADD_FAILURE() << "Bernoulli accepted";
+  } catch (const sgdstab::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("Bernoulli"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(sgdstab::weight_decay_region(g, schemes, batches, -1.0), sgdstab::invalid_argument);
+}

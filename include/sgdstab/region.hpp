@@ -90,6 +90,9 @@ struct StabilityRegion : Result {
   /// is its noise level b(B), tangents and knots are empty, and band() uses
   /// the monotonicity of eta*(B) in B instead of the convexity of g.
   Momentum momentum;
+  /// L2 weight decay (weight_decay_region, weight_decay.hpp; 0: none). With
+  /// it eta_gd = eta_mean = 2 / (lambda_max + weight_decay).
+  double weight_decay = 0.0;
   /// The full-batch limit: 2 / lambda_max (plain SGD), else
   /// momentum_threshold's eta_mean.
   double eta_mean = 0.0;

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "sgdstab/geometry.hpp"
+#include "sgdstab/region.hpp"
 #include "sgdstab/sampling.hpp"
 #include "sgdstab/solver.hpp"
 #include "sgdstab/stability.hpp"
@@ -51,6 +52,17 @@ ThresholdResult weight_decay_threshold(const Geometry& geometry, Index batch, Sa
 std::vector<ThresholdResult> weight_decay_threshold_curve(const Geometry& geometry, const std::vector<Index>& batches,
                                                           Sampling sampling, double weight_decay,
                                                           const SolverOptions& options = {});
+
+/// The region (region.hpp) of SGD with weight decay lambda: without and with
+/// replacement share one family (c = 1), so the whole region is one shared
+/// subspace, with the certified intervals, tangents and band() of the plain
+/// region (theory/weight_decay.md, section 3). lambda = 0 is stability_region.
+/// \throws sgdstab::invalid_argument for Bernoulli sampling with lambda > 0
+///   (its c depends on B: use weight_decay_threshold_curve), a bad lambda, or
+///   stability_region's errors.
+StabilityRegion weight_decay_region(const Geometry& geometry, const std::vector<Sampling>& schemes,
+                                    const std::vector<Index>& batches, double weight_decay,
+                                    const SolverOptions& options = {});
 
 /// rho of the second-moment map on range(H) at learning rate lr with weight
 /// decay lambda: T(S) = E[A_B S A_B], A_B = (1 - lr lambda) I - lr H_B

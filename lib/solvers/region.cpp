@@ -90,19 +90,21 @@ EtaInterval StabilityRegion::band(Sampling sampling, double batch) const {
   return out;
 }
 
-StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>& schemes,
-                                 const std::vector<Index>& batches, const SolverOptions& opt) {
+StabilityRegion detail::shifted_region(const Geometry& g, const std::vector<Sampling>& schemes,
+                                       const std::vector<Index>& batches, const SolverOptions& opt,
+                                       double weight_decay) {
   const auto t0 = std::chrono::steady_clock::now();
   opt.validate();
   detail::check_region_lists(schemes, batches, g.samples());
   detail::require_device(opt);
   const detail::UnitGeometry u(g);
   if (u.rescaled()) {  // computed in rescaled units, reported in the user's (theory/scaling.md)
-    StabilityRegion out = stability_region(u.get(), schemes, batches, opt);
+    StabilityRegion out = shifted_region(u.get(), schemes, batches, opt, weight_decay / u.unit());
     const double unit = u.unit();
     out.lambda_max = g.lambda_max();
-    out.eta_gd = 2.0 / g.lambda_max();
+    out.eta_gd = 2.0 / (g.lambda_max() + weight_decay);
     out.eta_mean = out.eta_gd;
+    out.weight_decay = weight_decay;
     for (RegionCurve& c : out.curves)
       for (RegionPoint& p : c.points) {
         p.eta_star /= unit;
@@ -121,13 +123,15 @@ StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>&
   out.outputs = g.outputs();
   out.rank = g.rank();
   out.lambda_max = g.hessian_eigenvalues()(0);
-  out.eta_gd = 2.0 / out.lambda_max;
+  out.eta_gd = 2.0 / (out.lambda_max + weight_decay);  // GD with weight decay: theory/weight_decay.md, section 3
   out.eta_mean = out.eta_gd;
+  out.weight_decay = weight_decay;
+  const detail::FamilyShift shift{weight_decay, 1.0};  // c = 1: without and with replacement only when lambda > 0
 
   const std::vector<double> svals = detail::region_s_values(schemes, batches, g.samples());
   detail::FamilyResult fam;
-  if (!svals.empty()) fam = detail::geometry_family(g, svals, opt);
-  fam.members.push_back(detail::geometry_family_at_zero(g));
+  if (!svals.empty()) fam = detail::geometry_family(g, svals, opt, false, shift);
+  fam.members.push_back(detail::geometry_family_at_zero(g, shift));
   out.report.matvecs = fam.matvecs;
   out.report.single_precision_matvecs = fam.low_precision_matvecs;
   out.report.apply_seconds = fam.apply_seconds;
@@ -139,6 +143,11 @@ StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>&
   if (out.converged()) out.report.message = "converged";
   detail::set_region_seconds(out, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   return out;
+}
+
+StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>& schemes,
+                                 const std::vector<Index>& batches, const SolverOptions& opt) {
+  return detail::shifted_region(g, schemes, batches, opt, 0.0);
 }
 
 // With momentum: eta*(B) of every point by momentum_threshold's search (theory/momentum.md, section 7).

@@ -56,6 +56,13 @@ std::vector<double> region_s_values(const std::vector<Sampling>& schemes, const 
 /// whole call's, solver.hpp).
 void set_region_seconds(StabilityRegion& out, double seconds);
 
+/// stability_region's shared-subspace region, of SGD with weight decay lambda
+/// (lambda = 0: plain SGD; lambda > 0 needs c = 1 schemes: without and with
+/// replacement; theory/weight_decay.md, section 3). The caller checks lambda
+/// and the schemes. Defined in lib/solvers/region.cpp.
+StabilityRegion shifted_region(const Geometry& g, const std::vector<Sampling>& schemes,
+                               const std::vector<Index>& batches, const SolverOptions& options, double weight_decay);
+
 void assemble_region(StabilityRegion& out, const std::vector<FamilyMember>& members,
                      const std::vector<Sampling>& schemes, const std::vector<Index>& batches);
 

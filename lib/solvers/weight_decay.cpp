@@ -127,6 +127,17 @@ ThresholdResult weight_decay_threshold(const Geometry& g, Index batch, Sampling 
   return weight_decay_threshold_curve(g, {batch}, sampling, lambda, opt).front();
 }
 
+StabilityRegion weight_decay_region(const Geometry& g, const std::vector<Sampling>& schemes,
+                                    const std::vector<Index>& batches, double lambda, const SolverOptions& opt) {
+  check_weight_decay(lambda, "weight_decay_region");
+  if (lambda > 0.0)
+    for (Sampling s : schemes)
+      detail::require(s != Sampling::bernoulli, "weight_decay_region",
+                      "Bernoulli sampling with weight decay has no shared family (its c depends on B): use "
+                      "weight_decay_threshold_curve for its points");
+  return detail::shifted_region(g, schemes, batches, opt, lambda);
+}
+
 RadiusResult weight_decay_spectral_radius(const Geometry& g, double lr, Index batch, Sampling sampling, double lambda,
                                           const SolverOptions& opt) {
   const detail::Stopwatch watch;

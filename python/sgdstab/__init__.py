@@ -246,13 +246,19 @@ def curve(geometry, batches=None, sampling="without", *, momentum=None, nesterov
     momentum=BETA (nesterov=...): the region of momentum SGD
     (`sgdstab region --momentum`, theory/momentum.md section 7): each point is
     the momentum threshold with its bracket, band() uses the monotonicity of
-    eta*(B) in B, marks are judged by momentum SGD's radius.""" + _SOLVER_OPTIONS)
+    eta*(B) in B, marks are judged by momentum SGD's radius.
+
+    weight_decay=LAMBDA: the region of SGD with L2 weight decay (as in
+    threshold), without and with replacement only (one shared family;
+    Bernoulli's points come from curve(..., "bernoulli", weight_decay=...)).""" + _SOLVER_OPTIONS)
 def region(geometry, sampling=None, batches=None, marks=None, plot=None, *, momentum=None, nesterov=False,
-           **solver_options):
+           weight_decay=None, **solver_options):
     if plot is not None:
         plot = str(plot)
+    if weight_decay is not None and momentum is not None:
+        raise ValueError("weight_decay with momentum is not available yet (plain SGD only)")
     return _core.region(geometry, sampling, batches, marks, plot, momentum=momentum, nesterov=nesterov,
-                        **solver_options)
+                        weight_decay=weight_decay, **solver_options)
 
 
 @_doc("""The exact threshold beside the analytic bounds of Wu, Wang & Su (2022).

@@ -251,6 +251,13 @@ def test_weight_decay_equals_the_program_and_the_gd_closed_form(problems, cli):
         assert math.isclose(cur.points[1].eta_star, r.eta_star, rel_tol=1e-9)
         assert_same(cur.to_dict(), cli("curve", "--jacobian", jpath, "--outputs", c, "--batches", f"1,2,{n}",
                                        "--sampling", s, "--weight-decay", repr(lam)))
+    reg = sgdstab.region(g, ["without", "with"], [1, 2, n], weight_decay=lam)
+    assert reg.converged and reg.to_dict()["weight_decay"] == lam
+    assert_same(reg.to_dict(), cli("region", "--jacobian", jpath, "--outputs", c, "--sampling", "without,with",
+                                   "--batches", f"1,2,{n}", "--weight-decay", repr(lam)),
+                skip=("seconds", "apply_seconds", "engine", "engine_reason"))
+    with pytest.raises(ValueError, match="Bernoulli"):
+        sgdstab.region(g, "bernoulli", weight_decay=lam)
     # GD (B = n without replacement): 2 / (lambda_max + lambda).
     assert math.isclose(sgdstab.threshold(g, n, weight_decay=lam).eta_star, 2 / (g.lambda_max + lam), rel_tol=1e-12)
     assert sgdstab.threshold(g, 2).to_dict()["weight_decay"] == 0
