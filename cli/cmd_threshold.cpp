@@ -28,6 +28,7 @@ int cmd_threshold(const Args& args, std::ostream& out, std::ostream& err) {
                                                      : stability_threshold(g, b, sampling, so);
   json j = with_options(threshold_json(g, r), so);
   j["weight_decay"] = wd;
+  j["eta_gd"] = 2.0 / (g.lambda_max() + wd);  // GD with weight decay (theory/weight_decay.md, section 3)
   write_direction(args, r.direction);
   return finish(j, r.status(), out, err);
 }

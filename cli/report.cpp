@@ -59,6 +59,7 @@ json curve_json(const Geometry& g, const std::vector<ThresholdResult>& curve, do
   j["weight_decay"] = weight_decay;
   geometry_fields(j, g);
   hessian_fields(j, g);
+  j["eta_gd"] = 2.0 / (g.lambda_max() + weight_decay);  // GD with weight decay (theory/weight_decay.md, section 3)
   json pts = json::array();
   // Where the applications ran: one device for all points, or "cpu+cuda"
   // when some were small enough for the dense CPU method.

@@ -612,6 +612,7 @@ void bind_solvers(py::module_& m) {
         }
         out.j = cli::with_options(cli::threshold_json(g, out.r), so);
         out.j["weight_decay"] = wd.value_or(0.0);
+        out.j["eta_gd"] = 2.0 / (g.lambda_max() + wd.value_or(0.0));  // as `sgdstab threshold --weight-decay`
         return out;
       },
       py::arg("geometry"), py::arg("batch"), py::arg("sampling") = "without");

@@ -311,6 +311,7 @@ TEST_F(Cli, WeightDecayOnThresholdRadiusAndCurve) {
   const double eta = sgdstab::weight_decay_threshold(g, 2, sgdstab::Sampling::bernoulli, lambda).eta_star;
   EXPECT_REL_NEAR(j["eta_star"].get<double>(), eta, 1e-9);
   EXPECT_REL_NEAR(j["weight_decay"].get<double>(), lambda, 1e-15);
+  EXPECT_REL_NEAR(j["eta_gd"].get<double>(), 2.0 / (g.lambda_max() + lambda), 1e-12);
   // Without the option: plain SGD, and the JSON says weight_decay 0.
   j = json::parse(run("threshold " + in + "--batch 2").out);
   EXPECT_EQ(j["weight_decay"].get<double>(), 0.0);
