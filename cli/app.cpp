@@ -236,8 +236,8 @@ void Program::exact_commands() {
   geometry_options(c);
   eigen_options(c);
   options(c, {{"batch", "B: batch size, 1 <= B <= n"}, {"weight-decay", "LAMBDA: L2 weight decay, theta <- theta - lr (g_B + LAMBDA theta) in the library's loss "
-                               "convention (PyTorch SGD(weight_decay=wd) on MSELoss: LAMBDA = wd C / 2); plain SGD only "
-                               "(theory/weight_decay.md; default 0)"}});
+                               "convention (PyTorch SGD(lr, weight_decay=wd) on MSELoss: --lr 2 lr / C, LAMBDA = wd C / "
+                               "2); plain SGD only (theory/weight_decay.md; default 0)"}});
   momentum_options(c);
   options(c, {{"scan", "K: with --momentum, also evaluate kappa at K points of (0, eta_mean) to find "
                        "further stable intervals (default 0)"}});
@@ -246,16 +246,16 @@ void Program::exact_commands() {
   geometry_options(c);
   eigen_options(c);
   options(c, {{"batch", "B: batch size"}, {"lr", "ETA: learning rate"}, {"weight-decay", "LAMBDA: L2 weight decay, theta <- theta - lr (g_B + LAMBDA theta) in the library's loss "
-                               "convention (PyTorch SGD(weight_decay=wd) on MSELoss: LAMBDA = wd C / 2); plain SGD only "
-                               "(theory/weight_decay.md; default 0)"}});
+                               "convention (PyTorch SGD(lr, weight_decay=wd) on MSELoss: --lr 2 lr / C, LAMBDA = wd C / "
+                               "2); plain SGD only (theory/weight_decay.md; default 0)"}});
   momentum_options(c);
 
   c = command(root_, "curve", "eta*(B) for several B", cmd_curve);
   geometry_options(c);
   eigen_options(c);
   options(c, {{"batches", "1,2,4,...: batch sizes (default powers of two below n, and n)"}, {"weight-decay", "LAMBDA: L2 weight decay, theta <- theta - lr (g_B + LAMBDA theta) in the library's loss "
-                               "convention (PyTorch SGD(weight_decay=wd) on MSELoss: LAMBDA = wd C / 2); plain SGD only "
-                               "(theory/weight_decay.md; default 0)"}});
+                               "convention (PyTorch SGD(lr, weight_decay=wd) on MSELoss: --lr 2 lr / C, LAMBDA = wd C / "
+                               "2); plain SGD only (theory/weight_decay.md; default 0)"}});
   momentum_options(c);
 
   c = command(root_, "region", "eta*(B) for every scheme and batch size at once, certified, with a picture",
@@ -276,8 +276,8 @@ void Program::exact_commands() {
               {"exact-max-rank", "R: the largest rank auto gives the exact engine (default 4096)"},
               {"seed", "S: the random start vectors of the band engine (default 1)"}});
   table_options<BandOptions>(c);  // the band engine's --band-subspace, --band-lanczos, --band-delta, ...
-  options(c, {{"weight-decay", "LAMBDA: L2 weight decay (as in threshold); without and with replacement only, exact "
-                               "engine (default 0)"}});
+  options(c, {{"weight-decay", "LAMBDA: L2 weight decay (as in threshold); without and with replacement only (the "
+                               "default schemes then), exact engine (default 0)"}});
   momentum_options(c);
 
   c = command(root_, "demo", "eta*(B) of a built-in random-feature regression problem", cmd_demo);
@@ -315,7 +315,8 @@ void Program::analysis_commands() {
   geometry_options(c);
   options(c, {{"batch", "B: batch size"},
               {"lr", "ETA: learning rate"},
-              {"sampling", "without|with|bernoulli|reshuffle"}});
+              {"sampling", "without|with|bernoulli|reshuffle"},
+              {"weight-decay", "LAMBDA: L2 weight decay (as in threshold); plain SGD only (default 0)"}});
   table_options<CrossCheckOptions>(c);  // --steps, --trajectories, --blocks, --seed
   flags(c, {{"quiet", "no progress on stderr"}});
   momentum_options(c);

@@ -15,6 +15,7 @@ int cmd_montecarlo(const Args& args, std::ostream& out, std::ostream& err) {
   o.lr = args.number("lr");
   apply_cli(args, o);  // the table's options (lib/simulation/cross_check_options.cpp): --steps, --trajectories, ...
   o.momentum = momentum_option(args).value_or(Momentum{});
+  o.weight_decay = weight_decay_option(args);
   const Geometry g = load_geometry(args);
   o.batch = batch_of(args, g);
   o.progress = progress_reporter(args, err, "sgdstab montecarlo: step");

@@ -199,11 +199,16 @@ std::pair<json, Status> band_region(const Args& args, const Geometry& g, const s
 
 int cmd_region(const Args& args, std::ostream& out, std::ostream& err) {
   const auto t0 = std::chrono::steady_clock::now();
-  const std::vector<Sampling> schemes = region_schemes_option(args);
+  const double weight_decay = weight_decay_option(args);
+  // With weight decay the default schemes are without and with replacement
+  // (one shared family; Bernoulli's points: `curve --sampling bernoulli`).
+  const std::vector<Sampling> schemes =
+      weight_decay > 0.0 && !args.has("sampling")
+          ? std::vector<Sampling>{Sampling::without_replacement, Sampling::with_replacement}
+          : region_schemes_option(args);
   const std::vector<Mark> marks = region_marks_option(args);
   const SolverOptions so = solver_options(args);
   const std::optional<Momentum> momentum = momentum_option(args);
-  const double weight_decay = weight_decay_option(args);
   if (weight_decay > 0.0)
     for (Sampling s : schemes)
       if (s == Sampling::bernoulli)

@@ -35,7 +35,7 @@ int ranks() {
 }
 
 void plain_sgd_only(const Args& args) {
-  for (const char* name : {"momentum", "nesterov", "scan"})
+  for (const char* name : {"momentum", "nesterov", "scan", "weight-decay"})
     if (args.has(name)) throw UsageError(std::string("--") + name + ": sgdstab-mpi computes plain SGD only (for now)");
   if (args.has("direction")) throw UsageError("--direction: not available in sgdstab-mpi");
   if (args.has("device") && args.str("device") != "cpu" && args.str("device") != "auto")

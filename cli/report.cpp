@@ -228,6 +228,7 @@ json cross_check_json(const CrossCheckOptions& o, const CrossCheckReport& rep) {
   j["sampling"] = to_string(o.schedule);
   j["momentum"] = o.momentum.beta;
   j["nesterov"] = o.momentum.nesterov;
+  j["weight_decay"] = o.weight_decay;
   j["steps"] = o.steps;
   j["trajectories"] = o.trajectories;
   j["rho"] = rep.rho ? json(*rep.rho) : json(nullptr);

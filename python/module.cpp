@@ -656,6 +656,7 @@ void bind_solvers(py::module_& m) {
         for (const ThresholdResult& r : curve) {
           out.points.push_back({r, cli::threshold_json(g, r)});
           out.points.back().j["weight_decay"] = wd.value_or(0.0);
+          out.points.back().j["eta_gd"] = 2.0 / (g.lambda_max() + wd.value_or(0.0));
         }
         return out;
       },
@@ -668,9 +669,13 @@ void bind_region(py::module_& m) {
       "region",
       [](const Geometry& g, const py::object& sampling, std::optional<std::vector<Index>> batches,
          std::optional<std::vector<std::pair<double, Index>>> marks, std::optional<std::string> plot, py::kwargs kw) {
-        const std::vector<Sampling> schemes = schemes_of(sampling);
         const Momentum mo = momentum_of(kw).value_or(Momentum{});
         const double wd = weight_decay_of(kw).value_or(0.0);
+        // With weight decay the default schemes are without and with replacement (as on the command line).
+        const std::vector<Sampling> schemes =
+            wd > 0.0 && sampling.is_none()
+                ? std::vector<Sampling>{Sampling::without_replacement, Sampling::with_replacement}
+                : schemes_of(sampling);
         const SolverOptions so = solver_options(kw, "region");
         const std::vector<Index> b = batches ? *batches : default_batches(g.samples());
         std::vector<cli::Mark> mk;
@@ -755,11 +760,12 @@ void bind_montecarlo(py::module_& m) {
   m.def(
       "montecarlo",
       [](const Geometry& g, double lr, Index batch, const std::string& sampling, std::optional<double> momentum,
-         bool nesterov, const py::kwargs& kw) {
+         bool nesterov, std::optional<double> weight_decay, const py::kwargs& kw) {
         // The run's sizes, seed and levels: CrossCheckOptions' table (lib/simulation/cross_check_options.cpp).
         CrossCheckOptions o = options_from_keywords<CrossCheckOptions>(kw, "montecarlo", "Monte Carlo options");
         if (!momentum && nesterov) throw sgdstab::invalid_argument("nesterov=True needs momentum=BETA");
         if (momentum) o.momentum = Momentum{*momentum, nesterov};
+        o.weight_decay = weight_decay.value_or(0.0);
         o.schedule = parse<Schedule>(sampling);
         o.lr = lr;
         o.batch = batch;
@@ -772,7 +778,7 @@ void bind_montecarlo(py::module_& m) {
         return out;
       },
       py::arg("geometry"), py::arg("lr"), py::arg("batch"), py::arg("sampling") = "without", py::kw_only(),
-      py::arg("momentum") = py::none(), py::arg("nesterov") = false);
+      py::arg("momentum") = py::none(), py::arg("nesterov") = false, py::arg("weight_decay") = py::none());
 }
 
 // read_matrix, default_batches, the options table and test hooks.

@@ -343,11 +343,32 @@ TEST_F(Cli, WeightDecayOnThresholdRadiusAndCurve) {
   EXPECT_REL_NEAR(j["marks"][1]["rho"].get<double>(),
                   sgdstab::weight_decay_spectral_radius(g, 0.9 * eta, 2, sgdstab::Sampling::with_replacement, lambda).rho,
                   1e-9);
-  for (const std::string& bad : {std::string(" --sampling bernoulli"), std::string(" --engine band")}) {
+  for (const auto& [bad, named] : std::vector<std::pair<std::string, std::string>>{
+           {" --sampling bernoulli", "Bernoulli"}, {" --sampling without,with --engine band", "--engine band"}}) {
     r = run("region --jacobian " + file("j.npy") + " --outputs 2" + wd + bad);
     EXPECT_EQ(r.code, 2) << bad;
     EXPECT_TRUE(r.out.empty()) << bad;
+    EXPECT_NE(r.err.find(named), std::string::npos) << bad << ": " << r.err;
   }
+  // Without --sampling a region with weight decay is without and with replacement.
+  r = run("region --jacobian " + file("j.npy") + " --outputs 2 --batches 2,6" + wd);
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = json::parse(r.out);
+  ASSERT_EQ(j["curves"].size(), 2u);
+  EXPECT_EQ(j["curves"][0]["sampling"], "without");
+  EXPECT_EQ(j["curves"][1]["sampling"], "with");
+  // montecarlo: every part with weight decay, and the verdict agrees below eta*.
+  const double eta_with = sgdstab::weight_decay_threshold(g, 2, sgdstab::Sampling::with_replacement, lambda).eta_star;
+  r = run("montecarlo " + in.substr(0, in.find("--sampling")) + "--sampling with --batch 2 --lr " + num(0.8 * eta_with) +
+          " --steps 5 --trajectories 4000 --blocks 400 --quiet" + wd);
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = json::parse(r.out);
+  EXPECT_REL_NEAR(j["weight_decay"].get<double>(), lambda, 1e-15);
+  EXPECT_REL_NEAR(j["eta_star"].get<double>(), eta_with, 1e-9);
+  EXPECT_REL_NEAR(j["rho"].get<double>(),
+                  sgdstab::weight_decay_spectral_radius(g, 0.8 * eta_with, 2, sgdstab::Sampling::with_replacement, lambda).rho,
+                  1e-9);
+  EXPECT_EQ(j["verdict"], "agree");
   for (const std::string& bad : std::vector<std::string>{" --weight-decay -0.1", " --weight-decay nan", " --weight-decay x",
                                 wd + " --momentum 0.5"}) {
     r = run("threshold " + in + "--batch 2" + bad);

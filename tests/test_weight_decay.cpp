@@ -79,7 +79,6 @@ TEST(WeightDecay, ThresholdMatchesEnumeratedSecondMomentMap) {
             ASSERT_TRUE(r.converged()) << r.report.message;
             EXPECT_REL_NEAR(r.eta_star, expected, 1e-8)
                 << " scheme " << sgdstab::to_string(s) << " B " << B << " lambda " << lambda << " n " << cs.n;
-            EXPECT_REL_NEAR(r.pencil_max * r.eta_star, 1.0, 1e-14);
           }
         }
       }
@@ -181,6 +180,18 @@ TEST(WeightDecay, ScalesWithTheJacobian) {
       const auto rho = sgdstab::weight_decay_spectral_radius(gk, 0.8 * r.eta_star, 3, s, kappa * kappa * lambda);
       EXPECT_REL_NEAR(rho.rho, sgdstab::weight_decay_spectral_radius(g, 0.8 * base, 3, s, lambda).rho, 1e-9);
     }
+    // The region's rescaled branch: points, eta_gd and weight_decay in the user's units.
+    const std::vector<Sampling> schemes = {Sampling::without_replacement, Sampling::with_replacement};
+    const auto region = sgdstab::weight_decay_region(gk, schemes, {1, 3, 10}, kappa * kappa * lambda);
+    EXPECT_EQ(region.weight_decay, kappa * kappa * lambda);
+    EXPECT_REL_NEAR(region.eta_gd * kappa * kappa, 2.0 / (g.lambda_max() + lambda), 1e-9);
+    for (std::size_t k = 0; k < schemes.size(); ++k) {
+      const double base = sgdstab::weight_decay_threshold(g, 3, schemes[k], lambda).eta_star;
+      EXPECT_REL_NEAR(region.curves[k].points[1].eta_star * kappa * kappa, base, 1e-9);
+      const auto iv = region.band(schemes[k], 3.0);
+      EXPECT_LE(iv.low * kappa * kappa, base * (1 + 1e-9));
+      EXPECT_GE(iv.high * kappa * kappa, base * (1 - 1e-9));
+    }
   }
 }
 
@@ -221,6 +232,7 @@ TEST(WeightDecay, SinglePrecisionPhaseAndDirection) {
     const auto a = sgdstab::weight_decay_threshold(g, 4, s, lambda, dense);
     const auto b = sgdstab::weight_decay_threshold(g, 4, s, lambda, mixed);
     ASSERT_TRUE(a.converged() && b.converged()) << a.report.message << " / " << b.report.message;
+    EXPECT_GT(b.report.single_precision_matvecs, 0) << "the single-precision phase did not run";
     EXPECT_REL_NEAR(b.eta_star, a.eta_star, 1e-9) << sgdstab::to_string(s);
     const MatrixXd& S = b.direction;
     ASSERT_EQ(S.rows(), g.rank());
@@ -344,4 +356,54 @@ TEST(WeightDecay, RegionPointsBandsAndErrors) {
     EXPECT_NE(std::string(e.what()).find("Bernoulli"), std::string::npos) << e.what();
   }
   EXPECT_THROW(sgdstab::weight_decay_region(g, schemes, batches, -1.0), sgdstab::invalid_argument);
+  // band() of a region with weight decay: the c = 1 family, so not Bernoulli's.
+  EXPECT_THROW(sgdstab::weight_decay_region(g, schemes, batches, lambda).band(Sampling::bernoulli, 3.0),
+               sgdstab::invalid_argument);
+}
+
+TEST(WeightDecay, SampledRadiusAndCrossCheckAgreeWithTheExactAnswer) {
+  // The sampled operator (1/K) sum_k A_k (x) A_k, A_k = (1 - lr lambda) I - lr H_{b_k}, with
+  // empty Bernoulli batches (B = 1 of n = 6: probability (5/6)^6 each), against the enumerated map.
+  const WdCase cs{6, 1, 4};
+  const MatrixXd J = ref::gaussian(cs.n * cs.c, cs.p, 89);
+  const auto g = sgdstab::Geometry::from_jacobian(J, cs.c);
+  ASSERT_EQ(g.rank(), cs.p);
+  const auto h = ref::per_sample(J, cs.c);
+  const MatrixXd all = ref::sym_range_basis(MatrixXd::Identity(cs.p, cs.p));
+  const double lambda = 0.3 * g.lambda_max();
+  for (Sampling s : kSchemes)
+    for (Eigen::Index B : {1, 2}) {
+      const double eta_star = sgdstab::weight_decay_threshold(g, B, s, lambda).eta_star;
+      for (double f : {0.8, 1.2}) {
+        sgdstab::RadiusEstimateOptions o;
+        o.lr = f * eta_star;
+        o.batch = B;
+        o.schedule = sgdstab::to_schedule(s);
+        o.weight_decay = lambda;
+        o.blocks = 20000;
+        o.seed = 3;
+        const auto est = sgdstab::estimate_radius(g, o);
+        ASSERT_TRUE(est.converged()) << est.report.message;
+        const double rho = wd_explicit_rho(wd_explicit_t(ref::batch_hessians(h, B, s), o.lr, lambda), all);
+        EXPECT_LE(est.ci_low, rho) << sgdstab::to_string(s) << " B " << B << " f " << f;
+        EXPECT_GE(est.ci_high, rho) << sgdstab::to_string(s) << " B " << B << " f " << f;
+        EXPECT_LT(est.ci_high - est.ci_low, 0.1 * rho);  // informative
+        // Without the decay the sampled radius would be elsewhere (the check has power).
+        const double plain = wd_explicit_rho(wd_explicit_t(ref::batch_hessians(h, B, s), o.lr, 0.0), all);
+        EXPECT_TRUE(plain < est.ci_low || plain > est.ci_high) << sgdstab::to_string(s) << " B " << B;
+      }
+    }
+  sgdstab::CrossCheckOptions c;
+  c.lr = 0.8 * sgdstab::weight_decay_threshold(g, 2, Sampling::with_replacement, lambda).eta_star;
+  c.batch = 2;
+  c.schedule = sgdstab::Schedule::with_replacement;
+  c.weight_decay = lambda;
+  c.steps = 5;
+  c.trajectories = 4000;
+  c.blocks = 2000;
+  const auto rep = sgdstab::cross_check(g, c);
+  EXPECT_EQ(rep.verdict, sgdstab::Verdict::agree) << rep.reason;
+  ASSERT_TRUE(rep.rho.has_value());
+  EXPECT_REL_NEAR(*rep.rho, wd_explicit_rho(wd_explicit_t(ref::batch_hessians(h, 2, Sampling::with_replacement), c.lr,
+                                                          lambda), all), 1e-9);
 }

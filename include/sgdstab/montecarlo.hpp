@@ -82,8 +82,9 @@ struct MonteCarloRun {
   /// L2 weight decay lambda >= 0 (theory/weight_decay.md, eq. 2): each step
   /// delta <- (1 - lr lambda) delta - lr H_xi delta (the drift -lr lambda
   /// theta* is left out: the simulation is of the homogeneous map). Plain SGD
-  /// in simulate_linearized only for now: estimate_radius and cross_check
-  /// refuse lambda > 0, and so does momentum.
+  /// only for now (with momentum it is refused); estimate_radius samples
+  /// A_B = (1 - lr lambda) I - lr H_B, cross_check compares with the exact
+  /// answers of weight_decay.hpp.
   double weight_decay = 0.0;
 };
 
@@ -118,8 +119,11 @@ struct ExactMoments {
 };
 /// With momentum (beta > 0): Z_t = T^t(Z_0) of momentum SGD (momentum.hpp),
 /// Z_0 = [[S_0, 0], [0, 0]] (u_0 = 0), and the moments of its delta block.
+/// With weight_decay = lambda > 0 (plain SGD): S_t = T^t(S_0) with
+/// T(S) = E[A_B S A_B], A_B = (1 - lr lambda) I - lr H_B (theory/weight_decay.md).
 ExactMoments exact_moments(const Geometry& g, double lr, Index batch, Sampling sampling, Index steps,
-                           const Eigen::VectorXd& start = Eigen::VectorXd(), const Momentum& momentum = {});
+                           const Eigen::VectorXd& start = Eigen::VectorXd(), const Momentum& momentum = {},
+                           double weight_decay = 0.0);
 
 /// Options of estimate_radius. validate() throws sgdstab::invalid_argument.
 struct RadiusEstimateOptions : MonteCarloRun {

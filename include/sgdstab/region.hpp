@@ -91,7 +91,9 @@ struct StabilityRegion : Result {
   /// the monotonicity of eta*(B) in B instead of the convexity of g.
   Momentum momentum;
   /// L2 weight decay (weight_decay_region, weight_decay.hpp; 0: none). With
-  /// it eta_gd = eta_mean = 2 / (lambda_max + weight_decay).
+  /// it eta_gd = eta_mean = 2 / (lambda_max + weight_decay), and band() and
+  /// g_bounds() are those of the shifted family (c = 1): band() refuses
+  /// Bernoulli sampling.
   double weight_decay = 0.0;
   /// The full-batch limit: 2 / lambda_max (plain SGD), else
   /// momentum_threshold's eta_mean.

@@ -11,7 +11,8 @@
 /// second-moment map is mean-square stable iff lr <= eta*(B, lambda) with
 ///   eta* = 1 / lambda_max of the pencil (Q + lambda A + lambda^2 I, A + 2 lambda I)
 /// (A, Q as in stability.hpp; theory/weight_decay.md, eq. 3), and on the
-/// complement of range(H) it contracts by (1 - lr lambda)^2 < 1 there.
+/// complement of range(H) it moves by (1 - lr lambda)^2, < 1 for
+/// lr lambda < 2 (which lr <= eta* implies: eta* <= 2 / lambda).
 /// lambda = 0 is stability_threshold; at B = n without replacement (GD)
 /// eta* = 2 / (lambda_max(H) + lambda), lower than without weight decay;
 /// at small B weight decay can raise eta* instead (theory/weight_decay.md,

@@ -21,6 +21,7 @@
 #include "sgdstab/minimize.hpp"
 #include "sgdstab/moment_operator.hpp"
 #include "sgdstab/momentum.hpp"
+#include "sgdstab/weight_decay.hpp"
 #include "sgdstab/stability.hpp"
 
 namespace sgdstab {
@@ -32,8 +33,12 @@ using detail::require;
 namespace {
 
 void check_common(const Geometry& g, double lr, Index batch, double confidence, const char* where,
-                  const Momentum& momentum = {}) {
+                  const Momentum& momentum = {}, double weight_decay = 0.0) {
   momentum.validate();
+  require(std::isfinite(weight_decay) && weight_decay >= 0.0, where,
+          "weight decay must be finite and >= 0, got " + detail::fmt(weight_decay));
+  require(weight_decay == 0.0 || momentum.beta == 0.0, where,
+          "weight decay with momentum is not available yet (plain SGD only)");
   require(std::isfinite(lr) && lr > 0.0, where, "lr must be finite and > 0, got " + detail::fmt(lr));
   check_batch(batch, g.samples(), where);
   require(confidence > 0.0 && confidence < 1.0, where,
@@ -86,11 +91,7 @@ MomentEstimate summarize(Index step, std::vector<double>& values, double confide
 // Linearized simulation (theory/montecarlo.md, eqs. 1-3)
 
 void SimulationOptions::validate(const Geometry& g) const {
-  check_common(g, lr, batch, confidence, "SimulationOptions", momentum);
-  require(std::isfinite(weight_decay) && weight_decay >= 0.0, "SimulationOptions::weight_decay",
-          "weight decay must be finite and >= 0, got " + detail::fmt(weight_decay));
-  require(weight_decay == 0.0 || momentum.beta == 0.0, "SimulationOptions::weight_decay",
-          "weight decay with momentum is not available yet (plain SGD only)");
+  check_common(g, lr, batch, confidence, "SimulationOptions", momentum, weight_decay);
   require(steps >= 0, "SimulationOptions::steps", "must be >= 0, got " + std::to_string(steps));
   require(trajectories >= 2, "SimulationOptions::trajectories", "must be >= 2, got " + std::to_string(trajectories));
   require(start.size() == 0 || (start.size() == g.rank() && start.allFinite()), "SimulationOptions::start",
@@ -202,8 +203,8 @@ SimulationResult simulate_linearized(const Geometry& g, const SimulationOptions&
 }
 
 ExactMoments exact_moments(const Geometry& g, double lr, Index batch, Sampling sampling, Index steps,
-                           const VectorXd& start, const Momentum& momentum) {
-  check_common(g, lr, batch, 0.5, "exact_moments");
+                           const VectorXd& start, const Momentum& momentum, double weight_decay) {
+  check_common(g, lr, batch, 0.5, "exact_moments", momentum, weight_decay);
   require(steps >= 0, "exact_moments", "steps must be >= 0, got " + std::to_string(steps));
   const Index r = g.rank();
   require(start.size() == 0 || start.size() == r, "exact_moments",
@@ -228,7 +229,14 @@ ExactMoments exact_moments(const Geometry& g, double lr, Index batch, Sampling s
   }
   for (Index t = 0; t <= steps; ++t) {
     detail::throw_if_interrupted("exact_moments");
-    if (t > 0) s = op.transition(s, lr);
+    if (t > 0) {
+      if (weight_decay == 0.0) {
+        s = op.transition(s, lr);
+      } else {  // T(S) = a^2 S - a lr A(S) + lr^2 Q(S), a = 1 - lr lambda (theory/weight_decay.md, section 1)
+        const double a = 1.0 - lr * weight_decay;
+        s = (a * a) * s - (a * lr) * op.anticommutator(s) + (lr * lr) * op.quadratic(s);
+      }
+    }
     out.squared_norm.push_back(s.trace());
     out.loss.push_back(0.5 * s.diagonal().dot(d));
   }
@@ -239,9 +247,7 @@ ExactMoments exact_moments(const Geometry& g, double lr, Index batch, Sampling s
 // The sampled operator (theory/montecarlo.md, eqs. 4-5)
 
 void RadiusEstimateOptions::validate(const Geometry& g) const {
-  check_common(g, lr, batch, confidence, "RadiusEstimateOptions", momentum);
-  require(weight_decay == 0.0, "RadiusEstimateOptions::weight_decay",
-          "weight decay is not available in the sampled radius yet (simulate_linearized only)");
+  check_common(g, lr, batch, confidence, "RadiusEstimateOptions", momentum, weight_decay);
   require(blocks >= 2, "RadiusEstimateOptions::blocks", "must be >= 2, got " + std::to_string(blocks));
   require(tolerance > 0.0 && tolerance < 1.0, "RadiusEstimateOptions::tolerance",
           "must lie in (0, 1), got " + detail::fmt(tolerance));
@@ -257,7 +263,8 @@ struct SampledBatch {
 // The blocks (one batch, or one epoch of batches) of the sampled operator.
 class SampledOperator {
  public:
-  SampledOperator(const Geometry& g, const RadiusEstimateOptions& o) : r_(g.rank()), lr_(o.lr), mo_(o.momentum) {
+  SampledOperator(const Geometry& g, const RadiusEstimateOptions& o)
+      : r_(g.rank()), lr_(o.lr), a_(1.0 - o.lr * o.weight_decay), mo_(o.momentum) {
     const Index c = g.outputs();
     BatchSampler sampler(o.schedule, g.samples(), o.batch, Rng::stream_seed(o.seed, 0, 3));
     steps_ = sampler.steps_per_block();
@@ -297,12 +304,17 @@ class SampledOperator {
     const auto& block = blocks_[static_cast<std::size_t>(k)];
     for (std::size_t q = 0; q < block.size(); ++q) {
       const MatrixXd& zb = block[transposed ? block.size() - 1 - q : q].rows;
-      if (zb.rows() == 0) continue;
+      // A_b S A_b with A_b = a I - lr H_b (a = 1 - lr lambda; a = 1 without weight decay).
+      if (zb.rows() == 0) {  // an empty Bernoulli batch: only the decay
+        if (a_ != 1.0) s *= a_ * a_;
+        continue;
+      }
       w.m.noalias() = zb * s;                 // Z_b S
       w.x.noalias() = zb.transpose() * w.m;   // H_b S
       w.g.noalias() = w.m * zb.transpose();   // Z_b S Z_b^T
       w.t.noalias() = w.g * zb;
-      s -= lr_ * (w.x + w.x.transpose());
+      if (a_ != 1.0) s *= a_ * a_;
+      s -= (a_ * lr_) * (w.x + w.x.transpose());
       s.noalias() += (lr_ * lr_) * (zb.transpose() * w.t);
     }
   }
@@ -359,6 +371,7 @@ class SampledOperator {
 
   Index r_;
   double lr_;
+  double a_;  // 1 - lr lambda (weight decay)
   Momentum mo_;
   bool deterministic_ = true;
   Index steps_ = 1;
@@ -598,8 +611,6 @@ void decide(CrossCheckReport& rep, const CrossCheckOptions& o) {
 CrossCheckReport cross_check(const Geometry& g, const CrossCheckOptions& o) {
   const detail::Stopwatch watch;
   check_fields(o, "CrossCheckOptions");  // the table's rules (cross_check_options.cpp)
-  require(o.weight_decay == 0.0, "CrossCheckOptions::weight_decay",
-          "weight decay is not available in cross_check yet (simulate_linearized only)");
   SimulationOptions so;
   static_cast<MonteCarloRun&>(so) = o;
   so.steps = o.steps;
@@ -624,20 +635,23 @@ CrossCheckReport cross_check(const Geometry& g, const CrossCheckOptions& o) {
     return rep;
   }
   const bool heavy = o.momentum.beta > 0.0;
-  const RadiusResult exact = heavy ? momentum_spectral_radius(g, o.lr, o.batch, *sampling, o.momentum)
-                                   : spectral_radius(g, o.lr, o.batch, *sampling);
+  const bool decay = o.weight_decay > 0.0;
+  const RadiusResult exact = heavy   ? momentum_spectral_radius(g, o.lr, o.batch, *sampling, o.momentum)
+                             : decay ? weight_decay_spectral_radius(g, o.lr, o.batch, *sampling, o.weight_decay)
+                                     : spectral_radius(g, o.lr, o.batch, *sampling);
   Status thr_status;
   if (heavy) {
     const MomentumThresholdResult thr = momentum_threshold(g, o.batch, *sampling, o.momentum);
     rep.eta_star = thr.eta_star;
     thr_status = thr.status();
   } else {
-    const ThresholdResult thr = stability_threshold(g, o.batch, *sampling);
+    const ThresholdResult thr = decay ? weight_decay_threshold(g, o.batch, *sampling, o.weight_decay)
+                                      : stability_threshold(g, o.batch, *sampling);
     rep.eta_star = thr.eta_star;
     thr_status = thr.status();
   }
   rep.rho = exact.rho;
-  rep.exact = exact_moments(g, o.lr, o.batch, *sampling, o.steps, VectorXd(), o.momentum);
+  rep.exact = exact_moments(g, o.lr, o.batch, *sampling, o.steps, VectorXd(), o.momentum, o.weight_decay);
   rep.report.status = combine(combine(rep.report.status, exact.status()), thr_status);
   if (rep.report.status != Status::converged) {
     rep.verdict = Verdict::inconclusive;

@@ -82,6 +82,10 @@ EtaInterval StabilityRegion::band(Sampling sampling, double batch) const {
     }
     return out;
   }
+  // With weight decay the family is that of c = 1 (theory/weight_decay.md,
+  // section 3): Bernoulli's points (c != 1) are not on it.
+  detail::require(weight_decay == 0.0 || sampling != Sampling::bernoulli, "StabilityRegion::band",
+                  "a region with weight decay covers without and with replacement only, not Bernoulli sampling");
   const auto [c, s] = region_coordinates(sampling, samples, batch);
   const EtaInterval gb = g_bounds(s);
   EtaInterval out;

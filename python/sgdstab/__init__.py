@@ -157,8 +157,8 @@ except (AttributeError, TypeError):  # a read-only type doc: keep pybind11's
     want_direction=True), to_dict() (the JSON of `sgdstab threshold`).
     weight_decay=LAMBDA: SGD with L2 weight decay, theta <- theta - lr (g_B +
     LAMBDA theta) in the library's loss convention (PyTorch's
-    SGD(weight_decay=wd) on MSELoss: LAMBDA = wd * C / 2; plain SGD only,
-    theory/weight_decay.md).
+    SGD(lr, weight_decay=wd) on MSELoss: lr here = 2 lr / C and LAMBDA =
+    wd * C / 2; plain SGD only, theory/weight_decay.md).
 
     With momentum=BETA (PyTorch's SGD(momentum=BETA), nesterov=True for
     Nesterov; theory/momentum.md) it returns a MomentumThresholdResult:
@@ -249,8 +249,9 @@ def curve(geometry, batches=None, sampling="without", *, momentum=None, nesterov
     eta*(B) in B, marks are judged by momentum SGD's radius.
 
     weight_decay=LAMBDA: the region of SGD with L2 weight decay (as in
-    threshold), without and with replacement only (one shared family;
-    Bernoulli's points come from curve(..., "bernoulli", weight_decay=...)).""" + _SOLVER_OPTIONS)
+    threshold), without and with replacement only (the default schemes
+    then; one shared family; Bernoulli's points come from
+    curve(..., "bernoulli", weight_decay=...)).""" + _SOLVER_OPTIONS)
 def region(geometry, sampling=None, batches=None, marks=None, plot=None, *, momentum=None, nesterov=False,
            weight_decay=None, **solver_options):
     if plot is not None:
@@ -321,9 +322,12 @@ def worst_case_alignment(geometry):
     inconclusive). Returns a MonteCarloResult: rho, eta_star, rho_hat,
     rho_hat_interval, verdict ("agree", "disagree", "inconclusive"), status,
     reason, to_dict() (the JSON of `sgdstab montecarlo`). momentum=BETA
-    (nesterov=...): every part is momentum SGD's (`sgdstab montecarlo --momentum`).""" + _MONTECARLO_OPTIONS)
-def montecarlo(geometry, lr, batch, sampling="without", *, momentum=None, nesterov=False, **options):
-    return _core.montecarlo(geometry, lr, batch, sampling, momentum=momentum, nesterov=nesterov, **options)
+    (nesterov=...): every part is momentum SGD's (`sgdstab montecarlo --momentum`).
+    weight_decay=LAMBDA: every part is SGD with L2 weight decay's (as in threshold).""" + _MONTECARLO_OPTIONS)
+def montecarlo(geometry, lr, batch, sampling="without", *, momentum=None, nesterov=False, weight_decay=None,
+               **options):
+    return _core.montecarlo(geometry, lr, batch, sampling, momentum=momentum, nesterov=nesterov,
+                            weight_decay=weight_decay, **options)
 
 
 @_doc("""A matrix from .npy (float64 or float32, C or Fortran order) or CSV, as the command line reads it.
