@@ -258,6 +258,15 @@ def test_weight_decay_equals_the_program_and_the_gd_closed_form(problems, cli):
                 skip=("seconds", "apply_seconds", "engine", "engine_reason"))
     with pytest.raises(ValueError, match="Bernoulli"):
         sgdstab.region(g, "bernoulli", weight_decay=lam)
+    mc = sgdstab.montecarlo(g, 0.8 * sgdstab.threshold(g, 2, "with", weight_decay=lam).eta_star, 2, "with",
+                            weight_decay=lam, steps=5, trajectories=2000, blocks=400)
+    assert mc.verdict == "agree" and mc.to_dict()["weight_decay"] == lam
+    ref = cli("montecarlo", "--jacobian", jpath, "--outputs", c, "--batch", 2, "--sampling", "with", "--lr",
+              repr(mc.to_dict()["lr"]), "--weight-decay", repr(lam), "--steps", 5, "--trajectories", 2000,
+              "--blocks", 400, "--quiet")
+    assert_same(mc.to_dict(), ref)
+    reg_default = sgdstab.region(g, batches=[2, n], weight_decay=lam)
+    assert [cv.sampling for cv in reg_default.curves] == ["without", "with"]
     # GD (B = n without replacement): 2 / (lambda_max + lambda).
     assert math.isclose(sgdstab.threshold(g, n, weight_decay=lam).eta_star, 2 / (g.lambda_max + lam), rel_tol=1e-12)
     assert sgdstab.threshold(g, 2).to_dict()["weight_decay"] == 0
