@@ -236,8 +236,8 @@ class Report:
 
 
 def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse_mean", *,
-            sampling="without", momentum=None, nesterov=False, residual_tolerance=1e-6, allow_non_minimum=False,
-            use_gram=None, dtype=_torch.float64, **solver_options):
+            sampling="without", momentum=None, nesterov=False, weight_decay=None, residual_tolerance=1e-6,
+            allow_non_minimum=False, use_gram=None, dtype=_torch.float64, **solver_options):
     """The stability report of SGD at ``model``'s current parameters.
 
     inputs: the n training inputs; targets: (n, C) or (n,) targets. Checks
@@ -254,6 +254,12 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
     batch, the report adds the verdict at that point (rho and stable).
     momentum=BETA, nesterov=...: torch.optim.SGD(momentum=BETA, nesterov=...)
     (dampening 0; theory/momentum.md); the conversion of lr is the same.
+    weight_decay=WD: torch.optim.SGD(lr, weight_decay=WD) (plain SGD only;
+    theory/weight_decay.md): the update lr (grad + WD theta) with the loss's
+    gradient, i.e. the library's lambda = WD * lr_factor (WD C / 2 for
+    "mse_mean"); eta_gd is then that of GD with weight decay. The point is
+    the minimum of the loss without the penalty; the penalty's pull on it
+    moves the mean, not the threshold.
 
     Returns a Report: samples, outputs, params, rank, loss, lr_factor (eta in
     loss units per library unit), lambda_max and eta_gd (in loss units),
@@ -276,10 +282,16 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
     else:
         geometry = _core.Geometry.from_jacobian(jacobian(work, x, dtype=dtype), c)
     bs = list(batches) if batches is not None else _core.default_batches(n)
+    if weight_decay is not None:
+        if momentum is not None:
+            raise ValueError("weight_decay with momentum is not available yet (plain SGD only)")
+        if not (weight_decay >= 0 and math.isfinite(weight_decay)):
+            raise ValueError(f"weight_decay: must be finite and >= 0, got {weight_decay}")
+    wd = {} if weight_decay is None else {"weight_decay": weight_decay * factor}  # the library's lambda
     if momentum is None:
         if nesterov:
             raise ValueError("nesterov=True needs momentum=BETA")
-        pts = _core.curve(geometry, bs, sampling, **solver_options).points
+        pts = _core.curve(geometry, bs, sampling, **wd, **solver_options).points
     else:
         pts = [_core.momentum_threshold(geometry, b, sampling, momentum, nesterov, 0, **solver_options) for b in bs]
     points = [{"batch": pt.batch, "eta_star": factor * pt.eta_star, "eta_star_sgdstab": pt.eta_star,
@@ -290,14 +302,16 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
     if lr is not None:
         if not (lr > 0 and math.isfinite(lr)):
             raise ValueError(f"lr: the learning rate must be finite and > 0, got {lr}")
-        rad = _core.radius(geometry, lr / factor, batch, sampling, **mo, **solver_options)
-        thr = (_core.threshold(geometry, batch, sampling, **solver_options) if momentum is None else
+        rad = _core.radius(geometry, lr / factor, batch, sampling, **mo, **wd, **solver_options)
+        thr = (_core.threshold(geometry, batch, sampling, **wd, **solver_options) if momentum is None else
                _core.momentum_threshold(geometry, batch, sampling, momentum, nesterov, 0, **solver_options))
         verdict = {"lr": lr, "batch": batch, "sampling": sampling, "rho": rad.rho, "stable": rad.rho <= 1.0,
                    "eta_star": factor * thr.eta_star, "converged": rad.converged and thr.converged}
     return Report(samples=n, outputs=c, params=p, rank=geometry.rank, loss=loss, lr_factor=factor,
-                  sampling=sampling, lambda_max=geometry.lambda_max / factor, eta_gd=factor * geometry.eta_gd,
+                  sampling=sampling, lambda_max=geometry.lambda_max / factor,
+                  eta_gd=factor * 2.0 / (geometry.lambda_max + wd.get("weight_decay", 0.0)),
                   momentum=0.0 if momentum is None else momentum, nesterov=bool(nesterov),
+                  weight_decay=0.0 if weight_decay is None else weight_decay,
                   max_residual=max_res, is_minimum=is_min, converged=all(p["converged"] for p in points), points=points,
                   verdict=verdict, loss_convention_sgdstab=_core.loss_convention, geometry=geometry)
 
