@@ -11,6 +11,7 @@
 #include "sgdstab/region.hpp"
 #include "sgdstab/sampling.hpp"
 #include "sgdstab/solver.hpp"
+#include "sgdstab/stability.hpp"
 #include "sgdstab/types.hpp"
 #include "solvers/family.hpp"
 
@@ -55,6 +56,12 @@ std::vector<double> region_s_values(const std::vector<Sampling>& schemes, const 
 /// The region's wall time, also on each of its points (made together: the
 /// whole call's, solver.hpp).
 void set_region_seconds(StabilityRegion& out, double seconds);
+
+/// A threshold from a solved member of the (shifted) family: 1/eta* = c
+/// value, the report from the member, and S* = (A + 2 lambda)^{-1/2} y when
+/// asked for (threshold.md §6). Defined in lib/solvers/stability.cpp.
+ThresholdResult threshold_of_member(const FamilyMember& m, const FamilyResult& fam, double c, Index batch,
+                                    Sampling sampling, const Geometry& g, double weight_decay, bool want_direction);
 
 /// stability_region's shared-subspace region, of SGD with weight decay lambda
 /// (lambda = 0: plain SGD; lambda > 0 needs c = 1 schemes: without and with

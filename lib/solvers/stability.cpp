@@ -66,28 +66,7 @@ ThresholdResult family_threshold(const Geometry& g, Index batch, Sampling sampli
   const detail::FamilyResult fam =
       s > 0 ? detail::geometry_family(g, {s}, opt, opt.want_direction) : detail::FamilyResult{};
   const detail::FamilyMember m = s > 0 ? fam.members.front() : detail::geometry_family_at_zero(g);
-  ThresholdResult res;
-  res.batch = batch;
-  res.sampling = sampling;
-  res.pencil_max = c * m.value;
-  res.eta_star = m.value > 0 ? 1.0 / res.pencil_max : 0.0;
-  res.report.status = m.status;
-  res.report.method = m.method;
-  res.report.matvecs = m.matvecs;
-  res.report.single_precision_matvecs = fam.low_precision_matvecs;
-  res.report.iterations = fam.restarts + 1;
-  res.report.residual = m.value > 0 ? m.residual / m.value : m.residual;
-  res.report.error_bound = m.value > 0 ? m.error / m.value : m.error;
-  res.report.message = m.message;
-  res.report.device = fam.device;
-  if (opt.want_direction && m.vector.size() > 0) {
-    MatrixXd dir = unpack(m.vector, g.rank());
-    const VectorXd& d = g.hessian_eigenvalues();
-    for (Index l = 0; l < g.rank(); ++l)
-      for (Index k = 0; k < g.rank(); ++k) dir(k, l) /= std::sqrt(d(k) + d(l));  // S* = A^{-1/2} y
-    res.direction = unit_psd(dir);
-  }
-  return res;
+  return detail::threshold_of_member(m, fam, c, batch, sampling, g, 0.0, opt.want_direction);
 }
 
 ThresholdResult threshold_of(const Geometry& g, Index batch, Sampling sampling, const SolverOptions& opt) {
@@ -189,6 +168,34 @@ std::vector<ThresholdResult> threshold_curve(const Geometry& g, const std::vecto
     out.push_back(r);
   }
   return out;
+}
+
+ThresholdResult detail::threshold_of_member(const FamilyMember& m, const FamilyResult& fam, double c, Index batch,
+                                           Sampling sampling, const Geometry& g, double weight_decay,
+                                           bool want_direction) {
+  ThresholdResult res;
+  res.batch = batch;
+  res.sampling = sampling;
+  res.pencil_max = c * m.value;
+  res.eta_star = m.value > 0 ? 1.0 / res.pencil_max : 0.0;
+  res.report.status = m.status;
+  res.report.method = m.method;
+  res.report.matvecs = m.matvecs;
+  res.report.single_precision_matvecs = fam.low_precision_matvecs;
+  res.report.iterations = fam.restarts + 1;
+  res.report.residual = m.value > 0 ? m.residual / m.value : m.residual;
+  res.report.error_bound = m.value > 0 ? m.error / m.value : m.error;
+  res.report.message = m.message;
+  res.report.device = fam.device;
+  if (want_direction && m.vector.size() > 0) {
+    MatrixXd dir = unpack(m.vector, g.rank());
+    const VectorXd& d = g.hessian_eigenvalues();
+    for (Index l = 0; l < g.rank(); ++l)
+      for (Index k = 0; k < g.rank(); ++k)
+        dir(k, l) /= std::sqrt(d(k) + d(l) + 2.0 * weight_decay);  // S* = (A + 2 lambda)^{-1/2} y
+    res.direction = unit_psd(dir);
+  }
+  return res;
 }
 
 std::vector<Index> default_batches(Index n) {

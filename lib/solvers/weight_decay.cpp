@@ -38,30 +38,10 @@ MatrixXd unit_psd_direction(MatrixXd s) {
 // One solved member -> the threshold (the family's value is g'(s), 1/eta* = c g'(s)).
 ThresholdResult from_member(const detail::FamilyMember& m, const detail::FamilyResult& fam, double c, Index batch,
                             Sampling sampling, const Geometry& g, double lambda, bool want_direction) {
-  ThresholdResult res;
-  res.batch = batch;
-  res.sampling = sampling;
-  res.pencil_max = c * m.value;
-  res.eta_star = m.value > 0 ? 1.0 / res.pencil_max : 0.0;
-  res.report.status = m.status;
-  res.report.method = m.method;
-  res.report.matvecs = m.matvecs;
-  res.report.single_precision_matvecs = fam.low_precision_matvecs;
-  res.report.iterations = fam.restarts + 1;
-  res.report.residual = m.value > 0 ? m.residual / m.value : m.residual;
-  res.report.error_bound = m.value > 0 ? m.error / m.value : m.error;
-  res.report.message = m.message;
-  res.report.device = fam.device;
+  ThresholdResult res = detail::threshold_of_member(m, fam, c, batch, sampling, g, lambda, want_direction);
   if (res.pencil_max <= 0 && res.report.converged()) {
     res.report.status = Status::numerical_failure;
     res.report.message = "the pencil's largest eigenvalue is not positive";
-  }
-  if (want_direction && m.vector.size() > 0) {
-    MatrixXd dir = unpack(m.vector, g.rank());
-    const VectorXd& d = g.hessian_eigenvalues();
-    for (Index l = 0; l < g.rank(); ++l)
-      for (Index k = 0; k < g.rank(); ++k) dir(k, l) /= std::sqrt(d(k) + d(l) + 2.0 * lambda);  // S* = A'^{-1/2} y
-    res.direction = unit_psd_direction(dir);
   }
   return res;
 }

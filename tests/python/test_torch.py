@@ -95,16 +95,23 @@ def test_analyze_refuses_a_point_that_is_not_a_minimum():
         st.jacobian(lambda t: t, x)
 
 
-def run_sgd(x, y, w_star, lr, batch, seed, beta=0.0, nesterov=False, steps=2000):
-    """torch.optim.SGD (momentum beta, nesterov) with MSELoss(mean), batches drawn without replacement, from
-    w* plus a 1e-3 perturbation in range(H); returns |w_T - w*| / |w_0 - w*|."""
+def perturbed_linear(x, y, w_star, seed):
+    """The seeded generator and a linear model at w* plus a 1e-3 perturbation in range(H) (rows in span(x_i))."""
     n, c = y.shape
     gen = torch.Generator().manual_seed(seed)
-    delta = torch.randn(c, n, generator=gen, dtype=torch.float64) @ x  # in range(H): rows in span(x_i)
+    delta = torch.randn(c, n, generator=gen, dtype=torch.float64) @ x
     delta *= 1e-3 / delta.norm()
     m = torch.nn.Linear(x.shape[1], c, bias=False).double()
     with torch.no_grad():
         m.weight.copy_(w_star + delta)
+    return gen, m
+
+
+def run_sgd(x, y, w_star, lr, batch, seed, beta=0.0, nesterov=False, steps=2000):
+    """torch.optim.SGD (momentum beta, nesterov) with MSELoss(mean), batches drawn without replacement, from
+    w* plus a 1e-3 perturbation in range(H); returns |w_T - w*| / |w_0 - w*|."""
+    n, c = y.shape
+    gen, m = perturbed_linear(x, y, w_star, seed)
     opt = torch.optim.SGD(m.parameters(), lr=lr, momentum=beta, nesterov=nesterov)
     loss = torch.nn.MSELoss(reduction="mean")
     ratio = 1.0
@@ -166,12 +173,7 @@ def run_sgd_weight_decay(x, y, w_star, lr, wd, batch, seed, steps=3000):
     returns max_t |w_t - w*| over the run (the decay pulls w towards a ridge point and the batches keep
     it fluctuating there: bounded below eta*, growing without bound above)."""
     n, c = y.shape
-    gen = torch.Generator().manual_seed(seed)
-    delta = torch.randn(c, n, generator=gen, dtype=torch.float64) @ x
-    delta *= 1e-3 / delta.norm()
-    m = torch.nn.Linear(x.shape[1], c, bias=False).double()
-    with torch.no_grad():
-        m.weight.copy_(w_star + delta)
+    gen, m = perturbed_linear(x, y, w_star, seed)
     opt = torch.optim.SGD(m.parameters(), lr=lr, weight_decay=wd)
     loss = torch.nn.MSELoss(reduction="mean")
     worst = 0.0
