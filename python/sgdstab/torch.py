@@ -235,9 +235,33 @@ class Report:
         return f"<sgdstab.torch.Report loss={self.loss} eta_star {{{pts}}}>"
 
 
+def _sgd_settings(optimizer):
+    """lr, momentum, nesterov and weight_decay of a torch.optim.SGD, as analyze's keywords."""
+    if type(optimizer).__name__ in ("Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "NAdam", "RAdam"):
+        raise NotImplementedError(f"optimizer: {type(optimizer).__name__} is not analyzed yet (issue #30: adaptive "
+                                  "methods with a frozen preconditioner); torch.optim.SGD is")
+    if not isinstance(optimizer, _torch.optim.SGD):
+        raise TypeError(f"optimizer: expected a torch.optim.SGD, got {type(optimizer).__name__}")
+    groups = optimizer.param_groups
+    keys = ("lr", "momentum", "dampening", "nesterov", "weight_decay")
+    first = {k: groups[0].get(k) for k in keys}
+    if any({k: g.get(k) for k in keys} != first for g in groups[1:]):
+        raise ValueError("optimizer: its parameter groups differ in lr, momentum, dampening, nesterov or "
+                         "weight_decay; one set of them is analyzed")
+    if first["dampening"]:
+        raise ValueError(f"optimizer: dampening={first['dampening']} is not analyzed (theory/momentum.md: "
+                         "PyTorch's SGD with dampening 0)")
+    if groups[0].get("maximize"):
+        raise ValueError("optimizer: maximize=True ascends the loss; there is no minimum to be stable at")
+    lr = float(first["lr"])
+    return {"lr": lr, "momentum": float(first["momentum"]) if first["momentum"] else None,
+            "nesterov": bool(first["nesterov"]), "weight_decay": float(first["weight_decay"]) or None}
+
+
 def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse_mean", *,
-            sampling="without", momentum=None, nesterov=False, weight_decay=None, residual_tolerance=1e-6,
-            allow_non_minimum=False, use_gram=None, dtype=_torch.float64, **solver_options):
+            sampling="without", momentum=None, nesterov=False, weight_decay=None, optimizer=None,
+            residual_tolerance=1e-6, allow_non_minimum=False, use_gram=None, dtype=_torch.float64,
+            **solver_options):
     """The stability report of SGD at ``model``'s current parameters.
 
     inputs: the n training inputs; targets: (n, C) or (n,) targets. Checks
@@ -260,6 +284,11 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
     "mse_mean"); eta_gd is then that of GD with weight decay. The point is
     the minimum of the loss without the penalty; the penalty's pull on it
     moves the mean, not the threshold.
+    optimizer=OPT: a torch.optim.SGD whose lr, momentum, nesterov and
+    weight_decay are used (one set for all parameter groups; dampening 0);
+    give batch= for the verdict at its lr. Passing any of lr, momentum,
+    nesterov or weight_decay as well is an error. Adam, AdamW and RMSprop
+    raise NotImplementedError (not analyzed yet).
 
     Returns a Report: samples, outputs, params, rank, loss, lr_factor (eta in
     loss units per library unit), lambda_max and eta_gd (in loss units),
@@ -269,6 +298,13 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
     """
     if loss not in LOSSES:
         raise ValueError(f"loss: expected one of {', '.join(LOSSES)}, got {loss!r}")
+    if optimizer is not None:
+        if lr is not None or momentum is not None or nesterov or weight_decay is not None:
+            raise ValueError("optimizer= gives lr, momentum, nesterov and weight_decay: do not pass them as well")
+        settings = _sgd_settings(optimizer)
+        momentum, nesterov, weight_decay = settings["momentum"], settings["nesterov"], settings["weight_decay"]
+        if batch is not None:
+            lr = settings["lr"]
     if (lr is None) != (batch is None):
         raise ValueError("give both lr and batch for a verdict, or neither")
     work, x, names = _prepare(model, inputs, dtype)

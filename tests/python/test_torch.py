@@ -223,6 +223,26 @@ def test_weight_decay_threshold_against_torch_optim_sgd():
         st.analyze(model, x, y, batches=[1], weight_decay=0.1, momentum=0.5)
 
 
+def test_analyze_reads_a_torch_optim_sgd():
+    # optimizer= takes lr, momentum, nesterov and weight_decay from torch.optim.SGD:
+    # the same report as the keywords, and clear errors for what it cannot analyze.
+    model, x, y = linear_minimum()
+    for kw in ({"lr": 0.05}, {"lr": 0.05, "weight_decay": 0.2}, {"lr": 0.02, "momentum": 0.5, "nesterov": True}):
+        opt = torch.optim.SGD(model.parameters(), **kw)
+        got = st.analyze(model, x, y, batches=[1, 3], batch=2, optimizer=opt)
+        want = st.analyze(model, x, y, batches=[1, 3], batch=2, **kw)
+        assert [p["eta_star"] for p in got.points] == [p["eta_star"] for p in want.points]
+        assert got.verdict["rho"] == want.verdict["rho"] and got.verdict["lr"] == kw["lr"]
+        assert got.momentum == kw.get("momentum", 0.0) and got.weight_decay == kw.get("weight_decay", 0.0)
+    with pytest.raises(ValueError, match="do not pass them"):
+        st.analyze(model, x, y, batches=[1], optimizer=torch.optim.SGD(model.parameters(), lr=0.1), lr=0.1, batch=1)
+    with pytest.raises(ValueError, match="dampening"):
+        st.analyze(model, x, y, batches=[1], optimizer=torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.5,
+                                                                       dampening=0.1))
+    with pytest.raises(NotImplementedError, match="Adam"):
+        st.analyze(model, x, y, batches=[1], optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
+
+
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_one_momentum_step_of_torch_optim_sgd_is_the_linear_map_of_theory(nesterov):
     # PyTorch's SGD(momentum=beta, nesterov=...) with MSELoss(mean) on a linear
