@@ -7,7 +7,8 @@
 #   mpi     sgdstab::mpi and sgdstab-mpi (SLEPc, PETSc, ScaLAPACK, OpenMPI)
 #   fuzz    the sanitizer build and the libFuzzer targets (Clang)
 #   data    the Fashion-MNIST files (the experiments' scripts; no test needs them)
-#   all     every set above but data (what scripts/test.sh and CI install)
+#   bench   SciPy, for the peer benchmark bench/scipy_peer.py (no test needs it)
+#   all     every set above but data and bench (what scripts/test.sh and CI install)
 # usage: install_deps.sh [SET ...]   (no argument: all)
 # core is always included. The CUDA toolkit is not a Debian package here:
 # the GPU backend is built when one is found in its usual place (docs/gpu.md).
@@ -20,9 +21,10 @@ declare -A sets=(
   [mpi]="pkg-config slepc-dev petsc-dev libscalapack-openmpi-dev openmpi-bin libopenmpi-dev"
   [fuzz]="clang libfuzzer-14-dev"
   [data]="dataset-fashion-mnist"
+  [bench]="python3-scipy"
 )
 order=(core tests python torch mpi fuzz)  # all
-known=("${order[@]}" data)
+known=("${order[@]}" data bench)
 [ $# -gt 0 ] || set -- all
 wanted=(core)
 for s in "$@"; do
