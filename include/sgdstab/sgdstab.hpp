@@ -19,12 +19,14 @@
 // geometry
 #include "sgdstab/geometry.hpp"
 #include "sgdstab/linearized_model.hpp"
+#include "sgdstab/loss_curvature.hpp"
 #include "sgdstab/sampling.hpp"
 #include "sgdstab/schedule.hpp"
 // operators
 #include "sgdstab/device.hpp"
 #include "sgdstab/moment_operator.hpp"
 // solvers
+#include "sgdstab/adaptive.hpp"
 #include "sgdstab/band.hpp"
 #include "sgdstab/bounds.hpp"
 #include "sgdstab/momentum.hpp"

@@ -1,0 +1,59 @@
+#pragma once
+/// \file adaptive.hpp
+/// \brief RMSProp and Adam late in training, with the second-moment state
+/// frozen (theory/adaptive.md): the exact mean-square threshold, curve and
+/// spectral radius in the optimizer's own learning rate.
+///
+/// With P = diag(sqrt(v_hat) + eps) frozen and the bias corrections equal to
+/// 1 (late in training), torch.optim runs, in the library's loss convention
+/// (g the mini-batch gradient of 1/2 |f - y|^2 averaged over the batch):
+///   RMSProp  theta <- theta - lr P^{-1} g
+///   Adam     m <- beta1 m + (1 - beta1) g,   theta <- theta - lr P^{-1} m.
+/// In phi = P^{1/2} theta they are SGD and momentum SGD on the Jacobian
+/// J P^{-1/2} (precondition_jacobian, loss_curvature.hpp): RMSProp is plain
+/// SGD at lr, and Adam is heavy-ball momentum SGD (PyTorch's convention,
+/// momentum.hpp) with beta = beta1 at the learning rate lr (1 - beta1)
+/// (v = m / (1 - beta1)). So every routine here takes the geometry of the
+/// preconditioned Jacobian and answers in Adam's lr:
+///   eta*_Adam(B) = eta*_heavy-ball(B; beta1) / (1 - beta1),
+/// and in the full-batch limit eta*_Adam = (2 + 2 beta1) / ((1 - beta1)
+/// lambda_max(P^{-1} H)) (Cohen et al. 2022's 38/lr plateau at beta1 = 0.9).
+/// beta1 = 0 is RMSProp (and, with P = I, plain SGD). AdamW without weight
+/// decay is Adam; weight decay with an adaptive method is not covered yet.
+///
+/// \code
+/// auto g = sgdstab::Geometry::from_jacobian(sgdstab::precondition_jacobian(J, P), C);
+/// auto t = sgdstab::adam_threshold(g, /*batch=*/32, sgdstab::Sampling::without_replacement, /*beta1=*/0.9);
+/// // stable for lr < t.eta_star (Adam's lr)
+/// \endcode
+#include <vector>
+
+#include "sgdstab/geometry.hpp"
+#include "sgdstab/momentum.hpp"
+#include "sgdstab/sampling.hpp"
+#include "sgdstab/solver.hpp"
+
+namespace sgdstab {
+
+/// The heavy-ball learning rate of Adam at lr: lr (1 - beta1).
+/// \throws sgdstab::invalid_argument unless 0 <= beta1 < 1.
+double adam_heavy_ball_lr(double lr, double beta1);
+
+/// eta* of Adam with a frozen preconditioner (in Adam's lr): momentum_threshold
+/// on the preconditioned geometry with beta = beta1, every learning rate of
+/// the result (eta_star, eta_mean, eta_low, eta_high, evaluations,
+/// stable_intervals) divided by 1 - beta1. Same throws as momentum_threshold.
+MomentumThresholdResult adam_threshold(const Geometry& preconditioned, Index batch, Sampling sampling, double beta1,
+                                       const SolverOptions& options = {}, Index scan_points = 0);
+
+/// adam_threshold at each batch size (momentum_threshold_curve, converted).
+std::vector<MomentumThresholdResult> adam_threshold_curve(const Geometry& preconditioned,
+                                                          const std::vector<Index>& batches, Sampling sampling,
+                                                          double beta1, const SolverOptions& options = {});
+
+/// rho of Adam's second-moment map at Adam's lr: momentum_spectral_radius at
+/// lr (1 - beta1) with beta = beta1; the result's lr is Adam's.
+RadiusResult adam_spectral_radius(const Geometry& preconditioned, double lr, Index batch, Sampling sampling,
+                                  double beta1, const SolverOptions& options = {});
+
+}  // namespace sgdstab

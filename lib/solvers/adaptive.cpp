@@ -1,0 +1,63 @@
+// Adam and RMSProp with a frozen preconditioner as heavy-ball momentum SGD
+// in preconditioned coordinates (theory/adaptive.md).
+#include "sgdstab/adaptive.hpp"
+
+#include <cmath>
+
+#include "foundations/check.hpp"
+
+namespace sgdstab {
+
+namespace {
+
+Momentum adam_momentum(double beta1) {
+  detail::require(std::isfinite(beta1) && beta1 >= 0.0 && beta1 < 1.0, "adam",
+                  "beta1 must be in [0, 1), got " + detail::fmt(beta1));
+  return Momentum{beta1, false};
+}
+
+// Heavy-ball learning rates -> Adam's (theory/adaptive.md, eq. 3).
+MomentumThresholdResult to_adam_units(MomentumThresholdResult r, double beta1) {
+  const double f = 1.0 / (1.0 - beta1);
+  r.eta_star *= f;
+  r.eta_mean *= f;
+  r.eta_low *= f;
+  r.eta_high *= f;
+  for (auto& e : r.evaluations) e.first *= f;
+  for (auto& iv : r.stable_intervals) {
+    iv.first *= f;
+    iv.second *= f;
+  }
+  return r;
+}
+
+}  // namespace
+
+double adam_heavy_ball_lr(double lr, double beta1) { return lr * (1.0 - adam_momentum(beta1).beta); }
+
+MomentumThresholdResult adam_threshold(const Geometry& preconditioned, Index batch, Sampling sampling, double beta1,
+                                       const SolverOptions& options, Index scan_points) {
+  const Momentum m = adam_momentum(beta1);
+  return to_adam_units(momentum_threshold(preconditioned, batch, sampling, m, options, scan_points), beta1);
+}
+
+std::vector<MomentumThresholdResult> adam_threshold_curve(const Geometry& preconditioned,
+                                                          const std::vector<Index>& batches, Sampling sampling,
+                                                          double beta1, const SolverOptions& options) {
+  const Momentum m = adam_momentum(beta1);
+  std::vector<MomentumThresholdResult> out = momentum_threshold_curve(preconditioned, batches, sampling, m, options);
+  for (auto& r : out) r = to_adam_units(std::move(r), beta1);
+  return out;
+}
+
+RadiusResult adam_spectral_radius(const Geometry& preconditioned, double lr, Index batch, Sampling sampling,
+                                  double beta1, const SolverOptions& options) {
+  detail::require(std::isfinite(lr) && lr > 0.0, "adam_spectral_radius",
+                  "the learning rate must be finite and > 0, got " + detail::fmt(lr));
+  RadiusResult r = momentum_spectral_radius(preconditioned, adam_heavy_ball_lr(lr, beta1), batch, sampling,
+                                            adam_momentum(beta1), options);
+  r.lr = lr;
+  return r;
+}
+
+}  // namespace sgdstab

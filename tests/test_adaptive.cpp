@@ -1,0 +1,325 @@
+// Losses with per-sample curvature S_i and Adam/RMSProp with a frozen
+// preconditioner (theory/loss_curvature.md, theory/adaptive.md), against
+// references that do not use the transforms: per-sample Hessians
+// J_i^T S_i J_i formed in parameter space, the second-moment maps
+// E[A_B (x) A_B] and E[M_B (x) M_B] of the optimizers' own updates
+// enumerated over every batch, finite differences of the cross-entropy,
+// and the full-batch closed form of Adam.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "reference.hpp"
+#include "sgdstab/adaptive.hpp"
+#include "sgdstab/errors.hpp"
+#include "sgdstab/loss_curvature.hpp"
+#include "sgdstab/montecarlo.hpp"
+#include "sgdstab/stability.hpp"
+
+using Eigen::MatrixXd;
+using Eigen::VectorXd;
+using sgdstab::Sampling;
+
+namespace {
+
+using ref::kSchemes;
+
+// Softmax probabilities of a random n x C logit matrix.
+MatrixXd ad_softmax(const MatrixXd& logits) {
+  MatrixXd p(logits.rows(), logits.cols());
+  for (Eigen::Index i = 0; i < logits.rows(); ++i) {
+    const VectorXd e = (logits.row(i).array() - logits.row(i).maxCoeff()).exp();
+    p.row(i) = (e / e.sum()).transpose();
+  }
+  return p;
+}
+
+// Per-sample Hessians J_i^T S_i J_i in parameter space (S stacked (n C) x C).
+std::vector<MatrixXd> ad_curved_hessians(const MatrixXd& J, const MatrixXd& S, Eigen::Index c) {
+  std::vector<MatrixXd> h;
+  for (Eigen::Index i = 0; i < J.rows() / c; ++i)
+    h.push_back(J.middleRows(i * c, c).transpose() * S.middleRows(i * c, c) * J.middleRows(i * c, c));
+  return h;
+}
+
+// rho of E[kron(A_B, A_B)], A_B = I - eta H_B, on symmetric matrices on range(H).
+double ad_sgd_rho(const std::vector<std::pair<MatrixXd, double>>& batches, const MatrixXd& basis, double eta) {
+  const Eigen::Index p = batches.front().first.rows();
+  MatrixXd k = MatrixXd::Zero(p * p, p * p);
+  for (const auto& [hb, prob] : batches) {
+    const MatrixXd a = MatrixXd::Identity(p, p) - eta * hb;
+    for (Eigen::Index i = 0; i < p; ++i)
+      for (Eigen::Index j = 0; j < p; ++j) k.block(j * p, i * p, p, p) += prob * a(j, i) * a;
+  }
+  const ref::SymEigenSolver es(basis.transpose() * k * basis, false);
+  return es.eigenvalues().cwiseAbs().maxCoeff();
+}
+
+double ad_bisect(const std::function<double(double)>& rho, double hi) {
+  double lo = 0.0;
+  EXPECT_GT(rho(hi), 1.0) << "bisection bracket";
+  for (int it = 0; it < 60; ++it) {
+    const double mid = 0.5 * (lo + hi);
+    (rho(mid) <= 1.0 ? lo : hi) = mid;
+  }
+  return 0.5 * (lo + hi);
+}
+
+// Adam's own linearized update with P frozen, state (theta, m) in parameter space:
+//   m' = beta1 m + (1 - beta1) H_B theta,  theta' = theta - eta P^{-1} m'.
+// rho of E[kron(M_B, M_B)] over every batch (all 2p x 2p matrices: H is full rank here).
+double ad_adam_rho(const std::vector<std::pair<MatrixXd, double>>& batches, const VectorXd& precond, double eta,
+                   double beta1) {
+  const Eigen::Index p = batches.front().first.rows(), q = 2 * p;
+  const MatrixXd pinv = precond.cwiseInverse().asDiagonal();
+  MatrixXd k = MatrixXd::Zero(q * q, q * q);
+  for (const auto& [hb, prob] : batches) {
+    MatrixXd m(q, q);
+    m.topLeftCorner(p, p) = MatrixXd::Identity(p, p) - eta * (1.0 - beta1) * pinv * hb;
+    m.topRightCorner(p, p) = -eta * beta1 * pinv;
+    m.bottomLeftCorner(p, p) = (1.0 - beta1) * hb;
+    m.bottomRightCorner(p, p) = beta1 * MatrixXd::Identity(p, p);
+    for (Eigen::Index i = 0; i < q; ++i)
+      for (Eigen::Index j = 0; j < q; ++j) k.block(j * q, i * q, q, q) += prob * m(j, i) * m;
+  }
+  return ref::EigenSolver(k).eigenvalues().cwiseAbs().maxCoeff();
+}
+
+VectorXd ad_preconditioner(Eigen::Index p, std::uint64_t seed) {
+  // Entries spread over two decades, as sqrt(v_hat) + eps are.
+  return (ref::gaussian(p, 1, seed).col(0).array() * 1.2).exp();
+}
+
+}  // namespace
+
+TEST(LossCurvature, SoftmaxCurvatureIsTheCrossEntropyHessianInTheLogits) {
+  const MatrixXd logits = ref::gaussian(4, 3, 11);
+  const MatrixXd p = ad_softmax(logits);
+  const MatrixXd s = sgdstab::softmax_curvature(p);
+  ASSERT_EQ(s.rows(), 12);
+  ASSERT_EQ(s.cols(), 3);
+  for (Eigen::Index i = 0; i < 4; ++i) {
+    // Central differences of the gradient softmax(z) - e_y of -log softmax(z)_y (y drops out).
+    const double h = 1e-5;
+    for (Eigen::Index k = 0; k < 3; ++k) {
+      MatrixXd zp = logits.row(i), zm = logits.row(i);
+      zp(0, k) += h;
+      zm(0, k) -= h;
+      const VectorXd col = (ad_softmax(zp).row(0) - ad_softmax(zm).row(0)).transpose() / (2 * h);
+      for (Eigen::Index l = 0; l < 3; ++l) EXPECT_NEAR(s(i * 3 + l, k), col(l), 1e-9) << "sample " << i;
+    }
+  }
+}
+
+TEST(LossCurvature, SquareRootsSquareToTheCurvature) {
+  const MatrixXd p = ad_softmax(ref::gaussian(5, 3, 12));
+  MatrixXd s = sgdstab::softmax_curvature(p);
+  s.middleRows(3, 3) = 2.5 * MatrixXd::Identity(3, 3);  // a weighted square loss sample
+  s.middleRows(6, 3).setZero();                          // a sample the loss does not curve
+  const MatrixXd r = sgdstab::curvature_square_roots(s, 3);
+  for (Eigen::Index i = 0; i < 5; ++i) {
+    const MatrixXd ri = r.middleRows(i * 3, 3);
+    EXPECT_LE((ri - ri.transpose()).norm(), 1e-15);
+    EXPECT_LE((ri * ri - s.middleRows(i * 3, 3)).norm(), 1e-14) << "sample " << i;
+    EXPECT_GE(ref::SymEigenSolver(ri, false).eigenvalues().minCoeff(), -1e-12);
+  }
+}
+
+TEST(LossCurvature, ThresholdMatchesEnumerationWithCurvedPerSampleHessians) {
+  struct Case {
+    Eigen::Index n, c, p;
+  };
+  int seed = 0;
+  for (const Case& cs : {Case{4, 2, 3}, Case{3, 3, 4}, Case{4, 1, 3}}) {
+    const MatrixXd J = ref::gaussian(cs.n * cs.c, cs.p, 80 + seed++);
+    MatrixXd S;
+    if (cs.c >= 2) {
+      S = sgdstab::softmax_curvature(ad_softmax(ref::gaussian(cs.n, cs.c, 90 + seed)));
+    } else {  // weighted square loss / sigmoid curvatures
+      S = (ref::gaussian(cs.n, 1, 90 + seed).array().square() + 0.1).matrix();
+    }
+    const auto h = ad_curved_hessians(J, S, cs.c);
+    MatrixXd H = MatrixXd::Zero(cs.p, cs.p);
+    for (const MatrixXd& hi : h) H += hi / static_cast<double>(cs.n);
+    const MatrixXd basis = ref::sym_range_basis(H);
+    const auto from_jac = sgdstab::Geometry::from_jacobian(sgdstab::apply_curvature_to_jacobian(J, S, cs.c), cs.c);
+    const auto from_gram =
+        sgdstab::Geometry::from_gram(sgdstab::apply_curvature_to_gram(J * J.transpose(), S, cs.c), cs.c);
+    EXPECT_REL_NEAR(from_jac.lambda_max(), ref::SymEigenSolver(H, false).eigenvalues().maxCoeff(), 1e-12);
+    for (Sampling s : kSchemes)
+      for (Eigen::Index B : {Eigen::Index{1}, Eigen::Index{2}, cs.n}) {
+        const auto batches = ref::batch_hessians(h, B, s);
+        const double expected =
+            ad_bisect([&](double eta) { return ad_sgd_rho(batches, basis, eta); }, 4.0 / from_jac.lambda_max());
+        for (const auto* g : {&from_jac, &from_gram}) {
+          const auto r = sgdstab::stability_threshold(*g, B, s);
+          ASSERT_TRUE(r.converged()) << r.report.message;
+          EXPECT_REL_NEAR(r.eta_star, expected, 1e-8) << sgdstab::to_string(s) << " B " << B << " C " << cs.c;
+        }
+      }
+  }
+}
+
+TEST(LossCurvature, IdentityCurvatureIsTheSquareLoss) {
+  const MatrixXd J = ref::gaussian(8, 5, 21);
+  MatrixXd I(8, 2);
+  for (int i = 0; i < 4; ++i) I.middleRows(2 * i, 2) = MatrixXd::Identity(2, 2);
+  const MatrixXd Jc = sgdstab::apply_curvature_to_jacobian(J, I, 2);
+  EXPECT_EQ((Jc - J).cwiseAbs().maxCoeff(), 0.0);
+  const MatrixXd K = J * J.transpose();
+  EXPECT_EQ((sgdstab::apply_curvature_to_gram(K, I, 2) - K).cwiseAbs().maxCoeff(), 0.0);
+}
+
+TEST(LossCurvature, BadInputIsRejectedByName) {
+  const MatrixXd J = ref::gaussian(6, 4, 22);
+  auto msg = [](const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const sgdstab::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  MatrixXd p = ad_softmax(ref::gaussian(3, 2, 23));
+  MatrixXd bad = p;
+  bad(1, 0) += 0.1;
+  EXPECT_NE(msg([&] { sgdstab::softmax_curvature(bad); }).find("row 1 of the probabilities sums to"),
+            std::string::npos);
+  bad = p;
+  bad(2, 1) = std::nan("");
+  EXPECT_NE(msg([&] { sgdstab::softmax_curvature(bad); }).find("row 2"), std::string::npos);
+  EXPECT_NE(msg([&] { sgdstab::softmax_curvature(MatrixXd::Constant(3, 1, 1.0)); }).find("C >= 2"),
+            std::string::npos);
+  const MatrixXd s = sgdstab::softmax_curvature(p);
+  EXPECT_NE(msg([&] { sgdstab::apply_curvature_to_jacobian(J.topRows(4), s, 2); }).find("rows"), std::string::npos);
+  EXPECT_NE(msg([&] { sgdstab::apply_curvature_to_jacobian(J, s.leftCols(1), 2); }).find("(n C) x C"),
+            std::string::npos);
+  MatrixXd asym = s;
+  asym(2, 1) += 0.5;  // S_1(0, 1)
+  EXPECT_NE(msg([&] { sgdstab::curvature_square_roots(asym, 2); }).find("S_1 (rows 2..3) is not symmetric"),
+            std::string::npos);
+  MatrixXd neg = s;
+  neg.middleRows(4, 2) = -MatrixXd::Identity(2, 2);
+  EXPECT_NE(msg([&] { sgdstab::curvature_square_roots(neg, 2); }).find("S_2 (rows 4..5) is not positive semidefinite"),
+            std::string::npos);
+  VectorXd pc = VectorXd::Ones(4);
+  EXPECT_NE(msg([&] { sgdstab::precondition_jacobian(J, VectorXd::Ones(3)); }).find("3 entries"), std::string::npos);
+  pc(2) = 0.0;
+  EXPECT_NE(msg([&] { sgdstab::precondition_jacobian(J, pc); }).find("entry 2"), std::string::npos);
+  pc(2) = -std::numeric_limits<double>::infinity();
+  EXPECT_NE(msg([&] { sgdstab::precondition_jacobian(J, pc); }).find("entry 2"), std::string::npos);
+}
+
+TEST(Adaptive, AdamThresholdAndRadiusMatchTheEnumeratedAdamMap) {
+  struct Case {
+    Eigen::Index n, c, p;
+  };
+  int seed = 0;
+  for (const Case& cs : {Case{4, 1, 3}, Case{3, 2, 4}}) {
+    const MatrixXd J = ref::gaussian(cs.n * cs.c, cs.p, 100 + seed);
+    const VectorXd P = ad_preconditioner(cs.p, 110 + seed++);
+    const auto g = sgdstab::Geometry::from_jacobian(sgdstab::precondition_jacobian(J, P), cs.c);
+    ASSERT_EQ(g.rank(), cs.p);
+    const auto h = ref::per_sample(J, cs.c);  // theta coordinates: no transform in the reference
+    for (double beta1 : {0.0, 0.5, 0.9})
+      for (Sampling s : kSchemes)
+        for (Eigen::Index B : {Eigen::Index{1}, Eigen::Index{2}}) {
+          const auto batches = ref::batch_hessians(h, B, s);
+          const auto r = sgdstab::adam_threshold(g, B, s, beta1);
+          ASSERT_TRUE(r.converged()) << r.report.message;
+          const std::string what = sgdstab::to_string(s) + " B " + std::to_string(B) + " beta1 " + std::to_string(beta1);
+          // The first crossing of rho = 1 by Adam's own map: below stable, above not.
+          EXPECT_LT(ad_adam_rho(batches, P, r.eta_star * (1 - 1e-6), beta1), 1.0) << what;
+          EXPECT_GT(ad_adam_rho(batches, P, r.eta_star * (1 + 1e-6), beta1), 1.0) << what;
+          for (double f : {0.3, 0.7}) {  // and nothing below it crosses (a coarse look)
+            EXPECT_LT(ad_adam_rho(batches, P, f * r.eta_star, beta1), 1.0) << what;
+          }
+          for (double f : {0.5, 1.3}) {
+            const auto rr = sgdstab::adam_spectral_radius(g, f * r.eta_star, B, s, beta1);
+            ASSERT_TRUE(rr.converged()) << rr.report.message;
+            EXPECT_DOUBLE_EQ(rr.lr, f * r.eta_star);
+            EXPECT_REL_NEAR(rr.rho, ad_adam_rho(batches, P, f * r.eta_star, beta1), 1e-8) << what;
+          }
+          EXPECT_LE(r.eta_low, r.eta_star);
+          EXPECT_GE(r.eta_high, r.eta_star);
+          EXPECT_LE(r.eta_star, r.eta_mean * (1 + 1e-12));
+        }
+  }
+}
+
+TEST(Adaptive, FullBatchAdamIsCohensPlateau) {
+  const Eigen::Index n = 5, p = 4;
+  const MatrixXd J = ref::gaussian(n, p, 120);
+  const VectorXd P = ad_preconditioner(p, 121);
+  const auto g = sgdstab::Geometry::from_jacobian(sgdstab::precondition_jacobian(J, P), 1);
+  MatrixXd H = J.transpose() * J / static_cast<double>(n);
+  // lambda_1(P^{-1} H): the generalized problem H x = lambda P x.
+  const double lam1 = ref::GenSymEigenSolver(H, MatrixXd(P.asDiagonal())).eigenvalues().maxCoeff();
+  for (double beta1 : {0.0, 0.9, 0.99}) {
+    const auto r = sgdstab::adam_threshold(g, n, Sampling::without_replacement, beta1);
+    ASSERT_TRUE(r.converged()) << r.report.message;
+    const double cohen = (2.0 + 2.0 * beta1) / ((1.0 - beta1) * lam1);  // 38 / lambda_1 at beta1 = 0.9
+    EXPECT_REL_NEAR(r.eta_star, cohen, 1e-8) << "beta1 " << beta1;
+    EXPECT_REL_NEAR(r.eta_mean, cohen, 1e-12) << "beta1 " << beta1;
+  }
+}
+
+TEST(Adaptive, RmspropWithIdentityIsPlainSgd) {
+  const MatrixXd J = ref::gaussian(6, 4, 130);
+  const auto g = sgdstab::Geometry::from_jacobian(sgdstab::precondition_jacobian(J, VectorXd::Ones(4)), 1);
+  const auto plain = sgdstab::Geometry::from_jacobian(J, 1);
+  for (Sampling s : kSchemes) {
+    const double a = sgdstab::adam_threshold(g, 2, s, 0.0).eta_star;
+    EXPECT_REL_NEAR(a, sgdstab::stability_threshold(plain, 2, s).eta_star, 1e-9) << sgdstab::to_string(s);
+    EXPECT_REL_NEAR(sgdstab::adam_spectral_radius(g, 0.8 * a, 2, s, 0.0).rho,
+                    sgdstab::spectral_radius(plain, 0.8 * a, 2, s).rho, 1e-10);
+  }
+  EXPECT_THROW(sgdstab::adam_threshold(g, 2, Sampling::with_replacement, 1.0), sgdstab::invalid_argument);
+  EXPECT_THROW(sgdstab::adam_threshold(g, 2, Sampling::with_replacement, -0.1), sgdstab::invalid_argument);
+  EXPECT_THROW(sgdstab::adam_spectral_radius(g, 0.0, 2, Sampling::with_replacement, 0.9), sgdstab::invalid_argument);
+}
+
+TEST(Adaptive, CurveIsThePointwiseThreshold) {
+  const MatrixXd J = ref::gaussian(8, 5, 140);
+  const auto g = sgdstab::Geometry::from_jacobian(sgdstab::precondition_jacobian(J, ad_preconditioner(5, 141)), 1);
+  const auto curve = sgdstab::adam_threshold_curve(g, {1, 2, 8}, Sampling::with_replacement, 0.9);
+  ASSERT_EQ(curve.size(), 3u);
+  for (const auto& r : curve) {
+    ASSERT_TRUE(r.converged());
+    EXPECT_REL_NEAR(r.eta_star, sgdstab::adam_threshold(g, r.batch, Sampling::with_replacement, 0.9).eta_star, 1e-7);
+    for (const auto& e : r.evaluations) EXPECT_LE(e.first, r.eta_mean * (1 + 1e-12));
+  }
+}
+
+TEST(Adaptive, SampledAdamOperatorAgreesWithTheEnumeratedMap) {
+  // Monte Carlo of the linearized optimizer: the library's sampled momentum
+  // operator at Adam's heavy-ball lr on the preconditioned geometry, against
+  // Adam's own map enumerated in theta coordinates.
+  const Eigen::Index n = 4, p = 3;
+  const MatrixXd J = ref::gaussian(n, p, 150);
+  const VectorXd P = ad_preconditioner(p, 151);
+  const auto g = sgdstab::Geometry::from_jacobian(sgdstab::precondition_jacobian(J, P), 1);
+  const double beta1 = 0.5;
+  const auto h = ref::per_sample(J, 1);
+  const double eta_star = sgdstab::adam_threshold(g, 1, Sampling::with_replacement, beta1).eta_star;
+  for (double f : {0.8, 1.2}) {
+    sgdstab::RadiusEstimateOptions o;
+    o.lr = sgdstab::adam_heavy_ball_lr(f * eta_star, beta1);
+    o.batch = 1;
+    o.schedule = sgdstab::Schedule::with_replacement;
+    o.momentum = sgdstab::Momentum{beta1, false};
+    o.blocks = 20000;
+    o.seed = 5;
+    o.confidence = 0.999;  // four intervals in this test: at 0.95 one in five runs would miss somewhere
+    const auto est = sgdstab::estimate_radius(g, o);
+    ASSERT_TRUE(est.converged()) << est.report.message;
+    const double rho = ad_adam_rho(ref::batch_hessians(h, 1, Sampling::with_replacement), P, f * eta_star, beta1);
+    EXPECT_LE(est.ci_low, rho) << "f " << f;
+    EXPECT_GE(est.ci_high, rho) << "f " << f;
+    EXPECT_LT(est.ci_high - est.ci_low, 0.1 * rho);
+    // Power: Adam's lr taken as the heavy-ball lr (no 1 - beta1) is outside.
+    const double unconverted =
+        ad_adam_rho(ref::batch_hessians(h, 1, Sampling::with_replacement), P, f * eta_star / (1 - beta1), beta1);
+    EXPECT_TRUE(unconverted < est.ci_low || unconverted > est.ci_high) << "f " << f;
+  }
+}
