@@ -67,6 +67,7 @@ class Program {
   }
   void eigen_options(CLI::App* app);
   void momentum_options(CLI::App* app);
+  void optimizer_options(CLI::App* app);
   void problem_options(CLI::App* app);
   void cnn_options(CLI::App* app);
   void cnn_train_options(CLI::App* app);
@@ -112,12 +113,24 @@ CLI::App* Program::command(CLI::App& parent, const std::string& name, const std:
 void Program::geometry_options(CLI::App* app) {
   options(app, {{"jacobian", "FILE: the (n C) x p per-sample Jacobian (CSV or .npy)"},
                 {"gram", "FILE: the (n C) x (n C) Gram J J^T (CSV or .npy); needs --outputs C when C > 1"},
-                {"outputs", "C: outputs per sample (default 1)"}});
+                {"outputs", "C: outputs per sample (default 1)"},
+                {"curvature", "FILE: per-sample loss curvature S_i, the (n C) x C matrix of the S_i stacked (a "
+                              "weighted square loss: w_i I); J -> S^{1/2} J (theory/loss_curvature.md)"},
+                {"softmax", "FILE: n x C softmax probabilities p_i at the point: cross-entropy, S_i = diag(p_i) - "
+                            "p_i p_i^T, lr in torch's CrossEntropyLoss units (theory/loss_curvature.md)"}});
   table_options<ReductionOptions>(app);  // --rank-tol, --space
   app->get_option("--gram")->excludes("--jacobian");
 }
 
 void Program::momentum_options(CLI::App* app) { table_options<Momentum>(app); }  // --momentum, --nesterov
+
+void Program::optimizer_options(CLI::App* app) {
+  options(app, {{"optimizer", "sgd|rmsprop|adam|adamw: the update, with a frozen preconditioner for the adaptive "
+                              "ones; adam's --momentum is beta1 (default 0.9), lr is the optimizer's "
+                              "(theory/adaptive.md; default sgd)"},
+                {"preconditioner", "FILE: the p entries of P = sqrt(v_hat) + eps (one column; --jacobian only: with "
+                                   "--gram, fold P into the Gram)"}});
+}
 
 // The options of S's table (include/sgdstab/options.hpp) that are on the
 // command line, with their defaults; `only` picks some (all when empty),
@@ -239,6 +252,7 @@ void Program::exact_commands() {
                                "convention (PyTorch SGD(lr, weight_decay=wd) on MSELoss: --lr 2 lr / C, LAMBDA = wd C / "
                                "2); plain SGD only (theory/weight_decay.md; default 0)"}});
   momentum_options(c);
+  optimizer_options(c);
   options(c, {{"scan", "K: with --momentum, also evaluate kappa at K points of (0, eta_mean) to find "
                        "further stable intervals (default 0)"}});
 
@@ -249,6 +263,7 @@ void Program::exact_commands() {
                                "convention (PyTorch SGD(lr, weight_decay=wd) on MSELoss: --lr 2 lr / C, LAMBDA = wd C / "
                                "2); plain SGD only (theory/weight_decay.md; default 0)"}});
   momentum_options(c);
+  optimizer_options(c);
 
   c = command(root_, "curve", "eta*(B) for several B", cmd_curve);
   geometry_options(c);
@@ -257,6 +272,7 @@ void Program::exact_commands() {
                                "convention (PyTorch SGD(lr, weight_decay=wd) on MSELoss: --lr 2 lr / C, LAMBDA = wd C / "
                                "2); plain SGD only (theory/weight_decay.md; default 0)"}});
   momentum_options(c);
+  optimizer_options(c);
 
   c = command(root_, "region", "eta*(B) for every scheme and batch size at once, certified, with a picture",
               cmd_region);
@@ -279,6 +295,7 @@ void Program::exact_commands() {
   options(c, {{"weight-decay", "LAMBDA: L2 weight decay (as in threshold); without and with replacement only (the "
                                "default schemes then), exact engine (default 0)"}});
   momentum_options(c);
+  optimizer_options(c);
 
   c = command(root_, "demo", "eta*(B) of a built-in random-feature regression problem", cmd_demo);
   options(c, {{"sampling", "without|with|bernoulli"}});
@@ -320,6 +337,7 @@ void Program::analysis_commands() {
   table_options<CrossCheckOptions>(c);  // --steps, --trajectories, --blocks, --seed
   flags(c, {{"quiet", "no progress on stderr"}});
   momentum_options(c);
+  optimizer_options(c);
 }
 
 // minimum, analyze, escape: a model and a data set, trained to a minimum.

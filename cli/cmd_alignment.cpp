@@ -12,6 +12,8 @@ namespace sgdstab::cli {
 int cmd_alignment(const Args& args, std::ostream& out, std::ostream& err) {
   if (args.has("residual") == args.has("direction"))
     throw UsageError("give exactly one of --residual FILE (f_i - y_i) or --direction FILE (delta in R^p)");
+  if (args.has("curvature") || args.has("softmax"))
+    throw UsageError("--curvature and --softmax are not available in alignment (its mu is the square loss's noise)");
   const Index c = outputs_option(args);
   json j;
   Eigen::VectorXd r;

@@ -20,16 +20,20 @@ int cmd_band(const Args& args, std::ostream& out, std::ostream& err) {
     // A Jacobian file is used as it is (products J V, J^T U); a Gram through
     // its reduced factor (a Jacobian in r coordinates).
     const JacobianModel model = args.has("jacobian") && !args.has("gram")
-                                    ? JacobianModel(read_matrix(args.str("jacobian")), outputs_option(args))
+                                    ? JacobianModel(load_jacobian(args), outputs_option(args))
                                     : JacobianModel::from_geometry(load_geometry(args));
     const Index batch = static_cast<Index>(args.integer("batch"));
     check_batch(batch, model.samples(), "--batch");
     const BandResult b = stability_band(model, batch, sampling, o);
-    return finish(with_options(band_json(model, b), o), b.status(), out, err);
+    json j = with_options(band_json(model, b), o);
+    echo_input_transforms(args, j);
+    return finish(j, b.status(), out, err);
   }
   const Geometry g = load_geometry(args);
   const BandResult b = stability_band(g, batch_of(args, g), sampling, o);
-  return finish(with_options(band_json(g, b), o), b.status(), out, err);
+  json j = with_options(band_json(g, b), o);
+  echo_input_transforms(args, j);
+  return finish(j, b.status(), out, err);
 }
 
 }  // namespace sgdstab::cli

@@ -15,7 +15,8 @@ int cmd_bounds(const Args& args, std::ostream& out, std::ostream& err) {
   so.want_direction = false;
   const Geometry g = load_geometry(args);
   const StabilityBounds b = stability_bounds(g, batch_of(args, g), sampling, so);
-  const json j = with_options(bounds_report_json(g, b), so);
+  json j = with_options(bounds_report_json(g, b), so);
+  echo_input_transforms(args, j);
   return finish(j, b.status(), out, err);
 }
 

@@ -13,19 +13,28 @@ int cmd_curve(const Args& args, std::ostream& out, std::ostream& err) {
   const Sampling sampling = args.choice("sampling", Sampling::without_replacement);
   SolverOptions so = solver_options(args);
   so.want_direction = false;
-  const Geometry g = load_geometry(args);
   const double wd = weight_decay_option(args);
-  if (const std::optional<Momentum> m = momentum_option(args)) {
-    const auto curve = momentum_threshold_curve(g, batches_option(args, g.samples()), sampling, *m, so);
+  const OptimizerSetting opt = optimizer_option(args);
+  const Geometry g = load_geometry(args);
+  if (opt.momentum) {
+    const std::vector<Index> batches = batches_option(args, g.samples());
+    const auto curve = opt.adam ? adam_threshold_curve(g, batches, sampling, opt.beta1(), so)
+                                : momentum_threshold_curve(g, batches, sampling, *opt.momentum, so);
     Status status = Status::converged;
     for (const auto& r : curve) status = combine(status, r.status());
-    return finish(with_options(momentum_curve_json(g, curve), so), status, out, err);
+    json j = with_options(momentum_curve_json(g, curve), so);
+    echo_input_transforms(args, j);
+    echo_optimizer(args, opt, j);
+    return finish(j, status, out, err);
   }
   const std::vector<Index> batches = batches_option(args, g.samples());
   const std::vector<ThresholdResult> curve = args.has("weight-decay")
                                                  ? weight_decay_threshold_curve(g, batches, sampling, wd, so)
                                                  : threshold_curve(g, batches, sampling, so);
-  return finish(with_options(curve_json(g, curve, wd), so), curve_status(curve), out, err);
+  json j = with_options(curve_json(g, curve, wd), so);
+  echo_input_transforms(args, j);
+  echo_optimizer(args, opt, j);
+  return finish(j, curve_status(curve), out, err);
 }
 
 }  // namespace sgdstab::cli

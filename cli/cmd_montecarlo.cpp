@@ -14,13 +14,19 @@ int cmd_montecarlo(const Args& args, std::ostream& out, std::ostream& err) {
   o.schedule = args.choice("sampling", Schedule::without_replacement);
   o.lr = args.number("lr");
   apply_cli(args, o);  // the table's options (lib/simulation/cross_check_options.cpp): --steps, --trajectories, ...
-  o.momentum = momentum_option(args).value_or(Momentum{});
   o.weight_decay = weight_decay_option(args);
+  const OptimizerSetting opt = optimizer_option(args);
+  if (opt.adam)
+    throw UsageError("--optimizer " + opt.name + " is not available in montecarlo yet: run it as heavy-ball momentum, "
+                     "--momentum BETA1 --lr LR*(1-BETA1), on the same preconditioned Jacobian (theory/adaptive.md)");
+  o.momentum = opt.momentum.value_or(Momentum{});
   const Geometry g = load_geometry(args);
   o.batch = batch_of(args, g);
   o.progress = progress_reporter(args, err, "sgdstab montecarlo: step");
   const CrossCheckReport rep = cross_check(g, o);
-  const json j = cross_check_json(o, rep);
+  json j = cross_check_json(o, rep);
+  echo_input_transforms(args, j);
+  echo_optimizer(args, opt, j);
   print_result(j, out);
   // Reshuffling has no exact answer: its verdict is inconclusive by
   // construction, and only the status of its estimate decides the exit code.

@@ -15,18 +15,25 @@ int cmd_radius(const Args& args, std::ostream& out, std::ostream& err) {
   const SolverOptions so = solver_options(args);
   const double lr = args.number("lr");
   if (!(lr > 0)) throw sgdstab::invalid_argument("--lr: the learning rate must be > 0, got " + detail::fmt(lr));
+  const double wd = weight_decay_option(args);
+  const OptimizerSetting opt = optimizer_option(args);
   const Geometry g = load_geometry(args);
   const Index b = batch_of(args, g);
-  const double wd = weight_decay_option(args);
-  if (const std::optional<Momentum> m = momentum_option(args)) {
+  if (opt.momentum) {
     if (args.has("direction")) throw UsageError("--direction is not available with --momentum");
-    const RadiusResult r = momentum_spectral_radius(g, lr, b, sampling, *m, so);
-    return finish(with_options(momentum_radius_json(g, r, *m), so), r.status(), out, err);
+    const RadiusResult r = opt.adam ? adam_spectral_radius(g, lr, b, sampling, opt.beta1(), so)
+                                    : momentum_spectral_radius(g, lr, b, sampling, *opt.momentum, so);
+    json j = with_options(momentum_radius_json(g, r, *opt.momentum), so);
+    echo_input_transforms(args, j);
+    echo_optimizer(args, opt, j);
+    return finish(j, r.status(), out, err);
   }
   const RadiusResult r = args.has("weight-decay") ? weight_decay_spectral_radius(g, lr, b, sampling, wd, so)
                                                   : spectral_radius(g, lr, b, sampling, so);
   json j = with_options(radius_json(g, r), so);
   j["weight_decay"] = wd;
+  echo_input_transforms(args, j);
+  echo_optimizer(args, opt, j);
   write_direction(args, r.direction);
   return finish(j, r.status(), out, err);
 }

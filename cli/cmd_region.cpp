@@ -208,7 +208,11 @@ int cmd_region(const Args& args, std::ostream& out, std::ostream& err) {
           : region_schemes_option(args);
   const std::vector<Mark> marks = region_marks_option(args);
   const SolverOptions so = solver_options(args);
-  const std::optional<Momentum> momentum = momentum_option(args);
+  const OptimizerSetting opt = optimizer_option(args);
+  if (opt.adam)
+    throw UsageError("--optimizer " + opt.name + " is not available in region yet: use `curve --optimizer " + opt.name +
+                     "` (theory/adaptive.md)");
+  const std::optional<Momentum> momentum = opt.momentum;
   if (weight_decay > 0.0)
     for (Sampling s : schemes)
       if (s == Sampling::bernoulli)
@@ -222,6 +226,8 @@ int cmd_region(const Args& args, std::ostream& out, std::ostream& err) {
   if (engine.band) {
     auto [j, status] = band_region(args, g, schemes, batches, marks, engine.reason);
     j["seconds"] = seconds_since(t0);
+    echo_input_transforms(args, j);
+    echo_optimizer(args, opt, j);
     return finish(j, status, out, err);
   }
   const bool may_fall_back = args.str_or("engine", "auto") == "auto" && !heavy && weight_decay == 0.0;
@@ -238,12 +244,16 @@ int cmd_region(const Args& args, std::ostream& out, std::ostream& err) {
     auto [j, status] = band_region(args, g, schemes, batches, marks,
                                    std::string("the exact region ran out of memory: ") + e.what());
     j["seconds"] = seconds_since(t0);
+    echo_input_transforms(args, j);
+    echo_optimizer(args, opt, j);
     return finish(j, status, out, err);
   }
   RegionReport& rep = *exact;
   rep.j["engine"] = "exact";
   rep.j["engine_reason"] = engine.reason;
   rep.j["seconds"] = seconds_since(t0);
+  echo_input_transforms(args, rep.j);
+  echo_optimizer(args, opt, rep.j);
   return finish(rep.j, rep.status, out, err);
 }
 

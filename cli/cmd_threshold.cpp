@@ -12,15 +12,21 @@ namespace sgdstab::cli {
 int cmd_threshold(const Args& args, std::ostream& out, std::ostream& err) {
   const Sampling sampling = args.choice("sampling", Sampling::without_replacement);
   const SolverOptions so = solver_options(args);
+  weight_decay_option(args);  // --weight-decay with --momentum: a usage error before any work
+  const OptimizerSetting opt = optimizer_option(args);
   const Geometry g = load_geometry(args);
   const Index b = batch_of(args, g);
-  weight_decay_option(args);  // --weight-decay with --momentum: a usage error before any work
-  if (const std::optional<Momentum> m = momentum_option(args)) {
+  if (opt.momentum) {
     if (args.has("direction")) throw UsageError("--direction is not available with --momentum");
     const long long scan = args.integer_or("scan", 0);
     if (scan < 0) throw UsageError("--scan: K must be >= 0, got " + std::to_string(scan));
-    const MomentumThresholdResult r = momentum_threshold(g, b, sampling, *m, so, static_cast<Index>(scan));
-    return finish(with_options(momentum_threshold_json(g, r), so), r.status(), out, err);
+    const MomentumThresholdResult r =
+        opt.adam ? adam_threshold(g, b, sampling, opt.beta1(), so, static_cast<Index>(scan))
+                 : momentum_threshold(g, b, sampling, *opt.momentum, so, static_cast<Index>(scan));
+    json j = with_options(momentum_threshold_json(g, r), so);
+    echo_input_transforms(args, j);
+    echo_optimizer(args, opt, j);
+    return finish(j, r.status(), out, err);
   }
   if (args.has("scan")) throw UsageError("--scan needs --momentum");
   const double wd = weight_decay_option(args);
@@ -29,6 +35,8 @@ int cmd_threshold(const Args& args, std::ostream& out, std::ostream& err) {
   json j = with_options(threshold_json(g, r), so);
   j["weight_decay"] = wd;
   j["eta_gd"] = 2.0 / (g.lambda_max() + wd);  // GD with weight decay (theory/weight_decay.md, section 3)
+  echo_input_transforms(args, j);
+  echo_optimizer(args, opt, j);
   write_direction(args, r.direction);
   return finish(j, r.status(), out, err);
 }

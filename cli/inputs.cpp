@@ -5,6 +5,7 @@
 
 #include "foundations/check.hpp"
 #include "option_table.hpp"
+#include "sgdstab/loss_curvature.hpp"
 #include "sgdstab/matrix_io.hpp"
 #include "sgdstab/sampling.hpp"
 
@@ -30,12 +31,101 @@ Index outputs_option(const Args& args) {
   return static_cast<Index>(c);
 }
 
+namespace {
+
+// The stacked S_i of --curvature FILE ((n C) x C) or --softmax FILE (n x C), if
+// any, for an input with `rows` = n C rows.
+std::optional<Eigen::MatrixXd> curvature_option(const Args& args, Index c, Index rows) {
+  if (args.has("curvature") && args.has("softmax")) throw UsageError("give at most one of --curvature and --softmax");
+  const std::string n = std::to_string(rows / c), cs = std::to_string(c);
+  if (args.has("softmax")) {
+    const Eigen::MatrixXd p = read_matrix(args.str("softmax"));
+    if (p.rows() * c != rows || p.cols() != c)
+      throw sgdstab::invalid_argument("--softmax: the probabilities must be n x C = " + n + " x " + cs +
+                                      " (one row per sample, C = --outputs), got " + std::to_string(p.rows()) +
+                                      " x " + std::to_string(p.cols()));
+    return softmax_curvature(p);
+  }
+  if (!args.has("curvature")) return std::nullopt;
+  Eigen::MatrixXd s = read_matrix(args.str("curvature"));
+  if (s.rows() != rows || s.cols() != c)
+    throw sgdstab::invalid_argument("--curvature: the S_i stacked must be (n C) x C = " + std::to_string(rows) +
+                                    " x " + cs + ", got " + std::to_string(s.rows()) + " x " +
+                                    std::to_string(s.cols()));
+  return s;
+}
+
+}  // namespace
+
+Eigen::MatrixXd load_jacobian(const Args& args) {
+  const Index c = outputs_option(args);
+  Eigen::MatrixXd jac = read_matrix(args.str("jacobian"));
+  if (const auto s = curvature_option(args, c, jac.rows())) jac = apply_curvature_to_jacobian(jac, *s, c);
+  if (args.has("preconditioner")) {
+    const Eigen::MatrixXd p = read_matrix(args.str("preconditioner"));
+    if (p.cols() != 1 && p.rows() != 1)
+      throw sgdstab::invalid_argument("--preconditioner: expected one column of p entries, got " +
+                                      std::to_string(p.rows()) + " x " + std::to_string(p.cols()));
+    jac = precondition_jacobian(jac, Eigen::Map<const Eigen::VectorXd>(p.data(), p.size()));
+  }
+  return jac;
+}
+
 Geometry load_geometry(const Args& args) {
   if (args.has("jacobian") == args.has("gram")) throw UsageError("give exactly one of --jacobian FILE or --gram FILE");
   const Index c = outputs_option(args);
   const ReductionOptions ro = reduction_options(args);
-  if (args.has("jacobian")) return Geometry::from_jacobian(read_matrix(args.str("jacobian")), c, ro);
-  return Geometry::from_gram(read_matrix(args.str("gram")), c, ro);
+  if (args.has("jacobian")) return Geometry::from_jacobian(load_jacobian(args), c, ro);
+  if (args.has("preconditioner"))
+    throw UsageError("--preconditioner needs --jacobian: with --gram, fold it into the Gram (K = J P^{-1} J^T, "
+                     "theory/adaptive.md)");
+  Eigen::MatrixXd gram = read_matrix(args.str("gram"));
+  if (const auto s = curvature_option(args, c, gram.rows())) gram = apply_curvature_to_gram(gram, *s, c);
+  return Geometry::from_gram(gram, c, ro);
+}
+
+void echo_input_transforms(const Args& args, json& j) {
+  if (args.has("softmax"))
+    j["loss_curvature"] = {{"kind", "softmax"}, {"file", args.str("softmax")}};
+  else if (args.has("curvature"))
+    j["loss_curvature"] = {{"kind", "matrix"}, {"file", args.str("curvature")}};
+  if (args.has("preconditioner")) j["preconditioner"] = args.str("preconditioner");
+}
+
+OptimizerSetting optimizer_option(const Args& args) {
+  OptimizerSetting o;
+  o.name = args.has("optimizer") ? args.str("optimizer") : "sgd";
+  if (o.name != "sgd" && o.name != "rmsprop" && o.name != "adam" && o.name != "adamw")
+    throw UsageError("--optimizer: expected sgd|rmsprop|adam|adamw, got '" + o.name + "'");
+  if (o.name == "sgd") {
+    if (args.has("preconditioner"))
+      throw UsageError("--preconditioner is for --optimizer rmsprop|adam|adamw (P = sqrt(v_hat) + eps)");
+    o.momentum = momentum_option(args);
+    return o;
+  }
+  if (args.flag("nesterov"))
+    throw UsageError("--nesterov is not available with --optimizer " + o.name + " (torch's " + o.name +
+                     " has no Nesterov variant; NAdam is another method)");
+  if (args.has("weight-decay"))
+    throw UsageError("--weight-decay with --optimizer " + o.name +
+                     " is not available yet (L2 and decoupled decay with a preconditioner, theory/adaptive.md)");
+  if (o.name == "rmsprop") {
+    o.momentum = momentum_option(args);
+    return o;
+  }
+  o.adam = true;
+  Momentum m;
+  m.beta = args.has("momentum") ? args.number("momentum") : 0.9;  // torch.optim.Adam's betas[0]
+  if (!(std::isfinite(m.beta) && m.beta >= 0.0 && m.beta < 1.0))
+    throw UsageError("--momentum: Adam's beta1 must be in [0, 1), got " + detail::fmt(m.beta));
+  o.momentum = m;
+  return o;
+}
+
+void echo_optimizer(const Args& args, const OptimizerSetting& o, json& j) {
+  if (!args.has("optimizer")) return;
+  j["optimizer"] = o.name;
+  if (o.adam) j["beta1"] = o.beta1();
 }
 
 SolverOptions solver_options(const Args& args) {

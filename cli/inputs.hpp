@@ -8,11 +8,15 @@
 #include <chrono>
 #include <cstdint>
 
+#include <nlohmann/json.hpp>
+
 #include "args.hpp"
 #include "sgdstab/geometry.hpp"
 #include "sgdstab/stability.hpp"
 
 namespace sgdstab::cli {
+
+using json = nlohmann::ordered_json;
 
 /// --rank-tol and --space.
 /// --memory-limit MIB in bytes (0: what the system has).
@@ -20,8 +24,32 @@ double memory_limit_option(const Args& args);
 ReductionOptions reduction_options(const Args& args);
 /// --outputs C (>= 1, default 1).
 Index outputs_option(const Args& args);
-/// The geometry of --jacobian FILE or --gram FILE (exactly one) with --outputs.
+/// The geometry of --jacobian FILE or --gram FILE (exactly one) with --outputs,
+/// transformed by --curvature FILE or --softmax FILE (per-sample loss
+/// curvature S_i: J -> S^{1/2} J, K -> S^{1/2} K S^{1/2}) and by
+/// --preconditioner FILE (J -> J P^{-1/2}; a Gram must come with it folded in).
 Geometry load_geometry(const Args& args);
+/// The Jacobian of --jacobian FILE with the transforms of load_geometry.
+Eigen::MatrixXd load_jacobian(const Args& args);
+/// What load_geometry applied, for the JSON: "loss_curvature" (square,
+/// softmax or matrix, with its file), "preconditioner" (the file) when given.
+void echo_input_transforms(const Args& args, json& j);
+
+/// --optimizer sgd|rmsprop|adam|adamw (default sgd) with its momentum:
+/// heavy-ball --momentum for sgd and rmsprop (theory/adaptive.md: RMSProp's
+/// momentum buffer is heavy-ball's in preconditioned coordinates), Adam's
+/// beta1 (--momentum, default 0.9) for adam and adamw, solved as heavy-ball
+/// at lr (1 - beta1). Refuses --nesterov and --weight-decay with the
+/// adaptive methods, and --preconditioner with sgd.
+struct OptimizerSetting {
+  std::string name = "sgd";
+  std::optional<Momentum> momentum;  ///< the heavy-ball map's (beta1 for Adam)
+  bool adam = false;                 ///< answers in Adam's lr (adaptive.hpp)
+  double beta1() const { return momentum ? momentum->beta : 0.0; }
+};
+OptimizerSetting optimizer_option(const Args& args);
+/// "optimizer" (and "beta1" for Adam) into j when --optimizer was given.
+void echo_optimizer(const Args& args, const OptimizerSetting& o, json& j);
 /// --method, --tol, --ncv, --direction, validated.
 SolverOptions solver_options(const Args& args);
 /// --momentum BETA [--nesterov] (BETA in [0, 1), else UsageError); empty

@@ -35,8 +35,10 @@ int ranks() {
 }
 
 void plain_sgd_only(const Args& args) {
-  for (const char* name : {"momentum", "nesterov", "scan", "weight-decay"})
+  for (const char* name : {"momentum", "nesterov", "scan", "weight-decay", "optimizer", "preconditioner"})
     if (args.has(name)) throw UsageError(std::string("--") + name + ": sgdstab-mpi computes plain SGD only (for now)");
+  for (const char* name : {"curvature", "softmax"})
+    if (args.has(name)) throw UsageError(std::string("--") + name + ": sgdstab-mpi reads square-loss inputs only (for now)");
   if (args.has("direction")) throw UsageError("--direction: not available in sgdstab-mpi");
   if (args.has("device") && args.str("device") != "cpu" && args.str("device") != "auto")
     throw UsageError("--device " + args.str("device") + ": sgdstab-mpi runs on the CPUs of its ranks");

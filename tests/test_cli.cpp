@@ -293,6 +293,94 @@ TEST_F(Cli, RadiusAndCurve) {
   EXPECT_EQ(json::parse(r.out)["points"].size(), 2u);
 }
 
+TEST_F(Cli, LossCurvatureAndAdaptiveOptimizers) {
+  const MatrixXd J = ref::gaussian(12, 5, 74);  // n = 6, C = 2, p = 5
+  MatrixXd probs(6, 2);
+  for (int i = 0; i < 6; ++i) {
+    const double a = 1.0 / (1.0 + std::exp(-0.7 * (i - 2.5)));
+    probs.row(i) << a, 1.0 - a;
+  }
+  Eigen::VectorXd pc(5);
+  pc << 0.3, 1.0, 2.5, 0.8, 4.0;
+  sgdstab::write_npy(file("cj.npy"), J);
+  sgdstab::write_npy(file("ck.npy"), MatrixXd(J * J.transpose()));
+  sgdstab::write_npy(file("probs.npy"), probs);
+  const MatrixXd S = sgdstab::softmax_curvature(probs);
+  sgdstab::write_npy(file("curv.npy"), S);
+  sgdstab::write_npy(file("pc.npy"), MatrixXd(pc));
+  auto num = [](double x) {
+    std::ostringstream o;
+    o << std::setprecision(17) << x;
+    return o.str();
+  };
+  const auto gs = sgdstab::Geometry::from_jacobian(sgdstab::apply_curvature_to_jacobian(J, S, 2), 2);
+  const double eta_ce = sgdstab::stability_threshold(gs, 2, sgdstab::Sampling::with_replacement).eta_star;
+  for (const std::string in : {"--jacobian " + file("cj.npy") + " --softmax " + file("probs.npy"),
+                               "--gram " + file("ck.npy") + " --softmax " + file("probs.npy"),
+                               "--jacobian " + file("cj.npy") + " --curvature " + file("curv.npy")}) {
+    const CliRun r = run("threshold " + in + " --outputs 2 --sampling with --batch 2");
+    ASSERT_EQ(r.code, 0) << in << "\n" << r.err;
+    const json j = json::parse(r.out);
+    EXPECT_REL_NEAR(j["eta_star"].get<double>(), eta_ce, 1e-9) << in;
+    EXPECT_EQ(j["loss_curvature"]["kind"], in.find("softmax") != std::string::npos ? "softmax" : "matrix") << in;
+  }
+  // Adam with a frozen preconditioner, beta1 = 0.9 by default: the library's adam_* on J P^{-1/2}.
+  const std::string pre = "--jacobian " + file("cj.npy") + " --outputs 2 --preconditioner " + file("pc.npy");
+  const auto gp = sgdstab::Geometry::from_jacobian(sgdstab::precondition_jacobian(J, pc), 2);
+  CliRun r = run("threshold " + pre + " --optimizer adam --batch 3");
+  ASSERT_EQ(r.code, 0) << r.err;
+  json j = json::parse(r.out);
+  const double eta_adam = sgdstab::adam_threshold(gp, 3, sgdstab::Sampling::without_replacement, 0.9).eta_star;
+  EXPECT_REL_NEAR(j["eta_star"].get<double>(), eta_adam, 1e-9);
+  EXPECT_EQ(j["optimizer"], "adam");
+  EXPECT_EQ(j["beta1"].get<double>(), 0.9);
+  EXPECT_EQ(j["preconditioner"], file("pc.npy"));
+  r = run("radius " + pre + " --optimizer adamw --momentum 0.5 --batch 3 --lr " + num(0.7 * eta_adam));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_REL_NEAR(json::parse(r.out)["rho"].get<double>(),
+                  sgdstab::adam_spectral_radius(gp, 0.7 * eta_adam, 3, sgdstab::Sampling::without_replacement, 0.5).rho,
+                  1e-9);
+  r = run("curve " + pre + " --optimizer rmsprop --batches 1,6 --softmax " + file("probs.npy"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = json::parse(r.out);
+  const auto gsp = sgdstab::Geometry::from_jacobian(
+      sgdstab::precondition_jacobian(sgdstab::apply_curvature_to_jacobian(J, S, 2), pc), 2);
+  EXPECT_REL_NEAR(j["points"][0]["eta_star"].get<double>(),
+                  sgdstab::stability_threshold(gsp, 1, sgdstab::Sampling::without_replacement).eta_star, 1e-9);
+  EXPECT_EQ(j["optimizer"], "rmsprop");
+  // Without the options the JSON has none of their keys (and is today's answer).
+  j = json::parse(run("threshold --jacobian " + file("cj.npy") + " --outputs 2 --batch 3").out);
+  EXPECT_FALSE(j.contains("loss_curvature") || j.contains("optimizer") || j.contains("preconditioner"));
+  struct Bad {
+    std::string args, needle;
+  };
+  const std::vector<Bad> bad = {
+      {"threshold --gram " + file("ck.npy") + " --outputs 2 --batch 2 --optimizer adam --preconditioner " +
+           file("pc.npy"), "fold it into the Gram"},
+      {"threshold " + pre + " --batch 2", "--preconditioner is for --optimizer"},
+      {"threshold " + pre + " --batch 2 --optimizer adam --nesterov --momentum 0.9", "--nesterov"},
+      {"threshold " + pre + " --batch 2 --optimizer adam --weight-decay 0.1", "--weight-decay"},
+      {"threshold " + pre + " --batch 2 --optimizer adam --momentum 1", "beta1"},
+      {"threshold " + pre + " --batch 2 --optimizer lion", "sgd|rmsprop|adam|adamw"},
+      {"region " + pre + " --optimizer adam", "not available in region"},
+      {"montecarlo " + pre + " --optimizer adam --lr 0.1 --batch 2", "not available in montecarlo"},
+      {"threshold --jacobian " + file("cj.npy") + " --outputs 2 --batch 2 --softmax " + file("curv.npy"),
+       "n x C"},
+      {"threshold --jacobian " + file("cj.npy") + " --outputs 2 --batch 2 --curvature " + file("probs.npy"),
+       "(n C) x C"},
+      {"threshold --jacobian " + file("cj.npy") + " --outputs 2 --batch 2 --curvature " + file("curv.npy") +
+           " --softmax " + file("probs.npy"), "at most one"},
+      {"alignment --jacobian " + file("cj.npy") + " --outputs 2 --residual " + file("pc.npy") + " --softmax " +
+           file("probs.npy"), "not available in alignment"},
+  };
+  for (const Bad& b : bad) {
+    const CliRun e = run(b.args);
+    EXPECT_EQ(e.code, 2) << b.args << "\n" << e.err;
+    EXPECT_TRUE(e.out.empty()) << b.args;
+    EXPECT_NE(e.err.find(b.needle), std::string::npos) << b.args << "\n" << e.err;
+  }
+}
+
 TEST_F(Cli, WeightDecayOnThresholdRadiusAndCurve) {
   const MatrixXd J = ref::gaussian(12, 9, 73);  // n = 6, C = 2
   sgdstab::write_npy(file("j.npy"), J);
