@@ -597,6 +597,95 @@ void bind_momentum(py::module_& m) {
       py::arg("geometry"), py::arg("batches"), py::arg("sampling"), py::arg("momentum"), py::arg("nesterov"));
 }
 
+// Losses with per-sample curvature, frozen preconditioners, Adam
+// (theory/loss_curvature.md, theory/adaptive.md).
+void bind_adaptive(py::module_& m) {
+  m.def(
+      "softmax_curvature",
+      [](py::handle probabilities) {
+        const MatrixXd p = as_matrix(probabilities, "probabilities").dense();
+        return to_numpy(softmax_curvature(p));
+      },
+      py::arg("probabilities"));
+  m.def(
+      "apply_curvature",
+      [](py::handle jacobian, py::handle curvature, Index outputs) {
+        const MatrixXd j = as_matrix(jacobian, "jacobian").dense();
+        const MatrixXd s = as_matrix(curvature, "curvature").dense();
+        return to_numpy(apply_curvature_to_jacobian(j, s, outputs));
+      },
+      py::arg("jacobian"), py::arg("curvature"), py::arg("outputs"));
+  m.def(
+      "apply_curvature_to_gram",
+      [](py::handle gram, py::handle curvature, Index outputs) {
+        const MatrixXd k = as_matrix(gram, "gram").dense();
+        const MatrixXd s = as_matrix(curvature, "curvature").dense();
+        return to_numpy(apply_curvature_to_gram(k, s, outputs));
+      },
+      py::arg("gram"), py::arg("curvature"), py::arg("outputs"));
+  m.def(
+      "precondition",
+      [](py::handle jacobian, py::handle preconditioner) {
+        const MatrixXd j = as_matrix(jacobian, "jacobian").dense();
+        return to_numpy(precondition_jacobian(j, as_vector(preconditioner, "preconditioner")));
+      },
+      py::arg("jacobian"), py::arg("preconditioner"));
+  m.def(
+      "adam_threshold",
+      [](const Geometry& g, Index batch, const std::string& sampling, double beta1, Index scan_points,
+         py::kwargs kw) {
+        const Sampling s = parse<Sampling>(sampling);
+        const SolverOptions so = solver_options(kw, "adam_threshold");
+        PyMomentumThreshold out;
+        {
+          Compute c;
+          out.r = adam_threshold(g, batch, s, beta1, so, scan_points);
+        }
+        out.j = cli::with_options(cli::momentum_threshold_json(g, out.r), so);
+        out.j["optimizer"] = "adam";
+        out.j["beta1"] = beta1;
+        return out;
+      },
+      py::arg("geometry"), py::arg("batch"), py::arg("sampling"), py::arg("beta1"), py::arg("scan_points"));
+  m.def(
+      "adam_curve",
+      [](const Geometry& g, std::optional<std::vector<Index>> batches, const std::string& sampling, double beta1,
+         py::kwargs kw) {
+        const Sampling s = parse<Sampling>(sampling);
+        SolverOptions so = solver_options(kw, "adam_curve");
+        so.want_direction = false;
+        const std::vector<Index> b = batches ? *batches : default_batches(g.samples());
+        std::vector<MomentumThresholdResult> curve;
+        {
+          Compute c;
+          curve = adam_threshold_curve(g, b, s, beta1, so);
+        }
+        py::list points;
+        for (const auto& r : curve) points.append(PyMomentumThreshold{r, cli::momentum_threshold_json(g, r)});
+        cli::json j = cli::with_options(cli::momentum_curve_json(g, curve), so);
+        j["optimizer"] = "adam";
+        j["beta1"] = beta1;
+        return py::make_tuple(points, json_to_python(j));
+      },
+      py::arg("geometry"), py::arg("batches"), py::arg("sampling"), py::arg("beta1"));
+  m.def(
+      "adam_radius",
+      [](const Geometry& g, double lr, Index batch, const std::string& sampling, double beta1, py::kwargs kw) {
+        const Sampling s = parse<Sampling>(sampling);
+        const SolverOptions so = solver_options(kw, "adam_radius");
+        PyRadius out;
+        {
+          Compute c;
+          out.r = adam_spectral_radius(g, lr, batch, s, beta1, so);
+        }
+        out.j = cli::with_options(cli::momentum_radius_json(g, out.r, Momentum{beta1, false}), so);
+        out.j["optimizer"] = "adam";
+        out.j["beta1"] = beta1;
+        return out;
+      },
+      py::arg("geometry"), py::arg("lr"), py::arg("batch"), py::arg("sampling"), py::arg("beta1"));
+}
+
 // threshold, radius, curve.
 void bind_solvers(py::module_& m) {
   m.def(
@@ -948,6 +1037,7 @@ PYBIND11_MODULE(_core, m) {
   bind_region_results(m);
   bind_analysis_results(m);
   bind_momentum(m);
+  bind_adaptive(m);
   bind_solvers(m);
   bind_region(m);
   bind_analysis(m);

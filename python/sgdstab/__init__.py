@@ -70,6 +70,13 @@ __all__ = [
     "alignment_from_jacobian",
     "worst_case_alignment",
     "montecarlo",
+    "softmax_curvature",
+    "apply_curvature",
+    "apply_curvature_to_gram",
+    "precondition",
+    "adam_threshold",
+    "adam_radius",
+    "adam_curve",
     "read_matrix",
     "default_batches",
     "solver_options",
@@ -333,6 +340,64 @@ def montecarlo(geometry, lr, batch, sampling="without", *, momentum=None, nester
 @_doc("""A matrix from .npy (float64 or float32, C or Fortran order) or CSV, as the command line reads it.
 
     Raises OSError on a missing, truncated or corrupt file.""")
+@_doc("""Per-sample curvature of cross-entropy: S_i = diag(p_i) - p_i p_i^T.
+
+    probabilities: n x C softmax probabilities at the point (rows sum to 1).
+    Returns the (n C) x C matrix of the S_i stacked, for apply_curvature
+    (theory/loss_curvature.md).""")
+def softmax_curvature(probabilities):
+    return _core.softmax_curvature(probabilities)
+
+
+@_doc("""The Jacobian of a loss with per-sample curvature in the square loss's form: S^{1/2} J.
+
+    jacobian: (n C) x p; curvature: (n C) x C, the S_i stacked (e.g.
+    softmax_curvature(p), or w_i * I for a weighted square loss). Every
+    routine applied to Geometry.from_jacobian(apply_curvature(J, S, C), C)
+    analyzes that loss (theory/loss_curvature.md).""")
+def apply_curvature(jacobian, curvature, outputs):
+    return _core.apply_curvature(jacobian, curvature, outputs)
+
+
+@_doc("""The Gram of apply_curvature: S^{1/2} K S^{1/2} for K = J J^T.""")
+def apply_curvature_to_gram(gram, curvature, outputs):
+    return _core.apply_curvature_to_gram(gram, curvature, outputs)
+
+
+@_doc("""J P^{-1/2} for a frozen diagonal preconditioner P (p entries, each > 0).
+
+    For RMSProp and Adam, P = sqrt(v_hat) + eps (torch: exp_avg_sq / (1 -
+    beta2^t), square root, plus eps). On the result, RMSProp is plain SGD at
+    its lr and Adam is adam_threshold's (theory/adaptive.md).""")
+def precondition(jacobian, preconditioner):
+    return _core.precondition(jacobian, preconditioner)
+
+
+@_doc("""eta* of Adam with a frozen preconditioner, in Adam's lr.
+
+    geometry: of the preconditioned Jacobian (precondition). Adam with beta1
+    is heavy-ball momentum SGD at lr (1 - beta1) there (theory/adaptive.md):
+    the result is a MomentumThresholdResult with every learning rate
+    converted to Adam's (eta_star, eta_low, eta_high, eta_mean =
+    (2 + 2 beta1) / ((1 - beta1) lambda_max(P^{-1} H)), the full-batch limit).
+    beta1 = 0 is RMSProp (`sgdstab threshold --optimizer adam`).""" + _SOLVER_OPTIONS)
+def adam_threshold(geometry, batch, sampling="without", *, beta1=0.9, scan_points=0, **solver_options):
+    return _core.adam_threshold(geometry, batch, sampling, beta1, scan_points, **solver_options)
+
+
+@_doc("""rho of Adam's second-moment map at Adam's lr (frozen preconditioner; geometry as in adam_threshold).""" +
+      _SOLVER_OPTIONS)
+def adam_radius(geometry, lr, batch, sampling="without", *, beta1=0.9, **solver_options):
+    return _core.adam_radius(geometry, lr, batch, sampling, beta1, **solver_options)
+
+
+@_doc("""adam_threshold for each B in batches (default 1, 2, 4, ..., n): a MomentumCurveResult.""" +
+      _SOLVER_OPTIONS)
+def adam_curve(geometry, batches=None, sampling="without", *, beta1=0.9, **solver_options):
+    points, as_dict = _core.adam_curve(geometry, batches, sampling, beta1, **solver_options)
+    return MomentumCurveResult(points, as_dict)
+
+
 def read_matrix(path):
     return _core.read_matrix(str(path))
 

@@ -400,3 +400,55 @@ def test_a_broken_python_model_raises_a_clear_error(problems):
 
     with pytest.raises(TypeError, match="not implemented"):
         sgdstab.band(Incomplete(), 1)
+
+
+def test_softmax_curvature_and_adam_equal_the_program_and_the_closed_forms(problems, cli, tmp_path):
+    j, c, jpath, _ = problems[2]
+    n, p = j.shape[0] // c, j.shape[1]
+    if c < 2:
+        pytest.skip("needs C >= 2")
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal((n, c))
+    probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    np.save(tmp_path / "probs.npy", probs)
+    s = sgdstab.softmax_curvature(probs)
+    # S_i = diag(p_i) - p_i p_i^T, written out with NumPy.
+    for i in range(n):
+        np.testing.assert_allclose(s[i * c:(i + 1) * c], np.diag(probs[i]) - np.outer(probs[i], probs[i]),
+                                   rtol=0, atol=1e-15)
+    jc = sgdstab.apply_curvature(j, s, c)
+    # h_i = J_i^T S_i J_i: the curved Jacobian's per-sample Hessians.
+    for i in range(n):
+        ji = j[i * c:(i + 1) * c]
+        np.testing.assert_allclose(jc[i * c:(i + 1) * c].T @ jc[i * c:(i + 1) * c], ji.T @ s[i * c:(i + 1) * c] @ ji,
+                                   rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(sgdstab.apply_curvature_to_gram(j @ j.T, s, c), jc @ jc.T, rtol=1e-12, atol=1e-12)
+    g = sgdstab.Geometry.from_jacobian(jc, c)
+    r = sgdstab.threshold(g, 2, "with")
+    assert_same(r.to_dict(), cli("threshold", "--jacobian", jpath, "--outputs", c, "--batch", 2, "--sampling", "with",
+                                 "--softmax", str(tmp_path / "probs.npy")), skip=("loss_curvature",))
+    # Adam with a frozen preconditioner.
+    pc = np.exp(rng.standard_normal(p))
+    np.save(tmp_path / "pc.npy", pc.reshape(-1, 1))
+    jp = sgdstab.precondition(j, pc)
+    np.testing.assert_allclose(jp, j / np.sqrt(pc)[None, :], rtol=1e-15)
+    gp = sgdstab.Geometry.from_jacobian(jp, c)
+    a = sgdstab.adam_threshold(gp, 2, "without", beta1=0.9)
+    assert a.converged
+    assert_same(a.to_dict(), cli("threshold", "--jacobian", jpath, "--outputs", c, "--batch", 2, "--optimizer", "adam",
+                                 "--preconditioner", str(tmp_path / "pc.npy")), skip=("preconditioner",))
+    rad = sgdstab.adam_radius(gp, 0.8 * a.eta_star, 2, "without", beta1=0.9)
+    assert rad.converged and rad.rho < 1
+    assert_same(rad.to_dict(), cli("radius", "--jacobian", jpath, "--outputs", c, "--batch", 2, "--optimizer", "adam",
+                                   "--lr", repr(0.8 * a.eta_star), "--preconditioner", str(tmp_path / "pc.npy")),
+                skip=("preconditioner",))
+    cur = sgdstab.adam_curve(gp, [2, n], "without", beta1=0.9)
+    assert math.isclose(cur.points[0].eta_star, a.eta_star, rel_tol=1e-7)
+    # Full batch: Cohen et al.'s (2 + 2 beta1) / ((1 - beta1) lambda_max(P^{-1} H)), with NumPy.
+    h = j.T @ j / n
+    lam = np.linalg.eigvals(np.diag(1 / pc) @ h).real.max()
+    assert math.isclose(cur.points[1].eta_star, 38 / lam, rel_tol=1e-8)
+    with pytest.raises(ValueError, match="beta1"):
+        sgdstab.adam_threshold(gp, 2, beta1=1.0)
+    with pytest.raises(ValueError, match="entry 0"):
+        sgdstab.precondition(j, -pc)
