@@ -237,11 +237,11 @@ class Report:
 
 def _sgd_settings(optimizer):
     """lr, momentum, nesterov and weight_decay of a torch.optim.SGD, as analyze's keywords."""
-    if type(optimizer).__name__ in ("Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "NAdam", "RAdam"):
-        raise NotImplementedError(f"optimizer: {type(optimizer).__name__} is not analyzed yet (issue #30: adaptive "
-                                  "methods with a frozen preconditioner); torch.optim.SGD is")
+    if type(optimizer).__name__ in ("Adagrad", "Adadelta", "Adamax", "NAdam", "RAdam"):
+        raise NotImplementedError(f"optimizer: {type(optimizer).__name__} is not analyzed yet; torch.optim.SGD, "
+                                  "Adam, AdamW and RMSprop are (theory/adaptive.md)")
     if not isinstance(optimizer, _torch.optim.SGD):
-        raise TypeError(f"optimizer: expected a torch.optim.SGD, got {type(optimizer).__name__}")
+        raise TypeError(f"optimizer: expected a torch.optim.SGD, Adam, AdamW or RMSprop, got {type(optimizer).__name__}")
     groups = optimizer.param_groups
     keys = ("lr", "momentum", "dampening", "nesterov", "weight_decay")
     first = {k: groups[0].get(k) for k in keys}
@@ -256,6 +256,60 @@ def _sgd_settings(optimizer):
     lr = float(first["lr"])
     return {"lr": lr, "momentum": float(first["momentum"]) if first["momentum"] else None,
             "nesterov": bool(first["nesterov"]), "weight_decay": float(first["weight_decay"]) or None}
+
+
+def _adaptive_settings(optimizer, model):
+    """The frozen-preconditioner model of a torch.optim.Adam, AdamW or RMSprop (theory/adaptive.md):
+    {kind, lr (the step's lr with Adam's first bias correction), beta1 (Adam) or momentum (RMSprop),
+    preconditioner (P = sqrt(v_hat) + eps in the Jacobian's column order, as NumPy)}."""
+    name = type(optimizer).__name__
+    if not isinstance(optimizer, (_torch.optim.Adam, _torch.optim.AdamW, _torch.optim.RMSprop)):
+        return None
+    adam = not isinstance(optimizer, _torch.optim.RMSprop)
+    groups = optimizer.param_groups
+    keys = ("lr", "betas", "eps", "weight_decay", "amsgrad") if adam else ("lr", "alpha", "eps", "weight_decay",
+                                                                          "momentum", "centered")
+    first = {k: groups[0].get(k) for k in keys}
+    if any({k: g.get(k) for k in keys} != first for g in groups[1:]):
+        raise ValueError(f"optimizer: its parameter groups differ in {', '.join(keys)}; one set of them is analyzed")
+    if groups[0].get("maximize"):
+        raise ValueError("optimizer: maximize=True ascends the loss; there is no minimum to be stable at")
+    if first["weight_decay"]:
+        raise NotImplementedError(f"optimizer: {name} with weight_decay={first['weight_decay']} is not analyzed yet "
+                                  "(weight decay with a preconditioner, theory/adaptive.md section 4); with "
+                                  "weight_decay=0 it is")
+    if not adam and first["centered"]:
+        raise NotImplementedError("optimizer: RMSprop(centered=True) is not analyzed (its preconditioner subtracts "
+                                  "the squared mean gradient)")
+    owner = {id(p): g for g in groups for p in g["params"]}
+    pre, steps = [], set()
+    for pname, prm in model.named_parameters():
+        if not prm.requires_grad:
+            continue
+        if id(prm) not in owner:
+            raise ValueError(f"optimizer: parameter {pname!r} requires grad but is in none of its groups")
+        st = optimizer.state.get(prm, {})
+        key = ("max_exp_avg_sq" if first["amsgrad"] else "exp_avg_sq") if adam else "square_avg"
+        if key not in st:
+            raise ValueError(f"optimizer: no {key} for parameter {pname!r}: take at least one optimizer step "
+                             "first (the preconditioner is read from the optimizer's state)")
+        v = st[key].detach().double().cpu().reshape(-1)
+        if adam:
+            step = float(st["step"])
+            steps.add(step)
+            v = v / (1.0 - first["betas"][1] ** step)
+        pre.append(v.sqrt() + first["eps"])
+    if len(steps) > 1:
+        raise ValueError(f"optimizer: its parameters have taken different numbers of steps ({sorted(steps)})")
+    out = {"kind": name, "preconditioner": _torch.cat(pre).numpy()}
+    if adam:
+        beta1 = float(first["betas"][0])
+        step = steps.pop()
+        # torch divides the step by 1 - beta1^t (Adam's first bias correction): the lr that moves theta.
+        out.update(lr=float(first["lr"]), beta1=beta1, bias_correction1=1.0 - beta1 ** step)
+    else:
+        out.update(lr=float(first["lr"]), momentum=float(first["momentum"]) or None, bias_correction1=1.0)
+    return out
 
 
 def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse_mean", *,
@@ -287,8 +341,26 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
     optimizer=OPT: a torch.optim.SGD whose lr, momentum, nesterov and
     weight_decay are used (one set for all parameter groups; dampening 0);
     give batch= for the verdict at its lr. Passing any of lr, momentum,
-    nesterov or weight_decay as well is an error. Adam, AdamW and RMSprop
-    raise NotImplementedError (not analyzed yet).
+    nesterov or weight_decay as well is an error. A torch.optim.Adam, AdamW
+    or RMSprop (weight_decay 0; RMSprop not centered) is analyzed with its
+    second-moment state frozen (theory/adaptive.md): P = sqrt(v_hat) + eps
+    from its state (exp_avg_sq / (1 - beta2^t), max_exp_avg_sq with amsgrad,
+    RMSprop's square_avg; take at least one step first), the Jacobian
+    preconditioned to J P^{-1/2}, Adam solved as heavy-ball at lr (1 - beta1)
+    and RMSprop's momentum as heavy-ball; eta* is in the optimizer's lr,
+    including Adam's first bias correction 1 - beta1^t at the state's step
+    (report's bias_correction1; 1 late in training). lambda_max is then the
+    preconditioned sharpness lambda_max(P^{-1} H) in the loss's units.
+
+    loss="cross_entropy": torch.nn.CrossEntropyLoss(reduction="mean") on
+    logits model(inputs) (C >= 2), targets class indices (n,) or class
+    probabilities (n, C). The per-sample curvature S_i = diag(p_i) - p_i
+    p_i^T of the softmax enters as J_i -> S_i^{1/2} J_i (theory/
+    loss_curvature.md); lr is torch's as it stands (lr_factor 1). There is no
+    finite minimum: the report is that of the point given (is_minimum False,
+    max_residual = max |p_i - t_i|), the mean-square stability of the
+    linearized update there, with the Gauss-Newton Hessian; section 3 of the
+    note says what that does and does not promise.
 
     Returns a Report: samples, outputs, params, rank, loss, lr_factor (eta in
     loss units per library unit), lambda_max and eta_gd (in loss units),
@@ -296,27 +368,45 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
     converged, status, matvecs}], verdict (or None), geometry (the
     sgdstab.Geometry), to_dict().
     """
-    if loss not in LOSSES:
-        raise ValueError(f"loss: expected one of {', '.join(LOSSES)}, got {loss!r}")
+    ce = loss == "cross_entropy"
+    if loss not in LOSSES and not ce:
+        raise ValueError(f"loss: expected one of {', '.join(LOSSES)} or 'cross_entropy', got {loss!r}")
+    adaptive = None
     if optimizer is not None:
         if lr is not None or momentum is not None or nesterov or weight_decay is not None:
             raise ValueError("optimizer= gives lr, momentum, nesterov and weight_decay: do not pass them as well")
-        settings = _sgd_settings(optimizer)
-        momentum, nesterov, weight_decay = settings["momentum"], settings["nesterov"], settings["weight_decay"]
+        adaptive = _adaptive_settings(optimizer, model)
+        settings = adaptive if adaptive is not None else _sgd_settings(optimizer)
+        momentum = settings.get("momentum")
+        nesterov, weight_decay = settings.get("nesterov", False), settings.get("weight_decay")
         if batch is not None:
             lr = settings["lr"]
     if (lr is None) != (batch is None):
         raise ValueError("give both lr and batch for a verdict, or neither")
     work, x, names = _prepare(model, inputs, dtype)
-    n, c, max_res, is_min = _check_minimum(work, x, targets, residual_tolerance, allow_non_minimum)
-    factor = LOSSES[loss](c)
+    if ce:
+        n, c, max_res, curvature = _cross_entropy_point(work, x, targets)
+        is_min, factor = False, 1.0  # CrossEntropyLoss(mean) is (1/n) sum l_i: the library's units
+    else:
+        n, c, max_res, is_min = _check_minimum(work, x, targets, residual_tolerance, allow_non_minimum)
+        factor = LOSSES[loss](c)
     p = sum(dict(work.named_parameters())[nm].numel() for nm in names)
     if use_gram is None:
-        use_gram = 8.0 * n * c * p > (1 << 30) or p > 4 * n * c
+        use_gram = (8.0 * n * c * p > (1 << 30) or p > 4 * n * c) and adaptive is None
+    if use_gram and adaptive is not None:
+        raise ValueError("use_gram=True: an adaptive optimizer's preconditioner needs the Jacobian (J P^{-1/2})")
     if use_gram:
-        geometry = _core.Geometry.from_gram(gram(work, x, dtype=dtype), c)
+        k = gram(work, x, dtype=dtype)
+        if ce:
+            k = _core.apply_curvature_to_gram(k, curvature, c)
+        geometry = _core.Geometry.from_gram(k, c)
     else:
-        geometry = _core.Geometry.from_jacobian(jacobian(work, x, dtype=dtype), c)
+        jac = jacobian(work, x, dtype=dtype)
+        if ce:
+            jac = _core.apply_curvature(jac, curvature, c)
+        if adaptive is not None:
+            jac = _core.precondition(jac, adaptive["preconditioner"])
+        geometry = _core.Geometry.from_jacobian(jac, c)
     bs = list(batches) if batches is not None else _core.default_batches(n)
     if weight_decay is not None:
         if momentum is not None:
@@ -324,13 +414,19 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
         if not (weight_decay >= 0 and math.isfinite(weight_decay)):
             raise ValueError(f"weight_decay: must be finite and >= 0, got {weight_decay}")
     wd = {} if weight_decay is None else {"weight_decay": weight_decay * factor}  # the library's lambda
-    if momentum is None:
+    adam = adaptive is not None and "beta1" in adaptive
+    # Learning rates: user = factor * library (Adam: also times its first bias correction, the step's lr / lr).
+    lr_factor = factor * (adaptive["bias_correction1"] if adaptive is not None else 1.0)
+    if adam:
+        beta1 = adaptive["beta1"]
+        pts = [_core.adam_threshold(geometry, b, sampling, beta1, 0, **solver_options) for b in bs]
+    elif momentum is None:
         if nesterov:
             raise ValueError("nesterov=True needs momentum=BETA")
         pts = _core.curve(geometry, bs, sampling, **wd, **solver_options).points
     else:
         pts = [_core.momentum_threshold(geometry, b, sampling, momentum, nesterov, 0, **solver_options) for b in bs]
-    points = [{"batch": pt.batch, "eta_star": factor * pt.eta_star, "eta_star_sgdstab": pt.eta_star,
+    points = [{"batch": pt.batch, "eta_star": lr_factor * pt.eta_star, "eta_star_sgdstab": pt.eta_star,
                "converged": pt.converged, "status": pt.status, "matvecs": pt.matvecs,
                "error_bound": getattr(pt, "error_bound", None)} for pt in pts]
     mo = {} if momentum is None else {"momentum": momentum, "nesterov": nesterov}
@@ -338,18 +434,52 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
     if lr is not None:
         if not (lr > 0 and math.isfinite(lr)):
             raise ValueError(f"lr: the learning rate must be finite and > 0, got {lr}")
-        rad = _core.radius(geometry, lr / factor, batch, sampling, **mo, **wd, **solver_options)
-        thr = (_core.threshold(geometry, batch, sampling, **wd, **solver_options) if momentum is None else
-               _core.momentum_threshold(geometry, batch, sampling, momentum, nesterov, 0, **solver_options))
+        if adam:
+            rad = _core.adam_radius(geometry, lr / lr_factor, batch, sampling, beta1, **solver_options)
+            thr = _core.adam_threshold(geometry, batch, sampling, beta1, 0, **solver_options)
+        else:
+            rad = _core.radius(geometry, lr / lr_factor, batch, sampling, **mo, **wd, **solver_options)
+            thr = (_core.threshold(geometry, batch, sampling, **wd, **solver_options) if momentum is None else
+                   _core.momentum_threshold(geometry, batch, sampling, momentum, nesterov, 0, **solver_options))
         verdict = {"lr": lr, "batch": batch, "sampling": sampling, "rho": rad.rho, "stable": rad.rho <= 1.0,
-                   "eta_star": factor * thr.eta_star, "converged": rad.converged and thr.converged}
-    return Report(samples=n, outputs=c, params=p, rank=geometry.rank, loss=loss, lr_factor=factor,
+                   "eta_star": lr_factor * thr.eta_star, "converged": rad.converged and thr.converged}
+    extra = {}
+    if adaptive is not None:
+        extra = {"optimizer": adaptive["kind"], "bias_correction1": adaptive["bias_correction1"]}
+        if adam:
+            extra["beta1"] = beta1
+    return Report(samples=n, outputs=c, params=p, rank=geometry.rank, loss=loss, lr_factor=lr_factor,
                   sampling=sampling, lambda_max=geometry.lambda_max / factor,
-                  eta_gd=factor * 2.0 / (geometry.lambda_max + wd.get("weight_decay", 0.0)),
+                  eta_gd=lr_factor * 2.0 / (geometry.lambda_max + wd.get("weight_decay", 0.0)),
                   momentum=0.0 if momentum is None else momentum, nesterov=bool(nesterov),
                   weight_decay=0.0 if weight_decay is None else weight_decay,
                   max_residual=max_res, is_minimum=is_min, converged=all(p["converged"] for p in points), points=points,
-                  verdict=verdict, loss_convention_sgdstab=_core.loss_convention, geometry=geometry)
+                  verdict=verdict, loss_convention_sgdstab=_core.loss_convention, geometry=geometry, **extra)
+
+
+def _cross_entropy_point(work, x, targets):
+    """(n, C, max |p_i - t_i|, the stacked S_i = diag(p_i) - p_i p_i^T) for logits model(x) and targets given
+    as class indices (n,) or class probabilities (n, C), as torch.nn.CrossEntropyLoss takes them."""
+    with _torch.no_grad():
+        out = work(x)
+    if out.dim() != 2 or out.shape[1] < 2:
+        raise ValueError(f"loss='cross_entropy': model(inputs) must be (n, C) logits with C >= 2, got shape "
+                         f"{tuple(out.shape)}")
+    n, c = out.shape
+    probs = _torch.softmax(out.double().cpu(), dim=1)
+    y = targets if isinstance(targets, _torch.Tensor) else _torch.as_tensor(_np.asarray(targets))
+    y = y.detach().cpu()
+    if y.dim() == 1 and y.shape[0] == n and not y.is_floating_point():
+        if int(y.min()) < 0 or int(y.max()) >= c:
+            raise ValueError(f"targets: class indices must be in 0..{c - 1}, got {int(y.min())}..{int(y.max())}")
+        t = _torch.nn.functional.one_hot(y.long(), c).double()
+    elif tuple(y.shape) == (n, c) and y.is_floating_point():
+        t = y.double()
+    else:
+        raise ValueError(f"targets: expected {n} class indices (integers) or an {n} x {c} float tensor of class "
+                         f"probabilities, got shape {tuple(y.shape)} dtype {y.dtype}")
+    max_res = float((probs - t).abs().max())
+    return n, c, max_res, _core.softmax_curvature(probs.numpy())
 
 
 class TorchModel(_core.LinearizedModel):
