@@ -20,7 +20,7 @@ PUBLIC = {
     "loss_curvature": "geometry",
     "moment_operator": "operators", "device": "operators",
     "stability": "solvers", "region": "solvers", "momentum": "solvers", "bounds": "solvers", "band": "solvers",
-    "weight_decay": "solvers", "adaptive": "solvers",
+    "weight_decay": "solvers", "adaptive": "solvers", "covariance": "solvers",
     "mlp": "models", "minimize": "models", "escape": "models",
     "montecarlo": "simulation",
     "distributed": "distributed",

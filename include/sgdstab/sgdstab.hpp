@@ -29,6 +29,7 @@
 #include "sgdstab/adaptive.hpp"
 #include "sgdstab/band.hpp"
 #include "sgdstab/bounds.hpp"
+#include "sgdstab/covariance.hpp"
 #include "sgdstab/momentum.hpp"
 #include "sgdstab/region.hpp"
 #include "sgdstab/stability.hpp"

@@ -1,0 +1,75 @@
+#pragma once
+/// \file covariance.hpp
+/// \brief The stationary second moment of linearized SGD at a minimum that
+/// does not interpolate (theory/covariance.md; Mulayoff & Michaeli, COLT
+/// 2024, Thm 4-5).
+///
+/// At a minimum of L = (1/n) sum_i 1/2 |f(x_i) - y_i|^2 whose residuals
+/// r_i = f(x_i) - y_i do not vanish, the per-sample gradients
+/// g_i = J_i^T r_i sum to zero but are not zero. Linearized (Gauss-Newton
+/// Hessian), SGD moves the deviation by delta <- (I - lr H_B) delta - lr g_B,
+/// and when rho(T) < 1 its second moment converges to the solution of
+///   (I - T) Sigma = lr^2 E[g_B g_B^T] = lr^2 beta(B) Sigma_g,
+///   Sigma_g = (1/n) sum_i g_i g_i^T
+/// (beta the scheme's factor, sampling.hpp; eq. 3 of the note). The library
+/// solves the equivalent SPD system (A - lr Q) Sigma = lr beta Sigma_g by
+/// conjugate gradients preconditioned with A^{-1}, on range(H) (where the
+/// g_i live), and reports Sigma's trace, top eigenvalues and the expected
+/// excess loss 1/2 tr(H Sigma).
+///
+/// \code
+/// auto g = sgdstab::Geometry::from_jacobian(J, C);
+/// Eigen::VectorXd r = f - y;                            // n C residuals, sample-major
+/// auto cov = sgdstab::stationary_covariance(g, r, /*lr=*/0.01, /*batch=*/8,
+///                                           sgdstab::Sampling::with_replacement);
+/// if (cov.converged()) std::cout << cov.excess_loss << "\n";
+/// \endcode
+#include <Eigen/Core>
+
+#include "sgdstab/geometry.hpp"
+#include "sgdstab/sampling.hpp"
+#include "sgdstab/solver.hpp"
+
+namespace sgdstab {
+
+/// Options of stationary_covariance. validate() throws sgdstab::invalid_argument.
+struct CovarianceOptions {
+  /// Relative residual |b - M x| / |b| at which conjugate gradients stop.
+  double tolerance = 1e-10;
+  /// Conjugate-gradient iterations at most (each one application of Q).
+  Index max_iterations = 5000;
+  /// The point is a minimum when |(1/n) sum g_i| <= gradient_tolerance *
+  /// (1/n) sum |g_i| (else invalid_argument).
+  double gradient_tolerance = 1e-6;
+  /// Top eigenvalues of Sigma reported.
+  Index top = 5;
+  void validate() const;
+};
+
+struct CovarianceResult : Result {
+  double lr = 0.0;
+  Index batch = 0;
+  Sampling sampling = Sampling::without_replacement;
+  double rho = 0.0;                ///< rho(T) at lr (< 1, else no stationary state)
+  Eigen::MatrixXd covariance;      ///< Sigma in reduced coordinates (r x r; H = diag(d) there)
+  double trace = 0.0;              ///< tr Sigma = E|delta|^2 in the stationary state
+  Eigen::VectorXd top_eigenvalues; ///< of Sigma, descending
+  double excess_loss = 0.0;        ///< 1/2 tr(H Sigma): E[L] - L(theta*) to second order
+  double gradient_noise_trace = 0.0;  ///< tr Sigma_g = (1/n) sum |g_i|^2
+  double mean_gradient_norm = 0.0;    ///< |(1/n) sum g_i| (0 at an exact minimum)
+  // report: iterations = CG iterations, matvecs = applications of Q,
+  // residual = the final relative residual; status not_converged when
+  // max_iterations ran out (the covariance is then the last iterate).
+};
+
+/// The stationary second moment of plain SGD at lr with batch size B.
+/// residuals: the n C values f(x_i) - y_i (sample-major, as the Jacobian's rows).
+/// \throws sgdstab::invalid_argument on a residual vector of the wrong
+///   length or with NaN/Inf, a point that is not a minimum (the gradients
+///   do not sum to zero), lr <= 0, B outside 1..n, or rho(T) >= 1 at lr
+///   (naming rho: there is no stationary state).
+CovarianceResult stationary_covariance(const Geometry& geometry, const Eigen::Ref<const Eigen::VectorXd>& residuals,
+                                       double lr, Index batch, Sampling sampling = Sampling::without_replacement,
+                                       const CovarianceOptions& options = {});
+
+}  // namespace sgdstab

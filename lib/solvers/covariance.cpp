@@ -1,0 +1,127 @@
+// The stationary second moment of linearized SGD at a non-interpolating
+// minimum (theory/covariance.md).
+#include "sgdstab/covariance.hpp"
+
+#include <Eigen/Eigenvalues>
+#include <cmath>
+#include <string>
+
+#include "foundations/check.hpp"
+#include "foundations/interrupt_detail.hpp"
+#include "foundations/stopwatch.hpp"
+#include "sgdstab/moment_operator.hpp"
+#include "sgdstab/stability.hpp"
+
+namespace sgdstab {
+
+void CovarianceOptions::validate() const {
+  detail::require(std::isfinite(tolerance) && tolerance > 0.0 && tolerance < 1.0, "CovarianceOptions",
+                  "tolerance must be in (0, 1), got " + detail::fmt(tolerance));
+  detail::require(max_iterations >= 1, "CovarianceOptions",
+                  "max_iterations must be >= 1, got " + std::to_string(max_iterations));
+  detail::require(std::isfinite(gradient_tolerance) && gradient_tolerance >= 0.0, "CovarianceOptions",
+                  "gradient_tolerance must be finite and >= 0, got " + detail::fmt(gradient_tolerance));
+  detail::require(top >= 0, "CovarianceOptions", "top must be >= 0, got " + std::to_string(top));
+}
+
+CovarianceResult stationary_covariance(const Geometry& geometry, const Eigen::Ref<const Eigen::VectorXd>& residuals,
+                                       double lr, Index batch, Sampling sampling, const CovarianceOptions& options) {
+  const detail::Stopwatch watch;
+  const std::string where = "stationary_covariance";
+  options.validate();
+  detail::require(std::isfinite(lr) && lr > 0.0, where, "lr must be finite and > 0, got " + detail::fmt(lr));
+  const Index n = geometry.samples(), c = geometry.outputs(), r = geometry.rank();
+  detail::require(residuals.size() == n * c, where,
+                  "residuals must have n C = " + std::to_string(n * c) + " entries (f(x_i) - y_i, sample-major), got " +
+                      std::to_string(residuals.size()));
+  detail::require(residuals.allFinite(), where, "the residuals have a NaN or Inf entry");
+  const SecondMomentOperator op(geometry, batch, sampling);  // checks B
+
+  // Per-sample gradients in reduced coordinates: g_i = Z_i^T r_i (eq. 2).
+  const Eigen::MatrixXd& z = geometry.factor();
+  Eigen::MatrixXd grads(r, n);
+  for (Index i = 0; i < n; ++i) grads.col(i) = z.middleRows(i * c, c).transpose() * residuals.segment(i * c, c);
+  const Eigen::VectorXd mean = grads.rowwise().mean();
+  double mean_norm_of_each = 0.0;
+  for (Index i = 0; i < n; ++i) mean_norm_of_each += grads.col(i).norm() / static_cast<double>(n);
+  detail::require(mean.norm() <= options.gradient_tolerance * mean_norm_of_each, where,
+                  "not a minimum: |(1/n) sum g_i| = " + detail::fmt(mean.norm()) + " > gradient_tolerance (" +
+                      detail::fmt(options.gradient_tolerance) + ") * mean |g_i| = " + detail::fmt(mean_norm_of_each) +
+                      " (the residuals' gradients J_i^T r_i must sum to zero)");
+  const Eigen::MatrixXd sigma_g = grads * grads.transpose() / static_cast<double>(n);
+
+  CovarianceResult out;
+  out.lr = lr;
+  out.batch = batch;
+  out.sampling = sampling;
+  out.gradient_noise_trace = sigma_g.trace();
+  out.mean_gradient_norm = mean.norm();
+  const RadiusResult rho = spectral_radius(geometry, lr, batch, sampling);
+  detail::require(rho.converged(), where, "the spectral radius at lr did not converge: " + rho.report.message);
+  out.rho = rho.rho;
+  detail::require(rho.rho < 1.0, where,
+                  "rho(T) = " + detail::fmt(rho.rho) + " >= 1 at lr = " + detail::fmt(lr) +
+                      ": SGD is not mean-square stable there and has no stationary covariance");
+
+  // (A - lr Q) X = lr beta Sigma_g (eq. 4), CG preconditioned by A^{-1}.
+  const Eigen::VectorXd& d = geometry.hessian_eigenvalues();
+  const Eigen::MatrixXd inv_a = (d.replicate(1, r) + d.transpose().replicate(r, 1)).cwiseInverse();
+  const double beta = op.factors().beta;
+  const Eigen::MatrixXd b = lr * beta * sigma_g;
+  auto apply = [&](const Eigen::MatrixXd& x) {
+    ++out.report.matvecs;
+    return Eigen::MatrixXd(op.anticommutator(x) - lr * op.quadratic(x));
+  };
+  auto dot = [](const Eigen::MatrixXd& u, const Eigen::MatrixXd& v) { return (u.array() * v.array()).sum(); };
+  Eigen::MatrixXd x = b.cwiseProduct(inv_a);  // A^{-1} b: the answer at lr -> 0
+  Eigen::MatrixXd res = b - apply(x);
+  Eigen::MatrixXd zr = res.cwiseProduct(inv_a);
+  Eigen::MatrixXd p = zr;
+  double rz = dot(res, zr);
+  const double bnorm = b.norm();
+  out.report.status = Status::not_converged;
+  if (bnorm == 0.0) {  // every residual gradient zero: an interpolating minimum, Sigma = 0
+    out.covariance = Eigen::MatrixXd::Zero(r, r);
+    out.report.status = Status::converged;
+  } else {
+    for (Index it = 0; it < options.max_iterations; ++it) {
+      out.report.residual = res.norm() / bnorm;
+      if (out.report.residual <= options.tolerance) {
+        out.report.status = Status::converged;
+        break;
+      }
+      detail::throw_if_interrupted(where.c_str());
+      const Eigen::MatrixXd mp = apply(p);
+      const double pmp = dot(p, mp);
+      detail::require(pmp > 0.0, where,
+                      "A - lr Q is not positive definite (rho(T) = " + detail::fmt(rho.rho) +
+                          " is within round-off of 1): no stationary covariance can be computed");
+      const double alpha = rz / pmp;
+      x += alpha * p;
+      res -= alpha * mp;
+      zr = res.cwiseProduct(inv_a);
+      const double rz_new = dot(res, zr);
+      p = zr + (rz_new / rz) * p;
+      rz = rz_new;
+      ++out.report.iterations;
+    }
+    if (out.report.status == Status::converged)
+      out.report.message = "conjugate gradients converged in " + std::to_string(out.report.iterations) + " iterations";
+    else
+      out.report.message = "conjugate gradients did not reach the tolerance in " +
+                           std::to_string(options.max_iterations) + " iterations (relative residual " +
+                           detail::fmt(out.report.residual) + "); the covariance is the last iterate";
+    out.covariance = 0.5 * (x + x.transpose());
+  }
+  out.trace = out.covariance.trace();
+  out.excess_loss = 0.5 * out.covariance.diagonal().dot(d);
+  if (options.top > 0 && r > 0) {
+    const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(out.covariance, Eigen::EigenvaluesOnly);
+    const Index k = std::min(options.top, r);
+    out.top_eigenvalues = es.eigenvalues().tail(k).reverse();
+  }
+  out.report.seconds = watch.seconds();
+  return out;
+}
+
+}  // namespace sgdstab
