@@ -328,6 +328,18 @@ void Program::analysis_commands() {
               {"direction", "FILE: delta in R^p (needs --jacobian)"}});
   c->get_option("--direction")->excludes("--residual");
 
+  c = command(root_, "covariance",
+              "the stationary covariance of SGD at a minimum that does not interpolate (theory/covariance.md)",
+              cmd_covariance);
+  geometry_options(c);
+  options(c, {{"residual", "FILE: residuals f(x_i) - y_i at the minimum (n C values; their gradients J_i^T r_i "
+                           "must sum to zero)"},
+              {"lr", "ETA: learning rate (rho(T) < 1 needed)"},
+              {"batch", "B: batch size"},
+              {"sampling", "without|with|bernoulli (default without)"},
+              {"top", "K: top eigenvalues of Sigma reported (default 5)"},
+              {"gradient-tol", "T: the point is a minimum when |mean g_i| <= T mean |g_i| (default 1e-6)"}});
+
   c = command(root_, "montecarlo", "simulate linearized SGD beside the exact answer", cmd_montecarlo);
   geometry_options(c);
   options(c, {{"batch", "B: batch size"},

@@ -24,6 +24,7 @@ int cmd_bounds(const Args& args, std::ostream& out, std::ostream& err);
 int cmd_band(const Args& args, std::ostream& out, std::ostream& err);
 int cmd_alignment(const Args& args, std::ostream& out, std::ostream& err);
 int cmd_montecarlo(const Args& args, std::ostream& out, std::ostream& err);
+int cmd_covariance(const Args& args, std::ostream& out, std::ostream& err);
 int cmd_minimum(const Args& args, std::ostream& out, std::ostream& err);
 int cmd_analyze(const Args& args, std::ostream& out, std::ostream& err);
 int cmd_escape(const Args& args, std::ostream& out, std::ostream& err);

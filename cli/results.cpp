@@ -79,6 +79,25 @@ json band_json(const LinearizedModel& m, const BandResult& r) {
   return j;
 }
 
+json covariance_json(const GeometrySummary& g, const CovarianceResult& r) {
+  json j;
+  j["lr"] = r.lr;
+  j["batch"] = r.batch;
+  j["sampling"] = to_string(r.sampling);
+  j["rho"] = r.rho;
+  j["trace"] = r.trace;
+  j["top_eigenvalues"] = std::vector<double>(r.top_eigenvalues.data(), r.top_eigenvalues.data() + r.top_eigenvalues.size());
+  j["excess_loss"] = r.excess_loss;
+  j["gradient_noise_trace"] = r.gradient_noise_trace;
+  j["mean_gradient_norm"] = r.mean_gradient_norm;
+  report_fields(j, r.report);
+  geometry_fields(j, g);
+  j["definition"] = "Sigma = lim E[delta delta^T] of delta <- (I - lr H_B) delta - lr g_B, g_i = J_i^T r_i; "
+                    "excess_loss = 1/2 tr(H Sigma); gradient_noise_trace = (1/n) sum |g_i|^2";
+  j["loss_convention"] = kLossConvention;
+  return j;
+}
+
 json radius_json(const GeometrySummary& g, const RadiusResult& r) {
   json j;
   j["rho"] = r.rho;

@@ -9,6 +9,7 @@
 
 #include "report.hpp"
 #include "sgdstab/band.hpp"
+#include "sgdstab/covariance.hpp"
 #include "sgdstab/momentum.hpp"
 
 namespace sgdstab::cli {
@@ -19,6 +20,8 @@ json threshold_json(const GeometrySummary& g, const ThresholdResult& r);
 json band_json(const Geometry& g, const BandResult& r);
 /// The band from a model's products (`sgdstab band --matrix-free`).
 json band_json(const LinearizedModel& m, const BandResult& r);
+/// `sgdstab covariance`: the stationary covariance (theory/covariance.md).
+json covariance_json(const GeometrySummary& g, const CovarianceResult& r);
 /// `sgdstab radius`.
 json radius_json(const GeometrySummary& g, const RadiusResult& r);
 /// `sgdstab threshold --momentum BETA [--nesterov]`.

@@ -686,6 +686,30 @@ void bind_adaptive(py::module_& m) {
       py::arg("geometry"), py::arg("lr"), py::arg("batch"), py::arg("sampling"), py::arg("beta1"));
 }
 
+// The stationary covariance (theory/covariance.md): (the JSON of `sgdstab covariance`, Sigma).
+void bind_covariance(py::module_& m) {
+  m.def(
+      "covariance",
+      [](const Geometry& g, py::handle residuals, double lr, Index batch, const std::string& sampling, Index top,
+         double gradient_tolerance, double tolerance, Index max_iterations) {
+        const Sampling s = parse<Sampling>(sampling);
+        const VectorXd r = as_vector(residuals, "residuals");
+        CovarianceOptions o;
+        o.top = top;
+        o.gradient_tolerance = gradient_tolerance;
+        o.tolerance = tolerance;
+        o.max_iterations = max_iterations;
+        CovarianceResult res;
+        {
+          Compute c;
+          res = stationary_covariance(g, r, lr, batch, s, o);
+        }
+        return py::make_tuple(json_to_python(cli::covariance_json(g, res)), to_numpy(res.covariance));
+      },
+      py::arg("geometry"), py::arg("residuals"), py::arg("lr"), py::arg("batch"), py::arg("sampling"), py::arg("top"),
+      py::arg("gradient_tolerance"), py::arg("tolerance"), py::arg("max_iterations"));
+}
+
 // threshold, radius, curve.
 void bind_solvers(py::module_& m) {
   m.def(
@@ -1038,6 +1062,7 @@ PYBIND11_MODULE(_core, m) {
   bind_analysis_results(m);
   bind_momentum(m);
   bind_adaptive(m);
+  bind_covariance(m);
   bind_solvers(m);
   bind_region(m);
   bind_analysis(m);

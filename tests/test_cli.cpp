@@ -372,6 +372,11 @@ TEST_F(Cli, LossCurvatureAndAdaptiveOptimizers) {
            " --softmax " + file("probs.npy"), "at most one"},
       {"alignment --jacobian " + file("cj.npy") + " --outputs 2 --residual " + file("pc.npy") + " --softmax " +
            file("probs.npy"), "not available in alignment"},
+      {"covariance --jacobian " + file("cj.npy") + " --outputs 2 --lr 0.1 --batch 2", "--residual"},
+      {"covariance --jacobian " + file("cj.npy") + " --outputs 2 --lr 0.1 --batch 2 --residual " + file("pc.npy") +
+           " --softmax " + file("probs.npy"), "not available in covariance"},
+      {"covariance --jacobian " + file("cj.npy") + " --outputs 2 --lr 0.1 --batch 2 --residual " + file("pc.npy"),
+       "n C = 12"},
   };
   for (const Bad& b : bad) {
     const CliRun e = run(b.args);

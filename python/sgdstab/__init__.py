@@ -77,6 +77,7 @@ __all__ = [
     "adam_threshold",
     "adam_radius",
     "adam_curve",
+    "covariance",
     "read_matrix",
     "default_batches",
     "solver_options",
@@ -396,6 +397,39 @@ def adam_radius(geometry, lr, batch, sampling="without", *, beta1=0.9, **solver_
 def adam_curve(geometry, batches=None, sampling="without", *, beta1=0.9, **solver_options):
     points, as_dict = _core.adam_curve(geometry, batches, sampling, beta1, **solver_options)
     return MomentumCurveResult(points, as_dict)
+
+
+class CovarianceResult:
+    """The stationary covariance of linearized SGD (`sgdstab covariance`): trace, top_eigenvalues,
+    excess_loss, rho, gradient_noise_trace, mean_gradient_norm, converged, status, message, covariance
+    (Sigma in reduced coordinates, r x r, where H = diag(geometry.hessian_eigenvalues)), to_dict()."""
+
+    def __init__(self, as_dict, sigma):
+        self._dict = as_dict
+        self.covariance = sigma
+        for key in ("lr", "batch", "sampling", "rho", "trace", "top_eigenvalues", "excess_loss",
+                    "gradient_noise_trace", "mean_gradient_norm", "converged", "status", "message", "iterations"):
+            setattr(self, key, as_dict[key])
+
+    def to_dict(self):
+        return self._dict
+
+
+@_doc("""The stationary second moment of SGD at a minimum that does not interpolate (theory/covariance.md).
+
+    residuals: the n C values f(x_i) - y_i at the minimum (their gradients
+    J_i^T r_i must sum to zero within gradient_tolerance). Linearized with
+    the Gauss-Newton Hessian, SGD at lr with batch size B fluctuates with
+    Sigma = lim E[delta delta^T], the solution of (I - T) Sigma = lr^2
+    E[g_B g_B^T] (Mulayoff & Michaeli 2024, Thm 4-5), found by conjugate
+    gradients (tolerance, max_iterations). Needs rho(T) < 1 at lr (else
+    ValueError naming rho). Returns a CovarianceResult; excess_loss =
+    1/2 tr(H Sigma) is the expected loss above the minimum's.""")
+def covariance(geometry, residuals, lr, batch, sampling="without", *, top=5, gradient_tolerance=1e-6,
+               tolerance=1e-10, max_iterations=5000):
+    as_dict, sigma = _core.covariance(geometry, residuals, lr, batch, sampling, top, gradient_tolerance, tolerance,
+                                      max_iterations)
+    return CovarianceResult(as_dict, sigma)
 
 
 def read_matrix(path):

@@ -452,3 +452,37 @@ def test_softmax_curvature_and_adam_equal_the_program_and_the_closed_forms(probl
         sgdstab.adam_threshold(gp, 2, beta1=1.0)
     with pytest.raises(ValueError, match="entry 0"):
         sgdstab.precondition(j, -pc)
+
+
+def test_covariance_equals_the_program_and_the_closed_form(cli, tmp_path):
+    # A non-interpolating least-squares minimum (p < n C) and Mulayoff &
+    # Michaeli's closed form in parameter space with NumPy:
+    # vec Sigma = lr beta (2C - lr D)^{-1} vec Sigma_g, 2C = I (x) H + H (x) I,
+    # D = E[H_B (x) H_B] (with replacement: (1 - 1/B) H (x) H + (1/B) mean h_i (x) h_i), beta = 1/B.
+    rng = np.random.default_rng(3)
+    n, p, b, lr = 7, 3, 2, 0.05
+    jac = rng.standard_normal((n, p))
+    y = rng.standard_normal(n)
+    r = jac @ np.linalg.lstsq(jac, y, rcond=None)[0] - y
+    np.save(tmp_path / "J.npy", jac)
+    np.save(tmp_path / "r.npy", r.reshape(-1, 1))
+    g = sgdstab.Geometry.from_jacobian(jac, 1)
+    res = sgdstab.covariance(g, r, lr, b, "with")
+    assert res.converged and res.rho < 1
+    assert_same(res.to_dict(), cli("covariance", "--jacobian", tmp_path / "J.npy", "--residual", tmp_path / "r.npy",
+                                   "--lr", repr(lr), "--batch", b, "--sampling", "with"))
+    h = jac.T @ jac / n
+    hs = [np.outer(jac[i], jac[i]) for i in range(n)]
+    grads = jac * r[:, None]
+    sigma_g = grads.T @ grads / n
+    eye = np.eye(p)
+    two_c = np.kron(eye, h) + np.kron(h, eye)
+    d = (1 - 1 / b) * np.kron(h, h) + sum(np.kron(hi, hi) for hi in hs) / (n * b)
+    sigma = np.linalg.solve(two_c - lr * d, lr / b * sigma_g.reshape(-1)).reshape(p, p)
+    assert math.isclose(res.trace, np.trace(sigma), rel_tol=1e-8)
+    assert math.isclose(res.excess_loss, 0.5 * np.trace(h @ sigma), rel_tol=1e-8)
+    np.testing.assert_allclose(res.top_eigenvalues, np.sort(np.linalg.eigvalsh(sigma))[::-1], rtol=1e-8)
+    with pytest.raises(ValueError, match="not a minimum"):
+        sgdstab.covariance(g, r + 0.1, lr, b)
+    with pytest.raises(ValueError, match=">= 1"):
+        sgdstab.covariance(g, r, 10 * sgdstab.threshold(g, b, "with").eta_star, b, "with")
