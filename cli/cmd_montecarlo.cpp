@@ -16,15 +16,20 @@ int cmd_montecarlo(const Args& args, std::ostream& out, std::ostream& err) {
   apply_cli(args, o);  // the table's options (lib/simulation/cross_check_options.cpp): --steps, --trajectories, ...
   o.weight_decay = weight_decay_option(args);
   const OptimizerSetting opt = optimizer_option(args);
-  if (opt.adam)
-    throw UsageError("--optimizer " + opt.name + " is not available in montecarlo yet: run it as heavy-ball momentum, "
-                     "--momentum BETA1 --lr LR*(1-BETA1), on the same preconditioned Jacobian (theory/adaptive.md)");
   o.momentum = opt.momentum.value_or(Momentum{});
+  // Adam runs as heavy-ball at lr (1 - beta1) on J P^{-1/2} (theory/adaptive.md, eq. 3); the JSON is in Adam's lr.
+  const double adam_lr = o.lr;
+  if (opt.adam) o.lr = adam_heavy_ball_lr(o.lr, opt.beta1());
   const Geometry g = load_geometry(args);
   o.batch = batch_of(args, g);
   o.progress = progress_reporter(args, err, "sgdstab montecarlo: step");
   const CrossCheckReport rep = cross_check(g, o);
   json j = cross_check_json(o, rep);
+  if (opt.adam) {
+    j["lr"] = adam_lr;
+    j["heavy_ball_lr"] = o.lr;
+    if (rep.eta_star) j["eta_star"] = *rep.eta_star / (1.0 - opt.beta1());
+  }
   echo_input_transforms(args, j);
   echo_optimizer(args, opt, j);
   print_result(j, out);

@@ -348,6 +348,19 @@ TEST_F(Cli, LossCurvatureAndAdaptiveOptimizers) {
   EXPECT_REL_NEAR(j["points"][0]["eta_star"].get<double>(),
                   sgdstab::stability_threshold(gsp, 1, sgdstab::Sampling::without_replacement).eta_star, 1e-9);
   EXPECT_EQ(j["optimizer"], "rmsprop");
+  // montecarlo with Adam: heavy-ball at lr (1 - beta1), reported in Adam's lr, agreeing below eta*.
+  r = run("montecarlo " + pre + " --optimizer adam --momentum 0.5 --sampling with --batch 2 --steps 5 "
+          "--trajectories 2000 --blocks 400 --quiet --lr " +
+          num(0.8 * sgdstab::adam_threshold(gp, 2, sgdstab::Sampling::with_replacement, 0.5).eta_star));
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = json::parse(r.out);
+  EXPECT_EQ(j["verdict"], "agree");
+  EXPECT_REL_NEAR(j["eta_star"].get<double>(),
+                  sgdstab::adam_threshold(gp, 2, sgdstab::Sampling::with_replacement, 0.5).eta_star, 1e-8);
+  EXPECT_REL_NEAR(j["heavy_ball_lr"].get<double>(), 0.5 * j["lr"].get<double>(), 1e-15);
+  EXPECT_REL_NEAR(j["rho"].get<double>(),
+                  sgdstab::adam_spectral_radius(gp, j["lr"].get<double>(), 2, sgdstab::Sampling::with_replacement, 0.5)
+                      .rho, 1e-9);
   // Without the options the JSON has none of their keys (and is today's answer).
   j = json::parse(run("threshold --jacobian " + file("cj.npy") + " --outputs 2 --batch 3").out);
   EXPECT_FALSE(j.contains("loss_curvature") || j.contains("optimizer") || j.contains("preconditioner"));
@@ -363,7 +376,6 @@ TEST_F(Cli, LossCurvatureAndAdaptiveOptimizers) {
       {"threshold " + pre + " --batch 2 --optimizer adam --momentum 1", "beta1"},
       {"threshold " + pre + " --batch 2 --optimizer lion", "sgd|rmsprop|adam|adamw"},
       {"region " + pre + " --optimizer adam", "not available in region"},
-      {"montecarlo " + pre + " --optimizer adam --lr 0.1 --batch 2", "not available in montecarlo"},
       {"threshold --jacobian " + file("cj.npy") + " --outputs 2 --batch 2 --softmax " + file("curv.npy"),
        "n x C"},
       {"threshold --jacobian " + file("cj.npy") + " --outputs 2 --batch 2 --curvature " + file("probs.npy"),
