@@ -365,7 +365,10 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
     Returns a Report: samples, outputs, params, rank, loss, lr_factor (eta in
     loss units per library unit), lambda_max and eta_gd (in loss units),
     max_residual, is_minimum, points [{batch, eta_star, eta_star_sgdstab,
-    converged, status, matvecs}], verdict (or None), geometry (the
+    converged, status, matvecs}], verdict (or None: {lr, batch, sampling,
+    rho (None when the radius did not converge), rho_converged, stable,
+    eta_star, decided_by ("rho", or "eta_star" when only the threshold
+    converged: stable iff lr <= eta*), converged}), geometry (the
     sgdstab.Geometry), to_dict().
     """
     ce = loss == "cross_entropy"
@@ -441,8 +444,18 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
             rad = _core.radius(geometry, lr / lr_factor, batch, sampling, **mo, **wd, **solver_options)
             thr = (_core.threshold(geometry, batch, sampling, **wd, **solver_options) if momentum is None else
                    _core.momentum_threshold(geometry, batch, sampling, momentum, nesterov, 0, **solver_options))
-        verdict = {"lr": lr, "batch": batch, "sampling": sampling, "rho": rad.rho, "stable": rad.rho <= 1.0,
-                   "eta_star": lr_factor * thr.eta_star, "converged": rad.converged and thr.converged}
+        # rho decides when it converged; otherwise the threshold does (stable iff lr <= eta*), and
+        # rho is None: an unconverged radius (clustered eigenvalues near 1 at small lr with momentum) is no number.
+        if rad.converged:
+            stable = rad.rho <= 1.0
+        elif thr.converged:
+            stable = lr <= lr_factor * thr.eta_star
+        else:
+            stable = None
+        verdict = {"lr": lr, "batch": batch, "sampling": sampling, "rho": rad.rho if rad.converged else None,
+                   "rho_converged": rad.converged, "stable": stable, "eta_star": lr_factor * thr.eta_star,
+                   "decided_by": "rho" if rad.converged else "eta_star" if thr.converged else None,
+                   "converged": thr.converged and stable is not None}
     extra = {}
     if adaptive is not None:
         extra = {"optimizer": adaptive["kind"], "bias_correction1": adaptive["bias_correction1"]}
