@@ -334,6 +334,8 @@ void Program::analysis_commands() {
   geometry_options(c);
   options(c, {{"residual", "FILE: residuals f(x_i) - y_i at the minimum (n C values; their gradients J_i^T r_i "
                            "must sum to zero)"},
+              {"residual-gradients", "FILE: the per-sample gradients g_i at the minimum, n x p (any loss; with "
+                                     "--softmax or --curvature for its curvature; needs --jacobian)"},
               {"lr", "ETA: learning rate (rho(T) < 1 needed)"},
               {"batch", "B: batch size"},
               {"sampling", "without|with|bernoulli (default without)"},

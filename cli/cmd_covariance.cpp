@@ -13,9 +13,13 @@ namespace sgdstab::cli {
 
 int cmd_covariance(const Args& args, std::ostream& out, std::ostream& err) {
   const Sampling sampling = args.choice("sampling", Sampling::without_replacement);
-  if (!args.has("residual")) throw UsageError("covariance needs --residual FILE (the n C residuals f(x_i) - y_i)");
-  if (args.has("curvature") || args.has("softmax"))
-    throw UsageError("--curvature and --softmax are not available in covariance yet (square-loss residuals)");
+  if (args.has("residual") == args.has("residual-gradients"))
+    throw UsageError("covariance needs exactly one of --residual FILE (the n C residuals f(x_i) - y_i of the square "
+                     "loss) or --residual-gradients FILE (the n x p per-sample gradients, any loss; needs --jacobian)");
+  if (args.has("residual") && (args.has("curvature") || args.has("softmax")))
+    throw UsageError("--curvature and --softmax need --residual-gradients (--residual is the square loss's)");
+  if (args.has("residual-gradients") && !args.has("jacobian"))
+    throw UsageError("--residual-gradients needs --jacobian (the gradients live in parameter space)");
   const double lr = args.number("lr");
   if (!(lr > 0)) throw sgdstab::invalid_argument("--lr: the learning rate must be > 0, got " + detail::fmt(lr));
   CovarianceOptions o;
@@ -26,6 +30,16 @@ int cmd_covariance(const Args& args, std::ostream& out, std::ostream& err) {
   }
   if (args.has("gradient-tol")) o.gradient_tolerance = args.number("gradient-tol");
   o.validate();
+  if (args.has("residual-gradients")) {
+    const Eigen::MatrixXd jac = load_jacobian(args);  // with --curvature / --softmax applied
+    const Geometry g = Geometry::from_jacobian(jac, outputs_option(args), reduction_options(args));
+    const Index b = batch_of(args, g);
+    const Eigen::MatrixXd red = reduced_gradients(g, jac, read_matrix(args.str("residual-gradients")));
+    const CovarianceResult r = stationary_covariance_from_gradients(g, red, lr, b, sampling, o);
+    json j = covariance_json(g, r);
+    echo_input_transforms(args, j);
+    return finish(j, r.status(), out, err);
+  }
   const Geometry g = load_geometry(args);
   const Index b = batch_of(args, g);
   const Eigen::MatrixXd res = read_matrix(args.str("residual"));

@@ -708,6 +708,28 @@ void bind_covariance(py::module_& m) {
       },
       py::arg("geometry"), py::arg("residuals"), py::arg("lr"), py::arg("batch"), py::arg("sampling"), py::arg("top"),
       py::arg("gradient_tolerance"), py::arg("tolerance"), py::arg("max_iterations"));
+  m.def(
+      "covariance_from_gradients",
+      [](const Geometry& g, py::handle jacobian, py::handle gradients, double lr, Index batch,
+         const std::string& sampling, Index top, double gradient_tolerance, double tolerance, Index max_iterations) {
+        const Sampling s = parse<Sampling>(sampling);
+        const MatrixXd j = as_matrix(jacobian, "jacobian").dense();
+        const MatrixXd gr = as_matrix(gradients, "gradients").dense();
+        CovarianceOptions o;
+        o.top = top;
+        o.gradient_tolerance = gradient_tolerance;
+        o.tolerance = tolerance;
+        o.max_iterations = max_iterations;
+        CovarianceResult res;
+        {
+          Compute c;
+          res = stationary_covariance_from_gradients(g, reduced_gradients(g, j, gr), lr, batch, s, o);
+        }
+        return py::make_tuple(json_to_python(cli::covariance_json(g, res)), to_numpy(res.covariance));
+      },
+      py::arg("geometry"), py::arg("jacobian"), py::arg("gradients"), py::arg("lr"), py::arg("batch"),
+      py::arg("sampling"), py::arg("top"), py::arg("gradient_tolerance"), py::arg("tolerance"),
+      py::arg("max_iterations"));
 }
 
 // threshold, radius, curve.

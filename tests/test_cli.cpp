@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 
 #include <Eigen/Eigenvalues>
+#include <Eigen/SVD>
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -361,6 +362,29 @@ TEST_F(Cli, LossCurvatureAndAdaptiveOptimizers) {
   EXPECT_REL_NEAR(j["rho"].get<double>(),
                   sgdstab::adam_spectral_radius(gp, j["lr"].get<double>(), 2, sgdstab::Sampling::with_replacement, 0.5)
                       .rho, 1e-9);
+  // covariance from parameter-space gradients with the softmax's curvature: g_i = J_i^T a_i (1, -1), in
+  // range(S_i^{1/2}), with sum g_i = 0 (a in the null space of the 5 x 6 matrix of the J_i^T (1, -1)).
+  {
+    MatrixXd m(5, 6);
+    for (int i = 0; i < 6; ++i) m.col(i) = J.row(2 * i).transpose() - J.row(2 * i + 1).transpose();
+    const Eigen::JacobiSVD<MatrixXd> svd(m, Eigen::ComputeFullV);
+    const Eigen::VectorXd a = svd.matrixV().col(5);
+    MatrixXd grads(6, 5);
+    for (int i = 0; i < 6; ++i) grads.row(i) = a(i) * m.col(i).transpose();
+    sgdstab::write_npy(file("grads.npy"), grads);
+    const MatrixXd jc = sgdstab::apply_curvature_to_jacobian(J, S, 2);
+    const auto gc = sgdstab::Geometry::from_jacobian(jc, 2);
+    const double lr = 0.5 * sgdstab::stability_threshold(gc, 2, sgdstab::Sampling::with_replacement).eta_star;
+    const auto want = sgdstab::stationary_covariance_from_gradients(gc, sgdstab::reduced_gradients(gc, jc, grads), lr,
+                                                                    2, sgdstab::Sampling::with_replacement);
+    r = run("covariance --jacobian " + file("cj.npy") + " --outputs 2 --softmax " + file("probs.npy") +
+            " --residual-gradients " + file("grads.npy") + " --sampling with --batch 2 --lr " + num(lr));
+    ASSERT_EQ(r.code, 0) << r.err;
+    j = json::parse(r.out);
+    EXPECT_REL_NEAR(j["trace"].get<double>(), want.trace, 1e-10);
+    EXPECT_GT(want.trace, 0.0);
+    EXPECT_EQ(j["loss_curvature"]["kind"], "softmax");
+  }
   // Without the options the JSON has none of their keys (and is today's answer).
   j = json::parse(run("threshold --jacobian " + file("cj.npy") + " --outputs 2 --batch 3").out);
   EXPECT_FALSE(j.contains("loss_curvature") || j.contains("optimizer") || j.contains("preconditioner"));
@@ -386,7 +410,11 @@ TEST_F(Cli, LossCurvatureAndAdaptiveOptimizers) {
            file("probs.npy"), "not available in alignment"},
       {"covariance --jacobian " + file("cj.npy") + " --outputs 2 --lr 0.1 --batch 2", "--residual"},
       {"covariance --jacobian " + file("cj.npy") + " --outputs 2 --lr 0.1 --batch 2 --residual " + file("pc.npy") +
-           " --softmax " + file("probs.npy"), "not available in covariance"},
+           " --softmax " + file("probs.npy"), "need --residual-gradients"},
+      {"covariance --gram " + file("ck.npy") + " --outputs 2 --lr 0.1 --batch 2 --residual-gradients " +
+           file("pc.npy"), "needs --jacobian"},
+      {"covariance --jacobian " + file("cj.npy") + " --outputs 2 --lr 0.1 --batch 2 --residual-gradients " +
+           file("pc.npy"), "n x p = 6 x 5"},
       {"covariance --jacobian " + file("cj.npy") + " --outputs 2 --lr 0.1 --batch 2 --residual " + file("pc.npy"),
        "n C = 12"},
   };

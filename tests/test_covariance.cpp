@@ -11,6 +11,8 @@
 
 #include "reference.hpp"
 #include "sgdstab/covariance.hpp"
+#include "sgdstab/loss_curvature.hpp"
+#include <Eigen/SVD>
 #include "sgdstab/errors.hpp"
 #include "sgdstab/stability.hpp"
 
@@ -72,6 +74,30 @@ std::vector<std::pair<std::vector<Eigen::Index>, double>> cov_batches(Eigen::Ind
     }
   }
   return out;
+}
+
+// The enumerated fixed point: Sigma (p x p), from per-sample Hessians h_i and gradients g (p x n).
+MatrixXd cov_enumerated_general(const std::vector<MatrixXd>& h, const MatrixXd& g, double lr, Eigen::Index B,
+                                Sampling s) {
+  const Eigen::Index p = g.rows(), n = g.cols();
+  MatrixXd k = MatrixXd::Zero(p * p, p * p);
+  MatrixXd noise = MatrixXd::Zero(p, p);
+  for (const auto& [idx, prob] : cov_batches(n, B, s)) {
+    MatrixXd hb = MatrixXd::Zero(p, p);
+    VectorXd gb = VectorXd::Zero(p);
+    for (Eigen::Index i : idx) {
+      hb += h[i] / static_cast<double>(B);
+      gb += g.col(i) / static_cast<double>(B);
+    }
+    const MatrixXd a = MatrixXd::Identity(p, p) - lr * hb;
+    for (Eigen::Index i = 0; i < p; ++i)
+      for (Eigen::Index j = 0; j < p; ++j) k.block(j * p, i * p, p, p) += prob * a(j, i) * a;
+    noise += prob * gb * gb.transpose();
+  }
+  const MatrixXd rhs = lr * lr * noise;
+  const VectorXd x = (MatrixXd::Identity(p * p, p * p) - k).partialPivLu().solve(
+      Eigen::Map<const VectorXd>(rhs.data(), p * p));
+  return Eigen::Map<const MatrixXd>(x.data(), p, p);
 }
 
 // The enumerated fixed point: Sigma (p x p).
@@ -190,4 +216,58 @@ TEST(Covariance, RefusesWhatHasNoStationaryState) {
   const auto zero = sgdstab::stationary_covariance(g, VectorXd::Zero(5), 0.5 * eta, 2);
   EXPECT_TRUE(zero.converged());
   EXPECT_EQ(zero.trace, 0.0);
+}
+
+TEST(Covariance, AnyLossFromParameterSpaceGradients) {
+  // Per-sample curvature S_i (random, full rank) and gradients g_i = J_i^T w_i
+  // with sum g_i = 0 (w projected): the loss is not the square loss, the
+  // reference enumerates h_i = J_i^T S_i J_i and the g_i themselves.
+  const Eigen::Index n = 4, c = 2, p = 3;
+  const MatrixXd J = ref::gaussian(n * c, p, 500);
+  MatrixXd S(n * c, c);
+  for (Eigen::Index i = 0; i < n; ++i) {
+    const MatrixXd a = ref::gaussian(c, c, 510 + i);
+    S.middleRows(i * c, c) = a * a.transpose() + 0.1 * MatrixXd::Identity(c, c);
+  }
+  VectorXd w = ref::gaussian(n * c, 1, 520).col(0);
+  w -= J * (J.transpose() * J).ldlt().solve(J.transpose() * w);  // J^T w = 0: the g_i sum to zero
+  MatrixXd grads(n, p);  // rows g_i
+  std::vector<MatrixXd> h;
+  for (Eigen::Index i = 0; i < n; ++i) {
+    grads.row(i) = (J.middleRows(i * c, c).transpose() * w.segment(i * c, c)).transpose();
+    h.push_back(J.middleRows(i * c, c).transpose() * S.middleRows(i * c, c) * J.middleRows(i * c, c));
+  }
+  const MatrixXd Jc = sgdstab::apply_curvature_to_jacobian(J, S, c);
+  const auto g = sgdstab::Geometry::from_jacobian(Jc, c);
+  const MatrixXd red = sgdstab::reduced_gradients(g, Jc, grads);
+  MatrixXd H = MatrixXd::Zero(p, p);
+  for (const MatrixXd& hi : h) H += hi / static_cast<double>(n);
+  for (Sampling s : ref::kSchemes) {
+    const double lr = 0.7 * sgdstab::stability_threshold(g, 2, s).eta_star;
+    const auto cov = sgdstab::stationary_covariance_from_gradients(g, red, lr, 2, s);
+    ASSERT_TRUE(cov.converged()) << cov.report.message;
+    const MatrixXd want = cov_enumerated_general(h, grads.transpose(), lr, 2, s);
+    EXPECT_REL_NEAR(cov.trace, want.trace(), 1e-8) << sgdstab::to_string(s);
+    EXPECT_REL_NEAR(cov.excess_loss, 0.5 * (H * want).trace(), 1e-8) << sgdstab::to_string(s);
+  }
+  // The square loss: reduced_gradients of J_i^T r_i equals the residual path.
+  const CovProblem pr = cov_problem(5, 2, 3, 530);
+  const auto g2 = sgdstab::Geometry::from_jacobian(pr.J, 2);
+  const MatrixXd g2p = cov_gradients(pr).transpose();
+  const double lr2 = 0.5 * sgdstab::stability_threshold(g2, 2, Sampling::bernoulli).eta_star;
+  EXPECT_REL_NEAR(sgdstab::stationary_covariance_from_gradients(g2, sgdstab::reduced_gradients(g2, pr.J, g2p), lr2, 2,
+                                                               Sampling::bernoulli).trace,
+                  sgdstab::stationary_covariance(g2, pr.residuals, lr2, 2, Sampling::bernoulli).trace, 1e-10);
+  // A gradient outside range(H) is refused by name.
+  const MatrixXd Jr = ref::gaussian(8, 5, 540);
+  const auto g3 = sgdstab::Geometry::from_jacobian(Jr.topRows(4), 1);  // n = 4, C = 1, p = 5: rank 4 < p
+  MatrixXd outside = MatrixXd::Zero(4, 5);
+  const Eigen::JacobiSVD<MatrixXd> svd(Jr.topRows(4), Eigen::ComputeFullV);
+  outside.row(1) = svd.matrixV().col(4).transpose();  // the null space of J: not in range(H)
+  try {
+    sgdstab::reduced_gradients(g3, Jr.topRows(4), outside);
+    ADD_FAILURE() << "no error";
+  } catch (const sgdstab::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("sample 1"), std::string::npos) << e.what();
+  }
 }

@@ -72,4 +72,23 @@ CovarianceResult stationary_covariance(const Geometry& geometry, const Eigen::Re
                                        double lr, Index batch, Sampling sampling = Sampling::without_replacement,
                                        const CovarianceOptions& options = {});
 
+/// The same from per-sample gradients already in reduced coordinates (r x n,
+/// column i = V^T g_i; reduced_gradients). Any loss: cross-entropy's
+/// g_i = J_i^T (p_i - t_i) with the geometry of S^{1/2} J (loss_curvature.hpp).
+CovarianceResult stationary_covariance_from_gradients(const Geometry& geometry,
+                                                      const Eigen::Ref<const Eigen::MatrixXd>& reduced,
+                                                      double lr, Index batch,
+                                                      Sampling sampling = Sampling::without_replacement,
+                                                      const CovarianceOptions& options = {});
+
+/// Per-sample gradients g_i (rows of an n x p matrix, parameter space) in the
+/// reduced coordinates of `geometry`, which must have been built from
+/// `jacobian` ((n C) x p, the same matrix, transforms included):
+/// V^T g_i = (n diag(d))^{-1} Z^T J g_i (theory/covariance.md, eq. 5).
+/// 	hrows sgdstab::invalid_argument on shapes that disagree, NaN/Inf, or a
+///   g_i with more than 1e-6 of its norm outside range(H) (naming the sample:
+///   a gradient of this model lies in range(J^T)).
+Eigen::MatrixXd reduced_gradients(const Geometry& geometry, const Eigen::Ref<const Eigen::MatrixXd>& jacobian,
+                                  const Eigen::Ref<const Eigen::MatrixXd>& gradients);
+
 }  // namespace sgdstab

@@ -26,28 +26,69 @@ void CovarianceOptions::validate() const {
 
 CovarianceResult stationary_covariance(const Geometry& geometry, const Eigen::Ref<const Eigen::VectorXd>& residuals,
                                        double lr, Index batch, Sampling sampling, const CovarianceOptions& options) {
-  const detail::Stopwatch watch;
   const std::string where = "stationary_covariance";
-  options.validate();
-  detail::require(std::isfinite(lr) && lr > 0.0, where, "lr must be finite and > 0, got " + detail::fmt(lr));
   const Index n = geometry.samples(), c = geometry.outputs(), r = geometry.rank();
   detail::require(residuals.size() == n * c, where,
                   "residuals must have n C = " + std::to_string(n * c) + " entries (f(x_i) - y_i, sample-major), got " +
                       std::to_string(residuals.size()));
   detail::require(residuals.allFinite(), where, "the residuals have a NaN or Inf entry");
-  const SecondMomentOperator op(geometry, batch, sampling);  // checks B
-
   // Per-sample gradients in reduced coordinates: g_i = Z_i^T r_i (eq. 2).
   const Eigen::MatrixXd& z = geometry.factor();
   Eigen::MatrixXd grads(r, n);
   for (Index i = 0; i < n; ++i) grads.col(i) = z.middleRows(i * c, c).transpose() * residuals.segment(i * c, c);
+  return stationary_covariance_from_gradients(geometry, grads, lr, batch, sampling, options);
+}
+
+Eigen::MatrixXd reduced_gradients(const Geometry& geometry, const Eigen::Ref<const Eigen::MatrixXd>& jacobian,
+                                  const Eigen::Ref<const Eigen::MatrixXd>& gradients) {
+  const std::string where = "reduced_gradients";
+  const Index n = geometry.samples(), c = geometry.outputs();
+  detail::require(jacobian.rows() == n * c, where,
+                  "the Jacobian has " + std::to_string(jacobian.rows()) + " rows, the geometry n C = " +
+                      std::to_string(n * c) + " (it must be the matrix the geometry was built from)");
+  detail::require(gradients.rows() == n && gradients.cols() == jacobian.cols(), where,
+                  "the gradients must be n x p = " + std::to_string(n) + " x " + std::to_string(jacobian.cols()) +
+                      " (one row per sample), got " + std::to_string(gradients.rows()) + " x " +
+                      std::to_string(gradients.cols()));
+  detail::require(gradients.allFinite(), where, "the gradients have a NaN or Inf entry");
+  const Eigen::MatrixXd& z = geometry.factor();
+  const Eigen::VectorXd nd = static_cast<double>(n) * geometry.hessian_eigenvalues();
+  const Eigen::MatrixXd jg = jacobian * gradients.transpose();  // (n C) x n
+  Eigen::MatrixXd out = (z.transpose() * jg).array().colwise() / nd.array();  // r x n: V^T g_i
+  // Whatever of g_i is not in range(H): |g_i|^2 - |V^T g_i|^2 (V orthonormal).
+  for (Index i = 0; i < n; ++i) {
+    const double total = gradients.row(i).squaredNorm(), inside = out.col(i).squaredNorm();
+    detail::require(total - inside <= 1e-12 * total + 1e-300, where,
+                    "the gradient of sample " + std::to_string(i) + " has " +
+                        detail::fmt(std::sqrt(std::max(total - inside, 0.0) / total)) +
+                        " of its norm outside range(H): not a gradient of this model's loss at this point (J_i^T "
+                        "times something), or a Jacobian other than the geometry's");
+  }
+  return out;
+}
+
+CovarianceResult stationary_covariance_from_gradients(const Geometry& geometry,
+                                                      const Eigen::Ref<const Eigen::MatrixXd>& reduced, double lr,
+                                                      Index batch, Sampling sampling,
+                                                      const CovarianceOptions& options) {
+  const detail::Stopwatch watch;
+  const std::string where = "stationary_covariance";
+  options.validate();
+  detail::require(std::isfinite(lr) && lr > 0.0, where, "lr must be finite and > 0, got " + detail::fmt(lr));
+  const Index n = geometry.samples(), r = geometry.rank();
+  detail::require(reduced.rows() == r && reduced.cols() == n, where,
+                  "reduced gradients must be r x n = " + std::to_string(r) + " x " + std::to_string(n) + ", got " +
+                      std::to_string(reduced.rows()) + " x " + std::to_string(reduced.cols()));
+  detail::require(reduced.allFinite(), where, "the gradients have a NaN or Inf entry");
+  const SecondMomentOperator op(geometry, batch, sampling);  // checks B
+  const Eigen::MatrixXd& grads = reduced;
   const Eigen::VectorXd mean = grads.rowwise().mean();
   double mean_norm_of_each = 0.0;
   for (Index i = 0; i < n; ++i) mean_norm_of_each += grads.col(i).norm() / static_cast<double>(n);
   detail::require(mean.norm() <= options.gradient_tolerance * mean_norm_of_each, where,
                   "not a minimum: |(1/n) sum g_i| = " + detail::fmt(mean.norm()) + " > gradient_tolerance (" +
                       detail::fmt(options.gradient_tolerance) + ") * mean |g_i| = " + detail::fmt(mean_norm_of_each) +
-                      " (the residuals' gradients J_i^T r_i must sum to zero)");
+                      " (the per-sample gradients must sum to zero at a minimum)");
   const Eigen::MatrixXd sigma_g = grads * grads.transpose() / static_cast<double>(n);
 
   CovarianceResult out;

@@ -424,11 +424,22 @@ class CovarianceResult:
     E[g_B g_B^T] (Mulayoff & Michaeli 2024, Thm 4-5), found by conjugate
     gradients (tolerance, max_iterations). Needs rho(T) < 1 at lr (else
     ValueError naming rho). Returns a CovarianceResult; excess_loss =
-    1/2 tr(H Sigma) is the expected loss above the minimum's.""")
+    1/2 tr(H Sigma) is the expected loss above the minimum's.
+
+    Any loss: residuals=None, gradients=G (n x p, the per-sample gradients
+    g_i at the minimum) and jacobian=J (the matrix the geometry was built
+    from, e.g. apply_curvature(J, softmax_curvature(P), C) for
+    cross-entropy; `sgdstab covariance --residual-gradients`).""")
 def covariance(geometry, residuals, lr, batch, sampling="without", *, top=5, gradient_tolerance=1e-6,
-               tolerance=1e-10, max_iterations=5000):
-    as_dict, sigma = _core.covariance(geometry, residuals, lr, batch, sampling, top, gradient_tolerance, tolerance,
-                                      max_iterations)
+               tolerance=1e-10, max_iterations=5000, gradients=None, jacobian=None):
+    if gradients is not None or jacobian is not None:
+        if residuals is not None or gradients is None or jacobian is None:
+            raise ValueError("give residuals, or gradients= with jacobian= (and residuals=None)")
+        as_dict, sigma = _core.covariance_from_gradients(geometry, jacobian, gradients, lr, batch, sampling, top,
+                                                         gradient_tolerance, tolerance, max_iterations)
+    else:
+        as_dict, sigma = _core.covariance(geometry, residuals, lr, batch, sampling, top, gradient_tolerance,
+                                          tolerance, max_iterations)
     return CovarianceResult(as_dict, sigma)
 
 

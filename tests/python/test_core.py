@@ -482,6 +482,9 @@ def test_covariance_equals_the_program_and_the_closed_form(cli, tmp_path):
     assert math.isclose(res.trace, np.trace(sigma), rel_tol=1e-8)
     assert math.isclose(res.excess_loss, 0.5 * np.trace(h @ sigma), rel_tol=1e-8)
     np.testing.assert_allclose(res.top_eigenvalues, np.sort(np.linalg.eigvalsh(sigma))[::-1], rtol=1e-8)
+    # The same from parameter-space gradients g_i = J_i^T r_i.
+    via_g = sgdstab.covariance(g, None, lr, b, "with", gradients=grads, jacobian=jac)
+    assert math.isclose(via_g.trace, res.trace, rel_tol=1e-10)
     with pytest.raises(ValueError, match="not a minimum"):
         sgdstab.covariance(g, r + 0.1, lr, b)
     with pytest.raises(ValueError, match=">= 1"):
