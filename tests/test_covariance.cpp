@@ -100,29 +100,12 @@ MatrixXd cov_enumerated_general(const std::vector<MatrixXd>& h, const MatrixXd& 
   return Eigen::Map<const MatrixXd>(x.data(), p, p);
 }
 
-// The enumerated fixed point: Sigma (p x p).
+// The enumerated fixed point: Sigma (p x p), of the square loss's problem.
 MatrixXd cov_enumerated(const CovProblem& pr, double lr, Eigen::Index B, Sampling s) {
-  const MatrixXd g = cov_gradients(pr);
-  const Eigen::Index p = pr.p;
-  MatrixXd k = MatrixXd::Zero(p * p, p * p);
-  MatrixXd noise = MatrixXd::Zero(p, p);
-  for (const auto& [idx, prob] : cov_batches(pr.n, B, s)) {
-    MatrixXd hb = MatrixXd::Zero(p, p);
-    VectorXd gb = VectorXd::Zero(p);
-    for (Eigen::Index i : idx) {
-      const MatrixXd ji = pr.J.middleRows(i * pr.c, pr.c);
-      hb += ji.transpose() * ji / static_cast<double>(B);
-      gb += g.col(i) / static_cast<double>(B);
-    }
-    const MatrixXd a = MatrixXd::Identity(p, p) - lr * hb;
-    for (Eigen::Index i = 0; i < p; ++i)
-      for (Eigen::Index j = 0; j < p; ++j) k.block(j * p, i * p, p, p) += prob * a(j, i) * a;
-    noise += prob * gb * gb.transpose();
-  }
-  const MatrixXd rhs = lr * lr * noise;
-  const VectorXd x = (MatrixXd::Identity(p * p, p * p) - k).partialPivLu().solve(
-      Eigen::Map<const VectorXd>(rhs.data(), p * p));
-  return Eigen::Map<const MatrixXd>(x.data(), p, p);
+  std::vector<MatrixXd> h;
+  for (Eigen::Index i = 0; i < pr.n; ++i)
+    h.push_back(pr.J.middleRows(i * pr.c, pr.c).transpose() * pr.J.middleRows(i * pr.c, pr.c));
+  return cov_enumerated_general(h, cov_gradients(pr), lr, B, s);
 }
 
 }  // namespace

@@ -107,23 +107,29 @@ def perturbed_linear(x, y, w_star, seed):
     return gen, m
 
 
-def run_sgd(x, y, w_star, lr, batch, seed, beta=0.0, nesterov=False, steps=2000):
-    """torch.optim.SGD (momentum beta, nesterov) with MSELoss(mean), batches drawn without replacement, from
-    w* plus a 1e-3 perturbation in range(H); returns |w_T - w*| / |w_0 - w*|."""
-    n, c = y.shape
-    gen, m = perturbed_linear(x, y, w_star, seed)
-    opt = torch.optim.SGD(m.parameters(), lr=lr, momentum=beta, nesterov=nesterov)
-    loss = torch.nn.MSELoss(reduction="mean")
+def run_steps(m, opt, loss, x, y, w_star, scale, batch, gen, steps):
+    """Steps opt on loss over batches of `batch` drawn without replacement; returns |w_T - w*| / scale,
+    stopping early once it passes 1e6 (or is not finite)."""
+    n = x.shape[0]
     ratio = 1.0
     for _ in range(steps):
         idx = torch.randperm(n, generator=gen)[:batch]
         opt.zero_grad()
         loss(m(x[idx]), y[idx]).backward()
         opt.step()
-        ratio = ((m.weight - w_star).norm() / 1e-3).item()
+        ratio = ((m.weight - w_star).norm() / scale).item()
         if not math.isfinite(ratio) or ratio > 1e6:
             break
     return ratio
+
+
+def run_sgd(x, y, w_star, lr, batch, seed, beta=0.0, nesterov=False, steps=2000):
+    """torch.optim.SGD (momentum beta, nesterov) with MSELoss(mean), batches drawn without replacement, from
+    w* plus a 1e-3 perturbation in range(H); returns |w_T - w*| / |w_0 - w*|."""
+    n, c = y.shape
+    gen, m = perturbed_linear(x, y, w_star, seed)
+    opt = torch.optim.SGD(m.parameters(), lr=lr, momentum=beta, nesterov=nesterov)
+    return run_steps(m, opt, torch.nn.MSELoss(reduction="mean"), x, y, w_star, 1e-3, batch, gen, steps)
 
 
 def test_mse_conversion_against_torch_optim_sgd():
@@ -272,17 +278,7 @@ def run_adam(x, y, w_star, v, lr, beta1, batch, seed, kind="adam", steps=3000):
     with torch.no_grad():
         m.weight.copy_(w_star + delta)
     opt = frozen_adam([m.weight], v, lr, beta1, kind)
-    loss = torch.nn.MSELoss(reduction="mean")
-    ratio = 1.0
-    for _ in range(steps):
-        idx = torch.randperm(n, generator=gen)[:batch]
-        opt.zero_grad()
-        loss(m(x[idx]), y[idx]).backward()
-        opt.step()
-        ratio = ((m.weight - w_star).norm() / 1e-10).item()
-        if not math.isfinite(ratio) or ratio > 1e6:
-            break
-    return ratio
+    return run_steps(m, opt, torch.nn.MSELoss(reduction="mean"), x, y, w_star, 1e-10, batch, gen, steps)
 
 
 @pytest.mark.parametrize("kind,beta1,batch", [("adam", 0.9, 8), ("adam", 0.5, 1), ("adam", 0.5, 2),
@@ -406,17 +402,7 @@ def run_sgd_cross_entropy(x, t, w_star, lr, batch, seed, steps=6000):
     with torch.no_grad():
         m.weight.copy_(w_star + delta)
     opt = torch.optim.SGD(m.parameters(), lr=lr)
-    loss = torch.nn.CrossEntropyLoss(reduction="mean")
-    ratio = 1.0
-    for _ in range(steps):
-        idx = torch.randperm(n, generator=gen)[:batch]
-        opt.zero_grad()
-        loss(m(x[idx]), t[idx]).backward()
-        opt.step()
-        ratio = ((m.weight - w_star).norm() / 1e-10).item()
-        if not math.isfinite(ratio) or ratio > 1e6:
-            break
-    return ratio
+    return run_steps(m, opt, torch.nn.CrossEntropyLoss(reduction="mean"), x, t, w_star, 1e-10, batch, gen, steps)
 
 
 @pytest.mark.parametrize("batch", [1, 2, 6])
