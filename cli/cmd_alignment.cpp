@@ -33,8 +33,7 @@ int cmd_alignment(const Args& args, std::ostream& out, std::ostream& err) {
       const Eigen::MatrixXd jac = read_matrix(args.str("jacobian"));
       return Eigen::MatrixXd(jac * jac.transpose());
     }();
-    const Eigen::MatrixXd res = read_matrix(args.str("residual"));
-    r = Eigen::Map<const Eigen::VectorXd>(res.data(), res.size());
+    r = residual_option(args, "residual", gram.rows(), c);
   }
   const double mu = alignment(gram, c, r);
   j[args.has("direction") ? "mu_lin" : "mu"] = mu;

@@ -42,9 +42,8 @@ int cmd_covariance(const Args& args, std::ostream& out, std::ostream& err) {
   }
   const Geometry g = load_geometry(args);
   const Index b = batch_of(args, g);
-  const Eigen::MatrixXd res = read_matrix(args.str("residual"));
-  const CovarianceResult r =
-      stationary_covariance(g, Eigen::Map<const Eigen::VectorXd>(res.data(), res.size()), lr, b, sampling, o);
+  const Eigen::VectorXd res = residual_option(args, "residual", g.samples() * g.outputs(), g.outputs());
+  const CovarianceResult r = stationary_covariance(g, res, lr, b, sampling, o);
   return finish(covariance_json(g, r), r.status(), out, err);
 }
 

@@ -122,10 +122,20 @@ OptimizerSetting optimizer_option(const Args& args) {
   return o;
 }
 
+void adam_fields(json& j) {
+  // GD's 2 / lambda_max is not Adam's full-batch limit (that is eta_mean, in Adam's lr): no eta_gd.
+  j.erase("eta_gd");
+}
+
 void echo_optimizer(const Args& args, const OptimizerSetting& o, json& j) {
   if (!args.has("optimizer")) return;
   j["optimizer"] = o.name;
-  if (o.adam) j["beta1"] = o.beta1();
+  // null: no --preconditioner, the input is taken as already preconditioned (J P^{-1/2}, or P = I).
+  if (o.name != "sgd" && !args.has("preconditioner")) j["preconditioner"] = nullptr;
+  if (o.adam) {
+    j["beta1"] = o.beta1();
+    adam_fields(j);
+  }
 }
 
 SolverOptions solver_options(const Args& args) {
@@ -154,6 +164,18 @@ double weight_decay_option(const Args& args) {
   if (!(std::isfinite(lambda) && lambda >= 0.0))
     throw UsageError("--weight-decay: LAMBDA must be finite and >= 0, got " + detail::fmt(lambda));
   return lambda;
+}
+
+Eigen::VectorXd residual_option(const Args& args, const std::string& name, Index rows, Index outputs) {
+  const Eigen::MatrixXd m = read_matrix(args.str(name));
+  if (m.cols() == 1 || m.rows() == 1) return Eigen::Map<const Eigen::VectorXd>(m.data(), m.size());
+  if (m.cols() == outputs && m.rows() * outputs == rows) {
+    const RowMatrixXd rm = m;  // row by row: sample-major
+    return Eigen::Map<const Eigen::VectorXd>(rm.data(), rm.size());
+  }
+  throw sgdstab::invalid_argument("--" + name + ": expected n C = " + std::to_string(rows) +
+                                  " values (one column, or n x C with sample i in row i), got " +
+                                  std::to_string(m.rows()) + " x " + std::to_string(m.cols()));
 }
 
 Index batch_of(const Args& args, const Geometry& g) {

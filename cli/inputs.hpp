@@ -48,6 +48,9 @@ struct OptimizerSetting {
   double beta1() const { return momentum ? momentum->beta : 0.0; }
 };
 OptimizerSetting optimizer_option(const Args& args);
+/// An Adam result's JSON: without eta_gd (GD's 2 / lambda_max is not Adam's
+/// full-batch limit; that is eta_mean). Shared with the Python package.
+void adam_fields(json& j);
 /// "optimizer" (and "beta1" for Adam) into j when --optimizer was given.
 void echo_optimizer(const Args& args, const OptimizerSetting& o, json& j);
 /// --method, --tol, --ncv, --direction, validated.
@@ -58,6 +61,10 @@ std::optional<Momentum> momentum_option(const Args& args);
 /// --weight-decay LAMBDA (finite, >= 0, else UsageError); 0 without it.
 /// With --momentum it is a UsageError (plain SGD only for now).
 double weight_decay_option(const Args& args);
+/// The residuals of --NAME FILE as the sample-major vector of n C values:
+/// a file of one column or one row as it is, an n x C file row by row
+/// (sample i's C residuals in row i); any other shape is an error naming it.
+Eigen::VectorXd residual_option(const Args& args, const std::string& name, Index rows, Index outputs);
 /// --batch B, 1 <= B <= n.
 Index batch_of(const Args& args, const Geometry& g);
 /// Writes --direction FILE when given and a direction was computed.

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "report.hpp"
+#include "inputs.hpp"
 #include "results.hpp"
 #include "sgdstab/sgdstab.hpp"
 
@@ -644,6 +645,7 @@ void bind_adaptive(py::module_& m) {
         out.j = cli::with_options(cli::momentum_threshold_json(g, out.r), so);
         out.j["optimizer"] = "adam";
         out.j["beta1"] = beta1;
+        cli::adam_fields(out.j);
         return out;
       },
       py::arg("geometry"), py::arg("batch"), py::arg("sampling"), py::arg("beta1"), py::arg("scan_points"));
@@ -665,6 +667,7 @@ void bind_adaptive(py::module_& m) {
         cli::json j = cli::with_options(cli::momentum_curve_json(g, curve), so);
         j["optimizer"] = "adam";
         j["beta1"] = beta1;
+        cli::adam_fields(j);
         return py::make_tuple(points, json_to_python(j));
       },
       py::arg("geometry"), py::arg("batches"), py::arg("sampling"), py::arg("beta1"));
@@ -681,6 +684,7 @@ void bind_adaptive(py::module_& m) {
         out.j = cli::with_options(cli::momentum_radius_json(g, out.r, Momentum{beta1, false}), so);
         out.j["optimizer"] = "adam";
         out.j["beta1"] = beta1;
+        cli::adam_fields(out.j);
         return out;
       },
       py::arg("geometry"), py::arg("lr"), py::arg("batch"), py::arg("sampling"), py::arg("beta1"));

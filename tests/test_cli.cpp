@@ -385,6 +385,24 @@ TEST_F(Cli, LossCurvatureAndAdaptiveOptimizers) {
     EXPECT_GT(want.trace, 0.0);
     EXPECT_EQ(j["loss_curvature"]["kind"], "softmax");
   }
+  // covariance --residual: one column, or n x C with sample i in row i (the same vector).
+  {
+    const Eigen::VectorXd yv = ref::gaussian(12, 1, 75).col(0);
+    const Eigen::VectorXd res = J * (J.transpose() * J).ldlt().solve(J.transpose() * yv) - yv;
+    sgdstab::write_npy(file("res_col.npy"), MatrixXd(res));
+    MatrixXd by_sample(6, 2);
+    for (int i = 0; i < 6; ++i) by_sample.row(i) = res.segment(2 * i, 2).transpose();
+    sgdstab::write_npy(file("res_nc.npy"), by_sample);
+    const auto g0 = sgdstab::Geometry::from_jacobian(J, 2);
+    const double lr = 0.5 * sgdstab::stability_threshold(g0, 2, sgdstab::Sampling::without_replacement).eta_star;
+    const double want = sgdstab::stationary_covariance(g0, res, lr, 2).trace;
+    for (const char* f : {"res_col.npy", "res_nc.npy"}) {
+      r = run("covariance --jacobian " + file("cj.npy") + " --outputs 2 --batch 2 --lr " + num(lr) + " --residual " +
+              file(f));
+      ASSERT_EQ(r.code, 0) << f << "\n" << r.err;
+      EXPECT_REL_NEAR(json::parse(r.out)["trace"].get<double>(), want, 1e-10) << f;
+    }
+  }
   // Without the options the JSON has none of their keys (and is today's answer).
   j = json::parse(run("threshold --jacobian " + file("cj.npy") + " --outputs 2 --batch 3").out);
   EXPECT_FALSE(j.contains("loss_curvature") || j.contains("optimizer") || j.contains("preconditioner"));

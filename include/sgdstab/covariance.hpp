@@ -85,9 +85,10 @@ CovarianceResult stationary_covariance_from_gradients(const Geometry& geometry,
 /// reduced coordinates of `geometry`, which must have been built from
 /// `jacobian` ((n C) x p, the same matrix, transforms included):
 /// V^T g_i = (n diag(d))^{-1} Z^T J g_i (theory/covariance.md, eq. 5).
-/// 	hrows sgdstab::invalid_argument on shapes that disagree, NaN/Inf, or a
-///   g_i with more than 1e-6 of its norm outside range(H) (naming the sample:
-///   a gradient of this model lies in range(J^T)).
+/// \throws sgdstab::invalid_argument on shapes that disagree, NaN/Inf, a
+///   Jacobian other than the geometry's (V = J^T Z (n diag d)^{-1} not
+///   orthonormal to 1e-6), or a g_i with more than 1e-6 of its norm outside
+///   range(H) (naming the sample: a gradient of this model lies in range(J^T)).
 Eigen::MatrixXd reduced_gradients(const Geometry& geometry, const Eigen::Ref<const Eigen::MatrixXd>& jacobian,
                                   const Eigen::Ref<const Eigen::MatrixXd>& gradients);
 

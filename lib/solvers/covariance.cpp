@@ -53,16 +53,21 @@ Eigen::MatrixXd reduced_gradients(const Geometry& geometry, const Eigen::Ref<con
   detail::require(gradients.allFinite(), where, "the gradients have a NaN or Inf entry");
   const Eigen::MatrixXd& z = geometry.factor();
   const Eigen::VectorXd nd = static_cast<double>(n) * geometry.hessian_eigenvalues();
-  const Eigen::MatrixXd jg = jacobian * gradients.transpose();  // (n C) x n
-  Eigen::MatrixXd out = (z.transpose() * jg).array().colwise() / nd.array();  // r x n: V^T g_i
+  // V = J^T Z (n diag d)^{-1} (eq. 5): orthonormal exactly when J is the geometry's Jacobian.
+  const Eigen::MatrixXd v = (jacobian.transpose() * z).array().rowwise() / nd.transpose().array();
+  const double off = (v.transpose() * v - Eigen::MatrixXd::Identity(v.cols(), v.cols())).cwiseAbs().maxCoeff();
+  detail::require(off <= 1e-6, where,
+                  "the Jacobian is not the one the geometry was built from (V^T V differs from I by " +
+                      detail::fmt(off) + "; pass the same matrix, with --softmax/--curvature applied)");
+  Eigen::MatrixXd out = v.transpose() * gradients.transpose();  // r x n: V^T g_i
   // Whatever of g_i is not in range(H): |g_i|^2 - |V^T g_i|^2 (V orthonormal).
   for (Index i = 0; i < n; ++i) {
     const double total = gradients.row(i).squaredNorm(), inside = out.col(i).squaredNorm();
-    detail::require(total - inside <= 1e-12 * total + 1e-300, where,
+    detail::require(std::abs(total - inside) <= 1e-12 * total + 1e-300, where,
                     "the gradient of sample " + std::to_string(i) + " has " +
-                        detail::fmt(std::sqrt(std::max(total - inside, 0.0) / total)) +
+                        detail::fmt(std::sqrt(std::abs(total - inside) / total)) +
                         " of its norm outside range(H): not a gradient of this model's loss at this point (J_i^T "
-                        "times something), or a Jacobian other than the geometry's");
+                        "times something)");
   }
   return out;
 }

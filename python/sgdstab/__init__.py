@@ -338,9 +338,6 @@ def montecarlo(geometry, lr, batch, sampling="without", *, momentum=None, nester
                             weight_decay=weight_decay, **options)
 
 
-@_doc("""A matrix from .npy (float64 or float32, C or Fortran order) or CSV, as the command line reads it.
-
-    Raises OSError on a missing, truncated or corrupt file.""")
 @_doc("""Per-sample curvature of cross-entropy: S_i = diag(p_i) - p_i p_i^T.
 
     probabilities: n x C softmax probabilities at the point (rows sum to 1).
@@ -443,6 +440,9 @@ def covariance(geometry, residuals, lr, batch, sampling="without", *, top=5, gra
     return CovarianceResult(as_dict, sigma)
 
 
+@_doc("""A matrix from .npy (float64 or float32, C or Fortran order) or CSV, as the command line reads it.
+
+    Raises OSError on a missing, truncated or corrupt file.""")
 def read_matrix(path):
     return _core.read_matrix(str(path))
 

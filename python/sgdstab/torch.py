@@ -237,7 +237,7 @@ class Report:
 
 def _sgd_settings(optimizer):
     """lr, momentum, nesterov and weight_decay of a torch.optim.SGD, as analyze's keywords."""
-    if type(optimizer).__name__ in ("Adagrad", "Adadelta", "Adamax", "NAdam", "RAdam"):
+    if isinstance(optimizer, _torch.optim.Optimizer) and not isinstance(optimizer, _torch.optim.SGD):
         raise NotImplementedError(f"optimizer: {type(optimizer).__name__} is not analyzed yet; torch.optim.SGD, "
                                   "Adam, AdamW and RMSprop are (theory/adaptive.md)")
     if not isinstance(optimizer, _torch.optim.SGD):
@@ -295,17 +295,20 @@ def _adaptive_settings(optimizer, model):
                              "first (the preconditioner is read from the optimizer's state)")
         v = st[key].detach().double().cpu().reshape(-1)
         if adam:
-            step = float(st["step"])
+            step = float(st["step"]) + 1.0  # the next update's t (torch increments step before it divides)
             steps.add(step)
             v = v / (1.0 - first["betas"][1] ** step)
         pre.append(v.sqrt() + first["eps"])
+    if not pre:
+        raise ValueError("model: no parameter requires grad (nothing to differentiate)")
     if len(steps) > 1:
         raise ValueError(f"optimizer: its parameters have taken different numbers of steps ({sorted(steps)})")
-    out = {"kind": name, "preconditioner": _torch.cat(pre).numpy()}
+    out = {"kind": name.lower(), "preconditioner": _torch.cat(pre).numpy()}
     if adam:
         beta1 = float(first["betas"][0])
         step = steps.pop()
-        # torch divides the step by 1 - beta1^t (Adam's first bias correction): the lr that moves theta.
+        # torch divides the step by 1 - beta1^t (Adam's first bias correction, t the next update's): the lr that
+        # moves theta.
         out.update(lr=float(first["lr"]), beta1=beta1, bias_correction1=1.0 - beta1 ** step)
     else:
         out.update(lr=float(first["lr"]), momentum=float(first["momentum"]) or None, bias_correction1=1.0)
@@ -389,7 +392,9 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
     work, x, names = _prepare(model, inputs, dtype)
     if ce:
         n, c, max_res, curvature = _cross_entropy_point(work, x, targets)
-        is_min, factor = False, 1.0  # CrossEntropyLoss(mean) is (1/n) sum l_i: the library's units
+        # A minimum only where the model fits probability targets exactly (soft labels; theory/loss_curvature.md
+        # section 4). CrossEntropyLoss(mean) is (1/n) sum l_i: the library's units.
+        is_min, factor = max_res <= residual_tolerance, 1.0
     else:
         n, c, max_res, is_min = _check_minimum(work, x, targets, residual_tolerance, allow_non_minimum)
         factor = LOSSES[loss](c)
@@ -463,7 +468,8 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
             extra["beta1"] = beta1
     return Report(samples=n, outputs=c, params=p, rank=geometry.rank, loss=loss, lr_factor=lr_factor,
                   sampling=sampling, lambda_max=geometry.lambda_max / factor,
-                  eta_gd=lr_factor * 2.0 / (geometry.lambda_max + wd.get("weight_decay", 0.0)),
+                  eta_gd=(lr_factor * (2 + 2 * beta1) / ((1 - beta1) * geometry.lambda_max) if adam else
+                          lr_factor * 2.0 / (geometry.lambda_max + wd.get("weight_decay", 0.0))),
                   momentum=0.0 if momentum is None else momentum, nesterov=bool(nesterov),
                   weight_decay=0.0 if weight_decay is None else weight_decay,
                   max_residual=max_res, is_minimum=is_min, converged=all(p["converged"] for p in points), points=points,
@@ -857,6 +863,9 @@ def stability(model, inputs, targets, batches=None, loss="mse_mean", *, engine="
     """
     import numbers
 
+    if loss == "cross_entropy":
+        raise ValueError("loss='cross_entropy': stability() does not choose engines for it yet (the band has no "
+                         "curvature); use analyze(..., loss='cross_entropy')")
     if engine not in ("auto", "exact", "band"):
         raise ValueError(f"engine: expected 'auto', 'exact' or 'band', got {engine!r}")
     if not (isinstance(exact_max_rank, numbers.Integral) and not isinstance(exact_max_rank, bool)

@@ -299,12 +299,12 @@ def test_adam_and_rmsprop_thresholds_against_torch_optim(kind, beta1, batch):
     g = torch.Generator().manual_seed(7)
     v = 1e-2 * torch.exp(1.5 * torch.randn(w_star.shape, generator=g, dtype=torch.float64))
     rep = st.analyze(model, x, y, batches=[batch], optimizer=frozen_adam([model.weight], v, 1e-3, beta1, kind))
-    assert rep.converged and rep.optimizer == ("Adam" if kind == "adam" else "RMSprop")
+    assert rep.converged and rep.optimizer == kind
     eta = rep.points[0]["eta_star"]
     if batch == n:
         xs = x.numpy()
         h_torch = np.kron(np.eye(c), xs.T @ xs / n) * 2 / c  # MSELoss(mean)'s Hessian on the row-major weight
-        bc2 = 1 - (1 - 1e-6) ** 1e7  # torch's second bias correction at frozen_adam's step (1 - 4.5e-5)
+        bc2 = 1 - (1 - 1e-6) ** (1e7 + 1)  # torch's second bias correction at the next step (1 - 4.5e-5)
         pre = ((v / bc2).sqrt() + 1e-8).reshape(-1).numpy()
         lam = np.linalg.eigvals(h_torch / pre[:, None]).real.max()
         assert math.isclose(eta, (2 + 2 * beta1) / ((1 - beta1) * lam), rel_tol=1e-8)
@@ -322,7 +322,7 @@ def test_analyze_reads_adaptive_optimizers_and_refuses_what_it_cannot():
     got = st.analyze(model, x, y, batches=[2], batch=2, optimizer=opt)
     # The same as the library on J P^{-1/2}, by hand: P = sqrt(v) + eps, MSELoss's factor C/2.
     c = y.shape[1]
-    bc2 = 1 - (1 - 1e-6) ** 1e7  # torch's second bias correction at frozen_adam's step
+    bc2 = 1 - (1 - 1e-6) ** (1e7 + 1)  # torch's second bias correction at the next step
     gp = sgdstab.Geometry.from_jacobian(sgdstab.precondition(st.jacobian(model, x),
                                                              ((v / bc2).sqrt() + 1e-8).reshape(-1)), c)
     want = sgdstab.adam_threshold(gp, 2, beta1=0.9).eta_star * c / 2
@@ -336,6 +336,37 @@ def test_analyze_reads_adaptive_optimizers_and_refuses_what_it_cannot():
         st.analyze(model, x, y, batches=[1], optimizer=torch.optim.RMSprop(model.parameters(), centered=True))
     with pytest.raises(NotImplementedError, match="Adagrad"):
         st.analyze(model, x, y, batches=[1], optimizer=torch.optim.Adagrad(model.parameters()))
+    with pytest.raises(NotImplementedError, match="Rprop"):
+        st.analyze(model, x, y, batches=[1], optimizer=torch.optim.Rprop(model.parameters()))
+
+
+def test_analyze_maps_the_adam_state_of_several_tensors_to_the_jacobian_columns():
+    # An MLP with biases (four tensors), Adam's state after real steps, the
+    # optimizer's groups listed in reverse order: P is assembled here by hand
+    # in named_parameters() order with torch's bias correction at step t + 1
+    # and compared with what analyze used (eta* at B = n is the closed form
+    # (2 + 2 beta1) / ((1 - beta1) lambda_max(P^{-1} H)) in MSELoss units).
+    torch.manual_seed(1)
+    n, d, c = 6, 3, 2
+    x = torch.randn(n, d, dtype=torch.float64)
+    y = torch.randn(n, c, dtype=torch.float64)
+    model = torch.nn.Sequential(torch.nn.Linear(d, 4), torch.nn.Tanh(), torch.nn.Linear(4, c)).double()
+    params = list(model.parameters())
+    opt = torch.optim.Adam([{"params": params[2:]}, {"params": params[:2]}], lr=1e-3, betas=(0.8, 0.99))
+    for _ in range(7):
+        opt.zero_grad()
+        torch.nn.MSELoss()(model(x), y).backward()
+        opt.step()
+    rep = st.analyze(model, x, y, batches=[n], optimizer=opt, allow_non_minimum=True)
+    t = 7 + 1
+    pre = torch.cat([((opt.state[p]["exp_avg_sq"] / (1 - 0.99**t)).sqrt() + 1e-8).reshape(-1)
+                     for _, p in model.named_parameters()]).numpy()
+    jac = st.jacobian(model, x)
+    h = jac.T @ jac / n * 2 / c  # MSELoss(mean)'s Gauss-Newton Hessian
+    lam = np.linalg.eigvals(h / pre[:, None]).real.max()
+    bc1 = 1 - 0.8**t
+    assert math.isclose(rep.points[0]["eta_star"], bc1 * (2 + 2 * 0.8) / ((1 - 0.8) * lam), rel_tol=1e-8)
+    assert rep.optimizer == "adam" and math.isclose(rep.bias_correction1, bc1)
 
 
 def test_cross_entropy_one_step_is_the_map_of_theory():
