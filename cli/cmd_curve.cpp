@@ -23,8 +23,7 @@ int cmd_curve(const Args& args, std::ostream& out, std::ostream& err) {
     Status status = Status::converged;
     for (const auto& r : curve) status = combine(status, r.status());
     json j = with_options(momentum_curve_json(g, curve), so);
-    echo_input_transforms(args, j);
-    echo_optimizer(args, opt, j);
+    echo_inputs(args, opt, j);
     return finish(j, status, out, err);
   }
   const std::vector<Index> batches = batches_option(args, g.samples());
@@ -32,8 +31,7 @@ int cmd_curve(const Args& args, std::ostream& out, std::ostream& err) {
                                                  ? weight_decay_threshold_curve(g, batches, sampling, wd, so)
                                                  : threshold_curve(g, batches, sampling, so);
   json j = with_options(curve_json(g, curve, wd), so);
-  echo_input_transforms(args, j);
-  echo_optimizer(args, opt, j);
+  echo_inputs(args, opt, j);
   return finish(j, curve_status(curve), out, err);
 }
 

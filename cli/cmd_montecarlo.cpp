@@ -30,8 +30,7 @@ int cmd_montecarlo(const Args& args, std::ostream& out, std::ostream& err) {
     j["heavy_ball_lr"] = o.lr;
     if (rep.eta_star) j["eta_star"] = *rep.eta_star / (1.0 - opt.beta1());
   }
-  echo_input_transforms(args, j);
-  echo_optimizer(args, opt, j);
+  echo_inputs(args, opt, j);
   print_result(j, out);
   // Reshuffling has no exact answer: its verdict is inconclusive by
   // construction, and only the status of its estimate decides the exit code.

@@ -24,16 +24,14 @@ int cmd_radius(const Args& args, std::ostream& out, std::ostream& err) {
     const RadiusResult r = opt.adam ? adam_spectral_radius(g, lr, b, sampling, opt.beta1(), so)
                                     : momentum_spectral_radius(g, lr, b, sampling, *opt.momentum, so);
     json j = with_options(momentum_radius_json(g, r, *opt.momentum), so);
-    echo_input_transforms(args, j);
-    echo_optimizer(args, opt, j);
+    echo_inputs(args, opt, j);
     return finish(j, r.status(), out, err);
   }
   const RadiusResult r = args.has("weight-decay") ? weight_decay_spectral_radius(g, lr, b, sampling, wd, so)
                                                   : spectral_radius(g, lr, b, sampling, so);
   json j = with_options(radius_json(g, r), so);
   j["weight_decay"] = wd;
-  echo_input_transforms(args, j);
-  echo_optimizer(args, opt, j);
+  echo_inputs(args, opt, j);
   write_direction(args, r.direction);
   return finish(j, r.status(), out, err);
 }

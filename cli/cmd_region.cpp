@@ -226,8 +226,7 @@ int cmd_region(const Args& args, std::ostream& out, std::ostream& err) {
   if (engine.band) {
     auto [j, status] = band_region(args, g, schemes, batches, marks, engine.reason);
     j["seconds"] = seconds_since(t0);
-    echo_input_transforms(args, j);
-    echo_optimizer(args, opt, j);
+    echo_inputs(args, opt, j);
     return finish(j, status, out, err);
   }
   const bool may_fall_back = args.str_or("engine", "auto") == "auto" && !heavy && weight_decay == 0.0;
@@ -244,16 +243,14 @@ int cmd_region(const Args& args, std::ostream& out, std::ostream& err) {
     auto [j, status] = band_region(args, g, schemes, batches, marks,
                                    std::string("the exact region ran out of memory: ") + e.what());
     j["seconds"] = seconds_since(t0);
-    echo_input_transforms(args, j);
-    echo_optimizer(args, opt, j);
+    echo_inputs(args, opt, j);
     return finish(j, status, out, err);
   }
   RegionReport& rep = *exact;
   rep.j["engine"] = "exact";
   rep.j["engine_reason"] = engine.reason;
   rep.j["seconds"] = seconds_since(t0);
-  echo_input_transforms(args, rep.j);
-  echo_optimizer(args, opt, rep.j);
+  echo_inputs(args, opt, rep.j);
   return finish(rep.j, rep.status, out, err);
 }
 

@@ -24,8 +24,7 @@ int cmd_threshold(const Args& args, std::ostream& out, std::ostream& err) {
         opt.adam ? adam_threshold(g, b, sampling, opt.beta1(), so, static_cast<Index>(scan))
                  : momentum_threshold(g, b, sampling, *opt.momentum, so, static_cast<Index>(scan));
     json j = with_options(momentum_threshold_json(g, r), so);
-    echo_input_transforms(args, j);
-    echo_optimizer(args, opt, j);
+    echo_inputs(args, opt, j);
     return finish(j, r.status(), out, err);
   }
   if (args.has("scan")) throw UsageError("--scan needs --momentum");
@@ -35,8 +34,7 @@ int cmd_threshold(const Args& args, std::ostream& out, std::ostream& err) {
   json j = with_options(threshold_json(g, r), so);
   j["weight_decay"] = wd;
   j["eta_gd"] = 2.0 / (g.lambda_max() + wd);  // GD with weight decay (theory/weight_decay.md, section 3)
-  echo_input_transforms(args, j);
-  echo_optimizer(args, opt, j);
+  echo_inputs(args, opt, j);
   write_direction(args, r.direction);
   return finish(j, r.status(), out, err);
 }

@@ -127,7 +127,8 @@ void adam_fields(json& j) {
   j.erase("eta_gd");
 }
 
-void echo_optimizer(const Args& args, const OptimizerSetting& o, json& j) {
+void echo_inputs(const Args& args, const OptimizerSetting& o, json& j) {
+  echo_input_transforms(args, j);
   if (!args.has("optimizer")) return;
   j["optimizer"] = o.name;
   // null: no --preconditioner, the input is taken as already preconditioned (J P^{-1/2}, or P = I).

@@ -51,8 +51,9 @@ OptimizerSetting optimizer_option(const Args& args);
 /// An Adam result's JSON: without eta_gd (GD's 2 / lambda_max is not Adam's
 /// full-batch limit; that is eta_mean). Shared with the Python package.
 void adam_fields(json& j);
-/// "optimizer" (and "beta1" for Adam) into j when --optimizer was given.
-void echo_optimizer(const Args& args, const OptimizerSetting& o, json& j);
+/// echo_input_transforms, then "optimizer" (and "beta1" for Adam,
+/// "preconditioner" null without the option) when --optimizer was given.
+void echo_inputs(const Args& args, const OptimizerSetting& o, json& j);
 /// --method, --tol, --ncv, --direction, validated.
 SolverOptions solver_options(const Args& args);
 /// --momentum BETA [--nesterov] (BETA in [0, 1), else UsageError); empty

@@ -598,6 +598,13 @@ void bind_momentum(py::module_& m) {
       py::arg("geometry"), py::arg("batches"), py::arg("sampling"), py::arg("momentum"), py::arg("nesterov"));
 }
 
+// What `--optimizer adam` adds to a result's JSON (cli/inputs.cpp).
+void adam_json(cli::json& j, double beta1) {
+  j["optimizer"] = "adam";
+  j["beta1"] = beta1;
+  cli::adam_fields(j);
+}
+
 // Losses with per-sample curvature, frozen preconditioners, Adam
 // (theory/loss_curvature.md, theory/adaptive.md).
 void bind_adaptive(py::module_& m) {
@@ -643,9 +650,7 @@ void bind_adaptive(py::module_& m) {
           out.r = adam_threshold(g, batch, s, beta1, so, scan_points);
         }
         out.j = cli::with_options(cli::momentum_threshold_json(g, out.r), so);
-        out.j["optimizer"] = "adam";
-        out.j["beta1"] = beta1;
-        cli::adam_fields(out.j);
+        adam_json(out.j, beta1);
         return out;
       },
       py::arg("geometry"), py::arg("batch"), py::arg("sampling"), py::arg("beta1"), py::arg("scan_points"));
@@ -665,9 +670,7 @@ void bind_adaptive(py::module_& m) {
         py::list points;
         for (const auto& r : curve) points.append(PyMomentumThreshold{r, cli::momentum_threshold_json(g, r)});
         cli::json j = cli::with_options(cli::momentum_curve_json(g, curve), so);
-        j["optimizer"] = "adam";
-        j["beta1"] = beta1;
-        cli::adam_fields(j);
+        adam_json(j, beta1);
         return py::make_tuple(points, json_to_python(j));
       },
       py::arg("geometry"), py::arg("batches"), py::arg("sampling"), py::arg("beta1"));
@@ -682,9 +685,7 @@ void bind_adaptive(py::module_& m) {
           out.r = adam_spectral_radius(g, lr, batch, s, beta1, so);
         }
         out.j = cli::with_options(cli::momentum_radius_json(g, out.r, Momentum{beta1, false}), so);
-        out.j["optimizer"] = "adam";
-        out.j["beta1"] = beta1;
-        cli::adam_fields(out.j);
+        adam_json(out.j, beta1);
         return out;
       },
       py::arg("geometry"), py::arg("lr"), py::arg("batch"), py::arg("sampling"), py::arg("beta1"));
