@@ -937,6 +937,10 @@ void bind_io_and_options(py::module_& m) {
 
   m.def("default_batches", &default_batches, py::arg("samples"));
 
+  // The machine a timing was measured on (sgdstab/machine.hpp): the same
+  // record as the command line's "performance" block.
+  m.def("machine_info", [] { return json_to_python(cli::performance_json()); });
+
   // The tables of SolverOptions (lib/foundations/options.cpp) and
   // ReductionOptions (lib/geometry/reduction_options.cpp), for the docstrings
   // and sgdstab.solver_options() / reduction_options().

@@ -164,17 +164,22 @@ TEST(OperatorProperties, RejectsBadArguments) {
 }  // namespace
 
 // At r >= 512 the packing and the per-sample loops run on several threads
-// (lib/foundations/parallel.hpp): R x against plain per-sample sums in Eigen (no BLAS
-// shortcuts, no packing helpers), in double and in single precision.
-TEST(OperatorProperties, LargePencilMatchesPlainPerSampleSums) {
-  const Index n = 150, c = 4;
-  const MatrixXd J = ref::gaussian(n * c, 700, 91);
+// (lib/foundations/parallel.hpp), and the per-sample loops are unrolled for
+// C = 1..10 (a generic loop beyond): R x against plain per-sample sums in
+// Eigen (no BLAS shortcuts, no packing helpers), in double and in single
+// precision. With replacement, E[H_B S H_B] = (1 - 1/B) H S H + (1/B) (1/n)
+// sum_i h_i S h_i (B independent draws), with H = diag(d) in the factor's basis.
+namespace {
+
+void expect_large_pencil_matches_plain_sums(Index n, Index c, Index batch, std::uint64_t seed) {
+  SCOPED_TRACE("n = " + std::to_string(n) + ", C = " + std::to_string(c) + ", B = " + std::to_string(batch));
+  const MatrixXd J = ref::gaussian(n * c, 700, seed);
   const auto g = sgdstab::Geometry::from_jacobian(J, c);
   const Index r = g.rank();
   ASSERT_GE(r, 512);
   const MatrixXd& z = g.factor();
   const VectorXd& d = g.hessian_eigenvalues();
-  const VectorXd x = ref::gaussian(r * (r + 1) / 2, 1, 92);
+  const VectorXd x = ref::gaussian(r * (r + 1) / 2, 1, seed + 1);
   // S = A^{-1/2} o unpack(x), unpacked by hand.
   MatrixXd s(r, r);
   Index idx = 0;
@@ -184,25 +189,43 @@ TEST(OperatorProperties, LargePencilMatchesPlainPerSampleSums) {
       ++idx;
       s(k, l) = s(l, k) = v / std::sqrt(d(k) + d(l));
     }
-  MatrixXd q = MatrixXd::Zero(r, r);
+  MatrixXd sum = MatrixXd::Zero(r, r);
   for (Index i = 0; i < n; ++i) {
     const MatrixXd zi = z.middleRows(i * c, c);
     const MatrixXd mi = zi * s * zi.transpose();
-    q += zi.transpose() * mi * zi;
+    sum += zi.transpose() * mi * zi;
   }
-  q /= static_cast<double>(n);
-  VectorXd expect(x.size());
-  idx = 0;
-  for (Index l = 0; l < r; ++l)
-    for (Index k = l; k < r; ++k) expect(idx++) = (k == l ? 1.0 : std::sqrt(2.0)) * q(k, l) / std::sqrt(d(k) + d(l));
-  const sgdstab::SecondMomentOperator single(g, 1, Sampling::with_replacement);
-  const sgdstab::PencilOperator op(single);
+  sum /= static_cast<double>(n);
+  const double b = static_cast<double>(batch);
+  const MatrixXd q = (1.0 - 1.0 / b) * (d.asDiagonal() * s * d.asDiagonal()) + sum / b;
+  const auto weighted_packed = [&](const MatrixXd& m) {
+    VectorXd out(x.size());
+    Index k_idx = 0;
+    for (Index l = 0; l < r; ++l)
+      for (Index k = l; k < r; ++k)
+        out(k_idx++) = (k == l ? 1.0 : std::sqrt(2.0)) * m(k, l) / std::sqrt(d(k) + d(l));
+    return out;
+  };
+  const VectorXd expect = weighted_packed(q);
+  const sgdstab::SecondMomentOperator t(g, batch, Sampling::with_replacement);
+  const sgdstab::PencilOperator op(t);
   VectorXd y(x.size());
   op.perform_op(x.data(), y.data());
   EXPECT_LE((y - expect).norm(), 1e-12 * expect.norm());
+  // The single-precision R is the samples' term alone (B = 1).
+  const VectorXd expect_sum = weighted_packed(sum);
   const auto low = sgdstab::detail::low_precision_pencil_r(g);
   const Eigen::VectorXf xf = x.cast<float>();
   Eigen::VectorXf yf(x.size());
   low(xf.data(), yf.data());
-  EXPECT_LE((yf.cast<double>() - expect).norm(), 1e-5 * expect.norm());
+  EXPECT_LE((yf.cast<double>() - expect_sum).norm(), 1e-5 * expect_sum.norm());
+}
+
+}  // namespace
+
+TEST(OperatorProperties, LargePencilMatchesPlainPerSampleSums) {
+  expect_large_pencil_matches_plain_sums(150, 4, 1, 91);
+  expect_large_pencil_matches_plain_sums(560, 1, 3, 93);
+  expect_large_pencil_matches_plain_sums(55, 10, 1, 95);
+  expect_large_pencil_matches_plain_sums(45, 12, 3, 97);
 }

@@ -2,6 +2,7 @@
 // theory/operator.md, section 4, in float).
 #include "operators/low_precision.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 
@@ -41,7 +42,10 @@ struct LowPrecisionPencil {
         for (Index k = l + 1; k < r; ++k) col[k] = x[idx++] * inv * wl[k];
       }
     });
-    q.setZero(r, r);
+    q.resize(r, r);  // lower triangle zeroed, one threaded pass; the upper one is never read
+    parallel_lower_columns(r, [&](Index l0, Index l1) {
+      for (Index l = l0; l < l1; ++l) std::fill(q.col(l).data() + l, q.col(l).data() + r, 0.0f);
+    });
     sample_sum_lower(z, s, c, 1.0 / static_cast<double>(n), work, q);
     const float root2 = static_cast<float>(std::sqrt(2.0));
     parallel_lower_columns(r, [&](Index l0, Index l1) {

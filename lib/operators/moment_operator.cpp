@@ -3,6 +3,7 @@
 #include "sgdstab/moment_operator.hpp"
 
 #include <Eigen/Eigenvalues>
+#include <algorithm>
 #include <cmath>
 
 #include "foundations/check.hpp"
@@ -141,16 +142,26 @@ double SecondMomentOperator::workspace_bytes() const {
 void SecondMomentOperator::quadratic_lower_into(const MatrixXd& s, MatrixXd& out) const {
   const VectorXd& d = geometry_->hessian_eigenvalues();
   const Index r = dimension();
-  out.setZero(r, r);
+  out.resize(r, r);
+  // out (lower) = alpha D S D first, one threaded pass (zeros when alpha = 0); the samples' sum is added to it.
+  const double alpha = factors_.alpha;
+  detail::parallel_lower_columns(r, [&](Index l0, Index l1) {
+    for (Index l = l0; l < l1; ++l) {
+      double* o = out.col(l).data();
+      const double* sl = s.col(l).data();
+      const double adl = alpha * d(l);
+      if (alpha == 0.0)
+        std::fill(o + l, o + r, 0.0);
+      else
+        for (Index k = l; k < r; ++k) o[k] = adl * d(k) * sl[k];
+    }
+  });
   if (factors_.beta != 0.0) {
     // theory/operator.md, section 4 (operator_kernels.hpp): 2 n c r^2 flops.
     const double scale = factors_.beta / static_cast<double>(geometry_->samples());
     detail::sample_sum_lower(geometry_->factor(), s, geometry_->outputs(), scale, w_, plus_, blocks_, rows_coef_,
                              rows_sample_, out);
   }
-  if (factors_.alpha != 0.0)
-    for (Index l = 0; l < r; ++l)
-      for (Index k = l; k < r; ++k) out(k, l) += factors_.alpha * d(k) * d(l) * s(k, l);
 }
 
 void SecondMomentOperator::quadratic_into(const MatrixXd& s, MatrixXd& out) const {

@@ -2,7 +2,9 @@
 #include "operators/operator_kernels.hpp"
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "foundations/linalg.hpp"
 #include "foundations/parallel.hpp"
@@ -12,6 +14,72 @@ namespace sgdstab::detail {
 namespace {
 
 using Eigen::Index;
+
+// Calls f(std::integral_constant<Index, C>) with C = c for the common output
+// counts 1 .. 10 (the loops below unrolled by the compiler) and C = 0 (c
+// read at run time) otherwise.
+template <class F>
+void with_outputs(Index c, F&& f) {
+  switch (c) {
+    case 1: f(std::integral_constant<Index, 1>{}); return;
+    case 2: f(std::integral_constant<Index, 2>{}); return;
+    case 3: f(std::integral_constant<Index, 3>{}); return;
+    case 4: f(std::integral_constant<Index, 4>{}); return;
+    case 5: f(std::integral_constant<Index, 5>{}); return;
+    case 6: f(std::integral_constant<Index, 6>{}); return;
+    case 7: f(std::integral_constant<Index, 7>{}); return;
+    case 8: f(std::integral_constant<Index, 8>{}); return;
+    case 9: f(std::integral_constant<Index, 9>{}); return;
+    case 10: f(std::integral_constant<Index, 10>{}); return;
+    default: f(std::integral_constant<Index, 0>{}); return;
+  }
+}
+
+// Blocks of samples lo .. hi - 1: ci += sum_k (W_i(:, k) - s_kk / 2 Z_i(:, k)) Z_i(:, k)^T,
+// then ci = ci + ci^T. C = c, or 0 when c is only known at run time.
+template <Index C, class Scalar>
+void sample_blocks_range(const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>& z,
+                         const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>& s,
+                         const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>& w, Index c_runtime, Index lo,
+                         Index hi, double* blocks) {
+  const Index c = C > 0 ? C : c_runtime, r = z.cols();
+  // Columns in chunks of kChunk: a sample's block is read and written once
+  // per chunk (held in registers for small C), not once per column.
+  constexpr Index kChunk = 8;
+  constexpr Index kAcc = C > 0 ? C * C : 1;
+  double acc_fixed[kAcc];
+  std::vector<double> acc_dynamic(C > 0 ? 0 : static_cast<std::size_t>(c * c));
+  double* acc = C > 0 ? acc_fixed : acc_dynamic.data();
+  const Scalar* wcol[kChunk];
+  const Scalar* zcol[kChunk];
+  double half_skk[kChunk];
+  for (Index k0 = 0; k0 < r; k0 += kChunk) {
+    const Index kn = std::min(kChunk, r - k0);
+    for (Index t = 0; t < kn; ++t) {
+      wcol[t] = w.col(k0 + t).data();
+      zcol[t] = z.col(k0 + t).data();
+      half_skk[t] = 0.5 * static_cast<double>(s(k0 + t, k0 + t));
+    }
+    for (Index i = lo; i < hi; ++i) {
+      double* ci = blocks + i * c * c;
+      for (Index e = 0; e < c * c; ++e) acc[e] = ci[e];
+      for (Index t = 0; t < kn; ++t) {
+        const Scalar* wi = wcol[t] + i * c;
+        const Scalar* zi = zcol[t] + i * c;
+        for (Index a = 0; a < c; ++a) {
+          const double xa = static_cast<double>(wi[a]) - half_skk[t] * static_cast<double>(zi[a]);
+          for (Index b = 0; b < c; ++b) acc[a * c + b] += xa * static_cast<double>(zi[b]);
+        }
+      }
+      for (Index e = 0; e < c * c; ++e) ci[e] = acc[e];
+    }
+  }
+  for (Index i = lo; i < hi; ++i) {
+    double* ci = blocks + i * c * c;
+    for (Index a = 0; a < c; ++a)
+      for (Index b = a; b < c; ++b) ci[a * c + b] = ci[b * c + a] = ci[a * c + b] + ci[b * c + a];
+  }
+}
 
 // Blocks C_i = X_i + X_i^T (c x c, row-major per sample) with
 // X_i = Z_i (L - diag(S) / 2) Z_i^T and W = Z L (L: lower triangle of S,
@@ -25,25 +93,7 @@ void sample_blocks(const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>& 
   blocks.assign(static_cast<std::size_t>(n * c * c), 0.0);
   // Samples split over threads: each owns its blocks.
   parallel_ranges(n, std::max<Index>(16, (Index{1} << 22) / std::max<Index>(1, c * c * r)), [&](Index lo, Index hi) {
-    for (Index k = 0; k < r; ++k) {
-      const Scalar* wk = w.col(k).data();
-      const Scalar* zk = z.col(k).data();
-      const double half_skk = 0.5 * static_cast<double>(s(k, k));
-      for (Index i = lo; i < hi; ++i) {
-        double* ci = blocks.data() + i * c * c;
-        const Scalar* wi = wk + i * c;
-        const Scalar* zi = zk + i * c;
-        for (Index a = 0; a < c; ++a) {
-          const double xa = static_cast<double>(wi[a]) - half_skk * static_cast<double>(zi[a]);
-          for (Index b = 0; b < c; ++b) ci[a * c + b] += xa * static_cast<double>(zi[b]);
-        }
-      }
-    }
-    for (Index i = lo; i < hi; ++i) {
-      double* ci = blocks.data() + i * c * c;
-      for (Index a = 0; a < c; ++a)
-        for (Index b = a; b < c; ++b) ci[a * c + b] = ci[b * c + a] = ci[a * c + b] + ci[b * c + a];
-    }
+    with_outputs(c, [&](auto cc) { sample_blocks_range<decltype(cc)::value>(z, s, w, c, lo, hi, blocks.data()); });
   });
 }
 
@@ -87,6 +137,25 @@ Index signed_root_rows(const std::vector<double>& blocks, Index n, Index c, std:
   return kp;
 }
 
+// Rows 0 .. count - 1 of the stacked [P; M], columns lo .. hi - 1. C as in sample_blocks_range.
+template <Index C, class Scalar>
+void stack_rows_range(const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>& z, Index c_runtime, Index count,
+                      const std::vector<double>& coefs, const std::vector<Index>& sample, Index lo, Index hi,
+                      Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>& rows) {
+  const Index c = C > 0 ? C : c_runtime;
+  for (Index k = lo; k < hi; ++k) {
+    const Scalar* zk = z.col(k).data();
+    Scalar* pk = rows.col(k).data();
+    for (Index j = 0; j < count; ++j) {
+      const double* coef = coefs.data() + j * c;
+      const Scalar* zi = zk + sample[static_cast<std::size_t>(j)] * c;
+      double acc = 0;
+      for (Index a = 0; a < c; ++a) acc += coef[a] * static_cast<double>(zi[a]);
+      pk[j] = static_cast<Scalar>(acc);
+    }
+  }
+}
+
 // The stacked rows [P; M] at the top of `rows` (at most n c of them).
 template <class Scalar>
 void stack_rows(const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>& z, Index c, Index count,
@@ -96,17 +165,7 @@ void stack_rows(const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>& z, 
   rows.resize(z.rows(), r);
   // Columns split over threads.
   parallel_ranges(r, std::max<Index>(1, (Index{1} << 22) / std::max<Index>(1, count * c)), [&](Index lo, Index hi) {
-    for (Index k = lo; k < hi; ++k) {
-      const Scalar* zk = z.col(k).data();
-      Scalar* pk = rows.col(k).data();
-      for (Index j = 0; j < count; ++j) {
-        const double* coef = coefs.data() + j * c;
-        const Scalar* zi = zk + sample[static_cast<std::size_t>(j)] * c;
-        double acc = 0;
-        for (Index a = 0; a < c; ++a) acc += coef[a] * static_cast<double>(zi[a]);
-        pk[j] = static_cast<Scalar>(acc);
-      }
-    }
+    with_outputs(c, [&](auto cc) { stack_rows_range<decltype(cc)::value>(z, c, count, coefs, sample, lo, hi, rows); });
   });
 }
 

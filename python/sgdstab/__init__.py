@@ -80,6 +80,7 @@ __all__ = [
     "covariance",
     "read_matrix",
     "default_batches",
+    "machine_info",
     "solver_options",
     "reduction_options",
     "montecarlo_options",
@@ -448,6 +449,17 @@ def read_matrix(path):
 
 
 @_doc("""The default batch sizes 1, 2, 4, ... below n, then n.""")
+def machine_info():
+    """The machine a timing was measured on, as a dict: cpu (the model name
+    of /proc/cpuinfo), logical_cpus, library_threads (the library's own
+    parallel loops), blas (OpenBLAS's configuration string, or "unknown (not
+    OpenBLAS)"), blas_core (OpenBLAS's kernel set), blas_threads and
+    openblas_coretype (the environment variable, None when unset). The same
+    record as the "performance" block of every JSON result of the command
+    line; record it with every figure you keep."""
+    return _core.machine_info()
+
+
 def default_batches(samples):
     return _core.default_batches(samples)
 

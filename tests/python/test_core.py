@@ -1,7 +1,10 @@
 # The Python package against independent references: dense NumPy
 # computations and closed forms, and the command line on the same inputs
 # (the same JSON, numbers to 1e-12).
+import json
 import math
+import os
+import subprocess
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -202,6 +205,28 @@ def test_montecarlo_equals_the_program(problems, cli):
     ref = cli("montecarlo", "--jacobian", jpath, "--lr", repr(0.8 * eta), "--batch", 3, "--steps", 10,
               "--trajectories", 300, "--blocks", 300, "--seed", 5)
     assert_same(mc.to_dict(), ref)
+
+
+def test_machine_info_is_the_programs_performance_block_and_the_machines(problems):
+    m = sgdstab.machine_info()
+    # Independent readings of the same machine.
+    with open("/proc/cpuinfo") as f:
+        models = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    assert m["cpu"] == (models[0] if models else "unknown")
+    assert m["logical_cpus"] == os.cpu_count()
+    assert 1 <= m["library_threads"] <= min(8, os.cpu_count())
+    assert m["openblas_coretype"] == (os.environ.get("OPENBLAS_CORETYPE") or None)
+    if m["blas"].startswith("unknown"):
+        assert m["blas_core"] == "" and m["blas_threads"] == 0
+    else:
+        assert m["blas_core"] and m["blas_threads"] >= 1
+    # The program's block, read raw (the cli fixture drops it).
+    path = os.environ.get("SGDSTAB_CLI")
+    if path and os.path.exists(path):
+        _, _, jpath, _ = problems[1]
+        p = subprocess.run([path, "threshold", "--jacobian", str(jpath), "--batch", "2"], capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        assert json.loads(p.stdout)["performance"] == m
 
 
 def test_read_matrix_reads_what_numpy_wrote(tmp_path):
