@@ -52,7 +52,8 @@ namespace {
 // auto takes the band when the rank exceeds --exact-max-rank (default 4096:
 // one clustered threshold at nC = 4096 took 75-85 s on the 2-core CI
 // machine, and the cost grows like r^3) or when the exact region's smallest
-// footprint (14 vectors of length r(r+1)/2) exceeds the memory available;
+// footprint (exact_region_min_bytes: the operator's scratch, the
+// single-precision factor, 4 subspace vectors) exceeds the memory available;
 // with momentum always the exact engine (the band is plain SGD's).
 struct Engine {
   bool band = false;
@@ -60,7 +61,7 @@ struct Engine {
 };
 
 // exact_only: what rules the band out ("momentum", "weight decay"), or empty.
-Engine engine_choice(const Args& args, const Geometry& g, const std::string& exact_only) {
+Engine engine_choice(const Args& args, const Geometry& g, const SolverOptions& so, const std::string& exact_only) {
   const std::string engine = args.str_or("engine", "auto");
   if (engine != "auto" && engine != "exact" && engine != "band")
     throw UsageError("--engine: expected auto, exact or band, got '" + engine + "'");
@@ -75,8 +76,7 @@ Engine engine_choice(const Args& args, const Geometry& g, const std::string& exa
     return {false, exact_only + ": the band is plain SGD's, so the exact engine runs"};
   }
   if (engine == "band") return {true, "--engine band"};
-  const double r = static_cast<double>(g.rank());
-  const double exact_bytes = 8.0 * 14.0 * r * (r + 1.0) / 2.0;
+  const double exact_bytes = exact_region_min_bytes(g, so);
   const double limit = memory_limit_option(args) > 0 ? memory_limit_option(args)
                                                      : static_cast<double>(available_memory_bytes());
   if (g.rank() > max_rank)
@@ -222,7 +222,7 @@ int cmd_region(const Args& args, std::ostream& out, std::ostream& err) {
   const std::vector<Index> batches = batches_option(args, g.samples());
   for (const Mark& m : marks) check_batch(m.batch, g.samples(), "--mark");
   const bool heavy = momentum.has_value() && momentum->beta > 0.0;
-  const Engine engine = engine_choice(args, g, heavy ? "momentum" : weight_decay > 0.0 ? "weight decay" : "");
+  const Engine engine = engine_choice(args, g, so, heavy ? "momentum" : weight_decay > 0.0 ? "weight decay" : "");
   if (engine.band) {
     auto [j, status] = band_region(args, g, schemes, batches, marks, engine.reason);
     j["seconds"] = seconds_since(t0);
@@ -235,9 +235,9 @@ int cmd_region(const Args& args, std::ostream& out, std::ostream& err) {
     exact = region_report(g, schemes, batches, marks, args.str_or("plot", ""), so, momentum.value_or(Momentum{}),
                           weight_decay);
   } catch (const resource_error& e) {
-    // The budget of engine_choice is a lower bound on the exact region's
-    // memory (its fixed workspace is not counted): past it, auto falls back
-    // to the band and says why.
+    // engine_choice's budget is what the solver checks first; an allocation
+    // that fails later all the same (memory taken by others meanwhile):
+    // auto falls back to the band and says why.
     if (!may_fall_back) throw;
     err << "sgdstab region: the exact region does not fit (" << e.what() << "); running the band instead\n";
     auto [j, status] = band_region(args, g, schemes, batches, marks,

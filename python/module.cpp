@@ -937,6 +937,19 @@ void bind_io_and_options(py::module_& m) {
 
   m.def("default_batches", &default_batches, py::arg("samples"));
 
+  m.def(
+      "exact_region_min_bytes",
+      [](const Geometry& g, const py::kwargs& kw) {
+        return exact_region_min_bytes(g, solver_options(kw, "exact_region_min_bytes"));
+      },
+      py::arg("geometry"));
+  m.def(
+      "_exact_region_min_bytes_for_sizes",
+      [](Index rows, Index rank, const py::kwargs& kw) {
+        return exact_region_min_bytes(rows, rank, solver_options(kw, "exact_region_min_bytes"));
+      },
+      py::arg("rows"), py::arg("rank"));
+
   // The machine a timing was measured on (sgdstab/machine.hpp): the same
   // record as the command line's "performance" block.
   m.def("machine_info", [] { return json_to_python(cli::performance_json()); });

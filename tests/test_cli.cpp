@@ -1020,14 +1020,15 @@ TEST_F(Cli, RegionEngineChoosesAndTheBandContainsTheExactRegion) {
   ASSERT_LT(und["eta_low"].get<double>(), und["eta_high"].get<double>());  // the same band, so mid lies inside
   EXPECT_EQ(und["verdict"], "undecided");
   EXPECT_TRUE(und["stable"].is_null());
-  // Past the rank budget's memory estimate, auto falls back to the band
-  // when the exact region itself runs out of memory (and says so); an
+  // Below the exact region's least footprint (exact_region_min_bytes, what
+  // the solver checks), auto takes the band up front and says why; an
   // explicit --engine exact fails instead (exit 1, nothing written).
   r = run("region" + input + " --memory-limit 0.05");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(json::parse(r.out)["engine"], "band");
-  EXPECT_EQ(json::parse(r.out)["engine_reason"].get<std::string>().rfind("the exact region ran out of memory: ", 0), 0u);
-  EXPECT_NE(r.err.find("running the band instead"), std::string::npos) << r.err;
+  EXPECT_EQ(json::parse(r.out)["engine_reason"].get<std::string>().rfind("the exact region needs at least ", 0), 0u)
+      << r.out;
+  EXPECT_EQ(r.err.find("running the band instead"), std::string::npos) << r.err;
   r = run("region" + input + " --memory-limit 0.05 --engine exact");
   EXPECT_EQ(r.code, 1) << r.err;
   EXPECT_TRUE(r.out.empty());

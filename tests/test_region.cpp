@@ -379,3 +379,52 @@ TEST(Region, MixedPrecisionRegionMatchesTheDenseMethod) {
     EXPECT_REL_NEAR(one.eta_star, dense.curves[2].points[2].eta_star, 1e-9);
   }
 }
+
+// exact_region_min_bytes is what the solver checks before it allocates: with
+// the memory limit at the footprint the region runs, 1 % below it the region
+// refuses (resource_error) before computing anything. The mixed start's
+// share is the single-precision factor and its scratch, 4 (3 nC r + 3 r^2)
+// bytes; the dense path's the m x m matrix.
+TEST(Region, MinimumFootprintIsWhatTheSolverChecks) {
+  const Index n = 12, c = 2;
+  const auto g = sgdstab::Geometry::from_jacobian(ref::gaussian(n * c, 30, 141), c);
+  const Index r = g.rank(), m = r * (r + 1) / 2;
+  ASSERT_EQ(r, 24);
+  const std::vector<Sampling> schemes = {Sampling::without_replacement, Sampling::with_replacement};
+  const std::vector<Index> batches = {1, 3, 12};
+  const auto runs_at = [&](sgdstab::SolverOptions o, double limit) {
+    o.memory_limit_bytes = limit;
+    return sgdstab::stability_region(g, schemes, batches, o);
+  };
+  sgdstab::SolverOptions lanczos;
+  lanczos.method = Method::lanczos;
+  lanczos.mixed_precision = false;
+  sgdstab::SolverOptions mixed = lanczos;
+  mixed.mixed_precision = true;
+  mixed.mixed_precision_min_rank = 1;
+  sgdstab::SolverOptions dense;
+  dense.method = Method::dense;
+  const double b_lanczos = sgdstab::exact_region_min_bytes(g, lanczos);
+  const double b_mixed = sgdstab::exact_region_min_bytes(g, mixed);
+  const double b_dense = sgdstab::exact_region_min_bytes(g, dense);
+  const double nc = static_cast<double>(n * c), rr = static_cast<double>(r);
+  // The sizes overload (before a geometry exists) is the same number.
+  EXPECT_EQ(sgdstab::exact_region_min_bytes(n * c, r, mixed), b_mixed);
+  EXPECT_THROW(sgdstab::exact_region_min_bytes(4, 5, mixed), sgdstab::invalid_argument);
+  EXPECT_DOUBLE_EQ(b_mixed - b_lanczos, 4.0 * (3.0 * nc * rr + 3.0 * rr * rr));
+  EXPECT_GE(b_lanczos, 8.0 * 14.0 * static_cast<double>(m));
+  EXPECT_GE(b_dense - b_lanczos, 8.0 * static_cast<double>(m) * static_cast<double>(m) - 8.0 * 14.0 * m);
+  for (const auto& [o, b] : {std::pair{lanczos, b_lanczos}, std::pair{mixed, b_mixed}, std::pair{dense, b_dense}}) {
+    SCOPED_TRACE("footprint " + std::to_string(b));
+    EXPECT_THROW(runs_at(o, 0.99 * b), sgdstab::resource_error);
+    const auto reg = runs_at(o, b);
+    ASSERT_EQ(reg.curves.size(), 2u);
+    // The points it certified are the region's without a limit.
+    const auto free = sgdstab::stability_region(g, schemes, batches, o);
+    for (std::size_t k = 0; k < 2; ++k)
+      for (std::size_t j = 0; j < batches.size(); ++j)
+        if (reg.curves[k].points[j].converged())
+          EXPECT_NEAR(reg.curves[k].points[j].eta_star, free.curves[k].points[j].eta_star,
+                      1e-8 * free.curves[k].points[j].eta_star);
+  }
+}

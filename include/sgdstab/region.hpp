@@ -127,6 +127,23 @@ std::pair<double, double> region_coordinates(Sampling sampling, Index samples, d
 StabilityRegion stability_region(const Geometry& geometry, const std::vector<Sampling>& schemes,
                                  const std::vector<Index>& batches, const SolverOptions& options = {});
 
+/// The least memory (bytes) stability_region needs for this geometry on the
+/// CPU, plain SGD without weight decay, beside the geometry itself: the
+/// operator's scratch, the single-precision copy of the factor when the
+/// mixed start runs (options.mixed_precision and rank >= mixed_precision_min_rank),
+/// and the smallest shared subspace (4 vectors of length r(r+1)/2, or
+/// options.subspace_dimension when set), or the dense r(r+1)/2 matrix when
+/// the method resolves to dense. With options.memory_limit_bytes at or above
+/// it the region runs (with a larger subspace, up to 64 vectors, when the
+/// memory allows: theory/region.md section 5); below it, stability_region
+/// throws resource_error before it computes anything. The command line's
+/// `region --engine auto` compares it with the memory available.
+double exact_region_min_bytes(const Geometry& geometry, const SolverOptions& options = {});
+/// The same before any geometry exists, from its sizes: rows = n C (the
+/// factor's rows) and rank = r (an upper bound such as min(n C, p) gives an
+/// upper bound). \throws sgdstab::invalid_argument unless 0 <= rank <= rows.
+double exact_region_min_bytes(Index rows, Index rank, const SolverOptions& options = {});
+
 /// The region of SGD with momentum (theory/momentum.md, section 7): every
 /// point is momentum_threshold's eta* with its certified bracket. Per noise
 /// class (without and with replacement share one; Bernoulli has its own)

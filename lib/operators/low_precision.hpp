@@ -16,5 +16,7 @@ LowApplyFn low_precision_pencil_r(const Geometry& g);
 
 /// Bytes low_precision_pencil_r allocates (the factor, two n c x r and three r x r float matrices).
 double low_precision_pencil_bytes(const Geometry& g);
+/// The same for an nc x r factor.
+double low_precision_pencil_bytes(Eigen::Index nc, Eigen::Index r);
 
 }  // namespace sgdstab::detail

@@ -132,8 +132,11 @@ std::vector<MatrixXd> SecondMomentOperator::propagate(const MatrixXd& s0, double
 }
 
 double SecondMomentOperator::workspace_bytes() const {
-  const double nc = static_cast<double>(geometry_->factor().rows());
-  const double r = static_cast<double>(dimension());
+  return detail::moment_workspace_bytes(geometry_->factor().rows(), dimension());
+}
+
+double detail::moment_workspace_bytes(Index nc_rows, Index rank) {
+  const double nc = static_cast<double>(nc_rows), r = static_cast<double>(rank);
   return 8.0 * (2.0 * nc * r + 3.0 * r * r);
 }
 

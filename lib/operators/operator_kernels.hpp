@@ -37,6 +37,10 @@ void sample_sum_lower(const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic
   sample_sum_lower(z, s, c, scale, work.w, work.rows, work.blocks, work.coef, work.sample, out);
 }
 
+/// Bytes of SecondMomentOperator's scratch space for an n c x r factor
+/// (SecondMomentOperator::workspace_bytes).
+double moment_workspace_bytes(Eigen::Index nc, Eigen::Index r);
+
 /// Bytes of SampleSumWork<Scalar> for an n c x r factor.
 double sample_sum_bytes(Eigen::Index nc, Eigen::Index r, std::size_t scalar_bytes);
 

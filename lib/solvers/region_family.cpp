@@ -11,8 +11,12 @@
 #include <string>
 
 #include "foundations/check.hpp"
+#include "foundations/linalg.hpp"
+#include "solvers/eigensolve.hpp"
+#include "solvers/family.hpp"
 #include "operators/cuda_backend.hpp"
 #include "operators/low_precision.hpp"
+#include "operators/operator_kernels.hpp"
 #include "sgdstab/device.hpp"
 #include "sgdstab/moment_operator.hpp"
 
@@ -217,5 +221,23 @@ void assemble_region(StabilityRegion& out, const std::vector<FamilyMember>& memb
 }
 
 }  // namespace detail
+
+double exact_region_min_bytes(Index rows, Index rank, const SolverOptions& opt) {
+  opt.validate();
+  detail::require(rows >= 0 && rank >= 0 && rank <= rows, "exact_region_min_bytes",
+          "expected 0 <= rank <= rows, got rows = " + std::to_string(rows) + ", rank = " + std::to_string(rank));
+  const Index m = packed_size(rank);
+  // What geometry_family and family_top check before they allocate (theory/region.md, sections 5 and 7).
+  const bool mixed = opt.device != Device::cuda && opt.mixed_precision && rank >= opt.mixed_precision_min_rank;
+  const double fixed =
+      detail::moment_workspace_bytes(rows, rank) + (mixed ? detail::low_precision_pencil_bytes(rows, rank) : 0.0);
+  if (detail::resolve_method(opt, m) == Method::dense) return fixed + detail::dense_bytes(m);
+  const Index k = opt.subspace_dimension > 0 ? std::min(opt.subspace_dimension, m) : std::min<Index>(m, 4);
+  return fixed + detail::family_bytes(m, k);
+}
+
+double exact_region_min_bytes(const Geometry& g, const SolverOptions& opt) {
+  return exact_region_min_bytes(g.factor().rows(), g.rank(), opt);
+}
 
 }  // namespace sgdstab

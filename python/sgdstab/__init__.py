@@ -81,6 +81,7 @@ __all__ = [
     "read_matrix",
     "default_batches",
     "machine_info",
+    "exact_region_min_bytes",
     "solver_options",
     "reduction_options",
     "montecarlo_options",
@@ -449,6 +450,17 @@ def read_matrix(path):
 
 
 @_doc("""The default batch sizes 1, 2, 4, ... below n, then n.""")
+def exact_region_min_bytes(geometry, **solver_options):
+    """The least memory (bytes) ``region`` needs for this geometry on the
+    CPU (plain SGD), beside the geometry: the operator's scratch, the
+    single-precision copy of the factor when the mixed start runs, and the
+    smallest shared subspace (4 vectors of length r(r+1)/2; the dense matrix
+    when the method resolves to dense). With ``memory_limit_bytes`` at or
+    above it the region runs; below it, it raises MemoryError before it
+    computes anything (C++ ``exact_region_min_bytes``, region.hpp)."""
+    return _core.exact_region_min_bytes(geometry, **solver_options)
+
+
 def machine_info():
     """The machine a timing was measured on, as a dict: cpu (the model name
     of /proc/cpuinfo), logical_cpus, library_threads (the library's own

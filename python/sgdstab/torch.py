@@ -847,7 +847,8 @@ def stability(model, inputs, targets, batches=None, loss="mse_mean", *, engine="
     ``analyze``'s own choice (the Gram when 8 n C p > 1 GiB or p > 4 n C,
     else the Jacobian); its memory is counted as three copies of that
     matrix (PyTorch's, the library's, the eigensolver's work) plus the exact
-    solver's 8 * 14 * r (r + 1) / 2 bytes (theory/band.md section 7).
+    solver's least footprint at rank r (``sgdstab.exact_region_min_bytes``;
+    theory/band.md section 7).
     ``solver_options`` go to the exact solver (``sgdstab.solver_options()``),
     ``band_options`` to the band (``sgdstab.band_options()``); the other
     arguments are ``analyze``'s and ``band``'s.
@@ -887,7 +888,7 @@ def stability(model, inputs, targets, batches=None, loss="mse_mean", *, engine="
         r = min(n * c, p)
         use_gram = 8.0 * n * c * p > (1 << 30) or p > 4 * n * c
         matrix = 8.0 * (n * c) ** 2 if use_gram else 8.0 * n * c * p
-        need = 3.0 * matrix + 8.0 * 14.0 * r * (r + 1) / 2.0
+        need = 3.0 * matrix + _core._exact_region_min_bytes_for_sizes(n * c, r, **solver_options)
         limit = memory_limit if memory_limit is not None else _available_bytes()
         if r > exact_max_rank:
             engine, reason = "band", f"rank bound min(nC, p) = {r} > exact_max_rank {exact_max_rank}"

@@ -229,6 +229,19 @@ def test_machine_info_is_the_programs_performance_block_and_the_machines(problem
         assert json.loads(p.stdout)["performance"] == m
 
 
+def test_exact_region_min_bytes_is_the_limit_at_which_region_runs(problems):
+    j, c, _, _ = problems[2]
+    g = sgdstab.Geometry.from_jacobian(j, c)
+    opts = dict(method="lanczos", mixed_precision=False)
+    b = sgdstab.exact_region_min_bytes(g, **opts)
+    m = g.rank * (g.rank + 1) // 2
+    assert b >= 8 * 14 * m
+    with pytest.raises(MemoryError):
+        sgdstab.region(g, batches=[1, 2], memory_limit_bytes=0.99 * b, **opts)
+    reg = sgdstab.region(g, batches=[1, 2], memory_limit_bytes=b, **opts)
+    assert len(reg.curves) == 3
+
+
 def test_read_matrix_reads_what_numpy_wrote(tmp_path):
     a = np.random.default_rng(2).standard_normal((4, 3))
     for name, arr in (("c.npy", np.ascontiguousarray(a)), ("f.npy", np.asfortranarray(a)),
