@@ -163,9 +163,10 @@ TEST(OperatorProperties, RejectsBadArguments) {
 
 }  // namespace
 
-// At r >= 512 the packing and the per-sample loops run on several threads
-// (lib/foundations/parallel.hpp), and the per-sample loops are unrolled for
-// C = 1..10 (a generic loop beyond): R x against plain per-sample sums in
+// At r >= 512 the packing runs on several threads (lib/foundations/parallel.hpp;
+// the per-sample loops split only at larger n c r, each thread owning its
+// samples or columns), and the per-sample loops are unrolled for C = 1..10
+// (a generic loop beyond): R x against plain per-sample sums in
 // Eigen (no BLAS shortcuts, no packing helpers), in double and in single
 // precision. With replacement, E[H_B S H_B] = (1 - 1/B) H S H + (1/B) (1/n)
 // sum_i h_i S h_i (B independent draws), with H = diag(d) in the factor's basis.

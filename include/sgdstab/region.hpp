@@ -127,8 +127,9 @@ std::pair<double, double> region_coordinates(Sampling sampling, Index samples, d
 StabilityRegion stability_region(const Geometry& geometry, const std::vector<Sampling>& schemes,
                                  const std::vector<Index>& batches, const SolverOptions& options = {});
 
-/// The least memory (bytes) stability_region needs for this geometry on the
-/// CPU, plain SGD without weight decay, beside the geometry itself: the
+/// The least memory (bytes) stability_region needs for this geometry in
+/// host memory, plain SGD without weight decay, beside the geometry itself
+/// (options.device resolved as the solver resolves it): the
 /// operator's scratch, the single-precision copy of the factor when the
 /// mixed start runs (options.mixed_precision and rank >= mixed_precision_min_rank),
 /// and the smallest shared subspace (4 vectors of length r(r+1)/2, or
@@ -140,8 +141,11 @@ StabilityRegion stability_region(const Geometry& geometry, const std::vector<Sam
 /// `region --engine auto` compares it with the memory available.
 double exact_region_min_bytes(const Geometry& geometry, const SolverOptions& options = {});
 /// The same before any geometry exists, from its sizes: rows = n C (the
-/// factor's rows) and rank = r (an upper bound such as min(n C, p) gives an
-/// upper bound). \throws sgdstab::invalid_argument unless 0 <= rank <= rows.
+/// factor's rows) and rank = r; device automatic counts as the CPU. Not
+/// monotone in r: at r(r+1)/2 <= dense_max_dimension the dense path's
+/// matrix (at most 8 dense_max_dimension^2 bytes) is counted instead of the
+/// subspace, so a rank bound gives the footprint at that rank, not a bound
+/// for every smaller one. \throws sgdstab::invalid_argument unless 0 <= rank <= rows.
 double exact_region_min_bytes(Index rows, Index rank, const SolverOptions& options = {});
 
 /// The region of SGD with momentum (theory/momentum.md, section 7): every

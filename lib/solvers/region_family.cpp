@@ -222,13 +222,16 @@ void assemble_region(StabilityRegion& out, const std::vector<FamilyMember>& memb
 
 }  // namespace detail
 
-double exact_region_min_bytes(Index rows, Index rank, const SolverOptions& opt) {
+namespace {
+
+// exact_region_min_bytes for a device already resolved (cpu, or cuda: no mixed start).
+double region_min_bytes(Index rows, Index rank, const SolverOptions& opt, Device device) {
   opt.validate();
   detail::require(rows >= 0 && rank >= 0 && rank <= rows, "exact_region_min_bytes",
           "expected 0 <= rank <= rows, got rows = " + std::to_string(rows) + ", rank = " + std::to_string(rank));
   const Index m = packed_size(rank);
   // What geometry_family and family_top check before they allocate (theory/region.md, sections 5 and 7).
-  const bool mixed = opt.device != Device::cuda && opt.mixed_precision && rank >= opt.mixed_precision_min_rank;
+  const bool mixed = device == Device::cpu && opt.mixed_precision && rank >= opt.mixed_precision_min_rank;
   const double fixed =
       detail::moment_workspace_bytes(rows, rank) + (mixed ? detail::low_precision_pencil_bytes(rows, rank) : 0.0);
   if (detail::resolve_method(opt, m) == Method::dense) return fixed + detail::dense_bytes(m);
@@ -236,8 +239,17 @@ double exact_region_min_bytes(Index rows, Index rank, const SolverOptions& opt) 
   return fixed + detail::family_bytes(m, k);
 }
 
+}  // namespace
+
+double exact_region_min_bytes(Index rows, Index rank, const SolverOptions& opt) {
+  return region_min_bytes(rows, rank, opt, opt.device == Device::cuda ? Device::cuda : Device::cpu);
+}
+
 double exact_region_min_bytes(const Geometry& g, const SolverOptions& opt) {
-  return exact_region_min_bytes(g.factor().rows(), g.rank(), opt);
+  opt.validate();
+  // The device as geometry_family resolves it (automatic: cuda where a usable GPU has room).
+  const Device device = resolve_device(opt.device, detail::gpu_pencil_bytes(g));
+  return region_min_bytes(g.factor().rows(), g.rank(), opt, device);
 }
 
 }  // namespace sgdstab

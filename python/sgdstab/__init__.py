@@ -449,10 +449,9 @@ def read_matrix(path):
     return _core.read_matrix(str(path))
 
 
-@_doc("""The default batch sizes 1, 2, 4, ... below n, then n.""")
 def exact_region_min_bytes(geometry, **solver_options):
-    """The least memory (bytes) ``region`` needs for this geometry on the
-    CPU (plain SGD), beside the geometry: the operator's scratch, the
+    """The least memory (bytes) ``region`` needs for this geometry in host
+    memory (plain SGD), beside the geometry: the operator's scratch, the
     single-precision copy of the factor when the mixed start runs, and the
     smallest shared subspace (4 vectors of length r(r+1)/2; the dense matrix
     when the method resolves to dense). With ``memory_limit_bytes`` at or
@@ -472,6 +471,7 @@ def machine_info():
     return _core.machine_info()
 
 
+@_doc("""The default batch sizes 1, 2, 4, ... below n, then n.""")
 def default_batches(samples):
     return _core.default_batches(samples)
 

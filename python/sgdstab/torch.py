@@ -888,7 +888,10 @@ def stability(model, inputs, targets, batches=None, loss="mse_mean", *, engine="
         r = min(n * c, p)
         use_gram = 8.0 * n * c * p > (1 << 30) or p > 4 * n * c
         matrix = 8.0 * (n * c) ** 2 if use_gram else 8.0 * n * c * p
-        need = 3.0 * matrix + _core._exact_region_min_bytes_for_sizes(n * c, r, **solver_options)
+        # Only SolverOptions' keys (solver_options may carry analyze's own, such as use_gram).
+        keys = {row[0] for row in _core._solver_option_table()}
+        need = 3.0 * matrix + _core._exact_region_min_bytes_for_sizes(
+            n * c, r, **{k: v for k, v in solver_options.items() if k in keys})
         limit = memory_limit if memory_limit is not None else _available_bytes()
         if r > exact_max_rank:
             engine, reason = "band", f"rank bound min(nC, p) = {r} > exact_max_rank {exact_max_rank}"

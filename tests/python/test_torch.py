@@ -656,6 +656,8 @@ def test_stability_chooses_the_engine_and_says_which():
     assert st.stability(model, x, y, batches=[2], engine="band", band_options=opts).engine_reason == "engine='band'"
     assert st.stability(model, x, y, batches=[2], engine="exact", exact_max_rank=1).engine == "exact"
     assert st.stability(model, x, y, batches=[2], exact_max_rank=np.int64(r)).engine == "exact"
+    # analyze's own keywords in solver_options reach analyze, not the footprint's option parser
+    assert st.stability(model, x, y, batches=[2], solver_options={"use_gram": True}).engine == "exact"
     for bad in ({"engine": "fast"}, {"exact_max_rank": 0}, {"exact_max_rank": True}, {"memory_limit": -1.0}):
         with pytest.raises(ValueError):
             st.stability(model, x, y, batches=[2], **bad)
