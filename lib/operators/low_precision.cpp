@@ -72,8 +72,6 @@ LowApplyFn low_precision_pencil_r(const Geometry& g) {
   return [state](const float* x, float* y) { state->apply(x, y); };
 }
 
-double low_precision_pencil_bytes(const Geometry& g) { return low_precision_pencil_bytes(g.factor().rows(), g.rank()); }
-
 double low_precision_pencil_bytes(Index nc_rows, Index rank) {
   const double nc = static_cast<double>(nc_rows), r = static_cast<double>(rank);
   return 4.0 * (3.0 * nc * r + 3.0 * r * r);

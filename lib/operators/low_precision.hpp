@@ -14,9 +14,7 @@ namespace sgdstab::detail {
 /// holds a reference to g (which must outlive it).
 LowApplyFn low_precision_pencil_r(const Geometry& g);
 
-/// Bytes low_precision_pencil_r allocates (the factor, two n c x r and three r x r float matrices).
-double low_precision_pencil_bytes(const Geometry& g);
-/// The same for an nc x r factor.
+/// Bytes low_precision_pencil_r allocates for an nc x r factor (the factor, two nc x r and three r x r float matrices).
 double low_precision_pencil_bytes(Eigen::Index nc, Eigen::Index r);
 
 }  // namespace sgdstab::detail

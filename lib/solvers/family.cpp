@@ -36,6 +36,10 @@ double family_bytes(Index m, Index k) {
   return 8.0 * (2.0 * static_cast<double>(k) + 6.0) * static_cast<double>(m);
 }
 
+Index family_min_subspace(Index m, const SolverOptions& opt) {
+  return opt.subspace_dimension > 0 ? std::min(opt.subspace_dimension, m) : std::min<Index>(m, 4);
+}
+
 Index family_subspace(Index m, const SolverOptions& opt, double fixed_bytes, const std::string& what, Index members) {
   // One member: 16 (each step reads the whole subspace twice or more, and at
   // nC = 4096 16 vectors cost one application more than 64 and save a third
@@ -43,7 +47,7 @@ Index family_subspace(Index m, const SolverOptions& opt, double fixed_bytes, con
   // what they need in it (theory/region.md, section 5).
   const Index automatic = members > 1 ? 64 : 16;
   Index k = opt.subspace_dimension > 0 ? std::min(opt.subspace_dimension, m) : std::min<Index>(m, automatic);
-  const Index floor_k = std::min<Index>(m, 4);
+  const Index floor_k = family_min_subspace(m, opt);
   const double limit = opt.memory_limit_bytes > 0 ? opt.memory_limit_bytes
                                                   : static_cast<double>(available_memory_bytes());
   if (opt.subspace_dimension == 0 && limit > 0)

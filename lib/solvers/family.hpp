@@ -61,6 +61,10 @@ struct FamilyResult {
 /// Bytes the shared subspace of k vectors needs on an m-dimensional family.
 double family_bytes(Index m, Index k);
 
+/// The smallest subspace family_subspace accepts: options.subspace_dimension
+/// when set (capped at m), else min(m, 4).
+Index family_min_subspace(Index m, const SolverOptions& options);
+
 /// The subspace dimension options.subspace_dimension asks for (0: min(m, 16)
 /// for one member, min(m, 64) for several),
 /// reduced to what fits beside fixed_bytes, and at least min(m, 4).

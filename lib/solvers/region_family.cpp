@@ -27,6 +27,17 @@ using Eigen::VectorXd;
 
 namespace {
 
+// Whether the single-precision start runs (theory/region.md, section 7: on the CPU, where it pays).
+bool mixed_start(const SolverOptions& opt, Device device, Index rank) {
+  return device == Device::cpu && opt.mixed_precision && rank >= opt.mixed_precision_min_rank;
+}
+
+// The bytes geometry_family hands to family_top as its fixed workspace: the
+// operator's scratch, and the single-precision factor when the mixed start runs.
+double fixed_workspace_bytes(Index rows, Index rank, bool mixed) {
+  return detail::moment_workspace_bytes(rows, rank) + (mixed ? detail::low_precision_pencil_bytes(rows, rank) : 0.0);
+}
+
 // Diagonal of P in packed order: d_k d_l / (d_k + d_l).
 VectorXd packed_p(const VectorXd& d) {
   const Index r = d.size();
@@ -91,9 +102,9 @@ FamilyResult geometry_family(const Geometry& g, const std::vector<double>& s, co
   VectorXd start = pack(MatrixXd((2.0 * (d.array() + lam)).sqrt().matrix().asDiagonal()));  // A^{1/2}(I): threshold.md §6
   start /= start.norm();
   // theory/region.md, section 7: single precision first, where it pays.
-  const bool mixed = device == Device::cpu && opt.mixed_precision && g.rank() >= opt.mixed_precision_min_rank;
+  const bool mixed = mixed_start(opt, device, g.rank());
   LowApplyFn low = mixed ? low_precision_pencil_r(g) : LowApplyFn();
-  const double fixed = single.workspace_bytes() + (mixed ? low_precision_pencil_bytes(g) : 0.0);
+  const double fixed = fixed_workspace_bytes(g.factor().rows(), g.rank(), mixed);
   VectorXd p = packed_p(d);
   if (lam > 0.0) {  // weight decay (theory/weight_decay.md, section 3): R' = sigma R sigma + tau / c, P' likewise
     const Index r = d.size(), m = packed_size(r);
@@ -224,24 +235,22 @@ void assemble_region(StabilityRegion& out, const std::vector<FamilyMember>& memb
 
 namespace {
 
-// exact_region_min_bytes for a device already resolved (cpu, or cuda: no mixed start).
+// exact_region_min_bytes for a device already resolved (cpu, or cuda: no
+// mixed start): what geometry_family and family_top check before they
+// allocate (theory/region.md, sections 5 and 7), through the same helpers.
 double region_min_bytes(Index rows, Index rank, const SolverOptions& opt, Device device) {
-  opt.validate();
   detail::require(rows >= 0 && rank >= 0 && rank <= rows, "exact_region_min_bytes",
-          "expected 0 <= rank <= rows, got rows = " + std::to_string(rows) + ", rank = " + std::to_string(rank));
+                  "expected 0 <= rank <= rows, got rows = " + std::to_string(rows) + ", rank = " + std::to_string(rank));
   const Index m = packed_size(rank);
-  // What geometry_family and family_top check before they allocate (theory/region.md, sections 5 and 7).
-  const bool mixed = device == Device::cpu && opt.mixed_precision && rank >= opt.mixed_precision_min_rank;
-  const double fixed =
-      detail::moment_workspace_bytes(rows, rank) + (mixed ? detail::low_precision_pencil_bytes(rows, rank) : 0.0);
+  const double fixed = fixed_workspace_bytes(rows, rank, mixed_start(opt, device, rank));
   if (detail::resolve_method(opt, m) == Method::dense) return fixed + detail::dense_bytes(m);
-  const Index k = opt.subspace_dimension > 0 ? std::min(opt.subspace_dimension, m) : std::min<Index>(m, 4);
-  return fixed + detail::family_bytes(m, k);
+  return fixed + detail::family_bytes(m, detail::family_min_subspace(m, opt));
 }
 
 }  // namespace
 
 double exact_region_min_bytes(Index rows, Index rank, const SolverOptions& opt) {
+  opt.validate();
   return region_min_bytes(rows, rank, opt, opt.device == Device::cuda ? Device::cuda : Device::cpu);
 }
 
