@@ -547,6 +547,38 @@ void bind_analysis_results(py::module_& m) {
   worst.def_readonly("mu_star", &WorstAlignment::mu_star)
       .def_property_readonly("residual_direction", [](const WorstAlignment& w) { return to_numpy(w.residual_direction); });
 
+  py::class_<HessianMeasures> measures(m, "HessianMeasures");
+  def_report(measures, [](const HessianMeasures& h) -> const Result& { return h; });
+  measures.def_readonly("samples", &HessianMeasures::samples)
+      .def_readonly("outputs", &HessianMeasures::outputs)
+      .def_readonly("sharpness", &HessianMeasures::sharpness)
+      .def_readonly("non_uniformity", &HessianMeasures::non_uniformity)
+      .def_readonly("hessian_frobenius", &HessianMeasures::hessian_frobenius)
+      .def_readonly("hessian_trace", &HessianMeasures::hessian_trace)
+      .def("to_dict", [](const HessianMeasures& h) {
+        py::dict d;
+        d["samples"] = h.samples;
+        d["outputs"] = h.outputs;
+        d["sharpness"] = h.sharpness;
+        d["non_uniformity"] = h.non_uniformity;
+        d["hessian_frobenius"] = h.hessian_frobenius;
+        d["hessian_trace"] = h.hessian_trace;
+        d["converged"] = h.converged();
+        d["status"] = to_string(h.status());
+        d["message"] = h.report.message;
+        d["method"] = to_string(h.report.method);
+        d["iterations"] = h.report.iterations;
+        d["matvecs"] = h.report.matvecs;
+        d["error_bound"] = h.report.error_bound;
+        d["seconds"] = h.report.seconds;
+        return d;
+      })
+      .def("__repr__", [](const HessianMeasures& h) {
+        const auto f = [](double x) { return py::repr(py::float_(x)).cast<std::string>(); };
+        return "<sgdstab.HessianMeasures sharpness=" + f(h.sharpness) + " non_uniformity=" + f(h.non_uniformity) +
+               " hessian_frobenius=" + f(h.hessian_frobenius) + " status=" + to_string(h.status()) + ">";
+      });
+
   py::class_<PyCrossCheck>(m, "MonteCarloResult")
       .def_property_readonly("rho", [](const PyCrossCheck& c) { return optional_value(c.rep.rho); })
       .def_property_readonly("eta_star", [](const PyCrossCheck& c) { return optional_value(c.rep.eta_star); })
@@ -855,6 +887,20 @@ void bind_analysis(py::module_& m) {
         return out;
       },
       py::arg("geometry"), py::arg("batch"), py::arg("sampling") = "without");
+
+  m.def(
+      "hessian_measures",
+      [](py::handle gram, Index outputs, py::kwargs kw) {
+        const MatrixArg k = as_matrix(gram, "gram");
+        const SolverOptions so = solver_options(kw, "hessian_measures");
+        Compute c;
+        if (k.row_major)  // the transpose of a symmetric matrix is itself; an asymmetric one is refused either way
+          return hessian_measures(Eigen::Map<const MatrixXd, 0, Eigen::OuterStride<>>(
+                                      k.data, k.cols, k.rows, Eigen::OuterStride<>(k.outer_stride)),
+                                  outputs, so);
+        return hessian_measures(k.col(), outputs, so);
+      },
+      py::arg("gram"), py::arg("outputs"));
 
   m.def(
       "alignment",

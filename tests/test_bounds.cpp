@@ -5,6 +5,8 @@
 
 #include <Eigen/Dense>
 #include <cmath>
+#include <string>
+#include <tuple>
 
 #include "reference.hpp"
 #include "sgdstab/bounds.hpp"
@@ -299,4 +301,154 @@ TEST(Bounds, LargeRankBoundsMatchTheDenseParameterSpaceFormulas) {
   EXPECT_REL_NEAR(b.non_uniformity, non_uniformity, 1e-9);
   EXPECT_REL_NEAR(b.eta_necessary_trace, 2.0 * h.trace() / e.trace(), 1e-9);
   EXPECT_LE(b.eta_sufficient, b.eta_star * (1 + 1e-9));
+}
+
+// hessian_measures (theory/bounds.md, section 7) against the parameter-space
+// formulas: H = J^T J / n, h_i = J_i^T J_i, (1/n) sum h_i^2 - H^2 formed
+// densely and eigendecomposed (Eigen's solver, not LAPACK, not the Gram).
+namespace {
+
+struct ParameterMeasures {
+  double sharpness, non_uniformity, frobenius, trace;
+};
+
+ParameterMeasures parameter_measures(const MatrixXd& j, Eigen::Index c) {
+  const Eigen::Index n = j.rows() / c, p = j.cols();
+  const double dn = static_cast<double>(n);
+  const MatrixXd h = j.transpose() * j / dn;
+  MatrixXd m = MatrixXd::Zero(p, p);
+  for (Eigen::Index i = 0; i < n; ++i) {
+    const MatrixXd hi = j.middleRows(i * c, c).transpose() * j.middleRows(i * c, c);
+    m += hi * hi / dn;
+  }
+  const MatrixXd nu = m - h * h;
+  const VectorXd eh = ref::SymEigenSolver(h).eigenvalues();
+  const VectorXd en = ref::SymEigenSolver(0.5 * (nu + nu.transpose())).eigenvalues();
+  return {eh(p - 1), std::sqrt(std::max(en(p - 1), 0.0)), h.norm(), h.trace()};
+}
+
+void expect_measures(const sgdstab::HessianMeasures& got, const ParameterMeasures& want, double tol) {
+  ASSERT_TRUE(got.converged()) << got.report.message;
+  EXPECT_REL_NEAR(got.sharpness, want.sharpness, tol);
+  EXPECT_REL_NEAR(got.non_uniformity, want.non_uniformity, tol);
+  EXPECT_REL_NEAR(got.hessian_frobenius, want.frobenius, tol);
+  EXPECT_REL_NEAR(got.hessian_trace, want.trace, tol);
+}
+
+}  // namespace
+
+TEST(HessianMeasures, MatchTheParameterSpaceFormulasDenseAndLanczos) {
+  // p < n c (K singular, rank 20 of 36) and p > n c (K definite), c = 1 and 3.
+  for (const auto& [n, c, p] : {std::tuple<int, int, int>{12, 3, 20}, {12, 3, 60}, {30, 1, 12}, {9, 2, 50}}) {
+    const MatrixXd j = ref::gaussian(n * c, p, 100 + n + c + p);
+    const MatrixXd k = j * j.transpose();
+    const ParameterMeasures want = parameter_measures(j, c);
+    for (const auto method : {sgdstab::Method::dense, sgdstab::Method::lanczos}) {
+      SCOPED_TRACE("n " + std::to_string(n) + " c " + std::to_string(c) + " p " + std::to_string(p) +
+                   (method == sgdstab::Method::dense ? " dense" : " lanczos"));
+      sgdstab::SolverOptions o;
+      o.method = method;
+      o.dense_fallback_max_dimension = 0;  // the Lanczos path must converge on its own
+      const auto got = sgdstab::hessian_measures(k, c, o);
+      expect_measures(got, want, 1e-8);
+      EXPECT_EQ(got.samples, n);
+      EXPECT_EQ(got.report.method, method);
+    }
+  }
+}
+
+TEST(HessianMeasures, LargeGramByLanczosMatchesParameterSpaceAndTheGeometry) {
+  // n c = 800 > dense_max_dimension: automatic takes the matrix-free path;
+  // one sample with 4x larger rows makes the non-uniformity large.
+  const Eigen::Index n = 400, c = 2, p = 300;
+  MatrixXd j = ref::gaussian(n * c, p, 7) / std::sqrt(static_cast<double>(p));
+  j.middleRows(10 * c, c) *= 4.0;
+  const MatrixXd k = j * j.transpose();
+  const auto got = sgdstab::hessian_measures(k, c);
+  EXPECT_EQ(got.report.method, sgdstab::Method::lanczos);
+  EXPECT_GT(got.report.iterations, 2);
+  expect_measures(got, parameter_measures(j, c), 1e-8);
+  const auto b = sgdstab::stability_bounds(sgdstab::Geometry::from_jacobian(j, c), 5);
+  EXPECT_REL_NEAR(got.non_uniformity, b.non_uniformity, 1e-8);
+  EXPECT_REL_NEAR(got.sharpness, b.sharpness, 1e-9);
+}
+
+TEST(HessianMeasures, ExtremeScalesAndDegenerateCases) {
+  const MatrixXd j = ref::gaussian(24, 10, 5);
+  const ParameterMeasures want = parameter_measures(j, 2);
+  const double s = 1e150;  // K ~ 1e300: nothing may overflow
+  const auto big = sgdstab::hessian_measures(s * s * (j * j.transpose()), 2);
+  ASSERT_TRUE(big.converged()) << big.report.message;
+  EXPECT_REL_NEAR(big.sharpness / (s * s), want.sharpness, 1e-9);
+  EXPECT_REL_NEAR(big.non_uniformity / (s * s), want.non_uniformity, 1e-9);
+  EXPECT_REL_NEAR(big.hessian_frobenius / (s * s), want.frobenius, 1e-9);
+  // One sample: h_1 = H, s = 0; K = 0: every measure 0.
+  const MatrixXd j1 = ref::gaussian(3, 7, 6);
+  const auto one = sgdstab::hessian_measures(j1 * j1.transpose(), 3);
+  ASSERT_TRUE(one.converged());
+  EXPECT_NEAR(one.non_uniformity, 0.0, 1e-7 * one.sharpness);
+  const auto zero = sgdstab::hessian_measures(MatrixXd::Zero(6, 6), 2);
+  EXPECT_TRUE(zero.converged());
+  EXPECT_EQ(zero.sharpness, 0.0);
+  EXPECT_EQ(zero.non_uniformity, 0.0);
+  // Identical samples: every h_i = H, s = 0 (Lanczos reaches an invariant subspace).
+  MatrixXd rep(40, 6);
+  for (int i = 0; i < 20; ++i) rep.middleRows(2 * i, 2) = j.topRows(2);
+  sgdstab::SolverOptions o;
+  o.method = sgdstab::Method::lanczos;
+  const auto same = sgdstab::hessian_measures(rep.leftCols(6) * rep.leftCols(6).transpose(), 2, o);
+  ASSERT_TRUE(same.converged()) << same.report.message;
+  EXPECT_LE(same.non_uniformity, 1e-6 * same.sharpness);
+}
+
+TEST(HessianMeasures, UnconvergedLanczosSaysSoAndGivesALowerEstimate) {
+  const Eigen::Index n = 60, c = 2, p = 80;
+  const MatrixXd j = ref::gaussian(n * c, p, 9);
+  const ParameterMeasures want = parameter_measures(j, c);
+  sgdstab::SolverOptions o;
+  o.method = sgdstab::Method::lanczos;
+  o.subspace_dimension = 3;
+  o.dense_fallback_max_dimension = 0;
+  const auto got = sgdstab::hessian_measures(j * j.transpose(), c, o);
+  EXPECT_EQ(got.status(), sgdstab::Status::not_converged);
+  EXPECT_NE(got.report.message.find("not converged"), std::string::npos) << got.report.message;
+  EXPECT_LE(got.non_uniformity, want.non_uniformity * (1 + 1e-12));
+  EXPECT_GT(got.non_uniformity, 0.0);
+  // With the fallback allowed, the dense path finishes the job.
+  o.dense_fallback_max_dimension = 8000;
+  const auto fixed = sgdstab::hessian_measures(j * j.transpose(), c, o);
+  expect_measures(fixed, want, 1e-8);
+  EXPECT_NE(fixed.report.message.find("redone densely"), std::string::npos) << fixed.report.message;
+}
+
+TEST(HessianMeasures, BadGramsAreNamed) {
+  const MatrixXd j = ref::gaussian(6, 4, 3);
+  const MatrixXd k = j * j.transpose();
+  const auto fails_with = [](const MatrixXd& g, Eigen::Index c, const std::string& text,
+                             sgdstab::Method m = sgdstab::Method::automatic) {
+    sgdstab::SolverOptions o;
+    o.method = m;
+    try {
+      sgdstab::hessian_measures(g, c, o);
+      ADD_FAILURE() << "accepted: expected an error containing '" << text << "'";
+    } catch (const sgdstab::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
+    }
+  };
+  fails_with(MatrixXd(k.topRows(5)), 1, "square");
+  fails_with(k, 4, "divide");
+  MatrixXd bad = k;
+  bad(2, 3) = std::nan("");
+  fails_with(bad, 2, "NaN");
+  bad = k;
+  bad(1, 0) += 1.0;
+  fails_with(bad, 2, "not symmetric");
+  // A Gram minus a large rank-one term: the dense path sees the negative
+  // eigenvalue, the matrix-free one a Lanczos vector with x^T K x < 0 (it
+  // cannot see an indefiniteness its vectors never meet: the header says so).
+  const MatrixXd j40 = ref::gaussian(40, 60, 4);
+  const VectorXd e = ref::gaussian(40, 1, 8).col(0).normalized();
+  const MatrixXd indefinite = j40 * j40.transpose() - 400.0 * e * e.transpose();
+  fails_with(indefinite, 2, "not positive semidefinite", sgdstab::Method::dense);
+  fails_with(indefinite, 2, "not positive semidefinite", sgdstab::Method::lanczos);
 }

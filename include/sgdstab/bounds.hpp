@@ -97,4 +97,42 @@ StabilityBounds stability_bounds(const Geometry& g, Index batch, Sampling sampli
                                  const SolverOptions& options = {}, const ThresholdResult* threshold = nullptr,
                                  std::optional<double> mu_star = std::nullopt);
 
+/// The size and spread of the Hessian H = (1/n) J^T J (Wu, Ma & E's
+/// sharpness and non-uniformity, the seed paper's |H|_F) from the Gram
+/// K = J J^T alone, without its eigendecomposition (theory/bounds.md,
+/// section 7): a few hundred products with K where Geometry::from_gram
+/// costs a dense eigensolve (108 s against ~20 s at n C = 10 000 on this
+/// project's 2-core machine).
+struct HessianMeasures : Result {
+  Index samples = 0;
+  Index outputs = 0;
+  double sharpness = 0.0;          ///< lambda_max(H) = lambda_max(K) / n
+  double non_uniformity = 0.0;     ///< s = sqrt(lambda_max((1/n) sum_i h_i^2 - H^2)), h_i = J_i^T J_i
+  double hessian_frobenius = 0.0;  ///< |H|_F = |K|_F / n
+  double hessian_trace = 0.0;      ///< Tr H = Tr K / n
+  // report: converged when both eigenvalues converged (iterations = Lanczos
+  // steps of s, matvecs = products with K, method dense or lanczos as the
+  // non-uniformity was computed; residual and error_bound are s^2's).
+};
+
+/// HessianMeasures of the Gram K ((n c) x (n c), sample-major, symmetric
+/// positive semidefinite) in the library's loss convention (h_i is the
+/// Hessian of 1/2 |f(x_i) - y_i|^2). options: tolerance (relative residual
+/// of both eigenvalues), method (dense: LAPACK on K; automatic: dense up to
+/// dense_max_dimension rows), subspace_dimension (Lanczos steps of the
+/// non-uniformity, 0 = min(n c, 300)), dense_fallback_max_dimension (a
+/// Lanczos that did not converge is redone densely up to this size) and
+/// memory_limit_bytes. A result that did not converge says so in report;
+/// its numbers are then Ritz values, lower estimates.
+/// Positive semidefiniteness is checked on the dense path (K's spectrum);
+/// the matrix-free path sees it only through x^T K x of its Lanczos vectors
+/// (an indefinite K those vectors never meet gives numbers for a matrix
+/// that is no Gram: Geometry::from_gram checks the whole spectrum).
+/// \throws sgdstab::invalid_argument on a non-square, non-symmetric or
+///   non-finite Gram, outputs that do not divide its size, or a Gram seen
+///   to be indefinite; sgdstab::resource_error before allocating what would
+///   not fit.
+HessianMeasures hessian_measures(const Eigen::Ref<const Eigen::MatrixXd>& gram, Index outputs,
+                                 const SolverOptions& options = {});
+
 }  // namespace sgdstab

@@ -39,6 +39,7 @@ from ._core import (  # noqa: F401  (the result classes, for isinstance and help
     BandResult,
     BoundsResult,
     CurveResult,
+    HessianMeasures,
     Geometry,
     JacobianModel,
     LinearizedModel,
@@ -66,6 +67,7 @@ __all__ = [
     "curve",
     "region",
     "bounds",
+    "hessian_measures",
     "alignment",
     "alignment_from_jacobian",
     "worst_case_alignment",
@@ -303,6 +305,21 @@ def band(input, batch, sampling="without", **band_options):
     """ + _BAND_OPTIONS)
 def bands(model, batches=None, sampling="without", **band_options):
     return _core.bands(model, batches, sampling, **band_options)
+
+
+@_doc("""The Hessian's sharpness, non-uniformity, Frobenius norm and trace from the Gram alone.
+
+    gram: K = J J^T ((n*C) x (n*C), sample-major, symmetric PSD). Returns a
+    HessianMeasures: sharpness = lambda_max(H), non_uniformity =
+    sqrt(lambda_max((1/n) sum h_i^2 - H^2)) (Wu, Ma & E 2018),
+    hessian_frobenius = |H|_F, hessian_trace, with H = J^T J / n and h_i =
+    J_i^T J_i in the library's convention (1/2, mean over samples); the
+    report (converged, status, message, method, iterations, matvecs) and
+    to_dict(). Without K's eigendecomposition: Lanczos on K and, for the
+    non-uniformity, on N K in the K inner product (theory/bounds.md,
+    section 7); dense (LAPACK) below dense_max_dimension rows.""" + _SOLVER_OPTIONS)
+def hessian_measures(gram, outputs, **solver_options):
+    return _core.hessian_measures(gram, outputs, **solver_options)
 
 
 @_doc("""The alignment factor mu of SGD noise, from the Gram and the residuals.

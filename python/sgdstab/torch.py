@@ -36,7 +36,7 @@ import torch as _torch
 
 from . import _core
 
-__all__ = ["jacobian", "gram", "analyze", "band", "stability", "TorchModel", "LOSSES"]
+__all__ = ["jacobian", "gram", "measures", "analyze", "band", "stability", "TorchModel", "LOSSES"]
 
 #: Supported loss conventions and the factor eta_user = factor(C) * eta_sgdstab.
 LOSSES = {
@@ -474,6 +474,52 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
                   weight_decay=0.0 if weight_decay is None else weight_decay,
                   max_residual=max_res, is_minimum=is_min, converged=all(p["converged"] for p in points), points=points,
                   verdict=verdict, loss_convention_sgdstab=_core.loss_convention, geometry=geometry, **extra)
+
+
+def measures(model, inputs, loss="mse_mean", *, dtype=_torch.float64, **solver_options):
+    """Sharpness, non-uniformity, |H|_F and Tr H of ``model``'s Gauss-Newton Hessian, in ``loss``'s units.
+
+    H = (1/n) sum_i h_i with h_i the Hessian of sample i's loss (for
+    "mse_mean", torch.nn.MSELoss: h_i = (2/C) J_i^T J_i), all at the current
+    parameters; at an interpolating minimum this is the Hessian itself,
+    elsewhere its Gauss-Newton part. Returns a Report: samples, outputs,
+    params, loss, sharpness = lambda_max(H), non_uniformity =
+    sqrt(lambda_max((1/n) sum h_i^2 - H^2)) (Wu, Ma & E 2018),
+    hessian_frobenius, hessian_trace, converged, status, message, seconds
+    (Gram and measures), and library (the sgdstab.HessianMeasures in the
+    library's units). From the Gram (sgdstab.torch.gram) without its
+    eigendecomposition: sgdstab.hessian_measures (theory/bounds.md, section
+    7); solver_options as there.
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"loss: expected one of {', '.join(LOSSES)}, got {loss!r}")
+    import time
+
+    start = time.perf_counter()
+    work, x, names = _prepare(model, inputs, dtype)
+    c = _outputs_count(work, x)
+    p = sum(dict(work.named_parameters())[nm].numel() for nm in names)
+    k = gram(work, x, dtype=dtype)
+    lib = _core.hessian_measures(k, c, **solver_options)
+    factor = LOSSES[loss](c)  # eta_loss = factor * eta_library, so curvatures divide by it
+    return MeasuresReport(samples=x.shape[0], outputs=c, params=p, loss=loss, sharpness=lib.sharpness / factor,
+                  non_uniformity=lib.non_uniformity / factor, hessian_frobenius=lib.hessian_frobenius / factor,
+                  hessian_trace=lib.hessian_trace / factor, converged=lib.converged, status=lib.status,
+                  message=lib.message, seconds=time.perf_counter() - start, library=lib)
+
+
+class MeasuresReport(Report):
+    """What ``measures`` found (in the units of ``loss``)."""
+
+    def to_dict(self):
+        d = {k: v for k, v in self.__dict__.items() if k != "library"}
+        d["library"] = self.library.to_dict()
+        return d
+
+    def __repr__(self):
+        return (f"<sgdstab.torch.MeasuresReport loss={self.loss} sharpness={self.sharpness:.6g} "
+                f"non_uniformity={self.non_uniformity:.6g} hessian_frobenius={self.hessian_frobenius:.6g} "
+                f"status={self.status}>")
 
 
 def _cross_entropy_point(work, x, targets):

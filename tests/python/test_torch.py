@@ -692,3 +692,52 @@ def test_band_contains_the_exact_threshold_of_a_network_at_a_minimum():
     exact = st.analyze(net, xs, ys, batches=[2], loss="sgdstab").points[0]["eta_star"]
     pt = st.band(net, xs, ys, batches=[2], loss="sgdstab", subspace=10).points[0]
     assert pt["eta_low_certified"] <= exact * (1 + 1e-9) and pt["eta_high"] >= exact * (1 - 1e-9)
+
+
+def test_measures_equal_torch_hessians_at_an_interpolating_point():
+    """sharpness, non-uniformity, |H|_F and Tr H against torch.autograd.functional.hessian of MSELoss
+    itself (the whole loss and each sample's), at a point that interpolates its targets (targets =
+    model(x), so the Hessian is its Gauss-Newton part), in MSELoss units."""
+    from torch.nn.utils.stateless import functional_call  # PyTorch 1.13 and later
+
+    n, d, c = 7, 4, 3
+    model = mlp(d, c, seed=5, dtype=torch.float64)
+    x = torch.randn(n, d, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    with torch.no_grad():
+        y = model(x).clone()
+    names = [nm for nm, _ in model.named_parameters()]
+    shapes = [p.shape for p in model.parameters()]
+    theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+    def loss_of(rows):
+        def f(t):
+            parts, at = {}, 0
+            for nm, sh in zip(names, shapes):
+                parts[nm] = t[at:at + sh.numel()].reshape(sh)
+                at += sh.numel()
+            return torch.nn.functional.mse_loss(functional_call(model, parts, (x[rows],)), y[rows])
+        return f  # mean over len(rows) * C entries
+
+    h = torch.autograd.functional.hessian(loss_of(slice(None)), theta).numpy()
+    hs = [torch.autograd.functional.hessian(loss_of(slice(i, i + 1)), theta).numpy() for i in range(n)]
+    assert np.abs(h).max() > 0 and np.allclose(sum(hs) / n, h, atol=1e-12 * np.abs(h).max())
+    nu = sum(hi @ hi for hi in hs) / n - h @ h
+    got = st.measures(model, x)
+    assert got.converged and got.loss == "mse_mean" and got.samples == n and got.outputs == c
+    assert got.sharpness == pytest.approx(np.linalg.eigvalsh(h)[-1], rel=1e-9)
+    assert got.non_uniformity == pytest.approx(math.sqrt(np.linalg.eigvalsh((nu + nu.T) / 2)[-1]), rel=1e-8)
+    assert got.hessian_frobenius == pytest.approx(np.linalg.norm(h), rel=1e-9)
+    assert got.hessian_trace == pytest.approx(np.trace(h), rel=1e-9)
+    lib = st.measures(model, x, loss="sgdstab")  # the library's units: C/2 times MSELoss's curvature
+    assert lib.sharpness == pytest.approx(got.sharpness * c / 2, rel=1e-12)
+    assert got.to_dict()["library"]["converged"] and "sharpness=" in repr(got)
+    # The matrix-free path on the same Gram agrees with the dense one.
+    k = st.gram(model, x)
+    dense = sgdstab.hessian_measures(k, c, method="dense")
+    lanczos = sgdstab.hessian_measures(k, c, method="lanczos", dense_fallback_max_dimension=0)
+    assert dense.method == "dense" and lanczos.method == "lanczos" and lanczos.converged
+    assert lanczos.non_uniformity == pytest.approx(dense.non_uniformity, rel=1e-8)
+    with pytest.raises(ValueError, match="loss"):
+        st.measures(model, x, loss="mse_sum")
+    with pytest.raises(ValueError, match="divide"):
+        sgdstab.hessian_measures(k, 4)
