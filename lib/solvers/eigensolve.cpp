@@ -152,7 +152,8 @@ ComplexEigenpair arnoldi_top(FunctionOperator& op, const VectorXd& start, Index 
   out.report.matvecs = op.applications() - before;
   if (eigs.eigenvalues().size() > 0) out.value = eigs.eigenvalues()(0);
   if (eigs.info() == Spectra::CompInfo::Successful && nconv >= 1) {
-    out.vector = eigs.eigenvectors().col(0).real();
+    out.complex_vector = eigs.eigenvectors().col(0);
+    out.vector = out.complex_vector.real();
     out.report.status = Status::converged;
   } else {
     out.report.status = Status::not_converged;

@@ -106,6 +106,7 @@ Eigenpair top_eigenpair(Op& op, const Eigen::VectorXd& start, const SolverOption
 struct ComplexEigenpair {
   std::complex<double> value{0.0, 0.0};
   Eigen::VectorXd vector;
+  Eigen::VectorXcd complex_vector;  ///< the whole (complex) eigenvector, unit norm
   SolveReport report;
 };
 ComplexEigenpair arnoldi_top(FunctionOperator& op, const Eigen::VectorXd& start, Index ncv, bool largest_real,
