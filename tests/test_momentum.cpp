@@ -112,7 +112,7 @@ TEST(Momentum, SpectralRadiusEqualsDenseEnumeration) {
               const auto r = sgdstab::momentum_spectral_radius(g, eta, 2, s, mo, so);
               ASSERT_TRUE(r.converged()) << r.report.message;
               // An accepted Arnoldi value carries its eigenvector's true residual (complex
-              // pairs included), which decided its acceptance (theory/momentum.md section 4).
+              // pairs included; it was NaN for those), which decided its acceptance (theory/momentum.md section 3).
               if (r.report.method == sgdstab::Method::lanczos) EXPECT_LE(r.report.residual, 1e-7);
               EXPECT_REL_NEAR(r.rho, expected, 1e-9)
                   << sgdstab::to_string(s) << " nesterov " << nesterov << " beta " << beta << " f " << f

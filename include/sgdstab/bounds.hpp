@@ -118,13 +118,17 @@ struct HessianMeasures : Result {
 /// HessianMeasures of the Gram K ((n c) x (n c), sample-major, symmetric
 /// positive semidefinite) in the library's loss convention (h_i is the
 /// Hessian of 1/2 |f(x_i) - y_i|^2). options: tolerance (relative residual
-/// of both eigenvalues), method (dense: LAPACK on K; automatic: dense up to
-/// dense_max_dimension rows), subspace_dimension (Lanczos steps of the
-/// non-uniformity, 0 = min(n c, 300)), dense_fallback_max_dimension (a
-/// Lanczos that did not converge is redone densely up to this size) and
-/// memory_limit_bytes. A result that did not converge says so in report;
-/// its numbers are then Ritz values, lower estimates.
-/// Positive semidefiniteness is checked on the dense path (K's spectrum);
+/// of both eigenvalues), method (dense: everything from one LAPACK
+/// eigendecomposition of K; automatic: dense up to dense_max_dimension
+/// rows), subspace_dimension (Lanczos steps of the non-uniformity, 0 =
+/// min(n c, 300); also the subspace of lambda_max(K)'s Lanczos),
+/// dense_fallback_max_dimension (a Lanczos that did not converge, or whose
+/// vectors drifted into the null space of a singular or ill-conditioned K,
+/// is redone densely up to this size) and memory_limit_bytes. A result that
+/// did not converge says so in report: its numbers are not to be trusted.
+/// Symmetry and positive semidefiniteness are checked to 1e-6 of max |K|
+/// and of lambda_max(K) (Geometry::from_gram's default gram_tolerance) on
+/// the dense path (K's spectrum);
 /// the matrix-free path sees it only through x^T K x of its Lanczos vectors
 /// (an indefinite K those vectors never meet gives numbers for a matrix
 /// that is no Gram: Geometry::from_gram checks the whole spectrum).

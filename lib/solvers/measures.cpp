@@ -22,6 +22,10 @@ using detail::require;
 namespace {
 
 constexpr const char* kMeasures = "hessian_measures";
+constexpr double kEpsilon = 2.220446049250313e-16;
+// As Geometry::from_gram's default gram_tolerance: asymmetry and negative
+// eigenvalues up to this fraction of the largest are rounding (a float32 Gram).
+constexpr double kGramTolerance = 1e-6;
 
 // The scaled Gram s K (s = 2^-e, exact) as an operator: y = s K x.
 struct ScaledGram {
@@ -34,24 +38,27 @@ struct ScaledGram {
 
 // lambda_max((1/n) sum h_i^2 - H^2) of the scaled Gram from its
 // eigendecomposition (section 7, eq. 4): F = U_+ sqrt(w_+) stands for J.
-detail::Eigenpair nonuniformity_dense(const Eigen::Ref<const MatrixXd>& k, double scale, Index c) {
+// k_top receives lambda_max(s K) from the same decomposition.
+detail::Eigenpair nonuniformity_dense(const Eigen::Ref<const MatrixXd>& k, double scale, Index c, double& k_top) {
   const Index nc = k.rows(), n = nc / c;
   MatrixXd a = scale * k;
   VectorXd w;
   detail::symmetric_eigen_or_throw(a, w, std::string(kMeasures) + " (the dense non-uniformity)");
   const double top = std::max(w(nc - 1), 0.0);
-  require(w(0) >= -1e-8 * top, kMeasures,
+  k_top = top;
+  require(w(0) >= -kGramTolerance * top, kMeasures,
           "the Gram matrix is not positive semidefinite (smallest eigenvalue " + detail::fmt(w(0) / scale) +
-              " against largest " + detail::fmt(top / scale) + ")");
+              " < -1e-6 x largest " + detail::fmt(top / scale) + ")");
   Index r = 0;  // eigenvalues above the rounding floor: range(K)
-  while (r < nc && w(nc - 1 - r) > 64 * 2.2e-16 * nc * top) ++r;
+  while (r < nc && w(nc - 1 - r) > 64 * kEpsilon * nc * top) ++r;
   detail::Eigenpair out;
   out.report.status = Status::converged;
   out.report.method = Method::dense;
   out.report.iterations = 1;
   if (r == 0) return out;
-  MatrixXd f(nc, r);  // columns: the top r eigenvectors times sqrt(w), largest first
-  for (Index j = 0; j < r; ++j) f.col(j) = a.col(nc - 1 - j) * std::sqrt(w(nc - 1 - j));
+  // F: a's last r columns scaled in place by sqrt(w) (no second nc x r copy).
+  for (Index j = nc - r; j < nc; ++j) a.col(j) *= std::sqrt(w(j));
+  const auto f = a.rightCols(r);
   MatrixXd m = MatrixXd::Zero(r, r);
   const double inv_n = 1.0 / static_cast<double>(n);
   for (Index i = 0; i < n; ++i) {
@@ -59,11 +66,10 @@ detail::Eigenpair nonuniformity_dense(const Eigen::Ref<const MatrixXd>& k, doubl
     const MatrixXd kii = scale * k.block(i * c, i * c, c, c);
     m.noalias() += inv_n * (fi.transpose() * (kii * fi));
   }
-  for (Index j = 0; j < r; ++j) m(j, j) -= inv_n * inv_n * w(nc - 1 - j) * w(nc - 1 - j);
+  for (Index j = 0; j < r; ++j) m(j, j) -= inv_n * inv_n * w(nc - r + j) * w(nc - r + j);
   m = 0.5 * (m + m.transpose()).eval();
   VectorXd ev;
-  MatrixXd vec;
-  detail::small_symmetric_eigen(m, ev, vec);
+  detail::symmetric_eigen_or_throw(m, ev, std::string(kMeasures) + " (the dense non-uniformity)");
   out.value = ev(r - 1);
   out.report.residual = 0.0;
   out.report.error_bound = 0.0;
@@ -89,7 +95,7 @@ detail::Eigenpair nonuniformity_lanczos(const ScaledGram& k, Index c, Index step
   k.apply(v.data(), kv.data());
   Index matvecs = 1;
   double norm2 = v.dot(kv);
-  require(norm2 >= -1e-9 * k_max * v.squaredNorm(), kMeasures,
+  require(norm2 >= -kGramTolerance * k_max * v.squaredNorm(), kMeasures,
           "the Gram matrix is not positive semidefinite (x^T K x = " + detail::fmt(norm2 / k.scale) +
               " < 0 for a random x)");
   if (!(norm2 > 0)) {  // K v = 0 for a random v: K = 0 on every direction that matters
@@ -104,6 +110,7 @@ detail::Eigenpair nonuniformity_lanczos(const ScaledGram& k, Index c, Index step
   const double breakdown = 1e-13 * block_scale * block_scale;
   double theta = 0.0, residual = 0.0;
   Index taken = 0;
+  bool lost = false;
   for (Index j = 0; j < steps; ++j) {
     taken = j + 1;
     detail::throw_if_interrupted(kMeasures);
@@ -121,10 +128,19 @@ detail::Eigenpair nonuniformity_lanczos(const ScaledGram& k, Index c, Index step
     h.col(j).head(j + 1) = coef;
     k.apply(u.data(), ku.data());
     ++matvecs;
-    const double b2 = u.dot(ku);
-    require(b2 >= -1e-9 * k_max * u.squaredNorm(), kMeasures,
+    const double b2 = u.dot(ku), u2 = u.squaredNorm();
+    require(b2 >= -kGramTolerance * k_max * u2, kMeasures,
             "the Gram matrix is not positive semidefinite (x^T K x = " + detail::fmt(b2 / k.scale) + " < 0 for |x|^2 = " +
-                detail::fmt(u.squaredNorm()) + ")");
+                detail::fmt(u2) + ")");
+    // u^T K u is resolved only above its rounding floor. Below it, u = 0 (an
+    // invariant subspace) only when |u| itself is negligible; otherwise u
+    // lies (numerically) in null(K): the vectors drifted there (a singular or
+    // ill-conditioned K, section 7) and nothing after this step is trusted.
+    const double floor = 64.0 * static_cast<double>(nc) * kEpsilon * k_max * u2;
+    if (b2 <= floor && std::sqrt(k_max * u2) > breakdown) {
+      lost = true;
+      break;
+    }
     const double beta = std::sqrt(std::max(b2, 0.0));
     h(j + 1, j) = beta;
     const Index m = j + 1;
@@ -145,6 +161,12 @@ detail::Eigenpair nonuniformity_lanczos(const ScaledGram& k, Index c, Index step
     if (j + 1 < steps) {
       q.col(j + 1) = u / beta;
       kq.col(j + 1) = ku / beta;
+      // |q|^2 k_max >= 1 for a K-unit q; its excess measures the part in (near-)null(K),
+      // which K-inner products resolve only to nc eps |q|^2 k_max.
+      if (static_cast<double>(nc) * kEpsilon * k_max * q.col(j + 1).squaredNorm() > 1e-6) {
+        lost = true;
+        break;
+      }
     }
   }
   out.value = theta;
@@ -152,7 +174,10 @@ detail::Eigenpair nonuniformity_lanczos(const ScaledGram& k, Index c, Index step
   out.report.iterations = taken;
   out.report.residual = theta != 0 ? residual / std::abs(theta) : residual;
   out.report.error_bound = out.report.residual;
-  if (!out.report.converged())
+  if (lost)
+    out.report.message = "not converged: the Lanczos vectors drifted into K's (near-)null space after " +
+                         std::to_string(taken) + " steps (a singular or ill-conditioned Gram; section 7)";
+  else if (!out.report.converged())
     out.report.message = "not converged: Lanczos in the K inner product stopped after " + std::to_string(steps) +
                          " steps with relative residual " + detail::fmt(out.report.residual) + " > " +
                          detail::fmt(tolerance);
@@ -169,12 +194,15 @@ HessianMeasures measures_untimed(const Eigen::Ref<const MatrixXd>& k, Index c, c
   require(k.allFinite(), kMeasures, "the Gram matrix has NaN or Inf entries");
   const Index nc = k.rows(), n = nc / c;
   const double top = k.cwiseAbs().maxCoeff();
-  double asym = 0.0;
-  for (Index j = 0; j < nc; ++j)
-    for (Index i = j + 1; i < nc; ++i) asym = std::max(asym, std::abs(k(i, j) - k(j, i)));
-  require(asym <= 1e-10 * top, kMeasures,
-          "the Gram matrix is not symmetric (max |K - K^T| = " + detail::fmt(asym) + " > 1e-10 max |K| = " +
-              detail::fmt(1e-10 * top) + ")");
+  double asym = 0.0;  // max |K_ij - K_ji|, in 64 x 64 tiles (both reads stay in cache)
+  for (Index jb = 0; jb < nc; jb += 64)
+    for (Index ib = jb; ib < nc; ib += 64)
+      for (Index j = jb; j < std::min(jb + 64, nc); ++j)
+        for (Index i = std::max(ib, j + 1); i < std::min(ib + 64, nc); ++i)
+          asym = std::max(asym, std::abs(k(i, j) - k(j, i)));
+  require(asym <= kGramTolerance * top, kMeasures,
+          "the Gram matrix is not symmetric (max |K - K^T| = " + detail::fmt(asym) + " > 1e-6 max |K| = " +
+              detail::fmt(kGramTolerance * top) + ")");
   HessianMeasures out;
   out.samples = n;
   out.outputs = c;
@@ -184,47 +212,55 @@ HessianMeasures measures_untimed(const Eigen::Ref<const MatrixXd>& k, Index c, c
     out.report.message = "converged (K = 0)";
     return out;
   }
-  const double scale = std::ldexp(1.0, -std::ilogb(top));  // s K has entries in [1, 2): nothing overflows
+  // s K has entries in [1, 2) (up to 2^-1000 for a subnormal K): nothing overflows; results are
+  // divided by n before s, so none overflows where the true value does not.
+  const double scale = std::ldexp(1.0, std::min(-std::ilogb(top), 1000));
   const ScaledGram sk{k, scale};
   const double inv_n = 1.0 / static_cast<double>(n);
-  out.hessian_trace = k.diagonal().sum() * inv_n;
-  out.hessian_frobenius = (scale * k).norm() / scale * inv_n;
-  // lambda_max(K) by the library's eigensolver path.
-  const double vectors_bytes = 8.0 * static_cast<double>(nc);
-  detail::FunctionOperator kop(nc, [&](const double* x, double* y) { sk.apply(x, y); });
-  const detail::Eigenpair top_pair = detail::top_eigenpair(kop, VectorXd(), options, vectors_bytes, "lambda_max(K)");
-  out.sharpness = top_pair.value / scale * inv_n;
-  double block_scale = 0.0;  // max_i Tr(s K_ii) >= |s h_i|: s^2 <= its square
+  out.hessian_trace = scale * k.diagonal().sum() * inv_n / scale;
+  out.hessian_frobenius = (scale * k).norm() * inv_n / scale;
+  double block_scale = 0.0, diagonal_max = 0.0;  // max_i Tr(s K_ii) >= |s h_i|: s^2 <= its square
   for (Index i = 0; i < n; ++i) block_scale = std::max(block_scale, scale * k.block(i * c, i * c, c, c).trace());
+  for (Index i = 0; i < nc; ++i) diagonal_max = std::max(diagonal_max, scale * k(i, i));
   const Method method = options.method == Method::automatic
                             ? (nc <= options.dense_max_dimension ? Method::dense : Method::lanczos)
                             : options.method;
   detail::Eigenpair nu;
   std::string history;
+  const double dense_need = 2.0 * detail::dense_bytes(nc);  // K's decomposition, then the r x r one beside it
   if (method == Method::dense) {
-    check_memory(detail::dense_bytes(nc) + 8.0 * nc * static_cast<double>(nc), "the dense non-uniformity (K's eigendecomposition)",
-                 options.memory_limit_bytes);
-    nu = nonuniformity_dense(k, scale, c);
+    check_memory(dense_need, "the dense measures (K's eigendecomposition)", options.memory_limit_bytes);
+    double k_top = 0.0;
+    nu = nonuniformity_dense(k, scale, c, k_top);
+    out.sharpness = k_top * inv_n / scale;
+    out.report = nu.report;
   } else {
+    // lambda_max(K) by the library's eigensolver path.
+    detail::FunctionOperator kop(nc, [&](const double* x, double* y) { sk.apply(x, y); });
+    const detail::Eigenpair top_pair =
+        detail::top_eigenpair(kop, VectorXd(), options, 8.0 * static_cast<double>(nc), "lambda_max(K)");
+    out.sharpness = top_pair.value * inv_n / scale;
     const Index steps = std::min<Index>(nc, options.subspace_dimension > 0 ? options.subspace_dimension : 300);
     check_memory(8.0 * static_cast<double>(nc) * (2.0 * steps + 6.0) + 8.0 * (steps + 1.0) * steps,
                  "the non-uniformity's Lanczos vectors (" + std::to_string(steps) + " of " + std::to_string(nc) +
                      " entries, twice)",
                  options.memory_limit_bytes);
-    nu = nonuniformity_lanczos(sk, c, steps, options.tolerance, block_scale, std::max(top_pair.value, 0.0));
+    nu = nonuniformity_lanczos(sk, c, steps, options.tolerance, block_scale, std::max(top_pair.value, diagonal_max));
     if (!nu.report.converged() && nc <= options.dense_fallback_max_dimension &&
-        detail::dense_fits(nc, options, 8.0 * nc * static_cast<double>(nc))) {
+        detail::dense_fits(nc, options, detail::dense_bytes(nc))) {
       history = nu.report.message + "; redone densely: ";
-      const Index lanczos_matvecs = nu.report.matvecs;
-      nu = nonuniformity_dense(k, scale, c);
+      const Index lanczos_matvecs = nu.report.matvecs, lanczos_steps = nu.report.iterations;
+      double k_top = 0.0;
+      nu = nonuniformity_dense(k, scale, c, k_top);
       nu.report.matvecs += lanczos_matvecs;
+      nu.report.iterations += lanczos_steps;
     }
+    out.report = nu.report;
+    out.report.matvecs = nu.report.matvecs + top_pair.report.matvecs;
+    out.report.message = "s^2: " + history + nu.report.message + "; lambda_max(K): " + top_pair.report.message;
+    if (!top_pair.report.converged() && nu.report.converged()) out.report.status = top_pair.report.status;
   }
   out.non_uniformity = std::sqrt(std::max(nu.value, 0.0)) / scale;
-  out.report = nu.report;
-  out.report.matvecs = nu.report.matvecs + top_pair.report.matvecs;
-  out.report.message = "s^2: " + history + nu.report.message + "; lambda_max(K): " + top_pair.report.message;
-  if (!top_pair.report.converged()) out.report.status = top_pair.report.status;
   return out;
 }
 
