@@ -613,3 +613,236 @@ TEST(Momentum, SampledOperatorIntervalCoversTheExactRadiusAndCrossCheckAgrees) {
       }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Momentum with L2 weight decay (theory/momentum.md, section 8): the same
+// explicit enumeration with every H_b replaced by H_b + lambda I, as
+// torch.optim.SGD(momentum=beta, weight_decay=lambda) runs it.
+
+namespace {
+
+std::vector<std::pair<MatrixXd, double>> decayed(std::vector<std::pair<MatrixXd, double>> batches, double lambda) {
+  for (auto& [hb, prob] : batches) hb += lambda * MatrixXd::Identity(hb.rows(), hb.cols());
+  return batches;
+}
+
+// lambda_max of H = (1/n) sum J_i^T J_i, from the enumeration at B = n (Eigen, not the library).
+double reference_lambda_max(const std::vector<MatrixXd>& per_sample) {
+  const auto full = ref::batch_hessians(per_sample, static_cast<Eigen::Index>(per_sample.size()),
+                                        Sampling::without_replacement);
+  EXPECT_EQ(full.size(), 1u);
+  return ref::SymEigenSolver(full.front().first, false).eigenvalues().maxCoeff();
+}
+
+double mean_limit_of(const Momentum& mo, double top) {
+  return (mo.nesterov ? 2 * (1 + mo.beta) / (1 + 2 * mo.beta) : 2 * (1 + mo.beta)) / top;
+}
+
+}  // namespace
+
+TEST(MomentumWeightDecay, OperatorAndRadiusEqualExplicitEnumeration) {
+  for (const Case& cs : kCases)
+    for (Sampling s : kSchemes)
+      for (bool nesterov : {false, true}) {
+        const MatrixXd J = ref::gaussian(cs.n * cs.c, cs.p, 171 + cs.c);
+        const auto g = sgdstab::Geometry::from_jacobian(J, cs.c);
+        ASSERT_EQ(g.rank(), cs.p);  // full rank: range(H) is R^p, no projection needed
+        const VectorXd scale = (static_cast<double>(cs.n) * g.hessian_eigenvalues()).cwiseInverse();
+        const MatrixXd V = J.transpose() * g.factor() * scale.asDiagonal();
+        MatrixXd V2 = MatrixXd::Zero(2 * cs.p, 2 * cs.p);
+        V2.topLeftCorner(cs.p, cs.p) = V;
+        V2.bottomRightCorner(cs.p, cs.p) = V;
+        const Momentum mo{0.7, nesterov};
+        const double lambda = 0.3 * g.lambda_max();
+        const auto batches = decayed(ref::batch_hessians(ref::per_sample(J, cs.c), 2, s), lambda);
+        const double eta = 0.6 / (g.lambda_max() + lambda);
+        const sgdstab::SecondMomentOperator q(g, 2, s);
+        const sgdstab::MomentumOperator op(q, eta, mo, lambda);
+        EXPECT_EQ(op.weight_decay(), lambda);
+        const MatrixXd a = ref::gaussian(2 * cs.p, 2 * cs.p, 6);
+        const MatrixXd z = a * a.transpose();
+        const MatrixXd k = explicit_t(batches, eta, mo);
+        const MatrixXd zp = V2 * z * V2.transpose();
+        const VectorXd tz = k * Eigen::Map<const VectorXd>(zp.data(), zp.size());
+        const MatrixXd expected = V2.transpose() * Eigen::Map<const MatrixXd>(tz.data(), 2 * cs.p, 2 * cs.p) * V2;
+        EXPECT_LE((op.apply(z) - expected).norm(), 1e-12 * expected.norm())
+            << sgdstab::to_string(s) << " nesterov " << nesterov << " c " << cs.c;
+        for (double f : {0.3, 1.0, 2.5}) {
+          const double lr = f / (g.lambda_max() + lambda);
+          const double rho = explicit_rho(explicit_t(batches, lr, mo), 2 * cs.p);
+          for (auto method : {sgdstab::Method::dense, sgdstab::Method::lanczos}) {
+            sgdstab::SolverOptions so;
+            so.method = method;
+            const auto r = sgdstab::weight_decay_momentum_spectral_radius(g, lr, 2, s, mo, lambda, so);
+            ASSERT_TRUE(r.converged()) << r.report.message;
+            EXPECT_REL_NEAR(r.rho, rho, 1e-9) << sgdstab::to_string(s) << " nesterov " << nesterov << " f " << f
+                                              << " method " << sgdstab::to_string(method) << " c " << cs.c;
+          }
+        }
+      }
+}
+
+TEST(MomentumWeightDecay, ThresholdEqualsBisectionOnTheExplicitRadiusWithNullDirections) {
+  // The full-rank cases, and n c = 2 < p = 4 (rank 2): there the enumeration
+  // runs on all of R^p, null(H) included, where the decay alone acts: the
+  // library's answer on range(H) must still be the first crossing.
+  std::vector<Case> cases(std::begin(kCases), std::end(kCases));
+  cases.push_back({2, 1, 4});
+  for (const Case& cs : cases)
+    for (Sampling s : kSchemes)
+      for (bool nesterov : {false, true})
+        for (double beta : {0.5, 0.9}) {
+          const MatrixXd J = ref::gaussian(cs.n * cs.c, cs.p, 181 + cs.c + cs.p);
+          const auto g = sgdstab::Geometry::from_jacobian(J, cs.c);
+          const auto per_sample = ref::per_sample(J, cs.c);
+          const double top = reference_lambda_max(per_sample);
+          const Momentum mo{beta, nesterov};
+          const Eigen::Index B = std::min<Eigen::Index>(2, cs.n - 1);
+          for (double f : {0.05, 0.5}) {
+            const double lambda = f * top;
+            const auto res = sgdstab::weight_decay_momentum_threshold(g, B, s, mo, lambda);
+            ASSERT_TRUE(res.converged()) << res.report.message;
+            const double eta_mean = mean_limit_of(mo, top + lambda);
+            EXPECT_REL_NEAR(res.eta_mean, eta_mean, 1e-12);
+            EXPECT_EQ(res.weight_decay, lambda);
+            const double expected =
+                explicit_threshold(decayed(ref::batch_hessians(per_sample, B, s), lambda), mo, eta_mean, 2 * cs.p);
+            EXPECT_REL_NEAR(res.eta_star, expected, 1e-9) << sgdstab::to_string(s) << " nesterov " << nesterov
+                                                          << " beta " << beta << " f " << f << " p " << cs.p;
+            EXPECT_LE(res.eta_low, res.eta_star);
+            EXPECT_GE(res.eta_high, res.eta_star);
+            sgdstab::SolverOptions dense;
+            dense.method = sgdstab::Method::dense;
+            EXPECT_LT(sgdstab::weight_decay_momentum_spectral_radius(g, res.eta_star * (1 - 1e-6), B, s, mo, lambda, dense).rho, 1.0);
+            EXPECT_GT(sgdstab::weight_decay_momentum_spectral_radius(g, res.eta_star * (1 + 1e-6), B, s, mo, lambda, dense).rho, 1.0);
+          }
+        }
+}
+
+TEST(MomentumWeightDecay, ReducesToMomentumAndToPlainWeightDecay) {
+  const MatrixXd J = ref::gaussian(12, 20, 191);  // n = 6, c = 2, r = 12
+  const auto g = sgdstab::Geometry::from_jacobian(J, 2);
+  const double lambda = 0.2 * g.lambda_max();
+  for (Sampling s : kSchemes)
+    for (Eigen::Index b : {1, 3}) {
+      // lambda = 0: momentum_threshold to the last bit (the same search).
+      const Momentum mo{0.9, false};
+      EXPECT_EQ(sgdstab::weight_decay_momentum_threshold(g, b, s, mo, 0.0).eta_star,
+                sgdstab::momentum_threshold(g, b, s, mo).eta_star);
+      // beta = 0: plain SGD with weight decay, whose solver is the shifted pencil (another method).
+      const double plain = sgdstab::weight_decay_threshold(g, b, s, lambda).eta_star;
+      const auto res = sgdstab::weight_decay_momentum_threshold(g, b, s, Momentum{0.0, false}, lambda);
+      ASSERT_TRUE(res.converged()) << res.report.message;
+      EXPECT_REL_NEAR(res.eta_star, plain, 1e-8) << sgdstab::to_string(s) << " B " << b;
+    }
+  // Full batch: the mean limit with lambda_max + lambda.
+  const auto full = sgdstab::weight_decay_momentum_threshold(g, 6, Sampling::without_replacement, Momentum{0.5, true}, lambda);
+  EXPECT_REL_NEAR(full.eta_star, 2 * 1.5 / 2.0 / (g.lambda_max() + lambda), 1e-14);  // 2 (1 + beta) / (1 + 2 beta)
+  // Bad weight decay.
+  for (double bad : {-1e-3, std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity()}) {
+    EXPECT_THROW(sgdstab::weight_decay_momentum_threshold(g, 2, Sampling::bernoulli, Momentum{0.5, false}, bad),
+                 sgdstab::invalid_argument);
+    EXPECT_THROW(sgdstab::weight_decay_momentum_spectral_radius(g, 0.1, 2, Sampling::bernoulli, Momentum{0.5, false}, bad),
+                 sgdstab::invalid_argument);
+    EXPECT_THROW(sgdstab::weight_decay_momentum_threshold_curve(g, {1, 2}, Sampling::bernoulli, Momentum{0.5, false}, bad),
+                 sgdstab::invalid_argument);
+    EXPECT_THROW(sgdstab::weight_decay_momentum_region(g, {Sampling::bernoulli}, {1, 2}, Momentum{0.5, false}, bad),
+                 sgdstab::invalid_argument);
+  }
+  EXPECT_THROW(sgdstab::weight_decay_momentum_region(g, {Sampling::bernoulli}, {1, 2}, Momentum{0.0, false}, lambda),
+               sgdstab::invalid_argument);
+}
+
+TEST(MomentumWeightDecay, CurveAndRegionEqualSingleThresholdsAndTheBandHolds) {
+  const MatrixXd J = ref::gaussian(6, 4, 193);  // n = 6, c = 1, p = 4
+  const auto g = sgdstab::Geometry::from_jacobian(J, 1);
+  const auto per_sample = ref::per_sample(J, 1);
+  const double lambda = 0.1 * g.lambda_max();
+  const Momentum mo{0.9, false};
+  const std::vector<Sampling> schemes(std::begin(kSchemes), std::end(kSchemes));
+  const std::vector<Eigen::Index> batches = {1, 3, 6};
+  const sgdstab::StabilityRegion region = sgdstab::weight_decay_momentum_region(g, schemes, batches, mo, lambda);
+  ASSERT_TRUE(region.converged()) << region.report.message;
+  EXPECT_EQ(region.weight_decay, lambda);
+  EXPECT_REL_NEAR(region.eta_gd, 2.0 / (g.lambda_max() + lambda), 1e-14);
+  EXPECT_REL_NEAR(region.eta_mean, mean_limit_of(mo, g.lambda_max() + lambda), 1e-14);
+  for (const sgdstab::RegionCurve& curve : region.curves) {
+    const auto line = sgdstab::weight_decay_momentum_threshold_curve(g, batches, curve.sampling, mo, lambda);
+    for (std::size_t j = 0; j < batches.size(); ++j) {
+      const double one = sgdstab::weight_decay_momentum_threshold(g, batches[j], curve.sampling, mo, lambda).eta_star;
+      EXPECT_REL_NEAR(curve.points[j].eta_star, one, 1e-9) << sgdstab::to_string(curve.sampling) << " B " << batches[j];
+      EXPECT_REL_NEAR(line[j].eta_star, one, 1e-9);
+      EXPECT_EQ(line[j].weight_decay, lambda);
+    }
+    // Between computed points (B = 2, not computed): the band holds the enumerated eta*.
+    const double expected = explicit_threshold(decayed(ref::batch_hessians(per_sample, 2, curve.sampling), lambda), mo,
+                                               region.eta_mean, 8, 25);
+    const sgdstab::EtaInterval band = region.band(curve.sampling, 2.0);
+    EXPECT_LE(band.low, expected * (1 + 1e-9)) << sgdstab::to_string(curve.sampling);
+    EXPECT_GE(band.high, expected * (1 - 1e-9)) << sgdstab::to_string(curve.sampling);
+  }
+}
+
+TEST(MomentumWeightDecay, MonteCarloOfTheLinearizedStepsMatchesTheEnumeratedMap) {
+  const MatrixXd J = ref::gaussian(8, 4, 197);  // n = 4, c = 2, p = 4 (full rank)
+  const Case cs{4, 2, 4};
+  const auto g = sgdstab::Geometry::from_jacobian(J, cs.c);
+  ASSERT_EQ(g.rank(), cs.p);
+  const double lambda = 0.25 * g.lambda_max();
+  sgdstab::SolverOptions dense;
+  dense.method = sgdstab::Method::dense;
+  for (Sampling s : kSchemes)
+    for (bool nesterov : {false, true}) {
+      const Momentum mo{0.6, nesterov};
+      const double eta_star = sgdstab::weight_decay_momentum_threshold(g, 2, s, mo, lambda).eta_star;
+      const double eta = 0.8 * eta_star;
+      // exact_moments against the enumerated map propagated in parameter space.
+      const VectorXd start = ref::gaussian(cs.p, 1, 8).col(0);
+      const auto exact = sgdstab::exact_moments(g, eta, 2, s, 8, start, mo, lambda);
+      const VectorXd scale = (static_cast<double>(cs.n) * g.hessian_eigenvalues()).cwiseInverse();
+      const MatrixXd V = J.transpose() * g.factor() * scale.asDiagonal();
+      const Eigen::Index q = 2 * cs.p;
+      const MatrixXd k = explicit_t(decayed(ref::batch_hessians(ref::per_sample(J, cs.c), 2, s), lambda), eta, mo);
+      VectorXd z0 = VectorXd::Zero(q);
+      z0.head(cs.p) = V * start;
+      MatrixXd zz = z0 * z0.transpose();
+      for (int t = 0; t <= 8; ++t) {
+        EXPECT_REL_NEAR(exact.squared_norm[static_cast<std::size_t>(t)], zz.topLeftCorner(cs.p, cs.p).trace(), 1e-11)
+            << sgdstab::to_string(s) << " t " << t;
+        const VectorXd next = k * Eigen::Map<const VectorXd>(zz.data(), zz.size());
+        zz = Eigen::Map<const MatrixXd>(next.data(), q, q);
+      }
+      // Simulated trajectories (the buffer takes (H_xi + lambda) delta) cover the exact moments.
+      sgdstab::SimulationOptions o;
+      o.batch = 2;
+      o.momentum = mo;
+      o.weight_decay = lambda;
+      o.lr = eta;
+      o.schedule = sgdstab::to_schedule(s);
+      o.steps = 12;
+      o.trajectories = 8000;
+      o.confidence = 1.0 - 1e-4;  // 6 cases x 13 intervals; the seed is fixed
+      o.seed = 11;
+      const auto sim = sgdstab::simulate_linearized(g, o);
+      const auto moments = sgdstab::exact_moments(g, eta, 2, s, o.steps, Eigen::VectorXd(), mo, lambda);
+      for (std::size_t t = 0; t < sim.squared_norm.size(); ++t) {
+        EXPECT_LE(sim.squared_norm[t].ci_low, moments.squared_norm[t]) << sgdstab::to_string(s) << " t " << t;
+        EXPECT_GE(sim.squared_norm[t].ci_high, moments.squared_norm[t]) << sgdstab::to_string(s) << " t " << t;
+      }
+      // The sampled operator at B = n is the exact operator (no randomness).
+      sgdstab::RadiusEstimateOptions ro;
+      ro.lr = 0.7 * sgdstab::weight_decay_momentum_threshold(g, cs.n, s, mo, lambda).eta_star;
+      ro.batch = cs.n;
+      ro.schedule = sgdstab::Schedule::without_replacement;
+      ro.blocks = 4;
+      ro.momentum = mo;
+      ro.weight_decay = lambda;
+      const sgdstab::RadiusEstimate est = sgdstab::estimate_radius(g, ro);
+      ASSERT_TRUE(est.converged()) << est.report.message;
+      const double rho = explicit_rho(
+          explicit_t(decayed(ref::batch_hessians(ref::per_sample(J, cs.c), cs.n, Sampling::without_replacement), lambda),
+                     ro.lr, mo),
+          q);
+      EXPECT_REL_NEAR(est.rho_hat, rho, 1e-8);
+    }
+}

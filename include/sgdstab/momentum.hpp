@@ -35,12 +35,16 @@ namespace sgdstab {
 /// The second-moment map T of momentum SGD at a learning rate.
 class MomentumOperator {
  public:
-  /// \throws sgdstab::invalid_argument unless lr > 0 is finite and the
-  /// momentum is valid (and, through `op`, 1 <= batch <= n).
-  MomentumOperator(const SecondMomentOperator& op, double lr, Momentum momentum);
+  /// With weight_decay = lambda > 0 (L2, as torch.optim.SGD's weight_decay
+  /// with momentum): H_xi -> H_xi + lambda I in eq. 1 (theory/momentum.md,
+  /// section 8).
+  /// \throws sgdstab::invalid_argument unless lr > 0 is finite, lambda >= 0
+  /// is finite and the momentum is valid (and, through `op`, 1 <= batch <= n).
+  MomentumOperator(const SecondMomentOperator& op, double lr, Momentum momentum, double weight_decay = 0.0);
   Index dimension() const { return 2 * op_->dimension(); }  ///< 2r
   double lr() const { return lr_; }
   const Momentum& momentum() const { return momentum_; }
+  double weight_decay() const { return weight_decay_; }
   /// T(Z) for a symmetric 2r x 2r Z (eq. 3).
   Eigen::MatrixXd apply(const Eigen::MatrixXd& z) const;
   /// Z_t = T^t(Z_0), t = 0..steps.
@@ -57,6 +61,7 @@ class MomentumOperator {
   const SecondMomentOperator* op_;
   double lr_;
   Momentum momentum_;
+  double weight_decay_;
   double m01_, e0_;  // M0 = [[I, m01 I], [0, beta I]], e = (e0, 1)
   mutable Index applications_ = 0;
 };
@@ -78,8 +83,11 @@ struct MomentumThresholdResult : Result {
   double eta_star = 0.0;
   /// The limit of the mean dynamics (full-batch momentum GD): 2(1 + beta) /
   /// lambda_max (heavy-ball), 2(1 + beta) / ((1 + 2 beta) lambda_max)
-  /// (Nesterov); eta_star <= eta_mean always.
+  /// (Nesterov), with lambda_max + weight_decay in place of lambda_max under
+  /// weight decay; eta_star <= eta_mean always.
   double eta_mean = 0.0;
+  /// L2 weight decay lambda (weight_decay_momentum_threshold; 0: none).
+  double weight_decay = 0.0;
   /// Certified bracket of eta_star when converged: kappa(eta_low) < 1 <
   /// kappa(eta_high) (theory/momentum.md, eq. 9), eta_low <= eta_star <= eta_high.
   double eta_low = 0.0, eta_high = 0.0;

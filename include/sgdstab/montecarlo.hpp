@@ -81,10 +81,11 @@ struct MonteCarloRun {
   Momentum momentum;
   /// L2 weight decay lambda >= 0 (theory/weight_decay.md, eq. 2): each step
   /// delta <- (1 - lr lambda) delta - lr H_xi delta (the drift -lr lambda
-  /// theta* is left out: the simulation is of the homogeneous map). Plain SGD
-  /// only for now (with momentum it is refused); estimate_radius samples
-  /// A_B = (1 - lr lambda) I - lr H_B, cross_check compares with the exact
-  /// answers of weight_decay.hpp.
+  /// theta* is left out: the simulation is of the homogeneous map);
+  /// estimate_radius samples A_B = (1 - lr lambda) I - lr H_B, cross_check
+  /// compares with the exact answers of weight_decay.hpp. With momentum the
+  /// buffer takes (H_xi + lambda I) delta (torch.optim.SGD's weight_decay;
+  /// theory/momentum.md, section 8), in all three.
   double weight_decay = 0.0;
 };
 
@@ -120,7 +121,8 @@ struct ExactMoments {
 /// With momentum (beta > 0): Z_t = T^t(Z_0) of momentum SGD (momentum.hpp),
 /// Z_0 = [[S_0, 0], [0, 0]] (u_0 = 0), and the moments of its delta block.
 /// With weight_decay = lambda > 0 (plain SGD): S_t = T^t(S_0) with
-/// T(S) = E[A_B S A_B], A_B = (1 - lr lambda) I - lr H_B (theory/weight_decay.md).
+/// T(S) = E[A_B S A_B], A_B = (1 - lr lambda) I - lr H_B (theory/weight_decay.md);
+/// with momentum and lambda: MomentumOperator(..., lambda).
 ExactMoments exact_moments(const Geometry& g, double lr, Index batch, Sampling sampling, Index steps,
                            const Eigen::VectorXd& start = Eigen::VectorXd(), const Momentum& momentum = {},
                            double weight_decay = 0.0);

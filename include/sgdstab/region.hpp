@@ -93,7 +93,9 @@ struct StabilityRegion : Result {
   /// L2 weight decay (weight_decay_region, weight_decay.hpp; 0: none). With
   /// it eta_gd = eta_mean = 2 / (lambda_max + weight_decay), and band() and
   /// g_bounds() are those of the shifted family (c = 1): band() refuses
-  /// Bernoulli sampling.
+  /// Bernoulli sampling. With momentum too (weight_decay_momentum_region):
+  /// eta_gd = 2 / (lambda_max + weight_decay), eta_mean momentum_threshold's
+  /// with lambda_max + weight_decay, band() that of momentum (any scheme).
   double weight_decay = 0.0;
   /// The full-batch limit: 2 / lambda_max (plain SGD), else
   /// momentum_threshold's eta_mean.

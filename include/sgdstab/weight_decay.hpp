@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "sgdstab/geometry.hpp"
+#include "sgdstab/momentum.hpp"
 #include "sgdstab/region.hpp"
 #include "sgdstab/sampling.hpp"
 #include "sgdstab/solver.hpp"
@@ -72,5 +73,44 @@ StabilityRegion weight_decay_region(const Geometry& geometry, const std::vector<
 ///   and 1 <= batch <= n.
 RadiusResult weight_decay_spectral_radius(const Geometry& geometry, double lr, Index batch, Sampling sampling,
                                           double weight_decay, const SolverOptions& options = {});
+
+/// Momentum SGD with L2 weight decay lambda, as torch.optim.SGD(momentum=beta,
+/// nesterov=..., weight_decay=lambda) runs it: the gradient g + lambda theta
+/// enters the momentum buffer, so H_xi -> H_xi + lambda I in the momentum
+/// map (theory/momentum.md, section 8). The noise C(X) = E[(H_xi - H) X
+/// (H_xi - H)] is unchanged; the mean dynamics see d_i + lambda on every
+/// eigen-direction of H, so eta* is momentum_threshold's search with that
+/// kernel, eta_mean = 2(1 + beta) / (lambda_max + lambda) (heavy-ball), and
+/// the directions outside range(H) contract (they are stable below
+/// eta_mean). lambda = 0 is momentum_threshold; beta = 0 is
+/// weight_decay_threshold's eta*.
+/// \throws sgdstab::invalid_argument unless 1 <= batch <= n, lambda >= 0 is
+///   finite and the momentum is valid; sgdstab::resource_error when it would
+///   not fit in memory.
+MomentumThresholdResult weight_decay_momentum_threshold(const Geometry& geometry, Index batch, Sampling sampling,
+                                                        Momentum momentum, double weight_decay,
+                                                        const SolverOptions& options = {}, Index scan_points = 0);
+
+/// weight_decay_momentum_threshold at each batch size, on one kappa_0 per
+/// noise class (as momentum_threshold_curve).
+std::vector<MomentumThresholdResult> weight_decay_momentum_threshold_curve(const Geometry& geometry,
+                                                                           const std::vector<Index>& batches,
+                                                                           Sampling sampling, Momentum momentum,
+                                                                           double weight_decay,
+                                                                           const SolverOptions& options = {});
+
+/// The momentum region (stability_region's momentum overload, region.hpp)
+/// with L2 weight decay lambda: every scheme, Bernoulli included; eta_gd =
+/// 2 / (lambda_max + lambda), eta_mean as above. lambda = 0 is the momentum
+/// region; beta = 0 is refused (use weight_decay_region).
+StabilityRegion weight_decay_momentum_region(const Geometry& geometry, const std::vector<Sampling>& schemes,
+                                             const std::vector<Index>& batches, Momentum momentum,
+                                             double weight_decay, const SolverOptions& options = {});
+
+/// rho of momentum SGD's second-moment map on range(H) with weight decay
+/// lambda (momentum_spectral_radius with H_xi + lambda I).
+RadiusResult weight_decay_momentum_spectral_radius(const Geometry& geometry, double lr, Index batch, Sampling sampling,
+                                                   Momentum momentum, double weight_decay,
+                                                   const SolverOptions& options = {});
 
 }  // namespace sgdstab

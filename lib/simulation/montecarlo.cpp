@@ -37,8 +37,6 @@ void check_common(const Geometry& g, double lr, Index batch, double confidence, 
   momentum.validate();
   require(std::isfinite(weight_decay) && weight_decay >= 0.0, where,
           "weight decay must be finite and >= 0, got " + detail::fmt(weight_decay));
-  require(weight_decay == 0.0 || momentum.beta == 0.0, where,
-          "weight decay with momentum is not available yet (plain SGD only)");
   require(std::isfinite(lr) && lr > 0.0, where, "lr must be finite and > 0, got " + detail::fmt(lr));
   check_batch(batch, g.samples(), where);
   require(confidence > 0.0 && confidence < 1.0, where,
@@ -155,6 +153,7 @@ void advance(Trajectories& s, const Geometry& g, const SimulationOptions& o) {
     detail::gemm(true, false, -o.lr, z, s.y, 1.0 - o.lr * o.weight_decay, s.delta);
   } else {
     detail::gemm(true, false, o.lr, z, s.y, 0.0, s.step);  // lr H_xi Delta
+    if (o.weight_decay > 0.0) s.step += (o.lr * o.weight_decay) * s.delta;  // lr (H_xi + lambda) Delta (theory/momentum.md, section 8)
     const double b = o.momentum.beta;
     s.u = b * s.u + s.step;                                    // u' = beta u + lr H_xi delta
     if (o.momentum.nesterov) s.delta -= s.step + b * s.u;      // delta' = delta - lr H_xi delta - beta u'
@@ -216,7 +215,7 @@ ExactMoments exact_moments(const Geometry& g, double lr, Index batch, Sampling s
                                 : MatrixXd(MatrixXd::Identity(r, r) / static_cast<double>(r));
   ExactMoments out;
   if (momentum.beta > 0.0) {
-    const MomentumOperator mop(op, lr, momentum);
+    const MomentumOperator mop(op, lr, momentum, weight_decay);
     MatrixXd zz = MatrixXd::Zero(2 * r, 2 * r);
     zz.topLeftCorner(r, r) = s;
     for (Index t = 0; t <= steps; ++t) {
@@ -264,7 +263,7 @@ struct SampledBatch {
 class SampledOperator {
  public:
   SampledOperator(const Geometry& g, const RadiusEstimateOptions& o)
-      : r_(g.rank()), lr_(o.lr), a_(1.0 - o.lr * o.weight_decay), mo_(o.momentum) {
+      : r_(g.rank()), lr_(o.lr), a_(1.0 - o.lr * o.weight_decay), lam_(o.weight_decay), mo_(o.momentum) {
     const Index c = g.outputs();
     BatchSampler sampler(o.schedule, g.samples(), o.batch, Rng::stream_seed(o.seed, 0, 3));
     steps_ = sampler.steps_per_block();
@@ -349,6 +348,10 @@ class SampledOperator {
       }
       w.x.noalias() = zb.transpose() * w.m;
     }
+    if (lam_ > 0.0) {  // (H_b + lambda) A_1, or (H_b + lambda)(e0 A_1 + A_2)
+      if (transposed) w.x += lam_ * (e0 * a1 + a2);
+      else w.x += lam_ * a1;
+    }
     if (!transposed) {
       out.topRows(r_) = a1 + m01 * a2 + (lr_ * e0) * w.x;
       out.bottomRows(r_) = b * a2 + lr_ * w.x;
@@ -371,7 +374,8 @@ class SampledOperator {
 
   Index r_;
   double lr_;
-  double a_;  // 1 - lr lambda (weight decay)
+  double a_;    // 1 - lr lambda (weight decay)
+  double lam_;  // lambda: with momentum H_b -> H_b + lambda I (theory/momentum.md, section 8)
   Momentum mo_;
   bool deterministic_ = true;
   Index steps_ = 1;
@@ -636,12 +640,13 @@ CrossCheckReport cross_check(const Geometry& g, const CrossCheckOptions& o) {
   }
   const bool heavy = o.momentum.beta > 0.0;
   const bool decay = o.weight_decay > 0.0;
-  const RadiusResult exact = heavy   ? momentum_spectral_radius(g, o.lr, o.batch, *sampling, o.momentum)
+  const RadiusResult exact = heavy   ? weight_decay_momentum_spectral_radius(g, o.lr, o.batch, *sampling, o.momentum,
+                                                                           o.weight_decay)
                              : decay ? weight_decay_spectral_radius(g, o.lr, o.batch, *sampling, o.weight_decay)
                                      : spectral_radius(g, o.lr, o.batch, *sampling);
   Status thr_status;
   if (heavy) {
-    const MomentumThresholdResult thr = momentum_threshold(g, o.batch, *sampling, o.momentum);
+    const MomentumThresholdResult thr = weight_decay_momentum_threshold(g, o.batch, *sampling, o.momentum, o.weight_decay);
     rep.eta_star = thr.eta_star;
     thr_status = thr.status();
   } else {

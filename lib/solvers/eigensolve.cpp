@@ -140,18 +140,19 @@ Eigenpair top_eigenpair(FunctionOperator& op, const VectorXd& start, const Solve
 }
 
 ComplexEigenpair arnoldi_top(FunctionOperator& op, const VectorXd& start, Index ncv, bool largest_real,
-                             Index max_restarts, double tolerance) {
+                             Index max_restarts, double tolerance, Index nev) {
   const Index before = op.applications();
   ComplexEigenpair out;
   out.report.method = Method::lanczos;
-  Spectra::GenEigsSolver<FunctionOperator> eigs(op, 1, ncv);
+  nev = std::max<Index>(1, std::min(nev, ncv - 2));
+  Spectra::GenEigsSolver<FunctionOperator> eigs(op, nev, ncv);
   eigs.init(start.data());
   const Index nconv = eigs.compute(largest_real ? Spectra::SortRule::LargestReal : Spectra::SortRule::LargestMagn,
                                    max_restarts, tolerance);
   out.report.iterations = eigs.num_iterations();
   out.report.matvecs = op.applications() - before;
   if (eigs.eigenvalues().size() > 0) out.value = eigs.eigenvalues()(0);
-  if (eigs.info() == Spectra::CompInfo::Successful && nconv >= 1) {
+  if (eigs.info() == Spectra::CompInfo::Successful && nconv >= nev) {
     out.complex_vector = eigs.eigenvectors().col(0);
     out.vector = out.complex_vector.real();
     out.report.status = Status::converged;

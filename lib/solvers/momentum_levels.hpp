@@ -20,9 +20,11 @@ double noise_level(Sampling sampling, Index n, Index batch);
 /// Every (scheme, batch) of a region: one kappa_0 per noise class, its levels
 /// solved in decreasing b (increasing eta*), each from the evaluations of the
 /// ones before (theory/momentum.md, section 7). [scheme][batch], unchecked lists.
+/// weight_decay: L2 decay lambda (section 8), unchecked.
 std::vector<std::vector<MomentumThresholdResult>> momentum_levels(const Geometry& g,
                                                                   const std::vector<Sampling>& schemes,
                                                                   const std::vector<Index>& batches,
-                                                                  const Momentum& mo, const SolverOptions& options);
+                                                                  const Momentum& mo, const SolverOptions& options,
+                                                                  double weight_decay = 0.0);
 
 }  // namespace sgdstab::detail

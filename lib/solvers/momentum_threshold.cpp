@@ -14,6 +14,7 @@
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
 #include "sgdstab/momentum.hpp"
+#include "sgdstab/weight_decay.hpp"
 #include "solvers/eigensolve.hpp"
 #include "solvers/family.hpp"
 #include "solvers/momentum_levels.hpp"
@@ -106,8 +107,12 @@ namespace {
 // level 1 / b searched on it.
 class KappaFunction {
  public:
-  KappaFunction(const Geometry& g, bool bernoulli, const Momentum& mo, const SolverOptions& options)
+  // weight_decay lambda (theory/momentum.md, section 8): the mean kernel sees
+  // d + lambda, C_0 (H_xi - H) is unchanged.
+  KappaFunction(const Geometry& g, bool bernoulli, const Momentum& mo, const SolverOptions& options,
+                double weight_decay)
       : d_(g.hessian_eigenvalues()),
+        d_mean_(g.hessian_eigenvalues().array() + weight_decay),
         d_op_(g, 1, Sampling::with_replacement),  // with replacement at B = 1: Q(X) = D(X) exactly
         bernoulli_(bernoulli),
         mo_(mo),
@@ -136,7 +141,7 @@ class KappaFunction {
         break;
       }
     MatrixXd g, dg;
-    if (!mean_kernel(d_, eta, mo_, g, &dg)) {
+    if (!mean_kernel(d_mean_, eta, mo_, g, &dg)) {
       failed_ = Status::numerical_failure;
       failure_ = "the kernel G of the mean dynamics has an entry <= 0 at lr = " + detail::fmt(eta) +
                  " (theory/momentum.md, section 5): the symmetric form does not apply";
@@ -195,6 +200,7 @@ class KappaFunction {
 
  private:
   const VectorXd& d_;
+  VectorXd d_mean_;  // d + lambda: the mean dynamics' eigenvalues
   SecondMomentOperator d_op_;
   bool bernoulli_;
   Momentum mo_;
@@ -401,34 +407,43 @@ void solve_level(KappaFunction* kappa_fn, double b, const SolverOptions& options
   LevelSearch(*kappa_fn, b, options, res.eta_mean).run(scan_points, res);
 }
 
-MomentumThresholdResult threshold_result(const Geometry& g, Index batch, Sampling sampling, const Momentum& mo) {
+MomentumThresholdResult threshold_result(const Geometry& g, Index batch, Sampling sampling, const Momentum& mo,
+                                         double weight_decay) {
   MomentumThresholdResult res;
   res.batch = batch;
   res.sampling = sampling;
   res.momentum = mo;
-  res.eta_mean = mean_limit(mo, g.lambda_max());
+  res.weight_decay = weight_decay;
+  res.eta_mean = mean_limit(mo, g.lambda_max() + weight_decay);
   return res;
 }
 
 bool bernoulli_class(Sampling s) { return s == Sampling::bernoulli; }
+
+void check_weight_decay_finite(double lambda, const char* where) {
+  detail::require(std::isfinite(lambda) && lambda >= 0.0, where,
+                  "weight decay must be finite and >= 0, got " + detail::fmt(lambda));
+}
 
 }  // namespace
 
 namespace {
 
 MomentumThresholdResult momentum_threshold_untimed(const Geometry& geometry, Index batch, Sampling sampling, Momentum momentum,
-                                           const SolverOptions& options, Index scan_points) {
+                                           const SolverOptions& options, Index scan_points, double weight_decay,
+                                           const char* where) {
   options.validate();
   momentum.validate();
-  detail::require(scan_points >= 0, "momentum_threshold", "scan_points must be >= 0, got " + std::to_string(scan_points));
-  check_batch(batch, geometry.samples(), "momentum_threshold");
-  MomentumThresholdResult res = threshold_result(geometry, batch, sampling, momentum);
+  detail::require(scan_points >= 0, where, "scan_points must be >= 0, got " + std::to_string(scan_points));
+  check_weight_decay_finite(weight_decay, where);
+  check_batch(batch, geometry.samples(), where);
+  MomentumThresholdResult res = threshold_result(geometry, batch, sampling, momentum, weight_decay);
   const double b = noise_level(sampling, geometry.samples(), batch);
   if (b == 0.0) {
     solve_level(nullptr, 0.0, options, 0, res);
     return res;
   }
-  KappaFunction kappa0(geometry, bernoulli_class(sampling), momentum, options);
+  KappaFunction kappa0(geometry, bernoulli_class(sampling), momentum, options, weight_decay);
   solve_level(&kappa0, b, options, scan_points, res);
   return res;
 }
@@ -437,14 +452,26 @@ MomentumThresholdResult momentum_threshold_untimed(const Geometry& geometry, Ind
 
 MomentumThresholdResult momentum_threshold(const Geometry& geometry, Index batch, Sampling sampling, Momentum momentum,
                                            const SolverOptions& options, Index scan_points) {
-  return detail::timed([&] { return momentum_threshold_untimed(geometry, batch, sampling, momentum, options, scan_points); });
+  return detail::timed([&] {
+    return momentum_threshold_untimed(geometry, batch, sampling, momentum, options, scan_points, 0.0, "momentum_threshold");
+  });
+}
+
+MomentumThresholdResult weight_decay_momentum_threshold(const Geometry& geometry, Index batch, Sampling sampling,
+                                                        Momentum momentum, double weight_decay,
+                                                        const SolverOptions& options, Index scan_points) {
+  return detail::timed([&] {
+    return momentum_threshold_untimed(geometry, batch, sampling, momentum, options, scan_points, weight_decay,
+                                      "weight_decay_momentum_threshold");
+  });
 }
 
 std::vector<std::vector<MomentumThresholdResult>> detail::momentum_levels(const Geometry& g,
                                                                           const std::vector<Sampling>& schemes,
                                                                           const std::vector<Index>& batches,
                                                                           const Momentum& mo,
-                                                                          const SolverOptions& options) {
+                                                                          const SolverOptions& options,
+                                                                          double weight_decay) {
   std::vector<std::vector<MomentumThresholdResult>> out(schemes.size());
   struct Level {
     double b;
@@ -453,7 +480,7 @@ std::vector<std::vector<MomentumThresholdResult>> detail::momentum_levels(const 
   std::vector<Level> levels[2];  // [0]: C_0 = D - H . H, [1]: C_0 = D (Bernoulli)
   for (std::size_t k = 0; k < schemes.size(); ++k)
     for (std::size_t j = 0; j < batches.size(); ++j) {
-      out[k].push_back(threshold_result(g, batches[j], schemes[k], mo));
+      out[k].push_back(threshold_result(g, batches[j], schemes[k], mo, weight_decay));
       levels[bernoulli_class(schemes[k]) ? 1 : 0].push_back({noise_level(schemes[k], g.samples(), batches[j]), k, j});
     }
   for (int cls = 0; cls < 2; ++cls) {
@@ -462,24 +489,46 @@ std::vector<std::vector<MomentumThresholdResult>> detail::momentum_levels(const 
     std::optional<KappaFunction> kappa0;
     for (const Level& l : levels[cls]) {
       MomentumThresholdResult& res = out[l.scheme][l.point];
-      if (l.b > 0.0 && !kappa0) kappa0.emplace(g, cls == 1, mo, options);
+      if (l.b > 0.0 && !kappa0) kappa0.emplace(g, cls == 1, mo, options, weight_decay);
       solve_level(l.b > 0.0 ? &*kappa0 : nullptr, l.b, options, 0, res);
     }
   }
   return out;
 }
 
+namespace {
+
+std::vector<MomentumThresholdResult> curve_untimed(const Geometry& geometry, const std::vector<Index>& batches,
+                                                   Sampling sampling, const Momentum& momentum,
+                                                   const SolverOptions& options, double weight_decay,
+                                                   const char* where) {
+  options.validate();
+  momentum.validate();
+  check_weight_decay_finite(weight_decay, where);
+  detail::require(!batches.empty(), where, "the list of batch sizes is empty");
+  for (const Index b : batches) check_batch(b, geometry.samples(), where);
+  const detail::Stopwatch watch;
+  std::vector<MomentumThresholdResult> out =
+      detail::momentum_levels(geometry, {sampling}, batches, momentum, options, weight_decay).front();
+  for (MomentumThresholdResult& r : out) r.report.seconds = watch.seconds();
+  return out;
+}
+
+}  // namespace
+
 std::vector<MomentumThresholdResult> momentum_threshold_curve(const Geometry& geometry, const std::vector<Index>& batches,
                                                               Sampling sampling, Momentum momentum,
                                                               const SolverOptions& options) {
-  options.validate();
-  momentum.validate();
-  detail::require(!batches.empty(), "momentum_threshold_curve", "the list of batch sizes is empty");
-  for (const Index b : batches) check_batch(b, geometry.samples(), "momentum_threshold_curve");
-  const detail::Stopwatch watch;
-  std::vector<MomentumThresholdResult> out = detail::momentum_levels(geometry, {sampling}, batches, momentum, options).front();
-  for (MomentumThresholdResult& r : out) r.report.seconds = watch.seconds();
-  return out;
+  return curve_untimed(geometry, batches, sampling, momentum, options, 0.0, "momentum_threshold_curve");
+}
+
+std::vector<MomentumThresholdResult> weight_decay_momentum_threshold_curve(const Geometry& geometry,
+                                                                           const std::vector<Index>& batches,
+                                                                           Sampling sampling, Momentum momentum,
+                                                                           double weight_decay,
+                                                                           const SolverOptions& options) {
+  return curve_untimed(geometry, batches, sampling, momentum, options, weight_decay,
+                       "weight_decay_momentum_threshold_curve");
 }
 
 }  // namespace sgdstab

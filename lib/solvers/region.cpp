@@ -15,6 +15,7 @@
 #include "sgdstab/errors.hpp"
 #include "sgdstab/moment_operator.hpp"
 #include "sgdstab/momentum.hpp"
+#include "sgdstab/weight_decay.hpp"
 #include "solvers/family.hpp"
 #include "solvers/momentum_levels.hpp"
 #include "solvers/region_family.hpp"
@@ -154,6 +155,12 @@ StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>&
   return detail::shifted_region(g, schemes, batches, opt, 0.0);
 }
 
+namespace {
+StabilityRegion momentum_region(const Geometry& g, const std::vector<Sampling>& schemes,
+                                const std::vector<Index>& batches, const Momentum& momentum, double weight_decay,
+                                const SolverOptions& options);
+}  // namespace
+
 // With momentum: eta*(B) of every point by momentum_threshold's search (theory/momentum.md, section 7).
 StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>& schemes,
                                  const std::vector<Index>& batches, Momentum momentum, const SolverOptions& options) {
@@ -163,19 +170,40 @@ StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>&
     out.eta_mean = out.eta_gd;
     return out;
   }
+  return momentum_region(g, schemes, batches, momentum, 0.0, options);
+}
+
+StabilityRegion weight_decay_momentum_region(const Geometry& g, const std::vector<Sampling>& schemes,
+                                             const std::vector<Index>& batches, Momentum momentum,
+                                             double weight_decay, const SolverOptions& options) {
+  detail::require(momentum.beta > 0.0, "weight_decay_momentum_region",
+                  "momentum beta must be > 0 (without momentum use weight_decay_region)");
+  detail::require(std::isfinite(weight_decay) && weight_decay >= 0.0, "weight_decay_momentum_region",
+                  "weight decay must be finite and >= 0, got " + detail::fmt(weight_decay));
+  return momentum_region(g, schemes, batches, momentum, weight_decay, options);
+}
+
+namespace {
+
+// The momentum region with L2 weight decay lambda (0: none; theory/momentum.md, sections 7-8).
+StabilityRegion momentum_region(const Geometry& g, const std::vector<Sampling>& schemes,
+                                const std::vector<Index>& batches, const Momentum& momentum, double weight_decay,
+                                const SolverOptions& options) {
   const auto t0 = std::chrono::steady_clock::now();
   options.validate();
   momentum.validate();
   detail::check_region_lists(schemes, batches, g.samples());
-  const std::vector<std::vector<MomentumThresholdResult>> levels = detail::momentum_levels(g, schemes, batches, momentum, options);
+  const std::vector<std::vector<MomentumThresholdResult>> levels =
+      detail::momentum_levels(g, schemes, batches, momentum, options, weight_decay);
   StabilityRegion out;
   out.samples = g.samples();
   out.outputs = g.outputs();
   out.rank = g.rank();
   out.lambda_max = g.lambda_max();
-  out.eta_gd = 2.0 / out.lambda_max;
+  out.eta_gd = 2.0 / (out.lambda_max + weight_decay);
   out.momentum = momentum;
-  out.eta_mean = detail::mean_limit(momentum, out.lambda_max);
+  out.weight_decay = weight_decay;
+  out.eta_mean = detail::mean_limit(momentum, out.lambda_max + weight_decay);
   out.report.status = Status::converged;
   out.report.method = Method::dense;
   for (std::size_t k = 0; k < schemes.size(); ++k) {
@@ -202,5 +230,7 @@ StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>&
   detail::set_region_seconds(out, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   return out;
 }
+
+}  // namespace
 
 }  // namespace sgdstab
