@@ -250,7 +250,8 @@ void Program::exact_commands() {
   eigen_options(c);
   options(c, {{"batch", "B: batch size, 1 <= B <= n"}, {"weight-decay", "LAMBDA: L2 weight decay, theta <- theta - lr (g_B + LAMBDA theta) in the library's loss "
                                "convention (PyTorch SGD(lr, weight_decay=wd) on MSELoss: --lr 2 lr / C, LAMBDA = wd C / "
-                               "2); plain SGD only (theory/weight_decay.md; default 0)"}});
+                               "2); with --momentum the buffer takes g_B + LAMBDA theta, as torch.optim.SGD(momentum, weight_decay) "
+                               "(theory/weight_decay.md, theory/momentum.md section 8; default 0)"}});
   momentum_options(c);
   optimizer_options(c);
   options(c, {{"scan", "K: with --momentum, also evaluate kappa at K points of (0, eta_mean) to find "
@@ -261,7 +262,8 @@ void Program::exact_commands() {
   eigen_options(c);
   options(c, {{"batch", "B: batch size"}, {"lr", "ETA: learning rate"}, {"weight-decay", "LAMBDA: L2 weight decay, theta <- theta - lr (g_B + LAMBDA theta) in the library's loss "
                                "convention (PyTorch SGD(lr, weight_decay=wd) on MSELoss: --lr 2 lr / C, LAMBDA = wd C / "
-                               "2); plain SGD only (theory/weight_decay.md; default 0)"}});
+                               "2); with --momentum the buffer takes g_B + LAMBDA theta, as torch.optim.SGD(momentum, weight_decay) "
+                               "(theory/weight_decay.md, theory/momentum.md section 8; default 0)"}});
   momentum_options(c);
   optimizer_options(c);
 
@@ -270,7 +272,8 @@ void Program::exact_commands() {
   eigen_options(c);
   options(c, {{"batches", "1,2,4,...: batch sizes (default powers of two below n, and n)"}, {"weight-decay", "LAMBDA: L2 weight decay, theta <- theta - lr (g_B + LAMBDA theta) in the library's loss "
                                "convention (PyTorch SGD(lr, weight_decay=wd) on MSELoss: --lr 2 lr / C, LAMBDA = wd C / "
-                               "2); plain SGD only (theory/weight_decay.md; default 0)"}});
+                               "2); with --momentum the buffer takes g_B + LAMBDA theta, as torch.optim.SGD(momentum, weight_decay) "
+                               "(theory/weight_decay.md, theory/momentum.md section 8; default 0)"}});
   momentum_options(c);
   optimizer_options(c);
 
@@ -292,8 +295,8 @@ void Program::exact_commands() {
               {"exact-max-rank", "R: the largest rank auto gives the exact engine (default 4096)"},
               {"seed", "S: the random start vectors of the band engine (default 1)"}});
   table_options<BandOptions>(c);  // the band engine's --band-subspace, --band-lanczos, --band-delta, ...
-  options(c, {{"weight-decay", "LAMBDA: L2 weight decay (as in threshold); without and with replacement only (the "
-                               "default schemes then), exact engine (default 0)"}});
+  options(c, {{"weight-decay", "LAMBDA: L2 weight decay (as in threshold); plain SGD: without and with replacement only "
+                               "(the default schemes then); with --momentum every scheme; exact engine (default 0)"}});
   momentum_options(c);
   optimizer_options(c);
 
@@ -347,7 +350,7 @@ void Program::analysis_commands() {
   options(c, {{"batch", "B: batch size"},
               {"lr", "ETA: learning rate"},
               {"sampling", "without|with|bernoulli|reshuffle"},
-              {"weight-decay", "LAMBDA: L2 weight decay (as in threshold); plain SGD only (default 0)"}});
+              {"weight-decay", "LAMBDA: L2 weight decay (as in threshold; with --momentum too) (default 0)"}});
   table_options<CrossCheckOptions>(c);  // --steps, --trajectories, --blocks, --seed
   flags(c, {{"quiet", "no progress on stderr"}});
   momentum_options(c);

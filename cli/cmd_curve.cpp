@@ -19,7 +19,7 @@ int cmd_curve(const Args& args, std::ostream& out, std::ostream& err) {
   if (opt.momentum) {
     const std::vector<Index> batches = batches_option(args, g.samples());
     const auto curve = opt.adam ? adam_threshold_curve(g, batches, sampling, opt.beta1(), so)
-                                : momentum_threshold_curve(g, batches, sampling, *opt.momentum, so);
+                                : weight_decay_momentum_threshold_curve(g, batches, sampling, *opt.momentum, wd, so);
     Status status = Status::converged;
     for (const auto& r : curve) status = combine(status, r.status());
     json j = with_options(momentum_curve_json(g, curve), so);

@@ -200,20 +200,22 @@ std::pair<json, Status> band_region(const Args& args, const Geometry& g, const s
 int cmd_region(const Args& args, std::ostream& out, std::ostream& err) {
   const auto t0 = std::chrono::steady_clock::now();
   const double weight_decay = weight_decay_option(args);
-  // With weight decay the default schemes are without and with replacement
-  // (one shared family; Bernoulli's points: `curve --sampling bernoulli`).
+  const OptimizerSetting opt = optimizer_option(args);
+  const bool heavy = opt.momentum.has_value() && opt.momentum->beta > 0.0;
+  // With weight decay the default schemes of plain SGD are without and with
+  // replacement (one shared family; Bernoulli's points: `curve --sampling
+  // bernoulli`); momentum's region takes every scheme.
   const std::vector<Sampling> schemes =
-      weight_decay > 0.0 && !args.has("sampling")
+      weight_decay > 0.0 && !args.has("sampling") && !heavy
           ? std::vector<Sampling>{Sampling::without_replacement, Sampling::with_replacement}
           : region_schemes_option(args);
   const std::vector<Mark> marks = region_marks_option(args);
   const SolverOptions so = solver_options(args);
-  const OptimizerSetting opt = optimizer_option(args);
   if (opt.adam)
     throw UsageError("--optimizer " + opt.name + " is not available in region yet: use `curve --optimizer " + opt.name +
                      "` (theory/adaptive.md)");
   const std::optional<Momentum> momentum = opt.momentum;
-  if (weight_decay > 0.0)
+  if (weight_decay > 0.0 && !heavy)
     for (Sampling s : schemes)
       if (s == Sampling::bernoulli)
         throw UsageError("--weight-decay: the region covers without and with replacement (one shared family); for "
@@ -221,7 +223,6 @@ int cmd_region(const Args& args, std::ostream& out, std::ostream& err) {
   const Geometry g = load_geometry(args);
   const std::vector<Index> batches = batches_option(args, g.samples());
   for (const Mark& m : marks) check_batch(m.batch, g.samples(), "--mark");
-  const bool heavy = momentum.has_value() && momentum->beta > 0.0;
   const Engine engine = engine_choice(args, g, so, heavy ? "momentum" : weight_decay > 0.0 ? "weight decay" : "");
   if (engine.band) {
     auto [j, status] = band_region(args, g, schemes, batches, marks, engine.reason);

@@ -12,7 +12,7 @@ namespace sgdstab::cli {
 int cmd_threshold(const Args& args, std::ostream& out, std::ostream& err) {
   const Sampling sampling = args.choice("sampling", Sampling::without_replacement);
   const SolverOptions so = solver_options(args);
-  weight_decay_option(args);  // --weight-decay with --momentum: a usage error before any work
+  const double wd = weight_decay_option(args);  // a bad LAMBDA: a usage error before any work
   const OptimizerSetting opt = optimizer_option(args);
   const Geometry g = load_geometry(args);
   const Index b = batch_of(args, g);
@@ -22,13 +22,12 @@ int cmd_threshold(const Args& args, std::ostream& out, std::ostream& err) {
     if (scan < 0) throw UsageError("--scan: K must be >= 0, got " + std::to_string(scan));
     const MomentumThresholdResult r =
         opt.adam ? adam_threshold(g, b, sampling, opt.beta1(), so, static_cast<Index>(scan))
-                 : momentum_threshold(g, b, sampling, *opt.momentum, so, static_cast<Index>(scan));
+                 : weight_decay_momentum_threshold(g, b, sampling, *opt.momentum, wd, so, static_cast<Index>(scan));
     json j = with_options(momentum_threshold_json(g, r), so);
     echo_inputs(args, opt, j);
     return finish(j, r.status(), out, err);
   }
   if (args.has("scan")) throw UsageError("--scan needs --momentum");
-  const double wd = weight_decay_option(args);
   const ThresholdResult r = args.has("weight-decay") ? weight_decay_threshold(g, b, sampling, wd, so)
                                                      : stability_threshold(g, b, sampling, so);
   json j = with_options(threshold_json(g, r), so);

@@ -159,8 +159,6 @@ std::optional<Momentum> momentum_option(const Args& args) {
 
 double weight_decay_option(const Args& args) {
   if (!args.has("weight-decay")) return 0.0;
-  if (args.has("momentum"))
-    throw UsageError("--weight-decay with --momentum is not available yet (plain SGD only, theory/weight_decay.md)");
   const double lambda = args.number("weight-decay");
   if (!(std::isfinite(lambda) && lambda >= 0.0))
     throw UsageError("--weight-decay: LAMBDA must be finite and >= 0, got " + detail::fmt(lambda));

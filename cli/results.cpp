@@ -120,6 +120,7 @@ json momentum_threshold_json(const Geometry& g, const MomentumThresholdResult& r
   j["sampling"] = to_string(r.sampling);
   j["momentum"] = r.momentum.beta;
   j["nesterov"] = r.momentum.nesterov;
+  j["weight_decay"] = r.weight_decay;
   j["eta_star"] = r.eta_star;
   j["eta_low"] = r.eta_low;
   j["eta_high"] = r.eta_high;
@@ -142,6 +143,7 @@ json momentum_curve_json(const Geometry& g, const std::vector<MomentumThresholdR
   j["sampling"] = to_string(curve.front().sampling);
   j["momentum"] = curve.front().momentum.beta;
   j["nesterov"] = curve.front().momentum.nesterov;
+  j["weight_decay"] = curve.front().weight_decay;
   geometry_fields(j, g);
   hessian_fields(j, g);
   j["eta_mean"] = curve.front().eta_mean;
@@ -155,10 +157,11 @@ json momentum_curve_json(const Geometry& g, const std::vector<MomentumThresholdR
   return j;
 }
 
-json momentum_radius_json(const Geometry& g, const RadiusResult& r, const Momentum& m) {
+json momentum_radius_json(const Geometry& g, const RadiusResult& r, const Momentum& m, double weight_decay) {
   json j = radius_json(g, r);
   j["momentum"] = m.beta;
   j["nesterov"] = m.nesterov;
+  j["weight_decay"] = weight_decay;
   return j;
 }
 
@@ -268,15 +271,14 @@ RegionReport region_report(const Geometry& g, const std::vector<Sampling>& schem
                            const std::string& plot, const SolverOptions& so, const Momentum& momentum,
                            double weight_decay) {
   check_marks(g.samples(), marks);
-  if (momentum.beta > 0.0 && weight_decay > 0.0)
-    throw sgdstab::invalid_argument("weight decay with momentum is not available yet (plain SGD only)");
   const MarkRadius radius = [&](double lr, Index b, Sampling s) {
-    if (momentum.beta > 0.0) return momentum_spectral_radius(g, lr, b, s, momentum, so);
+    if (momentum.beta > 0.0) return weight_decay_momentum_spectral_radius(g, lr, b, s, momentum, weight_decay, so);
     return weight_decay > 0.0 ? weight_decay_spectral_radius(g, lr, b, s, weight_decay, so)
                               : spectral_radius(g, lr, b, s, so);
   };
-  StabilityRegion region = weight_decay > 0.0 ? weight_decay_region(g, schemes, batches, weight_decay, so)
-                                              : stability_region(g, schemes, batches, momentum, so);
+  StabilityRegion region = momentum.beta > 0.0 ? weight_decay_momentum_region(g, schemes, batches, momentum, weight_decay, so)
+                           : weight_decay > 0.0 ? weight_decay_region(g, schemes, batches, weight_decay, so)
+                                                : stability_region(g, schemes, batches, momentum, so);
   return region_report_of(std::move(region), &g, marks, plot, so, radius);
 }
 

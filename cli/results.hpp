@@ -27,7 +27,7 @@ json radius_json(const GeometrySummary& g, const RadiusResult& r);
 /// `sgdstab threshold --momentum BETA [--nesterov]`.
 json momentum_threshold_json(const Geometry& g, const MomentumThresholdResult& r);
 /// `sgdstab radius --momentum BETA [--nesterov]`.
-json momentum_radius_json(const Geometry& g, const RadiusResult& r, const Momentum& m);
+json momentum_radius_json(const Geometry& g, const RadiusResult& r, const Momentum& m, double weight_decay = 0.0);
 /// `sgdstab curve --momentum BETA [--nesterov]`: the curve's fields plus
 /// momentum, nesterov, eta_mean, and per point eta_low / eta_high.
 json momentum_curve_json(const Geometry& g, const std::vector<MomentumThresholdResult>& curve);

@@ -597,37 +597,38 @@ void bind_momentum(py::module_& m) {
   m.def(
       "momentum_threshold",
       [](const Geometry& g, Index batch, const std::string& sampling, double beta, bool nesterov, Index scan_points,
-         py::kwargs kw) {
+         double weight_decay, py::kwargs kw) {
         const Sampling s = parse<Sampling>(sampling);
         const SolverOptions so = solver_options(kw, "threshold");
         PyMomentumThreshold out;
         {
           Compute c;
-          out.r = momentum_threshold(g, batch, s, Momentum{beta, nesterov}, so, scan_points);
+          out.r = weight_decay_momentum_threshold(g, batch, s, Momentum{beta, nesterov}, weight_decay, so, scan_points);
         }
         out.j = cli::with_options(cli::momentum_threshold_json(g, out.r), so);
         return out;
       },
       py::arg("geometry"), py::arg("batch"), py::arg("sampling"), py::arg("momentum"), py::arg("nesterov"),
-      py::arg("scan_points"));
+      py::arg("scan_points"), py::arg("weight_decay") = 0.0);
 
   m.def(
       "momentum_curve",
       [](const Geometry& g, std::optional<std::vector<Index>> batches, const std::string& sampling, double beta,
-         bool nesterov, py::kwargs kw) {
+         bool nesterov, double weight_decay, py::kwargs kw) {
         const Sampling s = parse<Sampling>(sampling);
         const SolverOptions so = solver_options(kw, "curve");
         const std::vector<Index> b = batches ? *batches : default_batches(g.samples());
         std::vector<MomentumThresholdResult> curve;
         {
           Compute c;
-          curve = momentum_threshold_curve(g, b, s, Momentum{beta, nesterov}, so);
+          curve = weight_decay_momentum_threshold_curve(g, b, s, Momentum{beta, nesterov}, weight_decay, so);
         }
         py::list points;
         for (const auto& r : curve) points.append(PyMomentumThreshold{r, cli::momentum_threshold_json(g, r)});
         return py::make_tuple(points, json_to_python(cli::with_options(cli::momentum_curve_json(g, curve), so)));
       },
-      py::arg("geometry"), py::arg("batches"), py::arg("sampling"), py::arg("momentum"), py::arg("nesterov"));
+      py::arg("geometry"), py::arg("batches"), py::arg("sampling"), py::arg("momentum"), py::arg("nesterov"),
+      py::arg("weight_decay") = 0.0);
 }
 
 // What `--optimizer adam` adds to a result's JSON (cli/inputs.cpp).
@@ -795,17 +796,16 @@ void bind_solvers(py::module_& m) {
         const Sampling s = parse<Sampling>(sampling);
         const std::optional<Momentum> mo = momentum_of(kw);
         const std::optional<double> wd = weight_decay_of(kw);
-        if (mo && wd) throw sgdstab::invalid_argument("weight_decay with momentum is not available yet (plain SGD only)");
         const SolverOptions so = solver_options(kw, "radius");
         PyRadius out;
         {
           Compute c;
-          out.r = mo   ? momentum_spectral_radius(g, lr, batch, s, *mo, so)
+          out.r = mo   ? weight_decay_momentum_spectral_radius(g, lr, batch, s, *mo, wd.value_or(0.0), so)
                   : wd ? weight_decay_spectral_radius(g, lr, batch, s, *wd, so)
                        : spectral_radius(g, lr, batch, s, so);
         }
-        out.j = cli::with_options(mo ? cli::momentum_radius_json(g, out.r, *mo) : cli::radius_json(g, out.r), so);
-        if (!mo) out.j["weight_decay"] = wd.value_or(0.0);
+        out.j = cli::with_options(mo ? cli::momentum_radius_json(g, out.r, *mo, wd.value_or(0.0)) : cli::radius_json(g, out.r), so);
+        out.j["weight_decay"] = wd.value_or(0.0);
         return out;
       },
       py::arg("geometry"), py::arg("lr"), py::arg("batch"), py::arg("sampling") = "without");
@@ -843,9 +843,9 @@ void bind_region(py::module_& m) {
          std::optional<std::vector<std::pair<double, Index>>> marks, std::optional<std::string> plot, py::kwargs kw) {
         const Momentum mo = momentum_of(kw).value_or(Momentum{});
         const double wd = weight_decay_of(kw).value_or(0.0);
-        // With weight decay the default schemes are without and with replacement (as on the command line).
+        // With weight decay the default schemes of plain SGD are without and with replacement (as on the command line).
         const std::vector<Sampling> schemes =
-            wd > 0.0 && sampling.is_none()
+            wd > 0.0 && sampling.is_none() && mo.beta == 0.0
                 ? std::vector<Sampling>{Sampling::without_replacement, Sampling::with_replacement}
                 : schemes_of(sampling);
         const SolverOptions so = solver_options(kw, "region");

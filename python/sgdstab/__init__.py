@@ -170,7 +170,9 @@ except (AttributeError, TypeError):  # a read-only type doc: keep pybind11's
     weight_decay=LAMBDA: SGD with L2 weight decay, theta <- theta - lr (g_B +
     LAMBDA theta) in the library's loss convention (PyTorch's
     SGD(lr, weight_decay=wd) on MSELoss: lr here = 2 lr / C and LAMBDA =
-    wd * C / 2; plain SGD only, theory/weight_decay.md).
+    wd * C / 2; theory/weight_decay.md). With momentum too: the buffer takes
+    g_B + LAMBDA theta, as torch.optim.SGD(momentum=..., weight_decay=...)
+    (theory/momentum.md section 8; eta_mean then has lambda_max + LAMBDA).
 
     With momentum=BETA (PyTorch's SGD(momentum=BETA), nesterov=True for
     Nesterov; theory/momentum.md) it returns a MomentumThresholdResult:
@@ -185,9 +187,8 @@ def threshold(geometry, batch, sampling="without", *, momentum=None, nesterov=Fa
         if nesterov or scan_points:
             raise ValueError("nesterov and scan_points need momentum=BETA")
         return _core.threshold(geometry, batch, sampling, weight_decay=weight_decay, **solver_options)
-    if weight_decay is not None:
-        raise ValueError("weight_decay with momentum is not available yet (plain SGD only)")
-    return _core.momentum_threshold(geometry, batch, sampling, momentum, nesterov, scan_points, **solver_options)
+    return _core.momentum_threshold(geometry, batch, sampling, momentum, nesterov, scan_points,
+                                    weight_decay=0.0 if weight_decay is None else weight_decay, **solver_options)
 
 
 @_doc("""The spectral radius rho(T) of SGD's second-moment map at learning rate lr.
@@ -196,7 +197,7 @@ def threshold(geometry, batch, sampling="without", *, momentum=None, nesterov=Fa
     status, matvecs, method, residual, message, direction, to_dict() (the
     JSON of `sgdstab radius`). momentum=BETA, nesterov=...: the radius of
     momentum SGD's second-moment map (theory/momentum.md). weight_decay=LAMBDA:
-    plain SGD with L2 weight decay (as in threshold).""" + _SOLVER_OPTIONS)
+    L2 weight decay (as in threshold; with momentum too).""" + _SOLVER_OPTIONS)
 def radius(geometry, lr, batch, sampling="without", *, momentum=None, nesterov=False, weight_decay=None,
            **solver_options):
     return _core.radius(geometry, lr, batch, sampling, momentum=momentum, nesterov=nesterov,
@@ -209,7 +210,7 @@ def radius(geometry, lr, batch, sampling="without", *, momentum=None, nesterov=F
     (a list), converged, to_dict() (the JSON of `sgdstab curve`). With
     momentum=BETA (nesterov=...): a MomentumCurveResult of
     MomentumThresholdResult points (`sgdstab curve --momentum`).
-    weight_decay=LAMBDA: plain SGD with L2 weight decay (as in threshold).""" + _SOLVER_OPTIONS)
+    weight_decay=LAMBDA: L2 weight decay (as in threshold; with momentum too).""" + _SOLVER_OPTIONS)
 class MomentumCurveResult:
     """eta*(B) of momentum SGD for several B: points (MomentumThresholdResult each), to_dict()."""
 
@@ -239,9 +240,9 @@ def curve(geometry, batches=None, sampling="without", *, momentum=None, nesterov
         if nesterov:
             raise ValueError("nesterov=True needs momentum=BETA")
         return _core.curve(geometry, batches, sampling, weight_decay=weight_decay, **solver_options)
-    if weight_decay is not None:
-        raise ValueError("weight_decay with momentum is not available yet (plain SGD only)")
-    points, as_dict = _core.momentum_curve(geometry, batches, sampling, momentum, nesterov, **solver_options)
+    points, as_dict = _core.momentum_curve(geometry, batches, sampling, momentum, nesterov,
+                                           weight_decay=0.0 if weight_decay is None else weight_decay,
+                                           **solver_options)
     return MomentumCurveResult(points, as_dict)
 
 
@@ -263,13 +264,12 @@ def curve(geometry, batches=None, sampling="without", *, momentum=None, nesterov
     weight_decay=LAMBDA: the region of SGD with L2 weight decay (as in
     threshold), without and with replacement only (the default schemes
     then; one shared family; Bernoulli's points come from
-    curve(..., "bernoulli", weight_decay=...)).""" + _SOLVER_OPTIONS)
+    curve(..., "bernoulli", weight_decay=...)); with momentum every scheme
+    (momentum's region with H_B + LAMBDA I).""" + _SOLVER_OPTIONS)
 def region(geometry, sampling=None, batches=None, marks=None, plot=None, *, momentum=None, nesterov=False,
            weight_decay=None, **solver_options):
     if plot is not None:
         plot = str(plot)
-    if weight_decay is not None and momentum is not None:
-        raise ValueError("weight_decay with momentum is not available yet (plain SGD only)")
     return _core.region(geometry, sampling, batches, marks, plot, momentum=momentum, nesterov=nesterov,
                         weight_decay=weight_decay, **solver_options)
 

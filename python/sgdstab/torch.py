@@ -335,8 +335,9 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
     batch, the report adds the verdict at that point (rho and stable).
     momentum=BETA, nesterov=...: torch.optim.SGD(momentum=BETA, nesterov=...)
     (dampening 0; theory/momentum.md); the conversion of lr is the same.
-    weight_decay=WD: torch.optim.SGD(lr, weight_decay=WD) (plain SGD only;
-    theory/weight_decay.md): the update lr (grad + WD theta) with the loss's
+    weight_decay=WD: torch.optim.SGD(lr, weight_decay=WD) (with momentum too:
+    the buffer takes grad + WD theta; theory/weight_decay.md, theory/momentum.md
+    section 8): the update lr (grad + WD theta) with the loss's
     gradient, i.e. the library's lambda = WD * lr_factor (WD C / 2 for
     "mse_mean"); eta_gd is then that of GD with weight decay. The point is
     the minimum of the loss without the penalty; the penalty's pull on it
@@ -417,8 +418,6 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
         geometry = _core.Geometry.from_jacobian(jac, c)
     bs = list(batches) if batches is not None else _core.default_batches(n)
     if weight_decay is not None:
-        if momentum is not None:
-            raise ValueError("weight_decay with momentum is not available yet (plain SGD only)")
         if not (weight_decay >= 0 and math.isfinite(weight_decay)):
             raise ValueError(f"weight_decay: must be finite and >= 0, got {weight_decay}")
     wd = {} if weight_decay is None else {"weight_decay": weight_decay * factor}  # the library's lambda
@@ -433,7 +432,8 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
             raise ValueError("nesterov=True needs momentum=BETA")
         pts = _core.curve(geometry, bs, sampling, **wd, **solver_options).points
     else:
-        pts = [_core.momentum_threshold(geometry, b, sampling, momentum, nesterov, 0, **solver_options) for b in bs]
+        pts = [_core.momentum_threshold(geometry, b, sampling, momentum, nesterov, 0, **wd, **solver_options)
+               for b in bs]
     points = [{"batch": pt.batch, "eta_star": lr_factor * pt.eta_star, "eta_star_sgdstab": pt.eta_star,
                "converged": pt.converged, "status": pt.status, "matvecs": pt.matvecs,
                "error_bound": getattr(pt, "error_bound", None)} for pt in pts]
@@ -448,7 +448,7 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
         else:
             rad = _core.radius(geometry, lr / lr_factor, batch, sampling, **mo, **wd, **solver_options)
             thr = (_core.threshold(geometry, batch, sampling, **wd, **solver_options) if momentum is None else
-                   _core.momentum_threshold(geometry, batch, sampling, momentum, nesterov, 0, **solver_options))
+                   _core.momentum_threshold(geometry, batch, sampling, momentum, nesterov, 0, **wd, **solver_options))
         # rho decides when it converged; otherwise the threshold does (stable iff lr <= eta*), and
         # rho is None: an unconverged radius (clustered eigenvalues near 1 at small lr with momentum) is no number.
         if rad.converged:

@@ -319,10 +319,20 @@ def test_weight_decay_equals_the_program_and_the_gd_closed_form(problems, cli):
     assert sgdstab.threshold(g, 2).to_dict()["weight_decay"] == 0
     with pytest.raises(ValueError, match="weight decay"):
         sgdstab.threshold(g, 2, weight_decay=-1.0)
-    with pytest.raises(ValueError, match="weight_decay with momentum"):
-        sgdstab.threshold(g, 2, momentum=0.5, weight_decay=0.1)
-    with pytest.raises(ValueError, match="weight_decay with momentum"):
-        sgdstab.radius(g, 0.1, 2, momentum=0.5, weight_decay=0.1)
+    # With momentum (theory/momentum.md, section 8): the program's JSON, and beta = 0 is the plain answer.
+    for args in (["--momentum", "0.5"], ["--momentum", "0.5", "--nesterov"]):
+        nest = "--nesterov" in args
+        got = sgdstab.threshold(g, 2, momentum=0.5, nesterov=nest, weight_decay=lam)
+        want = cli("threshold", "--jacobian", jpath, "--outputs", c, "--batch", 2, "--weight-decay", repr(lam), *args)
+        assert got.to_dict()["weight_decay"] == want["weight_decay"] == lam
+        assert_same(got.to_dict(), want)
+        rad = sgdstab.radius(g, 0.5 * got.eta_star, 2, momentum=0.5, nesterov=nest, weight_decay=lam)
+        assert rad.converged and rad.rho < 1 and rad.to_dict()["weight_decay"] == lam
+    assert math.isclose(sgdstab.threshold(g, 2, momentum=0.0, weight_decay=lam).eta_star,
+                        sgdstab.threshold(g, 2, weight_decay=lam).eta_star, rel_tol=1e-8)
+    reg = sgdstab.region(g, batches=[2, n], momentum=0.5, weight_decay=lam)
+    assert [cv.sampling for cv in reg.curves] == ["without", "with", "bernoulli"]
+    assert reg.to_dict()["weight_decay"] == lam
 
 
 def test_momentum_curve_equals_the_program_and_single_thresholds(problems, cli):

@@ -174,13 +174,13 @@ def test_one_step_of_torch_optim_sgd_with_weight_decay_is_the_map_of_theory():
         assert torch.allclose(got, d_new, rtol=0, atol=1e-15), (got - d_new).abs().max()
 
 
-def run_sgd_weight_decay(x, y, w_star, lr, wd, batch, seed, steps=3000):
-    """torch.optim.SGD(lr, weight_decay=wd) with MSELoss(mean) from w* plus a 1e-3 perturbation in range(H);
+def run_sgd_weight_decay(x, y, w_star, lr, wd, batch, seed, steps=3000, momentum=0.0):
+    """torch.optim.SGD(lr, weight_decay=wd, momentum=momentum) with MSELoss(mean) from w* plus a 1e-3 perturbation in range(H);
     returns max_t |w_t - w*| over the run (the decay pulls w towards a ridge point and the batches keep
     it fluctuating there: bounded below eta*, growing without bound above)."""
     n, c = y.shape
     gen, m = perturbed_linear(x, y, w_star, seed)
-    opt = torch.optim.SGD(m.parameters(), lr=lr, weight_decay=wd)
+    opt = torch.optim.SGD(m.parameters(), lr=lr, weight_decay=wd, momentum=momentum)
     loss = torch.nn.MSELoss(reduction="mean")
     worst = 0.0
     for _ in range(steps):
@@ -225,15 +225,39 @@ def test_weight_decay_threshold_against_torch_optim_sgd():
         above = [run_sgd_weight_decay(x, y, w_star, 1.3 * eta, wd, point["batch"], s) for s in range(5)]
         assert max(below) < 5 * scale, (below, scale)
         assert min(above) > 20 * scale, (above, scale)
-    with pytest.raises(ValueError, match="weight_decay"):
-        st.analyze(model, x, y, batches=[1], weight_decay=0.1, momentum=0.5)
+
+
+def test_momentum_with_weight_decay_against_torch_optim_sgd():
+    # torch.optim.SGD(momentum=0.5, weight_decay=wd): the buffer takes grad + wd theta
+    # (theory/momentum.md, section 8). The report is the library's answer in torch units
+    # (lambda = wd * lr_factor), and real runs stay at 0.9 eta* and leave at 1.3 eta*.
+    model, x, y = linear_minimum()
+    n, c = y.shape
+    w_star = model.weight.detach().clone()
+    lam_max = st.analyze(model, x, y, batches=[n]).lambda_max
+    wd, beta = 0.3 * lam_max, 0.5
+    rep = st.analyze(model, x, y, batches=[4], momentum=beta, weight_decay=wd)
+    assert rep.converged and rep.weight_decay == wd and rep.momentum == beta
+    lib = sgdstab.threshold(rep.geometry, 4, momentum=beta, weight_decay=wd * rep.lr_factor)
+    assert lib.converged and lib.to_dict()["weight_decay"] == wd * rep.lr_factor
+    assert math.isclose(rep.points[0]["eta_star"], rep.lr_factor * lib.eta_star, rel_tol=1e-12)
+    # The decay changes the answer (not silently ignored), and eta_mean has lambda_max + lambda.
+    assert not math.isclose(lib.eta_star, sgdstab.threshold(rep.geometry, 4, momentum=beta).eta_star, rel_tol=1e-3)
+    assert math.isclose(lib.eta_mean, 2 * (1 + beta) / (rep.geometry.lambda_max + wd * rep.lr_factor), rel_tol=1e-12)
+    scale = w_star.norm().item()
+    eta = rep.points[0]["eta_star"]
+    below = [run_sgd_weight_decay(x, y, w_star, 0.9 * eta, wd, 4, s, steps=2000, momentum=beta) for s in range(3)]
+    above = [run_sgd_weight_decay(x, y, w_star, 1.3 * eta, wd, 4, s, steps=2000, momentum=beta) for s in range(3)]
+    assert max(below) < 5 * scale, (below, scale)
+    assert min(above) > 20 * scale, (above, scale)
 
 
 def test_analyze_reads_a_torch_optim_sgd():
     # optimizer= takes lr, momentum, nesterov and weight_decay from torch.optim.SGD:
     # the same report as the keywords, and clear errors for what it cannot analyze.
     model, x, y = linear_minimum()
-    for kw in ({"lr": 0.05}, {"lr": 0.05, "weight_decay": 0.2}, {"lr": 0.02, "momentum": 0.5, "nesterov": True}):
+    for kw in ({"lr": 0.05}, {"lr": 0.05, "weight_decay": 0.2}, {"lr": 0.02, "momentum": 0.5, "nesterov": True},
+               {"lr": 0.02, "momentum": 0.5, "weight_decay": 0.2}):
         opt = torch.optim.SGD(model.parameters(), **kw)
         got = st.analyze(model, x, y, batches=[1, 3], batch=2, optimizer=opt)
         want = st.analyze(model, x, y, batches=[1, 3], batch=2, **kw)
