@@ -69,7 +69,8 @@ Engine engine_choice(const Args& args, const Geometry& g, const SolverOptions& s
   if (max_rank < 1) throw UsageError("--exact-max-rank: expected an integer >= 1, got " + std::to_string(max_rank));
   if (engine == "exact") return {false, "--engine exact"};
   if (!exact_only.empty()) {
-    const std::string option = exact_only == "momentum" ? "--momentum" : "--weight-decay";
+    const std::string option = exact_only == "momentum" ? (args.has("weight-decay") ? "--momentum and --weight-decay" : "--momentum")
+                                                        : "--weight-decay";
     if (engine == "band")
       throw UsageError("--engine band: the band is plain SGD's (theory/band.md, section 7); drop " + option +
                        " or use --engine exact");

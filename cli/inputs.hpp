@@ -60,7 +60,7 @@ SolverOptions solver_options(const Args& args);
 /// without --momentum (--nesterov alone is a UsageError).
 std::optional<Momentum> momentum_option(const Args& args);
 /// --weight-decay LAMBDA (finite, >= 0, else UsageError); 0 without it.
-/// With --momentum it is a UsageError (plain SGD only for now).
+/// With --momentum the buffer takes g + LAMBDA theta (theory/momentum.md, section 8).
 double weight_decay_option(const Args& args);
 /// The residuals of --NAME FILE as the sample-major vector of n C values:
 /// a file of one column or one row as it is, an n x C file row by row

@@ -132,6 +132,7 @@ json momentum_threshold_json(const Geometry& g, const MomentumThresholdResult& r
   for (const auto& [eta, kappa] : r.evaluations) evals.push_back({{"lr", eta}, {"kappa", kappa}});
   j["kappa_evaluations"] = evals;
   hessian_fields(j, g);
+  j["eta_gd"] = 2.0 / (g.lambda_max() + r.weight_decay);  // GD with weight decay (theory/weight_decay.md, section 3)
   report_fields(j, r.report);
   j["space"] = to_string(g.space());
   j["loss_convention"] = kLossConvention;
@@ -146,6 +147,7 @@ json momentum_curve_json(const Geometry& g, const std::vector<MomentumThresholdR
   j["weight_decay"] = curve.front().weight_decay;
   geometry_fields(j, g);
   hessian_fields(j, g);
+  j["eta_gd"] = 2.0 / (g.lambda_max() + curve.front().weight_decay);  // GD with weight decay
   j["eta_mean"] = curve.front().eta_mean;
   json pts = json::array();
   for (const MomentumThresholdResult& r : curve) {

@@ -44,7 +44,8 @@ struct Mark {
 /// status that decides the exit code. Writes the SVG picture to `plot` when
 /// not empty. With momentum (beta > 0) the points, marks and picture are
 /// momentum SGD's (the plain-SGD bounds are left off the picture); with
-/// weight decay (> 0; not with momentum) SGD with weight decay's, likewise.
+/// weight decay (> 0) SGD with weight decay's, likewise (with momentum too:
+/// weight_decay_momentum_region).
 /// \throws sgdstab::invalid_argument on a mark outside 1..n.
 struct RegionReport {
   StabilityRegion region;

@@ -520,8 +520,36 @@ TEST_F(Cli, WeightDecayOnThresholdRadiusAndCurve) {
                   sgdstab::weight_decay_spectral_radius(g, 0.8 * eta_with, 2, sgdstab::Sampling::with_replacement, lambda).rho,
                   1e-9);
   EXPECT_EQ(j["verdict"], "agree");
+  // With --momentum: the buffer takes g + lambda theta (theory/momentum.md, section 8).
+  const sgdstab::Momentum mo{0.5, false};
+  r = run("threshold " + in + "--batch 2 --momentum 0.5" + wd);
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = json::parse(r.out);
+  const auto mwd = sgdstab::weight_decay_momentum_threshold(g, 2, sgdstab::Sampling::bernoulli, mo, lambda);
+  EXPECT_REL_NEAR(j["eta_star"].get<double>(), mwd.eta_star, 1e-12);
+  EXPECT_REL_NEAR(j["eta_mean"].get<double>(), 3.0 / (g.lambda_max() + lambda), 1e-12);  // 2 (1 + beta) / (lambda_max + lambda)
+  EXPECT_REL_NEAR(j["weight_decay"].get<double>(), lambda, 1e-15);
+  EXPECT_GT(std::abs(mwd.eta_star / sgdstab::momentum_threshold(g, 2, sgdstab::Sampling::bernoulli, mo).eta_star - 1), 1e-3);
+  r = run("radius " + in + "--batch 2 --momentum 0.5 --lr " + num(0.9 * mwd.eta_star) + wd);
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = json::parse(r.out);
+  EXPECT_REL_NEAR(j["weight_decay"].get<double>(), lambda, 1e-15);
+  EXPECT_LT(j["rho"].get<double>(), 1.0);
+  r = run("curve " + in + "--batches 1,2 --momentum 0.5" + wd);
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = json::parse(r.out);
+  EXPECT_REL_NEAR(j["points"][1]["eta_star"].get<double>(), mwd.eta_star, 1e-9);
+  EXPECT_REL_NEAR(j["weight_decay"].get<double>(), lambda, 1e-15);
+  // The momentum region takes every scheme by default, Bernoulli included.
+  r = run("region --jacobian " + file("j.npy") + " --outputs 2 --batches 2,6 --momentum 0.5" + wd);
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = json::parse(r.out);
+  ASSERT_EQ(j["curves"].size(), 3u);
+  EXPECT_EQ(j["curves"][2]["sampling"], "bernoulli");
+  EXPECT_REL_NEAR(j["curves"][2]["points"][0]["eta_star"].get<double>(), mwd.eta_star, 1e-9);
+  EXPECT_REL_NEAR(j["weight_decay"].get<double>(), lambda, 1e-15);
   for (const std::string& bad : std::vector<std::string>{" --weight-decay -0.1", " --weight-decay nan", " --weight-decay x",
-                                wd + " --momentum 0.5"}) {
+                                " --weight-decay -1 --momentum 0.5"}) {
     r = run("threshold " + in + "--batch 2" + bad);
     EXPECT_EQ(r.code, 2) << bad;
     EXPECT_TRUE(r.out.empty()) << bad;

@@ -5,6 +5,7 @@
 
 #include <Eigen/Eigenvalues>
 #include <complex>
+#include <limits>
 #include <memory>
 
 #include "reference.hpp"
@@ -675,6 +676,7 @@ TEST(MomentumWeightDecay, OperatorAndRadiusEqualExplicitEnumeration) {
             so.method = method;
             const auto r = sgdstab::weight_decay_momentum_spectral_radius(g, lr, 2, s, mo, lambda, so);
             ASSERT_TRUE(r.converged()) << r.report.message;
+            EXPECT_EQ(r.report.method, method) << r.report.message;  // Arnoldi itself, not its dense fallback
             EXPECT_REL_NEAR(r.rho, rho, 1e-9) << sgdstab::to_string(s) << " nesterov " << nesterov << " f " << f
                                               << " method " << sgdstab::to_string(method) << " c " << cs.c;
           }

@@ -1,7 +1,9 @@
 #pragma once
 /// \file weight_decay.hpp
-/// \brief Plain SGD with L2 weight decay: the exact threshold eta*(B), the
-/// curve B -> eta*(B) and the spectral radius (theory/weight_decay.md).
+/// \brief SGD with L2 weight decay: the exact threshold eta*(B), the curve
+/// B -> eta*(B), the region and the spectral radius, for plain SGD
+/// (theory/weight_decay.md) and with momentum (weight_decay_momentum_*,
+/// theory/momentum.md section 8).
 ///
 /// The update theta <- theta - lr (g_B(theta) + lambda theta) (PyTorch's
 /// torch.optim.SGD(weight_decay=lambda) with the library's loss convention,

@@ -463,6 +463,11 @@ TopPair sampled_top_pair(const SampledOperator& op, Index r, const RadiusEstimat
     out.status = combine(pr.report.status, pl.report.status);
     out.matvecs = pr.report.matvecs + pl.report.matvecs;
     out.lambda = pr.value;
+    // The map and its adjoint share their Perron root: a disagreement means
+    // one of the two applications (or solves) is wrong, not a number to report.
+    if (out.status == Status::converged &&
+        !(std::abs(pl.value - pr.value) <= 1e3 * std::max(o.tolerance, 1e-12) * std::abs(pr.value)))
+      out.status = Status::numerical_failure;
     if (out.status == Status::converged) {
       out.right = unpack(pr.vector, dim);
       out.left = unpack(pl.vector, dim);

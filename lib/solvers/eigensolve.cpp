@@ -140,19 +140,19 @@ Eigenpair top_eigenpair(FunctionOperator& op, const VectorXd& start, const Solve
 }
 
 ComplexEigenpair arnoldi_top(FunctionOperator& op, const VectorXd& start, Index ncv, bool largest_real,
-                             Index max_restarts, double tolerance, Index nev) {
+                             Index max_restarts, double tolerance) {
   const Index before = op.applications();
   ComplexEigenpair out;
   out.report.method = Method::lanczos;
-  nev = std::max<Index>(1, std::min(nev, ncv - 2));
-  Spectra::GenEigsSolver<FunctionOperator> eigs(op, nev, ncv);
+  Spectra::GenEigsSolver<FunctionOperator> eigs(op, 1, ncv);
   eigs.init(start.data());
   const Index nconv = eigs.compute(largest_real ? Spectra::SortRule::LargestReal : Spectra::SortRule::LargestMagn,
                                    max_restarts, tolerance);
   out.report.iterations = eigs.num_iterations();
   out.report.matvecs = op.applications() - before;
-  if (eigs.eigenvalues().size() > 0) out.value = eigs.eigenvalues()(0);
-  if (eigs.info() == Spectra::CompInfo::Successful && nconv >= nev) {
+  // The value only on success (an unconverged one is no number to report).
+  if (eigs.info() == Spectra::CompInfo::Successful && nconv >= 1) {
+    out.value = eigs.eigenvalues()(0);
     out.complex_vector = eigs.eigenvectors().col(0);
     out.vector = out.complex_vector.real();
     out.report.status = Status::converged;

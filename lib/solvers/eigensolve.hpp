@@ -109,11 +109,8 @@ struct ComplexEigenpair {
   Eigen::VectorXcd complex_vector;  ///< the whole (complex) eigenvector, unit norm
   SolveReport report;
 };
-/// nev > 1 asks Spectra for the nev leading values (ncv >= nev + 2) and returns
-/// the first: with clustered moduli, one wanted value has been seen to lock
-/// onto a smaller one (theory/momentum.md, section 3).
 ComplexEigenpair arnoldi_top(FunctionOperator& op, const Eigen::VectorXd& start, Index ncv, bool largest_real,
-                             Index max_restarts, double tolerance, Index nev = 1);
+                             Index max_restarts, double tolerance);
 
 /// Largest eigenvalue of a symmetric matrix held densely (lower triangle
 /// read): LAPACK below `options.dense_max_dimension` rows, else Lanczos with

@@ -350,7 +350,7 @@ def worst_case_alignment(geometry):
     rho_hat_interval, verdict ("agree", "disagree", "inconclusive"), status,
     reason, to_dict() (the JSON of `sgdstab montecarlo`). momentum=BETA
     (nesterov=...): every part is momentum SGD's (`sgdstab montecarlo --momentum`).
-    weight_decay=LAMBDA: every part is SGD with L2 weight decay's (as in threshold).""" + _MONTECARLO_OPTIONS)
+    weight_decay=LAMBDA: every part is SGD with L2 weight decay's (as in threshold; with momentum too).""" + _MONTECARLO_OPTIONS)
 def montecarlo(geometry, lr, batch, sampling="without", *, momentum=None, nesterov=False, weight_decay=None,
                **options):
     return _core.montecarlo(geometry, lr, batch, sampling, momentum=momentum, nesterov=nesterov,
