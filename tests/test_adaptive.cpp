@@ -15,6 +15,7 @@
 #include "sgdstab/loss_curvature.hpp"
 #include "sgdstab/montecarlo.hpp"
 #include "sgdstab/stability.hpp"
+#include "sgdstab/weight_decay.hpp"
 
 using Eigen::MatrixXd;
 using Eigen::VectorXd;
@@ -322,4 +323,158 @@ TEST(Adaptive, SampledAdamOperatorAgreesWithTheEnumeratedMap) {
         ad_adam_rho(ref::batch_hessians(h, 1, Sampling::with_replacement), P, f * eta_star / (1 - beta1), beta1);
     EXPECT_TRUE(unconverted < est.ci_low || unconverted > est.ci_high) << "f " << f;
   }
+}
+
+namespace {
+
+// AdamW's own linearized update with P frozen, state (theta, m) in parameter
+// space (torch.optim.AdamW: the decay first, then Adam's step):
+//   m' = beta1 m + (1 - beta1) H_B theta,  theta' = (1 - eta wd) theta - eta P^{-1} m'.
+// rho of E[kron(M_B, M_B)] over every batch, on the whole 2p-dimensional state
+// (null(H) included when H is singular).
+double ad_adamw_rho(const std::vector<std::pair<MatrixXd, double>>& batches, const VectorXd& precond, double eta,
+                    double beta1, double wd) {
+  const Eigen::Index p = batches.front().first.rows(), q = 2 * p;
+  const MatrixXd pinv = precond.cwiseInverse().asDiagonal();
+  MatrixXd k = MatrixXd::Zero(q * q, q * q);
+  for (const auto& [hb, prob] : batches) {
+    MatrixXd m(q, q);
+    m.topLeftCorner(p, p) = (1.0 - eta * wd) * MatrixXd::Identity(p, p) - eta * (1.0 - beta1) * pinv * hb;
+    m.topRightCorner(p, p) = -eta * beta1 * pinv;
+    m.bottomLeftCorner(p, p) = (1.0 - beta1) * hb;
+    m.bottomRightCorner(p, p) = beta1 * MatrixXd::Identity(p, p);
+    for (Eigen::Index i = 0; i < q; ++i)
+      for (Eigen::Index j = 0; j < q; ++j) k.block(j * q, i * q, q, q) += prob * m(j, i) * m;
+  }
+  return ref::EigenSolver(k).eigenvalues().cwiseAbs().maxCoeff();
+}
+
+// lambda_1(P^{-1} H): the generalized problem H x = lambda P x.
+double ad_preconditioned_top(const MatrixXd& J, const VectorXd& P, Eigen::Index c) {
+  const MatrixXd H = J.transpose() * J / static_cast<double>(J.rows() / c);
+  return ref::GenSymEigenSolver(H, MatrixXd(P.asDiagonal())).eigenvalues().maxCoeff();
+}
+
+}  // namespace
+
+TEST(Adaptive, AdamwThresholdAndRadiusMatchTheEnumeratedAdamwMap) {
+  struct Case {
+    Eigen::Index n, c, p;
+  };
+  int seed = 0;
+  // The last case has n C = 2 < p = 4: the enumeration covers null(H), where
+  // AdamW's decay (not the gradient) acts.
+  for (const Case& cs : {Case{4, 1, 3}, Case{3, 2, 4}, Case{2, 1, 4}}) {
+    const MatrixXd J = ref::gaussian(cs.n * cs.c, cs.p, 300 + seed);
+    const VectorXd P = ad_preconditioner(cs.p, 310 + seed++);
+    const auto g = sgdstab::Geometry::from_jacobian(sgdstab::precondition_jacobian(J, P), cs.c);
+    const bool full_rank = g.rank() == cs.p;
+    const double top = ad_preconditioned_top(J, P, cs.c);
+    const auto h = ref::per_sample(J, cs.c);
+    for (double beta1 : {0.0, 0.5, 0.9})
+      for (double wd_factor : {0.2, 1.0})
+        for (Sampling s : kSchemes)
+          for (Eigen::Index B : {Eigen::Index{1}, Eigen::Index{2}}) {
+            const double wd = wd_factor * top;
+            const auto batches = ref::batch_hessians(h, B, s);
+            const auto r = sgdstab::adamw_threshold(g, B, s, beta1, wd);
+            const std::string what = sgdstab::to_string(s) + " B " + std::to_string(B) + " beta1 " +
+                                     std::to_string(beta1) + " wd " + std::to_string(wd_factor) + " lambda_1";
+            ASSERT_TRUE(r.converged()) << r.report.message << " " << what;
+            EXPECT_EQ(r.weight_decay, wd);
+            EXPECT_TRUE(r.decoupled_weight_decay);
+            EXPECT_LT(ad_adamw_rho(batches, P, r.eta_star * (1 - 1e-6), beta1, wd), 1.0) << what;
+            EXPECT_GT(ad_adamw_rho(batches, P, r.eta_star * (1 + 1e-6), beta1, wd), 1.0) << what;
+            for (double f : {0.3, 0.7}) EXPECT_LT(ad_adamw_rho(batches, P, f * r.eta_star, beta1, wd), 1.0) << what;
+            EXPECT_REL_NEAR(r.eta_mean, 2.0 * (1.0 + beta1) / ((1.0 - beta1) * top + (1.0 + beta1) * wd), 1e-10)
+                << what;
+            EXPECT_LE(r.eta_low, r.eta_star);
+            EXPECT_GE(r.eta_high, r.eta_star);
+            EXPECT_LE(r.eta_star, r.eta_mean * (1 + 1e-12));
+            if (!full_rank) continue;  // on range(H) only: at small lr null(H)'s (1 - lr wd)^2 can lead
+            for (double f : {0.5, 1.3}) {
+              const auto rr = sgdstab::adamw_spectral_radius(g, f * r.eta_star, B, s, beta1, wd);
+              ASSERT_TRUE(rr.converged()) << rr.report.message;
+              EXPECT_DOUBLE_EQ(rr.lr, f * r.eta_star);
+              EXPECT_REL_NEAR(rr.rho, ad_adamw_rho(batches, P, f * r.eta_star, beta1, wd), 1e-8) << what;
+            }
+          }
+  }
+}
+
+TEST(Adaptive, FullBatchAdamwIsTheShiftedPlateau) {
+  const Eigen::Index n = 5, p = 4;
+  const MatrixXd J = ref::gaussian(n, p, 320);
+  const VectorXd P = ad_preconditioner(p, 321);
+  const auto g = sgdstab::Geometry::from_jacobian(sgdstab::precondition_jacobian(J, P), 1);
+  const double top = ad_preconditioned_top(J, P, 1);
+  const auto batches = ref::batch_hessians(ref::per_sample(J, 1), n, Sampling::without_replacement);
+  for (double beta1 : {0.0, 0.9, 0.99})
+    for (double wd : {0.1 * top, 2.0 * top}) {
+      const auto r = sgdstab::adamw_threshold(g, n, Sampling::without_replacement, beta1, wd);
+      ASSERT_TRUE(r.converged()) << r.report.message;
+      const double closed = 2.0 * (1.0 + beta1) / ((1.0 - beta1) * top + (1.0 + beta1) * wd);
+      EXPECT_REL_NEAR(r.eta_star, closed, 1e-10) << "beta1 " << beta1;
+      // GD's map (no noise) crosses there: the closed form against the enumeration.
+      EXPECT_LT(ad_adamw_rho(batches, P, closed * (1 - 1e-6), beta1, wd), 1.0) << "beta1 " << beta1;
+      EXPECT_GT(ad_adamw_rho(batches, P, closed * (1 + 1e-6), beta1, wd), 1.0) << "beta1 " << beta1;
+    }
+}
+
+TEST(Adaptive, AdamwReducesToAdamAndRmspropWithDecoupledDecayToSgdWithL2) {
+  const MatrixXd J = ref::gaussian(6, 4, 330);
+  const VectorXd P = ad_preconditioner(4, 331);
+  const auto g = sgdstab::Geometry::from_jacobian(sgdstab::precondition_jacobian(J, P), 1);
+  const double wd = 0.4 * ad_preconditioned_top(J, P, 1);
+  for (Sampling s : kSchemes) {
+    const std::string what = sgdstab::to_string(s);
+    const auto adam = sgdstab::adam_threshold(g, 2, s, 0.9);
+    const auto adamw0 = sgdstab::adamw_threshold(g, 2, s, 0.9, 0.0);
+    EXPECT_REL_NEAR(adamw0.eta_star, adam.eta_star, 1e-12) << what;
+    EXPECT_REL_NEAR(sgdstab::adamw_spectral_radius(g, 0.8 * adam.eta_star, 2, s, 0.9, 0.0).rho,
+                    sgdstab::adam_spectral_radius(g, 0.8 * adam.eta_star, 2, s, 0.9).rho, 1e-10)
+        << what;
+    // beta1 = 0: theta <- (1 - lr wd) theta - lr P^{-1} g is SGD with L2 decay wd in phi (another solver: the pencil).
+    const auto rms = sgdstab::adamw_threshold(g, 2, s, 0.0, wd);
+    ASSERT_TRUE(rms.converged()) << rms.report.message;
+    EXPECT_REL_NEAR(rms.eta_star, sgdstab::weight_decay_threshold(g, 2, s, wd).eta_star, 1e-7) << what;
+    EXPECT_REL_NEAR(sgdstab::adamw_spectral_radius(g, 0.9 * rms.eta_star, 2, s, 0.0, wd).rho,
+                    sgdstab::weight_decay_spectral_radius(g, 0.9 * rms.eta_star, 2, s, wd).rho, 1e-9)
+        << what;
+  }
+}
+
+TEST(Adaptive, AdamwCurveIsThePointwiseThresholdAndBadDecayIsRejected) {
+  const MatrixXd J = ref::gaussian(8, 5, 340);
+  const auto g = sgdstab::Geometry::from_jacobian(sgdstab::precondition_jacobian(J, ad_preconditioner(5, 341)), 1);
+  const double wd = 0.5 * g.lambda_max();
+  for (Sampling s : kSchemes) {
+    const auto curve = sgdstab::adamw_threshold_curve(g, {1, 2, 8}, s, 0.9, wd);
+    ASSERT_EQ(curve.size(), 3u);
+    for (const auto& r : curve) {
+      ASSERT_TRUE(r.converged()) << r.report.message;
+      EXPECT_TRUE(r.decoupled_weight_decay);
+      EXPECT_REL_NEAR(r.eta_star, sgdstab::adamw_threshold(g, r.batch, s, 0.9, wd).eta_star, 1e-7);
+    }
+  }
+  const auto msg = [](auto f) {
+    try {
+      f();
+    } catch (const sgdstab::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(msg([&] { sgdstab::adamw_threshold(g, 2, Sampling::with_replacement, 0.9, -1.0); })
+                .find("weight decay must be finite and >= 0"),
+            std::string::npos);
+  EXPECT_NE(msg([&] { sgdstab::adamw_threshold(g, 2, Sampling::with_replacement, 0.9, std::nan("")); })
+                .find("weight decay"),
+            std::string::npos);
+  EXPECT_NE(msg([&] { sgdstab::adamw_spectral_radius(g, 1.0, 2, Sampling::with_replacement, 1.0, 0.1); })
+                .find("beta1"),
+            std::string::npos);
+  const sgdstab::SecondMomentOperator q(g, 2, Sampling::with_replacement);
+  EXPECT_NE(msg([&] { sgdstab::MomentumOperator(q, 0.1, sgdstab::Momentum{0.9, true}, 0.0, 0.5); }).find("Nesterov"),
+            std::string::npos);
 }

@@ -19,7 +19,18 @@
 /// and in the full-batch limit eta*_Adam = (2 + 2 beta1) / ((1 - beta1)
 /// lambda_max(P^{-1} H)) (Cohen et al. 2022's 38/lr plateau at beta1 = 0.9).
 /// beta1 = 0 is RMSProp (and, with P = I, plain SGD). AdamW without weight
-/// decay is Adam; weight decay with an adaptive method is not covered yet.
+/// decay is Adam.
+///
+/// AdamW (adamw_*, theory/adaptive.md section 5): torch.optim.AdamW's
+/// decoupled decay theta <- (1 - lr wd) theta before the Adam step. In phi
+/// it is the same scalar shrink, so AdamW is heavy-ball momentum whose
+/// position step is delta <- (1 - lr wd) delta - u': a mean transition per
+/// eigen-direction [[1 - eta (d + mu), -beta1], [eta d, beta1]] with eta =
+/// lr (1 - beta1), mu = wd / (1 - beta1), the noise unchanged. Full batch:
+///   eta*_AdamW = 2 (1 + beta1) / ((1 - beta1) lambda_max(P^{-1} H) + (1 + beta1) wd).
+/// Adam's and RMSProp's own weight_decay (L2: g + wd theta, then P^{-1})
+/// shifts P^{-1/2} H P^{-1/2} by wd P^{-1}, which does not commute with it:
+/// not covered (the reduced r x r coordinates do not hold it).
 ///
 /// \code
 /// auto g = sgdstab::Geometry::from_jacobian(sgdstab::precondition_jacobian(J, P), C);
@@ -55,5 +66,30 @@ std::vector<MomentumThresholdResult> adam_threshold_curve(const Geometry& precon
 /// lr (1 - beta1) with beta = beta1; the result's lr is Adam's.
 RadiusResult adam_spectral_radius(const Geometry& preconditioned, double lr, Index batch, Sampling sampling,
                                   double beta1, const SolverOptions& options = {});
+
+/// eta* of AdamW with a frozen preconditioner, in AdamW's lr, with its
+/// decoupled weight decay wd (torch.optim.AdamW's weight_decay, same units
+/// as lr's conversion: in the library's loss convention; theory/adaptive.md
+/// section 5). The result's weight_decay is wd and decoupled_weight_decay is
+/// true; eta_mean = 2 (1 + beta1) / ((1 - beta1) lambda_max + (1 + beta1) wd).
+/// wd = 0 is adam_threshold; beta1 = 0 is weight_decay_threshold's eta* at
+/// lambda = wd (RMSProp with decoupled decay is SGD with L2 decay in phi).
+/// \throws sgdstab::invalid_argument unless 0 <= beta1 < 1, wd >= 0 is
+///   finite and 1 <= batch <= n; momentum_threshold's other throws.
+MomentumThresholdResult adamw_threshold(const Geometry& preconditioned, Index batch, Sampling sampling, double beta1,
+                                        double weight_decay, const SolverOptions& options = {},
+                                        Index scan_points = 0);
+
+/// adamw_threshold at each batch size (one kappa_0 per noise class, as
+/// momentum_threshold_curve).
+std::vector<MomentumThresholdResult> adamw_threshold_curve(const Geometry& preconditioned,
+                                                           const std::vector<Index>& batches, Sampling sampling,
+                                                           double beta1, double weight_decay,
+                                                           const SolverOptions& options = {});
+
+/// rho of AdamW's second-moment map on range(H) at AdamW's lr (the momentum
+/// map at lr (1 - beta1) with the decoupled decay); the result's lr is AdamW's.
+RadiusResult adamw_spectral_radius(const Geometry& preconditioned, double lr, Index batch, Sampling sampling,
+                                   double beta1, double weight_decay, const SolverOptions& options = {});
 
 }  // namespace sgdstab

@@ -37,14 +37,19 @@ class MomentumOperator {
  public:
   /// With weight_decay = lambda > 0 (L2, as torch.optim.SGD's weight_decay
   /// with momentum): H_xi -> H_xi + lambda I in eq. 1 (theory/momentum.md,
-  /// section 8).
+  /// section 8). With decoupled_weight_decay = mu > 0 (heavy-ball only; AdamW's
+  /// decay in heavy-ball units, theory/adaptive.md section 5) the position
+  /// step is delta <- (1 - lr mu) delta - u'.
   /// \throws sgdstab::invalid_argument unless lr > 0 is finite, lambda >= 0
-  /// is finite and the momentum is valid (and, through `op`, 1 <= batch <= n).
-  MomentumOperator(const SecondMomentOperator& op, double lr, Momentum momentum, double weight_decay = 0.0);
+  /// and mu >= 0 are finite, mu = 0 with Nesterov, and the momentum is valid
+  /// (and, through `op`, 1 <= batch <= n).
+  MomentumOperator(const SecondMomentOperator& op, double lr, Momentum momentum, double weight_decay = 0.0,
+                   double decoupled_weight_decay = 0.0);
   Index dimension() const { return 2 * op_->dimension(); }  ///< 2r
   double lr() const { return lr_; }
   const Momentum& momentum() const { return momentum_; }
   double weight_decay() const { return weight_decay_; }
+  double decoupled_weight_decay() const { return decoupled_; }
   /// T(Z) for a symmetric 2r x 2r Z (eq. 3).
   Eigen::MatrixXd apply(const Eigen::MatrixXd& z) const;
   /// Z_t = T^t(Z_0), t = 0..steps.
@@ -62,6 +67,7 @@ class MomentumOperator {
   double lr_;
   Momentum momentum_;
   double weight_decay_;
+  double decoupled_;
   double m01_, e0_;  // M0 = [[I, m01 I], [0, beta I]], e = (e0, 1)
   mutable Index applications_ = 0;
 };
@@ -86,8 +92,11 @@ struct MomentumThresholdResult : Result {
   /// (Nesterov), with lambda_max + weight_decay in place of lambda_max under
   /// weight decay; eta_star <= eta_mean always.
   double eta_mean = 0.0;
-  /// L2 weight decay lambda (weight_decay_momentum_threshold; 0: none).
+  /// Weight decay (0: none): L2 lambda (weight_decay_momentum_threshold), or,
+  /// when decoupled_weight_decay is true, AdamW's decoupled decay in its own
+  /// units (adamw_threshold, adaptive.hpp).
   double weight_decay = 0.0;
+  bool decoupled_weight_decay = false;
   /// Certified bracket of eta_star when converged: kappa(eta_low) < 1 <
   /// kappa(eta_high) (theory/momentum.md, eq. 9), eta_low <= eta_star <= eta_high.
   double eta_low = 0.0, eta_high = 0.0;

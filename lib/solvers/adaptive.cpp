@@ -5,6 +5,8 @@
 #include <cmath>
 
 #include "foundations/check.hpp"
+#include "foundations/stopwatch.hpp"
+#include "solvers/momentum_levels.hpp"
 
 namespace sgdstab {
 
@@ -17,6 +19,13 @@ Momentum adam_momentum(double beta1) {
 }
 
 // Heavy-ball learning rates -> Adam's (theory/adaptive.md, eq. 3).
+// The decoupled decay in heavy-ball units: lr wd = eta mu with eta = lr (1 - beta1).
+double decoupled_of(double weight_decay, double beta1, const char* where) {
+  detail::require(std::isfinite(weight_decay) && weight_decay >= 0.0, where,
+                  "AdamW's weight decay must be finite and >= 0, got " + detail::fmt(weight_decay));
+  return weight_decay / (1.0 - beta1);
+}
+
 MomentumThresholdResult to_adam_units(MomentumThresholdResult r, double beta1) {
   const double f = 1.0 / (1.0 - beta1);
   r.eta_star *= f;
@@ -56,6 +65,54 @@ RadiusResult adam_spectral_radius(const Geometry& preconditioned, double lr, Ind
                   "the learning rate must be finite and > 0, got " + detail::fmt(lr));
   RadiusResult r = momentum_spectral_radius(preconditioned, adam_heavy_ball_lr(lr, beta1), batch, sampling,
                                             adam_momentum(beta1), options);
+  r.lr = lr;
+  return r;
+}
+
+namespace {
+
+MomentumThresholdResult adamw_units(MomentumThresholdResult r, double beta1, double weight_decay) {
+  r = to_adam_units(std::move(r), beta1);
+  r.weight_decay = weight_decay;
+  r.decoupled_weight_decay = true;
+  return r;
+}
+
+}  // namespace
+
+MomentumThresholdResult adamw_threshold(const Geometry& preconditioned, Index batch, Sampling sampling, double beta1,
+                                        double weight_decay, const SolverOptions& options, Index scan_points) {
+  const Momentum m = adam_momentum(beta1);
+  const double mu = decoupled_of(weight_decay, beta1, "adamw_threshold");
+  return adamw_units(detail::timed([&] {
+                       return detail::decayed_momentum_threshold(preconditioned, batch, sampling, m, 0.0, mu, options,
+                                                                 scan_points, "adamw_threshold");
+                     }),
+                     beta1, weight_decay);
+}
+
+std::vector<MomentumThresholdResult> adamw_threshold_curve(const Geometry& preconditioned,
+                                                           const std::vector<Index>& batches, Sampling sampling,
+                                                           double beta1, double weight_decay,
+                                                           const SolverOptions& options) {
+  const Momentum m = adam_momentum(beta1);
+  const double mu = decoupled_of(weight_decay, beta1, "adamw_threshold_curve");
+  std::vector<MomentumThresholdResult> out = detail::decayed_momentum_curve(
+      preconditioned, batches, sampling, m, 0.0, mu, options, "adamw_threshold_curve");
+  for (auto& r : out) r = adamw_units(std::move(r), beta1, weight_decay);
+  return out;
+}
+
+RadiusResult adamw_spectral_radius(const Geometry& preconditioned, double lr, Index batch, Sampling sampling,
+                                   double beta1, double weight_decay, const SolverOptions& options) {
+  detail::require(std::isfinite(lr) && lr > 0.0, "adamw_spectral_radius",
+                  "the learning rate must be finite and > 0, got " + detail::fmt(lr));
+  const Momentum m = adam_momentum(beta1);
+  const double mu = decoupled_of(weight_decay, beta1, "adamw_spectral_radius");
+  RadiusResult r = detail::timed([&] {
+    return detail::decayed_momentum_radius(preconditioned, adam_heavy_ball_lr(lr, beta1), batch, sampling, m, 0.0, mu,
+                                           options, "adamw_spectral_radius");
+  });
   r.lr = lr;
   return r;
 }

@@ -17,19 +17,25 @@
 #include "sgdstab/memory.hpp"
 #include "sgdstab/weight_decay.hpp"
 #include "solvers/eigensolve.hpp"
+#include "solvers/momentum_levels.hpp"
 
 namespace sgdstab {
 
 using Eigen::MatrixXd;
 using Eigen::VectorXd;
 
-MomentumOperator::MomentumOperator(const SecondMomentOperator& op, double lr, Momentum momentum, double weight_decay)
-    : op_(&op), lr_(lr), momentum_(momentum), weight_decay_(weight_decay) {
+MomentumOperator::MomentumOperator(const SecondMomentOperator& op, double lr, Momentum momentum, double weight_decay,
+                                   double decoupled_weight_decay)
+    : op_(&op), lr_(lr), momentum_(momentum), weight_decay_(weight_decay), decoupled_(decoupled_weight_decay) {
   momentum.validate();
   detail::require(std::isfinite(lr) && lr > 0, "MomentumOperator",
                   "learning rate must be finite and > 0, got " + detail::fmt(lr));
   detail::require(std::isfinite(weight_decay) && weight_decay >= 0.0, "MomentumOperator",
                   "weight decay must be finite and >= 0, got " + detail::fmt(weight_decay));
+  detail::require(std::isfinite(decoupled_weight_decay) && decoupled_weight_decay >= 0.0, "MomentumOperator",
+                  "decoupled weight decay must be finite and >= 0, got " + detail::fmt(decoupled_weight_decay));
+  detail::require(decoupled_weight_decay == 0.0 || !momentum.nesterov, "MomentumOperator",
+                  "decoupled weight decay is defined for heavy-ball momentum (AdamW), not Nesterov");
   const double b = momentum.beta;
   // theory/momentum.md, eq. 2: M0 = [[I, m01 I], [0, beta I]], e = (e0, 1).
   m01_ = momentum.nesterov ? -b * b : -b;
@@ -50,7 +56,10 @@ MatrixXd MomentumOperator::apply(const MatrixXd& z) const {
   // theory/momentum.md, eq. 3: L = M0 [X; Y^T] H, Q = Q(X); with weight decay
   // (section 8) H -> H + lambda I in L and Q(X) -> E[(H_xi + lambda) X (H_xi + lambda)].
   const VectorXd dl = d.array() + lam;
-  const MatrixXd ltop = (x + m * y.transpose()) * dl.asDiagonal();
+  // Decoupled decay mu (theory/adaptive.md, section 5): M0's top-left block is
+  // a I, a = 1 - lr mu, so M0 Z M0^T and L = M0 [X; Y^T] H take a where they took 1.
+  const double a = 1.0 - lr * decoupled_;
+  const MatrixXd ltop = (a * x + m * y.transpose()) * dl.asDiagonal();
   const MatrixXd lbot = b * (y.transpose() * dl.asDiagonal());
   MatrixXd q = op_->quadratic(MatrixXd(x));
   if (lam > 0.0) {
@@ -58,9 +67,9 @@ MatrixXd MomentumOperator::apply(const MatrixXd& z) const {
     q += lam * (xd + xd.transpose()) + (lam * lam) * x;
   }
   MatrixXd out(2 * r, 2 * r);
-  out.topLeftCorner(r, r) = x + m * (y + y.transpose()) + (m * m) * w + (lr * e) * (ltop + ltop.transpose()) +
-                            (lr * lr * e * e) * q;
-  out.topRightCorner(r, r) = b * (y + m * w) + lr * (ltop + e * lbot.transpose()) + (lr * lr * e) * q;
+  out.topLeftCorner(r, r) = (a * a) * x + (a * m) * (y + y.transpose()) + (m * m) * w +
+                            (lr * e) * (ltop + ltop.transpose()) + (lr * lr * e * e) * q;
+  out.topRightCorner(r, r) = b * (a * y + m * w) + lr * (ltop + e * lbot.transpose()) + (lr * lr * e) * q;
   out.bottomLeftCorner(r, r) = out.topRightCorner(r, r).transpose();
   out.bottomRightCorner(r, r) = (b * b) * w + lr * (lbot + lbot.transpose()) + (lr * lr) * q;
   return out;
@@ -154,14 +163,14 @@ bool arnoldi_radius(const MomentumOperator& op, const SolverOptions& options, In
 
 RadiusResult momentum_radius_untimed(const Geometry& geometry, double lr, Index batch, Sampling sampling,
                                       Momentum momentum, const SolverOptions& options, double weight_decay,
-                                      const char* where) {
+                                      const char* where, double decoupled = 0.0) {
   options.validate();
   momentum.validate();
   detail::require(std::isfinite(lr) && lr > 0, where, "learning rate must be finite and > 0, got " + detail::fmt(lr));
   detail::require(std::isfinite(weight_decay) && weight_decay >= 0.0, where,
                   "weight decay must be finite and >= 0, got " + detail::fmt(weight_decay));
   const SecondMomentOperator q(geometry, batch, sampling);
-  MomentumOperator op(q, lr, momentum, weight_decay);
+  MomentumOperator op(q, lr, momentum, weight_decay, decoupled);
   const Index m = op.rows();
   RadiusResult res;
   res.lr = lr;
@@ -219,6 +228,12 @@ RadiusResult weight_decay_momentum_spectral_radius(const Geometry& geometry, dou
     return momentum_radius_untimed(geometry, lr, batch, sampling, momentum, options, weight_decay,
                                    "weight_decay_momentum_spectral_radius");
   });
+}
+
+RadiusResult detail::decayed_momentum_radius(const Geometry& g, double lr, Index batch, Sampling sampling,
+                                             const Momentum& mo, double weight_decay, double decoupled,
+                                             const SolverOptions& options, const char* where) {
+  return momentum_radius_untimed(g, lr, batch, sampling, mo, options, weight_decay, where, decoupled);
 }
 
 }  // namespace sgdstab

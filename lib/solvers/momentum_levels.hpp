@@ -11,8 +11,10 @@
 namespace sgdstab::detail {
 
 /// The limit of the mean dynamics (theory/momentum.md, eq. 5-6): 2(1 + beta) / lambda_max
-/// (heavy-ball), 2(1 + beta) / ((1 + 2 beta) lambda_max) (Nesterov).
-double mean_limit(const Momentum& mo, double lambda_max);
+/// (heavy-ball), 2(1 + beta) / ((1 + 2 beta) lambda_max) (Nesterov); with a
+/// decoupled decay mu (heavy-ball only, theory/adaptive.md section 5)
+/// 2(1 + beta) / (lambda_max + (1 + beta) mu).
+double mean_limit(const Momentum& mo, double lambda_max, double decoupled = 0.0);
 
 /// The level b(B) of a scheme's batch size on its class's kappa_0 (b = 0: full batch).
 double noise_level(Sampling sampling, Index n, Index batch);
@@ -20,11 +22,28 @@ double noise_level(Sampling sampling, Index n, Index batch);
 /// Every (scheme, batch) of a region: one kappa_0 per noise class, its levels
 /// solved in decreasing b (increasing eta*), each from the evaluations of the
 /// ones before (theory/momentum.md, section 7). [scheme][batch], unchecked lists.
-/// weight_decay: L2 decay lambda (section 8), unchecked.
+/// weight_decay: L2 decay lambda (section 8), unchecked; decoupled: the
+/// decoupled decay mu of theta <- (1 - lr mu) theta - u' (heavy-ball only;
+/// theory/adaptive.md, section 5), unchecked.
 std::vector<std::vector<MomentumThresholdResult>> momentum_levels(const Geometry& g,
                                                                   const std::vector<Sampling>& schemes,
                                                                   const std::vector<Index>& batches,
                                                                   const Momentum& mo, const SolverOptions& options,
-                                                                  double weight_decay = 0.0);
+                                                                  double weight_decay = 0.0, double decoupled = 0.0);
+
+/// Heavy-ball momentum with L2 decay lambda and decoupled decay mu (both in
+/// the heavy-ball lr's units, theory/adaptive.md section 5): the threshold,
+/// the curve and the radius, untimed, every argument checked (`where` names
+/// the caller in errors). mu > 0 with Nesterov is an invalid_argument.
+MomentumThresholdResult decayed_momentum_threshold(const Geometry& g, Index batch, Sampling sampling,
+                                                   const Momentum& mo, double weight_decay, double decoupled,
+                                                   const SolverOptions& options, Index scan_points, const char* where);
+std::vector<MomentumThresholdResult> decayed_momentum_curve(const Geometry& g, const std::vector<Index>& batches,
+                                                            Sampling sampling, const Momentum& mo,
+                                                            double weight_decay, double decoupled,
+                                                            const SolverOptions& options, const char* where);
+RadiusResult decayed_momentum_radius(const Geometry& g, double lr, Index batch, Sampling sampling,
+                                     const Momentum& mo, double weight_decay, double decoupled,
+                                     const SolverOptions& options, const char* where);
 
 }  // namespace sgdstab::detail

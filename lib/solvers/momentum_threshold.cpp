@@ -28,7 +28,11 @@ using detail::noise_level;
 
 namespace detail {
 
-double mean_limit(const Momentum& mo, double lambda_max) {
+double mean_limit(const Momentum& mo, double lambda_max, double decoupled) {
+  // Decoupled decay (heavy-ball only): m = [[1 - lr (d + mu), -beta], [lr d, beta]]
+  // is stable iff p(-1) = 2 + 2 beta - lr (d + (1 + beta) mu) > 0 and |det| =
+  // beta |1 - lr mu| < 1; the first binds (theory/adaptive.md, section 5).
+  if (decoupled > 0.0) return 2.0 * (1.0 + mo.beta) / (lambda_max + (1.0 + mo.beta) * decoupled);
   return (mo.nesterov ? 2.0 * (1.0 + mo.beta) / (1.0 + 2.0 * mo.beta) : 2.0 * (1.0 + mo.beta)) / lambda_max;
 }
 
@@ -51,8 +55,10 @@ std::pair<double, double> momentum_coefficients(const Momentum& mo) {
 // The kernel G_eta of eq. 8: G_ij = eta^2 [S_ij]_11 with S_ij - m_i S_ij m_j^T = e e^T,
 // m_i the 2 x 2 mean transition on the i-th eigen-direction, and its
 // derivative in eta (differentiating the 4 x 4 system: s' = -A^{-1} A' s).
-// False if an entry of G is not > 0.
-bool mean_kernel(const Eigen::VectorXd& d, double eta, const Momentum& mo, MatrixXd& g, MatrixXd* dg = nullptr) {
+// decoupled mu (heavy-ball only): m_i's top-left entry loses eta mu
+// (theory/adaptive.md, section 5). False if an entry of G is not > 0.
+bool mean_kernel(const Eigen::VectorXd& d, double eta, const Momentum& mo, double decoupled, MatrixXd& g,
+                 MatrixXd* dg = nullptr) {
   // Plain variables, not a structured binding: C++17 lambdas cannot capture those.
   const std::pair<double, double> coefficients = momentum_coefficients(mo);
   const double m01 = coefficients.first, e0 = coefficients.second;
@@ -62,12 +68,12 @@ bool mean_kernel(const Eigen::VectorXd& d, double eta, const Momentum& mo, Matri
   const Eigen::Vector4d rhs(e0 * e0, e0, e0, 1.0);  // vec(e e^T), column-major
   auto m = [&](Index i) {
     Eigen::Matrix2d out;
-    out << 1.0 + eta * e0 * d(i), m01, eta * d(i), mo.beta;
+    out << 1.0 + eta * (e0 * d(i) - decoupled), m01, eta * d(i), mo.beta;
     return out;
   };
   auto dm = [&](Index i) {  // d m_i / d eta
     Eigen::Matrix2d out;
-    out << e0 * d(i), 0.0, d(i), 0.0;
+    out << e0 * d(i) - decoupled, 0.0, d(i), 0.0;
     return out;
   };
   bool positive = true;
@@ -109,13 +115,15 @@ class KappaFunction {
  public:
   // weight_decay lambda (theory/momentum.md, section 8): the mean kernel sees
   // d + lambda, C_0 (H_xi - H) is unchanged.
+  // decoupled mu (theory/adaptive.md, section 5): only the mean kernel sees it.
   KappaFunction(const Geometry& g, bool bernoulli, const Momentum& mo, const SolverOptions& options,
-                double weight_decay)
+                double weight_decay, double decoupled)
       : d_(g.hessian_eigenvalues()),
         d_mean_(g.hessian_eigenvalues().array() + weight_decay),
         d_op_(g, 1, Sampling::with_replacement),  // with replacement at B = 1: Q(X) = D(X) exactly
         bernoulli_(bernoulli),
         mo_(mo),
+        decoupled_(decoupled),
         options_(options),
         r_(d_.size()),
         m_(packed_size(r_)) {
@@ -141,7 +149,7 @@ class KappaFunction {
         break;
       }
     MatrixXd g, dg;
-    if (!mean_kernel(d_mean_, eta, mo_, g, &dg)) {
+    if (!mean_kernel(d_mean_, eta, mo_, decoupled_, g, &dg)) {
       failed_ = Status::numerical_failure;
       failure_ = "the kernel G of the mean dynamics has an entry <= 0 at lr = " + detail::fmt(eta) +
                  " (theory/momentum.md, section 5): the symmetric form does not apply";
@@ -204,6 +212,7 @@ class KappaFunction {
   SecondMomentOperator d_op_;
   bool bernoulli_;
   Momentum mo_;
+  double decoupled_;
   SolverOptions options_;
   Index r_, m_;
   VectorXd start_;
@@ -408,13 +417,13 @@ void solve_level(KappaFunction* kappa_fn, double b, const SolverOptions& options
 }
 
 MomentumThresholdResult threshold_result(const Geometry& g, Index batch, Sampling sampling, const Momentum& mo,
-                                         double weight_decay) {
+                                         double weight_decay, double decoupled) {
   MomentumThresholdResult res;
   res.batch = batch;
   res.sampling = sampling;
   res.momentum = mo;
   res.weight_decay = weight_decay;
-  res.eta_mean = mean_limit(mo, g.lambda_max() + weight_decay);
+  res.eta_mean = mean_limit(mo, g.lambda_max() + weight_decay, decoupled);
   return res;
 }
 
@@ -425,25 +434,33 @@ void check_weight_decay_finite(double lambda, const char* where) {
                   "weight decay must be finite and >= 0, got " + detail::fmt(lambda));
 }
 
+void check_decoupled(double mu, const Momentum& mo, const char* where) {
+  detail::require(std::isfinite(mu) && mu >= 0.0, where,
+                  "decoupled weight decay must be finite and >= 0, got " + detail::fmt(mu));
+  detail::require(mu == 0.0 || !mo.nesterov, where,
+                  "decoupled weight decay is defined for heavy-ball momentum (AdamW), not Nesterov");
+}
+
 }  // namespace
 
 namespace {
 
 MomentumThresholdResult momentum_threshold_untimed(const Geometry& geometry, Index batch, Sampling sampling, Momentum momentum,
                                            const SolverOptions& options, Index scan_points, double weight_decay,
-                                           const char* where) {
+                                           const char* where, double decoupled = 0.0) {
   options.validate();
   momentum.validate();
   detail::require(scan_points >= 0, where, "scan_points must be >= 0, got " + std::to_string(scan_points));
   check_weight_decay_finite(weight_decay, where);
+  check_decoupled(decoupled, momentum, where);
   check_batch(batch, geometry.samples(), where);
-  MomentumThresholdResult res = threshold_result(geometry, batch, sampling, momentum, weight_decay);
+  MomentumThresholdResult res = threshold_result(geometry, batch, sampling, momentum, weight_decay, decoupled);
   const double b = noise_level(sampling, geometry.samples(), batch);
   if (b == 0.0) {
     solve_level(nullptr, 0.0, options, 0, res);
     return res;
   }
-  KappaFunction kappa0(geometry, bernoulli_class(sampling), momentum, options, weight_decay);
+  KappaFunction kappa0(geometry, bernoulli_class(sampling), momentum, options, weight_decay, decoupled);
   solve_level(&kappa0, b, options, scan_points, res);
   return res;
 }
@@ -471,7 +488,7 @@ std::vector<std::vector<MomentumThresholdResult>> detail::momentum_levels(const 
                                                                           const std::vector<Index>& batches,
                                                                           const Momentum& mo,
                                                                           const SolverOptions& options,
-                                                                          double weight_decay) {
+                                                                          double weight_decay, double decoupled) {
   std::vector<std::vector<MomentumThresholdResult>> out(schemes.size());
   struct Level {
     double b;
@@ -480,7 +497,7 @@ std::vector<std::vector<MomentumThresholdResult>> detail::momentum_levels(const 
   std::vector<Level> levels[2];  // [0]: C_0 = D - H . H, [1]: C_0 = D (Bernoulli)
   for (std::size_t k = 0; k < schemes.size(); ++k)
     for (std::size_t j = 0; j < batches.size(); ++j) {
-      out[k].push_back(threshold_result(g, batches[j], schemes[k], mo, weight_decay));
+      out[k].push_back(threshold_result(g, batches[j], schemes[k], mo, weight_decay, decoupled));
       levels[bernoulli_class(schemes[k]) ? 1 : 0].push_back({noise_level(schemes[k], g.samples(), batches[j]), k, j});
     }
   for (int cls = 0; cls < 2; ++cls) {
@@ -489,7 +506,7 @@ std::vector<std::vector<MomentumThresholdResult>> detail::momentum_levels(const 
     std::optional<KappaFunction> kappa0;
     for (const Level& l : levels[cls]) {
       MomentumThresholdResult& res = out[l.scheme][l.point];
-      if (l.b > 0.0 && !kappa0) kappa0.emplace(g, cls == 1, mo, options, weight_decay);
+      if (l.b > 0.0 && !kappa0) kappa0.emplace(g, cls == 1, mo, options, weight_decay, decoupled);
       solve_level(l.b > 0.0 ? &*kappa0 : nullptr, l.b, options, 0, res);
     }
   }
@@ -501,15 +518,16 @@ namespace {
 std::vector<MomentumThresholdResult> curve_untimed(const Geometry& geometry, const std::vector<Index>& batches,
                                                    Sampling sampling, const Momentum& momentum,
                                                    const SolverOptions& options, double weight_decay,
-                                                   const char* where) {
+                                                   const char* where, double decoupled = 0.0) {
   options.validate();
   momentum.validate();
   check_weight_decay_finite(weight_decay, where);
+  check_decoupled(decoupled, momentum, where);
   detail::require(!batches.empty(), where, "the list of batch sizes is empty");
   for (const Index b : batches) check_batch(b, geometry.samples(), where);
   const detail::Stopwatch watch;
   std::vector<MomentumThresholdResult> out =
-      detail::momentum_levels(geometry, {sampling}, batches, momentum, options, weight_decay).front();
+      detail::momentum_levels(geometry, {sampling}, batches, momentum, options, weight_decay, decoupled).front();
   for (MomentumThresholdResult& r : out) r.report.seconds = watch.seconds();
   return out;
 }
@@ -529,6 +547,20 @@ std::vector<MomentumThresholdResult> weight_decay_momentum_threshold_curve(const
                                                                            const SolverOptions& options) {
   return curve_untimed(geometry, batches, sampling, momentum, options, weight_decay,
                        "weight_decay_momentum_threshold_curve");
+}
+
+MomentumThresholdResult detail::decayed_momentum_threshold(const Geometry& g, Index batch, Sampling sampling,
+                                                           const Momentum& mo, double weight_decay, double decoupled,
+                                                           const SolverOptions& options, Index scan_points,
+                                                           const char* where) {
+  return momentum_threshold_untimed(g, batch, sampling, mo, options, scan_points, weight_decay, where, decoupled);
+}
+
+std::vector<MomentumThresholdResult> detail::decayed_momentum_curve(const Geometry& g, const std::vector<Index>& batches,
+                                                                    Sampling sampling, const Momentum& mo,
+                                                                    double weight_decay, double decoupled,
+                                                                    const SolverOptions& options, const char* where) {
+  return curve_untimed(g, batches, sampling, mo, options, weight_decay, where, decoupled);
 }
 
 }  // namespace sgdstab
