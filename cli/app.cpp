@@ -251,7 +251,8 @@ void Program::exact_commands() {
   options(c, {{"batch", "B: batch size, 1 <= B <= n"}, {"weight-decay", "LAMBDA: L2 weight decay, theta <- theta - lr (g_B + LAMBDA theta) in the library's loss "
                                "convention (PyTorch SGD(lr, weight_decay=wd) on MSELoss: --lr 2 lr / C, LAMBDA = wd C / "
                                "2); with --momentum the buffer takes g_B + LAMBDA theta, as torch.optim.SGD(momentum, weight_decay) "
-                               "(theory/weight_decay.md, theory/momentum.md section 8; default 0)"}});
+                               "(theory/weight_decay.md, theory/momentum.md section 8); with --optimizer adamw AdamW's decoupled decay theta <- (1 - lr LAMBDA) theta "
+                               "before the Adam step (theory/adaptive.md section 5) (default 0)"}});
   momentum_options(c);
   optimizer_options(c);
   options(c, {{"scan", "K: with --momentum, also evaluate kappa at K points of (0, eta_mean) to find "
@@ -263,7 +264,8 @@ void Program::exact_commands() {
   options(c, {{"batch", "B: batch size"}, {"lr", "ETA: learning rate"}, {"weight-decay", "LAMBDA: L2 weight decay, theta <- theta - lr (g_B + LAMBDA theta) in the library's loss "
                                "convention (PyTorch SGD(lr, weight_decay=wd) on MSELoss: --lr 2 lr / C, LAMBDA = wd C / "
                                "2); with --momentum the buffer takes g_B + LAMBDA theta, as torch.optim.SGD(momentum, weight_decay) "
-                               "(theory/weight_decay.md, theory/momentum.md section 8; default 0)"}});
+                               "(theory/weight_decay.md, theory/momentum.md section 8); with --optimizer adamw AdamW's decoupled decay theta <- (1 - lr LAMBDA) theta "
+                               "before the Adam step (theory/adaptive.md section 5) (default 0)"}});
   momentum_options(c);
   optimizer_options(c);
 
@@ -273,7 +275,8 @@ void Program::exact_commands() {
   options(c, {{"batches", "1,2,4,...: batch sizes (default powers of two below n, and n)"}, {"weight-decay", "LAMBDA: L2 weight decay, theta <- theta - lr (g_B + LAMBDA theta) in the library's loss "
                                "convention (PyTorch SGD(lr, weight_decay=wd) on MSELoss: --lr 2 lr / C, LAMBDA = wd C / "
                                "2); with --momentum the buffer takes g_B + LAMBDA theta, as torch.optim.SGD(momentum, weight_decay) "
-                               "(theory/weight_decay.md, theory/momentum.md section 8; default 0)"}});
+                               "(theory/weight_decay.md, theory/momentum.md section 8); with --optimizer adamw AdamW's decoupled decay theta <- (1 - lr LAMBDA) theta "
+                               "before the Adam step (theory/adaptive.md section 5) (default 0)"}});
   momentum_options(c);
   optimizer_options(c);
 

@@ -18,7 +18,8 @@ int cmd_curve(const Args& args, std::ostream& out, std::ostream& err) {
   const Geometry g = load_geometry(args);
   if (opt.momentum) {
     const std::vector<Index> batches = batches_option(args, g.samples());
-    const auto curve = opt.adam ? adam_threshold_curve(g, batches, sampling, opt.beta1(), so)
+    const auto curve = opt.decoupled_weight_decay ? adamw_threshold_curve(g, batches, sampling, opt.beta1(), wd, so)
+                       : opt.adam                 ? adam_threshold_curve(g, batches, sampling, opt.beta1(), so)
                                 : weight_decay_momentum_threshold_curve(g, batches, sampling, *opt.momentum, wd, so);
     Status status = Status::converged;
     for (const auto& r : curve) status = combine(status, r.status());

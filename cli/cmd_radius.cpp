@@ -21,7 +21,8 @@ int cmd_radius(const Args& args, std::ostream& out, std::ostream& err) {
   const Index b = batch_of(args, g);
   if (opt.momentum) {
     if (args.has("direction")) throw UsageError("--direction is not available with --momentum");
-    const RadiusResult r = opt.adam ? adam_spectral_radius(g, lr, b, sampling, opt.beta1(), so)
+    const RadiusResult r = opt.decoupled_weight_decay ? adamw_spectral_radius(g, lr, b, sampling, opt.beta1(), wd, so)
+                           : opt.adam               ? adam_spectral_radius(g, lr, b, sampling, opt.beta1(), so)
                                     : weight_decay_momentum_spectral_radius(g, lr, b, sampling, *opt.momentum, wd, so);
     json j = with_options(momentum_radius_json(g, r, *opt.momentum, wd), so);
     echo_inputs(args, opt, j);

@@ -21,7 +21,8 @@ int cmd_threshold(const Args& args, std::ostream& out, std::ostream& err) {
     const long long scan = args.integer_or("scan", 0);
     if (scan < 0) throw UsageError("--scan: K must be >= 0, got " + std::to_string(scan));
     const MomentumThresholdResult r =
-        opt.adam ? adam_threshold(g, b, sampling, opt.beta1(), so, static_cast<Index>(scan))
+        opt.decoupled_weight_decay ? adamw_threshold(g, b, sampling, opt.beta1(), wd, so, static_cast<Index>(scan))
+        : opt.adam                 ? adam_threshold(g, b, sampling, opt.beta1(), so, static_cast<Index>(scan))
                  : weight_decay_momentum_threshold(g, b, sampling, *opt.momentum, wd, so, static_cast<Index>(scan));
     json j = with_options(momentum_threshold_json(g, r), so);
     echo_inputs(args, opt, j);

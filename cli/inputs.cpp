@@ -106,9 +106,12 @@ OptimizerSetting optimizer_option(const Args& args) {
   if (args.flag("nesterov"))
     throw UsageError("--nesterov is not available with --optimizer " + o.name + " (torch's " + o.name +
                      " has no Nesterov variant; NAdam is another method)");
-  if (args.has("weight-decay"))
+  if (args.has("weight-decay") && o.name != "adamw")
     throw UsageError("--weight-decay with --optimizer " + o.name +
-                     " is not available yet (L2 and decoupled decay with a preconditioner, theory/adaptive.md)");
+                     " (L2: g + LAMBDA theta before P^{-1}) is not available: LAMBDA P^{-1} does not commute with the "
+                     "preconditioned Hessian (theory/adaptive.md, section 4); AdamW's decoupled decay is "
+                     "--optimizer adamw --weight-decay");
+  o.decoupled_weight_decay = o.name == "adamw" && args.has("weight-decay");
   if (o.name == "rmsprop") {
     o.momentum = momentum_option(args);
     return o;
@@ -137,6 +140,8 @@ void echo_inputs(const Args& args, const OptimizerSetting& o, json& j) {
     j["beta1"] = o.beta1();
     adam_fields(j);
   }
+  // AdamW: theta <- (1 - lr LAMBDA) theta before Adam's step (theory/adaptive.md, section 5).
+  if (o.name == "adamw") j["weight_decay_decoupled"] = true;
 }
 
 SolverOptions solver_options(const Args& args) {

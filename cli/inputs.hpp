@@ -39,12 +39,15 @@ void echo_input_transforms(const Args& args, json& j);
 /// heavy-ball --momentum for sgd and rmsprop (theory/adaptive.md: RMSProp's
 /// momentum buffer is heavy-ball's in preconditioned coordinates), Adam's
 /// beta1 (--momentum, default 0.9) for adam and adamw, solved as heavy-ball
-/// at lr (1 - beta1). Refuses --nesterov and --weight-decay with the
-/// adaptive methods, and --preconditioner with sgd.
+/// at lr (1 - beta1). --weight-decay with adamw is AdamW's decoupled decay
+/// (theory/adaptive.md, section 5); refuses it with rmsprop and adam (L2
+/// with a preconditioner), --nesterov with the adaptive methods, and
+/// --preconditioner with sgd.
 struct OptimizerSetting {
   std::string name = "sgd";
   std::optional<Momentum> momentum;  ///< the heavy-ball map's (beta1 for Adam)
   bool adam = false;                 ///< answers in Adam's lr (adaptive.hpp)
+  bool decoupled_weight_decay = false;  ///< adamw with --weight-decay: the adamw_* routines
   double beta1() const { return momentum ? momentum->beta : 0.0; }
 };
 OptimizerSetting optimizer_option(const Args& args);

@@ -631,11 +631,15 @@ void bind_momentum(py::module_& m) {
       py::arg("weight_decay") = 0.0);
 }
 
-// What `--optimizer adam` adds to a result's JSON (cli/inputs.cpp).
-void adam_json(cli::json& j, double beta1) {
-  j["optimizer"] = "adam";
+// What `--optimizer adam` (adamw with a decoupled weight decay wd > 0) adds to a result's JSON (cli/inputs.cpp).
+void adam_json(cli::json& j, double beta1, double weight_decay = 0.0) {
+  j["optimizer"] = weight_decay > 0.0 ? "adamw" : "adam";
   j["beta1"] = beta1;
   cli::adam_fields(j);
+  if (weight_decay > 0.0) {
+    j["weight_decay"] = weight_decay;
+    j["weight_decay_decoupled"] = true;
+  }
 }
 
 // Losses with per-sample curvature, frozen preconditioners, Adam
@@ -674,23 +678,25 @@ void bind_adaptive(py::module_& m) {
   m.def(
       "adam_threshold",
       [](const Geometry& g, Index batch, const std::string& sampling, double beta1, Index scan_points,
-         py::kwargs kw) {
+         double weight_decay, py::kwargs kw) {
         const Sampling s = parse<Sampling>(sampling);
         const SolverOptions so = solver_options(kw, "adam_threshold");
         PyMomentumThreshold out;
         {
           Compute c;
-          out.r = adam_threshold(g, batch, s, beta1, so, scan_points);
+          out.r = weight_decay != 0.0 ? adamw_threshold(g, batch, s, beta1, weight_decay, so, scan_points)
+                                      : adam_threshold(g, batch, s, beta1, so, scan_points);
         }
         out.j = cli::with_options(cli::momentum_threshold_json(g, out.r), so);
-        adam_json(out.j, beta1);
+        adam_json(out.j, beta1, weight_decay);
         return out;
       },
-      py::arg("geometry"), py::arg("batch"), py::arg("sampling"), py::arg("beta1"), py::arg("scan_points"));
+      py::arg("geometry"), py::arg("batch"), py::arg("sampling"), py::arg("beta1"), py::arg("scan_points"),
+      py::arg("weight_decay") = 0.0);
   m.def(
       "adam_curve",
       [](const Geometry& g, std::optional<std::vector<Index>> batches, const std::string& sampling, double beta1,
-         py::kwargs kw) {
+         double weight_decay, py::kwargs kw) {
         const Sampling s = parse<Sampling>(sampling);
         SolverOptions so = solver_options(kw, "adam_curve");
         so.want_direction = false;
@@ -698,30 +704,38 @@ void bind_adaptive(py::module_& m) {
         std::vector<MomentumThresholdResult> curve;
         {
           Compute c;
-          curve = adam_threshold_curve(g, b, s, beta1, so);
+          curve = weight_decay != 0.0 ? adamw_threshold_curve(g, b, s, beta1, weight_decay, so)
+                                      : adam_threshold_curve(g, b, s, beta1, so);
         }
         py::list points;
-        for (const auto& r : curve) points.append(PyMomentumThreshold{r, cli::momentum_threshold_json(g, r)});
+        for (const auto& r : curve) {
+          cli::json pj = cli::momentum_threshold_json(g, r);
+          adam_json(pj, beta1, weight_decay);
+          points.append(PyMomentumThreshold{r, pj});
+        }
         cli::json j = cli::with_options(cli::momentum_curve_json(g, curve), so);
-        adam_json(j, beta1);
+        adam_json(j, beta1, weight_decay);
         return py::make_tuple(points, json_to_python(j));
       },
-      py::arg("geometry"), py::arg("batches"), py::arg("sampling"), py::arg("beta1"));
+      py::arg("geometry"), py::arg("batches"), py::arg("sampling"), py::arg("beta1"), py::arg("weight_decay") = 0.0);
   m.def(
       "adam_radius",
-      [](const Geometry& g, double lr, Index batch, const std::string& sampling, double beta1, py::kwargs kw) {
+      [](const Geometry& g, double lr, Index batch, const std::string& sampling, double beta1, double weight_decay,
+         py::kwargs kw) {
         const Sampling s = parse<Sampling>(sampling);
         const SolverOptions so = solver_options(kw, "adam_radius");
         PyRadius out;
         {
           Compute c;
-          out.r = adam_spectral_radius(g, lr, batch, s, beta1, so);
+          out.r = weight_decay != 0.0 ? adamw_spectral_radius(g, lr, batch, s, beta1, weight_decay, so)
+                                      : adam_spectral_radius(g, lr, batch, s, beta1, so);
         }
         out.j = cli::with_options(cli::momentum_radius_json(g, out.r, Momentum{beta1, false}), so);
-        adam_json(out.j, beta1);
+        adam_json(out.j, beta1, weight_decay);
         return out;
       },
-      py::arg("geometry"), py::arg("lr"), py::arg("batch"), py::arg("sampling"), py::arg("beta1"));
+      py::arg("geometry"), py::arg("lr"), py::arg("batch"), py::arg("sampling"), py::arg("beta1"),
+      py::arg("weight_decay") = 0.0);
 }
 
 // The stationary covariance (theory/covariance.md): (the JSON of `sgdstab covariance`, Sigma).

@@ -397,21 +397,27 @@ def precondition(jacobian, preconditioner):
     the result is a MomentumThresholdResult with every learning rate
     converted to Adam's (eta_star, eta_low, eta_high, eta_mean =
     (2 + 2 beta1) / ((1 - beta1) lambda_max(P^{-1} H)), the full-batch limit).
-    beta1 = 0 is RMSProp (`sgdstab threshold --optimizer adam`).""" + _SOLVER_OPTIONS)
-def adam_threshold(geometry, batch, sampling="without", *, beta1=0.9, scan_points=0, **solver_options):
-    return _core.adam_threshold(geometry, batch, sampling, beta1, scan_points, **solver_options)
+    beta1 = 0 is RMSProp (`sgdstab threshold --optimizer adam`).
+    weight_decay=WD > 0: AdamW's decoupled decay (torch.optim.AdamW's
+    weight_decay, theta <- (1 - lr WD) theta before the Adam step;
+    theory/adaptive.md section 5): eta_mean = 2 (1 + beta1) / ((1 - beta1)
+    lambda_max(P^{-1} H) + (1 + beta1) WD), and the JSON says optimizer
+    "adamw". Adam's own (L2) weight_decay is not covered.""" + _SOLVER_OPTIONS)
+def adam_threshold(geometry, batch, sampling="without", *, beta1=0.9, weight_decay=0.0, scan_points=0,
+                   **solver_options):
+    return _core.adam_threshold(geometry, batch, sampling, beta1, scan_points, weight_decay, **solver_options)
 
 
-@_doc("""rho of Adam's second-moment map at Adam's lr (frozen preconditioner; geometry as in adam_threshold).""" +
-      _SOLVER_OPTIONS)
-def adam_radius(geometry, lr, batch, sampling="without", *, beta1=0.9, **solver_options):
-    return _core.adam_radius(geometry, lr, batch, sampling, beta1, **solver_options)
+@_doc("""rho of Adam's second-moment map at Adam's lr (frozen preconditioner; geometry as in adam_threshold;
+    weight_decay > 0: AdamW's decoupled decay).""" + _SOLVER_OPTIONS)
+def adam_radius(geometry, lr, batch, sampling="without", *, beta1=0.9, weight_decay=0.0, **solver_options):
+    return _core.adam_radius(geometry, lr, batch, sampling, beta1, weight_decay, **solver_options)
 
 
 @_doc("""adam_threshold for each B in batches (default 1, 2, 4, ..., n): a MomentumCurveResult.""" +
       _SOLVER_OPTIONS)
-def adam_curve(geometry, batches=None, sampling="without", *, beta1=0.9, **solver_options):
-    points, as_dict = _core.adam_curve(geometry, batches, sampling, beta1, **solver_options)
+def adam_curve(geometry, batches=None, sampling="without", *, beta1=0.9, weight_decay=0.0, **solver_options):
+    points, as_dict = _core.adam_curve(geometry, batches, sampling, beta1, weight_decay, **solver_options)
     return MomentumCurveResult(points, as_dict)
 
 

@@ -274,10 +274,14 @@ def _adaptive_settings(optimizer, model):
         raise ValueError(f"optimizer: its parameter groups differ in {', '.join(keys)}; one set of them is analyzed")
     if groups[0].get("maximize"):
         raise ValueError("optimizer: maximize=True ascends the loss; there is no minimum to be stable at")
-    if first["weight_decay"]:
-        raise NotImplementedError(f"optimizer: {name} with weight_decay={first['weight_decay']} is not analyzed yet "
-                                  "(weight decay with a preconditioner, theory/adaptive.md section 4); with "
-                                  "weight_decay=0 it is")
+    # AdamW (and Adam(decoupled_weight_decay=True) in newer torch) shrinks theta by 1 - lr wd before the step:
+    # analyzed (theory/adaptive.md section 5). Adam's and RMSprop's own weight_decay is L2 through P^{-1}.
+    decoupled = adam and (isinstance(optimizer, _torch.optim.AdamW) or bool(groups[0].get("decoupled_weight_decay")))
+    if first["weight_decay"] and not decoupled:
+        raise NotImplementedError(f"optimizer: {name} with weight_decay={first['weight_decay']} is not analyzed "
+                                  "(L2 decay through the preconditioner: wd P^{-1} does not commute with the "
+                                  "preconditioned Hessian, theory/adaptive.md section 4); AdamW's decoupled decay "
+                                  "is, and weight_decay=0 is")
     if not adam and first["centered"]:
         raise NotImplementedError("optimizer: RMSprop(centered=True) is not analyzed (its preconditioner subtracts "
                                   "the squared mean gradient)")
@@ -309,7 +313,8 @@ def _adaptive_settings(optimizer, model):
         step = steps.pop()
         # torch divides the step by 1 - beta1^t (Adam's first bias correction, t the next update's): the lr that
         # moves theta.
-        out.update(lr=float(first["lr"]), beta1=beta1, bias_correction1=1.0 - beta1 ** step)
+        out.update(lr=float(first["lr"]), beta1=beta1, bias_correction1=1.0 - beta1 ** step,
+                   decoupled_weight_decay=float(first["weight_decay"]) if decoupled else 0.0)
     else:
         out.update(lr=float(first["lr"]), momentum=float(first["momentum"]) or None, bias_correction1=1.0)
     return out
@@ -346,7 +351,8 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
     weight_decay are used (one set for all parameter groups; dampening 0);
     give batch= for the verdict at its lr. Passing any of lr, momentum,
     nesterov or weight_decay as well is an error. A torch.optim.Adam, AdamW
-    or RMSprop (weight_decay 0; RMSprop not centered) is analyzed with its
+    or RMSprop (weight_decay 0 except AdamW's decoupled one; RMSprop not
+    centered) is analyzed with its
     second-moment state frozen (theory/adaptive.md): P = sqrt(v_hat) + eps
     from its state (exp_avg_sq / (1 - beta2^t), max_exp_avg_sq with amsgrad,
     RMSprop's square_avg; take at least one step first), the Jacobian
@@ -355,6 +361,11 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
     including Adam's first bias correction 1 - beta1^t at the state's step
     (report's bias_correction1; 1 late in training). lambda_max is then the
     preconditioned sharpness lambda_max(P^{-1} H) in the loss's units.
+    AdamW's weight_decay WD (theta <- (1 - lr WD) theta before the step,
+    theory/adaptive.md section 5) enters as the library's decoupled decay
+    lr_factor * WD; the report's weight_decay is WD, weight_decay_decoupled
+    True, and eta_gd the full-batch limit 2 (1 + beta1) / ((1 - beta1)
+    lambda_max + (1 + beta1) WD) in the optimizer's lr.
 
     loss="cross_entropy": torch.nn.CrossEntropyLoss(reduction="mean") on
     logits model(inputs) (C >= 2), targets class indices (n,) or class
@@ -426,7 +437,9 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
     lr_factor = factor * (adaptive["bias_correction1"] if adaptive is not None else 1.0)
     if adam:
         beta1 = adaptive["beta1"]
-        pts = [_core.adam_threshold(geometry, b, sampling, beta1, 0, **solver_options) for b in bs]
+        # AdamW's theta <- (1 - lr_torch wd) theta is (1 - lr wd_lib) theta in library units: wd_lib = lr_factor wd.
+        adamw_wd = lr_factor * adaptive["decoupled_weight_decay"]
+        pts = [_core.adam_threshold(geometry, b, sampling, beta1, 0, adamw_wd, **solver_options) for b in bs]
     elif momentum is None:
         if nesterov:
             raise ValueError("nesterov=True needs momentum=BETA")
@@ -443,8 +456,8 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
         if not (lr > 0 and math.isfinite(lr)):
             raise ValueError(f"lr: the learning rate must be finite and > 0, got {lr}")
         if adam:
-            rad = _core.adam_radius(geometry, lr / lr_factor, batch, sampling, beta1, **solver_options)
-            thr = _core.adam_threshold(geometry, batch, sampling, beta1, 0, **solver_options)
+            rad = _core.adam_radius(geometry, lr / lr_factor, batch, sampling, beta1, adamw_wd, **solver_options)
+            thr = _core.adam_threshold(geometry, batch, sampling, beta1, 0, adamw_wd, **solver_options)
         else:
             rad = _core.radius(geometry, lr / lr_factor, batch, sampling, **mo, **wd, **solver_options)
             thr = (_core.threshold(geometry, batch, sampling, **wd, **solver_options) if momentum is None else
@@ -466,12 +479,16 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
         extra = {"optimizer": adaptive["kind"], "bias_correction1": adaptive["bias_correction1"]}
         if adam:
             extra["beta1"] = beta1
+            if adaptive["decoupled_weight_decay"]:
+                extra["weight_decay_decoupled"] = True
     return Report(samples=n, outputs=c, params=p, rank=geometry.rank, loss=loss, lr_factor=lr_factor,
                   sampling=sampling, lambda_max=geometry.lambda_max / factor,
-                  eta_gd=(lr_factor * (2 + 2 * beta1) / ((1 - beta1) * geometry.lambda_max) if adam else
+                  eta_gd=(lr_factor * (2 + 2 * beta1) / ((1 - beta1) * geometry.lambda_max + (1 + beta1) * adamw_wd)
+                          if adam else
                           lr_factor * 2.0 / (geometry.lambda_max + wd.get("weight_decay", 0.0))),
                   momentum=0.0 if momentum is None else momentum, nesterov=bool(nesterov),
-                  weight_decay=0.0 if weight_decay is None else weight_decay,
+                  weight_decay=(adaptive["decoupled_weight_decay"] if adam else
+                                0.0 if weight_decay is None else weight_decay),
                   max_residual=max_res, is_minimum=is_min, converged=all(p["converged"] for p in points), points=points,
                   verdict=verdict, loss_convention_sgdstab=_core.loss_convention, geometry=geometry, **extra)
 

@@ -505,6 +505,21 @@ def test_softmax_curvature_and_adam_equal_the_program_and_the_closed_forms(probl
     h = j.T @ j / n
     lam = np.linalg.eigvals(np.diag(1 / pc) @ h).real.max()
     assert math.isclose(cur.points[1].eta_star, 38 / lam, rel_tol=1e-8)
+    # AdamW's decoupled decay (theory/adaptive.md, section 5): the program's JSON, and the shifted plateau at B = n.
+    wd = 0.4 * lam
+    aw = sgdstab.adam_threshold(gp, 2, "without", beta1=0.9, weight_decay=wd)
+    assert aw.converged and aw.eta_star < a.eta_star
+    assert_same(aw.to_dict(), cli("threshold", "--jacobian", jpath, "--outputs", c, "--batch", 2, "--optimizer",
+                                  "adamw", "--weight-decay", repr(wd), "--preconditioner", str(tmp_path / "pc.npy")),
+                skip=("preconditioner",))
+    radw = sgdstab.adam_radius(gp, 1.1 * aw.eta_star, 2, "without", beta1=0.9, weight_decay=wd)
+    assert radw.converged and radw.rho > 1
+    assert_same(radw.to_dict(), cli("radius", "--jacobian", jpath, "--outputs", c, "--batch", 2, "--optimizer",
+                                    "adamw", "--weight-decay", repr(wd), "--lr", repr(1.1 * aw.eta_star),
+                                    "--preconditioner", str(tmp_path / "pc.npy")), skip=("preconditioner",))
+    curw = sgdstab.adam_curve(gp, [2, n], "without", beta1=0.9, weight_decay=wd)
+    assert math.isclose(curw.points[0].eta_star, aw.eta_star, rel_tol=1e-7)
+    assert math.isclose(curw.points[1].eta_star, 2 * 1.9 / (0.1 * lam + 1.9 * wd), rel_tol=1e-8)
     with pytest.raises(ValueError, match="beta1"):
         sgdstab.adam_threshold(gp, 2, beta1=1.0)
     with pytest.raises(ValueError, match="entry 0"):

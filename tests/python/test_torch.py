@@ -273,12 +273,14 @@ def test_analyze_reads_a_torch_optim_sgd():
         st.analyze(model, x, y, batches=[1], optimizer=torch.optim.Adamax(model.parameters(), lr=1e-3))
 
 
-def frozen_adam(params, v, lr, beta1, kind="adam"):
-    """A torch.optim Adam / RMSprop whose second-moment state is v (beta2 / alpha = 1 - 1e-6, step 1e7: the
-    preconditioner moves by < 0.2 % over a test run and the bias corrections are 1), first moment zero."""
+def frozen_adam(params, v, lr, beta1, kind="adam", wd=0.0):
+    """A torch.optim Adam / AdamW (decoupled weight decay wd) / RMSprop whose second-moment state is v
+    (beta2 / alpha = 1 - 1e-6, step 1e7: the preconditioner moves by < 0.2 % over a test run and the bias
+    corrections are 1), first moment zero."""
     (w,) = params
-    if kind == "adam":
-        opt = torch.optim.Adam([w], lr=lr, betas=(beta1, 1 - 1e-6))
+    if kind in ("adam", "adamw"):
+        opt = (torch.optim.Adam([w], lr=lr, betas=(beta1, 1 - 1e-6)) if kind == "adam" else
+               torch.optim.AdamW([w], lr=lr, betas=(beta1, 1 - 1e-6), weight_decay=wd))
         opt.state[w] = {"step": torch.tensor(1e7), "exp_avg": torch.zeros_like(w), "exp_avg_sq": v.clone()}
     else:
         opt = torch.optim.RMSprop([w], lr=lr, alpha=1 - 1e-6, momentum=beta1)
@@ -287,7 +289,7 @@ def frozen_adam(params, v, lr, beta1, kind="adam"):
     return opt
 
 
-def run_adam(x, y, w_star, v, lr, beta1, batch, seed, kind="adam", steps=3000):
+def run_adam(x, y, w_star, v, lr, beta1, batch, seed, kind="adam", steps=3000, wd=0.0):
     """A real torch Adam (or RMSprop with momentum beta1) run with MSELoss(mean) and the state v frozen as in
     frozen_adam, from w* plus a 1e-10 perturbation in P^{-1} range(H) (the subspace Adam's update moves in);
     returns |w_T - w*| / |w_0 - w*|. The perturbation is small so that an escape by 1e6 leaves v as it was:
@@ -301,7 +303,7 @@ def run_adam(x, y, w_star, v, lr, beta1, batch, seed, kind="adam", steps=3000):
     m = torch.nn.Linear(x.shape[1], c, bias=False).double()
     with torch.no_grad():
         m.weight.copy_(w_star + delta)
-    opt = frozen_adam([m.weight], v, lr, beta1, kind)
+    opt = frozen_adam([m.weight], v, lr, beta1, kind, wd)
     return run_steps(m, opt, torch.nn.MSELoss(reduction="mean"), x, y, w_star, 1e-10, batch, gen, steps)
 
 
@@ -352,8 +354,11 @@ def test_analyze_reads_adaptive_optimizers_and_refuses_what_it_cannot():
     want = sgdstab.adam_threshold(gp, 2, beta1=0.9).eta_star * c / 2
     assert math.isclose(got.points[0]["eta_star"], want, rel_tol=1e-12)
     assert got.verdict["lr"] == 1e-3 and got.beta1 == 0.9
-    with pytest.raises(NotImplementedError, match="weight_decay"):
-        st.analyze(model, x, y, batches=[1], optimizer=torch.optim.AdamW(model.parameters(), lr=1e-3))
+    with pytest.raises(NotImplementedError, match="weight_decay=0.1 is not analyzed"):
+        st.analyze(model, x, y, batches=[1], optimizer=torch.optim.Adam(model.parameters(), lr=1e-3,
+                                                                        weight_decay=0.1))
+    with pytest.raises(NotImplementedError, match="weight_decay=0.1 is not analyzed"):
+        st.analyze(model, x, y, batches=[1], optimizer=torch.optim.RMSprop(model.parameters(), weight_decay=0.1))
     with pytest.raises(ValueError, match="at least one optimizer step"):
         st.analyze(model, x, y, batches=[1], optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
     with pytest.raises(NotImplementedError, match="centered"):
@@ -765,3 +770,42 @@ def test_measures_equal_torch_hessians_at_an_interpolating_point():
         st.measures(model, x, loss="mse_sum")
     with pytest.raises(ValueError, match="divide"):
         sgdstab.hessian_measures(k, 4)
+
+
+@pytest.mark.parametrize("beta1,batch", [(0.5, 2), (0.9, 8)])
+def test_adamw_threshold_against_torch_optim_adamw(beta1, batch):
+    # torch.optim.AdamW's decoupled decay theta <- (1 - lr wd) theta (theory/adaptive.md, section 5), at an
+    # interpolating minimum at w* = 0 (targets 0), where the decay pulls towards w* and adds no drift. The
+    # report is the library's adamw answer in torch units (wd_lib = lr_factor wd); real AdamW runs return at
+    # 0.9 eta* and escape at 1.3 eta*; the decay moves eta* well away from Adam's; at B = n eta* is the
+    # closed form 2 (1 + beta1) / ((1 - beta1) lambda_max(P^{-1} H) + (1 + beta1) wd).
+    model, x, _ = linear_minimum()
+    with torch.no_grad():
+        model.weight.zero_()
+    y = torch.zeros(x.shape[0], 4, dtype=torch.float64)
+    n, c = y.shape
+    w_star = model.weight.detach().clone()
+    g = torch.Generator().manual_seed(7)
+    v = 1e-2 * torch.exp(1.5 * torch.randn(w_star.shape, generator=g, dtype=torch.float64))
+    adam = st.analyze(model, x, y, batches=[batch], optimizer=frozen_adam([model.weight], v, 1e-3, beta1))
+    xs = x.numpy()
+    h_torch = np.kron(np.eye(c), xs.T @ xs / n) * 2 / c  # MSELoss(mean)'s Hessian on the row-major weight
+    bc2 = 1 - (1 - 1e-6) ** (1e7 + 1)
+    pre = ((v / bc2).sqrt() + 1e-8).reshape(-1).numpy()
+    lam = np.linalg.eigvals(h_torch / pre[:, None]).real.max()
+    wd = 0.5 * lam
+    rep = st.analyze(model, x, y, batches=[batch], batch=batch,
+                     optimizer=frozen_adam([model.weight], v, 1e-3, beta1, "adamw", wd))
+    assert rep.converged and rep.optimizer == "adamw" and rep.weight_decay == wd and rep.weight_decay_decoupled
+    eta = rep.points[0]["eta_star"]
+    assert eta < 0.8 * adam.points[0]["eta_star"], (eta, adam.points[0]["eta_star"])
+    assert math.isclose(rep.eta_gd, 2 * (1 + beta1) / ((1 - beta1) * lam + (1 + beta1) * wd), rel_tol=1e-8)
+    if batch == n:
+        assert math.isclose(eta, rep.eta_gd, rel_tol=1e-8)
+    assert rep.verdict["stable"] == (1e-3 <= eta)
+    seeds = range(1) if batch == n else range(5)
+    below = [run_adam(x, y, w_star, v, 0.9 * eta, beta1, batch, s, "adamw", wd=wd) for s in seeds]
+    above = [run_adam(x, y, w_star, v, 1.3 * eta, beta1, batch, s, "adamw", wd=wd) for s in seeds]
+    assert max(below) < 1e-3, below
+    assert all(not (r <= 1e6) for r in above), above
+
