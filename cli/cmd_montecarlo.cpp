@@ -16,13 +16,16 @@ int cmd_montecarlo(const Args& args, std::ostream& out, std::ostream& err) {
   apply_cli(args, o);  // the table's options (lib/simulation/cross_check_options.cpp): --steps, --trajectories, ...
   o.weight_decay = weight_decay_option(args);
   const OptimizerSetting opt = optimizer_option(args);
-  if (opt.decoupled_weight_decay)
-    throw UsageError("--optimizer adamw with --weight-decay is not in montecarlo yet (the simulation's decay is L2); "
-                     "threshold, radius and curve have it (theory/adaptive.md, section 5)");
   o.momentum = opt.momentum.value_or(Momentum{});
   // Adam runs as heavy-ball at lr (1 - beta1) on J P^{-1/2} (theory/adaptive.md, eq. 3); the JSON is in Adam's lr.
   const double adam_lr = o.lr;
   if (opt.adam) o.lr = adam_heavy_ball_lr(o.lr, opt.beta1());
+  // AdamW: theta <- (1 - lr wd) theta is (1 - lr_hb mu) with mu = wd / (1 - beta1) (theory/adaptive.md, section 5).
+  const double adamw_wd = opt.decoupled_weight_decay ? o.weight_decay : 0.0;
+  if (opt.decoupled_weight_decay) {
+    o.decoupled_weight_decay = o.weight_decay / (1.0 - opt.beta1());
+    o.weight_decay = 0.0;
+  }
   const Geometry g = load_geometry(args);
   o.batch = batch_of(args, g);
   o.progress = progress_reporter(args, err, "sgdstab montecarlo: step");
@@ -32,6 +35,10 @@ int cmd_montecarlo(const Args& args, std::ostream& out, std::ostream& err) {
     j["lr"] = adam_lr;
     j["heavy_ball_lr"] = o.lr;
     if (rep.eta_star) j["eta_star"] = *rep.eta_star / (1.0 - opt.beta1());
+  }
+  if (opt.decoupled_weight_decay) {  // in AdamW's units, as the other commands report it
+    j["weight_decay"] = adamw_wd;
+    j["decoupled_weight_decay"] = o.decoupled_weight_decay;  // at heavy_ball_lr
   }
   echo_inputs(args, opt, j);
   print_result(j, out);

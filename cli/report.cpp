@@ -229,6 +229,7 @@ json cross_check_json(const CrossCheckOptions& o, const CrossCheckReport& rep) {
   j["momentum"] = o.momentum.beta;
   j["nesterov"] = o.momentum.nesterov;
   j["weight_decay"] = o.weight_decay;
+  if (o.decoupled_weight_decay > 0.0) j["decoupled_weight_decay"] = o.decoupled_weight_decay;  // in this lr's units
   j["steps"] = o.steps;
   j["trajectories"] = o.trajectories;
   j["rho"] = rep.rho ? json(*rep.rho) : json(nullptr);

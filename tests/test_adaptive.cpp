@@ -478,3 +478,59 @@ TEST(Adaptive, AdamwCurveIsThePointwiseThresholdAndBadDecayIsRejected) {
   EXPECT_NE(msg([&] { sgdstab::MomentumOperator(q, 0.1, sgdstab::Momentum{0.9, true}, 0.0, 0.5); }).find("Nesterov"),
             std::string::npos);
 }
+
+TEST(Adaptive, AdamwMonteCarloAgreesWithTheEnumeratedMap) {
+  // The Monte Carlo of the linearized optimizer with AdamW's decay in heavy-ball
+  // units (lr (1 - beta1), mu = wd / (1 - beta1)): the sampled operator's
+  // interval covers the rho of AdamW's own map enumerated in theta coordinates
+  // and excludes Adam's (no decay); cross_check's simulated moments agree with
+  // its exact ones on both sides of eta*.
+  const Eigen::Index n = 4, p = 3;
+  const MatrixXd J = ref::gaussian(n, p, 350);
+  const VectorXd P = ad_preconditioner(p, 351);
+  const auto g = sgdstab::Geometry::from_jacobian(sgdstab::precondition_jacobian(J, P), 1);
+  const double beta1 = 0.5, wd = 0.5 * ad_preconditioned_top(J, P, 1);
+  const auto batches = ref::batch_hessians(ref::per_sample(J, 1), 1, Sampling::with_replacement);
+  const auto thr = sgdstab::adamw_threshold(g, 1, Sampling::with_replacement, beta1, wd);
+  ASSERT_TRUE(thr.converged()) << thr.report.message;
+  for (double f : {0.8, 1.2}) {
+    sgdstab::RadiusEstimateOptions o;
+    o.lr = sgdstab::adam_heavy_ball_lr(f * thr.eta_star, beta1);
+    o.batch = 1;
+    o.schedule = sgdstab::Schedule::with_replacement;
+    o.momentum = sgdstab::Momentum{beta1, false};
+    o.decoupled_weight_decay = wd / (1.0 - beta1);
+    o.blocks = 20000;
+    o.seed = 9;
+    o.confidence = 0.999;
+    const auto est = sgdstab::estimate_radius(g, o);
+    ASSERT_TRUE(est.converged()) << est.report.message;
+    const double rho = ad_adamw_rho(batches, P, f * thr.eta_star, beta1, wd);
+    EXPECT_LE(est.ci_low, rho) << "f " << f;
+    EXPECT_GE(est.ci_high, rho) << "f " << f;
+    EXPECT_LT(est.ci_high - est.ci_low, 0.1 * rho);
+    const double no_decay = ad_adamw_rho(batches, P, f * thr.eta_star, beta1, 0.0);
+    EXPECT_TRUE(no_decay < est.ci_low || no_decay > est.ci_high) << "f " << f;
+
+    sgdstab::CrossCheckOptions c;
+    static_cast<sgdstab::MonteCarloRun&>(c) = o;
+    c.steps = 20;
+    c.trajectories = 2000;
+    c.blocks = 400;
+    c.confidence = 0.95;
+    const sgdstab::CrossCheckReport rep = sgdstab::cross_check(g, c);
+    ASSERT_EQ(rep.status(), sgdstab::Status::converged) << rep.reason;
+    EXPECT_EQ(rep.verdict, sgdstab::Verdict::agree) << rep.reason;
+    EXPECT_REL_NEAR(*rep.eta_star / (1.0 - beta1), thr.eta_star, 1e-9);
+    EXPECT_REL_NEAR(*rep.rho, rho, 1e-8);
+  }
+  sgdstab::SimulationOptions bad;
+  bad.lr = 0.1;
+  bad.batch = 1;
+  bad.momentum = sgdstab::Momentum{0.5, true};
+  bad.decoupled_weight_decay = 0.1;
+  EXPECT_THROW(bad.validate(g), sgdstab::invalid_argument);
+  bad.momentum.nesterov = false;
+  bad.decoupled_weight_decay = -0.1;
+  EXPECT_THROW(bad.validate(g), sgdstab::invalid_argument);
+}

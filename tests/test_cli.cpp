@@ -363,7 +363,7 @@ TEST_F(Cli, LossCurvatureAndAdaptiveOptimizers) {
                   sgdstab::adam_spectral_radius(gp, j["lr"].get<double>(), 2, sgdstab::Sampling::with_replacement, 0.5)
                       .rho, 1e-9);
   // AdamW's decoupled decay (theory/adaptive.md, section 5): threshold, radius and curve are adamw_*,
-  // which tests/test_adaptive.cpp checks against AdamW's enumerated map; montecarlo refuses it by name.
+  // which tests/test_adaptive.cpp checks against AdamW's enumerated map.
   {
     const double wd = 0.3 * gp.lambda_max();
     const auto t = sgdstab::adamw_threshold(gp, 3, sgdstab::Sampling::with_replacement, 0.5, wd);
@@ -389,9 +389,18 @@ TEST_F(Cli, LossCurvatureAndAdaptiveOptimizers) {
     j = json::parse(r.out);
     EXPECT_REL_NEAR(j["points"][1]["eta_star"].get<double>(), t.eta_star, 1e-7);
     EXPECT_EQ(j["weight_decay_decoupled"], true);
-    r = run("montecarlo " + pre + " --optimizer adamw --weight-decay 0.1 --batch 2 --lr 0.1 --quiet");
-    EXPECT_EQ(r.code, 2) << r.err;
-    EXPECT_NE(r.err.find("adamw with --weight-decay is not in montecarlo"), std::string::npos) << r.err;
+    // montecarlo: the simulated AdamW steps agree with the exact answer (rho, eta*) below eta*.
+    r = run("montecarlo " + pre + " --optimizer adamw --momentum 0.5 --sampling with --batch 3 --weight-decay " +
+            num(wd) + " --steps 5 --trajectories 2000 --blocks 400 --quiet --lr " + num(0.8 * t.eta_star));
+    ASSERT_EQ(r.code, 0) << r.err;
+    j = json::parse(r.out);
+    EXPECT_EQ(j["verdict"], "agree");
+    EXPECT_REL_NEAR(j["eta_star"].get<double>(), t.eta_star, 1e-8);
+    EXPECT_EQ(j["weight_decay"].get<double>(), wd);
+    EXPECT_REL_NEAR(j["decoupled_weight_decay"].get<double>(), wd / 0.5, 1e-15);
+    EXPECT_REL_NEAR(j["rho"].get<double>(),
+                    sgdstab::adamw_spectral_radius(gp, 0.8 * t.eta_star, 3, sgdstab::Sampling::with_replacement, 0.5, wd).rho,
+                    1e-9);
   }
   // covariance from parameter-space gradients with the softmax's curvature: g_i = J_i^T a_i (1, -1), in
   // range(S_i^{1/2}), with sum g_i = 0 (a in the null space of the 5 x 6 matrix of the J_i^T (1, -1)).

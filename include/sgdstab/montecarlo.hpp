@@ -87,6 +87,12 @@ struct MonteCarloRun {
   /// buffer takes (H_xi + lambda I) delta (torch.optim.SGD's weight_decay;
   /// theory/momentum.md, section 8), in all three.
   double weight_decay = 0.0;
+  /// Decoupled weight decay mu >= 0 (AdamW's, in this lr's units:
+  /// adamw's wd / (1 - beta1) at the heavy-ball lr; theory/adaptive.md
+  /// section 5): with momentum the position step is delta <- (1 - lr mu)
+  /// delta - u' (heavy-ball only; Nesterov is refused); without momentum it
+  /// is L2 decay mu. In all three, cross_check against the adamw answers.
+  double decoupled_weight_decay = 0.0;
 };
 
 /// Options of simulate_linearized. validate() throws sgdstab::invalid_argument.
@@ -122,10 +128,11 @@ struct ExactMoments {
 /// Z_0 = [[S_0, 0], [0, 0]] (u_0 = 0), and the moments of its delta block.
 /// With weight_decay = lambda > 0 (plain SGD): S_t = T^t(S_0) with
 /// T(S) = E[A_B S A_B], A_B = (1 - lr lambda) I - lr H_B (theory/weight_decay.md);
-/// with momentum and lambda: MomentumOperator(..., lambda).
+/// with momentum and lambda: MomentumOperator(..., lambda); decoupled mu:
+/// MomentumOperator(..., lambda, mu) (without momentum: lambda + mu).
 ExactMoments exact_moments(const Geometry& g, double lr, Index batch, Sampling sampling, Index steps,
                            const Eigen::VectorXd& start = Eigen::VectorXd(), const Momentum& momentum = {},
-                           double weight_decay = 0.0);
+                           double weight_decay = 0.0, double decoupled_weight_decay = 0.0);
 
 /// Options of estimate_radius. validate() throws sgdstab::invalid_argument.
 struct RadiusEstimateOptions : MonteCarloRun {

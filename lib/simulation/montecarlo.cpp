@@ -23,6 +23,7 @@
 #include "sgdstab/momentum.hpp"
 #include "sgdstab/weight_decay.hpp"
 #include "sgdstab/stability.hpp"
+#include "solvers/momentum_levels.hpp"
 
 namespace sgdstab {
 
@@ -33,10 +34,14 @@ using detail::require;
 namespace {
 
 void check_common(const Geometry& g, double lr, Index batch, double confidence, const char* where,
-                  const Momentum& momentum = {}, double weight_decay = 0.0) {
+                  const Momentum& momentum = {}, double weight_decay = 0.0, double decoupled = 0.0) {
   momentum.validate();
   require(std::isfinite(weight_decay) && weight_decay >= 0.0, where,
           "weight decay must be finite and >= 0, got " + detail::fmt(weight_decay));
+  require(std::isfinite(decoupled) && decoupled >= 0.0, where,
+          "decoupled weight decay must be finite and >= 0, got " + detail::fmt(decoupled));
+  require(decoupled == 0.0 || momentum.beta == 0.0 || !momentum.nesterov, where,
+          "decoupled weight decay is defined for heavy-ball momentum (AdamW), not Nesterov");
   require(std::isfinite(lr) && lr > 0.0, where, "lr must be finite and > 0, got " + detail::fmt(lr));
   check_batch(batch, g.samples(), where);
   require(confidence > 0.0 && confidence < 1.0, where,
@@ -89,7 +94,7 @@ MomentEstimate summarize(Index step, std::vector<double>& values, double confide
 // Linearized simulation (theory/montecarlo.md, eqs. 1-3)
 
 void SimulationOptions::validate(const Geometry& g) const {
-  check_common(g, lr, batch, confidence, "SimulationOptions", momentum, weight_decay);
+  check_common(g, lr, batch, confidence, "SimulationOptions", momentum, weight_decay, decoupled_weight_decay);
   require(steps >= 0, "SimulationOptions::steps", "must be >= 0, got " + std::to_string(steps));
   require(trajectories >= 2, "SimulationOptions::trajectories", "must be >= 2, got " + std::to_string(trajectories));
   require(start.size() == 0 || (start.size() == g.rank() && start.allFinite()), "SimulationOptions::start",
@@ -149,14 +154,17 @@ void advance(Trajectories& s, const Geometry& g, const SimulationOptions& o) {
       for (Index k = 0; k < c; ++k) s.y(i * c + k, j) *= w;
     }
   if (o.momentum.beta == 0.0) {
-    // Delta <- (1 - lr lambda) Delta - lr Z^T W Y (theory/weight_decay.md, eq. 2; Y from the old Delta)
-    detail::gemm(true, false, -o.lr, z, s.y, 1.0 - o.lr * o.weight_decay, s.delta);
+    // Delta <- (1 - lr lambda) Delta - lr Z^T W Y (theory/weight_decay.md, eq. 2; Y from the old Delta);
+    // a decoupled mu adds to lambda here (the same step without momentum).
+    detail::gemm(true, false, -o.lr, z, s.y, 1.0 - o.lr * (o.weight_decay + o.decoupled_weight_decay), s.delta);
   } else {
     detail::gemm(true, false, o.lr, z, s.y, 0.0, s.step);  // lr H_xi Delta
     if (o.weight_decay > 0.0) s.step += (o.lr * o.weight_decay) * s.delta;  // lr (H_xi + lambda) Delta (theory/momentum.md, section 8)
     const double b = o.momentum.beta;
     s.u = b * s.u + s.step;                                    // u' = beta u + lr H_xi delta
     if (o.momentum.nesterov) s.delta -= s.step + b * s.u;      // delta' = delta - lr H_xi delta - beta u'
+    else if (o.decoupled_weight_decay > 0.0)                   // delta' = (1 - lr mu) delta - u' (AdamW)
+      s.delta = (1.0 - o.lr * o.decoupled_weight_decay) * s.delta - s.u;
     else s.delta -= s.u;                                       // delta' = delta - u'
   }
   for (Index j = 0; j < m; ++j)
@@ -202,8 +210,9 @@ SimulationResult simulate_linearized(const Geometry& g, const SimulationOptions&
 }
 
 ExactMoments exact_moments(const Geometry& g, double lr, Index batch, Sampling sampling, Index steps,
-                           const VectorXd& start, const Momentum& momentum, double weight_decay) {
-  check_common(g, lr, batch, 0.5, "exact_moments", momentum, weight_decay);
+                           const VectorXd& start, const Momentum& momentum, double weight_decay,
+                           double decoupled_weight_decay) {
+  check_common(g, lr, batch, 0.5, "exact_moments", momentum, weight_decay, decoupled_weight_decay);
   require(steps >= 0, "exact_moments", "steps must be >= 0, got " + std::to_string(steps));
   const Index r = g.rank();
   require(start.size() == 0 || start.size() == r, "exact_moments",
@@ -215,7 +224,7 @@ ExactMoments exact_moments(const Geometry& g, double lr, Index batch, Sampling s
                                 : MatrixXd(MatrixXd::Identity(r, r) / static_cast<double>(r));
   ExactMoments out;
   if (momentum.beta > 0.0) {
-    const MomentumOperator mop(op, lr, momentum, weight_decay);
+    const MomentumOperator mop(op, lr, momentum, weight_decay, decoupled_weight_decay);
     MatrixXd zz = MatrixXd::Zero(2 * r, 2 * r);
     zz.topLeftCorner(r, r) = s;
     for (Index t = 0; t <= steps; ++t) {
@@ -226,6 +235,7 @@ ExactMoments exact_moments(const Geometry& g, double lr, Index batch, Sampling s
     }
     return out;
   }
+  weight_decay += decoupled_weight_decay;  // without momentum the two decays are one step
   for (Index t = 0; t <= steps; ++t) {
     detail::throw_if_interrupted("exact_moments");
     if (t > 0) {
@@ -246,7 +256,7 @@ ExactMoments exact_moments(const Geometry& g, double lr, Index batch, Sampling s
 // The sampled operator (theory/montecarlo.md, eqs. 4-5)
 
 void RadiusEstimateOptions::validate(const Geometry& g) const {
-  check_common(g, lr, batch, confidence, "RadiusEstimateOptions", momentum, weight_decay);
+  check_common(g, lr, batch, confidence, "RadiusEstimateOptions", momentum, weight_decay, decoupled_weight_decay);
   require(blocks >= 2, "RadiusEstimateOptions::blocks", "must be >= 2, got " + std::to_string(blocks));
   require(tolerance > 0.0 && tolerance < 1.0, "RadiusEstimateOptions::tolerance",
           "must lie in (0, 1), got " + detail::fmt(tolerance));
@@ -263,7 +273,12 @@ struct SampledBatch {
 class SampledOperator {
  public:
   SampledOperator(const Geometry& g, const RadiusEstimateOptions& o)
-      : r_(g.rank()), lr_(o.lr), a_(1.0 - o.lr * o.weight_decay), lam_(o.weight_decay), mo_(o.momentum) {
+      : r_(g.rank()),
+        lr_(o.lr),
+        a_(1.0 - o.lr * (o.weight_decay + (o.momentum.beta > 0.0 ? 0.0 : o.decoupled_weight_decay))),
+        lam_(o.weight_decay),
+        dec_(1.0 - o.lr * (o.momentum.beta > 0.0 ? o.decoupled_weight_decay : 0.0)),
+        mo_(o.momentum) {
     const Index c = g.outputs();
     BatchSampler sampler(o.schedule, g.samples(), o.batch, Rng::stream_seed(o.seed, 0, 3));
     steps_ = sampler.steps_per_block();
@@ -330,7 +345,8 @@ class SampledOperator {
 
  private:
   // out = M_b A (transposed = false) or M_b^T A for a 2r-row A (theory/momentum.md, eq. 1-2):
-  // M_b = [[I + lr e0 H_b, m01 I], [lr H_b, beta I]], H_b A_1 = Z_b^T (Z_b A_1).
+  // M_b = [[dec I + lr e0 H_b, m01 I], [lr H_b, beta I]], H_b A_1 = Z_b^T (Z_b A_1), dec = 1 - lr mu
+  // (AdamW's decoupled decay, theory/adaptive.md section 5; 1 otherwise).
   void momentum_rows(const MatrixXd& zb, const MatrixXd& a, bool transposed, MatrixXd& out, Work& w) const {
     const double b = mo_.beta, m01 = mo_.nesterov ? -b * b : -b, e0 = mo_.nesterov ? -(1.0 + b) : -1.0;
     const auto a1 = a.topRows(r_);
@@ -353,10 +369,10 @@ class SampledOperator {
       else w.x += lam_ * a1;
     }
     if (!transposed) {
-      out.topRows(r_) = a1 + m01 * a2 + (lr_ * e0) * w.x;
+      out.topRows(r_) = dec_ * a1 + m01 * a2 + (lr_ * e0) * w.x;
       out.bottomRows(r_) = b * a2 + lr_ * w.x;
     } else {
-      out.topRows(r_) = a1 + lr_ * w.x;
+      out.topRows(r_) = dec_ * a1 + lr_ * w.x;
       out.bottomRows(r_) = m01 * a1 + b * a2;
     }
   }
@@ -376,6 +392,7 @@ class SampledOperator {
   double lr_;
   double a_;    // 1 - lr lambda (weight decay)
   double lam_;  // lambda: with momentum H_b -> H_b + lambda I (theory/momentum.md, section 8)
+  double dec_;  // 1 - lr mu: with momentum, AdamW's decoupled decay of the position step
   Momentum mo_;
   bool deterministic_ = true;
   Index steps_ = 1;
@@ -644,24 +661,32 @@ CrossCheckReport cross_check(const Geometry& g, const CrossCheckOptions& o) {
     return rep;
   }
   const bool heavy = o.momentum.beta > 0.0;
-  const bool decay = o.weight_decay > 0.0;
-  const RadiusResult exact = heavy   ? weight_decay_momentum_spectral_radius(g, o.lr, o.batch, *sampling, o.momentum,
-                                                                           o.weight_decay)
-                             : decay ? weight_decay_spectral_radius(g, o.lr, o.batch, *sampling, o.weight_decay)
-                                     : spectral_radius(g, o.lr, o.batch, *sampling);
+  // Without momentum a decoupled decay is L2 decay; with it, the adamw map (theory/adaptive.md, section 5).
+  const double mu = heavy ? o.decoupled_weight_decay : 0.0;
+  const double lambda = o.weight_decay + (heavy ? 0.0 : o.decoupled_weight_decay);
+  const bool decay = lambda > 0.0;
+  const RadiusResult exact =
+      heavy   ? detail::timed([&] {
+                return detail::decayed_momentum_radius(g, o.lr, o.batch, *sampling, o.momentum, o.weight_decay, mu, {},
+                                                       "cross_check");
+              })
+      : decay ? weight_decay_spectral_radius(g, o.lr, o.batch, *sampling, lambda)
+              : spectral_radius(g, o.lr, o.batch, *sampling);
   Status thr_status;
   if (heavy) {
-    const MomentumThresholdResult thr = weight_decay_momentum_threshold(g, o.batch, *sampling, o.momentum, o.weight_decay);
+    const MomentumThresholdResult thr = detail::decayed_momentum_threshold(g, o.batch, *sampling, o.momentum,
+                                                                           o.weight_decay, mu, {}, 0, "cross_check");
     rep.eta_star = thr.eta_star;
     thr_status = thr.status();
   } else {
-    const ThresholdResult thr = decay ? weight_decay_threshold(g, o.batch, *sampling, o.weight_decay)
+    const ThresholdResult thr = decay ? weight_decay_threshold(g, o.batch, *sampling, lambda)
                                       : stability_threshold(g, o.batch, *sampling);
     rep.eta_star = thr.eta_star;
     thr_status = thr.status();
   }
   rep.rho = exact.rho;
-  rep.exact = exact_moments(g, o.lr, o.batch, *sampling, o.steps, VectorXd(), o.momentum, o.weight_decay);
+  rep.exact = exact_moments(g, o.lr, o.batch, *sampling, o.steps, VectorXd(), o.momentum, o.weight_decay,
+                            o.decoupled_weight_decay);
   rep.report.status = combine(combine(rep.report.status, exact.status()), thr_status);
   if (rep.report.status != Status::converged) {
     rep.verdict = Verdict::inconclusive;
