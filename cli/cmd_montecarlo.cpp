@@ -38,7 +38,9 @@ int cmd_montecarlo(const Args& args, std::ostream& out, std::ostream& err) {
   }
   if (opt.decoupled_weight_decay) {  // in AdamW's units, as the other commands report it
     j["weight_decay"] = adamw_wd;
-    j["decoupled_weight_decay"] = o.decoupled_weight_decay;  // at heavy_ball_lr
+    j.erase("decoupled_weight_decay");
+    j["heavy_ball_decoupled_weight_decay"] = o.decoupled_weight_decay;  // mu at heavy_ball_lr
+    j["weight_decay_decoupled"] = true;
   }
   echo_inputs(args, opt, j);
   print_result(j, out);

@@ -141,7 +141,7 @@ void echo_inputs(const Args& args, const OptimizerSetting& o, json& j) {
     adam_fields(j);
   }
   // AdamW: theta <- (1 - lr LAMBDA) theta before Adam's step (theory/adaptive.md, section 5).
-  if (o.name == "adamw") j["weight_decay_decoupled"] = true;
+  if (o.decoupled_weight_decay) j["weight_decay_decoupled"] = true;
 }
 
 SolverOptions solver_options(const Args& args) {

@@ -121,6 +121,7 @@ json momentum_threshold_json(const Geometry& g, const MomentumThresholdResult& r
   j["momentum"] = r.momentum.beta;
   j["nesterov"] = r.momentum.nesterov;
   j["weight_decay"] = r.weight_decay;
+  if (r.decoupled_weight_decay) j["weight_decay_decoupled"] = true;  // AdamW's (theory/adaptive.md, section 5)
   j["eta_star"] = r.eta_star;
   j["eta_low"] = r.eta_low;
   j["eta_high"] = r.eta_high;

@@ -397,7 +397,8 @@ TEST_F(Cli, LossCurvatureAndAdaptiveOptimizers) {
     EXPECT_EQ(j["verdict"], "agree");
     EXPECT_REL_NEAR(j["eta_star"].get<double>(), t.eta_star, 1e-8);
     EXPECT_EQ(j["weight_decay"].get<double>(), wd);
-    EXPECT_REL_NEAR(j["decoupled_weight_decay"].get<double>(), wd / 0.5, 1e-15);
+    EXPECT_REL_NEAR(j["heavy_ball_decoupled_weight_decay"].get<double>(), wd / 0.5, 1e-15);
+    EXPECT_EQ(j["weight_decay_decoupled"], true);
     EXPECT_REL_NEAR(j["rho"].get<double>(),
                     sgdstab::adamw_spectral_radius(gp, 0.8 * t.eta_star, 3, sgdstab::Sampling::with_replacement, 0.5, wd).rho,
                     1e-9);

@@ -68,9 +68,10 @@ RadiusResult adam_spectral_radius(const Geometry& preconditioned, double lr, Ind
                                   double beta1, const SolverOptions& options = {});
 
 /// eta* of AdamW with a frozen preconditioner, in AdamW's lr, with its
-/// decoupled weight decay wd (torch.optim.AdamW's weight_decay, same units
-/// as lr's conversion: in the library's loss convention; theory/adaptive.md
-/// section 5). The result's weight_decay is wd and decoupled_weight_decay is
+/// decoupled weight decay wd (torch.optim.AdamW's weight_decay converted so
+/// that lr wd, the fraction removed per step, is torch's: wd_lib =
+/// wd_torch lr_torch / lr_lib, e.g. wd C / 2 from MSELoss with the bias
+/// corrections at 1; theory/adaptive.md section 5). The result's weight_decay is wd and decoupled_weight_decay is
 /// true; eta_mean = 2 (1 + beta1) / ((1 - beta1) lambda_max + (1 + beta1) wd).
 /// wd = 0 is adam_threshold; beta1 = 0 is weight_decay_threshold's eta* at
 /// lambda = wd (RMSProp with decoupled decay is SGD with L2 decay in phi).

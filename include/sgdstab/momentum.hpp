@@ -68,7 +68,7 @@ class MomentumOperator {
   Momentum momentum_;
   double weight_decay_;
   double decoupled_;
-  double m01_, e0_;  // M0 = [[I, m01 I], [0, beta I]], e = (e0, 1)
+  double m01_, e0_;  // M0 = [[a I, m01 I], [0, beta I]], a = 1 - lr mu, e = (e0, 1)
   mutable Index applications_ = 0;
 };
 
@@ -90,7 +90,9 @@ struct MomentumThresholdResult : Result {
   /// The limit of the mean dynamics (full-batch momentum GD): 2(1 + beta) /
   /// lambda_max (heavy-ball), 2(1 + beta) / ((1 + 2 beta) lambda_max)
   /// (Nesterov), with lambda_max + weight_decay in place of lambda_max under
-  /// weight decay; eta_star <= eta_mean always.
+  /// L2 weight decay, and 2(1 + beta1) / ((1 - beta1) lambda_max + (1 +
+  /// beta1) wd) (in AdamW's lr) under AdamW's decoupled decay
+  /// (theory/adaptive.md eq. 9); eta_star <= eta_mean always.
   double eta_mean = 0.0;
   /// Weight decay (0: none): L2 lambda (weight_decay_momentum_threshold), or,
   /// when decoupled_weight_decay is true, AdamW's decoupled decay in its own

@@ -18,7 +18,6 @@ Momentum adam_momentum(double beta1) {
   return Momentum{beta1, false};
 }
 
-// Heavy-ball learning rates -> Adam's (theory/adaptive.md, eq. 3).
 // The decoupled decay in heavy-ball units: lr wd = eta mu with eta = lr (1 - beta1).
 double decoupled_of(double weight_decay, double beta1, const char* where) {
   detail::require(std::isfinite(weight_decay) && weight_decay >= 0.0, where,
@@ -26,6 +25,7 @@ double decoupled_of(double weight_decay, double beta1, const char* where) {
   return weight_decay / (1.0 - beta1);
 }
 
+// Heavy-ball learning rates -> Adam's (theory/adaptive.md, eq. 3).
 MomentumThresholdResult to_adam_units(MomentumThresholdResult r, double beta1) {
   const double f = 1.0 / (1.0 - beta1);
   r.eta_star *= f;

@@ -37,7 +37,8 @@ MomentumOperator::MomentumOperator(const SecondMomentOperator& op, double lr, Mo
   detail::require(decoupled_weight_decay == 0.0 || !momentum.nesterov, "MomentumOperator",
                   "decoupled weight decay is defined for heavy-ball momentum (AdamW), not Nesterov");
   const double b = momentum.beta;
-  // theory/momentum.md, eq. 2: M0 = [[I, m01 I], [0, beta I]], e = (e0, 1).
+  // theory/momentum.md, eq. 2: M0 = [[I, m01 I], [0, beta I]], e = (e0, 1); the decoupled
+  // decay puts a = 1 - lr mu in M0's top-left block (theory/adaptive.md, section 5), in apply().
   m01_ = momentum.nesterov ? -b * b : -b;
   e0_ = momentum.nesterov ? -(1.0 + b) : -1.0;
 }

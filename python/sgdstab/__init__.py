@@ -398,8 +398,10 @@ def precondition(jacobian, preconditioner):
     converted to Adam's (eta_star, eta_low, eta_high, eta_mean =
     (2 + 2 beta1) / ((1 - beta1) lambda_max(P^{-1} H)), the full-batch limit).
     beta1 = 0 is RMSProp (`sgdstab threshold --optimizer adam`).
-    weight_decay=WD > 0: AdamW's decoupled decay (torch.optim.AdamW's
-    weight_decay, theta <- (1 - lr WD) theta before the Adam step;
+    weight_decay=WD > 0: AdamW's decoupled decay theta <- (1 - lr WD) theta
+    before the Adam step, in the library's units (lr WD is the fraction
+    removed per step: torch's wd times lr_torch / lr, wd C / 2 from
+    MSELoss; sgdstab.torch.analyze converts for you;
     theory/adaptive.md section 5): eta_mean = 2 (1 + beta1) / ((1 - beta1)
     lambda_max(P^{-1} H) + (1 + beta1) WD), and the JSON says optimizer
     "adamw". Adam's own (L2) weight_decay is not covered.""" + _SOLVER_OPTIONS)

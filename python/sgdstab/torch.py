@@ -267,8 +267,8 @@ def _adaptive_settings(optimizer, model):
         return None
     adam = not isinstance(optimizer, _torch.optim.RMSprop)
     groups = optimizer.param_groups
-    keys = ("lr", "betas", "eps", "weight_decay", "amsgrad") if adam else ("lr", "alpha", "eps", "weight_decay",
-                                                                          "momentum", "centered")
+    keys = (("lr", "betas", "eps", "weight_decay", "amsgrad", "decoupled_weight_decay") if adam else
+            ("lr", "alpha", "eps", "weight_decay", "momentum", "centered"))
     first = {k: groups[0].get(k) for k in keys}
     if any({k: g.get(k) for k in keys} != first for g in groups[1:]):
         raise ValueError(f"optimizer: its parameter groups differ in {', '.join(keys)}; one set of them is analyzed")
