@@ -212,9 +212,8 @@ int cmd_region(const Args& args, std::ostream& out, std::ostream& err) {
           : region_schemes_option(args);
   const std::vector<Mark> marks = region_marks_option(args);
   const SolverOptions so = solver_options(args);
-  if (opt.adam)
-    throw UsageError("--optimizer " + opt.name + " is not available in region yet: use `curve --optimizer " + opt.name +
-                     "` (theory/adaptive.md)");
+  if (opt.adam && !(opt.beta1() > 0.0))
+    throw UsageError("--optimizer " + opt.name + " --momentum 0 is RMSProp: use --optimizer rmsprop in region");
   const std::optional<Momentum> momentum = opt.momentum;
   if (weight_decay > 0.0 && !heavy)
     for (Sampling s : schemes)
@@ -224,6 +223,17 @@ int cmd_region(const Args& args, std::ostream& out, std::ostream& err) {
   const Geometry g = load_geometry(args);
   const std::vector<Index> batches = batches_option(args, g.samples());
   for (const Mark& m : marks) check_batch(m.batch, g.samples(), "--mark");
+  if (opt.adam) {  // Adam / AdamW: the momentum region in Adam's lr (theory/adaptive.md); exact engine only
+    if (args.str_or("engine", "auto") == "band")
+      throw UsageError("--engine band: the band is plain SGD's (theory/band.md, section 7); use --engine exact");
+    RegionReport rep = adam_region_report(g, schemes, batches, marks, args.str_or("plot", ""), so, opt.beta1(),
+                                          opt.decoupled_weight_decay ? weight_decay : 0.0);
+    rep.j["engine"] = "exact";
+    rep.j["engine_reason"] = "--optimizer " + opt.name + ": the band is plain SGD's, so the exact engine runs";
+    rep.j["seconds"] = seconds_since(t0);
+    echo_inputs(args, opt, rep.j);
+    return finish(rep.j, rep.status, out, err);
+  }
   const Engine engine = engine_choice(args, g, so, heavy ? "momentum" : weight_decay > 0.0 ? "weight decay" : "");
   if (engine.band) {
     auto [j, status] = band_region(args, g, schemes, batches, marks, engine.reason);

@@ -57,6 +57,12 @@ RegionReport region_report(const Geometry& g, const std::vector<Sampling>& schem
                            const std::string& plot, const SolverOptions& so, const Momentum& momentum = {},
                            double weight_decay = 0.0);
 
+/// region_report for Adam / AdamW (adam_region, in Adam's lr; marks judged by
+/// adamw_spectral_radius); beta1 > 0.
+RegionReport adam_region_report(const Geometry& g, const std::vector<Sampling>& schemes,
+                                const std::vector<Index>& batches, const std::vector<Mark>& marks,
+                                const std::string& plot, const SolverOptions& so, double beta1, double weight_decay);
+
 /// rho at a mark (lr, B, scheme): how a region report judges its marks.
 using MarkRadius = std::function<RadiusResult(double lr, Index batch, Sampling sampling)>;
 /// The same report for a region computed elsewhere (sgdstab-mpi), its marks

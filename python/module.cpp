@@ -878,6 +878,33 @@ void bind_region(py::module_& m) {
       },
       py::arg("geometry"), py::arg("sampling") = py::none(), py::arg("batches") = py::none(),
       py::arg("marks") = py::none(), py::arg("plot") = py::none());
+  m.def(
+      "adam_region",
+      [](const Geometry& g, const py::object& sampling, std::optional<std::vector<Index>> batches,
+         std::optional<std::vector<std::pair<double, Index>>> marks, std::optional<std::string> plot, double beta1,
+         double weight_decay, py::kwargs kw) {
+        const SolverOptions so = solver_options(kw, "adam_region");
+        const std::vector<Index> b = batches ? *batches : default_batches(g.samples());
+        std::vector<cli::Mark> mk;
+        if (marks)
+          for (const auto& [lr, batch] : *marks) mk.push_back({lr, batch});
+        const auto t0 = std::chrono::steady_clock::now();
+        PyRegion out;
+        cli::RegionReport rep;
+        {
+          Compute c;
+          rep = cli::adam_region_report(g, schemes_of(sampling), b, mk, plot ? *plot : std::string(), so, beta1,
+                                        weight_decay);
+        }
+        rep.j["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        adam_json(rep.j, beta1, weight_decay);
+        out.region = std::move(rep.region);
+        out.j = std::move(rep.j);
+        out.status = rep.status;
+        return out;
+      },
+      py::arg("geometry"), py::arg("sampling"), py::arg("batches"), py::arg("marks"), py::arg("plot"),
+      py::arg("beta1"), py::arg("weight_decay"));
 }
 
 // bounds and the alignments.

@@ -534,3 +534,45 @@ TEST(Adaptive, AdamwMonteCarloAgreesWithTheEnumeratedMap) {
   bad.decoupled_weight_decay = -0.1;
   EXPECT_THROW(bad.validate(g), sgdstab::invalid_argument);
 }
+
+TEST(Adaptive, AdamRegionEqualsSingleThresholdsAndItsBandHoldsBetweenPoints) {
+  const Eigen::Index n = 6, p = 4;
+  const MatrixXd J = ref::gaussian(n, p, 360);
+  const VectorXd P = ad_preconditioner(p, 361);
+  const auto g = sgdstab::Geometry::from_jacobian(sgdstab::precondition_jacobian(J, P), 1);
+  const double top = ad_preconditioned_top(J, P, 1);
+  const auto h = ref::per_sample(J, 1);
+  const std::vector<Sampling> schemes(std::begin(kSchemes), std::end(kSchemes));
+  for (double beta1 : {0.5, 0.9})
+    for (double wd : {0.0, 0.5 * top}) {
+      const auto region = sgdstab::adam_region(g, schemes, {1, 3, 6}, beta1, wd);
+      const std::string what = "beta1 " + std::to_string(beta1) + " wd " + std::to_string(wd);
+      ASSERT_TRUE(region.converged()) << region.report.message << " " << what;
+      EXPECT_TRUE(region.adam);
+      EXPECT_EQ(region.decoupled_weight_decay, wd > 0.0);
+      EXPECT_EQ(region.weight_decay, wd);
+      EXPECT_REL_NEAR(region.eta_mean, 2.0 * (1.0 + beta1) / ((1.0 - beta1) * top + (1.0 + beta1) * wd), 1e-10)
+          << what;
+      EXPECT_EQ(region.eta_gd, region.eta_mean);
+      for (const auto& curve : region.curves) {
+        for (const auto& pt : curve.points) {
+          const auto single = sgdstab::adamw_threshold(g, pt.batch, curve.sampling, beta1, wd);
+          EXPECT_REL_NEAR(pt.eta_star, single.eta_star, 1e-7) << what << " B " << pt.batch;
+          EXPECT_LE(pt.eta_low, pt.eta_star);
+          EXPECT_GE(pt.eta_high, pt.eta_star);
+        }
+        // Between computed points (B = 2, 4 were not): the enumerated AdamW map crosses inside band().
+        for (Eigen::Index B : {Eigen::Index{2}, Eigen::Index{4}}) {
+          const auto batches = ref::batch_hessians(h, B, curve.sampling);
+          const double crossing = ad_bisect(
+              [&](double eta) { return ad_adamw_rho(batches, P, eta, beta1, wd); }, region.eta_mean * 1.01);
+          const sgdstab::EtaInterval band = region.band(curve.sampling, static_cast<double>(B));
+          EXPECT_LE(band.low, crossing * (1 + 1e-9)) << what << " " << sgdstab::to_string(curve.sampling) << " B " << B;
+          EXPECT_GE(band.high, crossing * (1 - 1e-9)) << what << " " << sgdstab::to_string(curve.sampling) << " B " << B;
+          EXPECT_GT(band.low, 0.0);
+        }
+      }
+    }
+  EXPECT_THROW(sgdstab::adam_region(g, schemes, {1, 6}, 0.0), sgdstab::invalid_argument);
+  EXPECT_THROW(sgdstab::adam_region(g, schemes, {1, 6}, 0.9, -1.0), sgdstab::invalid_argument);
+}

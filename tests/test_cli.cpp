@@ -402,6 +402,27 @@ TEST_F(Cli, LossCurvatureAndAdaptiveOptimizers) {
     EXPECT_REL_NEAR(j["rho"].get<double>(),
                     sgdstab::adamw_spectral_radius(gp, 0.8 * t.eta_star, 3, sgdstab::Sampling::with_replacement, 0.5, wd).rho,
                     1e-9);
+    // region: adam_region in Adam's lr, every scheme by default; a mark judged by AdamW's radius.
+    r = run("region " + pre + " --optimizer adamw --momentum 0.5 --batches 1,3,6 --weight-decay " + num(wd) +
+            " --mark " + num(1.2 * t.eta_star) + ",3");
+    ASSERT_EQ(r.code, 0) << r.err;
+    j = json::parse(r.out);
+    const std::vector<sgdstab::Sampling> all{sgdstab::Sampling::without_replacement, sgdstab::Sampling::with_replacement,
+                                             sgdstab::Sampling::bernoulli};
+    const auto reg = sgdstab::adam_region(gp, all, {1, 3, 6}, 0.5, wd);
+    ASSERT_EQ(j["curves"].size(), 3u);
+    EXPECT_REL_NEAR(j["curves"][1]["points"][1]["eta_star"].get<double>(), t.eta_star, 1e-7);  // with replacement, B 3
+    for (std::size_t k = 0; k < 3; ++k)
+      for (std::size_t q = 0; q < 3; ++q)
+        EXPECT_REL_NEAR(j["curves"][k]["points"][q]["eta_star"].get<double>(), reg.curves[k].points[q].eta_star, 1e-12);
+    EXPECT_REL_NEAR(j["eta_mean"].get<double>(), reg.eta_mean, 1e-15);
+    EXPECT_FALSE(j.contains("eta_gd"));
+    EXPECT_EQ(j["optimizer"], "adamw");
+    EXPECT_EQ(j["weight_decay_decoupled"], true);
+    EXPECT_EQ(j["engine"], "exact");
+    r = run("region " + pre + " --optimizer adam --momentum 0 --batches 1,3");
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE(r.err.find("RMSProp"), std::string::npos) << r.err;
   }
   // covariance from parameter-space gradients with the softmax's curvature: g_i = J_i^T a_i (1, -1), in
   // range(S_i^{1/2}), with sum g_i = 0 (a in the null space of the 5 x 6 matrix of the J_i^T (1, -1)).

@@ -41,6 +41,7 @@
 
 #include "sgdstab/geometry.hpp"
 #include "sgdstab/momentum.hpp"
+#include "sgdstab/region.hpp"
 #include "sgdstab/sampling.hpp"
 #include "sgdstab/solver.hpp"
 
@@ -92,5 +93,19 @@ std::vector<MomentumThresholdResult> adamw_threshold_curve(const Geometry& preco
 /// map at lr (1 - beta1) with the decoupled decay); the result's lr is AdamW's.
 RadiusResult adamw_spectral_radius(const Geometry& preconditioned, double lr, Index batch, Sampling sampling,
                                    double beta1, double weight_decay, const SolverOptions& options = {});
+
+/// The stability region of Adam (weight_decay = 0) or AdamW (its decoupled
+/// decay wd > 0) with a frozen preconditioner: every scheme and batch size
+/// from one kappa_0 per noise class (the momentum region, theory/momentum.md
+/// section 7, with adamw's mean kernel), every learning rate in Adam's lr:
+/// the points, eta_mean = eta_gd (the full-batch limit of adamw_threshold)
+/// and band(). The result has adam = true, momentum.beta = beta1,
+/// weight_decay = wd and decoupled_weight_decay = (wd > 0).
+/// \throws sgdstab::invalid_argument unless 0 < beta1 < 1 (beta1 = 0 is
+///   RMSProp: stability_region or weight_decay_region on the preconditioned
+///   geometry), wd >= 0 is finite, and the lists are valid (stability_region's).
+StabilityRegion adam_region(const Geometry& preconditioned, const std::vector<Sampling>& schemes,
+                            const std::vector<Index>& batches, double beta1, double weight_decay = 0.0,
+                            const SolverOptions& options = {});
 
 }  // namespace sgdstab

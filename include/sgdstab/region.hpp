@@ -100,6 +100,11 @@ struct StabilityRegion : Result {
   /// The full-batch limit: 2 / lambda_max (plain SGD), else
   /// momentum_threshold's eta_mean.
   double eta_mean = 0.0;
+  /// adam_region (adaptive.hpp): every learning rate (points, eta_mean,
+  /// eta_gd = eta_mean, band()) is Adam's, momentum.beta is beta1, and
+  /// weight_decay is AdamW's decoupled decay when decoupled_weight_decay.
+  bool adam = false;
+  bool decoupled_weight_decay = false;
 
   /// A guaranteed interval for eta*(B) at any real B in [1, n] from the
   /// tangents and chords of g (theory/region.md, section 6); low = 0 where

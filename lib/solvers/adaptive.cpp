@@ -117,4 +117,30 @@ RadiusResult adamw_spectral_radius(const Geometry& preconditioned, double lr, In
   return r;
 }
 
+StabilityRegion adam_region(const Geometry& preconditioned, const std::vector<Sampling>& schemes,
+                            const std::vector<Index>& batches, double beta1, double weight_decay,
+                            const SolverOptions& options) {
+  const Momentum m = adam_momentum(beta1);
+  detail::require(beta1 > 0.0, "adam_region",
+                  "beta1 must be > 0 (beta1 = 0 is RMSProp: stability_region, or weight_decay_region with "
+                  "weight_decay, on the preconditioned geometry)");
+  const double mu = decoupled_of(weight_decay, beta1, "adam_region");
+  StabilityRegion out = detail::decayed_momentum_region(preconditioned, schemes, batches, m, 0.0, mu, options);
+  // Heavy-ball learning rates -> Adam's (theory/adaptive.md, eq. 4); eta_gd is the full-batch limit.
+  const double f = 1.0 / (1.0 - beta1);
+  out.eta_mean *= f;
+  out.eta_gd = out.eta_mean;
+  for (RegionCurve& c : out.curves)
+    for (RegionPoint& p : c.points) {
+      p.eta_star *= f;
+      p.eta_low *= f;
+      p.eta_high *= f;
+    }
+  out.adam = true;
+  out.weight_decay = weight_decay;
+  out.decoupled_weight_decay = weight_decay > 0.0;
+  return out;
+}
+
 }  // namespace sgdstab
+

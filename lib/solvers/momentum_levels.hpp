@@ -5,6 +5,7 @@
 
 #include "sgdstab/geometry.hpp"
 #include "sgdstab/momentum.hpp"
+#include "sgdstab/region.hpp"
 #include "sgdstab/sampling.hpp"
 #include "sgdstab/solver.hpp"
 
@@ -42,6 +43,11 @@ std::vector<MomentumThresholdResult> decayed_momentum_curve(const Geometry& g, c
                                                             Sampling sampling, const Momentum& mo,
                                                             double weight_decay, double decoupled,
                                                             const SolverOptions& options, const char* where);
+/// The momentum region with L2 decay lambda and decoupled decay mu (heavy-ball
+/// lr units; region.cpp), lists checked, unitless in Adam's sense.
+StabilityRegion decayed_momentum_region(const Geometry& g, const std::vector<Sampling>& schemes,
+                                        const std::vector<Index>& batches, const Momentum& mo, double weight_decay,
+                                        double decoupled, const SolverOptions& options);
 RadiusResult decayed_momentum_radius(const Geometry& g, double lr, Index batch, Sampling sampling,
                                      const Momentum& mo, double weight_decay, double decoupled,
                                      const SolverOptions& options, const char* where);

@@ -158,7 +158,7 @@ StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>&
 namespace {
 StabilityRegion momentum_region(const Geometry& g, const std::vector<Sampling>& schemes,
                                 const std::vector<Index>& batches, const Momentum& momentum, double weight_decay,
-                                const SolverOptions& options);
+                                const SolverOptions& options, double decoupled = 0.0);
 }  // namespace
 
 // With momentum: eta*(B) of every point by momentum_threshold's search (theory/momentum.md, section 7).
@@ -188,13 +188,13 @@ namespace {
 // The momentum region with L2 weight decay lambda (0: none; theory/momentum.md, sections 7-8).
 StabilityRegion momentum_region(const Geometry& g, const std::vector<Sampling>& schemes,
                                 const std::vector<Index>& batches, const Momentum& momentum, double weight_decay,
-                                const SolverOptions& options) {
+                                const SolverOptions& options, double decoupled) {
   const auto t0 = std::chrono::steady_clock::now();
   options.validate();
   momentum.validate();
   detail::check_region_lists(schemes, batches, g.samples());
   const std::vector<std::vector<MomentumThresholdResult>> levels =
-      detail::momentum_levels(g, schemes, batches, momentum, options, weight_decay);
+      detail::momentum_levels(g, schemes, batches, momentum, options, weight_decay, decoupled);
   StabilityRegion out;
   out.samples = g.samples();
   out.outputs = g.outputs();
@@ -203,7 +203,7 @@ StabilityRegion momentum_region(const Geometry& g, const std::vector<Sampling>& 
   out.eta_gd = 2.0 / (out.lambda_max + weight_decay);
   out.momentum = momentum;
   out.weight_decay = weight_decay;
-  out.eta_mean = detail::mean_limit(momentum, out.lambda_max + weight_decay);
+  out.eta_mean = detail::mean_limit(momentum, out.lambda_max + weight_decay, decoupled);
   out.report.status = Status::converged;
   out.report.method = Method::dense;
   for (std::size_t k = 0; k < schemes.size(); ++k) {
@@ -232,5 +232,11 @@ StabilityRegion momentum_region(const Geometry& g, const std::vector<Sampling>& 
 }
 
 }  // namespace
+
+StabilityRegion detail::decayed_momentum_region(const Geometry& g, const std::vector<Sampling>& schemes,
+                                                const std::vector<Index>& batches, const Momentum& mo,
+                                                double weight_decay, double decoupled, const SolverOptions& options) {
+  return momentum_region(g, schemes, batches, mo, weight_decay, options, decoupled);
+}
 
 }  // namespace sgdstab

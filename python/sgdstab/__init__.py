@@ -79,6 +79,7 @@ __all__ = [
     "adam_threshold",
     "adam_radius",
     "adam_curve",
+    "adam_region",
     "covariance",
     "read_matrix",
     "default_batches",
@@ -272,6 +273,23 @@ def region(geometry, sampling=None, batches=None, marks=None, plot=None, *, mome
         plot = str(plot)
     return _core.region(geometry, sampling, batches, marks, plot, momentum=momentum, nesterov=nesterov,
                         weight_decay=weight_decay, **solver_options)
+
+
+@_doc("""The stability region of Adam (AdamW with weight_decay > 0) with a frozen preconditioner, in Adam's lr.
+
+    geometry: of the preconditioned Jacobian (precondition); beta1 in (0, 1)
+    (beta1 = 0 is RMSProp: region on the preconditioned geometry);
+    weight_decay: AdamW's decoupled decay in the library's units (as in
+    adam_threshold). The momentum region (theory/momentum.md section 7,
+    theory/adaptive.md section 5) with every learning rate in Adam's: the
+    points, band(), eta_mean (the JSON's full-batch limit); marks (lr, B)
+    are judged by adam_radius. The JSON is that of `sgdstab region
+    --optimizer adam|adamw`.""" + _SOLVER_OPTIONS)
+def adam_region(geometry, sampling=None, batches=None, marks=None, plot=None, *, beta1=0.9, weight_decay=0.0,
+                **solver_options):
+    if plot is not None:
+        plot = str(plot)
+    return _core.adam_region(geometry, sampling, batches, marks, plot, beta1, weight_decay, **solver_options)
 
 
 @_doc("""The exact threshold beside the analytic bounds of Wu, Wang & Su (2022).

@@ -520,6 +520,12 @@ def test_softmax_curvature_and_adam_equal_the_program_and_the_closed_forms(probl
     curw = sgdstab.adam_curve(gp, [2, n], "without", beta1=0.9, weight_decay=wd)
     assert math.isclose(curw.points[0].eta_star, aw.eta_star, rel_tol=1e-7)
     assert math.isclose(curw.points[1].eta_star, 2 * 1.9 / (0.1 * lam + 1.9 * wd), rel_tol=1e-8)
+    reg = sgdstab.adam_region(gp, None, [2, n], beta1=0.9, weight_decay=wd)
+    assert reg.converged
+    assert math.isclose(reg.curves[0].points[0].eta_star, aw.eta_star, rel_tol=1e-7)
+    assert_same(reg.to_dict(), cli("region", "--jacobian", jpath, "--outputs", c, "--batches", f"2,{n}", "--optimizer",
+                                   "adamw", "--weight-decay", repr(wd), "--preconditioner", str(tmp_path / "pc.npy")),
+                skip=("preconditioner", "seconds", "apply_seconds", "engine", "engine_reason"))
     with pytest.raises(ValueError, match="beta1"):
         sgdstab.adam_threshold(gp, 2, beta1=1.0)
     with pytest.raises(ValueError, match="entry 0"):
