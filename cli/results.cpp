@@ -6,6 +6,7 @@
 #include <string>
 
 #include "plot.hpp"
+#include "sgdstab/adaptive.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/weight_decay.hpp"
 #include "sgdstab/matrix_io.hpp"

@@ -479,7 +479,7 @@ TEST_F(Cli, LossCurvatureAndAdaptiveOptimizers) {
       {"threshold " + pre + " --batch 2 --optimizer adam --weight-decay 0.1", "--weight-decay"},
       {"threshold " + pre + " --batch 2 --optimizer adam --momentum 1", "beta1"},
       {"threshold " + pre + " --batch 2 --optimizer lion", "sgd|rmsprop|adam|adamw"},
-      {"region " + pre + " --optimizer adam", "not available in region"},
+      {"region " + pre + " --optimizer adam --engine band", "the band is plain SGD's"},
       {"threshold --jacobian " + file("cj.npy") + " --outputs 2 --batch 2 --softmax " + file("curv.npy"),
        "n x C"},
       {"threshold --jacobian " + file("cj.npy") + " --outputs 2 --batch 2 --curvature " + file("probs.npy"),
