@@ -27,6 +27,7 @@
 #include <Eigen/Core>
 
 #include "sgdstab/geometry.hpp"
+#include "sgdstab/momentum.hpp"
 #include "sgdstab/sampling.hpp"
 #include "sgdstab/solver.hpp"
 
@@ -43,6 +44,11 @@ struct CovarianceOptions {
   double gradient_tolerance = 1e-6;
   /// Top eigenvalues of Sigma reported.
   Index top = 5;
+  /// SGD with momentum (heavy-ball or Nesterov, momentum.hpp; beta = 0:
+  /// plain SGD). The state is z = (delta, u); Sigma is the delta block of the
+  /// stationary E[z z^T], solved on the symmetric form of theory/covariance.md
+  /// section 6 ((I - b W o C_0 o W) Y = beta W o Sigma_g by CG, X = W o Y).
+  Momentum momentum;
   void validate() const;
 };
 
@@ -50,6 +56,7 @@ struct CovarianceResult : Result {
   double lr = 0.0;
   Index batch = 0;
   Sampling sampling = Sampling::without_replacement;
+  Momentum momentum;               ///< the options' (beta = 0: plain SGD)
   double rho = 0.0;                ///< rho(T) at lr (< 1, else no stationary state)
   Eigen::MatrixXd covariance;      ///< Sigma in reduced coordinates (r x r; H = diag(d) there)
   double trace = 0.0;              ///< tr Sigma = E|delta|^2 in the stationary state
@@ -62,7 +69,8 @@ struct CovarianceResult : Result {
   // max_iterations ran out (the covariance is then the last iterate).
 };
 
-/// The stationary second moment of plain SGD at lr with batch size B.
+/// The stationary second moment of SGD (with options.momentum: momentum SGD,
+/// rho(T) that of momentum_spectral_radius) at lr with batch size B.
 /// residuals: the n C values f(x_i) - y_i (sample-major, as the Jacobian's rows).
 /// \throws sgdstab::invalid_argument on a residual vector of the wrong
 ///   length or with NaN/Inf, a point that is not a minimum (the gradients

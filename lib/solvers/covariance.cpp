@@ -10,9 +10,88 @@
 #include "foundations/interrupt_detail.hpp"
 #include "foundations/stopwatch.hpp"
 #include "sgdstab/moment_operator.hpp"
+#include "sgdstab/momentum.hpp"
 #include "sgdstab/stability.hpp"
+#include "solvers/momentum_levels.hpp"
 
 namespace sgdstab {
+
+namespace {
+
+CovarianceResult finish_covariance(CovarianceResult& out, const Eigen::VectorXd& d, const CovarianceOptions& options,
+                                   const detail::Stopwatch& watch);
+
+// Momentum's stationary delta-block X (theory/covariance.md, section 6): with
+// the mean kernel G at lr and W = sqrt(G) entrywise, X = G o (b C_0(X) +
+// beta Sigma_g) is X = W o Y with the symmetric positive definite system
+//   (I - b W o C_0(W o .) o W) Y = beta W o Sigma_g,
+// b = beta the scheme's factor, C_0 = D - H . H (D for Bernoulli); CG.
+// Fills out.covariance and the report (iterations, matvecs, residual, status).
+void momentum_covariance(const Geometry& geometry, const Eigen::MatrixXd& sigma_g, double lr, Index batch,
+                         Sampling sampling, const CovarianceOptions& options, CovarianceResult& out) {
+  const std::string where = "stationary_covariance (momentum)";
+  const Index r = geometry.rank();
+  const Eigen::VectorXd& d = geometry.hessian_eigenvalues();
+  Eigen::MatrixXd g;
+  detail::require(detail::momentum_mean_kernel(d, lr, options.momentum, 0.0, g), where,
+                  "the kernel G of the mean dynamics has an entry <= 0 at lr = " + detail::fmt(lr) +
+                      " (theory/momentum.md, section 5): the symmetric form does not apply");
+  const Eigen::MatrixXd w = g.cwiseSqrt();
+  const double b = sampling_factors(sampling, geometry.samples(), batch).beta;
+  const bool bernoulli = sampling == Sampling::bernoulli;
+  const SecondMomentOperator dop(geometry, 1, Sampling::with_replacement);  // Q at B = 1 with replacement: D
+  auto apply = [&](const Eigen::MatrixXd& y) {
+    ++out.report.matvecs;
+    const Eigen::MatrixXd x = y.cwiseProduct(w);
+    Eigen::MatrixXd c0 = dop.quadratic(x);
+    if (!bernoulli) c0 -= d.asDiagonal() * x * d.asDiagonal();
+    return Eigen::MatrixXd(y - b * c0.cwiseProduct(w));
+  };
+  auto dot = [](const Eigen::MatrixXd& u, const Eigen::MatrixXd& v) { return (u.array() * v.array()).sum(); };
+  const Eigen::MatrixXd rhs = b * w.cwiseProduct(sigma_g);
+  const double bnorm = rhs.norm();
+  out.report.status = Status::not_converged;
+  if (bnorm == 0.0) {  // no gradient noise (B = n without replacement, or an interpolating minimum): Sigma = 0
+    out.covariance = Eigen::MatrixXd::Zero(r, r);
+    out.report.status = Status::converged;
+    out.report.message = "no gradient noise: the stationary covariance is 0";
+    return;
+  }
+  Eigen::MatrixXd y = rhs;  // the answer without the multiplicative noise
+  Eigen::MatrixXd res = rhs - apply(y);
+  Eigen::MatrixXd p = res;
+  double rr = dot(res, res);
+  for (Index it = 0; it < options.max_iterations; ++it) {
+    out.report.residual = std::sqrt(rr) / bnorm;
+    if (out.report.residual <= options.tolerance) {
+      out.report.status = Status::converged;
+      break;
+    }
+    detail::throw_if_interrupted(where.c_str());
+    const Eigen::MatrixXd mp = apply(p);
+    const double pmp = dot(p, mp);
+    detail::require(pmp > 0.0, where,
+                    "I - b W o C_0 o W is not positive definite (rho(T) = " + detail::fmt(out.rho) +
+                        " is within round-off of 1): no stationary covariance can be computed");
+    const double alpha = rr / pmp;
+    y += alpha * p;
+    res -= alpha * mp;
+    const double rr_new = dot(res, res);
+    p = res + (rr_new / rr) * p;
+    rr = rr_new;
+    ++out.report.iterations;
+  }
+  out.report.message = out.report.status == Status::converged
+                           ? "conjugate gradients (momentum's symmetric form) converged in " +
+                                 std::to_string(out.report.iterations) + " iterations"
+                           : "conjugate gradients did not reach the tolerance in " +
+                                 std::to_string(options.max_iterations) + " iterations (relative residual " +
+                                 detail::fmt(out.report.residual) + "); the covariance is the last iterate";
+  const Eigen::MatrixXd x = y.cwiseProduct(w);
+  out.covariance = 0.5 * (x + x.transpose());
+}
+
+}  // namespace
 
 void CovarianceOptions::validate() const {
   detail::require(std::isfinite(tolerance) && tolerance > 0.0 && tolerance < 1.0, "CovarianceOptions",
@@ -22,6 +101,7 @@ void CovarianceOptions::validate() const {
   detail::require(std::isfinite(gradient_tolerance) && gradient_tolerance >= 0.0, "CovarianceOptions",
                   "gradient_tolerance must be finite and >= 0, got " + detail::fmt(gradient_tolerance));
   detail::require(top >= 0, "CovarianceOptions", "top must be >= 0, got " + std::to_string(top));
+  momentum.validate();
 }
 
 CovarianceResult stationary_covariance(const Geometry& geometry, const Eigen::Ref<const Eigen::VectorXd>& residuals,
@@ -100,17 +180,24 @@ CovarianceResult stationary_covariance_from_gradients(const Geometry& geometry,
   out.lr = lr;
   out.batch = batch;
   out.sampling = sampling;
+  out.momentum = options.momentum;
   out.gradient_noise_trace = sigma_g.trace();
   out.mean_gradient_norm = mean.norm();
-  const RadiusResult rho = spectral_radius(geometry, lr, batch, sampling);
+  const bool heavy = options.momentum.beta > 0.0;
+  const RadiusResult rho = heavy ? momentum_spectral_radius(geometry, lr, batch, sampling, options.momentum)
+                                 : spectral_radius(geometry, lr, batch, sampling);
   detail::require(rho.converged(), where, "the spectral radius at lr did not converge: " + rho.report.message);
   out.rho = rho.rho;
   detail::require(rho.rho < 1.0, where,
                   "rho(T) = " + detail::fmt(rho.rho) + " >= 1 at lr = " + detail::fmt(lr) +
                       ": SGD is not mean-square stable there and has no stationary covariance");
+  const Eigen::VectorXd& d = geometry.hessian_eigenvalues();
+  if (heavy) {
+    momentum_covariance(geometry, sigma_g, lr, batch, sampling, options, out);
+    return finish_covariance(out, d, options, watch);
+  }
 
   // (A - lr Q) X = lr beta Sigma_g (eq. 4), CG preconditioned by A^{-1}.
-  const Eigen::VectorXd& d = geometry.hessian_eigenvalues();
   const Eigen::MatrixXd inv_a = (d.replicate(1, r) + d.transpose().replicate(r, 1)).cwiseInverse();
   const double beta = op.factors().beta;
   const Eigen::MatrixXd b = lr * beta * sigma_g;
@@ -159,6 +246,14 @@ CovarianceResult stationary_covariance_from_gradients(const Geometry& geometry,
                            detail::fmt(out.report.residual) + "); the covariance is the last iterate";
     out.covariance = 0.5 * (x + x.transpose());
   }
+  return finish_covariance(out, d, options, watch);
+}
+
+namespace {
+
+CovarianceResult finish_covariance(CovarianceResult& out, const Eigen::VectorXd& d, const CovarianceOptions& options,
+                                   const detail::Stopwatch& watch) {
+  const Index r = d.size();
   out.trace = out.covariance.trace();
   out.excess_loss = 0.5 * out.covariance.diagonal().dot(d);
   if (options.top > 0 && r > 0) {
@@ -169,5 +264,7 @@ CovarianceResult stationary_covariance_from_gradients(const Geometry& geometry,
   out.report.seconds = watch.seconds();
   return out;
 }
+
+}  // namespace
 
 }  // namespace sgdstab

@@ -48,6 +48,11 @@ std::vector<MomentumThresholdResult> decayed_momentum_curve(const Geometry& g, c
 StabilityRegion decayed_momentum_region(const Geometry& g, const std::vector<Sampling>& schemes,
                                         const std::vector<Index>& batches, const Momentum& mo, double weight_decay,
                                         double decoupled, const SolverOptions& options);
+/// The kernel G_eta of the mean dynamics (theory/momentum.md, eq. 8) on the
+/// eigenvalues d (with d + lambda for L2 decay), decoupled mu: G_ij = eta^2
+/// [S_ij]_11, S_ij - m_i S_ij m_j^T = e e^T. False if an entry is not > 0.
+bool momentum_mean_kernel(const Eigen::VectorXd& d, double eta, const Momentum& mo, double decoupled,
+                          Eigen::MatrixXd& g);
 RadiusResult decayed_momentum_radius(const Geometry& g, double lr, Index batch, Sampling sampling,
                                      const Momentum& mo, double weight_decay, double decoupled,
                                      const SolverOptions& options, const char* where);

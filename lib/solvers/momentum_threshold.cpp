@@ -563,4 +563,10 @@ std::vector<MomentumThresholdResult> detail::decayed_momentum_curve(const Geomet
   return curve_untimed(g, batches, sampling, mo, options, weight_decay, where, decoupled);
 }
 
+bool detail::momentum_mean_kernel(const Eigen::VectorXd& d, double eta, const Momentum& mo, double decoupled,
+                                  MatrixXd& g) {
+  return mean_kernel(d, eta, mo, decoupled, g);
+}
+
 }  // namespace sgdstab
+
