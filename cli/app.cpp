@@ -347,6 +347,7 @@ void Program::analysis_commands() {
               {"sampling", "without|with|bernoulli (default without)"},
               {"top", "K: top eigenvalues of Sigma reported (default 5)"},
               {"gradient-tol", "T: the point is a minimum when |mean g_i| <= T mean |g_i| (default 1e-6)"}});
+  momentum_options(c);  // momentum SGD's stationary covariance (theory/covariance.md, section 7)
 
   c = command(root_, "montecarlo", "simulate linearized SGD beside the exact answer", cmd_montecarlo);
   geometry_options(c);

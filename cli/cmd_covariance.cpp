@@ -29,6 +29,7 @@ int cmd_covariance(const Args& args, std::ostream& out, std::ostream& err) {
     o.top = static_cast<Index>(top);
   }
   if (args.has("gradient-tol")) o.gradient_tolerance = args.number("gradient-tol");
+  o.momentum = momentum_option(args).value_or(Momentum{});  // --momentum BETA [--nesterov]
   o.validate();
   if (args.has("residual-gradients")) {
     const Eigen::MatrixXd jac = load_jacobian(args);  // with --curvature / --softmax applied

@@ -85,6 +85,8 @@ json covariance_json(const GeometrySummary& g, const CovarianceResult& r) {
   j["lr"] = r.lr;
   j["batch"] = r.batch;
   j["sampling"] = to_string(r.sampling);
+  j["momentum"] = r.momentum.beta;
+  j["nesterov"] = r.momentum.nesterov;
   j["rho"] = r.rho;
   j["trace"] = r.trace;
   j["top_eigenvalues"] = std::vector<double>(r.top_eigenvalues.data(), r.top_eigenvalues.data() + r.top_eigenvalues.size());
@@ -93,8 +95,12 @@ json covariance_json(const GeometrySummary& g, const CovarianceResult& r) {
   j["mean_gradient_norm"] = r.mean_gradient_norm;
   report_fields(j, r.report);
   geometry_fields(j, g);
-  j["definition"] = "Sigma = lim E[delta delta^T] of delta <- (I - lr H_B) delta - lr g_B, g_i = J_i^T r_i; "
-                    "excess_loss = 1/2 tr(H Sigma); gradient_noise_trace = (1/n) sum |g_i|^2";
+  j["definition"] = r.momentum.beta > 0.0
+                        ? "Sigma = lim E[delta delta^T] of momentum SGD b <- beta b + H_B delta + g_B, delta <- delta - "
+                          "lr b (Nesterov: - lr (H_B delta + g_B + beta b)), g_i = J_i^T r_i; excess_loss = 1/2 tr(H "
+                          "Sigma); gradient_noise_trace = (1/n) sum |g_i|^2"
+                        : "Sigma = lim E[delta delta^T] of delta <- (I - lr H_B) delta - lr g_B, g_i = J_i^T r_i; "
+                          "excess_loss = 1/2 tr(H Sigma); gradient_noise_trace = (1/n) sum |g_i|^2";
   j["loss_convention"] = kLossConvention;
   return j;
 }

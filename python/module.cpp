@@ -739,10 +739,11 @@ void bind_covariance(py::module_& m) {
   m.def(
       "covariance",
       [](const Geometry& g, py::handle residuals, double lr, Index batch, const std::string& sampling, Index top,
-         double gradient_tolerance, double tolerance, Index max_iterations) {
+         double gradient_tolerance, double tolerance, Index max_iterations, double momentum, bool nesterov) {
         const Sampling s = parse<Sampling>(sampling);
         const VectorXd r = as_vector(residuals, "residuals");
         CovarianceOptions o;
+        o.momentum = Momentum{momentum, nesterov};
         o.top = top;
         o.gradient_tolerance = gradient_tolerance;
         o.tolerance = tolerance;
@@ -755,15 +756,18 @@ void bind_covariance(py::module_& m) {
         return py::make_tuple(json_to_python(cli::covariance_json(g, res)), to_numpy(res.covariance));
       },
       py::arg("geometry"), py::arg("residuals"), py::arg("lr"), py::arg("batch"), py::arg("sampling"), py::arg("top"),
-      py::arg("gradient_tolerance"), py::arg("tolerance"), py::arg("max_iterations"));
+      py::arg("gradient_tolerance"), py::arg("tolerance"), py::arg("max_iterations"), py::arg("momentum") = 0.0,
+      py::arg("nesterov") = false);
   m.def(
       "covariance_from_gradients",
       [](const Geometry& g, py::handle jacobian, py::handle gradients, double lr, Index batch,
-         const std::string& sampling, Index top, double gradient_tolerance, double tolerance, Index max_iterations) {
+         const std::string& sampling, Index top, double gradient_tolerance, double tolerance, Index max_iterations,
+         double momentum, bool nesterov) {
         const Sampling s = parse<Sampling>(sampling);
         const MatrixXd j = as_matrix(jacobian, "jacobian").dense();
         const MatrixXd gr = as_matrix(gradients, "gradients").dense();
         CovarianceOptions o;
+        o.momentum = Momentum{momentum, nesterov};
         o.top = top;
         o.gradient_tolerance = gradient_tolerance;
         o.tolerance = tolerance;
@@ -777,7 +781,7 @@ void bind_covariance(py::module_& m) {
       },
       py::arg("geometry"), py::arg("jacobian"), py::arg("gradients"), py::arg("lr"), py::arg("batch"),
       py::arg("sampling"), py::arg("top"), py::arg("gradient_tolerance"), py::arg("tolerance"),
-      py::arg("max_iterations"));
+      py::arg("max_iterations"), py::arg("momentum") = 0.0, py::arg("nesterov") = false);
 }
 
 // threshold, radius, curve.

@@ -464,6 +464,19 @@ TEST_F(Cli, LossCurvatureAndAdaptiveOptimizers) {
       ASSERT_EQ(r.code, 0) << f << "\n" << r.err;
       EXPECT_REL_NEAR(json::parse(r.out)["trace"].get<double>(), want, 1e-10) << f;
     }
+    // --momentum: momentum SGD's stationary covariance (theory/covariance.md, section 7).
+    sgdstab::CovarianceOptions mo;
+    mo.momentum = sgdstab::Momentum{0.5, true};
+    const double lr_m = 0.5 * sgdstab::momentum_threshold(g0, 2, sgdstab::Sampling::without_replacement, mo.momentum).eta_star;
+    const auto want_m = sgdstab::stationary_covariance(g0, res, lr_m, 2, sgdstab::Sampling::without_replacement, mo);
+    r = run("covariance --jacobian " + file("cj.npy") + " --outputs 2 --batch 2 --lr " + num(lr_m) + " --residual " +
+            file("res_col.npy") + " --momentum 0.5 --nesterov");
+    ASSERT_EQ(r.code, 0) << r.err;
+    j = json::parse(r.out);
+    EXPECT_REL_NEAR(j["trace"].get<double>(), want_m.trace, 1e-10);
+    EXPECT_EQ(j["momentum"].get<double>(), 0.5);
+    EXPECT_EQ(j["nesterov"], true);
+    EXPECT_GT(std::abs(want_m.trace / sgdstab::stationary_covariance(g0, res, lr_m, 2).trace - 1), 1e-3);
   }
   // Without the options the JSON has none of their keys (and is today's answer).
   j = json::parse(run("threshold --jacobian " + file("cj.npy") + " --outputs 2 --batch 3").out);

@@ -47,7 +47,7 @@ struct CovarianceOptions {
   /// SGD with momentum (heavy-ball or Nesterov, momentum.hpp; beta = 0:
   /// plain SGD). The state is z = (delta, u); Sigma is the delta block of the
   /// stationary E[z z^T], solved on the symmetric form of theory/covariance.md
-  /// section 6 ((I - b W o C_0 o W) Y = beta W o Sigma_g by CG, X = W o Y).
+  /// section 7 ((I - b W o C_0 o W) Y = beta W o Sigma_g by CG, X = W o Y).
   Momentum momentum;
   void validate() const;
 };

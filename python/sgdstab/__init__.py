@@ -471,17 +471,25 @@ class CovarianceResult:
     Any loss: residuals=None, gradients=G (n x p, the per-sample gradients
     g_i at the minimum) and jacobian=J (the matrix the geometry was built
     from, e.g. apply_curvature(J, softmax_curvature(P), C) for
-    cross-entropy; `sgdstab covariance --residual-gradients`).""")
+    cross-entropy; `sgdstab covariance --residual-gradients`).
+
+    momentum=BETA (nesterov=...): momentum SGD as torch.optim.SGD runs it
+    (`sgdstab covariance --momentum`, theory/covariance.md section 7):
+    Sigma is the delta block of the stationary second moment, rho(T) that
+    of momentum_radius.""")
 def covariance(geometry, residuals, lr, batch, sampling="without", *, top=5, gradient_tolerance=1e-6,
-               tolerance=1e-10, max_iterations=5000, gradients=None, jacobian=None):
+               tolerance=1e-10, max_iterations=5000, gradients=None, jacobian=None, momentum=None, nesterov=False):
+    if nesterov and momentum is None:
+        raise ValueError("nesterov=True needs momentum=BETA")
+    mo = {"momentum": 0.0 if momentum is None else momentum, "nesterov": bool(nesterov)}
     if gradients is not None or jacobian is not None:
         if residuals is not None or gradients is None or jacobian is None:
             raise ValueError("give residuals, or gradients= with jacobian= (and residuals=None)")
         as_dict, sigma = _core.covariance_from_gradients(geometry, jacobian, gradients, lr, batch, sampling, top,
-                                                         gradient_tolerance, tolerance, max_iterations)
+                                                         gradient_tolerance, tolerance, max_iterations, **mo)
     else:
         as_dict, sigma = _core.covariance(geometry, residuals, lr, batch, sampling, top, gradient_tolerance,
-                                          tolerance, max_iterations)
+                                          tolerance, max_iterations, **mo)
     return CovarianceResult(as_dict, sigma)
 
 

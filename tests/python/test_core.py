@@ -563,6 +563,30 @@ def test_covariance_equals_the_program_and_the_closed_form(cli, tmp_path):
     # The same from parameter-space gradients g_i = J_i^T r_i.
     via_g = sgdstab.covariance(g, None, lr, b, "with", gradients=grads, jacobian=jac)
     assert math.isclose(via_g.trace, res.trace, rel_tol=1e-10)
+    # Momentum (heavy-ball 0.5): the program, and the fixed point of torch's own update enumerated with NumPy
+    # over the n^2 ordered batches: b' = beta b + g, delta' = delta - lr b', g = H_B delta + g_B.
+    beta = 0.5
+    mres = sgdstab.covariance(g, r, lr, b, "with", momentum=beta)
+    assert mres.converged and mres.rho < 1
+    assert_same(mres.to_dict(), cli("covariance", "--jacobian", tmp_path / "J.npy", "--residual", tmp_path / "r.npy",
+                                    "--lr", repr(lr), "--batch", b, "--sampling", "with", "--momentum", beta))
+    q = 2 * p
+    k = np.zeros((q * q, q * q))
+    noise = np.zeros(q * q)
+    for i in range(n):
+        for j2 in range(n):
+            hb = (hs[i] + hs[j2]) / 2
+            gb = (grads[i] + grads[j2]) / 2
+            m = np.block([[eye - lr * hb, -lr * beta * eye], [hb, beta * eye]])
+            nb = np.concatenate([-lr * gb, gb])
+            k += np.kron(m, m) / n ** 2
+            noise += np.kron(nb, nb) / n ** 2
+    z = np.linalg.solve(np.eye(q * q) - k, noise).reshape(q, q)[:p, :p]
+    assert math.isclose(mres.trace, np.trace(z), rel_tol=1e-8)
+    assert math.isclose(mres.excess_loss, 0.5 * np.trace(h @ z), rel_tol=1e-8)
+    assert abs(mres.trace / res.trace - 1) > 0.05
+    with pytest.raises(ValueError, match="nesterov"):
+        sgdstab.covariance(g, r, lr, b, nesterov=True)
     with pytest.raises(ValueError, match="not a minimum"):
         sgdstab.covariance(g, r + 0.1, lr, b)
     with pytest.raises(ValueError, match=">= 1"):
