@@ -708,7 +708,11 @@ void bind_adaptive(py::module_& m) {
                                       : adam_threshold_curve(g, b, s, beta1, so);
         }
         py::list points;
-        for (const auto& r : curve) points.append(PyMomentumThreshold{r, cli::momentum_threshold_json(g, r)});
+        for (const auto& r : curve) {  // each point's JSON as adam_threshold's (no GD eta_gd: not Adam's limit)
+          cli::json pj = cli::momentum_threshold_json(g, r);
+          adam_json(pj, beta1, weight_decay);
+          points.append(PyMomentumThreshold{r, pj});
+        }
         cli::json j = cli::with_options(cli::momentum_curve_json(g, curve), so);
         adam_json(j, beta1, weight_decay);
         return py::make_tuple(points, json_to_python(j));

@@ -256,7 +256,7 @@ TEST(Covariance, AnyLossFromParameterSpaceGradients) {
 }
 
 // ---------------------------------------------------------------------------
-// Momentum SGD (theory/covariance.md, section 6), against the fixed point of
+// Momentum SGD (theory/covariance.md, section 7), against the fixed point of
 // the optimizer's own update enumerated over every batch, in PyTorch's buffer
 // coordinates (delta, b): b' = beta b + g, delta' = delta - lr b' (heavy-ball)
 // or delta - lr (g + beta b') (Nesterov), g = H_B delta + g_B.

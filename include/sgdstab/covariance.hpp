@@ -64,9 +64,11 @@ struct CovarianceResult : Result {
   double excess_loss = 0.0;        ///< 1/2 tr(H Sigma): E[L] - L(theta*) to second order
   double gradient_noise_trace = 0.0;  ///< tr Sigma_g = (1/n) sum |g_i|^2
   double mean_gradient_norm = 0.0;    ///< |(1/n) sum g_i| (0 at an exact minimum)
-  // report: iterations = CG iterations, matvecs = applications of Q,
-  // residual = the final relative residual; status not_converged when
-  // max_iterations ran out (the covariance is then the last iterate).
+  // report: iterations = CG iterations, matvecs = applications of Q (with
+  // momentum: of C_0; the radius's are not counted), residual = the final
+  // relative residual; status not_converged when max_iterations ran out
+  // (the covariance is then the last iterate), numerical_failure when the
+  // momentum solve returned a Sigma that is not PSD.
 };
 
 /// The stationary second moment of SGD (with options.momentum: momentum SGD,
@@ -75,7 +77,8 @@ struct CovarianceResult : Result {
 /// \throws sgdstab::invalid_argument on a residual vector of the wrong
 ///   length or with NaN/Inf, a point that is not a minimum (the gradients
 ///   do not sum to zero), lr <= 0, B outside 1..n, or rho(T) >= 1 at lr
-///   (naming rho: there is no stationary state).
+///   (naming rho: there is no stationary state); with momentum also when rho
+///   did not converge or the mean-dynamics kernel has an entry <= 0.
 CovarianceResult stationary_covariance(const Geometry& geometry, const Eigen::Ref<const Eigen::VectorXd>& residuals,
                                        double lr, Index batch, Sampling sampling = Sampling::without_replacement,
                                        const CovarianceOptions& options = {});

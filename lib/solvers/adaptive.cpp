@@ -120,6 +120,8 @@ RadiusResult adamw_spectral_radius(const Geometry& preconditioned, double lr, In
 StabilityRegion adam_region(const Geometry& preconditioned, const std::vector<Sampling>& schemes,
                             const std::vector<Index>& batches, double beta1, double weight_decay,
                             const SolverOptions& options) {
+  detail::require(std::isfinite(beta1) && beta1 < 1.0, "adam_region",
+                  "beta1 must be in (0, 1), got " + detail::fmt(beta1));
   const Momentum m = adam_momentum(beta1);
   detail::require(beta1 > 0.0, "adam_region",
                   "beta1 must be > 0 (beta1 = 0 is RMSProp: stability_region, or weight_decay_region with "

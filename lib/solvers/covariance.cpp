@@ -3,6 +3,7 @@
 #include "sgdstab/covariance.hpp"
 
 #include <Eigen/Eigenvalues>
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -21,7 +22,7 @@ namespace {
 CovarianceResult finish_covariance(CovarianceResult& out, const Eigen::VectorXd& d, const CovarianceOptions& options,
                                    const detail::Stopwatch& watch);
 
-// Momentum's stationary delta-block X (theory/covariance.md, section 6): with
+// Momentum's stationary delta-block X (theory/covariance.md, section 7): with
 // the mean kernel G at lr and W = sqrt(G) entrywise, X = G o (b C_0(X) +
 // beta Sigma_g) is X = W o Y with the symmetric positive definite system
 //   (I - b W o C_0(W o .) o W) Y = beta W o Sigma_g,
@@ -89,6 +90,14 @@ void momentum_covariance(const Geometry& geometry, const Eigen::MatrixXd& sigma_
                                  detail::fmt(out.report.residual) + "); the covariance is the last iterate";
   const Eigen::MatrixXd x = y.cwiseProduct(w);
   out.covariance = 0.5 * (x + x.transpose());
+  // A second moment is PSD: anything else means the system was not positive definite after all.
+  const Eigen::VectorXd ev = Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd>(out.covariance, Eigen::EigenvaluesOnly)
+                                 .eigenvalues();
+  if (ev.size() > 0 && ev(0) < -1e-10 * std::max(std::abs(ev(ev.size() - 1)), 1e-300)) {
+    out.report.status = Status::numerical_failure;
+    out.report.message = "the momentum solve returned a Sigma with eigenvalue " + detail::fmt(ev(0)) +
+                         " < 0 (rho(T) = " + detail::fmt(out.rho) + " may be within round-off of 1): not a covariance";
+  }
 }
 
 }  // namespace
