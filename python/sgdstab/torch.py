@@ -36,7 +36,7 @@ import torch as _torch
 
 from . import _core
 
-__all__ = ["jacobian", "gram", "measures", "analyze", "band", "stability", "TorchModel", "LOSSES"]
+__all__ = ["jacobian", "gram", "measures", "analyze", "covariance", "band", "stability", "TorchModel", "LOSSES"]
 
 #: Supported loss conventions and the factor eta_user = factor(C) * eta_sgdstab.
 LOSSES = {
@@ -233,6 +233,14 @@ class Report:
     def __repr__(self):
         pts = ", ".join(f"B={p['batch']}: {p['eta_star']:.6g}" for p in self.points)
         return f"<sgdstab.torch.Report loss={self.loss} eta_star {{{pts}}}>"
+
+
+class CovarianceReport(Report):
+    """What ``covariance`` found: the stationary fluctuations of SGD around a non-interpolating minimum."""
+
+    def __repr__(self):
+        return (f"<sgdstab.torch.CovarianceReport trace={self.trace:.6g} excess_loss={self.excess_loss:.6g} "
+                f"rho={self.rho:.6g}>")
 
 
 def _sgd_settings(optimizer):
@@ -491,6 +499,60 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
                                 0.0 if weight_decay is None else weight_decay),
                   max_residual=max_res, is_minimum=is_min, converged=all(p["converged"] for p in points), points=points,
                   verdict=verdict, loss_convention_sgdstab=_core.loss_convention, geometry=geometry, **extra)
+
+
+def covariance(model, inputs, targets, lr=None, batch=None, loss="mse_mean", *, sampling="without", momentum=None,
+               nesterov=False, optimizer=None, top=5, gradient_tolerance=1e-6, tolerance=1e-10, max_iterations=5000,
+               dtype=_torch.float64):
+    """The stationary covariance of SGD around ``model``'s parameters, a minimum of the square loss that does
+    not interpolate (theory/covariance.md; `sgdstab covariance`), in ``loss``'s units.
+
+    The residuals f(x_i) - y_i at the point give the per-sample gradients, which must sum to zero
+    (gradient_tolerance: a minimum of the unpenalized loss). lr is torch's (MSELoss(mean): lr_factor C/2
+    as in analyze), batch the batch size, sampling the scheme; momentum=/nesterov= or optimizer= (a
+    torch.optim.SGD without weight decay) select momentum SGD (section 7). Returns a Report: trace
+    (E|theta - theta*|^2 in the stationary state, parameter units), top_eigenvalues, excess_loss (the
+    expected loss above the minimum's, in ``loss``'s units), rho (of the second-moment map at lr; >= 1 is a
+    ValueError naming it), gradient_noise_trace (of the library's per-sample gradients), converged, status,
+    message, lr, lr_factor, batch, sampling, momentum, nesterov, samples, outputs, params, rank, to_dict().
+    Cross-entropy, adaptive optimizers and weight decay are not covered here yet.
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"loss: expected one of {', '.join(LOSSES)} (the square loss; cross-entropy is not covered "
+                         f"by covariance yet), got {loss!r}")
+    if optimizer is not None:
+        if lr is not None or momentum is not None or nesterov:
+            raise ValueError("optimizer= gives lr, momentum and nesterov: do not pass them as well")
+        if isinstance(optimizer, (_torch.optim.Adam, _torch.optim.AdamW, _torch.optim.RMSprop)):
+            raise NotImplementedError(f"optimizer: {type(optimizer).__name__}'s stationary covariance is not covered "
+                                      "yet (torch.optim.SGD is)")
+        settings = _sgd_settings(optimizer)
+        if settings["weight_decay"]:
+            raise NotImplementedError("optimizer: weight_decay is not covered by covariance (its pull -lr wd theta* "
+                                      "moves the mean at a minimum away from the origin)")
+        lr, momentum, nesterov = settings["lr"], settings["momentum"], settings["nesterov"]
+    if lr is None or batch is None:
+        raise ValueError("give lr and batch (or optimizer= and batch)")
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"lr: the learning rate must be finite and > 0, got {lr}")
+    work, x, names = _prepare(model, inputs, dtype)
+    n, c, _, _ = _check_minimum(work, x, targets, 0.0, True)  # shapes only: the minimum is the gradients' test
+    with _torch.no_grad():
+        out = work(x).double().cpu().reshape(n, c)
+    y = targets if isinstance(targets, _torch.Tensor) else _torch.as_tensor(_np.asarray(targets))
+    residuals = (out - y.detach().double().cpu().reshape(n, c)).reshape(-1).numpy()  # sample-major
+    geometry = _core.Geometry.from_jacobian(jacobian(work, x, dtype=dtype), c)
+    factor = LOSSES[loss](c)
+    as_dict, _ = _core.covariance(geometry, residuals, lr / factor, batch, sampling, top, gradient_tolerance,
+                                  tolerance, max_iterations, momentum=0.0 if momentum is None else momentum,
+                                  nesterov=bool(nesterov))
+    p = sum(dict(work.named_parameters())[nm].numel() for nm in names)
+    return CovarianceReport(samples=n, outputs=c, params=p, rank=geometry.rank, loss=loss, lr=lr, lr_factor=factor,
+                  batch=batch, sampling=sampling, momentum=0.0 if momentum is None else momentum,
+                  nesterov=bool(nesterov), trace=as_dict["trace"], top_eigenvalues=as_dict["top_eigenvalues"],
+                  excess_loss=as_dict["excess_loss"] / factor, rho=as_dict["rho"],
+                  gradient_noise_trace=as_dict["gradient_noise_trace"], converged=as_dict["converged"],
+                  status=as_dict["status"], message=as_dict["message"], loss_convention_sgdstab=_core.loss_convention)
 
 
 def measures(model, inputs, loss="mse_mean", *, dtype=_torch.float64, **solver_options):
