@@ -854,11 +854,37 @@ void bind_solvers(py::module_& m) {
 }
 
 // region.
+
+using PyMarks = std::optional<std::vector<std::pair<double, Index>>>;
+
+// A region report computed by `compute(marks, plot)` with the GIL released, timed, as a PyRegion;
+// `finish` edits its JSON (e.g. Adam's fields).
+template <class Compute_, class Finish>
+PyRegion region_of(const PyMarks& marks, const std::optional<std::string>& plot, const Compute_& compute,
+                   const Finish& finish) {
+  std::vector<cli::Mark> mk;
+  if (marks)
+    for (const auto& [lr, batch] : *marks) mk.push_back({lr, batch});
+  const auto t0 = std::chrono::steady_clock::now();
+  cli::RegionReport rep;
+  {
+    Compute c;
+    rep = compute(mk, plot ? *plot : std::string());
+  }
+  rep.j["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  finish(rep.j);
+  PyRegion out;
+  out.region = std::move(rep.region);
+  out.j = std::move(rep.j);
+  out.status = rep.status;
+  return out;
+}
+
 void bind_region(py::module_& m) {
   m.def(
       "region",
       [](const Geometry& g, const py::object& sampling, std::optional<std::vector<Index>> batches,
-         std::optional<std::vector<std::pair<double, Index>>> marks, std::optional<std::string> plot, py::kwargs kw) {
+         PyMarks marks, std::optional<std::string> plot, py::kwargs kw) {
         const Momentum mo = momentum_of(kw).value_or(Momentum{});
         const double wd = weight_decay_of(kw).value_or(0.0);
         // With weight decay the default schemes of plain SGD are without and with replacement (as on the command line).
@@ -868,48 +894,28 @@ void bind_region(py::module_& m) {
                 : schemes_of(sampling);
         const SolverOptions so = solver_options(kw, "region");
         const std::vector<Index> b = batches ? *batches : default_batches(g.samples());
-        std::vector<cli::Mark> mk;
-        if (marks)
-          for (const auto& [lr, batch] : *marks) mk.push_back({lr, batch});
-        const auto t0 = std::chrono::steady_clock::now();
-        PyRegion out;
-        cli::RegionReport rep;
-        {
-          Compute c;
-          rep = cli::region_report(g, schemes, b, mk, plot ? *plot : std::string(), so, mo, wd);
-        }
-        rep.j["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        out.region = std::move(rep.region);
-        out.j = std::move(rep.j);
-        out.status = rep.status;
-        return out;
+        return region_of(
+            marks, plot,
+            [&](const std::vector<cli::Mark>& mk, const std::string& path) {
+              return cli::region_report(g, schemes, b, mk, path, so, mo, wd);
+            },
+            [](cli::json&) {});
       },
       py::arg("geometry"), py::arg("sampling") = py::none(), py::arg("batches") = py::none(),
       py::arg("marks") = py::none(), py::arg("plot") = py::none());
   m.def(
       "adam_region",
       [](const Geometry& g, const py::object& sampling, std::optional<std::vector<Index>> batches,
-         std::optional<std::vector<std::pair<double, Index>>> marks, std::optional<std::string> plot, double beta1,
-         double weight_decay, py::kwargs kw) {
+         PyMarks marks, std::optional<std::string> plot, double beta1, double weight_decay, py::kwargs kw) {
         const SolverOptions so = solver_options(kw, "adam_region");
         const std::vector<Index> b = batches ? *batches : default_batches(g.samples());
-        std::vector<cli::Mark> mk;
-        if (marks)
-          for (const auto& [lr, batch] : *marks) mk.push_back({lr, batch});
-        const auto t0 = std::chrono::steady_clock::now();
-        PyRegion out;
-        cli::RegionReport rep;
-        {
-          Compute c;
-          rep = cli::adam_region_report(g, schemes_of(sampling), b, mk, plot ? *plot : std::string(), so, beta1,
-                                        weight_decay);
-        }
-        rep.j["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        adam_json(rep.j, beta1, weight_decay);
-        out.region = std::move(rep.region);
-        out.j = std::move(rep.j);
-        out.status = rep.status;
-        return out;
+        const std::vector<Sampling> schemes = schemes_of(sampling);  // with the GIL held
+        return region_of(
+            marks, plot,
+            [&](const std::vector<cli::Mark>& mk, const std::string& path) {
+              return cli::adam_region_report(g, schemes, b, mk, path, so, beta1, weight_decay);
+            },
+            [&](cli::json& j) { adam_json(j, beta1, weight_decay); });
       },
       py::arg("geometry"), py::arg("sampling"), py::arg("batches"), py::arg("marks"), py::arg("plot"),
       py::arg("beta1"), py::arg("weight_decay"));

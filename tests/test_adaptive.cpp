@@ -66,24 +66,10 @@ double ad_bisect(const std::function<double(double)>& rho, double hi) {
   return 0.5 * (lo + hi);
 }
 
-// Adam's own linearized update with P frozen, state (theta, m) in parameter space:
-//   m' = beta1 m + (1 - beta1) H_B theta,  theta' = theta - eta P^{-1} m'.
-// rho of E[kron(M_B, M_B)] over every batch (all 2p x 2p matrices: H is full rank here).
+// Adam's own update: AdamW's without the decay.
 double ad_adam_rho(const std::vector<std::pair<MatrixXd, double>>& batches, const VectorXd& precond, double eta,
                    double beta1) {
-  const Eigen::Index p = batches.front().first.rows(), q = 2 * p;
-  const MatrixXd pinv = precond.cwiseInverse().asDiagonal();
-  MatrixXd k = MatrixXd::Zero(q * q, q * q);
-  for (const auto& [hb, prob] : batches) {
-    MatrixXd m(q, q);
-    m.topLeftCorner(p, p) = MatrixXd::Identity(p, p) - eta * (1.0 - beta1) * pinv * hb;
-    m.topRightCorner(p, p) = -eta * beta1 * pinv;
-    m.bottomLeftCorner(p, p) = (1.0 - beta1) * hb;
-    m.bottomRightCorner(p, p) = beta1 * MatrixXd::Identity(p, p);
-    for (Eigen::Index i = 0; i < q; ++i)
-      for (Eigen::Index j = 0; j < q; ++j) k.block(j * q, i * q, q, q) += prob * m(j, i) * m;
-  }
-  return ref::EigenSolver(k).eigenvalues().cwiseAbs().maxCoeff();
+  return ad_adamw_rho(batches, precond, eta, beta1, 0.0);
 }
 
 VectorXd ad_preconditioner(Eigen::Index p, std::uint64_t seed) {

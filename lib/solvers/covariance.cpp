@@ -22,6 +22,57 @@ namespace {
 CovarianceResult finish_covariance(CovarianceResult& out, const Eigen::VectorXd& d, const CovarianceOptions& options,
                                    const detail::Stopwatch& watch);
 
+// Conjugate gradients on symmetric r x r matrices (Frobenius inner product)
+// for M X = b, M symmetric positive definite, preconditioned entrywise by
+// `inv_m` (all ones: none), from x. `what` names M in the error on a direction
+// of non-positive curvature. Fills out.report (iterations, residual, status,
+// message; matvecs are counted by `apply`) and out.covariance (symmetrized).
+template <class Apply>
+void matrix_cg(const Apply& apply, const Eigen::MatrixXd& b, const Eigen::MatrixXd& inv_m, Eigen::MatrixXd x,
+               const CovarianceOptions& options, const std::string& where, const std::string& what,
+               CovarianceResult& out) {
+  auto dot = [](const Eigen::MatrixXd& u, const Eigen::MatrixXd& v) { return (u.array() * v.array()).sum(); };
+  const double bnorm = b.norm();
+  out.report.status = Status::not_converged;
+  if (bnorm == 0.0) {  // no gradient noise (zero residual gradients, or B = n without replacement): Sigma = 0
+    out.covariance = Eigen::MatrixXd::Zero(b.rows(), b.cols());
+    out.report.status = Status::converged;
+    out.report.message = "no gradient noise: the stationary covariance is 0";
+    return;
+  }
+  Eigen::MatrixXd res = b - apply(x);
+  Eigen::MatrixXd zr = res.cwiseProduct(inv_m);
+  Eigen::MatrixXd p = zr;
+  double rz = dot(res, zr);
+  for (Index it = 0; it < options.max_iterations; ++it) {
+    out.report.residual = res.norm() / bnorm;
+    if (out.report.residual <= options.tolerance) {
+      out.report.status = Status::converged;
+      break;
+    }
+    detail::throw_if_interrupted(where.c_str());
+    const Eigen::MatrixXd mp = apply(p);
+    const double pmp = dot(p, mp);
+    detail::require(pmp > 0.0, where,
+                    what + " is not positive definite (rho(T) = " + detail::fmt(out.rho) +
+                        " is within round-off of 1): no stationary covariance can be computed");
+    const double alpha = rz / pmp;
+    x += alpha * p;
+    res -= alpha * mp;
+    zr = res.cwiseProduct(inv_m);
+    const double rz_new = dot(res, zr);
+    p = zr + (rz_new / rz) * p;
+    rz = rz_new;
+    ++out.report.iterations;
+  }
+  out.report.message = out.report.status == Status::converged
+                           ? "conjugate gradients converged in " + std::to_string(out.report.iterations) + " iterations"
+                           : "conjugate gradients did not reach the tolerance in " +
+                                 std::to_string(options.max_iterations) + " iterations (relative residual " +
+                                 detail::fmt(out.report.residual) + "); the covariance is the last iterate";
+  out.covariance = 0.5 * (x + x.transpose());
+}
+
 // Momentum's stationary delta-block X (theory/covariance.md, section 7): with
 // the mean kernel G at lr and W = sqrt(G) entrywise, X = G o (b C_0(X) +
 // beta Sigma_g) is X = W o Y with the symmetric positive definite system
@@ -48,48 +99,10 @@ void momentum_covariance(const Geometry& geometry, const Eigen::MatrixXd& sigma_
     if (!bernoulli) c0 -= d.asDiagonal() * x * d.asDiagonal();
     return Eigen::MatrixXd(y - b * c0.cwiseProduct(w));
   };
-  auto dot = [](const Eigen::MatrixXd& u, const Eigen::MatrixXd& v) { return (u.array() * v.array()).sum(); };
   const Eigen::MatrixXd rhs = b * w.cwiseProduct(sigma_g);
-  const double bnorm = rhs.norm();
-  out.report.status = Status::not_converged;
-  if (bnorm == 0.0) {  // no gradient noise (B = n without replacement, or an interpolating minimum): Sigma = 0
-    out.covariance = Eigen::MatrixXd::Zero(r, r);
-    out.report.status = Status::converged;
-    out.report.message = "no gradient noise: the stationary covariance is 0";
-    return;
-  }
-  Eigen::MatrixXd y = rhs;  // the answer without the multiplicative noise
-  Eigen::MatrixXd res = rhs - apply(y);
-  Eigen::MatrixXd p = res;
-  double rr = dot(res, res);
-  for (Index it = 0; it < options.max_iterations; ++it) {
-    out.report.residual = std::sqrt(rr) / bnorm;
-    if (out.report.residual <= options.tolerance) {
-      out.report.status = Status::converged;
-      break;
-    }
-    detail::throw_if_interrupted(where.c_str());
-    const Eigen::MatrixXd mp = apply(p);
-    const double pmp = dot(p, mp);
-    detail::require(pmp > 0.0, where,
-                    "I - b W o C_0 o W is not positive definite (rho(T) = " + detail::fmt(out.rho) +
-                        " is within round-off of 1): no stationary covariance can be computed");
-    const double alpha = rr / pmp;
-    y += alpha * p;
-    res -= alpha * mp;
-    const double rr_new = dot(res, res);
-    p = res + (rr_new / rr) * p;
-    rr = rr_new;
-    ++out.report.iterations;
-  }
-  out.report.message = out.report.status == Status::converged
-                           ? "conjugate gradients (momentum's symmetric form) converged in " +
-                                 std::to_string(out.report.iterations) + " iterations"
-                           : "conjugate gradients did not reach the tolerance in " +
-                                 std::to_string(options.max_iterations) + " iterations (relative residual " +
-                                 detail::fmt(out.report.residual) + "); the covariance is the last iterate";
-  const Eigen::MatrixXd x = y.cwiseProduct(w);
-  out.covariance = 0.5 * (x + x.transpose());
+  // From the answer without the multiplicative noise; out.covariance holds Y, then X = W o Y.
+  matrix_cg(apply, rhs, Eigen::MatrixXd::Ones(r, r), rhs, options, where, "I - b W o C_0 o W", out);
+  out.covariance = out.covariance.cwiseProduct(w);
   // A second moment is PSD: anything else means the system was not positive definite after all.
   const Eigen::VectorXd ev = Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd>(out.covariance, Eigen::EigenvaluesOnly)
                                  .eigenvalues();
@@ -214,47 +227,8 @@ CovarianceResult stationary_covariance_from_gradients(const Geometry& geometry,
     ++out.report.matvecs;
     return Eigen::MatrixXd(op.anticommutator(x) - lr * op.quadratic(x));
   };
-  auto dot = [](const Eigen::MatrixXd& u, const Eigen::MatrixXd& v) { return (u.array() * v.array()).sum(); };
-  Eigen::MatrixXd x = b.cwiseProduct(inv_a);  // A^{-1} b: the answer at lr -> 0
-  Eigen::MatrixXd res = b - apply(x);
-  Eigen::MatrixXd zr = res.cwiseProduct(inv_a);
-  Eigen::MatrixXd p = zr;
-  double rz = dot(res, zr);
-  const double bnorm = b.norm();
-  out.report.status = Status::not_converged;
-  if (bnorm == 0.0) {  // every residual gradient zero: an interpolating minimum, Sigma = 0
-    out.covariance = Eigen::MatrixXd::Zero(r, r);
-    out.report.status = Status::converged;
-  } else {
-    for (Index it = 0; it < options.max_iterations; ++it) {
-      out.report.residual = res.norm() / bnorm;
-      if (out.report.residual <= options.tolerance) {
-        out.report.status = Status::converged;
-        break;
-      }
-      detail::throw_if_interrupted(where.c_str());
-      const Eigen::MatrixXd mp = apply(p);
-      const double pmp = dot(p, mp);
-      detail::require(pmp > 0.0, where,
-                      "A - lr Q is not positive definite (rho(T) = " + detail::fmt(rho.rho) +
-                          " is within round-off of 1): no stationary covariance can be computed");
-      const double alpha = rz / pmp;
-      x += alpha * p;
-      res -= alpha * mp;
-      zr = res.cwiseProduct(inv_a);
-      const double rz_new = dot(res, zr);
-      p = zr + (rz_new / rz) * p;
-      rz = rz_new;
-      ++out.report.iterations;
-    }
-    if (out.report.status == Status::converged)
-      out.report.message = "conjugate gradients converged in " + std::to_string(out.report.iterations) + " iterations";
-    else
-      out.report.message = "conjugate gradients did not reach the tolerance in " +
-                           std::to_string(options.max_iterations) + " iterations (relative residual " +
-                           detail::fmt(out.report.residual) + "); the covariance is the last iterate";
-    out.covariance = 0.5 * (x + x.transpose());
-  }
+  // From A^{-1} b, the answer at lr -> 0.
+  matrix_cg(apply, b, inv_a, b.cwiseProduct(inv_a), options, where, "A - lr Q", out);
   return finish_covariance(out, d, options, watch);
 }
 
