@@ -66,6 +66,28 @@ double ad_bisect(const std::function<double(double)>& rho, double hi) {
   return 0.5 * (lo + hi);
 }
 
+// AdamW's own linearized update with P frozen, state (theta, m) in parameter
+// space (torch.optim.AdamW: the decay first, then Adam's step):
+//   m' = beta1 m + (1 - beta1) H_B theta,  theta' = (1 - eta wd) theta - eta P^{-1} m'.
+// rho of E[kron(M_B, M_B)] over every batch, on the whole 2p-dimensional state
+// (null(H) included when H is singular).
+double ad_adamw_rho(const std::vector<std::pair<MatrixXd, double>>& batches, const VectorXd& precond, double eta,
+                    double beta1, double wd) {
+  const Eigen::Index p = batches.front().first.rows(), q = 2 * p;
+  const MatrixXd pinv = precond.cwiseInverse().asDiagonal();
+  MatrixXd k = MatrixXd::Zero(q * q, q * q);
+  for (const auto& [hb, prob] : batches) {
+    MatrixXd m(q, q);
+    m.topLeftCorner(p, p) = (1.0 - eta * wd) * MatrixXd::Identity(p, p) - eta * (1.0 - beta1) * pinv * hb;
+    m.topRightCorner(p, p) = -eta * beta1 * pinv;
+    m.bottomLeftCorner(p, p) = (1.0 - beta1) * hb;
+    m.bottomRightCorner(p, p) = beta1 * MatrixXd::Identity(p, p);
+    for (Eigen::Index i = 0; i < q; ++i)
+      for (Eigen::Index j = 0; j < q; ++j) k.block(j * q, i * q, q, q) += prob * m(j, i) * m;
+  }
+  return ref::EigenSolver(k).eigenvalues().cwiseAbs().maxCoeff();
+}
+
 // Adam's own update: AdamW's without the decay.
 double ad_adam_rho(const std::vector<std::pair<MatrixXd, double>>& batches, const VectorXd& precond, double eta,
                    double beta1) {
@@ -312,28 +334,6 @@ TEST(Adaptive, SampledAdamOperatorAgreesWithTheEnumeratedMap) {
 }
 
 namespace {
-
-// AdamW's own linearized update with P frozen, state (theta, m) in parameter
-// space (torch.optim.AdamW: the decay first, then Adam's step):
-//   m' = beta1 m + (1 - beta1) H_B theta,  theta' = (1 - eta wd) theta - eta P^{-1} m'.
-// rho of E[kron(M_B, M_B)] over every batch, on the whole 2p-dimensional state
-// (null(H) included when H is singular).
-double ad_adamw_rho(const std::vector<std::pair<MatrixXd, double>>& batches, const VectorXd& precond, double eta,
-                    double beta1, double wd) {
-  const Eigen::Index p = batches.front().first.rows(), q = 2 * p;
-  const MatrixXd pinv = precond.cwiseInverse().asDiagonal();
-  MatrixXd k = MatrixXd::Zero(q * q, q * q);
-  for (const auto& [hb, prob] : batches) {
-    MatrixXd m(q, q);
-    m.topLeftCorner(p, p) = (1.0 - eta * wd) * MatrixXd::Identity(p, p) - eta * (1.0 - beta1) * pinv * hb;
-    m.topRightCorner(p, p) = -eta * beta1 * pinv;
-    m.bottomLeftCorner(p, p) = (1.0 - beta1) * hb;
-    m.bottomRightCorner(p, p) = beta1 * MatrixXd::Identity(p, p);
-    for (Eigen::Index i = 0; i < q; ++i)
-      for (Eigen::Index j = 0; j < q; ++j) k.block(j * q, i * q, q, q) += prob * m(j, i) * m;
-  }
-  return ref::EigenSolver(k).eigenvalues().cwiseAbs().maxCoeff();
-}
 
 // lambda_1(P^{-1} H): the generalized problem H x = lambda P x.
 double ad_preconditioned_top(const MatrixXd& J, const VectorXd& P, Eigen::Index c) {
