@@ -56,10 +56,10 @@ double ad_sgd_rho(const std::vector<std::pair<MatrixXd, double>>& batches, const
   return es.eigenvalues().cwiseAbs().maxCoeff();
 }
 
-double ad_bisect(const std::function<double(double)>& rho, double hi) {
+double ad_bisect(const std::function<double(double)>& rho, double hi, int iterations = 60) {
   double lo = 0.0;
   EXPECT_GT(rho(hi), 1.0) << "bisection bracket";
-  for (int it = 0; it < 60; ++it) {
+  for (int it = 0; it < iterations; ++it) {
     const double mid = 0.5 * (lo + hi);
     (rho(mid) <= 1.0 ? lo : hi) = mid;
   }
@@ -551,7 +551,8 @@ TEST(Adaptive, AdamRegionEqualsSingleThresholdsAndItsBandHoldsBetweenPoints) {
         for (Eigen::Index B : {Eigen::Index{2}, Eigen::Index{4}}) {
           const auto batches = ref::batch_hessians(h, B, curve.sampling);
           const double crossing = ad_bisect(
-              [&](double eta) { return ad_adamw_rho(batches, P, eta, beta1, wd); }, region.eta_mean * 1.01);
+              [&](double eta) { return ad_adamw_rho(batches, P, eta, beta1, wd); }, region.eta_mean * 1.01,
+              40);  // 1e-12 relative: far inside any band's width
           const sgdstab::EtaInterval band = region.band(curve.sampling, static_cast<double>(B));
           EXPECT_LE(band.low, crossing * (1 + 1e-9)) << what << " " << sgdstab::to_string(curve.sampling) << " B " << B;
           EXPECT_GE(band.high, crossing * (1 - 1e-9)) << what << " " << sgdstab::to_string(curve.sampling) << " B " << B;

@@ -239,7 +239,8 @@ class CovarianceReport(Report):
     """What ``covariance`` found: the stationary fluctuations of SGD around a non-interpolating minimum."""
 
     def __repr__(self):
-        return (f"<sgdstab.torch.CovarianceReport trace={self.trace:.6g} excess_loss={self.excess_loss:.6g} "
+        trace = self.trace if self.trace is not None else self.trace_preconditioned
+        return (f"<sgdstab.torch.CovarianceReport trace={trace:.6g} excess_loss={self.excess_loss:.6g} "
                 f"rho={self.rho:.6g}>")
 
 
@@ -515,22 +516,33 @@ def covariance(model, inputs, targets, lr=None, batch=None, loss="mse_mean", *, 
     expected loss above the minimum's, in ``loss``'s units), rho (of the second-moment map at lr; >= 1 is a
     ValueError naming it), gradient_noise_trace (of the library's per-sample gradients), converged, status,
     message, lr, lr_factor, batch, sampling, momentum, nesterov, samples, outputs, params, rank, to_dict().
-    Cross-entropy, adaptive optimizers and weight decay are not covered here yet.
+
+    optimizer= a torch.optim.Adam, AdamW (weight_decay 0) or RMSprop: its second-moment state frozen as in
+    analyze (theory/adaptive.md), the fluctuations are those of phi = P^{1/2} (theta - theta*) under
+    heavy-ball momentum on J P^{-1/2} with gradients P^{-1/2} g_i; the report's excess_loss (invariant) is
+    the optimizer's, trace is None and trace_preconditioned = E[(theta - theta*)^T P (theta - theta*)],
+    top_eigenvalues those of phi's covariance. Cross-entropy and weight decay are not covered here yet.
     """
     if loss not in LOSSES:
         raise ValueError(f"loss: expected one of {', '.join(LOSSES)} (the square loss; cross-entropy is not covered "
                          f"by covariance yet), got {loss!r}")
+    adaptive = None
     if optimizer is not None:
         if lr is not None or momentum is not None or nesterov:
             raise ValueError("optimizer= gives lr, momentum and nesterov: do not pass them as well")
-        if isinstance(optimizer, (_torch.optim.Adam, _torch.optim.AdamW, _torch.optim.RMSprop)):
-            raise NotImplementedError(f"optimizer: {type(optimizer).__name__}'s stationary covariance is not covered "
-                                      "yet (torch.optim.SGD is)")
-        settings = _sgd_settings(optimizer)
-        if settings["weight_decay"]:
-            raise NotImplementedError("optimizer: weight_decay is not covered by covariance (its pull -lr wd theta* "
-                                      "moves the mean at a minimum away from the origin)")
-        lr, momentum, nesterov = settings["lr"], settings["momentum"], settings["nesterov"]
+        adaptive = _adaptive_settings(optimizer, model)
+        if adaptive is None:
+            settings = _sgd_settings(optimizer)
+            if settings["weight_decay"]:
+                raise NotImplementedError("optimizer: weight_decay is not covered by covariance (its pull -lr wd "
+                                          "theta* moves the mean at a minimum away from the origin)")
+            lr, momentum, nesterov = settings["lr"], settings["momentum"], settings["nesterov"]
+        else:
+            if adaptive.get("decoupled_weight_decay"):
+                raise NotImplementedError("optimizer: AdamW's weight_decay is not covered by covariance (its pull "
+                                          "-lr wd theta* moves the mean at a minimum away from the origin)")
+            lr = adaptive["lr"]
+            momentum = adaptive.get("beta1", adaptive.get("momentum"))
     if lr is None or batch is None:
         raise ValueError("give lr and batch (or optimizer= and batch)")
     if not (lr > 0 and math.isfinite(lr)):
@@ -541,18 +553,35 @@ def covariance(model, inputs, targets, lr=None, batch=None, loss="mse_mean", *, 
         out = work(x).double().cpu().reshape(n, c)
     y = targets if isinstance(targets, _torch.Tensor) else _torch.as_tensor(_np.asarray(targets))
     residuals = (out - y.detach().double().cpu().reshape(n, c)).reshape(-1).numpy()  # sample-major
-    geometry = _core.Geometry.from_jacobian(jacobian(work, x, dtype=dtype), c)
+    jac = jacobian(work, x, dtype=dtype)
     factor = LOSSES[loss](c)
-    as_dict, _ = _core.covariance(geometry, residuals, lr / factor, batch, sampling, top, gradient_tolerance,
-                                  tolerance, max_iterations, momentum=0.0 if momentum is None else momentum,
-                                  nesterov=bool(nesterov))
+    mo = {"momentum": 0.0 if momentum is None else momentum, "nesterov": bool(nesterov)}
+    if adaptive is None:
+        geometry = _core.Geometry.from_jacobian(jac, c)
+        as_dict, _ = _core.covariance(geometry, residuals, lr / factor, batch, sampling, top, gradient_tolerance,
+                                      tolerance, max_iterations, **mo)
+        lr_factor = factor
+    else:
+        # phi = P^{1/2} delta: heavy-ball on J P^{-1/2} with gradients P^{-1/2} J_i^T r_i; Adam at lr (1 - beta1)
+        # (theory/adaptive.md, eq. 3), lr in library units with Adam's first bias correction (as analyze).
+        root = _np.sqrt(adaptive["preconditioner"])
+        jac_p = _core.precondition(jac, adaptive["preconditioner"])
+        grads = _np.stack([jac[i * c:(i + 1) * c].T @ residuals[i * c:(i + 1) * c] for i in range(n)]) / root
+        lr_factor = factor * adaptive["bias_correction1"]
+        lr_hb = lr / lr_factor * (1.0 - adaptive["beta1"] if "beta1" in adaptive else 1.0)
+        geometry = _core.Geometry.from_jacobian(jac_p, c)
+        as_dict, _ = _core.covariance_from_gradients(geometry, jac_p, grads, lr_hb, batch, sampling, top,
+                                                     gradient_tolerance, tolerance, max_iterations, **mo)
     p = sum(dict(work.named_parameters())[nm].numel() for nm in names)
-    return CovarianceReport(samples=n, outputs=c, params=p, rank=geometry.rank, loss=loss, lr=lr, lr_factor=factor,
-                  batch=batch, sampling=sampling, momentum=0.0 if momentum is None else momentum,
-                  nesterov=bool(nesterov), trace=as_dict["trace"], top_eigenvalues=as_dict["top_eigenvalues"],
-                  excess_loss=as_dict["excess_loss"] / factor, rho=as_dict["rho"],
-                  gradient_noise_trace=as_dict["gradient_noise_trace"], converged=as_dict["converged"],
-                  status=as_dict["status"], message=as_dict["message"], loss_convention_sgdstab=_core.loss_convention)
+    extra = {} if adaptive is None else {"optimizer": adaptive["kind"], "trace_preconditioned": as_dict["trace"],
+                                         "bias_correction1": adaptive["bias_correction1"]}
+    return CovarianceReport(samples=n, outputs=c, params=p, rank=geometry.rank, loss=loss, lr=lr, lr_factor=lr_factor,
+                            batch=batch, sampling=sampling, momentum=mo["momentum"], nesterov=mo["nesterov"],
+                            trace=as_dict["trace"] if adaptive is None else None,
+                            top_eigenvalues=as_dict["top_eigenvalues"], excess_loss=as_dict["excess_loss"] / factor,
+                            rho=as_dict["rho"], gradient_noise_trace=as_dict["gradient_noise_trace"],
+                            converged=as_dict["converged"], status=as_dict["status"], message=as_dict["message"],
+                            loss_convention_sgdstab=_core.loss_convention, **extra)
 
 
 def measures(model, inputs, loss="mse_mean", *, dtype=_torch.float64, **solver_options):
