@@ -873,7 +873,7 @@ def test_covariance_of_adam_against_torch_optim_adam():
     # (beta1 0.5, batches of 2) at half the threshold: the time averages of (theta - theta*)^T P (theta -
     # theta*) and of the full-data MSE above its minimum over 40 000 steps, within 5 %. Measured (AMD EPYC,
     # this seed; 40 batch means): -1.9 % and -0.4 % off with standard errors 1.3 % and 1.0 %; forgetting the
-    # factor 1 - beta1 in the lr would double the answer.
+    # factor 1 - beta1 in the lr would run the model at twice the lr (about twice the covariance).
     g = torch.Generator().manual_seed(1)
     x = torch.randn(8, 3, generator=g, dtype=torch.float64)
     y = torch.randn(8, 3, generator=g, dtype=torch.float64)
