@@ -517,15 +517,19 @@ def covariance(model, inputs, targets, lr=None, batch=None, loss="mse_mean", *, 
     ValueError naming it), gradient_noise_trace (of the library's per-sample gradients), converged, status,
     message, lr, lr_factor, batch, sampling, momentum, nesterov, samples, outputs, params, rank, to_dict().
 
+    loss="cross_entropy": torch.nn.CrossEntropyLoss(reduction="mean") on logits model(inputs), targets as in
+    analyze, at a minimum (a non-separable problem: the per-sample gradients J_i^T (p_i - t_i) sum to zero);
+    the geometry is that of S^{1/2} J with the softmax curvature (theory/loss_curvature.md), lr torch's.
+
     optimizer= a torch.optim.Adam, AdamW (weight_decay 0) or RMSprop: its second-moment state frozen as in
     analyze (theory/adaptive.md), the fluctuations are those of phi = P^{1/2} (theta - theta*) under
     heavy-ball momentum on J P^{-1/2} with gradients P^{-1/2} g_i; the report's excess_loss (invariant) is
     the optimizer's, trace is None and trace_preconditioned = E[(theta - theta*)^T P (theta - theta*)],
-    top_eigenvalues those of phi's covariance. Cross-entropy and weight decay are not covered here yet.
+    top_eigenvalues those of phi's covariance. Weight decay is not covered here yet.
     """
-    if loss not in LOSSES:
-        raise ValueError(f"loss: expected one of {', '.join(LOSSES)} (the square loss; cross-entropy is not covered "
-                         f"by covariance yet), got {loss!r}")
+    ce = loss == "cross_entropy"
+    if loss not in LOSSES and not ce:
+        raise ValueError(f"loss: expected one of {', '.join(LOSSES)} or 'cross_entropy', got {loss!r}")
     adaptive = None
     if optimizer is not None:
         if lr is not None or momentum is not None or nesterov:
@@ -548,30 +552,33 @@ def covariance(model, inputs, targets, lr=None, batch=None, loss="mse_mean", *, 
     if not (lr > 0 and math.isfinite(lr)):
         raise ValueError(f"lr: the learning rate must be finite and > 0, got {lr}")
     work, x, names = _prepare(model, inputs, dtype)
-    n, c, _, _ = _check_minimum(work, x, targets, 0.0, True)  # shapes only: the minimum is the gradients' test
-    with _torch.no_grad():
-        out = work(x).double().cpu().reshape(n, c)
-    y = targets if isinstance(targets, _torch.Tensor) else _torch.as_tensor(_np.asarray(targets))
-    residuals = (out - y.detach().double().cpu().reshape(n, c)).reshape(-1).numpy()  # sample-major
-    jac = jacobian(work, x, dtype=dtype)
-    factor = LOSSES[loss](c)
-    mo = {"momentum": 0.0 if momentum is None else momentum, "nesterov": bool(nesterov)}
-    if adaptive is None:
-        geometry = _core.Geometry.from_jacobian(jac, c)
-        as_dict, _ = _core.covariance(geometry, residuals, lr / factor, batch, sampling, top, gradient_tolerance,
-                                      tolerance, max_iterations, **mo)
-        lr_factor = factor
+    if ce:  # each sample's loss gradient in its logits is p_i - t_i; the geometry is that of S^{1/2} J
+        n, c, _, curvature, residuals = _cross_entropy_point(work, x, targets, with_residuals=True)
+        factor = 1.0  # CrossEntropyLoss(mean) is (1/n) sum l_i: the library's units
     else:
-        # phi = P^{1/2} delta: heavy-ball on J P^{-1/2} with gradients P^{-1/2} J_i^T r_i; Adam at lr (1 - beta1)
+        n, c, _, _ = _check_minimum(work, x, targets, 0.0, True)  # shapes only: the minimum is the gradients' test
+        with _torch.no_grad():
+            out = work(x).double().cpu().reshape(n, c)
+        y = targets if isinstance(targets, _torch.Tensor) else _torch.as_tensor(_np.asarray(targets))
+        residuals = (out - y.detach().double().cpu().reshape(n, c)).numpy()
+        factor = LOSSES[loss](c)
+    jac = jacobian(work, x, dtype=dtype)
+    residuals = residuals.reshape(n, c)
+    grads = _np.stack([jac[i * c:(i + 1) * c].T @ residuals[i] for i in range(n)])  # g_i = J_i^T r_i (n x p)
+    if ce:
+        jac = _core.apply_curvature(jac, curvature, c)
+    mo = {"momentum": 0.0 if momentum is None else momentum, "nesterov": bool(nesterov)}
+    lr_factor, lr_lib = factor, lr / factor
+    if adaptive is not None:
+        # phi = P^{1/2} delta: heavy-ball on J P^{-1/2} with gradients P^{-1/2} g_i; Adam at lr (1 - beta1)
         # (theory/adaptive.md, eq. 3), lr in library units with Adam's first bias correction (as analyze).
-        root = _np.sqrt(adaptive["preconditioner"])
-        jac_p = _core.precondition(jac, adaptive["preconditioner"])
-        grads = _np.stack([jac[i * c:(i + 1) * c].T @ residuals[i * c:(i + 1) * c] for i in range(n)]) / root
+        jac = _core.precondition(jac, adaptive["preconditioner"])
+        grads = grads / _np.sqrt(adaptive["preconditioner"])
         lr_factor = factor * adaptive["bias_correction1"]
-        lr_hb = lr / lr_factor * (1.0 - adaptive["beta1"] if "beta1" in adaptive else 1.0)
-        geometry = _core.Geometry.from_jacobian(jac_p, c)
-        as_dict, _ = _core.covariance_from_gradients(geometry, jac_p, grads, lr_hb, batch, sampling, top,
-                                                     gradient_tolerance, tolerance, max_iterations, **mo)
+        lr_lib = lr / lr_factor * (1.0 - adaptive["beta1"] if "beta1" in adaptive else 1.0)
+    geometry = _core.Geometry.from_jacobian(jac, c)
+    as_dict, _ = _core.covariance_from_gradients(geometry, jac, grads, lr_lib, batch, sampling, top,
+                                                 gradient_tolerance, tolerance, max_iterations, **mo)
     p = sum(dict(work.named_parameters())[nm].numel() for nm in names)
     extra = {} if adaptive is None else {"optimizer": adaptive["kind"], "trace_preconditioned": as_dict["trace"],
                                          "bias_correction1": adaptive["bias_correction1"]}
@@ -630,9 +637,10 @@ class MeasuresReport(Report):
                 f"status={self.status}>")
 
 
-def _cross_entropy_point(work, x, targets):
+def _cross_entropy_point(work, x, targets, with_residuals=False):
     """(n, C, max |p_i - t_i|, the stacked S_i = diag(p_i) - p_i p_i^T) for logits model(x) and targets given
-    as class indices (n,) or class probabilities (n, C), as torch.nn.CrossEntropyLoss takes them."""
+    as class indices (n,) or class probabilities (n, C), as torch.nn.CrossEntropyLoss takes them; with
+    with_residuals also p - t (n x C, NumPy): each sample's loss gradient in its logits."""
     with _torch.no_grad():
         out = work(x)
     if out.dim() != 2 or out.shape[1] < 2:
@@ -652,6 +660,8 @@ def _cross_entropy_point(work, x, targets):
         raise ValueError(f"targets: expected {n} class indices (integers) or an {n} x {c} float tensor of class "
                          f"probabilities, got shape {tuple(y.shape)} dtype {y.dtype}")
     max_res = float((probs - t).abs().max())
+    if with_residuals:
+        return n, c, max_res, _core.softmax_curvature(probs.numpy()), (probs - t).numpy()
     return n, c, max_res, _core.softmax_curvature(probs.numpy())
 
 
