@@ -811,6 +811,33 @@ def test_adamw_threshold_against_torch_optim_adamw(beta1, batch):
 
 
 
+def run_stationary(x, y, w_star, make_optimizer, loss, batch=2, weight=None, steps=40000, burn=2000, seed=5):
+    """A real torch run of a bias-free Linear from w* with make_optimizer([weight]) on `loss`, batches of
+    `batch` drawn without replacement from a seeded generator: the time averages, over `steps` steps after
+    `burn`, of (theta - theta*)^T diag(weight) (theta - theta*) (weight None: |theta - theta*|^2) and of the
+    full-data loss above its value at w*."""
+    m = torch.nn.Linear(w_star.shape[1], w_star.shape[0], bias=False).double()
+    with torch.no_grad():
+        m.weight.copy_(w_star)
+    opt = make_optimizer([m.weight])
+    with torch.no_grad():
+        base = loss(m(x), y).item()
+    gen = torch.Generator().manual_seed(seed)
+    w = None if weight is None else weight.reshape(-1)
+    sq, ex = [], []
+    for t in range(burn + steps):
+        idx = torch.randperm(x.shape[0], generator=gen)[:batch]
+        opt.zero_grad()
+        loss(m(x[idx]), y[idx]).backward()
+        opt.step()
+        if t >= burn:
+            with torch.no_grad():
+                d = (m.weight - w_star).reshape(-1)
+                sq.append((d * d).sum().item() if w is None else (d * w * d).sum().item())
+                ex.append(loss(m(x), y).item() - base)
+    return np.mean(sq), np.mean(ex)
+
+
 @pytest.mark.parametrize("momentum", [None, 0.5])
 def test_covariance_against_torch_optim_sgd(momentum):
     # sgdstab.torch.covariance at a least-squares minimum that does not interpolate (p = 9 < n C = 24),
@@ -840,26 +867,10 @@ def test_covariance_against_torch_optim_sgd(momentum):
                                  momentum=momentum)
     assert math.isclose(cov.trace, by_hand.trace, rel_tol=1e-12)
     assert math.isclose(cov.excess_loss, by_hand.excess_loss / 1.5, rel_tol=1e-12)  # library loss = MSE loss * C / 2
-    m = torch.nn.Linear(3, 3, bias=False).double()
-    with torch.no_grad():
-        m.weight.copy_(w_star)
-    run = torch.optim.SGD(m.parameters(), lr=lr, momentum=momentum or 0.0)
-    mse = torch.nn.MSELoss()
-    with torch.no_grad():
-        base = mse(m(x), y).item()
-    gen = torch.Generator().manual_seed(5)
-    sq, ex = [], []
-    for t in range(42000):
-        idx = torch.randperm(8, generator=gen)[:2]
-        run.zero_grad()
-        mse(m(x[idx]), y[idx]).backward()
-        run.step()
-        if t >= 2000:
-            with torch.no_grad():
-                sq.append(((m.weight - w_star) ** 2).sum().item())
-                ex.append(mse(m(x), y).item() - base)
-    assert math.isclose(np.mean(sq), cov.trace, rel_tol=0.05), (np.mean(sq), cov.trace)
-    assert math.isclose(np.mean(ex), cov.excess_loss, rel_tol=0.05), (np.mean(ex), cov.excess_loss)
+    sq, ex = run_stationary(x, y, w_star, lambda ps: torch.optim.SGD(ps, lr=lr, momentum=momentum or 0.0),
+                            torch.nn.MSELoss())
+    assert math.isclose(sq, cov.trace, rel_tol=0.05), (sq, cov.trace)
+    assert math.isclose(ex, cov.excess_loss, rel_tol=0.05), (ex, cov.excess_loss)
     with pytest.raises(NotImplementedError, match="weight_decay"):
         st.covariance(model, x, y, batch=2, optimizer=torch.optim.SGD(model.parameters(), lr=lr, weight_decay=0.1))
     with pytest.raises(ValueError, match=">= 1"):
@@ -895,27 +906,9 @@ def test_covariance_of_adam_against_torch_optim_adam():
     cov = st.covariance(model, x, y, batch=2, optimizer=adam([model.weight], lr))
     assert cov.converged and cov.rho < 1 and cov.optimizer == "adam" and cov.trace is None
     pre = (v.sqrt() + 1e-8).reshape(-1)  # torch's P (bias corrections 1 to 1e-4)
-    m = torch.nn.Linear(3, 3, bias=False).double()
-    with torch.no_grad():
-        m.weight.copy_(w_star)
-    run = adam([m.weight], lr)
-    mse = torch.nn.MSELoss()
-    with torch.no_grad():
-        base = mse(m(x), y).item()
-    gen = torch.Generator().manual_seed(5)
-    wsq, ex = [], []
-    for t in range(42000):
-        idx = torch.randperm(8, generator=gen)[:2]
-        run.zero_grad()
-        mse(m(x[idx]), y[idx]).backward()
-        run.step()
-        if t >= 2000:
-            with torch.no_grad():
-                d = (m.weight - w_star).reshape(-1)
-                wsq.append((d * pre * d).sum().item())
-                ex.append(mse(m(x), y).item() - base)
-    assert math.isclose(np.mean(wsq), cov.trace_preconditioned, rel_tol=0.05), (np.mean(wsq), cov.trace_preconditioned)
-    assert math.isclose(np.mean(ex), cov.excess_loss, rel_tol=0.05), (np.mean(ex), cov.excess_loss)
+    wsq, ex = run_stationary(x, y, w_star, lambda ps: adam(ps, lr), torch.nn.MSELoss(), weight=pre)
+    assert math.isclose(wsq, cov.trace_preconditioned, rel_tol=0.05), (wsq, cov.trace_preconditioned)
+    assert math.isclose(ex, cov.excess_loss, rel_tol=0.05), (ex, cov.excess_loss)
 
 
 def test_covariance_with_cross_entropy_against_torch_optim_sgd():
@@ -946,28 +939,12 @@ def test_covariance_with_cross_entropy_against_torch_optim_sgd():
         lbfgs.step(closure)
     w_star = model.weight.detach().clone()
     eta = st.analyze(model, x, y, batches=[2], loss="cross_entropy").points[0]["eta_star"]
-    with torch.no_grad():
-        base = ce(model(x), y).item()
     errors = {}
     for frac in (0.5, 0.2):
         cov = st.covariance(model, x, y, frac * eta, 2, loss="cross_entropy")
         assert cov.converged and cov.rank == 4 and cov.lr_factor == 1.0
-        m = torch.nn.Linear(2, 3, bias=False).double()
-        with torch.no_grad():
-            m.weight.copy_(w_star)
-        run = torch.optim.SGD(m.parameters(), lr=frac * eta)
-        gen = torch.Generator().manual_seed(5)
-        sq, ex = [], []
-        for t in range(42000):
-            idx = torch.randperm(30, generator=gen)[:2]
-            run.zero_grad()
-            ce(m(x[idx]), y[idx]).backward()
-            run.step()
-            if t >= 2000:
-                with torch.no_grad():
-                    sq.append(((m.weight - w_star) ** 2).sum().item())
-                    ex.append(ce(m(x), y).item() - base)
-        errors[frac] = (np.mean(sq) / cov.trace - 1, np.mean(ex) / cov.excess_loss - 1)
+        sq, ex = run_stationary(x, y, w_star, lambda ps: torch.optim.SGD(ps, lr=frac * eta), ce)
+        errors[frac] = (sq / cov.trace - 1, ex / cov.excess_loss - 1)
     assert abs(errors[0.2][1]) < 0.03, errors
     assert abs(errors[0.2][0]) < 0.10 and abs(errors[0.2][0]) < abs(errors[0.5][0]), errors
     with pytest.raises(ValueError, match="not a minimum"):
