@@ -239,8 +239,7 @@ class CovarianceReport(Report):
     """What ``covariance`` found: the stationary fluctuations of SGD around a non-interpolating minimum."""
 
     def __repr__(self):
-        trace = self.trace if self.trace is not None else self.trace_preconditioned
-        return (f"<sgdstab.torch.CovarianceReport trace={trace:.6g} excess_loss={self.excess_loss:.6g} "
+        return (f"<sgdstab.torch.CovarianceReport trace={self.trace:.6g} excess_loss={self.excess_loss:.6g} "
                 f"rho={self.rho:.6g}>")
 
 
@@ -523,9 +522,9 @@ def covariance(model, inputs, targets, lr=None, batch=None, loss="mse_mean", *, 
 
     optimizer= a torch.optim.Adam, AdamW (weight_decay 0) or RMSprop: its second-moment state frozen as in
     analyze (theory/adaptive.md), the fluctuations are those of phi = P^{1/2} (theta - theta*) under
-    heavy-ball momentum on J P^{-1/2} with gradients P^{-1/2} g_i; the report's excess_loss (invariant) is
-    the optimizer's, trace is None and trace_preconditioned = E[(theta - theta*)^T P (theta - theta*)],
-    top_eigenvalues those of phi's covariance. Weight decay is not covered here yet.
+    heavy-ball momentum on J P^{-1/2} with gradients P^{-1/2} g_i, mapped back to theta: trace and
+    top_eigenvalues are theta's, trace_preconditioned = E[(theta - theta*)^T P (theta - theta*)], and the
+    excess_loss is the same in both coordinates. Weight decay is not covered here yet.
     """
     ce = loss == "cross_entropy"
     if loss not in LOSSES and not ce:
@@ -577,15 +576,26 @@ def covariance(model, inputs, targets, lr=None, batch=None, loss="mse_mean", *, 
         lr_factor = factor * adaptive["bias_correction1"]
         lr_lib = lr / lr_factor * (1.0 - adaptive["beta1"] if "beta1" in adaptive else 1.0)
     geometry = _core.Geometry.from_jacobian(jac, c)
-    as_dict, _ = _core.covariance_from_gradients(geometry, jac, grads, lr_lib, batch, sampling, top,
-                                                 gradient_tolerance, tolerance, max_iterations, **mo)
+    as_dict, sigma = _core.covariance_from_gradients(geometry, jac, grads, lr_lib, batch, sampling, top,
+                                                     gradient_tolerance, tolerance, max_iterations, **mo)
+    theta_space = {}
+    if adaptive is not None:
+        # Back to theta: Sigma_delta = P^{-1/2} V X V^T P^{-1/2}, V = J~^T Z (n diag d)^{-1} the basis of range(H~)
+        # (theory/covariance.md, eq. 5): tr = <V^T P^{-1} V, X>, eigenvalues those of X^{1/2} V^T P^{-1} V X^{1/2}.
+        basis = jac.T @ _np.asarray(geometry.factor) / (n * _np.asarray(geometry.hessian_eigenvalues))
+        gram_p = basis.T @ (basis / adaptive["preconditioner"][:, None])
+        w, u = _np.linalg.eigh(0.5 * (sigma + sigma.T))
+        half = (u * _np.sqrt(_np.clip(w, 0.0, None))) @ u.T
+        ev = _np.sort(_np.linalg.eigvalsh(half @ gram_p @ half))[::-1][:top]
+        theta_space = {"trace": float(_np.sum(gram_p * sigma)), "top_eigenvalues": [float(e) for e in ev]}
     p = sum(dict(work.named_parameters())[nm].numel() for nm in names)
     extra = {} if adaptive is None else {"optimizer": adaptive["kind"], "trace_preconditioned": as_dict["trace"],
                                          "bias_correction1": adaptive["bias_correction1"]}
     return CovarianceReport(samples=n, outputs=c, params=p, rank=geometry.rank, loss=loss, lr=lr, lr_factor=lr_factor,
                             batch=batch, sampling=sampling, momentum=mo["momentum"], nesterov=mo["nesterov"],
-                            trace=as_dict["trace"] if adaptive is None else None,
-                            top_eigenvalues=as_dict["top_eigenvalues"], excess_loss=as_dict["excess_loss"] / factor,
+                            trace=theta_space.get("trace", as_dict["trace"]),
+                            top_eigenvalues=theta_space.get("top_eigenvalues", as_dict["top_eigenvalues"]),
+                            excess_loss=as_dict["excess_loss"] / factor,
                             rho=as_dict["rho"], gradient_noise_trace=as_dict["gradient_noise_trace"],
                             converged=as_dict["converged"], status=as_dict["status"], message=as_dict["message"],
                             loss_convention_sgdstab=_core.loss_convention, **extra)
