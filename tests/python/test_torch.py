@@ -840,6 +840,18 @@ def run_stationary(x, y, w_star, make_optimizer, loss, batch=2, weight=None, ste
     return np.mean(sq), np.mean(ex), (np.mean(wsq) if w is not None else None)
 
 
+def least_squares_minimum():
+    """(generator, x, y, model, w*): a bias-free Linear 3 -> 3 at the least-squares minimum of 8 random
+    samples, which does not interpolate (p = 9 < n C = 24); the generator continues the seeded stream."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(8, 3, generator=g, dtype=torch.float64)
+    y = torch.randn(8, 3, generator=g, dtype=torch.float64)
+    model = torch.nn.Linear(3, 3, bias=False).double()
+    with torch.no_grad():
+        model.weight.copy_(torch.linalg.lstsq(x, y).solution.T)
+    return g, x, y, model, model.weight.detach().clone()
+
+
 @pytest.mark.parametrize("momentum", [None, 0.5])
 def test_covariance_against_torch_optim_sgd(momentum):
     # sgdstab.torch.covariance at a least-squares minimum that does not interpolate (p = 9 < n C = 24),
@@ -849,13 +861,7 @@ def test_covariance_against_torch_optim_sgd(momentum):
     # over 40 000 steps. Measured (AMD EPYC, this seed; 40 batch means): plain +0.1 % and +0.3 % off with
     # standard errors 0.5 % and 0.4 %, momentum +0.9 % and +1.1 % with 0.6 % and 0.5 %: 5 % is 8 or more
     # standard errors, and a lost factor C/2 in the loss would be 50 % off.
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(8, 3, generator=g, dtype=torch.float64)
-    y = torch.randn(8, 3, generator=g, dtype=torch.float64)
-    model = torch.nn.Linear(3, 3, bias=False).double()
-    with torch.no_grad():
-        model.weight.copy_(torch.linalg.lstsq(x, y).solution.T)
-    w_star = model.weight.detach().clone()
+    g, x, y, model, w_star = least_squares_minimum()
     eta = st.analyze(model, x, y, batches=[2], allow_non_minimum=True, momentum=momentum).points[0]["eta_star"]
     lr = 0.5 * eta
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum or 0.0)
@@ -888,13 +894,7 @@ def test_covariance_of_adam_against_torch_optim_adam():
     # the full-data MSE above its minimum over 40 000 steps, within 5 %. Measured (AMD EPYC, this seed; 40
     # batch means): -1.9 %, -0.8 % and -0.4 % off with standard errors 1.3 %, 0.9 % and 1.0 %; forgetting the
     # factor 1 - beta1 in the lr would run the model at twice the lr (about twice the covariance).
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(8, 3, generator=g, dtype=torch.float64)
-    y = torch.randn(8, 3, generator=g, dtype=torch.float64)
-    model = torch.nn.Linear(3, 3, bias=False).double()
-    with torch.no_grad():
-        model.weight.copy_(torch.linalg.lstsq(x, y).solution.T)
-    w_star = model.weight.detach().clone()
+    g, x, y, model, w_star = least_squares_minimum()
     v = 1e-2 * torch.exp(torch.randn(w_star.shape, generator=g, dtype=torch.float64))
 
     def adam(params, lr):
