@@ -129,8 +129,10 @@ RowsView rows_as_double(const Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic>& 
 // accumulating in double (theory/region.md, section 5).
 //
 // Double storage: V orthonormal. Per step one pass over V and W (the
-// residual, the candidate t and V't), one over V (Gram-Schmidt and the
-// column of G_P), one over V (the column of G_R).
+// residual, the candidate t, V't and W't) and one over V (Gram-Schmidt and
+// the column of G_P); the column of G_R is (W't - G_R V't) / |t - V V't|
+// (R symmetric), unless more than 90 % of t's norm cancels: then one more
+// pass over V gives it as V'(R v).
 //
 // Float storage (the single-precision phase, theory/region.md section 7):
 // the candidate is stored as it comes, not orthogonalized, and the Gram
@@ -185,7 +187,7 @@ class Subspace {
     const double floor = std::max(1e-3 * std::abs(theta), std::numeric_limits<double>::min());
     const VectorXd& y = z.y;
     S* const cand = candidate();
-    const Index width = kGram ? 3 * k + 3 : k + 2;
+    const Index width = kGram ? 3 * k + 3 : 2 * k + 2;
     const Index nbmax = block_rows(k);
     const std::vector<double> acc = parallel_sums(m_, kChunk, width, [&](Index lo, Index hi, double* a) {
       MatrixXd vbuf(nbmax, k), wbuf(nbmax, k);
@@ -218,6 +220,8 @@ class Subspace {
           tpt += pt.head(nb).dot(tb.head(nb));
           block_gemv(true, vb, 1.0, pt.data(), 1.0, a + k);
           block_gemv(true, wb, 1.0, tb.data(), 1.0, a + 2 * k);
+        } else {
+          block_gemv(true, wb, 1.0, tb.data(), 1.0, a + k);  // W't, while W's block is here
         }
       }
       if constexpr (kGram) a[width - 3] += tpt;
@@ -225,6 +229,10 @@ class Subspace {
       a[width - 1] += tt;
     });
     take_projections(acc, k);
+    if constexpr (!kGram) {
+      u_.head(k) = VectorXd::Map(acc.data() + k, k);
+      wt_valid_ = true;
+    }
     return std::sqrt(acc[static_cast<std::size_t>(width) - 2]);
   }
 
@@ -247,6 +255,8 @@ class Subspace {
       if (left > 1e-4 * tt_ || pass == 2) {
         const double nrm = std::sqrt(std::max(left, 0.0));
         if (!(nrm > 1e-13 * original) || !std::isfinite(nrm)) return false;
+        // W'v_k from W't (double storage) only where at most 90 % of t's norm cancels.
+        if (left < 1e-2 * tt_) wt_valid_ = false;
         append(nrm);
         return true;
       }
@@ -332,10 +342,10 @@ class Subspace {
     congruence(gp_);
     congruence(gr_);
     c_.head(keep) = yd.transpose() * c_.head(k_);
+    u_.head(keep) = yd.transpose() * u_.head(k_);  // W't (both storages)
     if constexpr (kGram) {
       congruence(g_);
       q_.head(keep) = yd.transpose() * q_.head(k_);
-      u_.head(keep) = yd.transpose() * u_.head(k_);
       if (cand_ != keep) {  // the pending candidate moves next to the kept columns
         v_.col(keep) = v_.col(cand_);
         cand_ = keep;
@@ -368,6 +378,7 @@ class Subspace {
 
   // The candidate's projections (as residual() leaves them) and |t|^2.
   void project() {
+    wt_valid_ = false;
     const Index k = k_;
     const Index width = kGram ? 3 * k + 3 : k + 2;
     const S* const cand = candidate();
@@ -468,8 +479,9 @@ class Subspace {
     const double xx = acc[static_cast<std::size_t>(k)];
     double xpx = acc[static_cast<std::size_t>(k) + 1];
     // The norm came from |t|^2 - |c|^2; where cancellation made it inexact, rescale.
+    double f = 1.0;
     if (std::abs(xx - 1.0) > 1e-13) {
-      const double f = 1.0 / std::sqrt(xx);
+      f = 1.0 / std::sqrt(xx);
       S* x = v_.col(k).data();
       parallel_ranges(m_, kChunk, [&](Index lo, Index hi) {
         for (Index j = lo; j < hi; ++j) x[j] = static_cast<S>(f * static_cast<double>(x[j]));
@@ -479,6 +491,21 @@ class Subspace {
     }
     apply_(v_.col(k).data(), w_.col(k).data());
     ++applications_;
+    if (wt_valid_) {
+      // G_R's new column V'(R v_k) = W'v_k (R symmetric) = (W't - G_R c) / nrm,
+      // W't from the residual pass: no pass over V after the application, only
+      // v_k'w_k (theory/region.md, section 5).
+      const VectorXd gr = f * inv * (u_.head(k) - gr_.topLeftCorner(k, k) * c_.head(k));
+      const S* x = v_.col(k).data();
+      const S* w = w_.col(k).data();
+      const double xrx = parallel_sum(m_, kChunk, [&](Index lo, Index hi) {
+        double sum = 0.0;
+        for (Index j = lo; j < hi; ++j) sum += static_cast<double>(x[j]) * static_cast<double>(w[j]);
+        return sum;
+      });
+      set_columns(k, VectorXd::Zero(k), 1.0, q, xpx, gr, xrx);
+      return;
+    }
     const Index k1 = k + 1;
     const std::vector<double> gr = parallel_sums(m_, kChunk, k1, [&](Index lo, Index hi, double* a) {
       MatrixXd vbuf(nbmax, k1);
@@ -516,6 +543,7 @@ class Subspace {
   Index cand_ = 0;        // float storage: the column of V holding the candidate
   VectorXd c_, q_, u_;    // the candidate's V't, and (float) V'(p o t), W't
   double tt_ = 0.0, tpt_ = 0.0;  // |t|^2, t'(p o t)
+  bool wt_valid_ = false;         // double storage: u_ holds W't for the pending candidate
   Index applications_ = 0;
 };
 
