@@ -30,6 +30,8 @@ void ssyrk_(const char* uplo, const char* trans, const int* n, const int* k, con
             const int* lda, const float* beta, float* c, const int* ldc);
 void dgemv_(const char* trans, const int* m, const int* n, const double* alpha, const double* a, const int* lda,
             const double* x, const int* incx, const double* beta, double* y, const int* incy);
+void sgemv_(const char* trans, const int* m, const int* n, const float* alpha, const float* a, const int* lda,
+            const float* x, const int* incx, const float* beta, float* y, const int* incy);
 void dsyrk_(const char* uplo, const char* trans, const int* n, const int* k, const double* alpha,
             const double* a, const int* lda, const double* beta, double* c, const int* ldc);
 }
@@ -145,6 +147,17 @@ void gemv(bool transpose, Eigen::Index rows, Eigen::Index cols, double alpha, co
     return;
   }
   dgemv_(transpose ? "T" : "N", &m, &n, &alpha, a, &ld, x, &one, &beta, y, &one);
+}
+
+void gemv(bool transpose, Eigen::Index rows, Eigen::Index cols, float alpha, const float* a, Eigen::Index lda,
+          const float* x, float beta, float* y) {
+  const int m = static_cast<int>(rows), n = static_cast<int>(cols), ld = static_cast<int>(lda), one = 1;
+  if (rows == 0 || cols == 0) {
+    const Eigen::Index len = transpose ? cols : rows;
+    for (Eigen::Index i = 0; i < len; ++i) y[i] = beta == 0.0F ? 0.0F : beta * y[i];
+    return;
+  }
+  sgemv_(transpose ? "T" : "N", &m, &n, &alpha, a, &ld, x, &one, &beta, y, &one);
 }
 
 namespace {

@@ -69,6 +69,10 @@ void gemm(bool transpose_a, bool transpose_b, Eigen::Index m, Eigen::Index n, Ei
 void gemv(bool transpose, Eigen::Index rows, Eigen::Index cols, double alpha, const double* a, Eigen::Index lda,
           const double* x, double beta, double* y);
 
+/// The same in single precision (BLAS sgemv).
+void gemv(bool transpose, Eigen::Index rows, Eigen::Index cols, float alpha, const float* a, Eigen::Index lda,
+          const float* x, float beta, float* y);
+
 /// Copies the lower triangle of c onto its upper triangle.
 void symmetrize_from_lower(Eigen::MatrixXd& c);
 

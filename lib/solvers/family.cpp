@@ -189,6 +189,50 @@ class Subspace {
     S* const cand = candidate();
     const Index width = kGram ? 3 * k + 3 : 2 * k + 2;
     const Index nbmax = block_rows(k);
+    if constexpr (kGram) {
+      // Float storage: the block products in single precision (BLAS sgemv on
+      // the stored blocks, no conversion), each block's sums added in double.
+      const Eigen::VectorXf yf = y.cast<float>();
+      const std::vector<double> acc = parallel_sums(m_, kChunk, width, [&](Index lo, Index hi, double* a) {
+        Eigen::VectorXf vy(nbmax), wy(nbmax), tb(nbmax), pt(nbmax), part(3 * k);
+        double rr = 0.0, tt = 0.0, tpt = 0.0;
+        for (Index b0 = lo; b0 < hi; b0 += nbmax) {
+          const Index nb = std::min(nbmax, hi - b0);
+          const float* vb = v_.data() + b0;
+          const float* wb = w_.data() + b0;
+          gemv(false, nb, k, 1.0F, vb, m_, yf.data(), 0.0F, vy.data());
+          gemv(false, nb, k, 1.0F, wb, m_, yf.data(), 0.0F, wy.data());
+          const double* p = p_.data() + b0;
+          S* t = cand + b0;
+          for (Index j = 0; j < nb; ++j) {
+            const double fp = free * p[j];
+            const double rj = s * static_cast<double>(wy(j)) + (fp - theta) * static_cast<double>(vy(j));
+            rr += rj * rj;
+            double tj = rj;
+            if (davidson) {
+              double den = theta - fp;
+              if (std::abs(den) < floor) den = den < 0 ? -floor : floor;
+              tj = rj / den;
+            }
+            t[j] = static_cast<S>(tj);
+            tb(j) = t[j];
+            const double td = static_cast<double>(t[j]);
+            tt += td * td;
+            tpt += p[j] * td * td;
+            pt(j) = static_cast<float>(p[j] * td);
+          }
+          gemv(true, nb, k, 1.0F, vb, m_, tb.data(), 0.0F, part.data());
+          gemv(true, nb, k, 1.0F, vb, m_, pt.data(), 0.0F, part.data() + k);
+          gemv(true, nb, k, 1.0F, wb, m_, tb.data(), 0.0F, part.data() + 2 * k);
+          for (Index i = 0; i < 3 * k; ++i) a[i] += static_cast<double>(part(i));
+        }
+        a[width - 3] += tpt;
+        a[width - 2] += rr;
+        a[width - 1] += tt;
+      });
+      take_projections(acc, k);
+      return std::sqrt(acc[static_cast<std::size_t>(width) - 2]);
+    }
     const std::vector<double> acc = parallel_sums(m_, kChunk, width, [&](Index lo, Index hi, double* a) {
       MatrixXd vbuf(nbmax, k), wbuf(nbmax, k);
       VectorXd vy(nbmax), wy(nbmax), tb(nbmax), pt(nbmax);
@@ -564,8 +608,31 @@ void record(FamilyMember& out, const Subspace<S>& sub, const Ritz& z, double rho
 constexpr double kLowTarget = 1e-6;
 constexpr int kLowStall = 4;
 constexpr Index kLowKeep = 2;
-// With several members the later ones start from what the first leaves: 4.
-constexpr Index kLowKeepShared = 4;
+
+// Several members: at most this many directions promoted from the
+// single-precision phase, each kept only where it has more than kLowSame of
+// its norm outside the span of the earlier ones.
+constexpr Index kLowPromoteShared = 16;
+constexpr double kLowSame = 1e-3;
+
+// Appends x's part outside span(Q) (Q: m x q float columns, orthonormal) as a
+// new unit column when it is more than kLowSame of |x|.
+void add_promoted(std::vector<float>& qs, Index& q, const VectorXd& x, Index m) {
+  VectorXd r = x / x.norm();
+  for (int pass = 0; pass < 2; ++pass) {
+    for (Index c = 0; c < q; ++c) {
+      const Eigen::Map<const Eigen::VectorXf> col(qs.data() + static_cast<std::size_t>(c) * static_cast<std::size_t>(m), m);
+      const double d = col.cast<double>().dot(r);
+      r -= d * col.cast<double>();
+    }
+  }
+  const double nrm = r.norm();
+  if (!(nrm > kLowSame) || !std::isfinite(nrm)) return;
+  qs.resize(static_cast<std::size_t>(q + 1) * static_cast<std::size_t>(m));
+  float* out = qs.data() + static_cast<std::size_t>(q) * static_cast<std::size_t>(m);
+  for (Index j = 0; j < m; ++j) out[j] = static_cast<float>(r(j) / nrm);
+  ++q;
+}
 
 // How a run of iterate() ended.
 enum class PhaseEnd {
@@ -731,27 +798,56 @@ std::vector<std::size_t> subspace_members(const VectorXd& p, const ApplyFn& coun
                    [&](std::size_t a, std::size_t b) { return res.members[a].s > res.members[b].s; });
   const Index cap = opt.max_iterations * std::max<Index>(1, kmax - kmax / 2);
   MatrixXd seed = start;
-  Index spent = 0;
+  std::vector<Index> spent(order.size(), 0);
+  std::vector<float> promoted;  // several members: their single-precision Ritz vectors, orthonormal, m x q
+  Index q = 0;
+  std::size_t low_done = 0;  // members whose single-precision phase ran
   if (low) {
-    // The first member's single-precision phase in a float subspace, freed
-    // before the double one is allocated (theory/region.md, section 7).
+    // The single-precision phase in a float subspace, freed before the double
+    // one is allocated (theory/region.md, section 7). One member: it carries
+    // kLowKeep Ritz vectors. Several: every member runs its phase in the
+    // shared float subspace, largest s first, and leaves its top Ritz vector;
+    // the double subspace starts from the span of these (at most
+    // kLowPromoteShared directions, a direction within kLowSame of the span
+    // of the earlier ones adds nothing).
     Subspace<float> single(p, low, kmax);
-    MatrixXd kept;
-    if (single.add(start) &&
-        iterate(single, res.members[order.front()], 0, opt.tolerance, cap, res.restarts, false, &kept,
-                order.size() > 1 ? kLowKeepShared : kLowKeep) ==
-            PhaseEnd::promote)
-      seed = std::move(kept);
-    spent = single.applications();
-    res.low_precision_matvecs = spent;
+    if (single.add(start)) {
+      const bool shared = order.size() > 1;
+      for (std::size_t i = 0; i < order.size(); ++i) {
+        MatrixXd kept;
+        const Index before = single.applications();
+        const PhaseEnd end = iterate(single, res.members[order[i]], 0, opt.tolerance, cap, res.restarts, false,
+                                     &kept, shared ? 1 : kLowKeep);
+        spent[i] = single.applications() - before;
+        if (end != PhaseEnd::promote) break;
+        low_done = i + 1;
+        if (!shared) {
+          seed = std::move(kept);
+          break;
+        }
+        add_promoted(promoted, q, kept.col(0), p.size());
+        if (q == kLowPromoteShared) break;
+      }
+    }
+    res.low_precision_matvecs = single.applications();
   }
   Subspace<double> sub(p, counted, kmax);
-  for (std::size_t j : order) {
-    solve_member(sub, res.members[j], seed, j == order.front() ? spent : 0, opt.tolerance, cap, res.restarts,
-                 want_vectors);
+  if (q > 0) {
+    VectorXd x(p.size());
+    for (Index c = 0; c < q; ++c) {
+      const float* col = promoted.data() + static_cast<std::size_t>(c) * static_cast<std::size_t>(p.size());
+      for (Index j = 0; j < p.size(); ++j) x(j) = static_cast<double>(col[j]);
+      (void)sub.add(x);
+    }
+    std::vector<float>().swap(promoted);
+  }
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    const std::size_t j = order[i];
+    solve_member(sub, res.members[j], seed, spent[i], opt.tolerance, cap, res.restarts, want_vectors);
     if (!res.members[j].converged()) pending.push_back(j);
     else res.members[j].message = "converged";
   }
+  (void)low_done;
   return pending;
 }
 
