@@ -341,6 +341,55 @@ class Subspace {
     return z;
   }
 
+  // Float storage, several members (theory/region.md, section 7): appends
+  // the unit vector V y's part outside span(Q) to Q (m x q float columns,
+  // orthonormal, room reserved for qmax) when that part is more than `same`
+  // of its norm. Two classical Gram-Schmidt passes; block products in
+  // single precision, sums in double.
+  void promote(const VectorXd& y, std::vector<float>& qs, Index& q, Index qmax, double same) const {
+    const Index k = y.size();
+    const Eigen::VectorXf yf = y.cast<float>();
+    std::vector<float> x(static_cast<std::size_t>(m_));
+    const Index nbmax = block_rows(std::max(k, q));
+    parallel_ranges(m_, kChunk, [&](Index lo, Index hi) {
+      for (Index b0 = lo; b0 < hi; b0 += nbmax)
+        gemv(false, std::min(nbmax, hi - b0), k, 1.0F, v_.data() + b0, m_, yf.data(), 0.0F, x.data() + b0);
+    });
+    const auto norm2 = [&] {
+      return parallel_sum(m_, kChunk, [&](Index lo, Index hi) {
+        double sum = 0.0;
+        for (Index j = lo; j < hi; ++j) sum += static_cast<double>(x[j]) * static_cast<double>(x[j]);
+        return sum;
+      });
+    };
+    const double first = std::sqrt(norm2());
+    if (!(first > 0) || !std::isfinite(first)) return;
+    for (int pass = 0; pass < 2 && q > 0; ++pass) {
+      const std::vector<double> acc = parallel_sums(m_, kChunk, q, [&](Index lo, Index hi, double* a) {
+        Eigen::VectorXf part(q);
+        for (Index b0 = lo; b0 < hi; b0 += nbmax) {
+          gemv(true, std::min(nbmax, hi - b0), q, 1.0F, qs.data() + b0, m_, x.data() + b0, 0.0F, part.data());
+          for (Index i = 0; i < q; ++i) a[i] += static_cast<double>(part(i));
+        }
+      });
+      const Eigen::VectorXf cf = VectorXd::Map(acc.data(), q).cast<float>();
+      parallel_ranges(m_, kChunk, [&](Index lo, Index hi) {
+        for (Index b0 = lo; b0 < hi; b0 += nbmax)
+          gemv(false, std::min(nbmax, hi - b0), q, -1.0F, qs.data() + b0, m_, cf.data(), 1.0F, x.data() + b0);
+      });
+    }
+    const double left = std::sqrt(norm2());
+    if (!(left > same * first) || !std::isfinite(left) || q >= qmax) return;
+    if (qs.capacity() < static_cast<std::size_t>(qmax * m_)) qs.reserve(static_cast<std::size_t>(qmax * m_));
+    qs.resize(static_cast<std::size_t>((q + 1) * m_));
+    float* out = qs.data() + static_cast<std::size_t>(q * m_);
+    const float inv = static_cast<float>(1.0 / left);
+    parallel_ranges(m_, kChunk, [&](Index lo, Index hi) {
+      for (Index j = lo; j < hi; ++j) out[j] = inv * x[j];
+    });
+    ++q;
+  }
+
   // V y (m x y.cols()) in double.
   MatrixXd combine(const MatrixXd& y) const {
     MatrixXd out(m_, y.cols());
@@ -615,25 +664,6 @@ constexpr Index kLowKeep = 2;
 constexpr Index kLowPromoteShared = 16;
 constexpr double kLowSame = 1e-3;
 
-// Appends x's part outside span(Q) (Q: m x q float columns, orthonormal) as a
-// new unit column when it is more than kLowSame of |x|.
-void add_promoted(std::vector<float>& qs, Index& q, const VectorXd& x, Index m) {
-  VectorXd r = x / x.norm();
-  for (int pass = 0; pass < 2; ++pass) {
-    for (Index c = 0; c < q; ++c) {
-      const Eigen::Map<const Eigen::VectorXf> col(qs.data() + static_cast<std::size_t>(c) * static_cast<std::size_t>(m), m);
-      const double d = col.cast<double>().dot(r);
-      r -= d * col.cast<double>();
-    }
-  }
-  const double nrm = r.norm();
-  if (!(nrm > kLowSame) || !std::isfinite(nrm)) return;
-  qs.resize(static_cast<std::size_t>(q + 1) * static_cast<std::size_t>(m));
-  float* out = qs.data() + static_cast<std::size_t>(q) * static_cast<std::size_t>(m);
-  for (Index j = 0; j < m; ++j) out[j] = static_cast<float>(r(j) / nrm);
-  ++q;
-}
-
 // How a run of iterate() ended.
 enum class PhaseEnd {
   finished,  // the member's status is final
@@ -689,7 +719,7 @@ PhaseEnd iterate(Subspace<S>& sub, FamilyMember& out, Index spent, double tol, I
     const bool certified = out.error <= tol * std::abs(out.value);
     if (low) {
       if (low_phase_over(rho, out.value, certified, sub.size() == m, out.matvecs, cap)) {
-        *seed = sub.combine(z.basis.leftCols(std::min(sub.size(), carry)));
+        *seed = z.basis.leftCols(std::min(sub.size(), carry));
         return PhaseEnd::promote;
       }
     } else {
@@ -717,7 +747,7 @@ PhaseEnd iterate(Subspace<S>& sub, FamilyMember& out, Index spent, double tol, I
     sub.residual(out.s, now, false);
     if (sub.add_candidate()) continue;
     if (low) {  // nothing is certified from single-precision images: the double phase finds it again
-      *seed = sub.combine(now.basis.leftCols(std::min(sub.size(), carry)));
+      *seed = now.basis.leftCols(std::min(sub.size(), carry));
       return PhaseEnd::promote;
     }
     if (want_vector) out.vector = sub.expand(now.y);
@@ -822,10 +852,10 @@ std::vector<std::size_t> subspace_members(const VectorXd& p, const ApplyFn& coun
         if (end != PhaseEnd::promote) break;
         low_done = i + 1;
         if (!shared) {
-          seed = std::move(kept);
+          seed = single.combine(kept);
           break;
         }
-        add_promoted(promoted, q, kept.col(0), p.size());
+        single.promote(kept.col(0), promoted, q, kLowPromoteShared, kLowSame);
         if (q == kLowPromoteShared) break;
       }
     }
