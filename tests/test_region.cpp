@@ -304,6 +304,14 @@ TEST(Region, MixedPrecisionFamilyIsCertifiedInDouble) {
       }
       EXPECT_GT(res.low_precision_matvecs, 0);
       EXPECT_LT(res.low_precision_matvecs, res.matvecs);  // the double ones certify
+      if (low == &single && s.size() > 1) {
+        // Every member runs its single-precision phase in the shared float
+        // subspace; the double subspace starts from the span of their Ritz
+        // vectors, so double applications are the promoted directions and a
+        // step or two (measured: 4 for these 4 members; the solver that ran
+        // only the first member in single precision made 39).
+        EXPECT_LE(res.matvecs - res.low_precision_matvecs, 2 * static_cast<Index>(s.size()));
+      }
     }
   }
 }

@@ -29,11 +29,13 @@ using Eigen::MatrixXd;
 using Eigen::VectorXd;
 
 double family_bytes(Index m, Index k) {
-  // V and W (m x k each) and the candidate; the kLowKeep vectors carried out
-  // of the single-precision phase (whose float subspace, half this size, is
-  // freed before the double one is allocated); one expanded Ritz vector:
-  // an upper bound with six vectors of length m beside V and W.
-  return 8.0 * (2.0 * static_cast<double>(k) + 6.0) * static_cast<double>(m);
+  // V and W (m x k each) and the candidate; what the single-precision phase
+  // carries over (its float subspace, half this size, is freed before the
+  // double one is allocated): kLowKeep double vectors for one member, at most
+  // kLowPromoteShared = 16 float vectors and one converted vector for several;
+  // one expanded Ritz vector: an upper bound with 11 vectors of length m
+  // beside V and W.
+  return 8.0 * (2.0 * static_cast<double>(k) + 11.0) * static_cast<double>(m);
 }
 
 Index family_min_subspace(Index m, const SolverOptions& opt) {
@@ -831,7 +833,6 @@ std::vector<std::size_t> subspace_members(const VectorXd& p, const ApplyFn& coun
   std::vector<Index> spent(order.size(), 0);
   std::vector<float> promoted;  // several members: their single-precision Ritz vectors, orthonormal, m x q
   Index q = 0;
-  std::size_t low_done = 0;  // members whose single-precision phase ran
   if (low) {
     // The single-precision phase in a float subspace, freed before the double
     // one is allocated (theory/region.md, section 7). One member: it carries
@@ -850,7 +851,6 @@ std::vector<std::size_t> subspace_members(const VectorXd& p, const ApplyFn& coun
                                      &kept, shared ? 1 : kLowKeep);
         spent[i] = single.applications() - before;
         if (end != PhaseEnd::promote) break;
-        low_done = i + 1;
         if (!shared) {
           seed = single.combine(kept);
           break;
@@ -870,6 +870,7 @@ std::vector<std::size_t> subspace_members(const VectorXd& p, const ApplyFn& coun
       (void)sub.add(x);
     }
     std::vector<float>().swap(promoted);
+    spent[0] += sub.applications();  // the promotions, counted with the first member
   }
   for (std::size_t i = 0; i < order.size(); ++i) {
     const std::size_t j = order[i];
@@ -877,7 +878,6 @@ std::vector<std::size_t> subspace_members(const VectorXd& p, const ApplyFn& coun
     if (!res.members[j].converged()) pending.push_back(j);
     else res.members[j].message = "converged";
   }
-  (void)low_done;
   return pending;
 }
 
