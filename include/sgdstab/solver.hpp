@@ -36,9 +36,9 @@ struct SolverOptions {
   /// (the GPU when usable and the problem fits, else the CPU).
   Device device = Device::automatic;
   /// eta* (threshold, curve, region) on the CPU when r >= mixed_precision_min_rank:
-  /// the first applications of R in single precision (twice as fast), until
-  /// the residual is near what single precision resolves; then the kept
-  /// vectors are re-applied in double and the result is certified in double
+  /// the first applications of R for each point in single precision (twice
+  /// as fast), until the residual is near what single precision resolves;
+  /// then the kept vectors are re-applied in double and every point is certified in double
   /// precision as always (theory/region.md, section 7). false: double throughout.
   bool mixed_precision = true;
   Index mixed_precision_min_rank = 512;

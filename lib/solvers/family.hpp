@@ -77,9 +77,10 @@ Index family_subspace(Index m, const SolverOptions& options, double fixed_bytes,
 /// shared subspace, falling back to the dense method for members it cannot
 /// certify (when m <= options.dense_fallback_max_dimension and it fits). A
 /// member is converged when error <= options.tolerance * value. With
-/// low_precision set, the first member (largest s) starts with a
-/// single-precision phase (float subspace and images) whose top Ritz vectors
-/// seed the double solve; nothing is certified from single-precision images.
+/// low_precision set, every member (largest s first) starts with a
+/// single-precision phase in one shared float subspace (float images) whose
+/// top Ritz vectors seed the double solve (theory/region.md, section 7);
+/// nothing is certified from single-precision images.
 /// \throws sgdstab::resource_error before allocating what would not fit.
 FamilyResult family_top(const Eigen::VectorXd& p, const ApplyFn& apply_r, const std::vector<double>& s,
                         const Eigen::VectorXd& start, const SolverOptions& options, double fixed_bytes,
