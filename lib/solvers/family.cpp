@@ -32,7 +32,8 @@ double family_bytes(Index m, Index k) {
   // V and W (m x k each) and the candidate; what the single-precision phase
   // carries over (its float subspace, half this size, is freed before the
   // double one is allocated): kLowKeep double vectors for one member, at most
-  // kLowPromoteShared = 16 float vectors and one converted vector for several;
+  // min(16, K/2) float vectors, one converted vector and the copy of the
+  // start for several (the peak: while Q enters the double subspace); later,
   // one expanded Ritz vector: an upper bound with 11 vectors of length m
   // beside V and W.
   return 8.0 * (2.0 * static_cast<double>(k) + 11.0) * static_cast<double>(m);
@@ -128,7 +129,8 @@ RowsView rows_as_double(const Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic>& 
 // The shared subspace: V and W = R V, stored in S, with G_P = V'PV and
 // G_R = V'W in double. Every pass over the stored vectors runs in row blocks
 // that stay in cache while several products use them, on all cores,
-// accumulating in double (theory/region.md, section 5).
+// accumulating in double (float storage: each block's products in single
+// precision, at most kFloatBlock rows; theory/region.md, sections 5 and 7).
 //
 // Double storage: V orthonormal. Per step one pass over V and W (the
 // residual, the candidate t, V't and W't) and one over V (Gram-Schmidt and
@@ -168,6 +170,7 @@ class Subspace {
   // Appends the part of x outside span(V) and its image R x. Returns false
   // when x lies in span(V) to rounding, or is zero or not finite.
   bool add(const VectorXd& x) {
+    if (k_ == kmax_) return false;
     cand_ = kGram ? k_ : 0;
     S* t = candidate();
     const double* xs = x.data();
@@ -195,11 +198,12 @@ class Subspace {
       // Float storage: the block products in single precision (BLAS sgemv on
       // the stored blocks, no conversion), each block's sums added in double.
       const Eigen::VectorXf yf = y.cast<float>();
+      const Index nbf = std::min<Index>(nbmax, kFloatBlock);
       const std::vector<double> acc = parallel_sums(m_, kChunk, width, [&](Index lo, Index hi, double* a) {
-        Eigen::VectorXf vy(nbmax), wy(nbmax), tb(nbmax), pt(nbmax), part(3 * k);
+        Eigen::VectorXf vy(nbf), wy(nbf), tb(nbf), pt(nbf), part(3 * k);
         double rr = 0.0, tt = 0.0, tpt = 0.0;
-        for (Index b0 = lo; b0 < hi; b0 += nbmax) {
-          const Index nb = std::min(nbmax, hi - b0);
+        for (Index b0 = lo; b0 < hi; b0 += nbf) {
+          const Index nb = std::min(nbf, hi - b0);
           const float* vb = v_.data() + b0;
           const float* wb = w_.data() + b0;
           gemv(false, nb, k, 1.0F, vb, m_, yf.data(), 0.0F, vy.data());
@@ -234,53 +238,62 @@ class Subspace {
       });
       take_projections(acc, k);
       return std::sqrt(acc[static_cast<std::size_t>(width) - 2]);
-    }
-    const std::vector<double> acc = parallel_sums(m_, kChunk, width, [&](Index lo, Index hi, double* a) {
-      MatrixXd vbuf(nbmax, k), wbuf(nbmax, k);
-      VectorXd vy(nbmax), wy(nbmax), tb(nbmax), pt(nbmax);
-      double rr = 0.0, tt = 0.0, tpt = 0.0;
-      for (Index b0 = lo; b0 < hi; b0 += nbmax) {
-        const Index nb = std::min(nbmax, hi - b0);
-        const RowsView vb = rows_as_double(v_, b0, nb, k, vbuf), wb = rows_as_double(w_, b0, nb, k, wbuf);
-        block_gemv(false, vb, 1.0, y.data(), 0.0, vy.data());
-        block_gemv(false, wb, 1.0, y.data(), 0.0, wy.data());
-        const double* p = p_.data() + b0;
-        S* t = cand + b0;
-        for (Index j = 0; j < nb; ++j) {
-          const double fp = free * p[j];
-          const double rj = s * wy(j) + (fp - theta) * vy(j);
-          rr += rj * rj;
-          double tj = rj;
-          if (davidson) {
-            double den = theta - fp;
-            if (std::abs(den) < floor) den = den < 0 ? -floor : floor;
-            tj = rj / den;
+    } else {
+      // Double storage: [V't, W't, u'u, u'(p o u), u'Ru, |r|^2, |t|^2] with u = V y.
+      const Index dwidth = width + 3;
+      const std::vector<double> acc = parallel_sums(m_, kChunk, dwidth, [&](Index lo, Index hi, double* a) {
+        VectorXd vy(nbmax), wy(nbmax), tb(nbmax);
+        double rr = 0.0, tt = 0.0, uu = 0.0, upu = 0.0, uru = 0.0;
+        for (Index b0 = lo; b0 < hi; b0 += nbmax) {
+          const Index nb = std::min(nbmax, hi - b0);
+          const RowsView vb(v_.data() + b0, nb, k, Eigen::OuterStride<>(m_));
+          const RowsView wb(w_.data() + b0, nb, k, Eigen::OuterStride<>(m_));
+          block_gemv(false, vb, 1.0, y.data(), 0.0, vy.data());
+          block_gemv(false, wb, 1.0, y.data(), 0.0, wy.data());
+          const double* p = p_.data() + b0;
+          S* t = cand + b0;
+          for (Index j = 0; j < nb; ++j) {
+            const double fp = free * p[j];
+            const double rj = s * wy(j) + (fp - theta) * vy(j);
+            rr += rj * rj;
+            uu += vy(j) * vy(j);
+            upu += p[j] * vy(j) * vy(j);
+            uru += vy(j) * wy(j);
+            double tj = rj;
+            if (davidson) {
+              double den = theta - fp;
+              if (std::abs(den) < floor) den = den < 0 ? -floor : floor;
+              tj = rj / den;
+            }
+            t[j] = tj;
+            tb(j) = tj;
           }
-          t[j] = static_cast<S>(tj);
-          tb(j) = static_cast<double>(t[j]);
-          pt(j) = p[j] * tb(j);
-        }
-        tt += tb.head(nb).squaredNorm();
-        block_gemv(true, vb, 1.0, tb.data(), 1.0, a);
-        if constexpr (kGram) {
-          tpt += pt.head(nb).dot(tb.head(nb));
-          block_gemv(true, vb, 1.0, pt.data(), 1.0, a + k);
-          block_gemv(true, wb, 1.0, tb.data(), 1.0, a + 2 * k);
-        } else {
+          tt += tb.head(nb).squaredNorm();
+          block_gemv(true, vb, 1.0, tb.data(), 1.0, a);
           block_gemv(true, wb, 1.0, tb.data(), 1.0, a + k);  // W't, while W's block is here
         }
-      }
-      if constexpr (kGram) a[width - 3] += tpt;
-      a[width - 2] += rr;
-      a[width - 1] += tt;
-    });
-    take_projections(acc, k);
-    if constexpr (!kGram) {
+        a[2 * k] += uu;
+        a[2 * k + 1] += upu;
+        a[2 * k + 2] += uru;
+        a[dwidth - 2] += rr;
+        a[dwidth - 1] += tt;
+      });
+      take_projections(acc, k);
       u_.head(k) = VectorXd::Map(acc.data() + k, k);
       wt_valid_ = true;
+      // The Ritz vector's Rayleigh quotient and tangent from the stored vectors
+      // themselves, not from G_P and G_R (theory/region.md, section 5).
+      const double uu = acc[static_cast<std::size_t>(2 * k)];
+      last_tangent_p_ = acc[static_cast<std::size_t>(2 * k + 1)] / uu;
+      last_tangent_r_ = acc[static_cast<std::size_t>(2 * k + 2)] / uu;
+      return std::sqrt(acc[static_cast<std::size_t>(dwidth) - 2] / uu);
     }
-    return std::sqrt(acc[static_cast<std::size_t>(width) - 2]);
   }
+
+  // Double storage, after residual(): the Ritz vector u = V y's own
+  // u'(p o u) / u'u and u'Ru / u'u, computed from V and W in that pass.
+  double tangent_p() const { return last_tangent_p_; }
+  double tangent_r() const { return last_tangent_r_; }
 
   // Appends the candidate left by residual() or add(). Double storage:
   // classical Gram-Schmidt, repeated while a pass cancels more than 99 % of
@@ -301,8 +314,9 @@ class Subspace {
       if (left > 1e-4 * tt_ || pass == 2) {
         const double nrm = std::sqrt(std::max(left, 0.0));
         if (!(nrm > 1e-13 * original) || !std::isfinite(nrm)) return false;
-        // W'v_k from W't (double storage) only where at most 90 % of t's norm cancels.
-        if (left < 1e-2 * tt_) wt_valid_ = false;
+        // W'v_k from W't (double storage) only where |V't| <= |t - V V't|:
+        // the earlier columns' rounding enters at most once (theory/region.md, section 5).
+        if (left < 0.5 * tt_) wt_valid_ = false;
         append(nrm);
         return true;
       }
@@ -352,7 +366,7 @@ class Subspace {
     const Index k = y.size();
     const Eigen::VectorXf yf = y.cast<float>();
     std::vector<float> x(static_cast<std::size_t>(m_));
-    const Index nbmax = block_rows(std::max(k, q));
+    const Index nbmax = std::min<Index>(block_rows(std::max(k, q)), kFloatBlock);
     parallel_ranges(m_, kChunk, [&](Index lo, Index hi) {
       for (Index b0 = lo; b0 < hi; b0 += nbmax)
         gemv(false, std::min(nbmax, hi - b0), k, 1.0F, v_.data() + b0, m_, yf.data(), 0.0F, x.data() + b0);
@@ -455,6 +469,9 @@ class Subspace {
   // products use it, and is small enough (rows x k < 9216) for OpenBLAS to
   // run its dgemv on the calling thread (these run on our threads already).
   static constexpr Index kChunk = Index{1} << 16;
+  // Float storage: at most this many rows per single-precision block product
+  // (its sums in float), the blocks' sums added in double.
+  static constexpr Index kFloatBlock = 256;
   static Index block_rows(Index cols) { return std::clamp<Index>(9000 / std::max<Index>(cols, 1) / 8 * 8, 64, 2048); }
 
   S* candidate() { return kGram ? v_.col(cand_).data() : t_.data(); }
@@ -599,6 +616,7 @@ class Subspace {
         return sum;
       });
       set_columns(k, VectorXd::Zero(k), 1.0, q, xpx, gr, xrx);
+      wt_valid_ = false;
       return;
     }
     const Index k1 = k + 1;
@@ -639,16 +657,32 @@ class Subspace {
   VectorXd c_, q_, u_;    // the candidate's V't, and (float) V'(p o t), W't
   double tt_ = 0.0, tpt_ = 0.0;  // |t|^2, t'(p o t)
   bool wt_valid_ = false;         // double storage: u_ holds W't for the pending candidate
+  double last_tangent_p_ = 0.0, last_tangent_r_ = 0.0;  // double storage: see residual()
   Index applications_ = 0;
 };
 
+// Double storage (every certificate): the value is the Ritz vector's own
+// Rayleigh quotient and the tangent its own (u'Pu, u'Ru), both from the pass
+// over the stored V and W, so neither depends on how G_P and G_R were
+// accumulated; Kato-Temple holds for the Rayleigh quotient, and rho, the
+// residual about the Ritz value, is at least the one about it (theory/region.md,
+// sections 4-5). Float storage (nothing certified): the Ritz data.
 template <class S>
 void record(FamilyMember& out, const Subspace<S>& sub, const Ritz& z, double rho, double tol) {
-  out.value = z.theta;
   out.residual = rho;
-  out.error = error_bound(rho, z, tol);
-  out.tangent_p = sub.project_p(z.y);
-  out.tangent_r = sub.project_r(z.y);
+  if constexpr (std::is_same_v<S, double>) {
+    Ritz rq = z;
+    out.tangent_p = sub.tangent_p();
+    out.tangent_r = sub.tangent_r();
+    rq.theta = (1.0 - out.s) * out.tangent_p + out.s * out.tangent_r;
+    out.value = rq.theta;
+    out.error = error_bound(rho, rq, tol);
+  } else {
+    out.value = z.theta;
+    out.error = error_bound(rho, z, tol);
+    out.tangent_p = sub.project_p(z.y);
+    out.tangent_r = sub.project_r(z.y);
+  }
 }
 
 // The single-precision phase ends at this relative residual (single
@@ -842,11 +876,13 @@ std::vector<std::size_t> subspace_members(const VectorXd& p, const ApplyFn& coun
     // kLowPromoteShared directions, a direction within kLowSame of the span
     // of the earlier ones adds nothing).
     Subspace<float> single(p, low, kmax);
+    // Q fills at most half the double subspace: the members need room to iterate.
+    const Index qmax = std::min<Index>(kLowPromoteShared, std::max<Index>(1, kmax / 2));
     if (single.add(start)) {
       const bool shared = order.size() > 1;
       for (std::size_t i = 0; i < order.size(); ++i) {
         MatrixXd kept;
-        const Index before = single.applications();
+        const Index before = i == 0 ? 0 : single.applications();  // the start's application: the first member's
         const PhaseEnd end = iterate(single, res.members[order[i]], 0, opt.tolerance, cap, res.restarts, false,
                                      &kept, shared ? 1 : kLowKeep);
         spent[i] = single.applications() - before;
@@ -855,8 +891,8 @@ std::vector<std::size_t> subspace_members(const VectorXd& p, const ApplyFn& coun
           seed = single.combine(kept);
           break;
         }
-        single.promote(kept.col(0), promoted, q, kLowPromoteShared, kLowSame);
-        if (q == kLowPromoteShared) break;
+        single.promote(kept.col(0), promoted, q, qmax, kLowSame);
+        if (q == qmax) break;
       }
     }
     res.low_precision_matvecs = single.applications();
