@@ -306,20 +306,23 @@ TEST(Region, MixedPrecisionFamilyIsCertifiedInDouble) {
       EXPECT_LT(res.low_precision_matvecs, res.matvecs);  // the double ones certify
       if (low == &single && s.size() > 1) {
         // Every member runs its single-precision phase in the shared float
-        // subspace; the double subspace starts from the span of their Ritz
-        // vectors, so double applications are the promoted directions and a
-        // step or two (measured: 4 for these 4 members; the solver that ran
-        // only the first member in single precision made 39).
-        EXPECT_LE(res.matvecs - res.low_precision_matvecs, 2 * static_cast<Index>(s.size()));
+        // subspace; the double subspace starts from the span of their top two
+        // Ritz vectors, so double applications are the promoted directions
+        // and a step or two (measured: 12 for these 4 members; the solver
+        // that ran only the first member in single precision made 39).
+        EXPECT_LE(res.matvecs - res.low_precision_matvecs, 4 * static_cast<Index>(s.size()));
       }
     }
   }
 }
 
-// Many members in a small subspace (K = 4, as a tight memory limit leaves it)
-// with the single-precision phase: the promoted directions stay within the
-// double subspace's capacity (at most K / 2 of them) and every member is
-// certified against LAPACK.
+// Many members in a small subspace (as a tight memory limit leaves it) with
+// the single-precision phase: below 8 vectors it does not run for several
+// members (double only); from 8 the promoted directions stay within the
+// double subspace's capacity (at most K / 2 of them). Every member is
+// certified against LAPACK either way. (With one promoted direction per
+// member and K = 3 the certificates were wrong: the second Ritz value, which
+// judges the gap, came from another member's vector.)
 TEST(Region, MixedPrecisionManyMembersInASmallSubspace) {
   const Index m = 120;
   const MatrixXd x = ref::gaussian(m, m / 2, 71);
@@ -333,13 +336,14 @@ TEST(Region, MixedPrecisionManyMembersInASmallSubspace) {
     Eigen::VectorXf::Map(out, m) = rf * Eigen::VectorXf::Map(in, m);
   };
   const std::vector<double> s = {1.0, 0.8, 0.6, 0.45, 0.3, 0.2, 0.1, 0.05, 0.02};
-  for (Index k : {3, 4, 6}) {
+  for (Index k : {3, 4, 6, 7, 8, 9, 12}) {
     SCOPED_TRACE("K = " + std::to_string(k));
     const auto res = sgdstab::detail::family_top(p, apply, s, VectorXd::Ones(m), with_method(Method::lanczos, k), 0.0,
                                                  "test family", false, single);
     EXPECT_EQ(res.subspace_dimension, k);
     expect_family_matches_lapack(res, r, p, s);
-    EXPECT_GT(res.low_precision_matvecs, 0);
+    if (k < 8) EXPECT_EQ(res.low_precision_matvecs, 0);
+    else EXPECT_GT(res.low_precision_matvecs, 0);
   }
 }
 

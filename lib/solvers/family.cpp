@@ -69,14 +69,19 @@ struct Ritz {
   MatrixXd basis;   // all its eigenvectors, descending
 };
 
+constexpr Index kMinGapSubspace = 4;
+
 // lambda_max - theta <= rho^2 / (theta - theta_2 - rho) when that gap is
 // wider than rho (Kato-Temple with the second Ritz value standing in for the
 // rest of the spectrum), else rho (theory/region.md, section 4). The gap
 // estimate is only trusted once it certifies the tolerance: before that the
 // Ritz gap can be far wider than the true one, and the bound is rho.
-double error_bound(double rho, const Ritz& z, double tol) {
+double error_bound(double rho, const Ritz& z, double tol, Index size) {
   const double gap = z.theta - z.second - rho;
-  if (std::isfinite(gap) && gap > rho) {
+  // Not from fewer than kMinGapSubspace vectors: with K = 3 (a thick restart
+  // keeps one vector) the second Ritz value is no estimate of the gap, and
+  // certificates were measured wrong (tests/test_region.cpp).
+  if (size >= kMinGapSubspace && std::isfinite(gap) && gap > rho) {
     const double refined = rho * rho / gap;
     if (refined <= tol * std::abs(z.theta)) return std::min(rho, refined);
   }
@@ -676,10 +681,10 @@ void record(FamilyMember& out, const Subspace<S>& sub, const Ritz& z, double rho
     out.tangent_r = sub.tangent_r();
     rq.theta = (1.0 - out.s) * out.tangent_p + out.s * out.tangent_r;
     out.value = rq.theta;
-    out.error = error_bound(rho, rq, tol);
+    out.error = error_bound(rho, rq, tol, sub.size());
   } else {
     out.value = z.theta;
-    out.error = error_bound(rho, z, tol);
+    out.error = error_bound(rho, z, tol, sub.size());
     out.tangent_p = sub.project_p(z.y);
     out.tangent_r = sub.project_r(z.y);
   }
@@ -698,7 +703,9 @@ constexpr Index kLowKeep = 2;
 // single-precision phase, each kept only where it has more than kLowSame of
 // its norm outside the span of the earlier ones.
 constexpr Index kLowPromoteShared = 16;
+constexpr Index kLowMinShared = 8;
 constexpr double kLowSame = 1e-3;
+constexpr double kLowSameGap = 1e-1;
 
 // How a run of iterate() ended.
 enum class PhaseEnd {
@@ -867,14 +874,17 @@ std::vector<std::size_t> subspace_members(const VectorXd& p, const ApplyFn& coun
   std::vector<Index> spent(order.size(), 0);
   std::vector<float> promoted;  // several members: their single-precision Ritz vectors, orthonormal, m x q
   Index q = 0;
-  if (low) {
+  // Several members in fewer than kLowMinShared vectors: double only (Q
+  // would leave the members too little room, and too few vectors to judge
+  // their gaps by: theory/region.md, section 7).
+  if (low && !(order.size() > 1 && kmax < kLowMinShared)) {
     // The single-precision phase in a float subspace, freed before the double
     // one is allocated (theory/region.md, section 7). One member: it carries
     // kLowKeep Ritz vectors. Several: every member runs its phase in the
-    // shared float subspace, largest s first, and leaves its top Ritz vector;
-    // the double subspace starts from the span of these (at most
-    // kLowPromoteShared directions, a direction within kLowSame of the span
-    // of the earlier ones adds nothing).
+    // shared float subspace, largest s first, and leaves its top kLowKeep
+    // Ritz vectors (the second for its gap); the double subspace starts from
+    // the span of these (at most min(kLowPromoteShared, K / 2) directions; a
+    // direction within kLowSame of the span of the earlier ones adds nothing).
     Subspace<float> single(p, low, kmax);
     // Q fills at most half the double subspace: the members need room to iterate.
     const Index qmax = std::min<Index>(kLowPromoteShared, std::max<Index>(1, kmax / 2));
@@ -884,14 +894,18 @@ std::vector<std::size_t> subspace_members(const VectorXd& p, const ApplyFn& coun
         MatrixXd kept;
         const Index before = i == 0 ? 0 : single.applications();  // the start's application: the first member's
         const PhaseEnd end = iterate(single, res.members[order[i]], 0, opt.tolerance, cap, res.restarts, false,
-                                     &kept, shared ? 1 : kLowKeep);
+                                     &kept, kLowKeep);
         spent[i] = single.applications() - before;
         if (end != PhaseEnd::promote) break;
         if (!shared) {
           seed = single.combine(kept);
           break;
         }
-        single.promote(kept.col(0), promoted, q, qmax, kLowSame);
+        // The top vector unless within kLowSame of span(Q); the second (its
+        // gap) unless within kLowSameGap: a Ritz value's error is quadratic
+        // in its vector's.
+        for (Index c = 0; c < kept.cols() && q < qmax; ++c)
+          single.promote(kept.col(c), promoted, q, qmax, c == 0 ? kLowSame : kLowSameGap);
         if (q == qmax) break;
       }
     }
