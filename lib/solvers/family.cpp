@@ -546,19 +546,24 @@ class Subspace {
     }
   }
 
+  // v_k'w_k, summed in double.
+  double column_dot(Index k) const {
+    const S* x = v_.col(k).data();
+    const S* w = w_.col(k).data();
+    return parallel_sum(m_, kChunk, [&](Index lo, Index hi) {
+      double sum = 0.0;
+      for (Index j = lo; j < hi; ++j) sum += static_cast<double>(x[j]) * static_cast<double>(w[j]);
+      return sum;
+    });
+  }
+
   // Float storage: column k is the candidate already; its columns of G, G_P
   // and G_R came with it, but for t'Rt.
   void append_as_is() {
     const Index k = k_;
     apply_(v_.col(k).data(), w_.col(k).data());
     ++applications_;
-    const S* x = v_.col(k).data();
-    const S* w = w_.col(k).data();
-    const double xrx = parallel_sum(m_, kChunk, [&](Index lo, Index hi) {
-      double sum = 0.0;
-      for (Index j = lo; j < hi; ++j) sum += static_cast<double>(x[j]) * static_cast<double>(w[j]);
-      return sum;
-    });
+    const double xrx = column_dot(k);
     set_columns(k, c_.head(k), tt_, q_.head(k), tpt_, u_.head(k), xrx);
   }
 
@@ -613,13 +618,7 @@ class Subspace {
       // W't from the residual pass: no pass over V after the application, only
       // v_k'w_k (theory/region.md, section 5).
       const VectorXd gr = f * inv * (u_.head(k) - gr_.topLeftCorner(k, k) * c_.head(k));
-      const S* x = v_.col(k).data();
-      const S* w = w_.col(k).data();
-      const double xrx = parallel_sum(m_, kChunk, [&](Index lo, Index hi) {
-        double sum = 0.0;
-        for (Index j = lo; j < hi; ++j) sum += static_cast<double>(x[j]) * static_cast<double>(w[j]);
-        return sum;
-      });
+      const double xrx = column_dot(k);
       set_columns(k, VectorXd::Zero(k), 1.0, q, xpx, gr, xrx);
       wt_valid_ = false;
       return;
