@@ -30,9 +30,9 @@ using testing_files::read_bytes;
 using testing_files::write_bytes;
 
 // Scratch directory named after this suite.
-class TempDir : public testing_files::TempDir {
+class DataTempDir : public testing_files::TempDir {
  public:
-  TempDir() : testing_files::TempDir("sgdstab_data") {}
+  DataTempDir() : testing_files::TempDir("sgdstab_data") {}
 };
 
 void write_gz(const std::string& path, const std::string& bytes) {
@@ -45,7 +45,7 @@ void write_gz(const std::string& path, const std::string& bytes) {
 }
 
 // The message of the io_error `f` throws, or a marker when it throws none.
-std::string io_error_of(const std::function<void()>& f) {
+std::string data_error_of(const std::function<void()>& f) {
   try {
     f();
   } catch (const sgdstab::io_error& e) {
@@ -128,7 +128,7 @@ const std::vector<TypeCase>& type_cases() {
 // ---------------------------------------------------------------------------
 
 TEST(DataIdx, RoundTripsEveryTypeGzipAndPlain) {
-  TempDir d;
+  DataTempDir d;
   const std::vector<std::vector<std::uint32_t>> shapes = {{6}, {2, 3}, {3, 1, 2}};
   for (const TypeCase& t : type_cases())
     for (const auto& shape : shapes) {
@@ -152,7 +152,7 @@ TEST(DataIdx, RoundTripsEveryTypeGzipAndPlain) {
 }
 
 TEST(DataIdx, TruncationAtEveryOffsetThrowsAndNamesTheField) {
-  TempDir d;
+  DataTempDir d;
   // int16, 3 x 2 x 2: 4 + 12 header bytes, 24 data bytes.
   std::vector<double> values;
   for (int k = 0; k < 12; ++k) values.push_back(k * 1000 - 5000);
@@ -174,7 +174,7 @@ TEST(DataIdx, TruncationAtEveryOffsetThrowsAndNamesTheField) {
     write_bytes(d.file("cut.idx"), cut);
     write_gz(d.file("cut.idx.gz"), cut);
     for (const char* name : {"cut.idx", "cut.idx.gz"}) {
-      const std::string msg = io_error_of([&] { sgdstab::read_idx(d.file(name)); });
+      const std::string msg = data_error_of([&] { sgdstab::read_idx(d.file(name)); });
       EXPECT_TRUE(contains(msg, expect)) << name << ": " << msg;
       EXPECT_TRUE(contains(msg, d.file(name))) << msg;
     }
@@ -184,13 +184,13 @@ TEST(DataIdx, TruncationAtEveryOffsetThrowsAndNamesTheField) {
   const std::string gz = read_bytes(d.file("full.idx.gz"));
   for (std::size_t len = 0; len < gz.size(); ++len) {
     write_bytes(d.file("cutgz.gz"), gz.substr(0, len));
-    const std::string msg = io_error_of([&] { sgdstab::read_idx(d.file("cutgz.gz")); });
+    const std::string msg = data_error_of([&] { sgdstab::read_idx(d.file("cutgz.gz")); });
     EXPECT_TRUE(contains(msg, d.file("cutgz.gz"))) << "gzip cut at " << len << ": " << msg;
   }
 }
 
 TEST(DataIdx, CorruptFilesAreRejected) {
-  TempDir d;
+  DataTempDir d;
   const std::string data6 = idx_data(0x08, {1, 2, 3, 4, 5, 6});
   const std::vector<std::pair<std::string, std::string>> cases = {
       {std::string("\x01\x00\x08\x01", 4) + be32(6) + data6, "bad magic number: byte 1 is 0x01"},
@@ -215,17 +215,17 @@ TEST(DataIdx, CorruptFilesAreRejected) {
     write_bytes(d.file("bad.idx"), bytes);
     write_gz(d.file("bad.idx.gz"), bytes);
     for (const char* name : {"bad.idx", "bad.idx.gz"}) {
-      const std::string msg = io_error_of([&] { sgdstab::read_idx(d.file(name)); });
+      const std::string msg = data_error_of([&] { sgdstab::read_idx(d.file(name)); });
       EXPECT_TRUE(contains(msg, expect)) << name << "\n  expected: " << expect << "\n  got: " << msg;
       EXPECT_TRUE(contains(msg, d.file(name))) << msg;
     }
   }
-  EXPECT_TRUE(contains(io_error_of([&] { sgdstab::read_idx(d.file("missing.idx")); }), "cannot open"));
-  EXPECT_TRUE(contains(io_error_of([&] { sgdstab::read_idx(d.path()); }), "is a directory"));
+  EXPECT_TRUE(contains(data_error_of([&] { sgdstab::read_idx(d.file("missing.idx")); }), "cannot open"));
+  EXPECT_TRUE(contains(data_error_of([&] { sgdstab::read_idx(d.path()); }), "is a directory"));
 }
 
 TEST(DataIdx, HugeDimensionsFailTheMemoryCheckBeforeReading) {
-  TempDir d;
+  DataTempDir d;
   // 2^31-1 squared unsigned bytes (~4.6e18): representable, but no machine has that memory.
   write_bytes(d.file("huge.idx"), idx_header(0x08, {0x7FFFFFFFu, 0x7FFFFFFFu}) + "abc");
   EXPECT_THROW(sgdstab::read_idx(d.file("huge.idx")), sgdstab::resource_error);
@@ -235,7 +235,7 @@ TEST(DataIdx, HugeDimensionsFailTheMemoryCheckBeforeReading) {
 }
 
 TEST(DataIdx, CorruptGzipNeverCrashesOrReturnsWrongData) {
-  TempDir d;
+  DataTempDir d;
   std::vector<double> values;
   for (int k = 0; k < 60; ++k) values.push_back(static_cast<double>((k * 37) % 251));
   const std::string full = idx_header(0x08, {6, 10}) + idx_data(0x08, values);
@@ -260,7 +260,7 @@ TEST(DataIdx, CorruptGzipNeverCrashesOrReturnsWrongData) {
   std::string bad = gz;
   bad[gz.size() - 6] = static_cast<char>(bad[gz.size() - 6] ^ 0xFF);
   write_bytes(d.file("crc.gz"), bad);
-  const std::string msg = io_error_of([&] { sgdstab::read_idx(d.file("crc.gz")); });
+  const std::string msg = data_error_of([&] { sgdstab::read_idx(d.file("crc.gz")); });
   EXPECT_TRUE(contains(msg, d.file("crc.gz") + ": corrupt or truncated gzip data (zlib: incorrect data check)")) << msg;
 }
 
@@ -273,7 +273,7 @@ std::string pixel_bytes(int n, int rows, int cols) {
 }
 
 TEST(DataIdx, ImagesAndLabels) {
-  TempDir d;
+  DataTempDir d;
   const std::string px = pixel_bytes(5, 3, 4);
   write_gz(d.file("img.gz"), idx_header(0x08, {5, 3, 4}) + px);
   write_bytes(d.file("lab"), idx_header(0x08, {5}) + std::string("\x03\x00\x09\x03\x01", 5));
@@ -291,20 +291,20 @@ TEST(DataIdx, ImagesAndLabels) {
 
   // count mismatch, wrong type, wrong rank
   write_bytes(d.file("lab4"), idx_header(0x08, {4}) + std::string(4, '\1'));
-  std::string msg = io_error_of([&] { sgdstab::read_idx_images(d.file("img.gz"), d.file("lab4")); });
+  std::string msg = data_error_of([&] { sgdstab::read_idx_images(d.file("img.gz"), d.file("lab4")); });
   EXPECT_TRUE(contains(msg, "holds 5 images") && contains(msg, "holds 4 labels")) << msg;
   write_bytes(d.file("img16"), idx_header(0x0B, {5, 3, 4}) + std::string(120, '\0'));
-  msg = io_error_of([&] { sgdstab::read_idx_images(d.file("img16"), d.file("lab")); });
+  msg = data_error_of([&] { sgdstab::read_idx_images(d.file("img16"), d.file("lab")); });
   EXPECT_TRUE(contains(msg, "unsigned bytes") && contains(msg, "0x0B")) << msg;
   write_bytes(d.file("img2d"), idx_header(0x08, {5, 12}) + px);
-  msg = io_error_of([&] { sgdstab::read_idx_images(d.file("img2d"), d.file("lab")); });
+  msg = data_error_of([&] { sgdstab::read_idx_images(d.file("img2d"), d.file("lab")); });
   EXPECT_TRUE(contains(msg, "must have 3 dimension(s)")) << msg;
   write_bytes(d.file("lab2d"), idx_header(0x08, {5, 1}) + std::string(5, '\1'));
-  msg = io_error_of([&] { sgdstab::read_idx_images(d.file("img.gz"), d.file("lab2d")); });
+  msg = data_error_of([&] { sgdstab::read_idx_images(d.file("img.gz"), d.file("lab2d")); });
   EXPECT_TRUE(contains(msg, "must have 1 dimension(s)")) << msg;
   // truncated image data is still caught after the header checks
   write_bytes(d.file("imgcut"), idx_header(0x08, {5, 3, 4}) + px.substr(0, 59));
-  msg = io_error_of([&] { sgdstab::read_idx_images(d.file("imgcut"), d.file("lab")); });
+  msg = data_error_of([&] { sgdstab::read_idx_images(d.file("imgcut"), d.file("lab")); });
   EXPECT_TRUE(contains(msg, "expected 60 bytes of data")) << msg;
 }
 
@@ -330,7 +330,7 @@ class ScopedEnv {
   bool had_ = false;
 };
 
-void write_fashion(const TempDir& d, const std::string& prefix, int n, bool gz, int bad_label = -1) {
+void write_fashion(const DataTempDir& d, const std::string& prefix, int n, bool gz, int bad_label = -1) {
   std::string labels;
   for (int i = 0; i < n; ++i) labels += static_cast<char>(i == bad_label ? 10 : i % 10);
   const std::string images = idx_header(0x08, {static_cast<std::uint32_t>(n), 28, 28}) + pixel_bytes(n, 28, 28);
@@ -345,7 +345,7 @@ void write_fashion(const TempDir& d, const std::string& prefix, int n, bool gz, 
 }
 
 TEST(DataFashion, ReadsPlainOrGzipFilesFromADirectory) {
-  TempDir d;
+  DataTempDir d;
   write_fashion(d, "train", 23, /*gz=*/true);
   write_fashion(d, "t10k", 11, /*gz=*/false);
   const auto train = sgdstab::read_fashion_mnist(d.path(), true);
@@ -356,24 +356,24 @@ TEST(DataFashion, ReadsPlainOrGzipFilesFromADirectory) {
   EXPECT_EQ(train.labels[12], 2);
   EXPECT_EQ(test.pixels(10, 783), static_cast<std::uint8_t>((((10 * 784 + 783) * 53) + 7) % 256));
 
-  TempDir bad;
+  DataTempDir bad;
   write_fashion(bad, "train", 12, false, /*bad_label=*/7);
-  std::string msg = io_error_of([&] { sgdstab::read_fashion_mnist(bad.path(), true); });
+  std::string msg = data_error_of([&] { sgdstab::read_fashion_mnist(bad.path(), true); });
   EXPECT_TRUE(contains(msg, "label 7 is 10") && contains(msg, "train-labels-idx1-ubyte")) << msg;
-  msg = io_error_of([&] { sgdstab::read_fashion_mnist(bad.path(), false); });
+  msg = data_error_of([&] { sgdstab::read_fashion_mnist(bad.path(), false); });
   EXPECT_TRUE(contains(msg, "t10k-images-idx3-ubyte(.gz): Fashion-MNIST file not found")) << msg;
 }
 
 TEST(DataFashion, EnvironmentVariableWins) {
-  TempDir d;
+  DataTempDir d;
   write_fashion(d, "train", 3, true);
   {
     ScopedEnv env("SGDSTAB_FASHION_MNIST_DIR", d.path().c_str());
     EXPECT_EQ(sgdstab::find_fashion_mnist_directory(), d.path());
   }
-  TempDir empty;
+  DataTempDir empty;
   ScopedEnv env("SGDSTAB_FASHION_MNIST_DIR", empty.path().c_str());
-  const std::string msg = io_error_of([] { sgdstab::find_fashion_mnist_directory(); });
+  const std::string msg = data_error_of([] { sgdstab::find_fashion_mnist_directory(); });
   EXPECT_TRUE(contains(msg, "Fashion-MNIST not found: install the Debian package dataset-fashion-mnist or set "
                             "SGDSTAB_FASHION_MNIST_DIR"))
       << msg;
@@ -434,7 +434,7 @@ std::string cifar_batch(int records, int label_offset = 0, int bad_record = -1) 
 }
 
 TEST(DataCifar, BatchKeepsThePlanarChannelOrder) {
-  TempDir d;
+  DataTempDir d;
   write_bytes(d.file("b.bin"), cifar_batch(7));
   const sgdstab::LabeledImages im = sgdstab::read_cifar10_batch(d.file("b.bin"));
   EXPECT_EQ(im.rows, 32);
@@ -456,29 +456,29 @@ TEST(DataCifar, BatchKeepsThePlanarChannelOrder) {
 }
 
 TEST(DataCifar, MalformedBatchesAreRejected) {
-  TempDir d;
+  DataTempDir d;
   write_bytes(d.file("size.bin"), cifar_batch(2) + "abcde");
-  std::string msg = io_error_of([&] { sgdstab::read_cifar10_batch(d.file("size.bin")); });
+  std::string msg = data_error_of([&] { sgdstab::read_cifar10_batch(d.file("size.bin")); });
   EXPECT_TRUE(contains(msg, "size 6151 bytes is not a multiple of the 3073-byte record") &&
               contains(msg, "2 records and 5 bytes left over") && contains(msg, d.file("size.bin")))
       << msg;
   write_bytes(d.file("short.bin"), cifar_batch(1).substr(0, 3000));
-  msg = io_error_of([&] { sgdstab::read_cifar10_batch(d.file("short.bin")); });
+  msg = data_error_of([&] { sgdstab::read_cifar10_batch(d.file("short.bin")); });
   EXPECT_TRUE(contains(msg, "0 records and 3000 bytes left over")) << msg;
   write_bytes(d.file("label.bin"), cifar_batch(5, 0, /*bad_record=*/3));
-  msg = io_error_of([&] { sgdstab::read_cifar10_batch(d.file("label.bin")); });
+  msg = data_error_of([&] { sgdstab::read_cifar10_batch(d.file("label.bin")); });
   EXPECT_TRUE(contains(msg, "record 3 has label 10, expected 0..9")) << msg;
   write_bytes(d.file("empty.bin"), "");
-  msg = io_error_of([&] { sgdstab::read_cifar10_batch(d.file("empty.bin")); });
+  msg = data_error_of([&] { sgdstab::read_cifar10_batch(d.file("empty.bin")); });
   EXPECT_TRUE(contains(msg, "the file is empty")) << msg;
-  msg = io_error_of([&] { sgdstab::read_cifar10_batch(d.file("none.bin")); });
+  msg = data_error_of([&] { sgdstab::read_cifar10_batch(d.file("none.bin")); });
   EXPECT_TRUE(contains(msg, "none.bin: CIFAR-10 batch file not found")) << msg;
-  msg = io_error_of([&] { sgdstab::read_cifar10_batch(d.path()); });
+  msg = data_error_of([&] { sgdstab::read_cifar10_batch(d.path()); });
   EXPECT_TRUE(contains(msg, "not a regular file")) << msg;
 }
 
 TEST(DataCifar, TrainConcatenatesTheFiveBatchesTestReadsTestBatch) {
-  TempDir d;
+  DataTempDir d;
   int offset = 0;
   for (int k = 1; k <= 5; ++k) {
     write_bytes(d.file("data_batch_" + std::to_string(k) + ".bin"), cifar_batch(k + 1, offset));
@@ -496,12 +496,12 @@ TEST(DataCifar, TrainConcatenatesTheFiveBatchesTestReadsTestBatch) {
   EXPECT_EQ(test.pixels(1, 0), cifar_pixel(101, 0, 0, 0));
 
   std::remove(d.file("data_batch_3.bin").c_str());
-  std::string msg = io_error_of([&] { sgdstab::read_cifar10(d.path(), true); });
+  std::string msg = data_error_of([&] { sgdstab::read_cifar10(d.path(), true); });
   EXPECT_TRUE(contains(msg, d.file("data_batch_3.bin")) &&
               contains(msg, "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz") &&
               contains(msg, "cifar-10-batches-bin"))
       << msg;
-  msg = io_error_of([&] { sgdstab::read_cifar10(d.file("nowhere"), false); });
+  msg = data_error_of([&] { sgdstab::read_cifar10(d.file("nowhere"), false); });
   EXPECT_TRUE(contains(msg, "no such directory") && contains(msg, "cifar-10-binary.tar.gz")) << msg;
 }
 
@@ -740,7 +740,7 @@ TEST(DataGenerators, SplitColumnsAndTableFiles) {
   bad(1, 3) = std::nan("");
   EXPECT_TRUE(contains(invalid_argument_of([&] { sgdstab::split_columns(bad, 1, "t"); }), "targets(1, 0)"));
 
-  TempDir d;
+  DataTempDir d;
   write_bytes(d.file("t.csv"), "1,2,0.5\n3,4,-0.5\n");
   const sgdstab::Dataset f = sgdstab::read_table_dataset(d.file("t.csv"), 1);
   EXPECT_EQ(f.inputs, (MatrixXd(2, 2) << 1, 2, 3, 4).finished());

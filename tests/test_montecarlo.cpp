@@ -54,7 +54,7 @@ std::vector<double> brute_force_moments(const MatrixXd& j, Eigen::Index b, Sampl
   return out;
 }
 
-const Sampling kSchemes[] = {Sampling::without_replacement, Sampling::with_replacement, Sampling::bernoulli};
+using ref::kSchemes;
 
 // The exact per-epoch operator of reshuffling: the mean over all n! orders of
 // P (x) P (vec(P S P^T)), P = A_last ... A_first, the order cut into batches of

@@ -40,7 +40,7 @@ MatrixXd random_symmetric(Index r, std::uint64_t seed) {
   return a + a.transpose();
 }
 
-const Sampling kSchemes[] = {Sampling::without_replacement, Sampling::with_replacement, Sampling::bernoulli};
+using ref::kSchemes;
 
 class OperatorVsEnumeration : public ::testing::TestWithParam<Case> {};
 

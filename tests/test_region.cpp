@@ -17,7 +17,7 @@ using sgdstab::Sampling;
 
 namespace {
 
-const std::vector<Sampling> kSchemes = {Sampling::without_replacement, Sampling::with_replacement,
+const std::vector<Sampling> kRegionSchemes = {Sampling::without_replacement, Sampling::with_replacement,
                                         Sampling::bernoulli};
 
 sgdstab::SolverOptions with_method(Method m, Index subspace = 0) {
@@ -56,7 +56,7 @@ TEST(Region, EveryPointMatchesEnumerationAndTheSinglePointThreshold) {
     const MatrixXd J = ref::gaussian(n * c, 3 + 2 * c, 40 + static_cast<std::uint64_t>(c));
     const auto g = sgdstab::Geometry::from_jacobian(J, c);
     for (Method m : {Method::dense, Method::lanczos}) {
-      const auto region = sgdstab::stability_region(g, kSchemes, all_batches(n), with_method(m));
+      const auto region = sgdstab::stability_region(g, kRegionSchemes, all_batches(n), with_method(m));
       ASSERT_TRUE(region.converged()) << region.report.message;
       ASSERT_EQ(region.curves.size(), 3u);
       for (const auto& curve : region.curves)
@@ -80,7 +80,7 @@ TEST(Region, ClosedFormsAtTheEnds) {
   const Index n = 9, c = 2;
   const MatrixXd J = ref::gaussian(n * c, 12, 51);
   const auto g = sgdstab::Geometry::from_jacobian(J, c);
-  const auto region = sgdstab::stability_region(g, kSchemes, {1, 2, 3, 5, 8, 9});
+  const auto region = sgdstab::stability_region(g, kRegionSchemes, {1, 2, 3, 5, 8, 9});
   ASSERT_TRUE(region.converged()) << region.report.message;
   ref::SymEigenSolver es(J.transpose() * J / static_cast<double>(n));
   const double eta_gd = 2.0 / es.eigenvalues().maxCoeff();
@@ -106,23 +106,23 @@ TEST(Region, SharedSubspaceWithRestartsMatchesDense) {
   const auto g = sgdstab::Geometry::from_jacobian(J, c);
   ASSERT_EQ(g.rank(), 30);
   const std::vector<Index> batches = {1, 2, 4, 8, 16, 20};
-  const auto dense = sgdstab::stability_region(g, kSchemes, batches, with_method(Method::dense));
-  const auto lanczos = sgdstab::stability_region(g, kSchemes, batches, with_method(Method::lanczos, 8));
+  const auto dense = sgdstab::stability_region(g, kRegionSchemes, batches, with_method(Method::dense));
+  const auto lanczos = sgdstab::stability_region(g, kRegionSchemes, batches, with_method(Method::lanczos, 8));
   ASSERT_TRUE(dense.converged()) << dense.report.message;
   ASSERT_TRUE(lanczos.converged()) << lanczos.report.message;
   EXPECT_EQ(dense.report.matvecs, 465);
   EXPECT_GT(lanczos.report.iterations, 0);
   EXPECT_EQ(lanczos.subspace_dimension, 8);
-  for (std::size_t k = 0; k < kSchemes.size(); ++k)
+  for (std::size_t k = 0; k < kRegionSchemes.size(); ++k)
     for (std::size_t b = 0; b < batches.size(); ++b) {
       const auto& pl = lanczos.curves[k].points[b];
       const auto& pd = dense.curves[k].points[b];
-      SCOPED_TRACE(sgdstab::to_string(kSchemes[k]) + " B = " + std::to_string(batches[b]));
-      EXPECT_EQ(pl.report.method, batches[b] == n && kSchemes[k] != Sampling::with_replacement ? Method::dense : Method::lanczos);
+      SCOPED_TRACE(sgdstab::to_string(kRegionSchemes[k]) + " B = " + std::to_string(batches[b]));
+      EXPECT_EQ(pl.report.method, batches[b] == n && kRegionSchemes[k] != Sampling::with_replacement ? Method::dense : Method::lanczos);
       EXPECT_REL_NEAR(pl.eta_star, pd.eta_star, 1e-9);
       EXPECT_LE(pl.eta_low, pd.eta_star * (1 + 1e-12));
       EXPECT_GE(pl.eta_high, pd.eta_star * (1 - 1e-12));
-      const auto single = sgdstab::stability_threshold(g, batches[b], kSchemes[k]);
+      const auto single = sgdstab::stability_threshold(g, batches[b], kRegionSchemes[k]);
       EXPECT_REL_NEAR(pl.eta_star, single.eta_star, 1e-9);
     }
 }
@@ -131,7 +131,7 @@ TEST(Region, BandContainsExactValuesOffTheGrid) {
   const Index n = 6, c = 2;
   const MatrixXd J = ref::gaussian(n * c, 7, 53);
   const auto g = sgdstab::Geometry::from_jacobian(J, c);
-  const auto region = sgdstab::stability_region(g, kSchemes, {1, 3, 6});
+  const auto region = sgdstab::stability_region(g, kRegionSchemes, {1, 3, 6});
   ASSERT_TRUE(region.converged()) << region.report.message;
   for (double s : {0.0, 0.05, 0.2, 0.37, 0.5, 0.81, 0.99, 1.0}) {
     const double exact = reference_g(J, c, s);
@@ -140,7 +140,7 @@ TEST(Region, BandContainsExactValuesOffTheGrid) {
     EXPECT_GE(gb.high, exact * (1 - 1e-10)) << "s = " << s;
     EXPECT_TRUE(std::isfinite(gb.high)) << "s = " << s;  // s = 0 and s = 1 are knots
   }
-  for (Sampling sc : kSchemes)
+  for (Sampling sc : kRegionSchemes)
     for (double B : {1.0, 1.5, 2.0, 2.5, 4.0, 5.5, 6.0}) {
       const auto [cc, s] = sgdstab::region_coordinates(sc, n, B);
       const double eta = 1.0 / (cc * reference_g(J, c, s));
@@ -162,7 +162,7 @@ TEST(Region, BandContainsExactValuesOffTheGrid) {
 }
 
 TEST(Region, RealBatchCoordinatesMatchTheSamplingFactors) {
-  for (Sampling sc : kSchemes)
+  for (Sampling sc : kRegionSchemes)
     for (Index B : {1, 2, 7, 10}) {
       const auto f = sgdstab::sampling_factors(sc, 10, B);
       const auto [c, s] = sgdstab::region_coordinates(sc, 10, static_cast<double>(B));
@@ -185,15 +185,15 @@ TEST(Region, BadInputIsRefusedWithANamedReason) {
     return "no error";
   };
   EXPECT_NE(message({}, {1}).find("schemes is empty"), std::string::npos);
-  EXPECT_NE(message(kSchemes, {}).find("batch sizes is empty"), std::string::npos);
-  EXPECT_NE(message(kSchemes, {1, 5}).find("1 <= B <= n = 4"), std::string::npos);
-  EXPECT_NE(message(kSchemes, {0}).find("got B = 0"), std::string::npos);
-  EXPECT_NE(message(kSchemes, {2, 2}).find("batch size 2 is repeated"), std::string::npos);
+  EXPECT_NE(message(kRegionSchemes, {}).find("batch sizes is empty"), std::string::npos);
+  EXPECT_NE(message(kRegionSchemes, {1, 5}).find("1 <= B <= n = 4"), std::string::npos);
+  EXPECT_NE(message(kRegionSchemes, {0}).find("got B = 0"), std::string::npos);
+  EXPECT_NE(message(kRegionSchemes, {2, 2}).find("batch size 2 is repeated"), std::string::npos);
   EXPECT_NE(message({Sampling::bernoulli, Sampling::bernoulli}, {1}).find("'bernoulli' is repeated"),
             std::string::npos);
   sgdstab::SolverOptions bad;
   bad.tolerance = -1;
-  EXPECT_THROW(sgdstab::stability_region(g, kSchemes, {1}, bad), sgdstab::invalid_argument);
+  EXPECT_THROW(sgdstab::stability_region(g, kRegionSchemes, {1}, bad), sgdstab::invalid_argument);
 }
 
 // A cap of one restart on a 4-vector subspace cannot certify a clustered
@@ -397,18 +397,18 @@ TEST(Region, MixedPrecisionRegionMatchesTheDenseMethod) {
   const MatrixXd J = ref::gaussian(n * c, 18, 65);
   const auto g = sgdstab::Geometry::from_jacobian(J, c);
   const std::vector<Index> batches = {1, 2, 3, 5, 12};
-  const auto dense = sgdstab::stability_region(g, kSchemes, batches, with_method(Method::dense));
+  const auto dense = sgdstab::stability_region(g, kRegionSchemes, batches, with_method(Method::dense));
   ASSERT_TRUE(dense.converged()) << dense.report.message;
   for (bool mixed : {true, false}) {
     sgdstab::SolverOptions o = with_method(Method::lanczos);
     o.mixed_precision = mixed;
     o.mixed_precision_min_rank = 1;
     o.device = sgdstab::Device::cpu;
-    const auto region = sgdstab::stability_region(g, kSchemes, batches, o);
+    const auto region = sgdstab::stability_region(g, kRegionSchemes, batches, o);
     ASSERT_TRUE(region.converged()) << region.report.message;
     if (mixed) EXPECT_GT(region.report.single_precision_matvecs, 0);
     else EXPECT_EQ(region.report.single_precision_matvecs, 0);
-    for (std::size_t k = 0; k < kSchemes.size(); ++k)
+    for (std::size_t k = 0; k < kRegionSchemes.size(); ++k)
       for (std::size_t b = 0; b < batches.size(); ++b)
         EXPECT_REL_NEAR(region.curves[k].points[b].eta_star, dense.curves[k].points[b].eta_star, 1e-9)
             << "mixed " << mixed << " scheme " << k << " B = " << batches[b];

@@ -22,7 +22,7 @@ using sgdstab::Sampling;
 namespace {
 
 constexpr int kExponents[] = {-150, -100, -30, 30, 100, 150};
-const Sampling kSchemes[] = {Sampling::without_replacement, Sampling::with_replacement, Sampling::bernoulli};
+using ref::kSchemes;
 
 struct Problem {
   MatrixXd j;

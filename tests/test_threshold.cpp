@@ -14,7 +14,7 @@ using sgdstab::Sampling;
 
 namespace {
 
-const Sampling kSchemes[] = {Sampling::without_replacement, Sampling::with_replacement, Sampling::bernoulli};
+using ref::kSchemes;
 
 sgdstab::SolverOptions with_method(Method m) {
   sgdstab::SolverOptions o;
