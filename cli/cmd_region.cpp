@@ -118,9 +118,9 @@ const BandResult& band_at(const std::vector<BandResult>& bands, Index b) {
   return *std::find_if(bands.begin(), bands.end(), [&](const BandResult& r) { return r.batch == b; });
 }
 
-// The region by bands from products of the Gram's reduced factor: per
-// scheme one stability_bands call over the requested batch sizes and the
-// marks' (shared Krylov subspace and per-sample Grams); curves list the
+// The region by bands from products of the Gram's reduced factor: one
+// stability_band_region call over the schemes and the requested batch sizes
+// and the marks' (shared Krylov subspace and per-sample Grams); curves list the
 // requested ones, marks come mark by mark, then scheme by scheme, as in the
 // exact region.
 std::pair<json, Status> band_region(const Args& args, const Geometry& g, const std::vector<Sampling>& schemes,
@@ -149,11 +149,13 @@ std::pair<json, Status> band_region(const Args& args, const Geometry& g, const s
   Status status = Status::converged;
   Index products = 0;
   json curves = json::array();
-  std::vector<std::vector<BandResult>> per_scheme;
+  // One call for every scheme: the Krylov subspace of H and the per-sample
+  // Grams are made once (theory/band.md, section 7).
+  const std::vector<std::vector<BandResult>> per_scheme = stability_band_region(model, schemes, all, o);
   std::vector<BandCurve> drawn;
-  for (const Sampling s : schemes) {
-    per_scheme.push_back(stability_bands(model, all, s, o));
-    const std::vector<BandResult>& bands = per_scheme.back();
+  for (std::size_t k = 0; k < schemes.size(); ++k) {
+    const Sampling s = schemes[k];
+    const std::vector<BandResult>& bands = per_scheme[k];
     json pts = json::array();
     drawn.push_back({s, {}});
     for (const Index b : batches) {
@@ -166,7 +168,7 @@ std::pair<json, Status> band_region(const Args& args, const Geometry& g, const s
       pts.push_back(q);
     }
     for (const BandResult& b : bands) status = combine(status, b.status());
-    if (!bands.empty()) products += bands.front().products;
+    if (!bands.empty()) products = bands.front().products;  // the whole call's, on every result
     curves.push_back({{"sampling", to_string(s)}, {"points", pts}});
   }
   j["curves"] = curves;

@@ -1191,6 +1191,27 @@ void bind_band(py::module_& m) {
         return out;
       },
       py::arg("model"), py::arg("batches") = py::none(), py::arg("sampling") = "without");
+
+  m.def(
+      "band_region",
+      [](const LinearizedModel& lm, const py::object& sampling, std::optional<std::vector<Index>> batches,
+         py::kwargs kw) {
+        const std::vector<Sampling> schemes = schemes_of(sampling);  // with the GIL held
+        const BandOptions o = options_from_keywords<BandOptions>(kw, "band_region", "band options");
+        const std::vector<Index> b = batches ? *batches : default_batches(lm.samples());
+        std::vector<std::vector<BandResult>> rs;
+        {
+          Compute c;
+          rs = stability_band_region(lm, schemes, b, o);
+        }
+        std::vector<std::vector<PyBand>> out;
+        for (std::vector<BandResult>& row : rs) {
+          out.emplace_back();
+          for (BandResult& r : row) out.back().push_back({r, cli::with_options(cli::band_json(lm, r), o)});
+        }
+        return out;
+      },
+      py::arg("model"), py::arg("sampling") = py::none(), py::arg("batches") = py::none());
 }
 
 }  // namespace

@@ -262,6 +262,64 @@ TEST(BandMatrixFree, SeveralBatchSizesShareTheirProducts) {
   EXPECT_LT(bands[0].products, separately);
 }
 
+// Several schemes at once (the band region): every band contains the exact
+// eta* of its scheme and batch size (the exact solver; rank-deficient J:
+// n C = 16 > p = 12),
+// each scheme's bands are those of its own stability_bands call (the same
+// random stream, so equal to the last bit), and the work that depends on
+// neither the scheme nor B is paid once: the call makes exactly (S - 1)
+// times the shared products fewer than the S separate calls (the shared
+// part measured as one call's products minus its per-B part).
+TEST(BandMatrixFree, SchemesShareTheirProductsAndGiveEachSchemesBands) {
+  const Eigen::Index n = 8, c = 2, p = 12;
+  const MatrixXd j = ref::gaussian(n * c, p, 29);
+  const sgdstab::Geometry g = sgdstab::Geometry::from_jacobian(j, c);
+  const sgdstab::JacobianModel model(j, c);
+  sgdstab::BandOptions o;
+  o.subspace = 5;
+  o.lanczos_steps = 10;
+  o.noise_vectors = 4;
+  o.seed = 7;
+  const std::vector<Eigen::Index> batches = {1, 3, 8};
+  const std::vector<Sampling> schemes(std::begin(kSchemes), std::end(kSchemes));
+  const auto region = sgdstab::stability_band_region(model, schemes, batches, o);
+  ASSERT_EQ(region.size(), schemes.size());
+  Eigen::Index separately = 0;
+  for (std::size_t k = 0; k < schemes.size(); ++k) {
+    const std::vector<sgdstab::BandResult> alone = sgdstab::stability_bands(model, batches, schemes[k], o);
+    separately += alone.front().products;
+    ASSERT_EQ(region[k].size(), batches.size());
+    for (std::size_t i = 0; i < batches.size(); ++i) {
+      SCOPED_TRACE(sgdstab::to_string(schemes[k]) + " B = " + std::to_string(batches[i]));
+      const sgdstab::BandResult& r = region[k][i];
+      EXPECT_EQ(r.sampling, schemes[k]);
+      EXPECT_EQ(r.batch, batches[i]);
+      sgdstab::SolverOptions tight;
+      tight.tolerance = 1e-11;
+      const double eta = sgdstab::stability_threshold(g, batches[i], schemes[k], tight).eta_star;
+      EXPECT_LE(r.eta_low_certified, eta * (1 + 1e-8));
+      EXPECT_LE(r.eta_low, eta * (1 + 1e-8));
+      EXPECT_GE(r.eta_high, eta * (1 - 1e-8));
+      EXPECT_EQ(r.eta_low, alone[i].eta_low);
+      EXPECT_EQ(r.eta_high, alone[i].eta_high);
+      EXPECT_EQ(r.eta_low_kind, alone[i].eta_low_kind);
+      EXPECT_EQ(r.subspace_dimension, alone[i].subspace_dimension);
+      EXPECT_EQ(r.products, region[0][0].products);  // the whole call's, on every result
+    }
+  }
+  // A call's products = shared (Lanczos on H) + one part per B; the part
+  // of B = 8 is products({3, 8}) - products({3}).
+  const Eigen::Index saved = separately - region[0][0].products;
+  EXPECT_GT(saved, 0);
+  const auto products = [&](const std::vector<Eigen::Index>& b) {
+    return sgdstab::stability_band_region(model, {Sampling::with_replacement}, b, o)[0][0].products;
+  };
+  const Eigen::Index shared = products({8}) - (products({3, 8}) - products({3}));
+  EXPECT_EQ(shared, 2 * o.subspace + 1);  // J^T u, then J q and J^T(J q) per Lanczos vector
+  EXPECT_EQ(saved, static_cast<Eigen::Index>(schemes.size() - 1) * shared);
+  EXPECT_THROW(sgdstab::stability_band_region(model, {}, batches, o), sgdstab::invalid_argument);
+}
+
 // The probabilistic lower side: with few Lanczos vectors and a failure
 // probability delta it may exceed the X = Pi value it bounds (a failure);
 // over many seeds the failures must stay below delta, and the certified

@@ -1095,6 +1095,21 @@ TEST_F(Cli, RegionEngineChoosesAndTheBandContainsTheExactRegion) {
       EXPECT_LE(p["eta_low"].get<double>(), p["eta_high"].get<double>() * (1 + 1e-12));
     }
   }
+  // One library call over both schemes (the Krylov subspace of H made
+  // once): the same bands and the same products as the program's.
+  sgdstab::BandOptions bo;
+  bo.subspace = 6;
+  bo.lanczos_steps = 10;
+  bo.seed = 2;
+  const auto lib = sgdstab::stability_band_region(
+      sgdstab::JacobianModel::from_geometry(g),
+      {sgdstab::Sampling::without_replacement, sgdstab::Sampling::bernoulli}, {1, 3, 12}, bo);
+  EXPECT_EQ(band["products"].get<sgdstab::Index>(), lib[0][0].products);
+  for (std::size_t s = 0; s < 2; ++s)
+    for (std::size_t i = 0; i < 3; ++i) {
+      EXPECT_REL_NEAR(band["curves"][s]["points"][i]["eta_high"].get<double>(), lib[s][i].eta_high, 1e-15);
+      EXPECT_REL_NEAR(band["curves"][s]["points"][i]["eta_low"].get<double>(), lib[s][i].eta_low, 1e-15);
+    }
   EXPECT_EQ(band["converged"], true);
   EXPECT_EQ(band["status"], "converged");
   EXPECT_EQ(band["momentum"], 0.0);

@@ -140,4 +140,17 @@ std::vector<BandResult> stability_bands(const LinearizedModel& model, const std:
                                         Sampling sampling = Sampling::without_replacement,
                                         const BandOptions& options = {});
 
+/// Bands for several sampling schemes and batch sizes: result[k][j] is the
+/// band of schemes[k] at batches[j]. The products that depend on neither
+/// (the Krylov subspace of H and the per-sample Grams) are made once for all
+/// schemes; each scheme's bands equal stability_bands(model, batches,
+/// schemes[k], options) (the same random stream), and every result reports
+/// the products of the whole call. Under a joint reading of the
+/// probabilistic sides the failure probability is at most S K delta.
+/// \throws as stability_bands; sgdstab::invalid_argument for no schemes.
+std::vector<std::vector<BandResult>> stability_band_region(const LinearizedModel& model,
+                                                           const std::vector<Sampling>& schemes,
+                                                           const std::vector<Index>& batches,
+                                                           const BandOptions& options = {});
+
 }  // namespace sgdstab

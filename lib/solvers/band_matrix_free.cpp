@@ -275,50 +275,65 @@ MatrixXd enriched_jacobian(CheckedModel& model, const SharedProducts& s, const M
 
 }  // namespace band_matrix_free_detail
 
-std::vector<BandResult> stability_bands(const LinearizedModel& model, const std::vector<Index>& batches,
-                                        Sampling sampling, const BandOptions& o) {
+std::vector<std::vector<BandResult>> stability_band_region(const LinearizedModel& model,
+                                                           const std::vector<Sampling>& schemes,
+                                                           const std::vector<Index>& batches, const BandOptions& o) {
   using namespace band_matrix_free_detail;
   const detail::Stopwatch watch;
   o.validate();
   CheckedModel checked(model);
+  detail::require(!schemes.empty(), "stability_band_region", "no sampling schemes given");
   detail::require(!batches.empty(), "stability_bands", "no batch sizes given");
   for (Index b : batches) check_batch(b, checked.n(), "stability_band");
-  Rng rng(o.seed);
-  const SharedProducts s = share_products(checked, o, rng);
+  Rng shared_rng(o.seed);
+  const SharedProducts s = share_products(checked, o, shared_rng);
   Index lanczos_vectors = s.subspace_vectors;
-  std::vector<BandResult> out;
-  for (const Index batch : batches) {
-    BandResult res;
-    res.batch = batch;
-    res.sampling = sampling;
-    const MatrixXd noise =
-        lower_side(checked, s, sampling_factors(sampling, checked.n(), batch), o, rng, res, lanczos_vectors);
-    // Upper side: the exact eta* of the model restricted to the subspace.
-    Index m = 0;
-    const Geometry restricted = Geometry::from_jacobian(enriched_jacobian(checked, s, noise, m), checked.c());
-    const ThresholdResult high = stability_threshold(restricted, batch, sampling);
-    res.eta_high = high.eta_star;
-    res.subspace_dimension = m;
-    res.trial_dimension = m * (m + 1) / 2;
-    res.relative_width = (res.eta_high - res.eta_low) / res.eta_high;
-    res.report.status = high.status();
-    res.report.message =
-        (high.converged() ? std::string() : "the restricted threshold did not converge: " + high.report.message + "; ") +
-        "band of relative width " + detail::fmt(res.relative_width) +
-        (res.relative_width <= o.tolerance ? " (within the tolerance)"
-                                           : " (wider than the tolerance " + detail::fmt(o.tolerance) + ")") +
-        ", lower side " + res.eta_low_kind +
-        (res.eta_low_kind == "probabilistic" ? " (failure probability " + detail::fmt(res.delta) + ")" : "") +
-        ", upper side from a parameter subspace of dimension " + std::to_string(m);
-    out.push_back(std::move(res));
+  std::vector<std::vector<BandResult>> all;
+  for (const Sampling sampling : schemes) {
+    // Every scheme continues the stream where the shared products left it,
+    // so its bands are those stability_bands gives for it alone.
+    Rng rng = shared_rng;
+    std::vector<BandResult> out;
+    for (const Index batch : batches) {
+      BandResult res;
+      res.batch = batch;
+      res.sampling = sampling;
+      const MatrixXd noise =
+          lower_side(checked, s, sampling_factors(sampling, checked.n(), batch), o, rng, res, lanczos_vectors);
+      // Upper side: the exact eta* of the model restricted to the subspace.
+      Index m = 0;
+      const Geometry restricted = Geometry::from_jacobian(enriched_jacobian(checked, s, noise, m), checked.c());
+      const ThresholdResult high = stability_threshold(restricted, batch, sampling);
+      res.eta_high = high.eta_star;
+      res.subspace_dimension = m;
+      res.trial_dimension = m * (m + 1) / 2;
+      res.relative_width = (res.eta_high - res.eta_low) / res.eta_high;
+      res.report.status = high.status();
+      res.report.message =
+          (high.converged() ? std::string() : "the restricted threshold did not converge: " + high.report.message + "; ") +
+          "band of relative width " + detail::fmt(res.relative_width) +
+          (res.relative_width <= o.tolerance ? " (within the tolerance)"
+                                             : " (wider than the tolerance " + detail::fmt(o.tolerance) + ")") +
+          ", lower side " + res.eta_low_kind +
+          (res.eta_low_kind == "probabilistic" ? " (failure probability " + detail::fmt(res.delta) + ")" : "") +
+          ", upper side from a parameter subspace of dimension " + std::to_string(m);
+      out.push_back(std::move(res));
+    }
+    all.push_back(std::move(out));
   }
-  for (BandResult& r : out) {  // the shared work, reported on every result
-    r.products = checked.products();
-    r.report.matvecs = checked.products();
-    r.report.iterations = lanczos_vectors;
-    r.report.seconds = watch.seconds();
-  }
-  return out;
+  for (std::vector<BandResult>& out : all)
+    for (BandResult& r : out) {  // the shared work, reported on every result
+      r.products = checked.products();
+      r.report.matvecs = checked.products();
+      r.report.iterations = lanczos_vectors;
+      r.report.seconds = watch.seconds();
+    }
+  return all;
+}
+
+std::vector<BandResult> stability_bands(const LinearizedModel& model, const std::vector<Index>& batches,
+                                        Sampling sampling, const BandOptions& o) {
+  return stability_band_region(model, {sampling}, batches, o).front();
 }
 
 BandResult stability_band(const LinearizedModel& model, Index batch, Sampling sampling, const BandOptions& o) {

@@ -61,6 +61,7 @@ __all__ = [
     "JacobianModel",
     "band",
     "bands",
+    "band_region",
     "band_options",
     "threshold",
     "radius",
@@ -323,6 +324,17 @@ def band(input, batch, sampling="without", **band_options):
     """ + _BAND_OPTIONS)
 def bands(model, batches=None, sampling="without", **band_options):
     return _core.bands(model, batches, sampling, **band_options)
+
+
+@_doc("""Bands for several sampling schemes and batch sizes of one LinearizedModel: a list
+    (one per scheme, in the order given; default all three) of lists of
+    BandResult (one per batch size; default 1, 2, 4, ..., n). The Krylov
+    subspace of H and the per-sample Grams are made once for every scheme;
+    each scheme's bands equal bands(model, batches, scheme) with the same
+    options, and every result's products count the whole call.
+    """ + _BAND_OPTIONS)
+def band_region(model, sampling=None, batches=None, **band_options):
+    return _core.band_region(model, sampling, batches, **band_options)
 
 
 @_doc("""The Hessian's sharpness, non-uniformity, Frobenius norm and trace from the Gram alone.

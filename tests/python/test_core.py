@@ -435,6 +435,24 @@ def test_band_of_a_python_model_equals_the_band_of_its_jacobian(problems):
         assert gb.eta_low <= eta * (1 + 1e-9) <= gb.eta_high * (1 + 2e-9) and not gb.to_dict()["matrix_free"]
     many = sgdstab.bands(sgdstab.JacobianModel(j, c), [1, 2], "without")
     assert [r.batch for r in many] == [1, 2]
+    # The band region: per scheme the bands of that scheme alone (the same
+    # stream), each containing its eta*, for fewer products than the calls
+    # one by one (the Krylov subspace of H is shared).
+    jm = sgdstab.JacobianModel(j, c)
+    region = sgdstab.band_region(jm, ["without", "bernoulli"], [1, 2], subspace=4, lanczos_steps=6)
+    assert len(region) == 2 and all(len(row) == 2 for row in region)
+    alone = [sgdstab.bands(jm, [1, 2], s, subspace=4, lanczos_steps=6) for s in ("without", "bernoulli")]
+    g = sgdstab.Geometry.from_jacobian(j, c)
+    for row, ref, s in zip(region, alone, ("without", "bernoulli")):
+        for r, a in zip(row, ref):
+            eta = sgdstab.threshold(g, r.batch, s, tolerance=1e-11).eta_star
+            assert r.sampling == s and r.eta_low == a.eta_low and r.eta_high == a.eta_high
+            assert r.eta_low_certified <= eta * (1 + 1e-9) and r.eta_high >= eta * (1 - 1e-9)
+            assert r.to_dict()["sampling"] == s
+    assert region[0][0].products < alone[0][0].products + alone[1][0].products
+    assert len(sgdstab.band_region(jm, batches=[2])) == 3  # every scheme by default
+    with pytest.raises(ValueError, match="sampling"):
+        sgdstab.band_region(jm, ["sometimes"], [1])
     assert set(sgdstab.band_options()) >= {"tolerance", "subspace", "lanczos_steps", "delta", "seed"}
 
 
