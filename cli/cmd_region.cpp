@@ -76,7 +76,15 @@ Engine engine_choice(const Args& args, const Geometry& g, const SolverOptions& s
                        " or use --engine exact");
     return {false, exact_only + ": the band is plain SGD's, so the exact engine runs"};
   }
-  if (engine == "band") return {true, "--engine band"};
+  if (engine == "band") {
+    // The exact solver's own options would be dropped without a word: refuse
+    // them by name (under auto they apply when the exact engine runs).
+    for (const OptionField<SolverOptions>& f : option_table<SolverOptions>())
+      if (!f.cli.empty() && f.cli != "memory-limit" && args.has(f.cli))
+        throw UsageError("--" + f.cli + ": an option of the exact engine, which --engine band does not run (the "
+                         "band's options are --band-tol, --band-subspace, --band-lanczos, --band-delta, --seed, ...)");
+    return {true, "--engine band"};
+  }
   const double exact_bytes = exact_region_min_bytes(g, so);
   const double limit = memory_limit_option(args) > 0 ? memory_limit_option(args)
                                                      : static_cast<double>(available_memory_bytes());

@@ -1176,12 +1176,16 @@ TEST_F(Cli, RegionEngineChoosesAndTheBandContainsTheExactRegion) {
   EXPECT_EQ(count(": unstable</title>"), 2u);
   const std::vector<std::string> refused = {" --engine band --momentum 0.5 --plot " + file("x.svg"),
                                            " --engine fast", " --exact-max-rank 0", " --engine band --seed -1",
-                                           " --engine band --mark 1e-3,13"};
+                                           " --engine band --mark 1e-3,13", " --engine band --tol 1e-8",
+                                           " --engine band --method dense", " --engine band --precision double"};
   for (const std::string& bad : refused) {
     r = run("region" + input + bad);
     EXPECT_EQ(r.code, 2) << bad;
     EXPECT_TRUE(r.out.empty()) << bad;
   }
+  EXPECT_NE(r.err.find("--precision: an option of the exact engine"), std::string::npos) << r.err;
+  r = run("region" + input + " --exact-max-rank 10 --tol 1e-8");  // auto: used where the exact engine runs
+  EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_FALSE(std::ifstream(file("x.svg")).good());
 }
 

@@ -1024,7 +1024,8 @@ def stability(model, inputs, targets, batches=None, loss="mse_mean", *, engine="
     solver's least footprint at rank r (``sgdstab.exact_region_min_bytes``;
     theory/band.md section 7).
     ``solver_options`` go to the exact solver (``sgdstab.solver_options()``),
-    ``band_options`` to the band (``sgdstab.band_options()``); the other
+    ``band_options`` to the band (``sgdstab.band_options()``); an engine
+    named explicitly refuses the other's options (ValueError); the other
     arguments are ``analyze``'s and ``band``'s.
 
     Returns the Report of the engine that ran (``analyze``'s or ``band``'s),
@@ -1051,6 +1052,13 @@ def stability(model, inputs, targets, batches=None, loss="mse_mean", *, engine="
         raise ValueError(f"memory_limit: expected a finite number of bytes > 0, got {memory_limit!r}")
     solver_options = dict(solver_options or {})
     band_options = dict(band_options or {})
+    # An engine chosen by name does not run the other: its options would be dropped without a word.
+    if engine == "band" and solver_options:
+        raise ValueError(f"solver_options {sorted(solver_options)}: options of the exact engine, which engine='band' "
+                         "does not run (the band's go in band_options)")
+    if engine == "exact" and band_options:
+        raise ValueError(f"band_options {sorted(band_options)}: options of the band, which engine='exact' does not "
+                         "run (the exact engine's go in solver_options)")
     if engine == "auto":
         # Sizes without copying the model: n from the inputs, C from the
         # targets (analyze/band check them against the model's outputs), p

@@ -684,6 +684,10 @@ def test_stability_chooses_the_engine_and_says_which():
     assert small.engine == "band" and "more than the" in small.engine_reason
     assert st.stability(model, x, y, batches=[2], engine="band", band_options=opts).engine_reason == "engine='band'"
     assert st.stability(model, x, y, batches=[2], engine="exact", exact_max_rank=1).engine == "exact"
+    with pytest.raises(ValueError, match="options of the exact engine"):
+        st.stability(model, x, y, batches=[2], engine="band", solver_options={"tolerance": 1e-8})
+    with pytest.raises(ValueError, match="options of the band"):
+        st.stability(model, x, y, batches=[2], engine="exact", band_options=opts)
     assert st.stability(model, x, y, batches=[2], exact_max_rank=np.int64(r)).engine == "exact"
     # analyze's own keywords in solver_options reach analyze, not the footprint's option parser
     assert st.stability(model, x, y, batches=[2], solver_options={"use_gram": True}).engine == "exact"
