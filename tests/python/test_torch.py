@@ -919,6 +919,57 @@ def test_covariance_of_adam_against_torch_optim_adam():
     assert math.isclose(ex, cov.excess_loss, rel_tol=0.05), (ex, cov.excess_loss)
 
 
+def test_adam_covariance_in_theta_against_the_enumerated_map():
+    # The theta-space answer of sgdstab.torch.covariance(optimizer=Adam) (trace, top eigenvalues,
+    # E[delta^T P delta], excess loss) against an independent dense solve in torch's own units: Adam's
+    # linearized step with the state (delta, m), m' = beta1 m + (1 - beta1) g_B, delta' = delta - lr P^-1 m',
+    # g_B = H_B delta + g*_B (MSELoss(mean) on the batch, J_i = kron(I_3, x_i^T) for the bias-free Linear),
+    # enumerated over the 28 batches of 2 drawn without replacement: S = E[M_B S M_B^T] + E[c_B c_B^T]
+    # (E[z] = 0, so the cross terms vanish), solved as one (2p)^2 linear system. The library goes through
+    # phi = P^{1/2} delta, heavy-ball at lr (1 - beta1), the basis of range(H~) and back.
+    import itertools
+
+    g, x, y, model, w_star = least_squares_minimum()
+    v = 1e-2 * torch.exp(torch.randn(w_star.shape, generator=g, dtype=torch.float64))
+    beta1 = 0.5
+
+    def adam(lr):  # bias corrections exactly 1 (0.5^1e6 and 0.999^1e6 underflow)
+        opt = torch.optim.Adam([model.weight], lr=lr, betas=(beta1, 0.999))
+        opt.state[model.weight] = {"step": torch.tensor(1e6), "exp_avg": torch.zeros_like(model.weight),
+                                   "exp_avg_sq": v.clone()}
+        return opt
+
+    eta = st.analyze(model, x, y, batches=[2], allow_non_minimum=True, optimizer=adam(1e-3)).points[0]["eta_star"]
+    lr = 0.6 * eta
+    cov = st.covariance(model, x, y, batch=2, optimizer=adam(lr), top=9)
+    assert cov.converged and cov.rho < 1
+    xs, ys, w = x.numpy(), y.numpy(), w_star.numpy()
+    n, c, p = 8, 3, 9
+    jac = [np.kron(np.eye(c), xs[i][None, :]) for i in range(n)]
+    res = [w @ xs[i] - ys[i] for i in range(n)]
+    pinv = np.diag(1.0 / ((v.sqrt() + 1e-8).reshape(-1).numpy()))
+    batches = list(itertools.combinations(range(n), 2))
+    emm, ecc = np.zeros((4 * p * p, 4 * p * p)), np.zeros((2 * p, 2 * p))
+    for b in batches:
+        hb = sum(jac[i].T @ jac[i] for i in b) * 2.0 / (len(b) * c)
+        gb = sum(jac[i].T @ res[i] for i in b) * 2.0 / (len(b) * c)
+        m_b = np.block([[np.eye(p) - lr * (1 - beta1) * pinv @ hb, -lr * beta1 * pinv],
+                        [(1 - beta1) * hb, beta1 * np.eye(p)]])
+        c_b = np.concatenate([-lr * (1 - beta1) * pinv @ gb, (1 - beta1) * gb])
+        emm += np.kron(m_b, m_b) / len(batches)
+        ecc += np.outer(c_b, c_b) / len(batches)
+    s = np.linalg.solve(np.eye(4 * p * p) - emm, ecc.reshape(-1)).reshape(2 * p, 2 * p)
+    sd = 0.5 * (s[:p, :p] + s[:p, :p].T)
+    ev = np.sort(np.linalg.eigvalsh(sd))[::-1]
+    assert math.isclose(cov.trace, np.trace(sd), rel_tol=1e-7), (cov.trace, np.trace(sd))
+    assert len(cov.top_eigenvalues) == 9
+    for got, want in zip(cov.top_eigenvalues, ev):
+        assert math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-9 * ev[0]), (cov.top_eigenvalues, ev)
+    assert math.isclose(cov.trace_preconditioned, np.trace(np.linalg.inv(pinv) @ sd), rel_tol=1e-7)
+    excess = sum(np.trace(jac[i].T @ jac[i] @ sd) for i in range(n)) / (n * c)  # MSELoss(mean) above its minimum
+    assert math.isclose(cov.excess_loss, excess, rel_tol=1e-7), (cov.excess_loss, excess)
+
+
 def test_covariance_with_cross_entropy_against_torch_optim_sgd():
     # loss="cross_entropy" at the minimum of a non-separable problem (a linear softmax model, 30 random
     # points in 2-D with random labels among 3: a finite minimum, found by LBFGS; rank 4 of p = 6, the
