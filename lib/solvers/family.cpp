@@ -363,52 +363,59 @@ class Subspace {
   }
 
   // Float storage, several members (theory/region.md, section 7): appends
-  // the unit vector V y's part outside span(Q) to Q (m x q float columns,
-  // orthonormal, room reserved for qmax) when that part is more than `same`
-  // of its norm. Two classical Gram-Schmidt passes; block products in
-  // single precision, sums in double.
-  void promote(const VectorXd& y, std::vector<float>& qs, Index& q, Index qmax, double same) const {
-    const Index k = y.size();
-    const Eigen::VectorXf yf = y.cast<float>();
-    std::vector<float> x(static_cast<std::size_t>(m_));
+  // each unit vector V y_c (y_c the columns of y, in order) to Q (m x q float
+  // columns, orthonormal, room reserved for qmax) where its part outside
+  // span(Q) is more than same[c] of its norm. V Y in one pass over V (each
+  // block of V read once for every column); then per column two classical
+  // Gram-Schmidt passes. Block products in single precision, sums in double.
+  void promote(const MatrixXd& y, std::vector<float>& qs, Index& q, Index qmax,
+               const std::vector<double>& same) const {
+    const Index k = y.rows(), cols = y.cols();
+    const Eigen::MatrixXf yf = y.cast<float>();
+    std::vector<float> xs(static_cast<std::size_t>(m_ * cols));
     const Index nbmax = std::min<Index>(block_rows(std::max(k, q)), kFloatBlock);
     parallel_ranges(m_, kChunk, [&](Index lo, Index hi) {
       for (Index b0 = lo; b0 < hi; b0 += nbmax)
-        gemv(false, std::min(nbmax, hi - b0), k, 1.0F, v_.data() + b0, m_, yf.data(), 0.0F, x.data() + b0);
+        for (Index c = 0; c < cols; ++c)
+          gemv(false, std::min(nbmax, hi - b0), k, 1.0F, v_.data() + b0, m_, yf.col(c).data(), 0.0F,
+               xs.data() + static_cast<std::size_t>(c * m_) + b0);
     });
-    const auto norm2 = [&] {
-      return parallel_sum(m_, kChunk, [&](Index lo, Index hi) {
-        double sum = 0.0;
-        for (Index j = lo; j < hi; ++j) sum += static_cast<double>(x[j]) * static_cast<double>(x[j]);
-        return sum;
-      });
-    };
-    const double first = std::sqrt(norm2());
-    if (!(first > 0) || !std::isfinite(first)) return;
-    for (int pass = 0; pass < 2 && q > 0; ++pass) {
-      const std::vector<double> acc = parallel_sums(m_, kChunk, q, [&](Index lo, Index hi, double* a) {
-        Eigen::VectorXf part(q);
-        for (Index b0 = lo; b0 < hi; b0 += nbmax) {
-          gemv(true, std::min(nbmax, hi - b0), q, 1.0F, qs.data() + b0, m_, x.data() + b0, 0.0F, part.data());
-          for (Index i = 0; i < q; ++i) a[i] += static_cast<double>(part(i));
-        }
-      });
-      const Eigen::VectorXf cf = VectorXd::Map(acc.data(), q).cast<float>();
+    for (Index c = 0; c < cols && q < qmax; ++c) {
+      float* x = xs.data() + static_cast<std::size_t>(c * m_);
+      const auto norm2 = [&] {
+        return parallel_sum(m_, kChunk, [&](Index lo, Index hi) {
+          double sum = 0.0;
+          for (Index j = lo; j < hi; ++j) sum += static_cast<double>(x[j]) * static_cast<double>(x[j]);
+          return sum;
+        });
+      };
+      const double first = std::sqrt(norm2());
+      if (!(first > 0) || !std::isfinite(first)) continue;
+      for (int pass = 0; pass < 2 && q > 0; ++pass) {
+        const std::vector<double> acc = parallel_sums(m_, kChunk, q, [&](Index lo, Index hi, double* a) {
+          Eigen::VectorXf part(q);
+          for (Index b0 = lo; b0 < hi; b0 += nbmax) {
+            gemv(true, std::min(nbmax, hi - b0), q, 1.0F, qs.data() + b0, m_, x + b0, 0.0F, part.data());
+            for (Index i = 0; i < q; ++i) a[i] += static_cast<double>(part(i));
+          }
+        });
+        const Eigen::VectorXf cf = VectorXd::Map(acc.data(), q).cast<float>();
+        parallel_ranges(m_, kChunk, [&](Index lo, Index hi) {
+          for (Index b0 = lo; b0 < hi; b0 += nbmax)
+            gemv(false, std::min(nbmax, hi - b0), q, -1.0F, qs.data() + b0, m_, cf.data(), 1.0F, x + b0);
+        });
+      }
+      const double left = std::sqrt(norm2());
+      if (!(left > same[static_cast<std::size_t>(c)] * first) || !std::isfinite(left)) continue;
+      if (qs.capacity() < static_cast<std::size_t>(qmax * m_)) qs.reserve(static_cast<std::size_t>(qmax * m_));
+      qs.resize(static_cast<std::size_t>((q + 1) * m_));
+      float* out = qs.data() + static_cast<std::size_t>(q * m_);
+      const float inv = static_cast<float>(1.0 / left);
       parallel_ranges(m_, kChunk, [&](Index lo, Index hi) {
-        for (Index b0 = lo; b0 < hi; b0 += nbmax)
-          gemv(false, std::min(nbmax, hi - b0), q, -1.0F, qs.data() + b0, m_, cf.data(), 1.0F, x.data() + b0);
+        for (Index j = lo; j < hi; ++j) out[j] = inv * x[j];
       });
+      ++q;
     }
-    const double left = std::sqrt(norm2());
-    if (!(left > same * first) || !std::isfinite(left) || q >= qmax) return;
-    if (qs.capacity() < static_cast<std::size_t>(qmax * m_)) qs.reserve(static_cast<std::size_t>(qmax * m_));
-    qs.resize(static_cast<std::size_t>((q + 1) * m_));
-    float* out = qs.data() + static_cast<std::size_t>(q * m_);
-    const float inv = static_cast<float>(1.0 / left);
-    parallel_ranges(m_, kChunk, [&](Index lo, Index hi) {
-      for (Index j = lo; j < hi; ++j) out[j] = inv * x[j];
-    });
-    ++q;
   }
 
   // V y (m x y.cols()) in double.
@@ -903,8 +910,9 @@ std::vector<std::size_t> subspace_members(const VectorXd& p, const ApplyFn& coun
         // The top vector unless within kLowSame of span(Q); the second (its
         // gap) unless within kLowSameGap: a Ritz value's error is quadratic
         // in its vector's.
-        for (Index c = 0; c < kept.cols() && q < qmax; ++c)
-          single.promote(kept.col(c), promoted, q, qmax, c == 0 ? kLowSame : kLowSameGap);
+        std::vector<double> same(static_cast<std::size_t>(kept.cols()), kLowSameGap);
+        if (!same.empty()) same[0] = kLowSame;
+        single.promote(kept, promoted, q, qmax, same);
         if (q == qmax) break;
       }
     }
