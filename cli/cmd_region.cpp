@@ -60,6 +60,30 @@ struct Engine {
   std::string reason;
 };
 
+// An engine named by --engine does not run the other, whose options would
+// be dropped without a word: they are refused by name, before the geometry
+// is loaded (under auto each applies where its engine runs). --memory-limit
+// is the reduction's too, so it stays.
+void check_engine_options(const Args& args) {
+  const std::string engine = args.str_or("engine", "auto");
+  if (engine != "auto" && engine != "exact" && engine != "band")
+    throw UsageError("--engine: expected auto, exact or band, got '" + engine + "'");
+  if (engine == "band")
+    for (const OptionField<SolverOptions>& f : option_table<SolverOptions>())
+      if (!f.cli.empty() && f.cli != "memory-limit" && args.has(f.cli))
+        throw UsageError("--" + f.cli + ": an option of the exact engine, which --engine band does not run (the "
+                         "band's options are --band-tol, --band-subspace, --band-lanczos, --band-delta, --seed, ...)");
+  if (engine == "exact") {
+    std::vector<std::string> band = {"seed"};
+    for (const OptionField<BandOptions>& f : option_table<BandOptions>())
+      if (!f.cli.empty()) band.push_back(f.cli);
+    for (const std::string& name : band)
+      if (args.has(name))
+        throw UsageError("--" + name + ": an option of the band engine, which --engine exact does not run (the "
+                         "exact engine's options are --tol, --method, --ncv, --max-restarts, --precision, ...)");
+  }
+}
+
 // exact_only: what rules the band out ("momentum", "weight decay"), or empty.
 Engine engine_choice(const Args& args, const Geometry& g, const SolverOptions& so, const std::string& exact_only) {
   const std::string engine = args.str_or("engine", "auto");
@@ -76,15 +100,7 @@ Engine engine_choice(const Args& args, const Geometry& g, const SolverOptions& s
                        " or use --engine exact");
     return {false, exact_only + ": the band is plain SGD's, so the exact engine runs"};
   }
-  if (engine == "band") {
-    // The exact solver's own options would be dropped without a word: refuse
-    // them by name (under auto they apply when the exact engine runs).
-    for (const OptionField<SolverOptions>& f : option_table<SolverOptions>())
-      if (!f.cli.empty() && f.cli != "memory-limit" && args.has(f.cli))
-        throw UsageError("--" + f.cli + ": an option of the exact engine, which --engine band does not run (the "
-                         "band's options are --band-tol, --band-subspace, --band-lanczos, --band-delta, --seed, ...)");
-    return {true, "--engine band"};
-  }
+  if (engine == "band") return {true, "--engine band"};
   const double exact_bytes = exact_region_min_bytes(g, so);
   const double limit = memory_limit_option(args) > 0 ? memory_limit_option(args)
                                                      : static_cast<double>(available_memory_bytes());
@@ -230,6 +246,7 @@ int cmd_region(const Args& args, std::ostream& out, std::ostream& err) {
       if (s == Sampling::bernoulli)
         throw UsageError("--weight-decay: the region covers without and with replacement (one shared family); for "
                          "Bernoulli sampling use `curve --sampling bernoulli --weight-decay` (theory/weight_decay.md)");
+  check_engine_options(args);
   const Geometry g = load_geometry(args);
   const std::vector<Index> batches = batches_option(args, g.samples());
   for (const Mark& m : marks) check_batch(m.batch, g.samples(), "--mark");

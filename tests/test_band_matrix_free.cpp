@@ -318,6 +318,8 @@ TEST(BandMatrixFree, SchemesShareTheirProductsAndGiveEachSchemesBands) {
   EXPECT_EQ(shared, 2 * o.subspace + 1);  // J^T u, then J q and J^T(J q) per Lanczos vector
   EXPECT_EQ(saved, static_cast<Eigen::Index>(schemes.size() - 1) * shared);
   EXPECT_THROW(sgdstab::stability_band_region(model, {}, batches, o), sgdstab::invalid_argument);
+  EXPECT_THROW(sgdstab::stability_band_region(model, {Sampling::bernoulli, Sampling::bernoulli}, batches, o),
+               sgdstab::invalid_argument);
 }
 
 // The probabilistic lower side: with few Lanczos vectors and a failure

@@ -1176,15 +1176,29 @@ TEST_F(Cli, RegionEngineChoosesAndTheBandContainsTheExactRegion) {
   EXPECT_EQ(count(": unstable</title>"), 2u);
   const std::vector<std::string> refused = {" --engine band --momentum 0.5 --plot " + file("x.svg"),
                                            " --engine fast", " --exact-max-rank 0", " --engine band --seed -1",
-                                           " --engine band --mark 1e-3,13", " --engine band --tol 1e-8",
-                                           " --engine band --method dense", " --engine band --precision double"};
+                                           " --engine band --mark 1e-3,13"};
   for (const std::string& bad : refused) {
     r = run("region" + input + bad);
     EXPECT_EQ(r.code, 2) << bad;
     EXPECT_TRUE(r.out.empty()) << bad;
   }
-  EXPECT_NE(r.err.find("--precision: an option of the exact engine"), std::string::npos) << r.err;
-  r = run("region" + input + " --exact-max-rank 10 --tol 1e-8");  // auto: used where the exact engine runs
+  // An engine named explicitly refuses the other's options by name; auto
+  // takes both (each applies where its engine runs); --memory-limit is the
+  // reduction's too.
+  for (const auto& [bad, msg] : std::vector<std::pair<std::string, std::string>>{
+           {" --engine band --tol 1e-8", "--tol: an option of the exact engine"},
+           {" --engine band --method dense", "--method: an option of the exact engine"},
+           {" --engine band --precision double", "--precision: an option of the exact engine"},
+           {" --engine exact --band-subspace 6", "--band-subspace: an option of the band engine"},
+           {" --engine exact --seed 3", "--seed: an option of the band engine"}}) {
+    r = run("region" + input + bad);
+    EXPECT_EQ(r.code, 2) << bad;
+    EXPECT_TRUE(r.out.empty()) << bad;
+    EXPECT_NE(r.err.find(msg), std::string::npos) << bad << ": " << r.err;
+  }
+  r = run("region" + input + " --exact-max-rank 10 --tol 1e-8 --band-subspace 6");
+  EXPECT_EQ(r.code, 0) << r.err;
+  r = run("region" + input + " --engine band --memory-limit 100000");
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_FALSE(std::ifstream(file("x.svg")).good());
 }

@@ -56,7 +56,7 @@ std::string data_error_of(const std::function<void()>& f) {
   return "(no io_error)";
 }
 
-std::string invalid_argument_of(const std::function<void()>& f) {
+std::string data_invalid_argument_of(const std::function<void()>& f) {
   try {
     f();
   } catch (const sgdstab::invalid_argument& e) {
@@ -586,14 +586,14 @@ TEST(DataSelect, ScalingModesMatchHandComputation) {
   for (auto s : {sgdstab::PixelScaling::none, sgdstab::PixelScaling::unit, sgdstab::PixelScaling::standardize,
                  sgdstab::PixelScaling::center})
     EXPECT_EQ(sgdstab::parse<sgdstab::PixelScaling>(sgdstab::to_string(s)), s);
-  EXPECT_TRUE(contains(invalid_argument_of([] { sgdstab::parse<sgdstab::PixelScaling>("scale"); }),
+  EXPECT_TRUE(contains(data_invalid_argument_of([] { sgdstab::parse<sgdstab::PixelScaling>("scale"); }),
                        "pixel scaling: expected one of none|unit|standardize|center, got 'scale'"));
 }
 
 TEST(DataSelect, InvalidSelectionsAreRejected) {
   auto im = small_images();
   auto select = [&](const sgdstab::Selection& s, int num_classes = 10) {
-    return invalid_argument_of([&] { sgdstab::select_classes(im, s, sgdstab::PixelScaling::unit, "toy", num_classes); });
+    return data_invalid_argument_of([&] { sgdstab::select_classes(im, s, sgdstab::PixelScaling::unit, "toy", num_classes); });
   };
   EXPECT_TRUE(contains(select({{0, 3}, 5}), "class 0 has 4 samples, 5 requested")) << select({{0, 3}, 5});
   EXPECT_TRUE(contains(select({{1, 2}, 5}), "class 2 has 4 samples, 5 requested"));
@@ -619,10 +619,10 @@ TEST(DataSelect, OneHot) {
       1, 0, 0;
   EXPECT_EQ(y, expect);
   EXPECT_EQ(sgdstab::one_hot({}, {1}).rows(), 0);
-  EXPECT_TRUE(contains(invalid_argument_of([] { sgdstab::one_hot({1, 3}, {1, 2}); }),
+  EXPECT_TRUE(contains(data_invalid_argument_of([] { sgdstab::one_hot({1, 3}, {1, 2}); }),
                        "labels[1] = 3 is not among the classes 1,2"));
-  EXPECT_TRUE(contains(invalid_argument_of([] { sgdstab::one_hot({1}, {}); }), "classes is empty"));
-  EXPECT_TRUE(contains(invalid_argument_of([] { sgdstab::one_hot({1}, {1, 1}); }), "class 1 is listed twice"));
+  EXPECT_TRUE(contains(data_invalid_argument_of([] { sgdstab::one_hot({1}, {}); }), "classes is empty"));
+  EXPECT_TRUE(contains(data_invalid_argument_of([] { sgdstab::one_hot({1}, {1, 1}); }), "class 1 is listed twice"));
 }
 
 // ---- generators ------------------------------------------------------------------
@@ -642,7 +642,7 @@ TEST(DataGenerators, GaussianInputsAreDeterministicAndSampleMajor) {
   EXPECT_THROW(sgdstab::gaussian_inputs(0, 3, 1), sgdstab::invalid_argument);
   EXPECT_THROW(sgdstab::gaussian_inputs(3, 0, 1), sgdstab::invalid_argument);
   EXPECT_THROW(sgdstab::gaussian_inputs(3, VectorXd(), 1), sgdstab::invalid_argument);
-  EXPECT_TRUE(contains(invalid_argument_of([] { sgdstab::gaussian_inputs(3, VectorXd::Constant(2, -1.0), 1); }),
+  EXPECT_TRUE(contains(data_invalid_argument_of([] { sgdstab::gaussian_inputs(3, VectorXd::Constant(2, -1.0), 1); }),
                        "covariance_spectrum(0) = -1 must be finite and >= 0"));
   EXPECT_THROW(sgdstab::gaussian_inputs(3, VectorXd::Constant(2, std::nan("")), 1), sgdstab::invalid_argument);
 }
@@ -687,7 +687,7 @@ TEST(DataGenerators, CurvatureDataset) {
   // h_i = (d f / d theta)^2 = x_i^2 for f = theta x
   for (Index i = 0; i < 5; ++i) EXPECT_NEAR(ds.inputs(i, 0) * ds.inputs(i, 0), a(i), 4e-16 * a(i));
   EXPECT_EQ(ds.inputs(4, 0), 3.0);
-  EXPECT_TRUE(contains(invalid_argument_of([] { sgdstab::curvature_dataset(VectorXd::Constant(2, -0.5)); }),
+  EXPECT_TRUE(contains(data_invalid_argument_of([] { sgdstab::curvature_dataset(VectorXd::Constant(2, -0.5)); }),
                        "curvatures(0) = -0.5 must be finite and >= 0"));
   EXPECT_THROW(sgdstab::curvature_dataset(VectorXd()), sgdstab::invalid_argument);
   EXPECT_THROW(sgdstab::curvature_dataset(VectorXd::Constant(1, HUGE_VAL)), sgdstab::invalid_argument);
@@ -716,7 +716,7 @@ TEST(DataGenerators, Regression1d) {
   sgdstab::Rng rng(5);  // x = 2u - 1 in draw order (not sorted)
   for (Index i = 0; i < 300; ++i) EXPECT_EQ(first.inputs(i, 0), 2.0 * rng.uniform() - 1.0);
   EXPECT_NE(sgdstab::regression_1d(300, "sine", 6).inputs, first.inputs);
-  EXPECT_TRUE(contains(invalid_argument_of([] { sgdstab::regression_1d(3, "cosine", 1); }),
+  EXPECT_TRUE(contains(data_invalid_argument_of([] { sgdstab::regression_1d(3, "cosine", 1); }),
                        "'cosine' is not one of sine, abs, quadratic, step"));
   EXPECT_THROW(sgdstab::regression_1d(0, "abs", 1), sgdstab::invalid_argument);
 }
@@ -732,13 +732,13 @@ TEST(DataGenerators, SplitColumnsAndTableFiles) {
   const sgdstab::Dataset ds3 = sgdstab::split_columns(t, 3, "t");
   EXPECT_EQ(ds3.input_dim(), 1);
   EXPECT_EQ(ds3.targets(2, 0), 10.0);
-  EXPECT_TRUE(contains(invalid_argument_of([&] { sgdstab::split_columns(t, 4, "t"); }),
+  EXPECT_TRUE(contains(data_invalid_argument_of([&] { sgdstab::split_columns(t, 4, "t"); }),
                        "outputs = 4 must satisfy 1 <= outputs < columns = 4"));
   EXPECT_THROW(sgdstab::split_columns(t, 0, "t"), sgdstab::invalid_argument);
   EXPECT_THROW(sgdstab::split_columns(MatrixXd(0, 3), 1, "t"), sgdstab::invalid_argument);
   MatrixXd bad = t;
   bad(1, 3) = std::nan("");
-  EXPECT_TRUE(contains(invalid_argument_of([&] { sgdstab::split_columns(bad, 1, "t"); }), "targets(1, 0)"));
+  EXPECT_TRUE(contains(data_invalid_argument_of([&] { sgdstab::split_columns(bad, 1, "t"); }), "targets(1, 0)"));
 
   DataTempDir d;
   write_bytes(d.file("t.csv"), "1,2,0.5\n3,4,-0.5\n");
@@ -746,7 +746,7 @@ TEST(DataGenerators, SplitColumnsAndTableFiles) {
   EXPECT_EQ(f.inputs, (MatrixXd(2, 2) << 1, 2, 3, 4).finished());
   EXPECT_EQ(f.targets, (MatrixXd(2, 1) << 0.5, -0.5).finished());
   EXPECT_TRUE(contains(f.description, d.file("t.csv")));
-  const std::string msg = invalid_argument_of([&] { sgdstab::read_table_dataset(d.file("t.csv"), 3); });
+  const std::string msg = data_invalid_argument_of([&] { sgdstab::read_table_dataset(d.file("t.csv"), 3); });
   EXPECT_TRUE(contains(msg, d.file("t.csv")) && contains(msg, "columns = 3")) << msg;
   EXPECT_THROW(sgdstab::read_table_dataset(d.file("none.csv"), 1), sgdstab::io_error);
 }
@@ -757,7 +757,7 @@ TEST(DataGenerators, ValidateNamesTheViolation) {
   ds.targets = MatrixXd::Ones(3, 1);
   ds.description = "demo";
   ds.validate();
-  auto msg = [](const sgdstab::Dataset& x) { return invalid_argument_of([&] { x.validate(); }); };
+  auto msg = [](const sgdstab::Dataset& x) { return data_invalid_argument_of([&] { x.validate(); }); };
   sgdstab::Dataset e = ds;
   e.targets = MatrixXd::Ones(2, 1);
   EXPECT_TRUE(contains(msg(e), "inputs has 3 rows but targets has 2")) << msg(e);

@@ -173,3 +173,5 @@ TEST(Geometry, StridedJacobianViewEqualsCopy) {
   }
 }
 }  // namespace
+
+#undef EXPECT_ERROR_MENTIONS

@@ -20,7 +20,7 @@ namespace {
 const std::vector<Sampling> kRegionSchemes = {Sampling::without_replacement, Sampling::with_replacement,
                                         Sampling::bernoulli};
 
-sgdstab::SolverOptions with_method(Method m, Index subspace = 0) {
+sgdstab::SolverOptions with_region_method(Method m, Index subspace = 0) {
   sgdstab::SolverOptions o;
   o.method = m;
   o.subspace_dimension = subspace;
@@ -56,7 +56,7 @@ TEST(Region, EveryPointMatchesEnumerationAndTheSinglePointThreshold) {
     const MatrixXd J = ref::gaussian(n * c, 3 + 2 * c, 40 + static_cast<std::uint64_t>(c));
     const auto g = sgdstab::Geometry::from_jacobian(J, c);
     for (Method m : {Method::dense, Method::lanczos}) {
-      const auto region = sgdstab::stability_region(g, kRegionSchemes, all_batches(n), with_method(m));
+      const auto region = sgdstab::stability_region(g, kRegionSchemes, all_batches(n), with_region_method(m));
       ASSERT_TRUE(region.converged()) << region.report.message;
       ASSERT_EQ(region.curves.size(), 3u);
       for (const auto& curve : region.curves)
@@ -66,7 +66,7 @@ TEST(Region, EveryPointMatchesEnumerationAndTheSinglePointThreshold) {
           ASSERT_TRUE(p.converged()) << p.report.message;
           const double exact = ref::make_reference(J, c, p.batch, curve.sampling).eta_star();
           EXPECT_REL_NEAR(p.eta_star, exact, 1e-9);
-          const auto single = sgdstab::stability_threshold(g, p.batch, curve.sampling, with_method(Method::dense));
+          const auto single = sgdstab::stability_threshold(g, p.batch, curve.sampling, with_region_method(Method::dense));
           EXPECT_REL_NEAR(p.eta_star, single.eta_star, 1e-9);
           EXPECT_LE(p.eta_low, exact * (1 + 1e-12));
           EXPECT_GE(p.eta_high, exact * (1 - 1e-12));
@@ -106,8 +106,8 @@ TEST(Region, SharedSubspaceWithRestartsMatchesDense) {
   const auto g = sgdstab::Geometry::from_jacobian(J, c);
   ASSERT_EQ(g.rank(), 30);
   const std::vector<Index> batches = {1, 2, 4, 8, 16, 20};
-  const auto dense = sgdstab::stability_region(g, kRegionSchemes, batches, with_method(Method::dense));
-  const auto lanczos = sgdstab::stability_region(g, kRegionSchemes, batches, with_method(Method::lanczos, 8));
+  const auto dense = sgdstab::stability_region(g, kRegionSchemes, batches, with_region_method(Method::dense));
+  const auto lanczos = sgdstab::stability_region(g, kRegionSchemes, batches, with_region_method(Method::lanczos, 8));
   ASSERT_TRUE(dense.converged()) << dense.report.message;
   ASSERT_TRUE(lanczos.converged()) << lanczos.report.message;
   EXPECT_EQ(dense.report.matvecs, 465);
@@ -201,7 +201,7 @@ TEST(Region, BadInputIsRefusedWithANamedReason) {
 TEST(Region, UncertifiedPointsSayWhyAndFallBack) {
   const Index n = 12, c = 2;
   const auto g = sgdstab::Geometry::from_jacobian(ref::gaussian(n * c, 14, 55), c);
-  sgdstab::SolverOptions o = with_method(Method::lanczos, 4);
+  sgdstab::SolverOptions o = with_region_method(Method::lanczos, 4);
   o.max_iterations = 1;
   o.dense_fallback_max_dimension = 0;
   const auto stuck = sgdstab::stability_region(g, {Sampling::with_replacement}, {1, 2}, o);
@@ -211,7 +211,7 @@ TEST(Region, UncertifiedPointsSayWhyAndFallBack) {
   EXPECT_NE(stuck.report.message.find("dense fallback is too large"), std::string::npos) << stuck.report.message;
   const auto& p = stuck.curves[0].points[0];
   EXPECT_LT(p.eta_low, p.eta_high);  // the interval is still valid and says how uncertain
-  const double exact = sgdstab::stability_threshold(g, 1, Sampling::with_replacement, with_method(Method::dense)).eta_star;
+  const double exact = sgdstab::stability_threshold(g, 1, Sampling::with_replacement, with_region_method(Method::dense)).eta_star;
   EXPECT_LE(p.eta_low, exact * (1 + 1e-12));
   EXPECT_GE(p.eta_high, exact * (1 - 1e-12));
   o.dense_fallback_max_dimension = 8000;
@@ -253,7 +253,7 @@ TEST(Region, FamilySolverMatchesLapackOnAnExplicitFamily) {
     VectorXd::Map(out, m) = r * VectorXd::Map(in, m);
   };
   const std::vector<double> s = {1.0, 0.5, 0.9, 0.1, 0.01};
-  const auto res = sgdstab::detail::family_top(p, apply, s, VectorXd::Ones(m), with_method(Method::lanczos, 12),
+  const auto res = sgdstab::detail::family_top(p, apply, s, VectorXd::Ones(m), with_region_method(Method::lanczos, 12),
                                                0.0, "test family");
   expect_family_matches_lapack(res, r, p, s);
   for (std::size_t j = 0; j < s.size(); ++j) {
@@ -290,7 +290,7 @@ TEST(Region, MixedPrecisionFamilyIsCertifiedInDouble) {
   for (const std::vector<double>& s : std::vector<std::vector<double>>{{1.0}, {0.3}, {1.0, 0.5, 0.9, 0.1}}) {
     for (const auto* low : {&single, &noisy}) {
       SCOPED_TRACE(std::string(low == &single ? "float R" : "noisy R") + ", " + std::to_string(s.size()) + " members");
-      const auto res = sgdstab::detail::family_top(p, apply, s, VectorXd::Ones(m), with_method(Method::lanczos, 12),
+      const auto res = sgdstab::detail::family_top(p, apply, s, VectorXd::Ones(m), with_region_method(Method::lanczos, 12),
                                                    0.0, "test family", false, *low);
       expect_family_matches_lapack(res, r, p, s);
       if (low == &single && s.size() == 1) {
@@ -298,7 +298,7 @@ TEST(Region, MixedPrecisionFamilyIsCertifiedInDouble) {
         // fast as double alone, and a float-rounded R leaves the double
         // phase only the carried Ritz vectors' images and a step or two.
         const auto plain = sgdstab::detail::family_top(p, apply, s, VectorXd::Ones(m),
-                                                       with_method(Method::lanczos, 12), 0.0, "test family");
+                                                       with_region_method(Method::lanczos, 12), 0.0, "test family");
         EXPECT_LE(res.low_precision_matvecs, plain.matvecs + 4);
         EXPECT_LE(res.matvecs - res.low_precision_matvecs, 4);
       }
@@ -338,7 +338,7 @@ TEST(Region, MixedPrecisionManyMembersInASmallSubspace) {
   const std::vector<double> s = {1.0, 0.8, 0.6, 0.45, 0.3, 0.2, 0.1, 0.05, 0.02};
   for (Index k : {3, 4, 6, 7, 8, 9, 12}) {
     SCOPED_TRACE("K = " + std::to_string(k));
-    const auto res = sgdstab::detail::family_top(p, apply, s, VectorXd::Ones(m), with_method(Method::lanczos, k), 0.0,
+    const auto res = sgdstab::detail::family_top(p, apply, s, VectorXd::Ones(m), with_region_method(Method::lanczos, k), 0.0,
                                                  "test family", false, single);
     EXPECT_EQ(res.subspace_dimension, k);
     expect_family_matches_lapack(res, r, p, s);
@@ -362,7 +362,7 @@ TEST(Region, MixedPrecisionInvariantSubspaceIsCertifiedInDouble) {
     Eigen::VectorXf::Map(out, m) = rf * Eigen::VectorXf::Map(in, m);
   };
   const std::vector<double> s = {1.0};
-  const auto res = sgdstab::detail::family_top(p, apply, s, VectorXd::Ones(m), with_method(Method::lanczos, 12), 0.0,
+  const auto res = sgdstab::detail::family_top(p, apply, s, VectorXd::Ones(m), with_region_method(Method::lanczos, 12), 0.0,
                                                "test family", false, single);
   expect_family_matches_lapack(res, r, p, s);
   EXPECT_GT(res.low_precision_matvecs, 0);
@@ -397,10 +397,10 @@ TEST(Region, MixedPrecisionRegionMatchesTheDenseMethod) {
   const MatrixXd J = ref::gaussian(n * c, 18, 65);
   const auto g = sgdstab::Geometry::from_jacobian(J, c);
   const std::vector<Index> batches = {1, 2, 3, 5, 12};
-  const auto dense = sgdstab::stability_region(g, kRegionSchemes, batches, with_method(Method::dense));
+  const auto dense = sgdstab::stability_region(g, kRegionSchemes, batches, with_region_method(Method::dense));
   ASSERT_TRUE(dense.converged()) << dense.report.message;
   for (bool mixed : {true, false}) {
-    sgdstab::SolverOptions o = with_method(Method::lanczos);
+    sgdstab::SolverOptions o = with_region_method(Method::lanczos);
     o.mixed_precision = mixed;
     o.mixed_precision_min_rank = 1;
     o.device = sgdstab::Device::cpu;

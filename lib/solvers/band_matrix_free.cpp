@@ -283,7 +283,12 @@ std::vector<std::vector<BandResult>> stability_band_region(const LinearizedModel
   o.validate();
   CheckedModel checked(model);
   detail::require(!schemes.empty(), "stability_band_region", "no sampling schemes given");
-  detail::require(!batches.empty(), "stability_bands", "no batch sizes given");
+  for (std::size_t k = 0; k < schemes.size(); ++k)
+    for (std::size_t l = 0; l < k; ++l)
+      detail::require(schemes[k] != schemes[l], "stability_band_region",
+                      "sampling scheme '" + to_string(schemes[k]) + "' given twice");
+  detail::require(!batches.empty(), schemes.size() > 1 ? "stability_band_region" : "stability_bands",
+                  "no batch sizes given");
   for (Index b : batches) check_batch(b, checked.n(), "stability_band");
   Rng shared_rng(o.seed);
   const SharedProducts s = share_products(checked, o, shared_rng);
