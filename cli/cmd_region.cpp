@@ -85,10 +85,9 @@ void check_engine_options(const Args& args) {
 }
 
 // exact_only: what rules the band out ("momentum", "weight decay"), or empty.
+// The --engine value was checked by check_engine_options.
 Engine engine_choice(const Args& args, const Geometry& g, const SolverOptions& so, const std::string& exact_only) {
   const std::string engine = args.str_or("engine", "auto");
-  if (engine != "auto" && engine != "exact" && engine != "band")
-    throw UsageError("--engine: expected auto, exact or band, got '" + engine + "'");
   const long long max_rank = args.integer_or("exact-max-rank", 4096);
   if (max_rank < 1) throw UsageError("--exact-max-rank: expected an integer >= 1, got " + std::to_string(max_rank));
   if (engine == "exact") return {false, "--engine exact"};
@@ -171,7 +170,6 @@ std::pair<json, Status> band_region(const Args& args, const Geometry& g, const s
   j["engine_reason"] = reason;
   j["matrix_free"] = true;
   Status status = Status::converged;
-  Index products = 0;
   json curves = json::array();
   // One call for every scheme: the Krylov subspace of H and the per-sample
   // Grams are made once (theory/band.md, section 7).
@@ -192,7 +190,6 @@ std::pair<json, Status> band_region(const Args& args, const Geometry& g, const s
       pts.push_back(q);
     }
     for (const BandResult& b : bands) status = combine(status, b.status());
-    if (!bands.empty()) products = bands.front().products;  // the whole call's, on every result
     curves.push_back({{"sampling", to_string(s)}, {"points", pts}});
   }
   j["curves"] = curves;
@@ -214,7 +211,8 @@ std::pair<json, Status> band_region(const Args& args, const Geometry& g, const s
                                          std::to_string(g.outputs()) + ", rank " + std::to_string(g.rank())));
     j["plot"] = plot;
   }
-  j["products"] = products;
+  // Every result carries the whole call's products (one call for every scheme).
+  j["products"] = per_scheme.front().front().products;
   j["converged"] = status == Status::converged;
   j["status"] = to_string(status);
   j["message"] = status == Status::converged ? "converged" : "a band did not converge (see its point's message)";

@@ -15,6 +15,8 @@
 #include <Eigen/SVD>
 #include "sgdstab/errors.hpp"
 #include "sgdstab/stability.hpp"
+#include "sgdstab/weight_decay.hpp"
+#include <limits>
 
 using Eigen::MatrixXd;
 using Eigen::VectorXd;
@@ -77,8 +79,10 @@ std::vector<std::pair<std::vector<Eigen::Index>, double>> cov_batches(Eigen::Ind
 }
 
 // The enumerated fixed point: Sigma (p x p), from per-sample Hessians h_i and gradients g (p x n).
+// With weight decay: A_B = (1 - lr decay) I - lr H_B and the step's noise g_B + decay_drift
+// (decay_drift = lambda theta*, added once per step whatever the batch).
 MatrixXd cov_enumerated_general(const std::vector<MatrixXd>& h, const MatrixXd& g, double lr, Eigen::Index B,
-                                Sampling s) {
+                                Sampling s, double decay = 0.0, const VectorXd& decay_drift = VectorXd()) {
   const Eigen::Index p = g.rows(), n = g.cols();
   MatrixXd k = MatrixXd::Zero(p * p, p * p);
   MatrixXd noise = MatrixXd::Zero(p, p);
@@ -89,7 +93,8 @@ MatrixXd cov_enumerated_general(const std::vector<MatrixXd>& h, const MatrixXd& 
       hb += h[i] / static_cast<double>(B);
       gb += g.col(i) / static_cast<double>(B);
     }
-    const MatrixXd a = MatrixXd::Identity(p, p) - lr * hb;
+    if (decay_drift.size() > 0) gb += decay_drift;
+    const MatrixXd a = (1.0 - lr * decay) * MatrixXd::Identity(p, p) - lr * hb;
     for (Eigen::Index i = 0; i < p; ++i)
       for (Eigen::Index j = 0; j < p; ++j) k.block(j * p, i * p, p, p) += prob * a(j, i) * a;
     noise += prob * gb * gb.transpose();
@@ -372,3 +377,127 @@ TEST(Covariance, MomentumMatchesALongSimulation) {
   const double plain = sgdstab::stationary_covariance(g, pr.residuals, lr, B, Sampling::with_replacement).trace;
   EXPECT_GT(std::abs(simulated / plain - 1.0), 0.2);
 }
+
+// Weight decay (theory/covariance.md, section 8): ridge regression, whose
+// regularized minimum theta* = (J^T J / n + lambda I)^{-1} J^T y / n is exact,
+// against the enumerated fixed point of delta <- ((1 - lr lambda) I - lr H_B)
+// delta - lr (g_B + lambda theta*), each batch's noise from its own g_i (no
+// use of the sampling factors or of the centring of eq. 15).
+TEST(Covariance, WeightDecayMatchesTheEnumeratedFixedPoint) {
+  struct Case {
+    Eigen::Index n, c, p;
+  };
+  int seed = 0;
+  // p < n C (no interpolation) and p > n C (rank n C < p: null(H) is not empty).
+  for (const Case& cs : {Case{5, 1, 3}, Case{4, 2, 3}, Case{3, 1, 5}}) {
+    const MatrixXd J = ref::gaussian(cs.n * cs.c, cs.p, 400 + 11 * seed);
+    const VectorXd y = ref::gaussian(cs.n * cs.c, 1, 401 + 11 * seed++).col(0);
+    const auto g = sgdstab::Geometry::from_jacobian(J, cs.c);
+    const double nn = static_cast<double>(cs.n);
+    const MatrixXd H = J.transpose() * J / nn;
+    std::vector<MatrixXd> h;
+    for (Eigen::Index i = 0; i < cs.n; ++i)
+      h.push_back(J.middleRows(i * cs.c, cs.c).transpose() * J.middleRows(i * cs.c, cs.c));
+    for (double lambda_rel : {0.05, 0.5}) {
+      const double lambda = lambda_rel * g.lambda_max();
+      const VectorXd theta =
+          (H + lambda * MatrixXd::Identity(cs.p, cs.p)).ldlt().solve(J.transpose() * y / nn);
+      const VectorXd res = J * theta - y;
+      MatrixXd grads(cs.p, cs.n);
+      for (Eigen::Index i = 0; i < cs.n; ++i)
+        grads.col(i) = J.middleRows(i * cs.c, cs.c).transpose() * res.segment(i * cs.c, cs.c);
+      sgdstab::CovarianceOptions o;
+      o.weight_decay = lambda;
+      o.parameters = sgdstab::reduced_parameters(g, J, theta);
+      for (Sampling s : ref::kSchemes)
+        for (Eigen::Index B : {Eigen::Index{1}, Eigen::Index{2}, cs.n - 1}) {
+          const double eta = sgdstab::weight_decay_threshold(g, B, s, lambda).eta_star;
+          for (double f : {0.3, 0.9}) {
+            const std::string what = "n " + std::to_string(cs.n) + " p " + std::to_string(cs.p) + " lambda " +
+                                     std::to_string(lambda_rel) + " " + sgdstab::to_string(s) + " B " +
+                                     std::to_string(B) + " f " + std::to_string(f);
+            const auto cov = sgdstab::stationary_covariance(g, res, f * eta, B, s, o);
+            ASSERT_TRUE(cov.converged()) << what << ": " << cov.report.message;
+            EXPECT_EQ(cov.weight_decay, lambda);
+            const MatrixXd want = cov_enumerated_general(h, grads, f * eta, B, s, lambda, lambda * theta);
+            EXPECT_REL_NEAR(cov.trace, want.trace(), 1e-9) << what;
+            EXPECT_REL_NEAR(cov.excess_loss, 0.5 * (H * want).trace(), 1e-9) << what;
+            const VectorXd ev = ref::SymEigenSolver(0.5 * (want + want.transpose()), false).eigenvalues().reverse();
+            for (Eigen::Index k = 0; k < cov.top_eigenvalues.size(); ++k)
+              EXPECT_NEAR(cov.top_eigenvalues(k), ev(k), 1e-9 * ev(0)) << what << " k " << k;
+            EXPECT_LT(cov.rho, 1.0);
+            // The drift matters: the same steps without lambda theta* (the loss's
+            // uncentred gradient noise) give another answer (at the larger lambda,
+            // where gbar = -lambda theta* is large; 0.2-2 % at the smaller one).
+            const MatrixXd undrifted = cov_enumerated_general(h, grads, f * eta, B, s, lambda);
+            if (s != Sampling::bernoulli && lambda_rel == 0.5)
+              EXPECT_GT(std::abs(undrifted.trace() - want.trace()), 0.01 * want.trace()) << what;
+          }
+        }
+    }
+  }
+}
+
+// stmt throws sgdstab::invalid_argument whose message contains text.
+#define COV_EXPECT_INVALID(stmt, text)                                                          \
+  do {                                                                                          \
+    std::string cov_message_ = "no error";                                                      \
+    try {                                                                                       \
+      (void)(stmt);                                                                             \
+    } catch (const sgdstab::invalid_argument& e) {                                              \
+      cov_message_ = e.what();                                                                  \
+    }                                                                                           \
+    EXPECT_NE(cov_message_.find(text), std::string::npos) << #stmt << ": " << cov_message_;     \
+  } while (false)
+
+TEST(Covariance, WeightDecayRefusesWhatIsNotItsMinimum) {
+  const Eigen::Index n = 5, c = 1, p = 3;
+  const MatrixXd J = ref::gaussian(n * c, p, 431);
+  const VectorXd y = ref::gaussian(n * c, 1, 432).col(0);
+  const auto g = sgdstab::Geometry::from_jacobian(J, c);
+  const double lambda = 0.2 * g.lambda_max();
+  const MatrixXd H = J.transpose() * J / static_cast<double>(n);
+  const VectorXd theta = (H + lambda * MatrixXd::Identity(p, p)).ldlt().solve(J.transpose() * y / static_cast<double>(n));
+  const VectorXd res = J * theta - y;
+  const double lr = 0.5 * sgdstab::weight_decay_threshold(g, 2, Sampling::with_replacement, lambda).eta_star;
+  sgdstab::CovarianceOptions o;
+  o.weight_decay = lambda;
+  COV_EXPECT_INVALID(sgdstab::stationary_covariance(g, res, lr, 2, Sampling::with_replacement, o), "parameters must be theta*");
+  o.parameters = sgdstab::reduced_parameters(g, J, theta);
+  EXPECT_NO_THROW(sgdstab::stationary_covariance(g, res, lr, 2, Sampling::with_replacement, o));
+  // The unregularized minimum's residuals with the regularized theta*, and theta* off by 1 %.
+  const VectorXd plain = J * (J.transpose() * J).ldlt().solve(J.transpose() * y) - y;
+  COV_EXPECT_INVALID(sgdstab::stationary_covariance(g, plain, lr, 2, Sampling::with_replacement, o), "not a minimum of the regularized loss");
+  sgdstab::CovarianceOptions off = o;
+  off.parameters *= 1.01;
+  COV_EXPECT_INVALID(sgdstab::stationary_covariance(g, res, lr, 2, Sampling::with_replacement, off), "not a minimum of the regularized loss");
+  // Without weight decay the same point is no minimum of the loss.
+  COV_EXPECT_INVALID(sgdstab::stationary_covariance(g, res, lr, 2, Sampling::with_replacement), "not a minimum");
+  // Above the weight-decay threshold there is no stationary state.
+  COV_EXPECT_INVALID(sgdstab::stationary_covariance(g, res, 4.0 * lr, 2, Sampling::with_replacement, o), "rho(T)");
+  sgdstab::CovarianceOptions bad = o;
+  bad.parameters = VectorXd::Zero(p + 1);
+  COV_EXPECT_INVALID(sgdstab::stationary_covariance(g, res, lr, 2, Sampling::with_replacement, bad), "got 4");
+  bad = o;
+  bad.weight_decay = -1.0;
+  COV_EXPECT_INVALID(bad.validate(), "weight_decay must be finite and >= 0");
+  bad.weight_decay = std::nan("");
+  COV_EXPECT_INVALID(bad.validate(), "weight_decay must be finite and >= 0");
+  bad = o;
+  bad.momentum.beta = 0.5;
+  COV_EXPECT_INVALID(sgdstab::stationary_covariance(g, res, lr, 2, Sampling::with_replacement, bad), "weight_decay with momentum");
+  bad = o;
+  bad.parameters(0) = std::numeric_limits<double>::infinity();
+  COV_EXPECT_INVALID(bad.validate(), "parameters has a NaN or Inf");
+  // reduced_parameters: theta outside range(H) (p > n C), wrong length, NaN, another Jacobian.
+  const MatrixXd wide = ref::gaussian(2, 4, 433);
+  const auto gw = sgdstab::Geometry::from_jacobian(wide, 1);
+  const VectorXd outside = VectorXd::Ones(4);
+  COV_EXPECT_INVALID(sgdstab::reduced_parameters(gw, wide, outside), "outside range(H)");
+  EXPECT_NO_THROW(sgdstab::reduced_parameters(gw, wide, wide.transpose() * VectorXd::Ones(2)));
+  COV_EXPECT_INVALID(sgdstab::reduced_parameters(g, J, VectorXd::Ones(p + 1)), "theta must have p = 3 entries");
+  COV_EXPECT_INVALID(sgdstab::reduced_parameters(g, J, VectorXd::Constant(p, std::nan(""))), "NaN");
+  COV_EXPECT_INVALID(sgdstab::reduced_parameters(g, 2.0 * J, theta), "not the one the geometry was built from");
+}
+
+#undef COV_EXPECT_INVALID

@@ -49,6 +49,14 @@ struct CovarianceOptions {
   /// stationary E[z z^T], solved on the symmetric form of theory/covariance.md
   /// section 7 ((I - b W o C_0 o W) Y = beta W o Sigma_g by CG, X = W o Y).
   Momentum momentum;
+  /// L2 weight decay lambda >= 0 (theory/covariance.md, section 8): SGD steps
+  /// theta <- theta - lr (g_B + lambda theta), as torch.optim.SGD(weight_decay=)
+  /// does, and the point must be a minimum of the regularized loss
+  /// L + lambda/2 |theta|^2: (1/n) sum g_i + lambda theta* = 0. Not with momentum.
+  double weight_decay = 0.0;
+  /// With weight_decay > 0: theta* in reduced coordinates, V^T theta* (r entries;
+  /// reduced_parameters()), to check that the point is that minimum.
+  Eigen::VectorXd parameters;
   void validate() const;
 };
 
@@ -57,11 +65,13 @@ struct CovarianceResult : Result {
   Index batch = 0;
   Sampling sampling = Sampling::without_replacement;
   Momentum momentum;               ///< the options' (beta = 0: plain SGD)
+  double weight_decay = 0.0;       ///< the options' lambda
   double rho = 0.0;                ///< rho(T) at lr (< 1, else no stationary state)
   Eigen::MatrixXd covariance;      ///< Sigma in reduced coordinates (r x r; H = diag(d) there)
   double trace = 0.0;              ///< tr Sigma = E|delta|^2 in the stationary state
   Eigen::VectorXd top_eigenvalues; ///< of Sigma, descending
-  double excess_loss = 0.0;        ///< 1/2 tr(H Sigma): E[L] - L(theta*) to second order
+  double excess_loss = 0.0;        ///< 1/2 tr(H Sigma): E[L] - L(theta*) to second order (the loss
+                                   ///< without the penalty; the regularized one adds lambda/2 tr Sigma)
   double gradient_noise_trace = 0.0;  ///< tr Sigma_g = (1/n) sum |g_i|^2
   double mean_gradient_norm = 0.0;    ///< |(1/n) sum g_i| (0 at an exact minimum)
   // report: iterations = CG iterations, matvecs = applications of Q (with
@@ -78,7 +88,9 @@ struct CovarianceResult : Result {
 ///   length or with NaN/Inf, a point that is not a minimum (the gradients
 ///   do not sum to zero), lr <= 0, B outside 1..n, or rho(T) >= 1 at lr
 ///   (naming rho: there is no stationary state); with momentum also when rho
-///   did not converge or the mean-dynamics kernel has an entry <= 0.
+///   did not converge or the mean-dynamics kernel has an entry <= 0; with
+///   weight decay when options.parameters is missing or has the wrong length,
+///   the point is not a minimum of the regularized loss, or with momentum.
 CovarianceResult stationary_covariance(const Geometry& geometry, const Eigen::Ref<const Eigen::VectorXd>& residuals,
                                        double lr, Index batch, Sampling sampling = Sampling::without_replacement,
                                        const CovarianceOptions& options = {});
@@ -102,5 +114,15 @@ CovarianceResult stationary_covariance_from_gradients(const Geometry& geometry,
 ///   range(H) (naming the sample: a gradient of this model lies in range(J^T)).
 Eigen::MatrixXd reduced_gradients(const Geometry& geometry, const Eigen::Ref<const Eigen::MatrixXd>& jacobian,
                                   const Eigen::Ref<const Eigen::MatrixXd>& gradients);
+
+/// The parameters theta (p entries) in the reduced coordinates of `geometry`,
+/// built from `jacobian`: V^T theta (CovarianceOptions::parameters). At a
+/// minimum of the regularized loss lambda theta = -(1/n) sum g_i lies in
+/// range(H), so theta must too.
+/// \throws sgdstab::invalid_argument on shapes that disagree, NaN/Inf, a
+///   Jacobian other than the geometry's, or a theta with more than 1e-6 of its
+///   norm outside range(H) (not a minimum of the regularized loss).
+Eigen::VectorXd reduced_parameters(const Geometry& geometry, const Eigen::Ref<const Eigen::MatrixXd>& jacobian,
+                                   const Eigen::Ref<const Eigen::VectorXd>& theta);
 
 }  // namespace sgdstab

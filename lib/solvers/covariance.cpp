@@ -13,6 +13,7 @@
 #include "sgdstab/moment_operator.hpp"
 #include "sgdstab/momentum.hpp"
 #include "sgdstab/stability.hpp"
+#include "sgdstab/weight_decay.hpp"
 #include "solvers/momentum_levels.hpp"
 
 namespace sgdstab {
@@ -124,6 +125,11 @@ void CovarianceOptions::validate() const {
                   "gradient_tolerance must be finite and >= 0, got " + detail::fmt(gradient_tolerance));
   detail::require(top >= 0, "CovarianceOptions", "top must be >= 0, got " + std::to_string(top));
   momentum.validate();
+  detail::require(std::isfinite(weight_decay) && weight_decay >= 0.0, "CovarianceOptions",
+                  "weight_decay must be finite and >= 0, got " + detail::fmt(weight_decay));
+  detail::require(weight_decay == 0.0 || momentum.beta == 0.0, "CovarianceOptions",
+                  "weight_decay with momentum is not supported by the stationary covariance yet (plain SGD only)");
+  detail::require(parameters.allFinite(), "CovarianceOptions", "parameters has a NaN or Inf entry");
 }
 
 CovarianceResult stationary_covariance(const Geometry& geometry, const Eigen::Ref<const Eigen::VectorXd>& residuals,
@@ -141,26 +147,39 @@ CovarianceResult stationary_covariance(const Geometry& geometry, const Eigen::Re
   return stationary_covariance_from_gradients(geometry, grads, lr, batch, sampling, options);
 }
 
-Eigen::MatrixXd reduced_gradients(const Geometry& geometry, const Eigen::Ref<const Eigen::MatrixXd>& jacobian,
-                                  const Eigen::Ref<const Eigen::MatrixXd>& gradients) {
-  const std::string where = "reduced_gradients";
+namespace {
+
+// V = J^T Z (n diag d)^{-1} (eq. 5), p x r: orthonormal exactly when J is the
+// geometry's Jacobian (checked to 1e-6).
+Eigen::MatrixXd reduction_basis(const Geometry& geometry, const Eigen::Ref<const Eigen::MatrixXd>& jacobian,
+                                const std::string& where) {
   const Index n = geometry.samples(), c = geometry.outputs();
   detail::require(jacobian.rows() == n * c, where,
                   "the Jacobian has " + std::to_string(jacobian.rows()) + " rows, the geometry n C = " +
                       std::to_string(n * c) + " (it must be the matrix the geometry was built from)");
-  detail::require(gradients.rows() == n && gradients.cols() == jacobian.cols(), where,
-                  "the gradients must be n x p = " + std::to_string(n) + " x " + std::to_string(jacobian.cols()) +
-                      " (one row per sample), got " + std::to_string(gradients.rows()) + " x " +
-                      std::to_string(gradients.cols()));
-  detail::require(gradients.allFinite(), where, "the gradients have a NaN or Inf entry");
+  detail::require(jacobian.allFinite(), where, "the Jacobian has a NaN or Inf entry");
   const Eigen::MatrixXd& z = geometry.factor();
   const Eigen::VectorXd nd = static_cast<double>(n) * geometry.hessian_eigenvalues();
-  // V = J^T Z (n diag d)^{-1} (eq. 5): orthonormal exactly when J is the geometry's Jacobian.
   const Eigen::MatrixXd v = (jacobian.transpose() * z).array().rowwise() / nd.transpose().array();
   const double off = (v.transpose() * v - Eigen::MatrixXd::Identity(v.cols(), v.cols())).cwiseAbs().maxCoeff();
   detail::require(off <= 1e-6, where,
                   "the Jacobian is not the one the geometry was built from (V^T V differs from I by " +
                       detail::fmt(off) + "; pass the same matrix, with --softmax/--curvature applied)");
+  return v;
+}
+
+}  // namespace
+
+Eigen::MatrixXd reduced_gradients(const Geometry& geometry, const Eigen::Ref<const Eigen::MatrixXd>& jacobian,
+                                  const Eigen::Ref<const Eigen::MatrixXd>& gradients) {
+  const std::string where = "reduced_gradients";
+  const Index n = geometry.samples();
+  detail::require(gradients.rows() == n && gradients.cols() == jacobian.cols(), where,
+                  "the gradients must be n x p = " + std::to_string(n) + " x " + std::to_string(jacobian.cols()) +
+                      " (one row per sample), got " + std::to_string(gradients.rows()) + " x " +
+                      std::to_string(gradients.cols()));
+  detail::require(gradients.allFinite(), where, "the gradients have a NaN or Inf entry");
+  const Eigen::MatrixXd v = reduction_basis(geometry, jacobian, where);
   Eigen::MatrixXd out = v.transpose() * gradients.transpose();  // r x n: V^T g_i
   // Whatever of g_i is not in range(H): |g_i|^2 - |V^T g_i|^2 (V orthonormal).
   for (Index i = 0; i < n; ++i) {
@@ -171,6 +190,23 @@ Eigen::MatrixXd reduced_gradients(const Geometry& geometry, const Eigen::Ref<con
                         " of its norm outside range(H): not a gradient of this model's loss at this point (J_i^T "
                         "times something)");
   }
+  return out;
+}
+
+Eigen::VectorXd reduced_parameters(const Geometry& geometry, const Eigen::Ref<const Eigen::MatrixXd>& jacobian,
+                                   const Eigen::Ref<const Eigen::VectorXd>& theta) {
+  const std::string where = "reduced_parameters";
+  detail::require(theta.size() == jacobian.cols(), where,
+                  "theta must have p = " + std::to_string(jacobian.cols()) + " entries (the Jacobian's columns), got " +
+                      std::to_string(theta.size()));
+  detail::require(theta.allFinite(), where, "theta has a NaN or Inf entry");
+  const Eigen::MatrixXd v = reduction_basis(geometry, jacobian, where);
+  Eigen::VectorXd out = v.transpose() * theta;
+  const double total = theta.squaredNorm(), inside = out.squaredNorm();
+  detail::require(std::abs(total - inside) <= 1e-12 * total + 1e-300, where,
+                  "theta has " + detail::fmt(std::sqrt(std::abs(total - inside) / total)) +
+                      " of its norm outside range(H): not a minimum of the regularized loss, where lambda theta = "
+                      "-(1/n) sum g_i lies in range(H) (theory/covariance.md, section 8)");
   return out;
 }
 
@@ -190,12 +226,29 @@ CovarianceResult stationary_covariance_from_gradients(const Geometry& geometry,
   const SecondMomentOperator op(geometry, batch, sampling);  // checks B
   const Eigen::MatrixXd& grads = reduced;
   const Eigen::VectorXd mean = grads.rowwise().mean();
+  const double lambda = options.weight_decay;
+  if (lambda > 0.0)
+    detail::require(options.parameters.size() == r, where,
+                    "with weight_decay > 0 the options' parameters must be theta* in reduced coordinates (r = " +
+                        std::to_string(r) + " entries, reduced_parameters()), got " +
+                        std::to_string(options.parameters.size()));
+  // The gradient of the minimized loss: (1/n) sum g_i, plus lambda theta* with weight decay.
+  const Eigen::VectorXd stationarity = lambda > 0.0 ? Eigen::VectorXd(mean + lambda * options.parameters) : mean;
   double mean_norm_of_each = 0.0;
-  for (Index i = 0; i < n; ++i) mean_norm_of_each += grads.col(i).norm() / static_cast<double>(n);
-  detail::require(mean.norm() <= options.gradient_tolerance * mean_norm_of_each, where,
-                  "not a minimum: |(1/n) sum g_i| = " + detail::fmt(mean.norm()) + " > gradient_tolerance (" +
-                      detail::fmt(options.gradient_tolerance) + ") * mean |g_i| = " + detail::fmt(mean_norm_of_each) +
-                      " (the per-sample gradients must sum to zero at a minimum)");
+  for (Index i = 0; i < n; ++i)
+    mean_norm_of_each += (lambda > 0.0 ? Eigen::VectorXd(grads.col(i) + lambda * options.parameters).norm()
+                                       : grads.col(i).norm()) /
+                         static_cast<double>(n);
+  detail::require(stationarity.norm() <= options.gradient_tolerance * mean_norm_of_each, where,
+                  lambda > 0.0
+                      ? "not a minimum of the regularized loss: |(1/n) sum g_i + lambda theta*| = " +
+                            detail::fmt(stationarity.norm()) + " > gradient_tolerance (" +
+                            detail::fmt(options.gradient_tolerance) + ") * mean |g_i + lambda theta*| = " +
+                            detail::fmt(mean_norm_of_each)
+                      : "not a minimum: |(1/n) sum g_i| = " + detail::fmt(mean.norm()) + " > gradient_tolerance (" +
+                            detail::fmt(options.gradient_tolerance) + ") * mean |g_i| = " +
+                            detail::fmt(mean_norm_of_each) +
+                            " (the per-sample gradients must sum to zero at a minimum)");
   const Eigen::MatrixXd sigma_g = grads * grads.transpose() / static_cast<double>(n);
 
   CovarianceResult out;
@@ -203,11 +256,13 @@ CovarianceResult stationary_covariance_from_gradients(const Geometry& geometry,
   out.batch = batch;
   out.sampling = sampling;
   out.momentum = options.momentum;
+  out.weight_decay = lambda;
   out.gradient_noise_trace = sigma_g.trace();
   out.mean_gradient_norm = mean.norm();
   const bool heavy = options.momentum.beta > 0.0;
-  const RadiusResult rho = heavy ? momentum_spectral_radius(geometry, lr, batch, sampling, options.momentum)
-                                 : spectral_radius(geometry, lr, batch, sampling);
+  const RadiusResult rho = heavy          ? momentum_spectral_radius(geometry, lr, batch, sampling, options.momentum)
+                           : lambda > 0.0 ? weight_decay_spectral_radius(geometry, lr, batch, sampling, lambda)
+                                          : spectral_radius(geometry, lr, batch, sampling);
   detail::require(rho.converged(), where, "the spectral radius at lr did not converge: " + rho.report.message);
   out.rho = rho.rho;
   detail::require(rho.rho < 1.0, where,
@@ -219,16 +274,27 @@ CovarianceResult stationary_covariance_from_gradients(const Geometry& geometry,
     return finish_covariance(out, d, options, watch);
   }
 
-  // (A - lr Q) X = lr beta Sigma_g (eq. 4), CG preconditioned by A^{-1}.
-  const Eigen::MatrixXd inv_a = (d.replicate(1, r) + d.transpose().replicate(r, 1)).cwiseInverse();
-  const double beta = op.factors().beta;
-  const Eigen::MatrixXd b = lr * beta * sigma_g;
+  // (A - lr Q) X = lr beta Sigma_g (eq. 4), CG preconditioned by A^{-1}. With
+  // weight decay (section 8): (a A + lambda (2 - lr lambda) - lr Q) X = lr N,
+  // a = 1 - lr lambda, N = beta Sigma_g + (alpha - 1) gbar gbar^T the
+  // covariance of g_B (gbar = -lambda theta*: centred for with and without
+  // replacement, not for Bernoulli), preconditioned by the inverse of its
+  // first two terms (entrywise).
+  const double a = 1.0 - lr * lambda, shift = lambda * (2.0 - lr * lambda);
+  const Eigen::MatrixXd inv_a =
+      (a * (d.replicate(1, r) + d.transpose().replicate(r, 1)).array() + shift).cwiseInverse().matrix();
+  const SamplingFactors f = op.factors();
+  const Eigen::MatrixXd b =
+      lambda > 0.0 ? Eigen::MatrixXd(lr * (f.beta * sigma_g + (f.alpha - 1.0) * mean * mean.transpose()))
+                   : Eigen::MatrixXd(lr * f.beta * sigma_g);
   auto apply = [&](const Eigen::MatrixXd& x) {
     ++out.report.matvecs;
+    if (lambda > 0.0) return Eigen::MatrixXd(a * op.anticommutator(x) + shift * x - lr * op.quadratic(x));
     return Eigen::MatrixXd(op.anticommutator(x) - lr * op.quadratic(x));
   };
-  // From A^{-1} b, the answer at lr -> 0.
-  matrix_cg(apply, b, inv_a, b.cwiseProduct(inv_a), options, where, "A - lr Q", out);
+  // From the preconditioned right-hand side (lambda = 0: A^{-1} b, the answer at lr -> 0).
+  matrix_cg(apply, b, inv_a, b.cwiseProduct(inv_a), options, where,
+            lambda > 0.0 ? "a A + lambda (2 - lr lambda) - lr Q" : "A - lr Q", out);
   return finish_covariance(out, d, options, watch);
 }
 
