@@ -346,7 +346,11 @@ void Program::analysis_commands() {
               {"batch", "B: batch size"},
               {"sampling", "without|with|bernoulli (default without)"},
               {"top", "K: top eigenvalues of Sigma reported (default 5)"},
-              {"gradient-tol", "T: the point is a minimum when |mean g_i| <= T mean |g_i| (default 1e-6)"}});
+              {"gradient-tol", "T: the point is a minimum when |mean g_i| <= T mean |g_i| (default 1e-6)"},
+              {"weight-decay", "LAMBDA: L2 weight decay, theta <- theta - lr (g_B + LAMBDA theta): the point must "
+                               "minimize the loss + LAMBDA/2 |theta|^2 (needs --theta and --jacobian; plain SGD; "
+                               "theory/covariance.md, section 8) (default 0)"},
+              {"theta", "FILE: that minimum theta* (p values), with --weight-decay"}});
   momentum_options(c);  // momentum SGD's stationary covariance (theory/covariance.md, section 7)
 
   c = command(root_, "montecarlo", "simulate linearized SGD beside the exact answer", cmd_montecarlo);

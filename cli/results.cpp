@@ -87,6 +87,7 @@ json covariance_json(const GeometrySummary& g, const CovarianceResult& r) {
   j["sampling"] = to_string(r.sampling);
   j["momentum"] = r.momentum.beta;
   j["nesterov"] = r.momentum.nesterov;
+  j["weight_decay"] = r.weight_decay;
   j["rho"] = r.rho;
   j["trace"] = r.trace;
   j["top_eigenvalues"] = std::vector<double>(r.top_eigenvalues.data(), r.top_eigenvalues.data() + r.top_eigenvalues.size());
@@ -99,6 +100,11 @@ json covariance_json(const GeometrySummary& g, const CovarianceResult& r) {
                         ? "Sigma = lim E[delta delta^T] of momentum SGD b <- beta b + H_B delta + g_B, delta <- delta - "
                           "lr b (Nesterov: - lr (H_B delta + g_B + beta b)), g_i = J_i^T r_i; excess_loss = 1/2 tr(H "
                           "Sigma); gradient_noise_trace = (1/n) sum |g_i|^2"
+                        : r.weight_decay > 0.0
+                        ? "Sigma = lim E[delta delta^T] of delta <- ((1 - lr weight_decay) I - lr H_B) delta - lr (g_B + "
+                          "weight_decay theta*), g_i = J_i^T r_i, theta* the minimum of the loss + weight_decay/2 "
+                          "|theta|^2; excess_loss = 1/2 tr(H Sigma) (of the loss; the regularized one adds "
+                          "weight_decay/2 trace); gradient_noise_trace = (1/n) sum |g_i|^2"
                         : "Sigma = lim E[delta delta^T] of delta <- (I - lr H_B) delta - lr g_B, g_i = J_i^T r_i; "
                           "excess_loss = 1/2 tr(H Sigma); gradient_noise_trace = (1/n) sum |g_i|^2";
   j["loss_convention"] = kLossConvention;

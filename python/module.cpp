@@ -743,7 +743,8 @@ void bind_covariance(py::module_& m) {
   m.def(
       "covariance",
       [](const Geometry& g, py::handle residuals, double lr, Index batch, const std::string& sampling, Index top,
-         double gradient_tolerance, double tolerance, Index max_iterations, double momentum, bool nesterov) {
+         double gradient_tolerance, double tolerance, Index max_iterations, double momentum, bool nesterov,
+         double weight_decay, py::handle theta, py::handle jacobian) {
         const Sampling s = parse<Sampling>(sampling);
         const VectorXd r = as_vector(residuals, "residuals");
         CovarianceOptions o;
@@ -752,6 +753,9 @@ void bind_covariance(py::module_& m) {
         o.gradient_tolerance = gradient_tolerance;
         o.tolerance = tolerance;
         o.max_iterations = max_iterations;
+        o.weight_decay = weight_decay;
+        if (!theta.is_none())  // weight decay: theta* in the geometry's coordinates through its Jacobian
+          o.parameters = reduced_parameters(g, as_matrix(jacobian, "jacobian").dense(), as_vector(theta, "theta"));
         CovarianceResult res;
         {
           Compute c;
@@ -761,12 +765,13 @@ void bind_covariance(py::module_& m) {
       },
       py::arg("geometry"), py::arg("residuals"), py::arg("lr"), py::arg("batch"), py::arg("sampling"), py::arg("top"),
       py::arg("gradient_tolerance"), py::arg("tolerance"), py::arg("max_iterations"), py::arg("momentum") = 0.0,
-      py::arg("nesterov") = false);
+      py::arg("nesterov") = false, py::arg("weight_decay") = 0.0, py::arg("theta") = py::none(),
+      py::arg("jacobian") = py::none());
   m.def(
       "covariance_from_gradients",
       [](const Geometry& g, py::handle jacobian, py::handle gradients, double lr, Index batch,
          const std::string& sampling, Index top, double gradient_tolerance, double tolerance, Index max_iterations,
-         double momentum, bool nesterov) {
+         double momentum, bool nesterov, double weight_decay, py::handle theta) {
         const Sampling s = parse<Sampling>(sampling);
         const MatrixXd j = as_matrix(jacobian, "jacobian").dense();
         const MatrixXd gr = as_matrix(gradients, "gradients").dense();
@@ -776,6 +781,8 @@ void bind_covariance(py::module_& m) {
         o.gradient_tolerance = gradient_tolerance;
         o.tolerance = tolerance;
         o.max_iterations = max_iterations;
+        o.weight_decay = weight_decay;
+        if (!theta.is_none()) o.parameters = reduced_parameters(g, j, as_vector(theta, "theta"));
         CovarianceResult res;
         {
           Compute c;
@@ -785,7 +792,8 @@ void bind_covariance(py::module_& m) {
       },
       py::arg("geometry"), py::arg("jacobian"), py::arg("gradients"), py::arg("lr"), py::arg("batch"),
       py::arg("sampling"), py::arg("top"), py::arg("gradient_tolerance"), py::arg("tolerance"),
-      py::arg("max_iterations"), py::arg("momentum") = 0.0, py::arg("nesterov") = false);
+      py::arg("max_iterations"), py::arg("momentum") = 0.0, py::arg("nesterov") = false,
+      py::arg("weight_decay") = 0.0, py::arg("theta") = py::none());
 }
 
 // threshold, radius, curve.

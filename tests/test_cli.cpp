@@ -477,6 +477,43 @@ TEST_F(Cli, LossCurvatureAndAdaptiveOptimizers) {
     EXPECT_EQ(j["momentum"].get<double>(), 0.5);
     EXPECT_EQ(j["nesterov"], true);
     EXPECT_GT(std::abs(want_m.trace / sgdstab::stationary_covariance(g0, res, lr_m, 2).trace - 1), 1e-3);
+    // --weight-decay with --theta at the ridge minimum (theory/covariance.md, section 8): the library's answer.
+    const double wd = 0.3 * g0.lambda_max();
+    const Eigen::VectorXd theta =
+        (J.transpose() * J / 6.0 + wd * MatrixXd::Identity(5, 5)).ldlt().solve(J.transpose() * yv / 6.0);
+    const Eigen::VectorXd res_wd = J * theta - yv;
+    sgdstab::write_npy(file("theta.npy"), MatrixXd(theta));
+    sgdstab::write_npy(file("res_wd.npy"), MatrixXd(res_wd));
+    sgdstab::CovarianceOptions wo;
+    wo.weight_decay = wd;
+    wo.parameters = sgdstab::reduced_parameters(g0, J, theta);
+    const double lr_w = 0.5 * sgdstab::weight_decay_threshold(g0, 2, sgdstab::Sampling::bernoulli, wd).eta_star;
+    const auto want_w = sgdstab::stationary_covariance(g0, res_wd, lr_w, 2, sgdstab::Sampling::bernoulli, wo);
+    const std::string wcmd = "covariance --jacobian " + file("cj.npy") + " --outputs 2 --batch 2 --sampling bernoulli --lr " +
+                             num(lr_w) + " --residual " + file("res_wd.npy");
+    r = run(wcmd + " --weight-decay " + num(wd) + " --theta " + file("theta.npy"));
+    ASSERT_EQ(r.code, 0) << r.err;
+    j = json::parse(r.out);
+    EXPECT_REL_NEAR(j["trace"].get<double>(), want_w.trace, 1e-10);
+    EXPECT_REL_NEAR(j["excess_loss"].get<double>(), want_w.excess_loss, 1e-10);
+    EXPECT_EQ(j["weight_decay"].get<double>(), wd);
+    EXPECT_NE(j["definition"].get<std::string>().find("weight_decay theta*"), std::string::npos);
+    // Its errors, each by name.
+    for (const auto& [extra, needle] : std::vector<std::pair<std::string, std::string>>{
+             {" --weight-decay " + num(wd), "--weight-decay needs --theta"},
+             {" --theta " + file("theta.npy"), "--theta is the minimum of the regularized loss"},
+             {" --weight-decay " + num(wd) + " --theta " + file("theta.npy") + " --momentum 0.5",
+              "--weight-decay with --momentum"},
+             {" --weight-decay " + num(2 * wd) + " --theta " + file("theta.npy"), "not a minimum of the regularized loss"},
+             {" --weight-decay " + num(wd) + " --theta " + file("res_nc.npy"), "--theta: expected p = 5 values"}}) {
+      r = run(wcmd + extra);
+      EXPECT_NE(r.code, 0) << extra;
+      EXPECT_NE(r.err.find(needle), std::string::npos) << extra << "\n" << r.err;
+    }
+    r = run("covariance --gram " + file("ck.npy") + " --outputs 2 --batch 2 --lr " + num(lr_w) + " --residual " +
+            file("res_wd.npy") + " --weight-decay " + num(wd) + " --theta " + file("theta.npy"));
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE(r.err.find("--weight-decay needs --jacobian"), std::string::npos) << r.err;
   }
   // Without the options the JSON has none of their keys (and is today's answer).
   j = json::parse(run("threshold --jacobian " + file("cj.npy") + " --outputs 2 --batch 3").out);

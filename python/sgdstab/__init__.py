@@ -455,13 +455,13 @@ def adam_curve(geometry, batches=None, sampling="without", *, beta1=0.9, weight_
 
 class CovarianceResult:
     """The stationary covariance of linearized SGD (`sgdstab covariance`): trace, top_eigenvalues,
-    excess_loss, rho, gradient_noise_trace, mean_gradient_norm, converged, status, message, covariance
+    excess_loss, rho, weight_decay, gradient_noise_trace, mean_gradient_norm, converged, status, message, covariance
     (Sigma in reduced coordinates, r x r, where H = diag(geometry.hessian_eigenvalues)), to_dict()."""
 
     def __init__(self, as_dict, sigma):
         self._dict = as_dict
         self.covariance = sigma
-        for key in ("lr", "batch", "sampling", "rho", "trace", "top_eigenvalues", "excess_loss",
+        for key in ("lr", "batch", "sampling", "rho", "weight_decay", "trace", "top_eigenvalues", "excess_loss",
                     "gradient_noise_trace", "mean_gradient_norm", "converged", "status", "message", "iterations"):
             setattr(self, key, as_dict[key])
 
@@ -488,12 +488,32 @@ class CovarianceResult:
     momentum=BETA (nesterov=...): momentum SGD as torch.optim.SGD runs it
     (`sgdstab covariance --momentum`, theory/covariance.md section 7):
     Sigma is the delta block of the stationary second moment, rho(T) that
-    of momentum_radius.""")
+    of momentum_radius.
+
+    weight_decay=LAMBDA with theta=THETA (p values) and jacobian=J: SGD with
+    L2 weight decay, theta <- theta - lr (g_B + LAMBDA theta), at THETA, a
+    minimum of the loss + LAMBDA/2 |theta|^2 (theory/covariance.md section
+    8; `sgdstab covariance --weight-decay --theta`); rho(T) that of
+    radius(weight_decay=). Plain SGD only. excess_loss is the loss's (the
+    regularized objective's adds LAMBDA/2 trace).""")
 def covariance(geometry, residuals, lr, batch, sampling="without", *, top=5, gradient_tolerance=1e-6,
-               tolerance=1e-10, max_iterations=5000, gradients=None, jacobian=None, momentum=None, nesterov=False):
+               tolerance=1e-10, max_iterations=5000, gradients=None, jacobian=None, momentum=None, nesterov=False,
+               weight_decay=0.0, theta=None):
     if nesterov and momentum is None:
         raise ValueError("nesterov=True needs momentum=BETA")
     mo = {"momentum": 0.0 if momentum is None else momentum, "nesterov": bool(nesterov)}
+    if (theta is None) != (not weight_decay):
+        raise ValueError("weight_decay=LAMBDA > 0 and theta= (the minimum of the regularized loss) go together")
+    if weight_decay:
+        if jacobian is None:
+            raise ValueError("weight_decay= needs jacobian= (theta is put in the geometry's coordinates through it)")
+        mo.update(weight_decay=float(weight_decay), theta=theta)
+        if gradients is None:  # residuals, with the Jacobian only for theta
+            if residuals is None:
+                raise ValueError("give residuals, or gradients= with jacobian= (and residuals=None)")
+            as_dict, sigma = _core.covariance(geometry, residuals, lr, batch, sampling, top, gradient_tolerance,
+                                              tolerance, max_iterations, jacobian=jacobian, **mo)
+            return CovarianceResult(as_dict, sigma)
     if gradients is not None or jacobian is not None:
         if residuals is not None or gradients is None or jacobian is None:
             raise ValueError("give residuals, or gradients= with jacobian= (and residuals=None)")

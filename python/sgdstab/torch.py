@@ -502,19 +502,20 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
 
 
 def covariance(model, inputs, targets, lr=None, batch=None, loss="mse_mean", *, sampling="without", momentum=None,
-               nesterov=False, optimizer=None, top=5, gradient_tolerance=1e-6, tolerance=1e-10, max_iterations=5000,
-               dtype=_torch.float64):
+               nesterov=False, weight_decay=None, optimizer=None, top=5, gradient_tolerance=1e-6, tolerance=1e-10,
+               max_iterations=5000, dtype=_torch.float64):
     """The stationary covariance of SGD around ``model``'s parameters, a minimum of the square loss that does
     not interpolate (theory/covariance.md; `sgdstab covariance`), in ``loss``'s units.
 
     The residuals f(x_i) - y_i at the point give the per-sample gradients, which must sum to zero
-    (gradient_tolerance: a minimum of the unpenalized loss). lr is torch's (MSELoss(mean): lr_factor C/2
-    as in analyze), batch the batch size, sampling the scheme; momentum=/nesterov= or optimizer= (a
-    torch.optim.SGD without weight decay) select momentum SGD (section 7). Returns a Report: trace
+    (gradient_tolerance: a minimum of the unpenalized loss; with weight_decay, of the penalized one). lr is
+    torch's (MSELoss(mean): lr_factor C/2 as in analyze), batch the batch size, sampling the scheme;
+    momentum=/nesterov= or optimizer= (a torch.optim.SGD) select momentum SGD (section 7). Returns a Report: trace
     (E|theta - theta*|^2 in the stationary state, parameter units), top_eigenvalues, excess_loss (the
     expected loss above the minimum's, in ``loss``'s units), rho (of the second-moment map at lr; >= 1 is a
     ValueError naming it), gradient_noise_trace (of the library's per-sample gradients), converged, status,
-    message, lr, lr_factor, batch, sampling, momentum, nesterov, samples, outputs, params, rank, to_dict().
+    message, lr, lr_factor, batch, sampling, momentum, nesterov, weight_decay (torch's), samples, outputs,
+    params, rank, to_dict().
 
     loss="cross_entropy": torch.nn.CrossEntropyLoss(reduction="mean") on logits model(inputs), targets as in
     analyze, at a minimum (a non-separable problem: the per-sample gradients J_i^T (p_i - t_i) sum to zero);
@@ -524,7 +525,13 @@ def covariance(model, inputs, targets, lr=None, batch=None, loss="mse_mean", *, 
     analyze (theory/adaptive.md), the fluctuations are those of phi = P^{1/2} (theta - theta*) under
     heavy-ball momentum on J P^{-1/2} with gradients P^{-1/2} g_i, mapped back to theta: trace and
     top_eigenvalues are theta's, trace_preconditioned = E[(theta - theta*)^T P (theta - theta*)], and the
-    excess_loss is the same in both coordinates. Weight decay is not covered here yet.
+    excess_loss is the same in both coordinates.
+
+    weight_decay=WD (or a torch.optim.SGD(weight_decay=WD) as optimizer=, plain SGD: no momentum): L2 weight
+    decay as torch.optim.SGD applies it, theta <- theta - lr (grad + WD theta), at a minimum of the loss plus
+    WD/2 |theta|^2 (the per-sample gradients plus WD theta sum to zero; theory/covariance.md section 8). The
+    library's lambda is WD lr_factor; excess_loss is that of ``loss`` without the penalty. Not with momentum
+    or the adaptive optimizers (NotImplementedError).
     """
     ce = loss == "cross_entropy"
     if loss not in LOSSES and not ce:
@@ -535,11 +542,11 @@ def covariance(model, inputs, targets, lr=None, batch=None, loss="mse_mean", *, 
             raise ValueError("optimizer= gives lr, momentum and nesterov: do not pass them as well")
         adaptive = _adaptive_settings(optimizer, model)
         if adaptive is None:
+            if weight_decay is not None:
+                raise ValueError("optimizer= gives weight_decay: do not pass it as well")
             settings = _sgd_settings(optimizer)
-            if settings["weight_decay"]:
-                raise NotImplementedError("optimizer: weight_decay is not covered by covariance (its pull -lr wd "
-                                          "theta* moves the mean at a minimum away from the origin)")
             lr, momentum, nesterov = settings["lr"], settings["momentum"], settings["nesterov"]
+            weight_decay = settings["weight_decay"]
         else:
             if adaptive.get("decoupled_weight_decay"):
                 raise NotImplementedError("optimizer: AdamW's weight_decay is not covered by covariance (its pull "
@@ -550,6 +557,11 @@ def covariance(model, inputs, targets, lr=None, batch=None, loss="mse_mean", *, 
         raise ValueError("give lr and batch (or optimizer= and batch)")
     if not (lr > 0 and math.isfinite(lr)):
         raise ValueError(f"lr: the learning rate must be finite and > 0, got {lr}")
+    if weight_decay is not None and not (weight_decay >= 0 and math.isfinite(weight_decay)):
+        raise ValueError(f"weight_decay: must be finite and >= 0, got {weight_decay}")
+    if weight_decay and (adaptive is not None or momentum):
+        raise NotImplementedError("covariance: weight_decay with momentum or an adaptive optimizer is not covered "
+                                  "(plain SGD's is, theory/covariance.md section 8)")
     work, x, names = _prepare(model, inputs, dtype)
     if ce:  # each sample's loss gradient in its logits is p_i - t_i; the geometry is that of S^{1/2} J
         n, c, _, curvature, residuals = _cross_entropy_point(work, x, targets, with_residuals=True)
@@ -568,6 +580,10 @@ def covariance(model, inputs, targets, lr=None, batch=None, loss="mse_mean", *, 
         jac = _core.apply_curvature(jac, curvature, c)
     mo = {"momentum": 0.0 if momentum is None else momentum, "nesterov": bool(nesterov)}
     lr_factor, lr_lib = factor, lr / factor
+    if weight_decay:  # torch's step lr (grad_t + WD theta) = (lr / factor) (g + factor WD theta): lambda = factor WD
+        params = dict(work.named_parameters())
+        theta = _torch.cat([params[nm].detach().reshape(-1) for nm in names]).double().cpu().numpy()
+        mo.update(weight_decay=float(weight_decay) * factor, theta=theta)
     if adaptive is not None:
         # phi = P^{1/2} delta: heavy-ball on J P^{-1/2} with gradients P^{-1/2} g_i; Adam at lr (1 - beta1)
         # (theory/adaptive.md, eq. 3), lr in library units with Adam's first bias correction (as analyze).
@@ -593,6 +609,7 @@ def covariance(model, inputs, targets, lr=None, batch=None, loss="mse_mean", *, 
                                          "bias_correction1": adaptive["bias_correction1"]}
     return CovarianceReport(samples=n, outputs=c, params=p, rank=geometry.rank, loss=loss, lr=lr, lr_factor=lr_factor,
                             batch=batch, sampling=sampling, momentum=mo["momentum"], nesterov=mo["nesterov"],
+                            weight_decay=float(weight_decay or 0.0),
                             trace=theta_space.get("trace", as_dict["trace"]),
                             top_eigenvalues=theta_space.get("top_eigenvalues", as_dict["top_eigenvalues"]),
                             excess_loss=as_dict["excess_loss"] / factor,

@@ -604,6 +604,34 @@ def test_covariance_equals_the_program_and_the_closed_form(cli, tmp_path):
     assert math.isclose(mres.trace, np.trace(z), rel_tol=1e-8)
     assert math.isclose(mres.excess_loss, 0.5 * np.trace(h @ z), rel_tol=1e-8)
     assert abs(mres.trace / res.trace - 1) > 0.05
+    # Weight decay (theory/covariance.md, section 8) at the ridge minimum, with replacement: the program, the
+    # gradients form, and the fixed point of delta' = ((1 - lr lam) I - lr H_B) delta - lr (g_B + lam theta*)
+    # enumerated over the n^2 ordered batches.
+    lam = 0.5 * g.lambda_max
+    theta = np.linalg.solve(h + lam * eye, jac.T @ y / n)
+    rw = jac @ theta - y
+    np.save(tmp_path / "rw.npy", rw.reshape(-1, 1))
+    np.save(tmp_path / "theta.npy", theta.reshape(-1, 1))  # the program reads 2-D files
+    wres = sgdstab.covariance(g, rw, lr, b, "with", weight_decay=lam, theta=theta, jacobian=jac)
+    assert wres.converged and wres.rho < 1 and wres.weight_decay == lam
+    assert_same(wres.to_dict(), cli("covariance", "--jacobian", tmp_path / "J.npy", "--residual", tmp_path / "rw.npy",
+                                    "--lr", repr(lr), "--batch", b, "--sampling", "with", "--weight-decay", repr(lam),
+                                    "--theta", tmp_path / "theta.npy"))
+    gw = jac * rw[:, None]
+    via_gw = sgdstab.covariance(g, None, lr, b, "with", gradients=gw, jacobian=jac, weight_decay=lam, theta=theta)
+    assert math.isclose(via_gw.trace, wres.trace, rel_tol=1e-10)
+    kw, nw = np.zeros((p * p, p * p)), np.zeros(p * p)
+    for i in range(n):
+        for j2 in range(n):
+            a = (1 - lr * lam) * eye - lr * (hs[i] + hs[j2]) / 2
+            c_b = -lr * ((gw[i] + gw[j2]) / 2 + lam * theta)
+            kw += np.kron(a, a) / n ** 2
+            nw += np.kron(c_b, c_b) / n ** 2
+    sw = np.linalg.solve(np.eye(p * p) - kw, nw).reshape(p, p)
+    assert math.isclose(wres.trace, np.trace(sw), rel_tol=1e-8)
+    assert math.isclose(wres.excess_loss, 0.5 * np.trace(h @ sw), rel_tol=1e-8)
+    with pytest.raises(ValueError, match="not a minimum of the regularized loss"):
+        sgdstab.covariance(g, r, lr, b, "with", weight_decay=lam, theta=theta, jacobian=jac)
     with pytest.raises(ValueError, match="nesterov"):
         sgdstab.covariance(g, r, lr, b, nesterov=True)
     with pytest.raises(ValueError, match="not a minimum"):

@@ -883,8 +883,11 @@ def test_covariance_against_torch_optim_sgd(momentum):
                                torch.nn.MSELoss())
     assert math.isclose(sq, cov.trace, rel_tol=0.05), (sq, cov.trace)
     assert math.isclose(ex, cov.excess_loss, rel_tol=0.05), (ex, cov.excess_loss)
-    with pytest.raises(NotImplementedError, match="weight_decay"):
-        st.covariance(model, x, y, batch=2, optimizer=torch.optim.SGD(model.parameters(), lr=lr, weight_decay=0.1))
+    # Weight decay: with momentum not covered; without, this point is no minimum of the penalized loss.
+    decayed = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum or 0.0, weight_decay=0.1)
+    with pytest.raises(NotImplementedError if momentum else ValueError,
+                       match="weight_decay with momentum" if momentum else "not a minimum of the regularized loss"):
+        st.covariance(model, x, y, batch=2, optimizer=decayed)
     with pytest.raises(ValueError, match=">= 1"):
         st.covariance(model, x, y, 3 * eta, 2, momentum=momentum)
 
@@ -968,6 +971,67 @@ def test_adam_covariance_in_theta_against_the_enumerated_map():
     assert math.isclose(cov.trace_preconditioned, np.trace(np.linalg.inv(pinv) @ sd), rel_tol=1e-7)
     excess = sum(np.trace(jac[i].T @ jac[i] @ sd) for i in range(n)) / (n * c)  # MSELoss(mean) above its minimum
     assert math.isclose(cov.excess_loss, excess, rel_tol=1e-7), (cov.excess_loss, excess)
+
+
+def test_covariance_with_weight_decay_against_the_enumerated_map():
+    # sgdstab.torch.covariance(optimizer=torch.optim.SGD(lr, weight_decay=WD)) at the minimum of the penalized
+    # MSELoss(mean) + WD/2 |W|^2 (ridge: W* = Y^T X (X^T X + (n C WD / 2) I)^-1, where the data gradients do
+    # not sum to zero), against an independent dense solve in torch's own units: the step
+    # delta' = (1 - lr WD) delta - lr (H_B delta + g*_B + WD theta*), H_B and g*_B of MSELoss(mean) on the
+    # batch (J_i = kron(I_3, x_i^T)), enumerated over the 28 batches of 2 drawn without replacement:
+    # vec S = (I - E[A_B (x) A_B])^-1 vec E[c_B c_B^T]. The library goes through its own units (lambda =
+    # WD C/2) and the centred noise of theory/covariance.md section 8.
+    import itertools
+
+    _, x, y, model, _ = least_squares_minimum()
+    n, c, p, wd = 8, 3, 9, 0.4
+    xs, ys = x.numpy(), y.numpy()
+    w = ys.T @ xs @ np.linalg.inv(xs.T @ xs + 0.5 * n * c * wd * np.eye(3))
+    with torch.no_grad():
+        model.weight.copy_(torch.from_numpy(w))
+    theta = w.reshape(-1)
+    eta = st.analyze(model, x, y, batches=[2], allow_non_minimum=True, weight_decay=wd).points[0]["eta_star"]
+    lr = 0.6 * eta
+    cov = st.covariance(model, x, y, batch=2, optimizer=torch.optim.SGD(model.parameters(), lr=lr, weight_decay=wd),
+                        top=9)
+    assert cov.converged and cov.rho < 1 and cov.weight_decay == wd
+    jac = [np.kron(np.eye(c), xs[i][None, :]) for i in range(n)]
+    res = [w @ xs[i] - ys[i] for i in range(n)]
+    batches = list(itertools.combinations(range(n), 2))
+    eaa, ecc = np.zeros((p * p, p * p)), np.zeros((p, p))
+    for b in batches:
+        hb = sum(jac[i].T @ jac[i] for i in b) * 2.0 / (len(b) * c)
+        gb = sum(jac[i].T @ res[i] for i in b) * 2.0 / (len(b) * c)
+        a_b = (1 - lr * wd) * np.eye(p) - lr * hb
+        c_b = -lr * (gb + wd * theta)
+        eaa += np.kron(a_b, a_b) / len(batches)
+        ecc += np.outer(c_b, c_b) / len(batches)
+    s = np.linalg.solve(np.eye(p * p) - eaa, ecc.reshape(-1)).reshape(p, p)
+    s = 0.5 * (s + s.T)
+    ev = np.sort(np.linalg.eigvalsh(s))[::-1]
+    assert math.isclose(cov.trace, np.trace(s), rel_tol=1e-8), (cov.trace, np.trace(s))
+    for got, want in zip(cov.top_eigenvalues, ev):
+        assert math.isclose(got, want, rel_tol=1e-7, abs_tol=1e-9 * ev[0]), (cov.top_eigenvalues, ev)
+    excess = sum(np.trace(jac[i].T @ jac[i] @ s) for i in range(n)) / (n * c)  # MSELoss(mean) above its value at W*
+    assert math.isclose(cov.excess_loss, excess, rel_tol=1e-8), (cov.excess_loss, excess)
+    # The same through sgdstab.covariance in the library's units, and the keyword form.
+    by_hand = sgdstab.covariance(sgdstab.Geometry.from_jacobian(st.jacobian(model, x), c),
+                                 np.concatenate(res), lr / 1.5, 2, weight_decay=wd * 1.5, theta=theta,
+                                 jacobian=st.jacobian(model, x))
+    assert math.isclose(by_hand.trace, cov.trace, rel_tol=1e-12) and by_hand.weight_decay == wd * 1.5
+    assert math.isclose(st.covariance(model, x, y, lr, 2, weight_decay=wd).trace, cov.trace, rel_tol=1e-12)
+    # Errors: theta without weight_decay and the converse, weight decay with momentum, a point off the minimum.
+    with pytest.raises(ValueError, match="go together"):
+        sgdstab.covariance(by_hand_geometry := sgdstab.Geometry.from_jacobian(st.jacobian(model, x), c),
+                           np.concatenate(res), lr / 1.5, 2, theta=theta, jacobian=st.jacobian(model, x))
+    with pytest.raises(ValueError, match="needs jacobian"):
+        sgdstab.covariance(by_hand_geometry, np.concatenate(res), lr / 1.5, 2, weight_decay=0.6, theta=theta)
+    with pytest.raises(NotImplementedError, match="weight_decay with momentum"):
+        st.covariance(model, x, y, lr, 2, weight_decay=wd, momentum=0.5)
+    with pytest.raises(ValueError, match="weight_decay: must be finite"):
+        st.covariance(model, x, y, lr, 2, weight_decay=-1.0)
+    with pytest.raises(ValueError, match="not a minimum of the regularized loss"):
+        st.covariance(model, x, y, lr, 2, weight_decay=2 * wd)
 
 
 def test_covariance_with_cross_entropy_against_torch_optim_sgd():
