@@ -33,15 +33,14 @@ int cmd_covariance(const Args& args, std::ostream& out, std::ostream& err) {
   // --weight-decay LAMBDA --theta FILE (theory/covariance.md, section 8).
   o.weight_decay = weight_decay_option(args);
   const bool decay = o.weight_decay > 0.0;
-  if (args.has("theta") && !decay) throw UsageError("--theta is the minimum of the regularized loss: it needs --weight-decay");
+  if (args.has("theta") && !decay)
+    throw UsageError("--theta is the minimum of the regularized loss: it needs --weight-decay LAMBDA > 0");
   if (decay && !args.has("theta"))
     throw UsageError("--weight-decay needs --theta FILE: the minimum theta* of the loss + LAMBDA/2 |theta|^2 (p values)");
   if (decay && !args.has("jacobian"))
     throw UsageError("--weight-decay needs --jacobian (theta* is put in the geometry's coordinates through it)");
   if (decay && args.has("preconditioner"))
     throw UsageError("--weight-decay with --preconditioner: weight decay's covariance is plain SGD's");
-  if (decay && o.momentum.beta > 0.0)
-    throw UsageError("--weight-decay with --momentum: the stationary covariance with both is not built yet");
   o.validate();
   // theta* in the coordinates of g (with --weight-decay), from its Jacobian.
   auto set_parameters = [&](const Geometry& g, const Eigen::MatrixXd& jac) {
@@ -51,7 +50,8 @@ int cmd_covariance(const Args& args, std::ostream& out, std::ostream& err) {
       throw sgdstab::invalid_argument("--theta: expected p = " + std::to_string(jac.cols()) +
                                       " values in one row or one column, got a " + std::to_string(theta.rows()) +
                                       " x " + std::to_string(theta.cols()) + " matrix");
-    o.parameters = reduced_parameters(g, jac, Eigen::Map<const Eigen::VectorXd>(theta.data(), theta.size()));
+    o.parameters = reduced_parameters(g, jac, Eigen::Map<const Eigen::VectorXd>(theta.data(), theta.size()),
+                                      o.gradient_tolerance);
   };
   if (args.has("residual-gradients") || decay) {
     const Eigen::MatrixXd jac = load_jacobian(args);  // with --curvature / --softmax applied

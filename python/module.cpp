@@ -755,7 +755,8 @@ void bind_covariance(py::module_& m) {
         o.max_iterations = max_iterations;
         o.weight_decay = weight_decay;
         if (!theta.is_none())  // weight decay: theta* in the geometry's coordinates through its Jacobian
-          o.parameters = reduced_parameters(g, as_matrix(jacobian, "jacobian").dense(), as_vector(theta, "theta"));
+          o.parameters = reduced_parameters(g, as_matrix(jacobian, "jacobian").dense(), as_vector(theta, "theta"),
+                                            gradient_tolerance);
         CovarianceResult res;
         {
           Compute c;
@@ -782,7 +783,7 @@ void bind_covariance(py::module_& m) {
         o.tolerance = tolerance;
         o.max_iterations = max_iterations;
         o.weight_decay = weight_decay;
-        if (!theta.is_none()) o.parameters = reduced_parameters(g, j, as_vector(theta, "theta"));
+        if (!theta.is_none()) o.parameters = reduced_parameters(g, j, as_vector(theta, "theta"), gradient_tolerance);
         CovarianceResult res;
         {
           Compute c;

@@ -498,12 +498,23 @@ TEST_F(Cli, LossCurvatureAndAdaptiveOptimizers) {
     EXPECT_REL_NEAR(j["excess_loss"].get<double>(), want_w.excess_loss, 1e-10);
     EXPECT_EQ(j["weight_decay"].get<double>(), wd);
     EXPECT_NE(j["definition"].get<std::string>().find("weight_decay theta*"), std::string::npos);
+    EXPECT_LT(j["mean_gradient_norm"].get<double>(), 1e-12);  // the penalized loss's gradient
+    // With --momentum too: the library's answer with both.
+    wo.momentum = sgdstab::Momentum{0.5, false};
+    const double lr_wm =
+        0.5 * sgdstab::weight_decay_momentum_threshold(g0, 2, sgdstab::Sampling::bernoulli, wo.momentum, wd).eta_star;
+    const auto want_wm = sgdstab::stationary_covariance(g0, res_wd, lr_wm, 2, sgdstab::Sampling::bernoulli, wo);
+    r = run("covariance --jacobian " + file("cj.npy") + " --outputs 2 --batch 2 --sampling bernoulli --lr " +
+            num(lr_wm) + " --residual " + file("res_wd.npy") + " --weight-decay " + num(wd) + " --theta " +
+            file("theta.npy") + " --momentum 0.5");
+    ASSERT_EQ(r.code, 0) << r.err;
+    j = json::parse(r.out);
+    EXPECT_REL_NEAR(j["trace"].get<double>(), want_wm.trace, 1e-10);
+    EXPECT_EQ(j["momentum"].get<double>(), 0.5);
     // Its errors, each by name.
     for (const auto& [extra, needle] : std::vector<std::pair<std::string, std::string>>{
              {" --weight-decay " + num(wd), "--weight-decay needs --theta"},
              {" --theta " + file("theta.npy"), "--theta is the minimum of the regularized loss"},
-             {" --weight-decay " + num(wd) + " --theta " + file("theta.npy") + " --momentum 0.5",
-              "--weight-decay with --momentum"},
              {" --weight-decay " + num(2 * wd) + " --theta " + file("theta.npy"), "not a minimum of the regularized loss"},
              {" --weight-decay " + num(wd) + " --theta " + file("res_nc.npy"), "--theta: expected p = 5 values"}}) {
       r = run(wcmd + extra);

@@ -51,8 +51,9 @@ struct CovarianceOptions {
   Momentum momentum;
   /// L2 weight decay lambda >= 0 (theory/covariance.md, section 8): SGD steps
   /// theta <- theta - lr (g_B + lambda theta), as torch.optim.SGD(weight_decay=)
-  /// does, and the point must be a minimum of the regularized loss
-  /// L + lambda/2 |theta|^2: (1/n) sum g_i + lambda theta* = 0. Not with momentum.
+  /// does (with momentum the buffer takes g_B + lambda theta), and the point
+  /// must be a minimum of the regularized loss L + lambda/2 |theta|^2:
+  /// (1/n) sum g_i + lambda theta* = 0.
   double weight_decay = 0.0;
   /// With weight_decay > 0: theta* in reduced coordinates, V^T theta* (r entries;
   /// reduced_parameters()), to check that the point is that minimum.
@@ -73,7 +74,8 @@ struct CovarianceResult : Result {
   double excess_loss = 0.0;        ///< 1/2 tr(H Sigma): E[L] - L(theta*) to second order (the loss
                                    ///< without the penalty; the regularized one adds lambda/2 tr Sigma)
   double gradient_noise_trace = 0.0;  ///< tr Sigma_g = (1/n) sum |g_i|^2
-  double mean_gradient_norm = 0.0;    ///< |(1/n) sum g_i| (0 at an exact minimum)
+  double mean_gradient_norm = 0.0;    ///< |(1/n) sum g_i| (0 at an exact minimum); with weight
+                                      ///< decay |(1/n) sum g_i + lambda theta*|, the penalized loss's
   // report: iterations = CG iterations, matvecs = applications of Q (with
   // momentum: of C_0; the radius's are not counted), residual = the final
   // relative residual; status not_converged when max_iterations ran out
@@ -90,7 +92,7 @@ struct CovarianceResult : Result {
 ///   (naming rho: there is no stationary state); with momentum also when rho
 ///   did not converge or the mean-dynamics kernel has an entry <= 0; with
 ///   weight decay when options.parameters is missing or has the wrong length,
-///   the point is not a minimum of the regularized loss, or with momentum.
+///   or the point is not a minimum of the regularized loss.
 CovarianceResult stationary_covariance(const Geometry& geometry, const Eigen::Ref<const Eigen::VectorXd>& residuals,
                                        double lr, Index batch, Sampling sampling = Sampling::without_replacement,
                                        const CovarianceOptions& options = {});
@@ -120,9 +122,10 @@ Eigen::MatrixXd reduced_gradients(const Geometry& geometry, const Eigen::Ref<con
 /// minimum of the regularized loss lambda theta = -(1/n) sum g_i lies in
 /// range(H), so theta must too.
 /// \throws sgdstab::invalid_argument on shapes that disagree, NaN/Inf, a
-///   Jacobian other than the geometry's, or a theta with more than 1e-6 of its
-///   norm outside range(H) (not a minimum of the regularized loss).
+///   Jacobian other than the geometry's, or a theta with more than `tolerance`
+///   of its norm outside range(H) (not a minimum of the regularized loss; the
+///   program and Python pass the minimum test's gradient tolerance).
 Eigen::VectorXd reduced_parameters(const Geometry& geometry, const Eigen::Ref<const Eigen::MatrixXd>& jacobian,
-                                   const Eigen::Ref<const Eigen::VectorXd>& theta);
+                                   const Eigen::Ref<const Eigen::VectorXd>& theta, double tolerance = 1e-6);
 
 }  // namespace sgdstab

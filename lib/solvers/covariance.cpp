@@ -42,6 +42,7 @@ void matrix_cg(const Apply& apply, const Eigen::MatrixXd& b, const Eigen::Matrix
     return;
   }
   Eigen::MatrixXd res = b - apply(x);
+  res = 0.5 * (res + res.transpose()).eval();
   Eigen::MatrixXd zr = res.cwiseProduct(inv_m);
   Eigen::MatrixXd p = zr;
   double rz = dot(res, zr);
@@ -52,7 +53,10 @@ void matrix_cg(const Apply& apply, const Eigen::MatrixXd& b, const Eigen::Matrix
       break;
     }
     detail::throw_if_interrupted(where.c_str());
-    const Eigen::MatrixXd mp = apply(p);
+    // M's image is symmetric in exact arithmetic; kept so to the last bit, or the
+    // iterates drift off the symmetric matrices the operators accept.
+    Eigen::MatrixXd mp = apply(p);
+    mp = 0.5 * (mp + mp.transpose()).eval();
     const double pmp = dot(p, mp);
     detail::require(pmp > 0.0, where,
                     what + " is not positive definite (rho(T) = " + detail::fmt(out.rho) +
@@ -75,21 +79,26 @@ void matrix_cg(const Apply& apply, const Eigen::MatrixXd& b, const Eigen::Matrix
 }
 
 // Momentum's stationary delta-block X (theory/covariance.md, section 7): with
-// the mean kernel G at lr and W = sqrt(G) entrywise, X = G o (b C_0(X) +
-// beta Sigma_g) is X = W o Y with the symmetric positive definite system
-//   (I - b W o C_0(W o .) o W) Y = beta W o Sigma_g,
-// b = beta the scheme's factor, C_0 = D - H . H (D for Bernoulli); CG.
+// the mean kernel G at lr and W = sqrt(G) entrywise, X = G o (b C_0(X) + N)
+// is X = W o Y with the symmetric positive definite system
+//   (I - b W o C_0(W o .) o W) Y = W o N,
+// b = beta the scheme's factor, C_0 = D - H . H (D for Bernoulli), N the
+// covariance of the batch gradient (beta Sigma_g at a minimum of the loss);
+// with L2 weight decay lambda G is the kernel of d + lambda (section 8). CG.
 // Fills out.covariance and the report (iterations, matvecs, residual, status).
-void momentum_covariance(const Geometry& geometry, const Eigen::MatrixXd& sigma_g, double lr, Index batch,
+void momentum_covariance(const Geometry& geometry, const Eigen::MatrixXd& noise, double lr, Index batch,
                          Sampling sampling, const CovarianceOptions& options, CovarianceResult& out) {
   const std::string where = "stationary_covariance (momentum)";
   const Index r = geometry.rank();
   const Eigen::VectorXd& d = geometry.hessian_eigenvalues();
   Eigen::MatrixXd g;
-  detail::require(detail::momentum_mean_kernel(d, lr, options.momentum, 0.0, g), where,
+  const Eigen::VectorXd shifted = (d.array() + options.weight_decay).matrix();
+  detail::require(detail::momentum_mean_kernel(shifted, lr, options.momentum, 0.0, g), where,
                   "the kernel G of the mean dynamics has an entry <= 0 at lr = " + detail::fmt(lr) +
                       " (theory/momentum.md, section 5): the symmetric form does not apply");
-  const Eigen::MatrixXd w = g.cwiseSqrt();
+  // Symmetric in exact arithmetic; the kernel's entries (i, j) and (j, i) may
+  // differ in the last bit, which the operator's symmetry check would refuse.
+  const Eigen::MatrixXd w = (0.5 * (g + g.transpose())).cwiseSqrt();
   const double b = sampling_factors(sampling, geometry.samples(), batch).beta;
   const bool bernoulli = sampling == Sampling::bernoulli;
   const SecondMomentOperator dop(geometry, 1, Sampling::with_replacement);  // Q at B = 1 with replacement: D
@@ -100,7 +109,7 @@ void momentum_covariance(const Geometry& geometry, const Eigen::MatrixXd& sigma_
     if (!bernoulli) c0 -= d.asDiagonal() * x * d.asDiagonal();
     return Eigen::MatrixXd(y - b * c0.cwiseProduct(w));
   };
-  const Eigen::MatrixXd rhs = b * w.cwiseProduct(sigma_g);
+  const Eigen::MatrixXd rhs = w.cwiseProduct(noise);
   // From the answer without the multiplicative noise; out.covariance holds Y, then X = W o Y.
   matrix_cg(apply, rhs, Eigen::MatrixXd::Ones(r, r), rhs, options, where, "I - b W o C_0 o W", out);
   out.covariance = out.covariance.cwiseProduct(w);
@@ -127,9 +136,9 @@ void CovarianceOptions::validate() const {
   momentum.validate();
   detail::require(std::isfinite(weight_decay) && weight_decay >= 0.0, "CovarianceOptions",
                   "weight_decay must be finite and >= 0, got " + detail::fmt(weight_decay));
-  detail::require(weight_decay == 0.0 || momentum.beta == 0.0, "CovarianceOptions",
-                  "weight_decay with momentum is not supported by the stationary covariance yet (plain SGD only)");
   detail::require(parameters.allFinite(), "CovarianceOptions", "parameters has a NaN or Inf entry");
+  detail::require(parameters.size() == 0 || weight_decay > 0.0, "CovarianceOptions",
+                  "parameters (theta*) are for weight_decay > 0, which is 0");
 }
 
 CovarianceResult stationary_covariance(const Geometry& geometry, const Eigen::Ref<const Eigen::VectorXd>& residuals,
@@ -194,8 +203,10 @@ Eigen::MatrixXd reduced_gradients(const Geometry& geometry, const Eigen::Ref<con
 }
 
 Eigen::VectorXd reduced_parameters(const Geometry& geometry, const Eigen::Ref<const Eigen::MatrixXd>& jacobian,
-                                   const Eigen::Ref<const Eigen::VectorXd>& theta) {
+                                   const Eigen::Ref<const Eigen::VectorXd>& theta, double tolerance) {
   const std::string where = "reduced_parameters";
+  detail::require(std::isfinite(tolerance) && tolerance >= 0.0, where,
+                  "tolerance must be finite and >= 0, got " + detail::fmt(tolerance));
   detail::require(theta.size() == jacobian.cols(), where,
                   "theta must have p = " + std::to_string(jacobian.cols()) + " entries (the Jacobian's columns), got " +
                       std::to_string(theta.size()));
@@ -203,9 +214,9 @@ Eigen::VectorXd reduced_parameters(const Geometry& geometry, const Eigen::Ref<co
   const Eigen::MatrixXd v = reduction_basis(geometry, jacobian, where);
   Eigen::VectorXd out = v.transpose() * theta;
   const double total = theta.squaredNorm(), inside = out.squaredNorm();
-  detail::require(std::abs(total - inside) <= 1e-12 * total + 1e-300, where,
-                  "theta has " + detail::fmt(std::sqrt(std::abs(total - inside) / total)) +
-                      " of its norm outside range(H): not a minimum of the regularized loss, where lambda theta = "
+  detail::require(std::abs(total - inside) <= tolerance * tolerance * total + 1e-300, where,
+                  "theta has " + detail::fmt(std::sqrt(std::abs(total - inside) / total)) + " > " +
+                      detail::fmt(tolerance) + " of its norm outside range(H): not a minimum of the regularized loss, where lambda theta = "
                       "-(1/n) sum g_i lies in range(H) (theory/covariance.md, section 8)");
   return out;
 }
@@ -249,7 +260,8 @@ CovarianceResult stationary_covariance_from_gradients(const Geometry& geometry,
                             detail::fmt(options.gradient_tolerance) + ") * mean |g_i| = " +
                             detail::fmt(mean_norm_of_each) +
                             " (the per-sample gradients must sum to zero at a minimum)");
-  const Eigen::MatrixXd sigma_g = grads * grads.transpose() / static_cast<double>(n);
+  Eigen::MatrixXd sigma_g = grads * grads.transpose() / static_cast<double>(n);
+  sigma_g = 0.5 * (sigma_g + sigma_g.transpose()).eval();  // exactly symmetric (a GEMM need not be)
 
   CovarianceResult out;
   out.lr = lr;
@@ -258,35 +270,39 @@ CovarianceResult stationary_covariance_from_gradients(const Geometry& geometry,
   out.momentum = options.momentum;
   out.weight_decay = lambda;
   out.gradient_noise_trace = sigma_g.trace();
-  out.mean_gradient_norm = mean.norm();
+  out.mean_gradient_norm = stationarity.norm();
   const bool heavy = options.momentum.beta > 0.0;
-  const RadiusResult rho = heavy          ? momentum_spectral_radius(geometry, lr, batch, sampling, options.momentum)
-                           : lambda > 0.0 ? weight_decay_spectral_radius(geometry, lr, batch, sampling, lambda)
-                                          : spectral_radius(geometry, lr, batch, sampling);
+  const RadiusResult rho =
+      heavy ? (lambda > 0.0
+                   ? weight_decay_momentum_spectral_radius(geometry, lr, batch, sampling, options.momentum, lambda)
+                   : momentum_spectral_radius(geometry, lr, batch, sampling, options.momentum))
+            : lambda > 0.0 ? weight_decay_spectral_radius(geometry, lr, batch, sampling, lambda)
+                           : spectral_radius(geometry, lr, batch, sampling);
   detail::require(rho.converged(), where, "the spectral radius at lr did not converge: " + rho.report.message);
   out.rho = rho.rho;
   detail::require(rho.rho < 1.0, where,
                   "rho(T) = " + detail::fmt(rho.rho) + " >= 1 at lr = " + detail::fmt(lr) +
                       ": SGD is not mean-square stable there and has no stationary covariance");
   const Eigen::VectorXd& d = geometry.hessian_eigenvalues();
+  // The covariance of the batch gradient, N = beta Sigma_g + (alpha - 1) gbar gbar^T
+  // (section 8; gbar = 0 without weight decay: beta Sigma_g, section 2).
+  const SamplingFactors f = op.factors();
+  const Eigen::MatrixXd noise = lambda > 0.0 ? Eigen::MatrixXd(f.beta * sigma_g + (f.alpha - 1.0) * mean * mean.transpose())
+                                             : Eigen::MatrixXd(f.beta * sigma_g);
   if (heavy) {
-    momentum_covariance(geometry, sigma_g, lr, batch, sampling, options, out);
+    momentum_covariance(geometry, noise, lr, batch, sampling, options, out);
     return finish_covariance(out, d, options, watch);
   }
 
   // (A - lr Q) X = lr beta Sigma_g (eq. 4), CG preconditioned by A^{-1}. With
   // weight decay (section 8): (a A + lambda (2 - lr lambda) - lr Q) X = lr N,
-  // a = 1 - lr lambda, N = beta Sigma_g + (alpha - 1) gbar gbar^T the
-  // covariance of g_B (gbar = -lambda theta*: centred for with and without
-  // replacement, not for Bernoulli), preconditioned by the inverse of its
-  // first two terms (entrywise).
+  // a = 1 - lr lambda, N the covariance of g_B (gbar = -lambda theta*: centred
+  // for with and without replacement, not for Bernoulli), preconditioned by
+  // the inverse of its first two terms (entrywise).
   const double a = 1.0 - lr * lambda, shift = lambda * (2.0 - lr * lambda);
   const Eigen::MatrixXd inv_a =
       (a * (d.replicate(1, r) + d.transpose().replicate(r, 1)).array() + shift).cwiseInverse().matrix();
-  const SamplingFactors f = op.factors();
-  const Eigen::MatrixXd b =
-      lambda > 0.0 ? Eigen::MatrixXd(lr * (f.beta * sigma_g + (f.alpha - 1.0) * mean * mean.transpose()))
-                   : Eigen::MatrixXd(lr * f.beta * sigma_g);
+  const Eigen::MatrixXd b = lr * noise;
   auto apply = [&](const Eigen::MatrixXd& x) {
     ++out.report.matvecs;
     if (lambda > 0.0) return Eigen::MatrixXd(a * op.anticommutator(x) + shift * x - lr * op.quadratic(x));

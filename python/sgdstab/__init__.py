@@ -34,6 +34,8 @@ Example::
     print(r.eta_star, r.converged, g.eta_gd)                  # eta*(8) <= 2/lambda_max
 """
 
+import math as _math
+
 from . import _core
 from ._core import (  # noqa: F401  (the result classes, for isinstance and help())
     BandResult,
@@ -494,14 +496,17 @@ class CovarianceResult:
     L2 weight decay, theta <- theta - lr (g_B + LAMBDA theta), at THETA, a
     minimum of the loss + LAMBDA/2 |theta|^2 (theory/covariance.md section
     8; `sgdstab covariance --weight-decay --theta`); rho(T) that of
-    radius(weight_decay=). Plain SGD only. excess_loss is the loss's (the
-    regularized objective's adds LAMBDA/2 trace).""")
+    radius(weight_decay=) (with momentum= too: the buffer takes g + LAMBDA
+    theta). excess_loss is the loss's (the regularized objective's adds
+    LAMBDA/2 trace).""")
 def covariance(geometry, residuals, lr, batch, sampling="without", *, top=5, gradient_tolerance=1e-6,
                tolerance=1e-10, max_iterations=5000, gradients=None, jacobian=None, momentum=None, nesterov=False,
                weight_decay=0.0, theta=None):
     if nesterov and momentum is None:
         raise ValueError("nesterov=True needs momentum=BETA")
     mo = {"momentum": 0.0 if momentum is None else momentum, "nesterov": bool(nesterov)}
+    if not (weight_decay >= 0 and _math.isfinite(weight_decay)):
+        raise ValueError(f"weight_decay: must be finite and >= 0, got {weight_decay}")
     if (theta is None) != (not weight_decay):
         raise ValueError("weight_decay=LAMBDA > 0 and theta= (the minimum of the regularized loss) go together")
     if weight_decay:

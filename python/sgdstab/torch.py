@@ -527,11 +527,11 @@ def covariance(model, inputs, targets, lr=None, batch=None, loss="mse_mean", *, 
     top_eigenvalues are theta's, trace_preconditioned = E[(theta - theta*)^T P (theta - theta*)], and the
     excess_loss is the same in both coordinates.
 
-    weight_decay=WD (or a torch.optim.SGD(weight_decay=WD) as optimizer=, plain SGD: no momentum): L2 weight
-    decay as torch.optim.SGD applies it, theta <- theta - lr (grad + WD theta), at a minimum of the loss plus
-    WD/2 |theta|^2 (the per-sample gradients plus WD theta sum to zero; theory/covariance.md section 8). The
-    library's lambda is WD lr_factor; excess_loss is that of ``loss`` without the penalty. Not with momentum
-    or the adaptive optimizers (NotImplementedError).
+    weight_decay=WD (or a torch.optim.SGD(weight_decay=WD) as optimizer=, with or without momentum): L2
+    weight decay as torch.optim.SGD applies it, grad + WD theta in place of grad, at a minimum of the loss
+    plus WD/2 |theta|^2 (the per-sample gradients plus WD theta sum to zero; theory/covariance.md section
+    8). The library's lambda is WD lr_factor; excess_loss is that of ``loss`` without the penalty. Not with
+    the adaptive optimizers (NotImplementedError).
     """
     ce = loss == "cross_entropy"
     if loss not in LOSSES and not ce:
@@ -559,9 +559,9 @@ def covariance(model, inputs, targets, lr=None, batch=None, loss="mse_mean", *, 
         raise ValueError(f"lr: the learning rate must be finite and > 0, got {lr}")
     if weight_decay is not None and not (weight_decay >= 0 and math.isfinite(weight_decay)):
         raise ValueError(f"weight_decay: must be finite and >= 0, got {weight_decay}")
-    if weight_decay and (adaptive is not None or momentum):
-        raise NotImplementedError("covariance: weight_decay with momentum or an adaptive optimizer is not covered "
-                                  "(plain SGD's is, theory/covariance.md section 8)")
+    if weight_decay and adaptive is not None:
+        raise NotImplementedError("covariance: weight_decay with an adaptive optimizer is not covered (SGD's, "
+                                  "with or without momentum, is: theory/covariance.md section 8)")
     work, x, names = _prepare(model, inputs, dtype)
     if ce:  # each sample's loss gradient in its logits is p_i - t_i; the geometry is that of S^{1/2} J
         n, c, _, curvature, residuals = _cross_entropy_point(work, x, targets, with_residuals=True)

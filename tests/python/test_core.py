@@ -632,6 +632,10 @@ def test_covariance_equals_the_program_and_the_closed_form(cli, tmp_path):
     assert math.isclose(wres.excess_loss, 0.5 * np.trace(h @ sw), rel_tol=1e-8)
     with pytest.raises(ValueError, match="not a minimum of the regularized loss"):
         sgdstab.covariance(g, r, lr, b, "with", weight_decay=lam, theta=theta, jacobian=jac)
+    with pytest.raises(ValueError, match="weight_decay: must be finite"):
+        sgdstab.covariance(g, rw, lr, b, "with", weight_decay=float("nan"), theta=theta, jacobian=jac)
+    with pytest.raises(ValueError, match="go together"):
+        sgdstab.covariance(g, rw, lr, b, "with", theta=theta, jacobian=jac)
     with pytest.raises(ValueError, match="nesterov"):
         sgdstab.covariance(g, r, lr, b, nesterov=True)
     with pytest.raises(ValueError, match="not a minimum"):

@@ -883,10 +883,9 @@ def test_covariance_against_torch_optim_sgd(momentum):
                                torch.nn.MSELoss())
     assert math.isclose(sq, cov.trace, rel_tol=0.05), (sq, cov.trace)
     assert math.isclose(ex, cov.excess_loss, rel_tol=0.05), (ex, cov.excess_loss)
-    # Weight decay: with momentum not covered; without, this point is no minimum of the penalized loss.
+    # Weight decay: this point is no minimum of the penalized loss.
     decayed = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum or 0.0, weight_decay=0.1)
-    with pytest.raises(NotImplementedError if momentum else ValueError,
-                       match="weight_decay with momentum" if momentum else "not a minimum of the regularized loss"):
+    with pytest.raises(ValueError, match="not a minimum of the regularized loss"):
         st.covariance(model, x, y, batch=2, optimizer=decayed)
     with pytest.raises(ValueError, match=">= 1"):
         st.covariance(model, x, y, 3 * eta, 2, momentum=momentum)
@@ -998,16 +997,23 @@ def test_covariance_with_weight_decay_against_the_enumerated_map():
     jac = [np.kron(np.eye(c), xs[i][None, :]) for i in range(n)]
     res = [w @ xs[i] - ys[i] for i in range(n)]
     batches = list(itertools.combinations(range(n), 2))
-    eaa, ecc = np.zeros((p * p, p * p)), np.zeros((p, p))
-    for b in batches:
-        hb = sum(jac[i].T @ jac[i] for i in b) * 2.0 / (len(b) * c)
-        gb = sum(jac[i].T @ res[i] for i in b) * 2.0 / (len(b) * c)
-        a_b = (1 - lr * wd) * np.eye(p) - lr * hb
-        c_b = -lr * (gb + wd * theta)
-        eaa += np.kron(a_b, a_b) / len(batches)
-        ecc += np.outer(c_b, c_b) / len(batches)
-    s = np.linalg.solve(np.eye(p * p) - eaa, ecc.reshape(-1)).reshape(p, p)
-    s = 0.5 * (s + s.T)
+
+    def enumerated(lr, mu):
+        # torch.optim.SGD(lr, momentum=mu, weight_decay=wd) linearized, state (delta, buf):
+        # buf' = mu buf + (H_B + wd) delta + g*_B + wd theta*, delta' = delta - lr buf'.
+        q = 2 * p
+        emm, ecc = np.zeros((q * q, q * q)), np.zeros((q, q))
+        for b in batches:
+            hb = sum(jac[i].T @ jac[i] for i in b) * 2.0 / (len(b) * c) + wd * np.eye(p)
+            gb = sum(jac[i].T @ res[i] for i in b) * 2.0 / (len(b) * c) + wd * theta
+            m_b = np.block([[np.eye(p) - lr * hb, -lr * mu * np.eye(p)], [hb, mu * np.eye(p)]])
+            c_b = np.concatenate([-lr * gb, gb])
+            emm += np.kron(m_b, m_b) / len(batches)
+            ecc += np.outer(c_b, c_b) / len(batches)
+        z = np.linalg.solve(np.eye(q * q) - emm, ecc.reshape(-1)).reshape(q, q)[:p, :p]
+        return 0.5 * (z + z.T)
+
+    s = enumerated(lr, 0.0)
     ev = np.sort(np.linalg.eigvalsh(s))[::-1]
     assert math.isclose(cov.trace, np.trace(s), rel_tol=1e-8), (cov.trace, np.trace(s))
     for got, want in zip(cov.top_eigenvalues, ev):
@@ -1020,14 +1026,22 @@ def test_covariance_with_weight_decay_against_the_enumerated_map():
                                  jacobian=st.jacobian(model, x))
     assert math.isclose(by_hand.trace, cov.trace, rel_tol=1e-12) and by_hand.weight_decay == wd * 1.5
     assert math.isclose(st.covariance(model, x, y, lr, 2, weight_decay=wd).trace, cov.trace, rel_tol=1e-12)
-    # Errors: theta without weight_decay and the converse, weight decay with momentum, a point off the minimum.
+    # Errors: theta without weight_decay and the converse, a bad weight_decay, a point off the minimum.
     with pytest.raises(ValueError, match="go together"):
         sgdstab.covariance(by_hand_geometry := sgdstab.Geometry.from_jacobian(st.jacobian(model, x), c),
                            np.concatenate(res), lr / 1.5, 2, theta=theta, jacobian=st.jacobian(model, x))
     with pytest.raises(ValueError, match="needs jacobian"):
         sgdstab.covariance(by_hand_geometry, np.concatenate(res), lr / 1.5, 2, weight_decay=0.6, theta=theta)
-    with pytest.raises(NotImplementedError, match="weight_decay with momentum"):
-        st.covariance(model, x, y, lr, 2, weight_decay=wd, momentum=0.5)
+    # Heavy-ball 0.5 with the same weight decay, at 0.6 of its own threshold.
+    eta_m = st.analyze(model, x, y, batches=[2], allow_non_minimum=True, momentum=0.5,
+                       weight_decay=wd).points[0]["eta_star"]
+    cov_m = st.covariance(model, x, y, batch=2, top=9,
+                          optimizer=torch.optim.SGD(model.parameters(), lr=0.6 * eta_m, momentum=0.5, weight_decay=wd))
+    assert cov_m.converged and cov_m.momentum == 0.5 and cov_m.weight_decay == wd
+    s_m = enumerated(0.6 * eta_m, 0.5)
+    assert math.isclose(cov_m.trace, np.trace(s_m), rel_tol=1e-8), (cov_m.trace, np.trace(s_m))
+    excess_m = sum(np.trace(jac[i].T @ jac[i] @ s_m) for i in range(n)) / (n * c)
+    assert math.isclose(cov_m.excess_loss, excess_m, rel_tol=1e-8), (cov_m.excess_loss, excess_m)
     with pytest.raises(ValueError, match="weight_decay: must be finite"):
         st.covariance(model, x, y, lr, 2, weight_decay=-1.0)
     with pytest.raises(ValueError, match="not a minimum of the regularized loss"):
