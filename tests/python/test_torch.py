@@ -1112,3 +1112,58 @@ def test_covariance_with_cross_entropy_against_torch_optim_sgd():
     assert abs(errors[0.2][0]) < 0.10 and abs(errors[0.2][0]) < abs(errors[0.5][0]), errors
     with pytest.raises(ValueError, match="not a minimum"):
         st.covariance(model, x, (y + 1) % 3, 0.2 * eta, 2, loss="cross_entropy")
+
+
+def test_covariance_with_cross_entropy_and_weight_decay_against_the_enumerated_map():
+    # L2-regularized softmax regression (CrossEntropyLoss(mean) + WD/2 |W|^2, a finite minimum found by
+    # LBFGS; rank 4 of p = 6: the logits' common shift is the null space, and theta* has no part there) with
+    # sgdstab.torch.covariance(loss="cross_entropy", optimizer=SGD(weight_decay=WD)) against the fixed point
+    # of the linearized step in torch's units, delta' = (1 - lr WD) delta - lr (h_B delta + g_B + WD theta*),
+    # h_i = J_i^T (diag p_i - p_i p_i^T) J_i, g_i = J_i^T (p_i - t_i), J_i = kron(I_3, x_i^T), enumerated over
+    # the 435 batches of 2 drawn without replacement.
+    import itertools
+
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(30, 2, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (30,), generator=g)
+    model = torch.nn.Linear(2, 3, bias=False).double()
+    with torch.no_grad():
+        model.weight.zero_()
+    ce, wd = torch.nn.CrossEntropyLoss(), 0.3
+    lbfgs = torch.optim.LBFGS(model.parameters(), lr=1, max_iter=500, tolerance_grad=1e-15, tolerance_change=1e-20,
+                              line_search_fn="strong_wolfe")
+
+    def closure():
+        lbfgs.zero_grad()
+        value = ce(model(x), y) + 0.5 * wd * (model.weight ** 2).sum()
+        value.backward()
+        return value
+
+    for _ in range(5):
+        lbfgs.step(closure)
+    eta = st.analyze(model, x, y, batches=[2], loss="cross_entropy", allow_non_minimum=True,
+                     weight_decay=wd).points[0]["eta_star"]
+    lr = 0.5 * eta
+    cov = st.covariance(model, x, y, batch=2, loss="cross_entropy",
+                        optimizer=torch.optim.SGD(model.parameters(), lr=lr, weight_decay=wd))
+    assert cov.converged and cov.rank == 4 and cov.weight_decay == wd
+    n, p = 30, 6
+    xs, theta = x.numpy(), model.weight.detach().numpy().reshape(-1)
+    with torch.no_grad():
+        prob = torch.softmax(model(x), dim=1).numpy()
+    onehot = np.eye(3)[y.numpy()]
+    jac = [np.kron(np.eye(3), xs[i][None, :]) for i in range(n)]
+    h = [jac[i].T @ (np.diag(prob[i]) - np.outer(prob[i], prob[i])) @ jac[i] for i in range(n)]
+    gr = [jac[i].T @ (prob[i] - onehot[i]) for i in range(n)]
+    assert np.linalg.norm(sum(gr) / n + wd * theta) < 1e-7  # LBFGS found the penalized minimum (7.5e-9)
+    batches = list(itertools.combinations(range(n), 2))
+    eaa, ecc = np.zeros((p * p, p * p)), np.zeros((p, p))
+    for b in batches:
+        a_b = (1 - lr * wd) * np.eye(p) - lr * (h[b[0]] + h[b[1]]) / 2
+        c_b = -lr * ((gr[b[0]] + gr[b[1]]) / 2 + wd * theta)
+        eaa += np.kron(a_b, a_b) / len(batches)
+        ecc += np.outer(c_b, c_b) / len(batches)
+    sig = np.linalg.solve(np.eye(p * p) - eaa, ecc.reshape(-1)).reshape(p, p)
+    assert math.isclose(cov.trace, np.trace(sig), rel_tol=1e-8), (cov.trace, np.trace(sig))
+    excess = 0.5 * np.trace(sum(h) / n @ sig)
+    assert math.isclose(cov.excess_loss, excess, rel_tol=1e-8), (cov.excess_loss, excess)
