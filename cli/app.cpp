@@ -352,6 +352,7 @@ void Program::analysis_commands() {
                                "theory/covariance.md, section 8) (default 0)"},
               {"theta", "FILE: that minimum theta* (p values), with --weight-decay"}});
   momentum_options(c);  // momentum SGD's stationary covariance (theory/covariance.md, section 7)
+  optimizer_options(c);  // RMSProp / Adam with P frozen: phi = P^{1/2} delta, mapped back to theta
 
   c = command(root_, "montecarlo", "simulate linearized SGD beside the exact answer", cmd_montecarlo);
   geometry_options(c);

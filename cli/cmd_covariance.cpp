@@ -1,5 +1,8 @@
 // `sgdstab covariance`.
+#include <Eigen/Eigenvalues>
+#include <algorithm>
 #include <ostream>
+#include <vector>
 
 #include "commands.hpp"
 #include "foundations/check.hpp"
@@ -10,6 +13,72 @@
 #include "sgdstab/sgdstab.hpp"
 
 namespace sgdstab::cli {
+
+namespace {
+
+// --optimizer rmsprop|adam with --preconditioner P (theory/covariance.md,
+// section 7, end; theory/adaptive.md): phi = P^{1/2} (theta - theta*) moves as
+// heavy-ball (Adam: beta1 at lr (1 - beta1); RMSProp: its --momentum at lr) on
+// J P^{-1/2} with gradients P^{-1/2} g_i. Sigma of phi is solved in the
+// geometry's coordinates X and mapped back: with V = J~^T Z (n diag d)^{-1} the
+// basis of range(H~), theta's covariance is P^{-1/2} V X V^T P^{-1/2}, its
+// trace <V^T P^{-1} V, X>, its eigenvalues those of X^{1/2} V^T P^{-1} V X^{1/2}.
+int adaptive_covariance(const Args& args, const OptimizerSetting& opt, double lr, Sampling sampling,
+                        CovarianceOptions o, std::ostream& out, std::ostream& err) {
+  if (opt.name == "adamw")
+    throw UsageError("covariance --optimizer adamw: the decoupled decay's covariance is not covered (AdamW "
+                     "without --weight-decay is --optimizer adam)");
+  if (args.has("weight-decay") || args.has("theta"))
+    throw UsageError("--weight-decay with --optimizer " + opt.name + " is not covered by covariance (plain SGD "
+                     "and momentum SGD are)");
+  if (!args.has("jacobian") || !args.has("preconditioner"))
+    throw UsageError("covariance --optimizer " + opt.name + " needs --jacobian and --preconditioner FILE (theta's "
+                     "covariance is mapped back through P)");
+  o.momentum = opt.momentum.value_or(Momentum{});
+  o.validate();
+  const double lr_hb = opt.adam ? adam_heavy_ball_lr(lr, opt.beta1()) : lr;
+  const Eigen::MatrixXd jac = load_jacobian(args);  // J P^{-1/2}, curvature applied
+  const Geometry g = Geometry::from_jacobian(jac, outputs_option(args), reduction_options(args));
+  const Index b = batch_of(args, g);
+  const Eigen::MatrixXd pm = read_matrix(args.str("preconditioner"));  // checked by load_jacobian
+  const Eigen::VectorXd p = Eigen::Map<const Eigen::VectorXd>(pm.data(), pm.size());
+  CovarianceResult r;
+  if (args.has("residual-gradients")) {  // P^{-1/2} g_i in the geometry's coordinates
+    Eigen::MatrixXd grads = read_matrix(args.str("residual-gradients"));
+    if (grads.cols() == p.size()) grads = grads * p.cwiseSqrt().cwiseInverse().asDiagonal();
+    r = stationary_covariance_from_gradients(g, reduced_gradients(g, jac, grads), lr_hb, b, sampling, o);
+  } else {  // Z_i^T r_i is already V^T P^{-1/2} J_i^T r_i
+    r = stationary_covariance(g, residual_option(args, "residual", g.samples() * g.outputs(), g.outputs()), lr_hb, b,
+                              sampling, o);
+  }
+  const Index n = g.samples();
+  const Eigen::MatrixXd basis =
+      (jac.transpose() * g.factor()).array().rowwise() /
+      (static_cast<double>(n) * g.hessian_eigenvalues()).transpose().array();
+  const Eigen::MatrixXd gram_p = basis.transpose() * p.cwiseInverse().asDiagonal() * basis;  // V^T P^{-1} V
+  const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(r.covariance);
+  const Eigen::MatrixXd half =
+      es.eigenvectors() * es.eigenvalues().cwiseMax(0.0).cwiseSqrt().asDiagonal() * es.eigenvectors().transpose();
+  const Eigen::VectorXd ev =
+      Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd>(half * gram_p * half, Eigen::EigenvaluesOnly).eigenvalues();
+  const Index k = std::min<Index>(o.top, ev.size());
+  json j = covariance_json(g, r);
+  j["trace_preconditioned"] = r.trace;  // E[(theta - theta*)^T P (theta - theta*)]
+  j["trace"] = (gram_p.array() * r.covariance.array()).sum();
+  std::vector<double> top;
+  for (Index i = 0; i < k; ++i) top.push_back(ev(ev.size() - 1 - i));
+  j["top_eigenvalues"] = top;
+  j["lr"] = lr;
+  j["lr_heavy_ball"] = lr_hb;
+  j["definition"] = "Sigma = lim E[(theta - theta*)(theta - theta*)^T] of " + opt.name +
+                    " with P frozen (phi = P^{1/2} delta: heavy-ball on J P^{-1/2} at lr_heavy_ball, gradients P^{-1/2} "
+                    "g_i); trace and top_eigenvalues are theta's, trace_preconditioned = E[delta^T P delta]; "
+                    "excess_loss = 1/2 tr(H Sigma)";
+  echo_inputs(args, opt, j);
+  return finish(j, r.status(), out, err);
+}
+
+}  // namespace
 
 int cmd_covariance(const Args& args, std::ostream& out, std::ostream& err) {
   const Sampling sampling = args.choice("sampling", Sampling::without_replacement);
@@ -29,6 +98,8 @@ int cmd_covariance(const Args& args, std::ostream& out, std::ostream& err) {
     o.top = static_cast<Index>(top);
   }
   if (args.has("gradient-tol")) o.gradient_tolerance = args.number("gradient-tol");
+  const OptimizerSetting opt = optimizer_option(args);
+  if (opt.name != "sgd") return adaptive_covariance(args, opt, lr, sampling, o, out, err);
   o.momentum = momentum_option(args).value_or(Momentum{});  // --momentum BETA [--nesterov]
   // --weight-decay LAMBDA --theta FILE (theory/covariance.md, section 8).
   o.weight_decay = weight_decay_option(args);

@@ -511,6 +511,73 @@ TEST_F(Cli, LossCurvatureAndAdaptiveOptimizers) {
     j = json::parse(r.out);
     EXPECT_REL_NEAR(j["trace"].get<double>(), want_wm.trace, 1e-10);
     EXPECT_EQ(j["momentum"].get<double>(), 0.5);
+    // --optimizer adam --preconditioner P: theta's covariance of Adam's own linearized step, state (delta, m),
+    // M_B = [[I - lr (1 - b1) P^-1 H_B, -lr b1 P^-1], [(1 - b1) H_B, b1 I]], noise [-lr (1 - b1) P^-1 g_B,
+    // (1 - b1) g_B], enumerated over the 36 ordered batches of 2 with replacement (library units).
+    {
+      const Eigen::VectorXd pre = (ref::gaussian(5, 1, 77).col(0).array().exp() * 0.5).matrix();
+      sgdstab::write_npy(file("pre5.npy"), MatrixXd(pre));
+      const double b1 = 0.5;
+      const auto gp = sgdstab::Geometry::from_jacobian(sgdstab::precondition_jacobian(J, pre), 2);
+      const double lr_a =
+          0.6 * sgdstab::adam_threshold(gp, 2, sgdstab::Sampling::with_replacement, b1).eta_star;
+      std::vector<MatrixXd> hs, gs;
+      for (int i = 0; i < 6; ++i) {
+        hs.push_back(J.middleRows(2 * i, 2).transpose() * J.middleRows(2 * i, 2));
+        gs.push_back(J.middleRows(2 * i, 2).transpose() * res.segment(2 * i, 2));
+      }
+      const Eigen::Index q = 10;
+      const MatrixXd pinv = pre.cwiseInverse().asDiagonal();
+      MatrixXd emm = MatrixXd::Zero(q * q, q * q), ecc = MatrixXd::Zero(q, q);
+      for (int i = 0; i < 6; ++i)
+        for (int k = 0; k < 6; ++k) {
+          const MatrixXd hb = (hs[i] + hs[k]) / 2.0, gb = (gs[i] + gs[k]) / 2.0;
+          MatrixXd m(q, q);
+          m << MatrixXd::Identity(5, 5) - lr_a * (1 - b1) * pinv * hb, -lr_a * b1 * pinv, (1 - b1) * hb,
+              b1 * MatrixXd::Identity(5, 5);
+          Eigen::VectorXd cb(q);
+          cb << -lr_a * (1 - b1) * pinv * gb, (1 - b1) * gb;
+          for (Eigen::Index a = 0; a < q; ++a)  // E[M (x) M], column-major vec
+            for (Eigen::Index c2 = 0; c2 < q; ++c2) emm.block(c2 * q, a * q, q, q) += m(c2, a) * m / 36.0;
+          ecc += cb * cb.transpose() / 36.0;
+        }
+      const Eigen::VectorXd z = (MatrixXd::Identity(q * q, q * q) - emm).partialPivLu().solve(
+          Eigen::Map<const Eigen::VectorXd>(ecc.data(), q * q));
+      const MatrixXd sd = Eigen::Map<const MatrixXd>(z.data(), q, q).topLeftCorner(5, 5);
+      const MatrixXd sym = 0.5 * (sd + sd.transpose());
+      const Eigen::VectorXd ev = Eigen::SelfAdjointEigenSolver<MatrixXd>(sym).eigenvalues().reverse();
+      r = run("covariance --jacobian " + file("cj.npy") + " --outputs 2 --batch 2 --sampling with --lr " + num(lr_a) +
+              " --residual " + file("res_col.npy") + " --optimizer adam --momentum 0.5 --preconditioner " +
+              file("pre5.npy"));
+      ASSERT_EQ(r.code, 0) << r.err;
+      j = json::parse(r.out);
+      EXPECT_REL_NEAR(j["trace"].get<double>(), sym.trace(), 1e-8);
+      EXPECT_REL_NEAR(j["trace_preconditioned"].get<double>(), (pre.asDiagonal() * sym).trace(), 1e-8);
+      EXPECT_REL_NEAR(j["excess_loss"].get<double>(), 0.5 * (J.transpose() * J / 6.0 * sym).trace(), 1e-8);
+      ASSERT_EQ(j["top_eigenvalues"].size(), 5u);
+      for (int k = 0; k < 5; ++k)
+        EXPECT_NEAR(j["top_eigenvalues"][k].get<double>(), ev(k), 1e-8 * ev(0)) << k;
+      EXPECT_EQ(j["lr"].get<double>(), lr_a);
+      EXPECT_EQ(j["optimizer"], "adam");
+      // Parameter-space gradients give the same; the errors by name.
+      MatrixXd grads(6, 5);
+      for (int i = 0; i < 6; ++i) grads.row(i) = gs[i].transpose();
+      sgdstab::write_npy(file("gs5.npy"), grads);
+      r = run("covariance --jacobian " + file("cj.npy") + " --outputs 2 --batch 2 --sampling with --lr " + num(lr_a) +
+              " --residual-gradients " + file("gs5.npy") + " --optimizer adam --momentum 0.5 --preconditioner " +
+              file("pre5.npy"));
+      ASSERT_EQ(r.code, 0) << r.err;
+      EXPECT_REL_NEAR(json::parse(r.out)["trace"].get<double>(), sym.trace(), 1e-8);
+      for (const auto& [extra, needle] : std::vector<std::pair<std::string, std::string>>{
+               {" --optimizer adam", "needs --jacobian and --preconditioner"},
+               {" --optimizer adamw --preconditioner " + file("pre5.npy"), "adamw"},
+               {" --optimizer rmsprop --preconditioner " + file("pre5.npy") + " --weight-decay 0.1", "--weight-decay"}}) {
+        r = run("covariance --jacobian " + file("cj.npy") + " --outputs 2 --batch 2 --lr " + num(lr_a) +
+                " --residual " + file("res_col.npy") + extra);
+        EXPECT_EQ(r.code, 2) << extra;
+        EXPECT_NE(r.err.find(needle), std::string::npos) << extra << "\n" << r.err;
+      }
+    }
     // Its errors, each by name.
     for (const auto& [extra, needle] : std::vector<std::pair<std::string, std::string>>{
              {" --weight-decay " + num(wd), "--weight-decay needs --theta"},
