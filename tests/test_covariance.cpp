@@ -137,6 +137,18 @@ MatrixXd cov_enumerated(const CovProblem& pr, double lr, Eigen::Index B, Samplin
   return cov_enumerated_general(h, cov_gradients(pr), lr, B, s);
 }
 
+// The library's covariance against a reference Sigma (p x p, H its Hessian):
+// trace, excess loss 1/2 tr(H Sigma) and the top eigenvalues, to tol.
+void expect_covariance_matches(const sgdstab::CovarianceResult& cov, const MatrixXd& want, const MatrixXd& H,
+                               double tol, const std::string& what) {
+  EXPECT_REL_NEAR(cov.trace, want.trace(), tol) << what;
+  EXPECT_REL_NEAR(cov.excess_loss, 0.5 * (H * want).trace(), tol) << what;
+  const VectorXd ev = ref::SymEigenSolver(0.5 * (want + want.transpose()), false).eigenvalues().reverse();
+  for (Eigen::Index k = 0; k < cov.top_eigenvalues.size(); ++k)
+    EXPECT_NEAR(cov.top_eigenvalues(k), ev(k), tol * ev(0)) << what << " k " << k;
+  EXPECT_LT(cov.rho, 1.0) << what;
+}
+
 }  // namespace
 
 TEST(Covariance, MatchesTheEnumeratedFixedPoint) {
@@ -333,13 +345,7 @@ TEST(Covariance, MomentumMatchesTheEnumeratedFixedPoint) {
                                      " beta " + std::to_string(mo.beta) + (mo.nesterov ? " nesterov" : "");
             ASSERT_TRUE(cov.converged()) << cov.report.message << " " << what;
             EXPECT_EQ(cov.momentum.beta, mo.beta);
-            const MatrixXd want = cov_momentum_enumerated(pr, f * eta, B, s, mo);
-            EXPECT_REL_NEAR(cov.trace, want.trace(), 1e-8) << what;
-            EXPECT_REL_NEAR(cov.excess_loss, 0.5 * (H * want).trace(), 1e-8) << what;
-            const VectorXd ev = ref::SymEigenSolver(0.5 * (want + want.transpose()), false).eigenvalues().reverse();
-            for (Eigen::Index kk = 0; kk < cov.top_eigenvalues.size(); ++kk)
-              EXPECT_NEAR(cov.top_eigenvalues(kk), ev(kk), 1e-8 * ev(0)) << what << " k " << kk;
-            EXPECT_LT(cov.rho, 1.0);
+            expect_covariance_matches(cov, cov_momentum_enumerated(pr, f * eta, B, s, mo), H, 1e-8, what);
             // Momentum changes the answer: plain SGD's covariance at the same lr differs.
             if (f == 0.3) {
               const auto plain = sgdstab::stationary_covariance(g, pr.residuals, f * eta, B, s);
@@ -424,12 +430,7 @@ TEST(Covariance, WeightDecayMatchesTheEnumeratedFixedPoint) {
             ASSERT_TRUE(cov.converged()) << what << ": " << cov.report.message;
             EXPECT_EQ(cov.weight_decay, lambda);
             const MatrixXd want = cov_enumerated_general(h, grads, f * eta, B, s, lambda, lambda * theta);
-            EXPECT_REL_NEAR(cov.trace, want.trace(), 1e-9) << what;
-            EXPECT_REL_NEAR(cov.excess_loss, 0.5 * (H * want).trace(), 1e-9) << what;
-            const VectorXd ev = ref::SymEigenSolver(0.5 * (want + want.transpose()), false).eigenvalues().reverse();
-            for (Eigen::Index k = 0; k < cov.top_eigenvalues.size(); ++k)
-              EXPECT_NEAR(cov.top_eigenvalues(k), ev(k), 1e-9 * ev(0)) << what << " k " << k;
-            EXPECT_LT(cov.rho, 1.0);
+            expect_covariance_matches(cov, want, H, 1e-9, what);
             // The drift matters: the same steps without lambda theta* (the loss's
             // uncentred gradient noise) give another answer (at the larger lambda,
             // where gbar = -lambda theta* is large; 0.2-2 % at the smaller one).
@@ -473,12 +474,7 @@ TEST(Covariance, WeightDecayWithMomentumMatchesTheEnumeratedFixedPoint) {
                                      " beta " + std::to_string(mo.beta) + (mo.nesterov ? " nesterov" : "");
             ASSERT_TRUE(cov.converged()) << cov.report.message << " " << what;
             const MatrixXd want = cov_momentum_enumerated(pr, f * eta, B, s, mo, lambda, lambda * theta);
-            EXPECT_REL_NEAR(cov.trace, want.trace(), 1e-8) << what;
-            EXPECT_REL_NEAR(cov.excess_loss, 0.5 * (H * want).trace(), 1e-8) << what;
-            const VectorXd ev = ref::SymEigenSolver(0.5 * (want + want.transpose()), false).eigenvalues().reverse();
-            for (Eigen::Index kk = 0; kk < cov.top_eigenvalues.size(); ++kk)
-              EXPECT_NEAR(cov.top_eigenvalues(kk), ev(kk), 1e-8 * ev(0)) << what << " k " << kk;
-            EXPECT_LT(cov.rho, 1.0);
+            expect_covariance_matches(cov, want, H, 1e-8, what);
             // Weight decay in the momentum kernel matters: without it (same noise) the answer differs.
             if (f == 0.3) {
               const MatrixXd undecayed = cov_momentum_enumerated(pr, f * eta, B, s, mo, 0.0, lambda * theta);
