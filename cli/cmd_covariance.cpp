@@ -25,16 +25,17 @@ namespace {
 // trace <V^T P^{-1} V, X>, its eigenvalues those of X^{1/2} V^T P^{-1} V X^{1/2}.
 int adaptive_covariance(const Args& args, const OptimizerSetting& opt, double lr, Sampling sampling,
                         CovarianceOptions o, std::ostream& out, std::ostream& err) {
-  if (opt.name == "adamw")
-    throw UsageError("covariance --optimizer adamw: the decoupled decay's covariance is not covered (AdamW "
-                     "without --weight-decay is --optimizer adam)");
-  if (args.has("weight-decay") || args.has("theta"))
-    throw UsageError("--weight-decay with --optimizer " + opt.name + " is not covered by covariance (plain SGD "
-                     "and momentum SGD are)");
+  // optimizer_option refused --weight-decay with rmsprop and adam (L2 through P^{-1}); AdamW's is decoupled.
+  if (opt.decoupled_weight_decay != args.has("theta"))
+    throw UsageError("--optimizer adamw --weight-decay WD needs --theta FILE (theta*, with grad + WD P theta* = 0), "
+                     "and --theta needs them");
   if (!args.has("jacobian") || !args.has("preconditioner"))
     throw UsageError("covariance --optimizer " + opt.name + " needs --jacobian and --preconditioner FILE (theta's "
                      "covariance is mapped back through P)");
   o.momentum = opt.momentum.value_or(Momentum{});
+  // AdamW: in phi the heavy-ball's decoupled mu = WD / (1 - beta1) (theory/adaptive.md, section 5).
+  const double wd = opt.decoupled_weight_decay ? weight_decay_option(args) : 0.0;
+  o.decoupled_weight_decay = wd / (1.0 - opt.beta1());
   o.validate();
   const double lr_hb = opt.adam ? adam_heavy_ball_lr(lr, opt.beta1()) : lr;
   const Eigen::MatrixXd jac = load_jacobian(args);  // J P^{-1/2}, curvature applied
@@ -42,6 +43,16 @@ int adaptive_covariance(const Args& args, const OptimizerSetting& opt, double lr
   const Index b = batch_of(args, g);
   const Eigen::MatrixXd pm = read_matrix(args.str("preconditioner"));  // checked by load_jacobian
   const Eigen::VectorXd p = Eigen::Map<const Eigen::VectorXd>(pm.data(), pm.size());
+  if (wd > 0.0) {  // phi* = P^{1/2} theta* in the geometry's coordinates
+    const Eigen::MatrixXd theta = read_matrix(args.str("theta"));
+    if (theta.size() != p.size() || (theta.rows() != 1 && theta.cols() != 1))
+      throw sgdstab::invalid_argument("--theta: expected p = " + std::to_string(p.size()) +
+                                      " values in one row or one column, got a " + std::to_string(theta.rows()) +
+                                      " x " + std::to_string(theta.cols()) + " matrix");
+    o.parameters = reduced_parameters(
+        g, jac, p.cwiseSqrt().cwiseProduct(Eigen::Map<const Eigen::VectorXd>(theta.data(), theta.size())),
+        o.gradient_tolerance);
+  }
   CovarianceResult r;
   if (args.has("residual-gradients")) {  // P^{-1/2} g_i in the geometry's coordinates
     Eigen::MatrixXd grads = read_matrix(args.str("residual-gradients"));
@@ -70,6 +81,7 @@ int adaptive_covariance(const Args& args, const OptimizerSetting& opt, double lr
   j["top_eigenvalues"] = top;
   j["lr"] = lr;
   j["lr_heavy_ball"] = lr_hb;
+  if (wd > 0.0) j["weight_decay"] = wd;  // AdamW's (echo_inputs adds weight_decay_decoupled)
   j["definition"] = "Sigma = lim E[(theta - theta*)(theta - theta*)^T] of " + opt.name +
                     " with P frozen (phi = P^{1/2} delta: heavy-ball on J P^{-1/2} at lr_heavy_ball, gradients P^{-1/2} "
                     "g_i); trace and top_eigenvalues are theta's, trace_preconditioned = E[delta^T P delta]; "

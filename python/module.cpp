@@ -772,7 +772,7 @@ void bind_covariance(py::module_& m) {
       "covariance_from_gradients",
       [](const Geometry& g, py::handle jacobian, py::handle gradients, double lr, Index batch,
          const std::string& sampling, Index top, double gradient_tolerance, double tolerance, Index max_iterations,
-         double momentum, bool nesterov, double weight_decay, py::handle theta) {
+         double momentum, bool nesterov, double weight_decay, py::handle theta, double decoupled_weight_decay) {
         const Sampling s = parse<Sampling>(sampling);
         const MatrixXd j = as_matrix(jacobian, "jacobian").dense();
         const MatrixXd gr = as_matrix(gradients, "gradients").dense();
@@ -783,6 +783,7 @@ void bind_covariance(py::module_& m) {
         o.tolerance = tolerance;
         o.max_iterations = max_iterations;
         o.weight_decay = weight_decay;
+        o.decoupled_weight_decay = decoupled_weight_decay;
         if (!theta.is_none()) o.parameters = reduced_parameters(g, j, as_vector(theta, "theta"), gradient_tolerance);
         CovarianceResult res;
         {
@@ -794,7 +795,7 @@ void bind_covariance(py::module_& m) {
       py::arg("geometry"), py::arg("jacobian"), py::arg("gradients"), py::arg("lr"), py::arg("batch"),
       py::arg("sampling"), py::arg("top"), py::arg("gradient_tolerance"), py::arg("tolerance"),
       py::arg("max_iterations"), py::arg("momentum") = 0.0, py::arg("nesterov") = false,
-      py::arg("weight_decay") = 0.0, py::arg("theta") = py::none());
+      py::arg("weight_decay") = 0.0, py::arg("theta") = py::none(), py::arg("decoupled_weight_decay") = 0.0);
 }
 
 // threshold, radius, curve.

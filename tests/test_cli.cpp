@@ -526,25 +526,32 @@ TEST_F(Cli, LossCurvatureAndAdaptiveOptimizers) {
         hs.push_back(J.middleRows(2 * i, 2).transpose() * J.middleRows(2 * i, 2));
         gs.push_back(J.middleRows(2 * i, 2).transpose() * res.segment(2 * i, 2));
       }
-      const Eigen::Index q = 10;
-      const MatrixXd pinv = pre.cwiseInverse().asDiagonal();
-      MatrixXd emm = MatrixXd::Zero(q * q, q * q), ecc = MatrixXd::Zero(q, q);
-      for (int i = 0; i < 6; ++i)
-        for (int k = 0; k < 6; ++k) {
-          const MatrixXd hb = (hs[i] + hs[k]) / 2.0, gb = (gs[i] + gs[k]) / 2.0;
-          MatrixXd m(q, q);
-          m << MatrixXd::Identity(5, 5) - lr_a * (1 - b1) * pinv * hb, -lr_a * b1 * pinv, (1 - b1) * hb,
-              b1 * MatrixXd::Identity(5, 5);
-          Eigen::VectorXd cb(q);
-          cb << -lr_a * (1 - b1) * pinv * gb, (1 - b1) * gb;
-          for (Eigen::Index a = 0; a < q; ++a)  // E[M (x) M], column-major vec
-            for (Eigen::Index c2 = 0; c2 < q; ++c2) emm.block(c2 * q, a * q, q, q) += m(c2, a) * m / 36.0;
-          ecc += cb * cb.transpose() / 36.0;
-        }
-      const Eigen::VectorXd z = (MatrixXd::Identity(q * q, q * q) - emm).partialPivLu().solve(
-          Eigen::Map<const Eigen::VectorXd>(ecc.data(), q * q));
-      const MatrixXd sd = Eigen::Map<const MatrixXd>(z.data(), q, q).topLeftCorner(5, 5);
-      const MatrixXd sym = 0.5 * (sd + sd.transpose());
+      // theta's stationary covariance of (Adam)W's enumerated step at lr with decoupled decay wd_a, per-sample
+      // gradients gi (their mean removed: the buffer's noise about its fixed point).
+      auto adam_enumerated = [&](double lr, double wd_a, const std::vector<MatrixXd>& gi) {
+        const Eigen::Index q = 10;
+        const MatrixXd pinv = pre.cwiseInverse().asDiagonal();
+        MatrixXd gbar = MatrixXd::Zero(5, 1);
+        for (const MatrixXd& x : gi) gbar += x / 6.0;
+        MatrixXd emm = MatrixXd::Zero(q * q, q * q), ecc = MatrixXd::Zero(q, q);
+        for (int i = 0; i < 6; ++i)
+          for (int k = 0; k < 6; ++k) {
+            const MatrixXd hb = (hs[i] + hs[k]) / 2.0, xi = (gi[i] + gi[k]) / 2.0 - gbar;
+            MatrixXd m(q, q);
+            m << (1 - lr * wd_a) * MatrixXd::Identity(5, 5) - lr * (1 - b1) * pinv * hb, -lr * b1 * pinv,
+                (1 - b1) * hb, b1 * MatrixXd::Identity(5, 5);
+            Eigen::VectorXd cb(q);
+            cb << -lr * (1 - b1) * pinv * xi, (1 - b1) * xi;
+            for (Eigen::Index a = 0; a < q; ++a)  // E[M (x) M], column-major vec
+              for (Eigen::Index c2 = 0; c2 < q; ++c2) emm.block(c2 * q, a * q, q, q) += m(c2, a) * m / 36.0;
+            ecc += cb * cb.transpose() / 36.0;
+          }
+        const Eigen::VectorXd z = (MatrixXd::Identity(q * q, q * q) - emm).partialPivLu().solve(
+            Eigen::Map<const Eigen::VectorXd>(ecc.data(), q * q));
+        const MatrixXd sd = Eigen::Map<const MatrixXd>(z.data(), q, q).topLeftCorner(5, 5);
+        return MatrixXd(0.5 * (sd + sd.transpose()));
+      };
+      const MatrixXd sym = adam_enumerated(lr_a, 0.0, gs);
       const Eigen::VectorXd ev = Eigen::SelfAdjointEigenSolver<MatrixXd>(sym).eigenvalues().reverse();
       r = run("covariance --jacobian " + file("cj.npy") + " --outputs 2 --batch 2 --sampling with --lr " + num(lr_a) +
               " --residual " + file("res_col.npy") + " --optimizer adam --momentum 0.5 --preconditioner " +
@@ -568,9 +575,33 @@ TEST_F(Cli, LossCurvatureAndAdaptiveOptimizers) {
               file("pre5.npy"));
       ASSERT_EQ(r.code, 0) << r.err;
       EXPECT_REL_NEAR(json::parse(r.out)["trace"].get<double>(), sym.trace(), 1e-8);
+      // AdamW at its fixed point grad + wd P theta* = 0: (H + wd P) theta* = J^T y / n.
+      const double wd_a = 0.3 * g0.lambda_max();
+      const Eigen::VectorXd theta_a =
+          (J.transpose() * J / 6.0 + wd_a * MatrixXd(pre.asDiagonal())).ldlt().solve(J.transpose() * yv / 6.0);
+      const Eigen::VectorXd res_a = J * theta_a - yv;
+      sgdstab::write_npy(file("theta_a.npy"), MatrixXd(theta_a));
+      sgdstab::write_npy(file("res_a.npy"), MatrixXd(res_a));
+      std::vector<MatrixXd> ga;
+      for (int i = 0; i < 6; ++i) ga.push_back(J.middleRows(2 * i, 2).transpose() * res_a.segment(2 * i, 2));
+      const double lr_w2 =
+          0.6 * sgdstab::adamw_threshold(gp, 2, sgdstab::Sampling::with_replacement, b1, wd_a).eta_star;
+      const MatrixXd sym_w = adam_enumerated(lr_w2, wd_a, ga);
+      r = run("covariance --jacobian " + file("cj.npy") + " --outputs 2 --batch 2 --sampling with --lr " +
+              num(lr_w2) + " --residual " + file("res_a.npy") + " --optimizer adamw --momentum 0.5 --preconditioner " +
+              file("pre5.npy") + " --weight-decay " + num(wd_a) + " --theta " + file("theta_a.npy"));
+      ASSERT_EQ(r.code, 0) << r.err;
+      j = json::parse(r.out);
+      EXPECT_REL_NEAR(j["trace"].get<double>(), sym_w.trace(), 1e-8);
+      EXPECT_REL_NEAR(j["trace_preconditioned"].get<double>(), (pre.asDiagonal() * sym_w).trace(), 1e-8);
+      EXPECT_EQ(j["weight_decay"].get<double>(), wd_a);
+      EXPECT_EQ(j["weight_decay_decoupled"], true);
       for (const auto& [extra, needle] : std::vector<std::pair<std::string, std::string>>{
                {" --optimizer adam", "needs --jacobian and --preconditioner"},
-               {" --optimizer adamw --preconditioner " + file("pre5.npy"), "adamw"},
+               {" --optimizer adamw --preconditioner " + file("pre5.npy") + " --weight-decay 0.1", "needs --theta"},
+               {" --optimizer adamw --preconditioner " + file("pre5.npy") + " --weight-decay " + num(wd_a) +
+                    " --theta " + file("theta.npy"),
+                "not a minimum of the regularized loss"},
                {" --optimizer rmsprop --preconditioner " + file("pre5.npy") + " --weight-decay 0.1", "--weight-decay"}}) {
         r = run("covariance --jacobian " + file("cj.npy") + " --outputs 2 --batch 2 --lr " + num(lr_a) +
                 " --residual " + file("res_col.npy") + extra);

@@ -55,8 +55,16 @@ struct CovarianceOptions {
   /// must be a minimum of the regularized loss L + lambda/2 |theta|^2:
   /// (1/n) sum g_i + lambda theta* = 0.
   double weight_decay = 0.0;
-  /// With weight_decay > 0: theta* in reduced coordinates, V^T theta* (r entries;
-  /// reduced_parameters()), to check that the point is that minimum.
+  /// Decoupled decay mu >= 0 (heavy-ball momentum or plain SGD, not Nesterov;
+  /// not with weight_decay): the position step shrinks, theta <- (1 - lr mu)
+  /// theta - u' with u' = beta u + lr g_B, and the point must satisfy
+  /// (1/n) sum g_i + mu (1 - beta) theta* = 0. AdamW in phi = P^{1/2} theta is
+  /// this at lr (1 - beta1) with mu = wd / (1 - beta1) (theory/adaptive.md,
+  /// section 5; theory/covariance.md, section 8). Plain SGD: the same as L2.
+  double decoupled_weight_decay = 0.0;
+  /// With weight_decay or decoupled_weight_decay > 0: theta* in reduced
+  /// coordinates, V^T theta* (r entries; reduced_parameters()), to check that
+  /// the point is that minimum.
   Eigen::VectorXd parameters;
   void validate() const;
 };
@@ -67,6 +75,7 @@ struct CovarianceResult : Result {
   Sampling sampling = Sampling::without_replacement;
   Momentum momentum;               ///< the options' (beta = 0: plain SGD)
   double weight_decay = 0.0;       ///< the options' lambda
+  double decoupled_weight_decay = 0.0;  ///< the options' mu
   double rho = 0.0;                ///< rho(T) at lr (< 1, else no stationary state)
   Eigen::MatrixXd covariance;      ///< Sigma in reduced coordinates (r x r; H = diag(d) there)
   double trace = 0.0;              ///< tr Sigma = E|delta|^2 in the stationary state

@@ -93,7 +93,8 @@ void momentum_covariance(const Geometry& geometry, const Eigen::MatrixXd& noise,
   const Eigen::VectorXd& d = geometry.hessian_eigenvalues();
   Eigen::MatrixXd g;
   const Eigen::VectorXd shifted = (d.array() + options.weight_decay).matrix();
-  detail::require(detail::momentum_mean_kernel(shifted, lr, options.momentum, 0.0, g), where,
+  detail::require(detail::momentum_mean_kernel(shifted, lr, options.momentum, options.decoupled_weight_decay, g),
+                  where,
                   "the kernel G of the mean dynamics has an entry <= 0 at lr = " + detail::fmt(lr) +
                       " (theory/momentum.md, section 5): the symmetric form does not apply");
   // Symmetric in exact arithmetic; the kernel's entries (i, j) and (j, i) may
@@ -137,8 +138,14 @@ void CovarianceOptions::validate() const {
   detail::require(std::isfinite(weight_decay) && weight_decay >= 0.0, "CovarianceOptions",
                   "weight_decay must be finite and >= 0, got " + detail::fmt(weight_decay));
   detail::require(parameters.allFinite(), "CovarianceOptions", "parameters has a NaN or Inf entry");
-  detail::require(parameters.size() == 0 || weight_decay > 0.0, "CovarianceOptions",
-                  "parameters (theta*) are for weight_decay > 0, which is 0");
+  detail::require(std::isfinite(decoupled_weight_decay) && decoupled_weight_decay >= 0.0, "CovarianceOptions",
+                  "decoupled_weight_decay must be finite and >= 0, got " + detail::fmt(decoupled_weight_decay));
+  detail::require(weight_decay == 0.0 || decoupled_weight_decay == 0.0, "CovarianceOptions",
+                  "give weight_decay (L2) or decoupled_weight_decay, not both");
+  detail::require(decoupled_weight_decay == 0.0 || !momentum.nesterov, "CovarianceOptions",
+                  "decoupled_weight_decay with Nesterov momentum is not covered (heavy-ball or plain SGD)");
+  detail::require(parameters.size() == 0 || weight_decay > 0.0 || decoupled_weight_decay > 0.0,
+                  "CovarianceOptions", "parameters (theta*) are for weight_decay > 0, which is 0");
 }
 
 CovarianceResult stationary_covariance(const Geometry& geometry, const Eigen::Ref<const Eigen::VectorXd>& residuals,
@@ -237,10 +244,13 @@ CovarianceResult stationary_covariance_from_gradients(const Geometry& geometry,
   const SecondMomentOperator op(geometry, batch, sampling);  // checks B
   const Eigen::MatrixXd& grads = reduced;
   const Eigen::VectorXd mean = grads.rowwise().mean();
-  const double lambda = options.weight_decay;
+  // L2 decay lambda, or the decoupled mu (section 8): the point's pull lambda
+  // theta*, or mu (1 - beta) theta*, balances the mean gradient.
+  const double mu = options.decoupled_weight_decay;
+  const double lambda = mu > 0.0 ? mu * (1.0 - options.momentum.beta) : options.weight_decay;
   if (lambda > 0.0)
     detail::require(options.parameters.size() == r, where,
-                    "with weight_decay > 0 the options' parameters must be theta* in reduced coordinates (r = " +
+                    "with weight decay the options' parameters must be theta* in reduced coordinates (r = " +
                         std::to_string(r) + " entries, reduced_parameters()), got " +
                         std::to_string(options.parameters.size()));
   // The gradient of the minimized loss: (1/n) sum g_i, plus lambda theta* with weight decay.
@@ -268,12 +278,16 @@ CovarianceResult stationary_covariance_from_gradients(const Geometry& geometry,
   out.batch = batch;
   out.sampling = sampling;
   out.momentum = options.momentum;
-  out.weight_decay = lambda;
+  out.weight_decay = options.weight_decay;
+  out.decoupled_weight_decay = mu;
   out.gradient_noise_trace = sigma_g.trace();
   out.mean_gradient_norm = stationarity.norm();
   const bool heavy = options.momentum.beta > 0.0;
+  // Plain SGD: the decoupled shrink is L2's (theta <- (1 - lr mu) theta - lr g_B).
   const RadiusResult rho =
-      heavy ? (lambda > 0.0
+      heavy ? (mu > 0.0 ? detail::decayed_momentum_radius(geometry, lr, batch, sampling, options.momentum, 0.0, mu,
+                                                          SolverOptions{}, where.c_str())
+               : lambda > 0.0
                    ? weight_decay_momentum_spectral_radius(geometry, lr, batch, sampling, options.momentum, lambda)
                    : momentum_spectral_radius(geometry, lr, batch, sampling, options.momentum))
             : lambda > 0.0 ? weight_decay_spectral_radius(geometry, lr, batch, sampling, lambda)

@@ -531,7 +531,9 @@ def covariance(model, inputs, targets, lr=None, batch=None, loss="mse_mean", *, 
     weight decay as torch.optim.SGD applies it, grad + WD theta in place of grad, at a minimum of the loss
     plus WD/2 |theta|^2 (the per-sample gradients plus WD theta sum to zero; theory/covariance.md section
     8). The library's lambda is WD lr_factor; excess_loss is that of ``loss`` without the penalty. Not with
-    the adaptive optimizers (NotImplementedError).
+    Adam's or RMSprop's own (L2) weight_decay, which _adaptive_settings refuses; AdamW's decoupled one is
+    covered: the point must then satisfy grad + WD P theta* = 0 (a minimum of the loss + WD/2 theta^T P theta),
+    and the report says weight_decay=WD, weight_decay_decoupled=True.
     """
     ce = loss == "cross_entropy"
     if loss not in LOSSES and not ce:
@@ -548,9 +550,6 @@ def covariance(model, inputs, targets, lr=None, batch=None, loss="mse_mean", *, 
             lr, momentum, nesterov = settings["lr"], settings["momentum"], settings["nesterov"]
             weight_decay = settings["weight_decay"]
         else:
-            if adaptive.get("decoupled_weight_decay"):
-                raise NotImplementedError("optimizer: AdamW's weight_decay is not covered by covariance (its pull "
-                                          "-lr wd theta* moves the mean at a minimum away from the origin)")
             lr = adaptive["lr"]
             momentum = adaptive.get("beta1", adaptive.get("momentum"))
     if lr is None or batch is None:
@@ -591,6 +590,15 @@ def covariance(model, inputs, targets, lr=None, batch=None, loss="mse_mean", *, 
         grads = grads / _np.sqrt(adaptive["preconditioner"])
         lr_factor = factor * adaptive["bias_correction1"]
         lr_lib = lr / lr_factor * (1.0 - adaptive["beta1"] if "beta1" in adaptive else 1.0)
+        if adaptive.get("decoupled_weight_decay"):
+            # AdamW: theta <- (1 - lr wd) theta before the step; in phi the heavy-ball's decoupled mu = omega /
+            # (1 - beta1), omega = lr_factor wd (theory/adaptive.md section 5), at phi* = P^{1/2} theta*, a point
+            # with gbar + omega P theta* = 0 (theory/covariance.md section 8).
+            params = dict(work.named_parameters())
+            theta = _torch.cat([params[nm].detach().reshape(-1) for nm in names]).double().cpu().numpy()
+            omega = lr_factor * adaptive["decoupled_weight_decay"]
+            mo.update(decoupled_weight_decay=omega / (1.0 - adaptive["beta1"]),
+                      theta=_np.sqrt(adaptive["preconditioner"]) * theta)
     geometry = _core.Geometry.from_jacobian(jac, c)
     as_dict, sigma = _core.covariance_from_gradients(geometry, jac, grads, lr_lib, batch, sampling, top,
                                                      gradient_tolerance, tolerance, max_iterations, **mo)
@@ -607,9 +615,11 @@ def covariance(model, inputs, targets, lr=None, batch=None, loss="mse_mean", *, 
     p = sum(dict(work.named_parameters())[nm].numel() for nm in names)
     extra = {} if adaptive is None else {"optimizer": adaptive["kind"], "trace_preconditioned": as_dict["trace"],
                                          "bias_correction1": adaptive["bias_correction1"]}
+    if adaptive is not None and adaptive.get("decoupled_weight_decay"):
+        extra.update(weight_decay=adaptive["decoupled_weight_decay"], weight_decay_decoupled=True)
     return CovarianceReport(samples=n, outputs=c, params=p, rank=geometry.rank, loss=loss, lr=lr, lr_factor=lr_factor,
                             batch=batch, sampling=sampling, momentum=mo["momentum"], nesterov=mo["nesterov"],
-                            weight_decay=float(weight_decay or 0.0),
+                            **({} if "weight_decay" in extra else {"weight_decay": float(weight_decay or 0.0)}),
                             trace=theta_space.get("trace", as_dict["trace"]),
                             top_eigenvalues=theta_space.get("top_eigenvalues", as_dict["top_eigenvalues"]),
                             excess_loss=as_dict["excess_loss"] / factor,

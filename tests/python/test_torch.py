@@ -1098,6 +1098,66 @@ def softmax_regression_minimum(wd=0.0):
     return x, y, model, ce
 
 
+def test_adamw_covariance_in_theta_against_the_enumerated_map():
+    # sgdstab.torch.covariance(optimizer=AdamW) at AdamW's fixed point (grad + WD P theta* = 0: a minimum of
+    # MSELoss(mean) + WD/2 theta^T P theta, solved exactly) against a dense solve in torch's own units: AdamW's
+    # linearized step, state (delta, m - gbar), m' = beta1 m + (1 - beta1) g_B, theta' = (1 - lr WD) theta
+    # - lr P^-1 m', enumerated over the 28 batches of 2 without replacement. The library goes through
+    # phi = P^{1/2} delta: heavy-ball at lr (1 - beta1) / (C/2) with the decoupled mu = WD (C/2) / (1 - beta1)
+    # (its units), and back to theta.
+    import itertools
+
+    g, x, y, model, _ = least_squares_minimum()
+    v = 1e-2 * torch.exp(torch.randn((3, 3), generator=g, dtype=torch.float64))
+    beta1, wd, n, c, p = 0.5, 0.2, 8, 3, 9
+    pre = (v.sqrt() + 1e-8).reshape(-1).numpy()
+    xs, ys = x.numpy(), y.numpy()
+    jac = [np.kron(np.eye(c), xs[i][None, :]) for i in range(n)]
+    h_t = sum(j.T @ j for j in jac) * 2.0 / (n * c)
+    theta = np.linalg.solve(h_t + wd * np.diag(pre), sum(jac[i].T @ ys[i] for i in range(n)) * 2.0 / (n * c))
+    with torch.no_grad():
+        model.weight.copy_(torch.from_numpy(theta.reshape(3, 3)))
+
+    def adamw(lr):  # bias corrections exactly 1 (0.5^1e6 and 0.999^1e6 underflow)
+        opt = torch.optim.AdamW([model.weight], lr=lr, betas=(beta1, 0.999), weight_decay=wd)
+        opt.state[model.weight] = {"step": torch.tensor(1e6), "exp_avg": torch.zeros_like(model.weight),
+                                   "exp_avg_sq": v.clone()}
+        return opt
+
+    eta = st.analyze(model, x, y, batches=[2], allow_non_minimum=True, optimizer=adamw(1e-3)).points[0]["eta_star"]
+    lr = 0.6 * eta
+    cov = st.covariance(model, x, y, batch=2, optimizer=adamw(lr), top=9)
+    assert cov.converged and cov.rho < 1 and cov.weight_decay == wd and cov.weight_decay_decoupled
+    res = [theta.reshape(3, 3) @ xs[i] - ys[i] for i in range(n)]
+    gbar = sum(jac[i].T @ res[i] for i in range(n)) * 2.0 / (n * c)
+    assert np.linalg.norm(gbar + wd * pre * theta) < 1e-12 * np.linalg.norm(gbar)
+    pinv = np.diag(1.0 / pre)
+    batches = list(itertools.combinations(range(n), 2))
+    emm, ecc = np.zeros((4 * p * p, 4 * p * p)), np.zeros((2 * p, 2 * p))
+    for b in batches:
+        hb = sum(jac[i].T @ jac[i] for i in b) * 2.0 / (len(b) * c)
+        xi = sum(jac[i].T @ res[i] for i in b) * 2.0 / (len(b) * c) - gbar
+        m_b = np.block([[(1 - lr * wd) * np.eye(p) - lr * (1 - beta1) * pinv @ hb, -lr * beta1 * pinv],
+                        [(1 - beta1) * hb, beta1 * np.eye(p)]])
+        c_b = np.concatenate([-lr * (1 - beta1) * pinv @ xi, (1 - beta1) * xi])
+        emm += np.kron(m_b, m_b) / len(batches)
+        ecc += np.outer(c_b, c_b) / len(batches)
+    s = np.linalg.solve(np.eye(4 * p * p) - emm, ecc.reshape(-1)).reshape(2 * p, 2 * p)
+    sd = 0.5 * (s[:p, :p] + s[:p, :p].T)
+    ev = np.sort(np.linalg.eigvalsh(sd))[::-1]
+    assert math.isclose(cov.trace, np.trace(sd), rel_tol=1e-7), (cov.trace, np.trace(sd))
+    for got, want in zip(cov.top_eigenvalues, ev):
+        assert math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-9 * ev[0]), (cov.top_eigenvalues, ev)
+    assert math.isclose(cov.trace_preconditioned, np.trace(np.diag(pre) @ sd), rel_tol=1e-7)
+    excess = sum(np.trace(jac[i].T @ jac[i] @ sd) for i in range(n)) / (n * c)
+    assert math.isclose(cov.excess_loss, excess, rel_tol=1e-7), (cov.excess_loss, excess)
+    # The point matters: at Adam's (unpenalized) least-squares minimum AdamW's fixed point is not reached.
+    with torch.no_grad():
+        model.weight.copy_(torch.linalg.lstsq(x, y).solution.T)
+    with pytest.raises(ValueError, match="not a minimum of the regularized loss"):
+        st.covariance(model, x, y, batch=2, optimizer=adamw(lr))
+
+
 def test_covariance_with_cross_entropy_against_torch_optim_sgd():
     # loss="cross_entropy" at the minimum of a non-separable problem (a linear softmax model, 30 random
     # points in 2-D with random labels among 3: a finite minimum, found by LBFGS; rank 4 of p = 6, the
