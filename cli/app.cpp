@@ -349,8 +349,9 @@ void Program::analysis_commands() {
               {"gradient-tol", "T: the point is a minimum when |mean g_i| <= T mean |g_i| (default 1e-6)"},
               {"weight-decay", "LAMBDA: L2 weight decay, theta <- theta - lr (g_B + LAMBDA theta): the point must "
                                "minimize the loss + LAMBDA/2 |theta|^2 (needs --theta and --jacobian; with --momentum too; "
-                               "theory/covariance.md, section 8) (default 0)"},
-              {"theta", "FILE: that minimum theta* (p values), with --weight-decay"}});
+                               "theory/covariance.md, section 8); with --optimizer adamw the decoupled decay, the point "
+                               "then has grad + LAMBDA P theta* = 0 (default 0)"},
+              {"theta", "FILE: that point theta* (p values), with --weight-decay"}});
   momentum_options(c);  // momentum SGD's stationary covariance (theory/covariance.md, section 7)
   optimizer_options(c);  // RMSProp / Adam with P frozen: phi = P^{1/2} delta, mapped back to theta
 

@@ -26,15 +26,15 @@ namespace {
 int adaptive_covariance(const Args& args, const OptimizerSetting& opt, double lr, Sampling sampling,
                         CovarianceOptions o, std::ostream& out, std::ostream& err) {
   // optimizer_option refused --weight-decay with rmsprop and adam (L2 through P^{-1}); AdamW's is decoupled.
-  if (opt.decoupled_weight_decay != args.has("theta"))
-    throw UsageError("--optimizer adamw --weight-decay WD needs --theta FILE (theta*, with grad + WD P theta* = 0), "
-                     "and --theta needs them");
+  const double wd = opt.decoupled_weight_decay ? weight_decay_option(args) : 0.0;
+  if ((wd > 0.0) != args.has("theta"))
+    throw UsageError("--optimizer adamw --weight-decay WD > 0 needs --theta FILE (theta*, with grad + WD P theta* "
+                     "= 0), and --theta needs them");
   if (!args.has("jacobian") || !args.has("preconditioner"))
     throw UsageError("covariance --optimizer " + opt.name + " needs --jacobian and --preconditioner FILE (theta's "
                      "covariance is mapped back through P)");
   o.momentum = opt.momentum.value_or(Momentum{});
   // AdamW: in phi the heavy-ball's decoupled mu = WD / (1 - beta1) (theory/adaptive.md, section 5).
-  const double wd = opt.decoupled_weight_decay ? weight_decay_option(args) : 0.0;
   o.decoupled_weight_decay = wd / (1.0 - opt.beta1());
   o.validate();
   const double lr_hb = opt.adam ? adam_heavy_ball_lr(lr, opt.beta1()) : lr;
@@ -83,9 +83,11 @@ int adaptive_covariance(const Args& args, const OptimizerSetting& opt, double lr
   j["lr_heavy_ball"] = lr_hb;
   if (wd > 0.0) j["weight_decay"] = wd;  // AdamW's (echo_inputs adds weight_decay_decoupled)
   j["definition"] = "Sigma = lim E[(theta - theta*)(theta - theta*)^T] of " + opt.name +
-                    " with P frozen (phi = P^{1/2} delta: heavy-ball on J P^{-1/2} at lr_heavy_ball, gradients P^{-1/2} "
-                    "g_i); trace and top_eigenvalues are theta's, trace_preconditioned = E[delta^T P delta]; "
-                    "excess_loss = 1/2 tr(H Sigma)";
+                    " with P frozen (phi = P^{1/2} delta: heavy-ball with momentum beta1 on J P^{-1/2} at "
+                    "lr_heavy_ball, gradients P^{-1/2} g_i; AdamW's decoupled decay shrinks phi by 1 - lr "
+                    "weight_decay); trace and top_eigenvalues are theta's, trace_preconditioned = E[delta^T P delta]; "
+                    "excess_loss = 1/2 tr(H Sigma); gradient_noise_trace and mean_gradient_norm are of the "
+                    "preconditioned P^{-1/2} g_i";
   echo_inputs(args, opt, j);
   return finish(j, r.status(), out, err);
 }
@@ -122,8 +124,6 @@ int cmd_covariance(const Args& args, std::ostream& out, std::ostream& err) {
     throw UsageError("--weight-decay needs --theta FILE: the minimum theta* of the loss + LAMBDA/2 |theta|^2 (p values)");
   if (decay && !args.has("jacobian"))
     throw UsageError("--weight-decay needs --jacobian (theta* is put in the geometry's coordinates through it)");
-  if (decay && args.has("preconditioner"))
-    throw UsageError("--weight-decay with --preconditioner: weight decay's covariance is plain SGD's");
   o.validate();
   // theta* in the coordinates of g (with --weight-decay), from its Jacobian.
   auto set_parameters = [&](const Geometry& g, const Eigen::MatrixXd& jac) {

@@ -88,6 +88,7 @@ json covariance_json(const GeometrySummary& g, const CovarianceResult& r) {
   j["momentum"] = r.momentum.beta;
   j["nesterov"] = r.momentum.nesterov;
   j["weight_decay"] = r.weight_decay;
+  if (r.decoupled_weight_decay > 0.0) j["decoupled_weight_decay"] = r.decoupled_weight_decay;
   j["rho"] = r.rho;
   j["trace"] = r.trace;
   j["top_eigenvalues"] = std::vector<double>(r.top_eigenvalues.data(), r.top_eigenvalues.data() + r.top_eigenvalues.size());
@@ -96,7 +97,17 @@ json covariance_json(const GeometrySummary& g, const CovarianceResult& r) {
   j["mean_gradient_norm"] = r.mean_gradient_norm;
   report_fields(j, r.report);
   geometry_fields(j, g);
-  j["definition"] = r.momentum.beta > 0.0
+  j["definition"] = r.momentum.beta > 0.0 && r.decoupled_weight_decay > 0.0
+                        ? "Sigma = lim E[delta delta^T] of momentum SGD b <- beta b + H_B delta + g_B - gbar, delta <- "
+                          "(1 - lr decoupled_weight_decay) delta - lr b (the decoupled decay; gbar + "
+                          "decoupled_weight_decay (1 - beta) theta* = 0), g_i = J_i^T r_i; excess_loss = 1/2 tr(H "
+                          "Sigma); gradient_noise_trace = (1/n) sum |g_i|^2"
+                    : r.momentum.beta > 0.0 && r.weight_decay > 0.0
+                        ? "Sigma = lim E[delta delta^T] of momentum SGD b <- beta b + (H_B + weight_decay) delta + g_B + "
+                          "weight_decay theta*, delta <- delta - lr b (Nesterov: - lr (... + beta b)), g_i = J_i^T r_i, "
+                          "theta* the minimum of the loss + weight_decay/2 |theta|^2; excess_loss = 1/2 tr(H Sigma) "
+                          "(of the loss); gradient_noise_trace = (1/n) sum |g_i|^2"
+                    : r.momentum.beta > 0.0
                         ? "Sigma = lim E[delta delta^T] of momentum SGD b <- beta b + H_B delta + g_B, delta <- delta - "
                           "lr b (Nesterov: - lr (H_B delta + g_B + beta b)), g_i = J_i^T r_i; excess_loss = 1/2 tr(H "
                           "Sigma); gradient_noise_trace = (1/n) sum |g_i|^2"

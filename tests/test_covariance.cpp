@@ -453,7 +453,8 @@ TEST(Covariance, WeightDecayWithMomentumMatchesTheEnumeratedFixedPoint) {
     Eigen::Index n, c, p;
   };
   int seed = 0;
-  for (const Case& cs : {Case{5, 1, 3}, Case{4, 2, 3}}) {
+  // p < n C, and p > n C (rank 3 < p = 5: the enumeration covers null(H), where the decay alone acts).
+  for (const Case& cs : {Case{5, 1, 3}, Case{4, 2, 3}, Case{3, 1, 5}}) {
     CovProblem pr{ref::gaussian(cs.n * cs.c, cs.p, 700 + 7 * seed), VectorXd(), cs.n, cs.c, cs.p};
     const VectorXd y = ref::gaussian(cs.n * cs.c, 1, 701 + 7 * seed++).col(0);
     const auto g = sgdstab::Geometry::from_jacobian(pr.J, cs.c);
@@ -548,6 +549,7 @@ TEST(Covariance, WeightDecayRefusesWhatIsNotItsMinimum) {
   const VectorXd tilted = v + 1e-3 * v.norm() * u;
   COV_EXPECT_INVALID(sgdstab::reduced_parameters(gw, wide, tilted), "theta has 0.000999");
   EXPECT_NO_THROW(sgdstab::reduced_parameters(gw, wide, tilted, 2e-3));
+  EXPECT_NO_THROW(sgdstab::reduced_parameters(gw, wide, v, 1e-10));  // in range: no round-off floor near 1e-7
   COV_EXPECT_INVALID(sgdstab::reduced_parameters(gw, wide, tilted, -1.0), "tolerance must be finite");
   // theta* without weight decay is refused rather than ignored.
   sgdstab::CovarianceOptions stray;

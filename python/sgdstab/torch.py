@@ -532,8 +532,9 @@ def covariance(model, inputs, targets, lr=None, batch=None, loss="mse_mean", *, 
     plus WD/2 |theta|^2 (the per-sample gradients plus WD theta sum to zero; theory/covariance.md section
     8). The library's lambda is WD lr_factor; excess_loss is that of ``loss`` without the penalty. Not with
     Adam's or RMSprop's own (L2) weight_decay, which _adaptive_settings refuses; AdamW's decoupled one is
-    covered: the point must then satisfy grad + WD P theta* = 0 (a minimum of the loss + WD/2 theta^T P theta),
-    and the report says weight_decay=WD, weight_decay_decoupled=True.
+    covered: the point must then satisfy grad + bc1 WD P theta* = 0 (bc1 = 1 - beta1^t, Adam's first bias
+    correction, 1 late in training: a minimum of the loss + WD/2 theta^T P theta), and the report says
+    weight_decay=WD, weight_decay_decoupled=True.
     """
     ce = loss == "cross_entropy"
     if loss not in LOSSES and not ce:
