@@ -921,6 +921,29 @@ def test_covariance_of_adam_against_torch_optim_adam():
     assert math.isclose(ex, cov.excess_loss, rel_tol=0.05), (ex, cov.excess_loss)
 
 
+def adam_theta_covariance_enumerated(jac, res, pinv, lr, beta1, c, decoupled=0.0, gbar=None):
+    """The delta block of the stationary second moment of Adam's (AdamW's, with its decoupled decay) linearized
+    step in torch's units (MSELoss(mean) on the batch), state (delta, m - gbar): m' = beta1 m + (1 - beta1) g_B,
+    theta' = (1 - lr decoupled) theta - lr P^-1 m', g_B = H_B delta + (g*_B - gbar), enumerated over every batch
+    of 2 drawn without replacement and solved densely."""
+    import itertools
+
+    n, p = len(jac), jac[0].shape[1]
+    gbar = np.zeros(p) if gbar is None else gbar
+    batches = list(itertools.combinations(range(n), 2))
+    emm, ecc = np.zeros((4 * p * p, 4 * p * p)), np.zeros((2 * p, 2 * p))
+    for b in batches:
+        hb = sum(jac[i].T @ jac[i] for i in b) * 2.0 / (len(b) * c)
+        xi = sum(jac[i].T @ res[i] for i in b) * 2.0 / (len(b) * c) - gbar
+        m_b = np.block([[(1 - lr * decoupled) * np.eye(p) - lr * (1 - beta1) * pinv @ hb, -lr * beta1 * pinv],
+                        [(1 - beta1) * hb, beta1 * np.eye(p)]])
+        c_b = np.concatenate([-lr * (1 - beta1) * pinv @ xi, (1 - beta1) * xi])
+        emm += np.kron(m_b, m_b) / len(batches)
+        ecc += np.outer(c_b, c_b) / len(batches)
+    s = np.linalg.solve(np.eye(4 * p * p) - emm, ecc.reshape(-1)).reshape(2 * p, 2 * p)
+    return 0.5 * (s[:p, :p] + s[:p, :p].T)
+
+
 def test_adam_covariance_in_theta_against_the_enumerated_map():
     # The theta-space answer of sgdstab.torch.covariance(optimizer=Adam) (trace, top eigenvalues,
     # E[delta^T P delta], excess loss) against an independent dense solve in torch's own units: Adam's
@@ -929,8 +952,6 @@ def test_adam_covariance_in_theta_against_the_enumerated_map():
     # enumerated over the 28 batches of 2 drawn without replacement: S = E[M_B S M_B^T] + E[c_B c_B^T]
     # (E[z] = 0, so the cross terms vanish), solved as one (2p)^2 linear system. The library goes through
     # phi = P^{1/2} delta, heavy-ball at lr (1 - beta1), the basis of range(H~) and back.
-    import itertools
-
     g, x, y, model, w_star = least_squares_minimum()
     v = 1e-2 * torch.exp(torch.randn(w_star.shape, generator=g, dtype=torch.float64))
     beta1 = 0.5
@@ -946,22 +967,11 @@ def test_adam_covariance_in_theta_against_the_enumerated_map():
     cov = st.covariance(model, x, y, batch=2, optimizer=adam(lr), top=9)
     assert cov.converged and cov.rho < 1
     xs, ys, w = x.numpy(), y.numpy(), w_star.numpy()
-    n, c, p = 8, 3, 9
+    n, c = 8, 3
     jac = [np.kron(np.eye(c), xs[i][None, :]) for i in range(n)]
     res = [w @ xs[i] - ys[i] for i in range(n)]
     pinv = np.diag(1.0 / ((v.sqrt() + 1e-8).reshape(-1).numpy()))
-    batches = list(itertools.combinations(range(n), 2))
-    emm, ecc = np.zeros((4 * p * p, 4 * p * p)), np.zeros((2 * p, 2 * p))
-    for b in batches:
-        hb = sum(jac[i].T @ jac[i] for i in b) * 2.0 / (len(b) * c)
-        gb = sum(jac[i].T @ res[i] for i in b) * 2.0 / (len(b) * c)
-        m_b = np.block([[np.eye(p) - lr * (1 - beta1) * pinv @ hb, -lr * beta1 * pinv],
-                        [(1 - beta1) * hb, beta1 * np.eye(p)]])
-        c_b = np.concatenate([-lr * (1 - beta1) * pinv @ gb, (1 - beta1) * gb])
-        emm += np.kron(m_b, m_b) / len(batches)
-        ecc += np.outer(c_b, c_b) / len(batches)
-    s = np.linalg.solve(np.eye(4 * p * p) - emm, ecc.reshape(-1)).reshape(2 * p, 2 * p)
-    sd = 0.5 * (s[:p, :p] + s[:p, :p].T)
+    sd = adam_theta_covariance_enumerated(jac, res, pinv, lr, beta1, c)
     ev = np.sort(np.linalg.eigvalsh(sd))[::-1]
     assert math.isclose(cov.trace, np.trace(sd), rel_tol=1e-7), (cov.trace, np.trace(sd))
     assert len(cov.top_eigenvalues) == 9
@@ -1105,11 +1115,9 @@ def test_adamw_covariance_in_theta_against_the_enumerated_map():
     # - lr P^-1 m', enumerated over the 28 batches of 2 without replacement. The library goes through
     # phi = P^{1/2} delta: heavy-ball at lr (1 - beta1) / (C/2) with the decoupled mu = WD (C/2) / (1 - beta1)
     # (its units), and back to theta.
-    import itertools
-
     g, x, y, model, _ = least_squares_minimum()
     v = 1e-2 * torch.exp(torch.randn((3, 3), generator=g, dtype=torch.float64))
-    beta1, wd, n, c, p = 0.5, 0.2, 8, 3, 9
+    beta1, wd, n, c = 0.5, 0.2, 8, 3
     pre = (v.sqrt() + 1e-8).reshape(-1).numpy()
     xs, ys = x.numpy(), y.numpy()
     jac = [np.kron(np.eye(c), xs[i][None, :]) for i in range(n)]
@@ -1131,19 +1139,7 @@ def test_adamw_covariance_in_theta_against_the_enumerated_map():
     res = [theta.reshape(3, 3) @ xs[i] - ys[i] for i in range(n)]
     gbar = sum(jac[i].T @ res[i] for i in range(n)) * 2.0 / (n * c)
     assert np.linalg.norm(gbar + wd * pre * theta) < 1e-12 * np.linalg.norm(gbar)
-    pinv = np.diag(1.0 / pre)
-    batches = list(itertools.combinations(range(n), 2))
-    emm, ecc = np.zeros((4 * p * p, 4 * p * p)), np.zeros((2 * p, 2 * p))
-    for b in batches:
-        hb = sum(jac[i].T @ jac[i] for i in b) * 2.0 / (len(b) * c)
-        xi = sum(jac[i].T @ res[i] for i in b) * 2.0 / (len(b) * c) - gbar
-        m_b = np.block([[(1 - lr * wd) * np.eye(p) - lr * (1 - beta1) * pinv @ hb, -lr * beta1 * pinv],
-                        [(1 - beta1) * hb, beta1 * np.eye(p)]])
-        c_b = np.concatenate([-lr * (1 - beta1) * pinv @ xi, (1 - beta1) * xi])
-        emm += np.kron(m_b, m_b) / len(batches)
-        ecc += np.outer(c_b, c_b) / len(batches)
-    s = np.linalg.solve(np.eye(4 * p * p) - emm, ecc.reshape(-1)).reshape(2 * p, 2 * p)
-    sd = 0.5 * (s[:p, :p] + s[:p, :p].T)
+    sd = adam_theta_covariance_enumerated(jac, res, np.diag(1.0 / pre), lr, beta1, c, decoupled=wd, gbar=gbar)
     ev = np.sort(np.linalg.eigvalsh(sd))[::-1]
     assert math.isclose(cov.trace, np.trace(sd), rel_tol=1e-7), (cov.trace, np.trace(sd))
     for got, want in zip(cov.top_eigenvalues, ev):
