@@ -921,6 +921,14 @@ def test_covariance_of_adam_against_torch_optim_adam():
     assert math.isclose(ex, cov.excess_loss, rel_tol=0.05), (ex, cov.excess_loss)
 
 
+def late_adam(cls, weight, lr, beta1, v, **kwargs):
+    """torch.optim.Adam or AdamW on [weight] late in training: step 1e6 (both bias corrections exactly 1,
+    0.5^1e6 and 0.999^1e6 underflow), m = 0, exp_avg_sq = v."""
+    opt = cls([weight], lr=lr, betas=(beta1, 0.999), **kwargs)
+    opt.state[weight] = {"step": torch.tensor(1e6), "exp_avg": torch.zeros_like(weight), "exp_avg_sq": v.clone()}
+    return opt
+
+
 def adam_theta_covariance_enumerated(jac, res, pinv, lr, beta1, c, decoupled=0.0, gbar=None):
     """The delta block of the stationary second moment of Adam's (AdamW's, with its decoupled decay) linearized
     step in torch's units (MSELoss(mean) on the batch), state (delta, m - gbar): m' = beta1 m + (1 - beta1) g_B,
@@ -956,11 +964,8 @@ def test_adam_covariance_in_theta_against_the_enumerated_map():
     v = 1e-2 * torch.exp(torch.randn(w_star.shape, generator=g, dtype=torch.float64))
     beta1 = 0.5
 
-    def adam(lr):  # bias corrections exactly 1 (0.5^1e6 and 0.999^1e6 underflow)
-        opt = torch.optim.Adam([model.weight], lr=lr, betas=(beta1, 0.999))
-        opt.state[model.weight] = {"step": torch.tensor(1e6), "exp_avg": torch.zeros_like(model.weight),
-                                   "exp_avg_sq": v.clone()}
-        return opt
+    def adam(lr):
+        return late_adam(torch.optim.Adam, model.weight, lr, beta1, v)
 
     eta = st.analyze(model, x, y, batches=[2], allow_non_minimum=True, optimizer=adam(1e-3)).points[0]["eta_star"]
     lr = 0.6 * eta
@@ -1126,11 +1131,8 @@ def test_adamw_covariance_in_theta_against_the_enumerated_map():
     with torch.no_grad():
         model.weight.copy_(torch.from_numpy(theta.reshape(3, 3)))
 
-    def adamw(lr):  # bias corrections exactly 1 (0.5^1e6 and 0.999^1e6 underflow)
-        opt = torch.optim.AdamW([model.weight], lr=lr, betas=(beta1, 0.999), weight_decay=wd)
-        opt.state[model.weight] = {"step": torch.tensor(1e6), "exp_avg": torch.zeros_like(model.weight),
-                                   "exp_avg_sq": v.clone()}
-        return opt
+    def adamw(lr):
+        return late_adam(torch.optim.AdamW, model.weight, lr, beta1, v, weight_decay=wd)
 
     eta = st.analyze(model, x, y, batches=[2], allow_non_minimum=True, optimizer=adamw(1e-3)).points[0]["eta_star"]
     lr = 0.6 * eta
