@@ -16,6 +16,16 @@ namespace sgdstab::cli {
 
 namespace {
 
+// --theta FILE: theta* (p values, one row or one column).
+Eigen::VectorXd theta_option(const Args& args, Index p) {
+  const Eigen::MatrixXd theta = read_matrix(args.str("theta"));
+  if (theta.size() != p || (theta.rows() != 1 && theta.cols() != 1))
+    throw sgdstab::invalid_argument("--theta: expected p = " + std::to_string(p) +
+                                    " values in one row or one column, got a " + std::to_string(theta.rows()) +
+                                    " x " + std::to_string(theta.cols()) + " matrix");
+  return Eigen::Map<const Eigen::VectorXd>(theta.data(), theta.size());
+}
+
 // --optimizer rmsprop|adam with --preconditioner P (theory/covariance.md,
 // section 7, end; theory/adaptive.md): phi = P^{1/2} (theta - theta*) moves as
 // heavy-ball (Adam: beta1 at lr (1 - beta1); RMSProp: its --momentum at lr) on
@@ -43,16 +53,9 @@ int adaptive_covariance(const Args& args, const OptimizerSetting& opt, double lr
   const Index b = batch_of(args, g);
   const Eigen::MatrixXd pm = read_matrix(args.str("preconditioner"));  // checked by load_jacobian
   const Eigen::VectorXd p = Eigen::Map<const Eigen::VectorXd>(pm.data(), pm.size());
-  if (wd > 0.0) {  // phi* = P^{1/2} theta* in the geometry's coordinates
-    const Eigen::MatrixXd theta = read_matrix(args.str("theta"));
-    if (theta.size() != p.size() || (theta.rows() != 1 && theta.cols() != 1))
-      throw sgdstab::invalid_argument("--theta: expected p = " + std::to_string(p.size()) +
-                                      " values in one row or one column, got a " + std::to_string(theta.rows()) +
-                                      " x " + std::to_string(theta.cols()) + " matrix");
-    o.parameters = reduced_parameters(
-        g, jac, p.cwiseSqrt().cwiseProduct(Eigen::Map<const Eigen::VectorXd>(theta.data(), theta.size())),
-        o.gradient_tolerance);
-  }
+  if (wd > 0.0)  // phi* = P^{1/2} theta* in the geometry's coordinates
+    o.parameters =
+        reduced_parameters(g, jac, p.cwiseSqrt().cwiseProduct(theta_option(args, p.size())), o.gradient_tolerance);
   CovarianceResult r;
   if (args.has("residual-gradients")) {  // P^{-1/2} g_i in the geometry's coordinates
     Eigen::MatrixXd grads = read_matrix(args.str("residual-gradients"));
@@ -62,10 +65,7 @@ int adaptive_covariance(const Args& args, const OptimizerSetting& opt, double lr
     r = stationary_covariance(g, residual_option(args, "residual", g.samples() * g.outputs(), g.outputs()), lr_hb, b,
                               sampling, o);
   }
-  const Index n = g.samples();
-  const Eigen::MatrixXd basis =
-      (jac.transpose() * g.factor()).array().rowwise() /
-      (static_cast<double>(n) * g.hessian_eigenvalues()).transpose().array();
+  const Eigen::MatrixXd basis = reduction_basis(g, jac);
   const Eigen::MatrixXd gram_p = basis.transpose() * p.cwiseInverse().asDiagonal() * basis;  // V^T P^{-1} V
   const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(r.covariance);
   const Eigen::MatrixXd half =
@@ -126,21 +126,11 @@ int cmd_covariance(const Args& args, std::ostream& out, std::ostream& err) {
     throw UsageError("--weight-decay needs --jacobian (theta* is put in the geometry's coordinates through it)");
   o.validate();
   // theta* in the coordinates of g (with --weight-decay), from its Jacobian.
-  auto set_parameters = [&](const Geometry& g, const Eigen::MatrixXd& jac) {
-    if (!decay) return;
-    const Eigen::MatrixXd theta = read_matrix(args.str("theta"));
-    if (theta.rows() != 1 && theta.cols() != 1)
-      throw sgdstab::invalid_argument("--theta: expected p = " + std::to_string(jac.cols()) +
-                                      " values in one row or one column, got a " + std::to_string(theta.rows()) +
-                                      " x " + std::to_string(theta.cols()) + " matrix");
-    o.parameters = reduced_parameters(g, jac, Eigen::Map<const Eigen::VectorXd>(theta.data(), theta.size()),
-                                      o.gradient_tolerance);
-  };
   if (args.has("residual-gradients") || decay) {
     const Eigen::MatrixXd jac = load_jacobian(args);  // with --curvature / --softmax applied
     const Geometry g = Geometry::from_jacobian(jac, outputs_option(args), reduction_options(args));
     const Index b = batch_of(args, g);
-    set_parameters(g, jac);
+    if (decay) o.parameters = reduced_parameters(g, jac, theta_option(args, jac.cols()), o.gradient_tolerance);
     if (!args.has("residual-gradients")) {
       const Eigen::VectorXd res = residual_option(args, "residual", g.samples() * g.outputs(), g.outputs());
       const CovarianceResult r = stationary_covariance(g, res, lr, b, sampling, o);

@@ -612,4 +612,22 @@ TEST(Covariance, DecoupledDecayWithMomentumMatchesTheEnumeratedFixedPoint) {
   COV_EXPECT_INVALID(bad.validate(), "decoupled_weight_decay must be finite");
 }
 
+// reduction_basis: orthonormal, V V^T the projector onto range(J^T J) (from a
+// dense SVD), V^T g_i equal to reduced_gradients', and another Jacobian refused.
+TEST(Covariance, ReductionBasisSpansRangeOfH) {
+  const MatrixXd J = ref::gaussian(4, 7, 791);  // rank 4 < p = 7
+  const auto g = sgdstab::Geometry::from_jacobian(J, 2);
+  const MatrixXd v = sgdstab::reduction_basis(g, J);
+  ASSERT_EQ(v.rows(), 7);
+  ASSERT_EQ(v.cols(), g.rank());
+  EXPECT_LT((v.transpose() * v - MatrixXd::Identity(v.cols(), v.cols())).norm(), 1e-12);
+  const Eigen::JacobiSVD<MatrixXd> svd(J, Eigen::ComputeFullV);
+  const MatrixXd u = svd.matrixV().leftCols(4);
+  EXPECT_LT((v * v.transpose() - u * u.transpose()).norm(), 1e-12);
+  const MatrixXd grads = ref::gaussian(2, 4, 792) * J;  // rows in range(J^T)
+  EXPECT_LT((v.transpose() * grads.transpose() - sgdstab::reduced_gradients(g, J, grads)).norm(), 1e-12);
+  COV_EXPECT_INVALID(sgdstab::reduction_basis(g, 2.0 * J), "not the one the geometry was built from");
+  COV_EXPECT_INVALID(sgdstab::reduction_basis(g, J.topRows(2)), "the Jacobian has 2 rows");
+}
+
 #undef COV_EXPECT_INVALID

@@ -126,6 +126,13 @@ CovarianceResult stationary_covariance_from_gradients(const Geometry& geometry,
 Eigen::MatrixXd reduced_gradients(const Geometry& geometry, const Eigen::Ref<const Eigen::MatrixXd>& jacobian,
                                   const Eigen::Ref<const Eigen::MatrixXd>& gradients);
 
+/// The orthonormal basis V (p x r) of range(H) that the reduced coordinates of
+/// `geometry` use, from the Jacobian it was built from: V = J^T Z (n diag d)^{-1}
+/// (theory/covariance.md, eq. 5); a parameter-space covariance is V X V^T.
+/// \throws sgdstab::invalid_argument on a Jacobian of the wrong shape, with
+///   NaN/Inf, or other than the geometry's (V^T V not I to 1e-6).
+Eigen::MatrixXd reduction_basis(const Geometry& geometry, const Eigen::Ref<const Eigen::MatrixXd>& jacobian);
+
 /// The parameters theta (p entries) in the reduced coordinates of `geometry`,
 /// built from `jacobian`: V^T theta (CovarianceOptions::parameters). At a
 /// minimum of the regularized loss lambda theta = -(1/n) sum g_i lies in

@@ -167,8 +167,8 @@ namespace {
 
 // V = J^T Z (n diag d)^{-1} (eq. 5), p x r: orthonormal exactly when J is the
 // geometry's Jacobian (checked to 1e-6).
-Eigen::MatrixXd reduction_basis(const Geometry& geometry, const Eigen::Ref<const Eigen::MatrixXd>& jacobian,
-                                const std::string& where) {
+Eigen::MatrixXd checked_basis(const Geometry& geometry, const Eigen::Ref<const Eigen::MatrixXd>& jacobian,
+                              const std::string& where) {
   const Index n = geometry.samples(), c = geometry.outputs();
   detail::require(jacobian.rows() == n * c, where,
                   "the Jacobian has " + std::to_string(jacobian.rows()) + " rows, the geometry n C = " +
@@ -186,6 +186,10 @@ Eigen::MatrixXd reduction_basis(const Geometry& geometry, const Eigen::Ref<const
 
 }  // namespace
 
+Eigen::MatrixXd reduction_basis(const Geometry& geometry, const Eigen::Ref<const Eigen::MatrixXd>& jacobian) {
+  return checked_basis(geometry, jacobian, "reduction_basis");
+}
+
 Eigen::MatrixXd reduced_gradients(const Geometry& geometry, const Eigen::Ref<const Eigen::MatrixXd>& jacobian,
                                   const Eigen::Ref<const Eigen::MatrixXd>& gradients) {
   const std::string where = "reduced_gradients";
@@ -195,7 +199,7 @@ Eigen::MatrixXd reduced_gradients(const Geometry& geometry, const Eigen::Ref<con
                       " (one row per sample), got " + std::to_string(gradients.rows()) + " x " +
                       std::to_string(gradients.cols()));
   detail::require(gradients.allFinite(), where, "the gradients have a NaN or Inf entry");
-  const Eigen::MatrixXd v = reduction_basis(geometry, jacobian, where);
+  const Eigen::MatrixXd v = checked_basis(geometry, jacobian, where);
   Eigen::MatrixXd out = v.transpose() * gradients.transpose();  // r x n: V^T g_i
   // Whatever of g_i is not in range(H): |g_i|^2 - |V^T g_i|^2 (V orthonormal).
   for (Index i = 0; i < n; ++i) {
@@ -218,7 +222,7 @@ Eigen::VectorXd reduced_parameters(const Geometry& geometry, const Eigen::Ref<co
                   "theta must have p = " + std::to_string(jacobian.cols()) + " entries (the Jacobian's columns), got " +
                       std::to_string(theta.size()));
   detail::require(theta.allFinite(), where, "theta has a NaN or Inf entry");
-  const Eigen::MatrixXd v = reduction_basis(geometry, jacobian, where);
+  const Eigen::MatrixXd v = checked_basis(geometry, jacobian, where);
   Eigen::VectorXd out = v.transpose() * theta;
   // The part outside range(H), measured directly (|theta|^2 - |V^T theta|^2 would
   // cancel to ~1e-13 |theta|^2 from round-off alone).
@@ -319,10 +323,9 @@ CovarianceResult stationary_covariance_from_gradients(const Geometry& geometry,
   const Eigen::MatrixXd inv_a =
       (a * (d.replicate(1, r) + d.transpose().replicate(r, 1)).array() + shift).cwiseInverse().matrix();
   const Eigen::MatrixXd b = lr * noise;
-  auto apply = [&](const Eigen::MatrixXd& x) {
+  auto apply = [&](const Eigen::MatrixXd& x) {  // lambda = 0: a = 1, shift = 0, A - lr Q exactly
     ++out.report.matvecs;
-    if (lambda > 0.0) return Eigen::MatrixXd(a * op.anticommutator(x) + shift * x - lr * op.quadratic(x));
-    return Eigen::MatrixXd(op.anticommutator(x) - lr * op.quadratic(x));
+    return Eigen::MatrixXd(a * op.anticommutator(x) + shift * x - lr * op.quadratic(x));
   };
   // From the preconditioned right-hand side (lambda = 0: A^{-1} b, the answer at lr -> 0).
   matrix_cg(apply, b, inv_a, b.cwiseProduct(inv_a), options, where,
