@@ -7,6 +7,7 @@
 #include <functional>
 #include <initializer_list>
 #include <memory>
+#include <new>
 #include <ostream>
 #include <set>
 #include <sstream>
@@ -580,6 +581,12 @@ int run_or_check(int argc, const char* const* argv, std::ostream& out, std::ostr
   } catch (const numerical_error& e) {
     err << "sgdstab: numerical failure: " << e.what() << "\n";
     return exit_code(e.status());
+  } catch (const std::bad_alloc& e) {
+    // An allocation the budget checks did not foresee (a ulimit or cgroup
+    // limit, or memory taken meanwhile): the same exit as "too large".
+    err << "sgdstab: out of memory: an allocation failed (" << e.what()
+        << "); set --memory-limit to what this process may really use (a ulimit or container limit), or give a smaller problem\n";
+    return exit_code(Exit::failure);
   } catch (const std::exception& e) {
     err << "sgdstab: error: " << e.what() << "\n";
     return exit_code(Exit::failure);

@@ -2,6 +2,7 @@
 // subspace (theory/region.md), the marks' verdicts, and the picture.
 #include <algorithm>
 #include <cstdint>
+#include <new>
 #include <optional>
 #include <ostream>
 #include <sstream>
@@ -268,17 +269,26 @@ int cmd_region(const Args& args, std::ostream& out, std::ostream& err) {
   }
   const bool may_fall_back = args.str_or("engine", "auto") == "auto" && !heavy && weight_decay == 0.0;
   std::optional<RegionReport> exact;
+  std::string fallback;  // why the exact attempt failed, when auto falls back
   try {
     exact = region_report(g, schemes, batches, marks, args.str_or("plot", ""), so, momentum.value_or(Momentum{}),
                           weight_decay);
   } catch (const resource_error& e) {
-    // engine_choice's budget is what the solver checks first; an allocation
-    // that fails later all the same (memory taken by others meanwhile):
-    // auto falls back to the band and says why.
+    fallback = e.what();
     if (!may_fall_back) throw;
-    err << "sgdstab region: the exact region does not fit (" << e.what() << "); running the band instead\n";
+  } catch (const std::bad_alloc& e) {
+    fallback = std::string("an allocation failed (") + e.what() + ")";
+    if (!may_fall_back) throw;
+  }
+  if (!exact) {
+    // engine_choice's budget is what the solver checks first; an allocation
+    // that fails later all the same (memory taken by others meanwhile, or a
+    // limit the budget cannot see: --memory-limit above a ulimit) makes
+    // auto fall back to the band and say why. The exact attempt's memory is
+    // freed by then. Tested by tests/memory_limit_test.sh.
+    err << "sgdstab region: the exact region does not fit (" << fallback << "); running the band instead\n";
     auto [j, status] = band_region(args, g, schemes, batches, marks,
-                                   std::string("the exact region ran out of memory: ") + e.what());
+                                   "the exact region ran out of memory: " + fallback);
     j["seconds"] = seconds_since(t0);
     echo_inputs(args, opt, j);
     return finish(j, status, out, err);

@@ -1057,6 +1057,13 @@ void bind_io_and_options(py::module_& m) {
       },
       py::arg("rows"), py::arg("rank"));
 
+  // What the C++ budget checks compare with (sgdstab/memory.hpp): MemAvailable,
+  // the memory cgroup's room and RLIMIT_AS's; None when none can be read.
+  m.def("available_memory_bytes", []() -> py::object {
+    const std::size_t b = available_memory_bytes();
+    return b == 0 ? py::object(py::none()) : py::object(py::int_(b));
+  });
+
   // The machine a timing was measured on (sgdstab/machine.hpp): the same
   // record as the command line's "performance" block.
   m.def("machine_info", [] { return json_to_python(cli::performance_json()); });

@@ -43,10 +43,15 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 #     (39 s under ASan, nearly all in its own dense reference, a bisection on
 #     explicit Kronecker radii) [MomentumWeightDecay.ReducesToMomentumAndToPlainWeightDecay
 #     (rank 12 < p = 20: the null directions), MomentumWeightDecay.CurveAndRegionEqualSingleThresholdsAndTheBandHolds]
+# And Cli.MemoryLimits (tests/memory_limit_test.sh), which runs the program
+# under `ulimit -v`: ASan reserves terabytes of address space and cannot
+# start under it [Memory.AvailableMemorySeesTheAddressSpaceLimit, which
+# sets the limit after start-up].
 SKIP='^Scripts\.|^Momentum\.SampledOperatorIntervalCoversTheExactRadiusAndCrossCheckAgrees$'
 SKIP+='|^WeightDecay\.SampledRadiusAndCrossCheckAgreeWithTheExactAnswer$'
 SKIP+='|^Momentum\.NonlinearMomentumSgdReturnsBelowAndEscapesAboveTheThreshold$'
 SKIP+='|^Cli\.EscapeClassifiesNonlinearRuns$|^Reliability\.SameNumbersWithOneAndTwoBlasThreads$'
 SKIP+='|^MomentumWeightDecay\.ThresholdEqualsBisectionOnTheExplicitRadiusWithNullDirections$'
+SKIP+='|^Cli\.MemoryLimits$'
 (cd "$BUILD_DIR" && ctest --output-on-failure --no-tests=error -j "$(nproc)" -E "$SKIP")
 echo "sanitize: $(cd "$BUILD_DIR" && ctest -N -E "$SKIP" | tail -1 | sed 's/Total Tests: //') tests passed under ASan + UBSan ($SECONDS s)"

@@ -5,7 +5,10 @@
 // outputs with zero Jacobians) get a correct answer or a clear error and
 // strict JSON without a NaN in it.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <Eigen/Dense>
 #include <algorithm>
@@ -17,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "foundations/memory_detail.hpp"
 #include "reference.hpp"
 #include "sgdstab/sgdstab.hpp"
 #include "temp_files.hpp"
@@ -135,6 +139,116 @@ TEST(Concurrency, InterruptFlagStopsALongCallAndIsCleared) {
   EXPECT_THROW((void)sgdstab::simulate_linearized(g, o), sgdstab::interrupted);
   stopper.join();
   sgdstab::clear_interrupt();
+}
+
+// The memory cgroup's room from a file tree of our own (v1 and v2 layouts,
+// docs/reliability.md "Memory"): limit - (usage - inactive file cache), the
+// least over the controllers, -1 without a limit.
+TEST(Memory, CgroupHeadroomReadsVersionOneAndTwoTrees) {
+  const testing_files::TempDir dir("sgdstab_cgroup");
+  const std::string root = dir.path() + "/fs";
+  auto put = [&](const std::string& rel, const std::string& text) {
+    std::system(("mkdir -p '" + root + rel.substr(0, rel.rfind('/')) + "'").c_str());
+    testing_files::write_bytes(root + rel, text);
+  };
+  auto headroom = [&](const std::string& proc) {
+    testing_files::write_bytes(dir.file("cgroup"), proc);
+    return sgdstab::detail::cgroup_headroom(dir.file("cgroup"), root);
+  };
+  EXPECT_EQ(sgdstab::detail::cgroup_headroom(dir.file("missing"), root), -1.0);
+  EXPECT_EQ(headroom("0::/job\n"), -1.0);  // no files at all
+  // v2: the job's own folder.
+  put("/job/memory.max", "1000000\n");
+  put("/job/memory.current", "400000\n");
+  put("/job/memory.stat", "anon 250000\ninactive_file 100000\nactive_file 50000\n");
+  EXPECT_EQ(headroom("0::/job\n"), 1000000.0 - (400000.0 - 100000.0));
+  put("/job/memory.max", "max\n");
+  EXPECT_EQ(headroom("0::/job\n"), -1.0);
+  // v2, a folder this namespace does not show: the root's (a container's own cgroup).
+  put("/memory.max", "500000\n");
+  put("/memory.current", "100000\n");
+  EXPECT_EQ(headroom("0::/elsewhere\n"), 400000.0);
+  // v1, with other controllers listed and the memory controller shared with cpu.
+  put("/memory/a/b/memory.limit_in_bytes", "2000000\n");
+  put("/memory/a/b/memory.usage_in_bytes", "1500000\n");
+  put("/memory/a/b/memory.stat", "cache 700000\ntotal_inactive_file 500000\n");
+  EXPECT_EQ(headroom("5:cpu,memory:/a/b\n3:cpu,cpuacct:/\n"), 1000000.0);
+  EXPECT_EQ(headroom("4:memory:/a/b\n"), 1000000.0);
+  EXPECT_EQ(headroom("4:memoryx:/a/b\n"), -1.0);  // not the memory controller
+  // Both versions: the smaller room; usage above the limit: none.
+  EXPECT_EQ(headroom("4:memory:/a/b\n0::/elsewhere\n"), 400000.0);
+  put("/memory/a/b/memory.usage_in_bytes", "2600000\n");
+  EXPECT_EQ(headroom("4:memory:/a/b\n"), 0.0);
+  // v1's "no limit" (about 2^63).
+  put("/memory/a/b/memory.limit_in_bytes", "9223372036854771712\n");
+  EXPECT_EQ(headroom("4:memory:/a/b\n"), -1.0);
+}
+
+// The address-space limit (ulimit -v) counts: in a child with RLIMIT_AS set
+// 256 MiB above its address space and the BLAS reserve, the available
+// memory is that (the child allocates next to nothing meanwhile),
+// a 300 MiB request is refused by name, and a .npy file larger than the
+// room is refused before it is read (its size named, not called truncated).
+TEST(Memory, AvailableMemorySeesTheAddressSpaceLimit) {
+  const testing_files::TempDir dir("sgdstab_rlimit");
+  const std::string big = dir.file("big.npy");
+  {  // a valid header for 16384 x 16384 float64 and a sparse 2 GiB body
+    std::string hdr = "{'descr': '<f8', 'fortran_order': False, 'shape': (16384, 16384), }";
+    hdr += std::string(118 - hdr.size(), ' ') + "\n";
+    std::string head = std::string("\x93NUMPY\x01\x00", 8) + char(hdr.size() & 0xff) + char(hdr.size() >> 8) + hdr;
+    testing_files::write_bytes(big, head);
+    ASSERT_EQ(::truncate(big.c_str(), 128 + 16384LL * 16384 * 8), 0);
+  }
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {  // the child: only exit codes from here on
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    double vm = -1;
+    while (std::getline(status, line))
+      if (line.rfind("VmSize:", 0) == 0) vm = std::strtod(line.c_str() + 7, nullptr) * 1024.0;
+    if (vm <= 0) ::_exit(10);
+    struct rlimit rl {};
+    ::getrlimit(RLIMIT_AS, &rl);
+    rl.rlim_cur = static_cast<rlim_t>(vm + sgdstab::detail::blas_reserve_bytes()) + (rlim_t{256} << 20);
+    if (::setrlimit(RLIMIT_AS, &rl) != 0) ::_exit(11);
+    const double avail = static_cast<double>(sgdstab::available_memory_bytes());
+    if (!(avail > 200.0 * 1024 * 1024 && avail <= 256.0 * 1024 * 1024)) ::_exit(12);
+    try {
+      sgdstab::check_memory(300.0 * 1024 * 1024, "a test request");
+      ::_exit(13);
+    } catch (const sgdstab::resource_error& e) {
+      if (std::string(e.what()).find("a test request needs about 300.0 MiB") == std::string::npos) ::_exit(14);
+    }
+    try {
+      (void)sgdstab::read_matrix(big);
+      ::_exit(15);
+    } catch (const sgdstab::resource_error& e) {
+      if (std::string(e.what()).find("big.npy: reading the file needs about 2.0 GiB") == std::string::npos)
+        ::_exit(16);
+    } catch (...) {
+      ::_exit(17);
+    }
+    ::_exit(0);
+  }
+  int st = 0;
+  ASSERT_EQ(::waitpid(pid, &st, 0), pid);
+  ASSERT_TRUE(WIFEXITED(st)) << "the child did not exit normally";
+  EXPECT_EQ(WEXITSTATUS(st), 0) << "the child's failed check (see the test's exit codes)";
+}
+
+// A .npy file through a pipe (`--gram <(...)`): not seekable, read in chunks.
+TEST(Memory, MatrixFilesReadThroughAPipe) {
+  const testing_files::TempDir dir("sgdstab_fifo");
+  const MatrixXd m = ref::gaussian(300, 500, 1620);  // 1.2 MB: more than one 1 MiB chunk
+  sgdstab::write_npy(dir.file("m.npy"), m);
+  const std::string bytes = testing_files::read_bytes(dir.file("m.npy"));
+  const std::string fifo = dir.file("pipe.npy");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  std::thread writer([&] { testing_files::write_bytes(fifo, bytes); });
+  const MatrixXd back = sgdstab::read_matrix(fifo);
+  writer.join();
+  EXPECT_EQ(back, m);
 }
 
 #ifdef SGDSTAB_CLI_PATH

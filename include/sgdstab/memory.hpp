@@ -10,8 +10,13 @@
 
 namespace sgdstab {
 
-/// Bytes this process may still allocate: MemAvailable from /proc/meminfo,
-/// or 0 when it cannot be read (then no check is made).
+/// Bytes this process may still allocate: the least of MemAvailable
+/// (/proc/meminfo), what its memory cgroup still allows (v2 memory.max or
+/// v1 memory.limit_in_bytes, less the usage without inactive file cache:
+/// containers, Slurm jobs) and what RLIMIT_AS (`ulimit -v`) still allows
+/// beyond the address space in use and a reserve for OpenBLAS's buffers
+/// (128 MiB per BLAS thread and per library thread); 0 when none can be
+/// read (then no check is made). docs/reliability.md, "Memory".
 std::size_t available_memory_bytes();
 
 /// \throws sgdstab::resource_error when `bytes` exceeds `limit` (or, when

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <new>
 #include <sstream>
 #include <vector>
 
@@ -25,13 +26,48 @@ using Eigen::MatrixXd;
 
 namespace {
 
+// The whole file. An allocation that fails is a resource_error naming the
+// file and its size, never a short read: `ss << in.rdbuf()` swallowed the
+// std::bad_alloc of a growing buffer and returned what it had, which the
+// .npy reader then called a truncated file (found under `ulimit -v`,
+// docs/reliability.md, "Memory"). A regular file is read in one allocation of
+// its size; a pipe (`--gram <(...)`) in chunks.
 std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw io_error(path + ": cannot open for reading (" + std::strerror(errno) + ")");
-  std::ostringstream ss;
-  ss << in.rdbuf();
+  auto out_of_memory = [&](double bytes) {
+    return resource_error(path + ": reading the file needs about " + format_bytes(bytes) +
+                          " and that memory could not be allocated");
+  };
+  std::string bytes;
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  if (size >= 0) {
+    in.seekg(0);
+    check_memory(static_cast<double>(size), path + ": reading the file");
+    try {
+      bytes.resize(static_cast<std::size_t>(size));
+    } catch (const std::bad_alloc&) {
+      throw out_of_memory(static_cast<double>(size));
+    }
+    in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (in.gcount() != static_cast<std::streamsize>(bytes.size()))
+      throw io_error(path + ": read error after " + std::to_string(in.gcount()) + " of " + std::to_string(size) +
+                     " bytes");
+    return bytes;
+  }
+  in.clear();  // not seekable: read to the end
+  std::vector<char> chunk(std::size_t{1} << 20);
+  while (in) {
+    in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+    try {
+      bytes.append(chunk.data(), static_cast<std::size_t>(in.gcount()));
+    } catch (const std::bad_alloc&) {
+      throw out_of_memory(static_cast<double>(bytes.size()) + static_cast<double>(chunk.size()));
+    }
+  }
   if (in.bad()) throw io_error(path + ": read error");
-  return ss.str();
+  return bytes;
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {

@@ -88,6 +88,7 @@ __all__ = [
     "default_batches",
     "machine_info",
     "exact_region_min_bytes",
+    "available_memory_bytes",
     "solver_options",
     "reduction_options",
     "montecarlo_options",
@@ -546,6 +547,15 @@ def exact_region_min_bytes(geometry, **solver_options):
     above it the region runs; below it, it raises MemoryError before it
     computes anything (C++ ``exact_region_min_bytes``, region.hpp)."""
     return _core.exact_region_min_bytes(geometry, **solver_options)
+
+
+def available_memory_bytes():
+    """Bytes this process may still allocate, as every budget check of the
+    library reads it (C++ ``available_memory_bytes``, memory.hpp): the least
+    of MemAvailable, what the memory cgroup still allows (containers, Slurm
+    jobs) and what ``ulimit -v`` (RLIMIT_AS) still allows; None when none of
+    them can be read."""
+    return _core.available_memory_bytes()
 
 
 def machine_info():

@@ -195,8 +195,13 @@ def gram(model, inputs, *, dtype=_torch.float64, max_block_bytes=1 << 28):
 
 
 def _available_bytes():
-    """The memory available to a new allocation (MemAvailable, as the C++
-    library reads it; free pages where /proc/meminfo is missing), or None."""
+    """The memory available to a new allocation, as the C++ library's budget
+    checks read it (``sgdstab.available_memory_bytes``: MemAvailable, the
+    memory cgroup's room, ulimit -v's), or None; free pages where none can
+    be read."""
+    avail = _core.available_memory_bytes()
+    if avail is not None:
+        return avail
     try:
         with open("/proc/meminfo") as f:
             for line in f:
