@@ -217,6 +217,20 @@ def _available_bytes():
         return None
 
 
+def _out_of_memory(e):
+    """Whether an exception is a failed allocation: MemoryError (the
+    library's resource_error and std::bad_alloc), or PyTorch's own
+    (torch.cuda.OutOfMemoryError; a RuntimeError "can't allocate memory" on
+    the CPU)."""
+    if isinstance(e, MemoryError):
+        return True
+    oom = getattr(getattr(_torch, "cuda", None), "OutOfMemoryError", None)
+    if oom is not None and isinstance(e, oom):
+        return True
+    text = str(e)
+    return isinstance(e, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text)
+
+
 def _check_bytes(nbytes, what):
     avail = _available_bytes()
     if avail is None:
@@ -1055,7 +1069,12 @@ def stability(model, inputs, targets, batches=None, loss="mse_mean", *, engine="
     else the Jacobian); its memory is counted as three copies of that
     matrix (PyTorch's, the library's, the eigensolver's work) plus the exact
     solver's least footprint at rank r (``sgdstab.exact_region_min_bytes``;
-    theory/band.md section 7).
+    theory/band.md section 7). The memory available is
+    ``sgdstab.available_memory_bytes()`` (MemAvailable, the memory cgroup's
+    room and ``ulimit -v``'s). When auto chose the exact engine and it runs
+    out of memory all the same (MemoryError, or PyTorch's out-of-memory
+    error), the band runs instead and ``engine_reason`` says so; an engine
+    named explicitly raises.
     ``solver_options`` go to the exact solver (``sgdstab.solver_options()``),
     ``band_options`` to the band (``sgdstab.band_options()``); an engine
     named explicitly refuses the other's options (ValueError); the other
@@ -1092,6 +1111,7 @@ def stability(model, inputs, targets, batches=None, loss="mse_mean", *, engine="
     if engine == "exact" and band_options:
         raise ValueError(f"band_options {sorted(band_options)}: options of the band, which engine='exact' does not "
                          "run (the exact engine's go in solver_options)")
+    chosen = engine != "auto"
     if engine == "auto":
         # Sizes without copying the model: n from the inputs, C from the
         # targets (analyze/band check them against the model's outputs), p
@@ -1117,10 +1137,21 @@ def stability(model, inputs, targets, batches=None, loss="mse_mean", *, engine="
             engine, reason = "exact", f"rank bound min(nC, p) = {r} <= exact_max_rank {exact_max_rank}"
     else:
         reason = f"engine={engine!r}"
+    rep = None
     if engine == "exact":
-        rep = analyze(model, inputs, targets, batches=batches, loss=loss, sampling=sampling,
-                      residual_tolerance=residual_tolerance, allow_non_minimum=allow_non_minimum, dtype=dtype,
-                      **solver_options)
+        try:
+            rep = analyze(model, inputs, targets, batches=batches, loss=loss, sampling=sampling,
+                          residual_tolerance=residual_tolerance, allow_non_minimum=allow_non_minimum, dtype=dtype,
+                          **solver_options)
+        except (MemoryError, RuntimeError) as e:
+            # An allocation the estimate did not foresee (memory taken
+            # meanwhile, a limit it cannot see): auto falls back to the band
+            # and says why, as the command line's region does. A chosen
+            # engine, or another error, is the caller's.
+            if chosen or not _out_of_memory(e):
+                raise
+            engine, reason = "band", f"the exact engine ran out of memory: {e}"
+    if engine == "exact":
         for pt in rep.points:
             bound = pt["error_bound"]
             low = pt["eta_star"] / (1.0 + bound) if bound is not None and math.isfinite(bound) and bound >= 0 else 0.0

@@ -5,6 +5,7 @@ import json
 import math
 import os
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -230,6 +231,24 @@ def test_machine_info_is_the_programs_performance_block_and_the_machines(problem
         # blas_threads: this process may have changed OpenBLAS's threads; checked above.
         assert {k: v for k, v in block.items() if k != "blas_threads"} == \
             {k: v for k, v in m.items() if k != "blas_threads"}
+
+
+def test_available_memory_bytes_sees_an_address_space_limit():
+    # Without limits: at most MemAvailable (read here, independently); in a
+    # child under RLIMIT_AS (ulimit -v) far below it: at most the limit.
+    with open("/proc/meminfo") as f:
+        mem = [int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")][0]
+    avail = sgdstab.available_memory_bytes()
+    assert isinstance(avail, int) and 0 < avail <= 1.1 * mem
+    code = ("import resource, sys, sgdstab\n"
+            "vm = [int(l.split()[1]) * 1024 for l in open('/proc/self/status') if l.startswith('VmSize:')][0]\n"
+            "lim = vm + 2 * 2**30\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (lim, resource.getrlimit(resource.RLIMIT_AS)[1]))\n"
+            "a = sgdstab.available_memory_bytes()\n"
+            "sys.exit(0 if a is not None and 0 < a <= 2 * 2**30 else 1)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr
 
 
 def test_exact_region_min_bytes_is_the_limit_at_which_region_runs(problems):

@@ -696,6 +696,43 @@ def test_stability_chooses_the_engine_and_says_which():
             st.stability(model, x, y, batches=[2], **bad)
 
 
+def test_stability_falls_back_to_the_band_when_the_exact_engine_runs_out_of_memory(monkeypatch):
+    # An allocation the estimate did not foresee: auto runs the band instead,
+    # says why, and gives the band's own answer; an engine named explicitly,
+    # or another error, is raised.
+    model, x, y = linear_minimum()
+    opts = {"subspace": 6, "lanczos_steps": 10}
+    want = st.band(model, x, y, batches=[1, 3], **opts)
+    calls = []
+
+    def no_memory(*args, **kwargs):
+        calls.append(kwargs)
+        raise MemoryError("the shared subspace needs about 9.0 GiB but only 1.0 GiB is available")
+
+    monkeypatch.setattr(st, "analyze", no_memory)
+    rep = st.stability(model, x, y, batches=[1, 3], band_options=opts)
+    assert len(calls) == 1 and rep.engine == "band"
+    assert rep.engine_reason == ("the exact engine ran out of memory: the shared subspace needs about 9.0 GiB "
+                                 "but only 1.0 GiB is available")
+    assert [(p["batch"], p["eta_low"], p["eta_high"]) for p in rep.points] == \
+        [(p["batch"], p["eta_low"], p["eta_high"]) for p in want.points]
+    with pytest.raises(MemoryError, match="9.0 GiB"):
+        st.stability(model, x, y, batches=[1, 3], engine="exact")
+
+    def torch_cpu_oom(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:83] DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(st, "analyze", torch_cpu_oom)
+    assert st.stability(model, x, y, batches=[1, 3], band_options=opts).engine == "band"
+
+    def other(*args, **kwargs):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setattr(st, "analyze", other)
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        st.stability(model, x, y, batches=[1, 3], band_options=opts)
+
+
 def test_band_contains_the_exact_threshold_of_a_network_at_a_minimum():
     # A linear minimum (exact interpolation) and a small tanh network whose
     # last layer is fitted exactly (a minimum in those parameters): each band
