@@ -274,11 +274,11 @@ int cmd_region(const Args& args, std::ostream& out, std::ostream& err) {
     exact = region_report(g, schemes, batches, marks, args.str_or("plot", ""), so, momentum.value_or(Momentum{}),
                           weight_decay);
   } catch (const resource_error& e) {
+    if (!may_fall_back) throw;
     fallback = e.what();
-    if (!may_fall_back) throw;
   } catch (const std::bad_alloc& e) {
-    fallback = std::string("an allocation failed (") + e.what() + ")";
     if (!may_fall_back) throw;
+    fallback = std::string("an allocation failed (") + e.what() + ")";
   }
   if (!exact) {
     // engine_choice's budget is what the solver checks first; an allocation

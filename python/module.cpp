@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "foundations/memory_detail.hpp"
 #include "report.hpp"
 #include "inputs.hpp"
 #include "results.hpp"
@@ -1063,6 +1064,9 @@ void bind_io_and_options(py::module_& m) {
     const std::size_t b = available_memory_bytes();
     return b == 0 ? py::object(py::none()) : py::object(py::int_(b));
   });
+
+  // The address space kept for OpenBLAS under ulimit -v (lib/foundations/memory_detail.hpp), for tests.
+  m.def("_blas_reserve_bytes", &sgdstab::detail::blas_reserve_bytes);
 
   // The machine a timing was measured on (sgdstab/machine.hpp): the same
   // record as the command line's "performance" block.

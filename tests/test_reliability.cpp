@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "foundations/memory_detail.hpp"
+#include "foundations/parallel.hpp"
 #include "reference.hpp"
 #include "sgdstab/sgdstab.hpp"
 #include "temp_files.hpp"
@@ -148,7 +150,7 @@ TEST(Memory, CgroupHeadroomReadsVersionOneAndTwoTrees) {
   const testing_files::TempDir dir("sgdstab_cgroup");
   const std::string root = dir.path() + "/fs";
   auto put = [&](const std::string& rel, const std::string& text) {
-    std::system(("mkdir -p '" + root + rel.substr(0, rel.rfind('/')) + "'").c_str());
+    std::filesystem::create_directories(root + rel.substr(0, rel.rfind('/')));
     testing_files::write_bytes(root + rel, text);
   };
   auto headroom = [&](const std::string& proc) {
@@ -164,7 +166,17 @@ TEST(Memory, CgroupHeadroomReadsVersionOneAndTwoTrees) {
   EXPECT_EQ(headroom("0::/job\n"), 1000000.0 - (400000.0 - 100000.0));
   put("/job/memory.max", "max\n");
   EXPECT_EQ(headroom("0::/job\n"), -1.0);
-  // v2, a folder this namespace does not show: the root's (a container's own cgroup).
+  // A limit on an ancestor (Slurm's job, with the processes in a task below it).
+  put("/slurm/job_1/memory.max", "3000000\n");
+  put("/slurm/job_1/memory.current", "2000000\n");
+  put("/slurm/job_1/step_0/task_0/memory.max", "max\n");
+  put("/slurm/job_1/step_0/task_0/memory.current", "1500000\n");
+  EXPECT_EQ(headroom("0::/slurm/job_1/step_0/task_0\n"), 1000000.0);
+  put("/slurm/job_1/step_0/memory.max", "2900000\n");  // a tighter level below it
+  put("/slurm/job_1/step_0/memory.current", "2000000\n");
+  EXPECT_EQ(headroom("0::/slurm/job_1/step_0/task_0\n"), 900000.0);
+  // v2, a folder this namespace does not show: the root's (a container's own
+  // cgroup), which from here on bounds every v2 reading.
   put("/memory.max", "500000\n");
   put("/memory.current", "100000\n");
   EXPECT_EQ(headroom("0::/elsewhere\n"), 400000.0);
@@ -199,6 +211,12 @@ TEST(Memory, AvailableMemorySeesTheAddressSpaceLimit) {
     testing_files::write_bytes(big, head);
     ASSERT_EQ(::truncate(big.c_str(), 128 + 16384LL * 16384 * 8), 0);
   }
+  const double vm_reserve = sgdstab::detail::blas_reserve_bytes() + 256.0 * 1024 * 1024;
+  struct rlimit hard {};
+  ASSERT_EQ(::getrlimit(RLIMIT_AS, &hard), 0);
+  if (hard.rlim_max != RLIM_INFINITY) GTEST_SKIP() << "a hard RLIMIT_AS is set: the child could not raise its own";
+  if (static_cast<double>(sgdstab::available_memory_bytes()) < 2.0 * vm_reserve)
+    GTEST_SKIP() << "less memory available than the test's limit: the limit would not be the least reading";
   const pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {  // the child: only exit codes from here on
@@ -210,7 +228,7 @@ TEST(Memory, AvailableMemorySeesTheAddressSpaceLimit) {
     if (vm <= 0) ::_exit(10);
     struct rlimit rl {};
     ::getrlimit(RLIMIT_AS, &rl);
-    rl.rlim_cur = static_cast<rlim_t>(vm + sgdstab::detail::blas_reserve_bytes()) + (rlim_t{256} << 20);
+    rl.rlim_cur = static_cast<rlim_t>(vm + vm_reserve);
     if (::setrlimit(RLIMIT_AS, &rl) != 0) ::_exit(11);
     const double avail = static_cast<double>(sgdstab::available_memory_bytes());
     if (!(avail > 200.0 * 1024 * 1024 && avail <= 256.0 * 1024 * 1024)) ::_exit(12);
@@ -235,6 +253,40 @@ TEST(Memory, AvailableMemorySeesTheAddressSpaceLimit) {
   ASSERT_EQ(::waitpid(pid, &st, 0), pid);
   ASSERT_TRUE(WIFEXITED(st)) << "the child did not exit normally";
   EXPECT_EQ(WEXITSTATUS(st), 0) << "the child's failed check (see the test's exit codes)";
+}
+
+// An exception in a worker of the library's parallel loops (std::bad_alloc
+// under a memory limit) reaches the caller once every part has ended; it
+// ended the process in std::terminate before.
+TEST(Memory, ParallelLoopsPassTheirExceptionsToTheCaller) {
+  std::vector<int> seen(4000, 0);
+  try {
+    sgdstab::detail::parallel_ranges(4000, 1000, [&](Eigen::Index lo, Eigen::Index hi) {
+      for (Eigen::Index i = lo; i < hi; ++i) seen[static_cast<std::size_t>(i)] = 1;
+      if (hi == 4000) throw std::bad_alloc();
+    });
+    FAIL() << "no exception";
+  } catch (const std::bad_alloc&) {
+  }
+  EXPECT_EQ(std::count(seen.begin(), seen.end(), 1), 4000);  // every part ran to its end
+  const double sum = sgdstab::detail::parallel_sum(4000, 1000, [](Eigen::Index lo, Eigen::Index hi) {
+    return static_cast<double>(hi - lo);
+  });
+  EXPECT_EQ(sum, 4000.0);
+}
+
+// A folder given as a matrix file: named as such (its size on ext4 reads as
+// 2^63 - 1, which made it "too large").
+TEST(Memory, AFolderIsNotAMatrixFile) {
+  const testing_files::TempDir dir("sgdstab_folder");
+  try {
+    (void)sgdstab::read_matrix(dir.path());
+    FAIL() << "no exception";
+  } catch (const sgdstab::io_error& e) {
+    EXPECT_NE(std::string(e.what()).find("is a directory"), std::string::npos) << e.what();
+  }
+  std::filesystem::create_directories(dir.file("m.npy"));
+  EXPECT_THROW((void)sgdstab::read_matrix(dir.file("m.npy")), sgdstab::io_error);
 }
 
 // A .npy file through a pipe (`--gram <(...)`): not seekable, read in chunks.

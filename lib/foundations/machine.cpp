@@ -8,6 +8,9 @@
 #include <fstream>
 #include <thread>
 
+#include "foundations/memory_detail.hpp"
+#include "foundations/parallel.hpp"
+
 extern "C" {
 char* openblas_get_config() __attribute__((weak));
 char* openblas_get_corename() __attribute__((weak));
@@ -34,11 +37,13 @@ std::string cpu_model() {
 
 }  // namespace
 
+int detail::openblas_threads() { return openblas_get_num_threads != nullptr ? openblas_get_num_threads() : 0; }
+
 MachineInfo machine_info() {
   MachineInfo m;
   m.cpu = cpu_model();
   m.logical_cpus = std::thread::hardware_concurrency();
-  m.library_threads = std::min(8u, std::max(1u, m.logical_cpus));  // lib/foundations/parallel.hpp's rule
+  m.library_threads = static_cast<unsigned>(detail::library_threads());
   if (openblas_get_config != nullptr) {
     const char* config = openblas_get_config();
     m.blas = config ? config : "OpenBLAS";
@@ -46,7 +51,7 @@ MachineInfo machine_info() {
       const char* core = openblas_get_corename();
       m.blas_core = core ? core : "";
     }
-    if (openblas_get_num_threads != nullptr) m.blas_threads = openblas_get_num_threads();
+    m.blas_threads = detail::openblas_threads();
   } else {
     m.blas = "unknown (not OpenBLAS)";
   }

@@ -7,13 +7,10 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
-#include <thread>
 
 #include "foundations/memory_detail.hpp"
+#include "foundations/parallel.hpp"
 #include "sgdstab/errors.hpp"
-
-// OpenBLAS's thread count, weak: null when linked against another BLAS.
-extern "C" int openblas_get_num_threads() __attribute__((weak));
 
 namespace sgdstab {
 
@@ -60,30 +57,36 @@ double detail::cgroup_headroom(const std::string& proc_cgroup, const std::string
   std::ifstream in(proc_cgroup);
   std::string line;
   double best = -1.0;
-  // False when the cgroup's folder (its limit file) is not there.
   auto consider = [&](const std::string& dir, const char* limit_file, const char* usage_file, const char* inactive) {
-    if (!std::ifstream(dir + limit_file)) return false;
     const double limit = cgroup_number(dir + limit_file);
-    if (limit < 0 || limit >= 0x1p60) return true;  // no limit ("max"; v1 writes about 2^63)
+    if (limit < 0 || limit >= 0x1p60) return;  // no folder here, or no limit ("max"; v1 writes about 2^63)
     const double usage = cgroup_number(dir + usage_file);
-    if (usage < 0) return true;
+    if (usage < 0) return;
     const double used = std::max(0.0, usage - cgroup_stat(dir + "memory.stat", inactive));
     const double room = std::max(0.0, limit - used);
     best = best < 0 ? room : std::min(best, room);
-    return true;
+  };
+  // The cgroup and every ancestor up to the hierarchy's root: a limit is
+  // often set on a parent (Slurm's job and step, a systemd slice, a
+  // Kubernetes pod) with the processes in a child.
+  auto walk = [&](const std::string& base, const std::string& path, const char* limit_file, const char* usage_file,
+                  const char* inactive) {
+    std::string p = path;
+    while (!p.empty() && p.back() == '/') p.pop_back();
+    for (;;) {
+      consider(base + p + "/", limit_file, usage_file, inactive);
+      if (p.empty()) break;
+      p.erase(p.rfind('/') == std::string::npos ? 0 : p.rfind('/'));
+    }
   };
   while (std::getline(in, line)) {
     const std::size_t a = line.find(':'), b = line.find(':', a + 1);
     if (a == std::string::npos || b == std::string::npos) continue;
     const std::string controllers = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
-    if (controllers.empty()) {  // v2: "0::/path"
-      if (!consider(root + path + "/", "memory.max", "memory.current", "inactive_file"))
-        consider(root + "/", "memory.max", "memory.current", "inactive_file");
-    } else if (("," + controllers + ",").find(",memory,") != std::string::npos) {  // v1
-      if (!consider(root + "/memory" + path + "/", "memory.limit_in_bytes", "memory.usage_in_bytes",
-                    "total_inactive_file"))
-        consider(root + "/memory/", "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file");
-    }
+    if (controllers.empty())  // v2: "0::/path"
+      walk(root, path, "memory.max", "memory.current", "inactive_file");
+    else if (("," + controllers + ",").find(",memory,") != std::string::npos)  // v1
+      walk(root + "/memory", path, "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file");
   }
   return best;
 }
@@ -103,10 +106,9 @@ double address_space_headroom() {
 }  // namespace
 
 double detail::blas_reserve_bytes() {
-  if (openblas_get_num_threads == nullptr) return 0.0;
-  const double threads = std::max(1, openblas_get_num_threads()) +
-                         std::min(8u, std::max(1u, std::thread::hardware_concurrency()));  // parallel.hpp's rule
-  return threads * 128.0 * 1024.0 * 1024.0;
+  const int blas = openblas_threads();
+  if (blas <= 0) return 0.0;  // not OpenBLAS
+  return static_cast<double>(blas + library_threads()) * 128.0 * 1024.0 * 1024.0;
 }
 
 std::size_t available_memory_bytes() {
@@ -115,6 +117,7 @@ std::size_t available_memory_bytes() {
     if (room >= 0) bytes = bytes < 0 ? room : std::min(bytes, room);
   // 0 means "unknown"; a limit with no room left at all still reads as 1 byte.
   if (bytes < 0) return 0;
+  if (bytes >= 0x1p63) return std::size_t{1} << 63;  // a conversion beyond size_t's range is undefined
   return bytes < 1.0 ? std::size_t{1} : static_cast<std::size_t>(bytes);
 }
 

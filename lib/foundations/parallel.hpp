@@ -5,37 +5,65 @@
 // about a sixth of an application at nC = 4096 (theory/operator.md, section 4).
 #include <Eigen/Core>
 #include <algorithm>
+#include <exception>
 #include <thread>
 #include <vector>
 
 namespace sgdstab::detail {
 
+/// The library's own threads: hardware_concurrency(), at most 8 (the
+/// ranges of range_parts; the BLAS reserve of memory.cpp counts them).
+inline Eigen::Index library_threads() {
+  return std::min<Eigen::Index>(
+      8, std::max<Eigen::Index>(1, static_cast<Eigen::Index>(std::thread::hardware_concurrency())));
+}
+
 /// How many ranges parallel_ranges uses for count items in chunks of at least min_chunk.
 inline Eigen::Index range_parts(Eigen::Index count, Eigen::Index min_chunk) {
-  const Eigen::Index hw = std::max<Eigen::Index>(1, static_cast<Eigen::Index>(std::thread::hardware_concurrency()));
-  return std::max<Eigen::Index>(1, std::min<Eigen::Index>({hw, 8, count / std::max<Eigen::Index>(min_chunk, 1)}));
+  return std::max<Eigen::Index>(1, std::min<Eigen::Index>(library_threads(), count / std::max<Eigen::Index>(min_chunk, 1)));
 }
+
 
 /// Calls f(t, lo, hi) for t = 0 .. parts - 1 on the ranges
 /// [count t / parts, count (t + 1) / parts), part 0 on the calling thread.
+/// An exception of any part (std::bad_alloc under a memory limit) is
+/// rethrown here once every part has ended, the first part's first; a
+/// thread that cannot be started (std::system_error: no room for its
+/// stack) leaves its parts to the calling thread. Before, either ended the
+/// process in std::terminate (docs/reliability.md, "Memory").
 template <class F>
 void run_parts(Eigen::Index count, Eigen::Index parts, F&& f) {
   if (parts <= 1) {
     f(Eigen::Index{0}, Eigen::Index{0}, count);
     return;
   }
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(parts));
+  auto part = [&f, &errors, parts, count](Eigen::Index t) {
+    try {
+      f(t, count * t / parts, count * (t + 1) / parts);
+    } catch (...) {
+      errors[static_cast<std::size_t>(t)] = std::current_exception();
+    }
+  };
   std::vector<std::thread> workers;
-  workers.reserve(static_cast<std::size_t>(parts - 1));
-  for (Eigen::Index t = 1; t < parts; ++t)
-    workers.emplace_back([&f, t, parts, count] { f(t, count * t / parts, count * (t + 1) / parts); });
-  f(Eigen::Index{0}, Eigen::Index{0}, count / parts);
+  Eigen::Index started = 1;
+  try {
+    workers.reserve(static_cast<std::size_t>(parts - 1));
+    for (; started < parts; ++started) workers.emplace_back(part, started);
+  } catch (...) {  // the parts from `started` on run below, on this thread
+  }
+  part(0);
+  for (Eigen::Index t = started; t < parts; ++t) part(t);
   for (std::thread& w : workers) w.join();
+  for (const std::exception_ptr& e : errors)
+    if (e) std::rethrow_exception(e);
 }
 
 /// Calls f(lo, hi) on disjoint ranges covering [0, count), on up to
 /// hardware_concurrency() threads (at most 8), each range at least
 /// min_chunk long; one range, on the calling thread, when count is small.
-/// f must not throw and must write only what its range owns.
+/// f must write only what its range owns; what it throws reaches the caller
+/// (run_parts).
 template <class F>
 void parallel_ranges(Eigen::Index count, Eigen::Index min_chunk, F&& f) {
   run_parts(count, range_parts(count, min_chunk), [&f](Eigen::Index, Eigen::Index lo, Eigen::Index hi) { f(lo, hi); });
@@ -91,8 +119,7 @@ inline std::vector<Eigen::Index> triangle_bounds(Eigen::Index r, Eigen::Index pa
 /// coordinates of column l start at packed_offset(l, r).
 template <class F>
 void parallel_lower_columns(Eigen::Index r, F&& f) {
-  const Eigen::Index hw = std::max<Eigen::Index>(1, static_cast<Eigen::Index>(std::thread::hardware_concurrency()));
-  const Eigen::Index parts = r >= 512 ? std::min<Eigen::Index>(hw, 8) : 1;
+  const Eigen::Index parts = r >= 512 ? library_threads() : 1;
   const std::vector<Eigen::Index> bounds = triangle_bounds(r, parts);
   const Eigen::Index count = static_cast<Eigen::Index>(bounds.size()) - 1;
   parallel_ranges(count, 1, [&](Eigen::Index lo, Eigen::Index hi) {

@@ -1,5 +1,6 @@
 #include "sgdstab/matrix_io.hpp"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -32,7 +33,17 @@ namespace {
 // .npy reader then called a truncated file (found under `ulimit -v`,
 // docs/reliability.md, "Memory"). A regular file is read in one allocation of
 // its size; a pipe (`--gram <(...)`) in chunks.
+// stat() of a file about to be read; a folder is refused by name (its size
+// reads as 2^63 - 1 on ext4). False when stat() fails (the open says why).
+bool stat_input(const std::string& path, struct stat& st) {
+  const bool known = ::stat(path.c_str(), &st) == 0;
+  if (known && S_ISDIR(st.st_mode)) throw io_error(path + ": is a directory, not a file");
+  return known;
+}
+
 std::string slurp(const std::string& path) {
+  struct stat st {};
+  const bool known = stat_input(path, st);
   std::ifstream in(path, std::ios::binary);
   if (!in) throw io_error(path + ": cannot open for reading (" + std::strerror(errno) + ")");
   auto out_of_memory = [&](double bytes) {
@@ -40,10 +51,10 @@ std::string slurp(const std::string& path) {
                           " and that memory could not be allocated");
   };
   std::string bytes;
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
-  if (size >= 0) {
-    in.seekg(0);
+  // A regular file of known size in one allocation; anything else (a pipe,
+  // a /proc file that reports size 0) to its end in chunks.
+  if (known && S_ISREG(st.st_mode) && st.st_size > 0) {
+    const std::streamoff size = st.st_size;
     check_memory(static_cast<double>(size), path + ": reading the file");
     try {
       bytes.resize(static_cast<std::size_t>(size));
@@ -54,9 +65,10 @@ std::string slurp(const std::string& path) {
     if (in.gcount() != static_cast<std::streamsize>(bytes.size()))
       throw io_error(path + ": read error after " + std::to_string(in.gcount()) + " of " + std::to_string(size) +
                      " bytes");
+    if (in.peek() != std::char_traits<char>::eof())
+      throw io_error(path + ": the file grew while it was read (" + std::to_string(size) + " bytes expected)");
     return bytes;
   }
-  in.clear();  // not seekable: read to the end
   std::vector<char> chunk(std::size_t{1} << 20);
   while (in) {
     in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
@@ -325,6 +337,8 @@ namespace {
 // The header of a .npy file read without its data: the layout, checked
 // against the file's size (truncation, trailing bytes) as read_npy checks it.
 NpyLayout npy_layout(const std::string& path, std::ifstream& in) {
+  struct stat st {};
+  stat_input(path, st);
   if (!in) throw io_error(path + ": cannot open for reading (" + std::strerror(errno) + ")");
   in.seekg(0, std::ios::end);
   const std::streamoff size = in.tellg();
