@@ -585,7 +585,8 @@ int run_or_check(int argc, const char* const* argv, std::ostream& out, std::ostr
     // An allocation the budget checks did not foresee (a ulimit or cgroup
     // limit, or memory taken meanwhile): the same exit as "too large".
     err << "sgdstab: out of memory: an allocation failed (" << e.what()
-        << "); set --memory-limit to what this process may really use (a ulimit or container limit), or give a smaller problem\n";
+        << "); set --memory-limit to what this process may really use (a ulimit or container limit),"
+           " or give a smaller problem\n";
     return exit_code(Exit::failure);
   } catch (const std::exception& e) {
     err << "sgdstab: error: " << e.what() << "\n";

@@ -23,11 +23,10 @@ inline Eigen::Index range_parts(Eigen::Index count, Eigen::Index min_chunk) {
   return std::max<Eigen::Index>(1, std::min<Eigen::Index>(library_threads(), count / std::max<Eigen::Index>(min_chunk, 1)));
 }
 
-
 /// Calls f(t, lo, hi) for t = 0 .. parts - 1 on the ranges
 /// [count t / parts, count (t + 1) / parts), part 0 on the calling thread.
-/// An exception of any part (std::bad_alloc under a memory limit) is
-/// rethrown here once every part has ended, the first part's first; a
+/// An exception of a part (std::bad_alloc under a memory limit) is rethrown
+/// here once every part has ended (of several, the lowest part's); a
 /// thread that cannot be started (std::system_error: no room for its
 /// stack) leaves its parts to the calling thread. Before, either ended the
 /// process in std::terminate (docs/reliability.md, "Memory").

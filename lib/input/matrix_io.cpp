@@ -27,12 +27,6 @@ using Eigen::MatrixXd;
 
 namespace {
 
-// The whole file. An allocation that fails is a resource_error naming the
-// file and its size, never a short read: `ss << in.rdbuf()` swallowed the
-// std::bad_alloc of a growing buffer and returned what it had, which the
-// .npy reader then called a truncated file (found under `ulimit -v`,
-// docs/reliability.md, "Memory"). A regular file is read in one allocation of
-// its size; a pipe (`--gram <(...)`) in chunks.
 // stat() of a file about to be read; a folder is refused by name (its size
 // reads as 2^63 - 1 on ext4). False when stat() fails (the open says why).
 bool stat_input(const std::string& path, struct stat& st) {
@@ -41,6 +35,12 @@ bool stat_input(const std::string& path, struct stat& st) {
   return known;
 }
 
+// The whole file. An allocation that fails is a resource_error naming the
+// file and its size, never a short read: `ss << in.rdbuf()` swallowed the
+// std::bad_alloc of a growing buffer and returned what it had, which the
+// .npy reader then called a truncated file (found under `ulimit -v`,
+// docs/reliability.md, "Memory"). A regular file is read in one allocation of
+// its size; a pipe (`--gram <(...)`) in chunks.
 std::string slurp(const std::string& path) {
   struct stat st {};
   const bool known = stat_input(path, st);

@@ -4,6 +4,7 @@
 import json
 import math
 import os
+import resource
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -241,7 +242,6 @@ def test_available_memory_bytes_sees_an_address_space_limit():
         mem = [int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")][0]
     avail = sgdstab.available_memory_bytes()
     assert isinstance(avail, int) and 0 < avail <= 1.1 * mem
-    import resource
     if resource.getrlimit(resource.RLIMIT_AS)[1] != resource.RLIM_INFINITY:
         pytest.skip("a hard RLIMIT_AS is set: the child could not raise its own")
     if avail < 3 * 2**30:
