@@ -327,6 +327,7 @@ void Program::analysis_commands() {
   flags(c, {{"matrix-free", "from Jacobian products only: eta_high from a parameter subspace, eta_low from "
                             "Wu-Ma-E's X = Pi bound with Lanczos (certified or probabilistic; theory/band.md, section 5)"}});
   table_options<BandOptions>(c);  // --band-tol, --top-vectors, --band-steps, --band-subspace, --band-lanczos, --band-delta
+  momentum_options(c);  // --momentum, --nesterov: the momentum band (theory/band.md, section 6)
 
   c = command(root_, "alignment",
               "the alignment mu of SGD noise at residuals, or mu_lin(delta), and mu_*", cmd_alignment);

@@ -1,5 +1,6 @@
 // `sgdstab band`.
 #include <cstdint>
+#include <optional>
 #include <ostream>
 
 #include "commands.hpp"
@@ -16,6 +17,10 @@ int cmd_band(const Args& args, std::ostream& out, std::ostream& err) {
   BandOptions o;
   apply_cli(args, o);  // --band-tol, --top-vectors, --band-steps, --band-subspace, --band-lanczos, --band-delta
   o.seed = seed_option(args, o.seed);  // else BandOptions' default, as in C++ and Python
+  if (const std::optional<Momentum> m = momentum_option(args)) {  // --momentum BETA [--nesterov]
+    o.momentum = m->beta;
+    o.nesterov = m->nesterov && m->beta > 0.0;  // Nesterov at beta = 0 is plain SGD
+  }
   if (args.flag("matrix-free")) {
     // A Jacobian file is used as it is (products J V, J^T U); a Gram through
     // its reduced factor (a Jacobian in r coordinates).

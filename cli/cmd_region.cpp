@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "commands.hpp"
+#include "foundations/check.hpp"
 #include "inputs.hpp"
 #include "option_table.hpp"
 #include "plot.hpp"
@@ -55,7 +56,8 @@ namespace {
 // machine, and the cost grows like r^3) or when the exact region's smallest
 // footprint (exact_region_min_bytes: the operator's scratch, the
 // single-precision factor, 4 subspace vectors) exceeds the memory available;
-// with momentum always the exact engine (the band is plain SGD's).
+// with weight decay always the exact engine (the band has none). Momentum
+// has its band (theory/band.md, section 6).
 struct Engine {
   bool band = false;
   std::string reason;
@@ -85,7 +87,7 @@ void check_engine_options(const Args& args) {
   }
 }
 
-// exact_only: what rules the band out ("momentum", "weight decay"), or empty.
+// exact_only: what rules the band out ("weight decay"), or empty.
 // The --engine value was checked by check_engine_options.
 Engine engine_choice(const Args& args, const Geometry& g, const SolverOptions& so, const std::string& exact_only) {
   const std::string engine = args.str_or("engine", "auto");
@@ -93,12 +95,10 @@ Engine engine_choice(const Args& args, const Geometry& g, const SolverOptions& s
   if (max_rank < 1) throw UsageError("--exact-max-rank: expected an integer >= 1, got " + std::to_string(max_rank));
   if (engine == "exact") return {false, "--engine exact"};
   if (!exact_only.empty()) {
-    const std::string option = exact_only == "momentum" ? (args.has("weight-decay") ? "--momentum and --weight-decay" : "--momentum")
-                                                        : "--weight-decay";
     if (engine == "band")
-      throw UsageError("--engine band: the band is plain SGD's (theory/band.md, section 7); drop " + option +
-                       " or use --engine exact");
-    return {false, exact_only + ": the band is plain SGD's, so the exact engine runs"};
+      throw UsageError("--engine band: the band has no " + exact_only +
+                       " (theory/band.md, section 7); drop --weight-decay or use --engine exact");
+    return {false, exact_only + ": the band has none, so the exact engine runs"};
   }
   if (engine == "band") return {true, "--engine band"};
   const double exact_bytes = exact_region_min_bytes(g, so);
@@ -149,10 +149,12 @@ const BandResult& band_at(const std::vector<BandResult>& bands, Index b) {
 // exact region.
 std::pair<json, Status> band_region(const Args& args, const Geometry& g, const std::vector<Sampling>& schemes,
                                     const std::vector<Index>& batches, const std::vector<Mark>& marks,
-                                    const std::string& reason) {
+                                    const std::string& reason, const Momentum& momentum) {
   BandOptions o;
   apply_cli(args, o);  // --band-tol, --top-vectors, --band-steps, --band-subspace, --band-lanczos, --band-delta
   o.seed = seed_option(args, o.seed);
+  o.momentum = momentum.beta;  // 0: plain SGD (theory/band.md, section 6)
+  o.nesterov = momentum.nesterov && momentum.beta > 0.0;
   std::vector<Index> all = batches;
   for (const Mark& m : marks) all.push_back(m.batch);
   std::sort(all.begin(), all.end());
@@ -164,8 +166,8 @@ std::pair<json, Status> band_region(const Args& args, const Geometry& g, const s
   j["rank"] = g.rank();
   j["lambda_max"] = g.lambda_max();
   j["eta_gd"] = 2.0 / g.lambda_max();
-  j["momentum"] = 0.0;
-  j["nesterov"] = false;
+  j["momentum"] = o.momentum;
+  j["nesterov"] = o.nesterov;
   j["weight_decay"] = 0.0;
   j["engine"] = "band";
   j["engine_reason"] = reason;
@@ -207,9 +209,19 @@ std::pair<json, Status> band_region(const Args& args, const Geometry& g, const s
   }
   if (args.has("plot")) {
     const std::string plot = args.str("plot");
-    write_text(plot, band_region_svg(g.samples(), 2.0 / g.lambda_max(), drawn, drawn_marks,
+    // The full-batch limit: 2 / lambda_max, with momentum 2 (1 + beta) / lambda_max
+    // (Nesterov: over (1 + 2 beta)); with momentum it is also every eta_high.
+    const double limit = 2.0 * (1.0 + o.momentum) / ((o.nesterov ? 1.0 + 2.0 * o.momentum : 1.0) * g.lambda_max());
+    const std::string label = o.momentum == 0.0 ? "2/lambda_max"
+                              : o.nesterov      ? "2(1+beta)/((1+2beta) lambda_max)"
+                                                : "2(1+beta)/lambda_max";
+    write_text(plot, band_region_svg(g.samples(), limit, drawn, drawn_marks,
                                      "Stability region (bands): n = " + std::to_string(g.samples()) + ", C = " +
-                                         std::to_string(g.outputs()) + ", rank " + std::to_string(g.rank())));
+                                         std::to_string(g.outputs()) + ", rank " + std::to_string(g.rank()) +
+                                         (o.momentum > 0.0 ? ", momentum " + detail::fmt(o.momentum) +
+                                                                 (o.nesterov ? " (Nesterov)" : "")
+                                                           : std::string()),
+                                     label));
     j["plot"] = plot;
   }
   // Every result carries the whole call's products (one call for every scheme).
@@ -251,23 +263,25 @@ int cmd_region(const Args& args, std::ostream& out, std::ostream& err) {
   for (const Mark& m : marks) check_batch(m.batch, g.samples(), "--mark");
   if (opt.adam) {  // Adam / AdamW: the momentum region in Adam's lr (theory/adaptive.md); exact engine only
     if (args.str_or("engine", "auto") == "band")
-      throw UsageError("--engine band: the band is plain SGD's (theory/band.md, section 7); use --engine exact");
+      throw UsageError("--engine band: the band is SGD's, with or without momentum, not --optimizer " + opt.name +
+                       "'s (theory/band.md, section 7); use --engine exact");
     RegionReport rep = adam_region_report(g, schemes, batches, marks, args.str_or("plot", ""), so, opt.beta1(),
                                           opt.decoupled_weight_decay ? weight_decay : 0.0);
     rep.j["engine"] = "exact";
-    rep.j["engine_reason"] = "--optimizer " + opt.name + ": the band is plain SGD's, so the exact engine runs";
+    rep.j["engine_reason"] = "--optimizer " + opt.name + ": the band is SGD's only, so the exact engine runs";
     rep.j["seconds"] = seconds_since(t0);
     echo_inputs(args, opt, rep.j);
     return finish(rep.j, rep.status, out, err);
   }
-  const Engine engine = engine_choice(args, g, so, heavy ? "momentum" : weight_decay > 0.0 ? "weight decay" : "");
+  const Engine engine = engine_choice(args, g, so, weight_decay > 0.0 ? "weight decay" : "");
+  const Momentum band_momentum = heavy ? *momentum : Momentum{};
   if (engine.band) {
-    auto [j, status] = band_region(args, g, schemes, batches, marks, engine.reason);
+    auto [j, status] = band_region(args, g, schemes, batches, marks, engine.reason, band_momentum);
     j["seconds"] = seconds_since(t0);
     echo_inputs(args, opt, j);
     return finish(j, status, out, err);
   }
-  const bool may_fall_back = args.str_or("engine", "auto") == "auto" && !heavy && weight_decay == 0.0;
+  const bool may_fall_back = args.str_or("engine", "auto") == "auto" && weight_decay == 0.0;
   std::optional<RegionReport> exact;
   std::string fallback;  // why the exact attempt failed, when auto falls back
   try {
@@ -288,7 +302,7 @@ int cmd_region(const Args& args, std::ostream& out, std::ostream& err) {
     // freed by then. Tested by tests/memory_limit_test.sh.
     err << "sgdstab region: the exact region does not fit (" << fallback << "); running the band instead\n";
     auto [j, status] = band_region(args, g, schemes, batches, marks,
-                                   "the exact region ran out of memory: " + fallback);
+                                   "the exact region ran out of memory: " + fallback, band_momentum);
     j["seconds"] = seconds_since(t0);
     echo_inputs(args, opt, j);
     return finish(j, status, out, err);

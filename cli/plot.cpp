@@ -251,7 +251,8 @@ std::string region_svg(const StabilityRegion& region, const std::vector<std::vec
 }
 
 std::string band_region_svg(Index samples, double eta_gd, const std::vector<BandCurve>& curves,
-                            const std::vector<BandMark>& marks, const std::string& title) {
+                            const std::vector<BandMark>& marks, const std::string& title,
+                            const std::string& limit_label) {
   Canvas c;
   c.right = 190;
   double lo = eta_gd, hi = eta_gd;
@@ -295,7 +296,7 @@ std::string band_region_svg(Index samples, double eta_gd, const std::vector<Band
   const double gd = c.sy(eta_gd);
   s << "<line class=\"eta-gd\" x1=\"" << c.left << "\" y1=\"" << gd << "\" x2=\"" << c.left + c.pw() << "\" y2=\"" << gd
     << "\" stroke=\"black\" stroke-dasharray=\"4,4\"/><text x=\"" << c.left + c.pw() - 4 << "\" y=\"" << gd - 4
-    << "\" text-anchor=\"end\">2/lambda_max</text>\n";
+    << "\" text-anchor=\"end\">" << limit_label << "</text>\n";
   std::size_t row = curves.size();
   legend_entry(s, c, row++, "#888", "solid: eta_high, dashed: eta_low");
   for (const BandMark& m : marks) {

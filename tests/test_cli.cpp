@@ -638,7 +638,7 @@ TEST_F(Cli, LossCurvatureAndAdaptiveOptimizers) {
       {"threshold " + pre + " --batch 2 --optimizer adam --weight-decay 0.1", "--weight-decay"},
       {"threshold " + pre + " --batch 2 --optimizer adam --momentum 1", "beta1"},
       {"threshold " + pre + " --batch 2 --optimizer lion", "sgd|rmsprop|adam|adamw"},
-      {"region " + pre + " --optimizer adam --engine band", "the band is plain SGD's"},
+      {"region " + pre + " --optimizer adam --engine band", "not --optimizer adam's"},
       {"threshold --jacobian " + file("cj.npy") + " --outputs 2 --batch 2 --softmax " + file("curv.npy"),
        "n x C"},
       {"threshold --jacobian " + file("cj.npy") + " --outputs 2 --batch 2 --curvature " + file("probs.npy"),
@@ -1202,10 +1202,40 @@ TEST_F(Cli, MatrixFreeBandContainsTheThresholdOfTheSameJacobian) {
   EXPECT_NE(r.err.find("1 <= B <= n = 10"), std::string::npos) << r.err;
 }
 
+// band --momentum BETA [--nesterov]: the momentum band (theory/band.md,
+// section 6) around the exact momentum threshold of the same Jacobian, the
+// options echoed, the library's numbers; --nesterov alone refused.
+TEST_F(Cli, MomentumBandContainsTheMomentumThreshold) {
+  const MatrixXd J = ref::gaussian(16, 12, 41);  // n = 8, C = 2, p = 12
+  sgdstab::write_npy(file("jm.npy"), J);
+  const std::string input = " --jacobian " + file("jm.npy") + " --outputs 2 --batch 3 --momentum 0.6 --nesterov";
+  CliRun r = run("band --matrix-free" + input);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json band = json::parse(r.out);
+  r = run("threshold" + input);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json exact = json::parse(r.out);
+  EXPECT_LE(band["eta_low"].get<double>(), exact["eta_high"].get<double>() * (1 + 1e-9));
+  EXPECT_GE(band["eta_high"].get<double>(), exact["eta_low"].get<double>() * (1 - 1e-9));
+  EXPECT_REL_NEAR(band["eta_high"].get<double>(), exact["eta_mean"].get<double>(), 1e-9);
+  EXPECT_EQ(band["low_witness"], "momentum-modes");
+  EXPECT_EQ(band["options"]["momentum"], 0.6);
+  EXPECT_EQ(band["options"]["nesterov"], true);
+  sgdstab::BandOptions o;
+  o.momentum = 0.6;
+  o.nesterov = true;
+  const sgdstab::BandResult lib =
+      sgdstab::stability_band(sgdstab::JacobianModel(J, 2), 3, sgdstab::Sampling::without_replacement, o);
+  EXPECT_REL_NEAR(band["eta_low"].get<double>(), lib.eta_low, 1e-12);
+  r = run("band --jacobian " + file("jm.npy") + " --outputs 2 --batch 3 --nesterov");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--nesterov needs --momentum"), std::string::npos) << r.err;
+}
+
 // region --engine: auto runs the exact region up to --exact-max-rank and the
 // band beyond it (saying which and why); each band contains the exact
 // eta*(B) of the same Gram at every scheme and batch size; marks are judged
-// against the band; momentum and --plot are refused with the band.
+// against the band; weight decay is refused with the band.
 TEST_F(Cli, RegionEngineChoosesAndTheBandContainsTheExactRegion) {
   const MatrixXd J = ref::gaussian(24, 14, 41);  // n = 12, C = 2, r = 14
   sgdstab::write_npy(file("j.npy"), J);
@@ -1299,9 +1329,13 @@ TEST_F(Cli, RegionEngineChoosesAndTheBandContainsTheExactRegion) {
   r = run("region" + input + " --exact-max-rank 10 --engine exact");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(json::parse(r.out)["engine"], "exact");
-  r = run("region" + input + " --exact-max-rank 10 --momentum 0.5");
+  r = run("region" + input + " --exact-max-rank 10 --momentum 0.5");  // momentum's band (theory/band.md, section 6)
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["engine"], "band");
+  r = run("region" + input + " --exact-max-rank 10 --momentum 0.5 --weight-decay 0.1");  // no band with weight decay
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(json::parse(r.out)["engine"], "exact");
+  EXPECT_EQ(json::parse(r.out)["engine_reason"], "weight decay: the band has none, so the exact engine runs");
   // The band region's picture: a bar per scheme and batch size, one curve per scheme, the marks.
   r = run("region" + input + " --engine band --mark 1e-9,3 --mark 1e9,12 --plot " + file("band.svg"));
   ASSERT_EQ(r.code, 0) << r.err;
@@ -1320,7 +1354,7 @@ TEST_F(Cli, RegionEngineChoosesAndTheBandContainsTheExactRegion) {
   EXPECT_EQ(count("class=\"mark\""), 4u);
   EXPECT_EQ(count(": stable</title>"), 2u);
   EXPECT_EQ(count(": unstable</title>"), 2u);
-  const std::vector<std::string> refused = {" --engine band --momentum 0.5 --plot " + file("x.svg"),
+  const std::vector<std::string> refused = {" --engine band --weight-decay 0.1 --plot " + file("x.svg"),
                                            " --engine fast", " --exact-max-rank 0", " --engine band --seed -1",
                                            " --engine band --mark 1e-3,13"};
   for (const std::string& bad : refused) {
@@ -1347,6 +1381,42 @@ TEST_F(Cli, RegionEngineChoosesAndTheBandContainsTheExactRegion) {
   r = run("region" + input + " --engine band --memory-limit 100000");
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_FALSE(std::ifstream(file("x.svg")).good());
+}
+
+// region --momentum with the band engine (theory/band.md, section 6): every
+// band holds the exact momentum region's eta* of the same Gram, the upper
+// sides are the full-batch limit, the picture's limit line says so, and
+// auto chooses the band past --exact-max-rank as without momentum.
+TEST_F(Cli, MomentumRegionBandHoldsTheExactMomentumRegion) {
+  const MatrixXd J = ref::gaussian(20, 12, 43);  // n = 10, C = 2, r = 12
+  sgdstab::write_npy(file("jr.npy"), J);
+  const std::string input =
+      " --jacobian " + file("jr.npy") + " --outputs 2 --batches 1,4,10 --sampling without,with --momentum 0.8";
+  CliRun r = run("region" + input);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json exact = json::parse(r.out);
+  EXPECT_EQ(exact["engine"], "exact");
+  r = run("region" + input + " --exact-max-rank 8 --plot " + file("mb.svg"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json band = json::parse(r.out);
+  EXPECT_EQ(band["engine"], "band");
+  EXPECT_EQ(band["momentum"], 0.8);
+  EXPECT_EQ(band["options"]["momentum"], 0.8);
+  const double mean = 2.0 * 1.8 / sgdstab::Geometry::from_jacobian(J, 2).lambda_max();
+  ASSERT_EQ(band["curves"].size(), 2u);
+  for (std::size_t s = 0; s < 2; ++s)
+    for (std::size_t i = 0; i < 3; ++i) {
+      const json& p = band["curves"][s]["points"][i];
+      const json& e = exact["curves"][s]["points"][i];
+      EXPECT_EQ(p["batch"], e["batch"]);
+      EXPECT_LE(p["eta_low"].get<double>(), e["eta_star"].get<double>() * (1 + 1e-6)) << s << " " << i;
+      EXPECT_REL_NEAR(p["eta_high"].get<double>(), mean, 1e-9);
+      EXPECT_EQ(p["low_witness"], "momentum-modes");
+    }
+  std::ifstream svg_in(file("mb.svg"));
+  const std::string svg((std::istreambuf_iterator<char>(svg_in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(svg.find(">2(1+beta)/lambda_max</text>"), std::string::npos);
+  EXPECT_NE(svg.find("momentum 0.8"), std::string::npos);
 }
 
 // Every JSON result names the machine it was computed on (issue #33).

@@ -83,6 +83,16 @@ struct BandOptions {
   double delta = 1e-3;
   /// LinearizedModel input: seed of the random start vectors (the CLI's --seed).
   std::uint64_t seed = 1;
+  /// SGD with momentum (PyTorch's SGD(momentum=momentum), nesterov as there;
+  /// theory/momentum.md); 0 = plain SGD. With momentum the second-moment map
+  /// is not self-adjoint and the band is (theory/band.md, section 6):
+  /// eta_low a Collatz-Wielandt bound (certified or probabilistic, as for
+  /// plain SGD), eta_high the full-batch limit 2(1 + beta) / lambda_max(H)
+  /// (Nesterov: 2(1 + beta) / ((1 + 2 beta) lambda_max(H))), which is tight
+  /// only near B = n. A Geometry input is then taken through its reduced
+  /// factor (JacobianModel::from_geometry).
+  double momentum = 0.0;
+  bool nesterov = false;  ///< Nesterov's variant (needs momentum > 0)
   /// \throws sgdstab::invalid_argument naming the field that is out of range.
   void validate() const;
 };
@@ -90,8 +100,9 @@ struct BandOptions {
 /// BandOptions' table (options.hpp): tolerance (--band-tol), top_vectors
 /// (--top-vectors), max_steps (--band-steps), subspace (--band-subspace),
 /// lanczos_steps (--band-lanczos), noise_vectors (--band-noise-vectors),
-/// delta (--band-delta) and seed (no flag:
-/// the command line's --seed); the exponents are code only.
+/// delta (--band-delta), seed (no flag: the command line's --seed) and
+/// momentum, nesterov (no flags of their own: `sgdstab band --momentum BETA
+/// [--nesterov]`); the exponents are code only.
 template <>
 const std::vector<OptionField<BandOptions>>& option_table<BandOptions>();
 
@@ -107,14 +118,17 @@ struct BandResult : Result {
   Sampling sampling = Sampling::without_replacement;
   Index trial_dimension = 0;  ///< matrices in the final Rayleigh-Ritz space
   /// What proved eta_low: "H^a" with the exponent, or "ritz" (the best trial
-  /// matrix); "Pi" for a LinearizedModel.
+  /// matrix); "Pi" for a LinearizedModel; "momentum-modes" with momentum
+  /// (theory/band.md, section 6).
   std::string low_witness;
   /// "certified", or "probabilistic": eta_low <= eta* with probability at
   /// least 1 - delta over the random start (LinearizedModel input only).
   std::string eta_low_kind = "certified";
   double delta = 0.0;              ///< the failure probability of eta_low (0 when certified)
   double eta_low_certified = 0.0;  ///< the certified lower side (= eta_low when eta_low_kind is certified)
-  /// LinearizedModel input: dimension m of the parameter subspace of eta_high (0 for a Geometry).
+  /// LinearizedModel input: dimension m of the parameter subspace of eta_high
+  /// (0 for a Geometry; with momentum the subspace whose lambda_max(H) gives
+  /// the full-batch limit).
   Index subspace_dimension = 0;
   /// LinearizedModel input: columns of J V and J^T U the band asked the model
   /// for (not those inside the model's own sample_grams()).

@@ -26,6 +26,7 @@ void BandOptions::validate() const {
   check_fields(*this, "BandOptions");  // the table's rules (below)
   for (double a : exponents)
     require(std::isfinite(a), "BandOptions::exponents", "must be finite, got " + detail::fmt(a));
+  require(!nesterov || momentum > 0.0, "BandOptions::nesterov", "needs momentum > 0");
 }
 
 namespace options_detail {
@@ -61,6 +62,14 @@ std::vector<OptionField<BandOptions>> band_table() {
                        }),
              "band-delta", "X"),
       with_rule(field("seed", &S::seed, "matrix-free: seed of the random start vectors"), "must be >= 0", at_least(0)),
+      with_rule(field("momentum", &S::momentum,
+                      "SGD with momentum beta (0: plain SGD); eta_high is then the full-batch limit"),
+                "must lie in [0, 1)",
+                [](const OptionValue& v) {
+                  const double x = std::get<double>(v);
+                  return std::isfinite(x) && x >= 0.0 && x < 1.0;
+                }),
+      field("nesterov", &S::nesterov, "Nesterov's momentum (needs momentum > 0)"),
   };
 }
 
@@ -179,6 +188,9 @@ void start_space(TrialSpace& v, const VectorXd& d, Index top) {
 BandResult stability_band(const Geometry& g, Index batch, Sampling sampling, const BandOptions& o) {
   const detail::Stopwatch watch;
   o.validate();
+  // Momentum: the map is not self-adjoint and the trial space above proves
+  // nothing; the matrix-free sides (theory/band.md, section 6) on Z.
+  if (o.momentum > 0.0) return stability_band(JacobianModel::from_geometry(g), batch, sampling, o);
   const SecondMomentOperator op(g, batch, sampling);  // checks the batch
   const VectorXd& d = g.hessian_eigenvalues();         // H = diag(d) in reduced coordinates
   BandResult res;

@@ -4,6 +4,7 @@
 // bound with lambda_max(M) bounded from above by Lanczos.
 #include <Eigen/Eigenvalues>
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <functional>
 #include <string>
@@ -175,6 +176,7 @@ struct SharedProducts {
   MatrixXd grams;       // J_i J_i^T stacked, (n C) x C
   double gram_trace = 0.0;    // tr K = sum_i tr(J_i J_i^T)
   double block_top = 0.0;     // max_i lambda_max(J_i J_i^T)
+  double h_top = 0.0;         // certified: >= lambda_max(H) (eq. 8 on H's Lanczos basis)
   Index subspace_vectors = 0;
 };
 
@@ -206,7 +208,108 @@ SharedProducts share_products(CheckedModel& model, const BandOptions& o, Rng& rn
     s.gram_trace += block.trace();
     s.block_top = std::max(s.block_top, top_eigenvalue(0.5 * (block + block.transpose())));
   }
+  // tr H = tr K / n. (Eq. 8 only: the start J^T u is not uniform on a sphere.)
+  s.h_top = top_bounds(h, s.gram_trace / static_cast<double>(n), 0.0, m).certified;
   return s;
+}
+
+// ---- Momentum's lower side (theory/band.md, section 6) ----
+// Polynomials in s = eta * lambda, coefficients ascending, degree <= 4.
+using Poly = std::array<double, 5>;
+
+Poly operator+(Poly a, const Poly& b) {
+  for (std::size_t k = 0; k < a.size(); ++k) a[k] += b[k];
+  return a;
+}
+Poly operator*(double x, Poly a) {
+  for (double& v : a) v *= x;
+  return a;
+}
+Poly operator*(const Poly& a, const Poly& b) {
+  Poly out{};
+  for (std::size_t i = 0; i < a.size(); ++i)
+    for (std::size_t j = 0; i + j < out.size(); ++j) out[i + j] += a[i] * b[j];
+  return out;
+}
+double at(const Poly& a, double s) {
+  double v = 0.0;
+  for (std::size_t k = a.size(); k-- > 0;) v = v * s + a[k];
+  return v;
+}
+
+// Bernstein coefficients b (degree 4, on [0, 1]) all <= 0 proves the
+// polynomial <= 0 there; otherwise split at 1/2 (de Casteljau) while the
+// budget of pieces lasts. False: a positive value found, or undecided.
+bool bernstein_nonpositive(const Poly& b, int& budget) {
+  if (b.front() > 0.0 || b.back() > 0.0) return false;
+  if (*std::max_element(b.begin(), b.end()) <= 0.0) return true;
+  if (--budget <= 0) return false;
+  Poly left{}, right{}, w = b;
+  for (std::size_t r = 0; r < w.size(); ++r) {
+    left[r] = w[0];
+    right[w.size() - 1 - r] = w[w.size() - 1 - r];
+    for (std::size_t k = 0; k + 1 < w.size() - r; ++k) w[k] = 0.5 * (w[k] + w[k + 1]);
+  }
+  return bernstein_nonpositive(left, budget) && bernstein_nonpositive(right, budget);
+}
+
+// p(s) <= 0 for every s in [0, top]?
+bool nonpositive_on(const Poly& p, double top) {
+  Poly q = p, b{};
+  double power = 1.0;
+  for (double& v : q) {
+    v *= power;
+    power *= top;
+  }
+  const double binom[5][5] = {{1, 0, 0, 0, 0}, {1, 1, 0, 0, 0}, {1, 2, 1, 0, 0}, {1, 3, 3, 1, 0}, {1, 4, 6, 4, 1}};
+  for (int j = 0; j <= 4; ++j)
+    for (int k = 0; k <= j; ++k) b[j] += binom[j][k] / binom[4][k] * q[k];
+  int budget = 4096;
+  return bernstein_nonpositive(b, budget);
+}
+
+// The largest eta (by bisection) at which every mode lambda in (0, top]
+// passes eq. 13: with s = eta lambda, A_s = [[1 - c s, -g], [s, beta]] stable
+// and eta^2 lambda (a0 + a1 lambda) [sum_k A_s^k e e^T A_s^kT]_11 <= 1, where
+// Q <= a0 H + (a1 + 1) H^2 on range(H) (eq. 12). The feasible etas form an
+// interval from 0 (section 6), so the bisection's good end certifies it.
+double momentum_modes_low(double beta, bool nesterov, double a0, double a1, double top) {
+  const double g = nesterov ? beta * beta : beta, c = nesterov ? 1.0 + beta : 1.0;
+  const Poly one{1.0}, t{1.0 + beta, -c}, d{beta, g - c * beta}, x1{-c - g, c * c};
+  const double x0 = -c, k = c * (1.0 - beta) + g;
+  // s * [sum_k ...]_11 = N(s) / (k (1 - d)(1 + d + t)) (eq. 14); N of degree 3.
+  const Poly n = (one + d) * (x0 * x0 * one + x1 * x1 + (-x0 * x0) * (t * t)) +
+                 (-2.0) * (t * d) * (x0 * x1 + (-x0 * x0) * t);
+  const Poly bound = k * ((one + (-1.0) * d) * (one + d + t));
+  auto good = [&](double eta) {
+    const double smax = eta * top;
+    const double dv = at(d, smax), tv = at(t, smax);
+    if (!(1.0 - dv > 0.0 && 1.0 + dv > 0.0 && 1.0 + dv + tv > 0.0)) return false;  // Jury; 1 - t + d = k s > 0
+    const Poly p = Poly{eta * a0, a1} * n + (-1.0) * bound;
+    return nonpositive_on(p, smax);
+  };
+  double lo = 0.0, hi = 2.0 * (1.0 + beta) / ((nesterov ? 1.0 + 2.0 * beta : 1.0) * top);
+  for (int it = 0; it < 60; ++it) {
+    const double mid = 0.5 * (lo + hi);
+    (good(mid) ? lo : hi) = mid;
+  }
+  return lo;
+}
+
+// eta_low with momentum from mu >= lambda_max(H^{-1/2} Q H^{-1/2}) (M's
+// bound), the scheme's factors, nu = max_i lambda_max(K_ii) and top >=
+// lambda_max(H): the best over the blends Q <= tau mu H + (1 - tau)(alpha
+// H^2 + beta_s nu H) (eq. 12).
+double momentum_low(const BandOptions& o, SamplingFactors f, double mu, double nu, double top) {
+  top = std::min(top, mu);  // lambda_max(H) <= mu since Q >= H^2
+  if (!(top > 0.0) || !std::isfinite(mu)) return 0.0;
+  double best = 0.0;
+  for (int i = 0; i <= 10; ++i) {
+    const double tau = i / 10.0;
+    best = std::max(best, momentum_modes_low(o.momentum, o.nesterov, tau * mu + (1.0 - tau) * f.beta * nu,
+                                             (1.0 - tau) * f.alpha - 1.0, top));
+  }
+  return best;
 }
 
 // The lower side at one batch size (theory/band.md, eqs. 6-9):
@@ -230,13 +333,25 @@ MatrixXd lower_side(CheckedModel& model, const SharedProducts& s, SamplingFactor
   // alpha = 0: M is block diagonal and its lambda_max is known exactly.
   const double certified = a == 0.0 ? b * s.block_top : t.certified;
   const double probabilistic = a == 0.0 ? INFINITY : t.probabilistic;
-  res.eta_low_certified = certified > 0.0 ? 2.0 / certified : INFINITY;
-  res.eta_low = res.eta_low_certified;
-  res.low_witness = "Pi";
-  if (probabilistic < certified) {
-    res.eta_low = 2.0 / probabilistic;
-    res.eta_low_kind = "probabilistic";
-    res.delta = o.delta;
+  if (o.momentum > 0.0) {  // theory/band.md, section 6
+    res.eta_low_certified = momentum_low(o, f, certified, s.block_top, s.h_top);
+    res.eta_low = res.eta_low_certified;
+    res.low_witness = "momentum-modes";
+    const double chance = std::isfinite(probabilistic) ? momentum_low(o, f, probabilistic, s.block_top, s.h_top) : 0.0;
+    if (chance > res.eta_low_certified) {
+      res.eta_low = chance;
+      res.eta_low_kind = "probabilistic";
+      res.delta = o.delta;
+    }
+  } else {
+    res.eta_low_certified = certified > 0.0 ? 2.0 / certified : INFINITY;
+    res.eta_low = res.eta_low_certified;
+    res.low_witness = "Pi";
+    if (probabilistic < certified) {
+      res.eta_low = 2.0 / probabilistic;
+      res.eta_low_kind = "probabilistic";
+      res.delta = o.delta;
+    }
   }
   Eigen::SelfAdjointEigenSolver<MatrixXd> es(l.t);
   const Index k = std::min<Index>(o.noise_vectors, l.t.rows());
@@ -308,9 +423,29 @@ std::vector<std::vector<BandResult>> stability_band_region(const LinearizedModel
       // Upper side: the exact eta* of the model restricted to the subspace.
       Index m = 0;
       const Geometry restricted = Geometry::from_jacobian(enriched_jacobian(checked, s, noise, m), checked.c());
+      res.subspace_dimension = m;
+      if (o.momentum > 0.0) {
+        // The full-batch limit with lambda_max(L^T H L) <= lambda_max(H)
+        // (theory/band.md, section 6): certified, tight only near B = n.
+        res.eta_high = 2.0 * (1.0 + o.momentum) /
+                       ((o.nesterov ? 1.0 + 2.0 * o.momentum : 1.0) * restricted.lambda_max());
+        res.eta_low = std::min(res.eta_low, res.eta_high);  // equal up to rounding at B = n
+        res.eta_low_certified = std::min(res.eta_low_certified, res.eta_high);
+        res.relative_width = (res.eta_high - res.eta_low) / res.eta_high;
+        res.report.status = Status::converged;
+        res.report.message = "band of relative width " + detail::fmt(res.relative_width) +
+                             (res.relative_width <= o.tolerance ? " (within the tolerance)"
+                                                                : " (wider than the tolerance " + detail::fmt(o.tolerance) + ")") +
+                             ", lower side " + res.eta_low_kind +
+                             (res.eta_low_kind == "probabilistic" ? " (failure probability " + detail::fmt(res.delta) + ")" : "") +
+                             " from the momentum mode bound, upper side the full-batch limit of momentum " +
+                             (o.nesterov ? "(Nesterov) " : "") + "with lambda_max(H) from a subspace of dimension " +
+                             std::to_string(m);
+        out.push_back(std::move(res));
+        continue;
+      }
       const ThresholdResult high = stability_threshold(restricted, batch, sampling);
       res.eta_high = high.eta_star;
-      res.subspace_dimension = m;
       res.trial_dimension = m * (m + 1) / 2;
       res.relative_width = (res.eta_high - res.eta_low) / res.eta_high;
       res.report.status = high.status();
