@@ -1020,10 +1020,13 @@ def band(model, inputs, targets, batches=None, loss="mse_mean", *, sampling="wit
     the same minimum check and learning-rate units (``loss``), no Jacobian
     or Gram held, so it reaches networks and datasets where ``analyze``
     cannot. ``band_options`` are sgdstab.band's (subspace, lanczos_steps,
-    delta, seed, ...: ``sgdstab.band_options()``).
+    delta, seed, ...: ``sgdstab.band_options()``); momentum=BETA and
+    nesterov=True give the band of torch.optim.SGD(momentum=BETA, nesterov=...)
+    in the same lr units (theory/band.md, section 6: eta_high is then the
+    full-batch limit, far above eta* at small B).
 
     Returns a Report: samples, outputs, params, loss, lr_factor, sampling,
-    max_residual, is_minimum, points [{batch, eta_low, eta_high (loss
+    momentum, nesterov, max_residual, is_minimum, points [{batch, eta_low, eta_high (loss
     units), eta_low_sgdstab, eta_high_sgdstab, relative_width, eta_low_kind,
     delta, eta_low_certified (loss units), subspace_dimension, products,
     converged, status, message}], products (in all), seconds, results (the
@@ -1042,6 +1045,8 @@ def band(model, inputs, targets, batches=None, loss="mse_mean", *, sampling="wit
                "subspace_dimension": r.subspace_dimension, "products": r.products, "converged": r.converged,
                "status": r.status, "message": r.message} for r in results]
     return BandReport(samples=n, outputs=c, params=tm.params(), loss=loss, lr_factor=factor, sampling=sampling,
+                      momentum=float(band_options.get("momentum", 0.0)),
+                      nesterov=bool(band_options.get("nesterov", False)),
                       max_residual=max_res, is_minimum=is_min, converged=all(p["converged"] for p in points),
                       points=points, products=results[0].products if results else 0,
                       seconds=results[0].seconds if results else 0.0,

@@ -764,6 +764,25 @@ def test_band_contains_the_exact_threshold_of_a_network_at_a_minimum():
     assert pt["eta_low_certified"] <= exact * (1 + 1e-9) and pt["eta_high"] >= exact * (1 - 1e-9)
 
 
+def test_momentum_band_contains_the_exact_momentum_threshold_in_torch_units():
+    # band(momentum=, nesterov=) (theory/band.md section 6): each band holds
+    # analyze(momentum=)'s eta* in the same (MSELoss) units, its upper side is
+    # the full-batch limit, and the report echoes the momentum.
+    model, x, y = linear_minimum()
+    for nesterov in (False, True):
+        rep = st.analyze(model, x, y, batches=[1, 3, 8], momentum=0.7, nesterov=nesterov)
+        band = st.band(model, x, y, batches=[1, 3, 8], momentum=0.7, nesterov=nesterov, delta=0.0)
+        assert band.momentum == 0.7 and band.nesterov == nesterov
+        for exact, pt in zip(rep.points, band.points):
+            assert pt["batch"] == exact["batch"] and pt["converged"]
+            assert pt["eta_low"] <= exact["eta_star"] * (1 + 1e-9)
+            assert pt["eta_high"] >= exact["eta_star"] * (1 - 1e-9)
+            mean = rep.eta_gd * 1.7 / (2.4 if nesterov else 1.0)  # 2(1 + beta)/lambda_max, Nesterov over 1 + 2 beta
+            assert math.isclose(pt["eta_high"], mean, rel_tol=1e-9)
+    with pytest.raises(ValueError, match="needs momentum"):
+        st.band(model, x, y, batches=[2], nesterov=True)
+
+
 def test_measures_equal_torch_hessians_at_an_interpolating_point():
     """sharpness, non-uniformity, |H|_F and Tr H against torch.autograd.functional.hessian of MSELoss
     itself (the whole loss and each sample's), at a point that interpolates its targets (targets =
