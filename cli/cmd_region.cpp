@@ -210,7 +210,7 @@ std::pair<json, Status> band_region(const Args& args, const Geometry& g, const s
   if (args.has("plot")) {
     const std::string plot = args.str("plot");
     // The full-batch limit: 2 / lambda_max, with momentum 2 (1 + beta) / lambda_max
-    // (Nesterov: over (1 + 2 beta)); with momentum it is also every eta_high.
+    // (Nesterov: over (1 + 2 beta)), above every eta_high.
     const double limit = 2.0 * (1.0 + o.momentum) / ((o.nesterov ? 1.0 + 2.0 * o.momentum : 1.0) * g.lambda_max());
     const std::string label = o.momentum == 0.0 ? "2/lambda_max"
                               : o.nesterov      ? "2(1+beta)/((1+2beta) lambda_max)"

@@ -461,9 +461,11 @@ double band_momentum_rho(const std::vector<std::pair<MatrixXd, double>>& batches
 // Momentum (theory/band.md, section 6): every band holds the enumerated
 // radius on its sides (rho(eta_low) <= 1 <= rho(eta_high)), contains the
 // exact solver's eta*, equals the closed-form full-batch limit at B = n
-// without replacement, and its lower side is not vacuous: the least ratio
-// eta_low / eta* on these cases (2026-12-07) was 0.32 for heavy-ball and
-// 0.17 for Nesterov (beta = 0.9, C = 3, B = 1); the floors are 0.3 and 0.15. A Geometry input gives the band of its reduced factor.
+// without replacement, and neither side is vacuous: on these cases
+// (2026-12-07) eta_low / eta* was at least 0.32 for heavy-ball and 0.17 for
+// Nesterov (beta = 0.9, C = 3, B = 1), eta_high / eta* at most 4.45 (median
+// 1.12, against up to 17 for the full-batch limit alone); the floors and
+// the ceiling below are 0.3, 0.15 and 5. A Geometry input gives the band of its reduced factor.
 TEST(BandMatrixFree, MomentumBandHoldsTheEnumeratedRadius) {
   struct Case {
     Eigen::Index n, c, p;
@@ -497,7 +499,8 @@ TEST(BandMatrixFree, MomentumBandHoldsTheEnumeratedRadius) {
             EXPECT_LE(band.eta_low, exact.eta_high * (1 + kRoundoff));
             EXPECT_GE(band.eta_high, exact.eta_low * (1 - kRoundoff));
             EXPECT_GE(band.eta_low, (nesterov ? 0.15 : 0.3) * exact.eta_star);
-            EXPECT_REL_NEAR(band.eta_high, exact.eta_mean, 1e-9);  // the subspace holds range(H) here
+            EXPECT_LE(band.eta_high, exact.eta_mean * (1 + kRoundoff));
+            EXPECT_LE(band.eta_high, 5.0 * exact.eta_star);
             if (s == Sampling::without_replacement && b == k.n) EXPECT_REL_NEAR(band.eta_low, exact.eta_mean, 1e-8);
             const sgdstab::BandResult from_geometry = sgdstab::stability_band(g, b, s, o);
             EXPECT_REL_NEAR(from_geometry.eta_low, band.eta_low, 1e-8);

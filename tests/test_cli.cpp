@@ -1217,7 +1217,7 @@ TEST_F(Cli, MomentumBandContainsTheMomentumThreshold) {
   const json exact = json::parse(r.out);
   EXPECT_LE(band["eta_low"].get<double>(), exact["eta_high"].get<double>() * (1 + 1e-9));
   EXPECT_GE(band["eta_high"].get<double>(), exact["eta_low"].get<double>() * (1 - 1e-9));
-  EXPECT_REL_NEAR(band["eta_high"].get<double>(), exact["eta_mean"].get<double>(), 1e-9);
+  EXPECT_LE(band["eta_high"].get<double>(), exact["eta_mean"].get<double>() * (1 + 1e-9));
   EXPECT_EQ(band["low_witness"], "momentum-modes");
   EXPECT_EQ(band["options"]["momentum"], 0.6);
   EXPECT_EQ(band["options"]["nesterov"], true);
@@ -1384,9 +1384,9 @@ TEST_F(Cli, RegionEngineChoosesAndTheBandContainsTheExactRegion) {
 }
 
 // region --momentum with the band engine (theory/band.md, section 6): every
-// band holds the exact momentum region's eta* of the same Gram, the upper
-// sides are the full-batch limit, the picture's limit line says so, and
-// auto chooses the band past --exact-max-rank as without momentum.
+// band holds the exact momentum region's eta* of the same Gram, no upper
+// side exceeds the full-batch limit, the picture's limit line is that limit,
+// and auto chooses the band past --exact-max-rank as without momentum.
 TEST_F(Cli, MomentumRegionBandHoldsTheExactMomentumRegion) {
   const MatrixXd J = ref::gaussian(20, 12, 43);  // n = 10, C = 2, r = 12
   sgdstab::write_npy(file("jr.npy"), J);
@@ -1410,7 +1410,8 @@ TEST_F(Cli, MomentumRegionBandHoldsTheExactMomentumRegion) {
       const json& e = exact["curves"][s]["points"][i];
       EXPECT_EQ(p["batch"], e["batch"]);
       EXPECT_LE(p["eta_low"].get<double>(), e["eta_star"].get<double>() * (1 + 1e-6)) << s << " " << i;
-      EXPECT_REL_NEAR(p["eta_high"].get<double>(), mean, 1e-9);
+      EXPECT_GE(p["eta_high"].get<double>(), e["eta_star"].get<double>() * (1 - 1e-6)) << s << " " << i;
+      EXPECT_LE(p["eta_high"].get<double>(), mean * (1 + 1e-9));
       EXPECT_EQ(p["low_witness"], "momentum-modes");
     }
   std::ifstream svg_in(file("mb.svg"));

@@ -87,10 +87,11 @@ struct BandOptions {
   /// theory/momentum.md); 0 = plain SGD. With momentum the second-moment map
   /// is not self-adjoint and the band is (theory/band.md, section 6):
   /// eta_low a Collatz-Wielandt bound (certified or probabilistic, as for
-  /// plain SGD), eta_high the full-batch limit 2(1 + beta) / lambda_max(H)
-  /// (Nesterov: 2(1 + beta) / ((1 + 2 beta) lambda_max(H))), which is tight
-  /// only near B = n. A Geometry input is then taken through its reduced
-  /// factor (JacobianModel::from_geometry).
+  /// plain SGD), eta_high certified as the smaller of the full-batch limit
+  /// 2(1 + beta) / lambda_max(H) (Nesterov: over 1 + 2 beta) and a bound
+  /// from the gradient noise on the parameter subspace (a trial matrix there
+  /// proves kappa(eta) >= 1). A Geometry input is then taken through its
+  /// reduced factor (JacobianModel::from_geometry).
   double momentum = 0.0;
   bool nesterov = false;  ///< Nesterov's variant (needs momentum > 0)
   /// \throws sgdstab::invalid_argument naming the field that is out of range.
@@ -127,8 +128,8 @@ struct BandResult : Result {
   double delta = 0.0;              ///< the failure probability of eta_low (0 when certified)
   double eta_low_certified = 0.0;  ///< the certified lower side (= eta_low when eta_low_kind is certified)
   /// LinearizedModel input: dimension m of the parameter subspace of eta_high
-  /// (0 for a Geometry; with momentum the subspace whose lambda_max(H) gives
-  /// the full-batch limit).
+  /// (0 for a Geometry; with momentum the subspace of the trial matrices
+  /// and of lambda_max(H) in the full-batch limit).
   Index subspace_dimension = 0;
   /// LinearizedModel input: columns of J V and J^T U the band asked the model
   /// for (not those inside the model's own sample_grams()).

@@ -296,6 +296,108 @@ double momentum_modes_low(double beta, bool nesterov, double a0, double a1, doub
   return lo;
 }
 
+// ---- Momentum's upper side (theory/band.md, section 6, eqs. 15-16) ----
+// In the restricted model's reduced coordinates (H_L = diag(d), factor Z):
+// eta is unstable when some symmetric Y and rho0 in (0, 1) give
+//   eta^2 (1 - rho0^2) w^2 <Y, C Y> >= a^2 |Y|^2 + 2 a b eta tr(Y^2 H) + b^2 eta^2 tr(Y H Y H),
+// a = (1 - rho0)(1 - rho0 beta), b = rho0 w, w = c (1 - rho0 beta) + rho0 g,
+// C(Y) = (alpha - 1) H Y H + beta_s (1/n) sum_i h_i Y h_i (eq. 16). Returns
+// the least such eta over the Y tried (INFINITY when none), Y from power
+// iteration of K_eta = G_eta o C (momentum.md eq. 8) at the current estimate.
+class MomentumUpper {
+ public:
+  MomentumUpper(const Geometry& g, SamplingFactors f, double beta, bool nesterov)
+      : d_(g.hessian_eigenvalues()), z_(g.factor()), n_(g.samples()), c_(g.outputs()), f_(f), beta_(beta),
+        g_(nesterov ? beta * beta : beta), cc_(nesterov ? 1.0 + beta : 1.0) {}
+
+  double eta_high(double eta_mean) {
+    const Index r = d_.size();
+    MatrixXd y = MatrixXd::Identity(r, r);
+    double best = INFINITY, eta = 0.5 * eta_mean;
+    for (int outer = 0; outer < 4; ++outer) {
+      const MatrixXd gm = kernel(eta);
+      for (int it = 0; it < 30; ++it) {
+        detail::throw_if_interrupted("stability_band");
+        const MatrixXd cy = apply_c(y);
+        best = std::min(best, root(y, cy));
+        y = gm.cwiseProduct(cy);  // K_eta(Y): a positive map, its Perron matrix by power iteration
+        y = 0.5 * (y + y.transpose()).eval();
+        const double norm = y.norm();
+        if (!(norm > 0.0) || !std::isfinite(norm)) return best;
+        y /= norm;
+      }
+      if (!std::isfinite(best)) return best;
+      eta = std::min(best, eta_mean) * (1.0 - 1e-3);  // the next kernel just below the best certificate
+    }
+    return best;
+  }
+
+ private:
+  // G_eta(i, j) = eta^2 [S_ij]_11, S_ij - m_i S_ij m_j^T = e e^T (momentum.md eq. 8);
+  // 0 where a 2 x 2 mean block is not stable (eta at or above its limit).
+  MatrixXd kernel(double eta) const {
+    const Index r = d_.size();
+    MatrixXd out(r, r);
+    const Eigen::Vector2d e(-cc_, 1.0);
+    Eigen::Matrix4d k;
+    const Eigen::Vector4d rhs(e(0) * e(0), e(1) * e(0), e(0) * e(1), e(1) * e(1));  // vec(e e^T), column-major
+    for (Index i = 0; i < r; ++i)
+      for (Index j = 0; j <= i; ++j) {
+        Eigen::Matrix2d mi, mj;
+        mi << 1.0 - cc_ * eta * d_(i), -g_, eta * d_(i), beta_;
+        mj << 1.0 - cc_ * eta * d_(j), -g_, eta * d_(j), beta_;
+        for (int a = 0; a < 2; ++a)
+          for (int b = 0; b < 2; ++b)
+            for (int p = 0; p < 2; ++p)
+              for (int q = 0; q < 2; ++q) k(a + 2 * b, p + 2 * q) = (a == p && b == q ? 1.0 : 0.0) - mi(a, p) * mj(b, q);
+        const Eigen::Vector4d sv = k.fullPivLu().solve(rhs);
+        const double v = eta * eta * sv(0);
+        out(i, j) = out(j, i) = std::isfinite(v) && v > 0.0 ? v : 0.0;
+      }
+    return out;
+  }
+
+  MatrixXd apply_c(const MatrixXd& y) const {
+    MatrixXd out = (f_.alpha - 1.0) * d_.asDiagonal() * y * d_.asDiagonal();
+    if (f_.beta != 0.0) {
+      MatrixXd acc = MatrixXd::Zero(y.rows(), y.cols());
+      for (Index i = 0; i < n_; ++i) {
+        const auto zi = z_.middleRows(i * c_, c_);
+        const MatrixXd zy = zi * y;  // C x r
+        acc.noalias() += zi.transpose() * (zy * zi.transpose()) * zi;
+      }
+      out += (f_.beta / static_cast<double>(n_)) * acc;
+    }
+    return out;
+  }
+
+  // The least eta passing eq. 16 for this Y over a grid of rho0.
+  double root(const MatrixXd& y, const MatrixXd& cy) const {
+    const double cyy = (y.array() * cy.array()).sum();
+    if (!(cyy > 0.0)) return INFINITY;
+    const MatrixXd yd = y * d_.asDiagonal();
+    const double yy = y.squaredNorm(), y2h = (y.array() * yd.array()).sum(), yhyh = (yd.array() * yd.transpose().array()).sum();
+    double best = INFINITY;
+    for (int k = 1; k < 200; ++k) {
+      const double rho0 = k < 100 ? k / 100.0 : 1.0 - std::pow(10.0, -2.0 - 4.0 * (k - 100) / 99.0);
+      const double w = cc_ * (1.0 - rho0 * beta_) + rho0 * g_, a = (1.0 - rho0) * (1.0 - rho0 * beta_), b = rho0 * w;
+      const double q2 = (1.0 - rho0 * rho0) * w * w * cyy - b * b * yhyh, q1 = -2.0 * a * b * y2h, q0 = -a * a * yy;
+      if (!(q2 > 0.0)) continue;
+      // The larger root of q2 eta^2 + q1 eta + q0 (q0 <= 0 < q2: one positive root); eq. 16 holds beyond it.
+      const double disc = q1 * q1 - 4.0 * q2 * q0;
+      const double eta = (-q1 + std::sqrt(std::max(0.0, disc))) / (2.0 * q2);
+      best = std::min(best, eta * (1.0 + 1e-12));
+    }
+    return best;
+  }
+
+  Eigen::VectorXd d_;
+  MatrixXd z_;
+  Index n_, c_;
+  SamplingFactors f_;
+  double beta_, g_, cc_;
+};
+
 // eta_low with momentum from mu >= lambda_max(H^{-1/2} Q H^{-1/2}) (M's
 // bound), the scheme's factors, nu = max_i lambda_max(K_ii) and top >=
 // lambda_max(H): the best over the blends Q <= tau mu H + (1 - tau)(alpha
@@ -425,12 +527,15 @@ std::vector<std::vector<BandResult>> stability_band_region(const LinearizedModel
       const Geometry restricted = Geometry::from_jacobian(enriched_jacobian(checked, s, noise, m), checked.c());
       res.subspace_dimension = m;
       if (o.momentum > 0.0) {
-        // The full-batch limit with lambda_max(L^T H L) <= lambda_max(H)
-        // (theory/band.md, section 6): certified, tight only near B = n.
-        res.eta_high = 2.0 * (1.0 + o.momentum) /
-                       ((o.nesterov ? 1.0 + 2.0 * o.momentum : 1.0) * restricted.lambda_max());
-        res.eta_low = std::min(res.eta_low, res.eta_high);  // equal up to rounding at B = n
-        res.eta_low_certified = std::min(res.eta_low_certified, res.eta_high);
+        // The full-batch limit with lambda_max(L^T H L) <= lambda_max(H), or
+        // below it the noise certificate on the subspace (theory/band.md,
+        // section 6).
+        const double mean_limit =
+            2.0 * (1.0 + o.momentum) / ((o.nesterov ? 1.0 + 2.0 * o.momentum : 1.0) * restricted.lambda_max());
+        MomentumUpper upper(restricted, sampling_factors(sampling, checked.n(), batch), o.momentum, o.nesterov);
+        res.eta_high = std::min(mean_limit, upper.eta_high(mean_limit));
+        for (double* low : {&res.eta_low, &res.eta_low_certified})  // equal up to rounding at B = n
+          if (*low > res.eta_high && *low <= res.eta_high * (1.0 + 1e-9)) *low = res.eta_high;
         res.relative_width = (res.eta_high - res.eta_low) / res.eta_high;
         res.report.status = Status::converged;
         res.report.message = "band of relative width " + detail::fmt(res.relative_width) +
@@ -438,9 +543,9 @@ std::vector<std::vector<BandResult>> stability_band_region(const LinearizedModel
                                                                 : " (wider than the tolerance " + detail::fmt(o.tolerance) + ")") +
                              ", lower side " + res.eta_low_kind +
                              (res.eta_low_kind == "probabilistic" ? " (failure probability " + detail::fmt(res.delta) + ")" : "") +
-                             " from the momentum mode bound, upper side the full-batch limit of momentum " +
-                             (o.nesterov ? "(Nesterov) " : "") + "with lambda_max(H) from a subspace of dimension " +
-                             std::to_string(m);
+                             " from the momentum mode bound, upper side " +
+                             (res.eta_high < mean_limit ? "from the gradient noise on" : "the full-batch limit, lambda_max(H) from") +
+                             " a parameter subspace of dimension " + std::to_string(m);
         out.push_back(std::move(res));
         continue;
       }

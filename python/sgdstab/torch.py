@@ -1022,8 +1022,7 @@ def band(model, inputs, targets, batches=None, loss="mse_mean", *, sampling="wit
     cannot. ``band_options`` are sgdstab.band's (subspace, lanczos_steps,
     delta, seed, ...: ``sgdstab.band_options()``); momentum=BETA and
     nesterov=True give the band of torch.optim.SGD(momentum=BETA, nesterov=...)
-    in the same lr units (theory/band.md, section 6: eta_high is then the
-    full-batch limit, far above eta* at small B).
+    in the same lr units (theory/band.md, section 6).
 
     Returns a Report: samples, outputs, params, loss, lr_factor, sampling,
     momentum, nesterov, max_residual, is_minimum, points [{batch, eta_low, eta_high (loss

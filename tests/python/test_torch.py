@@ -767,7 +767,7 @@ def test_band_contains_the_exact_threshold_of_a_network_at_a_minimum():
 def test_momentum_band_contains_the_exact_momentum_threshold_in_torch_units():
     # band(momentum=, nesterov=) (theory/band.md section 6): each band holds
     # analyze(momentum=)'s eta* in the same (MSELoss) units, its upper side is
-    # the full-batch limit, and the report echoes the momentum.
+    # at most the full-batch limit, and the report echoes the momentum.
     model, x, y = linear_minimum()
     for nesterov in (False, True):
         rep = st.analyze(model, x, y, batches=[1, 3, 8], momentum=0.7, nesterov=nesterov)
@@ -778,7 +778,7 @@ def test_momentum_band_contains_the_exact_momentum_threshold_in_torch_units():
             assert pt["eta_low"] <= exact["eta_star"] * (1 + 1e-9)
             assert pt["eta_high"] >= exact["eta_star"] * (1 - 1e-9)
             mean = rep.eta_gd * 1.7 / (2.4 if nesterov else 1.0)  # 2(1 + beta)/lambda_max, Nesterov over 1 + 2 beta
-            assert math.isclose(pt["eta_high"], mean, rel_tol=1e-9)
+            assert pt["eta_high"] <= mean * (1 + 1e-9)
     with pytest.raises(ValueError, match="needs momentum"):
         st.band(model, x, y, batches=[2], nesterov=True)
 
