@@ -4,6 +4,7 @@
 #include <ostream>
 
 #include "commands.hpp"
+#include "solvers/band_detail.hpp"
 #include "inputs.hpp"
 #include "option_table.hpp"
 #include "report.hpp"
@@ -19,17 +20,22 @@ int cmd_band(const Args& args, std::ostream& out, std::ostream& err) {
   o.seed = seed_option(args, o.seed);  // else BandOptions' default, as in C++ and Python
   if (const std::optional<Momentum> m = momentum_option(args)) {  // --momentum BETA [--nesterov]
     o.momentum = m->beta;
-    o.nesterov = m->nesterov && m->beta > 0.0;  // Nesterov at beta = 0 is plain SGD
+    o.nesterov = m->nesterov;  // at beta = 0 plain SGD, as everywhere
   }
-  if (args.flag("matrix-free")) {
+  // With momentum always from products (theory/band.md, section 6).
+  if (args.flag("matrix-free") || o.momentum > 0.0) {
     // A Jacobian file is used as it is (products J V, J^T U); a Gram through
-    // its reduced factor (a Jacobian in r coordinates).
-    const JacobianModel model = args.has("jacobian") && !args.has("gram")
-                                    ? JacobianModel(load_jacobian(args), outputs_option(args))
-                                    : JacobianModel::from_geometry(load_geometry(args));
+    // its reduced factor (a Jacobian in r coordinates), whose lambda_max(H)
+    // is then known exactly.
+    const bool jacobian = args.has("jacobian") && !args.has("gram");
+    std::optional<Geometry> g;
+    if (!jacobian) g = load_geometry(args);
+    const JacobianModel model =
+        jacobian ? JacobianModel(load_jacobian(args), outputs_option(args)) : JacobianModel::from_geometry(*g);
     const Index batch = static_cast<Index>(args.integer("batch"));
     check_batch(batch, model.samples(), "--batch");
-    const BandResult b = stability_band(model, batch, sampling, o);
+    const BandResult b =
+        detail::band_region_known_top(model, {sampling}, {batch}, o, g ? g->lambda_max() : 0.0).front().front();
     json j = with_options(band_json(model, b), o);
     echo_input_transforms(args, j);
     return finish(j, b.status(), out, err);

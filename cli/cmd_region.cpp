@@ -10,6 +10,7 @@
 
 #include "commands.hpp"
 #include "foundations/check.hpp"
+#include "solvers/band_detail.hpp"
 #include "inputs.hpp"
 #include "option_table.hpp"
 #include "plot.hpp"
@@ -168,6 +169,8 @@ std::pair<json, Status> band_region(const Args& args, const Geometry& g, const s
   j["eta_gd"] = 2.0 / g.lambda_max();
   j["momentum"] = o.momentum;
   j["nesterov"] = o.nesterov;
+  if (o.momentum > 0.0)  // the full-batch limit, as in the exact momentum region
+    j["eta_mean"] = 2.0 * (1.0 + o.momentum) / ((o.nesterov ? 1.0 + 2.0 * o.momentum : 1.0) * g.lambda_max());
   j["weight_decay"] = 0.0;
   j["engine"] = "band";
   j["engine_reason"] = reason;
@@ -176,7 +179,8 @@ std::pair<json, Status> band_region(const Args& args, const Geometry& g, const s
   json curves = json::array();
   // One call for every scheme: the Krylov subspace of H and the per-sample
   // Grams are made once (theory/band.md, section 7).
-  const std::vector<std::vector<BandResult>> per_scheme = stability_band_region(model, schemes, all, o);
+  const std::vector<std::vector<BandResult>> per_scheme =
+      detail::band_region_known_top(model, schemes, all, o, g.lambda_max());  // lambda_max(H) known: the Gram's
   std::vector<BandCurve> drawn;
   for (std::size_t k = 0; k < schemes.size(); ++k) {
     const Sampling s = schemes[k];

@@ -509,8 +509,8 @@ TEST(BandMatrixFree, MomentumBandHoldsTheEnumeratedRadius) {
       }
   }
   sgdstab::BandOptions o;
-  o.nesterov = true;  // without momentum
-  EXPECT_THROW(o.validate(), sgdstab::invalid_argument);
   o.momentum = 1.0;
+  EXPECT_THROW(o.validate(), sgdstab::invalid_argument);
+  o.momentum = -0.1;
   EXPECT_THROW(o.validate(), sgdstab::invalid_argument);
 }

@@ -1230,6 +1230,17 @@ TEST_F(Cli, MomentumBandContainsTheMomentumThreshold) {
   r = run("band --jacobian " + file("jm.npy") + " --outputs 2 --batch 3 --nesterov");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("--nesterov needs --momentum"), std::string::npos) << r.err;
+  // Without --matrix-free too (always from products with momentum), and a
+  // Gram's lambda_max(H) known exactly: at B = n both sides are the limit.
+  const MatrixXd k = J * J.transpose();
+  sgdstab::write_npy(file("km.npy"), k);
+  r = run("band --gram " + file("km.npy") + " --outputs 2 --batch 8 --momentum 0.6 --band-subspace 2 --band-delta 0");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json full = json::parse(r.out);
+  EXPECT_EQ(full["matrix_free"], true);
+  const double limit = 2.0 * 1.6 / sgdstab::Geometry::from_gram(k, 2).lambda_max();
+  EXPECT_REL_NEAR(full["eta_high"].get<double>(), limit, 1e-9);
+  EXPECT_REL_NEAR(full["eta_low"].get<double>(), limit, 1e-8);
 }
 
 // region --engine: auto runs the exact region up to --exact-max-rank and the

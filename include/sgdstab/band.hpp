@@ -93,7 +93,7 @@ struct BandOptions {
   /// proves kappa(eta) >= 1). A Geometry input is then taken through its
   /// reduced factor (JacobianModel::from_geometry).
   double momentum = 0.0;
-  bool nesterov = false;  ///< Nesterov's variant (needs momentum > 0)
+  bool nesterov = false;  ///< Nesterov's variant (at momentum 0 it is plain SGD, as in Momentum)
   /// \throws sgdstab::invalid_argument naming the field that is out of range.
   void validate() const;
 };

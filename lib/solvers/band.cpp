@@ -9,6 +9,7 @@
 #include <limits>
 #include <string>
 
+#include "band_detail.hpp"
 #include "foundations/check.hpp"
 #include "foundations/interrupt_detail.hpp"
 #include "foundations/option_fields.hpp"
@@ -26,7 +27,6 @@ void BandOptions::validate() const {
   check_fields(*this, "BandOptions");  // the table's rules (below)
   for (double a : exponents)
     require(std::isfinite(a), "BandOptions::exponents", "must be finite, got " + detail::fmt(a));
-  require(!nesterov || momentum > 0.0, "BandOptions::nesterov", "needs momentum > 0");
 }
 
 namespace options_detail {
@@ -69,7 +69,7 @@ std::vector<OptionField<BandOptions>> band_table() {
                   const double x = std::get<double>(v);
                   return std::isfinite(x) && x >= 0.0 && x < 1.0;
                 }),
-      field("nesterov", &S::nesterov, "Nesterov's momentum (needs momentum > 0)"),
+      field("nesterov", &S::nesterov, "Nesterov's momentum (at momentum 0: plain SGD)"),
   };
 }
 
@@ -190,7 +190,12 @@ BandResult stability_band(const Geometry& g, Index batch, Sampling sampling, con
   o.validate();
   // Momentum: the map is not self-adjoint and the trial space above proves
   // nothing; the matrix-free sides (theory/band.md, section 6) on Z.
-  if (o.momentum > 0.0) return stability_band(JacobianModel::from_geometry(g), batch, sampling, o);
+  if (o.momentum > 0.0) {
+    check_batch(batch, g.samples(), "stability_band");
+    return detail::band_region_known_top(JacobianModel::from_geometry(g), {sampling}, {batch}, o, g.lambda_max())
+        .front()
+        .front();
+  }
   const SecondMomentOperator op(g, batch, sampling);  // checks the batch
   const VectorXd& d = g.hessian_eigenvalues();         // H = diag(d) in reduced coordinates
   BandResult res;

@@ -13,6 +13,7 @@
 #include "foundations/check.hpp"
 #include "foundations/interrupt_detail.hpp"
 #include "foundations/stopwatch.hpp"
+#include "band_detail.hpp"
 #include "sgdstab/band.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
@@ -404,10 +405,11 @@ class MomentumUpper {
 // H^2 + beta_s nu H) (eq. 12).
 double momentum_low(const BandOptions& o, SamplingFactors f, double mu, double nu, double top) {
   top = std::min(top, mu);  // lambda_max(H) <= mu since Q >= H^2
-  if (!(top > 0.0) || !std::isfinite(mu)) return 0.0;
+  if (!(top > 0.0)) return 0.0;
   double best = 0.0;
   for (int i = 0; i <= 10; ++i) {
     const double tau = i / 10.0;
+    if (tau > 0.0 && !std::isfinite(mu)) break;  // only tau = 0 does without mu
     best = std::max(best, momentum_modes_low(o.momentum, o.nesterov, tau * mu + (1.0 - tau) * f.beta * nu,
                                              (1.0 - tau) * f.alpha - 1.0, top));
   }
@@ -495,6 +497,13 @@ MatrixXd enriched_jacobian(CheckedModel& model, const SharedProducts& s, const M
 std::vector<std::vector<BandResult>> stability_band_region(const LinearizedModel& model,
                                                            const std::vector<Sampling>& schemes,
                                                            const std::vector<Index>& batches, const BandOptions& o) {
+  return detail::band_region_known_top(model, schemes, batches, o, 0.0);
+}
+
+std::vector<std::vector<BandResult>> detail::band_region_known_top(const LinearizedModel& model,
+                                                                   const std::vector<Sampling>& schemes,
+                                                                   const std::vector<Index>& batches,
+                                                                   const BandOptions& o, double lambda_max) {
   using namespace band_matrix_free_detail;
   const detail::Stopwatch watch;
   o.validate();
@@ -508,7 +517,8 @@ std::vector<std::vector<BandResult>> stability_band_region(const LinearizedModel
                   "no batch sizes given");
   for (Index b : batches) check_batch(b, checked.n(), "stability_band");
   Rng shared_rng(o.seed);
-  const SharedProducts s = share_products(checked, o, shared_rng);
+  SharedProducts s = share_products(checked, o, shared_rng);
+  if (lambda_max > 0.0) s.h_top = lambda_max * (1.0 + 1e-12);  // known exactly (a Geometry's): no Lanczos bound
   Index lanczos_vectors = s.subspace_vectors;
   std::vector<std::vector<BandResult>> all;
   for (const Sampling sampling : schemes) {
@@ -531,7 +541,8 @@ std::vector<std::vector<BandResult>> stability_band_region(const LinearizedModel
         // below it the noise certificate on the subspace (theory/band.md,
         // section 6).
         const double mean_limit =
-            2.0 * (1.0 + o.momentum) / ((o.nesterov ? 1.0 + 2.0 * o.momentum : 1.0) * restricted.lambda_max());
+            2.0 * (1.0 + o.momentum) /
+            ((o.nesterov ? 1.0 + 2.0 * o.momentum : 1.0) * std::max(restricted.lambda_max(), lambda_max));
         MomentumUpper upper(restricted, sampling_factors(sampling, checked.n(), batch), o.momentum, o.nesterov);
         res.eta_high = std::min(mean_limit, upper.eta_high(mean_limit));
         for (double* low : {&res.eta_low, &res.eta_low_certified})  // equal up to rounding at B = n

@@ -779,8 +779,9 @@ def test_momentum_band_contains_the_exact_momentum_threshold_in_torch_units():
             assert pt["eta_high"] >= exact["eta_star"] * (1 - 1e-9)
             mean = rep.eta_gd * 1.7 / (2.4 if nesterov else 1.0)  # 2(1 + beta)/lambda_max, Nesterov over 1 + 2 beta
             assert pt["eta_high"] <= mean * (1 + 1e-9)
-    with pytest.raises(ValueError, match="needs momentum"):
-        st.band(model, x, y, batches=[2], nesterov=True)
+    # Nesterov at momentum 0 is plain SGD (as sgdstab.Momentum has it).
+    plain = st.band(model, x, y, batches=[2], delta=0.0).points[0]
+    assert st.band(model, x, y, batches=[2], nesterov=True, delta=0.0).points[0]["eta_low"] == plain["eta_low"]
 
 
 def test_measures_equal_torch_hessians_at_an_interpolating_point():
