@@ -4,12 +4,12 @@
 #include <ostream>
 
 #include "commands.hpp"
-#include "solvers/band_detail.hpp"
 #include "inputs.hpp"
 #include "option_table.hpp"
 #include "report.hpp"
 #include "results.hpp"
 #include "sgdstab/sgdstab.hpp"
+#include "solvers/band_detail.hpp"
 
 namespace sgdstab::cli {
 

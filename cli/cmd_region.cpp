@@ -10,7 +10,6 @@
 
 #include "commands.hpp"
 #include "foundations/check.hpp"
-#include "solvers/band_detail.hpp"
 #include "inputs.hpp"
 #include "option_table.hpp"
 #include "plot.hpp"
@@ -18,6 +17,7 @@
 #include "results.hpp"
 #include "sgdstab/memory.hpp"
 #include "sgdstab/sgdstab.hpp"
+#include "solvers/band_detail.hpp"
 
 namespace sgdstab::cli {
 

@@ -70,8 +70,8 @@ struct BandMark {
 /// from eta_low to eta_high at every computed B (nothing is claimed between
 /// the computed batch sizes), the upper sides joined by a solid line (the one
 /// <path> per scheme) and the lower sides by a dashed one; eta_gd as a line
-/// labelled limit_label (momentum: its full-batch limit); marks in their scheme's colour (filled: stable, hollow: unstable,
-/// grey: undecided).
+/// labelled limit_label (with momentum its full-batch limit); marks in their
+/// scheme's colour (filled: stable, hollow: unstable, grey: undecided).
 std::string band_region_svg(Index samples, double eta_gd, const std::vector<BandCurve>& curves,
                             const std::vector<BandMark>& marks, const std::string& title,
                             const std::string& limit_label = "2/lambda_max");

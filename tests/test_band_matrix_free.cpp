@@ -465,7 +465,8 @@ double band_momentum_rho(const std::vector<std::pair<MatrixXd, double>>& batches
 // (2026-12-07) eta_low / eta* was at least 0.32 for heavy-ball and 0.17 for
 // Nesterov (beta = 0.9, C = 3, B = 1), eta_high / eta* at most 4.45 (median
 // 1.12, against up to 17 for the full-batch limit alone); the floors and
-// the ceiling below are 0.3, 0.15 and 5. A Geometry input gives the band of its reduced factor.
+// the ceiling below are 0.3, 0.15 and 5. A Geometry input gives the band of
+// its reduced factor.
 TEST(BandMatrixFree, MomentumBandHoldsTheEnumeratedRadius) {
   struct Case {
     Eigen::Index n, c, p;

@@ -9,13 +9,13 @@
 #include <limits>
 #include <string>
 
-#include "band_detail.hpp"
 #include "foundations/check.hpp"
 #include "foundations/interrupt_detail.hpp"
 #include "foundations/option_fields.hpp"
 #include "foundations/stopwatch.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/moment_operator.hpp"
+#include "solvers/band_detail.hpp"
 
 namespace sgdstab {
 

@@ -13,12 +13,12 @@
 #include "foundations/check.hpp"
 #include "foundations/interrupt_detail.hpp"
 #include "foundations/stopwatch.hpp"
-#include "band_detail.hpp"
 #include "sgdstab/band.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
 #include "sgdstab/random.hpp"
 #include "sgdstab/stability.hpp"
+#include "solvers/band_detail.hpp"
 
 namespace sgdstab {
 
@@ -350,7 +350,8 @@ class MomentumUpper {
         for (int a = 0; a < 2; ++a)
           for (int b = 0; b < 2; ++b)
             for (int p = 0; p < 2; ++p)
-              for (int q = 0; q < 2; ++q) k(a + 2 * b, p + 2 * q) = (a == p && b == q ? 1.0 : 0.0) - mi(a, p) * mj(b, q);
+              for (int q = 0; q < 2; ++q)
+                k(a + 2 * b, p + 2 * q) = (a == p && b == q ? 1.0 : 0.0) - mi(a, p) * mj(b, q);
         const Eigen::Vector4d sv = k.fullPivLu().solve(rhs);
         const double v = eta * eta * sv(0);
         out(i, j) = out(j, i) = std::isfinite(v) && v > 0.0 ? v : 0.0;
@@ -377,7 +378,8 @@ class MomentumUpper {
     const double cyy = (y.array() * cy.array()).sum();
     if (!(cyy > 0.0)) return INFINITY;
     const MatrixXd yd = y * d_.asDiagonal();
-    const double yy = y.squaredNorm(), y2h = (y.array() * yd.array()).sum(), yhyh = (yd.array() * yd.transpose().array()).sum();
+    const double yy = y.squaredNorm(), y2h = (y.array() * yd.array()).sum();
+    const double yhyh = (yd.array() * yd.transpose().array()).sum();
     double best = INFINITY;
     for (int k = 1; k < 200; ++k) {
       const double rho0 = k < 100 ? k / 100.0 : 1.0 - std::pow(10.0, -2.0 - 4.0 * (k - 100) / 99.0);
@@ -492,6 +494,16 @@ MatrixXd enriched_jacobian(CheckedModel& model, const SharedProducts& s, const M
   return out;
 }
 
+// The report's message up to the upper side: the width against the
+// tolerance and the kind of the lower side.
+std::string width_and_lower_side(const BandResult& res, const BandOptions& o) {
+  return "band of relative width " + detail::fmt(res.relative_width) +
+         (res.relative_width <= o.tolerance ? " (within the tolerance)"
+                                            : " (wider than the tolerance " + detail::fmt(o.tolerance) + ")") +
+         ", lower side " + res.eta_low_kind +
+         (res.eta_low_kind == "probabilistic" ? " (failure probability " + detail::fmt(res.delta) + ")" : "");
+}
+
 }  // namespace band_matrix_free_detail
 
 std::vector<std::vector<BandResult>> stability_band_region(const LinearizedModel& model,
@@ -549,13 +561,9 @@ std::vector<std::vector<BandResult>> detail::band_region_known_top(const Lineari
           if (*low > res.eta_high && *low <= res.eta_high * (1.0 + 1e-9)) *low = res.eta_high;
         res.relative_width = (res.eta_high - res.eta_low) / res.eta_high;
         res.report.status = Status::converged;
-        res.report.message = "band of relative width " + detail::fmt(res.relative_width) +
-                             (res.relative_width <= o.tolerance ? " (within the tolerance)"
-                                                                : " (wider than the tolerance " + detail::fmt(o.tolerance) + ")") +
-                             ", lower side " + res.eta_low_kind +
-                             (res.eta_low_kind == "probabilistic" ? " (failure probability " + detail::fmt(res.delta) + ")" : "") +
-                             " from the momentum mode bound, upper side " +
-                             (res.eta_high < mean_limit ? "from the gradient noise on" : "the full-batch limit, lambda_max(H) from") +
+        res.report.message = width_and_lower_side(res, o) + " from the momentum mode bound, upper side " +
+                             (res.eta_high < mean_limit ? "from the gradient noise on"
+                                                        : "the full-batch limit, lambda_max(H) from") +
                              " a parameter subspace of dimension " + std::to_string(m);
         out.push_back(std::move(res));
         continue;
@@ -567,12 +575,7 @@ std::vector<std::vector<BandResult>> detail::band_region_known_top(const Lineari
       res.report.status = high.status();
       res.report.message =
           (high.converged() ? std::string() : "the restricted threshold did not converge: " + high.report.message + "; ") +
-          "band of relative width " + detail::fmt(res.relative_width) +
-          (res.relative_width <= o.tolerance ? " (within the tolerance)"
-                                             : " (wider than the tolerance " + detail::fmt(o.tolerance) + ")") +
-          ", lower side " + res.eta_low_kind +
-          (res.eta_low_kind == "probabilistic" ? " (failure probability " + detail::fmt(res.delta) + ")" : "") +
-          ", upper side from a parameter subspace of dimension " + std::to_string(m);
+          width_and_lower_side(res, o) + ", upper side from a parameter subspace of dimension " + std::to_string(m);
       out.push_back(std::move(res));
     }
     all.push_back(std::move(out));

@@ -400,7 +400,8 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
     Returns a Report: samples, outputs, params, rank, loss, lr_factor (eta in
     loss units per library unit), lambda_max and eta_gd (in loss units),
     max_residual, is_minimum, points [{batch, eta_star, eta_star_sgdstab,
-    converged, status, matvecs}], verdict (or None: {lr, batch, sampling,
+    converged, status, matvecs, error_bound; with momentum (not Adam) also
+    eta_bracket: the certified [eta_low, eta_high] around eta*}], verdict (or None: {lr, batch, sampling,
     rho (None when the radius did not converge), rho_converged, stable,
     eta_star, decided_by ("rho", or "eta_star" when only the threshold
     converged: stable iff lr <= eta*), converged}), geometry (the
@@ -470,6 +471,9 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
     points = [{"batch": pt.batch, "eta_star": lr_factor * pt.eta_star, "eta_star_sgdstab": pt.eta_star,
                "converged": pt.converged, "status": pt.status, "matvecs": pt.matvecs,
                "error_bound": getattr(pt, "error_bound", None)} for pt in pts]
+    if momentum is not None and not adam:  # momentum's certified bracket eta_low <= eta* <= eta_high (loss units)
+        for point, pt in zip(points, pts):
+            point.update(eta_bracket=[lr_factor * pt.eta_low, lr_factor * pt.eta_high])
     mo = {} if momentum is None else {"momentum": momentum, "nesterov": nesterov}
     verdict = None
     if lr is not None:
@@ -1053,8 +1057,8 @@ def band(model, inputs, targets, batches=None, loss="mse_mean", *, sampling="wit
 
 
 def stability(model, inputs, targets, batches=None, loss="mse_mean", *, engine="auto", exact_max_rank=4096,
-              memory_limit=None, sampling="without", residual_tolerance=1e-6, allow_non_minimum=False,
-              dtype=_torch.float64, solver_options=None, band_options=None):
+              memory_limit=None, sampling="without", momentum=None, nesterov=False, residual_tolerance=1e-6,
+              allow_non_minimum=False, dtype=_torch.float64, solver_options=None, band_options=None):
     """eta*(B) exactly where the exact solver fits, a band where it does not.
 
     engine: "exact" (``analyze``), "band" (``band``, from products) or
@@ -1075,13 +1079,17 @@ def stability(model, inputs, targets, batches=None, loss="mse_mean", *, engine="
     ``solver_options`` go to the exact solver (``sgdstab.solver_options()``),
     ``band_options`` to the band (``sgdstab.band_options()``); an engine
     named explicitly refuses the other's options (ValueError); the other
-    arguments are ``analyze``'s and ``band``'s.
+    arguments are ``analyze``'s and ``band``'s. momentum=BETA, nesterov=...:
+    torch.optim.SGD(momentum=BETA, nesterov=...) with either engine (the
+    band of theory/band.md section 6; the exact points' bracket is then the
+    momentum threshold's certified one).
 
     Returns the Report of the engine that ran (``analyze``'s or ``band``'s),
     with ``engine`` ("exact" or "band") and ``engine_reason`` added, and
     every point carrying ``eta_low`` and ``eta_high`` in the units of
     ``loss``. For the exact engine they are its certified bracket,
     eta_star / (1 + error_bound) <= eta* <= eta_star (theory/threshold.md;
+    with momentum the momentum threshold's eta_bracket, theory/momentum.md;
     ``eta_low_kind`` "certified"; 0 where the solver gave no finite bound,
     and a point that did not converge says so in ``converged``/``status``);
     for the band they are the band's sides.
@@ -1101,6 +1109,10 @@ def stability(model, inputs, targets, batches=None, loss="mse_mean", *, engine="
         raise ValueError(f"memory_limit: expected a finite number of bytes > 0, got {memory_limit!r}")
     solver_options = dict(solver_options or {})
     band_options = dict(band_options or {})
+    if "momentum" in band_options or "nesterov" in band_options:
+        raise ValueError("band_options: give momentum= and nesterov= to stability() itself (both engines use them)")
+    if nesterov and momentum is None:
+        raise ValueError("nesterov=True needs momentum=BETA")
     # An engine chosen by name does not run the other: its options would be dropped without a word.
     if engine == "band" and solver_options:
         raise ValueError(f"solver_options {sorted(solver_options)}: options of the exact engine, which engine='band' "
@@ -1138,8 +1150,8 @@ def stability(model, inputs, targets, batches=None, loss="mse_mean", *, engine="
     if engine == "exact":
         try:
             rep = analyze(model, inputs, targets, batches=batches, loss=loss, sampling=sampling,
-                          residual_tolerance=residual_tolerance, allow_non_minimum=allow_non_minimum, dtype=dtype,
-                          **solver_options)
+                          momentum=momentum, nesterov=nesterov, residual_tolerance=residual_tolerance,
+                          allow_non_minimum=allow_non_minimum, dtype=dtype, **solver_options)
         except (MemoryError, RuntimeError) as e:
             # An allocation the estimate did not foresee (memory taken
             # meanwhile, a limit it cannot see): auto falls back to the band
@@ -1150,13 +1162,18 @@ def stability(model, inputs, targets, batches=None, loss="mse_mean", *, engine="
             engine, reason = "band", f"the exact engine ran out of memory: {e}"
     if engine == "exact":
         for pt in rep.points:
-            bound = pt["error_bound"]
-            low = pt["eta_star"] / (1.0 + bound) if bound is not None and math.isfinite(bound) and bound >= 0 else 0.0
-            pt.update(eta_low=low, eta_high=pt["eta_star"], eta_low_kind="certified")
+            if "eta_bracket" in pt:  # momentum: the threshold's own certified bracket
+                low, high = pt["eta_bracket"]
+            else:
+                bound = pt["error_bound"]
+                ok = bound is not None and math.isfinite(bound) and bound >= 0
+                low, high = (pt["eta_star"] / (1.0 + bound) if ok else 0.0), pt["eta_star"]
+            pt.update(eta_low=low, eta_high=high, eta_low_kind="certified")
     else:
+        mo = {} if momentum is None else {"momentum": momentum, "nesterov": nesterov}
         rep = band(model, inputs, targets, batches=batches, loss=loss, sampling=sampling,
                    residual_tolerance=residual_tolerance, allow_non_minimum=allow_non_minimum, dtype=dtype,
-                   **band_options)
+                   **mo, **band_options)
     rep.engine, rep.engine_reason = engine, reason
     return rep
 

@@ -696,6 +696,30 @@ def test_stability_chooses_the_engine_and_says_which():
             st.stability(model, x, y, batches=[2], **bad)
 
 
+def test_stability_with_momentum_runs_either_engine_around_the_same_threshold():
+    # momentum=/nesterov= reach both engines: the exact points carry the
+    # momentum threshold's certified bracket, the band (theory/band.md
+    # section 6) contains the exact eta*; momentum in band_options is refused.
+    model, x, y = linear_minimum()
+    p = sum(t.numel() for t in model.parameters())
+    r = min(y.numel(), p)
+    for nesterov in (False, True):
+        exact = st.stability(model, x, y, batches=[1, 3, 8], momentum=0.8, nesterov=nesterov)
+        assert exact.engine == "exact" and exact.momentum == 0.8
+        ref = st.analyze(model, x, y, batches=[1, 3, 8], momentum=0.8, nesterov=nesterov)
+        band = st.stability(model, x, y, batches=[1, 3, 8], momentum=0.8, nesterov=nesterov, exact_max_rank=r - 1,
+                            band_options={"delta": 0.0})
+        assert band.engine == "band" and band.momentum == 0.8 and band.nesterov == nesterov
+        for pe, pr, pb in zip(exact.points, ref.points, band.points):
+            assert pe["eta_low"] <= pr["eta_star"] <= pe["eta_high"] and pe["eta_low"] > 0
+            assert pe["eta_high"] <= pr["eta_star"] * (1 + 1e-6)
+            assert pb["eta_low"] <= pr["eta_star"] * (1 + 1e-9) and pb["eta_high"] >= pr["eta_star"] * (1 - 1e-9)
+    with pytest.raises(ValueError, match="give momentum= and nesterov= to stability"):
+        st.stability(model, x, y, batches=[2], band_options={"momentum": 0.5})
+    with pytest.raises(ValueError, match="needs momentum"):
+        st.stability(model, x, y, batches=[2], nesterov=True)
+
+
 def test_stability_falls_back_to_the_band_when_the_exact_engine_runs_out_of_memory(monkeypatch):
     # An allocation the estimate did not foresee: auto runs the band instead,
     # says why, and gives the band's own answer; an engine named explicitly,
