@@ -20,7 +20,7 @@ int cmd_band(const Args& args, std::ostream& out, std::ostream& err) {
   o.seed = seed_option(args, o.seed);  // else BandOptions' default, as in C++ and Python
   if (const std::optional<Momentum> m = momentum_option(args)) {  // --momentum BETA [--nesterov]
     o.momentum = m->beta;
-    o.nesterov = m->nesterov;  // at beta = 0 plain SGD, as everywhere
+    o.nesterov = m->nesterov && m->beta > 0.0;  // at beta = 0 plain SGD, as everywhere
   }
   // With momentum always from products (theory/band.md, section 6).
   if (args.flag("matrix-free") || o.momentum > 0.0) {
@@ -37,6 +37,11 @@ int cmd_band(const Args& args, std::ostream& out, std::ostream& err) {
     const BandResult b =
         detail::band_region_known_top(model, {sampling}, {batch}, o, g ? g->lambda_max() : 0.0).front().front();
     json j = with_options(band_json(model, b), o);
+    if (o.momentum > 0.0) {  // as the momentum region's JSON has them
+      j["momentum"] = o.momentum;
+      j["nesterov"] = o.nesterov;
+      if (g) j["eta_mean"] = 2.0 * (1.0 + o.momentum) / ((o.nesterov ? 1.0 + 2.0 * o.momentum : 1.0) * g->lambda_max());
+    }
     echo_input_transforms(args, j);
     return finish(j, b.status(), out, err);
   }

@@ -1238,8 +1238,11 @@ TEST_F(Cli, MomentumBandContainsTheMomentumThreshold) {
   ASSERT_EQ(r.code, 0) << r.err;
   const json full = json::parse(r.out);
   EXPECT_EQ(full["matrix_free"], true);
+  EXPECT_EQ(full["momentum"], 0.6);
+  EXPECT_EQ(full["nesterov"], false);
   const double limit = 2.0 * 1.6 / sgdstab::Geometry::from_gram(k, 2).lambda_max();
   EXPECT_REL_NEAR(full["eta_high"].get<double>(), limit, 1e-9);
+  EXPECT_REL_NEAR(full["eta_mean"].get<double>(), limit, 1e-12);
   EXPECT_REL_NEAR(full["eta_low"].get<double>(), limit, 1e-8);
 }
 
@@ -1392,6 +1395,11 @@ TEST_F(Cli, RegionEngineChoosesAndTheBandContainsTheExactRegion) {
   r = run("region" + input + " --engine band --memory-limit 100000");
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_FALSE(std::ifstream(file("x.svg")).good());
+  r = run("region --jacobian " + file("j.npy") + " --outputs 2 --batches 1,3 --sampling without --engine band"
+          " --weight-decay 0.1");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--engine band: the band has no weight decay"), std::string::npos) << r.err;
+  EXPECT_TRUE(r.out.empty());
 }
 
 // region --momentum with the band engine (theory/band.md, section 6): every

@@ -7,7 +7,8 @@
 /// With A(S) = H S + S H and Q(S) = E[H_xi S H_xi] (moment_operator.hpp),
 /// eta* = 1 / lambda_max of the pencil (Q, A) on symmetric matrices on
 /// range(H). Two sides, each certified (up to rounding; from a
-/// LinearizedModel the lower side may instead be probabilistic, see below):
+/// LinearizedModel, and with momentum, the lower side may instead be
+/// probabilistic, see below):
 ///  - eta_high (Rayleigh-Ritz, theory/band.md, eq. 2): for any subspace V of
 ///    symmetric matrices, max_{X in V} <X, Q X> / <X, A X> <= lambda_max, so
 ///    1 / that maximum >= eta*. V starts from polynomials of H (Pi, H, H^2,
@@ -123,7 +124,7 @@ struct BandResult : Result {
   /// (theory/band.md, section 6).
   std::string low_witness;
   /// "certified", or "probabilistic": eta_low <= eta* with probability at
-  /// least 1 - delta over the random start (LinearizedModel input only).
+  /// least 1 - delta over the random start (LinearizedModel input, or momentum).
   std::string eta_low_kind = "certified";
   double delta = 0.0;              ///< the failure probability of eta_low (0 when certified)
   double eta_low_certified = 0.0;  ///< the certified lower side (= eta_low when eta_low_kind is certified)

@@ -63,7 +63,7 @@ std::vector<OptionField<BandOptions>> band_table() {
              "band-delta", "X"),
       with_rule(field("seed", &S::seed, "matrix-free: seed of the random start vectors"), "must be >= 0", at_least(0)),
       with_rule(field("momentum", &S::momentum,
-                      "SGD with momentum beta (0: plain SGD); eta_high is then the full-batch limit"),
+                      "SGD with momentum beta (0: plain SGD; theory/band.md, section 6)"),
                 "must lie in [0, 1)",
                 [](const OptionValue& v) {
                   const double x = std::get<double>(v);

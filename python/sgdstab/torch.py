@@ -473,7 +473,8 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
                "error_bound": getattr(pt, "error_bound", None)} for pt in pts]
     if momentum is not None and not adam:  # momentum's certified bracket eta_low <= eta* <= eta_high (loss units)
         for point, pt in zip(points, pts):
-            point.update(eta_bracket=[lr_factor * pt.eta_low, lr_factor * pt.eta_high])
+            if pt.converged and pt.eta_high > 0:  # a failed solve has no bracket
+                point.update(eta_bracket=[lr_factor * pt.eta_low, lr_factor * pt.eta_high])
     mo = {} if momentum is None else {"momentum": momentum, "nesterov": nesterov}
     verdict = None
     if lr is not None:
@@ -1047,9 +1048,9 @@ def band(model, inputs, targets, batches=None, loss="mse_mean", *, sampling="wit
                "eta_low_kind": r.eta_low_kind, "delta": r.delta, "eta_low_certified": factor * r.eta_low_certified,
                "subspace_dimension": r.subspace_dimension, "products": r.products, "converged": r.converged,
                "status": r.status, "message": r.message} for r in results]
+    beta = float(band_options.get("momentum", 0.0))
     return BandReport(samples=n, outputs=c, params=tm.params(), loss=loss, lr_factor=factor, sampling=sampling,
-                      momentum=float(band_options.get("momentum", 0.0)),
-                      nesterov=bool(band_options.get("nesterov", False)),
+                      momentum=beta, nesterov=bool(band_options.get("nesterov", False)) and beta > 0.0,
                       max_residual=max_res, is_minimum=is_min, converged=all(p["converged"] for p in points),
                       points=points, products=results[0].products if results else 0,
                       seconds=results[0].seconds if results else 0.0,
@@ -1111,6 +1112,13 @@ def stability(model, inputs, targets, batches=None, loss="mse_mean", *, engine="
     band_options = dict(band_options or {})
     if "momentum" in band_options or "nesterov" in band_options:
         raise ValueError("band_options: give momentum= and nesterov= to stability() itself (both engines use them)")
+    if "momentum" in solver_options or "nesterov" in solver_options:
+        raise ValueError("solver_options: give momentum= and nesterov= to stability() itself (both engines use them)")
+    # analyze's optimizer settings the band has no counterpart for: exact engine only.
+    exact_only = sorted(k for k in ("optimizer", "weight_decay", "lr", "batch") if k in solver_options)
+    if exact_only and engine != "exact":
+        raise ValueError(f"solver_options {exact_only}: analyze's settings that the band does not take; "
+                         "use engine='exact'")
     if nesterov and momentum is None:
         raise ValueError("nesterov=True needs momentum=BETA")
     # An engine chosen by name does not run the other: its options would be dropped without a word.
