@@ -10,6 +10,7 @@
 #include "results.hpp"
 #include "sgdstab/sgdstab.hpp"
 #include "solvers/band_detail.hpp"
+#include "solvers/momentum_levels.hpp"
 
 namespace sgdstab::cli {
 
@@ -40,7 +41,7 @@ int cmd_band(const Args& args, std::ostream& out, std::ostream& err) {
     if (o.momentum > 0.0) {  // as the momentum region's JSON has them
       j["momentum"] = o.momentum;
       j["nesterov"] = o.nesterov;
-      if (g) j["eta_mean"] = 2.0 * (1.0 + o.momentum) / ((o.nesterov ? 1.0 + 2.0 * o.momentum : 1.0) * g->lambda_max());
+      if (g) j["eta_mean"] = detail::mean_limit(Momentum{o.momentum, o.nesterov}, g->lambda_max());
     }
     echo_input_transforms(args, j);
     return finish(j, b.status(), out, err);

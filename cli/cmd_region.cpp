@@ -18,6 +18,7 @@
 #include "sgdstab/memory.hpp"
 #include "sgdstab/sgdstab.hpp"
 #include "solvers/band_detail.hpp"
+#include "solvers/momentum_levels.hpp"
 
 namespace sgdstab::cli {
 
@@ -169,8 +170,9 @@ std::pair<json, Status> band_region(const Args& args, const Geometry& g, const s
   j["eta_gd"] = 2.0 / g.lambda_max();
   j["momentum"] = o.momentum;
   j["nesterov"] = o.nesterov;
-  if (o.momentum > 0.0)  // the full-batch limit, as in the exact momentum region
-    j["eta_mean"] = 2.0 * (1.0 + o.momentum) / ((o.nesterov ? 1.0 + 2.0 * o.momentum : 1.0) * g.lambda_max());
+  // The full-batch limit (2 / lambda_max without momentum), above every eta_high.
+  const double limit = detail::mean_limit(Momentum{o.momentum, o.nesterov}, g.lambda_max());
+  if (o.momentum > 0.0) j["eta_mean"] = limit;  // as in the exact momentum region
   j["weight_decay"] = 0.0;
   j["engine"] = "band";
   j["engine_reason"] = reason;
@@ -213,9 +215,6 @@ std::pair<json, Status> band_region(const Args& args, const Geometry& g, const s
   }
   if (args.has("plot")) {
     const std::string plot = args.str("plot");
-    // The full-batch limit: 2 / lambda_max, with momentum 2 (1 + beta) / lambda_max
-    // (Nesterov: over (1 + 2 beta)), above every eta_high.
-    const double limit = 2.0 * (1.0 + o.momentum) / ((o.nesterov ? 1.0 + 2.0 * o.momentum : 1.0) * g.lambda_max());
     const std::string label = o.momentum == 0.0 ? "2/lambda_max"
                               : o.nesterov      ? "2(1+beta)/((1+2beta) lambda_max)"
                                                 : "2(1+beta)/lambda_max";

@@ -19,6 +19,7 @@
 #include "sgdstab/random.hpp"
 #include "sgdstab/stability.hpp"
 #include "solvers/band_detail.hpp"
+#include "solvers/momentum_levels.hpp"
 
 namespace sgdstab {
 
@@ -289,7 +290,7 @@ double momentum_modes_low(double beta, bool nesterov, double a0, double a1, doub
     const Poly p = Poly{eta * a0, a1} * n + (-1.0) * bound;
     return nonpositive_on(p, smax);
   };
-  double lo = 0.0, hi = 2.0 * (1.0 + beta) / ((nesterov ? 1.0 + 2.0 * beta : 1.0) * top);
+  double lo = 0.0, hi = detail::mean_limit(Momentum{beta, nesterov}, top);
   for (int it = 0; it < 60; ++it) {
     const double mid = 0.5 * (lo + hi);
     (good(mid) ? lo : hi) = mid;
@@ -553,8 +554,7 @@ std::vector<std::vector<BandResult>> detail::band_region_known_top(const Lineari
         // below it the noise certificate on the subspace (theory/band.md,
         // section 6).
         const double mean_limit =
-            2.0 * (1.0 + o.momentum) /
-            ((o.nesterov ? 1.0 + 2.0 * o.momentum : 1.0) * std::max(restricted.lambda_max(), lambda_max));
+            detail::mean_limit(Momentum{o.momentum, o.nesterov}, std::max(restricted.lambda_max(), lambda_max));
         MomentumUpper upper(restricted, sampling_factors(sampling, checked.n(), batch), o.momentum, o.nesterov);
         res.eta_high = std::min(mean_limit, upper.eta_high(mean_limit));
         for (double* low : {&res.eta_low, &res.eta_low_certified})  // equal up to rounding at B = n
