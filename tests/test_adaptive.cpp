@@ -563,3 +563,142 @@ TEST(Adaptive, AdamRegionEqualsSingleThresholdsAndItsBandHoldsBetweenPoints) {
   EXPECT_THROW(sgdstab::adam_region(g, schemes, {1, 6}, 0.0), sgdstab::invalid_argument);
   EXPECT_THROW(sgdstab::adam_region(g, schemes, {1, 6}, 0.9, -1.0), sgdstab::invalid_argument);
 }
+
+namespace {
+
+// Adam's own linearized update with its L2 decay (torch.optim.Adam's
+// weight_decay: g + wd theta before P^{-1}), P frozen, state (theta, m):
+//   m' = beta1 m + (1 - beta1)(H_B + wd) theta,  theta' = theta - eta P^{-1} m'.
+// rho of E[kron(M_B, M_B)] over every batch on the whole 2p-dimensional state.
+// beta1 = 0 is RMSProp's theta' = theta - eta P^{-1} (H_B + wd) theta.
+double ad_adam_l2_rho(const std::vector<std::pair<MatrixXd, double>>& batches, const VectorXd& precond, double eta,
+                      double beta1, double wd) {
+  const Eigen::Index p = batches.front().first.rows(), q = 2 * p;
+  const MatrixXd pinv = precond.cwiseInverse().asDiagonal();
+  const MatrixXd id = MatrixXd::Identity(p, p);
+  MatrixXd k = MatrixXd::Zero(q * q, q * q);
+  for (const auto& [hb, prob] : batches) {
+    const MatrixXd g = hb + wd * id;
+    MatrixXd m(q, q);
+    m.topLeftCorner(p, p) = id - eta * (1.0 - beta1) * pinv * g;
+    m.topRightCorner(p, p) = -eta * beta1 * pinv;
+    m.bottomLeftCorner(p, p) = (1.0 - beta1) * g;
+    m.bottomRightCorner(p, p) = beta1 * id;
+    for (Eigen::Index i = 0; i < q; ++i)
+      for (Eigen::Index j = 0; j < q; ++j) k.block(j * q, i * q, q, q) += prob * m(j, i) * m;
+  }
+  return ref::EigenSolver(k).eigenvalues().cwiseAbs().maxCoeff();
+}
+
+}  // namespace
+
+TEST(Adaptive, AdamL2ThresholdMatchesTheEnumeratedMapWithL2Decay) {
+  struct Case {
+    Eigen::Index n, c, p;
+  };
+  int seed = 0;
+  // The last two have n C < p: null(H) is reached by the decay through P^{-1},
+  // which couples it to range(H) (what the reduced coordinates cannot hold).
+  for (const Case& cs : {Case{4, 1, 3}, Case{3, 2, 4}, Case{2, 1, 4}, Case{2, 2, 5}}) {
+    const MatrixXd J = ref::gaussian(cs.n * cs.c, cs.p, 360 + seed);
+    const VectorXd P = ad_preconditioner(cs.p, 370 + seed++);
+    const double top = ad_preconditioned_top(J, P, cs.c);
+    const auto h = ref::per_sample(J, cs.c);
+    const MatrixXd H = J.transpose() * J / static_cast<double>(cs.n);
+    for (double beta1 : {0.0, 0.5, 0.9})
+      for (double wd_factor : {0.05, 1.0}) {
+        const double wd = wd_factor * top;
+        // Full batch: the mean's limit 2 (1 + beta1) / ((1 - beta1) lambda_max(P^{-1}(H + wd))).
+        const double lmax =
+            ref::GenSymEigenSolver(MatrixXd(H + wd * MatrixXd::Identity(cs.p, cs.p)), MatrixXd(P.asDiagonal()))
+                .eigenvalues()
+                .maxCoeff();
+        for (Sampling s : kSchemes)
+          for (Eigen::Index B : {Eigen::Index{1}, Eigen::Index{2}}) {
+            const auto batches = ref::batch_hessians(h, B, s);
+            const auto r = sgdstab::adam_l2_threshold(J, cs.c, P, B, s, beta1, wd);
+            const std::string what = sgdstab::to_string(s) + " B " + std::to_string(B) + " beta1 " +
+                                     std::to_string(beta1) + " wd " + std::to_string(wd_factor) + " n " +
+                                     std::to_string(cs.n) + " p " + std::to_string(cs.p);
+            ASSERT_TRUE(r.converged()) << r.report.message << " " << what;
+            EXPECT_EQ(r.weight_decay, wd);
+            EXPECT_FALSE(r.decoupled_weight_decay);
+            EXPECT_REL_NEAR(r.eta_mean, 2.0 * (1.0 + beta1) / ((1.0 - beta1) * lmax), 1e-10) << what;
+            EXPECT_LT(ad_adam_l2_rho(batches, P, r.eta_star * (1 - 1e-6), beta1, wd), 1.0) << what;
+            EXPECT_GT(ad_adam_l2_rho(batches, P, r.eta_star * (1 + 1e-6), beta1, wd), 1.0) << what;
+            for (double f : {0.3, 0.7}) EXPECT_LT(ad_adam_l2_rho(batches, P, f * r.eta_star, beta1, wd), 1.0) << what;
+            EXPECT_LE(r.eta_low, r.eta_star);
+            EXPECT_GE(r.eta_high, r.eta_star);
+            EXPECT_LE(r.eta_star, r.eta_mean * (1 + 1e-12));
+          }
+      }
+  }
+}
+
+TEST(Adaptive, AdamL2ReducesToSgdWithL2AtPEqualOneAndToAdamWithoutDecay) {
+  const MatrixXd J = ref::gaussian(10, 4, 380);  // n C = 10 > p: H full rank
+  const MatrixXd Jr = ref::gaussian(3, 6, 381);  // n C = 3 < p: null(H) of dimension 3
+  for (const MatrixXd* jac : {&J, &Jr}) {
+    const Eigen::Index p = jac->cols(), n = jac->rows();
+    const VectorXd ones = VectorXd::Ones(p);
+    const auto g = sgdstab::Geometry::from_jacobian(*jac, 1);
+    const double wd = 0.3 * g.lambda_max();
+    for (Sampling s : kSchemes) {
+      const std::string what = sgdstab::to_string(s) + " p " + std::to_string(p);
+      // P = 1: the mean commutes with H, and weight_decay_momentum_threshold
+      // (in H's r x r eigenbasis) answers at lr (1 - beta1).
+      for (double beta1 : {0.0, 0.9}) {
+        const auto r = sgdstab::adam_l2_threshold(*jac, 1, ones, 2, s, beta1, wd);
+        ASSERT_TRUE(r.converged()) << r.report.message << " " << what;
+        const auto hb = sgdstab::weight_decay_momentum_threshold(g, 2, s, sgdstab::Momentum{beta1, false}, wd);
+        ASSERT_TRUE(hb.converged()) << hb.report.message;
+        EXPECT_REL_NEAR(r.eta_star, hb.eta_star / (1.0 - beta1), 1e-8) << what << " beta1 " << beta1;
+      }
+      // RMSProp with P = 1 is SGD with L2 decay (the pencil solver of weight_decay.hpp).
+      EXPECT_REL_NEAR(sgdstab::adam_l2_threshold(*jac, 1, ones, 2, s, 0.0, wd).eta_star,
+                      sgdstab::weight_decay_threshold(g, 2, s, wd).eta_star, 1e-7)
+          << what;
+      // No decay: Adam on the preconditioned geometry.
+      const VectorXd P = ad_preconditioner(p, 382);
+      const auto gp = sgdstab::Geometry::from_jacobian(sgdstab::precondition_jacobian(*jac, P), 1);
+      EXPECT_REL_NEAR(sgdstab::adam_l2_threshold(*jac, 1, P, 2, s, 0.9, 0.0).eta_star,
+                      sgdstab::adam_threshold(gp, 2, s, 0.9).eta_star, 1e-12)
+          << what;
+      // The curve is the pointwise threshold.
+      const auto curve = sgdstab::adam_l2_threshold_curve(*jac, 1, P, {1, 2, n}, s, 0.9, wd);
+      ASSERT_EQ(curve.size(), 3u);
+      for (const auto& c : curve) {
+        ASSERT_TRUE(c.converged()) << c.report.message;
+        EXPECT_FALSE(c.decoupled_weight_decay);
+        EXPECT_REL_NEAR(c.eta_star, sgdstab::adam_l2_threshold(*jac, 1, P, c.batch, s, 0.9, wd).eta_star, 1e-7)
+            << what << " B " << c.batch;
+      }
+    }
+  }
+}
+
+TEST(Adaptive, AdamL2RejectsBadInputByName) {
+  const MatrixXd J = ref::gaussian(4, 3, 390);
+  const VectorXd P = ad_preconditioner(3, 391);
+  const auto msg = [](auto f) {
+    try {
+      f();
+    } catch (const sgdstab::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const Sampling s = Sampling::with_replacement;
+  EXPECT_NE(msg([&] { sgdstab::adam_l2_threshold(J, 1, P, 2, s, 0.9, -0.1); }).find("weight decay must be finite"),
+            std::string::npos);
+  EXPECT_NE(msg([&] { sgdstab::adam_l2_threshold(J, 1, P, 2, s, 0.9, std::nan("")); }).find("weight decay"),
+            std::string::npos);
+  EXPECT_NE(msg([&] { sgdstab::adam_l2_threshold(J, 1, P, 2, s, 1.0, 0.1); }).find("beta1"), std::string::npos);
+  EXPECT_NE(msg([&] { sgdstab::adam_l2_threshold(J, 1, VectorXd::Ones(2), 2, s, 0.9, 0.1); }), "no error");
+  VectorXd bad = P;
+  bad(1) = -1.0;
+  EXPECT_NE(msg([&] { sgdstab::adam_l2_threshold(J, 1, bad, 2, s, 0.9, 0.1); }), "no error");
+  EXPECT_NE(msg([&] { sgdstab::adam_l2_threshold(J, 1, P, 5, s, 0.9, 0.1); }).find("batch"), std::string::npos);
+  EXPECT_NE(msg([&] { sgdstab::adam_l2_threshold_curve(J, 1, P, {}, s, 0.9, 0.1); }).find("empty"),
+            std::string::npos);
+}

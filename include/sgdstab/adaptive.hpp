@@ -30,7 +30,9 @@
 ///   eta*_AdamW = 2 (1 + beta1) / ((1 - beta1) lambda_max(P^{-1} H) + (1 + beta1) wd).
 /// Adam's and RMSProp's own weight_decay (L2: g + wd theta, then P^{-1})
 /// shifts P^{-1/2} H P^{-1/2} by wd P^{-1}, which does not commute with it:
-/// not covered (the reduced r x r coordinates do not hold it).
+/// the reduced r x r coordinates do not hold it, and adam_l2_threshold works
+/// on the whole parameter space from the Jacobian (theory/adaptive.md
+/// section 6; O(p^3) once and O(p^2 r) per step: p up to a few thousand).
 ///
 /// \code
 /// auto g = sgdstab::Geometry::from_jacobian(sgdstab::precondition_jacobian(J, P), C);
@@ -93,6 +95,40 @@ std::vector<MomentumThresholdResult> adamw_threshold_curve(const Geometry& preco
 /// map at lr (1 - beta1) with the decoupled decay); the result's lr is AdamW's.
 RadiusResult adamw_spectral_radius(const Geometry& preconditioned, double lr, Index batch, Sampling sampling,
                                    double beta1, double weight_decay, const SolverOptions& options = {});
+
+/// eta* of Adam (beta1 > 0) or RMSProp (beta1 = 0) with its own L2 weight
+/// decay wd (torch.optim.Adam/RMSprop's weight_decay: g + wd theta before the
+/// division by P; in the library's loss convention, theory/adaptive.md
+/// section 6), with the preconditioner P = sqrt(v_hat) + eps frozen, in the
+/// optimizer's lr. In phi = P^{1/2} theta it is heavy-ball momentum at lr (1 -
+/// beta1) whose mean matrix H~ + wd P^{-1} (H~ = P^{-1/2} H P^{-1/2}) does not
+/// commute with the noise's H~: every direction of the parameter space
+/// contracts in the mean, so stability is that of the whole 2p-dimensional
+/// state. jacobian: the stacked per-sample Jacobian ((n C) x p, not yet
+/// preconditioned); preconditioner: P's p diagonal entries. The result's
+/// weight_decay is wd (decoupled_weight_decay false); eta_mean =
+/// 2 (1 + beta1) / ((1 - beta1) lambda_max(H~ + wd P^{-1})). wd = 0 is
+/// adam_threshold on the preconditioned geometry (beta1 = 0: momentum 0,
+/// i.e. plain SGD on it); P = 1 (all ones) is weight_decay_momentum_threshold
+/// at lr (1 - beta1).
+/// Cost: one p x p eigendecomposition, then O(p^2 r) per application on
+/// p (p + 1) / 2-dimensional iterates.
+/// \throws sgdstab::invalid_argument unless 0 <= beta1 < 1, wd >= 0 is
+///   finite, P has p finite entries > 0, and 1 <= batch <= n; the geometry's
+///   throws on the Jacobian; sgdstab::resource_error when the p x p work would
+///   not fit in memory.
+MomentumThresholdResult adam_l2_threshold(const Eigen::Ref<const Eigen::MatrixXd>& jacobian, Index outputs,
+                                          const Eigen::Ref<const Eigen::VectorXd>& preconditioner, Index batch,
+                                          Sampling sampling, double beta1, double weight_decay,
+                                          const SolverOptions& options = {}, Index scan_points = 0);
+
+/// adam_l2_threshold at each batch size (one kappa_0 per noise class, shared).
+std::vector<MomentumThresholdResult> adam_l2_threshold_curve(const Eigen::Ref<const Eigen::MatrixXd>& jacobian,
+                                                             Index outputs,
+                                                             const Eigen::Ref<const Eigen::VectorXd>& preconditioner,
+                                                             const std::vector<Index>& batches, Sampling sampling,
+                                                             double beta1, double weight_decay,
+                                                             const SolverOptions& options = {});
 
 /// The stability region of Adam (weight_decay = 0) or AdamW (its decoupled
 /// decay wd > 0) with a frozen preconditioner: every scheme and batch size

@@ -3,9 +3,14 @@
 #include "sgdstab/adaptive.hpp"
 
 #include <cmath>
+#include <string>
 
 #include "foundations/check.hpp"
+#include "foundations/linalg.hpp"
 #include "foundations/stopwatch.hpp"
+#include "sgdstab/errors.hpp"
+#include "sgdstab/loss_curvature.hpp"
+#include "sgdstab/memory.hpp"
 #include "solvers/momentum_levels.hpp"
 
 namespace sgdstab {
@@ -115,6 +120,105 @@ RadiusResult adamw_spectral_radius(const Geometry& preconditioned, double lr, In
   });
   r.lr = lr;
   return r;
+}
+
+namespace {
+
+// Adam's or RMSProp's L2 decay in phi = P^{1/2} theta (theory/adaptive.md,
+// section 6): the geometry of J P^{-1/2} and the mean dynamics' basis, U^T V
+// with A = H~ + wd P^{-1} = U diag(a) U^T.
+struct L2Problem {
+  Geometry geometry;
+  detail::MeanBasis mean;
+};
+
+L2Problem l2_problem(const Eigen::Ref<const Eigen::MatrixXd>& jacobian, Index outputs,
+                     const Eigen::Ref<const Eigen::VectorXd>& preconditioner, double weight_decay,
+                     const char* where) {
+  using Eigen::MatrixXd;
+  using Eigen::VectorXd;
+  detail::require(std::isfinite(weight_decay) && weight_decay >= 0.0, where,
+                  "the weight decay must be finite and >= 0, got " + detail::fmt(weight_decay));
+  const Index p = jacobian.cols();
+  // p x p: A, U, the kernel G and its square root, and the iterates' workspace
+  // (about 8 matrices), before anything is allocated.
+  check_memory(8.0 * 8.0 * static_cast<double>(p) * static_cast<double>(p),
+               std::string(where) + ": the mean dynamics on the whole parameter space (p = " + std::to_string(p) +
+                   ")");
+  const MatrixXd jt = precondition_jacobian(jacobian, preconditioner);  // checks P's size and entries
+  L2Problem out{Geometry::from_jacobian(jt, outputs), {}};
+  const Geometry& g = out.geometry;
+  const double n = static_cast<double>(g.samples());
+  // V = J~^T Z diag(1 / (n d)): the orthonormal eigenvectors of H~ in the
+  // geometry's own reduced coordinates (Z = J~ V, Z^T Z = n diag(d)), made
+  // orthonormal to rounding by V (V^T V)^{-1/2} (Loewdin: the nearest).
+  MatrixXd v = jt.transpose() * g.factor();
+  v *= (n * g.hessian_eigenvalues()).cwiseInverse().asDiagonal();
+  MatrixXd vv = v.transpose() * v;
+  VectorXd s;
+  detail::symmetric_eigen_or_throw(vv, s, std::string(where) + ": the Gram matrix of H~'s eigenvectors");
+  v = v * (vv * s.cwiseSqrt().cwiseInverse().asDiagonal() * vv.transpose());
+  MatrixXd a = jt.transpose() * jt / n;
+  a.diagonal() += weight_decay * preconditioner.cwiseInverse();
+  detail::symmetric_eigen_or_throw(a, out.mean.eigenvalues,
+                                   std::string(where) + ": the eigendecomposition of H~ + wd P^{-1}");
+  out.mean.basis = a.transpose() * v;  // a now holds U
+  return out;
+}
+
+MomentumThresholdResult adam_l2_units(MomentumThresholdResult r, double beta1, double weight_decay) {
+  r = to_adam_units(std::move(r), beta1);
+  r.weight_decay = weight_decay;
+  r.decoupled_weight_decay = false;
+  return r;
+}
+
+}  // namespace
+
+MomentumThresholdResult adam_l2_threshold(const Eigen::Ref<const Eigen::MatrixXd>& jacobian, Index outputs,
+                                          const Eigen::Ref<const Eigen::VectorXd>& preconditioner, Index batch,
+                                          Sampling sampling, double beta1, double weight_decay,
+                                          const SolverOptions& options, Index scan_points) {
+  const Momentum m = adam_momentum(beta1);
+  return adam_l2_units(detail::timed([&] {
+                         const char* where = "adam_l2_threshold";
+                         if (weight_decay == 0.0)  // H~ alone: the reduced coordinates hold it
+                           return momentum_threshold(
+                               Geometry::from_jacobian(precondition_jacobian(jacobian, preconditioner), outputs),
+                               batch, sampling, m, options, scan_points);
+                         const L2Problem l2 = l2_problem(jacobian, outputs, preconditioner, weight_decay, where);
+                         return detail::mean_basis_momentum_threshold(l2.geometry, l2.mean, batch, sampling, m,
+                                                                      weight_decay, options, scan_points, where);
+                       }),
+                       beta1, weight_decay);
+}
+
+std::vector<MomentumThresholdResult> adam_l2_threshold_curve(const Eigen::Ref<const Eigen::MatrixXd>& jacobian,
+                                                             Index outputs,
+                                                             const Eigen::Ref<const Eigen::VectorXd>& preconditioner,
+                                                             const std::vector<Index>& batches, Sampling sampling,
+                                                             double beta1, double weight_decay,
+                                                             const SolverOptions& options) {
+  const Momentum m = adam_momentum(beta1);
+  const char* where = "adam_l2_threshold_curve";
+  options.validate();
+  detail::require(!batches.empty(), where, "the list of batch sizes is empty");
+  const detail::Stopwatch watch;
+  std::vector<MomentumThresholdResult> out;
+  if (weight_decay == 0.0) {
+    out = momentum_threshold_curve(
+        Geometry::from_jacobian(precondition_jacobian(jacobian, preconditioner), outputs), batches, sampling, m,
+        options);
+  } else {
+    const L2Problem l2 = l2_problem(jacobian, outputs, preconditioner, weight_decay, where);
+    for (const Index b : batches) check_batch(b, l2.geometry.samples(), where);
+    out = detail::momentum_levels(l2.geometry, {sampling}, batches, m, options, weight_decay, 0.0, &l2.mean).front();
+  }
+  for (MomentumThresholdResult& r : out) {
+    r = adam_l2_units(std::move(r), beta1, weight_decay);
+    r.report.seconds = watch.seconds();
+  }
+  return out;
 }
 
 StabilityRegion adam_region(const Geometry& preconditioned, const std::vector<Sampling>& schemes,

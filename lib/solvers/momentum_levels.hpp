@@ -20,6 +20,24 @@ double mean_limit(const Momentum& mo, double lambda_max, double decoupled = 0.0)
 /// The level b(B) of a scheme's batch size on its class's kappa_0 (b = 0: full batch).
 double noise_level(Sampling sampling, Index n, Index batch);
 
+/// A mean dynamics that does not commute with H (Adam's or RMSProp's own L2
+/// decay, theory/adaptive.md section 6): the mean's matrix A = H + lambda
+/// P^{-1} (preconditioned coordinates) = U diag(eigenvalues) U^T on the whole
+/// parameter space (order p), and basis = U^T V (p x r), V the geometry's
+/// orthonormal eigenvectors of H (its reduced coordinates).
+struct MeanBasis {
+  Eigen::VectorXd eigenvalues;
+  Eigen::MatrixXd basis;
+};
+
+/// The threshold of heavy-ball momentum (or plain SGD at beta 0) whose mean
+/// dynamics are `mean`'s (heavy-ball lr units; weight_decay only echoed in
+/// the result), every argument but `mean` checked.
+MomentumThresholdResult mean_basis_momentum_threshold(const Geometry& g, const MeanBasis& mean, Index batch,
+                                                      Sampling sampling, const Momentum& mo, double weight_decay,
+                                                      const SolverOptions& options, Index scan_points,
+                                                      const char* where);
+
 /// Every (scheme, batch) of a region: one kappa_0 per noise class, its levels
 /// solved in decreasing b (increasing eta*), each from the evaluations of the
 /// ones before (theory/momentum.md, section 7). [scheme][batch], unchecked lists.
@@ -30,7 +48,8 @@ std::vector<std::vector<MomentumThresholdResult>> momentum_levels(const Geometry
                                                                   const std::vector<Sampling>& schemes,
                                                                   const std::vector<Index>& batches,
                                                                   const Momentum& mo, const SolverOptions& options,
-                                                                  double weight_decay = 0.0, double decoupled = 0.0);
+                                                                  double weight_decay = 0.0, double decoupled = 0.0,
+                                                                  const MeanBasis* mean = nullptr);
 
 /// Heavy-ball momentum with L2 decay lambda and decoupled decay mu (both in
 /// the heavy-ball lr's units, theory/adaptive.md section 5): the threshold,

@@ -116,19 +116,24 @@ class KappaFunction {
   // weight_decay lambda (theory/momentum.md, section 8): the mean kernel sees
   // d + lambda, C_0 (H_xi - H) is unchanged.
   // decoupled mu (theory/adaptive.md, section 5): only the mean kernel sees it.
+  // mean (theory/adaptive.md, section 6): a mean dynamics that does not
+  // commute with H (Adam's or RMSProp's L2 decay), on the whole parameter
+  // space: K_eta works on q x q matrices in the mean's eigenbasis U, the
+  // noise reaching them through W = U^T V; weight_decay is then unused.
   KappaFunction(const Geometry& g, bool bernoulli, const Momentum& mo, const SolverOptions& options,
-                double weight_decay, double decoupled)
+                double weight_decay, double decoupled, const detail::MeanBasis* mean = nullptr)
       : d_(g.hessian_eigenvalues()),
-        d_mean_(g.hessian_eigenvalues().array() + weight_decay),
+        d_mean_(mean ? mean->eigenvalues : VectorXd(g.hessian_eigenvalues().array() + weight_decay)),
         d_op_(g, 1, Sampling::with_replacement),  // with replacement at B = 1: Q(X) = D(X) exactly
         bernoulli_(bernoulli),
         mo_(mo),
         decoupled_(decoupled),
         options_(options),
-        r_(d_.size()),
-        m_(packed_size(r_)) {
-    start_ = pack(MatrixXd::Identity(r_, r_)) / std::sqrt(static_cast<double>(r_));
-    fixed_ = d_op_.workspace_bytes() + 8.0 * 6.0 * static_cast<double>(r_) * static_cast<double>(r_);
+        q_(d_mean_.size()),
+        m_(packed_size(q_)) {
+    if (mean) basis_ = mean->basis;
+    start_ = pack(MatrixXd::Identity(q_, q_)) / std::sqrt(static_cast<double>(q_));
+    fixed_ = d_op_.workspace_bytes() + 8.0 * 6.0 * static_cast<double>(q_) * static_cast<double>(q_);
   }
 
   struct Evaluation {
@@ -158,13 +163,24 @@ class KappaFunction {
     w_ = g.cwiseSqrt();
     // R_eta = W o C_0(W o .) is indefinite for C_0 = D - H . H: it is >= -W o (H X H) o W,
     // so sigma = max_ij G_ij d_i d_j makes R_eta + sigma I positive semidefinite,
-    // and the eigensolver's relative accuracy is taken on kappa_0 + sigma.
-    sigma_ = bernoulli_ ? 0.0 : (g.array() * (d_ * d_.transpose()).array()).maxCoeff();
+    // and the eigensolver's relative accuracy is taken on kappa_0 + sigma. In
+    // a mean basis |W^T Y W| <= |Y|, so sigma = max G d_1^2 does it.
+    if (bernoulli_) sigma_ = 0.0;
+    else if (basis_.size() == 0) sigma_ = (g.array() * (d_ * d_.transpose()).array()).maxCoeff();
+    else sigma_ = g.maxCoeff() * d_(0) * d_(0);
     const auto apply = [this](const double* x, double* out) {
-      unpack_into_full(x, r_, s_);
+      unpack_into_full(x, q_, s_);
       y_ = s_.cwiseProduct(w_);
+      if (basis_.size() > 0) {
+        n_.noalias() = basis_.transpose() * y_ * basis_;  // the noise sees V^T X V (r x r)
+        y_.swap(n_);
+      }
       d_op_.quadratic_into(y_, cy_);
       if (!bernoulli_) cy_ -= d_.asDiagonal() * y_ * d_.asDiagonal();
+      if (basis_.size() > 0) {
+        n_.noalias() = basis_ * cy_ * basis_.transpose();  // and lives on span V
+        cy_.swap(n_);
+      }
       Eigen::Map<VectorXd>(out, m_) = pack(cy_.cwiseProduct(w_)) + sigma_ * Eigen::Map<const VectorXd>(x, m_);
     };
     // The shared-subspace solver (family.hpp) on the single member s = 1:
@@ -190,7 +206,7 @@ class KappaFunction {
       start_ = top.vector;
       // Hellmann-Feynman: d log kappa / d log eta = eta sum_ij v_ij^2 G'_ij / G_ij / kappa_0
       // (eq. 9 with W' / W = G' / (2 G); no application of C).
-      const MatrixXd v = unpack(top.vector, r_);
+      const MatrixXd v = unpack(top.vector, q_);
       e.slope = eta * (v.array().square() * (dg.array() / g.array())).sum() / v.squaredNorm();
     }
     cache_.push_back(e);
@@ -214,10 +230,11 @@ class KappaFunction {
   Momentum mo_;
   double decoupled_;
   SolverOptions options_;
-  Index r_, m_;
+  Index q_, m_;    // order of the mean's kernel (r, or p in a mean basis), packed size
+  MatrixXd basis_;    // W = U^T V (p x r) in a mean basis, else empty
   VectorXd start_;
   double fixed_ = 0.0, sigma_ = 0.0;
-  MatrixXd w_, s_, y_, cy_;
+  MatrixXd w_, s_, y_, cy_, n_;
   std::vector<Evaluation> cache_;
   Status failed_ = Status::converged;
   std::string failure_;
@@ -417,13 +434,14 @@ void solve_level(KappaFunction* kappa_fn, double b, const SolverOptions& options
 }
 
 MomentumThresholdResult threshold_result(const Geometry& g, Index batch, Sampling sampling, const Momentum& mo,
-                                         double weight_decay, double decoupled) {
+                                         double weight_decay, double decoupled,
+                                         const detail::MeanBasis* mean = nullptr) {
   MomentumThresholdResult res;
   res.batch = batch;
   res.sampling = sampling;
   res.momentum = mo;
   res.weight_decay = weight_decay;
-  res.eta_mean = mean_limit(mo, g.lambda_max() + weight_decay, decoupled);
+  res.eta_mean = mean_limit(mo, mean ? mean->eigenvalues.maxCoeff() : g.lambda_max() + weight_decay, decoupled);
   return res;
 }
 
@@ -447,20 +465,21 @@ namespace {
 
 MomentumThresholdResult momentum_threshold_untimed(const Geometry& geometry, Index batch, Sampling sampling, Momentum momentum,
                                            const SolverOptions& options, Index scan_points, double weight_decay,
-                                           const char* where, double decoupled = 0.0) {
+                                           const char* where, double decoupled = 0.0,
+                                           const detail::MeanBasis* mean = nullptr) {
   options.validate();
   momentum.validate();
   detail::require(scan_points >= 0, where, "scan_points must be >= 0, got " + std::to_string(scan_points));
   check_weight_decay_finite(weight_decay, where);
   check_decoupled(decoupled, momentum, where);
   check_batch(batch, geometry.samples(), where);
-  MomentumThresholdResult res = threshold_result(geometry, batch, sampling, momentum, weight_decay, decoupled);
+  MomentumThresholdResult res = threshold_result(geometry, batch, sampling, momentum, weight_decay, decoupled, mean);
   const double b = noise_level(sampling, geometry.samples(), batch);
   if (b == 0.0) {
     solve_level(nullptr, 0.0, options, 0, res);
     return res;
   }
-  KappaFunction kappa0(geometry, bernoulli_class(sampling), momentum, options, weight_decay, decoupled);
+  KappaFunction kappa0(geometry, bernoulli_class(sampling), momentum, options, weight_decay, decoupled, mean);
   solve_level(&kappa0, b, options, scan_points, res);
   return res;
 }
@@ -483,12 +502,20 @@ MomentumThresholdResult weight_decay_momentum_threshold(const Geometry& geometry
   });
 }
 
+MomentumThresholdResult detail::mean_basis_momentum_threshold(const Geometry& g, const MeanBasis& mean, Index batch,
+                                                              Sampling sampling, const Momentum& mo,
+                                                              double weight_decay, const SolverOptions& options,
+                                                              Index scan_points, const char* where) {
+  return momentum_threshold_untimed(g, batch, sampling, mo, options, scan_points, weight_decay, where, 0.0, &mean);
+}
+
 std::vector<std::vector<MomentumThresholdResult>> detail::momentum_levels(const Geometry& g,
                                                                           const std::vector<Sampling>& schemes,
                                                                           const std::vector<Index>& batches,
                                                                           const Momentum& mo,
                                                                           const SolverOptions& options,
-                                                                          double weight_decay, double decoupled) {
+                                                                          double weight_decay, double decoupled,
+                                                                          const MeanBasis* mean) {
   std::vector<std::vector<MomentumThresholdResult>> out(schemes.size());
   struct Level {
     double b;
@@ -497,7 +524,7 @@ std::vector<std::vector<MomentumThresholdResult>> detail::momentum_levels(const 
   std::vector<Level> levels[2];  // [0]: C_0 = D - H . H, [1]: C_0 = D (Bernoulli)
   for (std::size_t k = 0; k < schemes.size(); ++k)
     for (std::size_t j = 0; j < batches.size(); ++j) {
-      out[k].push_back(threshold_result(g, batches[j], schemes[k], mo, weight_decay, decoupled));
+      out[k].push_back(threshold_result(g, batches[j], schemes[k], mo, weight_decay, decoupled, mean));
       levels[bernoulli_class(schemes[k]) ? 1 : 0].push_back({noise_level(schemes[k], g.samples(), batches[j]), k, j});
     }
   for (int cls = 0; cls < 2; ++cls) {
@@ -506,7 +533,7 @@ std::vector<std::vector<MomentumThresholdResult>> detail::momentum_levels(const 
     std::optional<KappaFunction> kappa0;
     for (const Level& l : levels[cls]) {
       MomentumThresholdResult& res = out[l.scheme][l.point];
-      if (l.b > 0.0 && !kappa0) kappa0.emplace(g, cls == 1, mo, options, weight_decay, decoupled);
+      if (l.b > 0.0 && !kappa0) kappa0.emplace(g, cls == 1, mo, options, weight_decay, decoupled, mean);
       solve_level(l.b > 0.0 ? &*kappa0 : nullptr, l.b, options, 0, res);
     }
   }
