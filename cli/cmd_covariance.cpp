@@ -35,7 +35,7 @@ Eigen::VectorXd theta_option(const Args& args, Index p) {
 // trace <V^T P^{-1} V, X>, its eigenvalues those of X^{1/2} V^T P^{-1} V X^{1/2}.
 int adaptive_covariance(const Args& args, const OptimizerSetting& opt, double lr, Sampling sampling,
                         CovarianceOptions o, std::ostream& out, std::ostream& err) {
-  // optimizer_option refused --weight-decay with rmsprop and adam (L2 through P^{-1}); AdamW's is decoupled.
+  // refuse_adaptive_l2 refused --weight-decay with rmsprop and adam (L2 through P^{-1}); AdamW's is decoupled.
   const double wd = opt.decoupled_weight_decay ? weight_decay_option(args) : 0.0;
   if ((wd > 0.0) != args.has("theta"))
     throw UsageError("--optimizer adamw --weight-decay WD > 0 needs --theta FILE (theta*, with grad + WD P theta* "
@@ -113,6 +113,7 @@ int cmd_covariance(const Args& args, std::ostream& out, std::ostream& err) {
   }
   if (args.has("gradient-tol")) o.gradient_tolerance = args.number("gradient-tol");
   const OptimizerSetting opt = optimizer_option(args);
+  refuse_adaptive_l2(opt, "covariance");
   if (opt.name != "sgd") return adaptive_covariance(args, opt, lr, sampling, o, out, err);
   o.momentum = momentum_option(args).value_or(Momentum{});  // --momentum BETA [--nesterov]
   // --weight-decay LAMBDA --theta FILE (theory/covariance.md, section 8).

@@ -16,6 +16,7 @@ int cmd_montecarlo(const Args& args, std::ostream& out, std::ostream& err) {
   apply_cli(args, o);  // the table's options (lib/simulation/cross_check_options.cpp): --steps, --trajectories, ...
   o.weight_decay = weight_decay_option(args);
   const OptimizerSetting opt = optimizer_option(args);
+  refuse_adaptive_l2(opt, "montecarlo");
   o.momentum = opt.momentum.value_or(Momentum{});
   // Adam runs as heavy-ball at lr (1 - beta1) on J P^{-1/2} (theory/adaptive.md, eq. 3); the JSON is in Adam's lr.
   const double adam_lr = o.lr;

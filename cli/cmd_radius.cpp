@@ -17,6 +17,7 @@ int cmd_radius(const Args& args, std::ostream& out, std::ostream& err) {
   if (!(lr > 0)) throw sgdstab::invalid_argument("--lr: the learning rate must be > 0, got " + detail::fmt(lr));
   const double wd = weight_decay_option(args);
   const OptimizerSetting opt = optimizer_option(args);
+  refuse_adaptive_l2(opt, "radius");
   const Geometry g = load_geometry(args);
   const Index b = batch_of(args, g);
   if (opt.momentum) {

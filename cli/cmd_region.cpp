@@ -242,6 +242,7 @@ int cmd_region(const Args& args, std::ostream& out, std::ostream& err) {
   const auto t0 = std::chrono::steady_clock::now();
   const double weight_decay = weight_decay_option(args);
   const OptimizerSetting opt = optimizer_option(args);
+  refuse_adaptive_l2(opt, "region");
   const bool heavy = opt.momentum.has_value() && opt.momentum->beta > 0.0;
   // With weight decay the default schemes of plain SGD are without and with
   // replacement (one shared family; Bernoulli's points: `curve --sampling

@@ -9,11 +9,36 @@
 
 namespace sgdstab::cli {
 
+namespace {
+
+// Adam's or RMSProp's own L2 decay (theory/adaptive.md, section 6): from the
+// Jacobian and P, on the whole parameter space.
+int adaptive_l2_threshold(const Args& args, const OptimizerSetting& opt, Sampling sampling, const SolverOptions& so,
+                          double wd, std::ostream& out, std::ostream& err) {
+  if (args.has("direction")) throw UsageError("--direction is not available with --optimizer " + opt.name);
+  const long long scan = args.integer_or("scan", 0);
+  if (scan < 0) throw UsageError("--scan: K must be >= 0, got " + std::to_string(scan));
+  const auto [jac, precond] = jacobian_and_preconditioner(args);
+  const Index c = outputs_option(args);
+  const ReductionOptions ro = reduction_options(args);
+  const Geometry g = Geometry::from_jacobian(precondition_jacobian(jac, precond), c, ro);
+  const Index b = batch_of(args, g);
+  const MomentumThresholdResult r =
+      adam_l2_threshold(jac, c, precond, b, sampling, opt.beta1(), wd, so, static_cast<Index>(scan), ro);
+  json j = with_options(momentum_threshold_json(g, r), so);
+  echo_inputs(args, opt, j);
+  adam_fields(j);  // the full-batch limit is eta_mean (lambda_max(H~ + LAMBDA P^{-1})), not 2 / lambda_max
+  return finish(j, r.status(), out, err);
+}
+
+}  // namespace
+
 int cmd_threshold(const Args& args, std::ostream& out, std::ostream& err) {
   const Sampling sampling = args.choice("sampling", Sampling::without_replacement);
   const SolverOptions so = solver_options(args);
   const double wd = weight_decay_option(args);  // a bad LAMBDA: a usage error before any work
   const OptimizerSetting opt = optimizer_option(args);
+  if (opt.l2_adaptive) return adaptive_l2_threshold(args, opt, sampling, so, wd, out, err);
   const Geometry g = load_geometry(args);
   const Index b = batch_of(args, g);
   if (opt.momentum) {

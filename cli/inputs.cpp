@@ -57,18 +57,43 @@ std::optional<Eigen::MatrixXd> curvature_option(const Args& args, Index c, Index
 
 }  // namespace
 
-Eigen::MatrixXd load_jacobian(const Args& args) {
+namespace {
+
+Eigen::MatrixXd curved_jacobian(const Args& args) {
   const Index c = outputs_option(args);
   Eigen::MatrixXd jac = read_matrix(args.str("jacobian"));
   if (const auto s = curvature_option(args, c, jac.rows())) jac = apply_curvature_to_jacobian(jac, *s, c);
-  if (args.has("preconditioner")) {
-    const Eigen::MatrixXd p = read_matrix(args.str("preconditioner"));
-    if (p.cols() != 1 && p.rows() != 1)
-      throw sgdstab::invalid_argument("--preconditioner: expected one column of p entries, got " +
-                                      std::to_string(p.rows()) + " x " + std::to_string(p.cols()));
-    jac = precondition_jacobian(jac, Eigen::Map<const Eigen::VectorXd>(p.data(), p.size()));
-  }
   return jac;
+}
+
+Eigen::VectorXd preconditioner_option(const Args& args) {
+  const Eigen::MatrixXd p = read_matrix(args.str("preconditioner"));
+  if (p.cols() != 1 && p.rows() != 1)
+    throw sgdstab::invalid_argument("--preconditioner: expected one column of p entries, got " +
+                                    std::to_string(p.rows()) + " x " + std::to_string(p.cols()));
+  return Eigen::Map<const Eigen::VectorXd>(p.data(), p.size());
+}
+
+}  // namespace
+
+Eigen::MatrixXd load_jacobian(const Args& args) {
+  Eigen::MatrixXd jac = curved_jacobian(args);
+  if (args.has("preconditioner")) jac = precondition_jacobian(jac, preconditioner_option(args));
+  return jac;
+}
+
+std::pair<Eigen::MatrixXd, Eigen::VectorXd> jacobian_and_preconditioner(const Args& args) {
+  if (!args.has("jacobian") || args.has("gram"))
+    throw UsageError("--weight-decay with --optimizer rmsprop|adam needs --jacobian FILE (not --gram): the decay "
+                     "acts through P^{-1} on the whole parameter space (theory/adaptive.md, section 6)");
+  return {curved_jacobian(args), preconditioner_option(args)};
+}
+
+void refuse_adaptive_l2(const OptimizerSetting& o, const std::string& command) {
+  if (o.l2_adaptive)
+    throw UsageError("--weight-decay with --optimizer " + o.name + " (L2 through P^{-1}) is available on threshold "
+                     "and curve, not on " + command + " (theory/adaptive.md, section 6); AdamW's decoupled decay "
+                     "is --optimizer adamw --weight-decay");
 }
 
 Geometry load_geometry(const Args& args) {
@@ -106,11 +131,18 @@ OptimizerSetting optimizer_option(const Args& args) {
   if (args.flag("nesterov"))
     throw UsageError("--nesterov is not available with --optimizer " + o.name + " (torch's " + o.name +
                      " has no Nesterov variant; NAdam is another method)");
-  if (args.has("weight-decay") && o.name != "adamw")
-    throw UsageError("--weight-decay with --optimizer " + o.name +
-                     " (L2: g + LAMBDA theta before P^{-1}) is not available: LAMBDA P^{-1} does not commute with the "
-                     "preconditioned Hessian (theory/adaptive.md, section 4); AdamW's decoupled decay is "
-                     "--optimizer adamw --weight-decay");
+  if (args.has("weight-decay") && o.name != "adamw") {
+    // L2: g + LAMBDA theta before P^{-1}, which does not commute with the
+    // preconditioned Hessian (theory/adaptive.md, section 6).
+    if (!args.has("preconditioner"))
+      throw UsageError("--weight-decay with --optimizer " + o.name +
+                       " (L2: g + LAMBDA theta before P^{-1}) needs --preconditioner FILE: the decay acts through "
+                       "P^{-1} (theory/adaptive.md, section 6)");
+    if (o.name == "rmsprop" && args.has("momentum"))
+      throw UsageError("--weight-decay with --optimizer rmsprop --momentum is not covered (RMSProp's L2 decay is, "
+                       "without momentum; so is Adam's)");
+    o.l2_adaptive = true;
+  }
   o.decoupled_weight_decay = o.name == "adamw" && args.has("weight-decay");
   if (o.name == "rmsprop") {
     o.momentum = momentum_option(args);

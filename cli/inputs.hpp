@@ -1,5 +1,6 @@
 #pragma once
 #include <optional>
+#include <utility>
 
 #include "sgdstab/momentum.hpp"
 // Inputs shared by the commands that read a Jacobian or a Gram: the geometry,
@@ -40,17 +41,27 @@ void echo_input_transforms(const Args& args, json& j);
 /// momentum buffer is heavy-ball's in preconditioned coordinates), Adam's
 /// beta1 (--momentum, default 0.9) for adam and adamw, solved as heavy-ball
 /// at lr (1 - beta1). --weight-decay with adamw is AdamW's decoupled decay
-/// (theory/adaptive.md, section 5); refuses it with rmsprop and adam (L2
-/// with a preconditioner), --nesterov with the adaptive methods, and
+/// (theory/adaptive.md, section 5); with rmsprop and adam it is their L2
+/// decay through P^{-1} (section 6: needs --jacobian and --preconditioner,
+/// threshold and curve only: refuse_adaptive_l2; not with rmsprop's
+/// --momentum). Refuses --nesterov with the adaptive methods, and
 /// --preconditioner with sgd.
 struct OptimizerSetting {
   std::string name = "sgd";
   std::optional<Momentum> momentum;  ///< the heavy-ball map's (beta1 for Adam)
   bool adam = false;                 ///< answers in Adam's lr (adaptive.hpp)
   bool decoupled_weight_decay = false;  ///< adamw with --weight-decay: the adamw_* routines
+  bool l2_adaptive = false;  ///< rmsprop or adam with --weight-decay: the adam_l2_* routines
   double beta1() const { return momentum ? momentum->beta : 0.0; }
 };
 OptimizerSetting optimizer_option(const Args& args);
+/// A usage error naming `command` when o is Adam's or RMSProp's L2 decay
+/// (available on threshold and curve only).
+void refuse_adaptive_l2(const OptimizerSetting& o, const std::string& command);
+/// The Jacobian (with --softmax/--curvature applied, not preconditioned) and
+/// P's entries, for the L2 decay of an adaptive method (--jacobian and
+/// --preconditioner required).
+std::pair<Eigen::MatrixXd, Eigen::VectorXd> jacobian_and_preconditioner(const Args& args);
 /// An Adam result's JSON: without eta_gd (GD's 2 / lambda_max is not Adam's
 /// full-batch limit; that is eta_mean). Shared with the Python package.
 void adam_fields(json& j);

@@ -424,6 +424,45 @@ TEST_F(Cli, LossCurvatureAndAdaptiveOptimizers) {
     EXPECT_EQ(r.code, 2);
     EXPECT_NE(r.err.find("RMSProp"), std::string::npos) << r.err;
   }
+  // Adam's and RMSProp's own L2 decay (theory/adaptive.md, section 6): threshold and curve are
+  // adam_l2_*, which tests/test_adaptive.cpp checks against Adam's enumerated map with the decay.
+  {
+    const double wd = 0.3 * gp.lambda_max();
+    const auto t = sgdstab::adam_l2_threshold(J, 2, pc, 3, sgdstab::Sampling::with_replacement, 0.5, wd);
+    ASSERT_TRUE(t.converged());
+    r = run("threshold " + pre + " --optimizer adam --momentum 0.5 --sampling with --batch 3 --weight-decay " + num(wd));
+    ASSERT_EQ(r.code, 0) << r.err;
+    j = json::parse(r.out);
+    EXPECT_REL_NEAR(j["eta_star"].get<double>(), t.eta_star, 1e-9);
+    EXPECT_REL_NEAR(j["eta_mean"].get<double>(), t.eta_mean, 1e-12);
+    EXPECT_EQ(j["weight_decay"].get<double>(), wd);
+    EXPECT_FALSE(j.contains("weight_decay_decoupled"));
+    EXPECT_FALSE(j.contains("eta_gd"));
+    EXPECT_EQ(j["optimizer"], "adam");
+    // Not AdamW's answer at the same decay: the L2 decay acts through P^{-1}.
+    EXPECT_GT(std::abs(t.eta_star / sgdstab::adamw_threshold(gp, 3, sgdstab::Sampling::with_replacement, 0.5, wd)
+                                        .eta_star - 1), 1e-3);
+    r = run("curve " + pre + " --optimizer rmsprop --batches 1,3 --weight-decay " + num(wd));
+    ASSERT_EQ(r.code, 0) << r.err;
+    j = json::parse(r.out);
+    EXPECT_REL_NEAR(j["points"][1]["eta_star"].get<double>(),
+                    sgdstab::adam_l2_threshold(J, 2, pc, 3, sgdstab::Sampling::without_replacement, 0.0, wd).eta_star,
+                    1e-7);
+    EXPECT_EQ(j["optimizer"], "rmsprop");
+    EXPECT_FALSE(j.contains("eta_gd"));
+    for (const auto& [cmd, needle] : std::vector<std::pair<std::string, std::string>>{
+             {"region " + pre + " --optimizer adam --weight-decay 0.1", "not on region"},
+             {"radius " + pre + " --optimizer rmsprop --batch 2 --lr 0.1 --weight-decay 0.1", "not on radius"},
+             {"threshold " + pre + " --optimizer rmsprop --momentum 0.5 --batch 2 --weight-decay 0.1", "not covered"},
+             {"threshold --jacobian " + file("cj.npy") + " --outputs 2 --batch 2 --optimizer adam --weight-decay 0.1",
+              "needs --preconditioner"},
+             {"threshold --gram " + file("ck.npy") + " --outputs 2 --batch 2 --optimizer adam --weight-decay 0.1 "
+              "--preconditioner " + file("pc.npy"), "needs --jacobian FILE (not --gram)"}}) {
+      r = run(cmd);
+      EXPECT_EQ(r.code, 2) << cmd;
+      EXPECT_NE(r.err.find(needle), std::string::npos) << cmd << "\n" << r.err;
+    }
+  }
   // covariance from parameter-space gradients with the softmax's curvature: g_i = J_i^T a_i (1, -1), in
   // range(S_i^{1/2}), with sum g_i = 0 (a in the null space of the 5 x 6 matrix of the J_i^T (1, -1)).
   {
@@ -635,7 +674,7 @@ TEST_F(Cli, LossCurvatureAndAdaptiveOptimizers) {
            file("pc.npy"), "fold it into the Gram"},
       {"threshold " + pre + " --batch 2", "--preconditioner is for --optimizer"},
       {"threshold " + pre + " --batch 2 --optimizer adam --nesterov --momentum 0.9", "--nesterov"},
-      {"threshold " + pre + " --batch 2 --optimizer adam --weight-decay 0.1", "--weight-decay"},
+      {"montecarlo " + pre + " --batch 2 --lr 0.1 --optimizer adam --weight-decay 0.1", "not on montecarlo"},
       {"threshold " + pre + " --batch 2 --optimizer adam --momentum 1", "beta1"},
       {"threshold " + pre + " --batch 2 --optimizer lion", "sgd|rmsprop|adam|adamw"},
       {"region " + pre + " --optimizer adam --engine band", "not --optimizer adam's"},

@@ -111,6 +111,7 @@ RadiusResult adamw_spectral_radius(const Geometry& preconditioned, double lr, In
 /// adam_threshold on the preconditioned geometry (beta1 = 0: momentum 0,
 /// i.e. plain SGD on it); P = 1 (all ones) is weight_decay_momentum_threshold
 /// at lr (1 - beta1).
+/// `reduction` is the Geometry's, for J P^{-1/2}.
 /// Cost: one p x p eigendecomposition, then O(p^2 r) per application on
 /// p (p + 1) / 2-dimensional iterates.
 /// \throws sgdstab::invalid_argument unless 0 <= beta1 < 1, wd >= 0 is
@@ -120,7 +121,8 @@ RadiusResult adamw_spectral_radius(const Geometry& preconditioned, double lr, In
 MomentumThresholdResult adam_l2_threshold(const Eigen::Ref<const Eigen::MatrixXd>& jacobian, Index outputs,
                                           const Eigen::Ref<const Eigen::VectorXd>& preconditioner, Index batch,
                                           Sampling sampling, double beta1, double weight_decay,
-                                          const SolverOptions& options = {}, Index scan_points = 0);
+                                          const SolverOptions& options = {}, Index scan_points = 0,
+                                          const ReductionOptions& reduction = {});
 
 /// adam_l2_threshold at each batch size (one kappa_0 per noise class, shared).
 std::vector<MomentumThresholdResult> adam_l2_threshold_curve(const Eigen::Ref<const Eigen::MatrixXd>& jacobian,
@@ -128,7 +130,8 @@ std::vector<MomentumThresholdResult> adam_l2_threshold_curve(const Eigen::Ref<co
                                                              const Eigen::Ref<const Eigen::VectorXd>& preconditioner,
                                                              const std::vector<Index>& batches, Sampling sampling,
                                                              double beta1, double weight_decay,
-                                                             const SolverOptions& options = {});
+                                                             const SolverOptions& options = {},
+                                                             const ReductionOptions& reduction = {});
 
 /// The stability region of Adam (weight_decay = 0) or AdamW (its decoupled
 /// decay wd > 0) with a frozen preconditioner: every scheme and batch size

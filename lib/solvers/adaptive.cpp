@@ -134,7 +134,7 @@ struct L2Problem {
 
 L2Problem l2_problem(const Eigen::Ref<const Eigen::MatrixXd>& jacobian, Index outputs,
                      const Eigen::Ref<const Eigen::VectorXd>& preconditioner, double weight_decay,
-                     const char* where) {
+                     const ReductionOptions& reduction, const char* where) {
   using Eigen::MatrixXd;
   using Eigen::VectorXd;
   detail::require(std::isfinite(weight_decay) && weight_decay >= 0.0, where,
@@ -146,7 +146,7 @@ L2Problem l2_problem(const Eigen::Ref<const Eigen::MatrixXd>& jacobian, Index ou
                std::string(where) + ": the mean dynamics on the whole parameter space (p = " + std::to_string(p) +
                    ")");
   const MatrixXd jt = precondition_jacobian(jacobian, preconditioner);  // checks P's size and entries
-  L2Problem out{Geometry::from_jacobian(jt, outputs), {}};
+  L2Problem out{Geometry::from_jacobian(jt, outputs, reduction), {}};
   const Geometry& g = out.geometry;
   const double n = static_cast<double>(g.samples());
   // V = J~^T Z diag(1 / (n d)): the orthonormal eigenvectors of H~ in the
@@ -178,15 +178,18 @@ MomentumThresholdResult adam_l2_units(MomentumThresholdResult r, double beta1, d
 MomentumThresholdResult adam_l2_threshold(const Eigen::Ref<const Eigen::MatrixXd>& jacobian, Index outputs,
                                           const Eigen::Ref<const Eigen::VectorXd>& preconditioner, Index batch,
                                           Sampling sampling, double beta1, double weight_decay,
-                                          const SolverOptions& options, Index scan_points) {
+                                          const SolverOptions& options, Index scan_points,
+                                          const ReductionOptions& reduction) {
   const Momentum m = adam_momentum(beta1);
   return adam_l2_units(detail::timed([&] {
                          const char* where = "adam_l2_threshold";
                          if (weight_decay == 0.0)  // H~ alone: the reduced coordinates hold it
                            return momentum_threshold(
-                               Geometry::from_jacobian(precondition_jacobian(jacobian, preconditioner), outputs),
+                               Geometry::from_jacobian(precondition_jacobian(jacobian, preconditioner), outputs,
+                                                       reduction),
                                batch, sampling, m, options, scan_points);
-                         const L2Problem l2 = l2_problem(jacobian, outputs, preconditioner, weight_decay, where);
+                         const L2Problem l2 =
+                             l2_problem(jacobian, outputs, preconditioner, weight_decay, reduction, where);
                          return detail::mean_basis_momentum_threshold(l2.geometry, l2.mean, batch, sampling, m,
                                                                       weight_decay, options, scan_points, where);
                        }),
@@ -198,7 +201,8 @@ std::vector<MomentumThresholdResult> adam_l2_threshold_curve(const Eigen::Ref<co
                                                              const Eigen::Ref<const Eigen::VectorXd>& preconditioner,
                                                              const std::vector<Index>& batches, Sampling sampling,
                                                              double beta1, double weight_decay,
-                                                             const SolverOptions& options) {
+                                                             const SolverOptions& options,
+                                                             const ReductionOptions& reduction) {
   const Momentum m = adam_momentum(beta1);
   const char* where = "adam_l2_threshold_curve";
   options.validate();
@@ -207,10 +211,10 @@ std::vector<MomentumThresholdResult> adam_l2_threshold_curve(const Eigen::Ref<co
   std::vector<MomentumThresholdResult> out;
   if (weight_decay == 0.0) {
     out = momentum_threshold_curve(
-        Geometry::from_jacobian(precondition_jacobian(jacobian, preconditioner), outputs), batches, sampling, m,
-        options);
+        Geometry::from_jacobian(precondition_jacobian(jacobian, preconditioner), outputs, reduction), batches,
+        sampling, m, options);
   } else {
-    const L2Problem l2 = l2_problem(jacobian, outputs, preconditioner, weight_decay, where);
+    const L2Problem l2 = l2_problem(jacobian, outputs, preconditioner, weight_decay, reduction, where);
     for (const Index b : batches) check_batch(b, l2.geometry.samples(), where);
     out = detail::momentum_levels(l2.geometry, {sampling}, batches, m, options, weight_decay, 0.0, &l2.mean).front();
   }
