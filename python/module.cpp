@@ -720,6 +720,41 @@ void bind_adaptive(py::module_& m) {
       },
       py::arg("geometry"), py::arg("batches"), py::arg("sampling"), py::arg("beta1"), py::arg("weight_decay") = 0.0);
   m.def(
+      "adam_l2_curve",
+      [](py::handle jacobian, Index outputs, py::handle preconditioner, std::vector<Index> batches,
+         const std::string& sampling, double beta1, double weight_decay, py::kwargs kw) {
+        // Adam's or RMSProp's own L2 decay (theory/adaptive.md, section 6), from the Jacobian and P.
+        const Sampling s = parse<Sampling>(sampling);
+        SolverOptions so = solver_options(kw, "adam_l2_curve");
+        so.want_direction = false;
+        const MatrixXd j = as_matrix(jacobian, "jacobian").dense();
+        const Eigen::VectorXd pre = as_vector(preconditioner, "preconditioner");
+        std::vector<MomentumThresholdResult> curve;
+        std::optional<Geometry> g;
+        {
+          Compute c;
+          g.emplace(Geometry::from_jacobian(precondition_jacobian(j, pre), outputs));
+          curve = adam_l2_threshold_curve(j, outputs, pre, batches, s, beta1, weight_decay, so);
+        }
+        const auto l2_json = [&](cli::json& x) {
+          x["optimizer"] = beta1 > 0.0 ? "adam" : "rmsprop";
+          x["beta1"] = beta1;
+          cli::adam_fields(x);  // the full-batch limit is eta_mean
+          x["weight_decay"] = weight_decay;
+        };
+        py::list points;
+        for (const auto& r : curve) {
+          cli::json pj = cli::momentum_threshold_json(*g, r);
+          l2_json(pj);
+          points.append(PyMomentumThreshold{r, pj});
+        }
+        cli::json out = cli::with_options(cli::momentum_curve_json(*g, curve), so);
+        l2_json(out);
+        return py::make_tuple(points, json_to_python(out));
+      },
+      py::arg("jacobian"), py::arg("outputs"), py::arg("preconditioner"), py::arg("batches"), py::arg("sampling"),
+      py::arg("beta1"), py::arg("weight_decay"));
+  m.def(
       "adam_radius",
       [](const Geometry& g, double lr, Index batch, const std::string& sampling, double beta1, double weight_decay,
          py::kwargs kw) {

@@ -82,6 +82,8 @@ __all__ = [
     "adam_threshold",
     "adam_radius",
     "adam_curve",
+    "adam_l2_threshold",
+    "adam_l2_curve",
     "adam_region",
     "covariance",
     "read_matrix",
@@ -437,10 +439,37 @@ def precondition(jacobian, preconditioner):
     MSELoss; sgdstab.torch.analyze converts for you;
     theory/adaptive.md section 5): eta_mean = 2 (1 + beta1) / ((1 - beta1)
     lambda_max(P^{-1} H) + (1 + beta1) WD), and the JSON says optimizer
-    "adamw". Adam's own (L2) weight_decay is not covered.""" + _SOLVER_OPTIONS)
+    "adamw". Adam's own (L2) weight_decay is adam_l2_threshold's.""" + _SOLVER_OPTIONS)
 def adam_threshold(geometry, batch, sampling="without", *, beta1=0.9, weight_decay=0.0, scan_points=0,
                    **solver_options):
     return _core.adam_threshold(geometry, batch, sampling, beta1, scan_points, weight_decay, **solver_options)
+
+
+@_doc("""eta* of Adam (beta1 > 0) or RMSProp (beta1 = 0) with its own L2 weight decay, for each B in
+    batches: a MomentumCurveResult in the optimizer's lr.
+
+    jacobian: the stacked per-sample Jacobian ((n C) x p), NOT preconditioned;
+    preconditioner: P's p entries (sqrt(v_hat) + eps). weight_decay=WD is
+    torch.optim.Adam/RMSprop's weight_decay in the library's loss convention
+    (g + WD theta before the division by P; sgdstab.torch.analyze converts).
+    WD P^{-1} does not commute with P^{-1/2} H P^{-1/2}, so the mean dynamics
+    live on the whole parameter space: one p x p eigendecomposition, then
+    O(p^2 r) per step (p up to a few thousand; theory/adaptive.md section 6).
+    eta_mean is the full-batch limit 2 (1 + beta1) / ((1 - beta1)
+    lambda_max(P^{-1}(H + WD))). AdamW's decoupled decay is adam_threshold's
+    weight_decay.""" + _SOLVER_OPTIONS)
+def adam_l2_curve(jacobian, preconditioner, batches, sampling="without", *, outputs=1, beta1=0.9, weight_decay,
+                  **solver_options):
+    points, as_dict = _core.adam_l2_curve(jacobian, outputs, preconditioner, list(batches), sampling, beta1,
+                                          weight_decay, **solver_options)
+    return MomentumCurveResult(points, as_dict)
+
+
+@_doc("""adam_l2_curve at one batch size: its point (a MomentumThresholdResult).""" + _SOLVER_OPTIONS)
+def adam_l2_threshold(jacobian, preconditioner, batch, sampling="without", *, outputs=1, beta1=0.9, weight_decay,
+                      **solver_options):
+    return adam_l2_curve(jacobian, preconditioner, [batch], sampling, outputs=outputs, beta1=beta1,
+                         weight_decay=weight_decay, **solver_options).points[0]
 
 
 @_doc("""rho of Adam's second-moment map at Adam's lr (frozen preconditioner; geometry as in adam_threshold;

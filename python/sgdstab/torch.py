@@ -297,11 +297,12 @@ def _adaptive_settings(optimizer, model):
     # AdamW (and Adam(decoupled_weight_decay=True) in newer torch) shrinks theta by 1 - lr wd before the step:
     # analyzed (theory/adaptive.md section 5). Adam's and RMSprop's own weight_decay is L2 through P^{-1}.
     decoupled = adam and (isinstance(optimizer, _torch.optim.AdamW) or bool(groups[0].get("decoupled_weight_decay")))
-    if first["weight_decay"] and not decoupled:
-        raise NotImplementedError(f"optimizer: {name} with weight_decay={first['weight_decay']} is not analyzed "
-                                  "(L2 decay through the preconditioner: wd P^{-1} does not commute with the "
-                                  "preconditioned Hessian, theory/adaptive.md section 4); AdamW's decoupled decay "
-                                  "is, and weight_decay=0 is")
+    # The L2 decay (g + wd theta before the division by P) is analyzed on the whole parameter space
+    # (theory/adaptive.md section 6), without RMSprop's momentum.
+    l2 = float(first["weight_decay"]) if first["weight_decay"] and not decoupled else 0.0
+    if l2 and not adam and first["momentum"]:
+        raise NotImplementedError(f"optimizer: RMSprop with momentum={first['momentum']} and weight_decay={l2} is "
+                                  "not analyzed (RMSprop's L2 decay is, without momentum; so is Adam's)")
     if not adam and first["centered"]:
         raise NotImplementedError("optimizer: RMSprop(centered=True) is not analyzed (its preconditioner subtracts "
                                   "the squared mean gradient)")
@@ -327,7 +328,7 @@ def _adaptive_settings(optimizer, model):
         raise ValueError("model: no parameter requires grad (nothing to differentiate)")
     if len(steps) > 1:
         raise ValueError(f"optimizer: its parameters have taken different numbers of steps ({sorted(steps)})")
-    out = {"kind": name.lower(), "preconditioner": _torch.cat(pre).numpy()}
+    out = {"kind": name.lower(), "preconditioner": _torch.cat(pre).numpy(), "l2_weight_decay": l2}
     if adam:
         beta1 = float(first["betas"][0])
         step = steps.pop()
@@ -371,8 +372,7 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
     weight_decay are used (one set for all parameter groups; dampening 0);
     give batch= for the verdict at its lr. Passing any of lr, momentum,
     nesterov or weight_decay as well is an error. A torch.optim.Adam, AdamW
-    or RMSprop (weight_decay 0 except AdamW's decoupled one; RMSprop not
-    centered) is analyzed with its
+    or RMSprop (RMSprop not centered) is analyzed with its
     second-moment state frozen (theory/adaptive.md): P = sqrt(v_hat) + eps
     from its state (exp_avg_sq / (1 - beta2^t), max_exp_avg_sq with amsgrad,
     RMSprop's square_avg; take at least one step first), the Jacobian
@@ -385,7 +385,14 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
     theory/adaptive.md section 5) enters as the library's decoupled decay
     lr_factor * WD; the report's weight_decay is WD, weight_decay_decoupled
     True, and eta_gd the full-batch limit 2 (1 + beta1) / ((1 - beta1)
-    lambda_max + (1 + beta1) WD) in the optimizer's lr.
+    lambda_max + (1 + beta1) WD) in the optimizer's lr. Adam's and RMSprop's
+    own weight_decay WD (L2: grad + WD theta before the division by P; not
+    with RMSprop's momentum) is solved on the whole parameter space
+    (sgdstab.adam_l2_curve with the library's decay WD times the loss's
+    factor, WD C / 2 for "mse_mean"; theory/adaptive.md section 6: p up to
+    a few thousand); the report's weight_decay is WD, eta_gd the
+    full-batch limit with P^{-1}(H + WD), and the verdict is decided by eta*
+    (no radius for it yet).
 
     loss="cross_entropy": torch.nn.CrossEntropyLoss(reduction="mean") on
     logits model(inputs) (C >= 2), targets class indices (n,) or class
@@ -445,6 +452,7 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
         jac = jacobian(work, x, dtype=dtype)
         if ce:
             jac = _core.apply_curvature(jac, curvature, c)
+        raw_jac = jac  # Adam's or RMSprop's L2 decay needs J and P apart (adam_l2_curve)
         if adaptive is not None:
             jac = _core.precondition(jac, adaptive["preconditioner"])
         geometry = _core.Geometry.from_jacobian(jac, c)
@@ -456,7 +464,18 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
     adam = adaptive is not None and "beta1" in adaptive
     # Learning rates: user = factor * library (Adam: also times its first bias correction, the step's lr / lr).
     lr_factor = factor * (adaptive["bias_correction1"] if adaptive is not None else 1.0)
-    if adam:
+    # Adam's or RMSprop's own L2 decay: g + wd theta before the division by P, wd in the library's loss units
+    # factor * wd (the bias correction scales g and wd theta alike; theory/adaptive.md section 6).
+    l2 = adaptive["l2_weight_decay"] if adaptive is not None else 0.0
+    beta1 = adaptive["beta1"] if adam else 0.0
+
+    def l2_points(batch_sizes):
+        return _core.adam_l2_curve(raw_jac, c, adaptive["preconditioner"], list(batch_sizes), sampling, beta1,
+                                   factor * l2, **solver_options)[0]
+
+    if l2:
+        pts = l2_points(bs)
+    elif adam:
         beta1 = adaptive["beta1"]
         # AdamW's theta <- (1 - lr_torch wd) theta is (1 - lr wd_lib) theta in library units: wd_lib = lr_factor wd.
         adamw_wd = lr_factor * adaptive["decoupled_weight_decay"]
@@ -480,7 +499,9 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
     if lr is not None:
         if not (lr > 0 and math.isfinite(lr)):
             raise ValueError(f"lr: the learning rate must be finite and > 0, got {lr}")
-        if adam:
+        if l2:  # no radius for the L2 decay yet: the threshold decides
+            rad, thr = None, l2_points([batch])[0]
+        elif adam:
             rad = _core.adam_radius(geometry, lr / lr_factor, batch, sampling, beta1, adamw_wd, **solver_options)
             thr = _core.adam_threshold(geometry, batch, sampling, beta1, 0, adamw_wd, **solver_options)
         else:
@@ -489,15 +510,16 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
                    _core.momentum_threshold(geometry, batch, sampling, momentum, nesterov, 0, **wd, **solver_options))
         # rho decides when it converged; otherwise the threshold does (stable iff lr <= eta*), and
         # rho is None: an unconverged radius (clustered eigenvalues near 1 at small lr with momentum) is no number.
-        if rad.converged:
+        rho_ok = rad is not None and rad.converged
+        if rho_ok:
             stable = rad.rho <= 1.0
         elif thr.converged:
             stable = lr <= lr_factor * thr.eta_star
         else:
             stable = None
-        verdict = {"lr": lr, "batch": batch, "sampling": sampling, "rho": rad.rho if rad.converged else None,
-                   "rho_converged": rad.converged, "stable": stable, "eta_star": lr_factor * thr.eta_star,
-                   "decided_by": "rho" if rad.converged else "eta_star" if thr.converged else None,
+        verdict = {"lr": lr, "batch": batch, "sampling": sampling, "rho": rad.rho if rho_ok else None,
+                   "rho_converged": rho_ok, "stable": stable, "eta_star": lr_factor * thr.eta_star,
+                   "decided_by": "rho" if rho_ok else "eta_star" if thr.converged else None,
                    "converged": thr.converged and stable is not None}
     extra = {}
     if adaptive is not None:
@@ -508,11 +530,12 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
                 extra["weight_decay_decoupled"] = True
     return Report(samples=n, outputs=c, params=p, rank=geometry.rank, loss=loss, lr_factor=lr_factor,
                   sampling=sampling, lambda_max=geometry.lambda_max / factor,
-                  eta_gd=(lr_factor * (2 + 2 * beta1) / ((1 - beta1) * geometry.lambda_max + (1 + beta1) * adamw_wd)
+                  eta_gd=(lr_factor * pts[0].eta_mean if l2 else
+                          lr_factor * (2 + 2 * beta1) / ((1 - beta1) * geometry.lambda_max + (1 + beta1) * adamw_wd)
                           if adam else
                           lr_factor * 2.0 / (geometry.lambda_max + wd.get("weight_decay", 0.0))),
                   momentum=0.0 if momentum is None else momentum, nesterov=bool(nesterov),
-                  weight_decay=(adaptive["decoupled_weight_decay"] if adam else
+                  weight_decay=(l2 if l2 else adaptive["decoupled_weight_decay"] if adam else
                                 0.0 if weight_decay is None else weight_decay),
                   max_residual=max_res, is_minimum=is_min, converged=all(p["converged"] for p in points), points=points,
                   verdict=verdict, loss_convention_sgdstab=_core.loss_convention, geometry=geometry, **extra)

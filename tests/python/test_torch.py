@@ -279,11 +279,12 @@ def frozen_adam(params, v, lr, beta1, kind="adam", wd=0.0):
     corrections are 1), first moment zero."""
     (w,) = params
     if kind in ("adam", "adamw"):
-        opt = (torch.optim.Adam([w], lr=lr, betas=(beta1, 1 - 1e-6)) if kind == "adam" else
+        # kind "adam" with wd: Adam's own L2 decay (grad + wd theta before the division by P).
+        opt = (torch.optim.Adam([w], lr=lr, betas=(beta1, 1 - 1e-6), weight_decay=wd) if kind == "adam" else
                torch.optim.AdamW([w], lr=lr, betas=(beta1, 1 - 1e-6), weight_decay=wd))
         opt.state[w] = {"step": torch.tensor(1e7), "exp_avg": torch.zeros_like(w), "exp_avg_sq": v.clone()}
     else:
-        opt = torch.optim.RMSprop([w], lr=lr, alpha=1 - 1e-6, momentum=beta1)
+        opt = torch.optim.RMSprop([w], lr=lr, alpha=1 - 1e-6, momentum=beta1, weight_decay=wd)
         opt.state[w] = {"step": torch.tensor(1e7), "square_avg": v.clone(),
                         "momentum_buffer": torch.zeros_like(w)}
     return opt
@@ -355,10 +356,8 @@ def test_analyze_reads_adaptive_optimizers_and_refuses_what_it_cannot():
     assert math.isclose(got.points[0]["eta_star"], want, rel_tol=1e-12)
     assert got.verdict["lr"] == 1e-3 and got.beta1 == 0.9
     with pytest.raises(NotImplementedError, match="weight_decay=0.1 is not analyzed"):
-        st.analyze(model, x, y, batches=[1], optimizer=torch.optim.Adam(model.parameters(), lr=1e-3,
-                                                                        weight_decay=0.1))
-    with pytest.raises(NotImplementedError, match="weight_decay=0.1 is not analyzed"):
-        st.analyze(model, x, y, batches=[1], optimizer=torch.optim.RMSprop(model.parameters(), weight_decay=0.1))
+        st.analyze(model, x, y, batches=[1], optimizer=torch.optim.RMSprop(model.parameters(), momentum=0.5,
+                                                                           weight_decay=0.1))
     with pytest.raises(ValueError, match="at least one optimizer step"):
         st.analyze(model, x, y, batches=[1], optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
     with pytest.raises(NotImplementedError, match="centered"):
@@ -898,6 +897,67 @@ def test_adamw_threshold_against_torch_optim_adamw(beta1, batch):
     assert max(below) < 1e-3, below
     assert all(not (r <= 1e6) for r in above), above
 
+
+
+@pytest.mark.parametrize("kind,beta1,batch", [("adam", 0.5, 2), ("adam", 0.9, 8), ("rmsprop", 0.0, 1)])
+def test_adam_and_rmsprop_l2_decay_against_torch_optim(kind, beta1, batch):
+    # torch.optim.Adam's and RMSprop's own weight_decay (L2: grad + wd theta before the division by P;
+    # theory/adaptive.md, section 6), at an interpolating minimum at w* = 0 (targets 0), where the decay pulls
+    # towards w* and adds no drift. analyze answers from the Jacobian and P on the whole parameter space;
+    # real runs with the state frozen return at 0.9 eta* and escape at 1.3 eta*; the decay moves eta* away
+    # from the undecayed optimizer's and from AdamW's at the same wd; at B = n eta* is the closed form
+    # 2 (1 + beta1) / ((1 - beta1) lambda_max(P^{-1}(H + wd))) in torch's units.
+    model, x, _ = linear_minimum()
+    with torch.no_grad():
+        model.weight.zero_()
+    y = torch.zeros(x.shape[0], 4, dtype=torch.float64)
+    n, c = y.shape
+    w_star = model.weight.detach().clone()
+    g = torch.Generator().manual_seed(7)
+    v = 1e-2 * torch.exp(1.5 * torch.randn(w_star.shape, generator=g, dtype=torch.float64))
+    plain = st.analyze(model, x, y, batches=[batch], optimizer=frozen_adam([model.weight], v, 1e-3, beta1, kind))
+    xs = x.numpy()
+    h_torch = np.kron(np.eye(c), xs.T @ xs / n) * 2 / c  # MSELoss(mean)'s Hessian on the row-major weight
+    bc2 = 1 - (1 - 1e-6) ** (1e7 + 1) if kind == "adam" else 1.0  # RMSprop's square_avg has no bias correction
+    pre = ((v / bc2).sqrt() + 1e-8).reshape(-1).numpy()
+    lam = np.linalg.eigvals(h_torch / pre[:, None]).real.max()
+    wd = 0.5 * lam * pre.min()  # comparable to the curvature in P^{-1}'s smallest direction
+    rep = st.analyze(model, x, y, batches=[batch], batch=batch,
+                     optimizer=frozen_adam([model.weight], v, 1e-3, beta1, kind, wd))
+    assert rep.converged and rep.optimizer == kind and rep.weight_decay == wd
+    assert not getattr(rep, "weight_decay_decoupled", False)
+    eta = rep.points[0]["eta_star"]
+    assert abs(eta / plain.points[0]["eta_star"] - 1) > 0.02, (eta, plain.points[0]["eta_star"])
+    lam_wd = np.linalg.eigvals((h_torch + wd * np.eye(len(pre))) / pre[:, None]).real.max()
+    assert math.isclose(rep.eta_gd, 2 * (1 + beta1) / ((1 - beta1) * lam_wd), rel_tol=1e-8)
+    if batch == n:
+        assert math.isclose(eta, rep.eta_gd, rel_tol=1e-8)
+    assert rep.verdict["stable"] == (1e-3 <= eta) and rep.verdict["decided_by"] == "eta_star"
+    seeds = range(1) if batch == n else range(5)
+    below = [run_adam(x, y, w_star, v, 0.9 * eta, beta1, batch, s, kind, wd=wd) for s in seeds]
+    above = [run_adam(x, y, w_star, v, 1.3 * eta, beta1, batch, s, kind, wd=wd) for s in seeds]
+    assert max(below) < 1e-3, below
+    assert all(not (r <= 1e6) for r in above), above
+
+
+def test_adam_l2_curve_from_the_jacobian_and_the_preconditioner():
+    # sgdstab.adam_l2_curve: P = 1 is heavy-ball SGD with L2 decay at lr (1 - beta1) (the r x r solver);
+    # wd = 0 is adam_threshold on J P^{-1/2}; the JSON echoes the optimizer.
+    rng = np.random.default_rng(3)
+    jac = rng.standard_normal((8, 5))
+    pre = np.exp(rng.standard_normal(5))
+    g = sgdstab.Geometry.from_jacobian(jac, 2)
+    got = sgdstab.adam_l2_curve(jac, np.ones(5), [1, 2], outputs=2, beta1=0.9, weight_decay=0.3)
+    for pt in got.points:
+        want = sgdstab.threshold(g, pt.batch, momentum=0.9, weight_decay=0.3).eta_star / 0.1
+        assert pt.converged and pt.eta_star == pytest.approx(want, rel=1e-8)
+    gp = sgdstab.Geometry.from_jacobian(sgdstab.precondition(jac, pre), 2)
+    zero = sgdstab.adam_l2_threshold(jac, pre, 2, outputs=2, beta1=0.9, weight_decay=0.0)
+    assert zero.eta_star == pytest.approx(sgdstab.adam_threshold(gp, 2, beta1=0.9).eta_star, rel=1e-12)
+    d = sgdstab.adam_l2_threshold(jac, pre, 2, outputs=2, beta1=0.0, weight_decay=0.2).to_dict()
+    assert d["optimizer"] == "rmsprop" and d["weight_decay"] == 0.2 and "eta_gd" not in d
+    with pytest.raises(ValueError, match="weight decay"):
+        sgdstab.adam_l2_threshold(jac, pre, 2, outputs=2, weight_decay=-1.0)
 
 
 def run_stationary(x, y, w_star, make_optimizer, loss, batch=2, weight=None, steps=40000, burn=2000, seed=5):
