@@ -571,7 +571,7 @@ def covariance(model, inputs, targets, lr=None, batch=None, loss="mse_mean", *, 
     weight decay as torch.optim.SGD applies it, grad + WD theta in place of grad, at a minimum of the loss
     plus WD/2 |theta|^2 (the per-sample gradients plus WD theta sum to zero; theory/covariance.md section
     8). The library's lambda is WD lr_factor; excess_loss is that of ``loss`` without the penalty. Not with
-    Adam's or RMSprop's own (L2) weight_decay, which _adaptive_settings refuses; AdamW's decoupled one is
+    Adam's or RMSprop's own (L2) weight_decay (NotImplementedError); AdamW's decoupled one is
     covered: the point must then satisfy grad + bc1 WD P theta* = 0 (bc1 = 1 - beta1^t, Adam's first bias
     correction, 1 late in training: a minimum of the loss + WD/2 theta^T P theta), and the report says
     weight_decay=WD, weight_decay_decoupled=True.
@@ -584,6 +584,10 @@ def covariance(model, inputs, targets, lr=None, batch=None, loss="mse_mean", *, 
         if lr is not None or momentum is not None or nesterov:
             raise ValueError("optimizer= gives lr, momentum and nesterov: do not pass them as well")
         adaptive = _adaptive_settings(optimizer, model)
+        if adaptive is not None and adaptive["l2_weight_decay"]:
+            raise NotImplementedError(f"covariance: {type(optimizer).__name__} with its own (L2) "
+                                      f"weight_decay={adaptive['l2_weight_decay']} is not covered (its threshold "
+                                      "is: analyze; AdamW's decoupled decay is covered here)")
         if adaptive is None:
             if weight_decay is not None:
                 raise ValueError("optimizer= gives weight_decay: do not pass it as well")

@@ -358,6 +358,8 @@ def test_analyze_reads_adaptive_optimizers_and_refuses_what_it_cannot():
     with pytest.raises(NotImplementedError, match="weight_decay=0.1 is not analyzed"):
         st.analyze(model, x, y, batches=[1], optimizer=torch.optim.RMSprop(model.parameters(), momentum=0.5,
                                                                            weight_decay=0.1))
+    with pytest.raises(NotImplementedError, match="weight_decay=0.1 is not covered"):
+        st.covariance(model, x, y, batch=2, optimizer=frozen_adam([model.weight], v, 1e-3, 0.9, wd=0.1))
     with pytest.raises(ValueError, match="at least one optimizer step"):
         st.analyze(model, x, y, batches=[1], optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
     with pytest.raises(NotImplementedError, match="centered"):
