@@ -86,6 +86,9 @@ std::pair<Eigen::MatrixXd, Eigen::VectorXd> jacobian_and_preconditioner(const Ar
   if (!args.has("jacobian") || args.has("gram"))
     throw UsageError("--weight-decay with --optimizer rmsprop|adam needs --jacobian FILE (not --gram): the decay "
                      "acts through P^{-1} on the whole parameter space (theory/adaptive.md, section 6)");
+  if (!args.has("preconditioner"))
+    throw UsageError("--weight-decay with --optimizer rmsprop|adam (L2: g + LAMBDA theta before P^{-1}) needs "
+                     "--preconditioner FILE: the decay acts through P^{-1} (theory/adaptive.md, section 6)");
   return {curved_jacobian(args), preconditioner_option(args)};
 }
 
@@ -133,12 +136,9 @@ OptimizerSetting optimizer_option(const Args& args) {
                      " has no Nesterov variant; NAdam is another method)");
   if (args.has("weight-decay") && o.name != "adamw") {
     // L2: g + LAMBDA theta before P^{-1}, which does not commute with the
-    // preconditioned Hessian (theory/adaptive.md, section 6).
-    if (!args.has("preconditioner"))
-      throw UsageError("--weight-decay with --optimizer " + o.name +
-                       " (L2: g + LAMBDA theta before P^{-1}) needs --preconditioner FILE: the decay acts through "
-                       "P^{-1} (theory/adaptive.md, section 6)");
-    if (o.name == "rmsprop" && args.has("momentum"))
+    // preconditioned Hessian (theory/adaptive.md, section 6); its inputs are
+    // checked by jacobian_and_preconditioner, after refuse_adaptive_l2.
+    if (o.name == "rmsprop" && args.has("momentum") && args.number("momentum") != 0.0)
       throw UsageError("--weight-decay with --optimizer rmsprop --momentum is not covered (RMSProp's L2 decay is, "
                        "without momentum; so is Adam's)");
     o.l2_adaptive = true;

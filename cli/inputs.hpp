@@ -1,6 +1,5 @@
 #pragma once
 #include <optional>
-#include <utility>
 
 #include "sgdstab/momentum.hpp"
 // Inputs shared by the commands that read a Jacobian or a Gram: the geometry,
@@ -8,6 +7,7 @@
 #include <Eigen/Core>
 #include <chrono>
 #include <cstdint>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 

@@ -430,7 +430,8 @@ TEST_F(Cli, LossCurvatureAndAdaptiveOptimizers) {
     const double wd = 0.3 * gp.lambda_max();
     const auto t = sgdstab::adam_l2_threshold(J, 2, pc, 3, sgdstab::Sampling::with_replacement, 0.5, wd);
     ASSERT_TRUE(t.converged());
-    r = run("threshold " + pre + " --optimizer adam --momentum 0.5 --sampling with --batch 3 --weight-decay " + num(wd));
+    r = run("threshold " + pre + " --optimizer adam --momentum 0.5 --sampling with --batch 3 --weight-decay " +
+            num(wd));
     ASSERT_EQ(r.code, 0) << r.err;
     j = json::parse(r.out);
     EXPECT_REL_NEAR(j["eta_star"].get<double>(), t.eta_star, 1e-9);

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "foundations/check.hpp"
 #include "foundations/linalg.hpp"
@@ -151,7 +152,8 @@ L2Problem l2_problem(const Eigen::Ref<const Eigen::MatrixXd>& jacobian, Index ou
   const double n = static_cast<double>(g.samples());
   // V = J~^T Z diag(1 / (n d)): the orthonormal eigenvectors of H~ in the
   // geometry's own reduced coordinates (Z = J~ V, Z^T Z = n diag(d)), made
-  // orthonormal to rounding by V (V^T V)^{-1/2} (Loewdin: the nearest).
+  // orthonormal by V (V^T V)^{-1/2} (Loewdin: V^T V = I + O(eps) before, so
+  // V moves by rounding only).
   MatrixXd v = jt.transpose() * g.factor();
   v *= (n * g.hessian_eigenvalues()).cwiseInverse().asDiagonal();
   MatrixXd vv = v.transpose() * v;
@@ -162,8 +164,20 @@ L2Problem l2_problem(const Eigen::Ref<const Eigen::MatrixXd>& jacobian, Index ou
   a.diagonal() += weight_decay * preconditioner.cwiseInverse();
   detail::symmetric_eigen_or_throw(a, out.mean.eigenvalues,
                                    std::string(where) + ": the eigendecomposition of H~ + wd P^{-1}");
+  if (!(out.mean.eigenvalues.minCoeff() > 0.0))
+    throw numerical_error(std::string(where) + ": the weight decay " + detail::fmt(weight_decay) +
+                          " is below the rounding of H~ + wd P^{-1} (its smallest eigenvalue came out " +
+                          detail::fmt(out.mean.eigenvalues.minCoeff()) + " <= 0); use weight decay 0 for it");
   out.mean.basis = a.transpose() * v;  // a now holds U
   return out;
+}
+
+// The batch sizes against n before any O(p^3) work (the Geometry checks the
+// Jacobian itself).
+void check_samples(const Eigen::Ref<const Eigen::MatrixXd>& jacobian, Index outputs, const std::vector<Index>& batches,
+                   const char* where) {
+  if (outputs <= 0 || jacobian.rows() % outputs != 0) return;
+  for (const Index b : batches) check_batch(b, jacobian.rows() / outputs, where);
 }
 
 MomentumThresholdResult adam_l2_units(MomentumThresholdResult r, double beta1, double weight_decay) {
@@ -181,8 +195,11 @@ MomentumThresholdResult adam_l2_threshold(const Eigen::Ref<const Eigen::MatrixXd
                                           const SolverOptions& options, Index scan_points,
                                           const ReductionOptions& reduction) {
   const Momentum m = adam_momentum(beta1);
+  const char* where = "adam_l2_threshold";
+  options.validate();
+  detail::require(scan_points >= 0, where, "scan_points must be >= 0, got " + std::to_string(scan_points));
+  check_samples(jacobian, outputs, {batch}, where);
   return adam_l2_units(detail::timed([&] {
-                         const char* where = "adam_l2_threshold";
                          if (weight_decay == 0.0)  // H~ alone: the reduced coordinates hold it
                            return momentum_threshold(
                                Geometry::from_jacobian(precondition_jacobian(jacobian, preconditioner), outputs,
@@ -207,6 +224,7 @@ std::vector<MomentumThresholdResult> adam_l2_threshold_curve(const Eigen::Ref<co
   const char* where = "adam_l2_threshold_curve";
   options.validate();
   detail::require(!batches.empty(), where, "the list of batch sizes is empty");
+  check_samples(jacobian, outputs, batches, where);
   const detail::Stopwatch watch;
   std::vector<MomentumThresholdResult> out;
   if (weight_decay == 0.0) {
@@ -215,7 +233,6 @@ std::vector<MomentumThresholdResult> adam_l2_threshold_curve(const Eigen::Ref<co
         sampling, m, options);
   } else {
     const L2Problem l2 = l2_problem(jacobian, outputs, preconditioner, weight_decay, reduction, where);
-    for (const Index b : batches) check_batch(b, l2.geometry.samples(), where);
     out = detail::momentum_levels(l2.geometry, {sampling}, batches, m, options, weight_decay, 0.0, &l2.mean).front();
   }
   for (MomentumThresholdResult& r : out) {

@@ -164,22 +164,27 @@ class KappaFunction {
     // R_eta = W o C_0(W o .) is indefinite for C_0 = D - H . H: it is >= -W o (H X H) o W,
     // so sigma = max_ij G_ij d_i d_j makes R_eta + sigma I positive semidefinite,
     // and the eigensolver's relative accuracy is taken on kappa_0 + sigma. In
-    // a mean basis |W^T Y W| <= |Y|, so sigma = max G d_1^2 does it.
-    if (bernoulli_) sigma_ = 0.0;
-    else if (basis_.size() == 0) sigma_ = (g.array() * (d_ * d_.transpose()).array()).maxCoeff();
-    else sigma_ = g.maxCoeff() * d_(0) * d_(0);
+    // a mean basis the negative part is |A^{1/2} (sqrt G o Y) A^{1/2}|^2 with
+    // A = W diag(d) W^T, at most b^T G b |Y|^2 with b = diag(A) (Cauchy-Schwarz
+    // term by term; theory/adaptive.md section 6), and at most max G d_1^2 |Y|^2.
+    sigma_ = 0.0;
+    if (!bernoulli_ && basis_.size() == 0) {
+      sigma_ = (g.array() * (d_ * d_.transpose()).array()).maxCoeff();
+    } else if (!bernoulli_) {
+      const VectorXd b = basis_.array().square().matrix() * d_;
+      sigma_ = std::min(g.maxCoeff() * d_(0) * d_(0), b.dot(g * b));
+    }
     const auto apply = [this](const double* x, double* out) {
       unpack_into_full(x, q_, s_);
       y_ = s_.cwiseProduct(w_);
       if (basis_.size() > 0) {
-        n_.noalias() = basis_.transpose() * y_ * basis_;  // the noise sees V^T X V (r x r)
-        y_.swap(n_);
-      }
-      d_op_.quadratic_into(y_, cy_);
-      if (!bernoulli_) cy_ -= d_.asDiagonal() * y_ * d_.asDiagonal();
-      if (basis_.size() > 0) {
-        n_.noalias() = basis_ * cy_ * basis_.transpose();  // and lives on span V
-        cy_.swap(n_);
+        reduced_.noalias() = basis_.transpose() * y_ * basis_;  // the noise sees V^T X V (r x r)
+        d_op_.quadratic_into(reduced_, reduced_out_);
+        if (!bernoulli_) reduced_out_ -= d_.asDiagonal() * reduced_ * d_.asDiagonal();
+        cy_.noalias() = basis_ * reduced_out_ * basis_.transpose();  // and lives on span V
+      } else {
+        d_op_.quadratic_into(y_, cy_);
+        if (!bernoulli_) cy_ -= d_.asDiagonal() * y_ * d_.asDiagonal();
       }
       Eigen::Map<VectorXd>(out, m_) = pack(cy_.cwiseProduct(w_)) + sigma_ * Eigen::Map<const VectorXd>(x, m_);
     };
@@ -230,11 +235,12 @@ class KappaFunction {
   Momentum mo_;
   double decoupled_;
   SolverOptions options_;
-  Index q_, m_;    // order of the mean's kernel (r, or p in a mean basis), packed size
-  MatrixXd basis_;    // W = U^T V (p x r) in a mean basis, else empty
+  Index q_, m_;     // order of the mean's kernel (r, or p in a mean basis), packed size
+  MatrixXd basis_;  // W = U^T V (p x r) in a mean basis, else empty
   VectorXd start_;
   double fixed_ = 0.0, sigma_ = 0.0;
-  MatrixXd w_, s_, y_, cy_, n_;
+  MatrixXd w_, s_, y_, cy_;
+  MatrixXd reduced_, reduced_out_;  // r x r, in a mean basis
   std::vector<Evaluation> cache_;
   Status failed_ = Status::converged;
   std::string failure_;

@@ -500,7 +500,8 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
         if not (lr > 0 and math.isfinite(lr)):
             raise ValueError(f"lr: the learning rate must be finite and > 0, got {lr}")
         if l2:  # no radius for the L2 decay yet: the threshold decides
-            rad, thr = None, l2_points([batch])[0]
+            rad = None
+            thr = pts[bs.index(batch)] if batch in bs else l2_points([batch])[0]
         elif adam:
             rad = _core.adam_radius(geometry, lr / lr_factor, batch, sampling, beta1, adamw_wd, **solver_options)
             thr = _core.adam_threshold(geometry, batch, sampling, beta1, 0, adamw_wd, **solver_options)
