@@ -630,6 +630,13 @@ TEST(Adaptive, AdamL2ThresholdMatchesTheEnumeratedMapWithL2Decay) {
             EXPECT_LE(r.eta_low, r.eta_star);
             EXPECT_GE(r.eta_high, r.eta_star);
             EXPECT_LE(r.eta_star, r.eta_mean * (1 + 1e-12));
+            // The radius on the whole state (null(H) included) is the enumerated rho.
+            for (double f : {0.5, 1.3}) {
+              const auto rr = sgdstab::adam_l2_spectral_radius(J, cs.c, P, f * r.eta_star, B, s, beta1, wd);
+              ASSERT_TRUE(rr.converged()) << rr.report.message << " " << what;
+              EXPECT_DOUBLE_EQ(rr.lr, f * r.eta_star);
+              EXPECT_REL_NEAR(rr.rho, ad_adam_l2_rho(batches, P, f * r.eta_star, beta1, wd), 1e-8) << what;
+            }
           }
       }
   }
@@ -704,6 +711,11 @@ TEST(Adaptive, AdamL2LanczosAgreesWithDenseAndWithTheMapAtSmallDecays) {
       const auto batches = ref::batch_hessians(h, 2, s);
       EXPECT_LT(ad_adam_l2_rho(batches, P, rl.eta_star * (1 - 1e-6), 0.9, wd), 1.0) << what;
       EXPECT_GT(ad_adam_l2_rho(batches, P, rl.eta_star * (1 + 1e-6), 0.9, wd), 1.0) << what;
+      // Arnoldi (forced) on the 136-dimensional packed state against the enumeration.
+      const auto rr = sgdstab::adam_l2_spectral_radius(J, c, P, 1.2 * rl.eta_star, 2, s, 0.9, wd, lanczos);
+      ASSERT_TRUE(rr.converged()) << rr.report.message << " " << what;
+      EXPECT_EQ(rr.report.method, sgdstab::Method::lanczos) << what;
+      EXPECT_REL_NEAR(rr.rho, ad_adam_l2_rho(batches, P, 1.2 * rl.eta_star, 0.9, wd), 1e-8) << what;
     }
   const auto gp = sgdstab::Geometry::from_jacobian(sgdstab::precondition_jacobian(J, P), c);
   for (Sampling s : kSchemes)

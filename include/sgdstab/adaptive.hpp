@@ -133,6 +133,17 @@ std::vector<MomentumThresholdResult> adam_l2_threshold_curve(const Eigen::Ref<co
                                                              const SolverOptions& options = {},
                                                              const ReductionOptions& reduction = {});
 
+/// rho of Adam's (beta1 > 0) or RMSProp's (beta1 = 0) second-moment map
+/// with its own L2 decay at the optimizer's lr, on the whole 2p-dimensional
+/// state (theory/adaptive.md section 6): stable iff rho <= 1. The result's lr
+/// is the optimizer's. wd = 0 is adam_spectral_radius on the preconditioned
+/// geometry (range(H~) only there). Same throws as adam_l2_threshold, and
+/// lr must be finite and > 0.
+RadiusResult adam_l2_spectral_radius(const Eigen::Ref<const Eigen::MatrixXd>& jacobian, Index outputs,
+                                     const Eigen::Ref<const Eigen::VectorXd>& preconditioner, double lr, Index batch,
+                                     Sampling sampling, double beta1, double weight_decay,
+                                     const SolverOptions& options = {}, const ReductionOptions& reduction = {});
+
 /// The stability region of Adam (weight_decay = 0) or AdamW (its decoupled
 /// decay wd > 0) with a frozen preconditioner: every scheme and batch size
 /// from one kappa_0 per noise class (the momentum region, theory/momentum.md

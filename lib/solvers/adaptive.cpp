@@ -242,6 +242,29 @@ std::vector<MomentumThresholdResult> adam_l2_threshold_curve(const Eigen::Ref<co
   return out;
 }
 
+RadiusResult adam_l2_spectral_radius(const Eigen::Ref<const Eigen::MatrixXd>& jacobian, Index outputs,
+                                     const Eigen::Ref<const Eigen::VectorXd>& preconditioner, double lr, Index batch,
+                                     Sampling sampling, double beta1, double weight_decay,
+                                     const SolverOptions& options, const ReductionOptions& reduction) {
+  const char* where = "adam_l2_spectral_radius";
+  const Momentum m = adam_momentum(beta1);
+  detail::require(std::isfinite(lr) && lr > 0.0, where,
+                  "the learning rate must be finite and > 0, got " + detail::fmt(lr));
+  options.validate();
+  check_samples(jacobian, outputs, {batch}, where);
+  RadiusResult r = detail::timed([&] {
+    if (weight_decay == 0.0)
+      return momentum_spectral_radius(
+          Geometry::from_jacobian(precondition_jacobian(jacobian, preconditioner), outputs, reduction),
+          adam_heavy_ball_lr(lr, beta1), batch, sampling, m, options);
+    const L2Problem l2 = l2_problem(jacobian, outputs, preconditioner, weight_decay, reduction, where);
+    return detail::mean_basis_momentum_radius(l2.geometry, l2.mean, adam_heavy_ball_lr(lr, beta1), batch, sampling,
+                                              m, options, where);
+  });
+  r.lr = lr;
+  return r;
+}
+
 StabilityRegion adam_region(const Geometry& preconditioned, const std::vector<Sampling>& schemes,
                             const std::vector<Index>& batches, double beta1, double weight_decay,
                             const SolverOptions& options) {

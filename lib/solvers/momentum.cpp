@@ -94,7 +94,8 @@ void MomentumOperator::perform_op(const Scalar* x_in, Scalar* y_out) const {
 namespace {
 
 // The dense matrix of T on packed coordinates and its eigenvalue of largest modulus.
-bool dense_rho(const MomentumOperator& op, double& rho, double& imag, Index& matvecs) {
+template <class Op>
+bool dense_rho(const Op& op, double& rho, double& imag, Index& matvecs) {
   const Index m = op.rows();
   const MatrixXd t =
       detail::explicit_matrix(detail::FunctionOperator(m, [&op](const double* x, double* y) { op.perform_op(x, y); }));
@@ -116,7 +117,8 @@ namespace {
 // rho by Arnoldi on the packed coordinates (theory/momentum.md, section 4):
 // true with res filled when it converged; else res.rho is not to be trusted
 // and res.report holds the restarts and applications spent.
-bool arnoldi_radius(const MomentumOperator& op, const SolverOptions& options, Index ncv, RadiusResult& res) {
+template <class Op>
+bool arnoldi_radius(const Op& op, const SolverOptions& options, Index ncv, RadiusResult& res) {
   const Index m = op.rows();
   // Start from the identity (PSD): the Perron eigenvector of a positive map is PSD.
   const VectorXd start = pack(MatrixXd::Identity(op.dimension(), op.dimension()));
@@ -162,6 +164,68 @@ bool arnoldi_radius(const MomentumOperator& op, const SolverOptions& options, In
   return true;
 }
 
+// Heavy-ball momentum's second-moment map whose mean is a MeanBasis's
+// (theory/adaptive.md, section 6): on symmetric 2p x 2p Z = [[X, Y], [Y^T, W]]
+// in the mean's eigenbasis U, T(Z) = M Z M^T + lr^2 e e^T (x) C(X) with
+// M = [[I - lr diag(a), -beta I], [lr diag(a), beta I]], e = (-1, 1) and
+// C(X) = W [Q(W^T X W) - diag(d) W^T X W diag(d)] W^T (Q: E[H_B N H_B] in the
+// geometry's reduced coordinates, W = U^T V).
+class MeanBasisMomentumOperator {
+ public:
+  using Scalar = double;
+  MeanBasisMomentumOperator(const SecondMomentOperator& q, const detail::MeanBasis& mean, const VectorXd& d,
+                            double lr, double beta)
+      : q_(&q), mean_(&mean), d_(&d), lr_(lr), beta_(beta), p_(mean.eigenvalues.size()) {}
+  Index dimension() const { return 2 * p_; }
+  Index rows() const { return packed_size(dimension()); }
+  Index cols() const { return rows(); }
+  Index applications() const { return applications_; }
+  double workspace_bytes() const { return q_->workspace_bytes() + 8.0 * 12.0 * static_cast<double>(p_ * p_); }
+
+  void perform_op(const Scalar* x_in, Scalar* y_out) const {
+    detail::throw_if_interrupted("momentum spectral radius");
+    const Index p = p_;
+    const MatrixXd z = unpack(Eigen::Map<const VectorXd>(x_in, rows()), 2 * p);
+    const VectorXd one_minus = 1.0 - lr_ * mean_->eigenvalues.array();
+    const VectorXd la = lr_ * mean_->eigenvalues;
+    const auto x = z.topLeftCorner(p, p), y = z.topRightCorner(p, p), w = z.bottomRightCorner(p, p);
+    // M Z = [[A X - beta Y^T, A Y - beta W], [D X + beta Y^T, D Y + beta W]], then (M Z) M^T.
+    const MatrixXd t11 = one_minus.asDiagonal() * x - beta_ * y.transpose();
+    const MatrixXd t12 = one_minus.asDiagonal() * y - beta_ * w;
+    const MatrixXd t21 = la.asDiagonal() * x + beta_ * y.transpose();
+    const MatrixXd t22 = la.asDiagonal() * y + beta_ * w;
+    MatrixXd out(2 * p, 2 * p);
+    out.topLeftCorner(p, p) = t11 * one_minus.asDiagonal() - beta_ * t12;
+    out.topRightCorner(p, p) = t11 * la.asDiagonal() + beta_ * t12;
+    out.bottomRightCorner(p, p) = t21 * la.asDiagonal() + beta_ * t22;
+    // The noise on the delta block, through V.
+    const MatrixXd& basis = mean_->basis;
+    const MatrixXd n = basis.transpose() * x * basis;
+    MatrixXd qn;
+    q_->quadratic_into(n, qn);
+    qn -= d_->asDiagonal() * n * d_->asDiagonal();
+    const MatrixXd c = lr_ * lr_ * (basis * qn * basis.transpose());
+    out.topLeftCorner(p, p) += c;      // e e^T = [[1, -1], [-1, 1]]
+    out.topRightCorner(p, p) -= c;
+    out.bottomRightCorner(p, p) += c;
+    out.bottomLeftCorner(p, p) = out.topRightCorner(p, p).transpose();
+    Eigen::Map<VectorXd>(y_out, rows()) = pack(out);
+    ++applications_;
+  }
+
+ private:
+  const SecondMomentOperator* q_;
+  const detail::MeanBasis* mean_;
+  const VectorXd* d_;
+  double lr_, beta_;
+  Index p_;
+  mutable Index applications_ = 0;
+};
+
+// rho of `op` by Arnoldi, with the dense fallback (theory/momentum.md, section 4).
+template <class Op>
+RadiusResult radius_of(const Op& op, double fixed, const SolverOptions& options, RadiusResult res);
+
 RadiusResult momentum_radius_untimed(const Geometry& geometry, double lr, Index batch, Sampling sampling,
                                       Momentum momentum, const SolverOptions& options, double weight_decay,
                                       const char* where, double decoupled = 0.0) {
@@ -172,12 +236,16 @@ RadiusResult momentum_radius_untimed(const Geometry& geometry, double lr, Index 
                   "weight decay must be finite and >= 0, got " + detail::fmt(weight_decay));
   const SecondMomentOperator q(geometry, batch, sampling);
   MomentumOperator op(q, lr, momentum, weight_decay, decoupled);
-  const Index m = op.rows();
   RadiusResult res;
   res.lr = lr;
   res.batch = batch;
   res.sampling = sampling;
-  const double fixed = q.workspace_bytes() + 8.0 * 8.0 * static_cast<double>(m);
+  return radius_of(op, q.workspace_bytes() + 8.0 * 8.0 * static_cast<double>(op.rows()), options, res);
+}
+
+template <class Op>
+RadiusResult radius_of(const Op& op, double fixed, const SolverOptions& options, RadiusResult res) {
+  const Index m = op.rows();
   Method method = detail::resolve_method(options, m);
   std::string history;
   if (method == Method::lanczos) {
@@ -229,6 +297,22 @@ RadiusResult weight_decay_momentum_spectral_radius(const Geometry& geometry, dou
     return momentum_radius_untimed(geometry, lr, batch, sampling, momentum, options, weight_decay,
                                    "weight_decay_momentum_spectral_radius");
   });
+}
+
+RadiusResult detail::mean_basis_momentum_radius(const Geometry& g, const MeanBasis& mean, double lr, Index batch,
+                                               Sampling sampling, const Momentum& mo, const SolverOptions& options,
+                                               const char* where) {
+  options.validate();
+  mo.validate();
+  detail::require(!mo.nesterov, where, "Nesterov momentum is not covered here (heavy-ball or plain)");
+  detail::require(std::isfinite(lr) && lr > 0, where, "learning rate must be finite and > 0, got " + detail::fmt(lr));
+  const SecondMomentOperator q(g, batch, sampling);
+  const MeanBasisMomentumOperator op(q, mean, g.hessian_eigenvalues(), lr, mo.beta);
+  RadiusResult res;
+  res.lr = lr;
+  res.batch = batch;
+  res.sampling = sampling;
+  return radius_of(op, op.workspace_bytes() + 8.0 * 8.0 * static_cast<double>(op.rows()), options, res);
 }
 
 RadiusResult detail::decayed_momentum_radius(const Geometry& g, double lr, Index batch, Sampling sampling,

@@ -38,6 +38,12 @@ MomentumThresholdResult mean_basis_momentum_threshold(const Geometry& g, const M
                                                       const SolverOptions& options, Index scan_points,
                                                       const char* where);
 
+/// rho of heavy-ball momentum (or plain SGD at beta 0) whose mean dynamics
+/// are `mean`'s, on the whole 2p-dimensional state (heavy-ball lr units).
+RadiusResult mean_basis_momentum_radius(const Geometry& g, const MeanBasis& mean, double lr, Index batch,
+                                        Sampling sampling, const Momentum& mo, const SolverOptions& options,
+                                        const char* where);
+
 /// Every (scheme, batch) of a region: one kappa_0 per noise class, its levels
 /// solved in decreasing b (increasing eta*), each from the evaluations of the
 /// ones before (theory/momentum.md, section 7). [scheme][batch], unchecked lists.
