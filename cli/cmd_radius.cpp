@@ -17,7 +17,19 @@ int cmd_radius(const Args& args, std::ostream& out, std::ostream& err) {
   if (!(lr > 0)) throw sgdstab::invalid_argument("--lr: the learning rate must be > 0, got " + detail::fmt(lr));
   const double wd = weight_decay_option(args);
   const OptimizerSetting opt = optimizer_option(args);
-  refuse_adaptive_l2(opt, "radius");
+  if (opt.l2_adaptive) {  // Adam's or RMSProp's own L2 decay (theory/adaptive.md, section 6): the whole state
+    if (args.has("direction")) throw UsageError("--direction is not available with --optimizer " + opt.name);
+    const auto [jac, precond] = jacobian_and_preconditioner(args);
+    const Index c = outputs_option(args);
+    const ReductionOptions ro = reduction_options(args);
+    const Geometry g = Geometry::from_jacobian(precondition_jacobian(jac, precond), c, ro);
+    const Index b = batch_of(args, g);
+    const RadiusResult r = adam_l2_spectral_radius(jac, c, precond, lr, b, sampling, opt.beta1(), wd, so, ro);
+    json j = with_options(momentum_radius_json(g, r, Momentum{opt.beta1(), false}, wd), so);
+    echo_inputs(args, opt, j);
+    adam_fields(j);
+    return finish(j, r.status(), out, err);
+  }
   const Geometry g = load_geometry(args);
   const Index b = batch_of(args, g);
   if (opt.momentum) {

@@ -94,9 +94,9 @@ std::pair<Eigen::MatrixXd, Eigen::VectorXd> jacobian_and_preconditioner(const Ar
 
 void refuse_adaptive_l2(const OptimizerSetting& o, const std::string& command) {
   if (o.l2_adaptive)
-    throw UsageError("--weight-decay with --optimizer " + o.name + " (L2 through P^{-1}) is available on threshold "
-                     "and curve, not on " + command + " (theory/adaptive.md, section 6); AdamW's decoupled decay "
-                     "is --optimizer adamw --weight-decay");
+    throw UsageError("--weight-decay with --optimizer " + o.name + " (L2 through P^{-1}) is available on threshold, "
+                     "curve and radius, not on " + command + " (theory/adaptive.md, section 6); AdamW's decoupled "
+                     "decay is --optimizer adamw --weight-decay");
 }
 
 Geometry load_geometry(const Args& args) {

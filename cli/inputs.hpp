@@ -43,7 +43,7 @@ void echo_input_transforms(const Args& args, json& j);
 /// at lr (1 - beta1). --weight-decay with adamw is AdamW's decoupled decay
 /// (theory/adaptive.md, section 5); with rmsprop and adam it is their L2
 /// decay through P^{-1} (section 6: needs --jacobian and --preconditioner,
-/// threshold and curve only: refuse_adaptive_l2; not with rmsprop's
+/// threshold, curve and radius only: refuse_adaptive_l2; not with rmsprop's
 /// --momentum). Refuses --nesterov with the adaptive methods, and
 /// --preconditioner with sgd.
 struct OptimizerSetting {
@@ -56,7 +56,7 @@ struct OptimizerSetting {
 };
 OptimizerSetting optimizer_option(const Args& args);
 /// A usage error naming `command` when o is Adam's or RMSProp's L2 decay
-/// (available on threshold and curve only).
+/// (available on threshold, curve and radius only).
 void refuse_adaptive_l2(const OptimizerSetting& o, const std::string& command);
 /// The Jacobian (with --softmax/--curvature applied, not preconditioned) and
 /// P's entries, for the L2 decay of an adaptive method (--jacobian and

@@ -772,6 +772,30 @@ void bind_adaptive(py::module_& m) {
       },
       py::arg("geometry"), py::arg("lr"), py::arg("batch"), py::arg("sampling"), py::arg("beta1"),
       py::arg("weight_decay") = 0.0);
+  m.def(
+      "adam_l2_radius",
+      [](py::handle jacobian, Index outputs, py::handle preconditioner, double lr, Index batch,
+         const std::string& sampling, double beta1, double weight_decay, py::kwargs kw) {
+        // Adam's or RMSProp's own L2 decay (theory/adaptive.md, section 6): rho on the whole state.
+        const Sampling s = parse<Sampling>(sampling);
+        const SolverOptions so = solver_options(kw, "adam_l2_radius");
+        const MatrixXd j = as_matrix(jacobian, "jacobian").dense();
+        const Eigen::VectorXd pre = as_vector(preconditioner, "preconditioner");
+        PyRadius out;
+        std::optional<Geometry> g;
+        {
+          Compute c;
+          g.emplace(Geometry::from_jacobian(precondition_jacobian(j, pre), outputs));
+          out.r = adam_l2_spectral_radius(j, outputs, pre, lr, batch, s, beta1, weight_decay, so);
+        }
+        out.j = cli::with_options(cli::momentum_radius_json(*g, out.r, Momentum{beta1, false}, weight_decay), so);
+        out.j["optimizer"] = beta1 > 0.0 ? "adam" : "rmsprop";
+        out.j["beta1"] = beta1;
+        cli::adam_fields(out.j);
+        return out;
+      },
+      py::arg("jacobian"), py::arg("outputs"), py::arg("preconditioner"), py::arg("lr"), py::arg("batch"),
+      py::arg("sampling"), py::arg("beta1"), py::arg("weight_decay"));
 }
 
 // The stationary covariance (theory/covariance.md): (the JSON of `sgdstab covariance`, Sigma).

@@ -451,9 +451,20 @@ TEST_F(Cli, LossCurvatureAndAdaptiveOptimizers) {
                     1e-7);
     EXPECT_EQ(j["optimizer"], "rmsprop");
     EXPECT_FALSE(j.contains("eta_gd"));
+    r = run("radius " + pre + " --optimizer adam --momentum 0.5 --sampling with --batch 3 --weight-decay " + num(wd) +
+            " --lr " + num(1.2 * t.eta_star));
+    ASSERT_EQ(r.code, 0) << r.err;
+    j = json::parse(r.out);
+    EXPECT_REL_NEAR(j["rho"].get<double>(),
+                    sgdstab::adam_l2_spectral_radius(J, 2, pc, 1.2 * t.eta_star, 3, sgdstab::Sampling::with_replacement,
+                                                     0.5, wd)
+                        .rho,
+                    1e-9);
+    EXPECT_GT(j["rho"].get<double>(), 1.0);
+    EXPECT_EQ(j["weight_decay"].get<double>(), wd);
     for (const auto& [cmd, needle] : std::vector<std::pair<std::string, std::string>>{
              {"region " + pre + " --optimizer adam --weight-decay 0.1", "not on region"},
-             {"radius " + pre + " --optimizer rmsprop --batch 2 --lr 0.1 --weight-decay 0.1", "not on radius"},
+             {"montecarlo " + pre + " --optimizer rmsprop --batch 2 --lr 0.1 --weight-decay 0.1", "not on montecarlo"},
              {"threshold " + pre + " --optimizer rmsprop --momentum 0.5 --batch 2 --weight-decay 0.1", "not covered"},
              {"threshold --jacobian " + file("cj.npy") + " --outputs 2 --batch 2 --optimizer adam --weight-decay 0.1",
               "needs --preconditioner"},

@@ -84,6 +84,7 @@ __all__ = [
     "adam_curve",
     "adam_l2_threshold",
     "adam_l2_curve",
+    "adam_l2_radius",
     "adam_region",
     "covariance",
     "read_matrix",
@@ -476,6 +477,15 @@ def adam_l2_threshold(jacobian, preconditioner, batch, sampling="without", *, ou
     weight_decay > 0: AdamW's decoupled decay).""" + _SOLVER_OPTIONS)
 def adam_radius(geometry, lr, batch, sampling="without", *, beta1=0.9, weight_decay=0.0, **solver_options):
     return _core.adam_radius(geometry, lr, batch, sampling, beta1, weight_decay, **solver_options)
+
+
+@_doc("""rho of Adam's (beta1 > 0) or RMSProp's (beta1 = 0) second-moment map with its own L2 weight decay at
+    the optimizer's lr, on the whole 2p-dimensional state (inputs as adam_l2_curve; stable iff rho <= 1).""" +
+      _SOLVER_OPTIONS)
+def adam_l2_radius(jacobian, preconditioner, lr, batch, sampling="without", *, outputs=1, beta1=0.9, weight_decay,
+                   **solver_options):
+    return _core.adam_l2_radius(jacobian, outputs, preconditioner, lr, batch, sampling, beta1, weight_decay,
+                                **solver_options)
 
 
 @_doc("""adam_threshold for each B in batches (default 1, 2, 4, ..., n): a MomentumCurveResult.""" +

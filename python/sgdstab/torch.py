@@ -391,8 +391,8 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
     (sgdstab.adam_l2_curve with the library's decay WD times the loss's
     factor, WD C / 2 for "mse_mean"; theory/adaptive.md section 6: p up to
     a few thousand); the report's weight_decay is WD, eta_gd the
-    full-batch limit with P^{-1}(H + WD), and the verdict is decided by eta*
-    (no radius for it yet).
+    full-batch limit with P^{-1}(H + WD), and the verdict's rho is that of the
+    whole state (sgdstab.adam_l2_radius).
 
     loss="cross_entropy": torch.nn.CrossEntropyLoss(reduction="mean") on
     logits model(inputs) (C >= 2), targets class indices (n,) or class
@@ -499,8 +499,9 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
     if lr is not None:
         if not (lr > 0 and math.isfinite(lr)):
             raise ValueError(f"lr: the learning rate must be finite and > 0, got {lr}")
-        if l2:  # no radius for the L2 decay yet: the threshold decides
-            rad = None
+        if l2:
+            rad = _core.adam_l2_radius(raw_jac, c, adaptive["preconditioner"], lr / lr_factor, batch, sampling, beta1,
+                                       factor * l2, **solver_options)
             thr = pts[bs.index(batch)] if batch in bs else l2_points([batch])[0]
         elif adam:
             rad = _core.adam_radius(geometry, lr / lr_factor, batch, sampling, beta1, adamw_wd, **solver_options)

@@ -934,7 +934,12 @@ def test_adam_and_rmsprop_l2_decay_against_torch_optim(kind, beta1, batch):
     assert math.isclose(rep.eta_gd, 2 * (1 + beta1) / ((1 - beta1) * lam_wd), rel_tol=1e-8)
     if batch == n:
         assert math.isclose(eta, rep.eta_gd, rel_tol=1e-8)
-    assert rep.verdict["stable"] == (1e-3 <= eta) and rep.verdict["decided_by"] == "eta_star"
+    assert rep.verdict["stable"] == (1e-3 <= eta) and rep.verdict["decided_by"] == "rho"
+    # rho at the runs' two learning rates in the library's units (lr / (C/2), wd C/2), on each side of 1 as
+    # the torch runs below are.
+    lib = [sgdstab.adam_l2_radius(st.jacobian(model, x), pre, f * eta / (c / 2), batch, outputs=c, beta1=beta1,
+                                  weight_decay=wd * c / 2).rho for f in (0.9, 1.3)]
+    assert lib[0] < 1 < lib[1], lib
     seeds = range(1) if batch == n else range(5)
     below = [run_adam(x, y, w_star, v, 0.9 * eta, beta1, batch, s, kind, wd=wd) for s in seeds]
     above = [run_adam(x, y, w_star, v, 1.3 * eta, beta1, batch, s, kind, wd=wd) for s in seeds]
