@@ -253,8 +253,9 @@ void Program::exact_commands() {
                                "convention (PyTorch SGD(lr, weight_decay=wd) on MSELoss: --lr 2 lr / C, LAMBDA = wd C / "
                                "2); with --momentum the buffer takes g_B + LAMBDA theta, as torch.optim.SGD(momentum, weight_decay) "
                                "(theory/weight_decay.md, theory/momentum.md section 8); with --optimizer adamw AdamW's decoupled decay theta <- (1 - lr LAMBDA) theta "
-                               "before the Adam step (theory/adaptive.md section 5); with --optimizer adam|rmsprop their own L2 decay through "
-                               "P^{-1}, from --jacobian and --preconditioner (section 6) (default 0)"}});
+                               "before the Adam step (theory/adaptive.md section 5); with --optimizer adam|rmsprop "
+                               "their own L2 decay through P^{-1}, from --jacobian and --preconditioner (section 6) "
+                               "(default 0)"}});
   momentum_options(c);
   optimizer_options(c);
   options(c, {{"scan", "K: with --momentum, also evaluate kappa at K points of (0, eta_mean) to find "
@@ -267,8 +268,9 @@ void Program::exact_commands() {
                                "convention (PyTorch SGD(lr, weight_decay=wd) on MSELoss: --lr 2 lr / C, LAMBDA = wd C / "
                                "2); with --momentum the buffer takes g_B + LAMBDA theta, as torch.optim.SGD(momentum, weight_decay) "
                                "(theory/weight_decay.md, theory/momentum.md section 8); with --optimizer adamw AdamW's decoupled decay theta <- (1 - lr LAMBDA) theta "
-                               "before the Adam step (theory/adaptive.md section 5); with --optimizer adam|rmsprop their own L2 decay through "
-                               "P^{-1}, from --jacobian and --preconditioner (section 6) (default 0)"}});
+                               "before the Adam step (theory/adaptive.md section 5); with --optimizer adam|rmsprop "
+                               "their own L2 decay through P^{-1}, from --jacobian and --preconditioner (section 6) "
+                               "(default 0)"}});
   momentum_options(c);
   optimizer_options(c);
 
@@ -279,8 +281,9 @@ void Program::exact_commands() {
                                "convention (PyTorch SGD(lr, weight_decay=wd) on MSELoss: --lr 2 lr / C, LAMBDA = wd C / "
                                "2); with --momentum the buffer takes g_B + LAMBDA theta, as torch.optim.SGD(momentum, weight_decay) "
                                "(theory/weight_decay.md, theory/momentum.md section 8); with --optimizer adamw AdamW's decoupled decay theta <- (1 - lr LAMBDA) theta "
-                               "before the Adam step (theory/adaptive.md section 5); with --optimizer adam|rmsprop their own L2 decay through "
-                               "P^{-1}, from --jacobian and --preconditioner (section 6) (default 0)"}});
+                               "before the Adam step (theory/adaptive.md section 5); with --optimizer adam|rmsprop "
+                               "their own L2 decay through P^{-1}, from --jacobian and --preconditioner (section 6) "
+                               "(default 0)"}});
   momentum_options(c);
   optimizer_options(c);
 

@@ -660,6 +660,14 @@ TEST(Adaptive, AdamL2ReducesToSgdWithL2AtPEqualOneAndToAdamWithoutDecay) {
         const auto hb = sgdstab::weight_decay_momentum_threshold(g, 2, s, sgdstab::Momentum{beta1, false}, wd);
         ASSERT_TRUE(hb.converged()) << hb.report.message;
         EXPECT_REL_NEAR(r.eta_star, hb.eta_star / (1.0 - beta1), 1e-8) << what << " beta1 " << beta1;
+        if (g.rank() < p) continue;  // the r x r radius is range(H)'s, this one the whole state's
+        const double lr = 1.1 * r.eta_star;
+        EXPECT_REL_NEAR(sgdstab::adam_l2_spectral_radius(*jac, 1, ones, lr, 2, s, beta1, wd).rho,
+                        sgdstab::weight_decay_momentum_spectral_radius(g, lr * (1.0 - beta1), 2, s,
+                                                                       sgdstab::Momentum{beta1, false}, wd)
+                            .rho,
+                        1e-8)
+            << what << " beta1 " << beta1;
       }
       // RMSProp with P = 1 is SGD with L2 decay (the pencil solver of weight_decay.hpp).
       EXPECT_REL_NEAR(sgdstab::adam_l2_threshold(*jac, 1, ones, 2, s, 0.0, wd).eta_star,

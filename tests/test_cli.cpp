@@ -424,7 +424,7 @@ TEST_F(Cli, LossCurvatureAndAdaptiveOptimizers) {
     EXPECT_EQ(r.code, 2);
     EXPECT_NE(r.err.find("RMSProp"), std::string::npos) << r.err;
   }
-  // Adam's and RMSProp's own L2 decay (theory/adaptive.md, section 6): threshold and curve are
+  // Adam's and RMSProp's own L2 decay (theory/adaptive.md, section 6): threshold, curve and radius are
   // adam_l2_*, which tests/test_adaptive.cpp checks against Adam's enumerated map with the decay.
   {
     const double wd = 0.3 * gp.lambda_max();

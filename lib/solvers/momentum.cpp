@@ -165,11 +165,11 @@ bool arnoldi_radius(const Op& op, const SolverOptions& options, Index ncv, Radiu
 }
 
 // Heavy-ball momentum's second-moment map whose mean is a MeanBasis's
-// (theory/adaptive.md, section 6): on symmetric 2p x 2p Z = [[X, Y], [Y^T, W]]
+// (theory/adaptive.md, section 6): on symmetric 2p x 2p Z = [[X, Y], [Y^T, S]]
 // in the mean's eigenbasis U, T(Z) = M Z M^T + lr^2 e e^T (x) C(X) with
 // M = [[I - lr diag(a), -beta I], [lr diag(a), beta I]], e = (-1, 1) and
 // C(X) = W [Q(W^T X W) - diag(d) W^T X W diag(d)] W^T (Q: E[H_B N H_B] in the
-// geometry's reduced coordinates, W = U^T V).
+// geometry's reduced coordinates, W = U^T V, the mean's `basis`).
 class MeanBasisMomentumOperator {
  public:
   using Scalar = double;
@@ -188,12 +188,12 @@ class MeanBasisMomentumOperator {
     const MatrixXd z = unpack(Eigen::Map<const VectorXd>(x_in, rows()), 2 * p);
     const VectorXd one_minus = 1.0 - lr_ * mean_->eigenvalues.array();
     const VectorXd la = lr_ * mean_->eigenvalues;
-    const auto x = z.topLeftCorner(p, p), y = z.topRightCorner(p, p), w = z.bottomRightCorner(p, p);
-    // M Z = [[A X - beta Y^T, A Y - beta W], [D X + beta Y^T, D Y + beta W]], then (M Z) M^T.
+    const auto x = z.topLeftCorner(p, p), y = z.topRightCorner(p, p), sb = z.bottomRightCorner(p, p);
+    // M Z = [[A X - beta Y^T, A Y - beta S], [D X + beta Y^T, D Y + beta S]], then (M Z) M^T.
     const MatrixXd t11 = one_minus.asDiagonal() * x - beta_ * y.transpose();
-    const MatrixXd t12 = one_minus.asDiagonal() * y - beta_ * w;
+    const MatrixXd t12 = one_minus.asDiagonal() * y - beta_ * sb;
     const MatrixXd t21 = la.asDiagonal() * x + beta_ * y.transpose();
-    const MatrixXd t22 = la.asDiagonal() * y + beta_ * w;
+    const MatrixXd t22 = la.asDiagonal() * y + beta_ * sb;
     MatrixXd out(2 * p, 2 * p);
     out.topLeftCorner(p, p) = t11 * one_minus.asDiagonal() - beta_ * t12;
     out.topRightCorner(p, p) = t11 * la.asDiagonal() + beta_ * t12;
