@@ -94,6 +94,17 @@ double ad_adam_rho(const std::vector<std::pair<MatrixXd, double>>& batches, cons
   return ad_adamw_rho(batches, precond, eta, beta1, 0.0);
 }
 
+// The message of the sgdstab::invalid_argument f throws, or "no error".
+template <class F>
+std::string ad_invalid_message(F f) {
+  try {
+    f();
+  } catch (const sgdstab::invalid_argument& e) {
+    return std::string(e.what());
+  }
+  return std::string("no error");
+}
+
 VectorXd ad_preconditioner(Eigen::Index p, std::uint64_t seed) {
   // Entries spread over two decades, as sqrt(v_hat) + eps are.
   return (ref::gaussian(p, 1, seed).col(0).array() * 1.2).exp();
@@ -443,14 +454,7 @@ TEST(Adaptive, AdamwCurveIsThePointwiseThresholdAndBadDecayIsRejected) {
       EXPECT_REL_NEAR(r.eta_star, sgdstab::adamw_threshold(g, r.batch, s, 0.9, wd).eta_star, 1e-7);
     }
   }
-  const auto msg = [](auto f) {
-    try {
-      f();
-    } catch (const sgdstab::invalid_argument& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
+  const auto msg = [](auto f) { return ad_invalid_message(f); };
   EXPECT_NE(msg([&] { sgdstab::adamw_threshold(g, 2, Sampling::with_replacement, 0.9, -1.0); })
                 .find("weight decay must be finite and >= 0"),
             std::string::npos);
@@ -735,14 +739,7 @@ TEST(Adaptive, AdamL2LanczosAgreesWithDenseAndWithTheMapAtSmallDecays) {
 TEST(Adaptive, AdamL2RejectsBadInputByName) {
   const MatrixXd J = ref::gaussian(4, 3, 390);
   const VectorXd P = ad_preconditioner(3, 391);
-  const auto msg = [](auto f) {
-    try {
-      f();
-    } catch (const sgdstab::invalid_argument& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
+  const auto msg = [](auto f) { return ad_invalid_message(f); };
   const Sampling s = Sampling::with_replacement;
   EXPECT_NE(msg([&] { sgdstab::adam_l2_threshold(J, 1, P, 2, s, 0.9, -0.1); }).find("weight decay must be finite"),
             std::string::npos);

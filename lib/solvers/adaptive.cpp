@@ -77,11 +77,16 @@ RadiusResult adam_spectral_radius(const Geometry& preconditioned, double lr, Ind
 
 namespace {
 
-MomentumThresholdResult adamw_units(MomentumThresholdResult r, double beta1, double weight_decay) {
+// Adam's units with the decay echoed: AdamW's decoupled one, or Adam's own L2 (section 6).
+MomentumThresholdResult decayed_units(MomentumThresholdResult r, double beta1, double weight_decay, bool decoupled) {
   r = to_adam_units(std::move(r), beta1);
   r.weight_decay = weight_decay;
-  r.decoupled_weight_decay = true;
+  r.decoupled_weight_decay = decoupled;
   return r;
+}
+
+MomentumThresholdResult adamw_units(MomentumThresholdResult r, double beta1, double weight_decay) {
+  return decayed_units(std::move(r), beta1, weight_decay, true);
 }
 
 }  // namespace
@@ -181,10 +186,7 @@ void check_samples(const Eigen::Ref<const Eigen::MatrixXd>& jacobian, Index outp
 }
 
 MomentumThresholdResult adam_l2_units(MomentumThresholdResult r, double beta1, double weight_decay) {
-  r = to_adam_units(std::move(r), beta1);
-  r.weight_decay = weight_decay;
-  r.decoupled_weight_decay = false;
-  return r;
+  return decayed_units(std::move(r), beta1, weight_decay, false);
 }
 
 }  // namespace

@@ -862,13 +862,10 @@ def test_measures_equal_torch_hessians_at_an_interpolating_point():
         sgdstab.hessian_measures(k, 4)
 
 
-@pytest.mark.parametrize("beta1,batch", [(0.5, 2), (0.9, 8)])
-def test_adamw_threshold_against_torch_optim_adamw(beta1, batch):
-    # torch.optim.AdamW's decoupled decay theta <- (1 - lr wd) theta (theory/adaptive.md, section 5), at an
-    # interpolating minimum at w* = 0 (targets 0), where the decay pulls towards w* and adds no drift. The
-    # report is the library's adamw answer in torch units (wd_lib = lr_factor wd); real AdamW runs return at
-    # 0.9 eta* and escape at 1.3 eta*; the decay moves eta* away from Adam's; at B = n eta* is the
-    # closed form 2 (1 + beta1) / ((1 - beta1) lambda_max(P^{-1} H) + (1 + beta1) wd).
+def zero_minimum_with_adam_state():
+    """linear_minimum's model moved to w* = 0 with targets 0 (an interpolating minimum where a weight decay
+    pulls towards w* and adds no drift): model, x, y, w*, a seeded second-moment state v (two decades) and
+    MSELoss(mean)'s Hessian on the row-major weight."""
     model, x, _ = linear_minimum()
     with torch.no_grad():
         model.weight.zero_()
@@ -877,9 +874,20 @@ def test_adamw_threshold_against_torch_optim_adamw(beta1, batch):
     w_star = model.weight.detach().clone()
     g = torch.Generator().manual_seed(7)
     v = 1e-2 * torch.exp(1.5 * torch.randn(w_star.shape, generator=g, dtype=torch.float64))
-    adam = st.analyze(model, x, y, batches=[batch], optimizer=frozen_adam([model.weight], v, 1e-3, beta1))
     xs = x.numpy()
-    h_torch = np.kron(np.eye(c), xs.T @ xs / n) * 2 / c  # MSELoss(mean)'s Hessian on the row-major weight
+    return model, x, y, w_star, v, np.kron(np.eye(c), xs.T @ xs / n) * 2 / c
+
+
+@pytest.mark.parametrize("beta1,batch", [(0.5, 2), (0.9, 8)])
+def test_adamw_threshold_against_torch_optim_adamw(beta1, batch):
+    # torch.optim.AdamW's decoupled decay theta <- (1 - lr wd) theta (theory/adaptive.md, section 5), at an
+    # interpolating minimum at w* = 0 (targets 0), where the decay pulls towards w* and adds no drift. The
+    # report is the library's adamw answer in torch units (wd_lib = lr_factor wd); real AdamW runs return at
+    # 0.9 eta* and escape at 1.3 eta*; the decay moves eta* away from Adam's; at B = n eta* is the
+    # closed form 2 (1 + beta1) / ((1 - beta1) lambda_max(P^{-1} H) + (1 + beta1) wd).
+    model, x, y, w_star, v, h_torch = zero_minimum_with_adam_state()
+    n, c = y.shape
+    adam = st.analyze(model, x, y, batches=[batch], optimizer=frozen_adam([model.weight], v, 1e-3, beta1))
     bc2 = 1 - (1 - 1e-6) ** (1e7 + 1)
     pre = ((v / bc2).sqrt() + 1e-8).reshape(-1).numpy()
     lam = np.linalg.eigvals(h_torch / pre[:, None]).real.max()
@@ -907,19 +915,11 @@ def test_adam_and_rmsprop_l2_decay_against_torch_optim(kind, beta1, batch):
     # theory/adaptive.md, section 6), at an interpolating minimum at w* = 0 (targets 0), where the decay pulls
     # towards w* and adds no drift. analyze answers from the Jacobian and P on the whole parameter space;
     # real runs with the state frozen return at 0.9 eta* and escape at 1.3 eta*; the decay moves eta* away
-    # from the undecayed optimizer's and from AdamW's at the same wd; at B = n eta* is the closed form
+    # from the undecayed optimizer's; at B = n eta* is the closed form
     # 2 (1 + beta1) / ((1 - beta1) lambda_max(P^{-1}(H + wd))) in torch's units.
-    model, x, _ = linear_minimum()
-    with torch.no_grad():
-        model.weight.zero_()
-    y = torch.zeros(x.shape[0], 4, dtype=torch.float64)
+    model, x, y, w_star, v, h_torch = zero_minimum_with_adam_state()
     n, c = y.shape
-    w_star = model.weight.detach().clone()
-    g = torch.Generator().manual_seed(7)
-    v = 1e-2 * torch.exp(1.5 * torch.randn(w_star.shape, generator=g, dtype=torch.float64))
     plain = st.analyze(model, x, y, batches=[batch], optimizer=frozen_adam([model.weight], v, 1e-3, beta1, kind))
-    xs = x.numpy()
-    h_torch = np.kron(np.eye(c), xs.T @ xs / n) * 2 / c  # MSELoss(mean)'s Hessian on the row-major weight
     bc2 = 1 - (1 - 1e-6) ** (1e7 + 1) if kind == "adam" else 1.0  # RMSprop's square_avg has no bias correction
     pre = ((v / bc2).sqrt() + 1e-8).reshape(-1).numpy()
     lam = np.linalg.eigvals(h_torch / pre[:, None]).real.max()
