@@ -16,17 +16,15 @@ int cmd_curve(const Args& args, std::ostream& out, std::ostream& err) {
   const double wd = weight_decay_option(args);
   const OptimizerSetting opt = optimizer_option(args);
   if (opt.l2_adaptive) {  // Adam's or RMSProp's own L2 decay (theory/adaptive.md, section 6)
-    const auto [jac, precond] = jacobian_and_preconditioner(args);
-    const Index c = outputs_option(args);
-    const ReductionOptions ro = reduction_options(args);
-    const Geometry g = Geometry::from_jacobian(precondition_jacobian(jac, precond), c, ro);
-    const std::vector<Index> batches = batches_option(args, g.samples());
-    const auto curve = adam_l2_threshold_curve(jac, c, precond, batches, sampling, opt.beta1(), wd, so, ro);
+    const AdaptiveL2Input in = adaptive_l2_input(args);
+    const std::vector<Index> batches = batches_option(args, in.geometry.samples());
+    const auto curve = adam_l2_threshold_curve(in.jacobian, in.outputs, in.preconditioner, batches, sampling,
+                                               opt.beta1(), wd, so, in.reduction);
     Status status = Status::converged;
     for (const auto& r : curve) status = combine(status, r.status());
-    json j = with_options(momentum_curve_json(g, curve), so);
+    json j = with_options(momentum_curve_json(in.geometry, curve), so);
     echo_inputs(args, opt, j);
-    adam_fields(j);
+    adam_fields(j);  // the full-batch limit is eta_mean, not 2 / lambda_max
     return finish(j, status, out, err);
   }
   const Geometry g = load_geometry(args);

@@ -19,15 +19,13 @@ int cmd_radius(const Args& args, std::ostream& out, std::ostream& err) {
   const OptimizerSetting opt = optimizer_option(args);
   if (opt.l2_adaptive) {  // Adam's or RMSProp's own L2 decay (theory/adaptive.md, section 6): the whole state
     if (args.has("direction")) throw UsageError("--direction is not available with --optimizer " + opt.name);
-    const auto [jac, precond] = jacobian_and_preconditioner(args);
-    const Index c = outputs_option(args);
-    const ReductionOptions ro = reduction_options(args);
-    const Geometry g = Geometry::from_jacobian(precondition_jacobian(jac, precond), c, ro);
-    const Index b = batch_of(args, g);
-    const RadiusResult r = adam_l2_spectral_radius(jac, c, precond, lr, b, sampling, opt.beta1(), wd, so, ro);
-    json j = with_options(momentum_radius_json(g, r, Momentum{opt.beta1(), false}, wd), so);
+    const AdaptiveL2Input in = adaptive_l2_input(args);
+    const Index b = batch_of(args, in.geometry);
+    const RadiusResult r = adam_l2_spectral_radius(in.jacobian, in.outputs, in.preconditioner, lr, b, sampling,
+                                                   opt.beta1(), wd, so, in.reduction);
+    json j = with_options(momentum_radius_json(in.geometry, r, Momentum{opt.beta1(), false}, wd), so);
     echo_inputs(args, opt, j);
-    adam_fields(j);
+    adam_fields(j);  // the full-batch limit is eta_mean, not 2 / lambda_max
     return finish(j, r.status(), out, err);
   }
   const Geometry g = load_geometry(args);

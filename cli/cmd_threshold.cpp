@@ -18,16 +18,13 @@ int adaptive_l2_threshold(const Args& args, const OptimizerSetting& opt, Samplin
   if (args.has("direction")) throw UsageError("--direction is not available with --optimizer " + opt.name);
   const long long scan = args.integer_or("scan", 0);
   if (scan < 0) throw UsageError("--scan: K must be >= 0, got " + std::to_string(scan));
-  const auto [jac, precond] = jacobian_and_preconditioner(args);
-  const Index c = outputs_option(args);
-  const ReductionOptions ro = reduction_options(args);
-  const Geometry g = Geometry::from_jacobian(precondition_jacobian(jac, precond), c, ro);
-  const Index b = batch_of(args, g);
-  const MomentumThresholdResult r =
-      adam_l2_threshold(jac, c, precond, b, sampling, opt.beta1(), wd, so, static_cast<Index>(scan), ro);
-  json j = with_options(momentum_threshold_json(g, r), so);
+  const AdaptiveL2Input in = adaptive_l2_input(args);
+  const Index b = batch_of(args, in.geometry);
+  const MomentumThresholdResult r = adam_l2_threshold(in.jacobian, in.outputs, in.preconditioner, b, sampling,
+                                                      opt.beta1(), wd, so, static_cast<Index>(scan), in.reduction);
+  json j = with_options(momentum_threshold_json(in.geometry, r), so);
   echo_inputs(args, opt, j);
-  adam_fields(j);  // the full-batch limit is eta_mean (lambda_max(H~ + LAMBDA P^{-1})), not 2 / lambda_max
+  adam_fields(j);  // the full-batch limit is eta_mean, not 2 / lambda_max
   return finish(j, r.status(), out, err);
 }
 

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <string>
+#include <utility>
 
 #include "foundations/check.hpp"
 #include "option_table.hpp"
@@ -82,14 +83,19 @@ Eigen::MatrixXd load_jacobian(const Args& args) {
   return jac;
 }
 
-std::pair<Eigen::MatrixXd, Eigen::VectorXd> jacobian_and_preconditioner(const Args& args) {
+AdaptiveL2Input adaptive_l2_input(const Args& args) {
   if (!args.has("jacobian") || args.has("gram"))
     throw UsageError("--weight-decay with --optimizer rmsprop|adam needs --jacobian FILE (not --gram): the decay "
                      "acts through P^{-1} on the whole parameter space (theory/adaptive.md, section 6)");
   if (!args.has("preconditioner"))
     throw UsageError("--weight-decay with --optimizer rmsprop|adam (L2: g + LAMBDA theta before P^{-1}) needs "
                      "--preconditioner FILE: the decay acts through P^{-1} (theory/adaptive.md, section 6)");
-  return {curved_jacobian(args), preconditioner_option(args)};
+  Eigen::MatrixXd jac = curved_jacobian(args);
+  Eigen::VectorXd pre = preconditioner_option(args);
+  const Index c = outputs_option(args);
+  const ReductionOptions ro = reduction_options(args);
+  Geometry g = Geometry::from_jacobian(precondition_jacobian(jac, pre), c, ro);
+  return {std::move(jac), std::move(pre), c, ro, std::move(g)};
 }
 
 void refuse_adaptive_l2(const OptimizerSetting& o, const std::string& command) {

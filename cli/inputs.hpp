@@ -7,7 +7,6 @@
 #include <Eigen/Core>
 #include <chrono>
 #include <cstdint>
-#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -58,10 +57,18 @@ OptimizerSetting optimizer_option(const Args& args);
 /// A usage error naming `command` when o is Adam's or RMSProp's L2 decay
 /// (available on threshold, curve and radius only).
 void refuse_adaptive_l2(const OptimizerSetting& o, const std::string& command);
-/// The Jacobian (with --softmax/--curvature applied, not preconditioned) and
-/// P's entries, for the L2 decay of an adaptive method (--jacobian and
-/// --preconditioner required).
-std::pair<Eigen::MatrixXd, Eigen::VectorXd> jacobian_and_preconditioner(const Args& args);
+/// The inputs of an adaptive method's L2 decay (--jacobian and
+/// --preconditioner required): the Jacobian with --softmax/--curvature
+/// applied but not preconditioned, P's entries, C, the reduction options
+/// and the geometry of J P^{-1/2} (for the JSON's geometry fields).
+struct AdaptiveL2Input {
+  Eigen::MatrixXd jacobian;
+  Eigen::VectorXd preconditioner;
+  Index outputs;
+  ReductionOptions reduction;
+  Geometry geometry;
+};
+AdaptiveL2Input adaptive_l2_input(const Args& args);
 /// An Adam result's JSON: without eta_gd (GD's 2 / lambda_max is not Adam's
 /// full-batch limit; that is eta_mean). Shared with the Python package.
 void adam_fields(json& j);

@@ -633,6 +633,15 @@ void bind_momentum(py::module_& m) {
 }
 
 // What `--optimizer adam` (adamw with a decoupled weight decay wd > 0) adds to a result's JSON (cli/inputs.cpp).
+// Adam's (beta1 > 0) or RMSProp's own L2 decay: the optimizer, beta1 and the
+// decay; no eta_gd (the full-batch limit is eta_mean).
+void adam_l2_json(cli::json& j, double beta1, double weight_decay) {
+  j["optimizer"] = beta1 > 0.0 ? "adam" : "rmsprop";
+  j["beta1"] = beta1;
+  cli::adam_fields(j);
+  j["weight_decay"] = weight_decay;
+}
+
 void adam_json(cli::json& j, double beta1, double weight_decay = 0.0) {
   j["optimizer"] = weight_decay > 0.0 ? "adamw" : "adam";
   j["beta1"] = beta1;
@@ -736,20 +745,14 @@ void bind_adaptive(py::module_& m) {
           g.emplace(Geometry::from_jacobian(precondition_jacobian(j, pre), outputs));
           curve = adam_l2_threshold_curve(j, outputs, pre, batches, s, beta1, weight_decay, so);
         }
-        const auto l2_json = [&](cli::json& x) {
-          x["optimizer"] = beta1 > 0.0 ? "adam" : "rmsprop";
-          x["beta1"] = beta1;
-          cli::adam_fields(x);  // the full-batch limit is eta_mean
-          x["weight_decay"] = weight_decay;
-        };
         py::list points;
         for (const auto& r : curve) {
           cli::json pj = cli::momentum_threshold_json(*g, r);
-          l2_json(pj);
+          adam_l2_json(pj, beta1, weight_decay);
           points.append(PyMomentumThreshold{r, pj});
         }
         cli::json out = cli::with_options(cli::momentum_curve_json(*g, curve), so);
-        l2_json(out);
+        adam_l2_json(out, beta1, weight_decay);
         return py::make_tuple(points, json_to_python(out));
       },
       py::arg("jacobian"), py::arg("outputs"), py::arg("preconditioner"), py::arg("batches"), py::arg("sampling"),
@@ -789,9 +792,7 @@ void bind_adaptive(py::module_& m) {
           out.r = adam_l2_spectral_radius(j, outputs, pre, lr, batch, s, beta1, weight_decay, so);
         }
         out.j = cli::with_options(cli::momentum_radius_json(*g, out.r, Momentum{beta1, false}, weight_decay), so);
-        out.j["optimizer"] = beta1 > 0.0 ? "adam" : "rmsprop";
-        out.j["beta1"] = beta1;
-        cli::adam_fields(out.j);
+        adam_l2_json(out.j, beta1, weight_decay);
         return out;
       },
       py::arg("jacobian"), py::arg("outputs"), py::arg("preconditioner"), py::arg("lr"), py::arg("batch"),

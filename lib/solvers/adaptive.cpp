@@ -177,6 +177,13 @@ L2Problem l2_problem(const Eigen::Ref<const Eigen::MatrixXd>& jacobian, Index ou
   return out;
 }
 
+// The geometry of J P^{-1/2}: without decay, everything holds in its r x r coordinates.
+Geometry preconditioned_geometry(const Eigen::Ref<const Eigen::MatrixXd>& jacobian, Index outputs,
+                                 const Eigen::Ref<const Eigen::VectorXd>& preconditioner,
+                                 const ReductionOptions& reduction) {
+  return Geometry::from_jacobian(precondition_jacobian(jacobian, preconditioner), outputs, reduction);
+}
+
 // The batch sizes against n before any O(p^3) work (the Geometry checks the
 // Jacobian itself).
 void check_samples(const Eigen::Ref<const Eigen::MatrixXd>& jacobian, Index outputs, const std::vector<Index>& batches,
@@ -203,10 +210,9 @@ MomentumThresholdResult adam_l2_threshold(const Eigen::Ref<const Eigen::MatrixXd
   check_samples(jacobian, outputs, {batch}, where);
   return adam_l2_units(detail::timed([&] {
                          if (weight_decay == 0.0)  // H~ alone: the reduced coordinates hold it
-                           return momentum_threshold(
-                               Geometry::from_jacobian(precondition_jacobian(jacobian, preconditioner), outputs,
-                                                       reduction),
-                               batch, sampling, m, options, scan_points);
+                           return momentum_threshold(preconditioned_geometry(jacobian, outputs, preconditioner,
+                                                                             reduction),
+                                                     batch, sampling, m, options, scan_points);
                          const L2Problem l2 =
                              l2_problem(jacobian, outputs, preconditioner, weight_decay, reduction, where);
                          return detail::mean_basis_momentum_threshold(l2.geometry, l2.mean, batch, sampling, m,
@@ -230,9 +236,8 @@ std::vector<MomentumThresholdResult> adam_l2_threshold_curve(const Eigen::Ref<co
   const detail::Stopwatch watch;
   std::vector<MomentumThresholdResult> out;
   if (weight_decay == 0.0) {
-    out = momentum_threshold_curve(
-        Geometry::from_jacobian(precondition_jacobian(jacobian, preconditioner), outputs, reduction), batches,
-        sampling, m, options);
+    out = momentum_threshold_curve(preconditioned_geometry(jacobian, outputs, preconditioner, reduction), batches,
+                                   sampling, m, options);
   } else {
     const L2Problem l2 = l2_problem(jacobian, outputs, preconditioner, weight_decay, reduction, where);
     out = detail::momentum_levels(l2.geometry, {sampling}, batches, m, options, weight_decay, 0.0, &l2.mean).front();
@@ -256,9 +261,8 @@ RadiusResult adam_l2_spectral_radius(const Eigen::Ref<const Eigen::MatrixXd>& ja
   check_samples(jacobian, outputs, {batch}, where);
   RadiusResult r = detail::timed([&] {
     if (weight_decay == 0.0)
-      return momentum_spectral_radius(
-          Geometry::from_jacobian(precondition_jacobian(jacobian, preconditioner), outputs, reduction),
-          adam_heavy_ball_lr(lr, beta1), batch, sampling, m, options);
+      return momentum_spectral_radius(preconditioned_geometry(jacobian, outputs, preconditioner, reduction),
+                                      adam_heavy_ball_lr(lr, beta1), batch, sampling, m, options);
     const L2Problem l2 = l2_problem(jacobian, outputs, preconditioner, weight_decay, reduction, where);
     return detail::mean_basis_momentum_radius(l2.geometry, l2.mean, adam_heavy_ball_lr(lr, beta1), batch, sampling,
                                               m, options, where);
