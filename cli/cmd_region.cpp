@@ -242,11 +242,11 @@ int cmd_region(const Args& args, std::ostream& out, std::ostream& err) {
   const auto t0 = std::chrono::steady_clock::now();
   const double weight_decay = weight_decay_option(args);
   const OptimizerSetting opt = optimizer_option(args);
-  refuse_adaptive_l2(opt, "region");
-  const bool heavy = opt.momentum.has_value() && opt.momentum->beta > 0.0;
+  // Momentum's region (and Adam's or RMSProp's L2 decay, solved as momentum's) takes every scheme.
+  const bool heavy = (opt.momentum.has_value() && opt.momentum->beta > 0.0) || opt.l2_adaptive;
   // With weight decay the default schemes of plain SGD are without and with
   // replacement (one shared family; Bernoulli's points: `curve --sampling
-  // bernoulli`); momentum's region takes every scheme.
+  // bernoulli`).
   const std::vector<Sampling> schemes =
       weight_decay > 0.0 && !args.has("sampling") && !heavy
           ? std::vector<Sampling>{Sampling::without_replacement, Sampling::with_replacement}
@@ -262,6 +262,21 @@ int cmd_region(const Args& args, std::ostream& out, std::ostream& err) {
         throw UsageError("--weight-decay: the region covers without and with replacement (one shared family); for "
                          "Bernoulli sampling use `curve --sampling bernoulli --weight-decay` (theory/weight_decay.md)");
   check_engine_options(args);
+  if (opt.l2_adaptive) {  // Adam's or RMSProp's own L2 decay (theory/adaptive.md, section 6); exact engine only
+    if (args.str_or("engine", "auto") == "band")
+      throw UsageError("--engine band: the band is SGD's, with or without momentum, not --optimizer " + opt.name +
+                       "'s (theory/band.md, section 7); use --engine exact");
+    const AdaptiveL2Input in = adaptive_l2_input(args);
+    const std::vector<Index> batches = batches_option(args, in.geometry.samples());
+    for (const Mark& m : marks) check_batch(m.batch, in.geometry.samples(), "--mark");
+    RegionReport rep = adam_l2_region_report(in, schemes, batches, marks, args.str_or("plot", ""), so, opt.beta1(),
+                                             weight_decay);
+    rep.j["engine"] = "exact";
+    rep.j["engine_reason"] = "--optimizer " + opt.name + ": the band is SGD's only, so the exact engine runs";
+    rep.j["seconds"] = seconds_since(t0);
+    echo_inputs(args, opt, rep.j);
+    return finish(rep.j, rep.status, out, err);
+  }
   const Geometry g = load_geometry(args);
   const std::vector<Index> batches = batches_option(args, g.samples());
   for (const Mark& m : marks) check_batch(m.batch, g.samples(), "--mark");

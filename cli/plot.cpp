@@ -228,7 +228,7 @@ std::string region_svg(const StabilityRegion& region, const std::vector<std::vec
   }
   const bool momentum = region.momentum.beta > 0.0;
   const double gd = c.sy(momentum ? region.eta_mean : region.eta_gd);
-  const std::string gd_label = region.adam ? "full-batch Adam limit"
+  const std::string gd_label = region.adam ? (momentum ? "full-batch Adam limit" : "full-batch RMSProp limit")
                                : !momentum ? "2/lambda_max"
                                : region.momentum.nesterov ? "2(1+beta)/((1+2 beta) lambda_max)"
                                                           : "2(1+beta)/lambda_max";

@@ -84,7 +84,7 @@ json region_json(const StabilityRegion& region) {
   j["momentum"] = region.momentum.beta;
   j["weight_decay"] = region.weight_decay;
   j["nesterov"] = region.momentum.nesterov;
-  if (region.momentum.beta > 0.0) j["eta_mean"] = region.eta_mean;
+  if (region.momentum.beta > 0.0 || region.adam) j["eta_mean"] = region.eta_mean;
   if (region.decoupled_weight_decay) j["weight_decay_decoupled"] = true;
   j["matvecs"] = region.report.matvecs;
   j["matvecs_single_precision"] = region.report.single_precision_matvecs;

@@ -255,8 +255,10 @@ void write_region_plot(const std::string& path, const Geometry* g, const Stabili
   write_text(path, region_svg(region, g ? bound_rows(*g, region, so) : std::vector<std::vector<RegionBound>>{}, marks,
                               "Stability region: n = " + std::to_string(region.samples) + ", C = " +
                                   std::to_string(region.outputs) + ", rank " + std::to_string(region.rank) +
-                                  (region.adam ? std::string(region.decoupled_weight_decay ? ", AdamW" : ", Adam") +
-                                                     " beta1 " + json(region.momentum.beta).dump()
+                                  (region.adam ? (region.momentum.beta > 0.0
+                                                     ? std::string(region.decoupled_weight_decay ? ", AdamW" : ", Adam") +
+                                                           " beta1 " + json(region.momentum.beta).dump()
+                                                     : std::string(", RMSProp"))
                                    : region.momentum.beta > 0.0
                                        ? std::string(region.momentum.nesterov ? ", Nesterov" : ", heavy-ball") +
                                              " momentum " + json(region.momentum.beta).dump()
@@ -322,6 +324,20 @@ RegionReport adam_region_report(const Geometry& g, const std::vector<Sampling>& 
     return adamw_spectral_radius(g, lr, b, s, beta1, weight_decay, so);
   };
   return region_report_of(adam_region(g, schemes, batches, beta1, weight_decay, so), &g, marks, plot, so, radius);
+}
+
+RegionReport adam_l2_region_report(const AdaptiveL2Input& in, const std::vector<Sampling>& schemes,
+                                   const std::vector<Index>& batches, const std::vector<Mark>& marks,
+                                   const std::string& plot, const SolverOptions& so, double beta1,
+                                   double weight_decay) {
+  check_marks(in.geometry.samples(), marks);
+  const MarkRadius radius = [&](double lr, Index b, Sampling s) {
+    return adam_l2_spectral_radius(in.jacobian, in.outputs, in.preconditioner, lr, b, s, beta1, weight_decay, so,
+                                   in.reduction);
+  };
+  return region_report_of(adam_l2_region(in.jacobian, in.outputs, in.preconditioner, schemes, batches, beta1,
+                                         weight_decay, so, in.reduction),
+                          &in.geometry, marks, plot, so, radius);
 }
 
 }  // namespace sgdstab::cli

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "inputs.hpp"
 #include "report.hpp"
 #include "sgdstab/band.hpp"
 #include "sgdstab/covariance.hpp"
@@ -62,6 +63,14 @@ RegionReport region_report(const Geometry& g, const std::vector<Sampling>& schem
 RegionReport adam_region_report(const Geometry& g, const std::vector<Sampling>& schemes,
                                 const std::vector<Index>& batches, const std::vector<Mark>& marks,
                                 const std::string& plot, const SolverOptions& so, double beta1, double weight_decay);
+
+/// region_report for Adam's (beta1 > 0) or RMSProp's (beta1 = 0) own L2 decay
+/// (adam_l2_region, in the optimizer's lr; marks judged by
+/// adam_l2_spectral_radius on the whole 2p state).
+RegionReport adam_l2_region_report(const AdaptiveL2Input& in, const std::vector<Sampling>& schemes,
+                                   const std::vector<Index>& batches, const std::vector<Mark>& marks,
+                                   const std::string& plot, const SolverOptions& so, double beta1,
+                                   double weight_decay);
 
 /// rho at a mark (lr, B, scheme): how a region report judges its marks.
 using MarkRadius = std::function<RadiusResult(double lr, Index batch, Sampling sampling)>;

@@ -756,3 +756,86 @@ TEST(Adaptive, AdamL2RejectsBadInputByName) {
   EXPECT_NE(msg([&] { sgdstab::adam_l2_threshold_curve(J, 1, P, {}, s, 0.9, 0.1); }).find("empty"),
             std::string::npos);
 }
+
+TEST(Adaptive, AdamL2RegionPointsAndBandHoldTheEnumeratedMapWithL2Decay) {
+  struct Case {
+    Eigen::Index n, c, p;
+  };
+  int seed = 0;
+  // The second has n C < p: the decay reaches null(H) through P^{-1}.
+  for (const Case& cs : {Case{6, 1, 4}, Case{4, 1, 5}}) {
+    const MatrixXd J = ref::gaussian(cs.n * cs.c, cs.p, 400 + seed);
+    const VectorXd P = ad_preconditioner(cs.p, 410 + seed++);
+    const double top = ad_preconditioned_top(J, P, cs.c);
+    const auto h = ref::per_sample(J, cs.c);
+    const MatrixXd H = J.transpose() * J / static_cast<double>(cs.n);
+    const std::vector<Sampling> schemes(std::begin(kSchemes), std::end(kSchemes));
+    const std::vector<Eigen::Index> computed = {1, 3, cs.n};
+    for (double beta1 : {0.0, 0.9}) {
+      const double wd = 0.3 * top;
+      const auto region = sgdstab::adam_l2_region(J, cs.c, P, schemes, computed, beta1, wd);
+      const std::string what = "beta1 " + std::to_string(beta1) + " n " + std::to_string(cs.n) + " p " +
+                               std::to_string(cs.p);
+      ASSERT_TRUE(region.converged()) << region.report.message << " " << what;
+      EXPECT_TRUE(region.adam);
+      EXPECT_FALSE(region.decoupled_weight_decay);
+      EXPECT_EQ(region.weight_decay, wd);
+      EXPECT_EQ(region.momentum.beta, beta1);
+      // The full-batch limit 2 (1 + beta1) / ((1 - beta1) lambda_max(P^{-1}(H + wd))), by a dense pencil.
+      const double lmax =
+          ref::GenSymEigenSolver(MatrixXd(H + wd * MatrixXd::Identity(cs.p, cs.p)), MatrixXd(P.asDiagonal()))
+              .eigenvalues()
+              .maxCoeff();
+      EXPECT_REL_NEAR(region.eta_mean, 2.0 * (1.0 + beta1) / ((1.0 - beta1) * lmax), 1e-10) << what;
+      EXPECT_EQ(region.eta_gd, region.eta_mean);
+      ASSERT_EQ(region.curves.size(), schemes.size());
+      for (const auto& curve : region.curves) {
+        const std::string where = what + " " + sgdstab::to_string(curve.sampling);
+        ASSERT_EQ(curve.points.size(), computed.size());
+        for (const auto& pt : curve.points) {
+          // Each point is where the enumerated map with the decay crosses 1.
+          const auto batches = ref::batch_hessians(h, pt.batch, curve.sampling);
+          EXPECT_LT(ad_adam_l2_rho(batches, P, pt.eta_star * (1 - 1e-6), beta1, wd), 1.0) << where << " B " << pt.batch;
+          if (pt.eta_star < region.eta_mean * (1 - 1e-9))  // at the mean's limit rho touches 1 from below
+            EXPECT_GT(ad_adam_l2_rho(batches, P, pt.eta_star * (1 + 1e-6), beta1, wd), 1.0)
+                << where << " B " << pt.batch;
+          EXPECT_LE(pt.eta_low, pt.eta_star);
+          EXPECT_GE(pt.eta_high, pt.eta_star);
+        }
+        // Between computed points (B = 2, n - 1 were not): the enumerated crossing lies inside band().
+        for (Eigen::Index B : {Eigen::Index{2}, cs.n - 1}) {
+          const auto batches = ref::batch_hessians(h, B, curve.sampling);
+          const double crossing = ad_bisect(
+              [&](double eta) { return ad_adam_l2_rho(batches, P, eta, beta1, wd); }, region.eta_mean * 1.01, 40);
+          const sgdstab::EtaInterval band = region.band(curve.sampling, static_cast<double>(B));
+          EXPECT_LE(band.low, crossing * (1 + 1e-9)) << where << " B " << B;
+          EXPECT_GE(band.high, crossing * (1 - 1e-9)) << where << " B " << B;
+          EXPECT_GT(band.low, 0.0) << where << " B " << B;
+        }
+      }
+    }
+  }
+  // Without decay: Adam's region and, for RMSProp, plain SGD's on J P^{-1/2}.
+  const MatrixXd J = ref::gaussian(6, 4, 420);
+  const VectorXd P = ad_preconditioner(4, 421);
+  const auto g = sgdstab::Geometry::from_jacobian(sgdstab::precondition_jacobian(J, P), 1);
+  const std::vector<Sampling> two = {Sampling::without_replacement, Sampling::with_replacement};
+  const auto adam = sgdstab::adam_l2_region(J, 1, P, two, {1, 3}, 0.9, 0.0);
+  const auto rms = sgdstab::adam_l2_region(J, 1, P, two, {1, 3}, 0.0, 0.0);
+  for (std::size_t k = 0; k < two.size(); ++k)
+    for (std::size_t j = 0; j < 2; ++j) {
+      const auto& a = adam.curves[k].points[j];
+      EXPECT_REL_NEAR(a.eta_star, sgdstab::adam_threshold(g, a.batch, two[k], 0.9).eta_star, 1e-7);
+      const auto& r = rms.curves[k].points[j];
+      EXPECT_REL_NEAR(r.eta_star, sgdstab::stability_threshold(g, r.batch, two[k]).eta_star, 1e-7);
+    }
+  EXPECT_TRUE(adam.adam);
+  EXPECT_FALSE(rms.adam);
+  // Bad lists and decays are named before the p x p work.
+  EXPECT_NE(ad_invalid_message([&] { sgdstab::adam_l2_region(J, 1, P, {}, {1}, 0.9, 0.1); }).find("scheme"),
+            std::string::npos);
+  EXPECT_NE(ad_invalid_message([&] { sgdstab::adam_l2_region(J, 1, P, two, {7}, 0.9, 0.1); }).find("batch"),
+            std::string::npos);
+  EXPECT_NE(ad_invalid_message([&] { sgdstab::adam_l2_region(J, 1, P, two, {1}, 0.9, -0.1); }).find("weight decay"),
+            std::string::npos);
+}

@@ -158,4 +158,22 @@ StabilityRegion adam_region(const Geometry& preconditioned, const std::vector<Sa
                             const std::vector<Index>& batches, double beta1, double weight_decay = 0.0,
                             const SolverOptions& options = {});
 
+/// The stability region of Adam (beta1 > 0) or RMSProp (beta1 = 0) with
+/// their own L2 decay wd (adam_l2_threshold's map, theory/adaptive.md
+/// section 6): every scheme and batch size from one kappa_0 per noise class
+/// and one p x p eigendecomposition, every learning rate in the optimizer's
+/// lr. The result has adam = true (also for RMSProp), momentum.beta = beta1,
+/// weight_decay = wd, decoupled_weight_decay = false, eta_gd = eta_mean =
+/// 2 (1 + beta1) / ((1 - beta1) lambda_max(H~ + wd P^{-1})), lambda_max that
+/// of H~; band() is momentum's (eta*(B) is non-decreasing in B). Each point
+/// equals adam_l2_threshold_curve's for its scheme. wd = 0 is adam_region
+/// on the preconditioned geometry (beta1 = 0: stability_region there, a
+/// plain SGD region).
+/// \throws as adam_l2_threshold_curve, and stability_region's list checks.
+StabilityRegion adam_l2_region(const Eigen::Ref<const Eigen::MatrixXd>& jacobian, Index outputs,
+                               const Eigen::Ref<const Eigen::VectorXd>& preconditioner,
+                               const std::vector<Sampling>& schemes, const std::vector<Index>& batches, double beta1,
+                               double weight_decay, const SolverOptions& options = {},
+                               const ReductionOptions& reduction = {});
+
 }  // namespace sgdstab

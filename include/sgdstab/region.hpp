@@ -100,9 +100,11 @@ struct StabilityRegion : Result {
   /// The full-batch limit: 2 / lambda_max (plain SGD), else
   /// momentum_threshold's eta_mean.
   double eta_mean = 0.0;
-  /// adam_region (adaptive.hpp): every learning rate (points, eta_mean,
-  /// eta_gd = eta_mean, band()) is Adam's, momentum.beta is beta1, and
-  /// weight_decay is AdamW's decoupled decay when decoupled_weight_decay.
+  /// adam_region and adam_l2_region (adaptive.hpp): every learning rate
+  /// (points, eta_mean, eta_gd = eta_mean, band()) is Adam's, momentum.beta is
+  /// beta1 (0: RMSProp, from adam_l2_region only), and weight_decay is AdamW's
+  /// decoupled decay when decoupled_weight_decay, else Adam's or RMSProp's own
+  /// L2 decay (adam_l2_region). band() is momentum's (monotone in B) for all.
   bool adam = false;
   bool decoupled_weight_decay = false;
 

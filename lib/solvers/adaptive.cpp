@@ -13,6 +13,7 @@
 #include "sgdstab/loss_curvature.hpp"
 #include "sgdstab/memory.hpp"
 #include "solvers/momentum_levels.hpp"
+#include "solvers/region_family.hpp"
 
 namespace sgdstab {
 
@@ -87,6 +88,24 @@ MomentumThresholdResult decayed_units(MomentumThresholdResult r, double beta1, d
 
 MomentumThresholdResult adamw_units(MomentumThresholdResult r, double beta1, double weight_decay) {
   return decayed_units(std::move(r), beta1, weight_decay, true);
+}
+
+// A momentum region in heavy-ball lr -> Adam's (theory/adaptive.md, eq. 4),
+// eta_gd the full-batch limit, the decay echoed.
+StabilityRegion adam_region_units(StabilityRegion out, double beta1, double weight_decay, bool decoupled) {
+  const double f = 1.0 / (1.0 - beta1);
+  out.eta_mean *= f;
+  out.eta_gd = out.eta_mean;
+  for (RegionCurve& c : out.curves)
+    for (RegionPoint& p : c.points) {
+      p.eta_star *= f;
+      p.eta_low *= f;
+      p.eta_high *= f;
+    }
+  out.adam = true;
+  out.weight_decay = weight_decay;
+  out.decoupled_weight_decay = decoupled;
+  return out;
 }
 
 }  // namespace
@@ -281,20 +300,32 @@ StabilityRegion adam_region(const Geometry& preconditioned, const std::vector<Sa
                   "beta1 must be > 0 (beta1 = 0 is RMSProp: stability_region, or weight_decay_region with "
                   "weight_decay, on the preconditioned geometry)");
   const double mu = decoupled_of(weight_decay, beta1, "adam_region");
-  StabilityRegion out = detail::decayed_momentum_region(preconditioned, schemes, batches, m, 0.0, mu, options);
-  // Heavy-ball learning rates -> Adam's (theory/adaptive.md, eq. 4); eta_gd is the full-batch limit.
-  const double f = 1.0 / (1.0 - beta1);
-  out.eta_mean *= f;
-  out.eta_gd = out.eta_mean;
-  for (RegionCurve& c : out.curves)
-    for (RegionPoint& p : c.points) {
-      p.eta_star *= f;
-      p.eta_low *= f;
-      p.eta_high *= f;
-    }
-  out.adam = true;
-  out.weight_decay = weight_decay;
-  out.decoupled_weight_decay = weight_decay > 0.0;
+  return adam_region_units(detail::decayed_momentum_region(preconditioned, schemes, batches, m, 0.0, mu, options),
+                           beta1, weight_decay, weight_decay > 0.0);
+}
+
+StabilityRegion adam_l2_region(const Eigen::Ref<const Eigen::MatrixXd>& jacobian, Index outputs,
+                               const Eigen::Ref<const Eigen::VectorXd>& preconditioner,
+                               const std::vector<Sampling>& schemes, const std::vector<Index>& batches, double beta1,
+                               double weight_decay, const SolverOptions& options, const ReductionOptions& reduction) {
+  const Momentum m = adam_momentum(beta1);
+  const char* where = "adam_l2_region";
+  options.validate();
+  if (outputs > 0 && jacobian.rows() % outputs == 0)  // the lists before any O(p^3) work
+    detail::check_region_lists(schemes, batches, jacobian.rows() / outputs);
+  const detail::Stopwatch watch;
+  StabilityRegion out;
+  if (weight_decay == 0.0) {  // H~ alone: the reduced coordinates hold it
+    const Geometry g = preconditioned_geometry(jacobian, outputs, preconditioner, reduction);
+    if (beta1 > 0.0) return adam_region(g, schemes, batches, beta1, 0.0, options);
+    out = stability_region(g, schemes, batches, m, options);  // RMSProp: plain SGD on J P^{-1/2}
+  } else {
+    const L2Problem l2 = l2_problem(jacobian, outputs, preconditioner, weight_decay, reduction, where);
+    out = adam_region_units(
+        detail::decayed_momentum_region(l2.geometry, schemes, batches, m, weight_decay, 0.0, options, &l2.mean), beta1,
+        weight_decay, false);
+  }
+  out.report.seconds = watch.seconds();
   return out;
 }
 

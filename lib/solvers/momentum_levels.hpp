@@ -69,10 +69,13 @@ std::vector<MomentumThresholdResult> decayed_momentum_curve(const Geometry& g, c
                                                             double weight_decay, double decoupled,
                                                             const SolverOptions& options, const char* where);
 /// The momentum region with L2 decay lambda and decoupled decay mu (heavy-ball
-/// lr units; region.cpp), lists checked, unitless in Adam's sense.
+/// lr units; region.cpp), lists checked, unitless in Adam's sense. With
+/// `mean` the mean dynamics are its (weight_decay echoed; eta_gd = eta_mean
+/// from its largest eigenvalue).
 StabilityRegion decayed_momentum_region(const Geometry& g, const std::vector<Sampling>& schemes,
                                         const std::vector<Index>& batches, const Momentum& mo, double weight_decay,
-                                        double decoupled, const SolverOptions& options);
+                                        double decoupled, const SolverOptions& options,
+                                        const MeanBasis* mean = nullptr);
 /// The kernel G_eta of the mean dynamics (theory/momentum.md, eq. 8) on the
 /// eigenvalues d (with d + lambda for L2 decay), decoupled mu: G_ij = eta^2
 /// [S_ij]_11, S_ij - m_i S_ij m_j^T = e e^T. False if an entry is not > 0.

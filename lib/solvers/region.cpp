@@ -67,10 +67,11 @@ EtaInterval StabilityRegion::g_bounds(double s) const {
 }
 
 EtaInterval StabilityRegion::band(Sampling sampling, double batch) const {
-  if (momentum.beta > 0.0) {
+  if (momentum.beta > 0.0 || adam) {
     // theory/momentum.md, section 7: eta*(B) is non-decreasing in B for each
     // scheme (kappa = b(B) kappa_0, b decreasing), so the nearest computed
-    // points on either side bound it; eta_mean bounds it from above.
+    // points on either side bound it; eta_mean bounds it from above. The
+    // same holds for RMSProp's L2 decay (adam with beta1 = 0, adam_l2_region).
     detail::require(batch >= 1.0 && batch <= static_cast<double>(samples), "StabilityRegion::band",
                     "batch must satisfy 1 <= B <= n = " + std::to_string(samples) + ", got " + detail::fmt(batch));
     const auto curve = std::find_if(curves.begin(), curves.end(), [&](const RegionCurve& c) { return c.sampling == sampling; });
@@ -158,7 +159,8 @@ StabilityRegion stability_region(const Geometry& g, const std::vector<Sampling>&
 namespace {
 StabilityRegion momentum_region(const Geometry& g, const std::vector<Sampling>& schemes,
                                 const std::vector<Index>& batches, const Momentum& momentum, double weight_decay,
-                                const SolverOptions& options, double decoupled = 0.0);
+                                const SolverOptions& options, double decoupled = 0.0,
+                                const detail::MeanBasis* mean = nullptr);
 }  // namespace
 
 // With momentum: eta*(B) of every point by momentum_threshold's search (theory/momentum.md, section 7).
@@ -185,16 +187,19 @@ StabilityRegion weight_decay_momentum_region(const Geometry& g, const std::vecto
 
 namespace {
 
-// The momentum region with L2 weight decay lambda (0: none; theory/momentum.md, sections 7-8).
+// The momentum region with L2 weight decay lambda (0: none; theory/momentum.md,
+// sections 7-8); with `mean`, the mean dynamics are its (Adam's or RMSProp's
+// own L2 decay, theory/adaptive.md section 6), whose largest eigenvalue sets
+// the full-batch limit.
 StabilityRegion momentum_region(const Geometry& g, const std::vector<Sampling>& schemes,
                                 const std::vector<Index>& batches, const Momentum& momentum, double weight_decay,
-                                const SolverOptions& options, double decoupled) {
+                                const SolverOptions& options, double decoupled, const detail::MeanBasis* mean) {
   const auto t0 = std::chrono::steady_clock::now();
   options.validate();
   momentum.validate();
   detail::check_region_lists(schemes, batches, g.samples());
   const std::vector<std::vector<MomentumThresholdResult>> levels =
-      detail::momentum_levels(g, schemes, batches, momentum, options, weight_decay, decoupled);
+      detail::momentum_levels(g, schemes, batches, momentum, options, weight_decay, decoupled, mean);
   StabilityRegion out;
   out.samples = g.samples();
   out.outputs = g.outputs();
@@ -203,7 +208,9 @@ StabilityRegion momentum_region(const Geometry& g, const std::vector<Sampling>& 
   out.eta_gd = 2.0 / (out.lambda_max + weight_decay);
   out.momentum = momentum;
   out.weight_decay = weight_decay;
-  out.eta_mean = detail::mean_limit(momentum, out.lambda_max + weight_decay, decoupled);
+  out.eta_mean = detail::mean_limit(
+      momentum, mean != nullptr ? mean->eigenvalues.maxCoeff() : out.lambda_max + weight_decay, decoupled);
+  if (mean != nullptr) out.eta_gd = out.eta_mean;  // GD's 2 / (lambda_max + lambda) is not this mean's limit
   out.report.status = Status::converged;
   out.report.method = Method::dense;
   for (std::size_t k = 0; k < schemes.size(); ++k) {
@@ -235,8 +242,9 @@ StabilityRegion momentum_region(const Geometry& g, const std::vector<Sampling>& 
 
 StabilityRegion detail::decayed_momentum_region(const Geometry& g, const std::vector<Sampling>& schemes,
                                                 const std::vector<Index>& batches, const Momentum& mo,
-                                                double weight_decay, double decoupled, const SolverOptions& options) {
-  return momentum_region(g, schemes, batches, mo, weight_decay, options, decoupled);
+                                                double weight_decay, double decoupled, const SolverOptions& options,
+                                                const MeanBasis* mean) {
+  return momentum_region(g, schemes, batches, mo, weight_decay, options, decoupled, mean);
 }
 
 }  // namespace sgdstab
