@@ -990,6 +990,28 @@ void bind_region(py::module_& m) {
       },
       py::arg("geometry"), py::arg("sampling"), py::arg("batches"), py::arg("marks"), py::arg("plot"),
       py::arg("beta1"), py::arg("weight_decay"));
+  m.def(
+      "adam_l2_region",
+      [](py::handle jacobian, Index outputs, py::handle preconditioner, const py::object& sampling,
+         std::optional<std::vector<Index>> batches, PyMarks marks, std::optional<std::string> plot, double beta1,
+         double weight_decay, py::kwargs kw) {
+        // Adam's or RMSProp's own L2 decay (theory/adaptive.md, section 6), from the Jacobian and P.
+        const SolverOptions so = solver_options(kw, "adam_l2_region");
+        const std::vector<Sampling> schemes = schemes_of(sampling);  // with the GIL held
+        MatrixXd j = as_matrix(jacobian, "jacobian").dense();
+        Eigen::VectorXd pre = as_vector(preconditioner, "preconditioner");
+        return region_of(
+            marks, plot,
+            [&](const std::vector<cli::Mark>& mk, const std::string& path) {
+              Geometry g = Geometry::from_jacobian(precondition_jacobian(j, pre), outputs);
+              const std::vector<Index> b = batches ? *batches : default_batches(g.samples());
+              const cli::AdaptiveL2Input in{std::move(j), std::move(pre), outputs, ReductionOptions{}, std::move(g)};
+              return cli::adam_l2_region_report(in, schemes, b, mk, path, so, beta1, weight_decay);
+            },
+            [&](cli::json& out) { adam_l2_json(out, beta1, weight_decay); });
+      },
+      py::arg("jacobian"), py::arg("outputs"), py::arg("preconditioner"), py::arg("sampling"), py::arg("batches"),
+      py::arg("marks"), py::arg("plot"), py::arg("beta1"), py::arg("weight_decay"));
 }
 
 // bounds and the alignments.

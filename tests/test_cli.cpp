@@ -462,8 +462,36 @@ TEST_F(Cli, LossCurvatureAndAdaptiveOptimizers) {
                     1e-9);
     EXPECT_GT(j["rho"].get<double>(), 1.0);
     EXPECT_EQ(j["weight_decay"].get<double>(), wd);
+    // region: adam_l2_region in the optimizer's lr, every scheme by default (Bernoulli included); the marks
+    // judged by the whole state's rho; the picture's limit line is the optimizer's.
+    r = run("region " + pre + " --optimizer rmsprop --batches 1,3,6 --weight-decay " + num(wd) + " --mark " +
+            num(1.2 * t.eta_star) + ",3 --plot " + file("l2_region.svg"));
+    ASSERT_EQ(r.code, 0) << r.err;
+    j = json::parse(r.out);
+    const std::vector<sgdstab::Sampling> every(std::begin(ref::kSchemes), std::end(ref::kSchemes));
+    const auto l2_region = sgdstab::adam_l2_region(J, 2, pc, every, {1, 3, 6}, 0.0, wd);
+    ASSERT_EQ(j["curves"].size(), 3u);
+    EXPECT_EQ(j["curves"][2]["sampling"], "bernoulli");
+    for (std::size_t k = 0; k < 3; ++k)
+      for (std::size_t b = 0; b < 3; ++b)
+        EXPECT_REL_NEAR(j["curves"][k]["points"][b]["eta_star"].get<double>(),
+                        l2_region.curves[k].points[b].eta_star, 1e-12);
+    EXPECT_REL_NEAR(j["eta_mean"].get<double>(), l2_region.eta_mean, 1e-12);
+    EXPECT_EQ(j["weight_decay"].get<double>(), wd);
+    EXPECT_EQ(j["optimizer"], "rmsprop");
+    EXPECT_EQ(j["engine"], "exact");
+    ASSERT_EQ(j["marks"].size(), 3u);
+    for (std::size_t k = 0; k < 3; ++k)
+      EXPECT_REL_NEAR(j["marks"][k]["rho"].get<double>(),
+                      sgdstab::adam_l2_spectral_radius(J, 2, pc, 1.2 * t.eta_star, 3, every[k], 0.0, wd).rho, 1e-9);
+    std::ifstream l2_svg(file("l2_region.svg"));
+    EXPECT_NE(std::string(std::istreambuf_iterator<char>(l2_svg), std::istreambuf_iterator<char>())
+                  .find("full-batch RMSProp limit"),
+              std::string::npos);
     for (const auto& [cmd, needle] : std::vector<std::pair<std::string, std::string>>{
-             {"region " + pre + " --optimizer adam --weight-decay 0.1", "not on region"},
+             {"region " + pre + " --optimizer adam --weight-decay 0.1 --engine band", "not --optimizer adam's"},
+             {"region --gram " + file("ck.npy") + " --outputs 2 --optimizer adam --weight-decay 0.1 "
+              "--preconditioner " + file("pc.npy"), "needs --jacobian FILE (not --gram)"},
              {"montecarlo " + pre + " --optimizer rmsprop --batch 2 --lr 0.1 --weight-decay 0.1", "not on montecarlo"},
              {"threshold " + pre + " --optimizer rmsprop --momentum 0.5 --batch 2 --weight-decay 0.1", "not covered"},
              {"threshold --jacobian " + file("cj.npy") + " --outputs 2 --batch 2 --optimizer adam --weight-decay 0.1",

@@ -85,6 +85,7 @@ __all__ = [
     "adam_l2_threshold",
     "adam_l2_curve",
     "adam_l2_radius",
+    "adam_l2_region",
     "adam_region",
     "covariance",
     "read_matrix",
@@ -297,6 +298,23 @@ def adam_region(geometry, sampling=None, batches=None, marks=None, plot=None, *,
     if plot is not None:
         plot = str(plot)
     return _core.adam_region(geometry, sampling, batches, marks, plot, beta1, weight_decay, **solver_options)
+
+
+@_doc("""The stability region of Adam (beta1 > 0) or RMSProp (beta1 = 0) with its own L2 weight decay.
+
+    Inputs as adam_l2_curve (the Jacobian NOT preconditioned, P's entries,
+    weight_decay=WD in the library's loss convention); every scheme (default
+    all three) and batch size from one p x p eigendecomposition, every
+    learning rate in the optimizer's lr: the points, band() (monotone in B,
+    as momentum's), eta_mean (the full-batch limit); marks (lr, B) are
+    judged by adam_l2_radius on the whole 2p state. The JSON is that of
+    `sgdstab region --optimizer adam|rmsprop --weight-decay WD`.""" + _SOLVER_OPTIONS)
+def adam_l2_region(jacobian, preconditioner, sampling=None, batches=None, marks=None, plot=None, *, outputs=1,
+                   beta1=0.9, weight_decay, **solver_options):
+    if plot is not None:
+        plot = str(plot)
+    return _core.adam_l2_region(jacobian, outputs, preconditioner, sampling, batches, marks, plot, beta1,
+                                weight_decay, **solver_options)
 
 
 @_doc("""The exact threshold beside the analytic bounds of Wu, Wang & Su (2022).
