@@ -101,7 +101,7 @@ AdaptiveL2Input adaptive_l2_input(const Args& args) {
 void refuse_adaptive_l2(const OptimizerSetting& o, const std::string& command) {
   if (o.l2_adaptive)
     throw UsageError("--weight-decay with --optimizer " + o.name + " (L2 through P^{-1}) is available on threshold, "
-                     "curve, radius and region, not on " + command + " (theory/adaptive.md, section 6); AdamW's decoupled "
+                     "curve, radius, region and montecarlo, not on " + command + " (theory/adaptive.md, section 6); AdamW's decoupled "
                      "decay is --optimizer adamw --weight-decay");
 }
 

@@ -42,7 +42,7 @@ void echo_input_transforms(const Args& args, json& j);
 /// at lr (1 - beta1). --weight-decay with adamw is AdamW's decoupled decay
 /// (theory/adaptive.md, section 5); with rmsprop and adam it is their L2
 /// decay through P^{-1} (section 6: needs --jacobian and --preconditioner,
-/// threshold, curve, radius and region only: refuse_adaptive_l2; not with rmsprop's
+/// threshold, curve, radius, region and montecarlo: refuse_adaptive_l2 elsewhere; not with rmsprop's
 /// --momentum). Refuses --nesterov with the adaptive methods, and
 /// --preconditioner with sgd.
 struct OptimizerSetting {
@@ -55,7 +55,7 @@ struct OptimizerSetting {
 };
 OptimizerSetting optimizer_option(const Args& args);
 /// A usage error naming `command` when o is Adam's or RMSProp's L2 decay
-/// (available on threshold, curve, radius and region only).
+/// (available on threshold, curve, radius, region and montecarlo only).
 void refuse_adaptive_l2(const OptimizerSetting& o, const std::string& command);
 /// The inputs of an adaptive method's L2 decay (--jacobian and
 /// --preconditioner required): the Jacobian with --softmax/--curvature

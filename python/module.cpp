@@ -1109,6 +1109,30 @@ void bind_montecarlo(py::module_& m) {
       },
       py::arg("geometry"), py::arg("lr"), py::arg("batch"), py::arg("sampling") = "without", py::kw_only(),
       py::arg("momentum") = py::none(), py::arg("nesterov") = false, py::arg("weight_decay") = py::none());
+  m.def(
+      "adam_l2_montecarlo",
+      [](py::handle jacobian, Index outputs, py::handle preconditioner, double lr, Index batch,
+         const std::string& sampling, double beta1, double weight_decay, const py::kwargs& kw) {
+        // Adam's or RMSProp's own L2 decay on the whole 2p state (theory/adaptive.md, section 6).
+        CrossCheckOptions o = options_from_keywords<CrossCheckOptions>(kw, "adam_l2_montecarlo", "Monte Carlo options");
+        o.weight_decay = weight_decay;
+        o.schedule = parse<Schedule>(sampling);
+        o.lr = lr;
+        o.batch = batch;
+        const MatrixXd j = as_matrix(jacobian, "jacobian").dense();
+        const Eigen::VectorXd pre = as_vector(preconditioner, "preconditioner");
+        PyCrossCheck out;
+        {
+          Compute c;
+          out.rep = adam_l2_cross_check(j, outputs, pre, beta1, o);
+        }
+        out.j = cli::cross_check_json(o, out.rep);
+        out.j["heavy_ball_lr"] = adam_heavy_ball_lr(lr, beta1);
+        adam_l2_json(out.j, beta1, weight_decay);
+        return out;
+      },
+      py::arg("jacobian"), py::arg("outputs"), py::arg("preconditioner"), py::arg("lr"), py::arg("batch"),
+      py::arg("sampling"), py::arg("beta1"), py::arg("weight_decay"));
 }
 
 // read_matrix, default_batches, the options table and test hooks.

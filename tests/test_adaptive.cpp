@@ -839,3 +839,95 @@ TEST(Adaptive, AdamL2RegionPointsAndBandHoldTheEnumeratedMapWithL2Decay) {
   EXPECT_NE(ad_invalid_message([&] { sgdstab::adam_l2_region(J, 1, P, two, {1}, 0.9, -0.1); }).find("weight decay"),
             std::string::npos);
 }
+
+TEST(Adaptive, AdamL2MonteCarloAgreesWithTheEnumeratedMapWithL2Decay) {
+  // adam_l2_cross_check: the whole 2p state of phi = P^{1/2} theta. Its exact moments equal Adam's own map
+  // with the decay enumerated over every batch in theta coordinates (E|phi_t|^2 = tr(P Cov(theta_t)),
+  // theta_0 ~ N(0, P^{-1}/p), m_0 = 0); its rho is the enumerated one; the sampled operator's interval
+  // covers it and excludes the map without decay; the simulated moments agree (verdict).
+  struct Case {
+    Eigen::Index n, p;
+    double beta1;
+    Sampling sampling;
+  };
+  int seed = 0;
+  // The second has n < p: the decay reaches null(H) through P^{-1}.
+  for (const Case& cs : {Case{4, 3, 0.5, Sampling::with_replacement}, Case{3, 4, 0.0, Sampling::bernoulli}}) {
+    const MatrixXd J = ref::gaussian(cs.n, cs.p, 430 + seed);
+    const VectorXd P = ad_preconditioner(cs.p, 440 + seed++);
+    const double wd = 0.4 * ad_preconditioned_top(J, P, 1);
+    const auto batches = ref::batch_hessians(ref::per_sample(J, 1), 2, cs.sampling);
+    const auto thr = sgdstab::adam_l2_threshold(J, 1, P, 2, cs.sampling, cs.beta1, wd);
+    ASSERT_TRUE(thr.converged()) << thr.report.message;
+    for (double f : {0.8, 1.2}) {
+      const std::string what = "beta1 " + std::to_string(cs.beta1) + " f " + std::to_string(f);
+      const double lr = f * thr.eta_star;
+      sgdstab::CrossCheckOptions c;
+      c.lr = lr;
+      c.batch = 2;
+      c.schedule = cs.sampling == Sampling::bernoulli ? sgdstab::Schedule::bernoulli
+                                                      : sgdstab::Schedule::with_replacement;
+      c.weight_decay = wd;
+      // Many trajectories and blocks: products of random matrices make |phi_t|^2 heavy-tailed even below
+      // eta*, and the intervals are asymptotic (the AdamW test above samples as much).
+      c.steps = 20;
+      c.trajectories = 20000;
+      c.blocks = 20000;
+      c.confidence = 0.999;
+      c.seed = 11;
+      const sgdstab::CrossCheckReport rep = sgdstab::adam_l2_cross_check(J, 1, P, cs.beta1, c);
+      ASSERT_EQ(rep.status(), sgdstab::Status::converged) << rep.reason << " " << what;
+      EXPECT_EQ(rep.verdict, sgdstab::Verdict::agree) << rep.reason << " " << what;
+      EXPECT_REL_NEAR(*rep.eta_star, thr.eta_star, 1e-12) << what;
+      const double rho = ad_adam_l2_rho(batches, P, lr, cs.beta1, wd);
+      EXPECT_REL_NEAR(*rep.rho, rho, 1e-8) << what;
+      EXPECT_LE(rep.radius.ci_low, rho) << what;
+      EXPECT_GE(rep.radius.ci_high, rho) << what;
+      const double no_decay = ad_adam_l2_rho(batches, P, lr, cs.beta1, 0.0);
+      EXPECT_TRUE(no_decay < rep.radius.ci_low || no_decay > rep.radius.ci_high) << what << " " << no_decay;
+      // The exact moments against the enumerated map in theta coordinates.
+      const Eigen::Index p = cs.p, q = 2 * p;
+      const MatrixXd pinv = P.cwiseInverse().asDiagonal();
+      MatrixXd z = MatrixXd::Zero(q, q);
+      z.topLeftCorner(p, p) = pinv / static_cast<double>(p);
+      ASSERT_EQ(rep.exact.squared_norm.size(), 21u);
+      for (std::size_t t = 0; t <= 20; ++t) {
+        EXPECT_REL_NEAR(rep.exact.squared_norm[t], (P.asDiagonal() * z.topLeftCorner(p, p)).trace(), 1e-9)
+            << what << " t " << t;
+        MatrixXd next = MatrixXd::Zero(q, q);
+        for (const auto& [hb, prob] : batches) {
+          const MatrixXd g = hb + wd * MatrixXd::Identity(p, p);
+          MatrixXd m(q, q);
+          m.topLeftCorner(p, p) = MatrixXd::Identity(p, p) - lr * (1.0 - cs.beta1) * pinv * g;
+          m.topRightCorner(p, p) = -lr * cs.beta1 * pinv;
+          m.bottomLeftCorner(p, p) = (1.0 - cs.beta1) * g;
+          m.bottomRightCorner(p, p) = cs.beta1 * MatrixXd::Identity(p, p);
+          next += prob * m * z * m.transpose();
+        }
+        z = next;
+      }
+    }
+  }
+  // Bad options are named.
+  const MatrixXd J = ref::gaussian(4, 3, 450);
+  const VectorXd P = ad_preconditioner(3, 451);
+  sgdstab::CrossCheckOptions c;
+  c.lr = 0.1;
+  c.batch = 2;
+  c.weight_decay = 0.1;
+  c.momentum = sgdstab::Momentum{0.5, false};
+  EXPECT_NE(ad_invalid_message([&] { sgdstab::adam_l2_cross_check(J, 1, P, 0.9, c); }).find("options.momentum"),
+            std::string::npos);
+  c.momentum = sgdstab::Momentum{};
+  c.decoupled_weight_decay = 0.1;
+  EXPECT_NE(ad_invalid_message([&] { sgdstab::adam_l2_cross_check(J, 1, P, 0.9, c); }).find("decoupled"),
+            std::string::npos);
+  c.decoupled_weight_decay = 0.0;
+  c.weight_decay = 0.0;
+  EXPECT_NE(ad_invalid_message([&] { sgdstab::adam_l2_cross_check(J, 1, P, 0.9, c); }).find("weight_decay"),
+            std::string::npos);
+  c.weight_decay = 0.1;
+  c.batch = 5;
+  EXPECT_NE(ad_invalid_message([&] { sgdstab::adam_l2_cross_check(J, 1, P, 0.9, c); }).find("batch"),
+            std::string::npos);
+}

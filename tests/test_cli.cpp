@@ -484,6 +484,22 @@ TEST_F(Cli, LossCurvatureAndAdaptiveOptimizers) {
     for (std::size_t k = 0; k < 3; ++k)
       EXPECT_REL_NEAR(j["marks"][k]["rho"].get<double>(),
                       sgdstab::adam_l2_spectral_radius(J, 2, pc, 1.2 * t.eta_star, 3, every[k], 0.0, wd).rho, 1e-9);
+    // montecarlo: adam_l2_cross_check on the whole 2p state, in the optimizer's lr, agreeing below eta*.
+    r = run("montecarlo " + pre + " --optimizer adam --momentum 0.5 --sampling with --batch 3 --steps 5 "
+            "--trajectories 4000 --blocks 2000 --quiet --weight-decay " + num(wd) + " --lr " + num(0.8 * t.eta_star));
+    ASSERT_EQ(r.code, 0) << r.err;
+    j = json::parse(r.out);
+    EXPECT_EQ(j["verdict"], "agree") << j["reason"];
+    EXPECT_REL_NEAR(j["eta_star"].get<double>(), t.eta_star, 1e-9);
+    EXPECT_REL_NEAR(j["rho"].get<double>(),
+                    sgdstab::adam_l2_spectral_radius(J, 2, pc, 0.8 * t.eta_star, 3, sgdstab::Sampling::with_replacement,
+                                                     0.5, wd)
+                        .rho,
+                    1e-9);
+    EXPECT_REL_NEAR(j["heavy_ball_lr"].get<double>(), 0.5 * j["lr"].get<double>(), 1e-15);
+    EXPECT_EQ(j["weight_decay"].get<double>(), wd);
+    EXPECT_EQ(j["optimizer"], "adam");
+    EXPECT_NE(j["note"].get<std::string>().find("phi = P^{1/2} theta"), std::string::npos);
     std::ifstream l2_svg(file("l2_region.svg"));
     EXPECT_NE(std::string(std::istreambuf_iterator<char>(l2_svg), std::istreambuf_iterator<char>())
                   .find("full-batch RMSProp limit"),
@@ -492,7 +508,10 @@ TEST_F(Cli, LossCurvatureAndAdaptiveOptimizers) {
              {"region " + pre + " --optimizer adam --weight-decay 0.1 --engine band", "not --optimizer adam's"},
              {"region --gram " + file("ck.npy") + " --outputs 2 --optimizer adam --weight-decay 0.1 "
               "--preconditioner " + file("pc.npy"), "needs --jacobian FILE (not --gram)"},
-             {"montecarlo " + pre + " --optimizer rmsprop --batch 2 --lr 0.1 --weight-decay 0.1", "not on montecarlo"},
+             {"covariance " + pre + " --optimizer rmsprop --batch 2 --lr 0.1 --weight-decay 0.1 --residual " +
+                  file("cj.npy"), "not on covariance"},
+             {"montecarlo --gram " + file("ck.npy") + " --outputs 2 --optimizer adam --weight-decay 0.1 --batch 2 "
+              "--lr 0.1 --preconditioner " + file("pc.npy"), "needs --jacobian FILE (not --gram)"},
              {"threshold " + pre + " --optimizer rmsprop --momentum 0.5 --batch 2 --weight-decay 0.1", "not covered"},
              {"threshold --jacobian " + file("cj.npy") + " --outputs 2 --batch 2 --optimizer adam --weight-decay 0.1",
               "needs --preconditioner"},
@@ -714,7 +733,8 @@ TEST_F(Cli, LossCurvatureAndAdaptiveOptimizers) {
            file("pc.npy"), "fold it into the Gram"},
       {"threshold " + pre + " --batch 2", "--preconditioner is for --optimizer"},
       {"threshold " + pre + " --batch 2 --optimizer adam --nesterov --momentum 0.9", "--nesterov"},
-      {"montecarlo " + pre + " --batch 2 --lr 0.1 --optimizer adam --weight-decay 0.1", "not on montecarlo"},
+      {"covariance " + pre + " --batch 2 --lr 0.1 --optimizer adam --weight-decay 0.1 --residual " + file("cj.npy"),
+       "not on covariance"},
       {"threshold " + pre + " --batch 2 --optimizer adam --momentum 1", "beta1"},
       {"threshold " + pre + " --batch 2 --optimizer lion", "sgd|rmsprop|adam|adamw"},
       {"region " + pre + " --optimizer adam --engine band", "not --optimizer adam's"},

@@ -192,4 +192,20 @@ struct CrossCheckReport : Result {
 };
 CrossCheckReport cross_check(const Geometry& g, const CrossCheckOptions& options);
 
+/// cross_check for Adam's (beta1 > 0) or RMSProp's (beta1 = 0) own L2 decay
+/// (torch.optim.Adam/RMSprop's weight_decay, g + wd theta before P^{-1};
+/// theory/adaptive.md section 6), P frozen: the simulation, the exact moments
+/// and the sampled operator run on the whole 2p state of phi = P^{1/2} theta
+/// (heavy-ball at lr (1 - beta1) with mean H~ + wd P^{-1}; squared_norm is
+/// |phi_t|^2 from phi_0 ~ N(0, I/p), loss 1/2 phi^T H~ phi), against
+/// adam_l2_spectral_radius and adam_l2_threshold (eta_star in the
+/// optimizer's lr). jacobian: (n C) x p, not preconditioned; preconditioner:
+/// P's p entries. options.lr is the optimizer's lr, options.weight_decay the
+/// L2 decay wd > 0 (library convention); options.momentum and
+/// decoupled_weight_decay must be 0. Dense in p: p up to a few hundred.
+/// \throws sgdstab::invalid_argument naming the bad option or input.
+CrossCheckReport adam_l2_cross_check(const Eigen::Ref<const Eigen::MatrixXd>& jacobian, Index outputs,
+                                     const Eigen::Ref<const Eigen::VectorXd>& preconditioner, double beta1,
+                                     const CrossCheckOptions& options);
+
 }  // namespace sgdstab

@@ -16,7 +16,9 @@
 #include "foundations/stopwatch.hpp"
 #include "solvers/eigensolve.hpp"
 #include <complex>
+#include "sgdstab/adaptive.hpp"
 #include "sgdstab/errors.hpp"
+#include "sgdstab/loss_curvature.hpp"
 #include "sgdstab/memory.hpp"
 #include "sgdstab/minimize.hpp"
 #include "sgdstab/moment_operator.hpp"
@@ -91,6 +93,31 @@ MomentEstimate summarize(Index step, std::vector<double>& values, double confide
 }  // namespace
 
 // ---------------------------------------------------------------------------
+// Where the Monte Carlo runs
+
+namespace {
+
+// The coordinates of the state (q of them) and the per-sample rows Z_i
+// (C x q, h_i = Z_i^T Z_i): a Geometry's reduced coordinates (H = diag(d)),
+// or, for Adam's and RMSProp's own L2 decay (theory/adaptive.md section 6),
+// phi = P^{1/2} theta with rows J_i P^{-1/2} and the per-coordinate decay
+// wd / P_k in place of the run's scalar lambda, always in momentum form (the
+// 2q state, also at beta1 = 0, as adam_l2_spectral_radius's).
+struct McSpace {
+  const MatrixXd& rows;
+  Index n, c, q;
+  VectorXd curvature;  // H's diagonal where H is diagonal (reduced coordinates); empty: 1/2 |Z delta|^2 / n
+  VectorXd decay;      // per-coordinate L2 decay; empty: the run's scalar weight_decay
+  bool momentum_form() const { return decay.size() > 0; }
+};
+
+McSpace reduced_space(const Geometry& g) {
+  return {g.factor(), g.samples(), g.outputs(), g.rank(), g.hessian_eigenvalues(), VectorXd()};
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
 // Linearized simulation (theory/montecarlo.md, eqs. 1-3)
 
 void SimulationOptions::validate(const Geometry& g) const {
@@ -113,8 +140,8 @@ struct Trajectories {
   std::vector<std::vector<Index>> touched;
 };
 
-Trajectories start_trajectories(const Geometry& g, const SimulationOptions& o) {
-  const Index r = g.rank(), n = g.samples(), m = o.trajectories;
+Trajectories start_trajectories(const McSpace& g, const SimulationOptions& o) {
+  const Index r = g.q, n = g.n, m = o.trajectories;
   Trajectories s;
   s.delta.resize(r, m);
   s.samplers.reserve(static_cast<std::size_t>(m));
@@ -127,9 +154,9 @@ Trajectories start_trajectories(const Geometry& g, const SimulationOptions& o) {
     }
     s.samplers.emplace_back(o.schedule, n, o.batch, Rng::stream_seed(o.seed, static_cast<std::uint64_t>(j), 2));
   }
-  s.y.resize(n * g.outputs(), m);
+  s.y.resize(n * g.c, m);
   s.weight = MatrixXd::Zero(n, m);
-  if (o.momentum.beta > 0.0) {
+  if (o.momentum.beta > 0.0 || g.momentum_form()) {
     s.u = MatrixXd::Zero(r, m);
     s.step.resize(r, m);
   }
@@ -138,9 +165,9 @@ Trajectories start_trajectories(const Geometry& g, const SimulationOptions& o) {
 }
 
 // One SGD step of every trajectory, each on its own batch: Delta -= lr Z^T W Z Delta.
-void advance(Trajectories& s, const Geometry& g, const SimulationOptions& o) {
-  const MatrixXd& z = g.factor();  // (n c) x r
-  const Index n = g.samples(), c = g.outputs(), m = o.trajectories;
+void advance(Trajectories& s, const McSpace& g, const SimulationOptions& o) {
+  const MatrixXd& z = g.rows;  // (n c) x r
+  const Index n = g.n, c = g.c, m = o.trajectories;
   for (Index j = 0; j < m; ++j) {
     double divisor = 1.0;
     const std::vector<Index>& b = s.samplers[static_cast<std::size_t>(j)].next(divisor);
@@ -153,13 +180,14 @@ void advance(Trajectories& s, const Geometry& g, const SimulationOptions& o) {
       const double w = s.weight(i, j);
       for (Index k = 0; k < c; ++k) s.y(i * c + k, j) *= w;
     }
-  if (o.momentum.beta == 0.0) {
+  if (o.momentum.beta == 0.0 && !g.momentum_form()) {
     // Delta <- (1 - lr lambda) Delta - lr Z^T W Y (theory/weight_decay.md, eq. 2; Y from the old Delta);
     // a decoupled mu adds to lambda here (the same step without momentum).
     detail::gemm(true, false, -o.lr, z, s.y, 1.0 - o.lr * (o.weight_decay + o.decoupled_weight_decay), s.delta);
   } else {
     detail::gemm(true, false, o.lr, z, s.y, 0.0, s.step);  // lr H_xi Delta
     if (o.weight_decay > 0.0) s.step += (o.lr * o.weight_decay) * s.delta;  // lr (H_xi + lambda) Delta (theory/momentum.md, section 8)
+    if (g.momentum_form()) s.step += o.lr * (g.decay.asDiagonal() * s.delta);  // lr (H_xi + wd P^{-1}) Delta
     const double b = o.momentum.beta;
     s.u = b * s.u + s.step;                                    // u' = beta u + lr H_xi delta
     if (o.momentum.nesterov) s.delta -= s.step + b * s.u;      // delta' = delta - lr H_xi delta - beta u'
@@ -173,22 +201,27 @@ void advance(Trajectories& s, const Geometry& g, const SimulationOptions& o) {
 
 }  // namespace
 
-SimulationResult simulate_linearized(const Geometry& g, const SimulationOptions& o) {
-  o.validate(g);
-  const Index r = g.rank(), c = g.outputs(), n = g.samples(), nc = n * c, m = o.trajectories;
+namespace {
+
+SimulationResult simulate(const McSpace& g, const SimulationOptions& o) {
+  const Index r = g.q, c = g.c, n = g.n, nc = n * c, m = o.trajectories;
   check_memory(8.0 * static_cast<double>(m) *
                    (2.0 * static_cast<double>(r) + static_cast<double>(nc) + 2.0 * static_cast<double>(n) +
                     4.0 * static_cast<double>(o.batch) + 16.0),
                "the Monte Carlo state (" + std::to_string(m) + " trajectories)");
-  const VectorXd& d = g.hessian_eigenvalues();
+  const VectorXd& d = g.curvature;
   Trajectories state = start_trajectories(g, o);
+  VectorXd sample_losses;
   SimulationResult res;
   res.trajectories = m;
   std::vector<double> norms(static_cast<std::size_t>(m)), losses(static_cast<std::size_t>(m));
   auto record = [&](Index t) {
+    if (d.size() == 0)  // H not diagonal here: 1/2 delta^T H delta = |Z delta|^2 / (2 n)
+      sample_losses = (g.rows * state.delta).colwise().squaredNorm().transpose() / (2.0 * static_cast<double>(n));
     for (Index j = 0; j < m; ++j) {
       norms[static_cast<std::size_t>(j)] = state.delta.col(j).squaredNorm();
-      losses[static_cast<std::size_t>(j)] = 0.5 * state.delta.col(j).cwiseAbs2().dot(d);
+      losses[static_cast<std::size_t>(j)] =
+          d.size() > 0 ? 0.5 * state.delta.col(j).cwiseAbs2().dot(d) : sample_losses(j);
     }
     res.squared_norm.push_back(summarize(t, norms, o.confidence));
     res.loss.push_back(summarize(t, losses, o.confidence));
@@ -207,6 +240,13 @@ SimulationResult simulate_linearized(const Geometry& g, const SimulationOptions&
   res.flops = 4.0 * static_cast<double>(nc) * static_cast<double>(r) * static_cast<double>(m) *
               static_cast<double>(o.steps);
   return res;
+}
+
+}  // namespace
+
+SimulationResult simulate_linearized(const Geometry& g, const SimulationOptions& o) {
+  o.validate(g);
+  return simulate(reduced_space(g), o);
 }
 
 ExactMoments exact_moments(const Geometry& g, double lr, Index batch, Sampling sampling, Index steps,
@@ -272,15 +312,16 @@ struct SampledBatch {
 // The blocks (one batch, or one epoch of batches) of the sampled operator.
 class SampledOperator {
  public:
-  SampledOperator(const Geometry& g, const RadiusEstimateOptions& o)
-      : r_(g.rank()),
+  SampledOperator(const McSpace& g, const RadiusEstimateOptions& o)
+      : r_(g.q),
         lr_(o.lr),
         a_(1.0 - o.lr * (o.weight_decay + (o.momentum.beta > 0.0 ? 0.0 : o.decoupled_weight_decay))),
         lam_(o.weight_decay),
         dec_(1.0 - o.lr * (o.momentum.beta > 0.0 ? o.decoupled_weight_decay : 0.0)),
-        mo_(o.momentum) {
-    const Index c = g.outputs();
-    BatchSampler sampler(o.schedule, g.samples(), o.batch, Rng::stream_seed(o.seed, 0, 3));
+        mo_(o.momentum),
+        decay_(g.decay) {
+    const Index c = g.c;
+    BatchSampler sampler(o.schedule, g.n, o.batch, Rng::stream_seed(o.seed, 0, 3));
     steps_ = sampler.steps_per_block();
     blocks_.resize(static_cast<std::size_t>(o.blocks));
     std::vector<std::vector<Index>> first;  // the first block's batches
@@ -294,14 +335,14 @@ class SampledOperator {
         SampledBatch sb;
         sb.rows.resize(static_cast<Index>(b.size()) * c, r_);
         for (std::size_t q = 0; q < b.size(); ++q)
-          sb.rows.middleRows(static_cast<Index>(q) * c, c) = g.factor().middleRows(b[q] * c, c) / std::sqrt(divisor);
+          sb.rows.middleRows(static_cast<Index>(q) * c, c) = g.rows.middleRows(b[q] * c, c) / std::sqrt(divisor);
         block.push_back(std::move(sb));
       }
     }
   }
   Index steps_per_block() const { return steps_; }
   Index blocks() const { return static_cast<Index>(blocks_.size()); }
-  bool momentum() const { return mo_.beta > 0.0; }
+  bool momentum() const { return mo_.beta > 0.0 || decay_.size() > 0; }
   /// Every block drew the same batches (e.g. B = n without replacement): T_hat = T exactly.
   bool deterministic() const { return deterministic_; }
   Index dimension() const { return momentum() ? 2 * r_ : r_; }  ///< of the second moment
@@ -368,6 +409,10 @@ class SampledOperator {
       if (transposed) w.x += lam_ * (e0 * a1 + a2);
       else w.x += lam_ * a1;
     }
+    if (decay_.size() > 0) {  // (H_b + wd P^{-1}) ..., a diagonal decay (theory/adaptive.md, section 6)
+      if (transposed) w.x += decay_.asDiagonal() * (e0 * a1 + a2);
+      else w.x += decay_.asDiagonal() * a1;
+    }
     if (!transposed) {
       out.topRows(r_) = dec_ * a1 + m01 * a2 + (lr_ * e0) * w.x;
       out.bottomRows(r_) = b * a2 + lr_ * w.x;
@@ -394,6 +439,7 @@ class SampledOperator {
   double lam_;  // lambda: with momentum H_b -> H_b + lambda I (theory/momentum.md, section 8)
   double dec_;  // 1 - lr mu: with momentum, AdamW's decoupled decay of the position step
   Momentum mo_;
+  VectorXd decay_;  // per-coordinate L2 decay (momentum form), empty otherwise
   bool deterministic_ = true;
   Index steps_ = 1;
   std::vector<std::vector<SampledBatch>> blocks_;
@@ -425,13 +471,13 @@ namespace {
 
 // Memory of the sampled batches (an epoch holds n c rows) with per-batch
 // overhead, and of the Lanczos basis.
-double sampled_operator_bytes(const Geometry& g, const RadiusEstimateOptions& o) {
+double sampled_operator_bytes(const McSpace& g, const RadiusEstimateOptions& o) {
   const bool epochs = o.schedule == Schedule::reshuffle;
-  const double rows_per_block = static_cast<double>(g.outputs()) *
-                                (epochs ? static_cast<double>(g.samples()) : static_cast<double>(o.batch) * 1.5 + 3.0);
-  const double batches_per_block = epochs ? static_cast<double>((g.samples() + o.batch - 1) / o.batch) : 1.0;
-  const double r = static_cast<double>(g.rank());
-  const Index dim = o.momentum.beta > 0.0 ? 2 * g.rank() : g.rank();  // of the second moment
+  const double rows_per_block = static_cast<double>(g.c) *
+                                (epochs ? static_cast<double>(g.n) : static_cast<double>(o.batch) * 1.5 + 3.0);
+  const double batches_per_block = epochs ? static_cast<double>((g.n + o.batch - 1) / o.batch) : 1.0;
+  const double r = static_cast<double>(g.q);
+  const Index dim = o.momentum.beta > 0.0 || g.momentum_form() ? 2 * g.q : g.q;  // of the second moment
   return static_cast<double>(o.blocks) * (8.0 * rows_per_block * r + 96.0 * batches_per_block) +
          8.0 * 44.0 * static_cast<double>(packed_size(dim)) + 8.0 * 8.0 * static_cast<double>(dim * dim);
 }
@@ -530,15 +576,16 @@ double delta_half_width(const SampledOperator& op, const TopPair& top, const Rad
 
 }  // namespace
 
-RadiusEstimate estimate_radius(const Geometry& g, const RadiusEstimateOptions& o) {
+namespace {
+
+RadiusEstimate estimate_radius_in(const McSpace& g, const RadiusEstimateOptions& o) {
   const detail::Stopwatch watch;
-  o.validate(g);
   check_memory(sampled_operator_bytes(g, o), "the sampled batches of the operator estimate");
   const SampledOperator op(g, o);
   RadiusEstimate est;
   est.blocks = o.blocks;
   est.steps_per_block = op.steps_per_block();
-  const TopPair top = sampled_top_pair(op, g.rank(), o);
+  const TopPair top = sampled_top_pair(op, g.q, o);
   est.report.status = top.status;
   est.report.matvecs = top.matvecs;
   if (!est.converged()) {
@@ -564,6 +611,13 @@ RadiusEstimate estimate_radius(const Geometry& g, const RadiusEstimateOptions& o
                                         : "top eigenvalue of the sampled operator";
   est.report.seconds = watch.seconds();
   return est;
+}
+
+}  // namespace
+
+RadiusEstimate estimate_radius(const Geometry& g, const RadiusEstimateOptions& o) {
+  o.validate(g);
+  return estimate_radius_in(reduced_space(g), o);
 }
 
 // ---------------------------------------------------------------------------
@@ -688,6 +742,124 @@ CrossCheckReport cross_check(const Geometry& g, const CrossCheckOptions& o) {
   rep.exact = exact_moments(g, o.lr, o.batch, *sampling, o.steps, VectorXd(), o.momentum, o.weight_decay,
                             o.decoupled_weight_decay);
   rep.report.status = combine(combine(rep.report.status, exact.status()), thr_status);
+  if (rep.report.status != Status::converged) {
+    rep.verdict = Verdict::inconclusive;
+    rep.reason = "an eigensolver did not converge (" + to_string(rep.status()) + ")";
+    rep.report.message = rep.reason;
+    rep.report.seconds = watch.seconds();
+    return rep;
+  }
+  decide(rep, o);
+  rep.report.message = rep.reason;
+  rep.report.seconds = watch.seconds();
+  return rep;
+}
+
+// ---------------------------------------------------------------------------
+// Adam's and RMSProp's own L2 decay (theory/adaptive.md, section 6; theory/montecarlo.md, section 8)
+
+namespace {
+
+// E|phi_t|^2 and E[1/2 phi_t^T H~ phi_t] of heavy-ball at lr with mean G = H~ + D (D = wd P^{-1}) in
+// phi = P^{1/2} theta, from Z_0 = [[I/p, 0], [0, 0]], by Z' = Mbar Z Mbar^T + lr^2 [[N, -N], [-N, N]]
+// with Mbar = [[I - lr G, -beta I], [lr G, beta I]] and N = E[E_xi Z_11 E_xi], E_xi = H~_xi - H~:
+// N = (alpha - 1) H~ Z_11 H~ + beta_s (1/n) sum_i h~_i Z_11 h~_i. Dense in the parameter space
+// (an independent route from the radius's eigenbasis of G).
+ExactMoments l2_exact_moments(const MatrixXd& rows, Index n, Index c, const VectorXd& decay, double lr, double beta,
+                              SamplingFactors f, Index steps) {
+  const Index p = rows.cols();
+  const MatrixXd h = rows.transpose() * rows / static_cast<double>(n);
+  MatrixXd g = h;
+  g.diagonal() += decay;
+  MatrixXd mbar = MatrixXd::Zero(2 * p, 2 * p);
+  mbar.topLeftCorner(p, p) = MatrixXd::Identity(p, p) - lr * g;
+  mbar.topRightCorner(p, p) = -beta * MatrixXd::Identity(p, p);
+  mbar.bottomLeftCorner(p, p) = lr * g;
+  mbar.bottomRightCorner(p, p) = beta * MatrixXd::Identity(p, p);
+  MatrixXd z = MatrixXd::Zero(2 * p, 2 * p);
+  z.topLeftCorner(p, p) = MatrixXd::Identity(p, p) / static_cast<double>(p);
+  ExactMoments out;
+  for (Index t = 0; t <= steps; ++t) {
+    detail::throw_if_interrupted("adam_l2_cross_check");
+    if (t > 0) {
+      const MatrixXd z11 = z.topLeftCorner(p, p);
+      MatrixXd noise = (f.alpha - 1.0) * h * z11 * h;
+      if (f.beta != 0.0)
+        for (Index i = 0; i < n; ++i) {
+          const auto zi = rows.middleRows(i * c, c);
+          noise.noalias() += (f.beta / static_cast<double>(n)) * (zi.transpose() * (zi * z11 * zi.transpose()) * zi);
+        }
+      z = (mbar * z * mbar.transpose()).eval();
+      z.topLeftCorner(p, p) += (lr * lr) * noise;
+      z.topRightCorner(p, p) -= (lr * lr) * noise;
+      z.bottomLeftCorner(p, p) -= (lr * lr) * noise;
+      z.bottomRightCorner(p, p) += (lr * lr) * noise;
+    }
+    out.squared_norm.push_back(z.topLeftCorner(p, p).trace());
+    out.loss.push_back(0.5 * (h.array() * z.topLeftCorner(p, p).array()).sum());
+  }
+  return out;
+}
+
+}  // namespace
+
+CrossCheckReport adam_l2_cross_check(const Eigen::Ref<const MatrixXd>& jacobian, Index outputs,
+                                     const Eigen::Ref<const VectorXd>& preconditioner, double beta1,
+                                     const CrossCheckOptions& o) {
+  const char* where = "adam_l2_cross_check";
+  const detail::Stopwatch watch;
+  check_fields(o, "CrossCheckOptions");
+  require(o.momentum.beta == 0.0 && !o.momentum.nesterov, where,
+          "options.momentum must be 0: Adam's beta1 is its own argument (heavy-ball at lr (1 - beta1))");
+  require(o.decoupled_weight_decay == 0.0, where,
+          "options.decoupled_weight_decay must be 0: AdamW's decoupled decay is cross_check's (theory/adaptive.md, "
+          "section 5); options.weight_decay is Adam's or RMSProp's own L2 decay here");
+  require(std::isfinite(beta1) && beta1 >= 0.0 && beta1 < 1.0, where,
+          "beta1 must be in [0, 1), got " + detail::fmt(beta1));
+  require(std::isfinite(o.weight_decay) && o.weight_decay > 0.0, where,
+          "options.weight_decay (the L2 decay) must be finite and > 0, got " + detail::fmt(o.weight_decay) +
+              " (without decay: cross_check on the preconditioned geometry with Adam's heavy-ball lr)");
+  const MatrixXd jt = precondition_jacobian(jacobian, preconditioner);  // checks P
+  const Geometry g = Geometry::from_jacobian(jt, outputs);             // checks J; n for the batch checks
+  // The run at the heavy-ball lr, with the decay in the space (phi = P^{1/2} theta, theory/adaptive.md eq. 3).
+  CrossCheckOptions hb = o;
+  hb.lr = adam_heavy_ball_lr(o.lr, beta1);
+  hb.momentum = Momentum{beta1, false};
+  hb.weight_decay = 0.0;
+  SimulationOptions so;
+  static_cast<MonteCarloRun&>(so) = hb;
+  so.steps = o.steps;
+  so.trajectories = o.trajectories;
+  so.progress = o.progress;
+  so.validate(g);
+  RadiusEstimateOptions ro;
+  static_cast<MonteCarloRun&>(ro) = hb;
+  ro.blocks = o.blocks;
+  ro.validate(g);
+  const McSpace space{jt, g.samples(), g.outputs(), jt.cols(), VectorXd(),
+                    o.weight_decay * preconditioner.cwiseInverse()};
+  CrossCheckReport rep;
+  rep.simulation = simulate(space, so);
+  rep.radius = estimate_radius_in(space, ro);
+  rep.report.status = rep.radius.status();
+  const std::optional<Sampling> sampling = closed_form(o.schedule);
+  if (!sampling) {
+    rep.verdict = Verdict::inconclusive;
+    rep.reason = "reshuffling has no closed-form operator: only the Monte Carlo estimates are reported (rho_hat " +
+                 detail::fmt(rep.radius.rho_hat) + ")";
+    rep.report.message = rep.radius.report.message;
+    rep.report.seconds = watch.seconds();
+    return rep;
+  }
+  const RadiusResult exact =
+      adam_l2_spectral_radius(jacobian, outputs, preconditioner, o.lr, o.batch, *sampling, beta1, o.weight_decay);
+  const MomentumThresholdResult thr =
+      adam_l2_threshold(jacobian, outputs, preconditioner, o.batch, *sampling, beta1, o.weight_decay);
+  rep.rho = exact.rho;
+  rep.eta_star = thr.eta_star;  // the optimizer's lr
+  rep.exact = l2_exact_moments(jt, g.samples(), g.outputs(), space.decay, hb.lr, beta1,
+                               sampling_factors(*sampling, g.samples(), o.batch), o.steps);
+  rep.report.status = combine(combine(rep.report.status, exact.status()), thr.status());
   if (rep.report.status != Status::converged) {
     rep.verdict = Verdict::inconclusive;
     rep.reason = "an eigensolver did not converge (" + to_string(rep.status()) + ")";

@@ -86,6 +86,7 @@ __all__ = [
     "adam_l2_curve",
     "adam_l2_radius",
     "adam_l2_region",
+    "adam_l2_montecarlo",
     "adam_region",
     "covariance",
     "read_matrix",
@@ -409,6 +410,21 @@ def montecarlo(geometry, lr, batch, sampling="without", *, momentum=None, nester
                **options):
     return _core.montecarlo(geometry, lr, batch, sampling, momentum=momentum, nesterov=nesterov,
                             weight_decay=weight_decay, **options)
+
+
+@_doc("""montecarlo for Adam's (beta1 > 0) or RMSProp's (beta1 = 0) own L2 weight decay, P frozen.
+
+    Inputs as adam_l2_curve (the Jacobian NOT preconditioned, P's entries,
+    weight_decay=WD > 0 in the library's loss convention); lr and eta_star in
+    the optimizer's lr. The simulation, the exact moments and the sampled
+    operator run on the whole 2p state of phi = P^{1/2} theta (|phi_t|^2 from
+    phi_0 ~ N(0, I/p)); rho is adam_l2_radius's. Dense in p (a few hundred).
+    The JSON is that of `sgdstab montecarlo --optimizer adam|rmsprop
+    --weight-decay WD`.""" + _MONTECARLO_OPTIONS)
+def adam_l2_montecarlo(jacobian, preconditioner, lr, batch, sampling="without", *, outputs=1, beta1=0.9,
+                       weight_decay, **options):
+    return _core.adam_l2_montecarlo(jacobian, outputs, preconditioner, lr, batch, sampling, beta1, weight_decay,
+                                    **options)
 
 
 @_doc("""Per-sample curvature of cross-entropy: S_i = diag(p_i) - p_i p_i^T.

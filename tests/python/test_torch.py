@@ -1000,6 +1000,30 @@ def test_adam_l2_region_from_the_jacobian_and_the_preconditioner(tmp_path):
         sgdstab.adam_l2_region(jac, pre, outputs=2, weight_decay=-1.0)
 
 
+def test_adam_l2_montecarlo_from_the_jacobian_and_the_preconditioner():
+    # sgdstab.adam_l2_montecarlo: agrees below eta*, its rho is adam_l2_radius's; P = 1 (full rank) is heavy-ball
+    # SGD with L2 decay at lr (1 - beta1), whose rho the r x r Monte Carlo reports.
+    rng = np.random.default_rng(5)
+    jac = rng.standard_normal((8, 5))
+    pre = np.exp(rng.standard_normal(5))
+    eta = sgdstab.adam_l2_threshold(jac, pre, 2, "with", outputs=2, beta1=0.5, weight_decay=0.3).eta_star
+    mc = sgdstab.adam_l2_montecarlo(jac, pre, 0.8 * eta, 2, "with", outputs=2, beta1=0.5, weight_decay=0.3,
+                                    steps=10, trajectories=4000, blocks=2000)
+    assert mc.verdict == "agree", mc.reason
+    assert mc.eta_star == pytest.approx(eta, rel=1e-12)
+    want = sgdstab.adam_l2_radius(jac, pre, 0.8 * eta, 2, "with", outputs=2, beta1=0.5, weight_decay=0.3).rho
+    assert mc.rho == pytest.approx(want, rel=1e-9)
+    d = mc.to_dict()
+    assert d["optimizer"] == "adam" and d["weight_decay"] == 0.3 and d["heavy_ball_lr"] == pytest.approx(0.4 * eta)
+    g = sgdstab.Geometry.from_jacobian(jac, 2)
+    ones = sgdstab.adam_l2_montecarlo(jac, np.ones(5), 0.1, 2, "with", outputs=2, beta1=0.5, weight_decay=0.3,
+                                      trajectories=200, blocks=200)
+    hb = sgdstab.montecarlo(g, 0.05, 2, "with", momentum=0.5, weight_decay=0.3, trajectories=200, blocks=200)
+    assert ones.rho == pytest.approx(hb.rho, rel=1e-8)
+    with pytest.raises(ValueError, match="weight_decay"):
+        sgdstab.adam_l2_montecarlo(jac, pre, 0.1, 2, outputs=2, weight_decay=0.0)
+
+
 def run_stationary(x, y, w_star, make_optimizer, loss, batch=2, weight=None, steps=40000, burn=2000, seed=5):
     """A real torch run of a bias-free Linear from w* with make_optimizer([weight]) on `loss`, batches of
     `batch` drawn without replacement from a seeded generator: the time averages, over `steps` steps after
