@@ -235,7 +235,7 @@ TEST(Adaptive, AdamThresholdAndRadiusMatchTheEnumeratedAdamMap) {
     Eigen::Index n, c, p;
   };
   int seed = 0;
-  for (const Case& cs : {Case{4, 1, 3}, Case{3, 2, 4}}) {
+  for (const Case& cs : {Case{4, 1, 3}, Case{3, 2, 4}, Case{2, 3, 4}}) {
     const MatrixXd J = ref::gaussian(cs.n * cs.c, cs.p, 100 + seed);
     const VectorXd P = ad_preconditioner(cs.p, 110 + seed++);
     const auto g = sgdstab::Geometry::from_jacobian(sgdstab::precondition_jacobian(J, P), cs.c);
@@ -361,7 +361,7 @@ TEST(Adaptive, AdamwThresholdAndRadiusMatchTheEnumeratedAdamwMap) {
   int seed = 0;
   // The last case has n C = 2 < p = 4: the enumeration covers null(H), where
   // AdamW's decay (not the gradient) acts.
-  for (const Case& cs : {Case{4, 1, 3}, Case{3, 2, 4}, Case{2, 1, 4}}) {
+  for (const Case& cs : {Case{4, 1, 3}, Case{3, 2, 4}, Case{2, 1, 4}, Case{2, 3, 4}}) {
     const MatrixXd J = ref::gaussian(cs.n * cs.c, cs.p, 300 + seed);
     const VectorXd P = ad_preconditioner(cs.p, 310 + seed++);
     const auto g = sgdstab::Geometry::from_jacobian(sgdstab::precondition_jacobian(J, P), cs.c);
@@ -603,7 +603,7 @@ TEST(Adaptive, AdamL2ThresholdMatchesTheEnumeratedMapWithL2Decay) {
   int seed = 0;
   // The last two have n C < p: null(H) is reached by the decay through P^{-1},
   // which couples it to range(H) (what the reduced coordinates cannot hold).
-  for (const Case& cs : {Case{4, 1, 3}, Case{3, 2, 4}, Case{2, 1, 4}, Case{2, 2, 5}}) {
+  for (const Case& cs : {Case{4, 1, 3}, Case{3, 2, 4}, Case{2, 1, 4}, Case{2, 2, 5}, Case{2, 3, 4}}) {
     const MatrixXd J = ref::gaussian(cs.n * cs.c, cs.p, 360 + seed);
     const VectorXd P = ad_preconditioner(cs.p, 370 + seed++);
     const double top = ad_preconditioned_top(J, P, cs.c);
