@@ -9,6 +9,22 @@
 
 namespace sgdstab::cli {
 
+namespace {
+
+// The exit code of a cross-check, with its reason on stderr. Reshuffling has
+// no exact answer: its verdict is inconclusive by construction, and only the
+// status of its estimate decides the exit code.
+int cross_check_exit(const CrossCheckReport& rep, std::ostream& err) {
+  const int code = rep.rho && rep.converged() ? exit_code(rep.verdict) : exit_code(rep.status());
+  if (code == exit_code(Exit::disagree))
+    err << "sgdstab: the Monte Carlo estimates disagree with the exact answer: " << rep.reason << "\n";
+  else if (code != exit_code(Exit::ok))
+    err << "sgdstab: " << (rep.radius.converged() ? rep.reason : rep.radius.report.message) << "\n";
+  return code;
+}
+
+}  // namespace
+
 int cmd_montecarlo(const Args& args, std::ostream& out, std::ostream& err) {
   CrossCheckOptions o;
   o.schedule = args.choice("sampling", Schedule::without_replacement);
@@ -16,27 +32,17 @@ int cmd_montecarlo(const Args& args, std::ostream& out, std::ostream& err) {
   apply_cli(args, o);  // the table's options (lib/simulation/cross_check_options.cpp): --steps, --trajectories, ...
   o.weight_decay = weight_decay_option(args);
   const OptimizerSetting opt = optimizer_option(args);
-  if (opt.l2_adaptive) {
+  if (opt.l2_adaptive && o.weight_decay > 0.0) {
     // Adam's or RMSProp's own L2 decay: the whole 2p state of phi = P^{1/2} theta (theory/adaptive.md,
-    // section 6), from the Jacobian and P; lr and eta_star in the optimizer's lr.
+    // section 6), from the Jacobian and P; lr and eta_star in the optimizer's lr. (Decay 0: the path below.)
     const AdaptiveL2Input in = adaptive_l2_input(args);
     o.batch = batch_of(args, in.geometry);
     o.progress = progress_reporter(args, err, "sgdstab montecarlo: step");
     const CrossCheckReport rep = adam_l2_cross_check(in.jacobian, in.outputs, in.preconditioner, opt.beta1(), o);
-    json j = cross_check_json(o, rep);
-    j["momentum"] = 0.0;  // no heavy-ball momentum of SGD's: beta1 below
-    j["heavy_ball_lr"] = adam_heavy_ball_lr(o.lr, opt.beta1());
-    j["note"] = "quantities are |phi_t|^2 on the whole parameter space, phi = P^{1/2} theta, E|phi_0|^2 = 1; above "
-                "the threshold the sample mean is heavy-tailed and underestimates the true moment at long horizons "
-                "(see mc_median, mc_mean_log, and rho_hat, which does not compound)";
+    json j = adam_l2_cross_check_json(o, rep, opt.beta1());
     echo_inputs(args, opt, j);
     print_result(j, out);
-    const int code = rep.rho && rep.converged() ? exit_code(rep.verdict) : exit_code(rep.status());
-    if (code == exit_code(Exit::disagree))
-      err << "sgdstab: the Monte Carlo estimates disagree with the exact answer: " << rep.reason << "\n";
-    else if (code != exit_code(Exit::ok))
-      err << "sgdstab: " << rep.reason << "\n";
-    return code;
+    return cross_check_exit(rep, err);
   }
   o.momentum = opt.momentum.value_or(Momentum{});
   // Adam runs as heavy-ball at lr (1 - beta1) on J P^{-1/2} (theory/adaptive.md, eq. 3); the JSON is in Adam's lr.
@@ -66,14 +72,7 @@ int cmd_montecarlo(const Args& args, std::ostream& out, std::ostream& err) {
   }
   echo_inputs(args, opt, j);
   print_result(j, out);
-  // Reshuffling has no exact answer: its verdict is inconclusive by
-  // construction, and only the status of its estimate decides the exit code.
-  const int code = rep.rho && rep.converged() ? exit_code(rep.verdict) : exit_code(rep.status());
-  if (code == exit_code(Exit::disagree))
-    err << "sgdstab: the Monte Carlo estimates disagree with the exact answer: " << rep.reason << "\n";
-  else if (code != exit_code(Exit::ok))
-    err << "sgdstab: " << (rep.radius.converged() ? rep.reason : rep.radius.report.message) << "\n";
-  return code;
+  return cross_check_exit(rep, err);
 }
 
 }  // namespace sgdstab::cli

@@ -262,36 +262,31 @@ int cmd_region(const Args& args, std::ostream& out, std::ostream& err) {
         throw UsageError("--weight-decay: the region covers without and with replacement (one shared family); for "
                          "Bernoulli sampling use `curve --sampling bernoulli --weight-decay` (theory/weight_decay.md)");
   check_engine_options(args);
-  if (opt.l2_adaptive) {  // Adam's or RMSProp's own L2 decay (theory/adaptive.md, section 6); exact engine only
-    if (args.str_or("engine", "auto") == "band")
-      throw UsageError("--engine band: the band is SGD's, with or without momentum, not --optimizer " + opt.name +
-                       "'s (theory/band.md, section 7); use --engine exact");
-    const AdaptiveL2Input in = adaptive_l2_input(args);
-    const std::vector<Index> batches = batches_option(args, in.geometry.samples());
-    for (const Mark& m : marks) check_batch(m.batch, in.geometry.samples(), "--mark");
-    RegionReport rep = adam_l2_region_report(in, schemes, batches, marks, args.str_or("plot", ""), so, opt.beta1(),
-                                             weight_decay);
+  // The adaptive optimizers have the exact engine only (the band is SGD's, theory/band.md, section 7).
+  const bool adaptive = opt.adam || opt.l2_adaptive;
+  if (adaptive && args.str_or("engine", "auto") == "band")
+    throw UsageError("--engine band: the band is SGD's, with or without momentum, not --optimizer " + opt.name +
+                     "'s (theory/band.md, section 7); use --engine exact");
+  auto exact_only = [&](RegionReport rep) {
     rep.j["engine"] = "exact";
     rep.j["engine_reason"] = "--optimizer " + opt.name + ": the band is SGD's only, so the exact engine runs";
     rep.j["seconds"] = seconds_since(t0);
     echo_inputs(args, opt, rep.j);
     return finish(rep.j, rep.status, out, err);
+  };
+  if (opt.l2_adaptive) {  // Adam's or RMSProp's own L2 decay (theory/adaptive.md, section 6)
+    const AdaptiveL2Input in = adaptive_l2_input(args);
+    const std::vector<Index> batches = batches_option(args, in.geometry.samples());
+    for (const Mark& m : marks) check_batch(m.batch, in.geometry.samples(), "--mark");
+    return exact_only(adam_l2_region_report(in, schemes, batches, marks, args.str_or("plot", ""), so, opt.beta1(),
+                                            weight_decay));
   }
   const Geometry g = load_geometry(args);
   const std::vector<Index> batches = batches_option(args, g.samples());
   for (const Mark& m : marks) check_batch(m.batch, g.samples(), "--mark");
-  if (opt.adam) {  // Adam / AdamW: the momentum region in Adam's lr (theory/adaptive.md); exact engine only
-    if (args.str_or("engine", "auto") == "band")
-      throw UsageError("--engine band: the band is SGD's, with or without momentum, not --optimizer " + opt.name +
-                       "'s (theory/band.md, section 7); use --engine exact");
-    RegionReport rep = adam_region_report(g, schemes, batches, marks, args.str_or("plot", ""), so, opt.beta1(),
-                                          opt.decoupled_weight_decay ? weight_decay : 0.0);
-    rep.j["engine"] = "exact";
-    rep.j["engine_reason"] = "--optimizer " + opt.name + ": the band is SGD's only, so the exact engine runs";
-    rep.j["seconds"] = seconds_since(t0);
-    echo_inputs(args, opt, rep.j);
-    return finish(rep.j, rep.status, out, err);
-  }
+  if (opt.adam)  // Adam / AdamW: the momentum region in Adam's lr (theory/adaptive.md)
+    return exact_only(adam_region_report(g, schemes, batches, marks, args.str_or("plot", ""), so, opt.beta1(),
+                                         opt.decoupled_weight_decay ? weight_decay : 0.0));
   const Engine engine = engine_choice(args, g, so, weight_decay > 0.0 ? "weight decay" : "");
   const Momentum band_momentum = heavy ? *momentum : Momentum{};
   if (engine.band) {

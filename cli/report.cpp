@@ -5,6 +5,7 @@
 #include <ostream>
 
 #include "exit_codes.hpp"
+#include "sgdstab/adaptive.hpp"
 #include "sgdstab/machine.hpp"
 
 namespace sgdstab::cli {
@@ -263,6 +264,16 @@ json cross_check_json(const CrossCheckOptions& o, const CrossCheckReport& rep) {
               "and rho_hat, which does not compound)";
   j["seconds"] = rep.simulation.report.seconds;
   j["options"] = options_json(o);
+  return j;
+}
+
+json adam_l2_cross_check_json(const CrossCheckOptions& o, const CrossCheckReport& rep, double beta1) {
+  json j = cross_check_json(o, rep);
+  j["momentum"] = 0.0;  // no heavy-ball momentum of SGD's: the optimizer's beta1 is echoed beside
+  j["heavy_ball_lr"] = adam_heavy_ball_lr(o.lr, beta1);
+  j["note"] = "quantities are |phi_t|^2 on the whole parameter space, phi = P^{1/2} theta, E|phi_0|^2 = 1; above the "
+              "threshold the sample mean is heavy-tailed and underestimates the true moment at long horizons (see "
+              "mc_median, mc_mean_log, and rho_hat, which does not compound)";
   return j;
 }
 

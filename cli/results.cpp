@@ -335,9 +335,13 @@ RegionReport adam_l2_region_report(const AdaptiveL2Input& in, const std::vector<
     return adam_l2_spectral_radius(in.jacobian, in.outputs, in.preconditioner, lr, b, s, beta1, weight_decay, so,
                                    in.reduction);
   };
-  return region_report_of(adam_l2_region(in.jacobian, in.outputs, in.preconditioner, schemes, batches, beta1,
-                                         weight_decay, so, in.reduction),
-                          &in.geometry, marks, plot, so, radius);
+  RegionReport out = region_report_of(adam_l2_region(in.jacobian, in.outputs, in.preconditioner, schemes, batches,
+                                                     beta1, weight_decay, so, in.reduction),
+                                      &in.geometry, marks, plot, so, radius);
+  // The full-batch limit is eta_mean, also for RMSProp without decay (a plain SGD region there).
+  out.j["eta_mean"] = out.region.eta_mean;
+  adam_fields(out.j);
+  return out;
 }
 
 }  // namespace sgdstab::cli

@@ -66,7 +66,8 @@ RegionReport adam_region_report(const Geometry& g, const std::vector<Sampling>& 
 
 /// region_report for Adam's (beta1 > 0) or RMSProp's (beta1 = 0) own L2 decay
 /// (adam_l2_region, in the optimizer's lr; marks judged by
-/// adam_l2_spectral_radius on the whole 2p state).
+/// adam_l2_spectral_radius on the whole 2p state); the JSON's full-batch
+/// limit is eta_mean (no eta_gd).
 RegionReport adam_l2_region_report(const AdaptiveL2Input& in, const std::vector<Sampling>& schemes,
                                    const std::vector<Index>& batches, const std::vector<Mark>& marks,
                                    const std::string& plot, const SolverOptions& so, double beta1,

@@ -1126,8 +1126,7 @@ void bind_montecarlo(py::module_& m) {
           Compute c;
           out.rep = adam_l2_cross_check(j, outputs, pre, beta1, o);
         }
-        out.j = cli::cross_check_json(o, out.rep);
-        out.j["heavy_ball_lr"] = adam_heavy_ball_lr(lr, beta1);
+        out.j = cli::adam_l2_cross_check_json(o, out.rep, beta1);
         adam_l2_json(out.j, beta1, weight_decay);
         return out;
       },

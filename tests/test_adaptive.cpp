@@ -7,6 +7,7 @@
 // and the full-batch closed form of Adam.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "reference.hpp"
@@ -770,7 +771,8 @@ TEST(Adaptive, AdamL2RegionPointsAndBandHoldTheEnumeratedMapWithL2Decay) {
     const auto h = ref::per_sample(J, cs.c);
     const MatrixXd H = J.transpose() * J / static_cast<double>(cs.n);
     const std::vector<Sampling> schemes(std::begin(kSchemes), std::end(kSchemes));
-    const std::vector<Eigen::Index> computed = {1, 3, cs.n};
+    const std::vector<Eigen::Index> computed =
+        cs.n > 4 ? std::vector<Eigen::Index>{1, 3, cs.n} : std::vector<Eigen::Index>{1, cs.n};
     for (double beta1 : {0.0, 0.9}) {
       const double wd = 0.3 * top;
       const auto region = sgdstab::adam_l2_region(J, cs.c, P, schemes, computed, beta1, wd);
@@ -802,8 +804,9 @@ TEST(Adaptive, AdamL2RegionPointsAndBandHoldTheEnumeratedMapWithL2Decay) {
           EXPECT_LE(pt.eta_low, pt.eta_star);
           EXPECT_GE(pt.eta_high, pt.eta_star);
         }
-        // Between computed points (B = 2, n - 1 were not): the enumerated crossing lies inside band().
-        for (Eigen::Index B : {Eigen::Index{2}, cs.n - 1}) {
+        // Between computed points (every B not computed): the enumerated crossing lies inside band().
+        for (Eigen::Index B = 2; B < cs.n; ++B) {
+          if (std::find(computed.begin(), computed.end(), B) != computed.end()) continue;
           const auto batches = ref::batch_hessians(h, B, curve.sampling);
           const double crossing = ad_bisect(
               [&](double eta) { return ad_adam_l2_rho(batches, P, eta, beta1, wd); }, region.eta_mean * 1.01, 40);
@@ -846,18 +849,19 @@ TEST(Adaptive, AdamL2MonteCarloAgreesWithTheEnumeratedMapWithL2Decay) {
   // theta_0 ~ N(0, P^{-1}/p), m_0 = 0); its rho is the enumerated one; the sampled operator's interval
   // covers it and excludes the map without decay; the simulated moments agree (verdict).
   struct Case {
-    Eigen::Index n, p;
+    Eigen::Index n, c, p;
     double beta1;
     Sampling sampling;
   };
   int seed = 0;
   // The second has n < p: the decay reaches null(H) through P^{-1}.
-  for (const Case& cs : {Case{4, 3, 0.5, Sampling::with_replacement}, Case{3, 4, 0.0, Sampling::bernoulli}}) {
-    const MatrixXd J = ref::gaussian(cs.n, cs.p, 430 + seed);
+  for (const Case& cs : {Case{4, 1, 3, 0.5, Sampling::with_replacement}, Case{3, 1, 4, 0.0, Sampling::bernoulli},
+                         Case{3, 2, 5, 0.9, Sampling::without_replacement}}) {
+    const MatrixXd J = ref::gaussian(cs.n * cs.c, cs.p, 430 + seed);
     const VectorXd P = ad_preconditioner(cs.p, 440 + seed++);
-    const double wd = 0.4 * ad_preconditioned_top(J, P, 1);
-    const auto batches = ref::batch_hessians(ref::per_sample(J, 1), 2, cs.sampling);
-    const auto thr = sgdstab::adam_l2_threshold(J, 1, P, 2, cs.sampling, cs.beta1, wd);
+    const double wd = 0.4 * ad_preconditioned_top(J, P, cs.c);
+    const auto batches = ref::batch_hessians(ref::per_sample(J, cs.c), 2, cs.sampling);
+    const auto thr = sgdstab::adam_l2_threshold(J, cs.c, P, 2, cs.sampling, cs.beta1, wd);
     ASSERT_TRUE(thr.converged()) << thr.report.message;
     for (double f : {0.8, 1.2}) {
       const std::string what = "beta1 " + std::to_string(cs.beta1) + " f " + std::to_string(f);
@@ -865,8 +869,9 @@ TEST(Adaptive, AdamL2MonteCarloAgreesWithTheEnumeratedMapWithL2Decay) {
       sgdstab::CrossCheckOptions c;
       c.lr = lr;
       c.batch = 2;
-      c.schedule = cs.sampling == Sampling::bernoulli ? sgdstab::Schedule::bernoulli
-                                                      : sgdstab::Schedule::with_replacement;
+      c.schedule = cs.sampling == Sampling::bernoulli             ? sgdstab::Schedule::bernoulli
+                   : cs.sampling == Sampling::with_replacement ? sgdstab::Schedule::with_replacement
+                                                               : sgdstab::Schedule::without_replacement;
       c.weight_decay = wd;
       // Many trajectories and blocks: products of random matrices make |phi_t|^2 heavy-tailed even below
       // eta*, and the intervals are asymptotic (the AdamW test above samples as much).
@@ -875,7 +880,7 @@ TEST(Adaptive, AdamL2MonteCarloAgreesWithTheEnumeratedMapWithL2Decay) {
       c.blocks = 20000;
       c.confidence = 0.999;
       c.seed = 11;
-      const sgdstab::CrossCheckReport rep = sgdstab::adam_l2_cross_check(J, 1, P, cs.beta1, c);
+      const sgdstab::CrossCheckReport rep = sgdstab::adam_l2_cross_check(J, cs.c, P, cs.beta1, c);
       ASSERT_EQ(rep.status(), sgdstab::Status::converged) << rep.reason << " " << what;
       EXPECT_EQ(rep.verdict, sgdstab::Verdict::agree) << rep.reason << " " << what;
       EXPECT_REL_NEAR(*rep.eta_star, thr.eta_star, 1e-12) << what;
@@ -908,13 +913,27 @@ TEST(Adaptive, AdamL2MonteCarloAgreesWithTheEnumeratedMapWithL2Decay) {
       }
     }
   }
-  // Bad options are named.
   const MatrixXd J = ref::gaussian(4, 3, 450);
   const VectorXd P = ad_preconditioner(3, 451);
   sgdstab::CrossCheckOptions c;
   c.lr = 0.1;
   c.batch = 2;
   c.weight_decay = 0.1;
+  // Reshuffling: no exact answer, the Monte Carlo estimates only.
+  c.schedule = sgdstab::Schedule::reshuffle;
+  c.steps = 3;
+  c.trajectories = 100;
+  c.blocks = 100;
+  const sgdstab::CrossCheckReport shuffled = sgdstab::adam_l2_cross_check(J, 1, P, 0.9, c);
+  EXPECT_EQ(shuffled.verdict, sgdstab::Verdict::inconclusive);
+  EXPECT_FALSE(shuffled.rho.has_value());
+  EXPECT_GT(shuffled.radius.rho_hat, 0.0);
+  c.schedule = sgdstab::Schedule::without_replacement;
+  // Bad options are named.
+  c.lr = -1.0;
+  EXPECT_NE(ad_invalid_message([&] { sgdstab::adam_l2_cross_check(J, 1, P, 0.9, c); }).find("options.lr"),
+            std::string::npos);
+  c.lr = 0.1;
   c.momentum = sgdstab::Momentum{0.5, false};
   EXPECT_NE(ad_invalid_message([&] { sgdstab::adam_l2_cross_check(J, 1, P, 0.9, c); }).find("options.momentum"),
             std::string::npos);

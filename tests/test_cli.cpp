@@ -480,6 +480,7 @@ TEST_F(Cli, LossCurvatureAndAdaptiveOptimizers) {
     EXPECT_EQ(j["weight_decay"].get<double>(), wd);
     EXPECT_EQ(j["optimizer"], "rmsprop");
     EXPECT_EQ(j["engine"], "exact");
+    EXPECT_FALSE(j.contains("eta_gd"));  // the limit is eta_mean
     ASSERT_EQ(j["marks"].size(), 3u);
     for (std::size_t k = 0; k < 3; ++k)
       EXPECT_REL_NEAR(j["marks"][k]["rho"].get<double>(),
@@ -500,6 +501,12 @@ TEST_F(Cli, LossCurvatureAndAdaptiveOptimizers) {
     EXPECT_EQ(j["weight_decay"].get<double>(), wd);
     EXPECT_EQ(j["optimizer"], "adam");
     EXPECT_NE(j["note"].get<std::string>().find("phi = P^{1/2} theta"), std::string::npos);
+    // Decay 0: Adam's own montecarlo (the reduced coordinates), as threshold takes it.
+    r = run("montecarlo " + pre + " --optimizer adam --momentum 0.5 --sampling with --batch 3 --steps 3 "
+            "--trajectories 500 --blocks 200 --quiet --weight-decay 0 --lr " + num(0.5 * t.eta_star));
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_REL_NEAR(json::parse(r.out)["eta_star"].get<double>(),
+                    sgdstab::adam_threshold(gp, 3, sgdstab::Sampling::with_replacement, 0.5).eta_star, 1e-8);
     std::ifstream l2_svg(file("l2_region.svg"));
     EXPECT_NE(std::string(std::istreambuf_iterator<char>(l2_svg), std::istreambuf_iterator<char>())
                   .find("full-batch RMSProp limit"),

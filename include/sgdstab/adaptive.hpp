@@ -162,7 +162,7 @@ StabilityRegion adam_region(const Geometry& preconditioned, const std::vector<Sa
 /// their own L2 decay wd (adam_l2_threshold's map, theory/adaptive.md
 /// section 6): every scheme and batch size from one kappa_0 per noise class
 /// and one p x p eigendecomposition, every learning rate in the optimizer's
-/// lr. The result has adam = true (also for RMSProp), momentum.beta = beta1,
+/// lr. With wd > 0 the result has adam = true (also for RMSProp), momentum.beta = beta1,
 /// weight_decay = wd, decoupled_weight_decay = false, eta_gd = eta_mean =
 /// 2 (1 + beta1) / ((1 - beta1) lambda_max(H~ + wd P^{-1})), lambda_max that
 /// of H~; band() is momentum's (eta*(B) is non-decreasing in B). Each point

@@ -5,7 +5,8 @@
 /// unbiased estimate of the transition operator T from sampled batches
 /// (theory/montecarlo.md).
 ///
-/// Everything runs in the reduced coordinates of a Geometry (range(H),
+/// Everything but adam_l2_cross_check (the whole parameter space, see there)
+/// runs in the reduced coordinates of a Geometry (range(H),
 /// dimension r): delta in R^r, H = diag(d), h_i = Z_i^T Z_i. Linearized SGD is
 ///   delta_{t+1} = (I - lr H_xi) delta_t,   H_xi = (1/B) sum_{i in batch} h_i
 /// (theory/montecarlo.md, eq. 1). Four batch schedules: the three of the

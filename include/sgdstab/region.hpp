@@ -85,10 +85,11 @@ struct StabilityRegion : Result {
   // rest is the subspace's own work); status converged when every point is,
   // else the first failure's status, named in the message.
   Index subspace_dimension = 0;
-  /// SGD with momentum (beta = 0: plain SGD). With beta > 0 the points come
-  /// from momentum_threshold (theory/momentum.md, section 7), `s` of a point
-  /// is its noise level b(B), tangents and knots are empty, and band() uses
-  /// the monotonicity of eta*(B) in B instead of the convexity of g.
+  /// SGD with momentum (beta = 0: plain SGD). With beta > 0 (and for every
+  /// `adam` region) the points come from momentum_threshold's search
+  /// (theory/momentum.md, section 7), `s` of a point is its noise level b(B),
+  /// tangents and knots are empty, band() uses the monotonicity of eta*(B) in
+  /// B instead of the convexity of g, and g_bounds() is refused.
   Momentum momentum;
   /// L2 weight decay (weight_decay_region, weight_decay.hpp; 0: none). With
   /// it eta_gd = eta_mean = 2 / (lambda_max + weight_decay), and band() and

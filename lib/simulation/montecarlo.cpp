@@ -7,7 +7,9 @@
 #include <boost/math/distributions/students_t.hpp>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <limits>
+#include <utility>
 #include <tuple>
 
 #include "foundations/check.hpp"
@@ -688,24 +690,40 @@ void decide(CrossCheckReport& rep, const CrossCheckOptions& o) {
 
 }  // namespace
 
-CrossCheckReport cross_check(const Geometry& g, const CrossCheckOptions& o) {
-  const detail::Stopwatch watch;
-  check_fields(o, "CrossCheckOptions");  // the table's rules (cross_check_options.cpp)
+namespace {
+
+// What cross_check compares the Monte Carlo with at a closed-form scheme:
+// fills rep.rho, rep.eta_star and rep.exact, returns the solves' status.
+using ExactAnswers = std::function<Status(Sampling, CrossCheckReport&)>;
+
+// The simulation's and the sampled operator's options of a run (its lr,
+// momentum and decays as given), validated against g.
+std::pair<SimulationOptions, RadiusEstimateOptions> split_options(const CrossCheckOptions& run, const Geometry& g) {
   SimulationOptions so;
-  static_cast<MonteCarloRun&>(so) = o;
-  so.steps = o.steps;
-  so.trajectories = o.trajectories;
-  so.progress = o.progress;
+  static_cast<MonteCarloRun&>(so) = run;
+  so.steps = run.steps;
+  so.trajectories = run.trajectories;
+  so.progress = run.progress;
   so.validate(g);
   RadiusEstimateOptions ro;
-  static_cast<MonteCarloRun&>(ro) = o;
-  ro.blocks = o.blocks;
+  static_cast<MonteCarloRun&>(ro) = run;
+  ro.blocks = run.blocks;
   ro.validate(g);
+  return {so, ro};
+}
+
+// cross_check on `space`: the exact answers first (a solve that fails stops
+// before the Monte Carlo), then the simulation and the sampled operator, then
+// the verdict (levels from o).
+CrossCheckReport run_cross_check(const McSpace& space, const SimulationOptions& so, const RadiusEstimateOptions& ro,
+                                 const CrossCheckOptions& o, const ExactAnswers& exact) {
+  const detail::Stopwatch watch;
   CrossCheckReport rep;
-  rep.simulation = simulate_linearized(g, so);
-  rep.radius = estimate_radius(g, ro);
-  rep.report.status = rep.radius.status();
   const std::optional<Sampling> sampling = closed_form(o.schedule);
+  const Status exact_status = sampling ? exact(*sampling, rep) : Status::converged;
+  rep.simulation = simulate(space, so);
+  rep.radius = estimate_radius_in(space, ro);
+  rep.report.status = rep.radius.status();
   if (!sampling) {
     rep.verdict = Verdict::inconclusive;
     rep.reason = "reshuffling has no closed-form operator: only the Monte Carlo estimates are reported (rho_hat " +
@@ -714,34 +732,7 @@ CrossCheckReport cross_check(const Geometry& g, const CrossCheckOptions& o) {
     rep.report.seconds = watch.seconds();
     return rep;
   }
-  const bool heavy = o.momentum.beta > 0.0;
-  // Without momentum a decoupled decay is L2 decay; with it, the adamw map (theory/adaptive.md, section 5).
-  const double mu = heavy ? o.decoupled_weight_decay : 0.0;
-  const double lambda = o.weight_decay + (heavy ? 0.0 : o.decoupled_weight_decay);
-  const bool decay = lambda > 0.0;
-  const RadiusResult exact =
-      heavy   ? detail::timed([&] {
-                return detail::decayed_momentum_radius(g, o.lr, o.batch, *sampling, o.momentum, o.weight_decay, mu, {},
-                                                       "cross_check");
-              })
-      : decay ? weight_decay_spectral_radius(g, o.lr, o.batch, *sampling, lambda)
-              : spectral_radius(g, o.lr, o.batch, *sampling);
-  Status thr_status;
-  if (heavy) {
-    const MomentumThresholdResult thr = detail::decayed_momentum_threshold(g, o.batch, *sampling, o.momentum,
-                                                                           o.weight_decay, mu, {}, 0, "cross_check");
-    rep.eta_star = thr.eta_star;
-    thr_status = thr.status();
-  } else {
-    const ThresholdResult thr = decay ? weight_decay_threshold(g, o.batch, *sampling, lambda)
-                                      : stability_threshold(g, o.batch, *sampling);
-    rep.eta_star = thr.eta_star;
-    thr_status = thr.status();
-  }
-  rep.rho = exact.rho;
-  rep.exact = exact_moments(g, o.lr, o.batch, *sampling, o.steps, VectorXd(), o.momentum, o.weight_decay,
-                            o.decoupled_weight_decay);
-  rep.report.status = combine(combine(rep.report.status, exact.status()), thr_status);
+  rep.report.status = combine(rep.report.status, exact_status);
   if (rep.report.status != Status::converged) {
     rep.verdict = Verdict::inconclusive;
     rep.reason = "an eigensolver did not converge (" + to_string(rep.status()) + ")";
@@ -753,6 +744,43 @@ CrossCheckReport cross_check(const Geometry& g, const CrossCheckOptions& o) {
   rep.report.message = rep.reason;
   rep.report.seconds = watch.seconds();
   return rep;
+}
+
+}  // namespace
+
+CrossCheckReport cross_check(const Geometry& g, const CrossCheckOptions& o) {
+  check_fields(o, "CrossCheckOptions");  // the table's rules (cross_check_options.cpp)
+  const auto [so, ro] = split_options(o, g);
+  return run_cross_check(reduced_space(g), so, ro, o, [&](Sampling sampling, CrossCheckReport& rep) {
+    const bool heavy = o.momentum.beta > 0.0;
+    // Without momentum a decoupled decay is L2 decay; with it, the adamw map (theory/adaptive.md, section 5).
+    const double mu = heavy ? o.decoupled_weight_decay : 0.0;
+    const double lambda = o.weight_decay + (heavy ? 0.0 : o.decoupled_weight_decay);
+    const bool decay = lambda > 0.0;
+    const RadiusResult exact =
+        heavy   ? detail::timed([&] {
+                  return detail::decayed_momentum_radius(g, o.lr, o.batch, sampling, o.momentum, o.weight_decay, mu,
+                                                         {}, "cross_check");
+                })
+        : decay ? weight_decay_spectral_radius(g, o.lr, o.batch, sampling, lambda)
+                : spectral_radius(g, o.lr, o.batch, sampling);
+    Status thr_status;
+    if (heavy) {
+      const MomentumThresholdResult thr = detail::decayed_momentum_threshold(g, o.batch, sampling, o.momentum,
+                                                                             o.weight_decay, mu, {}, 0, "cross_check");
+      rep.eta_star = thr.eta_star;
+      thr_status = thr.status();
+    } else {
+      const ThresholdResult thr = decay ? weight_decay_threshold(g, o.batch, sampling, lambda)
+                                        : stability_threshold(g, o.batch, sampling);
+      rep.eta_star = thr.eta_star;
+      thr_status = thr.status();
+    }
+    rep.rho = exact.rho;
+    rep.exact = exact_moments(g, o.lr, o.batch, sampling, o.steps, VectorXd(), o.momentum, o.weight_decay,
+                              o.decoupled_weight_decay);
+    return combine(exact.status(), thr_status);
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -807,7 +835,6 @@ CrossCheckReport adam_l2_cross_check(const Eigen::Ref<const MatrixXd>& jacobian,
                                      const Eigen::Ref<const VectorXd>& preconditioner, double beta1,
                                      const CrossCheckOptions& o) {
   const char* where = "adam_l2_cross_check";
-  const detail::Stopwatch watch;
   check_fields(o, "CrossCheckOptions");
   require(o.momentum.beta == 0.0 && !o.momentum.nesterov, where,
           "options.momentum must be 0: Adam's beta1 is its own argument (heavy-ball at lr (1 - beta1))");
@@ -819,6 +846,8 @@ CrossCheckReport adam_l2_cross_check(const Eigen::Ref<const MatrixXd>& jacobian,
   require(std::isfinite(o.weight_decay) && o.weight_decay > 0.0, where,
           "options.weight_decay (the L2 decay) must be finite and > 0, got " + detail::fmt(o.weight_decay) +
               " (without decay: cross_check on the preconditioned geometry with Adam's heavy-ball lr)");
+  require(std::isfinite(o.lr) && o.lr > 0.0, where, "options.lr must be finite and > 0, got " + detail::fmt(o.lr));
+  if (outputs > 0 && jacobian.rows() % outputs == 0) check_batch(o.batch, jacobian.rows() / outputs, where);
   const MatrixXd jt = precondition_jacobian(jacobian, preconditioner);  // checks P
   const Geometry g = Geometry::from_jacobian(jt, outputs);             // checks J; n for the batch checks
   // The run at the heavy-ball lr, with the decay in the space (phi = P^{1/2} theta, theory/adaptive.md eq. 3).
@@ -826,51 +855,20 @@ CrossCheckReport adam_l2_cross_check(const Eigen::Ref<const MatrixXd>& jacobian,
   hb.lr = adam_heavy_ball_lr(o.lr, beta1);
   hb.momentum = Momentum{beta1, false};
   hb.weight_decay = 0.0;
-  SimulationOptions so;
-  static_cast<MonteCarloRun&>(so) = hb;
-  so.steps = o.steps;
-  so.trajectories = o.trajectories;
-  so.progress = o.progress;
-  so.validate(g);
-  RadiusEstimateOptions ro;
-  static_cast<MonteCarloRun&>(ro) = hb;
-  ro.blocks = o.blocks;
-  ro.validate(g);
+  const auto [so, ro] = split_options(hb, g);
   const McSpace space{jt, g.samples(), g.outputs(), jt.cols(), VectorXd(),
-                    o.weight_decay * preconditioner.cwiseInverse()};
-  CrossCheckReport rep;
-  rep.simulation = simulate(space, so);
-  rep.radius = estimate_radius_in(space, ro);
-  rep.report.status = rep.radius.status();
-  const std::optional<Sampling> sampling = closed_form(o.schedule);
-  if (!sampling) {
-    rep.verdict = Verdict::inconclusive;
-    rep.reason = "reshuffling has no closed-form operator: only the Monte Carlo estimates are reported (rho_hat " +
-                 detail::fmt(rep.radius.rho_hat) + ")";
-    rep.report.message = rep.radius.report.message;
-    rep.report.seconds = watch.seconds();
-    return rep;
-  }
-  const RadiusResult exact =
-      adam_l2_spectral_radius(jacobian, outputs, preconditioner, o.lr, o.batch, *sampling, beta1, o.weight_decay);
-  const MomentumThresholdResult thr =
-      adam_l2_threshold(jacobian, outputs, preconditioner, o.batch, *sampling, beta1, o.weight_decay);
-  rep.rho = exact.rho;
-  rep.eta_star = thr.eta_star;  // the optimizer's lr
-  rep.exact = l2_exact_moments(jt, g.samples(), g.outputs(), space.decay, hb.lr, beta1,
-                               sampling_factors(*sampling, g.samples(), o.batch), o.steps);
-  rep.report.status = combine(combine(rep.report.status, exact.status()), thr.status());
-  if (rep.report.status != Status::converged) {
-    rep.verdict = Verdict::inconclusive;
-    rep.reason = "an eigensolver did not converge (" + to_string(rep.status()) + ")";
-    rep.report.message = rep.reason;
-    rep.report.seconds = watch.seconds();
-    return rep;
-  }
-  decide(rep, o);
-  rep.report.message = rep.reason;
-  rep.report.seconds = watch.seconds();
-  return rep;
+                      o.weight_decay * preconditioner.cwiseInverse()};
+  return run_cross_check(space, so, ro, o, [&](Sampling sampling, CrossCheckReport& rep) {
+    const RadiusResult exact =
+        adam_l2_spectral_radius(jacobian, outputs, preconditioner, o.lr, o.batch, sampling, beta1, o.weight_decay);
+    const MomentumThresholdResult thr =
+        adam_l2_threshold(jacobian, outputs, preconditioner, o.batch, sampling, beta1, o.weight_decay);
+    rep.rho = exact.rho;
+    rep.eta_star = thr.eta_star;  // the optimizer's lr
+    rep.exact = l2_exact_moments(jt, g.samples(), g.outputs(), space.decay, hb.lr, beta1,
+                                 sampling_factors(sampling, g.samples(), o.batch), o.steps);
+    return combine(exact.status(), thr.status());
+  });
 }
 
 }  // namespace sgdstab

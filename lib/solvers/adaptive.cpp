@@ -325,7 +325,7 @@ StabilityRegion adam_l2_region(const Eigen::Ref<const Eigen::MatrixXd>& jacobian
         detail::decayed_momentum_region(l2.geometry, schemes, batches, m, weight_decay, 0.0, options, &l2.mean), beta1,
         weight_decay, false);
   }
-  out.report.seconds = watch.seconds();
+  detail::set_region_seconds(out, watch.seconds());
   return out;
 }
 

@@ -50,8 +50,8 @@ std::pair<double, double> region_coordinates(Sampling sampling, Index samples, d
 }
 
 EtaInterval StabilityRegion::g_bounds(double s) const {
-  detail::require(momentum.beta == 0.0, "StabilityRegion::g_bounds",
-                  "a momentum region has no pencil g(s) (theory/momentum.md, section 7); use band()");
+  detail::require(momentum.beta == 0.0 && !adam, "StabilityRegion::g_bounds",
+                  "a momentum or adaptive region has no pencil g(s) (theory/momentum.md, section 7); use band()");
   detail::require(s >= 0.0 && s <= 1.0, "StabilityRegion::g_bounds", "s must lie in [0, 1], got " + detail::fmt(s));
   EtaInterval out{0.0, std::numeric_limits<double>::infinity()};
   for (const RegionTangent& t : tangents) out.low = std::max(out.low, (1.0 - s) * t.p + s * t.r);

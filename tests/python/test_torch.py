@@ -1007,14 +1007,16 @@ def test_adam_l2_montecarlo_from_the_jacobian_and_the_preconditioner():
     jac = rng.standard_normal((8, 5))
     pre = np.exp(rng.standard_normal(5))
     eta = sgdstab.adam_l2_threshold(jac, pre, 2, "with", outputs=2, beta1=0.5, weight_decay=0.3).eta_star
-    mc = sgdstab.adam_l2_montecarlo(jac, pre, 0.8 * eta, 2, "with", outputs=2, beta1=0.5, weight_decay=0.3,
-                                    steps=10, trajectories=4000, blocks=2000)
+    # Short horizon below eta*: the moment test assumes light tails (theory/montecarlo.md, section 8).
+    mc = sgdstab.adam_l2_montecarlo(jac, pre, 0.7 * eta, 2, "with", outputs=2, beta1=0.5, weight_decay=0.3,
+                                    steps=8, trajectories=4000, blocks=2000)
     assert mc.verdict == "agree", mc.reason
     assert mc.eta_star == pytest.approx(eta, rel=1e-12)
-    want = sgdstab.adam_l2_radius(jac, pre, 0.8 * eta, 2, "with", outputs=2, beta1=0.5, weight_decay=0.3).rho
+    want = sgdstab.adam_l2_radius(jac, pre, 0.7 * eta, 2, "with", outputs=2, beta1=0.5, weight_decay=0.3).rho
     assert mc.rho == pytest.approx(want, rel=1e-9)
     d = mc.to_dict()
-    assert d["optimizer"] == "adam" and d["weight_decay"] == 0.3 and d["heavy_ball_lr"] == pytest.approx(0.4 * eta)
+    assert d["optimizer"] == "adam" and d["weight_decay"] == 0.3 and d["heavy_ball_lr"] == pytest.approx(0.35 * eta)
+    assert "phi = P^{1/2} theta" in d["note"]
     g = sgdstab.Geometry.from_jacobian(jac, 2)
     ones = sgdstab.adam_l2_montecarlo(jac, np.ones(5), 0.1, 2, "with", outputs=2, beta1=0.5, weight_decay=0.3,
                                       trajectories=200, blocks=200)
