@@ -331,7 +331,7 @@ TEST(Covariance, MomentumMatchesTheEnumeratedFixedPoint) {
     Eigen::Index n, c, p;
   };
   int seed = 0;
-  for (const Case& cs : {Case{5, 1, 3}, Case{4, 2, 3}}) {
+  for (const Case& cs : {Case{5, 1, 3}, Case{4, 2, 3}, Case{3, 3, 4}}) {
     const CovProblem pr = cov_problem(cs.n, cs.c, cs.p, 600 + 7 * seed++);
     const auto g = sgdstab::Geometry::from_jacobian(pr.J, cs.c);
     const MatrixXd H = pr.J.transpose() * pr.J / static_cast<double>(cs.n);
@@ -402,7 +402,7 @@ TEST(Covariance, WeightDecayMatchesTheEnumeratedFixedPoint) {
   };
   int seed = 0;
   // p < n C (no interpolation) and p > n C (rank n C < p: null(H) is not empty).
-  for (const Case& cs : {Case{5, 1, 3}, Case{4, 2, 3}, Case{4, 1, 6}}) {
+  for (const Case& cs : {Case{5, 1, 3}, Case{4, 2, 3}, Case{4, 1, 6}, Case{3, 3, 4}}) {
     const MatrixXd J = ref::gaussian(cs.n * cs.c, cs.p, 400 + 11 * seed);
     const VectorXd y = ref::gaussian(cs.n * cs.c, 1, 401 + 11 * seed++).col(0);
     const auto g = sgdstab::Geometry::from_jacobian(J, cs.c);
@@ -454,7 +454,7 @@ TEST(Covariance, WeightDecayWithMomentumMatchesTheEnumeratedFixedPoint) {
   };
   int seed = 0;
   // p < n C, and p > n C (rank 3 < p = 5: the enumeration covers null(H), where the decay alone acts).
-  for (const Case& cs : {Case{5, 1, 3}, Case{4, 2, 3}, Case{3, 1, 5}}) {
+  for (const Case& cs : {Case{5, 1, 3}, Case{4, 2, 3}, Case{3, 1, 5}, Case{3, 3, 4}}) {
     CovProblem pr{ref::gaussian(cs.n * cs.c, cs.p, 700 + 7 * seed), VectorXd(), cs.n, cs.c, cs.p};
     const VectorXd y = ref::gaussian(cs.n * cs.c, 1, 701 + 7 * seed++).col(0);
     const auto g = sgdstab::Geometry::from_jacobian(pr.J, cs.c);

@@ -57,7 +57,7 @@ struct WdCase {
   Eigen::Index n, c, p;
 };
 // {3, 1, 5}: rank 3 < p, so the complement of range(H) is in the reference too.
-const WdCase kWdCases[] = {{4, 1, 3}, {3, 2, 4}, {3, 1, 5}};
+const WdCase kWdCases[] = {{4, 1, 3}, {3, 2, 4}, {3, 1, 5}, {2, 3, 4}};
 
 }  // namespace
 
