@@ -306,7 +306,8 @@ void Program::exact_commands() {
               {"seed", "S: the random start vectors of the band engine (default 1)"}});
   table_options<BandOptions>(c);  // the band engine's --band-subspace, --band-lanczos, --band-delta, ...
   options(c, {{"weight-decay", "LAMBDA: L2 weight decay (as in threshold); plain SGD: without and with replacement only "
-                               "(the default schemes then); with --momentum every scheme; exact engine (default 0)"}});
+                               "(the default schemes then); with --momentum or --optimizer adam|rmsprop (their own L2 "
+                               "decay, from --jacobian and --preconditioner) every scheme; exact engine (default 0)"}});
   momentum_options(c);
   optimizer_options(c);
 
@@ -368,7 +369,9 @@ void Program::analysis_commands() {
   options(c, {{"batch", "B: batch size"},
               {"lr", "ETA: learning rate"},
               {"sampling", "without|with|bernoulli|reshuffle"},
-              {"weight-decay", "LAMBDA: L2 weight decay (as in threshold; with --momentum too) (default 0)"}});
+              {"weight-decay", "LAMBDA: L2 weight decay (as in threshold; with --momentum too; with --optimizer "
+                               "adam|rmsprop their own L2 decay on the whole 2p state, from --jacobian and "
+                               "--preconditioner) (default 0)"}});
   table_options<CrossCheckOptions>(c);  // --steps, --trajectories, --blocks, --seed
   flags(c, {{"quiet", "no progress on stderr"}});
   momentum_options(c);

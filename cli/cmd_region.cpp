@@ -266,7 +266,7 @@ int cmd_region(const Args& args, std::ostream& out, std::ostream& err) {
   const bool adaptive = opt.adam || opt.l2_adaptive;
   if (adaptive && args.str_or("engine", "auto") == "band")
     throw UsageError("--engine band: the band is SGD's, with or without momentum, not --optimizer " + opt.name +
-                     "'s (theory/band.md, section 7); use --engine exact");
+                     (opt.l2_adaptive ? " --weight-decay" : "") + "'s (theory/band.md, section 7); use --engine exact");
   auto exact_only = [&](RegionReport rep) {
     rep.j["engine"] = "exact";
     rep.j["engine_reason"] = "--optimizer " + opt.name + ": the band is SGD's only, so the exact engine runs";

@@ -143,7 +143,7 @@ OptimizerSetting optimizer_option(const Args& args) {
   if (args.has("weight-decay") && o.name != "adamw") {
     // L2: g + LAMBDA theta before P^{-1}, which does not commute with the
     // preconditioned Hessian (theory/adaptive.md, section 6); its inputs are
-    // checked by jacobian_and_preconditioner, after refuse_adaptive_l2.
+    // checked by adaptive_l2_input, after refuse_adaptive_l2.
     if (o.name == "rmsprop" && args.has("momentum") && args.number("momentum") != 0.0)
       throw UsageError("--weight-decay with --optimizer rmsprop --momentum is not covered (RMSProp's L2 decay is, "
                        "without momentum; so is Adam's)");

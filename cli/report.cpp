@@ -269,7 +269,7 @@ json cross_check_json(const CrossCheckOptions& o, const CrossCheckReport& rep) {
 
 json adam_l2_cross_check_json(const CrossCheckOptions& o, const CrossCheckReport& rep, double beta1) {
   json j = cross_check_json(o, rep);
-  j["momentum"] = 0.0;  // no heavy-ball momentum of SGD's: the optimizer's beta1 is echoed beside
+  j["momentum"] = beta1;  // the heavy-ball beta at heavy_ball_lr, as the other Adam and L2 results report it
   j["heavy_ball_lr"] = adam_heavy_ball_lr(o.lr, beta1);
   j["note"] = "quantities are |phi_t|^2 on the whole parameter space, phi = P^{1/2} theta, E|phi_0|^2 = 1; above the "
               "threshold the sample mean is heavy-tailed and underestimates the true moment at long horizons (see "

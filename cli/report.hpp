@@ -81,7 +81,7 @@ void minimum_fields(json& j, const Problem& problem, const MinimizeResult& res);
 /// The `sgdstab montecarlo` result: exact and simulated moments, rho_hat, verdict.
 json cross_check_json(const CrossCheckOptions& o, const CrossCheckReport& rep);
 /// cross_check_json of adam_l2_cross_check (options in the optimizer's lr):
-/// heavy_ball_lr beside lr, momentum 0 (beta1 is the optimizer's), and the
+/// heavy_ball_lr beside lr, momentum = beta1 (the heavy-ball beta), and the
 /// note saying the quantities are |phi_t|^2 on the whole parameter space.
 json adam_l2_cross_check_json(const CrossCheckOptions& o, const CrossCheckReport& rep, double beta1);
 

@@ -360,7 +360,7 @@ TEST(Adaptive, AdamwThresholdAndRadiusMatchTheEnumeratedAdamwMap) {
     Eigen::Index n, c, p;
   };
   int seed = 0;
-  // The last case has n C = 2 < p = 4: the enumeration covers null(H), where
+  // Case{2, 1, 4} has n C = 2 < p = 4: the enumeration covers null(H), where
   // AdamW's decay (not the gradient) acts.
   for (const Case& cs : {Case{4, 1, 3}, Case{3, 2, 4}, Case{2, 1, 4}, Case{2, 3, 4}}) {
     const MatrixXd J = ref::gaussian(cs.n * cs.c, cs.p, 300 + seed);
@@ -574,21 +574,28 @@ namespace {
 // Adam's own linearized update with its L2 decay (torch.optim.Adam's
 // weight_decay: g + wd theta before P^{-1}), P frozen, state (theta, m):
 //   m' = beta1 m + (1 - beta1)(H_B + wd) theta,  theta' = theta - eta P^{-1} m'.
-// rho of E[kron(M_B, M_B)] over every batch on the whole 2p-dimensional state.
+// ad_adam_l2_step is its M_B on (theta, m); ad_adam_l2_rho the rho of
+// E[kron(M_B, M_B)] over every batch on the whole 2p-dimensional state.
 // beta1 = 0 is RMSProp's theta' = theta - eta P^{-1} (H_B + wd) theta.
-double ad_adam_l2_rho(const std::vector<std::pair<MatrixXd, double>>& batches, const VectorXd& precond, double eta,
-                      double beta1, double wd) {
-  const Eigen::Index p = batches.front().first.rows(), q = 2 * p;
+MatrixXd ad_adam_l2_step(const MatrixXd& hb, const VectorXd& precond, double eta, double beta1, double wd) {
+  const Eigen::Index p = hb.rows(), q = 2 * p;
   const MatrixXd pinv = precond.cwiseInverse().asDiagonal();
   const MatrixXd id = MatrixXd::Identity(p, p);
+  const MatrixXd g = hb + wd * id;
+  MatrixXd m(q, q);
+  m.topLeftCorner(p, p) = id - eta * (1.0 - beta1) * pinv * g;
+  m.topRightCorner(p, p) = -eta * beta1 * pinv;
+  m.bottomLeftCorner(p, p) = (1.0 - beta1) * g;
+  m.bottomRightCorner(p, p) = beta1 * id;
+  return m;
+}
+
+double ad_adam_l2_rho(const std::vector<std::pair<MatrixXd, double>>& batches, const VectorXd& precond, double eta,
+                      double beta1, double wd) {
+  const Eigen::Index q = 2 * batches.front().first.rows();
   MatrixXd k = MatrixXd::Zero(q * q, q * q);
   for (const auto& [hb, prob] : batches) {
-    const MatrixXd g = hb + wd * id;
-    MatrixXd m(q, q);
-    m.topLeftCorner(p, p) = id - eta * (1.0 - beta1) * pinv * g;
-    m.topRightCorner(p, p) = -eta * beta1 * pinv;
-    m.bottomLeftCorner(p, p) = (1.0 - beta1) * g;
-    m.bottomRightCorner(p, p) = beta1 * id;
+    const MatrixXd m = ad_adam_l2_step(hb, precond, eta, beta1, wd);
     for (Eigen::Index i = 0; i < q; ++i)
       for (Eigen::Index j = 0; j < q; ++j) k.block(j * q, i * q, q, q) += prob * m(j, i) * m;
   }
@@ -602,8 +609,8 @@ TEST(Adaptive, AdamL2ThresholdMatchesTheEnumeratedMapWithL2Decay) {
     Eigen::Index n, c, p;
   };
   int seed = 0;
-  // The last two have n C < p: null(H) is reached by the decay through P^{-1},
-  // which couples it to range(H) (what the reduced coordinates cannot hold).
+  // Case{2, 1, 4} and Case{2, 2, 5} have n C < p: null(H) is reached by the decay
+  // through P^{-1}, which couples it to range(H) (what the reduced coordinates cannot hold).
   for (const Case& cs : {Case{4, 1, 3}, Case{3, 2, 4}, Case{2, 1, 4}, Case{2, 2, 5}, Case{2, 3, 4}}) {
     const MatrixXd J = ref::gaussian(cs.n * cs.c, cs.p, 360 + seed);
     const VectorXd P = ad_preconditioner(cs.p, 370 + seed++);
@@ -901,12 +908,7 @@ TEST(Adaptive, AdamL2MonteCarloAgreesWithTheEnumeratedMapWithL2Decay) {
             << what << " t " << t;
         MatrixXd next = MatrixXd::Zero(q, q);
         for (const auto& [hb, prob] : batches) {
-          const MatrixXd g = hb + wd * MatrixXd::Identity(p, p);
-          MatrixXd m(q, q);
-          m.topLeftCorner(p, p) = MatrixXd::Identity(p, p) - lr * (1.0 - cs.beta1) * pinv * g;
-          m.topRightCorner(p, p) = -lr * cs.beta1 * pinv;
-          m.bottomLeftCorner(p, p) = (1.0 - cs.beta1) * g;
-          m.bottomRightCorner(p, p) = cs.beta1 * MatrixXd::Identity(p, p);
+          const MatrixXd m = ad_adam_l2_step(hb, P, lr, cs.beta1, wd);
           next += prob * m * z * m.transpose();
         }
         z = next;

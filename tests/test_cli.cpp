@@ -424,8 +424,8 @@ TEST_F(Cli, LossCurvatureAndAdaptiveOptimizers) {
     EXPECT_EQ(r.code, 2);
     EXPECT_NE(r.err.find("RMSProp"), std::string::npos) << r.err;
   }
-  // Adam's and RMSProp's own L2 decay (theory/adaptive.md, section 6): threshold, curve and radius are
-  // adam_l2_*, which tests/test_adaptive.cpp checks against Adam's enumerated map with the decay.
+  // Adam's and RMSProp's own L2 decay (theory/adaptive.md, section 6): threshold, curve, radius, region and
+  // montecarlo are adam_l2_*, which tests/test_adaptive.cpp checks against Adam's enumerated map with the decay.
   {
     const double wd = 0.3 * gp.lambda_max();
     const auto t = sgdstab::adam_l2_threshold(J, 2, pc, 3, sgdstab::Sampling::with_replacement, 0.5, wd);
@@ -512,7 +512,8 @@ TEST_F(Cli, LossCurvatureAndAdaptiveOptimizers) {
                   .find("full-batch RMSProp limit"),
               std::string::npos);
     for (const auto& [cmd, needle] : std::vector<std::pair<std::string, std::string>>{
-             {"region " + pre + " --optimizer adam --weight-decay 0.1 --engine band", "not --optimizer adam's"},
+             {"region " + pre + " --optimizer adam --weight-decay 0.1 --engine band",
+              "not --optimizer adam --weight-decay's"},
              {"region --gram " + file("ck.npy") + " --outputs 2 --optimizer adam --weight-decay 0.1 "
               "--preconditioner " + file("pc.npy"), "needs --jacobian FILE (not --gram)"},
              {"covariance " + pre + " --optimizer rmsprop --batch 2 --lr 0.1 --weight-decay 0.1 --residual " +

@@ -712,9 +712,10 @@ std::pair<SimulationOptions, RadiusEstimateOptions> split_options(const CrossChe
   return {so, ro};
 }
 
-// cross_check on `space`: the exact answers first (a solve that fails stops
-// before the Monte Carlo), then the simulation and the sampled operator, then
-// the verdict (levels from o).
+// cross_check on `space`: the exact answers first (a solve that throws - bad
+// input, memory - stops before the Monte Carlo; one that does not converge is
+// reported after it, as inconclusive), then the simulation and the sampled
+// operator, then the verdict (levels from o).
 CrossCheckReport run_cross_check(const McSpace& space, const SimulationOptions& so, const RadiusEstimateOptions& ro,
                                  const CrossCheckOptions& o, const ExactAnswers& exact) {
   const detail::Stopwatch watch;
@@ -796,6 +797,10 @@ namespace {
 ExactMoments l2_exact_moments(const MatrixXd& rows, Index n, Index c, const VectorXd& decay, double lr, double beta,
                               SamplingFactors f, Index steps) {
   const Index p = rows.cols();
+  // H~, G, Mbar, Z, Z_11, the noise and the products' temporaries: about 30 p^2 doubles.
+  check_memory(8.0 * 30.0 * static_cast<double>(p) * static_cast<double>(p),
+               "adam_l2_cross_check: the exact second moments on the whole parameter space (p = " + std::to_string(p) +
+                   ")");
   const MatrixXd h = rows.transpose() * rows / static_cast<double>(n);
   MatrixXd g = h;
   g.diagonal() += decay;

@@ -967,65 +967,6 @@ def test_adam_l2_curve_from_the_jacobian_and_the_preconditioner():
         sgdstab.adam_l2_threshold(jac, pre, 2, outputs=2, weight_decay=-1.0)
 
 
-def test_adam_l2_region_from_the_jacobian_and_the_preconditioner(tmp_path):
-    # sgdstab.adam_l2_region: P = 1 is heavy-ball SGD's region with L2 decay at lr (1 - beta1) (the r x r
-    # solver); every point equals adam_l2_curve's; the marks are adam_l2_radius's; band() holds the points.
-    rng = np.random.default_rng(4)
-    jac = rng.standard_normal((8, 5))
-    pre = np.exp(rng.standard_normal(5))
-    g = sgdstab.Geometry.from_jacobian(jac, 2)
-    ones = sgdstab.adam_l2_region(jac, np.ones(5), ["without", "with"], [1, 2, 4], outputs=2, beta1=0.9,
-                                  weight_decay=0.3)
-    hb = sgdstab.region(g, ["without", "with"], [1, 2, 4], momentum=0.9, weight_decay=0.3)
-    for got, want in zip(ones.curves, hb.curves):
-        for a, b in zip(got.points, want.points):
-            assert a.eta_star == pytest.approx(b.eta_star / 0.1, rel=1e-8)
-    svg = tmp_path / "l2.svg"
-    reg = sgdstab.adam_l2_region(jac, pre, None, [1, 2, 4], marks=[(0.05, 2)], plot=svg, outputs=2, beta1=0.0,
-                                 weight_decay=0.2)
-    assert reg.converged and len(reg.curves) == 3
-    for curve in reg.curves:
-        want = sgdstab.adam_l2_curve(jac, pre, [1, 2, 4], curve.sampling, outputs=2, beta1=0.0, weight_decay=0.2)
-        for a, b in zip(curve.points, want.points):
-            assert a.eta_star == pytest.approx(b.eta_star, rel=1e-12)
-        low, high = reg.band(curve.sampling, 3)
-        assert curve.points[1].eta_low <= high and low <= curve.points[2].eta_high and 0 < low <= high
-    d = reg.to_dict()
-    assert d["optimizer"] == "rmsprop" and d["weight_decay"] == 0.2 and "eta_gd" not in d
-    for row in d["marks"]:
-        rho = sgdstab.adam_l2_radius(jac, pre, 0.05, 2, row["sampling"], outputs=2, beta1=0.0, weight_decay=0.2).rho
-        assert row["rho"] == pytest.approx(rho, rel=1e-9)
-    assert "full-batch RMSProp limit" in svg.read_text()
-    with pytest.raises(ValueError, match="weight decay"):
-        sgdstab.adam_l2_region(jac, pre, outputs=2, weight_decay=-1.0)
-
-
-def test_adam_l2_montecarlo_from_the_jacobian_and_the_preconditioner():
-    # sgdstab.adam_l2_montecarlo: agrees below eta*, its rho is adam_l2_radius's; P = 1 (full rank) is heavy-ball
-    # SGD with L2 decay at lr (1 - beta1), whose rho the r x r Monte Carlo reports.
-    rng = np.random.default_rng(5)
-    jac = rng.standard_normal((8, 5))
-    pre = np.exp(rng.standard_normal(5))
-    eta = sgdstab.adam_l2_threshold(jac, pre, 2, "with", outputs=2, beta1=0.5, weight_decay=0.3).eta_star
-    # Short horizon below eta*: the moment test assumes light tails (theory/montecarlo.md, section 8).
-    mc = sgdstab.adam_l2_montecarlo(jac, pre, 0.7 * eta, 2, "with", outputs=2, beta1=0.5, weight_decay=0.3,
-                                    steps=8, trajectories=4000, blocks=2000)
-    assert mc.verdict == "agree", mc.reason
-    assert mc.eta_star == pytest.approx(eta, rel=1e-12)
-    want = sgdstab.adam_l2_radius(jac, pre, 0.7 * eta, 2, "with", outputs=2, beta1=0.5, weight_decay=0.3).rho
-    assert mc.rho == pytest.approx(want, rel=1e-9)
-    d = mc.to_dict()
-    assert d["optimizer"] == "adam" and d["weight_decay"] == 0.3 and d["heavy_ball_lr"] == pytest.approx(0.35 * eta)
-    assert "phi = P^{1/2} theta" in d["note"]
-    g = sgdstab.Geometry.from_jacobian(jac, 2)
-    ones = sgdstab.adam_l2_montecarlo(jac, np.ones(5), 0.1, 2, "with", outputs=2, beta1=0.5, weight_decay=0.3,
-                                      trajectories=200, blocks=200)
-    hb = sgdstab.montecarlo(g, 0.05, 2, "with", momentum=0.5, weight_decay=0.3, trajectories=200, blocks=200)
-    assert ones.rho == pytest.approx(hb.rho, rel=1e-8)
-    with pytest.raises(ValueError, match="weight_decay"):
-        sgdstab.adam_l2_montecarlo(jac, pre, 0.1, 2, outputs=2, weight_decay=0.0)
-
-
 def run_stationary(x, y, w_star, make_optimizer, loss, batch=2, weight=None, steps=40000, burn=2000, seed=5):
     """A real torch run of a bias-free Linear from w* with make_optimizer([weight]) on `loss`, batches of
     `batch` drawn without replacement from a seeded generator: the time averages, over `steps` steps after
