@@ -76,6 +76,7 @@ json band_json(const LinearizedModel& m, const BandResult& r) {
   band_fields(j, r);
   j["matrix_free"] = true;
   j["subspace_dimension"] = r.subspace_dimension;
+  j["subspace_doublings"] = r.subspace_doublings;
   j["products"] = r.products;
   return j;
 }

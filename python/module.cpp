@@ -1264,6 +1264,7 @@ void bind_band_result(py::module_& m) {
       .def_property_readonly("sampling", [](const PyBand& b) { return to_string(b.r.sampling); })
       .def_property_readonly("trial_dimension", [](const PyBand& b) { return b.r.trial_dimension; })
       .def_property_readonly("subspace_dimension", [](const PyBand& b) { return b.r.subspace_dimension; })
+      .def_property_readonly("subspace_doublings", [](const PyBand& b) { return b.r.subspace_doublings; })
       .def_property_readonly("products", [](const PyBand& b) { return b.r.products; })
       .def_property_readonly("low_witness", [](const PyBand& b) { return b.r.low_witness; })
       .def("to_dict", [](const PyBand& b) { return json_to_python(b.j); })

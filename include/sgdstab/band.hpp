@@ -72,6 +72,14 @@ struct BandOptions {
   /// LinearizedModel input: dimension m of the parameter subspace of the
   /// upper side (Lanczos vectors of H; min(m, p, n C) used).
   Index subspace = 64;
+  /// LinearizedModel input: times the upper side's subspace may double
+  /// (continuing the same Lanczos run, so the subspaces are nested and
+  /// eta_high only falls) while the band is wider than the tolerance and the
+  /// last doubling closed at least a tenth of the gap to eta_low
+  /// (theory/band.md, section 5.1); 0 = a fixed subspace of dimension
+  /// `subspace`. A doubling that would not fit in memory is not made (the
+  /// report's message says so).
+  Index subspace_doublings = 2;
   /// LinearizedModel input: Lanczos vectors for lambda_max(M) of the lower
   /// side, per batch size (min(k, n C) used).
   Index lanczos_steps = 80;
@@ -130,8 +138,12 @@ struct BandResult : Result {
   double eta_low_certified = 0.0;  ///< the certified lower side (= eta_low when eta_low_kind is certified)
   /// LinearizedModel input: dimension m of the parameter subspace of eta_high
   /// (0 for a Geometry; with momentum the subspace of the trial matrices
-  /// and of lambda_max(H) in the full-batch limit).
+  /// and of lambda_max(H) in the full-batch limit): the Krylov vectors of H
+  /// after any doublings plus the noise directions kept.
   Index subspace_dimension = 0;
+  /// LinearizedModel input: doublings of the Krylov part of that subspace
+  /// made for this band (BandOptions::subspace_doublings).
+  Index subspace_doublings = 0;
   /// LinearizedModel input: columns of J V and J^T U the band asked the model
   /// for (not those inside the model's own sample_grams()).
   Index products = 0;

@@ -46,6 +46,14 @@ std::vector<OptionField<BandOptions>> band_table() {
       on_cli(with_rule(field("subspace", &S::subspace, "matrix-free: dimension of the parameter subspace of the upper side"),
                        "must be >= 1", at_least(1)),
              "band-subspace", "M"),
+      on_cli(with_rule(field("subspace_doublings", &S::subspace_doublings,
+                             "matrix-free: times the upper side's subspace may double while the band is wider than "
+                             "the tolerance and each doubling closes at least a tenth of the gap (0: fixed)"),
+                       "must lie in [0, 10]", [](const OptionValue& v) {
+                         const long long k = std::get<long long>(v);
+                         return k >= 0 && k <= 10;
+                       }),
+             "band-doublings", "K"),
       on_cli(with_rule(field("lanczos_steps", &S::lanczos_steps, "matrix-free: Lanczos vectors for the lower side, per batch size"),
                        "must be >= 2", at_least(2)),
              "band-lanczos", "K"),

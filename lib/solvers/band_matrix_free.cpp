@@ -179,8 +179,19 @@ struct SharedProducts {
   double gram_trace = 0.0;    // tr K = sum_i tr(J_i J_i^T)
   double block_top = 0.0;     // max_i lambda_max(J_i J_i^T)
   double h_top = 0.0;         // certified: >= lambda_max(H) (eq. 8 on H's Lanczos basis)
-  Index subspace_vectors = 0;
+  Index subspace_vectors = 0;  // columns of basis now (the first initial_vectors made before any doubling)
+  Index initial_vectors = 0;   // the Krylov dimension every band starts from (min(subspace, p, n C) or less)
+  // Continuing the Lanczos run for the doublings (theory/band.md, section 5.1):
+  VectorXd next;               // the next unit vector, orthogonal to the basis; empty once the Krylov space closed
+  double h_scale = 0.0;        // max_j |H q_j|: the scale of the closure test
+  Index krylov_limit = 0;      // min(p, n C): no Krylov space of H is larger
 };
+
+// The part of w orthogonal to the first k columns of q (Gram-Schmidt twice).
+VectorXd orthogonal_part(const MatrixXd& q, Index k, VectorXd w) {
+  for (int pass = 0; pass < 2; ++pass) w -= q.leftCols(k) * (q.leftCols(k).transpose() * w);
+  return w;
+}
 
 SharedProducts share_products(CheckedModel& model, const BandOptions& o, Rng& rng) {
   const Index n = model.n(), c = model.c(), nc = model.nc(), p = model.p();
@@ -200,8 +211,14 @@ SharedProducts share_products(CheckedModel& model, const BandOptions& o, Rng& rn
   const VectorXd start = model.transpose_times(random_unit(nc, rng)).col(0);
   detail::require(start.norm() > 0.0, "stability_band", "J^T u = 0 for a random u: the Jacobian is zero");
   const LanczosBasis h = lanczos_basis(apply_h, start, m, "stability_band");
-  s.subspace_vectors = h.q.cols();
+  s.subspace_vectors = s.initial_vectors = h.q.cols();
   s.basis = h.q;
+  s.krylov_limit = std::min(p, nc);
+  for (Index j = 0; j < h.aq.cols(); ++j) s.h_scale = std::max(s.h_scale, h.aq.col(j).norm());
+  if (!h.invariant && s.subspace_vectors < s.krylov_limit) {  // where a doubling would continue
+    const VectorXd w = orthogonal_part(h.q, h.q.cols(), h.aq.col(h.aq.cols() - 1));
+    if (w.norm() > 1e-12 * s.h_scale) s.next = w / w.norm();
+  }
   // The kept J v are J L up to the basis: J Q exactly (column j was J q_j).
   s.compressed.conservativeResize(nc, s.subspace_vectors);
   s.grams = model.grams();
@@ -213,6 +230,47 @@ SharedProducts share_products(CheckedModel& model, const BandOptions& o, Rng& rn
   // tr H = tr K / n. (Eq. 8 only: the start J^T u is not uniform on a sphere.)
   s.h_top = top_bounds(h, s.gram_trace / static_cast<double>(n), 0.0, m).certified;
   return s;
+}
+
+// Continues the Lanczos run of H until the basis has `target` columns (or the
+// Krylov space closes), with J of each new column (theory/band.md, section
+// 5.1: the doublings). The first columns are unchanged, so every band that
+// uses the first m of them sees the subspace it would see alone. Returns
+// false, leaving the basis as it was, when the grown basis would not fit in
+// the available memory; `note` then says so.
+bool extend_subspace(CheckedModel& model, SharedProducts& s, Index target, std::string& note) {
+  target = std::min(target, s.krylov_limit);
+  const Index have = s.basis.cols();
+  if (target <= have || s.next.size() == 0) return true;
+  const double bytes = 8.0 * static_cast<double>(model.p() + model.nc()) * static_cast<double>(target);
+  const std::size_t available = available_memory_bytes();
+  if (available != 0 && bytes > static_cast<double>(available)) {
+    note = "; no doubling to " + std::to_string(target) + " Krylov vectors: it needs " + format_bytes(bytes) +
+           " and " + format_bytes(static_cast<double>(available)) + " is available";
+    return false;
+  }
+  s.basis.conservativeResize(Eigen::NoChange, target);
+  s.compressed.conservativeResize(Eigen::NoChange, target);
+  Index k = have;
+  while (k < target && s.next.size() != 0) {
+    s.basis.col(k) = s.next;
+    const MatrixXd jv = model.times(s.next);
+    s.compressed.col(k) = jv.col(0);
+    const VectorXd hv = model.transpose_times(jv).col(0) / static_cast<double>(model.n());
+    s.h_scale = std::max(s.h_scale, hv.norm());
+    ++k;
+    const VectorXd w = orthogonal_part(s.basis, k, hv);
+    if (k == s.krylov_limit || !(w.norm() > 1e-12 * s.h_scale))
+      s.next.resize(0);  // the Krylov space closed
+    else
+      s.next = w / w.norm();
+  }
+  if (k < target) {
+    s.basis.conservativeResize(Eigen::NoChange, k);
+    s.compressed.conservativeResize(Eigen::NoChange, k);
+  }
+  s.subspace_vectors = k;
+  return true;
 }
 
 // ---- Momentum's lower side (theory/band.md, section 6) ----
@@ -465,13 +523,15 @@ MatrixXd lower_side(CheckedModel& model, const SharedProducts& s, SamplingFactor
   return l.q * es.eigenvectors().rightCols(k);
 }
 
-// The subspace for one batch size: L plus J^T U for M's top Ritz vectors U
-// (the directions of the largest gradient noise; theory/band.md, section
-// 5.1), orthonormalized against L; returns J of the whole basis.
-MatrixXd enriched_jacobian(CheckedModel& model, const SharedProducts& s, const MatrixXd& noise, Index& dimension) {
-  dimension = s.subspace_vectors;
-  if (noise.cols() == 0) return s.compressed;
-  const MatrixXd z = model.transpose_times(noise);
+// The subspace for one batch size: the first `krylov` columns of L plus the
+// noise directions Z = J^T U for M's top Ritz vectors U (the directions of
+// the largest gradient noise; theory/band.md, section 5.1), orthonormalized
+// against them; returns J of the whole basis.
+MatrixXd enriched_jacobian(CheckedModel& model, const SharedProducts& s, Index krylov, const MatrixXd& z,
+                           Index& dimension) {
+  dimension = krylov;
+  const auto basis = s.basis.leftCols(krylov);
+  if (z.cols() == 0) return s.compressed.leftCols(krylov);
   // Gram-Schmidt (twice) against L and the columns kept so far; a column
   // that loses all but 1e-6 of its norm is in the span already and is
   // dropped, so the basis stays orthonormal to ~1e-10 (eq. 5 needs it).
@@ -481,16 +541,16 @@ MatrixXd enriched_jacobian(CheckedModel& model, const SharedProducts& s, const M
     VectorXd w = z.col(j);
     const double before = w.norm();
     for (int pass = 0; pass < 2; ++pass) {
-      w -= s.basis * (s.basis.transpose() * w);
+      w -= basis * (basis.transpose() * w);
       w -= e.leftCols(extra) * (e.leftCols(extra).transpose() * w);
     }
     if (!(w.norm() > 1e-6 * before)) continue;
     e.col(extra++) = w / w.norm();
   }
-  if (extra == 0) return s.compressed;
+  if (extra == 0) return s.compressed.leftCols(krylov);
   e.conservativeResize(Eigen::NoChange, extra);
-  MatrixXd out(s.compressed.rows(), s.compressed.cols() + extra);
-  out << s.compressed, model.times(e);
+  MatrixXd out(s.compressed.rows(), krylov + extra);
+  out << s.compressed.leftCols(krylov), model.times(e);
   dimension += extra;
   return out;
 }
@@ -545,37 +605,86 @@ std::vector<std::vector<BandResult>> detail::band_region_known_top(const Lineari
       res.sampling = sampling;
       const MatrixXd noise =
           lower_side(checked, s, sampling_factors(sampling, checked.n(), batch), o, rng, res, lanczos_vectors);
-      // Upper side: the exact eta* of the model restricted to the subspace.
-      Index m = 0;
-      const Geometry restricted = Geometry::from_jacobian(enriched_jacobian(checked, s, noise, m), checked.c());
-      res.subspace_dimension = m;
+      const MatrixXd z = noise.cols() == 0 ? MatrixXd(checked.p(), 0) : checked.transpose_times(noise);
+      // The upper side on the first `krylov` Krylov vectors plus the noise directions.
+      struct Upper {
+        double eta_high = INFINITY;
+        Index dimension = 0;
+        Status status = Status::converged;
+        bool from_noise = false;  // momentum: the noise certificate beat the full-batch limit
+        std::string note;         // the restricted threshold's message when it did not converge
+      };
+      auto upper_at = [&](Index krylov) {
+        Upper u;
+        const Geometry restricted =
+            Geometry::from_jacobian(enriched_jacobian(checked, s, krylov, z, u.dimension), checked.c());
+        if (o.momentum > 0.0) {
+          // The full-batch limit with lambda_max(L^T H L) <= lambda_max(H), or
+          // below it the noise certificate on the subspace (theory/band.md,
+          // section 6).
+          const double mean_limit =
+              detail::mean_limit(Momentum{o.momentum, o.nesterov}, std::max(restricted.lambda_max(), lambda_max));
+          MomentumUpper upper(restricted, sampling_factors(sampling, checked.n(), batch), o.momentum, o.nesterov);
+          u.eta_high = std::min(mean_limit, upper.eta_high(mean_limit));
+          u.from_noise = u.eta_high < mean_limit;
+        } else {
+          const ThresholdResult high = stability_threshold(restricted, batch, sampling);
+          u.eta_high = high.eta_star;
+          u.status = high.status();
+          if (!high.converged()) u.note = high.report.message;
+        }
+        return u;
+      };
+      // Upper side: the exact eta* of the model restricted to the subspace
+      // (momentum: the certificates above), doubling the Krylov part while
+      // the band is wide and each doubling closes a tenth of the gap
+      // (theory/band.md, section 5.1). The subspaces are nested, so every
+      // value is a certified upper side and the least is kept.
+      Index krylov = s.initial_vectors, doublings = 0;
+      Upper best = upper_at(krylov);
+      std::string growth;
+      while (doublings < o.subspace_doublings && best.status == Status::converged &&
+             best.eta_high - res.eta_low > o.tolerance * best.eta_high) {
+        if (!extend_subspace(checked, s, 2 * krylov, growth) || s.subspace_vectors <= krylov) break;
+        const Index grown = std::min(2 * krylov, s.subspace_vectors);
+        const Upper u = upper_at(grown);
+        ++doublings;
+        if (u.status != Status::converged) {
+          growth = "; the doubling to " + std::to_string(grown) +
+                   " Krylov vectors is not used: its restricted threshold did not converge (" + u.note + ")";
+          break;
+        }
+        const double gap = best.eta_high - res.eta_low, gain = best.eta_high - u.eta_high;
+        krylov = grown;
+        if (u.eta_high < best.eta_high) best = u;
+        if (!(gain >= 0.1 * gap)) break;
+      }
+      res.eta_high = best.eta_high;
+      res.subspace_dimension = best.dimension;
+      res.subspace_doublings = doublings;
+      const std::string subspace =
+          " a parameter subspace of dimension " + std::to_string(best.dimension) +
+          (doublings > 0 ? " (" + std::to_string(doublings) + (doublings == 1 ? " doubling" : " doublings") +
+                               " of its Krylov part from " + std::to_string(s.initial_vectors) + ")"
+                         : std::string()) +
+          growth;
       if (o.momentum > 0.0) {
-        // The full-batch limit with lambda_max(L^T H L) <= lambda_max(H), or
-        // below it the noise certificate on the subspace (theory/band.md,
-        // section 6).
-        const double mean_limit =
-            detail::mean_limit(Momentum{o.momentum, o.nesterov}, std::max(restricted.lambda_max(), lambda_max));
-        MomentumUpper upper(restricted, sampling_factors(sampling, checked.n(), batch), o.momentum, o.nesterov);
-        res.eta_high = std::min(mean_limit, upper.eta_high(mean_limit));
         for (double* low : {&res.eta_low, &res.eta_low_certified})  // equal up to rounding at B = n
           if (*low > res.eta_high && *low <= res.eta_high * (1.0 + 1e-9)) *low = res.eta_high;
         res.relative_width = (res.eta_high - res.eta_low) / res.eta_high;
         res.report.status = Status::converged;
         res.report.message = width_and_lower_side(res, o) + " from the momentum mode bound, upper side " +
-                             (res.eta_high < mean_limit ? "from the gradient noise on"
-                                                        : "the full-batch limit, lambda_max(H) from") +
-                             " a parameter subspace of dimension " + std::to_string(m);
+                             (best.from_noise ? "from the gradient noise on" : "the full-batch limit, lambda_max(H) from") +
+                             subspace;
         out.push_back(std::move(res));
         continue;
       }
-      const ThresholdResult high = stability_threshold(restricted, batch, sampling);
-      res.eta_high = high.eta_star;
-      res.trial_dimension = m * (m + 1) / 2;
+      res.trial_dimension = best.dimension * (best.dimension + 1) / 2;
       res.relative_width = (res.eta_high - res.eta_low) / res.eta_high;
-      res.report.status = high.status();
+      res.report.status = best.status;
       res.report.message =
-          (high.converged() ? std::string() : "the restricted threshold did not converge: " + high.report.message + "; ") +
-          width_and_lower_side(res, o) + ", upper side from a parameter subspace of dimension " + std::to_string(m);
+          (best.status == Status::converged ? std::string() : "the restricted threshold did not converge: " + best.note + "; ") +
+          width_and_lower_side(res, o) + ", upper side from" + subspace;
       out.push_back(std::move(res));
     }
     all.push_back(std::move(out));

@@ -1061,8 +1061,8 @@ def band(model, inputs, targets, batches=None, loss="mse_mean", *, sampling="wit
     Returns a Report: samples, outputs, params, loss, lr_factor, sampling,
     momentum, nesterov, max_residual, is_minimum, points [{batch, eta_low, eta_high (loss
     units), eta_low_sgdstab, eta_high_sgdstab, relative_width, eta_low_kind,
-    delta, eta_low_certified (loss units), subspace_dimension, products,
-    converged, status, message}], products (in all), seconds, results (the
+    delta, eta_low_certified (loss units), subspace_dimension,
+    subspace_doublings, products, converged, status, message}], products (in all), seconds, results (the
     sgdstab.BandResult of each B), to_dict().
     """
     if loss not in LOSSES:
@@ -1075,7 +1075,8 @@ def band(model, inputs, targets, batches=None, loss="mse_mean", *, sampling="wit
     points = [{"batch": r.batch, "eta_low": factor * r.eta_low, "eta_high": factor * r.eta_high,
                "eta_low_sgdstab": r.eta_low, "eta_high_sgdstab": r.eta_high, "relative_width": r.relative_width,
                "eta_low_kind": r.eta_low_kind, "delta": r.delta, "eta_low_certified": factor * r.eta_low_certified,
-               "subspace_dimension": r.subspace_dimension, "products": r.products, "converged": r.converged,
+               "subspace_dimension": r.subspace_dimension, "subspace_doublings": r.subspace_doublings,
+               "products": r.products, "converged": r.converged,
                "status": r.status, "message": r.message} for r in results]
     beta = float(band_options.get("momentum", 0.0))
     return BandReport(samples=n, outputs=c, params=tm.params(), loss=loss, lr_factor=factor, sampling=sampling,
