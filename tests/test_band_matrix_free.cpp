@@ -229,6 +229,87 @@ TEST(BandMatrixFree, ContainsTheExactThresholdAndTightensWithTheSubspace) {
   }
 }
 
+// The doublings (theory/band.md, section 5.1): the upper side with
+// subspace_doublings is the fixed-subspace band of the dimension it reached
+// (the Lanczos run continued is the run of that length), it contains the
+// exact eta*, it falls with each doubling, it is eta* itself once the Krylov
+// part spans range(H), and the number of doublings follows the rule: double
+// while the band is wider than the tolerance, stop after a doubling that
+// closed less than a tenth of the gap to eta_low. Reference: fixed-subspace
+// bands of dimension m0 2^d and the exact threshold of the Gram.
+TEST(BandMatrixFree, DoublingTheSubspaceFollowsItsRuleAndContainsTheExactThreshold) {
+  const Eigen::Index n = 30, c = 2, p = 150, m0 = 5;  // rank n C = 60 = the Krylov limit
+  for (int kind = 0; kind <= 1; ++kind) {
+    MatrixXd j = ref::gaussian(n * c, p, 61 + static_cast<std::uint64_t>(kind));
+    if (kind == 1)
+      for (Eigen::Index k = 0; k < p; ++k) j.col(k) *= std::pow(0.95, static_cast<double>(k));
+    const sgdstab::Geometry g = sgdstab::Geometry::from_jacobian(j, c);
+    const sgdstab::JacobianModel model(j, c);
+    sgdstab::SolverOptions tight;
+    tight.tolerance = 1e-11;
+    for (Sampling s : {Sampling::with_replacement, Sampling::without_replacement})
+      for (Eigen::Index b : {Eigen::Index(1), Eigen::Index(6)}) {
+        SCOPED_TRACE("spectrum " + std::to_string(kind) + " " + where(n, c, p, b, s));
+        const double eta = sgdstab::stability_threshold(g, b, s, tight).eta_star;
+        sgdstab::BandOptions o;
+        o.subspace = m0;
+        o.noise_vectors = 2;
+        o.tolerance = 1e-3;
+        std::vector<sgdstab::BandResult> fixed;  // m0, 2 m0, 4 m0, ... up to the rank
+        for (Eigen::Index m = m0;; m *= 2) {
+          sgdstab::BandOptions f = o;
+          f.subspace = std::min(m, n * c);
+          f.subspace_doublings = 0;
+          fixed.push_back(sgdstab::stability_band(model, b, s, f));
+          ASSERT_TRUE(fixed.back().converged()) << fixed.back().report.message;
+          EXPECT_EQ(fixed.back().subspace_doublings, 0);
+          EXPECT_GE(fixed.back().eta_high, eta * (1 - 1e-8)) << "m " << m;
+          if (m >= n * c) break;
+        }
+        EXPECT_REL_NEAR(fixed.back().eta_high, eta, 1e-7);  // the whole range(H)
+        const Eigen::Index most = static_cast<Eigen::Index>(fixed.size()) - 1;
+        for (Eigen::Index allowed : {Eigen::Index(1), Eigen::Index(2), most}) {
+          o.subspace_doublings = allowed;
+          const sgdstab::BandResult grown = sgdstab::stability_band(model, b, s, o);
+          ASSERT_TRUE(grown.converged()) << grown.report.message;
+          // The rule, from the fixed-subspace bands.
+          Eigen::Index d = 0;
+          double best = fixed[0].eta_high;
+          while (d < allowed && best - fixed[0].eta_low > o.tolerance * best) {
+            ++d;
+            const double gain = best - fixed[d].eta_high, gap = best - fixed[0].eta_low;
+            best = std::min(best, fixed[d].eta_high);
+            if (!(gain >= 0.1 * gap)) break;
+          }
+          SCOPED_TRACE("allowed " + std::to_string(allowed));
+          EXPECT_EQ(grown.subspace_doublings, d) << grown.report.message;
+          EXPECT_EQ(grown.eta_low, fixed[0].eta_low);  // the lower side does not depend on the subspace
+          EXPECT_REL_NEAR(grown.eta_high, best, 1e-10);
+          EXPECT_GE(grown.eta_high, eta * (1 - 1e-8));
+          EXPECT_LE(grown.eta_high, fixed[0].eta_high);
+          if (d > 0) {
+            EXPECT_NE(grown.report.message.find(std::to_string(d) + (d == 1 ? " doubling" : " doublings") +
+                                                " of its Krylov part from 5"),
+                      std::string::npos)
+                << grown.report.message;
+            EXPECT_GT(grown.products, fixed[0].products);
+          }
+          if (d == most) EXPECT_REL_NEAR(grown.eta_high, eta, 1e-7);
+        }
+        o.subspace_doublings = most;
+        o.tolerance = 0.99;  // every band is narrower: no doubling
+        const sgdstab::BandResult narrow = sgdstab::stability_band(model, b, s, o);
+        EXPECT_EQ(narrow.subspace_doublings, 0);
+        EXPECT_EQ(narrow.products, fixed[0].products);
+      }
+  }
+  sgdstab::BandOptions bad;
+  bad.subspace_doublings = 11;
+  EXPECT_THROW(bad.validate(), sgdstab::invalid_argument);
+  bad.subspace_doublings = -1;
+  EXPECT_THROW(bad.validate(), sgdstab::invalid_argument);
+}
+
 // B = n without replacement is GD: eta* = 2 / lambda_max(H), and with the
 // whole range and full Lanczos both sides meet there.
 TEST(BandMatrixFree, FullBatchGradientDescentIsExact) {
@@ -310,9 +391,14 @@ TEST(BandMatrixFree, SchemesShareTheirProductsAndGiveEachSchemesBands) {
       EXPECT_EQ(r.products, region[0][0].products);  // the whole call's, on every result
     }
   }
-  // A call's products = shared (Lanczos on H) + one part per B; the part
-  // of B = 8 is products({3, 8}) - products({3}).
-  const Eigen::Index saved = separately - region[0][0].products;
+  EXPECT_GT(separately, region[0][0].products);
+  // With a fixed subspace (no doublings, whose products depend on which
+  // bands ask for them) a call's products = shared (Lanczos on H) + one
+  // part per B; the part of B = 8 is products({3, 8}) - products({3}).
+  o.subspace_doublings = 0;
+  separately = 0;
+  for (Sampling s : schemes) separately += sgdstab::stability_bands(model, batches, s, o).front().products;
+  const Eigen::Index saved = separately - sgdstab::stability_band_region(model, schemes, batches, o)[0][0].products;
   EXPECT_GT(saved, 0);
   const auto products = [&](const std::vector<Eigen::Index>& b) {
     return sgdstab::stability_band_region(model, {Sampling::with_replacement}, b, o)[0][0].products;

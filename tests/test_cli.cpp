@@ -1281,8 +1281,12 @@ TEST_F(Cli, MatrixFreeBandContainsTheThresholdOfTheSameJacobian) {
   EXPECT_LE(band["eta_low_certified"].get<double>(), eta * (1 + 1e-8));
   EXPECT_GE(band["eta_high"].get<double>(), eta * (1 - 1e-8));
   EXPECT_EQ(band["matrix_free"], true);
-  EXPECT_GE(band["subspace_dimension"].get<long long>(), 6);  // the Krylov space, and noise directions
-  EXPECT_LE(band["subspace_dimension"].get<long long>(), 6 + 8);
+  // The Krylov space (6, doubled at most twice, at most n C = 20 vectors) and noise directions.
+  const long long doublings = band["subspace_doublings"].get<long long>();
+  EXPECT_GE(doublings, 0);
+  EXPECT_LE(doublings, 2);
+  EXPECT_GE(band["subspace_dimension"].get<long long>(), std::min(6LL << doublings, 20LL));
+  EXPECT_LE(band["subspace_dimension"].get<long long>(), std::min((6LL << doublings) + 8, 30LL));
   EXPECT_EQ(band["params"], 30);
   EXPECT_EQ(band["options"]["subspace"], 6);
   EXPECT_EQ(band["options"]["lanczos_steps"], 10);
@@ -1300,6 +1304,12 @@ TEST_F(Cli, MatrixFreeBandContainsTheThresholdOfTheSameJacobian) {
       sgdstab::stability_band(sgdstab::JacobianModel(J, 2), 4, sgdstab::Sampling::with_replacement, o);
   EXPECT_REL_NEAR(band["eta_high"].get<double>(), lib.eta_high, 1e-8);
   EXPECT_REL_NEAR(band["eta_low"].get<double>(), lib.eta_low, 1e-8);
+  EXPECT_EQ(band["subspace_doublings"], lib.subspace_doublings);
+  EXPECT_EQ(band["options"]["subspace_doublings"], 2);
+  r = run("band --matrix-free" + input + " --band-doublings 11");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--band-doublings: must lie in [0, 10], got '11'"), std::string::npos) << r.err;
+  EXPECT_TRUE(r.out.empty());
   r = run("band --matrix-free" + input + " --band-delta 1");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("--band-delta: must lie in [0, 1), got '1'"), std::string::npos) << r.err;
