@@ -475,6 +475,14 @@ def test_band_of_a_python_model_equals_the_band_of_its_jacobian(problems):
             assert r.sampling == s and r.eta_low == a.eta_low and r.eta_high == a.eta_high
             assert r.eta_low_certified <= eta * (1 + 1e-9) and r.eta_high >= eta * (1 - 1e-9)
             assert r.to_dict()["sampling"] == s
+            assert r.subspace_doublings == a.subspace_doublings == r.to_dict()["subspace_doublings"]
+    assert region[0][0].products < alone[0][0].products + alone[1][0].products
+    # With a fixed subspace (subspace_doublings=0) the saving is exactly the shared Lanczos run of H.
+    fixed = dict(subspace=4, lanczos_steps=6, subspace_doublings=0)
+    region = sgdstab.band_region(jm, ["without", "bernoulli"], [1, 2], **fixed)
+    alone = [sgdstab.bands(jm, [1, 2], s, **fixed) for s in ("without", "bernoulli")]
+    assert all(r.subspace_doublings == 0 for row in region for r in row)
+    assert region[0][0].to_dict()["options"]["subspace_doublings"] == 0
     shared = 2 * 4 + 1  # J^T u, then J q and J^T (J q) for each of the subspace=4 Lanczos vectors of H
     assert region[0][0].products == alone[0][0].products + alone[1][0].products - shared
     assert len(sgdstab.band_region(jm, batches=[2])) == 3  # every scheme by default
