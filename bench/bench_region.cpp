@@ -136,8 +136,11 @@ void BM_BandMatrixFree(benchmark::State& state) {
   const sgdstab::JacobianModel model = sgdstab::JacobianModel::from_geometry(g);
   sgdstab::BandOptions o;
   o.subspace = state.range(2);
+  o.subspace_doublings = state.range(3);
   for (auto _ : state) {
     const auto b = sgdstab::stability_band(model, 8, sgdstab::Sampling::without_replacement, o);
+    state.counters["subspace"] = static_cast<double>(b.subspace_dimension);
+    state.counters["doublings"] = static_cast<double>(b.subspace_doublings);
     state.counters["eta_low"] = b.eta_low;
     state.counters["eta_high"] = b.eta_high;
     state.counters["width"] = b.relative_width;
@@ -178,7 +181,8 @@ BENCHMARK(BM_ThresholdSpectra)->Args({1024, 0})->Args({2048, 0})->Args({4096, 0}
 BENCHMARK(BM_ThresholdRegion)->Args({1024, 0, 1})->Args({2048, 0, 1})->Args({4096, 0, 1})->Args({1024, 1, 1})
     ->Args({1024, 0, 0})->Args({2048, 0, 0})->Args({4096, 0, 0})->Args({1024, 1, 0})
     ->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
-BENCHMARK(BM_BandMatrixFree)->Args({1024, 0, 64})->Args({4096, 0, 64})->Args({1024, 1, 64})
+BENCHMARK(BM_BandMatrixFree)->Args({1024, 0, 64, 0})->Args({1024, 0, 64, 2})->Args({4096, 0, 64, 0})
+    ->Args({4096, 0, 64, 2})->Args({1024, 1, 64, 0})->Args({1024, 1, 64, 2})->Args({1024, 1, 64, 4})
     ->Unit(benchmark::kSecond)->UseRealTime()->Iterations(1);
 BENCHMARK(BM_Region)->Args({1024, 0, 1})->Args({2048, 0, 1})->Args({4096, 0, 1})->Args({1024, 1, 1})
     ->Args({1024, 0, 0})->Args({2048, 0, 0})->Args({4096, 0, 0})->Args({1024, 1, 0})
