@@ -19,7 +19,7 @@ that the library's theory is about; the maximal residual is printed.
 
 usage: fashion_mnist_band.py [--samples N] [--batches 10,100,1000]
          [--subset M] [--lr LR] [--train-batch B] [--epochs E] [--json FILE]
-         [--checkpoint FILE] [--train-only] [--subset-only]
+         [--checkpoint FILE] [--train-only] [--subset-only] [--momentum BETA]
 (PYTHONPATH=build/python /usr/bin/python3 examples/band_from_torch/fashion_mnist_band.py)
 """
 import argparse
@@ -90,6 +90,8 @@ def main():
     ap.add_argument("--target-mse", type=float, default=1e-5)
     ap.add_argument("--subspace", type=int, default=64)
     ap.add_argument("--lanczos", type=int, default=40)
+    ap.add_argument("--momentum", type=float, default=0.0,
+                    help="the band (and the exact eta*) of torch.optim.SGD(momentum=BETA) (0: plain SGD)")
     ap.add_argument("--json", default="", help="write every figure to this file")
     ap.add_argument("--checkpoint", default="",
                     help="the trained network's state: loaded when the file exists (no training), else written "
@@ -127,13 +129,13 @@ def main():
         return
     net.eval()
     batches = sorted({int(b) for b in a.batches.split(",")} | {a.samples})
-    out = {"cpu": cpu(), "threads": torch.get_num_threads(), "samples": a.samples,
+    out = {"cpu": cpu(), "threads": torch.get_num_threads(), "samples": a.samples, "momentum": a.momentum,
            "params": sum(t.numel() for t in net.parameters()),
            "train": {"lr": a.lr, "batch": a.train_batch, "epochs": epochs, "mse": mse, "seconds": train_s}}
     if not a.subset_only:
         t = time.time()
         rep = st.band(net, x, y, batches=batches, loss="mse_mean", allow_non_minimum=True, subspace=a.subspace,
-                      lanczos_steps=a.lanczos)
+                      lanczos_steps=a.lanczos, momentum=a.momentum)
         band_s = time.time() - t
         print(f"band at n = {a.samples} (nC = {10 * a.samples}), max residual {rep.max_residual:.2g}, "
               f"{rep.products} products, {band_s:.0f} s, peak memory {peak_gb():.2f} GB")
@@ -149,10 +151,11 @@ def main():
         sb = sorted({b for b in batches if b <= a.subset} | {a.subset})
         t = time.time()
         sub = st.band(net, xs, ys, batches=sb, loss="mse_mean", allow_non_minimum=True, subspace=a.subspace,
-                      lanczos_steps=a.lanczos)
+                      lanczos_steps=a.lanczos, momentum=a.momentum)
         sub_s = time.time() - t
         t = time.time()
-        ex = st.analyze(net, xs, ys, batches=sb, loss="mse_mean", allow_non_minimum=True, use_gram=True)
+        ex = st.analyze(net, xs, ys, batches=sb, loss="mse_mean", allow_non_minimum=True, use_gram=True,
+                        momentum=a.momentum if a.momentum > 0 else None)
         ex_s = time.time() - t
         print(f"subset n = {a.subset} (nC = {10 * a.subset}): band {sub_s:.0f} s, exact {ex_s:.0f} s, "
               f"peak memory {peak_gb():.2f} GB")
@@ -161,7 +164,8 @@ def main():
             e = exact[p["batch"]]
             inside = p["eta_low"] <= e * (1 + 1e-9) and e <= p["eta_high"] * (1 + 1e-9)
             print(f"  B = {p['batch']:6d}: {p['eta_low']:.4g} <= {e:.4g} (exact) <= {p['eta_high']:.4g}: "
-                  f"{'inside' if inside else 'OUTSIDE THE BAND'}")
+                  f"{'inside' if inside else 'OUTSIDE THE BAND'}; subspace {p['subspace_dimension']} "
+                  f"({p['subspace_doublings']} doublings)")
         out["subset"] = {"samples": a.subset, "band": sub.points, "band_seconds": sub_s, "exact": exact,
                          "exact_seconds": ex_s, "peak_memory_gb": peak_gb()}
     if a.json:

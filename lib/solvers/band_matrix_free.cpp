@@ -642,6 +642,7 @@ std::vector<std::vector<BandResult>> detail::band_region_known_top(const Lineari
       // value is a certified upper side and the least is kept.
       Index krylov = s.initial_vectors, doublings = 0;
       Upper best = upper_at(krylov);
+      Index best_krylov = krylov;
       std::string growth;
       while (doublings < o.subspace_doublings && best.status == Status::converged &&
              best.eta_high - res.eta_low > o.tolerance * best.eta_high) {
@@ -656,7 +657,10 @@ std::vector<std::vector<BandResult>> detail::band_region_known_top(const Lineari
         }
         const double gap = best.eta_high - res.eta_low, gain = best.eta_high - u.eta_high;
         krylov = grown;
-        if (u.eta_high < best.eta_high) best = u;
+        if (u.eta_high < best.eta_high) {
+          best = u;
+          best_krylov = krylov;
+        }
         if (!(gain >= 0.1 * gap)) break;
       }
       res.eta_high = best.eta_high;
@@ -665,7 +669,11 @@ std::vector<std::vector<BandResult>> detail::band_region_known_top(const Lineari
       const std::string subspace =
           " a parameter subspace of dimension " + std::to_string(best.dimension) +
           (doublings > 0 ? " (" + std::to_string(doublings) + (doublings == 1 ? " doubling" : " doublings") +
-                               " of its Krylov part from " + std::to_string(s.initial_vectors) + ")"
+                               " of its Krylov part from " + std::to_string(s.initial_vectors) +
+                               (best_krylov < krylov ? "; the one to " + std::to_string(krylov) +
+                                                           " Krylov vectors did not lower eta_high"
+                                                     : std::string()) +
+                               ")"
                          : std::string()) +
           growth;
       if (o.momentum > 0.0) {
