@@ -165,7 +165,7 @@ def main():
             inside = p["eta_low"] <= e * (1 + 1e-9) and e <= p["eta_high"] * (1 + 1e-9)
             print(f"  B = {p['batch']:6d}: {p['eta_low']:.4g} <= {e:.4g} (exact) <= {p['eta_high']:.4g}: "
                   f"{'inside' if inside else 'OUTSIDE THE BAND'}; subspace {p['subspace_dimension']} "
-                  f"({p['subspace_doublings']} doublings)")
+                  f"({p['subspace_doublings']} doubling{'' if p['subspace_doublings'] == 1 else 's'})")
         out["subset"] = {"samples": a.subset, "band": sub.points, "band_seconds": sub_s, "exact": exact,
                          "exact_seconds": ex_s, "peak_memory_gb": peak_gb()}
     if a.json:
