@@ -273,18 +273,23 @@ TEST(BandMatrixFree, DoublingTheSubspaceFollowsItsRuleAndContainsTheExactThresho
           const sgdstab::BandResult grown = sgdstab::stability_band(model, b, s, o);
           ASSERT_TRUE(grown.converged()) << grown.report.message;
           // The rule, from the fixed-subspace bands.
-          Eigen::Index d = 0;
+          Eigen::Index d = 0, at = 0;  // doublings, and the fixed band that gave the least eta_high
           double best = fixed[0].eta_high;
           while (d < allowed && best - fixed[0].eta_low > o.tolerance * best) {
             ++d;
             const double gain = best - fixed[d].eta_high, gap = best - fixed[0].eta_low;
-            best = std::min(best, fixed[d].eta_high);
+            if (fixed[d].eta_high < best) {
+              best = fixed[d].eta_high;
+              at = d;
+            }
             if (!(gain >= 0.1 * gap)) break;
           }
           SCOPED_TRACE("allowed " + std::to_string(allowed));
           EXPECT_EQ(grown.subspace_doublings, d) << grown.report.message;
           EXPECT_EQ(grown.eta_low, fixed[0].eta_low);  // the lower side does not depend on the subspace
           EXPECT_REL_NEAR(grown.eta_high, best, 1e-10);
+          EXPECT_EQ(grown.subspace_dimension, fixed[at].subspace_dimension);
+          EXPECT_EQ(grown.report.iterations, fixed[d].report.iterations);  // every Lanczos vector, the doublings' too
           EXPECT_GE(grown.eta_high, eta * (1 - 1e-8));
           EXPECT_LE(grown.eta_high, fixed[0].eta_high);
           if (d > 0) {
@@ -388,6 +393,8 @@ TEST(BandMatrixFree, SchemesShareTheirProductsAndGiveEachSchemesBands) {
       EXPECT_EQ(r.eta_high, alone[i].eta_high);
       EXPECT_EQ(r.eta_low_kind, alone[i].eta_low_kind);
       EXPECT_EQ(r.subspace_dimension, alone[i].subspace_dimension);
+      EXPECT_EQ(r.subspace_doublings, alone[i].subspace_doublings);
+      EXPECT_EQ(r.report.message, alone[i].report.message);
       EXPECT_EQ(r.products, region[0][0].products);  // the whole call's, on every result
     }
   }

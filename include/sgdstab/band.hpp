@@ -77,8 +77,8 @@ struct BandOptions {
   /// eta_high only falls) while the band is wider than the tolerance and the
   /// last doubling closed at least a tenth of the gap to eta_low
   /// (theory/band.md, section 5.1); 0 = a fixed subspace of dimension
-  /// `subspace`. A doubling that would not fit in memory is not made (the
-  /// report's message says so).
+  /// `subspace`. A doubling whose basis or restricted threshold would not
+  /// fit in memory is not made or not used (the report's message says so).
   Index subspace_doublings = 2;
   /// LinearizedModel input: Lanczos vectors for lambda_max(M) of the lower
   /// side, per batch size (min(k, n C) used).
@@ -136,13 +136,14 @@ struct BandResult : Result {
   std::string eta_low_kind = "certified";
   double delta = 0.0;              ///< the failure probability of eta_low (0 when certified)
   double eta_low_certified = 0.0;  ///< the certified lower side (= eta_low when eta_low_kind is certified)
-  /// LinearizedModel input: dimension m of the parameter subspace of eta_high
-  /// (0 for a Geometry; with momentum the subspace of the trial matrices
-  /// and of lambda_max(H) in the full-batch limit): the Krylov vectors of H
-  /// after any doublings plus the noise directions kept.
+  /// LinearizedModel input: dimension m of the parameter subspace that gave
+  /// eta_high (0 for a Geometry; with momentum the subspace of the trial
+  /// matrices and of lambda_max(H) in the full-batch limit): its Krylov
+  /// vectors of H plus the noise directions kept.
   Index subspace_dimension = 0;
-  /// LinearizedModel input: doublings of the Krylov part of that subspace
-  /// made for this band (BandOptions::subspace_doublings).
+  /// LinearizedModel input: doublings of the Krylov part tried for this band
+  /// (BandOptions::subspace_doublings), including a last one that did not
+  /// lower eta_high or was not used (the report's message says which).
   Index subspace_doublings = 0;
   /// LinearizedModel input: columns of J V and J^T U the band asked the model
   /// for (not those inside the model's own sample_grams()).

@@ -648,11 +648,20 @@ std::vector<std::vector<BandResult>> detail::band_region_known_top(const Lineari
              best.eta_high - res.eta_low > o.tolerance * best.eta_high) {
         if (!extend_subspace(checked, s, 2 * krylov, growth) || s.subspace_vectors <= krylov) break;
         const Index grown = std::min(2 * krylov, s.subspace_vectors);
-        const Upper u = upper_at(grown);
+        Upper u;
+        try {
+          u = upper_at(grown);
+        } catch (const resource_error& e) {  // the restricted threshold would not fit: keep the smaller subspace
+          u.status = Status::numerical_failure;
+          u.note = e.what();
+        }
         ++doublings;
         if (u.status != Status::converged) {
-          growth = "; the doubling to " + std::to_string(grown) +
-                   " Krylov vectors is not used: its restricted threshold did not converge (" + u.note + ")";
+          growth = "; the doubling to " + std::to_string(grown) + " Krylov vectors is not used: its restricted " +
+                   (u.status == Status::numerical_failure && u.note.find("memory") != std::string::npos
+                        ? "threshold would not fit in memory ("
+                        : "threshold did not converge (") +
+                   u.note + ")";
           break;
         }
         const double gap = best.eta_high - res.eta_low, gain = best.eta_high - u.eta_high;
@@ -701,7 +710,7 @@ std::vector<std::vector<BandResult>> detail::band_region_known_top(const Lineari
     for (BandResult& r : out) {  // the shared work, reported on every result
       r.products = checked.products();
       r.report.matvecs = checked.products();
-      r.report.iterations = lanczos_vectors;
+      r.report.iterations = lanczos_vectors + (s.subspace_vectors - s.initial_vectors);  // with the doublings'
       r.report.seconds = watch.seconds();
     }
   return all;
