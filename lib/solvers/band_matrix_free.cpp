@@ -89,6 +89,12 @@ struct LanczosBasis {
   bool invariant = false;  // the Krylov space closed before m vectors
 };
 
+// The part of w orthogonal to the first k columns of q (Gram-Schmidt twice).
+VectorXd orthogonal_part(const MatrixXd& q, Index k, VectorXd w) {
+  for (int pass = 0; pass < 2; ++pass) w -= q.leftCols(k) * (q.leftCols(k).transpose() * w);
+  return w;
+}
+
 LanczosBasis lanczos_basis(const std::function<VectorXd(const VectorXd&)>& apply, VectorXd start, Index m,
                            const char* where) {
   const Index dim = start.size();
@@ -106,8 +112,7 @@ LanczosBasis lanczos_basis(const std::function<VectorXd(const VectorXd&)>& apply
     ++used;
     scale = std::max(scale, b.aq.col(j).norm());
     if (j + 1 == m) break;
-    VectorXd w = b.aq.col(j);
-    for (int pass = 0; pass < 2; ++pass) w -= b.q.leftCols(j + 1) * (b.q.leftCols(j + 1).transpose() * w);
+    const VectorXd w = orthogonal_part(b.q, j + 1, b.aq.col(j));
     const double beta = w.norm();
     if (!(beta > 1e-12 * scale)) {  // invariant subspace: the Krylov space is exhausted
       b.invariant = true;
@@ -186,12 +191,6 @@ struct SharedProducts {
   double h_scale = 0.0;        // max_j |H q_j|: the scale of the closure test
   Index krylov_limit = 0;      // min(p, n C): no Krylov space of H is larger
 };
-
-// The part of w orthogonal to the first k columns of q (Gram-Schmidt twice).
-VectorXd orthogonal_part(const MatrixXd& q, Index k, VectorXd w) {
-  for (int pass = 0; pass < 2; ++pass) w -= q.leftCols(k) * (q.leftCols(k).transpose() * w);
-  return w;
-}
 
 SharedProducts share_products(CheckedModel& model, const BandOptions& o, Rng& rng) {
   const Index n = model.n(), c = model.c(), nc = model.nc(), p = model.p();
