@@ -51,6 +51,39 @@ TEST(Threshold, FullBatchWithoutReplacementIsGradientDescent) {
   }
 }
 
+// Without sampling noise rho(T) is max_k (1 - lr d_k)^2 in closed form (theory/spectral_radius.md, section 1):
+// against the map built by enumerating every batch, at small lr (where T's top eigenvalues cluster below 1 and
+// Lanczos needs thousands of applications), at eta* and above it; full rank and rank-deficient Jacobians.
+TEST(Threshold, FullBatchRadiusIsTheClosedFormOfTheEnumeratedMap) {
+  for (const Index p : {9, 20}) {  // nC = 16: rank 9, and rank 16 < p
+    const MatrixXd J = ref::gaussian(16, p, 24);
+    const auto g = sgdstab::Geometry::from_jacobian(J, 2);
+    for (Sampling s : {Sampling::without_replacement, Sampling::bernoulli}) {
+      const ref::Reference r = ref::make_reference(J, 2, 8, s);
+      const double eta = sgdstab::stability_threshold(g, 8, s).eta_star;
+      for (double f : {0.001, 0.3, 1.0, 1.7}) {
+        SCOPED_TRACE(sgdstab::to_string(s) + " p = " + std::to_string(p) + " lr = " + std::to_string(f) + " eta*");
+        sgdstab::SolverOptions o;
+        o.want_direction = true;
+        const auto rad = sgdstab::spectral_radius(g, f * eta, 8, s, o);
+        ASSERT_TRUE(rad.converged()) << rad.report.message;
+        EXPECT_EQ(rad.report.matvecs, 0);
+        EXPECT_EQ(rad.report.method, Method::dense);
+        EXPECT_REL_NEAR(rad.rho, r.rho(f * eta), 1e-10);
+        // its direction is an eigenvector of T applied by the operator (not the closed form)
+        const sgdstab::SecondMomentOperator t(g, 8, s);
+        ASSERT_EQ(rad.direction.rows(), g.rank());
+        EXPECT_LE((t.transition(rad.direction, f * eta) - rad.rho * rad.direction).norm(), 1e-12);
+        EXPECT_NEAR(rad.direction.norm(), 1.0, 1e-14);
+      }
+    }
+  }
+  // With noise the closed form does not apply: B = 7 of 8 goes to the solver.
+  const auto g = sgdstab::Geometry::from_jacobian(ref::gaussian(16, 9, 24), 2);
+  EXPECT_GT(sgdstab::spectral_radius(g, 0.1, 7).report.matvecs, 0);
+  EXPECT_THROW(sgdstab::spectral_radius(g, 0.1, 9), sgdstab::invalid_argument);
+}
+
 TEST(Threshold, NonDecreasingInBatchSize) {
   const auto g = sgdstab::Geometry::from_jacobian(ref::gaussian(12, 20, 23), 1);
   for (Sampling s : kSchemes) {

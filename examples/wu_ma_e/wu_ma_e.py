@@ -23,8 +23,11 @@ Gauss-Newton Hessian, which is the Hessian at an interpolating minimum; the
 trained points have MSE < 1e-5, and the table says how far each is);
 2/lr and sqrt(B)/lr; for the --exact settings (seed 0) eta*(B) by
 sgdstab.torch.analyze (exact, from the Gram: B = 10, 100, 1000 for plain
-SGD; the trained B with momentum) and whether lr <= eta*(B); with --band the
-certified band for eta*(B) at the trained B (plain SGD and GD). With
+SGD; the trained B with momentum) and whether lr <= eta*(B) (with --rho also
+rho(T) at lr, which then decides the verdict); with --band the
+band eta_low <= eta*(B) <= eta_high at the trained B (sgdstab.torch.band,
+matrix-free; with the trained momentum for heavy-ball) and its verdict on lr
+(stable below eta_low, unstable above eta_high, else undecided). With
 --crosscheck, the first point of each optimizer has its sharpness recomputed
 by an independent power iteration on torch's own Hessian-vector product of
 the MSELoss (double backward) and on the Gauss-Newton product (J^T J v by
@@ -35,10 +38,12 @@ row already there (same optimizer, lr, batch, momentum, seed) is not
 recomputed, so an interrupted run resumes. --svg draws sharpness against lr
 (log-log) per B with the 2/lr line. --quick: a small smoke run (50 images,
 width 64, three settings, seed 0, 300 steps) that checks its own
-cross-checks and exits non-zero when one fails.
+cross-checks and exits non-zero when one fails (the band is on there, and
+every exact eta* must lie inside its point's certified band, and rho's
+verdict must agree with lr against eta*: without momentum rho must decide).
 
 usage: wu_ma_e.py [--out FILE] [--svg FILE] [--seeds 0,1,2] [--only gd,sgd,heavy-ball] [--batches 10,100]
-                  [--max-steps N] [--exact SPEC ...] [--band] [--crosscheck] [--quick]
+                  [--max-steps N] [--exact SPEC ...] [--band] [--rho] [--crosscheck] [--quick]
 (PYTHONPATH=build/python /usr/bin/python3 examples/wu_ma_e/wu_ma_e.py; scripts/wu_ma_e.sh)
 """
 import argparse
@@ -174,32 +179,40 @@ def sharpness_by_power_iteration(net, x, y):
     return power_iteration(hvp, dim), power_iteration(gnvp, dim)
 
 
-def analyze_point(row, net, x, y, exact, band):
+def analyze_point(row, net, x, y, exact, band, rho=False):
     """The library's eta*(B) (exact) and band at the trained point, into row."""
     n, batch, lr, mom = x.shape[0], row["batch"], row["lr"], row["momentum"]
     if exact:
         t = time.time()
         if mom == 0:
             bs = sorted({b for b in SGD_BATCHES if b <= n} | {batch})
-            rep = st.analyze(net, x, y, batches=bs, lr=lr, batch=batch, allow_non_minimum=True, use_gram=True)
+            rep = st.analyze(net, x, y, batches=bs, lr=lr, batch=batch, allow_non_minimum=True, use_gram=True,
+                             radius=rho)
         else:
             rep = st.analyze(net, x, y, batches=[batch], lr=lr, batch=batch, momentum=mom, allow_non_minimum=True,
-                             use_gram=True)
+                             use_gram=True, radius=rho)
         pts = {p["batch"]: p for p in rep.points}
         row["eta_star"] = pts[batch]["eta_star"]
         row["eta_star_batches"] = {str(b): p["eta_star"] for b, p in pts.items()}
         row["eta_star_converged"] = rep.converged
         row["stable"] = rep.verdict["stable"]
         row["rho"] = rep.verdict["rho"]
+        row["decided_by"] = rep.verdict["decided_by"]
         row["eta_gd"] = rep.eta_gd
         row["max_residual"] = rep.max_residual
         row["exact_seconds"] = time.time() - t
-    if band and mom == 0:
+    if band:
         t = time.time()
-        b = st.band(net, x, y, batches=[batch], allow_non_minimum=True)
+        b = st.band(net, x, y, batches=[batch], allow_non_minimum=True, momentum=mom)
         p = b.points[0]
+        # lr <= eta_low: stable (certified, or with probability >= 1 - delta); lr > eta_high: unstable
+        # (certified); between the two the band cannot tell.
+        verdict = "stable" if lr <= p["eta_low"] else "unstable" if lr > p["eta_high"] else "undecided"
         row["band"] = {"eta_low": p["eta_low"], "eta_high": p["eta_high"], "eta_low_kind": p["eta_low_kind"],
-                       "relative_width": p["relative_width"], "seconds": time.time() - t}
+                       "delta": p["delta"], "eta_low_certified": p["eta_low_certified"],
+                       "relative_width": p["relative_width"], "subspace_dimension": p["subspace_dimension"],
+                       "products": p["products"], "converged": p["converged"], "verdict": verdict,
+                       "seconds": time.time() - t}
 
 
 def run_one(spec, seed, x, y, a, exact_specs, crosschecked):
@@ -239,7 +252,7 @@ def measure_point(row, net, x, y, a, exact_specs, crosschecked):
                                   "gauss_newton_converged": ok_gn, "seconds": time.time() - t}
         crosschecked.add(opt_name)
     if seed == 0 and f"{opt_name}:{lr:g}:{batch}:{mom:g}" in exact_specs:
-        analyze_point(row, net, x, y, True, a.band)
+        analyze_point(row, net, x, y, True, a.band, a.rho)
     elif a.band:
         analyze_point(row, net, x, y, False, True)
 
@@ -342,7 +355,10 @@ def main():
     ap.add_argument("--exact", nargs="*", default=None,
                     help="OPTIMIZER:LR:B:MOMENTUM settings (seed 0) whose exact eta*(B) is computed "
                          f"(default {' '.join(DEFAULT_EXACT)}; none: --exact with no value)")
-    ap.add_argument("--band", action="store_true", help="the band for eta*(B) at every plain point")
+    ap.add_argument("--band", action="store_true", help="the band for eta*(B) at every point (with its momentum)")
+    ap.add_argument("--rho", action="store_true",
+                    help="with --exact: also rho(T) at the trained lr, which decides the verdict (else lr <= eta*); "
+                         "costly at a stable point of a large network, where T's top eigenvalues cluster below 1")
     ap.add_argument("--crosscheck", action="store_true",
                     help="power iterations on torch's own products for the first point of each optimizer")
     ap.add_argument("--out", default=DEFAULT_OUT)
@@ -350,7 +366,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="a small smoke run that checks itself")
     a = ap.parse_args()
     if a.quick:
-        a.samples, a.width, a.seeds, a.max_steps, a.crosscheck = 50, 64, "0", 300, True
+        a.samples, a.width, a.seeds, a.max_steps, a.crosscheck, a.band, a.rho = 50, 64, "0", 300, True, True, True
         if a.exact is None:
             a.exact = ["gd:0.5:50:0", "heavy-ball:0.1:10:0.9"]
         if a.out == DEFAULT_OUT:  # never over the committed table
@@ -386,6 +402,9 @@ def main():
         if "power_iteration" in row:
             pi = row["power_iteration"]
             extra += f", power iteration: Hessian {pi['hessian']:.6g}, Gauss-Newton {pi['gauss_newton']:.6g}"
+        if "band" in row:
+            bd = row["band"]
+            extra += f", band [{bd['eta_low']:.4g}, {bd['eta_high']:.4g}] ({bd['verdict']})"
         sharp = "-" if row["sharpness"] is None else f"{row['sharpness']:.4g}"
         print(f"  {spec[0]:>10} lr {spec[1]:g} B {spec[2]} beta {spec[3]:g} seed {seed}: {row['train_status']} "
               f"after {row['steps']} steps (MSE {row['loss']:.2g}, {row['train_seconds']:.0f} s), "
@@ -413,8 +432,18 @@ def check(rows, exact_specs):
             failures.append(f"{key(r)}: sharpness {r['sharpness']} vs Gauss-Newton power iteration {pi['gauss_newton']}")
         if f"{r['optimizer']}:{r['lr']:g}:{r['batch']}:{r['momentum']:g}" in exact_specs and r.get("eta_star") is None:
             failures.append(f"{key(r)}: no eta* ({r.get('error', 'not computed')})")
+        if r.get("eta_star") is not None and r["momentum"] == 0 and r.get("decided_by") != "rho":
+            # (with momentum the radius at a stable point may not converge: the verdict is then eta*'s)
+            failures.append(f"{key(r)}: the verdict is not rho's ({r.get('decided_by')}): nothing to cross-check")
         if r.get("eta_star") is not None and (r["stable"] != (r["lr"] <= r["eta_star"]) or not r["eta_star_converged"]):
             failures.append(f"{key(r)}: verdict {r['stable']} disagrees with lr {r['lr']} vs eta* {r['eta_star']}")
+        bd = r.get("band")
+        if bd is None:
+            failures.append(f"{key(r)}: no band")
+        elif r.get("eta_star") is not None and not (bd["eta_low_certified"] * (1 - 1e-9) <= r["eta_star"]
+                                                    <= bd["eta_high"] * (1 + 1e-9)):
+            failures.append(f"{key(r)}: eta* {r['eta_star']} outside the certified band "
+                            f"[{bd['eta_low_certified']}, {bd['eta_high']}]")
         if r["non_uniformity"] is None or r["non_uniformity"] < 0 or r["hessian_frobenius"] < r["sharpness"]:
             failures.append(f"{key(r)}: impossible measures")
     for f in failures:

@@ -104,6 +104,42 @@ ThresholdResult stability_threshold(const Geometry& g, Index batch, Sampling sam
   return r;
 }
 
+namespace {
+// No sampling noise (B = n without replacement, or Bernoulli at B = n): T(S) = (I - lr H) S (I - lr H), whose
+// eigenvalues on range(H) are (1 - lr d_k)(1 - lr d_l), so rho = max_k (1 - lr d_k)^2 with eigenvector e_k e_k^T
+// in the reduced (eigen)coordinates (theory/spectral_radius.md, section 1). Lanczos would see the cluster of
+// eigenvalues 1 - 2 lr d_k near 1 that small d_k give and need thousands of applications for the same number.
+RadiusResult full_batch_radius(const Geometry& g, double lr, Index batch, Sampling sampling, const SolverOptions& opt,
+                               const detail::Stopwatch& watch) {
+  const VectorXd& d = g.hessian_eigenvalues();
+  Index top = 0;
+  double best = -1.0;
+  for (Index k = 0; k < d.size(); ++k) {
+    const double a = (1.0 - lr * d(k)) * (1.0 - lr * d(k));
+    if (a > best) {
+      best = a;
+      top = k;
+    }
+  }
+  RadiusResult res;
+  res.rho = best;
+  res.lr = lr;
+  res.batch = batch;
+  res.sampling = sampling;
+  res.report.status = d.size() > 0 && std::isfinite(best) ? Status::converged : Status::numerical_failure;
+  res.report.method = Method::dense;
+  res.report.iterations = 1;
+  res.report.residual = 0.0;
+  res.report.message = "closed form: no sampling noise at B = n (gradient descent), rho = max_k (1 - lr d_k)^2";
+  if (opt.want_direction && d.size() > 0) {
+    res.direction = MatrixXd::Zero(d.size(), d.size());
+    res.direction(top, top) = 1.0;
+  }
+  res.report.seconds = watch.seconds();
+  return res;
+}
+}  // namespace
+
 RadiusResult spectral_radius(const Geometry& g, double lr, Index batch, Sampling sampling,
                              const SolverOptions& opt) {
   const detail::Stopwatch watch;
@@ -117,6 +153,9 @@ RadiusResult spectral_radius(const Geometry& g, double lr, Index batch, Sampling
     r.report.seconds = watch.seconds();
     return r;
   }
+  check_batch(batch, g.samples(), "spectral_radius");
+  if (region_coordinates(sampling, g.samples(), static_cast<double>(batch)).second == 0.0)
+    return full_batch_radius(g, lr, batch, sampling, opt, watch);
   SecondMomentOperator t(g, batch, sampling);
   TransitionOperator op(t, lr);
   const VectorXd start = identity_start(VectorXd::Ones(g.rank()));

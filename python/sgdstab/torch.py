@@ -343,7 +343,7 @@ def _adaptive_settings(optimizer, model):
 
 def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse_mean", *,
             sampling="without", momentum=None, nesterov=False, weight_decay=None, optimizer=None,
-            residual_tolerance=1e-6, allow_non_minimum=False, use_gram=None, dtype=_torch.float64,
+            residual_tolerance=1e-6, allow_non_minimum=False, use_gram=None, dtype=_torch.float64, radius=True,
             **solver_options):
     """The stability report of SGD at ``model``'s current parameters.
 
@@ -359,6 +359,11 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
     torch.nn.MSELoss(reduction="mean"), whose eta* is (C/2) times the
     library's; "sgdstab" is the library's (1/n) sum 1/2 |f - y|^2. With lr and
     batch, the report adds the verdict at that point (rho and stable).
+    radius=False leaves rho out: the verdict is then lr <= eta*(batch) (the
+    same answer). At a stable point of a large network the radius is the
+    costly part: the top eigenvalues of T cluster just below 1 (one per
+    small eigenvalue of H), and Lanczos may need thousands of applications
+    where eta* needs tens (full-batch GD's rho is a closed form and cheap).
     momentum=BETA, nesterov=...: torch.optim.SGD(momentum=BETA, nesterov=...)
     (dampening 0; theory/momentum.md); the conversion of lr is the same.
     weight_decay=WD: torch.optim.SGD(lr, weight_decay=WD) (with momentum too:
@@ -409,9 +414,9 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
     max_residual, is_minimum, points [{batch, eta_star, eta_star_sgdstab,
     converged, status, matvecs, error_bound; with momentum (not Adam) also
     eta_bracket: the certified [eta_low, eta_high] around eta*}], verdict (or None: {lr, batch, sampling,
-    rho (None when the radius did not converge), rho_converged, stable,
+    rho (None when the radius did not converge or radius=False), rho_converged, stable,
     eta_star, decided_by ("rho", or "eta_star" when only the threshold
-    converged: stable iff lr <= eta*), converged}), geometry (the
+    converged or radius=False: stable iff lr <= eta*), converged}), geometry (the
     sgdstab.Geometry), to_dict().
     """
     ce = loss == "cross_entropy"
@@ -500,15 +505,19 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
         if not (lr > 0 and math.isfinite(lr)):
             raise ValueError(f"lr: the learning rate must be finite and > 0, got {lr}")
         if l2:
-            rad = _core.adam_l2_radius(raw_jac, c, adaptive["preconditioner"], lr / lr_factor, batch, sampling, beta1,
-                                       factor * l2, **solver_options)
+            rad = (_core.adam_l2_radius(raw_jac, c, adaptive["preconditioner"], lr / lr_factor, batch, sampling, beta1,
+                                        factor * l2, **solver_options) if radius else None)
             thr = pts[bs.index(batch)] if batch in bs else l2_points([batch])[0]
         elif adam:
-            rad = _core.adam_radius(geometry, lr / lr_factor, batch, sampling, beta1, adamw_wd, **solver_options)
-            thr = _core.adam_threshold(geometry, batch, sampling, beta1, 0, adamw_wd, **solver_options)
+            rad = (_core.adam_radius(geometry, lr / lr_factor, batch, sampling, beta1, adamw_wd, **solver_options)
+                   if radius else None)
+            thr = (pts[bs.index(batch)] if batch in bs else
+                   _core.adam_threshold(geometry, batch, sampling, beta1, 0, adamw_wd, **solver_options))
         else:
-            rad = _core.radius(geometry, lr / lr_factor, batch, sampling, **mo, **wd, **solver_options)
-            thr = (_core.threshold(geometry, batch, sampling, **wd, **solver_options) if momentum is None else
+            rad = (_core.radius(geometry, lr / lr_factor, batch, sampling, **mo, **wd, **solver_options)
+                   if radius else None)
+            thr = (pts[bs.index(batch)] if batch in bs else
+                   _core.threshold(geometry, batch, sampling, **wd, **solver_options) if momentum is None else
                    _core.momentum_threshold(geometry, batch, sampling, momentum, nesterov, 0, **wd, **solver_options))
         # rho decides when it converged; otherwise the threshold does (stable iff lr <= eta*), and
         # rho is None: an unconverged radius (clustered eigenvalues near 1 at small lr with momentum) is no number.

@@ -76,6 +76,14 @@ def test_analyze_reports_the_library_numbers_in_pytorch_units():
     assert math.isclose(same.points[0]["eta_star"], sgdstab.threshold(g, 2).eta_star, rel_tol=1e-10)
     v = st.analyze(model, x, y, batches=[2], lr=0.5 * rep.points[1]["eta_star"], batch=2).verdict
     assert v["stable"] and v["rho"] < 1 and v["converged"]
+    # the verdict's eta* is the point's (no second solve); radius=False: no rho, the same verdict from eta*
+    eta2 = st.analyze(model, x, y, batches=[2]).points[0]["eta_star"]
+    for f, stable in ((0.9, True), (1.1, False)):
+        v = st.analyze(model, x, y, batches=[2], lr=f * eta2, batch=2).verdict
+        w = st.analyze(model, x, y, batches=[2], lr=f * eta2, batch=2, radius=False).verdict
+        assert v["decided_by"] == "rho" and v["stable"] == stable and (v["rho"] < 1) == stable
+        assert w["decided_by"] == "eta_star" and w["rho"] is None and w["stable"] == stable and w["converged"]
+        assert w["eta_star"] == v["eta_star"] == eta2
     assert rep.to_dict()["points"] == rep.points and "geometry" not in rep.to_dict()
 
 
