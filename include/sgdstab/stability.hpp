@@ -67,7 +67,10 @@ ThresholdResult stability_threshold(const Geometry& geometry, Index batch,
                                     Sampling sampling = Sampling::without_replacement,
                                     const SolverOptions& options = {});
 
-/// rho(T) at learning rate lr. \throws sgdstab::invalid_argument unless
+/// rho(T) at learning rate lr. Without sampling noise (B = n without
+/// replacement, Bernoulli at B = n) it is the closed form max_k (1 - lr d_k)^2
+/// over H's eigenvalues d_k (method dense, no application of T;
+/// theory/spectral_radius.md section 1). \throws sgdstab::invalid_argument unless
 /// lr > 0 is finite and 1 <= batch <= n.
 RadiusResult spectral_radius(const Geometry& geometry, double lr, Index batch,
                              Sampling sampling = Sampling::without_replacement,
