@@ -123,6 +123,29 @@ TEST(Momentum, SpectralRadiusEqualsDenseEnumeration) {
         }
 }
 
+// B = n (no sampling noise): the library's closed form (theory/momentum.md section 4) against the explicit map
+// enumerated over the one batch, down to small learning rates where T's top eigenvalues cluster near 1.
+TEST(Momentum, FullBatchRadiusIsTheClosedFormOfTheEnumeratedMap) {
+  for (const Case& cs : kCases)
+    for (Sampling s : {Sampling::without_replacement, Sampling::bernoulli})
+      for (bool nesterov : {false, true})
+        for (double beta : {0.0, 0.3, 0.9}) {
+          const MatrixXd J = ref::gaussian(cs.n * cs.c, cs.p, 85 + cs.c);
+          const auto g = sgdstab::Geometry::from_jacobian(J, cs.c);
+          const Momentum mo{beta, nesterov};
+          const auto batches = ref::batch_hessians(ref::per_sample(J, cs.c), cs.n, s);
+          for (double f : {0.01, 0.3, 1.0, 2.5, 4.5}) {
+            const double eta = f / g.lambda_max();
+            const double expected = explicit_rho(explicit_t(batches, eta, mo), 2 * cs.p);
+            const auto r = sgdstab::momentum_spectral_radius(g, eta, cs.n, s, mo);
+            ASSERT_TRUE(r.converged()) << r.report.message;
+            EXPECT_EQ(r.report.matvecs, 0);
+            EXPECT_REL_NEAR(r.rho, expected, 1e-9) << sgdstab::to_string(s) << " nesterov " << nesterov << " beta "
+                                                   << beta << " f " << f;
+          }
+        }
+}
+
 TEST(Momentum, BetaZeroIsPlainSgd) {
   const MatrixXd J = ref::gaussian(12, 20, 91);  // n = 6, c = 2, r = 12
   const auto g = sgdstab::Geometry::from_jacobian(J, 2);

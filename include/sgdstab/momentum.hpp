@@ -78,6 +78,9 @@ class MomentumOperator {
 /// above dense_max_dimension) runs Spectra's Arnoldi (GenEigsSolver,
 /// largest magnitude) and falls back to dense when it does not converge
 /// and the dense matrix fits. With beta = 0 this is spectral_radius.
+/// Without sampling noise (B = n without replacement, Bernoulli at B = n)
+/// and without want_direction it is the closed form max_d rho(m(d))^2 of
+/// theory/momentum.md section 4 (method dense, no application of T).
 /// \throws sgdstab::invalid_argument on bad lr, batch or momentum;
 /// sgdstab::resource_error when the chosen method would not fit in memory.
 RadiusResult momentum_spectral_radius(const Geometry& geometry, double lr, Index batch, Sampling sampling,

@@ -15,6 +15,8 @@
 #include "foundations/stopwatch.hpp"
 #include "sgdstab/errors.hpp"
 #include "sgdstab/memory.hpp"
+#include "sgdstab/region.hpp"
+#include "sgdstab/sampling.hpp"
 #include "sgdstab/weight_decay.hpp"
 #include "solvers/eigensolve.hpp"
 #include "solvers/momentum_levels.hpp"
@@ -226,6 +228,28 @@ class MeanBasisMomentumOperator {
 template <class Op>
 RadiusResult radius_of(const Op& op, double fixed, const SolverOptions& options, RadiusResult res);
 
+// No sampling noise (B = n without replacement, Bernoulli at B = n): M is deterministic and acts on each
+// eigen-direction of H (eigenvalue d) as the 2 x 2 matrix m(d) of eq. 1, so rho(T) = rho(M)^2 = max_d rho(m(d))^2
+// (theory/momentum.md, section 4), with rho(m(d)) the larger root modulus of mu^2 - t mu + det. Arnoldi would
+// meet the cluster of T's eigenvalues near 1 that small d give and stall there (rho is then often not found).
+RadiusResult full_batch_momentum_radius(const VectorXd& d, double lr, const Momentum& mo, RadiusResult res) {
+  const double beta = mo.beta;
+  double top = -1.0;
+  for (Index k = 0; k < d.size(); ++k) {
+    const double t = mo.nesterov ? 1.0 + beta - lr * (1.0 + beta) * d(k) : 1.0 + beta - lr * d(k);
+    const double det = mo.nesterov ? beta * (1.0 - lr * d(k)) : beta;
+    const std::complex<double> root = std::sqrt(std::complex<double>(t * t - 4.0 * det));
+    top = std::max({top, std::abs((t + root) / 2.0), std::abs((t - root) / 2.0)});
+  }
+  res.rho = top * top;
+  res.report.status = d.size() > 0 && std::isfinite(res.rho) ? Status::converged : Status::numerical_failure;
+  res.report.method = Method::dense;
+  res.report.iterations = 1;
+  res.report.residual = 0.0;
+  res.report.message = "closed form: no sampling noise at B = n, rho = max over H's eigenvalues of rho(m(d))^2";
+  return res;
+}
+
 RadiusResult momentum_radius_untimed(const Geometry& geometry, double lr, Index batch, Sampling sampling,
                                       Momentum momentum, const SolverOptions& options, double weight_decay,
                                       const char* where, double decoupled = 0.0) {
@@ -234,12 +258,16 @@ RadiusResult momentum_radius_untimed(const Geometry& geometry, double lr, Index 
   detail::require(std::isfinite(lr) && lr > 0, where, "learning rate must be finite and > 0, got " + detail::fmt(lr));
   detail::require(std::isfinite(weight_decay) && weight_decay >= 0.0, where,
                   "weight decay must be finite and >= 0, got " + detail::fmt(weight_decay));
-  const SecondMomentOperator q(geometry, batch, sampling);
-  MomentumOperator op(q, lr, momentum, weight_decay, decoupled);
+  check_batch(batch, geometry.samples(), where);
   RadiusResult res;
   res.lr = lr;
   res.batch = batch;
   res.sampling = sampling;
+  if (weight_decay == 0.0 && decoupled == 0.0 && !options.want_direction &&
+      region_coordinates(sampling, geometry.samples(), static_cast<double>(batch)).second == 0.0)
+    return full_batch_momentum_radius(geometry.hessian_eigenvalues(), lr, momentum, res);
+  const SecondMomentOperator q(geometry, batch, sampling);
+  MomentumOperator op(q, lr, momentum, weight_decay, decoupled);
   return radius_of(op, q.workspace_bytes() + 8.0 * 8.0 * static_cast<double>(op.rows()), options, res);
 }
 
