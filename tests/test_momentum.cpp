@@ -167,6 +167,9 @@ TEST(Momentum, BetaZeroIsPlainSgd) {
     }
 }
 
+// The library now computes this case by the same 2 x 2 formula (theory/momentum.md section 4): the value
+// comparison below is a consistency check; the independent one is FullBatchRadiusIsTheClosedFormOfTheEnumeratedMap,
+// and the stability limits (5) and (6) are checked here against rho < 1.
 TEST(Momentum, FullBatchMatchesTheTwoByTwoClosedForms) {
   const MatrixXd J = ref::gaussian(10, 14, 93);  // n = 5, c = 2
   const auto g = sgdstab::Geometry::from_jacobian(J, 2);

@@ -206,7 +206,8 @@ def analyze_point(row, net, x, y, exact, band, rho=False):
         b = st.band(net, x, y, batches=[batch], allow_non_minimum=True, momentum=mom)
         p = b.points[0]
         # lr <= eta_low: stable (certified, or with probability >= 1 - delta); lr > eta_high: unstable
-        # (certified); between the two the band cannot tell.
+        # (certified: above eta*; with momentum, above the first crossing eta*, theory/momentum.md section 5);
+        # between the two the band cannot tell.
         verdict = "stable" if lr <= p["eta_low"] else "unstable" if lr > p["eta_high"] else "undecided"
         row["band"] = {"eta_low": p["eta_low"], "eta_high": p["eta_high"], "eta_low_kind": p["eta_low_kind"],
                        "delta": p["delta"], "eta_low_certified": p["eta_low_certified"],

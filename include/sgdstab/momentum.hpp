@@ -79,8 +79,9 @@ class MomentumOperator {
 /// largest magnitude) and falls back to dense when it does not converge
 /// and the dense matrix fits. With beta = 0 this is spectral_radius.
 /// Without sampling noise (B = n without replacement, Bernoulli at B = n)
-/// and without want_direction it is the closed form max_d rho(m(d))^2 of
+/// and weight decay it is the closed form max_d rho(m(d))^2 of
 /// theory/momentum.md section 4 (method dense, no application of T).
+/// No eigen-direction is returned (want_direction is ignored here).
 /// \throws sgdstab::invalid_argument on bad lr, batch or momentum;
 /// sgdstab::resource_error when the chosen method would not fit in memory.
 RadiusResult momentum_spectral_radius(const Geometry& geometry, double lr, Index batch, Sampling sampling,

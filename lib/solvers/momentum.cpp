@@ -263,8 +263,9 @@ RadiusResult momentum_radius_untimed(const Geometry& geometry, double lr, Index 
   res.lr = lr;
   res.batch = batch;
   res.sampling = sampling;
-  if (weight_decay == 0.0 && decoupled == 0.0 && !options.want_direction &&
-      region_coordinates(sampling, geometry.samples(), static_cast<double>(batch)).second == 0.0)
+  // No noise: beta = 0 and alpha = 1 (c = alpha + beta = 1), i.e. E[H_xi S H_xi] = H S H.
+  const auto [c, s] = region_coordinates(sampling, geometry.samples(), static_cast<double>(batch));
+  if (weight_decay == 0.0 && decoupled == 0.0 && c == 1.0 && s == 0.0)
     return full_batch_momentum_radius(geometry.hessian_eigenvalues(), lr, momentum, res);
   const SecondMomentOperator q(geometry, batch, sampling);
   MomentumOperator op(q, lr, momentum, weight_decay, decoupled);

@@ -154,7 +154,8 @@ RadiusResult spectral_radius(const Geometry& g, double lr, Index batch, Sampling
     return r;
   }
   check_batch(batch, g.samples(), "spectral_radius");
-  if (region_coordinates(sampling, g.samples(), static_cast<double>(batch)).second == 0.0)
+  // No noise: beta = 0 and alpha = 1 (c = alpha + beta = 1), i.e. E[H_xi S H_xi] = H S H.
+  if (const auto [c, s] = region_coordinates(sampling, g.samples(), static_cast<double>(batch)); c == 1.0 && s == 0.0)
     return full_batch_radius(g, lr, batch, sampling, opt, watch);
   SecondMomentOperator t(g, batch, sampling);
   TransitionOperator op(t, lr);

@@ -360,10 +360,13 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
     library's; "sgdstab" is the library's (1/n) sum 1/2 |f - y|^2. With lr and
     batch, the report adds the verdict at that point (rho and stable).
     radius=False leaves rho out: the verdict is then lr <= eta*(batch) (the
-    same answer). At a stable point of a large network the radius is the
-    costly part: the top eigenvalues of T cluster just below 1 (one per
-    small eigenvalue of H), and Lanczos may need thousands of applications
-    where eta* needs tens (full-batch GD's rho is a closed form and cheap).
+    same answer for plain SGD, whose stable learning rates are (0, eta*];
+    with momentum or Adam it says whether lr is below the first crossing
+    eta*, theory/momentum.md section 5). At a stable point of a large
+    network the radius is the costly part: the top eigenvalues of T cluster
+    just below 1 (one per small eigenvalue of H), and Lanczos may need
+    thousands of applications where eta* needs tens (at full batch without
+    weight decay rho is a closed form and cheap).
     momentum=BETA, nesterov=...: torch.optim.SGD(momentum=BETA, nesterov=...)
     (dampening 0; theory/momentum.md); the conversion of lr is the same.
     weight_decay=WD: torch.optim.SGD(lr, weight_decay=WD) (with momentum too:

@@ -76,7 +76,7 @@ def test_analyze_reports_the_library_numbers_in_pytorch_units():
     assert math.isclose(same.points[0]["eta_star"], sgdstab.threshold(g, 2).eta_star, rel_tol=1e-10)
     v = st.analyze(model, x, y, batches=[2], lr=0.5 * rep.points[1]["eta_star"], batch=2).verdict
     assert v["stable"] and v["rho"] < 1 and v["converged"]
-    # the verdict's eta* is the point's (no second solve); radius=False: no rho, the same verdict from eta*
+    # the verdict's eta* is the point's; radius=False: no rho, the same verdict from eta*
     eta2 = st.analyze(model, x, y, batches=[2]).points[0]["eta_star"]
     for f, stable in ((0.9, True), (1.1, False)):
         v = st.analyze(model, x, y, batches=[2], lr=f * eta2, batch=2).verdict
