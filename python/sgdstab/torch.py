@@ -507,19 +507,21 @@ def analyze(model, inputs, targets, batches=None, lr=None, batch=None, loss="mse
     if lr is not None:
         if not (lr > 0 and math.isfinite(lr)):
             raise ValueError(f"lr: the learning rate must be finite and > 0, got {lr}")
+        # the point's own eta*(batch) when it was computed above (not solved twice)
+        known = pts[bs.index(batch)] if batch in bs else None
         if l2:
             rad = (_core.adam_l2_radius(raw_jac, c, adaptive["preconditioner"], lr / lr_factor, batch, sampling, beta1,
                                         factor * l2, **solver_options) if radius else None)
-            thr = pts[bs.index(batch)] if batch in bs else l2_points([batch])[0]
+            thr = known if known is not None else l2_points([batch])[0]
         elif adam:
             rad = (_core.adam_radius(geometry, lr / lr_factor, batch, sampling, beta1, adamw_wd, **solver_options)
                    if radius else None)
-            thr = (pts[bs.index(batch)] if batch in bs else
+            thr = (known if known is not None else
                    _core.adam_threshold(geometry, batch, sampling, beta1, 0, adamw_wd, **solver_options))
         else:
             rad = (_core.radius(geometry, lr / lr_factor, batch, sampling, **mo, **wd, **solver_options)
                    if radius else None)
-            thr = (pts[bs.index(batch)] if batch in bs else
+            thr = (known if known is not None else
                    _core.threshold(geometry, batch, sampling, **wd, **solver_options) if momentum is None else
                    _core.momentum_threshold(geometry, batch, sampling, momentum, nesterov, 0, **wd, **solver_options))
         # rho decides when it converged; otherwise the threshold does (stable iff lr <= eta*), and
