@@ -16,6 +16,7 @@
 #include "sgdstab/errors.hpp"
 #include "sgdstab/linearized_model.hpp"
 #include "sgdstab/momentum.hpp"
+#include "sgdstab/sampling.hpp"
 #include "sgdstab/stability.hpp"
 
 using Eigen::MatrixXd;
@@ -506,6 +507,62 @@ TEST(BandMatrixFree, RefusesSampleGramsThatDisagreeWithTheProducts) {
   } catch (const sgdstab::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("disagree with its products"), std::string::npos) << e.what();
   }
+}
+
+// The certified bound on lambda_max(M) (theory/band.md, eqs. 8 and 8'),
+// M = (alpha / n) K + beta blockdiag(K_ii), against M formed densely: with
+// few Lanczos vectors it is never below lambda_max(M), on four spectra
+// (Gaussian, decaying columns, samples of very different norms, a gradient
+// direction shared by every sample), every scheme and batch size, several
+// starts. When H's Krylov space is the whole range(H) (p = 3 < n C), its
+// lambda_max is exact and the bound is at most Weyl's
+// (alpha / n) n lambda_max(H) + beta max_i lambda_max(K_ii); the trace
+// bound (8) alone is far above that there (beta tr K, tr K = sum of the n
+// blocks' traces), so this fails without eq. 8'.
+TEST(BandMatrixFree, CertifiedLowerSideBoundsTheDenseLambdaMaxOfM) {
+  const Eigen::Index n = 30, c = 2;
+  for (Eigen::Index p : {Eigen::Index(80), Eigen::Index(3)})
+    for (int kind = 0; kind <= 3; ++kind) {
+      MatrixXd j = ref::gaussian(n * c, p, 40 + static_cast<std::uint64_t>(kind + p));
+      if (kind == 1)
+        for (Eigen::Index k = 0; k < p; ++k) j.col(k) *= std::pow(0.85, static_cast<double>(k));
+      if (kind == 2) {
+        const MatrixXd u = ref::gaussian(n, 1, 77);
+        for (Eigen::Index i = 0; i < n; ++i) j.middleRows(i * c, c) *= std::pow(4.0, std::tanh(u(i, 0)));
+      }
+      if (kind == 3) j += 3.0 * ref::gaussian(n * c, 1, 78) * ref::gaussian(1, p, 79);
+      const MatrixXd k = j * j.transpose();
+      MatrixXd blocks = MatrixXd::Zero(n * c, n * c);
+      double block_top = 0.0;
+      for (Eigen::Index i = 0; i < n; ++i) {
+        blocks.block(i * c, i * c, c, c) = k.block(i * c, i * c, c, c);
+        block_top = std::max(block_top,
+                             Eigen::SelfAdjointEigenSolver<MatrixXd>(k.block(i * c, i * c, c, c)).eigenvalues().maxCoeff());
+      }
+      const double h_top =
+          Eigen::SelfAdjointEigenSolver<MatrixXd>(j.transpose() * j / static_cast<double>(n)).eigenvalues().maxCoeff();
+      const sgdstab::JacobianModel model(j, c);
+      for (Sampling s : kSchemes)
+        for (Eigen::Index b : {Eigen::Index(1), Eigen::Index(3), Eigen::Index(10), Eigen::Index(29)}) {
+          const sgdstab::SamplingFactors f = sgdstab::sampling_factors(s, n, b);
+          const MatrixXd m = (f.alpha / static_cast<double>(n)) * k + f.beta * blocks;
+          const double top = Eigen::SelfAdjointEigenSolver<MatrixXd>(m).eigenvalues().maxCoeff();
+          const double weyl = f.alpha * h_top + f.beta * block_top;
+          SCOPED_TRACE("kind " + std::to_string(kind) + " " + where(n, c, p, b, s));
+          for (Eigen::Index steps : {Eigen::Index(3), Eigen::Index(10)})
+            for (std::uint64_t seed : {1, 2, 3}) {
+              sgdstab::BandOptions o;
+              o.subspace = 8;
+              o.lanczos_steps = steps;
+              o.seed = seed;
+              o.subspace_doublings = 0;
+              const sgdstab::BandResult band = sgdstab::stability_band(model, b, s, o);
+              const double bound = 2.0 / band.eta_low_certified;  // the certified lambda-bar >= lambda_max(M)
+              EXPECT_GE(bound, top * (1 - kRoundoff)) << "steps " << steps << " seed " << seed;
+              if (p < n * c) EXPECT_LE(bound, weyl * (1 + kRoundoff)) << "steps " << steps << " seed " << seed;
+            }
+        }
+    }
 }
 
 // K proportional to I (orthogonal samples of equal norm): Lanczos closes

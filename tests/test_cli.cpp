@@ -19,6 +19,7 @@
 
 #include "reference.hpp"
 #include "sgdstab/sgdstab.hpp"
+#include "solvers/band_detail.hpp"
 #include "temp_files.hpp"
 
 #ifdef SGDSTAB_CLI_PATH
@@ -1403,14 +1404,15 @@ TEST_F(Cli, RegionEngineChoosesAndTheBandContainsTheExactRegion) {
     }
   }
   // One library call over both schemes (the Krylov subspace of H made
-  // once): the same bands and the same products as the program's.
+  // once) with lambda_max(H) known from the Gram, as the program has it:
+  // the same bands and the same products as the program's.
   sgdstab::BandOptions bo;
   bo.subspace = 6;
   bo.lanczos_steps = 10;
   bo.seed = 2;
-  const auto lib = sgdstab::stability_band_region(
+  const auto lib = sgdstab::detail::band_region_known_top(
       sgdstab::JacobianModel::from_geometry(g),
-      {sgdstab::Sampling::without_replacement, sgdstab::Sampling::bernoulli}, {1, 3, 12}, bo);
+      {sgdstab::Sampling::without_replacement, sgdstab::Sampling::bernoulli}, {1, 3, 12}, bo, g.lambda_max());
   EXPECT_EQ(band["products"].get<sgdstab::Index>(), lib[0][0].products);
   for (std::size_t s = 0; s < 2; ++s)
     for (std::size_t i = 0; i < 3; ++i) {

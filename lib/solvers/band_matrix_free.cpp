@@ -142,8 +142,10 @@ struct TopBounds {
 
 // `requested`: the Lanczos vectors asked for. After an exact invariant exit
 // every larger Krylov space is the same, so the Ritz value is that of
-// min(requested, N) vectors and eq. 9 may use it.
-TopBounds top_bounds(const LanczosBasis& b, double trace, double delta, Index requested) {
+// min(requested, N) vectors and eq. 9 may use it. `rest_top`: a second
+// upper bound on lambda_max(C) known to the caller (eq. 8'), INFINITY if none.
+TopBounds top_bounds(const LanczosBasis& b, double trace, double delta, Index requested,
+                     double rest_top = INFINITY) {
   TopBounds out;
   const Index m = b.t.rows(), dim = b.q.rows();
   out.ritz = top_eigenvalue(b.t);
@@ -155,7 +157,7 @@ TopBounds top_bounds(const LanczosBasis& b, double trace, double delta, Index re
     throw invalid_argument("stability_band: the model's sample_grams() disagree with its products (tr T = " +
                            detail::fmt(b.t.trace()) + " exceeds tr M = " + detail::fmt(trace) +
                            " computed from the blocks J_i J_i^T)");
-  const double rest = m == dim ? 0.0 : std::max(0.0, trace - b.t.trace());
+  const double rest = m == dim ? 0.0 : std::min(std::max(0.0, trace - b.t.trace()), rest_top);
   out.certified = 0.5 * (out.ritz + rest + std::hypot(out.ritz - rest, 2.0 * rnorm));
   // Probabilistic (eq. 8, Kuczynski & Wozniakowski 1992, Lanczos from a
   // uniform start): k = m - 1 products beyond the start.
@@ -483,19 +485,35 @@ MatrixXd lower_side(CheckedModel& model, const SharedProducts& s, SamplingFactor
                     BandResult& res, Index& lanczos_vectors) {
   const Index n = model.n(), c = model.c();
   const double a = f.alpha / static_cast<double>(n), b = f.beta;
+  double kept_k_trace = 0.0;  // tr(Q^T K Q): apply_m is called once on each Lanczos vector
   auto apply_m = [&](const VectorXd& v) -> VectorXd {
     VectorXd out = VectorXd::Zero(v.size());
     if (b != 0.0)
       for (Index i = 0; i < n; ++i)
         out.segment(i * c, c).noalias() = b * s.grams.middleRows(i * c, c) * v.segment(i * c, c);
-    if (a != 0.0) out += a * model.times(model.transpose_times(v)).col(0);  // no products when alpha = 0
+    if (a != 0.0) {  // no products when alpha = 0
+      const VectorXd kv = model.times(model.transpose_times(v)).col(0);
+      kept_k_trace += v.dot(kv);
+      out += a * kv;
+    }
     return out;
   };
   const LanczosBasis l = lanczos_basis(apply_m, random_unit(model.nc(), rng), o.lanczos_steps, "stability_band");
   lanczos_vectors += l.q.cols();
-  const TopBounds t = top_bounds(l, (a + b) * s.gram_trace, o.delta, o.lanczos_steps);
+  if (kept_k_trace > (1.0 + 1e-8) * s.gram_trace)
+    throw invalid_argument("stability_band: the model's sample_grams() disagree with its products (tr Q^T K Q = " +
+                           detail::fmt(kept_k_trace) + " exceeds tr K = " + detail::fmt(s.gram_trace) +
+                           " computed from the blocks J_i J_i^T)");
+  // Eq. 8': in (Q, Q-perp) the lower-right block is a Q-perp^T K Q-perp + b
+  // Q-perp^T D Q-perp, whose lambda_max is at most a min(tr K - tr Q^T K Q,
+  // n lambda_max(H)) + b max_i lambda_max(K_ii); Weyl's bound on M itself
+  // is a n lambda_max(H) + b max_i lambda_max(K_ii).
+  const double n_d = static_cast<double>(n);
+  const double k_rest = std::min(std::max(0.0, s.gram_trace - kept_k_trace), n_d * s.h_top);
+  const TopBounds t = top_bounds(l, (a + b) * s.gram_trace, o.delta, o.lanczos_steps, a * k_rest + b * s.block_top);
+  const double weyl = a * n_d * s.h_top + b * s.block_top;
   // alpha = 0: M is block diagonal and its lambda_max is known exactly.
-  const double certified = a == 0.0 ? b * s.block_top : t.certified;
+  const double certified = a == 0.0 ? b * s.block_top : std::min(t.certified, weyl);
   const double probabilistic = a == 0.0 ? INFINITY : t.probabilistic;
   if (o.momentum > 0.0) {  // theory/band.md, section 6
     res.eta_low_certified = momentum_low(o, f, certified, s.block_top, s.h_top);
