@@ -76,7 +76,8 @@ class MomentumOperator {
 /// r(2r+1)-square matrix and takes the largest eigenvalue modulus (LAPACK
 /// via Eigen's real Schur form); lanczos (the matrix-free choice; automatic
 /// above dense_max_dimension) runs Spectra's Arnoldi (GenEigsSolver,
-/// largest magnitude) and falls back to dense when it does not converge
+/// largest real part: the Perron root rho is real and >= every modulus,
+/// theory/momentum.md section 3) and falls back to dense when it does not converge
 /// and the dense matrix fits. With beta = 0 this is spectral_radius.
 /// Without sampling noise (B = n without replacement, Bernoulli at B = n)
 /// and weight decay it is the closed form max_d rho(m(d))^2 of
