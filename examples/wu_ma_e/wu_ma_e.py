@@ -43,7 +43,7 @@ every exact eta* must lie inside its point's certified band, and rho's
 verdict must agree with lr against eta*: without momentum rho must decide).
 
 usage: wu_ma_e.py [--out FILE] [--svg FILE] [--seeds 0,1,2] [--only gd,sgd,heavy-ball] [--batches 10,100]
-                  [--max-steps N] [--exact SPEC ...] [--band] [--rho] [--crosscheck] [--quick]
+                  [--momenta 0.9] [--max-steps N] [--exact SPEC ...] [--band] [--rho] [--crosscheck] [--quick]
 (PYTHONPATH=build/python /usr/bin/python3 examples/wu_ma_e/wu_ma_e.py; scripts/wu_ma_e.sh)
 """
 import argparse
@@ -77,14 +77,16 @@ def network(seed, width):
                                torch.nn.Linear(width, 10))
 
 
-def settings(n, only, quick, batches=None):
-    """(optimizer, lr, batch, momentum) in the issue's order (batches: keep only these B; n is GD's)."""
+def settings(n, only, quick, batches=None, momenta=None):
+    """(optimizer, lr, batch, momentum) in the issue's order (batches: keep only these B, n is GD's;
+    momenta: keep only these heavy-ball betas)."""
     if quick:
         return [("gd", 0.5, n, 0.0), ("sgd", 0.1, 10, 0.0), ("heavy-ball", 0.1, 10, 0.9)]
     out = [("gd", lr, n, 0.0) for lr in GD_LRS]
     out += [("sgd", lr, b, 0.0) for b in SGD_BATCHES if b <= n for lr in SGD_LRS]
     out += [("heavy-ball", 0.1, b, m) for b in (n, 10) for m in MOMENTA]
-    return [s for s in out if s[0] in only and (batches is None or s[2] in batches)]
+    return [s for s in out if s[0] in only and (batches is None or s[2] in batches)
+            and (momenta is None or s[0] != "heavy-ball" or s[3] in momenta)]
 
 
 CONFIG = ("samples", "width", "max_steps", "target")
@@ -351,6 +353,7 @@ def main():
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--only", default="gd,sgd,heavy-ball", help="optimizers to run (comma-separated)")
     ap.add_argument("--batches", default="", help="run only the settings with these B (comma-separated; n = GD)")
+    ap.add_argument("--momenta", default="", help="run only the heavy-ball settings with these betas (comma-separated)")
     ap.add_argument("--max-steps", type=int, default=10000)
     ap.add_argument("--target", type=float, default=1e-5, help="stop when the training MSE is below this")
     ap.add_argument("--exact", nargs="*", default=None,
@@ -379,7 +382,8 @@ def main():
     seeds = [int(s) for s in a.seeds.split(",")]
     only = set(a.only.split(","))
     batches = {int(b) for b in a.batches.split(",")} if a.batches else None
-    plan = [(s, seed) for s in settings(a.samples, only, a.quick, batches) for seed in seeds]
+    momenta = {float(m) for m in a.momenta.split(",")} if a.momenta else None
+    plan = [(s, seed) for s in settings(a.samples, only, a.quick, batches, momenta) for seed in seeds]
     rows = []
     if os.path.exists(a.out) and not a.quick:
         with open(a.out) as f:
