@@ -184,6 +184,20 @@ def sharpness_by_power_iteration(net, x, y):
 def analyze_point(row, net, x, y, exact, band, rho=False):
     """The library's eta*(B) (exact) and band at the trained point, into row."""
     n, batch, lr, mom = x.shape[0], row["batch"], row["lr"], row["momentum"]
+    # The band first: it fits where the exact solve may not (a MemoryError there keeps the band in the row).
+    if band:
+        t = time.time()
+        b = st.band(net, x, y, batches=[batch], allow_non_minimum=True, momentum=mom)
+        p = b.points[0]
+        # lr <= eta_low: stable (certified, or with probability >= 1 - delta); lr > eta_high: unstable
+        # (certified: above eta*; with momentum, above the first crossing eta*, theory/momentum.md section 5);
+        # between the two the band cannot tell.
+        verdict = "stable" if lr <= p["eta_low"] else "unstable" if lr > p["eta_high"] else "undecided"
+        row["band"] = {"eta_low": p["eta_low"], "eta_high": p["eta_high"], "eta_low_kind": p["eta_low_kind"],
+                       "delta": p["delta"], "eta_low_certified": p["eta_low_certified"],
+                       "relative_width": p["relative_width"], "subspace_dimension": p["subspace_dimension"],
+                       "products": p["products"], "converged": p["converged"], "verdict": verdict,
+                       "seconds": time.time() - t}
     if exact:
         t = time.time()
         if mom == 0:
@@ -203,19 +217,6 @@ def analyze_point(row, net, x, y, exact, band, rho=False):
         row["eta_gd"] = rep.eta_gd
         row["max_residual"] = rep.max_residual
         row["exact_seconds"] = time.time() - t
-    if band:
-        t = time.time()
-        b = st.band(net, x, y, batches=[batch], allow_non_minimum=True, momentum=mom)
-        p = b.points[0]
-        # lr <= eta_low: stable (certified, or with probability >= 1 - delta); lr > eta_high: unstable
-        # (certified: above eta*; with momentum, above the first crossing eta*, theory/momentum.md section 5);
-        # between the two the band cannot tell.
-        verdict = "stable" if lr <= p["eta_low"] else "unstable" if lr > p["eta_high"] else "undecided"
-        row["band"] = {"eta_low": p["eta_low"], "eta_high": p["eta_high"], "eta_low_kind": p["eta_low_kind"],
-                       "delta": p["delta"], "eta_low_certified": p["eta_low_certified"],
-                       "relative_width": p["relative_width"], "subspace_dimension": p["subspace_dimension"],
-                       "products": p["products"], "converged": p["converged"], "verdict": verdict,
-                       "seconds": time.time() - t}
 
 
 def run_one(spec, seed, x, y, a, exact_specs, crosschecked):
