@@ -564,7 +564,7 @@ TEST(BandMatrixFree, CertifiedLowerSideBoundsTheDenseLambdaMaxOfM) {
           const double weyl = f.alpha * h_top + f.beta * block_top;
           SCOPED_TRACE("kind " + std::to_string(kind) + " " + where(n, c, p, b, s));
           for (Eigen::Index steps : {Eigen::Index(3), Eigen::Index(10)})
-            for (std::uint64_t seed : {1, 2, 3}) {
+            for (std::uint64_t seed : {1, 2}) {
               sgdstab::BandOptions o;
               o.subspace = 8;
               o.lanczos_steps = steps;
