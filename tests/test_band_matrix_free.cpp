@@ -491,7 +491,8 @@ TEST(BandMatrixFree, RejectsBadArgumentsAndBrokenModels) {
 }
 
 // Per-sample Grams that disagree with the products (half the true blocks):
-// Lanczos over all of R^{nC} finds tr T > tr M and the band refuses.
+// the band refuses, caught on H's Krylov basis (tr T > tr H) when it spans
+// range(H), else by M's Lanczos (tr Q^T K Q > tr K).
 TEST(BandMatrixFree, RefusesSampleGramsThatDisagreeWithTheProducts) {
   class HalfGrams : public ProductsOnly {
    public:
@@ -520,11 +521,11 @@ TEST(BandMatrixFree, RefusesSampleGramsThatDisagreeWithTheProducts) {
   }
 }
 
-// The certified bound on lambda_max(M) (theory/band.md, eqs. 8 and 8'),
+// The certified bound on lambda_max(M) (theory/band.md, eqs. 8, 8' and 8''),
 // M = (alpha / n) K + beta blockdiag(K_ii), against M formed densely: with
 // few Lanczos vectors it is never below lambda_max(M), on four spectra
 // (Gaussian, decaying columns, samples of very different norms, a gradient
-// direction shared by every sample), every scheme, B = 1, 3, 10, 29, several
+// direction shared by every sample), every scheme, B = 1, 3, 10, 29, two
 // starts. Where H's Krylov space is all of range(H) (p = 3 <= the subspace)
 // the bound is at most Weyl's alpha lambda_max(H) + beta max_i
 // lambda_max(K_ii). And the split trace term of eq. 8' is what gives the

@@ -184,11 +184,16 @@ def sharpness_by_power_iteration(net, x, y):
 def analyze_point(row, net, x, y, exact, band, rho=False):
     """The library's eta*(B) (exact) and band at the trained point, into row."""
     n, batch, lr, mom = x.shape[0], row["batch"], row["lr"], row["momentum"]
-    # The band first: it fits where the exact solve may not (a MemoryError there keeps the band in the row).
+    # The band first: it fits where the exact solve may not (a MemoryError there keeps the band in the row);
+    # its own failure is recorded and the exact solve still runs.
     if band:
         t = time.time()
-        b = st.band(net, x, y, batches=[batch], allow_non_minimum=True, momentum=mom)
-        p = b.points[0]
+        try:
+            p = st.band(net, x, y, batches=[batch], allow_non_minimum=True, momentum=mom).points[0]
+        except (ValueError, RuntimeError, MemoryError) as e:
+            row["band_error"] = f"{type(e).__name__}: {e}"
+            p = None
+    if band and p is not None:
         # lr <= eta_low: stable (certified, or with probability >= 1 - delta); lr > eta_high: unstable
         # (certified: above eta*; with momentum, above the first crossing eta*, theory/momentum.md section 5);
         # between the two the band cannot tell.

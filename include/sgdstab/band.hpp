@@ -31,7 +31,9 @@
 ///  - eta_low is the Collatz-Wielandt bound at X = Pi (Wu, Ma & E), as
 ///    2 / lambda_max(M) with M = (alpha / n) K + beta blockdiag(J_i J_i^T)
 ///    on R^{n C}, and lambda_max(M) bounded from above by Lanczos either
-///    with certainty (the residual and the trace of the rest) or with
+///    with certainty (the residual and the trace of the rest, or Weyl's
+///    alpha lambda_max(H) + beta max_i lambda_max(J_i J_i^T); theory/band.md
+///    section 5.3) or with
 ///    probability at least 1 - delta over the random start (Kuczynski &
 ///    Wozniakowski 1992); eta_low_kind says which. With the default
 ///    delta = 1e-3 the probabilistic side is used wherever it is tighter;

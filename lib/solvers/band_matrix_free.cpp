@@ -133,7 +133,7 @@ double top_eigenvalue(const MatrixXd& s) {
 }
 
 // Upper bounds on lambda_max(A) from a Lanczos basis of a PSD A with trace
-// tau (theory/band.md, eqs. 7 and 8).
+// tau (theory/band.md, eqs. 8 and 9).
 struct TopBounds {
   double ritz = 0.0;           // theta = lambda_max(T): a lower estimate
   double certified = 0.0;      // >= lambda_max(A), always
@@ -149,7 +149,8 @@ TopBounds top_bounds(const LanczosBasis& b, double trace, double delta, Index re
   TopBounds out;
   const Index m = b.t.rows(), dim = b.q.rows();
   out.ritz = top_eigenvalue(b.t);
-  // Certified (eq. 7): A = [[T, R^T], [R, C]] in (Q, Q-perp); lambda_max(C) <= tr C = tau - tr T.
+  // Certified (eq. 8): A = [[T, R^T], [R, C]] in (Q, Q-perp); lambda_max(C) <= tr C = tau - tr T
+  // (or rest_top, eq. 8', when smaller).
   const MatrixXd r = b.aq - b.q * b.t;
   const double rnorm = std::sqrt(std::max(0.0, top_eigenvalue(r.transpose() * r)));
   // tr T > tr A proves that the traces (from sample_grams) and the products disagree.
@@ -159,7 +160,7 @@ TopBounds top_bounds(const LanczosBasis& b, double trace, double delta, Index re
                            " computed from the blocks J_i J_i^T)");
   const double rest = m == dim ? 0.0 : std::min(std::max(0.0, trace - b.t.trace()), rest_top);
   out.certified = 0.5 * (out.ritz + rest + std::hypot(out.ritz - rest, 2.0 * rnorm));
-  // Probabilistic (eq. 8, Kuczynski & Wozniakowski 1992, Lanczos from a
+  // Probabilistic (eq. 9, Kuczynski & Wozniakowski 1992, Lanczos from a
   // uniform start): k = m - 1 products beyond the start.
   out.probabilistic = INFINITY;
   const double k = static_cast<double>((b.invariant ? std::min(requested, dim) : m) - 1);
@@ -501,7 +502,8 @@ MatrixXd lower_side(CheckedModel& model, const SharedProducts& s, SamplingFactor
   const LanczosBasis l = lanczos_basis(apply_m, random_unit(model.nc(), rng), o.lanczos_steps, "stability_band");
   lanczos_vectors += l.q.cols();
   // Undiluted by b D, unlike tr T against tr M, so float32 products (about
-  // 1e-7) get room; a larger excess is a model whose passes differ.
+  // 1e-7) get room here; the tr T check in top_bounds keeps 1e-8 (at b = 0
+  // it tests the same sum). A larger excess is a model whose passes differ.
   if (kept_k_trace > (1.0 + 1e-5) * s.gram_trace)
     throw invalid_argument("stability_band: the model's sample_grams() disagree with its products (tr Q^T K Q = " +
                            detail::fmt(kept_k_trace) + " exceeds tr K = " + detail::fmt(s.gram_trace) +
