@@ -140,6 +140,15 @@ struct TopBounds {
   double probabilistic = 0.0;  // >= lambda_max(A) with probability >= 1 - delta; inf when none
 };
 
+// A sum over a Lanczos basis above the trace it is part of proves that the
+// model's sample_grams() (the trace) and its products (the sum) disagree.
+void refuse_if_above(double sum, double trace, double tolerance, const std::string& sum_name, const char* trace_name) {
+  if (sum > (1.0 + tolerance) * trace)
+    throw invalid_argument("stability_band: the model's sample_grams() disagree with its products (" + sum_name +
+                           " = " + detail::fmt(sum) + " exceeds tr " + trace_name + " = " + detail::fmt(trace) +
+                           " computed from the blocks J_i J_i^T)");
+}
+
 // `requested`: the Lanczos vectors asked for. After an exact invariant exit
 // every larger Krylov space is the same, so the Ritz value is that of
 // min(requested, N) vectors and eq. 9 may use it. `rest_top`: a second
@@ -153,11 +162,7 @@ TopBounds top_bounds(const LanczosBasis& b, double trace, double delta, Index re
   // (or rest_top, eq. 8', when smaller).
   const MatrixXd r = b.aq - b.q * b.t;
   const double rnorm = std::sqrt(std::max(0.0, top_eigenvalue(r.transpose() * r)));
-  // tr T > tr A proves that the traces (from sample_grams) and the products disagree.
-  if (b.t.trace() > (1.0 + 1e-8) * trace)
-    throw invalid_argument("stability_band: the model's sample_grams() disagree with its products (tr T = " +
-                           detail::fmt(b.t.trace()) + " exceeds tr " + name + " = " + detail::fmt(trace) +
-                           " computed from the blocks J_i J_i^T)");
+  refuse_if_above(b.t.trace(), trace, 1e-8, "tr T", name);
   const double rest = m == dim ? 0.0 : std::min(std::max(0.0, trace - b.t.trace()), rest_top);
   out.certified = 0.5 * (out.ritz + rest + std::hypot(out.ritz - rest, 2.0 * rnorm));
   // Probabilistic (eq. 9, Kuczynski & Wozniakowski 1992, Lanczos from a
@@ -504,10 +509,7 @@ MatrixXd lower_side(CheckedModel& model, const SharedProducts& s, SamplingFactor
   // Undiluted by b D, unlike tr T against tr M, so float32 products (about
   // 1e-7) get room here; the tr T check in top_bounds keeps 1e-8 (at b = 0
   // it tests the same sum). A larger excess is a model whose passes differ.
-  if (kept_k_trace > (1.0 + 1e-5) * s.gram_trace)
-    throw invalid_argument("stability_band: the model's sample_grams() disagree with its products (tr Q^T K Q = " +
-                           detail::fmt(kept_k_trace) + " exceeds tr K = " + detail::fmt(s.gram_trace) +
-                           " computed from the blocks J_i J_i^T)");
+  refuse_if_above(kept_k_trace, s.gram_trace, 1e-5, "tr Q^T K Q", "K");
   // Eq. 8': in (Q, Q-perp) the lower-right block is a Q-perp^T K Q-perp + b
   // Q-perp^T D Q-perp, whose lambda_max is at most a (tr K - tr Q^T K Q) +
   // b max_i lambda_max(K_ii). Weyl's bound on M itself is a n lambda_max(H)
@@ -515,7 +517,7 @@ MatrixXd lower_side(CheckedModel& model, const SharedProducts& s, SamplingFactor
   // term above would add nothing: eq. 8 is >= its t).
   const double k_rest = std::max(0.0, s.gram_trace - kept_k_trace);
   const TopBounds t = top_bounds(l, (a + b) * s.gram_trace, o.delta, o.lanczos_steps, "M", a * k_rest + b * s.block_top);
-  const double weyl = a * static_cast<double>(n) * s.h_top + b * s.block_top;
+  const double weyl = f.alpha * s.h_top + b * s.block_top;
   // alpha = 0: M is block diagonal and its lambda_max is known exactly.
   const double certified = a == 0.0 ? b * s.block_top : std::min(t.certified, weyl);
   const double probabilistic = a == 0.0 ? INFINITY : t.probabilistic;
